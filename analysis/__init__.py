@@ -1,0 +1,1 @@
+"""Analysis of crowd answers: quality control, aggregation, reports, counterfactual tests."""

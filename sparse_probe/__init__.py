@@ -1,0 +1,1 @@
+"""sparse-probe: sparse decision layers for debuggable deep networks."""

@@ -1,0 +1,1 @@
+"""Crowd tasks: feature visualizations, HIT building, publishing and the task server."""
