@@ -26,7 +26,10 @@ def parse_reward(reward: str | float) -> Decimal:
     """
     text = f"{reward:.2f}" if isinstance(reward, float) else str(reward).strip()
     if not REWARD_PATTERN.match(text):
-        raise ValueError(f"reward {reward!r}: expected dollars like '0.10' (pattern ^[0-9]+(\\.)?[0-9]{{0,2}}$)")
+        raise ValueError(
+            f"reward {reward!r}: expected dollars like '0.10' "
+            "(pattern ^[0-9]+(\\.)?[0-9]{0,2}$)"
+        )
     return Decimal(text)
 
 
