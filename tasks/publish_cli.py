@@ -1,0 +1,260 @@
+"""``sparse-probe tasks publish | collect | review | ingest-csv``: thin library wrappers."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import click
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tasks.answers import AnswersFormatError, merge_answers, read_answers, read_batch_csv
+from tasks.answers import write_answers as _write_answers
+from tasks.client import (
+    Endpoint,
+    load_credentials_file,
+    make_client,
+    resolve_endpoint,
+)
+from tasks.ledger import LEDGER_NAME, Ledger, LedgerError
+
+__all__ = ["collect", "ingest_csv", "parse_seconds", "publish", "review"]
+
+ADMIN_USER_ENV = "SPARSE_PROBE_ADMIN_USER"
+ADMIN_PASSWORD_ENV = "SPARSE_PROBE_ADMIN_PASSWORD"
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_seconds(text: str) -> int:
+    """``"3600"``, ``"90s"``, ``"30m"``, ``"2h"`` or ``"7d"`` as seconds."""
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", str(text))
+    if not m:
+        raise click.BadParameter(f"{text!r}: expected seconds or N[s|m|h|d], e.g. 30m, 7d")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+def _cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the library's errors into one-line click errors (non-zero exit)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, LedgerError, OSError) as exc:
+            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else repr(exc)) \
+                from exc
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            raise click.ClickException(
+                f"{exc.operation_name}: {err.get('Code', '')}: {err.get('Message', '')}") from exc
+        except BotoCoreError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+def _endpoint_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--endpoint", type=click.Choice(["local", "sandbox", "production"]),
+                     default=None, help="Where to send requests [default: the ledger's one "
+                     "endpoint, else local]."),
+        click.option("--endpoint-url", default=None,
+                     help="Task server URL (local) or an override of MTurk's endpoint."),
+        click.option("--profile", default=None, help="AWS profile (sandbox/production)."),
+        click.option("--credentials", "credentials", type=click.Path(dir_okay=False),
+                     default=None, help="Task server credentials JSON (local)."),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+def _endpoint_and_client(tasks_dir: Path, endpoint: str | None, endpoint_url: str | None,
+                         profile: str | None, credentials: str | None
+                         ) -> tuple[Endpoint, Any, dict[str, Any]]:
+    creds: dict[str, Any] = load_credentials_file(credentials) if credentials else {}
+    if endpoint is None:
+        keys: set[str] = set()
+        ledger_path = tasks_dir / LEDGER_NAME
+        if ledger_path.is_file():
+            with Ledger(ledger_path) as ledger:
+                keys = {h.endpoint for h in ledger.hits()}
+        if len(keys) == 1:
+            only = keys.pop()
+            endpoint = "local" if only.startswith("local:") else only
+            if only.startswith("local:") and endpoint_url is None:
+                endpoint_url = only[len("local:"):]
+        else:
+            endpoint = "local"
+    if endpoint == "local" and endpoint_url is None:
+        endpoint_url = creds.get("url")
+    ep = resolve_endpoint(endpoint, endpoint_url)
+    client = make_client(ep, profile=profile, credentials_file=credentials)
+    return ep, client, creds
+
+
+def _admin_auth(creds: dict[str, Any], user: str | None, password: str | None
+                ) -> tuple[str, str] | None:
+    user = user or creds.get("admin_user") or os.environ.get(ADMIN_USER_ENV)
+    password = password or creds.get("admin_password") or os.environ.get(ADMIN_PASSWORD_ENV)
+    return (user, password) if user and password else None
+
+
+def _money(value: str | None, what: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        out = Decimal(value)
+    except InvalidOperation as exc:
+        raise click.BadParameter(f"{value!r}: expected dollars like 25 or 12.50",
+                                 param_hint=what) from exc
+    if out < 0:
+        raise click.BadParameter("must be >= 0", param_hint=what)
+    return out
+
+
+def _tasks_dir(path: str) -> Path:
+    p = Path(path)
+    if not (p / "manifest.jsonl").is_file():
+        raise click.ClickException(f"{p / 'manifest.jsonl'}: manifest not found (expected a "
+                                   "tasks directory written by 'sparse-probe tasks build')")
+    return p
+
+
+# --------------------------------------------------------------------------- publish
+@click.command()
+@click.argument("tasks_dir", type=click.Path(file_okay=False))
+@_endpoint_options
+@click.option("--reward", default="0.10", show_default=True, help="Dollars per assignment.")
+@click.option("--assignments", default=3, show_default=True, type=click.IntRange(1, 1000),
+              help="Assignments (workers) per HIT.")
+@click.option("--lifetime", default="7d", show_default=True, help="How long HITs stay listed.")
+@click.option("--duration", default="30m", show_default=True, help="Time a worker has per HIT.")
+@click.option("--auto-approval", default="3d", show_default=True,
+              help="Delay before MTurk auto-approves.")
+@click.option("--title", default=None, help="HIT title.")
+@click.option("--description", default=None, help="HIT description.")
+@click.option("--keywords", default=None, help="Comma-separated keywords.")
+@click.option("--budget", default=None, help="Cap in dollars on rewards + fees (incl. spent).")
+@click.option("--qualification", "qualifications", multiple=True,
+              help="approval>=95, approved_hits>=500, locale=US[,CA], masters, "
+              "TYPEID:Comparator[:values]; repeatable.")
+@click.option("--asset-base-url", default=None,
+              help="URL where tasks/assets/ is served (default for local: upload to the server).")
+@click.option("--admin-user", default=None, help=f"Task-server admin user (${ADMIN_USER_ENV}).")
+@click.option("--admin-password", default=None,
+              help=f"Task-server admin password (${ADMIN_PASSWORD_ENV}).")
+@click.option("--yes", is_flag=True, help="Confirm publishing to production (real money).")
+@_cli_errors
+def publish(tasks_dir: str, endpoint: str | None, endpoint_url: str | None,
+            profile: str | None, credentials: str | None, reward: str, assignments: int,
+            lifetime: str, duration: str, auto_approval: str, title: str | None,
+            description: str | None, keywords: str | None, budget: str | None,
+            qualifications: tuple[str, ...], asset_base_url: str | None,
+            admin_user: str | None, admin_password: str | None, yes: bool) -> None:
+    """Publish the HITs of TASKS_DIR (idempotent; recorded in TASKS_DIR/ledger.sqlite)."""
+    from tasks.publish import PublishOptions, parse_qualification, publish_batch
+
+    root = _tasks_dir(tasks_dir)
+    if endpoint == "production" and not yes:
+        raise click.ClickException("endpoint production spends real money: pass --yes to confirm")
+    ep, client, creds = _endpoint_and_client(root, endpoint, endpoint_url, profile, credentials)
+    opts = PublishOptions(reward=reward, assignments=assignments,
+                          lifetime=parse_seconds(lifetime), duration=parse_seconds(duration),
+                          auto_approval_delay=parse_seconds(auto_approval),
+                          qualifications=[parse_qualification(q, ep.name)
+                                          for q in qualifications],
+                          budget=_money(budget, "--budget"), asset_base_url=asset_base_url)
+    for name, value in (("title", title), ("description", description),
+                        ("keywords", keywords)):
+        if value:
+            setattr(opts, name, value)
+    result = publish_batch(root, client, ep, opts, confirm_production=yes,
+                           admin_auth=_admin_auth(creds, admin_user, admin_password))
+    click.echo(result.summary())
+
+
+# --------------------------------------------------------------------------- collect
+@click.command()
+@click.argument("tasks_dir", type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="answers/ directory (answers.parquet).")
+@_endpoint_options
+@_cli_errors
+def collect(tasks_dir: str, out_dir: str, endpoint: str | None, endpoint_url: str | None,
+            profile: str | None, credentials: str | None) -> None:
+    """Fetch new assignments of every published HIT into OUT/answers.parquet."""
+    from tasks.collect import collect_answers
+
+    root = _tasks_dir(tasks_dir)
+    ep, client, _ = _endpoint_and_client(root, endpoint, endpoint_url, profile, credentials)
+    click.echo(collect_answers(root, out_dir, client, ep).summary())
+
+
+# --------------------------------------------------------------------------- review
+@click.command()
+@click.argument("tasks_dir", type=click.Path(file_okay=False))
+@click.option("--answers", "answers_dir", required=True, type=click.Path(file_okay=False),
+              help="answers/ directory written by collect.")
+@_endpoint_options
+@click.option("--min-gold-accuracy", type=click.FloatRange(0, 1), default=0.7,
+              show_default=True, help="Reject workers below this accuracy on gold questions.")
+@click.option("--require-attention", is_flag=True, help="Reject failed attention checks.")
+@click.option("--min-seconds", type=float, default=None, help="Reject faster submissions.")
+@click.option("--bonus", default=None, help="Bonus in dollars for approved, accurate work.")
+@click.option("--bonus-min-gold-accuracy", type=click.FloatRange(0, 1), default=0.9,
+              show_default=True, help="Gold accuracy a worker needs for the bonus.")
+@click.option("--dry-run", is_flag=True, help="Print decisions; send and record nothing.")
+@_cli_errors
+def review(tasks_dir: str, answers_dir: str, endpoint: str | None, endpoint_url: str | None,
+           profile: str | None, credentials: str | None, min_gold_accuracy: float,
+           require_attention: bool, min_seconds: float | None, bonus: str | None,
+           bonus_min_gold_accuracy: float, dry_run: bool) -> None:
+    """Approve or reject collected assignments by rules (gold, attention, time)."""
+    from tasks.cost import parse_reward
+    from tasks.review import ReviewRules, review_assignments
+
+    root = _tasks_dir(tasks_dir)
+    if bonus is not None:
+        parse_reward(bonus)
+    ep, client, _ = _endpoint_and_client(root, endpoint, endpoint_url, profile, credentials)
+    rules = ReviewRules(min_gold_accuracy=min_gold_accuracy,
+                        require_attention=require_attention, min_seconds=min_seconds,
+                        bonus=bonus, bonus_min_gold_accuracy=bonus_min_gold_accuracy)
+    result = review_assignments(root, answers_dir, client, ep, rules, dry_run=dry_run)
+    if dry_run:
+        for d in result.decisions:
+            click.echo(f"{d.assignment_id}\t{d.worker_id}\t{d.hit_key}\t{d.action}"
+                       + (f"\t{'; '.join(d.reasons)}" if d.reasons else "")
+                       + (f"\tbonus ${d.bonus}" if d.bonus else ""))
+    click.echo(result.summary())
+
+
+# --------------------------------------------------------------------------- ingest-csv
+@click.command("ingest-csv")
+@click.argument("batch_results", type=click.Path(dir_okay=False))
+@click.option("--tasks", "tasks_dir", required=True, type=click.Path(file_okay=False),
+              help="Tasks directory (its manifest checks the hit keys).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="answers/ directory (answers.parquet is created or extended).")
+@_cli_errors
+def ingest_csv(batch_results: str, tasks_dir: str, out_dir: str) -> None:
+    """Read MTurk's batch-results CSV (full or reduced header) into OUT/answers.parquet."""
+    from tasks.publish import load_manifest
+
+    keys = [r["hit_key"] for r in load_manifest(_tasks_dir(tasks_dir))]
+    if not Path(batch_results).is_file():
+        raise click.ClickException(f"{batch_results}: file not found")
+    try:
+        new = read_batch_csv(batch_results, known_hit_keys=keys)
+    except AnswersFormatError as exc:
+        raise click.ClickException(str(exc)) from exc
+    merged = merge_answers(read_answers(out_dir), new)
+    path = _write_answers(merged, out_dir)
+    click.echo(f"{new['assignment_id'].nunique()} assignments, {len(new)} rows from "
+               f"{batch_results}; {len(merged)} rows in {path}")
