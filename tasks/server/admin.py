@@ -1,0 +1,231 @@
+"""Admin blueprint (HTTP Basic credentials on every route).
+
+- ``GET /admin/``: progress per batch (HIT type) and the account balance.
+- ``GET /admin/hittypes/<id>``: the batch's HITs (RequesterAnnotation, counts).
+- ``GET /admin/hits/<hit_id>``: answers per assignment (escaped) with approve/reject buttons;
+  ``POST /admin/assignments/<id>/approve|reject`` need the per-session CSRF token.
+- ``POST /admin/api/workers`` (JSON ``{"worker_id": ...}``) -> ``{"worker_id", "token"}``:
+  issues or rotates a worker's login token (only its hash is stored).
+- ``PUT /admin/api/assets/<name>/<path>``: upload one asset file (body = file bytes) into the
+  upload directory, served at ``/assets/<name>/<path>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from sqlalchemy import func, select
+from werkzeug.security import safe_join
+
+from . import mturk_ops
+from .assets import asset_root
+from .db import HIT, Assignment, HITType, get_db, issue_worker_token
+from .errors import MTurkError
+from .worker import ANSWER_NS
+
+__all__ = ["bp", "parse_answers"]
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+def _require_admin() -> Response | None:
+    auth = request.authorization
+    cfg = current_app.config
+    ok = (
+        auth is not None
+        and auth.type == "basic"
+        and hmac.compare_digest((auth.username or "").encode(), cfg["ADMIN_USER"].encode())
+        and hmac.compare_digest((auth.password or "").encode(), cfg["ADMIN_PASSWORD"].encode())
+    )
+    if not ok:
+        return Response("admin credentials required\n", 401,
+                        {"WWW-Authenticate": 'Basic realm="sparse-probe admin"'},
+                        mimetype="text/plain")
+    return None
+
+
+def _csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(24)
+    return session["csrf"]
+
+
+def _csrf_ok() -> bool:
+    sent = request.form.get("csrf_token", "")
+    stored = session.get("csrf", "")
+    return bool(stored) and hmac.compare_digest(sent.encode(), stored.encode())
+
+
+def parse_answers(xml: str | None) -> list[tuple[str, str]]:
+    """``[(field, value)]`` from QuestionFormAnswers XML (empty when absent or unreadable)."""
+    if not xml:
+        return []
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return [("(unreadable answer XML)", xml)]
+    out = []
+    for ans in root.findall(f"{{{ANSWER_NS}}}Answer"):
+        out.append((ans.findtext(f"{{{ANSWER_NS}}}QuestionIdentifier") or "",
+                    ans.findtext(f"{{{ANSWER_NS}}}FreeText") or ""))
+    return out
+
+
+def _status_counts(s: Any, key: Any, where: Any = None) -> dict[Any, dict[str, int]]:
+    stmt = (select(key, Assignment.status, func.count())
+            .join(HIT, HIT.hit_id == Assignment.hit_id)
+            .group_by(key, Assignment.status))
+    if where is not None:
+        stmt = stmt.where(where)
+    out: dict[Any, dict[str, int]] = {}
+    for k, status, n in s.execute(stmt):
+        out.setdefault(k, {})[status] = n
+    return out
+
+
+@bp.get("/")
+def index() -> str:
+    """Progress per batch."""
+    db = get_db()
+    mturk_ops.apply_auto_approvals(db)
+    with db.read() as s:
+        types = s.execute(
+            select(HITType, func.count(HIT.hit_id), func.sum(HIT.max_assignments))
+            .join(HIT, HIT.hit_type_id == HITType.hit_type_id)
+            .where(HIT.disposed == 0)
+            .group_by(HITType.hit_type_id)
+            .order_by(HITType.creation_time)
+        ).all()
+        counts = _status_counts(s, HIT.hit_type_id, HIT.disposed == 0)
+    balance = mturk_ops.get_account_balance(db, {})["AvailableBalance"]
+    batches = [
+        {"type": t, "n_hits": n, "slots": int(slots or 0), "counts": counts.get(t.hit_type_id, {})}
+        for t, n, slots in types
+    ]
+    return render_template("admin_index.html", batches=batches, balance=balance)
+
+
+@bp.get("/hittypes/<hit_type_id>")
+def batch(hit_type_id: str) -> Response | str:
+    """The HITs of one batch."""
+    with get_db().read() as s:
+        htype = s.get(HITType, hit_type_id)
+        if htype is None:
+            return Response("no such HIT type\n", 404, mimetype="text/plain")
+        hits = s.execute(select(HIT).where(HIT.hit_type_id == hit_type_id, HIT.disposed == 0)
+                         .order_by(HIT.creation_time, HIT.hit_id)).scalars().all()
+        counts = _status_counts(s, HIT.hit_id, HIT.hit_type_id == hit_type_id)
+    return render_template("admin_batch.html", htype=htype, hits=hits, counts=counts)
+
+
+@bp.get("/hits/<hit_id>")
+def hit_detail(hit_id: str) -> Response | str:
+    """Answers per assignment with approve/reject buttons."""
+    db = get_db()
+    mturk_ops.apply_auto_approvals(db)
+    with db.read() as s:
+        hit = s.get(HIT, hit_id)
+        if hit is None:
+            return Response("no such HIT\n", 404, mimetype="text/plain")
+        rows = s.execute(select(Assignment).where(Assignment.hit_id == hit_id)
+                         .order_by(Assignment.accept_time)).scalars().all()
+    assignments = [{"a": a, "answers": parse_answers(a.answer)} for a in rows]
+    return render_template("admin_hit.html", hit=hit, assignments=assignments,
+                           csrf_token=_csrf_token(), message=request.args.get("message"))
+
+
+def _review(assignment_id: str, approve: bool) -> Response:
+    if not _csrf_ok():
+        return Response("missing or wrong CSRF token; reload the page\n", 403,
+                        mimetype="text/plain")
+    db = get_db()
+    try:
+        if approve:
+            params: dict[str, Any] = {"AssignmentId": assignment_id}
+            if request.form.get("override"):
+                params["OverrideRejection"] = True
+            mturk_ops.approve_assignment(db, params)
+        else:
+            feedback = request.form.get("feedback", "").strip() or "Rejected by the requester."
+            mturk_ops.reject_assignment(db, {"AssignmentId": assignment_id,
+                                             "RequesterFeedback": feedback[:1024]})
+        message = f"{assignment_id} {'approved' if approve else 'rejected'}"
+    except MTurkError as err:
+        message = err.message
+    with db.read() as s:
+        hit_id = s.execute(select(Assignment.hit_id)
+                           .where(Assignment.assignment_id == assignment_id)).scalar()
+    if hit_id is None:
+        return Response("no such assignment\n", 404, mimetype="text/plain")
+    return redirect(url_for("admin.hit_detail", hit_id=hit_id, message=message), 303)
+
+
+@bp.post("/assignments/<assignment_id>/approve")
+def approve(assignment_id: str) -> Response:
+    """Approve (CSRF-checked form POST)."""
+    return _review(assignment_id, True)
+
+
+@bp.post("/assignments/<assignment_id>/reject")
+def reject(assignment_id: str) -> Response:
+    """Reject (CSRF-checked form POST)."""
+    return _review(assignment_id, False)
+
+
+@bp.post("/api/workers")
+def api_issue_worker() -> tuple[Response, int]:
+    """Issue (or rotate) a worker token. JSON only, so a cross-site form cannot call it."""
+    data = request.get_json(silent=True)
+    if not request.is_json or not isinstance(data, dict) or "worker_id" not in data:
+        return jsonify({"error": 'send JSON {"worker_id": "..."}'}), 400
+    try:
+        token = issue_worker_token(get_db(), data["worker_id"])
+    except ValueError as exc:
+        return jsonify({"error": str(exc)}), 400
+    return jsonify({"worker_id": data["worker_id"], "token": token}), 201
+
+
+@bp.put("/api/assets/<name>/<path:filename>")
+def api_upload_asset(name: str, filename: str) -> tuple[Response, int]:
+    """Store the request body as ``/assets/<name>/<filename>`` (atomic write)."""
+    request.max_content_length = int(current_app.config["MAX_UPLOAD_BYTES"])
+    root = asset_root(name)
+    if root is None:
+        return jsonify({"error": f"asset directory name {name!r} is not allowed"}), 400
+    if not root[1]:
+        return jsonify({"error": f"{name!r} is a registered read-only directory"}), 409
+    target = safe_join(str(root[0]), filename)
+    if target is None or filename.endswith("/"):
+        return jsonify({"error": f"path {filename!r} is not allowed"}), 400
+    data = request.get_data(cache=False)
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    url = url_for("assets.serve_asset", name=name, filename=filename)
+    return jsonify({"url": url, "bytes": len(data)}), 201

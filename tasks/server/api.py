@@ -1,0 +1,79 @@
+"""Requester API blueprint: MTurk's JSON 1.1 protocol on ``POST /``.
+
+boto3 sends ``X-Amz-Target: MTurkRequesterServiceV20170117.<Operation>`` with a SigV4-signed
+JSON body. The view checks, in order: body size (413), signature (403/400 auth errors),
+operation (``UnknownOperationException``), JSON (``SerializationException``), parameters
+(``RequestError``), then runs the operation from :mod:`tasks.server.mturk_ops`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from flask import Blueprint, Response, current_app, request
+
+from .db import get_db
+from .errors import MTurkError, ServiceFault, json_error
+from .mturk_ops import OPERATIONS
+from .sigv4 import verify_sigv4
+from .validation import validate_params
+
+__all__ = ["TARGET_PREFIX", "bp"]
+
+log = logging.getLogger(__name__)
+bp = Blueprint("api", __name__)
+TARGET_PREFIX = "MTurkRequesterServiceV20170117."
+
+
+def _read_body(limit: int) -> bytes | None:
+    length = request.content_length
+    if length is not None and length > limit:
+        return None
+    data = request.stream.read(limit + 1)
+    return None if len(data) > limit else data
+
+
+@bp.post("/")
+def dispatch() -> Response:
+    """Run one requester operation."""
+    cfg = current_app.config
+    limit = int(cfg["MAX_API_BODY_BYTES"])
+    body = _read_body(limit)
+    if body is None:
+        return json_error("RequestEntityTooLarge",
+                          f"request body exceeds the limit of {limit} bytes", 413)
+    try:
+        verify_sigv4(
+            method=request.method,
+            url=request.url,
+            headers=request.headers,
+            body=body,
+            access_key_id=cfg["ACCESS_KEY_ID"],
+            secret_access_key=cfg["SECRET_ACCESS_KEY"],
+            region=cfg["REGION"],
+        )
+        target = request.headers.get("X-Amz-Target", "")
+        operation = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else None
+        if operation not in OPERATIONS:
+            return json_error("UnknownOperationException",
+                              f"unknown or unsupported operation {target!r}", 400)
+        try:
+            params = json.loads(body.decode("utf-8")) if body.strip() else {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return json_error("SerializationException", f"request body is not valid JSON: {exc}",
+                              400)
+        params = validate_params(operation, params,
+                                 min_duration=int(cfg["MIN_DURATION_SECONDS"]))
+        result = OPERATIONS[operation](get_db(), params)
+    except MTurkError as err:
+        return err.response()
+    except Exception:
+        log.exception("requester operation failed")
+        return ServiceFault().response()
+    return Response(
+        json.dumps(result),
+        content_type="application/x-amz-json-1.1",
+        headers={"x-amzn-RequestId": str(uuid.uuid4())},
+    )

@@ -1,0 +1,130 @@
+"""``sparse-probe tasks serve``: run the task server with waitress (production WSGI server)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import click
+
+__all__ = ["serve"]
+
+log = logging.getLogger(__name__)
+
+
+def _parse_assets(values: tuple[str, ...]) -> dict[str, str]:
+    from .assets import ASSET_NAME_RE
+
+    out: dict[str, str] = {}
+    for item in values:
+        name, sep, directory = item.partition("=")
+        if not sep or not ASSET_NAME_RE.match(name):
+            raise click.BadParameter(f"{item!r}: expected NAME=DIR with NAME of [A-Za-z0-9_.-]",
+                                     param_hint="--assets")
+        if not Path(directory).is_dir():
+            raise click.BadParameter(f"{directory!r} is not a directory", param_hint="--assets")
+        out[name] = str(Path(directory).resolve())
+    return out
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="TCP port (0 picks a free one; the URL is printed).")
+@click.option("--db", "db_path", default="task-server.sqlite", show_default=True,
+              type=click.Path(dir_okay=False), help="SQLite database file (WAL mode).")
+@click.option("--database-url", default=None, envvar="SPARSE_PROBE_DATABASE_URL",
+              help="Any SQLAlchemy URL (e.g. postgresql://...); overrides --db.")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256),
+              help="waitress worker threads.")
+@click.option("--assets", "assets", multiple=True, metavar="NAME=DIR",
+              help="Serve DIR read-only at /assets/NAME/ (repeatable).")
+@click.option("--access-key-id", envvar="SPARSE_PROBE_ACCESS_KEY_ID", default=None,
+              help="Requester access key id (default: env, then the credentials file).")
+@click.option("--secret-access-key", envvar="SPARSE_PROBE_SECRET_ACCESS_KEY", default=None,
+              show_envvar=True, help="Requester secret (prefer the environment variable).")
+@click.option("--admin-user", envvar="SPARSE_PROBE_ADMIN_USER", default=None)
+@click.option("--admin-password", envvar="SPARSE_PROBE_ADMIN_PASSWORD", default=None,
+              show_envvar=True)
+@click.option("--balance", default="10000.00", show_default=True,
+              help="Starting account balance in dollars (used when the database is new).")
+@click.option("--min-duration", default=30, show_default=True, type=click.IntRange(1),
+              help="Smallest AssignmentDuration/Lifetime accepted, seconds (MTurk: 30).")
+@click.option("--issue-token", "issue", multiple=True, metavar="WORKER_ID",
+              help="Print a new login token for WORKER_ID (repeatable) and exit.")
+def serve(
+    host: str,
+    port: int,
+    db_path: str,
+    database_url: str | None,
+    threads: int,
+    assets: tuple[str, ...],
+    access_key_id: str | None,
+    secret_access_key: str | None,
+    admin_user: str | None,
+    admin_password: str | None,
+    balance: str,
+    min_duration: int,
+    issue: tuple[str, ...],
+) -> None:
+    """Run the MTurk-compatible task server (requester API on /, workers on /worker/,
+    admin on /admin/). Point boto3 at the printed endpoint URL, region us-east-1."""
+    import waitress
+
+    from tasks.cost import parse_reward
+
+    from . import create_app, sqlite_url
+    from .credentials import credentials_path_for
+    from .db import issue_worker_token
+
+    try:
+        parse_reward(balance)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--balance") from None
+    url = database_url or sqlite_url(db_path)
+    config = {
+        "DATABASE_URL": url,
+        "ACCESS_KEY_ID": access_key_id,
+        "SECRET_ACCESS_KEY": secret_access_key,
+        "ADMIN_USER": admin_user,
+        "ADMIN_PASSWORD": admin_password,
+        "START_BALANCE": balance,
+        "MIN_DURATION_SECONDS": min_duration,
+        "ASSET_DIRS": _parse_assets(assets),
+        "DB_POOL_SIZE": threads + 2,
+    }
+    if database_url is None:
+        config["CREDENTIALS_FILE"] = str(credentials_path_for(Path(db_path).resolve()))
+    try:
+        app = create_app(config)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    db = app.extensions["sparse_probe_db"]
+    if issue:
+        for worker_id in issue:
+            try:
+                click.echo(f"{worker_id} {issue_worker_token(db, worker_id)}")
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--issue-token") from None
+        return
+    server = waitress.create_server(
+        app, host=host, port=port, threads=threads, backlog=1024, connection_limit=1000,
+        channel_timeout=60, ident="sparse-probe",
+    )
+    endpoint = f"http://{host}:{server.effective_port}"
+    click.echo(f"endpoint_url: {endpoint}")
+    click.echo(f"  boto3.client('mturk', endpoint_url='{endpoint}', region_name='us-east-1', ...)")
+    click.echo(f"  workers: {endpoint}/worker/   admin: {endpoint}/admin/")
+    click.echo(f"  access key id: {app.config['ACCESS_KEY_ID']}")
+    if config.get("CREDENTIALS_FILE"):
+        click.echo(f"  credentials (secret, admin password): {config['CREDENTIALS_FILE']}")
+    click.echo(f"  database: {url.split('://', 1)[0]} ({'WAL' if db.sqlite else 'server'}), "
+               f"{threads} threads, pid {os.getpid()}", nl=True)
+    import sys
+
+    sys.stdout.flush()
+    try:
+        server.run()
+    finally:
+        db.dispose()

@@ -1,0 +1,312 @@
+"""Database of the task server: SQLAlchemy 2 models, engines, sessions and ``init-db``.
+
+SQLite is the default (``sqlite:///path``), any SQLAlchemy URL works (PostgreSQL). For SQLite the
+connection runs in WAL mode with ``synchronous=NORMAL`` and a ``busy_timeout``; every write is
+one short ``BEGIN IMMEDIATE`` transaction, serialized in-process by a lock so that threads queue
+on a Python lock instead of SQLite's sleeping busy handler (no "database is locked").
+
+Times are stored as float epoch seconds (what MTurk's JSON protocol returns); money in cents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from flask import current_app
+from sqlalchemy import (
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+__all__ = [
+    "HIT",
+    "Account",
+    "Assignment",
+    "Base",
+    "Bonus",
+    "Database",
+    "HITType",
+    "Worker",
+    "get_db",
+    "hash_token",
+    "init_db_command",
+    "issue_worker_token",
+]
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the task server's tables."""
+
+
+class HITType(Base):
+    """A HIT type (``CreateHITType``): the properties shared by a batch of HITs."""
+
+    __tablename__ = "hit_types"
+    hit_type_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text)
+    keywords: Mapped[str] = mapped_column(Text, default="")
+    reward: Mapped[str] = mapped_column(String(32))
+    assignment_duration: Mapped[int] = mapped_column(Integer)
+    auto_approval_delay: Mapped[int] = mapped_column(Integer)
+    qualification_requirements: Mapped[str] = mapped_column(Text, default="[]")
+    creation_time: Mapped[float] = mapped_column(Float)
+
+
+class HIT(Base):
+    """One HIT. ``n_taken`` counts live assignments (accepted, submitted, approved, rejected);
+    a slot is taken with a conditional ``UPDATE ... WHERE n_taken < max_assignments``."""
+
+    __tablename__ = "hits"
+    hit_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hit_type_id: Mapped[str] = mapped_column(ForeignKey("hit_types.hit_type_id"), index=True)
+    creation_time: Mapped[float] = mapped_column(Float)
+    expiration: Mapped[float] = mapped_column(Float)
+    question: Mapped[str] = mapped_column(Text)
+    html_content: Mapped[str | None] = mapped_column(Text, nullable=True)
+    external_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    frame_height: Mapped[int] = mapped_column(Integer, default=0)
+    max_assignments: Mapped[int] = mapped_column(Integer)
+    n_taken: Mapped[int] = mapped_column(Integer, default=0)
+    requester_annotation: Mapped[str] = mapped_column(Text, default="")
+    unique_request_token: Mapped[str | None] = mapped_column(
+        String(64), unique=True, nullable=True
+    )
+    review_status: Mapped[str] = mapped_column(String(32), default="NotReviewed")
+    disposed: Mapped[int] = mapped_column(Integer, default=0)
+    # Copied from the HIT type at creation (CreateHIT may not share a type with others).
+    auto_approval_delay: Mapped[int] = mapped_column(Integer)
+    assignment_duration: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_hits_disposed_expiration", "disposed", "expiration"),)
+
+
+class Assignment(Base):
+    """A worker's assignment. Status: Accepted, Submitted, Approved, Rejected, Abandoned."""
+
+    __tablename__ = "assignments"
+    assignment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hit_id: Mapped[str] = mapped_column(ForeignKey("hits.hit_id"))
+    worker_id: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    accept_time: Mapped[float] = mapped_column(Float)
+    deadline: Mapped[float] = mapped_column(Float)
+    submit_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    auto_approval_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    approval_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rejection_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    answer: Mapped[str | None] = mapped_column(Text, nullable=True)
+    requester_feedback: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("hit_id", "worker_id", name="uq_assignment_hit_worker"),
+        Index("ix_assignments_hit_aid", "hit_id", "assignment_id"),
+        Index("ix_assignments_status_auto", "status", "auto_approval_time"),
+    )
+
+
+class Worker(Base):
+    """A worker allowed to log in; only the SHA-256 of the token is stored."""
+
+    __tablename__ = "workers"
+    worker_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created: Mapped[float] = mapped_column(Float)
+
+
+class Account(Base):
+    """The requester's prepaid balance (one row, id 1), in cents."""
+
+    __tablename__ = "account"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    balance_cents: Mapped[int] = mapped_column(Integer)
+
+
+class Bonus(Base):
+    """A bonus paid with ``SendBonus``."""
+
+    __tablename__ = "bonuses"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    worker_id: Mapped[str] = mapped_column(String(64))
+    assignment_id: Mapped[str] = mapped_column(String(64))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    unique_request_token: Mapped[str | None] = mapped_column(
+        String(64), unique=True, nullable=True
+    )
+    grant_time: Mapped[float] = mapped_column(Float)
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 hex digest of a worker token (tokens are 256-bit random, so no slow KDF)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+class Database:
+    """Engines and sessions for one database URL.
+
+    Parameters
+    ----------
+    url : str
+        SQLAlchemy URL, e.g. ``sqlite:////tmp/server.sqlite`` or ``postgresql://...``.
+    busy_timeout_ms : int
+        SQLite ``busy_timeout`` (other processes holding the write lock).
+    pool_size : int
+        Connections kept per engine (about the number of server threads).
+    """
+
+    def __init__(self, url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 16):
+        self.url = url
+        self.sqlite = _is_sqlite(url)
+        self._write_lock = threading.Lock() if self.sqlite else None
+        if self.sqlite:
+            self.reader = self._sqlite_engine("BEGIN", busy_timeout_ms, pool_size)
+            self.writer = self._sqlite_engine("BEGIN IMMEDIATE", busy_timeout_ms, pool_size)
+        else:
+            self.reader = self.writer = create_engine(
+                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            )
+
+    def _sqlite_engine(self, begin: str, busy_timeout_ms: int, pool_size: int) -> Engine:
+        engine = create_engine(
+            self.url,
+            connect_args={
+                "check_same_thread": False,
+                "timeout": busy_timeout_ms / 1000,
+                "isolation_level": None,  # we emit BEGIN ourselves (pysqlite quirk)
+            },
+            pool_size=pool_size,
+            max_overflow=pool_size,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
+
+        return engine
+
+    def create_all(self) -> None:
+        """Create missing tables and the account row (idempotent)."""
+        Base.metadata.create_all(self.writer)
+
+    def ensure_account(self, balance_cents: int) -> None:
+        """Create the account row with ``balance_cents`` if it does not exist yet."""
+        with self.write() as s:
+            if s.get(Account, 1) is None:
+                s.add(Account(id=1, balance_cents=int(balance_cents)))
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only session (deferred transaction, rolled back at the end)."""
+        with Session(self.reader, expire_on_commit=False) as s:
+            yield s  # close() ends the transaction; loaded objects stay usable
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One short write transaction, committed on success and rolled back on error."""
+        lock = self._write_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            with Session(self.writer, expire_on_commit=False) as s:
+                try:
+                    yield s
+                    s.commit()
+                except BaseException:
+                    s.rollback()
+                    raise
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def dispose(self) -> None:
+        """Close all pooled connections."""
+        self.reader.dispose()
+        if self.writer is not self.reader:
+            self.writer.dispose()
+
+
+def get_db() -> Database:
+    """The current app's :class:`Database`."""
+    return current_app.extensions["sparse_probe_db"]
+
+
+def issue_worker_token(db: Database | str, worker_id: str) -> str:
+    """Create (or rotate) a worker's login token and return it; only its hash is stored.
+
+    Parameters
+    ----------
+    db : Database or str
+        The server's database or its SQLAlchemy URL.
+    worker_id : str
+        1-64 characters of ``[A-Za-z0-9_-]``.
+    """
+    from .validation import check_worker_id
+
+    check_worker_id(worker_id)
+    database = Database(db) if isinstance(db, str) else db
+    if isinstance(db, str):
+        database.create_all()
+    token = secrets.token_urlsafe(32)
+    try:
+        with database.write() as s:
+            row = s.get(Worker, worker_id)
+            if row is None:
+                s.add(Worker(worker_id=worker_id, token_hash=hash_token(token),
+                             created=time.time()))
+            else:
+                row.token_hash = hash_token(token)
+    finally:
+        if isinstance(db, str):
+            database.dispose()
+    return token
+
+
+def worker_token_ok(db: Database, worker_id: str, token: str) -> bool:
+    """Whether ``token`` is the current token of ``worker_id`` (constant-time compare)."""
+    import hmac
+
+    with db.read() as s:
+        stored = s.execute(
+            select(Worker.token_hash).where(Worker.worker_id == worker_id)
+        ).scalar_one_or_none()
+    return stored is not None and hmac.compare_digest(stored, hash_token(token))
+
+
+@click.command("init-db")
+def init_db_command() -> None:
+    """Create the task server's tables (idempotent)."""
+    db = get_db()
+    db.create_all()
+    db.ensure_account(current_app.config["START_BALANCE_CENTS"])
+    click.echo(f"initialized {db.url.split('://', 1)[0]} database")
