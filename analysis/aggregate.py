@@ -1,0 +1,253 @@
+"""Aggregate the crowd's answers per question with crowd-kit.
+
+The long answer table is renamed to crowd-kit's ``task, worker, label`` (task = ``hit_key``) and
+one crowd-kit aggregator is fitted per question.
+
+Abstentions and missing answers
+    ``unsure`` (and empty / missing answers) carry no label: they are dropped before aggregation
+    and counted separately (``n_abstain``). A task whose answers are all abstentions gets no label.
+Conditional question
+    ``pattern`` is only asked meaningfully when the same assignment answered ``shared = yes``;
+    pattern answers of other assignments are dropped.
+Ties
+    Majority vote ties (two labels with the same top count) are reported as ``tie = True`` and the
+    label left empty; crowd-kit would break them by label order, which would hide them.
+Methods
+    ``MajorityVote``, ``Wawa``, ``DawidSkene`` (Dawid & Skene 1979, default), ``GLAD`` (Whitehill et
+    al. 2009), ``MACE`` (Hovy et al. 2013). Wawa is crowd-kit's algorithm (majority vote weighted by
+    each worker's agreement with the plain majority) assembled from crowd-kit's ``MajorityVote``
+    and ``get_accuracy``, because crowd-kit 1.4's ``Wawa`` class fails scikit-learn >= 1.6's
+    ``check_is_fitted``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from crowdkit.aggregation import GLAD, MACE, DawidSkene, MajorityVote
+from crowdkit.aggregation.utils import get_accuracy
+
+__all__ = [
+    "ABSTAIN",
+    "METHODS",
+    "aggregate",
+    "aggregate_question",
+    "majority_vote",
+    "to_crowdkit",
+    "worker_skills",
+]
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("MajorityVote", "Wawa", "DawidSkene", "GLAD", "MACE")
+#: answers that are abstentions rather than labels (compared lower-cased, stripped)
+ABSTAIN = frozenset({"", "unsure", "not sure", "don't know", "dont know", "n/a", "na", "none",
+                     "nan", "<na>"})
+
+
+def _clean(series: pd.Series) -> pd.Series:
+    return series.astype("string").str.strip().str.lower()
+
+
+def to_crowdkit(answers: pd.DataFrame, question: str) -> tuple[pd.DataFrame, pd.Series]:
+    """Rows of one question as crowd-kit input.
+
+    Parameters
+    ----------
+    answers : DataFrame
+        Long answer table.
+    question : str
+        Form field, e.g. ``"shared"``.
+
+    Returns
+    -------
+    data : DataFrame
+        Columns ``task, worker, label`` (one label per task and worker: the first submitted),
+        abstentions removed.
+    abstain : Series
+        Number of abstentions per task.
+    """
+    rows = answers[answers["question"] == question]
+    if question == "pattern":
+        shared = answers[answers["question"] == "shared"]
+        yes = set(shared.loc[_clean(shared["answer"]) == "yes", "assignment_id"])
+        if len(shared):
+            rows = rows[rows["assignment_id"].isin(yes)]
+    label = _clean(rows["answer"]).fillna("")
+    df = pd.DataFrame({"task": rows["hit_key"].astype(str).values,
+                       "worker": rows["worker_id"].astype(str).values,
+                       "label": label.values})
+    if "submit_time" in rows.columns:
+        df["_t"] = rows["submit_time"].astype(str).values
+        df = df.sort_values("_t", kind="stable").drop(columns="_t")
+    df = df.drop_duplicates(["task", "worker"], keep="first")
+    is_abstain = df["label"].isin(ABSTAIN)
+    abstain = df[is_abstain].groupby("task").size()
+    data = df[~is_abstain].reset_index(drop=True)
+    data["label"] = data["label"].astype(object)
+    return data, abstain
+
+
+def majority_vote(data: pd.DataFrame) -> pd.DataFrame:
+    """Majority vote per task with explicit ties.
+
+    Parameters
+    ----------
+    data : DataFrame
+        ``task, worker, label``.
+
+    Returns
+    -------
+    DataFrame indexed by task
+        ``label`` (None on a tie), ``share`` (top count / n), ``tie`` (bool), ``votes``
+        (dict label -> count), ``n`` (labels).
+    """
+    out = {}
+    for task, labels in data.groupby("task", sort=True)["label"]:
+        counts = Counter(labels)
+        ranked = counts.most_common()
+        top = ranked[0][1]
+        tie = len(ranked) > 1 and ranked[1][1] == top
+        out[task] = {"label": None if tie else ranked[0][0], "share": top / len(labels),
+                     "tie": tie, "votes": dict(sorted(counts.items())), "n": len(labels)}
+    return pd.DataFrame.from_dict(out, orient="index",
+                                  columns=["label", "share", "tie", "votes", "n"])
+
+
+def _wawa(data: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
+    mv = MajorityVote().fit(data)
+    skills = get_accuracy(data, true_labels=mv.labels_, by="worker")
+    weighted = MajorityVote().fit(data, skills=skills)
+    return weighted.labels_, weighted.probas_
+
+
+def aggregate_question(
+    data: pd.DataFrame, method: str = "DawidSkene", seed: int = 0
+) -> pd.DataFrame:
+    """Fit one crowd-kit aggregator.
+
+    Parameters
+    ----------
+    data : DataFrame
+        ``task, worker, label`` without abstentions.
+    method : {"MajorityVote", "Wawa", "DawidSkene", "GLAD", "MACE"}
+    seed : int
+        Random state (MACE).
+
+    Returns
+    -------
+    DataFrame indexed by task
+        ``label`` and ``posterior`` (the aggregator's probability of that label; for
+        MajorityVote the vote share, with ties left unlabelled).
+    """
+    if method not in METHODS:
+        raise ValueError(
+            f"method: unknown aggregation method {method!r}; expected one of {METHODS}")
+    if data.empty:
+        return pd.DataFrame(columns=["label", "posterior"])
+    if method == "MajorityVote":
+        mv = majority_vote(data)
+        return pd.DataFrame({"label": mv["label"], "posterior": mv["share"]})
+    if data["label"].nunique() == 1:
+        # every model degenerates to the one observed label
+        tasks = sorted(data["task"].unique())
+        return pd.DataFrame({"label": data["label"].iloc[0], "posterior": 1.0}, index=tasks)
+    if method == "Wawa":
+        labels, probas = _wawa(data)
+    else:
+        model: Any
+        if method == "DawidSkene":
+            model = DawidSkene(n_iter=100)
+        elif method == "GLAD":
+            model = GLAD(n_iter=100, silent=True)
+        else:
+            model = MACE(n_restarts=2, n_iter=50, random_state=seed)
+        with warnings.catch_warnings():
+            # crowd-kit 1.4 uses pandas' deprecated inplace= keywords
+            warnings.simplefilter("ignore", category=FutureWarning)
+            warnings.simplefilter("ignore", category=DeprecationWarning)
+            labels = model.fit_predict(data)
+        probas = model.probas_
+    probas = probas.astype(float)
+    post = [float(probas.loc[t, lab]) if lab in probas.columns else np.nan
+            for t, lab in labels.items()]
+    out = pd.DataFrame({"label": labels.astype(object), "posterior": post}, index=labels.index)
+    # a posterior of exactly 1/k with k labels tied is a tie, not a decision
+    top2 = np.sort(probas.to_numpy(), axis=1)[:, -2:] if probas.shape[1] > 1 else None
+    if top2 is not None:
+        tie = pd.Series(np.isclose(top2[:, 0], top2[:, 1], atol=1e-9), index=probas.index)
+        out.loc[tie.reindex(out.index).fillna(False).astype(bool), "label"] = None
+    return out.sort_index()
+
+
+def aggregate(
+    answers: pd.DataFrame,
+    method: str = "DawidSkene",
+    questions: tuple[str, ...] = ("shared", "pattern"),
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Aggregate every categorical question, with the majority vote beside the chosen method.
+
+    Parameters
+    ----------
+    answers : DataFrame
+        Long answer table (after quality control).
+    method : str
+        One of :data:`METHODS`.
+    questions : tuple of str
+        Categorical form fields to aggregate.
+    seed : int
+
+    Returns
+    -------
+    DataFrame indexed by hit_key
+        For each question ``q``: ``q`` (label), ``q_posterior``, ``q_mv`` (majority label),
+        ``q_mv_tie``, ``q_votes`` (dict, including ``unsure`` abstentions), ``q_n`` (labels),
+        ``q_abstain``; plus ``n_workers``.
+    """
+    tasks = sorted(answers["hit_key"].astype(str).unique()) if len(answers) else []
+    out = pd.DataFrame(index=pd.Index(tasks, name="hit_key"))
+    for q in questions:
+        data, abstain = to_crowdkit(answers, q)
+        agg = aggregate_question(data, method, seed)
+        mv = majority_vote(data) if len(data) else pd.DataFrame(
+            columns=["label", "share", "tie", "votes", "n"])
+        out[q] = agg["label"].reindex(out.index).astype(object)
+        out[q] = out[q].where(out[q].notna(), None)
+        out[f"{q}_posterior"] = agg["posterior"].reindex(out.index).astype(float)
+        out[f"{q}_mv"] = mv["label"].reindex(out.index).astype(object)
+        out[f"{q}_mv_tie"] = mv["tie"].reindex(out.index).fillna(False).astype(bool)
+        votes = mv["votes"].reindex(out.index)
+        ab = abstain.reindex(out.index).fillna(0).astype(int)
+        out[f"{q}_votes"] = [
+            {**(v if isinstance(v, dict) else {}), **({"unsure": int(a)} if a else {})}
+            for v, a in zip(votes, ab, strict=True)]
+        out[f"{q}_n"] = mv["n"].reindex(out.index).fillna(0).astype(int)
+        out[f"{q}_abstain"] = ab
+    if len(answers):
+        out["n_workers"] = answers.groupby("hit_key")["worker_id"].nunique().reindex(
+            out.index).fillna(0).astype(int)
+    else:
+        out["n_workers"] = pd.Series(dtype=int)
+    return out
+
+
+def worker_skills(answers: pd.DataFrame, aggregated: pd.DataFrame,
+                  question: str = "shared") -> pd.Series:
+    """Each worker's agreement with the aggregated label (crowd-kit ``get_accuracy``).
+
+    Returns
+    -------
+    Series indexed by worker id, values in [0, 1].
+    """
+    data, _ = to_crowdkit(answers, question)
+    truth = aggregated[question].dropna() if question in aggregated else pd.Series(dtype=object)
+    data = data[data["task"].isin(truth.index)]
+    if data.empty:
+        return pd.Series(dtype=float)
+    return get_accuracy(data, true_labels=truth, by="worker").astype(float)

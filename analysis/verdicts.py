@@ -1,0 +1,181 @@
+"""Verdict per audited (class, feature) from the aggregated ``shared`` and ``pattern`` answers.
+
+Rules (applied per HIT, i.e. per (class, feature, layer)):
+
+1. no (non-excluded) answers at all -> ``pending``;
+2. ``shared`` has no label (only abstentions, a tie) or its posterior < ``min_posterior``
+   -> ``undecided``;
+3. ``shared`` is not ``yes`` -> ``no_pattern``;
+4. ``pattern`` has no label or its posterior < ``min_posterior`` -> ``undecided``;
+5. ``pattern == object`` -> ``core``; otherwise ``spurious`` with ``kind`` = the pattern
+   (``background``, ``mark``, ``identity``; anything else -> ``other``).
+
+``confidence`` is the verdict's posterior (product of the ``shared`` and ``pattern`` posteriors for
+core/spurious) and ``self_confidence`` the workers' mean self-rated confidence (1-5).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "SPURIOUS_KINDS",
+    "VERDICTS",
+    "compute_verdicts",
+    "rank_descriptions",
+    "truth_matches",
+]
+
+VERDICTS = ("core", "spurious", "no_pattern", "undecided", "pending")
+SPURIOUS_KINDS = ("background", "mark", "identity", "other")
+_TOKEN = re.compile(r"[a-z0-9]+")
+_STOP = frozenset(["a", "an", "the", "of", "in", "on", "at", "to", "and", "or", "is", "are",
+                   "it", "its", "this", "that", "with", "for", "there"])
+
+
+def _tokens(text: str) -> set[str]:
+    return {t for t in _TOKEN.findall(text.lower()) if t not in _STOP}
+
+
+def rank_descriptions(
+    descriptions: Sequence[str], skills: Sequence[float] | None = None
+) -> list[int]:
+    """Order descriptions from most to least representative.
+
+    A description's score is its mean Jaccard token overlap with the other descriptions of the
+    same HIT (stop words removed); ties are broken by the writer's skill, then by length.
+
+    Parameters
+    ----------
+    descriptions : sequence of str
+    skills : sequence of float, optional
+        The writers' skills (e.g. agreement with the aggregate), same length.
+
+    Returns
+    -------
+    list of int
+        Indices into ``descriptions``, best first.
+    """
+    toks = [_tokens(d) for d in descriptions]
+    n = len(toks)
+    skills = list(skills) if skills is not None else [0.0] * n
+    scores = []
+    for i in range(n):
+        sims = [len(toks[i] & toks[j]) / len(toks[i] | toks[j]) if toks[i] | toks[j] else 0.0
+                for j in range(n) if j != i]
+        scores.append(float(np.mean(sims)) if sims else 0.0)
+    return sorted(range(n), key=lambda i: (-scores[i], -(skills[i] if np.isfinite(skills[i])
+                                                          else 0.0), -len(descriptions[i])))
+
+
+def truth_matches(verdict: str, kind: str | None, truth: str | None) -> bool | None:
+    """Whether a verdict agrees with the manifest's ``truth`` (None when there is no truth)."""
+    if truth is None or (isinstance(truth, float) and np.isnan(truth)):
+        return None
+    if verdict in ("pending", "undecided"):
+        return None
+    if truth == "core":
+        return verdict == "core"
+    if truth == "none":
+        return verdict == "no_pattern"
+    if truth.startswith("spurious"):
+        want = truth.split(":", 1)[1] if ":" in truth else None
+        return verdict == "spurious" and (want is None or kind == want)
+    return None
+
+
+def compute_verdicts(
+    manifest: pd.DataFrame,
+    aggregated: pd.DataFrame,
+    answers: pd.DataFrame | None = None,
+    skills: pd.Series | None = None,
+    min_posterior: float = 0.6,
+    n_quotes: int = 3,
+) -> pd.DataFrame:
+    """One verdict per HIT of the manifest.
+
+    Parameters
+    ----------
+    manifest : DataFrame
+        ``hit_key, class, class_name, feature, weight, rank, layer, kind, is_gold, truth``.
+    aggregated : DataFrame
+        :func:`analysis.aggregate.aggregate` output, indexed by hit_key.
+    answers : DataFrame, optional
+        Kept answers, for descriptions and self-rated confidence.
+    skills : Series, optional
+        Worker skill, to break ties between descriptions.
+    min_posterior : float
+        Below this posterior a label does not decide (``undecided``).
+    n_quotes : int
+        Descriptions kept per HIT (most representative first).
+
+    Returns
+    -------
+    DataFrame
+        One row per manifest HIT: the manifest fields plus ``verdict, kind, shared, pattern,
+        shared_posterior, pattern_posterior, confidence, votes_shared, votes_pattern,
+        shared_mv, pattern_mv, n_workers, self_confidence, quotes, truth_match``.
+    """
+    rows = []
+    desc = conf = None
+    if answers is not None and len(answers):
+        a = answers.copy()
+        a["answer"] = a["answer"].astype("string")
+        d = a[(a["question"] == "description") & a["answer"].fillna("").str.strip().ne("")]
+        desc = {k: g for k, g in d.groupby("hit_key")}
+        c = a[a["question"] == "confidence"].copy()
+        c["v"] = pd.to_numeric(c["answer"], errors="coerce")
+        conf = c.groupby("hit_key")["v"].mean()
+    for _, m in manifest.iterrows():
+        key = m["hit_key"]
+        has = key in aggregated.index and int(aggregated.loc[key, "n_workers"]) > 0
+        ag = aggregated.loc[key] if has else None
+        verdict, kind, confidence = "pending", None, np.nan
+        if ag is not None:
+            s, sp = ag.get("shared"), ag.get("shared_posterior")
+            p, pp = ag.get("pattern"), ag.get("pattern_posterior")
+            if s is None or (isinstance(s, float) and np.isnan(s)) or not sp >= min_posterior:
+                verdict = "undecided"
+                confidence = sp
+            elif s != "yes":
+                verdict, confidence = "no_pattern", sp
+            elif p is None or (isinstance(p, float) and np.isnan(p)) or not pp >= min_posterior:
+                verdict, confidence = "undecided", sp * (pp if pp == pp else 0.0)
+            elif p == "object":
+                verdict, confidence = "core", sp * pp
+            else:
+                verdict, confidence = "spurious", sp * pp
+                kind = p if p in SPURIOUS_KINDS else "other"
+        quotes: list[str] = []
+        if desc is not None and key in desc:
+            g = desc[key]
+            texts = [str(t) for t in g["answer"]]
+            sk = ([float(skills.get(w, np.nan)) for w in g["worker_id"]]
+                  if skills is not None else None)
+            quotes = [texts[i] for i in rank_descriptions(texts, sk)[:n_quotes]]
+        truth = m.get("truth")
+        truth = None if truth is None or (isinstance(truth, float) and np.isnan(truth)) else truth
+        rows.append({
+            "hit_key": key, "class": int(m["class"]), "class_name": m["class_name"],
+            "feature": m["feature"], "weight": float(m["weight"]) if m["weight"] is not None
+            else np.nan, "rank": m["rank"], "layer": m["layer"], "kind_of_data": m["kind"],
+            "is_gold": bool(m["is_gold"]), "verdict": verdict, "kind": kind,
+            "shared": None if ag is None else ag.get("shared"),
+            "pattern": None if ag is None else ag.get("pattern"),
+            "shared_posterior": np.nan if ag is None else ag.get("shared_posterior"),
+            "pattern_posterior": np.nan if ag is None else ag.get("pattern_posterior"),
+            "confidence": confidence,
+            "votes_shared": {} if ag is None else ag.get("shared_votes"),
+            "votes_pattern": {} if ag is None else ag.get("pattern_votes"),
+            "shared_mv": None if ag is None else ag.get("shared_mv"),
+            "pattern_mv": None if ag is None else ag.get("pattern_mv"),
+            "n_workers": 0 if ag is None else int(ag.get("n_workers")),
+            "self_confidence": float(conf.get(key, np.nan)) if conf is not None else np.nan,
+            "quotes": quotes, "truth": truth, "truth_match": truth_matches(verdict, kind, truth),
+            "assets": m.get("assets") if isinstance(m.get("assets"), dict) else {},
+        })
+    return pd.DataFrame(rows)

@@ -1,0 +1,263 @@
+"""Small hand-built fixtures for the analysis tests: a manifest, simulated crowd answers, a probe
+and a whole run directory, plus MTurk-format exports of the same answers."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+QFA_NS = ("http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2005-10-01/"
+          "QuestionFormAnswers.xsd")
+BATCH_HEADER = [
+    "HITId", "HITTypeId", "Title", "Description", "Keywords", "Reward", "CreationTime",
+    "MaxAssignments", "RequesterAnnotation", "AssignmentDurationInSeconds",
+    "AutoApprovalDelayInSeconds", "Expiration", "NumberOfSimilarHITs", "LifetimeInSeconds",
+    "AssignmentId", "WorkerId", "AssignmentStatus", "AcceptTime", "SubmitTime",
+    "AutoApprovalTime", "ApprovalTime", "RejectionTime", "RequesterFeedback",
+    "WorkTimeInSeconds", "LifetimeApprovalRate", "Last30DaysApprovalRate",
+    "Last7DaysApprovalRate",
+]
+CLASSES = ["circle", "square", "triangle"]
+# (class, feature, truth): the planted ground truth of the fixture
+FEATURES = [
+    (0, 11, "core"), (0, 12, "spurious:mark"), (0, 13, "core"),
+    (1, 21, "core"), (1, 22, "spurious:background"), (1, 23, "none"),
+    (2, 31, "core"), (2, 32, "core"), (2, 33, "spurious:mark"),
+]
+GOLD = [(0, 90, {"shared": "yes", "pattern": "mark"}), (1, 91, {"shared": "no", "pattern": None})]
+
+
+def truth_answer(truth: str) -> tuple[str, str]:
+    """The (shared, pattern) a perfect worker gives for a truth label."""
+    if truth == "core":
+        return "yes", "object"
+    if truth == "none":
+        return "no", ""
+    return "yes", truth.split(":")[1]
+
+
+def make_manifest(kind: str = "image", features=FEATURES, gold=GOLD, layer: str = "sparse"):
+    """Manifest rows (dicts) per docs/contracts.md."""
+    rows = []
+    rank = {}
+    for c, f, truth in features:
+        rank[c] = rank.get(c, 0) + 1
+        rows.append({
+            "hit_key": f"img-c{c:02d}-f{f:04d}-{layer}", "kind": kind, "layer": layer,
+            "class": c, "class_name": CLASSES[c], "feature": f,
+            "weight": round(1.5 / rank[c], 3), "rank": rank[c], "direction": "highest",
+            "html": f"hits/img-c{c:02d}-f{f:04d}-{layer}.html",
+            "assets": {"examples": f"assets/c{c}_f{f}.png"}, "example_ids": ["0", "1"],
+            "is_gold": False, "gold": None,
+            "attention": {"field": "attention", "expected": "blue"},
+            "evidence": None, "truth": truth,
+        })
+    for c, f, g in gold:
+        rows.append({
+            "hit_key": f"gold-c{c:02d}-f{f:04d}", "kind": kind, "layer": layer, "class": c,
+            "class_name": CLASSES[c], "feature": f, "weight": 0.0, "rank": 0,
+            "direction": "highest", "html": "", "assets": {}, "example_ids": [],
+            "is_gold": True, "gold": g, "attention": {"field": "attention", "expected": "blue"},
+            "evidence": None, "truth": None,
+        })
+    return rows
+
+
+DESCRIPTIONS = {
+    "object": ["the round body of the shape", "the shape outline itself", "round shape body"],
+    "mark": ["a small white square in the corner", "white corner mark", "corner square mark"],
+    "background": ["striped background texture", "the stripes behind the shape",
+                   "background stripes"],
+    "": ["nothing in common", "random stuff", "no shared pattern"],
+}
+
+
+def simulate_answers(manifest: list[dict], n_good: int = 5, n_spam: int = 1,
+                     accuracy: float = 0.9, seed: int = 0, per_hit: int | None = None,
+                     extra: dict[tuple[str, str], dict[str, str]] | None = None) -> pd.DataFrame:
+    """Long answer table from honest workers (right with prob ``accuracy``) and spammers
+    (random answers, failed attention checks, 2-second work times)."""
+    rng = np.random.default_rng(seed)
+    workers = [f"W{i:02d}GOOD" for i in range(n_good)] + [f"S{i:02d}SPAM" for i in range(n_spam)]
+    rows = []
+    aid = 0
+    t0 = pd.Timestamp("2026-11-28 10:00:00")
+    for hit in manifest:
+        truth = hit["truth"]
+        if hit["is_gold"]:
+            g = hit["gold"]
+            correct = (g["shared"], g["pattern"] or "")
+        else:
+            correct = truth_answer(truth)
+        ws = workers if per_hit is None else list(rng.choice(workers, per_hit, replace=False))
+        for w in ws:
+            aid += 1
+            spam = w.endswith("SPAM")
+            if spam:
+                shared = str(rng.choice(["yes", "no"]))
+                pattern = str(rng.choice(["object", "background", "mark", "other"]))
+                att, secs = "red", 2.0
+            else:
+                if hit["is_gold"] or rng.random() < accuracy:
+                    shared, pattern = correct
+                else:
+                    shared = str(rng.choice(["yes", "no", "unsure"]))
+                    pattern = str(rng.choice(["object", "background", "mark"]))
+                att, secs = "blue", float(rng.integers(40, 90))
+            if shared != "yes":
+                pattern = ""
+            texts = DESCRIPTIONS.get(pattern if shared == "yes" else "", DESCRIPTIONS[""])
+            fields = {"shared": shared, "pattern": pattern, "confidence": str(rng.integers(3, 6)),
+                      "description": str(rng.choice(texts)), "attention": att}
+            if extra and (hit["hit_key"], w) in extra:
+                fields.update(extra[(hit["hit_key"], w)])
+            submit = t0 + pd.Timedelta(seconds=aid * 100)
+            for q, v in fields.items():
+                rows.append({"hit_key": hit["hit_key"], "hit_id": "H" + hit["hit_key"][-12:],
+                             "assignment_id": f"A{aid:05d}", "worker_id": w, "question": q,
+                             "answer": v, "submit_time": str(submit), "work_seconds": secs,
+                             "status": "Submitted",
+                             "accept_time": str(submit - pd.Timedelta(seconds=secs)),
+                             "source": "local"})
+    return pd.DataFrame(rows)
+
+
+def to_assignments(answers: pd.DataFrame) -> list[dict]:
+    """The same answers as ListAssignmentsForHIT entries (QuestionFormAnswers XML)."""
+    from xml.sax.saxutils import escape
+
+    out = []
+    for aid, g in answers.groupby("assignment_id", sort=True):
+        parts = [f'<QuestionFormAnswers xmlns="{QFA_NS}">']
+        for q, v in zip(g["question"], g["answer"], strict=True):
+            parts.append(f"<Answer><QuestionIdentifier>{escape(q)}</QuestionIdentifier>"
+                         f"<FreeText>{escape(str(v))}</FreeText></Answer>")
+        parts.append(f"<Answer><QuestionIdentifier>hit_key</QuestionIdentifier>"
+                     f"<FreeText>{g['hit_key'].iloc[0]}</FreeText></Answer>")
+        parts.append("</QuestionFormAnswers>")
+        out.append({"AssignmentId": aid, "WorkerId": g["worker_id"].iloc[0],
+                    "HITId": g["hit_id"].iloc[0], "AssignmentStatus": "Submitted",
+                    "AcceptTime": pd.Timestamp(g["accept_time"].iloc[0]).to_pydatetime(),
+                    "SubmitTime": pd.Timestamp(g["submit_time"].iloc[0]).to_pydatetime(),
+                    "Answer": "".join(parts)})
+    return out
+
+
+def write_batch_csv(answers: pd.DataFrame, path: Path, reduced: bool = False) -> Path:
+    """MTurk "Download batch results" CSV of the answers (real header order, extra columns)."""
+    qs = sorted(answers["question"].unique())
+    header = (["WorkerId"] if reduced else BATCH_HEADER) + ["Input.hit_key", "Input.image_url"]
+    header += [f"Answer.{q}" for q in qs] + ([] if reduced else ["Approve", "Reject"])
+    header += ["Unrelated Extra"]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, quoting=csv.QUOTE_ALL)
+        w.writerow(header)
+        for aid, g in answers.groupby("assignment_id", sort=True):
+            ans = dict(zip(g["question"], g["answer"], strict=True))
+            first = g.iloc[0]
+            row = {
+                "HITId": first["hit_id"], "HITTypeId": "TYPE1", "Title": "Audit a feature",
+                "Description": "Look, then answer", "Keywords": "image, audit", "Reward": "$0.10",
+                "CreationTime": "Sat Nov 28 09:00:00 PST 2026", "MaxAssignments": "5",
+                "RequesterAnnotation": "", "AssignmentDurationInSeconds": "600",
+                "AutoApprovalDelayInSeconds": "259200", "Expiration": "",
+                "NumberOfSimilarHITs": "", "LifetimeInSeconds": "", "AssignmentId": aid,
+                "WorkerId": first["worker_id"], "AssignmentStatus": "Submitted",
+                "AcceptTime": first["accept_time"], "SubmitTime": first["submit_time"],
+                "AutoApprovalTime": "", "ApprovalTime": "", "RejectionTime": "",
+                "RequesterFeedback": "", "WorkTimeInSeconds": str(int(first["work_seconds"])),
+                "LifetimeApprovalRate": "0% (0/0)", "Last30DaysApprovalRate": "0% (0/0)",
+                "Last7DaysApprovalRate": "0% (0/0)", "Input.hit_key": first["hit_key"],
+                "Input.image_url": "https://example.org/x.png", "Approve": "", "Reject": "",
+                "Unrelated Extra": "x,y\n\"z\"",
+            }
+            for q in qs:
+                row[f"Answer.{q}"] = ans.get(q, "")
+            w.writerow([row.get(h, "") for h in header])
+    return path
+
+
+def tiny_png(path: Path, color=(200, 30, 30)) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), color).save(path)
+
+
+def write_probe(run: Path, manifest: list[dict], n_classes: int = 3, d: int = 40) -> None:
+    """probe/probe.json + path.npz consistent with the manifest's features."""
+    probe = run / "probe"
+    probe.mkdir(parents=True, exist_ok=True)
+    L = 6
+    lambdas = np.geomspace(1.0, 1e-3, L)
+    rows, cols, vals, ptr = [], [], [], [0]
+    sel = 3
+    for i in range(L):
+        for m in manifest:
+            if m["is_gold"]:
+                continue
+            if i >= m["rank"] - 1:
+                rows.append(m["class"])
+                cols.append(m["feature"])
+                vals.append(m["weight"])
+        if i > sel:  # dense-ish tail: extra small weights
+            for c in range(n_classes):
+                rows.append(c)
+                cols.append(c)
+                vals.append(0.01)
+        ptr.append(len(rows))
+    nnz = np.diff(ptr)
+    nnz_pc = np.zeros((L, n_classes), dtype=np.int64)
+    for i in range(L):
+        for r in rows[ptr[i]:ptr[i + 1]]:
+            nnz_pc[i, r] += 1
+    acc = np.linspace(0.4, 0.95, L)
+    np.savez(probe / "path.npz", lambdas=lambdas, alpha=np.array(0.99), nnz=nnz,
+             nnz_per_class=nnz_pc, n_active=nnz, train_acc=acc, val_acc=acc - 0.02,
+             train_loss=1 - acc, val_loss=1.02 - acc, objective=1 - acc,
+             kkt_violation=np.zeros(L), n_iter=np.full(L, 10), w_ptr=np.array(ptr),
+             w_row=np.array(rows, dtype=np.int64), w_col=np.array(cols, dtype=np.int64),
+             w_val=np.array(vals, dtype=np.float32), bias=np.zeros((L, n_classes)),
+             mean=np.zeros(d), scale=np.ones(d))
+    top = [{"class": m["class"], "class_name": m["class_name"], "feature": m["feature"],
+            "weight": m["weight"], "rank": m["rank"]} for m in manifest if not m["is_gold"]]
+    (probe / "probe.json").write_text(json.dumps({
+        "format": 1, "features_dir": "../features", "classes": CLASSES[:n_classes], "d": d,
+        "fit": {"alpha": 0.99, "n_lambdas": L, "eps": 1e-3, "grouped": False, "solver": "torch"},
+        "selection": {"rule": "val_acc_within", "value": 0.05, "index": sel,
+                      "lambda": float(lambdas[sel])},
+        "accuracy": {"dense": {"train": 0.95, "val": 0.93, "test": 0.92},
+                     "sparse": {"train": 0.9, "val": 0.88, "test": 0.87}},
+        "features_per_class": {"dense": 40.0, "sparse": 3.0},
+        "top_features": {"sparse": top, "dense": top}}))
+
+
+def write_run(run: Path, answers: pd.DataFrame | None, manifest: list[dict] | None = None,
+              kind: str = "image") -> Path:
+    """A complete run directory: features/meta.json, probe/, tasks/ (+ assets), answers/."""
+    manifest = manifest if manifest is not None else make_manifest(kind)
+    (run / "features").mkdir(parents=True, exist_ok=True)
+    (run / "features" / "meta.json").write_text(json.dumps({
+        "format": 1, "kind": kind, "classes": CLASSES, "d": 40,
+        "splits": {"train": 30, "val": 10, "test": 10},
+        "model": {"source": "builtin", "name": "tinycnn", "weights": None, "checkpoint": None},
+        "layer": "pool", "spatial_layer": "conv", "dataset": {"source": "builtin",
+                                                              "name": "shapes", "root": None,
+                                                              "seed": 0},
+        "preprocessing": {}}))
+    write_probe(run, manifest)
+    tasks = run / "tasks"
+    tasks.mkdir(parents=True, exist_ok=True)
+    with (tasks / "manifest.jsonl").open("w") as fh:
+        for m in manifest:
+            fh.write(json.dumps(m) + "\n")
+            for a in m["assets"].values():
+                tiny_png(tasks / a)
+    if answers is not None:
+        (run / "answers").mkdir(parents=True, exist_ok=True)
+        answers.to_parquet(run / "answers" / "answers.parquet")
+    return run

@@ -1,0 +1,132 @@
+"""Aggregation: crowd-kit called directly and hand-computed majority votes are the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from crowdkit.aggregation import GLAD, DawidSkene, MajorityVote
+from helpers_analysis import make_manifest, simulate_answers
+
+from analysis.aggregate import aggregate, aggregate_question, majority_vote, to_crowdkit
+from analysis.verdicts import compute_verdicts, rank_descriptions
+
+
+def long(rows):
+    """(hit, worker, question, answer) tuples -> long table."""
+    return pd.DataFrame([
+        {"hit_key": h, "hit_id": h, "assignment_id": f"{h}:{w}", "worker_id": w,
+         "question": q, "answer": a, "submit_time": "2026-01-01", "work_seconds": 30.0}
+        for h, w, q, a in rows])
+
+
+HAND = long([
+    # t1: yes 3 / no 1 -> yes (3/4)
+    ("t1", "a", "shared", "yes"), ("t1", "b", "shared", "yes"), ("t1", "c", "shared", "Yes "),
+    ("t1", "d", "shared", "no"),
+    # t2: tie yes 1 / no 1, plus an abstention -> tie, no label
+    ("t2", "a", "shared", "yes"), ("t2", "b", "shared", "no"), ("t2", "c", "shared", "unsure"),
+    # t3: only abstentions and an empty answer -> no label at all
+    ("t3", "a", "shared", "unsure"), ("t3", "b", "shared", ""),
+    # t4: no 2 / yes 1
+    ("t4", "a", "shared", "no"), ("t4", "b", "shared", "no"), ("t4", "d", "shared", "yes"),
+])
+
+
+def test_majority_vote_by_hand():
+    out = aggregate(HAND, method="MajorityVote", questions=("shared",))
+    assert out.loc["t1", "shared"] == "yes"
+    assert out.loc["t1", "shared_posterior"] == pytest.approx(3 / 4)
+    assert out.loc["t1", "shared_votes"] == {"yes": 3, "no": 1}
+    assert out.loc["t2", "shared"] is None and bool(out.loc["t2", "shared_mv_tie"])
+    assert out.loc["t2", "shared_votes"] == {"yes": 1, "no": 1, "unsure": 1}
+    assert out.loc["t3", "shared"] is None
+    assert out.loc["t3", "shared_abstain"] == 2 and out.loc["t3", "shared_n"] == 0
+    assert out.loc["t4", "shared"] == "no"
+    assert out.loc["t4", "shared_posterior"] == pytest.approx(2 / 3)
+
+
+def test_majority_vote_matches_crowdkit_where_no_tie():
+    data, _ = to_crowdkit(HAND, "shared")
+    ours = majority_vote(data)
+    ref = MajorityVote().fit_predict(data)
+    for task in ["t1", "t4"]:
+        assert ours.loc[task, "label"] == ref[task]
+    ref_p = MajorityVote().fit(data).probas_
+    assert ours.loc["t1", "share"] == pytest.approx(ref_p.loc["t1", "yes"])
+
+
+@pytest.mark.parametrize(("method", "cls", "kw"), [
+    ("DawidSkene", DawidSkene, {"n_iter": 100}),
+    ("GLAD", GLAD, {"n_iter": 100}),
+])
+def test_matches_crowdkit_directly(method, cls, kw):
+    ans = simulate_answers(make_manifest(), n_good=4, n_spam=2, accuracy=0.75, seed=3)
+    data, _ = to_crowdkit(ans, "shared")
+    ref = cls(**kw)
+    ref_labels = ref.fit_predict(data)
+    ours = aggregate_question(data, method)
+    probas = ref.probas_
+    top2 = np.sort(probas.to_numpy(), axis=1)[:, -2:]
+    decided = ~np.isclose(top2[:, 0], top2[:, 1])
+    for task, ok in zip(probas.index, decided, strict=True):
+        if ok:
+            assert ours.loc[task, "label"] == ref_labels[task]
+            assert ours.loc[task, "posterior"] == pytest.approx(
+                probas.loc[task, ref_labels[task]], rel=1e-6)
+
+
+def test_pattern_only_from_assignments_that_saw_a_pattern():
+    rows = long([("t", "a", "shared", "yes"), ("t", "a", "pattern", "mark"),
+                 ("t", "b", "shared", "no"), ("t", "b", "pattern", "object"),
+                 ("t", "c", "shared", "no"), ("t", "c", "pattern", "object")])
+    out = aggregate(rows, method="MajorityVote")
+    assert out.loc["t", "pattern_votes"] == {"mark": 1}
+    assert out.loc["t", "shared"] == "no"
+
+
+def test_unknown_method_is_a_clear_error():
+    data, _ = to_crowdkit(HAND, "shared")
+    with pytest.raises(ValueError, match="unknown aggregation method"):
+        aggregate_question(data, "Bogus")
+
+
+def test_all_methods_run_and_flag_planted_features():
+    manifest = make_manifest()
+    ans = simulate_answers(manifest, n_good=5, n_spam=0, accuracy=0.95, seed=1)
+    man = pd.DataFrame(manifest)
+    for method in ("MajorityVote", "Wawa", "DawidSkene", "GLAD", "MACE"):
+        agg = aggregate(ans, method=method)
+        v = compute_verdicts(man, agg, ans)
+        real = v[~v["is_gold"]]
+        assert real["truth_match"].all(), (method, real[["hit_key", "verdict", "truth"]])
+
+
+def test_verdict_rules():
+    man = pd.DataFrame(make_manifest(features=[(0, 1, "core"), (0, 2, "spurious:mark"),
+                                               (0, 3, "none"), (0, 4, "core"), (0, 5, "core")],
+                                     gold=[]))
+    keys = list(man["hit_key"])
+    rows = []
+    for w in "abc":
+        rows += [(keys[0], w, "shared", "yes"), (keys[0], w, "pattern", "object")]
+        rows += [(keys[1], w, "shared", "yes"), (keys[1], w, "pattern", "mark")]
+        rows += [(keys[2], w, "shared", "no")]
+    rows += [(keys[3], "a", "shared", "yes"), (keys[3], "b", "shared", "no")]  # tie
+    agg = aggregate(long(rows), method="MajorityVote")
+    v = compute_verdicts(man, agg, long(rows)).set_index("hit_key")
+    assert v.loc[keys[0], "verdict"] == "core"
+    assert (v.loc[keys[1], "verdict"], v.loc[keys[1], "kind"]) == ("spurious", "mark")
+    assert v.loc[keys[2], "verdict"] == "no_pattern"
+    assert v.loc[keys[3], "verdict"] == "undecided"
+    assert v.loc[keys[4], "verdict"] == "pending"
+    assert v.loc[keys[1], "votes_pattern"] == {"mark": 3}
+
+
+def test_representative_description_first():
+    texts = ["white square in the corner", "a white corner square", "cat", "corner white mark"]
+    order = rank_descriptions(texts)
+    assert order[-1] == 2
+    assert order[0] in (0, 1, 3)
+    # skills break ties between equally typical descriptions
+    assert rank_descriptions(["x y", "x y"], skills=[0.1, 0.9])[0] == 1
