@@ -280,7 +280,7 @@ def _already_exists(exc: ClientError) -> bool:
 
 
 def _hit_id_from_message(message: str, token: str) -> str | None:
-    m = re.search(r"HIT\s*-?\s*I[dD]\s*[:=]?\s*[\"']?([A-Za-z0-9_-]{6,64})", message)
+    m = re.search(r"HIT(?:\s+with)?\s*-?\s*I[dD]\s*[:=]?\s*[\"']?([A-Za-z0-9_-]{6,64})", message)
     if m and m.group(1) != token:
         return m.group(1)
     for cand in re.findall(r"\b[A-Z0-9]{20,40}\b", message):

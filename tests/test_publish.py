@@ -1,0 +1,203 @@
+"""Publishing end to end: unmodified boto3 over loopback HTTP against a live task server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers_publish import ATTENTION, FIXTURE_HITS, make_tasks_dir
+
+from tasks.answers import read_answers
+from tasks.client import make_client, resolve_endpoint
+from tasks.collect import collect_answers
+from tasks.ledger import Ledger
+from tasks.publish import CRASH_HOOK_ENV, PublishOptions, publish_batch
+from tasks.publish_cli import collect, publish, review
+from tasks.review import ReviewRules, review_assignments
+from tasks.simulate import simulate_crowd
+
+live = pytest.importorskip("tasks.server.live")
+
+N_QUESTIONS = 5  # shared, pattern, confidence, description, attention
+
+
+@pytest.fixture
+def server(tmp_path):
+    with live.start_server(tmp_path / "server.sqlite") as srv:
+        yield srv
+
+
+def _env(srv) -> dict[str, str]:
+    return {"SPARSE_PROBE_ACCESS_KEY_ID": srv.access_key_id,
+            "SPARSE_PROBE_SECRET_ACCESS_KEY": srv.secret_access_key,
+            "SPARSE_PROBE_ADMIN_USER": srv.admin_user,
+            "SPARSE_PROBE_ADMIN_PASSWORD": srv.admin_password}
+
+
+def _server_hits(srv) -> list[dict]:
+    client = srv.boto3_client()
+    return [h for page in client.get_paginator("list_hits").paginate() for h in page["HITs"]]
+
+
+def _publish_cli(tasks: Path, srv, *extra: str):
+    return CliRunner().invoke(publish, [str(tasks), "--endpoint", "local", "--endpoint-url",
+                                        srv.url, "--assignments", "3", "--reward", "0.05",
+                                        *extra], env=_env(srv))
+
+
+def test_publish_simulate_collect_review(tmp_path, server):
+    tasks = make_tasks_dir(tmp_path)
+    res = _publish_cli(tasks, server)
+    assert res.exit_code == 0, res.output
+    hits = _server_hits(server)
+    assert len(hits) == len(FIXTURE_HITS)
+    # Assets were uploaded and the HIT pages point at them.
+    page = server.boto3_client().get_hit(HITId=hits[0]["HITId"])["HIT"]["Question"]
+    assert "../assets/" not in page and f"{server.url}/assets/" in page
+    import re
+
+    import requests
+    asset_url = re.search(r'src="([^"]+\.png)"', page).group(1)
+    assert requests.get(asset_url, timeout=10).status_code == 200
+
+    sim = simulate_crowd(server.url, tasks, n_workers=6, spammer_share=0.34, seed=3,
+                         concurrency=3, admin_auth=(server.admin_user, server.admin_password))
+    assert sim.submitted == 3 * len(FIXTURE_HITS)
+
+    res = CliRunner().invoke(collect, [str(tasks), "--out", str(tmp_path / "answers")],
+                             env=_env(server))
+    assert res.exit_code == 0, res.output
+    df = read_answers(tmp_path / "answers")
+    assert len(df) == 3 * len(FIXTURE_HITS) * N_QUESTIONS
+    assert set(df["question"]) == {"shared", "pattern", "confidence", "description",
+                                   ATTENTION["field"]}
+    assert str(df["submit_time"].dt.tz) == "UTC"
+    assert (df["work_seconds"] >= 0).all()
+    assert set(df["hit_key"]) == {h[0] for h in FIXTURE_HITS}
+    assert set(df["source"]) == {"local"}
+    assert df.groupby("assignment_id")["worker_id"].nunique().eq(1).all()
+
+    res = CliRunner().invoke(review, [str(tasks), "--answers", str(tmp_path / "answers"),
+                                      "--require-attention", "--min-gold-accuracy", "0"],
+                             env=_env(server))
+    assert res.exit_code == 0, res.output
+    att = df[df["question"] == ATTENTION["field"]].set_index("assignment_id")["answer"]
+    client = server.boto3_client()
+    statuses = {a["AssignmentId"]: a["AssignmentStatus"]
+                for h in hits for a in client.list_assignments_for_hit(HITId=h["HITId"])
+                ["Assignments"]}
+    for aid, answer in att.items():
+        assert statuses[aid] == ("Approved" if answer == ATTENTION["expected"] else "Rejected")
+    assert "Rejected" in statuses.values() or all(a == ATTENTION["expected"] for a in att)
+    after = read_answers(tmp_path / "answers").groupby("assignment_id")["status"].first()
+    assert after.to_dict() == statuses
+    # A second review does nothing new.
+    res = CliRunner().invoke(review, [str(tasks), "--answers", str(tmp_path / "answers"),
+                                      "--require-attention"], env=_env(server))
+    assert res.exit_code == 0, res.output
+    assert "0 approved, 0 rejected" in res.output
+
+
+def test_republish_creates_nothing(tmp_path, server):
+    tasks = make_tasks_dir(tmp_path)
+    assert _publish_cli(tasks, server).exit_code == 0
+    first = {h["HITId"] for h in _server_hits(server)}
+    res = _publish_cli(tasks, server)
+    assert res.exit_code == 0, res.output
+    assert "0 HITs created" in res.output
+    assert {h["HITId"] for h in _server_hits(server)} == first
+
+
+def test_killed_publisher_rerun_creates_no_duplicates(tmp_path, server):
+    tasks = make_tasks_dir(tmp_path)
+    env = {**os.environ, **_env(server), CRASH_HOOK_ENV: "2"}
+    cmd = [sys.executable, "-c", "from tasks.publish_cli import publish; publish()", str(tasks),
+           "--endpoint", "local", "--endpoint-url", server.url]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 17, proc.stderr
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        states = [h.state for h in ledger.hits()]
+    assert states == ["created", "pending"]  # killed between CreateHIT and the ledger update
+    assert len(_server_hits(server)) == 2
+    res = _publish_cli(tasks, server)
+    assert res.exit_code == 0, res.output
+    hits = _server_hits(server)
+    keys = [h["RequesterAnnotation"].rsplit(":", 1)[1] for h in hits]
+    assert sorted(keys) == sorted(h[0] for h in FIXTURE_HITS)  # exactly one HIT per key
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        recs = ledger.hits()
+    assert {r.hit_id for r in recs} == {h["HITId"] for h in hits}
+    assert all(r.state == "created" for r in recs)
+
+
+def test_budget_cap_against_live_server(tmp_path, server):
+    tasks = make_tasks_dir(tmp_path)
+    res = _publish_cli(tasks, server, "--budget", "0.10")
+    assert res.exit_code != 0
+    assert "budget" in res.output and len(res.output.strip().splitlines()) == 1
+    assert _server_hits(server) == []
+
+
+def test_library_publish_with_registered_asset_dir(tmp_path):
+    """The server can serve tasks/assets/ itself (ASSET_DIRS); no upload needed."""
+    tasks = make_tasks_dir(tmp_path)
+    with live.start_server(tmp_path / "s.sqlite",
+                           config={"ASSET_DIRS": {"run1": str(tasks / "assets")}}) as srv:
+        ep = resolve_endpoint("local", srv.url)
+        client = make_client(ep, access_key_id=srv.access_key_id,
+                             secret_access_key=srv.secret_access_key)
+        res = publish_batch(tasks, client, ep, PublishOptions(
+            assignments=2, asset_base_url=f"{srv.url}/assets/run1/"))
+        assert len(res.created) == len(FIXTURE_HITS)
+        sim = simulate_crowd(srv.url, tasks, n_workers=2, spammer_share=0, seed=1,
+                             concurrency=2, admin_auth=(srv.admin_user, srv.admin_password))
+        assert sim.submitted == 2 * len(FIXTURE_HITS)
+        out = collect_answers(tasks, tmp_path / "answers", client, ep)
+        assert out.new_assignments == 2 * len(FIXTURE_HITS)
+        r = review_assignments(tasks, tmp_path / "answers", client, ep,
+                               ReviewRules(min_gold_accuracy=None), dry_run=True)
+        assert len(r.decisions) == 2 * len(FIXTURE_HITS)
+        assert all(d.action == "approve" for d in r.decisions)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--endpoint", "staging"], "staging"),
+    (["--endpoint", "local"], "--endpoint-url"),
+])
+def test_cli_errors_are_one_line(tmp_path, args, message):
+    tasks = make_tasks_dir(tmp_path)
+    res = CliRunner().invoke(publish, [str(tasks), *args],
+                             env={"SPARSE_PROBE_ACCESS_KEY_ID": "a",
+                                  "SPARSE_PROBE_SECRET_ACCESS_KEY": "b"})
+    assert res.exit_code != 0
+    assert message in res.output
+
+
+def test_cli_missing_manifest_and_bad_ledger(tmp_path):
+    res = CliRunner().invoke(publish, [str(tmp_path / "nope"), "--endpoint", "sandbox"])
+    assert res.exit_code != 0 and "manifest.jsonl" in res.output
+    tasks = make_tasks_dir(tmp_path)
+    (tasks / "ledger.sqlite").write_bytes(b"this is not sqlite" * 100)
+    res = CliRunner().invoke(publish, [str(tasks), "--endpoint", "local", "--endpoint-url",
+                                       "http://127.0.0.1:9", "--asset-base-url", "http://x/"],
+                             env={"SPARSE_PROBE_ACCESS_KEY_ID": "a",
+                                  "SPARSE_PROBE_SECRET_ACCESS_KEY": "b"})
+    assert res.exit_code != 0 and "ledger" in res.output
+    assert (tasks / "ledger.sqlite").read_bytes() == b"this is not sqlite" * 100
+
+
+def test_missing_hit_page_is_reported(tmp_path):
+    tasks = make_tasks_dir(tmp_path)
+    victim = FIXTURE_HITS[1][0]
+    (tasks / "hits" / f"{victim}.html").unlink()
+    res = CliRunner().invoke(publish, [str(tasks), "--endpoint", "sandbox",
+                                       "--asset-base-url", "https://x/"],
+                             env={"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
+    assert res.exit_code != 0
+    assert victim in res.output and "not found" in res.output
+    assert not (tasks / "ledger.sqlite").exists()
