@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 from sqlalchemy import (
     Float,
     ForeignKey,
@@ -304,6 +305,7 @@ def worker_token_ok(db: Database, worker_id: str, token: str) -> bool:
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db_command() -> None:
     """Create the task server's tables (idempotent)."""
     db = get_db()
