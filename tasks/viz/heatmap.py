@@ -1,0 +1,109 @@
+"""Where a feature fires in an image.
+
+For channel features (feature ``j`` is channel ``j`` of a convolutional layer, average-pooled)
+the heatmap is the channel's spatial map before pooling, signed by the class weight, rectified
+and upsampled bilinearly to the image size. For features that are not channels, captum's
+:class:`~captum.attr.LayerGradCam` (Selvaraju et al., 2017) on a convolutional layer or
+:class:`~captum.attr.Occlusion` (Zeiler & Fergus, 2014) on the input give the map instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "channel_heatmaps",
+    "gradcam_heatmaps",
+    "normalize_maps",
+    "occlusion_heatmaps",
+    "upsample",
+]
+
+
+def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear upsampling of maps (n, h, w) to (n, H, W)."""
+    if maps.shape[-2:] == tuple(size):
+        return maps
+    return F.interpolate(maps[:, None].float(), size=tuple(size), mode="bilinear",
+                         align_corners=False)[:, 0]
+
+
+def normalize_maps(maps: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Scale each map (n, H, W) to ``[0, 1]`` by its maximum (all-zero maps stay zero)."""
+    m = maps.detach().cpu().numpy() if isinstance(maps, torch.Tensor) else np.asarray(maps)
+    m = np.clip(m.astype(np.float64), 0, None)
+    peak = m.reshape(len(m), -1).max(axis=1) if len(m) else np.zeros(0)
+    return m / np.where(peak > 0, peak, 1.0)[:, None, None]
+
+
+def channel_heatmaps(spatial: torch.Tensor, size: tuple[int, int], sign: float = 1.0
+                     ) -> torch.Tensor:
+    """Heatmaps from one channel's spatial maps.
+
+    Parameters
+    ----------
+    spatial : Tensor of shape (n, h, w)
+        The feature's map before pooling, for each image.
+    size : (H, W)
+        Image size.
+    sign : float
+        Sign of the class weight: negative weights show where the map is most negative.
+
+    Returns
+    -------
+    Tensor of shape (n, H, W), non-negative (not normalized)
+    """
+    s = 1.0 if sign >= 0 else -1.0
+    return torch.clamp(upsample(s * spatial.float(), size), min=0)
+
+
+def gradcam_heatmaps(forward: Callable[[torch.Tensor], torch.Tensor], layer: nn.Module,
+                     images: torch.Tensor, feature: int, sign: float = 1.0) -> torch.Tensor:
+    """LayerGradCam heatmaps of ``forward(images)[:, feature]`` (times ``sign``) on ``layer``.
+
+    Parameters
+    ----------
+    forward : callable
+        ``forward(images (n, 3, H, W)) -> (n, d)`` features; must pass through ``layer``.
+    layer : nn.Module
+        A convolutional module.
+
+    Returns
+    -------
+    Tensor (n, H, W), non-negative
+    """
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    s = 1.0 if sign >= 0 else -1.0
+    gc = LayerGradCam(lambda x: s * forward(x), layer)
+    attr = gc.attribute(images, target=int(feature), relu_attributions=True)
+    up = LayerAttribution.interpolate(attr, tuple(images.shape[-2:]), "bilinear")
+    return torch.clamp(up[:, 0].detach(), min=0)
+
+
+def occlusion_heatmaps(forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                       feature: int, sign: float = 1.0, window: int | None = None,
+                       stride: int | None = None, baseline: float = 0.5) -> torch.Tensor:
+    """Occlusion heatmaps: drop of ``sign * forward(images)[:, feature]`` when a square patch
+    is replaced by ``baseline`` (captum's Occlusion), rectified.
+
+    Returns
+    -------
+    Tensor (n, H, W), non-negative
+    """
+    from captum.attr import Occlusion
+
+    h = images.shape[-1]
+    window = window or max(2, h // 8)
+    stride = stride or max(1, window // 2)
+    s = 1.0 if sign >= 0 else -1.0
+    occ = Occlusion(lambda x: s * forward(x))
+    attr = occ.attribute(images, target=int(feature), baselines=baseline,
+                         sliding_window_shapes=(images.shape[1], window, window),
+                         strides=(images.shape[1], stride, stride))
+    return torch.clamp(attr.sum(1).detach(), min=0)

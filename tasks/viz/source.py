@@ -1,0 +1,142 @@
+"""What a HIT's evidence is drawn from: the examples of a split, the model's feature functions,
+and (for built-in datasets) the ground truth of every pixel or token.
+
+:func:`load_source` builds an :class:`ExampleSource` from a features directory through
+``sparse_probe.extract`` (and ``sparse_probe.datasets`` for ground truth); tests and callers
+with their own model pass an :class:`ExampleSource` directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["CLASS_WORD_KINDS", "ExampleSource", "as_display_images", "load_source"]
+
+logger = logging.getLogger(__name__)
+
+#: Token kinds that count as words carrying a text class's meaning (built-in toxicity corpus).
+CLASS_WORD_KINDS: tuple[str, ...] = ("insult", "compliment")
+
+
+def as_display_images(images: Any) -> torch.Tensor:
+    """Images as float (n, 3, H, W) in ``[0, 1]`` from uint8 (n, H, W, 3) / (n, 3, H, W) or
+    floats already in ``[0, 1]``."""
+    t = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
+    if t.dim() != 4:
+        raise ValueError(f"images: expected 4 dimensions, got shape {tuple(t.shape)}")
+    if t.shape[-1] in (1, 3) and t.shape[1] not in (1, 3):
+        t = t.permute(0, 3, 1, 2)
+    t = t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+    if t.shape[1] == 1:
+        t = t.expand(-1, 3, -1, -1)
+    return t.contiguous()
+
+
+@dataclass
+class ExampleSource:
+    """Examples of one split (in the order of the features' rows) and how to probe the model.
+
+    Attributes
+    ----------
+    kind : {"image", "text"}
+    images : Tensor (n, 3, H, W) in [0, 1], optional
+        What workers see (image sources).
+    texts : list of str, optional
+        The comments (text sources).
+    tokens : list of list of str, optional
+        Tokens of each text (default: whitespace split); a text with a token removed is
+        ``" ".join`` of the rest.
+    spatial : callable, optional
+        ``spatial(images (m, 3, H, W) in [0, 1]) -> (m, d, h, w)``: each feature's map before
+        pooling (channel features).
+    features : callable, optional
+        ``features(images or texts) -> (m, d)``: the features themselves (fallback heatmaps,
+        text attributions).
+    model : nn.Module, optional
+        Module run by feature visualization; input is ``preprocess(images in [0, 1])``.
+    fvis_layer : str, optional
+        Name (``model.named_modules()``) of the module whose output channels are the features.
+    preprocess : callable, optional
+        Maps images in ``[0, 1]`` to the model's input (normalization).
+    gradcam_layer : nn.Module, optional
+        Convolutional module for LayerGradCam when features are not channels.
+    object_masks : bool ndarray (n, H, W), optional
+    cue_masks : dict of str to bool ndarray (n, H, W)
+    cue_kind : dict of str to str
+        ``"mark"`` or ``"background"`` per cue.
+    token_kinds : list of list of str, optional
+        Kind of every token (``"insult"``, ``"identity:religion"``, ...).
+    class_word_kinds : sequence of str
+        Token kinds that count as class words.
+    """
+
+    kind: str
+    images: torch.Tensor | None = None
+    texts: list[str] | None = None
+    tokens: list[list[str]] | None = None
+    spatial: Callable[[torch.Tensor], torch.Tensor] | None = None
+    features: Callable[[Any], torch.Tensor] | None = None
+    model: nn.Module | None = None
+    fvis_layer: str | None = None
+    preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None
+    gradcam_layer: nn.Module | None = None
+    object_masks: np.ndarray | None = None
+    cue_masks: dict[str, np.ndarray] = field(default_factory=dict)
+    cue_kind: dict[str, str] = field(default_factory=dict)
+    token_kinds: list[list[str]] | None = None
+    class_word_kinds: Sequence[str] = CLASS_WORD_KINDS
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("image", "text"):
+            raise ValueError(f"ExampleSource.kind must be 'image' or 'text', got {self.kind!r}")
+        if self.kind == "image" and self.images is None:
+            raise ValueError("an image ExampleSource needs images")
+        if self.kind == "text":
+            if self.texts is None:
+                raise ValueError("a text ExampleSource needs texts")
+            if self.tokens is None:
+                self.tokens = [t.split() for t in self.texts]
+            if self.features is None:
+                raise ValueError("a text ExampleSource needs features (the encoder)")
+
+    def __len__(self) -> int:
+        return len(self.images) if self.kind == "image" else len(self.texts or [])
+
+    @property
+    def has_truth(self) -> bool:
+        """Whether ground truth exists (object masks for images, token kinds for text)."""
+        return (self.object_masks is not None if self.kind == "image"
+                else self.token_kinds is not None)
+
+
+def _preprocess_from_meta(meta: Mapping) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    prep = meta.get("preprocessing") or {}
+    mean, std = prep.get("mean"), prep.get("std")
+    if mean is None or std is None:
+        return None
+    m = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
+    s = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
+    return lambda x: (x - m.to(x.device)) / s.to(x.device)
+
+
+def load_source(meta: Mapping, split: str, device: torch.device | str | None = None
+                ) -> ExampleSource:
+    """Build the :class:`ExampleSource` of ``split`` from a features ``meta.json``.
+
+    Uses ``sparse_probe.extract.load_model`` / ``load_split`` / ``spatial_maps`` and, for
+    built-in datasets, ``sparse_probe.datasets.load_builtin`` for masks and token kinds.
+    """
+    try:
+        from sparse_probe import extract
+    except ImportError as exc:  # pragma: no cover - depends on the installed stages
+        raise RuntimeError(f"sparse_probe.extract is not available: {exc}") from exc
+    from tasks.viz._sources import source_from_extract
+
+    return source_from_extract(extract, meta, split, device)
