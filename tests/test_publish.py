@@ -201,3 +201,93 @@ def test_missing_hit_page_is_reported(tmp_path):
     assert res.exit_code != 0
     assert victim in res.output and "not found" in res.output
     assert not (tasks / "ledger.sqlite").exists()
+
+
+# --------------------------------------------------------------------------- review rules
+def _answers_frame(rows):
+    from tasks.answers import answers_frame
+
+    out = []
+    for aid, worker, key, seconds, answers in rows:
+        for q, a in answers.items():
+            out.append({"hit_key": key, "hit_id": f"H-{key}", "assignment_id": aid,
+                        "worker_id": worker, "question": q, "answer": a,
+                        "submit_time": None, "work_seconds": seconds, "status": "Submitted",
+                        "accept_time": None, "source": "sandbox"})
+    return answers_frame(out)
+
+
+def test_decide_gold_attention_time_and_bonus(tmp_path):
+    from tasks.publish import load_manifest
+    from tasks.review import decide
+
+    tasks = make_tasks_dir(tmp_path)
+    manifest = load_manifest(tasks)
+    gold_key = next(h[0] for h in FIXTURE_HITS if h[4])
+    other = FIXTURE_HITS[0][0]
+    good = {"shared": "yes", "pattern": "background", "attention": "blue"}
+    df = _answers_frame([
+        ("A1", "W_good", gold_key, 60.0, good),
+        ("A2", "W_good", other, 50.0, {"shared": "yes", "attention": "blue"}),
+        ("A3", "W_bad", gold_key, 60.0, {**good, "shared": "no", "pattern": "mark"}),
+        ("A4", "W_bad", other, 60.0, {"shared": "yes", "attention": "blue"}),
+        ("A5", "W_half", gold_key, 60.0, {**good, "pattern": "object"}),
+        ("A6", "W_fast", other, 2.0, {"shared": "yes", "attention": "blue"}),
+        ("A7", "W_inattentive", other, 60.0, {"shared": "yes", "attention": "red"}),
+    ])
+    rules = ReviewRules(min_gold_accuracy=0.7, require_attention=True, min_seconds=10,
+                        bonus="0.05", bonus_min_gold_accuracy=1.0)
+    got = {d.assignment_id: d for d in decide(df, manifest, rules)}
+    assert {a: d.action for a, d in got.items()} == {
+        "A1": "approve", "A2": "approve", "A3": "reject", "A4": "reject", "A5": "reject",
+        "A6": "reject", "A7": "reject"}
+    assert got["A1"].bonus == "0.05" and got["A2"].bonus == "0.05"
+    assert got["A6"].bonus is None
+    assert "known answers" in got["A5"].feedback and "50%" in got["A5"].feedback
+    assert "faster" in got["A6"].feedback and "attention" in got["A7"].feedback
+    assert all(d.feedback.startswith("Rejected: ") for d in got.values() if d.action == "reject")
+
+
+def test_review_actions_are_recorded_and_not_repeated(tmp_path):
+    import boto3
+    from botocore.stub import ANY, Stubber
+
+    from tasks.answers import write_answers
+    from tasks.ledger import request_token
+
+    tasks = make_tasks_dir(tmp_path)
+    gold_key = next(h[0] for h in FIXTURE_HITS if h[4])
+    good = {"shared": "yes", "pattern": "background", "attention": "blue"}
+    df = _answers_frame([("A1", "W1", gold_key, 60.0, good),
+                         ("A2", "W2", gold_key, 60.0, {**good, "attention": "green"})])
+    write_answers(df, tmp_path / "answers")
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        ledger.mark_pending("sandbox", gold_key, batch_id="b", token="t", reward="0.10",
+                            max_assignments=3, cost_cents=36)
+        ledger.mark_created("sandbox", gold_key, hit_id=f"H-{gold_key}", hit_type_id="T")
+    client = boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b",
+                                   region_name="us-east-1").client(
+        "mturk", endpoint_url="https://mturk-requester-sandbox.us-east-1.amazonaws.com")
+    ep = resolve_endpoint("sandbox")
+    rules = ReviewRules(require_attention=True, bonus="0.25", bonus_min_gold_accuracy=0.5)
+    with Stubber(client) as stub:
+        stub.add_response("approve_assignment", {}, {"AssignmentId": "A1",
+                                                     "RequesterFeedback": ANY})
+        stub.add_response("send_bonus", {}, {
+            "WorkerId": "W1", "BonusAmount": "0.25", "AssignmentId": "A1", "Reason": ANY,
+            "UniqueRequestToken": request_token("bonus", "sandbox", "A1")})
+        stub.add_response("reject_assignment", {}, {"AssignmentId": "A2",
+                                                    "RequesterFeedback": ANY})
+        res = review_assignments(tasks, tmp_path / "answers", client, ep, rules,
+                                 sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    assert (res.approved, res.rejected, res.bonuses) == (1, 1, 1)
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        # reward+fee of the HIT plus bonus 0.25 + 20% fee
+        assert ledger.spent_cents("sandbox") == 36 + 30
+    statuses = read_answers(tmp_path / "answers").groupby("assignment_id")["status"].first()
+    assert statuses.to_dict() == {"A1": "Approved", "A2": "Rejected"}
+    # A second run sends nothing (the Stubber would fail on any call).
+    with Stubber(client) as stub:
+        res2 = review_assignments(tasks, tmp_path / "answers", client, ep, rules)
+    assert (res2.approved, res2.rejected, res2.bonuses) == (0, 0, 0)
