@@ -18,7 +18,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -470,10 +470,3 @@ def publish_batch(
     log.info("%s", result.summary())
     return result
 
-
-def result_dict(result: PublishResult) -> dict[str, Any]:
-    """The result as JSON-ready values."""
-    d = asdict(result)
-    d["new_cost"] = str(result.new_cost)
-    d["spent"] = str(result.spent)
-    return d
