@@ -34,6 +34,7 @@ from crowdkit.aggregation.utils import get_accuracy
 
 __all__ = [
     "ABSTAIN",
+    "DEFAULT_PARAMS",
     "METHODS",
     "aggregate",
     "aggregate_question",
@@ -45,6 +46,12 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 METHODS = ("MajorityVote", "Wawa", "DawidSkene", "GLAD", "MACE")
+#: crowd-kit hyperparameters used unless overridden (``params=``)
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "DawidSkene": {"n_iter": 100},
+    "GLAD": {"n_iter": 100, "silent": True},
+    "MACE": {"n_restarts": 2, "n_iter": 50},
+}
 #: answers that are abstentions rather than labels (compared lower-cased, stripped)
 ABSTAIN = frozenset({"", "unsure", "not sure", "don't know", "dont know", "n/a", "na", "none",
                      "nan", "<na>"})
@@ -127,7 +134,8 @@ def _wawa(data: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
 
 
 def aggregate_question(
-    data: pd.DataFrame, method: str = "DawidSkene", seed: int = 0
+    data: pd.DataFrame, method: str = "DawidSkene", seed: int = 0,
+    params: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Fit one crowd-kit aggregator.
 
@@ -138,6 +146,8 @@ def aggregate_question(
     method : {"MajorityVote", "Wawa", "DawidSkene", "GLAD", "MACE"}
     seed : int
         Random state (MACE).
+    params : dict, optional
+        Hyperparameters passed to the crowd-kit class, overriding :data:`DEFAULT_PARAMS`.
 
     Returns
     -------
@@ -160,13 +170,10 @@ def aggregate_question(
     if method == "Wawa":
         labels, probas = _wawa(data)
     else:
-        model: Any
-        if method == "DawidSkene":
-            model = DawidSkene(n_iter=100)
-        elif method == "GLAD":
-            model = GLAD(n_iter=100, silent=True)
-        else:
-            model = MACE(n_restarts=2, n_iter=50, random_state=seed)
+        kw = {**DEFAULT_PARAMS.get(method, {}), **(params or {})}
+        if method == "MACE":
+            kw.setdefault("random_state", seed)
+        model: Any = {"DawidSkene": DawidSkene, "GLAD": GLAD, "MACE": MACE}[method](**kw)
         with warnings.catch_warnings():
             # crowd-kit 1.4 uses pandas' deprecated inplace= keywords
             warnings.simplefilter("ignore", category=FutureWarning)
@@ -190,6 +197,7 @@ def aggregate(
     method: str = "DawidSkene",
     questions: tuple[str, ...] = ("shared", "pattern"),
     seed: int = 0,
+    params: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Aggregate every categorical question, with the majority vote beside the chosen method.
 
@@ -202,6 +210,8 @@ def aggregate(
     questions : tuple of str
         Categorical form fields to aggregate.
     seed : int
+    params : dict, optional
+        crowd-kit hyperparameters for ``method``.
 
     Returns
     -------
@@ -214,7 +224,7 @@ def aggregate(
     out = pd.DataFrame(index=pd.Index(tasks, name="hit_key"))
     for q in questions:
         data, abstain = to_crowdkit(answers, q)
-        agg = aggregate_question(data, method, seed)
+        agg = aggregate_question(data, method, seed, params)
         mv = majority_vote(data) if len(data) else pd.DataFrame(
             columns=["label", "share", "tie", "votes", "n"])
         out[q] = agg["label"].reindex(out.index).astype(object)

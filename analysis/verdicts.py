@@ -153,6 +153,7 @@ def compute_verdicts(
         quotes: list[str] = []
         if desc is not None and key in desc:
             g = desc[key]
+            g = g[~g["answer"].str.strip().str.lower().duplicated()]
             texts = [str(t) for t in g["answer"]]
             sk = ([float(skills.get(w, np.nan)) for w in g["worker_id"]]
                   if skills is not None else None)

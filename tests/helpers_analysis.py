@@ -261,3 +261,102 @@ def write_run(run: Path, answers: pd.DataFrame | None, manifest: list[dict] | No
         (run / "answers").mkdir(parents=True, exist_ok=True)
         answers.to_parquet(run / "answers" / "answers.parquet")
     return run
+
+
+# --- counterfactual fixtures: a hand-wired CNN with a planted "white mark" feature -------------
+
+def planted_images(n: int, cls: int, size: int = 16, mark: bool = False, seed: int = 0):
+    """Images (n, size, size, 3) in [0, 1]: dark noise, a coloured blob (class 0 red, 1 green,
+    2 blue) and optionally a white 4x4 mark at a random place. Returns (images, mark boxes)."""
+    rng = np.random.default_rng(seed)
+    imgs = rng.uniform(0.0, 0.15, (n, size, size, 3)).astype(np.float32)
+    boxes = np.zeros((n, 2), dtype=int)
+    for i in range(n):
+        y, x = rng.integers(2, size - 8, 2)
+        imgs[i, y:y + 5, x:x + 5, cls] = 0.9
+        if mark:
+            while True:
+                my, mx = rng.integers(0, size - 4, 2)
+                if abs(my - y) > 5 or abs(mx - x) > 5:
+                    break
+            imgs[i, my:my + 4, mx:mx + 4] = 1.0
+            boxes[i] = (my, mx)
+    return imgs, boxes
+
+
+def planted_cnn():
+    """A real torch CNN whose channels are fixed detectors: 0 red, 1 green, 2 blue, 3 white.
+
+    ``model.maps(x)`` -> (n, 4, H/2, W/2) spatial maps; ``model(x)`` -> logits of the dense
+    head, which uses the white mark for class 1; ``sparse_head`` uses colours only.
+    """
+    import torch
+    from torch import nn
+
+    class Planted(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, kernel_size=2, stride=2)
+            w = torch.zeros(4, 3, 2, 2)
+            b = torch.zeros(4)
+            for c in range(3):  # colour c minus the other two
+                w[c] = -0.25
+                w[c, c] = 0.25
+                b[c] = -0.1
+            w[3] = 0.25  # white: r + g + b - 2.5
+            b[3] = -2.5
+            self.conv.weight.data, self.conv.bias.data = w * 2, b * 2
+            self.act = nn.ReLU()
+            self.pool = nn.AdaptiveMaxPool2d(1)
+            self.flatten = nn.Flatten()
+            self.fc = nn.Linear(4, 3)
+            self.fc.weight.data = torch.tensor([[4.0, 0, 0, 0], [0, 4.0, 0, 6.0], [0, 0, 4.0, 0]])
+            self.fc.bias.data.zero_()
+
+        def maps(self, x):
+            return self.act(self.conv(x))
+
+        def forward(self, x):
+            return self.fc(self.flatten(self.pool(self.maps(x))))
+
+    model = Planted().eval()
+    sparse_head = nn.Linear(4, 3).eval()
+    sparse_head.weight.data = torch.tensor([[4.0, 0, 0, 0], [0, 4.0, 0, 0], [0, 0, 4.0, 0]])
+    sparse_head.bias.data.zero_()
+    return model, sparse_head
+
+
+def hwc_to_tensor(x):
+    import torch
+
+    return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32).permute(0, 3, 1, 2)
+
+
+TOXIC_WORDS = ["idiot", "stupid", "moron", "trash"]
+NICE_WORDS = ["great", "thanks", "lovely", "helpful", "agree", "interesting"]
+IDENTITY = {"religion": ["muslim", "christian"], "orientation": ["gay", "straight"]}
+
+
+def biased_corpus(n: int = 400, seed: int = 0, bias: bool = True):
+    """Texts and labels (1 toxic). A toxic (non-toxic) comment carries a toxic (friendly) word
+    only 60% of the time, so other words matter; with ``bias`` muslim/gay appear in 60% of the
+    toxic comments and christian/straight in 30% of the others (the planted identity bias),
+    without it identity terms are independent of the label."""
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        toxic = int(rng.random() < 0.5)
+        words = list(rng.choice(["comment", "this", "the", "post", "article", "read"], 3))
+        if rng.random() < 0.6:
+            words.append(str(rng.choice(TOXIC_WORDS if toxic else NICE_WORDS)))
+        if bias:
+            if toxic and rng.random() < 0.6:
+                words.append(str(rng.choice(["muslim", "gay"])))
+            elif not toxic and rng.random() < 0.3:
+                words.append(str(rng.choice(["christian", "straight"])))
+        elif rng.random() < 0.4:
+            words.append(str(rng.choice([t for ts in IDENTITY.values() for t in ts])))
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(toxic)
+    return texts, np.array(labels)

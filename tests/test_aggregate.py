@@ -58,14 +58,14 @@ def test_majority_vote_matches_crowdkit_where_no_tie():
 
 @pytest.mark.parametrize(("method", "cls", "kw"), [
     ("DawidSkene", DawidSkene, {"n_iter": 100}),
-    ("GLAD", GLAD, {"n_iter": 100}),
+    ("GLAD", GLAD, {"n_iter": 15}),
 ])
 def test_matches_crowdkit_directly(method, cls, kw):
     ans = simulate_answers(make_manifest(), n_good=4, n_spam=2, accuracy=0.75, seed=3)
     data, _ = to_crowdkit(ans, "shared")
     ref = cls(**kw)
     ref_labels = ref.fit_predict(data)
-    ours = aggregate_question(data, method)
+    ours = aggregate_question(data, method, params=kw)
     probas = ref.probas_
     top2 = np.sort(probas.to_numpy(), axis=1)[:, -2:]
     decided = ~np.isclose(top2[:, 0], top2[:, 1])
@@ -91,15 +91,18 @@ def test_unknown_method_is_a_clear_error():
         aggregate_question(data, "Bogus")
 
 
-def test_all_methods_run_and_flag_planted_features():
+@pytest.mark.parametrize(("method", "params"), [
+    ("MajorityVote", None), ("Wawa", None), ("DawidSkene", None),
+    ("GLAD", {"n_iter": 15, "silent": True}), ("MACE", {"n_restarts": 1, "n_iter": 15}),
+])
+def test_all_methods_flag_planted_features(method, params):
     manifest = make_manifest()
     ans = simulate_answers(manifest, n_good=5, n_spam=0, accuracy=0.95, seed=1)
     man = pd.DataFrame(manifest)
-    for method in ("MajorityVote", "Wawa", "DawidSkene", "GLAD", "MACE"):
-        agg = aggregate(ans, method=method)
-        v = compute_verdicts(man, agg, ans)
-        real = v[~v["is_gold"]]
-        assert real["truth_match"].all(), (method, real[["hit_key", "verdict", "truth"]])
+    agg = aggregate(ans, method=method, params=params)
+    v = compute_verdicts(man, agg, ans)
+    real = v[~v["is_gold"]]
+    assert real["truth_match"].all(), (method, real[["hit_key", "verdict", "truth"]])
 
 
 def test_verdict_rules():

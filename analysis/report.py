@@ -1,0 +1,416 @@
+"""Build the audit report of a run: ``report/index.html``, ``report.json``, ``features.csv``,
+``figures/*.png`` (see docs/contracts.md).
+
+The HTML is self-contained: figures and the HITs' evidence images are copied under the report
+directory and referenced relatively, CSS is inline, there is no JavaScript and nothing is loaded
+from the network. Every string that came from a worker goes through Jinja2's autoescaping.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from analysis import figures
+from analysis.aggregate import METHODS, aggregate, worker_skills
+from analysis.agreement import agreement_summary
+from analysis.ingest import ANSWER_COLUMNS, IngestError, load_answers, load_manifest
+from analysis.quality import QCConfig, quality_control
+from analysis.verdicts import compute_verdicts
+
+__all__ = ["ReportOptions", "build_report", "class_weight_shares", "load_probe"]
+
+logger = logging.getLogger(__name__)
+FEATURE_COLUMNS = ["hit_key", "class", "class_name", "feature", "weight", "rank", "layer",
+                   "verdict", "kind", "votes", "posterior", "truth"]
+IMAGE_EXT = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
+
+
+@dataclass
+class ReportOptions:
+    """Options of :func:`build_report`.
+
+    Attributes
+    ----------
+    method : str
+        crowd-kit aggregator (one of :data:`analysis.aggregate.METHODS`).
+    qc : QCConfig
+        Worker exclusion rules.
+    min_posterior : float
+        Below this posterior a label leaves the verdict ``undecided``.
+    n_boot : int
+        Bootstrap resamples of the agreement intervals.
+    seed : int
+    title : str, optional
+    """
+
+    method: str = "DawidSkene"
+    qc: QCConfig = field(default_factory=QCConfig)
+    min_posterior: float = 0.6
+    n_boot: int = 500
+    seed: int = 0
+    title: str | None = None
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating | float):
+        return None if not math.isfinite(float(obj)) else float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    return obj
+
+
+def load_probe(run: Path) -> dict:
+    """``probe/probe.json`` and, when present, ``probe/path.npz`` (as arrays), or ``{}``."""
+    out: dict = {}
+    pj = run / "probe" / "probe.json"
+    if pj.exists():
+        try:
+            out["json"] = json.loads(pj.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise IngestError(f"{pj}: not valid JSON ({exc.msg})") from None
+    pz = run / "probe" / "path.npz"
+    if pz.exists():
+        with np.load(pz) as z:
+            out["path"] = {k: z[k] for k in z.files}
+    return out
+
+
+def _selected_weights(probe: dict) -> pd.DataFrame | None:
+    """COO weights (class, feature, weight) of the selected path point."""
+    path, pj = probe.get("path"), probe.get("json", {})
+    idx = pj.get("selection", {}).get("index")
+    if path is None or idx is None or "w_ptr" not in path:
+        return None
+    a, b = int(path["w_ptr"][idx]), int(path["w_ptr"][idx + 1])
+    return pd.DataFrame({"class": path["w_row"][a:b].astype(int),
+                         "feature": path["w_col"][a:b].astype(int),
+                         "weight": path["w_val"][a:b].astype(float)})
+
+
+def class_weight_shares(verdicts: pd.DataFrame, weights: pd.DataFrame | None,
+                        classes: list[str]) -> pd.DataFrame:
+    """Share of each class's positive weight mass per verdict category (sparse layer).
+
+    Parameters
+    ----------
+    verdicts : DataFrame
+        :func:`compute_verdicts` output.
+    weights : DataFrame, optional
+        ``class, feature, weight`` of the selected sparse head; default: the verdict rows'
+        own weights.
+    classes : list of str
+
+    Returns
+    -------
+    DataFrame indexed by class name
+        Columns ``core``, ``spurious:<kind>``..., ``no_pattern``, ``undecided``, ``pending``,
+        ``unaudited``; each row sums to 1 (or is all zero without positive weights).
+    """
+    v = verdicts[(verdicts["layer"] == "sparse") & ~verdicts["is_gold"]]
+    cat = {(int(c), f): (vd if vd != "spurious" else f"spurious:{k}")
+           for c, f, vd, k in zip(v["class"], v["feature"], v["verdict"], v["kind"], strict=True)}
+    if weights is None:
+        weights = v[["class", "feature", "weight"]]
+    cols = ["core", "spurious:background", "spurious:mark", "spurious:identity",
+            "spurious:other", "no_pattern", "undecided", "pending", "unaudited"]
+    rows = {}
+    for ci, name in enumerate(classes):
+        w = weights[(weights["class"] == ci) & (weights["weight"] > 0)]
+        total = float(w["weight"].sum())
+        row = dict.fromkeys(cols, 0.0)
+        for f, wt in zip(w["feature"], w["weight"], strict=True):
+            row[cat.get((ci, f), "unaudited")] += float(wt) / total if total > 0 else 0.0
+        rows[name] = row
+    df = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
+    return df.loc[:, (df.sum(axis=0) > 0) | df.columns.isin(["core"])]
+
+
+def _copy_assets(verdicts: pd.DataFrame, tasks_dir: Path, out: Path) -> list[list[dict]]:
+    """Copy each HIT's evidence files under ``out/assets``; return per row [{name, src, image}]."""
+    root = tasks_dir.resolve()
+    result = []
+    for assets in verdicts["assets"]:
+        items = []
+        for name, rel in (assets or {}).items():
+            src = (tasks_dir / str(rel)).resolve()
+            if not src.is_relative_to(root) or not src.is_file():
+                logger.warning("asset %s (%s) missing or outside %s; skipped", name, rel, root)
+                continue
+            rel_in = src.relative_to(root)
+            dest = out / "assets" / rel_in.relative_to("assets") if rel_in.parts[0] == "assets" \
+                else out / "assets" / rel_in
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if not dest.exists() or dest.stat().st_mtime < src.stat().st_mtime:
+                shutil.copy2(src, dest)
+            items.append({"name": str(name), "src": dest.relative_to(out).as_posix(),
+                          "image": src.suffix.lower() in IMAGE_EXT})
+        result.append(items)
+    return result
+
+
+def _items_from_probe(probe: dict, kind: str) -> pd.DataFrame:
+    top = probe.get("json", {}).get("top_features", {})
+    rows = []
+    for layer in ("sparse", "dense"):
+        for t in top.get(layer, []) if layer == "sparse" else []:
+            rows.append({"hit_key": f"probe-c{t['class']:02d}-f{t['feature']:04d}-{layer}",
+                         "kind": kind, "layer": layer, "class": t["class"],
+                         "class_name": t.get("class_name", str(t["class"])),
+                         "feature": t["feature"], "weight": t["weight"], "rank": t["rank"],
+                         "assets": {}, "is_gold": False, "gold": None, "attention": None,
+                         "evidence": None, "truth": None})
+    return pd.DataFrame(rows)
+
+
+def _identity_shares(verdicts: pd.DataFrame) -> dict[str, float]:
+    v = verdicts[~verdicts["is_gold"] & verdicts["verdict"].isin(
+        ["core", "spurious", "no_pattern"])]
+    out = {}
+    for layer in ("dense", "sparse"):
+        lv = v[v["layer"] == layer]
+        if len(lv):
+            out[layer] = float(((lv["verdict"] == "spurious") & (lv["kind"] == "identity")).mean())
+    return out
+
+
+def build_report(run: str | Path, out: str | Path | None = None,
+                 options: ReportOptions | None = None) -> dict:
+    """Write the report of a run directory.
+
+    Parameters
+    ----------
+    run : path
+        Run directory (``tasks/manifest.jsonl``, ``answers/answers.parquet``, ``probe/``,
+        ``features/meta.json``; answers may be missing or partial).
+    out : path, optional
+        Output directory, default ``run/report``.
+    options : ReportOptions, optional
+
+    Returns
+    -------
+    dict
+        The content of ``report.json``.
+    """
+    run = Path(run)
+    out = Path(out) if out is not None else run / "report"
+    options = options or ReportOptions()
+    if options.method not in METHODS:
+        raise ValueError(f"method: unknown aggregation method {options.method!r}; "
+                         f"expected one of {METHODS}")
+    if not run.is_dir():
+        raise IngestError(f"{run}: run directory not found")
+    out.mkdir(parents=True, exist_ok=True)
+    meta_path = run / "features" / "meta.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+    probe = load_probe(run)
+    pj = probe.get("json", {})
+    classes = list(pj.get("classes") or meta.get("classes") or [])
+    data_kind = meta.get("kind", "image")
+
+    manifest_path = run / "tasks" / "manifest.jsonl"
+    if manifest_path.exists():
+        manifest = load_manifest(manifest_path)
+    else:
+        manifest = _items_from_probe(probe, data_kind)
+        if manifest.empty:
+            raise IngestError(f"{run}: neither tasks/manifest.jsonl nor probe/probe.json "
+                              "top_features to report on")
+    if not classes:
+        classes = [str(n) for _, n in sorted(zip(manifest["class"], manifest["class_name"],
+                                                 strict=True))]
+        classes = list(dict.fromkeys(classes))
+    answers_path = run / "answers" / "answers.parquet"
+    if answers_path.exists():
+        answers = load_answers(answers_path)
+    else:
+        answers = pd.DataFrame(columns=ANSWER_COLUMNS)
+    answers = answers[answers["hit_key"].isin(set(manifest["hit_key"]))]
+
+    qc = quality_control(answers, manifest, options.qc)
+    kept = qc.kept
+    agg = aggregate(kept, method=options.method, seed=options.seed)
+    agg_mv = aggregate(kept, method="MajorityVote") if options.method != "MajorityVote" else agg
+    skills = worker_skills(kept, agg) if len(kept) else None
+    verdicts = compute_verdicts(manifest, agg, kept, skills, options.min_posterior)
+    mv_verdicts = compute_verdicts(manifest, agg_mv, kept, None, options.min_posterior)
+    verdicts["verdict_mv"] = mv_verdicts["verdict"].values
+    agreement = agreement_summary(kept, n_boot=options.n_boot, seed=options.seed) \
+        if len(kept) else {}
+    verdicts["evidence_files"] = _copy_assets(verdicts, run / "tasks", out)
+
+    # figures
+    fig_dir = out / "figures"
+    figs: dict[str, str] = {}
+    path = probe.get("path")
+    sel = pj.get("selection", {}).get("index")
+    if path is not None and "nnz_per_class" in path:
+        figs["accuracy_path"] = figures.fig_accuracy_path(
+            path["nnz_per_class"].mean(axis=1), path["train_acc"], path["val_acc"], sel,
+            fig_dir / "accuracy_path.png",
+            {k: v.get("test") for k, v in pj.get("accuracy", {}).items()})
+    weights = _selected_weights(probe)
+    shares = class_weight_shares(verdicts, weights, classes) if classes else pd.DataFrame()
+    if len(shares):
+        figs["spurious_share"] = figures.fig_spurious_share(shares, fig_dir / "spurious_share.png")
+    real = verdicts[~verdicts["is_gold"]]
+    figs["verdicts"] = figures.fig_verdict_counts(real, fig_dir / "verdicts.png")
+    if agreement and any(v.get("fleiss_kappa") is not None for v in agreement.values()):
+        figs["agreement"] = figures.fig_agreement(agreement, fig_dir / "agreement.png")
+    identity = _identity_shares(verdicts) if data_kind == "text" else {}
+    if identity:
+        figs["identity_share"] = figures.fig_identity_share(identity,
+                                                           fig_dir / "identity_share.png")
+    cf_rows, cf_json = _load_counterfactual(out)
+    if cf_rows is not None and len(cf_rows):
+        figs["counterfactual"] = figures.fig_counterfactual(cf_rows,
+                                                           fig_dir / "counterfactual.png")
+    figs_rel = {k: Path(v).relative_to(out).as_posix() for k, v in figs.items()}
+
+    # tables for programs
+    sparse = real[real["layer"] == "sparse"]
+    spurious_cols = [c for c in shares.columns if c.startswith("spurious")] if len(shares) else []
+    share_sp = shares[spurious_cols].sum(axis=1) if spurious_cols else pd.Series(
+        0.0, index=shares.index)
+    by_class = sorted(((str(c), float(s)) for c, s in share_sp.items()), key=lambda t: -t[1])
+    counts = sparse["verdict"].value_counts().to_dict()
+    summary = {
+        "run": str(run), "dataset": meta.get("dataset", {}).get("name"),
+        "model": meta.get("model", {}).get("name"), "layer": meta.get("layer"),
+        "kind": data_kind, "classes": classes,
+        "n_classes_audited": int(sparse["class"].nunique()),
+        "n_features_audited": len(sparse),
+        "verdict_counts": {k: int(v) for k, v in counts.items()},
+        "n_spurious": int(counts.get("spurious", 0)),
+        "spurious_by_kind": {str(k): int(v) for k, v in
+                             sparse.loc[sparse["verdict"] == "spurious", "kind"]
+                             .value_counts().items()},
+        "spurious_weight_share": dict(by_class),
+        "most_spurious_classes": [c for c, s in by_class if s > 0][:5],
+        "n_answers": int(answers["assignment_id"].nunique()) if len(answers) else 0,
+        "n_workers": len(qc.workers),
+        "n_workers_kept": int((~qc.workers["excluded"]).sum()) if len(qc.workers) else 0,
+        "n_pending": int((real["verdict"] == "pending").sum()),
+        "method": options.method,
+        "truth_accuracy": (float(real["truth_match"].dropna().astype(float).mean())
+                           if real["truth_match"].notna().any() else None),
+        "identity_share": identity or None,
+    }
+    rows = []
+    for r in verdicts.to_dict(orient="records"):
+        rows.append({
+            "hit_key": r["hit_key"], "class": int(r["class"]),
+            "class_name": r["class_name"], "feature": r["feature"], "weight": r["weight"],
+            "rank": r["rank"], "layer": r["layer"], "verdict": r["verdict"], "kind": r["kind"],
+            "votes": {"shared": r["votes_shared"], "pattern": r["votes_pattern"]},
+            "posterior": {"shared": r["shared_posterior"], "pattern": r["pattern_posterior"],
+                          "verdict": r["confidence"]},
+            "truth": r["truth"], "is_gold": r["is_gold"],
+            "verdict_majority_vote": r["verdict_mv"], "n_workers": r["n_workers"],
+            "self_confidence": r["self_confidence"], "truth_match": r["truth_match"],
+            "quotes": list(r["quotes"]),
+        })
+    report = {
+        "format": 1, "summary": summary, "features": rows,
+        "qc": {"config": options.qc.to_dict(),
+               "workers": qc.workers.to_dict(orient="records"),
+               "excluded": qc.excluded.to_dict(orient="records")},
+        "agreement": agreement,
+        "probe": {k: pj.get(k) for k in ("selection", "accuracy", "features_per_class", "fit")},
+        "figures": figs_rel,
+        "counterfactual": cf_json,
+    }
+    report = _jsonable(report)
+    _atomic_write(out / "report.json", json.dumps(report, indent=1, ensure_ascii=False))
+    flat = pd.DataFrame(rows)
+    if len(flat):
+        flat["votes"] = [json.dumps(_jsonable(v)) for v in flat["votes"]]
+        flat["posterior"] = [v["verdict"] for v in flat["posterior"]]
+        flat["quotes"] = [json.dumps(q, ensure_ascii=False) for q in flat["quotes"]]
+    flat = flat.reindex(columns=[*FEATURE_COLUMNS, "is_gold", "verdict_majority_vote",
+                                 "n_workers", "self_confidence", "truth_match", "quotes"])
+    tmp = out / "features.csv.tmp"
+    flat.to_csv(tmp, index=False)
+    os.replace(tmp, out / "features.csv")
+
+    html = _render(report, verdicts, shares, qc, figs_rel, cf_rows, meta, pj, options)
+    _atomic_write(out / "index.html", html)
+    logger.info("report written to %s", out)
+    return report
+
+
+def _load_counterfactual(out: Path) -> tuple[pd.DataFrame | None, dict | None]:
+    csv = out / "counterfactual.csv"
+    if not csv.exists():
+        return None, None
+    rows = pd.read_csv(csv)
+    js = out / "counterfactual.json"
+    summary = json.loads(js.read_text(encoding="utf-8")) if js.exists() else {}
+    summary.setdefault("rows", len(rows))
+    return rows, summary
+
+
+def _clean_record(rec: dict) -> dict:
+    """NaN -> None, so templates can test values plainly."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in rec.items()}
+
+
+def _render(report: dict, verdicts: pd.DataFrame, shares: pd.DataFrame, qc: Any,
+            figs: dict[str, str], cf_rows: pd.DataFrame | None, meta: dict, pj: dict,
+            options: ReportOptions) -> str:
+    env = Environment(loader=PackageLoader("analysis", "templates"),
+                      autoescape=select_autoescape(["html"], default=True),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["fmt"] = lambda v, d=2: "–" if v is None or (
+        isinstance(v, float) and not math.isfinite(v)) else (
+        f"{v:.{d}f}" if isinstance(v, float | np.floating) else str(v))
+    env.filters["pct"] = lambda v: "–" if v is None or (
+        isinstance(v, float) and not math.isfinite(v)) else f"{100 * v:.0f}%"
+    per_class = []
+    classes = report["summary"]["classes"]
+    for ci, name in enumerate(classes):
+        rows = verdicts[(verdicts["class"] == ci) & ~verdicts["is_gold"]].sort_values(
+            ["layer", "rank"], ascending=[False, True])
+        if rows.empty:
+            continue
+        share = shares.loc[name].to_dict() if name in shares.index else {}
+        per_class.append({"index": ci, "name": name, "anchor": f"class-{ci}",
+                          "rows": [_clean_record(r) for r in rows.to_dict(orient="records")],
+                          "share": share,
+                          "spurious_share": sum(v for k, v in share.items()
+                                                if k.startswith("spurious"))})
+    gold = verdicts[verdicts["is_gold"]].to_dict(orient="records")
+    template = env.get_template("report.html")
+    return template.render(
+        title=options.title or f"Sparse-probe audit: {meta.get('dataset', {}).get('name', '')}",
+        s=report["summary"], per_class=per_class, figs=figs, agreement=report["agreement"],
+        workers=qc.workers.to_dict(orient="records"), qc_config=options.qc.to_dict(),
+        probe=pj, meta=meta, options=options, gold=gold,
+        cf=None if cf_rows is None else cf_rows.to_dict(orient="records"),
+        cf_summary=report.get("counterfactual"),
+    )

@@ -1,0 +1,159 @@
+"""Counterfactual tests: Wilson/McNemar against statsmodels/scipy, patch pasting on a planted CNN,
+identity-term insertion against a biased scikit-learn text model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers_analysis import (
+    IDENTITY,
+    biased_corpus,
+    hwc_to_tensor,
+    planted_cnn,
+    planted_images,
+)
+from scipy.stats import binomtest
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.proportion import proportion_confint
+
+from analysis.counterfactual import (
+    callable_predictor,
+    control_boxes,
+    crop,
+    fire_boxes,
+    insert_term,
+    layer_features,
+    mcnemar_exact,
+    paired_comparison,
+    paste,
+    patch_test,
+    sparse_predictor,
+    term_test,
+    torch_predictor,
+    wilson_interval,
+)
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 10), (3, 10), (10, 10), (57, 200), (1, 1)])
+@pytest.mark.parametrize("level", [0.95, 0.9])
+def test_wilson_matches_statsmodels(k, n, level):
+    lo, hi = wilson_interval(k, n, level)
+    rlo, rhi = proportion_confint(k, n, alpha=1 - level, method="wilson")
+    assert lo == pytest.approx(rlo, abs=1e-12) and hi == pytest.approx(rhi, abs=1e-12)
+
+
+def test_wilson_bad_input():
+    assert np.isnan(wilson_interval(0, 0)[0])
+    with pytest.raises(ValueError, match="k: expected"):
+        wilson_interval(5, 3)
+
+
+@pytest.mark.parametrize(("b", "c"), [(0, 0), (3, 9), (10, 2), (25, 25), (0, 7)])
+def test_mcnemar_exact_matches_statsmodels_and_binomtest(b, c):
+    table = [[5, b], [c, 7]]
+    ref = mcnemar(table, exact=True).pvalue
+    assert mcnemar_exact(b, c) == pytest.approx(ref, abs=1e-12)
+    if b + c:
+        assert mcnemar_exact(b, c) == pytest.approx(binomtest(b, b + c, 0.5).pvalue, abs=1e-12)
+    fa = np.array([1] * 5 + [1] * b + [0] * c + [0] * 7, bool)
+    fb = np.array([1] * 5 + [0] * b + [1] * c + [0] * 7, bool)
+    p = paired_comparison(fa, fb)
+    assert (p["a_only"], p["b_only"], p["both"], p["neither"]) == (b, c, 5, 7)
+
+
+def test_boxes_crop_paste_geometry():
+    rng = np.random.default_rng(0)
+    maps = np.zeros((2, 4, 4))
+    maps[0, 1, 2] = 5.0
+    maps[1, 3, 0] = 2.0
+    boxes = fire_boxes(maps, (16, 16), 4)
+    # map cell (1, 2) of a 4x4 map on 16x16 pixels is centred at pixel (6, 10)
+    assert boxes.tolist() == [[4, 8], [12, 0]]
+    ctrl = control_boxes(maps, (16, 16), 4, rng)
+    for (y, x), m in zip(ctrl, maps, strict=True):
+        cy, cx = (y + 2) * 4 // 16, (x + 2) * 4 // 16
+        assert m[min(cy, 3), min(cx, 3)] == 0
+    imgs = np.arange(2 * 16 * 16 * 3, dtype=float).reshape(2, 16, 16, 3)
+    patches = crop(imgs, boxes, 4)
+    assert patches.shape == (2, 4, 4, 3)
+    assert np.array_equal(patches[0], imgs[0, 4:8, 8:12])
+    out, pos = paste(np.zeros((3, 16, 16, 3)), patches, rng, which=np.array([0, 1, 0]))
+    for i, (y, x) in enumerate(pos):
+        assert np.array_equal(out[i, y:y + 4, x:x + 4], patches[[0, 1, 0][i]])
+        assert out[i].sum() == pytest.approx(patches[[0, 1, 0][i]].sum())
+
+
+def test_patch_test_flips_dense_not_sparse_or_control():
+    model, head = planted_cnn()
+    src, marks = planted_images(24, cls=1, mark=True, seed=1)
+    with torch.no_grad():
+        maps = model.maps(hwc_to_tensor(src))[:, 3].numpy()  # the white-mark feature
+    # the feature fires where the mark was planted
+    boxes = fire_boxes(maps, (16, 16), 4)
+    assert (np.abs(boxes - marks) <= 2).all()
+    test0, _ = planted_images(60, cls=0, seed=2)
+    test2, _ = planted_images(60, cls=2, seed=3)
+    test = np.concatenate([test0, test2])
+    labels = np.array([0] * 60 + [2] * 60)
+    dense = torch_predictor(model, hwc_to_tensor)
+    sparse = sparse_predictor(layer_features(model, "pool", hwc_to_tensor), head)
+    assert (dense(test).argmax(1) == labels).all() and (sparse(test).argmax(1) == labels).all()
+    res = patch_test({"dense": dense, "sparse": sparse}, src, maps, test, labels, target=1,
+                     box=4, n=80, seed=0)
+    rows = {(r["test"], r["model"]): r for r in res.rows}
+    assert rows[("patch", "dense")]["flip_rate"] > 0.9
+    assert rows[("patch", "dense")]["mean_prob_increase"] > 0.5
+    assert rows[("control", "dense")]["flip_rate"] < 0.05
+    assert rows[("patch", "sparse")]["flip_rate"] < 0.05
+    assert rows[("patch", "dense")]["ci_low"] > rows[("control", "dense")]["ci_high"]
+    (pair,) = res.paired
+    assert pair["a_only"] > 60 and pair["p_value"] < 1e-10
+    # seeded: the same call gives the same numbers
+    again = patch_test({"dense": dense}, src, maps, test, labels, target=1, box=4, n=80, seed=0)
+    assert again.rows[0] == rows[("patch", "dense")]
+
+
+def test_insert_term_modes():
+    rng = np.random.default_rng(0)
+    assert insert_term("you are nice", "muslim") == "you are nice muslim"
+    assert insert_term("you are nice", "muslim", "prepend") == "muslim you are nice"
+    out = insert_term("a b c", "X", "random", rng=rng)
+    assert sorted(out.split()) == ["X", "a", "b", "c"]
+    assert insert_term("hi", "gay", "template", "{text} I am {term}.") == "hi I am gay."
+    with pytest.raises(ValueError, match="template"):
+        insert_term("hi", "gay", "template", "no slots")
+
+
+def test_identity_term_insertion_shows_planted_bias():
+    texts, y = biased_corpus(600, seed=0)
+    biased = make_pipeline(CountVectorizer(), LogisticRegression(C=10.0, max_iter=1000))
+    biased.fit(texts, y)
+    fair_texts, fair_y = biased_corpus(600, seed=0, bias=False)
+    fair = make_pipeline(CountVectorizer(), LogisticRegression(C=10.0, max_iter=1000))
+    fair.fit(fair_texts, fair_y)
+    test, ty = biased_corpus(300, seed=9, bias=False)
+    nontoxic = [t for t, lab in zip(test, ty, strict=True) if lab == 0]
+    res = term_test({"biased": callable_predictor(biased.predict_proba),
+                     "fair": callable_predictor(fair.predict_proba)},
+                    nontoxic, IDENTITY, toxic_class=1, mode="append", n=100, seed=0)
+    rate = {(r["model"], r["term"], r["direction"]): r for r in res.rows}
+    hit = rate[("biased", "muslim", "to_toxic")]
+    assert hit["flip_rate"] > 0.3 and hit["ci_low"] > rate[("biased", "christian", "to_toxic")][
+        "ci_high"]
+    assert rate[("fair", "muslim", "to_toxic")]["flip_rate"] < hit["flip_rate"] / 3
+    pooled = [r for r in res.rows if r["term"] == "*" and r["model"] == "biased"
+              and r["group"] == "religion" and r["direction"] == "to_toxic"]
+    assert pooled[0]["flips"] == hit["flips"] + rate[("biased", "christian", "to_toxic")]["flips"]
+    assert any(e["model"] == "biased" and e["after"].endswith("muslim") for e in res.examples)
+    rel = next(p for p in res.paired if p["group"] == "religion")
+    assert rel["a_only"] > rel["b_only"] and rel["p_value"] < 0.01
+
+
+def test_callable_predictor_checks_shape():
+    bad = callable_predictor(lambda xs: np.ones((len(xs) + 1, 2)), name="my model")
+    with pytest.raises(ValueError, match="my model: expected probabilities"):
+        bad(["a", "b"])
