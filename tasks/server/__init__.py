@@ -18,6 +18,7 @@ from tasks.cost import parse_reward
 
 from .credentials import ServerCredentials, credentials_path_for, load_or_create_credentials
 from .db import Database, get_db, init_db_command, issue_worker_token
+from .sessions import SignedJSONSessionInterface
 
 __all__ = [
     "DEFAULTS",
@@ -82,6 +83,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         The app; its :class:`~tasks.server.db.Database` is ``app.extensions["sparse_probe_db"]``.
     """
     app = Flask(__name__, instance_relative_config=True)
+    app.session_interface = SignedJSONSessionInterface()
     app.config.from_mapping(DEFAULTS)
     if config:
         app.config.update(config)

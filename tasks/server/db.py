@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 from flask import current_app
@@ -31,18 +32,21 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
-    select,
+    text,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 __all__ = [
     "HIT",
+    "INTEGRITY_ERRORS",
     "Account",
     "Assignment",
     "Base",
     "Bonus",
     "Database",
+    "FastConn",
     "HITType",
     "Worker",
     "get_db",
@@ -160,6 +164,34 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+INTEGRITY_ERRORS: tuple[type[Exception], ...] = (IntegrityError, sqlite3.IntegrityError)
+
+
+class FastConn:
+    """Runs fixed SQL text with ``:name`` parameters on hot paths.
+
+    On SQLite it calls the driver directly (``sqlite3`` understands ``:name`` natively), which
+    skips SQLAlchemy's per-statement overhead; on other databases it runs the same text through
+    SQLAlchemy Core. Results support ``fetchone()``/``fetchall()`` (rows index like tuples) and
+    ``rowcount``. Integrity errors are any of :data:`INTEGRITY_ERRORS`.
+    """
+
+    _texts: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, conn: Any, *, raw: bool):
+        self._conn = conn
+        self._raw = raw
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> Any:
+        """Execute one statement."""
+        if self._raw:
+            return self._conn.execute(sql, params or {})
+        stmt = self._texts.get(sql)
+        if stmt is None:
+            stmt = self._texts[sql] = text(sql)
+        return self._conn.execute(stmt, params or {})
+
+
 def _is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
@@ -250,6 +282,43 @@ class Database:
             if lock is not None:
                 lock.release()
 
+    @contextmanager
+    def fast_read(self) -> Iterator[FastConn]:
+        """A connection for single-statement reads on hot paths (see :class:`FastConn`)."""
+        if not self.sqlite:
+            with self.reader.connect() as conn:
+                yield FastConn(conn, raw=False)
+            return
+        fairy = self.reader.raw_connection()
+        try:
+            yield FastConn(fairy.driver_connection, raw=True)
+        finally:
+            fairy.close()
+
+    @contextmanager
+    def fast_write(self) -> Iterator[FastConn]:
+        """One short write transaction on hot paths (SQLite: ``BEGIN IMMEDIATE`` on the raw
+        connection); committed on success, rolled back on error."""
+        if not self.sqlite:
+            with self.writer.begin() as conn:
+                yield FastConn(conn, raw=False)
+            return
+        lock = self._write_lock
+        assert lock is not None
+        with lock:
+            fairy = self.writer.raw_connection()
+            try:
+                conn = fairy.driver_connection
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield FastConn(conn, raw=True)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                fairy.close()
+
     def dispose(self) -> None:
         """Close all pooled connections."""
         self.reader.dispose()
@@ -293,14 +362,16 @@ def issue_worker_token(db: Database | str, worker_id: str) -> str:
     return token
 
 
+_TOKEN_SQL = "SELECT token_hash FROM workers WHERE worker_id = :w"
+
+
 def worker_token_ok(db: Database, worker_id: str, token: str) -> bool:
     """Whether ``token`` is the current token of ``worker_id`` (constant-time compare)."""
     import hmac
 
-    with db.read() as s:
-        stored = s.execute(
-            select(Worker.token_hash).where(Worker.worker_id == worker_id)
-        ).scalar_one_or_none()
+    with db.fast_read() as conn:
+        row = conn.execute(_TOKEN_SQL, {"w": worker_id}).fetchone()
+    stored = row[0] if row else None
     return stored is not None and hmac.compare_digest(stored, hash_token(token))
 
 

@@ -41,8 +41,8 @@ LIVE_STATUSES = ("Submitted", "Approved", "Rejected")
 
 
 def new_id(n: int = 30) -> str:
-    """A random MTurk-style id (uppercase letters and digits)."""
-    return "".join(secrets.choice(_ALNUM) for _ in range(n))
+    """A random MTurk-style id (uppercase letters and digits 2-7, 5 random bits each)."""
+    return base64.b32encode(secrets.token_bytes((n * 5 + 7) // 8)).decode("ascii")[:n]
 
 
 def _cents(amount: Decimal) -> int:

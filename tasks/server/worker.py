@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import re
 import time
-from urllib.parse import urlencode, urlsplit
+from typing import Any, NamedTuple
+from urllib.parse import urlencode
 from xml.sax.saxutils import escape
 
 from flask import (
@@ -36,10 +37,9 @@ from flask import (
     url_for,
 )
 from markupsafe import escape as html_escape
-from sqlalchemy import and_, exists, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, exists, select
 
-from .db import HIT, Assignment, HITType, get_db, worker_token_ok
+from .db import HIT, INTEGRITY_ERRORS, Assignment, HITType, get_db, worker_token_ok
 from .mturk_ops import new_id
 
 __all__ = ["ANSWER_NS", "PREVIEW_ASSIGNMENT_ID", "answers_xml", "bp", "fill_page", "submit_bp"]
@@ -70,7 +70,7 @@ def refuse(status: int, message: str, *, link: str | None = None) -> Response:
 
 
 def _origin() -> str:
-    return request.host_url.rstrip("/")
+    return f"{request.scheme}://{request.host}"
 
 
 def _same_origin_post() -> bool:
@@ -78,9 +78,7 @@ def _same_origin_post() -> bool:
     origin = request.headers.get("Origin")
     if origin is None:
         return True
-    here = urlsplit(request.host_url)
-    there = urlsplit(origin)
-    return (there.scheme, there.netloc) == (here.scheme, here.netloc)
+    return origin == _origin()
 
 
 def current_worker() -> str | None:
@@ -249,6 +247,68 @@ def preview(hit_id: str) -> Response:
 
 
 # -------------------------------------------------------------------------------- accepting
+# Hot paths use fixed SQL text (portable across SQLite and PostgreSQL) on Core connections:
+# an accept is one transaction of a conditional UPDATE plus an INSERT guarded by
+# UNIQUE(hit_id, worker_id); a submit is one conditional UPDATE.
+_TAKE_SQL = (
+    "UPDATE hits SET n_taken = n_taken + 1 WHERE hit_id = :h AND disposed = 0 "
+    "AND expiration > :now AND n_taken < max_assignments RETURNING assignment_duration"
+)
+_ABANDON_SQL = (
+    "UPDATE assignments SET status = 'Abandoned' WHERE hit_id = :h AND status = 'Accepted' "
+    "AND deadline < :now"
+)
+_RELEASE_SQL = "UPDATE hits SET n_taken = n_taken - :n WHERE hit_id = :h"
+_INSERT_SQL = (
+    "INSERT INTO assignments (assignment_id, hit_id, worker_id, status, accept_time, deadline) "
+    "VALUES (:a, :h, :w, 'Accepted', :now, :deadline)"
+)
+_MINE_SQL = "SELECT assignment_id FROM assignments WHERE hit_id = :h AND worker_id = :w"
+_HIT_STATE_SQL = "SELECT disposed, expiration FROM hits WHERE hit_id = :h"
+_OWNED_SQL = (
+    "SELECT a.worker_id, a.hit_id, a.status, a.deadline, h.html_content, h.external_url, "
+    "h.frame_height, t.title, t.reward FROM assignments a "
+    "JOIN hits h ON h.hit_id = a.hit_id JOIN hit_types t ON t.hit_type_id = h.hit_type_id "
+    "WHERE a.assignment_id = :a"
+)
+_SUBMIT_SQL = (
+    "UPDATE assignments SET status = 'Submitted', submit_time = :now, answer = :xml, "
+    "auto_approval_time = :now + (SELECT h.auto_approval_delay FROM hits h "
+    "WHERE h.hit_id = assignments.hit_id) "
+    "WHERE assignment_id = :a AND worker_id = :w AND status = 'Accepted' AND deadline >= :now"
+)
+_SUBMIT_STATE_SQL = (
+    "SELECT worker_id, status, deadline FROM assignments WHERE assignment_id = :a"
+)
+
+
+class OwnedAssignment(NamedTuple):
+    """An assignment with what its pages need."""
+
+    worker_id: str
+    hit_id: str
+    status: str
+    deadline: float
+    html_content: str | None
+    external_url: str | None
+    frame_height: int
+    title: str
+    reward: str
+
+
+def _scalar(result: Any) -> Any:
+    row = result.fetchone()
+    return None if row is None else row[0]
+
+
+def _already_taken(hit_id: str, worker_id: str) -> Response:
+    with get_db().fast_read() as conn:
+        row = conn.execute(_MINE_SQL, {"h": hit_id, "w": worker_id}).fetchone()
+    mine = row[0] if row else None
+    link = url_for("worker.assignment", assignment_id=mine) if mine else None
+    return refuse(409, "You already took this HIT.", link=link)
+
+
 @bp.post("/hits/<hit_id>/accept")
 def accept(hit_id: str) -> Response:
     """Take one assignment of the HIT (atomic: never more than MaxAssignments)."""
@@ -259,63 +319,42 @@ def accept(hit_id: str) -> Response:
         return refuse(403, "cross-site request refused")
     now = time.time()
     assignment_id = new_id()
-    take = (
-        update(HIT)
-        .where(HIT.hit_id == hit_id, HIT.disposed == 0, HIT.expiration > now,
-               HIT.n_taken < HIT.max_assignments)
-        .values(n_taken=HIT.n_taken + 1)
-        .returning(HIT.assignment_duration)
-    )
+    args = {"h": hit_id, "now": now}
+    refusal: Response | None = None
     try:
-        with get_db().write() as s:
-            mine = s.execute(
-                select(Assignment.assignment_id)
-                .where(Assignment.hit_id == hit_id, Assignment.worker_id == worker_id)
-            ).scalar_one_or_none()
-            if mine is not None:
-                return refuse(409, "You already took this HIT.",
-                              link=url_for("worker.assignment", assignment_id=mine))
-            duration = s.execute(take).scalar_one_or_none()
+        with get_db().fast_write() as conn:
+            duration = _scalar(conn.execute(_TAKE_SQL, args))
             if duration is None:
                 # Free the slots of assignments abandoned past their deadline, then retry.
-                freed = s.execute(
-                    update(Assignment)
-                    .where(Assignment.hit_id == hit_id, Assignment.status == "Accepted",
-                           Assignment.deadline < now)
-                    .values(status="Abandoned")
-                ).rowcount
+                freed = conn.execute(_ABANDON_SQL, args).rowcount
                 if freed:
-                    s.execute(update(HIT).where(HIT.hit_id == hit_id)
-                              .values(n_taken=HIT.n_taken - freed))
-                    duration = s.execute(take).scalar_one_or_none()
+                    conn.execute(_RELEASE_SQL, {"h": hit_id, "n": freed})
+                    duration = _scalar(conn.execute(_TAKE_SQL, args))
             if duration is None:
-                hit = s.execute(select(HIT.disposed, HIT.expiration)
-                                .where(HIT.hit_id == hit_id)).first()
+                hit = conn.execute(_HIT_STATE_SQL, args).fetchone()
                 if hit is None:
-                    return refuse(404, f"HIT {hit_id} does not exist.")
-                if hit.disposed or hit.expiration <= now:
-                    return refuse(410, "This HIT has expired.", link=url_for("worker.index"))
-                return refuse(409, "No assignments of this HIT are left.",
-                              link=url_for("worker.index"))
-            s.execute(insert(Assignment).values(
-                assignment_id=assignment_id, hit_id=hit_id, worker_id=worker_id,
-                status="Accepted", accept_time=now, deadline=now + duration,
-            ))
-    except IntegrityError:  # UNIQUE(hit_id, worker_id): a concurrent accept by the same worker
-        return refuse(409, "You already took this HIT.", link=url_for("worker.index"))
+                    refusal = refuse(404, f"HIT {hit_id} does not exist.")
+                elif hit[0] or hit[1] <= now:
+                    refusal = refuse(410, "This HIT has expired.", link=url_for("worker.index"))
+                else:
+                    mine = conn.execute(_MINE_SQL, {"h": hit_id, "w": worker_id}).fetchone()
+                    refusal = (_already_taken(hit_id, worker_id) if mine else
+                               refuse(409, "No assignments of this HIT are left.",
+                                      link=url_for("worker.index")))
+            else:
+                conn.execute(_INSERT_SQL, {"a": assignment_id, "h": hit_id, "w": worker_id,
+                                           "now": now, "deadline": now + duration})
+    except INTEGRITY_ERRORS:  # UNIQUE(hit_id, worker_id): rolled back, the slot is not taken
+        return _already_taken(hit_id, worker_id)
+    if refusal is not None:
+        return refusal
     return redirect(url_for("worker.assignment", assignment_id=assignment_id), 303)
 
 
-def _owned_assignment(assignment_id: str, worker_id: str) -> tuple | Response:
-    with get_db().read() as s:
-        row = s.execute(
-            select(Assignment.worker_id, Assignment.hit_id, Assignment.status,
-                   Assignment.deadline, HIT.html_content, HIT.external_url,
-                   HIT.frame_height, HITType.title, HITType.reward)
-            .join(HIT, HIT.hit_id == Assignment.hit_id)
-            .join(HITType, HITType.hit_type_id == HIT.hit_type_id)
-            .where(Assignment.assignment_id == assignment_id)
-        ).first()
+def _owned_assignment(assignment_id: str, worker_id: str) -> Any:
+    with get_db().fast_read() as conn:
+        found = conn.execute(_OWNED_SQL, {"a": assignment_id}).fetchone()
+    row = OwnedAssignment(*found) if found else None
     if row is None:
         return refuse(404, f"Assignment {assignment_id} does not exist.")
     if row.worker_id != worker_id:
@@ -384,25 +423,18 @@ def external_submit() -> Response | str:
         return refuse(400, f"the form has more than {MAX_ANSWER_FIELDS} fields")
     xml = answers_xml(fields)
     now = time.time()
-    delay = (select(HIT.auto_approval_delay).where(HIT.hit_id == Assignment.hit_id)
-             .scalar_subquery())
-    with get_db().write() as s:
-        done = s.execute(
-            update(Assignment)
-            .where(Assignment.assignment_id == assignment_id, Assignment.worker_id == worker_id,
-                   Assignment.status == "Accepted", Assignment.deadline >= now)
-            .values(status="Submitted", submit_time=now, answer=xml,
-                    auto_approval_time=now + delay)
-        ).rowcount
+    row = None
+    with get_db().fast_write() as conn:
+        done = conn.execute(_SUBMIT_SQL, {"a": assignment_id, "w": worker_id, "now": now,
+                                          "xml": xml}).rowcount
         if done != 1:
-            row = s.execute(select(Assignment.worker_id, Assignment.status, Assignment.deadline)
-                            .where(Assignment.assignment_id == assignment_id)).first()
+            row = conn.execute(_SUBMIT_STATE_SQL, {"a": assignment_id}).fetchone()
     if done != 1:
         if row is None:
             return refuse(404, f"Assignment {assignment_id} does not exist.")
-        if row.worker_id != worker_id:
+        if row[0] != worker_id:
             return refuse(403, "This assignment belongs to another worker.")
-        if row.status != "Accepted":
+        if row[1] != "Accepted":
             return refuse(409, "This assignment was already submitted; answers are kept as "
                           "first sent.", link=url_for("worker.index"))
         return refuse(410, "The time for this assignment ran out before it was submitted.",

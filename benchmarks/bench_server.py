@@ -1,0 +1,407 @@
+"""Throughput and latency of the task server, run as ``sparse-probe tasks serve`` runs it.
+
+The server is a subprocess (waitress, SQLite in WAL mode) on loopback. Three measurements:
+
+1. Full worker cycles at 8 and 32 concurrent workers, no think time: accept a HIT
+   (``POST /worker/hits/<id>/accept`` -> 303), load its page (the iframe's
+   ``/worker/assignments/<id>/page?...``), submit the form (``POST /mturk/externalSubmit``).
+   Reports cycles/s, p50/p99 per request kind, refusals/errors, then checks in the database that
+   the stored answers are exactly the acknowledged submits (none lost, none doubled).
+2. ``externalSubmit`` alone at concurrency 32 (assignments pre-accepted by direct inserts into
+   the database during setup; only the submits are timed): submits/s and p99.
+3. ``ListAssignmentsForHIT`` over 10,000 assignments: time for boto3's paginator to page through
+   all of them (MaxResults 100).
+
+Ratios are printed against the Turkle anchor (20.6 full cycles/s at concurrency 32, submit p99
+515 ms). Targets: >= 200 cycles/s, >= 300 submits/s with p99 < 100 ms at concurrency 32.
+
+Usage: ``python benchmarks/bench_server.py [--quick] [--duration S] [--json OUT]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import logging
+import secrets
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tasks.question_xml import html_question
+from tasks.server.live import LiveServer, start_server
+from tasks.server.worker import ANSWER_NS, answers_xml
+
+log = logging.getLogger("bench_server")
+
+TURKLE_CYCLES_PER_S = 20.6
+TURKLE_SUBMIT_P99_MS = 515.0
+
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>bench HIT</title></head><body>
+<h1>Is there a shared pattern?</h1>""" + "<p>" + "Some instructions for the worker. " * 60 + """</p>
+<img src="../assets/example.png" alt="example">
+<form method="post" action="/mturk/externalSubmit">
+<input type="hidden" name="assignmentId" value=""><input type="hidden" name="hit_key" value="k">
+<label><input type="radio" name="shared" value="yes">yes</label>
+<label><input type="radio" name="shared" value="no">no</label>
+<textarea name="description"></textarea><button type="submit">Submit</button></form>
+<script>const p = new URLSearchParams(location.search);
+document.querySelector('input[name=assignmentId]').value = p.get('assignmentId');</script>
+</body></html>"""
+
+
+class Client:
+    """A minimal keep-alive HTTP client (one per simulated worker thread)."""
+
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname, parts.port
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        self.cookie = ""
+
+    def request(self, method: str, path: str, body: str | None = None) -> tuple[int, dict, bytes]:
+        headers = {"Cookie": self.cookie} if self.cookie else {}
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        for attempt in range(2):
+            try:
+                self.conn.request(method, path, body=body, headers=headers)
+                resp = self.conn.getresponse()
+                data = resp.read()
+                break
+            except (ConnectionError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+                if attempt:
+                    raise
+        hdrs = {k.lower(): v for k, v in resp.getheaders()}
+        if "set-cookie" in hdrs:
+            self.cookie = hdrs["set-cookie"].split(";", 1)[0]
+        return resp.status, hdrs, data
+
+    def login(self, worker_id: str, token: str) -> None:
+        status, _, _ = self.request("POST", "/worker/login",
+                                    urlencode({"worker_id": worker_id, "token": token}))
+        if status != 303:
+            raise RuntimeError(f"login {worker_id}: HTTP {status}")
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile (0-1) in milliseconds of a list of seconds."""
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return 1000 * values[min(len(values) - 1, int(q * len(values)))]
+
+
+def issue_tokens(srv: LiveServer, worker_ids: list[str]) -> dict[str, str]:
+    return {w: srv.issue_token(w) for w in worker_ids}
+
+
+def run_cycles(srv: LiveServer, hit_ids: list[str], concurrency: int, duration: float,
+               tag: str) -> dict:
+    """Full accept -> page -> submit cycles for ``duration`` seconds."""
+    origin = srv.url
+    lat: dict[str, list[float]] = defaultdict(list)
+    acked: dict[str, str] = {}
+    refusals: dict[str, int] = defaultdict(int)
+    errors = [0]
+    lock = threading.Lock()
+    stop_at = [0.0]
+    ready = threading.Barrier(concurrency + 1)
+    n_hits = len(hit_ids)
+
+    def worker(i: int) -> None:
+        client = Client(origin)
+        generation = 0
+        local_lat: dict[str, list[float]] = defaultdict(list)
+        local_acked: dict[str, str] = {}
+        local_ref: dict[str, int] = defaultdict(int)
+
+        def new_identity() -> str:
+            nonlocal generation
+            wid = f"B{tag}T{i:02d}G{generation:03d}"
+            generation += 1
+            client.cookie = ""
+            client.login(wid, srv.issue_token(wid))
+            return wid
+
+        wid = new_identity()
+        ready.wait()
+        k = (i * 7) % n_hits
+        done_here = 0
+        while time.perf_counter() < stop_at[0]:
+            if done_here == n_hits:  # this identity has taken every HIT once
+                wid = new_identity()
+                done_here = 0
+            hit_id = hit_ids[k % n_hits]
+            k += 1
+            done_here += 1
+            try:
+                t0 = time.perf_counter()
+                status, hdrs, _ = client.request("POST", f"/worker/hits/{hit_id}/accept")
+                t1 = time.perf_counter()
+                local_lat["accept"].append(t1 - t0)
+                if status != 303:
+                    local_ref[f"accept {status}"] += 1
+                    continue
+                aid = hdrs["location"].rstrip("/").rsplit("/", 1)[1]
+                q = urlencode({"assignmentId": aid, "hitId": hit_id, "workerId": wid,
+                               "turkSubmitTo": origin})
+                status, _, page = client.request("GET", f"/worker/assignments/{aid}/page?{q}")
+                t2 = time.perf_counter()
+                local_lat["page"].append(t2 - t1)
+                if status != 200 or aid.encode() not in page:
+                    local_ref[f"page {status}"] += 1
+                    continue
+                answer = secrets.token_hex(8)
+                body = urlencode({"assignmentId": aid, "hit_key": "k", "shared": "yes",
+                                  "description": answer})
+                status, _, _ = client.request("POST", "/mturk/externalSubmit", body)
+                t3 = time.perf_counter()
+                local_lat["submit"].append(t3 - t2)
+                if status == 200:
+                    local_lat["cycle"].append(t3 - t0)
+                    local_acked[aid] = answer
+                else:
+                    local_ref[f"submit {status}"] += 1
+            except Exception:
+                log.exception("request failed")
+                with lock:
+                    errors[0] += 1
+        with lock:
+            for key, values in local_lat.items():
+                lat[key].extend(values)
+            acked.update(local_acked)
+            for key, n in local_ref.items():
+                refusals[key] += n
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True)
+               for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    stop_at[0] = time.perf_counter() + 3600
+    ready.wait()
+    begin = time.perf_counter()
+    stop_at[0] = begin + duration
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - begin
+    return {"concurrency": concurrency, "seconds": elapsed, "cycles": len(acked),
+            "cycles_per_s": len(acked) / elapsed,
+            "latency_ms": {k: {"p50": pct(v, 0.5), "p99": pct(v, 0.99), "n": len(v)}
+                           for k, v in sorted(lat.items())},
+            "refusals": dict(refusals), "errors": errors[0], "_acked": acked}
+
+
+def check_db(db_path: Path, acked: dict[str, str], prefix: str) -> dict:
+    """Stored answers of this run's workers vs acknowledged submits."""
+    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    rows = con.execute("SELECT assignment_id, answer FROM assignments WHERE status='Submitted' "
+                       "AND worker_id LIKE ?", (prefix + "%",)).fetchall()
+    con.close()
+    stored: dict[str, str] = {}
+    for aid, xml in rows:
+        root = ET.fromstring(xml)
+        for ans in root.findall(f"{{{ANSWER_NS}}}Answer"):
+            if ans.findtext(f"{{{ANSWER_NS}}}QuestionIdentifier") == "description":
+                stored[aid] = ans.findtext(f"{{{ANSWER_NS}}}FreeText") or ""
+    lost = set(acked) - set(stored)
+    extra = set(stored) - set(acked)
+    wrong = [a for a in set(acked) & set(stored) if acked[a] != stored[a]]
+    return {"acknowledged": len(acked), "stored": len(stored), "lost": len(lost),
+            "unacknowledged_stored": len(extra), "mismatched": len(wrong)}
+
+
+def run_submits(srv: LiveServer, db_path: Path, hit_type_id: str, concurrency: int,
+                duration: float, per_worker: int) -> dict:
+    """externalSubmit alone on assignments inserted during setup."""
+    con = sqlite3.connect(db_path, timeout=30)
+    con.execute("PRAGMA busy_timeout=30000")
+    now = time.time()
+    template = con.execute("SELECT * FROM hits WHERE hit_type_id=? LIMIT 1",
+                           (hit_type_id,)).fetchone()
+    cols = [d[0] for d in con.execute("SELECT * FROM hits LIMIT 0").description]
+    base = dict(zip(cols, template, strict=True))
+    hit_rows, assignment_rows = [], []
+    work: dict[int, list[str]] = {}
+    for j in range(per_worker):
+        row = dict(base, hit_id=f"SUBHIT{j:07d}", unique_request_token=None,
+                   max_assignments=concurrency, n_taken=concurrency)
+        hit_rows.append(row)
+    for i in range(concurrency):
+        wid = f"S{i:02d}"
+        work[i] = []
+        for j in range(per_worker):
+            aid = f"SUBA{i:02d}X{j:07d}"
+            work[i].append(aid)
+            assignment_rows.append((aid, f"SUBHIT{j:07d}", wid, "Accepted", now, now + 86400))
+    with con:
+        con.executemany(f"INSERT INTO hits ({', '.join(cols)}) VALUES "
+                        f"({', '.join(':' + c for c in cols)})", hit_rows)
+        con.executemany("INSERT INTO assignments (assignment_id, hit_id, worker_id, status, "
+                        "accept_time, deadline) VALUES (?, ?, ?, ?, ?, ?)", assignment_rows)
+    con.close()
+    tokens = issue_tokens(srv, [f"S{i:02d}" for i in range(concurrency)])
+    lat: list[float] = []
+    acked: dict[str, str] = {}
+    bad = defaultdict(int)
+    lock = threading.Lock()
+    ready = threading.Barrier(concurrency + 1)
+    stop_at = [time.perf_counter() + 3600]
+
+    def worker(i: int) -> None:
+        client = Client(srv.url)
+        client.login(f"S{i:02d}", tokens[f"S{i:02d}"])
+        mine, local, ok = [], {}, []
+        ready.wait()
+        for aid in work[i]:
+            if time.perf_counter() >= stop_at[0]:
+                break
+            answer = secrets.token_hex(8)
+            body = urlencode({"assignmentId": aid, "shared": "no", "description": answer})
+            t0 = time.perf_counter()
+            status, _, _ = client.request("POST", "/mturk/externalSubmit", body)
+            mine.append(time.perf_counter() - t0)
+            if status == 200:
+                local[aid] = answer
+            else:
+                ok.append(status)
+        with lock:
+            lat.extend(mine)
+            acked.update(local)
+            for s in ok:
+                bad[s] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True)
+               for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    begin = time.perf_counter()
+    stop_at[0] = begin + duration
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - begin
+    check = check_db(db_path, acked, "S")
+    return {"concurrency": concurrency, "seconds": elapsed, "submits": len(acked),
+            "submits_per_s": len(acked) / elapsed, "p50_ms": pct(lat, 0.5),
+            "p99_ms": pct(lat, 0.99), "refusals": dict(bad), "db_check": check}
+
+
+def run_list(srv: LiveServer, db_path: Path, hit_type_id: str, n: int) -> dict:
+    """Page through ``n`` assignments of one HIT with boto3's paginator."""
+    mturk = srv.boto3_client()
+    hit_id = mturk.create_hit_with_hit_type(
+        HITTypeId=hit_type_id, LifetimeInSeconds=3600, MaxAssignments=n,
+        Question=html_question(PAGE))["HIT"]["HITId"]
+    now = time.time()
+    xml = answers_xml([("shared", "yes"), ("description", "x" * 40)])
+    con = sqlite3.connect(db_path, timeout=30)
+    with con:
+        con.executemany(
+            "INSERT INTO assignments (assignment_id, hit_id, worker_id, status, accept_time, "
+            "deadline, submit_time, auto_approval_time, answer) VALUES (?,?,?,?,?,?,?,?,?)",
+            [(f"LISTA{i:08d}", hit_id, f"L{i:06d}", "Submitted", now, now + 600, now,
+              now + 86400, xml) for i in range(n)])
+        con.execute("UPDATE hits SET n_taken=? WHERE hit_id=?", (n, hit_id))
+    con.close()
+    t0 = time.perf_counter()
+    seen = 0
+    pages = 0
+    for page in mturk.get_paginator("list_assignments_for_hit").paginate(
+            HITId=hit_id, PaginationConfig={"PageSize": 100}):
+        seen += page["NumResults"]
+        pages += 1
+    elapsed = time.perf_counter() - t0
+    return {"assignments": n, "listed": seen, "pages": pages, "seconds": elapsed,
+            "assignments_per_s": seen / elapsed}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=60.0,
+                        help="seconds per measured phase (default 60)")
+    parser.add_argument("--quick", action="store_true", help="5-second phases")
+    parser.add_argument("--concurrency", default="8,32", help="comma-separated worker counts")
+    parser.add_argument("--threads", type=int, default=8, help="waitress threads")
+    parser.add_argument("--list-n", type=int, default=10_000)
+    parser.add_argument("--hits", type=int, default=200, help="HITs in the cycle batch")
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    duration = 5.0 if args.quick else args.duration
+    levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-server-"))
+    db_path = tmp / "server.sqlite"
+    results: dict = {"duration_s": duration, "server_threads": args.threads}
+    print(f"task server benchmark: {duration:g} s phases, waitress {args.threads} threads, "
+          f"SQLite WAL at {db_path}")
+    with start_server(db_path, threads=args.threads, subprocess=True) as srv:
+        mturk = srv.boto3_client()
+        type_id = mturk.create_hit_type(Title="bench", Description="benchmark HITs",
+                                        Reward="0.05", AssignmentDurationInSeconds=3600,
+                                        AutoApprovalDelayInSeconds=86400)["HITTypeId"]
+        hit_ids = [mturk.create_hit_with_hit_type(
+            HITTypeId=type_id, LifetimeInSeconds=7200, MaxAssignments=1_000_000,
+            Question=html_question(PAGE), RequesterAnnotation=f"bench-{i}")["HIT"]["HITId"]
+            for i in range(args.hits)]
+        results["cycles"] = []
+        for level in levels:
+            tag = f"C{level}"
+            res = run_cycles(srv, hit_ids, level, duration, tag)
+            res["db_check"] = check_db(db_path, res.pop("_acked"), f"B{tag}")
+            results["cycles"].append(res)
+            lat = res["latency_ms"]
+            print(f"\nfull cycles, {level} workers: {res['cycles']} in {res['seconds']:.1f} s "
+                  f"= {res['cycles_per_s']:.1f} cycles/s "
+                  f"({res['cycles_per_s'] / TURKLE_CYCLES_PER_S:.1f}x Turkle's "
+                  f"{TURKLE_CYCLES_PER_S})")
+            for kind in ("accept", "page", "submit", "cycle"):
+                if kind in lat:
+                    print(f"  {kind:7s} p50 {lat[kind]['p50']:7.1f} ms  "
+                          f"p99 {lat[kind]['p99']:7.1f} ms  (n={lat[kind]['n']})")
+            print(f"  refusals {res['refusals'] or 0}  errors {res['errors']}  "
+                  f"db check {res['db_check']}")
+        sub_level = max(levels)
+        per_worker = int(max(duration, 1) * 40) + 50
+        res = run_submits(srv, db_path, type_id, sub_level, duration, per_worker)
+        results["submits"] = res
+        print(f"\nexternalSubmit alone, {sub_level} workers: {res['submits_per_s']:.1f} "
+              f"submits/s, p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms "
+              f"(Turkle p99 {TURKLE_SUBMIT_P99_MS:g} ms: "
+              f"{TURKLE_SUBMIT_P99_MS / res['p99_ms']:.1f}x lower)")
+        print(f"  refusals {res['refusals'] or 0}  db check {res['db_check']}"
+              + ("  (ran out of prepared assignments)" if res["seconds"] < duration * 0.95
+                 else ""))
+        res = run_list(srv, db_path, type_id, args.list_n)
+        results["list_assignments"] = res
+        print(f"\nListAssignmentsForHIT: {res['listed']} of {res['assignments']} assignments "
+              f"in {res['pages']} pages, {res['seconds']:.2f} s "
+              f"({res['assignments_per_s']:.0f} assignments/s)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=float))
+    top = results["cycles"][-1] if results["cycles"] else None
+    checks = [c["db_check"] for c in results["cycles"]] + [results["submits"]["db_check"]]
+    ok = all(c["lost"] == 0 and c["unacknowledged_stored"] == 0 and c["mismatched"] == 0
+             for c in checks)
+    print(f"\nsummary: {'no answer lost or doubled' if ok else 'ANSWERS LOST OR DOUBLED'}"
+          + (f"; {top['cycles_per_s']:.1f} cycles/s at {top['concurrency']} "
+             f"(target >= 200), {results['submits']['submits_per_s']:.1f} submits/s "
+             f"p99 {results['submits']['p99_ms']:.1f} ms (target >= 300, < 100 ms)"
+             if top else ""))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
