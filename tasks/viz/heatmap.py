@@ -33,12 +33,22 @@ def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
                          align_corners=False)[:, 0]
 
 
-def normalize_maps(maps: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Scale each map (n, H, W) to ``[0, 1]`` by its maximum (all-zero maps stay zero)."""
+def normalize_maps(maps: torch.Tensor | np.ndarray, floor: float = 0.0) -> np.ndarray:
+    """Scale each map (n, H, W) to ``[0, 1]`` by its maximum, then keep only its hot part.
+
+    ``out = clip((m / max(m) - floor) / (1 - floor), 0, 1)``: with ``floor = 0.5`` only the
+    region above half the map's peak remains (the red/yellow region a viewer perceives; the
+    same idea as Network Dissection's thresholded activation masks, Bau et al., 2017), which
+    undoes most of the spread that bilinear upsampling of a coarse map adds. All-zero maps
+    stay zero.
+    """
+    if not 0.0 <= floor < 1.0:
+        raise ValueError(f"floor must be in [0, 1), got {floor}")
     m = maps.detach().cpu().numpy() if isinstance(maps, torch.Tensor) else np.asarray(maps)
     m = np.clip(m.astype(np.float64), 0, None)
     peak = m.reshape(len(m), -1).max(axis=1) if len(m) else np.zeros(0)
-    return m / np.where(peak > 0, peak, 1.0)[:, None, None]
+    m = m / np.where(peak > 0, peak, 1.0)[:, None, None]
+    return np.clip((m - floor) / (1.0 - floor), 0.0, 1.0)
 
 
 def channel_heatmaps(spatial: torch.Tensor, size: tuple[int, int], sign: float = 1.0

@@ -1,0 +1,585 @@
+"""Build the HITs of an audit: visual evidence, pages, manifest, MTurk batch files.
+
+``build_tasks(probe_dir, features_dir, out_dir)`` reads ``probe/probe.json`` (top features per
+class) and ``features/`` (feature values, ids, ``meta.json``), renders for every (class, top
+feature) its evidence (top-activating examples, heatmaps or token attributions, a feature
+visualization, word clouds) into ``assets/``, one page per HIT into ``hits/``, the manifest
+(``manifest.jsonl``, fields per docs/contracts.md) and ``template.html`` + ``batch.csv`` for
+MTurk's requester website. Output is deterministic for a seed and written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from markupsafe import Markup
+from tqdm.auto import tqdm
+
+from tasks.cost import CostEstimate, estimate_cost
+from tasks.hit_render import render_hit, render_mturk_template
+from tasks.question_xml import ASSET_PREFIX, QuestionTooLargeError, html_question, retarget_assets
+from tasks.viz.evidence import (
+    dominant_share,
+    gold_answer,
+    image_evidence,
+    text_evidence,
+    truth_from_evidence,
+)
+from tasks.viz.fvis.render import visualize_channels
+from tasks.viz.grid import image_grid, overlay, save_png
+from tasks.viz.heatmap import (
+    channel_heatmaps,
+    gradcam_heatmaps,
+    normalize_maps,
+    occlusion_heatmaps,
+)
+from tasks.viz.source import ExampleSource, load_source
+from tasks.viz.text_attr import highlight_html, occlusion_attributions, word_scores
+from tasks.viz.topk import direction_for, top_k
+from tasks.viz.wordcloud import cloud_html, cloud_png
+
+__all__ = ["LONG_BASE_URL", "BuildError", "BuildResult", "HitSpec", "build_tasks"]
+
+logger = logging.getLogger(__name__)
+
+#: Dummy asset base used to check that a retargeted page still fits MTurk's 64 KB limit.
+LONG_BASE_URL = "https://" + "assets-" * 8 + "example.com/" + "b" * 64 + "/assets/"
+DEFAULT_ASSET_BASE_URL = "https://example.com/sparse-probe/assets/"
+GOLD_MIN_SHARE = 0.6
+LAYERS = ("sparse", "dense")
+
+
+class BuildError(ValueError):
+    """Bad inputs to the build, or a HIT that cannot be published as built."""
+
+
+@dataclass
+class HitSpec:
+    """One HIT while it is being built (the manifest record is :meth:`record`)."""
+
+    hit_key: str
+    kind: str
+    layer: str
+    cls: int
+    class_name: str
+    feature: int
+    weight: float
+    rank: int
+    direction: str
+    examples: np.ndarray
+    example_ids: list[str]
+    attention: str
+    assets: dict[str, str] = field(default_factory=dict)
+    evidence: dict | None = None
+    truth: str | None = None
+    is_gold: bool = False
+    gold: dict | None = None
+    texts: list[Markup] = field(default_factory=list)
+    cloud: Markup = field(default_factory=Markup)
+    words: dict[str, float] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """The manifest line (docs/contracts.md, tasks/)."""
+        return {
+            "hit_key": self.hit_key, "kind": self.kind, "layer": self.layer, "class": self.cls,
+            "class_name": self.class_name, "feature": self.feature, "weight": self.weight,
+            "rank": self.rank, "direction": self.direction, "html": f"hits/{self.hit_key}.html",
+            "assets": dict(self.assets), "example_ids": list(self.example_ids),
+            "is_gold": self.is_gold, "gold": self.gold,
+            "attention": {"field": "attention", "expected": self.attention},
+            "evidence": self.evidence, "truth": self.truth,
+        }
+
+
+@dataclass
+class BuildResult:
+    """What :func:`build_tasks` wrote.
+
+    Attributes
+    ----------
+    out_dir : Path
+    manifest : list of dict
+        The manifest records, in file order.
+    cost : CostEstimate
+        Rewards + MTurk fees for publishing every HIT.
+    """
+
+    out_dir: Path
+    manifest: list[dict]
+    cost: CostEstimate
+
+    @property
+    def n_hits(self) -> int:
+        return len(self.manifest)
+
+    @property
+    def n_gold(self) -> int:
+        return sum(r["is_gold"] for r in self.manifest)
+
+    @property
+    def hit_keys(self) -> list[str]:
+        return [r["hit_key"] for r in self.manifest]
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BuildError(f"{path}: not found ({what})") from None
+    except json.JSONDecodeError as exc:
+        raise BuildError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _top_entries(probe: Mapping, probe_path: Path, layer: str, k: int) -> list[dict]:
+    tops = probe.get("top_features")
+    if not isinstance(tops, Mapping) or layer not in tops:
+        raise BuildError(f"{probe_path}: field top_features.{layer} missing (expected a list of "
+                         "{class, class_name, feature, weight, rank})")
+    by_class: dict[int, list[dict]] = {}
+    for i, e in enumerate(tops[layer]):
+        try:
+            item = {"class": int(e["class"]), "class_name": str(e["class_name"]),
+                    "feature": int(e["feature"]), "weight": float(e["weight"]),
+                    "rank": int(e["rank"])}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BuildError(f"{probe_path}: top_features.{layer}[{i}] is malformed ({exc!r}); "
+                             "expected {class, class_name, feature, weight, rank}") from None
+        if item["weight"] == 0:
+            continue
+        by_class.setdefault(item["class"], []).append(item)
+    out = []
+    for c in sorted(by_class):
+        out.extend(sorted(by_class[c], key=lambda e: e["rank"])[:k])
+    return out
+
+
+def _load_gold_file(path: Path) -> dict[str, dict[str, str]]:
+    data = _read_json(path, "gold answers")
+    items = data.items() if isinstance(data, Mapping) else None
+    if items is None:
+        if not isinstance(data, list):
+            raise BuildError(f"{path}: expected an object {{hit_key: {{shared, pattern}}}} or a "
+                             "list of {hit_key, shared, pattern}")
+        items = [(str(e.get("hit_key")), e) for e in data]
+    gold = {}
+    for key, ans in items:
+        if not isinstance(ans, Mapping) or ans.get("shared") not in ("yes", "no", "unsure") \
+                or ans.get("pattern") not in ("object", "background", "mark", "identity",
+                                              "other"):
+            raise BuildError(f"{path}: gold answer of {key!r} must have shared in yes/no/unsure "
+                             "and pattern in object/background/mark/identity/other")
+        gold[str(key)] = {"shared": ans["shared"], "pattern": ans["pattern"]}
+    return gold
+
+
+def _hit_rng(seed: int, key: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(key.encode())])
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+def _image_heatmaps(src: ExampleSource, hits: list[HitSpec], device: torch.device,
+                    batch: int = 64) -> dict[str, torch.Tensor]:
+    """Raw (non-negative) heatmaps (k, H, W) per HIT, computed in batches over the union of
+    shown examples."""
+    size = tuple(src.images.shape[-2:])
+    heat: dict[str, torch.Tensor] = {}
+    if src.spatial is not None:
+        union = sorted({int(i) for h in hits for i in h.examples})
+        where = {ex: pos for pos, ex in enumerate(union)}
+        maps: dict[str, list[torch.Tensor | None]] = {h.hit_key: [None] * len(h.examples)
+                                                       for h in hits}
+        for start in range(0, len(union), batch):
+            chunk = union[start : start + batch]
+            with torch.no_grad():
+                sm = src.spatial(src.images[chunk].to(device)).detach().float().cpu()
+            for h in hits:
+                for j, ex in enumerate(h.examples):
+                    pos = where[int(ex)] - start
+                    if 0 <= pos < len(chunk):
+                        maps[h.hit_key][j] = sm[pos, h.feature]
+        for h in hits:
+            sign = 1.0 if h.weight >= 0 else -1.0
+            heat[h.hit_key] = channel_heatmaps(torch.stack(maps[h.hit_key]), size, sign)
+        return heat
+    if src.features is None:
+        raise BuildError("image source has neither spatial maps nor a feature function")
+    for h in hits:
+        x = src.images[h.examples].to(device)
+        sign = 1.0 if h.weight >= 0 else -1.0
+        if src.gradcam_layer is not None:
+            m = gradcam_heatmaps(src.features, src.gradcam_layer, x, h.feature, sign)
+        else:
+            m = occlusion_heatmaps(src.features, x, h.feature, sign)
+        heat[h.hit_key] = m.cpu()
+    return heat
+
+
+def _render_image_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
+                         device: torch.device, seed: int, fvis_steps: int, fvis_size: int,
+                         n_class_examples: int, labels: np.ndarray, heat_floor: float,
+                         progress: bool) -> None:
+    assets = stage / "assets"
+    for c in sorted({h.cls for h in hits}):
+        idx = np.flatnonzero(labels == c)[:n_class_examples]
+        name = f"class-c{c:02d}-examples.png"
+        if len(idx):
+            save_png(image_grid(src.images[idx], ncols=min(len(idx), 6)), assets / name)
+        for h in hits:
+            if h.cls == c and len(idx):
+                h.assets["class_examples"] = f"assets/{name}"
+    heats = _image_heatmaps(src, hits, device)
+    for h in tqdm(hits, desc="heatmaps", unit="feature", disable=not progress):
+        imgs = src.images[h.examples]
+        shown = normalize_maps(heats[h.hit_key], floor=heat_floor)
+        save_png(image_grid(imgs, ncols=3), assets / f"{h.hit_key}-grid.png")
+        save_png(image_grid(overlay(imgs, shown), ncols=3), assets / f"{h.hit_key}-heat.png")
+        h.assets["grid"] = f"assets/{h.hit_key}-grid.png"
+        h.assets["heat"] = f"assets/{h.hit_key}-heat.png"
+        if src.object_masks is not None:
+            h.evidence = image_evidence(
+                shown, src.object_masks[h.examples],
+                {n: m[h.examples] for n, m in sorted(src.cue_masks.items())})
+            h.truth = truth_from_evidence(h.evidence, src.cue_kind)
+    if src.model is not None and src.fvis_layer is not None and fvis_steps > 0:
+        src.model.to(device)
+        bar = tqdm(total=len(hits), desc="feature visualization", unit="feature",
+                   disable=not progress)
+        vis = visualize_channels(
+            src.model, src.fvis_layer, [h.feature for h in hits], [h.weight for h in hits],
+            size=fvis_size, steps=fvis_steps, seed=seed, device=device,
+            preprocess=src.preprocess, progress=bar.update)
+        bar.close()
+        for h, img in zip(hits, vis, strict=True):
+            save_png(image_grid(img[None], min_side=192, pad=0), assets / f"{h.hit_key}-fvis.png")
+            h.assets["fvis"] = f"assets/{h.hit_key}-fvis.png"
+
+
+_EXAMPLES_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Highlighted comments</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;margin:8px}}li{{margin:0 0 8px}}
+.hl{{border-radius:3px;padding:0 2px}}</style></head>
+<body><ol>{items}</ol></body></html>
+"""
+
+
+def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
+                        progress: bool) -> dict[int, Markup]:
+    assets = stage / "assets"
+    class_words: dict[int, dict[str, float]] = {}
+    for h in tqdm(hits, desc="token attributions", unit="feature", disable=not progress):
+        toks = [src.tokens[i] for i in h.examples]
+        attrs = occlusion_attributions(src.features, toks, h.feature, h.weight)
+        scale = max((float(np.clip(a, 0, None).max()) for a in attrs if len(a)), default=0.0)
+        h.texts = [highlight_html(t, a, scale or None) for t, a in zip(toks, attrs, strict=True)]
+        h.words = word_scores(toks, attrs)
+        h.cloud = cloud_html(h.words)
+        page = _EXAMPLES_PAGE.format(items="".join(f"<li>{t}</li>" for t in h.texts))
+        _write_text(assets / f"{h.hit_key}-examples.html", page)
+        cloud_png(h.words, assets / f"{h.hit_key}-cloud.png")
+        h.assets["examples"] = f"assets/{h.hit_key}-examples.html"
+        h.assets["cloud"] = f"assets/{h.hit_key}-cloud.png"
+        top = max(h.words.values(), default=0.0)
+        acc = class_words.setdefault(h.cls, {})
+        for w, v in h.words.items():
+            acc[w] = acc.get(w, 0.0) + abs(h.weight) * v / top
+        if src.token_kinds is not None:
+            kinds = [src.token_kinds[i] for i in h.examples]
+            h.evidence = text_evidence(attrs, kinds, src.class_word_kinds)
+            h.truth = truth_from_evidence(h.evidence, {"identity": "identity"})
+    clouds = {}
+    for c, words in class_words.items():
+        name = f"class-c{c:02d}-cloud.png"
+        cloud_png(words, assets / name)
+        clouds[c] = cloud_html(words, max_words=20)
+        for h in hits:
+            if h.cls == c:
+                h.assets["class_cloud"] = f"assets/{name}"
+    return clouds
+
+
+# --------------------------------------------------------------------------- gold + output
+
+
+def _assign_gold(hits: list[HitSpec], share: float, seed: int,
+                 user_gold: Mapping[str, Mapping[str, str]] | None) -> None:
+    if user_gold is not None:
+        known = {h.hit_key for h in hits}
+        unknown = sorted(set(user_gold) - known)
+        if unknown:
+            raise BuildError(f"gold file names HITs that this build does not make: {unknown[:5]}")
+        for h in hits:
+            if h.hit_key in user_gold:
+                h.is_gold, h.gold = True, dict(user_gold[h.hit_key])
+        return
+    if share <= 0 or not hits:
+        return
+    clear = [h for h in hits if h.truth is not None and h.truth != "none"
+             and dominant_share(h.evidence)[1] >= GOLD_MIN_SHARE]
+    n_gold = min(len(clear), max(1, round(share * len(hits))))
+    if not clear:
+        logger.warning("no HIT has a clear ground truth: no gold HITs")
+        return
+    rng = np.random.default_rng(seed)
+    for i in sorted(rng.choice(len(clear), size=n_gold, replace=False)):
+        clear[i].is_gold, clear[i].gold = True, gold_answer(clear[i].truth)
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _page_asset_urls(h: HitSpec) -> dict[str, str]:
+    return {k: ASSET_PREFIX + Path(v).name for k, v in h.assets.items()}
+
+
+def _batch_rows(hits: list[HitSpec], asset_base_url: str) -> tuple[list[str], list[list[str]]]:
+    kind = hits[0].kind
+    files = (["class_examples", "grid", "heat", "fvis"] if kind == "image"
+             else ["class_cloud", "examples", "cloud"])
+    header = ["hit_key", "class_name", "feature", "direction", "direction_note", "fvis_verb",
+              "attention_number", "asset_base_url", *[f"{f}_file" for f in files]]
+    rows = []
+    for h in hits:
+        note = ("the model counts the absence of this feature as evidence for the class"
+                if h.direction == "lowest" else "the model counts this feature as evidence for "
+                "the class")
+        rows.append([h.hit_key, html.escape(h.class_name), str(h.feature), h.direction, note,
+                     "maximizes" if h.direction == "highest" else "minimizes", h.attention,
+                     asset_base_url,
+                     *[Path(h.assets[f]).name if f in h.assets else "" for f in files]])
+    return header, rows
+
+
+def _csv_text(header: list[str], rows: list[list[str]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _commit(stage: Path, out: Path) -> None:
+    """Move the staged files into ``out`` (each with an atomic rename), manifest last; remove
+    pages and assets of earlier builds that this build does not produce."""
+    out.mkdir(parents=True, exist_ok=True)
+    for sub in ("assets", "hits"):
+        (out / sub).mkdir(exist_ok=True)
+        new = {p.name for p in (stage / sub).iterdir()}
+        for p in (stage / sub).iterdir():
+            os.replace(p, out / sub / p.name)
+        for p in (out / sub).iterdir():
+            if p.is_file() and p.name not in new:
+                p.unlink()
+    for name in ("template.html", "batch.csv", "manifest.jsonl"):
+        os.replace(stage / name, out / name)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def build_tasks(
+    probe_dir: str | os.PathLike,
+    features_dir: str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    *,
+    k_features: int = 5,
+    n_examples: int = 9,
+    split: str = "val",
+    layer: str = "sparse",
+    gold_share: float = 0.1,
+    gold_file: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    reward: str = "0.10",
+    assignments: int = 3,
+    asset_base_url: str = DEFAULT_ASSET_BASE_URL,
+    fvis_steps: int = 128,
+    fvis_size: int = 64,
+    n_class_examples: int = 6,
+    heat_floor: float = 0.5,
+    source: ExampleSource | None = None,
+    progress: bool = True,
+) -> BuildResult:
+    """Render one HIT per (class, top feature) of the probe.
+
+    Parameters
+    ----------
+    probe_dir : path
+        ``RUN/probe`` with ``probe.json``.
+    features_dir : path or None
+        ``RUN/features``; None uses ``probe.json``'s ``features_dir``.
+    out_dir : path
+        ``RUN/tasks``; created or updated in place (earlier pages/assets removed).
+    k_features : int
+        Top features per class (by rank, i.e. by |weight|).
+    n_examples : int
+        Top-activating examples per HIT (5-9): highest values for a positive weight, lowest for
+        a negative one.
+    split : str
+        Held-out split whose examples are shown.
+    layer : {"sparse", "dense", "both"}
+        Which decision layer's top features get HITs.
+    gold_share : float
+        Share of HITs made gold from built-in ground truth (HITs with a clear truth only).
+    gold_file : path, optional
+        JSON ``{hit_key: {"shared", "pattern"}}`` (or a list of such objects with ``hit_key``);
+        when given, exactly these HITs are gold and ``gold_share`` is ignored.
+    device : str or torch.device, optional
+        Where models run (``"cuda"`` for GPU); CPU by default.
+    seed : int
+        Fixes attention-check numbers, gold choice and feature visualizations.
+    reward : str
+        Dollars per assignment, e.g. ``"0.10"`` (for the cost preview and batch).
+    assignments : int
+        Assignments per HIT (for the cost preview).
+    asset_base_url : str
+        Initial value of batch.csv's ``asset_base_url`` column (where assets are uploaded).
+    fvis_steps, fvis_size : int
+        Optimization steps and side of feature visualizations (0 steps: none).
+    n_class_examples : int
+        Typical examples of the class shown on image HITs.
+    heat_floor : float
+        Heatmaps show (and evidence measures) only the part above this fraction of each
+        map's peak (see :func:`tasks.viz.heatmap.normalize_maps`).
+    source : ExampleSource, optional
+        Examples and model; loaded from ``features_dir/meta.json`` when None.
+    progress : bool
+        Show tqdm progress bars.
+
+    Returns
+    -------
+    BuildResult
+
+    Raises
+    ------
+    BuildError
+        On malformed inputs, or a HIT whose question XML would exceed MTurk's 64 KB.
+    """
+    if layer not in (*LAYERS, "both"):
+        raise BuildError(f"layer must be sparse, dense or both, got {layer!r}")
+    if not 5 <= n_examples <= 9:
+        raise BuildError(f"examples per HIT must be between 5 and 9, got {n_examples}")
+    if k_features < 1:
+        raise BuildError(f"features per class must be >= 1, got {k_features}")
+    if not 0 <= gold_share <= 1:
+        raise BuildError(f"gold share must be in [0, 1], got {gold_share}")
+    try:
+        estimate_cost(0, assignments, reward)
+    except ValueError as exc:
+        raise BuildError(str(exc)) from None
+    probe_dir, out_dir = Path(probe_dir), Path(out_dir)
+    probe_path = probe_dir / "probe.json"
+    probe = _read_json(probe_path, "written by sparse-probe fit")
+    if features_dir is None:
+        if "features_dir" not in probe:
+            raise BuildError(f"{probe_path}: field features_dir missing; pass --features")
+        features_dir = (probe_dir / probe["features_dir"]).resolve()
+    features_dir = Path(features_dir)
+    meta = _read_json(features_dir / "meta.json", "written by sparse-probe extract")
+    kind = meta.get("kind")
+    if kind not in ("image", "text"):
+        raise BuildError(f"{features_dir / 'meta.json'}: kind {kind!r} has no visual evidence; "
+                         "HITs need kind 'image' or 'text'")
+    x_path = features_dir / f"{split}.npy"
+    try:
+        X = np.load(x_path, mmap_mode="r")
+        labels = np.load(features_dir / f"{split}_labels.npy")
+    except FileNotFoundError as exc:
+        raise BuildError(f"{exc.filename}: not found (split {split!r})") from None
+    ids = _read_json(features_dir / f"{split}_ids.json", f"ids of split {split!r}")
+    if X.ndim != 2 or len(ids) != X.shape[0] or len(labels) != X.shape[0]:
+        raise BuildError(f"{x_path}: shape {X.shape} does not match {len(ids)} ids and "
+                         f"{len(labels)} labels")
+    user_gold = _load_gold_file(Path(gold_file)) if gold_file is not None else None
+
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    layers = LAYERS if layer == "both" else (layer,)
+    prefix = "img" if kind == "image" else "txt"
+    hits: list[HitSpec] = []
+    for lay in layers:
+        for e in _top_entries(probe, probe_path, lay, k_features):
+            if not 0 <= e["feature"] < X.shape[1]:
+                raise BuildError(f"{probe_path}: feature {e['feature']} out of range "
+                                 f"(d = {X.shape[1]})")
+            key = f"{prefix}-c{e['class']:02d}-f{e['feature']:04d}-{lay}"
+            direction = direction_for(e["weight"])
+            idx = top_k(np.asarray(X[:, e["feature"]]), n_examples, direction)
+            hits.append(HitSpec(
+                hit_key=key, kind=kind, layer=lay, cls=e["class"], class_name=e["class_name"],
+                feature=e["feature"], weight=e["weight"], rank=e["rank"], direction=direction,
+                examples=idx, example_ids=[str(ids[i]) for i in idx],
+                attention=str(int(_hit_rng(seed, key).integers(1, 10)))))
+    if not hits:
+        raise BuildError(f"{probe_path}: no non-zero top features for layer {layer!r}")
+
+    src = source if source is not None else load_source(meta, split, dev)
+    if src.kind != kind:
+        raise BuildError(f"example source is {src.kind!r} but meta.json says {kind!r}")
+    if len(src) != X.shape[0]:
+        raise BuildError(f"split {split!r}: {len(src)} examples but {X.shape[0]} feature rows")
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.build-", dir=out_dir.parent))
+    try:
+        (stage / "assets").mkdir()
+        (stage / "hits").mkdir()
+        torch.manual_seed(seed)
+        class_clouds: dict[int, Markup] = {}
+        if kind == "image":
+            _render_image_assets(src, hits, stage, dev, seed, fvis_steps, fvis_size,
+                                 n_class_examples, labels, heat_floor, progress)
+        else:
+            class_clouds = _render_text_assets(src, hits, stage, progress)
+        _assign_gold(hits, gold_share, seed, user_gold)
+        for h in hits:
+            page = render_hit(
+                kind=kind, hit_key=h.hit_key, class_name=h.class_name, direction=h.direction,
+                attention_number=h.attention, assets=_page_asset_urls(h),
+                n_examples=len(h.examples), texts=h.texts, cloud=h.cloud,
+                class_cloud=class_clouds.get(h.cls, Markup("")))
+            try:
+                html_question(retarget_assets(page, LONG_BASE_URL), what=h.hit_key)
+            except (QuestionTooLargeError, ValueError) as exc:
+                raise BuildError(f"HIT {h.hit_key}: {exc}") from None
+            _write_text(stage / "hits" / f"{h.hit_key}.html", page)
+        _write_text(stage / "template.html", render_mturk_template(kind))
+        _write_text(stage / "batch.csv", _csv_text(*_batch_rows(hits, asset_base_url)))
+        manifest = [h.record() for h in hits]
+        _write_text(stage / "manifest.jsonl",
+                    "".join(json.dumps(r, sort_keys=False) + "\n" for r in manifest))
+        _commit(stage, out_dir)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    cost = estimate_cost(len(hits), assignments, reward)
+    logger.info("built %d HITs (%d gold) in %s", len(hits), sum(h.is_gold for h in hits),
+                out_dir)
+    return BuildResult(out_dir, manifest, cost)

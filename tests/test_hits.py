@@ -1,0 +1,313 @@
+"""HIT building: manifest contract, pages, question XML, escaping, gold, determinism, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import html5lib
+import numpy as np
+import pytest
+import torch
+from bs4 import BeautifulSoup
+from click.testing import CliRunner
+from helpers_viz import image_run, text_run
+
+from tasks.build import LONG_BASE_URL, BuildError, build_tasks
+from tasks.cli import tasks as tasks_cli
+from tasks.cost import estimate_cost
+from tasks.question_xml import HTML_QUESTION_NS, QUESTION_MAX_BYTES, html_question, retarget_assets
+
+MANIFEST_KEYS = {"hit_key", "kind", "layer", "class", "class_name", "feature", "weight", "rank",
+                 "direction", "html", "assets", "example_ids", "is_gold", "gold", "attention",
+                 "evidence", "truth"}
+FAST = {"fvis_steps": 12, "fvis_size": 32, "n_examples": 6, "progress": False}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def image_build(tmp_path_factory):
+    root = tmp_path_factory.mktemp("img")
+    probe, feats, src = image_run(root)
+    res = build_tasks(probe, feats, root / "tasks", source=src, gold_share=0.34, **FAST)
+    return root, res, src
+
+
+@pytest.fixture(scope="module")
+def text_build(tmp_path_factory):
+    root = tmp_path_factory.mktemp("txt")
+    probe, feats, src = text_run(root)
+    res = build_tasks(probe, feats, root / "tasks", source=src, gold_share=0.0, **FAST)
+    return root, res, src
+
+
+def _manifest(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def _strict_parse(text: str) -> None:
+    html5lib.HTMLParser(strict=True).parse(text)
+
+
+def test_manifest_follows_the_contract(image_build):
+    root, res, _ = image_build
+    out = root / "tasks"
+    records = _manifest(out)
+    assert records == res.manifest and len(records) == 3
+    X = np.load(root / "features" / "val.npy")
+    ids = json.loads((root / "features" / "val_ids.json").read_text())
+    for r in records:
+        assert set(r) == MANIFEST_KEYS
+        assert r["kind"] == "image" and r["layer"] == "sparse"
+        assert r["hit_key"] == f"img-c{r['class']:02d}-f{r['feature']:04d}-sparse"
+        assert r["html"] == f"hits/{r['hit_key']}.html" and (out / r["html"]).is_file()
+        assert set(r["assets"]) == {"grid", "heat", "fvis", "class_examples"}
+        for path in r["assets"].values():
+            assert path.startswith("assets/") and (out / path).is_file()
+        # top-activating examples, independently: argsort of the feature column
+        v = X[:, r["feature"]]
+        order = np.argsort(-v if r["weight"] > 0 else v, kind="stable")[:6]
+        assert r["example_ids"] == [ids[i] for i in order]
+        assert r["direction"] == ("highest" if r["weight"] > 0 else "lowest")
+        assert r["attention"]["field"] == "attention"
+        assert r["attention"]["expected"] in {str(i) for i in range(1, 10)}
+        assert r["truth"] in {"core", "spurious:mark", "none"}
+        assert set(r["evidence"]) == {"object", "cues", "background"}
+    truths = {r["hit_key"]: r["truth"] for r in records}
+    assert truths["img-c01-f0000-sparse"] == "spurious:mark"
+    assert truths["img-c00-f0001-sparse"] == "core"
+    mark = next(r for r in records if r["feature"] == 0)
+    assert mark["evidence"]["cues"]["mark"] > 0.5
+
+
+def test_gold_hits_have_clear_truth_and_look_like_the_others(image_build):
+    root, res, _ = image_build
+    gold = [r for r in res.manifest if r["is_gold"]]
+    assert len(gold) == 1 == res.n_gold   # round(0.34 * 3)
+    g = gold[0]
+    assert g["truth"] in {"core", "spurious:mark"}
+    expected = {"core": {"shared": "yes", "pattern": "object"},
+                "spurious:mark": {"shared": "yes", "pattern": "mark"}}[g["truth"]]
+    assert g["gold"] == expected
+    for r in res.manifest:
+        if not r["is_gold"]:
+            assert r["gold"] is None
+    pages = [(root / "tasks" / r["html"]).read_text() for r in res.manifest]
+    for p in pages:
+        assert "gold" not in p.lower() and "truth" not in p.lower()
+    # same structure: identical tag sequences once the HIT-specific values are removed
+    shapes = [[t.name for t in BeautifulSoup(p, "html5lib").find_all(True)] for p in pages]
+    assert shapes[0] == shapes[1]
+
+
+def test_pages_are_complete_mturk_forms(image_build):
+    root, res, _ = image_build
+    out = root / "tasks"
+    for r in res.manifest:
+        text = (out / r["html"]).read_text()
+        _strict_parse(text)
+        soup = BeautifulSoup(text, "html5lib")
+        assert soup.find("meta", attrs={"name": "viewport"})
+        form = soup.find("form")
+        assert form["method"].lower() == "post" and form["action"] == "/mturk/externalSubmit"
+        for name in ("assignmentId", "hitId", "workerId"):
+            el = form.find("input", attrs={"name": name})
+            assert el["type"] == "hidden" and el["value"] == ""
+        assert form.find("input", attrs={"name": "hit_key"})["value"] == r["hit_key"]
+        values = {i["value"] for i in form.find_all("input", attrs={"name": "pattern"})}
+        assert values == {"object", "background", "mark", "other"}
+        assert {i["value"] for i in form.find_all("input", attrs={"name": "shared"})} == {
+            "yes", "no", "unsure"}
+        assert [i["value"] for i in form.find_all("input", attrs={"name": "confidence"})] == [
+            "1", "2", "3", "4", "5"]
+        for name in ("shared", "pattern", "confidence"):
+            assert all(i.has_attr("required") for i in form.find_all("input", attrs={"name": name}))
+        assert form.find("textarea", attrs={"name": "description"}).has_attr("required")
+        att = form.find("select", attrs={"name": "attention"})
+        assert att.has_attr("required")
+        assert f"select the number shown here: {r['attention']['expected']}" in \
+            soup.get_text(" ", strip=True)
+        assert soup.find(string=re.compile(r["class_name"]))
+        imgs = soup.find_all("img")
+        assert len(imgs) >= 4
+        for img in imgs:
+            assert img.get("alt", "").strip()
+            assert img["src"].startswith("../assets/")
+            assert (out / "hits" / img["src"]).resolve().is_file()
+        # every URL in the page is an asset URL: nothing else to retarget or to fetch
+        assert not re.search(r'(src|href)="(?!\.\./assets/)', text)
+        if r["direction"] == "lowest":
+            assert "lowest" in soup.get_text()
+
+
+def test_question_xml_is_wellformed_namespaced_and_small(image_build):
+    root, res, _ = image_build
+    for r in res.manifest:
+        page = (root / "tasks" / r["html"]).read_text()
+        xml = html_question(retarget_assets(page, LONG_BASE_URL), what=r["hit_key"])
+        assert len(xml.encode()) < QUESTION_MAX_BYTES
+        tree = ET.fromstring(xml)
+        assert tree.tag == f"{{{HTML_QUESTION_NS}}}HTMLQuestion"
+        content = tree.find(f"{{{HTML_QUESTION_NS}}}HTMLContent").text
+        assert "../assets/" not in content and LONG_BASE_URL in content
+        assert tree.find(f"{{{HTML_QUESTION_NS}}}FrameHeight").text == "0"
+
+
+def test_batch_csv_fills_every_template_placeholder(image_build, text_build):
+    for root, res, _ in (image_build, text_build):
+        out = root / "tasks"
+        template = (out / "template.html").read_text()
+        placeholders = set(re.findall(r"\$\{(\w+)\}", template))
+        with open(out / "batch.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        assert len(rows) == res.n_hits
+        assert placeholders <= set(rows[0])
+        assert "{{" not in template and "{%" not in template
+        for row, r in zip(rows, res.manifest, strict=True):
+            assert row["hit_key"] == r["hit_key"]
+            assert row["attention_number"] == r["attention"]["expected"]
+            for col, val in row.items():
+                if col.endswith("_file") and val:
+                    assert (out / "assets" / val).is_file()
+        soup = BeautifulSoup(template, "html5lib")
+        names = {i["name"] for i in soup.find_all(["input", "textarea", "select"])}
+        assert names == {"hit_key", "shared", "pattern", "confidence", "description",
+                         "attention"}
+
+
+def test_text_hits(text_build):
+    root, res, _ = text_build
+    out = root / "tasks"
+    by_feature = {r["feature"]: r for r in res.manifest}
+    assert by_feature[1]["truth"] == "spurious:identity"
+    assert by_feature[0]["truth"] == "core" and by_feature[2]["truth"] == "core"
+    for r in res.manifest:
+        assert set(r) == MANIFEST_KEYS and r["kind"] == "text"
+        assert r["hit_key"].startswith("txt-")
+        assert set(r["assets"]) == {"examples", "cloud", "class_cloud"}
+        text = (out / r["html"]).read_text()
+        _strict_parse(text)
+        soup = BeautifulSoup(text, "html5lib")
+        values = {i["value"] for i in soup.find_all("input", attrs={"name": "pattern"})}
+        assert values == {"object", "identity", "other"}
+        assert len(soup.select("ol.texts li")) == 6
+        assert soup.select("span.hl")                     # attributions highlighted
+        assert soup.select("p.cloud span")                 # feature word cloud
+        for img in soup.find_all("img"):
+            assert img["alt"].strip() and img["src"].startswith("../assets/")
+    ident = BeautifulSoup((out / by_feature[1]["html"]).read_text(), "html5lib")
+    hot = {s.get_text() for s in ident.select("ol.texts span.hl")}
+    assert hot and hot <= {"muslim", "jewish", "christian"}
+
+
+def test_script_in_class_name_and_text_is_escaped(tmp_path):
+    evil = "<script>alert('x')</script>"
+    probe, feats, src = image_run(tmp_path / "i", class_name=evil)
+    build_tasks(probe, feats, tmp_path / "i" / "tasks", source=src, **FAST)
+    for page in (tmp_path / "i" / "tasks" / "hits").iterdir():
+        text = page.read_text()
+        assert "<script>alert" not in text
+        if "c01" in page.name:
+            assert "&lt;script&gt;alert" in text
+            assert evil in BeautifulSoup(text, "html5lib").find("h1").get_text()
+        assert len(BeautifulSoup(text, "html5lib").find_all("script")) == 1
+    probe, feats, src = text_run(tmp_path / "t")
+    src.texts[0] = src.texts[0] + " <script>alert(1)</script> idiot"
+    src.tokens[0] = src.texts[0].split()
+    src.token_kinds[0] = [*src.token_kinds[0], "other", "insult"]
+    X = np.load(feats / "val.npy")
+    X[0, 0] = 100.0
+    np.save(feats / "val.npy", X)
+    build_tasks(probe, feats, tmp_path / "t" / "tasks", source=src, **FAST)
+    page = (tmp_path / "t" / "tasks" / "hits" / "txt-c01-f0000-sparse.html").read_text()
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_deterministic_for_a_seed(tmp_path, image_build):
+    root, res, src = image_build
+    probe, feats = root / "probe", root / "features"
+    again = build_tasks(probe, feats, tmp_path / "a", source=src, gold_share=0.34, **FAST)
+    first = root / "tasks"
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*")
+                           if p.is_file())
+    for f in files:
+        assert (first / f).read_bytes() == (tmp_path / "a" / f).read_bytes(), f
+    assert again.manifest == res.manifest
+    other = build_tasks(probe, feats, tmp_path / "b", source=src, seed=5, gold_share=0.34,
+                        **FAST)
+    assert [r["attention"] for r in other.manifest] != [r["attention"] for r in res.manifest] \
+        or (tmp_path / "b/assets/img-c00-f0001-sparse-fvis.png").read_bytes() != \
+        (first / "assets/img-c00-f0001-sparse-fvis.png").read_bytes()
+
+
+def test_layer_both_adds_dense_hits_and_gold_file(tmp_path):
+    probe, feats, src = image_run(tmp_path)
+    gold = tmp_path / "gold.json"
+    gold.write_text(json.dumps({"img-c00-f0002-dense": {"shared": "no", "pattern": "other"}}))
+    res = build_tasks(probe, feats, tmp_path / "tasks", source=src, layer="both",
+                      gold_file=gold, **FAST)
+    keys = res.hit_keys
+    assert sum(k.endswith("-sparse") for k in keys) == 3
+    assert sum(k.endswith("-dense") for k in keys) == 4
+    gold_rows = [r for r in res.manifest if r["is_gold"]]
+    assert [r["hit_key"] for r in gold_rows] == ["img-c00-f0002-dense"]
+    assert gold_rows[0]["gold"] == {"shared": "no", "pattern": "other"}
+    # k limits features per class
+    res1 = build_tasks(probe, feats, tmp_path / "k1", source=src, k_features=1, **FAST)
+    assert res1.hit_keys == ["img-c00-f0001-sparse", "img-c01-f0000-sparse"]
+
+
+def test_oversized_hit_fails_clearly_and_leaves_previous_build(tmp_path):
+    probe, feats, src = image_run(tmp_path)
+    out = tmp_path / "tasks"
+    build_tasks(probe, feats, out, source=src, **FAST)
+    before = (out / "manifest.jsonl").read_bytes()
+    pj = json.loads((probe / "probe.json").read_text())
+    for e in pj["top_features"]["sparse"]:
+        e["class_name"] = "x" * 40_000
+    (probe / "probe.json").write_text(json.dumps(pj))
+    with pytest.raises(BuildError, match=r"img-c0\d-f\d{4}-sparse: question XML is \d+ bytes"):
+        build_tasks(probe, feats, out, source=src, **FAST)
+    assert (out / "manifest.jsonl").read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if ".build-" in p.name]
+
+
+def test_bad_inputs_are_clear_errors(tmp_path):
+    probe, feats, src = image_run(tmp_path)
+    with pytest.raises(BuildError, match="between 5 and 9"):
+        build_tasks(probe, feats, tmp_path / "o", source=src, n_examples=3)
+    with pytest.raises(BuildError, match="reward"):
+        build_tasks(probe, feats, tmp_path / "o", source=src, reward="$1")
+    with pytest.raises(BuildError, match=r"val_x\.npy: not found"):
+        build_tasks(probe, feats, tmp_path / "o", source=src, split="val_x")
+    pj = json.loads((probe / "probe.json").read_text())
+    del pj["top_features"]["dense"]
+    (probe / "probe.json").write_text(json.dumps(pj))
+    with pytest.raises(BuildError, match=r"probe.json: field top_features.dense missing"):
+        build_tasks(probe, feats, tmp_path / "o", source=src, layer="dense")
+    assert not (tmp_path / "o").exists()
+    runner = CliRunner()
+    result = runner.invoke(tasks_cli, ["build", "--probe", str(tmp_path / "features"),
+                                       "--features", str(feats), "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0 and "probe.json: not found" in result.output
+    result = runner.invoke(tasks_cli, ["build", "--probe", str(probe), "--out",
+                                       str(tmp_path / "o"), "--examples", "12"])
+    assert result.exit_code != 0 and "--examples" in result.output
+
+
+def test_cost_preview_matches_cost_module(image_build):
+    _, res, _ = image_build
+    ref = estimate_cost(3, 3, "0.10")
+    assert res.cost == ref
+    assert res.cost.summary().startswith("3 HITs x 3 assignments x $0.10")
