@@ -269,3 +269,19 @@ def test_wrong_target_prefix_is_unknown_operation(server):
     r = raw_call(server.url, server.access_key_id, server.secret_access_key, "GetHIT",
                  b"{}", target="SomeOtherService.GetHIT")
     assert r.status_code == 400 and r.json()["__type"] == "UnknownOperationException"
+
+
+def test_auto_approval_applied_on_read_and_charged(server, mturk):
+    before = Decimal(mturk.get_account_balance()["AvailableBalance"])
+    type_id = mturk.create_hit_type(Title="auto", Description="auto-approved", Reward="0.07",
+                                    AssignmentDurationInSeconds=600,
+                                    AutoApprovalDelayInSeconds=0)["HITTypeId"]
+    hit_id = mturk.create_hit_with_hit_type(HITTypeId=type_id, LifetimeInSeconds=600,
+                                            MaxAssignments=12, Question=question())["HIT"]["HITId"]
+    aid = _work(server, "WAUTO", hit_id, shared="yes")
+    [a] = mturk.list_assignments_for_hit(HITId=hit_id)["Assignments"]
+    assert a["AssignmentId"] == aid and a["AssignmentStatus"] == "Approved"
+    assert a["ApprovalTime"] == a["AutoApprovalTime"]
+    # 12 assignments per HIT: the 40% fee applies (tasks.cost as the reference).
+    expected = before - estimate_cost(1, 12, "0.07").total / 12
+    assert Decimal(mturk.get_account_balance()["AvailableBalance"]) == expected

@@ -181,12 +181,18 @@ def _charge(s: Any, cents: int, *, allow_negative: bool = False) -> None:
         )
 
 
+_DUE_SQL = (
+    "SELECT assignment_id FROM assignments WHERE status = 'Submitted' "
+    "AND auto_approval_time <= :now LIMIT 1"
+)
+
+
 def apply_auto_approvals(db: Database, now: float | None = None) -> int:
     """Approve submitted assignments whose AutoApprovalTime has passed; return how many."""
     now = time.time() if now is None else now
     due = (Assignment.status == "Submitted") & (Assignment.auto_approval_time <= now)
-    with db.read() as s:
-        if s.execute(select(Assignment.assignment_id).where(due).limit(1)).first() is None:
+    with db.fast_read() as conn:
+        if conn.execute(_DUE_SQL, {"now": now}).fetchone() is None:
             return 0
     with db.write() as s:
         rows = s.execute(
@@ -378,28 +384,48 @@ def list_reviewable_hits(db: Database, p: dict) -> dict:
     return _list_hits(db, p, reviewable=True)
 
 
+_ASSIGNMENT_COLUMNS = (
+    "assignment_id, worker_id, hit_id, status, accept_time, deadline, auto_approval_time, "
+    "submit_time, approval_time, rejection_time, answer, requester_feedback"
+)
+
+
+def _assignment_row_json(row: Any) -> dict:
+    out: dict[str, Any] = {
+        "AssignmentId": row[0], "WorkerId": row[1], "HITId": row[2], "AssignmentStatus": row[3],
+        "AcceptTime": row[4], "Deadline": row[5],
+    }
+    for key, value in zip(("AutoApprovalTime", "SubmitTime", "ApprovalTime", "RejectionTime",
+                           "Answer", "RequesterFeedback"), row[6:], strict=True):
+        if value is not None:
+            out[key] = value
+    return out
+
+
 def list_assignments_for_hit(db: Database, p: dict) -> dict:
     """``ListAssignmentsForHIT``: Submitted/Approved/Rejected ones, keyset-paginated."""
     apply_auto_approvals(db)
     limit = int(p.get("MaxResults", 10))
-    statuses = p.get("AssignmentStatuses") or list(LIVE_STATUSES)
+    statuses = sorted(set(p.get("AssignmentStatuses") or LIVE_STATUSES))
     for st in statuses:
         if st not in LIVE_STATUSES:
             raise RequestError(f"AssignmentStatuses: {st!r} is not one of {list(LIVE_STATUSES)}",
                                "AWS.ParameterOutOfRange")
     after = _decode_token(p.get("NextToken"), 1)
-    with db.read() as s:
-        _get_hit(s, p["HITId"])
-        stmt = (
-            select(Assignment)
-            .where(Assignment.hit_id == p["HITId"], Assignment.status.in_(statuses))
-            .order_by(Assignment.assignment_id)
-            .limit(limit + 1)
-        )
-        if after is not None:
-            stmt = stmt.where(Assignment.assignment_id > after[0])
-        rows = s.execute(stmt).scalars().all()
-    page = [assignment_json(a) for a in rows[:limit]]
+    params: dict[str, Any] = {"h": p["HITId"], "n": limit + 1,
+                              "after": after[0] if after else ""}
+    params.update({f"s{i}": st for i, st in enumerate(statuses)})
+    sql = (
+        f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE hit_id = :h AND status IN "
+        f"({', '.join(f':s{i}' for i in range(len(statuses)))}) AND assignment_id > :after "
+        "ORDER BY assignment_id LIMIT :n"
+    )
+    with db.fast_read() as conn:
+        if conn.execute("SELECT 1 FROM hits WHERE hit_id = :h", params).fetchone() is None:
+            raise RequestError(f"Hit {p['HITId']} does not exist.",
+                               "AWS.MechanicalTurk.HITDoesNotExist")
+        rows = conn.execute(sql, params).fetchall()
+    page = [_assignment_row_json(r) for r in rows[:limit]]
     result: dict[str, Any] = {"NumResults": len(page), "Assignments": page}
     if len(rows) > limit:
         result["NextToken"] = _encode_token(page[-1]["AssignmentId"])

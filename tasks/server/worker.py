@@ -37,9 +37,9 @@ from flask import (
     url_for,
 )
 from markupsafe import escape as html_escape
-from sqlalchemy import and_, exists, select
+from sqlalchemy import select
 
-from .db import HIT, INTEGRITY_ERRORS, Assignment, HITType, get_db, worker_token_ok
+from .db import HIT, INTEGRITY_ERRORS, get_db, worker_token_ok
 from .mturk_ops import new_id
 
 __all__ = ["ANSWER_NS", "PREVIEW_ASSIGNMENT_ID", "answers_xml", "bp", "fill_page", "submit_bp"]
@@ -189,26 +189,36 @@ def _need_login() -> Response:
 
 
 # ------------------------------------------------------------------------------- HIT listing
+_LIST_SQL = (
+    "SELECT h.hit_id, h.max_assignments, h.n_taken, h.expiration, t.title, t.description, "
+    "t.reward FROM hits h JOIN hit_types t ON t.hit_type_id = h.hit_type_id "
+    "WHERE h.disposed = 0 AND h.expiration > :now AND h.n_taken < h.max_assignments "
+    "AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.hit_id = h.hit_id "
+    "AND a.worker_id = :w) ORDER BY h.creation_time, h.hit_id LIMIT 100"
+)
+
+
+class ListedHIT(NamedTuple):
+    """A row of the worker's HIT list."""
+
+    hit_id: str
+    max_assignments: int
+    n_taken: int
+    expiration: float
+    title: str
+    description: str
+    reward: str
+
+
 @bp.get("/")
 def index() -> Response | str:
     """HITs the worker can accept: assignable, not expired, not already taken by them."""
     worker_id = current_worker()
     if worker_id is None:
         return _need_login()
-    now = time.time()
-    taken = exists().where(and_(Assignment.hit_id == HIT.hit_id,
-                                Assignment.worker_id == worker_id))
-    stmt = (
-        select(HIT.hit_id, HIT.max_assignments, HIT.n_taken, HIT.expiration,
-               HITType.title, HITType.description, HITType.reward)
-        .join(HITType, HITType.hit_type_id == HIT.hit_type_id)
-        .where(HIT.disposed == 0, HIT.expiration > now, HIT.n_taken < HIT.max_assignments,
-               ~taken)
-        .order_by(HIT.creation_time, HIT.hit_id)
-        .limit(100)
-    )
-    with get_db().read() as s:
-        rows = s.execute(stmt).all()
+    with get_db().fast_read() as conn:
+        rows = [ListedHIT(*r) for r in conn.execute(
+            _LIST_SQL, {"w": worker_id, "now": time.time()}).fetchall()]
     hits = [
         {
             "hit_id": r.hit_id,
