@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -19,6 +20,9 @@ from analysis.quality import QCConfig
               help="Run directory (tasks/, answers/, probe/, features/).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output directory [default: RUN/report].")
+@click.option("--answers", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Answers instead of RUN/answers/answers.parquet (parquet, long "
+                                 "CSV or MTurk batch-results CSV).")
 @click.option("--method", type=click.Choice(METHODS), default="DawidSkene", show_default=True,
               help="crowd-kit aggregation method (majority vote is always shown beside it).")
 @click.option("--min-gold-accuracy", type=click.FloatRange(0, 1), default=0.6,
@@ -39,10 +43,10 @@ from analysis.quality import QCConfig
 @click.option("--n-boot", type=click.IntRange(0), default=500, show_default=True,
               help="Bootstrap resamples for agreement intervals.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def report(run_dir: Path, out: Path | None, method: str, min_gold_accuracy: float,
-           min_gold_answers: int, require_attention: bool, min_seconds: float,
-           min_time_fraction: float, max_fast_share: float, min_posterior: float,
-           n_boot: int, seed: int) -> None:
+def report(run_dir: Path, out: Path | None, answers: Path | None, method: str,
+           min_gold_accuracy: float, min_gold_answers: int, require_attention: bool,
+           min_seconds: float, min_time_fraction: float, max_fast_share: float,
+           min_posterior: float, n_boot: int, seed: int) -> None:
     """Aggregate crowd answers into verdicts and write RUN/report (HTML, JSON, CSV, figures)."""
     from analysis.report import ReportOptions, build_report
 
@@ -50,7 +54,7 @@ def report(run_dir: Path, out: Path | None, method: str, min_gold_accuracy: floa
                   require_attention=require_attention, min_seconds=min_seconds,
                   min_time_fraction=min_time_fraction, max_fast_share=max_fast_share)
     options = ReportOptions(method=method, qc=qc, min_posterior=min_posterior, n_boot=n_boot,
-                            seed=seed)
+                            seed=seed, answers=answers)
     try:
         result = build_report(run_dir, out, options)
     except (IngestError, ValueError) as exc:
@@ -60,3 +64,91 @@ def report(run_dir: Path, out: Path | None, method: str, min_gold_accuracy: floa
     click.echo(f"{s['n_features_audited']} features audited, {s['n_spurious']} spurious, "
                f"{s['n_pending']} pending; workers kept {s['n_workers_kept']}/{s['n_workers']}")
     click.echo(f"report: {dest / 'index.html'}")
+
+
+def _parse_features(values: tuple[str, ...]) -> list[tuple[int, int]] | None:
+    out = []
+    for v in values:
+        for part in v.split(","):
+            if not part.strip():
+                continue
+            try:
+                c, f = part.split(":")
+                out.append((int(c), int(f)))
+            except ValueError:
+                raise click.BadParameter(f"{part!r}: expected CLASS:FEATURE, e.g. 3:117",
+                                         param_hint="--features") from None
+    return out or None
+
+
+def _load_external(spec: str):
+    import importlib
+
+    from analysis.counterfactual import callable_predictor
+
+    mod, _, attr = spec.partition(":")
+    try:
+        obj = getattr(importlib.import_module(mod), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise click.BadParameter(f"{spec!r}: cannot import ({exc})",
+                                 param_hint="--external") from None
+    fn = getattr(obj, "predict_proba", obj)
+    if not callable(fn):
+        raise click.BadParameter(f"{spec!r}: not callable and has no predict_proba",
+                                 param_hint="--external")
+    return callable_predictor(fn, name=spec)
+
+
+@click.command()
+@click.option("--run", "run_dir", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Run directory (features/, probe/, report/).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output directory [default: RUN/report].")
+@click.option("--features", "feature_specs", multiple=True, metavar="CLASS:FEATURE[,...]",
+              help="Image features to test [default: those judged spurious in the report].")
+@click.option("--model", "model", type=click.Choice(["dense", "sparse", "both", "none"]),
+              default="both", show_default=True, help="Built-in models to test.")
+@click.option("--external", multiple=True, metavar="MODULE:ATTR",
+              help="Also audit an importable model: an object with predict_proba or a callable "
+                   "returning class probabilities.")
+@click.option("--n", "n", type=click.IntRange(1), default=200, show_default=True,
+              help="Perturbed examples per test.")
+@click.option("--box", type=click.IntRange(1), default=None,
+              help="Patch side in pixels [default: image side / 4].")
+@click.option("--top", type=click.IntRange(1), default=16, show_default=True,
+              help="Top-activating examples to cut patterns from.")
+@click.option("--split", default="test", show_default=True)
+@click.option("--lexicon", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="JSON {group: [terms]} [default: built-in identity terms].")
+@click.option("--template", "templates", multiple=True,
+              help="Text template with {text} and {term}, e.g. '{text} I am {term}.'")
+@click.option("--mode", type=click.Choice(["append", "prepend", "random"]), default="append",
+              show_default=True, help="Where terms go when no template is given.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def counterfactual(run_dir: Path, out: Path | None, feature_specs: tuple[str, ...], model: str,
+                   external: tuple[str, ...], n: int, box: int | None, top: int, split: str,
+                   lexicon: Path | None, templates: tuple[str, ...], mode: str,
+                   seed: int) -> None:
+    """Paste spurious patterns / insert identity terms and measure prediction flips."""
+    from analysis.counterfactual.runner import run_counterfactual
+
+    models = {"dense": ["dense"], "sparse": ["sparse"], "both": ["dense", "sparse"],
+              "none": []}[model]
+    lex = None
+    if lexicon is not None:
+        try:
+            lex = json.loads(lexicon.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            lex = None
+        if not isinstance(lex, dict) or not all(isinstance(v, list) for v in lex.values()):
+            raise click.BadParameter(f"{lexicon}: expected a JSON object {{group: [terms]}}",
+                                     param_hint="--lexicon")
+    ext = {spec: _load_external(spec) for spec in external}
+    try:
+        rows = run_counterfactual(run_dir, out, _parse_features(feature_specs), models, n, box,
+                                  top, split, lex, list(templates) or None, mode, ext, seed)
+    except (FileNotFoundError, ValueError, IngestError) as exc:
+        raise click.ClickException(str(exc)) from None
+    dest = out or run_dir / "report"
+    click.echo(f"{len(rows)} result rows -> {dest / 'counterfactual.csv'}")

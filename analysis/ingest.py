@@ -83,7 +83,8 @@ def load_answers(path: str | Path) -> pd.DataFrame:
     Parameters
     ----------
     path : str or Path
-        ``answers/answers.parquet`` of a run, or a ``.csv`` in the same long format.
+        ``answers/answers.parquet`` of a run, a ``.csv`` in the same long format, or MTurk's
+        batch-results CSV (recognised by its ``WorkerId`` column; see :func:`read_batch_csv`).
 
     Returns
     -------
@@ -93,7 +94,16 @@ def load_answers(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise IngestError(f"{path}: answers file not found")
-    df = pd.read_csv(path, dtype=str) if path.suffix == ".csv" else pd.read_parquet(path)
+    if path.suffix.lower() == ".csv":
+        df = pd.read_csv(path, dtype=str, nrows=0)
+        if "WorkerId" in df.columns:
+            return read_batch_csv(path)
+        df = pd.read_csv(path, dtype=str)
+    else:
+        try:
+            df = pd.read_parquet(path)
+        except (OSError, ValueError) as exc:
+            raise IngestError(f"{path}: not a readable parquet file ({exc})") from None
     required = {"hit_key", "worker_id", "question", "answer"}
     missing = sorted(required - set(df.columns))
     if missing:

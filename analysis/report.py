@@ -52,6 +52,9 @@ class ReportOptions:
         Bootstrap resamples of the agreement intervals.
     seed : int
     title : str, optional
+    answers : path, optional
+        Answers to use instead of ``run/answers/answers.parquet`` (parquet, long CSV or MTurk
+        batch-results CSV).
     """
 
     method: str = "DawidSkene"
@@ -60,6 +63,7 @@ class ReportOptions:
     n_boot: int = 500
     seed: int = 0
     title: str | None = None
+    answers: str | Path | None = None
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -244,7 +248,7 @@ def build_report(run: str | Path, out: str | Path | None = None,
         classes = [str(n) for _, n in sorted(zip(manifest["class"], manifest["class_name"],
                                                  strict=True))]
         classes = list(dict.fromkeys(classes))
-    answers_path = run / "answers" / "answers.parquet"
+    answers_path = Path(options.answers) if options.answers else run / "answers" / "answers.parquet"
     if answers_path.exists():
         answers = load_answers(answers_path)
     else:
@@ -336,6 +340,8 @@ def build_report(run: str | Path, out: str | Path | None = None,
         })
     report = {
         "format": 1, "summary": summary, "features": rows,
+        "options": {"method": options.method, "min_posterior": options.min_posterior,
+                    "n_boot": options.n_boot, "seed": options.seed},
         "qc": {"config": options.qc.to_dict(),
                "workers": qc.workers.to_dict(orient="records"),
                "excluded": qc.excluded.to_dict(orient="records")},

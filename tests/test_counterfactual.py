@@ -157,3 +157,50 @@ def test_callable_predictor_checks_shape():
     bad = callable_predictor(lambda xs: np.ones((len(xs) + 1, 2)), name="my model")
     with pytest.raises(ValueError, match="my model: expected probabilities"):
         bad(["a", "b"])
+
+
+def test_image_counterfactuals_into_report(tmp_path):
+    from helpers_analysis import make_manifest, simulate_answers, write_run
+
+    from analysis.counterfactual.runner import image_counterfactuals, write_counterfactual
+    from analysis.report import ReportOptions, build_report
+
+    model, head = planted_cnn()
+    src, _ = planted_images(20, cls=1, mark=True, seed=1)
+    others = np.concatenate([planted_images(30, cls=0, seed=2)[0],
+                             planted_images(30, cls=2, seed=3)[0]])
+    images = np.concatenate([src, others])
+    labels = np.array([1] * 20 + [0] * 30 + [2] * 30)
+    acts = layer_features(model, "pool", hwc_to_tensor)(images).numpy()
+
+    def maps_fn(imgs, feat):
+        with torch.no_grad():
+            return model.maps(hwc_to_tensor(imgs))[:, feat].numpy()
+
+    dense = torch_predictor(model, hwc_to_tensor)
+    sparse = sparse_predictor(layer_features(model, "pool", hwc_to_tensor), head)
+    rows, paired = image_counterfactuals({"dense": dense, "sparse": sparse}, images, labels,
+                                         acts, maps_fn, [(1, 3)], box=4, n=60, seed=1)
+    r = rows.set_index(["test", "model"])
+    assert r.loc[("image_patch", "dense"), "flip_rate"] > 0.9
+    assert r.loc[("image_control", "dense"), "flip_rate"] < 0.1
+    assert paired[0]["p_value"] < 1e-6
+    run = write_run(tmp_path / "run", simulate_answers(make_manifest(), n_good=3, n_spam=0))
+    write_counterfactual(run / "report", rows, {"paired": paired})
+    rep = build_report(run, options=ReportOptions(n_boot=10))
+    assert rep["counterfactual"]["paired"][0]["a_only"] == paired[0]["a_only"]
+    html = (run / "report" / "index.html").read_text()
+    assert "class 1 · feature 3" in html and "McNemar" in html
+
+
+def test_counterfactual_cli_errors(tmp_path):
+    from click.testing import CliRunner
+
+    from sparse_probe.cli import main
+
+    runner = CliRunner()
+    res = runner.invoke(main, ["counterfactual", "--run", str(tmp_path), "--features", "3x"])
+    assert res.exit_code == 2 and "expected CLASS:FEATURE" in res.output
+    res = runner.invoke(main, ["counterfactual", "--run", str(tmp_path), "--external",
+                               "no_such_module_xyz:f"])
+    assert res.exit_code == 2 and "cannot import" in res.output

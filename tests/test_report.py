@@ -1,0 +1,147 @@
+"""The report: verdicts, numbers for programs, pending HITs, self-contained HTML, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from bs4 import BeautifulSoup
+from click.testing import CliRunner
+from helpers_analysis import FEATURES, make_manifest, simulate_answers, write_run
+
+from analysis.report import ReportOptions, build_report, class_weight_shares
+from sparse_probe.cli import main
+
+XSS = '<script>alert("x")</script>'
+
+
+@pytest.fixture
+def run(tmp_path):
+    manifest = make_manifest()
+    key = manifest[0]["hit_key"]
+    ans = simulate_answers(manifest, n_good=5, n_spam=1, accuracy=0.95, seed=4,
+                           extra={(key, "W00GOOD"): {"description": XSS}})
+    return write_run(tmp_path / "run", ans, manifest)
+
+
+def test_planted_features_flagged_and_numbers_agree(run):
+    rep = build_report(run, options=ReportOptions(n_boot=30))
+    out = run / "report"
+    assert {p.name for p in out.iterdir()} >= {"index.html", "report.json", "features.csv",
+                                                "figures", "assets"}
+    assert json.loads((out / "report.json").read_text()) == rep
+    rows = {r["hit_key"]: r for r in rep["features"]}
+    for c, f, truth in FEATURES:
+        r = rows[f"img-c{c:02d}-f{f:04d}-sparse"]
+        if truth.startswith("spurious"):
+            assert (r["verdict"], r["kind"]) == ("spurious", truth.split(":")[1])
+        else:
+            assert r["verdict"] == {"core": "core", "none": "no_pattern"}[truth]
+    s = rep["summary"]
+    assert s["n_spurious"] == sum(t.startswith("spurious") for *_, t in FEATURES)
+    assert s["n_features_audited"] == len(FEATURES) and s["truth_accuracy"] == 1.0
+    assert s["n_workers_kept"] == 5 and rep["qc"]["excluded"][0]["worker_id"] == "S00SPAM"
+    csv = pd.read_csv(out / "features.csv")
+    assert list(csv.columns[:12]) == ["hit_key", "class", "class_name", "feature", "weight",
+                                      "rank", "layer", "verdict", "kind", "votes", "posterior",
+                                      "truth"]
+    merged = csv.set_index("hit_key")
+    for key, r in rows.items():
+        assert merged.loc[key, "verdict"] == r["verdict"]
+        assert json.loads(merged.loc[key, "votes"]) == r["votes"]
+    # class 1 (square): weight 1.5 core, 0.75 spurious background, 0.5 no pattern -> by hand
+    assert s["spurious_weight_share"]["square"] == pytest.approx(0.75 / 2.75)
+    assert rep["agreement"]["shared"]["fleiss_kappa"] is not None
+    assert set(rep["figures"]) >= {"accuracy_path", "spurious_share", "verdicts", "agreement"}
+    for rel in rep["figures"].values():
+        assert (out / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_html_is_self_contained_and_escaped(run):
+    build_report(run, options=ReportOptions(n_boot=10))
+    html = (run / "report" / "index.html").read_text()
+    soup = BeautifulSoup(html, "html5lib")
+    assert soup.find_all("script") == []
+    assert XSS in [q.get_text() for q in soup.find_all("blockquote")]
+    refs = [t.get("src") for t in soup.find_all(["img", "script"])] + [
+        t.get("href") for t in soup.find_all("link")]
+    for ref in refs:
+        assert ref and not ref.startswith(("http:", "https:", "//", "/"))
+        assert (run / "report" / ref).is_file()
+    for a in soup.find_all("a", href=True):
+        assert a["href"].startswith("#") or (run / "report" / a["href"]).is_file()
+        if a["href"].startswith("#"):
+            assert soup.find(id=a["href"][1:]) is not None, a["href"]
+    assert "elastic net" in soup.find(id="methods").get_text()
+
+
+def test_no_answers_yet_and_partial(tmp_path):
+    manifest = make_manifest()
+    run = write_run(tmp_path / "empty", None, manifest)
+    rep = build_report(run, options=ReportOptions(n_boot=10))
+    assert {r["verdict"] for r in rep["features"]} == {"pending"}
+    assert rep["summary"]["n_pending"] == len(FEATURES) and rep["agreement"] == {}
+    assert (run / "report" / "index.html").exists()
+    half = [m for m in manifest if m["class"] == 0]
+    ans = simulate_answers(half, n_good=3, n_spam=0, accuracy=1.0)
+    run = write_run(tmp_path / "partial", ans, manifest)
+    rep = build_report(run, options=ReportOptions(n_boot=10))
+    verdicts = {r["hit_key"]: r["verdict"] for r in rep["features"]}
+    for m in manifest:
+        assert (verdicts[m["hit_key"]] == "pending") == (m["class"] != 0)
+
+
+def test_text_run_identity_share_figure(tmp_path):
+    feats = [(0, 1, "core"), (0, 2, "spurious:identity"), (1, 3, "spurious:identity"),
+             (1, 4, "core")]
+    manifest = make_manifest("text", feats, gold=[]) + make_manifest(
+        "text", [(0, 1, "core"), (1, 4, "core")], gold=[], layer="dense")
+    for m in manifest:
+        m["kind"] = "text"
+    ans = simulate_answers(manifest, n_good=3, n_spam=0, accuracy=1.0)
+    run = write_run(tmp_path / "text", ans, manifest, kind="text")
+    rep = build_report(run, options=ReportOptions(n_boot=10, method="MajorityVote"))
+    assert rep["summary"]["identity_share"] == {"dense": 0.0, "sparse": 0.5}
+    assert "identity_share" in rep["figures"]
+
+
+def test_class_weight_shares_by_hand():
+    v = pd.DataFrame({"class": [0, 0, 1], "feature": [1, 2, 3], "weight": [2.0, 1.0, 1.0],
+                      "layer": "sparse", "is_gold": False,
+                      "verdict": ["core", "spurious", "pending"], "kind": [None, "mark", None]})
+    w = pd.DataFrame({"class": [0, 0, 0, 1, 1], "feature": [1, 2, 9, 3, 4],
+                      "weight": [2.0, 1.0, 1.0, 1.0, -5.0]})
+    s = class_weight_shares(v, w, ["a", "b"])
+    assert s.loc["a", "core"] == pytest.approx(0.5)
+    assert s.loc["a", "spurious:mark"] == pytest.approx(0.25)
+    assert s.loc["a", "unaudited"] == pytest.approx(0.25)
+    assert s.loc["b", "pending"] == pytest.approx(1.0)
+    assert np.allclose(s.sum(axis=1), 1.0)
+
+
+def test_counterfactual_section(run):
+    out = run / "report"
+    out.mkdir()
+    pd.DataFrame([{"test": "patch", "model": "dense", "label": "c1 f22", "n": 50, "flips": 40,
+                   "flip_rate": 0.8, "ci_low": 0.67, "ci_high": 0.89,
+                   "mean_prob_increase": 0.5}]).to_csv(out / "counterfactual.csv", index=False)
+    rep = build_report(run, options=ReportOptions(n_boot=10))
+    assert "counterfactual" in rep["figures"] and rep["counterfactual"]["rows"] == 1
+    soup = BeautifulSoup((out / "index.html").read_text(), "html5lib")
+    assert "c1 f22" in soup.find(id="counterfactual").get_text()
+
+
+def test_cli(run, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(main, ["report", "--run", str(run), "--out", str(tmp_path / "r"),
+                               "--method", "MajorityVote", "--min-gold-accuracy", "0.9",
+                               "--n-boot", "10"])
+    assert res.exit_code == 0, res.output
+    assert "3 spurious" in res.output
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["summary"]["method"] == \
+        "MajorityVote"
+    (run / "tasks" / "manifest.jsonl").write_text('{"hit_key": "x"}\n')
+    res = runner.invoke(main, ["report", "--run", str(run), "--n-boot", "10"])
+    assert res.exit_code != 0 and "manifest.jsonl:1: missing field 'class'" in res.output
