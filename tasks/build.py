@@ -260,7 +260,6 @@ def _render_image_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
                 {n: m[h.examples] for n, m in sorted(src.cue_masks.items())})
             h.truth = truth_from_evidence(h.evidence, src.cue_kind)
     if src.model is not None and src.fvis_layer is not None and fvis_steps > 0:
-        src.model.to(device)
         bar = tqdm(total=len(hits), desc="feature visualization", unit="feature",
                    disable=not progress)
         vis = visualize_channels(
@@ -285,6 +284,8 @@ _EXAMPLES_PAGE = """<!DOCTYPE html>
 
 def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
                         progress: bool) -> dict[int, Markup]:
+    """Token attributions, highlighted comments and word clouds of every text HIT; returns the
+    HTML word cloud of each class (its features' words weighted by |weight|)."""
     assets = stage / "assets"
     class_words: dict[int, dict[str, float]] = {}
     for h in tqdm(hits, desc="token attributions", unit="feature", disable=not progress):
@@ -466,7 +467,8 @@ def build_tasks(
     fvis_steps, fvis_size : int
         Optimization steps and side of feature visualizations (0 steps: none).
     n_class_examples : int
-        Typical examples of the class shown on image HITs.
+        Typical examples of the class shown on each HIT (a grid of images; at most 3
+        comments for text).
     heat_floor : float
         Heatmaps show (and evidence measures) only the part above this fraction of each
         map's peak (see :func:`tasks.viz.heatmap.normalize_maps`).
@@ -546,6 +548,8 @@ def build_tasks(
         raise BuildError(f"example source is {src.kind!r} but meta.json says {kind!r}")
     if len(src) != X.shape[0]:
         raise BuildError(f"split {split!r}: {len(src)} examples but {X.shape[0]} feature rows")
+    if src.model is not None:
+        src.model.to(dev).eval()
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.build-", dir=out_dir.parent))
@@ -554,18 +558,23 @@ def build_tasks(
         (stage / "hits").mkdir()
         torch.manual_seed(seed)
         class_clouds: dict[int, Markup] = {}
+        class_texts: dict[int, list[str]] = {}
         if kind == "image":
             _render_image_assets(src, hits, stage, dev, seed, fvis_steps, fvis_size,
                                  n_class_examples, labels, heat_floor, progress)
         else:
             class_clouds = _render_text_assets(src, hits, stage, progress)
+            for c in {h.cls for h in hits}:
+                idx = np.flatnonzero(labels == c)[: min(3, n_class_examples)]
+                class_texts[c] = [src.texts[i] for i in idx]
         _assign_gold(hits, gold_share, seed, user_gold)
         for h in hits:
             page = render_hit(
                 kind=kind, hit_key=h.hit_key, class_name=h.class_name, direction=h.direction,
                 attention_number=h.attention, assets=_page_asset_urls(h),
                 n_examples=len(h.examples), texts=h.texts, cloud=h.cloud,
-                class_cloud=class_clouds.get(h.cls, Markup("")))
+                class_cloud=class_clouds.get(h.cls, Markup("")),
+                class_texts=class_texts.get(h.cls, []))
             try:
                 html_question(retarget_assets(page, LONG_BASE_URL), what=h.hit_key)
             except (QuestionTooLargeError, ValueError) as exc:

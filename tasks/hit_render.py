@@ -71,6 +71,7 @@ def render_hit(
     texts: Sequence[Any] = (),
     cloud: Any = "",
     class_cloud: Any = "",
+    class_texts: Sequence[str] = (),
 ) -> str:
     """A complete HIT page.
 
@@ -91,13 +92,15 @@ def render_hit(
         Highlighted comments (text HITs).
     cloud, class_cloud : Markup
         Word clouds of the feature and of the class (text HITs).
+    class_texts : sequence of str
+        A few typical comments of the class (text HITs; escaped).
     """
     template = environment().get_template("image_hit.html" if kind == "image" else
                                           "text_hit.html")
     return template.render(
         kind=kind, hit_key=hit_key, class_name=class_name, direction=direction,
         attention_number=attention_number, assets=dict(assets), n_examples=n_examples,
-        texts=list(texts), cloud=cloud, class_cloud=class_cloud,
+        texts=list(texts), cloud=cloud, class_cloud=class_cloud, class_texts=list(class_texts),
         pattern_options=pattern_options(kind, class_name),
     )
 
