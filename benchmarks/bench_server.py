@@ -107,6 +107,14 @@ def issue_tokens(srv: LiveServer, worker_ids: list[str]) -> dict[str, str]:
     return {w: srv.issue_token(w) for w in worker_ids}
 
 
+def _server_cpu(srv: LiveServer) -> float:
+    """CPU seconds (user + system) used so far by the server process."""
+    import psutil
+
+    t = psutil.Process(srv.pid).cpu_times()
+    return t.user + t.system
+
+
 def run_cycles(srv: LiveServer, hit_ids: list[str], concurrency: int, duration: float,
                tag: str) -> dict:
     """Full accept -> page -> submit cycles for ``duration`` seconds."""
@@ -192,12 +200,15 @@ def run_cycles(srv: LiveServer, hit_ids: list[str], concurrency: int, duration: 
     stop_at[0] = time.perf_counter() + 3600
     ready.wait()
     begin = time.perf_counter()
+    cpu0 = _server_cpu(srv)
     stop_at[0] = begin + duration
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - begin
+    cpu = _server_cpu(srv) - cpu0
     return {"concurrency": concurrency, "seconds": elapsed, "cycles": len(acked),
             "cycles_per_s": len(acked) / elapsed,
+            "server_cpu_ms_per_cycle": 1000 * cpu / max(len(acked), 1),
             "latency_ms": {k: {"p50": pct(v, 0.5), "p99": pct(v, 0.99), "n": len(v)}
                            for k, v in sorted(lat.items())},
             "refusals": dict(refusals), "errors": errors[0], "_acked": acked}
@@ -288,13 +299,16 @@ def run_submits(srv: LiveServer, db_path: Path, hit_type_id: str, concurrency: i
         t.start()
     ready.wait()
     begin = time.perf_counter()
+    cpu0 = _server_cpu(srv)
     stop_at[0] = begin + duration
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - begin
+    cpu = _server_cpu(srv) - cpu0
     check = check_db(db_path, acked, "S")
     return {"concurrency": concurrency, "seconds": elapsed, "submits": len(acked),
-            "submits_per_s": len(acked) / elapsed, "p50_ms": pct(lat, 0.5),
+            "submits_per_s": len(acked) / elapsed,
+            "server_cpu_ms_per_submit": 1000 * cpu / max(len(acked), 1), "p50_ms": pct(lat, 0.5),
             "p99_ms": pct(lat, 0.99), "refusals": dict(bad), "db_check": check}
 
 
@@ -345,8 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-server-"))
     db_path = tmp / "server.sqlite"
     results: dict = {"duration_s": duration, "server_threads": args.threads}
+    import os
+
+    load = os.getloadavg()[0]
     print(f"task server benchmark: {duration:g} s phases, waitress {args.threads} threads, "
-          f"SQLite WAL at {db_path}")
+          f"SQLite WAL at {db_path}; {os.cpu_count()} CPUs, load average {load:.1f} "
+          "(client and server share them)")
     with start_server(db_path, threads=args.threads, subprocess=True) as srv:
         mturk = srv.boto3_client()
         type_id = mturk.create_hit_type(Title="bench", Description="benchmark HITs",
@@ -371,8 +389,9 @@ def main(argv: list[str] | None = None) -> int:
                 if kind in lat:
                     print(f"  {kind:7s} p50 {lat[kind]['p50']:7.1f} ms  "
                           f"p99 {lat[kind]['p99']:7.1f} ms  (n={lat[kind]['n']})")
-            print(f"  refusals {res['refusals'] or 0}  errors {res['errors']}  "
-                  f"db check {res['db_check']}")
+            print(f"  server CPU {res['server_cpu_ms_per_cycle']:.2f} ms per cycle; "
+                  f"refusals {res['refusals'] or 0}  errors {res['errors']}")
+            print(f"  db check {res['db_check']}")
         sub_level = max(levels)
         per_worker = int(max(duration, 1) * 40) + 50
         res = run_submits(srv, db_path, type_id, sub_level, duration, per_worker)
@@ -381,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
               f"submits/s, p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms "
               f"(Turkle p99 {TURKLE_SUBMIT_P99_MS:g} ms: "
               f"{TURKLE_SUBMIT_P99_MS / res['p99_ms']:.1f}x lower)")
-        print(f"  refusals {res['refusals'] or 0}  db check {res['db_check']}"
+        print(f"  server CPU {res['server_cpu_ms_per_submit']:.2f} ms per submit; "
+              f"refusals {res['refusals'] or 0}  db check {res['db_check']}"
               + ("  (ran out of prepared assignments)" if res["seconds"] < duration * 0.95
                  else ""))
         res = run_list(srv, db_path, type_id, args.list_n)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from pathlib import Path
 
 import boto3
 import pytest
@@ -285,3 +287,19 @@ def test_auto_approval_applied_on_read_and_charged(server, mturk):
     # 12 assignments per HIT: the 40% fee applies (tasks.cost as the reference).
     expected = before - estimate_cost(1, 12, "0.07").total / 12
     assert Decimal(mturk.get_account_balance()["AvailableBalance"]) == expected
+
+
+def test_serve_subprocess_as_the_cli_runs_it(tmp_path):
+    db = tmp_path / "cli.sqlite"
+    with start_server(db, threads=2, subprocess=True) as srv:
+        client = srv.boto3_client()
+        assert client.get_account_balance()["AvailableBalance"] == "10000.00"
+        _, [hit_id] = create_batch(client, 1, 1, title="subprocess")
+        aid = _work(srv, "WSUB", hit_id, shared="yes")
+        [a] = client.list_assignments_for_hit(HITId=hit_id)["Assignments"]
+        assert a["AssignmentId"] == aid
+    log = Path(srv.log_path).read_text()
+    assert srv.secret_access_key not in log and srv.admin_password not in log
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()

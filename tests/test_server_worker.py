@@ -21,13 +21,14 @@ ADMIN = ("admin", "admin-pass")
 
 
 @pytest.fixture
-def app(tmp_path):
+def app(tmp_path, request):
     assets = tmp_path / "static-assets"
     (assets / "sub").mkdir(parents=True)
     (assets / "sub" / "a.png").write_bytes(b"\x89PNG fake")
     (tmp_path / "secret.txt").write_text("do not serve")
     return make_app(tmp_path, ASSET_DIRS={"demo": str(assets)},
-                    UPLOAD_DIR=str(tmp_path / "uploads"))
+                    UPLOAD_DIR=str(tmp_path / "uploads"),
+                    SQLITE_RAW_HOT_PATHS=getattr(request, "param", True))
 
 
 @pytest.fixture
@@ -90,6 +91,8 @@ def test_only_token_hashes_are_stored_and_rotation(app, db):
         issue_worker_token(db, "bad id!")
 
 
+# The second run sends the hot paths through SQLAlchemy Core, the code path PostgreSQL uses.
+@pytest.mark.parametrize("app", [True, False], indirect=True, ids=["raw-sqlite", "core"])
 def test_list_accept_page_and_submit(app, db):
     hit_id = _hit(db, max_assignments=1)
     w1 = _login(app, db, "W1")
@@ -140,6 +143,7 @@ def test_list_accept_page_and_submit(app, db):
     assert w1.get(f"/worker/assignments/{aid}").status_code == 409
 
 
+@pytest.mark.parametrize("app", [True, False], indirect=True, ids=["raw-sqlite", "core"])
 def test_late_submit_refused_and_slot_reclaimed(app, db):
     hit_id = _hit(db, max_assignments=1)
     w1 = _login(app, db, "W1")

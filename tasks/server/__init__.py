@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "ASSET_DIRS": {},
     "UPLOAD_DIR": None,  # default: <db dir>/assets
     "DB_POOL_SIZE": 16,
+    "SQLITE_RAW_HOT_PATHS": True,  # False: hot paths through SQLAlchemy Core (as PostgreSQL)
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_HTTPONLY": True,
 }
@@ -116,7 +117,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         cfg["UPLOAD_DIR"] = str(base / "assets")
     cfg["START_BALANCE_CENTS"] = int(parse_reward(str(cfg["START_BALANCE"])) * Decimal(100))
 
-    db = Database(cfg["DATABASE_URL"], pool_size=int(cfg["DB_POOL_SIZE"]))
+    db = Database(cfg["DATABASE_URL"], pool_size=int(cfg["DB_POOL_SIZE"]),
+                  raw_sqlite=bool(cfg["SQLITE_RAW_HOT_PATHS"]))
     db.create_all()
     db.ensure_account(cfg["START_BALANCE_CENTS"])
     app.extensions["sparse_probe_db"] = db

@@ -207,11 +207,16 @@ class Database:
         SQLite ``busy_timeout`` (other processes holding the write lock).
     pool_size : int
         Connections kept per engine (about the number of server threads).
+    raw_sqlite : bool
+        Run hot-path statements on the ``sqlite3`` driver directly (default); False runs them
+        through SQLAlchemy Core exactly as on other databases (used to test that path).
     """
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 16):
+    def __init__(self, url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 16,
+                 raw_sqlite: bool = True):
         self.url = url
         self.sqlite = _is_sqlite(url)
+        self.raw = self.sqlite and raw_sqlite
         self._write_lock = threading.Lock() if self.sqlite else None
         if self.sqlite:
             self.reader = self._sqlite_engine("BEGIN", busy_timeout_ms, pool_size)
@@ -285,7 +290,7 @@ class Database:
     @contextmanager
     def fast_read(self) -> Iterator[FastConn]:
         """A connection for single-statement reads on hot paths (see :class:`FastConn`)."""
-        if not self.sqlite:
+        if not self.raw:
             with self.reader.connect() as conn:
                 yield FastConn(conn, raw=False)
             return
@@ -299,11 +304,17 @@ class Database:
     def fast_write(self) -> Iterator[FastConn]:
         """One short write transaction on hot paths (SQLite: ``BEGIN IMMEDIATE`` on the raw
         connection); committed on success, rolled back on error."""
-        if not self.sqlite:
-            with self.writer.begin() as conn:
-                yield FastConn(conn, raw=False)
-            return
         lock = self._write_lock
+        if not self.raw:
+            if lock is not None:
+                lock.acquire()
+            try:
+                with self.writer.begin() as conn:
+                    yield FastConn(conn, raw=False)
+            finally:
+                if lock is not None:
+                    lock.release()
+            return
         assert lock is not None
         with lock:
             fairy = self.writer.raw_connection()

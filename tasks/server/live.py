@@ -40,6 +40,7 @@ class LiveServer:
     db_url: str
     app: Any = field(default=None, repr=False)
     log_path: str | None = None
+    pid: int | None = None
     _stop: Any = field(default=None, repr=False)
 
     def stop(self) -> None:
@@ -157,7 +158,7 @@ def start_server(
         app.extensions["sparse_probe_db"].dispose()
 
     return LiveServer(url=f"http://{host}:{server.effective_port}", db_url=url, app=app,
-                      _stop=stop, **creds)
+                      pid=os.getpid(), _stop=stop, **creds)
 
 
 def _start_subprocess(url: str, db_path: Any, creds: dict[str, str], host: str, threads: int,
@@ -210,4 +211,5 @@ def _start_subprocess(url: str, db_path: Any, creds: dict[str, str], host: str, 
             proc.wait()
         log_file.close()
 
-    return LiveServer(url=endpoint, db_url=url, log_path=log_path, _stop=stop, **creds)
+    return LiveServer(url=endpoint, db_url=url, log_path=log_path, pid=proc.pid, _stop=stop,
+                      **creds)
