@@ -1,0 +1,338 @@
+"""Procedurally drawn shapes with planted spurious cues (the built-in image audit).
+
+Each image shows one object (a filled shape with random size, position, rotation and colour)
+on a textured background. Two *spurious cues* are planted:
+
+``"watermark"`` (kind ``"mark"``)
+    a small solid magenta square at a random location;
+``"texture"`` (kind ``"background"``)
+    fine diagonal stripes replacing the usual smooth background.
+
+In the train and val splits a cue appears in a fraction ``cue_strength`` of the images of its
+class and in a fraction ``cue_leak`` of the images of every other class, so a classifier can use
+it as a shortcut. In the test split every image carries each cue with probability
+``test_cue_rate``, independently of its class, which exposes the shortcut. Every pixel's origin
+is known: object masks and cue masks are returned with the images.
+
+Generation is vectorized with numpy and fully determined by ``seed`` (each split draws from its
+own child of ``np.random.SeedSequence(seed)``, so split sizes do not affect each other).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SHAPE_CLASSES",
+    "ShapesDataset",
+    "ShapesSplit",
+    "make_shapes",
+]
+
+logger = logging.getLogger(__name__)
+
+SHAPE_CLASSES: list[str] = ["circle", "square", "triangle", "star", "cross", "ring"]
+#: The planted cues: name -> (class name it is tied to in train/val, kind).
+CUES: dict[str, tuple[str, str]] = {
+    "watermark": ("triangle", "mark"),
+    "texture": ("ring", "background"),
+}
+#: Colour of the watermark (never produced by objects or backgrounds).
+MARK_COLOR: tuple[int, int, int] = (255, 0, 255)
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+_CHUNK = 512
+
+
+@dataclass
+class ShapesSplit:
+    """One split of :class:`ShapesDataset`.
+
+    Attributes
+    ----------
+    name : str
+        ``"train"``, ``"val"`` or ``"test"``.
+    images : ndarray of uint8, shape (n, H, W, 3)
+    labels : ndarray of int64, shape (n,)
+    ids : list of str
+        ``"{split}/{index:06d}"``.
+    object_masks : ndarray of bool, shape (n, H, W)
+        Pixels of the object (minus any watermark drawn over it).
+    cue_masks : dict of str to ndarray of bool, shape (n, H, W)
+        Pixels of each cue; all False where the image lacks the cue.
+    has_cue : dict of str to ndarray of bool, shape (n,)
+    class_names, cue_class, cue_kind
+        Shared with the parent dataset.
+    """
+
+    name: str
+    images: np.ndarray
+    labels: np.ndarray
+    ids: list[str]
+    object_masks: np.ndarray
+    cue_masks: dict[str, np.ndarray]
+    has_cue: dict[str, np.ndarray]
+    class_names: list[str]
+    cue_class: dict[str, int]
+    cue_kind: dict[str, str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class ShapesDataset:
+    """The generated dataset: three :class:`ShapesSplit` plus the ground truth of the cues.
+
+    Attributes
+    ----------
+    splits : dict of str to ShapesSplit
+    class_names : list of str
+    cue_class : dict of str to int
+        Class index each cue is tied to in train/val.
+    cue_kind : dict of str to str
+        ``"mark"`` or ``"background"``.
+    params : dict
+        The keyword arguments of :func:`make_shapes` (enough to regenerate it).
+    """
+
+    splits: dict[str, ShapesSplit]
+    class_names: list[str]
+    cue_class: dict[str, int]
+    cue_kind: dict[str, str]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def split(self, name: str) -> ShapesSplit:
+        """Return split ``name`` (``"train"``, ``"val"`` or ``"test"``)."""
+        if name not in self.splits:
+            raise KeyError(f"unknown split {name!r}; expected one of {sorted(self.splits)}")
+        return self.splits[name]
+
+    @property
+    def train(self) -> ShapesSplit:
+        return self.splits["train"]
+
+    @property
+    def val(self) -> ShapesSplit:
+        return self.splits["val"]
+
+    @property
+    def test(self) -> ShapesSplit:
+        return self.splits["test"]
+
+    def describe(self) -> dict[str, Any]:
+        """The ``meta.json`` ``"dataset"`` entry describing this dataset (see contracts.md)."""
+        return {
+            "source": "builtin",
+            "name": "shapes",
+            "root": None,
+            "seed": self.params.get("seed"),
+            "params": dict(self.params),
+            "cue_class": dict(self.cue_class),
+            "cue_kind": dict(self.cue_kind),
+        }
+
+
+def make_shapes(
+    *,
+    n_train: int = 3000,
+    n_val: int = 600,
+    n_test: int = 1200,
+    size: int = 64,
+    seed: int = 0,
+    cue_strength: float = 0.9,
+    cue_leak: float = 0.05,
+    test_cue_rate: float = 0.5,
+) -> ShapesDataset:
+    """Generate the shapes dataset with planted cues.
+
+    Parameters
+    ----------
+    n_train, n_val, n_test : int
+        Split sizes (classes are balanced up to one image).
+    size : int
+        Image side H = W in pixels (at least 24).
+    seed : int
+        Seed; equal seeds give identical datasets.
+    cue_strength : float
+        P(cue | image of the cue's class) in train/val.
+    cue_leak : float
+        P(cue | image of another class) in train/val.
+    test_cue_rate : float
+        P(cue) for every test image, independent of the class.
+
+    Returns
+    -------
+    ShapesDataset
+    """
+    if size < 24:
+        raise ValueError(f"size must be at least 24 pixels, got {size}")
+    for name, p in (("cue_strength", cue_strength), ("cue_leak", cue_leak),
+                    ("test_cue_rate", test_cue_rate)):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {p}")
+    params = {
+        "n_train": int(n_train), "n_val": int(n_val), "n_test": int(n_test), "size": int(size),
+        "seed": int(seed), "cue_strength": float(cue_strength), "cue_leak": float(cue_leak),
+        "test_cue_rate": float(test_cue_rate),
+    }
+    class_names = list(SHAPE_CLASSES)
+    cue_class = {cue: class_names.index(cls) for cue, (cls, _) in CUES.items()}
+    cue_kind = {cue: kind for cue, (_, kind) in CUES.items()}
+    children = np.random.SeedSequence(seed).spawn(len(SPLITS))
+    sizes = {"train": n_train, "val": n_val, "test": n_test}
+    splits = {}
+    for split_name, child in zip(SPLITS, children, strict=True):
+        rng = np.random.default_rng(child)
+        n = int(sizes[split_name])
+        labels = rng.permutation(np.arange(n) % len(class_names)).astype(np.int64)
+        has_cue = {}
+        for cue, k in cue_class.items():
+            if split_name == "test":
+                p = np.full(n, test_cue_rate)
+            else:
+                p = np.where(labels == k, cue_strength, cue_leak)
+            has_cue[cue] = rng.random(n) < p
+        images = np.empty((n, size, size, 3), np.uint8)
+        object_masks = np.empty((n, size, size), bool)
+        cue_masks = {cue: np.zeros((n, size, size), bool) for cue in cue_class}
+        for start in range(0, n, _CHUNK):
+            sl = slice(start, min(n, start + _CHUNK))
+            img, obj, cm = _render(rng, labels[sl], {c: h[sl] for c, h in has_cue.items()}, size)
+            images[sl], object_masks[sl] = img, obj
+            for cue in cue_masks:
+                cue_masks[cue][sl] = cm[cue]
+        splits[split_name] = ShapesSplit(
+            name=split_name, images=images, labels=labels,
+            ids=[f"{split_name}/{i:06d}" for i in range(n)], object_masks=object_masks,
+            cue_masks=cue_masks, has_cue=has_cue, class_names=class_names,
+            cue_class=cue_class, cue_kind=cue_kind,
+        )
+    logger.info("generated shapes dataset %s", params)
+    return ShapesDataset(splits=splits, class_names=class_names, cue_class=cue_class,
+                         cue_kind=cue_kind, params=params)
+
+
+# ---------------------------------------------------------------------------------------------
+# rendering (vectorized over a chunk of images)
+
+
+def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Vectorized HSV -> RGB; ``h`` in [0, 1), returns (..., 3) floats in [0, 1]."""
+    i = np.floor(h * 6.0).astype(int) % 6
+    f = h * 6.0 - np.floor(h * 6.0)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    table = np.stack([
+        np.stack([v, t, p], -1), np.stack([q, v, p], -1), np.stack([p, v, t], -1),
+        np.stack([p, q, v], -1), np.stack([t, p, v], -1), np.stack([v, p, q], -1),
+    ], 0)
+    return np.take_along_axis(table, i[None, ..., None].repeat(3, -1), 0)[0]
+
+
+def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """(n_out, n_in) linear-interpolation weights for smooth upsampling."""
+    pos = np.linspace(0, n_in - 1, n_out)
+    lo = np.clip(np.floor(pos).astype(int), 0, n_in - 2)
+    frac = pos - lo
+    m = np.zeros((n_out, n_in))
+    m[np.arange(n_out), lo] = 1 - frac
+    m[np.arange(n_out), lo + 1] = frac
+    return m
+
+
+def _shape_mask(k: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Mask of shape class ``k`` in rotated, radius-normalized coordinates (u, v)."""
+    rho = np.sqrt(u * u + v * v)
+    name = SHAPE_CLASSES[k]
+    if name == "circle":
+        return rho <= 1.0
+    if name == "square":
+        return np.maximum(np.abs(u), np.abs(v)) <= 0.75
+    if name == "triangle":
+        m = np.ones_like(u, bool)
+        for j in range(3):
+            a = np.pi / 2 + 2 * np.pi * j / 3
+            m &= u * np.cos(a) + v * np.sin(a) <= 0.5
+        return m
+    if name == "star":
+        phi = np.arctan2(v, u)
+        return rho <= 0.62 + 0.38 * np.cos(5 * phi)
+    if name == "cross":
+        return ((np.abs(u) <= 0.28) & (np.abs(v) <= 0.95)) | (
+            (np.abs(v) <= 0.28) & (np.abs(u) <= 0.95))
+    if name == "ring":
+        return (rho >= 0.55) & (rho <= 1.0)
+    raise ValueError(k)  # pragma: no cover
+
+
+def _render(
+    rng: np.random.Generator, labels: np.ndarray, has_cue: dict[str, np.ndarray], size: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Render a chunk: returns images (b, H, W, 3) uint8, object masks, cue masks."""
+    b = len(labels)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    # --- background: light tinted base level + gradient + smooth blotches (objects are dark)
+    level = rng.uniform(150, 215, b)
+    tint = rng.uniform(-22, 22, (b, 3))
+    angle = rng.uniform(0, 2 * np.pi, b)
+    slope = rng.uniform(0, 30, b)
+    ramp = (np.cos(angle).astype(np.float32)[:, None, None] * (xx / size - 0.5)
+            + np.sin(angle).astype(np.float32)[:, None, None] * (yy / size - 0.5))
+    g = 6
+    coarse = rng.normal(0, 14, (b, g, g, 3)).astype(np.float32)
+    mh = _interp_matrix(size, g).astype(np.float32)
+    blotch = np.matmul(mh, np.matmul(mh, coarse.transpose(0, 3, 2, 1)).transpose(0, 1, 3, 2))
+    blotch = blotch.transpose(0, 2, 3, 1)  # (b, H, W, 3)
+    bg = ((level[:, None, None, None] + tint[:, None, None, :]).astype(np.float32)
+          + (slope.astype(np.float32)[:, None, None] * ramp)[..., None] + blotch)
+    # --- the "texture" cue: fine diagonal stripes (period 4-5 px, either diagonal)
+    tex = has_cue["texture"]
+    period = rng.uniform(4.0, 5.0, b)
+    phase = rng.uniform(0, 2 * np.pi, b)
+    diag = np.where(rng.random(b) < 0.5, 1.0, -1.0)
+    stripes = np.sign(np.sin(
+        (2 * np.pi / period.astype(np.float32))[:, None, None]
+        * (xx + diag.astype(np.float32)[:, None, None] * yy)
+        + phase.astype(np.float32)[:, None, None]))
+    amp = np.where(tex, 32.0, 0.0).astype(np.float32)
+    bg = bg + (amp[:, None, None] * stripes)[..., None]
+    # --- the object
+    radius = rng.uniform(0.17, 0.3, b) * size
+    cx = rng.uniform(radius, size - radius)
+    cy = rng.uniform(radius, size - radius)
+    theta = rng.uniform(0, 2 * np.pi, b)
+    f32 = np.float32
+    dx = (xx[None] - cx.astype(f32)[:, None, None]) / radius.astype(f32)[:, None, None]
+    dy = (yy[None] - cy.astype(f32)[:, None, None]) / radius.astype(f32)[:, None, None]
+    c, s = np.cos(theta).astype(f32)[:, None, None], np.sin(theta).astype(f32)[:, None, None]
+    u, v = c * dx + s * dy, -s * dx + c * dy
+    obj = np.zeros((b, size, size), bool)
+    for k in np.unique(labels):
+        idx = labels == k
+        obj[idx] = _shape_mask(int(k), u[idx], v[idx])
+    # object colour: any hue except magenta, dark (the background is light)
+    hue = rng.uniform(0, 1, b)
+    hue = np.where((hue > 0.72) & (hue < 0.94), hue - 0.22, hue)
+    sat = rng.uniform(0.45, 1.0, b)
+    val = rng.uniform(0.15, 0.45, b)
+    color = (_hsv_to_rgb(hue, sat, val) * 255.0).astype(np.float32)
+    shade = 1.0 + 0.12 * (u * 0.5 + v * 0.3)  # a little shading on the object
+    obj_img = color[:, None, None, :] * shade[..., None]
+    img = np.where(obj[..., None], obj_img, bg)
+    img += 5.0 * rng.standard_normal(img.shape, dtype=np.float32)  # sensor noise
+    img = np.clip(np.rint(img), 0, 254).astype(np.uint8)
+    # --- the "watermark" cue: a solid square of MARK_COLOR, drawn last
+    wm = has_cue["watermark"]
+    m = max(4, round(size * 0.12))
+    mx = rng.integers(0, size - m + 1, b)
+    my = rng.integers(0, size - m + 1, b)
+    mark = ((xx[None] >= mx[:, None, None]) & (xx[None] < (mx + m)[:, None, None])
+            & (yy[None] >= my[:, None, None]) & (yy[None] < (my + m)[:, None, None])
+            & wm[:, None, None])
+    img[mark] = MARK_COLOR
+    obj &= ~mark
+    cue_masks = {"watermark": mark, "texture": tex[:, None, None] & ~obj & ~mark}
+    return img, obj, cue_masks
