@@ -44,6 +44,7 @@ from tasks.viz.grid import image_grid, overlay, save_png
 from tasks.viz.heatmap import (
     channel_heatmaps,
     gradcam_heatmaps,
+    gradient_refined_heatmaps,
     normalize_maps,
     occlusion_heatmaps,
 )
@@ -196,12 +197,34 @@ def _hit_rng(seed: int, key: str) -> np.random.Generator:
 # --------------------------------------------------------------------------- evidence
 
 
+def _refined_heatmaps(src: ExampleSource, hits: list[HitSpec], device: torch.device,
+                      batch: int) -> dict[str, torch.Tensor] | None:
+    """Gradient-refined channel heatmaps per HIT, in batches of (example, feature) pairs."""
+    pairs = [(h, j) for h in hits for j in range(len(h.examples))]
+    out: dict[str, list] = {h.hit_key: [None] * len(h.examples) for h in hits}
+    for start in range(0, len(pairs), batch):
+        chunk = pairs[start : start + batch]
+        x = src.images[[int(h.examples[j]) for h, j in chunk]].to(device)
+        m = gradient_refined_heatmaps(src.spatial, x, [h.feature for h, _ in chunk],
+                                      [h.weight for h, _ in chunk])
+        if m is None:
+            logger.warning("spatial maps are not differentiable: heatmaps are not refined")
+            return None
+        for (h, j), row in zip(chunk, m.float().cpu(), strict=True):
+            out[h.hit_key][j] = row
+    return {k: torch.stack(v) for k, v in out.items()}
+
+
 def _image_heatmaps(src: ExampleSource, hits: list[HitSpec], device: torch.device,
-                    batch: int = 64) -> dict[str, torch.Tensor]:
+                    refine: bool, batch: int = 64) -> dict[str, torch.Tensor]:
     """Raw (non-negative) heatmaps (k, H, W) per HIT, computed in batches over the union of
     shown examples."""
     size = tuple(src.images.shape[-2:])
     heat: dict[str, torch.Tensor] = {}
+    if src.spatial is not None and refine:
+        refined = _refined_heatmaps(src, hits, device, batch)
+        if refined is not None:
+            return refined
     if src.spatial is not None:
         union = sorted({int(i) for h in hits for i in h.examples})
         where = {ex: pos for pos, ex in enumerate(union)}
@@ -236,7 +259,7 @@ def _image_heatmaps(src: ExampleSource, hits: list[HitSpec], device: torch.devic
 def _render_image_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
                          device: torch.device, seed: int, fvis_steps: int, fvis_size: int,
                          n_class_examples: int, labels: np.ndarray, heat_floor: float,
-                         progress: bool) -> None:
+                         refine: bool, progress: bool) -> None:
     assets = stage / "assets"
     for c in sorted({h.cls for h in hits}):
         idx = np.flatnonzero(labels == c)[:n_class_examples]
@@ -246,7 +269,7 @@ def _render_image_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
         for h in hits:
             if h.cls == c and len(idx):
                 h.assets["class_examples"] = f"assets/{name}"
-    heats = _image_heatmaps(src, hits, device)
+    heats = _image_heatmaps(src, hits, device, refine)
     for h in tqdm(hits, desc="heatmaps", unit="feature", disable=not progress):
         imgs = src.images[h.examples]
         shown = normalize_maps(heats[h.hit_key], floor=heat_floor)
@@ -427,6 +450,7 @@ def build_tasks(
     fvis_size: int = 64,
     n_class_examples: int = 6,
     heat_floor: float = 0.5,
+    heat_refine: bool = True,
     source: ExampleSource | None = None,
     progress: bool = True,
 ) -> BuildResult:
@@ -472,6 +496,9 @@ def build_tasks(
     heat_floor : float
         Heatmaps show (and evidence measures) only the part above this fraction of each
         map's peak (see :func:`tasks.viz.heatmap.normalize_maps`).
+    heat_refine : bool
+        Sharpen channel heatmaps to pixel resolution with input gradients
+        (:func:`tasks.viz.heatmap.gradient_refined_heatmaps`); plain upsampled maps otherwise.
     source : ExampleSource, optional
         Examples and model; loaded from ``features_dir/meta.json`` when None.
     progress : bool
@@ -561,7 +588,7 @@ def build_tasks(
         class_texts: dict[int, list[str]] = {}
         if kind == "image":
             _render_image_assets(src, hits, stage, dev, seed, fvis_steps, fvis_size,
-                                 n_class_examples, labels, heat_floor, progress)
+                                 n_class_examples, labels, heat_floor, heat_refine, progress)
         else:
             class_clouds = _render_text_assets(src, hits, stage, progress)
             for c in {h.cls for h in hits}:

@@ -205,3 +205,27 @@ def text_run(root: Path, n: int = 30):
     probe, feats = write_run(root, "text", X, labels, texts, top, names)
     src = ExampleSource(kind="text", texts=texts, features=enc.encode, token_kinds=kinds)
     return probe, feats, src
+
+
+class ShapesProbeCNN(nn.Module):
+    """A stride-8 model for the built-in shapes images whose channels are known: channel 0
+    fires on the watermark's magenta (255, 0, 255), channel 1 on dark pixels (the objects are
+    drawn darker than the light backgrounds). Like ``ShapesCNN`` its ``features`` map is 1/8 of
+    the image side and its inputs are floats in [0, 1]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        conv = nn.Conv2d(3, 2, 1)
+        with torch.no_grad():
+            conv.weight.copy_(torch.tensor([[1.0, -2.0, 1.0],
+                                            [-1 / 3, -1 / 3, -1 / 3]])[:, :, None, None])
+            conv.bias.copy_(torch.tensor([-1.6, 0.42]))
+        self.features = nn.Sequential(conv, nn.ReLU(), nn.AvgPool2d(8))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2, 6)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.features(x)).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.embed(x))

@@ -12,6 +12,7 @@ from tasks.viz.grid import colorize, image_grid, overlay, save_png, to_uint8
 from tasks.viz.heatmap import (
     channel_heatmaps,
     gradcam_heatmaps,
+    gradient_refined_heatmaps,
     normalize_maps,
     occlusion_heatmaps,
     upsample,
@@ -29,6 +30,7 @@ __all__ = [
     "direction_for",
     "gold_answer",
     "gradcam_heatmaps",
+    "gradient_refined_heatmaps",
     "highlight_html",
     "image_evidence",
     "image_grid",
