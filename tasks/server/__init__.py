@@ -46,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_UPLOAD_BYTES": 32_000_000,  # PUT /admin/api/assets/...
     "MIN_DURATION_SECONDS": 30,  # MTurk's minimum AssignmentDuration/Lifetime
     "ASSET_DIRS": {},
-    "UPLOAD_DIR": None,  # default: <db dir>/assets
+    "UPLOAD_DIR": None,  # default: <db stem>-assets/ next to a SQLite file
     "DB_POOL_SIZE": 16,
     "SQLITE_RAW_HOT_PATHS": True,  # False: hot paths through SQLAlchemy Core (as PostgreSQL)
     "SESSION_COOKIE_SAMESITE": "Lax",
@@ -113,8 +113,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         cfg["ADMIN_PASSWORD"] = creds.admin_password
         cfg["SECRET_KEY"] = cfg["SECRET_KEY"] or creds.session_secret
     if not cfg["UPLOAD_DIR"]:
-        base = db_file.parent if db_file is not None else Path(app.instance_path)
-        cfg["UPLOAD_DIR"] = str(base / "assets")
+        cfg["UPLOAD_DIR"] = str(db_file.with_name(db_file.stem + "-assets") if db_file
+                                else Path(app.instance_path) / "assets")
     cfg["START_BALANCE_CENTS"] = int(parse_reward(str(cfg["START_BALANCE"])) * Decimal(100))
 
     db = Database(cfg["DATABASE_URL"], pool_size=int(cfg["DB_POOL_SIZE"]),

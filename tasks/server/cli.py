@@ -8,7 +8,10 @@ from pathlib import Path
 
 import click
 
-__all__ = ["serve"]
+__all__ = ["WAITRESS_MAX_BODY", "serve"]
+
+#: waitress refuses larger bodies (413) before buffering them; the app's own limits are lower.
+WAITRESS_MAX_BODY = 64 * 1024 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +113,7 @@ def serve(
         return
     server = waitress.create_server(
         app, host=host, port=port, threads=threads, backlog=1024, connection_limit=1000,
+        max_request_body_size=WAITRESS_MAX_BODY,
         channel_timeout=60, ident="sparse-probe",
     )
     endpoint = f"http://{host}:{server.effective_port}"

@@ -134,6 +134,7 @@ def start_server(
     from waitress import wasyncore
 
     from . import create_app
+    from .cli import WAITRESS_MAX_BODY
 
     cfg = {
         "DATABASE_URL": url,
@@ -147,7 +148,8 @@ def start_server(
     }
     app = create_app(cfg)
     server = waitress.create_server(app, host=host, port=0, threads=threads, backlog=1024,
-                                    connection_limit=1000)
+                                    connection_limit=1000,
+                                    max_request_body_size=WAITRESS_MAX_BODY)
     thread = threading.Thread(target=server.run, name="task-server", daemon=True)
     thread.start()
 
