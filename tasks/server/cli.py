@@ -8,12 +8,17 @@ from pathlib import Path
 
 import click
 
-__all__ = ["WAITRESS_MAX_BODY", "serve"]
+__all__ = ["WAITRESS_MAX_BODY", "quiet_waitress_queue", "serve"]
 
 #: waitress refuses larger bodies (413) before buffering them; the app's own limits are lower.
 WAITRESS_MAX_BODY = 64 * 1024 * 1024
 
 log = logging.getLogger(__name__)
+
+
+def quiet_waitress_queue() -> None:
+    """Silence waitress's per-request "Task queue depth" warnings (normal under load)."""
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 
 def _parse_assets(values: tuple[str, ...]) -> dict[str, str]:
@@ -111,6 +116,7 @@ def serve(
             except ValueError as exc:
                 raise click.BadParameter(str(exc), param_hint="--issue-token") from None
         return
+    quiet_waitress_queue()
     server = waitress.create_server(
         app, host=host, port=port, threads=threads, backlog=1024, connection_limit=1000,
         max_request_body_size=WAITRESS_MAX_BODY,

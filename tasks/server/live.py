@@ -134,7 +134,7 @@ def start_server(
     from waitress import wasyncore
 
     from . import create_app
-    from .cli import WAITRESS_MAX_BODY
+    from .cli import WAITRESS_MAX_BODY, quiet_waitress_queue
 
     cfg = {
         "DATABASE_URL": url,
@@ -147,6 +147,7 @@ def start_server(
         **(config or {}),
     }
     app = create_app(cfg)
+    quiet_waitress_queue()
     server = waitress.create_server(app, host=host, port=0, threads=threads, backlog=1024,
                                     connection_limit=1000,
                                     max_request_body_size=WAITRESS_MAX_BODY)
