@@ -25,6 +25,8 @@ from __future__ import annotations
 import logging
 import warnings
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -126,6 +128,15 @@ def majority_vote(data: pd.DataFrame) -> pd.DataFrame:
                                   columns=["label", "share", "tie", "votes", "n"])
 
 
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """crowd-kit 1.4 uses pandas' deprecated ``inplace=`` keywords; keep the logs clean."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=FutureWarning)
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        yield
+
+
 def _wawa(data: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
     mv = MajorityVote().fit(data)
     skills = get_accuracy(data, true_labels=mv.labels_, by="worker")
@@ -168,16 +179,14 @@ def aggregate_question(
         tasks = sorted(data["task"].unique())
         return pd.DataFrame({"label": data["label"].iloc[0], "posterior": 1.0}, index=tasks)
     if method == "Wawa":
-        labels, probas = _wawa(data)
+        with _quiet():
+            labels, probas = _wawa(data)
     else:
         kw = {**DEFAULT_PARAMS.get(method, {}), **(params or {})}
         if method == "MACE":
             kw.setdefault("random_state", seed)
         model: Any = {"DawidSkene": DawidSkene, "GLAD": GLAD, "MACE": MACE}[method](**kw)
-        with warnings.catch_warnings():
-            # crowd-kit 1.4 uses pandas' deprecated inplace= keywords
-            warnings.simplefilter("ignore", category=FutureWarning)
-            warnings.simplefilter("ignore", category=DeprecationWarning)
+        with _quiet():
             labels = model.fit_predict(data)
         probas = model.probas_
     probas = probas.astype(float)
@@ -260,4 +269,5 @@ def worker_skills(answers: pd.DataFrame, aggregated: pd.DataFrame,
     data = data[data["task"].isin(truth.index)]
     if data.empty:
         return pd.Series(dtype=float)
-    return get_accuracy(data, true_labels=truth, by="worker").astype(float)
+    with _quiet():
+        return get_accuracy(data, true_labels=truth, by="worker").astype(float)

@@ -58,7 +58,7 @@ def test_majority_vote_matches_crowdkit_where_no_tie():
 
 @pytest.mark.parametrize(("method", "cls", "kw"), [
     ("DawidSkene", DawidSkene, {"n_iter": 100}),
-    ("GLAD", GLAD, {"n_iter": 15}),
+    ("GLAD", GLAD, {"n_iter": 5}),
 ])
 def test_matches_crowdkit_directly(method, cls, kw):
     ans = simulate_answers(make_manifest(), n_good=4, n_spam=2, accuracy=0.75, seed=3)
