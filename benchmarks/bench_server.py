@@ -200,15 +200,16 @@ def run_cycles(srv: LiveServer, hit_ids: list[str], concurrency: int, duration: 
     stop_at[0] = time.perf_counter() + 3600
     ready.wait()
     begin = time.perf_counter()
-    cpu0 = _server_cpu(srv)
+    cpu0, client0 = _server_cpu(srv), time.process_time()
     stop_at[0] = begin + duration
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - begin
-    cpu = _server_cpu(srv) - cpu0
+    cpu, client = _server_cpu(srv) - cpu0, time.process_time() - client0
     return {"concurrency": concurrency, "seconds": elapsed, "cycles": len(acked),
             "cycles_per_s": len(acked) / elapsed,
             "server_cpu_ms_per_cycle": 1000 * cpu / max(len(acked), 1),
+            "client_cpu_ms_per_cycle": 1000 * client / max(len(acked), 1),
             "latency_ms": {k: {"p50": pct(v, 0.5), "p99": pct(v, 0.99), "n": len(v)}
                            for k, v in sorted(lat.items())},
             "refusals": dict(refusals), "errors": errors[0], "_acked": acked}
@@ -389,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
                 if kind in lat:
                     print(f"  {kind:7s} p50 {lat[kind]['p50']:7.1f} ms  "
                           f"p99 {lat[kind]['p99']:7.1f} ms  (n={lat[kind]['n']})")
-            print(f"  server CPU {res['server_cpu_ms_per_cycle']:.2f} ms per cycle; "
+            print(f"  CPU per cycle: server {res['server_cpu_ms_per_cycle']:.2f} ms, "
+                  f"benchmark client {res['client_cpu_ms_per_cycle']:.2f} ms; "
                   f"refusals {res['refusals'] or 0}  errors {res['errors']}")
             print(f"  db check {res['db_check']}")
         sub_level = max(levels)

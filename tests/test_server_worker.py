@@ -278,3 +278,35 @@ def test_serve_issue_token_cli(tmp_path, monkeypatch):
     assert bad.exit_code != 0 and "NAME=DIR" in bad.output
     bad = CliRunner().invoke(serve, ["--db", str(db_file), "--balance", "$5"])
     assert bad.exit_code != 0 and "--balance" in bad.output
+
+
+def test_oversized_and_overfull_forms_are_4xx(app, db):
+    hit_id = _hit(db)
+    w1 = _login(app, db, "W1")
+    _, aid = _accept(w1, hit_id)
+    r = w1.post("/mturk/externalSubmit",
+                data={"assignmentId": aid, "description": "x" * 3_000_000})
+    assert r.status_code == 413
+    many = {f"f{i}": "1" for i in range(250)}
+    r = w1.post("/mturk/externalSubmit", data={"assignmentId": aid, **many})
+    assert r.status_code == 400
+    r = w1.post("/mturk/externalSubmit", data={"assignmentId": aid, "shared": "yes"})
+    assert r.status_code == 200  # the refusals above stored nothing
+
+
+def test_external_question_page_redirects_with_mturk_parameters(app, db):
+    from tasks.question_xml import external_question
+
+    type_id = mturk_ops.create_hit_type(db, {"Title": "ext", "Description": "d",
+                                             "Reward": "0.10",
+                                             "AssignmentDurationInSeconds": 600})
+    hit_id = mturk_ops.create_hit_with_hit_type(db, {
+        "HITTypeId": type_id["HITTypeId"], "LifetimeInSeconds": 600, "MaxAssignments": 1,
+        "Question": external_question("https://example.org/task?x=1")})["HIT"]["HITId"]
+    w1 = _login(app, db, "W1")
+    _, aid = _accept(w1, hit_id)
+    r = w1.get(f"/worker/assignments/{aid}/page?assignmentId={aid}")
+    assert r.status_code == 302
+    target = r.headers["Location"]
+    assert target.startswith("https://example.org/task?x=1&")
+    assert f"assignmentId={aid}" in target and "turkSubmitTo=http%3A%2F%2Flocalhost" in target
