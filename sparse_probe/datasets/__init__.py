@@ -16,9 +16,16 @@ from sparse_probe.datasets.models import (
     predict_images,
     predict_texts,
     shapes_report,
+    torch_threads,
     toxicity_report,
     train_shapes_model,
     train_toxicity_model,
+)
+from sparse_probe.datasets.prepare import (
+    BUILTIN_SIZES,
+    builtin_params,
+    load_builtin,
+    prepare_builtin,
 )
 from sparse_probe.datasets.shapes import (
     CUES,
@@ -41,6 +48,7 @@ from sparse_probe.datasets.toxicity import (
 )
 
 __all__ = [
+    "BUILTIN_SIZES",
     "CUES",
     "IDENTITY_GROUPS",
     "IDENTITY_TERMS",
@@ -53,15 +61,19 @@ __all__ = [
     "ToxicityDataset",
     "ToxicityEncoder",
     "ToxicitySplit",
+    "builtin_params",
     "images_to_tensor",
+    "load_builtin",
     "load_lexicon",
     "make_shapes",
     "make_toxicity",
     "predict_images",
     "predict_texts",
+    "prepare_builtin",
     "shapes_report",
     "token_kind",
     "tokenize",
+    "torch_threads",
     "toxicity_report",
     "train_shapes_model",
     "train_toxicity_model",

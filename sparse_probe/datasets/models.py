@@ -13,7 +13,8 @@ report measures it: accuracy on cue-aligned vs cue-flipped test examples.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ __all__ = [
     "ToxicityEncoder",
     "images_to_tensor",
     "shapes_report",
+    "torch_threads",
     "toxicity_report",
     "train_shapes_model",
     "train_toxicity_model",
@@ -188,18 +190,38 @@ def _device(device: str | torch.device | None) -> torch.device:
     return torch.device(device) if device is not None else torch.device("cpu")
 
 
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Temporarily run torch's CPU ops on ``n`` threads (``None``: leave as is).
+
+    One thread is both deterministic and faster than two on a busy 2-core machine.
+    """
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def train_shapes_model(
     ds: ShapesDataset,
     *,
     seed: int = 0,
-    epochs: int = 4,
-    batch_size: int = 64,
-    lr: float = 3e-3,
+    epochs: int = 6,
+    batch_size: int = 32,
+    lr: float = 1e-2,
     width: int = 48,
     device: str | torch.device | None = None,
     progress: bool = True,
+    num_threads: int | None = 1,
 ) -> tuple[ShapesCNN, dict[str, Any]]:
     """Train :class:`ShapesCNN` on ``ds.train`` (Adam, fixed seed), evaluate on val and test.
+
+    ``num_threads`` limits torch's CPU threads while training (``None``: unchanged).
 
     Returns
     -------
@@ -208,7 +230,13 @@ def train_shapes_model(
     report : dict
         ``{"val": {...}, "test": {...}, "epochs", "seed", ...}`` from :func:`shapes_report`.
     """
-    dev = _device(device)
+    with torch_threads(num_threads):
+        return _train_shapes(ds, seed, epochs, batch_size, lr, width, _device(device), progress)
+
+
+def _train_shapes(ds: ShapesDataset, seed: int, epochs: int, batch_size: int, lr: float,
+                  width: int, dev: torch.device, progress: bool
+                  ) -> tuple[ShapesCNN, dict[str, Any]]:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = ShapesCNN(len(ds.class_names), width=width).to(dev)
@@ -233,7 +261,8 @@ def train_shapes_model(
     bar.close()
     model.eval()
     report: dict[str, Any] = {"model": "ShapesCNN", "width": width, "epochs": epochs,
-                              "seed": seed, "n_train": len(y)}
+                              "seed": seed, "n_train": len(y),
+                              "image_size": int(ds.train.images.shape[1])}
     for name in ("val", "test"):
         split = ds.split(name)
         report[name] = shapes_report(predict_images(model, split.images, device=dev), split)
@@ -265,6 +294,7 @@ def train_toxicity_model(
     d: int = 32,
     device: str | torch.device | None = None,
     progress: bool = True,
+    num_threads: int | None = 1,
 ) -> tuple[ToxicityEncoder, dict[str, Any]]:
     """Train :class:`ToxicityEncoder` on ``ds.train`` (Adam, fixed seed), evaluate val/test.
 
@@ -276,7 +306,14 @@ def train_toxicity_model(
     report : dict
         ``{"val": {...}, "test": {...}, ...}`` from :func:`toxicity_report`.
     """
-    dev = _device(device)
+    with torch_threads(num_threads):
+        return _train_toxicity(ds, seed, epochs, batch_size, lr, dim, d, _device(device),
+                               progress)
+
+
+def _train_toxicity(ds: ToxicityDataset, seed: int, epochs: int, batch_size: int, lr: float,
+                    dim: int, d: int, dev: torch.device, progress: bool
+                    ) -> tuple[ToxicityEncoder, dict[str, Any]]:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     vocab = sorted({t for toks in ds.train.tokens for t in toks})

@@ -1,0 +1,125 @@
+"""One call from nothing to a features directory for a built-in demo dataset.
+
+:func:`prepare_builtin` generates the dataset, trains its model (or reuses the checkpoint cached
+in ``run_dir/models/``), and extracts train/val/test features into ``run_dir/features/``.
+:func:`load_builtin` regenerates a dataset from the ``"dataset"`` entry of ``meta.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sparse_probe.datasets.models import train_shapes_model, train_toxicity_model
+from sparse_probe.datasets.shapes import ShapesDataset, make_shapes
+from sparse_probe.datasets.toxicity import ToxicityDataset, make_toxicity
+
+__all__ = ["BUILTIN_SIZES", "builtin_params", "load_builtin", "prepare_builtin"]
+
+logger = logging.getLogger(__name__)
+
+#: Dataset sizes and training epochs, full and quick.
+BUILTIN_SIZES: dict[str, dict[bool, dict[str, Any]]] = {
+    "shapes": {
+        False: {"data": {"n_train": 3000, "n_val": 600, "n_test": 1200}, "epochs": 6},
+        True: {"data": {"n_train": 1200, "n_val": 200, "n_test": 600}, "epochs": 4},
+    },
+    "toxicity": {
+        False: {"data": {"n_train": 4000, "n_val": 800, "n_test": 2000}, "epochs": 6},
+        True: {"data": {"n_train": 1500, "n_val": 300, "n_test": 800}, "epochs": 4},
+    },
+}
+
+
+def builtin_params(name: str, *, seed: int = 0, quick: bool = False) -> dict[str, Any]:
+    """Keyword arguments of ``make_shapes`` / ``make_toxicity`` used by :func:`prepare_builtin`."""
+    if name not in BUILTIN_SIZES:
+        raise ValueError(f"unknown built-in dataset {name!r}; expected shapes or toxicity")
+    return {**BUILTIN_SIZES[name][quick]["data"], "seed": int(seed)}
+
+
+@lru_cache(maxsize=4)
+def _make(name: str, params_json: str) -> ShapesDataset | ToxicityDataset:
+    params = json.loads(params_json)
+    return make_shapes(**params) if name == "shapes" else make_toxicity(**params)
+
+
+def load_builtin(dataset_meta: dict[str, Any]) -> ShapesDataset | ToxicityDataset:
+    """Regenerate the built-in dataset described by ``meta["dataset"]`` (or the whole meta).
+
+    Generation is deterministic, so masks and cue flags line up with the extracted features.
+    Results are cached per process; treat the arrays as read-only.
+    """
+    ds_meta = dataset_meta.get("dataset", dataset_meta)
+    if ds_meta.get("source") != "builtin":
+        raise ValueError(f"not a built-in dataset: source {ds_meta.get('source')!r}")
+    name = ds_meta["name"]
+    if name not in BUILTIN_SIZES:
+        raise ValueError(f"unknown built-in dataset {name!r}")
+    params = ds_meta.get("params") or {"seed": ds_meta.get("seed") or 0}
+    return _make(name, json.dumps(params, sort_keys=True))
+
+
+def prepare_builtin(
+    name: str,
+    run_dir: str | os.PathLike,
+    *,
+    seed: int = 0,
+    quick: bool = False,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> Path:
+    """Dataset + trained model + extracted features for ``builtin:<name>``.
+
+    Writes ``run_dir/models/<name>.pt`` (checkpoint, reused when its dataset parameters match)
+    and ``<name>.json`` (training report: test accuracy overall, on cue-aligned and on
+    cue-flipped examples), then ``run_dir/features/`` per docs/contracts.md.
+
+    Parameters
+    ----------
+    name : {"shapes", "toxicity"}
+    run_dir : path
+    seed : int
+        Seeds the dataset and the training.
+    quick : bool
+        Smaller data and fewer epochs (seconds); the shortcut is still learned.
+    device : str, optional
+        Training and extraction device (default CPU for training, as extraction's default).
+
+    Returns
+    -------
+    Path
+        ``run_dir/features``.
+    """
+    from sparse_probe.extract import ModelSpec, extract_features, save_builtin
+    from sparse_probe.extract.meta import write_json_atomic
+
+    params = builtin_params(name, seed=seed, quick=quick)
+    epochs = BUILTIN_SIZES[name][quick]["epochs"]
+    run = Path(run_dir)
+    models = run / "models"
+    ckpt, report_file = models / f"{name}.pt", models / f"{name}.json"
+    ds = _make(name, json.dumps(params, sort_keys=True))
+    cached = None
+    if ckpt.is_file() and report_file.is_file():
+        cached = json.loads(report_file.read_text(encoding="utf-8"))
+        if cached.get("dataset") != params or cached.get("epochs") != epochs:
+            cached = None
+    if cached is None:
+        train = train_shapes_model if name == "shapes" else train_toxicity_model
+        model, report = train(ds, seed=seed, epochs=epochs, device=device, progress=progress)
+        report["dataset"] = params
+        save_builtin(model.cpu(), ckpt, name=name)
+        write_json_atomic(report_file, report)
+        logger.info("trained builtin:%s -> %s", name, ckpt)
+    else:
+        logger.info("reusing %s", ckpt)
+    spec = ModelSpec("builtin", name, None, str(ckpt.resolve()))
+    return extract_features(spec, ds, run / "features", device=device or "cpu",
+                            batch_size=256, progress=progress)
