@@ -310,3 +310,16 @@ def test_external_question_page_redirects_with_mturk_parameters(app, db):
     target = r.headers["Location"]
     assert target.startswith("https://example.org/task?x=1&")
     assert f"assignmentId={aid}" in target and "turkSubmitTo=http%3A%2F%2Flocalhost" in target
+
+
+def test_each_assignment_page_carries_its_own_ids(app, db):
+    hit_id = _hit(db, max_assignments=3)
+    pages = {}
+    for worker in ("W1", "W2", "W3"):
+        client = _login(app, db, worker)
+        _, aid = _accept(client, hit_id)
+        q = f"assignmentId={aid}&hitId={hit_id}&workerId={worker}"
+        pages[aid] = client.get(f"/worker/assignments/{aid}/page?{q}").get_data(as_text=True)
+    for aid, page in pages.items():  # the per-HIT page cache never leaks another's ids
+        assert re.findall(r'name="assignmentId" value="([^"]*)"', page) == [aid]
+        assert all(other not in page for other in pages if other != aid)
