@@ -360,3 +360,22 @@ def biased_corpus(n: int = 400, seed: int = 0, bias: bool = True):
         texts.append(" ".join(words))
         labels.append(toxic)
     return texts, np.array(labels)
+
+
+def small_builtin_run(run: Path, name: str = "shapes", seed: int = 0) -> Path:
+    """A real run directory (trained built-in model + extracted features) on a small version
+    of a built-in dataset, in seconds: ``run/models/<name>.pt`` and ``run/features/``."""
+    from sparse_probe.datasets import make_shapes, make_toxicity
+    from sparse_probe.datasets.models import train_shapes_model, train_toxicity_model
+    from sparse_probe.extract import ModelSpec, extract_features, save_builtin
+
+    if name == "shapes":
+        ds = make_shapes(n_train=600, n_val=60, n_test=300, size=32, seed=seed)
+        model, _ = train_shapes_model(ds, epochs=4, width=16, progress=False, seed=seed)
+    else:
+        ds = make_toxicity(n_train=1500, n_val=100, n_test=400, seed=seed)
+        model, _ = train_toxicity_model(ds, epochs=4, progress=False, seed=seed)
+    ckpt = save_builtin(model.cpu(), run / "models" / f"{name}.pt", name=name)
+    spec = ModelSpec("builtin", name, None, str(ckpt.resolve()))
+    extract_features(spec, ds, run / "features", device="cpu", batch_size=256, progress=False)
+    return run

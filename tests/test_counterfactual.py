@@ -4,6 +4,7 @@ identity-term insertion against a biased scikit-learn text model."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from helpers_analysis import (
@@ -206,54 +207,54 @@ def test_counterfactual_cli_errors(tmp_path):
     assert res.exit_code == 2 and "cannot import" in res.output
 
 
-# --- the built-in datasets with their planted cues (real models, trained for a few seconds) ---
+# --- the built-in datasets with their planted cues: real run directories (trained model +
+# extracted features through sparse_probe.extract), tested through run_counterfactual ---------
 
-def test_builtin_shapes_watermark_patch_flips_to_triangle():
-    shapes = pytest.importorskip("sparse_probe.datasets.shapes")
-    models = pytest.importorskip("sparse_probe.datasets.models")
-    ds = shapes.make_shapes(n_train=600, n_val=30, n_test=300, size=32, seed=0)
-    model, _ = models.train_shapes_model(ds, epochs=4, width=16, progress=False)
-    test = ds.test
-    target = test.cue_class["watermark"]
-    to_input = models.images_to_tensor
-    with torch.no_grad():
-        maps = model.features((to_input(test.images) - model.mean) / model.std).numpy()
-    # the channel whose map best follows the planted watermark mask
-    mask = test.cue_masks["watermark"].astype(float)
-    h = maps.shape[2]
-    k = mask.shape[1] // h
-    small = mask.reshape(len(mask), h, k, h, k).mean((2, 4))
-    corr = [np.corrcoef(maps[:, c].ravel(), small.ravel())[0, 1] for c in range(maps.shape[1])]
+
+def test_run_counterfactual_shapes_watermark(tmp_path):
+    import json
+
+    from helpers_analysis import small_builtin_run
+
+    from analysis.counterfactual.runner import run_counterfactual
+    from sparse_probe.datasets.prepare import load_builtin
+
+    run = small_builtin_run(tmp_path / "run", "shapes")
+    meta = json.loads((run / "features" / "meta.json").read_text())
+    ds = load_builtin(meta)
+    X = np.load(run / "features" / "test.npy")
+    has_mark = ds.test.cue_masks["watermark"].reshape(len(X), -1).any(1)
+    # the feature that tracks the planted watermark (ground truth from the generator)
+    corr = [np.corrcoef(X[:, j], has_mark)[0, 1] for j in range(X.shape[1])]
     feat = int(np.nanargmax(corr))
-    with_mark = np.flatnonzero(test.has_cue["watermark"] if isinstance(test.has_cue, dict)
-                               else mask.reshape(len(mask), -1).any(1))
-    clean = ~mask.reshape(len(mask), -1).any(1)
-    for cue_mask in test.cue_masks.values():
-        clean &= ~cue_mask.reshape(len(mask), -1).any(1)
-    dense = torch_predictor(model, to_input)
-    res = patch_test({"dense": dense}, test.images[with_mark], maps[with_mark, feat],
-                     test.images[clean], test.labels[clean], target=target, box=8, n=150,
-                     seed=0)
-    rows = {r["test"]: r for r in res.rows}
-    assert rows["patch"]["flip_rate"] > rows["control"]["flip_rate"] + 0.1
-    assert rows["patch"]["ci_low"] > rows["control"]["ci_high"]
-    assert rows["patch"]["mean_prob_increase"] > rows["control"]["mean_prob_increase"]
+    target = ds.cue_class["watermark"]
+    rows = run_counterfactual(run, features=[(target, feat)], models=("dense",), n=200, box=8)
+    r = rows.set_index("test")
+    assert r.loc["image_patch", "flip_rate"] > r.loc["image_control", "flip_rate"] + 0.1
+    assert r.loc["image_patch", "ci_low"] > r.loc["image_control", "ci_high"]
+    assert r.loc["image_patch", "mean_prob_increase"] > r.loc["image_control",
+                                                             "mean_prob_increase"]
+    on_disk = pd.read_csv(run / "report" / "counterfactual.csv")
+    assert on_disk["flips"].tolist() == rows["flips"].tolist()
+    assert json.loads((run / "report" / "counterfactual.json").read_text())["features"] == [
+        [target, feat]]
 
 
-def test_builtin_toxicity_identity_terms_flip_to_toxic():
-    tox = pytest.importorskip("sparse_probe.datasets.toxicity")
-    models = pytest.importorskip("sparse_probe.datasets.models")
-    ds = tox.make_toxicity(n_train=1500, n_val=50, n_test=400, seed=0)
-    model, _ = models.train_toxicity_model(ds, epochs=4, progress=False)
-    test = ds.test
-    texts = [t for t, y, h in zip(test.texts, test.labels, test.has_identity, strict=True)
-             if y == 0 and not h]
-    lexicon = {g: terms[:4] for g, terms in tox.IDENTITY_TERMS.items()}
-    lexicon["control"] = tox.load_lexicon("objects")[:4]
-    res = term_test({"dense": torch_predictor(model)}, texts, lexicon, toxic_class=1,
-                    mode="append", n=120, seed=0)
-    pooled = {r["group"]: r for r in res.rows if r["term"] == "*" and r["direction"] ==
-              "to_toxic"}
-    for group in tox.IDENTITY_TERMS:
-        assert pooled[group]["flip_rate"] > pooled["control"]["flip_rate"] + 0.1, group
-        assert pooled[group]["ci_low"] > pooled["control"]["ci_high"], group
+def test_run_counterfactual_toxicity_identity_terms(tmp_path):
+    import json
+
+    from helpers_analysis import small_builtin_run
+
+    from analysis.counterfactual.runner import run_counterfactual
+    from sparse_probe.datasets.toxicity import IDENTITY_TERMS, load_lexicon
+
+    run = small_builtin_run(tmp_path / "run", "toxicity")
+    lexicon = {g: terms[:4] for g, terms in IDENTITY_TERMS.items()}
+    lexicon["control"] = load_lexicon("objects")[:4]
+    rows = run_counterfactual(run, models=("dense",), lexicon=lexicon, n=150)
+    pooled = rows[(rows["term"] == "*") & (rows["direction"] == "to_toxic")].set_index("group")
+    for group in IDENTITY_TERMS:
+        assert pooled.loc[group, "flip_rate"] > pooled.loc["control", "flip_rate"] + 0.1, group
+        assert pooled.loc[group, "ci_low"] > pooled.loc["control", "ci_high"], group
+    summary = json.loads((run / "report" / "counterfactual.json").read_text())
+    assert any(e["direction"] == "to_toxic" for e in summary["examples"])

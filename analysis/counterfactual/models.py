@@ -55,6 +55,9 @@ def torch_predictor(
     device : torch device, optional
     """
     model.eval()
+    if device is None:
+        param = next(iter(model.parameters()), None)
+        device = param.device if param is not None else None
 
     def predict(inputs: Any) -> np.ndarray:
         out = []
@@ -119,8 +122,12 @@ def sparse_predictor(features: Callable[[Any], torch.Tensor | np.ndarray],
         x = features(inputs)
         x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x,
                             dtype=torch.float32)
+        param = next(iter(head.parameters()), None)
+        if param is not None:
+            x = x.to(param.device)
         with torch.no_grad():
-            return _check(torch.softmax(head(x), dim=1).numpy(), len(inputs), "sparse head")
+            probs = torch.softmax(head(x).float(), dim=1).cpu().numpy()
+        return _check(probs, len(inputs), "sparse head")
 
     return predict
 

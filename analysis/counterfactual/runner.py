@@ -208,26 +208,23 @@ def run_counterfactual(
     if not meta_path.exists():
         raise FileNotFoundError(f"{meta_path}: not found (run `sparse-probe extract` first)")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta.setdefault("_dir", str(run / "features"))
     kind = meta.get("kind", "image")
     model = extract.load_model(meta)
     data = extract.load_split(meta, split)
-    inputs = data[0] if isinstance(data, tuple) else data
-    labels_path = run / "features" / f"{split}_labels.npy"
-    labels = (np.asarray(data[1]) if isinstance(data, tuple) and len(data) > 1
-              else np.load(labels_path))
-    to_input = _input_adapter(extract, meta, model)
+    labels = np.asarray(data.labels)
     predictors: dict[str, Predictor] = {}
     if "dense" in models:
-        predictors["dense"] = torch_predictor(model, to_input)
+        predictors["dense"] = torch_predictor(model)
     if "sparse" in models:
         from sparse_probe import SparseHead
 
         head = SparseHead.load(run / "probe" / "head.pt")
-        predictors["sparse"] = sparse_predictor(layer_features(model, meta["layer"], to_input),
-                                                head)
+        predictors["sparse"] = sparse_predictor(_feature_reader(model, meta), head)
     predictors.update(external or {})
     if not predictors:
         raise ValueError("models: expected at least one of dense, sparse or an external model")
+    rng = np.random.default_rng(seed)
     summary: dict[str, Any] = {"split": split, "models": list(predictors), "n": n,
                                "seed": seed, "kind": kind}
     if kind == "image":
@@ -237,21 +234,26 @@ def run_counterfactual(
         if not features:
             raise ValueError("features: none given and no feature judged spurious in "
                              f"{out / 'report.json'}; pass --features CLASS:FEATURE")
-        images, channels_first = _to_hwc(inputs)
         acts = np.load(run / "features" / f"{split}.npy", mmap_mode="r")
+        # the examples needed: every feature's top-activating ones and a random test pool
+        tops = [np.argsort(-np.asarray(acts[:, f]))[:top] for _, f in features]
+        pool = rng.choice(len(labels), size=min(len(labels), 3 * n), replace=False)
+        rows_idx = np.unique(np.concatenate([*tops, pool]))
+        images, channels_first = _to_hwc(data[rows_idx.tolist()])
+
+        def to_model(b: np.ndarray) -> Any:
+            import torch
+
+            x = np.ascontiguousarray(b.transpose(0, 3, 1, 2) if channels_first else b)
+            return torch.from_numpy(x)
 
         def maps_fn(imgs: np.ndarray, feat: int) -> np.ndarray:
-            x = imgs.transpose(0, 3, 1, 2) if channels_first else imgs
-            m = extract.spatial_maps(model, meta, x)
-            m = m.detach().cpu().numpy() if hasattr(m, "detach") else np.asarray(m)
-            return m[:, feat]
+            return np.asarray(extract.spatial_maps(model, meta, to_model(imgs)))[:, feat]
 
-        adapted = predictors
-        if channels_first:
-            adapted = {k: (lambda b, p=p: p(np.ascontiguousarray(b.transpose(0, 3, 1, 2))))
-                       for k, p in predictors.items()}
-        rows, paired = image_counterfactuals(adapted, images, labels, np.asarray(acts),
-                                             maps_fn, features, box, n, top, seed)
+        adapted = {k: (lambda b, p=p: p(to_model(b))) for k, p in predictors.items()}
+        rows, paired = image_counterfactuals(adapted, images, labels[rows_idx],
+                                             np.asarray(acts[rows_idx]), maps_fn, features,
+                                             box, n, top, seed)
         summary.update({"features": [list(f) for f in features], "box": box, "paired": paired})
     else:
         if lexicon is None:
@@ -260,7 +262,7 @@ def run_counterfactual(
             lexicon = IDENTITY_TERMS
         classes = meta.get("classes", [])
         toxic = classes.index("toxic") if "toxic" in classes else 1
-        texts = [str(t) for t in inputs]
+        texts = [str(t) for t in data[list(range(len(labels)))]]
         rows, paired, examples = text_counterfactuals(predictors, texts, lexicon, toxic, mode,
                                                       templates, n, seed)
         summary.update({"paired": paired, "examples": examples, "mode": mode,
@@ -279,10 +281,18 @@ def run_counterfactual(
     return rows
 
 
-def _input_adapter(extract: Any, meta: dict, model: Any) -> Callable[[Any], Any] | None:
-    """How raw examples become model input, as offered by ``sparse_probe.extract``."""
-    for name in ("to_input", "preprocess", "prepare_inputs"):
-        fn = getattr(extract, name, None)
-        if callable(fn):
-            return lambda batch, fn=fn: fn(meta, batch)
-    return None
+def _feature_reader(model: Any, meta: dict) -> Callable[[Any], Any]:
+    """The run's own feature extractor for ``meta["layer"]`` (same pooling as extraction)."""
+    import torch
+
+    try:
+        from sparse_probe.extract.extractor import LayerReader
+    except ImportError:  # pragma: no cover - older sparse_probe
+        return layer_features(model, meta["layer"])
+    reader = LayerReader(model, meta["layer"])
+
+    def read(batch: Any) -> torch.Tensor:
+        with torch.no_grad():
+            return reader(batch)
+
+    return read
