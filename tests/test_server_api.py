@@ -248,6 +248,8 @@ def test_create_hit_validation(mturk, changes, fragment):
     [
         ("GetAccountBalance", b"{not json", 400, "SerializationException"),
         ("GetAccountBalance", b"[1, 2]", 400, "RequestError"),
+        ("GetAccountBalance", b"[" * 200_000, 400, "SerializationException"),
+        ("GetAccountBalance", b"\xff\xfe{}", 400, "SerializationException"),
         ("DoSomethingElse", b"{}", 400, "UnknownOperationException"),
         ("GetHIT", b"{}", 400, "RequestError"),  # HITId missing
         ("GetHIT", b'{"HITId": 5}', 400, "RequestError"),

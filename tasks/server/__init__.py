@@ -18,10 +18,13 @@ from tasks.cost import parse_reward
 
 from .credentials import ServerCredentials, credentials_path_for, load_or_create_credentials
 from .db import Database, get_db, init_db_command, issue_worker_token
+from .live import LiveServer, start_server
 from .sessions import SignedJSONSessionInterface
 
 __all__ = [
     "DEFAULTS",
+    "Database",
+    "LiveServer",
     "ServerCredentials",
     "create_app",
     "credentials_path_for",
@@ -29,6 +32,7 @@ __all__ = [
     "issue_worker_token",
     "load_or_create_credentials",
     "sqlite_url",
+    "start_server",
 ]
 
 DEFAULTS: dict[str, Any] = {
@@ -146,5 +150,3 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     return app
 
-
-__all__ += ["Database"]

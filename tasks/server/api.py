@@ -61,7 +61,7 @@ def dispatch() -> Response:
                               f"unknown or unsupported operation {target!r}", 400)
         try:
             params = json.loads(body.decode("utf-8")) if body.strip() else {}
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             return json_error("SerializationException", f"request body is not valid JSON: {exc}",
                               400)
         params = validate_params(operation, params,
