@@ -276,7 +276,7 @@ def read_batch_csv(
         The long answer table (``source = "mturk_csv"``).
     """
     path = Path(path)
-    df = _read_csv(path)
+    df = _expand_task_answers(_read_csv(path), path)
     if hit_key_column not in df.columns:
         raise IngestError(f"{path}: no column {hit_key_column!r} naming the HIT")
     answer_cols = [c for c in df.columns if c.startswith("Answer.")]
@@ -287,6 +287,37 @@ def read_batch_csv(
         raise IngestError(f"{path}: no 'Answer.*' columns")
     return _wide_to_long(df, df[hit_key_column], {c[len("Answer."):]: c for c in answer_cols},
                          "mturk_csv")
+
+
+def _flatten_crowd_answer(value: Any) -> str:
+    """crowd-html-elements radio groups arrive as ``{"yes": true, "no": false}``."""
+    if isinstance(value, dict):
+        picked = [k for k, v in value.items() if v is True]
+        if picked or all(isinstance(v, bool) for v in value.values()):
+            return "|".join(picked)
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "|".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def _expand_task_answers(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Expand ``Answer.taskAnswers`` (crowd-html-elements JSON) into ``Answer.<field>`` columns."""
+    if "Answer.taskAnswers" not in df.columns:
+        return df
+    records = []
+    for i, raw in enumerate(df["Answer.taskAnswers"]):
+        try:
+            parsed = json.loads(raw) if isinstance(raw, str) and raw.strip() else [{}]
+        except json.JSONDecodeError:
+            raise IngestError(f"{path}: row {i + 2}: Answer.taskAnswers is not JSON") from None
+        first = parsed[0] if isinstance(parsed, list) and parsed else parsed
+        if not isinstance(first, dict):
+            raise IngestError(f"{path}: row {i + 2}: Answer.taskAnswers: expected a JSON object")
+        records.append({f"Answer.{k}": _flatten_crowd_answer(v) for k, v in first.items()})
+    extra = pd.DataFrame(records, index=df.index)
+    extra = extra[[c for c in extra.columns if c not in df.columns]]
+    return pd.concat([df.drop(columns="Answer.taskAnswers"), extra], axis=1)
 
 
 def _wide_to_long(
@@ -379,7 +410,7 @@ def read_external_csv(
         feature, weight, rank, is_gold, gold, attention, assets, evidence, truth``.
     """
     path = Path(path)
-    df = _read_csv(path)
+    df = _expand_task_answers(_read_csv(path), path)
     needed = [mapping.class_column, mapping.feature_column, *mapping.questions.values()]
     needed += [c for c in (mapping.class_name_column, mapping.item_column) if c]
     missing = [c for c in needed if c not in df.columns]

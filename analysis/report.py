@@ -405,7 +405,9 @@ def _render(report: dict, verdicts: pd.DataFrame, shares: pd.DataFrame, qc: Any,
         if rows.empty:
             continue
         share = shares.loc[name].to_dict() if name in shares.index else {}
-        per_class.append({"index": ci, "name": name, "anchor": f"class-{ci}",
+        class_assets = list({e["src"]: e for files in rows["evidence_files"] for e in files
+                             if e["name"].startswith("class_")}.values())
+        per_class.append({"assets": class_assets,"index": ci, "name": name, "anchor": f"class-{ci}",
                           "rows": [_clean_record(r) for r in rows.to_dict(orient="records")],
                           "share": share,
                           "spurious_share": sum(v for k, v in share.items()

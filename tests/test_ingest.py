@@ -137,3 +137,25 @@ def test_load_answers_and_manifest(sample, tmp_path):
     (tmp_path / "a.csv").write_text("hit_key,worker_id\nx,y\n")
     with pytest.raises(IngestError, match=r"a\.csv: missing column"):
         load_answers(tmp_path / "a.csv")
+
+
+def test_crowd_html_task_answers_json(tmp_path):
+    path = tmp_path / "crowd.csv"
+    rows = [
+        {"WorkerId": "W1", "Input.hit_key": "k1",
+         "Answer.taskAnswers": '[{"shared": {"yes": true, "no": false}, "pattern": "mark", '
+                               '"description": "white\\nsquare"}]'},
+        {"WorkerId": "W2", "Input.hit_key": "k1",
+         "Answer.taskAnswers": '[{"shared": {"yes": false, "no": true}}]'},
+    ]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    ans = read_batch_csv(path)
+    got = {(w, q): a for w, q, a in zip(ans["worker_id"], ans["question"], ans["answer"],
+                                         strict=True)}
+    assert got[("W1", "shared")] == "yes" and got[("W2", "shared")] == "no"
+    assert got[("W1", "description")] == "white\nsquare"
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame([{"WorkerId": "W", "Input.hit_key": "k", "Answer.taskAnswers": "{oops"}]).to_csv(
+        bad, index=False)
+    with pytest.raises(IngestError, match=r"row 2: Answer\.taskAnswers is not JSON"):
+        read_batch_csv(bad)
