@@ -229,3 +229,39 @@ class ShapesProbeCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.embed(x))
+
+
+_PREPARED: dict[str, Path] = {}
+
+
+def prepared_builtin(name: str) -> Path:
+    """Run directory with ``features/`` of the built-in dataset ``name`` (quick size, trained
+    model via ``sparse_probe.datasets.prepare_builtin``) and a ``probe/probe.json`` whose top
+    features are the trained model's own final-layer weights (largest |weight| per class).
+    Prepared once per test process."""
+    if name in _PREPARED:
+        return _PREPARED[name]
+    import atexit
+    import shutil
+    import tempfile
+
+    from sparse_probe.datasets import prepare_builtin
+    from sparse_probe.extract import load_model, read_meta
+
+    run = Path(tempfile.mkdtemp(prefix=f"viz-{name}-"))
+    atexit.register(shutil.rmtree, run, ignore_errors=True)
+    feats = prepare_builtin(name, run, quick=True, progress=False)
+    meta = read_meta(feats)
+    model = load_model(meta)
+    fc = next(m for n, m in model.named_modules() if n.split(".")[-1] == "fc")
+    W = fc.weight.detach().numpy()
+    top = []
+    for c in range(W.shape[0]):
+        for r, j in enumerate(np.argsort(-np.abs(W[c]))[:3]):
+            top.append({"class": c, "class_name": meta["classes"][c], "feature": int(j),
+                        "weight": float(W[c, j]), "rank": r + 1})
+    _write_json(run / "probe" / "probe.json", {
+        "format": 1, "features_dir": "../features", "classes": meta["classes"],
+        "d": meta["d"], "top_features": {"sparse": top, "dense": top}})
+    _PREPARED[name] = run
+    return run

@@ -81,13 +81,16 @@ def gradient_refined_heatmaps(
     images: torch.Tensor,
     features: Sequence[int],
     signs: Sequence[float],
+    sigma: float | None = None,
 ) -> torch.Tensor | None:
     """Channel heatmaps sharpened to pixel resolution by input gradients.
 
     For image ``i`` with feature ``j = features[i]`` and sign ``s = signs[i]``, with
     ``A = relu(s * spatial(x)[i, j])`` (h, w):
-    ``heat_i = upsample(A) * sum_c |dA.sum() / dx_c|`` (H, W). One forward and one backward pass
-    for the whole batch (images are independent in eval mode).
+    ``heat_i = blur_sigma(upsample(A) * sum_c |dA.sum() / dx_c|)`` (H, W): the gradient
+    saliency is spiky, so a Gaussian blur (``sigma`` pixels, default ``max(1, H / 48)``) makes
+    the hot region visible. One forward and one backward pass for the whole batch (images are
+    independent in eval mode).
 
     Returns
     -------
@@ -105,7 +108,23 @@ def gradient_refined_heatmaps(
         act = torch.relu(sgn[:, None, None] * maps[idx, feat].float())
         (grad,) = torch.autograd.grad(act.sum(), x)
     saliency = grad.abs().sum(1)
-    return (upsample(act.detach(), tuple(x.shape[-2:])) * saliency).detach()
+    heat = (upsample(act.detach(), tuple(x.shape[-2:])) * saliency).detach()
+    return gaussian_blur(heat, sigma if sigma is not None else max(1.0, x.shape[-2] / 48))
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of maps (n, H, W) with standard deviation ``sigma`` pixels
+    (zero padding; mass near the border is partly lost)."""
+    if sigma <= 0:
+        return maps
+    radius = max(1, int(3 * sigma + 0.5))
+    t = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    x = maps[:, None]
+    x = F.conv2d(x, k.view(1, 1, 1, -1), padding=(0, radius))
+    x = F.conv2d(x, k.view(1, 1, -1, 1), padding=(radius, 0))
+    return x[:, 0]
 
 
 def gradcam_heatmaps(forward: Callable[[torch.Tensor], torch.Tensor], layer: nn.Module,

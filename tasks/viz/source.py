@@ -17,7 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["CLASS_WORD_KINDS", "ExampleSource", "as_display_images", "load_source"]
+__all__ = [
+    "CLASS_WORD_KINDS",
+    "ExampleSource",
+    "SplitImages",
+    "as_display_images",
+    "load_source",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +52,8 @@ class ExampleSource:
     Attributes
     ----------
     kind : {"image", "text"}
-    images : Tensor (n, 3, H, W) in [0, 1], optional
-        What workers see (image sources).
+    images : Tensor (n, 3, H, W) in [0, 1] or :class:`SplitImages`, optional
+        What workers see (image sources); indexed with lists of rows.
     texts : list of str, optional
         The comments (text sources).
     tokens : list of list of str, optional
@@ -109,6 +115,7 @@ class ExampleSource:
     def __len__(self) -> int:
         return len(self.images) if self.kind == "image" else len(self.texts or [])
 
+
     @property
     def has_truth(self) -> bool:
         """Whether ground truth exists (object masks for images, token kinds for text)."""
@@ -126,17 +133,99 @@ def _preprocess_from_meta(meta: Mapping) -> Callable[[torch.Tensor], torch.Tenso
     return lambda x: (x - m.to(x.device)) / s.to(x.device)
 
 
+class SplitImages:
+    """Lazy display images of a split: ``images[rows]`` -> (k, 3, H, W) floats in ``[0, 1]``.
+
+    Wraps ``sparse_probe.extract.load_split``'s model-ready examples and undoes the
+    normalization of ``preprocessing`` (mean/std), so only the rows shown are ever loaded.
+    """
+
+    def __init__(self, split: Any, preprocessing: Mapping | None = None) -> None:
+        self.split = split
+        prep = preprocessing or {}
+        self.mean = (torch.tensor(prep["mean"], dtype=torch.float32)[None, :, None, None]
+                     if prep.get("mean") is not None else None)
+        self.std = (torch.tensor(prep["std"], dtype=torch.float32)[None, :, None, None]
+                    if prep.get("std") is not None else None)
+        first = self[[0]] if len(split) else torch.zeros(1, 3, 1, 1)
+        self.shape = (len(split), *first.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, rows: Any) -> torch.Tensor:
+        rows = [int(r) for r in np.atleast_1d(np.asarray(rows))]
+        x = self.split[rows].float()
+        if self.mean is not None and self.std is not None:
+            x = x * self.std + self.mean
+        return x.clamp(0.0, 1.0)
+
+
+def _hooked_spatial(model: nn.Module, layer: str,
+                    preprocess: Callable[[torch.Tensor], torch.Tensor] | None
+                    ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``spatial(images in [0, 1]) -> (n, d, h, w)``: the output of module ``layer``, computed
+    with autograd enabled (so heatmaps can be refined by input gradients)."""
+    module = dict(model.named_modules()).get(layer)
+    if module is None:
+        raise ValueError(f"spatial layer {layer!r} not found in {type(model).__name__}")
+
+    def spatial(x: torch.Tensor) -> torch.Tensor:
+        box: list[torch.Tensor] = []
+        handle = module.register_forward_hook(lambda _m, _a, out: box.append(out))
+        try:
+            model(preprocess(x) if preprocess is not None else x)
+        finally:
+            handle.remove()
+        return box[0]
+
+    return spatial
+
+
+def _builtin_truth(meta: Mapping, split: str, n: int) -> Any | None:
+    dataset = meta.get("dataset") or {}
+    if dataset.get("source") != "builtin":
+        return None
+    from sparse_probe.datasets import load_builtin
+
+    part = load_builtin(dict(meta)).split(split)
+    if len(part) != n:
+        raise ValueError(f"built-in dataset split {split!r} has {len(part)} examples, "
+                         f"features have {n}")
+    return part
+
+
 def load_source(meta: Mapping, split: str, device: torch.device | str | None = None
                 ) -> ExampleSource:
     """Build the :class:`ExampleSource` of ``split`` from a features ``meta.json``.
 
-    Uses ``sparse_probe.extract.load_model`` / ``load_split`` / ``spatial_maps`` and, for
-    built-in datasets, ``sparse_probe.datasets.load_builtin`` for masks and token kinds.
+    Uses ``sparse_probe.extract.load_model`` / ``load_split`` / ``LayerReader`` (features of
+    ``meta["layer"]``), hooks ``meta["spatial_layer"]`` for spatial maps and feature
+    visualization, and for built-in datasets (``meta["dataset"]["source"] == "builtin"``)
+    ``sparse_probe.datasets.load_builtin`` for object/cue masks and token kinds.
     """
-    try:
-        from sparse_probe import extract
-    except ImportError as exc:  # pragma: no cover - depends on the installed stages
-        raise RuntimeError(f"sparse_probe.extract is not available: {exc}") from exc
-    from tasks.viz._sources import source_from_extract
+    from sparse_probe import extract
 
-    return source_from_extract(extract, meta, split, device)
+    kind = meta.get("kind")
+    model = extract.load_model(dict(meta), device=device).eval()
+    data = extract.load_split(dict(meta), split)
+    truth = _builtin_truth(meta, split, len(data))
+    reader = extract.LayerReader(model, meta.get("layer"))
+    if kind == "text":
+        texts = [str(t) for t in data[list(range(len(data)))]]
+        return ExampleSource(
+            kind="text", texts=texts, features=reader,
+            tokens=[list(t) for t in truth.tokens] if truth is not None else None,
+            token_kinds=[list(k) for k in truth.token_kinds] if truth is not None else None)
+    prep = meta.get("preprocessing") or {}
+    preprocess = _preprocess_from_meta(meta)
+    images = SplitImages(data, prep)
+    layer = meta.get("spatial_layer")
+    return ExampleSource(
+        kind="image", images=images,
+        spatial=_hooked_spatial(model, layer, preprocess) if layer else None,
+        features=(lambda x: reader(preprocess(x) if preprocess is not None else x)),
+        model=model if layer else None, fvis_layer=layer, preprocess=preprocess,
+        object_masks=truth.object_masks if truth is not None else None,
+        cue_masks=dict(truth.cue_masks) if truth is not None else {},
+        cue_kind=dict(truth.cue_kind) if truth is not None else {})
