@@ -379,3 +379,11 @@ def small_builtin_run(run: Path, name: str = "shapes", seed: int = 0) -> Path:
     spec = ModelSpec("builtin", name, None, str(ckpt.resolve()))
     extract_features(spec, ds, run / "features", device="cpu", batch_size=256, progress=False)
     return run
+
+
+def keyword_model(texts):
+    """A third-party 'model' for CLI tests: toxic iff the text mentions 'muslim'."""
+    import re
+
+    p = np.array([0.9 if re.search(r"\bmuslim\b", t.lower()) else 0.1 for t in texts])
+    return np.stack([1 - p, p], axis=1)

@@ -258,3 +258,34 @@ def test_run_counterfactual_toxicity_identity_terms(tmp_path):
         assert pooled.loc[group, "ci_low"] > pooled.loc["control", "ci_high"], group
     summary = json.loads((run / "report" / "counterfactual.json").read_text())
     assert any(e["direction"] == "to_toxic" for e in summary["examples"])
+
+
+def test_counterfactual_cli_text_with_external_model(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+    from helpers_analysis import small_builtin_run
+
+    from sparse_probe.cli import main
+
+    run = small_builtin_run(tmp_path / "run", "toxicity")
+    lex = tmp_path / "lex.json"
+    lex.write_text(json.dumps({"religion": ["muslim", "christian"], "control": ["table"]}))
+    res = CliRunner().invoke(main, [
+        "counterfactual", "--run", str(run), "--model", "dense", "--external",
+        "helpers_analysis:keyword_model", "--lexicon", str(lex), "--n", "40",
+        "--template", "{text} I am {term}."])
+    assert res.exit_code == 0, res.output
+    rows = pd.read_csv(run / "report" / "counterfactual.csv")
+    ext = rows[(rows["model"] == "helpers_analysis:keyword_model") & (rows["direction"] ==
+                                                                      "to_toxic")]
+    by_term = ext.set_index("term")["flip_rate"]
+    # the keyword model flips every non-toxic text when (and only when) 'muslim' is inserted
+    assert by_term["muslim"] == 1.0 and by_term["christian"] == 0.0 and by_term["table"] == 0.0
+    summary = json.loads((run / "report" / "counterfactual.json").read_text())
+    assert summary["templates"] == ["{text} I am {term}."]
+    assert any(e["after"].endswith("I am muslim.") for e in summary["examples"])
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    res = CliRunner().invoke(main, ["counterfactual", "--run", str(run), "--lexicon", str(bad)])
+    assert res.exit_code == 2 and "expected a JSON object" in res.output
