@@ -25,6 +25,7 @@ import http.client
 import json
 import logging
 import secrets
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -352,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list-n", type=int, default=10_000)
     parser.add_argument("--hits", type=int, default=200, help="HITs in the cycle batch")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     duration = 5.0 if args.quick else args.duration
@@ -413,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
               f"({res['assignments_per_s']:.0f} assignments/s)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=float))
+    if not args.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
     top = results["cycles"][-1] if results["cycles"] else None
     checks = [c["db_check"] for c in results["cycles"]] + [results["submits"]["db_check"]]
     ok = all(c["lost"] == 0 and c["unacknowledged_stored"] == 0 and c["mismatched"] == 0

@@ -300,8 +300,9 @@ def test_serve_subprocess_as_the_cli_runs_it(tmp_path):
         aid = _work(srv, "WSUB", hit_id, shared="yes")
         [a] = client.list_assignments_for_hit(HITId=hit_id)["Assignments"]
         assert a["AssignmentId"] == aid
-    log = Path(srv.log_path).read_text()
+        log = Path(srv.log_path).read_text()
     assert srv.secret_access_key not in log and srv.admin_password not in log
+    assert not Path(srv.log_path).exists()
     con = sqlite3.connect(db)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     con.close()

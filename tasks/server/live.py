@@ -13,6 +13,7 @@ import logging
 import os
 import queue
 import secrets
+import shutil
 import subprocess as sp
 import sys
 import tempfile
@@ -39,7 +40,7 @@ class LiveServer:
     admin_password: str = field(repr=False)
     db_url: str
     app: Any = field(default=None, repr=False)
-    log_path: str | None = None
+    log_path: str | None = None  # subprocess mode: the child's stderr, deleted by stop()
     pid: int | None = None
     _stop: Any = field(default=None, repr=False)
 
@@ -124,12 +125,15 @@ def start_server(
     """
     from . import sqlite_url
 
+    scratch = None
     if db_path is None and database_url is None:
-        db_path = Path(tempfile.mkdtemp(prefix="sparse-probe-server-")) / "server.sqlite"
+        scratch = Path(tempfile.mkdtemp(prefix="sparse-probe-server-"))
+        db_path = scratch / "server.sqlite"
     url = database_url or sqlite_url(db_path)  # type: ignore[arg-type]
     creds = _credentials()
     if subprocess:
-        return _start_subprocess(url, db_path, creds, host, threads, extra_args or [], timeout)
+        srv = _start_subprocess(url, db_path, creds, host, threads, extra_args or [], timeout)
+        return _remove_on_stop(srv, scratch)
     import waitress
     from waitress import wasyncore
 
@@ -160,8 +164,22 @@ def start_server(
         thread.join(timeout=10)
         app.extensions["sparse_probe_db"].dispose()
 
-    return LiveServer(url=f"http://{host}:{server.effective_port}", db_url=url, app=app,
-                      pid=os.getpid(), _stop=stop, **creds)
+    srv = LiveServer(url=f"http://{host}:{server.effective_port}", db_url=url, app=app,
+                     pid=os.getpid(), _stop=stop, **creds)
+    return _remove_on_stop(srv, scratch)
+
+
+def _remove_on_stop(srv: LiveServer, scratch: Path | None) -> LiveServer:
+    """Delete the temporary database directory (if one was made) when the server stops."""
+    if scratch is not None:
+        inner = srv._stop
+
+        def stop() -> None:
+            inner()
+            shutil.rmtree(scratch, ignore_errors=True)
+
+        srv._stop = stop
+    return srv
 
 
 def _start_subprocess(url: str, db_path: Any, creds: dict[str, str], host: str, threads: int,
@@ -213,6 +231,7 @@ def _start_subprocess(url: str, db_path: Any, creds: dict[str, str], host: str, 
             proc.kill()
             proc.wait()
         log_file.close()
+        Path(log_path).unlink(missing_ok=True)
 
     return LiveServer(url=endpoint, db_url=url, log_path=log_path, pid=proc.pid, _stop=stop,
                       **creds)
