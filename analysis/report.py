@@ -181,7 +181,7 @@ def _items_from_probe(probe: dict, kind: str) -> pd.DataFrame:
     top = probe.get("json", {}).get("top_features", {})
     rows = []
     for layer in ("sparse", "dense"):
-        for t in top.get(layer, []) if layer == "sparse" else []:
+        for t in top.get(layer, []):
             rows.append({"hit_key": f"probe-c{t['class']:02d}-f{t['feature']:04d}-{layer}",
                          "kind": kind, "layer": layer, "class": t["class"],
                          "class_name": t.get("class_name", str(t["class"])),
@@ -253,7 +253,11 @@ def build_report(run: str | Path, out: str | Path | None = None,
         answers = load_answers(answers_path)
     else:
         answers = pd.DataFrame(columns=ANSWER_COLUMNS)
-    answers = answers[answers["hit_key"].isin(set(manifest["hit_key"]))]
+    known = answers["hit_key"].isin(set(manifest["hit_key"]))
+    if not known.all():
+        logger.warning("%d answer rows name HITs missing from the manifest; ignored",
+                       int((~known).sum()))
+    answers = answers[known]
 
     qc = quality_control(answers, manifest, options.qc)
     kept = qc.kept

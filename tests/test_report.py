@@ -11,6 +11,7 @@ from bs4 import BeautifulSoup
 from click.testing import CliRunner
 from helpers_analysis import FEATURES, make_manifest, simulate_answers, write_run
 
+from analysis.ingest import IngestError
 from analysis.report import ReportOptions, build_report, class_weight_shares
 from sparse_probe.cli import main
 
@@ -145,3 +146,15 @@ def test_cli(run, tmp_path):
     (run / "tasks" / "manifest.jsonl").write_text('{"hit_key": "x"}\n')
     res = runner.invoke(main, ["report", "--run", str(run), "--n-boot", "10"])
     assert res.exit_code != 0 and "manifest.jsonl:1: missing field 'class'" in res.output
+
+
+def test_report_from_probe_alone(tmp_path):
+    """Before any HIT is built: the probe's top features, all pending."""
+    run = write_run(tmp_path / "run", None, make_manifest())
+    (run / "tasks" / "manifest.jsonl").unlink()
+    rep = build_report(run, options=ReportOptions(n_boot=10))
+    assert len(rep["features"]) == 2 * len(FEATURES)  # sparse and dense top features
+    assert {r["verdict"] for r in rep["features"]} == {"pending"}
+    (run / "probe" / "probe.json").unlink()
+    with pytest.raises(IngestError, match=r"neither tasks/manifest\.jsonl nor probe/probe\.json"):
+        build_report(run, options=ReportOptions(n_boot=10))
