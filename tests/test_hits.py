@@ -311,3 +311,45 @@ def test_cost_preview_matches_cost_module(image_build):
     ref = estimate_cost(3, 3, "0.10")
     assert res.cost == ref
     assert res.cost.summary().startswith("3 HITs x 3 assignments x $0.10")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "k"), [("shapes", 2), ("toxicity", 3)])
+def test_cli_builds_hits_for_the_builtin_datasets(name, k, tmp_path):
+    """``sparse-probe tasks build`` on real ``features/`` of a built-in dataset (trained model,
+    sparse_probe.extract loading): cost preview, pages, evidence from the dataset's masks."""
+    pytest.importorskip("sparse_probe.extract")
+    from helpers_viz import prepared_builtin
+
+    from sparse_probe.datasets import load_builtin
+    from sparse_probe.extract import read_meta
+
+    run = prepared_builtin(name)
+    out = tmp_path / "tasks"
+    result = CliRunner().invoke(tasks_cli, [
+        "build", "--probe", str(run / "probe"), "--features", str(run / "features"),
+        "--out", str(out), "--k", str(k), "--examples", "5", "--fvis-steps", "4",
+        "--fvis-size", "32", "--reward", "0.25", "--assignments", "10"])
+    assert result.exit_code == 0, result.output
+    records = _manifest(out)
+    assert estimate_cost(len(records), 10, "0.25").summary() in result.output
+    assert f"wrote {len(records)} HITs" in result.output
+    meta = read_meta(run / "features")
+    assert len(records) == k * len(meta["classes"])
+    ds = load_builtin(meta)
+    for r in records:
+        assert set(r) == MANIFEST_KEYS
+        assert r["evidence"] is not None and r["truth"] is not None
+        page = (out / r["html"]).read_text()
+        _strict_parse(page)
+        html_question(retarget_assets(page, LONG_BASE_URL), what=r["hit_key"])
+    if name == "shapes":
+        assert all((out / r["assets"]["fvis"]).is_file() for r in records)
+        # a HIT whose heatmaps sit on the watermark belongs to the watermark's class
+        cue_class = ds.cue_class[next(c for c, k in ds.cue_kind.items() if k == "mark")]
+        marks = [r for r in records if r["truth"] == "spurious:mark"]
+        assert marks and all(r["class"] == cue_class for r in marks)
+    else:
+        assert all("fvis" not in r["assets"] for r in records)
+        ids = [r for r in records if r["truth"] == "spurious:identity"]
+        assert ids and all(r["class_name"] == "toxic" for r in ids)
