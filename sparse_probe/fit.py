@@ -1,0 +1,337 @@
+"""``fit_path``: the regularization path of the multinomial elastic net (DESIGN.md objective).
+
+Algorithm (torch, identical on CPU and CUDA):
+
+1. One chunked float64 pass for the training mean/std (standardization) and a finite check.
+2. λ_max = max_kj |∇_W CE(0, b*)| / α (grouped: max_j ||∇_W[:, j]|| / α) at the intercept-only
+   optimum ``b* = log class priors``, computed on the standardized features; ``n_lambdas``
+   values log-spaced down to ``eps * λ_max``.
+3. For each λ (warm start from the previous point): the sequential strong rule (Tibshirani et
+   al., JRSS-B 2012) proposes a working set ``{j : ||∇_j||_∞ >= α(2λ_k - λ_{k-1})}`` plus the
+   previously active features; those columns are standardized and cached (float32) on the
+   device and the problem restricted to them is solved by OWL-QN (elementwise penalty) or FISTA
+   (grouped penalty). A full-data gradient pass then checks the KKT conditions on *all*
+   features; violators join the working set and the point is re-solved until none remain.
+4. Each point stores weights, bias, nnz, accuracy/loss (train and validation), the objective
+   (float64 reduction) and the largest KKT violation over every coordinate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from sparse_probe.data import FeatureSource, as_labels
+from sparse_probe.fit_common import column_stats, lambda_path
+from sparse_probe.objective import kkt_violation, penalty_value
+from sparse_probe.path import Path
+from sparse_probe.solvers.fista import fista_grouped
+from sparse_probe.solvers.owlqn import owlqn
+from sparse_probe.solvers.restricted import RestrictedData
+
+__all__ = ["column_stats", "fit_path", "lambda_path"]
+
+
+log = logging.getLogger(__name__)
+
+
+class _Trainer:
+    """State shared by the path points: data, standardization, device, caches."""
+
+    def __init__(self, src, y, C, mean, scale, device, cache_bytes):
+        self.src, self.C, self.device = src, C, device
+        self.n, self.d = src.n, src.d
+        self.mean = mean
+        self.scale = scale
+        self.mean_t = torch.as_tensor(mean, dtype=torch.float32, device=device)
+        self.inv_scale_t = torch.as_tensor(1.0 / scale, dtype=torch.float32, device=device)
+        self.y_np = y
+        self.y = torch.as_tensor(y, device=device)
+        self.cache_bytes = cache_bytes
+        self.ws = np.zeros(0, dtype=np.int64)
+        self.Xw = torch.zeros((self.n, 0), dtype=torch.float32, device=device)
+        self.passes = 0
+
+    def _to_dev(self, block) -> torch.Tensor:
+        if isinstance(block, torch.Tensor):
+            return block.to(device=self.device, dtype=torch.float32)
+        return torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(self.device)
+
+    def set_working_set(self, ws: np.ndarray) -> None:
+        """Cache standardized columns ``ws`` on the device, reusing those already cached."""
+        ws = np.unique(ws)
+        if ws.size == self.ws.size and np.array_equal(ws, self.ws):
+            return
+        need = self.n * ws.size * 4
+        if need > self.cache_bytes:
+            raise MemoryError(
+                f"working set of {ws.size} features needs {need / 2**20:.0f} MiB, over the "
+                f"cache limit of {self.cache_bytes / 2**20:.0f} MiB; raise cache_bytes or stop "
+                "the path earlier (max_features_per_class)"
+            )
+        new = np.setdiff1d(ws, self.ws)
+        old_pos = {int(j): i for i, j in enumerate(self.ws)}
+        Xw = torch.empty((self.n, ws.size), dtype=torch.float32, device=self.device)
+        keep = [k for k, j in enumerate(ws) if int(j) in old_pos]
+        if keep:
+            src_idx = torch.as_tensor([old_pos[int(ws[k])] for k in keep], device=self.device)
+            Xw[:, torch.as_tensor(keep, device=self.device)] = self.Xw[:, src_idx]
+        if new.size:
+            pos = torch.as_tensor(np.searchsorted(ws, new), device=self.device)
+            cols_t = torch.as_tensor(new, device=self.device)
+            for s, block in self.src.chunks():
+                xb = self._to_dev(block[:, new] if not isinstance(block, torch.Tensor)
+                                  else block[:, cols_t.to(block.device)])
+                xb = (xb - self.mean_t[cols_t]) * self.inv_scale_t[cols_t]
+                Xw[s : s + xb.shape[0], pos] = xb
+        self.ws, self.Xw = ws, Xw
+
+    def full_gradient(self, W_ws: torch.Tensor, b: torch.Tensor):
+        """Gradient of the mean CE w.r.t. all d weights (C, d), plus loss and train accuracy.
+
+        Logits come from the cached working set in float64; the product with all columns
+        streams the raw chunks (float32) and folds the standardization in afterwards.
+        """
+        self.passes += 1
+        data = RestrictedData(self.Xw, self.y, self.C)
+        z = data.logits64(W_ws, b)
+        acc = float((z.argmax(1) == self.y).to(torch.float64).mean())
+        loss, R = data.ce(z)
+        del z
+        R32 = R.to(torch.float32)
+        GX = torch.zeros((self.C, self.d), dtype=torch.float64, device=self.device)
+        for s, block in self.src.chunks():
+            xb = self._to_dev(block)
+            GX += (R32[s : s + xb.shape[0]].T @ xb).to(torch.float64)
+        rsum = R.sum(0)
+        G = GX - rsum[:, None] * torch.as_tensor(self.mean, device=self.device)[None, :]
+        G = G / torch.as_tensor(self.scale, device=self.device)[None, :]
+        return G.cpu().numpy(), rsum.cpu().numpy(), loss, acc
+
+
+def _evaluate(src: FeatureSource | None, y, W: np.ndarray, b: np.ndarray, mean, scale):
+    """Accuracy and mean CE of a (C, d) standardized-space model on raw features."""
+    if src is None:
+        return float("nan"), float("nan")
+    active = np.flatnonzero(np.any(W != 0, axis=0))
+    Wr = W[:, active].astype(np.float64) / scale[active]
+    br = b - Wr @ mean[active]
+    correct = 0
+    total = 0.0
+    for s, block in src.chunks():
+        xb = block.detach().cpu().numpy() if isinstance(block, torch.Tensor) else block
+        z = np.asarray(xb[:, active], dtype=np.float64) @ Wr.T + br
+        yb = y[s : s + z.shape[0]]
+        zmax = z.max(1, keepdims=True)
+        lse = zmax[:, 0] + np.log(np.exp(z - zmax).sum(1))
+        total += float((lse - z[np.arange(z.shape[0]), yb]).sum())
+        correct += int((z.argmax(1) == yb).sum())
+    return correct / src.n, total / src.n
+
+
+def fit_path(
+    X,
+    y,
+    *,
+    alpha: float = 0.99,
+    n_lambdas: int = 100,
+    eps: float = 1e-3,
+    lambdas: np.ndarray | None = None,
+    lambda_min: float | None = None,
+    grouped: bool = False,
+    tol: float = 1e-5,
+    device: str | torch.device | None = None,
+    X_val=None,
+    y_val=None,
+    n_classes: int | None = None,
+    classes: list[str] | None = None,
+    solver: str = "torch",
+    max_features_per_class: float | None = None,
+    max_iter: int = 2000,
+    chunk_rows: int | None = None,
+    cache_bytes: int = 2 * 2**30,
+    progress: bool = True,
+) -> Path:
+    """Fit the elastic-net regularization path of a multinomial sparse head.
+
+    Minimizes, for each λ, ``mean_i CE(W x_i + b, y_i) + λ[α P1(W) + (1-α)/2 ||W||_F^2]`` on
+    standardized features (see :mod:`sparse_probe.objective`).
+
+    Parameters
+    ----------
+    X : ndarray, torch.Tensor, np.memmap or path to a ``.npy``, shape (n_samples, n_features)
+        Raw features (standardized internally). A ``.npy`` path or memmap is streamed in row
+        chunks, so memory stays bounded by the chunk plus the working-set cache and O(d·C) state.
+    y : array-like of shape (n_samples,)
+        Integer labels in ``[0, n_classes)``.
+    alpha : float, default 0.99
+        L1 share α in (0, 1].
+    n_lambdas : int, default 100
+    eps : float, default 1e-3
+        Smallest λ as a fraction of λ_max.
+    lambdas : ndarray, optional
+        Explicit decreasing λ values (overrides ``n_lambdas``/``eps``).
+    lambda_min : float, optional
+        End the path exactly at this λ (grid points above it, then it).
+    grouped : bool, default False
+        Use glmnet's grouped penalty (per-feature L2 norm over classes).
+    tol : float, default 1e-5
+        KKT tolerance relative to ``α λ_max``: every returned point has all optimality
+        violations below ``tol * α * λ_max`` unless the solver hit ``max_iter`` (then a warning).
+    device : str or torch.device, optional
+        Where the matrix products run (default: X's device for tensors, else CPU).
+    X_val, y_val : optional
+        Validation features/labels for ``val_acc``/``val_loss``.
+    solver : {"torch", "glmnet"}
+        ``"glmnet"`` runs python-glmnet's Fortran coordinate descent on the same λs.
+    max_features_per_class : float, optional
+        Stop the path after the first point whose mean nonzero features per class exceeds it.
+    cache_bytes : int
+        Upper bound for the cached working-set columns (n × m float32).
+
+    Returns
+    -------
+    Path
+    """
+    t0 = time.perf_counter()
+    if not 0 < alpha <= 1:
+        raise ValueError(f"alpha (the L1 share) must be in (0, 1], got {alpha}")
+    src = FeatureSource(X, chunk_rows=chunk_rows, name="X")
+    y = as_labels(y, src.n, n_classes=n_classes, name="y")
+    C = int(n_classes or (y.max() + 1))
+    if C < 2:
+        raise ValueError("y: need at least 2 classes")
+    counts = np.bincount(y, minlength=C)
+    if (counts == 0).any():
+        raise ValueError(f"y: class {int(np.flatnonzero(counts == 0)[0])} has no training examples")
+    val_src = None
+    if X_val is not None:
+        val_src = FeatureSource(X_val, chunk_rows=chunk_rows, name="X_val")
+        if val_src.d != src.d:
+            raise ValueError(f"X_val: has {val_src.d} features, X has {src.d}")
+        if y_val is None:
+            raise ValueError("y_val: required with X_val")
+        y_val = as_labels(y_val, val_src.n, n_classes=C, name="y_val")
+        _check_finite(val_src)
+    mean, scale = column_stats(src)
+    if solver == "glmnet":
+        from sparse_probe.solvers.glmnet_backend import fit_path_glmnet
+
+        return fit_path_glmnet(
+            src, y, C, mean, scale, alpha=alpha, n_lambdas=n_lambdas, eps=eps, lambdas=lambdas,
+            grouped=grouped, val=(val_src, y_val), classes=classes, t0=t0, tol=tol,
+            evaluate=_evaluate, progress=progress,
+        )
+    if solver != "torch":
+        raise ValueError(f"solver must be 'torch' or 'glmnet', got {solver!r}")
+    if device is None:
+        device = X.device if isinstance(X, torch.Tensor) else "cpu"
+    device = torch.device(device)
+
+    tr = _Trainer(src, y, C, mean, scale, device, cache_bytes)
+    prior = counts / counts.sum()
+    b = np.log(prior) - np.log(prior).mean()
+    # gradient at W = 0 with the intercept-only optimum: -(1/n) Y^T X_std (the X_std sum is 0)
+    G0, _, loss0, acc0 = tr.full_gradient(torch.zeros((C, 0), dtype=torch.float64, device=device),
+                                          torch.as_tensor(b, device=device))
+    score0 = np.sqrt((G0**2).sum(0)) if grouped else np.abs(G0).max(0)
+    lam_max = float(score0.max()) / alpha
+    if lam_max <= 0:
+        raise ValueError("X: all features are constant; nothing to fit")
+    lams = lambda_path(lam_max, n_lambdas, eps) if lambdas is None else np.asarray(lambdas, float)
+    if lambda_min is not None:
+        lams = np.append(lams[lams > lambda_min], min(lambda_min, lam_max))
+    if np.any(np.diff(lams) > 0):
+        raise ValueError("lambdas must be decreasing")
+    tol_abs = tol * alpha * lam_max
+
+    W = np.zeros((C, src.d))
+    records: dict[str, list] = {k: [] for k in (
+        "weights", "intercepts", "nnz", "nnz_per_class", "n_active", "train_acc", "train_loss",
+        "val_acc", "val_loss", "objective", "kkt_violation", "n_iter", "time")}
+    G = G0
+    lam_prev = lam_max
+    bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
+    for lam in bar:
+        n_iter = 0
+        active = np.flatnonzero(np.any(W != 0, axis=0))
+        score = np.sqrt((G**2).sum(0)) if grouped else np.abs(G).max(0)
+        strong = np.flatnonzero(score >= alpha * (2 * lam - lam_prev))
+        ws = np.union1d(active, strong)
+        loss, acc = loss0, acc0
+        for _round in range(50):
+            if ws.size:
+                tr.set_working_set(ws)
+                data = RestrictedData(tr.Xw, tr.y, C)
+                W0 = torch.as_tensor(W[:, tr.ws], device=device)
+                b0 = torch.as_tensor(b, device=device)
+                solve = fista_grouped if grouped else owlqn
+                res = solve(data, W0, b0, lam, alpha, tol=0.5 * tol_abs, max_iter=max_iter)
+                n_iter += res.n_iter
+                W = np.zeros((C, src.d))
+                W[:, tr.ws] = res.W.cpu().numpy()
+                b = res.b.cpu().numpy()
+            else:
+                tr.set_working_set(ws)
+            G, gb, loss, acc = tr.full_gradient(
+                torch.as_tensor(W[:, tr.ws], device=device), torch.as_tensor(b, device=device))
+            score = np.sqrt((G**2).sum(0)) if grouped else np.abs(G).max(0)
+            outside = np.setdiff1d(np.flatnonzero(score > alpha * lam + 0.5 * tol_abs), tr.ws)
+            if outside.size == 0:
+                break
+            ws = np.union1d(tr.ws, outside)
+            log.debug("λ=%.3e: %d KKT violators join the working set", lam, outside.size)
+        viol = max(float(kkt_violation(G, W, lam, alpha, grouped).max()), float(np.abs(gb).max()))
+        if viol > tol_abs:
+            log.warning("λ=%.3e: KKT violation %.2e above tolerance %.2e", lam, viol, tol_abs)
+        Wf = W.astype(np.float32)
+        nz = Wf != 0
+        records["weights"].append(Wf)
+        records["intercepts"].append(b.copy())
+        records["nnz"].append(int(nz.sum()))
+        records["nnz_per_class"].append(nz.sum(1))
+        records["n_active"].append(int(nz.any(0).sum()))
+        records["train_acc"].append(acc)
+        records["train_loss"].append(loss)
+        va, vl = _evaluate(val_src, y_val, W, b, mean, scale)
+        records["val_acc"].append(va)
+        records["val_loss"].append(vl)
+        records["objective"].append(loss + penalty_value(W, lam, alpha, grouped))
+        records["kkt_violation"].append(viol)
+        records["n_iter"].append(n_iter)
+        records["time"].append(time.perf_counter() - t0)
+        bar.set_postfix(nnz=int(nz.sum()), val=f"{va:.3f}")
+        lam_prev = lam
+        if max_features_per_class is not None and nz.sum(1).mean() > max_features_per_class:
+            break
+    bar.close()
+    L = len(records["weights"])
+    info = {
+        "solver": "torch", "method": "fista-grouped" if grouped else "owlqn",
+        "tol": tol, "tol_abs": tol_abs, "eps": eps, "n_lambdas": n_lambdas,
+        "lambda_max": lam_max, "n_samples": src.n, "n_features": src.d, "n_classes": C,
+        "device": str(device), "full_passes": tr.passes, "total_seconds": time.perf_counter() - t0,
+    }
+    return Path(
+        lambdas=lams[:L], alpha=alpha, grouped=grouped, weights=records["weights"],
+        intercepts=np.asarray(records["intercepts"]), mean=mean, scale=scale,
+        nnz=np.asarray(records["nnz"]), nnz_per_class=np.asarray(records["nnz_per_class"]),
+        n_active=np.asarray(records["n_active"]), train_acc=np.asarray(records["train_acc"]),
+        train_loss=np.asarray(records["train_loss"]), val_acc=np.asarray(records["val_acc"]),
+        val_loss=np.asarray(records["val_loss"]), objective=np.asarray(records["objective"]),
+        kkt_violation=np.asarray(records["kkt_violation"]), n_iter=np.asarray(records["n_iter"]),
+        time=np.asarray(records["time"]), classes=classes, info=info,
+    )
+
+
+def _check_finite(src: FeatureSource) -> None:
+    for s, block in src.chunks():
+        xb = block.detach().cpu().numpy() if isinstance(block, torch.Tensor) else block
+        bad = ~np.isfinite(xb)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise ValueError(f"{src.name}: non-finite value (NaN or inf) at row {s + r}, column {c}")

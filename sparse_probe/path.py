@@ -1,0 +1,181 @@
+"""The regularization path: one fitted sparse head per λ, with its diagnostics.
+
+Saved as ``probe/path.npz`` (layout in docs/contracts.md): weights of every point in COO form
+(they are sparse on the part of the path that matters), on the *standardized* features.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+
+import numpy as np
+
+__all__ = ["Path"]
+
+_ARRAYS = (
+    "lambdas", "intercepts", "nnz", "nnz_per_class", "n_active", "train_acc", "train_loss",
+    "val_acc", "val_loss", "objective", "kkt_violation", "n_iter", "time",
+)
+
+
+@dataclass
+class Path:
+    """A fitted regularization path.
+
+    Attributes
+    ----------
+    lambdas : ndarray of shape (L,)
+        Penalty strengths, decreasing; ``lambdas[0]`` is λ_max (all weights zero).
+    alpha : float
+        L1 share α of the elastic net.
+    grouped : bool
+        Whether the L1 part is glmnet's grouped (per-feature L2 over classes) penalty.
+    weights : list of ndarray, each (C, d) float32
+        Weights on the standardized features for each point.
+    intercepts : ndarray of shape (L, C)
+    mean, scale : ndarray of shape (d,)
+        Training-set standardization: ``x_std = (x - mean) / scale``.
+    nnz : ndarray of shape (L,)
+        Nonzero weights. ``nnz_per_class`` (L, C): nonzero features per class.
+        ``n_active`` (L,): features used by any class.
+    train_acc, train_loss, val_acc, val_loss : ndarray of shape (L,)
+        Accuracy and mean cross-entropy (NaN where no validation set was given).
+    objective : ndarray of shape (L,)
+        The penalized objective at each point (float64).
+    kkt_violation : ndarray of shape (L,)
+        Largest violation of the optimality conditions (gradient units), all coordinates.
+    n_iter : ndarray of shape (L,)
+        Solver iterations per point. ``time`` (L,): cumulative seconds.
+    info : dict
+        Solver name, tolerance, sizes and other settings.
+    """
+
+    lambdas: np.ndarray
+    alpha: float
+    grouped: bool
+    weights: list[np.ndarray]
+    intercepts: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    nnz: np.ndarray
+    nnz_per_class: np.ndarray
+    n_active: np.ndarray
+    train_acc: np.ndarray
+    train_loss: np.ndarray
+    val_acc: np.ndarray
+    val_loss: np.ndarray
+    objective: np.ndarray
+    kkt_violation: np.ndarray
+    n_iter: np.ndarray
+    time: np.ndarray
+    classes: list[str] | None = None
+    info: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ views
+    def __len__(self) -> int:
+        return len(self.lambdas)
+
+    @property
+    def n_classes(self) -> int:
+        return self.intercepts.shape[1]
+
+    @property
+    def n_features(self) -> int:
+        return self.mean.shape[0]
+
+    @property
+    def features_per_class(self) -> np.ndarray:
+        """Mean number of nonzero features per class, shape (L,)."""
+        return self.nnz_per_class.mean(axis=1)
+
+    def raw_coef(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Weights (C, d) and bias (C,) acting on raw (unstandardized) features at point ``i``."""
+        W = self.weights[i].astype(np.float64) / self.scale
+        b = self.intercepts[i] - W @ self.mean
+        return W, b
+
+    def decision_function(self, X: np.ndarray, i: int) -> np.ndarray:
+        """Logits (n, C) of raw features ``X`` (n, d) at point ``i``."""
+        W, b = self.raw_coef(i)
+        return np.asarray(X, dtype=np.float64) @ W.T + b
+
+    def summary(self) -> str:
+        """A fixed-width table: λ, nnz, features/class, train/val accuracy, KKT violation."""
+        lines = [f"{'#':>3} {'lambda':>10} {'nnz':>7} {'feat/cls':>8} {'active':>6} "
+                 f"{'train':>6} {'val':>6} {'kkt':>8} {'iter':>5}"]
+        for i in range(len(self)):
+            lines.append(
+                f"{i:>3} {self.lambdas[i]:>10.3e} {int(self.nnz[i]):>7} "
+                f"{self.features_per_class[i]:>8.1f} {int(self.n_active[i]):>6} "
+                f"{self.train_acc[i]:>6.3f} {self.val_acc[i]:>6.3f} "
+                f"{self.kkt_violation[i]:>8.1e} {int(self.n_iter[i]):>5}"
+            )
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ io
+    def save(self, path: str | os.PathLike) -> None:
+        """Write ``path.npz`` atomically (temp file in the same folder, then rename)."""
+        path = FsPath(path)
+        rows, cols, vals, ptr = [], [], [], [0]
+        for W in self.weights:
+            r, c = np.nonzero(W)
+            rows.append(r.astype(np.int32))
+            cols.append(c.astype(np.int32))
+            vals.append(W[r, c].astype(np.float32))
+            ptr.append(ptr[-1] + r.size)
+        arrays = {name: np.asarray(getattr(self, name)) for name in _ARRAYS}
+        arrays["bias"] = arrays.pop("intercepts")
+        info = dict(self.info, classes=self.classes)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".path-", suffix=".npz")
+        os.close(fd)
+        try:
+            np.savez(
+                tmp,
+                **arrays,
+                alpha=np.float64(self.alpha),
+                grouped=np.bool_(self.grouped),
+                mean=self.mean,
+                scale=self.scale,
+                w_ptr=np.asarray(ptr, dtype=np.int64),
+                w_row=np.concatenate(rows) if rows else np.zeros(0, np.int32),
+                w_col=np.concatenate(cols) if cols else np.zeros(0, np.int32),
+                w_val=np.concatenate(vals) if vals else np.zeros(0, np.float32),
+                info=np.array(json.dumps(info)),
+            )
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Path:
+        """Read a ``path.npz`` written by :meth:`save`."""
+        path = FsPath(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such path file (run `sparse-probe fit` first)")
+        try:
+            z = np.load(path, allow_pickle=False)
+            info = json.loads(str(z["info"]))
+            C = z["bias"].shape[1]
+            d = z["mean"].shape[0]
+            weights = []
+            ptr = z["w_ptr"]
+            for i in range(len(ptr) - 1):
+                W = np.zeros((C, d), dtype=np.float32)
+                sl = slice(ptr[i], ptr[i + 1])
+                W[z["w_row"][sl], z["w_col"][sl]] = z["w_val"][sl]
+                weights.append(W)
+            kwargs = {name: z[name] for name in _ARRAYS if name != "intercepts"}
+        except KeyError as exc:
+            raise ValueError(f"{path}: missing array {exc}; not a sparse-probe path file") from exc
+        classes = info.pop("classes", None)
+        return cls(
+            alpha=float(z["alpha"]), grouped=bool(z["grouped"]), weights=weights,
+            intercepts=z["bias"], mean=z["mean"], scale=z["scale"], classes=classes,
+            info=info, **kwargs,
+        )

@@ -1,0 +1,84 @@
+"""Mean cross-entropy and its gradient on a cached working set of standardized columns.
+
+Matrix products run in float32 on the chosen device; logits are *kept* in float64 and updated
+incrementally (``z += t * X d`` with the small product ``X d`` in float32), so that the solver can
+resolve objective changes far below float32's resolution and line-search trials need no matrix
+product. Losses and gradients are reduced in float64.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["RestrictedData"]
+
+
+class RestrictedData:
+    """Standardized columns ``Xw`` (n, m) of the working set plus labels, on one device.
+
+    Parameters
+    ----------
+    Xw : torch.Tensor of shape (n_samples, m), float32
+    y : torch.Tensor of shape (n_samples,), int64
+    n_classes : int
+    block_rows : int
+        Rows per block for float64 temporaries.
+    """
+
+    def __init__(self, Xw: torch.Tensor, y: torch.Tensor, n_classes: int, block_rows: int = 65536):
+        self.Xw = Xw
+        self.y = y
+        self.n = Xw.shape[0]
+        self.m = Xw.shape[1]
+        self.C = n_classes
+        self.block_rows = block_rows
+        self.n_products = 0
+
+    # ---------------------------------------------------------------- logits
+    def logits64(self, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Logits (n, C) in float64 computed with float64 products, block by block."""
+        W64 = W.to(torch.float64)
+        z = b.to(torch.float64).expand(self.n, -1).clone()
+        if self.m:
+            self.n_products += 1
+            for s in range(0, self.n, self.block_rows):
+                z[s : s + self.block_rows] += self.Xw[s : s + self.block_rows].to(torch.float64) @ W64.T
+        return z
+
+    def matvec(self, dW: torch.Tensor, cols: torch.Tensor | None = None) -> torch.Tensor:
+        """``Xw[:, cols] @ dW[:, cols].T`` (n, C) as float64 from a float32 product."""
+        if self.m == 0:
+            return torch.zeros((self.n, self.C), dtype=torch.float64, device=self.y.device)
+        self.n_products += 1
+        if cols is None:
+            out = self.Xw @ dW.to(torch.float32).T
+        else:
+            out = self.Xw[:, cols] @ dW[:, cols].to(torch.float32).T
+        return out.to(torch.float64)
+
+    # ---------------------------------------------------------------- loss
+    def ce(self, z: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """Mean cross-entropy of logits ``z`` (n, C) and the residual ``(softmax(z) - Y)/n``."""
+        lse = torch.logsumexp(z, dim=1)
+        zy = z.gather(1, self.y[:, None])[:, 0]
+        loss = float((lse - zy).sum()) / self.n
+        R = torch.exp(z - lse[:, None])
+        R.scatter_add_(1, self.y[:, None], -torch.ones_like(zy)[:, None])
+        return loss, R / self.n
+
+    def grad(self, R: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradient of the mean CE from the residual: ``G = R^T Xw`` (C, m) and ``g_b`` (C,)."""
+        gb = R.sum(0)
+        if self.m == 0:
+            return torch.zeros((self.C, 0), dtype=torch.float64, device=R.device), gb
+        self.n_products += 1
+        G = (R.to(torch.float32).T @ self.Xw).to(torch.float64)
+        return G, gb
+
+    def loss_grad(self, W: torch.Tensor, b: torch.Tensor, *, need_grad: bool = True):
+        """Mean CE at (W, b) and, when asked, its gradient ``(loss, G (C, m), g_b (C,))``."""
+        loss, R = self.ce(self.logits64(W, b))
+        if not need_grad:
+            return loss, None, None
+        G, gb = self.grad(R)
+        return loss, G, gb
