@@ -1,0 +1,137 @@
+"""``sparse-probe fit`` and ``sparse-probe inspect``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path as FsPath
+
+import click
+import numpy as np
+
+__all__ = ["fit", "inspect", "load_features_split"]
+
+
+def load_features_split(features_dir: FsPath, split: str, *, required: bool):
+    """Return (path to ``{split}.npy``, labels) or (None, None) when absent and optional."""
+    xf = features_dir / f"{split}.npy"
+    yf = features_dir / f"{split}_labels.npy"
+    if not xf.exists():
+        if required:
+            raise click.ClickException(f"{xf}: missing; expected {split}.npy (n×d float32) from `sparse-probe extract`")
+        return None, None
+    if not yf.exists():
+        raise click.ClickException(f"{yf}: missing; expected int64 labels beside {xf.name}")
+    try:
+        y = np.load(yf, allow_pickle=False)
+        shape = np.load(xf, mmap_mode="r").shape
+    except ValueError as exc:
+        raise click.ClickException(f"{xf.parent}: unreadable .npy ({exc})") from exc
+    if y.ndim != 1 or len(shape) != 2 or shape[0] != y.shape[0]:
+        raise click.ClickException(
+            f"{yf}: {y.shape[0] if y.ndim == 1 else y.shape} labels for {shape} features in {xf.name}")
+    return str(xf), y
+
+
+@click.command()
+@click.option("--features", "features_dir", required=True, type=click.Path(path_type=FsPath),
+              help="Features directory (train.npy, train_labels.npy, [val|test].npy, meta.json).")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=FsPath),
+              help="Probe directory to write (path.npz, probe.json, head.pt).")
+@click.option("--alpha", default=0.99, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+              help="L1 share α of the elastic net.")
+@click.option("--n-lambdas", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--eps", default=1e-3, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Smallest λ as a fraction of λ_max.")
+@click.option("--grouped", is_flag=True, help="glmnet's grouped penalty (L2 over classes per feature).")
+@click.option("--select", "select_rule", default="val_acc_within=0.05", show_default=True,
+              help="val_acc_within=Δ | features_per_class=K | lambda=λ")
+@click.option("--solver", type=click.Choice(["torch", "glmnet"]), default="torch", show_default=True)
+@click.option("--device", default=None, help="torch device for the solver (cpu, cuda, cuda:1).")
+@click.option("--tol", default=1e-5, show_default=True, type=float,
+              help="KKT tolerance relative to α·λ_max.")
+@click.option("--max-features-per-class", type=float, default=None,
+              help="Stop the path once the mean features per class exceeds this.")
+@click.option("--top-k", default=10, show_default=True, type=click.IntRange(1),
+              help="Top features per class listed in probe.json.")
+def fit(features_dir, out_dir, alpha, n_lambdas, eps, grouped, select_rule, solver, device, tol,
+        max_features_per_class, top_k):
+    """Fit the elastic-net path on extracted features and select the sparse decision layer."""
+    from sparse_probe.fit import fit_path
+    from sparse_probe.probe import write_probe
+    from sparse_probe.select import parse_rule, select
+
+    try:
+        rule, value = parse_rule(select_rule)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--select") from None
+    meta_file = features_dir / "meta.json"
+    if not features_dir.is_dir():
+        raise click.ClickException(f"{features_dir}: not a directory")
+    meta = {}
+    if meta_file.exists():
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise click.ClickException(f"{meta_file}: invalid JSON ({exc})") from None
+    X, y = load_features_split(features_dir, "train", required=True)
+    X_val, y_val = load_features_split(features_dir, "val", required=False)
+    X_test, y_test = load_features_split(features_dir, "test", required=False)
+    classes = meta.get("classes")
+    n_classes = len(classes) if classes else None
+    try:
+        path = fit_path(X, y, alpha=alpha, n_lambdas=n_lambdas, eps=eps, grouped=grouped,
+                        tol=tol, device=device, X_val=X_val, y_val=y_val, n_classes=n_classes,
+                        classes=classes, solver=solver,
+                        max_features_per_class=max_features_per_class, progress=True)
+        selection = select(path, rule, value)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    test = (np.load(X_test, mmap_mode="r"), y_test) if X_test else None
+    probe = write_probe(path, selection, out_dir, features_dir=str(features_dir.resolve()),
+                        fit_options={"n_lambdas": n_lambdas, "eps": eps, "tol": tol}, test=test,
+                        top_k=top_k)
+    acc = probe["accuracy"]
+    fpc = probe["features_per_class"]
+
+    def fmt(a):
+        return f"{a:.3f}" if a is not None else "n/a"
+
+    click.echo(f"path: {len(path)} points, λ_max={path.lambdas[0]:.3e}, "
+               f"max KKT violation {probe['kkt_violation_max']:.1e}, "
+               f"{path.info.get('total_seconds', 0):.1f}s")
+    click.echo(f"selected #{selection.index} ({rule}={value:g}): λ={selection.lam:.3e}")
+    for name in ("dense", "sparse"):
+        click.echo(f"  {name:6s}: val acc {fmt(acc[name]['val'])}, test acc {fmt(acc[name]['test'])}, "
+                   f"{fpc[name]:.1f} features/class")
+    click.echo(f"wrote {out_dir}/path.npz, probe.json, head.pt")
+
+
+@click.command()
+@click.argument("probe_dir", type=click.Path(path_type=FsPath))
+@click.option("--top", default=5, show_default=True, type=click.IntRange(1), help="Features per class.")
+@click.option("--plot", "plot_file", type=click.Path(path_type=FsPath), default=None,
+              help="Save the accuracy-vs-sparsity plot (PNG).")
+@click.option("--layer", type=click.Choice(["sparse", "dense"]), default="sparse", show_default=True)
+def inspect(probe_dir, top, plot_file, layer):
+    """Print the path table and the top features per class of a fitted probe."""
+    from sparse_probe.probe import load_probe
+
+    try:
+        probe, path = load_probe(probe_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    sel = probe["selection"]["index"]
+    table = path.summary().splitlines()
+    click.echo(table[0])
+    for i, line in enumerate(table[1:]):
+        click.echo(line + ("  <- selected" if i == sel else ""))
+    click.echo(f"\ntop features per class ({layer} layer, by |weight| on standardized features):")
+    rows = [r for r in probe["top_features"][layer] if r["rank"] <= top]
+    for c, name in enumerate(probe["classes"]):
+        feats = [f"{r['feature']}({r['weight']:+.3f})" for r in rows if r["class"] == c]
+        click.echo(f"  {name:>16s}: {' '.join(feats) if feats else '(no features)'}")
+    if plot_file:
+        from sparse_probe.plots import plot_path
+
+        plot_path(path, plot_file, selected=sel)
+        click.echo(f"saved {plot_file}")

@@ -1,0 +1,133 @@
+"""Write and read the ``probe/`` directory: ``path.npz``, ``probe.json``, ``head.pt``."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path as FsPath
+
+import numpy as np
+
+from sparse_probe.head import SparseHead
+from sparse_probe.path import Path
+from sparse_probe.select import Selection
+
+__all__ = ["accuracy_of", "load_probe", "top_features", "write_json_atomic", "write_probe"]
+
+
+def write_json_atomic(obj, path: str | os.PathLike) -> None:
+    """Dump ``obj`` as indented JSON to ``path`` through a temp file and a rename."""
+    path = FsPath(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2, allow_nan=False, default=_json_default)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serializable: {type(o)}")
+
+
+def top_features(W: np.ndarray, classes: list[str] | None, k: int) -> list[dict]:
+    """Top-``k`` nonzero features per class by |weight| (sign kept), rank 1 = largest.
+
+    Parameters
+    ----------
+    W : ndarray of shape (n_classes, n_features)
+        Weights on standardized features (comparable across features).
+    """
+    rows = []
+    for c in range(W.shape[0]):
+        order = np.argsort(-np.abs(W[c]), kind="stable")
+        order = [j for j in order[:k] if W[c, j] != 0]
+        for rank, j in enumerate(order, start=1):
+            rows.append({"class": c, "class_name": classes[c] if classes else str(c),
+                         "feature": int(j), "weight": float(W[c, j]), "rank": rank})
+    return rows
+
+
+def accuracy_of(path: Path, index: int, X, y) -> float | None:
+    """Accuracy of point ``index`` on raw features ``X`` (n, d) — None without data."""
+    if X is None:
+        return None
+    correct = 0
+    n = len(y)
+    for s in range(0, n, 65536):
+        z = path.decision_function(np.asarray(X[s : s + 65536]), index)
+        correct += int((z.argmax(1) == y[s : s + 65536]).sum())
+    return correct / n
+
+
+def _nanfloat(v) -> float | None:
+    return None if v is None or not np.isfinite(v) else float(v)
+
+
+def write_probe(
+    path: Path,
+    selection: Selection,
+    out_dir: str | os.PathLike,
+    *,
+    features_dir: str | None = None,
+    fit_options: dict | None = None,
+    test: tuple | None = None,
+    top_k: int = 10,
+) -> dict:
+    """Write ``path.npz``, ``head.pt`` and ``probe.json`` (see docs/contracts.md).
+
+    The dense reference is the least-regularized point of the path. Returns the probe.json dict.
+    """
+    out = FsPath(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path.save(out / "path.npz")
+    i_s, i_d = selection.index, len(path) - 1
+    SparseHead.from_path(path, i_s).save(out / "head.pt")
+    X_test, y_test = test if test is not None else (None, None)
+    classes = path.classes or [str(c) for c in range(path.n_classes)]
+
+    def acc(i):
+        return {"train": _nanfloat(path.train_acc[i]), "val": _nanfloat(path.val_acc[i]),
+                "test": accuracy_of(path, i, X_test, y_test)}
+
+    probe = {
+        "format": 1,
+        "features_dir": features_dir,
+        "classes": classes,
+        "d": path.n_features,
+        "fit": dict(fit_options or {}, alpha=path.alpha, grouped=path.grouped,
+                    n_points=len(path), lambda_max=float(path.lambdas[0]),
+                    **{k: v for k, v in path.info.items() if k in ("solver", "method", "tol")}),
+        "selection": selection.to_json(),
+        "accuracy": {"dense": acc(i_d), "sparse": acc(i_s)},
+        "features_per_class": {"dense": float(path.features_per_class[i_d]),
+                               "sparse": float(path.features_per_class[i_s])},
+        "nnz": {"dense": int(path.nnz[i_d]), "sparse": int(path.nnz[i_s])},
+        "kkt_violation_max": float(np.max(path.kkt_violation)),
+        "top_features": {"sparse": top_features(path.weights[i_s], classes, top_k),
+                         "dense": top_features(path.weights[i_d], classes, top_k)},
+    }
+    write_json_atomic(probe, out / "probe.json")
+    return probe
+
+
+def load_probe(probe_dir: str | os.PathLike) -> tuple[dict, Path]:
+    """Read ``probe.json`` and ``path.npz`` of a probe directory."""
+    d = FsPath(probe_dir)
+    pj = d / "probe.json"
+    if not pj.exists():
+        raise FileNotFoundError(f"{pj}: missing; is {d} a probe directory (sparse-probe fit --out)?")
+    with open(pj, encoding="utf-8") as fh:
+        probe = json.load(fh)
+    return probe, Path.load(d / "path.npz")
