@@ -88,6 +88,16 @@ def truth_matches(verdict: str, kind: str | None, truth: str | None) -> bool | N
     return None
 
 
+def _agrees(said: pd.DataFrame, assignment: str, ag: pd.Series | None) -> bool:
+    """Whether an assignment's shared/pattern answers equal the aggregated labels."""
+    if ag is None or assignment not in said.index:
+        return False
+    row = said.loc[assignment]
+    if row.get("shared") != ag.get("shared"):
+        return False
+    return ag.get("shared") != "yes" or row.get("pattern") == ag.get("pattern")
+
+
 def compute_verdicts(
     manifest: pd.DataFrame,
     aggregated: pd.DataFrame,
@@ -127,6 +137,9 @@ def compute_verdicts(
         a["answer"] = a["answer"].astype("string")
         d = a[(a["question"] == "description") & a["answer"].fillna("").str.strip().ne("")]
         desc = {k: g for k, g in d.groupby("hit_key")}
+        said = a[a["question"].isin(["shared", "pattern"])].pivot_table(
+            index="assignment_id", columns="question", values="answer", aggfunc="first")
+        said = said.apply(lambda col: col.astype("string").str.strip().str.lower())
         c = a[a["question"] == "confidence"].copy()
         c["v"] = pd.to_numeric(c["answer"], errors="coerce")
         conf = c.groupby("hit_key")["v"].mean()
@@ -157,7 +170,11 @@ def compute_verdicts(
             texts = [str(t) for t in g["answer"]]
             sk = ([float(skills.get(w, np.nan)) for w in g["worker_id"]]
                   if skills is not None else None)
-            quotes = [texts[i] for i in rank_descriptions(texts, sk)[:n_quotes]]
+            # writers who agree with the crowd's labels first, then the most typical text
+            agree = [_agrees(said, aid, ag) for aid in g["assignment_id"]]
+            order = rank_descriptions(texts, sk)
+            order = sorted(order, key=lambda i: not agree[i])
+            quotes = [texts[i] for i in order[:n_quotes]]
         truth = m.get("truth")
         truth = None if truth is None or (isinstance(truth, float) and np.isnan(truth)) else truth
         rows.append({

@@ -116,6 +116,9 @@ def test_verdict_rules():
         rows += [(keys[1], w, "shared", "yes"), (keys[1], w, "pattern", "mark")]
         rows += [(keys[2], w, "shared", "no")]
     rows += [(keys[3], "a", "shared", "yes"), (keys[3], "b", "shared", "no")]  # tie
+    rows += [(keys[1], "d", "shared", "no"), (keys[1], "d", "description", "a white mark, maybe"),
+             (keys[1], "a", "description", "nothing at all"),
+             (keys[1], "b", "description", "white mark in corner")]
     agg = aggregate(long(rows), method="MajorityVote")
     v = compute_verdicts(man, agg, long(rows)).set_index("hit_key")
     assert v.loc[keys[0], "verdict"] == "core"
@@ -124,6 +127,9 @@ def test_verdict_rules():
     assert v.loc[keys[3], "verdict"] == "undecided"
     assert v.loc[keys[4], "verdict"] == "pending"
     assert v.loc[keys[1], "votes_pattern"] == {"mark": 3}
+    # writers who agree with the crowd come first, then the most typical description
+    assert v.loc[keys[1], "quotes"] == ["white mark in corner", "nothing at all",
+                                        "a white mark, maybe"]
 
 
 def test_representative_description_first():
