@@ -11,29 +11,35 @@ from tasks.viz.evidence import (
 from tasks.viz.grid import colorize, image_grid, overlay, save_png, to_uint8
 from tasks.viz.heatmap import (
     channel_heatmaps,
+    gaussian_blur,
     gradcam_heatmaps,
     gradient_refined_heatmaps,
     normalize_maps,
     occlusion_heatmaps,
     upsample,
 )
+from tasks.viz.source import ExampleSource, SplitImages, load_source
 from tasks.viz.text_attr import highlight_html, occlusion_attributions, word_scores
 from tasks.viz.topk import direction_for, top_k
 from tasks.viz.wordcloud import cloud_html, cloud_png, top_words
 
 __all__ = [
     "GOLD_ANSWERS",
+    "ExampleSource",
+    "SplitImages",
     "channel_heatmaps",
     "cloud_html",
     "cloud_png",
     "colorize",
     "direction_for",
+    "gaussian_blur",
     "gold_answer",
     "gradcam_heatmaps",
     "gradient_refined_heatmaps",
     "highlight_html",
     "image_evidence",
     "image_grid",
+    "load_source",
     "normalize_maps",
     "occlusion_attributions",
     "occlusion_heatmaps",
