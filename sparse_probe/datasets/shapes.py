@@ -35,7 +35,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SHAPE_CLASSES: list[str] = ["circle", "square", "triangle", "star", "cross", "ring"]
+# alphabetical, so an ImageFolder export (sorted class folders) keeps the class indices
+SHAPE_CLASSES: list[str] = ["circle", "cross", "ring", "square", "star", "triangle"]
 #: The planted cues: name -> (class name it is tied to in train/val, kind).
 CUES: dict[str, tuple[str, str]] = {
     "watermark": ("triangle", "mark"),

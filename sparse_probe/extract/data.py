@@ -63,7 +63,7 @@ class ArrayDataset(Dataset):
         return len(self.array)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(self.array[i], dtype=np.float32))
+        return torch.from_numpy(np.array(self.array[i], dtype=np.float32))
 
 
 class ImageFileDataset(Dataset):

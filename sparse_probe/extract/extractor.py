@@ -61,11 +61,14 @@ def find_penultimate_layer(model: nn.Module) -> str:
     """The input of the model's last ``nn.Linear`` (``"NAME:input"``), or ``"output"``.
 
     For torchvision classifiers this is the pooled representation (``fc:input`` for ResNets,
-    ``classifier.N:input`` for VGG/MobileNet...). TorchScript modules and modules without a
-    linear layer (text encoders) give ``"output"``.
+    ``classifier.N:input`` for VGG/MobileNet...). TorchScript modules, modules without a
+    linear layer and adapters with a ``default_layer`` attribute (the ``encode`` wrappers, the
+    Hugging Face adapter: ``"output"``) give that instead.
     """
     if isinstance(model, torch.jit.ScriptModule):
         return "output"
+    if getattr(model, "default_layer", None):  # adapters (text encoders) declare their own
+        return str(model.default_layer)
     name = None
     for n, m in model.named_modules():
         if isinstance(m, nn.Linear):
@@ -169,6 +172,9 @@ class LayerReader:
         return _pool(box[0])
 
 
+_POOLING = (nn.AdaptiveAvgPool2d, nn.AvgPool2d, nn.AdaptiveMaxPool2d, nn.MaxPool2d)
+
+
 def find_spatial_layer(model: nn.Module, reader: LayerReader, batch: Any) -> str | None:
     """Module whose (n, d, h, w) output, averaged over h and w, equals the features.
 
@@ -197,7 +203,9 @@ def find_spatial_layer(model: nn.Module, reader: LayerReader, batch: Any) -> str
     finally:
         for h in handles:
             h.remove()
-    matches = [n for n, o in seen if o.shape[:2] == feats.shape and o.shape[2] * o.shape[3] > 1
+    modules = dict(model.named_modules())
+    matches = [n for n, o in seen if o.shape[:2] == feats.shape
+               and not isinstance(modules[n], _POOLING)
                and torch.allclose(o.mean(dim=(2, 3)), feats, rtol=1e-4, atol=1e-5)]
     if not matches:
         return None

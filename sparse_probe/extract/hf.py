@@ -25,6 +25,8 @@ class HFTextEncoder(nn.Module):
         Truncation length in tokens.
     """
 
+    default_layer = "output"
+
     def __init__(self, path: str, max_length: int = 128):
         super().__init__()
         try:

@@ -63,6 +63,8 @@ class EncodeModule(nn.Module):
         Has ``encode(texts) -> Tensor | ndarray (n, d)``, or is itself such a callable.
     """
 
+    default_layer = "output"
+
     def __init__(self, encoder: Any):
         super().__init__()
         self.encoder = encoder
