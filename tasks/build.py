@@ -274,7 +274,9 @@ def _render_image_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
         imgs = src.images[h.examples]
         shown = normalize_maps(heats[h.hit_key], floor=heat_floor)
         save_png(image_grid(imgs, ncols=3), assets / f"{h.hit_key}-grid.png")
-        save_png(image_grid(overlay(imgs, shown), ncols=3), assets / f"{h.hit_key}-heat.png")
+        # sqrt brightens the weaker part of the hot region; the support (what is red) is unchanged
+        save_png(image_grid(overlay(imgs, np.sqrt(shown)), ncols=3),
+                 assets / f"{h.hit_key}-heat.png")
         h.assets["grid"] = f"assets/{h.hit_key}-grid.png"
         h.assets["heat"] = f"assets/{h.hit_key}-heat.png"
         if src.object_masks is not None:
