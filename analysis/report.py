@@ -135,7 +135,7 @@ def class_weight_shares(verdicts: pd.DataFrame, weights: pd.DataFrame | None,
         Columns ``core``, ``spurious:<kind>``..., ``no_pattern``, ``undecided``, ``pending``,
         ``unaudited``; each row sums to 1 (or is all zero without positive weights).
     """
-    v = verdicts[(verdicts["layer"] == "sparse") & ~verdicts["is_gold"]]
+    v = verdicts[verdicts["layer"] == "sparse"]
     cat = {(int(c), f): (vd if vd != "spurious" else f"spurious:{k}")
            for c, f, vd, k in zip(v["class"], v["feature"], v["verdict"], v["kind"], strict=True)}
     if weights is None:
@@ -192,7 +192,7 @@ def _items_from_probe(probe: dict, kind: str) -> pd.DataFrame:
 
 
 def _identity_shares(verdicts: pd.DataFrame) -> dict[str, float]:
-    v = verdicts[~verdicts["is_gold"] & verdicts["verdict"].isin(
+    v = verdicts[verdicts["verdict"].isin(
         ["core", "spurious", "no_pattern"])]
     out = {}
     for layer in ("dense", "sparse"):
@@ -285,7 +285,7 @@ def build_report(run: str | Path, out: str | Path | None = None,
     shares = class_weight_shares(verdicts, weights, classes) if classes else pd.DataFrame()
     if len(shares):
         figs["spurious_share"] = figures.fig_spurious_share(shares, fig_dir / "spurious_share.png")
-    real = verdicts[~verdicts["is_gold"]]
+    real = verdicts  # gold HITs are features of the probe too (with a known answer)
     figs["verdicts"] = figures.fig_verdict_counts(real, fig_dir / "verdicts.png")
     if agreement and any(v.get("fleiss_kappa") is not None for v in agreement.values()):
         figs["agreement"] = figures.fig_agreement(agreement, fig_dir / "agreement.png")
@@ -404,7 +404,7 @@ def _render(report: dict, verdicts: pd.DataFrame, shares: pd.DataFrame, qc: Any,
     per_class = []
     classes = report["summary"]["classes"]
     for ci, name in enumerate(classes):
-        rows = verdicts[(verdicts["class"] == ci) & ~verdicts["is_gold"]].sort_values(
+        rows = verdicts[verdicts["class"] == ci].sort_values(
             ["layer", "rank"], ascending=[False, True])
         if rows.empty:
             continue

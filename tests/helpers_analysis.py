@@ -28,7 +28,10 @@ FEATURES = [
     (1, 21, "core"), (1, 22, "spurious:background"), (1, 23, "none"),
     (2, 31, "core"), (2, 32, "core"), (2, 33, "spurious:mark"),
 ]
+# gold HITs: features of the probe whose answer is known (as the builder makes them)
 GOLD = [(0, 90, {"shared": "yes", "pattern": "mark"}), (1, 91, {"shared": "no", "pattern": None})]
+ALL_TRUTH = FEATURES + [(c, f, "none" if g["shared"] == "no" else f"spurious:{g['pattern']}")
+                       for c, f, g in GOLD]
 
 
 def truth_answer(truth: str) -> tuple[str, str]:
@@ -57,12 +60,15 @@ def make_manifest(kind: str = "image", features=FEATURES, gold=GOLD, layer: str 
             "evidence": None, "truth": truth,
         })
     for c, f, g in gold:
+        rank[c] = rank.get(c, 0) + 1
         rows.append({
-            "hit_key": f"gold-c{c:02d}-f{f:04d}", "kind": kind, "layer": layer, "class": c,
-            "class_name": CLASSES[c], "feature": f, "weight": 0.0, "rank": 0,
-            "direction": "highest", "html": "", "assets": {}, "example_ids": [],
-            "is_gold": True, "gold": g, "attention": {"field": "attention", "expected": "blue"},
-            "evidence": None, "truth": None,
+            "hit_key": f"img-c{c:02d}-f{f:04d}-{layer}", "kind": kind, "layer": layer,
+            "class": c, "class_name": CLASSES[c], "feature": f, "weight": 0.4,
+            "rank": rank[c], "direction": "highest", "html": "", "assets": {},
+            "example_ids": [], "is_gold": True, "gold": g,
+            "attention": {"field": "attention", "expected": "blue"}, "evidence": None,
+            "truth": "none" if g["shared"] == "no" else f"spurious:{g['pattern']}"
+            if g["pattern"] != "object" else "core",
         })
     return rows
 
@@ -198,8 +204,6 @@ def write_probe(run: Path, manifest: list[dict], n_classes: int = 3, d: int = 40
     sel = 3
     for i in range(L):
         for m in manifest:
-            if m["is_gold"]:
-                continue
             if i >= m["rank"] - 1:
                 rows.append(m["class"])
                 cols.append(m["feature"])
@@ -224,7 +228,7 @@ def write_probe(run: Path, manifest: list[dict], n_classes: int = 3, d: int = 40
              w_val=np.array(vals, dtype=np.float32), bias=np.zeros((L, n_classes)),
              mean=np.zeros(d), scale=np.ones(d))
     top = [{"class": m["class"], "class_name": m["class_name"], "feature": m["feature"],
-            "weight": m["weight"], "rank": m["rank"]} for m in manifest if not m["is_gold"]]
+            "weight": m["weight"], "rank": m["rank"]} for m in manifest]
     (probe / "probe.json").write_text(json.dumps({
         "format": 1, "features_dir": "../features", "classes": CLASSES[:n_classes], "d": d,
         "fit": {"alpha": 0.99, "n_lambdas": L, "eps": 1e-3, "grouped": False, "solver": "torch"},
@@ -387,3 +391,23 @@ def keyword_model(texts):
 
     p = np.array([0.9 if re.search(r"\bmuslim\b", t.lower()) else 0.1 for t in texts])
     return np.stack([1 - p, p], axis=1)
+
+
+def fit_small_probe(run: Path, n_lambdas: int = 20, rule: str = "val_acc_within",
+                    value: float = 0.05) -> dict:
+    """Fit and write ``run/probe`` from ``run/features`` with the library (arrays in memory)."""
+    from sparse_probe import fit_path, select
+    from sparse_probe.probe import write_probe
+
+    feats = run / "features"
+    meta = json.loads((feats / "meta.json").read_text())
+
+    def split(name):
+        return np.load(feats / f"{name}.npy"), np.load(feats / f"{name}_labels.npy")
+
+    (X, y), (Xv, yv), test = split("train"), split("val"), split("test")
+    path = fit_path(X, y, n_lambdas=n_lambdas, X_val=Xv, y_val=yv,
+                    n_classes=len(meta["classes"]), classes=meta["classes"], progress=False)
+    return write_probe(path, select(path, rule, value), run / "probe",
+                       features_dir=str(feats.resolve()), fit_options={"n_lambdas": n_lambdas},
+                       test=test, top_k=5)

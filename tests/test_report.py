@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from bs4 import BeautifulSoup
 from click.testing import CliRunner
-from helpers_analysis import FEATURES, make_manifest, simulate_answers, write_run
+from helpers_analysis import ALL_TRUTH, make_manifest, simulate_answers, write_run
 
 from analysis.ingest import IngestError
 from analysis.report import ReportOptions, build_report, class_weight_shares
@@ -34,15 +34,15 @@ def test_planted_features_flagged_and_numbers_agree(run):
                                                 "figures", "assets"}
     assert json.loads((out / "report.json").read_text()) == rep
     rows = {r["hit_key"]: r for r in rep["features"]}
-    for c, f, truth in FEATURES:
+    for c, f, truth in ALL_TRUTH:
         r = rows[f"img-c{c:02d}-f{f:04d}-sparse"]
         if truth.startswith("spurious"):
             assert (r["verdict"], r["kind"]) == ("spurious", truth.split(":")[1])
         else:
             assert r["verdict"] == {"core": "core", "none": "no_pattern"}[truth]
     s = rep["summary"]
-    assert s["n_spurious"] == sum(t.startswith("spurious") for *_, t in FEATURES)
-    assert s["n_features_audited"] == len(FEATURES) and s["truth_accuracy"] == 1.0
+    assert s["n_spurious"] == sum(t.startswith("spurious") for *_, t in ALL_TRUTH)
+    assert s["n_features_audited"] == len(ALL_TRUTH) and s["truth_accuracy"] == 1.0
     assert s["n_workers_kept"] == 5 and rep["qc"]["excluded"][0]["worker_id"] == "S00SPAM"
     csv = pd.read_csv(out / "features.csv")
     assert list(csv.columns[:12]) == ["hit_key", "class", "class_name", "feature", "weight",
@@ -52,8 +52,8 @@ def test_planted_features_flagged_and_numbers_agree(run):
     for key, r in rows.items():
         assert merged.loc[key, "verdict"] == r["verdict"]
         assert json.loads(merged.loc[key, "votes"]) == r["votes"]
-    # class 1 (square): weight 1.5 core, 0.75 spurious background, 0.5 no pattern -> by hand
-    assert s["spurious_weight_share"]["square"] == pytest.approx(0.75 / 2.75)
+    # class 1 (square): weights 1.5 core, 0.75 spurious background, 0.5 + 0.4 no pattern
+    assert s["spurious_weight_share"]["square"] == pytest.approx(0.75 / (1.5 + 0.75 + 0.5 + 0.4))
     assert rep["agreement"]["shared"]["fleiss_kappa"] is not None
     assert set(rep["figures"]) >= {"accuracy_path", "spurious_share", "verdicts", "agreement"}
     for rel in rep["figures"].values():
@@ -83,7 +83,7 @@ def test_no_answers_yet_and_partial(tmp_path):
     run = write_run(tmp_path / "empty", None, manifest)
     rep = build_report(run, options=ReportOptions(n_boot=10))
     assert {r["verdict"] for r in rep["features"]} == {"pending"}
-    assert rep["summary"]["n_pending"] == len(FEATURES) and rep["agreement"] == {}
+    assert rep["summary"]["n_pending"] == len(ALL_TRUTH) and rep["agreement"] == {}
     assert (run / "report" / "index.html").exists()
     half = [m for m in manifest if m["class"] == 0]
     ans = simulate_answers(half, n_good=3, n_spam=0, accuracy=1.0)
@@ -140,7 +140,7 @@ def test_cli(run, tmp_path):
                                "--method", "MajorityVote", "--min-gold-accuracy", "0.9",
                                "--n-boot", "10"])
     assert res.exit_code == 0, res.output
-    assert "3 spurious" in res.output
+    assert f"{sum(t.startswith('spurious') for *_, t in ALL_TRUTH)} spurious" in res.output
     assert json.loads((tmp_path / "r" / "report.json").read_text())["summary"]["method"] == \
         "MajorityVote"
     (run / "tasks" / "manifest.jsonl").write_text('{"hit_key": "x"}\n')
@@ -153,7 +153,7 @@ def test_report_from_probe_alone(tmp_path):
     run = write_run(tmp_path / "run", None, make_manifest())
     (run / "tasks" / "manifest.jsonl").unlink()
     rep = build_report(run, options=ReportOptions(n_boot=10))
-    assert len(rep["features"]) == 2 * len(FEATURES)  # sparse and dense top features
+    assert len(rep["features"]) == 2 * len(ALL_TRUTH)  # sparse and dense top features
     assert {r["verdict"] for r in rep["features"]} == {"pending"}
     (run / "probe" / "probe.json").unlink()
     with pytest.raises(IngestError, match=r"neither tasks/manifest\.jsonl nor probe/probe\.json"):
