@@ -80,7 +80,9 @@ class FeatureSource:
         with open(path, "rb") as fh:
             try:
                 version = np.lib.format.read_magic(fh)
-                shape, fortran, dtype = np.lib.format._read_array_header(fh, version)
+                reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                          else np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = reader(fh)
             except ValueError as exc:
                 raise ValueError(f"{self.name}: {path} is not a .npy file ({exc})") from exc
             offset = fh.tell()

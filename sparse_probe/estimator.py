@@ -125,7 +125,8 @@ class SparseProbe:
 
     def predict(self, X) -> np.ndarray:
         """Predicted labels of shape (n_samples,)."""
-        return self.classes_[self.decision_function(X).argmax(axis=1)]
+        z = self.decision_function(X)
+        return self.classes_[z.argmax(axis=1)]
 
     def score(self, X, y) -> float:
         """Accuracy."""

@@ -235,9 +235,12 @@ def fit_path(
     tr = _Trainer(src, y, C, mean, scale, device, cache_bytes)
     prior = counts / counts.sum()
     b = np.log(prior) - np.log(prior).mean()
-    # gradient at W = 0 with the intercept-only optimum: -(1/n) Y^T X_std (the X_std sum is 0)
-    G0, _, loss0, acc0 = tr.full_gradient(torch.zeros((C, 0), dtype=torch.float64, device=device),
-                                          torch.as_tensor(b, device=device))
+    # gradient at W = 0 with the intercept-only optimum: -(1/n) Y^T X_std (the X_std sum is 0),
+    # accumulated in float64 so that λ_max is exact
+    G0 = _class_sums(src, y, C)
+    G0 = -(G0 - counts[:, None] * mean[None, :]) / scale[None, :] / src.n
+    _, _, loss0, acc0 = tr.full_gradient(torch.zeros((C, 0), dtype=torch.float64, device=device),
+                                         torch.as_tensor(b, device=device))
     score0 = np.sqrt((G0**2).sum(0)) if grouped else np.abs(G0).max(0)
     lam_max = float(score0.max()) / alpha
     if lam_max <= 0:
@@ -326,6 +329,18 @@ def fit_path(
         kkt_violation=np.asarray(records["kkt_violation"]), n_iter=np.asarray(records["n_iter"]),
         time=np.asarray(records["time"]), classes=classes, info=info,
     )
+
+
+def _class_sums(src: FeatureSource, y: np.ndarray, C: int) -> np.ndarray:
+    """Per-class sums of the raw rows, shape (C, d), in float64."""
+    S = np.zeros((C, src.d))
+    for s, block in src.chunks():
+        xb = block.detach().cpu().numpy() if isinstance(block, torch.Tensor) else block
+        yb = y[s : s + xb.shape[0]]
+        onehot = np.zeros((xb.shape[0], C))
+        onehot[np.arange(xb.shape[0]), yb] = 1.0
+        S += onehot.T @ np.asarray(xb, dtype=np.float64)
+    return S
 
 
 def _check_finite(src: FeatureSource) -> None:

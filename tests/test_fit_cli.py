@@ -1,0 +1,68 @@
+"""`sparse-probe fit` and `sparse-probe inspect` on a features directory."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from sparse_probe.cli import main
+from sparse_probe.synthetic import make_sparse_classification
+
+
+@pytest.fixture(scope="module")
+def features_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("features")
+    X, y, support = make_sparse_classification(1200, 32, 4, informative_per_class=2, seed=4)
+    for split, sl in (("train", slice(0, 800)), ("val", slice(800, 1000)), ("test", slice(1000, None))):
+        np.save(d / f"{split}.npy", X[sl])
+        np.save(d / f"{split}_labels.npy", y[sl])
+    (d / "meta.json").write_text(json.dumps({"classes": ["a", "b", "c", "d"], "d": 32}))
+    return d, support
+
+
+def test_fit_writes_probe_and_inspect_prints(tmp_path, features_dir):
+    d, support = features_dir
+    out = tmp_path / "probe"
+    r = CliRunner().invoke(main, ["fit", "--features", str(d), "--out", str(out),
+                                  "--n-lambdas", "25", "--eps", "1e-2"])
+    assert r.exit_code == 0, r.output
+    assert "selected #" in r.output
+    probe = json.loads((out / "probe.json").read_text())
+    assert probe["selection"]["rule"] == "val_acc_within"
+    acc = probe["accuracy"]
+    assert acc["dense"]["test"] > 0.8
+    # the paper's rule: within Δ = 5 points on validation (test may wobble a little more)
+    assert acc["sparse"]["val"] >= acc["dense"]["val"] - 0.05 - 1e-9
+    assert acc["sparse"]["test"] >= acc["dense"]["test"] - 0.1
+    assert probe["features_per_class"]["sparse"] <= probe["features_per_class"]["dense"]
+    tops = [r for r in probe["top_features"]["sparse"] if r["rank"] == 1]
+    assert len(tops) == 4
+    for row in tops:  # each class's strongest feature is one of its planted ones
+        assert row["feature"] in support[row["class"]] and row["weight"] > 0
+    assert (out / "path.npz").exists() and (out / "head.pt").exists()
+    r2 = CliRunner().invoke(main, ["inspect", str(out), "--plot", str(tmp_path / "p.png")])
+    assert r2.exit_code == 0, r2.output
+    assert "<- selected" in r2.output and "top features per class" in r2.output
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_fit_select_features_per_class(tmp_path, features_dir):
+    d, _ = features_dir
+    out = tmp_path / "probe"
+    r = CliRunner().invoke(main, ["fit", "--features", str(d), "--out", str(out),
+                                  "--n-lambdas", "25", "--select", "features_per_class=2"])
+    assert r.exit_code == 0, r.output
+    probe = json.loads((out / "probe.json").read_text())
+    assert probe["features_per_class"]["sparse"] <= 2
+
+
+def test_fit_errors(tmp_path, features_dir):
+    d, _ = features_dir
+    r = CliRunner().invoke(main, ["fit", "--features", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert r.exit_code != 0 and "train.npy" in r.output
+    r = CliRunner().invoke(main, ["fit", "--features", str(d), "--out", str(tmp_path / "o"),
+                                  "--select", "bogus=1"])
+    assert r.exit_code != 0 and "unknown rule 'bogus'" in r.output
+    r = CliRunner().invoke(main, ["inspect", str(tmp_path / "nothing")])
+    assert r.exit_code != 0 and "probe.json" in r.output

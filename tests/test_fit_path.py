@@ -1,0 +1,141 @@
+"""Path properties: KKT at every point, λ_max, input kinds, chunking, and bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from sparse_probe import fit_path, kkt_violation, objective_f64
+from sparse_probe.synthetic import make_sparse_classification
+
+
+@pytest.fixture(scope="module")
+def xy():
+    X, y, support = make_sparse_classification(700, 40, 4, informative_per_class=2, seed=1)
+    X = X * np.linspace(0.5, 3.0, 40, dtype=np.float32) + 2.0  # unstandardized on purpose
+    return X, y, support
+
+
+@pytest.fixture(scope="module")
+def path(xy):
+    X, y, _ = xy
+    return fit_path(X, y, n_lambdas=12, eps=1e-2, progress=False)
+
+
+def test_kkt_holds_at_every_point(xy, path):
+    X, y, _ = xy
+    tol_abs = path.info["tol_abs"]
+    assert np.all(path.kkt_violation <= tol_abs)
+    for i in range(len(path)):  # re-check independently in float64
+        _, G, gb = objective_f64(X, y, path.weights[i], path.intercepts[i], path.lambdas[i],
+                                 path.alpha, mean=path.mean, scale=path.scale, return_grad=True)
+        viol = kkt_violation(G, path.weights[i], path.lambdas[i], path.alpha)
+        assert viol.max() <= 2 * tol_abs
+        assert np.abs(gb).max() <= 2 * tol_abs
+
+
+def test_lambda_max_gives_zero_and_next_does_not(path):
+    assert path.nnz[0] == 0
+    assert path.nnz[1] > 0
+    assert path.lambdas[-1] == pytest.approx(1e-2 * path.lambdas[0])
+    assert np.all(np.diff(path.lambdas) < 0)
+
+
+def test_lambda_max_is_tight(xy, path):
+    """Slightly below λ_max a feature enters: λ_max is the smallest λ with W = 0."""
+    X, y, _ = xy
+    lam = path.lambdas[0]
+    p = fit_path(X, y, lambdas=[lam, lam * (1 - 1e-3)], progress=False)
+    assert p.nnz[0] == 0 and p.nnz[1] > 0
+
+
+def test_recovers_planted_support(xy, path):
+    _, _, support = xy
+    i = int(np.argmax(path.nnz >= 8))
+    W = path.weights[i]
+    for k in range(4):
+        top = set(np.argsort(-W[k])[:2])
+        assert top == set(support[k])
+
+
+def test_chunk_size_not_dividing_n_gives_same_path(xy, path):
+    X, y, _ = xy
+    p2 = fit_path(X, y, n_lambdas=12, eps=1e-2, chunk_rows=97, progress=False)
+    np.testing.assert_allclose(p2.objective, path.objective, rtol=1e-7)
+    _same_weights(p2, path)
+
+
+def _same_weights(p, q, atol=1e-3):
+    """Equal up to solver tolerance.
+
+    The softmax is invariant to adding one vector to every class row, so at small λ (where
+    the penalty barely pins that direction down) weights are compared after centering over
+    classes; the objective comparison above is the strict check.
+    """
+    for a, b in zip(p.weights, q.weights, strict=True):
+        np.testing.assert_allclose(a - a.mean(0), b - b.mean(0), atol=atol)
+
+
+def test_float64_and_tensor_inputs_agree(xy, path):
+    X, y, _ = xy
+    p64 = fit_path(X.astype(np.float64), y, n_lambdas=12, eps=1e-2, progress=False)
+    pt = fit_path(torch.from_numpy(X), torch.from_numpy(y), n_lambdas=12, eps=1e-2, progress=False)
+    np.testing.assert_allclose(p64.objective, path.objective, rtol=1e-6)
+    np.testing.assert_allclose(pt.objective, path.objective, rtol=1e-7)
+
+
+def test_memmap_equals_in_memory(tmp_path, xy, path):
+    X, y, _ = xy
+    f = tmp_path / "train.npy"
+    np.save(f, X)
+    p_file = fit_path(str(f), y, n_lambdas=12, eps=1e-2, chunk_rows=128, progress=False)
+    p_mm = fit_path(np.load(f, mmap_mode="r"), y, n_lambdas=12, eps=1e-2, progress=False)
+    for p in (p_file, p_mm):
+        np.testing.assert_allclose(p.objective, path.objective, rtol=1e-7)
+        _same_weights(p, path)
+
+
+def test_validation_metrics_and_early_stop(xy):
+    X, y, _ = xy
+    p = fit_path(X[:500], y[:500], X_val=X[500:], y_val=y[500:], n_lambdas=30, eps=1e-3,
+                 max_features_per_class=3, progress=False)
+    assert np.all(np.isfinite(p.val_acc))
+    assert p.features_per_class[-1] > 3 and np.all(p.features_per_class[:-1] <= 3)
+    assert len(p) < 30
+
+
+def test_save_load_roundtrip(tmp_path, path):
+    from sparse_probe import Path
+
+    path.save(tmp_path / "path.npz")
+    q = Path.load(tmp_path / "path.npz")
+    np.testing.assert_array_equal(q.lambdas, path.lambdas)
+    for a, b in zip(q.weights, path.weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(q.nnz_per_class, path.nnz_per_class)
+    assert q.info["tol_abs"] == path.info["tol_abs"]
+
+
+@pytest.mark.parametrize("bad,match", [
+    ("nan", r"X: non-finite value .* row 3, column 5"),
+    ("inf", r"X: non-finite value .* row 3, column 5"),
+    ("label", r"y: labels out of range: found 0\.\.7, expected \[0, 4\)"),
+    ("shape", r"y: expected shape \(700,\)"),
+    ("val", r"X_val: has 39 features, X has 40"),
+])
+def test_bad_input_gives_clear_error(xy, bad, match):
+    X, y, _ = xy
+    X, y = X.copy(), y.copy()
+    kw = {}
+    if bad == "nan":
+        X[3, 5] = np.nan
+    elif bad == "inf":
+        X[3, 5] = np.inf
+    elif bad == "label":
+        y[0] = 7
+        kw["n_classes"] = 4
+    elif bad == "shape":
+        y = y[:-1]
+    elif bad == "val":
+        kw = {"X_val": X[:10, :39], "y_val": y[:10]}
+    with pytest.raises(ValueError, match=match):
+        fit_path(X, y, n_lambdas=3, progress=False, **kw)
