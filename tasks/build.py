@@ -92,6 +92,7 @@ class HitSpec:
     texts: list[Markup] = field(default_factory=list)
     cloud: Markup = field(default_factory=Markup)
     words: dict[str, float] = field(default_factory=dict)
+    heat_empty: bool = False
 
     def record(self) -> dict[str, Any]:
         """The manifest line (docs/contracts.md, tasks/)."""
@@ -273,6 +274,7 @@ def _render_image_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
     for h in tqdm(hits, desc="heatmaps", unit="feature", disable=not progress):
         imgs = src.images[h.examples]
         shown = normalize_maps(heats[h.hit_key], floor=heat_floor)
+        h.heat_empty = not bool(shown.any())
         save_png(image_grid(imgs, ncols=3), assets / f"{h.hit_key}-grid.png")
         # sqrt brightens the weaker part of the hot region; the support (what is red) is unchanged
         save_png(image_grid(overlay(imgs, np.sqrt(shown)), ncols=3),
@@ -603,7 +605,7 @@ def build_tasks(
                 attention_number=h.attention, assets=_page_asset_urls(h),
                 n_examples=len(h.examples), texts=h.texts, cloud=h.cloud,
                 class_cloud=class_clouds.get(h.cls, Markup("")),
-                class_texts=class_texts.get(h.cls, []))
+                class_texts=class_texts.get(h.cls, []), heat_empty=h.heat_empty)
             try:
                 html_question(retarget_assets(page, LONG_BASE_URL), what=h.hit_key)
             except (QuestionTooLargeError, ValueError) as exc:

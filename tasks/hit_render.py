@@ -72,6 +72,7 @@ def render_hit(
     cloud: Any = "",
     class_cloud: Any = "",
     class_texts: Sequence[str] = (),
+    heat_empty: bool = False,
 ) -> str:
     """A complete HIT page.
 
@@ -94,6 +95,9 @@ def render_hit(
         Word clouds of the feature and of the class (text HITs).
     class_texts : sequence of str
         A few typical comments of the class (text HITs; escaped).
+    heat_empty : bool
+        The feature is zero everywhere in the shown images (nothing highlighted); the page
+        says so.
     """
     template = environment().get_template("image_hit.html" if kind == "image" else
                                           "text_hit.html")
@@ -101,6 +105,7 @@ def render_hit(
         kind=kind, hit_key=hit_key, class_name=class_name, direction=direction,
         attention_number=attention_number, assets=dict(assets), n_examples=n_examples,
         texts=list(texts), cloud=cloud, class_cloud=class_cloud, class_texts=list(class_texts),
+        heat_empty=heat_empty,
         pattern_options=pattern_options(kind, class_name),
     )
 

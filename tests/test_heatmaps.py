@@ -220,6 +220,9 @@ def test_real_builtin_shapes_model_mark_and_object_features():
     params = meta["dataset"]["params"]
     clean = make_shapes(**{**params, "cue_strength": 0.0, "cue_leak": 0.0}).val
     val = ds.val
+    # same seed, no cues: the same objects (the generator draws cue flags either way)
+    assert (clean.object_masks | val.cue_masks[next(iter(val.cue_masks))] ==
+            val.object_masks | val.cue_masks[next(iter(val.cue_masks))]).mean() > 0.99
     x = src.images[np.arange(len(val))]
     x_clean = torch.from_numpy(clean.images).permute(0, 3, 1, 2).float() / 255.0
     with torch.no_grad():

@@ -148,6 +148,8 @@ def test_pages_are_complete_mturk_forms(image_build):
         assert not re.search(r'(src|href)="(?!\.\./assets/)', text)
         if r["direction"] == "lowest":
             assert "lowest" in soup.get_text()
+        # the object channel is >= 0, so its lowest images have nothing to highlight
+        assert ("nothing is highlighted" in soup.get_text()) == (r["direction"] == "lowest")
 
 
 def test_question_xml_is_wellformed_namespaced_and_small(image_build):
