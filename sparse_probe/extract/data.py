@@ -49,7 +49,7 @@ class ImageArrayDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(self.images[i])).permute(2, 0, 1)
+        x = torch.from_numpy(np.array(self.images[i])).permute(2, 0, 1)
         return _prepare_tensor(x.float().div_(255.0), self.prep)
 
 

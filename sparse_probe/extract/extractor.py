@@ -188,18 +188,17 @@ def find_spatial_layer(model: nn.Module, reader: LayerReader, batch: Any) -> str
         out: list[torch.Tensor] = []
         h = reader.module.register_forward_hook(lambda m, a, o: out.append(o))
         try:
-            model(batch)
+            reader(batch)
         finally:
             h.remove()
         return reader.name if out and isinstance(out[0], torch.Tensor) and out[0].ndim == 4 \
             else None
-    feats = reader(batch)
     seen: list[tuple[str, torch.Tensor]] = []
     handles = [m.register_forward_hook(
         lambda mod, a, o, n=n: seen.append((n, o)) if isinstance(o, torch.Tensor)
         and o.ndim == 4 else None) for n, m in model.named_modules() if n]
     try:
-        model(batch)
+        feats = reader(batch)  # one pass: the hooks above record every map on the way
     finally:
         for h in handles:
             h.remove()
