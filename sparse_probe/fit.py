@@ -29,8 +29,9 @@ from sparse_probe.data import FeatureSource, as_labels
 from sparse_probe.fit_common import column_stats, lambda_path
 from sparse_probe.objective import kkt_violation, penalty_value
 from sparse_probe.path import Path
+from sparse_probe.solvers.blocked import BlockedData
 from sparse_probe.solvers.fista import fista_grouped
-from sparse_probe.solvers.owlqn import owlqn
+from sparse_probe.solvers.owlqn import owlqn, owlqn_blocked
 from sparse_probe.solvers.restricted import RestrictedData
 
 __all__ = ["column_stats", "fit_path", "lambda_path"]
@@ -40,20 +41,26 @@ log = logging.getLogger(__name__)
 
 
 class _Trainer:
-    """State shared by the path points: data, standardization, device, caches."""
+    """State shared by the path points: data, standardization, device, working-set cache.
 
-    def __init__(self, src, y, C, mean, scale, device, cache_bytes):
+    Two memory regimes: the default caches the working-set columns (n × m float32) and keeps
+    float64 logits (n × C) for cheap line searches; ``low_memory`` keeps nothing of size n
+    beyond the optional column cache and evaluates block by block (streaming from disk when
+    even the cache exceeds ``cache_bytes``).
+    """
+
+    def __init__(self, src, y, C, mean, scale, device, cache_bytes, low_memory):
         self.src, self.C, self.device = src, C, device
         self.n, self.d = src.n, src.d
         self.mean = mean
         self.scale = scale
         self.mean_t = torch.as_tensor(mean, dtype=torch.float32, device=device)
         self.inv_scale_t = torch.as_tensor(1.0 / scale, dtype=torch.float32, device=device)
-        self.y_np = y
         self.y = torch.as_tensor(y, device=device)
         self.cache_bytes = cache_bytes
+        self.low_memory = low_memory
         self.ws = np.zeros(0, dtype=np.int64)
-        self.Xw = torch.zeros((self.n, 0), dtype=torch.float32, device=device)
+        self.Xw: torch.Tensor | None = torch.zeros((self.n, 0), dtype=torch.float32, device=device)
         self.passes = 0
 
     def _to_dev(self, block) -> torch.Tensor:
@@ -61,56 +68,94 @@ class _Trainer:
             return block.to(device=self.device, dtype=torch.float32)
         return torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(self.device)
 
+    def _standardized_cols(self, block, cols: np.ndarray, cols_t: torch.Tensor) -> torch.Tensor:
+        if isinstance(block, torch.Tensor):
+            xb = block[:, cols_t.to(block.device)].to(device=self.device, dtype=torch.float32)
+        else:
+            xb = self._to_dev(block[:, cols])
+        return (xb - self.mean_t[cols_t]) * self.inv_scale_t[cols_t]
+
     def set_working_set(self, ws: np.ndarray) -> None:
-        """Cache standardized columns ``ws`` on the device, reusing those already cached."""
+        """Cache standardized columns ``ws`` on the device (reusing cached ones) if they fit."""
         ws = np.unique(ws)
         if ws.size == self.ws.size and np.array_equal(ws, self.ws):
             return
-        need = self.n * ws.size * 4
-        if need > self.cache_bytes:
-            raise MemoryError(
-                f"working set of {ws.size} features needs {need / 2**20:.0f} MiB, over the "
-                f"cache limit of {self.cache_bytes / 2**20:.0f} MiB; raise cache_bytes or stop "
-                "the path earlier (max_features_per_class)"
-            )
+        if self.n * ws.size * 4 > self.cache_bytes:
+            if not self.low_memory:
+                raise MemoryError(
+                    f"working set of {ws.size} features needs {self.n * ws.size * 4 / 2**20:.0f} "
+                    f"MiB, over cache_bytes={self.cache_bytes / 2**20:.0f} MiB; use "
+                    "low_memory=True (streams from disk), raise cache_bytes, or stop the path "
+                    "earlier (max_features_per_class)")
+            self.ws, self.Xw = ws, None  # stream the columns from the source on every pass
+            return
         new = np.setdiff1d(ws, self.ws)
-        old_pos = {int(j): i for i, j in enumerate(self.ws)}
         Xw = torch.empty((self.n, ws.size), dtype=torch.float32, device=self.device)
-        keep = [k for k, j in enumerate(ws) if int(j) in old_pos]
-        if keep:
-            src_idx = torch.as_tensor([old_pos[int(ws[k])] for k in keep], device=self.device)
-            Xw[:, torch.as_tensor(keep, device=self.device)] = self.Xw[:, src_idx]
+        if self.Xw is not None and self.ws.size:
+            old_pos = {int(j): i for i, j in enumerate(self.ws)}
+            keep = [k for k, j in enumerate(ws) if int(j) in old_pos]
+            if keep:
+                src_idx = torch.as_tensor([old_pos[int(ws[k])] for k in keep], device=self.device)
+                Xw[:, torch.as_tensor(keep, device=self.device)] = self.Xw[:, src_idx]
+        else:
+            new = ws
         if new.size:
             pos = torch.as_tensor(np.searchsorted(ws, new), device=self.device)
             cols_t = torch.as_tensor(new, device=self.device)
             for s, block in self.src.chunks():
-                xb = self._to_dev(block[:, new] if not isinstance(block, torch.Tensor)
-                                  else block[:, cols_t.to(block.device)])
-                xb = (xb - self.mean_t[cols_t]) * self.inv_scale_t[cols_t]
+                xb = self._standardized_cols(block, new, cols_t)
                 Xw[s : s + xb.shape[0], pos] = xb
         self.ws, self.Xw = ws, Xw
 
-    def full_gradient(self, W_ws: torch.Tensor, b: torch.Tensor):
-        """Gradient of the mean CE w.r.t. all d weights (C, d), plus loss and train accuracy.
+    def restricted(self):
+        """The problem on the working set and the OWL-QN variant that suits it."""
+        if not self.low_memory and self.Xw is not None:
+            return RestrictedData(self.Xw, self.y, self.C), owlqn
+        ws, cols_t = self.ws, torch.as_tensor(self.ws, device=self.device)
+        if self.Xw is not None:
+            Xw, step = self.Xw, self.src.chunk_rows
 
-        Logits come from the cached working set in float64; the product with all columns
-        streams the raw chunks (float32) and folds the standardization in afterwards.
+            def blocks():
+                for s in range(0, self.n, step):
+                    yield s, Xw[s : s + step]
+        else:
+            def blocks():
+                for s, block in self.src.chunks():
+                    yield s, self._standardized_cols(block, ws, cols_t)
+        return BlockedData(blocks, self.y, self.n, ws.size, self.C), owlqn_blocked
+
+    def full_gradient(self, W_ws: torch.Tensor, b: torch.Tensor):
+        """Gradient of the mean CE w.r.t. all d weights (C, d), loss and accuracy: one pass.
+
+        Streams the raw chunks once: logits from the working-set columns in float64, then the
+        product with all columns in float32 with the standardization folded in afterwards.
+        Memory: one chunk plus O(C·d).
         """
         self.passes += 1
-        data = RestrictedData(self.Xw, self.y, self.C)
-        z = data.logits64(W_ws, b)
-        acc = float((z.argmax(1) == self.y).to(torch.float64).mean())
-        loss, R = data.ce(z)
-        del z
-        R32 = R.to(torch.float32)
+        W64 = W_ws.to(torch.float64)
+        b64 = b.to(torch.float64)
+        cols_t = torch.as_tensor(self.ws, device=self.device)
         GX = torch.zeros((self.C, self.d), dtype=torch.float64, device=self.device)
+        rsum = torch.zeros(self.C, dtype=torch.float64, device=self.device)
+        total, correct = 0.0, 0
         for s, block in self.src.chunks():
             xb = self._to_dev(block)
-            GX += (R32[s : s + xb.shape[0]].T @ xb).to(torch.float64)
-        rsum = R.sum(0)
+            yb = self.y[s : s + xb.shape[0]]
+            z = b64.expand(xb.shape[0], -1).clone()
+            if self.ws.size:
+                xs = (xb[:, cols_t] - self.mean_t[cols_t]) * self.inv_scale_t[cols_t]
+                z += xs.to(torch.float64) @ W64.T
+            lse = torch.logsumexp(z, dim=1)
+            zy = z.gather(1, yb[:, None])[:, 0]
+            total += float((lse - zy).sum())
+            correct += int((z.argmax(1) == yb).sum())
+            R = torch.exp(z - lse[:, None])
+            R.scatter_add_(1, yb[:, None], -torch.ones_like(zy)[:, None])
+            GX += (R.to(torch.float32).T @ xb).to(torch.float64)
+            rsum += R.sum(0)
         G = GX - rsum[:, None] * torch.as_tensor(self.mean, device=self.device)[None, :]
-        G = G / torch.as_tensor(self.scale, device=self.device)[None, :]
-        return G.cpu().numpy(), rsum.cpu().numpy(), loss, acc
+        G = G / torch.as_tensor(self.scale, device=self.device)[None, :] / self.n
+        return G.cpu().numpy(), rsum.cpu().numpy() / self.n, total / self.n, correct / self.n
 
 
 def _evaluate(src: FeatureSource | None, y, W: np.ndarray, b: np.ndarray, mean, scale):
@@ -154,6 +199,7 @@ def fit_path(
     max_iter: int = 2000,
     chunk_rows: int | None = None,
     cache_bytes: int = 2 * 2**30,
+    low_memory: bool | None = None,
     progress: bool = True,
 ) -> Path:
     """Fit the elastic-net regularization path of a multinomial sparse head.
@@ -192,6 +238,10 @@ def fit_path(
         Stop the path after the first point whose mean nonzero features per class exceeds it.
     cache_bytes : int
         Upper bound for the cached working-set columns (n × m float32).
+    low_memory : bool, optional
+        Keep nothing of size n except the column cache (and stream from ``X`` when even that
+        exceeds ``cache_bytes``): memory is one chunk plus O(d·C) state. Default: on when the
+        (n, C) float64 logits would exceed 512 MiB or ``X`` is a file larger than ``cache_bytes``.
 
     Returns
     -------
@@ -232,7 +282,9 @@ def fit_path(
         device = X.device if isinstance(X, torch.Tensor) else "cpu"
     device = torch.device(device)
 
-    tr = _Trainer(src, y, C, mean, scale, device, cache_bytes)
+    if low_memory is None:
+        low_memory = src.n * C * 8 * 3 > 512 * 2**20 or (src.on_disk and src.nbytes > cache_bytes)
+    tr = _Trainer(src, y, C, mean, scale, device, cache_bytes, low_memory)
     prior = counts / counts.sum()
     b = np.log(prior) - np.log(prior).mean()
     # gradient at W = 0 with the intercept-only optimum: -(1/n) Y^T X_std (the X_std sum is 0),
@@ -267,19 +319,18 @@ def fit_path(
         ws = np.union1d(active, strong)
         loss, acc = loss0, acc0
         for _round in range(50):
+            tr.set_working_set(ws)
             if ws.size:
-                tr.set_working_set(ws)
-                data = RestrictedData(tr.Xw, tr.y, C)
+                data, solve = tr.restricted()
+                if grouped:
+                    solve = fista_grouped
                 W0 = torch.as_tensor(W[:, tr.ws], device=device)
                 b0 = torch.as_tensor(b, device=device)
-                solve = fista_grouped if grouped else owlqn
                 res = solve(data, W0, b0, lam, alpha, tol=0.5 * tol_abs, max_iter=max_iter)
                 n_iter += res.n_iter
                 W = np.zeros((C, src.d))
                 W[:, tr.ws] = res.W.cpu().numpy()
                 b = res.b.cpu().numpy()
-            else:
-                tr.set_working_set(ws)
             G, gb, loss, acc = tr.full_gradient(
                 torch.as_tensor(W[:, tr.ws], device=device), torch.as_tensor(b, device=device))
             score = np.sqrt((G**2).sum(0)) if grouped else np.abs(G).max(0)
@@ -317,7 +368,7 @@ def fit_path(
         "solver": "torch", "method": "fista-grouped" if grouped else "owlqn",
         "tol": tol, "tol_abs": tol_abs, "eps": eps, "n_lambdas": n_lambdas,
         "lambda_max": lam_max, "n_samples": src.n, "n_features": src.d, "n_classes": C,
-        "device": str(device), "full_passes": tr.passes, "total_seconds": time.perf_counter() - t0,
+        "device": str(device), "full_passes": tr.passes, "low_memory": bool(low_memory), "total_seconds": time.perf_counter() - t0,
     }
     return Path(
         lambdas=lams[:L], alpha=alpha, grouped=grouped, weights=records["weights"],

@@ -139,3 +139,23 @@ def test_bad_input_gives_clear_error(xy, bad, match):
         kw = {"X_val": X[:10, :39], "y_val": y[:10]}
     with pytest.raises(ValueError, match=match):
         fit_path(X, y, n_lambdas=3, progress=False, **kw)
+
+
+@pytest.mark.parametrize("cache_bytes", [2**30, 1024])
+def test_low_memory_modes_equal_default(tmp_path, xy, path, cache_bytes):
+    """Blocked evaluation from a column cache, and pure streaming from disk (cache too small)."""
+    X, y, _ = xy
+    f = tmp_path / "train.npy"
+    np.save(f, X)
+    p = fit_path(str(f), y, n_lambdas=12, eps=1e-2, chunk_rows=150, low_memory=True,
+                 cache_bytes=cache_bytes, progress=False)
+    assert p.info["low_memory"]
+    np.testing.assert_allclose(p.objective, path.objective, rtol=1e-7)
+    assert np.all(p.kkt_violation <= p.info["tol_abs"])
+    _same_weights(p, path)
+
+
+def test_cache_limit_without_low_memory_is_a_clear_error(xy):
+    X, y, _ = xy
+    with pytest.raises(MemoryError, match="low_memory=True"):
+        fit_path(X, y, n_lambdas=5, cache_bytes=1024, low_memory=False, progress=False)

@@ -18,7 +18,7 @@ import torch
 
 from sparse_probe.solvers.restricted import RestrictedData
 
-__all__ = ["SolveResult", "owlqn"]
+__all__ = ["SolveResult", "owlqn", "owlqn_blocked"]
 
 
 @dataclass
@@ -43,6 +43,40 @@ def _pseudo_grad(x: torch.Tensor, g: torch.Tensor, c: torch.Tensor) -> torch.Ten
     pg = torch.where(at0 & (right < 0), right, pg)
     pg = torch.where(at0 & (left > 0), left, pg)
     return pg
+
+
+def _direction(pg: torch.Tensor, S: list, Yk: list, rho: list) -> torch.Tensor:
+    """L-BFGS two-loop recursion on the pseudo-gradient, projected onto descent components.
+
+    Clears the memory and falls back to steepest descent when the model gives no descent.
+    """
+    q = pg.clone()
+    a = []
+    for s_i, y_i, r_i in zip(reversed(S), reversed(Yk), reversed(rho), strict=True):
+        a_i = r_i * float(s_i @ q)
+        q -= a_i * y_i
+        a.append(a_i)
+    if S:
+        q *= float(S[-1] @ Yk[-1]) / float(Yk[-1] @ Yk[-1])
+    else:
+        q *= 1.0 / max(float(pg.abs().max()), 1e-12)
+    for (s_i, y_i, r_i), a_i in zip(zip(S, Yk, rho, strict=True), reversed(a), strict=True):
+        q += (a_i - r_i * float(y_i @ q)) * s_i
+    d = torch.where(q * pg > 0, -q, torch.zeros_like(q))  # descent components only
+    if float(pg @ d) >= 0 or not bool(torch.isfinite(d).all()):
+        S.clear(), Yk.clear(), rho.clear()
+        d = -pg / max(float(pg.abs().max()), 1e-12)
+    return d
+
+
+def _remember(S: list, Yk: list, rho: list, s_vec, y_vec, history: int) -> None:
+    sy = float(s_vec @ y_vec)
+    if sy > 1e-16 * float(y_vec @ y_vec) and sy > 0:
+        S.append(s_vec)
+        Yk.append(y_vec)
+        rho.append(1.0 / sy)
+        if len(S) > history:
+            S.pop(0), Yk.pop(0), rho.pop(0)
 
 
 def owlqn(
@@ -114,23 +148,7 @@ def owlqn(
             converged = True
             break
         it += 1
-        # L-BFGS two-loop recursion on the pseudo-gradient
-        q = pg.clone()
-        a = []
-        for s_i, y_i, r_i in zip(reversed(S), reversed(Yk), reversed(rho), strict=True):
-            a_i = r_i * float(s_i @ q)
-            q -= a_i * y_i
-            a.append(a_i)
-        if S:
-            q *= float(S[-1] @ Yk[-1]) / float(Yk[-1] @ Yk[-1])
-        else:
-            q *= 1.0 / max(float(pg.abs().max()), 1e-12)
-        for (s_i, y_i, r_i), a_i in zip(zip(S, Yk, rho, strict=True), reversed(a), strict=True):
-            q += (a_i - r_i * float(y_i @ q)) * s_i
-        d = torch.where(q * pg > 0, -q, torch.zeros_like(q))  # descent components only
-        if float(pg @ d) >= 0 or not bool(torch.isfinite(d).all()):
-            S.clear(), Yk.clear(), rho.clear()
-            d = -pg / max(float(pg.abs().max()), 1e-12)
+        d = _direction(pg, S, Yk, rho)
         xi = torch.where(x != 0, torch.sign(x), torch.sign(-pg))
         dz = data.matvec(d[:Cm].view(C, m)) + d[Cm:]
         t = 1.0
@@ -156,15 +174,7 @@ def owlqn(
         if not accepted:
             break  # no representable decrease: the caller's KKT check decides
         F_n, g_n = smooth_parts(xn, loss_n, R_n)
-        s_vec = xn - x
-        y_vec = g_n - g
-        sy = float(s_vec @ y_vec)
-        if sy > 1e-16 * float(y_vec @ y_vec) and sy > 0:
-            S.append(s_vec)
-            Yk.append(y_vec)
-            rho.append(1.0 / sy)
-            if len(S) > history:
-                S.pop(0), Yk.pop(0), rho.pop(0)
+        _remember(S, Yk, rho, xn - x, g_n - g, history)
         decrease = F - F_n
         x, z, loss, F, g = xn, zn, loss_n, F_n, g_n
         if it % resync_every == 0:  # bound drift of the incrementally updated logits
@@ -177,3 +187,68 @@ def owlqn(
     W = x[:Cm].view(C, m).clone()
     b = x[Cm:].clone()
     return SolveResult(W, b, loss, F, it, viol, converged)
+
+
+def owlqn_blocked(
+    data,
+    W0: torch.Tensor,
+    b0: torch.Tensor,
+    lam: float,
+    alpha: float,
+    *,
+    tol: float,
+    max_iter: int = 2000,
+    history: int = 10,
+) -> SolveResult:
+    """OWL-QN for data that only offers ``loss_grad`` (see :class:`~sparse_probe.solvers.blocked.BlockedData`).
+
+    Same iteration as :func:`owlqn`; every line-search trial is one streaming evaluation.
+    """
+    C, m = W0.shape
+    Cm = C * m
+    dev = W0.device
+    l1, l2 = lam * alpha, lam * (1.0 - alpha)
+    c = torch.cat([torch.full((Cm,), l1, dtype=torch.float64, device=dev),
+                   torch.zeros(C, dtype=torch.float64, device=dev)])
+    wmask = c > 0
+
+    def evaluate(x):
+        W = x[:Cm].view(C, m)
+        loss, G, gb = data.loss_grad(W, x[Cm:])
+        wflat = x[:Cm]
+        F = loss + 0.5 * l2 * float(wflat @ wflat) + l1 * float(wflat.abs().sum())
+        return loss, F, torch.cat([(G + l2 * W).reshape(-1), gb])
+
+    x = torch.cat([W0.reshape(-1).to(torch.float64), b0.to(torch.float64)])
+    loss, F, g = evaluate(x)
+    S: list = []
+    Yk: list = []
+    rho: list = []
+    converged, viol, stall, it = False, float("inf"), 0, 0
+    while it < max_iter:
+        pg = _pseudo_grad(x, g, c)
+        viol = float(pg.abs().max())
+        if viol <= tol:
+            converged = True
+            break
+        it += 1
+        d = _direction(pg, S, Yk, rho)
+        xi = torch.where(x != 0, torch.sign(x), torch.sign(-pg))
+        t, accepted = 1.0, False
+        for _ in range(40):
+            xn = x + t * d
+            xn = torch.where(wmask & (torch.sign(xn) != xi), torch.zeros_like(xn), xn)
+            loss_n, F_n, g_n = evaluate(xn)
+            if F_n <= F + 1e-4 * float(pg @ (xn - x)):
+                accepted = True
+                break
+            t *= 0.5
+        if not accepted:
+            break
+        _remember(S, Yk, rho, xn - x, g_n - g, history)
+        decrease = F - F_n
+        x, loss, F, g = xn, loss_n, F_n, g_n
+        stall = stall + 1 if decrease <= 1e-15 * max(abs(F), 1.0) else 0
+        if stall >= 5:
+            break
+    return SolveResult(x[:Cm].view(C, m).clone(), x[Cm:].clone(), loss, F, it, viol, converged)
