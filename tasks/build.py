@@ -574,11 +574,21 @@ def build_tasks(
     if not hits:
         raise BuildError(f"{probe_path}: no non-zero top features for layer {layer!r}")
 
-    src = source if source is not None else load_source(meta, split, dev)
+    if source is None:
+        try:
+            source = load_source(meta, split, dev)
+        except (ValueError, KeyError, FileNotFoundError) as exc:
+            raise BuildError(f"{features_dir}: cannot load the model and examples: {exc}"
+                             ) from None
+    src = source
     if src.kind != kind:
         raise BuildError(f"example source is {src.kind!r} but meta.json says {kind!r}")
     if len(src) != X.shape[0]:
         raise BuildError(f"split {split!r}: {len(src)} examples but {X.shape[0]} feature rows")
+    if src.labels is not None and not np.array_equal(np.asarray(src.labels), labels):
+        raise BuildError(f"{features_dir}: {split}_labels.npy differs from the labels of the "
+                         "examples loaded now; the data changed since extraction (re-run "
+                         "sparse-probe extract)")
     if src.model is not None:
         src.model.to(dev).eval()
 

@@ -355,3 +355,27 @@ def test_cli_builds_hits_for_the_builtin_datasets(name, k, tmp_path):
         assert all("fvis" not in r["assets"] for r in records)
         ids = [r for r in records if r["truth"] == "spurious:identity"]
         assert ids and all(r["class_name"] == "toxic" for r in ids)
+
+
+@pytest.mark.slow
+def test_build_refuses_features_from_a_changed_builtin_dataset(tmp_path):
+    pytest.importorskip("sparse_probe.extract")
+    import shutil
+
+    from helpers_viz import prepared_builtin
+
+    run = prepared_builtin("shapes")
+    shutil.copytree(run / "features", tmp_path / "features")
+    shutil.copytree(run / "probe", tmp_path / "probe")
+    meta = json.loads((tmp_path / "features" / "meta.json").read_text())
+    meta["classes"] = meta["classes"][::-1]
+    (tmp_path / "features" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(BuildError, match="dataset changed since extraction"):
+        build_tasks(tmp_path / "probe", tmp_path / "features", tmp_path / "tasks", **FAST)
+    labels = np.load(tmp_path / "features" / "val_labels.npy")
+    np.save(tmp_path / "features" / "val_labels.npy", (labels + 1) % 6)
+    meta["classes"] = meta["classes"][::-1]
+    (tmp_path / "features" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(BuildError, match=r"val_labels\.npy differs"):
+        build_tasks(tmp_path / "probe", tmp_path / "features", tmp_path / "tasks", **FAST)
+    assert not (tmp_path / "tasks").exists()

@@ -81,6 +81,8 @@ class ExampleSource:
         Kind of every token (``"insult"``, ``"identity:religion"``, ...).
     class_word_kinds : sequence of str
         Token kinds that count as class words.
+    labels : ndarray (n,), optional
+        Labels of the examples as loaded now (checked against the features' labels).
     """
 
     kind: str
@@ -98,6 +100,7 @@ class ExampleSource:
     cue_kind: dict[str, str] = field(default_factory=dict)
     token_kinds: list[list[str]] | None = None
     class_word_kinds: Sequence[str] = CLASS_WORD_KINDS
+    labels: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("image", "text"):
@@ -189,6 +192,10 @@ def _builtin_truth(meta: Mapping, split: str, n: int) -> Any | None:
     from sparse_probe.datasets import load_builtin
 
     part = load_builtin(dict(meta)).split(split)
+    if meta.get("classes") and list(part.class_names) != list(meta["classes"]):
+        raise ValueError(f"built-in dataset classes {list(part.class_names)} differ from "
+                         f"meta.json's {list(meta['classes'])}; the dataset changed since "
+                         "extraction (re-run sparse-probe extract)")
     if len(part) != n:
         raise ValueError(f"built-in dataset split {split!r} has {len(part)} examples, "
                          f"features have {n}")
@@ -214,7 +221,7 @@ def load_source(meta: Mapping, split: str, device: torch.device | str | None = N
     if kind == "text":
         texts = [str(t) for t in data[list(range(len(data)))]]
         return ExampleSource(
-            kind="text", texts=texts, features=reader,
+            kind="text", texts=texts, features=reader, labels=np.asarray(data.labels),
             tokens=[list(t) for t in truth.tokens] if truth is not None else None,
             token_kinds=[list(k) for k in truth.token_kinds] if truth is not None else None)
     prep = meta.get("preprocessing") or {}
@@ -222,7 +229,7 @@ def load_source(meta: Mapping, split: str, device: torch.device | str | None = N
     images = SplitImages(data, prep)
     layer = meta.get("spatial_layer")
     return ExampleSource(
-        kind="image", images=images,
+        kind="image", images=images, labels=np.asarray(data.labels),
         spatial=_hooked_spatial(model, layer, preprocess) if layer else None,
         features=(lambda x: reader(preprocess(x) if preprocess is not None else x)),
         model=model if layer else None, fvis_layer=layer, preprocess=preprocess,
