@@ -310,7 +310,7 @@ def test_cli_reports_one_line_errors(folder, resnet, tmp_path):
     res = CliRunner().invoke(main, ["extract", "--model", "resnet18", "--weights",
                                     str(resnet[0]), "--data", str(folder), "--out",
                                     str(tmp_path / "o"), "--image-size", "64", "--splits",
-                                    "test", "--batch-size", "5"])
+                                    "test", "--batch-size", "5", "--workers", "1"])
     assert res.exit_code == 0, res.output
     assert read_meta(tmp_path / "o")["splits"] == {"test": 9}
 

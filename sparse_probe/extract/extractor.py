@@ -321,7 +321,10 @@ def extract_features(
         spec_meta = model_meta or {"source": "callable", "name": type(model).__name__,
                                    "weights": None, "checkpoint": None}
         net = model.to(dev).eval()
-    builtin_model = spec_meta["source"] == "builtin"
+    from sparse_probe.datasets.models import ShapesCNN, ToxicityEncoder
+
+    # the built-in models normalize inside; everything else gets ImageNet normalization
+    builtin_model = spec_meta["source"] == "builtin" or isinstance(net, ShapesCNN | ToxicityEncoder)
     prep: dict[str, Any] = {"image_size": image_size, "mean": None, "std": None}
     if not builtin_model:
         prep.update(mean=IMAGENET_MEAN, std=IMAGENET_STD)
@@ -345,6 +348,7 @@ def extract_features(
         probe_in = probe.to(dev) if isinstance(probe, torch.Tensor) else probe
         d = int(reader(probe_in).shape[1])
         spatial = find_spatial_layer(net, reader, probe_in) if src.kind == "image" else None
+    (out / "meta.json").unlink(missing_ok=True)  # written last: its absence marks "unfinished"
     counts = {}
     for s in todo:
         counts[s] = _extract_split(net, reader, src.splits[s], out, d=d, device=dev,
