@@ -382,7 +382,12 @@ def _extract_split(net: nn.Module, reader: LayerReader, split: Any, out: Path, *
             logger.info("resuming %s at row %d of %d", split.name, start, n)
     if start == 0:
         final.unlink(missing_ok=True)
-        np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(n, d)).flush()
+        if n == 0:  # an empty file cannot be memory-mapped for writing
+            with partial.open("wb") as fh:
+                np.save(fh, np.zeros((0, d), np.float32))
+        else:
+            np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32,
+                                      shape=(n, d)).flush()
         write_json_atomic(prog_file, {"key": key, "rows": 0, "n": n, "d": d})
     rows_left = range(start, n)
     loader = DataLoader(Subset(split.dataset, list(rows_left)), batch_size=batch_size,
