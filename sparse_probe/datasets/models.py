@@ -211,7 +211,7 @@ def train_shapes_model(
     ds: ShapesDataset,
     *,
     seed: int = 0,
-    epochs: int = 6,
+    epochs: int = 4,
     batch_size: int = 32,
     lr: float = 1e-2,
     width: int = 48,
