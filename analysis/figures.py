@@ -86,7 +86,7 @@ def fig_accuracy_path(
 
 
 def fig_spurious_share(shares: pd.DataFrame, out: str | Path) -> Path:
-    """Share of each class's positive weight mass per verdict.
+    """Share of each class's weight mass (sum of |w|) per verdict.
 
     Parameters
     ----------
@@ -104,7 +104,7 @@ def fig_spurious_share(shares: pd.DataFrame, out: str | Path) -> Path:
     ax.set_yticks(y, [str(i) for i in shares.index])
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
-    ax.set_xlabel("share of positive weight mass in the sparse layer")
+    ax.set_xlabel("share of |weight| mass in the sparse layer")
     ax.set_title("Where each class's evidence comes from")
     ax.legend(fontsize=7, loc="lower right", ncol=2)
     return _save(fig, out)

@@ -118,7 +118,13 @@ def _selected_weights(probe: dict) -> pd.DataFrame | None:
 
 def class_weight_shares(verdicts: pd.DataFrame, weights: pd.DataFrame | None,
                         classes: list[str]) -> pd.DataFrame:
-    """Share of each class's positive weight mass per verdict category (sparse layer).
+    """Share of each class's weight mass per verdict category (sparse layer).
+
+    The mass of a class is ``sum_j |W[c, j]|`` over its non-zero weights. Weights act on
+    standardized features (mean 0), so a negative weight is evidence *for* the class through
+    low activations (the HIT then shows the lowest-activating examples); counting only
+    positive weights would miss such features, e.g. every feature of one class of a binary
+    probe, whose weights are the negatives of the other class's.
 
     Parameters
     ----------
@@ -133,7 +139,7 @@ def class_weight_shares(verdicts: pd.DataFrame, weights: pd.DataFrame | None,
     -------
     DataFrame indexed by class name
         Columns ``core``, ``spurious:<kind>``..., ``no_pattern``, ``undecided``, ``pending``,
-        ``unaudited``; each row sums to 1 (or is all zero without positive weights).
+        ``unaudited``; each row sums to 1 (or is all zero without weights).
     """
     v = verdicts[verdicts["layer"] == "sparse"]
     cat = {(int(c), f): (vd if vd != "spurious" else f"spurious:{k}")
@@ -144,11 +150,11 @@ def class_weight_shares(verdicts: pd.DataFrame, weights: pd.DataFrame | None,
             "spurious:other", "no_pattern", "undecided", "pending", "unaudited"]
     rows = {}
     for ci, name in enumerate(classes):
-        w = weights[(weights["class"] == ci) & (weights["weight"] > 0)]
-        total = float(w["weight"].sum())
+        w = weights[(weights["class"] == ci) & (weights["weight"] != 0)]
+        total = float(w["weight"].abs().sum())
         row = dict.fromkeys(cols, 0.0)
         for f, wt in zip(w["feature"], w["weight"], strict=True):
-            row[cat.get((ci, f), "unaudited")] += float(wt) / total if total > 0 else 0.0
+            row[cat.get((ci, f), "unaudited")] += abs(float(wt)) / total if total > 0 else 0.0
         rows[name] = row
     df = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
     return df.loc[:, (df.sum(axis=0) > 0) | df.columns.isin(["core"])]

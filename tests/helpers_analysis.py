@@ -375,7 +375,7 @@ def small_builtin_run(run: Path, name: str = "shapes", seed: int = 0) -> Path:
 
     if name == "shapes":
         ds = make_shapes(n_train=600, n_val=60, n_test=300, size=32, seed=seed)
-        model, _ = train_shapes_model(ds, epochs=4, width=16, progress=False, seed=seed)
+        model, _ = train_shapes_model(ds, epochs=6, width=24, progress=False, seed=seed)
     else:
         ds = make_toxicity(n_train=1500, n_val=100, n_test=400, seed=seed)
         model, _ = train_toxicity_model(ds, epochs=4, progress=False, seed=seed)
@@ -393,7 +393,7 @@ def keyword_model(texts):
     return np.stack([1 - p, p], axis=1)
 
 
-def fit_small_probe(run: Path, n_lambdas: int = 20, rule: str = "val_acc_within",
+def fit_small_probe(run: Path, n_lambdas: int = 10, rule: str = "val_acc_within",
                     value: float = 0.05) -> dict:
     """Fit and write ``run/probe`` from ``run/features`` with the library (arrays in memory)."""
     from sparse_probe import fit_path, select
@@ -406,8 +406,61 @@ def fit_small_probe(run: Path, n_lambdas: int = 20, rule: str = "val_acc_within"
         return np.load(feats / f"{name}.npy"), np.load(feats / f"{name}_labels.npy")
 
     (X, y), (Xv, yv), test = split("train"), split("val"), split("test")
-    path = fit_path(X, y, n_lambdas=n_lambdas, X_val=Xv, y_val=yv,
-                    n_classes=len(meta["classes"]), classes=meta["classes"], progress=False)
+    path = fit_path(X, y, n_lambdas=n_lambdas, eps=1e-2, tol=1e-3, X_val=Xv, y_val=yv,
+                    n_classes=len(meta["classes"]), classes=meta["classes"], solver="glmnet",
+                    progress=False)
     return write_probe(path, select(path, rule, value), run / "probe",
                        features_dir=str(feats.resolve()), fit_options={"n_lambdas": n_lambdas},
                        test=test, top_k=5)
+
+
+def answers_from_evidence(manifest_path: Path, n_workers: int = 5, n_spam: int = 1,
+                          flip: float = 0.1, seed: int = 0) -> pd.DataFrame:
+    """Simulated crowd answers for a real manifest: each honest worker answers what the HIT's
+    evidence shows (``tasks.simulate.evidence_answer``), flipping to a random answer with
+    probability ``flip``; spammers answer at random and fail attention checks."""
+    from tasks.simulate import evidence_answer
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    aid = 0
+    for line in manifest_path.read_text().splitlines():
+        hit = json.loads(line)
+        for w in range(n_workers + n_spam):
+            aid += 1
+            spam = w >= n_workers
+            shared, pattern, summary = evidence_answer(hit["evidence"], hit["kind"])
+            if spam or rng.random() < flip:
+                shared = str(rng.choice(["yes", "no"]))
+                pattern = str(rng.choice(["object", "background", "mark", "identity", "other"]))
+            att = hit["attention"]["expected"] if not spam else "wrong"
+            fields = {"shared": shared, "pattern": pattern, "confidence": "4",
+                      "description": summary, "attention": att}
+            for q, v in fields.items():
+                rows.append({"hit_key": hit["hit_key"], "hit_id": f"H{aid}",
+                             "assignment_id": f"A{aid:05d}", "worker_id": f"W{w}",
+                             "question": q, "answer": v, "submit_time": f"2026-11-28 10:{aid % 60:02d}",
+                             "work_seconds": 3.0 if spam else 60.0 + aid % 7})
+    return pd.DataFrame(rows)
+
+
+def builtin_audit_run(base: Path, name: str) -> Path:
+    """A whole small audit of a built-in dataset, built once per test session under ``base``:
+    trained model + features, a fitted probe, HITs built by ``tasks.build``, simulated crowd
+    answers from the HITs' evidence and the report."""
+    from analysis.report import ReportOptions, build_report
+    from tasks.build import build_tasks
+
+    run = base / f"audit-{name}"
+    done = run / "report" / "report.json"
+    if done.exists():
+        return run
+    small_builtin_run(run, name)
+    fit_small_probe(run)
+    build_tasks(run / "probe", run / "features", run / "tasks", k_features=3, fvis_steps=8,
+                progress=False)
+    ans = answers_from_evidence(run / "tasks" / "manifest.jsonl")
+    (run / "answers").mkdir(parents=True, exist_ok=True)
+    ans.to_parquet(run / "answers" / "answers.parquet")
+    build_report(run, options=ReportOptions(n_boot=20))
+    return run

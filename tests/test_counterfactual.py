@@ -211,15 +211,16 @@ def test_counterfactual_cli_errors(tmp_path):
 # extracted features through sparse_probe.extract), tested through run_counterfactual ---------
 
 
-def test_run_counterfactual_shapes_watermark(tmp_path):
+def test_run_counterfactual_shapes_watermark(tmp_path, tmp_path_factory):
     import json
 
-    from helpers_analysis import small_builtin_run
+    from helpers_analysis import builtin_audit_run
 
     from analysis.counterfactual.runner import run_counterfactual
     from sparse_probe.datasets.prepare import load_builtin
 
-    run = small_builtin_run(tmp_path / "run", "shapes")
+    run = builtin_audit_run(tmp_path_factory.getbasetemp(), "shapes")
+    out = tmp_path / "cf"
     meta = json.loads((run / "features" / "meta.json").read_text())
     ds = load_builtin(meta)
     X = np.load(run / "features" / "test.npy")
@@ -228,64 +229,90 @@ def test_run_counterfactual_shapes_watermark(tmp_path):
     corr = [np.corrcoef(X[:, j], has_mark)[0, 1] for j in range(X.shape[1])]
     feat = int(np.nanargmax(corr))
     target = ds.cue_class["watermark"]
-    rows = run_counterfactual(run, features=[(target, feat)], models=("dense",), n=200, box=8)
+    rows = run_counterfactual(run, out, features=[(target, feat)], models=("dense",), n=200,
+                              box=8)
     r = rows.set_index("test")
     assert r.loc["image_patch", "flip_rate"] > r.loc["image_control", "flip_rate"] + 0.1
     assert r.loc["image_patch", "ci_low"] > r.loc["image_control", "ci_high"]
     assert r.loc["image_patch", "mean_prob_increase"] > r.loc["image_control",
                                                              "mean_prob_increase"]
-    on_disk = pd.read_csv(run / "report" / "counterfactual.csv")
+    on_disk = pd.read_csv(out / "counterfactual.csv")
     assert on_disk["flips"].tolist() == rows["flips"].tolist()
-    assert json.loads((run / "report" / "counterfactual.json").read_text())["features"] == [
-        [target, feat]]
+    assert json.loads((out / "counterfactual.json").read_text())["features"] == [[target, feat]]
 
 
-def test_run_counterfactual_toxicity_identity_terms(tmp_path):
+def test_run_counterfactual_toxicity_identity_terms(tmp_path, tmp_path_factory):
     import json
 
-    from helpers_analysis import small_builtin_run
+    from helpers_analysis import builtin_audit_run
 
     from analysis.counterfactual.runner import run_counterfactual
     from sparse_probe.datasets.toxicity import IDENTITY_TERMS, load_lexicon
 
-    run = small_builtin_run(tmp_path / "run", "toxicity")
+    run = builtin_audit_run(tmp_path_factory.getbasetemp(), "toxicity")
     lexicon = {g: terms[:4] for g, terms in IDENTITY_TERMS.items()}
     lexicon["control"] = load_lexicon("objects")[:4]
-    rows = run_counterfactual(run, models=("dense",), lexicon=lexicon, n=150)
-    pooled = rows[(rows["term"] == "*") & (rows["direction"] == "to_toxic")].set_index("group")
+    rows = run_counterfactual(run, tmp_path / "cf", models=("dense", "sparse"),
+                              lexicon=lexicon, n=150)
+    pooled = rows[(rows["term"] == "*") & (rows["direction"] == "to_toxic")
+                  & (rows["model"] == "dense")].set_index("group")
     for group in IDENTITY_TERMS:
         assert pooled.loc[group, "flip_rate"] > pooled.loc["control", "flip_rate"] + 0.1, group
         assert pooled.loc[group, "ci_low"] > pooled.loc["control", "ci_high"], group
-    summary = json.loads((run / "report" / "counterfactual.json").read_text())
+    summary = json.loads((tmp_path / "cf" / "counterfactual.json").read_text())
     assert any(e["direction"] == "to_toxic" for e in summary["examples"])
+    assert {p["group"] for p in summary["paired"]} == set(lexicon)
 
 
-def test_counterfactual_cli_text_with_external_model(tmp_path):
+def test_counterfactual_cli_text_with_external_model(tmp_path, tmp_path_factory):
     import json
 
     from click.testing import CliRunner
-    from helpers_analysis import small_builtin_run
+    from helpers_analysis import builtin_audit_run
 
     from sparse_probe.cli import main
 
-    run = small_builtin_run(tmp_path / "run", "toxicity")
+    run = builtin_audit_run(tmp_path_factory.getbasetemp(), "toxicity")
+    out = tmp_path / "cf"
     lex = tmp_path / "lex.json"
     lex.write_text(json.dumps({"religion": ["muslim", "christian"], "control": ["table"]}))
     res = CliRunner().invoke(main, [
-        "counterfactual", "--run", str(run), "--model", "dense", "--external",
+        "counterfactual", "--run", str(run), "--out", str(out), "--model", "dense",
+        "--external",
         "helpers_analysis:keyword_model", "--lexicon", str(lex), "--n", "40",
         "--template", "{text} I am {term}."])
     assert res.exit_code == 0, res.output
-    rows = pd.read_csv(run / "report" / "counterfactual.csv")
+    rows = pd.read_csv(out / "counterfactual.csv")
     ext = rows[(rows["model"] == "helpers_analysis:keyword_model") & (rows["direction"] ==
                                                                       "to_toxic")]
     by_term = ext.set_index("term")["flip_rate"]
     # the keyword model flips every non-toxic text when (and only when) 'muslim' is inserted
     assert by_term["muslim"] == 1.0 and by_term["christian"] == 0.0 and by_term["table"] == 0.0
-    summary = json.loads((run / "report" / "counterfactual.json").read_text())
+    summary = json.loads((out / "counterfactual.json").read_text())
     assert summary["templates"] == ["{text} I am {term}."]
     assert any(e["after"].endswith("I am muslim.") for e in summary["examples"])
     bad = tmp_path / "bad.json"
     bad.write_text("[1, 2]")
     res = CliRunner().invoke(main, ["counterfactual", "--run", str(run), "--lexicon", str(bad)])
     assert res.exit_code == 2 and "expected a JSON object" in res.output
+
+
+def test_run_counterfactual_defaults_to_report_verdicts_both_models(tmp_path_factory):
+    """After the report: the features judged spurious are tested on the dense and the sparse
+    model (SparseHead from probe/head.pt), compared pairwise, and the report shows them."""
+    import json
+
+    from helpers_analysis import builtin_audit_run
+
+    from analysis.counterfactual.runner import run_counterfactual
+
+    run = builtin_audit_run(tmp_path_factory.getbasetemp(), "shapes")
+    spurious = [(r["class"], r["feature"]) for r in json.loads(
+        (run / "report" / "report.json").read_text())["features"] if r["verdict"] == "spurious"]
+    rows = run_counterfactual(run, n=60)
+    assert set(rows["model"]) == {"dense", "sparse"}
+    assert {(c, f) for c, f in zip(rows["class"], rows["feature"], strict=True)} == set(spurious)
+    summary = json.loads((run / "report" / "counterfactual.json").read_text())
+    assert len(summary["paired"]) == len(spurious)
+    rep = json.loads((run / "report" / "report.json").read_text())
+    assert rep["counterfactual"]["rows"] == len(rows) and "counterfactual" in rep["figures"]

@@ -113,12 +113,13 @@ def test_class_weight_shares_by_hand():
                       "layer": "sparse", "is_gold": False,
                       "verdict": ["core", "spurious", "pending"], "kind": [None, "mark", None]})
     w = pd.DataFrame({"class": [0, 0, 0, 1, 1], "feature": [1, 2, 9, 3, 4],
-                      "weight": [2.0, 1.0, 1.0, 1.0, -5.0]})
+                      "weight": [2.0, -1.0, 1.0, 1.0, -3.0]})
     s = class_weight_shares(v, w, ["a", "b"])
     assert s.loc["a", "core"] == pytest.approx(0.5)
-    assert s.loc["a", "spurious:mark"] == pytest.approx(0.25)
+    assert s.loc["a", "spurious:mark"] == pytest.approx(0.25)  # a negative weight counts
     assert s.loc["a", "unaudited"] == pytest.approx(0.25)
-    assert s.loc["b", "pending"] == pytest.approx(1.0)
+    assert s.loc["b", "pending"] == pytest.approx(0.25)
+    assert s.loc["b", "unaudited"] == pytest.approx(0.75)
     assert np.allclose(s.sum(axis=1), 1.0)
 
 
@@ -158,3 +159,25 @@ def test_report_from_probe_alone(tmp_path):
     (run / "probe" / "probe.json").unlink()
     with pytest.raises(IngestError, match=r"neither tasks/manifest\.jsonl nor probe/probe\.json"):
         build_report(run, options=ReportOptions(n_boot=10))
+
+
+@pytest.mark.parametrize("name", ["shapes", "toxicity"])
+def test_builtin_planted_cues_flagged(name, tmp_path_factory):
+    """Real pieces end to end (built-in data and model, extract, fit, tasks.build, crowd answers
+    simulated from what each HIT shows): planted cues are judged spurious, objects are not."""
+    from helpers_analysis import builtin_audit_run
+
+    run = builtin_audit_run(tmp_path_factory.getbasetemp(), name)
+    rep = build_report(run, run / "report-check", ReportOptions(n_boot=10))
+    rows = rep["features"]
+    decided = [r for r in rows if r["truth"] and r["verdict"] in ("core", "spurious")]
+    assert decided
+    for r in decided:  # no false alarm, no missed kind
+        assert r["verdict"] == ("spurious" if r["truth"].startswith("spurious") else "core") or \
+            r["truth"] == "none", r
+    flagged = [r for r in rows if r["verdict"] == "spurious"]
+    assert flagged, "no planted cue was flagged"
+    assert all(r["truth"] == f"spurious:{r['kind']}" for r in flagged)
+    assert not any(r["truth"] == "core" and r["verdict"] == "spurious" for r in rows)
+    assert rep["summary"]["most_spurious_classes"]
+    assert (run / "report-check" / "index.html").exists()

@@ -145,8 +145,7 @@ def spurious_features(report_json: Path, layer: str = "sparse") -> list[tuple[in
     """(class, feature) pairs judged spurious in a report.json."""
     rep = json.loads(report_json.read_text(encoding="utf-8"))
     return [(int(r["class"]), int(r["feature"])) for r in rep.get("features", [])
-            if r.get("verdict") == "spurious" and r.get("layer", layer) == layer
-            and not r.get("is_gold")]
+            if r.get("verdict") == "spurious" and r.get("layer", layer) == layer]
 
 
 def _to_hwc(x: Any) -> tuple[np.ndarray, bool]:
