@@ -19,6 +19,7 @@ from analysis.ingest import (
     read_external_csv,
 )
 from analysis.quality import QCConfig, QCResult, quality_control
+from analysis.report import ReportOptions, build_report, class_weight_shares
 from analysis.verdicts import compute_verdicts, rank_descriptions
 
 __all__ = [
@@ -27,11 +28,14 @@ __all__ = [
     "IngestError",
     "QCConfig",
     "QCResult",
+    "ReportOptions",
     "aggregate",
     "aggregate_question",
     "agreement_summary",
     "answers_from_assignments",
     "bootstrap_ci",
+    "build_report",
+    "class_weight_shares",
     "compute_verdicts",
     "fleiss_kappa",
     "krippendorff_alpha_nominal",

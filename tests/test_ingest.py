@@ -159,3 +159,23 @@ def test_crowd_html_task_answers_json(tmp_path):
         bad, index=False)
     with pytest.raises(IngestError, match=r"row 2: Answer\.taskAnswers is not JSON"):
         read_batch_csv(bad)
+
+
+def test_parquet_written_by_tasks_collect_matches(sample, tmp_path):
+    """The tasks package's own batch-CSV reader and parquet writer (what `tasks collect` /
+    `tasks ingest-csv` produce) give the same table and verdicts as this package's reader."""
+    answers_mod = pytest.importorskip("tasks.answers")
+    manifest, ans = sample
+    path = write_batch_csv(ans, tmp_path / "batch.csv")
+    theirs = answers_mod.read_batch_csv(path)
+    answers_mod.write_answers(theirs, tmp_path / "answers")
+    loaded = load_answers(tmp_path / "answers" / "answers.parquet")
+    ours = read_batch_csv(path)
+    key = ["assignment_id", "question"]
+    a = loaded.sort_values(key).reset_index(drop=True)
+    b = ours.sort_values(key).reset_index(drop=True)
+    for col in ("hit_key", "assignment_id", "worker_id", "question", "answer", "work_seconds"):
+        assert a[col].astype(str).tolist() == b[col].astype(str).tolist(), col
+    man = pd.DataFrame(manifest)
+    cols = ["verdict", "kind", "votes_shared", "votes_pattern", "quotes"]
+    assert _verdicts(loaded, man)[cols].equals(_verdicts(ours, man)[cols])

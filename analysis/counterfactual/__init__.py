@@ -16,10 +16,19 @@ from analysis.counterfactual.models import (
     sparse_predictor,
     torch_predictor,
 )
+from analysis.counterfactual.runner import (
+    CF_COLUMNS,
+    image_counterfactuals,
+    run_counterfactual,
+    spurious_features,
+    text_counterfactuals,
+    write_counterfactual,
+)
 from analysis.counterfactual.stats import mcnemar_exact, paired_comparison, wilson_interval
 from analysis.counterfactual.text import TermTestResult, insert_term, term_test
 
 __all__ = [
+    "CF_COLUMNS",
     "PatchTestResult",
     "Predictor",
     "TermTestResult",
@@ -27,14 +36,19 @@ __all__ = [
     "control_boxes",
     "crop",
     "fire_boxes",
+    "image_counterfactuals",
     "insert_term",
     "layer_features",
     "mcnemar_exact",
     "paired_comparison",
     "paste",
     "patch_test",
+    "run_counterfactual",
     "sparse_predictor",
+    "spurious_features",
     "term_test",
+    "text_counterfactuals",
     "torch_predictor",
     "wilson_interval",
+    "write_counterfactual",
 ]
