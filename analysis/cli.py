@@ -36,6 +36,9 @@ from analysis.quality import QCConfig
 @click.option("--min-time-fraction", type=click.FloatRange(0, 1), default=0.2,
               show_default=True, help="Assignments faster than this fraction of the median "
                                       "time are 'fast'.")
+@click.option("--min-robust-z", type=float, default=None,
+              help="Assignments whose robust z-score of log work time is below this are "
+                   "'fast' (e.g. -3).")
 @click.option("--max-fast-share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Exclude workers with a larger share of fast assignments.")
 @click.option("--min-posterior", type=click.FloatRange(0, 1), default=0.6, show_default=True,
@@ -45,14 +48,16 @@ from analysis.quality import QCConfig
 @click.option("--seed", type=int, default=0, show_default=True)
 def report(run_dir: Path, out: Path | None, answers: Path | None, method: str,
            min_gold_accuracy: float, min_gold_answers: int, require_attention: bool,
-           min_seconds: float, min_time_fraction: float, max_fast_share: float,
+           min_seconds: float, min_time_fraction: float, min_robust_z: float | None,
+           max_fast_share: float,
            min_posterior: float, n_boot: int, seed: int) -> None:
     """Aggregate crowd answers into verdicts and write RUN/report (HTML, JSON, CSV, figures)."""
     from analysis.report import ReportOptions, build_report
 
     qc = QCConfig(min_gold_accuracy=min_gold_accuracy, min_gold_answers=min_gold_answers,
                   require_attention=require_attention, min_seconds=min_seconds,
-                  min_time_fraction=min_time_fraction, max_fast_share=max_fast_share)
+                  min_time_fraction=min_time_fraction, min_robust_z=min_robust_z,
+                  max_fast_share=max_fast_share)
     options = ReportOptions(method=method, qc=qc, min_posterior=min_posterior, n_boot=n_boot,
                             seed=seed, answers=answers)
     try:

@@ -37,6 +37,9 @@ class QCConfig:
     min_time_fraction : float
         An assignment faster than this fraction of the median work time of all assignments is
         "fast" (a robust outlier rule; the log-time robust z-score is reported alongside).
+    min_robust_z : float, optional
+        Also call an assignment "fast" when the robust z-score of its log work time
+        (median / 1.4826 MAD) is below this (e.g. -3).
     max_fast_share : float
         Exclude workers with more than this share of fast assignments.
     """
@@ -47,6 +50,7 @@ class QCConfig:
     min_attention_rate: float = 1.0
     min_seconds: float = 0.0
     min_time_fraction: float = 0.2
+    min_robust_z: float | None = None
     max_fast_share: float = 0.5
 
     def to_dict(self) -> dict:
@@ -154,6 +158,8 @@ def assignment_checks(
         z = (np.log(t.where(t > 0)) - med) / (mad if mad > 0 else 1.0)
         median_t = float(np.median(valid))
         fast = (t < config.min_time_fraction * median_t) | (t < config.min_seconds)
+        if config.min_robust_z is not None:
+            fast |= z < config.min_robust_z
     else:
         z = pd.Series(np.nan, index=t.index)
         fast = pd.Series(False, index=t.index)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from helpers_analysis import make_manifest, simulate_answers
@@ -60,6 +61,13 @@ def test_time_rule_and_config(data):
     checks = assignment_checks(ans, man)
     spam_z = checks.loc[checks["worker_id"].str.endswith("SPAM"), "robust_z"]
     assert (spam_z < -3).all()
+    # robust z by hand: log times, median, 1.4826 * MAD
+    logt = np.log(checks["work_seconds"].to_numpy())
+    mad = 1.4826 * np.median(np.abs(logt - np.median(logt)))
+    assert np.allclose(checks["robust_z"], (logt - np.median(logt)) / mad)
+    qc = quality_control(ans, man, QCConfig(min_time_fraction=0.0, min_robust_z=-3.0,
+                                            require_attention=False, min_gold_accuracy=0.0))
+    assert set(qc.excluded["worker_id"]) == {"S00SPAM", "S01SPAM"}
 
 
 def test_no_answers(data):

@@ -3,10 +3,12 @@ worker (a <script> tag) is shown as text, not run."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from helpers_analysis import make_manifest, simulate_answers, write_run
 
@@ -48,6 +50,14 @@ def test_report_renders_without_errors_and_escapes(driver, tmp_path):
     extra = {(key, w): {"description": XSS} for w in ("W00GOOD", "W01GOOD", "W02GOOD")}
     ans = simulate_answers(manifest, n_good=4, n_spam=1, seed=2, extra=extra)
     write_run(tmp_path, ans, manifest)
+    (tmp_path / "report").mkdir()
+    pd.DataFrame([{"test": "image_patch", "model": "dense", "label": "class 0 · feature 12",
+                   "n": 50, "flips": 30, "flip_rate": 0.6, "ci_low": 0.46, "ci_high": 0.72,
+                   "mean_prob_increase": 0.4}]).to_csv(tmp_path / "report" / "counterfactual.csv",
+                                                       index=False)
+    (tmp_path / "report" / "counterfactual.json").write_text(json.dumps({"examples": [
+        {"model": "dense", "group": "religion", "direction": "to_toxic", "before": "hi",
+         "after": XSS}]}))
     build_report(tmp_path, options=ReportOptions(n_boot=20))
     driver.get((tmp_path / "report" / "index.html").as_uri())
     assert driver.execute_script("return document.readyState") == "complete"
@@ -56,6 +66,8 @@ def test_report_renders_without_errors_and_escapes(driver, tmp_path):
     assert driver.execute_script("return window.__pwned === undefined")
     quotes = [q.text for q in driver.find_elements(By.CSS_SELECTOR, f"[id='{key}'] blockquote")]
     assert XSS in quotes
+    cf = driver.find_element(By.ID, "counterfactual").text
+    assert "class 0 · feature 12" in cf and XSS in cf
     # every image (figures + evidence) loaded from disk
     broken = driver.execute_script(
         "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
