@@ -149,15 +149,35 @@ def fig_agreement(agreement: Mapping[str, Mapping], out: str | Path) -> Path:
     return _save(fig, out)
 
 
-def fig_identity_share(shares: Mapping[str, float], out: str | Path) -> Path:
-    """Identity-term share among the audited top features, per layer (dense vs sparse)."""
-    fig = Figure(figsize=(4.5, 3.2))
-    ax = fig.add_subplot()
-    names = list(shares)
-    ax.bar(names, [shares[n] for n in names], color=["#495057", "#862e9c"][: len(names)])
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("share judged spurious: identity term")
-    ax.set_title("Identity terms among top features")
+def fig_identity_share(crowd: Mapping[str, float], examples: Mapping[str, float] | None,
+                       out: str | Path) -> Path:
+    """Identity terms among the top features of the standard (dense) vs the sparse layer.
+
+    Parameters
+    ----------
+    crowd : mapping layer -> share
+        Share of audited top features the crowd judged ``spurious: identity``.
+    examples : mapping, optional
+        Layer -> share of the top features' top-activating texts mentioning an identity term,
+        plus ``base_rate`` (share among all texts), drawn as a dashed line.
+    """
+    panels = [p for p in (crowd, examples) if p]
+    fig = Figure(figsize=(4.2 * len(panels), 3.4))
+    axes = [fig.add_subplot(1, len(panels), i + 1) for i in range(len(panels))]
+    for ax, data in zip(axes, panels, strict=True):
+        names = [n for n in ("dense", "sparse") if n in data]
+        ax.bar(names, [data[n] for n in names], color=["#495057", "#862e9c"][: len(names)])
+        ax.set_ylim(0, 1)
+        if data is crowd:
+            ax.set_ylabel("share judged spurious: identity")
+            ax.set_title("Crowd verdicts on top features", fontsize=9)
+        else:
+            ax.set_ylabel("top examples mentioning an identity term")
+            ax.set_title("Top-activating texts of top features", fontsize=9)
+            if data.get("base_rate") is not None:
+                ax.axhline(data["base_rate"], ls="--", color="grey", lw=1)
+                ax.text(-0.4, data["base_rate"], " all texts", va="bottom", fontsize=7)
+    fig.suptitle("Identity terms: standard (dense) vs sparse layer", fontsize=10)
     return _save(fig, out)
 
 

@@ -28,7 +28,8 @@ from analysis.ingest import ANSWER_COLUMNS, IngestError, load_answers, load_mani
 from analysis.quality import QCConfig, quality_control
 from analysis.verdicts import compute_verdicts
 
-__all__ = ["ReportOptions", "build_report", "class_weight_shares", "load_probe"]
+__all__ = ["ReportOptions", "build_report", "class_weight_shares", "identity_example_share",
+           "load_probe"]
 
 logger = logging.getLogger(__name__)
 FEATURE_COLUMNS = ["hit_key", "class", "class_name", "feature", "weight", "rank", "layer",
@@ -197,6 +198,51 @@ def _items_from_probe(probe: dict, kind: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def identity_example_share(run: Path, meta: dict, probe_json: dict, k: int = 20,
+                           lexicon: dict[str, list[str]] | None = None) -> dict | None:
+    """Share of the top features' top-activating texts that mention an identity term.
+
+    For each layer's top features (probe.json ``top_features``), take the ``k`` examples of the
+    validation split (else test) that drive the feature toward its class (highest values for a
+    positive weight, lowest for a negative one) and count those containing a lexicon term
+    (whole tokens). Returns ``{"dense": share, "sparse": share, "base_rate": share of all
+    texts}``, or None when the run is not a text run or its pieces are missing.
+    """
+    if meta.get("kind") != "text" or not probe_json.get("top_features"):
+        return None
+    try:
+        from sparse_probe.datasets.toxicity import IDENTITY_TERMS, tokenize
+        from sparse_probe.extract import load_split
+    except ImportError:  # pragma: no cover - sparse_probe without the text pieces
+        return None
+    lexicon = lexicon or IDENTITY_TERMS
+    split = next((s for s in ("val", "test") if (run / "features" / f"{s}.npy").exists()), None)
+    if split is None:
+        return None
+    try:
+        meta = {**meta, "_dir": str(run / "features")}
+        data = load_split(meta, split)
+        texts = data[list(range(len(data)))]
+        X = np.load(run / "features" / f"{split}.npy", mmap_mode="r")
+    except (OSError, KeyError, ValueError) as exc:
+        logger.warning("identity-term share skipped: %s", exc)
+        return None
+    terms = [" " + " ".join(tokenize(t)) + " " for ts in lexicon.values() for t in ts]
+    padded = [" " + " ".join(tokenize(str(t))) + " " for t in texts]
+    has = np.array([any(term in p for term in terms) for p in padded])
+    out: dict[str, float] = {"base_rate": float(has.mean())}
+    for layer in ("dense", "sparse"):
+        tops = probe_json["top_features"].get(layer) or []
+        shares = []
+        for t in tops:
+            col = np.asarray(X[:, int(t["feature"])])
+            order = np.argsort(-col if t["weight"] >= 0 else col)[:k]
+            shares.append(float(has[order].mean()))
+        if shares:
+            out[layer] = float(np.mean(shares))
+    return out
+
+
 def _identity_shares(verdicts: pd.DataFrame) -> dict[str, float]:
     v = verdicts[verdicts["verdict"].isin(
         ["core", "spurious", "no_pattern"])]
@@ -296,8 +342,9 @@ def build_report(run: str | Path, out: str | Path | None = None,
     if agreement and any(v.get("fleiss_kappa") is not None for v in agreement.values()):
         figs["agreement"] = figures.fig_agreement(agreement, fig_dir / "agreement.png")
     identity = _identity_shares(verdicts) if data_kind == "text" else {}
-    if identity:
-        figs["identity_share"] = figures.fig_identity_share(identity,
+    identity_examples = identity_example_share(run, meta, pj)
+    if identity or identity_examples:
+        figs["identity_share"] = figures.fig_identity_share(identity, identity_examples,
                                                            fig_dir / "identity_share.png")
     cf_rows, cf_json = _load_counterfactual(out)
     if cf_rows is not None and len(cf_rows):
@@ -333,6 +380,7 @@ def build_report(run: str | Path, out: str | Path | None = None,
         "truth_accuracy": (float(real["truth_match"].dropna().astype(float).mean())
                            if real["truth_match"].notna().any() else None),
         "identity_share": identity or None,
+        "identity_example_share": identity_examples,
     }
     rows = []
     for r in verdicts.to_dict(orient="records"):

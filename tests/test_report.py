@@ -181,3 +181,12 @@ def test_builtin_planted_cues_flagged(name, tmp_path_factory):
     assert not any(r["truth"] == "core" and r["verdict"] == "spurious" for r in rows)
     assert rep["summary"]["most_spurious_classes"]
     assert (run / "report-check" / "index.html").exists()
+    if name == "toxicity":
+        from sparse_probe.datasets.prepare import load_builtin
+
+        share = rep["summary"]["identity_example_share"]
+        meta = json.loads((run / "features" / "meta.json").read_text())
+        truth = load_builtin(meta).val.has_identity  # the generator's own record
+        assert share["base_rate"] == pytest.approx(float(np.mean(truth)))
+        assert 0 <= share["dense"] <= 1 and 0 <= share["sparse"] <= 1
+        assert "identity_share" in rep["figures"]
