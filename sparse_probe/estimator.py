@@ -53,7 +53,7 @@ class SparseProbe:
 
     def __init__(self, alpha=None, *, l1_ratio=0.99, selection="val_acc_within",
                  selection_value=0.05, validation_fraction=0.1, n_lambdas=100, eps=1e-3,
-                 grouped=False, tol=1e-5, solver="torch", device=None, random_state=0,
+                 grouped=False, tol=1e-3, solver="torch", device=None, random_state=0,
                  progress=False):
         self.alpha = alpha
         self.l1_ratio = l1_ratio

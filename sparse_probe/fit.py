@@ -188,7 +188,8 @@ def fit_path(
     lambdas: np.ndarray | None = None,
     lambda_min: float | None = None,
     grouped: bool = False,
-    tol: float = 1e-5,
+    tol: float = 1e-3,
+    tol_relative_to: str = "lambda",
     device: str | torch.device | None = None,
     X_val=None,
     y_val=None,
@@ -225,9 +226,11 @@ def fit_path(
         End the path exactly at this λ (grid points above it, then it).
     grouped : bool, default False
         Use glmnet's grouped penalty (per-feature L2 norm over classes).
-    tol : float, default 1e-5
-        KKT tolerance relative to ``α λ_max``: every returned point has all optimality
-        violations below ``tol * α * λ_max`` unless the solver hit ``max_iter`` (then a warning).
+    tol : float, default 1e-3
+        KKT tolerance: every returned point has all optimality violations (gradient units)
+        below ``tol * α * λ`` at its own λ (or ``tol * α * λ_max`` with
+        ``tol_relative_to="lambda_max"``), unless the solver hit ``max_iter`` (then a warning).
+        Relative to λ, the tolerance tightens along the path where curvature is low.
     device : str or torch.device, optional
         Where the matrix products run (default: X's device for tensors, else CPU).
     X_val, y_val : optional
@@ -302,7 +305,7 @@ def fit_path(
         lams = np.append(lams[lams > lambda_min], min(lambda_min, lam_max))
     if np.any(np.diff(lams) > 0):
         raise ValueError("lambdas must be decreasing")
-    tol_abs = tol * alpha * lam_max
+    tol_scale = lam_max if tol_relative_to == "lambda_max" else None
 
     W = np.zeros((C, src.d))
     records: dict[str, list] = {k: [] for k in (
@@ -311,8 +314,11 @@ def fit_path(
     G = G0
     lam_prev = lam_max
     bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
+    tol_points = []
     for lam in bar:
         n_iter = 0
+        tol_abs = tol * alpha * (tol_scale if tol_scale is not None else lam)
+        tol_points.append(tol_abs)
         active = np.flatnonzero(np.any(W != 0, axis=0))
         score = np.sqrt((G**2).sum(0)) if grouped else np.abs(G).max(0)
         strong = np.flatnonzero(score >= alpha * (2 * lam - lam_prev))
@@ -366,7 +372,8 @@ def fit_path(
     L = len(records["weights"])
     info = {
         "solver": "torch", "method": "fista-grouped" if grouped else "owlqn",
-        "tol": tol, "tol_abs": tol_abs, "eps": eps, "n_lambdas": n_lambdas,
+        "tol": tol, "tol_relative_to": tol_relative_to, "tol_abs": float(max(tol_points)),
+        "tol_per_point": [float(t) for t in tol_points], "eps": eps, "n_lambdas": n_lambdas,
         "lambda_max": lam_max, "n_samples": src.n, "n_features": src.d, "n_classes": C,
         "device": str(device), "full_passes": tr.passes, "low_memory": bool(low_memory), "total_seconds": time.perf_counter() - t0,
     }

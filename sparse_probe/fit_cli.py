@@ -47,8 +47,8 @@ def load_features_split(features_dir: FsPath, split: str, *, required: bool):
               help="val_acc_within=Δ | features_per_class=K | lambda=λ")
 @click.option("--solver", type=click.Choice(["torch", "glmnet"]), default="torch", show_default=True)
 @click.option("--device", default=None, help="torch device for the solver (cpu, cuda, cuda:1).")
-@click.option("--tol", default=1e-5, show_default=True, type=float,
-              help="KKT tolerance relative to α·λ_max.")
+@click.option("--tol", default=1e-3, show_default=True, type=float,
+              help="KKT tolerance relative to α·λ at each point.")
 @click.option("--max-features-per-class", type=float, default=None,
               help="Stop the path once the mean features per class exceeds this.")
 @click.option("--top-k", default=10, show_default=True, type=click.IntRange(1),

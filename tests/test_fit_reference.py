@@ -49,7 +49,7 @@ def test_objective_and_support_match_sklearn(data, torch_path, i):
     f_sk = objective_f64(Xs, y, W_sk, b_sk, lam, ALPHA)
     f_us = objective_f64(X, y, p.weights[i], p.intercepts[i], lam, ALPHA, mean=p.mean, scale=p.scale)
     assert abs(f_us - f_sk) <= 1e-5 * abs(f_sk)
-    assert f_us <= f_sk + 1e-9  # never worse than the reference beyond float noise
+    assert f_us <= f_sk * (1 + 1e-6)  # never worse than the reference by more than 1e-6 rel.
     # supports agree away from ties: ignore reference weights that are numerically zero-ish
     ours = p.weights[i] != 0
     clear = (np.abs(W_sk) > 1e-4) | (W_sk == 0)
