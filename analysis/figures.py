@@ -158,25 +158,24 @@ def fig_identity_share(crowd: Mapping[str, float], examples: Mapping[str, float]
     crowd : mapping layer -> share
         Share of audited top features the crowd judged ``spurious: identity``.
     examples : mapping, optional
-        Layer -> share of the top features' top-activating texts mentioning an identity term,
-        plus ``base_rate`` (share among all texts), drawn as a dashed line.
+        Layer -> share of top features whose top-activating texts mostly mention an identity
+        term (see :func:`analysis.report.identity_example_share`).
     """
     panels = [p for p in (crowd, examples) if p]
     fig = Figure(figsize=(4.2 * len(panels), 3.4))
     axes = [fig.add_subplot(1, len(panels), i + 1) for i in range(len(panels))]
     for ax, data in zip(axes, panels, strict=True):
         names = [n for n in ("dense", "sparse") if n in data]
-        ax.bar(names, [data[n] for n in names], color=["#495057", "#862e9c"][: len(names)])
+        ax.bar(names, [data[n] for n in names],
+               color=[{"dense": "#495057", "sparse": "#862e9c"}[n] for n in names])
         ax.set_ylim(0, 1)
         if data is crowd:
             ax.set_ylabel("share judged spurious: identity")
             ax.set_title("Crowd verdicts on top features", fontsize=9)
         else:
-            ax.set_ylabel("top examples mentioning an identity term")
-            ax.set_title("Top-activating texts of top features", fontsize=9)
-            if data.get("base_rate") is not None:
-                ax.axhline(data["base_rate"], ls="--", color="grey", lw=1)
-                ax.text(-0.4, data["base_rate"], " all texts", va="bottom", fontsize=7)
+            ax.set_ylabel("share of identity-term features")
+            ax.set_title(f"Top features whose top {data.get('k', '')} texts are "
+                         f"≥{100 * data.get('threshold', 0):.0f}% identity", fontsize=8)
     fig.suptitle("Identity terms: standard (dense) vs sparse layer", fontsize=10)
     return _save(fig, out)
 

@@ -199,14 +199,21 @@ def _items_from_probe(probe: dict, kind: str) -> pd.DataFrame:
 
 
 def identity_example_share(run: Path, meta: dict, probe_json: dict, k: int = 20,
+                           threshold: float = 0.8,
                            lexicon: dict[str, list[str]] | None = None) -> dict | None:
-    """Share of the top features' top-activating texts that mention an identity term.
+    """Share of top features that are identity-term features, per layer (dense vs sparse).
 
-    For each layer's top features (probe.json ``top_features``), take the ``k`` examples of the
-    validation split (else test) that drive the feature toward its class (highest values for a
-    positive weight, lowest for a negative one) and count those containing a lexicon term
-    (whole tokens). Returns ``{"dense": share, "sparse": share, "base_rate": share of all
-    texts}``, or None when the run is not a text run or its pieces are missing.
+    For each top feature of a layer (probe.json ``top_features``), take the ``k`` examples of the
+    validation split (else test) that drive it toward its class (highest values for a positive
+    weight, lowest for a negative one); the feature is an *identity-term feature* when at least
+    ``threshold`` of them mention a lexicon term (whole tokens).
+
+    Returns
+    -------
+    dict or None
+        ``{"dense": share, "sparse": share, "base_rate": share of all texts with a term,
+        "threshold": threshold, "k": k}``; None when the run is not a text run or its pieces
+        are missing.
     """
     if meta.get("kind") != "text" or not probe_json.get("top_features"):
         return None
@@ -230,14 +237,14 @@ def identity_example_share(run: Path, meta: dict, probe_json: dict, k: int = 20,
     terms = [" " + " ".join(tokenize(t)) + " " for ts in lexicon.values() for t in ts]
     padded = [" " + " ".join(tokenize(str(t))) + " " for t in texts]
     has = np.array([any(term in p for term in terms) for p in padded])
-    out: dict[str, float] = {"base_rate": float(has.mean())}
+    out: dict[str, float] = {"base_rate": float(has.mean()), "threshold": threshold, "k": k}
     for layer in ("dense", "sparse"):
         tops = probe_json["top_features"].get(layer) or []
         shares = []
         for t in tops:
             col = np.asarray(X[:, int(t["feature"])])
             order = np.argsort(-col if t["weight"] >= 0 else col)[:k]
-            shares.append(float(has[order].mean()))
+            shares.append(float(has[order].mean()) >= threshold)
         if shares:
             out[layer] = float(np.mean(shares))
     return out
