@@ -144,6 +144,18 @@ def test_cli(run, tmp_path):
     assert f"{sum(t.startswith('spurious') for *_, t in ALL_TRUTH)} spurious" in res.output
     assert json.loads((tmp_path / "r" / "report.json").read_text())["summary"]["method"] == \
         "MajorityVote"
+    # answers straight from MTurk's batch results instead of answers.parquet
+    from helpers_analysis import write_batch_csv
+
+    csv_path = write_batch_csv(pd.read_parquet(run / "answers" / "answers.parquet"),
+                               tmp_path / "Batch_results.csv")
+    res = runner.invoke(main, ["report", "--run", str(run), "--out", str(tmp_path / "r2"),
+                               "--answers", str(csv_path), "--method", "MajorityVote",
+                               "--min-gold-accuracy", "0.9", "--n-boot", "10"])
+    assert res.exit_code == 0, res.output
+    a = json.loads((tmp_path / "r" / "report.json").read_text())["features"]
+    b = json.loads((tmp_path / "r2" / "report.json").read_text())["features"]
+    assert [(r["verdict"], r["votes"]) for r in a] == [(r["verdict"], r["votes"]) for r in b]
     (run / "tasks" / "manifest.jsonl").write_text('{"hit_key": "x"}\n')
     res = runner.invoke(main, ["report", "--run", str(run), "--n-boot", "10"])
     assert res.exit_code != 0 and "manifest.jsonl:1: missing field 'class'" in res.output
