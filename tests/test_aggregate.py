@@ -11,6 +11,9 @@ from helpers_analysis import make_manifest, simulate_answers
 from analysis.aggregate import aggregate, aggregate_question, majority_vote, to_crowdkit
 from analysis.verdicts import compute_verdicts, rank_descriptions
 
+# crowd-kit 1.4 itself (called directly here as the reference) uses pandas' deprecated inplace=
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:crowdkit")
+
 
 def long(rows):
     """(hit, worker, question, answer) tuples -> long table."""
