@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from analysis.counterfactual.models import Predictor
 from analysis.counterfactual.stats import paired_comparison, wilson_interval
@@ -118,40 +119,39 @@ def term_test(
     result = TermTestResult()
     base = {name: p(texts) for name, p in predictors.items()}
     group_flips: dict[tuple[str, str], list[np.ndarray]] = {}
-    for group, terms in lexicon.items():
-        for term in terms:
-            edited, origin = [], []
-            for form in forms:
-                for i, t in enumerate(texts):
-                    edited.append(insert_term(t, term, "template" if form else mode, form, rng))
-                    origin.append(i)
-            origin_a = np.array(origin)
-            for name, predict in predictors.items():
-                p0 = base[name][origin_a]
-                p1 = predict(edited)
-                y0, y1 = p0.argmax(1) == toxic_class, p1.argmax(1) == toxic_class
-                flips = y0 != y1
-                group_flips.setdefault((name, group), []).append(flips)
-                for direction, eligible in (("to_toxic", ~y0), ("to_nontoxic", y0)):
-                    k, m = int((flips & eligible).sum()), int(eligible.sum())
-                    lo, hi = wilson_interval(k, m)
-                    result.rows.append({
-                        "test": "text_term", "model": name, "group": group, "term": term,
-                        "direction": direction, "n": m, "flips": k,
-                        "flip_rate": k / m if m else float("nan"), "ci_low": lo,
-                        "ci_high": hi,
-                        "mean_prob_increase": float(np.mean(
-                            p1[eligible, toxic_class] - p0[eligible, toxic_class]))
-                        if m else float("nan"),
-                        "_y0": y0, "_flips": flips,
-                    })
-                shown = sum(1 for e in result.examples
-                            if e["model"] == name and e["group"] == group)
-                for j in np.flatnonzero(flips)[: max(0, n_examples - shown)]:
-                    result.examples.append({
-                        "model": name, "group": group, "term": term,
-                        "direction": "to_toxic" if not y0[j] else "to_nontoxic",
-                        "before": texts[origin_a[j]], "after": edited[j]})
+    pairs = [(g, t) for g, ts in lexicon.items() for t in ts]
+    for group, term in tqdm(pairs, desc="term insertion", disable=None):
+        edited, origin = [], []
+        for form in forms:
+            for i, t in enumerate(texts):
+                edited.append(insert_term(t, term, "template" if form else mode, form, rng))
+                origin.append(i)
+        origin_a = np.array(origin)
+        for name, predict in predictors.items():
+            p0 = base[name][origin_a]
+            p1 = predict(edited)
+            y0, y1 = p0.argmax(1) == toxic_class, p1.argmax(1) == toxic_class
+            flips = y0 != y1
+            group_flips.setdefault((name, group), []).append(flips)
+            for direction, eligible in (("to_toxic", ~y0), ("to_nontoxic", y0)):
+                k, m = int((flips & eligible).sum()), int(eligible.sum())
+                lo, hi = wilson_interval(k, m)
+                result.rows.append({
+                    "test": "text_term", "model": name, "group": group, "term": term,
+                    "direction": direction, "n": m, "flips": k,
+                    "flip_rate": k / m if m else float("nan"), "ci_low": lo,
+                    "ci_high": hi,
+                    "mean_prob_increase": float(np.mean(
+                        p1[eligible, toxic_class] - p0[eligible, toxic_class]))
+                    if m else float("nan"),
+                })
+            shown = sum(1 for e in result.examples
+                        if e["model"] == name and e["group"] == group)
+            for j in np.flatnonzero(flips)[: max(0, n_examples - shown)]:
+                result.examples.append({
+                    "model": name, "group": group, "term": term,
+                    "direction": "to_toxic" if not y0[j] else "to_nontoxic",
+                    "before": texts[origin_a[j]], "after": edited[j]})
     # pool terms per group
     pooled = []
     for (name, group) in group_flips:
@@ -166,9 +166,6 @@ def term_test(
                            "flip_rate": k / m if m else float("nan"), "ci_low": lo,
                            "ci_high": hi,
                            "mean_prob_increase": sum(incs) / m if m else float("nan")})
-    for r in result.rows:
-        r.pop("_y0")
-        r.pop("_flips")
     result.rows = pooled + result.rows
     names = list(predictors)
     for group in lexicon:
