@@ -31,6 +31,21 @@ class LazyGroup(click.Group):
             return self._load(cmd_name)
         return super().get_command(ctx, cmd_name)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List subcommands; one that cannot be imported is shown as unavailable, not a crash."""
+        rows = []
+        for name in self.list_commands(ctx):
+            try:
+                cmd = self.get_command(ctx, name)
+            except Exception as exc:  # help must still render
+                rows.append((name, f"(unavailable: {type(exc).__name__}: {exc})"))
+                continue
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit=formatter.width - 6 - len(name))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
     def _load(self, cmd_name: str) -> click.Command:
         target = self.lazy_subcommands[cmd_name]
         module_name, attr = target.split(":")
