@@ -26,9 +26,11 @@ browser:
 demo: $(STAMP)
 	$(VENV)/bin/sparse-probe demo --out runs/demo
 
+# One torch thread per process: the tests run torch beside server subprocesses and worker
+# threads, and oversubscribed OpenMP threads slow everything down by an order of magnitude.
 test: $(STAMP) browser
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
