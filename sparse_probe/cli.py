@@ -24,7 +24,7 @@ COMMANDS: dict[str, str] = {
     "report": "analysis.cli:report",
     "counterfactual": "analysis.cli:counterfactual",
     # the whole audit end to end
-    "demo": "sparse_probe.demo_cli:demo",
+    "demo": "analysis.demo_cli:demo",
 }
 
 
