@@ -150,12 +150,14 @@ def _check_config(out: Path, config: DemoConfig, force: bool) -> dict[str, Any]:
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise DemoConfigError(f"{state_file}: unreadable demo record ({exc}); use --force "
                                   "to start over", "demo.json") from None
-        for key, value in want.items():
-            if have.get(key) != value:
+        for key in ("quick", "kind", "seed", "workers", "assignments"):
+            if have.get(key) != want[key]:
+                old = have.get(key)
+                flag = (("--quick" if old else "no --quick") if key == "quick"
+                        else f"--{key} {old}")
                 raise DemoConfigError(
-                    f"{out} holds a demo run with {key}={have.get(key)!r}, not {value!r}; "
-                    f"rerun with --{key.replace('_', '-')} {have.get(key)} to resume, another "
-                    "--out, or --force to start over", key)
+                    f"{out} holds a demo run with {key}={old!r}, not {want[key]!r}; rerun "
+                    f"with {flag} to resume, use another --out, or --force to start over", key)
         return state
     state = {"format": DEMO_FORMAT, "config": want, "server": {}}
     _write_json(state_file, state)
@@ -171,6 +173,7 @@ def _free_port(host: str = "127.0.0.1") -> int:
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as waitress: TIME_WAIT is ok
         try:
             s.bind((host, port))
         except OSError:
@@ -220,7 +223,7 @@ def _running_server(state: dict[str, Any], db: Path) -> _Server | None:
 
     info = state.get("server") or {}
     pid, url = info.get("pid"), info.get("url")
-    if not pid or not url:
+    if not info.get("running") or not pid or not url:
         return None
     try:
         cmd = " ".join(psutil.Process(int(pid)).cmdline())
@@ -368,10 +371,11 @@ def _stage_report(run: Path, config: DemoConfig) -> tuple[str, bool]:
     from analysis.report import ReportOptions, build_report
 
     rep_dir = run / "report"
-    answers = run / "answers" / "answers.parquet"
     cf = rep_dir / "counterfactual.json"
-    done = (cf.is_file() and (rep_dir / "report.json").is_file()
-            and cf.stat().st_mtime >= answers.stat().st_mtime)
+    done = False
+    if cf.is_file() and (rep_dir / "report.json").is_file():  # up to date with the answers?
+        old = json.loads((rep_dir / "report.json").read_text(encoding="utf-8"))
+        done = old.get("summary", {}).get("n_answers") == _n_assignments(run)
     if not done:
         build_report(run, rep_dir, ReportOptions(n_boot=50 if config.quick else 200,
                                                  seed=config.seed))
@@ -623,7 +627,7 @@ def _crowd(out: Path, state: dict[str, Any], config: DemoConfig, runs: dict[str,
                                "free it and rerun to resume")
         srv = _start_server(db, int(port or _free_port()), detach=keep_server)
     state["server"] = {"url": srv.url, "port": int(srv.url.rsplit(":", 1)[1]), "pid": srv.pid,
-                       "db": str(db), "kept": keep_server}
+                       "db": str(db), "running": True, "kept": keep_server}
     _write_json(out / "demo.json", state)
     result.server_url, result.server_pid = srv.url, srv.pid
     try:
@@ -677,5 +681,5 @@ def _crowd(out: Path, state: dict[str, Any], config: DemoConfig, runs: dict[str,
     finally:
         if not keep_server:
             srv.stop()
-            state["server"]["pid"] = None
+            state["server"]["running"] = False
             _write_json(out / "demo.json", state)
