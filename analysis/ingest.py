@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,10 +48,7 @@ ANSWER_COLUMNS = [
     "work_seconds",
 ]
 OPTIONAL_COLUMNS = ["status", "accept_time", "source"]
-QFA_NS = (
-    "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2005-10-01/"
-    "QuestionFormAnswers.xsd"
-)
+
 #: form fields that are not answers to a question (MTurk/our template's hidden fields)
 HIDDEN_FIELDS = frozenset({"assignmentId", "hitId", "workerId", "turkSubmitTo", "hit_key"})
 
@@ -158,39 +154,22 @@ def load_manifest(path: str | Path) -> pd.DataFrame:
 
 
 def parse_question_form_answers(xml: str) -> dict[str, str]:
-    """Parse MTurk's QuestionFormAnswers XML into ``{QuestionIdentifier: FreeText}``.
+    """Parse MTurk's QuestionFormAnswers XML into ``{QuestionIdentifier: answer}``.
 
-    Parameters
-    ----------
-    xml : str
-        An assignment's ``Answer`` field.
+    Delegates to :func:`tasks.answers.parse_question_form_answers` (one parser for the
+    format); selection answers are joined with ``|``.
 
-    Returns
-    -------
-    dict
-        One entry per ``<Answer>``; selection answers are joined with ``|``.
+    Raises
+    ------
+    IngestError
+        If the XML is not a well-formed QuestionFormAnswers document.
     """
+    from tasks.answers import parse_question_form_answers as _parse
+
     try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as exc:
-        raise IngestError(f"Answer XML: not well-formed ({exc})") from None
-    out: dict[str, str] = {}
-    for ans in root.iter():
-        if ans.tag.rsplit("}", 1)[-1] != "Answer":
-            continue
-        qid = text = None
-        selections = []
-        for child in ans:
-            tag = child.tag.rsplit("}", 1)[-1]
-            if tag == "QuestionIdentifier":
-                qid = (child.text or "").strip()
-            elif tag == "FreeText":
-                text = child.text or ""
-            elif tag == "SelectionIdentifier":
-                selections.append(child.text or "")
-        if qid:
-            out[qid] = text if text is not None else "|".join(selections)
-    return out
+        return _parse(xml)
+    except ValueError as exc:
+        raise IngestError(f"Answer XML: {exc}") from None
 
 
 def answers_from_assignments(
