@@ -308,9 +308,7 @@ def fit_path(
     tol_scale = lam_max if tol_relative_to == "lambda_max" else None
 
     W = np.zeros((C, src.d))
-    records: dict[str, list] = {k: [] for k in (
-        "weights", "intercepts", "nnz", "nnz_per_class", "n_active", "train_acc", "train_loss",
-        "val_acc", "val_loss", "objective", "kkt_violation", "n_iter", "time")}
+    records: dict[str, list] = Path.empty_records()
     G = G0
     lam_prev = lam_max
     bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
@@ -369,7 +367,6 @@ def fit_path(
         if max_features_per_class is not None and nz.sum(1).mean() > max_features_per_class:
             break
     bar.close()
-    L = len(records["weights"])
     info = {
         "solver": "torch", "method": "fista-grouped" if grouped else "owlqn",
         "tol": tol, "tol_relative_to": tol_relative_to, "tol_abs": float(max(tol_points)),
@@ -377,16 +374,9 @@ def fit_path(
         "lambda_max": lam_max, "n_samples": src.n, "n_features": src.d, "n_classes": C,
         "device": str(device), "full_passes": tr.passes, "low_memory": bool(low_memory), "total_seconds": time.perf_counter() - t0,
     }
-    return Path(
-        lambdas=lams[:L], alpha=alpha, grouped=grouped, weights=records["weights"],
-        intercepts=np.asarray(records["intercepts"]), mean=mean, scale=scale,
-        nnz=np.asarray(records["nnz"]), nnz_per_class=np.asarray(records["nnz_per_class"]),
-        n_active=np.asarray(records["n_active"]), train_acc=np.asarray(records["train_acc"]),
-        train_loss=np.asarray(records["train_loss"]), val_acc=np.asarray(records["val_acc"]),
-        val_loss=np.asarray(records["val_loss"]), objective=np.asarray(records["objective"]),
-        kkt_violation=np.asarray(records["kkt_violation"]), n_iter=np.asarray(records["n_iter"]),
-        time=np.asarray(records["time"]), classes=classes, info=info,
-    )
+    return Path.from_records(records, lambdas=lams, alpha=alpha, grouped=grouped, mean=mean,
+                             scale=scale, classes=classes, info=info)
+
 
 
 def _class_sums(src: FeatureSource, y: np.ndarray, C: int) -> np.ndarray:

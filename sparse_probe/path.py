@@ -116,6 +116,21 @@ class Path:
             )
         return "\n".join(lines)
 
+    @classmethod
+    def from_records(cls, records: dict[str, list], *, lambdas, alpha, grouped, mean, scale,
+                     classes, info) -> Path:
+        """Assemble a path from per-point lists (keys: ``weights`` and the array names)."""
+        L = len(records["weights"])
+        arrays = {k: np.asarray(v) for k, v in records.items() if k != "weights"}
+        return cls(lambdas=np.asarray(lambdas)[:L], alpha=alpha, grouped=grouped,
+                   weights=records["weights"], mean=mean, scale=scale, classes=classes,
+                   info=info, **arrays)
+
+    @staticmethod
+    def empty_records() -> dict[str, list]:
+        """Per-point lists filled by the solvers, then passed to :meth:`from_records`."""
+        return {k: [] for k in ("weights", *_ARRAYS) if k != "lambdas"}
+
     # ------------------------------------------------------------------ io
     def save(self, path: str | os.PathLike) -> None:
         """Write ``path.npz`` atomically (temp file in the same folder, then rename)."""

@@ -57,9 +57,7 @@ def fit_path_glmnet(src, y, C, mean, scale, *, alpha, n_lambdas, eps, lambdas, g
         log.warning("glmnet stopped the path early after %d of %d λ (its deviance rule)", lmu, len(lams))
     coefs = lsolns(d, ca[:, :, :lmu], ia, nin[:lmu])  # (d, C, lmu)
     val_src, y_val = val
-    rec: dict[str, list] = {k: [] for k in (
-        "weights", "intercepts", "nnz", "nnz_per_class", "n_active", "train_acc", "train_loss",
-        "val_acc", "val_loss", "objective", "kkt_violation", "n_iter", "time")}
+    rec: dict[str, list] = Path.empty_records()
     fit_seconds = time.perf_counter() - t0
     for i in range(lmu):
         W = np.ascontiguousarray(coefs[:, :, i].T)
@@ -87,13 +85,6 @@ def fit_path_glmnet(src, y, C, mean, scale, *, alpha, n_lambdas, eps, lambdas, g
             "thr": thr, "eps": eps, "n_lambdas": n_lambdas, "lambda_max": lam_max,
             "n_samples": n, "n_features": d, "n_classes": C, "total_passes": int(nlp),
             "total_seconds": fit_seconds, "tol": tol}
-    return Path(
-        lambdas=lams[:lmu], alpha=alpha, grouped=grouped, weights=rec["weights"],
-        intercepts=np.asarray(rec["intercepts"]), mean=mean, scale=scale,
-        nnz=np.asarray(rec["nnz"]), nnz_per_class=np.asarray(rec["nnz_per_class"]),
-        n_active=np.asarray(rec["n_active"]), train_acc=np.asarray(rec["train_acc"]),
-        train_loss=np.asarray(rec["train_loss"]), val_acc=np.asarray(rec["val_acc"]),
-        val_loss=np.asarray(rec["val_loss"]), objective=np.asarray(rec["objective"]),
-        kkt_violation=np.asarray(rec["kkt_violation"]), n_iter=np.asarray(rec["n_iter"]),
-        time=np.asarray(rec["time"]), classes=classes, info=info,
-    )
+    return Path.from_records(rec, lambdas=lams, alpha=alpha, grouped=grouped, mean=mean,
+                             scale=scale, classes=classes, info=info)
+
