@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "UPLOAD_DIR": None,  # default: <db stem>-assets/ next to a SQLite file
     "DB_POOL_SIZE": 16,
     "SQLITE_RAW_HOT_PATHS": True,  # False: hot paths through SQLAlchemy Core (as PostgreSQL)
+    "WSGI_HOT_PATHS": True,  # answer successful accept/page/submit without Flask (hotpaths.py)
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_HTTPONLY": True,
 }
@@ -148,5 +149,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         return resp
 
+    if cfg["WSGI_HOT_PATHS"]:
+        from .hotpaths import HotPathMiddleware
+
+        app.wsgi_app = HotPathMiddleware(app)  # type: ignore[method-assign]
     return app
 

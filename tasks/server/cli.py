@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import socket
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -46,6 +51,9 @@ def _parse_assets(values: tuple[str, ...]) -> dict[str, str]:
               help="Any SQLAlchemy URL (e.g. postgresql://...); overrides --db.")
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256),
               help="waitress worker threads.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Server processes sharing the listening socket (pre-forked; SQLite WAL "
+                   "makes their writes safe). 1 serves from this process.")
 @click.option("--assets", "assets", multiple=True, metavar="NAME=DIR",
               help="Serve DIR read-only at /assets/NAME/ (repeatable).")
 @click.option("--access-key-id", envvar="SPARSE_PROBE_ACCESS_KEY_ID", default=None,
@@ -67,6 +75,7 @@ def serve(
     db_path: str,
     database_url: str | None,
     threads: int,
+    workers: int,
     assets: tuple[str, ...],
     access_key_id: str | None,
     secret_access_key: str | None,
@@ -117,24 +126,113 @@ def serve(
                 raise click.BadParameter(str(exc), param_hint="--issue-token") from None
         return
     quiet_waitress_queue()
-    server = waitress.create_server(
-        app, host=host, port=port, threads=threads, backlog=1024, connection_limit=1000,
-        max_request_body_size=WAITRESS_MAX_BODY,
-        channel_timeout=60, ident="sparse-probe",
-    )
-    endpoint = f"http://{host}:{server.effective_port}"
-    click.echo(f"endpoint_url: {endpoint}")
-    click.echo(f"  boto3.client('mturk', endpoint_url='{endpoint}', region_name='us-east-1', ...)")
-    click.echo(f"  workers: {endpoint}/worker/   admin: {endpoint}/admin/")
-    click.echo(f"  access key id: {app.config['ACCESS_KEY_ID']}")
-    if config.get("CREDENTIALS_FILE"):
-        click.echo(f"  credentials (secret, admin password): {config['CREDENTIALS_FILE']}")
-    click.echo(f"  database: {url.split('://', 1)[0]} ({'WAL' if db.sqlite else 'server'}), "
-               f"{threads} threads, pid {os.getpid()}", nl=True)
-    import sys
+    server_kw: dict[str, Any] = {
+        "threads": threads, "backlog": 1024, "connection_limit": 1000,
+        "max_request_body_size": WAITRESS_MAX_BODY, "channel_timeout": 60,
+        "ident": "sparse-probe",
+    }
+    if workers > 1:
+        if not hasattr(os, "fork"):
+            raise click.BadParameter("needs os.fork (Linux, macOS)", param_hint="--workers")
+        # Every process signs sessions and checks SigV4 with the same resolved secrets.
+        for key in ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "ADMIN_USER", "ADMIN_PASSWORD",
+                    "SECRET_KEY"):
+            config[key] = app.config[key]
+        db.dispose()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, port), family=family, backlog=1024)
+        endpoint_port = sock.getsockname()[1]
+    else:
+        server = waitress.create_server(app, host=host, port=port, **server_kw)
+        endpoint_port = server.effective_port
 
-    sys.stdout.flush()
+    def announce() -> None:  # printed once the server processes exist
+        endpoint = f"http://{host}:{endpoint_port}"
+        click.echo(f"endpoint_url: {endpoint}")
+        click.echo(f"  boto3.client('mturk', endpoint_url='{endpoint}', region_name='us-east-1', ...)")
+        click.echo(f"  workers: {endpoint}/worker/   admin: {endpoint}/admin/")
+        click.echo(f"  access key id: {app.config['ACCESS_KEY_ID']}")
+        if config.get("CREDENTIALS_FILE"):
+            click.echo(f"  credentials (secret, admin password): {config['CREDENTIALS_FILE']}")
+        click.echo(f"  database: {url.split('://', 1)[0]} ({'WAL' if db.sqlite else 'server'}), "
+                   f"{workers} process{'es' if workers > 1 else ''} x {threads} threads, "
+                   f"pid {os.getpid()}", nl=True)
+        sys.stdout.flush()
+
+    if workers > 1:
+        raise SystemExit(_run_forked(config, sock, workers, server_kw, announce))
+    announce()
     try:
         server.run()
     finally:
         db.dispose()
+
+
+def _serve_child(config: dict[str, Any], sock: socket.socket, server_kw: dict[str, Any]) -> None:
+    """One pre-forked server process: its own app and database connections, shared socket."""
+    import waitress
+
+    from . import create_app
+
+    def stop(*_: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    app = create_app(config)
+    try:
+        waitress.create_server(app, sockets=[sock], **server_kw).run()
+    finally:
+        app.extensions["sparse_probe_db"].dispose()
+
+
+def _run_forked(config: dict[str, Any], sock: socket.socket, workers: int,
+                server_kw: dict[str, Any], announce: Any) -> int:
+    """Fork ``workers`` server processes on ``sock`` and supervise them: SIGTERM/SIGINT stop
+    all; if one dies, the others are stopped too and the exit status is non-zero."""
+    children: list[int] = []
+    stopping = [False]
+
+    def terminate(*_: object) -> None:
+        stopping[0] = True
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, terminate)
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # child: never returns into click
+            children.clear()
+            code = 0
+            try:
+                _serve_child(config, sock, server_kw)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 0
+            except BaseException:
+                log.exception("server process %d failed", os.getpid())
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+        children.append(pid)
+    sock.close()
+    announce()
+    status = 0
+    alive = set(children)
+    while alive:
+        try:
+            pid, code = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        alive.discard(pid)
+        if not stopping[0]:
+            log.error("server process %d exited (status %d); stopping the others", pid,
+                      os.waitstatus_to_exitcode(code))
+            status = 1
+            terminate()
+    return status

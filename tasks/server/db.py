@@ -218,6 +218,10 @@ class Database:
         self.sqlite = _is_sqlite(url)
         self.raw = self.sqlite and raw_sqlite
         self._write_lock = threading.Lock() if self.sqlite else None
+        self._busy_timeout_ms = int(busy_timeout_ms)
+        self._local = threading.local()  # raw mode: one sqlite3 connection per thread
+        self._raw_conns: list[sqlite3.Connection] = []
+        self._raw_lock = threading.Lock()
         if self.sqlite:
             self.reader = self._sqlite_engine("BEGIN", busy_timeout_ms, pool_size)
             self.writer = self._sqlite_engine("BEGIN IMMEDIATE", busy_timeout_ms, pool_size)
@@ -287,12 +291,59 @@ class Database:
             if lock is not None:
                 lock.release()
 
+    def _thread_conn(self, write: bool = False) -> sqlite3.Connection | None:
+        """This thread's own autocommit ``sqlite3`` connection (raw mode, plain file URLs), so
+        hot paths skip the pool's checkout/checkin; None when the URL needs SQLAlchemy.
+
+        The write connection has ``busy_timeout=0``: :meth:`fast_write` retries
+        ``BEGIN IMMEDIATE`` itself with sub-millisecond sleeps, because SQLite's own busy
+        handler sleeps 1, 2, 5, 10, ... ms and lets another process's stream of writes starve
+        a waiter (tail latency with ``tasks serve --workers N``)."""
+        attr = "wconn" if write else "conn"
+        conn = getattr(self._local, attr, None)
+        if conn is not None:
+            return conn
+        url = self.writer.url
+        if url.query or not url.database or url.database == ":memory:":
+            return None
+        busy = 0 if write else self._busy_timeout_ms
+        conn = sqlite3.connect(url.database, timeout=busy / 1000,
+                               isolation_level=None, check_same_thread=False)
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={busy}",
+                       "foreign_keys=ON"):
+            conn.execute(f"PRAGMA {pragma}")
+        with self._raw_lock:
+            self._raw_conns.append(conn)
+        setattr(self._local, attr, conn)
+        return conn
+
+    def _begin_immediate(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE`` on a ``busy_timeout=0`` connection, retried with short sleeps
+        (0.1 ms doubling to 1 ms) until ``busy_timeout_ms`` has passed."""
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        delay = 0.0001
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if conn.in_transaction or ("locked" not in str(exc) and "busy" not in str(exc)):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.001)
+
     @contextmanager
     def fast_read(self) -> Iterator[FastConn]:
         """A connection for single-statement reads on hot paths (see :class:`FastConn`)."""
         if not self.raw:
             with self.reader.connect() as conn:
                 yield FastConn(conn, raw=False)
+            return
+        own = self._thread_conn()
+        if own is not None:
+            yield FastConn(own, raw=True)
             return
         fairy = self.reader.raw_connection()
         try:
@@ -317,10 +368,14 @@ class Database:
             return
         assert lock is not None
         with lock:
-            fairy = self.writer.raw_connection()
+            own = self._thread_conn(write=True)
+            fairy = self.writer.raw_connection() if own is None else None
             try:
-                conn = fairy.driver_connection
-                conn.execute("BEGIN IMMEDIATE")
+                conn = own if fairy is None else fairy.driver_connection
+                if fairy is None:
+                    self._begin_immediate(conn)
+                else:
+                    conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield FastConn(conn, raw=True)
                 except BaseException:
@@ -328,10 +383,16 @@ class Database:
                     raise
                 conn.execute("COMMIT")
             finally:
-                fairy.close()
+                if fairy is not None:
+                    fairy.close()
 
     def dispose(self) -> None:
-        """Close all pooled connections."""
+        """Close all pooled connections (and the hot paths' per-thread ones)."""
+        with self._raw_lock:
+            conns, self._raw_conns = self._raw_conns, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
         self.reader.dispose()
         if self.writer is not self.reader:
             self.writer.dispose()

@@ -106,6 +106,7 @@ def start_server(
     subprocess: bool = False,
     extra_args: list[str] | None = None,
     timeout: float = 60.0,
+    workers: int = 1,
 ) -> LiveServer:
     """Start a task server on a free port of ``host`` with fresh random credentials.
 
@@ -122,9 +123,14 @@ def start_server(
         ``extra_args``, e.g. ``["--min-duration", "1"]``).
     subprocess : bool
         Run ``tasks serve`` in a child process instead of a thread of this process.
+    workers : int
+        Server processes (``tasks serve --workers``); more than 1 needs ``subprocess=True``.
+        ``LiveServer.pid`` is then the supervising process (its children serve).
     """
     from . import sqlite_url
 
+    if workers < 1 or (workers > 1 and not subprocess):
+        raise ValueError(f"workers={workers}: expected 1, or more with subprocess=True")
     scratch = None
     if db_path is None and database_url is None:
         scratch = Path(tempfile.mkdtemp(prefix="sparse-probe-server-"))
@@ -132,7 +138,8 @@ def start_server(
     url = database_url or sqlite_url(db_path)  # type: ignore[arg-type]
     creds = _credentials()
     if subprocess:
-        srv = _start_subprocess(url, db_path, creds, host, threads, extra_args or [], timeout)
+        args = [*(extra_args or []), *(["--workers", str(workers)] if workers > 1 else [])]
+        srv = _start_subprocess(url, db_path, creds, host, threads, args, timeout)
         return _remove_on_stop(srv, scratch)
     import waitress
     from waitress import wasyncore

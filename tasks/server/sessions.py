@@ -18,7 +18,7 @@ from typing import Any
 from flask import Flask, Request, Response
 from flask.sessions import SecureCookieSession, SessionInterface
 
-__all__ = ["SignedJSONSessionInterface"]
+__all__ = ["SignedJSONSessionInterface", "decode_session", "session_key"]
 
 
 def _b64(data: bytes) -> str:
@@ -29,34 +29,51 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def session_key(secret: Any) -> bytes:
+    """The HMAC key derived from the app's ``SECRET_KEY``."""
+    if not secret:
+        raise RuntimeError("SECRET_KEY is required for sessions")
+    return hashlib.sha256(b"sparse-probe-session\0" + str(secret).encode()).digest()
+
+
+def decode_session(raw: str, key: bytes, lifetime_s: float) -> dict[str, Any] | None:
+    """The session data of cookie value ``raw`` (``_t``, the issue time, kept), or None when it
+    is malformed, its HMAC-SHA256 does not verify under ``key`` or it is older than
+    ``lifetime_s`` seconds."""
+    if not raw or "." not in raw:
+        return None
+    payload, _, sig = raw.rpartition(".")
+    expected = _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
+    if not hmac.compare_digest(expected, sig):
+        return None
+    try:
+        data = json.loads(_unb64(payload))
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    issued = data.get("_t", 0)
+    if not isinstance(issued, int | float) or time.time() - issued > lifetime_s:
+        return None
+    data["_t"] = issued
+    return data
+
+
 class SignedJSONSessionInterface(SessionInterface):
     """Session cookie ``<base64 json>.<base64 hmac-sha256>``; tampered or expired -> empty."""
 
     session_class = SecureCookieSession
 
     def _key(self, app: Flask) -> bytes:
-        key = app.secret_key
-        if not key:
-            raise RuntimeError("SECRET_KEY is required for sessions")
-        return hashlib.sha256(b"sparse-probe-session\0" + str(key).encode()).digest()
+        return session_key(app.secret_key)
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession:
         raw = request.cookies.get(self.get_cookie_name(app))
-        if not raw or "." not in raw:
-            return self.session_class()
-        payload, _, sig = raw.rpartition(".")
-        expected = _b64(hmac.new(self._key(app), payload.encode(), hashlib.sha256).digest())
-        if not hmac.compare_digest(expected, sig):
-            return self.session_class()
-        try:
-            data = json.loads(_unb64(payload))
-        except ValueError:
-            return self.session_class()
-        issued = data.pop("_t", 0)
-        if time.time() - issued > app.permanent_session_lifetime.total_seconds():
+        data = decode_session(raw or "", self._key(app),
+                              app.permanent_session_lifetime.total_seconds())
+        if data is None:
             return self.session_class()
         session = self.session_class(data)
-        session["_t"] = issued
         session.modified = False
         return session
 
