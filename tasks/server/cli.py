@@ -149,7 +149,8 @@ def serve(
     def announce() -> None:  # printed once the server processes exist
         endpoint = f"http://{host}:{endpoint_port}"
         click.echo(f"endpoint_url: {endpoint}")
-        click.echo(f"  boto3.client('mturk', endpoint_url='{endpoint}', region_name='us-east-1', ...)")
+        click.echo(f"  boto3.client('mturk', endpoint_url='{endpoint}', "
+                   "region_name='us-east-1', ...)")
         click.echo(f"  workers: {endpoint}/worker/   admin: {endpoint}/admin/")
         click.echo(f"  access key id: {app.config['ACCESS_KEY_ID']}")
         if config.get("CREDENTIALS_FILE"):

@@ -162,8 +162,10 @@ class HotPathMiddleware:
         origin = self._origin(environ)
         if worker_id is None or origin is None:
             raise _Delegate
-        query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
-        if query.get("assignmentId") != assignment_id:
+        sent = next((v for k, v in parse_qsl(environ.get("QUERY_STRING", ""),
+                                             keep_blank_values=True) if k == "assignmentId"),
+                    None)  # the first value, as Flask's request.args.get
+        if sent != assignment_id:
             raise _Delegate
         with self.db.fast_read() as conn:
             found = conn.execute(_OWNED_SQL, {"a": assignment_id}).fetchone()
