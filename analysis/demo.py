@@ -137,6 +137,14 @@ def _check_config(out: Path, config: DemoConfig, force: bool) -> dict[str, Any]:
         if not state_file.is_file() and any(out.iterdir()):
             raise DemoConfigError(f"{out}: not empty and not a demo directory (no demo.json); "
                                   "refusing to delete it with --force", "out")
+        if state_file.is_file():  # a server kept by an earlier run must not outlive its files
+            try:
+                old_state = json.loads(state_file.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                old_state = {}
+            kept = _running_server(old_state, (out / "server" / "server.sqlite").resolve())
+            if kept is not None:
+                kept.stop()
         shutil.rmtree(out)
     if out.exists() and not state_file.is_file() and any(out.iterdir()):
         raise DemoConfigError(f"{out}: not empty and has no demo.json; choose another --out",
@@ -223,7 +231,7 @@ def _running_server(state: dict[str, Any], db: Path) -> _Server | None:
 
     info = state.get("server") or {}
     pid, url = info.get("pid"), info.get("url")
-    if not info.get("running") or not pid or not url:
+    if not isinstance(info, dict) or not info.get("running") or not pid or not url:
         return None
     try:
         cmd = " ".join(psutil.Process(int(pid)).cmdline())
@@ -235,7 +243,11 @@ def _running_server(state: dict[str, Any], db: Path) -> _Server | None:
         requests.get(f"{url}/worker/login", timeout=5)
     except requests.RequestException:
         return None
-    return _Server(url, int(pid), _read_creds(db))
+    try:
+        creds = _read_creds(db)
+    except (OSError, json.JSONDecodeError):
+        return None
+    return _Server(url, int(pid), creds)
 
 
 def _read_creds(db: Path) -> dict[str, str]:
@@ -595,6 +607,12 @@ def run_demo(
         _crowd(out, state, config, runs, keep_server, progress, stage, result)
     else:
         stage("crowd", "every HIT has its assignments; no server needed", True)
+        kept = _running_server(state, (out / "server" / "server.sqlite").resolve())
+        if kept is not None:  # kept by an earlier --keep-server run: no longer needed
+            kept.stop()
+            state["server"]["running"] = False
+            _write_json(out / "demo.json", state)
+            stage("server", f"stopped the task server kept by an earlier run (pid {kept.pid})")
     if keep_server:
         return result
 

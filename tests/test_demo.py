@@ -259,6 +259,13 @@ def test_keep_server_leaves_it_running_and_says_how_to_finish(demo, tmp_path):
         assert f"sparse-probe tasks collect {out / 'shapes' / 'tasks'}" in res.output
         assert f"sparse-probe report --run {out / 'toxicity'}" in res.output
         assert "--issue-token" in res.output and server["url"] in res.output
-    finally:
-        proc.terminate()
+        # a later run without --keep-server finishes and stops the kept server
+        res = CliRunner().invoke(main, ["demo", "--quick", "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        assert f"stopped the task server kept by an earlier run (pid {proc.pid})" in res.output
         proc.wait(timeout=15)
+        assert not _processes_mentioning(str(out))
+    finally:
+        if proc.is_running():
+            proc.terminate()
+            proc.wait(timeout=15)
