@@ -15,7 +15,7 @@ The server is a subprocess (waitress, SQLite in WAL mode) on loopback. Three mea
 Ratios are printed against the Turkle anchor (20.6 full cycles/s at concurrency 32, submit p99
 515 ms). Targets: >= 200 cycles/s, >= 300 submits/s with p99 < 100 ms at concurrency 32.
 
-Usage: ``python benchmarks/bench_server.py [--quick] [--duration S] [--json OUT]``.
+Usage: ``python benchmarks/bench_server.py [--quick] [--duration S] [--workers N] [--json OUT]``.
 """
 
 from __future__ import annotations

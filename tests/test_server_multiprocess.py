@@ -1,9 +1,11 @@
-"""``tasks serve --workers 2``: two server processes on one socket and one SQLite WAL file."""
+"""``tasks serve --workers 2``: two gunicorn worker processes on one socket and one SQLite WAL
+file (the master is ``LiveServer.pid``)."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -31,6 +33,17 @@ def server(tmp_path_factory):
         yield srv
 
 
+def _children(pid, n=2):
+    """The server's worker processes once ``n`` of them run (gunicorn forks after it binds)."""
+    proc = psutil.Process(pid)
+    for _ in range(300):
+        children = proc.children()
+        if len(children) >= n:
+            return children
+        time.sleep(0.1)
+    return proc.children()
+
+
 def _stored(db_file, hit_ids):
     con = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)
     try:
@@ -42,7 +55,7 @@ def _stored(db_file, hit_ids):
 
 
 def test_two_processes_serve(server):
-    children = psutil.Process(server.pid).children()
+    children = _children(server.pid)
     assert len(children) == 2
     assert all(c.is_running() for c in children)
 
@@ -114,7 +127,7 @@ def test_fifty_workers_across_processes(server):
 
 def test_stop_ends_every_process(tmp_path):
     srv = start_server(tmp_path / "s.sqlite", threads=2, subprocess=True, workers=2)
-    children = psutil.Process(srv.pid).children()
+    children = _children(srv.pid)
     assert len(children) == 2
     srv.stop()
     _gone, alive = psutil.wait_procs(children, timeout=10)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import socket
 import sys
 from pathlib import Path
@@ -52,8 +50,9 @@ def _parse_assets(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256),
               help="waitress worker threads.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Server processes sharing the listening socket (pre-forked; SQLite WAL "
-                   "makes their writes safe). 1 serves from this process.")
+              help="Server processes (N > 1: gunicorn's gthread workers, --threads each, on "
+                   "one listening socket; SQLite WAL makes their writes safe). 1 serves from "
+                   "this process with waitress.")
 @click.option("--assets", "assets", multiple=True, metavar="NAME=DIR",
               help="Serve DIR read-only at /assets/NAME/ (repeatable).")
 @click.option("--access-key-id", envvar="SPARSE_PROBE_ACCESS_KEY_ID", default=None,
@@ -134,6 +133,11 @@ def serve(
     if workers > 1:
         if not hasattr(os, "fork"):
             raise click.BadParameter("needs os.fork (Linux, macOS)", param_hint="--workers")
+        try:
+            import gunicorn  # noqa: F401
+        except ImportError:
+            raise click.BadParameter("needs gunicorn (pip install gunicorn)",
+                                     param_hint="--workers") from None
         # Every process signs sessions and checks SigV4 with the same resolved secrets.
         for key in ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "ADMIN_USER", "ADMIN_PASSWORD",
                     "SECRET_KEY"):
@@ -161,7 +165,7 @@ def serve(
         sys.stdout.flush()
 
     if workers > 1:
-        raise SystemExit(_run_forked(config, sock, workers, server_kw, announce))
+        raise SystemExit(_run_gunicorn(config, sock, workers, threads, announce))
     announce()
     try:
         server.run()
@@ -169,71 +173,32 @@ def serve(
         db.dispose()
 
 
-def _serve_child(config: dict[str, Any], sock: socket.socket, server_kw: dict[str, Any]) -> None:
-    """One pre-forked server process: its own app and database connections, shared socket."""
-    import waitress
+def _run_gunicorn(config: dict[str, Any], sock: socket.socket, workers: int, threads: int,
+                  announce: Any) -> int:
+    """Serve ``sock`` with gunicorn's master and ``workers`` gthread worker processes (each
+    builds its own app and database connections after the fork); returns the exit status."""
+    from gunicorn.app.base import BaseApplication
 
     from . import create_app
 
-    def stop(*_: object) -> None:
-        raise SystemExit(0)
+    class _Gunicorn(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            settings = {
+                "bind": [f"fd://{sock.fileno()}"], "workers": workers, "threads": threads,
+                "worker_class": "gthread", "backlog": 1024, "worker_connections": 1000,
+                "keepalive": 15, "timeout": 60, "graceful_timeout": 5,
+                "loglevel": "warning", "accesslog": None, "secure_scheme_headers": {},
+                "forwarded_allow_ips": "", "proc_name": "sparse-probe-tasks",
+                "when_ready": lambda _arbiter: announce(),
+            }
+            for key, value in settings.items():
+                self.cfg.set(key, value)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    app = create_app(config)
+        def load(self) -> Any:
+            return create_app(config)
+
     try:
-        waitress.create_server(app, sockets=[sock], **server_kw).run()
-    finally:
-        app.extensions["sparse_probe_db"].dispose()
-
-
-def _run_forked(config: dict[str, Any], sock: socket.socket, workers: int,
-                server_kw: dict[str, Any], announce: Any) -> int:
-    """Fork ``workers`` server processes on ``sock`` and supervise them: SIGTERM/SIGINT stop
-    all; if one dies, the others are stopped too and the exit status is non-zero."""
-    children: list[int] = []
-    stopping = [False]
-
-    def terminate(*_: object) -> None:
-        stopping[0] = True
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, terminate)
-    for _ in range(workers):
-        pid = os.fork()
-        if pid == 0:  # child: never returns into click
-            children.clear()
-            code = 0
-            try:
-                _serve_child(config, sock, server_kw)
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 0
-            except BaseException:
-                log.exception("server process %d failed", os.getpid())
-                code = 1
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            os._exit(code)
-        children.append(pid)
-    sock.close()
-    announce()
-    status = 0
-    alive = set(children)
-    while alive:
-        try:
-            pid, code = os.waitpid(-1, 0)
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        alive.discard(pid)
-        if not stopping[0]:
-            log.error("server process %d exited (status %d); stopping the others", pid,
-                      os.waitstatus_to_exitcode(code))
-            status = 1
-            terminate()
-    return status
+        _Gunicorn().run()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
