@@ -13,7 +13,8 @@ toxicity corpus (``OUT/toxicity``):
    boto3 (:func:`tasks.publish.publish_batch`);
 4. simulated workers with some spammers (:func:`tasks.simulate.simulate_crowd`) until every HIT
    has its assignments;
-5. collection, quality control, aggregation and the report
+5. collection, quality control, aggregation (crowd-kit's Wawa: with few HITs per question
+   Dawid-Skene can leave unanimous votes undecided) and the report
    (:func:`analysis.report.build_report`), then counterfactual tests
    (:func:`analysis.counterfactual.runner.run_counterfactual`) into ``OUT/<name>/report/``;
 6. a summary: the features judged spurious and, from the generator's ground truth, whether each
@@ -54,6 +55,8 @@ KINDS: dict[str, tuple[str, ...]] = {"image": ("shapes",), "text": ("toxicity",)
                                      "both": ("shapes", "toxicity")}
 #: Share of spammers in the simulated crowd.
 SPAMMER_SHARE = 0.2
+#: crowd-kit aggregation of the demo's report (see :func:`analysis.aggregate.aggregate`).
+REPORT_METHOD = "Wawa"
 _SERVER_ENV = ("SPARSE_PROBE_ACCESS_KEY_ID", "SPARSE_PROBE_SECRET_ACCESS_KEY",
                "SPARSE_PROBE_ADMIN_USER", "SPARSE_PROBE_ADMIN_PASSWORD",
                "SPARSE_PROBE_DATABASE_URL")
@@ -389,7 +392,10 @@ def _stage_report(run: Path, config: DemoConfig) -> tuple[str, bool]:
         old = json.loads((rep_dir / "report.json").read_text(encoding="utf-8"))
         done = old.get("summary", {}).get("n_answers") == _n_assignments(run)
     if not done:
-        build_report(run, rep_dir, ReportOptions(n_boot=50 if config.quick else 200,
+        # Wawa (agreement-weighted majority): with a handful of HITs per question Dawid-Skene's
+        # confusion matrices are barely identified and can leave unanimous votes undecided
+        build_report(run, rep_dir, ReportOptions(method=REPORT_METHOD,
+                                                 n_boot=50 if config.quick else 200,
                                                  seed=config.seed))
         report = json.loads((rep_dir / "report.json").read_text(encoding="utf-8"))
         meta_kind = report["summary"]["kind"]
@@ -408,7 +414,8 @@ def _stage_report(run: Path, config: DemoConfig) -> tuple[str, bool]:
             _write_json(cf, {"skipped": "no feature was judged spurious"})
     report = json.loads((rep_dir / "report.json").read_text(encoding="utf-8"))
     s = report["summary"]
-    line = (f"{run.name}: {s['n_features_audited']} features audited, {s['n_spurious']} "
+    line = (f"{run.name}: {s['method']} verdicts: {s['n_features_audited']} features audited, "
+            f"{s['n_spurious']} "
             f"spurious, {s['n_pending']} pending; workers kept {s['n_workers_kept']}/"
             f"{s['n_workers']}; report {rep_dir / 'index.html'}")
     return line, done
