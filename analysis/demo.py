@@ -29,6 +29,7 @@ Re-running into the same ``OUT`` resumes: every stage checks its outputs (``feat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -204,7 +205,22 @@ class _Server:
         return self.creds["admin_user"], self.creds["admin_password"]
 
     def stop(self) -> None:
-        """Terminate the server process (idempotent)."""
+        """Terminate the server process and any processes it started (idempotent)."""
+        import psutil
+
+        try:
+            children = psutil.Process(self.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
+        try:
+            self._stop_main()
+        finally:
+            for c in children:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    c.terminate()
+            psutil.wait_procs(children, timeout=10)
+
+    def _stop_main(self) -> None:
         import psutil
 
         if self.proc is not None:
