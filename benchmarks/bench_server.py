@@ -377,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
 
     load = os.getloadavg()[0]
     print(f"task server benchmark: {duration:g} s phases, {args.workers} server "
-          f"process{'es' if args.workers > 1 else ''} x waitress {args.threads} threads, "
+          f"process{'es' if args.workers > 1 else ''} x {args.threads} threads "
+          f"({'gunicorn gthread' if args.workers > 1 else 'waitress'}), "
           f"SQLite WAL at {db_path}; {os.cpu_count()} CPUs, load average {load:.1f} "
           "(client and server share them)")
     with start_server(db_path, threads=args.threads, subprocess=True,
