@@ -8,6 +8,7 @@ from analysis.agreement import (
     krippendorff_alpha_nominal,
     unanimous_share,
 )
+from analysis.demo import DemoConfig, DemoResult, run_demo
 from analysis.ingest import (
     ExternalMapping,
     IngestError,
@@ -24,6 +25,8 @@ from analysis.verdicts import compute_verdicts, rank_descriptions
 
 __all__ = [
     "METHODS",
+    "DemoConfig",
+    "DemoResult",
     "ExternalMapping",
     "IngestError",
     "QCConfig",
@@ -47,6 +50,7 @@ __all__ = [
     "rank_descriptions",
     "read_batch_csv",
     "read_external_csv",
+    "run_demo",
     "to_crowdkit",
     "unanimous_share",
 ]

@@ -77,3 +77,10 @@ def test_readme_python_example_runs(capsys):
     exec(compile(code[0], "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert "accuracy" in out and "uses features" in out
+
+
+def test_readme_images_exist():
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
+    assert images
+    for img in images:
+        assert (ROOT / img).is_file(), img
