@@ -6,7 +6,7 @@ toxicity corpus (``OUT/toxicity``):
 
 1. data + model: :func:`sparse_probe.datasets.prepare.prepare_builtin` (dataset, small model
    trained on CPU, ``features/``);
-2. the elastic-net path (``n_lambdas=40, eps=1e-2``; quick ``25, 2e-2``: the dense end of the
+2. the elastic-net path (``n_lambdas=30, eps=3e-2``; quick ``25, 2e-2``: the dense end of the
    path is slow on these highly correlated CNN features) and the sparse head (``probe/``);
 3. HITs (:func:`tasks.build.build_tasks`), one task server for all kinds (a ``tasks serve``
    child process on a loopback port, database ``OUT/server/server.sqlite``), publishing through
@@ -84,7 +84,7 @@ class DemoConfig:
     @property
     def fit(self) -> dict[str, float]:
         """Path options: fewer, less dense points than the default (speed, see module doc)."""
-        return {"n_lambdas": 25, "eps": 2e-2} if self.quick else {"n_lambdas": 40, "eps": 1e-2}
+        return {"n_lambdas": 25, "eps": 2e-2} if self.quick else {"n_lambdas": 30, "eps": 3e-2}
 
     @property
     def build(self) -> dict[str, int]:
