@@ -162,10 +162,21 @@ def start_server(
     server = waitress.create_server(app, host=host, port=0, threads=threads, backlog=1024,
                                     connection_limit=1000,
                                     max_request_body_size=WAITRESS_MAX_BODY)
-    thread = threading.Thread(target=server.run, name="task-server", daemon=True)
+    stopping = threading.Event()
+
+    def serve() -> None:
+        try:
+            server.run()
+        except (OSError, ValueError):
+            # closing the sockets from stop() can wake select() on a closed descriptor
+            if not stopping.is_set():
+                raise
+
+    thread = threading.Thread(target=serve, name="task-server", daemon=True)
     thread.start()
 
     def stop() -> None:
+        stopping.set()
         server.task_dispatcher.shutdown()
         wasyncore.close_all(server._map)
         thread.join(timeout=10)
