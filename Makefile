@@ -12,7 +12,7 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PIP) install --quiet -e ".[test,bench]"
+	$(PIP) install --quiet -e ".[test,bench,hf]"
 	touch $(STAMP)
 
 # Debian's chromium + chromedriver for the browser tests (selenium); installed only when missing.
