@@ -346,25 +346,14 @@ def fit_path(
         viol = max(float(kkt_violation(G, W, lam, alpha, grouped).max()), float(np.abs(gb).max()))
         if viol > tol_abs:
             log.warning("λ=%.3e: KKT violation %.2e above tolerance %.2e", lam, viol, tol_abs)
-        Wf = W.astype(np.float32)
-        nz = Wf != 0
-        records["weights"].append(Wf)
-        records["intercepts"].append(b.copy())
-        records["nnz"].append(int(nz.sum()))
-        records["nnz_per_class"].append(nz.sum(1))
-        records["n_active"].append(int(nz.any(0).sum()))
-        records["train_acc"].append(acc)
-        records["train_loss"].append(loss)
         va, vl = _evaluate(val_src, y_val, W, b, mean, scale)
-        records["val_acc"].append(va)
-        records["val_loss"].append(vl)
-        records["objective"].append(loss + penalty_value(W, lam, alpha, grouped))
-        records["kkt_violation"].append(viol)
-        records["n_iter"].append(n_iter)
-        records["time"].append(time.perf_counter() - t0)
-        bar.set_postfix(nnz=int(nz.sum()), val=f"{va:.3f}")
+        Path.append_point(records, W, b, train_acc=acc, train_loss=loss, val_acc=va,
+                          val_loss=vl, objective=loss + penalty_value(W, lam, alpha, grouped),
+                          kkt_violation=viol, n_iter=n_iter, time=time.perf_counter() - t0)
+        nz = records["nnz_per_class"][-1]
+        bar.set_postfix(nnz=records["nnz"][-1], val=f"{va:.3f}")
         lam_prev = lam
-        if max_features_per_class is not None and nz.sum(1).mean() > max_features_per_class:
+        if max_features_per_class is not None and nz.mean() > max_features_per_class:
             break
     bar.close()
     info = {

@@ -131,6 +131,21 @@ class Path:
         """Per-point lists filled by the solvers, then passed to :meth:`from_records`."""
         return {k: [] for k in ("weights", *_ARRAYS) if k != "lambdas"}
 
+    @staticmethod
+    def append_point(records: dict[str, list], W: np.ndarray, b: np.ndarray, **metrics) -> None:
+        """Add one point to ``records``: weights (C, d), bias (C,), their sparsity counts and
+        ``metrics`` (train_acc, train_loss, val_acc, val_loss, objective, kkt_violation,
+        n_iter, time)."""
+        Wf = np.asarray(W, dtype=np.float32)
+        nz = Wf != 0
+        records["weights"].append(Wf)
+        records["intercepts"].append(np.array(b, dtype=np.float64))
+        records["nnz"].append(int(nz.sum()))
+        records["nnz_per_class"].append(nz.sum(1))
+        records["n_active"].append(int(nz.any(0).sum()))
+        for key, value in metrics.items():
+            records[key].append(value)
+
     # ------------------------------------------------------------------ io
     def save(self, path: str | os.PathLike) -> None:
         """Write ``path.npz`` atomically (temp file in the same folder, then rename)."""

@@ -66,21 +66,11 @@ def fit_path_glmnet(src, y, C, mean, scale, *, alpha, n_lambdas, eps, lambdas, g
         loss = obj - penalty_value(W, lams[i], alpha, grouped)
         acc = float(((Xs @ W.T + b).argmax(1) == y).mean())
         viol = max(float(kkt_violation(G, W, lams[i], alpha, grouped).max()), float(np.abs(gb).max()))
-        nz = W != 0
-        rec["weights"].append(W.astype(np.float32))
-        rec["intercepts"].append(b)
-        rec["nnz"].append(int(nz.sum()))
-        rec["nnz_per_class"].append(nz.sum(1))
-        rec["n_active"].append(int(nz.any(0).sum()))
-        rec["train_acc"].append(acc)
-        rec["train_loss"].append(loss)
         va, vl = evaluate(val_src, y_val, W, b, mean, scale)
-        rec["val_acc"].append(va)
-        rec["val_loss"].append(vl)
-        rec["objective"].append(obj)
-        rec["kkt_violation"].append(viol)
-        rec["n_iter"].append(int(nlp) if i == lmu - 1 else 0)
-        rec["time"].append(fit_seconds * (i + 1) / lmu)
+        Path.append_point(rec, W, b, train_acc=acc, train_loss=loss, val_acc=va, val_loss=vl,
+                          objective=obj, kkt_violation=viol,
+                          n_iter=int(nlp) if i == lmu - 1 else 0,
+                          time=fit_seconds * (i + 1) / lmu)
     info = {"solver": "glmnet", "method": "lognet-grouped" if grouped else "lognet",
             "thr": thr, "eps": eps, "n_lambdas": n_lambdas, "lambda_max": lam_max,
             "n_samples": n, "n_features": d, "n_classes": C, "total_passes": int(nlp),

@@ -34,6 +34,19 @@ class SolveResult:
     converged: bool
 
 
+def _l1_weights(C: int, m: int, l1: float, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """L1 weight per entry of the flat ``[W (C*m), b (C)]`` vector (bias unpenalized), and the
+    mask of penalized entries."""
+    c = torch.cat([torch.full((C * m,), l1, dtype=torch.float64, device=device),
+                   torch.zeros(C, dtype=torch.float64, device=device)])
+    return c, c > 0
+
+
+def _penalized(loss: float, wflat: torch.Tensor, l1: float, l2: float) -> float:
+    """``loss + l2/2 ||w||^2 + l1 ||w||_1`` for the flat weights ``wflat``."""
+    return loss + 0.5 * l2 * float(wflat @ wflat) + l1 * float(wflat.abs().sum())
+
+
 def _pseudo_grad(x: torch.Tensor, g: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """Minimum-norm subgradient of ``f + sum(c * |x|)`` (c = 0 on unpenalized entries)."""
     right = g + c
@@ -111,24 +124,20 @@ def owlqn(
     """
     C, m = W0.shape
     Cm = C * m
-    dev = W0.device
-    l1 = lam * alpha
-    l2 = lam * (1.0 - alpha)
-    c = torch.cat([torch.full((Cm,), l1, dtype=torch.float64, device=dev),
-                   torch.zeros(C, dtype=torch.float64, device=dev)])
-    wmask = c > 0
+    l1, l2 = lam * alpha, lam * (1.0 - alpha)
+    c, wmask = _l1_weights(C, m, l1, W0.device)
 
     def smooth_parts(x, loss, R):
         W = x[:Cm].view(C, m)
         G, gb = data.grad(R)
         wflat = x[:Cm]
-        F = loss + 0.5 * l2 * float(wflat @ wflat) + l1 * float(wflat.abs().sum())
+        F = _penalized(loss, wflat, l1, l2)
         g = torch.cat([(G + l2 * W).reshape(-1), gb])
         return F, g
 
     def objective(x, loss):
         wflat = x[:Cm]
-        return loss + 0.5 * l2 * float(wflat @ wflat) + l1 * float(wflat.abs().sum())
+        return _penalized(loss, wflat, l1, l2)
 
     x = torch.cat([W0.reshape(-1).to(torch.float64), b0.to(torch.float64)])
     z = data.logits64(x[:Cm].view(C, m), x[Cm:])
@@ -206,17 +215,14 @@ def owlqn_blocked(
     """
     C, m = W0.shape
     Cm = C * m
-    dev = W0.device
     l1, l2 = lam * alpha, lam * (1.0 - alpha)
-    c = torch.cat([torch.full((Cm,), l1, dtype=torch.float64, device=dev),
-                   torch.zeros(C, dtype=torch.float64, device=dev)])
-    wmask = c > 0
+    c, wmask = _l1_weights(C, m, l1, W0.device)
 
     def evaluate(x):
         W = x[:Cm].view(C, m)
         loss, G, gb = data.loss_grad(W, x[Cm:])
         wflat = x[:Cm]
-        F = loss + 0.5 * l2 * float(wflat @ wflat) + l1 * float(wflat.abs().sum())
+        F = _penalized(loss, wflat, l1, l2)
         return loss, F, torch.cat([(G + l2 * W).reshape(-1), gb])
 
     x = torch.cat([W0.reshape(-1).to(torch.float64), b0.to(torch.float64)])
