@@ -116,7 +116,8 @@ def bench_rss(n: int, size: int, batch_size: int, tmp: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="resnet18,resnet50")
-    ap.add_argument("--n", type=int, default=128, help="images per throughput run")
+    ap.add_argument("--n", type=int, default=512,
+                    help="images per throughput run (short runs are noisy)")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=0)
