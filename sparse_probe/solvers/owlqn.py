@@ -5,6 +5,10 @@ part ``f(W, b) = CE + lam(1-alpha)/2 ||W||^2`` gets an L-BFGS model (second-orde
 the cost of two float32 matrix products per iteration), the L1 part ``lam * alpha * ||W||_1`` is
 handled through the pseudo-gradient and orthant projections. The bias is unpenalized.
 
+After every accepted step each feature's weights are shifted across classes to the
+penalty-optimal center (:mod:`~sparse_probe.solvers.centering`): the loss is invariant to that
+shift, and without it the iterates crawl along those d nearly flat directions.
+
 Per iteration: one product ``X d`` for the search direction (line-search trials then update
 float64 logits without further products, except for the few columns clipped by the orthant
 projection) and one ``R^T X`` for the gradient at the accepted point.
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sparse_probe.solvers.centering import center_shift
 from sparse_probe.solvers.restricted import RestrictedData
 
 __all__ = ["SolveResult", "owlqn", "owlqn_blocked"]
@@ -32,6 +37,7 @@ class SolveResult:
     n_iter: int
     violation: float
     converged: bool
+    logits: torch.Tensor | None = None  # (n, C) float64 at (W, b), up to a per-row constant
 
 
 def _l1_weights(C: int, m: int, l1: float, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,6 +88,19 @@ def _direction(pg: torch.Tensor, S: list, Yk: list, rho: list) -> torch.Tensor:
     return d
 
 
+def _recenter(x: torch.Tensor, C: int, m: int, alpha: float) -> torch.Tensor | None:
+    """``x`` with each feature's weights shifted to the penalty-optimal center (loss unchanged),
+    or ``None`` when no shift lowers the penalty (see :mod:`~sparse_probe.solvers.centering`)."""
+    if m == 0:
+        return None
+    shift = center_shift(x[: C * m].view(C, m), alpha)
+    if not bool((shift != 0).any()):
+        return None
+    out = x.clone()
+    out[: C * m] += shift.expand(C, m).reshape(-1)
+    return out
+
+
 def _remember(S: list, Yk: list, rho: list, s_vec, y_vec, history: int) -> None:
     sy = float(s_vec @ y_vec)
     if sy > 1e-16 * float(y_vec @ y_vec) and sy > 0:
@@ -103,6 +122,7 @@ def owlqn(
     max_iter: int = 2000,
     history: int = 10,
     resync_every: int = 50,
+    z0: torch.Tensor | None = None,
 ) -> SolveResult:
     """Minimize the elementwise elastic-net objective on the working set.
 
@@ -117,10 +137,14 @@ def owlqn(
     tol : float
         Stop when the largest pseudo-gradient entry (the KKT violation, gradient units) is
         at most ``tol``.
+    z0 : torch.Tensor of shape (n, C), float64, optional
+        Logits at the start (up to a per-row constant), when the caller has them; otherwise
+        computed with float64 products.
 
     Returns
     -------
     SolveResult
+        With ``logits`` at the solution, for the caller's KKT pass and the next warm start.
     """
     C, m = W0.shape
     Cm = C * m
@@ -140,7 +164,7 @@ def owlqn(
         return _penalized(loss, wflat, l1, l2)
 
     x = torch.cat([W0.reshape(-1).to(torch.float64), b0.to(torch.float64)])
-    z = data.logits64(x[:Cm].view(C, m), x[Cm:])
+    z = data.logits64(x[:Cm].view(C, m), x[Cm:]) if z0 is None else z0
     loss, R = data.ce(z)
     F, g = smooth_parts(x, loss, R)
     S: list[torch.Tensor] = []
@@ -182,6 +206,9 @@ def owlqn(
             t *= 0.5
         if not accepted:
             break  # no representable decrease: the caller's KKT check decides
+        xc = _recenter(xn, C, m, alpha)  # free: logits change by a per-row constant only
+        if xc is not None:
+            xn = xc
         F_n, g_n = smooth_parts(xn, loss_n, R_n)
         _remember(S, Yk, rho, xn - x, g_n - g, history)
         decrease = F - F_n
@@ -195,7 +222,7 @@ def owlqn(
             break
     W = x[:Cm].view(C, m).clone()
     b = x[Cm:].clone()
-    return SolveResult(W, b, loss, F, it, viol, converged)
+    return SolveResult(W, b, loss, F, it, viol, converged, logits=z)
 
 
 def owlqn_blocked(
@@ -251,6 +278,12 @@ def owlqn_blocked(
             t *= 0.5
         if not accepted:
             break
+        xc = _recenter(xn, C, m, alpha)
+        if xc is not None:
+            g_n = g_n.clone()
+            g_n[:Cm] += l2 * (xc - xn)[:Cm]
+            xn = xc
+            F_n = _penalized(loss_n, xn[:Cm], l1, l2)
         _remember(S, Yk, rho, xn - x, g_n - g, history)
         decrease = F - F_n
         x, loss, F, g = xn, loss_n, F_n, g_n

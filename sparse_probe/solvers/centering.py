@@ -1,0 +1,74 @@
+"""Penalty-optimal centering of the multinomial weights: a free, exact descent step.
+
+The softmax cross-entropy is invariant to adding the same number to every class's weight for a
+feature: ``W[:, j] + c_j`` changes each logit of example ``i`` by ``c_j x_ij``, equally for all
+classes, so the loss, its gradient ``R^T X`` and the predictions stay the same. Only the penalty
+moves. Along these d directions the objective's curvature is the ridge part ``λ(1-α)`` alone,
+tiny for the usual α near 1, so gradient and quasi-Newton methods crawl along them near the dense
+end of the path. Minimizing the penalty over each column's shift in closed form removes that
+slow mode (glmnet's multinomial solver applies the same step; Friedman, Hastie & Tibshirani,
+J. Stat. Softw. 2010, section 4).
+
+For one column ``w`` (C values) the shift solves the 1-D convex problem
+
+    min_c  α Σ_k |w_k + c| + (1-α)/2 Σ_k (w_k + c)^2
+
+whose derivative is piecewise linear with kinks at ``c = -w_k``; grouped penalty
+(``α ||w + c||_2 + (1-α)/2 ||w + c||^2``): ``c = -mean(w)``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["center_shift"]
+
+
+def center_shift(W: torch.Tensor, alpha: float, grouped: bool = False) -> torch.Tensor:
+    """Shift per feature that minimizes the penalty of ``W + shift`` (loss unchanged).
+
+    Parameters
+    ----------
+    W : torch.Tensor of shape (C, m)
+        Weights (any float dtype, any device).
+    alpha : float
+        L1 share α in (0, 1].
+    grouped : bool
+        Per-feature L2 norm over classes instead of the elementwise L1 norm.
+
+    Returns
+    -------
+    torch.Tensor of shape (m,), W's dtype
+        ``c_j``; zero wherever the shift would not lower the penalty strictly (so zero columns
+        and columns already centered stay exactly as they are).
+    """
+    C, m = W.shape
+    W64 = W.to(torch.float64)
+    if grouped:
+        c = -W64.mean(0)
+    else:
+        bp = torch.sort(-W64, dim=0).values  # kinks, ascending (C, m)
+        S = W64.sum(0)
+        i = torch.arange(C, dtype=torch.float64, device=W.device)[:, None]
+        ridge = (1.0 - alpha) * (S[None, :] + C * bp)
+        right = alpha * (2 * (i + 1) - C) + ridge  # derivative just right of each kink
+        left = alpha * (2 * i - C) + ridge  # and just left of it
+        ok = right >= 0
+        istar = torch.where(ok.any(0), ok.to(torch.int8).argmax(0), torch.full_like(S, C,
+                                                                                 dtype=torch.long))
+        ii = istar.clamp(max=C - 1)[None, :]
+        at_kink = (istar < C) & (left.gather(0, ii)[0] <= 0)
+        c = torch.where(at_kink, bp.gather(0, ii)[0], torch.zeros_like(S))
+        if alpha < 1:  # the root lies inside the segment left of kink istar
+            seg = -(alpha * (2 * istar.to(torch.float64) - C) + (1.0 - alpha) * S) / (
+                (1.0 - alpha) * C)
+            c = torch.where(at_kink, c, seg)
+    before = _column_penalty(W64, alpha, grouped)
+    after = _column_penalty(W64 + c[None, :], alpha, grouped)
+    c = torch.where(after < before * (1 - 1e-12), c, torch.zeros_like(c))
+    return c.to(W.dtype)
+
+
+def _column_penalty(W: torch.Tensor, alpha: float, grouped: bool) -> torch.Tensor:
+    l1 = torch.sqrt((W * W).sum(0)) if grouped else W.abs().sum(0)
+    return alpha * l1 + 0.5 * (1.0 - alpha) * (W * W).sum(0)
