@@ -6,12 +6,16 @@ Algorithm (torch, identical on CPU and CUDA):
 2. λ_max = max_kj |∇_W CE(0, b*)| / α (grouped: max_j ||∇_W[:, j]|| / α) at the intercept-only
    optimum ``b* = log class priors``, computed on the standardized features; ``n_lambdas``
    values log-spaced down to ``eps * λ_max``.
-3. For each λ (warm start from the previous point): the sequential strong rule (Tibshirani et
-   al., JRSS-B 2012) proposes a working set ``{j : ||∇_j||_∞ >= α(2λ_k - λ_{k-1})}`` plus the
-   previously active features; those columns are standardized and cached (float32) on the
-   device and the problem restricted to them is solved by OWL-QN (elementwise penalty) or FISTA
-   (grouped penalty). A full-data gradient pass then checks the KKT conditions on *all*
-   features; violators join the working set and the point is re-solved until none remain.
+3. For each λ: the sequential strong rule (Tibshirani et al., JRSS-B 2012) proposes a working
+   set ``{j : ||∇_j||_∞ >= α(2λ_k - λ_{k-1})}`` plus the previously active features; those
+   columns are standardized and cached (float32) on the device and the problem restricted to
+   them is solved by OWL-QN (elementwise penalty, with penalty-optimal centering of each
+   feature's weights across classes after every step, see ``solvers/centering.py``) or FISTA
+   (grouped penalty). The start is the last solution extrapolated linearly in log λ from the
+   last two (on weights that keep their sign), which about halves the iterations on a fine
+   grid. A full-data gradient pass (reusing the solver's float64 logits) then checks the KKT
+   conditions on *all* features; violators join the working set and the point is re-solved
+   until none remain. At λ_max itself the solution is known in closed form (W = 0).
 4. Each point stores weights, bias, nnz, accuracy/loss (train and validation), the objective
    (float64 reduction) and the largest KKT violation over every coordinate.
 """
@@ -32,7 +36,7 @@ from sparse_probe.path import Path
 from sparse_probe.solvers.blocked import BlockedData
 from sparse_probe.solvers.fista import fista_grouped
 from sparse_probe.solvers.owlqn import owlqn, owlqn_blocked
-from sparse_probe.solvers.restricted import RestrictedData
+from sparse_probe.solvers.restricted import RestrictedData, rt_x
 
 __all__ = ["column_stats", "fit_path", "lambda_path"]
 
@@ -61,12 +65,14 @@ class _Trainer:
         self.low_memory = low_memory
         self.ws = np.zeros(0, dtype=np.int64)
         self.Xw: torch.Tensor | None = torch.zeros((self.n, 0), dtype=torch.float32, device=device)
+        self.XwT: torch.Tensor | None = None
         self.passes = 0
 
     def _to_dev(self, block) -> torch.Tensor:
         if isinstance(block, torch.Tensor):
             return block.to(device=self.device, dtype=torch.float32)
-        return torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(self.device)
+        # writable copy only when needed (read-only memmaps and arrays: torch warns on those)
+        return torch.from_numpy(np.require(block, np.float32, ["C", "W"])).to(self.device)
 
     def _standardized_cols(self, block, cols: np.ndarray, cols_t: torch.Tensor) -> torch.Tensor:
         if isinstance(block, torch.Tensor):
@@ -87,16 +93,26 @@ class _Trainer:
                     f"MiB, over cache_bytes={self.cache_bytes / 2**20:.0f} MiB; use "
                     "low_memory=True (streams from disk), raise cache_bytes, or stop the path "
                     "earlier (max_features_per_class)")
-            self.ws, self.Xw = ws, None  # stream the columns from the source on every pass
+            self.ws, self.Xw, self.XwT = ws, None, None  # stream the columns on every pass
             return
         new = np.setdiff1d(ws, self.ws)
         Xw = torch.empty((self.n, ws.size), dtype=torch.float32, device=self.device)
+        # a column-major copy too (OWL-QN's orthant clipping reads a few columns per step)
+        # when both fit the cache budget and memory is not the constraint
+        want_T = not self.low_memory and 2 * self.n * ws.size * 4 <= self.cache_bytes
+        XwT = torch.empty((ws.size, self.n), dtype=torch.float32, device=self.device) \
+            if want_T else None
         if self.Xw is not None and self.ws.size:
             old_pos = {int(j): i for i, j in enumerate(self.ws)}
             keep = [k for k, j in enumerate(ws) if int(j) in old_pos]
             if keep:
                 src_idx = torch.as_tensor([old_pos[int(ws[k])] for k in keep], device=self.device)
-                Xw[:, torch.as_tensor(keep, device=self.device)] = self.Xw[:, src_idx]
+                keep_t = torch.as_tensor(keep, device=self.device)
+                Xw[:, keep_t] = self.Xw[:, src_idx]
+                if XwT is not None and self.XwT is not None:
+                    XwT[keep_t] = self.XwT[src_idx]
+                elif XwT is not None:
+                    new = ws
         else:
             new = ws
         if new.size:
@@ -105,12 +121,14 @@ class _Trainer:
             for s, block in self.src.chunks():
                 xb = self._standardized_cols(block, new, cols_t)
                 Xw[s : s + xb.shape[0], pos] = xb
-        self.ws, self.Xw = ws, Xw
+            if XwT is not None:
+                XwT[pos] = Xw[:, pos].T
+        self.ws, self.Xw, self.XwT = ws, Xw, XwT
 
     def restricted(self):
         """The problem on the working set and the OWL-QN variant that suits it."""
         if not self.low_memory and self.Xw is not None:
-            return RestrictedData(self.Xw, self.y, self.C), owlqn
+            return RestrictedData(self.Xw, self.y, self.C, XwT=self.XwT), owlqn
         ws, cols_t = self.ws, torch.as_tensor(self.ws, device=self.device)
         if self.Xw is not None:
             Xw, step = self.Xw, self.src.chunk_rows
@@ -124,11 +142,12 @@ class _Trainer:
                     yield s, self._standardized_cols(block, ws, cols_t)
         return BlockedData(blocks, self.y, self.n, ws.size, self.C), owlqn_blocked
 
-    def full_gradient(self, W_ws: torch.Tensor, b: torch.Tensor):
+    def full_gradient(self, W_ws: torch.Tensor, b: torch.Tensor, z: torch.Tensor | None = None):
         """Gradient of the mean CE w.r.t. all d weights (C, d), loss and accuracy: one pass.
 
-        Streams the raw chunks once: logits from the working-set columns in float64, then the
-        product with all columns in float32 with the standardization folded in afterwards.
+        Streams the raw chunks once: logits from the working-set columns in float64 (or the
+        solver's own float64 logits ``z`` (n, C) when given), then the product with all
+        columns in float32 with the standardization folded in afterwards.
         Memory: one chunk plus O(C·d).
         """
         self.passes += 1
@@ -141,17 +160,20 @@ class _Trainer:
         for s, block in self.src.chunks():
             xb = self._to_dev(block)
             yb = self.y[s : s + xb.shape[0]]
-            z = b64.expand(xb.shape[0], -1).clone()
-            if self.ws.size:
-                xs = (xb[:, cols_t] - self.mean_t[cols_t]) * self.inv_scale_t[cols_t]
-                z += xs.to(torch.float64) @ W64.T
-            lse = torch.logsumexp(z, dim=1)
-            zy = z.gather(1, yb[:, None])[:, 0]
+            if z is not None:  # the solver's logits at this point (up to row constants)
+                zb = z[s : s + xb.shape[0]]
+            else:
+                zb = b64.expand(xb.shape[0], -1).clone()
+                if self.ws.size:
+                    xs = (xb[:, cols_t] - self.mean_t[cols_t]) * self.inv_scale_t[cols_t]
+                    zb += xs.to(torch.float64) @ W64.T
+            lse = torch.logsumexp(zb, dim=1)
+            zy = zb.gather(1, yb[:, None])[:, 0]
             total += float((lse - zy).sum())
-            correct += int((z.argmax(1) == yb).sum())
-            R = torch.exp(z - lse[:, None])
+            correct += int((zb.argmax(1) == yb).sum())
+            R = torch.exp(zb - lse[:, None])
             R.scatter_add_(1, yb[:, None], -torch.ones_like(zy)[:, None])
-            GX += (R.to(torch.float32).T @ xb).to(torch.float64)
+            GX += rt_x(R, xb).to(torch.float64)
             rsum += R.sum(0)
         G = GX - rsum[:, None] * torch.as_tensor(self.mean, device=self.device)[None, :]
         G = G / torch.as_tensor(self.scale, device=self.device)[None, :] / self.n
@@ -311,6 +333,9 @@ def fit_path(
     records: dict[str, list] = Path.empty_records()
     G = G0
     lam_prev = lam_max
+    W_prev = b_prev = W_last = b_last = None
+    z = None  # float64 logits (n, C) of the current solution when the solver returns them
+    lam_prev2 = lam_max
     bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
     tol_points = []
     for lam in bar:
@@ -322,21 +347,36 @@ def fit_path(
         strong = np.flatnonzero(score >= alpha * (2 * lam - lam_prev))
         ws = np.union1d(active, strong)
         loss, acc = loss0, acc0
+        if lam >= lam_max:
+            # closed form (λ_max is exact in float64): W = 0 with the intercept-only optimum;
+            # solving would only let float32 rounding at the tie admit a ~1e-9 weight
+            ws = np.zeros(0, dtype=np.int64)
         for _round in range(50):
             tr.set_working_set(ws)
             if ws.size:
                 data, solve = tr.restricted()
                 if grouped:
                     solve = fista_grouped
-                W0 = torch.as_tensor(W[:, tr.ws], device=device)
-                b0 = torch.as_tensor(b, device=device)
-                res = solve(data, W0, b0, lam, alpha, tol=0.5 * tol_abs, max_iter=max_iter)
+                Wstart, bstart = W, b
+                if _round == 0 and W_prev is not None:
+                    Wstart, bstart = _predict(W, b, W_prev, b_prev, lam, lam_prev, lam_prev2)
+                W0 = torch.as_tensor(Wstart[:, tr.ws], device=device)
+                b0 = torch.as_tensor(bstart, device=device)
+                kw = {}
+                if solve is owlqn and z is not None and len(records["nnz"]) % 10:
+                    # logits from the last solution plus a float32 product of the (small)
+                    # change; recomputed exactly with float64 products every 10th point
+                    dW = W0 - torch.as_tensor(W[:, tr.ws], device=device)
+                    kw["z0"] = z + data.matvec(dW) + (b0 - torch.as_tensor(b, device=device))
+                res = solve(data, W0, b0, lam, alpha, tol=0.5 * tol_abs, max_iter=max_iter, **kw)
+                z = res.logits
                 n_iter += res.n_iter
                 W = np.zeros((C, src.d))
                 W[:, tr.ws] = res.W.cpu().numpy()
                 b = res.b.cpu().numpy()
             G, gb, loss, acc = tr.full_gradient(
-                torch.as_tensor(W[:, tr.ws], device=device), torch.as_tensor(b, device=device))
+                torch.as_tensor(W[:, tr.ws], device=device), torch.as_tensor(b, device=device),
+                z=z if ws.size else None)
             score = np.sqrt((G**2).sum(0)) if grouped else np.abs(G).max(0)
             outside = np.setdiff1d(np.flatnonzero(score > alpha * lam + 0.5 * tol_abs), tr.ws)
             if outside.size == 0:
@@ -352,6 +392,8 @@ def fit_path(
                           kkt_violation=viol, n_iter=n_iter, time=time.perf_counter() - t0)
         nz = records["nnz_per_class"][-1]
         bar.set_postfix(nnz=records["nnz"][-1], val=f"{va:.3f}")
+        W_prev, b_prev, lam_prev2 = W_last, b_last, lam_prev
+        W_last, b_last = W, b
         lam_prev = lam
         if max_features_per_class is not None and nz.mean() > max_features_per_class:
             break
@@ -366,6 +408,19 @@ def fit_path(
     return Path.from_records(records, lambdas=lams, alpha=alpha, grouped=grouped, mean=mean,
                              scale=scale, classes=classes, info=info)
 
+
+
+def _predict(W, b, W_prev, b_prev, lam, lam_prev, lam_prev2):
+    """Linear extrapolation of the path in log λ from the last two solutions, on the weights
+    that kept their sign (the others start where the last solution left them)."""
+    h1 = np.log(lam_prev2) - np.log(lam_prev)
+    if h1 <= 0:
+        return W, b
+    r = (np.log(lam_prev) - np.log(lam)) / h1
+    same = (W != 0) & (np.sign(W) == np.sign(W_prev))
+    Wp = np.where(same, W + r * (W - W_prev), W)
+    Wp = np.where(same & (np.sign(Wp) != np.sign(W)), 0.0, Wp)  # never cross zero
+    return Wp, b + r * (b - b_prev)
 
 
 def _class_sums(src: FeatureSource, y: np.ndarray, C: int) -> np.ndarray:
