@@ -42,7 +42,7 @@ def center_shift(W: torch.Tensor, alpha: float, grouped: bool = False) -> torch.
         ``c_j``; zero wherever the shift would not lower the penalty strictly (so zero columns
         and columns already centered stay exactly as they are).
     """
-    C, m = W.shape
+    C = W.shape[0]
     W64 = W.to(torch.float64)
     if grouped:
         c = -W64.mean(0)
