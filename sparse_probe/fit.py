@@ -309,6 +309,8 @@ def fit_path(
 
     if low_memory is None:
         low_memory = src.n * C * 8 * 3 > 512 * 2**20 or (src.on_disk and src.nbytes > cache_bytes)
+    if low_memory:
+        _fix_mmap_threshold()
     tr = _Trainer(src, y, C, mean, scale, device, cache_bytes, low_memory)
     prior = counts / counts.sum()
     b = np.log(prior) - np.log(prior).mean()
@@ -408,6 +410,25 @@ def fit_path(
     return Path.from_records(records, lambdas=lams, alpha=alpha, grouped=grouped, mean=mean,
                              scale=scale, classes=classes, info=info)
 
+
+
+def _fix_mmap_threshold(threshold: int = 16 * 2**20) -> None:
+    """Have glibc serve allocations of ``threshold`` bytes and more with mmap, always.
+
+    glibc raises its mmap threshold each time a large block is freed, after which the per-chunk
+    float64 temporaries of the low-memory mode come from the heap and fragment it: on the
+    1,000,000×512×100 benchmark peak RSS went from 1.2 to 2.2 GiB that way. Fixing the
+    threshold (``mallopt(M_MMAP_THRESHOLD)``, which also stops the adjustment) returns those
+    blocks to the OS when freed. No-op where glibc is not the allocator.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, int(threshold))  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
 
 
 def _predict(W, b, W_prev, b_prev, lam, lam_prev, lam_prev2):
