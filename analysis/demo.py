@@ -238,7 +238,7 @@ class _Server:
             p.terminate()
             p.wait(timeout=15)
         except psutil.NoSuchProcess:
-            pass
+            pass  # gone already: nothing to stop
         except psutil.TimeoutExpired:
             p.kill()
 
@@ -517,26 +517,23 @@ def summarize_run(run: Path) -> dict[str, Any]:
             "counterfactual": _counterfactual_summary(run)}
 
 
+def _listing(items) -> str:
+    """Comma-separated items, or ``none``."""
+    return ", ".join(items) or "none"
+
+
 def summary_lines(summary: dict[str, Any]) -> list[str]:
     """The console form of ``OUT/demo_summary.json``."""
     lines = []
     for name, s in summary["runs"].items():
         lines.append(f"{name}: report {s['report']}")
-        if s["flagged"]:
-            flagged = ", ".join(f"{f['class_name']}:{f['feature']} ({f['kind']})"
-                                for f in s["flagged"])
-            lines.append(f"  judged spurious: {flagged}")
-        else:
-            lines.append("  judged spurious: none")
+        lines.append("  judged spurious: " + _listing(
+            f"{f['class_name']}:{f['feature']} ({f['kind']})" for f in s["flagged"]))
         for c in s["cues"]:
             lines.append(f"  planted cue {c['cue']!r} ({c['kind']}, class {c['class_name']}): "
                          f"{c['status'].upper()} - {c['note']}")
-        if s["false_alarms"]:
-            fa = ", ".join(f"{f['class_name']}:{f['feature']} (truth {f['truth']})"
-                           for f in s["false_alarms"])
-            lines.append(f"  false alarms: {fa}")
-        else:
-            lines.append("  false alarms: none")
+        lines.append("  false alarms: " + _listing(
+            f"{f['class_name']}:{f['feature']} (truth {f['truth']})" for f in s["false_alarms"]))
         for r in s["counterfactual"]:
             what = (f"group {r['group']}" if "group" in r
                     else f"feature {r['class']}:{r['feature']}")

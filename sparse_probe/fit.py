@@ -109,10 +109,9 @@ class _Trainer:
                 src_idx = torch.as_tensor([old_pos[int(ws[k])] for k in keep], device=self.device)
                 keep_t = torch.as_tensor(keep, device=self.device)
                 Xw[:, keep_t] = self.Xw[:, src_idx]
-                if XwT is not None and self.XwT is not None:
-                    XwT[keep_t] = self.XwT[src_idx]
-                elif XwT is not None:
-                    new = ws
+                if XwT is not None:  # from the old copy, or transposed from Xw itself
+                    XwT[keep_t] = self.XwT[src_idx] if self.XwT is not None else \
+                        Xw[:, keep_t].T
         else:
             new = ws
         if new.size:
@@ -421,14 +420,13 @@ def _fix_mmap_threshold(threshold: int = 16 * 2**20) -> None:
     blocks to the OS when freed: on a 300,000×512×100 memmap fit (4 λ, 77 MiB column cache)
     peak RSS fell from 1,218 to 996 MiB. No-op where glibc is not the allocator.
     """
+    import contextlib
     import ctypes
     import ctypes.util
 
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt(-3, int(threshold))  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
 
 
 def _predict(W, b, W_prev, b_prev, lam, lam_prev, lam_prev2):

@@ -133,7 +133,7 @@ class HotPathMiddleware:
                 if m:
                     return self._page(environ, start, m.group(1))
         except _Delegate:
-            pass
+            pass  # not a request the fast path serves: the Flask app below does
         return self.flask_wsgi(environ, start)
 
     def _accept(self, environ: dict[str, Any], start: Start, hit_id: str) -> list[bytes]:
