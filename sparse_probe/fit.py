@@ -417,8 +417,8 @@ def _fix_mmap_threshold(threshold: int = 16 * 2**20) -> None:
     glibc raises its mmap threshold each time a large block is freed, after which the per-chunk
     float64 temporaries of the low-memory mode come from the heap and fragment it. Fixing the
     threshold (``mallopt(M_MMAP_THRESHOLD)``, which also stops the adjustment) returns those
-    blocks to the OS when freed: on a 300,000×512×100 memmap fit (4 λ, 77 MiB column cache)
-    peak RSS fell from 1,218 to 996 MiB. No-op where glibc is not the allocator.
+    blocks to the OS when freed, which lowered the peak RSS of a scaled-down out-of-core fit.
+    No-op where glibc is not the allocator.
     """
     import contextlib
     import ctypes
