@@ -36,12 +36,17 @@ from sparse_probe.path import Path
 from sparse_probe.solvers.blocked import BlockedData
 from sparse_probe.solvers.fista import fista_grouped
 from sparse_probe.solvers.owlqn import owlqn, owlqn_blocked
-from sparse_probe.solvers.restricted import RestrictedData, rt_x
+from sparse_probe.solvers.restricted import RestrictedData, rt_x, softmax_residual
 
 __all__ = ["column_stats", "fit_path", "lambda_path"]
 
 
 log = logging.getLogger(__name__)
+
+# the restricted solver stops at this share of the KKT tolerance, leaving the rest as margin for
+# the full-data check (its float32 products differ from the solver's in the last bits)
+_SOLVER_TOL_SHARE = 0.9
+_PREDICT_ORDER = 2  # warm-start extrapolation degree: cubic overshot on the benchmark path
 
 
 class _Trainer:
@@ -74,12 +79,10 @@ class _Trainer:
         # writable copy only when needed (read-only memmaps and arrays: torch warns on those)
         return torch.from_numpy(np.require(block, np.float32, ["C", "W"])).to(self.device)
 
-    def _standardized_cols(self, block, cols: np.ndarray, cols_t: torch.Tensor) -> torch.Tensor:
-        if isinstance(block, torch.Tensor):
-            xb = block[:, cols_t.to(block.device)].to(device=self.device, dtype=torch.float32)
-        else:
-            xb = self._to_dev(block[:, cols])
-        return (xb - self.mean_t[cols_t]) * self.inv_scale_t[cols_t]
+    def _standardized_cols(self, block, cols_t: torch.Tensor) -> torch.Tensor:
+        """Standardized float32 columns ``cols_t`` of a raw row block, C-ordered on the device."""
+        xb = torch.index_select(self._to_dev(block), 1, cols_t)
+        return xb.sub_(self.mean_t[cols_t]).mul_(self.inv_scale_t[cols_t])
 
     def set_working_set(self, ws: np.ndarray) -> None:
         """Cache standardized columns ``ws`` on the device (reusing cached ones) if they fit."""
@@ -118,7 +121,7 @@ class _Trainer:
             pos = torch.as_tensor(np.searchsorted(ws, new), device=self.device)
             cols_t = torch.as_tensor(new, device=self.device)
             for s, block in self.src.chunks():
-                xb = self._standardized_cols(block, new, cols_t)
+                xb = self._standardized_cols(block, cols_t)
                 Xw[s : s + xb.shape[0], pos] = xb
             if XwT is not None:
                 XwT[pos] = Xw[:, pos].T
@@ -128,18 +131,31 @@ class _Trainer:
         """The problem on the working set and the OWL-QN variant that suits it."""
         if not self.low_memory and self.Xw is not None:
             return RestrictedData(self.Xw, self.y, self.C, XwT=self.XwT), owlqn
-        ws, cols_t = self.ws, torch.as_tensor(self.ws, device=self.device)
-        if self.Xw is not None:
+        m, cols_t = self.ws.size, torch.as_tensor(self.ws, device=self.device)
+        if self.Xw is not None:  # cached standardized columns: views, no copies
             Xw, step = self.Xw, self.src.chunk_rows
 
             def blocks():
                 for s in range(0, self.n, step):
                     yield s, Xw[s : s + step]
-        else:
-            def blocks():
-                for s, block in self.src.chunks():
-                    yield s, self._standardized_cols(block, ws, cols_t)
-        return BlockedData(blocks, self.y, self.n, ws.size, self.C), owlqn_blocked
+
+            return BlockedData(blocks, self.y, self.n, m, self.C), owlqn_blocked
+        buf: list[torch.Tensor] = []
+
+        def raw_blocks():  # raw columns gathered into one reused buffer; BlockedData standardizes
+            for s, block in self.src.chunks():
+                xb = self._to_dev(block)
+                if not buf or buf[0].shape[0] < xb.shape[0]:
+                    buf[:] = [torch.empty((xb.shape[0], m), dtype=torch.float32,
+                                          device=self.device)]
+                out = buf[0][: xb.shape[0]]
+                torch.index_select(xb, 1, cols_t, out=out)
+                yield s, out
+
+        mean = torch.as_tensor(self.mean[self.ws], device=self.device)  # float64
+        inv_scale = torch.as_tensor(1.0 / self.scale[self.ws], device=self.device)
+        return BlockedData(raw_blocks, self.y, self.n, m, self.C, mean=mean,
+                           inv_scale=inv_scale), owlqn_blocked
 
     def full_gradient(self, W_ws: torch.Tensor, b: torch.Tensor, z: torch.Tensor | None = None):
         """Gradient of the mean CE w.r.t. all d weights (C, d), loss and accuracy: one pass.
@@ -166,12 +182,9 @@ class _Trainer:
                 if self.ws.size:
                     xs = (xb[:, cols_t] - self.mean_t[cols_t]) * self.inv_scale_t[cols_t]
                     zb += xs.to(torch.float64) @ W64.T
-            lse = torch.logsumexp(zb, dim=1)
-            zy = zb.gather(1, yb[:, None])[:, 0]
-            total += float((lse - zy).sum())
             correct += int((zb.argmax(1) == yb).sum())
-            R = torch.exp(zb - lse[:, None])
-            R.scatter_add_(1, yb[:, None], -torch.ones_like(zy)[:, None])
+            loss_sum, R = softmax_residual(zb, yb, inplace=z is None)  # never the solver's z
+            total += loss_sum
             GX += rt_x(R, xb).to(torch.float64)
             rsum += R.sum(0)
         G = GX - rsum[:, None] * torch.as_tensor(self.mean, device=self.device)[None, :]
@@ -334,9 +347,8 @@ def fit_path(
     records: dict[str, list] = Path.empty_records()
     G = G0
     lam_prev = lam_max
-    W_prev = b_prev = W_last = b_last = None
+    hist: list = []  # (λ, W, b) of the last solved points, for the warm start
     z = None  # float64 logits (n, C) of the current solution when the solver returns them
-    lam_prev2 = lam_max
     bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
     tol_points = []
     for lam in bar:
@@ -359,8 +371,8 @@ def fit_path(
                 if grouped:
                     solve = fista_grouped
                 Wstart, bstart = W, b
-                if _round == 0 and W_prev is not None:
-                    Wstart, bstart = _predict(W, b, W_prev, b_prev, lam, lam_prev, lam_prev2)
+                if _round == 0 and hist:
+                    Wstart, bstart = _predict(hist, lam, order=_PREDICT_ORDER)
                 W0 = torch.as_tensor(Wstart[:, tr.ws], device=device)
                 b0 = torch.as_tensor(bstart, device=device)
                 kw = {}
@@ -369,7 +381,7 @@ def fit_path(
                     # change; recomputed exactly with float64 products every 10th point
                     dW = W0 - torch.as_tensor(W[:, tr.ws], device=device)
                     kw["z0"] = z + data.matvec(dW) + (b0 - torch.as_tensor(b, device=device))
-                res = solve(data, W0, b0, lam, alpha, tol=0.5 * tol_abs, max_iter=max_iter, **kw)
+                res = solve(data, W0, b0, lam, alpha, tol=_SOLVER_TOL_SHARE * tol_abs, max_iter=max_iter, **kw)
                 z = res.logits
                 n_iter += res.n_iter
                 W = np.zeros((C, src.d))
@@ -393,8 +405,7 @@ def fit_path(
                           kkt_violation=viol, n_iter=n_iter, time=time.perf_counter() - t0)
         nz = records["nnz_per_class"][-1]
         bar.set_postfix(nnz=records["nnz"][-1], val=f"{va:.3f}")
-        W_prev, b_prev, lam_prev2 = W_last, b_last, lam_prev
-        W_last, b_last = W, b
+        hist = [*hist, (lam, W, b)][-3:]
         lam_prev = lam
         if max_features_per_class is not None and nz.mean() > max_features_per_class:
             break
@@ -429,17 +440,31 @@ def _fix_mmap_threshold(threshold: int = 16 * 2**20) -> None:
         libc.mallopt(-3, int(threshold))  # M_MMAP_THRESHOLD
 
 
-def _predict(W, b, W_prev, b_prev, lam, lam_prev, lam_prev2):
-    """Linear extrapolation of the path in log λ from the last two solutions, on the weights
-    that kept their sign (the others start where the last solution left them)."""
-    h1 = np.log(lam_prev2) - np.log(lam_prev)
-    if h1 <= 0:
-        return W, b
-    r = (np.log(lam_prev) - np.log(lam)) / h1
-    same = (W != 0) & (np.sign(W) == np.sign(W_prev))
-    Wp = np.where(same, W + r * (W - W_prev), W)
-    Wp = np.where(same & (np.sign(Wp) != np.sign(W)), 0.0, Wp)  # never cross zero
-    return Wp, b + r * (b - b_prev)
+def _predict(hist: list, lam: float, order: int = 2):
+    """Start for ``lam``: the path extrapolated in log λ through the last solutions.
+
+    ``hist`` holds ``(λ, W, b)`` of the last points, newest last. A polynomial of degree
+    ``min(order, len(hist) - 1)`` through them (Lagrange form) is evaluated at ``log lam`` on
+    the weights whose sign was the same at all those points; every other weight starts where
+    the newest solution left it, and no extrapolated weight crosses zero.
+    """
+    _, W1, b1 = hist[-1]
+    pts = hist[-(order + 1):]
+    if len(pts) < 2:
+        return W1, b1
+    u = np.log([p[0] for p in pts])
+    if np.any(np.diff(u) >= 0):
+        return W1, b1
+    x = np.log(lam)
+    coef = [np.prod([(x - u[j]) / (u[i] - u[j]) for j in range(len(u)) if j != i])
+            for i in range(len(u))]
+    same = W1 != 0
+    for _, Wk, _ in pts[:-1]:
+        same &= np.sign(Wk) == np.sign(W1)
+    Wx = sum(c * p[1] for c, p in zip(coef, pts, strict=True))
+    Wp = np.where(same, Wx, W1)
+    Wp = np.where(same & (np.sign(Wp) != np.sign(W1)), 0.0, Wp)  # never cross zero
+    return Wp, sum(c * p[2] for c, p in zip(coef, pts, strict=True))
 
 
 def _class_sums(src: FeatureSource, y: np.ndarray, C: int) -> np.ndarray:
