@@ -71,6 +71,7 @@ class _Trainer:
         self.ws = np.zeros(0, dtype=np.int64)
         self.Xw: torch.Tensor | None = torch.zeros((self.n, 0), dtype=torch.float32, device=device)
         self.XwT: torch.Tensor | None = None
+        self._XTbuf: torch.Tensor | None = None  # (capacity, n): XwT is its first rows
         self.passes = 0
 
     def _to_dev(self, block) -> torch.Tensor:
@@ -85,9 +86,16 @@ class _Trainer:
         return xb.sub_(self.mean_t[cols_t]).mul_(self.inv_scale_t[cols_t])
 
     def set_working_set(self, ws: np.ndarray) -> None:
-        """Cache standardized columns ``ws`` on the device (reusing cached ones) if they fit."""
+        """Cache standardized columns ``ws`` on the device (reusing cached ones) if they fit.
+
+        ``self.ws`` lists the cached features in cache order (not sorted), so that joining
+        columns are appended: the row-major cache ``Xw`` (n, m) is reallocated contiguous (the
+        products ran slower on a strided view of a larger buffer) with the old columns copied
+        as one block, and the column-major copy ``XwT`` grows in place within spare capacity.
+        Only the new columns are read from the source.
+        """
         ws = np.unique(ws)
-        if ws.size == self.ws.size and np.array_equal(ws, self.ws):
+        if ws.size == self.ws.size and np.array_equal(ws, np.sort(self.ws)):
             return
         if self.n * ws.size * 4 > self.cache_bytes:
             if not self.low_memory:
@@ -96,36 +104,44 @@ class _Trainer:
                     f"MiB, over cache_bytes={self.cache_bytes / 2**20:.0f} MiB; use "
                     "low_memory=True (streams from disk), raise cache_bytes, or stop the path "
                     "earlier (max_features_per_class)")
-            self.ws, self.Xw, self.XwT = ws, None, None  # stream the columns on every pass
-            return
-        new = np.setdiff1d(ws, self.ws)
-        Xw = torch.empty((self.n, ws.size), dtype=torch.float32, device=self.device)
-        # a column-major copy too (OWL-QN's orthant clipping reads a few columns per step)
-        # when both fit the cache budget and memory is not the constraint
-        want_T = not self.low_memory and 2 * self.n * ws.size * 4 <= self.cache_bytes
-        XwT = torch.empty((ws.size, self.n), dtype=torch.float32, device=self.device) \
-            if want_T else None
-        if self.Xw is not None and self.ws.size:
-            old_pos = {int(j): i for i, j in enumerate(self.ws)}
-            keep = [k for k, j in enumerate(ws) if int(j) in old_pos]
-            if keep:
-                src_idx = torch.as_tensor([old_pos[int(ws[k])] for k in keep], device=self.device)
-                keep_t = torch.as_tensor(keep, device=self.device)
-                Xw[:, keep_t] = self.Xw[:, src_idx]
-                if XwT is not None:  # from the old copy, or transposed from Xw itself
-                    XwT[keep_t] = self.XwT[src_idx] if self.XwT is not None else \
-                        Xw[:, keep_t].T
-        else:
-            new = ws
+            self.ws, self.Xw, self.XwT, self._XTbuf = ws, None, None, None
+            return  # stream the columns on every pass
+        old_ws, old_Xw, old_XwT = self.ws, self.Xw, self.XwT
+        self.Xw = self.XwT = None  # drop references early: the old cache is freed below
+        cached = old_Xw is not None
+        new = np.setdiff1d(ws, old_ws) if cached else ws
+        keep = np.isin(old_ws, ws) if cached else np.zeros(0, dtype=bool)
+        appended = cached and bool(keep.all())
+        kept = old_ws[keep]
+        order, start = np.concatenate([kept, new]), kept.size
+        m = order.size
+        Xw = torch.empty((self.n, m), dtype=torch.float32, device=self.device)
+        want_T = not self.low_memory and 2 * self.n * m * 4 <= self.cache_bytes
+        XTbuf = self._XTbuf if want_T and appended and old_XwT is not None else None
+        if XTbuf is not None and XTbuf.shape[0] < m:
+            XTbuf = None
+        if want_T and XTbuf is None:  # new column-major buffer with spare rows
+            cap = max(m, min(int(1.25 * m) + 8, self.cache_bytes // (8 * self.n)))
+            XTbuf = torch.empty((cap, self.n), dtype=torch.float32, device=self.device)
+            if kept.size and old_XwT is not None:
+                XTbuf[:start] = old_XwT if appended else \
+                    old_XwT[torch.as_tensor(np.flatnonzero(keep), device=self.device)]
+            elif kept.size:
+                XTbuf[:start] = old_Xw[:, torch.as_tensor(np.flatnonzero(keep),
+                                                          device=self.device)].T
+        if kept.size:
+            Xw[:, :start] = old_Xw if appended else \
+                old_Xw[:, torch.as_tensor(np.flatnonzero(keep), device=self.device)]
+        del old_Xw, old_XwT
         if new.size:
-            pos = torch.as_tensor(np.searchsorted(ws, new), device=self.device)
             cols_t = torch.as_tensor(new, device=self.device)
             for s, block in self.src.chunks():
                 xb = self._standardized_cols(block, cols_t)
-                Xw[s : s + xb.shape[0], pos] = xb
-            if XwT is not None:
-                XwT[pos] = Xw[:, pos].T
-        self.ws, self.Xw, self.XwT = ws, Xw, XwT
+                Xw[s : s + xb.shape[0], start:] = xb
+            if XTbuf is not None:
+                XTbuf[start:m] = Xw[:, start:].T
+        self.ws, self.Xw, self._XTbuf = order, Xw, XTbuf
+        self.XwT = XTbuf[:m] if XTbuf is not None else None
 
     def restricted(self):
         """The problem on the working set and the OWL-QN variant that suits it."""
@@ -347,6 +363,7 @@ def fit_path(
     records: dict[str, list] = Path.empty_records()
     G = G0
     lam_prev = lam_max
+    gamma = None  # L-BFGS scaling carried from point to point
     hist: list = []  # (λ, W, b) of the last solved points, for the warm start
     z = None  # float64 logits (n, C) of the current solution when the solver returns them
     bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
@@ -381,8 +398,11 @@ def fit_path(
                     # change; recomputed exactly with float64 products every 10th point
                     dW = W0 - torch.as_tensor(W[:, tr.ws], device=device)
                     kw["z0"] = z + data.matvec(dW) + (b0 - torch.as_tensor(b, device=device))
+                if solve is not fista_grouped:
+                    kw["gamma0"] = gamma  # the last point's curvature scale: a sized first step
                 res = solve(data, W0, b0, lam, alpha, tol=_SOLVER_TOL_SHARE * tol_abs, max_iter=max_iter, **kw)
                 z = res.logits
+                gamma = res.gamma if res.gamma is not None else gamma
                 n_iter += res.n_iter
                 W = np.zeros((C, src.d))
                 W[:, tr.ws] = res.W.cpu().numpy()

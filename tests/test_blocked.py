@@ -35,3 +35,29 @@ def test_raw_blocks_with_folded_standardization_match_cached_columns():
         torch.testing.assert_close(G, ref_G, rtol=1e-4, atol=1e-5)
     loss_only, none_G, _ = data.loss_grad(W, b, need_grad=False)
     assert none_G is None and abs(loss_only - ref_loss) <= 1e-9 * abs(ref_loss)
+
+
+def test_working_set_cache_grows_shrinks_and_matches_the_source():
+    import numpy as np
+
+    from sparse_probe.data import FeatureSource
+    from sparse_probe.fit import _Trainer
+    from sparse_probe.fit_common import column_stats
+
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((500, 30)) * 3 + 1).astype(np.float32)
+    src = FeatureSource(X, chunk_rows=128)
+    mean, scale = column_stats(src)
+    y = rng.integers(0, 3, 500)
+    tr = _Trainer(src, y, 3, mean, scale, "cpu", cache_bytes=2**30, low_memory=False)
+    Xstd = (X - mean) / scale
+    for ws in ([3, 7], [1, 3, 7, 20], [1, 3, 7, 20, 29, 0], [3, 20, 5], [3, 20, 5, 8, 9, 10]):
+        tr.set_working_set(np.array(ws))
+        assert sorted(tr.ws.tolist()) == sorted(ws)
+        assert tr.Xw.is_contiguous()
+        np.testing.assert_allclose(tr.Xw.numpy(), Xstd[:, tr.ws], rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(tr.XwT.numpy(), tr.Xw.numpy().T)
+    # appending keeps the order of the columns already cached
+    before = tr.ws.copy()
+    tr.set_working_set(np.concatenate([before, [11, 12]]))
+    assert tr.ws[: before.size].tolist() == before.tolist()

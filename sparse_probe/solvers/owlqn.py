@@ -38,6 +38,7 @@ class SolveResult:
     violation: float
     converged: bool
     logits: torch.Tensor | None = None  # (n, C) float64 at (W, b), up to a per-row constant
+    gamma: float | None = None  # L-BFGS scaling s.y / y.y of the last curvature pair
 
 
 def _l1_weights(C: int, m: int, l1: float, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,10 +65,14 @@ def _pseudo_grad(x: torch.Tensor, g: torch.Tensor, c: torch.Tensor) -> torch.Ten
     return pg
 
 
-def _direction(pg: torch.Tensor, S: list, Yk: list, rho: list) -> torch.Tensor:
+def _direction(pg: torch.Tensor, S: list, Yk: list, rho: list,
+               gamma0: float | None = None) -> torch.Tensor:
     """L-BFGS two-loop recursion on the pseudo-gradient, projected onto descent components.
 
-    Clears the memory and falls back to steepest descent when the model gives no descent.
+    Without curvature pairs the initial Hessian scaling is ``gamma0`` (the last one of the
+    previous path point: the curvature barely changes between neighbouring λ), else a step of
+    1 in the largest coordinate. Clears the memory and falls back to steepest descent when the
+    model gives no descent.
     """
     q = pg.clone()
     a = []
@@ -77,6 +82,8 @@ def _direction(pg: torch.Tensor, S: list, Yk: list, rho: list) -> torch.Tensor:
         a.append(a_i)
     if S:
         q *= float(S[-1] @ Yk[-1]) / float(Yk[-1] @ Yk[-1])
+    elif gamma0 is not None and gamma0 > 0:
+        q *= gamma0
     else:
         q *= 1.0 / max(float(pg.abs().max()), 1e-12)
     for (s_i, y_i, r_i), a_i in zip(zip(S, Yk, rho, strict=True), reversed(a), strict=True):
@@ -101,6 +108,10 @@ def _recenter(x: torch.Tensor, C: int, m: int, alpha: float) -> torch.Tensor | N
     return out
 
 
+def _gamma(S: list, Yk: list) -> float | None:
+    return float(S[-1] @ Yk[-1]) / float(Yk[-1] @ Yk[-1]) if S else None
+
+
 def _remember(S: list, Yk: list, rho: list, s_vec, y_vec, history: int) -> None:
     sy = float(s_vec @ y_vec)
     if sy > 1e-16 * float(y_vec @ y_vec) and sy > 0:
@@ -123,6 +134,7 @@ def owlqn(
     history: int = 10,
     resync_every: int = 50,
     z0: torch.Tensor | None = None,
+    gamma0: float | None = None,
 ) -> SolveResult:
     """Minimize the elementwise elastic-net objective on the working set.
 
@@ -140,6 +152,8 @@ def owlqn(
     z0 : torch.Tensor of shape (n, C), float64, optional
         Logits at the start (up to a per-row constant), when the caller has them; otherwise
         computed with float64 products.
+    gamma0 : float, optional
+        Initial L-BFGS scaling (``SolveResult.gamma`` of the previous path point).
 
     Returns
     -------
@@ -181,7 +195,7 @@ def owlqn(
             converged = True
             break
         it += 1
-        d = _direction(pg, S, Yk, rho)
+        d = _direction(pg, S, Yk, rho, gamma0)
         xi = torch.where(x != 0, torch.sign(x), torch.sign(-pg))
         dz = data.matvec(d[:Cm].view(C, m)) + d[Cm:]
         t = 1.0
@@ -222,7 +236,7 @@ def owlqn(
             break
     W = x[:Cm].view(C, m).clone()
     b = x[Cm:].clone()
-    return SolveResult(W, b, loss, F, it, viol, converged, logits=z)
+    return SolveResult(W, b, loss, F, it, viol, converged, logits=z, gamma=_gamma(S, Yk))
 
 
 def owlqn_blocked(
@@ -235,6 +249,7 @@ def owlqn_blocked(
     tol: float,
     max_iter: int = 2000,
     history: int = 10,
+    gamma0: float | None = None,
 ) -> SolveResult:
     """OWL-QN for data that only offers ``loss_grad`` (see :class:`~sparse_probe.solvers.blocked.BlockedData`).
 
@@ -265,7 +280,7 @@ def owlqn_blocked(
             converged = True
             break
         it += 1
-        d = _direction(pg, S, Yk, rho)
+        d = _direction(pg, S, Yk, rho, gamma0)
         xi = torch.where(x != 0, torch.sign(x), torch.sign(-pg))
         t, accepted = 1.0, False
         for _ in range(40):
@@ -290,4 +305,5 @@ def owlqn_blocked(
         stall = stall + 1 if decrease <= 1e-15 * max(abs(F), 1.0) else 0
         if stall >= 5:
             break
-    return SolveResult(x[:Cm].view(C, m).clone(), x[Cm:].clone(), loss, F, it, viol, converged)
+    return SolveResult(x[:Cm].view(C, m).clone(), x[Cm:].clone(), loss, F, it, viol, converged,
+                       gamma=_gamma(S, Yk))
