@@ -407,9 +407,17 @@ def fit_path(
                 W = np.zeros((C, src.d))
                 W[:, tr.ws] = res.W.cpu().numpy()
                 b = res.b.cpu().numpy()
-            G, gb, loss, acc = tr.full_gradient(
-                torch.as_tensor(W[:, tr.ws], device=device), torch.as_tensor(b, device=device),
-                z=z if ws.size else None)
+            if ws.size == src.d and res.grad is not None:
+                # every feature is in the working set: the solver's gradient at its solution
+                # (all data, float64 logits) is the full gradient; a pass would only repeat it
+                G = np.zeros((C, src.d))
+                G[:, tr.ws] = res.grad.cpu().numpy()
+                gb, loss = res.grad_b.cpu().numpy(), res.loss
+                acc = float((res.logits.argmax(1) == tr.y).double().mean())
+            else:
+                G, gb, loss, acc = tr.full_gradient(
+                    torch.as_tensor(W[:, tr.ws], device=device),
+                    torch.as_tensor(b, device=device), z=z if ws.size else None)
             score = np.sqrt((G**2).sum(0)) if grouped else np.abs(G).max(0)
             outside = np.setdiff1d(np.flatnonzero(score > alpha * lam + 0.5 * tol_abs), tr.ws)
             if outside.size == 0:

@@ -39,6 +39,8 @@ class SolveResult:
     converged: bool
     logits: torch.Tensor | None = None  # (n, C) float64 at (W, b), up to a per-row constant
     gamma: float | None = None  # L-BFGS scaling s.y / y.y of the last curvature pair
+    grad: torch.Tensor | None = None  # (C, m) float64 gradient of the mean CE at (W, b)
+    grad_b: torch.Tensor | None = None  # (C,) the same for the bias
 
 
 def _l1_weights(C: int, m: int, l1: float, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -236,7 +238,9 @@ def owlqn(
             break
     W = x[:Cm].view(C, m).clone()
     b = x[Cm:].clone()
-    return SolveResult(W, b, loss, F, it, viol, converged, logits=z, gamma=_gamma(S, Yk))
+    G = g[:Cm].view(C, m) - l2 * W  # g holds the smooth part's gradient, ridge included
+    return SolveResult(W, b, loss, F, it, viol, converged, logits=z, gamma=_gamma(S, Yk),
+                       grad=G, grad_b=g[Cm:].clone())
 
 
 def owlqn_blocked(
