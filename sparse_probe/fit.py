@@ -11,11 +11,13 @@ Algorithm (torch, identical on CPU and CUDA):
    columns are standardized and cached (float32) on the device and the problem restricted to
    them is solved by OWL-QN (elementwise penalty, with penalty-optimal centering of each
    feature's weights across classes after every step, see ``solvers/centering.py``) or FISTA
-   (grouped penalty). The start is the last solution extrapolated linearly in log λ from the
-   last two (on weights that keep their sign), which about halves the iterations on a fine
-   grid. A full-data gradient pass (reusing the solver's float64 logits) then checks the KKT
-   conditions on *all* features; violators join the working set and the point is re-solved
-   until none remain. At λ_max itself the solution is known in closed form (W = 0).
+   (grouped penalty). The start is the path extrapolated quadratically in log λ through the
+   last three solutions (on weights that kept their sign), and OWL-QN's first step is scaled
+   by the previous point's L-BFGS curvature estimate. A full-data gradient pass (reusing the
+   solver's float64 logits) then checks the KKT conditions on *all* features; violators join
+   the working set and the point is re-solved until none remain. Once the working set holds
+   every feature, the solver's own gradient at its solution is that full gradient and the
+   pass is skipped. At λ_max itself the solution is known in closed form (W = 0).
 4. Each point stores weights, bias, nnz, accuracy/loss (train and validation), the objective
    (float64 reduction) and the largest KKT violation over every coordinate.
 """
