@@ -83,7 +83,7 @@ def _direction(pg: torch.Tensor, S: list, Yk: list, rho: list,
         q -= a_i * y_i
         a.append(a_i)
     if S:
-        q *= float(S[-1] @ Yk[-1]) / float(Yk[-1] @ Yk[-1])
+        q *= _gamma(S, Yk)
     elif gamma0 is not None and gamma0 > 0:
         q *= gamma0
     else:
@@ -111,6 +111,7 @@ def _recenter(x: torch.Tensor, C: int, m: int, alpha: float) -> torch.Tensor | N
 
 
 def _gamma(S: list, Yk: list) -> float | None:
+    """The standard L-BFGS initial Hessian scaling ``s.y / y.y`` of the newest pair."""
     return float(S[-1] @ Yk[-1]) / float(Yk[-1] @ Yk[-1]) if S else None
 
 
