@@ -24,6 +24,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -242,16 +243,14 @@ def _bench_in_memory(cfg, args, X, y, lams, tmp: Path):
 
 
 def bench_oocore(cfg, args):
-    import subprocess
-
     tmp = Path(tempfile.mkdtemp(prefix="bench-oocore-"))
     try:
-        _bench_oocore(cfg, args, tmp, subprocess)
+        _bench_oocore(cfg, args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _bench_oocore(cfg, args, tmp: Path, subprocess):
+def _bench_oocore(cfg, args, tmp: Path):
     f = tmp / "X.npy"
     n, d, C = cfg["n"], cfg["d"], cfg["classes"]
     print(f"writing a {n * d * 4 / 2**30:.1f} GiB .npy ({n}×{d}, C={C}) ...", flush=True)

@@ -115,6 +115,7 @@ class _Trainer:
         keep = np.isin(old_ws, ws) if cached else np.zeros(0, dtype=bool)
         appended = cached and bool(keep.all())
         kept = old_ws[keep]
+        keep_idx = torch.as_tensor(np.flatnonzero(keep), device=self.device)
         order, start = np.concatenate([kept, new]), kept.size
         m = order.size
         Xw = torch.empty((self.n, m), dtype=torch.float32, device=self.device)
@@ -122,18 +123,14 @@ class _Trainer:
         XTbuf = self._XTbuf if want_T and appended and old_XwT is not None else None
         if XTbuf is not None and XTbuf.shape[0] < m:
             XTbuf = None
+        if kept.size:
+            Xw[:, :start] = old_Xw if appended else old_Xw[:, keep_idx]
         if want_T and XTbuf is None:  # new column-major buffer with spare rows
             cap = max(m, min(int(1.25 * m) + 8, self.cache_bytes // (8 * self.n)))
             XTbuf = torch.empty((cap, self.n), dtype=torch.float32, device=self.device)
-            if kept.size and old_XwT is not None:
-                XTbuf[:start] = old_XwT if appended else \
-                    old_XwT[torch.as_tensor(np.flatnonzero(keep), device=self.device)]
-            elif kept.size:
-                XTbuf[:start] = old_Xw[:, torch.as_tensor(np.flatnonzero(keep),
-                                                          device=self.device)].T
-        if kept.size:
-            Xw[:, :start] = old_Xw if appended else \
-                old_Xw[:, torch.as_tensor(np.flatnonzero(keep), device=self.device)]
+            if kept.size:  # from the old copy, or transposed from the new Xw
+                XTbuf[:start] = Xw[:, :start].T if old_XwT is None else \
+                    old_XwT if appended else old_XwT[keep_idx]
         del old_Xw, old_XwT
         if new.size:
             cols_t = torch.as_tensor(new, device=self.device)
@@ -158,21 +155,13 @@ class _Trainer:
                     yield s, Xw[s : s + step]
 
             return BlockedData(blocks, self.y, self.n, m, self.C), owlqn_blocked
-        buf: list[torch.Tensor] = []
-
-        def raw_blocks():  # raw columns gathered into one reused buffer; BlockedData standardizes
+        def raw_blocks():  # whole raw chunks: BlockedData gathers and standardizes the columns
             for s, block in self.src.chunks():
-                xb = self._to_dev(block)
-                if not buf or buf[0].shape[0] < xb.shape[0]:
-                    buf[:] = [torch.empty((xb.shape[0], m), dtype=torch.float32,
-                                          device=self.device)]
-                out = buf[0][: xb.shape[0]]
-                torch.index_select(xb, 1, cols_t, out=out)
-                yield s, out
+                yield s, self._to_dev(block)
 
         mean = torch.as_tensor(self.mean[self.ws], device=self.device)  # float64
         inv_scale = torch.as_tensor(1.0 / self.scale[self.ws], device=self.device)
-        return BlockedData(raw_blocks, self.y, self.n, m, self.C, mean=mean,
+        return BlockedData(raw_blocks, self.y, self.n, m, self.C, cols=cols_t, mean=mean,
                            inv_scale=inv_scale), owlqn_blocked
 
     def full_gradient(self, W_ws: torch.Tensor, b: torch.Tensor, z: torch.Tensor | None = None):

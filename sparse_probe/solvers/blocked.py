@@ -38,16 +38,19 @@ class BlockedData:
         ``mean``/``inv_scale`` are given. A block is only used until the next one is requested.
     y : torch.Tensor of shape (n_samples,), int64
     n, m, n_classes : int
+    cols : torch.Tensor of shape (m,), optional
+        Blocks hold all columns and these are the working set's (gathered into a reused buffer).
     mean, inv_scale : torch.Tensor of shape (m,), optional
         Standardization of raw blocks, ``x_std = (x - mean) * inv_scale``.
     """
 
     def __init__(self, blocks: Callable[[], Iterator[tuple[int, torch.Tensor]]], y: torch.Tensor,
-                 n: int, m: int, n_classes: int, *, mean: torch.Tensor | None = None,
-                 inv_scale: torch.Tensor | None = None):
+                 n: int, m: int, n_classes: int, *, cols: torch.Tensor | None = None,
+                 mean: torch.Tensor | None = None, inv_scale: torch.Tensor | None = None):
         self.blocks = blocks
         self.y = y
         self.n, self.m, self.C = n, m, n_classes
+        self.cols = cols
         self.mean = None if mean is None else mean.to(torch.float64)
         self.inv_scale = None if inv_scale is None else inv_scale.to(torch.float64)
         self.n_products = 0
@@ -75,6 +78,9 @@ class BlockedData:
         self.n_products += 2 if need_grad else 1
         for s, xb in self.blocks():
             rows = xb.shape[0]
+            if self.cols is not None:
+                xb = torch.index_select(xb, 1, self.cols,
+                                        out=self._buffer("x", rows, self.m, torch.float32, xb.device))
             yb = self.y[s : s + rows]
             z = self._buffer("z", rows, self.C, torch.float64, xb.device)
             if self.m:
