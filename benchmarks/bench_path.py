@@ -175,7 +175,7 @@ def one_pass_seconds(X, classes, device="cpu", repeats=5):
     """Time of one X^T R product (n×d by n×C), the unit of a 'full-data pass'."""
     import torch
 
-    from sparse_probe.solvers.restricted import rt_x
+    from sparse_probe.solvers.products import rt_x
 
     Xt = torch.from_numpy(X).to(device)
     R = torch.randn(X.shape[0], classes, device=device)

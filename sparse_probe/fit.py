@@ -38,7 +38,8 @@ from sparse_probe.path import Path
 from sparse_probe.solvers.blocked import BlockedData
 from sparse_probe.solvers.fista import fista_grouped
 from sparse_probe.solvers.owlqn import owlqn, owlqn_blocked
-from sparse_probe.solvers.restricted import RestrictedData, rt_x, softmax_residual
+from sparse_probe.solvers.products import rt_x
+from sparse_probe.solvers.restricted import RestrictedData, softmax_residual
 
 __all__ = ["column_stats", "fit_path", "lambda_path"]
 

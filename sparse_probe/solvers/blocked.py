@@ -14,7 +14,7 @@ weights instead of applied to every block,
 
 so a block costs one float64 product for the logits (the line search compares objectives far
 below float32 resolution) and one float32 product for the gradient (accumulated in float64,
-as in :func:`~sparse_probe.solvers.restricted.rt_x`).
+as in :func:`~sparse_probe.solvers.products.rt_x`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from sparse_probe.solvers.restricted import rt_x, softmax_residual
+from sparse_probe.solvers.products import rt_x
+from sparse_probe.solvers.restricted import softmax_residual
 
 __all__ = ["BlockedData"]
 

@@ -10,31 +10,21 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["RestrictedData", "rt_x", "softmax_residual"]
+from sparse_probe.solvers.products import rt_x, x_wt
+
+__all__ = ["RestrictedData", "softmax_residual"]
 
 
-def rt_x(R: torch.Tensor, X: torch.Tensor, block_rows: int = 2048) -> torch.Tensor:
-    """``R^T X`` in float32: (n, C) residuals times (n, m) float32 features -> (C, m).
+def softmax_residual(z: torch.Tensor, y: torch.Tensor, *, inplace: bool = False,
+                     scale: float = 1.0):
+    """Summed cross-entropy of logits ``z`` (n, C) and the residual ``scale * (softmax(z) - Y)``.
 
-    On CPU the product is accumulated over row blocks: a single reduction-shaped call
-    ``(C, n) @ (n, m)`` ran about 2x slower with torch's CPU BLAS on the 2-core machines we
-    measured (the product is memory-bound; blocks keep it in cache). Calling numpy's BLAS
-    instead was as fast alone but made its threads and torch's spin against each other.
-    """
-    R32 = R.to(torch.float32)
-    if X.device.type != "cpu" or X.shape[0] <= block_rows:
-        return R32.T @ X
-    out = torch.zeros((R32.shape[1], X.shape[1]), dtype=torch.float32)
-    for s in range(0, X.shape[0], block_rows):
-        out.addmm_(R32[s : s + block_rows].T, X[s : s + block_rows])
-    return out
-
-
-def softmax_residual(z: torch.Tensor, y: torch.Tensor, *, inplace: bool = False):
-    """Summed cross-entropy of logits ``z`` (n, C) and the residual ``softmax(z) - onehot(y)``.
-
-    One ``exp`` serves both (``logsumexp`` followed by ``softmax`` would take two, about 3x the
-    time at C = 10). ``inplace=True`` overwrites ``z`` with the residual.
+    Each row is shifted by its true-class logit, ``s = z - z_y``, so that
+    ``CE_i = log Σ_k exp(s_ik)`` (the sum is at least 1: no underflow) and
+    ``softmax = exp(s) / Σ exp(s)``: one ``exp`` serves loss and residual, and the row maximum
+    (a reduction over the short class axis, as slow as the ``exp``) is only taken when some
+    ``s`` could overflow (above 700, checked with one cheap global maximum).
+    ``inplace=True`` overwrites ``z`` with the residual.
 
     Returns
     -------
@@ -43,13 +33,16 @@ def softmax_residual(z: torch.Tensor, y: torch.Tensor, *, inplace: bool = False)
     R : torch.Tensor of shape (n, C)
     """
     zy = z.gather(1, y[:, None])
-    zmax = z.amax(1, keepdim=True)
-    e = z.sub_(zmax) if inplace else torch.sub(z, zmax)
+    e = z.sub_(zy) if inplace else torch.sub(z, zy)
+    smax = e.amax(1, keepdim=True) if e.numel() and float(e.max()) > 700.0 else None
+    if smax is not None:
+        e.sub_(smax)
     e.exp_()
     se = e.sum(1, keepdim=True)
-    loss_sum = float((zmax + se.log() - zy).sum())
-    R = e.div_(se)
-    R.scatter_add_(1, y[:, None], torch.full_like(zy, -1.0))
+    lse = se.log()
+    loss_sum = float(lse.sum()) + (float(smax.sum()) if smax is not None else 0.0)
+    R = e.mul_(se.reciprocal_().mul_(scale))
+    R.scatter_add_(1, y[:, None], torch.full_like(zy, -scale))
     return loss_sum, R
 
 
@@ -95,7 +88,7 @@ class RestrictedData:
             return torch.zeros((self.n, self.C), dtype=torch.float64, device=self.y.device)
         self.n_products += 1
         if cols is None:
-            out = self.Xw @ dW.to(torch.float32).T
+            out = x_wt(self.Xw, dW)
         elif self.XwT is not None:  # contiguous rows of the column-major copy: cheap
             out = (dW[:, cols].to(torch.float32) @ self.XwT[cols]).T
         else:
@@ -105,8 +98,8 @@ class RestrictedData:
     # ---------------------------------------------------------------- loss
     def ce(self, z: torch.Tensor) -> tuple[float, torch.Tensor]:
         """Mean cross-entropy of logits ``z`` (n, C) and the residual ``(softmax(z) - Y)/n``."""
-        loss, R = softmax_residual(z, self.y)
-        return loss / self.n, R.div_(self.n)
+        loss, R = softmax_residual(z, self.y, scale=1.0 / self.n)
+        return loss / self.n, R
 
     def grad(self, R: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradient of the mean CE from the residual: ``G = R^T Xw`` (C, m) and ``g_b`` (C,)."""
@@ -114,7 +107,7 @@ class RestrictedData:
         if self.m == 0:
             return torch.zeros((self.C, 0), dtype=torch.float64, device=R.device), gb
         self.n_products += 1
-        return rt_x(R, self.Xw).to(torch.float64), gb
+        return rt_x(R, self.Xw, XT=self.XwT).to(torch.float64), gb
 
     def loss_grad(self, W: torch.Tensor, b: torch.Tensor, *, need_grad: bool = True):
         """Mean CE at (W, b) and, when asked, its gradient ``(loss, G (C, m), g_b (C,))``."""

@@ -1,0 +1,74 @@
+"""The solver's two float32 products (oneDNN when available, torch's @ otherwise) against
+float64 references, and the fit they drive against the plain-product fit."""
+
+import numpy as np
+import pytest
+import torch
+
+import sparse_probe.solvers.products as products
+from sparse_probe import fit_path
+from sparse_probe.solvers.products import onednn_enabled, rt_x, x_wt
+
+
+@pytest.fixture(params=["onednn", "torch"])
+def backend(request, monkeypatch):
+    monkeypatch.setenv("SPARSE_PROBE_ONEDNN", "1" if request.param == "onednn" else "0")
+    if request.param == "onednn" and not onednn_enabled():
+        pytest.skip("this torch build has no usable oneDNN linear op")
+    return request.param
+
+
+@pytest.mark.parametrize("n,m", [(1, 1), (300, 37), (5000, 255), (4097, 64)])
+def test_products_match_float64(backend, n, m):
+    g = torch.Generator().manual_seed(n + m)
+    X = torch.randn(n, m, generator=g)
+    W = torch.randn(10, m, generator=g, dtype=torch.float64)
+    R = torch.randn(n, 10, generator=g, dtype=torch.float64)
+    X64 = X.double()
+    ref_z = X64 @ W.float().double().T
+    ref_g = R.float().double().T @ X64
+    # float32 products of n-term (resp. m-term) sums: a few ulps times sqrt(terms) of the scale
+    z = x_wt(X, W)
+    assert z.dtype == torch.float32 and z.shape == (n, 10)
+    np.testing.assert_allclose(z.double().numpy(), ref_z.numpy(), rtol=0,
+                               atol=1e-5 * float(ref_z.abs().max()) + 1e-6)
+    for G in (rt_x(R, X), rt_x(R, XT=X.T.contiguous())):
+        assert G.dtype == torch.float32 and G.shape == (10, m)
+        np.testing.assert_allclose(G.double().numpy(), ref_g.numpy(), rtol=0,
+                                   atol=1e-5 * float(ref_g.abs().max()) + 1e-6)
+
+
+def test_failing_op_falls_back_to_torch(monkeypatch):
+    monkeypatch.setenv("SPARSE_PROBE_ONEDNN", "1")
+    monkeypatch.setattr(products, "_STATE", {"ok": True})
+
+    def broken(*args):
+        raise RuntimeError("simulated oneDNN failure")
+
+    monkeypatch.setattr(products, "_linear", broken)
+    X = torch.randn(50, 7)
+    W = torch.randn(3, 7)
+    R = torch.randn(50, 3)
+    torch.testing.assert_close(x_wt(X, W), X @ W.T)
+    assert products._STATE["ok"] is False  # disabled for the rest of the process
+    torch.testing.assert_close(rt_x(R, X), R.T @ X)
+
+
+def test_fit_agrees_with_plain_products(monkeypatch):
+    """The products only change float32 rounding: both fits reach the same objective at every
+    point (each to its KKT tolerance) and the same signed supports away from ties."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=1500, n_features=40, n_informative=8, n_classes=4,
+                               n_clusters_per_class=1, random_state=3)
+    X = X.astype(np.float32)
+    fits = {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv("SPARSE_PROBE_ONEDNN", flag)
+        fits[flag] = fit_path(X, y, n_lambdas=15, eps=1e-2, progress=False, tol=1e-4)
+    a, b = fits["0"], fits["1"]
+    np.testing.assert_allclose(a.objective, b.objective, rtol=1e-7)
+    for Wa, Wb in zip(a.weights, b.weights, strict=True):
+        clear = np.maximum(np.abs(Wa), np.abs(Wb)) > 1e-4  # away from the zero ties
+        np.testing.assert_array_equal(np.sign(Wa[clear]), np.sign(Wb[clear]))
+        assert abs(int((Wa != 0).sum()) - int((Wb != 0).sum())) <= 2
