@@ -1,6 +1,7 @@
 """Warm-start extrapolation along the path and the shared softmax residual."""
 
 import numpy as np
+import pytest
 import torch
 
 from sparse_probe.fit import _predict
@@ -54,3 +55,21 @@ def test_softmax_residual_matches_log_softmax():
     zc = z.clone()
     loss2, R2 = softmax_residual(zc, y, inplace=True)
     assert R2.data_ptr() == zc.data_ptr() and loss2 == loss
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_softmax_residual_overflowing_shift_and_scale(inplace):
+    """Logits far below another class's (z - z_y > 700 would overflow exp) take the
+    max-shifted path and still match log_softmax; ``scale`` multiplies the residual only."""
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(300, 5, dtype=torch.float64, generator=g)
+    y = torch.randint(0, 5, (300,), generator=g)
+    z[0, (int(y[0]) + 1) % 5] = 900.0
+    z[1, int(y[1])] = -2000.0
+    logp = torch.log_softmax(z, 1)
+    loss, R = softmax_residual(z.clone(), y, inplace=inplace, scale=0.25)
+    ref = float(-logp.gather(1, y[:, None]).sum())
+    assert abs(loss - ref) <= 1e-12 * abs(ref)
+    expect = logp.exp()
+    expect[torch.arange(300), y] -= 1
+    torch.testing.assert_close(R, 0.25 * expect, rtol=0, atol=1e-14)

@@ -47,18 +47,20 @@ def center_shift(W: torch.Tensor, alpha: float, grouped: bool = False) -> torch.
     if grouped:
         c = -W64.mean(0)
     else:
-        bp = torch.sort(-W64, dim=0).values  # kinks, ascending (C, m)
+        # per column (rows of the (m, C) transpose: sorting along a contiguous dim is ~10x
+        # faster than along dim 0 of a (C, m) tensor)
+        bp = torch.sort(-W64.T.contiguous(), dim=1).values  # kinks, ascending (m, C)
         S = W64.sum(0)
-        i = torch.arange(C, dtype=torch.float64, device=W.device)[:, None]
-        ridge = (1.0 - alpha) * (S[None, :] + C * bp)
+        i = torch.arange(C, dtype=torch.float64, device=W.device)[None, :]
+        ridge = (1.0 - alpha) * (S[:, None] + C * bp)
         right = alpha * (2 * (i + 1) - C) + ridge  # derivative just right of each kink
         left = alpha * (2 * i - C) + ridge  # and just left of it
-        ok = right >= 0
-        istar = torch.where(ok.any(0), ok.to(torch.int8).argmax(0), torch.full_like(S, C,
-                                                                                 dtype=torch.long))
-        ii = istar.clamp(max=C - 1)[None, :]
-        at_kink = (istar < C) & (left.gather(0, ii)[0] <= 0)
-        c = torch.where(at_kink, bp.gather(0, ii)[0], torch.zeros_like(S))
+        # ``right`` increases along each row, so the first kink with right >= 0 (C: none) is
+        # C minus the count of such kinks
+        istar = C - (right >= 0).sum(1)
+        ii = istar.clamp(max=C - 1)[:, None]
+        at_kink = (istar < C) & (left.gather(1, ii)[:, 0] <= 0)
+        c = torch.where(at_kink, bp.gather(1, ii)[:, 0], torch.zeros_like(S))
         if alpha < 1:  # the root lies inside the segment left of kink istar
             seg = -(alpha * (2 * istar.to(torch.float64) - C) + (1.0 - alpha) * S) / (
                 (1.0 - alpha) * C)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from sparse_probe.solvers.centering import center_shift
+from sparse_probe.solvers.lbfgs import LBFGSMemory
 from sparse_probe.solvers.restricted import RestrictedData
 
 __all__ = ["SolveResult", "owlqn", "owlqn_blocked"]
@@ -67,32 +68,23 @@ def _pseudo_grad(x: torch.Tensor, g: torch.Tensor, c: torch.Tensor) -> torch.Ten
     return pg
 
 
-def _direction(pg: torch.Tensor, S: list, Yk: list, rho: list,
-               gamma0: float | None = None) -> torch.Tensor:
-    """L-BFGS two-loop recursion on the pseudo-gradient, projected onto descent components.
+def _direction(pg: torch.Tensor, mem: LBFGSMemory, gamma0: float | None = None) -> torch.Tensor:
+    """L-BFGS direction on the pseudo-gradient, projected onto descent components.
 
     Without curvature pairs the initial Hessian scaling is ``gamma0`` (the last one of the
     previous path point: the curvature barely changes between neighbouring λ), else a step of
     1 in the largest coordinate. Clears the memory and falls back to steepest descent when the
     model gives no descent.
     """
-    q = pg.clone()
-    a = []
-    for s_i, y_i, r_i in zip(reversed(S), reversed(Yk), reversed(rho), strict=True):
-        a_i = r_i * float(s_i @ q)
-        q -= a_i * y_i
-        a.append(a_i)
-    if S:
-        q *= _gamma(S, Yk)
+    if len(mem):
+        q = mem.apply(pg)
     elif gamma0 is not None and gamma0 > 0:
-        q *= gamma0
+        q = gamma0 * pg
     else:
-        q *= 1.0 / max(float(pg.abs().max()), 1e-12)
-    for (s_i, y_i, r_i), a_i in zip(zip(S, Yk, rho, strict=True), reversed(a), strict=True):
-        q += (a_i - r_i * float(y_i @ q)) * s_i
+        q = pg / max(float(pg.abs().max()), 1e-12)
     d = torch.where(q * pg > 0, -q, torch.zeros_like(q))  # descent components only
     if float(pg @ d) >= 0 or not bool(torch.isfinite(d).all()):
-        S.clear(), Yk.clear(), rho.clear()
+        mem.clear()
         d = -pg / max(float(pg.abs().max()), 1e-12)
     return d
 
@@ -108,21 +100,6 @@ def _recenter(x: torch.Tensor, C: int, m: int, alpha: float) -> torch.Tensor | N
     out = x.clone()
     out[: C * m] += shift.expand(C, m).reshape(-1)
     return out
-
-
-def _gamma(S: list, Yk: list) -> float | None:
-    """The standard L-BFGS initial Hessian scaling ``s.y / y.y`` of the newest pair."""
-    return float(S[-1] @ Yk[-1]) / float(Yk[-1] @ Yk[-1]) if S else None
-
-
-def _remember(S: list, Yk: list, rho: list, s_vec, y_vec, history: int) -> None:
-    sy = float(s_vec @ y_vec)
-    if sy > 1e-16 * float(y_vec @ y_vec) and sy > 0:
-        S.append(s_vec)
-        Yk.append(y_vec)
-        rho.append(1.0 / sy)
-        if len(S) > history:
-            S.pop(0), Yk.pop(0), rho.pop(0)
 
 
 def owlqn(
@@ -184,9 +161,7 @@ def owlqn(
     z = data.logits64(x[:Cm].view(C, m), x[Cm:]) if z0 is None else z0
     loss, R = data.ce(z)
     F, g = smooth_parts(x, loss, R)
-    S: list[torch.Tensor] = []
-    Yk: list[torch.Tensor] = []
-    rho: list[float] = []
+    mem = LBFGSMemory(history)
     converged = False
     viol = float("inf")
     stall = 0
@@ -198,7 +173,7 @@ def owlqn(
             converged = True
             break
         it += 1
-        d = _direction(pg, S, Yk, rho, gamma0)
+        d = _direction(pg, mem, gamma0)
         xi = torch.where(x != 0, torch.sign(x), torch.sign(-pg))
         dz = data.matvec(d[:Cm].view(C, m)) + d[Cm:]
         t = 1.0
@@ -206,7 +181,7 @@ def owlqn(
         for _ in range(40):
             xt = x + t * d
             clip = wmask & (torch.sign(xt) != xi) & (xt != 0)
-            zn = z + t * dz
+            zn = torch.add(z, dz, alpha=t)
             if bool(clip.any()):
                 delta = torch.where(clip, -xt, torch.zeros_like(xt))
                 xn = xt + delta
@@ -227,7 +202,7 @@ def owlqn(
         if xc is not None:
             xn = xc
         F_n, g_n = smooth_parts(xn, loss_n, R_n)
-        _remember(S, Yk, rho, xn - x, g_n - g, history)
+        mem.push(xn - x, g_n - g)
         decrease = F - F_n
         x, z, loss, F, g = xn, zn, loss_n, F_n, g_n
         if it % resync_every == 0:  # bound drift of the incrementally updated logits
@@ -240,7 +215,7 @@ def owlqn(
     W = x[:Cm].view(C, m).clone()
     b = x[Cm:].clone()
     G = g[:Cm].view(C, m) - l2 * W  # g holds the smooth part's gradient, ridge included
-    return SolveResult(W, b, loss, F, it, viol, converged, logits=z, gamma=_gamma(S, Yk),
+    return SolveResult(W, b, loss, F, it, viol, converged, logits=z, gamma=mem.gamma,
                        grad=G, grad_b=g[Cm:].clone())
 
 
@@ -274,9 +249,7 @@ def owlqn_blocked(
 
     x = torch.cat([W0.reshape(-1).to(torch.float64), b0.to(torch.float64)])
     loss, F, g = evaluate(x)
-    S: list = []
-    Yk: list = []
-    rho: list = []
+    mem = LBFGSMemory(history)
     converged, viol, stall, it = False, float("inf"), 0, 0
     while it < max_iter:
         pg = _pseudo_grad(x, g, c)
@@ -285,7 +258,7 @@ def owlqn_blocked(
             converged = True
             break
         it += 1
-        d = _direction(pg, S, Yk, rho, gamma0)
+        d = _direction(pg, mem, gamma0)
         xi = torch.where(x != 0, torch.sign(x), torch.sign(-pg))
         t, accepted = 1.0, False
         for _ in range(40):
@@ -304,11 +277,11 @@ def owlqn_blocked(
             g_n[:Cm] += l2 * (xc - xn)[:Cm]
             xn = xc
             F_n = _penalized(loss_n, xn[:Cm], l1, l2)
-        _remember(S, Yk, rho, xn - x, g_n - g, history)
+        mem.push(xn - x, g_n - g)
         decrease = F - F_n
         x, loss, F, g = xn, loss_n, F_n, g_n
         stall = stall + 1 if decrease <= 1e-15 * max(abs(F), 1.0) else 0
         if stall >= 5:
             break
     return SolveResult(x[:Cm].view(C, m).clone(), x[Cm:].clone(), loss, F, it, viol, converged,
-                       gamma=_gamma(S, Yk))
+                       gamma=mem.gamma)
