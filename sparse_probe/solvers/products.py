@@ -20,6 +20,13 @@ weight, read in place (no copy of X). The op is internal to torch, so it is chec
 the plain product on a small problem and every failure falls back to ``@``; set
 ``SPARSE_PROBE_ONEDNN=0`` to use ``@`` always. Results agree with MKL's to float32 rounding
 (relative error ~1e-6: only the summation order differs). CUDA tensors always use ``@``.
+
+Reproducibility: with oneDNN and more than one thread, repeated fits of the same data in fresh
+processes agreed to rounding but not always bit for bit (on a 30-λ test path, about one run in
+four took a few more iterations and ended with weights differing in the last bits; each
+product alone was bit-identical across runs, and we did not find the cause). The KKT
+tolerance holds either way. For bit-identical repeats set ``SPARSE_PROBE_ONEDNN=0`` or run
+with one thread.
 """
 
 from __future__ import annotations
