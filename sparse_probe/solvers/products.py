@@ -3,8 +3,9 @@
 Each OWL-QN iteration costs one ``X W^T`` (n, m)·(m, C) and one ``R^T X`` (C, n)·(n, m), with
 C (the classes) small: these skinny shapes are far from a BLAS's square-matrix sweet spot. On
 CPU torch sends them to MKL's sgemm; oneDNN (which torch bundles for its CPU convolutions and
-linear layers) JITs kernels for the CPU it runs on and was 1.4-1.5x faster on both shapes on the
-2-core AMD EPYC (Zen 3) machines we measured, at n = 20,000, m = 512, C = 10:
+linear layers) JITs kernels for the CPU it runs on. In one ad-hoc timing on the 2-core AMD EPYC
+(Zen 3) machines we develop on, at n = 20,000, m = 512, C = 10 (the MKL ``R^T X`` is the
+row-blocked form used before, see ``block_rows``):
 
 =================  =======  ======
 product            MKL      oneDNN
