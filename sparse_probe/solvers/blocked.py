@@ -94,9 +94,11 @@ class BlockedData:
             total += loss_sum
             if need_grad:
                 if self.m:
-                    p32 = self._buffer("p32", rows, self.C, torch.float32, xb.device)
-                    p32.copy_(p)
-                    G += rt_x(p32, xb).to(torch.float64)
+                    # float32 residual stored transposed, (C, rows) contiguous: the layout
+                    # rt_x multiplies with, so it takes this view without another copy
+                    pt = self._buffer("pT", self.C * rows, 1, torch.float32, xb.device)
+                    pt = pt.view(self.C, rows).copy_(p.T)
+                    G += rt_x(pt.T, xb).to(torch.float64)
                 gb += p.sum(0)
         if not need_grad:
             return total / self.n, None, None
