@@ -32,6 +32,11 @@ def test_products_match_float64(backend, n, m):
     assert z.dtype == torch.float32 and z.shape == (n, 10)
     np.testing.assert_allclose(z.double().numpy(), ref_z.numpy(), rtol=0,
                                atol=1e-5 * float(ref_z.abs().max()) + 1e-6)
+    b = torch.randn(10, generator=g, dtype=torch.float64)  # the bias epilogue
+    zb = x_wt(X, W, bias=b)
+    ref_zb = ref_z + b.float().double()
+    np.testing.assert_allclose(zb.double().numpy(), ref_zb.numpy(), rtol=0,
+                               atol=1e-5 * float(ref_zb.abs().max()) + 1e-6)
     for G in (rt_x(R, X), rt_x(R, XT=X.T.contiguous())):
         assert G.dtype == torch.float32 and G.shape == (10, m)
         np.testing.assert_allclose(G.double().numpy(), ref_g.numpy(), rtol=0,

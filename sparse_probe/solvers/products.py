@@ -15,9 +15,10 @@ product            MKL      oneDNN
 =================  =======  ======
 
 Both are reached through ``torch.ops.mkldnn._linear_pointwise`` (``input @ weight^T``, the op
-behind torch's own oneDNN linear layers): ``X W^T`` with ``X`` as input and ``W`` converted to
-oneDNN's layout (C·m elements, microseconds), ``R^T X`` with ``R^T`` as input and ``X^T`` as the
-weight, read in place (no copy of X). The op is internal to torch, so it is checked once against
+behind torch's own oneDNN linear layers): ``X W^T`` with ``X`` as input and ``W`` as the weight
+(a bias, when given, is added in the product's epilogue), ``R^T X`` with ``R^T`` as input and
+``X^T`` as the weight, read in place (no copy of X). Dense weights timed the same as weights
+converted to oneDNN's blocked layout. The op is internal to torch, so it is checked once against
 the plain product on a small problem and every failure falls back to ``@``; set
 ``SPARSE_PROBE_ONEDNN=0`` to use ``@`` always. Results agree with MKL's to float32 rounding
 (relative error ~1e-6: only the summation order differs). CUDA tensors always use ``@``.
@@ -44,8 +45,9 @@ log = logging.getLogger(__name__)
 _STATE: dict[str, bool] = {}
 
 
-def _linear(inp: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    return torch.ops.mkldnn._linear_pointwise(inp, weight, None, "none", [], "")
+def _linear(inp: torch.Tensor, weight: torch.Tensor,
+            bias: torch.Tensor | None = None) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(inp, weight, bias, "none", [], "")
 
 
 def onednn_enabled() -> bool:
@@ -66,7 +68,9 @@ def _self_check() -> bool:
         X = torch.randn(300, 37, generator=g)
         W = torch.randn(3, 37, generator=g)
         R = torch.randn(300, 3, generator=g)
-        ok = torch.allclose(_linear(X, W.to_mkldnn()), X @ W.T, rtol=1e-4, atol=1e-4)
+        ok = torch.allclose(_linear(X, W), X @ W.T, rtol=1e-4, atol=1e-4)
+        b = torch.randn(W.shape[0], generator=g)
+        ok &= torch.allclose(_linear(X, W, b), X @ W.T + b, rtol=1e-4, atol=1e-4)
         ok &= torch.allclose(_linear(R.T.contiguous(), X.T), R.T @ X, rtol=1e-4, atol=1e-4)
         XT = X.T.contiguous()
         ok &= torch.allclose(_linear(R.T.contiguous(), XT), R.T @ X, rtol=1e-4, atol=1e-4)
@@ -82,25 +86,28 @@ def _use_onednn(*tensors: torch.Tensor) -> bool:
     return all(t.device.type == "cpu" and t.numel() > 0 for t in tensors) and onednn_enabled()
 
 
-def x_wt(X: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-    """``X @ W.T`` in float32.
+def x_wt(X: torch.Tensor, W: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``X @ W.T (+ bias)`` in float32.
 
     Parameters
     ----------
     X : torch.Tensor of shape (n, m), float32, row-major rows (a row slice is fine)
     W : torch.Tensor of shape (C, m), any float dtype (converted to float32)
+    bias : torch.Tensor of shape (C,), optional
+        Added to every row (in the product's epilogue: no extra pass over the (n, C) output).
 
     Returns
     -------
     torch.Tensor of shape (n, C), float32
     """
     W32 = W.to(torch.float32)
+    b32 = None if bias is None else bias.to(torch.float32).contiguous()
     if _use_onednn(X, W32) and X.is_contiguous():
         try:
-            return _linear(X, W32.contiguous().to_mkldnn())
+            return _linear(X, W32.contiguous(), b32)
         except RuntimeError as e:
             _disable(e)
-    return X @ W32.T
+    return X @ W32.T if b32 is None else torch.addmm(b32, X, W32.T)
 
 
 def rt_x(R: torch.Tensor, X: torch.Tensor | None = None, XT: torch.Tensor | None = None,

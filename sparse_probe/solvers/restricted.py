@@ -16,7 +16,7 @@ __all__ = ["RestrictedData", "softmax_residual"]
 
 
 def softmax_residual(z: torch.Tensor, y: torch.Tensor, *, inplace: bool = False,
-                     scale: float = 1.0):
+                     scale: float = 1.0, out: torch.Tensor | None = None):
     """Summed cross-entropy of logits ``z`` (n, C) and the residual ``scale * (softmax(z) - Y)``.
 
     Each row is shifted by its true-class logit, ``s = z - z_y``, so that
@@ -24,16 +24,19 @@ def softmax_residual(z: torch.Tensor, y: torch.Tensor, *, inplace: bool = False,
     ``softmax = exp(s) / Σ exp(s)``: one ``exp`` serves loss and residual, and the row maximum
     (a reduction over the short class axis, as slow as the ``exp``) is only taken when some
     ``s`` could overflow (above 700, checked with one cheap global maximum).
-    ``inplace=True`` overwrites ``z`` with the residual.
+    ``inplace=True`` overwrites ``z`` with the residual; ``out`` (n, C), z's dtype, receives it
+    otherwise (solvers pass a reused buffer: a fresh (n, C) float64 tensor per call costs more
+    than the arithmetic, in page faults on first touch).
 
     Returns
     -------
     loss_sum : float
         ``Σ_i [logsumexp(z_i) - z_{i, y_i}]`` accumulated in z's dtype.
     R : torch.Tensor of shape (n, C)
+        ``z`` itself with ``inplace``, else ``out`` when given.
     """
     zy = z.gather(1, y[:, None])
-    e = z.sub_(zy) if inplace else torch.sub(z, zy)
+    e = z.sub_(zy) if inplace else torch.sub(z, zy, out=out) if out is not None else z - zy
     smax = e.amax(1, keepdim=True) if e.numel() and float(e.max()) > 700.0 else None
     if smax is not None:
         e.sub_(smax)
@@ -70,6 +73,8 @@ class RestrictedData:
         self.C = n_classes
         self.block_rows = block_rows
         self.n_products = 0
+        self._R: torch.Tensor | None = None  # (n, C) float64 residual, reused by every ce()
+        self._Rt: torch.Tensor | None = None  # (C, n) float32 residual for the product
 
     # ---------------------------------------------------------------- logits
     def logits64(self, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -81,6 +86,17 @@ class RestrictedData:
             for s in range(0, self.n, self.block_rows):
                 z[s : s + self.block_rows] += self.Xw[s : s + self.block_rows].to(torch.float64) @ W64.T
         return z
+
+    def step(self, dW: torch.Tensor, db: torch.Tensor) -> torch.Tensor:
+        """Change of the logits along a step: ``Xw @ dW.T + db`` (n, C) in float32.
+
+        Callers widen it into a reused float64 buffer (``dz64.copy_(dz)``) before the
+        line-search trials add it: a mixed-dtype add would allocate that copy on every trial.
+        """
+        if self.m == 0:
+            return db.to(torch.float32).expand(self.n, -1)
+        self.n_products += 1
+        return x_wt(self.Xw, dW, bias=db)
 
     def matvec(self, dW: torch.Tensor, cols: torch.Tensor | None = None) -> torch.Tensor:
         """``Xw[:, cols] @ dW[:, cols].T`` (n, C) as float64 from a float32 product."""
@@ -97,17 +113,30 @@ class RestrictedData:
 
     # ---------------------------------------------------------------- loss
     def ce(self, z: torch.Tensor) -> tuple[float, torch.Tensor]:
-        """Mean cross-entropy of logits ``z`` (n, C) and the residual ``(softmax(z) - Y)/n``."""
-        loss, R = softmax_residual(z, self.y, scale=1.0 / self.n)
+        """Mean cross-entropy of logits ``z`` (n, C) and the residual ``(softmax(z) - Y)/n``.
+
+        The residual lives in a buffer that the next call overwrites (use it or copy it first).
+        """
+        if self._R is None or self._R.shape != z.shape or self._R.dtype != z.dtype:
+            self._R = torch.empty_like(z, memory_format=torch.contiguous_format)
+        loss, R = softmax_residual(z, self.y, scale=1.0 / self.n, out=self._R)
         return loss / self.n, R
 
     def grad(self, R: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gradient of the mean CE from the residual: ``G = R^T Xw`` (C, m) and ``g_b`` (C,)."""
+        """Gradient of the mean CE from the residual: ``G = R^T Xw`` (C, m) and ``g_b`` (C,).
+
+        ``G`` from a float32 copy of ``R^T`` (reused buffer); ``g_b`` summed from the float64
+        ``R`` (a float32 sum would leave ~1e-8 of error where the partial sums are large,
+        e.g. rows sorted by class, close to the tolerances at the end of a path).
+        """
+        if self._Rt is None or self._Rt.shape != (R.shape[1], R.shape[0]):
+            self._Rt = torch.empty((R.shape[1], R.shape[0]), dtype=torch.float32, device=R.device)
+        self._Rt.copy_(R.T)  # rt_x takes the transpose of a contiguous float32 tensor as is
         gb = R.sum(0)
         if self.m == 0:
             return torch.zeros((self.C, 0), dtype=torch.float64, device=R.device), gb
         self.n_products += 1
-        return rt_x(R, self.Xw, XT=self.XwT).to(torch.float64), gb
+        return rt_x(self._Rt.T, self.Xw, XT=self.XwT).to(torch.float64), gb
 
     def loss_grad(self, W: torch.Tensor, b: torch.Tensor, *, need_grad: bool = True):
         """Mean CE at (W, b) and, when asked, its gradient ``(loss, G (C, m), g_b (C,))``."""
