@@ -9,7 +9,7 @@ import torch
 from scipy.optimize import minimize_scalar
 
 from sparse_probe.objective import objective_f64
-from sparse_probe.solvers.centering import center_shift
+from sparse_probe.solvers.centering import _center_shift_torch, center_shift
 
 
 def _penalty(w: np.ndarray, alpha: float, grouped: bool) -> float:
@@ -66,3 +66,19 @@ def test_loss_is_invariant_and_objective_drops():
     after = objective_f64(X, y, Wc, b, lam, alpha)
     np.testing.assert_allclose(before - after, pen(W) - pen(Wc), rtol=1e-10, atol=1e-12)
     assert after < before - 1e-3
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("alpha", [1.0, 0.99, 0.3])
+def test_numpy_and_torch_paths_agree(alpha, grouped):
+    """CPU tensors take the numpy implementation, other devices the torch one: same shifts."""
+    rng = np.random.default_rng(11)
+    W = rng.standard_normal((9, 300)) * (rng.random((9, 300)) < 0.6)
+    W[:, :5] = 0.0
+    W[:, 5:8] = 1.25
+    Wt = torch.as_tensor(W)
+    c_np = center_shift(Wt, alpha, grouped)
+    c_t = _center_shift_torch(Wt, alpha, grouped)
+    assert c_np.dtype == Wt.dtype
+    np.testing.assert_allclose(c_np.numpy(), c_t.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(c_np.numpy() == 0, c_t.numpy() == 0)

@@ -19,6 +19,7 @@ whose derivative is piecewise linear with kinks at ``c = -w_k``; grouped penalty
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 __all__ = ["center_shift"]
@@ -41,7 +42,21 @@ def center_shift(W: torch.Tensor, alpha: float, grouped: bool = False) -> torch.
     torch.Tensor of shape (m,), W's dtype
         ``c_j``; zero wherever the shift would not lower the penalty strictly (so zero columns
         and columns already centered stay exactly as they are).
+
+    Notes
+    -----
+    CPU tensors are computed with numpy (the same steps): the solver calls this once per
+    iteration on a (C, m) array, where torch's per-op overhead (~35 small ops) cost ~0.7 ms
+    against numpy's ~0.15 ms. Other devices keep the data where it is.
     """
+    if W.device.type == "cpu":
+        c = _center_shift_np(W.detach().numpy().astype(np.float64, copy=False), alpha, grouped)
+        return torch.from_numpy(c).to(W.dtype)
+    return _center_shift_torch(W, alpha, grouped)
+
+
+def _center_shift_torch(W: torch.Tensor, alpha: float, grouped: bool) -> torch.Tensor:
+    """:func:`center_shift` with torch ops on W's device."""
     C = W.shape[0]
     W64 = W.to(torch.float64)
     if grouped:
@@ -69,6 +84,35 @@ def center_shift(W: torch.Tensor, alpha: float, grouped: bool = False) -> torch.
     after = _column_penalty(W64 + c[None, :], alpha, grouped)
     c = torch.where(after < before * (1 - 1e-12), c, torch.zeros_like(c))
     return c.to(W.dtype)
+
+
+def _center_shift_np(W: np.ndarray, alpha: float, grouped: bool) -> np.ndarray:
+    """:func:`center_shift` in numpy, float64 (m,)."""
+    C = W.shape[0]
+    if grouped:
+        c = -W.mean(0)
+    else:
+        bp = np.sort(-W.T, axis=1)  # kinks, ascending (m, C)
+        S = W.sum(0)
+        i = np.arange(C, dtype=np.float64)[None, :]
+        ridge = (1.0 - alpha) * (S[:, None] + C * bp)
+        right = alpha * (2 * (i + 1) - C) + ridge
+        left = alpha * (2 * i - C) + ridge
+        istar = C - (right >= 0).sum(1)
+        ii = np.minimum(istar, C - 1)[:, None]
+        at_kink = (istar < C) & (np.take_along_axis(left, ii, 1)[:, 0] <= 0)
+        c = np.where(at_kink, np.take_along_axis(bp, ii, 1)[:, 0], 0.0)
+        if alpha < 1:
+            seg = -(alpha * (2 * istar - C) + (1.0 - alpha) * S) / ((1.0 - alpha) * C)
+            c = np.where(at_kink, c, seg)
+    before = _column_penalty_np(W, alpha, grouped)
+    after = _column_penalty_np(W + c[None, :], alpha, grouped)
+    return np.where(after < before * (1 - 1e-12), c, 0.0)
+
+
+def _column_penalty_np(W: np.ndarray, alpha: float, grouped: bool) -> np.ndarray:
+    sq = (W * W).sum(0)
+    return alpha * (np.sqrt(sq) if grouped else np.abs(W).sum(0)) + 0.5 * (1.0 - alpha) * sq
 
 
 def _column_penalty(W: torch.Tensor, alpha: float, grouped: bool) -> torch.Tensor:
