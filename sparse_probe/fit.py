@@ -358,6 +358,7 @@ def fit_path(
     gamma = None  # L-BFGS scaling carried from point to point
     hist: list = []  # (λ, W, b) of the last solved points, for the warm start
     z = None  # float64 logits (n, C) of the current solution when the solver returns them
+    mem, mem_ws = None, None  # OWL-QN's curvature pairs and the working set they belong to
     bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
     tol_points = []
     for lam in bar:
@@ -392,9 +393,12 @@ def fit_path(
                     kw["z0"] = z + data.matvec(dW) + (b0 - torch.as_tensor(b, device=device))
                 if solve is not fista_grouped:
                     kw["gamma0"] = gamma  # the last point's curvature scale: a sized first step
+                if solve is not fista_grouped and mem is not None:
+                    kw["memory"] = _carry_memory(mem, mem_ws, tr.ws, C)
                 res = solve(data, W0, b0, lam, alpha, tol=_SOLVER_TOL_SHARE * tol_abs, max_iter=max_iter, **kw)
                 z = res.logits
                 gamma = res.gamma if res.gamma is not None else gamma
+                mem, mem_ws = res.memory, tr.ws
                 n_iter += res.n_iter
                 W = np.zeros((C, src.d))
                 W[:, tr.ws] = res.W.cpu().numpy()
@@ -458,6 +462,24 @@ def _fix_mmap_threshold(threshold: int = 16 * 2**20) -> None:
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt(-3, int(threshold))  # M_MMAP_THRESHOLD
+
+
+def _carry_memory(mem, old_ws: np.ndarray, ws: np.ndarray, C: int):
+    """The last point's L-BFGS pairs for the working set ``ws``, or ``None``.
+
+    Same working set: the pairs as they are. A working set that appended features to the old
+    one (the cache keeps the old order first): the pairs embedded with zeros on the new
+    weights. Anything else (features dropped or reordered): ``None``, start afresh.
+    """
+    m_old, m = old_ws.size, ws.size
+    if m < m_old or not np.array_equal(ws[:m_old], old_ws):
+        return None
+    if m > m_old and mem.dim is not None:
+        k = np.arange(C)[:, None]
+        index = np.concatenate([(k * m + np.arange(m_old)[None, :]).ravel(),
+                                C * m + np.arange(C)])  # flat [W (C, m), b] positions
+        mem.embed(torch.as_tensor(index, device=mem._SY.device), C * m + C)
+    return mem
 
 
 def _predict(hist: list, lam: float, order: int = 2):

@@ -75,3 +75,84 @@ def test_rejects_nonpositive_curvature_and_clear_restarts():
     q = torch.arange(4, dtype=torch.float64)
     np.testing.assert_allclose(mem.apply(q).numpy(), two_loop(q, [(s, 4 * s)]).numpy(),
                                rtol=1e-12)
+
+
+def _pairs(p, n_pairs, seed):
+    A, g = spd(p, seed)
+    out = []
+    for _ in range(n_pairs):
+        s = torch.randn(p, generator=g, dtype=torch.float64)
+        out.append((s, A @ s))
+    return out, g
+
+
+def test_float32_storage_matches_two_loop_to_float32_precision():
+    pairs, g = _pairs(80, 6, 3)
+    mem = LBFGSMemory(8, storage_dtype=torch.float32)
+    for s, y in pairs:
+        assert mem.push(s, y)
+    assert mem._SY.dtype == torch.float32
+    q = torch.randn(80, generator=g, dtype=torch.float64)
+    out = mem.apply(q)
+    assert out.dtype == torch.float64
+    ref = two_loop(q, pairs)
+    np.testing.assert_allclose(out.numpy(), ref.numpy(), rtol=0,
+                               atol=1e-4 * float(ref.abs().max()))
+
+
+def test_add_to_y_equals_pairs_of_the_shifted_function():
+    """y + delta*s are the gradient changes of f + delta/2 ||x||^2: same as pushing those."""
+    pairs, g = _pairs(40, 5, 4)
+    mem = LBFGSMemory(5)
+    for s, y in pairs:
+        mem.push(s, y)
+    delta = -0.05  # the ridge weight drops, as it does down a path
+    mem.add_to_y(delta)
+    shifted = [(s, y + delta * s) for s, y in pairs]
+    q = torch.randn(40, generator=g, dtype=torch.float64)
+    np.testing.assert_allclose(mem.apply(q).numpy(), two_loop(q, shifted).numpy(), rtol=1e-9,
+                               atol=1e-12)
+    assert mem.gamma == pytest.approx(float(shifted[-1][0] @ shifted[-1][1])
+                                      / float(shifted[-1][1] @ shifted[-1][1]), rel=1e-12)
+
+
+def test_add_to_y_drops_pairs_that_lose_curvature_and_push_reuses_their_slots():
+    p = 12
+    g = torch.Generator().manual_seed(5)
+    curv = [0.5, 3.0, 4.0]  # y = c s: after delta = -1 the oldest pair has s.y < 0
+    pairs = []
+    mem = LBFGSMemory(3)
+    for c in curv:
+        s = torch.randn(p, generator=g, dtype=torch.float64)
+        pairs.append((s, c * s))
+        mem.push(s, c * s)
+    live_before = list(mem.slots)
+    mem.add_to_y(-1.0)
+    assert len(mem) == 2 and mem.slots == live_before[1:]
+    kept = [(s, y - s) for s, y in pairs[1:]]
+    s = torch.randn(p, generator=g, dtype=torch.float64)
+    assert mem.push(s, 5.0 * s)  # must go to the freed slot, not over a live pair
+    assert sorted(mem.slots) == [0, 1, 2]
+    kept.append((s, 5.0 * s))
+    q = torch.randn(p, generator=g, dtype=torch.float64)
+    np.testing.assert_allclose(mem.apply(q).numpy(), two_loop(q, kept).numpy(), rtol=1e-10)
+
+
+def test_embed_pads_the_pairs_with_zeros():
+    pairs, g = _pairs(10, 4, 6)
+    mem = LBFGSMemory(6)
+    for s, y in pairs:
+        mem.push(s, y)
+    index = torch.tensor([0, 1, 2, 5, 6, 7, 8, 11, 12, 13])  # new coordinates: 3, 4, 9, 10
+    mem.embed(index, 14)
+    assert mem.dim == 14
+
+    def pad(v):
+        out = torch.zeros(14, dtype=torch.float64)
+        out[index] = v
+        return out
+
+    padded = [(pad(s), pad(y)) for s, y in pairs]
+    q = torch.randn(14, generator=g, dtype=torch.float64)
+    np.testing.assert_allclose(mem.apply(q).numpy(), two_loop(q, padded).numpy(), rtol=1e-10,
+                               atol=1e-13)

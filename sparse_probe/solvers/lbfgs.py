@@ -1,4 +1,4 @@
-"""L-BFGS inverse-Hessian products in compact form (a handful of tensor ops per product).
+"""L-BFGS inverse-Hessian products in compact form (two matrix-vector products each).
 
 The compact inverse BFGS matrix of Byrd, Nocedal & Schnabel ("Representations of
 quasi-Newton matrices and their use in limited memory methods", Math. Programming 63, 1994):
@@ -9,10 +9,16 @@ triangle of ``S Y^T`` (``R_ij = s_i.y_j``, i <= j), ``D`` its diagonal and the s
     H q = γ q + S^T u - γ Y^T v,   v = R^{-1} (S q),
     u = R^{-T} ((D + γ Y Y^T) v - γ Y q).
 
-This equals the two-loop recursion (Nocedal & Wright, Algorithm 7.4) but costs one
-(2h, p)·(p,) product, two h×h solves and one (p, 2h)·(2h,) update, instead of 4h vector
-operations: at p ~ 5,000 the two-loop's many tiny ops cost ~0.65 ms per direction, this
-~0.25 ms with the update of the small matrices (one more product per new pair).
+So ``H q = γ q + [S; Y]^T M [S; Y] q`` with the (2h, 2h) middle matrix
+
+    M = [[R^{-T} (D + γ Y Y^T) R^{-1},  -γ R^{-T}],
+         [-γ R^{-1},                     0       ]],
+
+which only changes when a pair is added: it is formed then (h×h numpy work), and a product
+costs one (2h, p)·(p,) product, a (2h, 2h) product and one (p, 2h)·(2h,) update, instead of
+the two-loop recursion's 4h vector operations (Nocedal & Wright, Algorithm 7.4; this equals
+it). The pairs can be stored in float32: a search direction needs no more precision, and the
+two passes over the buffer per direction are then half the bytes.
 """
 
 from __future__ import annotations
@@ -20,7 +26,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["LBFGSMemory"]
+__all__ = ["LBFGSMemory", "history_for"]
+
+
+def history_for(p: int, *, max_pairs: int = 80, min_pairs: int = 10,
+                budget_bytes: int = 64 * 2**20, itemsize: int = 4) -> int:
+    """Pairs to keep for vectors of length ``p``: as many as ``budget_bytes`` of buffer
+    (2 vectors of ``itemsize`` bytes per element and pair) allow, within
+    ``[min_pairs, max_pairs]``.
+
+    More pairs cut iterations along the path, where the memory is carried from one λ to the
+    next (the curvature of the loss barely changes between neighbouring λ). Each direction
+    reads the buffer twice, so its cost is bounded with the memory.
+    """
+    return int(min(max_pairs, max(min_pairs, budget_bytes // (2 * itemsize * max(p, 1)))))
 
 
 class LBFGSMemory:
@@ -35,27 +54,39 @@ class LBFGSMemory:
     ----------
     history : int
         Pairs kept (h).
+    storage_dtype : torch.dtype, optional
+        Dtype of the stored pairs (default: that of the first pair). The inner products
+        ``s.y`` and ``y.y`` of a new pair are taken in the pair's own dtype.
     """
 
-    def __init__(self, history: int = 10):
+    def __init__(self, history: int = 10, storage_dtype: torch.dtype | None = None):
         self.history = history
+        self.storage_dtype = storage_dtype
         self._SY: torch.Tensor | None = None  # (2 history, p): s rows, then y rows
         self.slots: list[int] = []  # buffer slot of each pair, oldest first
         self.SY = np.zeros((0, 0))  # s_i . y_j in age order, (h, h)
         self.YY = np.zeros((0, 0))  # y_i . y_j
+        self._M: tuple | None = None  # R, diag(R), YY as float64 tensors and the slot order
+        self.ridge: float | None = None  # the owner's note of the ridge weight in the y's
 
     def __len__(self) -> int:
         return len(self.slots)
 
-    def clear(self) -> None:
-        self.slots = []
-        self.SY = np.zeros((0, 0))
-        self.YY = np.zeros((0, 0))
+    @property
+    def dim(self) -> int | None:
+        """Length p of the stored vectors (None before the first pair)."""
+        return None if self._SY is None else int(self._SY.shape[1])
 
     @property
     def gamma(self) -> float | None:
         """``s.y / y.y`` of the newest pair (the initial inverse-Hessian scaling), if any."""
         return float(self.SY[-1, -1] / self.YY[-1, -1]) if self.slots else None
+
+    def clear(self) -> None:
+        self.slots = []
+        self.SY = np.zeros((0, 0))
+        self.YY = np.zeros((0, 0))
+        self._M = None
 
     def push(self, s: torch.Tensor, y: torch.Tensor) -> bool:
         """Add the pair (step ``s``, gradient change ``y``) of shape (p,) unless its curvature
@@ -67,38 +98,82 @@ class LBFGSMemory:
         H = self.history
         if self._SY is None or self._SY.shape[1] != s.shape[0]:
             # zeros: slots not in use get zero coefficients, and 0 * garbage could be NaN
-            self._SY = torch.zeros((2 * H, s.shape[0]), dtype=s.dtype, device=s.device)
+            self._SY = torch.zeros((2 * H, s.shape[0]), dtype=self.storage_dtype or s.dtype,
+                                   device=s.device)
             self.clear()
         if len(self.slots) == H:
             slot = self.slots.pop(0)
             self.SY, self.YY = self.SY[1:, 1:], self.YY[1:, 1:]
-        else:
-            slot = len(self.slots)
+        else:  # a free slot (not always the next one: add_to_y may drop pairs)
+            slot = min(set(range(H)).difference(self.slots))
         old = self.slots
         h = len(old) + 1
         SY = np.zeros((h, h))
         YY = np.zeros((h, h))
         SY[:-1, :-1], YY[:-1, :-1] = self.SY, self.YY
         if old:  # one product with the whole buffer, then the live slots
-            col = (self._SY @ y).cpu().numpy()
+            col = (self._SY @ y.to(self._SY.dtype)).double().cpu().numpy()
             SY[:-1, -1] = col[old]  # s_i . y_new: the upper triangle (i <= j) is all we use
             YY[:-1, -1] = YY[-1, :-1] = col[H + np.asarray(old)]
         SY[-1, -1], YY[-1, -1] = sy, yy
         self._SY[slot], self._SY[H + slot] = s, y
         self.slots = [*old, slot]
         self.SY, self.YY = SY, YY
+        self._update_middle()
         return True
 
+    def embed(self, index: torch.Tensor, p: int) -> None:
+        """Move the pairs into a larger space of length ``p``: entry ``i`` of every stored
+        vector goes to ``index[i]``, the other entries are zero. For a problem that gained
+        coordinates (features joining a working set): the pairs keep their curvature
+        information on the old coordinates (``s.y`` and ``y.y`` are unchanged) and say
+        nothing about the new ones, which get the scaled identity."""
+        if self._SY is None:
+            return
+        buf = self._SY.new_zeros((self._SY.shape[0], p))
+        buf[:, index] = self._SY
+        self._SY = buf
+
+    def add_to_y(self, delta: float) -> None:
+        """Replace every pair's ``y`` by ``y + delta * s``: the gradient changes of a smooth
+        part whose ridge weight moved by ``delta`` (the next point of a path). Pairs whose
+        curvature would no longer be safely positive are dropped with all older ones."""
+        if not self.slots or delta == 0:
+            return
+        H = self.history
+        live = torch.as_tensor(self.slots, device=self._SY.device)
+        S = self._SY[live]
+        Y = self._SY[H + live].add_(S, alpha=delta)
+        self._SY[H + live] = Y
+        SYm = (S @ Y.T).double().cpu().numpy()
+        YYm = (Y @ Y.T).double().cpu().numpy()
+        keep = np.diag(SYm) > np.maximum(0.0, 1e-16 * np.diag(YYm))
+        if not keep.all():  # keep the newest consecutive run of good pairs
+            first = int(np.flatnonzero(~keep)[-1]) + 1
+            SYm, YYm = SYm[first:, first:], YYm[first:, first:]
+            self.slots = self.slots[first:]
+        self.SY, self.YY = SYm, YYm
+        self._update_middle()
+
+    def _update_middle(self) -> None:
+        """Refresh the small matrices ``apply`` uses (torch float64, age order)."""
+        if not self.slots:
+            self._M = None
+            return
+        dev = self._SY.device
+        R = torch.as_tensor(np.triu(self.SY), device=dev)
+        self._M = (R, torch.diagonal(R).clone(), torch.as_tensor(self.YY, device=dev),
+                   torch.as_tensor(self.slots, device=dev))
+
     def apply(self, q: torch.Tensor) -> torch.Tensor:
-        """``H q`` for q of shape (p,) (requires at least one pair)."""
+        """``H q`` for q of shape (p,) (requires at least one pair), in q's dtype."""
         g, H = self.gamma, self.history
-        order = np.asarray(self.slots)
-        R = np.triu(self.SY)
-        ab = (self._SY @ q).cpu().numpy()
-        a, b = ab[order], ab[H + order]  # S q and Y q in age order
-        v = np.linalg.solve(R, a)
-        u = np.linalg.solve(R.T, np.diag(R) * v + g * (self.YY @ v) - g * b)
-        coef = np.zeros(2 * H)  # per buffer row (slots not in use: 0)
-        coef[order], coef[H + order] = u, -g * v
-        return torch.addmv(q, self._SY.T, torch.as_tensor(coef, dtype=q.dtype, device=q.device),
-                           beta=g)
+        R, Rdiag, YY, order = self._M
+        ab = (self._SY @ q.to(self._SY.dtype)).to(torch.float64)
+        a, b = ab[order, None], ab[H + order, None]  # S q and Y q in age order, (h, 1)
+        v = torch.linalg.solve_triangular(R, a, upper=True)
+        u = torch.linalg.solve_triangular(R.T, Rdiag[:, None] * v + g * (YY @ v) - g * b,
+                                          upper=False)
+        coef = torch.zeros(2 * H, dtype=torch.float64, device=ab.device)  # unused slots: 0
+        coef[order], coef[H + order] = u[:, 0], -g * v[:, 0]
+        return torch.add((self._SY.T @ coef.to(self._SY.dtype)).to(q.dtype), q, alpha=g)
