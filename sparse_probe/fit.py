@@ -12,8 +12,11 @@ Algorithm (torch, identical on CPU and CUDA):
    them is solved by OWL-QN (elementwise penalty, with penalty-optimal centering of each
    feature's weights across classes after every step, see ``solvers/centering.py``) or FISTA
    (grouped penalty). The start is the path extrapolated quadratically in log λ through the
-   last three solutions (on weights that kept their sign), and OWL-QN's first step is scaled
-   by the previous point's L-BFGS curvature estimate. A full-data gradient pass (reusing the
+   last three solutions (on weights that kept their sign), and OWL-QN continues with the
+   previous point's L-BFGS curvature pairs (moved to the new ridge weight; embedded with zeros
+   when features joined the working set; the loss's curvature barely changes between
+   neighbouring λ), else its first step is scaled by the previous point's curvature
+   estimate. A full-data gradient pass (reusing the
    solver's float64 logits) then checks the KKT conditions on *all* features; violators join
    the working set and the point is re-solved until none remain. Once the working set holds
    every feature, the solver's own gradient at its solution is that full gradient and the
@@ -37,6 +40,7 @@ from sparse_probe.objective import kkt_violation, penalty_value
 from sparse_probe.path import Path
 from sparse_probe.solvers.blocked import BlockedData
 from sparse_probe.solvers.fista import fista_grouped
+from sparse_probe.solvers.lbfgs import history_for
 from sparse_probe.solvers.owlqn import owlqn, owlqn_blocked
 from sparse_probe.solvers.products import rt_x
 from sparse_probe.solvers.restricted import RestrictedData, softmax_residual
@@ -469,10 +473,14 @@ def _carry_memory(mem, old_ws: np.ndarray, ws: np.ndarray, C: int):
 
     Same working set: the pairs as they are. A working set that appended features to the old
     one (the cache keeps the old order first): the pairs embedded with zeros on the new
-    weights. Anything else (features dropped or reordered): ``None``, start afresh.
+    weights. Anything else (features dropped or reordered, or so many joined that the buffer
+    would outgrow :func:`~sparse_probe.solvers.lbfgs.history_for`'s budget): ``None``, start
+    afresh.
     """
     m_old, m = old_ws.size, ws.size
     if m < m_old or not np.array_equal(ws[:m_old], old_ws):
+        return None
+    if history_for(C * m + C) < mem.history:  # the grown buffer would exceed its budget
         return None
     if m > m_old and mem.dim is not None:
         k = np.arange(C)[:, None]

@@ -121,6 +121,12 @@ def test_carried_memory_follows_the_working_set():
     torch.testing.assert_close(W_new[:, :3], W_old)
     assert bool((W_new[:, 3:] == 0).all())
     torch.testing.assert_close(b_new, b_old)
+    # a working set so large that 80 pairs would outgrow the buffer's budget: start afresh
+    mem80 = LBFGSMemory(80)
+    assert mem80.push(s, 2 * s)
+    big = np.concatenate([old_ws, np.arange(10, 10 + 300_000)])
+    assert _carry_memory(mem80, old_ws, big, C) is None
+    assert mem80.dim == C * 3 + C  # untouched
 
 
 @pytest.mark.parametrize("history", [1, 10])

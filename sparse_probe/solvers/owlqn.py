@@ -78,7 +78,8 @@ def _direction(pg: torch.Tensor, mem: LBFGSMemory, gamma0: float | None = None,
     (drop every component whose sign disagrees with the pseudo-gradient's) is applied to the
     coordinates at zero only, where it decides which orthant a weight may enter; applied to
     all coordinates it cut the curvature information out of the step (on the small benchmark
-    preset, ~10% more iterations). Whatever is kept, the result must be a descent direction.
+    preset with the memory carried along the path, ~8% more iterations). Whatever is kept,
+    the result must be a descent direction.
 
     Without curvature pairs the initial Hessian scaling is ``gamma0`` (the last one of the
     previous path point: the curvature barely changes between neighbouring λ), else a step of
@@ -163,8 +164,9 @@ def owlqn(
     gamma0 : float, optional
         Initial L-BFGS scaling (``SolveResult.gamma`` of the previous path point).
     memory : LBFGSMemory, optional
-        The curvature pairs of the previous path point on the same working set
-        (``SolveResult.memory``); updated in place for this λ's ridge weight and reused.
+        The curvature pairs of the previous path point (``SolveResult.memory``), for vectors
+        of this problem's length (``fit_path`` embeds them when features joined); updated in
+        place for this λ's ridge weight and reused.
 
     Returns
     -------
