@@ -129,12 +129,12 @@ class RestrictedData:
         ``R`` (a float32 sum would leave ~1e-8 of error where the partial sums are large,
         e.g. rows sorted by class, close to the tolerances at the end of a path).
         """
-        if self._Rt is None or self._Rt.shape != (R.shape[1], R.shape[0]):
-            self._Rt = torch.empty((R.shape[1], R.shape[0]), dtype=torch.float32, device=R.device)
-        self._Rt.copy_(R.T)  # rt_x takes the transpose of a contiguous float32 tensor as is
         gb = R.sum(0)
         if self.m == 0:
             return torch.zeros((self.C, 0), dtype=torch.float64, device=R.device), gb
+        if self._Rt is None or self._Rt.shape != (R.shape[1], R.shape[0]):
+            self._Rt = torch.empty((R.shape[1], R.shape[0]), dtype=torch.float32, device=R.device)
+        self._Rt.copy_(R.T)  # rt_x takes the transpose of a contiguous float32 tensor as is
         self.n_products += 1
         return rt_x(self._Rt.T, self.Xw, XT=self.XwT).to(torch.float64), gb
 
