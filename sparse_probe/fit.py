@@ -486,7 +486,7 @@ def _carry_memory(mem, old_ws: np.ndarray, ws: np.ndarray, C: int):
         k = np.arange(C)[:, None]
         index = np.concatenate([(k * m + np.arange(m_old)[None, :]).ravel(),
                                 C * m + np.arange(C)])  # flat [W (C, m), b] positions
-        mem.embed(torch.as_tensor(index, device=mem._SY.device), C * m + C)
+        mem.embed(index, C * m + C)
     return mem
 
 

@@ -9,16 +9,11 @@ triangle of ``S Y^T`` (``R_ij = s_i.y_j``, i <= j), ``D`` its diagonal and the s
     H q = γ q + S^T u - γ Y^T v,   v = R^{-1} (S q),
     u = R^{-T} ((D + γ Y Y^T) v - γ Y q).
 
-So ``H q = γ q + [S; Y]^T M [S; Y] q`` with the (2h, 2h) middle matrix
-
-    M = [[R^{-T} (D + γ Y Y^T) R^{-1},  -γ R^{-T}],
-         [-γ R^{-1},                     0       ]],
-
-which only changes when a pair is added: it is formed then (h×h numpy work), and a product
-costs one (2h, p)·(p,) product, a (2h, 2h) product and one (p, 2h)·(2h,) update, instead of
-the two-loop recursion's 4h vector operations (Nocedal & Wright, Algorithm 7.4; this equals
-it). The pairs can be stored in float32: a search direction needs no more precision, and the
-two passes over the buffer per direction are then half the bytes.
+A product costs one (2h, p)·(p,) product, two h×h triangular solves (the small matrices
+are refreshed when a pair is added) and one (p, 2h)·(2h,) update, instead of the two-loop
+recursion's 4h vector operations (Nocedal & Wright, Algorithm 7.4; this equals it). The pairs
+can be stored in float32: a search direction needs no more precision, and the two passes over
+the buffer per direction are then half the bytes.
 """
 
 from __future__ import annotations
@@ -66,7 +61,7 @@ class LBFGSMemory:
         self.slots: list[int] = []  # buffer slot of each pair, oldest first
         self.SY = np.zeros((0, 0))  # s_i . y_j in age order, (h, h)
         self.YY = np.zeros((0, 0))  # y_i . y_j
-        self._M: tuple | None = None  # R, diag(R), YY as float64 tensors and the slot order
+        self._small: tuple | None = None  # R, diag(R), YY (float64 tensors), slot order
         self.ridge: float | None = None  # the owner's note of the ridge weight in the y's
 
     def __len__(self) -> int:
@@ -86,7 +81,7 @@ class LBFGSMemory:
         self.slots = []
         self.SY = np.zeros((0, 0))
         self.YY = np.zeros((0, 0))
-        self._M = None
+        self._small = None
 
     def push(self, s: torch.Tensor, y: torch.Tensor) -> bool:
         """Add the pair (step ``s``, gradient change ``y``) of shape (p,) unless its curvature
@@ -119,10 +114,10 @@ class LBFGSMemory:
         self._SY[slot], self._SY[H + slot] = s, y
         self.slots = [*old, slot]
         self.SY, self.YY = SY, YY
-        self._update_middle()
+        self._refresh_small()
         return True
 
-    def embed(self, index: torch.Tensor, p: int) -> None:
+    def embed(self, index: np.ndarray | torch.Tensor, p: int) -> None:
         """Move the pairs into a larger space of length ``p``: entry ``i`` of every stored
         vector goes to ``index[i]``, the other entries are zero. For a problem that gained
         coordinates (features joining a working set): the pairs keep their curvature
@@ -131,7 +126,7 @@ class LBFGSMemory:
         if self._SY is None:
             return
         buf = self._SY.new_zeros((self._SY.shape[0], p))
-        buf[:, index] = self._SY
+        buf[:, torch.as_tensor(index, device=buf.device)] = self._SY
         self._SY = buf
 
     def add_to_y(self, delta: float) -> None:
@@ -153,22 +148,22 @@ class LBFGSMemory:
             SYm, YYm = SYm[first:, first:], YYm[first:, first:]
             self.slots = self.slots[first:]
         self.SY, self.YY = SYm, YYm
-        self._update_middle()
+        self._refresh_small()
 
-    def _update_middle(self) -> None:
+    def _refresh_small(self) -> None:
         """Refresh the small matrices ``apply`` uses (torch float64, age order)."""
         if not self.slots:
-            self._M = None
+            self._small = None
             return
         dev = self._SY.device
         R = torch.as_tensor(np.triu(self.SY), device=dev)
-        self._M = (R, torch.diagonal(R).clone(), torch.as_tensor(self.YY, device=dev),
+        self._small = (R, torch.diagonal(R).clone(), torch.as_tensor(self.YY, device=dev),
                    torch.as_tensor(self.slots, device=dev))
 
     def apply(self, q: torch.Tensor) -> torch.Tensor:
         """``H q`` for q of shape (p,) (requires at least one pair), in q's dtype."""
         g, H = self.gamma, self.history
-        R, Rdiag, YY, order = self._M
+        R, Rdiag, YY, order = self._small
         ab = (self._SY @ q.to(self._SY.dtype)).to(torch.float64)
         a, b = ab[order, None], ab[H + order, None]  # S q and Y q in age order, (h, 1)
         v = torch.linalg.solve_triangular(R, a, upper=True)
