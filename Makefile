@@ -2,18 +2,33 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
+comma := ,
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint browser clean
+.PHONY: demo test test-fast bench lint browser clean lock
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(PY)
-	$(PIP) install --quiet -e ".[test,bench,hf]"
+# Every install comes from the lock (exact versions of every package, direct or not), then the
+# project itself without resolving anything again. `make lock` refreshes the lock.
+LOCK := requirements/lock.txt
+EXTRAS := test,bench,hf,glmnet,postgres
+
+$(STAMP): pyproject.toml $(LOCK) | $(PY)
+	$(PIP) install --quiet -r $(LOCK)
+	$(PIP) install --quiet --no-deps -e ".[$(EXTRAS)]"
+	$(PIP) check
 	touch $(STAMP)
+
+# Re-resolve the lock with uv from pyproject.toml (plus requirements/lock-constraints.txt).
+lock: | $(PY)
+	$(PIP) install --quiet uv
+	$(VENV)/bin/uv pip compile pyproject.toml $(foreach e,$(subst $(comma), ,$(EXTRAS)),--extra $(e)) \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		-c requirements/lock-constraints.txt --no-emit-package sparse-probe --upgrade -o $(LOCK)
 
 # Debian's chromium + chromedriver for the browser tests (selenium); installed only when missing.
 browser:
@@ -28,15 +43,21 @@ demo: $(STAMP)
 
 # One torch thread per process: the tests run torch beside server subprocesses and worker
 # threads, and oversubscribed OpenMP threads slow everything down by an order of magnitude.
-test: $(STAMP) browser
-	$(VENV)/bin/ruff check .
+test: $(STAMP) browser lint
 	OMP_NUM_THREADS=1 $(VENV)/bin/pytest
+
+# Unit tests only (no end-to-end runs, no browser), for quick loops: well under a minute.
+test-fast: $(STAMP)
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -m "not slow and not browser" -q
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# ruff, plus the layering contracts (pyproject.toml [tool.importlinter]): the stages meet only
+# in run-directory files.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

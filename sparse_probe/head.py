@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from sparse_probe.rundir import atomic_path
+
 __all__ = ["SparseHead", "find_last_linear"]
 
 
@@ -80,10 +82,9 @@ class SparseHead(nn.Module):
     # ------------------------------------------------------------------ io
     def save(self, path: str | os.PathLike) -> None:
         """Write weights and config to ``path`` atomically (loadable with ``weights_only``)."""
-        tmp = f"{os.fspath(path)}.tmp"
-        torch.save({"format": 1, "state_dict": self.state_dict(), "classes": self.classes,
-                    "n_features": self.n_features, "n_classes": self.n_classes}, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save({"format": 1, "state_dict": self.state_dict(), "classes": self.classes,
+                        "n_features": self.n_features, "n_classes": self.n_classes}, tmp)
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SparseHead:

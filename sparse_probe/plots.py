@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from sparse_probe.path import Path
+from sparse_probe.rundir import atomic_path
 
 __all__ = ["plot_path"]
 
@@ -38,7 +39,6 @@ def plot_path(path: Path, out: str | os.PathLike, selected: int | None = None) -
     ax2.set_xlabel("λ (log, decreasing)")
     ax2.set_ylabel("nonzero weights")
     ax2.set_title("Regularization path")
-    tmp = f"{os.fspath(out)}.tmp.png"
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(out, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, out)

@@ -2,43 +2,31 @@
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from pathlib import Path as FsPath
 
 import numpy as np
 
 from sparse_probe.head import SparseHead
 from sparse_probe.path import Path
+from sparse_probe.rundir import (
+    MissingArtefactError,
+    RunDirError,
+    features_fingerprint,
+    fingerprint_of,
+    read_features_meta,
+    read_json,
+    write_json,
+)
 from sparse_probe.select import Selection
 
-__all__ = ["accuracy_of", "load_probe", "top_features", "write_json_atomic", "write_probe"]
+__all__ = ["accuracy_of", "load_probe", "probe_features_fingerprint", "probe_fingerprint",
+           "top_features", "write_json_atomic", "write_probe"]
 
 
 def write_json_atomic(obj, path: str | os.PathLike) -> None:
-    """Dump ``obj`` as indented JSON to ``path`` through a temp file and a rename."""
-    path = FsPath(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, allow_nan=False, default=_json_default)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serializable: {type(o)}")
+    """Deprecated argument order of :func:`sparse_probe.rundir.write_json` (kept for callers)."""
+    write_json(path, obj)
 
 
 def top_features(W: np.ndarray, classes: list[str] | None, k: int) -> list[dict]:
@@ -118,16 +106,49 @@ def write_probe(
         "top_features": {"sparse": top_features(path.weights[i_s], classes, top_k),
                          "dense": top_features(path.weights[i_d], classes, top_k)},
     }
-    write_json_atomic(probe, out / "probe.json")
+    features_fp = _features_fp(features_dir)
+    probe["inputs"] = {"features": features_fp}
+    probe["fingerprint"] = fingerprint_of({
+        "features": features_fp, "selection": probe["selection"], "fit": probe["fit"],
+        "top": probe["top_features"]["sparse"]})
+    write_json(out / "probe.json", probe)
     return probe
 
 
+def _features_fp(features_dir: str | os.PathLike | None) -> str | None:
+    """The fingerprint recorded in (or computed for) ``features_dir``; None without one."""
+    if features_dir is None:
+        return None
+    try:
+        meta = read_features_meta(features_dir)
+    except (MissingArtefactError, ValueError):
+        return None
+    return meta.get("fingerprint") or features_fingerprint(features_dir, meta)
+
+
 def load_probe(probe_dir: str | os.PathLike) -> tuple[dict, Path]:
-    """Read ``probe.json`` and ``path.npz`` of a probe directory."""
+    """Read ``probe.json`` and ``path.npz`` of a probe directory (the one probe reader).
+
+    Raises
+    ------
+    sparse_probe.rundir.MissingArtefactError
+        ``probe.json`` or ``path.npz`` is missing (also a ``FileNotFoundError``).
+    sparse_probe.rundir.RunDirError
+        ``probe.json`` is not valid JSON or not an object (also a ``ValueError``).
+    """
     d = FsPath(probe_dir)
-    pj = d / "probe.json"
-    if not pj.exists():
-        raise FileNotFoundError(f"{pj}: missing; is {d} a probe directory (sparse-probe fit --out)?")
-    with open(pj, encoding="utf-8") as fh:
-        probe = json.load(fh)
+    probe = read_json(d / "probe.json", what="probe.json of a probe directory",
+                      hint=f"is {d} a probe directory (sparse-probe fit --out)?")
+    if not isinstance(probe, dict):
+        raise RunDirError(f"{d / 'probe.json'}: expected a JSON object")
     return probe, Path.load(d / "path.npz")
+
+
+def probe_fingerprint(probe: dict) -> str | None:
+    """The fingerprint a probe.json records of itself (None for probes older than fingerprints)."""
+    return probe.get("fingerprint")
+
+
+def probe_features_fingerprint(probe: dict) -> str | None:
+    """The fingerprint of the features a probe was fitted on (None when not recorded)."""
+    return (probe.get("inputs") or {}).get("features")

@@ -40,6 +40,8 @@ import numpy as np
 
 __all__ = [
     "FEATURES_FORMAT",
+    "RUN_RECORD",
+    "MissingArtefactError",
     "RunDir",
     "RunDirError",
     "RunMismatchError",
@@ -50,9 +52,11 @@ __all__ = [
     "read_features_meta",
     "read_json",
     "read_jsonl",
+    "read_run_record",
     "write_bytes",
     "write_json",
     "write_jsonl",
+    "write_run_record",
     "write_text",
 ]
 
@@ -62,6 +66,10 @@ FEATURES_FORMAT = 1
 
 class RunDirError(ValueError):
     """A run-directory artefact is missing or malformed (the message names the file)."""
+
+
+class MissingArtefactError(RunDirError, FileNotFoundError):
+    """A run-directory file is missing (also a ``FileNotFoundError``)."""
 
 
 class RunMismatchError(RunDirError):
@@ -229,7 +237,7 @@ def read_json(path: str | os.PathLike[str], *, what: str = "a JSON file",
     p = Path(path)
     if not p.is_file():
         extra = f"; {hint}" if hint else ""
-        raise RunDirError(f"{p}: missing; expected {what}{extra}")
+        raise MissingArtefactError(f"{p}: missing; expected {what}{extra}")
     try:
         return json.loads(p.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -242,7 +250,7 @@ def read_jsonl(path: str | os.PathLike[str], *, what: str = "a JSON-lines file",
     p = Path(path)
     if not p.is_file():
         extra = f"; {hint}" if hint else ""
-        raise RunDirError(f"{p}: missing; expected {what}{extra}")
+        raise MissingArtefactError(f"{p}: missing; expected {what}{extra}")
     rows: list[dict[str, Any]] = []
     for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -328,6 +336,40 @@ def features_fingerprint(features_dir: str | os.PathLike[str],
         if idf.is_file():
             parts[f"{split}.ids"] = idf.read_bytes()
     return fingerprint_of(parts)
+
+
+#: A stage's record of what it is and what it was made from (``tasks/run.json``,
+#: ``answers/run.json``); features and probe keep theirs in ``meta.json`` / ``probe.json``.
+RUN_RECORD = "run.json"
+
+
+def write_run_record(stage_dir: str | os.PathLike[str], *, fingerprint: str,
+                     inputs: Mapping[str, str | None]) -> Path:
+    """Write ``stage_dir/run.json``: ``{"format": 1, "fingerprint": ..., "inputs": {...}}``.
+
+    Parameters
+    ----------
+    stage_dir : path-like
+        The stage's folder (``run/tasks``, ``run/answers``).
+    fingerprint : str
+        This artefact's fingerprint (:func:`fingerprint_of` of its content).
+    inputs : mapping
+        Fingerprints of the artefacts it was made from, by stage name (``features``,
+        ``probe``, ``tasks``); ``None`` where the input had none.
+    """
+    return write_json(Path(stage_dir) / RUN_RECORD,
+                      {"format": 1, "fingerprint": fingerprint, "inputs": dict(inputs)})
+
+
+def read_run_record(stage_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """``stage_dir/run.json`` as written by :func:`write_run_record`, or None when absent."""
+    p = Path(stage_dir) / RUN_RECORD
+    if not p.is_file():
+        return None
+    rec = read_json(p, what="a stage record (run.json)")
+    if not isinstance(rec, dict) or not isinstance(rec.get("inputs", {}), dict):
+        raise RunDirError(f"{p}: expected an object with 'fingerprint' and 'inputs'")
+    return rec
 
 
 def check_same_run(expected: str | None, actual: str | None, *, expected_from: str,

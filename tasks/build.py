@@ -29,6 +29,15 @@ import torch
 from markupsafe import Markup
 from tqdm.auto import tqdm
 
+from sparse_probe.probe import probe_features_fingerprint, probe_fingerprint
+from sparse_probe.rundir import (
+    RUN_RECORD,
+    RunMismatchError,
+    check_same_run,
+    features_fingerprint,
+    fingerprint_of,
+    write_run_record,
+)
 from tasks.cost import CostEstimate, estimate_cost
 from tasks.hit_render import render_hit, render_mturk_template
 from tasks.question_xml import ASSET_PREFIX, QuestionTooLargeError, html_question, retarget_assets
@@ -427,8 +436,26 @@ def _commit(stage: Path, out: Path) -> None:
         for p in (out / sub).iterdir():
             if p.is_file() and p.name not in new:
                 p.unlink()
-    for name in ("template.html", "batch.csv", "manifest.jsonl"):
+    for name in ("template.html", "batch.csv", RUN_RECORD, "manifest.jsonl"):
         os.replace(stage / name, out / name)
+
+
+def _checked_features_fp(probe: Mapping, probe_path: Path, meta: Mapping,
+                         features_dir: Path) -> str | None:
+    """The features' fingerprint, refusing features that are not the ones the probe was fit on.
+
+    Probes and features written before fingerprints existed carry none and pass unchecked.
+    """
+    expected = probe_features_fingerprint(dict(probe))
+    actual = meta.get("fingerprint")
+    if expected is not None and actual is None:
+        actual = features_fingerprint(features_dir, meta)
+    try:
+        check_same_run(expected, actual, expected_from=str(probe_path),
+                       actual_from=str(features_dir))
+    except RunMismatchError as exc:
+        raise BuildError(str(exc)) from None
+    return actual
 
 
 # --------------------------------------------------------------------------- entry point
@@ -538,6 +565,7 @@ def build_tasks(
         features_dir = (probe_dir / probe["features_dir"]).resolve()
     features_dir = Path(features_dir)
     meta = _read_json(features_dir / "meta.json", "written by sparse-probe extract")
+    features_fp = _checked_features_fp(probe, probe_path, meta, features_dir)
     kind = meta.get("kind")
     if kind not in ("image", "text"):
         raise BuildError(f"{features_dir / 'meta.json'}: kind {kind!r} has no visual evidence; "
@@ -624,8 +652,10 @@ def build_tasks(
         _write_text(stage / "template.html", render_mturk_template(kind))
         _write_text(stage / "batch.csv", _csv_text(*_batch_rows(hits, asset_base_url)))
         manifest = [h.record() for h in hits]
-        _write_text(stage / "manifest.jsonl",
-                    "".join(json.dumps(r, sort_keys=False) + "\n" for r in manifest))
+        manifest_text = "".join(json.dumps(r, sort_keys=False) + "\n" for r in manifest)
+        _write_text(stage / "manifest.jsonl", manifest_text)
+        write_run_record(stage, fingerprint=fingerprint_of({"manifest": manifest_text.encode()}),
+                         inputs={"features": features_fp, "probe": probe_fingerprint(probe)})
         _commit(stage, out_dir)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

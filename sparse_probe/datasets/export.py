@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from sparse_probe.datasets.shapes import ShapesDataset
 from sparse_probe.datasets.toxicity import ToxicityDataset
+from sparse_probe.rundir import atomic_path
 
 __all__ = ["write_shapes_imagefolder", "write_toxicity_csv"]
 
@@ -29,7 +30,7 @@ def write_shapes_imagefolder(ds: ShapesDataset, out: str | os.PathLike, *,
     """Write ``ds`` as an ImageFolder tree under ``out`` with ``truth.npz`` / ``truth.json``."""
     from PIL import Image
 
-    from sparse_probe.extract.meta import write_json_atomic
+    from sparse_probe.rundir import write_json as write_json_atomic
 
     out = Path(out)
     truth: dict[str, np.ndarray] = {}
@@ -50,9 +51,8 @@ def write_shapes_imagefolder(ds: ShapesDataset, out: str | os.PathLike, *,
             for cue in sp.cue_masks:
                 truth[f"{name}_{cue}_masks"] = sp.cue_masks[cue]
                 truth[f"{name}_has_{cue}"] = sp.has_cue[cue]
-    tmp = out / ".truth.tmp.npz"
-    np.savez_compressed(tmp, **truth)
-    os.replace(tmp, out / "truth.npz")
+    with atomic_path(out / "truth.npz") as tmp:
+        np.savez_compressed(tmp, **truth)
     write_json_atomic(out / "truth.json", {
         "dataset": ds.describe(), "class_names": ds.class_names, "cue_class": ds.cue_class,
         "cue_kind": ds.cue_kind, "files": files,
@@ -64,7 +64,7 @@ def write_toxicity_csv(ds: ToxicityDataset, out: str | os.PathLike) -> Path:
     """Write ``ds`` as ``{split}.csv`` files under ``out``."""
     import pandas as pd
 
-    from sparse_probe.extract.meta import write_json_atomic
+    from sparse_probe.rundir import write_json as write_json_atomic
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,9 +74,8 @@ def write_toxicity_csv(ds: ToxicityDataset, out: str | os.PathLike) -> Path:
             "has_identity": sp.has_identity, "identity_group": sp.identity_group,
             "template_kind": sp.template_kind,
         })
-        tmp = out / f".{name}.csv.tmp"
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, out / f"{name}.csv")
+        with atomic_path(out / f"{name}.csv") as tmp:
+            df.to_csv(tmp, index=False)
     write_json_atomic(out / "truth.json", {"dataset": ds.describe(),
                                            "class_names": ds.class_names})
     return out

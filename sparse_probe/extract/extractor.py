@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from sparse_probe.extract.data import IMAGENET_MEAN, IMAGENET_STD, DataSource, open_data
 from sparse_probe.extract.meta import FORMAT, read_meta, write_json_atomic
 from sparse_probe.extract.sources import ModelSpec, build_model, parse_model_spec
+from sparse_probe.rundir import atomic_path, features_fingerprint
 
 __all__ = [
     "LayerReader",
@@ -361,6 +362,7 @@ def extract_features(
         "method": method, "pooling": "mean over spatial/sequence dims if any",
         "dataset": src.describe, "preprocessing": prep,
     }
+    meta["fingerprint"] = features_fingerprint(out, meta)
     write_json_atomic(out / "meta.json", meta)
     logger.info("features: %s (d=%d, %s)", out, d, counts)
     return out
@@ -425,8 +427,8 @@ def _extract_split(net: nn.Module, reader: LayerReader, split: Any, out: Path, *
             bar.update(len(f))
     flush()
     bar.close()
-    np.save(out / f".{split.name}_labels.npy", np.asarray(split.labels, np.int64))
-    os.replace(out / f".{split.name}_labels.npy", out / f"{split.name}_labels.npy")
+    with atomic_path(out / f"{split.name}_labels.npy") as tmp:
+        np.save(tmp, np.asarray(split.labels, np.int64))
     write_json_atomic(out / f"{split.name}_ids.json", list(split.ids))
     os.replace(partial, final)
     prog_file.unlink(missing_ok=True)

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparse_probe.rundir import atomic_path
+
 __all__ = [
     "EncodeModule",
     "ModelSpec",
@@ -242,10 +244,9 @@ def save_builtin(model: nn.Module, path: str | os.PathLike, *, name: str,
         raise TypeError(f"not a built-in model: {type(model).__name__}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"builtin": name, "config": cfg, "state_dict": model.state_dict(),
-                **(extra or {})}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"builtin": name, "config": cfg, "state_dict": model.state_dict(),
+                    **(extra or {})}, tmp)
     return path
 
 
