@@ -40,6 +40,7 @@ import numpy as np
 
 __all__ = [
     "FEATURES_FORMAT",
+    "MANIFEST_REQUIRED",
     "RUN_RECORD",
     "MissingArtefactError",
     "RunDir",
@@ -52,6 +53,7 @@ __all__ = [
     "read_features_meta",
     "read_json",
     "read_jsonl",
+    "read_manifest",
     "read_run_record",
     "write_bytes",
     "write_json",
@@ -280,6 +282,55 @@ def read_features_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise RunDirError(f"{file}: unsupported format {got!r} (expected {FEATURES_FORMAT})")
     meta["_dir"] = str(file.parent.resolve())
     return meta
+
+
+#: Fields every manifest line has (docs/contracts.md); the rest are optional.
+MANIFEST_REQUIRED = ("hit_key", "class", "feature")
+
+
+def read_manifest(tasks_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The one reader of ``tasks/manifest.jsonl``: one dict per HIT, in file order.
+
+    Checks what every consumer relies on: each line is an object with a string ``hit_key``,
+    an integer-like ``class`` and ``feature``, and keys are unique. ``html`` defaults to
+    ``hits/<hit_key>.html``. Stage-specific checks (a HIT page exists, for publishing) stay
+    with the stage.
+
+    Parameters
+    ----------
+    tasks_dir : path-like
+        The tasks folder, or the manifest file itself.
+
+    Raises
+    ------
+    MissingArtefactError
+        No manifest (run ``sparse-probe tasks build`` first).
+    RunDirError
+        A malformed line (``file:line`` and the field named) or a duplicate key.
+    """
+    p = Path(tasks_dir)
+    path = p if p.suffix == ".jsonl" else p / "manifest.jsonl"
+    rows = read_jsonl(path, what="one HIT per line from `sparse-probe tasks build`",
+                      hint="run `sparse-probe tasks build` first")
+    seen: set[str] = set()
+    lines = [n for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if line.strip()]
+    for n, row in zip(lines, rows, strict=True):
+        for key in MANIFEST_REQUIRED:
+            if key not in row:
+                raise RunDirError(f"{path}:{n}: missing field {key!r}")
+        key = row["hit_key"]
+        if not isinstance(key, str) or not key:
+            raise RunDirError(f"{path}:{n}: field 'hit_key' must be a non-empty string")
+        for field in ("class", "feature"):
+            if isinstance(row[field], bool) or not isinstance(row[field], int):
+                raise RunDirError(f"{path}:{n}: field {field!r} must be an integer, "
+                                  f"got {row[field]!r}")
+        if key in seen:
+            raise RunDirError(f"{path}:{n}: duplicate hit_key {key!r}")
+        seen.add(key)
+        row.setdefault("html", f"hits/{key}.html")
+    return rows
 
 
 # --------------------------------------------------------------------------- fingerprints

@@ -59,7 +59,7 @@ def test_readers_give_one_line_errors_naming_the_file(tmp_path):
     assert str(missing) in str(e.value) and "\n" not in str(e.value)
     bad = tmp_path / "bad.json"
     bad.write_text("{nope")
-    with pytest.raises(RunDirError, match="bad.json: not valid JSON"):
+    with pytest.raises(RunDirError, match=r"bad\.json: not valid JSON"):
         read_json(bad)
     lines = tmp_path / "m.jsonl"
     lines.write_text('{"a": 1}\n\n[1]\n')
@@ -149,3 +149,27 @@ def test_artefacts_without_fingerprints_are_accepted(tmp_path):
     res = build_tasks(probe, feats, tmp_path / "tasks", source=src, gold_share=0.0,
                       progress=False)
     assert read_run_record(res.out_dir)["inputs"]["probe"] is None
+
+
+def test_manifest_reader_checks_every_line(tmp_path):
+    from sparse_probe.rundir import read_manifest
+
+    m = tmp_path / "manifest.jsonl"
+    with pytest.raises(MissingArtefactError, match="tasks build"):
+        read_manifest(tmp_path)
+    good = {"hit_key": "a", "class": 0, "feature": 3}
+    write_jsonl(m, [good, {**good, "hit_key": "b", "html": "hits/x.html"}])
+    rows = read_manifest(tmp_path)
+    assert [r["html"] for r in rows] == ["hits/a.html", "hits/x.html"]
+    m.write_text(json.dumps(good) + "\n\n" + json.dumps(good) + "\n")
+    with pytest.raises(RunDirError, match=r"manifest.jsonl:3: duplicate hit_key 'a'"):
+        read_manifest(m)
+    m.write_text(json.dumps({"hit_key": "a", "class": 0}) + "\n")
+    with pytest.raises(RunDirError, match=r":1: missing field 'feature'"):
+        read_manifest(m)
+    m.write_text(json.dumps({"hit_key": "a", "class": "0", "feature": 1}) + "\n")
+    with pytest.raises(RunDirError, match=r"field 'class' must be an integer"):
+        read_manifest(m)
+    m.write_text(json.dumps({"hit_key": "", "class": 0, "feature": 1}) + "\n")
+    with pytest.raises(RunDirError, match=r"'hit_key' must be a non-empty string"):
+        read_manifest(m)
