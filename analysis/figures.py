@@ -5,7 +5,6 @@ Every function takes plain arrays/tables and an output path, writes one PNG and 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -13,6 +12,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from sparse_probe.rundir import atomic_path
 
 __all__ = [
     "VERDICT_COLORS",
@@ -37,9 +38,8 @@ def _save(fig: Figure, out: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
     fig.tight_layout()
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, out)
+    with atomic_path(out, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
     return out
 
 

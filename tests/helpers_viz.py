@@ -265,3 +265,53 @@ def prepared_builtin(name: str) -> Path:
         "d": meta["d"], "top_features": {"sparse": top, "dense": top}})
     _PREPARED[name] = run
     return run
+
+
+def channel_measurements(features_dir: Path) -> dict[str, float]:
+    """What ``test_real_builtin_shapes_model_mark_and_object_features`` measures on a trained
+    built-in shapes model (also run over seeds by ``benchmarks/measure_heatmap_margins.py``).
+
+    - ``mark_drop``: the largest relative drop of a channel's mean activation when the
+      watermark is removed from the same validation images (the "mark channel");
+    - ``object_change``: among the more active half of the channels, the smallest relative
+      change when every cue is removed (the "object channel");
+    - ``mark_share`` / ``object_share``: the share of the refined heatmaps' mass of the top-9
+      images of each channel on the watermark's mask / on the object's mask.
+    """
+    from sparse_probe.datasets import load_builtin, make_shapes
+    from sparse_probe.extract import read_meta
+    from tasks.viz import gradient_refined_heatmaps, image_evidence, normalize_maps, top_k
+    from tasks.viz.source import load_source
+
+    meta = read_meta(features_dir)
+    src = load_source(meta, "val")
+    ds = load_builtin(meta)
+    params = meta["dataset"]["params"]
+    clean = make_shapes(**{**params, "cue_strength": 0.0, "cue_leak": 0.0}).val
+    val = ds.val
+    # same seed, no cues: the same objects (the generator draws cue flags either way)
+    first = next(iter(val.cue_masks))
+    same = (clean.object_masks | val.cue_masks[first]) == (val.object_masks | val.cue_masks[first])
+    assert same.mean() > 0.99
+    x = src.images[np.arange(len(val))]
+    x_clean = torch.from_numpy(clean.images).permute(0, 3, 1, 2).float() / 255.0
+    with torch.no_grad():
+        f = src.spatial(x).mean((2, 3)).numpy()
+        f_clean = src.spatial(x_clean).mean((2, 3)).numpy()
+    wm = next(n for n, k in ds.cue_kind.items() if k == "mark")
+    has = val.has_cue[wm]
+    drop = (f[has] - f_clean[has]).mean(0) / (f[has].mean(0) + 1e-6)
+    mark_ch = int(np.argmax(drop))
+    any_cue = np.any([val.has_cue[c] for c in val.has_cue], axis=0)
+    change = np.abs(f - f_clean)[any_cue].mean(0) / (f[any_cue].mean(0) + 1e-6)
+    active = np.flatnonzero(f.mean(0) >= np.median(f.mean(0)))
+    obj_ch = int(active[np.argmin(change[active])])
+    shares = {}
+    for ch, region in ((mark_ch, wm), (obj_ch, "object")):
+        idx = top_k(f[:, ch], 9)
+        heat = gradient_refined_heatmaps(src.spatial, x[idx], [ch] * 9, [1.0] * 9)
+        ev = image_evidence(normalize_maps(heat, floor=0.5), val.object_masks[idx],
+                            {n: m[idx] for n, m in val.cue_masks.items()})
+        shares[region] = ev["object"] if region == "object" else ev["cues"][region]
+    return {"mark_drop": float(drop[mark_ch]), "object_change": float(change[obj_ch]),
+            "mark_share": float(shares[wm]), "object_share": float(shares["object"])}

@@ -201,47 +201,31 @@ def test_gaussian_blur_matches_scipy():
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-8)
 
 
+#: Thresholds on the channel choice, from ``benchmarks/measure_heatmap_margins.py`` over seeds
+#: 0-5 of the quick built-in shapes model (benchmarks/results/heatmap-margins-cpu-2026-12-01.txt):
+#: the mark channel's drop ranged 0.69-0.98 and the object channel's change 0.09-0.21 (0.205 at
+#: seed 0, the seed this test uses: the former ceiling of 0.2 sat inside the spread). Each bound
+#: sits about a third of the observed range beyond its extreme, and the two stay far apart.
+MARGINS = {"mark_drop_min": 0.5, "object_change_max": 0.3}
+
+
 @pytest.mark.slow
 def test_real_builtin_shapes_model_mark_and_object_features():
     """The trained built-in ShapesCNN: the channel most tied to the planted watermark (the one
     whose activation drops most when the watermark is removed from the same images) has
     heatmaps with > 50% of their mass on the watermark's mask; a channel that does not depend
-    on the cues has > 50% on the object mask."""
+    on the cues has > 50% on the object mask.
+
+    The thresholds on the channel choice come from the spread over seeds (``MARGINS``). The
+    heatmap shares are checked at seed 0 (mark 0.95, object 0.85); over seeds 0-5 the object
+    share stayed above 0.6, but the mark channel's refined heatmap missed the watermark at
+    seeds 2 and 3 (share ~0): the gradient-sharpened evidence is seed-fragile, which the
+    audit-validity work on HIT evidence addresses."""
     pytest.importorskip("sparse_probe.extract")
-    from helpers_viz import prepared_builtin
+    from helpers_viz import channel_measurements, prepared_builtin
 
-    from sparse_probe.datasets import load_builtin, make_shapes
-    from sparse_probe.extract import read_meta
-    from tasks.viz.source import load_source
-
-    meta = read_meta(prepared_builtin("shapes") / "features")
-    src = load_source(meta, "val")
-    ds = load_builtin(meta)
-    params = meta["dataset"]["params"]
-    clean = make_shapes(**{**params, "cue_strength": 0.0, "cue_leak": 0.0}).val
-    val = ds.val
-    # same seed, no cues: the same objects (the generator draws cue flags either way)
-    assert (clean.object_masks | val.cue_masks[next(iter(val.cue_masks))] ==
-            val.object_masks | val.cue_masks[next(iter(val.cue_masks))]).mean() > 0.99
-    x = src.images[np.arange(len(val))]
-    x_clean = torch.from_numpy(clean.images).permute(0, 3, 1, 2).float() / 255.0
-    with torch.no_grad():
-        f = src.spatial(x).mean((2, 3)).numpy()
-        f_clean = src.spatial(x_clean).mean((2, 3)).numpy()
-    wm = next(n for n, k in ds.cue_kind.items() if k == "mark")
-    has = val.has_cue[wm]
-    drop = (f[has] - f_clean[has]).mean(0) / (f[has].mean(0) + 1e-6)
-    mark_ch = int(np.argmax(drop))
-    assert drop[mark_ch] > 0.3
-    any_cue = np.any([val.has_cue[c] for c in val.has_cue], axis=0)
-    change = np.abs(f - f_clean)[any_cue].mean(0) / (f[any_cue].mean(0) + 1e-6)
-    active = np.flatnonzero(f.mean(0) >= np.median(f.mean(0)))
-    obj_ch = int(active[np.argmin(change[active])])
-    assert change[obj_ch] < 0.2
-    for ch, region in ((mark_ch, wm), (obj_ch, "object")):
-        idx = top_k(f[:, ch], 9)
-        heat = gradient_refined_heatmaps(src.spatial, x[idx], [ch] * 9, [1.0] * 9)
-        ev = image_evidence(normalize_maps(heat, floor=0.5), val.object_masks[idx],
-                            {n: m[idx] for n, m in val.cue_masks.items()})
-        share = ev["object"] if region == "object" else ev["cues"][region]
-        assert share > 0.5, (ch, region, ev, drop[ch], change[ch])
+    m = channel_measurements(prepared_builtin("shapes") / "features")
+    assert m["mark_drop"] > MARGINS["mark_drop_min"], m
+    assert m["object_change"] < MARGINS["object_change_max"], m
+    assert m["mark_share"] > 0.5, m
+    assert m["object_share"] > 0.5, m

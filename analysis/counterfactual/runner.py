@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from analysis.counterfactual.models import (
     torch_predictor,
 )
 from analysis.counterfactual.text import term_test
+from sparse_probe.rundir import atomic_path, write_text
 
 __all__ = [
     "CF_COLUMNS",
@@ -121,14 +121,10 @@ def text_counterfactuals(
 
 def write_counterfactual(out: Path, rows: pd.DataFrame, summary: dict) -> None:
     """Write ``counterfactual.csv`` and ``counterfactual.json`` atomically."""
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "counterfactual.csv.tmp"
-    rows.to_csv(tmp, index=False)
-    os.replace(tmp, out / "counterfactual.csv")
-    tmp = out / "counterfactual.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1, default=_json_default, ensure_ascii=False),
-                   encoding="utf-8")
-    os.replace(tmp, out / "counterfactual.json")
+    with atomic_path(out / "counterfactual.csv") as tmp:
+        rows.to_csv(tmp, index=False)
+    write_text(out / "counterfactual.json",
+               json.dumps(summary, indent=1, default=_json_default, ensure_ascii=False))
 
 
 def _json_default(o: Any) -> Any:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from matplotlib import colormaps
 from PIL import Image
+
+from sparse_probe.rundir import atomic_path
 
 __all__ = ["colorize", "image_grid", "overlay", "save_png", "to_uint8"]
 
@@ -95,13 +96,6 @@ def image_grid(images: np.ndarray | torch.Tensor, ncols: int | None = None, pad:
 def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
     """Write ``image`` as PNG atomically (temp file in the same folder, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG", optimize=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=".png") as tmp:
+        image.save(tmp, format="PNG", optimize=True)
     return path
