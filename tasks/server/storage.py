@@ -1,7 +1,7 @@
 """Storage of the task server: every query in one place, and the one way the routes reach it.
 
 Routes, the WSGI hot paths and the requester operations call named methods of
-:class:`Storage` (``get_storage().accept(...)``, ``.list_hits_page(...)``); no other module of
+:class:`Storage` (``get_storage().accept(...)``, ``.hits_page(...)``); no other module of
 :mod:`tasks.server` holds SQL or opens a connection. The tables are in :mod:`.db`, with the
 connections and transactions (:class:`~tasks.server.db.Database`).
 
