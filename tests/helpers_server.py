@@ -58,6 +58,16 @@ def make_app(tmp_path: Path, **config: Any) -> Any:
     return create_app(cfg)
 
 
+def use_core_connections(app: Any, monkeypatch: Any) -> None:
+    """Send the storage's fixed-SQL statements through SQLAlchemy Core instead of the
+    ``sqlite3`` driver: on SQLite, the code path every other database (PostgreSQL) takes.
+
+    Test-only: the server picks the driver path for every SQLite URL. ``monkeypatch`` (pytest's
+    fixture) restores it after the test.
+    """
+    monkeypatch.setattr(app.extensions["sparse_probe_storage"].database, "raw", False)
+
+
 def signed_headers(url: str, target: str, body: bytes, key: str, secret: str,
                    region: str = "us-east-1") -> dict[str, str]:
     """Headers of a SigV4-signed JSON 1.1 request, signed exactly as botocore signs."""

@@ -26,7 +26,7 @@ def server(tmp_path_factory):
 
 
 def _db(server):
-    return server.app.extensions["sparse_probe_db"]
+    return server.app.extensions["sparse_probe_storage"]
 
 
 def test_fifty_workers_one_batch(server):
@@ -62,7 +62,7 @@ def test_fifty_workers_one_batch(server):
 
     assert not [code for code in statuses if code >= 500]
     assert set(statuses) <= {200, 303, 409}
-    with _db(server).read() as s:
+    with _db(server).database.read() as s:
         rows = s.execute(select(Assignment).where(Assignment.hit_id.in_(hit_ids))).scalars().all()
     per_hit = Counter(a.hit_id for a in rows)
     assert max(per_hit.values()) <= 3  # MaxAssignments never exceeded

@@ -5,7 +5,7 @@ from __future__ import annotations
 from helpers_server import make_app, parse_answer_xml
 
 from tasks.server import mturk_ops
-from tasks.server.db import issue_worker_token
+from tasks.server.storage import issue_worker_token
 from tasks.server.worker import fill_page
 
 KEPT_HEADERS = ("Content-Type", "Location", "Cache-Control", "X-Content-Type-Options")
@@ -15,7 +15,7 @@ EVIL = '"><script>alert(1)</script>'
 
 def _setup(tmp_path, hot):
     app = make_app(tmp_path, WSGI_HOT_PATHS=hot)
-    db = app.extensions["sparse_probe_db"]
+    db = app.extensions["sparse_probe_storage"]
     page = ('<form action="/mturk/externalSubmit"><input type="hidden" name="assignmentId">'
             '<input name="workerId" type="hidden"><input name="hitId" type="hidden"></form>')
     question = ('<HTMLQuestion xmlns="http://mechanicalturk.amazonaws.com/'
@@ -82,7 +82,7 @@ def _trace(tmp_path, hot):
     with app.test_client() as t:
         t.set_cookie("session", "e30.forged")
         rec(t.post("/mturk/externalSubmit", data={"assignmentId": aid, "a": "4"}), aid)
-    answer = mturk_ops.list_assignments_for_hit(app.extensions["sparse_probe_db"],
+    answer = mturk_ops.list_assignments_for_hit(app.extensions["sparse_probe_storage"],
                                                 {"HITId": hit_id})["Assignments"][0]["Answer"]
     if hot:  # the three successful requests of the cycle were answered without Flask
         assert reached_flask[0] == len(out) - 3

@@ -9,7 +9,7 @@ import stat
 
 import pytest
 from click.testing import CliRunner
-from helpers_server import APP_CONFIG, make_app, parse_answer_xml, question
+from helpers_server import APP_CONFIG, make_app, parse_answer_xml, question, use_core_connections
 from sqlalchemy import select, update
 
 from tasks.server import create_app, issue_worker_token, mturk_ops
@@ -21,19 +21,21 @@ ADMIN = ("admin", "admin-pass")
 
 
 @pytest.fixture
-def app(tmp_path, request):
+def app(tmp_path, request, monkeypatch):
     assets = tmp_path / "static-assets"
     (assets / "sub").mkdir(parents=True)
     (assets / "sub" / "a.png").write_bytes(b"\x89PNG fake")
     (tmp_path / "secret.txt").write_text("do not serve")
-    return make_app(tmp_path, ASSET_DIRS={"demo": str(assets)},
-                    UPLOAD_DIR=str(tmp_path / "uploads"),
-                    SQLITE_RAW_HOT_PATHS=getattr(request, "param", True))
+    app = make_app(tmp_path, ASSET_DIRS={"demo": str(assets)},
+                   UPLOAD_DIR=str(tmp_path / "uploads"))
+    if getattr(request, "param", "raw-sqlite") == "core":
+        use_core_connections(app, monkeypatch)
+    return app
 
 
 @pytest.fixture
 def db(app):
-    return app.extensions["sparse_probe_db"]
+    return app.extensions["sparse_probe_storage"]
 
 
 def _hit(db, max_assignments=2, duration=600, lifetime=600, key="k1"):
@@ -78,7 +80,7 @@ def test_login_refusals(app, db):
 
 def test_only_token_hashes_are_stored_and_rotation(app, db):
     token = issue_worker_token(db, "W1")
-    with db.read() as s:
+    with db.database.read() as s:
         stored = s.execute(select(Worker.token_hash)).scalar_one()
     assert token not in stored and len(stored) == 64
     new = issue_worker_token(db, "W1")
@@ -92,7 +94,7 @@ def test_only_token_hashes_are_stored_and_rotation(app, db):
 
 
 # The second run sends the hot paths through SQLAlchemy Core, the code path PostgreSQL uses.
-@pytest.mark.parametrize("app", [True, False], indirect=True, ids=["raw-sqlite", "core"])
+@pytest.mark.parametrize("app", ["raw-sqlite", "core"], indirect=True)
 def test_list_accept_page_and_submit(app, db):
     hit_id = _hit(db, max_assignments=1)
     w1 = _login(app, db, "W1")
@@ -134,7 +136,7 @@ def test_list_accept_page_and_submit(app, db):
     assert r.status_code == 200 and aid.encode() in r.data
     r = w1.post("/mturk/externalSubmit", data={"assignmentId": aid, "shared": "no"})
     assert r.status_code == 409
-    with db.read() as s:
+    with db.database.read() as s:
         a = s.get(Assignment, aid)
     assert a.status == "Submitted" and a.auto_approval_time > a.submit_time
     answers = parse_answer_xml(a.answer)
@@ -143,21 +145,21 @@ def test_list_accept_page_and_submit(app, db):
     assert w1.get(f"/worker/assignments/{aid}").status_code == 409
 
 
-@pytest.mark.parametrize("app", [True, False], indirect=True, ids=["raw-sqlite", "core"])
+@pytest.mark.parametrize("app", ["raw-sqlite", "core"], indirect=True)
 def test_late_submit_refused_and_slot_reclaimed(app, db):
     hit_id = _hit(db, max_assignments=1)
     w1 = _login(app, db, "W1")
     _, aid = _accept(w1, hit_id)
-    with db.write() as s:  # the deadline passes
+    with db.database.write() as s:  # the deadline passes
         s.execute(update(Assignment).where(Assignment.assignment_id == aid)
                   .values(deadline=0.0))
     r = w1.post("/mturk/externalSubmit", data={"assignmentId": aid, "shared": "yes"})
     assert r.status_code == 410
-    with db.read() as s:
+    with db.database.read() as s:
         assert s.get(Assignment, aid).answer is None
     w2 = _login(app, db, "W2")
     assert _accept(w2, hit_id)[0] == 303  # the abandoned slot is free again
-    with db.read() as s:
+    with db.database.read() as s:
         assert s.get(Assignment, aid).status == "Abandoned"
 
 
@@ -201,7 +203,7 @@ def test_admin_requires_credentials_and_escapes_answers(app, db):
     assert admin.post(f"/admin/assignments/{aid}/approve", auth=ADMIN).status_code == 403
     assert admin.post(f"/admin/assignments/{aid}/approve", auth=ADMIN,
                       data={"csrf_token": "x"}).status_code == 403
-    with db.read() as s:
+    with db.database.read() as s:
         assert s.get(Assignment, aid).status == "Submitted"
     r = admin.post(f"/admin/assignments/{aid}/reject", auth=ADMIN,
                    data={"csrf_token": token, "feedback": "blank"})
@@ -209,7 +211,7 @@ def test_admin_requires_credentials_and_escapes_answers(app, db):
     r = admin.post(f"/admin/assignments/{aid}/approve", auth=ADMIN,
                    data={"csrf_token": token, "override": "1"})
     assert r.status_code == 303
-    with db.read() as s:
+    with db.database.read() as s:
         a = s.get(Assignment, aid)
     assert a.status == "Approved" and a.requester_feedback == "blank"
     batch = admin.get("/admin/", auth=ADMIN).get_data(as_text=True)

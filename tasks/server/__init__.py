@@ -17,18 +17,18 @@ from flask import Flask, Response
 from tasks.cost import parse_reward
 
 from .credentials import ServerCredentials, credentials_path_for, load_or_create_credentials
-from .db import Database, get_db, init_db_command, issue_worker_token
 from .live import LiveServer, start_server
 from .sessions import SignedJSONSessionInterface
+from .storage import Storage, get_storage, init_db_command, issue_worker_token
 
 __all__ = [
     "DEFAULTS",
-    "Database",
     "LiveServer",
     "ServerCredentials",
+    "Storage",
     "create_app",
     "credentials_path_for",
-    "get_db",
+    "get_storage",
     "issue_worker_token",
     "load_or_create_credentials",
     "sqlite_url",
@@ -52,7 +52,6 @@ DEFAULTS: dict[str, Any] = {
     "ASSET_DIRS": {},
     "UPLOAD_DIR": None,  # default: <db stem>-assets/ next to a SQLite file
     "DB_POOL_SIZE": 16,
-    "SQLITE_RAW_HOT_PATHS": True,  # False: hot paths through SQLAlchemy Core (as PostgreSQL)
     "WSGI_HOT_PATHS": True,  # answer successful accept/page/submit without Flask (hotpaths.py)
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_HTTPONLY": True,
@@ -86,7 +85,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     Returns
     -------
     Flask
-        The app; its :class:`~tasks.server.db.Database` is ``app.extensions["sparse_probe_db"]``.
+        The app; its :class:`~tasks.server.storage.Storage` (the one way to the database) is
+        ``app.extensions["sparse_probe_storage"]``, reached by the views as
+        :func:`~tasks.server.storage.get_storage`.
     """
     app = Flask(__name__, instance_relative_config=True)
     app.session_interface = SignedJSONSessionInterface()
@@ -122,11 +123,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                                 else Path(app.instance_path) / "assets")
     cfg["START_BALANCE_CENTS"] = int(parse_reward(str(cfg["START_BALANCE"])) * Decimal(100))
 
-    db = Database(cfg["DATABASE_URL"], pool_size=int(cfg["DB_POOL_SIZE"]),
-                  raw_sqlite=bool(cfg["SQLITE_RAW_HOT_PATHS"]))
-    db.create_all()
-    db.ensure_account(cfg["START_BALANCE_CENTS"])
-    app.extensions["sparse_probe_db"] = db
+    store = Storage(cfg["DATABASE_URL"], pool_size=int(cfg["DB_POOL_SIZE"]))
+    store.init(cfg["START_BALANCE_CENTS"])
+    app.extensions["sparse_probe_storage"] = store
 
     from . import admin, api, assets, worker
 

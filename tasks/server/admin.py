@@ -31,13 +31,12 @@ from flask import (
     session,
     url_for,
 )
-from sqlalchemy import func, select
 from werkzeug.security import safe_join
 
 from . import mturk_ops
 from .assets import asset_root
-from .db import HIT, Assignment, HITType, get_db, issue_worker_token
 from .errors import MTurkError
+from .storage import get_storage, issue_worker_token
 from .worker import ANSWER_NS
 
 __all__ = ["bp", "parse_answers"]
@@ -89,64 +88,35 @@ def parse_answers(xml: str | None) -> list[tuple[str, str]]:
     return out
 
 
-def _status_counts(s: Any, key: Any, where: Any = None) -> dict[Any, dict[str, int]]:
-    stmt = (select(key, Assignment.status, func.count())
-            .join(HIT, HIT.hit_id == Assignment.hit_id)
-            .group_by(key, Assignment.status))
-    if where is not None:
-        stmt = stmt.where(where)
-    out: dict[Any, dict[str, int]] = {}
-    for k, status, n in s.execute(stmt):
-        out.setdefault(k, {})[status] = n
-    return out
-
-
 @bp.get("/")
 def index() -> str:
     """Progress per batch."""
-    db = get_db()
-    mturk_ops.apply_auto_approvals(db)
-    with db.read() as s:
-        types = s.execute(
-            select(HITType, func.count(HIT.hit_id), func.sum(HIT.max_assignments))
-            .join(HIT, HIT.hit_type_id == HITType.hit_type_id)
-            .where(HIT.disposed == 0)
-            .group_by(HITType.hit_type_id)
-            .order_by(HITType.creation_time)
-        ).all()
-        counts = _status_counts(s, HIT.hit_type_id, HIT.disposed == 0)
-    balance = mturk_ops.get_account_balance(db, {})["AvailableBalance"]
-    batches = [
-        {"type": t, "n_hits": n, "slots": int(slots or 0), "counts": counts.get(t.hit_type_id, {})}
-        for t, n, slots in types
-    ]
+    store = get_storage()
+    mturk_ops.apply_auto_approvals(store)
+    batches = store.batches()
+    balance = mturk_ops.get_account_balance(store, {})["AvailableBalance"]
     return render_template("admin_index.html", batches=batches, balance=balance)
 
 
 @bp.get("/hittypes/<hit_type_id>")
 def batch(hit_type_id: str) -> Response | str:
     """The HITs of one batch."""
-    with get_db().read() as s:
-        htype = s.get(HITType, hit_type_id)
-        if htype is None:
-            return Response("no such HIT type\n", 404, mimetype="text/plain")
-        hits = s.execute(select(HIT).where(HIT.hit_type_id == hit_type_id, HIT.disposed == 0)
-                         .order_by(HIT.creation_time, HIT.hit_id)).scalars().all()
-        counts = _status_counts(s, HIT.hit_id, HIT.hit_type_id == hit_type_id)
+    found = get_storage().batch(hit_type_id)
+    if found is None:
+        return Response("no such HIT type\n", 404, mimetype="text/plain")
+    htype, hits, counts = found
     return render_template("admin_batch.html", htype=htype, hits=hits, counts=counts)
 
 
 @bp.get("/hits/<hit_id>")
 def hit_detail(hit_id: str) -> Response | str:
     """Answers per assignment with approve/reject buttons."""
-    db = get_db()
-    mturk_ops.apply_auto_approvals(db)
-    with db.read() as s:
-        hit = s.get(HIT, hit_id)
-        if hit is None:
-            return Response("no such HIT\n", 404, mimetype="text/plain")
-        rows = s.execute(select(Assignment).where(Assignment.hit_id == hit_id)
-                         .order_by(Assignment.accept_time)).scalars().all()
+    store = get_storage()
+    mturk_ops.apply_auto_approvals(store)
+    found = store.hit_assignments(hit_id)
+    if found is None:
+        return Response("no such HIT\n", 404, mimetype="text/plain")
+    hit, rows = found
     assignments = [{"a": a, "answers": parse_answers(a.answer)} for a in rows]
     return render_template("admin_hit.html", hit=hit, assignments=assignments,
                            csrf_token=_csrf_token(), message=request.args.get("message"))
@@ -156,23 +126,21 @@ def _review(assignment_id: str, approve: bool) -> Response:
     if not _csrf_ok():
         return Response("missing or wrong CSRF token; reload the page\n", 403,
                         mimetype="text/plain")
-    db = get_db()
+    store = get_storage()
     try:
         if approve:
             params: dict[str, Any] = {"AssignmentId": assignment_id}
             if request.form.get("override"):
                 params["OverrideRejection"] = True
-            mturk_ops.approve_assignment(db, params)
+            mturk_ops.approve_assignment(store, params)
         else:
             feedback = request.form.get("feedback", "").strip() or "Rejected by the requester."
-            mturk_ops.reject_assignment(db, {"AssignmentId": assignment_id,
+            mturk_ops.reject_assignment(store, {"AssignmentId": assignment_id,
                                              "RequesterFeedback": feedback[:1024]})
         message = f"{assignment_id} {'approved' if approve else 'rejected'}"
     except MTurkError as err:
         message = err.message
-    with db.read() as s:
-        hit_id = s.execute(select(Assignment.hit_id)
-                           .where(Assignment.assignment_id == assignment_id)).scalar()
+    hit_id = store.hit_of_assignment(assignment_id)
     if hit_id is None:
         return Response("no such assignment\n", 404, mimetype="text/plain")
     return redirect(url_for("admin.hit_detail", hit_id=hit_id, message=message), 303)
@@ -197,7 +165,7 @@ def api_issue_worker() -> tuple[Response, int]:
     if not request.is_json or not isinstance(data, dict) or "worker_id" not in data:
         return jsonify({"error": 'send JSON {"worker_id": "..."}'}), 400
     try:
-        token = issue_worker_token(get_db(), data["worker_id"])
+        token = issue_worker_token(get_storage(), data["worker_id"])
     except ValueError as exc:
         return jsonify({"error": str(exc)}), 400
     return jsonify({"worker_id": data["worker_id"], "token": token}), 201

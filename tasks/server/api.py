@@ -14,10 +14,10 @@ import uuid
 
 from flask import Blueprint, Response, current_app, request
 
-from .db import get_db
 from .errors import MTurkError, ServiceFault, json_error
 from .mturk_ops import OPERATIONS
 from .sigv4 import verify_sigv4
+from .storage import get_storage
 from .validation import validate_params
 
 __all__ = ["TARGET_PREFIX", "bp"]
@@ -66,7 +66,7 @@ def dispatch() -> Response:
                               400)
         params = validate_params(operation, params,
                                  min_duration=int(cfg["MIN_DURATION_SECONDS"]))
-        result = OPERATIONS[operation](get_db(), params)
+        result = OPERATIONS[operation](get_storage(), params)
     except MTurkError as err:
         return err.response()
     except Exception:

@@ -92,7 +92,7 @@ def serve(
 
     from . import create_app, sqlite_url
     from .credentials import credentials_path_for
-    from .db import issue_worker_token
+    from .storage import issue_worker_token
 
     try:
         parse_reward(balance)
@@ -116,11 +116,11 @@ def serve(
         app = create_app(config)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    db = app.extensions["sparse_probe_db"]
+    store = app.extensions["sparse_probe_storage"]
     if issue:
         for worker_id in issue:
             try:
-                click.echo(f"{worker_id} {issue_worker_token(db, worker_id)}")
+                click.echo(f"{worker_id} {issue_worker_token(store, worker_id)}")
             except ValueError as exc:
                 raise click.BadParameter(str(exc), param_hint="--issue-token") from None
         return
@@ -142,7 +142,7 @@ def serve(
         for key in ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "ADMIN_USER", "ADMIN_PASSWORD",
                     "SECRET_KEY"):
             config[key] = app.config[key]
-        db.dispose()
+        store.dispose()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.create_server((host, port), family=family, backlog=1024)
         endpoint_port = sock.getsockname()[1]
@@ -159,7 +159,7 @@ def serve(
         click.echo(f"  access key id: {app.config['ACCESS_KEY_ID']}")
         if config.get("CREDENTIALS_FILE"):
             click.echo(f"  credentials (secret, admin password): {config['CREDENTIALS_FILE']}")
-        click.echo(f"  database: {url.split('://', 1)[0]} ({'WAL' if db.sqlite else 'server'}), "
+        click.echo(f"  database: {url.split('://', 1)[0]} ({'WAL' if store.sqlite else 'server'}), "
                    f"{workers} process{'es' if workers > 1 else ''} x {threads} threads, "
                    f"pid {os.getpid()}", nl=True)
         sys.stdout.flush()
@@ -170,7 +170,7 @@ def serve(
     try:
         server.run()
     finally:
-        db.dispose()
+        store.dispose()
 
 
 def _run_gunicorn(config: dict[str, Any], sock: socket.socket, workers: int, threads: int,

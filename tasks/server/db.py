@@ -1,4 +1,5 @@
-"""Database of the task server: SQLAlchemy 2 models, engines, sessions and ``init-db``.
+"""Tables, engines and transactions of the task server (SQLAlchemy 2); the queries are in
+:mod:`tasks.server.storage`, the only module that uses this one.
 
 SQLite is the default (``sqlite:///path``), any SQLAlchemy URL works (PostgreSQL). For SQLite the
 connection runs in WAL mode with ``synchronous=NORMAL`` and a ``busy_timeout``; every write is
@@ -10,8 +11,6 @@ Times are stored as float epoch seconds (what MTurk's JSON protocol returns); mo
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import sqlite3
 import threading
 import time
@@ -19,9 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-import click
-from flask import current_app
-from flask.cli import with_appcontext
 from sqlalchemy import (
     Float,
     ForeignKey,
@@ -49,10 +45,6 @@ __all__ = [
     "FastConn",
     "HITType",
     "Worker",
-    "get_db",
-    "hash_token",
-    "init_db_command",
-    "issue_worker_token",
 ]
 
 
@@ -159,11 +151,6 @@ class Bonus(Base):
     grant_time: Mapped[float] = mapped_column(Float)
 
 
-def hash_token(token: str) -> str:
-    """SHA-256 hex digest of a worker token (tokens are 256-bit random, so no slow KDF)."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
 INTEGRITY_ERRORS: tuple[type[Exception], ...] = (IntegrityError, sqlite3.IntegrityError)
 
 
@@ -207,16 +194,19 @@ class Database:
         SQLite ``busy_timeout`` (other processes holding the write lock).
     pool_size : int
         Connections kept per engine (about the number of server threads).
-    raw_sqlite : bool
-        Run hot-path statements on the ``sqlite3`` driver directly (default); False runs them
-        through SQLAlchemy Core exactly as on other databases (used to test that path).
+
+    Attributes
+    ----------
+    raw : bool
+        Whether :meth:`fast_read`/:meth:`fast_write` hand out ``sqlite3`` driver connections
+        (True exactly for SQLite URLs); otherwise they run the same SQL text through SQLAlchemy
+        Core, as on PostgreSQL.
     """
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 16,
-                 raw_sqlite: bool = True):
+    def __init__(self, url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 16):
         self.url = url
         self.sqlite = _is_sqlite(url)
-        self.raw = self.sqlite and raw_sqlite
+        self.raw = self.sqlite
         self._write_lock = threading.Lock() if self.sqlite else None
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._local = threading.local()  # raw mode: one sqlite3 connection per thread
@@ -258,14 +248,8 @@ class Database:
         return engine
 
     def create_all(self) -> None:
-        """Create missing tables and the account row (idempotent)."""
+        """Create missing tables (idempotent)."""
         Base.metadata.create_all(self.writer)
-
-    def ensure_account(self, balance_cents: int) -> None:
-        """Create the account row with ``balance_cents`` if it does not exist yet."""
-        with self.write() as s:
-            if s.get(Account, 1) is None:
-                s.add(Account(id=1, balance_cents=int(balance_cents)))
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -396,62 +380,3 @@ class Database:
         self.reader.dispose()
         if self.writer is not self.reader:
             self.writer.dispose()
-
-
-def get_db() -> Database:
-    """The current app's :class:`Database`."""
-    return current_app.extensions["sparse_probe_db"]
-
-
-def issue_worker_token(db: Database | str, worker_id: str) -> str:
-    """Create (or rotate) a worker's login token and return it; only its hash is stored.
-
-    Parameters
-    ----------
-    db : Database or str
-        The server's database or its SQLAlchemy URL.
-    worker_id : str
-        1-64 characters of ``[A-Za-z0-9_-]``.
-    """
-    from .validation import check_worker_id
-
-    check_worker_id(worker_id)
-    database = Database(db) if isinstance(db, str) else db
-    if isinstance(db, str):
-        database.create_all()
-    token = secrets.token_urlsafe(32)
-    try:
-        with database.write() as s:
-            row = s.get(Worker, worker_id)
-            if row is None:
-                s.add(Worker(worker_id=worker_id, token_hash=hash_token(token),
-                             created=time.time()))
-            else:
-                row.token_hash = hash_token(token)
-    finally:
-        if isinstance(db, str):
-            database.dispose()
-    return token
-
-
-_TOKEN_SQL = "SELECT token_hash FROM workers WHERE worker_id = :w"
-
-
-def worker_token_ok(db: Database, worker_id: str, token: str) -> bool:
-    """Whether ``token`` is the current token of ``worker_id`` (constant-time compare)."""
-    import hmac
-
-    with db.fast_read() as conn:
-        row = conn.execute(_TOKEN_SQL, {"w": worker_id}).fetchone()
-    stored = row[0] if row else None
-    return stored is not None and hmac.compare_digest(stored, hash_token(token))
-
-
-@click.command("init-db")
-@with_appcontext
-def init_db_command() -> None:
-    """Create the task server's tables (idempotent)."""
-    db = get_db()
-    db.create_all()
-    db.ensure_account(current_app.config["START_BALANCE_CENTS"])
-    click.echo(f"initialized {db.url.split('://', 1)[0]} database")

@@ -3,9 +3,11 @@
 A worker's cycle is ``POST /worker/hits/<id>/accept``, ``GET /worker/assignments/<id>/page``
 and ``POST /mturk/externalSubmit``. Through Flask each costs about a millisecond of CPU in
 request/response objects, routing and context locals; :class:`HotPathMiddleware` answers the
-*successful* case of these three directly from the WSGI environ with the same SQL, the same
-signed session cookie (:func:`tasks.server.sessions.decode_session`), the same same-origin
-check and the same escaping, and hands everything else (not logged in, foreign origin,
+*successful* case of these three directly from the WSGI environ with the same storage calls
+(:class:`tasks.server.storage.Storage`, with ``explain=False``: the same statements, less the
+reads that only explain a refusal), the same signed session cookie
+(:func:`tasks.server.sessions.decode_session`), the same same-origin check and the same
+escaping, and hands everything else (not logged in, foreign origin,
 multipart bodies, any refusal) to the Flask app unchanged, which then produces the usual
 response. A refusal found here is never answered here: the transaction is rolled back (or
 nothing was written) and Flask re-runs the request from the start, so its checks decide.
@@ -22,20 +24,10 @@ from urllib.parse import parse_qsl
 
 from markupsafe import escape as html_escape
 
-from .db import INTEGRITY_ERRORS, Database
 from .mturk_ops import new_id
 from .sessions import decode_session, session_key
-from .worker import (
-    _INSERT_SQL,
-    _OWNED_SQL,
-    _SUBMIT_SQL,
-    _TAKE_SQL,
-    MAX_ANSWER_FIELDS,
-    PREVIEW_ASSIGNMENT_ID,
-    OwnedAssignment,
-    _page_parts,
-    answers_xml,
-)
+from .storage import ACCEPTED, Storage
+from .worker import MAX_ANSWER_FIELDS, PREVIEW_ASSIGNMENT_ID, answers_xml, page_parts
 
 __all__ = ["HotPathMiddleware"]
 
@@ -67,7 +59,7 @@ class HotPathMiddleware:
     def __init__(self, app: Any):
         self.app = app
         self.flask_wsgi = app.wsgi_app
-        self.db: Database = app.extensions["sparse_probe_db"]
+        self.store: Storage = app.extensions["sparse_probe_storage"]
         cfg = app.config
         self.cookie_name: str = cfg["SESSION_COOKIE_NAME"]
         self.key = session_key(app.secret_key)
@@ -141,18 +133,10 @@ class HotPathMiddleware:
         origin = self._origin(environ)
         if worker_id is None or origin is None or not self._same_origin(environ, origin):
             raise _Delegate
-        now = time.time()
         assignment_id = new_id()
-        args = {"h": hit_id, "now": now}
-        try:
-            with self.db.fast_write() as conn:
-                row = conn.execute(_TAKE_SQL, args).fetchone()
-                if row is None or row[0] is None:
-                    raise _Delegate  # rolled back; Flask frees abandoned slots or refuses
-                conn.execute(_INSERT_SQL, {"a": assignment_id, "h": hit_id, "w": worker_id,
-                                           "now": now, "deadline": now + row[0]})
-        except INTEGRITY_ERRORS:  # already took this HIT: rolled back, Flask refuses (409)
-            raise _Delegate from None
+        if self.store.accept(hit_id, worker_id, assignment_id, time.time(),
+                             explain=False) != ACCEPTED:
+            raise _Delegate  # nothing written; Flask frees abandoned slots or refuses
         location = f"/worker/assignments/{assignment_id}"
         return self._respond(start, "303 SEE OTHER", _redirect_body(location),
                              [("Location", location)])
@@ -167,15 +151,13 @@ class HotPathMiddleware:
                     None)  # the first value, as Flask's request.args.get
         if sent != assignment_id:
             raise _Delegate
-        with self.db.fast_read() as conn:
-            found = conn.execute(_OWNED_SQL, {"a": assignment_id}).fetchone()
-        if found is None:
+        row = self.store.owned_assignment(assignment_id)
+        if row is None:
             raise _Delegate
-        row = OwnedAssignment(*found)
         if (row.worker_id != worker_id or row.status != "Accepted" or row.deadline < time.time()
                 or row.external_url):
             raise _Delegate
-        parts = _page_parts(row.hit_id, row.html_content or "")
+        parts = page_parts(row.hit_id, row.html_content or "")
         if parts is None:
             raise _Delegate
         values = {"assignmentId": str(html_escape(assignment_id)),
@@ -212,10 +194,8 @@ class HotPathMiddleware:
                 or len(fields) > MAX_ANSWER_FIELDS):
             raise _Delegate
         xml = answers_xml(fields)
-        with self.db.fast_write() as conn:
-            done = conn.execute(_SUBMIT_SQL, {"a": assignment_id, "w": worker_id,
-                                              "now": time.time(), "xml": xml}).rowcount
-        if done != 1:
+        if self.store.submit(assignment_id, worker_id, xml, time.time(),
+                             explain=False) != "stored":
             raise _Delegate  # nothing written; Flask's identical UPDATE refuses with the reason
         page = str(html_escape(assignment_id)).join(self.done_parts)
         return self._respond(start, "200 OK", page.encode(), [])

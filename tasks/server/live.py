@@ -180,7 +180,7 @@ def start_server(
         server.task_dispatcher.shutdown()
         wasyncore.close_all(server._map)
         thread.join(timeout=10)
-        app.extensions["sparse_probe_db"].dispose()
+        app.extensions["sparse_probe_storage"].dispose()
 
     srv = LiveServer(url=f"http://{host}:{server.effective_port}", db_url=url, app=app,
                      pid=os.getpid(), _stop=stop, **creds)

@@ -1,7 +1,9 @@
 """The requester operations (MTurk 2017-01-17 semantics) over the server's database.
 
-Every function takes the :class:`~tasks.server.db.Database` and the validated parameters and
-returns the response dict that botocore's MTurk model expects (timestamps as epoch seconds).
+Every function takes the :class:`~tasks.server.storage.Storage` and the validated parameters
+and returns the response dict that botocore's MTurk model expects (timestamps as epoch
+seconds). The rules and messages are MTurk's and live here; the reads and writes (and the
+transactions that make them atomic) are named methods of the storage.
 
 Money: the account starts with ``START_BALANCE``; an assignment is charged reward + MTurk fee
 (:func:`tasks.cost.fee_rate`: 20%, or 40% for HITs with 10 or more assignments, rounded half-up
@@ -23,21 +25,17 @@ import time
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import case, func, select, update
-from sqlalchemy.exc import IntegrityError
-
 from tasks.cost import fee_rate, parse_reward
 
-from .db import HIT, Account, Assignment, Bonus, Database, HITType
 from .errors import RequestError
+from .storage import HIT, LIVE_STATUSES, AssignmentRow, Counts, HITType, Refused, Storage
 from .validation import parse_question, to_epoch
 
-__all__ = ["OPERATIONS", "apply_auto_approvals", "hit_counts", "hit_status", "new_id"]
+__all__ = ["OPERATIONS", "apply_auto_approvals", "hit_status", "new_id"]
 
 log = logging.getLogger(__name__)
 
 _ALNUM = string.ascii_uppercase + string.digits
-LIVE_STATUSES = ("Submitted", "Approved", "Rejected")
 
 
 def new_id(n: int = 30) -> str:
@@ -77,27 +75,8 @@ def _decode_token(token: str | None, n: int) -> list[Any] | None:
     raise RequestError("NextToken is invalid or expired", "AWS.ParameterOutOfRange")
 
 
-# ----------------------------------------------------------------------------- reading helpers
-def hit_counts(s: Any, hit_ids: list[str], now: float) -> dict[str, tuple[int, int, int]]:
-    """``{hit_id: (pending, submitted, completed)}``; pending = accepted and not past deadline,
-    completed = approved or rejected."""
-    if not hit_ids:
-        return {}
-    A = Assignment
-    stmt = (
-        select(
-            A.hit_id,
-            func.sum(case(((A.status == "Accepted") & (A.deadline >= now), 1), else_=0)),
-            func.sum(case((A.status == "Submitted", 1), else_=0)),
-            func.sum(case((A.status.in_(("Approved", "Rejected")), 1), else_=0)),
-        )
-        .where(A.hit_id.in_(hit_ids))
-        .group_by(A.hit_id)
-    )
-    return {h: (int(p or 0), int(sb or 0), int(c or 0)) for h, p, sb, c in s.execute(stmt)}
-
-
-def hit_status(hit: HIT, counts: tuple[int, int, int], now: float) -> tuple[str, int]:
+# ----------------------------------------------------------------------------- response shapes
+def hit_status(hit: HIT, counts: Counts, now: float) -> tuple[str, int]:
     """MTurk ``HITStatus`` and the number of assignments still available."""
     pending, submitted, completed = counts
     available = max(0, hit.max_assignments - pending - submitted - completed)
@@ -110,7 +89,7 @@ def hit_status(hit: HIT, counts: tuple[int, int, int], now: float) -> tuple[str,
     return "Reviewable", available
 
 
-def hit_json(hit: HIT, htype: HITType, counts: tuple[int, int, int], now: float) -> dict:
+def hit_json(hit: HIT, htype: HITType, counts: Counts, now: float) -> dict:
     """A HIT as botocore's ``HIT`` shape."""
     status, available = hit_status(hit, counts, now)
     return {
@@ -137,8 +116,9 @@ def hit_json(hit: HIT, htype: HITType, counts: tuple[int, int, int], now: float)
     }
 
 
-def assignment_json(a: Assignment) -> dict:
-    """An assignment as botocore's ``Assignment`` shape (absent times left out)."""
+def assignment_json(a: Any) -> dict:
+    """An assignment (a stored row or :class:`~tasks.server.storage.AssignmentRow`) as
+    botocore's ``Assignment`` shape (absent times left out)."""
     out: dict[str, Any] = {
         "AssignmentId": a.assignment_id,
         "WorkerId": a.worker_id,
@@ -160,54 +140,28 @@ def assignment_json(a: Assignment) -> dict:
     return out
 
 
-def _get_hit(s: Any, hit_id: str) -> tuple[HIT, HITType]:
-    row = s.execute(
-        select(HIT, HITType).join(HITType, HIT.hit_type_id == HITType.hit_type_id)
-        .where(HIT.hit_id == hit_id)
-    ).first()
-    if row is None:
-        raise RequestError(f"Hit {hit_id} does not exist.", "AWS.MechanicalTurk.HITDoesNotExist")
-    return row[0], row[1]
+def _no_hit(hit_id: str) -> RequestError:
+    return RequestError(f"Hit {hit_id} does not exist.", "AWS.MechanicalTurk.HITDoesNotExist")
 
 
-def _charge(s: Any, cents: int, *, allow_negative: bool = False) -> None:
-    stmt = update(Account).where(Account.id == 1)
-    if not allow_negative:
-        stmt = stmt.where(Account.balance_cents >= cents)
-    if s.execute(stmt.values(balance_cents=Account.balance_cents - cents)).rowcount != 1:
-        raise RequestError(
-            f"Your account balance is too low to pay ${_money(cents)} (reward plus fees)",
-            "AWS.MechanicalTurk.InsufficientFunds",
-        )
+def _no_assignment(assignment_id: str) -> RequestError:
+    return RequestError(f"Assignment {assignment_id} does not exist.",
+                        "AWS.MechanicalTurk.AssignmentDoesNotExist")
 
 
-_DUE_SQL = (
-    "SELECT assignment_id FROM assignments WHERE status = 'Submitted' "
-    "AND auto_approval_time <= :now LIMIT 1"
-)
+def _too_poor(cents: int) -> RequestError:
+    return RequestError(
+        f"Your account balance is too low to pay ${_money(cents)} (reward plus fees)",
+        "AWS.MechanicalTurk.InsufficientFunds",
+    )
 
 
-def apply_auto_approvals(db: Database, now: float | None = None) -> int:
+def apply_auto_approvals(store: Storage, now: float | None = None) -> int:
     """Approve submitted assignments whose AutoApprovalTime has passed; return how many."""
-    now = time.time() if now is None else now
-    due = (Assignment.status == "Submitted") & (Assignment.auto_approval_time <= now)
-    with db.fast_read() as conn:
-        if conn.execute(_DUE_SQL, {"now": now}).fetchone() is None:
-            return 0
-    with db.write() as s:
-        rows = s.execute(
-            select(Assignment, HIT.max_assignments, HITType.reward)
-            .join(HIT, HIT.hit_id == Assignment.hit_id)
-            .join(HITType, HITType.hit_type_id == HIT.hit_type_id)
-            .where(due)
-        ).all()
-        for a, max_assignments, reward in rows:
-            a.status = "Approved"
-            a.approval_time = a.auto_approval_time
-            _charge(s, assignment_cost_cents(reward, max_assignments), allow_negative=True)
-    if rows:
-        log.info("auto-approved %d assignments", len(rows))
-    return len(rows)
+    n = store.apply_auto_approvals(time.time() if now is None else now, assignment_cost_cents)
+    if n:
+        log.info("auto-approved %d assignments", n)
+    return n
 
 
 # ---------------------------------------------------------------------------------- operations
@@ -226,34 +180,20 @@ def _type_fields(p: dict) -> dict:
     }
 
 
-def _ensure_hit_type(db: Database, p: dict) -> HITType:
+def _ensure_hit_type(store: Storage, p: dict) -> HITType:
     fields = _type_fields(p)
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).digest()
     hit_type_id = "".join(_ALNUM[b % 36] for b in digest[:30])
-    with db.read() as s:
-        existing = s.get(HITType, hit_type_id)
-    if existing is not None:
-        return existing
-    row = HITType(hit_type_id=hit_type_id, creation_time=time.time(), **fields)
-    try:
-        with db.write() as s:
-            s.add(row)
-    except IntegrityError:  # created concurrently with identical properties
-        with db.read() as s:
-            return s.get(HITType, hit_type_id)
-    return row
+    return store.add_hit_type(hit_type_id, creation_time=time.time(), **fields)
 
 
-def create_hit_type(db: Database, p: dict) -> dict:
+def create_hit_type(store: Storage, p: dict) -> dict:
     """``CreateHITType``: identical properties give the same HITTypeId (as on MTurk)."""
-    return {"HITTypeId": _ensure_hit_type(db, p).hit_type_id}
+    return {"HITTypeId": _ensure_hit_type(store, p).hit_type_id}
 
 
-def _token_conflict(db: Database, token: str) -> RequestError:
-    with db.read() as s:
-        hit_id = s.execute(
-            select(HIT.hit_id).where(HIT.unique_request_token == token)
-        ).scalar_one_or_none()
+def _token_conflict(store: Storage, token: str) -> RequestError:
+    hit_id = store.hit_with_token(token)
     return RequestError(
         f"The HIT with ID {hit_id} already exists: UniqueRequestToken {token!r} was used "
         f"to create HIT {hit_id}.",
@@ -261,7 +201,7 @@ def _token_conflict(db: Database, token: str) -> RequestError:
     )
 
 
-def _create_hit(db: Database, htype: HITType, p: dict) -> dict:
+def _create_hit(store: Storage, htype: HITType, p: dict) -> dict:
     if "Question" not in p:
         raise RequestError(
             "Question is required (this server does not support HITLayoutId)",
@@ -269,12 +209,10 @@ def _create_hit(db: Database, htype: HITType, p: dict) -> dict:
         )
     question = parse_question(p["Question"])
     token = p.get("UniqueRequestToken")
-    if token is not None:
-        with db.read() as s:
-            if s.execute(select(HIT.hit_id).where(HIT.unique_request_token == token)).first():
-                raise _token_conflict(db, token)
+    if token is not None and store.hit_with_token(token) is not None:
+        raise _token_conflict(store, token)
     now = time.time()
-    hit = HIT(
+    fields = dict(
         hit_id=new_id(),
         hit_type_id=htype.hit_type_id,
         creation_time=now,
@@ -293,118 +231,84 @@ def _create_hit(db: Database, htype: HITType, p: dict) -> dict:
         assignment_duration=htype.assignment_duration,
     )
     try:
-        with db.write() as s:
-            s.add(hit)
-    except IntegrityError:
-        if token is not None:
-            raise _token_conflict(db, token) from None
-        raise
+        hit = store.add_hit(**fields)
+    except Refused:  # the token was used concurrently
+        raise _token_conflict(store, token) from None
     return {"HIT": hit_json(hit, htype, (0, 0, 0), now)}
 
 
-def create_hit(db: Database, p: dict) -> dict:
+def create_hit(store: Storage, p: dict) -> dict:
     """``CreateHIT``: a HIT type from the type parameters, then the HIT."""
-    return _create_hit(db, _ensure_hit_type(db, p), p)
+    return _create_hit(store, _ensure_hit_type(store, p), p)
 
 
-def create_hit_with_hit_type(db: Database, p: dict) -> dict:
+def create_hit_with_hit_type(store: Storage, p: dict) -> dict:
     """``CreateHITWithHITType``."""
-    with db.read() as s:
-        htype = s.get(HITType, p["HITTypeId"])
+    htype = store.hit_type(p["HITTypeId"])
     if htype is None:
         raise RequestError(f"HITType {p['HITTypeId']} does not exist.",
                            "AWS.MechanicalTurk.HITTypeDoesNotExist")
-    return _create_hit(db, htype, p)
+    return _create_hit(store, htype, p)
 
 
-def get_hit(db: Database, p: dict) -> dict:
+def get_hit(store: Storage, p: dict) -> dict:
     """``GetHIT``."""
-    apply_auto_approvals(db)
+    apply_auto_approvals(store)
     now = time.time()
-    with db.read() as s:
-        hit, htype = _get_hit(s, p["HITId"])
-        counts = hit_counts(s, [hit.hit_id], now).get(hit.hit_id, (0, 0, 0))
+    try:
+        hit, htype, counts = store.hit(p["HITId"], now)
+    except Refused:
+        raise _no_hit(p["HITId"]) from None
     return {"HIT": hit_json(hit, htype, counts, now)}
 
 
-def _list_hits(db: Database, p: dict, *, reviewable: bool) -> dict:
-    apply_auto_approvals(db)
+def _list_hits(store: Storage, p: dict, *, reviewable: bool) -> dict:
+    apply_auto_approvals(store)
     now = time.time()
     limit = int(p.get("MaxResults", 10))
     after = _decode_token(p.get("NextToken"), 2)
-    stmt = (
-        select(HIT, HITType)
-        .join(HITType, HIT.hit_type_id == HITType.hit_type_id)
-        .where(HIT.disposed == 0)
-        .order_by(HIT.creation_time, HIT.hit_id)
-    )
-    if after is not None:
-        t, h = after
-        stmt = stmt.where((HIT.creation_time > t) | ((HIT.creation_time == t) & (HIT.hit_id > h)))
+    cursor = None if after is None else (after[0], after[1])
+    hit_type_id = None
     if reviewable:
-        if p.get("HITTypeId"):
-            stmt = stmt.where(HIT.hit_type_id == p["HITTypeId"])
+        hit_type_id = p.get("HITTypeId") or None
         if p.get("Status", "Reviewable") != "Reviewable":
             return {"NumResults": 0, "HITs": []}  # this server never puts HITs in Reviewing
     out: list[dict] = []
     more = False
-    with db.read() as s:
-        chunk = 500 if reviewable else limit + 1
-        while True:
-            rows = s.execute(stmt.limit(chunk)).all()
-            counts = hit_counts(s, [h.hit_id for h, _ in rows], now)
-            for hit, htype in rows:
-                item = hit_json(hit, htype, counts.get(hit.hit_id, (0, 0, 0)), now)
-                if reviewable and item["HITStatus"] != "Reviewable":
-                    continue
-                if len(out) == limit:
-                    more = True
-                    break
-                out.append(item)
-            if more or len(rows) < chunk:
+    chunk = 500 if reviewable else limit + 1
+    while True:
+        rows = store.hits_page(now, cursor, chunk, hit_type_id)
+        for hit, htype, counts in rows:
+            item = hit_json(hit, htype, counts, now)
+            if reviewable and item["HITStatus"] != "Reviewable":
+                continue
+            if len(out) == limit:
+                more = True
                 break
-            last = rows[-1][0]
-            stmt = stmt.where(
-                (HIT.creation_time > last.creation_time)
-                | ((HIT.creation_time == last.creation_time) & (HIT.hit_id > last.hit_id))
-            )
+            out.append(item)
+        if more or len(rows) < chunk:
+            break
+        last = rows[-1][0]
+        cursor = (last.creation_time, last.hit_id)
     result: dict[str, Any] = {"NumResults": len(out), "HITs": out}
     if more:
         result["NextToken"] = _encode_token(out[-1]["CreationTime"], out[-1]["HITId"])
     return result
 
 
-def list_hits(db: Database, p: dict) -> dict:
+def list_hits(store: Storage, p: dict) -> dict:
     """``ListHITs`` (HITs not deleted, oldest first)."""
-    return _list_hits(db, p, reviewable=False)
+    return _list_hits(store, p, reviewable=False)
 
 
-def list_reviewable_hits(db: Database, p: dict) -> dict:
+def list_reviewable_hits(store: Storage, p: dict) -> dict:
     """``ListReviewableHITs`` (optionally of one HIT type)."""
-    return _list_hits(db, p, reviewable=True)
+    return _list_hits(store, p, reviewable=True)
 
 
-_ASSIGNMENT_COLUMNS = (
-    "assignment_id, worker_id, hit_id, status, accept_time, deadline, auto_approval_time, "
-    "submit_time, approval_time, rejection_time, answer, requester_feedback"
-)
-
-
-def _assignment_row_json(row: Any) -> dict:
-    out: dict[str, Any] = {
-        "AssignmentId": row[0], "WorkerId": row[1], "HITId": row[2], "AssignmentStatus": row[3],
-        "AcceptTime": row[4], "Deadline": row[5],
-    }
-    for key, value in zip(("AutoApprovalTime", "SubmitTime", "ApprovalTime", "RejectionTime",
-                           "Answer", "RequesterFeedback"), row[6:], strict=True):
-        if value is not None:
-            out[key] = value
-    return out
-
-
-def list_assignments_for_hit(db: Database, p: dict) -> dict:
+def list_assignments_for_hit(store: Storage, p: dict) -> dict:
     """``ListAssignmentsForHIT``: Submitted/Approved/Rejected ones, keyset-paginated."""
-    apply_auto_approvals(db)
+    apply_auto_approvals(store)
     limit = int(p.get("MaxResults", 10))
     statuses = sorted(set(p.get("AssignmentStatuses") or LIVE_STATUSES))
     for st in statuses:
@@ -412,89 +316,69 @@ def list_assignments_for_hit(db: Database, p: dict) -> dict:
             raise RequestError(f"AssignmentStatuses: {st!r} is not one of {list(LIVE_STATUSES)}",
                                "AWS.ParameterOutOfRange")
     after = _decode_token(p.get("NextToken"), 1)
-    params: dict[str, Any] = {"h": p["HITId"], "n": limit + 1,
-                              "after": after[0] if after else ""}
-    params.update({f"s{i}": st for i, st in enumerate(statuses)})
-    sql = (
-        f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE hit_id = :h AND status IN "
-        f"({', '.join(f':s{i}' for i in range(len(statuses)))}) AND assignment_id > :after "
-        "ORDER BY assignment_id LIMIT :n"
-    )
-    with db.fast_read() as conn:
-        if conn.execute("SELECT 1 FROM hits WHERE hit_id = :h", params).fetchone() is None:
-            raise RequestError(f"Hit {p['HITId']} does not exist.",
-                               "AWS.MechanicalTurk.HITDoesNotExist")
-        rows = conn.execute(sql, params).fetchall()
-    page = [_assignment_row_json(r) for r in rows[:limit]]
+    try:
+        rows: list[AssignmentRow] = store.assignments_page(
+            p["HITId"], statuses, after[0] if after else "", limit + 1)
+    except Refused:
+        raise _no_hit(p["HITId"]) from None
+    page = [assignment_json(r) for r in rows[:limit]]
     result: dict[str, Any] = {"NumResults": len(page), "Assignments": page}
     if len(rows) > limit:
         result["NextToken"] = _encode_token(page[-1]["AssignmentId"])
     return result
 
 
-def _load_assignment(s: Any, assignment_id: str) -> tuple[Assignment, HIT, HITType]:
-    row = s.execute(
-        select(Assignment, HIT, HITType)
-        .join(HIT, HIT.hit_id == Assignment.hit_id)
-        .join(HITType, HITType.hit_type_id == HIT.hit_type_id)
-        .where(Assignment.assignment_id == assignment_id)
-    ).first()
-    if row is None:
-        raise RequestError(f"Assignment {assignment_id} does not exist.",
-                           "AWS.MechanicalTurk.AssignmentDoesNotExist")
-    return row[0], row[1], row[2]
-
-
-def get_assignment(db: Database, p: dict) -> dict:
+def get_assignment(store: Storage, p: dict) -> dict:
     """``GetAssignment``: the assignment and its HIT."""
-    apply_auto_approvals(db)
+    apply_auto_approvals(store)
     now = time.time()
-    with db.read() as s:
-        a, hit, htype = _load_assignment(s, p["AssignmentId"])
-        counts = hit_counts(s, [hit.hit_id], now).get(hit.hit_id, (0, 0, 0))
+    try:
+        a, hit, htype, counts = store.assignment(p["AssignmentId"], now)
+    except Refused:
+        raise _no_assignment(p["AssignmentId"]) from None
     return {"Assignment": assignment_json(a), "HIT": hit_json(hit, htype, counts, now)}
 
 
-def approve_assignment(db: Database, p: dict) -> dict:
+def _wrong_state(assignment_id: str, allowed: tuple[str, ...], status: str) -> RequestError:
+    return RequestError(
+        f"This operation can be called with a status of: {', '.join(allowed)} "
+        f"(assignment {assignment_id} is {status})",
+        "AWS.MechanicalTurk.InvalidAssignmentState",
+    )
+
+
+def approve_assignment(store: Storage, p: dict) -> dict:
     """``ApproveAssignment`` (a rejected one only with ``OverrideRejection``); charges
     reward + fee."""
-    apply_auto_approvals(db)
-    with db.write() as s:
-        a, hit, htype = _load_assignment(s, p["AssignmentId"])
-        allowed = ("Submitted", "Rejected") if p.get("OverrideRejection") else ("Submitted",)
-        if a.status not in allowed:
-            raise RequestError(
-                f"This operation can be called with a status of: {', '.join(allowed)} "
-                f"(assignment {a.assignment_id} is {a.status})",
-                "AWS.MechanicalTurk.InvalidAssignmentState",
-            )
-        _charge(s, assignment_cost_cents(htype.reward, hit.max_assignments))
-        a.status = "Approved"
-        a.approval_time = time.time()
-        a.rejection_time = None
-        if "RequesterFeedback" in p:
-            a.requester_feedback = p["RequesterFeedback"]
+    apply_auto_approvals(store)
+    aid = p["AssignmentId"]
+    allowed = ("Submitted", "Rejected") if p.get("OverrideRejection") else ("Submitted",)
+    try:
+        store.approve(aid, allowed=allowed, cost=assignment_cost_cents,
+                      feedback=p.get("RequesterFeedback"), now=time.time())
+    except Refused as r:
+        if r.reason == "missing":
+            raise _no_assignment(aid) from None
+        if r.reason == "state":
+            raise _wrong_state(aid, allowed, r.detail) from None
+        raise _too_poor(r.detail) from None
     return {}
 
 
-def reject_assignment(db: Database, p: dict) -> dict:
+def reject_assignment(store: Storage, p: dict) -> dict:
     """``RejectAssignment`` of a submitted assignment (feedback required)."""
-    apply_auto_approvals(db)
-    with db.write() as s:
-        a, _, _ = _load_assignment(s, p["AssignmentId"])
-        if a.status != "Submitted":
-            raise RequestError(
-                f"This operation can be called with a status of: Submitted "
-                f"(assignment {a.assignment_id} is {a.status})",
-                "AWS.MechanicalTurk.InvalidAssignmentState",
-            )
-        a.status = "Rejected"
-        a.rejection_time = time.time()
-        a.requester_feedback = p["RequesterFeedback"]
+    apply_auto_approvals(store)
+    aid = p["AssignmentId"]
+    try:
+        store.reject(aid, feedback=p["RequesterFeedback"], now=time.time())
+    except Refused as r:
+        if r.reason == "missing":
+            raise _no_assignment(aid) from None
+        raise _wrong_state(aid, ("Submitted",), r.detail) from None
     return {}
 
 
-def send_bonus(db: Database, p: dict) -> dict:
+def send_bonus(store: Storage, p: dict) -> dict:
     """``SendBonus`` to the worker of a submitted assignment; charges bonus + 20% at once."""
     amount = _cents(parse_reward(p["BonusAmount"]))
     if amount <= 0:
@@ -502,81 +386,67 @@ def send_bonus(db: Database, p: dict) -> dict:
     fee = _cents((parse_reward(p["BonusAmount"]) * Decimal("0.20")).quantize(
         Decimal("0.01"), ROUND_HALF_UP))
     token = p.get("UniqueRequestToken")
+    aid = p["AssignmentId"]
     try:
-        with db.write() as s:
-            if token is not None and s.execute(
-                select(Bonus.id).where(Bonus.unique_request_token == token)
-            ).first():
-                raise RequestError(
-                    f"A bonus with UniqueRequestToken {token!r} was already sent",
-                    "AWS.MechanicalTurk.BonusAlreadyPaid",
-                )
-            a, _, _ = _load_assignment(s, p["AssignmentId"])
-            if a.worker_id != p["WorkerId"]:
-                raise RequestError(
-                    f"Assignment {a.assignment_id} was not done by worker {p['WorkerId']}",
-                    "AWS.MechanicalTurk.InvalidAssignmentState",
-                )
-            if a.status not in LIVE_STATUSES:
-                raise RequestError(
-                    f"Assignment {a.assignment_id} has not been submitted",
-                    "AWS.MechanicalTurk.InvalidAssignmentState",
-                )
-            _charge(s, amount + fee)
-            s.add(Bonus(worker_id=a.worker_id, assignment_id=a.assignment_id,
-                        amount_cents=amount, reason=p["Reason"],
-                        unique_request_token=token, grant_time=time.time()))
-    except IntegrityError:
-        raise RequestError(f"A bonus with UniqueRequestToken {token!r} was already sent",
-                           "AWS.MechanicalTurk.BonusAlreadyPaid") from None
+        store.pay_bonus(aid, p["WorkerId"], amount_cents=amount, charge_cents=amount + fee,
+                        reason=p["Reason"], token=token, now=time.time())
+    except Refused as r:
+        if r.reason == "duplicate":
+            raise RequestError(f"A bonus with UniqueRequestToken {token!r} was already sent",
+                               "AWS.MechanicalTurk.BonusAlreadyPaid") from None
+        if r.reason == "missing":
+            raise _no_assignment(aid) from None
+        if r.reason == "worker":
+            raise RequestError(f"Assignment {aid} was not done by worker {p['WorkerId']}",
+                               "AWS.MechanicalTurk.InvalidAssignmentState") from None
+        if r.reason == "state":
+            raise RequestError(f"Assignment {aid} has not been submitted",
+                               "AWS.MechanicalTurk.InvalidAssignmentState") from None
+        raise _too_poor(r.detail) from None
     return {}
 
 
-def get_account_balance(db: Database, p: dict) -> dict:
+def get_account_balance(store: Storage, p: dict) -> dict:
     """``GetAccountBalance`` (dollars as strings)."""
-    apply_auto_approvals(db)
-    with db.read() as s:
-        cents = s.execute(select(Account.balance_cents).where(Account.id == 1)).scalar_one()
-    return {"AvailableBalance": _money(cents), "OnHoldBalance": "0.00"}
+    apply_auto_approvals(store)
+    return {"AvailableBalance": _money(store.balance_cents()), "OnHoldBalance": "0.00"}
 
 
-def update_expiration_for_hit(db: Database, p: dict) -> dict:
+def update_expiration_for_hit(store: Storage, p: dict) -> dict:
     """``UpdateExpirationForHIT``: a time in the past expires the HIT now."""
     expire_at = max(to_epoch(p["ExpireAt"]), 0.0)
     now = time.time()
-    with db.write() as s:
-        hit, _ = _get_hit(s, p["HITId"])
-        if hit.disposed:
-            raise RequestError(f"Hit {hit.hit_id} has been deleted.",
-                               "AWS.MechanicalTurk.InvalidHITState")
-        hit.expiration = min(expire_at, now) if expire_at <= now else expire_at
+    try:
+        store.set_expiration(p["HITId"], min(expire_at, now) if expire_at <= now else expire_at)
+    except Refused as r:
+        if r.reason == "missing":
+            raise _no_hit(p["HITId"]) from None
+        raise RequestError(f"Hit {p['HITId']} has been deleted.",
+                           "AWS.MechanicalTurk.InvalidHITState") from None
     return {}
 
 
-def delete_hit(db: Database, p: dict) -> dict:
+def delete_hit(store: Storage, p: dict) -> dict:
     """``DeleteHIT``: only an expired or fully completed HIT whose assignments are all approved
     or rejected; it becomes ``Disposed`` and leaves ``ListHITs``."""
-    apply_auto_approvals(db)
-    now = time.time()
-    with db.write() as s:
-        hit, _ = _get_hit(s, p["HITId"])
-        if hit.disposed:
-            return {}
-        pending, submitted, completed = hit_counts(s, [hit.hit_id], now).get(
-            hit.hit_id, (0, 0, 0))
-        if pending or submitted:
+    apply_auto_approvals(store)
+    hit_id = p["HITId"]
+    try:
+        store.dispose_hit(hit_id, time.time())
+    except Refused as r:
+        if r.reason == "missing":
+            raise _no_hit(hit_id) from None
+        if r.reason == "busy":
             raise RequestError(
-                f"Hit {hit.hit_id} has assignments that are pending or awaiting review; "
+                f"Hit {hit_id} has assignments that are pending or awaiting review; "
                 "approve or reject them first",
                 "AWS.MechanicalTurk.InvalidHITState",
-            )
-        if hit.expiration > now and completed < hit.max_assignments:
-            raise RequestError(
-                f"Hit {hit.hit_id} is still assignable; expire it with UpdateExpirationForHIT "
-                "first",
-                "AWS.MechanicalTurk.InvalidHITState",
-            )
-        hit.disposed = 1
+            ) from None
+        raise RequestError(
+            f"Hit {hit_id} is still assignable; expire it with UpdateExpirationForHIT "
+            "first",
+            "AWS.MechanicalTurk.InvalidHITState",
+        ) from None
     return {}
 
 

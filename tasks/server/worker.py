@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, NamedTuple
 from urllib.parse import urlencode
 from xml.sax.saxutils import escape
 
@@ -37,12 +36,20 @@ from flask import (
     url_for,
 )
 from markupsafe import escape as html_escape
-from sqlalchemy import select
 
-from .db import HIT, INTEGRITY_ERRORS, get_db, worker_token_ok
 from .mturk_ops import new_id
+from .storage import ACCEPTED, OwnedAssignment, get_storage
 
-__all__ = ["ANSWER_NS", "PREVIEW_ASSIGNMENT_ID", "answers_xml", "bp", "fill_page", "submit_bp"]
+__all__ = [
+    "ANSWER_NS",
+    "MAX_ANSWER_FIELDS",
+    "PREVIEW_ASSIGNMENT_ID",
+    "answers_xml",
+    "bp",
+    "fill_page",
+    "page_parts",
+    "submit_bp",
+]
 
 bp = Blueprint("worker", __name__, url_prefix="/worker")
 submit_bp = Blueprint("submit", __name__)
@@ -132,7 +139,7 @@ _PAGE_PARTS: dict[str, list[str]] = {}  # hit_id -> page split at its fill-in sl
 _PAGE_PARTS_MAX = 1024
 
 
-def _page_parts(hit_id: str, html: str) -> list[str] | None:
+def page_parts(hit_id: str, html: str) -> list[str] | None:
     """The page split as ``[text, slot, text, ..., text]`` (cached per HIT: a HIT's question
     never changes), so each request only joins strings instead of running the regexes."""
     parts = _PAGE_PARTS.get(hit_id)
@@ -160,7 +167,7 @@ def _serve_hit_page(hit: tuple, params: dict[str, str]) -> Response:
     if external_url:
         sep = "&" if "?" in external_url else "?"
         return redirect(external_url + sep + urlencode(params), 302)
-    parts = _page_parts(params["hitId"], html or "")
+    parts = page_parts(params["hitId"], html or "")
     if parts is None:
         page = fill_page(html or "", params, params["turkSubmitTo"])
     else:
@@ -192,7 +199,7 @@ def login() -> Response:
         body = render_template("worker_login.html", next=nxt,
                                error="Both the worker id and the token are required.")
         return Response(body, status=400, mimetype="text/html")
-    if not worker_token_ok(get_db(), worker_id, token):
+    if not get_storage().worker_token_ok(worker_id, token):
         body = render_template("worker_login.html", next=nxt,
                                error="Unknown worker id or wrong token.")
         return Response(body, status=403, mimetype="text/html")
@@ -216,36 +223,13 @@ def _need_login() -> Response:
 
 
 # ------------------------------------------------------------------------------- HIT listing
-_LIST_SQL = (
-    "SELECT h.hit_id, h.max_assignments, h.n_taken, h.expiration, t.title, t.description, "
-    "t.reward FROM hits h JOIN hit_types t ON t.hit_type_id = h.hit_type_id "
-    "WHERE h.disposed = 0 AND h.expiration > :now AND h.n_taken < h.max_assignments "
-    "AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.hit_id = h.hit_id "
-    "AND a.worker_id = :w) ORDER BY h.creation_time, h.hit_id LIMIT 100"
-)
-
-
-class ListedHIT(NamedTuple):
-    """A row of the worker's HIT list."""
-
-    hit_id: str
-    max_assignments: int
-    n_taken: int
-    expiration: float
-    title: str
-    description: str
-    reward: str
-
-
 @bp.get("/")
 def index() -> Response | str:
     """HITs the worker can accept: assignable, not expired, not already taken by them."""
     worker_id = current_worker()
     if worker_id is None:
         return _need_login()
-    with get_db().fast_read() as conn:
-        rows = [ListedHIT(*r) for r in conn.execute(
-            _LIST_SQL, {"w": worker_id, "now": time.time()}).fetchall()]
+    rows = get_storage().assignable_hits(worker_id, time.time())
     hits = [
         {
             "hit_id": r.hit_id,
@@ -270,78 +254,18 @@ def index() -> Response | str:
 @bp.get("/hits/<hit_id>/preview")
 def preview(hit_id: str) -> Response:
     """The HIT page as a preview (cannot be submitted)."""
-    with get_db().read() as s:
-        row = s.execute(
-            select(HIT.html_content, HIT.external_url).where(HIT.hit_id == hit_id,
-                                                             HIT.disposed == 0)
-        ).first()
+    row = get_storage().hit_page(hit_id)
     if row is None:
         return refuse(404, f"HIT {hit_id} does not exist")
     params = _page_params(PREVIEW_ASSIGNMENT_ID, hit_id, current_worker())
     if request.args.get("assignmentId") != PREVIEW_ASSIGNMENT_ID:
         return redirect(f"{request.path}?{urlencode(params)}", 302)
-    return _serve_hit_page(tuple(row), params)
+    return _serve_hit_page(row, params)
 
 
 # -------------------------------------------------------------------------------- accepting
-# Hot paths use fixed SQL text (portable across SQLite and PostgreSQL) on Core connections:
-# an accept is one transaction of a conditional UPDATE plus an INSERT guarded by
-# UNIQUE(hit_id, worker_id); a submit is one conditional UPDATE.
-_TAKE_SQL = (
-    "UPDATE hits SET n_taken = n_taken + 1 WHERE hit_id = :h AND disposed = 0 "
-    "AND expiration > :now AND n_taken < max_assignments RETURNING assignment_duration"
-)
-_ABANDON_SQL = (
-    "UPDATE assignments SET status = 'Abandoned' WHERE hit_id = :h AND status = 'Accepted' "
-    "AND deadline < :now"
-)
-_RELEASE_SQL = "UPDATE hits SET n_taken = n_taken - :n WHERE hit_id = :h"
-_INSERT_SQL = (
-    "INSERT INTO assignments (assignment_id, hit_id, worker_id, status, accept_time, deadline) "
-    "VALUES (:a, :h, :w, 'Accepted', :now, :deadline)"
-)
-_MINE_SQL = "SELECT assignment_id FROM assignments WHERE hit_id = :h AND worker_id = :w"
-_HIT_STATE_SQL = "SELECT disposed, expiration FROM hits WHERE hit_id = :h"
-_OWNED_SQL = (
-    "SELECT a.worker_id, a.hit_id, a.status, a.deadline, h.html_content, h.external_url, "
-    "h.frame_height, t.title, t.reward FROM assignments a "
-    "JOIN hits h ON h.hit_id = a.hit_id JOIN hit_types t ON t.hit_type_id = h.hit_type_id "
-    "WHERE a.assignment_id = :a"
-)
-_SUBMIT_SQL = (
-    "UPDATE assignments SET status = 'Submitted', submit_time = :now, answer = :xml, "
-    "auto_approval_time = :now + (SELECT h.auto_approval_delay FROM hits h "
-    "WHERE h.hit_id = assignments.hit_id) "
-    "WHERE assignment_id = :a AND worker_id = :w AND status = 'Accepted' AND deadline >= :now"
-)
-_SUBMIT_STATE_SQL = (
-    "SELECT worker_id, status, deadline FROM assignments WHERE assignment_id = :a"
-)
-
-
-class OwnedAssignment(NamedTuple):
-    """An assignment with what its pages need."""
-
-    worker_id: str
-    hit_id: str
-    status: str
-    deadline: float
-    html_content: str | None
-    external_url: str | None
-    frame_height: int
-    title: str
-    reward: str
-
-
-def _scalar(result: Any) -> Any:
-    row = result.fetchone()
-    return None if row is None else row[0]
-
-
 def _already_taken(hit_id: str, worker_id: str) -> Response:
-    with get_db().fast_read() as conn:
-        row = conn.execute(_MINE_SQL, {"h": hit_id, "w": worker_id}).fetchone()
-    mine = row[0] if row else None
+    mine = get_storage().assignment_of(hit_id, worker_id)
     link = url_for("worker.assignment", assignment_id=mine) if mine else None
     return refuse(409, "You already took this HIT.", link=link)
 
@@ -354,44 +278,21 @@ def accept(hit_id: str) -> Response:
         return _need_login()
     if not _same_origin_post():
         return refuse(403, "cross-site request refused")
-    now = time.time()
     assignment_id = new_id()
-    args = {"h": hit_id, "now": now}
-    refusal: Response | None = None
-    try:
-        with get_db().fast_write() as conn:
-            duration = _scalar(conn.execute(_TAKE_SQL, args))
-            if duration is None:
-                # Free the slots of assignments abandoned past their deadline, then retry.
-                freed = conn.execute(_ABANDON_SQL, args).rowcount
-                if freed:
-                    conn.execute(_RELEASE_SQL, {"h": hit_id, "n": freed})
-                    duration = _scalar(conn.execute(_TAKE_SQL, args))
-            if duration is None:
-                hit = conn.execute(_HIT_STATE_SQL, args).fetchone()
-                if hit is None:
-                    refusal = refuse(404, f"HIT {hit_id} does not exist.")
-                elif hit[0] or hit[1] <= now:
-                    refusal = refuse(410, "This HIT has expired.", link=url_for("worker.index"))
-                else:
-                    mine = conn.execute(_MINE_SQL, {"h": hit_id, "w": worker_id}).fetchone()
-                    refusal = (_already_taken(hit_id, worker_id) if mine else
-                               refuse(409, "No assignments of this HIT are left.",
-                                      link=url_for("worker.index")))
-            else:
-                conn.execute(_INSERT_SQL, {"a": assignment_id, "h": hit_id, "w": worker_id,
-                                           "now": now, "deadline": now + duration})
-    except INTEGRITY_ERRORS:  # UNIQUE(hit_id, worker_id): rolled back, the slot is not taken
+    outcome = get_storage().accept(hit_id, worker_id, assignment_id, time.time())
+    if outcome == "missing":
+        return refuse(404, f"HIT {hit_id} does not exist.")
+    if outcome == "expired":
+        return refuse(410, "This HIT has expired.", link=url_for("worker.index"))
+    if outcome == "duplicate":
         return _already_taken(hit_id, worker_id)
-    if refusal is not None:
-        return refusal
+    if outcome != ACCEPTED:
+        return refuse(409, "No assignments of this HIT are left.", link=url_for("worker.index"))
     return redirect(url_for("worker.assignment", assignment_id=assignment_id), 303)
 
 
-def _owned_assignment(assignment_id: str, worker_id: str) -> Any:
-    with get_db().fast_read() as conn:
-        found = conn.execute(_OWNED_SQL, {"a": assignment_id}).fetchone()
-    row = OwnedAssignment(*found) if found else None
+def _owned_assignment(assignment_id: str, worker_id: str) -> OwnedAssignment | Response:
+    row = get_storage().owned_assignment(assignment_id)
     if row is None:
         return refuse(404, f"Assignment {assignment_id} does not exist.")
     if row.worker_id != worker_id:
@@ -459,21 +360,15 @@ def external_submit() -> Response | str:
     if len(fields) > MAX_ANSWER_FIELDS:
         return refuse(400, f"the form has more than {MAX_ANSWER_FIELDS} fields")
     xml = answers_xml(fields)
-    now = time.time()
-    row = None
-    with get_db().fast_write() as conn:
-        done = conn.execute(_SUBMIT_SQL, {"a": assignment_id, "w": worker_id, "now": now,
-                                          "xml": xml}).rowcount
-        if done != 1:
-            row = conn.execute(_SUBMIT_STATE_SQL, {"a": assignment_id}).fetchone()
-    if done != 1:
-        if row is None:
-            return refuse(404, f"Assignment {assignment_id} does not exist.")
-        if row[0] != worker_id:
-            return refuse(403, "This assignment belongs to another worker.")
-        if row[1] != "Accepted":
-            return refuse(409, "This assignment was already submitted; answers are kept as "
-                          "first sent.", link=url_for("worker.index"))
+    outcome = get_storage().submit(assignment_id, worker_id, xml, time.time())
+    if outcome == "missing":
+        return refuse(404, f"Assignment {assignment_id} does not exist.")
+    if outcome == "worker":
+        return refuse(403, "This assignment belongs to another worker.")
+    if outcome == "submitted":
+        return refuse(409, "This assignment was already submitted; answers are kept as "
+                      "first sent.", link=url_for("worker.index"))
+    if outcome != "stored":
         return refuse(410, "The time for this assignment ran out before it was submitted.",
                       link=url_for("worker.index"))
     return render_template("worker_done.html", assignment_id=assignment_id)
