@@ -38,7 +38,6 @@ from tasks.ledger import LEDGER_NAME, Ledger, request_token
 from tasks.question_xml import ASSET_PREFIX, html_question, retarget_assets
 
 __all__ = [
-    "CRASH_HOOK_ENV",
     "QUALIFICATION_IDS",
     "BudgetExceededError",
     "PublishError",
@@ -54,9 +53,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Test hook: ``os._exit`` after this many successful create calls, before the ledger update.
-CRASH_HOOK_ENV = "SPARSE_PROBE_TEST_CRASH_AFTER_CREATE"
 
 #: System qualification type ids (identical in sandbox and production, except Masters).
 QUALIFICATION_IDS = {
@@ -418,8 +414,6 @@ def publish_batch(
             ledger.record_hit_type(endpoint.key, signature, hit_type_id)
         result.hit_type_id = hit_type_id
 
-        crash_after = int(os.environ.get(CRASH_HOOK_ENV, "0") or 0)
-        calls = 0
         for row in tqdm(pending + todo, desc=f"publish to {endpoint.name}", unit="HIT",
                         disable=None):
             key = row["hit_key"]
@@ -448,9 +442,6 @@ def publish_batch(
                     LifetimeInSeconds=int(options.lifetime), Question=question,
                     RequesterAnnotation=annotation, UniqueRequestToken=token)
                 hit_id = resp["HIT"]["HITId"]
-                calls += 1
-                if crash_after and calls >= crash_after:
-                    os._exit(17)
                 ledger.mark_created(endpoint.key, key, hit_id=hit_id, hit_type_id=hit_type_id)
                 (result.recovered if rec else result.created).append(key)
             except ClientError as exc:

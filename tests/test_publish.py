@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from tasks.answers import read_answers
 from tasks.client import make_client, resolve_endpoint
 from tasks.collect import collect_answers
 from tasks.ledger import Ledger
-from tasks.publish import CRASH_HOOK_ENV, PublishOptions, publish_batch
+from tasks.publish import PublishOptions, publish_batch
 from tasks.publish_cli import collect, publish, review
 from tasks.review import ReviewRules, review_assignments
 from tasks.simulate import simulate_crowd
@@ -113,19 +114,35 @@ def test_republish_creates_nothing(tmp_path, server):
 
 
 def test_killed_publisher_rerun_creates_no_duplicates(tmp_path, server):
+    """A publisher killed (SIGKILL) after the service created a HIT but before the ledger
+    recorded it: a re-run recovers that HIT by its token and creates each HIT exactly once."""
     tasks = make_tasks_dir(tmp_path)
-    env = {**os.environ, **_env(server), CRASH_HOOK_ENV: "2"}
-    cmd = [sys.executable, "-c", "from tasks.publish_cli import publish; publish()", str(tasks),
-           "--endpoint", "local", "--endpoint-url", server.url]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[1])
-    assert proc.returncode == 17, proc.stderr
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, **_env(server),
+           "PYTHONPATH": os.pathsep.join([str(root), *filter(None, [os.environ.get(
+               "PYTHONPATH")])])}
+    cmd = [sys.executable, str(Path(__file__).with_name("publish_then_hang.py")), "2",
+           str(tasks), "--endpoint", "local", "--endpoint-url", server.url]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=root)
+    try:
+        line = proc.stdout.readline()  # blocks until the 2nd HIT exists (or the child dies)
+        assert line.strip() == "HIT_CREATED 2", line or proc.stderr.read()
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
     with Ledger(tasks / "ledger.sqlite") as ledger:
         states = [h.state for h in ledger.hits()]
     assert states == ["created", "pending"]  # killed between CreateHIT and the ledger update
     assert len(_server_hits(server)) == 2
     res = _publish_cli(tasks, server)
     assert res.exit_code == 0, res.output
+    assert "1 recovered" in res.output
     hits = _server_hits(server)
     keys = [h["RequesterAnnotation"].rsplit(":", 1)[1] for h in hits]
     assert sorted(keys) == sorted(h[0] for h in FIXTURE_HITS)  # exactly one HIT per key
