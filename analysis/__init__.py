@@ -8,7 +8,6 @@ from analysis.agreement import (
     krippendorff_alpha_nominal,
     unanimous_share,
 )
-from analysis.demo import DemoConfig, DemoResult, run_demo
 from analysis.ingest import (
     ExternalMapping,
     IngestError,
@@ -25,8 +24,6 @@ from analysis.verdicts import compute_verdicts, rank_descriptions
 
 __all__ = [
     "METHODS",
-    "DemoConfig",
-    "DemoResult",
     "ExternalMapping",
     "IngestError",
     "QCConfig",
@@ -50,7 +47,6 @@ __all__ = [
     "rank_descriptions",
     "read_batch_csv",
     "read_external_csv",
-    "run_demo",
     "to_crowdkit",
     "unanimous_share",
 ]

@@ -8,6 +8,7 @@ ICML 2021), select the sparse layer, and list the features each class depends on
 from sparse_probe.estimator import SparseProbe
 from sparse_probe.fit import fit_path
 from sparse_probe.fit_common import column_stats, lambda_path
+from sparse_probe.fitting import fit_features
 from sparse_probe.head import SparseHead
 from sparse_probe.objective import kkt_violation, objective_f64
 from sparse_probe.path import Path
@@ -19,6 +20,7 @@ __all__ = [
     "SparseHead",
     "SparseProbe",
     "column_stats",
+    "fit_features",
     "fit_path",
     "kkt_violation",
     "lambda_path",

@@ -1,7 +1,8 @@
 """Root of the ``sparse-probe`` command line: one subcommand per pipeline stage.
 
-This is the only module of :mod:`sparse_probe` allowed to name the ``tasks`` and ``analysis``
-packages (see DESIGN.md); it does so lazily, by dotted path.
+With the demo orchestrator (:mod:`sparse_probe.demo`), this is the only code of
+:mod:`sparse_probe` allowed to name the ``tasks`` and ``analysis`` packages (see DESIGN.md); it
+does so lazily, by dotted path.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ COMMANDS: dict[str, str] = {
     "report": "analysis.cli:report",
     "counterfactual": "analysis.cli:counterfactual",
     # the whole audit end to end
-    "demo": "analysis.demo_cli:demo",
+    "demo": "sparse_probe.demo.cli:demo",
 }
 
 

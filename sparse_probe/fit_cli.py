@@ -1,35 +1,14 @@
-"""``sparse-probe fit`` and ``sparse-probe inspect``."""
+"""``sparse-probe fit`` and ``sparse-probe inspect``: thin wrappers over
+:func:`sparse_probe.fitting.fit_features` and :func:`sparse_probe.probe.load_probe`."""
 
 from __future__ import annotations
 
-import json
+import time
 from pathlib import Path as FsPath
 
 import click
-import numpy as np
 
-__all__ = ["fit", "inspect", "load_features_split"]
-
-
-def load_features_split(features_dir: FsPath, split: str, *, required: bool):
-    """Return (path to ``{split}.npy``, labels) or (None, None) when absent and optional."""
-    xf = features_dir / f"{split}.npy"
-    yf = features_dir / f"{split}_labels.npy"
-    if not xf.exists():
-        if required:
-            raise click.ClickException(f"{xf}: missing; expected {split}.npy (n×d float32) from `sparse-probe extract`")
-        return None, None
-    if not yf.exists():
-        raise click.ClickException(f"{yf}: missing; expected int64 labels beside {xf.name}")
-    try:
-        y = np.load(yf, allow_pickle=False)
-        shape = np.load(xf, mmap_mode="r").shape
-    except ValueError as exc:
-        raise click.ClickException(f"{xf.parent}: unreadable .npy ({exc})") from exc
-    if y.ndim != 1 or len(shape) != 2 or shape[0] != y.shape[0]:
-        raise click.ClickException(
-            f"{yf}: {y.shape[0] if y.ndim == 1 else y.shape} labels for {shape} features in {xf.name}")
-    return str(xf), y
+__all__ = ["fit", "inspect"]
 
 
 @click.command()
@@ -56,50 +35,30 @@ def load_features_split(features_dir: FsPath, split: str, *, required: bool):
 def fit(features_dir, out_dir, alpha, n_lambdas, eps, grouped, select_rule, solver, device, tol,
         max_features_per_class, top_k):
     """Fit the elastic-net path on extracted features and select the sparse decision layer."""
-    from sparse_probe.fit import fit_path
-    from sparse_probe.probe import write_probe
-    from sparse_probe.select import parse_rule, select
+    from sparse_probe.fitting import fit_features
+    from sparse_probe.select import parse_rule
 
     try:
         rule, value = parse_rule(select_rule)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--select") from None
-    meta_file = features_dir / "meta.json"
-    if not features_dir.is_dir():
-        raise click.ClickException(f"{features_dir}: not a directory")
-    meta = {}
-    if meta_file.exists():
-        try:
-            meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise click.ClickException(f"{meta_file}: invalid JSON ({exc})") from None
-    X, y = load_features_split(features_dir, "train", required=True)
-    X_val, y_val = load_features_split(features_dir, "val", required=False)
-    X_test, y_test = load_features_split(features_dir, "test", required=False)
-    classes = meta.get("classes")
-    n_classes = len(classes) if classes else None
+    start = time.perf_counter()
     try:
-        path = fit_path(X, y, alpha=alpha, n_lambdas=n_lambdas, eps=eps, grouped=grouped,
-                        tol=tol, device=device, X_val=X_val, y_val=y_val, n_classes=n_classes,
-                        classes=classes, solver=solver,
-                        max_features_per_class=max_features_per_class, progress=True)
-        selection = select(path, rule, value)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    test = (np.load(X_test, mmap_mode="r"), y_test) if X_test else None
-    probe = write_probe(path, selection, out_dir, features_dir=str(features_dir.resolve()),
-                        fit_options={"n_lambdas": n_lambdas, "eps": eps, "tol": tol}, test=test,
-                        top_k=top_k)
-    acc = probe["accuracy"]
-    fpc = probe["features_per_class"]
+        probe = fit_features(features_dir, out_dir, alpha=alpha, n_lambdas=n_lambdas, eps=eps,
+                             grouped=grouped, select_rule=select_rule, solver=solver,
+                             device=device, tol=tol,
+                             max_features_per_class=max_features_per_class, top_k=top_k)
+    except ValueError as exc:  # RunDirError included: one line naming the file
+        raise click.ClickException(str(exc).splitlines()[0]) from None
+    seconds = time.perf_counter() - start
+    acc, fpc, sel = probe["accuracy"], probe["features_per_class"], probe["selection"]
 
     def fmt(a):
         return f"{a:.3f}" if a is not None else "n/a"
 
-    click.echo(f"path: {len(path)} points, λ_max={path.lambdas[0]:.3e}, "
-               f"max KKT violation {probe['kkt_violation_max']:.1e}, "
-               f"{path.info.get('total_seconds', 0):.1f}s")
-    click.echo(f"selected #{selection.index} ({rule}={value:g}): λ={selection.lam:.3e}")
+    click.echo(f"path: {probe['fit']['n_points']} points, λ_max={probe['fit']['lambda_max']:.3e}, "
+               f"max KKT violation {probe['kkt_violation_max']:.1e}, {seconds:.1f}s")
+    click.echo(f"selected #{sel['index']} ({rule}={value:g}): λ={sel['lambda']:.3e}")
     for name in ("dense", "sparse"):
         click.echo(f"  {name:6s}: val acc {fmt(acc[name]['val'])}, test acc {fmt(acc[name]['test'])}, "
                    f"{fpc[name]:.1f} features/class")

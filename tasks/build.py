@@ -38,7 +38,7 @@ from sparse_probe.rundir import (
     fingerprint_of,
     write_run_record,
 )
-from tasks.cost import CostEstimate, estimate_cost
+from tasks.cost import DEFAULT_ASSIGNMENTS, CostEstimate, estimate_cost
 from tasks.hit_render import render_hit, render_mturk_template
 from tasks.question_xml import ASSET_PREFIX, QuestionTooLargeError, html_question, retarget_assets
 from tasks.viz.evidence import (
@@ -475,7 +475,7 @@ def build_tasks(
     device: str | torch.device | None = None,
     seed: int = 0,
     reward: str = "0.10",
-    assignments: int = 3,
+    assignments: int = DEFAULT_ASSIGNMENTS,
     asset_base_url: str = DEFAULT_ASSET_BASE_URL,
     fvis_steps: int = 128,
     fvis_size: int = 64,
@@ -516,7 +516,8 @@ def build_tasks(
     reward : str
         Dollars per assignment, e.g. ``"0.10"`` (for the cost preview and batch).
     assignments : int
-        Assignments per HIT (for the cost preview).
+        Assignments per HIT: written into every manifest line (``"assignments"``), which
+        ``tasks publish`` uses, and priced in the cost preview.
     asset_base_url : str
         Initial value of batch.csv's ``asset_base_url`` column (where assets are uploaded).
     fvis_steps, fvis_size : int
@@ -651,7 +652,7 @@ def build_tasks(
             _write_text(stage / "hits" / f"{h.hit_key}.html", page)
         _write_text(stage / "template.html", render_mturk_template(kind))
         _write_text(stage / "batch.csv", _csv_text(*_batch_rows(hits, asset_base_url)))
-        manifest = [h.record() for h in hits]
+        manifest = [{**h.record(), "assignments": int(assignments)} for h in hits]
         manifest_text = "".join(json.dumps(r, sort_keys=False) + "\n" for r in manifest)
         _write_text(stage / "manifest.jsonl", manifest_text)
         write_run_record(stage, fingerprint=fingerprint_of({"manifest": manifest_text.encode()}),

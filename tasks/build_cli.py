@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from tasks.cost import DEFAULT_ASSIGNMENTS
+
 __all__ = ["build"]
 
 
@@ -32,8 +34,9 @@ __all__ = ["build"]
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON {hit_key: {shared, pattern}} of gold answers (overrides --gold-share).")
 @click.option("--reward", default="0.10", show_default=True, help="Dollars per assignment.")
-@click.option("--assignments", default=3, show_default=True, type=click.IntRange(min=1),
-              help="Assignments per HIT.")
+@click.option("--assignments", default=DEFAULT_ASSIGNMENTS, show_default=True,
+              type=click.IntRange(min=1),
+              help="Assignments per HIT (written to the manifest; tasks publish uses it).")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--fvis-steps", default=128, show_default=True, type=click.IntRange(min=0),

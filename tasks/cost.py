@@ -11,7 +11,13 @@ import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-__all__ = ["REWARD_PATTERN", "CostEstimate", "estimate_cost", "fee_rate", "parse_reward"]
+__all__ = ["DEFAULT_ASSIGNMENTS", "REWARD_PATTERN", "CostEstimate", "estimate_cost", "fee_rate",
+           "parse_reward"]
+
+#: Assignments (workers) per HIT unless ``tasks build --assignments`` says otherwise. The
+#: builder writes the number into each manifest line (``"assignments"``); the publisher uses
+#: that, so the build's cost preview and what publishing commits agree.
+DEFAULT_ASSIGNMENTS = 3
 
 REWARD_PATTERN = re.compile(r"^[0-9]+(\.)?[0-9]{0,2}$")
 

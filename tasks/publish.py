@@ -17,6 +17,7 @@ import os
 import random
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -33,12 +34,11 @@ from botocore.exceptions import (
 from tqdm import tqdm
 
 from tasks.client import Endpoint
-from tasks.cost import estimate_cost, parse_reward
+from tasks.cost import DEFAULT_ASSIGNMENTS, estimate_cost, parse_reward
 from tasks.ledger import LEDGER_NAME, Ledger, request_token
 from tasks.question_xml import ASSET_PREFIX, html_question, retarget_assets
 
 __all__ = [
-    "CRASH_HOOK_ENV",
     "QUALIFICATION_IDS",
     "BudgetExceededError",
     "PublishError",
@@ -54,9 +54,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Test hook: ``os._exit`` after this many successful create calls, before the ledger update.
-CRASH_HOOK_ENV = "SPARSE_PROBE_TEST_CRASH_AFTER_CREATE"
 
 #: System qualification type ids (identical in sandbox and production, except Masters).
 QUALIFICATION_IDS = {
@@ -86,11 +83,15 @@ class BudgetExceededError(PublishError):
 def load_manifest(tasks_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read and check ``tasks_dir/manifest.jsonl`` (keys unique, HIT pages present).
 
+    Manifests written before the ``assignments`` field existed get
+    :data:`tasks.cost.DEFAULT_ASSIGNMENTS` per HIT.
+
     Raises
     ------
     PublishError
         Missing file, a line that is not a JSON object with ``hit_key`` and ``html``, a
-        duplicate key, or a missing ``hits/<hit_key>.html``.
+        duplicate key, an ``assignments`` that is not a positive integer, or a missing
+        ``hits/<hit_key>.html``.
     """
     root = Path(tasks_dir)
     path = root / "manifest.jsonl"
@@ -98,23 +99,29 @@ def load_manifest(tasks_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         raise PublishError(f"{path}: manifest not found (run 'sparse-probe tasks build' first)")
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n_line, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except ValueError as exc:
-            raise PublishError(f"{path}: line {n}: not JSON ({exc.args[0]})") from exc
+            raise PublishError(f"{path}: line {n_line}: not JSON ({exc.args[0]})") from exc
         if not isinstance(row, dict) or not isinstance(row.get("hit_key"), str):
-            raise PublishError(f"{path}: line {n}: expected an object with a 'hit_key' string")
+            raise PublishError(f"{path}: line {n_line}: expected an object with a 'hit_key' "
+                               "string")
         key = row["hit_key"]
         if key in seen:
-            raise PublishError(f"{path}: line {n}: duplicate hit_key {key!r}")
+            raise PublishError(f"{path}: line {n_line}: duplicate hit_key {key!r}")
         seen.add(key)
+        n = row.get("assignments", DEFAULT_ASSIGNMENTS)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise PublishError(f"{path}: line {n_line}: assignments {n!r} is not an integer "
+                               ">= 1")
         html = row.get("html") or f"hits/{key}.html"
         if not (root / html).is_file():
-            raise PublishError(f"{path}: line {n}: HIT page {root / html} not found")
+            raise PublishError(f"{path}: line {n_line}: HIT page {root / html} not found")
         row["html"] = html
+        row["assignments"] = n
         rows.append(row)
     if not rows:
         raise PublishError(f"{path}: manifest has no HITs")
@@ -194,7 +201,8 @@ class PublishOptions:
     """HIT properties and limits for one batch (times in seconds, money in dollars)."""
 
     reward: str = "0.10"
-    assignments: int = 3
+    #: Assignments per HIT; None: each HIT's manifest value (the one ``tasks build`` priced).
+    assignments: int | None = None
     lifetime: int = 7 * 24 * 3600
     duration: int = 30 * 60
     auto_approval_delay: int = 3 * 24 * 3600
@@ -324,6 +332,12 @@ def _cents(amount: Decimal) -> int:
     return int((amount * 100).to_integral_value())
 
 
+def _cost_summary(assignments: Sequence[int], reward: Decimal) -> str:
+    """The cost of HITs with these assignments each, one estimate per distinct number."""
+    counts = Counter(assignments)
+    return "; ".join(estimate_cost(counts[n], n, reward).summary() for n in sorted(counts))
+
+
 # --------------------------------------------------------------------------- publishing
 def publish_batch(
     tasks_dir: str | os.PathLike[str],
@@ -347,7 +361,8 @@ def publish_batch(
     endpoint : Endpoint
         Where the client points; its key separates ledger rows.
     options : PublishOptions
-        Reward, assignments, times, qualifications, budget, asset URL.
+        Reward, times, qualifications, budget, asset URL; ``assignments`` overrides the
+        manifest's assignments per HIT when not None.
     confirm_production : bool
         Must be true to publish to ``production``.
     admin_auth : (user, password), optional
@@ -370,9 +385,11 @@ def publish_batch(
         wanted = set(hit_keys)
         manifest = [r for r in manifest if r["hit_key"] in wanted]
     reward = parse_reward(options.reward)
-    if options.assignments < 1:
+    if options.assignments is not None and options.assignments < 1:
         raise PublishError("--assignments must be >= 1")
-    per_hit = estimate_cost(1, options.assignments, reward).total
+    assignments = {r["hit_key"]: int(options.assignments if options.assignments is not None
+                                     else r["assignments"]) for r in manifest}
+    per_hit = {n: estimate_cost(1, n, reward).total for n in set(assignments.values())}
     hit_type_params = options.hit_type_params()
 
     with Ledger(root / LEDGER_NAME) as ledger:
@@ -382,13 +399,13 @@ def publish_batch(
                    if (rec := ledger.hit(endpoint.key, r["hit_key"])) and rec.state == "pending"]
         result = PublishResult(endpoint.key, batch_id, None)
         result.skipped = [r["hit_key"] for r in manifest if r not in todo and r not in pending]
-        new_cost = per_hit * len(todo)
+        new_cost = sum((per_hit[assignments[r["hit_key"]]] for r in todo), Decimal("0"))
         spent = Decimal(ledger.spent_cents(endpoint.key)) / 100
         if options.budget is not None and spent + new_cost > options.budget:
             raise BudgetExceededError(
                 f"budget ${options.budget:.2f} exceeded: {len(todo)} new HITs cost "
                 f"${new_cost:.2f} "
-                f"({estimate_cost(len(todo), options.assignments, reward).summary()}) and "
+                f"({_cost_summary([assignments[r['hit_key']] for r in todo], reward)}) and "
                 f"${spent:.2f} is already committed; nothing was published")
         if not todo and not pending:
             result.spent = spent
@@ -418,8 +435,6 @@ def publish_batch(
             ledger.record_hit_type(endpoint.key, signature, hit_type_id)
         result.hit_type_id = hit_type_id
 
-        crash_after = int(os.environ.get(CRASH_HOOK_ENV, "0") or 0)
-        calls = 0
         for row in tqdm(pending + todo, desc=f"publish to {endpoint.name}", unit="HIT",
                         disable=None):
             key = row["hit_key"]
@@ -437,20 +452,17 @@ def publish_batch(
             if rec is None:
                 token = request_token(batch_id, endpoint.name, key)
                 ledger.mark_pending(endpoint.key, key, batch_id=batch_id, token=token,
-                                    reward=f"{reward:.2f}", max_assignments=options.assignments,
-                                    cost_cents=_cents(per_hit))
+                                    reward=f"{reward:.2f}", max_assignments=assignments[key],
+                                    cost_cents=_cents(per_hit[assignments[key]]))
             else:
                 token = rec.token
             try:
                 resp = call_with_retry(
                     client.create_hit_with_hit_type, sleep=sleep, HITTypeId=hit_type_id,
-                    MaxAssignments=int(rec.max_assignments if rec else options.assignments),
+                    MaxAssignments=int(rec.max_assignments if rec else assignments[key]),
                     LifetimeInSeconds=int(options.lifetime), Question=question,
                     RequesterAnnotation=annotation, UniqueRequestToken=token)
                 hit_id = resp["HIT"]["HITId"]
-                calls += 1
-                if crash_after and calls >= crash_after:
-                    os._exit(17)
                 ledger.mark_created(endpoint.key, key, hit_id=hit_id, hit_type_id=hit_type_id)
                 (result.recovered if rec else result.created).append(key)
             except ClientError as exc:

@@ -131,8 +131,9 @@ def _tasks_dir(path: str) -> Path:
 @click.argument("tasks_dir", type=click.Path(file_okay=False))
 @_endpoint_options
 @click.option("--reward", default="0.10", show_default=True, help="Dollars per assignment.")
-@click.option("--assignments", default=3, show_default=True, type=click.IntRange(1, 1000),
-              help="Assignments (workers) per HIT.")
+@click.option("--assignments", default=None, type=click.IntRange(1, 1000),
+              help="Assignments (workers) per HIT [default: the manifest's, from tasks build "
+                   "--assignments].")
 @click.option("--lifetime", default="7d", show_default=True, help="How long HITs stay listed.")
 @click.option("--duration", default="30m", show_default=True, help="Time a worker has per HIT.")
 @click.option("--auto-approval", default="3d", show_default=True,
@@ -152,15 +153,20 @@ def _tasks_dir(path: str) -> Path:
 @click.option("--yes", is_flag=True, help="Confirm publishing to production (real money).")
 @_cli_errors
 def publish(tasks_dir: str, endpoint: str | None, endpoint_url: str | None,
-            profile: str | None, credentials: str | None, reward: str, assignments: int,
-            lifetime: str, duration: str, auto_approval: str, title: str | None,
+            profile: str | None, credentials: str | None, reward: str,
+            assignments: int | None, lifetime: str, duration: str, auto_approval: str, title: str | None,
             description: str | None, keywords: str | None, budget: str | None,
             qualifications: tuple[str, ...], asset_base_url: str | None,
             admin_user: str | None, admin_password: str | None, yes: bool) -> None:
     """Publish the HITs of TASKS_DIR (idempotent; recorded in TASKS_DIR/ledger.sqlite)."""
-    from tasks.publish import PublishOptions, parse_qualification, publish_batch
+    from tasks.publish import PublishOptions, load_manifest, parse_qualification, publish_batch
 
     root = _tasks_dir(tasks_dir)
+    if assignments is not None:
+        built = sorted({r["assignments"] for r in load_manifest(root)})
+        if built != [assignments]:
+            click.echo(f"assignments: {assignments} per HIT (--assignments overrides the "
+                       f"manifest's {', '.join(map(str, built))})")
     if endpoint == "production" and not yes:
         raise click.ClickException("endpoint production spends real money: pass --yes to confirm")
     ep, client, creds = _endpoint_and_client(root, endpoint, endpoint_url, profile, credentials)

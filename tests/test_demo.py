@@ -219,7 +219,7 @@ def test_refuses_a_directory_that_is_not_a_demo(tmp_path):
 def test_summary_says_missed_and_false_alarm(demo, tmp_path):
     """The console summary is honest: a cue shown but not flagged is 'missed', an object
     feature judged spurious is a false alarm (report edited by hand from the real run)."""
-    from analysis.demo import summarize_run, summary_lines
+    from sparse_probe.demo import summarize_run, summary_lines
 
     src, _ = demo
     run = tmp_path / "shapes"

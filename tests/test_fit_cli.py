@@ -17,7 +17,7 @@ def features_dir(tmp_path_factory):
     for split, sl in (("train", slice(0, 800)), ("val", slice(800, 1000)), ("test", slice(1000, None))):
         np.save(d / f"{split}.npy", X[sl])
         np.save(d / f"{split}_labels.npy", y[sl])
-    (d / "meta.json").write_text(json.dumps({"classes": ["a", "b", "c", "d"], "d": 32}))
+    (d / "meta.json").write_text(json.dumps({"format": 1, "classes": ["a", "b", "c", "d"], "d": 32}))
     return d, support
 
 
@@ -66,3 +66,43 @@ def test_fit_errors(tmp_path, features_dir):
     assert r.exit_code != 0 and "unknown rule 'bogus'" in r.output
     r = CliRunner().invoke(main, ["inspect", str(tmp_path / "nothing")])
     assert r.exit_code != 0 and "probe.json" in r.output
+
+
+def test_fit_features_library_function(tmp_path, features_dir):
+    """The library function behind `sparse-probe fit`: features folder in, probe folder out."""
+    import torch
+
+    from sparse_probe import SparseHead, fit_features
+    from sparse_probe.rundir import RunDirError
+
+    d, _ = features_dir
+    out = tmp_path / "probe"
+    probe = fit_features(d, out, n_lambdas=20, eps=1e-2, select_rule="features_per_class=3",
+                         top_k=2, progress=False)
+    assert probe == json.loads((out / "probe.json").read_text())
+    assert probe["classes"] == ["a", "b", "c", "d"] and probe["d"] == 32
+    assert probe["selection"]["rule"] == "features_per_class"
+    assert probe["features_per_class"]["sparse"] <= 3
+    assert probe["fit"]["n_lambdas"] == 20 and probe["fit"]["eps"] == 1e-2
+    assert max(r["rank"] for r in probe["top_features"]["sparse"]) <= 2
+    # head.pt alone reproduces the sparse layer's test accuracy written in probe.json
+    head = SparseHead.load(out / "head.pt")
+    X, y = np.load(d / "test.npy"), np.load(d / "test_labels.npy")
+    with torch.no_grad():
+        pred = head(torch.as_tensor(X)).argmax(1).numpy()
+    assert float((pred == y).mean()) == pytest.approx(probe["accuracy"]["sparse"]["test"])
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(RunDirError, match=r"train\.npy"):
+        fit_features(empty, tmp_path / "o", progress=False)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in d.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    (bad / "meta.json").write_text(json.dumps({"format": 99, "classes": ["a"]}))
+    with pytest.raises(RunDirError, match=r"meta\.json: unsupported format 99"):
+        fit_features(bad, tmp_path / "o", progress=False)
+    with pytest.raises(ValueError, match="unknown rule 'bogus'"):
+        fit_features(d, tmp_path / "o", select_rule="bogus=1", progress=False)
+    assert not (tmp_path / "o").exists()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -14,8 +16,9 @@ from helpers_publish import ATTENTION, FIXTURE_HITS, make_tasks_dir
 from tasks.answers import read_answers
 from tasks.client import make_client, resolve_endpoint
 from tasks.collect import collect_answers
+from tasks.cost import DEFAULT_ASSIGNMENTS, estimate_cost
 from tasks.ledger import Ledger
-from tasks.publish import CRASH_HOOK_ENV, PublishOptions, publish_batch
+from tasks.publish import PublishError, PublishOptions, load_manifest, publish_batch
 from tasks.publish_cli import collect, publish, review
 from tasks.review import ReviewRules, review_assignments
 from tasks.simulate import simulate_crowd
@@ -113,19 +116,35 @@ def test_republish_creates_nothing(tmp_path, server):
 
 
 def test_killed_publisher_rerun_creates_no_duplicates(tmp_path, server):
+    """A publisher killed (SIGKILL) after the service created a HIT but before the ledger
+    recorded it: a re-run recovers that HIT by its token and creates each HIT exactly once."""
     tasks = make_tasks_dir(tmp_path)
-    env = {**os.environ, **_env(server), CRASH_HOOK_ENV: "2"}
-    cmd = [sys.executable, "-c", "from tasks.publish_cli import publish; publish()", str(tasks),
-           "--endpoint", "local", "--endpoint-url", server.url]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[1])
-    assert proc.returncode == 17, proc.stderr
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, **_env(server),
+           "PYTHONPATH": os.pathsep.join([str(root), *filter(None, [os.environ.get(
+               "PYTHONPATH")])])}
+    cmd = [sys.executable, str(Path(__file__).with_name("publish_then_hang.py")), "2",
+           str(tasks), "--endpoint", "local", "--endpoint-url", server.url]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=root)
+    try:
+        line = proc.stdout.readline()  # blocks until the 2nd HIT exists (or the child dies)
+        assert line.strip() == "HIT_CREATED 2", line or proc.stderr.read()
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
     with Ledger(tasks / "ledger.sqlite") as ledger:
         states = [h.state for h in ledger.hits()]
     assert states == ["created", "pending"]  # killed between CreateHIT and the ledger update
     assert len(_server_hits(server)) == 2
     res = _publish_cli(tasks, server)
     assert res.exit_code == 0, res.output
+    assert "1 recovered" in res.output
     hits = _server_hits(server)
     keys = [h["RequesterAnnotation"].rsplit(":", 1)[1] for h in hits]
     assert sorted(keys) == sorted(h[0] for h in FIXTURE_HITS)  # exactly one HIT per key
@@ -133,6 +152,52 @@ def test_killed_publisher_rerun_creates_no_duplicates(tmp_path, server):
         recs = ledger.hits()
     assert {r.hit_id for r in recs} == {h["HITId"] for h in hits}
     assert all(r.state == "created" for r in recs)
+
+
+def _max_assignments(srv) -> list[int]:
+    return sorted(h["MaxAssignments"] for h in _server_hits(srv))
+
+
+def test_build_assignments_reach_publish_and_the_cost_preview_is_committed(tmp_path, server):
+    """`tasks build --assignments 5` is written to the manifest; publish without
+    --assignments creates HITs with MaxAssignments 5 and commits exactly the previewed cost."""
+    from helpers_viz import text_run
+
+    from tasks.build import build_tasks
+
+    probe, feats, src = text_run(tmp_path)
+    built = build_tasks(probe, feats, tmp_path / "tasks", source=src, gold_share=0.0,
+                        n_examples=5, fvis_steps=0, assignments=5, progress=False)
+    assert {r["assignments"] for r in built.manifest} == {5}
+    res = CliRunner().invoke(publish, [str(tmp_path / "tasks"), "--endpoint", "local",
+                                       "--endpoint-url", server.url], env=_env(server))
+    assert res.exit_code == 0, res.output
+    assert "overrides" not in res.output
+    assert _max_assignments(server) == [5] * built.n_hits
+    with Ledger(tmp_path / "tasks" / "ledger.sqlite") as ledger:
+        assert {h.max_assignments for h in ledger.hits()} == {5}
+        assert Decimal(ledger.spent_cents(f"local:{server.url}")) / 100 == built.cost.total
+    assert f"committed ${built.cost.total:.2f}" in res.output
+
+
+def test_publish_assignments_option_overrides_the_manifest_and_says_so(tmp_path, server):
+    tasks = make_tasks_dir(tmp_path, assignments=5)
+    res = _publish_cli(tasks, server, "--assignments", "4")  # the last --assignments wins
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[0] == ("assignments: 4 per HIT (--assignments overrides "
+                                          "the manifest's 5)")
+    assert _max_assignments(server) == [4] * len(FIXTURE_HITS)
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        spent = Decimal(ledger.spent_cents(f"local:{server.url}")) / 100
+    assert spent == estimate_cost(len(FIXTURE_HITS), 4, "0.05").total
+
+
+def test_manifest_assignments_must_be_a_positive_integer(tmp_path):
+    tasks = make_tasks_dir(tmp_path, assignments=0)
+    with pytest.raises(PublishError, match=r"manifest\.jsonl: line 1: assignments 0 is not"):
+        load_manifest(tasks)
+    assert {r["assignments"] for r in load_manifest(make_tasks_dir(tmp_path / "old"))} == {
+        DEFAULT_ASSIGNMENTS}
 
 
 def test_budget_cap_against_live_server(tmp_path, server):

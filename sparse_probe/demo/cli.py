@@ -1,5 +1,5 @@
 """``sparse-probe demo``: the whole audit end to end on the built-in data (thin wrapper over
-:func:`analysis.demo.run_demo`)."""
+:func:`sparse_probe.demo.run_demo`)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def demo(out_dir: Path, kind: str, workers: int | None, assignments: int | None,
          keep_server: bool, quick: bool, seed: int, force: bool, device: str | None) -> None:
     """Run every stage on the built-in datasets with a simulated crowd and report what was
     found. Re-running into the same OUT resumes."""
-    from analysis.demo import DemoConfigError, run_demo, summary_lines
+    from sparse_probe.demo import DemoConfigError, run_demo, summary_lines
 
     def on_stage(name: str, line: str) -> None:
         click.echo(f"[{STAGE_TITLES.get(name, name)}] {line}")

@@ -1,0 +1,120 @@
+"""The demo's verdict on itself: what was flagged and the fate of each planted cue.
+
+:func:`summarize_run` compares one finished run's report with the generator's ground truth
+(``OUT/demo_summary.json`` holds one entry per run); :func:`summary_lines` is its console form.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sparse_probe.rundir import RunDir, read_features_meta
+
+__all__ = ["summarize_run", "summary_lines"]
+
+
+def _planted_cues(run: Path) -> list[dict[str, Any]]:
+    """The planted cues of a built-in run, from the generator's own record."""
+    from sparse_probe.datasets.prepare import load_builtin
+
+    meta = read_features_meta(RunDir(run).features)
+    ds = load_builtin(meta)
+    if meta["kind"] == "image":
+        return [{"cue": cue, "kind": ds.cue_kind[cue], "class": int(c),
+                 "class_name": ds.class_names[c]} for cue, c in ds.cue_class.items()]
+    toxic = ds.class_names.index("toxic")
+    return [{"cue": "identity terms", "kind": "identity", "class": toxic,
+             "class_name": ds.class_names[toxic]}]
+
+
+def _counterfactual_summary(run: Path) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    csv = run / "report" / "counterfactual.csv"
+    if not csv.is_file():
+        return []
+    df = pd.read_csv(csv)
+    out = []
+    if "test" in df.columns and (df["test"] == "image_patch").any():
+        for (c, f, m), g in df.groupby(["class", "feature", "model"]):
+            g = g.set_index("test")
+            if {"image_patch", "image_control"} <= set(g.index):
+                out.append({"class": int(c), "feature": int(f), "model": str(m),
+                            "flip_rate": float(g.loc["image_patch", "flip_rate"]),
+                            "control_flip_rate": float(g.loc["image_control", "flip_rate"])})
+    elif {"group", "term", "direction"} <= set(df.columns):
+        pooled = df[(df["term"] == "*") & (df["direction"] == "to_toxic")]
+        for m, g in pooled.groupby("model"):
+            g = g.set_index("group")
+            if "control" not in g.index:
+                continue
+            for group in g.index:
+                if group != "control":
+                    out.append({"group": str(group), "model": str(m),
+                                "flip_rate": float(g.loc[group, "flip_rate"]),
+                                "control_flip_rate": float(g.loc["control", "flip_rate"])})
+    return out
+
+
+def summarize_run(run: Path) -> dict[str, Any]:
+    """Flagged features and the fate of each planted cue for one finished run directory.
+
+    A cue is ``found`` when a feature whose HIT shows it (``truth`` from the builder) was judged
+    spurious, ``missed`` otherwise; ``shown`` says whether any HIT showed it to the crowd.
+    Features judged spurious whose ground truth is not a planted cue are false alarms.
+    """
+    report = json.loads((run / "report" / "report.json").read_text(encoding="utf-8"))
+    rows = report["features"]
+    flagged = [{"class": r["class"], "class_name": r["class_name"], "feature": r["feature"],
+                "kind": r["kind"], "truth": r["truth"], "gold": bool(r["is_gold"])}
+               for r in rows if r["verdict"] == "spurious"]
+    cues = []
+    for cue in _planted_cues(run):
+        truth = f"spurious:{cue['kind']}"
+        shown = [r for r in rows if r["truth"] == truth]
+        hits = [r for r in shown if r["verdict"] == "spurious"]
+        if hits:
+            status, note = "found", (f"flagged {len(hits)} of {len(shown)} features whose "
+                                     "HITs show it")
+        elif shown:
+            status, note = "missed", (f"shown in {len(shown)} HITs but not judged spurious "
+                                      f"(verdicts: {sorted({r['verdict'] for r in shown})})")
+        else:
+            status, note = "missed", ("no audited feature's evidence shows it (the heatmaps "
+                                      "attribute it elsewhere or it is not a top feature)")
+        cues.append({**cue, "status": status, "shown": bool(shown),
+                     "features": [[r["class"], r["feature"]] for r in hits], "note": note})
+    false_alarms = [f for f in flagged if not (f["truth"] or "").startswith("spurious")]
+    core_flagged = [f for f in flagged if f["truth"] == "core"]
+    return {"run": str(run), "kind": report["summary"]["kind"],
+            "report": str(run / "report" / "index.html"), "flagged": flagged, "cues": cues,
+            "false_alarms": false_alarms, "core_flagged_spurious": len(core_flagged),
+            "counterfactual": _counterfactual_summary(run)}
+
+
+def _listing(items: Iterable[str]) -> str:
+    """Comma-separated items, or ``none``."""
+    return ", ".join(items) or "none"
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The console form of ``OUT/demo_summary.json``."""
+    lines = []
+    for name, s in summary["runs"].items():
+        lines.append(f"{name}: report {s['report']}")
+        lines.append("  judged spurious: " + _listing(
+            f"{f['class_name']}:{f['feature']} ({f['kind']})" for f in s["flagged"]))
+        for c in s["cues"]:
+            lines.append(f"  planted cue {c['cue']!r} ({c['kind']}, class {c['class_name']}): "
+                         f"{c['status'].upper()} - {c['note']}")
+        lines.append("  false alarms: " + _listing(
+            f"{f['class_name']}:{f['feature']} (truth {f['truth']})" for f in s["false_alarms"]))
+        for r in s["counterfactual"]:
+            what = (f"group {r['group']}" if "group" in r
+                    else f"feature {r['class']}:{r['feature']}")
+            lines.append(f"  counterfactual ({r['model']}): {what} flips {r['flip_rate']:.2f} "
+                         f"vs control {r['control_flip_rate']:.2f}")
+    return lines
