@@ -4,8 +4,9 @@
 class) and ``features/`` (feature values, ids, ``meta.json``), renders for every (class, top
 feature) its evidence (top-activating examples, heatmaps or token attributions, a feature
 visualization, word clouds) into ``assets/``, one page per HIT into ``hits/``, the manifest
-(``manifest.jsonl``, fields per docs/contracts.md) and ``template.html`` + ``batch.csv`` for
-MTurk's requester website. Output is deterministic for a seed and written atomically.
+(``manifest.jsonl``, fields per docs/contracts.md), ``template.html`` + ``batch.csv`` for
+MTurk's requester website, and ``questions.json``: the question schema the pages ask
+(:mod:`sparse_probe.questions`), which the server and the report read back. Output is deterministic for a seed and written atomically.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 from markupsafe import Markup
 from tqdm.auto import tqdm
 
+from sparse_probe.questions import SCHEMA_FILE, QuestionSchema, default_schema
 from tasks.cost import CostEstimate, estimate_cost
 from tasks.hit_render import render_hit, render_mturk_template
 from tasks.question_xml import ASSET_PREFIX, QuestionTooLargeError, html_question, retarget_assets
@@ -172,22 +174,26 @@ def _top_entries(probe: Mapping, probe_path: Path, layer: str, k: int) -> list[d
     return out
 
 
-def _load_gold_file(path: Path) -> dict[str, dict[str, str]]:
+def _load_gold_file(path: Path, schema: QuestionSchema) -> dict[str, dict[str, str]]:
+    fields = schema.gold_fields
     data = _read_json(path, "gold answers")
     items = data.items() if isinstance(data, Mapping) else None
     if items is None:
         if not isinstance(data, list):
-            raise BuildError(f"{path}: expected an object {{hit_key: {{shared, pattern}}}} or a "
-                             "list of {hit_key, shared, pattern}")
+            raise BuildError(f"{path}: expected an object {{hit_key: {{{', '.join(fields)}}}}} "
+                             f"or a list of {{hit_key, {', '.join(fields)}}}")
         items = [(str(e.get("hit_key")), e) for e in data]
     gold = {}
     for key, ans in items:
-        if not isinstance(ans, Mapping) or ans.get("shared") not in ("yes", "no", "unsure") \
-                or ans.get("pattern") not in ("object", "background", "mark", "identity",
-                                              "other"):
-            raise BuildError(f"{path}: gold answer of {key!r} must have shared in yes/no/unsure "
-                             "and pattern in object/background/mark/identity/other")
-        gold[str(key)] = {"shared": ans["shared"], "pattern": ans["pattern"]}
+        if not isinstance(ans, Mapping):
+            raise BuildError(f"{path}: gold answer of {key!r} must be an object with "
+                             f"{', '.join(fields)}")
+        for f in fields:
+            allowed = schema[f].allowed()
+            if ans.get(f) not in allowed:
+                raise BuildError(f"{path}: gold answer of {key!r} must have {f} in "
+                                 f"{'/'.join(allowed)}, got {ans.get(f)!r}")
+        gold[str(key)] = {f: ans[f] for f in fields}
     return gold
 
 
@@ -427,7 +433,7 @@ def _commit(stage: Path, out: Path) -> None:
         for p in (out / sub).iterdir():
             if p.is_file() and p.name not in new:
                 p.unlink()
-    for name in ("template.html", "batch.csv", "manifest.jsonl"):
+    for name in ("template.html", "batch.csv", SCHEMA_FILE, "manifest.jsonl"):
         os.replace(stage / name, out / name)
 
 
@@ -457,6 +463,7 @@ def build_tasks(
     heat_refine: bool = True,
     source: ExampleSource | None = None,
     progress: bool = True,
+    questions: QuestionSchema | None = None,
 ) -> BuildResult:
     """Render one HIT per (class, top feature) of the probe.
 
@@ -507,6 +514,9 @@ def build_tasks(
         Examples and model; loaded from ``features_dir/meta.json`` when None.
     progress : bool
         Show tqdm progress bars.
+    questions : QuestionSchema, optional
+        The questions the HITs ask (:func:`sparse_probe.questions.load_schema` reads a
+        study's own); the built-in schema by default. Written to ``questions.json``.
 
     Returns
     -------
@@ -552,7 +562,8 @@ def build_tasks(
     if X.ndim != 2 or len(ids) != X.shape[0] or len(labels) != X.shape[0]:
         raise BuildError(f"{x_path}: shape {X.shape} does not match {len(ids)} ids and "
                          f"{len(labels)} labels")
-    user_gold = _load_gold_file(Path(gold_file)) if gold_file is not None else None
+    questions = questions or default_schema()
+    user_gold = _load_gold_file(Path(gold_file), questions) if gold_file is not None else None
 
     dev = torch.device(device) if device is not None else torch.device("cpu")
     layers = LAYERS if layer == "both" else (layer,)
@@ -615,13 +626,16 @@ def build_tasks(
                 attention_number=h.attention, assets=_page_asset_urls(h),
                 n_examples=len(h.examples), texts=h.texts, cloud=h.cloud,
                 class_cloud=class_clouds.get(h.cls, Markup("")),
-                class_texts=class_texts.get(h.cls, []), heat_empty=h.heat_empty)
+                class_texts=class_texts.get(h.cls, []), heat_empty=h.heat_empty,
+                schema=questions)
             try:
                 html_question(retarget_assets(page, LONG_BASE_URL), what=h.hit_key)
             except (QuestionTooLargeError, ValueError) as exc:
                 raise BuildError(f"HIT {h.hit_key}: {exc}") from None
             _write_text(stage / "hits" / f"{h.hit_key}.html", page)
-        _write_text(stage / "template.html", render_mturk_template(kind))
+        _write_text(stage / "template.html", render_mturk_template(kind, questions))
+        _write_text(stage / SCHEMA_FILE,
+                    json.dumps(questions.to_dict(), indent=2, ensure_ascii=False) + "\n")
         _write_text(stage / "batch.csv", _csv_text(*_batch_rows(hits, asset_base_url)))
         manifest = [h.record() for h in hits]
         _write_text(stage / "manifest.jsonl",
