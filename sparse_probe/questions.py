@@ -297,6 +297,36 @@ class QuestionSchema:
             return v.value
         return None
 
+    def gold_for_truth(self, truth: str | None, hit_kind: str | None = None
+                       ) -> dict[str, str] | None:
+        """The answers a careful worker gives for a manifest ``truth``, over ``gold_fields``.
+
+        ``truth`` is ``"core"``, ``"spurious:<kind>"`` or ``"none"`` (docs/contracts.md). The
+        presence question gets its value meaning ``pattern`` (``none``: ``no_pattern``), the
+        pattern question the value meaning ``core`` / that spurious kind (``none``: the
+        spurious ``other`` value, "something else"). Built-in: ``{"shared": "yes",
+        "pattern": "mark"}`` for ``spurious:mark``. ``None`` when there is no truth or the
+        schema has no value with the needed meaning.
+        """
+        if truth is None:
+            return None
+        presence, pattern = self.field_for(PRESENCE), self.field_for(PATTERN)
+        if truth == "none":
+            wanted = {presence: self.value_for(presence or "", NO_PATTERN, hit_kind=hit_kind),
+                      pattern: self.value_for(pattern or "", SPURIOUS, "other", hit_kind)}
+        else:
+            meaning, _, kind = truth.partition(":")
+            if meaning not in (CORE, SPURIOUS):
+                return None
+            wanted = {presence: self.value_for(presence or "", PATTERN, hit_kind=hit_kind),
+                      pattern: self.value_for(pattern or "", meaning, kind or "other",
+                                              hit_kind)}
+        fields = self.gold_fields or tuple(f for f in wanted if f)
+        out = {f: wanted.get(f) for f in fields}
+        if any(v is None for v in out.values()):
+            return None
+        return {f: str(v) for f, v in out.items()}
+
     # ----------------------------------------------------------------- validation
     def validate(self, fields: Mapping[str, Any], hit_kind: str | None = None) -> list[str]:
         """Problems of a submitted form (empty list: the submission is valid).

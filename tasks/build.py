@@ -30,13 +30,12 @@ import torch
 from markupsafe import Markup
 from tqdm.auto import tqdm
 
-from sparse_probe.questions import SCHEMA_FILE, QuestionSchema, default_schema
+from sparse_probe.questions import ATTENTION, SCHEMA_FILE, QuestionSchema, default_schema
 from tasks.cost import CostEstimate, estimate_cost
 from tasks.hit_render import render_hit, render_mturk_template
 from tasks.question_xml import ASSET_PREFIX, QuestionTooLargeError, html_question, retarget_assets
 from tasks.viz.evidence import (
     dominant_share,
-    gold_answer,
     image_evidence,
     text_evidence,
     truth_from_evidence,
@@ -356,7 +355,8 @@ def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
 
 
 def _assign_gold(hits: list[HitSpec], share: float, seed: int,
-                 user_gold: Mapping[str, Mapping[str, str]] | None) -> None:
+                 user_gold: Mapping[str, Mapping[str, str]] | None,
+                 questions: QuestionSchema) -> None:
     if user_gold is not None:
         known = {h.hit_key for h in hits}
         unknown = sorted(set(user_gold) - known)
@@ -369,14 +369,16 @@ def _assign_gold(hits: list[HitSpec], share: float, seed: int,
     if share <= 0 or not hits:
         return
     clear = [h for h in hits if h.truth is not None and h.truth != "none"
-             and dominant_share(h.evidence)[1] >= GOLD_MIN_SHARE]
+             and dominant_share(h.evidence)[1] >= GOLD_MIN_SHARE
+             and questions.gold_for_truth(h.truth, h.kind) is not None]
     n_gold = min(len(clear), max(1, round(share * len(hits))))
     if not clear:
         logger.warning("no HIT has a clear ground truth: no gold HITs")
         return
     rng = np.random.default_rng(seed)
     for i in sorted(rng.choice(len(clear), size=n_gold, replace=False)):
-        clear[i].is_gold, clear[i].gold = True, gold_answer(clear[i].truth)
+        clear[i].is_gold, clear[i].gold = True, questions.gold_for_truth(clear[i].truth,
+                                                                         clear[i].kind)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -619,7 +621,7 @@ def build_tasks(
             for c in {h.cls for h in hits}:
                 idx = np.flatnonzero(labels == c)[: min(3, n_class_examples)]
                 class_texts[c] = [src.texts[i] for i in idx]
-        _assign_gold(hits, gold_share, seed, user_gold)
+        _assign_gold(hits, gold_share, seed, user_gold, questions)
         for h in hits:
             page = render_hit(
                 kind=kind, hit_key=h.hit_key, class_name=h.class_name, direction=h.direction,
@@ -638,6 +640,9 @@ def build_tasks(
                     json.dumps(questions.to_dict(), indent=2, ensure_ascii=False) + "\n")
         _write_text(stage / "batch.csv", _csv_text(*_batch_rows(hits, asset_base_url)))
         manifest = [h.record() for h in hits]
+        att_field = questions.field_for(ATTENTION)
+        for r in manifest:  # the attention check is the schema's (none without one)
+            r["attention"] = {**r["attention"], "field": att_field} if att_field else None
         _write_text(stage / "manifest.jsonl",
                     "".join(json.dumps(r, sort_keys=False) + "\n" for r in manifest))
         _commit(stage, out_dir)

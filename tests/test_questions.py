@@ -191,3 +191,15 @@ def test_a_study_schema_renders_in_both_templates(tmp_path):
     assert not soup.find("textarea", attrs={"name": "why"}).has_attr("required")
     # the page's submit check asks only for the required questions
     assert '{"present": "1 (present)", "what": "2 (what)"}' in page
+
+
+def test_gold_for_truth_reproduces_the_builtin_gold_answers():
+    s = default_schema()
+    assert s.gold_for_truth("core", "image") == {"shared": "yes", "pattern": "object"}
+    assert s.gold_for_truth("spurious:mark", "image") == {"shared": "yes", "pattern": "mark"}
+    assert s.gold_for_truth("spurious:identity", "text") == {"shared": "yes",
+                                                              "pattern": "identity"}
+    assert s.gold_for_truth("none", "image") == {"shared": "no", "pattern": "other"}
+    # a kind the HIT does not offer, or no truth: no gold answer
+    assert s.gold_for_truth("spurious:identity", "image") is None
+    assert s.gold_for_truth(None) is None and s.gold_for_truth("weird") is None
