@@ -238,7 +238,7 @@ def answers_frame(rows: pd.DataFrame | Iterable[Mapping[str, Any]] = (),
     df = df.reindex(columns=ANSWER_COLUMNS).reset_index(drop=True)
     for col in _STRING_COLUMNS:
         s = df[col].astype(object)
-        df[col] = s.where(s.notna(), None).map(lambda v: v if v is None else str(v))
+        df[col] = s.where(s.notna(), None)
     for col in _TIME_COLUMNS:
         df[col] = _utc_column(df[col], f"{where}: column {col!r}")
     df["work_seconds"] = pd.to_numeric(df["work_seconds"], errors="coerce").astype("float64")

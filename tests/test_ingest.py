@@ -162,8 +162,9 @@ def test_crowd_html_task_answers_json(tmp_path):
 
 
 def test_parquet_written_by_tasks_collect_matches(sample, tmp_path):
-    """The tasks package's own batch-CSV reader and parquet writer (what `tasks collect` /
-    `tasks ingest-csv` produce) give the same table and verdicts as this package's reader."""
+    """What `tasks collect` / `tasks ingest-csv` write (through the tasks package's names of
+    the one reader and writer in sparse_probe.answers) reads back as the same table and
+    verdicts as reading the CSV directly."""
     answers_mod = pytest.importorskip("tasks.answers")
     manifest, ans = sample
     path = write_batch_csv(ans, tmp_path / "batch.csv")
