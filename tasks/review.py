@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from sparse_probe.answers import read_answers, write_answers
 from sparse_probe.quality import QualityRules, assignment_checks, gold_fails, worker_quality
+from sparse_probe.questions import QuestionSchema, schema_for_tasks
 from tasks.client import Endpoint
 from tasks.cost import fee_rate, parse_reward
 from tasks.ledger import LEDGER_NAME, Ledger, request_token
@@ -98,17 +99,18 @@ class ReviewResult:
                 f"{self.bonuses} bonuses, {self.skipped} already done")
 
 
-def decide(answers: pd.DataFrame, manifest: list[dict[str, Any]], rules: ReviewRules
-           ) -> list[Decision]:
+def decide(answers: pd.DataFrame, manifest: list[dict[str, Any]], rules: ReviewRules,
+           schema: QuestionSchema | None = None) -> list[Decision]:
     """Apply ``rules`` to every assignment of ``answers`` (long table, one row per question).
 
-    Returns one :class:`Decision` per assignment, in assignment-id order, carrying the
-    worker's gold accuracy (``None`` without graded gold HITs).
+    ``schema`` (default built-in) says which fields a gold answer covers. Returns one
+    :class:`Decision` per assignment, in assignment-id order, carrying the worker's gold
+    accuracy (``None`` without graded gold HITs).
     """
     if answers.empty:
         return []
     timing = QualityRules(min_seconds=rules.min_seconds or 0.0, min_time_fraction=0.0)
-    checks = assignment_checks(answers, manifest, timing)
+    checks = assignment_checks(answers, manifest, timing, schema)
     workers = worker_quality(answers, manifest, checks=checks).set_index("worker_id",
                                                                          drop=False)
     failed = gold_fails(workers, rules.min_gold_accuracy, rules.min_gold_answers)
@@ -186,7 +188,7 @@ def review_assignments(
     with Ledger(ledger_path) as ledger:
         hit_ids = {h.hit_id for h in ledger.hits(endpoint.key) if h.hit_id}
         mine = answers[answers["hit_id"].isin(hit_ids)]
-        decisions = decide(mine, manifest, rules)
+        decisions = decide(mine, manifest, rules, schema_for_tasks(root))
         result = ReviewResult(decisions, dry_run=dry_run)
         if dry_run:
             return result
