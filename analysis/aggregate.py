@@ -3,12 +3,17 @@
 The long answer table is renamed to crowd-kit's ``task, worker, label`` (task = ``hit_key``) and
 one crowd-kit aggregator is fitted per question.
 
+Which questions, and what their answers mean, come from the question schema
+(:mod:`sparse_probe.questions`; the built-in one unless a study brings its own).
+
 Abstentions and missing answers
-    ``unsure`` (and empty / missing answers) carry no label: they are dropped before aggregation
-    and counted separately (``n_abstain``). A task whose answers are all abstentions gets no label.
+    Values meaning ``unsure`` (built-in: ``shared = unsure``), empty / missing answers and a few
+    common spellings of "don't know" carry no label: they are dropped before aggregation and
+    counted separately (``n_abstain``). A task whose answers are all abstentions gets no label.
 Conditional question
-    ``pattern`` is only asked meaningfully when the same assignment answered ``shared = yes``;
-    pattern answers of other assignments are dropped.
+    The ``pattern`` question is only asked meaningfully when the same assignment's presence
+    answer means "there is a pattern" (``shared = yes``); pattern answers of other assignments
+    are dropped.
 Ties
     Majority vote ties (two labels with the same top count) are reported as ``tie = True`` and the
     label left empty; crowd-kit would break them by label order, which would hide them.
@@ -34,6 +39,8 @@ import pandas as pd
 from crowdkit.aggregation import GLAD, MACE, DawidSkene, MajorityVote
 from crowdkit.aggregation.utils import get_accuracy
 
+from sparse_probe.questions import PATTERN, PRESENCE, UNSURE, QuestionSchema, default_schema
+
 __all__ = [
     "ABSTAIN",
     "DEFAULT_PARAMS",
@@ -54,16 +61,23 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "GLAD": {"n_iter": 100, "silent": True},
     "MACE": {"n_restarts": 2, "n_iter": 50},
 }
-#: answers that are abstentions rather than labels (compared lower-cased, stripped)
-ABSTAIN = frozenset({"", "unsure", "not sure", "don't know", "dont know", "n/a", "na", "none",
-                     "nan", "<na>"})
+#: answers that are abstentions in any schema (compared lower-cased, stripped)
+_NO_ANSWER = frozenset({"", "not sure", "don't know", "dont know", "n/a", "na", "none", "nan",
+                        "<na>"})
+#: abstentions under the built-in schema (its values meaning ``unsure`` + the above)
+ABSTAIN = _NO_ANSWER | default_schema().abstentions()
+
+
+def _abstain(schema: QuestionSchema) -> frozenset[str]:
+    return _NO_ANSWER | schema.abstentions()
 
 
 def _clean(series: pd.Series) -> pd.Series:
     return series.astype("string").str.strip().str.lower()
 
 
-def to_crowdkit(answers: pd.DataFrame, question: str) -> tuple[pd.DataFrame, pd.Series]:
+def to_crowdkit(answers: pd.DataFrame, question: str, schema: QuestionSchema | None = None
+                ) -> tuple[pd.DataFrame, pd.Series]:
     """Rows of one question as crowd-kit input.
 
     Parameters
@@ -72,6 +86,8 @@ def to_crowdkit(answers: pd.DataFrame, question: str) -> tuple[pd.DataFrame, pd.
         Long answer table.
     question : str
         Form field, e.g. ``"shared"``.
+    schema : QuestionSchema, optional
+        Abstentions and the pattern question's condition (default: built-in schema).
 
     Returns
     -------
@@ -81,10 +97,13 @@ def to_crowdkit(answers: pd.DataFrame, question: str) -> tuple[pd.DataFrame, pd.
     abstain : Series
         Number of abstentions per task.
     """
+    schema = schema or default_schema()
     rows = answers[answers["question"] == question]
-    if question == "pattern":
-        shared = answers[answers["question"] == "shared"]
-        yes = set(shared.loc[_clean(shared["answer"]) == "yes", "assignment_id"])
+    presence = schema.field_for(PRESENCE)
+    if question == schema.field_for(PATTERN) and presence is not None:
+        shared = answers[answers["question"] == presence]
+        says_yes = {v.lower() for v in schema.values_meaning(presence, PATTERN)}
+        yes = set(shared.loc[_clean(shared["answer"]).isin(says_yes), "assignment_id"])
         if len(shared):
             rows = rows[rows["assignment_id"].isin(yes)]
     label = _clean(rows["answer"]).fillna("")
@@ -95,7 +114,7 @@ def to_crowdkit(answers: pd.DataFrame, question: str) -> tuple[pd.DataFrame, pd.
         df["_t"] = rows["submit_time"].astype(str).values
         df = df.sort_values("_t", kind="stable").drop(columns="_t")
     df = df.drop_duplicates(["task", "worker"], keep="first")
-    is_abstain = df["label"].isin(ABSTAIN)
+    is_abstain = df["label"].isin(_abstain(schema))
     abstain = df[is_abstain].groupby("task").size()
     data = df[~is_abstain].reset_index(drop=True)
     data["label"] = data["label"].astype(object)
@@ -204,9 +223,10 @@ def aggregate_question(
 def aggregate(
     answers: pd.DataFrame,
     method: str = "DawidSkene",
-    questions: tuple[str, ...] = ("shared", "pattern"),
+    questions: tuple[str, ...] | None = None,
     seed: int = 0,
     params: dict[str, Any] | None = None,
+    schema: QuestionSchema | None = None,
 ) -> pd.DataFrame:
     """Aggregate every categorical question, with the majority vote beside the chosen method.
 
@@ -216,23 +236,28 @@ def aggregate(
         Long answer table (after quality control).
     method : str
         One of :data:`METHODS`.
-    questions : tuple of str
-        Categorical form fields to aggregate.
+    questions : tuple of str, optional
+        Categorical form fields to aggregate; default the schema's presence and pattern
+        questions (``("shared", "pattern")``).
     seed : int
     params : dict, optional
         crowd-kit hyperparameters for ``method``.
+    schema : QuestionSchema, optional
+        The study's questions (default: built-in).
 
     Returns
     -------
     DataFrame indexed by hit_key
         For each question ``q``: ``q`` (label), ``q_posterior``, ``q_mv`` (majority label),
-        ``q_mv_tie``, ``q_votes`` (dict, including ``unsure`` abstentions), ``q_n`` (labels),
+        ``q_mv_tie``, ``q_votes`` (dict, abstentions counted under ``"unsure"``), ``q_n`` (labels),
         ``q_abstain``; plus ``n_workers``.
     """
+    schema = schema or default_schema()
+    questions = schema.categorical if questions is None else questions
     tasks = sorted(answers["hit_key"].astype(str).unique()) if len(answers) else []
     out = pd.DataFrame(index=pd.Index(tasks, name="hit_key"))
     for q in questions:
-        data, abstain = to_crowdkit(answers, q)
+        data, abstain = to_crowdkit(answers, q, schema)
         agg = aggregate_question(data, method, seed, params)
         mv = majority_vote(data) if len(data) else pd.DataFrame(
             columns=["label", "share", "tie", "votes", "n"])
@@ -244,7 +269,7 @@ def aggregate(
         votes = mv["votes"].reindex(out.index)
         ab = abstain.reindex(out.index).fillna(0).astype(int)
         out[f"{q}_votes"] = [
-            {**(v if isinstance(v, dict) else {}), **({"unsure": int(a)} if a else {})}
+            {**(v if isinstance(v, dict) else {}), **({UNSURE: int(a)} if a else {})}
             for v, a in zip(votes, ab, strict=True)]
         out[f"{q}_n"] = mv["n"].reindex(out.index).fillna(0).astype(int)
         out[f"{q}_abstain"] = ab
@@ -257,14 +282,18 @@ def aggregate(
 
 
 def worker_skills(answers: pd.DataFrame, aggregated: pd.DataFrame,
-                  question: str = "shared") -> pd.Series:
-    """Each worker's agreement with the aggregated label (crowd-kit ``get_accuracy``).
+                  question: str | None = None, schema: QuestionSchema | None = None
+                  ) -> pd.Series:
+    """Each worker's agreement with the aggregated label (crowd-kit ``get_accuracy``) of
+    ``question`` (default: the schema's presence question, ``shared``).
 
     Returns
     -------
     Series indexed by worker id, values in [0, 1].
     """
-    data, _ = to_crowdkit(answers, question)
+    schema = schema or default_schema()
+    question = question or schema.field_for(PRESENCE) or schema.categorical[0]
+    data, _ = to_crowdkit(answers, question, schema)
     truth = aggregated[question].dropna() if question in aggregated else pd.Series(dtype=object)
     data = data[data["task"].isin(truth.index)]
     if data.empty:

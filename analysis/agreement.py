@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.aggregate import to_crowdkit
+from sparse_probe.questions import QuestionSchema, default_schema
 
 __all__ = [
     "agreement_summary",
@@ -163,9 +164,10 @@ def bootstrap_ci(
 
 def agreement_summary(
     answers: pd.DataFrame,
-    questions: tuple[str, ...] = ("shared", "pattern"),
+    questions: tuple[str, ...] | None = None,
     n_boot: int = 500,
     seed: int = 0,
+    schema: QuestionSchema | None = None,
 ) -> dict:
     """Agreement per question and overall.
 
@@ -173,10 +175,13 @@ def agreement_summary(
     ----------
     answers : DataFrame
         Long answer table (after quality control).
-    questions : tuple of str
+    questions : tuple of str, optional
+        Default: the schema's presence and pattern questions (``("shared", "pattern")``).
     n_boot : int
         Bootstrap resamples for the 95% intervals (items resampled; seeded).
     seed : int
+    schema : QuestionSchema, optional
+        Abstentions and the pattern question's condition (default: built-in schema).
 
     Returns
     -------
@@ -185,10 +190,12 @@ def agreement_summary(
         "unanimous", "n_items"}, "overall": {...}}``; overall pools the questions' items
         (each (item, question) pair is one unit).
     """
+    schema = schema or default_schema()
+    questions = schema.categorical if questions is None else questions
     out: dict = {}
     pooled = []
     for q in questions:
-        data, _ = to_crowdkit(answers, q) if len(answers) else (pd.DataFrame(), None)
+        data, _ = to_crowdkit(answers, q, schema) if len(answers) else (pd.DataFrame(), None)
         if data is None or data.empty:
             out[q] = {"fleiss_kappa": None, "kappa_ci": [None, None],
                       "krippendorff_alpha": None, "alpha_ci": [None, None],

@@ -1,15 +1,14 @@
-"""Load crowd answers into the run directory's tidy long table.
+"""Load crowd answers into the run directory's tidy long table, and the manifest.
 
-Every loader returns a DataFrame with one row per (assignment, question) and the columns of
-``answers/answers.parquet`` (see docs/contracts.md)::
+The answers table, its reader, QuestionFormAnswers XML and the one reader of MTurk's batch-results
+CSV live in :mod:`sparse_probe.answers` (shared with ``tasks``); this module re-exports them
+under the names analysis code uses and adds what only analysis needs: reading the manifest,
+turning ``ListAssignmentsForHIT`` results into answers, and result CSVs of other studies
+through a user column mapping (:func:`read_external_csv`). Every loader returns the columns of
+``answers/answers.parquet`` (docs/contracts.md)::
 
-    hit_key, hit_id, assignment_id, worker_id, question, answer, submit_time, work_seconds
-    [+ status, accept_time, source]
-
-Sources: our own parquet (written by ``tasks/collect.py``), assignments as returned by MTurk's
-``ListAssignmentsForHIT`` (QuestionFormAnswers XML), MTurk's "Download batch results" CSV (full
-header or a reduced ``WorkerId, Input.*, Answer.*`` version) and, through a user column mapping,
-result CSVs of other studies (:func:`read_external_csv`).
+    hit_key, hit_id, assignment_id, worker_id, question, answer, submit_time, work_seconds,
+    status, accept_time, source
 """
 
 from __future__ import annotations
@@ -22,6 +21,21 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from sparse_probe.answers import (
+    ANSWER_COLUMNS,
+    IGNORED_FIELDS,
+    SOURCE_EXTERNAL_CSV,
+    SOURCE_MTURK_API,
+    AnswersFormatError,
+    answers_frame,
+    assignment_rows,
+    parse_question_form_answers,
+    read_answers,
+    read_batch_csv,
+    read_results_csv,
+    results_to_long,
+)
 
 __all__ = [
     "ANSWER_COLUMNS",
@@ -37,44 +51,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ANSWER_COLUMNS = [
-    "hit_key",
-    "hit_id",
-    "assignment_id",
-    "worker_id",
-    "question",
-    "answer",
-    "submit_time",
-    "work_seconds",
-]
-OPTIONAL_COLUMNS = ["status", "accept_time", "source"]
-
 #: form fields that are not answers to a question (MTurk/our template's hidden fields)
-HIDDEN_FIELDS = frozenset({"assignmentId", "hitId", "workerId", "turkSubmitTo", "hit_key"})
-
-
-class IngestError(ValueError):
-    """Answers or a manifest could not be read; the message names the file and the field."""
-
-
-def _finish(df: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Coerce a long table to the contract's columns and dtypes."""
-    for col in ANSWER_COLUMNS:
-        if col not in df.columns:
-            df[col] = None
-    if "source" not in df.columns:
-        df["source"] = source
-    cols = ANSWER_COLUMNS + [c for c in OPTIONAL_COLUMNS if c in df.columns]
-    out = df[cols].copy()
-    for col in ("hit_key", "hit_id", "assignment_id", "worker_id", "question"):
-        out[col] = out[col].astype("string")
-    out["answer"] = out["answer"].astype("string")
-    out["work_seconds"] = pd.to_numeric(out["work_seconds"], errors="coerce").astype(float)
-    return out.reset_index(drop=True)
+HIDDEN_FIELDS = IGNORED_FIELDS
+#: Answers or a manifest could not be read; the message names the file and the field.
+#: (The same class as :class:`sparse_probe.answers.AnswersFormatError`.)
+IngestError = AnswersFormatError
 
 
 def load_answers(path: str | Path) -> pd.DataFrame:
-    """Read ``answers.parquet`` (or a CSV with the same columns).
+    """Read ``answers.parquet`` (or a CSV with the same columns, or MTurk's batch results).
 
     Parameters
     ----------
@@ -85,28 +70,14 @@ def load_answers(path: str | Path) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        Columns :data:`ANSWER_COLUMNS` (+ optional ones); extra columns are dropped.
+        Columns :data:`ANSWER_COLUMNS`; extra columns are dropped.
+
+    Raises
+    ------
+    IngestError
+        The file is missing or unreadable, or lacks a required column.
     """
-    path = Path(path)
-    if not path.exists():
-        raise IngestError(f"{path}: answers file not found")
-    if path.suffix.lower() == ".csv":
-        df = pd.read_csv(path, dtype=str, nrows=0)
-        if "WorkerId" in df.columns:
-            return read_batch_csv(path)
-        df = pd.read_csv(path, dtype=str)
-    else:
-        try:
-            df = pd.read_parquet(path)
-        except (OSError, ValueError) as exc:
-            raise IngestError(f"{path}: not a readable parquet file ({exc})") from None
-    required = {"hit_key", "worker_id", "question", "answer"}
-    missing = sorted(required - set(df.columns))
-    if missing:
-        raise IngestError(f"{path}: missing column(s) {missing}; expected {ANSWER_COLUMNS}")
-    if "assignment_id" not in df.columns or df["assignment_id"].isna().all():
-        df["assignment_id"] = df["hit_key"].astype(str) + ":" + df["worker_id"].astype(str)
-    return _finish(df, "parquet")
+    return read_answers(path, missing_ok=False)
 
 
 def load_manifest(path: str | Path) -> pd.DataFrame:
@@ -153,25 +124,6 @@ def load_manifest(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def parse_question_form_answers(xml: str) -> dict[str, str]:
-    """Parse MTurk's QuestionFormAnswers XML into ``{QuestionIdentifier: answer}``.
-
-    Delegates to :func:`tasks.answers.parse_question_form_answers` (one parser for the
-    format); selection answers are joined with ``|``.
-
-    Raises
-    ------
-    IngestError
-        If the XML is not a well-formed QuestionFormAnswers document.
-    """
-    from tasks.answers import parse_question_form_answers as _parse
-
-    try:
-        return _parse(xml)
-    except ValueError as exc:
-        raise IngestError(f"Answer XML: {exc}") from None
-
-
 def answers_from_assignments(
     assignments: Iterable[Mapping[str, Any]],
     hit_keys: Mapping[str, str] | None = None,
@@ -189,148 +141,17 @@ def answers_from_assignments(
     Returns
     -------
     DataFrame
-        The long table; ``work_seconds`` = SubmitTime - AcceptTime.
+        The long table (``source = "mturk-api"``); ``work_seconds`` = SubmitTime - AcceptTime.
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     for a in assignments:
-        fields = parse_question_form_answers(a["Answer"])
         hit_id = a.get("HITId")
-        key = (hit_keys or {}).get(hit_id) or fields.get("hit_key")
-        if key is None:
+        key = (hit_keys or {}).get(hit_id) or parse_question_form_answers(
+            a.get("Answer") or "<QuestionFormAnswers/>").get("hit_key")
+        if not key:
             raise IngestError(f"assignment {a.get('AssignmentId')}: no hit_key for HIT {hit_id}")
-        accept, submit = a.get("AcceptTime"), a.get("SubmitTime")
-        seconds = None
-        if accept is not None and submit is not None:
-            seconds = (pd.Timestamp(submit) - pd.Timestamp(accept)).total_seconds()
-        for q, v in fields.items():
-            if q in HIDDEN_FIELDS:
-                continue
-            rows.append({
-                "hit_key": key, "hit_id": hit_id, "assignment_id": a["AssignmentId"],
-                "worker_id": a["WorkerId"], "question": q, "answer": v,
-                "submit_time": None if submit is None else str(pd.Timestamp(submit)),
-                "work_seconds": seconds, "status": a.get("AssignmentStatus"),
-                "accept_time": None if accept is None else str(pd.Timestamp(accept)),
-                "source": "mturk_api",
-            })
-    return _finish(pd.DataFrame(rows, columns=ANSWER_COLUMNS + OPTIONAL_COLUMNS), "mturk_api")
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        raise IngestError(f"{path}: CSV not found")
-    # dtype=str keeps ids and free text verbatim (quoted newlines included); an empty answer
-    # stays "" (an abstention), an empty metadata cell becomes missing.
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise IngestError(f"{path}: not a readable CSV ({exc})") from None
-    meta_cols = [c for c in df.columns if not c.startswith("Answer.")]
-    df[meta_cols] = df[meta_cols].replace("", None)
-    if "WorkerId" not in df.columns:
-        raise IngestError(f"{path}: no 'WorkerId' column; expected MTurk batch results")
-    return df
-
-
-def read_batch_csv(
-    path: str | Path,
-    hit_key_column: str = "Input.hit_key",
-    questions: Iterable[str] | None = None,
-) -> pd.DataFrame:
-    """Read MTurk's "Download batch results" CSV (full or reduced header).
-
-    Parameters
-    ----------
-    path : str or Path
-        The CSV: ``HITId, ..., AssignmentId, WorkerId, ..., Input.*, Answer.*, Approve, Reject``
-        or only ``WorkerId, Input.*, Answer.*``. Unknown columns are ignored.
-    hit_key_column : str
-        Column naming the HIT (our batch.csv has ``hit_key``, so ``Input.hit_key``).
-    questions : iterable of str, optional
-        ``Answer.<name>`` fields to keep; default all.
-
-    Returns
-    -------
-    DataFrame
-        The long answer table (``source = "mturk_csv"``).
-    """
-    path = Path(path)
-    df = _expand_task_answers(_read_csv(path), path)
-    if hit_key_column not in df.columns:
-        raise IngestError(f"{path}: no column {hit_key_column!r} naming the HIT")
-    answer_cols = [c for c in df.columns if c.startswith("Answer.")]
-    if questions is not None:
-        wanted = set(questions)
-        answer_cols = [c for c in answer_cols if c[len("Answer."):] in wanted]
-    if not answer_cols:
-        raise IngestError(f"{path}: no 'Answer.*' columns")
-    return _wide_to_long(df, df[hit_key_column], {c[len("Answer."):]: c for c in answer_cols},
-                         "mturk_csv")
-
-
-def _flatten_crowd_answer(value: Any) -> str:
-    """crowd-html-elements radio groups arrive as ``{"yes": true, "no": false}``."""
-    if isinstance(value, dict):
-        picked = [k for k, v in value.items() if v is True]
-        if picked or all(isinstance(v, bool) for v in value.values()):
-            return "|".join(picked)
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return "|".join(str(v) for v in value)
-    return "" if value is None else str(value)
-
-
-def _expand_task_answers(df: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Expand ``Answer.taskAnswers`` (crowd-html-elements JSON) into ``Answer.<field>`` columns."""
-    if "Answer.taskAnswers" not in df.columns:
-        return df
-    records = []
-    for i, raw in enumerate(df["Answer.taskAnswers"]):
-        try:
-            parsed = json.loads(raw) if isinstance(raw, str) and raw.strip() else [{}]
-        except json.JSONDecodeError:
-            raise IngestError(f"{path}: row {i + 2}: Answer.taskAnswers is not JSON") from None
-        first = parsed[0] if isinstance(parsed, list) and parsed else parsed
-        if not isinstance(first, dict):
-            raise IngestError(f"{path}: row {i + 2}: Answer.taskAnswers: expected a JSON object")
-        records.append({f"Answer.{k}": _flatten_crowd_answer(v) for k, v in first.items()})
-    extra = pd.DataFrame(records, index=df.index)
-    extra = extra[[c for c in extra.columns if c not in df.columns]]
-    return pd.concat([df.drop(columns="Answer.taskAnswers"), extra], axis=1)
-
-
-def _wide_to_long(
-    df: pd.DataFrame, keys: pd.Series, question_cols: Mapping[str, str], source: str,
-    value_maps: Mapping[str, Mapping[str, str]] | None = None,
-) -> pd.DataFrame:
-    def col(name: str) -> pd.Series:
-        return df[name] if name in df.columns else pd.Series([None] * len(df), index=df.index)
-
-    n = len(df)
-    assignment = col("AssignmentId").copy()
-    synth = [f"row{i}" for i in range(n)]
-    assignment = assignment.where(assignment.notna(), pd.Series(synth, index=df.index))
-    hit_id = col("HITId").where(col("HITId").notna(), keys)
-    rows = []
-    value_maps = value_maps or {}
-    for q, c in question_cols.items():
-        if q in HIDDEN_FIELDS:
-            continue
-        vals = df[c]
-        vmap = value_maps.get(q)
-        if vmap:
-            vals = vals.map(lambda v, m=vmap: m.get(v, v) if isinstance(v, str) else v)
-        rows.append(pd.DataFrame({
-            "hit_key": keys.values, "hit_id": hit_id.values, "assignment_id": assignment.values,
-            "worker_id": df["WorkerId"].values, "question": q, "answer": vals.values,
-            "submit_time": col("SubmitTime").values,
-            "work_seconds": col("WorkTimeInSeconds").values,
-            "status": col("AssignmentStatus").values, "accept_time": col("AcceptTime").values,
-            "source": source,
-        }))
-    long = pd.concat(rows, ignore_index=True)
-    long = long[long["answer"].notna()]
-    return _finish(long, source)
+        rows.extend(assignment_rows(a, hit_key=key, source=SOURCE_MTURK_API))
+    return answers_frame(rows)
 
 
 @dataclass
@@ -383,13 +204,13 @@ def read_external_csv(
     Returns
     -------
     answers : DataFrame
-        Long answer table (``source = "external_csv"``).
+        Long answer table (``source = "external-csv"``).
     items : DataFrame
         A manifest-like table, one row per item: ``hit_key, kind, layer, class, class_name,
         feature, weight, rank, is_gold, gold, attention, assets, evidence, truth``.
     """
     path = Path(path)
-    df = _expand_task_answers(_read_csv(path), path)
+    df = read_results_csv(path)
     needed = [mapping.class_column, mapping.feature_column, *mapping.questions.values()]
     needed += [c for c in (mapping.class_name_column, mapping.item_column) if c]
     missing = [c for c in needed if c not in df.columns]
@@ -414,7 +235,8 @@ def read_external_csv(
         keys = df[mapping.item_column].astype(str)
     else:
         keys = "ext-c" + cls_int.astype(str) + "-f" + feat.astype(str)
-    answers = _wide_to_long(df, keys, mapping.questions, "external_csv", mapping.value_maps)
+    answers = results_to_long(df, keys, mapping.questions, SOURCE_EXTERNAL_CSV,
+                              value_maps=mapping.value_maps, where=str(path))
     names = (df[mapping.class_name_column] if mapping.class_name_column
              else (cls_int.map(lambda i: mapping.classes[i]) if mapping.classes
                    else cls_int.astype(str)))

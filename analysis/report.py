@@ -27,6 +27,13 @@ from analysis.agreement import agreement_summary
 from analysis.ingest import ANSWER_COLUMNS, IngestError, load_answers, load_manifest
 from analysis.quality import QCConfig, quality_control
 from analysis.verdicts import compute_verdicts
+from sparse_probe.questions import (
+    CORE,
+    NO_PATTERN,
+    SPURIOUS,
+    SPURIOUS_KINDS,
+    schema_for_tasks,
+)
 
 __all__ = ["ReportOptions", "build_report", "class_weight_shares", "identity_example_share",
            "load_probe"]
@@ -147,8 +154,8 @@ def class_weight_shares(verdicts: pd.DataFrame, weights: pd.DataFrame | None,
            for c, f, vd, k in zip(v["class"], v["feature"], v["verdict"], v["kind"], strict=True)}
     if weights is None:
         weights = v[["class", "feature", "weight"]]
-    cols = ["core", "spurious:background", "spurious:mark", "spurious:identity",
-            "spurious:other", "no_pattern", "undecided", "pending", "unaudited"]
+    cols = [CORE, *(f"{SPURIOUS}:{k}" for k in SPURIOUS_KINDS), NO_PATTERN, "undecided",
+            "pending", "unaudited"]
     rows = {}
     for ci, name in enumerate(classes):
         w = weights[(weights["class"] == ci) & (weights["weight"] != 0)]
@@ -158,7 +165,7 @@ def class_weight_shares(verdicts: pd.DataFrame, weights: pd.DataFrame | None,
             row[cat.get((ci, f), "unaudited")] += abs(float(wt)) / total if total > 0 else 0.0
         rows[name] = row
     df = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
-    return df.loc[:, (df.sum(axis=0) > 0) | df.columns.isin(["core"])]
+    return df.loc[:, (df.sum(axis=0) > 0) | df.columns.isin([CORE])]
 
 
 def _copy_assets(verdicts: pd.DataFrame, tasks_dir: Path, out: Path) -> list[list[dict]]:
@@ -252,12 +259,12 @@ def identity_example_share(run: Path, meta: dict, probe_json: dict, k: int = 20,
 
 def _identity_shares(verdicts: pd.DataFrame) -> dict[str, float]:
     v = verdicts[verdicts["verdict"].isin(
-        ["core", "spurious", "no_pattern"])]
+        [CORE, SPURIOUS, NO_PATTERN])]
     out = {}
     for layer in ("dense", "sparse"):
         lv = v[v["layer"] == layer]
         if len(lv):
-            out[layer] = float(((lv["verdict"] == "spurious") & (lv["kind"] == "identity")).mean())
+            out[layer] = float(((lv["verdict"] == SPURIOUS) & (lv["kind"] == "identity")).mean())
     return out
 
 
@@ -318,16 +325,20 @@ def build_report(run: str | Path, out: str | Path | None = None,
                        int((~known).sum()))
     answers = answers[known]
 
-    qc = quality_control(answers, manifest, options.qc)
+    schema = schema_for_tasks(run / "tasks")  # the questions the HITs asked
+    qc = quality_control(answers, manifest, options.qc, schema)
     kept = qc.kept
-    agg = aggregate(kept, method=options.method, seed=options.seed)
-    agg_mv = aggregate(kept, method="MajorityVote") if options.method != "MajorityVote" else agg
-    skills = worker_skills(kept, agg) if len(kept) else None
-    verdicts = compute_verdicts(manifest, agg, kept, skills, options.min_posterior)
-    mv_verdicts = compute_verdicts(manifest, agg_mv, kept, None, options.min_posterior)
+    agg = aggregate(kept, method=options.method, seed=options.seed, schema=schema)
+    agg_mv = aggregate(kept, method="MajorityVote", schema=schema) \
+        if options.method != "MajorityVote" else agg
+    skills = worker_skills(kept, agg, schema=schema) if len(kept) else None
+    verdicts = compute_verdicts(manifest, agg, kept, skills, options.min_posterior,
+                                schema=schema)
+    mv_verdicts = compute_verdicts(manifest, agg_mv, kept, None, options.min_posterior,
+                                   schema=schema)
     verdicts["verdict_mv"] = mv_verdicts["verdict"].values
-    agreement = agreement_summary(kept, n_boot=options.n_boot, seed=options.seed) \
-        if len(kept) else {}
+    agreement = agreement_summary(kept, n_boot=options.n_boot, seed=options.seed,
+                                  schema=schema) if len(kept) else {}
     verdicts["evidence_files"] = _copy_assets(verdicts, run / "tasks", out)
 
     # figures

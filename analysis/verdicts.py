@@ -1,14 +1,17 @@
 """Verdict per audited (class, feature) from the aggregated ``shared`` and ``pattern`` answers.
 
+What an answer means comes from the question schema (:mod:`sparse_probe.questions`): the
+*presence* question (built-in ``shared``) and the *pattern* question (built-in ``pattern``).
 Rules (applied per HIT, i.e. per (class, feature, layer)):
 
 1. no (non-excluded) answers at all -> ``pending``;
-2. ``shared`` has no label (only abstentions, a tie) or its posterior < ``min_posterior``
-   -> ``undecided``;
-3. ``shared`` is not ``yes`` -> ``no_pattern``;
-4. ``pattern`` has no label or its posterior < ``min_posterior`` -> ``undecided``;
-5. ``pattern == object`` -> ``core``; otherwise ``spurious`` with ``kind`` = the pattern
-   (``background``, ``mark``, ``identity``; anything else -> ``other``).
+2. the presence question has no label (only abstentions, a tie) or its posterior <
+   ``min_posterior`` -> ``undecided``;
+3. its label does not mean "there is a pattern" (built-in: not ``yes``) -> ``no_pattern``;
+4. the pattern question has no label or its posterior < ``min_posterior`` -> ``undecided``;
+5. a pattern meaning ``core`` (built-in ``object``) -> ``core``; otherwise ``spurious`` with
+   ``kind`` = the value's spurious kind (``background``, ``mark``, ``identity``; a value
+   without one -> ``other``).
 
 ``confidence`` is the verdict's posterior (product of the ``shared`` and ``pattern`` posteriors for
 core/spurious) and ``self_confidence`` the workers' mean self-rated confidence (1-5).
@@ -22,6 +25,19 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from sparse_probe.questions import (
+    CONFIDENCE,
+    CORE,
+    DESCRIPTION,
+    NO_PATTERN,
+    PATTERN,
+    PRESENCE,
+    SPURIOUS,
+    QuestionSchema,
+    default_schema,
+)
+from sparse_probe.questions import SPURIOUS_KINDS as _SPURIOUS_KINDS
+
 __all__ = [
     "SPURIOUS_KINDS",
     "VERDICTS",
@@ -30,8 +46,8 @@ __all__ = [
     "truth_matches",
 ]
 
-VERDICTS = ("core", "spurious", "no_pattern", "undecided", "pending")
-SPURIOUS_KINDS = ("background", "mark", "identity", "other")
+VERDICTS = (CORE, SPURIOUS, NO_PATTERN, "undecided", "pending")
+SPURIOUS_KINDS = _SPURIOUS_KINDS
 _TOKEN = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(["a", "an", "the", "of", "in", "on", "at", "to", "and", "or", "is", "are",
                    "it", "its", "this", "that", "with", "for", "there"])
@@ -78,24 +94,27 @@ def truth_matches(verdict: str, kind: str | None, truth: str | None) -> bool | N
         return None
     if verdict in ("pending", "undecided"):
         return None
-    if truth == "core":
-        return verdict == "core"
+    if truth == CORE:
+        return verdict == CORE
     if truth == "none":
-        return verdict == "no_pattern"
-    if truth.startswith("spurious"):
+        return verdict == NO_PATTERN
+    if truth.startswith(SPURIOUS):
         want = truth.split(":", 1)[1] if ":" in truth else None
-        return verdict == "spurious" and (want is None or kind == want)
+        return verdict == SPURIOUS and (want is None or kind == want)
     return None
 
 
-def _agrees(said: pd.DataFrame, assignment: str, ag: pd.Series | None) -> bool:
-    """Whether an assignment's shared/pattern answers equal the aggregated labels."""
+def _agrees(said: pd.DataFrame, assignment: str, ag: pd.Series | None,
+            schema: QuestionSchema) -> bool:
+    """Whether an assignment's presence/pattern answers equal the aggregated labels."""
+    presence, pattern = schema.field_for(PRESENCE), schema.field_for(PATTERN)
     if ag is None or assignment not in said.index:
         return False
     row = said.loc[assignment]
-    if row.get("shared") != ag.get("shared"):
+    if row.get(presence) != ag.get(presence):
         return False
-    return ag.get("shared") != "yes" or row.get("pattern") == ag.get("pattern")
+    return schema.meaning(presence, ag.get(presence)) != PATTERN or \
+        row.get(pattern) == ag.get(pattern)
 
 
 def compute_verdicts(
@@ -105,6 +124,7 @@ def compute_verdicts(
     skills: pd.Series | None = None,
     min_posterior: float = 0.6,
     n_quotes: int = 3,
+    schema: QuestionSchema | None = None,
 ) -> pd.DataFrame:
     """One verdict per HIT of the manifest.
 
@@ -122,25 +142,32 @@ def compute_verdicts(
         Below this posterior a label does not decide (``undecided``).
     n_quotes : int
         Descriptions kept per HIT (most representative first).
+    schema : QuestionSchema, optional
+        What the answers mean (default: the built-in schema).
 
     Returns
     -------
     DataFrame
         One row per manifest HIT: the manifest fields plus ``verdict, kind, shared, pattern,
         shared_posterior, pattern_posterior, confidence, votes_shared, votes_pattern,
-        shared_mv, pattern_mv, n_workers, self_confidence, quotes, truth_match``.
+        shared_mv, pattern_mv, n_workers, self_confidence, quotes, truth_match``. The
+        ``shared`` / ``pattern`` columns hold the presence and pattern questions' labels
+        whatever the schema names them.
     """
+    schema = schema or default_schema()
+    presence, pattern = schema.field_for(PRESENCE), schema.field_for(PATTERN)
     rows = []
     desc = conf = None
     if answers is not None and len(answers):
         a = answers.copy()
         a["answer"] = a["answer"].astype("string")
-        d = a[(a["question"] == "description") & a["answer"].fillna("").str.strip().ne("")]
+        d = a[(a["question"] == schema.field_for(DESCRIPTION))
+              & a["answer"].fillna("").str.strip().ne("")]
         desc = {k: g for k, g in d.groupby("hit_key")}
-        said = a[a["question"].isin(["shared", "pattern"])].pivot_table(
+        said = a[a["question"].isin([presence, pattern])].pivot_table(
             index="assignment_id", columns="question", values="answer", aggfunc="first")
         said = said.apply(lambda col: col.astype("string").str.strip().str.lower())
-        c = a[a["question"] == "confidence"].copy()
+        c = a[a["question"] == schema.field_for(CONFIDENCE)].copy()
         c["v"] = pd.to_numeric(c["answer"], errors="coerce")
         conf = c.groupby("hit_key")["v"].mean()
     for _, m in manifest.iterrows():
@@ -149,20 +176,20 @@ def compute_verdicts(
         ag = aggregated.loc[key] if has else None
         verdict, kind, confidence = "pending", None, np.nan
         if ag is not None:
-            s, sp = ag.get("shared"), ag.get("shared_posterior")
-            p, pp = ag.get("pattern"), ag.get("pattern_posterior")
+            s, sp = ag.get(presence), ag.get(f"{presence}_posterior")
+            p, pp = ag.get(pattern), ag.get(f"{pattern}_posterior")
             if s is None or (isinstance(s, float) and np.isnan(s)) or not sp >= min_posterior:
                 verdict = "undecided"
                 confidence = sp
-            elif s != "yes":
-                verdict, confidence = "no_pattern", sp
+            elif schema.meaning(presence, s) != PATTERN:
+                verdict, confidence = NO_PATTERN, sp
             elif p is None or (isinstance(p, float) and np.isnan(p)) or not pp >= min_posterior:
                 verdict, confidence = "undecided", sp * (pp if pp == pp else 0.0)
-            elif p == "object":
-                verdict, confidence = "core", sp * pp
+            elif schema.meaning(pattern, p) == CORE:
+                verdict, confidence = CORE, sp * pp
             else:
-                verdict, confidence = "spurious", sp * pp
-                kind = p if p in SPURIOUS_KINDS else "other"
+                verdict, confidence = SPURIOUS, sp * pp
+                kind = schema.spurious_kind(pattern, p) or "other"
         quotes: list[str] = []
         if desc is not None and key in desc:
             g = desc[key]
@@ -171,7 +198,7 @@ def compute_verdicts(
             sk = ([float(skills.get(w, np.nan)) for w in g["worker_id"]]
                   if skills is not None else None)
             # writers who agree with the crowd's labels first, then the most typical text
-            agree = [_agrees(said, aid, ag) for aid in g["assignment_id"]]
+            agree = [_agrees(said, aid, ag, schema) for aid in g["assignment_id"]]
             order = rank_descriptions(texts, sk)
             order = sorted(order, key=lambda i: not agree[i])
             quotes = [texts[i] for i in order[:n_quotes]]
@@ -182,15 +209,15 @@ def compute_verdicts(
             "feature": m["feature"], "weight": float(m["weight"]) if m["weight"] is not None
             else np.nan, "rank": m["rank"], "layer": m["layer"], "kind_of_data": m["kind"],
             "is_gold": bool(m["is_gold"]), "verdict": verdict, "kind": kind,
-            "shared": None if ag is None else ag.get("shared"),
-            "pattern": None if ag is None else ag.get("pattern"),
-            "shared_posterior": np.nan if ag is None else ag.get("shared_posterior"),
-            "pattern_posterior": np.nan if ag is None else ag.get("pattern_posterior"),
+            "shared": None if ag is None else ag.get(presence),
+            "pattern": None if ag is None else ag.get(pattern),
+            "shared_posterior": np.nan if ag is None else ag.get(f"{presence}_posterior"),
+            "pattern_posterior": np.nan if ag is None else ag.get(f"{pattern}_posterior"),
             "confidence": confidence,
-            "votes_shared": {} if ag is None else ag.get("shared_votes"),
-            "votes_pattern": {} if ag is None else ag.get("pattern_votes"),
-            "shared_mv": None if ag is None else ag.get("shared_mv"),
-            "pattern_mv": None if ag is None else ag.get("pattern_mv"),
+            "votes_shared": {} if ag is None else ag.get(f"{presence}_votes"),
+            "votes_pattern": {} if ag is None else ag.get(f"{pattern}_votes"),
+            "shared_mv": None if ag is None else ag.get(f"{presence}_mv"),
+            "pattern_mv": None if ag is None else ag.get(f"{pattern}_mv"),
             "n_workers": 0 if ag is None else int(ag.get("n_workers")),
             "self_confidence": float(conf.get(key, np.nan)) if conf is not None else np.nan,
             "quotes": quotes, "truth": truth, "truth_match": truth_matches(verdict, kind, truth),

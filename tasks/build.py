@@ -4,8 +4,9 @@
 class) and ``features/`` (feature values, ids, ``meta.json``), renders for every (class, top
 feature) its evidence (top-activating examples, heatmaps or token attributions, a feature
 visualization, word clouds) into ``assets/``, one page per HIT into ``hits/``, the manifest
-(``manifest.jsonl``, fields per docs/contracts.md) and ``template.html`` + ``batch.csv`` for
-MTurk's requester website. Output is deterministic for a seed and written atomically.
+(``manifest.jsonl``, fields per docs/contracts.md), ``template.html`` + ``batch.csv`` for
+MTurk's requester website, and ``questions.json``: the question schema the pages ask
+(:mod:`sparse_probe.questions`), which the server and the report read back. Output is deterministic for a seed and written atomically.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from markupsafe import Markup
 from tqdm.auto import tqdm
 
 from sparse_probe.probe import probe_features_fingerprint, probe_fingerprint
+from sparse_probe.questions import ATTENTION, SCHEMA_FILE, QuestionSchema, default_schema
 from sparse_probe.rundir import (
     RUN_RECORD,
     RunMismatchError,
@@ -43,7 +45,6 @@ from tasks.hit_render import render_hit, render_mturk_template
 from tasks.question_xml import ASSET_PREFIX, QuestionTooLargeError, html_question, retarget_assets
 from tasks.viz.evidence import (
     dominant_share,
-    gold_answer,
     image_evidence,
     text_evidence,
     truth_from_evidence,
@@ -181,22 +182,26 @@ def _top_entries(probe: Mapping, probe_path: Path, layer: str, k: int) -> list[d
     return out
 
 
-def _load_gold_file(path: Path) -> dict[str, dict[str, str]]:
+def _load_gold_file(path: Path, schema: QuestionSchema) -> dict[str, dict[str, str]]:
+    fields = schema.gold_fields
     data = _read_json(path, "gold answers")
     items = data.items() if isinstance(data, Mapping) else None
     if items is None:
         if not isinstance(data, list):
-            raise BuildError(f"{path}: expected an object {{hit_key: {{shared, pattern}}}} or a "
-                             "list of {hit_key, shared, pattern}")
+            raise BuildError(f"{path}: expected an object {{hit_key: {{{', '.join(fields)}}}}} "
+                             f"or a list of {{hit_key, {', '.join(fields)}}}")
         items = [(str(e.get("hit_key")), e) for e in data]
     gold = {}
     for key, ans in items:
-        if not isinstance(ans, Mapping) or ans.get("shared") not in ("yes", "no", "unsure") \
-                or ans.get("pattern") not in ("object", "background", "mark", "identity",
-                                              "other"):
-            raise BuildError(f"{path}: gold answer of {key!r} must have shared in yes/no/unsure "
-                             "and pattern in object/background/mark/identity/other")
-        gold[str(key)] = {"shared": ans["shared"], "pattern": ans["pattern"]}
+        if not isinstance(ans, Mapping):
+            raise BuildError(f"{path}: gold answer of {key!r} must be an object with "
+                             f"{', '.join(fields)}")
+        for f in fields:
+            allowed = schema[f].allowed()
+            if ans.get(f) not in allowed:
+                raise BuildError(f"{path}: gold answer of {key!r} must have {f} in "
+                                 f"{'/'.join(allowed)}, got {ans.get(f)!r}")
+        gold[str(key)] = {f: ans[f] for f in fields}
     return gold
 
 
@@ -359,7 +364,8 @@ def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
 
 
 def _assign_gold(hits: list[HitSpec], share: float, seed: int,
-                 user_gold: Mapping[str, Mapping[str, str]] | None) -> None:
+                 user_gold: Mapping[str, Mapping[str, str]] | None,
+                 questions: QuestionSchema) -> None:
     if user_gold is not None:
         known = {h.hit_key for h in hits}
         unknown = sorted(set(user_gold) - known)
@@ -372,14 +378,16 @@ def _assign_gold(hits: list[HitSpec], share: float, seed: int,
     if share <= 0 or not hits:
         return
     clear = [h for h in hits if h.truth is not None and h.truth != "none"
-             and dominant_share(h.evidence)[1] >= GOLD_MIN_SHARE]
+             and dominant_share(h.evidence)[1] >= GOLD_MIN_SHARE
+             and questions.gold_for_truth(h.truth, h.kind) is not None]
     n_gold = min(len(clear), max(1, round(share * len(hits))))
     if not clear:
         logger.warning("no HIT has a clear ground truth: no gold HITs")
         return
     rng = np.random.default_rng(seed)
     for i in sorted(rng.choice(len(clear), size=n_gold, replace=False)):
-        clear[i].is_gold, clear[i].gold = True, gold_answer(clear[i].truth)
+        clear[i].is_gold, clear[i].gold = True, questions.gold_for_truth(clear[i].truth,
+                                                                         clear[i].kind)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -436,7 +444,7 @@ def _commit(stage: Path, out: Path) -> None:
         for p in (out / sub).iterdir():
             if p.is_file() and p.name not in new:
                 p.unlink()
-    for name in ("template.html", "batch.csv", RUN_RECORD, "manifest.jsonl"):
+    for name in ("template.html", "batch.csv", SCHEMA_FILE, RUN_RECORD, "manifest.jsonl"):
         os.replace(stage / name, out / name)
 
 
@@ -484,6 +492,7 @@ def build_tasks(
     heat_refine: bool = True,
     source: ExampleSource | None = None,
     progress: bool = True,
+    questions: QuestionSchema | None = None,
 ) -> BuildResult:
     """Render one HIT per (class, top feature) of the probe.
 
@@ -535,6 +544,9 @@ def build_tasks(
         Examples and model; loaded from ``features_dir/meta.json`` when None.
     progress : bool
         Show tqdm progress bars.
+    questions : QuestionSchema, optional
+        The questions the HITs ask (:func:`sparse_probe.questions.load_schema` reads a
+        study's own); the built-in schema by default. Written to ``questions.json``.
 
     Returns
     -------
@@ -581,7 +593,8 @@ def build_tasks(
     if X.ndim != 2 or len(ids) != X.shape[0] or len(labels) != X.shape[0]:
         raise BuildError(f"{x_path}: shape {X.shape} does not match {len(ids)} ids and "
                          f"{len(labels)} labels")
-    user_gold = _load_gold_file(Path(gold_file)) if gold_file is not None else None
+    questions = questions or default_schema()
+    user_gold = _load_gold_file(Path(gold_file), questions) if gold_file is not None else None
 
     dev = torch.device(device) if device is not None else torch.device("cpu")
     layers = LAYERS if layer == "both" else (layer,)
@@ -637,26 +650,33 @@ def build_tasks(
             for c in {h.cls for h in hits}:
                 idx = np.flatnonzero(labels == c)[: min(3, n_class_examples)]
                 class_texts[c] = [src.texts[i] for i in idx]
-        _assign_gold(hits, gold_share, seed, user_gold)
+        _assign_gold(hits, gold_share, seed, user_gold, questions)
         for h in hits:
             page = render_hit(
                 kind=kind, hit_key=h.hit_key, class_name=h.class_name, direction=h.direction,
                 attention_number=h.attention, assets=_page_asset_urls(h),
                 n_examples=len(h.examples), texts=h.texts, cloud=h.cloud,
                 class_cloud=class_clouds.get(h.cls, Markup("")),
-                class_texts=class_texts.get(h.cls, []), heat_empty=h.heat_empty)
+                class_texts=class_texts.get(h.cls, []), heat_empty=h.heat_empty,
+                schema=questions)
             try:
                 html_question(retarget_assets(page, LONG_BASE_URL), what=h.hit_key)
             except (QuestionTooLargeError, ValueError) as exc:
                 raise BuildError(f"HIT {h.hit_key}: {exc}") from None
             _write_text(stage / "hits" / f"{h.hit_key}.html", page)
-        _write_text(stage / "template.html", render_mturk_template(kind))
+        _write_text(stage / "template.html", render_mturk_template(kind, questions))
+        _write_text(stage / SCHEMA_FILE,
+                    json.dumps(questions.to_dict(), indent=2, ensure_ascii=False) + "\n")
         _write_text(stage / "batch.csv", _csv_text(*_batch_rows(hits, asset_base_url)))
         manifest = [{**h.record(), "assignments": int(assignments)} for h in hits]
+        att_field = questions.field_for(ATTENTION)
+        for r in manifest:  # the attention check is the schema's (none without one)
+            r["attention"] = {**r["attention"], "field": att_field} if att_field else None
         manifest_text = "".join(json.dumps(r, sort_keys=False) + "\n" for r in manifest)
         _write_text(stage / "manifest.jsonl", manifest_text)
-        write_run_record(stage, fingerprint=fingerprint_of({"manifest": manifest_text.encode()}),
-                         inputs={"features": features_fp, "probe": probe_fingerprint(probe)})
+        write_run_record(stage, fingerprint=fingerprint_of({
+            "manifest": manifest_text.encode(), "questions": questions.to_dict()}),
+            inputs={"features": features_fp, "probe": probe_fingerprint(probe)})
         _commit(stage, out_dir)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

@@ -45,20 +45,27 @@ __all__ = ["build"]
               help="Side of feature visualizations in pixels.")
 @click.option("--asset-base-url", default="https://example.com/sparse-probe/assets/",
               show_default=True, help="Initial asset_base_url column of batch.csv.")
+@click.option("--questions", "questions_file", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The study's question schema (.toml or .json; default: the built-in "
+                   "questions). Copied to OUT/questions.json.")
 def build(probe_dir: Path, features_dir: Path | None, out_dir: Path, k_features: int,
           n_examples: int, split: str, layer: str, gold_share: float, gold_file: Path | None,
           reward: str, assignments: int, device: str, seed: int, fvis_steps: int,
-          fvis_size: int, asset_base_url: str) -> None:
+          fvis_size: int, asset_base_url: str, questions_file: Path | None) -> None:
     """Render one HIT per (class, top feature): evidence assets, pages, manifest, MTurk batch."""
+    from sparse_probe.questions import SchemaError, load_schema
     from tasks.build import BuildError, build_tasks
 
     try:
+        questions = load_schema(questions_file) if questions_file is not None else None
         result = build_tasks(
             probe_dir, features_dir, out_dir, k_features=k_features, n_examples=n_examples,
             split=split, layer=layer, gold_share=gold_share, gold_file=gold_file,
             device=device, seed=seed, reward=reward, assignments=assignments,
-            asset_base_url=asset_base_url, fvis_steps=fvis_steps, fvis_size=fvis_size)
-    except (BuildError, RuntimeError) as exc:
+            asset_base_url=asset_base_url, fvis_steps=fvis_steps, fvis_size=fvis_size,
+            questions=questions)
+    except (BuildError, SchemaError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {result.n_hits} HITs ({result.n_gold} gold) to {result.out_dir}")
     click.echo(f"cost: {result.cost.summary()}")

@@ -18,7 +18,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from tasks.answers import answers_frame, assignment_rows, merge_answers, read_answers, write_answers
+from sparse_probe.answers import (
+    answers_frame,
+    assignment_rows,
+    merge_answers,
+    read_answers,
+    write_answers,
+)
 from tasks.client import Endpoint
 from tasks.ledger import LEDGER_NAME, Ledger
 from tasks.publish import PublishError, call_with_retry

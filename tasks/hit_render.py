@@ -1,5 +1,9 @@
 """Render HIT pages from the Jinja2 templates in :mod:`hit_templates` (autoescaped).
 
+The questions come from the question schema (:mod:`sparse_probe.questions`; the built-in one
+unless a study brings its own): both the HIT pages and MTurk's ``template.html`` include
+``questions.html``, which loops over the schema's questions, so their wording cannot drift.
+
 Every value passed in is escaped unless it is :class:`markupsafe.Markup` (built by the
 visualization code from escaped tokens), so class names, descriptions and texts written by
 anyone cannot inject markup into a worker's page.
@@ -14,28 +18,14 @@ from typing import Any
 import jinja2
 
 from hit_templates import TEMPLATE_DIR
+from sparse_probe.questions import PATTERN, QuestionSchema, RenderedQuestion, default_schema
 
 __all__ = [
-    "IMAGE_PATTERNS",
-    "TEXT_PATTERNS",
     "environment",
     "pattern_options",
     "render_hit",
     "render_mturk_template",
 ]
-
-#: Form values of the ``pattern`` question and their labels, per HIT kind.
-IMAGE_PATTERNS: tuple[tuple[str, str], ...] = (
-    ("object", "part of the {class_name} object"),
-    ("background", "the background"),
-    ("mark", "a separate object or mark"),
-    ("other", "something else"),
-)
-TEXT_PATTERNS: tuple[tuple[str, str], ...] = (
-    ("object", "words that carry the meaning of \u201c{class_name}\u201d (e.g. insults, praise)"),
-    ("identity", "text: an identity term (religion, nationality, ethnicity, gender, ...)"),
-    ("other", "something else"),
-)
 
 
 @lru_cache(maxsize=1)
@@ -51,12 +41,26 @@ def environment() -> jinja2.Environment:
     )
 
 
-def pattern_options(kind: str, class_name: str) -> list[tuple[str, str]]:
+def pattern_options(kind: str, class_name: str, schema: QuestionSchema | None = None
+                    ) -> list[tuple[str, str]]:
     """``(value, label)`` pairs of the pattern question for ``kind`` ("image" or "text")."""
     if kind not in ("image", "text"):
         raise ValueError(f"kind must be 'image' or 'text', got {kind!r}")
-    options = IMAGE_PATTERNS if kind == "image" else TEXT_PATTERNS
-    return [(v, label.format(class_name=class_name)) for v, label in options]
+    schema = schema or default_schema()
+    field = schema.field_for(PATTERN)
+    if field is None:
+        return []
+    rendered = schema.render(kind, class_name=class_name, attention_number="")
+    return list(next(q.options for q in rendered if q.id == field))
+
+
+def _questions(schema: QuestionSchema | None, kind: str, class_name: str,
+               attention_number: str) -> dict[str, Any]:
+    """Template context of the questions: the rendered list and the "please answer" labels
+    of the required ones (for the page's submit check)."""
+    qs: list[RenderedQuestion] = (schema or default_schema()).render(
+        kind, class_name=class_name, attention_number=attention_number)
+    return {"questions": qs, "required_labels": {q.id: q.short for q in qs if q.required}}
 
 
 def render_hit(
@@ -73,6 +77,7 @@ def render_hit(
     class_cloud: Any = "",
     class_texts: Sequence[str] = (),
     heat_empty: bool = False,
+    schema: QuestionSchema | None = None,
 ) -> str:
     """A complete HIT page.
 
@@ -98,6 +103,8 @@ def render_hit(
     heat_empty : bool
         The feature is zero everywhere in the shown images (nothing highlighted); the page
         says so.
+    schema : QuestionSchema, optional
+        The questions asked (default: the built-in schema).
     """
     template = environment().get_template("image_hit.html" if kind == "image" else
                                           "text_hit.html")
@@ -106,13 +113,14 @@ def render_hit(
         attention_number=attention_number, assets=dict(assets), n_examples=n_examples,
         texts=list(texts), cloud=cloud, class_cloud=class_cloud, class_texts=list(class_texts),
         heat_empty=heat_empty,
-        pattern_options=pattern_options(kind, class_name),
+        **_questions(schema, kind, class_name, attention_number),
     )
 
 
-def render_mturk_template(kind: str) -> str:
+def render_mturk_template(kind: str, schema: QuestionSchema | None = None) -> str:
     """The HIT layout for MTurk's requester website, with ``${column}`` placeholders for the
-    columns of ``batch.csv``. The class name in the pattern labels is ``${class_name}``."""
+    columns of ``batch.csv``. The class name in the question labels is ``${class_name}``, the
+    attention number ``${attention_number}``; the questions are those of ``schema``."""
     return environment().get_template("mturk_template.html").render(
-        kind=kind, pattern_options=pattern_options(kind, "${class_name}"),
+        kind=kind, **_questions(schema, kind, "${class_name}", "${attention_number}"),
     )

@@ -1,12 +1,14 @@
 """Approve or reject collected assignments by rules, optionally pay bonuses; all via the ledger.
 
-Rules (each optional):
+The measurements are the one definition of worker quality in :mod:`sparse_probe.quality`
+(the report excludes workers by the same numbers). Rules (each optional):
 
-- **gold accuracy**: for every worker, the share of gold questions (manifest ``gold``,
-  ``{field: expected}`` on gold HITs) answered as expected; a worker below
-  ``min_gold_accuracy`` has all of their assignments rejected.
-- **attention check**: the manifest row's ``attention`` ``{field, expected}``; a wrong answer
-  rejects that assignment (when ``require_attention``).
+- **gold accuracy**: a worker's share of correctly answered gold HITs
+  (:func:`sparse_probe.quality.worker_quality`); a worker with at least ``min_gold_answers``
+  graded gold HITs and ``gold_accuracy < min_gold_accuracy`` has all of their assignments
+  rejected (the same test as :func:`sparse_probe.quality.gold_fails`).
+- **attention check**: the manifest row's ``attention`` ``{field, expected}``; a wrong or
+  missing answer rejects that assignment (when ``require_attention``).
 - **time**: an assignment submitted in under ``min_seconds`` is rejected.
 
 Rejections always carry feedback text (MTurk requires it). Every action is written to the
@@ -29,7 +31,9 @@ import pandas as pd
 from botocore.exceptions import ClientError
 from tqdm import tqdm
 
-from tasks.answers import read_answers, write_answers
+from sparse_probe.answers import read_answers, write_answers
+from sparse_probe.quality import QualityRules, assignment_checks, gold_fails, worker_quality
+from sparse_probe.questions import QuestionSchema, schema_for_tasks
 from tasks.client import Endpoint
 from tasks.cost import fee_rate, parse_reward
 from tasks.ledger import LEDGER_NAME, Ledger, request_token
@@ -45,6 +49,7 @@ class ReviewRules:
     """Thresholds of :func:`decide` (``None`` disables a rule)."""
 
     min_gold_accuracy: float | None = 0.7
+    min_gold_answers: int = 1
     require_attention: bool = False
     min_seconds: float | None = None
     bonus: str | None = None
@@ -63,6 +68,7 @@ class Decision:
     action: str  # "approve" | "reject"
     reasons: list[str] = field(default_factory=list)
     bonus: str | None = None
+    gold_accuracy: float | None = None
 
     @property
     def feedback(self) -> str:
@@ -93,54 +99,45 @@ class ReviewResult:
                 f"{self.bonuses} bonuses, {self.skipped} already done")
 
 
-def _norm(value: Any) -> str:
-    return str(value).strip().lower() if value is not None else ""
-
-
-def decide(answers: pd.DataFrame, manifest: list[dict[str, Any]], rules: ReviewRules
-           ) -> list[Decision]:
+def decide(answers: pd.DataFrame, manifest: list[dict[str, Any]], rules: ReviewRules,
+           schema: QuestionSchema | None = None) -> list[Decision]:
     """Apply ``rules`` to every assignment of ``answers`` (long table, one row per question).
 
-    Returns one :class:`Decision` per assignment, in assignment-id order.
+    ``schema`` (default built-in) says which fields a gold answer covers. Returns one
+    :class:`Decision` per assignment, in assignment-id order, carrying the worker's gold
+    accuracy (``None`` without graded gold HITs).
     """
-    by_key = {r["hit_key"]: r for r in manifest}
     if answers.empty:
         return []
-    # Worker gold accuracy over all gold questions they answered.
-    gold_hits = {k: r["gold"] for k, r in by_key.items() if r.get("is_gold") and r.get("gold")}
-    correct: dict[str, list[bool]] = {}
-    for row in answers.itertuples(index=False):
-        gold = gold_hits.get(row.hit_key)
-        if gold and row.question in gold:
-            correct.setdefault(row.worker_id, []).append(
-                _norm(row.answer) == _norm(gold[row.question]))
-    gold_acc = {w: sum(v) / len(v) for w, v in correct.items() if v}
-
+    timing = QualityRules(min_seconds=rules.min_seconds or 0.0, min_time_fraction=0.0)
+    checks = assignment_checks(answers, manifest, timing, schema)
+    workers = worker_quality(answers, manifest, checks=checks).set_index("worker_id",
+                                                                         drop=False)
+    failed = gold_fails(workers, rules.min_gold_accuracy, rules.min_gold_answers)
+    acc = workers["gold_accuracy"]
+    first = answers.drop_duplicates("assignment_id").set_index("assignment_id")["hit_id"]
+    checks = checks.assign(hit_id=checks["assignment_id"].map(first),
+                           gold_accuracy=checks["worker_id"].map(acc),
+                           gold_failed=checks["worker_id"].map(failed).fillna(False))
     decisions: list[Decision] = []
-    for aid, grp in answers.groupby("assignment_id", sort=True):
-        first = grp.iloc[0]
-        key, worker = first["hit_key"], first["worker_id"]
+    for c in checks.sort_values("assignment_id").itertuples(index=False):
         reasons: list[str] = []
-        acc = gold_acc.get(worker)
-        if rules.min_gold_accuracy is not None and acc is not None \
-                and acc < rules.min_gold_accuracy:
-            reasons.append(f"accuracy on questions with known answers {acc:.0%} is below "
+        a = None if pd.isna(c.gold_accuracy) else float(c.gold_accuracy)
+        if c.gold_failed:
+            reasons.append(f"accuracy on questions with known answers {a:.0%} is below "
                            f"{rules.min_gold_accuracy:.0%}")
-        att = (by_key.get(key) or {}).get("attention")
-        if rules.require_attention and att and att.get("field"):
-            given = grp.loc[grp["question"] == att["field"], "answer"]
-            if given.empty or _norm(given.iloc[0]) != _norm(att.get("expected")):
-                reasons.append("the attention-check question was not answered as instructed")
-        ws = first["work_seconds"]
-        if rules.min_seconds is not None and pd.notna(ws) and float(ws) < rules.min_seconds:
-            reasons.append(f"submitted after {float(ws):.0f} s, faster than the "
+        if rules.require_attention and pd.notna(c.attention_pass) and not c.attention_pass:
+            reasons.append("the attention-check question was not answered as instructed")
+        if rules.min_seconds is not None and c.fast:
+            reasons.append(f"submitted after {float(c.work_seconds):.0f} s, faster than the "
                            f"{rules.min_seconds:.0f} s the task needs")
         action = "reject" if reasons else "approve"
         bonus = None
-        if action == "approve" and rules.bonus and acc is not None \
-                and acc >= rules.bonus_min_gold_accuracy:
+        if action == "approve" and rules.bonus and a is not None \
+                and a >= rules.bonus_min_gold_accuracy:
             bonus = f"{parse_reward(rules.bonus):.2f}"
-        decisions.append(Decision(str(aid), first["hit_id"], key, worker, action, reasons, bonus))
+        decisions.append(Decision(str(c.assignment_id), c.hit_id, c.hit_key, c.worker_id,
+                                  action, reasons, bonus, a))
     return decisions
 
 
@@ -191,7 +188,7 @@ def review_assignments(
     with Ledger(ledger_path) as ledger:
         hit_ids = {h.hit_id for h in ledger.hits(endpoint.key) if h.hit_id}
         mine = answers[answers["hit_id"].isin(hit_ids)]
-        decisions = decide(mine, manifest, rules)
+        decisions = decide(mine, manifest, rules, schema_for_tasks(root))
         result = ReviewResult(decisions, dry_run=dry_run)
         if dry_run:
             return result

@@ -40,6 +40,18 @@ import requests
 from bs4 import BeautifulSoup
 from tqdm import tqdm
 
+from sparse_probe.questions import (
+    CONFIDENCE,
+    CORE,
+    NO_PATTERN,
+    PATTERN,
+    PRESENCE,
+    SPURIOUS,
+    UNSURE,
+    QuestionSchema,
+    default_schema,
+)
+
 __all__ = [
     "SimulationResult",
     "WorkerProfile",
@@ -51,6 +63,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: words in a planted cue's name -> the spurious kind it is (sparse_probe.questions.SPURIOUS_KINDS)
 _CUE_KINDS = {"watermark": "mark", "mark": "mark", "logo": "mark", "corner": "mark",
               "texture": "background", "background": "background", "identity": "identity"}
 
@@ -93,16 +106,28 @@ def _cue_kind(name: str) -> str:
 
 
 def evidence_answer(evidence: Mapping[str, Any] | None, kind: str = "image",
-                    margin: float = 1.5, majority: float = 0.4
-                    ) -> tuple[str, str, str]:
+                    margin: float = 1.5, majority: float = 0.4,
+                    schema: QuestionSchema | None = None) -> tuple[str, str, str]:
     """What a careful reader concludes from a HIT's evidence: ``(shared, pattern, summary)``.
 
     The evidence shares (object, each cue, rest) are compared; a category "dominates" when it
     holds at least ``majority`` of the mass and ``margin`` times the runner-up. Then
     ``shared=yes`` and ``pattern`` is ``object`` or the cue's kind; otherwise ``no``/``other``.
+    The form values are those of ``schema`` (default built-in) with these meanings.
     """
+    schema = schema or default_schema()
+    presence, pattern = schema.field_for(PRESENCE) or "", schema.field_for(PATTERN) or ""
+    other = schema.value_for(pattern, SPURIOUS, "other") or ""
+
+    def answer(meaning: str, spurious_kind: str | None = None) -> str:
+        if spurious_kind is not None:
+            return schema.value_for(pattern, SPURIOUS, spurious_kind, kind) or other
+        return schema.value_for(pattern, meaning) or ""
+
+    yes, no = schema.value_for(presence, PATTERN) or "", schema.value_for(presence, NO_PATTERN)
     if not evidence:
-        return "unsure", "other", "hard to tell what these examples share"
+        return (schema.value_for(presence, UNSURE) or no or "", other,
+                "hard to tell what these examples share")
     shares: dict[str, float] = {"object": float(evidence.get("object") or 0.0)}
     for name, value in (evidence.get("cues") or {}).items():
         shares[f"cue:{name}"] = float(value or 0.0)
@@ -111,12 +136,13 @@ def evidence_answer(evidence: Mapping[str, Any] | None, kind: str = "image",
     (top, top_v), second_v = ranked[0], (ranked[1][1] if len(ranked) > 1 else 0.0)
     total = sum(shares.values()) or 1.0
     if top_v / total < majority or top_v < margin * second_v or top == "rest":
-        return "no", "other", "the highlighted regions do not share one pattern"
+        return no or "", other, "the highlighted regions do not share one pattern"
     if top == "object":
         what = "words of the class" if kind == "text" else "the object itself"
-        return "yes", "object", f"the highlights cover {what}"
+        return yes, answer(CORE), f"the highlights cover {what}"
     cue = top.split(":", 1)[1]
-    return "yes", _cue_kind(cue), f"the highlights are mostly on the {cue}, not the object"
+    return (yes, answer(SPURIOUS, _cue_kind(cue)),
+            f"the highlights are mostly on the {cue}, not the object")
 
 
 @dataclass
@@ -159,11 +185,17 @@ def parse_hit_form(html: str) -> HitForm:
 
 
 def choose_answers(form: HitForm, row: Mapping[str, Any], profile: WorkerProfile,
-                   rng: random.Random) -> dict[str, str]:
+                   rng: random.Random, schema: QuestionSchema | None = None) -> dict[str, str]:
     """Fill a parsed form as ``profile`` would, from the manifest ``row``'s evidence."""
-    shared, pattern, summary = evidence_answer(row.get("evidence"), row.get("kind", "image"))
+    schema = schema or default_schema()
+    presence, pattern_field = schema.field_for(PRESENCE), schema.field_for(PATTERN)
+    other = schema.value_for(pattern_field or "", SPURIOUS, "other")
+    shared, pattern, summary = evidence_answer(row.get("evidence"), row.get("kind", "image"),
+                                               schema=schema)
+    says_yes = schema.meaning(presence or "", shared) == PATTERN
     attention = row.get("attention") or {}
-    intended: dict[str, str] = {"shared": shared, "pattern": pattern}
+    intended: dict[str, str] = {k: v for k, v in ((presence, shared), (pattern_field, pattern))
+                                if k}
     if attention.get("field"):
         intended[attention["field"]] = str(attention.get("expected", ""))
     answers: dict[str, str] = {}
@@ -173,12 +205,12 @@ def choose_answers(form: HitForm, row: Mapping[str, Any], profile: WorkerProfile
         if profile.kind == "spammer":
             answers[name] = options[0] if profile.spam_style == "constant" else rng.choice(options)
             continue
-        if name == "confidence":
-            want = str(rng.choice([4, 5]) if shared == "yes" else rng.choice([2, 3]))
+        if name == schema.field_for(CONFIDENCE):
+            want = str(rng.choice([4, 5]) if says_yes else rng.choice([2, 3]))
         else:
             want = intended.get(name, "")
         if want not in options:
-            want = "other" if "other" in options and name == "pattern" else rng.choice(options)
+            want = other if other in options and name == pattern_field else rng.choice(options)
         is_attention = name == attention.get("field")
         p = 0.99 if (is_attention and profile.kind == "diligent") else profile.accuracy
         answers[name] = want if rng.random() < p else rng.choice(options)

@@ -208,3 +208,76 @@ def test_write_answers_is_atomic_and_typed(tmp_path, monkeypatch):
     back = read_answers(tmp_path)
     assert str(back["submit_time"].dtype) == "datetime64[ns, UTC]"
     assert back["work_seconds"].dtype == "float64"
+
+
+# --------------------------------------------------------------------------- one reader
+def _reduce(full_text: str) -> str:
+    """The same batch file with only WorkerId, Input.* and Answer.* columns."""
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(full_text, newline="")))
+    keep = [i for i, h in enumerate(rows[0])
+            if h == "WorkerId" or h.startswith(("Input.", "Answer."))]
+    buf = io.StringIO()
+    csv.writer(buf).writerows([[r[i] for i in keep] for r in rows])
+    return buf.getvalue()
+
+
+def test_full_and_reduced_headers_give_the_same_answers(tmp_path):
+    k0, k1 = FIXTURE_HITS[0][0], FIXTURE_HITS[1][0]
+    text = _full_csv(k0, k1)
+    (tmp_path / "full.csv").write_text(text, encoding="utf-8")
+    (tmp_path / "reduced.csv").write_text(_reduce(text), encoding="utf-8")
+    full = read_batch_csv(tmp_path / "full.csv")
+    reduced = read_batch_csv(tmp_path / "reduced.csv")
+    assert list(reduced.columns) == ANSWER_COLUMNS and len(reduced) == len(full) == 10
+    same = ["hit_key", "worker_id", "question", "answer", "source"]
+    pd.testing.assert_frame_equal(full[same], reduced[same])
+    assert set(full["source"]) == {"mturk-csv"}
+    # what only the full header has: MTurk's ids, status, UTC times and work time
+    assert full["assignment_id"].str.startswith("3ASG").all()
+    assert reduced["assignment_id"].str.fullmatch(r"csv-[0-9a-f]{24}").all()
+    assert reduced[["hit_id", "status", "submit_time", "work_seconds"]].isna().all().all()
+    assert str(full["submit_time"].dtype) == "datetime64[ns, UTC]"
+    # one assignment id per row, the same whatever the row order of the download
+    lines = _reduce(text).splitlines(keepends=True)
+    header, body = lines[0], "".join(lines[1:])
+    first_row_end = body.index("\r\n", body.index("quoted")) + 2
+    swapped = header + body[first_row_end:] + body[:first_row_end]
+    (tmp_path / "swapped.csv").write_text(swapped, encoding="utf-8")
+    again = read_batch_csv(tmp_path / "swapped.csv")
+    assert again["assignment_id"].nunique() == 2
+    assert set(again["assignment_id"]) == set(reduced["assignment_id"])
+    assert again.iloc[0]["worker_id"] == "AW2"
+
+
+def test_tasks_and_analysis_share_one_reader():
+    import ast
+    from pathlib import Path
+
+    import analysis.ingest
+    import sparse_probe.answers
+    import tasks.answers
+
+    assert tasks.answers.read_batch_csv is analysis.ingest.read_batch_csv \
+        is sparse_probe.answers.read_batch_csv
+    assert tasks.answers.write_answers is sparse_probe.answers.write_answers
+    assert analysis.ingest.IngestError is sparse_probe.answers.AnswersFormatError
+    root = Path(__file__).resolve().parents[1]
+    for name in ("ingest", "quality", "aggregate", "verdicts", "agreement", "report"):
+        tree = ast.parse((root / "analysis" / f"{name}.py").read_text())
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not any(m == "tasks" or m.startswith("tasks.") for m in imported), name
+
+
+def test_bad_work_time_and_ragged_rows_name_the_row(tmp_path):
+    path = tmp_path / "b.csv"
+    path.write_text("WorkerId,Input.hit_key,WorkTimeInSeconds,Answer.shared\n"
+                    "W1,k,12,yes\nW2,k,soon,no\n", encoding="utf-8")
+    with pytest.raises(AnswersFormatError, match=r"b\.csv: row 3: WorkTimeInSeconds 'soon'"):
+        read_batch_csv(path)
+    path.write_text("WorkerId,Input.hit_key,Answer.shared\nW1,k,yes,extra\n", encoding="utf-8")
+    with pytest.raises(AnswersFormatError, match=r"b\.csv: row 2: 4 cells, the header has 3"):
+        read_batch_csv(path)

@@ -379,3 +379,64 @@ def test_build_refuses_features_from_a_changed_builtin_dataset(tmp_path):
     with pytest.raises(BuildError, match=r"val_labels\.npy differs"):
         build_tasks(tmp_path / "probe", tmp_path / "features", tmp_path / "tasks", **FAST)
     assert not (tmp_path / "tasks").exists()
+
+
+STUDY_SCHEMA = """
+gold_fields = ["present", "what"]
+
+[[questions]]
+id = "present"
+role = "presence"
+kind = "choice"
+wording = "Do the highlighted parts of these {examples} look alike?"
+values = [{value = "Y", label = "Yes", meaning = "pattern"},
+          {value = "N", label = "No", meaning = "no_pattern"}]
+
+[[questions]]
+id = "what"
+role = "pattern"
+kind = "choice"
+wording = "What is highlighted?"
+values = [{value = "thing", label = "the {class_name}", meaning = "core"},
+          {value = "logo", label = "a logo", meaning = "spurious", spurious_kind = "mark"},
+          {value = "else", label = "something else", meaning = "spurious"}]
+"""
+
+
+def test_a_study_schema_drives_pages_template_gold_and_questions_json(tmp_path):
+    from sparse_probe.questions import default_schema, load_schema, schema_for_tasks
+
+    (tmp_path / "study.toml").write_text(STUDY_SCHEMA)
+    study = load_schema(tmp_path / "study.toml")
+    probe, feats, src = image_run(tmp_path)
+    out = tmp_path / "tasks"
+    res = build_tasks(probe, feats, out, source=src, gold_share=1.0, questions=study, **FAST)
+    assert schema_for_tasks(out) == study
+    assert all(r["attention"] is None for r in res.manifest)  # the study asks no attention check
+    gold = [r["gold"] for r in res.manifest if r["is_gold"]]
+    assert gold and all(g in ({"present": "Y", "what": "thing"}, {"present": "Y", "what": "logo"})
+                        for g in gold)
+    for text in [(out / r["html"]).read_text() for r in res.manifest] + [
+            (out / "template.html").read_text()]:
+        soup = BeautifulSoup(text, "html5lib")
+        names = {i["name"] for i in soup.find_all(["input", "select", "textarea"])
+                 if i.get("type") != "hidden"}
+        assert names == {"present", "what"}
+        assert "1. Do the highlighted parts of these images look alike?" in soup.get_text(
+            " ", strip=True)
+    # a gold file is checked against the study's values
+    (tmp_path / "gold.json").write_text(json.dumps({res.manifest[0]["hit_key"]: {
+        "present": "yes", "what": "thing"}}))
+    with pytest.raises(BuildError, match=r"gold\.json: gold answer of .* must have present in "
+                                         r"Y/N, got 'yes'"):
+        build_tasks(probe, feats, tmp_path / "o", source=src, gold_file=tmp_path / "gold.json",
+                    questions=study, **FAST)
+    # rebuilding with the built-in questions replaces questions.json
+    build_tasks(probe, feats, out, source=src, **FAST)
+    assert schema_for_tasks(out) == default_schema()
+    (tmp_path / "bad.toml").write_text("[[questions]]\nid = 'x'\nkind = 'choice'\n")
+    result = CliRunner().invoke(tasks_cli, ["build", "--probe", str(probe), "--features",
+                                            str(feats), "--out", str(tmp_path / "o"),
+                                            "--questions", str(tmp_path / "bad.toml")])
+    assert result.exit_code != 0
+    assert "bad.toml: question 'x': missing field 'wording'" in result.output
