@@ -34,6 +34,7 @@ from sparse_probe.questions import (
     SPURIOUS_KINDS,
     schema_for_tasks,
 )
+from sparse_probe.rundir import check_same_run, read_run_record
 
 __all__ = ["ReportOptions", "build_report", "class_weight_shares", "identity_example_share",
            "load_probe"]
@@ -268,6 +269,16 @@ def _identity_shares(verdicts: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+def _check_answers_match_tasks(answers_dir: Path, tasks_dir: Path) -> None:
+    """Refuse answers collected for other HITs than the run's (when both record it)."""
+    answers_rec, tasks_rec = read_run_record(answers_dir), read_run_record(tasks_dir)
+    if answers_rec is None or tasks_rec is None:
+        return
+    check_same_run(answers_rec.get("inputs", {}).get("tasks"), tasks_rec.get("fingerprint"),
+                   expected_from=str(answers_dir / "answers.parquet"),
+                   actual_from=str(tasks_dir))
+
+
 def build_report(run: str | Path, out: str | Path | None = None,
                  options: ReportOptions | None = None) -> dict:
     """Write the report of a run directory.
@@ -315,6 +326,7 @@ def build_report(run: str | Path, out: str | Path | None = None,
                                                  strict=True))]
         classes = list(dict.fromkeys(classes))
     answers_path = Path(options.answers) if options.answers else run / "answers" / "answers.parquet"
+    _check_answers_match_tasks(answers_path.parent, run / "tasks")
     if answers_path.exists():
         answers = load_answers(answers_path)
     else:

@@ -36,7 +36,13 @@ from xml.sax.saxutils import escape
 
 import pandas as pd
 
-from sparse_probe.rundir import atomic_path
+from sparse_probe.rundir import (
+    atomic_path,
+    check_same_run,
+    fingerprint_of,
+    read_run_record,
+    write_run_record,
+)
 
 __all__ = [
     "ANSWERS_FILE",
@@ -346,12 +352,30 @@ def merge_answers(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     return answers_frame(merged)
 
 
-def write_answers(df: pd.DataFrame, out_dir: str | os.PathLike[str]) -> Path:
-    """The one writer: ``out_dir/answers.parquet``, atomically (temp file + rename)."""
-    target = Path(out_dir) / ANSWERS_FILE
+def write_answers(df: pd.DataFrame, out_dir: str | os.PathLike[str], *,
+                  tasks_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The one writer: ``out_dir/answers.parquet``, atomically (temp file + rename).
+
+    With ``tasks_dir``, the answers are tied to those HITs: ``out_dir/run.json`` records the
+    tasks' fingerprint (``tasks/run.json``), and answers already tied to *other* tasks are
+    not overwritten (:class:`~sparse_probe.rundir.RunMismatchError`, naming both).
+    """
+    out = Path(out_dir)
+    target = out / ANSWERS_FILE
     table = answers_frame(df)
+    tasks_fp = None
+    if tasks_dir is not None:
+        rec = read_run_record(tasks_dir)
+        tasks_fp = rec.get("fingerprint") if rec else None
+        old = read_run_record(out)
+        check_same_run((old or {}).get("inputs", {}).get("tasks"), tasks_fp,
+                       expected_from=str(target), actual_from=str(tasks_dir))
     with atomic_path(target) as tmp:
         table.to_parquet(tmp, index=False)
+    if tasks_dir is not None:
+        digest = pd.util.hash_pandas_object(table.astype("string"), index=False).to_numpy()
+        write_run_record(out, fingerprint=fingerprint_of({"answers": digest.tobytes()}),
+                         inputs={"tasks": tasks_fp})
     return target
 
 

@@ -130,7 +130,7 @@ def collect_answers(
             mask = merged["assignment_id"].isin(status_updates)
             merged.loc[mask, "status"] = merged.loc[mask, "assignment_id"].map(status_updates)
         merged = merge_answers(merged, answers_frame(new_rows))
-        path = write_answers(merged, out_dir)
+        path = write_answers(merged, out_dir, tasks_dir=tasks_dir)
         # Written to the ledger only after the parquet holds the rows (a crash re-fetches).
         with ledger.transaction():
             for aid, hid, key, worker, status in new_assign:

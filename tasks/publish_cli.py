@@ -261,6 +261,9 @@ def ingest_csv(batch_results: str, tasks_dir: str, out_dir: str) -> None:
     except AnswersFormatError as exc:
         raise click.ClickException(str(exc)) from exc
     merged = merge_answers(read_answers(out_dir), new)
-    path = _write_answers(merged, out_dir)
+    try:
+        path = _write_answers(merged, out_dir, tasks_dir=_tasks_dir(tasks_dir))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"{new['assignment_id'].nunique()} assignments, {len(new)} rows from "
                f"{batch_results}; {len(merged)} rows in {path}")

@@ -234,6 +234,6 @@ def review_assignments(
         updated = answers.copy()
         mask = updated["assignment_id"].isin(new_status)
         updated.loc[mask, "status"] = updated.loc[mask, "assignment_id"].map(new_status)
-        write_answers(updated, answers_dir)
+        write_answers(updated, answers_dir, tasks_dir=root)
     log.info("%s", result.summary())
     return result

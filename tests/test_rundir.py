@@ -173,3 +173,44 @@ def test_manifest_reader_checks_every_line(tmp_path):
     m.write_text(json.dumps({"hit_key": "", "class": 0, "feature": 1}) + "\n")
     with pytest.raises(RunDirError, match=r"'hit_key' must be a non-empty string"):
         read_manifest(m)
+
+
+def _answers_table():
+    from sparse_probe.answers import answers_frame
+
+    return answers_frame([{"hit_key": "h1", "hit_id": "H1", "assignment_id": "A1",
+                           "worker_id": "W1", "question": "shared", "answer": "yes"}])
+
+
+def test_answers_record_their_tasks_and_refuse_another_runs(tmp_path):
+    from sparse_probe.answers import read_answers, write_answers
+    from sparse_probe.rundir import write_run_record
+
+    tasks_a, tasks_b = tmp_path / "a" / "tasks", tmp_path / "b" / "tasks"
+    write_run_record(tasks_a, fingerprint="aaaa", inputs={"probe": None})
+    write_run_record(tasks_b, fingerprint="bbbb", inputs={"probe": None})
+    out = tmp_path / "a" / "answers"
+    write_answers(_answers_table(), out, tasks_dir=tasks_a)
+    rec = read_run_record(out)
+    assert rec["inputs"] == {"tasks": "aaaa"} and len(rec["fingerprint"]) == 16
+    write_answers(_answers_table(), out, tasks_dir=tasks_a)  # same run: fine
+    with pytest.raises(RunMismatchError) as e:
+        write_answers(_answers_table(), out, tasks_dir=tasks_b)
+    assert str(tasks_b) in str(e.value) and "answers.parquet" in str(e.value)
+    assert read_run_record(out)["inputs"] == {"tasks": "aaaa"}  # nothing overwritten
+    assert len(read_answers(out)) == 1
+
+
+def test_report_refuses_answers_of_other_tasks(tmp_path):
+    from analysis.report import _check_answers_match_tasks
+    from sparse_probe.answers import write_answers
+    from sparse_probe.rundir import write_run_record
+
+    run = tmp_path / "run"
+    write_run_record(tmp_path / "other" / "tasks", fingerprint="1111", inputs={})
+    write_answers(_answers_table(), run / "answers", tasks_dir=tmp_path / "other" / "tasks")
+    write_run_record(run / "tasks", fingerprint="2222", inputs={})
+    with pytest.raises(RunMismatchError, match="1111"):
+        _check_answers_match_tasks(run / "answers", run / "tasks")
+    write_run_record(run / "tasks", fingerprint="1111", inputs={})
+    _check_answers_match_tasks(run / "answers", run / "tasks")
