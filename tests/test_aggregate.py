@@ -59,6 +59,7 @@ def test_majority_vote_matches_crowdkit_where_no_tie():
     assert ours.loc["t1", "share"] == pytest.approx(ref_p.loc["t1", "yes"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("method", "cls", "kw"), [
     ("DawidSkene", DawidSkene, {"n_iter": 100}),
     ("GLAD", GLAD, {"n_iter": 5}),
@@ -94,6 +95,7 @@ def test_unknown_method_is_a_clear_error():
         aggregate_question(data, "Bogus")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("method", "params"), [
     ("MajorityVote", None), ("Wawa", None), ("DawidSkene", None),
     ("GLAD", {"n_iter": 15, "silent": True}), ("MACE", {"n_restarts": 1, "n_iter": 15}),

@@ -56,6 +56,7 @@ def _summary(out: Path) -> dict:
     return json.loads((out / "demo_summary.json").read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow
 def test_every_stage_reports_and_the_report_exists(demo):
     out, stdout = demo
     for tag in ("1/6 data + model", "2/6 sparse head", "3/6 HITs", "3/6 publish", "4/6 crowd",
@@ -165,6 +166,7 @@ def _assignments(out: Path, name: str) -> pd.DataFrame:
     return pd.read_parquet(out / name / "answers" / "answers.parquet")
 
 
+@pytest.mark.slow
 def test_rerun_resumes_without_duplicates(demo, tmp_path):
     src, _ = demo
     out = tmp_path / "out"
@@ -243,6 +245,7 @@ def test_summary_says_missed_and_false_alarm(demo, tmp_path):
     assert "false alarms: " in text and "truth core" in text
 
 
+@pytest.mark.slow
 def test_keep_server_leaves_it_running_and_says_how_to_finish(demo, tmp_path):
     src, _ = demo
     out = tmp_path / "out"

@@ -37,6 +37,7 @@ def _recompute_shapes_accuracy(model, split, mask):
     return float((pred == split.labels[mask]).mean())
 
 
+@pytest.mark.slow
 def test_shapes_model_beats_chance_and_uses_the_cues(shapes_run):
     run, features = shapes_run
     meta = read_meta(features)
@@ -97,6 +98,7 @@ def test_shapes_features_directory(shapes_run):
     assert np.array_equal(test.raw(7), ds.test.images[7])
 
 
+@pytest.mark.slow
 def test_prepare_reuses_cached_checkpoint(shapes_run):
     run, _ = shapes_run
     ckpt = run / "models" / "shapes.pt"
@@ -105,6 +107,7 @@ def test_prepare_reuses_cached_checkpoint(shapes_run):
     assert ckpt.stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_toxicity_model_uses_identity_terms(toxicity_run):
     run, features = toxicity_run
     meta = read_meta(features)

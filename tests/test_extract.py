@@ -60,6 +60,7 @@ def _manual_features(model, paths):
         return torch.flatten(m.avgpool(h), 1).numpy(), h.numpy()
 
 
+@pytest.mark.slow
 def test_features_equal_manual_forward(folder, resnet, extracted):
     _, model = resnet
     meta = read_meta(extracted)
@@ -84,6 +85,7 @@ def test_features_equal_manual_forward(folder, resnet, extracted):
     assert meta["dataset"]["val_carved"] == {"fraction": 0.1, "seed": 0}
 
 
+@pytest.mark.slow
 def test_fx_path_and_named_layer_agree_with_hooks(folder, resnet, extracted, tmp_path):
     fx = extract_features("resnet18", folder, tmp_path / "fx", weights=str(resnet[0]),
                           image_size=SIZE, method="fx", splits=("test",), device="cpu",
@@ -113,6 +115,7 @@ def test_load_model_split_and_spatial_maps(folder, resnet, extracted):
     assert find_penultimate_layer(model) == "fc:input"
 
 
+@pytest.mark.slow
 def test_resume_after_interruption(folder, resnet, extracted, tmp_path):
     out = tmp_path / "resume"
     kw = {"weights": str(resnet[0]), "image_size": SIZE, "batch_size": 2, "chunk_size": 4,
@@ -141,6 +144,7 @@ def test_resume_after_interruption(folder, resnet, extracted, tmp_path):
     assert not list(out.glob("*.progress.json")) and not list(out.glob("*.partial"))
 
 
+@pytest.mark.slow
 def test_resume_ignores_progress_of_another_model(folder, resnet, tmp_path):
     out = tmp_path / "other"
 
@@ -160,6 +164,7 @@ def test_resume_ignores_progress_of_another_model(folder, resnet, tmp_path):
     assert np.load(out / "train.npy").shape[1] == 256
 
 
+@pytest.mark.slow
 def test_torchscript_and_callable_models(folder, resnet, tmp_path, monkeypatch):
     _, model = resnet
     scripted = torch.jit.script(model)
@@ -257,6 +262,7 @@ def _err(fn, match):
     return str(info.value)
 
 
+@pytest.mark.slow
 def test_bad_inputs_give_clear_errors(folder, resnet, tmp_path):
     ck = str(resnet[0])
 
@@ -298,6 +304,7 @@ def test_bad_inputs_give_clear_errors(folder, resnet, tmp_path):
     _err(lambda: run(model="builtin:shapes", weights=None), r"--weights is required")
 
 
+@pytest.mark.slow
 def test_cli_reports_one_line_errors(folder, resnet, tmp_path):
     from sparse_probe.cli import main
 
@@ -315,6 +322,7 @@ def test_cli_reports_one_line_errors(folder, resnet, tmp_path):
     assert read_meta(tmp_path / "o")["splits"] == {"test": 9}
 
 
+@pytest.mark.slow
 def test_hf_adapter_with_tiny_local_model(tmp_path, monkeypatch):
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("tokenizers")

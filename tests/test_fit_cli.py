@@ -21,6 +21,7 @@ def features_dir(tmp_path_factory):
     return d, support
 
 
+@pytest.mark.slow
 def test_fit_writes_probe_and_inspect_prints(tmp_path, features_dir):
     d, support = features_dir
     out = tmp_path / "probe"
@@ -47,6 +48,7 @@ def test_fit_writes_probe_and_inspect_prints(tmp_path, features_dir):
     assert (tmp_path / "p.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_fit_select_features_per_class(tmp_path, features_dir):
     d, _ = features_dir
     out = tmp_path / "probe"

@@ -112,6 +112,7 @@ def test_visualization_activates_its_feature_far_more_than_random_images(model):
         assert acts[i, c] > acts[others, c].max()
 
 
+@pytest.mark.slow
 def test_negative_sign_minimizes_and_seed_is_deterministic(model):
     up = visualize_channels(model, "features", [5], [1.0], size=32, steps=32, seed=0)
     down = visualize_channels(model, "features", [5], [-1.0], size=32, steps=32, seed=0)
@@ -122,6 +123,7 @@ def test_negative_sign_minimizes_and_seed_is_deterministic(model):
     assert not torch.equal(up, other)
 
 
+@pytest.mark.slow
 def test_batched_render_optimizes_each_image_for_its_own_channel(model):
     # three channels in one forward pass per step (batch of 3), then a second batch of 1
     vis = visualize_channels(model, "features", [3, 5, 0, 3], size=32, steps=48, lr=0.2, seed=0,

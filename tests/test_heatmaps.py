@@ -88,6 +88,7 @@ def test_mark_feature_concentrates_on_mark_and_object_feature_on_object(shapes):
     assert ev["object"] + ev["cues"]["watermark"] + ev["background"] == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_gradcam_and_occlusion_fallbacks_find_the_mark(shapes):
     images, labels, obj, mark, model = shapes
     x = images[labels == 1][:4]

@@ -117,6 +117,7 @@ def _wait_post(drv, site, count):
     WebDriverWait(drv, 30).until(lambda d: len(site["posts"]) >= count)
 
 
+@pytest.mark.slow
 def test_submit_posts_exactly_the_expected_fields(site, browser):
     site["posts"].clear()
     browser.get(_url(site))
@@ -161,6 +162,7 @@ def test_validation_blocks_an_incomplete_submit(site, browser):
     assert dict(site["posts"][0][1])["description"] == "   pink mark"
 
 
+@pytest.mark.slow
 def test_page_works_without_javascript(site):
     drv, profile = _driver(javascript=False)
     try:
@@ -182,6 +184,7 @@ def test_page_works_without_javascript(site):
         shutil.rmtree(profile, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_phone_width_has_no_horizontal_scroll(site, browser):
     browser.get(_url(site))
     width = browser.execute_script("return document.documentElement.scrollWidth")

@@ -59,6 +59,7 @@ def _strict_parse(text: str) -> None:
     html5lib.HTMLParser(strict=True).parse(text)
 
 
+@pytest.mark.slow
 def test_manifest_follows_the_contract(image_build):
     root, res, _ = image_build
     out = root / "tasks"
@@ -212,6 +213,7 @@ def test_text_hits(text_build):
     assert hot and hot <= {"muslim", "jewish", "christian"}
 
 
+@pytest.mark.slow
 def test_script_in_class_name_and_text_is_escaped(tmp_path):
     evil = "<script>alert('x')</script>"
     probe, feats, src = image_run(tmp_path / "i", class_name=evil)
@@ -235,6 +237,7 @@ def test_script_in_class_name_and_text_is_escaped(tmp_path):
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
+@pytest.mark.slow
 def test_deterministic_for_a_seed(tmp_path, image_build):
     root, res, src = image_build
     probe, feats = root / "probe", root / "features"
@@ -253,6 +256,7 @@ def test_deterministic_for_a_seed(tmp_path, image_build):
         (first / "assets/img-c00-f0001-sparse-fvis.png").read_bytes()
 
 
+@pytest.mark.slow
 def test_layer_both_adds_dense_hits_and_gold_file(tmp_path):
     probe, feats, src = image_run(tmp_path)
     gold = tmp_path / "gold.json"
@@ -270,6 +274,7 @@ def test_layer_both_adds_dense_hits_and_gold_file(tmp_path):
     assert res1.hit_keys == ["img-c00-f0001-sparse", "img-c01-f0000-sparse"]
 
 
+@pytest.mark.slow
 def test_oversized_hit_fails_clearly_and_leaves_previous_build(tmp_path):
     probe, feats, src = image_run(tmp_path)
     out = tmp_path / "tasks"
@@ -403,6 +408,7 @@ values = [{value = "thing", label = "the {class_name}", meaning = "core"},
 """
 
 
+@pytest.mark.slow
 def test_a_study_schema_drives_pages_template_gold_and_questions_json(tmp_path):
     from sparse_probe.questions import default_schema, load_schema, schema_for_tasks
 

@@ -57,6 +57,7 @@ def test_parse_question_form_answers():
         parse_question_form_answers("<QuestionFormAnswers>")
 
 
+@pytest.mark.slow
 def test_batch_csv_round_trips_to_api_verdicts(sample, tmp_path):
     manifest, ans = sample
     man = pd.DataFrame(manifest)
@@ -80,6 +81,7 @@ def test_batch_csv_round_trips_to_api_verdicts(sample, tmp_path):
             .sub(batch.groupby("assignment_id")["work_seconds"].first()).abs() <= 1).all()
 
 
+@pytest.mark.slow
 def test_reduced_batch_csv(sample, tmp_path):
     manifest, ans = sample
     path = write_batch_csv(ans, tmp_path / "reduced.csv", reduced=True)
@@ -161,6 +163,7 @@ def test_crowd_html_task_answers_json(tmp_path):
         read_batch_csv(bad)
 
 
+@pytest.mark.slow
 def test_parquet_written_by_tasks_collect_matches(sample, tmp_path):
     """What `tasks collect` / `tasks ingest-csv` write (through the tasks package's names of
     the one reader and writer in sparse_probe.answers) reads back as the same table and

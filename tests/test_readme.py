@@ -71,6 +71,7 @@ def test_readme_benchmark_scripts_exist(line):
     compile(script.read_text(encoding="utf-8"), str(script), "exec")
 
 
+@pytest.mark.slow
 def test_readme_python_example_runs(capsys):
     code = [body for lang, body in BLOCKS if lang == "python"]
     assert code, "README has a Python example"

@@ -27,6 +27,7 @@ def run(tmp_path):
     return write_run(tmp_path / "run", ans, manifest)
 
 
+@pytest.mark.slow
 def test_planted_features_flagged_and_numbers_agree(run):
     rep = build_report(run, options=ReportOptions(n_boot=30))
     out = run / "report"
@@ -60,6 +61,7 @@ def test_planted_features_flagged_and_numbers_agree(run):
         assert (out / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_html_is_self_contained_and_escaped(run):
     build_report(run, options=ReportOptions(n_boot=10))
     html = (run / "report" / "index.html").read_text()
@@ -78,6 +80,7 @@ def test_html_is_self_contained_and_escaped(run):
     assert "elastic net" in soup.find(id="methods").get_text()
 
 
+@pytest.mark.slow
 def test_no_answers_yet_and_partial(tmp_path):
     manifest = make_manifest()
     run = write_run(tmp_path / "empty", None, manifest)
@@ -94,6 +97,7 @@ def test_no_answers_yet_and_partial(tmp_path):
         assert (verdicts[m["hit_key"]] == "pending") == (m["class"] != 0)
 
 
+@pytest.mark.slow
 def test_text_run_identity_share_figure(tmp_path):
     feats = [(0, 1, "core"), (0, 2, "spurious:identity"), (1, 3, "spurious:identity"),
              (1, 4, "core")]
@@ -135,6 +139,7 @@ def test_counterfactual_section(run):
     assert "c1 f22" in soup.find(id="counterfactual").get_text()
 
 
+@pytest.mark.slow
 def test_cli(run, tmp_path):
     runner = CliRunner()
     res = runner.invoke(main, ["report", "--run", str(run), "--out", str(tmp_path / "r"),
@@ -161,6 +166,7 @@ def test_cli(run, tmp_path):
     assert res.exit_code != 0 and "manifest.jsonl:1: missing field 'class'" in res.output
 
 
+@pytest.mark.slow
 def test_report_from_probe_alone(tmp_path):
     """Before any HIT is built: the probe's top features, all pending."""
     run = write_run(tmp_path / "run", None, make_manifest())
@@ -173,6 +179,7 @@ def test_report_from_probe_alone(tmp_path):
         build_report(run, options=ReportOptions(n_boot=10))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["shapes", "toxicity"])
 def test_builtin_planted_cues_flagged(name, tmp_path_factory):
     """Real pieces end to end (built-in data and model, extract, fit, tasks.build, crowd answers

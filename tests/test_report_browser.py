@@ -42,6 +42,7 @@ def driver():
         shutil.rmtree(profile, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_report_renders_without_errors_and_escapes(driver, tmp_path):
     from selenium.webdriver.common.by import By
 

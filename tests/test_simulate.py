@@ -69,6 +69,7 @@ def test_spammer_styles():
     assert seen == set(PATTERNS["image"])
 
 
+@pytest.mark.slow
 def test_crowd_majority_recovers_truth_and_respects_max_assignments(tmp_path):
     live = pytest.importorskip("tasks.server.live")
     tasks = make_tasks_dir(tmp_path)
@@ -109,6 +110,7 @@ def test_crowd_majority_recovers_truth_and_respects_max_assignments(tmp_path):
     assert (att == ATTENTION["expected"]).mean() > 0.9
 
 
+@pytest.mark.slow
 def test_concurrent_workers_never_exceed_max_assignments(tmp_path):
     live = pytest.importorskip("tasks.server.live")
     tasks = make_tasks_dir(tmp_path, FIXTURE_HITS[:1])

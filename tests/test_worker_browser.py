@@ -44,6 +44,7 @@ def driver():
         shutil.rmtree(profile, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_browser_worker_submits_and_collect_sees_it(tmp_path, driver):
     live = pytest.importorskip("tasks.server.live")
     from selenium.webdriver.common.by import By

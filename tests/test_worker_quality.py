@@ -116,6 +116,7 @@ def four_gold():
     return manifest, table
 
 
+@pytest.mark.slow
 def test_gold_threshold_boundary_is_the_same_for_pay_and_exclusion(four_gold):
     manifest, table = four_gold
     rules = QCConfig(min_gold_accuracy=0.75, require_attention=False, max_fast_share=1.0)
