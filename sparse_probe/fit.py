@@ -451,7 +451,9 @@ def fit_path(
             break
     bar.close()
     info = {
-        "solver": "torch", "method": spec.name, "penalty": penalty.name,
+        "solver": "torch", "penalty": penalty.name,
+        # the solver's name, "-grouped" for the grouped penalty (as the glmnet backend's)
+        "method": f"{spec.name}-grouped" if penalty.grouped else spec.name,
         "tol": tol, "tol_relative_to": tol_relative_to, "tol_abs": float(max(tol_points)),
         "tol_per_point": [float(t) for t in tol_points], "eps": eps, "n_lambdas": n_lambdas,
         "lambda_max": lam_max, "n_samples": src.n, "n_features": src.d, "n_classes": C,

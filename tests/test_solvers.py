@@ -104,5 +104,5 @@ def test_fit_path_takes_a_penalty_object(xy):
     X, y = xy
     a = fit_path(X, y, alpha=0.8, grouped=True, n_lambdas=5, eps=0.1, progress=False)
     b = fit_path(X, y, penalty=GroupedElasticNet(0.8), n_lambdas=5, eps=0.1, progress=False)
-    assert b.alpha == 0.8 and b.grouped and b.info["method"] == "fista"
+    assert b.alpha == 0.8 and b.grouped and b.info["method"] == "fista-grouped"
     np.testing.assert_array_equal(b.objective, a.objective)

@@ -3,7 +3,9 @@
 Andrew & Gao, "Scalable training of L1-regularized log-linear models", ICML 2007. The smooth
 part ``f(W, b) = CE + lam(1-alpha)/2 ||W||^2`` gets an L-BFGS model (second-order information at
 the cost of two float32 matrix products per iteration), the L1 part ``lam * alpha * ||W||_1`` is
-handled through the pseudo-gradient and orthant projections. The bias is unpenalized.
+handled through the pseudo-gradient and orthant projections. The bias is unpenalized. The
+split into ``l1 = lam * alpha`` and ``l2 = lam * (1 - alpha)`` is the penalty's
+(:meth:`sparse_probe.penalties.ElasticNet.l1_l2`).
 
 After every accepted step each feature's weights are shifted across classes to the
 penalty-optimal center (:mod:`~sparse_probe.solvers.centering`): the loss is invariant to that
