@@ -3,15 +3,17 @@
 Algorithm (torch, identical on CPU and CUDA):
 
 1. One chunked float64 pass for the training mean/std (standardization) and a finite check.
-2. λ_max = max_kj |∇_W CE(0, b*)| / α (grouped: max_j ||∇_W[:, j]|| / α) at the intercept-only
+2. λ_max = max_kj |∇_W CE(0, b*)| / α (grouped: max_j ||∇_W[:, j]|| / α; the penalty's
+   ``lambda_max``, :mod:`sparse_probe.penalties`) at the intercept-only
    optimum ``b* = log class priors``, computed on the standardized features; ``n_lambdas``
    values log-spaced down to ``eps * λ_max``.
 3. For each λ: the sequential strong rule (Tibshirani et al., JRSS-B 2012) proposes a working
    set ``{j : ||∇_j||_∞ >= α(2λ_k - λ_{k-1})}`` plus the previously active features; those
    columns are standardized and cached (float32) on the device and the problem restricted to
-   them is solved by OWL-QN (elementwise penalty, with penalty-optimal centering of each
-   feature's weights across classes after every step, see ``solvers/centering.py``) or FISTA
-   (grouped penalty). The start is the path extrapolated quadratically in log λ through the
+   them is solved by the solver looked up in :data:`sparse_probe.solvers.SOLVERS` (by default
+   OWL-QN for the elementwise penalty, with penalty-optimal centering of each feature's
+   weights across classes after every step, see ``solvers/centering.py``; FISTA for the
+   grouped penalty). The start is the path extrapolated quadratically in log λ through the
    last three solutions (on weights that kept their sign), and OWL-QN continues with the
    previous point's L-BFGS curvature pairs (moved to the new ridge weight; embedded with zeros
    when features joined the working set; the loss's curvature barely changes between
@@ -36,12 +38,11 @@ from tqdm.auto import tqdm
 
 from sparse_probe.data import FeatureSource, as_labels
 from sparse_probe.fit_common import column_stats, lambda_path
-from sparse_probe.objective import kkt_violation, penalty_value
 from sparse_probe.path import Path
+from sparse_probe.penalties import DEFAULT_ALPHA, Penalty, make_penalty
+from sparse_probe.solvers import SOLVERS, get_solver
 from sparse_probe.solvers.blocked import BlockedData
-from sparse_probe.solvers.fista import fista_grouped
 from sparse_probe.solvers.lbfgs import history_for
-from sparse_probe.solvers.owlqn import owlqn, owlqn_blocked
 from sparse_probe.solvers.products import rt_x
 from sparse_probe.solvers.restricted import RestrictedData, softmax_residual
 
@@ -148,9 +149,10 @@ class _Trainer:
         self.XwT = XTbuf[:m] if XTbuf is not None else None
 
     def restricted(self):
-        """The problem on the working set and the OWL-QN variant that suits it."""
+        """The problem on the working set: cached columns with kept logits
+        (:class:`RestrictedData`) or streamed row blocks (:class:`BlockedData`)."""
         if not self.low_memory and self.Xw is not None:
-            return RestrictedData(self.Xw, self.y, self.C, XwT=self.XwT), owlqn
+            return RestrictedData(self.Xw, self.y, self.C, XwT=self.XwT)
         m, cols_t = self.ws.size, torch.as_tensor(self.ws, device=self.device)
         if self.Xw is not None:  # cached standardized columns: views, no copies
             Xw, step = self.Xw, self.src.chunk_rows
@@ -159,7 +161,7 @@ class _Trainer:
                 for s in range(0, self.n, step):
                     yield s, Xw[s : s + step]
 
-            return BlockedData(blocks, self.y, self.n, m, self.C), owlqn_blocked
+            return BlockedData(blocks, self.y, self.n, m, self.C)
         def raw_blocks():  # whole raw chunks: BlockedData gathers and standardizes the columns
             for s, block in self.src.chunks():
                 yield s, self._to_dev(block)
@@ -167,7 +169,7 @@ class _Trainer:
         mean = torch.as_tensor(self.mean[self.ws], device=self.device)  # float64
         inv_scale = torch.as_tensor(1.0 / self.scale[self.ws], device=self.device)
         return BlockedData(raw_blocks, self.y, self.n, m, self.C, cols=cols_t, mean=mean,
-                           inv_scale=inv_scale), owlqn_blocked
+                           inv_scale=inv_scale)
 
     def full_gradient(self, W_ws: torch.Tensor, b: torch.Tensor, z: torch.Tensor | None = None):
         """Gradient of the mean CE w.r.t. all d weights (C, d), loss and accuracy: one pass.
@@ -228,7 +230,7 @@ def fit_path(
     X,
     y,
     *,
-    alpha: float = 0.99,
+    alpha: float = DEFAULT_ALPHA,
     n_lambdas: int = 100,
     eps: float = 1e-3,
     lambdas: np.ndarray | None = None,
@@ -242,6 +244,7 @@ def fit_path(
     n_classes: int | None = None,
     classes: list[str] | None = None,
     solver: str = "torch",
+    penalty: Penalty | None = None,
     max_features_per_class: float | None = None,
     max_iter: int = 2000,
     chunk_rows: int | None = None,
@@ -261,7 +264,7 @@ def fit_path(
         chunks, so memory stays bounded by the chunk plus the working-set cache and O(d·C) state.
     y : array-like of shape (n_samples,)
         Integer labels in ``[0, n_classes)``.
-    alpha : float, default 0.99
+    alpha : float, default :data:`~sparse_probe.penalties.DEFAULT_ALPHA` (0.99)
         L1 share α in (0, 1].
     n_lambdas : int, default 100
     eps : float, default 1e-3
@@ -281,8 +284,15 @@ def fit_path(
         Where the matrix products run (default: X's device for tensors, else CPU).
     X_val, y_val : optional
         Validation features/labels for ``val_acc``/``val_loss``.
-    solver : {"torch", "glmnet"}
-        ``"glmnet"`` runs python-glmnet's Fortran coordinate descent on the same λs.
+    solver : {"torch", "glmnet"} or a name in :data:`sparse_probe.solvers.SOLVERS`
+        ``"torch"``: this module's path algorithm with the penalty's default restricted
+        solver (OWL-QN for the elementwise penalty, FISTA for the grouped one); a registered
+        name (``"owlqn"``, ``"fista"``) picks that restricted solver instead (an unsupported
+        penalty is a ``ValueError``); ``"glmnet"`` runs python-glmnet's Fortran coordinate
+        descent on the same λs.
+    penalty : Penalty, optional
+        A penalty object (:mod:`sparse_probe.penalties`); when given it replaces ``alpha``
+        and ``grouped``.
     max_features_per_class : float, optional
         Stop the path after the first point whose mean nonzero features per class exceeds it.
     cache_bytes : int
@@ -297,8 +307,14 @@ def fit_path(
     Path
     """
     t0 = time.perf_counter()
-    if not 0 < alpha <= 1:
-        raise ValueError(f"alpha (the L1 share) must be in (0, 1], got {alpha}")
+    if penalty is None:
+        penalty = make_penalty(alpha, grouped)  # checks alpha
+    alpha, grouped = penalty.alpha, penalty.grouped
+    if solver not in ("torch", "glmnet", *SOLVERS):
+        raise ValueError(f"solver must be 'torch', 'glmnet' or one of {', '.join(SOLVERS)}, "
+                         f"got {solver!r}")
+    spec = None if solver == "glmnet" else get_solver(None if solver == "torch" else solver,
+                                                      penalty)
     src = FeatureSource(X, chunk_rows=chunk_rows, name="X")
     y = as_labels(y, src.n, n_classes=n_classes, name="y")
     C = int(n_classes or (y.max() + 1))
@@ -321,12 +337,10 @@ def fit_path(
         from sparse_probe.solvers.glmnet_backend import fit_path_glmnet
 
         return fit_path_glmnet(
-            src, y, C, mean, scale, alpha=alpha, n_lambdas=n_lambdas, eps=eps, lambdas=lambdas,
-            grouped=grouped, val=(val_src, y_val), classes=classes, t0=t0, tol=tol,
+            src, y, C, mean, scale, penalty=penalty, n_lambdas=n_lambdas, eps=eps,
+            lambdas=lambdas, val=(val_src, y_val), classes=classes, t0=t0, tol=tol,
             evaluate=_evaluate, progress=progress,
         )
-    if solver != "torch":
-        raise ValueError(f"solver must be 'torch' or 'glmnet', got {solver!r}")
     if device is None:
         device = X.device if isinstance(X, torch.Tensor) else "cpu"
     device = torch.device(device)
@@ -344,8 +358,7 @@ def fit_path(
     G0 = -(G0 - counts[:, None] * mean[None, :]) / scale[None, :] / src.n
     _, _, loss0, acc0 = tr.full_gradient(torch.zeros((C, 0), dtype=torch.float64, device=device),
                                          torch.as_tensor(b, device=device))
-    score0 = np.sqrt((G0**2).sum(0)) if grouped else np.abs(G0).max(0)
-    lam_max = float(score0.max()) / alpha
+    lam_max = penalty.lambda_max(G0)
     if lam_max <= 0:
         raise ValueError("X: all features are constant; nothing to fit")
     lams = lambda_path(lam_max, n_lambdas, eps) if lambdas is None else np.asarray(lambdas, float)
@@ -367,11 +380,10 @@ def fit_path(
     tol_points = []
     for lam in bar:
         n_iter = 0
-        tol_abs = tol * alpha * (tol_scale if tol_scale is not None else lam)
+        tol_abs = tol * penalty.l1_l2(tol_scale if tol_scale is not None else lam)[0]
         tol_points.append(tol_abs)
         active = np.flatnonzero(np.any(W != 0, axis=0))
-        score = np.sqrt((G**2).sum(0)) if grouped else np.abs(G).max(0)
-        strong = np.flatnonzero(score >= alpha * (2 * lam - lam_prev))
+        strong = np.flatnonzero(penalty.screen(G, lam, lam_prev))
         ws = np.union1d(active, strong)
         loss, acc = loss0, acc0
         if lam >= lam_max:
@@ -381,25 +393,24 @@ def fit_path(
         for _round in range(50):
             tr.set_working_set(ws)
             if ws.size:
-                data, solve = tr.restricted()
-                if grouped:
-                    solve = fista_grouped
+                data = tr.restricted()
                 Wstart, bstart = W, b
                 if _round == 0 and hist:
                     Wstart, bstart = _predict(hist, lam, order=_PREDICT_ORDER)
                 W0 = torch.as_tensor(Wstart[:, tr.ws], device=device)
                 b0 = torch.as_tensor(bstart, device=device)
-                kw = {}
-                if solve is owlqn and z is not None and len(records["nnz"]) % 10:
+                z0 = None
+                if (spec.uses_logits and data.keeps_logits and z is not None
+                        and len(records["nnz"]) % 10):
                     # logits from the last solution plus a float32 product of the (small)
                     # change; recomputed exactly with float64 products every 10th point
                     dW = W0 - torch.as_tensor(W[:, tr.ws], device=device)
-                    kw["z0"] = z + data.matvec(dW) + (b0 - torch.as_tensor(b, device=device))
-                if solve is not fista_grouped:
-                    kw["gamma0"] = gamma  # the last point's curvature scale: a sized first step
-                if solve is not fista_grouped and mem is not None:
-                    kw["memory"] = _carry_memory(mem, mem_ws, tr.ws, C)
-                res = solve(data, W0, b0, lam, alpha, tol=_SOLVER_TOL_SHARE * tol_abs, max_iter=max_iter, **kw)
+                    z0 = z + data.matvec(dW) + (b0 - torch.as_tensor(b, device=device))
+                res = spec.solve(
+                    data, W0, b0, lam, penalty, tol=_SOLVER_TOL_SHARE * tol_abs,
+                    max_iter=max_iter, z0=z0,
+                    gamma0=gamma,  # the last point's curvature scale: a sized first step
+                    memory=None if mem is None else _carry_memory(mem, mem_ws, tr.ws, C))
                 z = res.logits
                 gamma = res.gamma if res.gamma is not None else gamma
                 mem, mem_ws = res.memory, tr.ws
@@ -418,18 +429,19 @@ def fit_path(
                 G, gb, loss, acc = tr.full_gradient(
                     torch.as_tensor(W[:, tr.ws], device=device),
                     torch.as_tensor(b, device=device), z=z if ws.size else None)
-            score = np.sqrt((G**2).sum(0)) if grouped else np.abs(G).max(0)
-            outside = np.setdiff1d(np.flatnonzero(score > alpha * lam + 0.5 * tol_abs), tr.ws)
+            l1 = penalty.l1_l2(lam)[0]
+            outside = np.setdiff1d(np.flatnonzero(penalty.dual_norm(G) > l1 + 0.5 * tol_abs),
+                                   tr.ws)
             if outside.size == 0:
                 break
             ws = np.union1d(tr.ws, outside)
             log.debug("λ=%.3e: %d KKT violators join the working set", lam, outside.size)
-        viol = max(float(kkt_violation(G, W, lam, alpha, grouped).max()), float(np.abs(gb).max()))
+        viol = max(float(penalty.kkt_violation(G, W, lam).max()), float(np.abs(gb).max()))
         if viol > tol_abs:
             log.warning("λ=%.3e: KKT violation %.2e above tolerance %.2e", lam, viol, tol_abs)
         va, vl = _evaluate(val_src, y_val, W, b, mean, scale)
         Path.append_point(records, W, b, train_acc=acc, train_loss=loss, val_acc=va,
-                          val_loss=vl, objective=loss + penalty_value(W, lam, alpha, grouped),
+                          val_loss=vl, objective=loss + penalty.value(W, lam),
                           kkt_violation=viol, n_iter=n_iter, time=time.perf_counter() - t0)
         nz = records["nnz_per_class"][-1]
         bar.set_postfix(nnz=records["nnz"][-1], val=f"{va:.3f}")
@@ -439,7 +451,9 @@ def fit_path(
             break
     bar.close()
     info = {
-        "solver": "torch", "method": "fista-grouped" if grouped else "owlqn",
+        "solver": "torch", "penalty": penalty.name,
+        # the solver's name, "-grouped" for the grouped penalty (as the glmnet backend's)
+        "method": f"{spec.name}-grouped" if penalty.grouped else spec.name,
         "tol": tol, "tol_relative_to": tol_relative_to, "tol_abs": float(max(tol_points)),
         "tol_per_point": [float(t) for t in tol_points], "eps": eps, "n_lambdas": n_lambdas,
         "lambda_max": lam_max, "n_samples": src.n, "n_features": src.d, "n_classes": C,

@@ -14,6 +14,9 @@ Optimality (KKT) with ``G = dCE/dW`` (shape (C, d)) and ``g_b = dCE/db``:
 ``W_kj != 0`` and ``|G_kj| <= lam*alpha`` where ``W_kj = 0``; grouped: the same with the vector
 ``W_:j / ||W_:j||`` and ``||G_:j|| <= lam*alpha``. :func:`kkt_violation` returns the largest
 violation of these conditions, in the gradient's units.
+
+The penalty itself (value, the L1/L2 split, the KKT conditions) is written once, in
+:mod:`sparse_probe.penalties`; the functions here are its float64 evaluation on data.
 """
 
 from __future__ import annotations
@@ -21,15 +24,17 @@ from __future__ import annotations
 import numpy as np
 
 from sparse_probe.data import FeatureSource
+from sparse_probe.penalties import make_penalty
 
 __all__ = ["kkt_violation", "objective_f64", "penalty_value"]
 
 
 def penalty_value(W: np.ndarray, lam: float, alpha: float, grouped: bool = False) -> float:
-    """``lam * [alpha * P1(W) + (1 - alpha)/2 * ||W||_F^2]`` in float64. W: (C, d)."""
-    W = np.asarray(W, dtype=np.float64)
-    l1 = np.sqrt((W**2).sum(axis=0)).sum() if grouped else np.abs(W).sum()
-    return float(lam * (alpha * l1 + 0.5 * (1.0 - alpha) * (W**2).sum()))
+    """``lam * [alpha * P1(W) + (1 - alpha)/2 * ||W||_F^2]`` in float64. W: (C, d).
+
+    Shorthand for ``make_penalty(alpha, grouped).value(W, lam)``
+    (:mod:`sparse_probe.penalties`)."""
+    return make_penalty(alpha, grouped).value(W, lam)
 
 
 def objective_f64(
@@ -89,7 +94,7 @@ def objective_f64(
             G += p.T @ xb
             gb += p.sum(axis=0)
     n = src.n
-    value = total / n + penalty_value(W, lam, alpha, grouped)
+    value = total / n + make_penalty(alpha, grouped).value(W, lam)
     if return_grad:
         return value, G / n, gb / n
     return value
@@ -112,17 +117,4 @@ def kkt_violation(
         The largest violation over classes (elementwise penalty) or the norm of the violated
         group condition (grouped), per feature. 0 at an exact optimum.
     """
-    G = np.asarray(G, dtype=np.float64)
-    W = np.asarray(W, dtype=np.float64)
-    l1 = lam * alpha
-    smooth = G + lam * (1.0 - alpha) * W
-    if grouped:
-        norms = np.sqrt((W**2).sum(axis=0))
-        active = norms > 0
-        out = np.maximum(np.sqrt((G**2).sum(axis=0)) - l1, 0.0)
-        if active.any():
-            resid = smooth[:, active] + l1 * W[:, active] / norms[active]
-            out[active] = np.sqrt((resid**2).sum(axis=0))
-        return out
-    viol = np.where(W != 0, np.abs(smooth + l1 * np.sign(W)), np.maximum(np.abs(G) - l1, 0.0))
-    return viol.max(axis=0)
+    return make_penalty(alpha, grouped).kkt_violation(G, W, lam)

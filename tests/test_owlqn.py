@@ -7,6 +7,7 @@ import torch
 
 from sparse_probe.fit import _carry_memory
 from sparse_probe.objective import kkt_violation
+from sparse_probe.penalties import ElasticNet
 from sparse_probe.solvers.lbfgs import LBFGSMemory
 from sparse_probe.solvers.owlqn import _direction, owlqn
 from sparse_probe.solvers.restricted import RestrictedData
@@ -52,7 +53,7 @@ def test_owlqn_leaves_the_callers_logits_alone_and_converges():
     z0 = data.logits64(W0, b0)
     z0_copy = z0.clone()
     lam, alpha = 0.01, 0.9
-    res = owlqn(data, W0, b0, lam, alpha, tol=1e-7, z0=z0)
+    res = owlqn(data, W0, b0, lam, ElasticNet(alpha), tol=1e-7, z0=z0)
     torch.testing.assert_close(z0, z0_copy, rtol=0, atol=0)
     assert res.converged
     # the returned logits are the solution's (the buffers were swapped, not mixed up), up to
@@ -139,10 +140,10 @@ def test_owlqn_reuses_a_carried_memory(history):
     W0 = torch.zeros(C, m, dtype=torch.float64)
     b0 = torch.zeros(C, dtype=torch.float64)
     alpha = 0.5
-    first = owlqn(data, W0, b0, 0.02, alpha, tol=1e-8, history=history)
+    first = owlqn(data, W0, b0, 0.02, ElasticNet(alpha), tol=1e-8, history=history)
     mem = first.memory
     assert mem is not None and len(mem) > 0 and mem.ridge == pytest.approx(0.02 * (1 - alpha))
-    second = owlqn(data, first.W, first.b, 0.015, alpha, tol=1e-8, memory=mem)
+    second = owlqn(data, first.W, first.b, 0.015, ElasticNet(alpha), tol=1e-8, memory=mem)
     assert second.memory is mem and mem.ridge == pytest.approx(0.015 * (1 - alpha))
     assert second.converged
     _, G, gb = data.loss_grad(second.W, second.b)

@@ -77,3 +77,34 @@ def test_fit_agrees_with_plain_products(monkeypatch):
         clear = np.maximum(np.abs(Wa), np.abs(Wb)) > 1e-4  # away from the zero ties
         np.testing.assert_array_equal(np.sign(Wa[clear]), np.sign(Wb[clear]))
         assert abs(int((Wa != 0).sum()) - int((Wb != 0).sum())) <= 2
+
+
+@pytest.mark.parametrize("fault", ["wrong", "missing"])
+def test_failed_self_check_falls_back_to_the_plain_product(monkeypatch, fault):
+    """The private op is trusted only after its self-check: an op that returns wrong numbers
+    or is missing (a torch without it, or with a changed signature) turns oneDNN off, and the
+    products are then exactly torch's ``@``."""
+    monkeypatch.setenv("SPARSE_PROBE_ONEDNN", "1")
+    monkeypatch.setattr(products, "_STATE", {})
+    real = products._linear
+
+    def wrong(*args):
+        return real(*args) * 1.01
+
+    def missing(*args):
+        raise AttributeError("no such op: mkldnn::_linear_pointwise")
+
+    monkeypatch.setattr(products, "_linear", wrong if fault == "wrong" else missing)
+    if fault == "wrong" and not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch build has no oneDNN")
+    assert onednn_enabled() is False
+    g = torch.Generator().manual_seed(5)
+    X = torch.randn(3000, 40, generator=g)
+    W = torch.randn(4, 40, generator=g)
+    b = torch.randn(4, generator=g)
+    R = torch.randn(3000, 4, generator=g)
+    assert torch.equal(x_wt(X, W), X @ W.T)
+    assert torch.equal(x_wt(X, W, bias=b), torch.addmm(b, X, W.T))
+    # R^T X: the same float32 sums, possibly in another order (operand layouts differ)
+    torch.testing.assert_close(rt_x(R, XT=X.T.contiguous()), R.T @ X, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(rt_x(R, X), R.T @ X, rtol=1e-5, atol=1e-4)

@@ -45,6 +45,8 @@ class BlockedData:
         Standardization of raw blocks, ``x_std = (x - mean) * inv_scale``.
     """
 
+    keeps_logits = False  # offers loss_grad only (see solvers/base.py)
+
     def __init__(self, blocks: Callable[[], Iterator[tuple[int, torch.Tensor]]], y: torch.Tensor,
                  n: int, m: int, n_classes: int, *, cols: torch.Tensor | None = None,
                  mean: torch.Tensor | None = None, inv_scale: torch.Tensor | None = None):

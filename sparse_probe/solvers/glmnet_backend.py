@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from sparse_probe.fit_common import lambda_path
-from sparse_probe.objective import kkt_violation, objective_f64, penalty_value
+from sparse_probe.objective import objective_f64
 from sparse_probe.path import Path
 
 __all__ = ["fit_path_glmnet"]
@@ -24,10 +24,14 @@ __all__ = ["fit_path_glmnet"]
 log = logging.getLogger(__name__)
 
 
-def fit_path_glmnet(src, y, C, mean, scale, *, alpha, n_lambdas, eps, lambdas, grouped, val,
+def fit_path_glmnet(src, y, C, mean, scale, *, penalty, n_lambdas, eps, lambdas, val,
                     classes, t0, tol, evaluate, progress, thr: float = 1e-10,
                     max_iter: int = 1_000_000) -> Path:
-    """Fit the path with glmnet; arguments as :func:`sparse_probe.fit.fit_path` (internal)."""
+    """Fit the path with glmnet; arguments as :func:`sparse_probe.fit.fit_path` (internal).
+
+    ``penalty`` (:mod:`sparse_probe.penalties`) gives α and glmnet's ``kopt`` (grouped or not)
+    and evaluates the value and KKT violation of every point."""
+    alpha, grouped = penalty.alpha, penalty.grouped
     try:
         from glmnet._glmnet import lognet, lsolns
     except ImportError as exc:  # pragma: no cover - python-glmnet is a dependency
@@ -40,8 +44,7 @@ def fit_path_glmnet(src, y, C, mean, scale, *, alpha, n_lambdas, eps, lambdas, g
     Y = np.zeros((n, C), dtype=np.float64, order="F")
     Y[np.arange(n), y] = 1.0
     G0 = -(Y.T @ Xs) / n
-    score = np.sqrt((G0**2).sum(0)) if grouped else np.abs(G0).max(0)
-    lam_max = float(score.max()) / alpha
+    lam_max = penalty.lambda_max(G0)
     lams = lambda_path(lam_max, n_lambdas, eps) if lambdas is None else np.asarray(lambdas, float)
     offset = np.zeros((n, C), dtype=np.float64, order="F")
     bounds = np.empty((2, d), dtype=np.float64, order="F")
@@ -63,9 +66,9 @@ def fit_path_glmnet(src, y, C, mean, scale, *, alpha, n_lambdas, eps, lambdas, g
         W = np.ascontiguousarray(coefs[:, :, i].T)
         b = a0[:, i].copy()
         obj, G, gb = objective_f64(Xs, y, W, b, lams[i], alpha, grouped=grouped, return_grad=True)
-        loss = obj - penalty_value(W, lams[i], alpha, grouped)
+        loss = obj - penalty.value(W, lams[i])
         acc = float(((Xs @ W.T + b).argmax(1) == y).mean())
-        viol = max(float(kkt_violation(G, W, lams[i], alpha, grouped).max()), float(np.abs(gb).max()))
+        viol = max(float(penalty.kkt_violation(G, W, lams[i]).max()), float(np.abs(gb).max()))
         va, vl = evaluate(val_src, y_val, W, b, mean, scale)
         Path.append_point(rec, W, b, train_acc=acc, train_loss=loss, val_acc=va, val_loss=vl,
                           objective=obj, kkt_violation=viol,

@@ -3,46 +3,36 @@
 Andrew & Gao, "Scalable training of L1-regularized log-linear models", ICML 2007. The smooth
 part ``f(W, b) = CE + lam(1-alpha)/2 ||W||^2`` gets an L-BFGS model (second-order information at
 the cost of two float32 matrix products per iteration), the L1 part ``lam * alpha * ||W||_1`` is
-handled through the pseudo-gradient and orthant projections. The bias is unpenalized.
+handled through the pseudo-gradient and orthant projections. The bias is unpenalized. The
+split into ``l1 = lam * alpha`` and ``l2 = lam * (1 - alpha)`` is the penalty's
+(:meth:`sparse_probe.penalties.ElasticNet.l1_l2`).
 
 After every accepted step each feature's weights are shifted across classes to the
 penalty-optimal center (:mod:`~sparse_probe.solvers.centering`): the loss is invariant to that
 shift, and without it the iterates crawl along those d nearly flat directions.
 
-Per iteration: one product ``X d`` for the search direction (line-search trials then update
-float64 logits without further products, except for the few columns clipped by the orthant
-projection) and one ``R^T X`` for the gradient at the accepted point.
+One loop serves both kinds of working-set data; what differs is how a point is evaluated,
+behind a small access object (``start``, ``direction``, ``trial``, ``accept``, ``resync``):
+
+- cached columns (:class:`~sparse_probe.solvers.restricted.RestrictedData`): per iteration one
+  product ``X d`` for the search direction (line-search trials then update float64 logits
+  without further products, except for the few columns clipped by the orthant projection)
+  and one ``R^T X`` for the gradient at the accepted point;
+- streamed row blocks (:class:`~sparse_probe.solvers.blocked.BlockedData`, low-memory mode):
+  every line-search trial is one pass returning loss and gradient, nothing of size n kept.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from sparse_probe.penalties import ElasticNet
+from sparse_probe.solvers.base import SolveResult
 from sparse_probe.solvers.centering import center_shift
 from sparse_probe.solvers.lbfgs import LBFGSMemory, history_for
 from sparse_probe.solvers.restricted import RestrictedData
 
-__all__ = ["SolveResult", "owlqn", "owlqn_blocked"]
-
-
-@dataclass
-class SolveResult:
-    """Solution of one restricted problem."""
-
-    W: torch.Tensor
-    b: torch.Tensor
-    loss: float
-    objective: float
-    n_iter: int
-    violation: float
-    converged: bool
-    logits: torch.Tensor | None = None  # (n, C) float64 at (W, b), up to a per-row constant
-    gamma: float | None = None  # L-BFGS scaling s.y / y.y of the last curvature pair
-    grad: torch.Tensor | None = None  # (C, m) float64 gradient of the mean CE at (W, b)
-    grad_b: torch.Tensor | None = None  # (C,) the same for the bias
-    memory: LBFGSMemory | None = None  # the curvature pairs at the end, for the next point
+__all__ = ["owlqn"]
 
 
 def _l1_weights(C: int, m: int, l1: float, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,7 +44,9 @@ def _l1_weights(C: int, m: int, l1: float, device) -> tuple[torch.Tensor, torch.
 
 
 def _penalized(loss: float, wflat: torch.Tensor, l1: float, l2: float) -> float:
-    """``loss + l2/2 ||w||^2 + l1 ||w||_1`` for the flat weights ``wflat``."""
+    """``loss + l2/2 ||w||^2 + l1 ||w||_1`` for the flat weights ``wflat`` (the elementwise
+    penalty's value, :meth:`~sparse_probe.penalties.ElasticNet.value`, on the flat vector the
+    loop keeps; one reduction each)."""
     return loss + 0.5 * l2 * float(wflat @ wflat) + l1 * float(wflat.abs().sum())
 
 
@@ -128,12 +120,113 @@ def _recenter(x: torch.Tensor, C: int, m: int, alpha: float) -> torch.Tensor | N
     return out
 
 
+class _KeptLogits:
+    """Data access for cached working-set columns (:class:`RestrictedData`): float64 logits
+    are kept and moved along the step, so a line-search trial costs no matrix product.
+
+    One product ``X d`` per direction (:meth:`direction`), widened into a reused float64
+    buffer; a trial's logits are ``z + t X d`` written into a spare buffer, corrected with a
+    product over the few columns the orthant projection clipped; one ``R^T X`` for the
+    gradient at the accepted point (:meth:`accept`); and an exact float64 recomputation every
+    ``resync_every`` iterations to bound the drift of the incremental updates.
+    """
+
+    def __init__(self, data: RestrictedData, x: torch.Tensor, C: int, m: int,
+                 z0: torch.Tensor | None, resync_every: int):
+        self.data, self.C, self.m, self.resync_every = data, C, m, resync_every
+        Cm = C * m
+        self.z = data.logits64(x[:Cm].view(C, m), x[Cm:]) if z0 is None else z0
+        # line-search trials write their logits into ``spare`` (reused: fresh (n, C) float64
+        # tensors cost more in page faults than the arithmetic); an accepted trial's buffer
+        # becomes ``z`` and the old ``z`` the spare, except the caller's z0, never written
+        self.spare = torch.empty_like(self.z)
+        self.own_z = z0 is None
+        self.dz = torch.empty_like(self.z)  # the step's logit change, float64
+        self.loss, self.R = data.ce(self.z)
+        self.zn = self.loss_n = self.R_n = None
+
+    def start(self):
+        """Loss and CE gradient ``(loss, G (C, m), g_b (C,))`` at the start."""
+        return (self.loss, *self.data.grad(self.R))
+
+    def direction(self, d: torch.Tensor) -> None:
+        """Prepare the trials along ``d`` (flat): its logit change, one float32 product."""
+        Cm = self.C * self.m
+        self.dz.copy_(self.data.step(d[:Cm].view(self.C, self.m), d[Cm:]))
+
+    def trial(self, xn: torch.Tensor, t: float, delta: torch.Tensor | None) -> float:
+        """Mean CE at ``xn = x + t d + delta`` (``delta``: the clipped entries, or None)."""
+        zn = torch.add(self.z, self.dz, alpha=t, out=self.spare)
+        if delta is not None:
+            dW = delta[: self.C * self.m].view(self.C, self.m)
+            cols = torch.nonzero(dW.abs().sum(0) > 0)[:, 0]
+            zn.add_(self.data.matvec(dW, cols))
+        self.loss_n, self.R_n = self.data.ce(zn)
+        self.zn = zn
+        return self.loss_n
+
+    def accept(self):
+        """Make the last trial the current point; its CE gradient ``(G, g_b)``. The loss and
+        its gradient are those of any re-centered copy too (see ``_recenter``)."""
+        self.spare = self.z if self.own_z else torch.empty_like(self.z)
+        self.own_z = True
+        self.z = self.zn
+        return self.data.grad(self.R_n)
+
+    def resync(self, x: torch.Tensor, it: int):
+        """Every ``resync_every`` iterations: exact float64 logits at ``x`` and the
+        ``(loss, G, g_b)`` there; else None."""
+        if it % self.resync_every:
+            return None
+        Cm = self.C * self.m
+        self.z = self.data.logits64(x[:Cm].view(self.C, self.m), x[Cm:])
+        loss, R = self.data.ce(self.z)
+        return (loss, *self.data.grad(R))
+
+    @property
+    def logits(self) -> torch.Tensor:
+        return self.z
+
+
+class _Streamed:
+    """Data access for data that only offers ``loss_grad`` (:class:`BlockedData`: row blocks
+    streamed from a column cache or from disk): every trial is one streaming pass that
+    returns loss and gradient together, nothing of size n is kept."""
+
+    def __init__(self, data, x: torch.Tensor, C: int, m: int):
+        self.data, self.C, self.m = data, C, m
+        self.x0 = x
+        self.pending = None
+
+    def _eval(self, x: torch.Tensor):
+        Cm = self.C * self.m
+        return self.data.loss_grad(x[:Cm].view(self.C, self.m), x[Cm:])
+
+    def start(self):
+        return self._eval(self.x0)
+
+    def direction(self, d: torch.Tensor) -> None:
+        pass
+
+    def trial(self, xn: torch.Tensor, t: float, delta: torch.Tensor | None) -> float:
+        self.pending = self._eval(xn)
+        return self.pending[0]
+
+    def accept(self):
+        return self.pending[1], self.pending[2]
+
+    def resync(self, x: torch.Tensor, it: int):
+        return None
+
+    logits = None
+
+
 def owlqn(
-    data: RestrictedData,
+    data,
     W0: torch.Tensor,
     b0: torch.Tensor,
     lam: float,
-    alpha: float,
+    penalty: ElasticNet,
     *,
     tol: float,
     max_iter: int = 2000,
@@ -145,20 +238,27 @@ def owlqn(
 ) -> SolveResult:
     """Minimize the elementwise elastic-net objective on the working set.
 
+    One loop for both kinds of data: :class:`RestrictedData` (cached columns: float64 logits
+    kept, line-search trials without products) and data offering only ``loss_grad``
+    (:class:`~sparse_probe.solvers.blocked.BlockedData`: every trial one streaming pass).
+
     Parameters
     ----------
-    data : RestrictedData
+    data : RestrictedData or BlockedData
         Working-set columns (n, m) and labels.
     W0 : torch.Tensor of shape (C, m), float64
         Warm start.
     b0 : torch.Tensor of shape (C,), float64
-    lam, alpha : float
+    lam : float
+        Penalty strength λ.
+    penalty : ElasticNet
+        The elementwise elastic net (its ``l1_l2`` split and ``alpha`` for the centering).
     tol : float
         Stop when the largest pseudo-gradient entry (the KKT violation, gradient units) is
         at most ``tol``.
     z0 : torch.Tensor of shape (n, C), float64, optional
         Logits at the start (up to a per-row constant), when the caller has them; otherwise
-        computed with float64 products.
+        computed with float64 products. Only with :class:`RestrictedData`.
     history : int, optional
         Curvature pairs kept (default :func:`~sparse_probe.solvers.lbfgs.history_for`).
     gamma0 : float, optional
@@ -167,39 +267,34 @@ def owlqn(
         The curvature pairs of the previous path point (``SolveResult.memory``), for vectors
         of this problem's length (``fit_path`` embeds them when features joined); updated in
         place for this λ's ridge weight and reused.
+    resync_every : int
+        With kept logits: recompute them exactly every this many iterations.
 
     Returns
     -------
     SolveResult
-        With ``logits`` at the solution, for the caller's KKT pass and the next warm start.
+        With ``logits``, ``grad``/``grad_b`` at the solution when the data keeps logits, for
+        the caller's KKT pass and the next warm start.
     """
+    if not isinstance(penalty, ElasticNet):
+        raise ValueError(f"owlqn: solves the elementwise elastic net only, got {penalty!r}")
     C, m = W0.shape
     Cm = C * m
-    l1, l2 = lam * alpha, lam * (1.0 - alpha)
+    l1, l2 = penalty.l1_l2(lam)
     c, wmask = _l1_weights(C, m, l1, W0.device)
-
-    def smooth_parts(x, loss, R):
-        W = x[:Cm].view(C, m)
-        G, gb = data.grad(R)
-        wflat = x[:Cm]
-        F = _penalized(loss, wflat, l1, l2)
-        g = torch.cat([(G + l2 * W).reshape(-1), gb])
-        return F, g
-
-    def objective(x, loss):
-        wflat = x[:Cm]
-        return _penalized(loss, wflat, l1, l2)
-
     x = torch.cat([W0.reshape(-1).to(torch.float64), b0.to(torch.float64)])
-    z = data.logits64(x[:Cm].view(C, m), x[Cm:]) if z0 is None else z0
-    # line-search trials write their logits into ``spare`` (reused: fresh (n, C) float64
-    # tensors cost more in page faults than the arithmetic); an accepted trial's buffer
-    # becomes ``z`` and the old ``z`` the spare, except the caller's z0, which is never written
-    spare = torch.empty_like(z)
-    own_z = z0 is None
-    dz = torch.empty_like(z)  # the step's logit change, widened to float64 once per direction
-    loss, R = data.ce(z)
-    F, g = smooth_parts(x, loss, R)
+    if data.keeps_logits:
+        acc = _KeptLogits(data, x, C, m, z0, resync_every)
+    else:
+        if z0 is not None:
+            raise ValueError("owlqn: z0 needs data that keeps logits (RestrictedData)")
+        acc = _Streamed(data, x, C, m)
+
+    def smooth_grad(x, G, gb):  # gradient of CE + l2/2 ||W||^2, flat
+        return torch.cat([(G + l2 * x[:Cm].view(C, m)).reshape(-1), gb])
+
+    loss, G, gb = acc.start()
+    F, g = _penalized(loss, x[:Cm], l1, l2), smooth_grad(x, G, gb)
     mem = _memory(memory, Cm + C, history, l2)
     converged = False
     viol = float("inf")
@@ -214,116 +309,45 @@ def owlqn(
         it += 1
         d = _direction(pg, mem, gamma0, free=(x != 0) | ~wmask)
         xi = torch.where(x != 0, torch.sign(x), torch.sign(-pg))
-        dz.copy_(data.step(d[:Cm].view(C, m), d[Cm:]))  # float32 product, widened in place
+        acc.direction(d)
         t = 1.0
         accepted = False
         for _ in range(40):
             xt = x + t * d
             clip = wmask & (torch.sign(xt) != xi) & (xt != 0)
-            zn = torch.add(z, dz, alpha=t, out=spare)
-            if bool(clip.any()):
+            if bool(clip.any()):  # orthant projection: clipped entries to zero
                 delta = torch.where(clip, -xt, torch.zeros_like(xt))
                 xn = xt + delta
-                dW = delta[:Cm].view(C, m)
-                cols = torch.nonzero(dW.abs().sum(0) > 0)[:, 0]
-                zn.add_(data.matvec(dW, cols))
             else:
-                xn = xt
-            loss_n, R_n = data.ce(zn)
-            F_n = objective(xn, loss_n)
+                delta, xn = None, xt
+            loss_n = acc.trial(xn, t, delta)
+            F_n = _penalized(loss_n, xn[:Cm], l1, l2)
             if F_n <= F + 1e-4 * float(pg @ (xn - x)):
                 accepted = True
                 break
             t *= 0.5
         if not accepted:
             break  # no representable decrease: the caller's KKT check decides
-        xc = _recenter(xn, C, m, alpha)  # free: logits change by a per-row constant only
+        G_n, gb_n = acc.accept()
+        xc = _recenter(xn, C, m, penalty.alpha)  # free: logits change by a per-row constant
         if xc is not None:
             xn = xc
-        F_n, g_n = smooth_parts(xn, loss_n, R_n)
+            F_n = _penalized(loss_n, xn[:Cm], l1, l2)
+        g_n = smooth_grad(xn, G_n, gb_n)
         mem.push(xn - x, g_n - g)
         decrease = F - F_n
-        spare = z if own_z else torch.empty_like(z)
-        own_z = True
-        x, z, loss, F, g = xn, zn, loss_n, F_n, g_n
-        if it % resync_every == 0:  # bound drift of the incrementally updated logits
-            z = data.logits64(x[:Cm].view(C, m), x[Cm:])
-            loss, R = data.ce(z)
-            F, g = smooth_parts(x, loss, R)
+        x, loss, F, g = xn, loss_n, F_n, g_n
+        exact = acc.resync(x, it)  # bound drift of incrementally updated logits
+        if exact is not None:
+            loss, G_r, gb_r = exact
+            F, g = _penalized(loss, x[:Cm], l1, l2), smooth_grad(x, G_r, gb_r)
         stall = stall + 1 if decrease <= 1e-15 * max(abs(F), 1.0) else 0
         if stall >= 5:
             break
     W = x[:Cm].view(C, m).clone()
     b = x[Cm:].clone()
+    kept = acc.logits is not None
     G = g[:Cm].view(C, m) - l2 * W  # g holds the smooth part's gradient, ridge included
-    return SolveResult(W, b, loss, F, it, viol, converged, logits=z, gamma=mem.gamma,
-                       grad=G, grad_b=g[Cm:].clone(), memory=mem)
-
-
-def owlqn_blocked(
-    data,
-    W0: torch.Tensor,
-    b0: torch.Tensor,
-    lam: float,
-    alpha: float,
-    *,
-    tol: float,
-    max_iter: int = 2000,
-    history: int | None = None,
-    gamma0: float | None = None,
-    memory: LBFGSMemory | None = None,
-) -> SolveResult:
-    """OWL-QN for data that only offers ``loss_grad`` (see :class:`~sparse_probe.solvers.blocked.BlockedData`).
-
-    Same iteration as :func:`owlqn`; every line-search trial is one streaming evaluation.
-    """
-    C, m = W0.shape
-    Cm = C * m
-    l1, l2 = lam * alpha, lam * (1.0 - alpha)
-    c, wmask = _l1_weights(C, m, l1, W0.device)
-
-    def evaluate(x):
-        W = x[:Cm].view(C, m)
-        loss, G, gb = data.loss_grad(W, x[Cm:])
-        wflat = x[:Cm]
-        F = _penalized(loss, wflat, l1, l2)
-        return loss, F, torch.cat([(G + l2 * W).reshape(-1), gb])
-
-    x = torch.cat([W0.reshape(-1).to(torch.float64), b0.to(torch.float64)])
-    loss, F, g = evaluate(x)
-    mem = _memory(memory, Cm + C, history, l2)
-    converged, viol, stall, it = False, float("inf"), 0, 0
-    while it < max_iter:
-        pg = _pseudo_grad(x, g, c)
-        viol = float(pg.abs().max())
-        if viol <= tol:
-            converged = True
-            break
-        it += 1
-        d = _direction(pg, mem, gamma0, free=(x != 0) | ~wmask)
-        xi = torch.where(x != 0, torch.sign(x), torch.sign(-pg))
-        t, accepted = 1.0, False
-        for _ in range(40):
-            xn = x + t * d
-            xn = torch.where(wmask & (torch.sign(xn) != xi), torch.zeros_like(xn), xn)
-            loss_n, F_n, g_n = evaluate(xn)
-            if F_n <= F + 1e-4 * float(pg @ (xn - x)):
-                accepted = True
-                break
-            t *= 0.5
-        if not accepted:
-            break
-        xc = _recenter(xn, C, m, alpha)
-        if xc is not None:
-            g_n = g_n.clone()
-            g_n[:Cm] += l2 * (xc - xn)[:Cm]
-            xn = xc
-            F_n = _penalized(loss_n, xn[:Cm], l1, l2)
-        mem.push(xn - x, g_n - g)
-        decrease = F - F_n
-        x, loss, F, g = xn, loss_n, F_n, g_n
-        stall = stall + 1 if decrease <= 1e-15 * max(abs(F), 1.0) else 0
-        if stall >= 5:
-            break
-    return SolveResult(x[:Cm].view(C, m).clone(), x[Cm:].clone(), loss, F, it, viol, converged,
-                       gamma=mem.gamma, memory=mem)
+    return SolveResult(W, b, loss, F, it, viol, converged, logits=acc.logits, gamma=mem.gamma,
+                       grad=G if kept else None, grad_b=g[Cm:].clone() if kept else None,
+                       memory=mem)

@@ -18,10 +18,23 @@ Both are reached through ``torch.ops.mkldnn._linear_pointwise`` (``input @ weigh
 behind torch's own oneDNN linear layers): ``X W^T`` with ``X`` as input and ``W`` as the weight
 (a bias, when given, is added in the product's epilogue), ``R^T X`` with ``R^T`` as input and
 ``X^T`` as the weight, read in place (no copy of X). Dense weights timed the same as weights
-converted to oneDNN's blocked layout. The op is internal to torch, so it is checked once against
-the plain product on a small problem and every failure falls back to ``@``; set
-``SPARSE_PROBE_ONEDNN=0`` to use ``@`` always. Results agree with MKL's to float32 rounding
-(relative error ~1e-6: only the summation order differs). CUDA tensors always use ``@``.
+converted to oneDNN's blocked layout. Results agree with MKL's to float32 rounding (relative
+error ~1e-6: only the summation order differs). CUDA tensors always use ``@``.
+
+Why a private op: torch's public API sends every CPU matmul to its BLAS (MKL); the op behind
+torch's own oneDNN linear layers is the one way to reach oneDNN's kernels for a plain product
+without a compiled extension. Being private, it may be missing from a build or change its
+signature in any torch release, so it is used only behind a guard, and degrades to ``@``:
+
+- the op is missing, or raises on its first use (``AttributeError``/``RuntimeError``/
+  ``TypeError`` in the once-per-process self-check against ``@`` on a small problem): ``@``
+  from then on, logged at debug level;
+- it returns numbers that disagree with ``@`` on the self-check: ``@``, with a warning;
+- it raises later, on a real product: that product and all later ones use ``@``, with a
+  warning;
+- ``SPARSE_PROBE_ONEDNN=0`` in the environment: ``@`` always, no check.
+
+``tests/test_products.py`` forces each of these and compares with ``@``.
 
 Reproducibility: with oneDNN and more than one thread, repeated fits of the same data in fresh
 processes agreed to rounding but not always bit for bit (on a 30-λ test path, about one run in

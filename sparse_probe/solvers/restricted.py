@@ -63,6 +63,8 @@ class RestrictedData:
         A column-major copy of ``Xw`` for products with a few columns.
     """
 
+    keeps_logits = True  # offers logits64/step/matvec/ce/grad (see solvers/base.py)
+
     def __init__(self, Xw: torch.Tensor, y: torch.Tensor, n_classes: int, block_rows: int = 65536,
                  XwT: torch.Tensor | None = None):
         self.Xw = Xw
