@@ -8,6 +8,8 @@ from pathlib import Path as FsPath
 
 import click
 
+from sparse_probe.penalties import DEFAULT_ALPHA
+
 __all__ = ["fit", "inspect"]
 
 
@@ -16,7 +18,7 @@ __all__ = ["fit", "inspect"]
               help="Features directory (train.npy, train_labels.npy, [val|test].npy, meta.json).")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=FsPath),
               help="Probe directory to write (path.npz, probe.json, head.pt).")
-@click.option("--alpha", default=0.99, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+@click.option("--alpha", default=DEFAULT_ALPHA, show_default=True, type=click.FloatRange(0, 1, min_open=True),
               help="L1 share α of the elastic net.")
 @click.option("--n-lambdas", default=100, show_default=True, type=click.IntRange(1))
 @click.option("--eps", default=1e-3, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from sparse_probe.fit import fit_path
+from sparse_probe.penalties import DEFAULT_ALPHA
 from sparse_probe.probe import write_probe
 from sparse_probe.rundir import RunDirError, read_features_meta
 from sparse_probe.select import parse_rule, select
@@ -76,7 +77,7 @@ def fit_features(
     features_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
-    alpha: float = 0.99,
+    alpha: float = DEFAULT_ALPHA,
     n_lambdas: int = 100,
     eps: float = 1e-3,
     grouped: bool = False,

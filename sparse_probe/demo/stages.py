@@ -62,7 +62,7 @@ def stage_fit(run: Path, config: DemoConfig, progress: bool) -> tuple[str, bool]
     if done:
         probe = read_json(rd.probe_json, what="probe.json from `sparse-probe fit`")
     else:
-        probe = fit_features(rd.features, rd.probe, alpha=0.99, n_lambdas=int(opts["n_lambdas"]),
+        probe = fit_features(rd.features, rd.probe, n_lambdas=int(opts["n_lambdas"]),
                              eps=opts["eps"], select_rule="val_acc_within=0.05",
                              progress=progress)
     acc, fpc = probe["accuracy"], probe["features_per_class"]
