@@ -13,7 +13,6 @@ through a user column mapping (:func:`read_external_csv`). Every loader returns 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from sparse_probe.answers import (
     read_results_csv,
     results_to_long,
 )
+from sparse_probe.rundir import RunDirError, read_manifest
 
 __all__ = [
     "ANSWER_COLUMNS",
@@ -88,22 +88,10 @@ def load_manifest(path: str | Path) -> pd.DataFrame:
     DataFrame
         The contract's fields as columns (``class`` is an int column, dict fields stay dicts).
     """
-    path = Path(path)
-    if not path.exists():
-        raise IngestError(f"{path}: manifest not found")
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise IngestError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            for key in ("hit_key", "class", "feature"):
-                if key not in row:
-                    raise IngestError(f"{path}:{lineno}: missing field {key!r}")
-            rows.append(row)
+    try:
+        rows = read_manifest(path)
+    except RunDirError as exc:
+        raise IngestError(str(exc)) from None
     df = pd.DataFrame(rows)
     defaults: dict[str, Any] = {
         "kind": "image", "layer": "sparse", "class_name": None, "weight": float("nan"),
@@ -118,9 +106,6 @@ def load_manifest(path: str | Path) -> pd.DataFrame:
         for n, c in zip(df["class_name"], df["class"], strict=True)
     ]
     df["is_gold"] = df["is_gold"].fillna(False).astype(bool)
-    if df["hit_key"].duplicated().any():
-        dup = df.loc[df["hit_key"].duplicated(), "hit_key"].iloc[0]
-        raise IngestError(f"{path}: duplicate hit_key {dup!r}")
     return df
 
 

@@ -34,10 +34,10 @@ from sparse_probe.questions import (
     SPURIOUS_KINDS,
     schema_for_tasks,
 )
-from sparse_probe.rundir import check_same_run, read_run_record
+from sparse_probe.rundir import RunDirError, check_same_run, read_json, read_run_record
 
 __all__ = ["ReportOptions", "build_report", "class_weight_shares", "identity_example_share",
-           "load_probe"]
+           "probe_arrays"]
 
 logger = logging.getLogger(__name__)
 FEATURE_COLUMNS = ["hit_key", "class", "class_name", "feature", "weight", "rank", "layer",
@@ -97,15 +97,19 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def load_probe(run: Path) -> dict:
-    """``probe/probe.json`` and, when present, ``probe/path.npz`` (as arrays), or ``{}``."""
+def probe_arrays(run: Path) -> dict:
+    """What the report uses of ``probe/``: ``{"json": probe.json, "path": path.npz arrays}``.
+
+    Either key is absent when its file is (a study without a fitted probe); probe.json is
+    read by the run-directory reader, so a malformed one stops with its file named.
+    """
     out: dict = {}
     pj = run / "probe" / "probe.json"
     if pj.exists():
         try:
-            out["json"] = json.loads(pj.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise IngestError(f"{pj}: not valid JSON ({exc.msg})") from None
+            out["json"] = read_json(pj, what="probe.json from `sparse-probe fit`")
+        except RunDirError as exc:
+            raise IngestError(str(exc)) from None
     pz = run / "probe" / "path.npz"
     if pz.exists():
         with np.load(pz) as z:
@@ -308,7 +312,7 @@ def build_report(run: str | Path, out: str | Path | None = None,
     out.mkdir(parents=True, exist_ok=True)
     meta_path = run / "features" / "meta.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
-    probe = load_probe(run)
+    probe = probe_arrays(run)
     pj = probe.get("json", {})
     classes = list(pj.get("classes") or meta.get("classes") or [])
     data_kind = meta.get("kind", "image")

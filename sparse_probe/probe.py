@@ -21,12 +21,7 @@ from sparse_probe.rundir import (
 from sparse_probe.select import Selection
 
 __all__ = ["accuracy_of", "load_probe", "probe_features_fingerprint", "probe_fingerprint",
-           "top_features", "write_json_atomic", "write_probe"]
-
-
-def write_json_atomic(obj, path: str | os.PathLike) -> None:
-    """Deprecated argument order of :func:`sparse_probe.rundir.write_json` (kept for callers)."""
-    write_json(path, obj)
+           "top_features", "write_probe"]
 
 
 def top_features(W: np.ndarray, classes: list[str] | None, k: int) -> list[dict]:

@@ -50,6 +50,7 @@ __all__ = [
     "check_same_run",
     "features_fingerprint",
     "fingerprint_of",
+    "manifest_lines",
     "read_features_meta",
     "read_json",
     "read_jsonl",
@@ -289,9 +290,15 @@ MANIFEST_REQUIRED = ("hit_key", "class", "feature")
 
 
 def read_manifest(tasks_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The one reader of ``tasks/manifest.jsonl``: one dict per HIT, in file order.
+    """The HITs of ``tasks/manifest.jsonl`` (see :func:`manifest_lines`, without line numbers)."""
+    return [row for _, row in manifest_lines(tasks_dir)]
 
-    Checks what every consumer relies on: each line is an object with a string ``hit_key``,
+
+def manifest_lines(tasks_dir: str | os.PathLike[str]) -> list[tuple[int, dict[str, Any]]]:
+    """The one reader of ``tasks/manifest.jsonl``: (line number, HIT) pairs in file order.
+
+    The line numbers let a stage name ``file:line`` in its own checks. Checks what every
+    consumer relies on: each line is an object with a string ``hit_key``,
     an integer-like ``class`` and ``feature``, and keys are unique. ``html`` defaults to
     ``hits/<hit_key>.html``. Stage-specific checks (a HIT page exists, for publishing) stay
     with the stage.
@@ -315,7 +322,8 @@ def read_manifest(tasks_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     seen: set[str] = set()
     lines = [n for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
              if line.strip()]
-    for n, row in zip(lines, rows, strict=True):
+    out = list(zip(lines, rows, strict=True))
+    for n, row in out:
         for key in MANIFEST_REQUIRED:
             if key not in row:
                 raise RunDirError(f"{path}:{n}: missing field {key!r}")
@@ -330,7 +338,7 @@ def read_manifest(tasks_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
             raise RunDirError(f"{path}:{n}: duplicate hit_key {key!r}")
         seen.add(key)
         row.setdefault("html", f"hits/{key}.html")
-    return rows
+    return out
 
 
 # --------------------------------------------------------------------------- fingerprints

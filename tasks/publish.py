@@ -33,6 +33,7 @@ from botocore.exceptions import (
 )
 from tqdm import tqdm
 
+from sparse_probe.rundir import RunDirError, manifest_lines
 from tasks.client import Endpoint
 from tasks.cost import DEFAULT_ASSIGNMENTS, estimate_cost, parse_reward
 from tasks.ledger import LEDGER_NAME, Ledger, request_token
@@ -89,40 +90,24 @@ def load_manifest(tasks_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     Raises
     ------
     PublishError
-        Missing file, a line that is not a JSON object with ``hit_key`` and ``html``, a
-        duplicate key, an ``assignments`` that is not a positive integer, or a missing
+        What :func:`sparse_probe.rundir.read_manifest` refuses (missing file, malformed line,
+        duplicate key), an ``assignments`` that is not a positive integer, or a missing
         ``hits/<hit_key>.html``.
     """
     root = Path(tasks_dir)
     path = root / "manifest.jsonl"
-    if not path.is_file():
-        raise PublishError(f"{path}: manifest not found (run 'sparse-probe tasks build' first)")
-    rows: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for n_line, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise PublishError(f"{path}: line {n_line}: not JSON ({exc.args[0]})") from exc
-        if not isinstance(row, dict) or not isinstance(row.get("hit_key"), str):
-            raise PublishError(f"{path}: line {n_line}: expected an object with a 'hit_key' "
-                               "string")
-        key = row["hit_key"]
-        if key in seen:
-            raise PublishError(f"{path}: line {n_line}: duplicate hit_key {key!r}")
-        seen.add(key)
+    try:
+        lines = manifest_lines(root)
+    except RunDirError as exc:
+        raise PublishError(str(exc)) from None
+    for n_line, row in lines:
         n = row.get("assignments", DEFAULT_ASSIGNMENTS)
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise PublishError(f"{path}: line {n_line}: assignments {n!r} is not an integer "
-                               ">= 1")
-        html = row.get("html") or f"hits/{key}.html"
-        if not (root / html).is_file():
-            raise PublishError(f"{path}: line {n_line}: HIT page {root / html} not found")
-        row["html"] = html
+            raise PublishError(f"{path}:{n_line}: assignments {n!r} is not an integer >= 1")
+        if not (root / row["html"]).is_file():
+            raise PublishError(f"{path}:{n_line}: HIT page {root / row['html']} not found")
         row["assignments"] = n
-        rows.append(row)
+    rows = [row for _, row in lines]
     if not rows:
         raise PublishError(f"{path}: manifest has no HITs")
     return rows

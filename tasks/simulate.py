@@ -23,7 +23,6 @@ until a round submits nothing, i.e. every HIT has all its assignments.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -51,6 +50,7 @@ from sparse_probe.questions import (
     QuestionSchema,
     default_schema,
 )
+from sparse_probe.rundir import read_manifest
 
 __all__ = [
     "SimulationResult",
@@ -304,18 +304,7 @@ def _profiles(n_workers: int, spammer_share: float, noisy_share: float, rng: ran
 
 
 def _load_manifest(tasks_dir: Path) -> dict[str, dict[str, Any]]:
-    path = Path(tasks_dir) / "manifest.jsonl"
-    if not path.is_file():
-        raise ValueError(f"{path}: manifest not found")
-    rows = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise ValueError(f"{path}: line {n}: not JSON") from exc
-            rows[row["hit_key"]] = row
-    return rows
+    return {row["hit_key"]: row for row in read_manifest(tasks_dir)}
 
 
 def simulate_crowd(

@@ -194,7 +194,7 @@ def test_publish_assignments_option_overrides_the_manifest_and_says_so(tmp_path,
 
 def test_manifest_assignments_must_be_a_positive_integer(tmp_path):
     tasks = make_tasks_dir(tmp_path, assignments=0)
-    with pytest.raises(PublishError, match=r"manifest\.jsonl: line 1: assignments 0 is not"):
+    with pytest.raises(PublishError, match=r"manifest\.jsonl:1: assignments 0 is not"):
         load_manifest(tasks)
     assert {r["assignments"] for r in load_manifest(make_tasks_dir(tmp_path / "old"))} == {
         DEFAULT_ASSIGNMENTS}

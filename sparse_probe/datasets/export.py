@@ -30,7 +30,7 @@ def write_shapes_imagefolder(ds: ShapesDataset, out: str | os.PathLike, *,
     """Write ``ds`` as an ImageFolder tree under ``out`` with ``truth.npz`` / ``truth.json``."""
     from PIL import Image
 
-    from sparse_probe.rundir import write_json as write_json_atomic
+    from sparse_probe.rundir import write_json
 
     out = Path(out)
     truth: dict[str, np.ndarray] = {}
@@ -53,7 +53,7 @@ def write_shapes_imagefolder(ds: ShapesDataset, out: str | os.PathLike, *,
                 truth[f"{name}_has_{cue}"] = sp.has_cue[cue]
     with atomic_path(out / "truth.npz") as tmp:
         np.savez_compressed(tmp, **truth)
-    write_json_atomic(out / "truth.json", {
+    write_json(out / "truth.json", {
         "dataset": ds.describe(), "class_names": ds.class_names, "cue_class": ds.cue_class,
         "cue_kind": ds.cue_kind, "files": files,
     })
@@ -64,7 +64,7 @@ def write_toxicity_csv(ds: ToxicityDataset, out: str | os.PathLike) -> Path:
     """Write ``ds`` as ``{split}.csv`` files under ``out``."""
     import pandas as pd
 
-    from sparse_probe.rundir import write_json as write_json_atomic
+    from sparse_probe.rundir import write_json
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,6 +76,6 @@ def write_toxicity_csv(ds: ToxicityDataset, out: str | os.PathLike) -> Path:
         })
         with atomic_path(out / f"{name}.csv") as tmp:
             df.to_csv(tmp, index=False)
-    write_json_atomic(out / "truth.json", {"dataset": ds.describe(),
+    write_json(out / "truth.json", {"dataset": ds.describe(),
                                            "class_names": ds.class_names})
     return out

@@ -100,7 +100,7 @@ def prepare_builtin(
         ``run_dir/features``.
     """
     from sparse_probe.extract import ModelSpec, extract_features, save_builtin
-    from sparse_probe.extract.meta import write_json_atomic
+    from sparse_probe.rundir import write_json
 
     params = builtin_params(name, seed=seed, quick=quick)
     epochs = BUILTIN_SIZES[name][quick]["epochs"]
@@ -118,7 +118,7 @@ def prepare_builtin(
         model, report = train(ds, seed=seed, epochs=epochs, device=device, progress=progress)
         report["dataset"] = params
         save_builtin(model.cpu(), ckpt, name=name)
-        write_json_atomic(report_file, report)
+        write_json(report_file, report)
         logger.info("trained builtin:%s -> %s", name, ckpt)
     else:
         logger.info("reusing %s", ckpt)

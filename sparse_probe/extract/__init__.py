@@ -14,7 +14,7 @@ from sparse_probe.extract.extractor import (
     read_features,
     spatial_maps,
 )
-from sparse_probe.extract.meta import read_meta, write_json_atomic
+from sparse_probe.extract.meta import read_meta
 from sparse_probe.extract.sources import (
     EncodeModule,
     ModelSpec,
@@ -43,5 +43,4 @@ __all__ = [
     "read_meta",
     "save_builtin",
     "spatial_maps",
-    "write_json_atomic",
 ]

@@ -33,9 +33,9 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from sparse_probe.extract.data import IMAGENET_MEAN, IMAGENET_STD, DataSource, open_data
-from sparse_probe.extract.meta import FORMAT, read_meta, write_json_atomic
+from sparse_probe.extract.meta import FORMAT, read_meta
 from sparse_probe.extract.sources import ModelSpec, build_model, parse_model_spec
-from sparse_probe.rundir import atomic_path, features_fingerprint
+from sparse_probe.rundir import atomic_path, features_fingerprint, write_json
 
 __all__ = [
     "LayerReader",
@@ -363,7 +363,7 @@ def extract_features(
         "dataset": src.describe, "preprocessing": prep,
     }
     meta["fingerprint"] = features_fingerprint(out, meta)
-    write_json_atomic(out / "meta.json", meta)
+    write_json(out / "meta.json", meta)
     logger.info("features: %s (d=%d, %s)", out, d, counts)
     return out
 
@@ -390,7 +390,7 @@ def _extract_split(net: nn.Module, reader: LayerReader, split: Any, out: Path, *
         else:
             np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32,
                                       shape=(n, d)).flush()
-        write_json_atomic(prog_file, {"key": key, "rows": 0, "n": n, "d": d})
+        write_json(prog_file, {"key": key, "rows": 0, "n": n, "d": d})
     rows_left = range(start, n)
     loader = DataLoader(Subset(split.dataset, list(rows_left)), batch_size=batch_size,
                         shuffle=False, num_workers=num_workers, collate_fn=split.collate_fn,
@@ -406,7 +406,7 @@ def _extract_split(net: nn.Module, reader: LayerReader, split: Any, out: Path, *
             _write_rows(partial, pos, buf[:filled])
             pos += filled
             filled = 0
-            write_json_atomic(prog_file, {"key": key, "rows": pos, "n": n, "d": d})
+            write_json(prog_file, {"key": key, "rows": pos, "n": n, "d": d})
             if on_chunk is not None:
                 on_chunk(split.name, pos)
 
@@ -429,7 +429,7 @@ def _extract_split(net: nn.Module, reader: LayerReader, split: Any, out: Path, *
     bar.close()
     with atomic_path(out / f"{split.name}_labels.npy") as tmp:
         np.save(tmp, np.asarray(split.labels, np.int64))
-    write_json_atomic(out / f"{split.name}_ids.json", list(split.ids))
+    write_json(out / f"{split.name}_ids.json", list(split.ids))
     os.replace(partial, final)
     prog_file.unlink(missing_ok=True)
     return n

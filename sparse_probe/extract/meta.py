@@ -4,6 +4,5 @@ from __future__ import annotations
 
 from sparse_probe.rundir import FEATURES_FORMAT as FORMAT
 from sparse_probe.rundir import read_features_meta as read_meta
-from sparse_probe.rundir import write_json as write_json_atomic
 
-__all__ = ["FORMAT", "read_meta", "write_json_atomic"]
+__all__ = ["FORMAT", "read_meta"]
