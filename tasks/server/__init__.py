@@ -12,11 +12,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
 
 from tasks.cost import parse_reward
 
 from .credentials import ServerCredentials, credentials_path_for, load_or_create_credentials
+from .errors import json_error
 from .live import LiveServer, start_server
 from .sessions import SignedJSONSessionInterface
 from .storage import Storage, get_storage, init_db_command, issue_worker_token
@@ -142,6 +144,25 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             '<p><a href="/worker/">Worker</a> · <a href="/admin/">Requester admin</a></p>',
             mimetype="text/html",
         )
+
+    @app.errorhandler(HTTPException)
+    def _api_http_error(exc: HTTPException) -> Any:
+        """405, 413, 404, ... on the requester API as MTurk JSON; HTML elsewhere."""
+        api_call = (request.path == "/" and request.method not in ("GET", "HEAD")) or (
+            "X-Amz-Target" in request.headers)
+        if not api_call:
+            return exc
+        code = exc.code or 500
+        kind = "ServiceFault" if code >= 500 else "RequestError"
+        turk = {405: "AWS.MethodNotAllowed", 413: "AWS.RequestEntityTooLarge"}.get(
+            code, "AWS.ServiceUnavailable" if code >= 500 else "AWS.BadRequest")
+        message = f"{exc.name}: {exc.description}"
+        if code == 405:
+            message = f"{request.method} is not allowed: the requester API takes POST on /"
+        resp = json_error(kind, message, code, turk)
+        if code == 405:
+            resp.headers["Allow"] = "POST"
+        return resp
 
     @app.after_request
     def _headers(resp: Response) -> Response:

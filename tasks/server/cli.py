@@ -93,6 +93,7 @@ def serve(
     from . import create_app, sqlite_url
     from .credentials import credentials_path_for
     from .storage import issue_worker_token
+    from .waitress_json import json_errors
 
     try:
         parse_reward(balance)
@@ -147,7 +148,8 @@ def serve(
         sock = socket.create_server((host, port), family=family, backlog=1024)
         endpoint_port = sock.getsockname()[1]
     else:
-        server = waitress.create_server(app, host=host, port=port, **server_kw)
+        server = json_errors(waitress.create_server(app, host=host, port=port,
+                                                    **server_kw))
         endpoint_port = server.effective_port
 
     def announce() -> None:  # printed once the server processes exist

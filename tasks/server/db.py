@@ -44,6 +44,7 @@ __all__ = [
     "Database",
     "FastConn",
     "HITType",
+    "SeenSignature",
     "Worker",
 ]
 
@@ -149,6 +150,15 @@ class Bonus(Base):
         String(64), unique=True, nullable=True
     )
     grant_time: Mapped[float] = mapped_column(Float)
+
+
+class SeenSignature(Base):
+    """A verified SigV4 signature of the requester API, kept while it could still be valid
+    (the clock-skew window), so a replayed request is refused."""
+
+    __tablename__ = "seen_signatures"
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[float] = mapped_column(Float, index=True)
 
 
 INTEGRITY_ERRORS: tuple[type[Exception], ...] = (IntegrityError, sqlite3.IntegrityError)

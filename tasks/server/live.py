@@ -146,6 +146,7 @@ def start_server(
 
     from . import create_app
     from .cli import WAITRESS_MAX_BODY, quiet_waitress_queue
+    from .waitress_json import json_errors
 
     cfg = {
         "DATABASE_URL": url,
@@ -159,9 +160,9 @@ def start_server(
     }
     app = create_app(cfg)
     quiet_waitress_queue()
-    server = waitress.create_server(app, host=host, port=0, threads=threads, backlog=1024,
+    server = json_errors(waitress.create_server(app, host=host, port=0, threads=threads, backlog=1024,
                                     connection_limit=1000,
-                                    max_request_body_size=WAITRESS_MAX_BODY)
+                                    max_request_body_size=WAITRESS_MAX_BODY))
     stopping = threading.Event()
 
     def serve() -> None:

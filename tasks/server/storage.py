@@ -39,10 +39,20 @@ from typing import Any, NamedTuple
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from .db import HIT, INTEGRITY_ERRORS, Account, Assignment, Bonus, Database, HITType, Worker
+from .db import (
+    HIT,
+    INTEGRITY_ERRORS,
+    Account,
+    Assignment,
+    Bonus,
+    Database,
+    HITType,
+    SeenSignature,
+    Worker,
+)
 
 __all__ = [
     "ACCEPTED",
@@ -303,6 +313,21 @@ class Storage:
         with self.database.write() as s:
             if s.get(Account, 1) is None:
                 s.add(Account(id=1, balance_cents=int(balance_cents)))
+
+    # ---------------------------------------------------------------------------- requests
+    def first_use_of_signature(self, signature: str, now: float, keep_seconds: float) -> bool:
+        """Record a verified request signature; False if it was already recorded (a replay).
+
+        Signatures older than ``keep_seconds`` are forgotten in the same transaction (they
+        fail the clock-skew check anyway). The primary key makes this hold across processes.
+        """
+        try:
+            with self.database.write() as s:
+                s.execute(delete(SeenSignature).where(SeenSignature.seen_at < now - keep_seconds))
+                s.add(SeenSignature(signature=signature, seen_at=now))
+        except INTEGRITY_ERRORS:
+            return False
+        return True
 
     # ----------------------------------------------------------------------------- workers
     def set_worker_token(self, worker_id: str, token: str) -> None:
