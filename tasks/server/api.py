@@ -20,16 +20,19 @@ import uuid
 from flask import Blueprint, Response, current_app, request
 
 from .errors import MTurkError, ServiceFault, json_error
-from .mturk_ops import OPERATIONS
+from .mturk_ops import OPERATIONS as HIT_OPERATIONS
+from .qualification_ops import QUALIFICATION_OPERATIONS
 from .sigv4 import MAX_CLOCK_SKEW_SECONDS, verify_sigv4
 from .storage import get_storage
 from .validation import validate_params
 
-__all__ = ["REPLAYABLE", "REPLAY_WINDOW_SECONDS", "TARGET_PREFIX", "bp"]
+__all__ = ["OPERATIONS", "REPLAYABLE", "REPLAY_WINDOW_SECONDS", "TARGET_PREFIX", "bp"]
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
 TARGET_PREFIX = "MTurkRequesterServiceV20170117."
+#: Every operation of botocore's MTurk client (some answer "not supported").
+OPERATIONS = {**HIT_OPERATIONS, **QUALIFICATION_OPERATIONS}
 #: How long a signature is remembered: it can pass the clock-skew check for twice the skew.
 REPLAY_WINDOW_SECONDS = 2 * MAX_CLOCK_SKEW_SECONDS + 60
 
@@ -82,14 +85,22 @@ def dispatch() -> Response:
         params = validate_params(operation, params,
                                  min_duration=int(cfg["MIN_DURATION_SECONDS"]))
         store = get_storage()
-        if operation not in REPLAYABLE and "UniqueRequestToken" not in params and not (
-                store.first_use_of_signature(
-                    signature, time.time(), REPLAY_WINDOW_SECONDS)):
+        recorded = operation not in REPLAYABLE and "UniqueRequestToken" not in params
+        if recorded and not store.first_use_of_signature(signature, time.time(),
+                                                         REPLAY_WINDOW_SECONDS):
             return json_error(
                 "InvalidSignatureException",
-                f"This signed {operation} request was already received; a signed request that "
-                "changes state runs once (sign each request anew)", 400)
-        result = OPERATIONS[operation](store, params)
+                f"This signed {operation} request was already received and is not run again. "
+                "Byte-identical requests signed within the same second share a signature: "
+                "add a UniqueRequestToken or wait a second to repeat one on purpose.", 400)
+        try:
+            result = OPERATIONS[operation](store, params)
+        except MTurkError:
+            raise
+        except Exception:
+            if recorded:  # nothing was applied: a retry (same second, same signature) may run
+                store.forget_signature(signature)
+            raise
     except MTurkError as err:
         return err.response()
     except Exception:

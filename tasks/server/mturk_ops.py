@@ -30,10 +30,12 @@ from typing import Any
 from tasks.cost import fee_rate, parse_reward
 
 from .errors import RequestError
+from .qualifications import check_requirements
 from .storage import HIT, LIVE_STATUSES, AssignmentRow, Counts, HITType, Refused, Storage
 from .validation import MAX_DURATION, parse_question, to_epoch
 
-__all__ = ["OPERATIONS", "apply_auto_approvals", "hit_status", "new_id"]
+__all__ = ["OPERATIONS", "apply_auto_approvals", "decode_token", "encode_token", "hit_status",
+           "new_id"]
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +64,12 @@ def assignment_cost_cents(reward: str, max_assignments: int) -> int:
     return _cents(r + fee)
 
 
-def _encode_token(*parts: Any) -> str:
+def encode_token(*parts: Any) -> str:
+    """An opaque NextToken holding ``parts`` (checked again by :func:`decode_token`)."""
     return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode()
 
 
-def _decode_token(token: str | None, kinds: tuple[type, ...]) -> list[Any] | None:
+def decode_token(token: str | None, kinds: tuple[type, ...]) -> list[Any] | None:
     """The parts of a NextToken made by :func:`_encode_token`, checked against ``kinds``
     (``float`` accepts any finite number, ``str`` any valid text up to 64 characters)."""
     if token is None:
@@ -202,6 +205,7 @@ def _type_fields(p: dict) -> dict:
 
 
 def _ensure_hit_type(store: Storage, p: dict) -> HITType:
+    check_requirements(store, p.get("QualificationRequirements", []))
     fields = _type_fields(p)
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).digest()
     hit_type_id = "".join(_ALNUM[b % 36] for b in digest[:30])
@@ -287,7 +291,7 @@ def _list_hits(store: Storage, p: dict, *, reviewable: bool) -> dict:
     apply_auto_approvals(store)
     now = time.time()
     limit = int(p.get("MaxResults", 10))
-    after = _decode_token(p.get("NextToken"), (float, str))
+    after = decode_token(p.get("NextToken"), (float, str))
     cursor = None if after is None else (after[0], after[1])
     hit_type_id = None
     if reviewable:
@@ -313,7 +317,7 @@ def _list_hits(store: Storage, p: dict, *, reviewable: bool) -> dict:
         cursor = (last.creation_time, last.hit_id)
     result: dict[str, Any] = {"NumResults": len(out), "HITs": out}
     if more:
-        result["NextToken"] = _encode_token(out[-1]["CreationTime"], out[-1]["HITId"])
+        result["NextToken"] = encode_token(out[-1]["CreationTime"], out[-1]["HITId"])
     return result
 
 
@@ -336,7 +340,7 @@ def list_assignments_for_hit(store: Storage, p: dict) -> dict:
         if st not in LIVE_STATUSES:
             raise RequestError(f"AssignmentStatuses: {st!r} is not one of {list(LIVE_STATUSES)}",
                                "AWS.ParameterOutOfRange")
-    after = _decode_token(p.get("NextToken"), (str,))
+    after = decode_token(p.get("NextToken"), (str,))
     try:
         rows: list[AssignmentRow] = store.assignments_page(
             p["HITId"], statuses, after[0] if after else "", limit + 1)
@@ -345,7 +349,7 @@ def list_assignments_for_hit(store: Storage, p: dict) -> dict:
     page = [assignment_json(r) for r in rows[:limit]]
     result: dict[str, Any] = {"NumResults": len(page), "Assignments": page}
     if len(rows) > limit:
-        result["NextToken"] = _encode_token(page[-1]["AssignmentId"])
+        result["NextToken"] = encode_token(page[-1]["AssignmentId"])
     return result
 
 

@@ -31,7 +31,7 @@ __all__ = [
     "validate_params",
 ]
 
-WORKER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+WORKER_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 
 # Documented MTurk limits not carried by the model (characters unless noted).
 LIMITS = {
@@ -71,7 +71,8 @@ MONEY = {"Reward", "BonusAmount"}
 MAX_MONEY_CENTS = 10_000_000  # $100,000.00
 _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
 # Model patterns we deliberately relax: our worker ids need not look like MTurk's ("A...").
-RELAXED_PATTERNS = {"WorkerId"}
+# They are checked against this server's own worker-id rule (WORKER_ID_RE) instead.
+RELAXED_PATTERNS = {"WorkerId", "WorkerIds"}
 
 
 def check_worker_id(worker_id: Any) -> str:
@@ -199,9 +200,11 @@ def _walk(value: Any, shape: Any, name: str, min_duration: int) -> None:
                         f"Member must have length less than or equal to {limit}")
         if "enum" in meta and value not in meta["enum"]:
             raise _fail(name, value, f"Member must satisfy enum value set: {meta['enum']}")
-        if "pattern" in meta and leaf not in RELAXED_PATTERNS and not _full_pattern(
-            meta["pattern"]
-        ).match(value):
+        if leaf in RELAXED_PATTERNS:
+            if not WORKER_ID_RE.match(value):
+                raise _fail(name, value, "Member must be 1-64 characters of letters, digits, "
+                            "'_' or '-'")
+        elif "pattern" in meta and not _full_pattern(meta["pattern"]).match(value):
             raise _fail(
                 name, value, f"Member must satisfy regular expression pattern: {meta['pattern']}"
             )
