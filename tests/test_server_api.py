@@ -13,6 +13,7 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from helpers_postgres import BACKENDS, pg_cluster  # noqa: F401
 from helpers_server import (
     accept,
     create_batch,
@@ -30,10 +31,13 @@ from tasks.server.validation import service_model
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(tmp_path_factory, request):
     db = tmp_path_factory.mktemp("api") / "server.sqlite"
-    with start_server(db, threads=8, config={"MIN_DURATION_SECONDS": 1}) as srv:
+    url = None if request.param == "sqlite" else request.getfixturevalue(
+        "pg_cluster").create_database()
+    with start_server(None if url else db, database_url=url, threads=8,
+                      config={"MIN_DURATION_SECONDS": 1}) as srv:
         yield srv
 
 

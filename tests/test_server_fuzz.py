@@ -2,7 +2,8 @@
 
 Requests are built by hypothesis from botocore's MTurk service model (every operation, every
 member, with wrong types, JSON nulls, huge integers, surrogates, NUL, non-finite timestamps and
-unknown keys mixed in), signed as botocore signs, and sent through the app's WSGI stack. A second
+unknown keys mixed in), signed as botocore signs, and sent through the app's WSGI stack, on SQLite and on PostgreSQL
+(which refuses NUL in text and integers past 32 bits where SQLite would not). A second
 property checks that after any sequence of accepted requests, ListHITs (all pages), GetHIT,
 ListAssignmentsForHIT (parsed by botocore's own response parser, which rejects timestamps past
 year 9999) and the admin pages still answer. The audit's cases are listed explicitly as well.
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 from botocore.parsers import create_parser
+from helpers_postgres import BACKENDS, pg_cluster  # noqa: F401
 from helpers_server import (
     APP_CONFIG,
     TARGET,
@@ -78,9 +80,12 @@ class Api:
                                   "body": r.data}, shape)
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    app = make_app(tmp_path_factory.mktemp("fuzz"))
+@pytest.fixture(scope="module", params=BACKENDS)
+def api(tmp_path_factory, request):
+    tmp = tmp_path_factory.mktemp("fuzz")
+    url = (f"sqlite:///{tmp / 'server.sqlite'}" if request.param == "sqlite"
+           else request.getfixturevalue("pg_cluster").create_database())
+    app = make_app(tmp, DATABASE_URL=url)
     a = Api(app)
     status, out = a.call("CreateHIT", dict(
         Title="seed", Description="seed HIT", Reward="0.10", LifetimeInSeconds=600,
@@ -414,3 +419,23 @@ def test_waitress_413_is_json(tmp_path):
         assert head.startswith(b"HTTP/1.1 413"), head
         out = json.loads(body)
         assert out["__type"].endswith("#RequestError")
+
+
+def test_nul_in_worker_and_admin_ids_is_4xx(api):
+    """PostgreSQL refuses NUL in parameters; no path, query or id field reaches it."""
+    from tasks.server import issue_worker_token
+
+    store = api.app.extensions["sparse_probe_storage"]
+    c = api.app.test_client()
+    assert c.post("/worker/login", data={"worker_id": "a\x00", "token": "t"}).status_code == 400
+    token = issue_worker_token(store, "NULW")
+    assert c.post("/worker/login", data={"worker_id": "NULW", "token": token}).status_code == 303
+    auth = {"Authorization": "Basic " + base64.b64encode(b"admin:admin-pass").decode()}
+    for method, path in [("POST", "/worker/hits/%00/accept"), ("GET", "/worker/hits/A%00/preview"),
+                         ("GET", "/worker/assignments/%00/page"), ("GET", "/admin/hits/%00"),
+                         ("GET", "/worker/?format=%00"), ("POST", "/admin/assignments/%00/approve")]:
+        assert c.open(path, method=method, headers=auth).status_code == 400, path
+    r = c.post("/mturk/externalSubmit", data={"assignmentId": "A\x00", "x": "y"})
+    assert r.status_code == 400
+    r = api.client.post("/worker/hits/" + api.hit_id + "/accept")
+    assert r.status_code < 500

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import requests
+from helpers_postgres import BACKENDS, pg_cluster  # noqa: F401
 from helpers_server import accept, question, submit
 
 from tasks.publish import QUALIFICATION_IDS
@@ -14,10 +15,13 @@ from tasks.server.live import start_server
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(tmp_path_factory, request):
     db = tmp_path_factory.mktemp("quals") / "server.sqlite"
-    with start_server(db, threads=4, config={"MIN_DURATION_SECONDS": 1}) as srv:
+    url = None if request.param == "sqlite" else request.getfixturevalue(
+        "pg_cluster").create_database()
+    with start_server(None if url else db, database_url=url, threads=4,
+                      config={"MIN_DURATION_SECONDS": 1}) as srv:
         yield srv
 
 

@@ -60,6 +60,10 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+#: Form fields used as ids (checked for NUL before any view runs).
+ID_FIELDS = ("worker_id", "token", "assignmentId", "next", "csrf_token")
+
+
 def sqlite_url(path: str | os.PathLike[str]) -> str:
     """SQLAlchemy URL of a SQLite file."""
     return f"sqlite:///{Path(path).resolve()}"
@@ -144,6 +148,23 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             '<p><a href="/worker/">Worker</a> · <a href="/admin/">Requester admin</a></p>',
             mimetype="text/html",
         )
+
+    @app.before_request
+    def _refuse_nul() -> Any:
+        """NUL is not text: no id, path or query may carry one (PostgreSQL refuses it in
+        parameters, and nothing stored contains one). Answer fields drop it instead
+        (``worker.answers_xml``)."""
+        fields = [request.path, *request.args.keys(), *request.args.values()]
+        if request.method == "POST" and request.mimetype in (
+                "application/x-www-form-urlencoded", "multipart/form-data"):
+            fields += [request.form.get(k, "") for k in ID_FIELDS]
+        if any("\x00" in f for f in fields):
+            if request.path == "/" or "X-Amz-Target" in request.headers:
+                return json_error("RequestError", "NUL characters are not allowed", 400,
+                                  "AWS.ParameterOutOfRange")
+            return Response("NUL characters are not allowed in ids, paths or queries",
+                            status=400, mimetype="text/plain")
+        return None
 
     @app.errorhandler(HTTPException)
     def _api_http_error(exc: HTTPException) -> Any:

@@ -231,6 +231,15 @@ class FastConn:
         return self._conn.execute(stmt, params or {})
 
 
+def normalize_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` URLs use the psycopg (3) driver, the one the
+    ``postgres`` extra installs; other URLs are returned as they are."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
 def _is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
@@ -256,6 +265,7 @@ class Database:
     """
 
     def __init__(self, url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 16):
+        url = normalize_url(url)
         self.url = url
         self.sqlite = _is_sqlite(url)
         self.raw = self.sqlite
