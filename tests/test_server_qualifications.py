@@ -179,3 +179,22 @@ def test_notify_workers_and_unsupported_operations(server, mturk):
     with pytest.raises(mturk.exceptions.RequestError) as err:
         mturk.list_worker_blocks()
     assert err.value.response["TurkErrorCode"] == "AWS.MechanicalTurk.UnsupportedOperation"
+
+
+def test_auto_granted_type_counts_as_held_by_everyone(server, mturk):
+    tid = mturk.create_qualification_type(Name="Everyone", Description="auto",
+                                          QualificationTypeStatus="Active", AutoGranted=True,
+                                          AutoGrantedValue=5
+                                          )["QualificationType"]["QualificationTypeId"]
+    ok = _hit(mturk, [{"QualificationTypeId": tid, "Comparator": "EqualTo",
+                       "IntegerValues": [5]}], title="auto ok")
+    too_high = _hit(mturk, [{"QualificationTypeId": tid, "Comparator": "GreaterThan",
+                             "IntegerValues": [5]}], title="auto high")
+    s = server.worker_session("AG1")
+    assert accept(s, server.url, ok)[0] == 303
+    assert accept(s, server.url, too_high)[0] == 403
+    assert mturk.get_qualification_score(QualificationTypeId=tid, WorkerId="AG1")[
+        "Qualification"]["IntegerValue"] == 5
+    # Switching auto-granting off takes it from those who never got a score of their own.
+    mturk.update_qualification_type(QualificationTypeId=tid, AutoGranted=False)
+    assert accept(server.worker_session("AG2"), server.url, ok)[0] == 403
