@@ -69,9 +69,17 @@ def encode_token(*parts: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode()
 
 
+def _plain_part(part: Any, kind: type) -> bool:
+    if kind is int:
+        return isinstance(part, int) and not isinstance(part, bool) and 0 <= part < 2**31
+    return (kind is str and isinstance(part, str) and len(part) <= 64
+            and not _BAD_TOKEN_TEXT.search(part))
+
+
 def decode_token(token: str | None, kinds: tuple[type, ...]) -> list[Any] | None:
     """The parts of a NextToken made by :func:`_encode_token`, checked against ``kinds``
-    (``float`` accepts any finite number, ``str`` any valid text up to 64 characters)."""
+    (``float`` accepts any finite number, ``int`` 0 <= n < 2**31, ``str`` any valid text up to
+    64 characters)."""
     if token is None:
         return None
     try:
@@ -89,8 +97,7 @@ def decode_token(token: str | None, kinds: tuple[type, ...]) -> list[Any] | None
                 if not math.isfinite(value):
                     break
                 out.append(value)
-            elif kind is str and isinstance(part, str) and len(part) <= 64 and not (
-                    _BAD_TOKEN_TEXT.search(part)):
+            elif _plain_part(part, kind):
                 out.append(part)
             else:
                 break
@@ -439,6 +446,40 @@ def send_bonus(store: Storage, p: dict) -> dict:
     return {}
 
 
+def list_bonus_payments(store: Storage, p: dict) -> dict:
+    """``ListBonusPayments`` of one HIT or one assignment (exactly one of them)."""
+    if ("HITId" in p) == ("AssignmentId" in p):
+        raise RequestError("Specify exactly one of HITId and AssignmentId",
+                           "AWS.MissingParameters")
+    limit = int(p.get("MaxResults", 10))
+    after = decode_token(p.get("NextToken"), (int,))
+    try:
+        rows = store.bonuses_page(hit_id=p.get("HITId"), assignment_id=p.get("AssignmentId"),
+                                  after=after[0] if after else 0, n=limit + 1)
+    except Refused:
+        if "HITId" in p:
+            raise _no_hit(p["HITId"]) from None
+        raise _no_assignment(p["AssignmentId"]) from None
+    page = [{"WorkerId": b.worker_id, "BonusAmount": _money(b.amount_cents),
+             "AssignmentId": b.assignment_id, "Reason": b.reason, "GrantTime": b.grant_time}
+            for b in rows[:limit]]
+    out: dict[str, Any] = {"NumResults": len(page), "BonusPayments": page}
+    if len(rows) > limit:
+        out["NextToken"] = encode_token(rows[limit - 1].id)
+    return out
+
+
+def update_hit_review_status(store: Storage, p: dict) -> dict:
+    """``UpdateHITReviewStatus``: ``MarkedForReview``, or back to ``NotReviewed`` with
+    ``Revert``."""
+    try:
+        store.set_review_status(p["HITId"], "NotReviewed" if p.get("Revert") else
+                                "MarkedForReview")
+    except Refused:
+        raise _no_hit(p["HITId"]) from None
+    return {}
+
+
 def get_account_balance(store: Storage, p: dict) -> dict:
     """``GetAccountBalance`` (dollars as strings)."""
     apply_auto_approvals(store)
@@ -501,6 +542,8 @@ OPERATIONS = {
     "RejectAssignment": reject_assignment,
     "SendBonus": send_bonus,
     "GetAccountBalance": get_account_balance,
+    "ListBonusPayments": list_bonus_payments,
+    "UpdateHITReviewStatus": update_hit_review_status,
     "UpdateExpirationForHIT": update_expiration_for_hit,
     "DeleteHIT": delete_hit,
 }

@@ -25,10 +25,9 @@ __all__ = ["QUALIFICATION_OPERATIONS", "UNSUPPORTED", "unsupported"]
 #: Operations of botocore's MTurk client that this server answers with an error.
 UNSUPPORTED = (
     "AcceptQualificationRequest", "CreateAdditionalAssignmentsForHIT", "CreateWorkerBlock",
-    "DeleteWorkerBlock", "GetFileUploadURL", "ListBonusPayments",
-    "ListHITsForQualificationType", "ListQualificationRequests",
-    "ListReviewPolicyResultsForHIT", "ListWorkerBlocks", "RejectQualificationRequest",
-    "SendTestEventNotification", "UpdateHITReviewStatus", "UpdateHITTypeOfHIT",
+    "DeleteWorkerBlock", "GetFileUploadURL", "ListHITsForQualificationType",
+    "ListQualificationRequests", "ListReviewPolicyResultsForHIT", "ListWorkerBlocks",
+    "RejectQualificationRequest", "SendTestEventNotification", "UpdateHITTypeOfHIT",
     "UpdateNotificationSettings",
 )
 

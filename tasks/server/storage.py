@@ -817,6 +817,32 @@ class Storage:
         except INTEGRITY_ERRORS:  # the same token sent concurrently
             raise Refused("duplicate") from None
 
+    def bonuses_page(self, *, hit_id: str | None, assignment_id: str | None, after: int,
+                     n: int) -> list[Bonus]:
+        """Up to ``n`` bonuses paid for one assignment, or for the assignments of one HIT,
+        by id after ``after``; ``Refused("missing")`` if the HIT or assignment does not
+        exist."""
+        with self.database.read() as s:
+            stmt = select(Bonus).where(Bonus.id > after).order_by(Bonus.id).limit(n)
+            if assignment_id is not None:
+                if s.get(Assignment, assignment_id) is None:
+                    raise Refused("missing")
+                stmt = stmt.where(Bonus.assignment_id == assignment_id)
+            if hit_id is not None:
+                if s.get(HIT, hit_id) is None:
+                    raise Refused("missing")
+                stmt = stmt.where(Bonus.assignment_id.in_(
+                    select(Assignment.assignment_id).where(Assignment.hit_id == hit_id)))
+            return list(s.execute(stmt).scalars().all())
+
+    def set_review_status(self, hit_id: str, status: str) -> None:
+        """Set a HIT's HITReviewStatus; ``Refused("missing")``."""
+        with self.database.write() as s:
+            hit = s.get(HIT, hit_id)
+            if hit is None:
+                raise Refused("missing")
+            hit.review_status = status
+
     def balance_cents(self) -> int:
         """The account balance in cents."""
         with self.database.read() as s:
