@@ -6,7 +6,7 @@ comma := ,
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench lint browser clean lock
+.PHONY: demo test test-fast bench lint browser postgres clean lock
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,12 +38,21 @@ browser:
 		|| echo "warning: could not install chromium; browser tests will be skipped"; \
 	else echo "note: chromium/chromedriver missing and not root; browser tests will be skipped"; fi
 
+# Debian's PostgreSQL server (initdb, pg_ctl) for the task server's PostgreSQL tests, which
+# start their own throwaway cluster; installed only when missing.
+postgres:
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+		|| echo "warning: could not install postgresql; PostgreSQL tests will be skipped"; \
+	else echo "note: postgresql missing and not root; PostgreSQL tests will be skipped"; fi
+
 demo: $(STAMP)
 	$(VENV)/bin/sparse-probe demo --out runs/demo
 
 # One torch thread per process: the tests run torch beside server subprocesses and worker
 # threads, and oversubscribed OpenMP threads slow everything down by an order of magnitude.
-test: $(STAMP) browser lint
+test: $(STAMP) browser postgres lint
 	OMP_NUM_THREADS=1 $(VENV)/bin/pytest
 
 # Unit tests only (no end-to-end runs, no browser), for quick loops: well under a minute.

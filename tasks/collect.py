@@ -4,6 +4,10 @@ Incremental: the ledger remembers which assignments were collected and which HIT
 their assignments, so a re-run only lists HITs that may have new work and only adds rows for
 assignments it has not stored yet. The parquet file is rewritten atomically; rows are unique per
 (assignment, question).
+
+An existing answers table is merged into, and the summary says how many of its rows were kept.
+Rows of HITs that the ledger does not know (another batch, another project, a stray copy) are
+refused, unless ``merge_foreign=True`` (``--merge-foreign``) asks to keep them.
 """
 
 from __future__ import annotations
@@ -44,11 +48,19 @@ class CollectResult:
     new_rows: int
     total_rows: int
     path: Path
+    existing_rows: int = 0
+    foreign_rows: int = 0
 
     def summary(self) -> str:
         """One line for the console."""
+        merged = ""
+        if self.existing_rows:
+            merged = f" (merged with {self.existing_rows} rows already there"
+            if self.foreign_rows:
+                merged += f", {self.foreign_rows} of them of HITs not in the ledger"
+            merged += ")"
         return (f"polled {self.hits_polled} HITs: {self.new_assignments} new assignments, "
-                f"{self.new_rows} new rows, {self.total_rows} rows in {self.path}")
+                f"{self.new_rows} new rows, {self.total_rows} rows in {self.path}{merged}")
 
 
 def _list_assignments(client: Any, hit_id: str, page_size: int,
@@ -72,6 +84,7 @@ def collect_answers(
     *,
     page_size: int = 100,
     sleep: Callable[[float], None] = time.sleep,
+    merge_foreign: bool = False,
 ) -> CollectResult:
     """Fetch new assignments of the HITs the ledger published at ``endpoint``.
 
@@ -85,11 +98,15 @@ def collect_answers(
         ``mturk`` client for ``endpoint``.
     page_size : int
         ``MaxResults`` per ``ListAssignmentsForHIT`` page (1-100).
+    merge_foreign : bool
+        Keep rows of the existing ``answers.parquet`` whose HIT the ledger does not know
+        (refused by default).
 
     Raises
     ------
     PublishError
-        No ledger, or nothing published at ``endpoint``.
+        No ledger, nothing published at ``endpoint``, or the existing answers hold rows of
+        HITs not in the ledger (without ``merge_foreign``).
     """
     ledger_path = Path(tasks_dir) / LEDGER_NAME
     if not ledger_path.is_file():
@@ -100,6 +117,14 @@ def collect_answers(
         hits = [h for h in ledger.hits(endpoint.key) if h.state == "created"]
         if not hits:
             raise PublishError(f"{ledger_path}: nothing published at {endpoint.key}")
+        known = {h.hit_id for h in ledger.hits() if h.hit_id}
+        foreign = existing[~existing["hit_id"].isin(known)]
+        if len(foreign) and not merge_foreign:
+            ids = sorted(foreign["hit_id"].fillna("<none>").unique())
+            raise PublishError(
+                f"{Path(out_dir) / 'answers.parquet'}: {len(foreign)} rows of {len(ids)} HITs "
+                f"not in the ledger {ledger_path} (e.g. {', '.join(map(str, ids[:3]))}); "
+                "collect into another --out directory, or pass --merge-foreign to keep them")
         seen_all = ledger.seen_assignments(endpoint.key)
         # An assignment counts as collected only if the parquet still holds it.
         seen = {a: h for a, h in seen_all.items() if a in present}
@@ -138,6 +163,7 @@ def collect_answers(
                                          worker_id=worker, status=status)
             for hid in completed:
                 ledger.mark_completed(endpoint.key, hid)
-    result = CollectResult(len(to_poll), len(new_assign), len(new_rows), len(merged), path)
+    result = CollectResult(len(to_poll), len(new_assign), len(new_rows), len(merged), path,
+                           existing_rows=len(existing), foreign_rows=len(foreign))
     log.info("%s", result.summary())
     return result

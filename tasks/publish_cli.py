@@ -190,16 +190,19 @@ def publish(tasks_dir: str, endpoint: str | None, endpoint_url: str | None,
 @click.argument("tasks_dir", type=click.Path(file_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="answers/ directory (answers.parquet).")
+@click.option("--merge-foreign", is_flag=True,
+              help="Keep rows of an existing answers.parquet whose HITs the ledger does not "
+                   "know (refused otherwise).")
 @_endpoint_options
 @_cli_errors
-def collect(tasks_dir: str, out_dir: str, endpoint: str | None, endpoint_url: str | None,
-            profile: str | None, credentials: str | None) -> None:
+def collect(tasks_dir: str, out_dir: str, merge_foreign: bool, endpoint: str | None,
+            endpoint_url: str | None, profile: str | None, credentials: str | None) -> None:
     """Fetch new assignments of every published HIT into OUT/answers.parquet."""
     from tasks.collect import collect_answers
 
     root = _tasks_dir(tasks_dir)
     ep, client, _ = _endpoint_and_client(root, endpoint, endpoint_url, profile, credentials)
-    click.echo(collect_answers(root, out_dir, client, ep).summary())
+    click.echo(collect_answers(root, out_dir, client, ep, merge_foreign=merge_foreign).summary())
 
 
 # --------------------------------------------------------------------------- review

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ def signed_headers(url: str, target: str, body: bytes, key: str, secret: str,
     req = AWSRequest(method="POST", url=url + "/", data=body, headers={
         "X-Amz-Target": target,
         "Content-Type": "application/x-amz-json-1.1",
+        "amz-sdk-invocation-id": str(uuid.uuid4()),  # as botocore: each call signs differently
     })
     SigV4Auth(Credentials(key, secret), "mturk-requester", region).add_auth(req)
     return dict(req.headers.items())

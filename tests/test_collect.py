@@ -9,7 +9,13 @@ import pytest
 from botocore.stub import Stubber
 from helpers_publish import FIXTURE_HITS, make_tasks_dir
 
-from tasks.answers import build_question_form_answers, read_answers
+from tasks.answers import (
+    answers_frame,
+    assignment_rows,
+    build_question_form_answers,
+    read_answers,
+    write_answers,
+)
 from tasks.client import make_client, resolve_endpoint
 from tasks.collect import collect_answers
 from tasks.ledger import Ledger
@@ -135,3 +141,28 @@ def test_incremental_collect_against_live_server(tmp_path):
             first.sort_values(["assignment_id", "question"])["answer"].tolist()
         r3 = collect_answers(tasks, out, client, ep)
         assert r3.hits_polled == 0  # every HIT is complete
+
+
+def test_rows_of_hits_not_in_the_ledger_are_refused_unless_asked(tmp_path):
+    """An answers table with another batch's rows is not silently merged into."""
+    tasks = make_tasks_dir(tmp_path)
+    key = FIXTURE_HITS[0][0]
+    _ledger_with_hits(tasks, "sandbox", [(key, "H1")], max_assignments=1)
+    client = boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b",
+                                   region_name="us-east-1").client(
+        "mturk", endpoint_url="https://mturk-requester-sandbox.us-east-1.amazonaws.com")
+    ep = resolve_endpoint("sandbox")
+    out = tmp_path / "answers"
+    stray = assignment_rows(_assignment("X1", "OTHERHIT", "W9", "no"), hit_key="other",
+                            source="sandbox")
+    write_answers(answers_frame(stray), out)
+    page = {"Assignments": [_assignment("A1", "H1", "W1", "yes")], "NumResults": 1}
+    with pytest.raises(PublishError, match=r"2 rows of 1 HITs not in the ledger.*OTHERHIT"):
+        collect_answers(tasks, out, client, ep, sleep=_no_sleep)
+    assert set(read_answers(out)["assignment_id"]) == {"X1"}  # untouched
+    with Stubber(client) as stub:
+        stub.add_response("list_assignments_for_hit", page)
+        r = collect_answers(tasks, out, client, ep, sleep=_no_sleep, merge_foreign=True)
+    assert (r.new_assignments, r.existing_rows, r.foreign_rows, r.total_rows) == (1, 2, 2, 4)
+    assert "2 of them of HITs not in the ledger" in r.summary()
+    assert set(read_answers(out)["assignment_id"]) == {"X1", "A1"}

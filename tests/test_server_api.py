@@ -13,6 +13,7 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from helpers_postgres import BACKENDS, pg_cluster  # noqa: F401
 from helpers_server import (
     accept,
     create_batch,
@@ -30,10 +31,13 @@ from tasks.server.validation import service_model
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(tmp_path_factory, request):
     db = tmp_path_factory.mktemp("api") / "server.sqlite"
-    with start_server(db, threads=8, config={"MIN_DURATION_SECONDS": 1}) as srv:
+    url = None if request.param == "sqlite" else request.getfixturevalue(
+        "pg_cluster").create_database()
+    with start_server(None if url else db, database_url=url, threads=8,
+                      config={"MIN_DURATION_SECONDS": 1}) as srv:
         yield srv
 
 
@@ -306,3 +310,24 @@ def test_serve_subprocess_as_the_cli_runs_it(tmp_path):
     con = sqlite3.connect(db)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     con.close()
+
+
+def test_list_bonus_payments_and_review_status(server, mturk):
+    _, [hit_id] = create_batch(mturk, 1, 2, reward="0.20", title="bonus listing")
+    aids = [_work(server, w, hit_id, shared="yes", description=w) for w in ("BL1", "BL2")]
+    for i, aid in enumerate(aids * 2):
+        mturk.send_bonus(WorkerId=("BL1", "BL2")[i % 2], AssignmentId=aid,
+                         BonusAmount=f"0.{i + 1}0", Reason=f"r{i}", UniqueRequestToken=f"bl-{i}")
+    pages = mturk.get_paginator("list_bonus_payments").paginate(
+        HITId=hit_id, PaginationConfig={"PageSize": 3})
+    paid = [b for page in pages for b in page["BonusPayments"]]
+    assert [b["BonusAmount"] for b in paid] == ["0.10", "0.20", "0.30", "0.40"]
+    assert [b["Reason"] for b in paid] == ["r0", "r1", "r2", "r3"]
+    one = mturk.list_bonus_payments(AssignmentId=aids[0])["BonusPayments"]
+    assert [b["BonusAmount"] for b in one] == ["0.10", "0.30"]
+    with pytest.raises(mturk.exceptions.RequestError, match="exactly one"):
+        mturk.list_bonus_payments()
+    mturk.update_hit_review_status(HITId=hit_id)
+    assert mturk.get_hit(HITId=hit_id)["HIT"]["HITReviewStatus"] == "MarkedForReview"
+    mturk.update_hit_review_status(HITId=hit_id, Revert=True)
+    assert mturk.get_hit(HITId=hit_id)["HIT"]["HITReviewStatus"] == "NotReviewed"

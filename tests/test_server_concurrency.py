@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from helpers_postgres import BACKENDS, pg_cluster  # noqa: F401
 from helpers_server import accept, create_batch, load_page, parse_answer_xml, submit
 from sqlalchemy import select
 
@@ -18,10 +19,13 @@ from tasks.server.live import start_server
 pytestmark = pytest.mark.timeout(240)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(tmp_path_factory, request):
     db = tmp_path_factory.mktemp("conc") / "server.sqlite"
-    with start_server(db, threads=16, config={"MIN_DURATION_SECONDS": 1}) as srv:
+    url = None if request.param == "sqlite" else request.getfixturevalue(
+        "pg_cluster").create_database()
+    with start_server(None if url else db, database_url=url, threads=16,
+                      config={"MIN_DURATION_SECONDS": 1}) as srv:
         yield srv
 
 

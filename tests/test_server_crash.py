@@ -2,7 +2,7 @@
 
 The server runs as a real child process (``tasks serve``); workers accept and submit over HTTP
 from threads; once some submits have been acknowledged the process is killed with SIGKILL by
-PID, mid-stream. The SQLite file must then hold every acknowledged assignment and answer exactly
+PID, mid-stream. The database (a SQLite file, or PostgreSQL) must then hold every acknowledged assignment and answer exactly
 as sent, no answer attached to the wrong assignment, no HIT over MaxAssignments, and slot
 counts that match the assignments holding slots; a fresh server on the same file serves the
 rest of the batch.
@@ -19,7 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from helpers_postgres import BACKENDS, pg_cluster  # noqa: F401
 from helpers_server import accept, create_batch, load_page, parse_answer_xml, submit
+from sqlalchemy import create_engine, text
 
 from tasks.server.live import start_server
 
@@ -35,15 +37,28 @@ def _answer(worker_id: str, hit_id: str) -> dict[str, str]:
     return {"shared": "yes", "description": f"{worker_id}:{hit_id}"}
 
 
-def _rows(db_file):
-    con = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)
+def _rows(db):
+    """Assignments and slot counts, read straight from the database (a SQLite file, read
+    only and integrity-checked, or a PostgreSQL URL)."""
+    if not isinstance(db, str):
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            assignments = con.execute(
+                "SELECT assignment_id, hit_id, worker_id, status, answer FROM assignments"
+            ).fetchall()
+            taken = dict(con.execute("SELECT hit_id, n_taken FROM hits").fetchall())
+        finally:
+            con.close()
+        return assignments, taken
+    engine = create_engine(db)
     try:
-        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assignments = con.execute(
-            "SELECT assignment_id, hit_id, worker_id, status, answer FROM assignments").fetchall()
-        taken = dict(con.execute("SELECT hit_id, n_taken FROM hits").fetchall())
+        with engine.connect() as con:
+            assignments = [tuple(r) for r in con.execute(text(
+                "SELECT assignment_id, hit_id, worker_id, status, answer FROM assignments"))]
+            taken = {h: n for h, n in con.execute(text("SELECT hit_id, n_taken FROM hits"))}
     finally:
-        con.close()
+        engine.dispose()
     return assignments, taken
 
 
@@ -88,12 +103,16 @@ def _work_until_killed(srv, hit_ids, killed, accepted, acked, lock, enough):
     return work
 
 
-def test_kill_9_mid_stream_keeps_every_acknowledged_answer(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_kill_9_mid_stream_keeps_every_acknowledged_answer(tmp_path, request, backend):
     db_file = tmp_path / "server.sqlite"
+    if backend == "postgres":
+        db_file = request.getfixturevalue("pg_cluster").create_database()
+    where = {"database_url": db_file} if backend == "postgres" else {"db_path": db_file}
     killed, enough, lock = threading.Event(), threading.Event(), threading.Lock()
     accepted: dict[str, tuple[str, str]] = {}
     acked: dict[str, tuple[str, str]] = {}
-    with start_server(db_file, threads=4, subprocess=True) as srv:
+    with start_server(**where, threads=4, subprocess=True) as srv:
         mturk = srv.boto3_client()
         _, hit_ids = create_batch(mturk, N_HITS, MAX_ASSIGNMENTS, title="crash batch")
         work = _work_until_killed(srv, hit_ids, killed, accepted, acked, lock, enough)
@@ -114,7 +133,7 @@ def test_kill_9_mid_stream_keeps_every_acknowledged_answer(tmp_path):
 
     # A fresh server on the same file: the open assignments are submitted by their workers,
     # a second submit is refused, and new workers take the remaining slots.
-    with start_server(db_file, threads=4, subprocess=True) as srv:
+    with start_server(**where, threads=4, subprocess=True) as srv:
         mturk = srv.boto3_client()
         sessions: dict[str, requests.Session] = {}
 

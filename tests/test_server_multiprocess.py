@@ -1,5 +1,6 @@
-"""``tasks serve --workers 2``: two gunicorn worker processes on one socket and one SQLite WAL
-file (the master is ``LiveServer.pid``)."""
+"""Several server processes on one database (a SQLite WAL file or PostgreSQL): ``tasks serve
+--workers 2`` (two gunicorn worker processes on one socket; the master is ``LiveServer.pid``),
+and two ``tasks serve`` processes on different ports."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import psutil
 import pytest
 import requests
 from click.testing import CliRunner
+from helpers_postgres import BACKENDS, pg_cluster  # noqa: F401
 from helpers_server import accept, create_batch, load_page, parse_answer_xml, submit
+from sqlalchemy import bindparam, create_engine, text
 
 from tasks.server.cli import serve
 from tasks.server.live import start_server
@@ -25,10 +28,19 @@ N_HITS = 6
 MAX_ASSIGNMENTS = 4
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    db = tmp_path_factory.mktemp("multi") / "server.sqlite"
-    with start_server(db, threads=4, subprocess=True, workers=2) as srv:
+def _database(request, tmp_path, backend):
+    """``(start_server arguments, what _stored reads)`` for a fresh database."""
+    if backend == "sqlite":
+        db = tmp_path / "server.sqlite"
+        return {"db_path": db}, db
+    url = request.getfixturevalue("pg_cluster").create_database()
+    return {"database_url": url}, url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(tmp_path_factory, request):
+    where, db = _database(request, tmp_path_factory.mktemp("multi"), request.param)
+    with start_server(**where, threads=4, subprocess=True, workers=2) as srv:
         srv.db_file = db
         yield srv
 
@@ -44,14 +56,26 @@ def _children(pid, n=2):
     return proc.children()
 
 
-def _stored(db_file, hit_ids):
-    con = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)
+def _stored(db, hit_ids):
+    """Assignments of ``hit_ids`` read straight from the database (file or URL)."""
+    if not isinstance(db, str):
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return con.execute(
+                f"SELECT assignment_id, hit_id, worker_id, status, answer FROM assignments "
+                f"WHERE hit_id IN ({','.join('?' * len(hit_ids))})", hit_ids).fetchall()
+        finally:
+            con.close()
+    engine = create_engine(db)
     try:
-        return con.execute(
-            f"SELECT assignment_id, hit_id, worker_id, status, answer FROM assignments "
-            f"WHERE hit_id IN ({','.join('?' * len(hit_ids))})", hit_ids).fetchall()
+        with engine.connect() as con:
+            rows = con.execute(text(
+                "SELECT assignment_id, hit_id, worker_id, status, answer FROM assignments "
+                "WHERE hit_id IN :ids").bindparams(bindparam("ids", expanding=True)),
+                {"ids": list(hit_ids)})
+            return [tuple(r) for r in rows]
     finally:
-        con.close()
+        engine.dispose()
 
 
 def test_two_processes_serve(server):
@@ -140,3 +164,44 @@ def test_workers_option_checked(tmp_path):
     assert "--workers" in result.output
     with pytest.raises(ValueError, match="subprocess=True"):
         start_server(tmp_path / "y.sqlite", workers=2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_serve_processes_on_one_database(tmp_path, request, backend):
+    """Two ``tasks serve`` processes on different ports share one database: workers on either
+    take and submit the same batch; no slot is over-taken, no answer lost or doubled."""
+    where, db = _database(request, tmp_path, backend)
+    with start_server(**where, threads=4, subprocess=True) as a, \
+            start_server(**where, threads=4, subprocess=True) as b:
+        assert a.url != b.url
+        _, hit_ids = create_batch(a.boto3_client(), 3, 3, title="two servers")
+        acked: dict[str, tuple[str, str]] = {}
+        lock = threading.Lock()
+        n = 16
+        start = threading.Barrier(n)
+
+        def work(i: int) -> None:
+            srv = (a, b)[i % 2]
+            worker = f"TS{i:02d}"
+            s = srv.worker_session(worker)
+            start.wait()
+            for hit_id in hit_ids if i % 3 else hit_ids[::-1]:
+                status, aid = accept(s, srv.url, hit_id)
+                assert status in (303, 409), status
+                if aid is None:
+                    continue
+                r = submit(s, srv.url, aid, shared="yes", description=f"{worker}:{hit_id}")
+                assert r.status_code == 200
+                with lock:
+                    acked[aid] = (worker, hit_id)
+
+        with ThreadPoolExecutor(n) as pool:
+            list(pool.map(work, range(n)))
+        listed = {x["AssignmentId"]: (x["WorkerId"], h) for h in hit_ids
+                  for x in b.boto3_client().list_assignments_for_hit(
+                      HITId=h, MaxResults=100)["Assignments"]}
+    rows = _stored(db, hit_ids)
+    assert Counter(r[1] for r in rows) == {h: 3 for h in hit_ids}  # full, never over
+    stored = {aid: (w, h) for aid, h, w, status, xml in rows
+              if status == "Submitted" and parse_answer_xml(xml)["description"] == f"{w}:{h}"}
+    assert stored == acked == listed

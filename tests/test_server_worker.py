@@ -9,6 +9,7 @@ import stat
 
 import pytest
 from click.testing import CliRunner
+from helpers_postgres import backend_url, pg_cluster  # noqa: F401
 from helpers_server import APP_CONFIG, make_app, parse_answer_xml, question, use_core_connections
 from sqlalchemy import select, update
 
@@ -20,17 +21,22 @@ from tasks.server.db import Assignment, Worker
 ADMIN = ("admin", "admin-pass")
 
 
-@pytest.fixture
+@pytest.fixture(params=["raw-sqlite", "postgres"])
 def app(tmp_path, request, monkeypatch):
+    """The app on SQLite (the sqlite3 driver path, or ``core``: SQLAlchemy Core as other
+    databases take) or on PostgreSQL."""
     assets = tmp_path / "static-assets"
     (assets / "sub").mkdir(parents=True)
     (assets / "sub" / "a.png").write_bytes(b"\x89PNG fake")
     (tmp_path / "secret.txt").write_text("do not serve")
+    backend = "postgres" if request.param == "postgres" else "sqlite"
     app = make_app(tmp_path, ASSET_DIRS={"demo": str(assets)},
-                   UPLOAD_DIR=str(tmp_path / "uploads"))
-    if getattr(request, "param", "raw-sqlite") == "core":
+                   UPLOAD_DIR=str(tmp_path / "uploads"),
+                   DATABASE_URL=backend_url(request, tmp_path, backend))
+    if request.param == "core":
         use_core_connections(app, monkeypatch)
-    return app
+    yield app
+    app.extensions["sparse_probe_storage"].dispose()
 
 
 @pytest.fixture
@@ -94,7 +100,7 @@ def test_only_token_hashes_are_stored_and_rotation(app, db):
 
 
 # The second run sends the hot paths through SQLAlchemy Core, the code path PostgreSQL uses.
-@pytest.mark.parametrize("app", ["raw-sqlite", "core"], indirect=True)
+@pytest.mark.parametrize("app", ["raw-sqlite", "core", "postgres"], indirect=True)
 def test_list_accept_page_and_submit(app, db):
     hit_id = _hit(db, max_assignments=1)
     w1 = _login(app, db, "W1")
@@ -145,7 +151,7 @@ def test_list_accept_page_and_submit(app, db):
     assert w1.get(f"/worker/assignments/{aid}").status_code == 409
 
 
-@pytest.mark.parametrize("app", ["raw-sqlite", "core"], indirect=True)
+@pytest.mark.parametrize("app", ["raw-sqlite", "core", "postgres"], indirect=True)
 def test_late_submit_refused_and_slot_reclaimed(app, db):
     hit_id = _hit(db, max_assignments=1)
     w1 = _login(app, db, "W1")

@@ -12,11 +12,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
 
 from tasks.cost import parse_reward
 
 from .credentials import ServerCredentials, credentials_path_for, load_or_create_credentials
+from .errors import json_error
 from .live import LiveServer, start_server
 from .sessions import SignedJSONSessionInterface
 from .storage import Storage, get_storage, init_db_command, issue_worker_token
@@ -56,6 +58,10 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_HTTPONLY": True,
 }
+
+
+#: Form fields used as ids (checked for NUL before any view runs).
+ID_FIELDS = ("worker_id", "token", "assignmentId", "next", "csrf_token")
 
 
 def sqlite_url(path: str | os.PathLike[str]) -> str:
@@ -142,6 +148,42 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             '<p><a href="/worker/">Worker</a> · <a href="/admin/">Requester admin</a></p>',
             mimetype="text/html",
         )
+
+    @app.before_request
+    def _refuse_nul() -> Any:
+        """NUL is not text: no id, path or query may carry one (PostgreSQL refuses it in
+        parameters, and nothing stored contains one). Answer fields drop it instead
+        (``worker.answers_xml``)."""
+        fields = [request.path, *request.args.keys(), *request.args.values()]
+        if request.method == "POST" and request.mimetype in (
+                "application/x-www-form-urlencoded", "multipart/form-data"):
+            fields += [request.form.get(k, "") for k in ID_FIELDS]
+        if any("\x00" in f for f in fields):
+            if request.path == "/" or "X-Amz-Target" in request.headers:
+                return json_error("RequestError", "NUL characters are not allowed", 400,
+                                  "AWS.ParameterOutOfRange")
+            return Response("NUL characters are not allowed in ids, paths or queries",
+                            status=400, mimetype="text/plain")
+        return None
+
+    @app.errorhandler(HTTPException)
+    def _api_http_error(exc: HTTPException) -> Any:
+        """405, 413, 404, ... on the requester API as MTurk JSON; HTML elsewhere."""
+        api_call = (request.path == "/" and request.method not in ("GET", "HEAD")) or (
+            "X-Amz-Target" in request.headers)
+        if not api_call:
+            return exc
+        code = exc.code or 500
+        kind = "ServiceFault" if code >= 500 else "RequestError"
+        turk = {405: "AWS.MethodNotAllowed", 413: "AWS.RequestEntityTooLarge"}.get(
+            code, "AWS.ServiceUnavailable" if code >= 500 else "AWS.BadRequest")
+        message = f"{exc.name}: {exc.description}"
+        if code == 405:
+            message = f"{request.method} is not allowed: the requester API takes POST on /"
+        resp = json_error(kind, message, code, turk)
+        if code == 405:
+            resp.headers["Allow"] = "POST"
+        return resp
 
     @app.after_request
     def _headers(resp: Response) -> Response:

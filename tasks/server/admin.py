@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 import secrets
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from werkzeug.security import safe_join
 from . import mturk_ops
 from .assets import asset_root
 from .errors import MTurkError
+from .qualifications import LOCALE
 from .storage import get_storage, issue_worker_token
 from .worker import ANSWER_NS
 
@@ -160,15 +163,28 @@ def reject(assignment_id: str) -> Response:
 
 @bp.post("/api/workers")
 def api_issue_worker() -> tuple[Response, int]:
-    """Issue (or rotate) a worker token. JSON only, so a cross-site form cannot call it."""
+    """Issue (or rotate) a worker token, and optionally set the worker's Locale
+    qualification (``"locale": "US"`` or ``"US-CA"``). JSON only, so a cross-site form cannot
+    call it."""
     data = request.get_json(silent=True)
     if not request.is_json or not isinstance(data, dict) or "worker_id" not in data:
         return jsonify({"error": 'send JSON {"worker_id": "..."}'}), 400
+    locale = data.get("locale")
+    if locale is not None and (not isinstance(locale, str)
+                               or not re.fullmatch(r"[A-Z]{2}(-[A-Z0-9]{1,3})?", locale)):
+        return jsonify({"error": 'locale: expected a country code such as "US", optionally '
+                                 'with a subdivision ("US-CA")'}), 400
     try:
         token = issue_worker_token(get_storage(), data["worker_id"])
     except ValueError as exc:
         return jsonify({"error": str(exc)}), 400
-    return jsonify({"worker_id": data["worker_id"], "token": token}), 201
+    out = {"worker_id": data["worker_id"], "token": token}
+    if locale is not None:
+        country, _, subdivision = locale.partition("-")
+        get_storage().grant_qualification(LOCALE, data["worker_id"], country=country,
+                                          subdivision=subdivision or None, now=time.time())
+        out["locale"] = locale
+    return jsonify(out), 201
 
 
 @bp.put("/api/assets/<name>/<path:filename>")

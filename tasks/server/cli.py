@@ -46,7 +46,12 @@ def _parse_assets(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--db", "db_path", default="task-server.sqlite", show_default=True,
               type=click.Path(dir_okay=False), help="SQLite database file (WAL mode).")
 @click.option("--database-url", default=None, envvar="SPARSE_PROBE_DATABASE_URL",
-              help="Any SQLAlchemy URL (e.g. postgresql://...); overrides --db.")
+              help="Any SQLAlchemy URL (e.g. postgresql://user@host/db, driver: the "
+                   "'postgres' extra); overrides --db, which then only names the credentials "
+                   "file.")
+@click.option("--credentials-file", default=None, type=click.Path(dir_okay=False),
+              help="Where the requester keys and admin login are kept (created 0600 when "
+                   "missing) [default: <db>.credentials.json].")
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256),
               help="waitress worker threads.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
@@ -73,6 +78,7 @@ def serve(
     port: int,
     db_path: str,
     database_url: str | None,
+    credentials_file: str | None,
     threads: int,
     workers: int,
     assets: tuple[str, ...],
@@ -93,6 +99,7 @@ def serve(
     from . import create_app, sqlite_url
     from .credentials import credentials_path_for
     from .storage import issue_worker_token
+    from .waitress_json import json_errors
 
     try:
         parse_reward(balance)
@@ -110,12 +117,16 @@ def serve(
         "ASSET_DIRS": _parse_assets(assets),
         "DB_POOL_SIZE": threads + 2,
     }
-    if database_url is None:
-        config["CREDENTIALS_FILE"] = str(credentials_path_for(Path(db_path).resolve()))
+    config["CREDENTIALS_FILE"] = str(Path(credentials_file).resolve() if credentials_file
+                                     else credentials_path_for(Path(db_path).resolve()))
     try:
         app = create_app(config)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(
+            f"{url.split('://', 1)[0]} needs the database driver {exc.name!r}: "
+            "pip install 'sparse-probe[postgres]'") from None
     store = app.extensions["sparse_probe_storage"]
     if issue:
         for worker_id in issue:
@@ -147,7 +158,8 @@ def serve(
         sock = socket.create_server((host, port), family=family, backlog=1024)
         endpoint_port = sock.getsockname()[1]
     else:
-        server = waitress.create_server(app, host=host, port=port, **server_kw)
+        server = json_errors(waitress.create_server(app, host=host, port=port,
+                                                    **server_kw))
         endpoint_port = server.effective_port
 
     def announce() -> None:  # printed once the server processes exist

@@ -44,7 +44,11 @@ __all__ = [
     "Database",
     "FastConn",
     "HITType",
+    "QualificationType",
+    "SeenSignature",
     "Worker",
+    "WorkerMessage",
+    "WorkerQualification",
 ]
 
 
@@ -151,6 +155,54 @@ class Bonus(Base):
     grant_time: Mapped[float] = mapped_column(Float)
 
 
+class QualificationType(Base):
+    """A qualification type created by the requester (``CreateQualificationType``)."""
+
+    __tablename__ = "qualification_types"
+    qualification_type_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    description: Mapped[str] = mapped_column(Text)
+    keywords: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16))  # Active | Inactive
+    retry_delay: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    auto_granted: Mapped[int] = mapped_column(Integer, default=0)
+    auto_granted_value: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    creation_time: Mapped[float] = mapped_column(Float)
+
+
+class WorkerQualification(Base):
+    """A qualification a worker holds: an integer score, or a locale (the system Locale
+    qualification, set by the admin)."""
+
+    __tablename__ = "worker_qualifications"
+    qualification_type_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    worker_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    integer_value: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    country: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    subdivision: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    grant_time: Mapped[float] = mapped_column(Float)
+
+
+class WorkerMessage(Base):
+    """A message sent to a worker with ``NotifyWorkers``."""
+
+    __tablename__ = "worker_messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    worker_id: Mapped[str] = mapped_column(String(64), index=True)
+    subject: Mapped[str] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)
+    sent_time: Mapped[float] = mapped_column(Float)
+
+
+class SeenSignature(Base):
+    """A verified SigV4 signature of the requester API, kept while it could still be valid
+    (the clock-skew window), so a replayed request is refused."""
+
+    __tablename__ = "seen_signatures"
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[float] = mapped_column(Float, index=True)
+
+
 INTEGRITY_ERRORS: tuple[type[Exception], ...] = (IntegrityError, sqlite3.IntegrityError)
 
 
@@ -179,6 +231,15 @@ class FastConn:
         return self._conn.execute(stmt, params or {})
 
 
+def normalize_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` URLs use the psycopg (3) driver, the one the
+    ``postgres`` extra installs; other URLs are returned as they are."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
 def _is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
@@ -204,6 +265,7 @@ class Database:
     """
 
     def __init__(self, url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 16):
+        url = normalize_url(url)
         self.url = url
         self.sqlite = _is_sqlite(url)
         self.raw = self.sqlite

@@ -15,7 +15,7 @@ import uuid
 
 from flask import Response
 
-__all__ = ["MTurkError", "RequestError", "ServiceFault", "json_error"]
+__all__ = ["MTurkError", "RequestError", "ServiceFault", "error_body", "json_error"]
 
 _PREFIX = "com.amazonaws.mechanicalturk.requester#"
 
@@ -65,13 +65,9 @@ class ServiceFault(MTurkError):  # noqa: N818 - MTurk's error name
         super().__init__(message, "AWS.ServiceUnavailable", error_type="ServiceFault", status=500)
 
 
-def json_error(
-    error_type: str, message: str, status: int, turk_code: str | None = None
-) -> Response:
-    """Build an MTurk/AWS JSON 1.1 error response.
-
-    Modeled MTurk errors carry the service prefix in ``__type``; AWS auth errors don't.
-    """
+def error_body(error_type: str, message: str, turk_code: str | None = None) -> dict[str, str]:
+    """The JSON body of an MTurk/AWS error (modeled MTurk errors carry the service prefix in
+    ``__type``; AWS auth errors don't)."""
     modeled = error_type in ("RequestError", "ServiceFault")
     body: dict[str, str] = {
         "__type": (_PREFIX + error_type) if modeled else error_type,
@@ -79,8 +75,18 @@ def json_error(
     }
     if turk_code:
         body["TurkErrorCode"] = turk_code
+    return body
+
+
+def json_error(
+    error_type: str, message: str, status: int, turk_code: str | None = None
+) -> Response:
+    """Build an MTurk/AWS JSON 1.1 error response.
+
+    Modeled MTurk errors carry the service prefix in ``__type``; AWS auth errors don't.
+    """
     return Response(
-        json.dumps(body),
+        json.dumps(error_body(error_type, message, turk_code)),
         status=status,
         content_type="application/x-amz-json-1.1",
         headers={"x-amzn-RequestId": str(uuid.uuid4())},

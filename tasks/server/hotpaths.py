@@ -113,6 +113,8 @@ class HotPathMiddleware:
     def __call__(self, environ: dict[str, Any], start: Start) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD")
         path = environ.get("PATH_INFO", "")
+        if "\x00" in path:
+            return self.flask_wsgi(environ, start)  # refused there (400)
         try:
             if method == "POST":
                 if path == "/mturk/externalSubmit":
@@ -191,7 +193,7 @@ class HotPathMiddleware:
         assignment_id = (grouped.get("assignmentId") or [""])[0].strip()
         fields = [(name, "|".join(v)) for name, v in grouped.items() if name != "assignmentId"]
         if (not assignment_id or assignment_id == PREVIEW_ASSIGNMENT_ID or not fields
-                or len(fields) > MAX_ANSWER_FIELDS):
+                or len(fields) > MAX_ANSWER_FIELDS or "\x00" in assignment_id):
             raise _Delegate
         xml = answers_xml(fields)
         if self.store.submit(assignment_id, worker_id, xml, time.time(),

@@ -146,6 +146,7 @@ def start_server(
 
     from . import create_app
     from .cli import WAITRESS_MAX_BODY, quiet_waitress_queue
+    from .waitress_json import json_errors
 
     cfg = {
         "DATABASE_URL": url,
@@ -159,9 +160,9 @@ def start_server(
     }
     app = create_app(cfg)
     quiet_waitress_queue()
-    server = waitress.create_server(app, host=host, port=0, threads=threads, backlog=1024,
+    server = json_errors(waitress.create_server(app, host=host, port=0, threads=threads, backlog=1024,
                                     connection_limit=1000,
-                                    max_request_body_size=WAITRESS_MAX_BODY)
+                                    max_request_body_size=WAITRESS_MAX_BODY))
     stopping = threading.Event()
 
     def serve() -> None:
@@ -210,9 +211,13 @@ def _start_subprocess(url: str, db_path: Any, creds: dict[str, str], host: str, 
         "SPARSE_PROBE_ADMIN_PASSWORD": creds["admin_password"],
     })
     args = ["--host", host, "--port", "0", "--threads", str(threads)]
-    args += ["--database-url", url] if db_path is None else ["--db", str(db_path)]
     fd, log_path = tempfile.mkstemp(prefix="task-server-", suffix=".log")
     os.close(fd)
+    creds_file = Path(log_path).with_suffix(".credentials.json")
+    if db_path is None:  # the credentials file goes beside the log, not into the cwd
+        args += ["--database-url", url, "--credentials-file", str(creds_file)]
+    else:
+        args += ["--db", str(db_path)]
     log_file = open(log_path, "wb")  # noqa: SIM115 - lives as long as the child
     proc = sp.Popen(
         [sys.executable, "-c", "from tasks.server.cli import serve; serve()", *args, *extra_args],
@@ -250,6 +255,7 @@ def _start_subprocess(url: str, db_path: Any, creds: dict[str, str], host: str, 
             proc.wait()
         log_file.close()
         Path(log_path).unlink(missing_ok=True)
+        creds_file.unlink(missing_ok=True)
 
     return LiveServer(url=endpoint, db_url=url, log_path=log_path, pid=proc.pid, _stop=stop,
                       **creds)

@@ -19,6 +19,8 @@ import base64
 import hashlib
 import json
 import logging
+import math
+import re
 import secrets
 import string
 import time
@@ -28,14 +30,17 @@ from typing import Any
 from tasks.cost import fee_rate, parse_reward
 
 from .errors import RequestError
+from .qualifications import check_requirements
 from .storage import HIT, LIVE_STATUSES, AssignmentRow, Counts, HITType, Refused, Storage
-from .validation import parse_question, to_epoch
+from .validation import MAX_DURATION, parse_question, to_epoch
 
-__all__ = ["OPERATIONS", "apply_auto_approvals", "hit_status", "new_id"]
+__all__ = ["OPERATIONS", "apply_auto_approvals", "decode_token", "encode_token", "hit_status",
+           "new_id"]
 
 log = logging.getLogger(__name__)
 
 _ALNUM = string.ascii_uppercase + string.digits
+_BAD_TOKEN_TEXT = re.compile("[\\x00\\ud800-\\udfff]")
 
 
 def new_id(n: int = 30) -> str:
@@ -59,19 +64,45 @@ def assignment_cost_cents(reward: str, max_assignments: int) -> int:
     return _cents(r + fee)
 
 
-def _encode_token(*parts: Any) -> str:
+def encode_token(*parts: Any) -> str:
+    """An opaque NextToken holding ``parts`` (checked again by :func:`decode_token`)."""
     return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode()
 
 
-def _decode_token(token: str | None, n: int) -> list[Any] | None:
+def _plain_part(part: Any, kind: type) -> bool:
+    if kind is int:
+        return isinstance(part, int) and not isinstance(part, bool) and 0 <= part < 2**31
+    return (kind is str and isinstance(part, str) and len(part) <= 64
+            and not _BAD_TOKEN_TEXT.search(part))
+
+
+def decode_token(token: str | None, kinds: tuple[type, ...]) -> list[Any] | None:
+    """The parts of a NextToken made by :func:`_encode_token`, checked against ``kinds``
+    (``float`` accepts any finite number, ``int`` 0 <= n < 2**31, ``str`` any valid text up to
+    64 characters)."""
     if token is None:
         return None
     try:
-        parts = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if isinstance(parts, list) and len(parts) == n:
-            return parts
-    except (ValueError, TypeError):
-        pass
+        parts = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+    except (ValueError, TypeError, RecursionError):
+        parts = None
+    if isinstance(parts, list) and len(parts) == len(kinds):
+        out: list[Any] = []
+        for part, kind in zip(parts, kinds, strict=True):
+            if kind is float and isinstance(part, int | float) and not isinstance(part, bool):
+                try:
+                    value = float(part)
+                except OverflowError:
+                    break
+                if not math.isfinite(value):
+                    break
+                out.append(value)
+            elif _plain_part(part, kind):
+                out.append(part)
+            else:
+                break
+        else:
+            return out
     raise RequestError("NextToken is invalid or expired", "AWS.ParameterOutOfRange")
 
 
@@ -181,6 +212,7 @@ def _type_fields(p: dict) -> dict:
 
 
 def _ensure_hit_type(store: Storage, p: dict) -> HITType:
+    check_requirements(store, p.get("QualificationRequirements", []))
     fields = _type_fields(p)
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).digest()
     hit_type_id = "".join(_ALNUM[b % 36] for b in digest[:30])
@@ -266,7 +298,7 @@ def _list_hits(store: Storage, p: dict, *, reviewable: bool) -> dict:
     apply_auto_approvals(store)
     now = time.time()
     limit = int(p.get("MaxResults", 10))
-    after = _decode_token(p.get("NextToken"), 2)
+    after = decode_token(p.get("NextToken"), (float, str))
     cursor = None if after is None else (after[0], after[1])
     hit_type_id = None
     if reviewable:
@@ -292,7 +324,7 @@ def _list_hits(store: Storage, p: dict, *, reviewable: bool) -> dict:
         cursor = (last.creation_time, last.hit_id)
     result: dict[str, Any] = {"NumResults": len(out), "HITs": out}
     if more:
-        result["NextToken"] = _encode_token(out[-1]["CreationTime"], out[-1]["HITId"])
+        result["NextToken"] = encode_token(out[-1]["CreationTime"], out[-1]["HITId"])
     return result
 
 
@@ -315,7 +347,7 @@ def list_assignments_for_hit(store: Storage, p: dict) -> dict:
         if st not in LIVE_STATUSES:
             raise RequestError(f"AssignmentStatuses: {st!r} is not one of {list(LIVE_STATUSES)}",
                                "AWS.ParameterOutOfRange")
-    after = _decode_token(p.get("NextToken"), 1)
+    after = decode_token(p.get("NextToken"), (str,))
     try:
         rows: list[AssignmentRow] = store.assignments_page(
             p["HITId"], statuses, after[0] if after else "", limit + 1)
@@ -324,7 +356,7 @@ def list_assignments_for_hit(store: Storage, p: dict) -> dict:
     page = [assignment_json(r) for r in rows[:limit]]
     result: dict[str, Any] = {"NumResults": len(page), "Assignments": page}
     if len(rows) > limit:
-        result["NextToken"] = _encode_token(page[-1]["AssignmentId"])
+        result["NextToken"] = encode_token(page[-1]["AssignmentId"])
     return result
 
 
@@ -379,7 +411,10 @@ def reject_assignment(store: Storage, p: dict) -> dict:
 
 
 def send_bonus(store: Storage, p: dict) -> dict:
-    """``SendBonus`` to the worker of a submitted assignment; charges bonus + 20% at once."""
+    """``SendBonus`` to the worker of a submitted assignment; charges bonus + 20% at once.
+
+    Idempotent: by its UniqueRequestToken, or without one by (assignment, worker, amount,
+    reason), so a repeated call never pays twice (``AWS.MechanicalTurk.BonusAlreadyPaid``)."""
     amount = _cents(parse_reward(p["BonusAmount"]))
     if amount <= 0:
         raise RequestError("BonusAmount must be greater than 0", "AWS.ParameterOutOfRange")
@@ -387,12 +422,17 @@ def send_bonus(store: Storage, p: dict) -> dict:
         Decimal("0.01"), ROUND_HALF_UP))
     token = p.get("UniqueRequestToken")
     aid = p["AssignmentId"]
+    if token is None:  # idempotent by assignment: the same bonus for it is paid once
+        token = "auto-" + hashlib.sha256(json.dumps(
+            [aid, p["WorkerId"], amount, p["Reason"]]).encode()).hexdigest()[:59]
     try:
         store.pay_bonus(aid, p["WorkerId"], amount_cents=amount, charge_cents=amount + fee,
                         reason=p["Reason"], token=token, now=time.time())
     except Refused as r:
         if r.reason == "duplicate":
-            raise RequestError(f"A bonus with UniqueRequestToken {token!r} was already sent",
+            what = (f"UniqueRequestToken {token!r}" if "UniqueRequestToken" in p else
+                    "this amount and reason (no UniqueRequestToken)")
+            raise RequestError(f"A bonus for assignment {aid} with {what} was already sent",
                                "AWS.MechanicalTurk.BonusAlreadyPaid") from None
         if r.reason == "missing":
             raise _no_assignment(aid) from None
@@ -406,6 +446,40 @@ def send_bonus(store: Storage, p: dict) -> dict:
     return {}
 
 
+def list_bonus_payments(store: Storage, p: dict) -> dict:
+    """``ListBonusPayments`` of one HIT or one assignment (exactly one of them)."""
+    if ("HITId" in p) == ("AssignmentId" in p):
+        raise RequestError("Specify exactly one of HITId and AssignmentId",
+                           "AWS.MissingParameters")
+    limit = int(p.get("MaxResults", 10))
+    after = decode_token(p.get("NextToken"), (int,))
+    try:
+        rows = store.bonuses_page(hit_id=p.get("HITId"), assignment_id=p.get("AssignmentId"),
+                                  after=after[0] if after else 0, n=limit + 1)
+    except Refused:
+        if "HITId" in p:
+            raise _no_hit(p["HITId"]) from None
+        raise _no_assignment(p["AssignmentId"]) from None
+    page = [{"WorkerId": b.worker_id, "BonusAmount": _money(b.amount_cents),
+             "AssignmentId": b.assignment_id, "Reason": b.reason, "GrantTime": b.grant_time}
+            for b in rows[:limit]]
+    out: dict[str, Any] = {"NumResults": len(page), "BonusPayments": page}
+    if len(rows) > limit:
+        out["NextToken"] = encode_token(rows[limit - 1].id)
+    return out
+
+
+def update_hit_review_status(store: Storage, p: dict) -> dict:
+    """``UpdateHITReviewStatus``: ``MarkedForReview``, or back to ``NotReviewed`` with
+    ``Revert``."""
+    try:
+        store.set_review_status(p["HITId"], "NotReviewed" if p.get("Revert") else
+                                "MarkedForReview")
+    except Refused:
+        raise _no_hit(p["HITId"]) from None
+    return {}
+
+
 def get_account_balance(store: Storage, p: dict) -> dict:
     """``GetAccountBalance`` (dollars as strings)."""
     apply_auto_approvals(store)
@@ -413,9 +487,14 @@ def get_account_balance(store: Storage, p: dict) -> dict:
 
 
 def update_expiration_for_hit(store: Storage, p: dict) -> dict:
-    """``UpdateExpirationForHIT``: a time in the past expires the HIT now."""
-    expire_at = max(to_epoch(p["ExpireAt"]), 0.0)
+    """``UpdateExpirationForHIT``: a time in the past expires the HIT now; a time more than
+    a year ahead (MTurk's longest lifetime) is refused."""
+    expire_at = to_epoch(p["ExpireAt"])  # finite, checked by validate_params
     now = time.time()
+    if expire_at > now + MAX_DURATION:
+        raise RequestError(
+            f"ExpireAt must be at most {MAX_DURATION} seconds (one year) from now",
+            "AWS.ParameterOutOfRange")
     try:
         store.set_expiration(p["HITId"], min(expire_at, now) if expire_at <= now else expire_at)
     except Refused as r:
@@ -463,6 +542,8 @@ OPERATIONS = {
     "RejectAssignment": reject_assignment,
     "SendBonus": send_bonus,
     "GetAccountBalance": get_account_balance,
+    "ListBonusPayments": list_bonus_payments,
+    "UpdateHITReviewStatus": update_hit_review_status,
     "UpdateExpirationForHIT": update_expiration_for_hit,
     "DeleteHIT": delete_hit,
 }

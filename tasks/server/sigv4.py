@@ -43,7 +43,8 @@ def verify_sigv4(
     service: str = "mturk-requester",
     region: str = "us-east-1",
     now: dt.datetime | None = None,
-) -> None:
+    must_sign: tuple[str, ...] = ("host", "x-amz-target"),
+) -> str:
     """Verify the SigV4 signature of a received request.
 
     Parameters
@@ -56,6 +57,14 @@ def verify_sigv4(
         Received body.
     access_key_id, secret_access_key : str
         The configured requester credentials.
+    must_sign : tuple of str
+        Headers that must be among the signed ones (lower case): the Host, and the
+        ``X-Amz-Target`` that names the operation, so a request cannot be re-targeted.
+
+    Returns
+    -------
+    str
+        The verified signature (64 hex digits), for replay detection.
 
     Raises
     ------
@@ -98,8 +107,10 @@ def verify_sigv4(
         raise _auth_error("InvalidSignatureException",
                           "Signature expired: X-Amz-Date is more than 15 minutes from server time")
     signed_names = m.group("signed").split(";")
-    if "host" not in signed_names:
-        raise _auth_error("IncompleteSignatureException", "the Host header must be signed")
+    for name in must_sign:
+        if name not in signed_names:
+            raise _auth_error("IncompleteSignatureException",
+                              f"the {name} header must be signed (SignedHeaders lacks it)")
     rebuilt: dict[str, str] = {}
     for name in signed_names:
         if name not in lower:
@@ -117,3 +128,4 @@ def verify_sigv4(
             "The request signature we calculated does not match the signature you provided. "
             "Check your AWS Secret Access Key and signing method.",
         )
+    return expected

@@ -39,10 +39,23 @@ from typing import Any, NamedTuple
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from .db import HIT, INTEGRITY_ERRORS, Account, Assignment, Bonus, Database, HITType, Worker
+from .db import (
+    HIT,
+    INTEGRITY_ERRORS,
+    Account,
+    Assignment,
+    Bonus,
+    Database,
+    HITType,
+    QualificationType,
+    SeenSignature,
+    Worker,
+    WorkerMessage,
+    WorkerQualification,
+)
 
 __all__ = [
     "ACCEPTED",
@@ -55,8 +68,11 @@ __all__ = [
     "HITType",
     "ListedHIT",
     "OwnedAssignment",
+    "QualificationType",
     "Refused",
     "Storage",
+    "WorkerQualification",
+    "WorkerValues",
     "get_storage",
     "hash_token",
     "init_db_command",
@@ -100,6 +116,7 @@ class ListedHIT(NamedTuple):
     title: str
     description: str
     reward: str
+    qualification_requirements: str  # JSON list, "[]" for none
 
 
 class OwnedAssignment(NamedTuple):
@@ -133,6 +150,15 @@ class AssignmentRow(NamedTuple):
     requester_feedback: str | None
 
 
+class WorkerValues(NamedTuple):
+    """A worker's standing for qualification checks."""
+
+    approved: int
+    rejected: int
+    held: dict[str, tuple[int | None, str | None, str | None]]
+    auto: dict[str, int | None]
+
+
 class Batch(NamedTuple):
     """A HIT type on the admin index: its live HITs, their slots, assignments per status."""
 
@@ -151,7 +177,8 @@ def hash_token(token: str) -> str:
 _TOKEN_SQL = "SELECT token_hash FROM workers WHERE worker_id = :w"
 _LIST_SQL = (
     "SELECT h.hit_id, h.max_assignments, h.n_taken, h.expiration, t.title, t.description, "
-    "t.reward FROM hits h JOIN hit_types t ON t.hit_type_id = h.hit_type_id "
+    "t.reward, t.qualification_requirements FROM hits h "
+    "JOIN hit_types t ON t.hit_type_id = h.hit_type_id "
     "WHERE h.disposed = 0 AND h.expiration > :now AND h.n_taken < h.max_assignments "
     "AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.hit_id = h.hit_id "
     "AND a.worker_id = :w) ORDER BY h.creation_time, h.hit_id LIMIT :n"
@@ -159,6 +186,30 @@ _LIST_SQL = (
 _TAKE_SQL = (
     "UPDATE hits SET n_taken = n_taken + 1 WHERE hit_id = :h AND disposed = 0 "
     "AND expiration > :now AND n_taken < max_assignments RETURNING assignment_duration"
+)
+# The WSGI fast path takes only HITs without QualificationRequirements (Flask checks the rest).
+_TAKE_OPEN_SQL = (
+    "UPDATE hits SET n_taken = n_taken + 1 WHERE hit_id = :h AND disposed = 0 "
+    "AND expiration > :now AND n_taken < max_assignments AND EXISTS (SELECT 1 FROM hit_types t "
+    "WHERE t.hit_type_id = hits.hit_type_id AND t.qualification_requirements = '[]') "
+    "RETURNING assignment_duration"
+)
+_REQUIREMENTS_SQL = (
+    "SELECT t.qualification_requirements FROM hits h "
+    "JOIN hit_types t ON t.hit_type_id = h.hit_type_id WHERE h.hit_id = :h"
+)
+_WORKER_STATS_SQL = (
+    "SELECT COALESCE(SUM(CASE WHEN status = 'Approved' THEN 1 ELSE 0 END), 0), "
+    "COALESCE(SUM(CASE WHEN status = 'Rejected' THEN 1 ELSE 0 END), 0) "
+    "FROM assignments WHERE worker_id = :w"
+)
+_WORKER_QUALS_SQL = (
+    "SELECT qualification_type_id, integer_value, country, subdivision "
+    "FROM worker_qualifications WHERE worker_id = :w"
+)
+_AUTO_GRANTED_SQL = (
+    "SELECT qualification_type_id, auto_granted_value FROM qualification_types "
+    "WHERE auto_granted = 1 AND status = 'Active'"
 )
 _ABANDON_SQL = (
     "UPDATE assignments SET status = 'Abandoned' WHERE hit_id = :h AND status = 'Accepted' "
@@ -304,6 +355,27 @@ class Storage:
             if s.get(Account, 1) is None:
                 s.add(Account(id=1, balance_cents=int(balance_cents)))
 
+    # ---------------------------------------------------------------------------- requests
+    def first_use_of_signature(self, signature: str, now: float, keep_seconds: float) -> bool:
+        """Record a verified request signature; False if it was already recorded (a replay).
+
+        Signatures older than ``keep_seconds`` are forgotten in the same transaction (they
+        fail the clock-skew check anyway). The primary key makes this hold across processes.
+        """
+        try:
+            with self.database.write() as s:
+                s.execute(delete(SeenSignature).where(SeenSignature.seen_at < now - keep_seconds))
+                s.add(SeenSignature(signature=signature, seen_at=now))
+        except INTEGRITY_ERRORS:
+            return False
+        return True
+
+    def forget_signature(self, signature: str) -> None:
+        """Drop a recorded signature (its request failed inside the server and changed
+        nothing, so a retry with the same signature may run)."""
+        with self.database.write() as s:
+            s.execute(delete(SeenSignature).where(SeenSignature.signature == signature))
+
     # ----------------------------------------------------------------------------- workers
     def set_worker_token(self, worker_id: str, token: str) -> None:
         """Store the hash of ``worker_id``'s token, creating the worker or rotating it."""
@@ -345,14 +417,16 @@ class Storage:
         Returns :data:`ACCEPTED`, or why not: ``"missing"`` (no such HIT), ``"expired"``
         (expired or deleted), ``"duplicate"`` (the worker already took this HIT) or ``"full"``.
         With ``explain=False`` (the WSGI fast path) a refusal is ``"refused"``, found with no
-        statement beyond the conditional update, and assignments past their deadline are not
-        freed; the caller asks again with ``explain=True``.
+        statement beyond the conditional update, assignments past their deadline are not
+        freed, and HITs with QualificationRequirements are refused; the caller asks again with
+        ``explain=True`` after checking the worker's qualifications
+        (:meth:`hit_requirements`, :meth:`worker_qualification_values`).
         """
         args = {"h": hit_id, "now": now}
         outcome = ACCEPTED
         try:
             with self.database.fast_write() as conn:
-                duration = _scalar(conn.execute(_TAKE_SQL, args))
+                duration = _scalar(conn.execute(_TAKE_SQL if explain else _TAKE_OPEN_SQL, args))
                 if duration is None and not explain:
                     return "refused"
                 if duration is None:
@@ -415,6 +489,139 @@ class Storage:
         if state[1] != "Accepted":
             return "submitted"
         return "late"
+
+    # ----------------------------------------------------------------------- qualifications
+    def hit_requirements(self, hit_id: str) -> str | None:
+        """The QualificationRequirements (JSON text) of a HIT's type; None if no such HIT."""
+        with self.database.fast_read() as conn:
+            return _scalar(conn.execute(_REQUIREMENTS_SQL, {"h": hit_id}))
+
+    def worker_qualification_values(self, worker_id: str) -> WorkerValues:
+        """What the qualification checks need about a worker: ``(approved, rejected, held,
+        auto)`` with the numbers of approved and rejected assignments, the qualifications held
+        (``{type id: (integer value, country, subdivision)}``) and the active auto-granted
+        types (``{type id: value}``)."""
+        with self.database.fast_read() as conn:
+            approved, rejected = conn.execute(_WORKER_STATS_SQL, {"w": worker_id}).fetchone()
+            held = {r[0]: (r[1], r[2], r[3])
+                    for r in conn.execute(_WORKER_QUALS_SQL, {"w": worker_id}).fetchall()}
+            auto = {r[0]: r[1] for r in conn.execute(_AUTO_GRANTED_SQL).fetchall()}
+        return WorkerValues(int(approved or 0), int(rejected or 0), held, auto)
+
+    def add_qualification_type(self, **fields: Any) -> QualificationType:
+        """Insert a qualification type (columns of :class:`~tasks.server.db.QualificationType`);
+        ``Refused("duplicate")`` if its name is taken."""
+        row = QualificationType(**fields)
+        try:
+            with self.database.write() as s:
+                s.add(row)
+        except INTEGRITY_ERRORS:
+            raise Refused("duplicate") from None
+        return row
+
+    def qualification_type(self, qualification_type_id: str) -> QualificationType | None:
+        """A requester-created qualification type by id."""
+        with self.database.read() as s:
+            return s.get(QualificationType, qualification_type_id)
+
+    def qualification_types_page(self, query: str | None, after: str, n: int
+                                 ) -> list[QualificationType]:
+        """Up to ``n`` qualification types by id after ``after``, whose name, description or
+        keywords contain ``query`` (case-insensitive) if given."""
+        stmt = select(QualificationType).where(
+            QualificationType.qualification_type_id > after
+        ).order_by(QualificationType.qualification_type_id).limit(n)
+        if query:
+            like = f"%{query.lower()}%"
+            stmt = stmt.where(func.lower(QualificationType.name).like(like)
+                              | func.lower(QualificationType.description).like(like)
+                              | func.lower(QualificationType.keywords).like(like))
+        with self.database.read() as s:
+            return list(s.execute(stmt).scalars().all())
+
+    def update_qualification_type(self, qualification_type_id: str, **fields: Any
+                                  ) -> QualificationType:
+        """Set ``fields`` of a qualification type; ``Refused("missing")``."""
+        with self.database.write() as s:
+            row = s.get(QualificationType, qualification_type_id)
+            if row is None:
+                raise Refused("missing")
+            for key, value in fields.items():
+                setattr(row, key, value)
+        return row
+
+    def delete_qualification_type(self, qualification_type_id: str) -> None:
+        """Delete a qualification type and every worker's score of it;
+        ``Refused("missing")``."""
+        with self.database.write() as s:
+            row = s.get(QualificationType, qualification_type_id)
+            if row is None:
+                raise Refused("missing")
+            s.execute(delete(WorkerQualification).where(
+                WorkerQualification.qualification_type_id == qualification_type_id))
+            s.delete(row)
+
+    def grant_qualification(self, qualification_type_id: str, worker_id: str, *,
+                            integer_value: int | None = None, country: str | None = None,
+                            subdivision: str | None = None, now: float) -> None:
+        """Give ``worker_id`` the qualification (or change its value)."""
+        with self.database.write() as s:
+            row = s.get(WorkerQualification, (qualification_type_id, worker_id))
+            if row is None:
+                s.add(WorkerQualification(
+                    qualification_type_id=qualification_type_id, worker_id=worker_id,
+                    integer_value=integer_value, country=country, subdivision=subdivision,
+                    grant_time=now))
+            else:
+                row.integer_value = integer_value
+                row.country = country
+                row.subdivision = subdivision
+                row.grant_time = now
+
+    def revoke_qualification(self, qualification_type_id: str, worker_id: str) -> None:
+        """Take a qualification from a worker; ``Refused("missing")`` if not held."""
+        with self.database.write() as s:
+            row = s.get(WorkerQualification, (qualification_type_id, worker_id))
+            if row is None:
+                raise Refused("missing")
+            s.delete(row)
+
+    def worker_qualification(self, qualification_type_id: str, worker_id: str
+                             ) -> WorkerQualification | None:
+        """A worker's score of a qualification type, if held."""
+        with self.database.read() as s:
+            return s.get(WorkerQualification, (qualification_type_id, worker_id))
+
+    def qualified_workers_page(self, qualification_type_id: str, after: str, n: int
+                               ) -> list[WorkerQualification]:
+        """Up to ``n`` holders of a qualification, by worker id after ``after``."""
+        with self.database.read() as s:
+            return list(s.execute(
+                select(WorkerQualification)
+                .where(WorkerQualification.qualification_type_id == qualification_type_id,
+                       WorkerQualification.worker_id > after)
+                .order_by(WorkerQualification.worker_id).limit(n)).scalars().all())
+
+    def known_workers(self, worker_ids: list[str]) -> set[str]:
+        """The ids among ``worker_ids`` of workers who exist (have a login)."""
+        with self.database.read() as s:
+            return set(s.execute(select(Worker.worker_id)
+                                 .where(Worker.worker_id.in_(worker_ids))).scalars().all())
+
+    def add_messages(self, worker_ids: list[str], subject: str, message: str,
+                     now: float) -> None:
+        """Store a message to each of ``worker_ids`` (``NotifyWorkers``)."""
+        with self.database.write() as s:
+            s.add_all([WorkerMessage(worker_id=w, subject=subject, message=message,
+                                     sent_time=now) for w in worker_ids])
+
+    def messages(self, worker_id: str, limit: int = 20) -> list[WorkerMessage]:
+        """The latest messages to a worker, newest first."""
+        with self.database.read() as s:
+            return list(s.execute(select(WorkerMessage)
+                                  .where(WorkerMessage.worker_id == worker_id)
+                                  .order_by(WorkerMessage.id.desc()).limit(limit))
+                        .scalars().all())
 
     # ------------------------------------------------------------------------ HIT types/HITs
     def hit_type(self, hit_type_id: str) -> HITType | None:
@@ -609,6 +816,32 @@ class Storage:
                             unique_request_token=token, grant_time=now))
         except INTEGRITY_ERRORS:  # the same token sent concurrently
             raise Refused("duplicate") from None
+
+    def bonuses_page(self, *, hit_id: str | None, assignment_id: str | None, after: int,
+                     n: int) -> list[Bonus]:
+        """Up to ``n`` bonuses paid for one assignment, or for the assignments of one HIT,
+        by id after ``after``; ``Refused("missing")`` if the HIT or assignment does not
+        exist."""
+        with self.database.read() as s:
+            stmt = select(Bonus).where(Bonus.id > after).order_by(Bonus.id).limit(n)
+            if assignment_id is not None:
+                if s.get(Assignment, assignment_id) is None:
+                    raise Refused("missing")
+                stmt = stmt.where(Bonus.assignment_id == assignment_id)
+            if hit_id is not None:
+                if s.get(HIT, hit_id) is None:
+                    raise Refused("missing")
+                stmt = stmt.where(Bonus.assignment_id.in_(
+                    select(Assignment.assignment_id).where(Assignment.hit_id == hit_id)))
+            return list(s.execute(stmt).scalars().all())
+
+    def set_review_status(self, hit_id: str, status: str) -> None:
+        """Set a HIT's HITReviewStatus; ``Refused("missing")``."""
+        with self.database.write() as s:
+            hit = s.get(HIT, hit_id)
+            if hit is None:
+                raise Refused("missing")
+            hit.review_status = status
 
     def balance_cents(self) -> int:
         """The account balance in cents."""

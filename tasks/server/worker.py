@@ -38,6 +38,7 @@ from flask import (
 from markupsafe import escape as html_escape
 
 from .mturk_ops import new_id
+from .qualifications import meets, unmet
 from .storage import ACCEPTED, OwnedAssignment, get_storage
 
 __all__ = [
@@ -225,11 +226,19 @@ def _need_login() -> Response:
 # ------------------------------------------------------------------------------- HIT listing
 @bp.get("/")
 def index() -> Response | str:
-    """HITs the worker can accept: assignable, not expired, not already taken by them."""
+    """HITs the worker can accept: assignable, not expired, not already taken by them, and
+    whose QualificationRequirements they meet; with the requester's messages to them."""
     worker_id = current_worker()
     if worker_id is None:
         return _need_login()
-    rows = get_storage().assignable_hits(worker_id, time.time())
+    store = get_storage()
+    rows = store.assignable_hits(worker_id, time.time())
+    if any(r.qualification_requirements != "[]" for r in rows):
+        values = store.worker_qualification_values(worker_id)
+        rows = [r for r in rows if r.qualification_requirements == "[]"
+                or meets(r.qualification_requirements, values, "Accept")]
+    messages = [{"subject": m.subject, "message": m.message, "sent_time": m.sent_time}
+                for m in store.messages(worker_id)]
     hits = [
         {
             "hit_id": r.hit_id,
@@ -247,16 +256,35 @@ def index() -> Response | str:
         request.accept_mimetypes.best_match(["text/html", "application/json"])
         == "application/json"
     ):
-        return jsonify({"worker_id": worker_id, "hits": hits})
-    return render_template("worker_list.html", worker_id=worker_id, hits=hits)
+        return jsonify({"worker_id": worker_id, "hits": hits, "messages": messages})
+    return render_template("worker_list.html", worker_id=worker_id, hits=hits,
+                           messages=messages)
+
+
+def _unqualified(hit_id: str, worker_id: str | None, action: str) -> Response | None:
+    """403 if the HIT's QualificationRequirements that guard ``action`` are not met."""
+    store = get_storage()
+    requirements = store.hit_requirements(hit_id)
+    if not requirements or requirements == "[]":
+        return None
+    missing = unmet(requirements, store.worker_qualification_values(worker_id or ""), action)
+    if not missing:
+        return None
+    names = ", ".join(f"{r['QualificationTypeId']} {r['Comparator']}" for r in missing)
+    return refuse(403, f"You do not meet this HIT's qualification requirements ({names}).",
+                  link=url_for("worker.index"))
 
 
 @bp.get("/hits/<hit_id>/preview")
 def preview(hit_id: str) -> Response:
     """The HIT page as a preview (cannot be submitted)."""
-    row = get_storage().hit_page(hit_id)
+    store = get_storage()
+    row = store.hit_page(hit_id)
     if row is None:
         return refuse(404, f"HIT {hit_id} does not exist")
+    refused = _unqualified(hit_id, current_worker(), "Preview")
+    if refused is not None:
+        return refused
     params = _page_params(PREVIEW_ASSIGNMENT_ID, hit_id, current_worker())
     if request.args.get("assignmentId") != PREVIEW_ASSIGNMENT_ID:
         return redirect(f"{request.path}?{urlencode(params)}", 302)
@@ -279,6 +307,9 @@ def accept(hit_id: str) -> Response:
     if not _same_origin_post():
         return refuse(403, "cross-site request refused")
     assignment_id = new_id()
+    refused = _unqualified(hit_id, worker_id, "Accept")
+    if refused is not None:
+        return refused
     outcome = get_storage().accept(hit_id, worker_id, assignment_id, time.time())
     if outcome == "missing":
         return refuse(404, f"HIT {hit_id} does not exist.")
