@@ -185,7 +185,8 @@ def start_server(db: Path, port: int, detach: bool, timeout: float = 60.0) -> Ta
     env = {k: v for k, v in os.environ.items() if k not in _SERVER_ENV}
     log_path = db.with_name("server.log")
     cmd = [sys.executable, "-c", "from tasks.server.cli import serve; serve()",
-           "--host", "127.0.0.1", "--port", str(port), "--db", str(db), "--threads", "8"]
+           "--host", "127.0.0.1", "--port", str(port), "--db", str(db), "--threads", "8",
+           "--questions", "builtin"]  # the demo's HITs use the built-in questions
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env,
                                 stdin=subprocess.DEVNULL, start_new_session=detach)

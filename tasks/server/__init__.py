@@ -52,6 +52,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_UPLOAD_BYTES": 32_000_000,  # PUT /admin/api/assets/...
     "MIN_DURATION_SECONDS": 30,  # MTurk's minimum AssignmentDuration/Lifetime
     "ASSET_DIRS": {},
+    # a sparse_probe.questions.QuestionSchema: submitted forms must answer it (None: any form)
+    "QUESTION_SCHEMA": None,
     "UPLOAD_DIR": None,  # default: <db stem>-assets/ next to a SQLite file
     "DB_POOL_SIZE": 16,
     "WSGI_HOT_PATHS": True,  # answer successful accept/page/submit without Flask (hotpaths.py)

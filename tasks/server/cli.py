@@ -73,6 +73,9 @@ def _parse_assets(values: tuple[str, ...]) -> dict[str, str]:
               help="Smallest AssignmentDuration/Lifetime accepted, seconds (MTurk: 30).")
 @click.option("--issue-token", "issue", multiple=True, metavar="WORKER_ID",
               help="Print a new login token for WORKER_ID (repeatable) and exit.")
+@click.option("--questions", "questions", default=None, metavar="FILE|builtin",
+              help="Refuse submitted forms that do not answer this question schema (a "
+                   "tasks/questions.json, a study's TOML/JSON schema, or 'builtin').")
 def serve(
     host: str,
     port: int,
@@ -89,6 +92,7 @@ def serve(
     balance: str,
     min_duration: int,
     issue: tuple[str, ...],
+    questions: str | None,
 ) -> None:
     """Run the MTurk-compatible task server (requester API on /, workers on /worker/,
     admin on /admin/). Point boto3 at the printed endpoint URL, region us-east-1."""
@@ -106,7 +110,16 @@ def serve(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--balance") from None
     url = database_url or sqlite_url(db_path)
+    schema = None
+    if questions is not None:
+        from sparse_probe.questions import SchemaError, default_schema, load_schema
+
+        try:
+            schema = default_schema() if questions == "builtin" else load_schema(questions)
+        except SchemaError as exc:
+            raise click.BadParameter(str(exc), param_hint="--questions") from None
     config = {
+        "QUESTION_SCHEMA": schema,
         "DATABASE_URL": url,
         "ACCESS_KEY_ID": access_key_id,
         "SECRET_ACCESS_KEY": secret_access_key,

@@ -27,7 +27,13 @@ from markupsafe import escape as html_escape
 from .mturk_ops import new_id
 from .sessions import decode_session, session_key
 from .storage import ACCEPTED, Storage
-from .worker import MAX_ANSWER_FIELDS, PREVIEW_ASSIGNMENT_ID, answers_xml, page_parts
+from .worker import (
+    MAX_ANSWER_FIELDS,
+    PREVIEW_ASSIGNMENT_ID,
+    answers_xml,
+    page_parts,
+    submission_problems,
+)
 
 __all__ = ["HotPathMiddleware"]
 
@@ -65,6 +71,7 @@ class HotPathMiddleware:
         self.key = session_key(app.secret_key)
         self.lifetime = app.permanent_session_lifetime.total_seconds()
         self.max_body = int(cfg.get("MAX_CONTENT_LENGTH") or 2_000_000)
+        self.schema = cfg.get("QUESTION_SCHEMA")
         with app.test_request_context("/"):
             from flask import render_template
 
@@ -193,8 +200,9 @@ class HotPathMiddleware:
         assignment_id = (grouped.get("assignmentId") or [""])[0].strip()
         fields = [(name, "|".join(v)) for name, v in grouped.items() if name != "assignmentId"]
         if (not assignment_id or assignment_id == PREVIEW_ASSIGNMENT_ID or not fields
-                or len(fields) > MAX_ANSWER_FIELDS or "\x00" in assignment_id):
-            raise _Delegate
+                or len(fields) > MAX_ANSWER_FIELDS or "\x00" in assignment_id
+                or submission_problems(self.schema, grouped)):
+            raise _Delegate  # Flask refuses with the reason
         xml = answers_xml(fields)
         if self.store.submit(assignment_id, worker_id, xml, time.time(),
                              explain=False) != "stored":

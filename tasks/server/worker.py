@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlencode
 from xml.sax.saxutils import escape
 
 from flask import (
     Blueprint,
     Response,
+    current_app,
     jsonify,
     redirect,
     render_template,
@@ -369,6 +372,23 @@ def page(assignment_id: str) -> Response:
 
 
 # ---------------------------------------------------------------------------------- submitting
+def submission_problems(schema: Any, form: Mapping[str, list[str]]) -> list[str]:
+    """What a submitted form gets wrong against the server's question schema (one line each).
+
+    Parameters
+    ----------
+    schema : sparse_probe.questions.QuestionSchema or None
+        ``QUESTION_SCHEMA`` of the app config; None accepts any form (a generic MTurk-style
+        server that does not know the HITs' questions).
+    form : mapping of str to list of str
+        Every submitted field with all its values; bookkeeping fields (``assignmentId``,
+        ``hit_key``, ...) are ignored by the schema.
+    """
+    if schema is None:
+        return []
+    return list(schema.validate(form))
+
+
 @submit_bp.post("/mturk/externalSubmit")
 def external_submit() -> Response | str:
     """Store the answers of an accepted assignment once, before its deadline."""
@@ -390,6 +410,10 @@ def external_submit() -> Response | str:
         return refuse(400, "the form has no answer fields")
     if len(fields) > MAX_ANSWER_FIELDS:
         return refuse(400, f"the form has more than {MAX_ANSWER_FIELDS} fields")
+    problems = submission_problems(current_app.config.get("QUESTION_SCHEMA"),
+                                   {name: form.getlist(name) for name in form})
+    if problems:
+        return refuse(400, "Please go back and correct your answers: " + "; ".join(problems))
     xml = answers_xml(fields)
     outcome = get_storage().submit(assignment_id, worker_id, xml, time.time())
     if outcome == "missing":
