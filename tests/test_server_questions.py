@@ -50,7 +50,7 @@ def _stored(db, aid):
 
 
 def test_invalid_answers_are_refused_and_nothing_is_stored(setup):
-    app, db, client, aid = setup
+    _app, db, client, aid = setup
     schema = default_schema()
     good = _valid_form(schema)
     shared = schema.questions[0].id
