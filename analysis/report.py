@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,14 @@ from sparse_probe.questions import (
     SPURIOUS_KINDS,
     schema_for_tasks,
 )
-from sparse_probe.rundir import RunDirError, check_same_run, read_json, read_run_record
+from sparse_probe.rundir import (
+    RunDirError,
+    atomic_path,
+    check_same_run,
+    read_json,
+    read_run_record,
+    write_text,
+)
 
 __all__ = ["ReportOptions", "build_report", "class_weight_shares", "identity_example_share",
            "probe_arrays"]
@@ -76,9 +82,7 @@ class ReportOptions:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -451,9 +455,8 @@ def build_report(run: str | Path, out: str | Path | None = None,
         flat["quotes"] = [json.dumps(q, ensure_ascii=False) for q in flat["quotes"]]
     flat = flat.reindex(columns=[*FEATURE_COLUMNS, "is_gold", "verdict_majority_vote",
                                  "n_workers", "self_confidence", "truth_match", "quotes"])
-    tmp = out / "features.csv.tmp"
-    flat.to_csv(tmp, index=False)
-    os.replace(tmp, out / "features.csv")
+    with atomic_path(out / "features.csv") as tmp:
+        flat.to_csv(tmp, index=False)
 
     html = _render(report, verdicts, shares, qc, figs_rel, cf_rows, meta, pj, options)
     _atomic_write(out / "index.html", html)

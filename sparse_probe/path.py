@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 
 import numpy as np
+
+from sparse_probe.rundir import atomic_path
 
 __all__ = ["Path"]
 
@@ -160,9 +161,7 @@ class Path:
         arrays = {name: np.asarray(getattr(self, name)) for name in _ARRAYS}
         arrays["bias"] = arrays.pop("intercepts")
         info = dict(self.info, classes=self.classes)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".path-", suffix=".npz")
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix=".npz") as tmp:
             np.savez(
                 tmp,
                 **arrays,
@@ -176,11 +175,6 @@ class Path:
                 w_val=np.concatenate(vals) if vals else np.zeros(0, np.float32),
                 info=np.array(json.dumps(info)),
             )
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Path:

@@ -147,8 +147,16 @@ class RunDir:
 
 
 # --------------------------------------------------------------------------- atomic writes
+def _default_mode() -> int:
+    """Permissions of a plain new file under this process's umask (e.g. 0o644)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None,
+                mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``.
 
     For writers that want a file name (``np.save``, ``DataFrame.to_parquet``,
@@ -162,12 +170,18 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None) -> I
         The final file. Its directory is created if missing.
     suffix : str, optional
         Suffix of the temporary file; default: ``path``'s own.
+    mode : int, optional
+        Permissions of the file, set before anything is written (``0o600`` for secrets);
+        default: those of a plain new file under the umask.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-",
                                suffix=suffix if suffix is not None else (target.suffix or ".tmp"))
-    os.close(fd)
+    try:
+        os.fchmod(fd, _default_mode() if mode is None else mode)
+    finally:
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -177,10 +191,13 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None) -> I
         raise
 
 
-def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, rename)."""
+def write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int | None = None) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, rename).
+
+    ``mode`` as in :func:`atomic_path` (permissions set before any byte is written).
+    """
     target = Path(path)
-    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+    with atomic_path(target, mode=mode) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -206,14 +223,14 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
-def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+def write_json(path: str | os.PathLike[str], obj: Any, *, mode: int | None = None) -> Path:
     """Write ``obj`` as indented UTF-8 JSON to ``path`` atomically.
 
     numpy scalars and arrays are converted; NaN and infinity are refused (``ValueError``),
     since JSON has no such values.
     """
     text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False, default=_json_default)
-    return write_text(path, text + "\n")
+    return write_bytes(path, (text + "\n").encode("utf-8"), mode=mode)
 
 
 def write_jsonl(path: str | os.PathLike[str], rows: Any) -> Path:

@@ -39,6 +39,7 @@ from sparse_probe.rundir import (
     features_fingerprint,
     fingerprint_of,
     write_run_record,
+    write_text,
 )
 from tasks.cost import DEFAULT_ASSIGNMENTS, CostEstimate, estimate_cost
 from tasks.hit_render import render_hit, render_mturk_template
@@ -391,15 +392,7 @@ def _assign_gold(hits: list[HitSpec], share: float, seed: int,
 
 
 def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, text)
 
 
 def _page_asset_urls(h: HitSpec) -> dict[str, str]:

@@ -214,3 +214,17 @@ def test_report_refuses_answers_of_other_tasks(tmp_path):
         _check_answers_match_tasks(run / "answers", run / "tasks")
     write_run_record(run / "tasks", fingerprint="1111", inputs={})
     _check_answers_match_tasks(run / "answers", run / "tasks")
+
+
+def test_atomic_files_get_plain_permissions_unless_told(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        plain = write_json(tmp_path / "report.json", {"a": 1})
+        secret = write_json(tmp_path / "cred.json", {"k": "s"}, mode=0o600)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(plain.stat().st_mode) == 0o644
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600

@@ -13,10 +13,8 @@
 from __future__ import annotations
 
 import hmac
-import os
 import re
 import secrets
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -34,6 +32,8 @@ from flask import (
     url_for,
 )
 from werkzeug.security import safe_join
+
+from sparse_probe.rundir import write_bytes
 
 from . import mturk_ops
 from .assets import asset_root
@@ -200,16 +200,6 @@ def api_upload_asset(name: str, filename: str) -> tuple[Response, int]:
     if target is None or filename.endswith("/"):
         return jsonify({"error": f"path {filename!r} is not allowed"}), 400
     data = request.get_data(cache=False)
-    path = Path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(Path(target), data, mode=0o644)
     url = url_for("assets.serve_asset", name=name, filename=filename)
     return jsonify({"url": url, "bytes": len(data)}), 201

@@ -13,9 +13,10 @@ import json
 import os
 import secrets
 import string
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from sparse_probe.rundir import write_json
 
 __all__ = ["ENV", "ServerCredentials", "credentials_path_for", "load_or_create_credentials"]
 
@@ -81,16 +82,7 @@ def load_or_create_credentials(
                 raise ValueError(f"{p}: credentials JSON lacks {sorted(missing)}")
         else:
             stored = _generate()
-            p.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".cred-")
-            try:
-                os.fchmod(fd, 0o600)
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(stored, fh, indent=1)
-                os.replace(tmp, p)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_json(p, stored, mode=0o600)  # secrets: never readable by others
     else:
         stored = _generate()
     values = dict(stored)
