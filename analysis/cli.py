@@ -174,8 +174,8 @@ def _load_external(spec: str, outputs: str = "probabilities"):
                    "starts).")
 @click.option("--frac", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
               show_default=True, help="Evidence threshold between a map's minimum and maximum.")
-@click.option("--max-side", type=click.FloatRange(0, 1, min_open=True), default=0.25,
-              show_default=True, help="Largest evidence box side, as a fraction of the image.")
+@click.option("--max-area", type=click.FloatRange(0, 1, min_open=True), default=0.0625,
+              show_default=True, help="Largest pasted evidence, as a fraction of the image.")
 @click.option("--top", type=click.IntRange(1), default=16, show_default=True,
               help="Top-activating examples to cut patterns from.")
 @click.option("--split", default="test", show_default=True)
@@ -190,7 +190,7 @@ def counterfactual(run_dir: Path | None, out: Path | None, feature_specs: tuple[
                    model: str | None, external: tuple[str, ...], outputs: str,
                    texts_file: Path | None, text_column: str, toxic_class: str | None,
                    threshold: float | None, batch_size: int, n: int, box: int | None,
-                   region: str | None, patch_file: Path | None, frac: float, max_side: float,
+                   region: str | None, patch_file: Path | None, frac: float, max_area: float,
                    top: int, split: str, lexicon: Path | None, templates: tuple[str, ...],
                    mode: str, seed: int) -> None:
     """Paste / remove a feature's evidence, or insert identity terms, and measure flips.
@@ -238,7 +238,7 @@ def counterfactual(run_dir: Path | None, out: Path | None, feature_specs: tuple[
             rows = run_counterfactual(run_dir, out, feats, models, n, box, top, split, lex,
                                       list(templates) or None, mode, ext, seed, texts,
                                       threshold, batch_size, toxic_class, reg,
-                                      _read_patch(patch_file), frac, max_side)
+                                      _read_patch(patch_file), frac, max_area)
     except (FileNotFoundError, ValueError, KeyError, IngestError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise click.ClickException(str(msg).splitlines()[0] if str(msg) else repr(exc)) from None
@@ -246,4 +246,6 @@ def counterfactual(run_dir: Path | None, out: Path | None, feature_specs: tuple[
     click.echo(f"{len(rows)} result rows -> {dest / 'counterfactual.csv'}")
     js = json.loads((dest / "counterfactual.json").read_text(encoding="utf-8"))
     for v in js.get("verdicts", []):
-        click.echo(f"{v['class_name']} · feature {v['feature']} ({v['model']}): {v['verdict']}")
+        item = (f"{v['class_name']} · feature {v['feature']}" if "feature" in v
+                else f"group {v['group']} vs {v['control']}")
+        click.echo(f"{item} ({v['model']}): {v['verdict']}")

@@ -43,7 +43,13 @@ from analysis.counterfactual.stats import (
     paired_comparison,
     wilson_interval,
 )
-from analysis.counterfactual.text import TermTestResult, check_lexicon, insert_term, term_test
+from analysis.counterfactual.text import (
+    TermTestResult,
+    check_lexicon,
+    group_verdicts,
+    insert_term,
+    term_test,
+)
 
 __all__ = [
     "CF_COLUMNS",
@@ -66,6 +72,7 @@ __all__ = [
     "feature_verdict",
     "fill_regions",
     "fire_boxes",
+    "group_verdicts",
     "image_counterfactuals",
     "insert_term",
     "layer_features",

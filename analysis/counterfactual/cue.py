@@ -7,10 +7,11 @@ upsampled to the image, is high (:mod:`analysis.counterfactual.evidence`), or a 
 the user gives. Tests (each a proportion with a 95% Wilson interval):
 
 ``paste_same``
-    Cut the evidence box from each of f's ``top`` images and paste it at the same position into
-    images of other classes; a flip is a prediction that was not c and becomes c.
-    Controls: a same-size box from elsewhere in the same top image (``ctrl_elsewhere``) and the
-    same box cut from the images where f is lowest (``ctrl_nontop``), pasted at the same place.
+    Cut the evidence (the core's pixels) from each of f's ``top`` images and paste it at the same
+    position into images of other classes; a flip is a prediction that was not c and becomes c.
+    Controls: the same mask over pixels from elsewhere in the same top image
+    (``ctrl_elsewhere``, where the map is lowest) and over the same place in the images where f
+    is lowest (``ctrl_nontop``), pasted at the same place.
 ``paste_random``
     The same patches and controls at random (seeded) positions.
 ``removal``
@@ -82,12 +83,13 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def _paste_at(base: np.ndarray, patches: Sequence[np.ndarray], which: np.ndarray,
-              pos: np.ndarray) -> np.ndarray:
+def _paste_at(base: np.ndarray, patches: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+              which: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Paste the masked pixels of ``patches[which[i]]`` with top-left corner ``pos[i]``."""
     out = base.copy()
     for i, (y, x) in enumerate(pos):
-        p = patches[which[i]]
-        out[i, y:y + p.shape[0], x:x + p.shape[1]] = p
+        p, m = patches[which[i]], masks[which[i]]
+        out[i, y:y + p.shape[0], x:x + p.shape[1]][m] = p[m]
     return out
 
 
@@ -151,7 +153,7 @@ def cue_test(
     top: int = 16,
     seed: int = 0,
     frac: float = 0.8,
-    max_side: float = 0.25,
+    max_area: float = 0.0625,
     region: tuple[int, int, int, int] | None = None,
     patch: np.ndarray | None = None,
     min_n: int = 30,
@@ -176,8 +178,10 @@ def cue_test(
     top : int
         Top-activating images to cut evidence from (and lowest ones for the control).
     seed : int
-    frac, max_side
-        See :func:`analysis.counterfactual.evidence.evidence_regions`.
+    frac, max_area
+        See :func:`analysis.counterfactual.evidence.evidence_regions`: the paste tests carry
+        each top image's evidence core (its pixels under the core's mask), removal fills the
+        whole evidence region.
     region : (y0, x0, y1, x1), optional
         A user-given evidence box (pixels, end exclusive) instead of the map's region.
     patch : array of shape (h, w, C), optional
@@ -202,26 +206,30 @@ def cue_test(
     top_idx = order[: max(1, min(top, N))]
     low_idx = order[::-1][: len(top_idx)]
     src = images[top_idx]
+    maps = maps_fn(src)
     if region is not None:
         y0, x0, y1, x1 = (int(v) for v in region)
         if not (0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W):
             raise ValueError(f"region: expected 0 <= y0 < y1 <= {H} and 0 <= x0 < x1 <= {W}, "
                              f"got {tuple(region)}")
         boxes = np.tile([y0, x0, y1, x1], (len(src), 1))
-        maps = maps_fn(src)
+        cores = np.zeros((len(src), H, W), bool)
+        cores[:, y0:y1, x0:x1] = True
     else:
-        maps = maps_fn(src)
-        _, boxes = evidence_regions(maps, (H, W), frac, max_side)
+        _, cores, boxes = evidence_regions(maps, (H, W), frac, max_area)
+    masks = [cores[i, y0:y1, x0:x1] for i, (y0, x0, y1, x1) in enumerate(boxes)]
     if patch is not None:
         patch = np.asarray(patch, dtype=images.dtype)
-        ph, pw = patch.shape[:2]
-        if patch.ndim != 3 or patch.shape[2] != images.shape[3] or ph > H or pw > W:
+        if patch.ndim != 3 or patch.shape[2] != images.shape[3] or patch.shape[0] > H \
+                or patch.shape[1] > W:
             raise ValueError(f"patch: expected shape (h<={H}, w<={W}, {images.shape[3]}), got "
                              f"{patch.shape}")
+        ph, pw = patch.shape[:2]
         ys = np.clip(boxes[:, 0], 0, H - ph)
         xs = np.clip(boxes[:, 1], 0, W - pw)
         boxes = np.stack([ys, xs, ys + ph, xs + pw], 1)
         patches = [patch] * len(src)
+        masks = [np.ones((ph, pw), bool)] * len(src)
     else:
         patches = [src[i, y0:y1, x0:x1] for i, (y0, x0, y1, x1) in enumerate(boxes)]
     other = elsewhere_boxes(maps, (H, W), boxes)
@@ -241,9 +249,9 @@ def cue_test(
                      rng.integers(0, W - (boxes[which, 3] - boxes[which, 1]) + 1)], 1)
     arms = {}
     for place, pos in (("paste_same", same), ("paste_random", rand)):
-        arms[place] = _paste_at(base, patches, which, pos)
-        arms[f"{place}_ctrl_elsewhere"] = _paste_at(base, ctrl_else, which, pos)
-        arms[f"{place}_ctrl_nontop"] = _paste_at(base, ctrl_low, which, pos)
+        arms[place] = _paste_at(base, patches, masks, which, pos)
+        arms[f"{place}_ctrl_elsewhere"] = _paste_at(base, ctrl_else, masks, which, pos)
+        arms[f"{place}_ctrl_nontop"] = _paste_at(base, ctrl_low, masks, which, pos)
 
     # --- removal in class `target` vs in other classes, where the feature is highest
     def highest(mask: np.ndarray) -> np.ndarray:
@@ -262,7 +270,7 @@ def cue_test(
             m = np.zeros((len(idx), H, W), bool)
             m[:, region[0]:region[2], region[1]:region[3]] = True
         else:
-            m, _ = evidence_regions(maps_fn(images[idx]), (H, W), frac, max_side)
+            m, _, _ = evidence_regions(maps_fn(images[idx]), (H, W), frac, max_area)
         removed[name] = fill_regions(images[idx], m)
 
     for model, predict in predictors.items():

@@ -2,9 +2,11 @@
 
 The spatial map of a feature (h, w) is bilinearly upsampled to the image size (H, W); the
 *evidence region* is the connected set of pixels around the map's peak whose value is at least
-``frac`` of the way from the map's minimum to its maximum. Its bounding box, capped to at most
-``max_side`` of the image side (shrunk around the peak), is the patch the paste tests cut; the
-region itself is what the removal test fills in.
+``frac`` of the way from the map's minimum to its maximum; the removal test fills it in. Its
+*core*, the region's highest pixels up to ``max_area`` of the image, is what the paste tests
+carry (the pixels under the core's mask, inside its bounding box), so a thin cue (a stripe)
+travels whole while a large region (an object, a background) is cut down to where the feature
+fires most.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ def upsample_maps(maps: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
 
 
 def evidence_regions(maps: np.ndarray, image_size: tuple[int, int], frac: float = 0.8,
-                     max_side: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
-    """Evidence masks and capped bounding boxes of one feature on n images.
+                     max_area: float = 0.0625) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Evidence regions, their capped cores and bounding boxes, of one feature on n images.
 
     Parameters
     ----------
@@ -45,48 +47,46 @@ def evidence_regions(maps: np.ndarray, image_size: tuple[int, int], frac: float 
     image_size : (H, W)
     frac : float in (0, 1)
         Threshold between each map's minimum (0) and maximum (1).
-    max_side : float in (0, 1]
-        Largest box side as a fraction of the image side.
+    max_area : float in (0, 1]
+        Largest core, as a fraction of the image's pixels: the region's highest pixels.
 
     Returns
     -------
-    masks : bool array of shape (n, H, W)
-        The connected above-threshold region around each map's peak.
+    regions : bool array of shape (n, H, W)
+        The connected above-threshold region around each map's peak (what removal fills).
+    cores : bool array of shape (n, H, W)
+        Each region's ``max_area * H * W`` highest pixels (what the paste tests carry).
     boxes : int array of shape (n, 4)
-        ``(y0, x0, y1, x1)`` (end exclusive) of each region, capped around the peak.
+        ``(y0, x0, y1, x1)`` (end exclusive) bounding each core.
     """
     if not 0 < frac < 1:
         raise ValueError(f"frac: expected a number in (0, 1), got {frac}")
-    if not 0 < max_side <= 1:
-        raise ValueError(f"max_side: expected a number in (0, 1], got {max_side}")
+    if not 0 < max_area <= 1:
+        raise ValueError(f"max_area: expected a number in (0, 1], got {max_area}")
     H, W = image_size
     up = upsample_maps(maps, image_size)
-    masks = np.zeros(up.shape, bool)
+    regions = np.zeros(up.shape, bool)
+    cores = np.zeros(up.shape, bool)
     boxes = np.zeros((len(up), 4), int)
-    cap_h, cap_w = max(1, round(max_side * H)), max(1, round(max_side * W))
+    cap = max(1, round(max_area * H * W))
     for i, m in enumerate(up):
         lo, hi = float(m.min()), float(m.max())
         py, px = np.unravel_index(int(m.argmax()), m.shape)
         above = m >= lo + frac * (hi - lo) if hi > lo else np.ones_like(m, bool)
         comp, _ = ndimage.label(above)
         region = comp == comp[py, px]
-        masks[i] = region
-        ys, xs = np.nonzero(region)
-        y0, y1 = int(ys.min()), int(ys.max()) + 1
-        x0, x1 = int(xs.min()), int(xs.max()) + 1
-        y0, y1 = _cap(y0, y1, int(py), cap_h, H)
-        x0, x1 = _cap(x0, x1, int(px), cap_w, W)
-        boxes[i] = (y0, x0, y1, x1)
-    return masks, boxes
-
-
-def _cap(a: int, b: int, peak: int, cap: int, size: int) -> tuple[int, int]:
-    """Shrink [a, b) to at most ``cap`` long, centred on ``peak`` and inside [a, b)."""
-    if b - a <= cap:
-        return a, b
-    start = min(max(peak - cap // 2, a), b - cap)
-    start = min(max(start, 0), size - cap)
-    return start, start + cap
+        regions[i] = region
+        core = region
+        if region.sum() > cap:
+            flat = np.flatnonzero(region)
+            keep = flat[np.argsort(-m.ravel()[flat], kind="stable")[:cap]]
+            core = np.zeros(region.size, bool)
+            core[keep] = True
+            core = core.reshape(region.shape)
+        cores[i] = core
+        ys, xs = np.nonzero(core)
+        boxes[i] = (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1)
+    return regions, cores, boxes
 
 
 def elsewhere_boxes(maps: np.ndarray, image_size: tuple[int, int],

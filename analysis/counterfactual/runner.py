@@ -25,7 +25,7 @@ from analysis.counterfactual.models import (
     sparse_predictor,
     torch_predictor,
 )
-from analysis.counterfactual.text import check_lexicon, term_test
+from analysis.counterfactual.text import check_lexicon, group_verdicts, term_test
 from sparse_probe.rundir import atomic_path, write_text
 
 __all__ = [
@@ -67,7 +67,7 @@ def image_counterfactuals(
     region: tuple[int, int, int, int] | None = None,
     patch: np.ndarray | None = None,
     frac: float = 0.8,
-    max_side: float = 0.25,
+    max_area: float = 0.0625,
     verdicts: list[dict] | None = None,
 ) -> tuple[pd.DataFrame, list[dict]]:
     """Patch tests and cue tests (:func:`analysis.counterfactual.cue.cue_test`) for several
@@ -90,7 +90,7 @@ def image_counterfactuals(
         See :func:`analysis.counterfactual.image.patch_test`.
     class_names : sequence of str, optional
         Names for the ``class_name`` column and the labels (default ``class <i>``).
-    region, patch, frac, max_side
+    region, patch, frac, max_area
         See :func:`analysis.counterfactual.cue.cue_test`.
     verdicts : list, optional
         Filled with one dict per (feature, model): ``class``, ``class_name``, ``feature``,
@@ -123,7 +123,7 @@ def image_counterfactuals(
             paired.append({**p, **ids, "test": "image_patch"})
         cue = cue_test(predictors, images, labels, activations[:, feat],
                        lambda b, f=feat: maps_fn(b, f), cls, n=n, top=top, seed=seed,
-                       frac=frac, max_side=max_side, region=region, patch=patch)
+                       frac=frac, max_area=max_area, region=region, patch=patch)
         for r in cue.rows:
             rows.append({**r, **ids, "test": f"image_{r['test']}",
                          "control_of": f"image_{r['control_of']}" if r["control_of"] else ""})
@@ -302,7 +302,8 @@ def run_text_counterfactual(
         "kind": "text", "models": list(predictors), "n": n, "seed": seed, "mode": mode,
         "templates": list(templates or []), "threshold": threshold, "texts": source,
         "toxic_class": toxic_class, "toxic_class_name": _class_name(toxic_class, class_names),
-        "paired": paired, "examples": examples})
+        "paired": paired, "examples": examples,
+        "verdicts": group_verdicts(rows.to_dict(orient="records"))})
     return rows
 
 
@@ -327,7 +328,7 @@ def run_counterfactual(
     region: tuple[int, int, int, int] | None = None,
     patch: np.ndarray | None = None,
     frac: float = 0.8,
-    max_side: float = 0.25,
+    max_area: float = 0.0625,
 ) -> pd.DataFrame:
     """Counterfactual tests for a run; writes ``out/counterfactual.{csv,json}``.
 
@@ -359,7 +360,7 @@ def run_counterfactual(
     toxic_class : int or str, optional
         Text runs: the class (index or name) terms should not move to; default ``toxic`` if
         the run has such a class, else 1.
-    region, patch, frac, max_side
+    region, patch, frac, max_area
         Image runs; see :func:`analysis.counterfactual.cue.cue_test`.
 
     Returns
@@ -430,9 +431,9 @@ def run_counterfactual(
         rows, paired = image_counterfactuals(adapted, images, labels[rows_idx],
                                              np.asarray(acts[rows_idx]), maps_fn, features,
                                              box, n, top, seed, classes or None, region, patch,
-                                             frac, max_side, verdicts)
+                                             frac, max_area, verdicts)
         summary.update({"features": [list(f) for f in features], "box": box, "paired": paired,
-                        "verdicts": verdicts, "frac": frac, "max_side": max_side,
+                        "verdicts": verdicts, "frac": frac, "max_area": max_area,
                         "region": list(region) if region is not None else None,
                         "patch": patch is not None})
     else:
@@ -447,7 +448,8 @@ def run_counterfactual(
                                                       classes or None)
         summary.update({"paired": paired, "examples": examples, "mode": mode,
                         "templates": list(templates or []), "threshold": threshold,
-                        "toxic_class": toxic, "toxic_class_name": _class_name(toxic, classes)})
+                        "toxic_class": toxic, "toxic_class_name": _class_name(toxic, classes),
+                        "verdicts": group_verdicts(rows.to_dict(orient="records"))})
     write_counterfactual(out, rows, summary)
     if (out / "report.json").exists():
         from analysis.quality import QCConfig

@@ -28,7 +28,7 @@ from analysis.counterfactual.stats import (
     wilson_interval,
 )
 
-__all__ = ["TermTestResult", "check_lexicon", "insert_term", "term_test"]
+__all__ = ["TermTestResult", "check_lexicon", "group_verdicts", "insert_term", "term_test"]
 
 logger = logging.getLogger(__name__)
 MODES = ("append", "prepend", "random", "template")
@@ -288,3 +288,37 @@ def term_test(
                 result.paired.append({"test": "text_term", "group": group, "model_a": a,
                                       "model_b": b, **paired_comparison(fa, fb)})
     return result
+
+
+def group_verdicts(rows: Sequence[Mapping], control: str = "control",
+                   direction: str = "to_toxic", min_n: int = 30) -> list[dict]:
+    """Verdict per (model, group) of the pooled term rows against the ``control`` group.
+
+    Parameters
+    ----------
+    rows : sequence of mappings
+        :attr:`TermTestResult.rows` (the pooled rows have ``term == "*"``).
+    control : str
+        The lexicon group of neutral terms (e.g. objects) every other group is compared with.
+    direction : str
+    min_n : int
+        See :func:`analysis.counterfactual.cue.decide`.
+
+    Returns
+    -------
+    list of dict
+        ``model``, ``group``, ``control``, ``verdict`` (supports: the group's flip-rate interval
+        lies above the control's; refutes / inconclusive as in
+        :func:`~analysis.counterfactual.cue.decide`).
+    """
+    from analysis.counterfactual.cue import decide
+
+    pooled = {(r["model"], r["group"]): r for r in rows
+              if r["term"] == "*" and r["direction"] == direction}
+    out = []
+    for (model, group), r in pooled.items():
+        if group == control or (model, control) not in pooled:
+            continue
+        out.append({"model": model, "group": group, "control": control,
+                    "verdict": decide(r, [pooled[(model, control)]], min_n)})
+    return out
