@@ -129,6 +129,29 @@ def test_removal_finds_reliance_on_the_corner_square_and_its_control_does_not(di
     assert res_u.verdicts == {"cnn": "supports"}
 
 
+def test_user_patch_of_the_cue_is_supported_and_a_neutral_patch_is_not(digits):
+    d = digits
+    f = _feature_for(d["acts"], d["square"].astype(float))
+    red = np.zeros((5, 5, 3), np.float32)
+    red[..., 0] = 1.0
+    res = cue_test(d["predict"], d["images"], d["labels"], d["acts"][:, f],
+                   lambda b: d["maps"](b)[:, f], target=3, n=200, seed=0, patch=red,
+                   region=(0, 0, 5, 5))
+    assert res.verdicts == {"cnn": "supports"}
+    assert (res.boxes == [0, 0, 5, 5]).all()
+    grey = np.full((5, 5, 3), 0.5, np.float32)
+    res_g = cue_test(d["predict"], d["images"], d["labels"], d["acts"][:, f],
+                     lambda b: d["maps"](b)[:, f], target=3, n=200, seed=0, patch=grey,
+                     region=(0, 0, 5, 5))
+    assert res_g.verdicts["cnn"] != "supports"
+    with pytest.raises(ValueError, match="patch: expected shape"):
+        cue_test(d["predict"], d["images"], d["labels"], d["acts"][:, f],
+                 lambda b: d["maps"](b)[:, f], target=3, patch=np.zeros((5, 5)))
+    with pytest.raises(ValueError, match="region: expected"):
+        cue_test(d["predict"], d["images"], d["labels"], d["acts"][:, f],
+                 lambda b: d["maps"](b)[:, f], target=3, region=(0, 0, 40, 5))
+
+
 def test_stripe_supported_object_feature_not(digits):
     d = digits
     f = _feature_for(d["acts"], d["stripe"].astype(float))

@@ -42,6 +42,25 @@ def test_check_outputs_turns_binary_and_logits_into_probabilities():
                        [0.5, 1 / (1 + np.exp(-2.0))])
 
 
+def test_torch_models_with_one_output_are_binary():
+    import torch
+
+    from analysis.counterfactual import torch_predictor
+
+    lin = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        lin.weight[:] = torch.tensor([[1.0, -1.0]])
+        lin.bias.zero_()
+    p = torch_predictor(lin)(torch.tensor([[2.0, 0.0], [0.0, 0.0]]))
+    assert p.shape == (2, 2)
+    assert np.allclose(p[:, 1], [1 / (1 + np.exp(-2.0)), 0.5], atol=1e-6)
+    nan = torch.nn.Linear(2, 3)
+    with torch.no_grad():
+        nan.bias[0] = float("nan")
+    with pytest.raises(ValueError, match="model: 2 of 2 outputs are NaN"):
+        torch_predictor(nan)(torch.zeros(2, 2))
+
+
 @pytest.mark.parametrize(("out", "match"), [
     (np.array([[0.5, np.nan], [0.5, 0.5]]), "m: 1 of 2 outputs are NaN or infinite"),
     (np.array([np.inf, 0.1]), "NaN or infinite"),
@@ -307,6 +326,15 @@ def test_run_counterfactual_verdicts_with_class_names(tmp_path, tmp_path_factory
     (v,) = summary["verdicts"]
     assert (v["class_name"], v["feature"], v["verdict"]) == ("triangle", feat, "supports")
     assert summary["classes"][target] == "triangle"
+    # with a report beside it, the HTML says whether the counterfactual supports the verdict
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    (rep / "report.json").write_text((run / "report" / "report.json").read_text())
+    run_counterfactual(run, rep, features=[(target, feat)], models=("dense",), n=100)
+    html = (rep / "index.html").read_text()
+    assert "Does the counterfactual support the verdict?" in html
+    (v,) = json.loads((rep / "counterfactual.json").read_text())["verdicts"]
+    assert f"triangle · feature {feat}</td><td>dense</td><td>{v['verdict']}</td>" in html
     # text runs: toxic class by name; an unknown name is refused before any model runs
     trun = builtin_audit_run(tmp_path_factory.getbasetemp(), "toxicity")
     rows = run_counterfactual(trun, tmp_path / "t", models=("dense",), n=30,

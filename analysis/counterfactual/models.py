@@ -91,17 +91,14 @@ def check_outputs(out: Any, n: int, name: str, outputs: str = "probabilities") -
     return arr
 
 
-def _check(probs: np.ndarray, n: int, name: str) -> np.ndarray:
-    return check_outputs(probs, n, name)
-
-
 def torch_predictor(
     model: torch.nn.Module,
     to_input: Callable[[Any], Any] | None = None,
     batch_size: int = 256,
     device: str | torch.device | None = None,
 ) -> Predictor:
-    """The model's own output layer: ``softmax(model(to_input(batch)))``.
+    """The model's own output layer: ``softmax(model(to_input(batch)))`` (the logistic function
+    for a model with one output).
 
     Parameters
     ----------
@@ -124,8 +121,11 @@ def torch_predictor(
                 x = to_input(b) if to_input is not None else b
                 if isinstance(x, torch.Tensor) and device is not None:
                     x = x.to(device)
-                out.append(torch.softmax(model(x).float(), dim=1).cpu().numpy())
-        return _check(np.concatenate(out) if out else np.zeros((0, 0)), len(inputs), "model")
+                out.append(model(x).float().cpu().numpy())
+        if not out:
+            raise ValueError("model: no inputs to predict")
+        # softmax over the logits; one output column is a binary model's positive class
+        return check_outputs(np.concatenate(out), len(inputs), "model", "logits")
 
     return predict
 
@@ -184,8 +184,8 @@ def sparse_predictor(features: Callable[[Any], torch.Tensor | np.ndarray],
         if param is not None:
             x = x.to(param.device)
         with torch.no_grad():
-            probs = torch.softmax(head(x).float(), dim=1).cpu().numpy()
-        return _check(probs, len(inputs), "sparse head")
+            logits = head(x).float().cpu().numpy()
+        return check_outputs(logits, len(inputs), "sparse head", "logits")
 
     return predict
 

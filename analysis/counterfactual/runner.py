@@ -114,7 +114,7 @@ def image_counterfactuals(
         res = patch_test(predictors, src, maps, images, labels, target=cls, box=box, n=n,
                          top=top, seed=seed)
         name = _class_name(cls, class_names)
-        label = f"{name if class_names is not None else f'class {cls}'} · feature {feat}"
+        label = f"{name} · feature {feat}"
         ids = {"label": label, "class": cls, "class_name": name, "feature": feat}
         for r in res.rows:
             rows.append({**r, **ids, "test": f"image_{r['test']}",
@@ -361,7 +361,8 @@ def run_counterfactual(
         Text runs: the class (index or name) terms should not move to; default ``toxic`` if
         the run has such a class, else 1.
     region, patch, frac, max_area
-        Image runs; see :func:`analysis.counterfactual.cue.cue_test`.
+        Image runs; see :func:`analysis.counterfactual.cue.cue_test`. ``patch`` is RGB in
+        [0, 1] (normalized here like the run's images when its preprocessing does).
 
     Returns
     -------
@@ -427,6 +428,11 @@ def run_counterfactual(
             return np.asarray(extract.spatial_maps(model, meta, to_model(imgs)))[:, feat]
 
         adapted = {k: (lambda b, p=p: p(to_model(b))) for k, p in predictors.items()}
+        prep = meta.get("preprocessing") or {}
+        if patch is not None and prep.get("mean") is not None:
+            # a patch is given in [0, 1] RGB; the images here are model inputs (normalized)
+            patch = (np.asarray(patch, np.float32) - np.asarray(prep["mean"], np.float32)) \
+                / np.asarray(prep["std"], np.float32)
         verdicts: list[dict] = []
         rows, paired = image_counterfactuals(adapted, images, labels[rows_idx],
                                              np.asarray(acts[rows_idx]), maps_fn, features,
