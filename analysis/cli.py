@@ -97,7 +97,8 @@ def _parse_region(value: str | None) -> tuple[int, int, int, int] | None:
     return y0, x0, y1, x1
 
 
-def _read_patch(path: Path | None):
+def _read_image(path: Path | None, hint: str):
+    """RGB in [0, 1] (H, W, 3) for --patch; a bool mask (H, W) of non-black pixels for --mask."""
     if path is None:
         return None
     import numpy as np
@@ -105,10 +106,11 @@ def _read_patch(path: Path | None):
 
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError) as exc:
         raise click.BadParameter(f"{path}: not a readable image ({exc})",
-                                 param_hint="--patch") from None
+                                 param_hint=hint) from None
+    return rgb if hint == "--patch" else rgb.max(axis=2) > 0
 
 
 def _load_external(spec: str, outputs: str = "probabilities"):
@@ -168,6 +170,9 @@ def _load_external(spec: str, outputs: str = "probabilities"):
               help="Side of the fixed patch of the image_patch test [default: image side / 4].")
 @click.option("--region", default=None, metavar="Y0,X0,Y1,X1",
               help="Cue region in pixels (end exclusive) instead of the feature's evidence.")
+@click.option("--mask", "mask_file", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Cue mask image of the images' size (non-black pixels), instead of --region.")
 @click.option("--patch", "patch_file", default=None,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Cue patch image (pasted at --region's corner, else where the evidence "
@@ -190,7 +195,8 @@ def counterfactual(run_dir: Path | None, out: Path | None, feature_specs: tuple[
                    model: str | None, external: tuple[str, ...], outputs: str,
                    texts_file: Path | None, text_column: str, toxic_class: str | None,
                    threshold: float | None, batch_size: int, n: int, box: int | None,
-                   region: str | None, patch_file: Path | None, frac: float, max_area: float,
+                   region: str | None, mask_file: Path | None, patch_file: Path | None,
+                   frac: float, max_area: float,
                    top: int, split: str, lexicon: Path | None, templates: tuple[str, ...],
                    mode: str, seed: int) -> None:
     """Paste / remove a feature's evidence, or insert identity terms, and measure flips.
@@ -214,6 +220,10 @@ def counterfactual(run_dir: Path | None, out: Path | None, feature_specs: tuple[
         raise click.UsageError("without --run, give --texts, --external and --out")
     feats = _parse_features(feature_specs)
     reg = _parse_region(region)
+    if mask_file is not None:
+        if reg is not None:
+            raise click.UsageError("give --region or --mask, not both")
+        reg = _read_image(mask_file, "--mask")
     lex = None
     if lexicon is not None:
         try:
@@ -238,7 +248,7 @@ def counterfactual(run_dir: Path | None, out: Path | None, feature_specs: tuple[
             rows = run_counterfactual(run_dir, out, feats, models, n, box, top, split, lex,
                                       list(templates) or None, mode, ext, seed, texts,
                                       threshold, batch_size, toxic_class, reg,
-                                      _read_patch(patch_file), frac, max_area)
+                                      _read_image(patch_file, "--patch"), frac, max_area)
     except (FileNotFoundError, ValueError, KeyError, IngestError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise click.ClickException(str(msg).splitlines()[0] if str(msg) else repr(exc)) from None

@@ -150,6 +150,22 @@ def test_user_patch_of_the_cue_is_supported_and_a_neutral_patch_is_not(digits):
     with pytest.raises(ValueError, match="region: expected"):
         cue_test(d["predict"], d["images"], d["labels"], d["acts"][:, f],
                  lambda b: d["maps"](b)[:, f], target=3, region=(0, 0, 40, 5))
+    with pytest.raises(ValueError, match="region: expected a mask of shape"):
+        cue_test(d["predict"], d["images"], d["labels"], d["acts"][:, f],
+                 lambda b: d["maps"](b)[:, f], target=3, region=np.ones((8, 8), bool))
+
+
+def test_user_mask_of_the_stripe_finds_it(digits):
+    d = digits
+    f = _feature_for(d["acts"], d["stripe"].astype(float))
+    mask = np.zeros((32, 32), bool)
+    mask[STRIPE] = True
+    res = cue_test(d["predict"], d["images"], d["labels"], d["acts"][:, f],
+                   lambda b: d["maps"](b)[:, f], target=8, n=200, seed=0, region=mask)
+    assert (res.boxes == [29, 0, 32, 32]).all()
+    assert res.verdicts == {"cnn": "supports"}
+    r = _rows(res)
+    assert r["paste_same"]["verdict"] == r["paste_random"]["verdict"] == "supports"
 
 
 def test_stripe_supported_object_feature_not(digits):
@@ -213,6 +229,8 @@ def test_decide_and_feature_verdict():
     assert decide(row(60, 100), [row(5, 100), row(8, 100)]) == "supports"
     assert decide(row(60, 100), [row(5, 100), row(55, 100)]) == "inconclusive"
     assert decide(row(4, 100), [row(5, 100)]) == "refutes"
+    # significant but negligible: 4 points above control over thousands of edits
+    assert decide(row(400, 5000), [row(200, 5000)]) == "inconclusive"
     assert decide(row(4, 10), [row(5, 10)]) == "inconclusive"  # too few to refute
     assert decide(row(0, 0), [row(5, 100)]) == "inconclusive"
     assert feature_verdict({"paste_same": "supports", "paste_random": "refutes",

@@ -343,3 +343,35 @@ def test_run_counterfactual_verdicts_with_class_names(tmp_path, tmp_path_factory
     assert set(rows["class_name"]) == {"toxic"}
     with pytest.raises(ValueError, match="no class named 'nasty'"):
         run_counterfactual(trun, tmp_path / "t", models=("dense",), toxic_class="nasty")
+
+
+def test_cli_user_mask_and_patch_on_a_run(tmp_path, tmp_path_factory):
+    from helpers_analysis import builtin_audit_run
+    from PIL import Image
+
+    run = builtin_audit_run(tmp_path_factory.getbasetemp(), "shapes")
+    meta = json.loads((run / "features" / "meta.json").read_text())
+    size = meta["dataset"]["params"]["size"]
+    mask = np.zeros((size, size), np.uint8)
+    mask[:4, :4] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    patch = np.zeros((4, 4, 3), np.uint8)
+    patch[..., 0] = patch[..., 2] = 255  # the watermark's magenta
+    Image.fromarray(patch).save(tmp_path / "patch.png")
+    out = tmp_path / "cf"
+    res = CliRunner().invoke(main, ["counterfactual", "--run", str(run), "--out", str(out),
+                                    "--features", "5:0", "--model", "dense", "--n", "60",
+                                    "--mask", str(tmp_path / "mask.png"), "--patch",
+                                    str(tmp_path / "patch.png")])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "counterfactual.json").read_text())
+    assert summary["region"] == "mask" and summary["patch"] is True
+    assert summary["verdicts"][0]["boxes"][0] == [0, 0, 4, 4]
+    Image.fromarray(np.zeros((size + 1, size), np.uint8) + 255).save(tmp_path / "big.png")
+    res = CliRunner().invoke(main, ["counterfactual", "--run", str(run), "--out", str(out),
+                                    "--features", "5:0", "--model", "dense",
+                                    "--mask", str(tmp_path / "big.png")])
+    assert res.exit_code == 1 and "region: expected a mask of shape" in res.output
+    res = CliRunner().invoke(main, ["counterfactual", "--run", str(run), "--region", "0,0,4",
+                                    "--features", "5:0"])
+    assert res.exit_code == 2 and "expected Y0,X0,Y1,X1" in res.output

@@ -21,7 +21,7 @@ the user gives. Tests (each a proportion with a 95% Wilson interval):
     is highest, each scored against its own class.
 
 Decision per test and model: **supports** when the test's interval lies above every control's
-interval; **refutes** when every arm has at least ``min_n`` examples and the effect is no more
+interval and its rate is at least ``min_effect`` (0.05) above the highest control rate; **refutes** when every arm has at least ``min_n`` examples and the effect is no more
 than ``margin`` above the highest control rate; **inconclusive** otherwise.
 
 The feature's verdict comes from the paste tests: it is supported when a paste test supports it
@@ -103,8 +103,27 @@ def _row(test: str, control_of: str, model: str, target: int, eligible: np.ndarr
             "mean_logit_increase": float(np.mean(dl)) if len(dl) else float("nan")}
 
 
+def _user_mask(region: tuple[int, int, int, int] | np.ndarray, H: int, W: int) -> np.ndarray:
+    """A user-given box ``(y0, x0, y1, x1)`` or mask (H, W) as a bool mask (H, W)."""
+    arr = np.asarray(region)
+    if arr.ndim == 2:
+        if arr.shape != (H, W) or not arr.astype(bool).any():
+            raise ValueError(f"region: expected a mask of shape ({H}, {W}) with at least one "
+                             f"pixel set, got shape {arr.shape}")
+        return arr.astype(bool)
+    if arr.shape != (4,):
+        raise ValueError(f"region: expected (y0, x0, y1, x1) or a mask, got {region!r}")
+    y0, x0, y1, x1 = (int(v) for v in arr)
+    if not (0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W):
+        raise ValueError(f"region: expected 0 <= y0 < y1 <= {H} and 0 <= x0 < x1 <= {W}, "
+                         f"got {tuple(int(v) for v in arr)}")
+    mask = np.zeros((H, W), bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
 def decide(effect: Mapping, controls: Sequence[Mapping], min_n: int = 30,
-           margin: float = 0.02) -> str:
+           margin: float = 0.02, min_effect: float = 0.05) -> str:
     """``supports`` / ``refutes`` / ``inconclusive`` for one effect row against its controls.
 
     Parameters
@@ -114,12 +133,16 @@ def decide(effect: Mapping, controls: Sequence[Mapping], min_n: int = 30,
         Examples every arm needs before a test may refute.
     margin : float
         Largest excess of the effect over the highest control rate that still refutes.
+    min_effect : float
+        Smallest excess over the highest control rate that may support: with thousands of
+        edits a real but negligible sensitivity (a few points) is not evidence of reliance.
     """
     if not controls or not effect["n"] or any(not c["n"] for c in controls):
         return "inconclusive"
-    if all(effect["ci_low"] > c["ci_high"] for c in controls):
-        return "supports"
     top = max(c["flip_rate"] for c in controls)
+    if all(effect["ci_low"] > c["ci_high"] for c in controls) \
+            and effect["flip_rate"] >= top + min_effect:
+        return "supports"
     if (effect["n"] >= min_n and all(c["n"] >= min_n for c in controls)
             and effect["flip_rate"] <= top + margin):
         return "refutes"
@@ -154,7 +177,7 @@ def cue_test(
     seed: int = 0,
     frac: float = 0.8,
     max_area: float = 0.0625,
-    region: tuple[int, int, int, int] | None = None,
+    region: tuple[int, int, int, int] | np.ndarray | None = None,
     patch: np.ndarray | None = None,
     min_n: int = 30,
 ) -> CueTestResult:
@@ -182,8 +205,8 @@ def cue_test(
         See :func:`analysis.counterfactual.evidence.evidence_regions`: the paste tests carry
         each top image's evidence core (its pixels under the core's mask), removal fills the
         whole evidence region.
-    region : (y0, x0, y1, x1), optional
-        A user-given evidence box (pixels, end exclusive) instead of the map's region.
+    region : (y0, x0, y1, x1) or bool array of shape (H, W), optional
+        A user-given evidence box (pixels, end exclusive) or mask instead of the map's region.
     patch : array of shape (h, w, C), optional
         A user-given cue patch; pasted at ``region``'s corner if given, else where the evidence
         box of each top image starts.
@@ -207,14 +230,11 @@ def cue_test(
     low_idx = order[::-1][: len(top_idx)]
     src = images[top_idx]
     maps = maps_fn(src)
-    if region is not None:
-        y0, x0, y1, x1 = (int(v) for v in region)
-        if not (0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W):
-            raise ValueError(f"region: expected 0 <= y0 < y1 <= {H} and 0 <= x0 < x1 <= {W}, "
-                             f"got {tuple(region)}")
-        boxes = np.tile([y0, x0, y1, x1], (len(src), 1))
-        cores = np.zeros((len(src), H, W), bool)
-        cores[:, y0:y1, x0:x1] = True
+    user_mask = _user_mask(region, H, W) if region is not None else None
+    if user_mask is not None:
+        ys, xs = np.nonzero(user_mask)
+        boxes = np.tile([ys.min(), xs.min(), ys.max() + 1, xs.max() + 1], (len(src), 1))
+        cores = np.repeat(user_mask[None], len(src), axis=0)
     else:
         _, cores, boxes = evidence_regions(maps, (H, W), frac, max_area)
     masks = [cores[i, y0:y1, x0:x1] for i, (y0, x0, y1, x1) in enumerate(boxes)]
@@ -266,9 +286,8 @@ def cue_test(
         if not len(idx):
             removed[name] = images[:0]
             continue
-        if region is not None:
-            m = np.zeros((len(idx), H, W), bool)
-            m[:, region[0]:region[2], region[1]:region[3]] = True
+        if user_mask is not None:
+            m = np.repeat(user_mask[None], len(idx), axis=0)
         else:
             m, _, _ = evidence_regions(maps_fn(images[idx]), (H, W), frac, max_area)
         removed[name] = fill_regions(images[idx], m)

@@ -64,7 +64,7 @@ def image_counterfactuals(
     top: int = 16,
     seed: int = 0,
     class_names: Sequence[str] | None = None,
-    region: tuple[int, int, int, int] | None = None,
+    region: tuple[int, int, int, int] | np.ndarray | None = None,
     patch: np.ndarray | None = None,
     frac: float = 0.8,
     max_area: float = 0.0625,
@@ -325,7 +325,7 @@ def run_counterfactual(
     threshold: float | None = None,
     batch_size: int = 256,
     toxic_class: int | str | None = None,
-    region: tuple[int, int, int, int] | None = None,
+    region: tuple[int, int, int, int] | np.ndarray | None = None,
     patch: np.ndarray | None = None,
     frac: float = 0.8,
     max_area: float = 0.0625,
@@ -440,7 +440,8 @@ def run_counterfactual(
                                              frac, max_area, verdicts)
         summary.update({"features": [list(f) for f in features], "box": box, "paired": paired,
                         "verdicts": verdicts, "frac": frac, "max_area": max_area,
-                        "region": list(region) if region is not None else None,
+                        "region": None if region is None else (
+                            [int(v) for v in region] if np.ndim(region) == 1 else "mask"),
                         "patch": patch is not None})
     else:
         if lexicon is None:
