@@ -86,7 +86,34 @@ def _parse_features(values: tuple[str, ...]) -> list[tuple[int, int]] | None:
     return out or None
 
 
-def _load_external(spec: str):
+def _parse_region(value: str | None) -> tuple[int, int, int, int] | None:
+    if value is None:
+        return None
+    try:
+        y0, x0, y1, x1 = (int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected Y0,X0,Y1,X1 in pixels, e.g. 0,0,8,8",
+                                 param_hint="--region") from None
+    return y0, x0, y1, x1
+
+
+def _read_image(path: Path | None, hint: str):
+    """RGB in [0, 1] (H, W, 3) for --patch; a bool mask (H, W) of non-black pixels for --mask."""
+    if path is None:
+        return None
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as exc:
+        raise click.BadParameter(f"{path}: not a readable image ({exc})",
+                                 param_hint=hint) from None
+    return rgb if hint == "--patch" else rgb.max(axis=2) > 0
+
+
+def _load_external(spec: str, outputs: str = "probabilities"):
     import importlib
 
     from analysis.counterfactual import callable_predictor
@@ -101,26 +128,59 @@ def _load_external(spec: str):
     if not callable(fn):
         raise click.BadParameter(f"{spec!r}: not callable and has no predict_proba",
                                  param_hint="--external")
-    return callable_predictor(fn, name=spec)
+    return callable_predictor(fn, name=spec, outputs=outputs)
 
 
 @click.command()
-@click.option("--run", "run_dir", required=True,
+@click.option("--run", "run_dir", default=None,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Run directory (features/, probe/, report/).")
+              help="Run directory (features/, probe/, report/); optional with --texts and "
+                   "--external.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output directory [default: RUN/report].")
+              help="Output directory [default: RUN/report; required without --run].")
 @click.option("--features", "feature_specs", multiple=True, metavar="CLASS:FEATURE[,...]",
               help="Image features to test [default: those judged spurious in the report].")
 @click.option("--model", "model", type=click.Choice(["dense", "sparse", "both", "none"]),
-              default="both", show_default=True, help="Built-in models to test.")
+              default=None, help="The run's models to test: the original (dense) model, the "
+                                 "sparse head, both or none [default: both with --run, else "
+                                 "none].")
 @click.option("--external", multiple=True, metavar="MODULE:ATTR",
               help="Also audit an importable model: an object with predict_proba or a callable "
-                   "returning class probabilities.")
+                   "returning class probabilities (n, C), or (n,) for a binary model.")
+@click.option("--outputs", type=click.Choice(["probabilities", "logits"]),
+              default="probabilities", show_default=True,
+              help="What --external models return; logits go through softmax (logistic for "
+                   "one column).")
+@click.option("--texts", "texts_file", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Texts to edit (.txt one per line, .csv or .jsonl with --text-column), "
+                   "instead of the run's split.")
+@click.option("--text-column", default="text", show_default=True,
+              help="Column of the texts in a .csv / .jsonl file.")
+@click.option("--toxic-class", default=None,
+              help="Class (name or index) inserted terms should not move texts to "
+                   "[default: 'toxic' if the run has it, else 1].")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="Toxic when p(toxic) >= THRESHOLD [default: the most probable class].")
+@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True,
+              help="Texts per model call.")
 @click.option("--n", "n", type=click.IntRange(1), default=200, show_default=True,
               help="Perturbed examples per test.")
 @click.option("--box", type=click.IntRange(1), default=None,
-              help="Patch side in pixels [default: image side / 4].")
+              help="Side of the fixed patch of the image_patch test [default: image side / 4].")
+@click.option("--region", default=None, metavar="Y0,X0,Y1,X1",
+              help="Cue region in pixels (end exclusive) instead of the feature's evidence.")
+@click.option("--mask", "mask_file", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Cue mask image of the images' size (non-black pixels), instead of --region.")
+@click.option("--patch", "patch_file", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Cue patch image (pasted at --region's corner, else where the evidence "
+                   "starts).")
+@click.option("--frac", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
+              show_default=True, help="Evidence threshold between a map's minimum and maximum.")
+@click.option("--max-area", type=click.FloatRange(0, 1, min_open=True), default=0.0625,
+              show_default=True, help="Largest pasted evidence, as a fraction of the image.")
 @click.option("--top", type=click.IntRange(1), default=16, show_default=True,
               help="Top-activating examples to cut patterns from.")
 @click.option("--split", default="test", show_default=True)
@@ -131,15 +191,39 @@ def _load_external(spec: str):
 @click.option("--mode", type=click.Choice(["append", "prepend", "random"]), default="append",
               show_default=True, help="Where terms go when no template is given.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def counterfactual(run_dir: Path, out: Path | None, feature_specs: tuple[str, ...], model: str,
-                   external: tuple[str, ...], n: int, box: int | None, top: int, split: str,
-                   lexicon: Path | None, templates: tuple[str, ...], mode: str,
-                   seed: int) -> None:
-    """Paste spurious patterns / insert identity terms and measure prediction flips."""
-    from analysis.counterfactual.runner import run_counterfactual
+def counterfactual(run_dir: Path | None, out: Path | None, feature_specs: tuple[str, ...],
+                   model: str | None, external: tuple[str, ...], outputs: str,
+                   texts_file: Path | None, text_column: str, toxic_class: str | None,
+                   threshold: float | None, batch_size: int, n: int, box: int | None,
+                   region: str | None, mask_file: Path | None, patch_file: Path | None,
+                   frac: float, max_area: float,
+                   top: int, split: str, lexicon: Path | None, templates: tuple[str, ...],
+                   mode: str, seed: int) -> None:
+    """Paste / remove a feature's evidence, or insert identity terms, and measure flips.
 
+    Image runs: each feature gets supports / refutes / inconclusive in counterfactual.json.
+    Texts: any texts (--texts) and any model (--external), with or without a run.
+    """
+    from analysis.counterfactual.runner import (
+        read_texts,
+        run_counterfactual,
+        run_text_counterfactual,
+    )
+
+    if model is None:
+        model = "both" if run_dir is not None else "none"
     models = {"dense": ["dense"], "sparse": ["sparse"], "both": ["dense", "sparse"],
               "none": []}[model]
+    if run_dir is None and models:
+        raise click.UsageError(f"--model {model} needs --run (the run's models)")
+    if run_dir is None and (texts_file is None or out is None or not external):
+        raise click.UsageError("without --run, give --texts, --external and --out")
+    feats = _parse_features(feature_specs)
+    reg = _parse_region(region)
+    if mask_file is not None:
+        if reg is not None:
+            raise click.UsageError("give --region or --mask, not both")
+        reg = _read_image(mask_file, "--mask")
     lex = None
     if lexicon is not None:
         try:
@@ -149,11 +233,29 @@ def counterfactual(run_dir: Path, out: Path | None, feature_specs: tuple[str, ..
         if not isinstance(lex, dict) or not all(isinstance(v, list) for v in lex.values()):
             raise click.BadParameter(f"{lexicon}: expected a JSON object {{group: [terms]}}",
                                      param_hint="--lexicon")
-    ext = {spec: _load_external(spec) for spec in external}
+    ext = {spec: _load_external(spec, outputs) for spec in external}
     try:
-        rows = run_counterfactual(run_dir, out, _parse_features(feature_specs), models, n, box,
-                                  top, split, lex, list(templates) or None, mode, ext, seed)
-    except (FileNotFoundError, ValueError, IngestError) as exc:
-        raise click.ClickException(str(exc)) from None
+        texts = read_texts(texts_file, text_column) if texts_file is not None else None
+        if run_dir is None:
+            if toxic_class is not None and not toxic_class.lstrip("-").isdigit():
+                raise click.BadParameter(f"{toxic_class!r}: without --run give the class index",
+                                         param_hint="--toxic-class")
+            tox = int(toxic_class) if toxic_class is not None else 1
+            rows = run_text_counterfactual(out, ext, texts, lex, tox, None,
+                                           list(templates) or None, mode, n, seed, threshold,
+                                           batch_size, str(texts_file))
+        else:
+            rows = run_counterfactual(run_dir, out, feats, models, n, box, top, split, lex,
+                                      list(templates) or None, mode, ext, seed, texts,
+                                      threshold, batch_size, toxic_class, reg,
+                                      _read_image(patch_file, "--patch"), frac, max_area)
+    except (FileNotFoundError, ValueError, KeyError, IngestError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise click.ClickException(str(msg).splitlines()[0] if str(msg) else repr(exc)) from None
     dest = out or run_dir / "report"
     click.echo(f"{len(rows)} result rows -> {dest / 'counterfactual.csv'}")
+    js = json.loads((dest / "counterfactual.json").read_text(encoding="utf-8"))
+    for v in js.get("verdicts", []):
+        item = (f"{v['class_name']} · feature {v['feature']}" if "feature" in v
+                else f"group {v['group']} vs {v['control']}")
+        click.echo(f"{item} ({v['model']}): {v['verdict']}")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["Predictor", "callable_predictor", "layer_features", "sparse_predictor",
+__all__ = ["OUTPUTS", "Predictor", "callable_predictor", "check_outputs", "layer_features", "sparse_predictor",
            "torch_predictor"]
 
 Predictor = Callable[[Any], np.ndarray]
@@ -29,12 +29,66 @@ def _batches(inputs: Any, batch_size: int):
         yield inputs[i:i + batch_size]
 
 
-def _check(probs: np.ndarray, n: int, name: str) -> np.ndarray:
-    probs = np.asarray(probs, dtype=float)
-    if probs.ndim != 2 or probs.shape[0] != n:
-        raise ValueError(f"{name}: expected probabilities of shape (n={n}, n_classes), "
-                         f"got {probs.shape}")
-    return probs
+OUTPUTS = ("probabilities", "logits")
+
+
+def check_outputs(out: Any, n: int, name: str, outputs: str = "probabilities") -> np.ndarray:
+    """Validate a model's outputs on ``n`` inputs and turn them into probabilities (n, C).
+
+    Parameters
+    ----------
+    out : array-like of shape (n, C), (n,) or (n, 1)
+        Class probabilities, or logits with ``outputs="logits"`` (softmax over C columns; a
+        single column is a binary model's positive class, through the logistic function).
+    n : int
+        Number of inputs the model was given.
+    name : str
+        The model, for error messages.
+    outputs : {"probabilities", "logits"}
+
+    Returns
+    -------
+    array of shape (n, C), C >= 2
+        A 1-D or one-column output becomes ``[1 - p, p]``.
+
+    Raises
+    ------
+    ValueError
+        Wrong shape, NaN or inf, or probabilities outside [0, 1].
+    """
+    if outputs not in OUTPUTS:
+        raise ValueError(f"outputs: expected one of {OUTPUTS}, got {outputs!r}")
+    if hasattr(out, "detach"):
+        out = out.detach().cpu().numpy()
+    try:
+        arr = np.asarray(out, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected probabilities of shape (n={n}, n_classes), got "
+                         f"{type(out).__name__} that is not numeric") from None
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim not in (1, 2) or arr.shape[0] != n:
+        raise ValueError(f"{name}: expected probabilities of shape (n={n}, n_classes) or "
+                         f"(n={n},), got {arr.shape}")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise ValueError(f"{name}: {int(bad.any(axis=-1).sum() if arr.ndim == 2 else bad.sum())}"
+                         f" of {n} outputs are NaN or infinite")
+    if outputs == "logits":
+        if arr.ndim == 1:
+            p = 1.0 / (1.0 + np.exp(-arr))
+            return np.stack([1 - p, p], axis=1)
+        z = arr - arr.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+    if arr.size and (arr.min() < -1e-6 or arr.max() > 1 + 1e-6):
+        raise ValueError(f"{name}: outputs in [{arr.min():.4g}, {arr.max():.4g}] are not "
+                         f"probabilities in [0, 1] (for logits use outputs='logits', "
+                         f"--outputs logits)")
+    arr = np.clip(arr, 0.0, 1.0)
+    if arr.ndim == 1:
+        return np.stack([1 - arr, arr], axis=1)
+    return arr
 
 
 def torch_predictor(
@@ -43,7 +97,8 @@ def torch_predictor(
     batch_size: int = 256,
     device: str | torch.device | None = None,
 ) -> Predictor:
-    """The model's own output layer: ``softmax(model(to_input(batch)))``.
+    """The model's own output layer: ``softmax(model(to_input(batch)))`` (the logistic function
+    for a model with one output).
 
     Parameters
     ----------
@@ -66,8 +121,11 @@ def torch_predictor(
                 x = to_input(b) if to_input is not None else b
                 if isinstance(x, torch.Tensor) and device is not None:
                     x = x.to(device)
-                out.append(torch.softmax(model(x).float(), dim=1).cpu().numpy())
-        return _check(np.concatenate(out) if out else np.zeros((0, 0)), len(inputs), "model")
+                out.append(model(x).float().cpu().numpy())
+        if not out:
+            raise ValueError("model: no inputs to predict")
+        # softmax over the logits; one output column is a binary model's positive class
+        return check_outputs(np.concatenate(out), len(inputs), "model", "logits")
 
     return predict
 
@@ -126,26 +184,34 @@ def sparse_predictor(features: Callable[[Any], torch.Tensor | np.ndarray],
         if param is not None:
             x = x.to(param.device)
         with torch.no_grad():
-            probs = torch.softmax(head(x).float(), dim=1).cpu().numpy()
-        return _check(probs, len(inputs), "sparse head")
+            logits = head(x).float().cpu().numpy()
+        return check_outputs(logits, len(inputs), "sparse head", "logits")
 
     return predict
 
 
-def callable_predictor(fn: Callable[[Any], Any], name: str = "external") -> Predictor:
-    """Wrap any ``predict_proba``-style callable, checking its output shape.
+def callable_predictor(fn: Callable[[Any], Any], name: str = "external",
+                       outputs: str = "probabilities") -> Predictor:
+    """Wrap any ``predict_proba``-style callable, checking its outputs (:func:`check_outputs`).
 
     Parameters
     ----------
     fn : callable
-        Raw batch (array of images or list of texts) -> probabilities (n, n_classes).
+        Raw batch (array of images or list of texts) -> probabilities (n, n_classes), or a
+        binary model's probabilities of the positive class (n,).
     name : str
         Used in error messages.
+    outputs : {"probabilities", "logits"}
+        What ``fn`` returns; logits go through softmax (logistic for one column).
     """
+    if outputs not in OUTPUTS:
+        raise ValueError(f"outputs: expected one of {OUTPUTS}, got {outputs!r}")
 
     def predict(inputs: Any) -> np.ndarray:
+        if len(inputs) == 0:
+            raise ValueError(f"{name}: no inputs to predict")
         batch = list(inputs) if isinstance(inputs, Sequence) and not isinstance(
             inputs, np.ndarray) else inputs
-        return _check(fn(batch), len(inputs), name)
+        return check_outputs(fn(batch), len(inputs), name, outputs)
 
     return predict

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from analysis.counterfactual.cue import CUE_TESTS, cue_test
 from analysis.counterfactual.image import patch_test
 from analysis.counterfactual.models import (
     Predictor,
@@ -24,21 +25,31 @@ from analysis.counterfactual.models import (
     sparse_predictor,
     torch_predictor,
 )
-from analysis.counterfactual.text import term_test
+from analysis.counterfactual.text import check_lexicon, group_verdicts, term_test
 from sparse_probe.rundir import atomic_path, write_text
 
 __all__ = [
     "CF_COLUMNS",
+    "check_features",
     "image_counterfactuals",
+    "read_texts",
     "run_counterfactual",
+    "run_text_counterfactual",
     "spurious_features",
     "text_counterfactuals",
     "write_counterfactual",
 ]
 
 logger = logging.getLogger(__name__)
-CF_COLUMNS = ["test", "model", "label", "class", "feature", "group", "term", "direction", "n",
-              "flips", "flip_rate", "ci_low", "ci_high", "mean_prob_increase"]
+CF_COLUMNS = ["test", "model", "label", "class", "class_name", "feature", "group", "term",
+              "direction", "control_of", "n", "flips", "flip_rate", "ci_low", "ci_high",
+              "mean_prob_increase", "shift_ci_low", "shift_ci_high", "mean_logit_increase",
+              "verdict"]
+
+
+def _class_name(cls: int, class_names: Sequence[str] | None) -> str:
+    return str(class_names[cls]) if class_names is not None and 0 <= cls < len(class_names) \
+        else f"class {cls}"
 
 
 def image_counterfactuals(
@@ -52,8 +63,15 @@ def image_counterfactuals(
     n: int = 200,
     top: int = 16,
     seed: int = 0,
+    class_names: Sequence[str] | None = None,
+    region: tuple[int, int, int, int] | np.ndarray | None = None,
+    patch: np.ndarray | None = None,
+    frac: float = 0.8,
+    max_area: float = 0.0625,
+    verdicts: list[dict] | None = None,
 ) -> tuple[pd.DataFrame, list[dict]]:
-    """Patch tests for several (class, feature) pairs.
+    """Patch tests and cue tests (:func:`analysis.counterfactual.cue.cue_test`) for several
+    (class, feature) pairs.
 
     Parameters
     ----------
@@ -70,11 +88,22 @@ def image_counterfactuals(
         Patch side; default a quarter of the image side.
     n, top, seed
         See :func:`analysis.counterfactual.image.patch_test`.
+    class_names : sequence of str, optional
+        Names for the ``class_name`` column and the labels (default ``class <i>``).
+    region, patch, frac, max_area
+        See :func:`analysis.counterfactual.cue.cue_test`.
+    verdicts : list, optional
+        Filled with one dict per (feature, model): ``class``, ``class_name``, ``feature``,
+        ``model``, ``verdict`` (supports / refutes / inconclusive) and ``tests`` (test ->
+        verdict).
 
     Returns
     -------
     rows : DataFrame with :data:`CF_COLUMNS`
-    paired : list of dict (exact McNemar comparisons)
+        ``image_patch`` / ``image_control`` (a fixed box at the map's peak, random places) and
+        the cue tests ``image_paste_same``, ``image_paste_random``, ``image_removal`` with their
+        controls (``control_of`` names the test a control belongs to).
+    paired : list of dict (exact McNemar comparisons of ``image_patch``)
     """
     box = box or max(2, images.shape[1] // 4)
     rows, paired = [], []
@@ -84,13 +113,27 @@ def image_counterfactuals(
         maps = maps_fn(src, feat)
         res = patch_test(predictors, src, maps, images, labels, target=cls, box=box, n=n,
                          top=top, seed=seed)
-        label = f"class {cls} · feature {feat}"
+        name = _class_name(cls, class_names)
+        label = f"{name} · feature {feat}"
+        ids = {"label": label, "class": cls, "class_name": name, "feature": feat}
         for r in res.rows:
-            rows.append({**r, "test": f"image_{r['test']}", "label": label, "class": cls,
-                         "feature": feat})
+            rows.append({**r, **ids, "test": f"image_{r['test']}",
+                         "control_of": "image_patch" if r["test"] == "control" else ""})
         for p in res.paired:
-            paired.append({**p, "test": "image_patch", "label": label, "class": cls,
-                           "feature": feat})
+            paired.append({**p, **ids, "test": "image_patch"})
+        cue = cue_test(predictors, images, labels, activations[:, feat],
+                       lambda b, f=feat: maps_fn(b, f), cls, n=n, top=top, seed=seed,
+                       frac=frac, max_area=max_area, region=region, patch=patch)
+        for r in cue.rows:
+            rows.append({**r, **ids, "test": f"image_{r['test']}",
+                         "control_of": f"image_{r['control_of']}" if r["control_of"] else ""})
+        for model, verdict in cue.verdicts.items():
+            tests = {f"image_{r['test']}": r["verdict"] for r in cue.rows
+                     if r["model"] == model and r["test"] in CUE_TESTS}
+            if verdicts is not None:
+                verdicts.append({"class": int(cls), "class_name": name, "feature": int(feat),
+                                 "model": model, "verdict": verdict, "tests": tests,
+                                 "boxes": cue.boxes[:4].tolist()})
     return pd.DataFrame(rows).reindex(columns=CF_COLUMNS), paired
 
 
@@ -103,8 +146,14 @@ def text_counterfactuals(
     templates: Sequence[str] | None = None,
     n: int = 200,
     seed: int = 0,
+    threshold: float | None = None,
+    batch_size: int = 256,
+    class_names: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, list[dict], list[dict]]:
     """Term insertion tests; see :func:`analysis.counterfactual.text.term_test`.
+
+    ``class_names`` (when known) name the toxic class and bound its index before any model
+    runs.
 
     Returns
     -------
@@ -112,9 +161,12 @@ def text_counterfactuals(
     paired : list of dict
     examples : list of dict (flipped texts before/after)
     """
-    res = term_test(predictors, texts, lexicon, toxic_class, mode, templates, n, seed)
+    res = term_test(predictors, texts, lexicon, toxic_class, mode, templates, n, seed,
+                    threshold=threshold, batch_size=batch_size,
+                    n_classes=len(class_names) if class_names is not None else None)
+    name = _class_name(toxic_class, class_names)
     rows = [{**r, "label": f"{r['group']}: {r['term']} ({r['direction']})",
-             "class": toxic_class} for r in res.rows]
+             "class": toxic_class, "class_name": name, "control_of": ""} for r in res.rows]
     paired = [{**p, "label": p["group"]} for p in res.paired]
     return pd.DataFrame(rows).reindex(columns=CF_COLUMNS), paired, res.examples
 
@@ -152,6 +204,109 @@ def _to_hwc(x: Any) -> tuple[np.ndarray, bool]:
     return arr, False
 
 
+def read_texts(path: str | Path, column: str = "text") -> list[str]:
+    """Texts from a file: ``.txt`` (one per line), ``.csv`` or ``.jsonl`` (field ``column``).
+
+    Raises
+    ------
+    ValueError
+        Unknown format, a missing column, or no texts (naming the file).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    if suffix == ".txt":
+        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    elif suffix in (".csv", ".jsonl"):
+        try:
+            df = pd.read_csv(path) if suffix == ".csv" else pd.read_json(path, lines=True)
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise ValueError(f"{path}: not readable as {suffix[1:]} "
+                             f"({str(exc).splitlines()[0]})") from None
+        if column not in df.columns:
+            raise ValueError(f"{path}: no column {column!r} (columns: "
+                             f"{', '.join(map(str, df.columns))})")
+        texts = [str(t).strip() for t in df[column].dropna()]
+    else:
+        raise ValueError(f"{path}: expected a .txt, .csv or .jsonl file of texts")
+    texts = [t for t in texts if t]
+    if not texts:
+        raise ValueError(f"{path}: no texts")
+    return texts
+
+
+def check_features(features: Sequence[tuple[int, int]], classes: Sequence[str],
+                   d: int) -> list[tuple[int, int]]:
+    """Refuse (class, feature) pairs outside the run: a one-line ``ValueError``."""
+    out = []
+    for cls, feat in features:
+        if not 0 <= int(cls) < len(classes):
+            raise ValueError(f"features: class {cls} in {cls}:{feat} is out of range (the run "
+                             f"has {len(classes)} classes, 0-{len(classes) - 1})")
+        if not 0 <= int(feat) < d:
+            raise ValueError(f"features: feature {feat} in {cls}:{feat} is out of range (the "
+                             f"run has {d} features, 0-{d - 1})")
+        out.append((int(cls), int(feat)))
+    return out
+
+
+def run_text_counterfactual(
+    out: str | Path,
+    predictors: Mapping[str, Predictor],
+    texts: Sequence[str],
+    lexicon: Mapping[str, Sequence[str]] | None = None,
+    toxic_class: int = 1,
+    class_names: Sequence[str] | None = None,
+    templates: Sequence[str] | None = None,
+    mode: str = "append",
+    n: int = 200,
+    seed: int = 0,
+    threshold: float | None = None,
+    batch_size: int = 256,
+    source: str | None = None,
+) -> pd.DataFrame:
+    """Text counterfactuals of any models on any texts; writes ``out/counterfactual.{csv,json}``.
+
+    Parameters
+    ----------
+    out : path
+        Output directory (created).
+    predictors : mapping name -> predictor over lists of texts
+    texts : sequence of str
+    lexicon : mapping group -> terms, optional
+        Default ``sparse_probe.datasets.IDENTITY_TERMS``.
+    toxic_class : int
+    class_names : sequence of str, optional
+    templates, mode, n, seed, threshold, batch_size
+        See :func:`analysis.counterfactual.text.term_test`.
+    source : str, optional
+        Where the texts came from (recorded in the JSON).
+
+    Returns
+    -------
+    DataFrame
+        The rows of ``counterfactual.csv``.
+    """
+    if lexicon is None:
+        from sparse_probe.datasets import IDENTITY_TERMS
+
+        lexicon = IDENTITY_TERMS
+    lexicon = check_lexicon(lexicon)
+    rows, paired, examples = text_counterfactuals(
+        predictors, texts, lexicon, toxic_class, mode, templates, n, seed, threshold,
+        batch_size, class_names)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_counterfactual(out, rows, {
+        "kind": "text", "models": list(predictors), "n": n, "seed": seed, "mode": mode,
+        "templates": list(templates or []), "threshold": threshold, "texts": source,
+        "toxic_class": toxic_class, "toxic_class_name": _class_name(toxic_class, class_names),
+        "paired": paired, "examples": examples,
+        "verdicts": group_verdicts(rows.to_dict(orient="records"))})
+    return rows
+
+
 def run_counterfactual(
     run: str | Path,
     out: str | Path | None = None,
@@ -166,6 +321,14 @@ def run_counterfactual(
     mode: str = "append",
     external: Mapping[str, Predictor] | None = None,
     seed: int = 0,
+    texts: Sequence[str] | None = None,
+    threshold: float | None = None,
+    batch_size: int = 256,
+    toxic_class: int | str | None = None,
+    region: tuple[int, int, int, int] | np.ndarray | None = None,
+    patch: np.ndarray | None = None,
+    frac: float = 0.8,
+    max_area: float = 0.0625,
 ) -> pd.DataFrame:
     """Counterfactual tests for a run; writes ``out/counterfactual.{csv,json}``.
 
@@ -177,7 +340,8 @@ def run_counterfactual(
         Default ``run/report``; when it holds a ``report.json`` the report is rebuilt so that
         it shows the results.
     features : sequence of (class, feature), optional
-        Image features to test; default those judged spurious in ``out/report.json``.
+        Image features to test; default those judged spurious in ``out/report.json``. Classes
+        and features outside the run are refused before anything runs.
     models : sequence of {"dense", "sparse"}
     n, box, top, seed
         See :func:`image_counterfactuals`.
@@ -189,6 +353,16 @@ def run_counterfactual(
         See :func:`analysis.counterfactual.text.insert_term`.
     external : mapping name -> predictor, optional
         Third-party models audited alongside.
+    texts : sequence of str, optional
+        Text runs: edit these texts instead of the split's.
+    threshold, batch_size
+        See :func:`analysis.counterfactual.text.term_test`.
+    toxic_class : int or str, optional
+        Text runs: the class (index or name) terms should not move to; default ``toxic`` if
+        the run has such a class, else 1.
+    region, patch, frac, max_area
+        Image runs; see :func:`analysis.counterfactual.cue.cue_test`. ``patch`` is RGB in
+        [0, 1] (normalized here like the run's images when its preprocessing does).
 
     Returns
     -------
@@ -205,6 +379,20 @@ def run_counterfactual(
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     meta.setdefault("_dir", str(run / "features"))
     kind = meta.get("kind", "image")
+    classes = [str(c) for c in meta.get("classes", [])]
+    if kind == "image":
+        if features is None:
+            rj = out / "report.json"
+            features = spurious_features(rj) if rj.exists() else []
+        if not features:
+            raise ValueError("features: none given and no feature judged spurious in "
+                             f"{out / 'report.json'}; pass --features CLASS:FEATURE")
+        features = check_features(features, classes, int(meta.get("d", 0)))
+    else:
+        toxic = _toxic_index(toxic_class, classes)
+        lexicon = check_lexicon(lexicon) if lexicon is not None else None
+        if texts is not None and not len(texts):
+            raise ValueError("texts: no texts to edit")
     model = extract.load_model(meta)
     data = extract.load_split(meta, split)
     labels = np.asarray(data.labels)
@@ -221,14 +409,8 @@ def run_counterfactual(
         raise ValueError("models: expected at least one of dense, sparse or an external model")
     rng = np.random.default_rng(seed)
     summary: dict[str, Any] = {"split": split, "models": list(predictors), "n": n,
-                               "seed": seed, "kind": kind}
+                               "seed": seed, "kind": kind, "classes": classes}
     if kind == "image":
-        if features is None:
-            rj = out / "report.json"
-            features = spurious_features(rj) if rj.exists() else []
-        if not features:
-            raise ValueError("features: none given and no feature judged spurious in "
-                             f"{out / 'report.json'}; pass --features CLASS:FEATURE")
         acts = np.load(run / "features" / f"{split}.npy", mmap_mode="r")
         # the examples needed: every feature's top-activating ones and a random test pool
         tops = [np.argsort(-np.asarray(acts[:, f]))[:top] for _, f in features]
@@ -246,22 +428,35 @@ def run_counterfactual(
             return np.asarray(extract.spatial_maps(model, meta, to_model(imgs)))[:, feat]
 
         adapted = {k: (lambda b, p=p: p(to_model(b))) for k, p in predictors.items()}
+        prep = meta.get("preprocessing") or {}
+        if patch is not None and prep.get("mean") is not None:
+            # a patch is given in [0, 1] RGB; the images here are model inputs (normalized)
+            patch = (np.asarray(patch, np.float32) - np.asarray(prep["mean"], np.float32)) \
+                / np.asarray(prep["std"], np.float32)
+        verdicts: list[dict] = []
         rows, paired = image_counterfactuals(adapted, images, labels[rows_idx],
                                              np.asarray(acts[rows_idx]), maps_fn, features,
-                                             box, n, top, seed)
-        summary.update({"features": [list(f) for f in features], "box": box, "paired": paired})
+                                             box, n, top, seed, classes or None, region, patch,
+                                             frac, max_area, verdicts)
+        summary.update({"features": [list(f) for f in features], "box": box, "paired": paired,
+                        "verdicts": verdicts, "frac": frac, "max_area": max_area,
+                        "region": None if region is None else (
+                            [int(v) for v in region] if np.ndim(region) == 1 else "mask"),
+                        "patch": patch is not None})
     else:
         if lexicon is None:
             from sparse_probe.datasets import IDENTITY_TERMS
 
             lexicon = IDENTITY_TERMS
-        classes = meta.get("classes", [])
-        toxic = classes.index("toxic") if "toxic" in classes else 1
-        texts = [str(t) for t in data[list(range(len(labels)))]]
+        if texts is None:
+            texts = [str(t) for t in data[list(range(len(labels)))]]
         rows, paired, examples = text_counterfactuals(predictors, texts, lexicon, toxic, mode,
-                                                      templates, n, seed)
+                                                      templates, n, seed, threshold, batch_size,
+                                                      classes or None)
         summary.update({"paired": paired, "examples": examples, "mode": mode,
-                        "templates": list(templates or [])})
+                        "templates": list(templates or []), "threshold": threshold,
+                        "toxic_class": toxic, "toxic_class_name": _class_name(toxic, classes),
+                        "verdicts": group_verdicts(rows.to_dict(orient="records"))})
     write_counterfactual(out, rows, summary)
     if (out / "report.json").exists():
         from analysis.quality import QCConfig
@@ -274,6 +469,21 @@ def run_counterfactual(
             n_boot=opts.get("n_boot", 500), seed=opts.get("seed", 0),
             qc=QCConfig(**rep.get("qc", {}).get("config", {}))))
     return rows
+
+
+def _toxic_index(toxic_class: int | str | None, classes: Sequence[str]) -> int:
+    """The toxic class as an index into ``classes`` (name or index; default 'toxic' or 1)."""
+    if toxic_class is None:
+        return classes.index("toxic") if "toxic" in classes else 1
+    if isinstance(toxic_class, str) and not toxic_class.lstrip("-").isdigit():
+        if toxic_class not in classes:
+            raise ValueError(f"toxic_class: no class named {toxic_class!r} (classes: "
+                             f"{', '.join(classes)})")
+        return classes.index(toxic_class)
+    idx = int(toxic_class)
+    if idx < 0 or (classes and idx >= len(classes)):
+        raise ValueError(f"toxic_class: {idx} is out of range for {len(classes)} classes")
+    return idx
 
 
 def _feature_reader(model: Any, meta: dict) -> Callable[[Any], Any]:

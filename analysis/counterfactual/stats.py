@@ -2,6 +2,8 @@
 
 Wilson (1927): for k successes in n trials and z = Phi^-1(1 - a/2),
 ``center = (k + z^2/2) / (n + z^2)``, ``half = z sqrt(k (n - k) / n + z^2 / 4) / (n + z^2)``.
+Mean shifts get a percentile bootstrap interval that resamples whole clusters (the texts: every
+edit of one text moves together).
 Exact McNemar (McNemar 1947; the binomial form): with b = pairs flipped only by model A and
 c = pairs flipped only by model B, ``p = min(1, 2 P[X <= min(b, c)])`` for X ~ Bin(b + c, 1/2).
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import binom, norm
 
-__all__ = ["mcnemar_exact", "paired_comparison", "wilson_interval"]
+__all__ = ["bootstrap_mean_interval", "mcnemar_exact", "paired_comparison", "wilson_interval"]
 
 
 def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -72,3 +74,38 @@ def paired_comparison(flips_a: np.ndarray, flips_b: np.ndarray) -> dict:
             "b_rate": float(b.mean()) if b.size else float("nan"), "both": int((a & b).sum()),
             "neither": int((~a & ~b).sum()), "a_only": a_only, "b_only": b_only,
             "p_value": mcnemar_exact(a_only, b_only)}
+
+
+def bootstrap_mean_interval(values: np.ndarray, clusters: np.ndarray | None = None,
+                            n_boot: int = 1000, level: float = 0.95,
+                            seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean, resampling clusters with replacement.
+
+    Parameters
+    ----------
+    values : array of shape (m,)
+    clusters : int array of shape (m,), optional
+        Cluster id per value (e.g. the source text of each edit); default one per value.
+    n_boot : int
+    level : float
+    seed : int
+
+    Returns
+    -------
+    (low, high)
+        ``(nan, nan)`` for no values.
+    """
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return float("nan"), float("nan")
+    ids = np.arange(values.size) if clusters is None else np.asarray(clusters)
+    _, inv = np.unique(ids, return_inverse=True)
+    sums = np.bincount(inv, weights=values)
+    counts = np.bincount(inv).astype(float)
+    k = len(sums)
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, k, (n_boot, k))
+    means = sums[pick].sum(1) / counts[pick].sum(1)
+    a = (1 - level) / 2
+    lo, hi = np.quantile(means, [a, 1 - a])
+    return float(lo), float(hi)
