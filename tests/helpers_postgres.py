@@ -24,7 +24,9 @@ from pathlib import Path
 
 import pytest
 
-BACKENDS = ["sqlite", "postgres"]
+#: The database backends the server tests run on. The PostgreSQL cases start a throwaway
+#: cluster (seconds), so they belong to the full suite (`make test`), not the fast lane.
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.slow)]
 
 
 def _pg_bin() -> Path | None:

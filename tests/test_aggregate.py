@@ -80,6 +80,7 @@ def test_matches_crowdkit_directly(method, cls, kw):
                 probas.loc[task, ref_labels[task]], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_pattern_only_from_assignments_that_saw_a_pattern():
     rows = long([("t", "a", "shared", "yes"), ("t", "a", "pattern", "mark"),
                  ("t", "b", "shared", "no"), ("t", "b", "pattern", "object"),

@@ -94,6 +94,7 @@ def test_perfect_agreement_and_unanimity():
     assert unanimous_share(half) == 0.5
 
 
+@pytest.mark.slow
 def test_bootstrap_is_seeded_and_brackets_estimate():
     long = matrix_to_long(FLEISS_1971.T.tolist())
     lo, hi = bootstrap_ci(long, fleiss_kappa, n_boot=300, seed=7)
@@ -102,6 +103,7 @@ def test_bootstrap_is_seeded_and_brackets_estimate():
     assert bootstrap_ci(long, fleiss_kappa, n_boot=300, seed=8) != (lo, hi)
 
 
+@pytest.mark.slow
 def test_summary_per_question():
     ans = simulate_answers(make_manifest(), n_good=4, n_spam=0, accuracy=1.0)
     s = agreement_summary(ans, n_boot=50)

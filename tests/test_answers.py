@@ -148,6 +148,7 @@ def test_full_batch_csv(tmp_path):
     assert set(df["source"]) == {"mturk-csv"}
 
 
+@pytest.mark.slow
 def test_reduced_batch_csv_and_cli(tmp_path):
     tasks = make_tasks_dir(tmp_path)
     k0, k1 = FIXTURE_HITS[0][0], FIXTURE_HITS[2][0]
@@ -224,6 +225,7 @@ def _reduce(full_text: str) -> str:
     return buf.getvalue()
 
 
+@pytest.mark.slow
 def test_full_and_reduced_headers_give_the_same_answers(tmp_path):
     k0, k1 = FIXTURE_HITS[0][0], FIXTURE_HITS[1][0]
     text = _full_csv(k0, k1)

@@ -17,6 +17,7 @@ def _penalty(w: np.ndarray, alpha: float, grouped: bool) -> float:
     return alpha * l1 + 0.5 * (1 - alpha) * (w * w).sum()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("grouped", [False, True])
 @pytest.mark.parametrize("alpha", [1.0, 0.99, 0.5, 0.05])
 def test_shift_minimizes_each_column_penalty(alpha, grouped):

@@ -45,6 +45,7 @@ def _ledger_with_hits(tasks, endpoint: str, hits: list[tuple[str, str]], max_ass
             ledger.mark_created(endpoint, key, hit_id=hit_id, hit_type_id="T")
 
 
+@pytest.mark.slow
 def test_paginates_and_is_incremental_with_stubber(tmp_path):
     tasks = make_tasks_dir(tmp_path)
     key = FIXTURE_HITS[0][0]
@@ -86,6 +87,7 @@ def test_paginates_and_is_incremental_with_stubber(tmp_path):
     assert (r3.hits_polled, r3.new_rows, r3.total_rows) == (0, 0, 6)
 
 
+@pytest.mark.slow
 def test_deleted_parquet_is_refetched(tmp_path):
     """The ledger alone never hides answers: rows missing from the parquet are fetched again."""
     tasks = make_tasks_dir(tmp_path)
@@ -111,6 +113,7 @@ def test_collect_without_ledger_is_an_error(tmp_path):
         collect_answers(tasks, tmp_path / "a", None, resolve_endpoint("sandbox"))
 
 
+@pytest.mark.slow
 def test_incremental_collect_against_live_server(tmp_path):
     live = pytest.importorskip("tasks.server.live")
     tasks = make_tasks_dir(tmp_path)
@@ -143,6 +146,7 @@ def test_incremental_collect_against_live_server(tmp_path):
         assert r3.hits_polled == 0  # every HIT is complete
 
 
+@pytest.mark.slow
 def test_rows_of_hits_not_in_the_ledger_are_refused_unless_asked(tmp_path):
     """An answers table with another batch's rows is not silently merged into."""
     tasks = make_tasks_dir(tmp_path)

@@ -129,6 +129,7 @@ def test_insert_term_modes():
         insert_term("hi", "gay", "template", "no slots")
 
 
+@pytest.mark.slow
 def test_identity_term_insertion_shows_planted_bias():
     texts, y = biased_corpus(600, seed=0)
     biased = make_pipeline(CountVectorizer(), LogisticRegression(C=10.0, max_iter=1000))
@@ -160,6 +161,7 @@ def test_callable_predictor_checks_shape():
         bad(["a", "b"])
 
 
+@pytest.mark.slow
 def test_image_counterfactuals_into_report(tmp_path):
     from helpers_analysis import make_manifest, simulate_answers, write_run
 
@@ -211,6 +213,7 @@ def test_counterfactual_cli_errors(tmp_path):
 # extracted features through sparse_probe.extract), tested through run_counterfactual ---------
 
 
+@pytest.mark.slow
 def test_run_counterfactual_shapes_watermark(tmp_path, tmp_path_factory):
     import json
 
@@ -241,6 +244,7 @@ def test_run_counterfactual_shapes_watermark(tmp_path, tmp_path_factory):
     assert json.loads((out / "counterfactual.json").read_text())["features"] == [[target, feat]]
 
 
+@pytest.mark.slow
 def test_run_counterfactual_toxicity_identity_terms(tmp_path, tmp_path_factory):
     import json
 
@@ -264,6 +268,7 @@ def test_run_counterfactual_toxicity_identity_terms(tmp_path, tmp_path_factory):
     assert {p["group"] for p in summary["paired"]} == set(lexicon)
 
 
+@pytest.mark.slow
 def test_counterfactual_cli_text_with_external_model(tmp_path, tmp_path_factory):
     import json
 
@@ -297,6 +302,7 @@ def test_counterfactual_cli_text_with_external_model(tmp_path, tmp_path_factory)
     assert res.exit_code == 2 and "expected a JSON object" in res.output
 
 
+@pytest.mark.slow
 def test_run_counterfactual_defaults_to_report_verdicts_both_models(tmp_path_factory):
     """After the report: the features judged spurious are tested on the dense and the sparse
     model (SparseHead from probe/head.pt), compared pairwise, and the report shows them."""

@@ -106,6 +106,7 @@ def _rows(res) -> dict:
     return {r["test"]: r for r in res.rows if r["model"] == "cnn"}
 
 
+@pytest.mark.slow
 def test_removal_finds_reliance_on_the_corner_square_and_its_control_does_not(digits):
     d = digits
     f = _feature_for(d["acts"], d["square"].astype(float))
@@ -129,6 +130,7 @@ def test_removal_finds_reliance_on_the_corner_square_and_its_control_does_not(di
     assert res_u.verdicts == {"cnn": "supports"}
 
 
+@pytest.mark.slow
 def test_user_patch_of_the_cue_is_supported_and_a_neutral_patch_is_not(digits):
     d = digits
     f = _feature_for(d["acts"], d["square"].astype(float))
@@ -155,6 +157,7 @@ def test_user_patch_of_the_cue_is_supported_and_a_neutral_patch_is_not(digits):
                  lambda b: d["maps"](b)[:, f], target=3, region=np.ones((8, 8), bool))
 
 
+@pytest.mark.slow
 def test_user_mask_of_the_stripe_finds_it(digits):
     d = digits
     f = _feature_for(d["acts"], d["stripe"].astype(float))
@@ -168,6 +171,7 @@ def test_user_mask_of_the_stripe_finds_it(digits):
     assert r["paste_same"]["verdict"] == r["paste_random"]["verdict"] == "supports"
 
 
+@pytest.mark.slow
 def test_stripe_supported_object_feature_not(digits):
     d = digits
     f = _feature_for(d["acts"], d["stripe"].astype(float))

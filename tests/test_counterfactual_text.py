@@ -278,6 +278,7 @@ def test_cli_usage_errors(tmp_path):
 # --- run directories: features outside the run, class names, verdicts ---------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("spec", "match"), [
     ("3:9999", "feature 9999 in 3:9999 is out of range"),
     ("42:48", "class 42 in 42:48 is out of range"),
@@ -294,6 +295,7 @@ def test_cli_missing_class_or_feature_is_one_line(tmp_path_factory, spec, match)
     assert len(res.output.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_run_counterfactual_verdicts_with_class_names(tmp_path, tmp_path_factory):
     from helpers_analysis import builtin_audit_run
 
@@ -345,6 +347,7 @@ def test_run_counterfactual_verdicts_with_class_names(tmp_path, tmp_path_factory
         run_counterfactual(trun, tmp_path / "t", models=("dense",), toxic_class="nasty")
 
 
+@pytest.mark.slow
 def test_cli_user_mask_and_patch_on_a_run(tmp_path, tmp_path_factory):
     from helpers_analysis import builtin_audit_run
     from PIL import Image

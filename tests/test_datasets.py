@@ -51,6 +51,7 @@ def test_shapes_split_sizes_do_not_change_other_splits():
     assert len(b.test) == 30
 
 
+@pytest.mark.slow
 def test_shapes_fields_and_types(shapes):
     s = shapes.split("test")
     n = len(s)
@@ -70,6 +71,7 @@ def test_shapes_fields_and_types(shapes):
         shapes.split("dev")
 
 
+@pytest.mark.slow
 def test_watermark_mask_matches_pixels(shapes):
     for s in shapes.splits.values():
         is_mark_color = (s.images == np.array(MARK_COLOR, np.uint8)).all(-1)
@@ -109,6 +111,7 @@ def test_texture_cue_is_high_frequency_background(shapes):
     assert np.array_equal(s.cue_masks["texture"][tex], bg[tex])
 
 
+@pytest.mark.slow
 def test_cue_rates_as_configured():
     ds = make_shapes(n_train=3000, n_val=0, n_test=3000, size=24, seed=11,
                      cue_strength=0.8, cue_leak=0.1, test_cue_rate=0.3)
@@ -150,6 +153,7 @@ def test_toxicity_deterministic_per_seed():
     assert a.train.texts != c.train.texts
 
 
+@pytest.mark.slow
 def test_toxicity_bias_rates():
     ds = make_toxicity(n_train=4000, n_val=0, n_test=4000, seed=2, bias=0.85)
     tr, te = ds.train, ds.test

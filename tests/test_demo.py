@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from sparse_probe.cli import main
 from sparse_probe.datasets.shapes import CUES
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]  # end-to-end demo runs
 
 
 def _processes_mentioning(text: str) -> list[psutil.Process]:

@@ -18,6 +18,8 @@ from sparse_probe.datasets import (
 )
 from sparse_probe.extract import load_model, load_split, read_meta, spatial_maps
 
+pytestmark = pytest.mark.slow  # trains and extracts the built-in models
+
 
 @pytest.fixture(scope="module")
 def shapes_run(tmp_path_factory):

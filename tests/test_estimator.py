@@ -21,6 +21,7 @@ from sparse_probe.synthetic import make_sparse_classification
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 
 
+@pytest.mark.slow
 @parametrize_with_checks([SparseProbe(n_lambdas=8, eps=1e-2)],
                          expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
 def test_sklearn_common_checks(estimator, check):
@@ -40,6 +41,7 @@ def test_predict_before_fit_raises():
         SparseProbe().predict(np.zeros((2, 3)))
 
 
+@pytest.mark.slow
 def test_params_clone_and_pickle(fitted):
     est, X, _ = fitted
     params = est.get_params()
@@ -90,6 +92,7 @@ def test_holdout_keeps_every_class_in_training():
     assert set(y[tr]) == {0, 1, 2}
 
 
+@pytest.mark.slow
 def test_estimator_api(fitted):
     est, X, labels = fitted
     assert list(est.classes_) == ["cat", "dog", "eel"]
@@ -104,6 +107,7 @@ def test_estimator_api(fitted):
     assert all(p.nnz[j] >= p.nnz[s.index] for j in range(len(p)) if p.val_acc[j] >= np.nanmax(p.val_acc) - 0.05)
 
 
+@pytest.mark.slow
 def test_explicit_lambda_is_the_last_point(fitted):
     _, X, labels = fitted
     lam = 0.05

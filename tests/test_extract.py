@@ -99,6 +99,7 @@ def test_fx_path_and_named_layer_agree_with_hooks(folder, resnet, extracted, tmp
     assert read_meta(fx)["layer"] == "fc:input"
 
 
+@pytest.mark.slow
 def test_load_model_split_and_spatial_maps(folder, resnet, extracted):
     meta = read_meta(extracted)
     assert meta["spatial_layer"] == "layer4"
@@ -215,6 +216,7 @@ def test_text_csv_with_encode_callable(tmp_path, monkeypatch):
     assert load_split(meta, "test")[[0]] == [texts[8]]
 
 
+@pytest.mark.slow
 def test_builtin_datasets_roundtrip_through_generic_loaders(tmp_path):
     """`datasets make` writes files the generic loaders read back identically."""
     from sparse_probe.cli import main

@@ -70,6 +70,7 @@ def test_fit_errors(tmp_path, features_dir):
     assert r.exit_code != 0 and "probe.json" in r.output
 
 
+@pytest.mark.slow
 def test_fit_features_library_function(tmp_path, features_dir):
     """The library function behind `sparse-probe fit`: features folder in, probe folder out."""
     import torch

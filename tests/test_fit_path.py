@@ -21,6 +21,7 @@ def path(xy):
     return fit_path(X, y, n_lambdas=12, eps=1e-2, progress=False)
 
 
+@pytest.mark.slow
 def test_kkt_holds_at_every_point(xy, path):
     X, y, _ = xy
     tols = np.asarray(path.info["tol_per_point"])
@@ -34,6 +35,7 @@ def test_kkt_holds_at_every_point(xy, path):
         assert np.abs(gb).max() <= 2 * tol_abs
 
 
+@pytest.mark.slow
 def test_lambda_max_gives_zero_and_next_does_not(path):
     assert path.nnz[0] == 0
     assert path.nnz[1] > 0
@@ -58,6 +60,7 @@ def test_recovers_planted_support(xy, path):
         assert top == set(support[k])
 
 
+@pytest.mark.slow
 def test_chunk_size_not_dividing_n_gives_same_path(xy, path):
     X, y, _ = xy
     p2 = fit_path(X, y, n_lambdas=12, eps=1e-2, chunk_rows=97, progress=False)
@@ -76,6 +79,7 @@ def _same_weights(p, q, atol=1e-3):
         np.testing.assert_allclose(a - a.mean(0), b - b.mean(0), atol=atol)
 
 
+@pytest.mark.slow
 def test_float64_and_tensor_inputs_agree(xy, path):
     X, y, _ = xy
     p64 = fit_path(X.astype(np.float64), y, n_lambdas=12, eps=1e-2, progress=False)
@@ -84,6 +88,7 @@ def test_float64_and_tensor_inputs_agree(xy, path):
     np.testing.assert_allclose(pt.objective, path.objective, rtol=1e-7)
 
 
+@pytest.mark.slow
 def test_memmap_equals_in_memory(tmp_path, xy, path):
     X, y, _ = xy
     f = tmp_path / "train.npy"
@@ -142,6 +147,7 @@ def test_bad_input_gives_clear_error(xy, bad, match):
         fit_path(X, y, n_lambdas=3, progress=False, **kw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cache_bytes", [2**30, 1024])
 def test_low_memory_modes_equal_default(tmp_path, xy, path, cache_bytes):
     """Blocked evaluation from a column cache, and pure streaming from disk (cache too small)."""

@@ -39,6 +39,7 @@ def _sklearn(Xs, y, lam):
     return est.coef_, est.intercept_
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("i", [2, 7, 14])
 def test_objective_and_support_match_sklearn(data, torch_path, i):
     X, y = data
@@ -56,6 +57,7 @@ def test_objective_and_support_match_sklearn(data, torch_path, i):
     np.testing.assert_array_equal(ours[clear], (W_sk != 0)[clear])
 
 
+@pytest.mark.slow
 def test_objective_matches_glmnet_backend(data, torch_path):
     X, y = data
     g = fit_path(X, y, alpha=ALPHA, n_lambdas=15, eps=1e-2, solver="glmnet", progress=False)
@@ -70,6 +72,7 @@ def test_objective_matches_glmnet_backend(data, torch_path):
         assert np.all(torch_path.weights[i][clear] != 0)
 
 
+@pytest.mark.slow
 def test_reported_objective_matches_independent_float64(data, torch_path):
     X, y = data
     p = torch_path
@@ -79,6 +82,7 @@ def test_reported_objective_matches_independent_float64(data, torch_path):
         assert p.objective[i] == pytest.approx(ref, rel=1e-7)
 
 
+@pytest.mark.slow
 def test_grouped_matches_glmnet_grouped(data):
     X, y = data
     ours = fit_path(X, y, alpha=ALPHA, n_lambdas=10, eps=2e-2, grouped=True, progress=False)

@@ -96,6 +96,7 @@ def test_render_objective_goes_down(model):
     assert float(res.images.min()) >= 0.0 and float(res.images.max()) <= 1.0
 
 
+@pytest.mark.slow
 def test_visualization_activates_its_feature_far_more_than_random_images(model):
     channels = [0, 2, 3, 5]
     vis = visualize_channels(model, "features", channels, size=32, steps=48, lr=0.2, seed=0)

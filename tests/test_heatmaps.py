@@ -154,6 +154,7 @@ def test_highlight_html_escapes_tokens():
     assert 'class="hl"' in html
 
 
+@pytest.mark.slow
 def test_builtin_shapes_mark_and_object_heatmaps_hit_their_masks():
     """On the built-in shapes dataset (real images, real object and cue masks) with a stride-8
     model like ShapesCNN: the watermark channel's heatmaps put > 50% of their mass on the

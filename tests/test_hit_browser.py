@@ -145,6 +145,7 @@ def test_preview_disables_the_form(site, browser):
         assert not el.is_enabled()
 
 
+@pytest.mark.slow
 def test_validation_blocks_an_incomplete_submit(site, browser):
     site["posts"].clear()
     browser.get(_url(site))

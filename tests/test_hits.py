@@ -91,6 +91,7 @@ def test_manifest_follows_the_contract(image_build):
     assert mark["evidence"]["cues"]["mark"] > 0.5
 
 
+@pytest.mark.slow
 def test_gold_hits_have_clear_truth_and_look_like_the_others(image_build):
     root, res, _ = image_build
     gold = [r for r in res.manifest if r["is_gold"]]
@@ -111,6 +112,7 @@ def test_gold_hits_have_clear_truth_and_look_like_the_others(image_build):
     assert shapes[0] == shapes[1]
 
 
+@pytest.mark.slow
 def test_pages_are_complete_mturk_forms(image_build):
     root, res, _ = image_build
     out = root / "tasks"
@@ -153,6 +155,7 @@ def test_pages_are_complete_mturk_forms(image_build):
         assert ("nothing is highlighted" in soup.get_text()) == (r["direction"] == "lowest")
 
 
+@pytest.mark.slow
 def test_question_xml_is_wellformed_namespaced_and_small(image_build):
     root, res, _ = image_build
     for r in res.manifest:
@@ -166,6 +169,7 @@ def test_question_xml_is_wellformed_namespaced_and_small(image_build):
         assert tree.find(f"{{{HTML_QUESTION_NS}}}FrameHeight").text == "0"
 
 
+@pytest.mark.slow
 def test_batch_csv_fills_every_template_placeholder(image_build, text_build):
     for root, res, _ in (image_build, text_build):
         out = root / "tasks"

@@ -95,6 +95,7 @@ def test_reduced_batch_csv(sample, tmp_path):
                                                                  "truth_match"].sum() - 1
 
 
+@pytest.mark.slow
 def test_external_csv_with_mapping(tmp_path):
     path = tmp_path / "other_study.csv"
     rows = []

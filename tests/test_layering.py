@@ -88,6 +88,7 @@ def violations(root: Path, rules=RULES, known=frozenset()) -> list[str]:
     return sorted(set(out))
 
 
+@pytest.mark.slow
 def test_packages_import_across_stages_only_where_allowed():
     assert violations(ROOT, known=KNOWN) == []
 
@@ -118,6 +119,7 @@ def test_the_check_sees_lazy_relative_and_dynamic_imports(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_import_linter_contracts_are_kept():
     pytest.importorskip("importlinter")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(

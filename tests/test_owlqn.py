@@ -130,6 +130,7 @@ def test_carried_memory_follows_the_working_set():
     assert mem80.dim == C * 3 + C  # untouched
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("history", [1, 10])
 def test_owlqn_reuses_a_carried_memory(history):
     """A memory from a neighbouring λ is updated for the new ridge weight and reused: the

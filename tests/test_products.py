@@ -59,6 +59,7 @@ def test_failing_op_falls_back_to_torch(monkeypatch):
     torch.testing.assert_close(rt_x(R, X), R.T @ X)
 
 
+@pytest.mark.slow
 def test_fit_agrees_with_plain_products(monkeypatch):
     """The products only change float32 rounding: both fits reach the same objective at every
     point (each to its KKT tolerance) and the same signed supports away from ties."""

@@ -52,6 +52,7 @@ def _publish_cli(tasks: Path, srv, *extra: str):
                                         *extra], env=_env(srv))
 
 
+@pytest.mark.slow
 def test_publish_simulate_collect_review(tmp_path, server):
     tasks = make_tasks_dir(tmp_path)
     res = _publish_cli(tasks, server)
@@ -105,6 +106,7 @@ def test_publish_simulate_collect_review(tmp_path, server):
     assert "0 approved, 0 rejected" in res.output
 
 
+@pytest.mark.slow
 def test_republish_creates_nothing(tmp_path, server):
     tasks = make_tasks_dir(tmp_path)
     assert _publish_cli(tasks, server).exit_code == 0
@@ -115,6 +117,7 @@ def test_republish_creates_nothing(tmp_path, server):
     assert {h["HITId"] for h in _server_hits(server)} == first
 
 
+@pytest.mark.slow
 def test_killed_publisher_rerun_creates_no_duplicates(tmp_path, server):
     """A publisher killed (SIGKILL) after the service created a HIT but before the ledger
     recorded it: a re-run recovers that HIT by its token and creates each HIT exactly once."""
@@ -158,6 +161,7 @@ def _max_assignments(srv) -> list[int]:
     return sorted(h["MaxAssignments"] for h in _server_hits(srv))
 
 
+@pytest.mark.slow
 def test_build_assignments_reach_publish_and_the_cost_preview_is_committed(tmp_path, server):
     """`tasks build --assignments 5` is written to the manifest; publish without
     --assignments creates HITs with MaxAssignments 5 and commits exactly the previewed cost."""
@@ -180,6 +184,7 @@ def test_build_assignments_reach_publish_and_the_cost_preview_is_committed(tmp_p
     assert f"committed ${built.cost.total:.2f}" in res.output
 
 
+@pytest.mark.slow
 def test_publish_assignments_option_overrides_the_manifest_and_says_so(tmp_path, server):
     tasks = make_tasks_dir(tmp_path, assignments=5)
     res = _publish_cli(tasks, server, "--assignments", "4")  # the last --assignments wins
@@ -200,6 +205,7 @@ def test_manifest_assignments_must_be_a_positive_integer(tmp_path):
         DEFAULT_ASSIGNMENTS}
 
 
+@pytest.mark.slow
 def test_budget_cap_against_live_server(tmp_path, server):
     tasks = make_tasks_dir(tmp_path)
     res = _publish_cli(tasks, server, "--budget", "0.10")
@@ -208,6 +214,7 @@ def test_budget_cap_against_live_server(tmp_path, server):
     assert _server_hits(server) == []
 
 
+@pytest.mark.slow
 def test_library_publish_with_registered_asset_dir(tmp_path):
     """The server can serve tasks/assets/ itself (ASSET_DIRS); no upload needed."""
     tasks = make_tasks_dir(tmp_path)
@@ -256,6 +263,7 @@ def test_cli_missing_manifest_and_bad_ledger(tmp_path):
     assert (tasks / "ledger.sqlite").read_bytes() == b"this is not sqlite" * 100
 
 
+@pytest.mark.slow
 def test_missing_hit_page_is_reported(tmp_path):
     tasks = make_tasks_dir(tmp_path)
     victim = FIXTURE_HITS[1][0]
@@ -315,6 +323,7 @@ def test_decide_gold_attention_time_and_bonus(tmp_path):
     assert all(d.feedback.startswith("Rejected: ") for d in got.values() if d.action == "reject")
 
 
+@pytest.mark.slow
 def test_review_actions_are_recorded_and_not_repeated(tmp_path):
     import boto3
     from botocore.stub import ANY, Stubber

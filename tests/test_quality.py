@@ -29,6 +29,7 @@ def test_spammers_excluded_with_reasons(data):
     assert set(qc.kept["worker_id"]) == {f"W0{i}GOOD" for i in range(4)}
 
 
+@pytest.mark.slow
 def test_gold_accuracy_by_hand(data):
     man, ans = data
     gold_key = man.loc[man["is_gold"], "hit_key"].iloc[0]  # gold: shared yes, pattern mark
@@ -50,6 +51,7 @@ def test_gold_accuracy_by_hand(data):
     assert checks.loc[checks["worker_id"].str.endswith("GOOD"), "gold_correct"].all()
 
 
+@pytest.mark.slow
 def test_time_rule_and_config(data):
     man, ans = data
     honest = ans[~ans["worker_id"].str.endswith("SPAM")]

@@ -49,6 +49,7 @@ def scaffold(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("line", CLI_LINES)
 def test_readme_cli_line_parses(line, scaffold):
     args = shlex.split(line)[1:]

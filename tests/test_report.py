@@ -127,6 +127,7 @@ def test_class_weight_shares_by_hand():
     assert np.allclose(s.sum(axis=1), 1.0)
 
 
+@pytest.mark.slow
 def test_counterfactual_section(run):
     out = run / "report"
     out.mkdir()

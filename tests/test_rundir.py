@@ -117,6 +117,7 @@ def _fit_probe(feats: Path, out: Path) -> dict:
     return write_probe(path, sel, out, features_dir=str(feats), top_k=2)
 
 
+@pytest.mark.slow
 def test_build_refuses_features_of_another_run_and_records_the_chain(tmp_path):
     from tasks.build import BuildError, build_tasks
 

@@ -57,6 +57,7 @@ def _work(server, worker_id, hit_id, **answers):
     return aid
 
 
+@pytest.mark.slow
 def test_hit_shapes_match_botocore_model(mturk):
     type_id, [hit_id] = create_batch(mturk, 1, 3, reward="0.25")
     hit = mturk.get_hit(HITId=hit_id)["HIT"]
@@ -78,6 +79,7 @@ def test_hit_shapes_match_botocore_model(mturk):
     assert again["HITTypeId"] == type_id
 
 
+@pytest.mark.slow
 def test_create_hit_without_type_and_token_reuse(mturk):
     params = dict(Title="t", Description="d", Reward="0.05", LifetimeInSeconds=300,
                   AssignmentDurationInSeconds=120, MaxAssignments=2, Question=question(),
@@ -92,6 +94,7 @@ def test_create_hit_without_type_and_token_reuse(mturk):
     assert listed.count(hit_id) == 1
 
 
+@pytest.mark.slow
 def test_full_cycle_review_bonus_and_balance(server, mturk):
     before = Decimal(mturk.get_account_balance()["AvailableBalance"])
     _, [hit_id] = create_batch(mturk, 1, 3, reward="0.50")
@@ -139,6 +142,7 @@ def test_full_cycle_review_bonus_and_balance(server, mturk):
     assert Decimal(mturk.get_account_balance()["AvailableBalance"]) == expected
 
 
+@pytest.mark.slow
 def test_pagination_over_more_than_100_assignments(server, mturk):
     _, [hit_id] = create_batch(mturk, 1, 120)
     workers = [f"P{i:03d}" for i in range(120)]
@@ -161,6 +165,7 @@ def test_pagination_over_more_than_100_assignments(server, mturk):
         mturk.list_assignments_for_hit(HITId=hit_id, NextToken="not-a-token")
 
 
+@pytest.mark.slow
 def test_list_hits_expiration_reviewable_and_delete(server, mturk):
     type_id, hit_ids = create_batch(mturk, 3, 1, title="expiring batch")
     got = mturk.list_reviewable_hits(HITTypeId=type_id)
@@ -216,6 +221,7 @@ def test_auth_errors(server):
     assert err.value.response["Error"]["Code"] == "InvalidSignatureException"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("changes", "fragment"),
     [
@@ -273,12 +279,14 @@ def test_malformed_requests_get_json_errors(server, operation, body, status, err
     assert r.json()["Message"]
 
 
+@pytest.mark.slow
 def test_wrong_target_prefix_is_unknown_operation(server):
     r = raw_call(server.url, server.access_key_id, server.secret_access_key, "GetHIT",
                  b"{}", target="SomeOtherService.GetHIT")
     assert r.status_code == 400 and r.json()["__type"] == "UnknownOperationException"
 
 
+@pytest.mark.slow
 def test_auto_approval_applied_on_read_and_charged(server, mturk):
     before = Decimal(mturk.get_account_balance()["AvailableBalance"])
     type_id = mturk.create_hit_type(Title="auto", Description="auto-approved", Reward="0.07",
@@ -295,6 +303,7 @@ def test_auto_approval_applied_on_read_and_charged(server, mturk):
     assert Decimal(mturk.get_account_balance()["AvailableBalance"]) == expected
 
 
+@pytest.mark.slow
 def test_serve_subprocess_as_the_cli_runs_it(tmp_path):
     db = tmp_path / "cli.sqlite"
     with start_server(db, threads=2, subprocess=True) as srv:
@@ -312,6 +321,7 @@ def test_serve_subprocess_as_the_cli_runs_it(tmp_path):
     con.close()
 
 
+@pytest.mark.slow
 def test_list_bonus_payments_and_review_status(server, mturk):
     _, [hit_id] = create_batch(mturk, 1, 2, reward="0.20", title="bonus listing")
     aids = [_work(server, w, hit_id, shared="yes", description=w) for w in ("BL1", "BL2")]

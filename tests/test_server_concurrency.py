@@ -33,6 +33,7 @@ def _db(server):
     return server.app.extensions["sparse_probe_storage"]
 
 
+@pytest.mark.slow
 def test_fifty_workers_one_batch(server):
     mturk = server.boto3_client()
     _, hit_ids = create_batch(mturk, 10, 3, title="concurrent batch")
@@ -81,6 +82,7 @@ def test_fifty_workers_one_batch(server):
     assert listed == set(acked)
 
 
+@pytest.mark.slow
 def test_same_worker_racing_accepts_get_one_assignment(server):
     mturk = server.boto3_client()
     _, [hit_id] = create_batch(mturk, 1, 5, title="racing accepts")
@@ -99,6 +101,7 @@ def test_same_worker_racing_accepts_get_one_assignment(server):
     assert codes == Counter({303: 1, 409: 11})
 
 
+@pytest.mark.slow
 def test_double_submit_race_keeps_first_answer(server):
     mturk = server.boto3_client()
     _, [hit_id] = create_batch(mturk, 1, 1, title="double submit")
@@ -122,6 +125,7 @@ def test_double_submit_race_keeps_first_answer(server):
     assert parse_answer_xml(a["Answer"])["description"] == f"try {winners[0]}"
 
 
+@pytest.mark.slow
 def test_late_submit_refused_with_real_deadline(server):
     mturk = server.boto3_client()
     _, [hit_id] = create_batch(mturk, 1, 1, duration=1, title="tiny duration")

@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, text
 
 from tasks.server.live import start_server
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # kill -9 of real servers
 
 N_HITS = 8
 MAX_ASSIGNMENTS = 3
@@ -103,6 +103,7 @@ def _work_until_killed(srv, hit_ids, killed, accepted, acked, lock, enough):
     return work
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_kill_9_mid_stream_keeps_every_acknowledged_answer(tmp_path, request, backend):
     db_file = tmp_path / "server.sqlite"

@@ -256,6 +256,7 @@ def mutated(operation: str, api: Api) -> st.SearchStrategy:
 
 
 # ------------------------------------------------------------------------------- the tests
+@pytest.mark.slow
 @pytest.mark.parametrize("operation", OPERATIONS)
 def test_no_5xx_for_any_parameters(api, operation):
     @FUZZ
@@ -266,6 +267,7 @@ def test_no_5xx_for_any_parameters(api, operation):
     run()
 
 
+@pytest.mark.slow
 def test_no_accepted_request_breaks_later_reads(api):
     mutating = ["CreateHIT", "CreateHITWithHITType", "CreateHITType"] * 2 + [
                 "UpdateExpirationForHIT"] * 3 + [ "SendBonus", "DeleteHIT", "ApproveAssignment",
@@ -315,6 +317,7 @@ def test_audit_create_hit_cases_are_request_errors(api, over):
     assert body["__type"].endswith("#RequestError"), body
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("expire_at", [10**400, "NaN", "Infinity", 1e308, "-Infinity",
                                        "10000-01-01T00:00:00Z", 253_402_300_800,
                                        4_102_444_800])
@@ -370,6 +373,7 @@ def test_replays_and_unsigned_targets(tmp_path):
     app.extensions["sparse_probe_storage"].dispose()
 
 
+@pytest.mark.slow
 def test_send_bonus_is_paid_once(tmp_path):
     with start_server(tmp_path / "s.sqlite", threads=4,
                       config={"MIN_DURATION_SECONDS": 1}) as srv:
@@ -403,6 +407,7 @@ def test_send_bonus_is_paid_once(tmp_path):
         client.send_bonus(WorkerId="W1", AssignmentId=aid, BonusAmount="0.50", Reason="r")
 
 
+@pytest.mark.slow
 def test_waitress_413_is_json(tmp_path):
     with start_server(tmp_path / "s.sqlite", threads=2) as srv:
         host, port = srv.url.split("//")[1].split(":")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from helpers_server import make_app, parse_answer_xml
 
 from tasks.server import mturk_ops
@@ -89,6 +90,7 @@ def _trace(tmp_path, hot):
     return out, parse_answer_xml(answer), page
 
 
+@pytest.mark.slow
 def test_hot_paths_answer_as_flask_does(tmp_path):
     hot, hot_answer, page = _trace(tmp_path / "hot", True)
     cold, cold_answer, _ = _trace(tmp_path / "cold", False)

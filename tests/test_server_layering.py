@@ -57,6 +57,7 @@ def _modules() -> list[Path]:
     return paths
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: p.name)
 def test_sql_only_in_storage(path):
     found = sql_literals(path.read_text())

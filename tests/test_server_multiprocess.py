@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, create_engine, text
 from tasks.server.cli import serve
 from tasks.server.live import start_server
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]  # real server processes
 
 N_WORKERS = 50
 N_HITS = 6
@@ -78,12 +78,14 @@ def _stored(db, hit_ids):
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_two_processes_serve(server):
     children = _children(server.pid)
     assert len(children) == 2
     assert all(c.is_running() for c in children)
 
 
+@pytest.mark.slow
 def test_fifty_workers_across_processes(server):
     mturk = server.boto3_client()  # unmodified boto3, SigV4 checked by whichever process
     _, hit_ids = create_batch(mturk, N_HITS, MAX_ASSIGNMENTS, title="multi-process batch")
@@ -149,6 +151,7 @@ def test_fifty_workers_across_processes(server):
     assert parse_answer_xml(a["Answer"])["description"] == answer
 
 
+@pytest.mark.slow
 def test_stop_ends_every_process(tmp_path):
     srv = start_server(tmp_path / "s.sqlite", threads=2, subprocess=True, workers=2)
     children = _children(srv.pid)
@@ -166,6 +169,7 @@ def test_workers_option_checked(tmp_path):
         start_server(tmp_path / "y.sqlite", workers=2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_two_serve_processes_on_one_database(tmp_path, request, backend):
     """Two ``tasks serve`` processes on different ports share one database: workers on either

@@ -23,6 +23,7 @@ def test_plain_postgresql_urls_use_psycopg():
     assert normalize_url("sqlite:////x.sqlite") == "sqlite:////x.sqlite"
 
 
+@pytest.mark.slow
 def test_database_url_writes_a_stable_credentials_file(tmp_path, pg_cluster, monkeypatch):  # noqa: F811
     for var in ("SPARSE_PROBE_ACCESS_KEY_ID", "SPARSE_PROBE_SECRET_ACCESS_KEY",
                 "SPARSE_PROBE_ADMIN_USER", "SPARSE_PROBE_ADMIN_PASSWORD"):

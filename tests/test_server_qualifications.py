@@ -46,6 +46,7 @@ def _preview(session, server, hit_id):
     return session.get(f"{server.url}/worker/hits/{hit_id}/preview", timeout=30).status_code
 
 
+@pytest.mark.slow
 def test_qualification_type_lifecycle(mturk):
     qt = mturk.create_qualification_type(Name="Skilled labeller", Description="passed training",
                                          Keywords="labels", QualificationTypeStatus="Active"
@@ -92,6 +93,7 @@ def test_qualification_type_lifecycle(mturk):
         _hit(mturk, [{"QualificationTypeId": tid, "Comparator": "Exists"}])
 
 
+@pytest.mark.slow
 def test_custom_qualification_is_enforced_on_list_preview_and_accept(server, mturk):
     tid = mturk.create_qualification_type(Name="Trained", Description="d",
                                           QualificationTypeStatus="Active"
@@ -121,6 +123,7 @@ def test_custom_qualification_is_enforced_on_list_preview_and_accept(server, mtu
     assert hit["NumberOfAssignmentsPending"] == 1
 
 
+@pytest.mark.slow
 def test_system_qualifications_locale_approval_rate_masters(server, mturk):
     locale_hit = _hit(mturk, [{"QualificationTypeId": QUALIFICATION_IDS["locale"],
                                "Comparator": "In",
@@ -167,6 +170,7 @@ def test_system_qualifications_locale_approval_rate_masters(server, mturk):
     assert accept(us, server.url, rate_hit)[0] == 303
 
 
+@pytest.mark.slow
 def test_notify_workers_and_unsupported_operations(server, mturk):
     server.worker_session("NW1")
     out = mturk.notify_workers(Subject="Thanks", MessageText="New batch tomorrow",
@@ -181,6 +185,7 @@ def test_notify_workers_and_unsupported_operations(server, mturk):
     assert err.value.response["TurkErrorCode"] == "AWS.MechanicalTurk.UnsupportedOperation"
 
 
+@pytest.mark.slow
 def test_auto_granted_type_counts_as_held_by_everyone(server, mturk):
     tid = mturk.create_qualification_type(Name="Everyone", Description="auto",
                                           QualificationTypeStatus="Active", AutoGranted=True,

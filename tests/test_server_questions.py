@@ -49,6 +49,7 @@ def _stored(db, aid):
                          .where(Assignment.assignment_id == aid)).one()
 
 
+@pytest.mark.slow
 def test_invalid_answers_are_refused_and_nothing_is_stored(setup):
     _app, db, client, aid = setup
     schema = default_schema()

@@ -21,7 +21,7 @@ from tasks.server.db import Assignment, Worker
 ADMIN = ("admin", "admin-pass")
 
 
-@pytest.fixture(params=["raw-sqlite", "postgres"])
+@pytest.fixture(params=["raw-sqlite", pytest.param("postgres", marks=pytest.mark.slow)])
 def app(tmp_path, request, monkeypatch):
     """The app on SQLite (the sqlite3 driver path, or ``core``: SQLAlchemy Core as other
     databases take) or on PostgreSQL."""
@@ -69,6 +69,7 @@ def _accept(client, hit_id):
     return r.status_code, None
 
 
+@pytest.mark.slow
 def test_login_refusals(app, db):
     client = app.test_client()
     assert client.post("/worker/login", data={"worker_id": "W1"}).status_code == 400
@@ -100,7 +101,10 @@ def test_only_token_hashes_are_stored_and_rotation(app, db):
 
 
 # The second run sends the hot paths through SQLAlchemy Core, the code path PostgreSQL uses.
-@pytest.mark.parametrize("app", ["raw-sqlite", "core", "postgres"], indirect=True)
+@pytest.mark.slow
+@pytest.mark.parametrize("app", ["raw-sqlite", "core",
+                                 pytest.param("postgres", marks=pytest.mark.slow)],
+                         indirect=True)
 def test_list_accept_page_and_submit(app, db):
     hit_id = _hit(db, max_assignments=1)
     w1 = _login(app, db, "W1")
@@ -151,7 +155,10 @@ def test_list_accept_page_and_submit(app, db):
     assert w1.get(f"/worker/assignments/{aid}").status_code == 409
 
 
-@pytest.mark.parametrize("app", ["raw-sqlite", "core", "postgres"], indirect=True)
+@pytest.mark.slow
+@pytest.mark.parametrize("app", ["raw-sqlite", "core",
+                                 pytest.param("postgres", marks=pytest.mark.slow)],
+                         indirect=True)
 def test_late_submit_refused_and_slot_reclaimed(app, db):
     hit_id = _hit(db, max_assignments=1)
     w1 = _login(app, db, "W1")
@@ -169,6 +176,7 @@ def test_late_submit_refused_and_slot_reclaimed(app, db):
         assert s.get(Assignment, aid).status == "Abandoned"
 
 
+@pytest.mark.slow
 def test_preview_cannot_be_submitted(app, db):
     hit_id = _hit(db)
     w1 = _login(app, db, "W1")
@@ -190,6 +198,7 @@ def test_cross_site_posts_refused(app, db):
     assert _accept(w1, hit_id)[0] == 303
 
 
+@pytest.mark.slow
 def test_admin_requires_credentials_and_escapes_answers(app, db):
     hit_id = _hit(db)
     w1 = _login(app, db, "W1")
@@ -288,6 +297,7 @@ def test_serve_issue_token_cli(tmp_path, monkeypatch):
     assert bad.exit_code != 0 and "--balance" in bad.output
 
 
+@pytest.mark.slow
 def test_oversized_and_overfull_forms_are_4xx(app, db):
     hit_id = _hit(db)
     w1 = _login(app, db, "W1")
@@ -320,6 +330,7 @@ def test_external_question_page_redirects_with_mturk_parameters(app, db):
     assert f"assignmentId={aid}" in target and "turkSubmitTo=http%3A%2F%2Flocalhost" in target
 
 
+@pytest.mark.slow
 def test_each_assignment_page_carries_its_own_ids(app, db):
     hit_id = _hit(db, max_assignments=3)
     pages = {}

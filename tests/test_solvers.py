@@ -79,6 +79,7 @@ def xy():
     return X, y
 
 
+@pytest.mark.slow
 def test_fit_path_solver_by_name(xy):
     """fista on the elementwise penalty reaches the same objective as the default owlqn."""
     X, y = xy
@@ -100,6 +101,7 @@ def test_fit_path_unsupported_or_unknown_solver_is_a_clear_error(xy):
         fit_path(X, y, solver="cd", n_lambdas=3, progress=False)
 
 
+@pytest.mark.slow
 def test_fit_path_takes_a_penalty_object(xy):
     X, y = xy
     a = fit_path(X, y, alpha=0.8, grouped=True, n_lambdas=5, eps=0.1, progress=False)

@@ -47,6 +47,7 @@ def _manifest_keys(tasks: Path) -> list[str]:
             (tasks / "manifest.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_make_client_points_at_sandbox_with_region(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
@@ -62,6 +63,7 @@ def test_unknown_endpoint_rejected():
         resolve_endpoint("staging")
 
 
+@pytest.mark.slow
 def test_sandbox_requests_are_exact(tmp_path):
     tasks = make_tasks_dir(tmp_path)
     keys = _manifest_keys(tasks)
@@ -153,6 +155,7 @@ def test_budget_cap_refuses_before_creating_anything(tmp_path):
         assert ledger.hits() == []
 
 
+@pytest.mark.slow
 def test_budget_counts_what_the_ledger_already_spent(tmp_path):
     tasks = make_tasks_dir(tmp_path)
     keys = _manifest_keys(tasks)
@@ -174,6 +177,7 @@ def test_budget_counts_what_the_ledger_already_spent(tmp_path):
         assert len(ledger.hits("sandbox")) == 2
 
 
+@pytest.mark.slow
 def test_throttling_is_retried(tmp_path):
     tasks = make_tasks_dir(tmp_path)
     keys = _manifest_keys(tasks)[:1]
@@ -199,6 +203,7 @@ def test_throttling_is_retried(tmp_path):
     assert len(set(tokens)) == 1 and len(tokens) == 3  # same token on every retry
 
 
+@pytest.mark.slow
 def test_non_retryable_error_propagates():
     client = _client()
     with Stubber(client) as stub:
@@ -208,6 +213,7 @@ def test_non_retryable_error_propagates():
         stub.assert_no_pending_responses()
 
 
+@pytest.mark.slow
 def test_pending_hit_recovered_from_hit_already_exists(tmp_path):
     """A crash after CreateHIT left a pending row; the retry's HitAlreadyExists gives the id."""
     tasks = make_tasks_dir(tmp_path)

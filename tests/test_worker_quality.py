@@ -48,6 +48,7 @@ def _right(key: str, manifest: list[dict]) -> dict[str, str]:
     return {"shared": g["shared"], "pattern": g["pattern"], "attention": "3"}
 
 
+@pytest.mark.slow
 def test_review_and_report_give_the_same_gold_accuracy():
     """Built from one table: the pay rule and the exclusion rule see the same number for every
     worker, including partly-right gold answers, 'unsure', missing fields and case."""
@@ -134,6 +135,7 @@ def test_gold_threshold_boundary_is_the_same_for_pay_and_exclusion(four_gold):
         == {"reject"}
 
 
+@pytest.mark.slow
 def test_min_gold_answers_boundary(four_gold):
     manifest, table = four_gold
     w = worker_quality(table, manifest)
@@ -145,6 +147,7 @@ def test_min_gold_answers_boundary(four_gold):
     assert {d.action for d in pay} == {"approve"}
 
 
+@pytest.mark.slow
 def test_attention_and_time_boundaries():
     manifest = _manifest(0)
     table = _answers({
