@@ -36,8 +36,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from crowdkit.aggregation import GLAD, MACE, DawidSkene, MajorityVote
-from crowdkit.aggregation.utils import get_accuracy
 
 from sparse_probe.questions import PATTERN, PRESENCE, UNSURE, QuestionSchema, default_schema
 
@@ -157,6 +155,9 @@ def _quiet() -> Iterator[None]:
 
 
 def _wawa(data: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
+    from crowdkit.aggregation import MajorityVote
+    from crowdkit.aggregation.utils import get_accuracy
+
     mv = MajorityVote().fit(data)
     skills = get_accuracy(data, true_labels=mv.labels_, by="worker")
     weighted = MajorityVote().fit(data, skills=skills)
@@ -201,6 +202,8 @@ def aggregate_question(
         with _quiet():
             labels, probas = _wawa(data)
     else:
+        from crowdkit.aggregation import GLAD, MACE, DawidSkene
+
         kw = {**DEFAULT_PARAMS.get(method, {}), **(params or {})}
         if method == "MACE":
             kw.setdefault("random_state", seed)
@@ -209,8 +212,11 @@ def aggregate_question(
             labels = model.fit_predict(data)
         probas = model.probas_
     probas = probas.astype(float)
-    post = [float(probas.loc[t, lab]) if lab in probas.columns else np.nan
-            for t, lab in labels.items()]
+    col = probas.columns.get_indexer(pd.Index(labels.astype(object)))
+    row = probas.index.get_indexer(labels.index)
+    vals = probas.to_numpy()
+    post = np.where((col >= 0) & (row >= 0), vals[np.maximum(row, 0), np.maximum(col, 0)],
+                    np.nan)
     out = pd.DataFrame({"label": labels.astype(object), "posterior": post}, index=labels.index)
     # a posterior of exactly 1/k with k labels tied is a tie, not a decision
     top2 = np.sort(probas.to_numpy(), axis=1)[:, -2:] if probas.shape[1] > 1 else None
@@ -298,5 +304,7 @@ def worker_skills(answers: pd.DataFrame, aggregated: pd.DataFrame,
     data = data[data["task"].isin(truth.index)]
     if data.empty:
         return pd.Series(dtype=float)
+    from crowdkit.aggregation.utils import get_accuracy
+
     with _quiet():
         return get_accuracy(data, true_labels=truth, by="worker").astype(float)
