@@ -7,8 +7,8 @@ Writes to the output directory
   intervals), worker quality, what the data lacks, dropped values;
 - ``verdicts.csv`` (one row per item), ``classes.csv`` (one row per class),
   ``workers.csv`` (one row per worker);
-- ``index.html`` with figures under ``figures/``, or, with ``self_contained``, one HTML file
-  with the figures inlined as ``data:`` URIs.
+- ``index.html`` with SVG figures under ``figures/``, or, with ``self_contained``, one HTML
+  file with the figures inlined as ``data:`` URIs.
 
 Every number shown in the HTML comes from the same tables as report.json, so the summary
 cards agree with the tables. Per-class figures summarize (a histogram of the spurious share
@@ -19,20 +19,20 @@ over the answers; worker text is escaped by Jinja2's autoescaping.
 from __future__ import annotations
 
 import base64
-import io
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape as xml_escape
 
 import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from analysis.agreement import _alpha_from_counts, fleiss_kappa
 from analysis.rules import count_table, decide
 from analysis.study import Study, StudyAnswers, read_study_answers
 from sparse_probe.questions import CORE, NO_PATTERN, SPURIOUS
-from sparse_probe.rundir import write_bytes, write_json, write_text
+from sparse_probe.rundir import write_json, write_text
 
 __all__ = ["StudyReportOptions", "agreement_table", "build_study_report", "class_table",
            "verdict_counts", "worker_table"]
@@ -132,13 +132,47 @@ def class_table(items: pd.DataFrame) -> pd.DataFrame:
     return out.iloc[_natural_order(out["class"])].reset_index(drop=True)
 
 
-def _boot(table: np.ndarray, stat: Any, n_boot: int, seed: int) -> list[float | None]:
-    table = table[table.sum(axis=1) >= 2]
-    if len(table) < 2 or n_boot < 1:
-        return [None, None]
+def _boot_weights(n_items: int, n_boot: int, seed: int) -> np.ndarray:
+    """How often each item is drawn in each bootstrap resample, shape (n_boot, n_items)."""
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(table), (n_boot, len(table)))
-    vals = np.array([stat(table[i]) for i in idx])
+    idx = rng.integers(0, n_items, (n_boot, n_items)) + (np.arange(n_boot) * n_items)[:, None]
+    return np.bincount(idx.ravel(), minlength=n_boot * n_items).reshape(n_boot, n_items)
+
+
+def _kappa_alpha(table: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fleiss' kappa and Krippendorff's alpha (nominal) of item-weighted count tables.
+
+    ``weights`` (n_sets, n_items) says how often each item of ``table`` (n_items,
+    n_categories; items with at least two answers) counts in each set; a row of ones gives
+    :func:`analysis.agreement.fleiss_kappa` and ``_alpha_from_counts`` of ``table``. Both
+    statistics are sums over items, so every bootstrap resample is one matrix product.
+
+    Returns
+    -------
+    kappa, alpha : arrays of shape (n_sets,), NaN where undefined
+    """
+    t = table.astype(float)
+    m = t.sum(axis=1)
+    sq = (t**2).sum(axis=1)
+    w = weights.astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Fleiss
+        p_i = (sq - m) / (m * (m - 1))
+        p_bar = (w @ p_i) / w.sum(axis=1)
+        tot = w @ t
+        p_j = tot / tot.sum(axis=1, keepdims=True)
+        p_e = (p_j**2).sum(axis=1)
+        kappa = np.where(np.isclose(p_e, 1.0), np.nan, (p_bar - p_e) / (1 - p_e))
+        # Krippendorff: n_c = sum_u t_uc, trace(o) = sum_u (|t_u|^2 - m_u) / (m_u - 1)
+        n_c = tot
+        n = n_c.sum(axis=1)
+        trace = w @ ((sq - m) / (m - 1))
+        denom = n**2 - (n_c**2).sum(axis=1)
+        alpha = np.where(denom > 0, 1 - (n - 1) * (n - trace) / denom, np.nan)
+    return kappa, alpha
+
+
+def _ci(vals: np.ndarray) -> list[float | None]:
     vals = vals[np.isfinite(vals)]
     if not len(vals):
         return [None, None]
@@ -152,10 +186,17 @@ def _fin(x: float) -> float | None:
 def _agreement(table: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
     rated = table[table.sum(axis=1) >= 2]
     unanimous = float(((rated > 0).sum(axis=1) == 1).mean()) if len(rated) else None
-    return {"krippendorff_alpha": _fin(_alpha_from_counts(table.astype(float))),
-            "alpha_ci": _boot(table.astype(float), _alpha_from_counts, n_boot, seed),
-            "fleiss_kappa": _fin(fleiss_kappa(table)),
-            "kappa_ci": _boot(table.astype(float), fleiss_kappa, n_boot, seed),
+    if len(rated):
+        kappa, alpha = _kappa_alpha(rated, np.ones((1, len(rated))))
+        kappa_ci = alpha_ci = [None, None]
+        if len(rated) >= 2 and n_boot > 0:
+            bk, ba = _kappa_alpha(rated, _boot_weights(len(rated), n_boot, seed))
+            kappa_ci, alpha_ci = _ci(bk), _ci(ba)
+    else:
+        kappa = alpha = np.array([np.nan])
+        kappa_ci = alpha_ci = [None, None]
+    return {"krippendorff_alpha": _fin(alpha[0]), "alpha_ci": alpha_ci,
+            "fleiss_kappa": _fin(kappa[0]), "kappa_ci": kappa_ci,
             "unanimous": unanimous, "n_items": len(rated),
             "n_answers": int(table.sum())}
 
@@ -223,8 +264,12 @@ def _quotes(answers: StudyAnswers, n: int) -> pd.Series:
     t = answers.rows[["item", "free_text"]]
     t = t[t["free_text"].fillna("").str.len() > 0]
     t = t[~t.assign(low=t["free_text"].str.lower()).duplicated(["item", "low"])]
-    t = t.groupby("item", sort=False).head(n)
-    return t.groupby("item", sort=False)["free_text"].agg(list)
+    t = t.assign(rank=t.groupby("item", sort=False).cumcount())
+    t = t[t["rank"] < n]
+    wide = t.pivot(index="item", columns="rank", values="free_text")
+    rows = wide.to_numpy(dtype=object)
+    return pd.Series([[x for x in row if isinstance(x, str)] for row in rows],
+                     index=wide.index, dtype=object)
 
 
 def _lacks(answers: StudyAnswers, study: Study) -> dict[str, str]:
@@ -248,48 +293,64 @@ def _lacks(answers: StudyAnswers, study: Study) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- figures
-def _figures(counts: list[dict[str, Any]], classes: pd.DataFrame) -> dict[str, bytes]:
-    import matplotlib
+def _svg_bars(labels: list[str], values: list[float], title: str, xlabel: str,
+              color: str = "#4a7bb7", label_width: int = 220) -> str:
+    """A horizontal bar chart as a standalone SVG document (labels XML-escaped).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    One bar per label; callers pass summaries (verdict kinds, histogram bins, top classes),
+    never one bar per class.
+    """
+    bar, gap, top, width = 18, 6, 34, 360
+    height = top + len(labels) * (bar + gap) + 34
+    vmax = max([float(v) for v in values] + [1e-12])
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_width + width + 70}" '
+             f'height="{height}" font-family="sans-serif" font-size="12">',
+             f'<text x="4" y="18" font-size="14" font-weight="bold">{xml_escape(title)}</text>']
+    for i, (lab, v) in enumerate(zip(labels, values, strict=True)):
+        y = top + i * (bar + gap)
+        w = width * float(v) / vmax
+        parts.append(f'<text x="{label_width - 6}" y="{y + 13}" text-anchor="end">'
+                     f'{xml_escape(str(lab)[:34])}</text>'
+                     f'<rect x="{label_width}" y="{y}" width="{w:.1f}" height="{bar}" '
+                     f'fill="{color}"/><text x="{label_width + w + 4:.1f}" y="{y + 13}">'
+                     f'{xml_escape(_fmt(v))}</text>')
+    parts.append(f'<text x="{label_width}" y="{height - 10}" fill="#555">'
+                 f'{xml_escape(xlabel)}</text></svg>')
+    return "".join(parts)
 
-    figs: dict[str, bytes] = {}
 
-    def save(name: str, fig: Any) -> None:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-        plt.close(fig)
-        figs[name] = buf.getvalue()
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:.2f}"
 
+
+def _figures(counts: list[dict[str, Any]], classes: pd.DataFrame) -> dict[str, str]:
+    """The report's figures as SVG documents: items per verdict (kind), a histogram of the
+    spurious share per class, and the top classes by spurious items."""
+    figs: dict[str, str] = {}
     rows = [c for c in counts if c["n"] > 0 and not (c["verdict"] == SPURIOUS
                                                       and c["kind"] is None)]
-    fig, ax = plt.subplots(figsize=(6, 0.35 * max(len(rows), 3) + 0.6))
-    labels = [c["verdict"] if c["kind"] is None else f"spurious: {c['kind']}" for c in rows]
-    ax.barh(labels[::-1], [c["n"] for c in rows][::-1], color="#4a7bb7")
-    ax.set_xlabel("items")
-    ax.set_title("Items per verdict")
-    save("verdicts.png", fig)
-
-    share = classes["spurious_share"].dropna()
+    if rows:
+        labels = [c["verdict"] if c["kind"] is None else f"spurious: {c['kind']}" for c in rows]
+        figs["verdicts.svg"] = _svg_bars(labels, [c["n"] for c in rows], "Items per verdict",
+                                         "items")
+    share = classes["spurious_share"].dropna().to_numpy()
     if len(share):
-        fig, ax = plt.subplots(figsize=(6, 3))
-        ax.hist(share, bins=np.linspace(0, 1, 21), color="#b75a4a")
-        ax.set_xlabel("share of a class's decided items judged spurious")
-        ax.set_ylabel("classes")
-        ax.set_title(f"Spurious share per class ({len(share)} classes)")
-        save("class_share_hist.png", fig)
+        edges = np.linspace(0, 1, 11)
+        hist = np.histogram(share, bins=edges)[0]
+        labels = [f"{100 * a:.0f}-{100 * b:.0f}%" for a, b in pairwise(edges)]
+        figs["class_share_hist.svg"] = _svg_bars(
+            labels, list(hist), f"Classes by share of items judged spurious ({len(share)} "
+            "classes)", "classes", color="#b75a4a", label_width=90)
         top = classes.sort_values([f"n_{SPURIOUS}", "n_items"], ascending=False,
                                   kind="stable").head(TOP_CLASSES)
         top = top[top[f"n_{SPURIOUS}"] > 0]
         if len(top):
-            fig, ax = plt.subplots(figsize=(6, 0.28 * len(top) + 0.8))
-            names = (top["class_name"].astype(str).str.slice(0, 30) + " ("
+            names = (top["class_name"].astype(str).str.slice(0, 24) + " ("
                      + top["class"].astype(str) + ")")
-            ax.barh(names[::-1], top[f"n_{SPURIOUS}"][::-1], color="#b75a4a")
-            ax.set_xlabel("items judged spurious")
-            ax.set_title(f"Top {len(top)} classes by spurious items")
-            save("top_classes.png", fig)
+            figs["top_classes.svg"] = _svg_bars(
+                list(names), list(top[f"n_{SPURIOUS}"]),
+                f"Top {len(top)} classes by items judged spurious", "items judged spurious",
+                color="#b75a4a")
     return figs
 
 
@@ -372,11 +433,11 @@ def build_study_report(answers_path: str | Path, study: Study, out: str | Path,
     write_text(out / "workers.csv", workers.to_csv(index=False))
     figs = _figures(counts, classes)
     if opts.self_contained:
-        images = {k: "data:image/png;base64," + base64.b64encode(v).decode("ascii")
+        images = {k: "data:image/svg+xml;base64," + base64.b64encode(v.encode()).decode("ascii")
                   for k, v in figs.items()}
     else:
         for k, v in figs.items():
-            write_bytes(out / "figures" / k, v)
+            write_text(out / "figures" / k, v)
         images = {k: f"figures/{k}" for k in figs}
     report["figures"] = sorted(figs)
     report["self_contained"] = bool(opts.self_contained)
