@@ -280,3 +280,29 @@ def test_cli_end_to_end_in_a_subprocess(tmp_path):
     assert rep["summary"]["n_spurious"] == int((not_core >= 3).sum())
     assert rep["summary"]["n_items"] == len(not_core)
     assert np.isfinite(rep["agreement"][0]["krippendorff_alpha"])
+
+
+def test_tasks_ingest_csv_takes_the_same_study_file(tmp_path):
+    from sparse_probe.answers import ANSWER_COLUMNS, read_answers
+    from tasks.publish_cli import ingest_csv
+
+    csv_path, study = write_study(tmp_path)
+    out = tmp_path / "answers"
+    res = CliRunner().invoke(ingest_csv, [str(csv_path), "--study", str(study), "--out",
+                                          str(out)])
+    assert res.exit_code == 0, res.output
+    table = read_answers(out)
+    assert list(table.columns) == ANSWER_COLUMNS
+    main = table[table["question"] == "main"]
+    # every non-empty answer, spelled as declared; empty answers are not rows
+    assert len(main) == sum(1 for it in ITEMS for a in it[3] if a)
+    assert set(main["answer"]) == {"main_object", "separate_object", "background"}
+    assert set(table["question"]) == {"main", "confidence", "description"}
+    assert (table["source"] == "external-csv").all()
+    assert set(main["hit_key"]) == {f"c{c}-f{f}" for c, _, f, *_ in ITEMS}
+    # undeclared values stop ingest-csv the same way
+    bad, _ = write_study(tmp_path, extra_rows=[{"WorkerId": "W9", "Input.class_index": "7",
+                                                "Input.feature_index": "1",
+                                                "Answer.main": "bckground"}])
+    res = CliRunner().invoke(ingest_csv, [str(bad), "--study", str(study), "--out", str(out)])
+    assert res.exit_code != 0 and "'bckground' (1)" in res.output
