@@ -4,7 +4,8 @@ Builds a synthetic study (:func:`analysis.synthetic_study.write_synthetic_study`
 (class, feature) items x 5 workers = 25,000 answers, 1,000 classes with 1-based ids and gaps,
 one 3-valued question ``main_object / separate_object / background``, confidence, free text),
 then runs the whole report as a user does (the CLI in a subprocess, twice: figures as files
-and ``--self-contained``) and prints its wall time and peak RSS next to the time of loading
+and ``--self-contained``; for information also with ``--rule DawidSkene``, which loads
+crowd-kit and scikit-learn) and prints its wall time and peak RSS next to the time of loading
 the CSV alone (``pandas.read_csv``, in-process) and of ``import analysis``.
 
 Targets (issue 17): whole report < 10 s and < 500 MB peak RSS.
@@ -80,6 +81,8 @@ def main() -> None:
                                                       "--self-contained"])):
         wall, rss, out = _measured(base + extra, env)
         rows.append((label, wall, rss, out))
+    ds_wall, ds_rss, _ = _measured([*base, "--out", str(work / "report-ds"), "--rule",
+                                     "DawidSkene"], env)
     html = (work / "report-inline" / "index.html").stat().st_size / 2**20
     print(f"# bench_report  {time.strftime('%Y-%m-%d %H:%M')}  python {platform.python_version()}"
           f"  {platform.machine()}  cpus={os.cpu_count()}")
@@ -90,6 +93,7 @@ def main() -> None:
     print(f"{'import analysis (subprocess)':34s} {imp_wall:8.2f} {imp_rss:13.0f}")
     for label, wall, rss, _ in rows:
         print(f"{label:34s} {wall:8.2f} {rss:13.0f}")
+    print(f"{'(info) report --rule DawidSkene':34s} {ds_wall:8.2f} {ds_rss:13.0f}")
     print(f"self-contained index.html: {html:.2f} MiB")
     print(f"targets: report < 10 s, < 500 MB -> "
           f"{'met' if all(w < 10 and r < 500 for _, w, r, _ in rows) else 'NOT met'}")
