@@ -306,3 +306,25 @@ def test_tasks_ingest_csv_takes_the_same_study_file(tmp_path):
                                                 "Answer.main": "bckground"}])
     res = CliRunner().invoke(ingest_csv, [str(bad), "--study", str(study), "--out", str(out)])
     assert res.exit_code != 0 and "'bckground' (1)" in res.output
+
+
+def test_reduced_header_and_items_without_answers(tmp_path):
+    """MTurk's reduced header (WorkerId, Input.*, Answer.* only); an item whose answers are all
+    empty is pending, and its class is listed with no decided item."""
+    rows = ["WorkerId,Input.class_index,Input.class_name,Input.feature_index,Answer.main,"
+            "Answer.confidence,Answer.reasons"]
+    for w in range(5):
+        rows.append(f"W{w},a,apple,3,background,4,grass")
+        rows.append(f"W{w},b,bee,4,,,")
+    csv_path = tmp_path / "reduced.csv"
+    csv_path.write_text("\n".join(rows) + "\n")
+    study = tmp_path / "study.toml"
+    study.write_text(STUDY_TOML)
+    rep = build_study_report(csv_path, load_study(study), tmp_path / "out",
+                             StudyReportOptions(n_boot=10))
+    assert (rep["summary"]["n_spurious"], rep["summary"]["n_pending"]) == (1, 1)
+    classes = pd.read_csv(tmp_path / "out" / "classes.csv")
+    assert list(classes["class"]) == ["a", "b"]
+    assert classes["spurious_share"].isna().tolist() == [False, True]
+    html = (tmp_path / "out" / "index.html").read_text()
+    assert "grass" in html
