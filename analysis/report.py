@@ -505,8 +505,10 @@ def _render(report: dict, verdicts: pd.DataFrame, shares: pd.DataFrame, qc: Any,
         per_class.append({"assets": class_assets,"index": ci, "name": name, "anchor": f"class-{ci}",
                           "rows": [_clean_record(r) for r in rows.to_dict(orient="records")],
                           "share": share,
+                          # None: the class has no weights (say so rather than "0%")
                           "spurious_share": sum(v for k, v in share.items()
-                                                if k.startswith("spurious"))})
+                                                if k.startswith("spurious"))
+                          if sum(share.values()) > 0 else None})
     gold = verdicts[verdicts["is_gold"]].to_dict(orient="records")
     template = env.get_template("report.html")
     return template.render(
