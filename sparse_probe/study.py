@@ -139,9 +139,9 @@ class Study:
     ----------
     title : str
     columns : dict
-        Column role (:data:`COLUMN_FIELDS`) -> CSV column name (``free_text`` may be several,
-        joined by ``" | "``... kept as a tuple in ``free_text_columns``).
+        Column role (:data:`COLUMN_FIELDS`) -> CSV column name, except ``free_text``.
     free_text_columns : tuple of str
+        The free-text columns (several are joined with ``" | "`` per answer).
     question_columns : dict
         Question id -> CSV column.
     schema : QuestionSchema
