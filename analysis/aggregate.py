@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -133,16 +133,25 @@ def majority_vote(data: pd.DataFrame) -> pd.DataFrame:
         ``label`` (None on a tie), ``share`` (top count / n), ``tie`` (bool), ``votes``
         (dict label -> count), ``n`` (labels).
     """
-    out = {}
-    for task, labels in data.groupby("task", sort=True)["label"]:
-        counts = Counter(labels)
-        ranked = counts.most_common()
-        top = ranked[0][1]
-        tie = len(ranked) > 1 and ranked[1][1] == top
-        out[task] = {"label": None if tie else ranked[0][0], "share": top / len(labels),
-                     "tie": tie, "votes": dict(sorted(counts.items())), "n": len(labels)}
-    return pd.DataFrame.from_dict(out, orient="index",
-                                  columns=["label", "share", "tie", "votes", "n"])
+    cols = ["label", "share", "tie", "votes", "n"]
+    if data.empty:
+        return pd.DataFrame(columns=cols)
+    t_codes, tasks = pd.factorize(data["task"], sort=True)
+    l_codes, labels = pd.factorize(data["label"], sort=True)
+    n_t, n_l = len(tasks), len(labels)
+    counts = np.bincount(t_codes * n_l + l_codes, minlength=n_t * n_l).reshape(n_t, n_l)
+    n = counts.sum(axis=1)
+    top = counts.max(axis=1)
+    tie = (counts == top[:, None]).sum(axis=1) > 1
+    names = np.asarray(labels, dtype=object)
+    label = np.where(tie, None, names[counts.argmax(axis=1)])
+    rows, where = np.nonzero(counts)
+    bounds = np.searchsorted(rows, np.arange(n_t + 1))
+    keys, vals = names[where].tolist(), counts[rows, where].tolist()
+    votes = [dict(zip(keys[a:b], vals[a:b], strict=True))
+             for a, b in pairwise(bounds.tolist())]
+    return pd.DataFrame({"label": label, "share": top / n, "tie": tie, "votes": votes,
+                         "n": n}, index=tasks, columns=cols)
 
 
 @contextmanager
