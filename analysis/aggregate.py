@@ -29,15 +29,13 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from crowdkit.aggregation import GLAD, MACE, DawidSkene, MajorityVote
-from crowdkit.aggregation.utils import get_accuracy
 
 from sparse_probe.questions import PATTERN, PRESENCE, UNSURE, QuestionSchema, default_schema
 
@@ -135,16 +133,25 @@ def majority_vote(data: pd.DataFrame) -> pd.DataFrame:
         ``label`` (None on a tie), ``share`` (top count / n), ``tie`` (bool), ``votes``
         (dict label -> count), ``n`` (labels).
     """
-    out = {}
-    for task, labels in data.groupby("task", sort=True)["label"]:
-        counts = Counter(labels)
-        ranked = counts.most_common()
-        top = ranked[0][1]
-        tie = len(ranked) > 1 and ranked[1][1] == top
-        out[task] = {"label": None if tie else ranked[0][0], "share": top / len(labels),
-                     "tie": tie, "votes": dict(sorted(counts.items())), "n": len(labels)}
-    return pd.DataFrame.from_dict(out, orient="index",
-                                  columns=["label", "share", "tie", "votes", "n"])
+    cols = ["label", "share", "tie", "votes", "n"]
+    if data.empty:
+        return pd.DataFrame(columns=cols)
+    t_codes, tasks = pd.factorize(data["task"], sort=True)
+    l_codes, labels = pd.factorize(data["label"], sort=True)
+    n_t, n_l = len(tasks), len(labels)
+    counts = np.bincount(t_codes * n_l + l_codes, minlength=n_t * n_l).reshape(n_t, n_l)
+    n = counts.sum(axis=1)
+    top = counts.max(axis=1)
+    tie = (counts == top[:, None]).sum(axis=1) > 1
+    names = np.asarray(labels, dtype=object)
+    label = np.where(tie, None, names[counts.argmax(axis=1)])
+    rows, where = np.nonzero(counts)
+    bounds = np.searchsorted(rows, np.arange(n_t + 1))
+    keys, vals = names[where].tolist(), counts[rows, where].tolist()
+    votes = [dict(zip(keys[a:b], vals[a:b], strict=True))
+             for a, b in pairwise(bounds.tolist())]
+    return pd.DataFrame({"label": label, "share": top / n, "tie": tie, "votes": votes,
+                         "n": n}, index=tasks, columns=cols)
 
 
 @contextmanager
@@ -157,6 +164,9 @@ def _quiet() -> Iterator[None]:
 
 
 def _wawa(data: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
+    from crowdkit.aggregation import MajorityVote
+    from crowdkit.aggregation.utils import get_accuracy
+
     mv = MajorityVote().fit(data)
     skills = get_accuracy(data, true_labels=mv.labels_, by="worker")
     weighted = MajorityVote().fit(data, skills=skills)
@@ -201,6 +211,8 @@ def aggregate_question(
         with _quiet():
             labels, probas = _wawa(data)
     else:
+        from crowdkit.aggregation import GLAD, MACE, DawidSkene
+
         kw = {**DEFAULT_PARAMS.get(method, {}), **(params or {})}
         if method == "MACE":
             kw.setdefault("random_state", seed)
@@ -209,8 +221,11 @@ def aggregate_question(
             labels = model.fit_predict(data)
         probas = model.probas_
     probas = probas.astype(float)
-    post = [float(probas.loc[t, lab]) if lab in probas.columns else np.nan
-            for t, lab in labels.items()]
+    col = probas.columns.get_indexer(pd.Index(labels.astype(object)))
+    row = probas.index.get_indexer(labels.index)
+    vals = probas.to_numpy()
+    post = np.where((col >= 0) & (row >= 0), vals[np.maximum(row, 0), np.maximum(col, 0)],
+                    np.nan)
     out = pd.DataFrame({"label": labels.astype(object), "posterior": post}, index=labels.index)
     # a posterior of exactly 1/k with k labels tied is a tie, not a decision
     top2 = np.sort(probas.to_numpy(), axis=1)[:, -2:] if probas.shape[1] > 1 else None
@@ -298,5 +313,7 @@ def worker_skills(answers: pd.DataFrame, aggregated: pd.DataFrame,
     data = data[data["task"].isin(truth.index)]
     if data.empty:
         return pd.Series(dtype=float)
+    from crowdkit.aggregation.utils import get_accuracy
+
     with _quiet():
         return get_accuracy(data, true_labels=truth, by="worker").astype(float)

@@ -15,14 +15,31 @@ from analysis.quality import QCConfig
 
 
 @click.command()
-@click.option("--run", "run_dir", required=True,
+@click.option("--run", "run_dir", default=None,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Run directory (tasks/, answers/, probe/, features/).")
+              help="Run directory (tasks/, answers/, probe/, features/); not with --study.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output directory [default: RUN/report].")
+              help="Output directory [default: RUN/report; required with --study].")
 @click.option("--answers", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="Answers instead of RUN/answers/answers.parquet (parquet, long "
-                                 "CSV or MTurk batch-results CSV).")
+                                 "CSV or MTurk batch-results CSV); with --study, the other "
+                                 "study's results CSV.")
+@click.option("--study", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Study file (TOML) mapping another study's CSV columns, "
+                                 "questions, value meanings and decision rule (see "
+                                 "docs/contracts.md); needs --answers and --out.")
+@click.option("--rule", type=click.Choice(["k_of_n", "majority", "MajorityVote", "Wawa",
+                                           "DawidSkene", "GLAD", "MACE"]), default=None,
+              help="With --study: override the study file's decision rule.")
+@click.option("--k", "k", type=click.IntRange(1), default=None,
+              help="With --study: k of the k_of_n rule.")
+@click.option("--n-of", "n_of", type=click.IntRange(1), default=None,
+              help="With --study: n of the k_of_n rule (answers expected per item).")
+@click.option("--drop-unknown", is_flag=True, default=False,
+              help="With --study: drop answer values the study file does not declare (counted "
+                   "in report.json) instead of stopping.")
+@click.option("--self-contained", is_flag=True, default=False,
+              help="With --study: one HTML file with the figures inlined.")
 @click.option("--method", type=click.Choice(METHODS), default="DawidSkene", show_default=True,
               help="crowd-kit aggregation method (majority vote is always shown beside it).")
 @click.option("--min-gold-accuracy", type=click.FloatRange(0, 1), default=0.6,
@@ -46,12 +63,29 @@ from analysis.quality import QCConfig
 @click.option("--n-boot", type=click.IntRange(0), default=500, show_default=True,
               help="Bootstrap resamples for agreement intervals.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def report(run_dir: Path, out: Path | None, answers: Path | None, method: str,
+def report(run_dir: Path | None, out: Path | None, answers: Path | None, study: Path | None,
+           rule: str | None, k: int | None, n_of: int | None, drop_unknown: bool,
+           self_contained: bool, method: str,
            min_gold_accuracy: float, min_gold_answers: int, require_attention: bool,
            min_seconds: float, min_time_fraction: float, min_robust_z: float | None,
            max_fast_share: float,
            min_posterior: float, n_boot: int, seed: int) -> None:
-    """Aggregate crowd answers into verdicts and write RUN/report (HTML, JSON, CSV, figures)."""
+    """Aggregate crowd answers into verdicts and write RUN/report (HTML, JSON, CSV, figures).
+
+    With --study, report on another study's results CSV: sparse-probe report --answers
+    results.csv --study study.toml --out DIR.
+    """
+    if study is not None:
+        if run_dir is not None or answers is None or out is None:
+            raise click.UsageError("--study needs --answers FILE and --out DIR (and no --run)")
+        ctx = click.get_current_context()
+        given = ctx.get_parameter_source("min_posterior") != click.core.ParameterSource.DEFAULT
+        _study_report(answers, study, out, rule=rule, k=k, n_of=n_of,
+                      min_posterior=min_posterior if given else None, drop_unknown=drop_unknown,
+                      self_contained=self_contained, n_boot=n_boot, seed=seed)
+        return
+    if run_dir is None:
+        raise click.UsageError("give --run RUN (or --answers FILE --study STUDY.toml --out DIR)")
     from analysis.report import ReportOptions, build_report
 
     qc = QCConfig(min_gold_accuracy=min_gold_accuracy, min_gold_answers=min_gold_answers,
@@ -69,6 +103,26 @@ def report(run_dir: Path, out: Path | None, answers: Path | None, method: str,
     click.echo(f"{s['n_features_audited']} features audited, {s['n_spurious']} spurious, "
                f"{s['n_pending']} pending; workers kept {s['n_workers_kept']}/{s['n_workers']}")
     click.echo(f"report: {dest / 'index.html'}")
+
+
+def _study_report(answers: Path, study_file: Path, out: Path, *, rule: str | None,
+                  k: int | None, n_of: int | None, min_posterior: float | None,
+                  drop_unknown: bool, self_contained: bool, n_boot: int, seed: int) -> None:
+    from analysis.study import StudyError, load_study
+    from analysis.study_report import StudyReportOptions, build_study_report
+
+    try:
+        study = load_study(study_file).with_rule(method=rule, k=k, n=n_of,
+                                                 min_posterior=min_posterior, seed=seed)
+        result = build_study_report(answers, study, out, StudyReportOptions(
+            drop_unknown=drop_unknown, self_contained=self_contained, n_boot=n_boot,
+            seed=seed))
+    except StudyError as exc:
+        raise click.ClickException(str(exc)) from None
+    s = result["summary"]
+    click.echo(f"{s['n_items']} items of {s['n_classes']} classes from {s['n_answers']} answers: "
+               f"{s['n_spurious']} spurious, {s['n_core']} core, {s['n_undecided']} undecided "
+               f"({result['rule']['method']}); report: {out / 'index.html'}")
 
 
 def _parse_features(values: tuple[str, ...]) -> list[tuple[int, int]] | None:

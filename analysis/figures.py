@@ -85,14 +85,29 @@ def fig_accuracy_path(
     return _save(fig, out)
 
 
-def fig_spurious_share(shares: pd.DataFrame, out: str | Path) -> Path:
+#: Classes drawn one bar each in :func:`fig_spurious_share`; more are summarized.
+MAX_CLASS_BARS = 40
+
+
+def fig_spurious_share(shares: pd.DataFrame, out: str | Path,
+                       max_classes: int = MAX_CLASS_BARS) -> Path:
     """Share of each class's weight mass (sum of |w|) per verdict.
 
     Parameters
     ----------
     shares : DataFrame indexed by class name
         Columns are categories (``core``, ``spurious:mark``, ..., ``unaudited``); rows sum to 1.
+    max_classes : int
+        With more classes, only the ``max_classes`` with the largest spurious share are drawn
+        (the title says so), so the figure stays readable at 1,000 classes.
     """
+    n_all = len(shares)
+    title = "Where each class's evidence comes from"
+    if n_all > max_classes:
+        sp = shares[[c for c in shares.columns if str(c).startswith("spurious")]].sum(axis=1)
+        order = np.argsort(-sp.to_numpy(), kind="stable")[:max_classes]
+        shares = shares.iloc[order]
+        title = f"Top {max_classes} of {n_all} classes by spurious weight share"
     fig = Figure(figsize=(6.5, 0.45 * max(len(shares), 3) + 1.2))
     ax = fig.add_subplot()
     left = np.zeros(len(shares))
@@ -105,7 +120,7 @@ def fig_spurious_share(shares: pd.DataFrame, out: str | Path) -> Path:
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of |weight| mass in the sparse layer")
-    ax.set_title("Where each class's evidence comes from")
+    ax.set_title(title)
     ax.legend(fontsize=7, loc="lower right", ncol=2)
     return _save(fig, out)
 

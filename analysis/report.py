@@ -494,19 +494,25 @@ def _render(report: dict, verdicts: pd.DataFrame, shares: pd.DataFrame, qc: Any,
         isinstance(v, float) and not math.isfinite(v)) else f"{100 * v:.0f}%"
     per_class = []
     classes = report["summary"]["classes"]
-    for ci, name in enumerate(classes):
+    # the classes the verdicts name, by their own ids and names (ids need not be 0..K-1)
+    for ci in sorted(verdicts["class"].unique()):
         rows = verdicts[verdicts["class"] == ci].sort_values(
             ["layer", "rank"], ascending=[False, True])
-        if rows.empty:
-            continue
-        share = shares.loc[name].to_dict() if name in shares.index else {}
+        known = 0 <= ci < len(classes)
+        own = rows["class_name"].iloc[0] if "class_name" in rows else None
+        name = str(own) if isinstance(own, str) and own else (
+            classes[ci] if known else str(ci))
+        key = classes[ci] if known else name
+        share = shares.loc[key].to_dict() if key in shares.index else {}
         class_assets = list({e["src"]: e for files in rows["evidence_files"] for e in files
                              if e["name"].startswith("class_")}.values())
         per_class.append({"assets": class_assets,"index": ci, "name": name, "anchor": f"class-{ci}",
                           "rows": [_clean_record(r) for r in rows.to_dict(orient="records")],
                           "share": share,
+                          # None: the class has no weights (say so rather than "0%")
                           "spurious_share": sum(v for k, v in share.items()
-                                                if k.startswith("spurious"))})
+                                                if k.startswith("spurious"))
+                          if sum(share.values()) > 0 else None})
     gold = verdicts[verdicts["is_gold"]].to_dict(orient="records")
     template = env.get_template("report.html")
     return template.render(

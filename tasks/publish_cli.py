@@ -247,18 +247,50 @@ def review(tasks_dir: str, answers_dir: str, endpoint: str | None, endpoint_url:
 # --------------------------------------------------------------------------- ingest-csv
 @click.command("ingest-csv")
 @click.argument("batch_results", type=click.Path(dir_okay=False))
-@click.option("--tasks", "tasks_dir", required=True, type=click.Path(file_okay=False),
-              help="Tasks directory (its manifest checks the hit keys).")
+@click.option("--tasks", "tasks_dir", default=None, type=click.Path(file_okay=False),
+              help="Tasks directory (its manifest checks the hit keys); not with --study.")
+@click.option("--study", "study_file", default=None, type=click.Path(dir_okay=False),
+              help="Another study's CSV: the study file (TOML) mapping its columns, questions "
+                   "and value meanings (docs/contracts.md); items become the hit keys.")
+@click.option("--drop-unknown", is_flag=True, default=False,
+              help="With --study: drop answer values the study file does not declare.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="answers/ directory (answers.parquet is created or extended).")
 @_cli_errors
-def ingest_csv(batch_results: str, tasks_dir: str, out_dir: str) -> None:
-    """Read MTurk's batch-results CSV (full or reduced header) into OUT/answers.parquet."""
+def ingest_csv(batch_results: str, tasks_dir: str | None, study_file: str | None,
+               drop_unknown: bool, out_dir: str) -> None:
+    """Read MTurk's batch-results CSV (full or reduced header) into OUT/answers.parquet.
+
+    With --study, read another study's results CSV through its study file instead.
+    """
+    if not Path(batch_results).is_file():
+        raise click.ClickException(f"{batch_results}: file not found")
+    if study_file is not None:
+        from sparse_probe.study import (
+            StudyError,
+            load_study,
+            read_study_answers,
+            study_answers_table,
+        )
+
+        if tasks_dir is not None:
+            raise click.UsageError("--study and --tasks exclude each other")
+        try:
+            study = load_study(study_file)
+            new = study_answers_table(read_study_answers(batch_results, study,
+                                                         drop_unknown=drop_unknown), study)
+        except StudyError as exc:
+            raise click.ClickException(str(exc)) from None
+        merged = merge_answers(read_answers(out_dir), new)
+        path = _write_answers(merged, out_dir)
+        click.echo(f"{new['assignment_id'].nunique()} assignments, {len(new)} rows from "
+                   f"{batch_results} (study {study_file}); {len(merged)} rows in {path}")
+        return
+    if tasks_dir is None:
+        raise click.UsageError("give --tasks TASKS (or --study STUDY.toml)")
     from tasks.publish import load_manifest
 
     keys = [r["hit_key"] for r in load_manifest(_tasks_dir(tasks_dir))]
-    if not Path(batch_results).is_file():
-        raise click.ClickException(f"{batch_results}: file not found")
     try:
         new = read_batch_csv(batch_results, known_hit_keys=keys)
     except AnswersFormatError as exc:

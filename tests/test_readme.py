@@ -44,7 +44,7 @@ def scaffold(tmp_path, monkeypatch):
               "checkpoints"):
         (tmp_path / d).mkdir(parents=True)
     for f in ("checkpoints/resnet50.pt", "run/server.sqlite", "run/server.sqlite.credentials.json",
-              "Batch_123_batch_results.csv", "comments.csv"):
+              "Batch_123_batch_results.csv", "comments.csv", "results.csv", "study.toml"):
         (tmp_path / f).write_text("")
     monkeypatch.chdir(tmp_path)
 

@@ -80,3 +80,50 @@ def test_report_renders_without_errors_and_escapes(driver, tmp_path):
         target = link.get_attribute("href").split("#", 1)[1]
         assert driver.find_elements(By.ID, target)
     driver.save_screenshot(str(tmp_path / "report.png"))
+
+
+@pytest.mark.slow
+def test_study_report_at_1000_classes_in_chromium(driver, tmp_path):
+    """Another study's data (1,000 classes, 1-based ids with gaps): the self-contained report
+    opens with no console errors, its figures render, the class table sorts, and the cards
+    agree with the class table."""
+    from selenium.webdriver.common.by import By
+
+    from analysis.study import load_study
+    from analysis.study_report import StudyReportOptions, build_study_report
+    from analysis.synthetic_study import write_synthetic_study
+
+    csv_path, study = write_synthetic_study(tmp_path / "study", n_items=3000, n_classes=1000,
+                                            seed=5)
+    out = tmp_path / "report"
+    rep = build_study_report(csv_path, load_study(study), out,
+                             StudyReportOptions(self_contained=True, n_boot=20))
+    (tmp_path / "study").rename(tmp_path / "moved")  # nothing outside the HTML is needed
+    driver.get((out / "index.html").as_uri())
+    assert driver.execute_script("return document.readyState") == "complete"
+    errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+    assert errors == []
+    imgs = driver.execute_script(
+        "return Array.from(document.images).map(i => [i.complete && i.naturalWidth > 0,"
+        " i.naturalWidth, i.naturalHeight])")
+    assert len(imgs) == len(rep["figures"]) >= 3
+    assert all(ok and 0 < h < 2000 for ok, _, h in imgs)  # summaries, not one bar per class
+    rows = driver.find_elements(By.CSS_SELECTOR, "#class-table tbody tr")
+    assert len(rows) == 1000
+    col = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "#class-table th")]
+    sp = col.index("spurious")
+    total = driver.execute_script(
+        f"return Array.from(document.querySelectorAll('#class-table tbody tr'))"
+        f".reduce((s, r) => s + parseInt(r.cells[{sp}].textContent), 0)")
+    card = driver.find_element(By.ID, "card-spurious").text
+    assert total == rep["summary"]["n_spurious"] and card.startswith(str(total))
+    # sorting by the spurious column, descending on the second click
+    header = driver.find_elements(By.CSS_SELECTOR, "#class-table th")[sp]
+    header.click()
+    header.click()
+    first = driver.execute_script(
+        f"return Array.from(document.querySelectorAll('#class-table tbody tr'))"
+        f".slice(0, 50).map(r => parseInt(r.cells[{sp}].textContent))")
+    assert first == sorted(first, reverse=True)
+    assert first[0] == int(pd.read_csv(out / "classes.csv")["n_spurious"].max())
+    assert "no feature weights" in driver.find_element(By.ID, "lacks").text
