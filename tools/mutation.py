@@ -60,6 +60,7 @@ class ModuleResult:
     diffs: dict[str, str] = field(default_factory=dict)  # survivor -> diff
     equivalent: dict[str, str] = field(default_factory=dict)  # survivor -> reason
     error: str | None = None
+    unchecked: int = 0
     seconds: float = 0.0
 
     @property
@@ -136,15 +137,40 @@ def _setup_cfg(module: str, tests: list[str], pytest_args: list[str]) -> str:
             "use_git_change_detection = false\n")
 
 
-def _mutmut(args: list[str], cwd: Path, env: dict[str, str], log: Path | None = None,
-            timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "mutmut", *args]
-    if log is None:
-        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
-                              timeout=timeout)
+_SHOW = """
+import json, sys
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+diffs = {n: get_diff_for_mutant(n, path=sys.argv[1]) for n in json.loads(sys.argv[2])}
+print(json.dumps(diffs))
+"""
+
+
+def _diffs(names: list[str], module: str, cwd: Path, env: dict[str, str]) -> dict[str, str]:
+    """The diff of each mutant (what ``mutmut show`` prints), in one process."""
+    if not names:
+        return {}
+    out = subprocess.run([sys.executable, "-c", _SHOW, module, json.dumps(names)], cwd=cwd,
+                         env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        return {n: f"(no diff: {out.stderr.strip().splitlines()[-1:]})" for n in names}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _mutmut_run(args: list[str], cwd: Path, env: dict[str, str], log: Path,
+                timeout: float | None) -> int | None:
+    """``mutmut run`` in its own process group; the group (mutmut forks a worker per mutant)
+    is killed on timeout, Ctrl-C or SIGTERM. Returns the exit code, None on timeout."""
     with log.open("w") as fh:
-        return subprocess.run(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                              text=True, timeout=timeout, start_new_session=True)
+        proc = subprocess.Popen([sys.executable, "-m", "mutmut", *args], cwd=cwd, env=env,
+                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 def run_module(spec: dict, defaults: dict, equivalents: dict[str, str], *, max_children: int,
@@ -177,25 +203,25 @@ def run_module(spec: dict, defaults: dict, equivalents: dict[str, str], *, max_c
         log = tmp / "mutmut.log"
         if verbose:
             print(f"== {module}: mutmut in {tmp} against {' '.join(tests)}", flush=True)
-        try:
-            proc = _mutmut(["run", "--max-children", str(max_children)], tmp, env, log, timeout)
-        except subprocess.TimeoutExpired:
-            res.error = f"timed out after {timeout:.0f} s"
-            return res
+        code = _mutmut_run(["run", "--max-children", str(max_children)], tmp, env, log, timeout)
         meta = tmp / "mutants" / (module + ".meta")
         if not meta.is_file():
-            tail = log.read_text(errors="replace")[-2000:]
-            res.error = f"mutmut run failed (exit {proc.returncode}):\n{tail}"
+            tail = log.read_text(errors="replace").replace("\r", "\n")[-2000:]
+            res.error = f"mutmut run failed (exit {code}):\n{tail}"
             return res
         from mutmut.stats import status_by_exit_code
 
+        # mutmut saves results as it goes, so a run cut short still tells what it checked.
         codes = json.loads(meta.read_text())["exit_code_by_key"]
         res.statuses = {k: status_by_exit_code[v] for k, v in codes.items()}
-        if proc.returncode != 0 and not res.statuses:
-            res.error = f"mutmut run exited {proc.returncode}"
+        res.unchecked = sum(v is None for v in codes.values())
+        if code is None:
+            res.error = (f"timed out after {timeout:.0f} s with {res.unchecked} of "
+                         f"{len(codes)} mutants unchecked (score of the checked ones)")
+        elif res.unchecked:
+            res.error = f"mutmut exited {code} with {res.unchecked} mutants unchecked"
+        res.diffs = _diffs(res.survivors, module, tmp, env)
         for name in res.survivors:
-            shown = _mutmut(["show", name], tmp, env)
-            res.diffs[name] = shown.stdout.strip()
             if name in equivalents:
                 res.equivalent[name] = equivalents[name]
         return res
@@ -214,8 +240,9 @@ def format_table(results: list[ModuleResult]) -> str:
     for r in results:
         score = "-" if r.score is None else f"{100 * r.score:.1f}%"
         if r.error:
-            score = "error"
-        rows.append((r.path, str(len(r.statuses)), str(r.killed), str(len(r.survivors)),
+            score = f"{score} (partial)" if r.statuses and r.score is not None else "error"
+        rows.append((r.path, str(len(r.statuses) - r.unchecked), str(r.killed),
+                     str(len(r.survivors)),
                      str(len(r.equivalent)), score, f"{100 * r.target:.0f}%",
                      f"{r.seconds:.0f} s"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
@@ -235,7 +262,7 @@ def format_survivors(results: list[ModuleResult]) -> str:
             out.append(f"## {r.path}: {len(live)} surviving mutants")
             for name in live:
                 out.append(f"### {name} ({r.statuses[name]})")
-                out.append(r.diffs.get(name, "").split("\n", 1)[-1])
+                out.append(r.diffs.get(name, "").strip())
     return "\n".join(out)
 
 
@@ -271,8 +298,10 @@ def main(argv: list[str] | None = None) -> int:
         r = run_module(spec, defaults, equivalents.get(spec["path"], {}),
                        max_children=args.max_children, keep=args.keep, timeout=args.timeout,
                        verbose=True)
-        score = "error" if r.error else ("-" if r.score is None else f"{100 * r.score:.1f}%")
-        print(f"   {r.path}: {len(r.statuses)} mutants, {r.killed} killed, "
+        score = "-" if r.score is None else f"{100 * r.score:.1f}%"
+        if r.error:
+            score += f" ({r.error.splitlines()[0]})"
+        print(f"   {r.path}: {len(r.statuses) - r.unchecked} mutants, {r.killed} killed, "
               f"{len(r.survivors)} survived ({len(r.equivalent)} equivalent): {score} "
               f"in {r.seconds:.0f} s", flush=True)
         results.append(r)
