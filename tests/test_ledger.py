@@ -53,6 +53,15 @@ def test_empty_file_is_a_new_ledger(tmp_path):
         assert led.hits() == []
 
 
+def test_truncated_ledger_is_refused_not_started_afresh(tmp_path):
+    """Only an empty file counts as new: a damaged ledger (here one byte) must not be silently
+    replaced by an empty one, which would forget every published HIT."""
+    path = tmp_path / LEDGER_NAME
+    path.write_bytes(b"S")
+    with pytest.raises(LedgerError, match=r"ledger\.sqlite: not a publishing ledger"):
+        Ledger(path)
+
+
 def test_non_ledger_files_are_refused_with_the_reason(tmp_path):
     garbage = tmp_path / "garbage.sqlite"
     garbage.write_bytes(b"this is not sqlite at all" * 100)

@@ -198,9 +198,9 @@ def test_logout_deletes_the_cookie_where_it_was_set():
 
 
 def test_many_session_contents_round_trip(frozen):
-    """Every base64 ending (and so every stripped padding) survives the cookie."""
+    """Session contents of every length mod 3 (so every stripped padding) survive the cookie."""
     app = _app()
-    for i in range(300):
+    for i in range(60):
         client = app.test_client()
         name = f"W{i}" + "x" * (i % 7)
         client.post(f"/login/{name}")

@@ -98,9 +98,14 @@ def load_equivalents(path: Path = EQUIVALENTS) -> dict[str, dict[str, str]]:
         return {}
     out: dict[str, dict[str, str]] = {}
     for n, e in enumerate(tomllib.loads(path.read_text(encoding="utf-8")).get("equivalent", [])):
-        if not all(isinstance(e.get(k), str) and e.get(k) for k in ("module", "mutant", "reason")):
-            raise SystemExit(f"{path}: equivalent #{n + 1} needs module, mutant and reason")
-        out.setdefault(e["module"], {})[e["mutant"]] = e["reason"]
+        names = [e["mutant"]] if "mutant" in e else e.get("mutants")
+        if not (all(isinstance(e.get(k), str) and e.get(k) for k in ("module", "reason"))
+                and isinstance(names, list) and names
+                and all(isinstance(m, str) for m in names)):
+            raise SystemExit(f"{path}: equivalent #{n + 1} needs module, reason and mutant "
+                             "(or a list of mutants)")
+        for name in names:
+            out.setdefault(e["module"], {})[name] = e["reason"]
     return out
 
 
