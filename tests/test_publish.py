@@ -356,3 +356,243 @@ def test_review_actions_are_recorded_and_not_repeated(tmp_path):
     with Stubber(client) as stub:
         res2 = review_assignments(tasks, tmp_path / "answers", client, ep, rules)
     assert (res2.approved, res2.rejected, res2.bonuses) == (0, 0, 0)
+
+
+# --------------------------------------------------------------------------- idempotency and
+# money at their boundaries, against botocore's Stubber: an unexpected call fails the test.
+def _stub_client():
+    import boto3
+
+    from tasks.client import ENDPOINTS
+
+    session = boto3.session.Session(aws_access_key_id="AKIDTEST", aws_secret_access_key="s",
+                                    region_name="us-east-1")
+    return session.client("mturk", endpoint_url=ENDPOINTS["sandbox"])
+
+
+def _keys(tasks: Path) -> list[str]:
+    return [r["hit_key"] for r in load_manifest(tasks)]
+
+
+_ASSETS = "https://cdn.example.org/b/"
+
+
+def test_hit_type_is_created_once_and_reused_by_later_runs(tmp_path):
+    from botocore.stub import ANY, Stubber
+
+    tasks = make_tasks_dir(tmp_path)
+    keys = _keys(tasks)
+    client = _stub_client()
+    opts = PublishOptions(assignments=3, asset_base_url=_ASSETS)
+    sandbox = resolve_endpoint("sandbox")
+    with Stubber(client) as stub:
+        stub.add_response("create_hit_type", {"HITTypeId": "HT1"}, None)
+        stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": "H0"}}, None)
+        res = publish_batch(tasks, client, sandbox, opts, hit_keys=keys[:1], sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    assert (res.hit_type_id, res.created) == ("HT1", keys[:1])
+    with Stubber(client) as stub:  # no CreateHITType queued: a second one would fail
+        for i in range(1, len(keys)):
+            stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": f"H{i}"}},
+                              {"HITTypeId": "HT1", "MaxAssignments": 3,
+                               "LifetimeInSeconds": ANY, "Question": ANY,
+                               "RequesterAnnotation": ANY, "UniqueRequestToken": ANY})
+        res = publish_batch(tasks, client, sandbox, opts, sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    assert res.hit_type_id == "HT1"
+    assert res.created == keys[1:] and res.skipped == keys[:1] and res.recovered == []
+    # Other HIT properties are another HIT type.
+    extra = make_tasks_dir(tmp_path / "more")
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        assert ledger.hit_type("sandbox", "nope") is None
+    with Stubber(client) as stub:
+        stub.add_response("create_hit_type", {"HITTypeId": "HT2"}, None)
+        stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": "X0"}}, None)
+        res = publish_batch(extra, client, sandbox, PublishOptions(
+            assignments=3, reward="0.20", asset_base_url=_ASSETS), hit_keys=_keys(extra)[:1],
+            sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    assert res.hit_type_id == "HT2"
+
+
+def test_pending_hit_is_retried_with_its_recorded_token_and_assignments(tmp_path):
+    """A pending row is re-sent exactly as first written down (token, assignments), even when
+    this run's options say otherwise, so the service can refuse a duplicate."""
+    from botocore.stub import ANY, Stubber
+
+    from tasks.ledger import request_token
+
+    tasks = make_tasks_dir(tmp_path)
+    key = _keys(tasks)[0]
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        ledger.set_meta_default("batch_id", "B1")
+        ledger.mark_pending("sandbox", key, batch_id="B1", token="TOKEN-FROM-RUN-1",
+                            reward="0.10", max_assignments=5, cost_cents=60)
+    client = _stub_client()
+    with Stubber(client) as stub:
+        stub.add_response("create_hit_type", {"HITTypeId": "HT"}, None)
+        stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": "H1"}}, {
+            "HITTypeId": "HT", "MaxAssignments": 5, "LifetimeInSeconds": ANY,
+            "Question": ANY, "RequesterAnnotation": f"sparse-probe:B1:{key}",
+            "UniqueRequestToken": "TOKEN-FROM-RUN-1"})
+        res = publish_batch(tasks, client, resolve_endpoint("sandbox"),
+                            PublishOptions(assignments=2, asset_base_url=_ASSETS),
+                            hit_keys=[key], sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    assert res.recovered == [key] and res.created == []
+    assert res.new_cost == 0  # already committed when first written down
+    assert res.spent == Decimal("0.60")
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        rec = ledger.hit("sandbox", key)
+    assert (rec.state, rec.hit_id, rec.hit_type_id, rec.token) == (
+        "created", "H1", "HT", "TOKEN-FROM-RUN-1")
+    assert request_token("B1", "sandbox", key) != "TOKEN-FROM-RUN-1"
+
+
+def test_failed_create_leaves_the_hit_pending_for_the_next_run(tmp_path):
+    from botocore.stub import Stubber
+
+    tasks = make_tasks_dir(tmp_path)
+    keys = _keys(tasks)[:2]
+    client = _stub_client()
+    opts = PublishOptions(assignments=3, asset_base_url=_ASSETS)
+    with Stubber(client) as stub:
+        stub.add_response("create_hit_type", {"HITTypeId": "HT"}, None)
+        stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": "H0"}}, None)
+        stub.add_client_error("create_hit_with_hit_type", "RequestError",
+                              "AWS.MechanicalTurk.InsufficientFunds", 400)
+        with pytest.raises(Exception, match="InsufficientFunds"):
+            publish_batch(tasks, client, resolve_endpoint("sandbox"), opts, hit_keys=keys,
+                          sleep=lambda s: None)
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        assert [(h.hit_key, h.state, h.hit_id) for h in ledger.hits("sandbox")] == [
+            (keys[0], "created", "H0"), (keys[1], "pending", None)]
+        token = ledger.hit("sandbox", keys[1]).token
+    with Stubber(client) as stub:
+        stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": "H1"}}, None)
+        seen = []
+        client.meta.events.register("before-parameter-build.mturk.CreateHITWithHITType",
+                                    lambda params, **kw: seen.append(params["UniqueRequestToken"]))
+        res = publish_batch(tasks, client, resolve_endpoint("sandbox"), opts, hit_keys=keys,
+                            sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    assert seen == [token]
+    assert res.recovered == [keys[1]] and res.skipped == [keys[0]] and res.created == []
+
+
+def test_service_says_exists_without_an_id_then_the_hit_is_found_by_annotation(tmp_path):
+    from botocore.stub import Stubber
+
+    tasks = make_tasks_dir(tmp_path)
+    key = _keys(tasks)[0]
+    client = _stub_client()
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        batch = ledger.set_meta_default("batch_id", "B9")
+    with Stubber(client) as stub:
+        stub.add_response("create_hit_type", {"HITTypeId": "HT"}, None)
+        stub.add_client_error("create_hit_with_hit_type", "RequestError",
+                              "AWS.MechanicalTurk.HitAlreadyExists: the token was used", 400)
+        stub.add_response("list_hits", {"HITs": [
+            {"HITId": "OTHERHIT000000000000", "RequesterAnnotation": "sparse-probe:B9:zzz"},
+            {"HITId": "FOUNDHIT000000000000", "RequesterAnnotation": f"sparse-probe:{batch}:{key}"},
+        ]}, None)
+        res = publish_batch(tasks, client, resolve_endpoint("sandbox"),
+                            PublishOptions(asset_base_url=_ASSETS), hit_keys=[key],
+                            sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    assert res.recovered == [key]
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        assert ledger.hit("sandbox", key).hit_id == "FOUNDHIT000000000000"
+    # Not found anywhere: a clear error, and the row stays pending.
+    tasks2 = make_tasks_dir(tmp_path / "two")
+    with Stubber(client) as stub:
+        stub.add_response("create_hit_type", {"HITTypeId": "HT"}, None)
+        stub.add_client_error("create_hit_with_hit_type", "RequestError",
+                              "AWS.MechanicalTurk.HitAlreadyExists", 400)
+        stub.add_response("list_hits", {"HITs": []}, None)
+        with pytest.raises(PublishError, match="exists but gave no HIT id"):
+            publish_batch(tasks2, client, resolve_endpoint("sandbox"),
+                          PublishOptions(asset_base_url=_ASSETS), hit_keys=[key],
+                          sleep=lambda s: None)
+    with Ledger(tasks2 / "ledger.sqlite") as ledger:
+        assert ledger.hit("sandbox", key).state == "pending"
+
+
+def test_budget_exactly_covering_the_cost_is_enough(tmp_path):
+    from botocore.stub import Stubber
+
+    tasks = make_tasks_dir(tmp_path)
+    keys = _keys(tasks)
+    total = estimate_cost(len(keys), 3, "0.10").total
+    client = _stub_client()
+    with Stubber(client) as stub:
+        stub.add_response("create_hit_type", {"HITTypeId": "HT"}, None)
+        for i in range(len(keys)):
+            stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": f"H{i}"}}, None)
+        res = publish_batch(tasks, client, resolve_endpoint("sandbox"), PublishOptions(
+            assignments=3, budget=total, asset_base_url=_ASSETS), sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    assert res.new_cost == total and res.spent == total
+    # Everything is published: a re-run with no budget left creates nothing and says so.
+    with Stubber(client) as stub:
+        res = publish_batch(tasks, client, resolve_endpoint("sandbox"), PublishOptions(
+            assignments=3, budget=total, asset_base_url=_ASSETS), sleep=lambda s: None)
+    assert res.created == [] and res.skipped == keys and res.spent == total
+    assert "0 HITs created, 0 recovered, 4 already published" in res.summary()
+    assert f"committed ${total:.2f}" in res.summary()
+
+
+def test_assignments_below_one_are_refused_before_anything_is_sent(tmp_path):
+    from botocore.stub import Stubber
+
+    tasks = make_tasks_dir(tmp_path)
+    client = _stub_client()
+    for bad in (0, -1):
+        with Stubber(client), pytest.raises(PublishError, match="--assignments must be >= 1"):
+            publish_batch(tasks, client, resolve_endpoint("sandbox"),
+                          PublishOptions(assignments=bad, asset_base_url=_ASSETS))
+    assert not (tasks / "ledger.sqlite").exists() or not Ledger(tasks / "ledger.sqlite").hits()
+
+
+def test_retries_back_off_exponentially_then_give_up():
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from tasks.publish import call_with_retry
+
+    calls = []
+
+    def flaky(**kw):
+        calls.append(kw)
+        raise ClientError({"Error": {"Code": ""}, "ResponseMetadata": {"HTTPStatusCode": 500}},
+                          "CreateHIT")
+
+    flaky.__name__ = "flaky"
+    delays: list[float] = []
+    with pytest.raises(ClientError):
+        call_with_retry(flaky, attempts=4, base_delay=1.0, sleep=delays.append, x=1)
+    assert len(calls) == 4 and calls[0] == {"x": 1}
+    assert len(delays) == 3  # no sleep after the last attempt
+    for i, d in enumerate(delays):
+        assert 0.5 * 2**i <= d <= 2**i
+
+    def status_499(**kw):
+        calls.append(kw)
+        raise ClientError({"Error": {"Code": "Bad"}, "ResponseMetadata": {"HTTPStatusCode": 499}},
+                          "X")
+
+    calls.clear()
+    with pytest.raises(ClientError):
+        call_with_retry(status_499, sleep=delays.append)
+    assert len(calls) == 1  # a 4xx that is not throttling is final
+
+    def offline(**kw):
+        calls.append(kw)
+        if len(calls) < 3:
+            raise EndpointConnectionError(endpoint_url="https://x")
+        return "ok"
+
+    calls.clear()
+    assert call_with_retry(offline, attempts=3, sleep=lambda s: None) == "ok"
+    calls.clear()
+    with pytest.raises(EndpointConnectionError):
+        call_with_retry(offline, attempts=2, sleep=lambda s: None)
