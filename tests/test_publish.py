@@ -596,3 +596,75 @@ def test_retries_back_off_exponentially_then_give_up():
     calls.clear()
     with pytest.raises(EndpointConnectionError):
         call_with_retry(offline, attempts=2, sleep=lambda s: None)
+
+
+def _recover_one(tmp_path, error: dict, *, token: str | None = None, pages=None):
+    """Publish one HIT whose CreateHIT fails with ``error``; ListHITs answers ``pages``."""
+    from botocore.stub import Stubber
+
+    tasks = make_tasks_dir(tmp_path)
+    key = _keys(tasks)[0]
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        batch = ledger.set_meta_default("batch_id", "B7")
+        if token is not None:
+            ledger.mark_pending("sandbox", key, batch_id=batch, token=token, reward="0.10",
+                                max_assignments=3, cost_cents=36)
+    client = _stub_client()
+    with Stubber(client) as stub:
+        stub.add_response("create_hit_type", {"HITTypeId": "HT"}, None)
+        stub.add_client_error("create_hit_with_hit_type", **error)
+        for i, hits in enumerate(pages or []):
+            page = {"NextToken": f"page{i + 1}"} if i < len(pages) - 1 else {}
+            if hits is not None:
+                page["HITs"] = [{"HITId": h, "RequesterAnnotation": f"sparse-probe:B7:{k}"}
+                                for h, k in hits]
+            stub.add_response("list_hits", page, {"MaxResults": 100, **(
+                {"NextToken": f"page{i}"} if i else {})})
+        res = publish_batch(tasks, client, resolve_endpoint("sandbox"),
+                            PublishOptions(asset_base_url=_ASSETS), hit_keys=[key],
+                            sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        return res, key, ledger.hit("sandbox", key)
+
+
+@pytest.mark.parametrize("error", [
+    {"service_error_code": "HitAlreadyExists", "service_message": "duplicate request"},
+    {"service_error_code": "RequestError", "service_message": "The HIT already exists."},
+    {"service_error_code": "RequestError", "service_message": "AWS.MechanicalTurk.HitAlreadyExists"},
+    {"service_error_code": "RequestError", "service_message": "duplicate",
+     "modeled_fields": {"TurkErrorCode": "AWS.MechanicalTurk.HitAlreadyExists"}},
+], ids=["code", "message", "turk-code-in-message", "turk-error-code"])
+def test_already_exists_is_recognised_from_code_message_or_turk_code(tmp_path, error):
+    key = _keys(make_tasks_dir(tmp_path / "probe"))[0]  # the fixture's first HIT key
+    res, _, rec = _recover_one(tmp_path, {"http_status_code": 400, **error}, pages=[
+        None, [("OTHER0000000000000000", "zzz"), ("FOUND0000000000000000", key)]])
+    assert res.recovered == [key] and rec.hit_id == "FOUND0000000000000000"
+
+
+def test_other_create_errors_are_not_taken_for_an_existing_hit(tmp_path):
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError, match="ParameterValidationError"):
+        _recover_one(tmp_path, {"service_error_code": "RequestError",
+                                "service_message": "ParameterValidationError: bad Question",
+                                "http_status_code": 400})
+
+
+def test_hit_id_in_the_message_is_not_confused_with_the_request_token(tmp_path):
+    token = "TOKEN1234567890ABCDEFGHIJ"  # a pending row from an older run, upper case
+    hit = "3AQN9REUTFGXCRWFKSDGEJMOZTAKBY"
+    for message in (f"Token {token} was already used by {hit}; HIT already exists",
+                    f"HIT already exists: {token.lower()} {hit}",
+                    f"HIT already exists (HIT Id: {hit}, token {token})"):
+        _, _, rec = _recover_one(tmp_path / str(len(message)), {
+            "service_error_code": "RequestError", "service_message": message,
+            "http_status_code": 400}, token=token)
+        assert rec.hit_id == hit, message
+
+
+def test_a_short_hit_id_named_in_the_message_is_used(tmp_path):
+    _, _, rec = _recover_one(tmp_path, {
+        "service_error_code": "RequestError", "http_status_code": 400,
+        "service_message": "HIT already exists with HITId: hit-42xyz"})
+    assert rec.hit_id == "hit-42xyz" and rec.state == "created"

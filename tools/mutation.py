@@ -208,7 +208,9 @@ def run_module(spec: dict, defaults: dict, equivalents: dict[str, str], *, max_c
         log = tmp / "mutmut.log"
         if verbose:
             print(f"== {module}: mutmut in {tmp} against {' '.join(tests)}", flush=True)
-        code = _mutmut_run(["run", "--max-children", str(max_children)], tmp, env, log, timeout)
+        patterns = list(spec.get("mutants", []))
+        code = _mutmut_run(["run", "--max-children", str(max_children), *patterns], tmp, env,
+                           log, timeout)
         meta = tmp / "mutants" / (module + ".meta")
         if not meta.is_file():
             tail = log.read_text(errors="replace").replace("\r", "\n")[-2000:]
@@ -218,6 +220,9 @@ def run_module(spec: dict, defaults: dict, equivalents: dict[str, str], *, max_c
 
         # mutmut saves results as it goes, so a run cut short still tells what it checked.
         codes = json.loads(meta.read_text())["exit_code_by_key"]
+        if patterns:  # only the selected functions' mutants count
+            codes = {k: v for k, v in codes.items()
+                     if any(fnmatch.fnmatchcase(k, p) for p in patterns)}
         res.statuses = {k: status_by_exit_code[v] for k, v in codes.items()}
         res.unchecked = sum(v is None for v in codes.values())
         if code is None:
