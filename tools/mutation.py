@@ -178,8 +178,8 @@ def _mutmut_run(args: list[str], cwd: Path, env: dict[str, str], log: Path,
                 proc.wait()
 
 
-def run_module(spec: dict, defaults: dict, equivalents: dict[str, str], *, max_children: int,
-               keep: bool, timeout: float | None, verbose: bool) -> ModuleResult:
+def run_module(spec: dict, defaults: dict, *, max_children: int, keep: bool,
+               timeout: float | None, verbose: bool) -> ModuleResult:
     """Run mutmut on one module in a temporary copy of the working tree."""
     module = spec["path"]
     res = ModuleResult(module, float(spec.get("target", defaults.get("target", 0.9))))
@@ -231,6 +231,7 @@ def run_module(spec: dict, defaults: dict, equivalents: dict[str, str], *, max_c
         elif res.unchecked:
             res.error = f"mutmut exited {code} with {res.unchecked} mutants unchecked"
         res.diffs = _diffs(res.survivors, module, tmp, env)
+        equivalents = load_equivalents().get(module, {})  # read now: it may have been edited
         for name in res.survivors:
             if name in equivalents:
                 res.equivalent[name] = equivalents[name]
@@ -302,12 +303,10 @@ def main(argv: list[str] | None = None) -> int:
         for m in selected:
             print(f"{m['path']}: {' '.join(_test_files(m['tests'], files)) or '(no tests)'}")
         return 0
-    equivalents = load_equivalents()
     results = []
     for spec in selected:
-        r = run_module(spec, defaults, equivalents.get(spec["path"], {}),
-                       max_children=args.max_children, keep=args.keep, timeout=args.timeout,
-                       verbose=True)
+        r = run_module(spec, defaults, max_children=args.max_children, keep=args.keep,
+                       timeout=args.timeout, verbose=True)
         score = "-" if r.score is None else f"{100 * r.score:.1f}%"
         if r.error:
             score += f" ({r.error.splitlines()[0]})"
