@@ -661,6 +661,12 @@ def test_hit_id_in_the_message_is_not_confused_with_the_request_token(tmp_path):
             "service_error_code": "RequestError", "service_message": message,
             "http_status_code": 400}, token=token)
         assert rec.hit_id == hit, message
+    # A token the service echoes in upper case is still the token, not a HIT id.
+    lower = token.lower()
+    _, _, rec = _recover_one(tmp_path / "echo", {
+        "service_error_code": "RequestError", "http_status_code": 400,
+        "service_message": f"HIT already exists: {lower.upper()} {hit}"}, token=lower)
+    assert rec.hit_id == hit
 
 
 def test_a_short_hit_id_named_in_the_message_is_used(tmp_path):
