@@ -674,3 +674,23 @@ def test_a_short_hit_id_named_in_the_message_is_used(tmp_path):
         "service_error_code": "RequestError", "http_status_code": 400,
         "service_message": "HIT already exists with HITId: hit-42xyz"})
     assert rec.hit_id == "hit-42xyz" and rec.state == "created"
+
+
+def test_default_retry_policy_is_six_attempts_from_half_a_second():
+    from botocore.exceptions import ClientError
+
+    from tasks.publish import call_with_retry
+
+    calls = []
+
+    def throttled(**kw):
+        calls.append(kw)
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"},
+                           "ResponseMetadata": {"HTTPStatusCode": 400}}, "CreateHIT")
+
+    delays: list[float] = []
+    with pytest.raises(ClientError, match="slow down"):
+        call_with_retry(throttled, sleep=delays.append)
+    assert len(calls) == 6 and len(delays) == 5
+    for i, d in enumerate(delays):
+        assert 0.25 * 2**i <= d <= 0.5 * 2**i
