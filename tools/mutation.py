@@ -246,7 +246,8 @@ def run_module(spec: dict, defaults: dict, *, max_children: int, keep: bool,
 
 def format_table(results: list[ModuleResult]) -> str:
     """The per-module score table."""
-    head = ("module", "mutants", "killed", "survived", "equivalent", "score", "target", "time")
+    head = ("module", "mutants", "killed", "survived", "(no tests)", "equivalent", "score",
+            "target", "time")
     rows = [head]
     for r in results:
         score = "-" if r.score is None else f"{100 * r.score:.1f}%"
@@ -254,6 +255,7 @@ def format_table(results: list[ModuleResult]) -> str:
             score = f"{score} (partial)" if r.statuses and r.score is not None else "error"
         rows.append((r.path, str(len(r.statuses) - r.unchecked), str(r.killed),
                      str(len(r.survivors)),
+                     str(sum(s == "no tests" for s in r.statuses.values())),
                      str(len(r.equivalent)), score, f"{100 * r.target:.0f}%",
                      f"{r.seconds:.0f} s"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
