@@ -554,7 +554,7 @@ def test_assignments_below_one_are_refused_before_anything_is_sent(tmp_path):
     assert not (tasks / "ledger.sqlite").exists() or not Ledger(tasks / "ledger.sqlite").hits()
 
 
-def test_retries_back_off_exponentially_then_give_up():
+def test_retries_back_off_exponentially_then_give_up(caplog):
     from botocore.exceptions import ClientError, EndpointConnectionError
 
     from tasks.publish import call_with_retry
@@ -568,9 +568,12 @@ def test_retries_back_off_exponentially_then_give_up():
 
     flaky.__name__ = "flaky"
     delays: list[float] = []
-    with pytest.raises(ClientError):
+    with caplog.at_level("WARNING", logger="tasks.publish"), pytest.raises(ClientError):
         call_with_retry(flaky, attempts=4, base_delay=1.0, sleep=delays.append, x=1)
     assert len(calls) == 4 and calls[0] == {"x": 1}
+    # Without an error code the log names the HTTP status.
+    assert [r.getMessage() for r in caplog.records] == [
+        f"500 (flaky); retry {i}/3" for i in (1, 2, 3)]
     assert len(delays) == 3  # no sleep after the last attempt
     for i, d in enumerate(delays):
         assert 0.5 * 2**i <= d <= 2**i
@@ -676,7 +679,7 @@ def test_a_short_hit_id_named_in_the_message_is_used(tmp_path):
     assert rec.hit_id == "hit-42xyz" and rec.state == "created"
 
 
-def test_default_retry_policy_is_six_attempts_from_half_a_second():
+def test_default_retry_policy_is_six_attempts_from_half_a_second(caplog):
     from botocore.exceptions import ClientError
 
     from tasks.publish import call_with_retry
@@ -689,8 +692,10 @@ def test_default_retry_policy_is_six_attempts_from_half_a_second():
                            "ResponseMetadata": {"HTTPStatusCode": 400}}, "CreateHIT")
 
     delays: list[float] = []
-    with pytest.raises(ClientError, match="slow down"):
+    with caplog.at_level("WARNING", logger="tasks.publish"), \
+            pytest.raises(ClientError, match="slow down"):
         call_with_retry(throttled, sleep=delays.append)
+    assert caplog.records[0].getMessage() == "ThrottlingException (throttled); retry 1/5"
     assert len(calls) == 6 and len(delays) == 5
     for i, d in enumerate(delays):
         assert 0.25 * 2**i <= d <= 0.5 * 2**i
