@@ -229,7 +229,10 @@ def run_module(spec: dict, defaults: dict, *, max_children: int, keep: bool,
             res.error = (f"timed out after {timeout:.0f} s with {res.unchecked} of "
                          f"{len(codes)} mutants unchecked (score of the checked ones)")
         elif res.unchecked:
-            res.error = f"mutmut exited {code} with {res.unchecked} mutants unchecked"
+            said = [ln.strip() for ln in log.read_text(errors="replace").replace("\r", "\n")
+                    .splitlines() if ln.strip().startswith(("Stopping", "failed"))]
+            res.error = (f"mutmut exited {code} with {res.unchecked} mutants unchecked"
+                         + (f": {said[0]}" if said else ""))
         res.diffs = _diffs(res.survivors, module, tmp, env)
         equivalents = load_equivalents().get(module, {})  # read now: it may have been edited
         for name in res.survivors:
