@@ -699,3 +699,25 @@ def test_default_retry_policy_is_six_attempts_from_half_a_second(caplog):
     assert len(calls) == 6 and len(delays) == 5
     for i, d in enumerate(delays):
         assert 0.25 * 2**i <= d <= 0.5 * 2**i
+
+
+def test_batch_id_names_the_run_and_tells_directories_and_manifests_apart(tmp_path):
+    import re
+    import shutil
+
+    from tasks.publish import batch_id_for
+
+    a = make_tasks_dir(tmp_path / "my run: #1")
+    bid = batch_id_for(a)
+    assert re.fullmatch(r"my-run-1-[0-9a-f]{10}", bid), bid
+    assert batch_id_for(a) == bid  # stable across runs
+    b = tmp_path / "copy" / "tasks"
+    shutil.copytree(a, b)  # the same manifest elsewhere is another batch
+    assert batch_id_for(b) != bid and batch_id_for(b).startswith("copy-")
+    manifest = a / "manifest.jsonl"
+    manifest.write_text(manifest.read_text() + "\n", encoding="utf-8")
+    assert batch_id_for(a) != bid  # another manifest is another batch
+    long = make_tasks_dir(tmp_path / ("x" * 60))
+    assert re.fullmatch(r"x{40}-[0-9a-f]{10}", batch_id_for(long))
+    odd = make_tasks_dir(tmp_path / "%%%")
+    assert re.fullmatch(r"run-[0-9a-f]{10}", batch_id_for(odd))
