@@ -721,3 +721,60 @@ def test_batch_id_names_the_run_and_tells_directories_and_manifests_apart(tmp_pa
     assert re.fullmatch(r"x{40}-[0-9a-f]{10}", batch_id_for(long))
     odd = make_tasks_dir(tmp_path / "%%%")
     assert re.fullmatch(r"run-[0-9a-f]{10}", batch_id_for(odd))
+
+
+def test_one_assignment_is_allowed_and_each_endpoint_is_published_on_its_own(tmp_path):
+    from botocore.stub import ANY, Stubber
+
+    from tasks.client import ENDPOINTS
+
+    tasks = make_tasks_dir(tmp_path)
+    keys = _keys(tasks)
+    client = _stub_client()
+    opts = PublishOptions(assignments=1, asset_base_url=_ASSETS)  # the boundary: 1 is valid
+    with Stubber(client) as stub:
+        stub.add_response("create_hit_type", {"HITTypeId": "HT"}, None)
+        for i in range(len(keys)):
+            stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": f"S{i}"}}, {
+                "HITTypeId": "HT", "MaxAssignments": 1, "LifetimeInSeconds": ANY,
+                "Question": ANY, "RequesterAnnotation": ANY, "UniqueRequestToken": ANY})
+        res = publish_batch(tasks, client, resolve_endpoint("sandbox"), opts,
+                            sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        batch = ledger.get_meta("batch_id")
+    assert (res.endpoint, res.batch_id, res.created) == ("sandbox", batch, keys)
+    # The sandbox's HITs say nothing about production: all are created there too.
+    import boto3
+
+    prod = boto3.session.Session(aws_access_key_id="AKIDTEST", aws_secret_access_key="s",
+                                 region_name="us-east-1").client(
+        "mturk", endpoint_url=ENDPOINTS["production"])
+    with Stubber(prod) as stub:
+        stub.add_response("create_hit_type", {"HITTypeId": "HTP"}, None)
+        for i in range(len(keys)):
+            stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": f"P{i}"}}, None)
+        res = publish_batch(tasks, prod, resolve_endpoint("production"), opts,
+                            confirm_production=True, sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    assert (res.endpoint, res.created, res.skipped) == ("production", keys, [])
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        assert [h.hit_id for h in ledger.hits("sandbox")] == [f"S{i}" for i in range(len(keys))]
+        assert [h.hit_id for h in ledger.hits("production")] == [
+            f"P{i}" for i in range(len(keys))]
+
+
+def test_refusals_say_exactly_what_to_do(tmp_path):
+    from botocore.stub import Stubber
+
+    tasks = make_tasks_dir(tmp_path)
+    client = _stub_client()
+    with Stubber(client), pytest.raises(
+            PublishError, match=r"^endpoint production spends real money: pass --yes to confirm$"):
+        publish_batch(tasks, client, resolve_endpoint("production"), PublishOptions())
+    with Stubber(client), pytest.raises(PublishError, match=r"^--assignments must be >= 1$"):
+        publish_batch(tasks, client, resolve_endpoint("sandbox"), PublishOptions(assignments=0))
+    with Stubber(client), pytest.raises(PublishError, match=(
+            r"^HIT pages refer to \.\./assets/: pass --asset-base-url \(where tasks/assets/ is "
+            r"served; HTTPS for MTurk\)$")):
+        publish_batch(tasks, client, resolve_endpoint("sandbox"), PublishOptions())
