@@ -6,7 +6,7 @@ comma := ,
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench lint browser postgres clean lock
+.PHONY: demo test test-fast bench lint browser postgres clean lock mutation
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(PY):
 # Every install comes from the lock (exact versions of every package, direct or not), then the
 # project itself without resolving anything again. `make lock` refreshes the lock.
 LOCK := requirements/lock.txt
-EXTRAS := test,bench,hf,glmnet,postgres
+EXTRAS := test,bench,hf,glmnet,postgres,mutation
 
 $(STAMP): pyproject.toml $(LOCK) | $(PY)
 	$(PIP) install --quiet -r $(LOCK)
@@ -67,6 +67,13 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+
+# Mutation testing (tools/mutation.py, mutmut) of the modules that decide verdicts, money, access
+# and math, each against its own tests; not part of `make test`. One module:
+# `make mutation MODULE=tasks/ledger.py`.
+MODULE ?=
+mutation: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) tools/mutation.py $(if $(MODULE),--module $(MODULE))
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

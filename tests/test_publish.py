@@ -367,3 +367,425 @@ def test_review_actions_are_recorded_and_not_repeated(tmp_path):
     with Stubber(client) as stub:
         res2 = review_assignments(tasks, tmp_path / "answers", client, ep, rules)
     assert (res2.approved, res2.rejected, res2.bonuses) == (0, 0, 0)
+
+
+# --------------------------------------------------------------------------- idempotency and
+# money at their boundaries, against botocore's Stubber: an unexpected call fails the test.
+def _stub_client():
+    import boto3
+
+    from tasks.client import ENDPOINTS
+
+    session = boto3.session.Session(aws_access_key_id="AKIDTEST", aws_secret_access_key="s",
+                                    region_name="us-east-1")
+    return session.client("mturk", endpoint_url=ENDPOINTS["sandbox"])
+
+
+def _keys(tasks: Path) -> list[str]:
+    return [r["hit_key"] for r in load_manifest(tasks)]
+
+
+_ASSETS = "https://cdn.example.org/b/"
+
+
+def test_hit_type_is_created_once_and_reused_by_later_runs(tmp_path):
+    from botocore.stub import ANY, Stubber
+
+    tasks = make_tasks_dir(tmp_path)
+    keys = _keys(tasks)
+    client = _stub_client()
+    opts = PublishOptions(assignments=3, asset_base_url=_ASSETS)
+    sandbox = resolve_endpoint("sandbox")
+    with Stubber(client) as stub:
+        stub.add_response("create_hit_type", {"HITTypeId": "HT1"}, None)
+        stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": "H0"}}, None)
+        res = publish_batch(tasks, client, sandbox, opts, hit_keys=keys[:1], sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    assert (res.hit_type_id, res.created) == ("HT1", keys[:1])
+    with Stubber(client) as stub:  # no CreateHITType queued: a second one would fail
+        for i in range(1, len(keys)):
+            stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": f"H{i}"}},
+                              {"HITTypeId": "HT1", "MaxAssignments": 3,
+                               "LifetimeInSeconds": ANY, "Question": ANY,
+                               "RequesterAnnotation": ANY, "UniqueRequestToken": ANY})
+        res = publish_batch(tasks, client, sandbox, opts, sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    assert res.hit_type_id == "HT1"
+    assert res.created == keys[1:] and res.skipped == keys[:1] and res.recovered == []
+    # Other HIT properties are another HIT type.
+    extra = make_tasks_dir(tmp_path / "more")
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        assert ledger.hit_type("sandbox", "nope") is None
+    with Stubber(client) as stub:
+        stub.add_response("create_hit_type", {"HITTypeId": "HT2"}, None)
+        stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": "X0"}}, None)
+        res = publish_batch(extra, client, sandbox, PublishOptions(
+            assignments=3, reward="0.20", asset_base_url=_ASSETS), hit_keys=_keys(extra)[:1],
+            sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    assert res.hit_type_id == "HT2"
+
+
+def test_pending_hit_is_retried_with_its_recorded_token_and_assignments(tmp_path):
+    """A pending row is re-sent exactly as first written down (token, assignments), even when
+    this run's options say otherwise, so the service can refuse a duplicate."""
+    from botocore.stub import ANY, Stubber
+
+    from tasks.ledger import request_token
+
+    tasks = make_tasks_dir(tmp_path)
+    key = _keys(tasks)[0]
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        ledger.set_meta_default("batch_id", "B1")
+        ledger.mark_pending("sandbox", key, batch_id="B1", token="TOKEN-FROM-RUN-1",
+                            reward="0.10", max_assignments=5, cost_cents=60)
+    client = _stub_client()
+    with Stubber(client) as stub:
+        stub.add_response("create_hit_type", {"HITTypeId": "HT"}, None)
+        stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": "H1"}}, {
+            "HITTypeId": "HT", "MaxAssignments": 5, "LifetimeInSeconds": ANY,
+            "Question": ANY, "RequesterAnnotation": f"sparse-probe:B1:{key}",
+            "UniqueRequestToken": "TOKEN-FROM-RUN-1"})
+        res = publish_batch(tasks, client, resolve_endpoint("sandbox"),
+                            PublishOptions(assignments=2, asset_base_url=_ASSETS),
+                            hit_keys=[key], sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    assert res.recovered == [key] and res.created == []
+    assert res.new_cost == 0  # already committed when first written down
+    assert res.spent == Decimal("0.60")
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        rec = ledger.hit("sandbox", key)
+    assert (rec.state, rec.hit_id, rec.hit_type_id, rec.token) == (
+        "created", "H1", "HT", "TOKEN-FROM-RUN-1")
+    assert request_token("B1", "sandbox", key) != "TOKEN-FROM-RUN-1"
+
+
+def test_failed_create_leaves_the_hit_pending_for_the_next_run(tmp_path):
+    from botocore.stub import Stubber
+
+    tasks = make_tasks_dir(tmp_path)
+    keys = _keys(tasks)[:2]
+    client = _stub_client()
+    opts = PublishOptions(assignments=3, asset_base_url=_ASSETS)
+    with Stubber(client) as stub:
+        stub.add_response("create_hit_type", {"HITTypeId": "HT"}, None)
+        stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": "H0"}}, None)
+        stub.add_client_error("create_hit_with_hit_type", "RequestError",
+                              "AWS.MechanicalTurk.InsufficientFunds", 400)
+        with pytest.raises(Exception, match="InsufficientFunds"):
+            publish_batch(tasks, client, resolve_endpoint("sandbox"), opts, hit_keys=keys,
+                          sleep=lambda s: None)
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        assert [(h.hit_key, h.state, h.hit_id) for h in ledger.hits("sandbox")] == [
+            (keys[0], "created", "H0"), (keys[1], "pending", None)]
+        token = ledger.hit("sandbox", keys[1]).token
+    with Stubber(client) as stub:
+        stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": "H1"}}, None)
+        seen = []
+        client.meta.events.register("before-parameter-build.mturk.CreateHITWithHITType",
+                                    lambda params, **kw: seen.append(params["UniqueRequestToken"]))
+        res = publish_batch(tasks, client, resolve_endpoint("sandbox"), opts, hit_keys=keys,
+                            sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    assert seen == [token]
+    assert res.recovered == [keys[1]] and res.skipped == [keys[0]] and res.created == []
+
+
+def test_service_says_exists_without_an_id_then_the_hit_is_found_by_annotation(tmp_path):
+    from botocore.stub import Stubber
+
+    tasks = make_tasks_dir(tmp_path)
+    key = _keys(tasks)[0]
+    client = _stub_client()
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        batch = ledger.set_meta_default("batch_id", "B9")
+    with Stubber(client) as stub:
+        stub.add_response("create_hit_type", {"HITTypeId": "HT"}, None)
+        stub.add_client_error("create_hit_with_hit_type", "RequestError",
+                              "AWS.MechanicalTurk.HitAlreadyExists: the token was used", 400)
+        stub.add_response("list_hits", {"HITs": [
+            {"HITId": "OTHERHIT000000000000", "RequesterAnnotation": "sparse-probe:B9:zzz"},
+            {"HITId": "FOUNDHIT000000000000", "RequesterAnnotation": f"sparse-probe:{batch}:{key}"},
+        ]}, None)
+        res = publish_batch(tasks, client, resolve_endpoint("sandbox"),
+                            PublishOptions(asset_base_url=_ASSETS), hit_keys=[key],
+                            sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    assert res.recovered == [key]
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        assert ledger.hit("sandbox", key).hit_id == "FOUNDHIT000000000000"
+    # Not found anywhere: a clear error, and the row stays pending.
+    tasks2 = make_tasks_dir(tmp_path / "two")
+    with Stubber(client) as stub:
+        stub.add_response("create_hit_type", {"HITTypeId": "HT"}, None)
+        stub.add_client_error("create_hit_with_hit_type", "RequestError",
+                              "AWS.MechanicalTurk.HitAlreadyExists", 400)
+        stub.add_response("list_hits", {"HITs": []}, None)
+        with pytest.raises(PublishError, match="exists but gave no HIT id"):
+            publish_batch(tasks2, client, resolve_endpoint("sandbox"),
+                          PublishOptions(asset_base_url=_ASSETS), hit_keys=[key],
+                          sleep=lambda s: None)
+    with Ledger(tasks2 / "ledger.sqlite") as ledger:
+        assert ledger.hit("sandbox", key).state == "pending"
+
+
+def test_budget_exactly_covering_the_cost_is_enough(tmp_path):
+    from botocore.stub import Stubber
+
+    tasks = make_tasks_dir(tmp_path)
+    keys = _keys(tasks)
+    total = estimate_cost(len(keys), 3, "0.10").total
+    client = _stub_client()
+    with Stubber(client) as stub:
+        stub.add_response("create_hit_type", {"HITTypeId": "HT"}, None)
+        for i in range(len(keys)):
+            stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": f"H{i}"}}, None)
+        res = publish_batch(tasks, client, resolve_endpoint("sandbox"), PublishOptions(
+            assignments=3, budget=total, asset_base_url=_ASSETS), sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    assert res.new_cost == total and res.spent == total
+    # Everything is published: a re-run with no budget left creates nothing and says so.
+    with Stubber(client) as stub:
+        res = publish_batch(tasks, client, resolve_endpoint("sandbox"), PublishOptions(
+            assignments=3, budget=total, asset_base_url=_ASSETS), sleep=lambda s: None)
+    assert res.created == [] and res.skipped == keys and res.spent == total
+    assert "0 HITs created, 0 recovered, 4 already published" in res.summary()
+    assert f"committed ${total:.2f}" in res.summary()
+
+
+def test_assignments_below_one_are_refused_before_anything_is_sent(tmp_path):
+    from botocore.stub import Stubber
+
+    tasks = make_tasks_dir(tmp_path)
+    client = _stub_client()
+    for bad in (0, -1):
+        with Stubber(client), pytest.raises(PublishError, match="--assignments must be >= 1"):
+            publish_batch(tasks, client, resolve_endpoint("sandbox"),
+                          PublishOptions(assignments=bad, asset_base_url=_ASSETS))
+    assert not (tasks / "ledger.sqlite").exists() or not Ledger(tasks / "ledger.sqlite").hits()
+
+
+def test_retries_back_off_exponentially_then_give_up(caplog):
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from tasks.publish import call_with_retry
+
+    calls = []
+
+    def flaky(**kw):
+        calls.append(kw)
+        raise ClientError({"Error": {"Code": ""}, "ResponseMetadata": {"HTTPStatusCode": 500}},
+                          "CreateHIT")
+
+    flaky.__name__ = "flaky"
+    delays: list[float] = []
+    with caplog.at_level("WARNING", logger="tasks.publish"), pytest.raises(ClientError):
+        call_with_retry(flaky, attempts=4, base_delay=1.0, sleep=delays.append, x=1)
+    assert len(calls) == 4 and calls[0] == {"x": 1}
+    # Without an error code the log names the HTTP status.
+    assert [r.getMessage() for r in caplog.records] == [
+        f"500 (flaky); retry {i}/3" for i in (1, 2, 3)]
+    assert len(delays) == 3  # no sleep after the last attempt
+    for i, d in enumerate(delays):
+        assert 0.5 * 2**i <= d <= 2**i
+
+    def status_499(**kw):
+        calls.append(kw)
+        raise ClientError({"Error": {"Code": "Bad"}, "ResponseMetadata": {"HTTPStatusCode": 499}},
+                          "X")
+
+    calls.clear()
+    with pytest.raises(ClientError):
+        call_with_retry(status_499, sleep=delays.append)
+    assert len(calls) == 1  # a 4xx that is not throttling is final
+
+    def offline(**kw):
+        calls.append(kw)
+        if len(calls) < 3:
+            raise EndpointConnectionError(endpoint_url="https://x")
+        return "ok"
+
+    calls.clear()
+    assert call_with_retry(offline, attempts=3, sleep=lambda s: None) == "ok"
+    calls.clear()
+    with pytest.raises(EndpointConnectionError):
+        call_with_retry(offline, attempts=2, sleep=lambda s: None)
+
+
+def _recover_one(tmp_path, error: dict, *, token: str | None = None, pages=None):
+    """Publish one HIT whose CreateHIT fails with ``error``; ListHITs answers ``pages``."""
+    from botocore.stub import Stubber
+
+    tasks = make_tasks_dir(tmp_path)
+    key = _keys(tasks)[0]
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        batch = ledger.set_meta_default("batch_id", "B7")
+        if token is not None:
+            ledger.mark_pending("sandbox", key, batch_id=batch, token=token, reward="0.10",
+                                max_assignments=3, cost_cents=36)
+    client = _stub_client()
+    with Stubber(client) as stub:
+        stub.add_response("create_hit_type", {"HITTypeId": "HT"}, None)
+        stub.add_client_error("create_hit_with_hit_type", **error)
+        for i, hits in enumerate(pages or []):
+            page = {"NextToken": f"page{i + 1}"} if i < len(pages) - 1 else {}
+            if hits is not None:
+                page["HITs"] = [{"HITId": h, "RequesterAnnotation": f"sparse-probe:B7:{k}"}
+                                for h, k in hits]
+            stub.add_response("list_hits", page, {"MaxResults": 100, **(
+                {"NextToken": f"page{i}"} if i else {})})
+        res = publish_batch(tasks, client, resolve_endpoint("sandbox"),
+                            PublishOptions(asset_base_url=_ASSETS), hit_keys=[key],
+                            sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        return res, key, ledger.hit("sandbox", key)
+
+
+@pytest.mark.parametrize("error", [
+    {"service_error_code": "HitAlreadyExists", "service_message": "duplicate request"},
+    {"service_error_code": "RequestError", "service_message": "The HIT already exists."},
+    {"service_error_code": "RequestError", "service_message": "AWS.MechanicalTurk.HitAlreadyExists"},
+    {"service_error_code": "RequestError", "service_message": "duplicate",
+     "modeled_fields": {"TurkErrorCode": "AWS.MechanicalTurk.HitAlreadyExists"}},
+], ids=["code", "message", "turk-code-in-message", "turk-error-code"])
+def test_already_exists_is_recognised_from_code_message_or_turk_code(tmp_path, error):
+    key = _keys(make_tasks_dir(tmp_path / "probe"))[0]  # the fixture's first HIT key
+    res, _, rec = _recover_one(tmp_path, {"http_status_code": 400, **error}, pages=[
+        None, [("OTHER0000000000000000", "zzz"), ("FOUND0000000000000000", key)]])
+    assert res.recovered == [key] and rec.hit_id == "FOUND0000000000000000"
+
+
+def test_other_create_errors_are_not_taken_for_an_existing_hit(tmp_path):
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError, match="ParameterValidationError"):
+        _recover_one(tmp_path, {"service_error_code": "RequestError",
+                                "service_message": "ParameterValidationError: bad Question",
+                                "http_status_code": 400})
+
+
+def test_hit_id_in_the_message_is_not_confused_with_the_request_token(tmp_path):
+    token = "TOKEN1234567890ABCDEFGHIJ"  # a pending row from an older run, upper case
+    hit = "3AQN9REUTFGXCRWFKSDGEJMOZTAKBY"
+    for message in (f"Token {token} was already used by {hit}; HIT already exists",
+                    f"HIT already exists: {token.lower()} {hit}",
+                    f"HIT already exists (HIT Id: {hit}, token {token})"):
+        _, _, rec = _recover_one(tmp_path / str(len(message)), {
+            "service_error_code": "RequestError", "service_message": message,
+            "http_status_code": 400}, token=token)
+        assert rec.hit_id == hit, message
+    # A token the service echoes in upper case is still the token, not a HIT id.
+    lower = token.lower()
+    _, _, rec = _recover_one(tmp_path / "echo", {
+        "service_error_code": "RequestError", "http_status_code": 400,
+        "service_message": f"HIT already exists: {lower.upper()} {hit}"}, token=lower)
+    assert rec.hit_id == hit
+
+
+def test_a_short_hit_id_named_in_the_message_is_used(tmp_path):
+    _, _, rec = _recover_one(tmp_path, {
+        "service_error_code": "RequestError", "http_status_code": 400,
+        "service_message": "HIT already exists with HITId: hit-42xyz"})
+    assert rec.hit_id == "hit-42xyz" and rec.state == "created"
+
+
+def test_default_retry_policy_is_six_attempts_from_half_a_second(caplog):
+    from botocore.exceptions import ClientError
+
+    from tasks.publish import call_with_retry
+
+    calls = []
+
+    def throttled(**kw):
+        calls.append(kw)
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"},
+                           "ResponseMetadata": {"HTTPStatusCode": 400}}, "CreateHIT")
+
+    delays: list[float] = []
+    with caplog.at_level("WARNING", logger="tasks.publish"), \
+            pytest.raises(ClientError, match="slow down"):
+        call_with_retry(throttled, sleep=delays.append)
+    assert caplog.records[0].getMessage() == "ThrottlingException (throttled); retry 1/5"
+    assert len(calls) == 6 and len(delays) == 5
+    for i, d in enumerate(delays):
+        assert 0.25 * 2**i <= d <= 0.5 * 2**i
+
+
+def test_batch_id_names_the_run_and_tells_directories_and_manifests_apart(tmp_path):
+    import re
+    import shutil
+
+    from tasks.publish import batch_id_for
+
+    a = make_tasks_dir(tmp_path / "my run: #1")
+    bid = batch_id_for(a)
+    assert re.fullmatch(r"my-run-1-[0-9a-f]{10}", bid), bid
+    assert batch_id_for(a) == bid  # stable across runs
+    b = tmp_path / "copy" / "tasks"
+    shutil.copytree(a, b)  # the same manifest elsewhere is another batch
+    assert batch_id_for(b) != bid and batch_id_for(b).startswith("copy-")
+    manifest = a / "manifest.jsonl"
+    manifest.write_text(manifest.read_text() + "\n", encoding="utf-8")
+    assert batch_id_for(a) != bid  # another manifest is another batch
+    long = make_tasks_dir(tmp_path / ("x" * 60))
+    assert re.fullmatch(r"x{40}-[0-9a-f]{10}", batch_id_for(long))
+    odd = make_tasks_dir(tmp_path / "%%%")
+    assert re.fullmatch(r"run-[0-9a-f]{10}", batch_id_for(odd))
+
+
+def test_one_assignment_is_allowed_and_each_endpoint_is_published_on_its_own(tmp_path):
+    from botocore.stub import ANY, Stubber
+
+    from tasks.client import ENDPOINTS
+
+    tasks = make_tasks_dir(tmp_path)
+    keys = _keys(tasks)
+    client = _stub_client()
+    opts = PublishOptions(assignments=1, asset_base_url=_ASSETS)  # the boundary: 1 is valid
+    with Stubber(client) as stub:
+        stub.add_response("create_hit_type", {"HITTypeId": "HT"}, None)
+        for i in range(len(keys)):
+            stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": f"S{i}"}}, {
+                "HITTypeId": "HT", "MaxAssignments": 1, "LifetimeInSeconds": ANY,
+                "Question": ANY, "RequesterAnnotation": ANY, "UniqueRequestToken": ANY})
+        res = publish_batch(tasks, client, resolve_endpoint("sandbox"), opts,
+                            sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        batch = ledger.get_meta("batch_id")
+    assert (res.endpoint, res.batch_id, res.created) == ("sandbox", batch, keys)
+    # The sandbox's HITs say nothing about production: all are created there too.
+    import boto3
+
+    prod = boto3.session.Session(aws_access_key_id="AKIDTEST", aws_secret_access_key="s",
+                                 region_name="us-east-1").client(
+        "mturk", endpoint_url=ENDPOINTS["production"])
+    with Stubber(prod) as stub:
+        stub.add_response("create_hit_type", {"HITTypeId": "HTP"}, None)
+        for i in range(len(keys)):
+            stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": f"P{i}"}}, None)
+        res = publish_batch(tasks, prod, resolve_endpoint("production"), opts,
+                            confirm_production=True, sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+    assert (res.endpoint, res.created, res.skipped) == ("production", keys, [])
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        assert [h.hit_id for h in ledger.hits("sandbox")] == [f"S{i}" for i in range(len(keys))]
+        assert [h.hit_id for h in ledger.hits("production")] == [
+            f"P{i}" for i in range(len(keys))]
+
+
+def test_refusals_say_exactly_what_to_do(tmp_path):
+    from botocore.stub import Stubber
+
+    tasks = make_tasks_dir(tmp_path)
+    client = _stub_client()
+    with Stubber(client), pytest.raises(
+            PublishError, match=r"^endpoint production spends real money: pass --yes to confirm$"):
+        publish_batch(tasks, client, resolve_endpoint("production"), PublishOptions())
+    with Stubber(client), pytest.raises(PublishError, match=r"^--assignments must be >= 1$"):
+        publish_batch(tasks, client, resolve_endpoint("sandbox"), PublishOptions(assignments=0))
+    with Stubber(client), pytest.raises(PublishError, match=(
+            r"^HIT pages refer to \.\./assets/: pass --asset-base-url \(where tasks/assets/ is "
+            r"served; HTTPS for MTurk\)$")):
+        publish_batch(tasks, client, resolve_endpoint("sandbox"), PublishOptions())

@@ -1,0 +1,39 @@
+"""The mutation-testing configuration stays consistent with the tree (tools/mutation.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _driver():
+    spec = importlib.util.spec_from_file_location("mutation_driver", ROOT / "tools" / "mutation.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_configured_module_exists_and_has_test_patterns():
+    defaults, modules = _driver().load_config()
+    assert 0 < defaults["target"] <= 1
+    paths = [m["path"] for m in modules]
+    assert len(paths) == len(set(paths))
+    for m in modules:
+        assert (ROOT / m["path"]).is_file(), m["path"]
+        assert all(p.startswith("tests/") for p in m["tests"]), m
+
+
+def test_equivalent_mutants_name_a_configured_module_and_give_a_reason():
+    driver = _driver()
+    _, modules = driver.load_config()
+    configured = {m["path"] for m in modules}
+    for module, entries in driver.load_equivalents().items():
+        assert module in configured, module
+        dotted = module.removesuffix(".py").replace("/", ".")
+        for name, reason in entries.items():
+            assert name.startswith(dotted + ".x"), name
+            assert len(reason) > 10, name
