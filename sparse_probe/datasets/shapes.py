@@ -69,7 +69,7 @@ MARK_COLOR: tuple[int, int, int] = (255, 0, 255)
 #: Colour of the border stripe (saturated and bright: objects are dark, backgrounds greyish).
 STRIPE_COLOR: tuple[int, int, int] = (255, 190, 0)
 #: RGB shift of a tinted background (green; backgrounds vary by at most +-22 per channel).
-TINT_SHIFT: tuple[float, float, float] = (-40.0, 30.0, -40.0)
+TINT_SHIFT: tuple[float, float, float] = (-60.0, 30.0, -60.0)
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 _CHUNK = 512
 
