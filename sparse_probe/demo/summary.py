@@ -91,8 +91,9 @@ def summarize_run(run: Path) -> dict[str, Any]:
     cues = []
     for cue in _planted_cues(run):
         truth = f"spurious:{cue['kind']}"
+        region = "identity" if cue["kind"] == "identity" else cue["cue"]  # evidence's name
         shown = [r for r in rows if r["truth"] == truth and not r.get("is_gold")
-                 and dominant.get(r.get("hit_key", ""), cue["cue"]) == cue["cue"]]
+                 and dominant.get(r.get("hit_key", ""), region) == region]
         hits = [r for r in shown if r["verdict"] == "spurious"]
         if hits:
             status, note = "found", (f"flagged {len(hits)} of {len(shown)} features whose "
