@@ -397,12 +397,12 @@ def _gold_specs(user_gold: Mapping[str, Mapping[str, str]], gold_path: Path,
         if key in keys:
             raise BuildError(f"{gold_path}: {key} is a HIT under audit; gold items must be "
                              f"features outside the audited ones (e.g. "
-                             f"{prefix}-c00-f{d - 1:04d}-gold for feature {d - 1} of class 0)")
+                             f"{prefix}-c00-f{d - 1:04d}-extra for feature {d - 1} of class 0)")
         m = _GOLD_KEY.match(key)
         if m is None or m.group(1) != prefix:
             raise BuildError(f"{gold_path}: gold key {key!r} is not {prefix}-cCC-fFFFF-NAME (the "
                              f"class and feature of a known-answer item, e.g. "
-                             f"{prefix}-c00-f{d - 1:04d}-gold)")
+                             f"{prefix}-c00-f{d - 1:04d}-extra)")
         c, f = int(m.group(2)), int(m.group(3))
         if not 0 <= c < n_classes or not 0 <= f < d:
             raise BuildError(f"{gold_path}: gold key {key!r}: class {c} or feature {f} out of "
@@ -593,8 +593,9 @@ def build_tasks(
     gold_file : path, optional
         JSON ``{hit_key: {"shared", "pattern"}}`` (or a list of such objects with ``hit_key``):
         researcher-labelled gold items, each key ``PREFIX-cCC-fFFFF-NAME`` naming a class and a
-        feature outside the audit (e.g. ``img-c00-f0123-gold``); an audited HIT or feature is
-        refused. When given, exactly these are the gold HITs and ``gold_share`` is ignored.
+        feature outside the audit (e.g. ``img-c00-f0123-extra``; workers see the key, so it
+        should not say "gold"); an audited HIT or feature is refused. When given, exactly
+        these are the gold HITs and ``gold_share`` is ignored.
     device : str or torch.device, optional
         Where models run (``"cuda"`` for GPU); CPU by default.
     seed : int
