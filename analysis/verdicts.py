@@ -13,6 +13,10 @@ Rules (applied per HIT, i.e. per (class, feature, layer)):
    ``kind`` = the value's spurious kind (``background``, ``mark``, ``identity``; a value
    without one -> ``other``).
 
+Gold HITs (``is_gold``: known-answer items that score workers) get no verdict: a finding must
+never rest on one. They are left out unless ``include_gold`` asks for them (to show the crowd's
+answers to gold apart from the verdicts); :func:`findings` never returns one.
+
 ``confidence`` is the verdict's posterior (product of the ``shared`` and ``pattern`` posteriors for
 core/spurious) and ``self_confidence`` the workers' mean self-rated confidence (1-5).
 """
@@ -42,6 +46,7 @@ __all__ = [
     "SPURIOUS_KINDS",
     "VERDICTS",
     "compute_verdicts",
+    "findings",
     "rank_descriptions",
     "truth_matches",
 ]
@@ -125,8 +130,9 @@ def compute_verdicts(
     min_posterior: float = 0.6,
     n_quotes: int = 3,
     schema: QuestionSchema | None = None,
+    include_gold: bool = False,
 ) -> pd.DataFrame:
-    """One verdict per HIT of the manifest.
+    """One verdict per audited HIT of the manifest (gold HITs only with ``include_gold``).
 
     Parameters
     ----------
@@ -144,11 +150,14 @@ def compute_verdicts(
         Descriptions kept per HIT (most representative first).
     schema : QuestionSchema, optional
         What the answers mean (default: the built-in schema).
+    include_gold : bool
+        Also return the gold HITs (``is_gold`` True), judged like the others; they are
+        known-answer items, never findings (see :func:`findings`).
 
     Returns
     -------
     DataFrame
-        One row per manifest HIT: the manifest fields plus ``verdict, kind, shared, pattern,
+        One row per manifest HIT (but gold ones, unless ``include_gold``): the manifest fields plus ``verdict, kind, shared, pattern,
         shared_posterior, pattern_posterior, confidence, votes_shared, votes_pattern,
         shared_mv, pattern_mv, n_workers, self_confidence, quotes, truth_match``. The
         ``shared`` / ``pattern`` columns hold the presence and pattern questions' labels
@@ -171,6 +180,8 @@ def compute_verdicts(
         c["v"] = pd.to_numeric(c["answer"], errors="coerce")
         conf = c.groupby("hit_key")["v"].mean()
     for _, m in manifest.iterrows():
+        if _is_gold(m.get("is_gold")) and not include_gold:
+            continue  # a known-answer item: it scores workers, it is never a finding
         key = m["hit_key"]
         has = key in aggregated.index and int(aggregated.loc[key, "n_workers"]) > 0
         ag = aggregated.loc[key] if has else None
@@ -208,7 +219,7 @@ def compute_verdicts(
             "hit_key": key, "class": int(m["class"]), "class_name": m["class_name"],
             "feature": m["feature"], "weight": float(m["weight"]) if m["weight"] is not None
             else np.nan, "rank": m["rank"], "layer": m["layer"], "kind_of_data": m["kind"],
-            "is_gold": bool(m["is_gold"]), "verdict": verdict, "kind": kind,
+            "is_gold": _is_gold(m.get("is_gold")), "verdict": verdict, "kind": kind,
             "shared": None if ag is None else ag.get(presence),
             "pattern": None if ag is None else ag.get(pattern),
             "shared_posterior": np.nan if ag is None else ag.get(f"{presence}_posterior"),
@@ -223,4 +234,23 @@ def compute_verdicts(
             "quotes": quotes, "truth": truth, "truth_match": truth_matches(verdict, kind, truth),
             "assets": m.get("assets") if isinstance(m.get("assets"), dict) else {},
         })
+    if not rows:
+        return pd.DataFrame(columns=["hit_key", "class", "class_name", "feature", "layer",
+                                     "is_gold", "verdict", "kind", "truth", "truth_match"])
     return pd.DataFrame(rows)
+
+
+def _is_gold(value: object) -> bool:
+    """A manifest ``is_gold`` value as a bool (missing or NaN: not gold)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return False
+    return bool(value)
+
+
+def findings(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :func:`compute_verdicts` output that are findings: judged ``spurious`` and
+    not a gold HIT (a finding never rests on a known-answer item)."""
+    if not len(verdicts):
+        return verdicts
+    gold = verdicts["is_gold"].map(_is_gold) if "is_gold" in verdicts else False
+    return verdicts[(verdicts["verdict"] == SPURIOUS) & ~gold]

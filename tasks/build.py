@@ -6,7 +6,10 @@ feature) its evidence (top-activating examples, heatmaps or token attributions, 
 visualization, word clouds) into ``assets/``, one page per HIT into ``hits/``, the manifest
 (``manifest.jsonl``, fields per docs/contracts.md), ``template.html`` + ``batch.csv`` for
 MTurk's requester website, and ``questions.json``: the question schema the pages ask
-(:mod:`sparse_probe.questions`), which the server and the report read back. Output is deterministic for a seed and written atomically.
+(:mod:`sparse_probe.questions`), which the server and the report read back. Gold
+(known-answer) HITs, which score workers, show features outside the audit (never a feature
+whose verdict is being decided) and look like the others. Output is deterministic for a seed
+and written atomically.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import zlib
@@ -104,6 +108,7 @@ class HitSpec:
     cloud: Markup = field(default_factory=Markup)
     words: dict[str, float] = field(default_factory=dict)
     heat_empty: bool = False
+    gold_candidate: bool = False  # a feature outside the audit, rendered to become a gold item
 
     def record(self) -> dict[str, Any]:
         """The manifest line (docs/contracts.md, tasks/)."""
@@ -342,14 +347,16 @@ def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
         cloud_png(h.words, assets / f"{h.hit_key}-cloud.png")
         h.assets["examples"] = f"assets/{h.hit_key}-examples.html"
         h.assets["cloud"] = f"assets/{h.hit_key}-cloud.png"
-        top = max(h.words.values(), default=0.0)
-        acc = class_words.setdefault(h.cls, {})
-        for w, v in h.words.items():
-            acc[w] = acc.get(w, 0.0) + abs(h.weight) * v / top
         if src.token_kinds is not None:
             kinds = [src.token_kinds[i] for i in h.examples]
             h.evidence = text_evidence(attrs, kinds, src.class_word_kinds)
             h.truth = truth_from_evidence(h.evidence, {"identity": "identity"})
+        top = max(h.words.values(), default=0.0)
+        if h.gold_candidate:  # the class cloud shows the audited features' words only
+            continue
+        acc = class_words.setdefault(h.cls, {})
+        for w, v in h.words.items():
+            acc[w] = acc.get(w, 0.0) + abs(h.weight) * v / top
     clouds = {}
     for c, words in class_words.items():
         name = f"class-c{c:02d}-cloud.png"
@@ -364,31 +371,102 @@ def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
 # --------------------------------------------------------------------------- gold + output
 
 
-def _assign_gold(hits: list[HitSpec], share: float, seed: int,
+_GOLD_KEY = re.compile(r"^(img|txt)-c(\d{1,4})-f(\d{1,6})-[A-Za-z0-9_]+$")
+
+
+def _gold_specs(user_gold: Mapping[str, Mapping[str, str]], gold_path: Path,
+                audited: list[HitSpec], n_classes: int, d: int,
+                entries: list[tuple[str, dict]]) -> list[tuple[str, int, int, float, int, str]]:
+    """Researcher-labelled gold items: (hit_key, class, feature, weight, rank, layer) per key
+    of the gold file, each a feature outside the audited ones.
+
+    Raises
+    ------
+    BuildError
+        A key names a HIT under audit or an audited feature, is not ``PREFIX-cCC-fFFFF-NAME``,
+        or names a class or feature out of range.
+    """
+    keys = {h.hit_key for h in audited}
+    feats = {h.feature for h in audited}
+    prefix = audited[0].hit_key.split("-", 1)[0]
+    known: dict[tuple[int, int], tuple[dict, str]] = {}
+    for lay, e in entries:  # the sparse layer's entry first
+        known.setdefault((e["class"], e["feature"]), (e, lay))
+    out = []
+    for key in user_gold:
+        if key in keys:
+            raise BuildError(f"{gold_path}: {key} is a HIT under audit; gold items must be "
+                             f"features outside the audited ones (e.g. "
+                             f"{prefix}-c00-f{d - 1:04d}-extra for feature {d - 1} of class 0)")
+        m = _GOLD_KEY.match(key)
+        if m is None or m.group(1) != prefix:
+            raise BuildError(f"{gold_path}: gold key {key!r} is not {prefix}-cCC-fFFFF-NAME (the "
+                             f"class and feature of a known-answer item, e.g. "
+                             f"{prefix}-c00-f{d - 1:04d}-extra)")
+        c, f = int(m.group(2)), int(m.group(3))
+        if not 0 <= c < n_classes or not 0 <= f < d:
+            raise BuildError(f"{gold_path}: gold key {key!r}: class {c} or feature {f} out of "
+                             f"range ({n_classes} classes, d = {d})")
+        if f in feats:
+            raise BuildError(f"{gold_path}: gold key {key!r}: feature {f} is under audit; gold "
+                             "items must be features outside the audited ones")
+        e, lay = known.get((c, f), ({"weight": 1.0, "rank": 0}, "gold"))
+        out.append((key, c, f, float(e["weight"]), int(e["rank"]), lay))
+    return out
+
+
+def _gold_candidates(probe: Mapping, probe_path: Path, audited: list[HitSpec],
+                     share: float) -> list[tuple[str, dict]]:
+    """(layer, top-feature entry) of features outside the audit that may become gold items:
+    top features of the probe's layers (sparse first) whose feature index no audited HIT
+    shows, of classes that have audited HITs, best ranked first; at most three per gold item
+    wanted (``round(share * len(audited))``, at least one)."""
+    if share <= 0 or not audited:
+        return []
+    n_gold = max(1, round(share * len(audited)))
+    feats = {h.feature for h in audited}
+    classes = {h.cls for h in audited}
+    seen: set[int] = set()
+    cands = []
+    tops = probe.get("top_features") or {}
+    for lay in LAYERS:
+        if lay not in tops:
+            continue
+        for e in _top_entries(probe, probe_path, lay, 10**6):
+            if e["feature"] in feats or e["feature"] in seen or e["class"] not in classes:
+                continue
+            seen.add(e["feature"])
+            cands.append((lay, e))
+    cands.sort(key=lambda le: (le[1]["rank"], LAYERS.index(le[0]), le[1]["class"]))
+    return cands[: 3 * n_gold]
+
+
+def _assign_gold(hits: list[HitSpec], cands: list[HitSpec], share: float, seed: int,
                  user_gold: Mapping[str, Mapping[str, str]] | None,
-                 questions: QuestionSchema) -> None:
+                 questions: QuestionSchema) -> list[HitSpec]:
+    """The gold HITs among ``cands`` (features outside the audit, evidence rendered): those of
+    the gold file with its answers, else ``round(share * len(hits))`` (at least one) chosen
+    from the candidates whose answer is clear from the built-in ground truth. Audited HITs are
+    never gold."""
     if user_gold is not None:
-        known = {h.hit_key for h in hits}
-        unknown = sorted(set(user_gold) - known)
-        if unknown:
-            raise BuildError(f"gold file names HITs that this build does not make: {unknown[:5]}")
-        for h in hits:
-            if h.hit_key in user_gold:
-                h.is_gold, h.gold = True, dict(user_gold[h.hit_key])
-        return
+        for h in cands:
+            h.is_gold, h.gold = True, dict(user_gold[h.hit_key])
+        return cands
     if share <= 0 or not hits:
-        return
-    clear = [h for h in hits if h.truth is not None and h.truth != "none"
+        return []
+    clear = [h for h in cands if h.truth is not None and h.truth != "none"
              and dominant_share(h.evidence)[1] >= GOLD_MIN_SHARE
              and questions.gold_for_truth(h.truth, h.kind) is not None]
-    n_gold = min(len(clear), max(1, round(share * len(hits))))
     if not clear:
-        logger.warning("no HIT has a clear ground truth: no gold HITs")
-        return
+        logger.warning("no feature outside the audit has a clear ground truth: no gold HITs "
+                       "(give researcher-labelled ones with a gold file)")
+        return []
+    n_gold = min(len(clear), max(1, round(share * len(hits))))
     rng = np.random.default_rng(seed)
-    for i in sorted(rng.choice(len(clear), size=n_gold, replace=False)):
-        clear[i].is_gold, clear[i].gold = True, questions.gold_for_truth(clear[i].truth,
-                                                                         clear[i].kind)
+    chosen = [clear[i] for i in sorted(rng.choice(len(clear), size=n_gold, replace=False))]
+    for h in chosen:
+        h.is_gold, h.gold = True, questions.gold_for_truth(h.truth, h.kind)
+    return chosen
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -507,10 +585,17 @@ def build_tasks(
     layer : {"sparse", "dense", "both"}
         Which decision layer's top features get HITs.
     gold_share : float
-        Share of HITs made gold from built-in ground truth (HITs with a clear truth only).
+        Gold (known-answer) HITs to add, as a share of the audited HITs (at least one when
+        above 0). They show features *outside* the audit, never an audited feature: the
+        probe's next-ranked top features (sparse, then dense) whose feature no audited HIT
+        shows, made gold where the built-in ground truth gives a clear answer (datasets
+        without masks get none; use a gold file).
     gold_file : path, optional
-        JSON ``{hit_key: {"shared", "pattern"}}`` (or a list of such objects with ``hit_key``);
-        when given, exactly these HITs are gold and ``gold_share`` is ignored.
+        JSON ``{hit_key: {"shared", "pattern"}}`` (or a list of such objects with ``hit_key``):
+        researcher-labelled gold items, each key ``PREFIX-cCC-fFFFF-NAME`` naming a class and a
+        feature outside the audit (e.g. ``img-c00-f0123-extra``; workers see the key, so it
+        should not say "gold"); an audited HIT or feature is refused. When given, exactly
+        these are the gold HITs and ``gold_share`` is ignored.
     device : str or torch.device, optional
         Where models run (``"cuda"`` for GPU); CPU by default.
     seed : int
@@ -592,22 +677,42 @@ def build_tasks(
     dev = torch.device(device) if device is not None else torch.device("cpu")
     layers = LAYERS if layer == "both" else (layer,)
     prefix = "img" if kind == "image" else "txt"
+    class_names = list(meta.get("classes") or [])
+
+    def make_hit(key: str, lay: str, e: Mapping[str, Any]) -> HitSpec:
+        if not 0 <= e["feature"] < X.shape[1]:
+            raise BuildError(f"{probe_path}: feature {e['feature']} out of range "
+                             f"(d = {X.shape[1]})")
+        direction = direction_for(e["weight"])
+        idx = top_k(np.asarray(X[:, e["feature"]]), n_examples, direction)
+        return HitSpec(
+            hit_key=key, kind=kind, layer=lay, cls=e["class"], class_name=e["class_name"],
+            feature=e["feature"], weight=e["weight"], rank=e["rank"], direction=direction,
+            examples=idx, example_ids=[str(ids[i]) for i in idx],
+            attention=str(int(_hit_rng(seed, key).integers(1, 10))))
+
     hits: list[HitSpec] = []
     for lay in layers:
         for e in _top_entries(probe, probe_path, lay, k_features):
-            if not 0 <= e["feature"] < X.shape[1]:
-                raise BuildError(f"{probe_path}: feature {e['feature']} out of range "
-                                 f"(d = {X.shape[1]})")
-            key = f"{prefix}-c{e['class']:02d}-f{e['feature']:04d}-{lay}"
-            direction = direction_for(e["weight"])
-            idx = top_k(np.asarray(X[:, e["feature"]]), n_examples, direction)
-            hits.append(HitSpec(
-                hit_key=key, kind=kind, layer=lay, cls=e["class"], class_name=e["class_name"],
-                feature=e["feature"], weight=e["weight"], rank=e["rank"], direction=direction,
-                examples=idx, example_ids=[str(ids[i]) for i in idx],
-                attention=str(int(_hit_rng(seed, key).integers(1, 10)))))
+            hits.append(make_hit(f"{prefix}-c{e['class']:02d}-f{e['feature']:04d}-{lay}", lay, e))
     if not hits:
         raise BuildError(f"{probe_path}: no non-zero top features for layer {layer!r}")
+    # gold items: features outside the audit (never a feature whose verdict is being decided)
+    names = {h.cls: h.class_name for h in hits}
+    if user_gold is not None:
+        entries = [(lay, e) for lay in LAYERS if lay in (probe.get("top_features") or {})
+                   for e in _top_entries(probe, probe_path, lay, 10**6)]
+        n_classes = max(len(class_names), max(names) + 1)
+        cands = [make_hit(key, lay, {"class": c, "class_name": names.get(c) or (
+                    class_names[c] if c < len(class_names) else str(c)), "feature": f,
+                    "weight": w, "rank": r})
+                 for key, c, f, w, r, lay in _gold_specs(user_gold, Path(gold_file or ""),
+                                                         hits, n_classes, X.shape[1], entries)]
+    else:
+        cands = [make_hit(f"{prefix}-c{e['class']:02d}-f{e['feature']:04d}-{lay}", lay, e)
+                 for lay, e in _gold_candidates(probe, probe_path, hits, gold_share)]
+    for h in cands:
+        h.gold_candidate = True
 
     if source is None:
         try:
@@ -636,14 +741,20 @@ def build_tasks(
         class_clouds: dict[int, Markup] = {}
         class_texts: dict[int, list[str]] = {}
         if kind == "image":
-            _render_image_assets(src, hits, stage, dev, seed, fvis_steps, fvis_size,
+            _render_image_assets(src, hits + cands, stage, dev, seed, fvis_steps, fvis_size,
                                  n_class_examples, labels, heat_floor, heat_refine, progress)
         else:
-            class_clouds = _render_text_assets(src, hits, stage, progress)
-            for c in {h.cls for h in hits}:
+            class_clouds = _render_text_assets(src, hits + cands, stage, progress)
+            for c in {h.cls for h in hits + cands}:
                 idx = np.flatnonzero(labels == c)[: min(3, n_class_examples)]
                 class_texts[c] = [src.texts[i] for i in idx]
-        _assign_gold(hits, gold_share, seed, user_gold, questions)
+        gold = _assign_gold(hits, cands, gold_share, seed, user_gold, questions)
+        for h in cands:  # candidates not chosen leave no trace
+            if not h.is_gold:
+                for rel in set(h.assets.values()) - {a for g in hits + gold
+                                                     for a in g.assets.values()}:
+                    (stage / rel).unlink(missing_ok=True)
+        hits = hits + gold
         for h in hits:
             page = render_hit(
                 kind=kind, hit_key=h.hit_key, class_name=h.class_name, direction=h.direction,

@@ -17,6 +17,13 @@ Worker kinds:
 - *noisy*: the same with a lower ``p`` (default 0.6).
 - *spammer*: random options, or always the first option ("constant").
 
+Simulated workers can only answer what the evidence lets them see: a HIT without ``evidence``
+(data without ground-truth masks, e.g. a user's own dataset) would get "unsure" or guesses.
+:func:`simulate_crowd` therefore refuses a manifest with such HITs (:class:`BlindCrowdError`)
+unless ``allow_blind``; then the workers' ids start with ``SIMBLIND`` and
+``simulation.json`` in the tasks directory records ``"source": "simulated-blind"``, so every
+answer is recognisably a blind simulation, never a judgement.
+
 Turns are scheduled in rounds (every worker tries one HIT per round, ``concurrency`` at a time)
 until a round submits nothing, i.e. every HIT has all its assignments.
 """
@@ -53,6 +60,9 @@ from sparse_probe.questions import (
 from sparse_probe.rundir import read_manifest
 
 __all__ = [
+    "BLIND_SOURCE",
+    "SIMULATED_SOURCE",
+    "BlindCrowdError",
     "SimulationResult",
     "WorkerProfile",
     "choose_answers",
@@ -65,7 +75,16 @@ log = logging.getLogger(__name__)
 
 #: words in a planted cue's name -> the spurious kind it is (sparse_probe.questions.SPURIOUS_KINDS)
 _CUE_KINDS = {"watermark": "mark", "mark": "mark", "logo": "mark", "corner": "mark",
-              "texture": "background", "background": "background", "identity": "identity"}
+              "stripe": "mark", "texture": "background", "background": "background",
+              "tint": "background", "identity": "identity"}
+#: ``source`` recorded in ``simulation.json``: workers read the ground-truth evidence / did not.
+SIMULATED_SOURCE = "simulated"
+BLIND_SOURCE = "simulated-blind"
+SIMULATION_RECORD = "simulation.json"
+
+
+class BlindCrowdError(ValueError):
+    """HITs without ground-truth evidence: simulated workers cannot see what they show."""
 
 
 @dataclass(frozen=True)
@@ -88,12 +107,21 @@ class SimulationResult:
     refused: int = 0
     per_worker: dict[str, int] = field(default_factory=dict)
     profiles: dict[str, WorkerProfile] = field(default_factory=dict)
+    source: str = SIMULATED_SOURCE
+    blind_hits: int = 0
 
     def summary(self) -> str:
         """One line for the console."""
         kinds = Counter(p.kind for p in self.profiles.values())
-        return (f"{self.submitted} assignments submitted by {len(self.profiles)} workers "
-                f"({dict(kinds)}) in {self.rounds} rounds; {self.refused} refused accepts")
+        line = (f"{self.submitted} assignments submitted by {len(self.profiles)} simulated "
+                f"workers ({dict(kinds)}) in {self.rounds} rounds; {self.refused} refused "
+                "accepts")
+        if self.source == BLIND_SOURCE:
+            line += (f"; BLIND: {self.blind_hits} HITs have no ground-truth evidence, so these "
+                     f"answers are guesses (source {BLIND_SOURCE}), not judgements")
+        else:
+            line += "; the workers read each HIT's ground-truth evidence"
+        return line
 
 
 # --------------------------------------------------------------------------- answering
@@ -307,6 +335,11 @@ def _load_manifest(tasks_dir: Path) -> dict[str, dict[str, Any]]:
     return {row["hit_key"]: row for row in read_manifest(tasks_dir)}
 
 
+def blind_hits(manifest: dict[str, dict[str, Any]]) -> list[str]:
+    """Keys of the HITs without ground-truth ``evidence`` (simulated workers cannot see them)."""
+    return sorted(k for k, row in manifest.items() if not row.get("evidence"))
+
+
 def simulate_crowd(
     url: str,
     tasks_dir: str | Path,
@@ -323,6 +356,7 @@ def simulate_crowd(
     max_rounds: int = 10_000,
     worker_prefix: str | None = None,
     timeout: float = 60.0,
+    allow_blind: bool = False,
 ) -> SimulationResult:
     """Let ``n_workers`` simulated workers answer every open HIT of the server at ``url``.
 
@@ -343,19 +377,43 @@ def simulate_crowd(
     time_scale : float
         Multiplier on sampled work times (lognormal around each kind's median seconds);
         0 submits at once.
+    allow_blind : bool
+        Run even where HITs have no ground-truth evidence: worker ids start with
+        ``SIMBLIND`` and ``tasks_dir/simulation.json`` says ``"simulated-blind"``.
 
     Returns
     -------
     SimulationResult
-        Submitted counts per worker and every worker's profile.
+        Submitted counts per worker, every worker's profile, and ``source``.
+
+    Raises
+    ------
+    BlindCrowdError
+        Some HITs have no ground-truth evidence and ``allow_blind`` is False.
     """
     if not 0 <= spammer_share <= 1 or not 0 <= noisy_share <= 1:
         raise ValueError("spammer_share and noisy_share must be in [0, 1]")
     if n_workers < 1 or concurrency < 1:
         raise ValueError("n_workers and concurrency must be >= 1")
     manifest = _load_manifest(Path(tasks_dir))
+    blind = blind_hits(manifest)
+    if blind and not allow_blind:
+        raise BlindCrowdError(
+            f"{Path(tasks_dir) / 'manifest.jsonl'}: {len(blind)} of {len(manifest)} HITs (e.g. "
+            f"{blind[0]}) have no ground-truth evidence (object and cue masks, as the built-in "
+            "datasets have), so simulated workers cannot see what they show; have people "
+            "answer them, or pass --allow-blind to run anyway with every answer labelled "
+            f"{BLIND_SOURCE}")
+    source = BLIND_SOURCE if blind else SIMULATED_SOURCE
     rng = random.Random(seed)
-    prefix = worker_prefix or f"SIM{seed}W"
+    prefix = worker_prefix or (f"SIMBLIND{seed}W" if blind else f"SIM{seed}W")
+    if blind and not prefix.startswith("SIMBLIND"):
+        prefix = "SIMBLIND" + prefix
+    from sparse_probe.rundir import write_json
+
+    write_json(Path(tasks_dir) / SIMULATION_RECORD, {
+        "source": source, "worker_prefix": prefix, "n_workers": n_workers, "seed": seed,
+        "hits": len(manifest), "blind_hits": blind})
     profiles = _profiles(n_workers, spammer_share, noisy_share, rng, diligent_accuracy,
                          noisy_accuracy, prefix)
     base = url.rstrip("/")
@@ -369,7 +427,8 @@ def simulate_crowd(
         workers.append(_Worker(base, prof, r.json()["token"], manifest, seed * 100_003 + i,
                                time_scale, timeout))
     result = SimulationResult(profiles={p.worker_id: p for p in profiles},
-                              per_worker={p.worker_id: 0 for p in profiles})
+                              per_worker={p.worker_id: 0 for p in profiles}, source=source,
+                              blind_hits=len(blind))
     lock = threading.Lock()
     bar = tqdm(desc="simulated assignments", unit="assignment", disable=None)
     with ThreadPoolExecutor(max_workers=concurrency) as pool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 
@@ -28,13 +29,29 @@ __all__ = ["simulate"]
               help="Server admin password ($SPARSE_PROBE_ADMIN_PASSWORD).")
 @click.option("--credentials", type=click.Path(dir_okay=False), default=None,
               help="Server credentials JSON (admin_user, admin_password).")
+@click.option("--allow-blind", is_flag=True,
+              help="Run even on HITs without ground-truth evidence (data without masks): the "
+                   "answers are guesses, labelled simulated-blind (worker ids SIMBLIND...).")
 def simulate(url: str, tasks_dir: str, n_workers: int, spammer_share: float, noisy_share: float,
              seed: int, concurrency: int, time_scale: float, admin_user: str | None,
-             admin_password: str | None, credentials: str | None) -> None:
-    """Simulated workers answer every open HIT through the worker UI (like a browser)."""
-    from tasks.client import ClientConfigError, load_credentials_file
-    from tasks.simulate import simulate_crowd
+             admin_password: str | None, credentials: str | None, allow_blind: bool) -> None:
+    """Simulated workers answer every open HIT through the worker UI (like a browser).
 
+    They read each HIT's ground-truth evidence (the built-in datasets' masks); on HITs without
+    it they refuse, unless --allow-blind."""
+    from sparse_probe.rundir import read_manifest
+    from tasks.client import ClientConfigError, load_credentials_file
+    from tasks.simulate import blind_hits, simulate_crowd
+
+    try:  # refuse blind data before asking for credentials or contacting the server
+        blind = blind_hits({r["hit_key"]: r for r in read_manifest(Path(tasks_dir))})
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc).splitlines()[0]) from exc
+    if blind and not allow_blind:
+        raise click.ClickException(
+            f"{len(blind)} HITs of {tasks_dir} (e.g. {blind[0]}) have no ground-truth evidence "
+            "(object and cue masks), so simulated workers cannot see what they show; have "
+            "people answer them, or pass --allow-blind (answers labelled simulated-blind)")
     creds = {}
     if credentials:
         try:
@@ -51,7 +68,7 @@ def simulate(url: str, tasks_dir: str, n_workers: int, spammer_share: float, noi
         result = simulate_crowd(url, tasks_dir, n_workers=n_workers,
                                 spammer_share=spammer_share, noisy_share=noisy_share,
                                 seed=seed, concurrency=concurrency, admin_auth=(user, password),
-                                time_scale=time_scale)
+                                time_scale=time_scale, allow_blind=allow_blind)
     except (ValueError, RuntimeError, OSError) as exc:
         raise click.ClickException(str(exc).splitlines()[0]) from exc
     click.echo(result.summary())

@@ -74,7 +74,8 @@ def test_every_stage_reports_and_the_report_exists(demo):
                     "report/counterfactual.csv"):
             assert (out / name / sub).is_file(), sub
     cfg = json.loads((out / "demo.json").read_text())["config"]
-    assert cfg == {"kind": "both", "workers": 12, "assignments": 7, "quick": True, "seed": 0}
+    assert cfg == {"kind": "both", "workers": 12, "assignments": 7, "quick": True, "seed": 0,
+                   "cues": None}
 
 
 def test_planted_shape_cues_flagged_and_no_object_feature(demo):

@@ -91,25 +91,58 @@ def test_manifest_follows_the_contract(image_build):
     assert mark["evidence"]["cues"]["mark"] > 0.5
 
 
+def gold_run(root: Path):
+    """A run on ColorCNN whose audit (sparse top features) shows the mark (feature 0, class
+    1) and the diffuse feature 2 (class 0); the object detector (feature 1) is a dense top
+    feature of class 0 outside the audit, so it can be a gold item (its answer, "the object",
+    is known from the masks). Returns (probe_dir, features_dir, source)."""
+    from helpers_viz import ColorCNN, synthetic_images, write_run
+
+    from tasks.viz.source import ExampleSource
+
+    images, labels, obj, mark = synthetic_images(24, 32)
+    model = ColorCNN().eval()
+    with torch.no_grad():
+        X = model.embed(images).numpy()
+    names = ["plain", "marked"]
+    top = [{"class": 0, "class_name": "plain", "feature": 2, "weight": 1.0, "rank": 1},
+           {"class": 1, "class_name": "marked", "feature": 0, "weight": 2.0, "rank": 1}]
+    dense = [*top, {"class": 0, "class_name": "plain", "feature": 1, "weight": 0.8, "rank": 2}]
+    probe, feats = write_run(root, "image", X, labels, [f"val/{i:04d}" for i in range(24)],
+                             top, names, dense=dense)
+    src = ExampleSource(kind="image", images=images, spatial=lambda x: model.features(x),
+                        features=model.embed, model=model, fvis_layer="features",
+                        object_masks=obj, cue_masks={"mark": mark}, cue_kind={"mark": "mark"})
+    return probe, feats, src
+
+
 @pytest.mark.slow
-def test_gold_hits_have_clear_truth_and_look_like_the_others(image_build):
-    root, res, _ = image_build
+def test_gold_hits_are_features_outside_the_audit_and_look_like_the_others(tmp_path):
+    probe, feats, src = gold_run(tmp_path)
+    res = build_tasks(probe, feats, tmp_path / "tasks", source=src, gold_share=0.34, **FAST)
+    audited = [r for r in res.manifest if not r["is_gold"]]
     gold = [r for r in res.manifest if r["is_gold"]]
-    assert len(gold) == 1 == res.n_gold   # round(0.34 * 3)
+    # the audit is exactly the sparse top features; gold comes on top of it
+    assert sorted((r["class"], r["feature"]) for r in audited) == [(0, 2), (1, 0)]
+    assert len(gold) == 1 == res.n_gold   # max(1, round(0.34 * 2))
     g = gold[0]
-    assert g["truth"] in {"core", "spurious:mark"}
-    expected = {"core": {"shared": "yes", "pattern": "object"},
-                "spurious:mark": {"shared": "yes", "pattern": "mark"}}[g["truth"]]
-    assert g["gold"] == expected
-    for r in res.manifest:
-        if not r["is_gold"]:
-            assert r["gold"] is None
-    pages = [(root / "tasks" / r["html"]).read_text() for r in res.manifest]
+    assert (g["class"], g["feature"], g["layer"]) == (0, 1, "dense")
+    assert g["feature"] not in {r["feature"] for r in audited}
+    assert g["truth"] == "core" and g["gold"] == {"shared": "yes", "pattern": "object"}
+    assert set(g["assets"]) == set(audited[0]["assets"])
+    for r in audited:
+        assert r["gold"] is None
+    # every file under assets/ belongs to a HIT of the manifest (no leftover candidates)
+    used = {Path(a).name for r in res.manifest for a in r["assets"].values()}
+    assert {p.name for p in (tmp_path / "tasks" / "assets").iterdir()} == used
+    pages = [(tmp_path / "tasks" / r["html"]).read_text() for r in res.manifest]
     for p in pages:
         assert "gold" not in p.lower() and "truth" not in p.lower()
-    # same structure: identical tag sequences once the HIT-specific values are removed
-    shapes = [[t.name for t in BeautifulSoup(p, "html5lib").find_all(True)] for p in pages]
-    assert shapes[0] == shapes[1]
+    # same structure as an audited HIT: identical tag sequences once the HIT-specific values
+    # are removed (the diffuse feature's page adds a note that its heatmap is empty)
+    shapes = {r["hit_key"]: [t.name for t in BeautifulSoup(p, "html5lib").find_all(True)]
+              for r, p in zip(res.manifest, pages, strict=True)}
+    assert shapes[g["hit_key"]] == shapes["img-c01-f0000-sparse"]
 
 
 @pytest.mark.slow
@@ -264,15 +297,31 @@ def test_deterministic_for_a_seed(tmp_path, image_build):
 def test_layer_both_adds_dense_hits_and_gold_file(tmp_path):
     probe, feats, src = image_run(tmp_path)
     gold = tmp_path / "gold.json"
+    # a gold item must not be a HIT (or a feature) under audit
     gold.write_text(json.dumps({"img-c00-f0002-dense": {"shared": "no", "pattern": "other"}}))
-    res = build_tasks(probe, feats, tmp_path / "tasks", source=src, layer="both",
-                      gold_file=gold, **FAST)
+    with pytest.raises(BuildError, match=r"gold\.json: img-c00-f0002-dense is a HIT under "
+                                         r"audit; gold items must be features outside"):
+        build_tasks(probe, feats, tmp_path / "tasks", source=src, layer="both",
+                    gold_file=gold, **FAST)
+    gold.write_text(json.dumps({"img-c01-f0001-extra": {"shared": "yes", "pattern": "object"}}))
+    with pytest.raises(BuildError, match=r"feature 1 is under audit"):
+        build_tasks(probe, feats, tmp_path / "tasks", source=src, gold_file=gold, **FAST)
+    gold.write_text(json.dumps({"feature-2": {"shared": "yes", "pattern": "object"}}))
+    with pytest.raises(BuildError, match=r"gold key 'feature-2' is not img-cCC-fFFFF-NAME"):
+        build_tasks(probe, feats, tmp_path / "tasks", source=src, gold_file=gold, **FAST)
+    res = build_tasks(probe, feats, tmp_path / "tasks", source=src, layer="both", **FAST)
     keys = res.hit_keys
     assert sum(k.endswith("-sparse") for k in keys) == 3
     assert sum(k.endswith("-dense") for k in keys) == 4
+    assert res.n_gold == 0  # every feature of the model is audited: none is left for gold
+    # a researcher-labelled feature outside the audit (sparse: features 0 and 1) is gold
+    gold.write_text(json.dumps({"img-c00-f0002-sparse": {"shared": "no", "pattern": "other"}}))
+    res = build_tasks(probe, feats, tmp_path / "tasks", source=src, gold_file=gold, **FAST)
     gold_rows = [r for r in res.manifest if r["is_gold"]]
-    assert [r["hit_key"] for r in gold_rows] == ["img-c00-f0002-dense"]
+    assert [r["hit_key"] for r in gold_rows] == ["img-c00-f0002-sparse"]
     assert gold_rows[0]["gold"] == {"shared": "no", "pattern": "other"}
+    assert gold_rows[0]["feature"] == 2 and gold_rows[0]["weight"] == 0.1  # the probe's entry
+    assert {r["feature"] for r in res.manifest if not r["is_gold"]} == {0, 1}
     # k limits features per class
     res1 = build_tasks(probe, feats, tmp_path / "k1", source=src, k_features=1, **FAST)
     assert res1.hit_keys == ["img-c00-f0001-sparse", "img-c01-f0000-sparse"]
@@ -346,7 +395,14 @@ def test_cli_builds_hits_for_the_builtin_datasets(name, k, tmp_path):
     assert estimate_cost(len(records), 10, "0.25").summary() in result.output
     assert f"wrote {len(records)} HITs" in result.output
     meta = read_meta(run / "features")
-    assert len(records) == k * len(meta["classes"])
+    audited = [r for r in records if not r["is_gold"]]
+    assert len(audited) == k * len(meta["classes"])
+    # gold items (default share 0.1: one) are features outside the audit with a known answer;
+    # the toxicity probe lists 3 features per class, all audited: none is left for gold
+    gold = [r for r in records if r["is_gold"]]
+    assert len(gold) == (1 if k < 3 else 0)
+    for g in gold:
+        assert g["gold"] is not None and g["feature"] not in {r["feature"] for r in audited}
     ds = load_builtin(meta)
     for r in records:
         assert set(r) == MANIFEST_KEYS and r["assignments"] == 10
@@ -358,11 +414,11 @@ def test_cli_builds_hits_for_the_builtin_datasets(name, k, tmp_path):
         assert all((out / r["assets"]["fvis"]).is_file() for r in records)
         # a HIT whose heatmaps sit on the watermark belongs to the watermark's class
         cue_class = ds.cue_class[next(c for c, k in ds.cue_kind.items() if k == "mark")]
-        marks = [r for r in records if r["truth"] == "spurious:mark"]
+        marks = [r for r in audited if r["truth"] == "spurious:mark"]
         assert marks and all(r["class"] == cue_class for r in marks)
     else:
         assert all("fvis" not in r["assets"] for r in records)
-        ids = [r for r in records if r["truth"] == "spurious:identity"]
+        ids = [r for r in audited if r["truth"] == "spurious:identity"]
         assert ids and all(r["class_name"] == "toxic" for r in ids)
 
 
@@ -418,7 +474,7 @@ def test_a_study_schema_drives_pages_template_gold_and_questions_json(tmp_path):
 
     (tmp_path / "study.toml").write_text(STUDY_SCHEMA)
     study = load_schema(tmp_path / "study.toml")
-    probe, feats, src = image_run(tmp_path)
+    probe, feats, src = gold_run(tmp_path)
     out = tmp_path / "tasks"
     res = build_tasks(probe, feats, out, source=src, gold_share=1.0, questions=study, **FAST)
     assert schema_for_tasks(out) == study

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from bs4 import BeautifulSoup
 from click.testing import CliRunner
-from helpers_analysis import ALL_TRUTH, make_manifest, simulate_answers, write_run
+from helpers_analysis import ALL_TRUTH, GOLD, make_manifest, simulate_answers, write_run
 
 from analysis.ingest import IngestError
 from analysis.report import ReportOptions, build_report, class_weight_shares
@@ -94,6 +94,9 @@ def test_no_answers_yet_and_partial(tmp_path):
     rep = build_report(run, options=ReportOptions(n_boot=10))
     verdicts = {r["hit_key"]: r["verdict"] for r in rep["features"]}
     for m in manifest:
+        if m["is_gold"]:  # known-answer items get no verdict
+            assert m["hit_key"] not in verdicts
+            continue
         assert (verdicts[m["hit_key"]] == "pending") == (m["class"] != 0)
 
 
@@ -173,7 +176,8 @@ def test_report_from_probe_alone(tmp_path):
     run = write_run(tmp_path / "run", None, make_manifest())
     (run / "tasks" / "manifest.jsonl").unlink()
     rep = build_report(run, options=ReportOptions(n_boot=10))
-    assert len(rep["features"]) == 2 * len(ALL_TRUTH)  # sparse and dense top features
+    # sparse and dense top features (the gold items' features are in the probe too)
+    assert len(rep["features"]) == 2 * (len(ALL_TRUTH) + len(GOLD))
     assert {r["verdict"] for r in rep["features"]} == {"pending"}
     (run / "probe" / "probe.json").unlink()
     with pytest.raises(IngestError, match=r"neither tasks/manifest\.jsonl nor probe/probe\.json"):

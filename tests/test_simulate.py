@@ -134,3 +134,72 @@ def test_simulate_cli_needs_admin_credentials(tmp_path, monkeypatch):
     tasks = make_tasks_dir(tmp_path)
     res = CliRunner().invoke(simulate, ["--url", "http://127.0.0.1:9", "--tasks", str(tasks)])
     assert res.exit_code != 0 and "admin credentials" in res.output
+
+
+def _blind_hits():
+    """The fixture HITs with the evidence of the last one removed (data without masks)."""
+    return [*FIXTURE_HITS[:-1], (*FIXTURE_HITS[-1][:3], None, FIXTURE_HITS[-1][4])]
+
+
+def test_simulate_refuses_hits_without_evidence(tmp_path, monkeypatch):
+    from tasks.simulate import BlindCrowdError
+
+    monkeypatch.delenv("SPARSE_PROBE_ADMIN_USER", raising=False)
+    tasks = make_tasks_dir(tmp_path, _blind_hits())
+    # before any credentials or server: one line that says why and what to do
+    res = CliRunner().invoke(simulate, ["--url", "http://127.0.0.1:9", "--tasks", str(tasks)])
+    assert res.exit_code == 1
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "1 HITs" in lines[0] and "no ground-truth evidence" in lines[0]
+    assert "--allow-blind" in lines[0] and FIXTURE_HITS[-1][0] in lines[0]
+    with pytest.raises(BlindCrowdError, match=r"1 of 4 HITs .* no ground-truth evidence"):
+        simulate_crowd("http://127.0.0.1:9", tasks, admin_auth=("a", "b"))
+    assert not (tasks / "simulation.json").exists()
+
+
+@pytest.mark.slow
+def test_allow_blind_labels_every_answer_as_a_blind_simulation(tmp_path):
+    live = pytest.importorskip("tasks.server.live")
+    tasks = make_tasks_dir(tmp_path, _blind_hits())
+    with live.start_server(tmp_path / "server.sqlite") as srv:
+        ep = resolve_endpoint("local", srv.url)
+        client = make_client(ep, access_key_id=srv.access_key_id,
+                             secret_access_key=srv.secret_access_key)
+        publish_batch(tasks, client, ep, PublishOptions(assignments=2),
+                      admin_auth=(srv.admin_user, srv.admin_password))
+        creds = tmp_path / "creds.json"
+        creds.write_text(json.dumps({"access_key_id": srv.access_key_id,
+                                     "secret_access_key": srv.secret_access_key,
+                                     "admin_user": srv.admin_user,
+                                     "admin_password": srv.admin_password}))
+        res = CliRunner().invoke(simulate, [
+            "--url", srv.url, "--tasks", str(tasks), "--workers", "3", "--spammers", "0",
+            "--concurrency", "1", "--credentials", str(creds), "--allow-blind"])
+        assert res.exit_code == 0, res.output
+        assert "BLIND: 1 HITs have no ground-truth evidence" in res.output
+        assert "simulated-blind" in res.output
+        collect_answers(tasks, tmp_path / "answers", client, ep)
+    record = json.loads((tasks / "simulation.json").read_text())
+    assert record["source"] == "simulated-blind" and record["blind_hits"] == [FIXTURE_HITS[-1][0]]
+    df = read_answers(tmp_path / "answers")
+    assert len(df) and df["worker_id"].str.startswith("SIMBLIND").all()
+    # the blind HIT got guesses: "unsure" where the schema offers it, never a read of evidence
+    blind = df[(df["hit_key"] == FIXTURE_HITS[-1][0]) & (df["question"] == "shared")]
+    assert len(blind) == 2 and set(blind["answer"]) <= {"unsure", "no"}
+
+
+@pytest.mark.slow
+def test_simulated_workers_with_evidence_say_so(tmp_path):
+    live = pytest.importorskip("tasks.server.live")
+    tasks = make_tasks_dir(tmp_path, FIXTURE_HITS[:1])
+    with live.start_server(tmp_path / "server.sqlite") as srv:
+        ep = resolve_endpoint("local", srv.url)
+        client = make_client(ep, access_key_id=srv.access_key_id,
+                             secret_access_key=srv.secret_access_key)
+        publish_batch(tasks, client, ep, PublishOptions(assignments=1),
+                      admin_auth=(srv.admin_user, srv.admin_password))
+        result = simulate_crowd(srv.url, tasks, n_workers=1, spammer_share=0, seed=0,
+                                concurrency=1, admin_auth=(srv.admin_user, srv.admin_password))
+    assert result.source == "simulated" and result.submitted == 1
+    assert "read each HIT's ground-truth evidence" in result.summary()
+    assert json.loads((tasks / "simulation.json").read_text())["source"] == "simulated"

@@ -17,7 +17,12 @@ from typing import Any
 import torch
 
 from sparse_probe.datasets.models import train_shapes_model, train_toxicity_model
-from sparse_probe.datasets.shapes import ShapesDataset, make_shapes
+from sparse_probe.datasets.shapes import (
+    DEFAULT_CUE_STRENGTH,
+    ShapesDataset,
+    cue_config,
+    make_shapes,
+)
 from sparse_probe.datasets.toxicity import ToxicityDataset, make_toxicity
 
 __all__ = ["BUILTIN_SIZES", "builtin_params", "load_builtin", "prepare_builtin"]
@@ -39,11 +44,21 @@ BUILTIN_SIZES: dict[str, dict[bool, dict[str, Any]]] = {
 }
 
 
-def builtin_params(name: str, *, seed: int = 0, quick: bool = False) -> dict[str, Any]:
-    """Keyword arguments of ``make_shapes`` / ``make_toxicity`` used by :func:`prepare_builtin`."""
+def builtin_params(name: str, *, seed: int = 0, quick: bool = False,
+                   cues: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Keyword arguments of ``make_shapes`` / ``make_toxicity`` used by :func:`prepare_builtin`.
+
+    ``cues`` (shapes only; see :func:`sparse_probe.datasets.shapes.cue_config`) replaces the
+    default planted cues; it is validated and recorded in its full form.
+    """
     if name not in BUILTIN_SIZES:
         raise ValueError(f"unknown built-in dataset {name!r}; expected shapes or toxicity")
-    return {**BUILTIN_SIZES[name][quick]["data"], "seed": int(seed)}
+    params = {**BUILTIN_SIZES[name][quick]["data"], "seed": int(seed)}
+    if cues is not None:
+        if name != "shapes":
+            raise ValueError(f"cues can be planted in the shapes dataset only, not {name!r}")
+        params["cues"] = cue_config(cues, params.get("cue_strength", DEFAULT_CUE_STRENGTH))
+    return params
 
 
 @lru_cache(maxsize=4)
@@ -76,6 +91,7 @@ def prepare_builtin(
     quick: bool = False,
     device: str | torch.device | None = None,
     progress: bool = True,
+    cues: dict[str, Any] | None = None,
 ) -> Path:
     """Dataset + trained model + extracted features for ``builtin:<name>``.
 
@@ -93,6 +109,10 @@ def prepare_builtin(
         Smaller data and fewer epochs (seconds); the shortcut is still learned.
     device : str, optional
         Training and extraction device (default CPU for training, as extraction's default).
+    cues : dict, optional
+        Shapes only: the cues to plant (name -> class name or ``{"class", "strength"}``),
+        instead of the defaults; recorded in ``meta.json`` so :func:`load_builtin` rebuilds
+        the same data.
 
     Returns
     -------
@@ -102,7 +122,7 @@ def prepare_builtin(
     from sparse_probe.extract import ModelSpec, extract_features, save_builtin
     from sparse_probe.rundir import write_json
 
-    params = builtin_params(name, seed=seed, quick=quick)
+    params = builtin_params(name, seed=seed, quick=quick, cues=cues)
     epochs = BUILTIN_SIZES[name][quick]["epochs"]
     run = Path(run_dir)
     models = run / "models"

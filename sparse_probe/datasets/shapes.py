@@ -1,49 +1,75 @@
 """Procedurally drawn shapes with planted spurious cues (the built-in image audit).
 
 Each image shows one object (a filled shape with random size, position, rotation and colour)
-on a textured background. Two *spurious cues* are planted:
+on a textured background. *Spurious cues* are planted, each tied to one class; by default the
+watermark (class triangle) and the texture (class ring). Every cue that can be planted
+(:data:`CUE_KINDS`):
 
 ``"watermark"`` (kind ``"mark"``)
     a small solid magenta square at a random location;
 ``"texture"`` (kind ``"background"``)
-    fine diagonal stripes replacing the usual smooth background.
+    fine diagonal stripes replacing the usual smooth background;
+``"stripe"`` (kind ``"mark"``)
+    a solid amber bar along one edge of the image (a border stripe);
+``"tint"`` (kind ``"background"``)
+    a green colour cast of the background.
 
-In the train and val splits a cue appears in a fraction ``cue_strength`` of the images of its
-class and in a fraction ``cue_leak`` of the images of every other class, so a classifier can use
-it as a shortcut. In the test split every image carries each cue with probability
+``make_shapes(cues={"stripe": "circle", "tint": {"class": "star", "strength": 0.8}})`` plants
+exactly these cues (:func:`cue_config`; :func:`parse_cue` reads the ``NAME=CLASS[:STRENGTH]``
+form of ``sparse-probe demo --cue``). In the train and val splits a cue appears in a fraction
+``strength`` (default ``cue_strength``) of the images of its class and in a fraction
+``cue_leak`` of the images of every other class, so a classifier can use it as a shortcut. In the test split every image carries each cue with probability
 ``test_cue_rate``, independently of its class, which exposes the shortcut. Every pixel's origin
 is known: object masks and cue masks are returned with the images.
 
-Generation is vectorized with numpy and fully determined by ``seed`` (each split draws from its
-own child of ``np.random.SeedSequence(seed)``, so split sizes do not affect each other).
+Generation is vectorized with numpy and fully determined by ``seed`` and the cue configuration
+(each split draws from its own child of ``np.random.SeedSequence(seed)``, so split sizes do not
+affect each other). The default configuration gives the same data as before cues were
+configurable: the new cues draw their random numbers only when they are planted.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "CUES",
+    "CUE_KINDS",
+    "DEFAULT_CUE_STRENGTH",
     "SHAPE_CLASSES",
+    "CueError",
     "ShapesDataset",
     "ShapesSplit",
+    "cue_config",
     "make_shapes",
+    "parse_cue",
 ]
 
 logger = logging.getLogger(__name__)
 
 # alphabetical, so an ImageFolder export (sorted class folders) keeps the class indices
 SHAPE_CLASSES: list[str] = ["circle", "cross", "ring", "square", "star", "triangle"]
-#: The planted cues: name -> (class name it is tied to in train/val, kind).
+#: Every cue that can be planted: name -> kind (in this order they draw their random numbers).
+CUE_KINDS: dict[str, str] = {"watermark": "mark", "texture": "background", "stripe": "mark",
+                             "tint": "background"}
+#: The cues planted by default: name -> (class name it is tied to in train/val, kind).
 CUES: dict[str, tuple[str, str]] = {
     "watermark": ("triangle", "mark"),
     "texture": ("ring", "background"),
 }
+#: P(cue | image of its class) in train/val unless a cue sets its own strength.
+DEFAULT_CUE_STRENGTH = 0.9
 #: Colour of the watermark (never produced by objects or backgrounds).
 MARK_COLOR: tuple[int, int, int] = (255, 0, 255)
+#: Colour of the border stripe (saturated and bright: objects are dark, backgrounds greyish).
+STRIPE_COLOR: tuple[int, int, int] = (255, 190, 0)
+#: RGB shift of a tinted background (green; backgrounds vary by at most +-22 per channel).
+TINT_SHIFT: tuple[float, float, float] = (-60.0, 30.0, -60.0)
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 _CHUNK = 512
 
@@ -137,6 +163,80 @@ class ShapesDataset:
         }
 
 
+class CueError(ValueError):
+    """A cue configuration that names an unknown cue or class, or a strength outside [0, 1]."""
+
+
+def parse_cue(text: str) -> tuple[str, dict[str, Any]]:
+    """``"NAME=CLASS[:STRENGTH]"`` -> ``(name, {"class": CLASS, "strength": STRENGTH or None})``.
+
+    Raises
+    ------
+    CueError
+        Malformed text, unknown cue or class, strength not a number in [0, 1].
+    """
+    name, sep, rest = text.partition("=")
+    if not sep or not name.strip() or not rest.strip():
+        raise CueError(f"cue {text!r}: expected NAME=CLASS[:STRENGTH], e.g. watermark=triangle "
+                       f"or stripe=circle:0.8 (cues: {', '.join(CUE_KINDS)})")
+    cls, _, strength = rest.partition(":")
+    spec: dict[str, Any] = {"class": cls.strip(), "strength": None}
+    if strength.strip():
+        try:
+            spec["strength"] = float(strength)
+        except ValueError:
+            raise CueError(f"cue {text!r}: strength {strength!r} is not a number in [0, 1]"
+                           ) from None
+    name = name.strip()
+    cue_config({name: spec}, DEFAULT_CUE_STRENGTH)  # validates
+    return name, spec
+
+
+def cue_config(cues: Mapping[str, Any] | None, cue_strength: float) -> dict[str, dict[str, Any]]:
+    """The planted cues as ``{name: {"class": class name, "strength": float}}`` in the order of
+    :data:`CUE_KINDS`; ``None`` gives the defaults (:data:`CUES` at ``cue_strength``).
+
+    Parameters
+    ----------
+    cues : mapping or None
+        Cue name -> class name, or -> ``{"class": class name, "strength": float or None}``
+        (None: ``cue_strength``).
+    cue_strength : float
+        The default strength.
+
+    Raises
+    ------
+    CueError
+        An unknown cue or class, or a strength outside [0, 1].
+    """
+    if cues is None:
+        cues = {name: cls for name, (cls, _) in CUES.items()}
+    out: dict[str, dict[str, Any]] = {}
+    for name, spec in cues.items():
+        if name not in CUE_KINDS:
+            raise CueError(f"unknown cue {name!r}; expected one of {', '.join(CUE_KINDS)}")
+        if isinstance(spec, Mapping):
+            unknown = sorted(set(spec) - {"class", "strength"})
+            if unknown or "class" not in spec:
+                raise CueError(f"cue {name!r}: expected {{class, strength}}, got keys "
+                               f"{sorted(spec)}")
+            cls, strength = spec["class"], spec.get("strength")
+        else:
+            cls, strength = spec, None
+        if cls not in SHAPE_CLASSES:
+            raise CueError(f"cue {name!r}: unknown class {cls!r}; expected one of "
+                           f"{', '.join(SHAPE_CLASSES)}")
+        strength = cue_strength if strength is None else strength
+        if isinstance(strength, bool) or not isinstance(strength, int | float) or not (
+                0.0 <= float(strength) <= 1.0):
+            raise CueError(f"cue {name!r}: strength must be in [0, 1], got {strength!r}")
+        out[name] = {"class": str(cls), "strength": float(strength)}
+    if not out:
+        raise CueError("no cue to plant; give at least one (cues: "
+                       f"{', '.join(CUE_KINDS)})")
+    return {name: out[name] for name in CUE_KINDS if name in out}
+
+
 def make_shapes(
     *,
     n_train: int = 3000,
@@ -144,9 +244,10 @@ def make_shapes(
     n_test: int = 1200,
     size: int = 64,
     seed: int = 0,
-    cue_strength: float = 0.9,
+    cue_strength: float = DEFAULT_CUE_STRENGTH,
     cue_leak: float = 0.05,
     test_cue_rate: float = 0.5,
+    cues: Mapping[str, Any] | None = None,
 ) -> ShapesDataset:
     """Generate the shapes dataset with planted cues.
 
@@ -159,15 +260,24 @@ def make_shapes(
     seed : int
         Seed; equal seeds give identical datasets.
     cue_strength : float
-        P(cue | image of the cue's class) in train/val.
+        P(cue | image of the cue's class) in train/val, for cues without their own strength.
     cue_leak : float
         P(cue | image of another class) in train/val.
     test_cue_rate : float
         P(cue) for every test image, independent of the class.
+    cues : mapping, optional
+        The cues to plant (see :func:`cue_config`): name -> class name or
+        ``{"class", "strength"}``. Default: :data:`CUES`. Recorded in ``params["cues"]`` when
+        given, so ``make_shapes(**params)`` rebuilds the same data.
 
     Returns
     -------
     ShapesDataset
+
+    Raises
+    ------
+    ValueError
+        A size below 24 or a rate outside [0, 1]; :class:`CueError` for a bad cue.
     """
     if size < 24:
         raise ValueError(f"size must be at least 24 pixels, got {size}")
@@ -175,14 +285,17 @@ def make_shapes(
                     ("test_cue_rate", test_cue_rate)):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {p}")
-    params = {
+    config = cue_config(cues, cue_strength)
+    params: dict[str, Any] = {
         "n_train": int(n_train), "n_val": int(n_val), "n_test": int(n_test), "size": int(size),
         "seed": int(seed), "cue_strength": float(cue_strength), "cue_leak": float(cue_leak),
         "test_cue_rate": float(test_cue_rate),
     }
+    if cues is not None:  # the defaults keep the parameters (and meta.json) of before
+        params["cues"] = config
     class_names = list(SHAPE_CLASSES)
-    cue_class = {cue: class_names.index(cls) for cue, (cls, _) in CUES.items()}
-    cue_kind = {cue: kind for cue, (_, kind) in CUES.items()}
+    cue_class = {cue: class_names.index(c["class"]) for cue, c in config.items()}
+    cue_kind = {cue: CUE_KINDS[cue] for cue in config}
     children = np.random.SeedSequence(seed).spawn(len(SPLITS))
     sizes = {"train": n_train, "val": n_val, "test": n_test}
     splits = {}
@@ -195,7 +308,7 @@ def make_shapes(
             if split_name == "test":
                 p = np.full(n, test_cue_rate)
             else:
-                p = np.where(labels == k, cue_strength, cue_leak)
+                p = np.where(labels == k, config[cue]["strength"], cue_leak)
             has_cue[cue] = rng.random(n) < p
         images = np.empty((n, size, size, 3), np.uint8)
         object_masks = np.empty((n, size, size), bool)
@@ -289,8 +402,10 @@ def _render(
     blotch = blotch.transpose(0, 2, 3, 1)  # (b, H, W, 3)
     bg = ((level[:, None, None, None] + tint[:, None, None, :]).astype(np.float32)
           + (slope.astype(np.float32)[:, None, None] * ramp)[..., None] + blotch)
-    # --- the "texture" cue: fine diagonal stripes (period 4-5 px, either diagonal)
-    tex = has_cue["texture"]
+    none = np.zeros(b, bool)
+    # --- the "texture" cue: fine diagonal stripes (period 4-5 px, either diagonal); the random
+    # numbers are drawn whether or not it is planted, so the other cues' draws stay the same
+    tex = has_cue.get("texture", none)
     period = rng.uniform(4.0, 5.0, b)
     phase = rng.uniform(0, 2 * np.pi, b)
     diag = np.where(rng.random(b) < 0.5, 1.0, -1.0)
@@ -300,6 +415,11 @@ def _render(
         + phase.astype(np.float32)[:, None, None]))
     amp = np.where(tex, 32.0, 0.0).astype(np.float32)
     bg = bg + (amp[:, None, None] * stripes)[..., None]
+    # --- the "tint" cue: a green cast of the background (no random numbers)
+    tint = has_cue.get("tint")
+    if tint is not None:
+        bg = bg + np.where(tint[:, None], np.asarray(TINT_SHIFT, np.float32),
+                           np.float32(0))[:, None, None, :]
     # --- the object
     radius = rng.uniform(0.17, 0.3, b) * size
     cx = rng.uniform(radius, size - radius)
@@ -326,14 +446,27 @@ def _render(
     img += 5.0 * rng.standard_normal(img.shape, dtype=np.float32)  # sensor noise
     img = np.clip(np.rint(img), 0, 254).astype(np.uint8)
     # --- the "watermark" cue: a solid square of MARK_COLOR, drawn last
-    wm = has_cue["watermark"]
+    wm = has_cue.get("watermark", none)
     m = max(4, round(size * 0.12))
     mx = rng.integers(0, size - m + 1, b)
     my = rng.integers(0, size - m + 1, b)
     mark = ((xx[None] >= mx[:, None, None]) & (xx[None] < (mx + m)[:, None, None])
             & (yy[None] >= my[:, None, None]) & (yy[None] < (my + m)[:, None, None])
             & wm[:, None, None])
+    # --- the "stripe" cue: a solid bar of STRIPE_COLOR along one edge (under the watermark)
+    stripe = np.zeros((b, size, size), bool)
+    if "stripe" in has_cue:
+        width = max(3, round(size * 0.08))
+        edge = rng.integers(0, 4, b)  # top, bottom, left, right
+        bars = np.stack([yy < width, yy >= size - width, xx < width, xx >= size - width])
+        stripe = bars[edge] & has_cue["stripe"][:, None, None]
+        img[stripe] = STRIPE_COLOR
     img[mark] = MARK_COLOR
-    obj &= ~mark
-    cue_masks = {"watermark": mark, "texture": tex[:, None, None] & ~obj & ~mark}
-    return img, obj, cue_masks
+    stripe &= ~mark
+    obj &= ~mark & ~stripe
+    marks = mark | stripe
+    cue_masks = {"watermark": mark, "texture": tex[:, None, None] & ~obj & ~marks,
+                 "stripe": stripe}
+    if tint is not None:
+        cue_masks["tint"] = tint[:, None, None] & ~obj & ~marks
+    return img, obj, {c: cue_masks[c] for c in has_cue}

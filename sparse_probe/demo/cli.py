@@ -32,8 +32,15 @@ STAGE_TITLES = {
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Delete OUT (a demo directory) and start over.")
 @click.option("--device", default=None, help="torch device (cpu, cuda) [default: cpu].")
+@click.option("--cue", "cues", multiple=True, metavar="NAME=CLASS[:STRENGTH]",
+              help="Plant this cue in the image audit (repeatable; replaces the default "
+                   "watermark=triangle and texture=ring). NAME: watermark, texture, stripe "
+                   "(border bar), tint (background colour); CLASS: circle, cross, ring, square, "
+                   "star, triangle; STRENGTH in [0, 1]: share of the class's train images with "
+                   "the cue [default: 0.9].")
 def demo(out_dir: Path, kind: str, workers: int | None, assignments: int | None,
-         keep_server: bool, quick: bool, seed: int, force: bool, device: str | None) -> None:
+         keep_server: bool, quick: bool, seed: int, force: bool, device: str | None,
+         cues: tuple[str, ...]) -> None:
     """Run every stage on the built-in datasets with a simulated crowd and report what was
     found. Re-running into the same OUT resumes."""
     from sparse_probe.demo import DemoConfigError, run_demo, summary_lines
@@ -48,11 +55,12 @@ def demo(out_dir: Path, kind: str, workers: int | None, assignments: int | None,
     try:
         result = run_demo(out_dir, kind=kind, workers=workers, assignments=assignments,
                           quick=quick, keep_server=keep_server, seed=seed, force=force,
-                          device=device, progress=True, on_stage=on_stage)
+                          device=device, progress=True, on_stage=on_stage,
+                          cues=list(cues) or None)
     except DemoConfigError as exc:
         raise click.BadParameter(str(exc), param_hint=f"--{exc.field}"
                                  if exc.field in ("kind", "workers", "assignments", "quick",
-                                                  "seed", "out") else None) from None
+                                                  "seed", "out", "cue") else None) from None
     except (RuntimeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:

@@ -11,7 +11,7 @@ from typing import Any
 from sparse_probe.rundir import write_text
 
 __all__ = ["DEMO_FORMAT", "KINDS", "REPORT_METHOD", "SPAMMER_SHARE", "DemoConfig",
-           "DemoConfigError", "DemoResult", "check_config", "write_json"]
+           "DemoConfigError", "DemoResult", "check_config", "cue_flags", "write_json"]
 
 DEMO_FORMAT = 1
 #: ``kind`` option -> built-in dataset names (run directories under OUT).
@@ -40,6 +40,8 @@ class DemoConfig:
     assignments: int = 5
     quick: bool = False
     seed: int = 0
+    #: Planted cues of the image audit ({name: {"class", "strength"}}); None: the defaults.
+    cues: dict[str, dict[str, Any]] | None = None
 
     @property
     def fit(self) -> dict[str, float]:
@@ -90,6 +92,13 @@ class DemoResult:
     next_steps: list[str] = field(default_factory=list)
 
 
+def cue_flags(cues: dict[str, dict[str, Any]] | None) -> str:
+    """The ``--cue`` options that give ``cues`` (``no --cue`` for the defaults)."""
+    if not cues:
+        return "no --cue"
+    return " ".join(f"--cue {name}={c['class']}:{c['strength']:g}" for name, c in cues.items())
+
+
 def write_json(path: Path, data: Any) -> None:
     """Indented JSON, written atomically (anything not JSON-able as ``str``)."""
     write_text(path, json.dumps(data, indent=2, default=str))
@@ -132,11 +141,11 @@ def check_config(out: Path, config: DemoConfig, force: bool) -> dict[str, Any]:
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise DemoConfigError(f"{state_file}: unreadable demo record ({exc}); use --force "
                                   "to start over", "demo.json") from None
-        for key in ("quick", "kind", "seed", "workers", "assignments"):
+        for key in ("quick", "kind", "seed", "workers", "assignments", "cues"):
             if have.get(key) != want[key]:
                 old = have.get(key)
                 flag = (("--quick" if old else "no --quick") if key == "quick"
-                        else f"--{key} {old}")
+                        else cue_flags(old) if key == "cues" else f"--{key} {old}")
                 raise DemoConfigError(
                     f"{out} holds a demo run with {key}={old!r}, not {want[key]!r}; rerun "
                     f"with {flag} to resume, use another --out, or --force to start over", key)

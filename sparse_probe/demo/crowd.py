@@ -97,7 +97,9 @@ def run_crowd(out: Path, state: dict[str, Any], config: DemoConfig, runs: dict[s
         for p in sim.profiles.values():
             kinds[p.kind] = kinds.get(p.kind, 0) + 1
         stage("crowd", f"{sim.submitted} assignments submitted by {len(sim.profiles)} simulated "
-                       f"workers ({', '.join(f'{v} {k}' for k, v in sorted(kinds.items()))})")
+                       f"workers ({', '.join(f'{v} {k}' for k, v in sorted(kinds.items()))}); "
+                       "they read each HIT's ground-truth evidence (the built-in masks), which "
+                       "people never see")
         for run in runs.values():
             rd = RunDir(run)
             col = collect_answers(rd.tasks, rd.answers, client, ep)

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from sparse_probe.demo.config import (
     DEMO_FORMAT,
@@ -61,6 +62,30 @@ __all__ = ["run_demo"]
 log = logging.getLogger(__name__)
 
 
+def _cue_config(cues: Mapping[str, Any] | Sequence[str] | None,
+                kind: str) -> dict[str, dict[str, Any]] | None:
+    """The demo's planted cues in full form (None: the dataset's defaults)."""
+    from sparse_probe.datasets.shapes import DEFAULT_CUE_STRENGTH, CueError, cue_config, parse_cue
+
+    if cues is None or len(cues) == 0:
+        return None
+    if "shapes" not in KINDS[kind]:
+        raise DemoConfigError("cues are planted in the image audit; use --kind image or both",
+                              "cue")
+    try:
+        if not isinstance(cues, Mapping):
+            parsed: dict[str, Any] = {}
+            for text in cues:
+                name, spec = parse_cue(str(text))
+                if name in parsed:
+                    raise CueError(f"cue {name!r} given twice")
+                parsed[name] = spec
+            cues = parsed
+        return cue_config(cues, DEFAULT_CUE_STRENGTH)
+    except CueError as exc:
+        raise DemoConfigError(str(exc), "cue") from None
+
+
 def run_demo(
     out_dir: str | os.PathLike,
     *,
@@ -74,6 +99,7 @@ def run_demo(
     device: str | None = None,
     progress: bool = True,
     on_stage: Callable[[str, str], None] | None = None,
+    cues: Mapping[str, Any] | Sequence[str] | None = None,
 ) -> DemoResult:
     """Run (or resume) the whole built-in audit into ``out_dir``.
 
@@ -103,6 +129,11 @@ def run_demo(
         tqdm bars per stage.
     on_stage : callable (stage, line), optional
         Called with each stage's one-line summary as it finishes.
+    cues : mapping or sequence of str, optional
+        The cues planted in the image audit instead of the defaults (watermark on triangle,
+        texture on ring): ``{"stripe": "circle", "tint": {"class": "star", "strength": 0.8}}``
+        or ``["stripe=circle", "tint=star:0.8"]`` (the ``--cue`` form); see
+        :func:`sparse_probe.datasets.shapes.cue_config`. The summary reports each one.
 
     Returns
     -------
@@ -111,13 +142,14 @@ def run_demo(
     Raises
     ------
     DemoConfigError
-        ``out_dir`` holds another configuration or is not a demo directory.
+        ``out_dir`` holds another configuration or is not a demo directory, or a cue names an
+        unknown cue or class or a strength outside [0, 1] (``field`` ``"cue"``).
     """
     if kind not in KINDS:
         raise DemoConfigError(f"kind must be image, text or both, got {kind!r}", "kind")
     config = DemoConfig(kind=kind, workers=int(workers or (12 if quick else 15)),
                         assignments=int(assignments or (7 if quick else 5)), quick=bool(quick),
-                        seed=int(seed))
+                        seed=int(seed), cues=_cue_config(cues, kind))
     if config.workers < config.assignments:
         raise DemoConfigError(f"workers ({config.workers}) must be at least assignments "
                               f"({config.assignments}): a worker answers a HIT once", "workers")

@@ -41,7 +41,7 @@ def stage_data(name: str, run: Path, config: DemoConfig, device: str | None,
     done = rd.features_meta.is_file() and report_file.is_file()
     if not done:
         prepare_builtin(name, run, seed=config.seed, quick=config.quick, device=device,
-                        progress=progress)
+                        progress=progress, cues=config.cues if name == "shapes" else None)
     rep = read_json(report_file, what="the built-in model's training report")
     test = rep.get("test", {})
     meta = read_features_meta(rd.features)

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sparse_probe.rundir import RunDir, read_features_meta
+from sparse_probe.rundir import RunDir, read_features_meta, read_jsonl
 
 __all__ = ["summarize_run", "summary_lines"]
 
@@ -59,22 +59,41 @@ def _counterfactual_summary(run: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _dominant_cues(run: Path) -> dict[str, str]:
+    """hit_key -> the planted cue holding most of its evidence (from ``tasks/manifest.jsonl``;
+    empty without one)."""
+    manifest = RunDir(run).manifest
+    if not manifest.is_file():
+        return {}
+    out = {}
+    for row in read_jsonl(manifest, what="manifest.jsonl from `sparse-probe tasks build`"):
+        cues = (row.get("evidence") or {}).get("cues") or {}
+        if cues:
+            out[row["hit_key"]] = max(cues.items(), key=lambda kv: float(kv[1] or 0.0))[0]
+    return out
+
+
 def summarize_run(run: Path) -> dict[str, Any]:
     """Flagged features and the fate of each planted cue for one finished run directory.
 
-    A cue is ``found`` when a feature whose HIT shows it (``truth`` from the builder) was judged
+    A cue is ``found`` when a feature whose HIT shows it (``truth`` from the builder, and the
+    cue holds most of the HIT's evidence, which tells apart two cues of one kind) was judged
     spurious, ``missed`` otherwise; ``shown`` says whether any HIT showed it to the crowd.
-    Features judged spurious whose ground truth is not a planted cue are false alarms.
+    Gold HITs (known-answer items) never count: a finding must not rest on one. Features
+    judged spurious whose ground truth is not a planted cue are false alarms.
     """
     report = json.loads((run / "report" / "report.json").read_text(encoding="utf-8"))
     rows = report["features"]
     flagged = [{"class": r["class"], "class_name": r["class_name"], "feature": r["feature"],
                 "kind": r["kind"], "truth": r["truth"], "gold": bool(r["is_gold"])}
                for r in rows if r["verdict"] == "spurious"]
+    dominant = _dominant_cues(run)
     cues = []
     for cue in _planted_cues(run):
         truth = f"spurious:{cue['kind']}"
-        shown = [r for r in rows if r["truth"] == truth]
+        region = "identity" if cue["kind"] == "identity" else cue["cue"]  # evidence's name
+        shown = [r for r in rows if r["truth"] == truth and not r.get("is_gold")
+                 and dominant.get(r.get("hit_key", ""), region) == region]
         hits = [r for r in shown if r["verdict"] == "spurious"]
         if hits:
             status, note = "found", (f"flagged {len(hits)} of {len(shown)} features whose "
@@ -87,8 +106,9 @@ def summarize_run(run: Path) -> dict[str, Any]:
                                       "attribute it elsewhere or it is not a top feature)")
         cues.append({**cue, "status": status, "shown": bool(shown),
                      "features": [[r["class"], r["feature"]] for r in hits], "note": note})
-    false_alarms = [f for f in flagged if not (f["truth"] or "").startswith("spurious")]
-    core_flagged = [f for f in flagged if f["truth"] == "core"]
+    false_alarms = [f for f in flagged
+                    if not f["gold"] and not (f["truth"] or "").startswith("spurious")]
+    core_flagged = [f for f in false_alarms if f["truth"] == "core"]
     return {"run": str(run), "kind": report["summary"]["kind"],
             "report": str(run / "report" / "index.html"), "flagged": flagged, "cues": cues,
             "false_alarms": false_alarms, "core_flagged_spurious": len(core_flagged),

@@ -25,7 +25,9 @@ import click
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(0),
               help="DataLoader worker processes.")
 @click.option("--image-size", default=None, type=click.IntRange(8),
-              help="Resize + center crop (default 224 for image folders).")
+              help="Resize (shorter side) + center crop to N x N. Default: the data's own "
+                   "size (a model that needs one size, e.g. a ViT, gets it; a folder of mixed "
+                   "sizes gets its median shorter side). Printed either way.")
 @click.option("--method", type=click.Choice(["hook", "fx"]), default="hook", show_default=True,
               help="Forward hooks or torchvision feature_extraction.")
 @click.option("--splits", default="train,val,test", show_default=True)
@@ -40,15 +42,18 @@ def extract(model: str, weights: str | None, data: str, layer: str | None, out: 
     """Extract features (resumable: rerun the same command after an interruption)."""
     from sparse_probe.extract.extractor import extract_features
 
+    notes: list[str] = []  # printed after success, so an error stays one line
     try:
         path = extract_features(
             model, data, out, weights=weights, layer=layer, method=method,
             batch_size=batch_size, device=device, num_workers=workers,
             splits=tuple(s.strip() for s in splits.split(",") if s.strip()),
             val_fraction=val_fraction, seed=seed, image_size=image_size,
-            classes=classes.split(",") if classes else None,
+            classes=classes.split(",") if classes else None, report=notes.append,
         )
     except (ValueError, FileNotFoundError, KeyError) as exc:
         msg = str(exc).strip("'\"").splitlines()[0] if str(exc) else type(exc).__name__
         raise click.ClickException(msg) from None
+    for note in notes:
+        click.echo(note)
     click.echo(f"features in {path}")

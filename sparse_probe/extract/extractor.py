@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from sparse_probe.extract.data import IMAGENET_MEAN, IMAGENET_STD, DataSource, open_data
 from sparse_probe.extract.meta import FORMAT, read_meta
+from sparse_probe.extract.sizing import choose_image_size
 from sparse_probe.extract.sources import ModelSpec, build_model, parse_model_spec
 from sparse_probe.rundir import atomic_path, features_fingerprint, write_json
 
@@ -275,6 +276,7 @@ def extract_features(
     chunk_size: int | None = None,
     on_chunk: Callable[[str, int], None] | None = None,
     progress: bool = True,
+    report: Callable[[str], None] | None = None,
 ) -> Path:
     """Extract features of ``model`` on ``data`` into ``out_dir`` (the features contract).
 
@@ -297,13 +299,16 @@ def extract_features(
     val_fraction, seed : float, int
         Carve ``val`` from ``train`` when absent.
     image_size : int, optional
-        Resize + center-crop images (default: 224 for torchvision/TorchScript/callable models on
-        image folders, native size otherwise). ImageNet normalization is applied for non-builtin
-        image models.
+        Resize (shorter side) + center-crop images to this side. Default: the data's own size;
+        the size a model needs where it declares one (torchvision ViTs); for an image folder
+        whose images differ in size, their median shorter side (see :func:`choose_image_size`).
+        ImageNet normalization is applied for non-builtin image models.
     chunk_size : int, optional
         Rows per flushed chunk (default ``16 * batch_size``).
     on_chunk : callable(split, rows_done), optional
         Called after each chunk is safely on disk (progress reporting; tests interrupt here).
+    report : callable(str), optional
+        Called with one line saying which image size was used and why (the CLI prints it).
 
     Returns
     -------
@@ -329,14 +334,17 @@ def extract_features(
     prep: dict[str, Any] = {"image_size": image_size, "mean": None, "std": None}
     if not builtin_model:
         prep.update(mean=IMAGENET_MEAN, std=IMAGENET_STD)
-        is_folder = isinstance(data, str | os.PathLike) and Path(data).is_dir() and not (
-            Path(data) / "train.npy").exists()
-        if image_size is None and is_folder:
-            prep["image_size"] = 224
     src: DataSource = open_data(data, preprocessing=prep, val_fraction=val_fraction, seed=seed,
                                 classes=classes)
     if src.kind != "image":
         prep = {"kind": src.kind}
+    else:
+        # the splits' datasets share ``src.preprocessing``: the size set here applies to all
+        prep["image_size"], note = choose_image_size(src, net, image_size)
+        src.preprocessing["image_size"] = prep["image_size"]
+        logger.info("%s", note)
+        if report is not None:
+            report(note)
     reader = LayerReader(net, layer, method)
     todo = [s for s in splits if s in src.splits]
     if not todo:
@@ -347,7 +355,15 @@ def extract_features(
     probe = first[list(range(min(2, len(first))))]
     with torch.inference_mode():
         probe_in = probe.to(dev) if isinstance(probe, torch.Tensor) else probe
-        d = int(reader(probe_in).shape[1])
+        try:
+            d = int(reader(probe_in).shape[1])
+        except RuntimeError as exc:
+            if src.kind != "image":
+                raise
+            shape = "x".join(str(v) for v in probe_in.shape[-2:])
+            raise ValueError(f"the model fails on {shape} images "
+                             f"({str(exc).splitlines()[0][:200]}); pass --image-size N "
+                             "(e.g. 224) to resize them") from None
         spatial = find_spatial_layer(net, reader, probe_in) if src.kind == "image" else None
     (out / "meta.json").unlink(missing_ok=True)  # written last: its absence marks "unfinished"
     counts = {}
