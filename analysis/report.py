@@ -357,6 +357,10 @@ def build_report(run: str | Path, out: str | Path | None = None,
     mv_verdicts = compute_verdicts(manifest, agg_mv, kept, None, options.min_posterior,
                                    schema=schema)
     verdicts["verdict_mv"] = mv_verdicts["verdict"].values
+    # gold HITs are never verdicts; shown apart, as what the crowd said on known answers
+    gold_rows = compute_verdicts(manifest, agg, kept, skills, options.min_posterior,
+                                 schema=schema, include_gold=True)
+    gold_rows = gold_rows[gold_rows["is_gold"]]
     agreement = agreement_summary(kept, n_boot=options.n_boot, seed=options.seed,
                                   schema=schema) if len(kept) else {}
     verdicts["evidence_files"] = _copy_assets(verdicts, run / "tasks", out)
@@ -375,7 +379,7 @@ def build_report(run: str | Path, out: str | Path | None = None,
     shares = class_weight_shares(verdicts, weights, classes) if classes else pd.DataFrame()
     if len(shares):
         figs["spurious_share"] = figures.fig_spurious_share(shares, fig_dir / "spurious_share.png")
-    real = verdicts  # gold HITs are features of the probe too (with a known answer)
+    real = verdicts  # audited features only: compute_verdicts leaves gold HITs out
     figs["verdicts"] = figures.fig_verdict_counts(real, fig_dir / "verdicts.png")
     if agreement and any(v.get("fleiss_kappa") is not None for v in agreement.values()):
         figs["agreement"] = figures.fig_agreement(agreement, fig_dir / "agreement.png")
@@ -458,7 +462,8 @@ def build_report(run: str | Path, out: str | Path | None = None,
     with atomic_path(out / "features.csv") as tmp:
         flat.to_csv(tmp, index=False)
 
-    html = _render(report, verdicts, shares, qc, figs_rel, cf_rows, meta, pj, options)
+    html = _render(report, verdicts, shares, qc, figs_rel, cf_rows, meta, pj, options,
+                   gold_rows)
     _atomic_write(out / "index.html", html)
     logger.info("report written to %s", out)
     return report
@@ -483,7 +488,7 @@ def _clean_record(rec: dict) -> dict:
 
 def _render(report: dict, verdicts: pd.DataFrame, shares: pd.DataFrame, qc: Any,
             figs: dict[str, str], cf_rows: pd.DataFrame | None, meta: dict, pj: dict,
-            options: ReportOptions) -> str:
+            options: ReportOptions, gold_rows: pd.DataFrame) -> str:
     env = Environment(loader=PackageLoader("analysis", "templates"),
                       autoescape=select_autoescape(["html"], default=True),
                       trim_blocks=True, lstrip_blocks=True)
@@ -513,7 +518,7 @@ def _render(report: dict, verdicts: pd.DataFrame, shares: pd.DataFrame, qc: Any,
                           "spurious_share": sum(v for k, v in share.items()
                                                 if k.startswith("spurious"))
                           if sum(share.values()) > 0 else None})
-    gold = verdicts[verdicts["is_gold"]].to_dict(orient="records")
+    gold = gold_rows.to_dict(orient="records")
     template = env.get_template("report.html")
     return template.render(
         title=options.title or f"Sparse-probe audit: {meta.get('dataset', {}).get('name', '')}",
