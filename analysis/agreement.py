@@ -26,6 +26,7 @@ __all__ = [
     "agreement_summary",
     "bootstrap_ci",
     "count_table",
+    "crowdkit_alpha_of_counts",
     "fleiss_kappa",
     "krippendorff_alpha_nominal",
     "unanimous_share",
@@ -75,7 +76,7 @@ def fleiss_kappa(table: np.ndarray | pd.DataFrame) -> float:
 
 
 def krippendorff_alpha_nominal(data: pd.DataFrame) -> float:
-    """Krippendorff's alpha for nominal data.
+    """Krippendorff's alpha for nominal data: crowd-kit's ``alpha_krippendorff``.
 
     Parameters
     ----------
@@ -90,10 +91,37 @@ def krippendorff_alpha_nominal(data: pd.DataFrame) -> float:
     if data.empty:
         return float("nan")
     table = count_table(data).to_numpy(dtype=float)
-    return _alpha_from_counts(table)
+    if np.isnan(_alpha_from_counts(table)):  # undefined: crowd-kit would divide by zero
+        return float("nan")
+    from crowdkit.metrics.data import alpha_krippendorff
+
+    return float(alpha_krippendorff(data[["task", "worker", "label"]]))
+
+
+def crowdkit_alpha_of_counts(table: np.ndarray) -> float:
+    """crowd-kit's Krippendorff alpha of a count table (n_items, n_categories).
+
+    Nominal alpha depends only on how many answers of each value every item got, so each
+    answer is given its own (item, position) worker id.
+    """
+    t = np.asarray(table, dtype=np.int64)
+    items, cats = np.nonzero(t)
+    reps = t[items, cats]
+    task = np.repeat(items, reps)
+    label = np.repeat(cats, reps)
+    order = np.argsort(task, kind="stable")
+    task, label = task[order], label[order]
+    first = np.searchsorted(task, task)  # index of each item's first answer
+    worker = np.arange(len(task)) - first
+    from crowdkit.metrics.data import alpha_krippendorff
+
+    return float(alpha_krippendorff(pd.DataFrame({"task": task, "worker": worker,
+                                                  "label": label})))
 
 
 def _alpha_from_counts(table: np.ndarray) -> float:
+    """Nominal alpha from counts (the vectorized form the bootstrap resamples use; equal to
+    crowd-kit's ``alpha_krippendorff``, checked in tests/test_agreement.py)."""
     m = table.sum(axis=1)
     keep = m >= 2
     table, m = table[keep], m[keep]

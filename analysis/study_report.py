@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from analysis.agreement import crowdkit_alpha_of_counts
 from analysis.rules import count_table, decide
 from analysis.study import Study, StudyAnswers, read_study_answers
 from sparse_probe.questions import CORE, NO_PATTERN, SPURIOUS
@@ -195,6 +196,10 @@ def _agreement(table: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
     else:
         kappa = alpha = np.array([np.nan])
         kappa_ci = alpha_ci = [None, None]
+    if len(rated) and np.isfinite(alpha[0]):
+        # the headline value is crowd-kit's own metric; the vectorized form above (equal to
+        # it, see tests/test_agreement.py) makes the 500 bootstrap resamples one product
+        alpha = np.array([crowdkit_alpha_of_counts(rated)])
     return {"krippendorff_alpha": _fin(alpha[0]), "alpha_ci": alpha_ci,
             "fleiss_kappa": _fin(kappa[0]), "kappa_ci": kappa_ci,
             "unanimous": unanimous, "n_items": len(rated),

@@ -112,3 +112,25 @@ def test_summary_per_question():
     assert s["overall"]["n_items"] > s["shared"]["n_items"]
     noisy = simulate_answers(make_manifest(), n_good=2, n_spam=3, seed=2)
     assert agreement_summary(noisy, n_boot=50)["shared"]["fleiss_kappa"] < 0.9
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_vectorized_alpha_equals_crowdkit_on_count_tables(seed):
+    """The bootstrap resamples use the vectorized count-table alpha; the headline value is
+    crowd-kit's. Both must be the same number (items with 1-6 answers, 2-4 values)."""
+    from crowdkit.metrics.data import alpha_krippendorff
+
+    from analysis.agreement import _alpha_from_counts, crowdkit_alpha_of_counts
+
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(2, 5))
+    table = rng.multinomial(1, np.ones(k) / k, size=(40, 6)).sum(1)  # 40 items x k counts
+    table = table * (rng.random((40, 1)) < 0.9)  # a few items without answers
+    table = table[table.sum(1) >= 2]
+    ck = crowdkit_alpha_of_counts(table)
+    assert ck == pytest.approx(_alpha_from_counts(table.astype(float)), abs=1e-10)
+    labels = [(i, c) for i, row in enumerate(table) for c, n in enumerate(row)
+              for _ in range(n)]
+    long = pd.DataFrame([{"task": i, "worker": f"answer{j}", "label": c}
+                         for j, (i, c) in enumerate(labels)])
+    assert ck == pytest.approx(alpha_krippendorff(long), abs=1e-12)
