@@ -100,6 +100,8 @@ def report(run_dir: Path | None, out: Path | None, answers: Path | None, study: 
         raise click.ClickException(str(exc)) from None
     s = result["summary"]
     dest = out or run_dir / "report"
+    if (s.get("answer_source") or {}).get("note"):
+        click.echo(f"NOTE: {s['answer_source']['note']}")
     click.echo(f"{s['n_features_audited']} features audited, {s['n_spurious']} spurious, "
                f"{s['n_pending']} pending; workers kept {s['n_workers_kept']}/{s['n_workers']}")
     click.echo(f"report: {dest / 'index.html'}")

@@ -42,8 +42,8 @@ from sparse_probe.rundir import (
     write_text,
 )
 
-__all__ = ["ReportOptions", "build_report", "class_weight_shares", "identity_example_share",
-           "probe_arrays"]
+__all__ = ["ReportOptions", "answer_source", "build_report", "class_weight_shares",
+           "identity_example_share", "probe_arrays"]
 
 logger = logging.getLogger(__name__)
 FEATURE_COLUMNS = ["hit_key", "class", "class_name", "feature", "weight", "rank", "layer",
@@ -277,6 +277,67 @@ def _identity_shares(verdicts: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+#: worker-id prefix of a blind simulated crowd (tasks.simulate: workers without masks)
+BLIND_PREFIX = "SIMBLIND"
+_SOURCE_NOTES = {
+    "simulated-blind": ("Answers come from a BLIND simulated crowd: the HITs have no "
+                        "ground-truth masks, so the simulated workers could not see the "
+                        "evidence; their answers are guesses, not judgements, and no verdict "
+                        "below says anything about the model."),
+    "simulated": ("Answers come from a simulated crowd (reads ground-truth masks): "
+                  "the verdicts test the pipeline against the planted cues, they are not "
+                  "people's judgements."),
+    "mixed": ("Some answers come from a simulated crowd (worker ids starting with SIM); "
+              "see the workers table."),
+}
+
+
+def answer_source(tasks_dir: Path, answers: pd.DataFrame) -> dict:
+    """Where the answers come from: people, a simulated crowd, or a blind simulated crowd.
+
+    Read from ``tasks/simulation.json`` (written by ``tasks simulate``: ``source``,
+    ``worker_prefix``) and the workers' ids (a blind simulated crowd's start with
+    ``SIMBLIND``).
+
+    Returns
+    -------
+    dict
+        ``{"kind": "people" | "simulated" | "simulated-blind" | "mixed" | "none",
+        "n_workers": int, "n_simulated": int, "n_blind": int, "note": str | None}``.
+    """
+    rec_path = tasks_dir / "simulation.json"
+    rec: dict = {}
+    if rec_path.is_file():
+        try:
+            rec = read_json(rec_path, what="simulation record of `tasks simulate`")
+        except RunDirError as exc:
+            raise IngestError(str(exc)) from None
+    workers = pd.Series(answers["worker_id"].dropna().astype(str).unique()) \
+        if len(answers) else pd.Series(dtype=str)
+    prefixes = {"SIM", BLIND_PREFIX, str(rec.get("worker_prefix") or "SIM")}
+    simulated = workers.map(lambda w: any(w.startswith(p) for p in prefixes)) \
+        if len(workers) else pd.Series(dtype=bool)
+    blind = workers.str.startswith(BLIND_PREFIX) if len(workers) else pd.Series(dtype=bool)
+    if rec.get("source") == "simulated-blind" and len(workers):
+        blind = blind | workers.str.startswith(str(rec.get("worker_prefix") or BLIND_PREFIX))
+    n, n_sim, n_blind = len(workers), int(simulated.sum()), int(blind.sum())
+    if n == 0:
+        kind = "none"
+    elif n_blind:
+        kind = "simulated-blind"
+    elif n_sim == n:
+        kind = "simulated"
+    elif n_sim:
+        kind = "mixed"
+    else:
+        kind = "people"
+    note = _SOURCE_NOTES.get(kind)
+    if kind == "simulated-blind" and n_blind < n:
+        note = f"{n_blind} of {n} workers are a blind simulated crowd. " + note
+    return {"kind": kind, "n_workers": n, "n_simulated": n_sim, "n_blind": n_blind,
+            "note": note}
+
+
 def _check_answers_match_tasks(answers_dir: Path, tasks_dir: Path) -> None:
     """Refuse answers collected for other HITs than the run's (when both record it)."""
     answers_rec, tasks_rec = read_run_record(answers_dir), read_run_record(tasks_dir)
@@ -344,6 +405,9 @@ def build_report(run: str | Path, out: str | Path | None = None,
         logger.warning("%d answer rows name HITs missing from the manifest; ignored",
                        int((~known).sum()))
     answers = answers[known]
+    source = answer_source(run / "tasks", answers)
+    if source["note"]:
+        logger.warning("%s", source["note"])
 
     schema = schema_for_tasks(run / "tasks")  # the questions the HITs asked
     qc = quality_control(answers, manifest, options.qc, schema)
@@ -402,6 +466,7 @@ def build_report(run: str | Path, out: str | Path | None = None,
     by_class = sorted(((str(c), float(s)) for c, s in share_sp.items()), key=lambda t: -t[1])
     counts = sparse["verdict"].value_counts().to_dict()
     summary = {
+        "answer_source": source,
         "run": str(run), "dataset": meta.get("dataset", {}).get("name"),
         "model": meta.get("model", {}).get("name"), "layer": meta.get("layer"),
         "kind": data_kind, "classes": classes,
