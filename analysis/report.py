@@ -416,14 +416,16 @@ def build_report(run: str | Path, out: str | Path | None = None,
     agg_mv = aggregate(kept, method="MajorityVote", schema=schema) \
         if options.method != "MajorityVote" else agg
     skills = worker_skills(kept, agg, schema=schema) if len(kept) else None
+    # workers who answered each HIT before quality control: "pending" only without any
+    n_answered = answers.groupby("hit_key")["worker_id"].nunique() if len(answers) else None
     verdicts = compute_verdicts(manifest, agg, kept, skills, options.min_posterior,
-                                schema=schema)
+                                schema=schema, n_answered=n_answered)
     mv_verdicts = compute_verdicts(manifest, agg_mv, kept, None, options.min_posterior,
-                                   schema=schema)
+                                   schema=schema, n_answered=n_answered)
     verdicts["verdict_mv"] = mv_verdicts["verdict"].values
     # gold HITs are never verdicts; shown apart, as what the crowd said on known answers
     gold_rows = compute_verdicts(manifest, agg, kept, skills, options.min_posterior,
-                                 schema=schema, include_gold=True)
+                                 schema=schema, include_gold=True, n_answered=n_answered)
     gold_rows = gold_rows[gold_rows["is_gold"]]
     agreement = agreement_summary(kept, n_boot=options.n_boot, seed=options.seed,
                                   schema=schema) if len(kept) else {}
@@ -483,6 +485,8 @@ def build_report(run: str | Path, out: str | Path | None = None,
         "n_workers": len(qc.workers),
         "n_workers_kept": int((~qc.workers["excluded"]).sum()) if len(qc.workers) else 0,
         "n_pending": int((real["verdict"] == "pending").sum()),
+        "n_undecided": int((real["verdict"] == "undecided").sum()),
+        "n_workers_review": int(qc.workers["review"].sum()) if len(qc.workers) else 0,
         "method": options.method,
         "truth_accuracy": (float(real["truth_match"].dropna().astype(float).mean())
                            if real["truth_match"].notna().any() else None),
@@ -500,6 +504,9 @@ def build_report(run: str | Path, out: str | Path | None = None,
                           "verdict": r["confidence"]},
             "truth": r["truth"], "is_gold": r["is_gold"],
             "verdict_majority_vote": r["verdict_mv"], "n_workers": r["n_workers"],
+            # how many labels each posterior rests on (n=1: one vote, whatever the posterior)
+            "n_votes": {"shared": r["n_shared"], "pattern": r["n_pattern"]},
+            "n_answered": r["n_answered"], "reason": r["reason"],
             "self_confidence": r["self_confidence"], "truth_match": r["truth_match"],
             "quotes": list(r["quotes"]),
         })
@@ -522,8 +529,10 @@ def build_report(run: str | Path, out: str | Path | None = None,
         flat["votes"] = [json.dumps(_jsonable(v)) for v in flat["votes"]]
         flat["posterior"] = [v["verdict"] for v in flat["posterior"]]
         flat["quotes"] = [json.dumps(q, ensure_ascii=False) for q in flat["quotes"]]
+        flat["n_votes"] = [json.dumps(_jsonable(v)) for v in flat["n_votes"]]
     flat = flat.reindex(columns=[*FEATURE_COLUMNS, "is_gold", "verdict_majority_vote",
-                                 "n_workers", "self_confidence", "truth_match", "quotes"])
+                                 "n_workers", "n_votes", "n_answered", "reason",
+                                 "self_confidence", "truth_match", "quotes"])
     with atomic_path(out / "features.csv") as tmp:
         flat.to_csv(tmp, index=False)
 
