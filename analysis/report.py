@@ -24,6 +24,7 @@ from analysis import figures
 from analysis.aggregate import METHODS, aggregate, worker_skills
 from analysis.agreement import agreement_summary
 from analysis.ingest import ANSWER_COLUMNS, IngestError, load_answers, load_manifest
+from analysis.model_comparison import model_comparison
 from analysis.quality import QCConfig, quality_control
 from analysis.verdicts import compute_verdicts
 from sparse_probe.questions import (
@@ -454,6 +455,7 @@ def build_report(run: str | Path, out: str | Path | None = None,
     if identity or identity_examples:
         figs["identity_share"] = figures.fig_identity_share(identity, identity_examples,
                                                            fig_dir / "identity_share.png")
+    comparison = model_comparison(run, meta, pj)
     cf_rows, cf_json = _load_counterfactual(out)
     if cf_rows is not None and len(cf_rows):
         figs["counterfactual"] = figures.fig_counterfactual(cf_rows,
@@ -519,6 +521,8 @@ def build_report(run: str | Path, out: str | Path | None = None,
                "excluded": qc.excluded.to_dict(orient="records")},
         "agreement": agreement,
         "probe": {k: pj.get(k) for k in ("selection", "accuracy", "features_per_class", "fit")},
+        # original (the network's own last layer) vs dense path end vs sparse head
+        "model_comparison": comparison,
         "figures": figs_rel,
         "counterfactual": cf_json,
     }
@@ -569,6 +573,8 @@ def _render(report: dict, verdicts: pd.DataFrame, shares: pd.DataFrame, qc: Any,
     env.filters["fmt"] = lambda v, d=2: "–" if v is None or (
         isinstance(v, float) and not math.isfinite(v)) else (
         f"{v:.{d}f}" if isinstance(v, float | np.floating) else str(v))
+    # counterfactual files name the network's own last layer "dense": it is the original model
+    env.filters["model_label"] = lambda m: "original" if m == "dense" else m
     env.filters["pct"] = lambda v: "–" if v is None or (
         isinstance(v, float) and not math.isfinite(v)) else f"{100 * v:.0f}%"
     per_class = []
@@ -600,5 +606,5 @@ def _render(report: dict, verdicts: pd.DataFrame, shares: pd.DataFrame, qc: Any,
         workers=qc.workers.to_dict(orient="records"), qc_config=options.qc.to_dict(),
         probe=pj, meta=meta, options=options, gold=gold,
         cf=None if cf_rows is None else cf_rows.to_dict(orient="records"),
-        cf_summary=report.get("counterfactual"),
+        cf_summary=report.get("counterfactual"), comparison=report.get("model_comparison"),
     )
