@@ -48,6 +48,9 @@ from analysis.quality import QCConfig
               help="Gold HITs a worker must answer before the gold rule applies.")
 @click.option("--require-attention/--no-require-attention", default=True, show_default=True,
               help="Exclude workers who fail attention checks.")
+@click.option("--attention-tolerance", type=click.IntRange(0), default=1, show_default=True,
+              help="Failed attention checks that only flag a worker for review; more "
+                   "exclude (0: the first failure excludes).")
 @click.option("--min-seconds", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Assignments faster than this are 'fast'.")
 @click.option("--min-time-fraction", type=click.FloatRange(0, 1), default=0.2,
@@ -67,7 +70,7 @@ def report(run_dir: Path | None, out: Path | None, answers: Path | None, study: 
            rule: str | None, k: int | None, n_of: int | None, drop_unknown: bool,
            self_contained: bool, method: str,
            min_gold_accuracy: float, min_gold_answers: int, require_attention: bool,
-           min_seconds: float, min_time_fraction: float, min_robust_z: float | None,
+           attention_tolerance: int, min_seconds: float, min_time_fraction: float, min_robust_z: float | None,
            max_fast_share: float,
            min_posterior: float, n_boot: int, seed: int) -> None:
     """Aggregate crowd answers into verdicts and write RUN/report (HTML, JSON, CSV, figures).
@@ -89,7 +92,8 @@ def report(run_dir: Path | None, out: Path | None, answers: Path | None, study: 
     from analysis.report import ReportOptions, build_report
 
     qc = QCConfig(min_gold_accuracy=min_gold_accuracy, min_gold_answers=min_gold_answers,
-                  require_attention=require_attention, min_seconds=min_seconds,
+                  require_attention=require_attention,
+                  attention_tolerance=attention_tolerance, min_seconds=min_seconds,
                   min_time_fraction=min_time_fraction, min_robust_z=min_robust_z,
                   max_fast_share=max_fast_share)
     options = ReportOptions(method=method, qc=qc, min_posterior=min_posterior, n_boot=n_boot,
@@ -100,8 +104,12 @@ def report(run_dir: Path | None, out: Path | None, answers: Path | None, study: 
         raise click.ClickException(str(exc)) from None
     s = result["summary"]
     dest = out or run_dir / "report"
+    if (s.get("answer_source") or {}).get("note"):
+        click.echo(f"NOTE: {s['answer_source']['note']}")
     click.echo(f"{s['n_features_audited']} features audited, {s['n_spurious']} spurious, "
-               f"{s['n_pending']} pending; workers kept {s['n_workers_kept']}/{s['n_workers']}")
+               f"{s['n_undecided']} undecided, {s['n_pending']} pending; workers kept "
+               f"{s['n_workers_kept']}/{s['n_workers']} ({s['n_workers_review']} flagged "
+               "for review)")
     click.echo(f"report: {dest / 'index.html'}")
 
 
@@ -194,10 +202,12 @@ def _load_external(spec: str, outputs: str = "probabilities"):
               help="Output directory [default: RUN/report; required without --run].")
 @click.option("--features", "feature_specs", multiple=True, metavar="CLASS:FEATURE[,...]",
               help="Image features to test [default: those judged spurious in the report].")
-@click.option("--model", "model", type=click.Choice(["dense", "sparse", "both", "none"]),
-              default=None, help="The run's models to test: the original (dense) model, the "
-                                 "sparse head, both or none [default: both with --run, else "
-                                 "none].")
+@click.option("--model", "model",
+              type=click.Choice(["original", "sparse", "both", "none", "dense"]),
+              default=None, help="The run's models to test: the original model (the network's "
+                                 "own last layer), the sparse head, both or none [default: "
+                                 "both with --run, else none]. 'dense' is a deprecated alias "
+                                 "of 'original'.")
 @click.option("--external", multiple=True, metavar="MODULE:ATTR",
               help="Also audit an importable model: an object with predict_proba or a callable "
                    "returning class probabilities (n, C), or (n,) for a binary model.")
@@ -266,7 +276,12 @@ def counterfactual(run_dir: Path | None, out: Path | None, feature_specs: tuple[
 
     if model is None:
         model = "both" if run_dir is not None else "none"
-    models = {"dense": ["dense"], "sparse": ["sparse"], "both": ["dense", "sparse"],
+    if model == "dense":
+        click.echo("note: --model dense is deprecated; it means the original model (the "
+                   "network's own last layer): use --model original", err=True)
+        model = "original"
+    # the counterfactual runner's name of the original model is "dense" (its files keep it)
+    models = {"original": ["dense"], "sparse": ["sparse"], "both": ["dense", "sparse"],
               "none": []}[model]
     if run_dir is None and models:
         raise click.UsageError(f"--model {model} needs --run (the run's models)")

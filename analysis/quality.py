@@ -4,7 +4,9 @@ What a worker's gold accuracy, attention-check pass rate and work time are, and 
 fails, is defined once in :mod:`sparse_probe.quality` (``tasks review`` pays by the same
 numbers). Here a worker failing any rule of :class:`QCConfig` is *excluded*: all their answers
 are dropped before aggregation; :func:`quality_control` returns the per-worker table with the
-reason.
+reason. Quality control is proportionate: a worker who failed no more attention checks than
+``attention_tolerance`` (default 1) is kept and flagged for ``review``, so one slip never
+erases a perfect gold record.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ logger = logging.getLogger(__name__)
 QCConfig = QualityRules
 
 _WORKER_COLUMNS = ["worker_id", "n_assignments", "n_gold", "gold_accuracy", "n_attention",
-                   "attention_rate", "median_seconds", "fast_share", "min_robust_z", "excluded",
-                   "reason"]
+                   "n_attention_failed", "attention_rate", "median_seconds", "fast_share",
+                   "min_robust_z", "excluded", "review", "reason"]
 
 
 @dataclass
@@ -40,7 +42,8 @@ class QCResult:
     ----------
     workers : DataFrame
         One row per worker: ``worker_id, n_assignments, n_gold, gold_accuracy, n_attention,
-        attention_rate, median_seconds, fast_share, min_robust_z, excluded, reason``.
+        n_attention_failed, attention_rate, median_seconds, fast_share, min_robust_z,
+        excluded, review, reason``.
     assignments : DataFrame
         One row per assignment with its checks (``gold_correct``, ``attention_pass``, ``fast``,
         ``robust_z``).

@@ -24,6 +24,7 @@ from analysis import figures
 from analysis.aggregate import METHODS, aggregate, worker_skills
 from analysis.agreement import agreement_summary
 from analysis.ingest import ANSWER_COLUMNS, IngestError, load_answers, load_manifest
+from analysis.model_comparison import model_comparison
 from analysis.quality import QCConfig, quality_control
 from analysis.verdicts import compute_verdicts
 from sparse_probe.questions import (
@@ -42,8 +43,8 @@ from sparse_probe.rundir import (
     write_text,
 )
 
-__all__ = ["ReportOptions", "build_report", "class_weight_shares", "identity_example_share",
-           "probe_arrays"]
+__all__ = ["ReportOptions", "answer_source", "build_report", "class_weight_shares",
+           "identity_example_share", "probe_arrays"]
 
 logger = logging.getLogger(__name__)
 FEATURE_COLUMNS = ["hit_key", "class", "class_name", "feature", "weight", "rank", "layer",
@@ -277,6 +278,67 @@ def _identity_shares(verdicts: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+#: worker-id prefix of a blind simulated crowd (tasks.simulate: workers without masks)
+BLIND_PREFIX = "SIMBLIND"
+_SOURCE_NOTES = {
+    "simulated-blind": ("Answers come from a BLIND simulated crowd: the HITs have no "
+                        "ground-truth masks, so the simulated workers could not see the "
+                        "evidence; their answers are guesses, not judgements, and no verdict "
+                        "below says anything about the model."),
+    "simulated": ("Answers come from a simulated crowd (reads ground-truth masks): "
+                  "the verdicts test the pipeline against the planted cues, they are not "
+                  "people's judgements."),
+    "mixed": ("Some answers come from a simulated crowd (worker ids starting with SIM); "
+              "see the workers table."),
+}
+
+
+def answer_source(tasks_dir: Path, answers: pd.DataFrame) -> dict:
+    """Where the answers come from: people, a simulated crowd, or a blind simulated crowd.
+
+    Read from ``tasks/simulation.json`` (written by ``tasks simulate``: ``source``,
+    ``worker_prefix``) and the workers' ids (a blind simulated crowd's start with
+    ``SIMBLIND``).
+
+    Returns
+    -------
+    dict
+        ``{"kind": "people" | "simulated" | "simulated-blind" | "mixed" | "none",
+        "n_workers": int, "n_simulated": int, "n_blind": int, "note": str | None}``.
+    """
+    rec_path = tasks_dir / "simulation.json"
+    rec: dict = {}
+    if rec_path.is_file():
+        try:
+            rec = read_json(rec_path, what="simulation record of `tasks simulate`")
+        except RunDirError as exc:
+            raise IngestError(str(exc)) from None
+    workers = pd.Series(answers["worker_id"].dropna().astype(str).unique()) \
+        if len(answers) else pd.Series(dtype=str)
+    prefixes = {"SIM", BLIND_PREFIX, str(rec.get("worker_prefix") or "SIM")}
+    simulated = workers.map(lambda w: any(w.startswith(p) for p in prefixes)) \
+        if len(workers) else pd.Series(dtype=bool)
+    blind = workers.str.startswith(BLIND_PREFIX) if len(workers) else pd.Series(dtype=bool)
+    if rec.get("source") == "simulated-blind" and len(workers):
+        blind = blind | workers.str.startswith(str(rec.get("worker_prefix") or BLIND_PREFIX))
+    n, n_sim, n_blind = len(workers), int(simulated.sum()), int(blind.sum())
+    if n == 0:
+        kind = "none"
+    elif n_blind:
+        kind = "simulated-blind"
+    elif n_sim == n:
+        kind = "simulated"
+    elif n_sim:
+        kind = "mixed"
+    else:
+        kind = "people"
+    note = _SOURCE_NOTES.get(kind)
+    if kind == "simulated-blind" and n_blind < n:
+        note = f"{n_blind} of {n} workers are a blind simulated crowd. " + note
+    return {"kind": kind, "n_workers": n, "n_simulated": n_sim, "n_blind": n_blind,
+            "note": note}
+
+
 def _check_answers_match_tasks(answers_dir: Path, tasks_dir: Path) -> None:
     """Refuse answers collected for other HITs than the run's (when both record it)."""
     answers_rec, tasks_rec = read_run_record(answers_dir), read_run_record(tasks_dir)
@@ -344,6 +406,9 @@ def build_report(run: str | Path, out: str | Path | None = None,
         logger.warning("%d answer rows name HITs missing from the manifest; ignored",
                        int((~known).sum()))
     answers = answers[known]
+    source = answer_source(run / "tasks", answers)
+    if source["note"]:
+        logger.warning("%s", source["note"])
 
     schema = schema_for_tasks(run / "tasks")  # the questions the HITs asked
     qc = quality_control(answers, manifest, options.qc, schema)
@@ -352,14 +417,16 @@ def build_report(run: str | Path, out: str | Path | None = None,
     agg_mv = aggregate(kept, method="MajorityVote", schema=schema) \
         if options.method != "MajorityVote" else agg
     skills = worker_skills(kept, agg, schema=schema) if len(kept) else None
+    # workers who answered each HIT before quality control: "pending" only without any
+    n_answered = answers.groupby("hit_key")["worker_id"].nunique() if len(answers) else None
     verdicts = compute_verdicts(manifest, agg, kept, skills, options.min_posterior,
-                                schema=schema)
+                                schema=schema, n_answered=n_answered)
     mv_verdicts = compute_verdicts(manifest, agg_mv, kept, None, options.min_posterior,
-                                   schema=schema)
+                                   schema=schema, n_answered=n_answered)
     verdicts["verdict_mv"] = mv_verdicts["verdict"].values
     # gold HITs are never verdicts; shown apart, as what the crowd said on known answers
     gold_rows = compute_verdicts(manifest, agg, kept, skills, options.min_posterior,
-                                 schema=schema, include_gold=True)
+                                 schema=schema, include_gold=True, n_answered=n_answered)
     gold_rows = gold_rows[gold_rows["is_gold"]]
     agreement = agreement_summary(kept, n_boot=options.n_boot, seed=options.seed,
                                   schema=schema) if len(kept) else {}
@@ -388,6 +455,7 @@ def build_report(run: str | Path, out: str | Path | None = None,
     if identity or identity_examples:
         figs["identity_share"] = figures.fig_identity_share(identity, identity_examples,
                                                            fig_dir / "identity_share.png")
+    comparison = model_comparison(run, meta, pj)
     cf_rows, cf_json = _load_counterfactual(out)
     if cf_rows is not None and len(cf_rows):
         figs["counterfactual"] = figures.fig_counterfactual(cf_rows,
@@ -402,6 +470,7 @@ def build_report(run: str | Path, out: str | Path | None = None,
     by_class = sorted(((str(c), float(s)) for c, s in share_sp.items()), key=lambda t: -t[1])
     counts = sparse["verdict"].value_counts().to_dict()
     summary = {
+        "answer_source": source,
         "run": str(run), "dataset": meta.get("dataset", {}).get("name"),
         "model": meta.get("model", {}).get("name"), "layer": meta.get("layer"),
         "kind": data_kind, "classes": classes,
@@ -418,6 +487,8 @@ def build_report(run: str | Path, out: str | Path | None = None,
         "n_workers": len(qc.workers),
         "n_workers_kept": int((~qc.workers["excluded"]).sum()) if len(qc.workers) else 0,
         "n_pending": int((real["verdict"] == "pending").sum()),
+        "n_undecided": int((real["verdict"] == "undecided").sum()),
+        "n_workers_review": int(qc.workers["review"].sum()) if len(qc.workers) else 0,
         "method": options.method,
         "truth_accuracy": (float(real["truth_match"].dropna().astype(float).mean())
                            if real["truth_match"].notna().any() else None),
@@ -435,6 +506,9 @@ def build_report(run: str | Path, out: str | Path | None = None,
                           "verdict": r["confidence"]},
             "truth": r["truth"], "is_gold": r["is_gold"],
             "verdict_majority_vote": r["verdict_mv"], "n_workers": r["n_workers"],
+            # how many labels each posterior rests on (n=1: one vote, whatever the posterior)
+            "n_votes": {"shared": r["n_shared"], "pattern": r["n_pattern"]},
+            "n_answered": r["n_answered"], "reason": r["reason"],
             "self_confidence": r["self_confidence"], "truth_match": r["truth_match"],
             "quotes": list(r["quotes"]),
         })
@@ -447,6 +521,8 @@ def build_report(run: str | Path, out: str | Path | None = None,
                "excluded": qc.excluded.to_dict(orient="records")},
         "agreement": agreement,
         "probe": {k: pj.get(k) for k in ("selection", "accuracy", "features_per_class", "fit")},
+        # original (the network's own last layer) vs dense path end vs sparse head
+        "model_comparison": comparison,
         "figures": figs_rel,
         "counterfactual": cf_json,
     }
@@ -457,8 +533,10 @@ def build_report(run: str | Path, out: str | Path | None = None,
         flat["votes"] = [json.dumps(_jsonable(v)) for v in flat["votes"]]
         flat["posterior"] = [v["verdict"] for v in flat["posterior"]]
         flat["quotes"] = [json.dumps(q, ensure_ascii=False) for q in flat["quotes"]]
+        flat["n_votes"] = [json.dumps(_jsonable(v)) for v in flat["n_votes"]]
     flat = flat.reindex(columns=[*FEATURE_COLUMNS, "is_gold", "verdict_majority_vote",
-                                 "n_workers", "self_confidence", "truth_match", "quotes"])
+                                 "n_workers", "n_votes", "n_answered", "reason",
+                                 "self_confidence", "truth_match", "quotes"])
     with atomic_path(out / "features.csv") as tmp:
         flat.to_csv(tmp, index=False)
 
@@ -495,6 +573,8 @@ def _render(report: dict, verdicts: pd.DataFrame, shares: pd.DataFrame, qc: Any,
     env.filters["fmt"] = lambda v, d=2: "–" if v is None or (
         isinstance(v, float) and not math.isfinite(v)) else (
         f"{v:.{d}f}" if isinstance(v, float | np.floating) else str(v))
+    # counterfactual files name the network's own last layer "dense": it is the original model
+    env.filters["model_label"] = lambda m: "original" if m == "dense" else m
     env.filters["pct"] = lambda v: "–" if v is None or (
         isinstance(v, float) and not math.isfinite(v)) else f"{100 * v:.0f}%"
     per_class = []
@@ -526,5 +606,5 @@ def _render(report: dict, verdicts: pd.DataFrame, shares: pd.DataFrame, qc: Any,
         workers=qc.workers.to_dict(orient="records"), qc_config=options.qc.to_dict(),
         probe=pj, meta=meta, options=options, gold=gold,
         cf=None if cf_rows is None else cf_rows.to_dict(orient="records"),
-        cf_summary=report.get("counterfactual"),
+        cf_summary=report.get("counterfactual"), comparison=report.get("model_comparison"),
     )

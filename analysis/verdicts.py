@@ -4,7 +4,9 @@ What an answer means comes from the question schema (:mod:`sparse_probe.question
 *presence* question (built-in ``shared``) and the *pattern* question (built-in ``pattern``).
 Rules (applied per HIT, i.e. per (class, feature, layer)):
 
-1. no (non-excluded) answers at all -> ``pending``;
+1. no answers at all -> ``pending`` (only then: a HIT whose answers all came from workers
+   quality control excluded is ``undecided``, with that reason, when ``n_answered`` gives the
+   answer counts before quality control);
 2. the presence question has no label (only abstentions, a tie) or its posterior <
    ``min_posterior`` -> ``undecided``;
 3. its label does not mean "there is a pattern" (built-in: not ``yes``) -> ``no_pattern``;
@@ -19,6 +21,9 @@ answers to gold apart from the verdicts); :func:`findings` never returns one.
 
 ``confidence`` is the verdict's posterior (product of the ``shared`` and ``pattern`` posteriors for
 core/spurious) and ``self_confidence`` the workers' mean self-rated confidence (1-5).
+``n_shared`` / ``n_pattern`` are the labels (non-abstaining workers) each posterior rests on, so
+a posterior of 1.00 from a single vote reads as n=1; ``reason`` says why a verdict is
+``undecided`` or ``pending``.
 """
 
 from __future__ import annotations
@@ -131,6 +136,7 @@ def compute_verdicts(
     n_quotes: int = 3,
     schema: QuestionSchema | None = None,
     include_gold: bool = False,
+    n_answered: pd.Series | dict | None = None,
 ) -> pd.DataFrame:
     """One verdict per audited HIT of the manifest (gold HITs only with ``include_gold``).
 
@@ -153,13 +159,18 @@ def compute_verdicts(
     include_gold : bool
         Also return the gold HITs (``is_gold`` True), judged like the others; they are
         known-answer items, never findings (see :func:`findings`).
+    n_answered : Series or dict, optional
+        Workers who answered each HIT before quality control (by hit_key): a HIT with answers
+        only from excluded workers is then ``undecided`` ("all N answers from excluded
+        workers"), not ``pending``.
 
     Returns
     -------
     DataFrame
         One row per manifest HIT (but gold ones, unless ``include_gold``): the manifest fields plus ``verdict, kind, shared, pattern,
         shared_posterior, pattern_posterior, confidence, votes_shared, votes_pattern,
-        shared_mv, pattern_mv, n_workers, self_confidence, quotes, truth_match``. The
+        shared_mv, pattern_mv, n_workers, n_shared, n_pattern, n_answered, reason,
+        self_confidence, quotes, truth_match``. The
         ``shared`` / ``pattern`` columns hold the presence and pattern questions' labels
         whatever the schema names them.
     """
@@ -185,17 +196,24 @@ def compute_verdicts(
         key = m["hit_key"]
         has = key in aggregated.index and int(aggregated.loc[key, "n_workers"]) > 0
         ag = aggregated.loc[key] if has else None
-        verdict, kind, confidence = "pending", None, np.nan
+        verdict, kind, confidence, reason = "pending", None, np.nan, "no answers yet"
+        answered = int(n_answered.get(key, 0) or 0) if n_answered is not None else 0
+        if ag is None and answered > 0:
+            verdict = "undecided"
+            reason = (f"all {answered} answers from workers excluded by quality control")
         if ag is not None:
+            reason = ""
             s, sp = ag.get(presence), ag.get(f"{presence}_posterior")
             p, pp = ag.get(pattern), ag.get(f"{pattern}_posterior")
             if s is None or (isinstance(s, float) and np.isnan(s)) or not sp >= min_posterior:
                 verdict = "undecided"
                 confidence = sp
+                reason = _undecided_reason(presence, s, sp, ag, min_posterior)
             elif schema.meaning(presence, s) != PATTERN:
                 verdict, confidence = NO_PATTERN, sp
             elif p is None or (isinstance(p, float) and np.isnan(p)) or not pp >= min_posterior:
                 verdict, confidence = "undecided", sp * (pp if pp == pp else 0.0)
+                reason = _undecided_reason(pattern, p, pp, ag, min_posterior)
             elif schema.meaning(pattern, p) == CORE:
                 verdict, confidence = CORE, sp * pp
             else:
@@ -230,6 +248,10 @@ def compute_verdicts(
             "shared_mv": None if ag is None else ag.get(f"{presence}_mv"),
             "pattern_mv": None if ag is None else ag.get(f"{pattern}_mv"),
             "n_workers": 0 if ag is None else int(ag.get("n_workers")),
+            "n_shared": 0 if ag is None else int(ag.get(f"{presence}_n", 0) or 0),
+            "n_pattern": 0 if ag is None else int(ag.get(f"{pattern}_n", 0) or 0),
+            "n_answered": max(answered, 0 if ag is None else int(ag.get("n_workers"))),
+            "reason": reason,
             "self_confidence": float(conf.get(key, np.nan)) if conf is not None else np.nan,
             "quotes": quotes, "truth": truth, "truth_match": truth_matches(verdict, kind, truth),
             "assets": m.get("assets") if isinstance(m.get("assets"), dict) else {},
@@ -238,6 +260,17 @@ def compute_verdicts(
         return pd.DataFrame(columns=["hit_key", "class", "class_name", "feature", "layer",
                                      "is_gold", "verdict", "kind", "truth", "truth_match"])
     return pd.DataFrame(rows)
+
+
+def _undecided_reason(question: str, label: object, posterior: float, ag: pd.Series,
+                      min_posterior: float) -> str:
+    """Why a question's aggregate does not decide: abstentions only, a tie, a low posterior."""
+    n = int(ag.get(f"{question}_n", 0) or 0)
+    if n == 0:
+        return f"{question}: no answer but 'unsure'"
+    if label is None or (isinstance(label, float) and np.isnan(label)):
+        return f"{question}: tie between answers (n={n})"
+    return f"{question}: posterior {posterior:.3g} < {min_posterior:g} (n={n})"
 
 
 def _is_gold(value: object) -> bool:

@@ -10,7 +10,11 @@ import click
 
 from sparse_probe.penalties import DEFAULT_ALPHA
 
-__all__ = ["fit", "inspect"]
+__all__ = ["LAYER_LABELS", "fit", "inspect"]
+
+#: probe.json layer keys -> what they are called in output: "dense" is the least-regularized
+#: point of the elastic-net path (the network's own last layer is "original").
+LAYER_LABELS = {"dense": "dense path end", "sparse": "sparse"}
 
 
 @click.command()
@@ -61,9 +65,11 @@ def fit(features_dir, out_dir, alpha, n_lambdas, eps, grouped, select_rule, solv
     click.echo(f"path: {probe['fit']['n_points']} points, λ_max={probe['fit']['lambda_max']:.3e}, "
                f"max KKT violation {probe['kkt_violation_max']:.1e}, {seconds:.1f}s")
     click.echo(f"selected #{sel['index']} ({rule}={value:g}): λ={sel['lambda']:.3e}")
-    for name in ("dense", "sparse"):
-        click.echo(f"  {name:6s}: val acc {fmt(acc[name]['val'])}, test acc {fmt(acc[name]['test'])}, "
-                   f"{fpc[name]:.1f} features/class")
+    # probe.json keeps the key "dense" for the least-regularized point of the path; it is not
+    # the network's own ("original") last layer, so it is printed as "dense path end"
+    for name, label in LAYER_LABELS.items():
+        click.echo(f"  {label:14s}: val acc {fmt(acc[name]['val'])}, "
+                   f"test acc {fmt(acc[name]['test'])}, {fpc[name]:.1f} features/class")
     click.echo(f"wrote {out_dir}/path.npz, probe.json, head.pt")
 
 
@@ -72,7 +78,10 @@ def fit(features_dir, out_dir, alpha, n_lambdas, eps, grouped, select_rule, solv
 @click.option("--top", default=5, show_default=True, type=click.IntRange(1), help="Features per class.")
 @click.option("--plot", "plot_file", type=click.Path(path_type=FsPath), default=None,
               help="Save the accuracy-vs-sparsity plot (PNG).")
-@click.option("--layer", type=click.Choice(["sparse", "dense"]), default="sparse", show_default=True)
+@click.option("--layer", type=click.Choice(["sparse", "dense-path-end", "dense"]),
+              default="sparse", show_default=True,
+              help="The selected sparse head or the least-regularized path point "
+                   "(dense-path-end; 'dense' is the same, kept for compatibility).")
 def inspect(probe_dir, top, plot_file, layer):
     """Print the path table and the top features per class of a fitted probe."""
     from sparse_probe.probe import load_probe
@@ -86,7 +95,9 @@ def inspect(probe_dir, top, plot_file, layer):
     click.echo(table[0])
     for i, line in enumerate(table[1:]):
         click.echo(line + ("  <- selected" if i == sel else ""))
-    click.echo(f"\ntop features per class ({layer} layer, by |weight| on standardized features):")
+    layer = "dense" if layer == "dense-path-end" else layer
+    click.echo(f"\ntop features per class ({LAYER_LABELS[layer]} layer, by |weight| on "
+               "standardized features):")
     rows = [r for r in probe["top_features"][layer] if r["rank"] <= top]
     for c, name in enumerate(probe["classes"]):
         feats = [f"{r['feature']}({r['weight']:+.3f})" for r in rows if r["class"] == c]

@@ -23,8 +23,14 @@ gold assignments (NaN without any), ``attention_rate`` = passed / checked, ``med
 
 - ``n_gold >= max(min_gold_answers, 1)`` and ``gold_accuracy < min_gold_accuracy``
   (exactly at the threshold passes),
-- ``require_attention`` and ``n_attention > 0`` and ``attention_rate < min_attention_rate``,
+- ``require_attention`` and ``n_attention > 0`` and ``attention_rate < min_attention_rate``
+  and the worker failed more than ``attention_tolerance`` checks (default 1: a single failed
+  attention check never excludes by itself, it only flags the worker for review;
+  :func:`attention_fails`),
 - ``fast_share > max_fast_share``.
+
+A worker whose attention rate is below ``min_attention_rate`` but whose failures are within the
+tolerance is kept and flagged (``review`` True, the reason says why).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ __all__ = [
     "WORKER_COLUMNS",
     "QualityRules",
     "assignment_checks",
+    "attention_fails",
     "gold_fails",
     "judge_workers",
     "worker_quality",
@@ -51,7 +58,7 @@ __all__ = [
 ASSIGNMENT_COLUMNS = ["assignment_id", "worker_id", "hit_key", "work_seconds", "gold_correct",
                       "attention_pass", "robust_z", "fast"]
 WORKER_COLUMNS = ["worker_id", "n_assignments", "n_gold", "n_gold_correct", "gold_accuracy",
-                  "n_attention", "attention_rate", "median_seconds", "fast_share",
+                  "n_attention", "n_attention_failed", "attention_rate", "median_seconds", "fast_share",
                   "min_robust_z"]
 
 
@@ -69,6 +76,10 @@ class QualityRules:
         Apply the attention rule.
     min_attention_rate : float
         Required share of passed attention checks (1.0 = every check).
+    attention_tolerance : int
+        Failed attention checks tolerated before the attention rule excludes a worker; a
+        worker below ``min_attention_rate`` within the tolerance is only flagged for review
+        (0: any failure below the rate excludes, the old behaviour).
     min_seconds : float
         An assignment faster than this many seconds is "fast".
     min_time_fraction : float
@@ -83,6 +94,7 @@ class QualityRules:
     min_gold_answers: int = 1
     require_attention: bool = True
     min_attention_rate: float = 1.0
+    attention_tolerance: int = 1
     min_seconds: float = 0.0
     min_time_fraction: float = 0.2
     min_robust_z: float | None = None
@@ -256,6 +268,7 @@ def worker_quality(
     w["gold_accuracy"] = (w["n_gold_correct"] / w["n_gold"].where(w["n_gold"] > 0)).astype(float)
     w["attention_rate"] = (w["att_k"] / w["n_attention"].where(w["n_attention"] > 0)).astype(
         float)
+    w["n_attention_failed"] = (w["n_attention"] - w["att_k"]).astype(int)
     return w.rename_axis("worker_id").reset_index()[WORKER_COLUMNS]
 
 
@@ -268,6 +281,33 @@ def gold_fails(workers: pd.DataFrame, min_gold_accuracy: float | None,
     return (judged & (workers["gold_accuracy"] < min_gold_accuracy)).fillna(False).astype(bool)
 
 
+def attention_fails(workers: pd.DataFrame, min_attention_rate: float,
+                    tolerance: int = 1) -> tuple[pd.Series, pd.Series]:
+    """Whether each worker fails the attention rule, and whether they are only flagged.
+
+    Parameters
+    ----------
+    workers : DataFrame
+        :func:`worker_quality` output (``n_attention``, ``n_attention_failed``,
+        ``attention_rate``).
+    min_attention_rate : float
+        Required share of passed checks (equal passes).
+    tolerance : int
+        Failed checks tolerated: below the rate with at most this many failures is *flagged*
+        (review), with more it *fails*.
+
+    Returns
+    -------
+    failed, flagged : Series of bool aligned with ``workers``
+    """
+    below = ((workers["n_attention"] > 0) & (workers["attention_rate"] < min_attention_rate))
+    below = below.fillna(False).astype(bool)
+    n_failed = workers["n_attention_failed"] if "n_attention_failed" in workers else (
+        workers["n_attention"] - (workers["attention_rate"] * workers["n_attention"]).round())
+    over = (n_failed.fillna(0) > max(int(tolerance), 0)).astype(bool)
+    return below & over, below & ~over
+
+
 def judge_workers(workers: pd.DataFrame, rules: QualityRules | None = None) -> pd.DataFrame:
     """Apply :class:`QualityRules` to :func:`worker_quality`'s table.
 
@@ -275,13 +315,16 @@ def judge_workers(workers: pd.DataFrame, rules: QualityRules | None = None) -> p
     -------
     DataFrame
         ``workers`` plus ``gold_failed``, ``attention_failed``, ``fast_failed`` (bool),
-        ``reason`` (the failed rules, ``"; "``-joined, ``""`` when none) and ``excluded``.
+        ``reason`` (the failed rules, ``"; "``-joined, ``""`` when none), ``excluded`` and
+        ``review`` (kept but flagged: attention failures within ``attention_tolerance``; the
+        reason says so).
     """
     rules = rules or QualityRules()
     out = workers.copy()
     out["gold_failed"] = gold_fails(out, rules.min_gold_accuracy, rules.min_gold_answers)
-    att = (out["n_attention"] > 0) & (out["attention_rate"] < rules.min_attention_rate)
-    out["attention_failed"] = att.fillna(False).astype(bool) & bool(rules.require_attention)
+    failed, flagged = attention_fails(out, rules.min_attention_rate, rules.attention_tolerance)
+    out["attention_failed"] = failed & bool(rules.require_attention)
+    flagged = flagged & bool(rules.require_attention)
     out["fast_failed"] = (out["fast_share"] > rules.max_fast_share).fillna(False).astype(bool)
     texts = pd.DataFrame({
         "gold": ("gold accuracy " + out["gold_accuracy"].map("{:.2f}".format)
@@ -290,8 +333,13 @@ def judge_workers(workers: pd.DataFrame, rules: QualityRules | None = None) -> p
                       + f" < {rules.min_attention_rate:.2f}").where(out["attention_failed"], ""),
         "fast": (out["fast_share"].map("{:.0%}".format) + " of assignments too fast")
         .where(out["fast_failed"], ""),
+        "review": ("review: failed " + out["n_attention_failed"].astype(str) + " of "
+                   + out["n_attention"].astype(str) + " attention checks (within tolerance "
+                   + str(rules.attention_tolerance) + ")").where(flagged, "")
+        if "n_attention_failed" in out else pd.Series("", index=out.index),
     }, index=out.index)
     out["reason"] = texts.apply(lambda col: col.where(col == "", col + "; ")).sum(axis=1) \
         .str.rstrip("; ") if len(out) else pd.Series(dtype=str)
     out["excluded"] = out["gold_failed"] | out["attention_failed"] | out["fast_failed"]
+    out["review"] = flagged & ~out["excluded"]
     return out

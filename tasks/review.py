@@ -8,7 +8,13 @@ The measurements are the one definition of worker quality in :mod:`sparse_probe.
   graded gold HITs and ``gold_accuracy < min_gold_accuracy`` has all of their assignments
   rejected (the same test as :func:`sparse_probe.quality.gold_fails`).
 - **attention check**: the manifest row's ``attention`` ``{field, expected}``; a wrong or
-  missing answer rejects that assignment (when ``require_attention``).
+  missing answer rejects that assignment (when ``require_attention``, off by default) once the
+  worker failed more than ``attention_tolerance`` checks (the same test as the report's quality
+  control, :func:`sparse_probe.quality.attention_fails`). Pay is per assignment, so the
+  default tolerance here is 0: asking for ``require_attention`` rejects exactly the
+  assignments that did not follow the instruction; the report only *excludes* a worker beyond
+  its own tolerance (default 1), so one slip never drops a perfect gold record from the
+  audit.
 - **time**: an assignment submitted in under ``min_seconds`` is rejected.
 
 Rejections always carry feedback text (MTurk requires it). Every action is written to the
@@ -32,7 +38,13 @@ from botocore.exceptions import ClientError
 from tqdm import tqdm
 
 from sparse_probe.answers import read_answers, write_answers
-from sparse_probe.quality import QualityRules, assignment_checks, gold_fails, worker_quality
+from sparse_probe.quality import (
+    QualityRules,
+    assignment_checks,
+    attention_fails,
+    gold_fails,
+    worker_quality,
+)
 from sparse_probe.questions import QuestionSchema, schema_for_tasks
 from tasks.client import Endpoint
 from tasks.cost import fee_rate, parse_reward
@@ -51,6 +63,7 @@ class ReviewRules:
     min_gold_accuracy: float | None = 0.7
     min_gold_answers: int = 1
     require_attention: bool = False
+    attention_tolerance: int = 0
     min_seconds: float | None = None
     bonus: str | None = None
     bonus_min_gold_accuracy: float = 0.9
@@ -114,11 +127,14 @@ def decide(answers: pd.DataFrame, manifest: list[dict[str, Any]], rules: ReviewR
     workers = worker_quality(answers, manifest, checks=checks).set_index("worker_id",
                                                                          drop=False)
     failed = gold_fails(workers, rules.min_gold_accuracy, rules.min_gold_answers)
+    # every failed check counts (rate 1.0), beyond the tolerance
+    inattentive, _ = attention_fails(workers, 1.0, rules.attention_tolerance)
     acc = workers["gold_accuracy"]
     first = answers.drop_duplicates("assignment_id").set_index("assignment_id")["hit_id"]
     checks = checks.assign(hit_id=checks["assignment_id"].map(first),
                            gold_accuracy=checks["worker_id"].map(acc),
-                           gold_failed=checks["worker_id"].map(failed).fillna(False))
+                           gold_failed=checks["worker_id"].map(failed).fillna(False),
+                           inattentive=checks["worker_id"].map(inattentive).fillna(False))
     decisions: list[Decision] = []
     for c in checks.sort_values("assignment_id").itertuples(index=False):
         reasons: list[str] = []
@@ -126,7 +142,8 @@ def decide(answers: pd.DataFrame, manifest: list[dict[str, Any]], rules: ReviewR
         if c.gold_failed:
             reasons.append(f"accuracy on questions with known answers {a:.0%} is below "
                            f"{rules.min_gold_accuracy:.0%}")
-        if rules.require_attention and pd.notna(c.attention_pass) and not c.attention_pass:
+        if rules.require_attention and pd.notna(c.attention_pass) and not c.attention_pass \
+                and c.inattentive:
             reasons.append("the attention-check question was not answered as instructed")
         if rules.min_seconds is not None and c.fast:
             reasons.append(f"submitted after {float(c.work_seconds):.0f} s, faster than the "

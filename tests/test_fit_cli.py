@@ -109,3 +109,32 @@ def test_fit_features_library_function(tmp_path, features_dir):
     with pytest.raises(ValueError, match="unknown rule 'bogus'"):
         fit_features(d, tmp_path / "o", select_rule="bogus=1", progress=False)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_dense_path_end_is_named_so(tmp_path, features_dir):
+    """The least-regularized path point is "dense path end" in fit / inspect output (the
+    network's own layer is "original"); probe.json keeps its "dense" key."""
+    d, _ = features_dir
+    out = tmp_path / "probe"
+    r = CliRunner().invoke(main, ["fit", "--features", str(d), "--out", str(out),
+                                  "--n-lambdas", "10", "--eps", "1e-2"])
+    assert r.exit_code == 0, r.output
+    lines = [ln.strip() for ln in r.output.splitlines()]
+    assert any(ln.startswith("dense path end") for ln in lines)
+    assert not any(ln.startswith("dense ") and not ln.startswith("dense path end")
+                   for ln in lines)
+    assert "dense" in json.loads((out / "probe.json").read_text())["accuracy"]
+    for layer in ("dense-path-end", "dense"):
+        r = CliRunner().invoke(main, ["inspect", str(out), "--layer", layer])
+        assert r.exit_code == 0, r.output
+        assert "(dense path end layer," in r.output
+
+
+def test_counterfactual_model_original_and_deprecated_dense():
+    r = CliRunner().invoke(main, ["counterfactual", "--model", "dense"])
+    assert r.exit_code != 0
+    assert "--model dense is deprecated" in r.output and "use --model original" in r.output
+    assert "--model original needs --run" in r.output
+    r = CliRunner().invoke(main, ["counterfactual", "--model", "original"])
+    assert "deprecated" not in r.output and "--model original needs --run" in r.output

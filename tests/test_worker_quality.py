@@ -162,10 +162,19 @@ def test_attention_and_time_boundaries():
                                                          max_fast_share=0.5))
     assert not judged["excluded"].any()          # exactly at both thresholds: kept
     judged = judge_workers(w.reset_index(), QualityRules(min_attention_rate=0.51,
-                                                         max_fast_share=0.49))
+                                                         max_fast_share=0.49,
+                                                         attention_tolerance=0))
     assert judged.set_index("worker_id")["reason"].to_dict() == {
         "all": "50% of assignments too fast",
         "half": "attention checks passed 0.50 < 0.51"}
+    # by default one failed check is tolerated: flagged for review, not excluded
+    judged = judge_workers(w.reset_index(), QualityRules(min_attention_rate=0.51,
+                                                         max_fast_share=0.49)
+                           ).set_index("worker_id")
+    assert not judged.loc["half", "excluded"] and judged.loc["half", "review"]
+    assert judged.loc["half", "reason"] == ("review: failed 1 of 2 attention checks "
+                                            "(within tolerance 1)")
+    assert judged.loc["all", "excluded"] and not judged.loc["all", "review"]
     pay = decide(table, manifest, ReviewRules(min_gold_accuracy=None, require_attention=True,
                                               min_seconds=10.0))
     assert [d.action for d in pay] == ["approve", "reject", "reject", "approve"]
