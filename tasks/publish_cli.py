@@ -211,8 +211,9 @@ def collect(tasks_dir: str, out_dir: str, merge_foreign: bool, endpoint: str | N
 @click.option("--answers", "answers_dir", required=True, type=click.Path(file_okay=False),
               help="answers/ directory written by collect.")
 @_endpoint_options
-@click.option("--min-gold-accuracy", type=click.FloatRange(0, 1), default=0.7,
-              show_default=True, help="Reject workers below this accuracy on gold questions.")
+@click.option("--min-gold-accuracy", type=click.FloatRange(0, 1), default=None,
+              help="Reject workers below this accuracy on gold questions [default: the "
+                   "report's exclusion threshold, 0.6].")
 @click.option("--require-attention", is_flag=True, help="Reject failed attention checks.")
 @click.option("--min-seconds", type=float, default=None, help="Reject faster submissions.")
 @click.option("--bonus", default=None, help="Bonus in dollars for approved, accurate work.")
@@ -221,7 +222,7 @@ def collect(tasks_dir: str, out_dir: str, merge_foreign: bool, endpoint: str | N
 @click.option("--dry-run", is_flag=True, help="Print decisions; send and record nothing.")
 @_cli_errors
 def review(tasks_dir: str, answers_dir: str, endpoint: str | None, endpoint_url: str | None,
-           profile: str | None, credentials: str | None, min_gold_accuracy: float,
+           profile: str | None, credentials: str | None, min_gold_accuracy: float | None,
            require_attention: bool, min_seconds: float | None, bonus: str | None,
            bonus_min_gold_accuracy: float, dry_run: bool) -> None:
     """Approve or reject collected assignments by rules (gold, attention, time)."""
@@ -232,9 +233,10 @@ def review(tasks_dir: str, answers_dir: str, endpoint: str | None, endpoint_url:
     if bonus is not None:
         parse_reward(bonus)
     ep, client, _ = _endpoint_and_client(root, endpoint, endpoint_url, profile, credentials)
-    rules = ReviewRules(min_gold_accuracy=min_gold_accuracy,
-                        require_attention=require_attention, min_seconds=min_seconds,
+    rules = ReviewRules(require_attention=require_attention, min_seconds=min_seconds,
                         bonus=bonus, bonus_min_gold_accuracy=bonus_min_gold_accuracy)
+    if min_gold_accuracy is not None:
+        rules.min_gold_accuracy = min_gold_accuracy
     result = review_assignments(root, answers_dir, client, ep, rules, dry_run=dry_run)
     if dry_run:
         for d in result.decisions:

@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 class ReviewRules:
     """Thresholds of :func:`decide` (``None`` disables a rule)."""
 
-    min_gold_accuracy: float | None = 0.7
+    # the report's exclusion threshold: nobody is refused pay for gold work the report keeps
+    min_gold_accuracy: float | None = QualityRules.min_gold_accuracy
     min_gold_answers: int = 1
     require_attention: bool = False
     attention_tolerance: int = 0

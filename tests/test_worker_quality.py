@@ -178,3 +178,11 @@ def test_attention_and_time_boundaries():
     pay = decide(table, manifest, ReviewRules(min_gold_accuracy=None, require_attention=True,
                                               min_seconds=10.0))
     assert [d.action for d in pay] == ["approve", "reject", "reject", "approve"]
+
+
+def test_pay_and_exclusion_share_the_default_gold_threshold():
+    """Nobody is refused pay for gold work that the report keeps, by default."""
+    from sparse_probe.quality import QualityRules
+    from tasks.review import ReviewRules
+
+    assert ReviewRules().min_gold_accuracy == QualityRules().min_gold_accuracy
