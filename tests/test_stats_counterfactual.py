@@ -4,6 +4,7 @@ closed forms, at the edges of their inputs (no trials, all or none successes, on
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -44,6 +45,13 @@ def test_wilson_closed_form_at_the_edges():
     lo, hi = wilson_interval(5, n)
     half = Z95 * math.sqrt(5 * 5 / n + z2 / 4) / (n + z2)
     assert (lo, hi) == pytest.approx((0.5 - half, 0.5 + half), abs=1e-12)
+
+
+def test_wilson_upper_end_is_exactly_one_at_k_equal_n():
+    # the unclamped sum rounds to 1 + 2^-52 at these n (90%): an interval must stay in [0, 1]
+    for n in (32, 33, 34, 36):
+        assert wilson_interval(n, n, 0.9)[1] == 1.0
+        assert wilson_interval(0, n, 0.9)[0] == 0.0
 
 
 def test_wilson_no_trials_and_bad_counts():
@@ -89,8 +97,19 @@ def test_paired_comparison_accepts_float_and_int_flags():
     assert (r["a_rate"], r["b_rate"]) == pytest.approx((2 / 3, 2 / 3))
 
 
+def test_paired_comparison_discordant_cells_are_told_apart():
+    # a_only 1, b_only 3, both 2: b_only must not be mistaken for both
+    a = np.array([1, 1, 1, 0, 0, 0, 0], bool)
+    b = np.array([1, 1, 0, 1, 1, 1, 0], bool)
+    r = paired_comparison(a, b)
+    assert (r["both"], r["neither"], r["a_only"], r["b_only"]) == (2, 1, 1, 3)
+    assert r["p_value"] == pytest.approx(binomtest(1, 4, 0.5).pvalue)
+
+
 def test_paired_comparison_empty_and_shape_mismatch():
-    r = paired_comparison(np.zeros(0, bool), np.zeros(0, bool))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "mean of empty slice" warning in the user's log
+        r = paired_comparison(np.zeros(0, bool), np.zeros(0, bool))
     assert r["n"] == 0 and math.isnan(r["a_rate"]) and math.isnan(r["b_rate"])
     assert r["p_value"] == 1.0
     with pytest.raises(ValueError) as e:
@@ -98,8 +117,9 @@ def test_paired_comparison_empty_and_shape_mismatch():
     assert str(e.value) == "flips_b: expected shape (3,), got (4,)"
 
 
-def test_bootstrap_empty_and_constant():
+def test_bootstrap_empty_single_and_constant():
     assert all(math.isnan(v) for v in bootstrap_mean_interval(np.zeros(0)))
+    assert bootstrap_mean_interval([0.3]) == (0.3, 0.3)
     assert bootstrap_mean_interval(np.full(7, 0.25)) == (0.25, 0.25)
     assert bootstrap_mean_interval([1.0, 2.0], clusters=[4, 4]) == (1.5, 1.5)
 
