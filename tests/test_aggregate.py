@@ -145,3 +145,100 @@ def test_representative_description_first():
     assert order[0] in (0, 1, 3)
     # skills break ties between equally typical descriptions
     assert rank_descriptions(["x y", "x y"], skills=[0.1, 0.9])[0] == 1
+
+
+# ------------------------------------------------------------------ property: majority vote
+from collections import Counter  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from analysis.aggregate import ABSTAIN  # noqa: E402
+
+_SHARED = ["yes", "no", "Yes ", " NO", "unsure", "", "n/a", "Not sure"]
+_PATTERN = ["a", "b", "B", "c", "none", ""]
+
+
+@st.composite
+def answer_tables(draw):
+    """Small long tables: up to 4 HITs x 4 workers, some workers answering twice."""
+    rows = []
+    n = draw(st.integers(1, 24))
+    times = draw(st.permutations(range(n)))
+    for i in range(n):
+        h = draw(st.sampled_from(["t0", "t1", "t2", "t3"]))
+        w = draw(st.sampled_from(["w0", "w1", "w2", "w3"]))
+        a = f"{h}:{w}:{draw(st.integers(0, 1))}"  # a repeated assignment id is a resubmission
+        rows.append({"hit_key": h, "hit_id": h, "assignment_id": a, "worker_id": w,
+                     "question": "shared", "answer": draw(st.sampled_from(_SHARED)),
+                     "submit_time": f"2026-01-01T00:00:{times[i]:02d}", "work_seconds": 1.0})
+        if draw(st.booleans()):
+            rows.append({**rows[-1], "question": "pattern",
+                         "answer": draw(st.sampled_from(_PATTERN))})
+    return pd.DataFrame(rows)
+
+
+def brute_force(table: pd.DataFrame, question: str) -> dict:
+    """Per HIT: the first submitted answer of each worker, cleaned, counted by hand."""
+    yes = {r["assignment_id"] for _, r in table.iterrows()
+           if r["question"] == "shared" and r["answer"].strip().lower() == "yes"}
+    first: dict[tuple, tuple] = {}
+    for _, r in table.iterrows():
+        if r["question"] != question:
+            continue
+        if question == "pattern" and r["assignment_id"] not in yes:
+            continue
+        key = (r["hit_key"], r["worker_id"])
+        if key not in first or r["submit_time"] < first[key][0]:
+            first[key] = (r["submit_time"], r["answer"].strip().lower())
+    out = {}
+    for h in sorted(set(table["hit_key"])):
+        labels = [lab for (t, _), (_, lab) in first.items() if t == h]
+        counts = Counter(lab for lab in labels if lab not in ABSTAIN)
+        abstain = sum(lab in ABSTAIN for lab in labels)
+        if counts:
+            top = max(counts.values())
+            winners = [lab for lab, c in counts.items() if c == top]
+            label = winners[0] if len(winners) == 1 else None
+            share = top / sum(counts.values())
+        else:
+            label, share = None, float("nan")
+        votes = dict(counts) | ({"unsure": abstain} if abstain else {})
+        workers = len({w for t, w in zip(table["hit_key"], table["worker_id"], strict=True)
+                       if t == h})
+        out[h] = (label, share, len(winners) > 1 if counts else False, votes,
+                  sum(counts.values()), abstain, workers)
+    return out
+
+
+@settings(max_examples=50, deadline=None)
+@given(answer_tables())
+def test_majority_vote_matches_a_brute_force_count(table):
+    agg = aggregate(table, method="MajorityVote")
+    assert list(agg.index) == sorted(set(table["hit_key"]))
+    for q in ("shared", "pattern"):
+        for h, (label, share, tie, votes, n, abstain, workers) in brute_force(table, q).items():
+            row = agg.loc[h]
+            assert row[q] == label
+            # the majority column is missing (None or NaN) where no label was given
+            assert pd.isna(row[f"{q}_mv"]) if label is None else row[f"{q}_mv"] == label
+            if np.isnan(share):
+                assert np.isnan(row[f"{q}_posterior"])
+            else:
+                assert row[f"{q}_posterior"] == pytest.approx(share)
+            assert bool(row[f"{q}_mv_tie"]) is tie
+            assert row[f"{q}_votes"] == votes
+            assert (row[f"{q}_n"], row[f"{q}_abstain"], row["n_workers"]) == (n, abstain, workers)
+
+
+def test_majority_vote_exactly_half_is_a_tie_one_more_is_not():
+    data = pd.DataFrame({"task": ["t"] * 4, "worker": list("abcd"),
+                         "label": ["yes", "yes", "no", "no"]})
+    mv = majority_vote(data)
+    assert mv.loc["t", "label"] is None and bool(mv.loc["t", "tie"])
+    assert mv.loc["t", "share"] == 0.5 and mv.loc["t", "n"] == 4
+    data = pd.concat([data, pd.DataFrame({"task": ["t"], "worker": ["e"], "label": ["no"]})])
+    mv = majority_vote(data)
+    assert mv.loc["t", "label"] == "no" and not bool(mv.loc["t", "tie"])
+    assert mv.loc["t", "share"] == pytest.approx(3 / 5)
+    assert mv.loc["t", "votes"] == {"no": 3, "yes": 2}
