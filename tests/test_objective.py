@@ -156,3 +156,14 @@ def test_objective_accepts_tensors_and_feature_sources():
     assert objective_f64(torch.from_numpy(X), y, W, b, 0.1, 0.9) == pytest.approx(ref, rel=1e-12)
     assert objective_f64(FeatureSource(X, chunk_rows=4), y, W, b, 0.1, 0.9) == \
         pytest.approx(ref, rel=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_objective_accepts_gpu_tensors():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((6, 3))
+    y = np.array([0, 1, 2, 0, 1, 2])
+    W, b = rng.standard_normal((3, 3)), rng.standard_normal(3)
+    ref = ref_objective(X, y, W, b, 0.1, 0.9)[0]
+    got = objective_f64(torch.from_numpy(X).cuda(), y, W, b, 0.1, 0.9)
+    assert got == pytest.approx(ref, rel=1e-12)
