@@ -136,3 +136,16 @@ def test_screen_keeps_a_feature_exactly_at_the_strong_rule_bound(pen):
     G[0, 1] = bound * (1 - 2**-20)  # just under: dropped
     G[0, 2] = bound * (1 + 2**-20)
     np.testing.assert_array_equal(pen.screen(G, 1.0, 1.5), [True, False, True])
+
+
+@pytest.mark.parametrize("pen", PENALTIES, ids=repr)
+def test_kkt_violation_of_float32_gradients_is_computed_in_float64(pen):
+    # a float32 gradient (the solvers' dtype) at a zero feature: the violation is
+    # dual_norm - λα evaluated in float64, not rounded to float32 on the way
+    G = np.array([[0.3, 0.1], [0.7, -0.2], [0.11, 0.05]], dtype=np.float32)
+    W = np.zeros((3, 2))
+    G64 = G.astype(np.float64)
+    ref = (np.sqrt((G64**2).sum(0)) if pen.grouped else np.abs(G64).max(0)) - 0.1 * pen.alpha
+    got = pen.kkt_violation(G, W, 0.1)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, np.maximum(ref, 0), rtol=1e-15, atol=0)
