@@ -242,3 +242,107 @@ def test_majority_vote_exactly_half_is_a_tie_one_more_is_not():
     assert mv.loc["t", "label"] == "no" and not bool(mv.loc["t", "tie"])
     assert mv.loc["t", "share"] == pytest.approx(3 / 5)
     assert mv.loc["t", "votes"] == {"no": 3, "yes": 2}
+
+
+# ------------------------------------------------------------------ edges of each function
+from analysis.aggregate import DEFAULT_PARAMS, METHODS, worker_skills  # noqa: E402
+
+
+def _data(rows):
+    return pd.DataFrame(rows, columns=["task", "worker", "label"])
+
+
+def test_methods_and_default_hyperparameters():
+    assert METHODS == ("MajorityVote", "Wawa", "DawidSkene", "GLAD", "MACE")
+    assert DEFAULT_PARAMS == {"DawidSkene": {"n_iter": 100},
+                              "GLAD": {"n_iter": 100, "silent": True},
+                              "MACE": {"n_restarts": 2, "n_iter": 50}}
+
+
+def test_unknown_method_message_lists_the_methods():
+    with pytest.raises(ValueError) as e:
+        aggregate_question(_data([("t", "a", "yes")]), "Bogus")
+    assert str(e.value) == ("method: unknown aggregation method 'Bogus'; expected one of "
+                            f"{METHODS}")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_no_data_gives_an_empty_table(method):
+    out = aggregate_question(_data([]), method)
+    assert out.empty and list(out.columns) == ["label", "posterior"]
+
+
+@pytest.mark.parametrize("method", ["Wawa", "DawidSkene", "MACE"])
+def test_one_observed_label_is_certain(method):
+    out = aggregate_question(_data([("t2", "a", "yes"), ("t1", "b", "yes"), ("t1", "a", "yes")]),
+                             method)
+    assert list(out.index) == ["t1", "t2"]
+    assert out["label"].tolist() == ["yes", "yes"] and out["posterior"].tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("method", ["DawidSkene"])
+def test_an_even_split_is_a_tie_not_a_decision(method):
+    data = _data([("t1", "a", "yes"), ("t1", "b", "no"),
+                  ("t2", "a", "yes"), ("t2", "b", "yes"), ("t2", "c", "yes"),
+                  ("t3", "a", "no"), ("t3", "b", "no"), ("t3", "c", "no")])
+    out = aggregate_question(data, method)
+    assert out.loc["t1", "label"] is None
+    assert out.loc["t2", "label"] == "yes" and out.loc["t3", "label"] == "no"
+    assert out.loc["t2", "posterior"] > 0.5 and out.loc["t3", "posterior"] > 0.5
+    assert list(out.index) == ["t1", "t2", "t3"]
+
+
+def test_majority_vote_method_reports_the_vote_share():
+    data = _data([("t1", "a", "yes"), ("t1", "b", "yes"), ("t1", "c", "no"),
+                  ("t2", "a", "no"), ("t2", "b", "yes")])
+    out = aggregate_question(data, "MajorityVote")
+    assert out.loc["t1", "label"] == "yes" and out.loc["t1", "posterior"] == pytest.approx(2 / 3)
+    assert pd.isna(out.loc["t2", "label"]) and out.loc["t2", "posterior"] == 0.5
+
+
+def test_mace_seed_is_reproducible():
+    ans = simulate_answers(make_manifest(), n_good=3, n_spam=2, accuracy=0.7, seed=5)
+    data, _ = to_crowdkit(ans, "shared")
+    kw = {"n_restarts": 1, "n_iter": 5}
+    a = aggregate_question(data, "MACE", seed=1, params=kw)
+    b = aggregate_question(data, "MACE", seed=1, params=kw)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_to_crowdkit_keeps_first_row_without_submit_times_and_pattern_without_presence():
+    rows = long([("t", "a", "pattern", "mark"), ("t", "a", "pattern", "object"),
+                 ("t", "b", "pattern", "Object")]).drop(columns="submit_time")
+    data, abstain = to_crowdkit(rows, "pattern")
+    # no presence answers in the table at all: pattern answers are not filtered
+    assert data.values.tolist() == [["t", "a", "mark"], ["t", "b", "object"]]
+    assert abstain.empty
+
+
+def test_to_crowdkit_first_submission_wins_and_abstentions_are_counted():
+    rows = long([("t", "a", "shared", "no"), ("t", "a", "shared", "yes"),
+                 ("t", "b", "shared", "Don't know"), ("u", "c", "shared", "none")])
+    rows["submit_time"] = ["2026-01-02", "2026-01-01", "2026-01-01", "2026-01-01"]
+    data, abstain = to_crowdkit(rows, "shared")
+    assert data.values.tolist() == [["t", "a", "yes"]]
+    assert abstain.to_dict() == {"t": 1, "u": 1}
+
+
+def test_empty_answer_table():
+    out = aggregate(long([]).reindex(columns=["hit_key", "hit_id", "assignment_id", "worker_id",
+                                              "question", "answer", "submit_time"]),
+                    method="MajorityVote")
+    assert len(out) == 0 and "n_workers" in out.columns and "shared_votes" in out.columns
+
+
+def test_worker_skills_is_agreement_with_the_aggregated_label():
+    rows = long([("t1", "a", "shared", "yes"), ("t1", "b", "shared", "yes"),
+                 ("t1", "c", "shared", "no"), ("t2", "a", "shared", "no"),
+                 ("t2", "b", "shared", "no"), ("t2", "c", "shared", "no"),
+                 ("t3", "a", "shared", "yes"), ("t3", "b", "shared", "no")])  # t3 tied
+    agg = aggregate(rows, method="MajorityVote")
+    skills = worker_skills(rows, agg)
+    # t3 has no label and does not count
+    assert skills.to_dict() == {"a": 1.0, "b": 1.0, "c": 0.5}
+    assert skills.equals(worker_skills(rows, agg, "shared"))
+    assert worker_skills(rows, agg, "pattern").empty
+    assert worker_skills(rows, agg.drop(columns="shared")).empty
