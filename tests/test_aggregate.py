@@ -346,3 +346,81 @@ def test_worker_skills_is_agreement_with_the_aggregated_label():
     assert skills.equals(worker_skills(rows, agg, "shared"))
     assert worker_skills(rows, agg, "pattern").empty
     assert worker_skills(rows, agg.drop(columns="shared")).empty
+
+
+# ------------------------------------------------------------------ survivors of the first run
+def test_defaults_are_dawid_skene_and_hit_key_index():
+    rows = long([("t2", "a", "shared", "yes"), ("t2", "b", "shared", "no"),
+                 ("t1", "a", "shared", "yes"), ("t1", "b", "shared", "yes"),
+                 ("t1", "c", "shared", None)])
+    out = aggregate(rows)
+    pd.testing.assert_frame_equal(out, aggregate(rows, "DawidSkene", seed=0))
+    assert out.index.name == "hit_key" and list(out.index) == ["t1", "t2"]
+    assert out["shared_n"].dtype == np.int64 and out["shared_abstain"].dtype == np.int64
+    assert out["n_workers"].dtype == np.int64 and out["shared_mv_tie"].dtype == bool
+    assert out["shared_posterior"].dtype == np.float64
+    # a missing answer is an abstention
+    assert out.loc["t1", "shared_abstain"] == 1 and out.loc["t1", "shared_votes"] == {
+        "yes": 2, "unsure": 1}
+    data, _ = to_crowdkit(rows, "shared")
+    pd.testing.assert_frame_equal(aggregate_question(data),
+                                  aggregate_question(data, "DawidSkene", 0))
+
+
+def test_questions_argument_limits_the_columns():
+    out = aggregate(HAND, method="MajorityVote", questions=("shared",))
+    assert not any(c.startswith("pattern") for c in out.columns)
+
+
+def test_params_reach_the_crowdkit_model():
+    data = _data([("t1", "a", "yes"), ("t1", "b", "no"), ("t2", "a", "no")])
+    with pytest.raises(TypeError):
+        aggregate_question(data, "DawidSkene", params={"no_such_option": 1})
+    with pytest.raises(TypeError):
+        aggregate(long([("t1", "a", "shared", "yes"), ("t1", "b", "shared", "no")]),
+                  "DawidSkene", questions=("shared",), params={"no_such_option": 1})
+
+
+def test_a_single_answer_is_certain():
+    out = aggregate_question(_data([("t", "a", "yes")]), "DawidSkene")
+    assert out.loc["t", "label"] == "yes" and out.loc["t", "posterior"] == 1.0
+
+
+def test_posterior_of_every_task_is_crowdkits_probability_of_the_label():
+    data = _data([("t1", "a", "yes"), ("t1", "b", "no"),
+                  ("t2", "a", "yes"), ("t2", "b", "yes"), ("t2", "c", "yes"),
+                  ("t3", "a", "no"), ("t3", "b", "no"), ("t3", "c", "no")])
+    out = aggregate_question(data, "DawidSkene")
+    ref = DawidSkene(n_iter=100)
+    labels = ref.fit_predict(data)
+    for t in ["t1", "t2", "t3"]:
+        assert out.loc[t, "posterior"] == pytest.approx(ref.probas_.loc[t, labels[t]], rel=1e-9)
+    assert out.loc["t1", "posterior"] == pytest.approx(0.5)
+
+
+def test_wawa_weights_workers_by_agreement_with_the_majority():
+    # a and b are in the minority on t2..t4 (skill 1/4), c always with it (3/4): on t1
+    # c's "no" outweighs a and b's "yes", which a plain majority would pick
+    rows = [("t1", "a", "yes"), ("t1", "b", "yes"), ("t1", "c", "no")]
+    for t in ("t2", "t3", "t4"):
+        rows += [(t, "a", "no"), (t, "b", "no"), (t, "c", "yes"), (t, "d", "yes"),
+                 (t, "e", "yes")]
+    data = _data(rows)
+    assert aggregate_question(data, "MajorityVote").loc["t1", "label"] == "yes"
+    assert aggregate_question(data, "Wawa").loc["t1", "label"] == "no"
+
+
+def test_majority_vote_table_order_and_empty_columns():
+    empty = majority_vote(_data([]))
+    assert empty.empty and list(empty.columns) == ["label", "share", "tie", "votes", "n"]
+    mv = majority_vote(_data([("t2", "a", "yes"), ("t1", "a", "yes"), ("t1", "b", "no"),
+                              ("t1", "c", "maybe")]))
+    assert list(mv.index) == ["t1", "t2"]
+    assert list(mv.loc["t1", "votes"]) == ["maybe", "no", "yes"]
+
+
+def test_worker_skills_empty_is_float():
+    rows = long([("t1", "a", "shared", "yes"), ("t1", "b", "shared", "no")])
+    agg = aggregate(rows, method="MajorityVote")  # a tie: no label to agree with
+    assert worker_skills(rows, agg).dtype == np.float64
+    assert worker_skills(rows, agg.drop(columns="shared")).dtype == np.float64
