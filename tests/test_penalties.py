@@ -83,3 +83,69 @@ def test_lambda_max_and_screen(pen):
     keep = pen.screen(G0, lam, lam_max)
     np.testing.assert_array_equal(keep, pen.dual_norm(G0) >= pen.alpha * (2 * lam - lam_max))
     assert 0 < keep.sum() < 20
+
+
+def test_make_penalty_default_is_elementwise():
+    pen = make_penalty(0.5)
+    assert type(pen) is ElasticNet and not pen.grouped
+    assert type(make_penalty()) is ElasticNet and make_penalty().alpha == DEFAULT_ALPHA
+    assert type(make_penalty(0.5, True)) is GroupedElasticNet
+
+
+@pytest.mark.parametrize("pen", PENALTIES, ids=repr)
+def test_torch_input_stays_in_torch(pen):
+    # a numpy round trip would fail for tensors on a GPU: every method must stay in torch
+    import warnings
+
+    W = _weights(5)
+    G = np.random.default_rng(6).standard_normal(W.shape)
+    Wt, Gt = torch.as_tensor(W), torch.as_tensor(G)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dn, pr = pen.dual_norm(Gt), pen.prox(Wt, 0.3, 0.5)
+        kk = pen.kkt_violation(Gt, Wt, 0.3)
+    for got, ref in [(dn, pen.dual_norm(G)), (pr, pen.prox(W, 0.3, 0.5)),
+                     (kk, pen.kkt_violation(G, W, 0.3))]:
+        assert isinstance(got, torch.Tensor)
+        np.testing.assert_allclose(got.numpy(), ref, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("pen", PENALTIES, ids=repr)
+def test_kkt_violation_without_warnings_at_zero_weights(pen):
+    # zero weights (and lam = 0) must not divide by zero on the way
+    import warnings
+
+    W = _weights(7)
+    G = np.random.default_rng(8).standard_normal(W.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        v = pen.kkt_violation(G, W, 0.3)
+        v0 = pen.kkt_violation(G, W, 0.0)
+    assert np.all(np.isfinite(v)) and np.all(np.isfinite(v0))
+    # at lam = 0 the conditions are G = 0: the violation is the gradient's own size
+    ref = np.sqrt((G**2).sum(0)) if pen.grouped else np.abs(G).max(0)
+    np.testing.assert_allclose(v0, ref, rtol=1e-13)
+
+
+@pytest.mark.parametrize("pen", PENALTIES, ids=repr)
+def test_screen_keeps_a_feature_exactly_at_the_strong_rule_bound(pen):
+    # bound α(2λ - λ_prev) with λ = 1, λ_prev = 1.5: α / 2; binary fractions, so exact
+    bound = pen.alpha * (2 * 1.0 - 1.5)
+    G = np.zeros((2, 3))
+    G[0, 0] = bound  # exactly at the bound: kept
+    G[0, 1] = bound * (1 - 2**-20)  # just under: dropped
+    G[0, 2] = bound * (1 + 2**-20)
+    np.testing.assert_array_equal(pen.screen(G, 1.0, 1.5), [True, False, True])
+
+
+@pytest.mark.parametrize("pen", PENALTIES, ids=repr)
+def test_kkt_violation_of_float32_gradients_is_computed_in_float64(pen):
+    # a float32 gradient (the solvers' dtype) at a zero feature: the violation is
+    # dual_norm - λα evaluated in float64, not rounded to float32 on the way
+    G = np.array([[0.3, 0.1], [0.7, -0.2], [0.11, 0.05]], dtype=np.float32)
+    W = np.zeros((3, 2))
+    G64 = G.astype(np.float64)
+    ref = (np.sqrt((G64**2).sum(0)) if pen.grouped else np.abs(G64).max(0)) - 0.1 * pen.alpha
+    got = pen.kkt_violation(G, W, 0.1)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, np.maximum(ref, 0), rtol=1e-15, atol=0)
