@@ -336,7 +336,8 @@ def test_run_counterfactual_verdicts_with_class_names(tmp_path, tmp_path_factory
     html = (rep / "index.html").read_text()
     assert "Does the counterfactual support the verdict?" in html
     (v,) = json.loads((rep / "counterfactual.json").read_text())["verdicts"]
-    assert f"triangle · feature {feat}</td><td>dense</td><td>{v['verdict']}</td>" in html
+    # the network's own last layer is labelled "original" ("dense" is the deprecated alias)
+    assert f"triangle · feature {feat}</td><td>original</td><td>{v['verdict']}</td>" in html
     # text runs: toxic class by name; an unknown name is refused before any model runs
     trun = builtin_audit_run(tmp_path_factory.getbasetemp(), "toxicity")
     rows = run_counterfactual(trun, tmp_path / "t", models=("dense",), n=30,
