@@ -135,6 +135,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         for r in s["counterfactual"]:
             what = (f"group {r['group']}" if "group" in r
                     else f"feature {r['class']}:{r['feature']}")
-            lines.append(f"  counterfactual ({r['model']}): {what} flips {r['flip_rate']:.2f} "
+            # the network's own last layer is "original" (recorded as "dense" in the JSON)
+            model = "original" if r["model"] == "dense" else r["model"]
+            lines.append(f"  counterfactual ({model}): {what} flips {r['flip_rate']:.2f} "
                          f"vs control {r['control_flip_rate']:.2f}")
     return lines
