@@ -20,6 +20,7 @@ Methods take numpy arrays or torch tensors (of any device) and return the same k
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -44,7 +45,7 @@ def _col_norms(A):
 
 
 @dataclass(frozen=True)
-class Penalty:
+class Penalty(ABC):
     """Base of the elastic-net penalties (see the module docstring); not used on its own.
 
     Parameters
@@ -66,20 +67,21 @@ class Penalty:
         return lam * self.alpha, lam * (1.0 - self.alpha)
 
     # ---------------------------------------------------------------- per-penalty parts
+    @abstractmethod
     def p1(self, W) -> float:
         """``P1(W)``, the L1-type part (unweighted). W: (C, d)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def dual_norm(self, G):
         """Per feature, the dual norm of a gradient column ``G_:j`` with respect to P1's
         per-feature norm, shape (d,). A feature is zero at the optimum iff its value is at
         most ``λα`` (subgradient condition at ``W_:j = 0``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def prox_p1(self, W, thresh: float):
         """Proximal operator of ``thresh * P1`` at ``W`` (C, d) (the L1-type part alone)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def kkt_violation(self, G, W, lam: float):
         """Per-feature violation of the optimality conditions, shape (d,) (gradient units).
 
@@ -95,7 +97,6 @@ class Penalty:
         array of shape (d,)
             0 at an exact optimum. See :mod:`sparse_probe.objective` for the conditions.
         """
-        raise NotImplementedError
 
     # ---------------------------------------------------------------- shared
     def value(self, W, lam: float) -> float:

@@ -206,7 +206,7 @@ class _Streamed:
         return self._eval(self.x0)
 
     def direction(self, d: torch.Tensor) -> None:
-        pass
+        """Nothing to prepare: each trial streams the data once for loss and gradient."""
 
     def trial(self, xn: torch.Tensor, t: float, delta: torch.Tensor | None) -> float:
         self.pending = self._eval(xn)
