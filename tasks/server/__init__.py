@@ -56,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
     "QUESTION_SCHEMA": None,
     "UPLOAD_DIR": None,  # default: <db stem>-assets/ next to a SQLite file
     "DB_POOL_SIZE": 16,
+    # SQLite: WAL checkpoints run in a background thread this often, not inside a request
+    "SQLITE_CHECKPOINT_INTERVAL_S": 1.0,
     "WSGI_HOT_PATHS": True,  # answer successful accept/page/submit without Flask (hotpaths.py)
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_HTTPONLY": True,
@@ -131,7 +133,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                                 else Path(app.instance_path) / "assets")
     cfg["START_BALANCE_CENTS"] = int(parse_reward(str(cfg["START_BALANCE"])) * Decimal(100))
 
-    store = Storage(cfg["DATABASE_URL"], pool_size=int(cfg["DB_POOL_SIZE"]))
+    store = Storage(cfg["DATABASE_URL"], pool_size=int(cfg["DB_POOL_SIZE"]),
+                    checkpoint_interval_s=float(cfg["SQLITE_CHECKPOINT_INTERVAL_S"]))
     store.init(cfg["START_BALANCE_CENTS"])
     app.extensions["sparse_probe_storage"] = store
 

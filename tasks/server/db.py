@@ -5,6 +5,10 @@ SQLite is the default (``sqlite:///path``), any SQLAlchemy URL works (PostgreSQL
 connection runs in WAL mode with ``synchronous=NORMAL`` and a ``busy_timeout``; every write is
 one short ``BEGIN IMMEDIATE`` transaction, serialized in-process by a lock so that threads queue
 on a Python lock instead of SQLite's sleeping busy handler (no "database is locked").
+The server (``checkpoint_interval_s``) turns SQLite's automatic WAL checkpoint off on its own
+connections and checkpoints from a background thread instead (``PASSIVE``: it never blocks a
+writer), so no request pays for copying the WAL back into the database file; that copy and its
+fsync landed on whichever submit crossed the 1,000-page mark and set the submit p99.
 
 Times are stored as float epoch seconds (what MTurk's JSON protocol returns); money in cents.
 """
@@ -14,8 +18,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -255,6 +260,10 @@ class Database:
         SQLite ``busy_timeout`` (other processes holding the write lock).
     pool_size : int
         Connections kept per engine (about the number of server threads).
+    checkpoint_interval_s : float or None
+        SQLite only: checkpoint the WAL from a background thread every this many seconds
+        instead of inside the commit that crosses SQLite's automatic threshold (long-running
+        servers). None keeps SQLite's automatic checkpoints (tools and tests).
 
     Attributes
     ----------
@@ -264,16 +273,23 @@ class Database:
         Core, as on PostgreSQL.
     """
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 16):
+    def __init__(self, url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 16,
+                 checkpoint_interval_s: float | None = None):
         url = normalize_url(url)
         self.url = url
         self.sqlite = _is_sqlite(url)
         self.raw = self.sqlite
-        self._write_lock = threading.Lock() if self.sqlite else None
+        self._write_lock = _FifoLock() if self.sqlite else None
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._local = threading.local()  # raw mode: one sqlite3 connection per thread
         self._raw_conns: list[sqlite3.Connection] = []
         self._raw_lock = threading.Lock()
+        self._checkpointer: _Checkpointer | None = None
+        self._autocheckpoint = 1000
+        if self.sqlite and checkpoint_interval_s is not None:
+            if not checkpoint_interval_s > 0:
+                raise ValueError(f"checkpoint_interval_s must be > 0, got {checkpoint_interval_s}")
+            self._autocheckpoint = 0
         if self.sqlite:
             self.reader = self._sqlite_engine("BEGIN", busy_timeout_ms, pool_size)
             self.writer = self._sqlite_engine("BEGIN IMMEDIATE", busy_timeout_ms, pool_size)
@@ -281,6 +297,12 @@ class Database:
             self.reader = self.writer = create_engine(
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
+        if self._autocheckpoint == 0:
+            path = self.writer.url.database
+            if path and path != ":memory:":
+                self._checkpointer = _Checkpointer(path, float(checkpoint_interval_s or 1.0))
+            else:
+                self._autocheckpoint = 1000  # nothing to checkpoint from another connection
 
     def _sqlite_engine(self, begin: str, busy_timeout_ms: int, pool_size: int) -> Engine:
         engine = create_engine(
@@ -301,6 +323,7 @@ class Database:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA wal_autocheckpoint={self._autocheckpoint}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -356,7 +379,7 @@ class Database:
         conn = sqlite3.connect(url.database, timeout=busy / 1000,
                                isolation_level=None, check_same_thread=False)
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={busy}",
-                       "foreign_keys=ON"):
+                       "foreign_keys=ON", f"wal_autocheckpoint={self._autocheckpoint}"):
             conn.execute(f"PRAGMA {pragma}")
         with self._raw_lock:
             self._raw_conns.append(conn)
@@ -433,7 +456,11 @@ class Database:
                     fairy.close()
 
     def dispose(self) -> None:
-        """Close all pooled connections (and the hot paths' per-thread ones)."""
+        """Close all pooled connections (and the hot paths' per-thread ones); stop the
+        checkpointer after a last checkpoint."""
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         with self._raw_lock:
             conns, self._raw_conns = self._raw_conns, []
         for conn in conns:
@@ -442,3 +469,72 @@ class Database:
         self.reader.dispose()
         if self.writer is not self.reader:
             self.writer.dispose()
+
+
+class _Checkpointer:
+    """A daemon thread that runs ``PRAGMA wal_checkpoint(PASSIVE)`` every ``interval_s`` on its
+    own connection. PASSIVE copies what it can without waiting for readers or blocking writers;
+    a process killed meanwhile loses nothing (the WAL is replayed on the next open)."""
+
+    def __init__(self, path: str, interval_s: float):
+        self._path = path
+        self._interval = float(interval_s)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self._path, timeout=10, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout=10000")
+            while not self._stop.wait(self._interval):
+                self._checkpoint(conn)
+            self._checkpoint(conn)
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _checkpoint(conn: sqlite3.Connection) -> None:
+        # busy or closing: the next round (or SQLite's next open) checkpoints
+        with suppress(sqlite3.Error):
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+class _FifoLock:
+    """A lock handed to waiters in arrival order. ``threading.Lock`` is not fair: the thread
+    that releases it usually takes it again before a woken waiter runs, so under load a few
+    writers wait many turns (the submit p99). Same ``acquire``/``release``/``with`` use."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._held = False
+        self._waiters: deque[threading.Lock] = deque()
+
+    def acquire(self) -> bool:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return True
+            gate = threading.Lock()
+            gate.acquire()
+            self._waiters.append(gate)
+        gate.acquire()  # released by release(): ownership is handed over, _held stays True
+        return True
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().release()
+            else:
+                self._held = False
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

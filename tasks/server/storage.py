@@ -323,6 +323,9 @@ class Storage:
         SQLite ``busy_timeout`` (other processes holding the write lock).
     pool_size : int
         Connections kept per engine (about the number of server threads).
+    checkpoint_interval_s : float or None
+        SQLite: checkpoint the WAL from a background thread this often instead of inside
+        requests (the server); None keeps SQLite's automatic checkpoints.
 
     Attributes
     ----------
@@ -330,8 +333,10 @@ class Storage:
         Connections and transactions (for tests and tools that inspect the tables).
     """
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 16):
-        self.database = Database(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size)
+    def __init__(self, url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 16,
+                 checkpoint_interval_s: float | None = None):
+        self.database = Database(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size,
+                                 checkpoint_interval_s=checkpoint_interval_s)
 
     @property
     def url(self) -> str:
