@@ -221,11 +221,19 @@ def write_deep_features(folder: Path, n: int, d: int, classes: int, dtype: str, 
 
 
 # ----------------------------------------------------------------------------- memory
-def device_total_bytes(device: torch.device) -> int:
-    """Memory of ``device``: the GPU's total memory, or the machine's RAM for CPU."""
+def device_memory(device: torch.device) -> tuple[int, int]:
+    """``(free, total)`` bytes of ``device``: the GPU's (``torch.cuda.mem_get_info``, total as
+    ``get_device_properties().total_memory``), or the machine's available and total RAM."""
     if device.type == "cuda":
-        return int(torch.cuda.get_device_properties(device).total_memory)
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free), int(torch.cuda.get_device_properties(device).total_memory)
+    total = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    free = total
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable"):
+                free = int(line.split()[1]) * 1024
+    return free, total
 
 
 def _allowance(device: torch.device) -> int:
@@ -248,6 +256,7 @@ def plan_ours(n: int, d: int, C: int, chunk_rows: int, cache_bytes: int,
     from sparse_probe.solvers.lbfgs import history_for
 
     cache = min(int(cache_bytes), n * d * 4)
+    chunk_rows = min(chunk_rows, n)
     p = C * d + C
     return {
         "labels": n * 8,
@@ -274,20 +283,22 @@ def plan_glm_saga(n: int, d: int, C: int, batch: int, device: torch.device) -> d
     }
 
 
-def check_plan(name: str, plan: dict[str, int], total: int, device: torch.device) -> int:
-    """Total of ``plan``; stop with an error naming the parts when it exceeds the device.
+def check_plan(name: str, plan: dict[str, int], free: int, total: int,
+               device: torch.device) -> int:
+    """Total of ``plan``; stop with an error naming the parts when it does not fit.
 
     Raises
     ------
     SystemExit
-        When the plan exceeds ``HEADROOM`` of ``total``.
+        When the plan exceeds ``HEADROOM`` of the device's ``total``, or its ``free`` memory
+        (other processes hold the rest).
     """
     need = int(sum(plan.values()))
-    if need > HEADROOM * total:
+    if need > HEADROOM * total or need > free:
         parts = ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in plan.items())
         raise SystemExit(f"memory plan for {name} does not fit {device}: needs {need / 2**30:.2f} "
-                         f"GiB, the device has {total / 2**30:.2f} GiB (usable {HEADROOM:.0%}); "
-                         f"{parts}")
+                         f"GiB, the device has {total / 2**30:.2f} GiB (usable {HEADROOM:.0%}), "
+                         f"{free / 2**30:.2f} GiB free; {parts}")
     return need
 
 
@@ -313,7 +324,12 @@ def _sync(device: torch.device) -> None:
 # ----------------------------------------------------------------------------- solvers
 def run_ours_streamed(xfile: Path, y: np.ndarray, cfg: dict, device: torch.device,
                       cache_bytes: int, progress: bool):
-    """``fit_path`` on the memmap in the low-memory (streamed) mode; (Path, seconds, peak)."""
+    """``fit_path`` on the memmap in the low-memory (streamed) mode.
+
+    Returns ``(path, seconds, peak bytes, what the peak measures)``: on CUDA the caching
+    allocator's peak of allocated memory, with the peak it held from the device (reserved)
+    named beside it; on CPU the process's peak RSS.
+    """
     from sparse_probe import fit_path
 
     X = np.load(xfile, mmap_mode="r")
@@ -331,7 +347,9 @@ def run_ours_streamed(xfile: Path, y: np.ndarray, cfg: dict, device: torch.devic
     _sync(device)
     seconds = time.perf_counter() - t
     if device.type == "cuda":
-        peak, kind = int(torch.cuda.max_memory_allocated(device)), "torch.cuda.max_memory_allocated"
+        peak = int(torch.cuda.max_memory_allocated(device))
+        kind = (f"torch.cuda.max_memory_allocated; reserved "
+                f"{torch.cuda.max_memory_reserved(device) / 2**30:.2f} GiB")
     else:
         peak, kind = peak_rss_bytes(), "peak RSS of the benchmark process (VmHWM)"
     return p, seconds, peak, kind
@@ -363,7 +381,9 @@ def _glm_saga_child(xfile: str, yfile: str, mean: np.ndarray, scale: np.ndarray,
     def record_memory() -> None:
         while True:
             if dev.type == "cuda":
-                peak, kind = torch.cuda.max_memory_allocated(dev), "torch.cuda.max_memory_allocated"
+                peak = torch.cuda.max_memory_allocated(dev)
+                kind = (f"torch.cuda.max_memory_allocated; reserved "
+                        f"{torch.cuda.max_memory_reserved(dev) / 2**30:.2f} GiB")
             else:
                 peak, kind = peak_rss_bytes(), "peak RSS of glm_saga's process (VmHWM)"
             tmp = work / "memory.json.tmp"
@@ -518,7 +538,7 @@ def _bench_streamed(name, cfg, args, device, dtype, budget, cache_bytes, peers, 
     n, d, C = cfg["n"], cfg["d"], cfg["classes"]
     itemsize = np.dtype(dtype).itemsize
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    total = device_total_bytes(device)
+    free, total = device_memory(device)
     print(f"\n{name}: n={n:,} d={d:,} C={C:,} {dtype} memmap ({n * d * itemsize / 2**30:.2f} GiB), "
           f"{cfg['n_lambdas']} λ down to {cfg['eps']:g}·λ_max, α={ALPHA}, on {device} ({dev_name}), "
           f"torch {torch.__version__}", flush=True)
@@ -526,12 +546,13 @@ def _bench_streamed(name, cfg, args, device, dtype, budget, cache_bytes, peers, 
     # memory plans first: refuse before hours of work, not after
     chunk_rows = FeatureSource(np.zeros((1, d), np.float32)).chunk_rows  # the default for this d
     p_ours = plan_ours(n, d, C, chunk_rows, cache_bytes, device)
-    need_ours = check_plan("ours", p_ours, total, device)
+    need_ours = check_plan("ours", p_ours, free, total, device)
     p_saga = plan_glm_saga(n, d, C, GLM_SAGA["batch_size"], device) if peers else {}
-    need_saga = check_plan("glm_saga", p_saga, total, device) if peers else 0
+    need_saga = check_plan("glm_saga", p_saga, free, total, device) if peers else 0
     print(f"memory plan: ours {need_ours / 2**30:.2f} GiB"
           + (f", glm_saga {need_saga / 2**30:.2f} GiB" if peers else "")
-          + f" of {total / 2**30:.2f} GiB ({'GPU' if device.type == 'cuda' else 'RAM'}): fits",
+          + f" of {total / 2**30:.2f} GiB ({'GPU' if device.type == 'cuda' else 'RAM'}, "
+            f"{free / 2**30:.2f} GiB free): fits",
           flush=True)
 
     t = time.perf_counter()
@@ -641,7 +662,8 @@ def _bench_streamed(name, cfg, args, device, dtype, budget, cache_bytes, peers, 
     worst = max(e["ours"]["eval_rel_diff"] for e in rows)
     print(f"ours: reported objective vs float64 evaluation, largest relative difference {worst:.1e}")
 
-    mem = {"device": str(device), "total_bytes": total, "headroom": HEADROOM,
+    mem = {"device": str(device), "total_bytes": total, "free_bytes_at_start": free,
+           "headroom": HEADROOM,
            "ours": {"plan": p_ours, "plan_bytes": need_ours, "peak_bytes": peak, "peak_kind": kind,
                     "within_device": peak <= total}}
     if saga is not None:

@@ -80,6 +80,7 @@ def test_tiny_end_to_end_against_reference_and_glm_saga(tmp_path):
     for who in ("ours", "glm_saga"):
         m = mem[who]
         assert 0 < m["plan_bytes"] <= mem["headroom"] * mem["total_bytes"]
+        assert m["plan_bytes"] <= mem["free_bytes_at_start"]
         assert m["peak_bytes"] > 0 and m["within_device"] and m["peak_kind"]
     assert "memory plan: ours" in stdout and "ours memory: peak" in stdout
     assert "glm_saga memory: peak" in stdout and "glm_saga/ours" in stdout
@@ -111,8 +112,10 @@ def test_memory_plan_that_does_not_fit_stops_with_the_parts():
     plan = mod.plan_ours(1_281_167, 2_048, 1_000, 8_192, 16 * 2**30, cpu)
     assert plan["working-set cache (x2 while it grows)"] == 2 * 1_281_167 * 2_048 * 4
     with pytest.raises(SystemExit, match=r"memory plan for ours does not fit.*working-set cache"):
-        mod.check_plan("ours", plan, 16 * 2**30, cpu)
-    assert mod.check_plan("ours", plan, 200 * 2**30, cpu) == sum(plan.values())
+        mod.check_plan("ours", plan, 16 * 2**30, 16 * 2**30, cpu)
+    with pytest.raises(SystemExit, match=r"1\.00 GiB free"):  # a device others already fill
+        mod.check_plan("ours", plan, 2**30, 200 * 2**30, cpu)
+    assert mod.check_plan("ours", plan, 200 * 2**30, 200 * 2**30, cpu) == sum(plan.values())
     saga = mod.plan_glm_saga(1_281_167, 2_048, 1_000, 256, cpu)
     assert saga["SAGA table"] == 1_281_167 * 1_000 * 4
 
