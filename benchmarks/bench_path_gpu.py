@@ -42,8 +42,11 @@ CPU; ``tests/test_bench_path_gpu.py`` runs that end to end so the script cannot 
 Status: the ``imagenet`` and ``imagenet-tenth`` sizes have NOT been run yet (no GPU was lent
 while this was written); the CUDA paths (device placement, synchronization before every
 timing, memory statistics) are written to be right by construction and exercised on CPU only
-up to the device calls. Expect on an H200: data generation a few minutes and 5.2 GiB of disk
-(float16), glm_saga at several minutes per λ (so ``--peer-budget`` decides how far it gets).
+up to the device calls. Rough expectations, not measured: the imagenet file takes 4.9 GiB of
+disk as float16 (9.8 GiB as float32) and minutes to write; glm_saga makes 5,005 steps of 256
+examples per epoch, at least 4 epochs per λ, so ``--peer-budget`` (default 3,600 s) decides how
+far along the path it gets; our memory plan there is about 21 GiB (the cache holds all 2,048
+standardized columns), glm_saga's about 9 GiB (its SAGA table alone is 4.8 GiB).
 """
 
 from __future__ import annotations
