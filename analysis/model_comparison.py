@@ -4,9 +4,11 @@ cue-aligned vs cue-conflicting ("flipped") test examples.
 Names (one meaning each):
 
 - **original**: the network's own last layer. Its accuracy comes from the built-in training
-  report ``models/<name>.json`` (``test.accuracy``, ``test.aligned_accuracy``,
-  ``test.flipped_accuracy``, written by :func:`sparse_probe.datasets.prepare.prepare_builtin`);
-  a run on another model has none, and the row says so.
+  report ``models/<name>.json`` (``test.accuracy``, ``test.per_class_accuracy``,
+  ``test.aligned_accuracy``, ``test.flipped_accuracy``, written by
+  :func:`sparse_probe.datasets.prepare.prepare_builtin`); a run on another model has none, and
+  the row says so. A report written before per-class accuracy was recorded has none per class:
+  the row's ``per_class_note`` says "not recorded".
 - **dense path end**: the least-regularized point of the elastic-net path (``probe.json`` key
   ``dense``).
 - **sparse**: the selected sparse head (``probe.json`` key ``sparse``).
@@ -88,7 +90,8 @@ def model_comparison(run: str | Path, meta: dict, probe_json: dict) -> dict[str,
     -------
     dict or None
         ``{"rows": [{"key", "label", "test", "aligned", "flipped", "per_class"
-        {class name: accuracy}, "source"}], "classes": [...]}``; None without a probe.
+        {class name: accuracy (recall)}, "per_class_note" (why ``per_class`` is empty, else
+        None), "source"}], "classes": [...]}``; None without a probe.
     """
     run = Path(run)
     if not probe_json:
@@ -98,9 +101,18 @@ def model_comparison(run: str | Path, meta: dict, probe_json: dict) -> dict[str,
     rows: list[dict[str, Any]] = []
     train_rep, src = _training_report(run, meta)
     test = (train_rep or {}).get("test") or {}
+    orig_per_class = test.get("per_class_accuracy")
+    if isinstance(orig_per_class, dict) and orig_per_class:
+        orig_note = None
+        orig_per_class = {str(k): _number(v) for k, v in orig_per_class.items()}
+    else:
+        orig_per_class = {}
+        orig_note = ("not recorded (training report older than per-class accuracy)"
+                     if train_rep is not None else "not recorded (no training report)")
     rows.append({"key": "original", "label": LAYER_LABELS["original"],
                  "test": test.get("accuracy"), "aligned": test.get("aligned_accuracy"),
-                 "flipped": test.get("flipped_accuracy"), "per_class": {},
+                 "flipped": test.get("flipped_accuracy"), "per_class": orig_per_class,
+                 "per_class_note": orig_note,
                  "source": src or "no training report (not a built-in model)"})
     preds: dict[str, np.ndarray] = {}
     y = None
@@ -121,7 +133,8 @@ def model_comparison(run: str | Path, meta: dict, probe_json: dict) -> dict[str,
             preds, y = {}, None
     for key in ("dense", "sparse"):
         row = {"key": key, "label": LAYER_LABELS[key], "test": acc.get(key, {}).get("test"),
-               "aligned": None, "flipped": None, "per_class": {}, "source": "probe/probe.json"}
+               "aligned": None, "flipped": None, "per_class": {}, "per_class_note": None,
+               "source": "probe/probe.json"}
         if key in preds and y is not None:
             pred = preds[key]
             for ci in np.unique(y):
@@ -131,5 +144,12 @@ def model_comparison(run: str | Path, meta: dict, probe_json: dict) -> dict[str,
             if cue is not None:
                 row["aligned"], row["flipped"] = cue.get("aligned_accuracy"), \
                     cue.get("flipped_accuracy")
+        if not row["per_class"]:
+            row["per_class_note"] = "not computed (no test features or path)"
         rows.append(row)
     return {"rows": rows, "classes": classes}
+
+
+def _number(v: Any) -> float | None:
+    """A recorded accuracy as a float; None for a missing or non-numeric value."""
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None

@@ -29,6 +29,7 @@ __all__ = [
     "ShapesCNN",
     "ToxicityEncoder",
     "images_to_tensor",
+    "per_class_accuracy",
     "shapes_report",
     "torch_threads",
     "toxicity_report",
@@ -140,15 +141,32 @@ def _acc(pred: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float | None:
     return float((pred[mask] == y[mask]).mean()) if mask.any() else None
 
 
+def per_class_accuracy(pred: np.ndarray, y: np.ndarray, class_names: Sequence[str]
+                       ) -> dict[str, float | None]:
+    """Accuracy on each class's examples (its recall), by class name.
+
+    Parameters
+    ----------
+    pred, y : ndarray of shape (n,)
+        Predicted and true class indices.
+    class_names : sequence of str
+        Name of each class index; a class without examples maps to None.
+    """
+    return {name: _acc(pred, y, y == k) for k, name in enumerate(class_names)}
+
+
 def shapes_report(pred: np.ndarray, split: ShapesSplit) -> dict[str, Any]:
-    """Accuracy overall and on cue-aligned / cue-flipped examples of a shapes split.
+    """Accuracy overall, per class and on cue-aligned / cue-flipped examples of a shapes split.
 
     For a cue tied to class k, *flipped* examples are images of class k without the cue and
     images of other classes with it; *aligned* are the rest. ``"flipped"``/``"aligned"`` at the
     top level pool all cues (an image is flipped if any cue is flipped on it).
+    ``"per_class_accuracy"``: :func:`per_class_accuracy` by class name.
     """
     y = split.labels
-    out: dict[str, Any] = {"n": len(y), "accuracy": float((pred == y).mean()), "cues": {}}
+    out: dict[str, Any] = {"n": len(y), "accuracy": float((pred == y).mean()),
+                           "per_class_accuracy": per_class_accuracy(pred, y, split.class_names),
+                           "cues": {}}
     any_flip = np.zeros(len(y), bool)
     for cue, k in split.cue_class.items():
         flip = (y == k) != split.has_cue[cue]
@@ -165,14 +183,17 @@ def shapes_report(pred: np.ndarray, split: ShapesSplit) -> dict[str, Any]:
 
 
 def toxicity_report(pred: np.ndarray, split: ToxicitySplit) -> dict[str, Any]:
-    """Accuracy overall, on non-toxic comments with vs without identity terms, and on toxic ones.
+    """Accuracy overall, per class, on non-toxic comments with vs without identity terms, and
+    on toxic ones.
 
     *Flipped* examples are non-toxic comments that mention an identity term (the bias says
-    toxic); *aligned* are non-toxic comments without one.
+    toxic); *aligned* are non-toxic comments without one. ``"per_class_accuracy"``:
+    :func:`per_class_accuracy` by class name.
     """
     y, ident = split.labels, split.has_identity
     return {
         "n": len(y), "accuracy": float((pred == y).mean()),
+        "per_class_accuracy": per_class_accuracy(pred, y, split.class_names),
         "aligned_accuracy": _acc(pred, y, (y == 0) & ~ident),
         "flipped_accuracy": _acc(pred, y, (y == 0) & ident),
         "toxic_with_identity_accuracy": _acc(pred, y, (y == 1) & ident),

@@ -96,8 +96,10 @@ def prepare_builtin(
     """Dataset + trained model + extracted features for ``builtin:<name>``.
 
     Writes ``run_dir/models/<name>.pt`` (checkpoint, reused when its dataset parameters match)
-    and ``<name>.json`` (training report: test accuracy overall, on cue-aligned and on
-    cue-flipped examples), then ``run_dir/features/`` per docs/contracts.md.
+    and ``<name>.json`` (training report: test accuracy overall, per class
+    (``per_class_accuracy``) and on cue-aligned and on cue-flipped examples), then
+    ``run_dir/features/`` per docs/contracts.md. A reused report written before per-class
+    accuracy was recorded gets it added (the checkpoint is evaluated, not retrained).
 
     Parameters
     ----------
@@ -143,5 +145,30 @@ def prepare_builtin(
     else:
         logger.info("reusing %s", ckpt)
     spec = ModelSpec("builtin", name, None, str(ckpt.resolve()))
+    if cached is not None and _backfill_per_class(spec, ds, cached, device):
+        write_json(report_file, cached)
     return extract_features(spec, ds, run / "features", device=device or "cpu",
                             batch_size=256, progress=progress)
+
+
+def _backfill_per_class(spec, ds: ShapesDataset | ToxicityDataset, report: dict[str, Any],
+                        device: str | torch.device | None) -> bool:
+    """Add ``per_class_accuracy`` to the val/test entries of a reused training report that
+    lacks it, by evaluating the checkpoint; True when ``report`` changed."""
+    from sparse_probe.datasets.models import per_class_accuracy, predict_images, predict_texts
+    from sparse_probe.extract import build_model
+
+    missing = [s for s in ("val", "test")
+               if isinstance(report.get(s), dict) and "per_class_accuracy" not in report[s]]
+    if not missing:
+        return False
+    model = build_model(spec, device=device)
+    for name in missing:
+        split = ds.split(name)
+        pred = (predict_images(model, split.images, device=device)
+                if isinstance(ds, ShapesDataset) else predict_texts(model, split.texts))
+        report[name]["per_class_accuracy"] = per_class_accuracy(pred, split.labels,
+                                                                split.class_names)
+    logger.info("added per-class accuracy to the reused training report of builtin:%s",
+                spec.name)
+    return True
