@@ -39,6 +39,7 @@ def _bench_module():
     return mod
 
 
+@pytest.mark.slow  # subprocesses that start torch and glm_saga: a minute or two
 def test_tiny_end_to_end_against_reference_and_glm_saga(tmp_path):
     res, stdout = _run(tmp_path, "--size", "tiny", "--n-lambdas", "5", "--checks", "3")
     r = res["tiny"]
@@ -86,6 +87,7 @@ def test_tiny_end_to_end_against_reference_and_glm_saga(tmp_path):
     assert "glm_saga memory: peak" in stdout and "glm_saga/ours" in stdout
 
 
+@pytest.mark.slow  # subprocesses that start torch and glm_saga: a minute or two
 def test_imagenet_without_cuda_runs_tiny_and_a_budget_stops_glm_saga(tmp_path):
     res, stdout = _run(tmp_path, "--size", "imagenet", "--n-lambdas", "4", "--peer-budget", "0",
                        "--reference", "off", "--dtype", "float32")
