@@ -21,6 +21,7 @@ from analysis.counterfactual import (
     feature_verdict,
     fill_regions,
     firing_masks,
+    spurious_kinds,
     swap_backgrounds,
     swap_regions,
     torch_predictor,
@@ -409,3 +410,17 @@ def test_digit_feature_is_not_supported_with_masks_and_the_swap_needs_them(digit
     assert rb["background_swap"]["verdict"] == "supports"
     assert bare.verdicts["cnn"] != "supports"
     assert _cue_test(d, j, k, kind="background").verdicts["cnn"] == "supports"
+
+
+def test_spurious_kinds_read_from_the_report(tmp_path):
+    import json
+
+    rep = tmp_path / "report.json"
+    rep.write_text(json.dumps({"features": [
+        {"class": 2, "feature": 7, "verdict": "spurious", "kind": "background", "layer": "sparse"},
+        {"class": 1, "feature": 3, "verdict": "spurious", "kind": "mark"},
+        {"class": 0, "feature": 4, "verdict": "core", "kind": None},
+        {"class": 5, "feature": 9, "verdict": "spurious", "kind": "mark", "layer": "dense"},
+        {"class": 4, "feature": 1, "verdict": "spurious", "kind": None}]}))
+    assert spurious_kinds(rep) == {(2, 7): "background", (1, 3): "mark"}
+    assert spurious_kinds(rep, layer="dense") == {(1, 3): "mark", (5, 9): "mark"}
