@@ -110,8 +110,9 @@ def image_counterfactuals(
     -------
     rows : DataFrame with :data:`CF_COLUMNS`
         ``image_patch`` / ``image_control`` (a fixed box at the map's peak, random places) and
-        the cue tests ``image_paste_same``, ``image_paste_random``, ``image_removal`` with their
-        controls (``control_of`` names the test a control belongs to).
+        the cue tests ``image_paste_same``, ``image_paste_random``, ``image_removal``,
+        ``image_background_swap``, ``image_background_removal`` with their controls
+        (``control_of`` names the test a control belongs to).
     paired : list of dict (exact McNemar comparisons of ``image_patch``)
     """
     box = box or max(2, images.shape[1] // 4)
