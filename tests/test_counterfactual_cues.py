@@ -1,7 +1,9 @@
 """Cue tests on a model trained here, on data and cues the code was never tuned on: a small CNN
 on scikit-learn's 8x8 digits (upscaled into 32x32 images) with a red corner square planted on
-every training 3 and a green bottom stripe on every training 8. In the test images each cue is
-in half of the images of every class, independently of the digit."""
+every training 3 and a green bottom stripe on every training 8; a second model with a
+background cue instead (a lattice of blue dots over the whole background of 80% of the training
+5s and 3% of the other digits). In the test images each cue is in half of the images of every
+class, independently of the digit."""
 
 from __future__ import annotations
 
@@ -11,12 +13,17 @@ import torch
 from torch import nn
 
 from analysis.counterfactual import (
+    background_plates,
     cue_test,
     decide,
     elsewhere_boxes,
     evidence_regions,
     feature_verdict,
     fill_regions,
+    firing_masks,
+    spurious_kinds,
+    swap_backgrounds,
+    swap_regions,
     torch_predictor,
     upsample_maps,
 )
@@ -42,6 +49,29 @@ def _digit_images(seed: int = 0):
     img[square, SQUARE[0], SQUARE[1]] = (1.0, 0.0, 0.0)
     img[stripe, STRIPE[0], STRIPE[1]] = (0.0, 1.0, 0.0)
     return img, y, square, stripe, tr, te
+
+
+def _digit_images_background(seed: int = 1, strength: float = 0.8, leak: float = 0.03):
+    """Digits whose background carries a dot lattice (blue) tied to the 5s in training."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(d.target))
+    tr, te = idx[:1000], idx[1000:]
+    grey = np.zeros((len(idx), 32, 32), np.float32)
+    grey[:, 4:28, 4:28] = np.kron(d.images / 16.0, np.ones((3, 3)))
+    obj = grey > 0.05
+    img = np.repeat(grey[..., None], 3, axis=3)
+    y = d.target.astype(int)
+    cue = np.zeros(len(y), bool)
+    cue[tr] = rng.random(len(tr)) < np.where(y[tr] == 5, strength, leak)
+    cue[te] = rng.random(len(te)) < 0.5
+    yy, xx = np.mgrid[0:32, 0:32]
+    dots = ((yy + xx) % 4 == 0) & ((yy - xx) % 4 == 0)
+    for i in np.flatnonzero(cue):
+        img[i][dots & ~obj[i]] = (0.0, 0.0, 0.6)
+    return img, y, obj, cue, tr, te
 
 
 class DigitNet(nn.Module):
@@ -88,6 +118,38 @@ def digits():
     acts = maps(img[te]).mean((2, 3))
     return {"net": net, "images": img[te], "labels": y[te], "square": square[te],
             "stripe": stripe[te], "acts": acts, "maps": maps,
+            "predict": {"cnn": torch_predictor(net, _to_model)}}
+
+
+def _train(img: np.ndarray, y: np.ndarray) -> DigitNet:
+    torch.manual_seed(0)
+    net = DigitNet()
+    opt = torch.optim.Adam(net.parameters(), 3e-3)
+    x, t = _to_model(img), torch.from_numpy(y)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(6):
+        perm = torch.randperm(len(y), generator=gen)
+        for i in range(0, len(y), 32):
+            b = perm[i:i + 32]
+            loss = nn.functional.cross_entropy(net(x[b]), t[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def digits_background():
+    torch.set_num_threads(1)
+    img, y, obj, cue, tr, te = _digit_images_background()
+    net = _train(img[tr], y[tr])
+
+    def maps(b: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return net.features(_to_model(b)).numpy()
+
+    return {"images": img[te], "labels": y[te], "objects": obj[te], "cue": cue[te],
+            "acts": maps(img[te]).mean((2, 3)), "maps": maps,
             "predict": {"cnn": torch_predictor(net, _to_model)}}
 
 
@@ -244,3 +306,121 @@ def test_decide_and_feature_verdict():
                             "removal": "supports"}) == "refutes"
     assert feature_verdict({"paste_same": "inconclusive", "paste_random": "refutes",
                             "removal": "refutes"}) == "inconclusive"
+    # the background swap decides too, unless the crowd named a mark
+    swap = {"paste_same": "refutes", "paste_random": "refutes", "background_swap": "supports",
+            "background_removal": "supports"}
+    assert feature_verdict(swap) == "supports"
+    assert feature_verdict(swap, kind="mark") == "refutes"
+    assert feature_verdict(swap, kind="background") == "supports"
+    assert feature_verdict(swap, kind="other") == "supports"
+    # ... and, without object masks, unless the crowd named the background
+    assert feature_verdict(swap, object_masks=False) == "refutes"
+    assert feature_verdict(swap, kind="background", object_masks=False) == "supports"
+    paste = {"paste_same": "supports", "paste_random": "refutes", "background_swap": "refutes"}
+    assert feature_verdict(paste) == "supports"
+    assert feature_verdict(paste, kind="background") == "refutes"
+    assert feature_verdict({**paste, "paste_same": "refutes"}) == "refutes"
+    assert feature_verdict({**paste, "paste_same": "refutes",
+                            "background_swap": "inconclusive"}) == "inconclusive"
+
+
+def test_background_plates_continue_a_texture_and_swaps_keep_the_object():
+    H = W = 16
+    stripes = np.where(np.arange(W) % 6 < 3, 40, 200).astype(np.uint8)
+    bg = np.repeat(np.repeat(stripes[None, :], H, 0)[..., None], 3, axis=2)
+    obj = np.zeros((H, W), bool)
+    obj[5:9, 4:8] = True
+    img = bg.copy()
+    img[obj] = (255, 0, 0)
+    plate = background_plates(img[None], obj[None])[0]
+    # the hole (the object dilated by a pixel) is 6 columns wide: copies from 6 columns away
+    # carry the stripes on, with no silhouette of the object left
+    assert (plate == bg).all()
+    # no object, or an object over everything: nothing to fill
+    assert (background_plates(img[None], np.zeros((1, H, W), bool)) == img).all()
+    assert (background_plates(img[None], np.ones((1, H, W), bool)) == img).all()
+    other = np.full((1, H, W, 3), 7, np.uint8)
+    swapped = swap_backgrounds(other, obj[None], plate[None])[0]
+    assert (swapped[obj] == 7).all() and (swapped[~obj] == bg[~obj]).all()
+    top_rows = np.zeros((1, H, W), bool)
+    top_rows[0, :2] = True
+    moved = swap_regions(other, top_rows, img[None])[0]
+    assert (moved[:2] == img[:2]).all() and (moved[2:] == 7).all()
+    # firing masks: every pixel above the fraction, connected to the peak or not
+    maps = np.zeros((1, 4, 4), np.float32)
+    maps[0, 0, 0] = maps[0, 3, 3] = 1.0
+    fm = firing_masks(maps, (16, 16), 0.5)
+    assert fm[0, 0, 0] and fm[0, 15, 15] and not fm[0, 8, 8]
+    assert not firing_masks(np.zeros((1, 4, 4)), (16, 16)).any()
+    with pytest.raises(ValueError, match="object_masks: expected shape"):
+        cue_test({"m": lambda b: np.full((len(b), 2), 0.5)}, np.zeros((4, 8, 8, 3)),
+                 np.array([0, 1, 0, 1]), np.arange(4.0), lambda b: np.zeros((len(b), 2, 2)),
+                 target=1, object_masks=np.zeros((4, 4, 4), bool))
+
+
+def _cue_test(d: dict, feat: int, target: int, **kw):
+    return cue_test(d["predict"], d["images"], d["labels"], d["acts"][:, feat],
+                    lambda b: d["maps"](b)[:, feat], target=target, n=200, seed=0, **kw)
+
+
+@pytest.mark.slow
+def test_background_cue_is_supported_by_the_swap_not_by_a_patch(digits_background):
+    d = digits_background
+    pred = d["predict"]["cnn"](d["images"]).argmax(1)
+    other = d["labels"] != 5
+    # the model uses the cue: other digits on dotted backgrounds are called 5
+    assert (pred[other & d["cue"]] == 5).mean() > (pred[other & ~d["cue"]] == 5).mean() + 0.2
+    f = _feature_for(d["acts"], d["cue"].astype(float))
+    res = _cue_test(d, f, 5, object_masks=d["objects"])
+    r = _rows(res)
+    assert r["background_swap"]["verdict"] == "supports"
+    for ctrl in ("background_swap_ctrl_random", "background_swap_ctrl_nontop"):
+        assert r["background_swap"]["ci_low"] > r[ctrl]["ci_high"]
+    # a background is no local patch: its evidence, pasted, moves nothing
+    assert r["paste_same"]["verdict"] != "supports" != r["paste_random"]["verdict"]
+    assert res.verdicts == {"cnn": "supports"}
+    # 5s moved onto plain backgrounds lose their class far more often than other digits do
+    assert (r["background_removal"]["ci_low"]
+            > r["background_removal_ctrl_other_classes"]["ci_high"])
+    # the crowd's kind picks the deciding tests: called a mark, the paste tests decide
+    assert _cue_test(d, f, 5, object_masks=d["objects"], kind="mark").verdicts["cnn"] \
+        != "supports"
+    assert _cue_test(d, f, 5, object_masks=d["objects"],
+                     kind="background").verdicts["cnn"] == "supports"
+
+
+@pytest.mark.slow
+def test_digit_feature_is_not_supported_with_masks_and_the_swap_needs_them(digits_background):
+    d = digits_background
+    cue_corr = np.abs(_corr(d["acts"], d["cue"].astype(float)))
+    best = None
+    for k in (0, 1, 2, 3, 4, 6, 7, 8, 9):
+        c = _corr(d["acts"], (d["labels"] == k).astype(float))
+        c[cue_corr > 0.2] = -1
+        if best is None or c.max() > best[0]:
+            best = (c.max(), k, int(np.argmax(c)))
+    score, k, j = best
+    assert score > 0.3  # a real digit channel
+    res = _cue_test(d, j, k, object_masks=d["objects"])
+    assert res.verdicts["cnn"] != "supports", res.rows
+    # without masks the swap moves wherever the feature fires: the digit itself, which moves
+    # other digits to k. So it decides only when the crowd says "background".
+    bare = _cue_test(d, j, k)
+    rb = _rows(bare)
+    assert rb["background_swap"]["verdict"] == "supports"
+    assert bare.verdicts["cnn"] != "supports"
+    assert _cue_test(d, j, k, kind="background").verdicts["cnn"] == "supports"
+
+
+def test_spurious_kinds_read_from_the_report(tmp_path):
+    import json
+
+    rep = tmp_path / "report.json"
+    rep.write_text(json.dumps({"features": [
+        {"class": 2, "feature": 7, "verdict": "spurious", "kind": "background", "layer": "sparse"},
+        {"class": 1, "feature": 3, "verdict": "spurious", "kind": "mark"},
+        {"class": 0, "feature": 4, "verdict": "core", "kind": None},
+        {"class": 5, "feature": 9, "verdict": "spurious", "kind": "mark", "layer": "dense"},
+        {"class": 4, "feature": 1, "verdict": "spurious", "kind": None}]}))
+    assert spurious_kinds(rep) == {(2, 7): "background", (1, 3): "mark"}
+    assert spurious_kinds(rep, layer="dense") == {(1, 3): "mark", (5, 9): "mark"}

@@ -328,6 +328,12 @@ def test_run_counterfactual_verdicts_with_class_names(tmp_path, tmp_path_factory
     (v,) = summary["verdicts"]
     assert (v["class_name"], v["feature"], v["verdict"]) == ("triangle", feat, "supports")
     assert summary["classes"][target] == "triangle"
+    # a built-in dataset: the tests know the objects (ground truth), and the background swap
+    # carries the watermark too (it lies in the background)
+    assert summary["object_masks"] == "built-in ground truth" and v["object_masks"] is True
+    assert v["tests"]["image_background_swap"] == "supports"
+    assert {"image_background_swap_ctrl_random", "image_background_swap_ctrl_nontop",
+            "image_background_removal_ctrl_other_classes"} <= set(rows["test"])
     # with a report beside it, the HTML says whether the counterfactual supports the verdict
     rep = tmp_path / "rep"
     rep.mkdir()
@@ -338,6 +344,7 @@ def test_run_counterfactual_verdicts_with_class_names(tmp_path, tmp_path_factory
     (v,) = json.loads((rep / "counterfactual.json").read_text())["verdicts"]
     # the network's own last layer is labelled "original" ("dense" is the deprecated alias)
     assert f"triangle · feature {feat}</td><td>original</td><td>{v['verdict']}</td>" in html
+    assert "background_swap: " in html
     # text runs: toxic class by name; an unknown name is refused before any model runs
     trun = builtin_audit_run(tmp_path_factory.getbasetemp(), "toxicity")
     rows = run_counterfactual(trun, tmp_path / "t", models=("dense",), n=30,

@@ -1,13 +1,27 @@
 """Counterfactual tests of spurious features: paste a feature's evidence into images of other
-classes (where it sat and at random places) and remove it, insert text terms, and measure
-prediction flips with Wilson intervals against matched controls (dense, sparse or any external
-model); each tested image feature gets a verdict (supports / refutes / inconclusive)."""
+classes (where it sat and at random places), put other objects on the backgrounds of its top
+images, and remove it; insert text terms; and measure prediction flips with Wilson intervals
+against matched controls (dense, sparse or any external model); each tested image feature gets
+a verdict (supports / refutes / inconclusive)."""
 
-from analysis.counterfactual.cue import CUE_TESTS, CueTestResult, cue_test, decide, feature_verdict
+from analysis.counterfactual.background import (
+    background_plates,
+    swap_backgrounds,
+    swap_regions,
+)
+from analysis.counterfactual.cue import (
+    CUE_TESTS,
+    DECIDING_TESTS,
+    CueTestResult,
+    cue_test,
+    decide,
+    feature_verdict,
+)
 from analysis.counterfactual.evidence import (
     elsewhere_boxes,
     evidence_regions,
     fill_regions,
+    firing_masks,
     upsample_maps,
 )
 from analysis.counterfactual.image import (
@@ -34,6 +48,7 @@ from analysis.counterfactual.runner import (
     run_counterfactual,
     run_text_counterfactual,
     spurious_features,
+    spurious_kinds,
     text_counterfactuals,
     write_counterfactual,
 )
@@ -54,10 +69,12 @@ from analysis.counterfactual.text import (
 __all__ = [
     "CF_COLUMNS",
     "CUE_TESTS",
+    "DECIDING_TESTS",
     "CueTestResult",
     "PatchTestResult",
     "Predictor",
     "TermTestResult",
+    "background_plates",
     "bootstrap_mean_interval",
     "callable_predictor",
     "check_features",
@@ -72,6 +89,7 @@ __all__ = [
     "feature_verdict",
     "fill_regions",
     "fire_boxes",
+    "firing_masks",
     "group_verdicts",
     "image_counterfactuals",
     "insert_term",
@@ -85,6 +103,9 @@ __all__ = [
     "run_text_counterfactual",
     "sparse_predictor",
     "spurious_features",
+    "spurious_kinds",
+    "swap_backgrounds",
+    "swap_regions",
     "term_test",
     "text_counterfactuals",
     "torch_predictor",

@@ -19,16 +19,37 @@ the user gives. Tests (each a proportion with a 95% Wilson interval):
     f is highest; a flip is a correct prediction that becomes wrong (the accuracy drop).
     Control (``ctrl_other_classes``): the same removal in the images of other classes where f
     is highest, each scored against its own class.
+``background_swap``
+    A background cue (a texture, a colour cast) covers the image around the object and cannot
+    travel in a small patch: put the objects of images of other classes onto the backgrounds
+    of f's top images (:mod:`analysis.counterfactual.background`); a flip is as in the paste
+    tests. Controls: the same objects on the backgrounds of random images (of any class) where
+    f is below its median (``ctrl_random``), and of the images where f is lowest
+    (``ctrl_nontop``). The background is everything but the object where object masks are
+    given (ground truth, or the user's), else f's evidence region of each top image (or the
+    user's region), moved to the same place.
+``background_removal``
+    The images of class c where f is highest, on the ``ctrl_random`` backgrounds; a flip is a
+    correct prediction that becomes wrong. Control: the same in other classes.
+
+With object masks the paste and removal tests carry only the evidence outside the object: an
+object part pasted into an image of another class moves it towards its class legitimately, and
+is no evidence of a cue.
 
 Decision per test and model: **supports** when the test's interval lies above every control's
-interval and its rate is at least ``min_effect`` (0.05) above the highest control rate; **refutes** when every arm has at least ``min_n`` examples and the effect is no more
-than ``margin`` above the highest control rate; **inconclusive** otherwise.
+interval and its rate is at least ``min_effect`` (0.05) above the highest control rate;
+**refutes** when every arm has at least ``min_n`` examples and the effect is no more than
+``margin`` above the highest control rate; **inconclusive** otherwise.
 
-The feature's verdict comes from the paste tests: it is supported when a paste test supports it
-(the pattern alone, added to images of other classes with their objects intact, moves them to
-c) and refuted when both paste tests refute it. The removal test measures reliance and is
-reported beside it, but it cannot tell a cue from the object: removing a genuine object part
-drops the class's accuracy too (on the shapes benchmark it "supports" most object features).
+The feature's verdict comes from the insertion tests (:data:`DECIDING_TESTS`: the paste tests
+and the background swap, or only those of the kind the crowd named; without object masks the
+swap decides only when the crowd named the background, since it then moves wherever the feature
+fires, the object included): it is supported when one
+of them supports it (the pattern, added to images of other classes with their objects intact,
+moves them to c) and refuted when all of them refute it. The removal tests measure reliance and
+are reported beside it, but they cannot tell a cue from the object: removing a genuine object
+part drops the class's accuracy too (on the shapes benchmark it "supports" most object
+features).
 """
 
 from __future__ import annotations
@@ -39,11 +60,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis.counterfactual.evidence import elsewhere_boxes, evidence_regions, fill_regions
+from analysis.counterfactual.background import (
+    background_plates,
+    swap_backgrounds,
+    swap_regions,
+)
+from analysis.counterfactual.evidence import (
+    elsewhere_boxes,
+    evidence_regions,
+    fill_regions,
+    firing_masks,
+)
 from analysis.counterfactual.models import Predictor
 from analysis.counterfactual.stats import wilson_interval
 
-__all__ = ["CUE_TESTS", "CueTestResult", "cue_test", "decide", "feature_verdict"]
+__all__ = ["CUE_TESTS", "DECIDING_TESTS", "CueTestResult", "cue_test", "decide",
+           "feature_verdict"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +84,20 @@ CUE_TESTS: dict[str, tuple[str, ...]] = {
     "paste_same": ("paste_same_ctrl_elsewhere", "paste_same_ctrl_nontop"),
     "paste_random": ("paste_random_ctrl_elsewhere", "paste_random_ctrl_nontop"),
     "removal": ("removal_ctrl_other_classes",),
+    "background_swap": ("background_swap_ctrl_random", "background_swap_ctrl_nontop"),
+    "background_removal": ("background_removal_ctrl_other_classes",),
+}
+#: The crowd's spurious kind -> the tests whose outcome decides the feature's verdict (a mark
+#: is carried by the paste tests, a background by the background swap; an unknown kind by any).
+DECIDING_TESTS: dict[str | None, tuple[str, ...]] = {
+    "mark": ("paste_same", "paste_random"),
+    "background": ("background_swap",),
+    None: ("paste_same", "paste_random", "background_swap"),
 }
 VERDICTS = ("supports", "refutes", "inconclusive")
+#: Without object masks the background swap moves every pixel where the feature's map is at
+#: least this fraction of its range (:func:`~analysis.counterfactual.evidence.firing_masks`).
+SWAP_FRAC = 0.5
 
 
 @dataclass
@@ -122,6 +166,16 @@ def _user_mask(region: tuple[int, int, int, int] | np.ndarray, H: int, W: int) -
     return mask
 
 
+def _shrink_boxes(cores: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Bounding boxes of the cores that are not empty (the old box where a core is empty)."""
+    out = boxes.copy()
+    for i, core in enumerate(cores):
+        ys, xs = np.nonzero(core)
+        if len(ys):
+            out[i] = (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
+    return out
+
+
 def decide(effect: Mapping, controls: Sequence[Mapping], min_n: int = 30,
            margin: float = 0.02, min_effect: float = 0.05) -> str:
     """``supports`` / ``refutes`` / ``inconclusive`` for one effect row against its controls.
@@ -149,18 +203,31 @@ def decide(effect: Mapping, controls: Sequence[Mapping], min_n: int = 30,
     return "inconclusive"
 
 
-def feature_verdict(test_verdicts: Mapping[str, str]) -> str:
-    """Supported when a paste test supports, refuted when every paste test refutes.
+def feature_verdict(test_verdicts: Mapping[str, str], kind: str | None = None,
+                    object_masks: bool = True) -> str:
+    """Supported when a deciding test supports, refuted when every deciding test refutes.
 
     Parameters
     ----------
     test_verdicts : mapping test name -> verdict
-        At least the paste tests of :data:`CUE_TESTS`.
+        The effect tests of :data:`CUE_TESTS` that were run.
+    kind : {"mark", "background"} or None
+        What the crowd says the feature's pattern is; it picks the deciding tests
+        (:data:`DECIDING_TESTS`; any other kind, or None, lets every insertion test decide).
+        The removal tests never decide: removing a genuine object part drops the class's
+        accuracy too.
+    object_masks : bool
+        Whether the tests knew the objects. Without masks the background swap moves wherever
+        the feature fires, which for a feature of the object is the object itself: it then
+        decides only when the crowd says the pattern is the background.
     """
-    paste = [v for t, v in test_verdicts.items() if t.startswith("paste")]
-    if "supports" in paste:
+    tests = DECIDING_TESTS.get(kind, DECIDING_TESTS[None])
+    if not object_masks and kind != "background":
+        tests = tuple(t for t in tests if t != "background_swap")
+    deciding = [v for t, v in test_verdicts.items() if t in tests]
+    if "supports" in deciding:
         return "supports"
-    if paste and all(v == "refutes" for v in paste):
+    if deciding and all(v == "refutes" for v in deciding):
         return "refutes"
     return "inconclusive"
 
@@ -180,6 +247,8 @@ def cue_test(
     region: tuple[int, int, int, int] | np.ndarray | None = None,
     patch: np.ndarray | None = None,
     min_n: int = 30,
+    object_masks: np.ndarray | None = None,
+    kind: str | None = None,
 ) -> CueTestResult:
     """Paste and removal tests of one feature, with their controls and a verdict per model.
 
@@ -212,6 +281,15 @@ def cue_test(
         box of each top image starts.
     min_n : int
         See :func:`decide`.
+    object_masks : bool array of shape (N, H, W), optional
+        The object of each image (ground truth of a built-in dataset, or the user's masks).
+        With them the paste and removal tests carry only evidence outside the object (an
+        object part pasted into other images moves them legitimately), and the background
+        tests move whole backgrounds (everything but the object); without them the background
+        tests move each image's evidence region.
+    kind : {"mark", "background"} or None
+        The crowd's spurious kind, which picks the tests that decide (:func:`feature_verdict`;
+        without object masks the background swap decides only for ``"background"``).
 
     Returns
     -------
@@ -224,6 +302,11 @@ def cue_test(
     if not (len(labels) == len(activation) == N):
         raise ValueError(f"labels/activation: expected {N} values each, got {len(labels)} and "
                          f"{len(activation)}")
+    obj = None
+    if object_masks is not None:
+        obj = np.asarray(object_masks).astype(bool)
+        if obj.shape != (N, H, W):
+            raise ValueError(f"object_masks: expected shape ({N}, {H}, {W}), got {obj.shape}")
     rng = np.random.default_rng(seed)
     order = np.argsort(-activation, kind="stable")
     top_idx = order[: max(1, min(top, N))]
@@ -235,8 +318,13 @@ def cue_test(
         ys, xs = np.nonzero(user_mask)
         boxes = np.tile([ys.min(), xs.min(), ys.max() + 1, xs.max() + 1], (len(src), 1))
         cores = np.repeat(user_mask[None], len(src), axis=0)
+        regions = cores
     else:
-        _, cores, boxes = evidence_regions(maps, (H, W), frac, max_area)
+        regions, cores, boxes = evidence_regions(maps, (H, W), frac, max_area)
+        if obj is not None:  # the evidence outside the object is what a cue can be
+            cores = cores & ~obj[top_idx]
+            regions = regions & ~obj[top_idx]
+            boxes = _shrink_boxes(cores, boxes)
     masks = [cores[i, y0:y1, x0:x1] for i, (y0, x0, y1, x1) in enumerate(boxes)]
     if patch is not None:
         patch = np.asarray(patch, dtype=images.dtype)
@@ -273,7 +361,27 @@ def cue_test(
         arms[f"{place}_ctrl_elsewhere"] = _paste_at(base, ctrl_else, masks, which, pos)
         arms[f"{place}_ctrl_nontop"] = _paste_at(base, ctrl_low, masks, which, pos)
 
-    # --- removal in class `target` vs in other classes, where the feature is highest
+    # --- background swap: the other classes' objects over the top images' backgrounds, vs
+    # over the backgrounds of random images (of any class) where the feature is below its
+    # median, and of the images where it is lowest
+    quiet = np.setdiff1d(order[(N + 1) // 2:], top_idx)
+    donors = rng.choice(quiet if len(quiet) else np.arange(N), size=n)
+    low_which = low_idx[which % len(low_idx)]
+    if obj is not None:
+        plates = {"": background_plates(src, obj[top_idx])[which],
+                  "_ctrl_random": background_plates(images[donors], obj[donors]),
+                  "_ctrl_nontop": background_plates(images[low_which], obj[low_which])}
+        for suffix, plate in plates.items():
+            arms[f"background_swap{suffix}"] = swap_backgrounds(base, obj[pick], plate)
+    else:
+        where = regions if user_mask is not None else firing_masks(maps, (H, W), SWAP_FRAC)
+        for suffix, donor in (("", src[which]), ("_ctrl_random", images[donors]),
+                              ("_ctrl_nontop", images[low_which])):
+            arms[f"background_swap{suffix}"] = swap_regions(base, where[which], donor)
+
+    # --- removal in class `target` vs in other classes, where the feature is highest: the
+    # evidence region filled with the median colour, or the background swapped for that of
+    # random images where the feature is below its median (the swap control's donors)
     def highest(mask: np.ndarray) -> np.ndarray:
         idx = np.flatnonzero(mask)
         k = min(n, max(1, (len(idx) + 1) // 2)) if len(idx) else 0
@@ -281,16 +389,29 @@ def cue_test(
 
     rem_idx = {"removal": highest(labels == target),
                "removal_ctrl_other_classes": highest(labels != target)}
+    rem_idx.update({f"background_{name}": idx for name, idx in rem_idx.items()})
+    quiet_plates = (plates["_ctrl_random"] if obj is not None else None)
     removed = {}
     for name, idx in rem_idx.items():
         if not len(idx):
             removed[name] = images[:0]
             continue
+        background = name.startswith("background_")
         if user_mask is not None:
             m = np.repeat(user_mask[None], len(idx), axis=0)
-        else:
+        elif background and obj is None:
+            m = firing_masks(maps_fn(images[idx]), (H, W), SWAP_FRAC)
+        elif not background:
             m, _, _ = evidence_regions(maps_fn(images[idx]), (H, W), frac, max_area)
-        removed[name] = fill_regions(images[idx], m)
+            if obj is not None:
+                m = m & ~obj[idx]
+        j = np.arange(len(idx)) % n
+        if not background:
+            removed[name] = fill_regions(images[idx], m)
+        elif quiet_plates is not None:
+            removed[name] = swap_backgrounds(images[idx], obj[idx], quiet_plates[j])
+        else:
+            removed[name] = swap_regions(images[idx], m, images[donors[j]])
 
     for model, predict in predictors.items():
         p0 = predict(base)
@@ -303,15 +424,16 @@ def cue_test(
                                     p1[:, target] - p0[:, target],
                                     _logit(p1[:, target]) - _logit(p0[:, target])))
         for arm, idx in rem_idx.items():
+            control_of = "" if arm in CUE_TESTS else arm.split("_ctrl_")[0]
             if not len(idx):
-                result.rows.append(_row(arm, "" if arm == "removal" else "removal", model,
+                result.rows.append(_row(arm, control_of, model,
                                         target, np.zeros(0, bool), np.zeros(0, bool),
                                         np.zeros(0), np.zeros(0)))
                 continue
             own = labels[idx]
             q0, q1 = predict(images[idx]), predict(removed[arm])
             r = np.arange(len(idx))
-            result.rows.append(_row(arm, "" if arm == "removal" else "removal", model, target,
+            result.rows.append(_row(arm, control_of, model, target,
                                     q0.argmax(1) == own, q1.argmax(1) != own,
                                     q1[r, own] - q0[r, own],
                                     _logit(q1[r, own]) - _logit(q0[r, own])))
@@ -320,6 +442,6 @@ def cue_test(
         for test, controls in CUE_TESTS.items():
             test_verdicts[test] = decide(mine[test], [mine[c] for c in controls], min_n)
             mine[test]["verdict"] = test_verdicts[test]
-        result.verdicts[model] = feature_verdict(test_verdicts)
+        result.verdicts[model] = feature_verdict(test_verdicts, kind, obj is not None)
         logger.info("cue test target=%d model=%s: %s", target, model, result.verdicts[model])
     return result

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-__all__ = ["elsewhere_boxes", "evidence_regions", "fill_regions", "upsample_maps"]
+__all__ = ["elsewhere_boxes", "evidence_regions", "fill_regions", "firing_masks",
+           "upsample_maps"]
 
 
 def upsample_maps(maps: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
@@ -87,6 +88,31 @@ def evidence_regions(maps: np.ndarray, image_size: tuple[int, int], frac: float 
         ys, xs = np.nonzero(core)
         boxes[i] = (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1)
     return regions, cores, boxes
+
+
+def firing_masks(maps: np.ndarray, image_size: tuple[int, int], frac: float = 0.5
+                 ) -> np.ndarray:
+    """Every pixel where each feature's upsampled map is at least ``frac`` of its range.
+
+    Unlike :func:`evidence_regions` the pixels need not be connected to the peak: a feature of
+    a background texture fires all over the background, around the object.
+
+    Parameters
+    ----------
+    maps : array of shape (n, h, w)
+    image_size : (H, W)
+    frac : float in (0, 1)
+
+    Returns
+    -------
+    bool array of shape (n, H, W)
+    """
+    if not 0 < frac < 1:
+        raise ValueError(f"frac: expected a number in (0, 1), got {frac}")
+    up = upsample_maps(maps, image_size)
+    lo = up.min(axis=(1, 2), keepdims=True)
+    hi = up.max(axis=(1, 2), keepdims=True)
+    return (up >= lo + frac * (hi - lo)) & (hi > lo)
 
 
 def elsewhere_boxes(maps: np.ndarray, image_size: tuple[int, int],

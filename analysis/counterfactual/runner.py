@@ -36,6 +36,7 @@ __all__ = [
     "run_counterfactual",
     "run_text_counterfactual",
     "spurious_features",
+    "spurious_kinds",
     "text_counterfactuals",
     "write_counterfactual",
 ]
@@ -69,6 +70,8 @@ def image_counterfactuals(
     frac: float = 0.8,
     max_area: float = 0.0625,
     verdicts: list[dict] | None = None,
+    object_masks: np.ndarray | None = None,
+    kinds: Mapping[tuple[int, int], str] | None = None,
 ) -> tuple[pd.DataFrame, list[dict]]:
     """Patch tests and cue tests (:func:`analysis.counterfactual.cue.cue_test`) for several
     (class, feature) pairs.
@@ -94,15 +97,22 @@ def image_counterfactuals(
         See :func:`analysis.counterfactual.cue.cue_test`.
     verdicts : list, optional
         Filled with one dict per (feature, model): ``class``, ``class_name``, ``feature``,
-        ``model``, ``verdict`` (supports / refutes / inconclusive) and ``tests`` (test ->
-        verdict).
+        ``model``, ``verdict`` (supports / refutes / inconclusive), ``tests`` (test ->
+        verdict), ``kind`` (the crowd's spurious kind that chose the deciding tests, or None)
+        and ``object_masks`` (whether the tests knew the objects).
+    object_masks : bool array of shape (N, H, W), optional
+        The object in each of ``images``; see :func:`analysis.counterfactual.cue.cue_test`.
+    kinds : mapping (class, feature) -> str, optional
+        The crowd's spurious kind of each feature (mark, background, ...); see
+        :func:`analysis.counterfactual.cue.feature_verdict`.
 
     Returns
     -------
     rows : DataFrame with :data:`CF_COLUMNS`
         ``image_patch`` / ``image_control`` (a fixed box at the map's peak, random places) and
-        the cue tests ``image_paste_same``, ``image_paste_random``, ``image_removal`` with their
-        controls (``control_of`` names the test a control belongs to).
+        the cue tests ``image_paste_same``, ``image_paste_random``, ``image_removal``,
+        ``image_background_swap``, ``image_background_removal`` with their controls
+        (``control_of`` names the test a control belongs to).
     paired : list of dict (exact McNemar comparisons of ``image_patch``)
     """
     box = box or max(2, images.shape[1] // 4)
@@ -123,7 +133,8 @@ def image_counterfactuals(
             paired.append({**p, **ids, "test": "image_patch"})
         cue = cue_test(predictors, images, labels, activations[:, feat],
                        lambda b, f=feat: maps_fn(b, f), cls, n=n, top=top, seed=seed,
-                       frac=frac, max_area=max_area, region=region, patch=patch)
+                       frac=frac, max_area=max_area, region=region, patch=patch,
+                       object_masks=object_masks, kind=(kinds or {}).get((cls, feat)))
         for r in cue.rows:
             rows.append({**r, **ids, "test": f"image_{r['test']}",
                          "control_of": f"image_{r['control_of']}" if r["control_of"] else ""})
@@ -133,6 +144,8 @@ def image_counterfactuals(
             if verdicts is not None:
                 verdicts.append({"class": int(cls), "class_name": name, "feature": int(feat),
                                  "model": model, "verdict": verdict, "tests": tests,
+                                 "kind": (kinds or {}).get((cls, feat)),
+                                 "object_masks": object_masks is not None,
                                  "boxes": cue.boxes[:4].tolist()})
     return pd.DataFrame(rows).reindex(columns=CF_COLUMNS), paired
 
@@ -194,6 +207,38 @@ def spurious_features(report_json: Path, layer: str = "sparse") -> list[tuple[in
     rep = json.loads(report_json.read_text(encoding="utf-8"))
     return [(int(r["class"]), int(r["feature"])) for r in rep.get("features", [])
             if r.get("verdict") == "spurious" and r.get("layer", layer) == layer]
+
+
+def spurious_kinds(report_json: Path, layer: str = "sparse") -> dict[tuple[int, int], str]:
+    """(class, feature) -> the crowd's spurious kind (mark, background, ...) in a report.json."""
+    rep = json.loads(report_json.read_text(encoding="utf-8"))
+    return {(int(r["class"]), int(r["feature"])): str(r["kind"])
+            for r in rep.get("features", [])
+            if r.get("verdict") == "spurious" and r.get("layer", layer) == layer
+            and isinstance(r.get("kind"), str) and r["kind"]}
+
+
+def _builtin_object_masks(meta: Mapping, split: str, n: int) -> np.ndarray | None:
+    """Ground-truth object masks (n, H, W) of a run on a built-in image dataset, else None."""
+    if (meta.get("dataset") or {}).get("source") != "builtin":
+        return None
+    from sparse_probe.datasets import load_builtin
+
+    part = load_builtin(dict(meta)).split(split)
+    masks = getattr(part, "object_masks", None)
+    if masks is None or len(masks) != n:
+        return None
+    return np.asarray(masks, bool)
+
+
+def _resize_masks(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of bool masks (n, h, w) to (n, H, W)."""
+    if masks.shape[1:] == tuple(size):
+        return masks
+    import torch
+
+    t = torch.from_numpy(masks.astype(np.float32))[:, None]
+    return torch.nn.functional.interpolate(t, size=tuple(size), mode="nearest")[:, 0].numpy() > 0.5
 
 
 def _to_hwc(x: Any) -> tuple[np.ndarray, bool]:
@@ -329,6 +374,7 @@ def run_counterfactual(
     patch: np.ndarray | None = None,
     frac: float = 0.8,
     max_area: float = 0.0625,
+    object_masks: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Counterfactual tests for a run; writes ``out/counterfactual.{csv,json}``.
 
@@ -363,6 +409,11 @@ def run_counterfactual(
     region, patch, frac, max_area
         Image runs; see :func:`analysis.counterfactual.cue.cue_test`. ``patch`` is RGB in
         [0, 1] (normalized here like the run's images when its preprocessing does).
+    object_masks : bool array of shape (n_split, H, W), optional
+        Image runs: the object in every image of the split (resized to the images' size if
+        needed); default the ground truth of a built-in dataset, else none (the background
+        tests then move each image's evidence region). See
+        :func:`analysis.counterfactual.cue.cue_test`.
 
     Returns
     -------
@@ -380,9 +431,10 @@ def run_counterfactual(
     meta.setdefault("_dir", str(run / "features"))
     kind = meta.get("kind", "image")
     classes = [str(c) for c in meta.get("classes", [])]
+    rj = out / "report.json"
+    kinds = spurious_kinds(rj) if rj.exists() else {}
     if kind == "image":
         if features is None:
-            rj = out / "report.json"
             features = spurious_features(rj) if rj.exists() else []
         if not features:
             raise ValueError("features: none given and no feature judged spurious in "
@@ -417,6 +469,15 @@ def run_counterfactual(
         pool = rng.choice(len(labels), size=min(len(labels), 3 * n), replace=False)
         rows_idx = np.unique(np.concatenate([*tops, pool]))
         images, channels_first = _to_hwc(data[rows_idx.tolist()])
+        masks_src = "given"
+        if object_masks is None:
+            object_masks = _builtin_object_masks(meta, split, len(labels))
+            masks_src = "built-in ground truth" if object_masks is not None else None
+        elif len(object_masks) != len(labels):
+            raise ValueError(f"object_masks: expected one mask per image of split {split!r} "
+                             f"({len(labels)}), got {len(object_masks)}")
+        obj = None if object_masks is None else _resize_masks(
+            np.asarray(object_masks, bool)[rows_idx], images.shape[1:3])
 
         def to_model(b: np.ndarray) -> Any:
             import torch
@@ -437,12 +498,12 @@ def run_counterfactual(
         rows, paired = image_counterfactuals(adapted, images, labels[rows_idx],
                                              np.asarray(acts[rows_idx]), maps_fn, features,
                                              box, n, top, seed, classes or None, region, patch,
-                                             frac, max_area, verdicts)
+                                             frac, max_area, verdicts, obj, kinds)
         summary.update({"features": [list(f) for f in features], "box": box, "paired": paired,
                         "verdicts": verdicts, "frac": frac, "max_area": max_area,
                         "region": None if region is None else (
                             [int(v) for v in region] if np.ndim(region) == 1 else "mask"),
-                        "patch": patch is not None})
+                        "patch": patch is not None, "object_masks": masks_src})
     else:
         if lexicon is None:
             from sparse_probe.datasets import IDENTITY_TERMS
