@@ -175,6 +175,35 @@ def _read_image(path: Path | None, hint: str):
     return rgb if hint == "--patch" else rgb.max(axis=2) > 0
 
 
+def read_object_masks(path: Path | None):
+    """Object masks for ``counterfactual --object-masks``: a ``.npy`` array (N, H, W) of bool
+    (or 0/1) values, one mask per image of the split; a one-line error otherwise.
+
+    Returns
+    -------
+    bool ndarray of shape (N, H, W), or None when ``path`` is None.
+    """
+    if path is None:
+        return None
+    import numpy as np
+
+    hint = "--object-masks"
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise click.BadParameter(f"{path}: not a readable .npy array ({str(exc).splitlines()[0]})",
+                                 param_hint=hint) from None
+    if not isinstance(arr, np.ndarray) or arr.ndim != 3 or 0 in arr.shape:
+        raise click.BadParameter(f"{path}: expected masks of shape (N, H, W), got shape "
+                                 f"{getattr(arr, 'shape', None)}", param_hint=hint)
+    if arr.dtype != bool:
+        if arr.dtype.kind not in "biu" or not np.isin(arr, (0, 1)).all():
+            raise click.BadParameter(f"{path}: expected bool or 0/1 masks, got dtype {arr.dtype}"
+                                     " with other values", param_hint=hint)
+        arr = arr.astype(bool)
+    return arr
+
+
 def _load_external(spec: str, outputs: str = "probabilities"):
     import importlib
 
@@ -237,6 +266,12 @@ def _load_external(spec: str, outputs: str = "probabilities"):
 @click.option("--mask", "mask_file", default=None,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Cue mask image of the images' size (non-black pixels), instead of --region.")
+@click.option("--object-masks", "object_masks_file", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Image runs on your own data: a .npy of bool masks (N, H, W), the object in "
+                   "each image of --split, so the paste and removal tests carry only evidence "
+                   "outside it and the background swap keeps it (built-in datasets: their "
+                   "ground truth is used).")
 @click.option("--patch", "patch_file", default=None,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Cue patch image (pasted at --region's corner, else where the evidence "
@@ -259,7 +294,8 @@ def counterfactual(run_dir: Path | None, out: Path | None, feature_specs: tuple[
                    model: str | None, external: tuple[str, ...], outputs: str,
                    texts_file: Path | None, text_column: str, toxic_class: str | None,
                    threshold: float | None, batch_size: int, n: int, box: int | None,
-                   region: str | None, mask_file: Path | None, patch_file: Path | None,
+                   region: str | None, mask_file: Path | None,
+                   object_masks_file: Path | None, patch_file: Path | None,
                    frac: float, max_area: float,
                    top: int, split: str, lexicon: Path | None, templates: tuple[str, ...],
                    mode: str, seed: int) -> None:
@@ -317,7 +353,8 @@ def counterfactual(run_dir: Path | None, out: Path | None, feature_specs: tuple[
             rows = run_counterfactual(run_dir, out, feats, models, n, box, top, split, lex,
                                       list(templates) or None, mode, ext, seed, texts,
                                       threshold, batch_size, toxic_class, reg,
-                                      _read_image(patch_file, "--patch"), frac, max_area)
+                                      _read_image(patch_file, "--patch"), frac, max_area,
+                                      read_object_masks(object_masks_file))
     except (FileNotFoundError, ValueError, KeyError, IngestError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise click.ClickException(str(msg).splitlines()[0] if str(msg) else repr(exc)) from None

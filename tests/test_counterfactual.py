@@ -322,3 +322,26 @@ def test_run_counterfactual_defaults_to_report_verdicts_both_models(tmp_path_fac
     assert len(summary["paired"]) == len(spurious)
     rep = json.loads((run / "report" / "report.json").read_text())
     assert rep["counterfactual"]["rows"] == len(rows) and "counterfactual" in rep["figures"]
+
+
+def test_object_masks_file_is_read_or_refused_with_one_line(tmp_path):
+    import click
+
+    from analysis.cli import read_object_masks
+
+    assert read_object_masks(None) is None
+    good = tmp_path / "masks.npy"
+    np.save(good, np.array([[[0, 1], [1, 0]]], dtype=np.uint8))
+    got = read_object_masks(good)
+    assert got.dtype == bool and got.shape == (1, 2, 2) and got.sum() == 2
+    for name, arr, expect in [("flat.npy", np.zeros((4, 4), bool), r"shape \(N, H, W\)"),
+                              ("empty.npy", np.zeros((0, 4, 4), bool), r"shape \(N, H, W\)"),
+                              ("grey.npy", np.full((1, 2, 2), 0.5), "bool or 0/1"),
+                              ("two.npy", np.full((1, 2, 2), 2), "bool or 0/1")]:
+        np.save(tmp_path / name, arr)
+        with pytest.raises(click.BadParameter, match=expect) as err:
+            read_object_masks(tmp_path / name)
+        assert "\n" not in str(err.value.message)
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    with pytest.raises(click.BadParameter, match=r"not a readable \.npy"):
+        read_object_masks(tmp_path / "junk.npy")
