@@ -59,11 +59,8 @@ class InProcessService:
         self.sent: list[tuple[str, dict]] = []  # (operation, params) the service received
         self.kill_at: tuple[str, int, str] | None = None  # (operation, n-th call, before|after)
         self.fail: dict[str, list[int]] = {}  # operation -> statuses to refuse it with first
-        self.client = boto3.session.Session(
-            aws_access_key_id=APP_CONFIG["ACCESS_KEY_ID"],
-            aws_secret_access_key=APP_CONFIG["SECRET_ACCESS_KEY"],
-            region_name="us-east-1").client("mturk", endpoint_url=URL)
-        self.client.meta.events.register("before-send.mturk", self._send)
+        self.client = _client()
+        _ROUTE[0] = self  # the shared client's requests now go to this service
         self.endpoint = resolve_endpoint("local", URL)
 
     def _send(self, request, **_):
@@ -99,6 +96,24 @@ class InProcessService:
 
     def count(self, op: str) -> int:
         return sum(o == op for o, _ in self.sent)
+
+
+_ROUTE: list[InProcessService | None] = [None]
+_CLIENTS: list = []
+
+
+def _client():
+    """One boto3 client for the module (making one takes most of a second); its requests go
+    to whichever service was made last."""
+    if not _CLIENTS:
+        client = boto3.session.Session(
+            aws_access_key_id=APP_CONFIG["ACCESS_KEY_ID"],
+            aws_secret_access_key=APP_CONFIG["SECRET_ACCESS_KEY"],
+            region_name="us-east-1").client("mturk", endpoint_url=URL)
+        client.meta.events.register("before-send.mturk",
+                                    lambda request, **kw: _ROUTE[0]._send(request, **kw))
+        _CLIENTS.append(client)
+    return _CLIENTS[0]
 
 
 @pytest.fixture
@@ -209,6 +224,7 @@ def test_killed_at_any_hit_then_rerun_never_duplicates(tasks, service, nth, when
     per_hit = estimate_cost(1, 3, "0.10").total
     assert res.spent == per_hit * len(KEYS)
     assert res.new_cost == per_hit * (len(KEYS) - nth)
+    assert isinstance(res.new_cost, Decimal) and isinstance(res.spent, Decimal)
 
 
 def test_killed_while_creating_the_hit_type(tasks, service):
@@ -299,6 +315,7 @@ def test_budget_counts_what_the_ledger_already_committed(tasks, service):
     assert len(service.sent) == sent  # nothing was sent
     assert f"${per_hit * 2:.2f} is already committed" in str(err.value)
     assert f"2 new HITs cost ${per_hit * 2:.2f}" in str(err.value)
+    assert f"({estimate_cost(2, 3, '0.10').summary()})" in str(err.value)  # the breakdown
     res = publish(tasks, service, budget=per_hit * 4)  # exactly enough
     assert res.created == KEYS[2:] and res.new_cost == per_hit * 2 and res.spent == per_hit * 4
     with Ledger(tasks / "ledger.sqlite") as ledger:
@@ -335,3 +352,44 @@ def test_admin_credentials_are_not_used_for_a_remote_endpoint(tasks):
     with pytest.raises(PublishError, match=r"HTTPS for MTurk\)$"):
         publish_batch(tasks, client, resolve_endpoint("sandbox"), PublishOptions(),
                       admin_auth=("admin", "pw"), sleep=lambda s: None)
+
+
+def test_a_copy_of_the_tasks_elsewhere_is_another_batch_not_a_rerun(tmp_path, service):
+    """Two runs with the same name and manifest in different places are different batches:
+    the copy's HITs are created, not taken for the original's (their tokens differ)."""
+    import shutil
+
+    a = make_tasks_dir(tmp_path / "x" / "run")
+    b = tmp_path / "y" / "run" / "tasks"
+    shutil.copytree(a, b)
+    first = publish(a, service, hit_keys=KEYS[:1])
+    second = publish(b, service, hit_keys=KEYS[:1])
+    assert first.batch_id != second.batch_id
+    assert first.batch_id.startswith("run-") and second.batch_id.startswith("run-")
+    assert second.created == KEYS[:1] and second.recovered == []
+    assert len(service.hits()) == 2
+
+
+def test_each_endpoint_keeps_its_own_pending_hits(tasks, tmp_path):
+    """Published everywhere at one endpoint, killed at another: the re-run at the second
+    finishes its own pending HIT (the first endpoint's rows say nothing about it)."""
+    first = InProcessService(tmp_path / "one")
+    publish(tasks, first)
+    assert_each_hit_once(tasks, first)
+    second = InProcessService(tmp_path / "two")
+    second.endpoint = resolve_endpoint("local", "http://sp2.test")  # another ledger key
+    second.kill_at = ("CreateHITWithHITType", 1, "before")
+    with pytest.raises(Killed):
+        publish(tasks, second)
+    second.kill_at = None
+    res = publish(tasks, second)
+    assert res.recovered == KEYS[:1] and res.created == KEYS[1:] and res.skipped == []
+    assert_each_hit_once(tasks, second)
+
+
+def test_run_names_keep_their_letters_in_the_batch_id(tmp_path):
+    from tasks.publish import batch_id_for
+
+    for name in ("MyRun_v2", "X-ray-X"):
+        bid = batch_id_for(make_tasks_dir(tmp_path / name))
+        assert bid.startswith(f"{name}-") and len(bid) == len(name) + 11, bid
