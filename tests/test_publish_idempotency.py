@@ -393,3 +393,38 @@ def test_run_names_keep_their_letters_in_the_batch_id(tmp_path):
     for name in ("MyRun_v2", "X-ray-X"):
         bid = batch_id_for(make_tasks_dir(tmp_path / name))
         assert bid.startswith(f"{name}-") and len(bid) == len(name) + 11, bid
+
+
+def test_local_endpoint_uploads_the_assets_and_points_the_pages_at_them(tasks, service,
+                                                                          monkeypatch):
+    """With the task server's admin credentials and no asset URL, the publisher uploads
+    tasks/assets/ to ``/assets/<batch>/`` and the HIT pages load their images from there.
+    (The upload's HTTP goes to the same in-process app through a requests adapter.)"""
+    import requests
+    from requests.adapters import BaseAdapter
+
+    class ToApp(BaseAdapter):
+        def send(self, request, **_):
+            r = service.web.open(request.path_url, method=request.method, base_url=URL,
+                                 headers=dict(request.headers), data=request.body)
+            out = requests.Response()
+            out.status_code, out._content, out.url = r.status_code, r.data, request.url
+            out.headers.update(r.headers)
+            return out
+
+        def close(self):
+            pass
+
+    session = requests.Session()
+    session.mount(URL, ToApp())
+    monkeypatch.setattr(requests, "Session", lambda: session)
+    res = publish_batch(tasks, service.client, service.endpoint, PublishOptions(assignments=1),
+                        admin_auth=(APP_CONFIG["ADMIN_USER"], APP_CONFIG["ADMIN_PASSWORD"]),
+                        sleep=lambda s: None, hit_keys=KEYS[:1])
+    assert res.created == KEYS[:1]
+    base = f"{URL}/assets/{res.batch_id}/"
+    [question] = [p["Question"] for o, p in service.sent if o == "CreateHITWithHITType"]
+    assert f"{base}{KEYS[0]}-grid.png" in question and "../assets/" not in question
+    for png in sorted((tasks / "assets").iterdir()):  # every file, served back unchanged
+        got = service.web.get(f"/assets/{res.batch_id}/{png.name}")
+        assert got.status_code == 200 and got.data == png.read_bytes()
