@@ -18,6 +18,7 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.config import Config
 from helpers_publish import FIXTURE_HITS, make_tasks_dir
 from helpers_server import APP_CONFIG, make_app
 
@@ -109,7 +110,9 @@ def _client():
         client = boto3.session.Session(
             aws_access_key_id=APP_CONFIG["ACCESS_KEY_ID"],
             aws_secret_access_key=APP_CONFIG["SECRET_ACCESS_KEY"],
-            region_name="us-east-1").client("mturk", endpoint_url=URL)
+            region_name="us-east-1").client(
+                "mturk", endpoint_url=URL,  # the publisher's own retries, not botocore's
+                config=Config(retries={"total_max_attempts": 1}))
         client.meta.events.register("before-send.mturk",
                                     lambda request, **kw: _ROUTE[0]._send(request, **kw))
         _CLIENTS.append(client)
@@ -129,10 +132,10 @@ def tasks(tmp_path):
 KEYS = [h[0] for h in FIXTURE_HITS]
 
 
-def publish(tasks: Path, svc: InProcessService, hit_keys=None, **options):
+def publish(tasks: Path, svc: InProcessService, hit_keys=None, sleep=lambda s: None,
+            **options):
     opts = PublishOptions(**{"assignments": 3, "asset_base_url": ASSETS, **options})
-    return publish_batch(tasks, svc.client, svc.endpoint, opts, sleep=lambda s: None,
-                         hit_keys=hit_keys)
+    return publish_batch(tasks, svc.client, svc.endpoint, opts, sleep=sleep, hit_keys=hit_keys)
 
 
 def ledger_rows(tasks: Path, svc: InProcessService) -> dict[str, tuple[str, str | None]]:
@@ -225,6 +228,8 @@ def test_killed_at_any_hit_then_rerun_never_duplicates(tasks, service, nth, when
     assert res.spent == per_hit * len(KEYS)
     assert res.new_cost == per_hit * (len(KEYS) - nth)
     assert isinstance(res.new_cost, Decimal) and isinstance(res.spent, Decimal)
+    with Ledger(tasks / "ledger.sqlite") as ledger:  # each row knows its HIT type
+        assert {h.hit_type_id for h in ledger.hits(service.endpoint.key)} == {res.hit_type_id}
 
 
 def test_killed_while_creating_the_hit_type(tasks, service):
@@ -253,8 +258,12 @@ def test_a_pending_hit_is_resent_with_its_recorded_assignments(tasks, service):
 # --------------------------------------------------------------------------- retries
 def test_throttling_and_5xx_are_retried_with_the_same_token(tasks, service):
     service.fail = {"CreateHITType": [503], "CreateHITWithHITType": [503, 500]}
-    res = publish(tasks, service, hit_keys=KEYS[:2])
+    waited: list[float] = []
+    res = publish(tasks, service, hit_keys=KEYS[:2], sleep=waited.append)
     assert res.created == KEYS[:2]
+    # One wait per retry, through the caller's clock: 0.5 s base, jitter in [0.5, 1].
+    assert len(waited) == 3
+    assert 0.25 <= waited[0] <= 0.5 and 0.25 <= waited[1] <= 0.5 and 0.5 <= waited[2] <= 1.0
     tokens = [p["UniqueRequestToken"] for o, p in service.sent if o == "CreateHITWithHITType"]
     assert len(tokens) == 2 and len(set(tokens)) == 2
     assert service.count("CreateHITType") == 1
@@ -428,3 +437,15 @@ def test_local_endpoint_uploads_the_assets_and_points_the_pages_at_them(tasks, s
     for png in sorted((tasks / "assets").iterdir()):  # every file, served back unchanged
         got = service.web.get(f"/assets/{res.batch_id}/{png.name}")
         assert got.status_code == 200 and got.data == png.read_bytes()
+
+
+def test_a_page_that_cannot_be_a_question_is_named_in_the_error(tmp_path, service):
+    """A HIT page that cannot be embedded (here: it contains ']]>') stops publishing with
+    the HIT's key in the message, before that HIT is sent."""
+    tasks = make_tasks_dir(tmp_path / "bad")
+    page = tasks / "hits" / f"{KEYS[1]}.html"
+    page.write_text(page.read_text(encoding="utf-8") + "<!-- ]]> -->", encoding="utf-8")
+    with pytest.raises(PublishError, match=rf"^{KEYS[1]}: HTML contains '\]\]>'"):
+        publish(tasks, service, hit_keys=KEYS[:2])
+    assert ledger_rows(tasks, service) == {KEYS[0]: ("created", service.hits()[
+        f"sparse-probe:{batch(tasks)}:{KEYS[0]}"])}
