@@ -17,7 +17,10 @@ __all__ = [
     "dominant_share",
     "gold_answer",
     "image_evidence",
+    "panel_faithfulness",
+    "reader_evidence",
     "text_evidence",
+    "trusted_panel",
     "truth_from_evidence",
 ]
 
@@ -131,3 +134,34 @@ def truth_from_evidence(evidence: Mapping, cue_kinds: Mapping[str, str],
 def gold_answer(truth: str | None) -> dict[str, str] | None:
     """Form answers ``{"shared", "pattern"}`` a careful worker gives for ``truth``."""
     return None if truth is None else dict(GOLD_ANSWERS[truth])
+
+
+def panel_faithfulness(panel: Mapping) -> float:
+    """How well a map's highlighted region explains its feature, from the contrast numbers a
+    HIT shows: the share of the feature kept with only that region minus the share left with
+    it removed (1: the region is the whole story; 0 or less: the map points elsewhere)."""
+    return float(panel.get("kept", 0.0)) - float(panel.get("removed", 1.0))
+
+
+def trusted_panel(panels: Mapping[str, Mapping] | None) -> str | None:
+    """The map panel a careful reader trusts: the one whose contrast numbers say its
+    highlighted region explains the feature best (:func:`panel_faithfulness`; ties: the
+    first); None without panels."""
+    best: tuple[str, float] | None = None
+    for name, p in (panels or {}).items():
+        f = panel_faithfulness(p)
+        if best is None or f > best[1]:
+            best = (name, f)
+    return None if best is None else best[0]
+
+
+def reader_evidence(evidence: Mapping | None, panels: Mapping[str, Mapping] | None
+                    ) -> Mapping | None:
+    """The evidence a careful reader of a HIT takes from it: the shares of the trusted map
+    panel (:func:`trusted_panel`) when the HIT has panels, else ``evidence``."""
+    name = trusted_panel(panels)
+    if name is None:
+        return evidence
+    p = panels[name]
+    return {"object": p["object"], "cues": dict(p.get("cues") or {}),
+            "background": p["background"]}
