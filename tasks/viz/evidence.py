@@ -143,16 +143,24 @@ def panel_faithfulness(panel: Mapping) -> float:
     return float(panel.get("kept", 0.0)) - float(panel.get("removed", 1.0))
 
 
-def trusted_panel(panels: Mapping[str, Mapping] | None) -> str | None:
-    """The map panel a careful reader trusts: the one whose contrast numbers say its
-    highlighted region explains the feature best (:func:`panel_faithfulness`; ties: the
-    first); None without panels."""
-    best: tuple[str, float] | None = None
-    for name, p in (panels or {}).items():
-        f = panel_faithfulness(p)
-        if best is None or f > best[1]:
-            best = (name, f)
-    return None if best is None else best[0]
+#: Maps whose faithfulness is within this of the best one explain the feature as well.
+FAITHFUL_TOLERANCE = 0.15
+
+
+def trusted_panel(panels: Mapping[str, Mapping] | None,
+                  tolerance: float = FAITHFUL_TOLERANCE) -> str | None:
+    """The map panel a careful reader trusts: among the maps whose contrast numbers say their
+    highlighted region explains the feature about as well as the best one
+    (:func:`panel_faithfulness` within ``tolerance`` of the best), the one that highlights
+    the smallest region (``area``), i.e. the most precise of the faithful maps; ties: the
+    first. None without panels."""
+    items = list((panels or {}).items())
+    if not items:
+        return None
+    best = max(panel_faithfulness(p) for _, p in items)
+    faithful = [(float(p.get("area", 1.0)), i, name) for i, (name, p) in enumerate(items)
+                if panel_faithfulness(p) >= best - tolerance]
+    return min(faithful)[2]
 
 
 def reader_evidence(evidence: Mapping | None, panels: Mapping[str, Mapping] | None

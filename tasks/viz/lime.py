@@ -2,7 +2,7 @@
 
 For each shown image: cut it into superpixels (:func:`tasks.viz.superpixels.slic_superpixels`),
 draw ``n_samples`` random on/off patterns over them (the first one keeps everything), paint the
-"off" superpixels with the image's mean colour (:func:`tasks.viz.perturb.fill_removed`), score
+"off" superpixels neutral grey (:func:`tasks.viz.perturb.fill_removed`), score
 the feature on every perturbed image, and fit a weighted ridge regression of the scores on the
 on/off patterns (weights ``exp(-d^2 / width^2)`` with ``d`` the share of superpixels turned off,
 LIME's locality kernel). A superpixel's coefficient is how much the feature loses when it is

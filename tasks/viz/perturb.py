@@ -1,8 +1,11 @@
 """Perturbing images to see what a feature needs: the feature's value as a function of the
 image, the "removed" fill, and contrast panels (a region removed vs only that region kept).
 
-A region is *removed* by painting it with the image's mean colour: this erases marks, stripes,
-tints and shapes alike (a blur would leave a tint, a superpixel's own mean colour a mark).
+A region is *removed* by painting it neutral grey (0.5 in every channel, the occlusion
+baseline of :func:`tasks.viz.heatmap.occlusion_heatmaps`): this erases marks, stripes, tints
+and shapes alike (a blur would leave a tint and a superpixel's own mean colour a mark; the
+image's mean colour keeps a tint that covers most of the image, which
+``benchmarks/measure_evidence.py`` showed hides a tint feature from LIME).
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Contrast", "contrast", "feature_scorer", "fill_removed", "mean_fill"]
+__all__ = ["FILL", "Contrast", "contrast", "feature_scorer", "fill_removed"]
+
+#: The colour a removed region is painted with (images in [0, 1]).
+FILL = 0.5
 
 #: ``score(images (m, 3, H, W)) -> (m,)``
 Scorer = Callable[[torch.Tensor], torch.Tensor]
@@ -58,17 +64,12 @@ def feature_scorer(features: Sequence[int], signs: Sequence[float],
     return score
 
 
-def mean_fill(images: torch.Tensor) -> torch.Tensor:
-    """Each image's mean colour, broadcast to its shape (n, 3, H, W)."""
-    return images.mean((2, 3), keepdim=True).expand_as(images)
-
-
 def fill_removed(images: torch.Tensor, remove: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """``images`` with the pixels where ``remove`` (n, H, W), in [0, 1], is 1 painted with the
-    image's mean colour (soft masks blend)."""
+    """``images`` (n, 3, H, W) with the pixels where ``remove`` (n, H, W), in [0, 1], is 1
+    painted :data:`FILL` grey (soft masks blend)."""
     r = torch.as_tensor(np.asarray(remove, np.float32) if not isinstance(remove, torch.Tensor)
                         else remove, dtype=images.dtype, device=images.device)[:, None]
-    return images * (1 - r) + mean_fill(images) * r
+    return images * (1 - r) + FILL * r
 
 
 @dataclass
