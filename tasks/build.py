@@ -105,6 +105,7 @@ class HitSpec:
     heat_panel: str = ""  # the map panel shown as "heat"
     contrast: dict[str, dict[str, float]] = field(default_factory=dict)
     evidence_panels: dict[str, dict] | None = None
+    evidence_images: dict[str, dict[str, float]] | None = None
     gold_candidate: bool = False  # a feature outside the audit, rendered to become a gold item
 
     def record(self) -> dict[str, Any]:
@@ -117,7 +118,7 @@ class HitSpec:
             "is_gold": self.is_gold, "gold": self.gold,
             "attention": {"field": "attention", "expected": self.attention},
             "evidence": self.evidence, "evidence_panels": self.evidence_panels,
-            "truth": self.truth,
+            "evidence_images": self.evidence_images, "truth": self.truth,
         }
 
 
@@ -271,7 +272,13 @@ def _render_image_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
             h.assets["least"] = f"assets/{h.hit_key}-least.png"
         if pe.evidence:
             h.evidence_panels = pe.evidence
-            h.evidence = dict(reader_evidence(None, pe.evidence))
+            if src.cue_masks and len(rows):
+                h.evidence_images = {
+                    "top": {c: round(float(m[h.examples].any((1, 2)).mean()), 4)
+                            for c, m in sorted(src.cue_masks.items())},
+                    "least": {c: round(float(m[least].any((1, 2)).mean()), 4)
+                              for c, m in sorted(src.cue_masks.items())}}
+            h.evidence = dict(reader_evidence(None, pe.evidence, h.evidence_images))
             h.truth = truth_from_evidence(h.evidence, src.cue_kind)
     if src.model is not None and src.fvis_layer is not None and fvis_steps > 0:
         bar = tqdm(total=len(hits), desc="feature visualization", unit="feature",

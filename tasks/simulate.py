@@ -9,7 +9,9 @@ each, how much of the feature is left with the map's highlighted region removed 
 that region kept (the contrast panel); the reader trusts the map whose region explains the
 feature best and sees where that map's mass lies (the manifest row's ``evidence_panels``,
 each map's share of mass on the object, on each planted cue and on the rest, measured with
-the ground-truth masks; :func:`tasks.viz.evidence.reader_evidence`). Rows without panels (text
+the ground-truth masks; :func:`tasks.viz.evidence.reader_evidence`); where the maps leave it
+open, a cue that is in most top images and rare in the class's least-activating ones (the
+least-activating panel; ``evidence_images``) is what they share. Rows without panels (text
 HITs, older manifests) give ``evidence``, the shares of the one attribution shown. Workers
 never see ``truth``. Better evidence on the page therefore gives better simulated answers.
 
@@ -225,7 +227,8 @@ def choose_answers(form: HitForm, row: Mapping[str, Any], profile: WorkerProfile
     schema = schema or default_schema()
     presence, pattern_field = schema.field_for(PRESENCE), schema.field_for(PATTERN)
     other = schema.value_for(pattern_field or "", SPURIOUS, "other")
-    seen = reader_evidence(row.get("evidence"), row.get("evidence_panels"))
+    seen = reader_evidence(row.get("evidence"), row.get("evidence_panels"),
+                           row.get("evidence_images"))
     shared, pattern, summary = evidence_answer(seen, row.get("kind", "image"), schema=schema)
     says_yes = schema.meaning(presence or "", shared) == PATTERN
     attention = row.get("attention") or {}

@@ -17,7 +17,13 @@ from helpers_viz import ColorCNN, image_run, synthetic_images
 from tasks.build import build_tasks
 from tasks.hit_render import PANEL_TEXT
 from tasks.simulate import WorkerProfile, choose_answers, parse_hit_form
-from tasks.viz.evidence import reader_evidence, trusted_panel, truth_from_evidence
+from tasks.viz.evidence import (
+    dominant_region,
+    panel_faithfulness,
+    reader_evidence,
+    trusted_panel,
+    truth_from_evidence,
+)
 from tasks.viz.heatmap import normalize_maps
 from tasks.viz.lime import lime_coefficients, lime_maps
 from tasks.viz.panels import MAP_PANELS, panel_evidence
@@ -113,6 +119,24 @@ def test_trusted_panel_is_the_one_whose_region_explains_the_feature():
     assert reader_evidence(plain, None) is plain
 
 
+def test_a_cue_the_maps_leave_open_is_read_from_the_images():
+    """Maps split between object and texture (no region dominates): the texture in every
+    top image and in few least-activating ones decides; a cue as common in the
+    least-activating images, or a map that does show the object, does not."""
+    split = {"lime": {"object": 0.44, "cues": {"texture": 0.56, "watermark": 0.0},
+                      "background": 0.0, "removed": 0.3, "kept": 0.6, "area": 0.3}}
+    images = {"top": {"texture": 1.0, "watermark": 0.0},
+              "least": {"texture": 0.22, "watermark": 0.0}}
+    seen = reader_evidence(None, split, images)
+    assert seen == {"object": 0.0, "cues": {"texture": 1.0, "watermark": 0.0},
+                    "background": 0.0}
+    assert reader_evidence(None, split, {"top": {"texture": 1.0},
+                                         "least": {"texture": 0.9}})["object"] == 0.44
+    clear = {"lime": {**split["lime"], "object": 0.9, "cues": {"texture": 0.1}}}
+    assert reader_evidence(None, clear, images)["object"] == 0.9
+    assert dominant_region(clear["lime"]) == "object" and dominant_region(split["lime"]) is None
+
+
 def test_simulated_worker_reads_the_panels_not_a_misleading_heatmap():
     """A row whose one-heatmap evidence says 'object' but whose panels show a faithful
     background map: a diligent simulated worker answers 'background', as a person reading
@@ -180,22 +204,23 @@ def test_rendered_hits_show_and_describe_every_panel(tmp_path):
                                 for k in ("object", "cues", "background")}
 
 
-#: From ``benchmarks/measure_evidence.py`` over seeds 0-3 and four cue placements
-#: (benchmarks/results/evidence-cpu-2026-12-01.txt): on the channel most tied to the texture,
-#: the LIME map's share on the texture mask was 0.78-0.99 (0.78 at seed 0, the seed of this
-#: test) and the gradient-sharpened map's 0.41-1.00; removing LIME's highlighted region left
-#: 0.04-0.16 of the feature, removing the gradient map's left 0.43-0.76; LIME's faithfulness
-#: (kept - removed) exceeded the gradient map's by at least 0.58. Bounds sit well inside.
-MARGINS = {"lime_texture_share": 0.6, "lime_removed_max": 0.3, "faithfulness_gap": 0.3}
+#: From ``benchmarks/measure_evidence.py`` (benchmarks/results/evidence-cpu-2026-12-01.txt:
+#: seeds 0-3 x four cue placements with the image's mean colour as fill, seeds 0 and 3 with
+#: the grey fill the panels use now): on the channel most tied to the texture, the LIME map's
+#: share on the texture mask was 0.64-0.99 (0.94 at seed 0, the seed of this test; the
+#: gradient-sharpened map's 0.41 there, 0.23-1.00 over all); the faithfulness (kept - removed)
+#: of the better HIT map exceeded the gradient map's by at least 0.5 in every run. Bounds sit
+#: well inside the spread.
+MARGINS = {"lime_texture_share": 0.55, "faithfulness_gap": 0.3}
 
 
 @pytest.mark.slow
 def test_lime_shows_the_texture_that_the_gradient_heatmap_misses():
     """The trained built-in ShapesCNN (quick, seed 0; texture planted on ring): on the channel
     that depends most on the texture, the LIME panel's mass sits on the texture (the
-    gradient heatmap's sits on the object at this seed), its highlighted region explains the
-    feature (removed: little left) where the gradient map's does not, and the evidence a
-    reader takes from the panels says "spurious: background"."""
+    gradient heatmap's sits on the object at this seed), a map the HIT shows explains the
+    feature (contrast numbers) far better than the gradient map, and the evidence a reader
+    takes from the panels says "spurious: background"."""
     pytest.importorskip("sparse_probe.extract")
     from helpers_viz import prepared_builtin
 
@@ -224,9 +249,9 @@ def test_lime_shows_the_texture_that_the_gradient_heatmap_misses():
     lime, grad = pe.evidence["lime"], pe.evidence["gradient"]
     assert lime["cues"]["texture"] > MARGINS["lime_texture_share"], lime
     assert lime["cues"]["texture"] > grad["cues"]["texture"], (lime, grad)
-    assert lime["removed"] < MARGINS["lime_removed_max"], lime
-    gap = (lime["kept"] - lime["removed"]) - (grad["kept"] - grad["removed"])
-    assert gap > MARGINS["faithfulness_gap"], (lime, grad)
-    seen = reader_evidence(None, {p: pe.evidence[p] for p in ("lime", "activation")})
+    shown = {p: pe.evidence[p] for p in ("lime", "activation")}
+    best = max(panel_faithfulness(p) for p in shown.values())
+    assert best - panel_faithfulness(grad) > MARGINS["faithfulness_gap"], pe.evidence
+    seen = reader_evidence(None, shown)
     assert truth_from_evidence(seen, ds.cue_kind) == "spurious:background"
     json.dumps(pe.evidence)  # manifest-ready

@@ -23,7 +23,7 @@ from tasks.question_xml import HTML_QUESTION_NS, QUESTION_MAX_BYTES, html_questi
 
 MANIFEST_KEYS = {"hit_key", "kind", "layer", "class", "class_name", "feature", "weight", "rank",
                  "direction", "html", "assets", "example_ids", "is_gold", "gold", "attention",
-                 "evidence", "evidence_panels", "truth", "assignments"}
+                 "evidence", "evidence_panels", "evidence_images", "truth", "assignments"}
 FAST = {"fvis_steps": 12, "fvis_size": 32, "n_examples": 6, "progress": False}
 
 
@@ -89,6 +89,9 @@ def test_manifest_follows_the_contract(image_build):
         assert set(r["evidence_panels"]) == {"lime", "activation"}
         for p in r["evidence_panels"].values():
             assert set(p) == {"object", "cues", "background", "removed", "kept", "area"}
+        # share of the top / the class's least-activating images that show each cue
+        assert set(r["evidence_images"]) == {"top", "least"}
+        assert set(r["evidence_images"]["top"]) == {"mark"}
     truths = {r["hit_key"]: r["truth"] for r in records}
     assert truths["img-c01-f0000-sparse"] == "spurious:mark"
     assert truths["img-c00-f0001-sparse"] == "core"
