@@ -3,7 +3,8 @@
 For every seed and cue configuration this trains the quick built-in ShapesCNN (nothing is
 downloaded), then finds, for each planted cue, the channel that depends on it most (the largest
 relative drop of its mean activation when the cues are removed from the same validation images,
-which the generator can redraw without cues) and one object channel (the active channel that
+which the generator can redraw without cues, among the channels at least as active as the
+median channel on those images) and one object channel (the active channel that
 changes least). For the 9 top-activating validation images of each such channel it computes
 every map panel of :mod:`tasks.viz.panels` and measures against the generator's masks:
 
@@ -14,8 +15,10 @@ every map panel of :mod:`tasks.viz.panels` and measures against the generator's 
 - ``rm`` / ``kp``: the feature left with the map's highlighted region removed / with only that
   region kept (the contrast panel's numbers).
 
-``reader`` is the panel a careful reader trusts from the contrast numbers
-(:func:`tasks.viz.evidence.trusted_panel`), i.e. what the simulated crowd reads. The
+``reader`` is what a careful reader takes from the HIT's panels: the trusted map
+(:func:`tasks.viz.evidence.trusted_panel`) and, where no region dominates it, the cue seen in
+the top images but not in the class's least-activating ones
+(:func:`tasks.viz.evidence.reader_evidence`), i.e. what the simulated crowd reads. The
 ``least`` column: share of the class's 9 least-activating images that carry the cue, beside
 the share among the 9 top-activating ones (the least-activating panel shows that contrast).
 
@@ -40,8 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sparse_probe.datasets import load_builtin, make_shapes, prepare_builtin
 from sparse_probe.datasets.shapes import CUES, DEFAULT_CUE_STRENGTH, cue_config
 from sparse_probe.extract import read_meta
-from tasks.viz.evidence import trusted_panel, truth_from_evidence
-from tasks.viz.panels import MAP_PANELS, panel_evidence
+from tasks.viz.evidence import reader_evidence, trusted_panel, truth_from_evidence
+from tasks.viz.panels import HIT_PANELS, MAP_PANELS, panel_evidence
 from tasks.viz.source import load_source
 from tasks.viz.topk import top_k
 
@@ -67,16 +70,20 @@ def _clean_val(params: dict) -> np.ndarray:
     return make_shapes(**p).val.images
 
 
-def _score_panels(src, val, rows, ch, cue, kind, out, lime_samples):
+def _score_panels(src, val, rows, least, ch, cue, kind, out, lime_samples):
     pe = panel_evidence(src, rows, ch, 1.0, panels=MAP_PANELS, lime_samples=lime_samples,
                         object_masks=val.object_masks[rows],
                         cue_masks={n: m[rows] for n, m in val.cue_masks.items()})
     want = "core" if cue == "object" else f"spurious:{kind}"
     kinds = dict(val.cue_kind)
     panels = dict(pe.evidence)
-    trusted = trusted_panel({p: panels[p] for p in ("lime", "activation") if p in panels})
-    if trusted is not None:
-        panels["reader"] = panels[trusted]
+    shown = {p: panels[p] for p in HIT_PANELS if p in panels}
+    trusted = trusted_panel(shown)
+    images = {"top": {c: float(h[rows].mean()) for c, h in val.has_cue.items()},
+              "least": {c: float(h[least].mean()) for c, h in val.has_cue.items()}}
+    seen = reader_evidence(None, shown, images)
+    if seen is not None:
+        panels["reader"] = {**seen, **{k: panels[trusted][k] for k in ("removed", "kept")}}
     for name, ev in panels.items():
         share = (sum(ev["cues"].values()) if cue == "object" else ev["cues"].get(cue, 0.0))
         out[name].append({"cue": share, "obj": ev["object"],
@@ -106,23 +113,28 @@ def measure(seed: int, config: dict[str, str], lime_samples: int) -> dict:
                 [val.has_cue[c] for c in val.has_cue if c != cue] or [np.zeros(len(val), bool)],
                 axis=0)
             drop = (f[only] - fc[only]).mean(0) / (f[only].mean(0) + 1e-6)
+            # a channel nearly silent on these images has a noisy relative drop
+            drop[f[only].mean(0) < np.median(f[only].mean(0))] = -np.inf
             ch = int(np.argmax(drop))
             entry = {"channel": ch, "drop": float(drop[ch]), "panels": defaultdict(list)}
             res["cues"][cue] = entry
             if drop[ch] < MIN_DROP:
                 continue
             rows = top_k(f[:, ch], 9)
-            entry["trusted"] = _score_panels(src, val, rows, ch, cue, kind, entry["panels"],
-                                             lime_samples)
             cls = np.flatnonzero(val.labels == ds.cue_class[cue])
             least = cls[top_k(f[cls, ch], 9, "lowest")]
+            entry["trusted"] = _score_panels(src, val, rows, least, ch, cue, kind,
+                                             entry["panels"], lime_samples)
             entry["top_rate"] = float(val.has_cue[cue][rows].mean())
             entry["least_rate"] = float(val.has_cue[cue][least].mean())
         change = np.abs(f - fc)[any_cue].mean(0) / (f[any_cue].mean(0) + 1e-6)
         active = np.flatnonzero(f.mean(0) >= np.median(f.mean(0)))
         ch = int(active[np.argmin(change[active])])
         entry = {"channel": ch, "drop": float(change[ch]), "panels": defaultdict(list)}
-        entry["trusted"] = _score_panels(src, val, top_k(f[:, ch], 9), ch, "object", "object",
+        rows = top_k(f[:, ch], 9)
+        cls = np.flatnonzero(val.labels == np.bincount(val.labels[rows]).argmax())
+        least = cls[top_k(f[cls, ch], 9, "lowest")]
+        entry["trusted"] = _score_panels(src, val, rows, least, ch, "object", "object",
                                          entry["panels"], lime_samples)
         res["cues"]["object"] = entry
         return res
