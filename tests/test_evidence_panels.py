@@ -183,11 +183,12 @@ def test_rendered_hits_show_and_describe_every_panel(tmp_path):
                      "class_examples"):
             assert r["assets"][role].rsplit("/", 1)[1] in srcs, role
         # one line per panel says what it shows
-        panels = soup.find("ul", class_="panels").find_all("li")
+        panels = [" ".join(li.get_text().split())
+                  for li in soup.find("ul", class_="panels").find_all("li")]
         assert len(panels) == 7
         for name in ("lime", "activation"):
             title, line = PANEL_TEXT[name]
-            assert f"{title}: {' '.join(line.split())}" in text
+            assert f"{title}: {' '.join(line.split())}" in panels
         # the contrast table gives the feature left per map, as percentages
         rows = soup.find("table", class_="contrast").find_all("tr")[1:]
         assert len(rows) == 2
