@@ -607,8 +607,8 @@ def _builtin() -> QuestionSchema:
         questions=(
             Question(
                 id="shared", role=PRESENCE, kind="choice", short="shared pattern",
-                wording="Is there a shared pattern across the highlighted parts of these "
-                        "{examples}?",
+                wording="Is there a shared pattern across these {examples}, in the "
+                        "highlighted parts or anywhere else?",
                 values=(Value("yes", "Yes", PATTERN), Value("no", "No", NO_PATTERN),
                         Value("unsure", "Unsure", UNSURE))),
             Question(

@@ -46,23 +46,17 @@ from sparse_probe.rundir import (
     write_text,
 )
 from tasks.cost import DEFAULT_ASSIGNMENTS, CostEstimate, estimate_cost
-from tasks.hit_render import render_hit, render_mturk_template
+from tasks.hit_render import PANEL_TEXT, render_hit, render_mturk_template
 from tasks.question_xml import ASSET_PREFIX, QuestionTooLargeError, html_question, retarget_assets
 from tasks.viz.evidence import (
     dominant_share,
-    image_evidence,
+    reader_evidence,
     text_evidence,
     truth_from_evidence,
 )
 from tasks.viz.fvis.render import visualize_channels
 from tasks.viz.grid import image_grid, overlay, save_png
-from tasks.viz.heatmap import (
-    channel_heatmaps,
-    gradcam_heatmaps,
-    gradient_refined_heatmaps,
-    normalize_maps,
-    occlusion_heatmaps,
-)
+from tasks.viz.panels import HIT_PANELS, MAP_PANELS, panel_evidence
 from tasks.viz.source import ExampleSource, load_source
 from tasks.viz.text_attr import highlight_html, occlusion_attributions, word_scores
 from tasks.viz.topk import direction_for, top_k
@@ -108,6 +102,10 @@ class HitSpec:
     cloud: Markup = field(default_factory=Markup)
     words: dict[str, float] = field(default_factory=dict)
     heat_empty: bool = False
+    heat_panel: str = ""  # the map panel shown as "heat"
+    contrast: dict[str, dict[str, float]] = field(default_factory=dict)
+    evidence_panels: dict[str, dict] | None = None
+    evidence_images: dict[str, dict[str, float]] | None = None
     gold_candidate: bool = False  # a feature outside the audit, rendered to become a gold item
 
     def record(self) -> dict[str, Any]:
@@ -119,7 +117,8 @@ class HitSpec:
             "assets": dict(self.assets), "example_ids": list(self.example_ids),
             "is_gold": self.is_gold, "gold": self.gold,
             "attention": {"field": "attention", "expected": self.attention},
-            "evidence": self.evidence, "truth": self.truth,
+            "evidence": self.evidence, "evidence_panels": self.evidence_panels,
+            "evidence_images": self.evidence_images, "truth": self.truth,
         }
 
 
@@ -218,69 +217,22 @@ def _hit_rng(seed: int, key: str) -> np.random.Generator:
 # --------------------------------------------------------------------------- evidence
 
 
-def _refined_heatmaps(src: ExampleSource, hits: list[HitSpec], device: torch.device,
-                      batch: int) -> dict[str, torch.Tensor] | None:
-    """Gradient-refined channel heatmaps per HIT, in batches of (example, feature) pairs."""
-    pairs = [(h, j) for h in hits for j in range(len(h.examples))]
-    out: dict[str, list] = {h.hit_key: [None] * len(h.examples) for h in hits}
-    for start in range(0, len(pairs), batch):
-        chunk = pairs[start : start + batch]
-        x = src.images[[int(h.examples[j]) for h, j in chunk]].to(device)
-        m = gradient_refined_heatmaps(src.spatial, x, [h.feature for h, _ in chunk],
-                                      [h.weight for h, _ in chunk])
-        if m is None:
-            logger.warning("spatial maps are not differentiable: heatmaps are not refined")
-            return None
-        for (h, j), row in zip(chunk, m.float().cpu(), strict=True):
-            out[h.hit_key][j] = row
-    return {k: torch.stack(v) for k, v in out.items()}
-
-
-def _image_heatmaps(src: ExampleSource, hits: list[HitSpec], device: torch.device,
-                    refine: bool, batch: int = 64) -> dict[str, torch.Tensor]:
-    """Raw (non-negative) heatmaps (k, H, W) per HIT, computed in batches over the union of
-    shown examples."""
-    size = tuple(src.images.shape[-2:])
-    heat: dict[str, torch.Tensor] = {}
-    if src.spatial is not None and refine:
-        refined = _refined_heatmaps(src, hits, device, batch)
-        if refined is not None:
-            return refined
-    if src.spatial is not None:
-        union = sorted({int(i) for h in hits for i in h.examples})
-        where = {ex: pos for pos, ex in enumerate(union)}
-        maps: dict[str, list[torch.Tensor | None]] = {h.hit_key: [None] * len(h.examples)
-                                                       for h in hits}
-        for start in range(0, len(union), batch):
-            chunk = union[start : start + batch]
-            with torch.no_grad():
-                sm = src.spatial(src.images[chunk].to(device)).detach().float().cpu()
-            for h in hits:
-                for j, ex in enumerate(h.examples):
-                    pos = where[int(ex)] - start
-                    if 0 <= pos < len(chunk):
-                        maps[h.hit_key][j] = sm[pos, h.feature]
-        for h in hits:
-            sign = 1.0 if h.weight >= 0 else -1.0
-            heat[h.hit_key] = channel_heatmaps(torch.stack(maps[h.hit_key]), size, sign)
-        return heat
-    if src.features is None:
-        raise BuildError("image source has neither spatial maps nor a feature function")
-    for h in hits:
-        x = src.images[h.examples].to(device)
-        sign = 1.0 if h.weight >= 0 else -1.0
-        if src.gradcam_layer is not None:
-            m = gradcam_heatmaps(src.features, src.gradcam_layer, x, h.feature, sign)
-        else:
-            m = occlusion_heatmaps(src.features, x, h.feature, sign)
-        heat[h.hit_key] = m.cpu()
-    return heat
+def _overlay_grid(images: torch.Tensor, shown: np.ndarray) -> Any:
+    """The images with a map over them, 3 per row (sqrt brightens the weaker part of the hot
+    region; the support, i.e. what is coloured, is unchanged)."""
+    return image_grid(overlay(images, np.sqrt(shown)), ncols=3)
 
 
 def _render_image_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
                          device: torch.device, seed: int, fvis_steps: int, fvis_size: int,
-                         n_class_examples: int, labels: np.ndarray, heat_floor: float,
-                         refine: bool, progress: bool) -> None:
+                         n_class_examples: int, labels: np.ndarray, values: np.ndarray,
+                         heat_floor: float, panels: tuple[str, ...], lime_samples: int,
+                         progress: bool) -> None:
+    """Every image HIT's panels (:mod:`tasks.viz.panels`): the top images, the first map
+    panel as ``heat``, the other map panels under their own names, the contrast images of the
+    ``heat`` map (its region removed, then only it kept), the class's least-activating images
+    (``least``), the feature visualization; and, with ground truth, each map's evidence and
+    the evidence a careful reader takes from them (:func:`tasks.viz.evidence.reader_evidence`)."""
     assets = stage / "assets"
     for c in sorted({h.cls for h in hits}):
         idx = np.flatnonzero(labels == c)[:n_class_examples]
@@ -290,21 +242,43 @@ def _render_image_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
         for h in hits:
             if h.cls == c and len(idx):
                 h.assets["class_examples"] = f"assets/{name}"
-    heats = _image_heatmaps(src, hits, device, refine)
-    for h in tqdm(hits, desc="heatmaps", unit="feature", disable=not progress):
+    if src.spatial is None and src.features is None:
+        raise BuildError("image source has neither spatial maps nor a feature function")
+    for h in tqdm(hits, desc="evidence panels", unit="feature", disable=not progress):
         imgs = src.images[h.examples]
-        shown = normalize_maps(heats[h.hit_key], floor=heat_floor)
-        h.heat_empty = not bool(shown.any())
+        pe = panel_evidence(src, h.examples, h.feature, h.weight, panels=panels, device=device,
+                            floor=heat_floor, lime_samples=lime_samples, seed=seed)
+        if not pe.shown:
+            raise BuildError(f"HIT {h.hit_key}: none of the panels {', '.join(panels)} can be "
+                             "computed from this model")
+        primary = next(iter(pe.shown))
+        h.heat_panel = primary
+        h.heat_empty = not bool(pe.shown[primary].any())
         save_png(image_grid(imgs, ncols=3), assets / f"{h.hit_key}-grid.png")
-        # sqrt brightens the weaker part of the hot region; the support (what is red) is unchanged
-        save_png(image_grid(overlay(imgs, np.sqrt(shown)), ncols=3),
-                 assets / f"{h.hit_key}-heat.png")
         h.assets["grid"] = f"assets/{h.hit_key}-grid.png"
-        h.assets["heat"] = f"assets/{h.hit_key}-heat.png"
-        if src.object_masks is not None:
-            h.evidence = image_evidence(
-                shown, src.object_masks[h.examples],
-                {n: m[h.examples] for n, m in sorted(src.cue_masks.items())})
+        for panel, shown in pe.shown.items():
+            role = "heat" if panel == primary else panel
+            save_png(_overlay_grid(imgs, shown), assets / f"{h.hit_key}-{role}.png")
+            h.assets[role] = f"assets/{h.hit_key}-{role}.png"
+        both = torch.cat([pe.removed[primary], pe.kept[primary]])
+        save_png(image_grid(both, ncols=len(imgs)), assets / f"{h.hit_key}-contrast.png")
+        h.assets["contrast"] = f"assets/{h.hit_key}-contrast.png"
+        h.contrast = {p: c.as_dict() for p, c in pe.contrast.items()}
+        rows = np.flatnonzero(labels == h.cls)
+        if len(rows):
+            weakest = "lowest" if h.direction == "highest" else "highest"
+            least = rows[top_k(np.asarray(values[rows, h.feature]), len(h.examples), weakest)]
+            save_png(image_grid(src.images[least], ncols=3), assets / f"{h.hit_key}-least.png")
+            h.assets["least"] = f"assets/{h.hit_key}-least.png"
+        if pe.evidence:
+            h.evidence_panels = pe.evidence
+            if src.cue_masks and len(rows):
+                h.evidence_images = {
+                    "top": {c: round(float(m[h.examples].any((1, 2)).mean()), 4)
+                            for c, m in sorted(src.cue_masks.items())},
+                    "least": {c: round(float(m[least].any((1, 2)).mean()), 4)
+                              for c, m in sorted(src.cue_masks.items())}}
+            h.evidence = dict(reader_evidence(None, pe.evidence, h.evidence_images))
             h.truth = truth_from_evidence(h.evidence, src.cue_kind)
     if src.model is not None and src.fvis_layer is not None and fvis_steps > 0:
         bar = tqdm(total=len(hits), desc="feature visualization", unit="feature",
@@ -479,10 +453,13 @@ def _page_asset_urls(h: HitSpec) -> dict[str, str]:
 
 def _batch_rows(hits: list[HitSpec], asset_base_url: str) -> tuple[list[str], list[list[str]]]:
     kind = hits[0].kind
-    files = (["class_examples", "grid", "heat", "fvis"] if kind == "image"
+    files = (["class_examples", "grid", "heat", "activation", "contrast", "least", "fvis"]
+             if kind == "image"
              else ["class_cloud", "examples", "cloud"])
     header = ["hit_key", "class_name", "feature", "direction", "direction_note", "fvis_verb",
               "attention_number", "asset_base_url", *[f"{f}_file" for f in files]]
+    if kind == "image":
+        header += ["heat_caption", "contrast_note"]
     rows = []
     for h in hits:
         note = ("the model counts the absence of this feature as evidence for the class"
@@ -492,6 +469,12 @@ def _batch_rows(hits: list[HitSpec], asset_base_url: str) -> tuple[list[str], li
                      "maximizes" if h.direction == "highest" else "minimizes", h.attention,
                      asset_base_url,
                      *[Path(h.assets[f]).name if f in h.assets else "" for f in files]])
+        if kind == "image":
+            title, text = PANEL_TEXT.get(h.heat_panel, ("Where the feature fires", ""))
+            rows[-1] += [html.escape(f"{title}: {text}"), html.escape("; ".join(
+                f"{PANEL_TEXT.get(p, (p,))[0]}: {round(100 * c['removed'])}% of the feature "
+                f"left with its region removed, {round(100 * c['kept'])}% with only it kept"
+                for p, c in h.contrast.items()))]
     return header, rows
 
 
@@ -560,7 +543,8 @@ def build_tasks(
     fvis_size: int = 64,
     n_class_examples: int = 6,
     heat_floor: float = 0.5,
-    heat_refine: bool = True,
+    panels: tuple[str, ...] | list[str] = HIT_PANELS,
+    lime_samples: int = 96,
     source: ExampleSource | None = None,
     progress: bool = True,
     questions: QuestionSchema | None = None,
@@ -615,9 +599,13 @@ def build_tasks(
     heat_floor : float
         Heatmaps show (and evidence measures) only the part above this fraction of each
         map's peak (see :func:`tasks.viz.heatmap.normalize_maps`).
-    heat_refine : bool
-        Sharpen channel heatmaps to pixel resolution with input gradients
-        (:func:`tasks.viz.heatmap.gradient_refined_heatmaps`); plain upsampled maps otherwise.
+    panels : sequence of str
+        The map panels of image HITs, from :data:`tasks.viz.panels.MAP_PANELS`; the first
+        one the model allows is the ``heat`` asset (default LIME superpixels, then the
+        feature's own activation map). ``benchmarks/measure_evidence.py`` measured which
+        panel shows which kind of cue.
+    lime_samples : int
+        Perturbed copies per image of the LIME panel (0: no LIME panel).
     source : ExampleSource, optional
         Examples and model; loaded from ``features_dir/meta.json`` when None.
     progress : bool
@@ -643,6 +631,10 @@ def build_tasks(
         raise BuildError(f"features per class must be >= 1, got {k_features}")
     if not 0 <= gold_share <= 1:
         raise BuildError(f"gold share must be in [0, 1], got {gold_share}")
+    unknown = [p for p in panels if p not in MAP_PANELS]
+    if unknown or not panels:
+        raise BuildError(f"panels: unknown {unknown or 'none given'}; expected some of "
+                         f"{', '.join(MAP_PANELS)}")
     try:
         estimate_cost(0, assignments, reward)
     except ValueError as exc:
@@ -742,7 +734,8 @@ def build_tasks(
         class_texts: dict[int, list[str]] = {}
         if kind == "image":
             _render_image_assets(src, hits + cands, stage, dev, seed, fvis_steps, fvis_size,
-                                 n_class_examples, labels, heat_floor, heat_refine, progress)
+                                 n_class_examples, labels, X, heat_floor, tuple(panels),
+                                 lime_samples, progress)
         else:
             class_clouds = _render_text_assets(src, hits + cands, stage, progress)
             for c in {h.cls for h in hits + cands}:
@@ -762,7 +755,7 @@ def build_tasks(
                 n_examples=len(h.examples), texts=h.texts, cloud=h.cloud,
                 class_cloud=class_clouds.get(h.cls, Markup("")),
                 class_texts=class_texts.get(h.cls, []), heat_empty=h.heat_empty,
-                schema=questions)
+                heat_panel=h.heat_panel, contrast=h.contrast, schema=questions)
             try:
                 html_question(retarget_assets(page, LONG_BASE_URL), what=h.hit_key)
             except (QuestionTooLargeError, ValueError) as exc:

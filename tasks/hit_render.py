@@ -21,11 +21,27 @@ from hit_templates import TEMPLATE_DIR
 from sparse_probe.questions import PATTERN, QuestionSchema, RenderedQuestion, default_schema
 
 __all__ = [
+    "PANEL_TEXT",
     "environment",
     "pattern_options",
     "render_hit",
     "render_mturk_template",
 ]
+
+
+#: Title and one-line description of each map panel (tasks.viz.panels), as the HIT says them.
+PANEL_TEXT: dict[str, tuple[str, str]] = {
+    "lime": ("Which regions the feature needs",
+             "each image is cut into small regions; coloured regions are those whose removal "
+             "lowers the feature (red/yellow = lowers it most). It shows small marks and whole "
+             "backgrounds alike."),
+    "activation": ("Where the feature fires, at its own coarse resolution",
+                   "the feature's own map, enlarged without sharpening: a feature that fires "
+                   "on the whole background colours the whole background."),
+    "gradient": ("Sharpened heatmap",
+                 "the feature's map sharpened by pixel gradients: precise on small marks, but "
+                 "it can put a background pattern on the object's outline."),
+}
 
 
 @lru_cache(maxsize=1)
@@ -77,6 +93,8 @@ def render_hit(
     class_cloud: Any = "",
     class_texts: Sequence[str] = (),
     heat_empty: bool = False,
+    heat_panel: str = "",
+    contrast: Mapping[str, Mapping[str, float]] | None = None,
     schema: QuestionSchema | None = None,
 ) -> str:
     """A complete HIT page.
@@ -91,8 +109,10 @@ def render_hit(
     attention_number : str
         The number the attention check asks for.
     assets : mapping
-        Image URLs by role: ``grid``, ``heat``, ``fvis`` (optional), ``class_examples`` for
-        image HITs; ``cloud`` for text HITs. They should start with ``../assets/``.
+        Image URLs by role: ``grid``, ``heat`` (the first map panel), other map panels by
+        name (``activation``, ``gradient``), ``contrast``, ``least``, ``fvis`` (each
+        optional), ``class_examples`` for image HITs; ``cloud`` for text HITs. They should
+        start with ``../assets/``.
     n_examples : int
     texts : sequence of Markup
         Highlighted comments (text HITs).
@@ -103,6 +123,12 @@ def render_hit(
     heat_empty : bool
         The feature is zero everywhere in the shown images (nothing highlighted); the page
         says so.
+    heat_panel : str
+        Which map panel (:data:`PANEL_TEXT`) the ``heat`` asset is; other map panels are
+        shown when ``assets`` has them.
+    contrast : mapping, optional
+        Per map panel ``{"removed": f, "kept": f}``: the share of the feature left with the
+        panel's highlighted region removed / with only it kept (shown as percentages).
     schema : QuestionSchema, optional
         The questions asked (default: the built-in schema).
     """
@@ -112,9 +138,18 @@ def render_hit(
         kind=kind, hit_key=hit_key, class_name=class_name, direction=direction,
         attention_number=attention_number, assets=dict(assets), n_examples=n_examples,
         texts=list(texts), cloud=cloud, class_cloud=class_cloud, class_texts=list(class_texts),
-        heat_empty=heat_empty,
+        heat_empty=heat_empty, heat=_panel_text(heat_panel),
+        map_panels=[(p, *_panel_text(p)) for p in PANEL_TEXT if p != heat_panel and p in assets],
+        contrast=[(_panel_text(p)[0], round(100 * c["removed"]), round(100 * c["kept"]))
+                  for p, c in (contrast or {}).items()],
         **_questions(schema, kind, class_name, attention_number),
     )
+
+
+def _panel_text(panel: str) -> tuple[str, str]:
+    """(title, one-line description) of a map panel; the plain heatmap for an unnamed one."""
+    return PANEL_TEXT.get(panel, ("Where the feature fires",
+                                  "red/yellow = where the feature fires."))
 
 
 def render_mturk_template(kind: str, schema: QuestionSchema | None = None) -> str:

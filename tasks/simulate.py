@@ -3,9 +3,17 @@
 Each worker logs in with a token issued through the admin route, lists the HITs open to them,
 accepts one, opens the assignment page, follows its iframe to the HIT page, reads the form
 (field names, radio/select options, hidden inputs) with an HTML parser, fills it in and posts it
-to ``{turkSubmitTo}/mturk/externalSubmit``. Answers come from what the HIT shows: the manifest
-row's ``evidence``, the share of heatmap/attribution mass on the object, on each planted cue and
-on the rest (workers never see ``truth``).
+to ``{turkSubmitTo}/mturk/externalSubmit``. Answers come from what the HIT shows, read as a
+careful person reads it: an image HIT shows several maps of where the feature fires and, for
+each, how much of the feature is left with the map's highlighted region removed or with only
+that region kept (the contrast panel); the reader trusts the map whose region explains the
+feature best and sees where that map's mass lies (the manifest row's ``evidence_panels``,
+each map's share of mass on the object, on each planted cue and on the rest, measured with
+the ground-truth masks; :func:`tasks.viz.evidence.reader_evidence`); where the maps leave it
+open, a cue that is in most top images and rare in the class's least-activating ones (the
+least-activating panel; ``evidence_images``) is what they share. Rows without panels (text
+HITs, older manifests) give ``evidence``, the shares of the one attribution shown. Workers
+never see ``truth``. Better evidence on the page therefore gives better simulated answers.
 
 Worker kinds:
 
@@ -58,6 +66,7 @@ from sparse_probe.questions import (
     default_schema,
 )
 from sparse_probe.rundir import read_manifest
+from tasks.viz.evidence import reader_evidence
 
 __all__ = [
     "BLIND_SOURCE",
@@ -218,8 +227,9 @@ def choose_answers(form: HitForm, row: Mapping[str, Any], profile: WorkerProfile
     schema = schema or default_schema()
     presence, pattern_field = schema.field_for(PRESENCE), schema.field_for(PATTERN)
     other = schema.value_for(pattern_field or "", SPURIOUS, "other")
-    shared, pattern, summary = evidence_answer(row.get("evidence"), row.get("kind", "image"),
-                                               schema=schema)
+    seen = reader_evidence(row.get("evidence"), row.get("evidence_panels"),
+                           row.get("evidence_images"))
+    shared, pattern, summary = evidence_answer(seen, row.get("kind", "image"), schema=schema)
     says_yes = schema.meaning(presence or "", shared) == PATTERN
     attention = row.get("attention") or {}
     intended: dict[str, str] = {k: v for k, v in ((presence, shared), (pattern_field, pattern))

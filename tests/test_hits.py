@@ -23,7 +23,7 @@ from tasks.question_xml import HTML_QUESTION_NS, QUESTION_MAX_BYTES, html_questi
 
 MANIFEST_KEYS = {"hit_key", "kind", "layer", "class", "class_name", "feature", "weight", "rank",
                  "direction", "html", "assets", "example_ids", "is_gold", "gold", "attention",
-                 "evidence", "truth", "assignments"}
+                 "evidence", "evidence_panels", "evidence_images", "truth", "assignments"}
 FAST = {"fvis_steps": 12, "fvis_size": 32, "n_examples": 6, "progress": False}
 
 
@@ -72,7 +72,8 @@ def test_manifest_follows_the_contract(image_build):
         assert r["kind"] == "image" and r["layer"] == "sparse"
         assert r["hit_key"] == f"img-c{r['class']:02d}-f{r['feature']:04d}-sparse"
         assert r["html"] == f"hits/{r['hit_key']}.html" and (out / r["html"]).is_file()
-        assert set(r["assets"]) == {"grid", "heat", "fvis", "class_examples"}
+        assert set(r["assets"]) == {"grid", "heat", "activation", "contrast", "least", "fvis",
+                                    "class_examples"}
         for path in r["assets"].values():
             assert path.startswith("assets/") and (out / path).is_file()
         # top-activating examples, independently: argsort of the feature column
@@ -84,6 +85,13 @@ def test_manifest_follows_the_contract(image_build):
         assert r["attention"]["expected"] in {str(i) for i in range(1, 10)}
         assert r["truth"] in {"core", "spurious:mark", "none"}
         assert set(r["evidence"]) == {"object", "cues", "background"}
+        # each map panel's shares and contrast numbers; evidence is the trusted panel's
+        assert set(r["evidence_panels"]) == {"lime", "activation"}
+        for p in r["evidence_panels"].values():
+            assert set(p) == {"object", "cues", "background", "removed", "kept", "area"}
+        # share of the top / the class's least-activating images that show each cue
+        assert set(r["evidence_images"]) == {"top", "least"}
+        assert set(r["evidence_images"]["top"]) == {"mark"}
     truths = {r["hit_key"]: r["truth"] for r in records}
     assert truths["img-c01-f0000-sparse"] == "spurious:mark"
     assert truths["img-c00-f0001-sparse"] == "core"

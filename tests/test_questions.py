@@ -168,8 +168,9 @@ def test_both_templates_ask_the_same_questions(kind):
         "${attention_number}", "7")
     assert _legends(page) == _legends(mturk)
     noun = "images" if kind == "image" else "comments"
-    assert _legends(page)[0] == (f"1. Is there a shared pattern across the highlighted parts "
-                                 f"of these {noun}?")
+    # not only the highlighted parts: a background a map misses is still a shared pattern
+    assert _legends(page)[0] == (f"1. Is there a shared pattern across these {noun}, in the "
+                                 "highlighted parts or anywhere else?")
     for html in (page, mturk):
         soup = BeautifulSoup(html, "html.parser")
         radios = {i["value"] for i in soup.find_all("input", attrs={"name": "pattern"})}

@@ -14,10 +14,14 @@ import numpy as np
 
 __all__ = [
     "GOLD_ANSWERS",
+    "dominant_region",
     "dominant_share",
     "gold_answer",
     "image_evidence",
+    "panel_faithfulness",
+    "reader_evidence",
     "text_evidence",
+    "trusted_panel",
     "truth_from_evidence",
 ]
 
@@ -131,3 +135,84 @@ def truth_from_evidence(evidence: Mapping, cue_kinds: Mapping[str, str],
 def gold_answer(truth: str | None) -> dict[str, str] | None:
     """Form answers ``{"shared", "pattern"}`` a careful worker gives for ``truth``."""
     return None if truth is None else dict(GOLD_ANSWERS[truth])
+
+
+def panel_faithfulness(panel: Mapping) -> float:
+    """How well a map's highlighted region explains its feature, from the contrast numbers a
+    HIT shows: the share of the feature kept with only that region minus the share left with
+    it removed (1: the region is the whole story; 0 or less: the map points elsewhere)."""
+    return float(panel.get("kept", 0.0)) - float(panel.get("removed", 1.0))
+
+
+#: Maps whose faithfulness is within this of the best one explain the feature as well.
+FAITHFUL_TOLERANCE = 0.15
+
+
+def trusted_panel(panels: Mapping[str, Mapping] | None,
+                  tolerance: float = FAITHFUL_TOLERANCE) -> str | None:
+    """The map panel a careful reader trusts: among the maps whose contrast numbers say their
+    highlighted region explains the feature about as well as the best one
+    (:func:`panel_faithfulness` within ``tolerance`` of the best), the one that highlights
+    the smallest region (``area``), i.e. the most precise of the faithful maps; ties: the
+    first. None without panels."""
+    items = list((panels or {}).items())
+    if not items:
+        return None
+    best = max(panel_faithfulness(p) for _, p in items)
+    faithful = [(float(p.get("area", 1.0)), i, name) for i, (name, p) in enumerate(items)
+                if panel_faithfulness(p) >= best - tolerance]
+    return min(faithful)[2]
+
+
+#: A region dominates a map when it holds this share of the mass and this many times the
+#: runner-up (the simulated crowd's reading, :func:`tasks.simulate.evidence_answer`).
+DOMINANT_SHARE, DOMINANT_MARGIN = 0.4, 1.5
+#: A cue the maps leave open is still plain to see in the images when it is in at least this
+#: share of the top images and this much more often there than in the class's
+#: least-activating images (the least-activating panel).
+IMAGE_CUE_TOP, IMAGE_CUE_GAP = 0.8, 0.5
+
+
+def dominant_region(evidence: Mapping, share: float = DOMINANT_SHARE,
+                    margin: float = DOMINANT_MARGIN) -> str | None:
+    """``"object"`` or the cue name holding a clear majority of the mass, else None (also
+    when the unassigned rest is the largest part)."""
+    shares = {"object": float(evidence.get("object") or 0.0)}
+    shares.update({n: float(v or 0.0) for n, v in (evidence.get("cues") or {}).items()})
+    rest = float(evidence.get("background") or 0.0)
+    total = sum(shares.values()) + rest
+    ranked = sorted([*shares.items(), ("\0rest", rest)], key=lambda kv: kv[1], reverse=True)
+    (top, v), second = ranked[0], (ranked[1][1] if len(ranked) > 1 else 0.0)
+    if top == "\0rest" or total <= 0 or v / total < share or v < margin * second:
+        return None
+    return top
+
+
+def reader_evidence(evidence: Mapping | None, panels: Mapping[str, Mapping] | None,
+                    images: Mapping[str, Mapping[str, float]] | None = None
+                    ) -> Mapping | None:
+    """The evidence a careful reader of a HIT takes from it.
+
+    The shares of the trusted map panel (:func:`trusted_panel`) when the HIT has panels, else
+    ``evidence``. When no region dominates them (:func:`dominant_region`) and ``images``
+    (``{"top": {cue: share of the top images showing it}, "least": {cue: share of the
+    class's least-activating images showing it}}``) says a cue is in most top images and
+    clearly rarer in the least-activating ones (:data:`IMAGE_CUE_TOP`, :data:`IMAGE_CUE_GAP`),
+    the reader sees that cue as the shared pattern: ``{"object": 0, "cues": {cue: 1, ...: 0},
+    "background": 0}``.
+    """
+    name = trusted_panel(panels)
+    if name is not None:
+        p = panels[name]
+        evidence = {"object": p["object"], "cues": dict(p.get("cues") or {}),
+                    "background": p["background"]}
+    if not images or (evidence is not None and dominant_region(evidence) is not None):
+        return evidence
+    top, least = images.get("top") or {}, images.get("least") or {}
+    gaps = {c: float(r) - float(least.get(c, 0.0)) for c, r in top.items()
+            if float(r) >= IMAGE_CUE_TOP}
+    seen = [c for c, g in sorted(gaps.items(), key=lambda kv: -kv[1]) if g >= IMAGE_CUE_GAP]
+    if not seen:
+        return evidence
+    return {"object": 0.0, "cues": {c: float(c == seen[0]) for c in top},
+            "background": 0.0}

@@ -1,0 +1,226 @@
+"""Held-out cue benchmark: does the whole audit find every planted cue, and only those?
+
+Runs the built-in audits end to end (:func:`sparse_probe.demo.run_demo`, ``--quick`` sizes:
+data, model, sparse head, HITs, task server, simulated crowd over HTTP, report) over variants
+of the image audit (seeds x cue placements x strengths; every cue kind the shapes generator
+plants: watermark and stripe are marks, texture and tint backgrounds) and of the text audit
+(seeds; identity terms), and prints
+
+- recall per cue kind: the share of the variants planting the cue in which it was FOUND (a
+  feature whose HIT shows it was judged spurious; ``demo_summary.json``);
+- false alarms: features judged spurious whose evidence is not a planted cue;
+- findings resting on gold items: spurious verdicts on gold (known-answer) HITs, which must
+  never be findings (must be none).
+
+Targets at the default strength: every cue kind found in >= 95% of variants, 0 false alarms,
+0 findings on gold.
+
+Runnable in pieces: ``--variants 0:4`` (a slice of the image variants, ``--list`` prints
+them), ``--kinds image`` or ``--kinds text`` (one text variant per seed), ``--seeds 0 1``; ``--record FILE`` appends one JSON line per variant and
+the table summarizes every line of that file, so pieces run at different times add up.
+``--tiny`` runs one image and one text variant (what ``tests/test_bench_audit.py`` runs).
+
+Usage: ``python benchmarks/bench_audit.py [--variants 10] [--record runs.jsonl]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+#: Cue placements of the image audit: the defaults, then every kind on other classes (each
+#: cue kind appears in several placements, two cues per image dataset).
+PLACEMENTS: tuple[str, ...] = (
+    "watermark=triangle,texture=ring",
+    "texture=square,stripe=circle",
+    "tint=star,watermark=ring",
+    "texture=cross,tint=triangle",
+    "stripe=ring,watermark=square",
+)
+DEFAULT_STRENGTH = 0.9
+TARGET_RECALL = 0.95
+
+
+def image_variants(seeds: Sequence[int], placements: Sequence[str] = PLACEMENTS,
+                   strengths: Sequence[float] = (DEFAULT_STRENGTH,)) -> list[dict[str, Any]]:
+    """Every (seed, placement, strength) of the image audit, placements varying fastest."""
+    return [{"kind": "image", "seed": int(s), "placement": p, "strength": float(st)}
+            for st in strengths for s in seeds for p in placements]
+
+
+def text_variants(seeds: Sequence[int]) -> list[dict[str, Any]]:
+    """One text audit (identity terms planted in the toxicity corpus) per seed."""
+    return [{"kind": "text", "seed": int(s), "placement": "identity=toxic", "strength": None}
+            for s in seeds]
+
+
+def cue_list(variant: dict[str, Any]) -> list[str]:
+    """The ``--cue NAME=CLASS:STRENGTH`` values of an image variant."""
+    return [f"{part}:{variant['strength']:g}" for part in variant["placement"].split(",")]
+
+
+def run_variant(variant: dict[str, Any], workdir: Path, keep: bool = False,
+                device: str | None = None) -> dict[str, Any]:
+    """Run one variant's audit end to end; returns its record (one JSON line)."""
+    from sparse_probe.demo import run_demo
+
+    kind = variant["kind"]
+    out = workdir / (f"{kind}-s{variant['seed']}-" + variant["placement"].replace(",", "_")
+                     .replace("=", "-") + (f"-{variant['strength']:g}" if variant["strength"]
+                                          is not None else ""))
+    t0 = time.perf_counter()
+    try:
+        result = run_demo(out, kind=kind, quick=True, seed=variant["seed"], force=True,
+                          progress=False, device=device,
+                          cues=cue_list(variant) if kind == "image" else None)
+        (summary,) = result.summary["runs"].values()
+    finally:
+        if not keep:
+            shutil.rmtree(out, ignore_errors=True)
+    return {
+        **variant, "seconds": round(time.perf_counter() - t0, 1),
+        "cues": [{"cue": c["cue"], "kind": c["kind"], "class_name": c["class_name"],
+                  "status": c["status"], "shown": c["shown"], "features": c["features"]}
+                 for c in summary["cues"]],
+        "false_alarms": [{"class_name": f["class_name"], "feature": f["feature"],
+                          "truth": f["truth"]} for f in summary["false_alarms"]],
+        "gold_findings": [{"class_name": f["class_name"], "feature": f["feature"]}
+                          for f in summary["flagged"] if f["gold"]],
+        "n_flagged": len(summary["flagged"]),
+    }
+
+
+def variant_line(r: dict[str, Any]) -> str:
+    """One console line per variant."""
+    what = (f"[{r['placement']} @{r['strength']:g}]" if r["strength"] is not None
+            else "[identity terms]")
+    cues = ", ".join(f"{c['cue']} {c['status'].upper()}" for c in r["cues"])
+    return (f"{r['kind']} seed {r['seed']} {what}: {cues}; false alarms "
+            f"{len(r['false_alarms'])}; findings on gold {len(r['gold_findings'])} "
+            f"({r['seconds']:.0f} s)")
+
+
+def summarize(records: Iterable[dict[str, Any]]) -> tuple[list[str], bool]:
+    """The table over ``records`` and whether every target is met."""
+    records = list(records)
+    found: dict[str, list[int]] = defaultdict(list)
+    by_strength: dict[tuple[str, float | None], list[int]] = defaultdict(list)
+    for r in records:
+        for c in r["cues"]:
+            name = "identity" if c["kind"] == "identity" else c["cue"]
+            found[name].append(int(c["status"] == "found"))
+            by_strength[(name, r["strength"])].append(int(c["status"] == "found"))
+    alarms = [(r, f) for r in records for f in r["false_alarms"]]
+    gold = [(r, g) for r in records for g in r["gold_findings"]]
+    n_img = sum(r["kind"] == "image" for r in records)
+    lines = [f"{len(records)} variants ({n_img} image, {len(records) - n_img} text)",
+             f"{'cue':>10} {'kind':>10} {'found':>7} {'recall':>7}"]
+    ok = bool(records)
+    kinds = {"watermark": "mark", "stripe": "mark", "texture": "background",
+             "tint": "background", "identity": "identity"}
+    for name in sorted(found, key=lambda n: list(kinds).index(n) if n in kinds else 99):
+        v = found[name]
+        rec = sum(v) / len(v)
+        default = by_strength.get((name, DEFAULT_STRENGTH)) or (
+            by_strength.get((name, None)) if name == "identity" else None)
+        if default and sum(default) / len(default) < TARGET_RECALL:
+            ok = False
+        lines.append(f"{name:>10} {kinds.get(name, '?'):>10} {sum(v):>3}/{len(v):<3} "
+                     f"{rec:>7.2f}")
+    for (name, st), v in sorted(by_strength.items(), key=lambda kv: str(kv[0])):
+        if st is not None and st != DEFAULT_STRENGTH:
+            lines.append(f"{name:>10} at strength {st:g}: {sum(v)}/{len(v)}")
+    lines.append(f"false alarms: {len(alarms)}" + "".join(
+        f"\n  {r['kind']} seed {r['seed']} [{r['placement']}]: {f['class_name']}:"
+        f"{f['feature']} (truth {f['truth']})" for r, f in alarms))
+    lines.append(f"findings resting on gold items: {len(gold)}" + "".join(
+        f"\n  {r['kind']} seed {r['seed']} [{r['placement']}]: {g['class_name']}:"
+        f"{g['feature']}" for r, g in gold))
+    ok = ok and not alarms and not gold
+    lines.append(f"targets (every cue kind >= {TARGET_RECALL:.0%} at strength "
+                 f"{DEFAULT_STRENGTH:g}, 0 false alarms, 0 findings on gold): "
+                 + ("MET" if ok else "NOT MET"))
+    return lines, ok
+
+
+def _slice(spec: str | None, n: int) -> slice:
+    if spec is None:
+        return slice(0, n)
+    if ":" in spec:
+        a, b = spec.split(":", 1)
+        return slice(int(a) if a else 0, int(b) if b else n)
+    return slice(0, int(spec))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kinds", default="image,text", help="image, text or image,text")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--placements", nargs="+", default=list(PLACEMENTS),
+                    help="image cue placements, each NAME=CLASS[,NAME=CLASS...]")
+    ap.add_argument("--strengths", type=float, nargs="+", default=[DEFAULT_STRENGTH])
+    ap.add_argument("--variants", default=None,
+                    help="N (the first N image variants) or A:B (a slice); see --list")
+    ap.add_argument("--tiny", action="store_true",
+                    help="one image variant (the default placement) and one text variant")
+    ap.add_argument("--list", action="store_true", help="print the variants and exit")
+    ap.add_argument("--record", type=Path, default=None,
+                    help="append one JSON line per variant; the table covers the whole file")
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--keep", action="store_true", help="keep each variant's demo directory")
+    ap.add_argument("--device", default=None)
+    args = ap.parse_args(argv)
+    kinds = {k.strip() for k in args.kinds.split(",") if k.strip()}
+    if not kinds <= {"image", "text"}:
+        ap.error(f"--kinds: expected image and/or text, got {args.kinds!r}")
+    if args.tiny:
+        variants = (image_variants([args.seeds[0]], [PLACEMENTS[0]])
+                    if "image" in kinds else []) + (text_variants([args.seeds[0]])
+                                                    if "text" in kinds else [])
+    else:
+        img = image_variants(args.seeds, args.placements, args.strengths) \
+            if "image" in kinds else []
+        variants = img[_slice(args.variants, len(img))]
+        if "text" in kinds:  # one per seed; --variants slices the image variants only
+            variants += text_variants(args.seeds)
+    if args.list:
+        for i, v in enumerate(variants):
+            print(i, json.dumps(v))
+        return 0
+    import torch
+
+    torch.set_num_threads(1)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-audit-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    records: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    for v in variants:
+        r = run_variant(v, workdir, keep=args.keep, device=args.device)
+        print(variant_line(r), flush=True)
+        records.append(r)
+        if args.record is not None:
+            with open(args.record, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(r) + "\n")
+    if args.record is not None and args.record.is_file():
+        records = [json.loads(line) for line in args.record.read_text().splitlines() if line]
+    if not args.keep and args.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    lines, ok = summarize(records)
+    print(f"\n{len(variants)} variants run now in {time.perf_counter() - t0:.0f} s")
+    for line in lines:
+        print(line)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
