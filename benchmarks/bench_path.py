@@ -407,12 +407,13 @@ def bench_geometries(args):
     # peers: glmnet, sklearn, glm_saga, or "before[(threads=k)]" = the sparse_probe found under
     # the folder in the environment variable BENCH_BEFORE (e.g. an export of the base commit)
     peer_cols = "".join(f" {p + ' s':>12} {p + '/ours':>13} {p + ' gap':>11}" for p in args.peers)
-    print(f"{'geometry':>13} {'n×d×C':>16} {'ours':>16} {'s':>8} {'gap':>9} {'KKT/tol':>7}"
+    print(f"{'geometry':>13} {'n×d×C':>16} {'ours':>22} {'s':>8} {'gap':>9} {'KKT/tol':>7}"
           f"{peer_cols}")
     for geo, cfg, res in rows:
         for o in ours_names:
             v = res[o]
-            line = (f"{geo:>13} {cfg['n']}×{cfg['d']}×{cfg['classes']:<6} {o:>16} "
+            dims = f"{cfg['n']}×{cfg['d']}×{cfg['classes']}"
+            line = (f"{geo:>13} {dims:>16} {o:>22} "
                     f"{v['time']:>8.2f} {v['gap']:>9.1e} {float(v['kkt'].max()):>7.2f}")
             for p in args.peers:
                 pv = res.get(p)
