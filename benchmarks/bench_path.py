@@ -385,7 +385,7 @@ def bench_geometries(args):
                 if name.startswith(("ours", "before")):
                     obj, kkt = objectives_kkt(X, y, W, B, lam_eval, info["tol_per_point"])
                     it = np.asarray(info["n_iter"])
-                    extra = (f", {int(it.sum())} solver iterations ({it[1:].mean():.1f}/λ, "
+                    extra = (f", threads {info.get('threads')}, {int(it.sum())} solver iterations ({it[1:].mean():.1f}/λ, "
                              f"max {int(it.max())}), {info['full_passes']} KKT passes, "
                              f"KKT/tol max {kkt.max():.2f}")
                 else:
