@@ -8,6 +8,20 @@ scikit-learn saga (warm starts). Every solver's weights are evaluated by one sha
 objective at the same λ; the gap at a λ is relative to the best objective any solver reached
 there. Each peer runs in its own process with a time limit.
 
+Geometries (``--geometry NAME[,NAME...]``, each one row side by side with python-glmnet; 30 λ
+down to 1e-2·λ_max unless ``--n-lambdas``/``--eps`` say otherwise):
+  current       make_classification as the presets, 10k × 256 × 10
+  collinear     as many exactly redundant columns (linear combinations) as informative ones
+  lowrank-relu  rank-16 signal plus noise through a ReLU: nonnegative, strongly correlated
+  classes100    100 classes at small d (10k × 64)
+  classes1000   1000 classes at small d (20k × 32)
+  wide          n ≪ d (500 × 5,000 × 10)
+Each row prints both times, their ratio, each solver's largest relative objective gap to the
+best of the two at every λ, and our largest KKT violation over the path (independent float64
+gradient) relative to the fitter's tolerance at each point (≤ 1: verified).
+``--burner`` runs a CPU-burning process beside every solver (a machine with one busy core);
+``--threads default,1`` runs ours once per thread setting (``default``: fit_path's own choice).
+
 Presets (``--preset``):
   small   n=20,000  d=512   C=10   (peers finish in minutes)
   large   n=50,000  d=2,048 C=10   (the issue's main size)
@@ -40,6 +54,15 @@ PRESETS = {
 }
 ALPHA = 0.99
 
+GEOMETRIES = {
+    "current": dict(n=10_000, d=256, classes=10),
+    "collinear": dict(n=10_000, d=256, classes=10),
+    "lowrank-relu": dict(n=10_000, d=256, classes=10),
+    "classes100": dict(n=10_000, d=64, classes=100),
+    "classes1000": dict(n=20_000, d=32, classes=1000),
+    "wide": dict(n=500, d=5_000, classes=10),
+}
+
 
 def make_data(n: int, d: int, classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Standardized float32 features with a sparse truth (few informative features)."""
@@ -52,6 +75,39 @@ def make_data(n: int, d: int, classes: int, seed: int = 0) -> tuple[np.ndarray, 
     return X, y.astype(np.int64)
 
 
+def make_geometry(name: str, n: int, d: int, classes: int,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Standardized float32 features (n, d) and labels of one named geometry (module doc)."""
+    from sklearn.datasets import make_classification
+
+    rng = np.random.default_rng(seed)
+    if name in ("current", "classes100", "classes1000", "wide"):
+        inf = min(d // 8, 64) if name != "classes1000" else min(d // 2, 16)
+        if name == "classes100":
+            inf = min(d // 2, 32)
+        X, y = make_classification(n_samples=n, n_features=d, n_informative=inf, n_redundant=0,
+                                   n_classes=classes, n_clusters_per_class=1, class_sep=1.0,
+                                   random_state=seed)
+    elif name == "collinear":
+        inf = min(d // 4, 64)
+        X, y = make_classification(n_samples=n, n_features=d, n_informative=inf,
+                                   n_redundant=inf, n_classes=classes, n_clusters_per_class=1,
+                                   class_sep=1.0, random_state=seed)
+    elif name == "lowrank-relu":
+        r = 16
+        y = rng.integers(0, classes, n)
+        centers = rng.standard_normal((classes, r))
+        Z = centers[y] + rng.standard_normal((n, r))
+        A = rng.standard_normal((r, d)) / np.sqrt(r)
+        X = np.maximum(Z @ A + 0.3 * rng.standard_normal((n, d)) + 0.3, 0.0)
+    else:
+        raise SystemExit(f"--geometry: unknown geometry {name!r}; one of {', '.join(GEOMETRIES)}")
+    sd = X.std(0)
+    sd[sd == 0] = 1.0
+    X = ((X - X.mean(0)) / sd).astype(np.float32)
+    return X, np.asarray(y, dtype=np.int64)
+
+
 def lambda_grid(X, y, classes, n_lambdas, eps):
     Y = np.eye(classes)[y]
     lam_max = np.abs(X.astype(np.float64).T @ (Y - Y.mean(0))).max() / len(y) / ALPHA
@@ -59,13 +115,16 @@ def lambda_grid(X, y, classes, n_lambdas, eps):
 
 
 # ----------------------------------------------------------------------------- solvers
-def run_ours(X, y, lams, device="cpu", tol=None):
+def run_ours(X, y, lams, device="cpu", tol=None, threads=None):
     from sparse_probe import fit_path
 
     kw = {} if tol is None else {"tol": tol}
+    if threads is not None:
+        kw["threads"] = threads
     t = time.perf_counter()
     p = fit_path(X, y, alpha=ALPHA, lambdas=lams, device=device, progress=False, **kw)
-    return time.perf_counter() - t, [w for w in p.weights], p.intercepts, p.info
+    info = dict(p.info, n_iter=[int(i) for i in p.n_iter], tol_per_point=p.info["tol_per_point"])
+    return time.perf_counter() - t, [w for w in p.weights], p.intercepts, info
 
 
 def run_glmnet(X, y, lams, classes):
@@ -128,7 +187,13 @@ def run_glm_saga(X, y, lams, classes, eps):
 def _worker(name, args, out_file):
     import torch
 
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
+    if name.startswith("before"):  # another checkout's sparse_probe (BENCH_BEFORE=its root)
+        sys.path.insert(0, os.environ["BENCH_BEFORE"])
+        name = "ours" + name[len("before"):]
+    if os.environ.get("BENCH_THREADS"):
+        torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
+    elif not name.startswith("ours"):
+        torch.set_num_threads(os.cpu_count() or 1)
     X = np.load(args["X"], mmap_mode="r")
     X = np.ascontiguousarray(X)
     y = np.load(args["y"])
@@ -139,20 +204,47 @@ def _worker(name, args, out_file):
         res = run_sklearn(X, y, lams, args["sklearn_tol"])
     elif name == "glm_saga":
         res = run_glm_saga(X, y, lams, args["classes"], args["eps"])
-    else:
-        tol = name.partition("tol=")[2].rstrip(")")
-        res = run_ours(X, y, lams, args.get("device", "cpu"), float(tol) if tol else None)
+    else:  # "ours", "ours(tol=1e-3)", "ours(threads=1)"
+        opts = dict(o.split("=") for o in name.partition("(")[2].rstrip(")").split(",") if o)
+        tol = opts.get("tol")
+        threads = opts.get("threads")
+        res = run_ours(X, y, lams, args.get("device", "cpu"), float(tol) if tol else None,
+                       None if threads in (None, "default") else int(threads))
     el, W, B, info = res
     np.savez(out_file, time=el, W=np.stack(W), B=np.asarray(B), info=json.dumps(info))
 
 
-def run_in_process(name, args, timeout):
+def _burn(stop_file: str) -> None:
+    """Keep one core busy (pure Python arithmetic) until ``stop_file`` exists."""
+    x, i = 0, 0
+    while True:
+        for _ in range(200_000):
+            x = (x * 1_103_515_245 + 12_345) & 0xFFFFFFFF
+        i += 1
+        if i % 20 == 0 and os.path.exists(stop_file):
+            return
+
+
+def run_in_process(name, args, timeout, burner=False):
     ctx = mp.get_context("spawn")
     with tempfile.NamedTemporaryFile(suffix=".npz", delete=False) as fh:
         out_file = fh.name
+    burn = None
+    stop_file = out_file + ".stop"
+    if burner:  # one CPU-bound process beside the solver, for its whole run
+        burn = ctx.Process(target=_burn, args=(stop_file,))
+        burn.start()
+        time.sleep(1.0)  # let it show up in the scheduler and the load average
     proc = ctx.Process(target=_worker, args=(name, args, out_file))
     proc.start()
     proc.join(timeout)
+    if burn is not None:
+        Path(stop_file).touch()
+        burn.join(10)
+        if burn.is_alive():
+            burn.terminate()
+            burn.join()
+        os.unlink(stop_file)
     if proc.is_alive():
         proc.terminate()
         proc.join()
@@ -208,7 +300,8 @@ def _bench_in_memory(cfg, args, X, y, lams, tmp: Path):
     ours_names = [f"ours(tol={t})" for t in args.tol] if args.tol else ["ours"]
     for name in [*ours_names, *args.peers]:
         print(f"running {name} ...", flush=True)
-        r = run_in_process(name, wargs, None if name.startswith("ours") else args.peer_timeout)
+        r = run_in_process(name, wargs, None if name.startswith("ours") else args.peer_timeout,
+                           burner=args.burner)
         if r is None:
             print(f"  {name}: did not finish within {args.peer_timeout:.0f} s", flush=True)
             results[name] = None
@@ -240,6 +333,97 @@ def _bench_in_memory(cfg, args, X, y, lams, tmp: Path):
         ratios = "".join(f" {v['time'] / results[o]['time']:>14.1f}" for o in ours_names)
         print(f"{name:>16} {v['time']:>10.1f} {gap:>12.2e} {v['nnz_last']:>9d}{ratios}")
     print("\ntargets: glm_saga/ours >= 20, glmnet/ours >= 5, sklearn/ours >= 5; our gap <= 1e-5")
+
+
+def objectives_kkt(X, y, W, B, lams, tols):
+    """Objectives (L,) and the largest KKT violation / tolerance at each point (L,), float64."""
+    from sparse_probe.objective import kkt_violation, objective_f64
+
+    obj, ratio = [], []
+    for i in range(len(W)):
+        f, G, gb = objective_f64(X, y, W[i], B[i], lams[i], ALPHA, return_grad=True)
+        v = max(float(kkt_violation(G, W[i].astype(np.float64), lams[i], ALPHA).max()),
+                float(np.abs(gb).max()))
+        obj.append(f)
+        ratio.append(v / tols[i])
+    return np.array(obj), np.array(ratio)
+
+
+def bench_geometries(args):
+    """One row per geometry: ours (each thread setting) side by side with the peers."""
+    names = [g for g in args.geometry.split(",") if g]
+    ours_names = [f"ours(threads={t})" for t in args.threads] if args.threads else ["ours"]
+    rows = []
+    for geo in names:
+        if geo not in GEOMETRIES:
+            raise SystemExit(f"--geometry: unknown geometry {geo!r}; one of {', '.join(GEOMETRIES)}")
+        cfg = dict(GEOMETRIES[geo])
+        for k in ("n", "d", "classes"):
+            if getattr(args, k):
+                cfg[k] = getattr(args, k)
+        X, y = make_geometry(geo, cfg["n"], cfg["d"], cfg["classes"], args.seed)
+        lams = lambda_grid(X, y, cfg["classes"], args.n_lambdas, args.eps)
+        tmp = Path(tempfile.mkdtemp(prefix="bench-geo-"))
+        try:
+            np.save(tmp / "X.npy", X)
+            np.save(tmp / "y.npy", y)
+            wargs = dict(X=str(tmp / "X.npy"), y=str(tmp / "y.npy"), lams=lams.tolist(),
+                         classes=cfg["classes"], eps=args.eps, sklearn_tol=args.sklearn_tol,
+                         device=args.device)
+            print(f"\n[{geo}] n={cfg['n']} d={cfg['d']} C={cfg['classes']}, {len(lams)} λ "
+                  f"to {args.eps:g}·λ_max, burner={'on' if args.burner else 'off'}", flush=True)
+            res = {}
+            for name in [*ours_names, *args.peers]:
+                r = run_in_process(name, wargs, None if name.startswith(("ours", "before"))
+                                   else args.peer_timeout, burner=args.burner)
+                if r is None:
+                    print(f"  {name}: no result within {args.peer_timeout:.0f} s", flush=True)
+                    res[name] = None
+                    continue
+                el, W, B, info = r
+                lam_eval = lams[: len(W)]
+                if name.startswith(("ours", "before")):
+                    obj, kkt = objectives_kkt(X, y, W, B, lam_eval, info["tol_per_point"])
+                    it = np.asarray(info["n_iter"])
+                    extra = (f", threads {info.get('threads')}, {int(it.sum())} solver iterations ({it[1:].mean():.1f}/λ, "
+                             f"max {int(it.max())}), {info['full_passes']} KKT passes, "
+                             f"KKT/tol max {kkt.max():.2f}")
+                else:
+                    obj, kkt, extra = objectives(X, y, W, B, lam_eval), None, ""
+                res[name] = dict(time=el, obj=obj, kkt=kkt, n=len(W))
+                print(f"  {name}: {el:.2f} s{extra}", flush=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        done = {k: v for k, v in res.items() if v is not None}
+        L = min(v["n"] for v in done.values())
+        best = np.min(np.stack([v["obj"][:L] for v in done.values()]), axis=0)
+        for v in done.values():
+            v["gap"] = float(np.max((v["obj"][:L] - best) / np.abs(best)))
+        rows.append((geo, cfg, res))
+    print(f"\nmachine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end; "
+          f"burner {'on' if args.burner else 'off'}; α={ALPHA}, {args.n_lambdas} λ to "
+          f"{args.eps:g}·λ_max; gap = largest relative objective gap to the best solver; "
+          "KKT/tol = our largest float64 KKT violation over tolerance (≤ 1: verified)")
+    # peers: glmnet, sklearn, glm_saga, or "before[(threads=k)]" = the sparse_probe found under
+    # the folder in the environment variable BENCH_BEFORE (e.g. an export of the base commit)
+    peer_cols = "".join(f" {p + ' s':>12} {p + '/ours':>13} {p + ' gap':>11}" for p in args.peers)
+    print(f"{'geometry':>13} {'n×d×C':>16} {'ours':>22} {'s':>8} {'gap':>9} {'KKT/tol':>7}"
+          f"{peer_cols}")
+    for geo, cfg, res in rows:
+        for o in ours_names:
+            v = res[o]
+            dims = f"{cfg['n']}×{cfg['d']}×{cfg['classes']}"
+            line = (f"{geo:>13} {dims:>16} {o:>22} "
+                    f"{v['time']:>8.2f} {v['gap']:>9.1e} {float(v['kkt'].max()):>7.2f}")
+            for p in args.peers:
+                pv = res.get(p)
+                if pv is None:
+                    line += f" {'>' + str(int(args.peer_timeout)):>12} {'-':>13} {'-':>11}"
+                else:
+                    line += (f" {pv['time']:>12.2f} {pv['time'] / v['time']:>13.2f} "
+                             f"{pv['gap']:>11.1e}")
+            print(line, flush=True)
+    print("target: glmnet/ours >= 5 on every geometry, our gap <= 1e-5, KKT/tol <= 1")
 
 
 def bench_oocore(cfg, args):
@@ -304,9 +488,9 @@ def main(argv=None):
     ap.add_argument("--n", type=int)
     ap.add_argument("--d", type=int)
     ap.add_argument("--classes", type=int)
-    ap.add_argument("--n-lambdas", type=int, default=100)
-    ap.add_argument("--eps", type=float, default=1e-3)
-    ap.add_argument("--peers", default="glmnet,sklearn,glm_saga",
+    ap.add_argument("--n-lambdas", type=int)
+    ap.add_argument("--eps", type=float)
+    ap.add_argument("--peers",
                     help="comma-separated subset of glmnet,sklearn,glm_saga ('' for none)")
     ap.add_argument("--peer-timeout", type=float, default=1800.0, help="seconds per peer")
     ap.add_argument("--sklearn-tol", type=float, default=1e-3)
@@ -315,16 +499,37 @@ def main(argv=None):
                     help="comma-separated KKT tolerances for our solver, one run each "
                          "(default: fit_path's default); ratios are against the first")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--geometry", default="",
+                    help=f"comma-separated geometries ({', '.join(GEOMETRIES)}, or 'all'); "
+                         "defaults then: 30 λ to 1e-2·λ_max, peers glmnet")
+    ap.add_argument("--burner", action="store_true",
+                    help="run a CPU-burning process beside every solver (one busy core)")
+    ap.add_argument("--threads", default="",
+                    help="with --geometry: comma-separated thread settings for ours, one run "
+                         "each ('default' = fit_path's own choice, or an int)")
     ap.add_argument("--oocore-lambdas", type=int, default=20)
     ap.add_argument("--oocore-eps", type=float, default=0.2)
     args = ap.parse_args(argv)
+    if args.geometry:
+        args.n_lambdas = args.n_lambdas or 30
+        args.eps = args.eps or 1e-2
+        args.peers = "glmnet" if args.peers is None else args.peers
+        if args.geometry == "all":
+            args.geometry = ",".join(GEOMETRIES)
+    else:
+        args.n_lambdas = args.n_lambdas or 100
+        args.eps = args.eps or 1e-3
+        args.peers = "glmnet,sklearn,glm_saga" if args.peers is None else args.peers
+    args.threads = [t for t in args.threads.split(",") if t]
     args.peers = [p for p in args.peers.split(",") if p]
     args.tol = [t for t in args.tol.split(",") if t]
     cfg = dict(PRESETS[args.preset])
     for k in ("n", "d", "classes"):
         if getattr(args, k):
             cfg[k] = getattr(args, k)
-    if args.preset == "oocore":
+    if args.geometry:
+        bench_geometries(args)
+    elif args.preset == "oocore":
         bench_oocore(cfg, args)
     else:
         bench_in_memory(cfg, args)

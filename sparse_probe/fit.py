@@ -45,6 +45,7 @@ from sparse_probe.solvers.blocked import BlockedData
 from sparse_probe.solvers.lbfgs import history_for
 from sparse_probe.solvers.products import rt_x
 from sparse_probe.solvers.restricted import RestrictedData, softmax_residual
+from sparse_probe.solvers.threads import fit_threads
 
 __all__ = ["column_stats", "fit_path", "lambda_path"]
 
@@ -250,6 +251,7 @@ def fit_path(
     chunk_rows: int | None = None,
     cache_bytes: int = 2 * 2**30,
     low_memory: bool | None = None,
+    threads: int | str | None = None,
     progress: bool = True,
 ) -> Path:
     """Fit the elastic-net regularization path of a multinomial sparse head.
@@ -301,6 +303,13 @@ def fit_path(
         Keep nothing of size n except the column cache (and stream from ``X`` when even that
         exceeds ``cache_bytes``): memory is one chunk plus O(d·C) state. Default: on when the
         (n, C) float64 logits would exceed 512 MiB or ``X`` is a file larger than ``cache_bytes``.
+    threads : int or "auto", optional
+        CPU threads for this fit (restored afterwards). Default: the environment variable
+        ``SPARSE_PROBE_THREADS`` when set, else ``"auto"``: a short probe of this problem's
+        products with one thread and with ``torch.get_num_threads()`` keeps more threads only
+        when they are clearly faster, so a machine with a busy core never makes the fit slower
+        than one thread would (:mod:`sparse_probe.solvers.threads`). Ignored on CUDA and
+        by the glmnet backend; recorded in ``info["threads"]``.
 
     Returns
     -------
@@ -345,122 +354,124 @@ def fit_path(
         device = X.device if isinstance(X, torch.Tensor) else "cpu"
     device = torch.device(device)
 
-    if low_memory is None:
-        low_memory = src.n * C * 8 * 3 > 512 * 2**20 or (src.on_disk and src.nbytes > cache_bytes)
-    if low_memory:
-        _fix_mmap_threshold()
-    tr = _Trainer(src, y, C, mean, scale, device, cache_bytes, low_memory)
-    prior = counts / counts.sum()
-    b = np.log(prior) - np.log(prior).mean()
-    # gradient at W = 0 with the intercept-only optimum: -(1/n) Y^T X_std (the X_std sum is 0),
-    # accumulated in float64 so that λ_max is exact
-    G0 = _class_sums(src, y, C)
-    G0 = -(G0 - counts[:, None] * mean[None, :]) / scale[None, :] / src.n
-    _, _, loss0, acc0 = tr.full_gradient(torch.zeros((C, 0), dtype=torch.float64, device=device),
-                                         torch.as_tensor(b, device=device))
-    lam_max = penalty.lambda_max(G0)
-    if lam_max <= 0:
-        raise ValueError("X: all features are constant; nothing to fit")
-    lams = lambda_path(lam_max, n_lambdas, eps) if lambdas is None else np.asarray(lambdas, float)
-    if lambda_min is not None:
-        lams = np.append(lams[lams > lambda_min], min(lambda_min, lam_max))
-    if np.any(np.diff(lams) > 0):
-        raise ValueError("lambdas must be decreasing")
-    tol_scale = lam_max if tol_relative_to == "lambda_max" else None
+    with fit_threads(threads, device, (src.n, src.d, C)) as n_threads:
+        # the thread count is chosen once per fit (solvers/threads.py) and restored after it
+        if low_memory is None:
+            low_memory = src.n * C * 8 * 3 > 512 * 2**20 or (src.on_disk and src.nbytes > cache_bytes)
+        if low_memory:
+            _fix_mmap_threshold()
+        tr = _Trainer(src, y, C, mean, scale, device, cache_bytes, low_memory)
+        prior = counts / counts.sum()
+        b = np.log(prior) - np.log(prior).mean()
+        # gradient at W = 0 with the intercept-only optimum: -(1/n) Y^T X_std (the X_std sum is 0),
+        # accumulated in float64 so that λ_max is exact
+        G0 = _class_sums(src, y, C)
+        G0 = -(G0 - counts[:, None] * mean[None, :]) / scale[None, :] / src.n
+        _, _, loss0, acc0 = tr.full_gradient(torch.zeros((C, 0), dtype=torch.float64, device=device),
+                                             torch.as_tensor(b, device=device))
+        lam_max = penalty.lambda_max(G0)
+        if lam_max <= 0:
+            raise ValueError("X: all features are constant; nothing to fit")
+        lams = lambda_path(lam_max, n_lambdas, eps) if lambdas is None else np.asarray(lambdas, float)
+        if lambda_min is not None:
+            lams = np.append(lams[lams > lambda_min], min(lambda_min, lam_max))
+        if np.any(np.diff(lams) > 0):
+            raise ValueError("lambdas must be decreasing")
+        tol_scale = lam_max if tol_relative_to == "lambda_max" else None
 
-    W = np.zeros((C, src.d))
-    records: dict[str, list] = Path.empty_records()
-    G = G0
-    lam_prev = lam_max
-    gamma = None  # L-BFGS scaling carried from point to point
-    hist: list = []  # (λ, W, b) of the last solved points, for the warm start
-    z = None  # float64 logits (n, C) of the current solution when the solver returns them
-    mem, mem_ws = None, None  # OWL-QN's curvature pairs and the working set they belong to
-    bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
-    tol_points = []
-    for lam in bar:
-        n_iter = 0
-        tol_abs = tol * penalty.l1_l2(tol_scale if tol_scale is not None else lam)[0]
-        tol_points.append(tol_abs)
-        active = np.flatnonzero(np.any(W != 0, axis=0))
-        strong = np.flatnonzero(penalty.screen(G, lam, lam_prev))
-        ws = np.union1d(active, strong)
-        loss, acc = loss0, acc0
-        if lam >= lam_max:
-            # closed form (λ_max is exact in float64): W = 0 with the intercept-only optimum;
-            # solving would only let float32 rounding at the tie admit a ~1e-9 weight
-            ws = np.zeros(0, dtype=np.int64)
-        for _round in range(50):
-            tr.set_working_set(ws)
-            if ws.size:
-                data = tr.restricted()
-                Wstart, bstart = W, b
-                if _round == 0 and hist:
-                    Wstart, bstart = _predict(hist, lam, order=_PREDICT_ORDER)
-                W0 = torch.as_tensor(Wstart[:, tr.ws], device=device)
-                b0 = torch.as_tensor(bstart, device=device)
-                z0 = None
-                if (spec.uses_logits and data.keeps_logits and z is not None
-                        and len(records["nnz"]) % 10):
-                    # logits from the last solution plus a float32 product of the (small)
-                    # change; recomputed exactly with float64 products every 10th point
-                    dW = W0 - torch.as_tensor(W[:, tr.ws], device=device)
-                    z0 = z + data.matvec(dW) + (b0 - torch.as_tensor(b, device=device))
-                res = spec.solve(
-                    data, W0, b0, lam, penalty, tol=_SOLVER_TOL_SHARE * tol_abs,
-                    max_iter=max_iter, z0=z0,
-                    gamma0=gamma,  # the last point's curvature scale: a sized first step
-                    memory=None if mem is None else _carry_memory(mem, mem_ws, tr.ws, C))
-                z = res.logits
-                gamma = res.gamma if res.gamma is not None else gamma
-                mem, mem_ws = res.memory, tr.ws
-                n_iter += res.n_iter
-                W = np.zeros((C, src.d))
-                W[:, tr.ws] = res.W.cpu().numpy()
-                b = res.b.cpu().numpy()
-            if ws.size == src.d and res.grad is not None:
-                # every feature is in the working set: the solver's gradient at its solution
-                # (all data, float64 logits) is the full gradient; a pass would only repeat it
-                G = np.zeros((C, src.d))
-                G[:, tr.ws] = res.grad.cpu().numpy()
-                gb, loss = res.grad_b.cpu().numpy(), res.loss
-                acc = float((res.logits.argmax(1) == tr.y).double().mean())
-            else:
-                G, gb, loss, acc = tr.full_gradient(
-                    torch.as_tensor(W[:, tr.ws], device=device),
-                    torch.as_tensor(b, device=device), z=z if ws.size else None)
-            l1 = penalty.l1_l2(lam)[0]
-            outside = np.setdiff1d(np.flatnonzero(penalty.dual_norm(G) > l1 + 0.5 * tol_abs),
-                                   tr.ws)
-            if outside.size == 0:
+        W = np.zeros((C, src.d))
+        records: dict[str, list] = Path.empty_records()
+        G = G0
+        lam_prev = lam_max
+        gamma = None  # L-BFGS scaling carried from point to point
+        hist: list = []  # (λ, W, b) of the last solved points, for the warm start
+        z = None  # float64 logits (n, C) of the current solution when the solver returns them
+        mem, mem_ws = None, None  # OWL-QN's curvature pairs and the working set they belong to
+        bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
+        tol_points = []
+        for lam in bar:
+            n_iter = 0
+            tol_abs = tol * penalty.l1_l2(tol_scale if tol_scale is not None else lam)[0]
+            tol_points.append(tol_abs)
+            active = np.flatnonzero(np.any(W != 0, axis=0))
+            strong = np.flatnonzero(penalty.screen(G, lam, lam_prev))
+            ws = np.union1d(active, strong)
+            loss, acc = loss0, acc0
+            if lam >= lam_max:
+                # closed form (λ_max is exact in float64): W = 0 with the intercept-only optimum;
+                # solving would only let float32 rounding at the tie admit a ~1e-9 weight
+                ws = np.zeros(0, dtype=np.int64)
+            for _round in range(50):
+                tr.set_working_set(ws)
+                if ws.size:
+                    data = tr.restricted()
+                    Wstart, bstart = W, b
+                    if _round == 0 and hist:
+                        Wstart, bstart = _predict(hist, lam, order=_PREDICT_ORDER)
+                    W0 = torch.as_tensor(Wstart[:, tr.ws], device=device)
+                    b0 = torch.as_tensor(bstart, device=device)
+                    z0 = None
+                    if (spec.uses_logits and data.keeps_logits and z is not None
+                            and len(records["nnz"]) % 10):
+                        # logits from the last solution plus a float32 product of the (small)
+                        # change; recomputed exactly with float64 products every 10th point
+                        dW = W0 - torch.as_tensor(W[:, tr.ws], device=device)
+                        z0 = z + data.matvec(dW) + (b0 - torch.as_tensor(b, device=device))
+                    res = spec.solve(
+                        data, W0, b0, lam, penalty, tol=_SOLVER_TOL_SHARE * tol_abs,
+                        max_iter=max_iter, z0=z0,
+                        gamma0=gamma,  # the last point's curvature scale: a sized first step
+                        memory=None if mem is None else _carry_memory(mem, mem_ws, tr.ws, C))
+                    z = res.logits
+                    gamma = res.gamma if res.gamma is not None else gamma
+                    mem, mem_ws = res.memory, tr.ws
+                    n_iter += res.n_iter
+                    W = np.zeros((C, src.d))
+                    W[:, tr.ws] = res.W.cpu().numpy()
+                    b = res.b.cpu().numpy()
+                if ws.size == src.d and res.grad is not None:
+                    # every feature is in the working set: the solver's gradient at its solution
+                    # (all data, float64 logits) is the full gradient; a pass would only repeat it
+                    G = np.zeros((C, src.d))
+                    G[:, tr.ws] = res.grad.cpu().numpy()
+                    gb, loss = res.grad_b.cpu().numpy(), res.loss
+                    acc = float((res.logits.argmax(1) == tr.y).double().mean())
+                else:
+                    G, gb, loss, acc = tr.full_gradient(
+                        torch.as_tensor(W[:, tr.ws], device=device),
+                        torch.as_tensor(b, device=device), z=z if ws.size else None)
+                l1 = penalty.l1_l2(lam)[0]
+                outside = np.setdiff1d(np.flatnonzero(penalty.dual_norm(G) > l1 + 0.5 * tol_abs),
+                                       tr.ws)
+                if outside.size == 0:
+                    break
+                ws = np.union1d(tr.ws, outside)
+                log.debug("λ=%.3e: %d KKT violators join the working set", lam, outside.size)
+            viol = max(float(penalty.kkt_violation(G, W, lam).max()), float(np.abs(gb).max()))
+            if viol > tol_abs:
+                log.warning("λ=%.3e: KKT violation %.2e above tolerance %.2e", lam, viol, tol_abs)
+            va, vl = _evaluate(val_src, y_val, W, b, mean, scale)
+            Path.append_point(records, W, b, train_acc=acc, train_loss=loss, val_acc=va,
+                              val_loss=vl, objective=loss + penalty.value(W, lam),
+                              kkt_violation=viol, n_iter=n_iter, time=time.perf_counter() - t0)
+            nz = records["nnz_per_class"][-1]
+            bar.set_postfix(nnz=records["nnz"][-1], val=f"{va:.3f}")
+            hist = [*hist, (lam, W, b)][-3:]
+            lam_prev = lam
+            if max_features_per_class is not None and nz.mean() > max_features_per_class:
                 break
-            ws = np.union1d(tr.ws, outside)
-            log.debug("λ=%.3e: %d KKT violators join the working set", lam, outside.size)
-        viol = max(float(penalty.kkt_violation(G, W, lam).max()), float(np.abs(gb).max()))
-        if viol > tol_abs:
-            log.warning("λ=%.3e: KKT violation %.2e above tolerance %.2e", lam, viol, tol_abs)
-        va, vl = _evaluate(val_src, y_val, W, b, mean, scale)
-        Path.append_point(records, W, b, train_acc=acc, train_loss=loss, val_acc=va,
-                          val_loss=vl, objective=loss + penalty.value(W, lam),
-                          kkt_violation=viol, n_iter=n_iter, time=time.perf_counter() - t0)
-        nz = records["nnz_per_class"][-1]
-        bar.set_postfix(nnz=records["nnz"][-1], val=f"{va:.3f}")
-        hist = [*hist, (lam, W, b)][-3:]
-        lam_prev = lam
-        if max_features_per_class is not None and nz.mean() > max_features_per_class:
-            break
-    bar.close()
-    info = {
-        "solver": "torch", "penalty": penalty.name,
-        # the solver's name, "-grouped" for the grouped penalty (as the glmnet backend's)
-        "method": f"{spec.name}-grouped" if penalty.grouped else spec.name,
-        "tol": tol, "tol_relative_to": tol_relative_to, "tol_abs": float(max(tol_points)),
-        "tol_per_point": [float(t) for t in tol_points], "eps": eps, "n_lambdas": n_lambdas,
-        "lambda_max": lam_max, "n_samples": src.n, "n_features": src.d, "n_classes": C,
-        "device": str(device), "full_passes": tr.passes, "low_memory": bool(low_memory), "total_seconds": time.perf_counter() - t0,
-    }
-    return Path.from_records(records, lambdas=lams, alpha=alpha, grouped=grouped, mean=mean,
-                             scale=scale, classes=classes, info=info)
+        bar.close()
+        info = {
+            "solver": "torch", "penalty": penalty.name,
+            # the solver's name, "-grouped" for the grouped penalty (as the glmnet backend's)
+            "method": f"{spec.name}-grouped" if penalty.grouped else spec.name,
+            "tol": tol, "tol_relative_to": tol_relative_to, "tol_abs": float(max(tol_points)),
+            "tol_per_point": [float(t) for t in tol_points], "eps": eps, "n_lambdas": n_lambdas,
+            "lambda_max": lam_max, "n_samples": src.n, "n_features": src.d, "n_classes": C,
+            "device": str(device), "threads": n_threads, "full_passes": tr.passes, "low_memory": bool(low_memory), "total_seconds": time.perf_counter() - t0,
+        }
+        return Path.from_records(records, lambdas=lams, alpha=alpha, grouped=grouped, mean=mean,
+                                 scale=scale, classes=classes, info=info)
 
 
 

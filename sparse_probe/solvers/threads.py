@@ -1,0 +1,165 @@
+"""How many CPU threads a fit uses: never slower than one thread on a shared machine.
+
+torch runs its CPU products and elementwise kernels on an OpenMP team of
+``torch.get_num_threads()`` threads (by default one per physical core). Every parallel region
+ends at a barrier, and a solver iteration has dozens of short ones. When another process keeps
+one of the cores busy, the scheduler shares that core between it and one of our threads, and
+every barrier waits for a time slice: on the 2-core development machine, with one CPU-bound
+process beside it, a collinear path took 238 s with 2 threads where glmnet took 10.5 s; at
+load ~5 one path took 146 s with 2 threads and 30 s with one.
+
+The rule (``threads=None`` / ``"auto"``, the default): on CPU, time a few iterations'
+worth of the fit's own kind of work (one ``X W^T`` product, the softmax residual, one
+``R^T X`` product on a block of this problem's shape) with one thread and with torch's
+thread count, interleaved, and keep more threads only when they are clearly faster (mean
+time at most :data:`MARGIN` of one thread's). The probe costs a few tens of milliseconds
+on a quiet machine and stops at the first round where more threads are slower. A
+busy core makes the multi-threaded probe slower, so the fit falls back to one thread; on a
+quiet machine the products gain from the second core and keep it. The choice is made once per
+fit; the count in force before the fit is restored after it.
+
+Overrides: ``fit_path(threads=k)`` (an int) or the environment variable
+``SPARSE_PROBE_THREADS=k`` use ``k`` threads without measuring (``auto`` measures);
+``torch.set_num_threads`` / ``OMP_NUM_THREADS`` bound the candidates (with one thread there is
+nothing to measure). CUDA fits leave the thread count alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+
+import torch
+
+__all__ = ["ENV_VAR", "MARGIN", "fit_threads", "pick_threads", "resolve_threads"]
+
+log = logging.getLogger(__name__)
+
+ENV_VAR = "SPARSE_PROBE_THREADS"
+MARGIN = 0.8
+"""More threads are kept only when their probe time is at most this share of one thread's."""
+
+
+def pick_threads(timings: dict[int, list[float]], margin: float = MARGIN) -> int:
+    """The thread count to use, given probe timings per candidate count.
+
+    Parameters
+    ----------
+    timings : dict of int -> list of float
+        Seconds of each probe repetition per thread count; must include 1 (lists may differ
+        in length: the probe stops early once more threads are slower).
+    margin : float
+        A count above 1 wins only with a mean time at most ``margin`` × one thread's (and the
+        best such mean among the candidates).
+
+    Returns
+    -------
+    int
+    """
+    if 1 not in timings:
+        raise ValueError("pick_threads: timings must include the one-thread probe")
+    base = sum(timings[1]) / len(timings[1])
+    best, best_t = 1, base
+    for k, ts in sorted(timings.items()):
+        if not ts:
+            continue
+        t = sum(ts) / len(ts)
+        if k > 1 and t <= margin * base and t < best_t:
+            best, best_t = k, t
+    return best
+
+
+def _parse(value, name: str) -> int | None:
+    """An explicit count (int >= 1), or None for 'measure' (None / 'auto')."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
+        return None
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a positive integer or 'auto', got {value!r}") from None
+    if k < 1:
+        raise ValueError(f"{name}: expected a positive integer or 'auto', got {value!r}")
+    return k
+
+
+def _probe(n: int, m: int, C: int, repeats: int = 4) -> dict[int, list[float]]:
+    """Time one iteration's kind of work with 1 and with torch's thread count, interleaved.
+
+    Stops after the first round in which the multi-threaded total exceeds the one-thread
+    total: on a busy machine each multi-threaded call can take ten times longer than one
+    thread's, and one such call is enough to decide.
+    """
+    from sparse_probe.solvers.products import rt_x, x_wt
+    from sparse_probe.solvers.restricted import softmax_residual
+
+    top = torch.get_num_threads()
+    n_p = max(64, min(n, 8192, 2_000_000 // max(C, 1)))
+    m_p = max(8, min(m, 256))
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(n_p, m_p, generator=g)
+    W = torch.randn(C, m_p, generator=g, dtype=torch.float64) * 0.01
+    y = torch.randint(0, C, (n_p,), generator=g)
+    buf = torch.empty((n_p, C), dtype=torch.float64)
+
+    def work():
+        z = x_wt(X, W).to(torch.float64)
+        _, R = softmax_residual(z, y, out=buf)
+        rt_x(R, X)
+
+    timings: dict[int, list[float]] = {1: [], top: []}
+    try:
+        torch.set_num_threads(1)
+        work()  # warm-up: oneDNN generates its kernels on first use
+        for _ in range(repeats):
+            for k in (1, top):
+                torch.set_num_threads(k)
+                t = time.perf_counter()
+                work()
+                timings[k].append(time.perf_counter() - t)
+            if sum(timings[top]) > sum(timings[1]):
+                break
+    finally:
+        torch.set_num_threads(top)
+    return timings
+
+
+def resolve_threads(threads, device: torch.device, shape: tuple[int, int, int]) -> int | None:
+    """The thread count for a fit on ``device`` of an ``(n, m, C)``-shaped problem.
+
+    ``threads``: an int (used as is), ``"auto"``/None (the environment variable
+    :data:`ENV_VAR` when set, else measured: see the module docstring). Returns None for
+    non-CPU devices (left alone).
+    """
+    if torch.device(device).type != "cpu":
+        return None
+    k = _parse(threads, "threads")
+    if k is None and threads is None:
+        k = _parse(os.environ.get(ENV_VAR), ENV_VAR)
+    if k is not None:
+        return k
+    top = torch.get_num_threads()
+    if top <= 1:
+        return 1
+    timings = _probe(*shape)
+    choice = pick_threads(timings)
+    log.debug("threads: probe %s -> %d", {k: round(sum(v) * 1e3, 2) for k, v in timings.items()},
+              choice)
+    return choice
+
+
+@contextlib.contextmanager
+def fit_threads(threads, device, shape: tuple[int, int, int]) -> Iterator[int | None]:
+    """Run the body with the resolved thread count (:func:`resolve_threads`), then restore
+    torch's previous count. Yields the count in force (None: left alone)."""
+    k = resolve_threads(threads, device, shape)
+    old = torch.get_num_threads()
+    if k is not None and k != old:
+        torch.set_num_threads(k)
+    try:
+        yield k
+    finally:
+        if torch.get_num_threads() != old:
+            torch.set_num_threads(old)
