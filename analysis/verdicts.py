@@ -124,10 +124,14 @@ def _agrees(said: pd.DataFrame, assignment: str, ag: pd.Series | None,
     if ag is None or assignment not in said.index:
         return False
     row = said.loc[assignment]
-    if row.get(presence) != ag.get(presence):
+
+    def same(question: str | None) -> bool:  # an unanswered question (NA) never agrees
+        value = row.get(question)
+        return not pd.isna(value) and value == ag.get(question)
+
+    if not same(presence):
         return False
-    return schema.meaning(presence, ag.get(presence)) != PATTERN or \
-        row.get(pattern) == ag.get(pattern)
+    return schema.meaning(presence, ag.get(presence)) != PATTERN or same(pattern)
 
 
 def compute_verdicts(
