@@ -79,6 +79,11 @@ def test_answers_only_from_excluded_workers_are_undecided(n_answered):
     assert r["n_answered"] == 2 and r["n_workers"] == 0
 
 
+def test_a_single_excluded_answer_is_enough_to_be_undecided():
+    r = _one(None, n_answered={"h": 1})
+    assert r["verdict"] == "undecided" and r["n_answered"] == 1
+
+
 @pytest.mark.parametrize("n_answered", [{"other": 3}, {"h": 0}, {"h": None}])
 def test_no_answers_before_quality_control_stays_pending(n_answered):
     r = _one(None, n_answered=n_answered)
@@ -121,6 +126,16 @@ def test_presence_tie_and_abstentions_are_undecided_with_their_reason(label):
     assert unsure["n_shared"] == 0
 
 
+@pytest.mark.parametrize("label", [None, NAN])
+def test_a_tie_never_decides_even_when_its_posterior_reaches_the_threshold(label):
+    """With min_posterior 0.5 a two-way tie (posterior 0.5) reaches the threshold; without a
+    label it is still undecided, for the presence and for the pattern question."""
+    r = _one({"s": label, "sp": 0.5, "sn": 2, "p": "mark", "pp": 1.0}, min_posterior=0.5)
+    assert r["verdict"] == "undecided" and r["reason"] == "shared: tie between answers (n=2)"
+    r = _one({"s": "yes", "sp": 1.0, "p": label, "pp": 0.5, "pn": 2}, min_posterior=0.5)
+    assert r["verdict"] == "undecided" and r["reason"] == "pattern: tie between answers (n=2)"
+
+
 def test_presence_no_is_no_pattern_whatever_the_pattern_says():
     r = _one({"s": "no", "sp": 0.8, "p": "mark", "pp": 0.1})
     assert (r["verdict"], r["kind"], r["confidence"], r["reason"]) == ("no_pattern", None, 0.8,
@@ -155,6 +170,11 @@ def test_spurious_patterns_carry_their_kind(pattern, kind):
     r = _one({"s": "yes", "sp": 0.8, "p": pattern, "pp": 0.75})
     assert (r["verdict"], r["kind"]) == ("spurious", kind)
     assert r["confidence"] == pytest.approx(0.6) and r["reason"] == ""
+
+
+def test_a_pattern_value_the_schema_does_not_know_is_spurious_of_kind_other():
+    r = _one({"s": "yes", "sp": 1.0, "p": "texture", "pp": 1.0})
+    assert (r["verdict"], r["kind"]) == ("spurious", "other")
 
 
 def test_core_pattern_is_core():
@@ -218,6 +238,10 @@ def test_missing_weight_truth_assets_and_counts():
 def test_gold_hits_are_left_out_unless_asked_for():
     man = pd.concat([_man("a"), _man("g").assign(is_gold=True), _man("n").assign(is_gold=NAN)],
                     ignore_index=True)
+    # read from a CSV the column is float: 1.0 is gold, 0.0 and NaN are not
+    as_float = man.assign(is_gold=[0.0, 1.0, NAN])
+    assert list(compute_verdicts(as_float, _ag({k: {"s": "no", "sp": 1.0} for k in "agn"}))[
+        "hit_key"]) == ["a", "n"]
     ag = _ag({k: {"s": "yes", "sp": 1.0, "p": "mark", "pp": 1.0} for k in "agn"})
     v = compute_verdicts(man, ag)
     assert list(v["hit_key"]) == ["a", "n"] and not v["is_gold"].any()
@@ -258,14 +282,44 @@ def test_quotes_are_deduplicated_blank_free_and_capped():
                     ("A3", "W3", "h", {d: "   "}),
                     ("A4", "W4", "h", {d: "corner mark"}),
                     ("A5", "W5", "h", {d: "striped background"}),
+                    ("A7", "W7", "h", {d: None}),
+                    ("A8", "W8", "h", {d: "dots"}),
                     ("A6", "W6", "x", {d: "elsewhere"})])
     ag = _ag({"h": {"s": "yes", "sp": 1.0, "p": "mark", "pp": 1.0}})
-    q = compute_verdicts(_man("h"), ag, ans).iloc[0]["quotes"]
-    assert q == ["white corner mark", "corner mark", "striped background"]
-    assert compute_verdicts(_man("h"), ag, ans, n_quotes=2).iloc[0]["quotes"] == q[:2]
+    every = compute_verdicts(_man("h"), ag, ans, n_quotes=10).iloc[0]["quotes"]
+    assert every == ["white corner mark", "corner mark", "striped background", "dots"]
+    # three by default
+    assert compute_verdicts(_man("h"), ag, ans).iloc[0]["quotes"] == every[:3]
+    assert compute_verdicts(_man("h"), ag, ans, n_quotes=2).iloc[0]["quotes"] == every[:2]
     # a HIT without descriptions, and a pending HIT, quote what they have
     v = compute_verdicts(_man("h", "x", "z"), ag, ans).set_index("hit_key")
     assert v.loc["x", "quotes"] == ["elsewhere"] and v.loc["z", "quotes"] == []
+
+
+def test_descriptions_differing_beyond_ascii_case_are_distinct_quotes():
+    d = "description"
+    ans = _answers([("A1", "W1", "h", {d: "weiße Ecke"}), ("A2", "W2", "h", {d: "WEISSE ECKE"}),
+                    ("A3", "W3", "h", {d: "Weiße ecke"})])
+    ag = _ag({"h": {"s": "yes", "sp": 1.0, "p": "mark", "pp": 1.0}})
+    assert sorted(compute_verdicts(_man("h"), ag, ans).iloc[0]["quotes"]) == [
+        "WEISSE ECKE", "weiße Ecke"]
+
+
+def test_numeric_descriptions_are_quoted_as_text():
+    """An answers table read from a CSV may hold numbers; each one is its own quote."""
+    d = "description"
+    ans = _answers([("A1", "W1", "h", {d: 42}), ("A2", "W2", "h", {d: 43})])
+    ag = _ag({"h": {"s": "yes", "sp": 1.0, "p": "mark", "pp": 1.0}})
+    assert sorted(compute_verdicts(_man("h"), ag, ans).iloc[0]["quotes"]) == ["42", "43"]
+
+
+def test_a_writer_without_a_skill_counts_as_skill_zero():
+    d = "description"
+    ans = _answers([("A1", "W1", "h", {d: "red dot"}), ("A2", "W2", "h", {d: "blue line"}),
+                    ("A3", "W3", "h", {d: "green arc"})])
+    ag = _ag({"h": {"s": "yes", "sp": 1.0, "p": "mark", "pp": 1.0}})
+    q = compute_verdicts(_man("h"), ag, ans, skills=pd.Series({"W1": 0.5, "W3": -0.5}))
+    assert q.iloc[0]["quotes"] == ["red dot", "blue line", "green arc"]
 
 
 def test_writers_who_agree_with_the_crowd_are_quoted_first():
@@ -316,6 +370,7 @@ def test_rank_by_overlap_then_skill_then_length():
     assert rank_descriptions(["ab", "abc"], [1.0, 0.0]) == [0, 1]        # skill first
     assert rank_descriptions(["ab", "abc"], [NAN, -1.0]) == [0, 1]       # NaN skill counts 0
     assert rank_descriptions(["ab", "abc"], [-1.0, NAN]) == [1, 0]
+    assert rank_descriptions(["ab", "abc"], [0.5, NAN]) == [0, 1]
     assert rank_descriptions(["only one"]) == [0] and rank_descriptions([]) == []
     # texts made only of stop words share nothing (no division by zero)
     assert rank_descriptions(["the", "a"]) == [0, 1]
@@ -367,6 +422,9 @@ def test_equal_mean_overlaps_are_a_tie_even_when_float_sums_differ():
     ("spurious", "mark", "spurious:mark", True), ("spurious", "background", "spurious:mark", False),
     ("core", None, "spurious:mark", False), ("spurious", "identity", "spurious", True),
     ("no_pattern", None, "spurious", False),
+    # the kind is everything after the first colon
+    ("spurious", "mark", "spurious:mark:v2", False), ("spurious", "v2", "spurious:mark:v2", False),
+    ("spurious", "mark:v2", "spurious:mark:v2", True),
     ("undecided", None, "core", None), ("pending", None, "none", None),
     ("core", None, None, None), ("core", None, NAN, None), ("core", None, "unknown", None),
 ])
