@@ -6,6 +6,7 @@ in test_publish.py."""
 from __future__ import annotations
 
 import json
+import logging
 from decimal import Decimal
 
 import boto3
@@ -132,11 +133,13 @@ def test_attention_tolerance_is_per_worker():
 # --------------------------------------------------------------------------- decide: time
 def test_time_rule_at_the_boundary_and_off_by_default():
     table = _table([("A1", "w", "plain", RIGHT, 9.99), ("A2", "w", "plain", RIGHT, 10.0),
-                    ("A3", "v", "plain", RIGHT, 400.0), ("A4", "v", "plain", RIGHT, 4.0)])
+                    ("A3", "v", "plain", RIGHT, 400.0), ("A4", "v", "plain", RIGHT, 4.0),
+                    ("A5", "v", "plain", RIGHT, 300.0), ("A6", "v", "plain", RIGHT, 350.0)])
     assert {d.action for d in decide(table, _manifest(0), ReviewRules())} == {"approve"}
     got = decide(table, _manifest(0), ReviewRules(min_seconds=10))
-    # only min_seconds counts: 10 s is far below the share of the median the report uses
-    assert [d.action for d in got] == ["reject", "approve", "approve", "reject"]
+    # only min_seconds counts: 10 s is far below the median (155 s), and that is no reason
+    assert [d.action for d in got] == ["reject", "approve", "approve", "reject", "approve",
+                                       "approve"]
     assert got[3].reasons == ["submitted after 4 s, faster than the 10 s the task needs"]
 
 
@@ -358,7 +361,7 @@ def test_a_decision_in_the_ledger_wins_over_a_new_one(run):
         assert ledger.action_state("sandbox", "A1", "reject") == "done"
 
 
-def test_a_pending_action_the_service_already_applied_is_marked_done(run):
+def test_a_pending_action_the_service_already_applied_is_marked_done(run, caplog):
     tasks, answers = run
     _write(answers, [("A1", "W1", GOLD_KEY, GOOD)])
     with Ledger(tasks / "ledger.sqlite") as ledger:
@@ -368,10 +371,14 @@ def test_a_pending_action_the_service_already_applied_is_marked_done(run):
         stub.add_client_error("approve_assignment", service_error_code="RequestError",
                               service_message="This operation can be called with a status "
                                               "of: Submitted", http_status_code=400)
-        res = _review(tasks, answers, client)
+        with caplog.at_level(logging.WARNING, logger="tasks.review"):
+            res = _review(tasks, answers, client)
     assert (res.approved, res.skipped) == (1, 0)
     with Ledger(tasks / "ledger.sqlite") as ledger:
         assert ledger.action_state("sandbox", "A1", "approve") == "done"
+    # the operator is told which call was assumed to have been applied
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.startswith("approve A1: ") and "treated as already done" in warning
 
 
 @pytest.mark.parametrize(("pending", "code"), [(False, "RequestError"),
@@ -436,3 +443,18 @@ def test_bonus_cost_includes_the_twenty_percent_fee(run):
         _review(tasks, answers, client, ReviewRules(bonus="1.00", bonus_min_gold_accuracy=0.5))
     with Ledger(tasks / "ledger.sqlite") as ledger:
         assert ledger.spent_cents("sandbox") - 72 == int(Decimal("1.20") * 100)
+
+
+def test_an_assignment_without_a_status_is_reviewed(run):
+    tasks, answers = run
+    df = _table([("A1", "W1", GOLD_KEY, GOOD, 60.0)])
+    df["status"] = None
+    write_answers(df, answers)
+    client = _client()
+    with Stubber(client) as stub:
+        stub.add_response("approve_assignment", {}, {"AssignmentId": "A1",
+                                                     "RequesterFeedback": "Thank you!"})
+        res = _review(tasks, answers, client)
+        stub.assert_no_pending_responses()
+    assert (res.approved, res.skipped) == (1, 0)
+    assert _statuses(answers) == {"A1": "Approved"}
