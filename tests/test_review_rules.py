@@ -5,6 +5,7 @@ in test_publish.py."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from decimal import Decimal
@@ -211,7 +212,10 @@ GOOD = {"shared": "yes", "pattern": "background", "attention": "blue"}
 BAD = {"shared": "no", "pattern": "mark", "attention": "blue"}
 
 
+@functools.cache
 def _client():
+    """One boto3 client for the module (building one loads the service model, ~0.2 s); each
+    test stubs it afresh with its own Stubber."""
     session = boto3.session.Session(aws_access_key_id="AKIDTEST", aws_secret_access_key="s",
                                     region_name="us-east-1")
     return session.client("mturk", endpoint_url=ENDPOINTS["sandbox"])
