@@ -383,6 +383,7 @@ def test_a_pending_action_the_service_already_applied_is_marked_done(run, caplog
     # the operator is told which call was assumed to have been applied
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warning.startswith("approve A1: ") and "treated as already done" in warning
+    assert "This operation can be called with a status of: Submitted" in warning  # the service's
 
 
 @pytest.mark.parametrize(("pending", "code"), [(False, "RequestError"),
@@ -409,20 +410,88 @@ def test_other_errors_propagate_and_leave_the_action_pending(run, pending, code)
     assert _statuses(answers) == {"A1": "Submitted"}
 
 
-def test_a_retried_throttled_call_is_sent_again(run):
+def test_retried_throttled_calls_use_the_given_sleep(run):
+    """Approve, reject and bonus calls are retried with the caller's sleep (no real waits)."""
     tasks, answers = run
-    _write(answers, [("A1", "W1", GOLD_KEY, GOOD)])
+    _write(answers, [("A1", "W1", GOLD_KEY, GOOD), ("A2", "W2", GOLD_KEY, BAD)])
     client = _client()
     slept = []
     with Stubber(client) as stub:
-        stub.add_client_error("approve_assignment", service_error_code="ThrottlingException",
-                              http_status_code=400)
-        stub.add_response("approve_assignment", {}, {"AssignmentId": "A1",
-                                                     "RequesterFeedback": "Thank you!"})
+        for op in ("approve_assignment", "send_bonus", "reject_assignment"):
+            stub.add_client_error(op, service_error_code="ThrottlingException",
+                                  http_status_code=400)
+            stub.add_response(op, {}, None)
         res = review_assignments(tasks, answers, client, resolve_endpoint("sandbox"),
-                                 ReviewRules(), sleep=slept.append)
+                                 ReviewRules(bonus="0.10", bonus_min_gold_accuracy=1.0),
+                                 sleep=slept.append)
         stub.assert_no_pending_responses()
-    assert res.approved == 1 and len(slept) == 1
+    assert (res.approved, res.rejected, res.bonuses) == (1, 1, 1) and len(slept) == 3
+
+
+def test_counts_add_up_over_several_assignments(run):
+    tasks, answers = run
+    _write(answers, [("A1", "W1", GOLD_KEY, GOOD), ("A2", "W2", GOLD_KEY, BAD),
+                     ("A3", "W1", PLAIN_KEY, GOOD), ("A4", "W2", PLAIN_KEY, GOOD),
+                     ("A5", "W3", GOLD_KEY, GOOD)])
+    client = _client()
+    with Stubber(client) as stub:
+        for aid, op in (("A1", "approve_assignment"), ("A1", "send_bonus"),
+                        ("A2", "reject_assignment"), ("A3", "approve_assignment"),
+                        ("A3", "send_bonus"), ("A4", "reject_assignment"),
+                        ("A5", "approve_assignment"), ("A5", "send_bonus")):
+            stub.add_response(op, {}, {"AssignmentId": aid, **(
+                {"RequesterFeedback": ANY} if op != "send_bonus" else
+                {"WorkerId": ANY, "BonusAmount": "0.10", "Reason": ANY,
+                 "UniqueRequestToken": request_token("bonus", "sandbox", aid)})})
+        res = _review(tasks, answers, client, ReviewRules(bonus="0.10",
+                                                          bonus_min_gold_accuracy=1.0))
+        stub.assert_no_pending_responses()
+    assert (res.approved, res.rejected, res.bonuses, res.skipped) == (3, 2, 3, 0)
+
+
+def test_an_error_without_a_code_is_never_taken_for_already_done(tmp_path):
+    """Only a RequestError on a call already recorded as pending means 'applied before'."""
+    from tasks.review import _act
+
+    def refuse(response):
+        def call():
+            raise ClientError(response, "ApproveAssignment")
+        return call
+
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        ep = resolve_endpoint("sandbox")
+        for aid, response in (("A1", {}), ("A2", {"Error": {}})):
+            ledger.mark_action("sandbox", aid, "approve", "pending")
+            with pytest.raises(ClientError):
+                _act(ledger, ep, aid, "approve", refuse(response))
+            assert ledger.action_state("sandbox", aid, "approve") == "pending"
+        assert _act(ledger, ep, "A3", "approve", lambda: None, worker_id="W3", feedback="ok")
+        assert not _act(ledger, ep, "A3", "approve", lambda: 1 / 0)   # done: not called again
+
+
+def test_progress_is_shown_on_a_terminal_only(run, monkeypatch, capsys):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tasks, answers = run
+    _write(answers, [("A1", "W1", GOLD_KEY, GOOD)])
+    client = _client()
+    with Stubber(client) as stub:
+        stub.add_response("approve_assignment", {}, None)
+        _review(tasks, answers, client)
+    assert "review" not in capsys.readouterr().err          # a log file gets no progress bar
+    _write(answers, [("A2", "W2", GOLD_KEY, GOOD)])
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with Stubber(client) as stub:
+        stub.add_response("approve_assignment", {}, None)
+        _review(tasks, answers, client)
+    shown = terminal.getvalue()
+    assert "review: 100%" in shown and "1/1" in shown and "assignment" in shown
 
 
 def test_the_tasks_schema_grades_the_gold(run):
