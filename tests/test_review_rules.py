@@ -144,6 +144,12 @@ def test_time_rule_at_the_boundary_and_off_by_default():
     assert got[3].reasons == ["submitted after 4 s, faster than the 10 s the task needs"]
 
 
+def test_a_minimum_of_zero_seconds_refuses_nothing():
+    table = _table([("A1", "w", "plain", RIGHT, 0.5), ("A2", "w", "plain", RIGHT, 60.0)])
+    assert {d.action for d in decide(table, _manifest(0), ReviewRules(min_seconds=0))} \
+        == {"approve"}
+
+
 def test_every_failed_rule_is_named_in_the_feedback():
     table = _table([("A1", "w", "g0", {**WRONG, "attention": "9"}, 2.0)])
     (d,) = decide(table, _manifest(1), ReviewRules(require_attention=True, min_seconds=30))
