@@ -483,6 +483,10 @@ def test_progress_is_shown_on_a_terminal_only(run, monkeypatch, capsys):
         def isatty(self) -> bool:
             return True
 
+    from tqdm import tqdm
+
+    # no tqdm monitor thread: it would outlive the test (and hang forked mutation workers)
+    monkeypatch.setattr(tqdm, "monitor_interval", 0)
     tasks, answers = run
     _write(answers, [("A1", "W1", GOLD_KEY, GOOD)])
     client = _client()
