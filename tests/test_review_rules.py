@@ -5,7 +5,6 @@ in test_publish.py."""
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from decimal import Decimal
@@ -218,10 +217,8 @@ GOOD = {"shared": "yes", "pattern": "background", "attention": "blue"}
 BAD = {"shared": "no", "pattern": "mark", "attention": "blue"}
 
 
-@functools.cache
 def _client():
-    """One boto3 client for the module (building one loads the service model, ~0.2 s); each
-    test stubs it afresh with its own Stubber."""
+    """A fresh boto3 client per test (one shared client deadlocked forked mutmut workers)."""
     session = boto3.session.Session(aws_access_key_id="AKIDTEST", aws_secret_access_key="s",
                                     region_name="us-east-1")
     return session.client("mturk", endpoint_url=ENDPOINTS["sandbox"])
