@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -89,11 +90,13 @@ def rank_descriptions(
     toks = [_tokens(d) for d in descriptions]
     n = len(toks)
     skills = list(skills) if skills is not None else [0.0] * n
+    # exact fractions: equal overlaps are a tie (float sums such as 1/2 + 1/3 + 1/3 + 1/3 and
+    # 1/2 + 1/2 + 1/2 + 0 differ in the last bit), so skill and length do break it
     scores = []
     for i in range(n):
-        sims = [len(toks[i] & toks[j]) / len(toks[i] | toks[j]) if toks[i] | toks[j] else 0.0
-                for j in range(n) if j != i]
-        scores.append(float(np.mean(sims)) if sims else 0.0)
+        sims = [Fraction(len(toks[i] & toks[j]), len(toks[i] | toks[j])) if toks[i] | toks[j]
+                else Fraction(0) for j in range(n) if j != i]
+        scores.append(sum(sims) / len(sims) if sims else Fraction(0))
     return sorted(range(n), key=lambda i: (-scores[i], -(skills[i] if np.isfinite(skills[i])
                                                           else 0.0), -len(descriptions[i])))
 
@@ -121,10 +124,14 @@ def _agrees(said: pd.DataFrame, assignment: str, ag: pd.Series | None,
     if ag is None or assignment not in said.index:
         return False
     row = said.loc[assignment]
-    if row.get(presence) != ag.get(presence):
+
+    def same(question: str | None) -> bool:  # an unanswered question (NA) never agrees
+        value = row.get(question)
+        return not pd.isna(value) and value == ag.get(question)
+
+    if not same(presence):
         return False
-    return schema.meaning(presence, ag.get(presence)) != PATTERN or \
-        row.get(pattern) == ag.get(pattern)
+    return schema.meaning(presence, ag.get(presence)) != PATTERN or same(pattern)
 
 
 def compute_verdicts(
