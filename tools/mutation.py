@@ -138,7 +138,7 @@ def _setup_cfg(module: str, tests: list[str], pytest_args: list[str]) -> str:
             f"only_mutate ={lines([module])}\n"
             f"also_copy ={lines(also)}\n"
             f"pytest_add_cli_args_test_selection ={lines(tests)}\n"
-            f"pytest_add_cli_args ={lines(pytest_args)}\n"
+            f"pytest_add_cli_args ={lines(['-p', 'mutation_plugin', *pytest_args])}\n"
             "use_git_change_detection = false\n")
 
 
@@ -203,7 +203,9 @@ def run_module(spec: dict, defaults: dict, *, max_children: int, keep: bool,
         # exists, and a missing folder would let `import tasks` fall through to the installed
         # (unmutated) package.
         (tmp / "mutants").mkdir()
-        env = {**os.environ, "PYTHONPATH": str(tmp / "mutants"), "OMP_NUM_THREADS": "1",
+        # tools/ for mutation_plugin (pytest -p): tqdm's lock must not be shared by workers
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp / "mutants"), str(tmp / "tools")]),
+               "OMP_NUM_THREADS": "1",
                "PYTHONDONTWRITEBYTECODE": "1"}
         log = tmp / "mutmut.log"
         if verbose:
