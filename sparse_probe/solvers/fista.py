@@ -2,7 +2,8 @@
 elastic-net penalty.
 
 Beck & Teboulle, "A fast iterative shrinkage-thresholding algorithm", SIAM J. Imaging Sci. 2009;
-restart rule of O'Donoghue & Candès, Found. Comput. Math. 2015. The smooth part is
+restart rule of O'Donoghue & Candès, Found. Comput. Math. 2015 (a restart drops the momentum
+when a step from an extrapolated point raised the objective). The smooth part is
 ``CE + λ(1-α)/2 ||W||^2`` (the bias unpenalized) and each step applies the proximal operator
 of the L1-type part ``λα P1`` (:meth:`~sparse_probe.penalties.Penalty.prox_p1`):
 soft-thresholding for the elementwise penalty, the block
@@ -82,6 +83,10 @@ def fista(
     F = full_obj(W, f)
     viol = float("inf")
     converged = False
+    # A step from an unextrapolated point is a plain proximal-gradient step: it cannot raise F
+    # beyond the rounding the sufficient-decrease test allows, so it is never "restarted" (a
+    # restart there would retry the same step forever near the optimum).
+    extrapolated = False
     it = 0
     for it in range(1, max_iter + 1):
         _, fy, Gy, gby = smooth(Wy, by)
@@ -98,14 +103,17 @@ def fista(
                 break
             L *= 2.0
         Fn = full_obj(Wn, fn)
-        if Fn > F:  # adaptive restart
+        if Fn > F and extrapolated:  # adaptive restart
             tk = 1.0
             Wy, by = W.clone(), b.clone()
+            extrapolated = False
             L *= 0.9
             continue
         tn = 0.5 * (1 + (1 + 4 * tk * tk) ** 0.5)
-        Wy = Wn + ((tk - 1) / tn) * (Wn - W)
-        by = bn + ((tk - 1) / tn) * (bn - b)
+        coef = (tk - 1) / tn
+        Wy = Wn + coef * (Wn - W)
+        by = bn + coef * (bn - b)
+        extrapolated = coef > 0
         W, b, F, loss, tk = Wn, bn, Fn, loss_n, tn
         L *= 0.95
         if it % check_every == 0:
