@@ -45,7 +45,7 @@ from sparse_probe.rundir import (
     write_run_record,
     write_text,
 )
-from tasks.cost import DEFAULT_ASSIGNMENTS, CostEstimate, estimate_cost
+from tasks.cost import DEFAULT_ASSIGNMENTS, CostEstimate, estimate_cost, parse_reward
 from tasks.hit_render import PANEL_TEXT, render_hit, render_mturk_template
 from tasks.question_xml import ASSET_PREFIX, QuestionTooLargeError, html_question, retarget_assets
 from tasks.viz.evidence import (
@@ -765,7 +765,8 @@ def build_tasks(
         _write_text(stage / SCHEMA_FILE,
                     json.dumps(questions.to_dict(), indent=2, ensure_ascii=False) + "\n")
         _write_text(stage / "batch.csv", _csv_text(*_batch_rows(hits, asset_base_url)))
-        manifest = [{**h.record(), "assignments": int(assignments)} for h in hits]
+        manifest = [{**h.record(), "assignments": int(assignments),
+                     "reward": f"{parse_reward(reward):.2f}"} for h in hits]
         att_field = questions.field_for(ATTENTION)
         for r in manifest:  # the attention check is the schema's (none without one)
             r["attention"] = {**r["attention"], "field": att_field} if att_field else None

@@ -127,10 +127,44 @@ def _tasks_dir(path: str) -> Path:
 
 
 # --------------------------------------------------------------------------- publish
+def _reward_for(root: Path, manifest: list[dict], given: str | None) -> str:
+    """The reward to publish with: ``--reward`` if given (saying so when it overrides the
+    manifest's), else the one ``tasks build --reward`` wrote into every manifest line
+    (``"0.10"``, the build's default, for manifests from before that field)."""
+    from tasks.cost import parse_reward
+
+    path = root / "manifest.jsonl"
+    built = set()
+    for r in manifest:
+        if "reward" not in r:
+            continue
+        value = r["reward"]
+        try:
+            built.add(f"{parse_reward(value):.2f}")
+        except (ValueError, TypeError):
+            raise click.ClickException(f"{path}: HIT {r['hit_key']}: reward {value!r} is not "
+                                       "dollars like '0.10'") from None
+    if given is None:
+        if len(built) > 1:
+            raise click.ClickException(f"{path}: HITs have different rewards "
+                                       f"({', '.join(sorted(built))}); pass --reward")
+        return built.pop() if built else "0.10"
+    try:
+        text = f"{parse_reward(given):.2f}"
+    except ValueError as exc:
+        raise click.ClickException(f"--reward: {exc}") from None
+    if built and built != {text}:
+        click.echo(f"reward: ${text} per assignment (--reward overrides the manifest's "
+                   f"${', $'.join(sorted(built))})")
+    return text
+
+
 @click.command()
 @click.argument("tasks_dir", type=click.Path(file_okay=False))
 @_endpoint_options
-@click.option("--reward", default="0.10", show_default=True, help="Dollars per assignment.")
+@click.option("--reward", default=None,
+              help="Dollars per assignment [default: the manifest's, from tasks build --reward; "
+                   "0.10 for manifests without one].")
 @click.option("--assignments", default=None, type=click.IntRange(1, 1000),
               help="Assignments (workers) per HIT [default: the manifest's, from tasks build "
                    "--assignments].")
@@ -153,7 +187,7 @@ def _tasks_dir(path: str) -> Path:
 @click.option("--yes", is_flag=True, help="Confirm publishing to production (real money).")
 @_cli_errors
 def publish(tasks_dir: str, endpoint: str | None, endpoint_url: str | None,
-            profile: str | None, credentials: str | None, reward: str,
+            profile: str | None, credentials: str | None, reward: str | None,
             assignments: int | None, lifetime: str, duration: str, auto_approval: str, title: str | None,
             description: str | None, keywords: str | None, budget: str | None,
             qualifications: tuple[str, ...], asset_base_url: str | None,
@@ -162,6 +196,7 @@ def publish(tasks_dir: str, endpoint: str | None, endpoint_url: str | None,
     from tasks.publish import PublishOptions, load_manifest, parse_qualification, publish_batch
 
     root = _tasks_dir(tasks_dir)
+    reward = _reward_for(root, load_manifest(root), reward)
     if assignments is not None:
         built = sorted({r["assignments"] for r in load_manifest(root)})
         if built != [assignments]:

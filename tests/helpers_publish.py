@@ -84,11 +84,12 @@ def hit_html(hit_key: str, kind: str, assets: list[str]) -> str:
 
 
 def make_tasks_dir(root: Path, hits: list[tuple] | None = None,
-                   assignments: int | None = None) -> Path:
+                   assignments: int | None = None, reward: str | list[str] | None = None) -> Path:
     """Write ``root/tasks`` (manifest.jsonl, hits/*.html, assets/*.png); return its path.
 
     ``assignments`` is written into every manifest line when given (as ``tasks build`` does);
     without it the manifest is one from before that field (publishing's default applies).
+    ``reward`` likewise (a list: one per HIT).
     """
     tasks = Path(root) / "tasks"
     (tasks / "hits").mkdir(parents=True, exist_ok=True)
@@ -105,7 +106,9 @@ def make_tasks_dir(root: Path, hits: list[tuple] | None = None,
             "html": f"hits/{key}.html", "assets": {"grid": f"assets/{asset}"},
             "example_ids": [f"ex{i}"], "is_gold": gold is not None, "gold": gold,
             "attention": ATTENTION, "evidence": evidence, "truth": truth,
-            **({"assignments": assignments} if assignments is not None else {})}))
+            **({"assignments": assignments} if assignments is not None else {}),
+            **({"reward": reward[i] if isinstance(reward, list) else reward}
+               if reward is not None else {})}))
     (tasks / "manifest.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return tasks
 

@@ -23,7 +23,7 @@ from tasks.question_xml import HTML_QUESTION_NS, QUESTION_MAX_BYTES, html_questi
 
 MANIFEST_KEYS = {"hit_key", "kind", "layer", "class", "class_name", "feature", "weight", "rank",
                  "direction", "html", "assets", "example_ids", "is_gold", "gold", "attention",
-                 "evidence", "evidence_panels", "evidence_images", "truth", "assignments"}
+                 "evidence", "evidence_panels", "evidence_images", "truth", "assignments", "reward"}
 FAST = {"fvis_steps": 12, "fvis_size": 32, "n_examples": 6, "progress": False}
 
 
@@ -413,7 +413,7 @@ def test_cli_builds_hits_for_the_builtin_datasets(name, k, tmp_path):
         assert g["gold"] is not None and g["feature"] not in {r["feature"] for r in audited}
     ds = load_builtin(meta)
     for r in records:
-        assert set(r) == MANIFEST_KEYS and r["assignments"] == 10
+        assert set(r) == MANIFEST_KEYS and r["assignments"] == 10 and r["reward"] == "0.25"
         assert r["evidence"] is not None and r["truth"] is not None
         page = (out / r["html"]).read_text()
         _strict_parse(page)

@@ -171,13 +171,16 @@ def test_build_assignments_reach_publish_and_the_cost_preview_is_committed(tmp_p
 
     probe, feats, src = text_run(tmp_path)
     built = build_tasks(probe, feats, tmp_path / "tasks", source=src, gold_share=0.0,
-                        n_examples=5, fvis_steps=0, assignments=5, progress=False)
+                        n_examples=5, fvis_steps=0, assignments=5, reward="0.3",
+                        progress=False)
     assert {r["assignments"] for r in built.manifest} == {5}
+    assert {r["reward"] for r in built.manifest} == {"0.30"}
     res = CliRunner().invoke(publish, [str(tmp_path / "tasks"), "--endpoint", "local",
                                        "--endpoint-url", server.url], env=_env(server))
     assert res.exit_code == 0, res.output
     assert "overrides" not in res.output
     assert _max_assignments(server) == [5] * built.n_hits
+    assert {h["Reward"] for h in _server_hits(server)} == {"0.30"}
     with Ledger(tmp_path / "tasks" / "ledger.sqlite") as ledger:
         assert {h.max_assignments for h in ledger.hits()} == {5}
         assert Decimal(ledger.spent_cents(f"local:{server.url}")) / 100 == built.cost.total
@@ -195,6 +198,55 @@ def test_publish_assignments_option_overrides_the_manifest_and_says_so(tmp_path,
     with Ledger(tasks / "ledger.sqlite") as ledger:
         spent = Decimal(ledger.spent_cents(f"local:{server.url}")) / 100
     assert spent == estimate_cost(len(FIXTURE_HITS), 4, "0.05").total
+
+
+def test_publish_takes_the_reward_tasks_build_wrote(tmp_path, server):
+    """No --reward: every HIT pays the manifest's reward; --reward overrides it and says so;
+    a manifest without rewards (older builds) pays the build's default 0.10."""
+    client = server.boto3_client()
+    tasks = make_tasks_dir(tmp_path / "a", reward="0.25")
+    res = CliRunner().invoke(publish, [str(tasks), "--endpoint", "local", "--endpoint-url",
+                                       server.url], env=_env(server))
+    assert res.exit_code == 0, res.output
+    assert "overrides" not in res.output
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        assert {client.get_hit(HITId=h.hit_id)["HIT"]["Reward"] for h in ledger.hits()} == {
+            "0.25"}
+        spent = Decimal(ledger.spent_cents(f"local:{server.url}")) / 100
+    assert spent == estimate_cost(len(FIXTURE_HITS), DEFAULT_ASSIGNMENTS, "0.25").total
+
+    tasks = make_tasks_dir(tmp_path / "b", reward="0.25")
+    res = _publish_cli(tasks, server)  # --reward 0.05
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[0] == ("reward: $0.05 per assignment (--reward overrides "
+                                          "the manifest's $0.25)")
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        assert {client.get_hit(HITId=h.hit_id)["HIT"]["Reward"] for h in ledger.hits()} == {
+            "0.05"}
+
+    tasks = make_tasks_dir(tmp_path / "c")  # no reward field
+    res = CliRunner().invoke(publish, [str(tasks), "--endpoint", "local", "--endpoint-url",
+                                       server.url], env=_env(server))
+    assert res.exit_code == 0, res.output
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        assert {client.get_hit(HITId=h.hit_id)["HIT"]["Reward"] for h in ledger.hits()} == {
+            "0.10"}
+
+
+@pytest.mark.parametrize(("reward", "message"), [
+    ("mixed", "HITs have different rewards (0.10, 0.20); pass --reward"),
+    ("ten cents", "reward 'ten cents' is not dollars like '0.10'"),
+])
+def test_bad_or_mixed_manifest_rewards_are_one_line_errors(tmp_path, reward, message):
+    if reward == "mixed":
+        reward = ["0.1"] * (len(FIXTURE_HITS) - 1) + ["0.20"]
+    tasks = make_tasks_dir(tmp_path, reward=reward)
+    res = CliRunner().invoke(publish, [str(tasks), "--endpoint", "local", "--endpoint-url",
+                                       "http://127.0.0.1:9"], env={})
+    assert res.exit_code != 0
+    assert message in res.output and str(tasks / "manifest.jsonl") in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert not (tasks / "ledger.sqlite").exists()
 
 
 def test_manifest_assignments_must_be_a_positive_integer(tmp_path):
