@@ -23,7 +23,8 @@ the feature high or low: ``sign`` +1 / -1), measures
 Printed per reference group: the mean identity share of each panel, the share of cases where
 the panel's dominant region is identity terms (``says id``: the crowd would flag it; for
 class-reliant features this is a false alarm) and the AUC of the identity share between the
-two groups.
+two groups; the ``strong`` rows keep the cases whose reference change is at least ``STRONG``
+standard deviations (the features a sparse head leans on are of this kind).
 
 Usage: ``python benchmarks/measure_text_evidence.py --seeds 0 1 [--out FILE]``
 """
@@ -60,6 +61,7 @@ from tasks.viz.text_panels import (
 from tasks.viz.topk import direction_for, top_k
 
 MIN_RELIANCE = 0.05  # reference change (in feature std) below which a feature relies on neither
+STRONG = 0.5  # rows "strong": reference change at least this (the features a sparse head uses)
 PANELS = ("occlusion", "insertion", "reader")
 CLASS_WORDS = {"toxic": "insult", "non-toxic": "compliment"}
 
@@ -147,9 +149,11 @@ def table(records: list[dict]) -> list[str]:
     groups = defaultdict(list)
     for r in records:
         groups[r["group"]].append(r)
-    lines = [f"{'reference':>10} {'n':>4} | " + " | ".join(f"{p:^20}" for p in PANELS),
-             f"{'':>10} {'':>4} | " + " | ".join(f"{'id share   says id':^20}" for _ in PANELS)]
-    for g in ("identity", "class"):
+        if max(r["ref_id"], r["ref_cls"]) >= STRONG:
+            groups[r["group"] + " strong"].append(r)
+    lines = [f"{'reference':>30} {'n':>4} | " + " | ".join(f"{p:^20}" for p in PANELS),
+             f"{'':>30} {'':>4} | " + " | ".join(f"{'id share   says id':^20}" for _ in PANELS)]
+    for g in ("identity", "class", "identity strong", "class strong"):
         rs = groups.get(g, [])
         cells = []
         for p in PANELS:
@@ -157,9 +161,10 @@ def table(records: list[dict]) -> list[str]:
             says = np.mean([dominant_region(r[p]) == "identity" for r in rs]) if rs else \
                 float("nan")
             cells.append(f"{share:>8.2f} {says:>9.2f}  ")
-        lines.append(f"{g + '-reliant':>10} {len(rs):>4} | " + " | ".join(cells))
+        label = (g.split()[0] + f"-reliant, >= {STRONG:g} sd") if " " in g else g + "-reliant"
+        lines.append(f"{label:>30} {len(rs):>4} | " + " | ".join(cells))
     lines.append("AUC of the identity share (identity- vs class-reliant): " + ", ".join(
-        f"{p} {_auc([r[p]['cues']['identity'] for r in groups.get('identity', [])], [r[p]['cues']['identity'] for r in groups.get('class', [])]):.2f}"  # noqa: E501
+        f"{p} {_auc([r[p]['cues']['identity'] for r in groups.get('identity', [])], [r[p]['cues']['identity'] for r in groups.get('class', [])]):.2f}"
         for p in PANELS))
     for g in ("identity", "class"):
         rs = [r for r in groups.get(g, []) if r["removed"] is not None]
