@@ -16,7 +16,9 @@ the feature high or low: ``sign`` +1 / -1), measures
   ``tasks build`` renders it: ``occlusion`` (share of the highlighted words' attribution on
   identity terms / class words, :func:`tasks.viz.evidence.text_evidence`), ``insertion`` (the
   same shares over the 10 words that push the feature most when appended to 16 ordinary
-  comments, :func:`tasks.viz.text_panels.insertion_ranking`), ``contrast`` (the feature left
+  comments, :func:`tasks.viz.text_panels.insertion_ranking`; candidates as ``tasks build``
+  takes them: the words of the 30 top comments and the 100 words most associated with the
+  feature over the split), ``contrast`` (the feature left
   with the highlighted words removed / only kept), and ``reader``
   (:func:`tasks.viz.text_panels.text_reader_evidence`, what the simulated crowd reads).
 
@@ -50,6 +52,7 @@ from tasks.viz.evidence import dominant_region, text_evidence
 from tasks.viz.source import CLASS_WORD_KINDS, load_source
 from tasks.viz.text_attr import occlusion_attributions
 from tasks.viz.text_panels import (
+    associated_words,
     candidate_words,
     highlight_contrast,
     insertion_ranking,
@@ -111,7 +114,8 @@ def measure(seed: int) -> list[dict]:
                 attrs = occlusion_attributions(src.features, toks, j, sign)
                 occ = text_evidence(attrs, [src.token_kinds[i] for i in rows], CLASS_WORD_KINDS)
                 pool = top_k(col, 30, direction_for(sign))
-                words = candidate_words([src.tokens[i] for i in pool], 100)
+                words = list(dict.fromkeys(candidate_words([src.tokens[i] for i in pool], 100)
+                                           + associated_words(src.tokens, col, sign, 100)))
                 ranking = insertion_ranking(src.features, base, words, j, sign)
                 ins = kind_shares(ranking, kinds_of, CLASS_WORD_KINDS)
                 con = highlight_contrast(src.features, toks, attrs, j, sign,

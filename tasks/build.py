@@ -62,6 +62,7 @@ from tasks.viz.source import ExampleSource, load_source
 from tasks.viz.text_attr import highlight_html, occlusion_attributions, word_scores
 from tasks.viz.text_panels import (
     INSERTION_TOP,
+    associated_words,
     candidate_words,
     highlight_contrast,
     insertion_ranking,
@@ -351,7 +352,9 @@ def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
         ranking: list[tuple[str, float]] = []
         if insertion_words > 0 and insertion_texts > 0:
             pool = top_k(col, max(3 * len(h.examples), 30), h.direction)
-            words = candidate_words([src.tokens[i] for i in pool], insertion_words)
+            words = list(dict.fromkeys(
+                candidate_words([src.tokens[i] for i in pool], insertion_words)
+                + associated_words(src.tokens, col, h.weight, insertion_words)))
             base = [src.texts[i] for i in ordinary_rows(col, insertion_texts)]
             ranking = insertion_ranking(src.features, base, words, h.feature, h.weight)
             h.insertion = [(w, round(e, 4)) for w, e in ranking[:INSERTION_TOP] if e > 0]
@@ -653,9 +656,11 @@ def build_tasks(
         Perturbed copies per image of the LIME panel (0: no LIME panel).
     insertion_words, insertion_texts : int
         Text HITs' insertion panel: at most this many distinct words of the feature's top
-        comments are each appended to this many ordinary comments of the split (those where
-        the feature is nearest its median), and the words that push the feature most the way
-        the class uses it are shown (0: no insertion panel).
+        comments, and as many words whose comments have the feature furthest the class's way
+        over the split (:func:`tasks.viz.text_panels.associated_words`), are each appended to
+        this many ordinary comments of the split (those where the feature is nearest its
+        median), and the words that push the feature most the way the class uses it are
+        shown (0: no insertion panel).
         ``benchmarks/measure_text_evidence.py`` measured which text panel shows identity terms.
     source : ExampleSource, optional
         Examples and model; loaded from ``features_dir/meta.json`` when None.

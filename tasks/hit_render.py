@@ -49,9 +49,10 @@ PANEL_TEXT: dict[str, tuple[str, str]] = {
 #: them.
 TEXT_PANEL_TEXT: dict[str, tuple[str, str]] = {
     "insertion": ("Words that push this feature most when added to ordinary comments",
-                  "each word of the feature's top comments was added to the same ordinary comments; "
-                  "the bar shows how far it moves the feature the way the class uses it, "
-                  "whatever comments the word usually appears in."),
+                  "words of the comments above, and words of comments where the feature is "
+                  "strong, were each added to the same ordinary comments; the bar shows how "
+                  "far the word moves the feature the way the class uses it, whatever comments "
+                  "it usually appears in."),
     "contrast": ("Do the highlighted words explain the feature?",
                  "the share of the feature's difference from an ordinary comment that is left "
                  "with the highlighted words removed, and with only them kept."),

@@ -20,6 +20,7 @@ from tasks.simulate import WorkerProfile, choose_answers, parse_hit_form
 from tasks.viz.evidence import dominant_region, text_evidence
 from tasks.viz.text_attr import occlusion_attributions
 from tasks.viz.text_panels import (
+    associated_words,
     candidate_words,
     highlight_contrast,
     insertion_ranking,
@@ -112,6 +113,16 @@ def test_contrast_least_and_ordinary_rows():
     assert list(least_rows(v, labels, 1, 2, -1.0)) == [5, 0]
     with pytest.raises(ValueError, match="1-d"):
         ordinary_rows(np.zeros((2, 2)), 1)
+
+
+def test_associated_words_screen_the_whole_split():
+    toks = [["a", "x"], ["a", "y"], ["a", "x"], ["b", "y"], ["b", "x"], ["b", "y"], ["c", "x"]]
+    v = np.array([3.0, 3.0, 3.0, 0.0, 0.0, 0.0, 9.0])
+    assert associated_words(toks, v, 1.0, 10, min_count=3) == ["x", "a", "y", "b"]
+    assert associated_words(toks, v, -1.0, 2, min_count=3) == ["b", "y"]
+    assert "c" in associated_words(toks, v, 1.0, 10, min_count=1)
+    with pytest.raises(ValueError, match="7 comments but values of shape"):
+        associated_words(toks, v[:3])
 
 
 def test_reader_takes_a_dominant_insertion_panel_else_the_highlights():

@@ -6,7 +6,8 @@ term, the insult usually takes the larger share even when the feature responds t
 term as strongly. These panels test words on a common footing:
 
 - **insertion** (:func:`insertion_ranking`): each candidate word (the words of the feature's
-  top comments) is appended to the same ordinary comments of the split (those where the
+  top comments, and the words whose comments have the feature furthest the class's way over
+  the whole split, :func:`associated_words`) is appended to the same ordinary comments of the split (those where the
   feature is nearest its median) and the mean change of the feature, in the direction the
   class uses, ranks the words: the words that push the feature most, whatever comments they
   usually appear in.
@@ -35,6 +36,7 @@ from tasks.viz.evidence import dominant_region
 
 __all__ = [
     "INSERTION_TOP",
+    "associated_words",
     "candidate_words",
     "highlight_contrast",
     "insertion_ranking",
@@ -98,6 +100,36 @@ def candidate_words(tokens: Sequence[Sequence[str]], max_words: int = 100) -> li
     first (ties alphabetical), at most ``max_words``."""
     counts = Counter(w for toks in tokens for w in map(normalize_word, toks) if w)
     return [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:max_words]
+
+
+def associated_words(tokens: Sequence[Sequence[str]], values: np.ndarray, sign: float = 1.0,
+                     max_words: int = 100, min_count: int = 3) -> list[str]:
+    """Words whose comments have the feature furthest the class's way, over a whole split.
+
+    A cheap screen (no model call): for every word in at least ``min_count`` comments, the
+    mean of ``sign * (f - mean f)`` over the comments that contain it; the ``max_words``
+    largest first (ties alphabetical). :func:`insertion_ranking` then tests them causally.
+
+    Parameters
+    ----------
+    tokens : list of list of str
+        Every comment's tokens, (m,).
+    values : ndarray (m,)
+        The feature's value on each comment.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or len(v) != len(tokens):
+        raise ValueError(f"associated_words: {len(tokens)} comments but values of shape "
+                         f"{v.shape}")
+    z = (1.0 if sign >= 0 else -1.0) * (v - v.mean()) if v.size else v
+    total: dict[str, float] = {}
+    count: Counter[str] = Counter()
+    for toks, val in zip(tokens, z, strict=True):
+        for w in {normalize_word(t) for t in toks} - {""}:
+            total[w] = total.get(w, 0.0) + float(val)
+            count[w] += 1
+    score = {w: total[w] / n for w, n in count.items() if n >= min_count}
+    return [w for w, _ in sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))][:max_words]
 
 
 def insertion_ranking(encode: Encode, base_texts: Sequence[str], words: Sequence[str],
