@@ -46,7 +46,7 @@ from sparse_probe.rundir import (
     write_text,
 )
 from tasks.cost import DEFAULT_ASSIGNMENTS, CostEstimate, estimate_cost
-from tasks.hit_render import PANEL_TEXT, render_hit, render_mturk_template
+from tasks.hit_render import PANEL_TEXT, render_hit, render_mturk_template, render_text_panels
 from tasks.question_xml import ASSET_PREFIX, QuestionTooLargeError, html_question, retarget_assets
 from tasks.viz.evidence import (
     DOMINANT_SHARE,
@@ -360,6 +360,9 @@ def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
             h.insertion = [(w, round(e, 4)) for w, e in ranking[:INSERTION_TOP] if e > 0]
         h.least_texts = [src.texts[i] for i in least_rows(col, labels, h.cls, n_least,
                                                           h.weight)]
+        _write_text(assets / f"{h.hit_key}-panels.html",
+                    render_text_panels(h.insertion, h.text_contrast, h.least_texts))
+        h.assets["panels"] = f"assets/{h.hit_key}-panels.html"
         if src.token_kinds is not None and kinds_of is not None:
             kinds = [src.token_kinds[i] for i in h.examples]
             occ = text_evidence(attrs, kinds, src.class_word_kinds)
@@ -501,7 +504,7 @@ def _batch_rows(hits: list[HitSpec], asset_base_url: str) -> tuple[list[str], li
     kind = hits[0].kind
     files = (["class_examples", "grid", "heat", "activation", "contrast", "least", "fvis"]
              if kind == "image"
-             else ["class_cloud", "examples", "cloud"])
+             else ["class_cloud", "examples", "cloud", "panels"])
     header = ["hit_key", "class_name", "feature", "direction", "direction_note", "fvis_verb",
               "attention_number", "asset_base_url", *[f"{f}_file" for f in files]]
     if kind == "image":

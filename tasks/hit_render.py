@@ -27,6 +27,7 @@ __all__ = [
     "pattern_options",
     "render_hit",
     "render_mturk_template",
+    "render_text_panels",
 ]
 
 
@@ -170,12 +171,29 @@ def render_hit(
         map_panels=[(p, *_panel_text(p)) for p in PANEL_TEXT if p != heat_panel and p in assets],
         contrast=[(_panel_text(p)[0], round(100 * c["removed"]), round(100 * c["kept"]))
                   for p, c in (contrast or {}).items()],
-        text_panels=TEXT_PANEL_TEXT, insertion=_insertion_bars(insertion),
-        text_contrast=({k: round(100 * float(text_contrast[k])) for k in ("removed", "kept")}
-                       if text_contrast else None),
-        least_texts=list(least_texts),
+        **_text_panel_context(insertion, text_contrast, least_texts),
         **_questions(schema, kind, class_name, attention_number),
     )
+
+
+def _text_panel_context(insertion: Sequence[tuple[str, float]],
+                        text_contrast: Mapping[str, float] | None,
+                        least_texts: Sequence[str]) -> dict[str, Any]:
+    """Template context of ``text_panels.html``."""
+    return {"text_panels": TEXT_PANEL_TEXT, "insertion": _insertion_bars(insertion),
+            "text_contrast": ({k: round(100 * float(text_contrast[k])) for k in
+                               ("removed", "kept")} if text_contrast else None),
+            "least_texts": list(least_texts)}
+
+
+def render_text_panels(insertion: Sequence[tuple[str, float]] = (),
+                       text_contrast: Mapping[str, float] | None = None,
+                       least_texts: Sequence[str] = ()) -> str:
+    """A standalone page with a text HIT's panels beyond the highlighted comments (contrast,
+    insertion, least-activating comments; as on the HIT page), the ``panels`` asset that
+    MTurk's template shows in a frame. Arguments as :func:`render_hit`'s."""
+    return environment().get_template("text_panels_page.html").render(
+        **_text_panel_context(insertion, text_contrast, least_texts))
 
 
 def _insertion_bars(insertion: Sequence[tuple[str, float]]) -> list[tuple[str, float, int]]:

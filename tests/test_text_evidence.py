@@ -5,8 +5,10 @@ whose identity-term feature the highlighted comments hide and the insertion pane
 
 from __future__ import annotations
 
+import csv
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,6 +168,24 @@ def test_text_hit_pages_show_every_panel_and_say_what_it_shows(toy_build):
     # the least-activating comments are the class's own
     ids = json.loads((root / "features" / "val_ids.json").read_text())
     assert len(ids) == 30 and by_feature[2]["class_name"] == "non-toxic"
+
+
+def test_mturk_layout_shows_the_panels_asset(toy_build):
+    root, res = toy_build
+    out = root / "tasks"
+    with open(out / "batch.csv", newline="") as fh:
+        rows = {r["hit_key"]: r for r in csv.DictReader(fh)}
+    assert "${panels_file}" in (out / "template.html").read_text()
+    for r in res.manifest:
+        name = rows[r["hit_key"]]["panels_file"]
+        assert name == Path(r["assets"]["panels"]).name
+        soup = BeautifulSoup((out / "assets" / name).read_text(), "html5lib")
+        words = [td.get_text() for td in soup.select("table.insertion td.word")]
+        page = BeautifulSoup((out / r["html"]).read_text(), "html5lib")
+        assert words == [td.get_text() for td in page.select("table.insertion td.word")]
+        assert len(soup.select("ol.least-texts li")) == 6
+        if r["feature"] == 1:
+            assert set(words) <= set(IDENTITY_WORDS)
 
 
 def test_simulated_reader_answers_from_the_panels_it_is_shown(toy_build):
