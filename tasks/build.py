@@ -663,7 +663,9 @@ def build_tasks(
         over the split (:func:`tasks.viz.text_panels.associated_words`), are each appended to
         this many ordinary comments of the split (those where the feature is nearest its
         median), and the words that push the feature most the way the class uses it are
-        shown (0: no insertion panel).
+        shown (0: no insertion panel). Each text HIT costs up to ``2 * insertion_words *
+        insertion_texts`` extra forward passes of the encoder (3,200 by default: a second on
+        the built-in bag-of-embeddings model, longer on a large transformer on CPU).
         ``benchmarks/measure_text_evidence.py`` measured which text panel shows identity terms.
     source : ExampleSource, optional
         Examples and model; loaded from ``features_dir/meta.json`` when None.
