@@ -46,9 +46,10 @@ from sparse_probe.rundir import (
     write_text,
 )
 from tasks.cost import DEFAULT_ASSIGNMENTS, CostEstimate, estimate_cost, parse_reward
-from tasks.hit_render import PANEL_TEXT, render_hit, render_mturk_template
+from tasks.hit_render import PANEL_TEXT, render_hit, render_mturk_template, render_text_panels
 from tasks.question_xml import ASSET_PREFIX, QuestionTooLargeError, html_question, retarget_assets
 from tasks.viz.evidence import (
+    DOMINANT_SHARE,
     dominant_share,
     reader_evidence,
     text_evidence,
@@ -59,6 +60,18 @@ from tasks.viz.grid import image_grid, overlay, save_png
 from tasks.viz.panels import HIT_PANELS, MAP_PANELS, panel_evidence
 from tasks.viz.source import ExampleSource, load_source
 from tasks.viz.text_attr import highlight_html, occlusion_attributions, word_scores
+from tasks.viz.text_panels import (
+    INSERTION_TOP,
+    associated_words,
+    candidate_words,
+    highlight_contrast,
+    insertion_ranking,
+    kind_shares,
+    least_rows,
+    ordinary_rows,
+    text_reader_evidence,
+    word_kinds,
+)
 from tasks.viz.topk import direction_for, top_k
 from tasks.viz.wordcloud import cloud_html, cloud_png
 
@@ -107,6 +120,9 @@ class HitSpec:
     evidence_panels: dict[str, dict] | None = None
     evidence_images: dict[str, dict[str, float]] | None = None
     gold_candidate: bool = False  # a feature outside the audit, rendered to become a gold item
+    insertion: list[tuple[str, float]] = field(default_factory=list)  # text: words that push it
+    text_contrast: dict[str, float] | None = None  # text: highlighted words removed / kept
+    least_texts: list[str] = field(default_factory=list)  # text: class's least-activating
 
     def record(self) -> dict[str, Any]:
         """The manifest line (docs/contracts.md, tasks/)."""
@@ -304,11 +320,19 @@ _EXAMPLES_PAGE = """<!DOCTYPE html>
 
 
 def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
+                        values: np.ndarray, labels: np.ndarray, n_least: int,
+                        insertion_words: int, insertion_texts: int,
                         progress: bool) -> dict[int, Markup]:
-    """Token attributions, highlighted comments and word clouds of every text HIT; returns the
-    HTML word cloud of each class (its features' words weighted by |weight|)."""
+    """Every text HIT's panels: token attributions (highlighted comments, word clouds), the
+    contrast of the highlighted words (removed vs only kept), the words that push the feature
+    most when appended to ordinary comments (insertion; :mod:`tasks.viz.text_panels`), the
+    class's least-activating comments; with ground truth, each panel's shares and the evidence
+    a careful reader takes from them (:func:`tasks.viz.text_panels.text_reader_evidence`).
+    Returns the HTML word cloud of each class (its features' words weighted by |weight|)."""
     assets = stage / "assets"
     class_words: dict[int, dict[str, float]] = {}
+    kinds_of = (word_kinds(src.tokens, src.token_kinds) if src.token_kinds is not None
+                else None)
     for h in tqdm(hits, desc="token attributions", unit="feature", disable=not progress):
         toks = [src.tokens[i] for i in h.examples]
         attrs = occlusion_attributions(src.features, toks, h.feature, h.weight)
@@ -321,10 +345,35 @@ def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
         cloud_png(h.words, assets / f"{h.hit_key}-cloud.png")
         h.assets["examples"] = f"assets/{h.hit_key}-examples.html"
         h.assets["cloud"] = f"assets/{h.hit_key}-cloud.png"
-        if src.token_kinds is not None:
+        col = np.asarray(values[:, h.feature], dtype=np.float64)
+        baseline = float(np.median(col))
+        h.text_contrast = highlight_contrast(src.features, toks, attrs, h.feature, h.weight,
+                                             baseline)
+        ranking: list[tuple[str, float]] = []
+        if insertion_words > 0 and insertion_texts > 0:
+            pool = top_k(col, max(3 * len(h.examples), 30), h.direction)
+            words = list(dict.fromkeys(
+                candidate_words([src.tokens[i] for i in pool], insertion_words)
+                + associated_words(src.tokens, col, h.weight, insertion_words)))
+            base = [src.texts[i] for i in ordinary_rows(col, insertion_texts)]
+            ranking = insertion_ranking(src.features, base, words, h.feature, h.weight)
+            h.insertion = [(w, round(e, 4)) for w, e in ranking[:INSERTION_TOP] if e > 0]
+        h.least_texts = [src.texts[i] for i in least_rows(col, labels, h.cls, n_least,
+                                                          h.weight)]
+        _write_text(assets / f"{h.hit_key}-panels.html",
+                    render_text_panels(h.insertion, h.text_contrast, h.least_texts))
+        h.assets["panels"] = f"assets/{h.hit_key}-panels.html"
+        if src.token_kinds is not None and kinds_of is not None:
             kinds = [src.token_kinds[i] for i in h.examples]
-            h.evidence = text_evidence(attrs, kinds, src.class_word_kinds)
-            h.truth = truth_from_evidence(h.evidence, {"identity": "identity"})
+            occ = text_evidence(attrs, kinds, src.class_word_kinds)
+            h.evidence_panels = {"occlusion": {**occ, **(h.text_contrast or {})}}
+            if ranking:
+                h.evidence_panels["insertion"] = kind_shares(ranking, kinds_of,
+                                                             src.class_word_kinds)
+            h.evidence = dict(text_reader_evidence(h.evidence_panels, occ))
+            # the truth is what dominates the evidence at the reader's own threshold
+            h.truth = truth_from_evidence(h.evidence, {"identity": "identity"},
+                                          threshold=DOMINANT_SHARE)
         top = max(h.words.values(), default=0.0)
         if h.gold_candidate:  # the class cloud shows the audited features' words only
             continue
@@ -455,7 +504,7 @@ def _batch_rows(hits: list[HitSpec], asset_base_url: str) -> tuple[list[str], li
     kind = hits[0].kind
     files = (["class_examples", "grid", "heat", "activation", "contrast", "least", "fvis"]
              if kind == "image"
-             else ["class_cloud", "examples", "cloud"])
+             else ["class_cloud", "examples", "cloud", "panels"])
     header = ["hit_key", "class_name", "feature", "direction", "direction_note", "fvis_verb",
               "attention_number", "asset_base_url", *[f"{f}_file" for f in files]]
     if kind == "image":
@@ -545,6 +594,8 @@ def build_tasks(
     heat_floor: float = 0.5,
     panels: tuple[str, ...] | list[str] = HIT_PANELS,
     lime_samples: int = 96,
+    insertion_words: int = 100,
+    insertion_texts: int = 16,
     source: ExampleSource | None = None,
     progress: bool = True,
     questions: QuestionSchema | None = None,
@@ -606,6 +657,16 @@ def build_tasks(
         panel shows which kind of cue.
     lime_samples : int
         Perturbed copies per image of the LIME panel (0: no LIME panel).
+    insertion_words, insertion_texts : int
+        Text HITs' insertion panel: at most this many distinct words of the feature's top
+        comments, and as many words whose comments have the feature furthest the class's way
+        over the split (:func:`tasks.viz.text_panels.associated_words`), are each appended to
+        this many ordinary comments of the split (those where the feature is nearest its
+        median), and the words that push the feature most the way the class uses it are
+        shown (0: no insertion panel). Each text HIT costs up to ``2 * insertion_words *
+        insertion_texts`` extra forward passes of the encoder (3,200 by default: a second on
+        the built-in bag-of-embeddings model, longer on a large transformer on CPU).
+        ``benchmarks/measure_text_evidence.py`` measured which text panel shows identity terms.
     source : ExampleSource, optional
         Examples and model; loaded from ``features_dir/meta.json`` when None.
     progress : bool
@@ -631,6 +692,10 @@ def build_tasks(
         raise BuildError(f"features per class must be >= 1, got {k_features}")
     if not 0 <= gold_share <= 1:
         raise BuildError(f"gold share must be in [0, 1], got {gold_share}")
+    for name, value in (("insertion_words", insertion_words),
+                        ("insertion_texts", insertion_texts)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise BuildError(f"{name} must be an integer >= 0, got {value!r}")
     unknown = [p for p in panels if p not in MAP_PANELS]
     if unknown or not panels:
         raise BuildError(f"panels: unknown {unknown or 'none given'}; expected some of "
@@ -737,7 +802,9 @@ def build_tasks(
                                  n_class_examples, labels, X, heat_floor, tuple(panels),
                                  lime_samples, progress)
         else:
-            class_clouds = _render_text_assets(src, hits + cands, stage, progress)
+            class_clouds = _render_text_assets(src, hits + cands, stage, X, labels,
+                                               n_examples,
+                                               insertion_words, insertion_texts, progress)
             for c in {h.cls for h in hits + cands}:
                 idx = np.flatnonzero(labels == c)[: min(3, n_class_examples)]
                 class_texts[c] = [src.texts[i] for i in idx]
@@ -755,7 +822,8 @@ def build_tasks(
                 n_examples=len(h.examples), texts=h.texts, cloud=h.cloud,
                 class_cloud=class_clouds.get(h.cls, Markup("")),
                 class_texts=class_texts.get(h.cls, []), heat_empty=h.heat_empty,
-                heat_panel=h.heat_panel, contrast=h.contrast, schema=questions)
+                heat_panel=h.heat_panel, contrast=h.contrast, insertion=h.insertion,
+                text_contrast=h.text_contrast, least_texts=h.least_texts, schema=questions)
             try:
                 html_question(retarget_assets(page, LONG_BASE_URL), what=h.hit_key)
             except (QuestionTooLargeError, ValueError) as exc:

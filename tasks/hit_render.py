@@ -22,10 +22,12 @@ from sparse_probe.questions import PATTERN, QuestionSchema, RenderedQuestion, de
 
 __all__ = [
     "PANEL_TEXT",
+    "TEXT_PANEL_TEXT",
     "environment",
     "pattern_options",
     "render_hit",
     "render_mturk_template",
+    "render_text_panels",
 ]
 
 
@@ -41,6 +43,22 @@ PANEL_TEXT: dict[str, tuple[str, str]] = {
     "gradient": ("Sharpened heatmap",
                  "the feature's map sharpened by pixel gradients: precise on small marks, but "
                  "it can put a background pattern on the object's outline."),
+}
+
+
+#: Title and one-line description of each text panel (tasks.viz.text_panels), as the HIT says
+#: them.
+TEXT_PANEL_TEXT: dict[str, tuple[str, str]] = {
+    "insertion": ("Words that push this feature most when added to ordinary comments",
+                  "words of the comments above, and words of comments where the feature is "
+                  "strong, were each added to the same ordinary comments; the bar shows how "
+                  "far the word moves the feature the way the class uses it, whatever comments "
+                  "it usually appears in."),
+    "contrast": ("Do the highlighted words explain the feature?",
+                 "the share of the feature's difference from an ordinary comment that is left "
+                 "with the highlighted words removed, and with only them kept."),
+    "least": ("Comments of the class where this feature is weakest",
+              "compare them with the comments above: what do those have that these lack?"),
 }
 
 
@@ -95,6 +113,9 @@ def render_hit(
     heat_empty: bool = False,
     heat_panel: str = "",
     contrast: Mapping[str, Mapping[str, float]] | None = None,
+    insertion: Sequence[tuple[str, float]] = (),
+    text_contrast: Mapping[str, float] | None = None,
+    least_texts: Sequence[str] = (),
     schema: QuestionSchema | None = None,
 ) -> str:
     """A complete HIT page.
@@ -129,6 +150,14 @@ def render_hit(
     contrast : mapping, optional
         Per map panel ``{"removed": f, "kept": f}``: the share of the feature left with the
         panel's highlighted region removed / with only it kept (shown as percentages).
+    insertion : sequence of (str, float)
+        Text HITs: the words that push the feature most when appended to ordinary comments,
+        with their effect (largest first; :func:`tasks.viz.text_panels.insertion_ranking`).
+    text_contrast : mapping, optional
+        Text HITs: ``{"removed": f, "kept": f}``, the share of the feature left with the
+        highlighted words removed / only kept (:func:`tasks.viz.text_panels.highlight_contrast`).
+    least_texts : sequence of str
+        Text HITs: the class's comments where the feature is weakest (escaped).
     schema : QuestionSchema, optional
         The questions asked (default: the built-in schema).
     """
@@ -142,8 +171,36 @@ def render_hit(
         map_panels=[(p, *_panel_text(p)) for p in PANEL_TEXT if p != heat_panel and p in assets],
         contrast=[(_panel_text(p)[0], round(100 * c["removed"]), round(100 * c["kept"]))
                   for p, c in (contrast or {}).items()],
+        **_text_panel_context(insertion, text_contrast, least_texts),
         **_questions(schema, kind, class_name, attention_number),
     )
+
+
+def _text_panel_context(insertion: Sequence[tuple[str, float]],
+                        text_contrast: Mapping[str, float] | None,
+                        least_texts: Sequence[str]) -> dict[str, Any]:
+    """Template context of ``text_panels.html``."""
+    return {"text_panels": TEXT_PANEL_TEXT, "insertion": _insertion_bars(insertion),
+            "text_contrast": ({k: round(100 * float(text_contrast[k])) for k in
+                               ("removed", "kept")} if text_contrast else None),
+            "least_texts": list(least_texts)}
+
+
+def render_text_panels(insertion: Sequence[tuple[str, float]] = (),
+                       text_contrast: Mapping[str, float] | None = None,
+                       least_texts: Sequence[str] = ()) -> str:
+    """A standalone page with a text HIT's panels beyond the highlighted comments (contrast,
+    insertion, least-activating comments; as on the HIT page), the ``panels`` asset that
+    MTurk's template shows in a frame. Arguments as :func:`render_hit`'s."""
+    return environment().get_template("text_panels_page.html").render(
+        **_text_panel_context(insertion, text_contrast, least_texts))
+
+
+def _insertion_bars(insertion: Sequence[tuple[str, float]]) -> list[tuple[str, float, int]]:
+    """(word, effect, bar width in % of the largest effect) of the positive effects."""
+    items = [(str(w), float(e)) for w, e in insertion if float(e) > 0]
+    top = max((e for _, e in items), default=0.0)
+    return [(w, e, max(1, round(100 * e / top))) for w, e in items] if top > 0 else []
 
 
 def _panel_text(panel: str) -> tuple[str, str]:

@@ -11,8 +11,11 @@ feature best and sees where that map's mass lies (the manifest row's ``evidence_
 each map's share of mass on the object, on each planted cue and on the rest, measured with
 the ground-truth masks; :func:`tasks.viz.evidence.reader_evidence`); where the maps leave it
 open, a cue that is in most top images and rare in the class's least-activating ones (the
-least-activating panel; ``evidence_images``) is what they share. Rows without panels (text
-HITs, older manifests) give ``evidence``, the shares of the one attribution shown. Workers
+least-activating panel; ``evidence_images``) is what they share. A text HIT shows highlighted
+comments and the words that push the feature most when added to ordinary comments (the
+insertion panel); the reader takes what clearly dominates the insertion panel, else the
+highlighted words (:func:`tasks.viz.text_panels.text_reader_evidence`). Rows without panels
+(older manifests) give ``evidence``, the shares of the one attribution shown. Workers
 never see ``truth``. Better evidence on the page therefore gives better simulated answers.
 
 Worker kinds:
@@ -67,6 +70,7 @@ from sparse_probe.questions import (
 )
 from sparse_probe.rundir import read_manifest
 from tasks.viz.evidence import reader_evidence
+from tasks.viz.text_panels import text_reader_evidence
 
 __all__ = [
     "BLIND_SOURCE",
@@ -227,8 +231,11 @@ def choose_answers(form: HitForm, row: Mapping[str, Any], profile: WorkerProfile
     schema = schema or default_schema()
     presence, pattern_field = schema.field_for(PRESENCE), schema.field_for(PATTERN)
     other = schema.value_for(pattern_field or "", SPURIOUS, "other")
-    seen = reader_evidence(row.get("evidence"), row.get("evidence_panels"),
-                           row.get("evidence_images"))
+    if row.get("kind") == "text":  # highlighted comments and the insertion panel
+        seen = text_reader_evidence(row.get("evidence_panels"), row.get("evidence"))
+    else:
+        seen = reader_evidence(row.get("evidence"), row.get("evidence_panels"),
+                               row.get("evidence_images"))
     shared, pattern, summary = evidence_answer(seen, row.get("kind", "image"), schema=schema)
     says_yes = schema.meaning(presence or "", shared) == PATTERN
     attention = row.get("attention") or {}

@@ -242,7 +242,7 @@ def test_text_hits(text_build):
     for r in res.manifest:
         assert set(r) == MANIFEST_KEYS and r["kind"] == "text"
         assert r["hit_key"].startswith("txt-")
-        assert set(r["assets"]) == {"examples", "cloud", "class_cloud"}
+        assert set(r["assets"]) == {"examples", "cloud", "class_cloud", "panels"}
         text = (out / r["html"]).read_text()
         _strict_parse(text)
         soup = BeautifulSoup(text, "html5lib")

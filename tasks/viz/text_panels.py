@@ -1,0 +1,267 @@
+"""The evidence panels of a text HIT beyond the highlighted comments.
+
+Occlusion (:mod:`tasks.viz.text_attr`) shows which words of the top comments drive a feature,
+but it is confounded by what co-occurs in them: in toxic comments that mention an identity
+term, the insult usually takes the larger share even when the feature responds to the identity
+term as strongly. These panels test words on a common footing:
+
+- **insertion** (:func:`insertion_ranking`): each candidate word (the words of the feature's
+  top comments, and the words whose comments have the feature furthest the class's way over
+  the whole split, :func:`associated_words`) is appended to the same ordinary comments of the split (those where the
+  feature is nearest its median) and the mean change of the feature, in the direction the
+  class uses, ranks the words: the words that push the feature most, whatever comments they
+  usually appear in.
+- **contrast** (:func:`highlight_contrast`): the top comments with their highlighted words
+  removed, and with only those words kept: how much of the feature's departure from an
+  ordinary comment is left (does the highlight explain the feature?).
+- **least-activating** comments of the class (:func:`least_rows`): what the class's comments
+  look like where the feature is weakest.
+
+With ground truth (token kinds of the built-in corpus), :func:`kind_shares` measures the share
+of each panel's mass on class words, identity terms and the rest, and
+:func:`text_reader_evidence` is what a careful reader takes from the panels (the simulated
+crowd reads the same). ``benchmarks/measure_text_evidence.py`` measured which panel separates
+identity-term features from features of the class's own words.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from tasks.viz.evidence import dominant_region
+
+__all__ = [
+    "INSERTION_TOP",
+    "associated_words",
+    "candidate_words",
+    "highlight_contrast",
+    "insertion_ranking",
+    "kind_shares",
+    "least_rows",
+    "normalize_word",
+    "ordinary_rows",
+    "text_reader_evidence",
+    "word_kinds",
+]
+
+Encode = Callable[[list[str]], torch.Tensor | np.ndarray]
+
+#: Words of the insertion ranking shown on the page (and measured by :func:`kind_shares`).
+INSERTION_TOP = 10
+_STRIP = ".,!?;:\"'()"
+
+
+def normalize_word(token: str) -> str:
+    """A token as the word clouds and panels show it: lower case, outer punctuation removed."""
+    return token.lower().strip(_STRIP)
+
+
+def _encode(encode: Encode, texts: list[str], feature: int, batch_size: int) -> np.ndarray:
+    vals = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            out = encode(texts[start : start + batch_size])
+            out = out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else out
+            vals.append(np.asarray(out, dtype=np.float64)[:, feature])
+    return np.concatenate(vals) if vals else np.zeros(0)
+
+
+def ordinary_rows(values: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` rows whose value is nearest the median (ties: lower index first).
+
+    Parameters
+    ----------
+    values : ndarray (m,)
+        One feature's values over the split.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1:
+        raise ValueError(f"ordinary_rows: values must be 1-d, got shape {v.shape}")
+    order = np.argsort(np.abs(v - np.median(v)), kind="stable") if v.size else np.zeros(0, int)
+    return order[: max(0, int(n))]
+
+
+def least_rows(values: np.ndarray, labels: np.ndarray, cls: int, n: int, sign: float
+               ) -> np.ndarray:
+    """The class's ``n`` rows where the feature is weakest in the class's direction (lowest
+    values for a positive weight ``sign``, highest for a negative one)."""
+    rows = np.flatnonzero(np.asarray(labels) == cls)
+    v = np.asarray(values, dtype=np.float64)[rows]
+    key = v if sign >= 0 else -v
+    return rows[np.argsort(key, kind="stable")[: max(0, int(n))]]
+
+
+def candidate_words(tokens: Sequence[Sequence[str]], max_words: int = 100) -> list[str]:
+    """Distinct words of ``tokens`` (normalized, :func:`normalize_word`), the most frequent
+    first (ties alphabetical), at most ``max_words``."""
+    counts = Counter(w for toks in tokens for w in map(normalize_word, toks) if w)
+    return [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:max_words]
+
+
+def associated_words(tokens: Sequence[Sequence[str]], values: np.ndarray, sign: float = 1.0,
+                     max_words: int = 100, min_count: int = 3) -> list[str]:
+    """Words whose comments have the feature furthest the class's way, over a whole split.
+
+    A cheap screen (no model call): for every word in at least ``min_count`` comments, the
+    mean of ``sign * (f - mean f)`` over the comments that contain it; the ``max_words``
+    largest first (ties alphabetical). :func:`insertion_ranking` then tests them causally.
+
+    Parameters
+    ----------
+    tokens : list of list of str
+        Every comment's tokens, (m,).
+    values : ndarray (m,)
+        The feature's value on each comment.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or len(v) != len(tokens):
+        raise ValueError(f"associated_words: {len(tokens)} comments but values of shape "
+                         f"{v.shape}")
+    z = (1.0 if sign >= 0 else -1.0) * (v - v.mean()) if v.size else v
+    total: dict[str, float] = {}
+    count: Counter[str] = Counter()
+    for toks, val in zip(tokens, z, strict=True):
+        for w in {normalize_word(t) for t in toks} - {""}:
+            total[w] = total.get(w, 0.0) + float(val)
+            count[w] += 1
+    score = {w: total[w] / n for w, n in count.items() if n >= min_count}
+    return [w for w, _ in sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))][:max_words]
+
+
+def insertion_ranking(encode: Encode, base_texts: Sequence[str], words: Sequence[str],
+                      feature: int, sign: float = 1.0, batch_size: int = 512
+                      ) -> list[tuple[str, float]]:
+    """Every word's mean effect on the feature when appended to each of ``base_texts``.
+
+    Parameters
+    ----------
+    encode : callable
+        ``encode(list of str) -> (m, d)`` features.
+    base_texts : list of str
+        Comments the words are appended to (``text + " " + word``).
+    words : list of str
+    feature : int
+    sign : float
+        Sign of the class weight: effects are ``sign * (f(text + word) - f(text))``, i.e.
+        positive where the word pushes the feature the way the class uses it.
+
+    Returns
+    -------
+    list of (word, effect)
+        Largest effect first (ties: the order of ``words``).
+    """
+    base = list(base_texts)
+    if not base or not words:
+        return []
+    s = 1.0 if sign >= 0 else -1.0
+    f0 = _encode(encode, base, feature, batch_size)
+    texts = [f"{t} {w}" for w in words for t in base]
+    f1 = _encode(encode, texts, feature, batch_size).reshape(len(words), len(base))
+    effect = s * (f1 - f0[None, :]).mean(1)
+    order = np.argsort(-effect, kind="stable")
+    return [(str(words[i]), float(effect[i])) for i in order]
+
+
+def highlight_contrast(encode: Encode, tokens: Sequence[Sequence[str]],
+                       attributions: Sequence[np.ndarray], feature: int, sign: float,
+                       baseline: float, floor: float = 0.5, batch_size: int = 512
+                       ) -> dict[str, float] | None:
+    """How much of the feature's departure from an ordinary comment the highlighted words
+    carry, over the top comments.
+
+    A token is highlighted when its attribution is at least ``floor`` times the comment's
+    largest (positive) one. For each comment with a departure ``s * (f(x) - baseline) > 0``
+    (``s`` the sign of the class weight, ``baseline`` the feature's median), ``removed`` is
+    the share of that departure left with the highlighted tokens removed and ``kept`` the share
+    with only them kept (each clipped to [0, 1]); ``area`` the share of tokens highlighted.
+
+    Returns
+    -------
+    dict or None
+        ``{"removed", "kept", "area"}`` (means over the comments), or None when no comment
+        has a highlight and a departure.
+    """
+    s = 1.0 if sign >= 0 else -1.0
+    full, removed, kept, area = [], [], [], []
+    for toks, attr in zip(tokens, attributions, strict=True):
+        a = np.asarray(attr, dtype=np.float64)
+        if not len(toks) or a.size == 0 or a.max() <= 0:
+            continue
+        hl = a >= floor * a.max()
+        full.append(" ".join(toks))
+        removed.append(" ".join(t for t, h in zip(toks, hl, strict=True) if not h))
+        kept.append(" ".join(t for t, h in zip(toks, hl, strict=True) if h))
+        area.append(float(hl.mean()))
+    if not full:
+        return None
+    v = _encode(encode, full + removed + kept, feature, batch_size).reshape(3, len(full))
+    dep = s * (v - baseline)
+    ok = dep[0] > 1e-9
+    if not ok.any():
+        return None
+    share = np.clip(dep[1:, ok] / dep[0, ok], 0.0, 1.0)
+    return {"removed": round(float(share[0].mean()), 4), "kept": round(float(share[1].mean()), 4),
+            "area": round(float(np.mean(np.asarray(area)[ok])), 4)}
+
+
+def word_kinds(tokens: Sequence[Sequence[str]], kinds: Sequence[Sequence[str]]
+               ) -> dict[str, str]:
+    """Word -> its ground-truth kind (the first kind seen for it) from the tokens and token
+    kinds of a corpus."""
+    out: dict[str, str] = {}
+    for toks, ks in zip(tokens, kinds, strict=True):
+        for t, k in zip(toks, ks, strict=True):
+            out.setdefault(normalize_word(t), str(k))
+    return out
+
+
+def kind_shares(ranking: Sequence[tuple[str, float]], kinds: Mapping[str, str],
+                class_kinds: Sequence[str], top: int = INSERTION_TOP) -> dict:
+    """Shares of the positive effect of the ``top`` first words of a ranking on class words,
+    identity terms and the rest (the evidence format of :mod:`tasks.viz.evidence`).
+
+    Returns
+    -------
+    dict
+        ``{"object": f, "cues": {"identity": f}, "background": f}`` (all zero when no word
+        has a positive effect).
+    """
+    cls = set(class_kinds)
+    mass = {"object": 0.0, "identity": 0.0, "rest": 0.0}
+    for word, effect in list(ranking)[:top]:
+        if effect <= 0:
+            continue
+        k = kinds.get(normalize_word(word), "other")
+        part = "identity" if k.startswith("identity") else "object" if k in cls else "rest"
+        mass[part] += float(effect)
+    total = sum(mass.values())
+    if total <= 0:
+        return {"object": 0.0, "cues": {"identity": 0.0}, "background": 0.0}
+    return {"object": mass["object"] / total, "cues": {"identity": mass["identity"] / total},
+            "background": mass["rest"] / total}
+
+
+def text_reader_evidence(panels: Mapping[str, Mapping] | None,
+                         evidence: Mapping | None = None) -> Mapping | None:
+    """The evidence a careful reader takes from a text HIT's panels.
+
+    The insertion panel tests every word in the same ordinary comments, so it is free of what
+    merely co-occurs in the top comments: when one kind of word clearly dominates it
+    (:func:`tasks.viz.evidence.dominant_region`), that is what the reader sees. Otherwise the
+    highlighted comments (``panels["occlusion"]``, else ``evidence``) decide.
+    """
+    panels = panels or {}
+    ins = panels.get("insertion")
+    if ins is not None and dominant_region(ins) is not None:
+        return _shares(ins)
+    occ = panels.get("occlusion")
+    return _shares(occ) if occ is not None else evidence
+
+
+def _shares(p: Mapping) -> dict:
+    return {"object": float(p.get("object") or 0.0), "cues": dict(p.get("cues") or {}),
+            "background": float(p.get("background") or 0.0)}

@@ -1,0 +1,256 @@
+"""Text HIT panels beyond the highlighted comments: insertion (words that push the feature most
+when appended to ordinary comments), contrast of the highlighted words, least-activating
+comments of the class; what the simulated reader takes from them; and a real trained model
+whose identity-term feature the highlighted comments hide and the insertion panel shows."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from bs4 import BeautifulSoup
+from helpers_viz import IDENTITY_WORDS, TOXIC_WORDS, text_run
+
+from sparse_probe.questions import default_schema
+from tasks.build import BuildError, build_tasks
+from tasks.simulate import WorkerProfile, choose_answers, parse_hit_form
+from tasks.viz.evidence import dominant_region, text_evidence
+from tasks.viz.text_attr import occlusion_attributions
+from tasks.viz.text_panels import (
+    associated_words,
+    candidate_words,
+    highlight_contrast,
+    insertion_ranking,
+    kind_shares,
+    least_rows,
+    ordinary_rows,
+    text_reader_evidence,
+    word_kinds,
+)
+
+FAST = {"fvis_steps": 0, "n_examples": 6, "progress": False}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+#: More identity terms than insults, as in the built-in corpus's lexicons.
+IDENTITY6 = [*IDENTITY_WORDS, "hindu", "sikh", "atheist"]
+
+
+class MeanPoolEncoder:
+    """Bag of words with mean pooling, as the built-in toxicity model: feature 0 is
+    ``relu(mean word score)`` with insults 1.0, identity terms 0.9, anything else 0 (the
+    feature responds to identity terms a little less than to insults)."""
+
+    def __init__(self) -> None:
+        self.scores = {**{w: 1.0 for w in TOXIC_WORDS}, **{w: 0.9 for w in IDENTITY6}}
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        out = torch.zeros((len(texts), 1))
+        for i, t in enumerate(texts):
+            toks = t.lower().split()
+            out[i, 0] = max(0.0, sum(self.scores.get(w, 0.0) for w in toks) / max(len(toks), 1))
+        return out
+
+
+TOP = [f"the post {i} was {t} and {w} you are" for i, (t, w) in
+       enumerate(zip(TOXIC_WORDS * 2, IDENTITY6, strict=True))]
+TOP_KINDS = [["other"] * 4 + ["insult", "other", "identity:religion", "other", "other"]
+             for _ in TOP]
+ORDINARY = ["the post was about this topic", "you are about the topic", "this was the post"]
+
+
+def test_occlusion_hides_what_insertion_shows():
+    enc = MeanPoolEncoder()
+    toks = [t.split() for t in TOP]
+    attrs = occlusion_attributions(enc.encode, toks, 0, 1.0)
+    occ = text_evidence(attrs, TOP_KINDS, ["insult"])
+    # in every comment the insult takes the larger share: the highlights never point at
+    # identity terms
+    assert occ["object"] > 0.5 > occ["cues"]["identity"] > 0.4
+    assert dominant_region(occ) != "identity"
+    words = candidate_words(toks, 50)
+    assert set(IDENTITY6) | set(TOXIC_WORDS) <= set(words)
+    assert words[0] in ("and", "are", "post", "the", "was", "you")  # most frequent first
+    ranking = insertion_ranking(enc.encode, ORDINARY, words, 0, 1.0)
+    top9 = {w for w, _ in ranking[:9]}
+    assert top9 == set(TOXIC_WORDS) | set(IDENTITY6)
+    assert [w for w, _ in ranking[:3]] == sorted(TOXIC_WORDS, key=words.index)  # strongest
+    assert all(e > 0 for _, e in ranking[:9]) and all(e <= 0 for _, e in ranking[9:])
+    ins = kind_shares(ranking, word_kinds(toks, TOP_KINDS), ["insult"])
+    # six identity terms at 0.9 beside three insults at 1.0 (equal lengths: shares as scores)
+    assert ins["cues"]["identity"] == pytest.approx(5.4 / 8.4, abs=0.02)
+    assert dominant_region(ins) == "identity"
+    assert text_reader_evidence({"occlusion": occ, "insertion": ins}) == ins
+    # a negative sign ranks the words that lower the feature first
+    low = insertion_ranking(enc.encode, ORDINARY, words, 0, -1.0)
+    assert {w for w, _ in low[:9]}.isdisjoint(top9)
+
+
+def test_contrast_least_and_ordinary_rows():
+    enc = MeanPoolEncoder()
+    toks = [t.split() for t in TOP]
+    attrs = occlusion_attributions(enc.encode, toks, 0, 1.0)
+    c = highlight_contrast(enc.encode, toks, attrs, 0, 1.0, baseline=0.0)
+    # removing the insult and the identity term leaves nothing; keeping only them keeps all
+    assert c is not None and c["removed"] == pytest.approx(0.0, abs=1e-6)
+    assert c["kept"] == pytest.approx(1.0) and 0 < c["area"] < 0.5
+    assert highlight_contrast(enc.encode, toks, [np.zeros(len(t)) for t in toks], 0, 1.0,
+                              0.0) is None
+    v = np.array([5.0, 1.0, 2.0, 3.0, 0.0, 9.0])
+    assert list(ordinary_rows(v, 3)) == [2, 3, 1]
+    labels = np.array([1, 1, 0, 1, 0, 1])
+    assert list(least_rows(v, labels, 1, 2, 1.0)) == [1, 3]
+    assert list(least_rows(v, labels, 1, 2, -1.0)) == [5, 0]
+    with pytest.raises(ValueError, match="1-d"):
+        ordinary_rows(np.zeros((2, 2)), 1)
+
+
+def test_associated_words_screen_the_whole_split():
+    toks = [["a", "x"], ["a", "y"], ["a", "x"], ["b", "y"], ["b", "x"], ["b", "y"], ["c", "x"]]
+    v = np.array([3.0, 3.0, 3.0, 0.0, 0.0, 0.0, 9.0])
+    assert associated_words(toks, v, 1.0, 10, min_count=3) == ["x", "a", "y", "b"]
+    assert associated_words(toks, v, -1.0, 2, min_count=3) == ["b", "y"]
+    assert "c" in associated_words(toks, v, 1.0, 10, min_count=1)
+    with pytest.raises(ValueError, match="7 comments but values of shape"):
+        associated_words(toks, v[:3])
+
+
+def test_reader_takes_a_dominant_insertion_panel_else_the_highlights():
+    occ = {"object": 0.6, "cues": {"identity": 0.3}, "background": 0.1}
+    ins = {"object": 0.2, "cues": {"identity": 0.7}, "background": 0.1}
+    flat = {"object": 0.35, "cues": {"identity": 0.35}, "background": 0.3}
+    assert text_reader_evidence({"occlusion": occ, "insertion": ins})["cues"]["identity"] == 0.7
+    assert text_reader_evidence({"occlusion": occ, "insertion": flat})["object"] == 0.6
+    assert text_reader_evidence(None, occ) is occ
+    assert text_reader_evidence({}, None) is None
+
+
+@pytest.fixture(scope="module")
+def toy_build(tmp_path_factory):
+    root = tmp_path_factory.mktemp("txt")
+    probe, feats, src = text_run(root)
+    res = build_tasks(probe, feats, root / "tasks", source=src, gold_share=0.0, **FAST)
+    return root, res
+
+
+def test_text_hit_pages_show_every_panel_and_say_what_it_shows(toy_build):
+    root, res = toy_build
+    by_feature = {r["feature"]: r for r in res.manifest}
+    for r in res.manifest:
+        assert set(r["evidence_panels"]) == {"occlusion", "insertion"}
+        assert {"removed", "kept", "area"} <= set(r["evidence_panels"]["occlusion"])
+        soup = BeautifulSoup((root / "tasks" / r["html"]).read_text(), "html5lib")
+        for sid in ("insertion", "least"):
+            sec = soup.find("section", id=sid)
+            assert sec is not None and sec.find("p", class_="panel-note").get_text().strip()
+        assert len(soup.select("ol.least-texts li")) == 6
+        assert "highlighted words removed" in soup.get_text()
+        words = [td.get_text() for td in soup.select("table.insertion td.word")]
+        assert words
+        if r["feature"] == 1:   # the identity-term feature: its words lead the panel
+            assert set(words) <= set(IDENTITY_WORDS)
+            assert r["evidence_panels"]["insertion"]["cues"]["identity"] == 1.0
+            assert r["truth"] == "spurious:identity"
+        if r["feature"] == 0:
+            assert set(words) <= set(TOXIC_WORDS) and r["truth"] == "core"
+    # the least-activating comments are the class's own
+    ids = json.loads((root / "features" / "val_ids.json").read_text())
+    assert len(ids) == 30 and by_feature[2]["class_name"] == "non-toxic"
+
+
+def test_mturk_layout_shows_the_panels_asset(toy_build):
+    root, res = toy_build
+    out = root / "tasks"
+    with open(out / "batch.csv", newline="") as fh:
+        rows = {r["hit_key"]: r for r in csv.DictReader(fh)}
+    assert "${panels_file}" in (out / "template.html").read_text()
+    for r in res.manifest:
+        name = rows[r["hit_key"]]["panels_file"]
+        assert name == Path(r["assets"]["panels"]).name
+        soup = BeautifulSoup((out / "assets" / name).read_text(), "html5lib")
+        words = [td.get_text() for td in soup.select("table.insertion td.word")]
+        page = BeautifulSoup((out / r["html"]).read_text(), "html5lib")
+        assert words == [td.get_text() for td in page.select("table.insertion td.word")]
+        assert len(soup.select("ol.least-texts li")) == 6
+        if r["feature"] == 1:
+            assert set(words) <= set(IDENTITY_WORDS)
+
+
+def test_simulated_reader_answers_from_the_panels_it_is_shown(toy_build):
+    root, res = toy_build
+    row = next(r for r in res.manifest if r["feature"] == 1)
+    # the highlighted comments alone would not settle it; the insertion panel does
+    row = {**row, "evidence_panels": {
+        "occlusion": {"object": 0.5, "cues": {"identity": 0.4}, "background": 0.1},
+        "insertion": row["evidence_panels"]["insertion"]}}
+    form = parse_hit_form((root / "tasks" / row["html"]).read_text())
+    worker = WorkerProfile("W1", "diligent", 1.0)
+    ans = choose_answers(form, row, worker, random.Random(0), default_schema())
+    assert ans["shared"] == "yes" and ans["pattern"] == "identity"
+    no_ins = {**row, "evidence_panels": {"occlusion": row["evidence_panels"]["occlusion"]}}
+    ans = choose_answers(form, no_ins, worker, random.Random(0), default_schema())
+    assert ans["pattern"] != "identity"
+
+
+@pytest.mark.parametrize("opts, msg", [
+    ({"insertion_words": -1}, "insertion_words must be an integer >= 0, got -1"),
+    ({"insertion_texts": "8"}, "insertion_texts must be an integer >= 0, got '8'"),
+    ({"insertion_texts": True}, "insertion_texts must be an integer >= 0, got True"),
+])
+def test_bad_insertion_options_get_one_line_errors(tmp_path, opts, msg):
+    probe, feats, src = text_run(tmp_path)
+    with pytest.raises(BuildError) as exc:
+        build_tasks(probe, feats, tmp_path / "tasks", source=src, **FAST, **opts)
+    assert str(exc.value) == msg and "\n" not in str(exc.value)
+
+
+def test_insertion_off_leaves_the_highlights(tmp_path):
+    probe, feats, src = text_run(tmp_path)
+    res = build_tasks(probe, feats, tmp_path / "tasks", source=src, gold_share=0.0,
+                      insertion_words=0, **FAST)
+    for r in res.manifest:
+        assert set(r["evidence_panels"]) == {"occlusion"}
+        page = (tmp_path / "tasks" / r["html"]).read_text()
+        assert 'id="insertion"' not in page
+
+
+@pytest.mark.slow
+def test_real_toxicity_model_identity_feature_shown_by_insertion(tmp_path):
+    """The built-in toxicity model (quick, seed 1: the seed whose identity reliance the
+    highlighted comments hid), its sparse head, real HITs: a toxic HIT's insertion panel is led
+    by identity terms of the corpus and its truth is spurious:identity, while no non-toxic HIT
+    shows identity terms."""
+    from sparse_probe.datasets import IDENTITY_TERMS, prepare_builtin
+    from sparse_probe.fitting import fit_features
+
+    feats = prepare_builtin("toxicity", tmp_path, seed=1, quick=True, progress=False)
+    fit_features(feats, tmp_path / "probe", n_lambdas=25, eps=2e-2,
+                 select_rule="val_acc_within=0.05", progress=False)
+    res = build_tasks(tmp_path / "probe", feats, tmp_path / "tasks", gold_share=0.0,
+                      k_features=4, **FAST)
+    identity = {t for terms in IDENTITY_TERMS.values() for t in terms}
+    toxic = [r for r in res.manifest if r["class_name"] == "toxic"]
+    flagged = [r for r in toxic if r["truth"] == "spurious:identity"]
+    assert flagged
+    for r in flagged:
+        soup = BeautifulSoup((tmp_path / "tasks" / r["html"]).read_text(), "html5lib")
+        words = [td.get_text() for td in soup.select("table.insertion td.word")]
+        assert sum(w in identity for w in words) > len(words) / 2
+        occ = r["evidence_panels"]["occlusion"]
+        assert occ["cues"]["identity"] < 0.5   # the highlights alone do not show it
+    for r in res.manifest:
+        if r["class_name"] == "non-toxic":
+            assert r["truth"] != "spurious:identity"
+            assert r["evidence_panels"]["insertion"]["cues"]["identity"] < 0.2
