@@ -696,6 +696,8 @@ def build_tasks(
                         ("insertion_texts", insertion_texts)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise BuildError(f"{name} must be an integer >= 0, got {value!r}")
+    if isinstance(lime_samples, bool) or not isinstance(lime_samples, int) or lime_samples < 0:
+        raise BuildError(f"lime_samples must be an integer >= 0, got {lime_samples!r}")
     unknown = [p for p in panels if p not in MAP_PANELS]
     if unknown or not panels:
         raise BuildError(f"panels: unknown {unknown or 'none given'}; expected some of "

@@ -8,6 +8,11 @@ import click
 
 from tasks.cost import DEFAULT_ASSIGNMENTS
 
+#: tasks.viz.panels' HIT_PANELS and MAP_PANELS, spelled out so that the CLI starts without
+#: importing torch (tests/test_hits.py checks they agree).
+DEFAULT_PANELS = "lime,activation"
+PANEL_CHOICES = ("lime", "activation", "gradient")
+
 __all__ = ["build"]
 
 
@@ -49,10 +54,20 @@ __all__ = ["build"]
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The study's question schema (.toml or .json; default: the built-in "
                    "questions). Copied to OUT/questions.json.")
+@click.option("--panels", default=DEFAULT_PANELS, show_default=True,
+              help=f"Image HITs' map panels, comma-separated, from {', '.join(PANEL_CHOICES)} "
+                   "(the first one the model allows is the main heatmap).")
+@click.option("--lime-samples", default=96, show_default=True, type=click.IntRange(min=0),
+              help="Perturbed copies per top image for the LIME panel (0: no LIME panel).")
+@click.option("--insertion-words", default=100, show_default=True, type=click.IntRange(min=0),
+              help="Text HITs: candidate words tested by the insertion panel (0: no panel).")
+@click.option("--insertion-texts", default=16, show_default=True, type=click.IntRange(min=0),
+              help="Text HITs: ordinary comments each candidate word is appended to.")
 def build(probe_dir: Path, features_dir: Path | None, out_dir: Path, k_features: int,
           n_examples: int, split: str, layer: str, gold_share: float, gold_file: Path | None,
           reward: str, assignments: int, device: str, seed: int, fvis_steps: int,
-          fvis_size: int, asset_base_url: str, questions_file: Path | None) -> None:
+          fvis_size: int, asset_base_url: str, questions_file: Path | None, panels: str,
+          lime_samples: int, insertion_words: int, insertion_texts: int) -> None:
     """Render one HIT per (class, top feature): evidence assets, pages, manifest, MTurk batch."""
     from sparse_probe.questions import SchemaError, load_schema
     from tasks.build import BuildError, build_tasks
@@ -64,7 +79,9 @@ def build(probe_dir: Path, features_dir: Path | None, out_dir: Path, k_features:
             split=split, layer=layer, gold_share=gold_share, gold_file=gold_file,
             device=device, seed=seed, reward=reward, assignments=assignments,
             asset_base_url=asset_base_url, fvis_steps=fvis_steps, fvis_size=fvis_size,
-            questions=questions)
+            questions=questions, panels=tuple(p.strip() for p in panels.split(",") if p.strip()),
+            lime_samples=lime_samples, insertion_words=insertion_words,
+            insertion_texts=insertion_texts)
     except (BuildError, SchemaError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {result.n_hits} HITs ({result.n_gold} gold) to {result.out_dir}")

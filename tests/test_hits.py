@@ -514,3 +514,46 @@ def test_a_study_schema_drives_pages_template_gold_and_questions_json(tmp_path):
                                             "--questions", str(tmp_path / "bad.toml")])
     assert result.exit_code != 0
     assert "bad.toml: question 'x': missing field 'wording'" in result.output
+
+
+def test_cli_panel_defaults_are_the_panels_modules():
+    from tasks import build_cli
+    from tasks.viz.panels import HIT_PANELS, MAP_PANELS
+
+    assert ",".join(HIT_PANELS) == build_cli.DEFAULT_PANELS
+    assert build_cli.PANEL_CHOICES == MAP_PANELS
+
+
+@pytest.mark.slow
+def test_cli_panel_options_reach_the_hits(tmp_path):
+    """--panels/--lime-samples choose the image HITs' maps; --insertion-words 0 drops the text
+    HITs' insertion panel; an unknown panel is a one-line error and writes nothing."""
+    pytest.importorskip("sparse_probe.extract")
+    from helpers_viz import prepared_builtin
+
+    base = ["--k", "1", "--examples", "5", "--fvis-steps", "0", "--gold-share", "0"]
+    run = prepared_builtin("shapes")
+    out = tmp_path / "img"
+    res = CliRunner().invoke(tasks_cli, [
+        "build", "--probe", str(run / "probe"), "--features", str(run / "features"),
+        "--out", str(out), *base, "--panels", "gradient, activation", "--lime-samples", "0"])
+    assert res.exit_code == 0, res.output
+    for r in _manifest(out):
+        assert list(r["evidence_panels"]) == ["gradient", "activation"]
+        assert "activation" in r["assets"] and "lime" not in r["assets"]
+
+    run = prepared_builtin("toxicity")
+    out = tmp_path / "txt"
+    res = CliRunner().invoke(tasks_cli, [
+        "build", "--probe", str(run / "probe"), "--features", str(run / "features"),
+        "--out", str(out), *base, "--insertion-words", "0"])
+    assert res.exit_code == 0, res.output
+    assert all("insertion" not in r["evidence_panels"] for r in _manifest(out))
+
+    out = tmp_path / "bad"
+    res = CliRunner().invoke(tasks_cli, [
+        "build", "--probe", str(run / "probe"), "--features", str(run / "features"),
+        "--out", str(out), *base, "--panels", "lime,saliency"])
+    assert res.exit_code != 0 and len(res.output.strip().splitlines()) == 1
+    assert "panels: unknown ['saliency']; expected some of lime, activation, gradient" in res.output
+    assert not out.exists()
