@@ -12,6 +12,7 @@ entries at the boundary ``|G| = λα``; tolerance 1e-12 (the same float64 sums).
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -77,3 +78,10 @@ def test_penalized_objective_is_loss_plus_the_elastic_net_value(seed, C, m, lam,
     l1, l2 = pen.l1_l2(lam)
     got = _penalized(loss, W.reshape(-1), l1, l2)
     assert abs(got - (loss + pen.value(W, lam))) <= 1e-12 * max(1.0, abs(got))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_l1_weights_live_on_the_solvers_device():
+    c, wmask = _l1_weights(3, 4, 0.5, torch.device("cuda"))
+    assert c.device.type == "cuda" and wmask.device.type == "cuda"
+    assert c.dtype == torch.float64 and c.tolist() == [0.5] * 12 + [0.0] * 3
