@@ -43,6 +43,42 @@ def test_products_match_float64(backend, n, m):
                                    atol=1e-5 * float(ref_g.abs().max()) + 1e-6)
 
 
+@pytest.mark.parametrize("C", [products.WIDE_CLASSES - 1, products.WIDE_CLASSES, 1000])
+def test_residual_product_of_many_classes_matches_float64(backend, C):
+    """From WIDE_CLASSES classes on, R^T X takes the row-major route; the result is the same
+    product (float64 R given as is, or as the solver's float32 buffer)."""
+    g = torch.Generator().manual_seed(C)
+    X = torch.randn(700, 24, generator=g)
+    R = torch.randn(700, C, generator=g, dtype=torch.float64)
+    ref = R.float().double().T @ X.double()
+    for G in (rt_x(R, X), rt_x(R.float(), X), rt_x(R, X, XT=X.T.contiguous())):
+        assert G.dtype == torch.float32 and G.shape == (C, 24)
+        np.testing.assert_allclose(G.double().numpy(), ref.numpy(), rtol=0,
+                                   atol=1e-5 * float(ref.abs().max()) + 1e-6)
+
+
+def test_restricted_gradient_of_many_classes_matches_float64():
+    """RestrictedData's gradient on either side of WIDE_CLASSES vs a float64 softmax."""
+    from sparse_probe.solvers.restricted import RestrictedData
+
+    for C in (products.WIDE_CLASSES - 1, products.WIDE_CLASSES + 8):
+        g = torch.Generator().manual_seed(C)
+        n, m = 900, 12
+        X = torch.randn(n, m, generator=g)
+        y = torch.randint(0, C, (n,), generator=g)
+        W = 0.3 * torch.randn(C, m, generator=g, dtype=torch.float64)
+        b = 0.1 * torch.randn(C, generator=g, dtype=torch.float64)
+        data = RestrictedData(X, y, C)
+        loss, G, gb = data.loss_grad(W, b)
+        z = X.double() @ W.T + b
+        P = torch.softmax(z, 1)
+        P[torch.arange(n), y] -= 1
+        np.testing.assert_allclose(G.numpy(), (P.T @ X.double() / n).numpy(), rtol=0, atol=2e-7)
+        np.testing.assert_allclose(gb.numpy(), (P.sum(0) / n).numpy(), rtol=0, atol=1e-12)
+        ref_loss = float(-torch.log_softmax(z, 1)[torch.arange(n), y].mean())
+        assert abs(loss - ref_loss) <= 1e-12 * ref_loss
+
+
 def test_failing_op_falls_back_to_torch(monkeypatch):
     monkeypatch.setenv("SPARSE_PROBE_ONEDNN", "1")
     monkeypatch.setattr(products, "_STATE", {"ok": True})

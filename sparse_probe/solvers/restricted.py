@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from sparse_probe.solvers.products import rt_x, x_wt
+from sparse_probe.solvers.products import WIDE_CLASSES, rt_x, x_wt
 
 __all__ = ["RestrictedData", "softmax_residual"]
 
@@ -77,6 +77,7 @@ class RestrictedData:
         self.n_products = 0
         self._R: torch.Tensor | None = None  # (n, C) float64 residual, reused by every ce()
         self._Rt: torch.Tensor | None = None  # (C, n) float32 residual for the product
+        self._R32: torch.Tensor | None = None  # (n, C) float32 residual, many classes
 
     # ---------------------------------------------------------------- logits
     def logits64(self, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -134,10 +135,15 @@ class RestrictedData:
         gb = R.sum(0)
         if self.m == 0:
             return torch.zeros((self.C, 0), dtype=torch.float64, device=R.device), gb
+        self.n_products += 1
+        if self.C >= WIDE_CLASSES and R.device.type == "cpu":  # rt_x reads row-major R as is
+            if self._R32 is None or self._R32.shape != R.shape:
+                self._R32 = torch.empty(R.shape, dtype=torch.float32)
+            self._R32.copy_(R)
+            return rt_x(self._R32, self.Xw).to(torch.float64), gb
         if self._Rt is None or self._Rt.shape != (R.shape[1], R.shape[0]):
             self._Rt = torch.empty((R.shape[1], R.shape[0]), dtype=torch.float32, device=R.device)
         self._Rt.copy_(R.T)  # rt_x takes the transpose of a contiguous float32 tensor as is
-        self.n_products += 1
         return rt_x(self._Rt.T, self.Xw, XT=self.XwT).to(torch.float64), gb
 
     def loss_grad(self, W: torch.Tensor, b: torch.Tensor, *, need_grad: bool = True):
