@@ -21,7 +21,7 @@ import pytest
 from sparse_probe.datasets import load_builtin, make_shapes
 from sparse_probe.datasets.prepare import builtin_params, prepare_builtin
 from sparse_probe.demo.reliance import LEARNED_Z, cue_effect, cue_reliance
-from sparse_probe.demo.summary import summary_lines
+from sparse_probe.demo.summary import _reliance, summary_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,6 +95,9 @@ def test_reliance_of_a_trained_model_separates_a_tied_cue_from_an_untied_one(tmp
     assert wm["class_acc_with"] > wm["class_acc_without"]
     assert not st["learned"] and abs(st["effect"]) < 0.1
     assert wm["n_with"] + wm["n_without"] == int((ds.test.labels != 2).sum())
+    # a run whose checkpoint is gone: the summary goes on without the measurement
+    (run / "models" / "shapes.pt").rename(run / "models" / "moved.pt")
+    assert _reliance(run) == {}
 
 
 def _bench():

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 from sparse_probe.rundir import RunDir, read_features_meta, read_jsonl
 
 __all__ = ["summarize_run", "summary_lines"]
+
+logger = logging.getLogger(__name__)
 
 
 def _planted_cues(run: Path) -> list[dict[str, Any]]:
@@ -78,7 +81,11 @@ def _reliance(run: Path) -> dict[str, dict[str, Any]]:
     (:func:`sparse_probe.demo.reliance.cue_reliance`); empty for text runs."""
     from sparse_probe.demo.reliance import cue_reliance
 
-    return cue_reliance(run)
+    try:
+        return cue_reliance(run)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:  # e.g. a moved checkpoint
+        logger.warning("%s: cannot measure the model's reliance on its cues (%s)", run, exc)
+        return {}
 
 
 def summarize_run(run: Path) -> dict[str, Any]:
