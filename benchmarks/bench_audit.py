@@ -92,7 +92,8 @@ def run_variant(variant: dict[str, Any], workdir: Path, keep: bool = False,
             shutil.rmtree(out, ignore_errors=True)
     return {
         **variant, "seconds": round(time.perf_counter() - t0, 1),
-        "cues": [{"cue": c["cue"], "kind": c["kind"], "class_name": c["class_name"],
+        "cues": [{"cue": c["cue"], "kind": c["kind"], "class": c["class"],
+                  "class_name": c["class_name"],
                   "status": c["status"], "shown": c["shown"], "features": c["features"],
                   "learned": c.get("learned"), "reliance": c.get("reliance")}
                  for c in summary["cues"]],
@@ -122,6 +123,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> tuple[list[str], bool]:
     found: dict[str, list[int]] = defaultdict(list)
     by_strength: dict[tuple[str, float | None], list[int]] = defaultdict(list)
     not_learned = []
+    own: dict[str, list[int]] = defaultdict(list)
     for r in records:
         for c in r["cues"]:
             name = "identity" if c["kind"] == "identity" else c["cue"]
@@ -129,6 +131,8 @@ def summarize(records: Iterable[dict[str, Any]]) -> tuple[list[str], bool]:
                 not_learned.append((r, c))  # no audit can find a cue the model does not use
                 continue
             found[name].append(int(c["status"] == "found"))
+            if c["status"] == "found" and "class" in c:  # through a feature of its own class?
+                own[name].append(int(any(f[0] == c["class"] for f in c["features"])))
             by_strength[(name, r["strength"])].append(int(c["status"] == "found"))
     alarms = [(r, f) for r in records for f in r["false_alarms"]]
     gold = [(r, g) for r in records for g in r["gold_findings"]]
@@ -146,7 +150,8 @@ def summarize(records: Iterable[dict[str, Any]]) -> tuple[list[str], bool]:
         if default and sum(default) / len(default) < TARGET_RECALL:
             ok = False
         lines.append(f"{name:>10} {kinds.get(name, '?'):>10} {sum(v):>3}/{len(v):<3} "
-                     f"{rec:>7.2f}")
+                     f"{rec:>7.2f}" + (f"   {sum(own[name])}/{len(own[name])} found through a "
+                                       "feature of the cue's own class" if own[name] else ""))
     lines.append(f"cues the model did not learn (not counted above): {len(not_learned)}"
                  + "".join(f"\n  {r['kind']} seed {r['seed']} [{r['placement']}]: {c['cue']} "
                            f"effect {c['reliance']['effect']:+.2f} (z {c['reliance']['z']:.1f})"

@@ -130,6 +130,12 @@ def test_bench_counts_recall_over_learned_cues_and_lists_the_others():
     rec["cues"][0]["learned"] = True  # a learned cue that was missed is a miss
     lines, ok = b.summarize([rec])
     assert not ok and " watermark       mark   0/1      0.00" in "\n".join(lines)
+    # found through a feature of another class than the cue's: counted, and said apart
+    rec["cues"][1].update({"class": 4, "features": [[2, 44]]})
+    other = {**rec, "cues": [{**rec["cues"][1], "features": [[4, 25], [2, 7]]}]}
+    text = "\n".join(b.summarize([rec, other])[0])
+    assert ("      tint background   2/2      1.00   1/2 found through a feature of the cue's "
+            "own class") in text
 
 
 def test_summary_lines_say_not_learned_only_for_a_missed_unlearned_cue():
