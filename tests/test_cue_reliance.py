@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparse_probe.datasets import load_builtin, make_shapes
+from sparse_probe.datasets import load_builtin, make_shapes, prepare
 from sparse_probe.datasets.prepare import builtin_params, prepare_builtin
 from sparse_probe.demo.reliance import LEARNED_Z, cue_effect, cue_reliance
 from sparse_probe.demo.summary import _reliance, summary_lines
@@ -79,7 +79,9 @@ def test_cue_effect_compares_other_classes_with_and_without_the_cue():
 
 
 @pytest.mark.timeout(600)
-def test_reliance_of_a_trained_model_separates_a_tied_cue_from_an_untied_one(tmp_path):
+def test_reliance_of_a_trained_model_separates_a_tied_cue_from_an_untied_one(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.setattr(prepare, "CUE_TRAIN_ATTEMPTS", 1)  # one training run: nothing chosen
     # the watermark tied to ring; the stripe at strength 1/6 with the matched leak is planted
     # in 1/6 of every class, i.e. independent of the class: nothing to learn from it
     cues = {"watermark": {"class": "ring", "strength": 0.9},
@@ -98,6 +100,27 @@ def test_reliance_of_a_trained_model_separates_a_tied_cue_from_an_untied_one(tmp
     # a run whose checkpoint is gone: the summary goes on without the measurement
     (run / "models" / "shapes.pt").rename(run / "models" / "moved.pt")
     assert _reliance(run) == {}
+
+
+@pytest.mark.timeout(900)
+def test_training_retries_until_the_model_relies_on_every_planted_cue(tmp_path):
+    # seed 2: the first training run ignores the watermark on triangle (it learns the
+    # texture shortcut and the triangle's shape), so no audit could find it
+    cues = {"watermark": "triangle", "texture": "ring"}
+    run = tmp_path / "shapes"
+    prepare_builtin("shapes", run, seed=2, quick=True, progress=False, cues=cues)
+    report = json.loads((run / "models" / "shapes.json").read_text())
+    check = report["cue_check"]
+    first, last = check["attempts"][0], check["attempts"][-1]
+    assert first["train_seed"] == 2 and first["min_z"] < LEARNED_Z
+    assert abs(first["effects"]["watermark"]) < 0.05
+    assert 2 <= len(check["attempts"]) <= prepare.CUE_TRAIN_ATTEMPTS
+    assert check["all_learned"] and last["min_z"] >= LEARNED_Z
+    assert report["train_seed"] == last["train_seed"] == report["seed"] != 2
+    # the kept model relies on both cues on the test split too (the demo's own measure)
+    rel = cue_reliance(run)
+    assert rel["watermark"]["learned"] and rel["watermark"]["effect"] > 0.1
+    assert rel["texture"]["learned"]
 
 
 def _bench():
