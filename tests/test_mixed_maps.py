@@ -66,3 +66,21 @@ def test_simulated_worker_answers_the_cue_the_maps_agree_on():
     one = choose_answers(form, {**row, "evidence_panels": {"lime": MIXED["lime"]}}, worker,
                          random.Random(0))
     assert one["shared"] == "no"  # a single split map leaves it open, as before
+
+
+def test_truth_adds_up_the_cues_of_one_kind():
+    """Two marks planted together (a border stripe and a watermark): a feature whose mass is
+    0.45 on the stripe and 0.22 on the watermark is a mark feature, as the reader answers
+    (its top region is a mark), not 'none'; one cue of each kind does not add up."""
+    kinds = {"stripe": "mark", "watermark": "mark", "texture": "background"}
+    ev = {"object": 0.25, "cues": {"stripe": 0.45, "watermark": 0.22}, "background": 0.08}
+    assert truth_from_evidence(ev, kinds) == "spurious:mark"
+    mixed = {"object": 0.25, "cues": {"stripe": 0.45, "texture": 0.22}, "background": 0.08}
+    assert truth_from_evidence(mixed, kinds) == "none"
+    assert truth_from_evidence({"object": 0.5, "cues": {"stripe": 0.25, "watermark": 0.25},
+                                "background": 0.0}, kinds) == "core"  # a tie: the object
+    assert truth_from_evidence({"object": 0.6, "cues": {}, "background": 0.4}, kinds) == "core"
+    form = parse_hit_form(hit_html("k1", "image", ["a.png"]))
+    ans = choose_answers(form, {"kind": "image", "evidence": ev, "attention": ATTENTION},
+                         WorkerProfile("D", "diligent", 1.0), random.Random(0))
+    assert (ans["shared"], ans["pattern"]) == ("yes", "mark")

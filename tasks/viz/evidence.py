@@ -123,15 +123,21 @@ def dominant_share(evidence: Mapping) -> tuple[str, float]:
 
 def truth_from_evidence(evidence: Mapping, cue_kinds: Mapping[str, str],
                         threshold: float = 0.5) -> str:
-    """``"core"`` if the object holds at least ``threshold`` of the mass and more than any cue;
-    ``"spurious:<kind>"`` if a cue does (``cue_kinds[name]``: mark, background, identity);
-    ``"none"`` if nothing does."""
-    name, share = dominant_share(evidence)
-    if share < threshold:
+    """``"core"`` if the object holds at least ``threshold`` of the mass and more than any
+    kind of cue; ``"spurious:<kind>"`` if the cues of one kind (``cue_kinds[name]``: mark,
+    background, identity) together do; ``"none"`` if nothing does.
+
+    The shares of cues of one kind add up because a HIT asks for the kind, not the cue: a
+    feature with 0.45 of its mass on a border stripe and 0.22 on a watermark is a feature of
+    marks (0.67), which is what a careful reader answers."""
+    shares = {"object": float(evidence["object"])}
+    for name, share in (evidence.get("cues") or {}).items():
+        kind = f"spurious:{cue_kinds.get(name, name)}"
+        shares[kind] = shares.get(kind, 0.0) + float(share or 0.0)
+    best = max(shares, key=lambda k: (shares[k], k == "object"))
+    if shares[best] < threshold:
         return "none"
-    if name == "object":
-        return "core"
-    return f"spurious:{cue_kinds.get(name, name)}"
+    return "core" if best == "object" else best
 
 
 def gold_answer(truth: str | None) -> dict[str, str] | None:
