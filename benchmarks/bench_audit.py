@@ -7,7 +7,10 @@ plants: watermark and stripe are marks, texture and tint backgrounds) and of the
 (seeds; identity terms), and prints
 
 - recall per cue kind: the share of the variants planting the cue in which it was FOUND (a
-  feature whose HIT shows it was judged spurious; ``demo_summary.json``);
+  feature whose HIT shows it was judged spurious; ``demo_summary.json``), over the cues the
+  model learned; a cue missed because the model does not rely on it (no significant effect on
+  its decisions in the test split, :mod:`sparse_probe.demo.reliance`) is listed apart as
+  not learned, since no audit of the model's features can find it;
 - false alarms: features judged spurious whose evidence is not a planted cue;
 - findings resting on gold items: spurious verdicts on gold (known-answer) HITs, which must
   never be findings (must be none).
@@ -89,8 +92,10 @@ def run_variant(variant: dict[str, Any], workdir: Path, keep: bool = False,
             shutil.rmtree(out, ignore_errors=True)
     return {
         **variant, "seconds": round(time.perf_counter() - t0, 1),
-        "cues": [{"cue": c["cue"], "kind": c["kind"], "class_name": c["class_name"],
-                  "status": c["status"], "shown": c["shown"], "features": c["features"]}
+        "cues": [{"cue": c["cue"], "kind": c["kind"], "class": c["class"],
+                  "class_name": c["class_name"],
+                  "status": c["status"], "shown": c["shown"], "features": c["features"],
+                  "learned": c.get("learned"), "reliance": c.get("reliance")}
                  for c in summary["cues"]],
         "false_alarms": [{"class_name": f["class_name"], "feature": f["feature"],
                           "truth": f["truth"]} for f in summary["false_alarms"]],
@@ -104,7 +109,9 @@ def variant_line(r: dict[str, Any]) -> str:
     """One console line per variant."""
     what = (f"[{r['placement']} @{r['strength']:g}]" if r["strength"] is not None
             else "[identity terms]")
-    cues = ", ".join(f"{c['cue']} {c['status'].upper()}" for c in r["cues"])
+    cues = ", ".join(f"{c['cue']} {c['status'].upper()}" + (
+        "" if c.get("reliance") is None else f" (effect {c['reliance']['effect']:+.2f}"
+        + ("" if c.get("learned") is not False else ", NOT LEARNED") + ")") for c in r["cues"])
     return (f"{r['kind']} seed {r['seed']} {what}: {cues}; false alarms "
             f"{len(r['false_alarms'])}; findings on gold {len(r['gold_findings'])} "
             f"({r['seconds']:.0f} s)")
@@ -115,10 +122,17 @@ def summarize(records: Iterable[dict[str, Any]]) -> tuple[list[str], bool]:
     records = list(records)
     found: dict[str, list[int]] = defaultdict(list)
     by_strength: dict[tuple[str, float | None], list[int]] = defaultdict(list)
+    not_learned = []
+    own: dict[str, list[int]] = defaultdict(list)
     for r in records:
         for c in r["cues"]:
             name = "identity" if c["kind"] == "identity" else c["cue"]
+            if c.get("learned") is False and c["status"] != "found":
+                not_learned.append((r, c))  # no audit can find a cue the model does not use
+                continue
             found[name].append(int(c["status"] == "found"))
+            if c["status"] == "found" and "class" in c:  # through a feature of its own class?
+                own[name].append(int(any(f[0] == c["class"] for f in c["features"])))
             by_strength[(name, r["strength"])].append(int(c["status"] == "found"))
     alarms = [(r, f) for r in records for f in r["false_alarms"]]
     gold = [(r, g) for r in records for g in r["gold_findings"]]
@@ -136,7 +150,12 @@ def summarize(records: Iterable[dict[str, Any]]) -> tuple[list[str], bool]:
         if default and sum(default) / len(default) < TARGET_RECALL:
             ok = False
         lines.append(f"{name:>10} {kinds.get(name, '?'):>10} {sum(v):>3}/{len(v):<3} "
-                     f"{rec:>7.2f}")
+                     f"{rec:>7.2f}" + (f"   {sum(own[name])}/{len(own[name])} found through a "
+                                       "feature of the cue's own class" if own[name] else ""))
+    lines.append(f"cues the model did not learn (not counted above): {len(not_learned)}"
+                 + "".join(f"\n  {r['kind']} seed {r['seed']} [{r['placement']}]: {c['cue']} "
+                           f"effect {c['reliance']['effect']:+.2f} (z {c['reliance']['z']:.1f})"
+                           for r, c in not_learned))
     for (name, st), v in sorted(by_strength.items(), key=lambda kv: str(kv[0])):
         if st is not None and st != DEFAULT_STRENGTH:
             lines.append(f"{name:>10} at strength {st:g}: {sum(v)}/{len(v)}")

@@ -18,8 +18,14 @@ watermark (class triangle) and the texture (class ring). Every cue that can be p
 exactly these cues (:func:`cue_config`; :func:`parse_cue` reads the ``NAME=CLASS[:STRENGTH]``
 form of ``sparse-probe demo --cue``). In the train and val splits a cue appears in a fraction
 ``strength`` (default ``cue_strength``) of the images of its class and in a fraction
-``cue_leak`` of the images of every other class, so a classifier can use it as a shortcut. In the test split every image carries each cue with probability
-``test_cue_rate``, independently of its class, which exposes the shortcut. Every pixel's origin
+``cue_leak`` of the images of every other class, so a classifier can use it as a shortcut.
+``cue_leak=None`` matches each cue's leak to its strength, ``(1 - strength) / (classes - 1)``:
+then as many of the cue's images are of other classes as of its class lack it, so the cue
+predicts its class as well as the class predicts the cue (``P(class | cue) = strength`` with
+balanced classes). A fixed leak makes a cue at strength 0.9 only 0.78-predictive, which a
+quick model that already tells the shapes apart may ignore (the built-in demo uses ``None``;
+:func:`sparse_probe.datasets.prepare.builtin_params`). In the test split every image carries
+each cue with probability ``test_cue_rate``, independently of its class, which exposes the shortcut. Every pixel's origin
 is known: object masks and cue masks are returned with the images.
 
 Generation is vectorized with numpy and fully determined by ``seed`` and the cue configuration
@@ -245,7 +251,7 @@ def make_shapes(
     size: int = 64,
     seed: int = 0,
     cue_strength: float = DEFAULT_CUE_STRENGTH,
-    cue_leak: float = 0.05,
+    cue_leak: float | None = 0.05,
     test_cue_rate: float = 0.5,
     cues: Mapping[str, Any] | None = None,
 ) -> ShapesDataset:
@@ -261,8 +267,9 @@ def make_shapes(
         Seed; equal seeds give identical datasets.
     cue_strength : float
         P(cue | image of the cue's class) in train/val, for cues without their own strength.
-    cue_leak : float
-        P(cue | image of another class) in train/val.
+    cue_leak : float or None
+        P(cue | image of another class) in train/val; None: each cue's
+        ``(1 - strength) / (n_classes - 1)``, so P(class | cue) equals the cue's strength.
     test_cue_rate : float
         P(cue) for every test image, independent of the class.
     cues : mapping, optional
@@ -283,12 +290,14 @@ def make_shapes(
         raise ValueError(f"size must be at least 24 pixels, got {size}")
     for name, p in (("cue_strength", cue_strength), ("cue_leak", cue_leak),
                     ("test_cue_rate", test_cue_rate)):
+        if p is None and name == "cue_leak":
+            continue
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {p}")
     config = cue_config(cues, cue_strength)
     params: dict[str, Any] = {
         "n_train": int(n_train), "n_val": int(n_val), "n_test": int(n_test), "size": int(size),
-        "seed": int(seed), "cue_strength": float(cue_strength), "cue_leak": float(cue_leak),
+        "seed": int(seed), "cue_strength": float(cue_strength), "cue_leak": None if cue_leak is None else float(cue_leak),
         "test_cue_rate": float(test_cue_rate),
     }
     if cues is not None:  # the defaults keep the parameters (and meta.json) of before
@@ -308,7 +317,10 @@ def make_shapes(
             if split_name == "test":
                 p = np.full(n, test_cue_rate)
             else:
-                p = np.where(labels == k, config[cue]["strength"], cue_leak)
+                strength = config[cue]["strength"]
+                leak = ((1.0 - strength) / (len(class_names) - 1) if cue_leak is None
+                        else cue_leak)
+                p = np.where(labels == k, strength, leak)
             has_cue[cue] = rng.random(n) < p
         images = np.empty((n, size, size, 3), np.uint8)
         object_masks = np.empty((n, size, size), bool)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 from sparse_probe.rundir import RunDir, read_features_meta, read_jsonl
 
 __all__ = ["summarize_run", "summary_lines"]
+
+logger = logging.getLogger(__name__)
 
 
 def _planted_cues(run: Path) -> list[dict[str, Any]]:
@@ -73,12 +76,28 @@ def _dominant_cues(run: Path) -> dict[str, str]:
     return out
 
 
+def _reliance(run: Path) -> dict[str, dict[str, Any]]:
+    """Per planted image cue, the model's measured reliance on it
+    (:func:`sparse_probe.demo.reliance.cue_reliance`); empty for text runs."""
+    from sparse_probe.demo.reliance import cue_reliance
+
+    try:
+        return cue_reliance(run)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:  # e.g. a moved checkpoint
+        logger.warning("%s: cannot measure the model's reliance on its cues (%s)", run, exc)
+        return {}
+
+
 def summarize_run(run: Path) -> dict[str, Any]:
     """Flagged features and the fate of each planted cue for one finished run directory.
 
     A cue is ``found`` when a feature whose HIT shows it (``truth`` from the builder, and the
     cue holds most of the HIT's evidence, which tells apart two cues of one kind) was judged
     spurious, ``missed`` otherwise; ``shown`` says whether any HIT showed it to the crowd.
+    Image cues also get ``reliance``, how much the model relies on the cue
+    (:func:`sparse_probe.demo.reliance.cue_reliance`), and ``learned``: whether that reliance
+    is significant (a cue the model does not use cannot be found by auditing its features;
+    None for text cues).
     Gold HITs (known-answer items) never count: a finding must not rest on one. Features
     judged spurious whose ground truth is not a planted cue are false alarms.
     """
@@ -88,6 +107,7 @@ def summarize_run(run: Path) -> dict[str, Any]:
                 "kind": r["kind"], "truth": r["truth"], "gold": bool(r["is_gold"])}
                for r in rows if r["verdict"] == "spurious"]
     dominant = _dominant_cues(run)
+    reliance = _reliance(run)
     cues = []
     for cue in _planted_cues(run):
         truth = f"spurious:{cue['kind']}"
@@ -104,8 +124,18 @@ def summarize_run(run: Path) -> dict[str, Any]:
         else:
             status, note = "missed", ("no audited feature's evidence shows it (the heatmaps "
                                       "attribute it elsewhere or it is not a top feature)")
+        rel = reliance.get(cue["cue"])
+        learned = None if rel is None else bool(rel["learned"])
+        if rel is not None:
+            how = (f"the model's reliance on it: other classes predicted "
+                   f"{cue['class_name']} {rel['to_class_with']:.2f} with it vs "
+                   f"{rel['to_class_without']:.2f} without (effect {rel['effect']:+.2f}, "
+                   f"z {rel['z']:.1f})")
+            note = (f"{note}; {how}" if learned else
+                    f"NOT LEARNED: {how}, not significant, so no feature can show it; {note}")
         cues.append({**cue, "status": status, "shown": bool(shown),
-                     "features": [[r["class"], r["feature"]] for r in hits], "note": note})
+                     "features": [[r["class"], r["feature"]] for r in hits], "note": note,
+                     "learned": learned, "reliance": rel})
     false_alarms = [f for f in flagged
                     if not f["gold"] and not (f["truth"] or "").startswith("spurious")]
     core_flagged = [f for f in false_alarms if f["truth"] == "core"]
@@ -128,8 +158,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         lines.append("  judged spurious: " + _listing(
             f"{f['class_name']}:{f['feature']} ({f['kind']})" for f in s["flagged"]))
         for c in s["cues"]:
+            status = c["status"].upper() + (" (NOT LEARNED)" if c.get("learned") is False
+                                            and c["status"] != "found" else "")
             lines.append(f"  planted cue {c['cue']!r} ({c['kind']}, class {c['class_name']}): "
-                         f"{c['status'].upper()} - {c['note']}")
+                         f"{status} - {c['note']}")
         lines.append("  false alarms: " + _listing(
             f"{f['class_name']}:{f['feature']} (truth {f['truth']})" for f in s["false_alarms"]))
         for r in s["counterfactual"]:

@@ -13,7 +13,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 __all__ = [
+    "AGREEING_SHARE",
     "GOLD_ANSWERS",
+    "agreeing_cue",
     "dominant_region",
     "dominant_share",
     "gold_answer",
@@ -121,15 +123,21 @@ def dominant_share(evidence: Mapping) -> tuple[str, float]:
 
 def truth_from_evidence(evidence: Mapping, cue_kinds: Mapping[str, str],
                         threshold: float = 0.5) -> str:
-    """``"core"`` if the object holds at least ``threshold`` of the mass and more than any cue;
-    ``"spurious:<kind>"`` if a cue does (``cue_kinds[name]``: mark, background, identity);
-    ``"none"`` if nothing does."""
-    name, share = dominant_share(evidence)
-    if share < threshold:
+    """``"core"`` if the object holds at least ``threshold`` of the mass and more than any
+    kind of cue; ``"spurious:<kind>"`` if the cues of one kind (``cue_kinds[name]``: mark,
+    background, identity) together do; ``"none"`` if nothing does.
+
+    The shares of cues of one kind add up because a HIT asks for the kind, not the cue: a
+    feature with 0.45 of its mass on a border stripe and 0.22 on a watermark is a feature of
+    marks (0.67), which is what a careful reader answers."""
+    shares = {"object": float(evidence["object"])}
+    for name, share in (evidence.get("cues") or {}).items():
+        kind = f"spurious:{cue_kinds.get(name, name)}"
+        shares[kind] = shares.get(kind, 0.0) + float(share or 0.0)
+    best = max(shares, key=lambda k: (shares[k], k == "object"))
+    if shares[best] < threshold:
         return "none"
-    if name == "object":
-        return "core"
-    return f"spurious:{cue_kinds.get(name, name)}"
+    return "core" if best == "object" else best
 
 
 def gold_answer(truth: str | None) -> dict[str, str] | None:
@@ -188,16 +196,50 @@ def dominant_region(evidence: Mapping, share: float = DOMINANT_SHARE,
     return top
 
 
+#: Share of a map's mass the cue must hold in every map for :func:`agreeing_cue`: the share
+#: at which the ground truth calls a feature that cue's (:func:`truth_from_evidence`).
+AGREEING_SHARE = 0.5
+
+
+def agreeing_cue(panels: Mapping[str, Mapping] | None,
+                 share: float = AGREEING_SHARE) -> str | None:
+    """The cue that every one of at least two map panels puts the largest share of its mass
+    on, with at least ``share`` of it in each, else None.
+
+    Maps computed independently (LIME's perturbations, the feature's own activation map) that
+    agree on a cue holding half of the highlight settle what the feature shares even when the
+    object holds most of the rest (a feature of the object *and* a cue, common in small
+    models: e.g. texture 0.54 / ring 0.46 in one map and 0.55 / 0.45 in the other), where one
+    map alone would leave it open.
+    """
+    items = [p for p in (panels or {}).values() if p]
+    if len(items) < 2:
+        return None
+    tops = set()
+    for p in items:
+        regions = {"\0object": float(p.get("object") or 0.0),
+                   "\0rest": float(p.get("background") or 0.0)}
+        regions.update({c: float(v or 0.0) for c, v in (p.get("cues") or {}).items()})
+        total = sum(regions.values())
+        top = max(regions, key=lambda r: regions[r])
+        if top.startswith("\0") or total <= 0 or regions[top] / total < share:
+            return None
+        tops.add(top)
+    return tops.pop() if len(tops) == 1 else None
+
+
 def reader_evidence(evidence: Mapping | None, panels: Mapping[str, Mapping] | None,
                     images: Mapping[str, Mapping[str, float]] | None = None
                     ) -> Mapping | None:
     """The evidence a careful reader of a HIT takes from it.
 
     The shares of the trusted map panel (:func:`trusted_panel`) when the HIT has panels, else
-    ``evidence``. When no region dominates them (:func:`dominant_region`) and ``images``
-    (``{"top": {cue: share of the top images showing it}, "least": {cue: share of the
-    class's least-activating images showing it}}``) says a cue is in most top images and
-    clearly rarer in the least-activating ones (:data:`IMAGE_CUE_TOP`, :data:`IMAGE_CUE_GAP`),
+    ``evidence``. When no region dominates them but every map agrees on a cue holding half
+    of its mass (:func:`agreeing_cue`), the reader sees that cue: ``{"object": 0, "cues":
+    {cue: 1, ...: 0}, "background": 0}``. Else, when no region dominates them
+    (:func:`dominant_region`) and ``images`` (``{"top": {cue: share of the top images
+    showing it}, "least": {cue: share of the class's least-activating images showing it}}``)
+    says a cue is in most top images and clearly rarer in the least-activating ones (:data:`IMAGE_CUE_TOP`, :data:`IMAGE_CUE_GAP`),
     the reader sees that cue as the shared pattern: ``{"object": 0, "cues": {cue: 1, ...: 0},
     "background": 0}``.
     """
@@ -206,7 +248,13 @@ def reader_evidence(evidence: Mapping | None, panels: Mapping[str, Mapping] | No
         p = panels[name]
         evidence = {"object": p["object"], "cues": dict(p.get("cues") or {}),
                     "background": p["background"]}
-    if not images or (evidence is not None and dominant_region(evidence) is not None):
+    if evidence is not None and dominant_region(evidence) is not None:
+        return evidence
+    agreed = agreeing_cue(panels)
+    if agreed is not None:
+        return {"object": 0.0, "cues": {c: float(c == agreed) for c in evidence["cues"]},
+                "background": 0.0}
+    if not images:
         return evidence
     top, least = images.get("top") or {}, images.get("least") or {}
     gaps = {c: float(r) - float(least.get(c, 0.0)) for c, r in top.items()
