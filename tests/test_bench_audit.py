@@ -3,23 +3,17 @@ the real audits end to end (one image and one text variant) so the benchmark can
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from helpers_bench import load_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_audit", ROOT / "benchmarks" /
-                                                  "bench_audit.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_audit"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("bench_audit")
 
 
 def _record(kind, seed, placement, strength, statuses, alarms=0, gold=0):

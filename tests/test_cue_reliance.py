@@ -10,13 +10,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_bench import load_bench
 
 from sparse_probe.datasets import load_builtin, make_shapes, prepare
 from sparse_probe.datasets.prepare import builtin_params, prepare_builtin
@@ -124,12 +123,7 @@ def test_training_retries_until_the_model_relies_on_every_planted_cue(tmp_path):
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_audit", ROOT / "benchmarks" /
-                                                  "bench_audit.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_audit"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("bench_audit")
 
 
 def _cue(cue, kind, status, learned, effect):
