@@ -424,3 +424,30 @@ def test_worker_skills_empty_is_float():
     agg = aggregate(rows, method="MajorityVote")  # a tie: no label to agree with
     assert worker_skills(rows, agg).dtype == np.float64
     assert worker_skills(rows, agg.drop(columns="shared")).dtype == np.float64
+
+
+@pytest.mark.parametrize("method", ["MajorityVote", "DawidSkene"])
+def test_hit_answered_only_unsure_is_no_tie_and_no_label(method):
+    """A HIT whose every worker abstained has no votes: no label, no tie (a tie means
+    votes split evenly), zero labels counted, the abstentions counted."""
+    rows = long([("t1", "a", "shared", "yes"), ("t1", "b", "shared", "yes"),
+                 ("t2", "a", "shared", "unsure"), ("t2", "b", "shared", "Don't know"),
+                 ("t3", "a", "shared", "yes"), ("t3", "b", "shared", "no")])
+    out = aggregate(rows, method=method, questions=("shared",))
+    assert out.loc["t2", "shared"] is None
+    assert not out.loc["t2", "shared_mv_tie"] and out.loc["t3", "shared_mv_tie"]
+    assert out.loc["t2", "shared_n"] == 0 and out.loc["t2", "shared_abstain"] == 2
+    assert out.loc["t2", "shared_votes"] == {"unsure": 2}
+    assert out["shared_mv_tie"].dtype == bool
+
+
+def test_empty_answer_table_has_the_columns_and_dtypes_of_a_full_one():
+    """Code that reads the aggregate (verdicts, the report) sees the same columns and dtypes
+    whether or not any answer has come in yet."""
+    cols = ["hit_key", "hit_id", "assignment_id", "worker_id", "question", "answer",
+            "submit_time", "work_seconds"]
+    empty = aggregate(long([]).reindex(columns=cols), method="MajorityVote")
+    full = aggregate(HAND, method="MajorityVote")
+    assert list(empty.columns) == list(full.columns)
+    for c in ("n_workers", "shared_n", "shared_abstain", "shared_mv_tie", "shared_posterior"):
+        assert empty[c].dtype == full[c].dtype, c
