@@ -288,12 +288,17 @@ def bench_in_memory(cfg, args):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _bench_in_memory(cfg, args, X, y, lams, tmp: Path):
+def _worker_args(cfg, args, X, y, lams, tmp: Path) -> dict:
+    """Save the data under ``tmp`` and return what every solver process is given."""
     np.save(tmp / "X.npy", X)
     np.save(tmp / "y.npy", y)
-    wargs = dict(X=str(tmp / "X.npy"), y=str(tmp / "y.npy"), lams=lams.tolist(),
-                 classes=cfg["classes"], eps=args.eps, sklearn_tol=args.sklearn_tol,
-                 device=args.device)
+    return dict(X=str(tmp / "X.npy"), y=str(tmp / "y.npy"), lams=lams.tolist(),
+                classes=cfg["classes"], eps=args.eps, sklearn_tol=args.sklearn_tol,
+                device=args.device)
+
+
+def _bench_in_memory(cfg, args, X, y, lams, tmp: Path):
+    wargs = _worker_args(cfg, args, X, y, lams, tmp)
     print(f"data: n={cfg['n']} d={cfg['d']} C={cfg['classes']} float32 standardized, "
           f"{len(lams)} λ from {lams[0]:.4e} to {lams[-1]:.4e}, α={ALPHA}", flush=True)
     results = {}
@@ -365,11 +370,7 @@ def bench_geometries(args):
         lams = lambda_grid(X, y, cfg["classes"], args.n_lambdas, args.eps)
         tmp = Path(tempfile.mkdtemp(prefix="bench-geo-"))
         try:
-            np.save(tmp / "X.npy", X)
-            np.save(tmp / "y.npy", y)
-            wargs = dict(X=str(tmp / "X.npy"), y=str(tmp / "y.npy"), lams=lams.tolist(),
-                         classes=cfg["classes"], eps=args.eps, sklearn_tol=args.sklearn_tol,
-                         device=args.device)
+            wargs = _worker_args(cfg, args, X, y, lams, tmp)
             print(f"\n[{geo}] n={cfg['n']} d={cfg['d']} C={cfg['classes']}, {len(lams)} λ "
                   f"to {args.eps:g}·λ_max, burner={'on' if args.burner else 'off'}", flush=True)
             res = {}

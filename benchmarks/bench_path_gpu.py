@@ -306,14 +306,13 @@ def check_plan(name: str, plan: dict[str, int], free: int, total: int,
 
 
 def peak_rss_bytes() -> int:
-    """This process's own peak resident memory (``VmHWM``)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    """This process's own peak resident memory (``VmHWM``; ``ru_maxrss`` where /proc is
+    missing)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) * 1024
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

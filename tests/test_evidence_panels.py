@@ -31,13 +31,7 @@ from tasks.viz.perturb import contrast, feature_scorer, fill_removed
 from tasks.viz.source import ExampleSource
 from tasks.viz.superpixels import slic_superpixels
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_superpixels_follow_a_colour_edge():

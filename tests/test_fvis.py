@@ -21,14 +21,7 @@ from tasks.viz.fvis import (
 )
 from tasks.viz.fvis.param import COLOR_CORRELATION_SVD_SQRT, decorrelate_color
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test machine's cores are shared; one intra-op thread avoids oversubscription
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -27,12 +27,7 @@ MANIFEST_KEYS = {"hit_key", "kind", "layer", "class", "class_name", "feature", "
 FAST = {"fvis_steps": 12, "fvis_size": 32, "n_examples": 6, "progress": False}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

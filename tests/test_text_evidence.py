@@ -36,12 +36,7 @@ from tasks.viz.text_panels import (
 FAST = {"fvis_steps": 0, "n_examples": 6, "progress": False}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 #: More identity terms than insults, as in the built-in corpus's lexicons.
