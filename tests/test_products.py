@@ -145,3 +145,12 @@ def test_failed_self_check_falls_back_to_the_plain_product(monkeypatch, fault):
     # R^T X: the same float32 sums, possibly in another order (operand layouts differ)
     torch.testing.assert_close(rt_x(R, XT=X.T.contiguous()), R.T @ X, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(rt_x(R, X), R.T @ X, rtol=1e-5, atol=1e-4)
+
+
+def test_measure_products_script_runs_and_checks_both_routes(capsys):
+    """benchmarks/measure_products.py (it asserts both routes agree before timing them)."""
+    from helpers_bench import load_bench
+
+    load_bench("measure_products").main(["--repeats", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 + 8 and lines[2].split()[:3] == ["4000", "1000", "32"]

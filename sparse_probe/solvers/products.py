@@ -55,11 +55,11 @@ __all__ = ["WIDE_CLASSES", "onednn_enabled", "rt_x", "x_wt"]
 
 #: From this many classes on, ``rt_x`` on CPU multiplies a row-major float32 copy of the
 #: residual ``R`` (n, C), read transposed by the BLAS, instead of building the (C, n)
-#: transpose: that strided copy scatters each row of R over C cache lines and, in one ad-hoc
-#: timing (1 thread, float64 R to float32), took 24 ms of a 30 ms ``R^T X`` at n = 4,000,
-#: C = 1,000, m = 32 (row-major copy + product: 8.5 ms), 186 of 197 ms at n = 20,000; at
-#: C = 32-64 the two were within 10-50% of each other either way and at C = 10-16 the
-#: transposed form with oneDNN was faster.
+#: transpose: that strided copy scatters each row of R over C cache lines.
+#: ``benchmarks/measure_products.py`` (1 thread, quiet machine, results/products-cpu-*.txt):
+#: at C = 1,000 the row-major route was 3.5-4.7x faster (the transposed copy alone is 75-87%
+#: of the other route), at C = 100 1.6-2x, at C = 32-64 1.1-1.3x; at C = 10-16 the two were
+#: within noise of each other either way, so the old route stays there.
 WIDE_CLASSES = 32
 
 log = logging.getLogger(__name__)
