@@ -10,8 +10,15 @@ plants: watermark and stripe are marks, texture and tint backgrounds) and of the
   feature whose HIT shows it was judged spurious; ``demo_summary.json``), over the cues the
   model learned; a cue missed because the model does not rely on it (no significant effect on
   its decisions in the test split, :mod:`sparse_probe.demo.reliance`) is listed apart as
-  not learned, since no audit of the model's features can find it;
-- false alarms: features judged spurious whose evidence is not a planted cue;
+  not learned, since no audit of the model's features can find it; a learned cue that no
+  audited feature carries as its pattern (by intervention, below: the model spreads it over
+  features of the object, each taking less than half of its value from it) is listed apart
+  too, with its effect, since an audit of features (the paper's method) cannot name it;
+- false alarms: features judged spurious whose truth is not a planted cue. On images the
+  truth is decided by intervention wherever it can be (:mod:`tasks.viz.intervention`: the
+  generator redraws each HIT's shown images without the object and without each cue, and the
+  region carrying at least half of the feature is its pattern), so it does not come from the
+  maps the simulated crowd reads; features shown where they are lowest keep the maps' truth;
 - findings resting on gold items: spurious verdicts on gold (known-answer) HITs, which must
   never be findings (must be none).
 
@@ -90,18 +97,29 @@ def run_variant(variant: dict[str, Any], workdir: Path, keep: bool = False,
     finally:
         if not keep:
             shutil.rmtree(out, ignore_errors=True)
+    return variant_record(variant, summary, time.perf_counter() - t0)
+
+
+def variant_record(variant: dict[str, Any], summary: dict[str, Any], seconds: float
+                   ) -> dict[str, Any]:
+    """One variant's record (one JSON line) from its run's ``demo_summary.json`` entry
+    (:func:`sparse_probe.demo.summary.summarize_run`)."""
     return {
-        **variant, "seconds": round(time.perf_counter() - t0, 1),
+        **variant, "seconds": round(seconds, 1),
         "cues": [{"cue": c["cue"], "kind": c["kind"], "class": c["class"],
                   "class_name": c["class_name"],
                   "status": c["status"], "shown": c["shown"], "features": c["features"],
                   "learned": c.get("learned"), "reliance": c.get("reliance")}
                  for c in summary["cues"]],
         "false_alarms": [{"class_name": f["class_name"], "feature": f["feature"],
-                          "truth": f["truth"]} for f in summary["false_alarms"]],
+                          "truth": f["truth"], "truth_source": f.get("truth_source"),
+                          "removal": f.get("removal")} for f in summary["false_alarms"]],
         "gold_findings": [{"class_name": f["class_name"], "feature": f["feature"]}
                           for f in summary["flagged"] if f["gold"]],
         "n_flagged": len(summary["flagged"]),
+        "truth_by_intervention": bool(summary.get("truth_by_intervention")),
+        "n_flagged_by_intervention": sum(f.get("truth_source") == "intervention"
+                                         for f in summary["flagged"]),
     }
 
 
@@ -117,18 +135,30 @@ def variant_line(r: dict[str, Any]) -> str:
             f"({r['seconds']:.0f} s)")
 
 
+def _shares(f: dict[str, Any]) -> str:
+    """A false alarm's shares by intervention, for the table."""
+    if f.get("truth_source") != "intervention" or not f.get("removal"):
+        return ""
+    shares = {"object": f["removal"]["object"], **f["removal"]["cues"]}
+    return " by intervention: " + ", ".join(f"{k} {float(v):.2f}" for k, v in shares.items())
+
+
 def summarize(records: Iterable[dict[str, Any]]) -> tuple[list[str], bool]:
     """The table over ``records`` and whether every target is met."""
     records = list(records)
     found: dict[str, list[int]] = defaultdict(list)
     by_strength: dict[tuple[str, float | None], list[int]] = defaultdict(list)
     not_learned = []
+    not_carried = []
     own: dict[str, list[int]] = defaultdict(list)
     for r in records:
         for c in r["cues"]:
             name = "identity" if c["kind"] == "identity" else c["cue"]
             if c.get("learned") is False and c["status"] != "found":
                 not_learned.append((r, c))  # no audit can find a cue the model does not use
+                continue
+            if r.get("truth_by_intervention") and c["status"] != "found" and not c["shown"]:
+                not_carried.append((r, c))  # no audited feature is mainly this cue
                 continue
             found[name].append(int(c["status"] == "found"))
             if c["status"] == "found" and "class" in c:  # through a feature of its own class?
@@ -156,12 +186,23 @@ def summarize(records: Iterable[dict[str, Any]]) -> tuple[list[str], bool]:
                  + "".join(f"\n  {r['kind']} seed {r['seed']} [{r['placement']}]: {c['cue']} "
                            f"effect {c['reliance']['effect']:+.2f} (z {c['reliance']['z']:.1f})"
                            for r, c in not_learned))
+    lines.append("learned cues that no audited feature carries as its pattern (by "
+                 f"intervention; not counted above): {len(not_carried)}" + "".join(
+                     f"\n  {r['kind']} seed {r['seed']} [{r['placement']}]: {c['cue']}"
+                     + ("" if c.get("reliance") is None
+                        else f" effect {c['reliance']['effect']:+.2f}")
+                     for r, c in not_carried))
     for (name, st), v in sorted(by_strength.items(), key=lambda kv: str(kv[0])):
         if st is not None and st != DEFAULT_STRENGTH:
             lines.append(f"{name:>10} at strength {st:g}: {sum(v)}/{len(v)}")
     lines.append(f"false alarms: {len(alarms)}" + "".join(
         f"\n  {r['kind']} seed {r['seed']} [{r['placement']}]: {f['class_name']}:"
-        f"{f['feature']} (truth {f['truth']})" for r, f in alarms))
+        f"{f['feature']} (truth {f['truth']}{_shares(f)})" for r, f in alarms))
+    n_flagged = sum(r.get("n_flagged", 0) for r in records)
+    n_iv = sum(r.get("n_flagged_by_intervention", 0) for r in records)
+    lines.append(f"truth of the flagged features: {n_iv} of {n_flagged} by intervention "
+                 "(the generator redraws the shown images without each region), the rest "
+                 "from the maps")
     lines.append(f"findings resting on gold items: {len(gold)}" + "".join(
         f"\n  {r['kind']} seed {r['seed']} [{r['placement']}]: {g['class_name']}:"
         f"{g['feature']}" for r, g in gold))

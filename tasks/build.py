@@ -57,6 +57,7 @@ from tasks.viz.evidence import (
 )
 from tasks.viz.fvis.render import visualize_channels
 from tasks.viz.grid import image_grid, overlay, save_png
+from tasks.viz.intervention import feature_removal
 from tasks.viz.panels import HIT_PANELS, MAP_PANELS, panel_evidence
 from tasks.viz.source import ExampleSource, load_source
 from tasks.viz.text_attr import highlight_html, occlusion_attributions, word_scores
@@ -123,6 +124,9 @@ class HitSpec:
     insertion: list[tuple[str, float]] = field(default_factory=list)  # text: words that push it
     text_contrast: dict[str, float] | None = None  # text: highlighted words removed / kept
     least_texts: list[str] = field(default_factory=list)  # text: class's least-activating
+    removal: dict | None = None  # built-in images: the feature's share each region carries
+    truth_removal: str | None = None  # the truth by intervention (tasks.viz.intervention)
+    truth_maps: str | None = None  # the truth the maps imply, where the intervention decides
 
     def record(self) -> dict[str, Any]:
         """The manifest line (docs/contracts.md, tasks/)."""
@@ -135,6 +139,8 @@ class HitSpec:
             "attention": {"field": "attention", "expected": self.attention},
             "evidence": self.evidence, "evidence_panels": self.evidence_panels,
             "evidence_images": self.evidence_images, "truth": self.truth,
+            "removal": self.removal, "truth_removal": self.truth_removal,
+            "truth_maps": self.truth_maps,
         }
 
 
@@ -296,6 +302,11 @@ def _render_image_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
                               for c, m in sorted(src.cue_masks.items())}}
             h.evidence = dict(reader_evidence(None, pe.evidence, h.evidence_images))
             h.truth = truth_from_evidence(h.evidence, src.cue_kind)
+        if src.without is not None and h.direction == "highest":
+            check = feature_removal(src, h.examples, h.feature, h.weight, device)
+            if check is not None:  # the truth no map enters decides; the maps' is kept
+                h.removal, h.truth_removal = check["removal"], check["truth"]
+                h.truth_maps, h.truth = h.truth, check["truth"]
     if src.model is not None and src.fvis_layer is not None and fvis_steps > 0:
         bar = tqdm(total=len(hits), desc="feature visualization", unit="feature",
                    disable=not progress)
@@ -479,6 +490,7 @@ def _assign_gold(hits: list[HitSpec], cands: list[HitSpec], share: float, seed: 
         return []
     clear = [h for h in cands if h.truth is not None and h.truth != "none"
              and dominant_share(h.evidence)[1] >= GOLD_MIN_SHARE
+             and (h.truth_maps is None or h.truth_maps == h.truth)  # clear both ways
              and questions.gold_for_truth(h.truth, h.kind) is not None]
     if not clear:
         logger.warning("no feature outside the audit has a clear ground truth: no gold HITs "

@@ -37,7 +37,7 @@ configurable: the new cues draw their random numbers only when they are planted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,7 @@ __all__ = [
     "CUES",
     "CUE_KINDS",
     "DEFAULT_CUE_STRENGTH",
+    "REMOVABLE",
     "SHAPE_CLASSES",
     "CueError",
     "ShapesDataset",
@@ -54,6 +55,7 @@ __all__ = [
     "cue_config",
     "make_shapes",
     "parse_cue",
+    "render_without",
 ]
 
 logger = logging.getLogger(__name__)
@@ -305,41 +307,99 @@ def make_shapes(
     class_names = list(SHAPE_CLASSES)
     cue_class = {cue: class_names.index(c["class"]) for cue, c in config.items()}
     cue_kind = {cue: CUE_KINDS[cue] for cue in config}
-    children = np.random.SeedSequence(seed).spawn(len(SPLITS))
-    sizes = {"train": n_train, "val": n_val, "test": n_test}
-    splits = {}
-    for split_name, child in zip(SPLITS, children, strict=True):
-        rng = np.random.default_rng(child)
-        n = int(sizes[split_name])
-        labels = rng.permutation(np.arange(n) % len(class_names)).astype(np.int64)
-        has_cue = {}
-        for cue, k in cue_class.items():
-            if split_name == "test":
-                p = np.full(n, test_cue_rate)
-            else:
-                strength = config[cue]["strength"]
-                leak = ((1.0 - strength) / (len(class_names) - 1) if cue_leak is None
-                        else cue_leak)
-                p = np.where(labels == k, strength, leak)
-            has_cue[cue] = rng.random(n) < p
-        images = np.empty((n, size, size, 3), np.uint8)
-        object_masks = np.empty((n, size, size), bool)
-        cue_masks = {cue: np.zeros((n, size, size), bool) for cue in cue_class}
-        for start in range(0, n, _CHUNK):
-            sl = slice(start, min(n, start + _CHUNK))
-            img, obj, cm = _render(rng, labels[sl], {c: h[sl] for c, h in has_cue.items()}, size)
-            images[sl], object_masks[sl] = img, obj
-            for cue in cue_masks:
-                cue_masks[cue][sl] = cm[cue]
-        splits[split_name] = ShapesSplit(
-            name=split_name, images=images, labels=labels,
-            ids=[f"{split_name}/{i:06d}" for i in range(n)], object_masks=object_masks,
-            cue_masks=cue_masks, has_cue=has_cue, class_names=class_names,
-            cue_class=cue_class, cue_kind=cue_kind,
-        )
+    splits = {name: _make_split(name, params, config, class_names, cue_class, cue_kind)
+              for name in SPLITS}
     logger.info("generated shapes dataset %s", params)
     return ShapesDataset(splits=splits, class_names=class_names, cue_class=cue_class,
                          cue_kind=cue_kind, params=params)
+
+
+#: What :func:`render_without` can remove: the object, or any cue that can be planted.
+REMOVABLE: tuple[str, ...] = ("object", *CUE_KINDS)
+
+
+def _make_split(split_name: str, params: Mapping[str, Any], config: Mapping[str, Any],
+                class_names: list[str], cue_class: dict[str, int], cue_kind: dict[str, str],
+                remove: frozenset[str] = frozenset()) -> ShapesSplit:
+    """Generate split ``split_name`` of the dataset of ``params`` (:func:`make_shapes`), with
+    the regions in ``remove`` not drawn (the same random numbers are drawn either way)."""
+    child = np.random.SeedSequence(params["seed"]).spawn(len(SPLITS))[SPLITS.index(split_name)]
+    rng = np.random.default_rng(child)
+    n = int(params[f"n_{split_name}"])
+    size = int(params["size"])
+    labels = rng.permutation(np.arange(n) % len(class_names)).astype(np.int64)
+    has_cue = {}
+    for cue, k in cue_class.items():
+        if split_name == "test":
+            p = np.full(n, params["test_cue_rate"])
+        else:
+            strength = config[cue]["strength"]
+            leak = ((1.0 - strength) / (len(class_names) - 1) if params["cue_leak"] is None
+                    else params["cue_leak"])
+            p = np.where(labels == k, strength, leak)
+        has_cue[cue] = rng.random(n) < p
+    images = np.empty((n, size, size, 3), np.uint8)
+    object_masks = np.empty((n, size, size), bool)
+    cue_masks = {cue: np.zeros((n, size, size), bool) for cue in cue_class}
+    for start in range(0, n, _CHUNK):
+        sl = slice(start, min(n, start + _CHUNK))
+        img, obj, cm = _render(rng, labels[sl], {c: h[sl] for c, h in has_cue.items()}, size,
+                               remove)
+        images[sl], object_masks[sl] = img, obj
+        for cue in cue_masks:
+            cue_masks[cue][sl] = cm[cue]
+    return ShapesSplit(
+        name=split_name, images=images, labels=labels,
+        ids=[f"{split_name}/{i:06d}" for i in range(n)], object_masks=object_masks,
+        cue_masks=cue_masks, has_cue=has_cue, class_names=class_names,
+        cue_class=cue_class, cue_kind=cue_kind,
+    )
+
+
+def render_without(params: Mapping[str, Any], split: str, remove: Iterable[str]) -> np.ndarray:
+    """The images of ``split`` of the dataset ``make_shapes(**params)`` with regions removed.
+
+    Every pixel not covered by a removed region is identical to the dataset's (the generator
+    draws the same random numbers whether a region is drawn or not): removing a cue leaves the
+    background that was under it (a plain background for the texture and the tint), removing
+    the object leaves the background (with its cues) where the object was. This is the
+    intervention a ground truth needs: how much of a feature goes when the generator leaves a
+    cue out, with no attribution map involved.
+
+    Parameters
+    ----------
+    params : mapping
+        :attr:`ShapesDataset.params` (``meta.json``'s ``dataset.params``).
+    split : {"train", "val", "test"}
+    remove : iterable of str
+        Names from :data:`REMOVABLE` (``"object"`` or cue names; a cue that is not planted
+        changes nothing).
+
+    Returns
+    -------
+    ndarray of uint8, shape (n, H, W, 3)
+
+    Raises
+    ------
+    ValueError
+        An unknown split or region.
+    """
+    remove = frozenset(remove)
+    bad = sorted(remove - set(REMOVABLE))
+    if bad:
+        raise ValueError(f"render_without: cannot remove {bad[0]!r}; expected one of "
+                         f"{', '.join(REMOVABLE)}")
+    if split not in SPLITS:
+        raise ValueError(f"render_without: unknown split {split!r}; expected one of "
+                         f"{', '.join(SPLITS)}")
+    full = {"n_train": 3000, "n_val": 600, "n_test": 1200, "size": 64, "seed": 0,
+            "cue_strength": DEFAULT_CUE_STRENGTH, "cue_leak": 0.05, "test_cue_rate": 0.5,
+            **dict(params)}
+    config = cue_config(full.get("cues"), full["cue_strength"])
+    class_names = list(SHAPE_CLASSES)
+    cue_class = {cue: class_names.index(c["class"]) for cue, c in config.items()}
+    cue_kind = {cue: CUE_KINDS[cue] for cue in config}
+    return _make_split(split, full, config, class_names, cue_class, cue_kind, remove).images
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,10 +455,13 @@ def _shape_mask(k: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _render(
-    rng: np.random.Generator, labels: np.ndarray, has_cue: dict[str, np.ndarray], size: int
+    rng: np.random.Generator, labels: np.ndarray, has_cue: dict[str, np.ndarray], size: int,
+    remove: frozenset[str] = frozenset(),
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Render a chunk: returns images (b, H, W, 3) uint8, object masks, cue masks."""
+    """Render a chunk: returns images (b, H, W, 3) uint8, object masks, cue masks. The regions
+    in ``remove`` (``"object"``, cue names) are not drawn; the random numbers are the same."""
     b = len(labels)
+    drawn = {c: (h & False if c in remove else h) for c, h in has_cue.items()}
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     # --- background: light tinted base level + gradient + smooth blotches (objects are dark)
     level = rng.uniform(150, 215, b)
@@ -417,7 +480,7 @@ def _render(
     none = np.zeros(b, bool)
     # --- the "texture" cue: fine diagonal stripes (period 4-5 px, either diagonal); the random
     # numbers are drawn whether or not it is planted, so the other cues' draws stay the same
-    tex = has_cue.get("texture", none)
+    tex = drawn.get("texture", none)
     period = rng.uniform(4.0, 5.0, b)
     phase = rng.uniform(0, 2 * np.pi, b)
     diag = np.where(rng.random(b) < 0.5, 1.0, -1.0)
@@ -428,7 +491,7 @@ def _render(
     amp = np.where(tex, 32.0, 0.0).astype(np.float32)
     bg = bg + (amp[:, None, None] * stripes)[..., None]
     # --- the "tint" cue: a green cast of the background (no random numbers)
-    tint = has_cue.get("tint")
+    tint = drawn.get("tint")
     if tint is not None:
         bg = bg + np.where(tint[:, None], np.asarray(TINT_SHIFT, np.float32),
                            np.float32(0))[:, None, None, :]
@@ -454,11 +517,11 @@ def _render(
     color = (_hsv_to_rgb(hue, sat, val) * 255.0).astype(np.float32)
     shade = 1.0 + 0.12 * (u * 0.5 + v * 0.3)  # a little shading on the object
     obj_img = color[:, None, None, :] * shade[..., None]
-    img = np.where(obj[..., None], obj_img, bg)
+    img = np.where(obj[..., None] & ("object" not in remove), obj_img, bg)
     img += 5.0 * rng.standard_normal(img.shape, dtype=np.float32)  # sensor noise
     img = np.clip(np.rint(img), 0, 254).astype(np.uint8)
     # --- the "watermark" cue: a solid square of MARK_COLOR, drawn last
-    wm = has_cue.get("watermark", none)
+    wm = drawn.get("watermark", none)
     m = max(4, round(size * 0.12))
     mx = rng.integers(0, size - m + 1, b)
     my = rng.integers(0, size - m + 1, b)
@@ -471,7 +534,7 @@ def _render(
         width = max(3, round(size * 0.08))
         edge = rng.integers(0, 4, b)  # top, bottom, left, right
         bars = np.stack([yy < width, yy >= size - width, xx < width, xx >= size - width])
-        stripe = bars[edge] & has_cue["stripe"][:, None, None]
+        stripe = bars[edge] & drawn["stripe"][:, None, None]
         img[stripe] = STRIPE_COLOR
     img[mark] = MARK_COLOR
     stripe &= ~mark
@@ -481,4 +544,6 @@ def _render(
                  "stripe": stripe}
     if tint is not None:
         cue_masks["tint"] = tint[:, None, None] & ~obj & ~marks
+    if "object" in remove:
+        obj = np.zeros_like(obj)
     return img, obj, {c: cue_masks[c] for c in has_cue}

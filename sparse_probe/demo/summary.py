@@ -62,18 +62,23 @@ def _counterfactual_summary(run: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _dominant_cues(run: Path) -> dict[str, str]:
-    """hit_key -> the planted cue holding most of its evidence (from ``tasks/manifest.jsonl``;
-    empty without one)."""
+def _manifest(run: Path) -> dict[str, dict[str, Any]]:
+    """hit_key -> its ``tasks/manifest.jsonl`` row (empty without one)."""
     manifest = RunDir(run).manifest
     if not manifest.is_file():
         return {}
-    out = {}
-    for row in read_jsonl(manifest, what="manifest.jsonl from `sparse-probe tasks build`"):
-        cues = (row.get("evidence") or {}).get("cues") or {}
-        if cues:
-            out[row["hit_key"]] = max(cues.items(), key=lambda kv: float(kv[1] or 0.0))[0]
-    return out
+    return {row["hit_key"]: row for row in read_jsonl(
+        manifest, what="manifest.jsonl from `sparse-probe tasks build`")}
+
+
+def _dominant_cue(row: dict[str, Any], check: dict[str, Any] | None) -> str | None:
+    """The planted cue that carries most of a HIT's feature by intervention (``check`` or the
+    row's ``removal``), else the one holding most of its evidence; None without cues."""
+    cues = ((check or {}).get("removal") or row.get("removal") or {}).get("cues") \
+        or (row.get("evidence") or {}).get("cues") or {}
+    if not cues:
+        return None
+    return max(cues.items(), key=lambda kv: float(kv[1] or 0.0))[0]
 
 
 def _reliance(run: Path) -> dict[str, dict[str, Any]]:
@@ -88,12 +93,18 @@ def _reliance(run: Path) -> dict[str, dict[str, Any]]:
         return {}
 
 
-def summarize_run(run: Path) -> dict[str, Any]:
+def summarize_run(run: Path, checks: dict[str, dict[str, Any]] | None = None
+                  ) -> dict[str, Any]:
     """Flagged features and the fate of each planted cue for one finished run directory.
 
     A cue is ``found`` when a feature whose HIT shows it (``truth`` from the builder, and the
-    cue holds most of the HIT's evidence, which tells apart two cues of one kind) was judged
+    cue carries most of the feature, which tells apart two cues of one kind) was judged
     spurious, ``missed`` otherwise; ``shown`` says whether any HIT showed it to the crowd.
+    On built-in images the builder's ``truth`` is the truth by intervention wherever it was
+    measured (:mod:`tasks.viz.intervention`: the generator redraws the shown images without
+    each region; no map enters it), else the maps' (``truth_source`` of each flagged feature
+    says which); ``checks`` (hit_key -> ``{"truth", "removal"}``, e.g. measured afterwards by
+    ``benchmarks/measure_intervention.py`` for runs built before) replaces the builder's.
     Image cues also get ``reliance``, how much the model relies on the cue
     (:func:`sparse_probe.demo.reliance.cue_reliance`), and ``learned``: whether that reliance
     is significant (a cue the model does not use cannot be found by auditing its features;
@@ -102,11 +113,20 @@ def summarize_run(run: Path) -> dict[str, Any]:
     judged spurious whose ground truth is not a planted cue are false alarms.
     """
     report = json.loads((run / "report" / "report.json").read_text(encoding="utf-8"))
-    rows = report["features"]
+    manifest = _manifest(run)
+    checks = dict(checks or {})
+    for key, row in manifest.items():
+        if key not in checks and row.get("truth_removal"):
+            checks[key] = {"truth": row["truth_removal"], "removal": row.get("removal")}
+    rows = [{**r, "truth": checks[r["hit_key"]]["truth"]} if r.get("hit_key") in checks
+            else r for r in report["features"]]
     flagged = [{"class": r["class"], "class_name": r["class_name"], "feature": r["feature"],
-                "kind": r["kind"], "truth": r["truth"], "gold": bool(r["is_gold"])}
+                "kind": r["kind"], "truth": r["truth"], "gold": bool(r["is_gold"]),
+                "truth_source": "intervention" if r.get("hit_key") in checks else "maps",
+                "removal": (checks.get(r.get("hit_key")) or {}).get("removal")}
                for r in rows if r["verdict"] == "spurious"]
-    dominant = _dominant_cues(run)
+    dominant = {k: c for k, row in manifest.items()
+                if (c := _dominant_cue(row, checks.get(k))) is not None}
     reliance = _reliance(run)
     cues = []
     for cue in _planted_cues(run):
@@ -142,12 +162,21 @@ def summarize_run(run: Path) -> dict[str, Any]:
     return {"run": str(run), "kind": report["summary"]["kind"],
             "report": str(run / "report" / "index.html"), "flagged": flagged, "cues": cues,
             "false_alarms": false_alarms, "core_flagged_spurious": len(core_flagged),
+            "truth_by_intervention": bool(checks),
             "counterfactual": _counterfactual_summary(run)}
 
 
 def _listing(items: Iterable[str]) -> str:
     """Comma-separated items, or ``none``."""
     return ", ".join(items) or "none"
+
+
+def _by(f: dict[str, Any]) -> str:
+    """How a flagged feature's truth was decided, for the console."""
+    if f.get("truth_source") != "intervention" or not f.get("removal"):
+        return ""
+    shares = {"object": f["removal"]["object"], **f["removal"]["cues"]}
+    return " by intervention: " + ", ".join(f"{k} {float(v):.2f}" for k, v in shares.items())
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
@@ -163,7 +192,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             lines.append(f"  planted cue {c['cue']!r} ({c['kind']}, class {c['class_name']}): "
                          f"{status} - {c['note']}")
         lines.append("  false alarms: " + _listing(
-            f"{f['class_name']}:{f['feature']} (truth {f['truth']})" for f in s["false_alarms"]))
+            f"{f['class_name']}:{f['feature']} (truth {f['truth']}{_by(f)})"
+            for f in s["false_alarms"]))
         for r in s["counterfactual"]:
             what = (f"group {r['group']}" if "group" in r
                     else f"feature {r['class']}:{r['feature']}")

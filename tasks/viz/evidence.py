@@ -15,7 +15,9 @@ import numpy as np
 __all__ = [
     "AGREEING_SHARE",
     "GOLD_ANSWERS",
+    "NECESSARY_LEFT",
     "agreeing_cue",
+    "cue_backed_by_contrast",
     "dominant_region",
     "dominant_share",
     "gold_answer",
@@ -228,9 +230,55 @@ def agreeing_cue(panels: Mapping[str, Mapping] | None,
     return tops.pop() if len(tops) == 1 else None
 
 
+#: A careful reader names a cue as a feature's pattern only where a map whose highlighted
+#: region is mainly that cue shows that removing the region leaves at most this share of the
+#: feature: the share at which the ground truth by intervention calls a region the feature's
+#: pattern (:data:`tasks.viz.intervention.REMOVAL_THRESHOLD`: it carries at least half).
+NECESSARY_LEFT = 0.5
+
+
+def cue_backed_by_contrast(cue: str, panels: Mapping[str, Mapping] | None,
+                           left: float = NECESSARY_LEFT, share: float = AGREEING_SHARE
+                           ) -> bool:
+    """Whether some map panel highlights mainly ``cue`` (at least ``share`` of its mass and
+    more than the object or the rest) and its contrast numbers say that removing the
+    highlighted region leaves at most ``left`` of the feature (``removed``; a panel whose
+    ``kept`` is not positive has no contrast to read). A cue seen in the maps or the images
+    without such a contrast is a cue the feature merely co-occurs with or responds to in part
+    (e.g. 0.2 of an object feature's value comes from a watermark that its top images all
+    show), which a careful reader does not call the feature's pattern."""
+    for p in (panels or {}).values():
+        if not p or float(p.get("kept") or 0.0) <= 0 or float(p.get("removed", 1.0)) > left:
+            continue
+        on = float((p.get("cues") or {}).get(cue) or 0.0)
+        total = (float(p.get("object") or 0.0) + float(p.get("background") or 0.0)
+                 + sum(float(v or 0.0) for v in (p.get("cues") or {}).values()))
+        if total > 0 and on / total >= share and on >= max(float(p.get("object") or 0.0),
+                                                         float(p.get("background") or 0.0)):
+            return True
+    return False
+
+
 def reader_evidence(evidence: Mapping | None, panels: Mapping[str, Mapping] | None,
                     images: Mapping[str, Mapping[str, float]] | None = None
                     ) -> Mapping | None:
+    """The evidence a careful reader of a HIT takes from it (:func:`_seen`), except that a
+    cue it would name is kept only when a map's contrast backs it
+    (:func:`cue_backed_by_contrast`); otherwise the reader sees no single pattern
+    (``{"object": 0, "cues": {...: 0}, "background": 1}``). HITs without panels (older
+    manifests, text) are read as before."""
+    seen = _seen(evidence, panels, images)
+    if not panels or seen is None:
+        return seen
+    name = dominant_region(seen)
+    if name is None or name == "object" or cue_backed_by_contrast(name, panels):
+        return seen
+    return {"object": 0.0, "cues": {c: 0.0 for c in seen.get("cues") or {}},
+            "background": 1.0}
+
+
+def _seen(evidence: Mapping | None, panels: Mapping[str, Mapping] | None,
+          images: Mapping[str, Mapping[str, float]] | None = None) -> Mapping | None:
     """The evidence a careful reader of a HIT takes from it.
 
     The shares of the trusted map panel (:func:`trusted_panel`) when the HIT has panels, else

@@ -83,6 +83,11 @@ class ExampleSource:
         Token kinds that count as class words.
     labels : ndarray (n,), optional
         Labels of the examples as loaded now (checked against the features' labels).
+    without : callable, optional
+        ``without(regions, rows) -> (k, 3, H, W)`` in ``[0, 1]``: the examples ``rows`` as the
+        data's generator draws them without ``regions`` (``"object"``, cue names), every
+        other pixel identical (built-in image data; :func:`sparse_probe.datasets.shapes.
+        render_without`). The ground truth's intervention (:mod:`tasks.viz.intervention`).
     """
 
     kind: str
@@ -101,6 +106,7 @@ class ExampleSource:
     token_kinds: list[list[str]] | None = None
     class_word_kinds: Sequence[str] = CLASS_WORD_KINDS
     labels: np.ndarray | None = None
+    without: Callable[[frozenset[str], Any], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("image", "text"):
@@ -185,6 +191,48 @@ def _hooked_spatial(model: nn.Module, layer: str,
     return spatial
 
 
+class _ArrayRows:
+    """``rows -> (k, 3, H, W)`` model-ready tensors of a uint8 image array (the indexing
+    :class:`SplitImages` expects of a split)."""
+
+    def __init__(self, images: np.ndarray, prep: Mapping | None) -> None:
+        from sparse_probe.extract.data import ImageArrayDataset
+
+        self.data = ImageArrayDataset(images, dict(prep or {}))
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, rows: Any) -> torch.Tensor:
+        return torch.stack([self.data[int(r)] for r in rows])
+
+
+def _builtin_without(meta: Mapping, split: str, n: int
+                     ) -> Callable[[frozenset[str], Any], torch.Tensor] | None:
+    """The built-in shapes generator's counterfactual examples of ``split`` (None for other
+    data), passed through the same preprocessing as the examples themselves."""
+    dataset = meta.get("dataset") or {}
+    if dataset.get("source") != "builtin" or dataset.get("name") != "shapes":
+        return None
+    from sparse_probe.datasets.shapes import render_without
+
+    params = dataset.get("params") or {"seed": dataset.get("seed") or 0}
+    prep = meta.get("preprocessing") or {}
+    cache: dict[frozenset[str], SplitImages] = {}
+
+    def without(regions: frozenset[str], rows: Any) -> torch.Tensor:
+        regions = frozenset(regions)
+        if regions not in cache:
+            images = render_without(params, split, regions)
+            if len(images) != n:
+                raise ValueError(f"built-in dataset split {split!r} has {len(images)} "
+                                 f"examples, features have {n}")
+            cache[regions] = SplitImages(_ArrayRows(images, prep), prep)
+        return cache[regions][rows]
+
+    return without
+
+
 def _builtin_truth(meta: Mapping, split: str, n: int) -> Any | None:
     dataset = meta.get("dataset") or {}
     if dataset.get("source") != "builtin":
@@ -235,4 +283,5 @@ def load_source(meta: Mapping, split: str, device: torch.device | str | None = N
         model=model if layer else None, fvis_layer=layer, preprocess=preprocess,
         object_masks=truth.object_masks if truth is not None else None,
         cue_masks=dict(truth.cue_masks) if truth is not None else {},
-        cue_kind=dict(truth.cue_kind) if truth is not None else {})
+        cue_kind=dict(truth.cue_kind) if truth is not None else {},
+        without=_builtin_without(meta, split, len(data)) if truth is not None else None)

@@ -1,0 +1,203 @@
+"""The ground truth by intervention: the shapes generator redraws images without a region
+(every other pixel identical), the share of a feature each region carries, and the truth it
+implies, checked on hand-computable scorers and on a model whose channels are known."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers_viz import ShapesProbeCNN
+
+from sparse_probe.datasets import make_shapes
+from sparse_probe.datasets.shapes import REMOVABLE, render_without
+from sparse_probe.demo.summary import summarize_run
+from tasks.viz.intervention import REMOVAL_THRESHOLD, removal_effects, truth_from_removal
+from tasks.viz.perturb import feature_scorer
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+ALL_CUES = {"watermark": "star", "texture": "cross", "stripe": "circle", "tint": "square"}
+
+
+@pytest.mark.parametrize("seed,cues", [(11, None), (23, ALL_CUES),
+                                       (5, {"stripe": "ring", "watermark": "ring"})])
+def test_redrawn_images_differ_only_inside_the_removed_region(seed, cues):
+    ds = make_shapes(n_train=90, n_val=40, n_test=70, size=40, seed=seed, cues=cues,
+                     cue_leak=None)
+    for split in ("train", "val", "test"):
+        sp = ds.split(split)
+        assert np.array_equal(render_without(ds.params, split, []), sp.images)
+        for region in ("object", *ds.cue_class):
+            mask = sp.object_masks if region == "object" else sp.cue_masks[region]
+            assert mask.any(), region
+            changed = (render_without(ds.params, split, [region]) != sp.images).any(-1)
+            assert not (changed & ~mask).any(), region  # nothing outside the region moves
+            assert changed[mask].mean() > 0.95, region  # the region itself is redrawn
+        both = [c for c in ds.cue_class][:2]
+        changed = (render_without(ds.params, split, both) != sp.images).any(-1)
+        union = np.logical_or.reduce([sp.cue_masks[c] for c in both])
+        assert not (changed & ~union).any() and changed[union].mean() > 0.95
+
+
+def test_a_cue_that_is_not_planted_changes_nothing_and_bad_names_are_errors():
+    ds = make_shapes(n_train=30, n_val=12, n_test=12, size=32, seed=2)  # watermark, texture
+    assert np.array_equal(render_without(ds.params, "val", ["stripe", "tint"]),
+                          ds.val.images)
+    with pytest.raises(ValueError, match="cannot remove 'logo'; expected one of object"):
+        render_without(ds.params, "val", ["logo"])
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        render_without(ds.params, "dev", ["object"])
+    assert set(REMOVABLE) == {"object", "watermark", "texture", "stripe", "tint"}
+
+
+def _region_scorer(weights: np.ndarray):
+    """score = sum over pixels of weights * channel 0 (a linear feature: drops add up)."""
+    w = torch.as_tensor(weights, dtype=torch.float32)
+
+    def score(images: torch.Tensor, which: np.ndarray) -> np.ndarray:
+        return (images[:, 0] * w).sum((1, 2)).double().numpy()
+
+    return score
+
+
+def test_shares_are_the_features_drop_when_each_region_goes():
+    # 2 images 4x4, channel 0 = 1 everywhere; the feature weighs object pixels 3, cue a 2,
+    # cue b 1, elsewhere 0 -> removals take 3/6, 2/6, 1/6; a and b together 3/6
+    regions = {"object": np.zeros((4, 4), bool), "a": np.zeros((4, 4), bool),
+               "b": np.zeros((4, 4), bool)}
+    regions["object"][0, :3] = True
+    regions["a"][1, :2] = True
+    regions["b"][2, 0] = True
+    weights = np.zeros((4, 4))
+    weights[regions["object"]] = 1.0
+    weights[regions["a"]] = 1.0
+    weights[regions["b"]] = 1.0
+    images = torch.ones(2, 3, 4, 4)
+
+    def without(removed):
+        x = images.clone()
+        for r in removed:
+            x[:, :, torch.as_tensor(regions[r])] = 0.0
+        return x
+
+    eff = removal_effects(_region_scorer(weights), images, without, {"a": "mark", "b": "mark"})
+    assert eff["object"] == pytest.approx(3 / 6)
+    assert eff["cues"] == pytest.approx({"a": 2 / 6, "b": 1 / 6})
+    assert eff["kinds"] == pytest.approx({"mark": 3 / 6})  # both marks removed at once
+    assert truth_from_removal(eff) == "core"  # a tie at 0.5 goes to the object
+    eff2 = removal_effects(_region_scorer(weights), images, without,
+                           {"a": "mark", "b": "background"})
+    assert eff2["kinds"] == pytest.approx({"mark": 2 / 6, "background": 1 / 6})
+    # a feature that is not positive on the shown images has nothing to take away
+    neg = removal_effects(_region_scorer(-weights), images, without, {"a": "mark"})
+    assert neg == {"object": 0.0, "cues": {"a": 0.0}, "kinds": {"mark": 0.0}}
+
+
+@pytest.mark.parametrize("eff,truth", [
+    ({"object": 0.9, "kinds": {"mark": 0.2}}, "core"),
+    ({"object": 0.3, "kinds": {"mark": 0.7}}, "spurious:mark"),
+    ({"object": 0.45, "kinds": {"mark": 0.45, "background": 0.1}}, "none"),
+    ({"object": 0.2, "kinds": {"mark": 0.55, "background": 0.6}}, "spurious:background"),
+    ({"object": REMOVAL_THRESHOLD, "kinds": {"mark": 0.1}}, "core"),
+    ({"object": 0.1, "kinds": {"background": REMOVAL_THRESHOLD - 1e-9}}, "none"),
+    ({"object": 1.2, "kinds": {"mark": 1.2}}, "core"),
+])
+def test_truth_is_the_region_carrying_the_largest_share_of_at_least_half(eff, truth):
+    assert truth_from_removal(eff) == truth
+
+
+def test_a_model_with_known_channels_gets_the_truth_its_construction_implies():
+    # held-out data made here: seed 31, the watermark on square, the tint on circle
+    ds = make_shapes(n_train=60, n_val=60, n_test=60, size=64, seed=31,
+                     cues={"watermark": "square", "tint": "circle"}, cue_leak=None)
+    sp = ds.val
+    model = ShapesProbeCNN().eval()
+    x = torch.from_numpy(sp.images).permute(0, 3, 1, 2).float() / 255.0
+
+    def without(regions):
+        return torch.from_numpy(render_without(ds.params, "val", regions)).permute(
+            0, 3, 1, 2).float() / 255.0
+
+    marked = np.flatnonzero(sp.has_cue["watermark"])[:9]
+    k = len(marked)
+    assert k >= 5
+    mark_score = feature_scorer([0] * k, [1.0] * k, spatial=model.features)
+    eff = removal_effects(mark_score, x[marked], lambda r: without(r)[marked], ds.cue_kind)
+    # channel 0 is the magenta detector: the watermark carries all of it, the object nothing
+    assert eff["cues"]["watermark"] == pytest.approx(1.0, abs=0.02)
+    assert abs(eff["object"]) < 0.05 and abs(eff["cues"]["tint"]) < 0.05
+    assert truth_from_removal(eff) == "spurious:mark"
+    rows = np.arange(9)
+    dark = feature_scorer([1] * 9, [1.0] * 9, spatial=model.features)
+    eff = removal_effects(dark, x[rows], lambda r: without(r)[rows], ds.cue_kind)
+    # channel 1 fires on dark pixels, i.e. the objects
+    assert eff["object"] > 0.8 and abs(eff["kinds"]["background"]) < 0.2
+    assert truth_from_removal(eff) == "core"
+
+
+def _summary_run(tmp_path, rows):
+    """A finished run directory as summarize_run reads it: features/meta.json of a built-in
+    shapes dataset (stripe and watermark, both marks, on ring), the manifest and report.json
+    rows given as (hit_key, feature, truth by the maps, verdict, removal or None)."""
+    ds = make_shapes(n_train=30, n_val=12, n_test=12, size=32, seed=4,
+                     cues={"stripe": "ring", "watermark": "ring"})
+    run = tmp_path / "run"
+    (run / "features").mkdir(parents=True)
+    (run / "features" / "meta.json").write_text(json.dumps(
+        {"format": 1, "kind": "image", "classes": ds.class_names, "dataset": ds.describe()}))
+    manifest, feats = [], []
+    for key, f, truth, verdict, removal in rows:
+        kinds = (removal or {}).get("kinds") or {}
+        best = max([("core", (removal or {}).get("object", 0.0)),
+                    *((f"spurious:{k}", v) for k, v in kinds.items())], key=lambda kv: kv[1])
+        manifest.append({"hit_key": key, "evidence": {"object": 0.1, "cues": {
+            "stripe": 0.1, "watermark": 0.8}, "background": 0.0}, "truth": truth,
+            "removal": removal,
+            "truth_removal": None if removal is None
+            else (best[0] if best[1] >= REMOVAL_THRESHOLD else "none")})
+        feats.append({"hit_key": key, "class": 2, "class_name": "ring", "feature": f,
+                      "kind": "image", "truth": truth, "is_gold": False, "verdict": verdict})
+    (run / "tasks").mkdir()
+    (run / "tasks" / "manifest.jsonl").write_text(
+        "".join(json.dumps(m) + "\n" for m in manifest))
+    (run / "report").mkdir()
+    (run / "report" / "report.json").write_text(json.dumps(
+        {"summary": {"kind": "image"}, "features": feats}))
+    return run
+
+
+def test_summary_takes_the_truth_by_intervention_over_the_maps(tmp_path):
+    stripe = {"object": 0.1, "cues": {"stripe": 0.8, "watermark": 0.0}, "kinds": {"mark": 0.8}}
+    mixed = {"object": 0.85, "cues": {"stripe": 0.0, "watermark": 0.16},
+             "kinds": {"mark": 0.16}}
+    run = _summary_run(tmp_path, [
+        # the maps say watermark (evidence), the intervention says the stripe carries it
+        ("img-c02-f0001-sparse", 1, "spurious:mark", "spurious", stripe),
+        # the maps say mark, the intervention says the object: a false alarm
+        ("img-c02-f0002-sparse", 2, "spurious:mark", "spurious", mixed),
+        # shown where lowest: no intervention, the maps' truth stands
+        ("img-c02-f0003-sparse", 3, "spurious:mark", "not spurious", None)])
+    s = summarize_run(run)
+    cues = {c["cue"]: c for c in s["cues"]}
+    assert s["truth_by_intervention"] is True
+    assert cues["stripe"]["status"] == "found" and cues["stripe"]["features"] == [[2, 1]]
+    # the watermark dominates the maps of feature 3 only: shown, never flagged
+    assert cues["watermark"]["status"] == "missed" and cues["watermark"]["shown"]
+    assert [(f["feature"], f["truth"], f["truth_source"]) for f in s["false_alarms"]] == [
+        (2, "core", "intervention")]
+    assert s["false_alarms"][0]["removal"]["cues"]["watermark"] == 0.16
+    # checks measured afterwards replace the manifest's
+    s2 = summarize_run(run, checks={"img-c02-f0002-sparse": {"truth": "spurious:mark",
+                                                             "removal": {**stripe}}})
+    assert s2["false_alarms"] == []
+    assert {c["cue"]: c["features"] for c in s2["cues"]}["stripe"] == [[2, 1], [2, 2]]
+
+
+def test_summary_without_intervention_keeps_the_maps_truth(tmp_path):
+    run = _summary_run(tmp_path, [("img-c02-f0005-sparse", 5, "core", "spurious", None)])
+    s = summarize_run(run)
+    assert s["truth_by_intervention"] is False
+    assert [(f["truth"], f["truth_source"]) for f in s["false_alarms"]] == [("core", "maps")]
