@@ -14,11 +14,14 @@ plants: watermark and stripe are marks, texture and tint backgrounds) and of the
   audited feature carries as its pattern (by intervention, below: the model spreads it over
   features of the object, each taking less than half of its value from it) is listed apart
   too, with its effect, since an audit of features (the paper's method) cannot name it;
-- false alarms: features judged spurious whose truth is not a planted cue. On images the
-  truth is decided by intervention wherever it can be (:mod:`tasks.viz.intervention`: the
-  generator redraws each HIT's shown images without the object and without each cue, and the
-  region carrying at least half of the feature is its pattern), so it does not come from the
-  maps the simulated crowd reads; features shown where they are lowest keep the maps' truth;
+- false alarms: features judged spurious whose truth is not a planted cue. The truth is
+  decided by intervention wherever it can be (:mod:`tasks.viz.intervention`: the shapes
+  generator redraws each image HIT's shown images without the object and without each cue;
+  a text HIT's shown comments lose the words of each kind; the region carrying at least half
+  of the feature is its pattern), so it does not come from the maps and panels the simulated
+  crowd reads; image features shown where they are lowest keep the maps' truth. A flagged
+  feature that the named kind of cue carries in part, as much as the object, is *mixed*: no
+  answer is wrong for it, so it is listed apart, neither a finding nor a false alarm;
 - findings resting on gold items: spurious verdicts on gold (known-answer) HITs, which must
   never be findings (must be none).
 
@@ -114,6 +117,9 @@ def variant_record(variant: dict[str, Any], summary: dict[str, Any], seconds: fl
         "false_alarms": [{"class_name": f["class_name"], "feature": f["feature"],
                           "truth": f["truth"], "truth_source": f.get("truth_source"),
                           "removal": f.get("removal")} for f in summary["false_alarms"]],
+        "mixed": [{"class_name": f["class_name"], "feature": f["feature"], "kind": f["kind"],
+                   "truth": f["truth"], "truth_source": f.get("truth_source"),
+                   "removal": f.get("removal")} for f in summary.get("flagged_mixed", [])],
         "gold_findings": [{"class_name": f["class_name"], "feature": f["feature"]}
                           for f in summary["flagged"] if f["gold"]],
         "n_flagged": len(summary["flagged"]),
@@ -198,10 +204,19 @@ def summarize(records: Iterable[dict[str, Any]]) -> tuple[list[str], bool]:
     lines.append(f"false alarms: {len(alarms)}" + "".join(
         f"\n  {r['kind']} seed {r['seed']} [{r['placement']}]: {f['class_name']}:"
         f"{f['feature']} (truth {f['truth']}{_shares(f)})" for r, f in alarms))
+    from tasks.viz.intervention import PARTIAL_SHARE
+
+    mixed = [(r, f) for r in records for f in r.get("mixed", [])]
+    lines.append(f"flagged mixed features (neither findings nor false alarms: the named cue "
+                 f"carries at least {PARTIAL_SHARE:.0%} of the feature and as much as the "
+                 f"object): "
+                 f"{len(mixed)}" + "".join(
+                     f"\n  {r['kind']} seed {r['seed']} [{r['placement']}]: {f['class_name']}:"
+                     f"{f['feature']} as {f['kind']}{_shares(f)}" for r, f in mixed))
     n_flagged = sum(r.get("n_flagged", 0) for r in records)
     n_iv = sum(r.get("n_flagged_by_intervention", 0) for r in records)
     lines.append(f"truth of the flagged features: {n_iv} of {n_flagged} by intervention "
-                 "(the generator redraws the shown images without each region), the rest "
+                 "(each HIT's examples without each region or kind of word), the rest "
                  "from the maps")
     lines.append(f"findings resting on gold items: {len(gold)}" + "".join(
         f"\n  {r['kind']} seed {r['seed']} [{r['placement']}]: {g['class_name']}:"

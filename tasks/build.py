@@ -57,7 +57,7 @@ from tasks.viz.evidence import (
 )
 from tasks.viz.fvis.render import visualize_channels
 from tasks.viz.grid import image_grid, overlay, save_png
-from tasks.viz.intervention import feature_removal
+from tasks.viz.intervention import feature_removal, text_feature_removal
 from tasks.viz.panels import HIT_PANELS, MAP_PANELS, panel_evidence
 from tasks.viz.source import ExampleSource, load_source
 from tasks.viz.text_attr import highlight_html, occlusion_attributions, word_scores
@@ -385,6 +385,10 @@ def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
             # the truth is what dominates the evidence at the reader's own threshold
             h.truth = truth_from_evidence(h.evidence, {"identity": "identity"},
                                           threshold=DOMINANT_SHARE)
+            check = text_feature_removal(src, h.examples, h.feature, h.weight, col)
+            if check is not None:  # the truth no map enters decides; the maps' is kept
+                h.removal, h.truth_removal = check["removal"], check["truth"]
+                h.truth_maps, h.truth = h.truth, check["truth"]
         top = max(h.words.values(), default=0.0)
         if h.gold_candidate:  # the class cloud shows the audited features' words only
             continue

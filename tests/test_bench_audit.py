@@ -65,6 +65,42 @@ def test_summary_counts_recall_false_alarms_and_gold():
     assert "text seed 0 [identity=toxic]: toxic:3" in "\n".join(lines)
 
 
+def test_summary_sets_apart_uncarried_cues_and_mixed_features():
+    b = _bench()
+    rec = _record("image", 3, "stripe=ring,watermark=square", 0.9,
+                  [("stripe", "mark", "found"), ("watermark", "mark", "missed")])
+    rec["truth_by_intervention"] = True
+    rec["cues"][1]["shown"] = False  # no audited feature is mainly the watermark
+    rec["mixed"] = [{"class_name": "ring", "feature": 7, "kind": "mark", "truth": "none",
+                     "truth_source": "intervention",
+                     "removal": {"object": 0.3, "cues": {"stripe": 0.4, "watermark": 0.0},
+                                 "kinds": {"mark": 0.4}}}]
+    rec["n_flagged"], rec["n_flagged_by_intervention"] = 3, 2
+    lines, ok = b.summarize([rec])
+    text = "\n".join(lines)
+    assert ok  # the uncarried watermark is listed apart, not missed
+    assert "    stripe       mark   1/1      1.00" in text and " watermark " not in text.split(
+        "cues the model did not learn")[0]
+    assert ("learned cues that no audited feature carries as its pattern (by intervention; "
+            "not counted above): 1\n  image seed 3 [stripe=ring,watermark=square]: watermark"
+            in text)
+    assert ("flagged mixed features (neither findings nor false alarms: the named cue carries "
+            "at least 20% of the feature and as much as the object): 1\n  image seed 3 "
+            "[stripe=ring,watermark=square]: ring:7 as mark by intervention: object 0.30, "
+            "stripe 0.40, watermark 0.00") in text
+    assert "truth of the flagged features: 2 of 3 by intervention" in text
+    # without the truth by intervention a cue no HIT showed is simply missed
+    rec["truth_by_intervention"] = False
+    lines, ok = b.summarize([rec])
+    assert not ok and " watermark       mark   0/1      0.00" in "\n".join(lines)
+    # a false alarm decided by intervention shows its shares
+    rec["false_alarms"] = [{"class_name": "cross", "feature": 2, "truth": "core",
+                            "truth_source": "intervention",
+                            "removal": {"object": 0.85, "cues": {"watermark": 0.16}}}]
+    assert ("cross:2 (truth core by intervention: object 0.85, watermark 0.16)"
+            in "\n".join(b.summarize([rec])[0]))
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_tiny_run_end_to_end(tmp_path, capsys):
@@ -80,5 +116,8 @@ def test_tiny_run_end_to_end(tmp_path, capsys):
         assert all(c["status"] in ("found", "missed") for c in r["cues"])
         assert r["gold_findings"] == []  # gold items are never findings
         assert b.variant_line(r) in out
+        # the truth of the audited features came from the intervention, not the maps
+        assert r["truth_by_intervention"] is True
+        assert r["n_flagged_by_intervention"] <= r["n_flagged"]
     assert "2 variants (1 image, 1 text)" in out and "targets (" in out
     assert not (tmp_path / "wd" / "image-s0-watermark-triangle_texture-ring-0.9").exists()

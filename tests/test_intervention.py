@@ -9,12 +9,24 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers_viz import ShapesProbeCNN
+from helpers_viz import BagOfWordsEncoder, ShapesProbeCNN, synthetic_texts
 
 from sparse_probe.datasets import make_shapes
 from sparse_probe.datasets.shapes import REMOVABLE, render_without
 from sparse_probe.demo.summary import summarize_run
-from tasks.viz.intervention import REMOVAL_THRESHOLD, removal_effects, truth_from_removal
+from tasks.viz.evidence import (
+    NECESSARY_LEFT,
+    SUFFICIENT_KEPT,
+    cue_backed_by_contrast,
+    dominant_region,
+    reader_evidence,
+)
+from tasks.viz.intervention import (
+    REMOVAL_THRESHOLD,
+    removal_effects,
+    text_removal,
+    truth_from_removal,
+)
 from tasks.viz.perturb import feature_scorer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -201,3 +213,111 @@ def test_summary_without_intervention_keeps_the_maps_truth(tmp_path):
     s = summarize_run(run)
     assert s["truth_by_intervention"] is False
     assert [(f["truth"], f["truth_source"]) for f in s["false_alarms"]] == [("core", "maps")]
+
+
+def test_text_truth_deletes_each_kind_of_word_from_the_shown_comments():
+    texts, kinds, _ = synthetic_texts(n=40, seed=9)  # held-out seed: data made here
+    enc = BagOfWordsEncoder()
+    toks = [t.split() for t in texts]
+    with_id = [i for i, k in enumerate(kinds) if any(x.startswith("identity") for x in k)
+               and "insult" in k]
+    assert len(with_id) >= 5
+    sel_t, sel_k = [toks[i] for i in with_id], [kinds[i] for i in with_id]
+    # feature 1 counts identity terms: deleting them takes all of it, the insults nothing
+    check = text_removal(enc.encode, sel_t, sel_k, 1, 1.0, 0.0, ["insult"])
+    assert check["removal"]["deletion"] == pytest.approx({"identity": 1.0, "object": 0.0})
+    assert check["removal"]["kinds"]["identity"] == pytest.approx(1.0)
+    assert check["truth"] == "spurious:identity"
+    # feature 0 counts insults (the class's own words): the object
+    check = text_removal(enc.encode, sel_t, sel_k, 0, 1.0, 0.0, ["insult"])
+    assert check["removal"]["object"] == pytest.approx(1.0) and check["truth"] == "core"
+    # shares are of the departure from the baseline: with a baseline of 0.5 an insult count
+    # of 1 departs by 0.5, and deleting it leaves -0.5, i.e. takes 200% of the departure
+    check = text_removal(enc.encode, sel_t, sel_k, 0, 1.0, 0.5, ["insult"])
+    assert check["removal"]["object"] == pytest.approx(2.0)
+    # filler words (feature 3) are neither: nothing of either kind carries them
+    check = text_removal(enc.encode, sel_t, sel_k, 3, 1.0, 0.0, ["insult"])
+    assert check["removal"]["object"] == 0.0 and check["removal"]["kinds"] == {
+        "identity": 0.0} and check["truth"] == "none"
+    # a negative weight reads the feature the other way: comments at the baseline or above
+    # do not depart the class's way, so there is nothing to measure
+    assert text_removal(enc.encode, sel_t, sel_k, 1, -1.0, 0.0, ["insult"]) is None
+
+
+def test_text_truth_by_insertion_into_ordinary_comments():
+    texts, kinds, _ = synthetic_texts(n=40, seed=17)
+    enc = BagOfWordsEncoder()
+    toks = [t.split() for t in texts]
+    ident = sorted({t for ts, ks in zip(toks, kinds, strict=True)
+                    for t, k in zip(ts, ks, strict=True) if k.startswith("identity")})
+    # the feature counts identity terms and filler words; its top comments depart by
+    # (their filler + identity) - baseline, and appending one identity term to an ordinary
+    # comment adds exactly 1
+    counted = set(BagOfWordsEncoder.groups[1]) | set(BagOfWordsEncoder.groups[3])
+
+    def encode(batch):
+        out = enc.encode(batch)
+        return torch.stack([out[:, 1] + out[:, 3], out[:, 0]], 1)
+
+    top = sorted(range(len(toks)), key=lambda i: -sum(t in counted for t in toks[i]))[:6]
+    sel_t, sel_k = [toks[i] for i in top], [kinds[i] for i in top]
+    vals = encode([" ".join(t) for t in sel_t])[:, 0].numpy()
+    baseline = float(vals.min()) - 2.0  # every shown comment departs by at least 2
+    ordinary = ["plain words here", "more plain words"]
+    check = text_removal(encode, sel_t, sel_k, 0, 1.0, baseline, ["insult"],
+                         ordinary=ordinary, cue_words=ident)
+    dep = float(np.mean(vals - baseline))
+    assert check["removal"]["insertion"]["identity"] == pytest.approx(1.0 / dep, abs=1e-4)
+    # appending an insult (the class's words, from the shown comments) adds nothing here
+    assert check["removal"]["insertion"]["object"] == pytest.approx(0.0)
+    # the share is the larger of deletion and insertion
+    assert check["removal"]["kinds"]["identity"] == pytest.approx(
+        max(check["removal"]["deletion"]["identity"], 1.0 / dep), abs=1e-4)
+    # no ordinary comments: no insertion
+    assert text_removal(encode, sel_t, sel_k, 0, 1.0, baseline, ["insult"],
+                        cue_words=ident)["removal"]["insertion"] == {"object": 0.0,
+                                                                      "identity": 0.0}
+
+
+def _panel(obj, cues, rest, removed, kept=0.8, area=0.1):
+    return {"object": obj, "cues": cues, "background": rest, "removed": removed,
+            "kept": kept, "area": area}
+
+
+@pytest.mark.parametrize("removed,kept,named", [
+    (0.3, 0.8, True), (NECESSARY_LEFT, 0.8, True), (NECESSARY_LEFT + 1e-6, 0.8, False),
+    (0.3, 0.0, False), (0.7, SUFFICIENT_KEPT, True), (0.7, SUFFICIENT_KEPT - 1e-6, False)])
+def test_reader_names_a_cue_only_where_a_maps_contrast_backs_it(removed, kept, named):
+    panels = {"lime": _panel(0.1, {"mark": 0.9, "tex": 0.0}, 0.0, removed, kept),
+              "activation": _panel(0.1, {"mark": 0.85, "tex": 0.0}, 0.05, 0.9)}
+    seen = reader_evidence(None, panels)
+    assert (dominant_region(seen) == "mark") is named
+    if not named:  # no single pattern: the rest holds everything
+        assert seen == {"object": 0.0, "cues": {"mark": 0.0, "tex": 0.0}, "background": 1.0}
+    assert cue_backed_by_contrast("mark", panels) is named
+
+
+def test_contrast_must_come_from_a_map_that_is_mainly_the_cue():
+    # the map whose removal takes the feature highlights mainly the object; the map on the
+    # mark leaves 70% of the feature when its region goes: the mark is not the pattern
+    panels = {"lime": _panel(0.2, {"mark": 0.8}, 0.0, 0.7),
+              "activation": _panel(0.8, {"mark": 0.2}, 0.0, 0.2)}
+    assert not cue_backed_by_contrast("mark", panels)
+    # exactly half of the map's mass on the cue, and at least the object's, is enough
+    half = {"lime": _panel(0.5, {"mark": 0.5}, 0.0, 0.4)}
+    assert cue_backed_by_contrast("mark", half)
+    assert not cue_backed_by_contrast("mark", {"lime": _panel(0.51, {"mark": 0.49}, 0.0, 0.4)})
+    # the object is read as before, whatever the contrast
+    obj = {"lime": _panel(0.9, {"mark": 0.1}, 0.0, 0.9), "activation": _panel(0.8, {"mark": 0.1},
+                                                                             0.1, 0.9)}
+    assert dominant_region(reader_evidence(None, obj)) == "object"
+
+
+def test_a_cue_read_from_the_images_alone_needs_a_backing_map():
+    images = {"top": {"mark": 1.0}, "least": {"mark": 0.0}}
+    split = {"lime": _panel(0.45, {"mark": 0.35}, 0.2, 0.6),
+             "activation": _panel(0.4, {"mark": 0.3}, 0.3, 0.55)}
+    assert dominant_region(reader_evidence(None, split, images)) is None
+    backed = {**split, "lime": _panel(0.3, {"mark": 0.6}, 0.1, 0.45)}
+    # the LIME map is now mainly the mark and its contrast takes more than half
+    assert dominant_region(reader_evidence(None, backed, images)) == "mark"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sparse_probe.rundir import RunDir, read_features_meta, read_jsonl
+from tasks.viz.intervention import PARTIAL_SHARE
 
 __all__ = ["summarize_run", "summary_lines"]
 
@@ -81,6 +82,20 @@ def _dominant_cue(row: dict[str, Any], check: dict[str, Any] | None) -> str | No
     return max(cues.items(), key=lambda kv: float(kv[1] or 0.0))[0]
 
 
+def is_mixed(flagged: dict[str, Any]) -> bool:
+    """Whether a flagged feature whose truth is not the crowd's kind of cue is a *mixed*
+    feature of that kind: by intervention the cue kind the crowd named carries at least
+    :data:`~tasks.viz.intervention.PARTIAL_SHARE` of it and at least as much as the object,
+    though less than half (e.g. a feature that identity terms and insults move equally). No
+    answer is right or wrong for it, so it is neither a finding nor a false alarm; the
+    summary lists it apart."""
+    removal = flagged.get("removal") or {}
+    if flagged.get("truth_source") != "intervention" or not removal:
+        return False
+    share = float((removal.get("kinds") or {}).get(flagged.get("kind") or "", 0.0))
+    return share >= PARTIAL_SHARE and share >= float(removal.get("object") or 0.0)
+
+
 def _reliance(run: Path) -> dict[str, dict[str, Any]]:
     """Per planted image cue, the model's measured reliance on it
     (:func:`sparse_probe.demo.reliance.cue_reliance`); empty for text runs."""
@@ -100,9 +115,10 @@ def summarize_run(run: Path, checks: dict[str, dict[str, Any]] | None = None
     A cue is ``found`` when a feature whose HIT shows it (``truth`` from the builder, and the
     cue carries most of the feature, which tells apart two cues of one kind) was judged
     spurious, ``missed`` otherwise; ``shown`` says whether any HIT showed it to the crowd.
-    On built-in images the builder's ``truth`` is the truth by intervention wherever it was
+    On built-in data the builder's ``truth`` is the truth by intervention wherever it was
     measured (:mod:`tasks.viz.intervention`: the generator redraws the shown images without
-    each region; no map enters it), else the maps' (``truth_source`` of each flagged feature
+    each region, or the shown comments lose each kind of word; no map or panel enters it),
+    else the maps' (``truth_source`` of each flagged feature
     says which); ``checks`` (hit_key -> ``{"truth", "removal"}``, e.g. measured afterwards by
     ``benchmarks/measure_intervention.py`` for runs built before) replaces the builder's.
     Image cues also get ``reliance``, how much the model relies on the cue
@@ -110,7 +126,8 @@ def summarize_run(run: Path, checks: dict[str, dict[str, Any]] | None = None
     is significant (a cue the model does not use cannot be found by auditing its features;
     None for text cues).
     Gold HITs (known-answer items) never count: a finding must not rest on one. Features
-    judged spurious whose ground truth is not a planted cue are false alarms.
+    judged spurious whose ground truth is not a planted cue are false alarms, except mixed
+    ones (:func:`is_mixed`), listed in ``flagged_mixed``.
     """
     report = json.loads((run / "report" / "report.json").read_text(encoding="utf-8"))
     manifest = _manifest(run)
@@ -156,13 +173,15 @@ def summarize_run(run: Path, checks: dict[str, dict[str, Any]] | None = None
         cues.append({**cue, "status": status, "shown": bool(shown),
                      "features": [[r["class"], r["feature"]] for r in hits], "note": note,
                      "learned": learned, "reliance": rel})
-    false_alarms = [f for f in flagged
-                    if not f["gold"] and not (f["truth"] or "").startswith("spurious")]
+    unfounded = [f for f in flagged
+                 if not f["gold"] and not (f["truth"] or "").startswith("spurious")]
+    mixed = [f for f in unfounded if is_mixed(f)]
+    false_alarms = [f for f in unfounded if not is_mixed(f)]
     core_flagged = [f for f in false_alarms if f["truth"] == "core"]
     return {"run": str(run), "kind": report["summary"]["kind"],
             "report": str(run / "report" / "index.html"), "flagged": flagged, "cues": cues,
             "false_alarms": false_alarms, "core_flagged_spurious": len(core_flagged),
-            "truth_by_intervention": bool(checks),
+            "truth_by_intervention": bool(checks), "flagged_mixed": mixed,
             "counterfactual": _counterfactual_summary(run)}
 
 
@@ -191,6 +210,11 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
                                             and c["status"] != "found" else "")
             lines.append(f"  planted cue {c['cue']!r} ({c['kind']}, class {c['class_name']}): "
                          f"{status} - {c['note']}")
+        if s.get("flagged_mixed"):
+            lines.append("  flagged mixed features (the named cue carries a part of the "
+                         "feature, as much as the object; no answer is wrong): " + _listing(
+                             f"{f['class_name']}:{f['feature']}{_by(f)}"
+                             for f in s["flagged_mixed"]))
         lines.append("  false alarms: " + _listing(
             f"{f['class_name']}:{f['feature']} (truth {f['truth']}{_by(f)})"
             for f in s["false_alarms"]))

@@ -16,6 +16,7 @@ __all__ = [
     "AGREEING_SHARE",
     "GOLD_ANSWERS",
     "NECESSARY_LEFT",
+    "SUFFICIENT_KEPT",
     "agreeing_cue",
     "cue_backed_by_contrast",
     "dominant_region",
@@ -232,23 +233,30 @@ def agreeing_cue(panels: Mapping[str, Mapping] | None,
 
 #: A careful reader names a cue as a feature's pattern only where a map whose highlighted
 #: region is mainly that cue shows that removing the region leaves at most this share of the
-#: feature: the share at which the ground truth by intervention calls a region the feature's
-#: pattern (:data:`tasks.viz.intervention.REMOVAL_THRESHOLD`: it carries at least half).
+#: feature (the region is necessary: the share at which the ground truth by intervention
+#: calls a region the feature's pattern, :data:`tasks.viz.intervention.REMOVAL_THRESHOLD`,
+#: it carries at least half) ...
 NECESSARY_LEFT = 0.5
+#: ... or that keeping only the region keeps at least this share of it (the region is
+#: sufficient: painting a tinted background grey is no neutral removal for a colour feature,
+#: while keeping the background alone shows it carries the feature).
+SUFFICIENT_KEPT = 0.9
 
 
 def cue_backed_by_contrast(cue: str, panels: Mapping[str, Mapping] | None,
-                           left: float = NECESSARY_LEFT, share: float = AGREEING_SHARE
-                           ) -> bool:
+                           left: float = NECESSARY_LEFT, kept: float = SUFFICIENT_KEPT,
+                           share: float = AGREEING_SHARE) -> bool:
     """Whether some map panel highlights mainly ``cue`` (at least ``share`` of its mass and
-    more than the object or the rest) and its contrast numbers say that removing the
-    highlighted region leaves at most ``left`` of the feature (``removed``; a panel whose
-    ``kept`` is not positive has no contrast to read). A cue seen in the maps or the images
-    without such a contrast is a cue the feature merely co-occurs with or responds to in part
-    (e.g. 0.2 of an object feature's value comes from a watermark that its top images all
-    show), which a careful reader does not call the feature's pattern."""
+    more than the object or the rest) and its contrast numbers say the highlighted region
+    carries the feature: removing it leaves at most ``left`` of the feature (``removed``), or
+    keeping only it keeps at least ``kept`` (a panel whose ``kept`` is not positive has no
+    contrast to read). A cue seen in the maps or the images without such a contrast is a cue
+    the feature merely co-occurs with or responds to in part (e.g. 0.2 of an object feature's
+    value comes from a watermark that its top images all show), which a careful reader does
+    not call the feature's pattern."""
     for p in (panels or {}).values():
-        if not p or float(p.get("kept") or 0.0) <= 0 or float(p.get("removed", 1.0)) > left:
+        k = float((p or {}).get("kept") or 0.0)
+        if k <= 0 or (float(p.get("removed", 1.0)) > left and k < kept):
             continue
         on = float((p.get("cues") or {}).get(cue) or 0.0)
         total = (float(p.get("object") or 0.0) + float(p.get("background") or 0.0)

@@ -14,6 +14,11 @@ its class weight) and the means taken over the HIT's shown images,
 the share of the feature that the region carries (it can exceed 1 or be negative when the
 feature goes below zero or rises without the region). The truth is the region whose removal
 takes the largest share, if that share is at least :data:`REMOVAL_THRESHOLD`.
+
+Text (:func:`text_removal`): the regions are the words of each ground-truth kind of the
+built-in corpus (the class's own words, e.g. insults, as the "object"; identity terms as the
+cue), deleted from the shown comments; the share is of the feature's departure from an
+ordinary comment (its median), as in the HIT's contrast panel.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-__all__ = ["PARTIAL_SHARE", "REMOVAL_THRESHOLD", "feature_removal", "removal_effects",
-           "truth_from_removal"]
+__all__ = ["ORDINARY_TEXTS", "PARTIAL_SHARE", "REMOVAL_THRESHOLD", "feature_removal",
+           "removal_effects", "text_feature_removal", "text_removal", "truth_from_removal"]
 
 #: Share of a feature a region must carry (its removal takes at least this share away) to be
 #: the feature's pattern: at least half, so at most one region can qualify by itself.
@@ -33,6 +38,8 @@ REMOVAL_THRESHOLD = 0.5
 #: even when the object carries more (a feature of the object *and* a cue); the benchmark
 #: reports findings against both this and :data:`REMOVAL_THRESHOLD`.
 PARTIAL_SHARE = 0.2
+#: Ordinary comments (the feature nearest its median) that words are appended to.
+ORDINARY_TEXTS = 16
 
 
 def removal_effects(score: Callable[[torch.Tensor, np.ndarray], np.ndarray],
@@ -114,3 +121,108 @@ def feature_removal(src, rows: Sequence[int] | np.ndarray, feature: int, weight:
                "cues": {c: round(v, 4) for c, v in eff["cues"].items()},
                "kinds": {c: round(v, 4) for c, v in eff["kinds"].items()}}
     return {"removal": removal, "truth": truth_from_removal(eff)}
+
+
+def text_removal(encode: Callable, tokens: Sequence[Sequence[str]],
+                 token_kinds: Sequence[Sequence[str]], feature: int, weight: float,
+                 baseline: float, class_kinds: Sequence[str],
+                 ordinary: Sequence[str] = (), cue_words: Sequence[str] = (),
+                 class_words: Sequence[str] = (), n_words: int = 8, seed: int = 0
+                 ) -> dict | None:
+    """The truth by intervention of a text HIT, by deletion and by insertion.
+
+    *Deletion*: the shown comments with every word of one kind deleted; the share of their
+    departure from an ordinary comment that goes. *Insertion* (the paper's counterfactual,
+    feature by feature): words of one kind appended to ordinary comments; the departure they
+    add, as a share of the shown comments' departure. A region's share is the larger of the
+    two: a feature is the identity terms' if deleting them takes half of it from its top
+    comments, or if appending one to an ordinary comment moves it half the way to them.
+
+    Parameters
+    ----------
+    encode : callable
+        ``encode(texts) -> (m, d)`` features.
+    tokens, token_kinds : list of list of str
+        The shown comments' tokens and each token's ground-truth kind.
+    feature : int
+    weight : float
+        Its class weight (the sign says which way the class uses it).
+    baseline : float
+        The feature on an ordinary comment (its median over the split).
+    class_kinds : sequence of str
+        Token kinds that are the class's own words (the "object").
+    ordinary : sequence of str
+        Ordinary comments (the feature near its median) for insertion; none: no insertion.
+    cue_words, class_words : sequence of str
+        Identity terms and the class's own words to append (``n_words`` of each drawn with
+        ``seed``; the class's own words default to those in the shown comments).
+
+    Returns
+    -------
+    dict or None
+        ``{"removal": {"object": f, "cues": {"identity": f}, "kinds": {"identity": f},
+        "deletion": {"object": f, "identity": f}, "insertion": {...}}, "truth": str}``, or
+        None when no shown comment departs the class's way.
+    """
+    from tasks.viz.text_panels import feature_values
+
+    s = 1.0 if weight >= 0 else -1.0
+    cls = set(class_kinds)
+    full, no_obj, no_id, own = [], [], [], []
+    for toks, kinds in zip(tokens, token_kinds, strict=True):
+        is_id = [str(k).startswith("identity") for k in kinds]
+        is_obj = [str(k) in cls and not i for k, i in zip(kinds, is_id, strict=True)]
+        full.append(" ".join(toks))
+        no_obj.append(" ".join(t for t, o in zip(toks, is_obj, strict=True) if not o))
+        no_id.append(" ".join(t for t, i in zip(toks, is_id, strict=True) if not i))
+        own += [t for t, o in zip(toks, is_obj, strict=True) if o]
+    if not full:
+        return None
+    v = feature_values(encode, full + no_obj + no_id, feature).reshape(3, len(full))
+    dep = s * (v - baseline)
+    ok = dep[0] > 1e-9
+    if not ok.any():
+        return None
+    base = float(dep[0, ok].mean())
+    deletion = {"object": round(float(1.0 - dep[1, ok].mean() / base), 4),
+                "identity": round(float(1.0 - dep[2, ok].mean() / base), 4)}
+    insertion = {"object": 0.0, "identity": 0.0}
+    rng = np.random.default_rng(seed)
+    for name, words in (("object", list(dict.fromkeys(class_words or own))),
+                        ("identity", list(dict.fromkeys(cue_words)))):
+        if not ordinary or not words:
+            continue
+        pick = [words[i] for i in sorted(rng.choice(len(words), min(n_words, len(words)),
+                                                    replace=False))]
+        f0 = feature_values(encode, list(ordinary), feature)
+        f1 = feature_values(encode, [f"{b} {w}" for w in pick for b in ordinary],
+                            feature).reshape(len(pick), len(ordinary))
+        insertion[name] = round(float(np.mean(s * (f1 - f0[None, :]))) / base, 4)
+    obj = max(deletion["object"], insertion["object"])
+    ident = max(deletion["identity"], insertion["identity"])
+    removal = {"object": obj, "cues": {"identity": ident}, "kinds": {"identity": ident},
+               "deletion": deletion, "insertion": insertion}
+    return {"removal": removal, "truth": truth_from_removal(removal)}
+
+
+def text_feature_removal(src, rows: Sequence[int] | np.ndarray, feature: int, weight: float,
+                         values: np.ndarray) -> dict | None:
+    """:func:`text_removal` of one text HIT of an :class:`~tasks.viz.source.ExampleSource`
+    with token kinds (None without them): its shown comments ``rows``, the feature's column
+    ``values`` (n,) over the source's split for the baseline (median) and the ordinary
+    comments, and the corpus's identity terms as the words to append."""
+    from tasks.viz.text_panels import ordinary_rows
+
+    if src.token_kinds is None:
+        return None
+    col = np.asarray(values, dtype=np.float64)
+    rows = np.asarray(rows, np.int64)
+    identity = sorted({t.lower() for toks, kinds in zip(src.tokens, src.token_kinds,
+                                                         strict=True)
+                       for t, k in zip(toks, kinds, strict=True)
+                       if str(k).startswith("identity")})
+    return text_removal(src.features, [src.tokens[i] for i in rows],
+                        [src.token_kinds[i] for i in rows], feature, weight,
+                        float(np.median(col)), src.class_word_kinds,
+                        ordinary=[src.texts[i] for i in ordinary_rows(col, ORDINARY_TEXTS)],
+                        cue_words=identity)

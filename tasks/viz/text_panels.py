@@ -38,6 +38,7 @@ __all__ = [
     "INSERTION_TOP",
     "associated_words",
     "candidate_words",
+    "feature_values",
     "highlight_contrast",
     "insertion_ranking",
     "kind_shares",
@@ -60,7 +61,10 @@ def normalize_word(token: str) -> str:
     return token.lower().strip(_STRIP)
 
 
-def _encode(encode: Encode, texts: list[str], feature: int, batch_size: int) -> np.ndarray:
+def feature_values(encode: Encode, texts: list[str], feature: int,
+                   batch_size: int = 512) -> np.ndarray:
+    """Feature ``feature`` of each text, (len(texts),) float64, encoded ``batch_size`` at a
+    time without gradients."""
     vals = []
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
@@ -158,9 +162,10 @@ def insertion_ranking(encode: Encode, base_texts: Sequence[str], words: Sequence
     if not base or not words:
         return []
     s = 1.0 if sign >= 0 else -1.0
-    f0 = _encode(encode, base, feature, batch_size)
+    f0 = feature_values(encode, base, feature, batch_size)
     texts = [f"{t} {w}" for w in words for t in base]
-    f1 = _encode(encode, texts, feature, batch_size).reshape(len(words), len(base))
+    f1 = feature_values(encode, texts, feature, batch_size).reshape(len(words),
+                                                                    len(base))
     effect = s * (f1 - f0[None, :]).mean(1)
     order = np.argsort(-effect, kind="stable")
     return [(str(words[i]), float(effect[i])) for i in order]
@@ -198,7 +203,8 @@ def highlight_contrast(encode: Encode, tokens: Sequence[Sequence[str]],
         area.append(float(hl.mean()))
     if not full:
         return None
-    v = _encode(encode, full + removed + kept, feature, batch_size).reshape(3, len(full))
+    v = feature_values(encode, full + removed + kept, feature,
+                       batch_size).reshape(3, len(full))
     dep = s * (v - baseline)
     ok = dep[0] > 1e-9
     if not ok.any():
