@@ -141,16 +141,9 @@ def variant_line(r: dict[str, Any]) -> str:
             f"({r['seconds']:.0f} s)")
 
 
-def _shares(f: dict[str, Any]) -> str:
-    """A false alarm's shares by intervention, for the table."""
-    if f.get("truth_source") != "intervention" or not f.get("removal"):
-        return ""
-    shares = {"object": f["removal"]["object"], **f["removal"]["cues"]}
-    return " by intervention: " + ", ".join(f"{k} {float(v):.2f}" for k, v in shares.items())
-
-
 def summarize(records: Iterable[dict[str, Any]]) -> tuple[list[str], bool]:
     """The table over ``records`` and whether every target is met."""
+    from sparse_probe.demo.summary import intervention_note
     records = list(records)
     found: dict[str, list[int]] = defaultdict(list)
     by_strength: dict[tuple[str, float | None], list[int]] = defaultdict(list)
@@ -203,7 +196,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> tuple[list[str], bool]:
             lines.append(f"{name:>10} at strength {st:g}: {sum(v)}/{len(v)}")
     lines.append(f"false alarms: {len(alarms)}" + "".join(
         f"\n  {r['kind']} seed {r['seed']} [{r['placement']}]: {f['class_name']}:"
-        f"{f['feature']} (truth {f['truth']}{_shares(f)})" for r, f in alarms))
+        f"{f['feature']} (truth {f['truth']}{intervention_note(f)})" for r, f in alarms))
     from tasks.viz.intervention import PARTIAL_SHARE
 
     mixed = [(r, f) for r in records for f in r.get("mixed", [])]
@@ -212,7 +205,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> tuple[list[str], bool]:
                  f"object): "
                  f"{len(mixed)}" + "".join(
                      f"\n  {r['kind']} seed {r['seed']} [{r['placement']}]: {f['class_name']}:"
-                     f"{f['feature']} as {f['kind']}{_shares(f)}" for r, f in mixed))
+                     f"{f['feature']} as {f['kind']}{intervention_note(f)}" for r, f in mixed))
     n_flagged = sum(r.get("n_flagged", 0) for r in records)
     n_iv = sum(r.get("n_flagged_by_intervention", 0) for r in records)
     lines.append(f"truth of the flagged features: {n_iv} of {n_flagged} by intervention "

@@ -124,9 +124,17 @@ class HitSpec:
     insertion: list[tuple[str, float]] = field(default_factory=list)  # text: words that push it
     text_contrast: dict[str, float] | None = None  # text: highlighted words removed / kept
     least_texts: list[str] = field(default_factory=list)  # text: class's least-activating
-    removal: dict | None = None  # built-in images: the feature's share each region carries
+    removal: dict | None = None  # built-in data: the feature's share each region carries
     truth_removal: str | None = None  # the truth by intervention (tasks.viz.intervention)
     truth_maps: str | None = None  # the truth the maps imply, where the intervention decides
+
+    def decide_by_intervention(self, check: dict | None) -> None:
+        """Take the truth by intervention (``{"removal", "truth"}`` from
+        :mod:`tasks.viz.intervention`, or None: not measurable) as the HIT's truth: no map or
+        panel enters it; the truth the maps imply is kept in ``truth_maps``."""
+        if check is not None:
+            self.removal, self.truth_removal = check["removal"], check["truth"]
+            self.truth_maps, self.truth = self.truth, check["truth"]
 
     def record(self) -> dict[str, Any]:
         """The manifest line (docs/contracts.md, tasks/)."""
@@ -303,10 +311,8 @@ def _render_image_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
             h.evidence = dict(reader_evidence(None, pe.evidence, h.evidence_images))
             h.truth = truth_from_evidence(h.evidence, src.cue_kind)
         if src.without is not None and h.direction == "highest":
-            check = feature_removal(src, h.examples, h.feature, h.weight, device)
-            if check is not None:  # the truth no map enters decides; the maps' is kept
-                h.removal, h.truth_removal = check["removal"], check["truth"]
-                h.truth_maps, h.truth = h.truth, check["truth"]
+            h.decide_by_intervention(feature_removal(src, h.examples, h.feature, h.weight,
+                                                     device))
     if src.model is not None and src.fvis_layer is not None and fvis_steps > 0:
         bar = tqdm(total=len(hits), desc="feature visualization", unit="feature",
                    disable=not progress)
@@ -385,10 +391,8 @@ def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
             # the truth is what dominates the evidence at the reader's own threshold
             h.truth = truth_from_evidence(h.evidence, {"identity": "identity"},
                                           threshold=DOMINANT_SHARE)
-            check = text_feature_removal(src, h.examples, h.feature, h.weight, col)
-            if check is not None:  # the truth no map enters decides; the maps' is kept
-                h.removal, h.truth_removal = check["removal"], check["truth"]
-                h.truth_maps, h.truth = h.truth, check["truth"]
+            h.decide_by_intervention(text_feature_removal(src, h.examples, h.feature,
+                                                          h.weight, col))
         top = max(h.words.values(), default=0.0)
         if h.gold_candidate:  # the class cloud shows the audited features' words only
             continue

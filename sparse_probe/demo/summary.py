@@ -15,7 +15,7 @@ from typing import Any
 from sparse_probe.rundir import RunDir, read_features_meta, read_jsonl
 from tasks.viz.intervention import PARTIAL_SHARE
 
-__all__ = ["summarize_run", "summary_lines"]
+__all__ = ["intervention_note", "is_mixed", "summarize_run", "summary_lines"]
 
 logger = logging.getLogger(__name__)
 
@@ -159,8 +159,11 @@ def summarize_run(run: Path, checks: dict[str, dict[str, Any]] | None = None
             status, note = "missed", (f"shown in {len(shown)} HITs but not judged spurious "
                                       f"(verdicts: {sorted({r['verdict'] for r in shown})})")
         else:
-            status, note = "missed", ("no audited feature's evidence shows it (the heatmaps "
-                                      "attribute it elsewhere or it is not a top feature)")
+            status, note = "missed", (
+                "no audited feature carries it as its pattern (by intervention: the model "
+                "spreads it over features of other things, or they are not top features)"
+                if checks else "no audited feature's evidence shows it (the heatmaps "
+                "attribute it elsewhere or it is not a top feature)")
         rel = reliance.get(cue["cue"])
         learned = None if rel is None else bool(rel["learned"])
         if rel is not None:
@@ -190,8 +193,9 @@ def _listing(items: Iterable[str]) -> str:
     return ", ".join(items) or "none"
 
 
-def _by(f: dict[str, Any]) -> str:
-    """How a flagged feature's truth was decided, for the console."""
+def intervention_note(f: dict[str, Any]) -> str:
+    """`` by intervention: object 0.85, watermark 0.16`` for a flagged feature whose truth was
+    decided by intervention (its shares), else ``""``."""
     if f.get("truth_source") != "intervention" or not f.get("removal"):
         return ""
     shares = {"object": f["removal"]["object"], **f["removal"]["cues"]}
@@ -213,10 +217,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         if s.get("flagged_mixed"):
             lines.append("  flagged mixed features (the named cue carries a part of the "
                          "feature, as much as the object; no answer is wrong): " + _listing(
-                             f"{f['class_name']}:{f['feature']}{_by(f)}"
+                             f"{f['class_name']}:{f['feature']}{intervention_note(f)}"
                              for f in s["flagged_mixed"]))
         lines.append("  false alarms: " + _listing(
-            f"{f['class_name']}:{f['feature']} (truth {f['truth']}{_by(f)})"
+            f"{f['class_name']}:{f['feature']} (truth {f['truth']}{intervention_note(f)})"
             for f in s["false_alarms"]))
         for r in s["counterfactual"]:
             what = (f"group {r['group']}" if "group" in r
