@@ -367,6 +367,7 @@ def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
         h.text_contrast = highlight_contrast(src.features, toks, attrs, h.feature, h.weight,
                                              baseline)
         ranking: list[tuple[str, float]] = []
+        departure = 0.0
         if insertion_words > 0 and insertion_texts > 0:
             pool = top_k(col, max(3 * len(h.examples), 30), h.direction)
             words = list(dict.fromkeys(
@@ -374,7 +375,11 @@ def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
                 + associated_words(src.tokens, col, h.weight, insertion_words)))
             base = [src.texts[i] for i in ordinary_rows(col, insertion_texts)]
             ranking = insertion_ranking(src.features, base, words, h.feature, h.weight)
-            h.insertion = [(w, round(e, 4)) for w, e in ranking[:INSERTION_TOP] if e > 0]
+            # each word's effect as a share of the way to the shown comments
+            departure = float(np.mean((1.0 if h.weight >= 0 else -1.0)
+                                      * (col[h.examples] - baseline)))
+            h.insertion = ([(w, round(e / departure, 4)) for w, e in ranking[:INSERTION_TOP]
+                            if e > 0] if departure > 0 else [])
         h.least_texts = [src.texts[i] for i in least_rows(col, labels, h.cls, n_least,
                                                           h.weight)]
         _write_text(assets / f"{h.hit_key}-panels.html",
@@ -385,8 +390,9 @@ def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
             occ = text_evidence(attrs, kinds, src.class_word_kinds)
             h.evidence_panels = {"occlusion": {**occ, **(h.text_contrast or {})}}
             if ranking:
-                h.evidence_panels["insertion"] = kind_shares(ranking, kinds_of,
-                                                             src.class_word_kinds)
+                h.evidence_panels["insertion"] = kind_shares(
+                    ranking, kinds_of, src.class_word_kinds,
+                    scale=departure if departure > 0 else None)
             h.evidence = dict(text_reader_evidence(h.evidence_panels, occ))
             # the truth is what dominates the evidence at the reader's own threshold
             h.truth = truth_from_evidence(h.evidence, {"identity": "identity"},

@@ -53,7 +53,8 @@ TEXT_PANEL_TEXT: dict[str, tuple[str, str]] = {
                   "words of the comments above, and words of comments where the feature is "
                   "strong, were each added to the same ordinary comments; the bar shows how "
                   "far the word moves the feature the way the class uses it, whatever comments "
-                  "it usually appears in."),
+                  "it usually appears in: 100% takes an ordinary comment as far as the "
+                  "comments above."),
     "contrast": ("Do the highlighted words explain the feature?",
                  "the share of the feature's difference from an ordinary comment that is left "
                  "with the highlighted words removed, and with only them kept."),
@@ -152,7 +153,8 @@ def render_hit(
         panel's highlighted region removed / with only it kept (shown as percentages).
     insertion : sequence of (str, float)
         Text HITs: the words that push the feature most when appended to ordinary comments,
-        with their effect (largest first; :func:`tasks.viz.text_panels.insertion_ranking`).
+        with their effect as a share of the shown comments' departure from an ordinary one
+        (largest first, shown as percentages; :func:`tasks.viz.text_panels.insertion_ranking`).
     text_contrast : mapping, optional
         Text HITs: ``{"removed": f, "kept": f}``, the share of the feature left with the
         highlighted words removed / only kept (:func:`tasks.viz.text_panels.highlight_contrast`).

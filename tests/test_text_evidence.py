@@ -20,8 +20,10 @@ from sparse_probe.questions import default_schema
 from tasks.build import BuildError, build_tasks
 from tasks.simulate import WorkerProfile, choose_answers, parse_hit_form
 from tasks.viz.evidence import dominant_region, text_evidence
+from tasks.viz.intervention import PARTIAL_SHARE
 from tasks.viz.text_attr import occlusion_attributions
 from tasks.viz.text_panels import (
+    INSERTION_REACH,
     associated_words,
     candidate_words,
     highlight_contrast,
@@ -122,6 +124,33 @@ def test_associated_words_screen_the_whole_split():
         associated_words(toks, v[:3])
 
 
+def test_insertion_reach_is_the_strongest_word_of_each_kind_over_the_departure():
+    kinds = {"muslim": "identity:religion", "jew": "identity:religion", "idiot": "insult",
+             "the": "other"}
+    ranking = [("muslim", 0.3), ("idiot", 0.2), ("jew", 0.1), ("the", 0.05), ("x", -0.1)]
+    out = kind_shares(ranking, kinds, ["insult"], scale=0.6)
+    assert out["cues"]["identity"] == pytest.approx(0.4 / 0.65)
+    assert out["reach"] == pytest.approx({"object": 0.2 / 0.6, "identity": 0.5,
+                                          "background": 0.05 / 0.6})
+    assert "reach" not in kind_shares(ranking, kinds, ["insult"])
+    assert "reach" not in kind_shares(ranking, kinds, ["insult"], scale=0.0)
+
+
+@pytest.mark.parametrize("reach,named", [(INSERTION_REACH, True),
+                                         (INSERTION_REACH - 1e-6, False)])
+def test_reader_names_identity_terms_only_when_one_goes_half_the_way(reach, named):
+    occ = {"object": 0.6, "cues": {"identity": 0.3}, "background": 0.1}
+    ins = {"object": 0.2, "cues": {"identity": 0.7}, "background": 0.1,
+           "reach": {"object": 0.1, "identity": reach, "background": 0.0}}
+    seen = text_reader_evidence({"occlusion": occ, "insertion": ins})
+    assert dominant_region(seen) == ("identity" if named else "object")
+    # the class's own words need no reach: the object is read as before
+    own = {"object": 0.8, "cues": {"identity": 0.1}, "background": 0.1,
+           "reach": {"object": 0.1, "identity": 0.0, "background": 0.0}}
+    assert dominant_region(text_reader_evidence({"occlusion": occ, "insertion": own})) \
+        == "object"
+
+
 def test_reader_takes_a_dominant_insertion_panel_else_the_highlights():
     occ = {"object": 0.6, "cues": {"identity": 0.3}, "background": 0.1}
     ins = {"object": 0.2, "cues": {"identity": 0.7}, "background": 0.1}
@@ -158,6 +187,17 @@ def test_text_hit_pages_show_every_panel_and_say_what_it_shows(toy_build):
             assert set(words) <= set(IDENTITY_WORDS)
             assert r["evidence_panels"]["insertion"]["cues"]["identity"] == 1.0
             assert r["truth"] == "spurious:identity"
+            # each word's effect is shown as the share of the way to the top comments: one
+            # identity term adds 1 to the count, whose shown comments depart from an ordinary
+            # comment (the median) by their mean count minus the median
+            X = np.load(root / "features" / "val.npy")[:, 1]
+            ids = json.loads((root / "features" / "val_ids.json").read_text())
+            rows = [ids.index(i) for i in r["example_ids"]]
+            departure = float(X[rows].mean() - np.median(X))
+            shown = [td.get_text().strip() for td in soup.select("table.insertion td")[1::2]]
+            assert shown and all(t == f"{round(100 / departure)}%" for t in shown)
+            assert r["evidence_panels"]["insertion"]["reach"]["identity"] == pytest.approx(
+                1 / departure)
         if r["feature"] == 0:
             assert set(words) <= set(TOXIC_WORDS) and r["truth"] == "core"
     # the least-activating comments are the class's own
@@ -225,8 +265,10 @@ def test_insertion_off_leaves_the_highlights(tmp_path):
 def test_real_toxicity_model_identity_feature_shown_by_insertion(tmp_path):
     """The built-in toxicity model (quick, seed 1: the seed whose identity reliance the
     highlighted comments hid), its sparse head, real HITs: a toxic HIT's insertion panel is led
-    by identity terms of the corpus and its truth is spurious:identity, while no non-toxic HIT
-    shows identity terms."""
+    by identity terms of the corpus, so the panels' truth is spurious:identity, and the truth
+    by intervention agrees that identity terms move that feature at least as much as the
+    class's own words (a feature of identity terms, or a mixed one); no non-toxic HIT shows
+    identity terms."""
     from sparse_probe.datasets import IDENTITY_TERMS, prepare_builtin
     from sparse_probe.fitting import fit_features
 
@@ -237,9 +279,11 @@ def test_real_toxicity_model_identity_feature_shown_by_insertion(tmp_path):
                       k_features=4, **FAST)
     identity = {t for terms in IDENTITY_TERMS.values() for t in terms}
     toxic = [r for r in res.manifest if r["class_name"] == "toxic"]
-    flagged = [r for r in toxic if r["truth"] == "spurious:identity"]
+    flagged = [r for r in toxic if r["truth_maps"] == "spurious:identity"]
     assert flagged
     for r in flagged:
+        kinds = r["removal"]["kinds"]
+        assert kinds["identity"] >= max(PARTIAL_SHARE, r["removal"]["object"])
         soup = BeautifulSoup((tmp_path / "tasks" / r["html"]).read_text(), "html5lib")
         words = [td.get_text() for td in soup.select("table.insertion td.word")]
         assert sum(w in identity for w in words) > len(words) / 2

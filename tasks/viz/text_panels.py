@@ -35,6 +35,7 @@ import torch
 from tasks.viz.evidence import dominant_region
 
 __all__ = [
+    "INSERTION_REACH",
     "INSERTION_TOP",
     "associated_words",
     "candidate_words",
@@ -226,29 +227,49 @@ def word_kinds(tokens: Sequence[Sequence[str]], kinds: Sequence[Sequence[str]]
 
 
 def kind_shares(ranking: Sequence[tuple[str, float]], kinds: Mapping[str, str],
-                class_kinds: Sequence[str], top: int = INSERTION_TOP) -> dict:
+                class_kinds: Sequence[str], top: int = INSERTION_TOP,
+                scale: float | None = None) -> dict:
     """Shares of the positive effect of the ``top`` first words of a ranking on class words,
     identity terms and the rest (the evidence format of :mod:`tasks.viz.evidence`).
+
+    With ``scale`` (the shown comments' mean departure from an ordinary comment, the way the
+    class uses the feature) the result also has ``reach``: per part, the largest effect of
+    one of its words over ``scale`` (1: one word takes an ordinary comment as far as the top
+    comments are), what the HIT shows next to each word.
 
     Returns
     -------
     dict
         ``{"object": f, "cues": {"identity": f}, "background": f}`` (all zero when no word
-        has a positive effect).
+        has a positive effect), plus ``"reach": {"object", "identity", "background"}``.
     """
     cls = set(class_kinds)
     mass = {"object": 0.0, "identity": 0.0, "rest": 0.0}
+    best = {"object": 0.0, "identity": 0.0, "rest": 0.0}
     for word, effect in list(ranking)[:top]:
         if effect <= 0:
             continue
         k = kinds.get(normalize_word(word), "other")
         part = "identity" if k.startswith("identity") else "object" if k in cls else "rest"
         mass[part] += float(effect)
+        best[part] = max(best[part], float(effect))
     total = sum(mass.values())
     if total <= 0:
-        return {"object": 0.0, "cues": {"identity": 0.0}, "background": 0.0}
-    return {"object": mass["object"] / total, "cues": {"identity": mass["identity"] / total},
-            "background": mass["rest"] / total}
+        out = {"object": 0.0, "cues": {"identity": 0.0}, "background": 0.0}
+    else:
+        out = {"object": mass["object"] / total, "cues": {"identity": mass["identity"] / total},
+               "background": mass["rest"] / total}
+    if scale is not None and scale > 0:
+        out["reach"] = {"object": best["object"] / scale, "identity": best["identity"] / scale,
+                        "background": best["rest"] / scale}
+    return out
+
+
+#: A careful reader names identity terms from the insertion panel only when one of them moves
+#: an ordinary comment at least this share of the way to the feature's top comments: the share
+#: at which the ground truth by intervention calls a kind the feature's pattern
+#: (:data:`tasks.viz.intervention.REMOVAL_THRESHOLD`).
+INSERTION_REACH = 0.5
 
 
 def text_reader_evidence(panels: Mapping[str, Mapping] | None,
@@ -257,12 +278,18 @@ def text_reader_evidence(panels: Mapping[str, Mapping] | None,
 
     The insertion panel tests every word in the same ordinary comments, so it is free of what
     merely co-occurs in the top comments: when one kind of word clearly dominates it
-    (:func:`tasks.viz.evidence.dominant_region`), that is what the reader sees. Otherwise the
+    (:func:`tasks.viz.evidence.dominant_region`), that is what the reader sees, provided (for
+    identity terms, where the panel says how far its words go, ``reach``) one of them moves
+    an ordinary comment at least :data:`INSERTION_REACH` of the way to the top comments: a
+    feature that every kind of word moves only a little is no identity feature. Otherwise the
     highlighted comments (``panels["occlusion"]``, else ``evidence``) decide.
     """
     panels = panels or {}
     ins = panels.get("insertion")
-    if ins is not None and dominant_region(ins) is not None:
+    name = dominant_region(ins) if ins is not None else None
+    reach = (ins or {}).get("reach")
+    if name is not None and (name == "object" or reach is None
+                             or float(reach.get(name, 0.0)) >= INSERTION_REACH):
         return _shares(ins)
     occ = panels.get("occlusion")
     return _shares(occ) if occ is not None else evidence
