@@ -14,6 +14,8 @@ from helpers_viz import BagOfWordsEncoder, ShapesProbeCNN, synthetic_texts
 from sparse_probe.datasets import make_shapes
 from sparse_probe.datasets.shapes import REMOVABLE, render_without
 from sparse_probe.demo.summary import summarize_run
+from sparse_probe.questions import default_schema
+from tasks.build import HitSpec, _assign_gold
 from tasks.viz.evidence import (
     NECESSARY_LEFT,
     SUFFICIENT_KEPT,
@@ -321,3 +323,33 @@ def test_a_cue_read_from_the_images_alone_needs_a_backing_map():
     backed = {**split, "lime": _panel(0.3, {"mark": 0.6}, 0.1, 0.45)}
     # the LIME map is now mainly the mark and its contrast takes more than half
     assert dominant_region(reader_evidence(None, backed, images)) == "mark"
+
+
+def _spec(key, feature, truth, maps=None, removal=None):
+    h = HitSpec(hit_key=key, kind="image", layer="dense", cls=0, class_name="circle",
+                feature=feature, weight=1.0, rank=1, direction="highest",
+                examples=np.arange(3), example_ids=["val/0", "val/1", "val/2"],
+                attention="5")
+    h.evidence = {"object": 0.9, "cues": {"mark": 0.05}, "background": 0.05}
+    h.truth = maps
+    h.decide_by_intervention(None if removal is None else {"removal": removal,
+                                                          "truth": truth})
+    if removal is None:
+        h.truth = truth
+    return h
+
+
+def test_gold_needs_the_maps_and_the_intervention_to_agree():
+    audited = [_spec("img-c00-f0001-sparse", 1, "core")]
+    obj = {"object": 0.9, "cues": {"mark": 0.0}, "kinds": {"mark": 0.0}}
+    agree = _spec("img-c00-f0002-dense", 2, "core", maps="core", removal=obj)
+    disagree = _spec("img-c00-f0003-dense", 3, "spurious:mark", maps="core",
+                     removal={"object": 0.1, "cues": {"mark": 0.8}, "kinds": {"mark": 0.8}})
+    assert (disagree.truth, disagree.truth_maps) == ("spurious:mark", "core")
+    chosen = _assign_gold(audited, [disagree, agree], 1.0, 0, None, default_schema())
+    assert [h.hit_key for h in chosen] == ["img-c00-f0002-dense"]
+    assert chosen[0].gold == {"shared": "yes", "pattern": "object"}
+    assert _assign_gold(audited, [disagree], 1.0, 0, None, default_schema()) == []
+    # without an intervention (other data) the maps' clear truth is enough
+    plain = _spec("img-c00-f0004-dense", 4, "core")
+    assert _assign_gold(audited, [plain], 1.0, 0, None, default_schema()) == [plain]

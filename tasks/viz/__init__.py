@@ -1,6 +1,7 @@
 """Visual evidence for HITs: top-activating examples, grids, heatmaps, LIME superpixel maps and
 contrast panels (:mod:`tasks.viz.panels`), feature visualizations (:mod:`tasks.viz.fvis`), text
-attributions, word clouds, and ground-truth evidence shares."""
+attributions, word clouds, ground-truth evidence shares, and the ground truth by intervention
+(:mod:`tasks.viz.intervention`)."""
 
 from tasks.viz.evidence import (
     GOLD_ANSWERS,
@@ -21,6 +22,7 @@ from tasks.viz.heatmap import (
     occlusion_heatmaps,
     upsample,
 )
+from tasks.viz.intervention import feature_removal, text_feature_removal, truth_from_removal
 from tasks.viz.lime import lime_coefficients, lime_maps
 from tasks.viz.panels import HIT_PANELS, MAP_PANELS, PanelEvidence, panel_evidence
 from tasks.viz.perturb import Contrast, contrast, feature_scorer, fill_removed
@@ -44,6 +46,7 @@ __all__ = [
     "colorize",
     "contrast",
     "direction_for",
+    "feature_removal",
     "feature_scorer",
     "fill_removed",
     "gaussian_blur",
@@ -65,11 +68,13 @@ __all__ = [
     "save_png",
     "slic_superpixels",
     "text_evidence",
+    "text_feature_removal",
     "to_uint8",
     "top_k",
     "top_words",
     "trusted_panel",
     "truth_from_evidence",
+    "truth_from_removal",
     "upsample",
     "word_scores",
 ]
