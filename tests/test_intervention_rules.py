@@ -1,0 +1,290 @@
+"""The exact numbers and corners of the truth by intervention and of the reader's contrast
+rule: hand-computed values on toy encoders and hand-built panels, the sources' wiring (built-in
+images and text), and bad input. The behaviour on real data is in test_intervention.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers_viz import ShapesProbeCNN
+
+from sparse_probe.datasets import make_shapes
+from sparse_probe.datasets.shapes import render_without
+from tasks.viz.evidence import cue_backed_by_contrast, dominant_region, reader_evidence
+from tasks.viz.intervention import (
+    ORDINARY_TEXTS,
+    feature_removal,
+    removal_effects,
+    text_feature_removal,
+    text_removal,
+    truth_from_removal,
+)
+from tasks.viz.perturb import feature_scorer
+from tasks.viz.source import ExampleSource
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+# --------------------------------------------------------------------------- image truth
+
+def _const_scorer(value: float):
+    def score(images, which):
+        return np.full(len(images), value)
+
+    return score
+
+
+def test_nothing_to_take_away_from_no_images_or_a_feature_at_zero():
+    empty = torch.zeros(0, 3, 4, 4)
+    zeros = {"object": 0.0, "cues": {"a": 0.0}, "kinds": {"mark": 0.0}}
+    assert removal_effects(_const_scorer(1.0), empty, lambda r: empty, {"a": "mark"}) == zeros
+    x = torch.ones(2, 3, 4, 4)
+    assert removal_effects(_const_scorer(0.0), x, lambda r: x, {"a": "mark"}) == zeros
+
+
+def test_truth_ties_go_to_the_object_whatever_the_order():
+    assert truth_from_removal({"kinds": {"mark": 0.6}, "object": 0.6}) == "core"
+    assert truth_from_removal({"object": 0.6, "kinds": {"mark": 0.6, "background": 0.6}}) \
+        == "core"
+    assert truth_from_removal({"object": None, "kinds": {"mark": None}}) == "none"
+
+
+def _shapes_source(ds, split="val"):
+    sp = ds.split(split)
+    x = torch.from_numpy(sp.images).permute(0, 3, 1, 2).float() / 255.0
+    model = ShapesProbeCNN().eval()
+
+    def without(regions, rows):
+        im = render_without(ds.params, split, regions)[np.asarray(rows)]
+        return torch.from_numpy(im).permute(0, 3, 1, 2).float() / 255.0
+
+    return ExampleSource(kind="image", images=x, spatial=model.features, features=model.embed,
+                         object_masks=sp.object_masks, cue_masks=dict(sp.cue_masks),
+                         cue_kind=dict(sp.cue_kind), without=without)
+
+
+def test_feature_removal_measures_a_sources_own_redrawn_images():
+    ds = make_shapes(n_train=30, n_val=60, n_test=30, size=64, seed=12,
+                     cues={"watermark": "cross", "stripe": "ring"}, cue_leak=None)
+    src = _shapes_source(ds)
+    rows = np.flatnonzero(ds.val.has_cue["watermark"])[:7]
+    check = feature_removal(src, rows, 0, 1.5)   # channel 0: the watermark's magenta
+    score = feature_scorer([0] * len(rows), [1.0] * len(rows), spatial=src.spatial)
+    eff = removal_effects(score, src.images[rows], lambda r: src.without(r, rows),
+                          src.cue_kind)
+    assert check["removal"] == {"object": round(eff["object"], 4),
+                                "cues": {c: round(v, 4) for c, v in eff["cues"].items()},
+                                "kinds": {c: round(v, 4) for c, v in eff["kinds"].items()}}
+    assert check["removal"]["cues"]["watermark"] > 0.9 and check["truth"] == "spurious:mark"
+    # the two marks together are one kind: removing both takes at least the watermark's share
+    assert check["removal"]["kinds"]["mark"] >= check["removal"]["cues"]["watermark"] - 1e-4
+    # a negative weight reads the feature the other way: nothing positive to take away
+    assert feature_removal(src, rows, 0, -1.5) is None
+    # a source that cannot redraw its images has no truth by intervention
+    src.without = None
+    assert feature_removal(src, rows, 0, 1.5) is None
+
+
+# --------------------------------------------------------------------------- text truth
+
+class CountEncoder:
+    """Feature j = sum of the weights of group j's words in a text (plus ``bias``)."""
+
+    def __init__(self, groups: list[dict[str, float]], bias: float = 0.0) -> None:
+        self.groups, self.bias = groups, bias
+
+    def __call__(self, texts):
+        out = torch.full((len(texts), len(self.groups)), self.bias, dtype=torch.float64)
+        for i, t in enumerate(texts):
+            for w in t.split():
+                for j, g in enumerate(self.groups):
+                    out[i, j] += g.get(w, 0.0)
+        return out
+
+
+TOKENS = [["you", "idiot", "muslim"], ["what", "a", "moron", "jew"], ["idiot", "christian"]]
+KINDS = [["other", "insult", "identity:religion"],
+         ["other", "other", "insult", "identity:religion"],
+         ["insult", "identity:religion"]]
+IDENT = {"muslim": 1.0, "jew": 2.0, "christian": 3.0}
+INSULT = {"idiot": 1.0, "moron": 4.0}
+
+
+def test_deletion_shares_are_exact_and_rounded_to_four_digits():
+    enc = CountEncoder([{**IDENT, **INSULT}])
+    # comment values 2, 6, 4; baseline 1 -> departures 1, 5, 3 (mean 3); without identity
+    # terms 1, 4, 1 -> 0, 3, 0 (mean 1); without insults 1, 2, 3 -> 0, 1, 2 (mean 1)
+    check = text_removal(enc, TOKENS, KINDS, 0, 0.7, 1.0, ["insult"])
+    assert check["removal"]["deletion"] == {"identity": round(1 - 1 / 3, 4),
+                                            "object": round(1 - 1 / 3, 4)}
+    assert check["removal"]["insertion"] == {"object": 0.0, "identity": 0.0}
+    assert check["removal"]["cues"] == {"identity": round(2 / 3, 4)}
+    assert check["removal"]["kinds"] == {"identity": round(2 / 3, 4)}
+    assert check["removal"]["object"] == round(2 / 3, 4)
+    assert check["truth"] == "core"   # a tie goes to the class's own words
+    # doubling the identity terms' worth: departures 2, 7, 6 (mean 5); without them the same
+    # 0, 3, 0 (mean 1)
+    enc2 = CountEncoder([{**{w: 2 * v for w, v in IDENT.items()}, **INSULT}])
+    check2 = text_removal(enc2, TOKENS, KINDS, 0, 1.0, 1.0, ["insult"])
+    assert check2["removal"]["kinds"] == {"identity": round(1 - 1 / 5, 4)}
+    assert check2["truth"] == "spurious:identity"
+    # a weight of exactly 0 counts as positive, one of 0.5 too
+    assert text_removal(enc, TOKENS, KINDS, 0, 0.0, 1.0, ["insult"]) == check
+    assert text_removal(enc, TOKENS, KINDS, 0, 0.5, 1.0, ["insult"]) == check
+    # only comments departing the class's way count: a baseline of 4 leaves the second
+    neg = text_removal(enc, TOKENS, KINDS, 0, 1.0, 4.0, ["insult"])
+    assert neg["removal"]["deletion"] == {"object": round(1 - (2 - 4) / 2, 4),
+                                          "identity": round(1 - (4 - 4) / 2, 4)}
+
+
+def test_a_departure_at_the_noise_floor_is_no_departure():
+    enc = CountEncoder([{}], bias=1e-9)
+    assert text_removal(enc, TOKENS, KINDS, 0, 1.0, 0.0, ["insult"]) is None
+    enc = CountEncoder([{}], bias=2e-9)
+    assert text_removal(enc, TOKENS, KINDS, 0, 1.0, 0.0, ["insult"]) is not None
+
+
+def test_insertion_shares_use_distinct_words_on_the_ordinary_comments():
+    words = {f"w{i}": float(i * i) for i in range(1, 13)}   # 12 identity words worth i^2
+    enc = CountEncoder([{**words, **INSULT, "filler": 0.5}])
+    ordinary = ["filler here", "filler filler", "plain"]   # values 0.5, 1.0, 0.0
+    toks = [["idiot", "w12"]]
+    kinds = [["insult", "identity:religion"]]
+    base = 145.0 - 0.5   # the shown comment (1 + 144) departs from a baseline of 0.5
+    everything = text_removal(enc, toks, kinds, 0, 1.0, 0.5, ["insult"], ordinary=ordinary,
+                              cue_words=list(words), n_words=12)
+    # every word once: the mean effect of appending a word is its mean worth, 650 / 12
+    assert everything["removal"]["insertion"]["identity"] == round(650 / 12 / base, 4)
+    # the class's words default to those in the shown comments (idiot, worth 1)
+    assert everything["removal"]["insertion"]["object"] == round(1.0 / base, 4)
+    given = text_removal(enc, toks, kinds, 0, 1.0, 0.5, ["insult"], ordinary=ordinary,
+                         cue_words=list(words), class_words=["moron"], n_words=12)
+    assert given["removal"]["insertion"]["object"] == round(4.0 / base, 4)
+    # 8 of the 12 by default, drawn with seed 0: reproducible, and another seed or size draws
+    # other words
+    default = text_removal(enc, toks, kinds, 0, 1.0, 0.5, ["insult"], ordinary=ordinary,
+                           cue_words=list(words))
+    again = text_removal(enc, toks, kinds, 0, 1.0, 0.5, ["insult"], ordinary=ordinary,
+                         cue_words=list(words), n_words=8, seed=0)
+    assert default == again
+    ins = default["removal"]["insertion"]["identity"]
+    picks = {round(sum(c) / 8 / base, 4) for c in _subsets(list(words.values()), 8)}
+    assert ins in picks and ins != everything["removal"]["insertion"]["identity"]
+    assert ins != text_removal(enc, toks, kinds, 0, 1.0, 0.5, ["insult"], ordinary=ordinary,
+                               cue_words=list(words), n_words=9)["removal"]["insertion"][
+                                   "identity"]
+    assert ins != text_removal(enc, toks, kinds, 0, 1.0, 0.5, ["insult"], ordinary=ordinary,
+                               cue_words=list(words), seed=1)["removal"]["insertion"][
+                                   "identity"]
+    # words repeated in the list are one word
+    dup = text_removal(enc, toks, kinds, 0, 1.0, 0.5, ["insult"], ordinary=ordinary,
+                       cue_words=["w2", "w2", "w4"], n_words=8)
+    assert dup["removal"]["insertion"]["identity"] == round((4.0 + 16.0) / 2 / base, 4)
+
+
+def _subsets(values, k, start=0):
+    if k == 0:
+        yield ()
+        return
+    for i in range(start, len(values)):
+        for rest in _subsets(values, k - 1, i + 1):
+            yield (values[i], *rest)
+
+
+def test_identity_insertion_is_measured_even_without_class_words():
+    enc = CountEncoder([IDENT])
+    toks, kinds = [["jew", "here"]], [["identity:religion", "other"]]
+    check = text_removal(enc, toks, kinds, 0, 1.0, 0.0, ["insult"], ordinary=["plain"],
+                         cue_words=["muslim"])
+    assert check["removal"]["insertion"] == {"object": 0.0, "identity": round(1.0 / 2.0, 4)}
+
+
+def test_own_words_come_from_every_shown_comment():
+    enc = CountEncoder([{**INSULT, **IDENT}])
+    check = text_removal(enc, TOKENS, KINDS, 0, 1.0, 0.0, ["insult"], ordinary=["plain"],
+                         n_words=8)
+    # shown comments' insults: idiot (1), moron (4): mean effect 2.5 over a departure of 4
+    assert check["removal"]["insertion"]["object"] == round(2.5 / 4.0, 4)
+
+
+def test_tokens_and_kinds_must_line_up():
+    enc = CountEncoder([IDENT])
+    with pytest.raises(ValueError):
+        text_removal(enc, TOKENS, KINDS[:2], 0, 1.0, 0.0, ["insult"])
+    with pytest.raises(ValueError):
+        text_removal(enc, [["you", "idiot"]], [["other"]], 0, 1.0, 0.0, ["insult"])
+    assert text_removal(enc, [], [], 0, 1.0, 0.0, ["insult"]) is None
+
+
+def test_text_feature_removal_wires_a_sources_corpus():
+    texts = [" ".join(t) for t in TOKENS] + ["a plain one", "another plain", "plain"]
+    tokens = [t.split() for t in texts]
+    kinds = KINDS + [["other"] * len(t) for t in tokens[3:]]
+    enc = CountEncoder([{**IDENT, **INSULT}])
+    src = ExampleSource(kind="text", texts=texts, tokens=tokens, features=enc,
+                        token_kinds=kinds, class_word_kinds=("insult",))
+    values = enc(texts)[:, 0].numpy()
+    check = text_feature_removal(src, [0, 1, 2], 0, 1.0, values)
+    ordinary = [texts[i] for i in np.argsort(np.abs(values - np.median(values)),
+                                             kind="stable")[:ORDINARY_TEXTS]]
+    expected = text_removal(enc, TOKENS, KINDS, 0, 1.0, float(np.median(values)),
+                            ["insult"], ordinary=ordinary,
+                            cue_words=["christian", "jew", "muslim"])
+    assert check == expected and check["removal"]["insertion"]["identity"] > 0
+    src.token_kinds = None
+    assert text_feature_removal(src, [0, 1, 2], 0, 1.0, values) is None
+
+
+# --------------------------------------------------------------------------- reader
+
+def _panel(**kw):
+    base = {"object": 0.0, "cues": {}, "background": 0.0, "removed": 0.3, "kept": 0.8}
+    return {**base, **kw}
+
+
+def test_the_cue_must_hold_its_share_of_everything_the_map_shows():
+    # 0.4 of 1.0 is not half, whichever part is left out of the total
+    assert not cue_backed_by_contrast("mark", {"m": _panel(object=0.3, background=0.3,
+                                                           cues={"mark": 0.4})})
+    assert not cue_backed_by_contrast("mark", {"m": _panel(object=0.25, background=0.25,
+                                                           cues={"mark": 0.4, "tex": 0.1})})
+    # shares need not sum to 1: 0.3 of 0.5 is more than half
+    assert cue_backed_by_contrast("mark", {"m": _panel(object=0.2, cues={"mark": 0.3})})
+    # with a lower share the cue must still hold at least the object and the rest
+    low = {"m": _panel(object=0.5, background=0.1, cues={"mark": 0.4})}
+    assert not cue_backed_by_contrast("mark", low, share=0.3)
+    assert not cue_backed_by_contrast(
+        "mark", {"m": _panel(object=0.1, background=0.5, cues={"mark": 0.4})}, share=0.3)
+    assert cue_backed_by_contrast(
+        "mark", {"m": _panel(object=0.35, background=0.25, cues={"mark": 0.4})}, share=0.3)
+
+
+def test_missing_numbers_and_empty_panels_back_nothing():
+    assert not cue_backed_by_contrast("mark", {"m": _panel(cues={"tex": 0.9})})  # not there
+    assert not cue_backed_by_contrast("mark", {"m": _panel()})  # nothing shown at all
+    assert not cue_backed_by_contrast("mark", {"m": None, "n": {}})
+    assert not cue_backed_by_contrast("mark", None)
+    no_removed = {k: v for k, v in _panel(cues={"mark": 0.9}).items() if k != "removed"}
+    assert not cue_backed_by_contrast("mark", {"m": no_removed})
+    assert cue_backed_by_contrast("mark", {"m": {**no_removed, "kept": 0.95}})
+    # any panel may back it, not only the first
+    panels = {"a": _panel(cues={"mark": 0.9}, removed=0.8), "b": _panel(cues={"mark": 0.9})}
+    assert cue_backed_by_contrast("mark", panels)
+
+
+def test_reader_without_panels_reads_the_evidence_as_given():
+    ev = {"object": 0.1, "cues": {"mark": 0.8}, "background": 0.1}
+    assert reader_evidence(ev, None) is ev
+    assert reader_evidence(ev, {}) is ev
+    assert reader_evidence(None, None) is None
+
+
+def test_reader_takes_a_cue_from_the_images_when_a_map_backs_it():
+    images = {"top": {"mark": 1.0}, "least": {"mark": 0.0}}
+    panels = {"lime": _panel(object=0.45, background=0.05, cues={"mark": 0.5}, removed=0.4,
+                             kept=0.5, area=0.1),
+              "activation": _panel(object=0.6, background=0.3, cues={"mark": 0.1},
+                                   removed=0.45, kept=0.6, area=0.2)}
+    assert dominant_region(reader_evidence(None, panels)) is None  # the maps leave it open
+    assert dominant_region(reader_evidence(None, panels, images)) == "mark"
