@@ -42,7 +42,8 @@ from sparse_probe.path import Path
 from sparse_probe.penalties import DEFAULT_ALPHA, Penalty, make_penalty
 from sparse_probe.solvers import SOLVERS, get_solver
 from sparse_probe.solvers.blocked import BlockedData
-from sparse_probe.solvers.lbfgs import history_for
+from sparse_probe.solvers.choice import prefer_newton
+from sparse_probe.solvers.lbfgs import LBFGSMemory, history_for
 from sparse_probe.solvers.products import rt_x
 from sparse_probe.solvers.restricted import RestrictedData, softmax_residual
 from sparse_probe.solvers.threads import fit_threads
@@ -324,6 +325,9 @@ def fit_path(
                          f"got {solver!r}")
     spec = None if solver == "glmnet" else get_solver(None if solver == "torch" else solver,
                                                       penalty)
+    # default for the elementwise penalty: OWL-QN or proximal Newton, chosen per path point
+    # from cheap signals (sizes, free coordinates, OWL-QN's last iteration count; solvers/choice.py)
+    auto = solver == "torch" and spec is not None and spec.name == "owlqn"
     src = FeatureSource(X, chunk_rows=chunk_rows, name="X")
     y = as_labels(y, src.n, n_classes=n_classes, name="y")
     C = int(n_classes or (y.max() + 1))
@@ -387,10 +391,13 @@ def fit_path(
         hist: list = []  # (λ, W, b) of the last solved points, for the warm start
         z = None  # float64 logits (n, C) of the current solution when the solver returns them
         mem, mem_ws = None, None  # OWL-QN's curvature pairs and the working set they belong to
+        owlqn_iters = None  # OWL-QN's iterations at the last point it solved (for ``auto``)
+        methods: list[str] = []  # the restricted solver(s) of each point
         bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
         tol_points = []
         for lam in bar:
             n_iter = 0
+            used: list[str] = []
             tol_abs = tol * penalty.l1_l2(tol_scale if tol_scale is not None else lam)[0]
             tol_points.append(tol_abs)
             active = np.flatnonzero(np.any(W != 0, axis=0))
@@ -408,20 +415,32 @@ def fit_path(
                     Wstart, bstart = W, b
                     if _round == 0 and hist:
                         Wstart, bstart = _predict(hist, lam, order=_PREDICT_ORDER)
+                    use = spec
+                    if auto and data.keeps_logits:
+                        near = np.abs(G[:, tr.ws]) > 0.9 * penalty.l1_l2(lam)[0]
+                        n_free = int(((Wstart[:, tr.ws] != 0) | near).sum()) + C
+                        if prefer_newton(src.n, tr.ws.size, C, n_free, owlqn_iters):
+                            use = SOLVERS["newton"]
                     W0 = torch.as_tensor(Wstart[:, tr.ws], device=device)
                     b0 = torch.as_tensor(bstart, device=device)
                     z0 = None
-                    if (spec.uses_logits and data.keeps_logits and z is not None
+                    if (use.uses_logits and data.keeps_logits and z is not None
                             and len(records["nnz"]) % 10):
                         # logits from the last solution plus a float32 product of the (small)
                         # change; recomputed exactly with float64 products every 10th point
                         dW = W0 - torch.as_tensor(W[:, tr.ws], device=device)
                         z0 = z + data.matvec(dW) + (b0 - torch.as_tensor(b, device=device))
-                    res = spec.solve(
+                    carried = None if mem is None else _carry_memory(mem, mem_ws, tr.ws, C)
+                    if use.name != "newton" and not isinstance(carried, LBFGSMemory):
+                        carried = None  # OWL-QN takes curvature pairs only, not a Hessian
+                    res = use.solve(
                         data, W0, b0, lam, penalty, tol=_SOLVER_TOL_SHARE * tol_abs,
                         max_iter=max_iter, z0=z0,
                         gamma0=gamma,  # the last point's curvature scale: a sized first step
-                        memory=None if mem is None else _carry_memory(mem, mem_ws, tr.ws, C))
+                        memory=carried)
+                    used.append(use.name)
+                    if use.name == "owlqn":
+                        owlqn_iters = res.n_iter
                     z = res.logits
                     gamma = res.gamma if res.gamma is not None else gamma
                     mem, mem_ws = res.memory, tr.ws
@@ -451,6 +470,7 @@ def fit_path(
             if viol > tol_abs:
                 log.warning("λ=%.3e: KKT violation %.2e above tolerance %.2e", lam, viol, tol_abs)
             va, vl = _evaluate(val_src, y_val, W, b, mean, scale)
+            methods.append("+".join(dict.fromkeys(used)) or "closed-form")
             Path.append_point(records, W, b, train_acc=acc, train_loss=loss, val_acc=va,
                               val_loss=vl, objective=loss + penalty.value(W, lam),
                               kkt_violation=viol, n_iter=n_iter, time=time.perf_counter() - t0)
@@ -464,7 +484,10 @@ def fit_path(
         info = {
             "solver": "torch", "penalty": penalty.name,
             # the solver's name, "-grouped" for the grouped penalty (as the glmnet backend's)
-            "method": f"{spec.name}-grouped" if penalty.grouped else spec.name,
+            "method": f"{spec.name}-grouped" if penalty.grouped else
+            "+".join(sorted({u for ms in methods for u in ms.split("+")} - {"closed-form"}))
+            or spec.name,
+            "method_per_point": methods,
             "tol": tol, "tol_relative_to": tol_relative_to, "tol_abs": float(max(tol_points)),
             "tol_per_point": [float(t) for t in tol_points], "eps": eps, "n_lambdas": n_lambdas,
             "lambda_max": lam_max, "n_samples": src.n, "n_features": src.d, "n_classes": C,
@@ -502,6 +525,8 @@ def _carry_memory(mem, old_ws: np.ndarray, ws: np.ndarray, C: int):
     would outgrow :func:`~sparse_probe.solvers.lbfgs.history_for`'s budget): ``None``, start
     afresh.
     """
+    if hasattr(mem, "carry"):  # a solver's own state (solvers/newton.py): it re-indexes itself
+        return mem.carry(old_ws, ws)
     m_old, m = old_ws.size, ws.size
     if m < m_old or not np.array_equal(ws[:m_old], old_ws):
         return None
