@@ -44,6 +44,7 @@ from sparse_probe.solvers import SOLVERS, get_solver
 from sparse_probe.solvers.blocked import BlockedData
 from sparse_probe.solvers.choice import prefer_newton
 from sparse_probe.solvers.lbfgs import LBFGSMemory, history_for
+from sparse_probe.solvers.newton import DEFAULT_SHRINK
 from sparse_probe.solvers.products import rt_x
 from sparse_probe.solvers.restricted import RestrictedData, softmax_residual
 from sparse_probe.solvers.threads import fit_threads
@@ -417,7 +418,7 @@ def fit_path(
                         Wstart, bstart = _predict(hist, lam, order=_PREDICT_ORDER)
                     use = spec
                     if auto and data.keeps_logits:
-                        near = np.abs(G[:, tr.ws]) > 0.9 * penalty.l1_l2(lam)[0]
+                        near = np.abs(G[:, tr.ws]) > DEFAULT_SHRINK * penalty.l1_l2(lam)[0]
                         n_free = int(((Wstart[:, tr.ws] != 0) | near).sum()) + C
                         if prefer_newton(src.n, tr.ws.size, C, n_free, owlqn_iters):
                             use = SOLVERS["newton"]
