@@ -11,9 +11,10 @@ Algorithm (torch, identical on CPU and CUDA):
    set ``{j : ||∇_j||_∞ >= α(2λ_k - λ_{k-1})}`` plus the previously active features; those
    columns are standardized and cached (float32) on the device and the problem restricted to
    them is solved by the solver looked up in :data:`sparse_probe.solvers.SOLVERS` (by default
-   OWL-QN for the elementwise penalty, with penalty-optimal centering of each feature's
-   weights across classes after every step, see ``solvers/centering.py``; FISTA for the
-   grouped penalty). The start is the path extrapolated quadratically in log λ through the
+   for the elementwise penalty, on CPU, OWL-QN or proximal Newton chosen per point from the
+   expected size of Newton's model and OWL-QN's last iteration count, see
+   ``solvers/choice.py``; both re-center each feature's weights across classes after every
+   step, see ``solvers/centering.py``; FISTA for the grouped penalty). The start is the path extrapolated quadratically in log λ through the
    last three solutions (on weights that kept their sign), and OWL-QN continues with the
    previous point's L-BFGS curvature pairs (moved to the new ridge weight; embedded with zeros
    when features joined the working set; the loss's curvature barely changes between
@@ -44,7 +45,6 @@ from sparse_probe.solvers import SOLVERS, get_solver
 from sparse_probe.solvers.blocked import BlockedData
 from sparse_probe.solvers.choice import prefer_newton
 from sparse_probe.solvers.lbfgs import LBFGSMemory, history_for
-from sparse_probe.solvers.newton import DEFAULT_SHRINK
 from sparse_probe.solvers.products import rt_x
 from sparse_probe.solvers.restricted import RestrictedData, softmax_residual
 from sparse_probe.solvers.threads import fit_threads
@@ -290,9 +290,12 @@ def fit_path(
         Validation features/labels for ``val_acc``/``val_loss``.
     solver : {"torch", "glmnet"} or a name in :data:`sparse_probe.solvers.SOLVERS`
         ``"torch"``: this module's path algorithm with the penalty's default restricted
-        solver (OWL-QN for the elementwise penalty, FISTA for the grouped one); a registered
-        name (``"owlqn"``, ``"fista"``) picks that restricted solver instead (an unsupported
-        penalty is a ``ValueError``); ``"glmnet"`` runs python-glmnet's Fortran coordinate
+        solver (for the elementwise penalty OWL-QN, or on CPU proximal Newton where
+        :func:`~sparse_probe.solvers.choice.prefer_newton` expects it to be faster, point by
+        point; FISTA for the grouped one); a registered name (``"owlqn"``, ``"newton"``,
+        ``"fista"``) picks that restricted solver for every point instead (an unsupported
+        penalty is a ``ValueError``). ``info["method"]`` names the solvers used,
+        ``info["method_per_point"]`` each point's; ``"glmnet"`` runs python-glmnet's Fortran coordinate
         descent on the same λs.
     penalty : Penalty, optional
         A penalty object (:mod:`sparse_probe.penalties`); when given it replaces ``alpha``
@@ -417,10 +420,13 @@ def fit_path(
                     if _round == 0 and hist:
                         Wstart, bstart = _predict(hist, lam, order=_PREDICT_ORDER)
                     use = spec
-                    if auto and data.keeps_logits:
-                        near = np.abs(G[:, tr.ws]) > DEFAULT_SHRINK * penalty.l1_l2(lam)[0]
-                        n_free = int(((Wstart[:, tr.ws] != 0) | near).sum()) + C
-                        if prefer_newton(src.n, tr.ws.size, C, n_free, owlqn_iters):
+                    if auto and data.keeps_logits and device.type == "cpu":
+                        # the model's size at the solution: the nonzero weights and those whose
+                        # gradient already violates this λ's threshold, plus the biases
+                        enter = np.abs(G[:, tr.ws]) > penalty.l1_l2(lam)[0]
+                        n_free = int(((Wstart[:, tr.ws] != 0) | enter).sum()) + C
+                        if prefer_newton(src.n, tr.ws.size, C, n_free, owlqn_iters,
+                                         on_newton=bool(methods) and methods[-1] == "newton"):
                             use = SOLVERS["newton"]
                     W0 = torch.as_tensor(Wstart[:, tr.ws], device=device)
                     b0 = torch.as_tensor(bstart, device=device)

@@ -196,6 +196,10 @@ def test_choice_needs_owlqn_first_and_follows_the_costs():
     assert not prefer_newton(10_000, 100, 10, 50, None)
     assert prefer_newton(10_000, 100, 10, 50, 40)  # few free coordinates, slow OWL-QN
     assert not prefer_newton(10_000, 100, 10, 50, 3)  # OWL-QN barely iterates
+    cost = newton_cost(10_000, 100, 10, 300)
+    assert not prefer_newton(10_000, 100, 10, 300, cost / 1.2)
+    assert prefer_newton(10_000, 100, 10, 300, cost / 1.2, on_newton=True)  # hysteresis
+    assert not prefer_newton(10_000, 100, 10, 300, cost / 2, on_newton=True)
     assert not prefer_newton(10_000, 64, 100, 6_000, 40)  # many classes: a huge model
     assert newton_cost(10_000, 100, 10, 800) > newton_cost(10_000, 100, 10, 400)
     with pytest.raises(ValueError, match="newton_cost: n, m and C must be positive"):

@@ -16,9 +16,9 @@ per-iteration overhead):
   alike.
 
 :func:`prefer_newton` compares the two, with OWL-QN's iteration count taken from the last path
-point it solved (it grows along a path, so an old count understates it: Newton then has to
-win by the ``margin``, when one is asked for; when Newton's estimate grows past that, OWL-QN
-runs again and its count is refreshed). Before OWL-QN has run once, OWL-QN is chosen.
+point it solved (it grows along a path, so an old count understates it: once on Newton the
+path stays there until Newton's estimate exceeds ``stay`` times that count; then OWL-QN runs
+again and its count is refreshed). Before OWL-QN has run once, OWL-QN is chosen.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def newton_cost(n: int, m: int, C: int, n_free: int) -> float:
 
 
 def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None, *,
-                  margin: float = 1.0) -> bool:
+                  on_newton: bool = False, stay: float = 1.5) -> bool:
     """Whether proximal Newton is expected to be faster than OWL-QN at this path point.
 
     Parameters
@@ -51,9 +51,13 @@ def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None
         As :func:`newton_cost`.
     owlqn_iters : float or None
         OWL-QN's iterations at the last point it solved (None: it has not run yet).
-    margin : float
-        Newton must be estimated cheaper than ``margin`` times OWL-QN's cost.
+    on_newton : bool
+        The last point used Newton: it stays unless estimated ``stay`` times costlier than
+        OWL-QN (hysteresis against an old, low OWL-QN count: on the collinear path OWL-QN
+        ran at 3 of the last 7 points without it, needing 103-142 iterations each where
+        its old count said ~50).
+    stay : float
     """
     if owlqn_iters is None:
         return False
-    return newton_cost(n, m, C, n_free) < margin * owlqn_iters
+    return newton_cost(n, m, C, n_free) < (stay if on_newton else 1.0) * owlqn_iters

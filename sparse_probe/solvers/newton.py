@@ -86,6 +86,8 @@ def hessian(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: torch.Ten
         ``p`` is near 1). About ``n N²/2`` multiply-adds for ``N = Nw + C``.
     """
     n, C = P.shape
+    dev = P.device
+    cls, col = cls.to(dev), col.to(dev)
     Nw = cls.numel()
     N = Nw + C
     counts = torch.bincount(cls, minlength=C).tolist()
@@ -95,17 +97,17 @@ def hessian(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: torch.Ten
     order = np.concatenate([np.r_[starts[k]:starts[k + 1], Nw + k] for k in range(C)])
     is_w = np.ones(N, dtype=bool)
     is_w[np.asarray(bounds[1:]) - 1] = False
-    feat = torch.as_tensor(is_w)
+    feat = torch.as_tensor(is_w, device=dev)
     fcols = col  # in class order already, as the weights' rows of ``order``
     PT = P.T.contiguous()  # (C, n)
     WdT = PT * (1.0 - PT)  # p(1-p) per class
-    Hs = torch.zeros((N, N), dtype=torch.float64)
+    Hs = torch.zeros((N, N), dtype=torch.float64, device=dev)
     step = max(256, _ROW_FLOATS // max(N, 1))
     VT = None
     for s in range(0, n, step):
         e = min(n, s + step)
         # transposed (coordinate, example) layout: every block below is contiguous rows
-        UT = torch.ones((N, e - s), dtype=torch.float32)
+        UT = torch.ones((N, e - s), dtype=torch.float32, device=dev)
         UT[feat] = XwT[fcols, s:e] if XwT is not None else Xw[s:e][:, fcols].T
         if VT is None or VT.shape != UT.shape:
             VT = torch.empty_like(UT)
@@ -120,7 +122,7 @@ def hessian(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: torch.Ten
     Hs /= n
     inv = np.empty(N, dtype=np.int64)
     inv[order] = np.arange(N)
-    return Hs.numpy()[np.ix_(inv, inv)]
+    return Hs.cpu().numpy()[np.ix_(inv, inv)]
 
 
 def hessian_diag(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: torch.Tensor,
@@ -129,9 +131,10 @@ def hessian_diag(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: torc
     each chosen ``(k, j)``, shape (Nw,) float64: one pass over the chosen columns."""
     if cls.numel() == 0:
         return np.zeros(0)
+    cls, col = cls.to(P.device), col.to(P.device)
     X2 = (XwT[col] if XwT is not None else Xw[:, col].T) ** 2  # (Nw, n)
     Wd = (P * (1.0 - P)).T[cls]  # (Nw, n)
-    return ((X2 * Wd).sum(1, dtype=torch.float64) / P.shape[0]).numpy()
+    return ((X2 * Wd).sum(1, dtype=torch.float64) / P.shape[0]).cpu().numpy()
 
 
 class NewtonState:
