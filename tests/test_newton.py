@@ -20,7 +20,13 @@ from sparse_probe.solvers import SOLVERS, get_solver, gram_cd
 from sparse_probe.solvers.blocked import BlockedData
 from sparse_probe.solvers.choice import newton_cost, prefer_newton
 from sparse_probe.solvers.gram_cd import enet_qp, qp_violation
-from sparse_probe.solvers.newton import NewtonState, hessian, hessian_diag, newton
+from sparse_probe.solvers.newton import (
+    NewtonState,
+    hessian,
+    hessian_blocks,
+    hessian_diag,
+    newton,
+)
 from sparse_probe.solvers.owlqn import owlqn
 from sparse_probe.solvers.restricted import RestrictedData
 
@@ -178,18 +184,36 @@ def test_newton_bad_input_is_a_clear_error():
 def test_state_follows_the_working_set():
     C, m = 2, 3
     key = np.array([0, 2, 4])  # (class 0, col 0), (0, 2), (1, 1)
-    N = key.size + C
-    H = np.arange(N * N, dtype=float).reshape(N, N)
-    H = H + H.T
-    st = NewtonState(key, H, m, C)
+    Q = np.arange(9, dtype=float).reshape(3, 3)
+    Q = Q + Q.T
+    Hwb, Hbb = np.arange(6, dtype=float).reshape(3, 2), np.eye(C)
+    st = NewtonState(key, Q, Hwb, Hbb, m, C)
     old_ws = np.array([10, 11, 12])
     new_ws = np.array([10, 12, 13, 14])  # feature 11 left, 13 and 14 joined
     c = st.carry(old_ws, new_ws)
     assert c.m == 4 and c.C == C
     np.testing.assert_array_equal(c.key, [0, 1])  # (0, col 0) and (0, col 1 = feature 12)
-    ix = [0, 1, 3, 4]  # the kept weights, then the biases
-    np.testing.assert_array_equal(c.H, H[np.ix_(ix, ix)])
+    np.testing.assert_array_equal(c.Q, Q[np.ix_([0, 1], [0, 1])])
+    np.testing.assert_array_equal(c.Hwb, Hwb[[0, 1]])
+    assert c.Hbb is Hbb
+    same = st.carry(old_ws, np.array([10, 11, 12, 13]))  # only appended: the arrays as they are
+    assert same.Q is Q and same.m == 4
+    np.testing.assert_array_equal(same.key, [0, 2, 5])
     assert st.carry(np.array([1, 2]), new_ws) is None  # not the working set it was made for
+
+
+def test_schur_complement_of_a_subset_is_the_subset_of_the_schur_complement():
+    """What lets a smaller free set reuse the carried model as a sub-block."""
+    X, _, C = _problem(seed=4)
+    P = torch.softmax(torch.randn(X.shape[0], C, dtype=torch.float64), 1).float()
+    cls, col = torch.nonzero(torch.ones(C, X.shape[1], dtype=torch.bool), as_tuple=True)
+    Hww, Hwb, Hbb = hessian_blocks(X, P, cls, col)
+    inv = np.linalg.pinv(Hbb)
+    Q = Hww - Hwb @ inv @ Hwb.T
+    sub = np.array([0, 3, 7, 8, 20])
+    Hs_ww, Hs_wb, _ = hessian_blocks(X, P, cls[sub], col[sub])
+    np.testing.assert_allclose(Hs_ww - Hs_wb @ inv @ Hs_wb.T, Q[np.ix_(sub, sub)], rtol=0,
+                               atol=1e-6 * np.abs(Q).max())  # float32 products
 
 
 def test_choice_needs_owlqn_first_and_follows_the_costs():

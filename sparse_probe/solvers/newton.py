@@ -44,8 +44,8 @@ from sparse_probe.solvers.gram_cd import enet_qp
 from sparse_probe.solvers.lbfgs import LBFGSMemory
 from sparse_probe.solvers.owlqn import owlqn
 
-__all__ = ["DEFAULT_MAX_FREE", "DEFAULT_SHRINK", "NewtonState", "hessian", "hessian_diag",
-           "newton"]
+__all__ = ["DEFAULT_MAX_FREE", "DEFAULT_SHRINK", "NewtonState", "hessian", "hessian_blocks",
+           "hessian_diag", "newton"]
 
 DEFAULT_MAX_FREE = 4096
 """Free coordinates (weights plus biases) above which the solver hands over to OWL-QN: the
@@ -61,9 +61,9 @@ Hessian, fewer make more KKT rounds; one ad-hoc contended run each)."""
 _ROW_FLOATS = 1 << 23  # float32 entries of one row block of the gathered columns (32 MiB)
 
 
-def hessian(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: torch.Tensor,
-            XwT: torch.Tensor | None = None) -> np.ndarray:
-    """The mean cross-entropy's Hessian on the chosen weights and all biases.
+def hessian_blocks(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: torch.Tensor,
+                   XwT: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mean cross-entropy's Hessian on the chosen weights and all biases, by blocks.
 
     Parameters
     ----------
@@ -78,56 +78,70 @@ def hessian(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: torch.Ten
 
     Returns
     -------
-    ndarray of shape (Nw + C, Nw + C), float64
-        Rows/columns: the weights in the given order, then the C biases. Float32 products over
-        row blocks, accumulated in float64, one class's rows at a time against the classes
-        from it on (the rest mirrored: half the products); each class's diagonal block from
-        the weights ``p(1-p)`` directly (a difference of two products would cancel where
-        ``p`` is near 1). About ``n N²/2`` multiply-adds for ``N = Nw + C``.
+    Hww : ndarray of shape (Nw, Nw), float64
+        Weights against weights, in the given order.
+    Hwb : ndarray of shape (Nw, C), float64
+        Weights against biases.
+    Hbb : ndarray of shape (C, C), float64
+        Biases against biases, ``(1/n) Σ_i diag(p_i) − p_i p_iᵀ``.
+
+    Notes
+    -----
+    Float32 products over row blocks, accumulated in float64: one class's rows at a time
+    against the classes after it (the blocks below the diagonal are copies: half the
+    products, about ``n Nw²/2`` multiply-adds in all), each class's diagonal block from the
+    weights ``p(1-p)`` directly (a difference of two products would cancel where ``p`` is
+    near 1).
     """
     n, C = P.shape
     dev = P.device
     cls, col = cls.to(dev), col.to(dev)
     Nw = cls.numel()
-    N = Nw + C
-    counts = torch.bincount(cls, minlength=C).tolist()
-    starts = np.concatenate([[0], np.cumsum(counts)]).astype(int).tolist()
-    # internal order: class by class, each class's bias row after its weights
-    bounds = [starts[k] + k for k in range(C + 1)]
-    order = np.concatenate([np.r_[starts[k]:starts[k + 1], Nw + k] for k in range(C)])
-    is_w = np.ones(N, dtype=bool)
-    is_w[np.asarray(bounds[1:]) - 1] = False
-    feat = torch.as_tensor(is_w, device=dev)
-    fcols = col  # in class order already, as the weights' rows of ``order``
+    bounds = np.concatenate([[0], np.cumsum(torch.bincount(cls, minlength=C).tolist())])
+    bounds = bounds.astype(int).tolist()
     PT = P.T.contiguous()  # (C, n)
     WdT = PT * (1.0 - PT)  # p(1-p) per class
-    Hs = torch.zeros((N, N), dtype=torch.float64, device=dev)
-    step = max(256, _ROW_FLOATS // max(N, 1))
+    Hww = torch.zeros((Nw, Nw), dtype=torch.float64, device=dev)
+    Hwb = torch.zeros((Nw, C), dtype=torch.float64, device=dev)
+    step = max(256, _ROW_FLOATS // max(Nw, 1))
     VT = None
     for s in range(0, n, step):
         e = min(n, s + step)
         # transposed (coordinate, example) layout: every block below is contiguous rows
-        UT = torch.ones((N, e - s), dtype=torch.float32, device=dev)
-        UT[feat] = XwT[fcols, s:e] if XwT is not None else Xw[s:e][:, fcols].T
+        UT = XwT[col, s:e] if XwT is not None else Xw[s:e][:, col].T.contiguous()
         if VT is None or VT.shape != UT.shape:
             VT = torch.empty_like(UT)
         for k in range(C):
             torch.mul(UT[bounds[k] : bounds[k + 1]], PT[k, s:e], out=VT[bounds[k] : bounds[k + 1]])
+        Hwb -= (VT @ PT[:, s:e].T).to(torch.float64)  # -Σ p_k p_l x
         for k in range(C):
             a, b = bounds[k], bounds[k + 1]
-            if b < N:  # -Σ p_k p_l x xᵀ against the later classes
-                Hs[a:b, b:] -= (VT[a:b] @ VT[b:].T).to(torch.float64)
-            Hs[a:b, a:b] += (UT[a:b] @ (UT[a:b] * WdT[k, s:e]).T).to(torch.float64)
-    Hs = torch.triu(Hs) + torch.triu(Hs, 1).T
-    Hs /= n
-    inv = np.empty(N, dtype=np.int64)
-    inv[order] = np.arange(N)
-    return Hs.cpu().numpy()[np.ix_(inv, inv)]
+            if a == b:
+                continue
+            if b < Nw:  # -Σ p_k p_l x xᵀ against the later classes
+                Hww[a:b, b:] -= (VT[a:b] @ VT[b:].T).to(torch.float64)
+            Hww[a:b, a:b] += (UT[a:b] @ (UT[a:b] * WdT[k, s:e]).T).to(torch.float64)
+            Hwb[a:b, k] += (VT[a:b].sum(1, dtype=torch.float64))  # + Σ p_k x
+    for k in range(C):  # mirror the blocks above the diagonal; symmetric diagonal blocks
+        a, b = bounds[k], bounds[k + 1]
+        Hww[b:, a:b] = Hww[a:b, b:].T
+        Hww[a:b, a:b] = 0.5 * (Hww[a:b, a:b] + Hww[a:b, a:b].T)
+    P64 = P.to(torch.float64)
+    Hbb = torch.diag(P64.sum(0)) - P64.T @ P64
+    return ((Hww / n).cpu().numpy(), (Hwb / n).cpu().numpy(), (Hbb / n).cpu().numpy())
+
+
+def hessian(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: torch.Tensor,
+            XwT: torch.Tensor | None = None) -> np.ndarray:
+    """:func:`hessian_blocks` assembled, shape (Nw + C, Nw + C): the weights in the given
+    order, then the C biases."""
+    Hww, Hwb, Hbb = hessian_blocks(Xw, P, cls, col, XwT)
+    return np.block([[Hww, Hwb], [Hwb.T, Hbb]])
 
 
 def hessian_diag(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: torch.Tensor,
                  XwT: torch.Tensor | None = None) -> np.ndarray:
-    """The diagonal of :func:`hessian`'s weight block, ``(1/n) Σ_i x_ij² p_ik(1-p_ik)`` for
+    """The diagonal of :func:`hessian_blocks`' ``Hww``, ``(1/n) Σ_i x_ij² p_ik(1-p_ik)`` for
     each chosen ``(k, j)``, shape (Nw,) float64: one pass over the chosen columns."""
     if cls.numel() == 0:
         return np.zeros(0)
@@ -138,20 +152,27 @@ def hessian_diag(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: torc
 
 
 class NewtonState:
-    """The last Hessian of :func:`newton`, carried to the next path point (``memory``).
+    """The last model of :func:`newton`, carried to the next path point (``memory``).
+
+    The biases are minimized out of the quadratic model in closed form, so what a step needs
+    is the Schur complement ``Q = Hww − Hwb Hbb⁺ Hbw`` with ``Hwb`` and ``Hbb``; ``Q``
+    restricted to a subset of the weights is the Schur complement of that subset's Hessian
+    (the bias block is the same), so a smaller free set takes a sub-block.
 
     Attributes
     ----------
     key : ndarray of shape (Nw,), int64
-        Flat ``k * m + j`` index of each weight the Hessian covers (sorted).
-    H : ndarray of shape (Nw + C, Nw + C), float64
-        The Hessian on those weights, then the C biases.
+        Flat ``k * m + j`` index of each weight covered (sorted).
+    Q : ndarray of shape (Nw, Nw), float64
+    Hwb : ndarray of shape (Nw, C), float64
+    Hbb : ndarray of shape (C, C), float64
     m, C : int
         Working-set size and classes it was computed for.
     """
 
-    def __init__(self, key: np.ndarray, H: np.ndarray, m: int, C: int):
-        self.key, self.H, self.m, self.C = key, H, m, C
+    def __init__(self, key: np.ndarray, Q: np.ndarray, Hwb: np.ndarray, Hbb: np.ndarray,
+                 m: int, C: int):
+        self.key, self.Q, self.Hwb, self.Hbb, self.m, self.C = key, Q, Hwb, Hbb, m, C
 
     def carry(self, old_ws: np.ndarray, ws: np.ndarray) -> NewtonState | None:
         """This state for the working set ``ws`` (features in cache order) instead of
@@ -164,8 +185,11 @@ class NewtonState:
         keep = new_j >= 0
         key = k[keep] * ws.size + new_j[keep]
         order = np.argsort(key, kind="stable")
-        ix = np.concatenate([np.flatnonzero(keep)[order], self.key.size + np.arange(self.C)])
-        return NewtonState(key[order], self.H[np.ix_(ix, ix)], ws.size, self.C)
+        ix = np.flatnonzero(keep)[order]
+        if ix.size == self.key.size and np.array_equal(ix, np.arange(ix.size)):
+            return NewtonState(key[order], self.Q, self.Hwb, self.Hbb, ws.size, self.C)
+        return NewtonState(key[order], self.Q[np.ix_(ix, ix)], self.Hwb[ix], self.Hbb,
+                           ws.size, self.C)
 
 
 def _pinv_sym(A: np.ndarray) -> np.ndarray:
@@ -173,6 +197,28 @@ def _pinv_sym(A: np.ndarray) -> np.ndarray:
     e, V = np.linalg.eigh(A)
     keep = e > 1e-10 * max(float(e.max()), 1e-300)
     return (V[:, keep] / e[keep]) @ V[:, keep].T
+
+
+def _restrict(state: NewtonState, key: np.ndarray, diag):
+    """The carried model ``(Q, Hwb, Hbb)`` on the weights ``key`` (sorted flat indices), or
+    None when fewer than 70% of them are covered. Weights it does not cover get their own
+    curvature ``diag(new_positions)`` and nothing else (no coupling: the model stays
+    positive semidefinite)."""
+    if key.size == state.key.size and np.array_equal(key, state.key):
+        return state.Q, state.Hwb, state.Hbb
+    have = np.isin(key, state.key)
+    if have.sum() < 0.7 * key.size:
+        return None
+    pos = np.searchsorted(state.key, key[have])
+    if have.all():
+        return state.Q[np.ix_(pos, pos)], state.Hwb[pos], state.Hbb
+    hv, new = np.flatnonzero(have), np.flatnonzero(~have)
+    Q = np.zeros((key.size, key.size))
+    Q[np.ix_(hv, hv)] = state.Q[np.ix_(pos, pos)]
+    Q[new, new] = diag(new)
+    Hwb = np.zeros((key.size, state.C))
+    Hwb[hv] = state.Hwb[pos]
+    return Q, Hwb, state.Hbb
 
 
 def _refresh(viol: float, before: float, tol: float, n: int, m: int, C: int, N: int) -> bool:
@@ -300,28 +346,22 @@ def newton(
             return res
         it += 1
         key = (cls * m + col).cpu().numpy()
-        H = None
-        if state is not None and not refresh:  # the last Hessian, on the coordinates it has
-            have = np.isin(key, state.key)
-            if have.sum() >= 0.7 * key.size:
-                pos = np.searchsorted(state.key, key[have])
-                old_ix = np.concatenate([pos, state.key.size + np.arange(C)])
-                ix = np.concatenate([np.flatnonzero(have), Nw + np.arange(C)])
-                H = np.zeros((Nw + C, Nw + C))
-                H[np.ix_(ix, ix)] = state.H[np.ix_(old_ix, old_ix)]
-                new = np.flatnonzero(~have)  # joined weights: their curvature alone
-                H[new, new] = hessian_diag(data.Xw, P, cls[new], col[new], data.XwT)
-        fresh = H is None
+        model = None
+        if state is not None and not refresh:  # the last model, on the weights it covers
+            model = _restrict(state, key, lambda new, P=P, cls=cls, col=col: hessian_diag(
+                data.Xw, P, cls[new], col[new], data.XwT))
+        fresh = model is None
         if fresh:
-            H = hessian(data.Xw, P, cls.cpu(), col.cpu(), XwT=data.XwT)
-            state = NewtonState(key, H, m, C)
-        Hww, Hwb, Hbb = H[:Nw, :Nw], H[:Nw, Nw:], H[Nw:, Nw:]
+            Hww, Hwb, Hbb = hessian_blocks(data.Xw, P, cls, col, XwT=data.XwT)
+            Hww -= (Hwb @ _pinv_sym(Hbb)) @ Hwb.T  # biases minimized out: the Schur complement
+            state = NewtonState(key, Hww, Hwb, Hbb, m, C)
+            model = Hww, Hwb, Hbb
+        Q, Hwb, Hbb = model
         Hbb_inv = _pinv_sym(Hbb)
         gw = G[cls, col].cpu().numpy()  # the CE part of the gradient
         gbn = gb.cpu().numpy()
         w0 = W[cls, col].cpu().numpy()
         if Nw:
-            Q = Hww - Hwb @ Hbb_inv @ Hwb.T  # biases minimized out in closed form
             gq = gw - Hwb @ (Hbb_inv @ gbn)
             q = Q @ w0 - gq
             u, _, _ = enet_qp(Q, q, w0, l1, l2, tol=max(0.1 * tol, 0.02 * viol))
