@@ -199,26 +199,28 @@ def _pinv_sym(A: np.ndarray) -> np.ndarray:
     return (V[:, keep] / e[keep]) @ V[:, keep].T
 
 
-def _restrict(state: NewtonState, key: np.ndarray, diag):
-    """The carried model ``(Q, Hwb, Hbb)`` on the weights ``key`` (sorted flat indices), or
-    None when fewer than 70% of them are covered. Weights it does not cover get their own
-    curvature ``diag(new_positions)`` and nothing else (no coupling: the model stays
-    positive semidefinite)."""
-    if key.size == state.key.size and np.array_equal(key, state.key):
-        return state.Q, state.Hwb, state.Hbb
+def _cover(state: NewtonState, key: np.ndarray, diag) -> NewtonState | None:
+    """The carried model extended to cover the weights ``key`` (sorted flat indices): the
+    state itself when it covers them already (its extra weights stay in the model: they are
+    at zero with a gradient under the threshold, where the model's coordinate descent leaves
+    them unless their coupling pulls them out), else a copy with the new weights added with
+    their own curvature ``diag(new_keys)`` and no coupling (the model stays positive
+    semidefinite), or None when it covers under 70% of them."""
     have = np.isin(key, state.key)
+    if have.all():
+        return state
     if have.sum() < 0.7 * key.size:
         return None
-    pos = np.searchsorted(state.key, key[have])
-    if have.all():
-        return state.Q[np.ix_(pos, pos)], state.Hwb[pos], state.Hbb
-    hv, new = np.flatnonzero(have), np.flatnonzero(~have)
-    Q = np.zeros((key.size, key.size))
-    Q[np.ix_(hv, hv)] = state.Q[np.ix_(pos, pos)]
-    Q[new, new] = diag(new)
-    Hwb = np.zeros((key.size, state.C))
-    Hwb[hv] = state.Hwb[pos]
-    return Q, Hwb, state.Hbb
+    new_keys = key[~have]
+    union = np.union1d(state.key, new_keys)
+    old = np.searchsorted(union, state.key)
+    new = np.searchsorted(union, new_keys)
+    Q = np.zeros((union.size, union.size))
+    Q[np.ix_(old, old)] = state.Q
+    Q[new, new] = diag(new_keys)
+    Hwb = np.zeros((union.size, state.C))
+    Hwb[old] = state.Hwb
+    return NewtonState(union, Q, Hwb, state.Hbb, state.m, state.C)
 
 
 def _refresh(viol: float, before: float, tol: float, n: int, m: int, C: int, N: int) -> bool:
@@ -348,8 +350,14 @@ def newton(
         key = (cls * m + col).cpu().numpy()
         model = None
         if state is not None and not refresh:  # the last model, on the weights it covers
-            model = _restrict(state, key, lambda new, P=P, cls=cls, col=col: hessian_diag(
-                data.Xw, P, cls[new], col[new], data.XwT))
+            cover = _cover(state, key, lambda keys, P=P: hessian_diag(
+                data.Xw, P, *(torch.as_tensor(v, device=W0.device) for v in np.divmod(keys, m)),
+                data.XwT))
+            if cover is not None:
+                state, key = cover, cover.key
+                cls, col = (torch.as_tensor(v, device=W.device) for v in np.divmod(key, m))
+                Nw = key.size
+                model = state.Q, state.Hwb, state.Hbb
         fresh = model is None
         if fresh:
             Hww, Hwb, Hbb = hessian_blocks(data.Xw, P, cls, col, XwT=data.XwT)
