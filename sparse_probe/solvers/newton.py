@@ -257,6 +257,7 @@ def newton(
     memory=None,
     max_free: int = DEFAULT_MAX_FREE,
     shrink: float = DEFAULT_SHRINK,
+    inner: float = 0.02,
 ) -> SolveResult:
     """Minimize the elementwise elastic-net objective on the working set (module docstring).
 
@@ -284,6 +285,9 @@ def newton(
         Hand over to OWL-QN when the free coordinates (plus the C biases) exceed this.
     shrink : float in (0, 1]
         A zero weight is free when its gradient's magnitude exceeds ``shrink·λα``.
+    inner : float
+        The model's coordinate descent stops at ``inner`` times the current violation (at
+        most; a tenth of ``tol`` at least).
 
     Returns
     -------
@@ -372,7 +376,7 @@ def newton(
         if Nw:
             gq = gw - Hwb @ (Hbb_inv @ gbn)
             q = Q @ w0 - gq
-            u, _, _ = enet_qp(Q, q, w0, l1, l2, tol=max(0.1 * tol, 0.02 * viol))
+            u, _, _ = enet_qp(Q, q, w0, l1, l2, tol=max(0.1 * tol, inner * viol))
             Dw = u - w0
             Db = -Hbb_inv @ (gbn + Hwb.T @ Dw)
         else:
