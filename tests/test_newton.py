@@ -6,6 +6,7 @@ path objectives (all evaluated by the shared float64 objective), OWL-QN for the 
 optimum; KKT is re-checked in float64 at every path point.
 """
 
+import sys
 import warnings
 
 import numpy as np
@@ -29,6 +30,8 @@ from sparse_probe.solvers.newton import (
 )
 from sparse_probe.solvers.owlqn import owlqn
 from sparse_probe.solvers.restricted import RestrictedData
+
+newton_module = sys.modules["sparse_probe.solvers.newton"]  # the package exports the function
 
 ALPHA = 0.99
 
@@ -143,6 +146,28 @@ def test_newton_reaches_owlqns_optimum_and_returns_its_gradient(collinear):
     # warm start from its own Hessian: nothing left to do
     again = newton(data, a.W, a.b, lam, pen, tol=tol, memory=a.memory)
     assert again.n_iter == 0 and again.converged
+
+
+def test_bias_steps_stay_off_the_null_direction():
+    """Float32 probabilities leave the biases' Hessian a ~1e-8 eigenvalue along 1 instead of
+    0: the bias step must not be amplified along it (it once drifted the biases to ~1.5e4,
+    taking the logits and the line search's precision with them)."""
+    X, y, C = _problem(n=2000, seed=5)
+    P = torch.softmax(torch.randn(X.shape[0], C, dtype=torch.float64), 1).float()
+    _, _, Hbb = hessian_blocks(X, P, torch.zeros(0, dtype=torch.int64),
+                               torch.zeros(0, dtype=torch.int64))
+    inv = newton_module._pinv_bias(Hbb)
+    assert np.abs(inv @ np.ones(C)).max() <= 1e-6 * np.abs(inv).max()
+    J = np.eye(C) - 1.0 / C
+    np.testing.assert_allclose(inv @ Hbb @ J, J, atol=1e-6)  # an inverse off the null direction
+    data = RestrictedData(X, y, C)
+    m = X.shape[1]
+    W0 = torch.zeros(C, m, dtype=torch.float64)
+    b0 = 1.5e4 + 0.1 * torch.arange(C, dtype=torch.float64)  # drifted along 1: same loss
+    res = newton(data, W0, b0, 0.01, ElasticNet(ALPHA), tol=1e-7)
+    ref = owlqn(data, W0, b0 - 1.5e4, 0.01, ElasticNet(ALPHA), tol=1e-7)
+    assert res.converged and abs(float(res.b.mean())) <= 1e-9
+    assert res.objective == pytest.approx(ref.objective, rel=1e-8)
 
 
 def test_newton_hands_over_to_owlqn_when_the_model_is_too_large_or_streamed():

@@ -192,10 +192,19 @@ class NewtonState:
                            ws.size, self.C)
 
 
-def _pinv_sym(A: np.ndarray) -> np.ndarray:
-    """Pseudo-inverse of a small symmetric positive semidefinite matrix."""
-    e, V = np.linalg.eigh(A)
-    keep = e > 1e-10 * max(float(e.max()), 1e-300)
+def _pinv_bias(Hbb: np.ndarray) -> np.ndarray:
+    """Pseudo-inverse of the biases' Hessian on the complement of ``1``, its null direction.
+
+    ``Hbb 1 = 0`` exactly only in exact arithmetic: from float32 probabilities the smallest
+    eigenvalue is ~1e-8 instead of 0, and a plain pseudo-inverse would blow the bias step up
+    along ``1`` (the loss cannot see it: the biases once drifted to ~1.5e4 there, the logits
+    with them, and the line search lost its precision). Both sides are projected onto the
+    complement of ``1`` first.
+    """
+    C = Hbb.shape[0]
+    J = np.eye(C) - 1.0 / C
+    e, V = np.linalg.eigh(J @ Hbb @ J)
+    keep = e > 1e-9 * max(float(e.max()), 1e-300)
     return (V[:, keep] / e[keep]) @ V[:, keep].T
 
 
@@ -365,11 +374,11 @@ def newton(
         fresh = model is None
         if fresh:
             Hww, Hwb, Hbb = hessian_blocks(data.Xw, P, cls, col, XwT=data.XwT)
-            Hww -= (Hwb @ _pinv_sym(Hbb)) @ Hwb.T  # biases minimized out: the Schur complement
+            Hww -= (Hwb @ _pinv_bias(Hbb)) @ Hwb.T  # biases minimized out: the Schur complement
             state = NewtonState(key, Hww, Hwb, Hbb, m, C)
             model = Hww, Hwb, Hbb
         Q, Hwb, Hbb = model
-        Hbb_inv = _pinv_sym(Hbb)
+        Hbb_inv = _pinv_bias(Hbb)
         gw = G[cls, col].cpu().numpy()  # the CE part of the gradient
         gbn = gb.cpu().numpy()
         w0 = W[cls, col].cpu().numpy()
@@ -385,6 +394,8 @@ def newton(
         delta = (float(gw @ Dw + gbn @ Db) + l1 * float(np.abs(u).sum() - np.abs(w0).sum())
                  + 0.5 * l2 * float(u @ u - w0 @ w0))
         if not delta < 0:
+            log.debug("newton: no descent in the model (delta %.3e, %s)", delta,
+                      "fresh" if fresh else "stale")
             break  # the model sees no descent: the caller's KKT check decides
         DW = torch.zeros_like(W)
         DW[cls, col] = torch.as_tensor(Dw, dtype=torch.float64, device=W.device)
@@ -404,6 +415,7 @@ def newton(
             if not fresh:  # the old model misled: retry this point with a fresh Hessian
                 force = True
                 continue
+            log.debug("newton: line search failed on a fresh model (delta %.3e)", delta)
             break
         stale_step = not fresh or t < 1
         log.debug("newton: it %d N %d %s t %.3g viol %.3e", it, Nw + C,
@@ -414,7 +426,9 @@ def newton(
         shift = center_shift(Wt, penalty.alpha)  # loss and logits (up to rows) unchanged
         if bool((shift != 0).any()):
             Wt = Wt + shift[None, :]
-        W, b, z, loss = Wt, b + t * Db_t, zt, loss_t
+        b = b + t * Db_t
+        b -= b.mean()  # the loss's other invariance: logits move by a constant per row
+        W, z, loss = Wt, zt, loss_t
         F_new = penalized(loss, W)
         stall = stall + 1 if F - F_new <= 1e-15 * max(abs(F), 1.0) else 0
         F = F_new
