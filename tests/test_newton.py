@@ -241,8 +241,9 @@ def test_schur_complement_of_a_subset_is_the_subset_of_the_schur_complement():
                                atol=1e-6 * np.abs(Q).max())  # float32 products
 
 
-def test_choice_needs_owlqn_first_and_follows_the_costs():
-    assert not prefer_newton(10_000, 100, 10, 50, None)
+def test_choice_follows_the_costs():
+    assert not prefer_newton(10_000, 100, 10, 300, None)  # no OWL-QN count: only tiny models
+    assert prefer_newton(10_000, 100, 10, 20, None)
     assert prefer_newton(10_000, 100, 10, 50, 40)  # few free coordinates, slow OWL-QN
     assert not prefer_newton(10_000, 100, 10, 50, 3)  # OWL-QN barely iterates
     cost = newton_cost(10_000, 100, 10, 300)

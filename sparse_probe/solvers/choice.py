@@ -18,12 +18,17 @@ per-iteration overhead):
 :func:`prefer_newton` compares the two, with OWL-QN's iteration count taken from the last path
 point it solved (it grows along a path, so an old count understates it: once on Newton the
 path stays there until Newton's estimate exceeds ``stay`` times that count; then OWL-QN runs
-again and its count is refreshed). Before OWL-QN has run once, OWL-QN is chosen.
+again and its count is refreshed). Before OWL-QN has run once, Newton is chosen only where its
+estimate is at most :data:`FIRST_POINTS`.
 """
 
 from __future__ import annotations
 
-__all__ = ["newton_cost", "prefer_newton"]
+__all__ = ["FIRST_POINTS", "newton_cost", "prefer_newton"]
+
+FIRST_POINTS = 6.0
+"""Before OWL-QN has run on a path, Newton is chosen where its estimated cost is at most this
+many OWL-QN iterations (OWL-QN took 4-26 per point at the start of the benchmark paths)."""
 
 
 def newton_cost(n: int, m: int, C: int, n_free: int) -> float:
@@ -50,7 +55,8 @@ def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None
     n, m, C, n_free : int
         As :func:`newton_cost`.
     owlqn_iters : float or None
-        OWL-QN's iterations at the last point it solved (None: it has not run yet).
+        OWL-QN's iterations at the last point it solved (None: it has not run yet, and
+        Newton is chosen only where its estimate is at most :data:`FIRST_POINTS`).
     on_newton : bool
         The last point used Newton: it stays unless estimated ``stay`` times costlier than
         OWL-QN (hysteresis against an old, low OWL-QN count: on the collinear path OWL-QN
@@ -58,6 +64,7 @@ def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None
         its old count said ~50).
     stay : float
     """
-    if owlqn_iters is None:
-        return False
-    return newton_cost(n, m, C, n_free) < (stay if on_newton else 1.0) * owlqn_iters
+    cost = newton_cost(n, m, C, n_free)
+    if owlqn_iters is None:  # no count yet: Newton only where it is about as cheap as can be
+        return cost <= FIRST_POINTS
+    return cost < (stay if on_newton else 1.0) * owlqn_iters

@@ -16,11 +16,17 @@ OWL-QN, each feature's weights are then shifted to the penalty-optimal center
 (:mod:`~sparse_probe.solvers.centering`): the loss is invariant to that shift, and the model
 is singular along it (``(diag(p) − ppᵀ) 1 = 0``), regularized only by the tiny ridge.
 
+The biases' own block is singular along ``1`` (the softmax's invariance to a constant per
+row); their step is taken on the complement of ``1`` and the biases re-centered after it.
+
 Unlike glmnet's per-class (block-diagonal) model, the full Hessian couples the classes: on the
 collinear benchmark geometry a numpy prototype needed 2 Newton iterations per λ where the
 block-diagonal model needed 9–100 and OWL-QN 16–160. The price is the Hessian itself, about
-``n N²`` multiply-adds for ``N`` free coordinates (float32 products over row blocks, summed in
-float64), so the solver pays where the free set is small against ``n·m·C`` times OWL-QN's
+``n N²/2`` multiply-adds for ``N`` free weights (float32 products over row blocks, summed in
+float64). So a model is reused: within a point while a step on it still contracts the KKT
+violation enough that the remaining steps cost less than a fresh Hessian, and across points
+(``memory``, re-indexed to the new working set; weights that joined get their own curvature
+only). It still pays only where the free set is small against ``n·m·C`` times OWL-QN's
 iteration count: :mod:`~sparse_probe.solvers.choice` decides per path point. Above
 ``max_free`` free coordinates, and on streamed data (which offers no Hessian), it hands the
 problem to :func:`~sparse_probe.solvers.owlqn.owlqn` from where it stands.
@@ -288,8 +294,13 @@ def newton(
         Newton iterations at most (OWL-QN, when handed over to, gets its own default).
     z0 : torch.Tensor of shape (n, C), float64, optional
         Logits at the start, up to a per-row constant (not modified).
-    gamma0, memory
-        Passed on to OWL-QN when it takes over; otherwise unused.
+    gamma0 : float, optional
+        Passed on to OWL-QN when it takes over.
+    memory : NewtonState or LBFGSMemory, optional
+        The last path point's model (``SolveResult.memory``, re-indexed to this working set
+        by :meth:`NewtonState.carry`): used instead of a fresh Hessian while it covers most
+        of the free weights and its steps contract the violation well enough; L-BFGS pairs
+        go to OWL-QN when it takes over.
     max_free : int
         Hand over to OWL-QN when the free coordinates (plus the C biases) exceed this.
     shrink : float in (0, 1]
@@ -302,7 +313,8 @@ def newton(
     -------
     SolveResult
         With ``logits``, ``grad``/``grad_b`` at the solution (for the caller's KKT pass and
-        the next warm start); ``memory`` None unless OWL-QN took over.
+        the next warm start) and the last model as ``memory`` (a :class:`NewtonState`; the
+        L-BFGS pairs instead when OWL-QN took over).
     """
     if not isinstance(penalty, ElasticNet):
         raise ValueError(f"newton: solves the elementwise elastic net only, got {penalty!r}")
@@ -394,9 +406,11 @@ def newton(
         delta = (float(gw @ Dw + gbn @ Db) + l1 * float(np.abs(u).sum() - np.abs(w0).sum())
                  + 0.5 * l2 * float(u @ u - w0 @ w0))
         if not delta < 0:
-            log.debug("newton: no descent in the model (delta %.3e, %s)", delta,
-                      "fresh" if fresh else "stale")
-            break  # the model sees no descent: the caller's KKT check decides
+            if not fresh:  # an old model that sees no descent: a fresh one at this point
+                force = True
+                continue
+            log.debug("newton: no descent in the model (delta %.3e)", delta)
+            break  # the caller's KKT check decides
         DW = torch.zeros_like(W)
         DW[cls, col] = torch.as_tensor(Dw, dtype=torch.float64, device=W.device)
         Db_t = torch.as_tensor(Db, dtype=torch.float64, device=W.device)
