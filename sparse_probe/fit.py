@@ -14,16 +14,17 @@ Algorithm (torch, identical on CPU and CUDA):
    for the elementwise penalty, on CPU, OWL-QN or proximal Newton chosen per point from the
    expected size of Newton's model and OWL-QN's last iteration count, see
    ``solvers/choice.py``; both re-center each feature's weights across classes after every
-   step, see ``solvers/centering.py``; FISTA for the grouped penalty). The start is the path extrapolated quadratically in log λ through the
-   last three solutions (on weights that kept their sign), and OWL-QN continues with the
-   previous point's L-BFGS curvature pairs (moved to the new ridge weight; embedded with zeros
-   when features joined the working set; the loss's curvature barely changes between
-   neighbouring λ), else its first step is scaled by the previous point's curvature
-   estimate. A full-data gradient pass (reusing the
-   solver's float64 logits) then checks the KKT conditions on *all* features; violators join
-   the working set and the point is re-solved until none remain. Once the working set holds
-   every feature, the solver's own gradient at its solution is that full gradient and the
-   pass is skipped. At λ_max itself the solution is known in closed form (W = 0).
+   step, see ``solvers/centering.py``; FISTA for the grouped penalty). The start is the path
+   extrapolated quadratically in log λ through the last three solutions (on weights that kept
+   their sign), and OWL-QN continues with the previous point's L-BFGS curvature pairs (moved to
+   the new ridge weight; embedded with zeros when features joined the working set; the loss's
+   curvature barely changes between neighbouring λ), else its first step is scaled by the
+   previous point's curvature estimate; Newton continues with the previous point's model
+   (``solvers/newton.py``). A full-data gradient pass (reusing the solver's float64 logits)
+   then checks the KKT conditions on *all* features; violators join the working set and the
+   point is re-solved until none remain. Once the working set holds every feature, the solver's
+   own gradient at its solution is that full gradient and the pass is skipped. At λ_max itself
+   the solution is known in closed form (W = 0).
 4. Each point stores weights, bias, nnz, accuracy/loss (train and validation), the objective
    (float64 reduction) and the largest KKT violation over every coordinate.
 """
@@ -295,8 +296,8 @@ def fit_path(
         point; FISTA for the grouped one); a registered name (``"owlqn"``, ``"newton"``,
         ``"fista"``) picks that restricted solver for every point instead (an unsupported
         penalty is a ``ValueError``). ``info["method"]`` names the solvers used,
-        ``info["method_per_point"]`` each point's; ``"glmnet"`` runs python-glmnet's Fortran coordinate
-        descent on the same λs.
+        ``info["method_per_point"]`` each point's. ``"glmnet"`` runs python-glmnet's Fortran
+        coordinate descent on the same λs.
     penalty : Penalty, optional
         A penalty object (:mod:`sparse_probe.penalties`); when given it replaces ``alpha``
         and ``grouped``.
