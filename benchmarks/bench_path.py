@@ -16,6 +16,8 @@ down to 1e-2·λ_max unless ``--n-lambdas``/``--eps`` say otherwise):
   classes100    100 classes at small d (10k × 64)
   classes1000   1000 classes at small d (20k × 32)
   wide          n ≪ d (500 × 5,000 × 10)
+``--solvers torch,owlqn,newton`` runs ours once per restricted solver (torch: the default,
+OWL-QN or proximal Newton chosen per path point).
 Each row prints both times, their ratio, each solver's largest relative objective gap to the
 best of the two at every λ, and our largest KKT violation over the path (independent float64
 gradient) relative to the fitter's tolerance at each point (≤ 1: verified).
@@ -115,12 +117,14 @@ def lambda_grid(X, y, classes, n_lambdas, eps):
 
 
 # ----------------------------------------------------------------------------- solvers
-def run_ours(X, y, lams, device="cpu", tol=None, threads=None):
+def run_ours(X, y, lams, device="cpu", tol=None, threads=None, solver=None):
     from sparse_probe import fit_path
 
     kw = {} if tol is None else {"tol": tol}
     if threads is not None:
         kw["threads"] = threads
+    if solver is not None:
+        kw["solver"] = solver
     t = time.perf_counter()
     p = fit_path(X, y, alpha=ALPHA, lambdas=lams, device=device, progress=False, **kw)
     info = dict(p.info, n_iter=[int(i) for i in p.n_iter], tol_per_point=p.info["tol_per_point"])
@@ -209,7 +213,8 @@ def _worker(name, args, out_file):
         tol = opts.get("tol")
         threads = opts.get("threads")
         res = run_ours(X, y, lams, args.get("device", "cpu"), float(tol) if tol else None,
-                       None if threads in (None, "default") else int(threads))
+                       None if threads in (None, "default") else int(threads),
+                       opts.get("solver"))
     el, W, B, info = res
     np.savez(out_file, time=el, W=np.stack(W), B=np.asarray(B), info=json.dumps(info))
 
@@ -357,7 +362,8 @@ def objectives_kkt(X, y, W, B, lams, tols):
 def bench_geometries(args):
     """One row per geometry: ours (each thread setting) side by side with the peers."""
     names = [g for g in args.geometry.split(",") if g]
-    ours_names = [f"ours(threads={t})" for t in args.threads] if args.threads else ["ours"]
+    ours_names = [f"ours(threads={t})" for t in args.threads] if args.threads else \
+        [f"ours(solver={s})" for s in args.solvers] if args.solvers else ["ours"]
     rows = []
     for geo in names:
         if geo not in GEOMETRIES:
@@ -386,7 +392,7 @@ def bench_geometries(args):
                 if name.startswith(("ours", "before")):
                     obj, kkt = objectives_kkt(X, y, W, B, lam_eval, info["tol_per_point"])
                     it = np.asarray(info["n_iter"])
-                    extra = (f", threads {info.get('threads')}, {int(it.sum())} solver iterations ({it[1:].mean():.1f}/λ, "
+                    extra = (f", {info.get('method')}, threads {info.get('threads')}, {int(it.sum())} solver iterations ({it[1:].mean():.1f}/λ, "
                              f"max {int(it.max())}), {info['full_passes']} KKT passes, "
                              f"KKT/tol max {kkt.max():.2f}")
                 else:
@@ -508,6 +514,9 @@ def main(argv=None):
     ap.add_argument("--threads", default="",
                     help="with --geometry: comma-separated thread settings for ours, one run "
                          "each ('default' = fit_path's own choice, or an int)")
+    ap.add_argument("--solvers", default="",
+                    help="with --geometry: comma-separated restricted solvers for ours (torch: "
+                         "the default choice, owlqn, newton, fista), one run each")
     ap.add_argument("--oocore-lambdas", type=int, default=20)
     ap.add_argument("--oocore-eps", type=float, default=0.2)
     args = ap.parse_args(argv)
@@ -522,6 +531,7 @@ def main(argv=None):
         args.eps = args.eps or 1e-3
         args.peers = "glmnet,sklearn,glm_saga" if args.peers is None else args.peers
     args.threads = [t for t in args.threads.split(",") if t]
+    args.solvers = [s for s in args.solvers.split(",") if s]
     args.peers = [p for p in args.peers.split(",") if p]
     args.tol = [t for t in args.tol.split(",") if t]
     cfg = dict(PRESETS[args.preset])

@@ -11,18 +11,20 @@ Algorithm (torch, identical on CPU and CUDA):
    set ``{j : ||∇_j||_∞ >= α(2λ_k - λ_{k-1})}`` plus the previously active features; those
    columns are standardized and cached (float32) on the device and the problem restricted to
    them is solved by the solver looked up in :data:`sparse_probe.solvers.SOLVERS` (by default
-   OWL-QN for the elementwise penalty, with penalty-optimal centering of each feature's
-   weights across classes after every step, see ``solvers/centering.py``; FISTA for the
-   grouped penalty). The start is the path extrapolated quadratically in log λ through the
-   last three solutions (on weights that kept their sign), and OWL-QN continues with the
-   previous point's L-BFGS curvature pairs (moved to the new ridge weight; embedded with zeros
-   when features joined the working set; the loss's curvature barely changes between
-   neighbouring λ), else its first step is scaled by the previous point's curvature
-   estimate. A full-data gradient pass (reusing the
-   solver's float64 logits) then checks the KKT conditions on *all* features; violators join
-   the working set and the point is re-solved until none remain. Once the working set holds
-   every feature, the solver's own gradient at its solution is that full gradient and the
-   pass is skipped. At λ_max itself the solution is known in closed form (W = 0).
+   for the elementwise penalty, on CPU, OWL-QN or proximal Newton chosen per point from the
+   expected size of Newton's model and OWL-QN's last iteration count, see
+   ``solvers/choice.py``; both re-center each feature's weights across classes after every
+   step, see ``solvers/centering.py``; FISTA for the grouped penalty). The start is the path
+   extrapolated quadratically in log λ through the last three solutions (on weights that kept
+   their sign), and OWL-QN continues with the previous point's L-BFGS curvature pairs (moved to
+   the new ridge weight; embedded with zeros when features joined the working set; the loss's
+   curvature barely changes between neighbouring λ), else its first step is scaled by the
+   previous point's curvature estimate; Newton continues with the previous point's model
+   (``solvers/newton.py``). A full-data gradient pass (reusing the solver's float64 logits)
+   then checks the KKT conditions on *all* features; violators join the working set and the
+   point is re-solved until none remain. Once the working set holds every feature, the solver's
+   own gradient at its solution is that full gradient and the pass is skipped. At λ_max itself
+   the solution is known in closed form (W = 0).
 4. Each point stores weights, bias, nnz, accuracy/loss (train and validation), the objective
    (float64 reduction) and the largest KKT violation over every coordinate.
 """
@@ -42,7 +44,8 @@ from sparse_probe.path import Path
 from sparse_probe.penalties import DEFAULT_ALPHA, Penalty, make_penalty
 from sparse_probe.solvers import SOLVERS, get_solver
 from sparse_probe.solvers.blocked import BlockedData
-from sparse_probe.solvers.lbfgs import history_for
+from sparse_probe.solvers.choice import prefer_newton
+from sparse_probe.solvers.lbfgs import LBFGSMemory, history_for
 from sparse_probe.solvers.products import rt_x
 from sparse_probe.solvers.restricted import RestrictedData, softmax_residual
 from sparse_probe.solvers.threads import fit_threads
@@ -288,10 +291,13 @@ def fit_path(
         Validation features/labels for ``val_acc``/``val_loss``.
     solver : {"torch", "glmnet"} or a name in :data:`sparse_probe.solvers.SOLVERS`
         ``"torch"``: this module's path algorithm with the penalty's default restricted
-        solver (OWL-QN for the elementwise penalty, FISTA for the grouped one); a registered
-        name (``"owlqn"``, ``"fista"``) picks that restricted solver instead (an unsupported
-        penalty is a ``ValueError``); ``"glmnet"`` runs python-glmnet's Fortran coordinate
-        descent on the same λs.
+        solver (for the elementwise penalty OWL-QN, or on CPU proximal Newton where
+        :func:`~sparse_probe.solvers.choice.prefer_newton` expects it to be faster, point by
+        point; FISTA for the grouped one); a registered name (``"owlqn"``, ``"newton"``,
+        ``"fista"``) picks that restricted solver for every point instead (an unsupported
+        penalty is a ``ValueError``). ``info["method"]`` names the solvers used,
+        ``info["method_per_point"]`` each point's. ``"glmnet"`` runs python-glmnet's Fortran
+        coordinate descent on the same λs.
     penalty : Penalty, optional
         A penalty object (:mod:`sparse_probe.penalties`); when given it replaces ``alpha``
         and ``grouped``.
@@ -324,6 +330,9 @@ def fit_path(
                          f"got {solver!r}")
     spec = None if solver == "glmnet" else get_solver(None if solver == "torch" else solver,
                                                       penalty)
+    # default for the elementwise penalty: OWL-QN or proximal Newton, chosen per path point
+    # from cheap signals (sizes, free coordinates, OWL-QN's last iteration count; solvers/choice.py)
+    auto = solver == "torch" and spec is not None and spec.name == "owlqn"
     src = FeatureSource(X, chunk_rows=chunk_rows, name="X")
     y = as_labels(y, src.n, n_classes=n_classes, name="y")
     C = int(n_classes or (y.max() + 1))
@@ -387,10 +396,13 @@ def fit_path(
         hist: list = []  # (λ, W, b) of the last solved points, for the warm start
         z = None  # float64 logits (n, C) of the current solution when the solver returns them
         mem, mem_ws = None, None  # OWL-QN's curvature pairs and the working set they belong to
+        owlqn_iters = None  # OWL-QN's iterations at the last point it solved (for ``auto``)
+        methods: list[str] = []  # the restricted solver(s) of each point
         bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
         tol_points = []
         for lam in bar:
             n_iter = 0
+            used: list[str] = []
             tol_abs = tol * penalty.l1_l2(tol_scale if tol_scale is not None else lam)[0]
             tol_points.append(tol_abs)
             active = np.flatnonzero(np.any(W != 0, axis=0))
@@ -408,20 +420,35 @@ def fit_path(
                     Wstart, bstart = W, b
                     if _round == 0 and hist:
                         Wstart, bstart = _predict(hist, lam, order=_PREDICT_ORDER)
+                    use = spec
+                    if auto and data.keeps_logits and device.type == "cpu":
+                        # the model's size at the solution: the nonzero weights and those whose
+                        # gradient already violates this λ's threshold, plus the biases
+                        enter = np.abs(G[:, tr.ws]) > penalty.l1_l2(lam)[0]
+                        n_free = int(((Wstart[:, tr.ws] != 0) | enter).sum()) + C
+                        if prefer_newton(src.n, tr.ws.size, C, n_free, owlqn_iters,
+                                         on_newton=bool(methods) and methods[-1] == "newton"):
+                            use = SOLVERS["newton"]
                     W0 = torch.as_tensor(Wstart[:, tr.ws], device=device)
                     b0 = torch.as_tensor(bstart, device=device)
                     z0 = None
-                    if (spec.uses_logits and data.keeps_logits and z is not None
+                    if (use.uses_logits and data.keeps_logits and z is not None
                             and len(records["nnz"]) % 10):
                         # logits from the last solution plus a float32 product of the (small)
                         # change; recomputed exactly with float64 products every 10th point
                         dW = W0 - torch.as_tensor(W[:, tr.ws], device=device)
                         z0 = z + data.matvec(dW) + (b0 - torch.as_tensor(b, device=device))
-                    res = spec.solve(
+                    carried = None if mem is None else _carry_memory(mem, mem_ws, tr.ws, C)
+                    if use.name != "newton" and not isinstance(carried, LBFGSMemory):
+                        carried = None  # OWL-QN takes curvature pairs only, not a Hessian
+                    res = use.solve(
                         data, W0, b0, lam, penalty, tol=_SOLVER_TOL_SHARE * tol_abs,
                         max_iter=max_iter, z0=z0,
                         gamma0=gamma,  # the last point's curvature scale: a sized first step
-                        memory=None if mem is None else _carry_memory(mem, mem_ws, tr.ws, C))
+                        memory=carried)
+                    used.append(use.name)
+                    if use.name == "owlqn":
+                        owlqn_iters = res.n_iter
                     z = res.logits
                     gamma = res.gamma if res.gamma is not None else gamma
                     mem, mem_ws = res.memory, tr.ws
@@ -451,6 +478,7 @@ def fit_path(
             if viol > tol_abs:
                 log.warning("λ=%.3e: KKT violation %.2e above tolerance %.2e", lam, viol, tol_abs)
             va, vl = _evaluate(val_src, y_val, W, b, mean, scale)
+            methods.append("+".join(dict.fromkeys(used)) or "closed-form")
             Path.append_point(records, W, b, train_acc=acc, train_loss=loss, val_acc=va,
                               val_loss=vl, objective=loss + penalty.value(W, lam),
                               kkt_violation=viol, n_iter=n_iter, time=time.perf_counter() - t0)
@@ -464,7 +492,10 @@ def fit_path(
         info = {
             "solver": "torch", "penalty": penalty.name,
             # the solver's name, "-grouped" for the grouped penalty (as the glmnet backend's)
-            "method": f"{spec.name}-grouped" if penalty.grouped else spec.name,
+            "method": f"{spec.name}-grouped" if penalty.grouped else
+            "+".join(sorted({u for ms in methods for u in ms.split("+")} - {"closed-form"}))
+            or spec.name,
+            "method_per_point": methods,
             "tol": tol, "tol_relative_to": tol_relative_to, "tol_abs": float(max(tol_points)),
             "tol_per_point": [float(t) for t in tol_points], "eps": eps, "n_lambdas": n_lambdas,
             "lambda_max": lam_max, "n_samples": src.n, "n_features": src.d, "n_classes": C,
@@ -502,6 +533,8 @@ def _carry_memory(mem, old_ws: np.ndarray, ws: np.ndarray, C: int):
     would outgrow :func:`~sparse_probe.solvers.lbfgs.history_for`'s budget): ``None``, start
     afresh.
     """
+    if hasattr(mem, "carry"):  # a solver's own state (solvers/newton.py): it re-indexes itself
+        return mem.carry(old_ws, ws)
     m_old, m = old_ws.size, ws.size
     if m < m_old or not np.array_equal(ws[:m_old], old_ws):
         return None

@@ -86,7 +86,11 @@ def test_fit_path_solver_by_name(xy):
     kw = dict(n_lambdas=8, eps=2e-2, tol=1e-5, progress=False)
     a = fit_path(X, y, **kw)
     b = fit_path(X, y, solver="fista", **kw)
-    assert a.info["method"] == "owlqn" and b.info["method"] == "fista"
+    # the default chooses OWL-QN or proximal Newton per point (solvers/choice.py)
+    assert a.info["method"] in ("owlqn", "newton", "newton+owlqn") and b.info["method"] == "fista"
+    assert set(a.info["method_per_point"]) <= {"closed-form", "owlqn", "newton", "owlqn+newton",
+                                               "newton+owlqn"}
+    assert a.info["method_per_point"][0] == "closed-form"  # λ_max
     assert a.info["penalty"] == b.info["penalty"] == "elasticnet"
     np.testing.assert_allclose(b.objective, a.objective, rtol=1e-7)
     assert np.all(b.kkt_violation <= np.asarray(b.info["tol_per_point"]))
@@ -97,7 +101,7 @@ def test_fit_path_unsupported_or_unknown_solver_is_a_clear_error(xy):
     with pytest.raises(ValueError, match="solver 'owlqn' does not support the grouped penalty"):
         fit_path(X, y, grouped=True, solver="owlqn", n_lambdas=3, progress=False)
     with pytest.raises(ValueError, match="solver must be 'torch', 'glmnet' or one of owlqn, "
-                                         "fista, got 'cd'"):
+                                         "fista, newton, got 'cd'"):
         fit_path(X, y, solver="cd", n_lambdas=3, progress=False)
 
 

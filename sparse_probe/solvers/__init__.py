@@ -10,6 +10,7 @@ name        penalties                   method
 ==========  ==========================  ===============================================
 ``owlqn``   ElasticNet                  OWL-QN + L-BFGS with penalty-optimal centering
 ``fista``   ElasticNet, GroupedEN       FISTA with backtracking and adaptive restart
+``newton``  ElasticNet                  proximal Newton, exact Hessian on the free set
 ==========  ==========================  ===============================================
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 from sparse_probe.penalties import ElasticNet, GroupedElasticNet, Penalty
 from sparse_probe.solvers.base import Solver, SolveResult, SolverSpec
 from sparse_probe.solvers.fista import fista
+from sparse_probe.solvers.newton import newton
 from sparse_probe.solvers.owlqn import owlqn
 
 __all__ = ["DEFAULT_SOLVERS", "SOLVERS", "SolveResult", "Solver", "SolverSpec", "get_solver"]
@@ -25,6 +27,7 @@ __all__ = ["DEFAULT_SOLVERS", "SOLVERS", "SolveResult", "Solver", "SolverSpec", 
 SOLVERS: dict[str, SolverSpec] = {
     "owlqn": SolverSpec("owlqn", owlqn, (ElasticNet,), uses_logits=True),
     "fista": SolverSpec("fista", fista, (ElasticNet, GroupedElasticNet)),
+    "newton": SolverSpec("newton", newton, (ElasticNet,), uses_logits=True),
 }
 
 DEFAULT_SOLVERS: dict[type[Penalty], str] = {ElasticNet: "owlqn", GroupedElasticNet: "fista"}

@@ -1,0 +1,326 @@
+"""The proximal Newton solver (solvers/newton.py), its Gram coordinate descent
+(solvers/gram_cd.py) and the default's per-point choice (solvers/choice.py).
+
+References are independent: autograd for the Hessian, python-glmnet and scikit-learn for the
+path objectives (all evaluated by the shared float64 objective), OWL-QN for the restricted
+optimum; KKT is re-checked in float64 at every path point.
+"""
+
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from helpers_bench import load_bench
+from sklearn.linear_model import LogisticRegression
+
+from sparse_probe import fit_path, kkt_violation, objective_f64
+from sparse_probe.penalties import ElasticNet, GroupedElasticNet
+from sparse_probe.solvers import SOLVERS, get_solver, gram_cd
+from sparse_probe.solvers.blocked import BlockedData
+from sparse_probe.solvers.choice import newton_cost, prefer_newton
+from sparse_probe.solvers.gram_cd import enet_qp, qp_violation
+from sparse_probe.solvers.newton import (
+    NewtonState,
+    hessian,
+    hessian_blocks,
+    hessian_diag,
+    newton,
+)
+from sparse_probe.solvers.owlqn import owlqn
+from sparse_probe.solvers.restricted import RestrictedData
+
+newton_module = sys.modules["sparse_probe.solvers.newton"]  # the package exports the function
+
+ALPHA = 0.99
+
+
+def _problem(n=400, m=6, C=4, seed=0, collinear=False):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, m, generator=g)
+    if collinear:  # the last two columns: exact combinations of the first ones
+        X[:, -1] = X[:, 0] - 0.5 * X[:, 1]
+        X[:, -2] = X[:, 2] + X[:, 0]
+    W = torch.randn(C, m, generator=g, dtype=torch.float64)
+    y = torch.argmax(X.double() @ W.T + torch.randn(n, C, generator=g, dtype=torch.float64), 1)
+    return X, y, C
+
+
+def test_hessian_matches_autograd_on_any_subset_of_weights():
+    X, y, C = _problem()
+    m = X.shape[1]
+    g = torch.Generator().manual_seed(1)
+    W = 0.3 * torch.randn(C, m, generator=g, dtype=torch.float64)
+    b = 0.1 * torch.randn(C, generator=g, dtype=torch.float64)
+
+    def ce(v):
+        z = X.double() @ v[: C * m].view(C, m).T + v[C * m:]
+        return torch.nn.functional.cross_entropy(z, y)
+
+    full = torch.autograd.functional.hessian(ce, torch.cat([W.reshape(-1), b])).numpy()
+    P = torch.softmax(X.double() @ W.T + b, 1).float()
+    for mask in (torch.ones(C, m, dtype=torch.bool), torch.rand(C, m, generator=g) > 0.5,
+                 torch.zeros(C, m, dtype=torch.bool)):
+        cls, col = torch.nonzero(mask, as_tuple=True)
+        idx = np.concatenate([(cls * m + col).numpy(), C * m + np.arange(C)])
+        ref = full[np.ix_(idx, idx)]
+        for XwT in (None, X.T.contiguous()):
+            H = hessian(X, P, cls, col, XwT=XwT)
+            np.testing.assert_allclose(H, ref, rtol=0, atol=1e-6 * np.abs(full).max())
+            np.testing.assert_array_equal(H, H.T)
+        np.testing.assert_allclose(hessian_diag(X, P, cls, col), np.diag(ref)[: cls.numel()],
+                                   rtol=1e-5, atol=1e-9)
+    # the loss is invariant to shifting a feature's weights across classes: singular there
+    cls, col = torch.nonzero(torch.ones(C, m, dtype=torch.bool), as_tuple=True)
+    H = hessian(X, P, cls, col)
+    shift = np.zeros((C, m))
+    shift[:, 2] = 1.0
+    v = np.concatenate([shift.ravel(), np.zeros(C)])
+    assert abs(v @ H @ v) <= 1e-6 * np.abs(H).max()
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def kernel(request, monkeypatch):
+    """Run a test with scikit-learn's compiled Gram CD and with the numpy loop."""
+    monkeypatch.setattr(gram_cd, "_KERNEL", [])
+    if request.param == "numpy":
+        monkeypatch.setenv("SPARSE_PROBE_GRAM_CD", "numpy")
+    else:
+        monkeypatch.delenv("SPARSE_PROBE_GRAM_CD", raising=False)
+    yield request.param
+    monkeypatch.setattr(gram_cd, "_KERNEL", [])
+
+
+def test_enet_qp_reaches_its_tolerance_on_a_singular_gram(kernel):
+    rs = np.random.default_rng(0)
+    A = rs.standard_normal((20, 8))
+    A[:, 7] = A[:, 0] + A[:, 1]  # exactly collinear: Q singular
+    Q = A.T @ A / 20
+    q = A.T @ rs.standard_normal(20) / 20  # in Q's range, as a Newton model's (q = Qw - g)
+    u, sweeps, viol = enet_qp(Q, q, np.zeros(8), 0.05, 1e-4, tol=1e-10)
+    assert viol <= 1e-10 and sweeps >= 1
+    assert qp_violation(Q, q, u, 0.05, 1e-4) == pytest.approx(viol)
+    assert (u == 0).any()  # the L1 part keeps exact zeros
+    if kernel == "compiled":
+        assert gram_cd._KERNEL[0] is not None
+    else:
+        assert gram_cd._KERNEL[0] is None
+    with pytest.raises(ValueError, match="enet_qp: Q"):
+        enet_qp(Q, q[:5], np.zeros(8), 0.05, 1e-4, tol=1e-8)
+
+
+def test_enet_qp_kernels_agree():
+    rs = np.random.default_rng(3)
+    A = rs.standard_normal((40, 12))
+    Q, q = A.T @ A / 40, rs.standard_normal(12)
+    u1 = np.zeros(12)
+    gram_cd._cd_numpy(u1, 0.1, 0.01, Q, q, 30)
+    if gram_cd._kernel() is None:
+        pytest.skip("scikit-learn's compiled Gram CD is not available here")
+    u2 = np.zeros(12)
+    gram_cd._cd_sklearn(u2, 0.1, 0.01, Q, q, 30, gram_cd._kernel())
+    np.testing.assert_allclose(u2, u1, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("collinear", [False, True])
+def test_newton_reaches_owlqns_optimum_and_returns_its_gradient(collinear):
+    X, y, C = _problem(collinear=collinear)
+    m = X.shape[1]
+    data = RestrictedData(X, y, C, XwT=X.T.contiguous())
+    W0, b0 = torch.zeros(C, m, dtype=torch.float64), torch.zeros(C, dtype=torch.float64)
+    pen, lam, tol = ElasticNet(ALPHA), 0.01, 1e-7
+    z0 = data.logits64(W0, b0)
+    z0_copy = z0.clone()
+    a = newton(data, W0, b0, lam, pen, tol=tol, z0=z0)
+    ref = owlqn(data, W0, b0, lam, pen, tol=tol)
+    torch.testing.assert_close(z0, z0_copy)  # the caller's logits are left alone
+    assert a.converged and a.violation <= tol
+    assert a.objective <= ref.objective + 1e-10
+    assert a.objective == pytest.approx(ref.objective, rel=1e-8)
+    assert a.n_iter < ref.n_iter
+    _, G, gb = data.loss_grad(a.W, a.b)  # the returned gradient is the one at the solution
+    torch.testing.assert_close(a.grad, G, rtol=0, atol=1e-6)
+    torch.testing.assert_close(a.grad_b, gb, rtol=0, atol=1e-9)
+    assert isinstance(a.memory, NewtonState)
+    # warm start from its own Hessian: nothing left to do
+    again = newton(data, a.W, a.b, lam, pen, tol=tol, memory=a.memory)
+    assert again.n_iter == 0 and again.converged
+
+
+def test_bias_steps_stay_off_the_null_direction():
+    """Float32 probabilities leave the biases' Hessian a ~1e-8 eigenvalue along 1 instead of
+    0: the bias step must not be amplified along it (it once drifted the biases to ~1.5e4,
+    taking the logits and the line search's precision with them)."""
+    X, y, C = _problem(n=2000, seed=5)
+    P = torch.softmax(torch.randn(X.shape[0], C, dtype=torch.float64), 1).float()
+    _, _, Hbb = hessian_blocks(X, P, torch.zeros(0, dtype=torch.int64),
+                               torch.zeros(0, dtype=torch.int64))
+    inv = newton_module._pinv_bias(Hbb)
+    assert np.abs(inv @ np.ones(C)).max() <= 1e-6 * np.abs(inv).max()
+    J = np.eye(C) - 1.0 / C
+    np.testing.assert_allclose(inv @ Hbb @ J, J, atol=1e-6)  # an inverse off the null direction
+    data = RestrictedData(X, y, C)
+    m = X.shape[1]
+    W0 = torch.zeros(C, m, dtype=torch.float64)
+    b0 = 1.5e4 + 0.1 * torch.arange(C, dtype=torch.float64)  # drifted along 1: same loss
+    res = newton(data, W0, b0, 0.01, ElasticNet(ALPHA), tol=1e-7)
+    ref = owlqn(data, W0, b0 - 1.5e4, 0.01, ElasticNet(ALPHA), tol=1e-7)
+    assert res.converged and abs(float(res.b.mean())) <= 1e-9
+    assert res.objective == pytest.approx(ref.objective, rel=1e-8)
+
+
+def test_newton_hands_over_to_owlqn_when_the_model_is_too_large_or_streamed():
+    X, y, C = _problem(seed=2)
+    m = X.shape[1]
+    W0, b0 = torch.zeros(C, m, dtype=torch.float64), torch.zeros(C, dtype=torch.float64)
+    pen, lam, tol = ElasticNet(ALPHA), 0.005, 1e-7
+    data = RestrictedData(X, y, C)
+    ref = owlqn(data, W0, b0, lam, pen, tol=tol)
+    small = newton(data, W0, b0, lam, pen, tol=tol, max_free=C + 1)
+    assert small.converged and small.memory is not None and not isinstance(small.memory,
+                                                                             NewtonState)
+    assert small.objective == pytest.approx(ref.objective, rel=1e-8)
+
+    def blocks():
+        for s in range(0, X.shape[0], 150):
+            yield s, X[s : s + 150]
+
+    streamed = newton(BlockedData(blocks, y, X.shape[0], m, C), W0, b0, lam, pen, tol=tol)
+    assert streamed.converged and streamed.logits is None
+    assert streamed.objective == pytest.approx(ref.objective, rel=1e-7)
+
+
+def test_newton_bad_input_is_a_clear_error():
+    X, y, C = _problem()
+    data = RestrictedData(X, y, C)
+    W0, b0 = torch.zeros(C, X.shape[1], dtype=torch.float64), torch.zeros(C, dtype=torch.float64)
+    with pytest.raises(ValueError, match="newton: solves the elementwise elastic net only"):
+        newton(data, W0, b0, 0.01, GroupedElasticNet(0.9), tol=1e-6)
+    with pytest.raises(ValueError, match=r"newton: shrink must be in \(0, 1\], got 0"):
+        newton(data, W0, b0, 0.01, ElasticNet(0.9), tol=1e-6, shrink=0)
+    with pytest.raises(ValueError, match=r"newton: W0 \(4, 6\) and b0 \(3,\) disagree"):
+        newton(data, W0, b0[:3], 0.01, ElasticNet(0.9), tol=1e-6)
+    with pytest.raises(ValueError, match="solver 'newton' does not support the grouped penalty"):
+        get_solver("newton", GroupedElasticNet())
+    assert get_solver("newton", ElasticNet()).solve is SOLVERS["newton"].solve
+
+
+def test_state_follows_the_working_set():
+    C, m = 2, 3
+    key = np.array([0, 2, 4])  # (class 0, col 0), (0, 2), (1, 1)
+    Q = np.arange(9, dtype=float).reshape(3, 3)
+    Q = Q + Q.T
+    Hwb, Hbb = np.arange(6, dtype=float).reshape(3, 2), np.eye(C)
+    st = NewtonState(key, Q, Hwb, Hbb, m, C)
+    old_ws = np.array([10, 11, 12])
+    new_ws = np.array([10, 12, 13, 14])  # feature 11 left, 13 and 14 joined
+    c = st.carry(old_ws, new_ws)
+    assert c.m == 4 and c.C == C
+    np.testing.assert_array_equal(c.key, [0, 1])  # (0, col 0) and (0, col 1 = feature 12)
+    np.testing.assert_array_equal(c.Q, Q[np.ix_([0, 1], [0, 1])])
+    np.testing.assert_array_equal(c.Hwb, Hwb[[0, 1]])
+    assert c.Hbb is Hbb
+    same = st.carry(old_ws, np.array([10, 11, 12, 13]))  # only appended: the arrays as they are
+    assert same.Q is Q and same.m == 4
+    np.testing.assert_array_equal(same.key, [0, 2, 5])
+    assert st.carry(np.array([1, 2]), new_ws) is None  # not the working set it was made for
+
+
+def test_schur_complement_of_a_subset_is_the_subset_of_the_schur_complement():
+    """What lets a smaller free set reuse the carried model as a sub-block."""
+    X, _, C = _problem(seed=4)
+    P = torch.softmax(torch.randn(X.shape[0], C, dtype=torch.float64), 1).float()
+    cls, col = torch.nonzero(torch.ones(C, X.shape[1], dtype=torch.bool), as_tuple=True)
+    Hww, Hwb, Hbb = hessian_blocks(X, P, cls, col)
+    inv = np.linalg.pinv(Hbb)
+    Q = Hww - Hwb @ inv @ Hwb.T
+    sub = np.array([0, 3, 7, 8, 20])
+    Hs_ww, Hs_wb, _ = hessian_blocks(X, P, cls[sub], col[sub])
+    np.testing.assert_allclose(Hs_ww - Hs_wb @ inv @ Hs_wb.T, Q[np.ix_(sub, sub)], rtol=0,
+                               atol=1e-6 * np.abs(Q).max())  # float32 products
+
+
+def test_choice_follows_the_costs():
+    assert not prefer_newton(10_000, 100, 10, 20, None)  # OWL-QN first
+    assert prefer_newton(10_000, 100, 10, 50, 40)  # few free coordinates, slow OWL-QN
+    assert not prefer_newton(10_000, 100, 10, 50, 3)  # OWL-QN barely iterates
+    cost = newton_cost(10_000, 100, 10, 300)
+    assert not prefer_newton(10_000, 100, 10, 300, cost / 1.2)
+    assert prefer_newton(10_000, 100, 10, 300, cost / 1.2, on_newton=True)  # hysteresis
+    assert not prefer_newton(10_000, 100, 10, 300, cost / 2, on_newton=True)
+    assert not prefer_newton(10_000, 64, 100, 6_000, 40)  # many classes: a huge model
+    assert newton_cost(10_000, 100, 10, 800) > newton_cost(10_000, 100, 10, 400)
+    with pytest.raises(ValueError, match="newton_cost: n, m and C must be positive"):
+        newton_cost(0, 10, 3, 5)
+
+
+# ---------------------------------------------------------------------------- paths
+def _geometry(name):
+    """A small instance of each ``bench_path.py --geometry`` problem, unstandardized."""
+    bench = load_bench("bench_path")
+    size = {"classes100": (1200, 10, 20), "wide": (60, 150, 3)}.get(name, (600, 30, 4))
+    X, y = bench.make_geometry(name, *size, seed=1)
+    rng = np.random.default_rng(0)
+    X = X * rng.uniform(0.5, 2.0, X.shape[1]) + rng.normal(0, 1, X.shape[1])
+    return X.astype(np.float32), y
+
+
+@pytest.fixture(scope="module",
+                params=["current", "collinear", "lowrank-relu", "classes100", "wide"])
+def paths(request):
+    X, y = _geometry(request.param)
+    kw = dict(alpha=ALPHA, n_lambdas=10, eps=2e-2, progress=False, threads=1)
+    return (request.param, X, y, fit_path(X, y, solver="newton", **kw),
+            fit_path(X, y, solver="owlqn", **kw), fit_path(X, y, **kw))
+
+
+@pytest.mark.slow
+def test_newton_path_kkt_and_objective_against_references(paths):
+    name, X, y, p, ref, auto = paths
+    assert p.info["method"] == "newton" and ref.info["method"] == "owlqn"
+    tols = np.asarray(p.info["tol_per_point"])
+    assert np.all(p.kkt_violation <= tols), name
+    g = fit_path(X, y, alpha=ALPHA, lambdas=p.lambdas, solver="glmnet", progress=False)
+    for i in range(len(p)):
+        f, G, gb = objective_f64(X, y, p.weights[i], p.intercepts[i], p.lambdas[i], ALPHA,
+                                 mean=p.mean, scale=p.scale, return_grad=True)
+        assert kkt_violation(G, p.weights[i], p.lambdas[i], ALPHA).max() <= 2 * tols[i], (name, i)
+        assert np.abs(gb).max() <= 2 * tols[i], (name, i)
+        if i < len(g):
+            f_gl = objective_f64(X, y, g.weights[i], g.intercepts[i], p.lambdas[i], ALPHA,
+                                 mean=g.mean, scale=g.scale)
+            assert f <= f_gl * (1 + 1e-6), (name, i, f, f_gl)
+        for other in (ref, auto):  # OWL-QN's optimum, and the default's choice
+            f_o = objective_f64(X, y, other.weights[i], other.intercepts[i], p.lambdas[i],
+                                ALPHA, mean=p.mean, scale=p.scale)
+            assert f == pytest.approx(f_o, rel=1e-6), (name, i)
+    assert set(auto.info["method_per_point"]) <= {"closed-form", "owlqn", "newton",
+                                                  "owlqn+newton", "newton+owlqn"}
+
+
+@pytest.mark.slow
+def test_newton_path_not_worse_than_sklearn(paths):
+    name, X, y, p, _, _ = paths
+    Xs = (X.astype(np.float64) - p.mean) / p.scale
+    i = 4
+    lam = p.lambdas[i]
+    est = LogisticRegression(penalty="elasticnet", solver="saga", l1_ratio=ALPHA,
+                             C=1.0 / (lam * len(y)), tol=1e-8, max_iter=100_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(Xs, y)
+    f_sk = objective_f64(Xs, y, est.coef_, est.intercept_, lam, ALPHA)
+    f_us = objective_f64(X, y, p.weights[i], p.intercepts[i], lam, ALPHA, mean=p.mean,
+                         scale=p.scale)
+    assert f_us <= f_sk * (1 + 1e-6), (name, f_us, f_sk)
+    assert abs(f_us - f_sk) <= 1e-4 * abs(f_sk), (name, f_us, f_sk)
+
+
+def test_newton_path_in_low_memory_mode_hands_over_to_owlqn():
+    X, y = _geometry("current")
+    kw = dict(alpha=ALPHA, n_lambdas=5, eps=0.1, progress=False, threads=1)
+    a = fit_path(X, y, solver="newton", low_memory=True, **kw)
+    b = fit_path(X, y, solver="owlqn", low_memory=True, **kw)
+    np.testing.assert_allclose(a.objective, b.objective, rtol=1e-7)
+    assert np.all(a.kkt_violation <= np.asarray(a.info["tol_per_point"]))
