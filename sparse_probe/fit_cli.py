@@ -30,7 +30,11 @@ LAYER_LABELS = {"dense": "dense path end", "sparse": "sparse"}
 @click.option("--grouped", is_flag=True, help="glmnet's grouped penalty (L2 over classes per feature).")
 @click.option("--select", "select_rule", default="val_acc_within=0.05", show_default=True,
               help="val_acc_within=Δ | features_per_class=K | lambda=λ")
-@click.option("--solver", type=click.Choice(["torch", "glmnet"]), default="torch", show_default=True)
+@click.option("--solver", type=click.Choice(["torch", "owlqn", "newton", "fista", "glmnet"]),
+              default="torch", show_default=True,
+              help="torch: the path algorithm choosing OWL-QN or proximal Newton per point "
+                   "(FISTA for --grouped); owlqn, newton, fista: that restricted solver at "
+                   "every point; glmnet: python-glmnet's coordinate descent.")
 @click.option("--device", default=None, help="torch device for the solver (cpu, cuda, cuda:1).")
 @click.option("--tol", default=1e-3, show_default=True, type=float,
               help="KKT tolerance relative to α·λ at each point.")

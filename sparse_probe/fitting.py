@@ -112,7 +112,9 @@ def fit_features(
     select_rule : str
         ``val_acc_within=Δ``, ``features_per_class=K`` or ``lambda=λ``
         (:func:`sparse_probe.select.parse_rule`).
-    solver : {"torch", "glmnet"}
+    solver : {"torch", "owlqn", "newton", "fista", "glmnet"}
+        As :func:`sparse_probe.fit.fit_path`'s (``probe.json`` records the solvers used in
+        ``fit.method``).
     device : str, optional
         torch device of the solver (``"cpu"``, ``"cuda"``).
     tol : float

@@ -138,3 +138,17 @@ def test_counterfactual_model_original_and_deprecated_dense():
     assert "--model original needs --run" in r.output
     r = CliRunner().invoke(main, ["counterfactual", "--model", "original"])
     assert "deprecated" not in r.output and "--model original needs --run" in r.output
+
+
+@pytest.mark.parametrize("solver,method", [("newton", "newton"), ("owlqn", "owlqn")])
+def test_fit_cli_names_a_restricted_solver(tmp_path, features_dir, solver, method):
+    d, _ = features_dir
+    out = tmp_path / "probe"
+    r = CliRunner().invoke(main, ["fit", "--features", str(d), "--out", str(out),
+                                  "--n-lambdas", "8", "--eps", "5e-2", "--solver", solver])
+    assert r.exit_code == 0, r.output
+    probe = json.loads((out / "probe.json").read_text())
+    assert probe["fit"]["method"] == method and probe["kkt_violation_max"] < 1.0
+    bad = CliRunner().invoke(main, ["fit", "--features", str(d), "--out", str(out),
+                                    "--solver", "lbfgs"])
+    assert bad.exit_code != 0 and "'lbfgs' is not one of" in bad.output
