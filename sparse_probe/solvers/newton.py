@@ -249,12 +249,12 @@ def _refresh(viol: float, before: float, tol: float, n: int, m: int, C: int, N: 
     return steps * (3.0 * n * m * C + 20.0 * N * N) > 0.5 * n * N * N
 
 
-def _kkt(W: torch.Tensor, g: torch.Tensor, gb: torch.Tensor, l1: float) -> float:
-    """Largest entry of the minimum-norm subgradient (``g`` the smooth part's gradient, ridge
-    included), biases included."""
-    pg = torch.where(W > 0, g + l1, torch.where(
-        W < 0, g - l1, torch.sign(g) * torch.clamp(g.abs() - l1, min=0.0)))
-    v = float(pg.abs().max()) if pg.numel() else 0.0
+def _kkt(W: torch.Tensor, G: torch.Tensor, gb: torch.Tensor, penalty: ElasticNet,
+         lam: float) -> float:
+    """Largest KKT violation (``G`` the mean cross-entropy's gradient, ridge not included),
+    the penalty's own measure (:meth:`~sparse_probe.penalties.ElasticNet.kkt_violation`),
+    biases included."""
+    v = float(penalty.kkt_violation(G, W, lam).max()) if W.numel() else 0.0
     return max(v, float(gb.abs().max()))
 
 
@@ -354,7 +354,7 @@ def newton(
     stale_step, force = False, False
     while True:
         g = G + l2 * W
-        viol_before, viol = viol, _kkt(W, g, gb, l1)
+        viol_before, viol = viol, _kkt(W, G, gb, penalty, lam)
         if viol <= tol:
             converged = True
             break
@@ -447,8 +447,7 @@ def newton(
         stall = stall + 1 if F - F_new <= 1e-15 * max(abs(F), 1.0) else 0
         F = F_new
         if stall >= 3:
-            g = G + l2 * W
-            viol = _kkt(W, g, gb, l1)
+            viol = _kkt(W, G, gb, penalty, lam)
             converged = viol <= tol
             break
     return SolveResult(W, b, loss, F, it, viol, converged, logits=z, gamma=gamma0, grad=G,
