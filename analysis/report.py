@@ -43,8 +43,8 @@ from sparse_probe.rundir import (
     write_text,
 )
 
-__all__ = ["ReportOptions", "answer_source", "build_report", "class_weight_shares",
-           "identity_example_share", "probe_arrays"]
+__all__ = ["Judged", "ReportOptions", "answer_source", "build_report", "class_weight_shares",
+           "identity_example_share", "judge_answers", "probe_arrays", "undecided_hit_keys"]
 
 logger = logging.getLogger(__name__)
 FEATURE_COLUMNS = ["hit_key", "class", "class_name", "feature", "weight", "rank", "layer",
@@ -349,6 +349,81 @@ def _check_answers_match_tasks(answers_dir: Path, tasks_dir: Path) -> None:
                    actual_from=str(tasks_dir))
 
 
+@dataclass
+class Judged:
+    """The answers of a run and the verdicts they give (:func:`judge_answers`)."""
+
+    answers: pd.DataFrame
+    source: dict
+    schema: Any
+    qc: Any
+    kept: pd.DataFrame
+    agg: Any
+    skills: pd.DataFrame | None
+    n_answered: pd.Series | None
+    verdicts: pd.DataFrame
+
+
+def judge_answers(run: Path, manifest: pd.DataFrame, options: ReportOptions) -> Judged:
+    """Quality control, aggregation and verdicts of a run's answers (what the report shows).
+
+    Parameters
+    ----------
+    run : Path
+        Run directory (``answers/answers.parquet``, ``tasks/``; answers may be missing).
+    manifest : DataFrame
+        One row per HIT (:func:`analysis.ingest.load_manifest`).
+    options : ReportOptions
+
+    Returns
+    -------
+    Judged
+        ``verdicts`` has one row per audited HIT (:func:`compute_verdicts`) plus
+        ``verdict_mv``, the verdict under majority vote.
+    """
+    answers_path = Path(options.answers) if options.answers else run / "answers" / "answers.parquet"
+    _check_answers_match_tasks(answers_path.parent, run / "tasks")
+    if answers_path.exists():
+        answers = load_answers(answers_path)
+    else:
+        answers = pd.DataFrame(columns=ANSWER_COLUMNS)
+    known = answers["hit_key"].isin(set(manifest["hit_key"]))
+    if not known.all():
+        logger.warning("%d answer rows name HITs missing from the manifest; ignored",
+                       int((~known).sum()))
+    answers = answers[known]
+    source = answer_source(run / "tasks", answers)
+    if source["note"]:
+        logger.warning("%s", source["note"])
+
+    schema = schema_for_tasks(run / "tasks")  # the questions the HITs asked
+    qc = quality_control(answers, manifest, options.qc, schema)
+    kept = qc.kept
+    agg = aggregate(kept, method=options.method, seed=options.seed, schema=schema)
+    agg_mv = aggregate(kept, method="MajorityVote", schema=schema) \
+        if options.method != "MajorityVote" else agg
+    skills = worker_skills(kept, agg, schema=schema) if len(kept) else None
+    # workers who answered each HIT before quality control: "pending" only without any
+    n_answered = answers.groupby("hit_key")["worker_id"].nunique() if len(answers) else None
+    verdicts = compute_verdicts(manifest, agg, kept, skills, options.min_posterior,
+                                schema=schema, n_answered=n_answered)
+    mv_verdicts = compute_verdicts(manifest, agg_mv, kept, None, options.min_posterior,
+                                   schema=schema, n_answered=n_answered)
+    verdicts["verdict_mv"] = mv_verdicts["verdict"].values
+    return Judged(answers, source, schema, qc, kept, agg, skills, n_answered, verdicts)
+
+
+def undecided_hit_keys(run: str | Path, options: ReportOptions | None = None) -> list[str]:
+    """HIT keys of a run whose verdict is ``undecided`` (votes split, or below the
+    posterior threshold): the HITs more assignments would settle (``sparse-probe tasks
+    extend``). Gold HITs are never among them."""
+    run = Path(run)
+    options = options or ReportOptions()
+    manifest = load_manifest(run / "tasks" / "manifest.jsonl")
+    v = judge_answers(run, manifest, options).verdicts
+    return [str(k) for k in v.loc[v["verdict"] == "undecided", "hit_key"]]
+
+
 def build_report(run: str | Path, out: str | Path | None = None,
                  options: ReportOptions | None = None) -> dict:
     """Write the report of a run directory.
@@ -395,35 +470,10 @@ def build_report(run: str | Path, out: str | Path | None = None,
         classes = [str(n) for _, n in sorted(zip(manifest["class"], manifest["class_name"],
                                                  strict=True))]
         classes = list(dict.fromkeys(classes))
-    answers_path = Path(options.answers) if options.answers else run / "answers" / "answers.parquet"
-    _check_answers_match_tasks(answers_path.parent, run / "tasks")
-    if answers_path.exists():
-        answers = load_answers(answers_path)
-    else:
-        answers = pd.DataFrame(columns=ANSWER_COLUMNS)
-    known = answers["hit_key"].isin(set(manifest["hit_key"]))
-    if not known.all():
-        logger.warning("%d answer rows name HITs missing from the manifest; ignored",
-                       int((~known).sum()))
-    answers = answers[known]
-    source = answer_source(run / "tasks", answers)
-    if source["note"]:
-        logger.warning("%s", source["note"])
-
-    schema = schema_for_tasks(run / "tasks")  # the questions the HITs asked
-    qc = quality_control(answers, manifest, options.qc, schema)
-    kept = qc.kept
-    agg = aggregate(kept, method=options.method, seed=options.seed, schema=schema)
-    agg_mv = aggregate(kept, method="MajorityVote", schema=schema) \
-        if options.method != "MajorityVote" else agg
-    skills = worker_skills(kept, agg, schema=schema) if len(kept) else None
-    # workers who answered each HIT before quality control: "pending" only without any
-    n_answered = answers.groupby("hit_key")["worker_id"].nunique() if len(answers) else None
-    verdicts = compute_verdicts(manifest, agg, kept, skills, options.min_posterior,
-                                schema=schema, n_answered=n_answered)
-    mv_verdicts = compute_verdicts(manifest, agg_mv, kept, None, options.min_posterior,
-                                   schema=schema, n_answered=n_answered)
-    verdicts["verdict_mv"] = mv_verdicts["verdict"].values
+    judged = judge_answers(run, manifest, options)
+    answers, source, schema, qc = judged.answers, judged.source, judged.schema, judged.qc
+    kept, agg, skills, n_answered = judged.kept, judged.agg, judged.skills, judged.n_answered
+    verdicts = judged.verdicts
     # gold HITs are never verdicts; shown apart, as what the crowd said on known answers
     gold_rows = compute_verdicts(manifest, agg, kept, skills, options.min_posterior,
                                  schema=schema, include_gold=True, n_answered=n_answered)

@@ -11,6 +11,7 @@ TASK_COMMANDS: dict[str, str] = {
     "serve": "tasks.server.cli:serve",
     "publish": "tasks.publish_cli:publish",
     "collect": "tasks.publish_cli:collect",
+    "extend": "tasks.publish_cli:extend",
     "review": "tasks.publish_cli:review",
     "ingest-csv": "tasks.publish_cli:ingest_csv",
     "simulate": "tasks.simulate_cli:simulate",

@@ -50,6 +50,14 @@ CREATE TABLE IF NOT EXISTS actions (
     token TEXT, updated_at TEXT NOT NULL,
     PRIMARY KEY (endpoint, assignment_id, action));
 """
+#: Added after schema 1 was released; created on open, so older ledgers gain it.
+_EXTENSIONS = """
+CREATE TABLE IF NOT EXISTS extensions (
+    endpoint TEXT NOT NULL, hit_key TEXT NOT NULL, round INTEGER NOT NULL,
+    token TEXT NOT NULL, n_added INTEGER NOT NULL, cost_cents INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'done')), updated_at TEXT NOT NULL,
+    PRIMARY KEY (endpoint, hit_key, round));
+"""
 _TABLES = {"meta", "hit_types", "hits", "assignments", "actions"}
 
 
@@ -119,6 +127,7 @@ class Ledger:
                 self._db.executescript(_SCHEMA)
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
                                  (SCHEMA_VERSION,))
+            self._db.executescript(_EXTENSIONS)
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{self.path}: not a valid ledger database ({exc})") from exc
 
@@ -187,13 +196,17 @@ class Ledger:
         return None
 
     def spent_cents(self, endpoint: str) -> int:
-        """Committed cost at ``endpoint`` in cents: HITs (pending or created) plus bonuses."""
+        """Committed cost at ``endpoint`` in cents: HITs (pending or created), added
+        assignments and bonuses."""
         hits = self._db.execute("SELECT COALESCE(SUM(cost_cents), 0) FROM hits WHERE endpoint=?",
                                 (endpoint,)).fetchone()[0]
         bonus = self._db.execute(
             "SELECT COALESCE(SUM(cost_cents), 0) FROM actions WHERE endpoint=? AND action='bonus'",
             (endpoint,)).fetchone()[0]
-        return int(hits) + int(bonus)
+        extra = self._db.execute(
+            "SELECT COALESCE(SUM(cost_cents), 0) FROM extensions WHERE endpoint=?",
+            (endpoint,)).fetchone()[0]
+        return int(hits) + int(bonus) + int(extra)
 
     def mark_pending(self, endpoint: str, hit_key: str, *, batch_id: str, token: str,
                      reward: str, max_assignments: int, cost_cents: int) -> None:
@@ -216,6 +229,47 @@ class Ledger:
         """All of a HIT's assignments have been collected."""
         self._db.execute("UPDATE hits SET completed=1, updated_at=? WHERE endpoint=? AND hit_id=?",
                          (_now(), endpoint, hit_id))
+
+    # ------------------------------------------------------------------ extensions
+    def extensions(self, endpoint: str, hit_key: str) -> list[tuple[int, str, int, str]]:
+        """``(round, token, n_added, state)`` of every extension of a HIT, by round."""
+        return list(self._db.execute(
+            "SELECT round, token, n_added, state FROM extensions WHERE endpoint=? AND hit_key=? "
+            "ORDER BY round", (endpoint, hit_key)))
+
+    def mark_extension_pending(self, endpoint: str, hit_key: str, *, round_no: int, token: str,
+                               n_added: int, cost_cents: int) -> None:
+        """Write an extension down before asking the service for it."""
+        self._db.execute(
+            "INSERT INTO extensions VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+            (endpoint, hit_key, round_no, token, n_added, cost_cents, _now()))
+
+    def mark_extension_done(self, endpoint: str, hit_key: str, round_no: int) -> None:
+        """The service added the assignments: the HIT's MaxAssignments grows by them and it
+        is no longer complete (one transaction)."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT n_added FROM extensions WHERE endpoint=? AND hit_key=? AND round=? "
+                "AND state='pending'", (endpoint, hit_key, round_no)).fetchone()
+            if row is None:  # already done (or never written down): nothing to add
+                return
+            (n_added,) = row
+            db.execute("UPDATE extensions SET state='done', updated_at=? WHERE endpoint=? AND "
+                       "hit_key=? AND round=?", (_now(), endpoint, hit_key, round_no))
+            db.execute("UPDATE hits SET max_assignments=max_assignments+?, completed=0, "
+                       "updated_at=? WHERE endpoint=? AND hit_key=?",
+                       (n_added, _now(), endpoint, hit_key))
+
+    def drop_extension(self, endpoint: str, hit_key: str, round_no: int) -> None:
+        """Forget a pending extension the service refused (it added nothing)."""
+        self._db.execute("DELETE FROM extensions WHERE endpoint=? AND hit_key=? AND round=? "
+                         "AND state='pending'", (endpoint, hit_key, round_no))
+
+    def n_collected(self, endpoint: str, hit_id: str) -> int:
+        """Assignments of a HIT already collected."""
+        return int(self._db.execute(
+            "SELECT COUNT(*) FROM assignments WHERE endpoint=? AND hit_id=?",
+            (endpoint, hit_id)).fetchone()[0])
 
     # ------------------------------------------------------------------ assignments
     def seen_assignments(self, endpoint: str) -> dict[str, str]:

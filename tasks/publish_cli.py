@@ -1,4 +1,5 @@
-"""``sparse-probe tasks publish | collect | review | ingest-csv``: thin library wrappers."""
+"""``sparse-probe tasks publish | collect | extend | review | ingest-csv``: thin library
+wrappers."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from tasks.client import (
 )
 from tasks.ledger import LEDGER_NAME, Ledger, LedgerError
 
-__all__ = ["collect", "ingest_csv", "parse_seconds", "publish", "review"]
+__all__ = ["collect", "extend", "ingest_csv", "parse_seconds", "publish", "review",
+           "undecided_keys"]
 
 ADMIN_USER_ENV = "SPARSE_PROBE_ADMIN_USER"
 ADMIN_PASSWORD_ENV = "SPARSE_PROBE_ADMIN_PASSWORD"
@@ -339,3 +341,60 @@ def ingest_csv(batch_results: str, tasks_dir: str | None, study_file: str | None
         raise click.ClickException(str(exc)) from None
     click.echo(f"{new['assignment_id'].nunique()} assignments, {len(new)} rows from "
                f"{batch_results}; {len(merged)} rows in {path}")
+
+
+# --------------------------------------------------------------------------- extend
+def undecided_keys(features_csv: Path) -> list[str]:
+    """HIT keys of the ``undecided`` rows of a report's ``features.csv``."""
+    import csv
+
+    try:
+        with open(features_csv, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"hit_key", "verdict"} - set(reader.fieldnames or [])
+            if missing:
+                raise click.ClickException(
+                    f"{features_csv}: no column {', '.join(sorted(missing))} (expected the "
+                    "features.csv written by 'sparse-probe report')")
+            return [r["hit_key"] for r in reader if r["verdict"] == "undecided"]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise click.ClickException(f"{features_csv}: cannot read ({exc})") from None
+
+
+@click.command()
+@click.argument("tasks_dir", type=click.Path(file_okay=False))
+@click.option("--undecided-from", "features_csv", default=None,
+              type=click.Path(dir_okay=False),
+              help="A report's features.csv: extend its undecided HITs.")
+@click.option("--hit", "hits", multiple=True, help="A HIT key to extend; repeatable.")
+@click.option("--add", "n_add", type=click.IntRange(1, 1000), default=2, show_default=True,
+              help="Assignments to add per HIT (MTurk keeps a HIT created with fewer than 10 "
+                   "below 10).")
+@click.option("--budget", default=None, help="Cap in dollars on rewards + fees (incl. spent).")
+@_endpoint_options
+@click.option("--yes", is_flag=True, help="Confirm extending on production (real money).")
+@_cli_errors
+def extend(tasks_dir: str, features_csv: str | None, hits: tuple[str, ...], n_add: int,
+           budget: str | None, endpoint: str | None, endpoint_url: str | None,
+           profile: str | None, credentials: str | None, yes: bool) -> None:
+    """Ask for more assignments on HITs whose answers split (idempotent; in the ledger).
+
+    Typical loop: report, then extend its undecided HITs, let workers answer, collect, and
+    report again."""
+    from tasks.extend import extend_hits
+
+    root = _tasks_dir(tasks_dir)
+    keys = list(hits) + (undecided_keys(Path(features_csv)) if features_csv else [])
+    if not features_csv and not hits:
+        raise click.UsageError("name the HITs: --undecided-from REPORT/features.csv or --hit")
+    if not keys:
+        click.echo(f"{features_csv}: no undecided verdicts; nothing to extend")
+        return
+    if endpoint == "production" and not yes:
+        raise click.ClickException("endpoint production spends real money: pass --yes to confirm")
+    ep, client, _ = _endpoint_and_client(root, endpoint, endpoint_url, profile, credentials)
+    result = extend_hits(root, client, ep, keys, n_add, budget=_money(budget, "--budget"),
+                         confirm_production=yes)
+    for key, why in result.skipped.items():
+        click.echo(f"skipped {key}: {why}")
+    click.echo(result.summary())

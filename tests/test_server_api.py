@@ -341,3 +341,42 @@ def test_list_bonus_payments_and_review_status(server, mturk):
     assert mturk.get_hit(HITId=hit_id)["HIT"]["HITReviewStatus"] == "MarkedForReview"
     mturk.update_hit_review_status(HITId=hit_id, Revert=True)
     assert mturk.get_hit(HITId=hit_id)["HIT"]["HITReviewStatus"] == "NotReviewed"
+
+
+def test_create_additional_assignments_reopens_a_full_hit_once_per_token(server, mturk):
+    _, [hit_id] = create_batch(mturk, 1, 2, title="extended batch")
+    _work(server, "WE1", hit_id, shared="yes")
+    _work(server, "WE2", hit_id, shared="no")
+    hit = mturk.get_hit(HITId=hit_id)["HIT"]
+    assert hit["HITStatus"] == "Reviewable" and hit["NumberOfAssignmentsAvailable"] == 0
+    assert accept(server.worker_session("WE3"), server.url, hit_id)[0] != 303  # full
+    mturk.create_additional_assignments_for_hit(HITId=hit_id, NumberOfAdditionalAssignments=1,
+                                                UniqueRequestToken="extend-1")
+    hit = mturk.get_hit(HITId=hit_id)["HIT"]
+    assert (hit["MaxAssignments"], hit["NumberOfAssignmentsAvailable"]) == (3, 1)
+    assert hit["HITStatus"] == "Assignable"
+    with pytest.raises(mturk.exceptions.RequestError) as err:  # a retried call adds nothing
+        mturk.create_additional_assignments_for_hit(
+            HITId=hit_id, NumberOfAdditionalAssignments=1, UniqueRequestToken="extend-1")
+    assert err.value.response["TurkErrorCode"] == "AWS.MechanicalTurk.ExtendHITAlreadyExists"
+    assert mturk.get_hit(HITId=hit_id)["HIT"]["MaxAssignments"] == 3
+    _work(server, "WE3", hit_id, shared="yes")
+    got = mturk.list_assignments_for_hit(HITId=hit_id)["Assignments"]
+    assert sorted(a["WorkerId"] for a in got) == ["WE1", "WE2", "WE3"]
+    # MTurk: a HIT created with fewer than 10 assignments never reaches 10 (9 is allowed).
+    mturk.create_additional_assignments_for_hit(HITId=hit_id, NumberOfAdditionalAssignments=6)
+    assert mturk.get_hit(HITId=hit_id)["HIT"]["MaxAssignments"] == 9
+    with pytest.raises(mturk.exceptions.RequestError) as err:
+        mturk.create_additional_assignments_for_hit(HITId=hit_id,
+                                                    NumberOfAdditionalAssignments=1)
+    assert err.value.response["TurkErrorCode"] == \
+        "AWS.MechanicalTurk.InvalidMaximumAssignmentsIncrease"
+    assert "created with 2 assignments" in err.value.response["Error"]["Message"]
+    assert mturk.get_hit(HITId=hit_id)["HIT"]["MaxAssignments"] == 9
+    _, [big] = create_batch(mturk, 1, 10, title="big batch")
+    mturk.create_additional_assignments_for_hit(HITId=big, NumberOfAdditionalAssignments=5)
+    assert mturk.get_hit(HITId=big)["HIT"]["MaxAssignments"] == 15
+    with pytest.raises(mturk.exceptions.RequestError) as err:
+        mturk.create_additional_assignments_for_hit(HITId="NOSUCHHIT",
+                                                    NumberOfAdditionalAssignments=1)
+    assert err.value.response["TurkErrorCode"] == "AWS.MechanicalTurk.HITDoesNotExist"

@@ -12,7 +12,7 @@ import click
 STAGE_TITLES = {
     "data": "1/6 data + model", "fit": "2/6 sparse head", "build": "3/6 HITs",
     "publish": "3/6 publish", "server": "3/6 server", "crowd": "4/6 crowd",
-    "collect": "5/6 collect", "report": "5/6 report",
+    "collect": "5/6 collect", "extend": "5/6 extend", "report": "5/6 report",
 }
 
 

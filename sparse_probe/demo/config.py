@@ -42,6 +42,9 @@ class DemoConfig:
     seed: int = 0
     #: Planted cues of the image audit ({name: {"class", "strength"}}); None: the defaults.
     cues: dict[str, dict[str, Any]] | None = None
+    #: Assignments added once to each HIT left ``undecided`` after the first answers (0: none;
+    #: MTurk's rule keeps a HIT created with fewer than 10 below 10).
+    extra_assignments: int = 2
 
     @property
     def fit(self) -> dict[str, float]:

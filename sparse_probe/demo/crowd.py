@@ -15,9 +15,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sparse_probe.demo.config import SPAMMER_SHARE, DemoConfig, DemoResult, write_json
+from sparse_probe.demo.config import (
+    REPORT_METHOD,
+    SPAMMER_SHARE,
+    DemoConfig,
+    DemoResult,
+    write_json,
+)
 from sparse_probe.demo.server import free_port, port_free, running_server, start_server
-from sparse_probe.demo.stages import manifest_rows, n_assignments
+from sparse_probe.demo.stages import (
+    expected_assignments,
+    manifest_rows,
+    n_assignments,
+)
 from sparse_probe.rundir import RunDir
 
 __all__ = ["finishing_steps", "run_crowd"]
@@ -90,24 +100,49 @@ def run_crowd(out: Path, state: dict[str, Any], config: DemoConfig, runs: dict[s
             for run in runs.values():
                 for row in manifest_rows(run):
                     fh.write(json.dumps(row) + "\n")
-        sim = simulate_crowd(srv.url, sim_dir, n_workers=config.workers,
-                             spammer_share=SPAMMER_SHARE, seed=config.seed,
-                             concurrency=4, admin_auth=srv.admin_auth, time_scale=0.0)
-        kinds: dict[str, int] = {}
-        for p in sim.profiles.values():
-            kinds[p.kind] = kinds.get(p.kind, 0) + 1
-        stage("crowd", f"{sim.submitted} assignments submitted by {len(sim.profiles)} simulated "
-                       f"workers ({', '.join(f'{v} {k}' for k, v in sorted(kinds.items()))}); "
-                       "they read each HIT's ground-truth evidence (the built-in masks), which "
-                       "people never see")
-        for run in runs.values():
-            rd = RunDir(run)
-            col = collect_answers(rd.tasks, rd.answers, client, ep)
-            missing = len(manifest_rows(run)) * config.assignments - n_assignments(run)
-            if missing > 0:
-                raise RuntimeError(f"{run.name}: {missing} assignments still missing after "
-                                   "the simulated crowd; rerun to resume")
-            stage("collect", f"{run.name}: {col.summary()}")
+
+        def crowd() -> None:
+            sim = simulate_crowd(srv.url, sim_dir, n_workers=config.workers,
+                                 spammer_share=SPAMMER_SHARE, seed=config.seed,
+                                 concurrency=4, admin_auth=srv.admin_auth, time_scale=0.0)
+            kinds: dict[str, int] = {}
+            for p in sim.profiles.values():
+                kinds[p.kind] = kinds.get(p.kind, 0) + 1
+            mix = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
+            stage("crowd", f"{sim.submitted} assignments submitted by {len(sim.profiles)} "
+                           f"simulated workers ({mix}); they read each HIT's ground-truth "
+                           "evidence (the built-in masks), which people never see")
+
+        def collect() -> None:
+            for run in runs.values():
+                rd = RunDir(run)
+                col = collect_answers(rd.tasks, rd.answers, client, ep)
+                missing = expected_assignments(run, config) - n_assignments(run)
+                if missing > 0:
+                    raise RuntimeError(f"{run.name}: {missing} assignments still missing after "
+                                       "the simulated crowd; rerun to resume")
+                stage("collect", f"{run.name}: {col.summary()}")
+
+        crowd()
+        collect()
+        if config.extra_assignments:
+            # adaptive redundancy: HITs whose votes split get more answers, as a requester
+            # would do with `sparse-probe tasks extend --undecided-from report/features.csv`
+            from analysis.report import ReportOptions, undecided_hit_keys
+            from tasks.extend import extend_hits
+
+            added = 0
+            for run in runs.values():
+                keys = undecided_hit_keys(run, ReportOptions(method=REPORT_METHOD,
+                                                             seed=config.seed))
+                if keys:
+                    ext = extend_hits(RunDir(run).tasks, client, ep, keys,
+                                      config.extra_assignments)
+                    added += sum(ext.extended.values()) + sum(ext.recovered.values())
+                    stage("extend", f"{run.name}: {len(keys)} undecided; {ext.summary()}")
+            if added:
+                crowd()
+                collect()
     finally:
         if not keep_server:
             srv.stop()

@@ -105,9 +105,23 @@ def n_assignments(run: Path) -> int:
     return int(read_answers(rd.answers)["assignment_id"].nunique())
 
 
+def expected_assignments(run: Path, config: DemoConfig) -> int:
+    """Assignments the HITs of ``run`` were published with, extensions included (from the
+    publishing ledger; the configured number per HIT before publishing)."""
+    from tasks.ledger import LEDGER_NAME, Ledger
+
+    path = RunDir(run).tasks / LEDGER_NAME
+    base = len(manifest_rows(run)) * config.assignments
+    if not path.is_file():
+        return base
+    with Ledger(path) as ledger:
+        hits = [h for h in ledger.hits() if h.state == "created"]
+    return max(base, sum(h.max_assignments for h in hits))
+
+
 def crowd_complete(run: Path, config: DemoConfig) -> bool:
-    """Every HIT of ``run`` has all its assignments collected."""
-    return n_assignments(run) >= len(manifest_rows(run)) * config.assignments
+    """Every HIT of ``run`` has all its assignments collected (extensions included)."""
+    return n_assignments(run) >= expected_assignments(run, config)
 
 
 def stage_report(run: Path, config: DemoConfig) -> tuple[str, bool]:

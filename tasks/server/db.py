@@ -49,6 +49,7 @@ __all__ = [
     "Database",
     "FastConn",
     "HITType",
+    "HitExtension",
     "QualificationType",
     "SeenSignature",
     "Worker",
@@ -158,6 +159,20 @@ class Bonus(Base):
         String(64), unique=True, nullable=True
     )
     grant_time: Mapped[float] = mapped_column(Float)
+
+
+class HitExtension(Base):
+    """Assignments added to a HIT with ``CreateAdditionalAssignmentsForHIT`` (its
+    UniqueRequestToken keeps a retried call from adding them twice)."""
+
+    __tablename__ = "hit_extensions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hit_id: Mapped[str] = mapped_column(ForeignKey("hits.hit_id"), index=True)
+    n_added: Mapped[int] = mapped_column(Integer)
+    unique_request_token: Mapped[str | None] = mapped_column(
+        String(64), unique=True, nullable=True
+    )
+    time: Mapped[float] = mapped_column(Float)
 
 
 class QualificationType(Base):

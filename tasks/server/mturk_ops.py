@@ -505,6 +505,40 @@ def update_expiration_for_hit(store: Storage, p: dict) -> dict:
     return {}
 
 
+#: MTurk: a HIT created with fewer than this many assignments cannot be extended to this many
+#: or more (``AWS.MechanicalTurk.InvalidMaximumAssignmentsIncrease``).
+EXTENSION_LIMIT = 10
+
+
+def create_additional_assignments_for_hit(store: Storage, p: dict) -> dict:
+    """``CreateAdditionalAssignmentsForHIT``: raise a HIT's MaxAssignments by
+    ``NumberOfAdditionalAssignments``. A repeated UniqueRequestToken adds nothing and fails
+    with a message naming the request (as on MTurk), so a retried call never extends twice; a
+    HIT created with fewer than 10 assignments may not reach 10."""
+    hit_id, n = p["HITId"], int(p["NumberOfAdditionalAssignments"])
+    token = p.get("UniqueRequestToken")
+    try:
+        store.extend_hit(hit_id, n, token, time.time(), limit=EXTENSION_LIMIT)
+    except Refused as r:
+        if r.reason == "missing":
+            raise _no_hit(hit_id) from None
+        if r.reason == "duplicate":
+            raise RequestError(
+                f"The HIT {hit_id} was already extended by the request with "
+                f"UniqueRequestToken {token!r}.",
+                "AWS.MechanicalTurk.ExtendHITAlreadyExists") from None
+        if r.reason == "limit":
+            created, now_max = r.detail
+            raise RequestError(
+                f"HIT {hit_id} was created with {created} assignments (fewer than "
+                f"{EXTENSION_LIMIT}) and cannot be extended from {now_max} to {now_max + n}: "
+                f"at most {EXTENSION_LIMIT - 1} in all",
+                "AWS.MechanicalTurk.InvalidMaximumAssignmentsIncrease") from None
+        raise RequestError(f"Hit {hit_id} has been deleted.",
+                           "AWS.MechanicalTurk.InvalidHITState") from None
+    return {}
+
+
 def delete_hit(store: Storage, p: dict) -> dict:
     """``DeleteHIT``: only an expired or fully completed HIT whose assignments are all approved
     or rejected; it becomes ``Disposed`` and leaves ``ListHITs``."""
@@ -546,4 +580,5 @@ OPERATIONS = {
     "UpdateHITReviewStatus": update_hit_review_status,
     "UpdateExpirationForHIT": update_expiration_for_hit,
     "DeleteHIT": delete_hit,
+    "CreateAdditionalAssignmentsForHIT": create_additional_assignments_for_hit,
 }

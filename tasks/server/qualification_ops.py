@@ -24,7 +24,7 @@ __all__ = ["QUALIFICATION_OPERATIONS", "UNSUPPORTED", "unsupported"]
 
 #: Operations of botocore's MTurk client that this server answers with an error.
 UNSUPPORTED = (
-    "AcceptQualificationRequest", "CreateAdditionalAssignmentsForHIT", "CreateWorkerBlock",
+    "AcceptQualificationRequest", "CreateWorkerBlock",
     "DeleteWorkerBlock", "GetFileUploadURL", "ListHITsForQualificationType",
     "ListQualificationRequests", "ListReviewPolicyResultsForHIT", "ListWorkerBlocks",
     "RejectQualificationRequest", "SendTestEventNotification", "UpdateHITTypeOfHIT",

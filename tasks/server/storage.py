@@ -49,6 +49,7 @@ from .db import (
     Assignment,
     Bonus,
     Database,
+    HitExtension,
     HITType,
     QualificationType,
     SeenSignature,
@@ -706,6 +707,34 @@ class Storage:
             if hit.disposed:
                 raise Refused("disposed")
             hit.expiration = expiration
+
+    def extend_hit(self, hit_id: str, n_added: int, token: str | None, now: float,
+                   limit: int | None = None) -> int:
+        """Add ``n_added`` assignments to a HIT (one transaction) and return its new
+        MaxAssignments. With ``limit``, a HIT created with fewer than ``limit`` assignments
+        may not reach ``limit`` (MTurk's rule for 10).
+        ``Refused("duplicate" | "missing" | "disposed" | "limit")``."""
+        try:
+            with self.database.write() as s:
+                if token is not None and s.execute(
+                    select(HitExtension.id).where(HitExtension.unique_request_token == token)
+                ).first():
+                    raise Refused("duplicate")
+                hit, _ = _hit_and_type(s, hit_id)
+                if hit.disposed:
+                    raise Refused("disposed")
+                created_with = hit.max_assignments - int(_scalar(s.execute(
+                    select(func.coalesce(func.sum(HitExtension.n_added), 0))
+                    .where(HitExtension.hit_id == hit_id))))
+                if (limit is not None and created_with < limit
+                        and hit.max_assignments + n_added >= limit):
+                    raise Refused("limit", (created_with, hit.max_assignments))
+                hit.max_assignments += n_added
+                s.add(HitExtension(hit_id=hit_id, n_added=n_added,
+                                   unique_request_token=token, time=now))
+                return hit.max_assignments
+        except INTEGRITY_ERRORS:  # the same token sent concurrently
+            raise Refused("duplicate") from None
 
     def dispose_hit(self, hit_id: str, now: float) -> None:
         """Mark a HIT deleted if it has no pending or submitted assignments and is expired
