@@ -82,6 +82,7 @@ def _extension_exists(exc: ClientError) -> bool:
 def extend_hits(tasks_dir: str | Path, client: Any, endpoint: Endpoint,
                 hit_keys: Sequence[str], n_additional: int, *,
                 budget: Decimal | None = None, confirm_production: bool = False,
+                max_rounds: int | None = None,
                 sleep: Callable[[float], None] = time.sleep) -> ExtendResult:
     """Add ``n_additional`` assignments to each HIT ``hit_keys`` of ``tasks_dir``.
 
@@ -100,12 +101,15 @@ def extend_hits(tasks_dir: str | Path, client: Any, endpoint: Endpoint,
         Cap in dollars on everything committed at ``endpoint`` (HITs, extensions, bonuses).
     confirm_production : bool
         Must be true to spend real money at ``production``.
+    max_rounds : int, optional
+        Extend a HIT at most this many times in all (earlier runs included).
 
     Returns
     -------
     ExtendResult
         ``extended``/``recovered``: HIT key -> assignments added; ``skipped``: HIT key ->
-        why (not published, answers not collected yet, at MTurk's limit).
+        why (not published, answers not collected yet, at MTurk's limit, ``max_rounds``
+        reached).
 
     Raises
     ------
@@ -137,6 +141,9 @@ def extend_hits(tasks_dir: str | Path, client: Any, endpoint: Endpoint,
             if pending:  # an interrupted run: retry with the same token
                 rnd, token, n, _ = pending[0]
                 plan.append((key, rec.hit_id, rnd, n, token, Decimal(0), True))
+                continue
+            if max_rounds is not None and len(rounds) >= max_rounds:
+                result.skipped[key] = f"extended {len(rounds)} times already (max_rounds)"
                 continue
             got = ledger.n_collected(endpoint.key, rec.hit_id)
             if got < rec.max_assignments:

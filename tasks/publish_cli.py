@@ -370,12 +370,14 @@ def undecided_keys(features_csv: Path) -> list[str]:
 @click.option("--add", "n_add", type=click.IntRange(1, 1000), default=2, show_default=True,
               help="Assignments to add per HIT (MTurk keeps a HIT created with fewer than 10 "
                    "below 10).")
+@click.option("--max-rounds", type=click.IntRange(1), default=None,
+              help="Extend a HIT at most this many times in all (earlier runs included).")
 @click.option("--budget", default=None, help="Cap in dollars on rewards + fees (incl. spent).")
 @_endpoint_options
 @click.option("--yes", is_flag=True, help="Confirm extending on production (real money).")
 @_cli_errors
 def extend(tasks_dir: str, features_csv: str | None, hits: tuple[str, ...], n_add: int,
-           budget: str | None, endpoint: str | None, endpoint_url: str | None,
+           max_rounds: int | None, budget: str | None, endpoint: str | None, endpoint_url: str | None,
            profile: str | None, credentials: str | None, yes: bool) -> None:
     """Ask for more assignments on HITs whose answers split (idempotent; in the ledger).
 
@@ -394,7 +396,7 @@ def extend(tasks_dir: str, features_csv: str | None, hits: tuple[str, ...], n_ad
         raise click.ClickException("endpoint production spends real money: pass --yes to confirm")
     ep, client, _ = _endpoint_and_client(root, endpoint, endpoint_url, profile, credentials)
     result = extend_hits(root, client, ep, keys, n_add, budget=_money(budget, "--budget"),
-                         confirm_production=yes)
+                         confirm_production=yes, max_rounds=max_rounds)
     for key, why in result.skipped.items():
         click.echo(f"skipped {key}: {why}")
     click.echo(result.summary())

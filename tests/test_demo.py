@@ -75,7 +75,19 @@ def test_every_stage_reports_and_the_report_exists(demo):
             assert (out / name / sub).is_file(), sub
     cfg = json.loads((out / "demo.json").read_text())["config"]
     assert cfg == {"kind": "both", "workers": 12, "assignments": 7, "quick": True, "seed": 0,
-                   "cues": None}
+                   "cues": None, "extra_assignments": 2}
+    # undecided HITs were extended once at most, and every assignment was collected
+    for name in ("shapes", "toxicity"):
+        with sqlite3.connect(out / name / "tasks" / "ledger.sqlite") as db:
+            rounds = db.execute("SELECT hit_key, COUNT(*) FROM extensions GROUP BY hit_key "
+                                "HAVING COUNT(*) > 1").fetchall()
+            n_hits, wanted = db.execute("SELECT COUNT(*), SUM(max_assignments) FROM hits"
+                                        ).fetchone()
+            added = db.execute("SELECT COALESCE(SUM(n_added), 0) FROM extensions "
+                               "WHERE state='done'").fetchone()[0]
+        assert rounds == []
+        assert wanted == 7 * n_hits + added
+        assert _assignments(out, name)["assignment_id"].nunique() == wanted
 
 
 def test_planted_shape_cues_flagged_and_no_object_feature(demo):

@@ -96,6 +96,10 @@ def test_split_hits_get_more_answers_once_and_only_after_collecting(tmp_path, se
     with Ledger(tasks / "ledger.sqlite") as ledger:
         assert [r[0] for r in ledger.extensions(ep.key, keys[0])] == [1, 2]
         assert ledger.hit(ep.key, keys[0]).max_assignments == 5
+    _answer_all(tmp_path, server, tasks, ep, client, n_workers=5)
+    capped = extend_hits(tasks, client, ep, keys[:2], 1, max_rounds=2)
+    assert capped.extended == {keys[1]: 1}  # keys[0] had its 2 rounds, keys[1] one
+    assert "extended 2 times already" in capped.skipped[keys[0]]
 
 
 @pytest.mark.slow

@@ -137,7 +137,7 @@ def run_crowd(out: Path, state: dict[str, Any], config: DemoConfig, runs: dict[s
                                                              seed=config.seed))
                 if keys:
                     ext = extend_hits(RunDir(run).tasks, client, ep, keys,
-                                      config.extra_assignments)
+                                      config.extra_assignments, max_rounds=1)
                     added += sum(ext.extended.values()) + sum(ext.recovered.values())
                     stage("extend", f"{run.name}: {len(keys)} undecided; {ext.summary()}")
             if added:
