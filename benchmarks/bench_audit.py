@@ -17,11 +17,14 @@ plants: watermark and stripe are marks, texture and tint backgrounds) and of the
 - false alarms: features judged spurious whose truth is not a planted cue. The truth is
   decided by intervention wherever it can be (:mod:`tasks.viz.intervention`: the shapes
   generator redraws each image HIT's shown images without the object and without each cue;
-  a text HIT's shown comments lose the words of each kind; the region carrying at least half
-  of the feature is its pattern), so it does not come from the maps and panels the simulated
-  crowd reads; image features shown where they are lowest keep the maps' truth. A flagged
-  feature that the named kind of cue carries in part, as much as the object, is *mixed*: no
-  answer is wrong for it, so it is listed apart, neither a finding nor a false alarm;
+  a text HIT's shown comments lose the words of each kind, or ordinary comments gain them; a
+  kind of cue carrying at least half of the feature is its pattern, else the object if it
+  does), so it does not come from the maps and panels the simulated crowd reads; image
+  features shown where they are lowest keep the maps' truth. A flagged feature that the
+  named kind of cue carries in part (a fifth to a half) is *mixed*: no answer is wrong for
+  it, so it is listed apart, neither a finding nor a false alarm (the count of those the
+  object carries more of is printed too: the stricter rule used until 2026-12-02 counted
+  them as false alarms);
 - findings resting on gold items: spurious verdicts on gold (known-answer) HITs, which must
   never be findings (must be none).
 
@@ -143,7 +146,7 @@ def variant_line(r: dict[str, Any]) -> str:
 
 def summarize(records: Iterable[dict[str, Any]]) -> tuple[list[str], bool]:
     """The table over ``records`` and whether every target is met."""
-    from sparse_probe.demo.summary import intervention_note
+    from sparse_probe.demo.summary import intervention_note, object_larger
     records = list(records)
     found: dict[str, list[int]] = defaultdict(list)
     by_strength: dict[tuple[str, float | None], list[int]] = defaultdict(list)
@@ -200,10 +203,11 @@ def summarize(records: Iterable[dict[str, Any]]) -> tuple[list[str], bool]:
     from tasks.viz.intervention import PARTIAL_SHARE
 
     mixed = [(r, f) for r in records for f in r.get("mixed", [])]
+    larger = sum(object_larger(f) for _, f in mixed)
     lines.append(f"flagged mixed features (neither findings nor false alarms: the named cue "
-                 f"carries at least {PARTIAL_SHARE:.0%} of the feature and as much as the "
-                 f"object): "
-                 f"{len(mixed)}" + "".join(
+                 f"carries at least {PARTIAL_SHARE:.0%} of the feature but less than half): "
+                 f"{len(mixed)}, {larger} of them with the object carrying more (false alarms "
+                 "by the stricter rule used until 2026-12-02)" + "".join(
                      f"\n  {r['kind']} seed {r['seed']} [{r['placement']}]: {f['class_name']}:"
                      f"{f['feature']} as {f['kind']}{intervention_note(f)}" for r, f in mixed))
     n_flagged = sum(r.get("n_flagged", 0) for r in records)

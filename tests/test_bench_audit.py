@@ -85,9 +85,12 @@ def test_summary_sets_apart_uncarried_cues_and_mixed_features():
             "not counted above): 1\n  image seed 3 [stripe=ring,watermark=square]: watermark"
             in text)
     assert ("flagged mixed features (neither findings nor false alarms: the named cue carries "
-            "at least 20% of the feature and as much as the object): 1\n  image seed 3 "
-            "[stripe=ring,watermark=square]: ring:7 as mark by intervention: object 0.30, "
-            "stripe 0.40, watermark 0.00") in text
+            "at least 20% of the feature but less than half): 1, 0 of them with the object "
+            "carrying more (false alarms by the stricter rule used until 2026-12-02)\n  image "
+            "seed 3 [stripe=ring,watermark=square]: ring:7 as mark by intervention: object "
+            "0.30, stripe 0.40, watermark 0.00") in text
+    rec["mixed"][0]["removal"]["object"] = 0.41  # the object carries more than the mark
+    assert "but less than half): 1, 1 of them" in "\n".join(b.summarize([rec])[0])
     assert "truth of the flagged features: 2 of 3 by intervention" in text
     # without the truth by intervention a cue no HIT showed is simply missed
     rec["truth_by_intervention"] = False

@@ -13,7 +13,7 @@ from helpers_viz import BagOfWordsEncoder, ShapesProbeCNN, synthetic_texts
 
 from sparse_probe.datasets import make_shapes
 from sparse_probe.datasets.shapes import REMOVABLE, render_without
-from sparse_probe.demo.summary import summarize_run
+from sparse_probe.demo.summary import is_mixed, object_larger, summarize_run
 from sparse_probe.questions import default_schema
 from tasks.build import HitSpec, _assign_gold
 from tasks.viz.evidence import (
@@ -24,6 +24,7 @@ from tasks.viz.evidence import (
     reader_evidence,
 )
 from tasks.viz.intervention import (
+    PARTIAL_SHARE,
     REMOVAL_THRESHOLD,
     removal_effects,
     text_removal,
@@ -101,7 +102,7 @@ def test_shares_are_the_features_drop_when_each_region_goes():
     assert eff["object"] == pytest.approx(3 / 6)
     assert eff["cues"] == pytest.approx({"a": 2 / 6, "b": 1 / 6})
     assert eff["kinds"] == pytest.approx({"mark": 3 / 6})  # both marks removed at once
-    assert truth_from_removal(eff) == "core"  # a tie at 0.5 goes to the object
+    assert truth_from_removal(eff) == "spurious:mark"  # half each: the cue comes first
     eff2 = removal_effects(_region_scorer(weights), images, without,
                            {"a": "mark", "b": "background"})
     assert eff2["kinds"] == pytest.approx({"mark": 2 / 6, "background": 1 / 6})
@@ -116,10 +117,12 @@ def test_shares_are_the_features_drop_when_each_region_goes():
     ({"object": 0.45, "kinds": {"mark": 0.45, "background": 0.1}}, "none"),
     ({"object": 0.2, "kinds": {"mark": 0.55, "background": 0.6}}, "spurious:background"),
     ({"object": REMOVAL_THRESHOLD, "kinds": {"mark": 0.1}}, "core"),
+    ({"object": REMOVAL_THRESHOLD - 1e-9, "kinds": {"mark": 0.1}}, "none"),
     ({"object": 0.1, "kinds": {"background": REMOVAL_THRESHOLD - 1e-9}}, "none"),
-    ({"object": 1.2, "kinds": {"mark": 1.2}}, "core"),
+    ({"object": 0.9, "kinds": {"background": REMOVAL_THRESHOLD}}, "spurious:background"),
+    ({"object": 1.2, "kinds": {"mark": 1.2}}, "spurious:mark"),
 ])
-def test_truth_is_the_region_carrying_the_largest_share_of_at_least_half(eff, truth):
+def test_truth_is_a_cue_kind_carrying_half_else_the_object_carrying_half(eff, truth):
     assert truth_from_removal(eff) == truth
 
 
@@ -353,3 +356,18 @@ def test_gold_needs_the_maps_and_the_intervention_to_agree():
     # without an intervention (other data) the maps' clear truth is enough
     plain = _spec("img-c00-f0004-dense", 4, "core")
     assert _assign_gold(audited, [plain], 1.0, 0, None, default_schema()) == [plain]
+
+
+@pytest.mark.parametrize(("kind_share", "obj", "source", "mixed", "larger"), [
+    (PARTIAL_SHARE, 0.9, "intervention", True, True),        # a fifth of it: mixed
+    (PARTIAL_SHARE - 1e-9, 0.1, "intervention", False, False),  # less: a false alarm
+    (0.4, 0.3, "intervention", True, False),
+    (0.4, 0.4, "intervention", True, False),                  # larger means strictly more
+    (0.4, 0.3, "maps", False, False),                          # no measurement, no mixing
+])
+def test_mixed_means_the_named_cue_carries_a_fifth_and_says_if_the_object_carries_more(
+        kind_share, obj, source, mixed, larger):
+    f = {"kind": "background", "truth_source": source,
+         "removal": {"object": obj, "kinds": {"background": kind_share, "mark": 0.9}}}
+    assert is_mixed(f) is mixed
+    assert object_larger(f) is (larger if source == "intervention" else obj > kind_share)

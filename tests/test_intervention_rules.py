@@ -43,10 +43,16 @@ def test_nothing_to_take_away_from_no_images_or_a_feature_at_zero():
     assert removal_effects(_const_scorer(0.0), x, lambda r: x, {"a": "mark"}) == zeros
 
 
-def test_truth_ties_go_to_the_object_whatever_the_order():
-    assert truth_from_removal({"kinds": {"mark": 0.6}, "object": 0.6}) == "core"
+def test_a_cue_carrying_half_comes_before_the_object_whatever_the_order():
+    assert truth_from_removal({"kinds": {"mark": 0.6}, "object": 0.6}) == "spurious:mark"
+    assert truth_from_removal({"object": 0.9, "kinds": {"mark": 0.6}}) == "spurious:mark"
+    # two cue kinds tied: the first in sorted order, whatever the mapping's order
     assert truth_from_removal({"object": 0.6, "kinds": {"mark": 0.6, "background": 0.6}}) \
-        == "core"
+        == "spurious:background"
+    assert truth_from_removal({"object": 0.6, "kinds": {"background": 0.6, "mark": 0.6}}) \
+        == "spurious:background"
+    assert truth_from_removal({"object": 0.9, "kinds": {"background": 0.5, "mark": 0.7}}) \
+        == "spurious:mark"
     assert truth_from_removal({"object": None, "kinds": {"mark": None}}) == "none"
 
 
@@ -122,7 +128,7 @@ def test_deletion_shares_are_exact_and_rounded_to_four_digits():
     assert check["removal"]["cues"] == {"identity": round(2 / 3, 4)}
     assert check["removal"]["kinds"] == {"identity": round(2 / 3, 4)}
     assert check["removal"]["object"] == round(2 / 3, 4)
-    assert check["truth"] == "core"   # a tie goes to the class's own words
+    assert check["truth"] == "spurious:identity"  # both carry 2/3: the cue comes first
     # doubling the identity terms' worth: departures 2, 7, 6 (mean 5); without them the same
     # 0, 3, 0 (mean 1)
     enc2 = CountEncoder([{**{w: 2 * v for w, v in IDENT.items()}, **INSULT}])

@@ -15,7 +15,8 @@ from typing import Any
 from sparse_probe.rundir import RunDir, read_features_meta, read_jsonl
 from tasks.viz.intervention import PARTIAL_SHARE
 
-__all__ = ["intervention_note", "is_mixed", "summarize_run", "summary_lines"]
+__all__ = ["intervention_note", "is_mixed", "object_larger", "summarize_run",
+           "summary_lines"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,15 +86,23 @@ def _dominant_cue(row: dict[str, Any], check: dict[str, Any] | None) -> str | No
 def is_mixed(flagged: dict[str, Any]) -> bool:
     """Whether a flagged feature whose truth is not the crowd's kind of cue is a *mixed*
     feature of that kind: by intervention the cue kind the crowd named carries at least
-    :data:`~tasks.viz.intervention.PARTIAL_SHARE` of it and at least as much as the object,
-    though less than half (e.g. a feature that identity terms and insults move equally). No
-    answer is right or wrong for it, so it is neither a finding nor a false alarm; the
-    summary lists it apart."""
+    :data:`~tasks.viz.intervention.PARTIAL_SHARE` of it, though less than half (e.g. an
+    object feature that a texture carries 40% of). No answer is right or wrong for it, so it
+    is neither a finding nor a false alarm; the summary lists it apart, with
+    ``object_larger`` saying whether the object carries more than the cue."""
     removal = flagged.get("removal") or {}
     if flagged.get("truth_source") != "intervention" or not removal:
         return False
     share = float((removal.get("kinds") or {}).get(flagged.get("kind") or "", 0.0))
-    return share >= PARTIAL_SHARE and share >= float(removal.get("object") or 0.0)
+    return share >= PARTIAL_SHARE
+
+
+def object_larger(flagged: dict[str, Any]) -> bool:
+    """Whether the object carries more of a flagged feature than the kind of cue the crowd
+    named (by intervention; False without a measurement)."""
+    removal = flagged.get("removal") or {}
+    share = float((removal.get("kinds") or {}).get(flagged.get("kind") or "", 0.0))
+    return bool(removal) and float(removal.get("object") or 0.0) > share
 
 
 def _reliance(run: Path) -> dict[str, dict[str, Any]]:
@@ -216,7 +225,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
                          f"{status} - {c['note']}")
         if s.get("flagged_mixed"):
             lines.append("  flagged mixed features (the named cue carries a part of the "
-                         "feature, as much as the object; no answer is wrong): " + _listing(
+                         "feature, less than half; no answer is wrong): " + _listing(
                              f"{f['class_name']}:{f['feature']}{intervention_note(f)}"
                              for f in s["flagged_mixed"]))
         lines.append("  false alarms: " + _listing(

@@ -12,13 +12,14 @@ its class weight) and the means taken over the HIT's shown images,
     drop(region) = 1 - mean f(image without region) / mean f(image),
 
 the share of the feature that the region carries (it can exceed 1 or be negative when the
-feature goes below zero or rises without the region). The truth is the region whose removal
-takes the largest share, if that share is at least :data:`REMOVAL_THRESHOLD`.
+feature goes below zero or rises without the region). The truth is the kind of cue whose
+removal takes at least :data:`REMOVAL_THRESHOLD` of the feature, else the object if its removal
+does (:func:`truth_from_removal`).
 
 Text (:func:`text_removal`): the regions are the words of each ground-truth kind of the
 built-in corpus (the class's own words, e.g. insults, as the "object"; identity terms as the
-cue), deleted from the shown comments; the share is of the feature's departure from an
-ordinary comment (its median), as in the HIT's contrast panel.
+cue), deleted from the shown comments or appended to ordinary ones; the share is of the
+feature's departure from an ordinary comment (its median), as in the HIT's contrast panel.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ __all__ = ["ORDINARY_TEXTS", "PARTIAL_SHARE", "REMOVAL_THRESHOLD", "feature_remo
            "removal_effects", "text_feature_removal", "text_removal", "truth_from_removal"]
 
 #: Share of a feature a region must carry (its removal takes at least this share away) to be
-#: the feature's pattern: at least half, so at most one region can qualify by itself.
+#: the feature's pattern: at least half.
 REMOVAL_THRESHOLD = 0.5
-#: A cue carrying at least this share of a feature is part of what the feature responds to
-#: even when the object carries more (a feature of the object *and* a cue); the benchmark
-#: reports findings against both this and :data:`REMOVAL_THRESHOLD`.
+#: A cue carrying at least this share of a feature (but less than :data:`REMOVAL_THRESHOLD`)
+#: is part of what the feature responds to (a feature of the object *and* a cue): flagging
+#: the feature for it is neither a finding nor a false alarm (the benchmark lists it apart).
 PARTIAL_SHARE = 0.2
 #: Ordinary comments (the feature nearest its median) that words are appended to.
 ORDINARY_TEXTS = 16
@@ -86,15 +87,21 @@ def removal_effects(score: Callable[[torch.Tensor, np.ndarray], np.ndarray],
 
 
 def truth_from_removal(effects: Mapping, threshold: float = REMOVAL_THRESHOLD) -> str:
-    """``"core"`` when removing the object takes the largest share of the feature,
-    ``"spurious:<kind>"`` when removing that kind's cues does, provided the share is at least
-    ``threshold``; ``"none"`` otherwise (no region carries the feature by itself). Ties go to
-    the object."""
-    shares = {"core": float(effects.get("object") or 0.0)}
-    shares.update({f"spurious:{k}": float(v or 0.0)
-                   for k, v in (effects.get("kinds") or {}).items()})
-    best = max(shares, key=lambda k: (shares[k], k == "core"))
-    return best if shares[best] >= threshold else "none"
+    """``"spurious:<kind>"`` when a kind of cue carries at least ``threshold`` of the feature
+    (the kind carrying most, if several do), else ``"core"`` when the object does, else
+    ``"none"`` (no region carries the feature by itself).
+
+    A cue comes first because the audit asks whether a feature relies on a spurious cue: a
+    feature that the object and a cue each carry half or more of (an image feature needing
+    both, or a text feature that identity terms move as far as insults: insertion shares are
+    measured one kind at a time and need not add up to one) relies on the cue as much as on
+    the object. Ties between cue kinds go to the kind named first in sorted order."""
+    kinds = {str(k): float(v or 0.0) for k, v in (effects.get("kinds") or {}).items()}
+    cues = sorted((k for k, v in kinds.items() if v >= threshold),
+                  key=lambda k: (-kinds[k], k))
+    if cues:
+        return f"spurious:{cues[0]}"
+    return "core" if float(effects.get("object") or 0.0) >= threshold else "none"
 
 
 def feature_removal(src, rows: Sequence[int] | np.ndarray, feature: int, weight: float,
