@@ -71,12 +71,8 @@ class ExtendResult:
                 f"interrupted run), {len(self.skipped)} skipped; committed ${self.spent:.2f}")
 
 
-def _extension_exists(exc: ClientError) -> bool:
-    err = exc.response.get("Error", {})
-    code = exc.response.get("TurkErrorCode") or err.get("Code", "")
-    return "ExtendHITAlreadyExists" in str(code) or (
-        "already" in err.get("Message", "").lower()
-        and "UniqueRequestToken" in err.get("Message", ""))
+def _max_assignments(client: Any, hit_id: str, sleep: Callable[[float], None]) -> int:
+    return int(call_with_retry(client.get_hit, sleep=sleep, HITId=hit_id)["HIT"]["MaxAssignments"])
 
 
 def extend_hits(tasks_dir: str | Path, client: Any, endpoint: Endpoint,
@@ -174,13 +170,16 @@ def extend_hits(tasks_dir: str | Path, client: Any, endpoint: Endpoint,
             if not resumed:
                 ledger.mark_extension_pending(endpoint.key, key, round_no=rnd, token=token,
                                               n_added=n, cost_cents=int(cost * 100))
+            expected = ledger.hit(endpoint.key, key).max_assignments + n
             try:
                 call_with_retry(client.create_additional_assignments_for_hit, sleep=sleep,
                                 HITId=hit_id, NumberOfAdditionalAssignments=n,
                                 UniqueRequestToken=token)
-            except ClientError as exc:
-                if not _extension_exists(exc):
-                    # the service refused: nothing was added, so nothing stays committed
+            except ClientError:
+                # MTurk answers a repeated token with an error whose form it does not
+                # document: the HIT itself says whether this extension was already made
+                if _max_assignments(client, hit_id, sleep) != expected:
+                    # refused: nothing was added, so nothing stays committed
                     ledger.drop_extension(endpoint.key, key, rnd)
                     raise
                 log.info("%s: extension %d already made", key, rnd)

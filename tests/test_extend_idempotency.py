@@ -114,3 +114,55 @@ def test_only_collected_hits_are_extended_and_hits_of_ten_pay_the_higher_fee(tas
     assert res.skipped == {KEYS[1]: "0 of its 10 assignments collected; collect the rest first"}
     assert res.new_cost == estimate_cost(1, 13, "0.10").total / 13 * 3  # 40% fee from 10 on
     assert _max(service, tasks, KEYS[0]) == (13, 13)
+
+
+def test_result_summary_counts_hits_assignments_and_recoveries():
+    from tasks.extend import ExtendResult
+
+    r = ExtendResult("local:x", extended={"a": 2, "b": 3}, recovered={"c": 1},
+                     skipped={"d": "why"}, spent=Decimal("1.5"))
+    assert r.summary() == ("local:x: 3 HITs extended by 6 assignments in all (1 recovered "
+                           "after an interrupted run), 1 skipped; committed $1.50")
+
+
+def test_bad_requests_are_refused_before_anything_is_sent(tasks, service, tmp_path):
+    from tasks.client import resolve_endpoint
+    from tasks.publish import PublishError
+
+    with pytest.raises(PublishError, match="no ledger"):
+        _extend(tasks, service)
+    _published_and_collected(tasks, service)
+    with pytest.raises(PublishError, match=r"no HIT 'nope' in the ledger"):
+        _extend(tasks, service, keys=["nope"])
+    with pytest.raises(PublishError, match="must be >= 1, got 0"):
+        _extend(tasks, service, n=0)
+    prod = resolve_endpoint("production", None)
+    with pytest.raises(PublishError, match="pass --yes"):
+        extend_hits(tasks, service.client, prod, KEYS[:1], 1)
+    assert service.count(OP) == 0
+
+
+def test_limits_rounds_and_unpublished_hits_are_skipped_with_their_reason(tmp_path, service):
+    tasks = make_tasks_dir(tmp_path / "probe")
+    service.kill_at = ("CreateHITWithHITType", 2, "before")  # the second HIT stays pending
+    with pytest.raises(Killed):
+        publish(tasks, service, assignments=7)
+    service.kill_at = None
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        rec = ledger.hit(service.endpoint.key, KEYS[0])
+        for i in range(7):
+            ledger.record_assignment(service.endpoint.key, f"a{i}", hit_id=rec.hit_id,
+                                     hit_key=KEYS[0], worker_id=f"W{i}", status="Submitted")
+    res = _extend(tasks, service, keys=KEYS[:2], n=5)
+    assert res.extended == {KEYS[0]: 2}  # 7 + 2 = 9: the most a HIT created with 7 may have
+    assert res.skipped == {KEYS[1]: f"not published at {service.endpoint.key}"}
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        for i in range(7, 9):
+            ledger.record_assignment(service.endpoint.key, f"a{i}", hit_id=rec.hit_id,
+                                     hit_key=KEYS[0], worker_id=f"W{i}", status="Submitted")
+    res = _extend(tasks, service, keys=KEYS[:1], n=1)
+    assert res.skipped == {KEYS[0]: "at 9 assignments: MTurk does not extend a HIT created "
+                                    "with fewer than 10 to 10 or more"}
+    res = _extend(tasks, service, keys=KEYS[:1], n=1, max_rounds=1)
+    assert res.skipped == {KEYS[0]: "extended 1 times already (max_rounds)"}
+    assert _max(service, tasks, KEYS[0]) == (9, 9)
