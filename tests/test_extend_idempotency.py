@@ -28,10 +28,10 @@ def tasks(tmp_path):
     return make_tasks_dir(tmp_path / "probe")
 
 
-def _published_and_collected(tasks, svc, keys=KEYS[:2], assignments=3):
+def _published_and_collected(tasks, svc, keys=KEYS[:2], assignments=3, **options):
     """Publish, then write down in the ledger that every assignment of ``keys`` was collected
     (what ``tasks collect`` leaves there)."""
-    publish(tasks, svc, assignments=assignments)
+    publish(tasks, svc, assignments=assignments, **options)
     with Ledger(tasks / "ledger.sqlite") as ledger:
         for key in keys:
             rec = ledger.hit(svc.endpoint.key, key)
@@ -57,7 +57,11 @@ def test_killed_extension_is_finished_by_the_rerun_once(tasks, service, when):
     with pytest.raises(Killed):
         _extend(tasks, service)
     service.kill_at = None
-    res = _extend(tasks, service)
+    service.fail["GetHIT"] = [503]  # the check of the HIT is retried too
+    slept: list[float] = []
+    res = extend_hits(tasks, service.client, service.endpoint, KEYS[:2], 2, sleep=slept.append)
+    assert len(slept) == (1 if when == "after" else 0)  # GetHIT runs only after an error
+    service.fail.pop("GetHIT", None)
     assert res.extended == {} and res.recovered == {KEYS[1]: 2}
     assert [_max(service, tasks, k) for k in KEYS[:2]] == [(5, 5), (5, 5)]
     tokens = [p["UniqueRequestToken"] for op, p in service.sent if op == OP]
@@ -87,7 +91,9 @@ def test_refused_extension_commits_nothing_and_a_retry_of_a_busy_service_adds_on
         assert ledger.spent_cents(service.endpoint.key) == spent
     assert _max(service, tasks, KEYS[0]) == (3, 3)
     service.fail[OP] = [503, 503]  # transient: retried with the same token
-    res = _extend(tasks, service)
+    slept: list[float] = []
+    res = extend_hits(tasks, service.client, service.endpoint, KEYS[:2], 2, sleep=slept.append)
+    assert len(slept) == 2  # one back-off per refusal
     assert res.extended == {KEYS[0]: 2, KEYS[1]: 2}
     assert [_max(service, tasks, k) for k in KEYS[:2]] == [(5, 5), (5, 5)]
     with Ledger(tasks / "ledger.sqlite") as ledger:
@@ -96,15 +102,20 @@ def test_refused_extension_commits_nothing_and_a_retry_of_a_busy_service_adds_on
 
 
 def test_budget_exactly_covering_the_extensions_is_enough(tasks, service):
-    _published_and_collected(tasks, service)
+    _published_and_collected(tasks, service, reward="0.50")
     with Ledger(tasks / "ledger.sqlite") as ledger:
         spent = Decimal(ledger.spent_cents(service.endpoint.key)) / 100
-    cost = 2 * estimate_cost(1, 5, "0.10").total / 5 * 2
-    with pytest.raises(BudgetExceededError):
+    cost = 2 * estimate_cost(1, 5, "0.50").total / 5 * 2
+    assert cost == Decimal("2.40")  # 4 assignments at $0.50 + 20%
+    with pytest.raises(BudgetExceededError,
+                       match=rf"^budget \${spent + cost - Decimal('0.01'):.2f} exceeded: 4 more "
+                             rf"assignments cost \$2.40 and \${spent:.2f} is already committed; "
+                             "nothing was extended$"):
         _extend(tasks, service, budget=spent + cost - Decimal("0.01"))
     assert service.count(OP) == 0
     res = _extend(tasks, service, budget=spent + cost)
     assert res.new_cost == cost and res.spent == spent + cost
+    assert res.endpoint == service.endpoint.key
 
 
 def test_only_collected_hits_are_extended_and_hits_of_ten_pay_the_higher_fee(tasks, service):
@@ -166,3 +177,16 @@ def test_limits_rounds_and_unpublished_hits_are_skipped_with_their_reason(tmp_pa
     res = _extend(tasks, service, keys=KEYS[:1], n=1, max_rounds=1)
     assert res.skipped == {KEYS[0]: "extended 1 times already (max_rounds)"}
     assert _max(service, tasks, KEYS[0]) == (9, 9)
+
+
+def test_rows_of_another_endpoint_are_kept_apart(tasks, service):
+    with Ledger(tasks / "ledger.sqlite") as ledger:  # the sandbox saw this HIT first
+        ledger.mark_pending("sandbox", KEYS[0], batch_id="b", token="t", reward="0.10",
+                            max_assignments=3, cost_cents=36)
+    _published_and_collected(tasks, service, keys=KEYS[:1])
+    res = _extend(tasks, service, keys=KEYS[:1])
+    assert res.extended == {KEYS[0]: 2}
+    assert _max(service, tasks, KEYS[0]) == (5, 5)
+    with Ledger(tasks / "ledger.sqlite") as ledger:
+        assert ledger.hit("sandbox", KEYS[0]).max_assignments == 3
+        assert ledger.extensions("sandbox", KEYS[0]) == []
