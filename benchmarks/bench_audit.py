@@ -17,7 +17,8 @@ plants: watermark and stripe are marks, texture and tint backgrounds) and of the
 - false alarms: features judged spurious whose truth is not a planted cue. The truth is
   decided by intervention wherever it can be (:mod:`tasks.viz.intervention`: the shapes
   generator redraws each image HIT's shown images without the object and without each cue;
-  a text HIT's shown comments lose the words of each kind, or ordinary comments gain them; a
+  a text HIT's shown comments lose the words of each kind, or ordinary comments gain them
+  (net of words of neither kind, the control group); a
   kind of cue carrying at least half of the feature is its pattern, else the object if it
   does), so it does not come from the maps and panels the simulated crowd reads; image
   features shown where they are lowest keep the maps' truth. A flagged feature that the

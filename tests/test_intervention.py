@@ -281,7 +281,23 @@ def test_text_truth_by_insertion_into_ordinary_comments():
     # no ordinary comments: no insertion
     assert text_removal(encode, sel_t, sel_k, 0, 1.0, baseline, ["insult"],
                         cue_words=ident)["removal"]["insertion"] == {"object": 0.0,
-                                                                      "identity": 0.0}
+                                                                      "identity": 0.0,
+                                                                      "control": 0.0}
+    # the control group: filler words move this feature exactly as identity terms do, so
+    # insertion says nothing about identity terms beyond what any counted word does
+    filler = sorted(BagOfWordsEncoder.groups[3])
+    ctrl = text_removal(encode, sel_t, sel_k, 0, 1.0, baseline, ["insult"],
+                        ordinary=ordinary, cue_words=ident, control_words=filler)
+    assert ctrl["removal"]["insertion"]["control"] == pytest.approx(1.0 / dep, abs=1e-4)
+    assert ctrl["removal"]["kinds"]["identity"] == pytest.approx(
+        max(ctrl["removal"]["deletion"]["identity"], 0.0), abs=1e-4)
+    # insults move it by nothing, so net of the control they take it back by as much
+    assert ctrl["removal"]["object"] == pytest.approx(
+        max(ctrl["removal"]["deletion"]["object"], -1.0 / dep), abs=1e-4)
+    # a control that the feature ignores subtracts nothing
+    plain = text_removal(encode, sel_t, sel_k, 0, 1.0, baseline, ["insult"],
+                         ordinary=ordinary, cue_words=ident, control_words=["plain", "words"])
+    assert plain["removal"]["kinds"] == check["removal"]["kinds"]
 
 
 def _panel(obj, cues, rest, removed, kept=0.8, area=0.1):

@@ -124,7 +124,7 @@ def test_deletion_shares_are_exact_and_rounded_to_four_digits():
     check = text_removal(enc, TOKENS, KINDS, 0, 0.7, 1.0, ["insult"])
     assert check["removal"]["deletion"] == {"identity": round(1 - 1 / 3, 4),
                                             "object": round(1 - 1 / 3, 4)}
-    assert check["removal"]["insertion"] == {"object": 0.0, "identity": 0.0}
+    assert check["removal"]["insertion"] == {"object": 0.0, "identity": 0.0, "control": 0.0}
     assert check["removal"]["cues"] == {"identity": round(2 / 3, 4)}
     assert check["removal"]["kinds"] == {"identity": round(2 / 3, 4)}
     assert check["removal"]["object"] == round(2 / 3, 4)
@@ -203,7 +203,8 @@ def test_identity_insertion_is_measured_even_without_class_words():
     toks, kinds = [["jew", "here"]], [["identity:religion", "other"]]
     check = text_removal(enc, toks, kinds, 0, 1.0, 0.0, ["insult"], ordinary=["plain"],
                          cue_words=["muslim"])
-    assert check["removal"]["insertion"] == {"object": 0.0, "identity": round(1.0 / 2.0, 4)}
+    assert check["removal"]["insertion"] == {"object": 0.0, "identity": round(1.0 / 2.0, 4),
+                                             "control": 0.0}
 
 
 def test_own_words_come_from_every_shown_comment():

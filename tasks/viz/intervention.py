@@ -134,16 +134,19 @@ def text_removal(encode: Callable, tokens: Sequence[Sequence[str]],
                  token_kinds: Sequence[Sequence[str]], feature: int, weight: float,
                  baseline: float, class_kinds: Sequence[str],
                  ordinary: Sequence[str] = (), cue_words: Sequence[str] = (),
-                 class_words: Sequence[str] = (), n_words: int = 8, seed: int = 0
-                 ) -> dict | None:
+                 class_words: Sequence[str] = (), control_words: Sequence[str] = (),
+                 n_words: int = 8, seed: int = 0) -> dict | None:
     """The truth by intervention of a text HIT, by deletion and by insertion.
 
     *Deletion*: the shown comments with every word of one kind deleted; the share of their
     departure from an ordinary comment that goes. *Insertion* (the paper's counterfactual,
     feature by feature): words of one kind appended to ordinary comments; the departure they
-    add, as a share of the shown comments' departure. A region's share is the larger of the
-    two: a feature is the identity terms' if deleting them takes half of it from its top
-    comments, or if appending one to an ordinary comment moves it half the way to them.
+    add, as a share of the shown comments' departure, less what words of neither kind add
+    (``control_words``, the control group of the paper's counterfactual test: a feature that
+    every appended word moves, e.g. one that counts words, is no feature of identity terms). A
+    region's share is the larger of the two: a feature is the identity terms' if deleting
+    them takes half of it from its top comments, or if appending one to an ordinary comment
+    moves it half the way to them beyond what any word does.
 
     Parameters
     ----------
@@ -160,15 +163,17 @@ def text_removal(encode: Callable, tokens: Sequence[Sequence[str]],
         Token kinds that are the class's own words (the "object").
     ordinary : sequence of str
         Ordinary comments (the feature near its median) for insertion; none: no insertion.
-    cue_words, class_words : sequence of str
-        Identity terms and the class's own words to append (``n_words`` of each drawn with
-        ``seed``; the class's own words default to those in the shown comments).
+    cue_words, class_words, control_words : sequence of str
+        Identity terms, the class's own words and words of neither kind to append
+        (``n_words`` of each drawn with ``seed``; the class's own words default to those in
+        the shown comments; no control words: nothing is subtracted).
 
     Returns
     -------
     dict or None
         ``{"removal": {"object": f, "cues": {"identity": f}, "kinds": {"identity": f},
-        "deletion": {"object": f, "identity": f}, "insertion": {...}}, "truth": str}``, or
+        "deletion": {"object": f, "identity": f}, "insertion": {"object", "identity",
+        "control"}}, "truth": str}`` (``insertion`` before the control's is subtracted), or
         None when no shown comment departs the class's way.
     """
     from tasks.viz.text_panels import feature_values
@@ -193,10 +198,11 @@ def text_removal(encode: Callable, tokens: Sequence[Sequence[str]],
     base = float(dep[0, ok].mean())
     deletion = {"object": round(float(1.0 - dep[1, ok].mean() / base), 4),
                 "identity": round(float(1.0 - dep[2, ok].mean() / base), 4)}
-    insertion = {"object": 0.0, "identity": 0.0}
+    insertion = {"object": 0.0, "identity": 0.0, "control": 0.0}
     rng = np.random.default_rng(seed)
     for name, words in (("object", list(dict.fromkeys(class_words or own))),
-                        ("identity", list(dict.fromkeys(cue_words)))):
+                        ("identity", list(dict.fromkeys(cue_words))),
+                        ("control", list(dict.fromkeys(control_words)))):
         if not ordinary or not words:
             continue
         pick = [words[i] for i in sorted(rng.choice(len(words), min(n_words, len(words)),
@@ -205,8 +211,9 @@ def text_removal(encode: Callable, tokens: Sequence[Sequence[str]],
         f1 = feature_values(encode, [f"{b} {w}" for w in pick for b in ordinary],
                             feature).reshape(len(pick), len(ordinary))
         insertion[name] = round(float(np.mean(s * (f1 - f0[None, :]))) / base, 4)
-    obj = max(deletion["object"], insertion["object"])
-    ident = max(deletion["identity"], insertion["identity"])
+    net = {k: round(insertion[k] - insertion["control"], 4) for k in ("object", "identity")}
+    obj = max(deletion["object"], net["object"])
+    ident = max(deletion["identity"], net["identity"])
     removal = {"object": obj, "cues": {"identity": ident}, "kinds": {"identity": ident},
                "deletion": deletion, "insertion": insertion}
     return {"removal": removal, "truth": truth_from_removal(removal)}
@@ -217,19 +224,24 @@ def text_feature_removal(src, rows: Sequence[int] | np.ndarray, feature: int, we
     """:func:`text_removal` of one text HIT of an :class:`~tasks.viz.source.ExampleSource`
     with token kinds (None without them): its shown comments ``rows``, the feature's column
     ``values`` (n,) over the source's split for the baseline (median) and the ordinary
-    comments, and the corpus's identity terms as the words to append."""
+    comments, the corpus's identity terms as the words to append, and its words of no class
+    and no identity kind as the control."""
     from tasks.viz.text_panels import ordinary_rows
 
     if src.token_kinds is None:
         return None
     col = np.asarray(values, dtype=np.float64)
     rows = np.asarray(rows, np.int64)
-    identity = sorted({t.lower() for toks, kinds in zip(src.tokens, src.token_kinds,
-                                                         strict=True)
-                       for t, k in zip(toks, kinds, strict=True)
-                       if str(k).startswith("identity")})
+    identity: set[str] = set()
+    control: set[str] = set()
+    for toks, kinds in zip(src.tokens, src.token_kinds, strict=True):
+        for t, k in zip(toks, kinds, strict=True):
+            if str(k).startswith("identity"):
+                identity.add(t.lower())
+            elif str(k) not in src.class_word_kinds:
+                control.add(t.lower())
     return text_removal(src.features, [src.tokens[i] for i in rows],
                         [src.token_kinds[i] for i in rows], feature, weight,
                         float(np.median(col)), src.class_word_kinds,
                         ordinary=[src.texts[i] for i in ordinary_rows(col, ORDINARY_TEXTS)],
-                        cue_words=identity)
+                        cue_words=sorted(identity), control_words=sorted(control))
