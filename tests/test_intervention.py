@@ -387,3 +387,15 @@ def test_mixed_means_the_named_cue_carries_a_fifth_and_says_if_the_object_carrie
          "removal": {"object": obj, "kinds": {"background": kind_share, "mark": 0.9}}}
     assert is_mixed(f) is mixed
     assert object_larger(f) is (larger if source == "intervention" else obj > kind_share)
+
+
+def test_object_larger_with_a_kind_or_an_object_not_measured():
+    # the named kind was not measured: it carries nothing, so any object share is larger
+    f = {"kind": "mark", "truth_source": "intervention",
+         "removal": {"object": 0.1, "kinds": {"background": 0.9}}}
+    assert object_larger(f) is True and is_mixed(f) is False
+    # no object share recorded: the object carries nothing
+    f = {"kind": "background", "truth_source": "intervention",
+         "removal": {"object": None, "kinds": {"background": 0.3}}}
+    assert object_larger(f) is False and is_mixed(f) is True
+    assert object_larger({"kind": "mark", "removal": {}}) is False
