@@ -205,6 +205,18 @@ def test_identity_insertion_is_measured_even_without_class_words():
                          cue_words=["muslim"])
     assert check["removal"]["insertion"] == {"object": 0.0, "identity": round(1.0 / 2.0, 4),
                                              "control": 0.0}
+    # a control word worth 1/3: a shown comment "jew" + 12 x "table" departs by 2 + 4 = 6;
+    # deleting "jew" takes 1/3; appending "christian" (3) adds 1/2, "table" 1/18 = 0.0556, so
+    # identity terms carry 0.5 - 0.0556 = 0.4444 beyond the control, more than by deletion
+    enc3 = CountEncoder([{**IDENT, "table": 1.0 / 3.0}])
+    net = text_removal(enc3, [["jew"] + ["table"] * 12], [["identity:religion"] + ["other"] * 12],
+                       0, 1.0, 0.0, ["insult"], ordinary=["plain"], cue_words=["christian"],
+                       control_words=["table"])
+    assert net["removal"]["insertion"] == {"object": 0.0, "identity": 0.5, "control": 0.0556}
+    assert net["removal"]["deletion"]["identity"] == 0.3333
+    assert net["removal"]["kinds"] == {"identity": 0.4444}
+    # the class's own words (none here) net of the control: below zero, deletion's 0 stands
+    assert net["removal"]["object"] == 0.0
 
 
 def test_own_words_come_from_every_shown_comment():
@@ -239,6 +251,24 @@ def test_text_feature_removal_wires_a_sources_corpus():
                             ["insult"], ordinary=ordinary,
                             cue_words=["christian", "jew", "muslim"])
     assert check == expected and check["removal"]["insertion"]["identity"] > 0
+    # the control group is the corpus's words of neither kind, lower-cased ("Plain" counts
+    # as "plain", which this feature counts as much as an identity term)
+    texts2 = [*texts[:3], "a Plain one", "another plain", "plain"]
+    tokens2 = [t.split() for t in texts2]
+    enc2 = CountEncoder([{**IDENT, **INSULT, "plain": 2.0}])
+    src2 = ExampleSource(kind="text", texts=texts2, tokens=tokens2, features=enc2,
+                         token_kinds=KINDS + [["other"] * len(t) for t in tokens2[3:]],
+                         class_word_kinds=("insult",))
+    values2 = enc2(texts2)[:, 0].numpy()
+    check2 = text_feature_removal(src2, [0, 1, 2], 0, 1.0, values2)
+    ordinary2 = [texts2[i] for i in np.argsort(np.abs(values2 - np.median(values2)),
+                                               kind="stable")[:ORDINARY_TEXTS]]
+    control = sorted({"you", "what", "a", "plain", "one", "another"})
+    assert check2 == text_removal(enc2, TOKENS, KINDS, 0, 1.0, float(np.median(values2)),
+                                  ["insult"], ordinary=ordinary2,
+                                  cue_words=["christian", "jew", "muslim"],
+                                  control_words=control)
+    assert check2["removal"]["insertion"]["control"] > 0
     src.token_kinds = None
     assert text_feature_removal(src, [0, 1, 2], 0, 1.0, values) is None
 
