@@ -121,7 +121,12 @@ def test_identity_terms_flagged(demo):
     rows = _report(out, "toxicity")["features"]
     flagged = [r for r in rows if r["verdict"] == "spurious"]
     assert flagged and all(r["kind"] == "identity" for r in flagged)
-    assert all(r["truth"] == "spurious:identity" for r in flagged)
+    # each flag is a finding, or a mixed feature (identity terms carry a fifth to a half of
+    # it beyond what other words do): never a false alarm
+    summary = _summary(out)["runs"]["toxicity"]
+    assert summary["false_alarms"] == []
+    findings = [r for r in flagged if r["truth"] == "spurious:identity"]
+    assert findings and len(findings) + len(summary["flagged_mixed"]) == len(flagged)
     assert {r["class_name"] for r in flagged} == {"toxic"}
     (cue,) = _summary(out)["runs"]["toxicity"]["cues"]
     assert cue["status"] == "found" and cue["kind"] == "identity"
