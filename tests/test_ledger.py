@@ -243,3 +243,20 @@ def test_closed_ledger_refuses_further_use(tmp_path):
         pass
     with pytest.raises(sqlite3.ProgrammingError):
         led.hits()
+
+
+def test_a_ledger_from_before_extensions_opens_and_gains_the_table(tmp_path):
+    from tasks.ledger import _SCHEMA, SCHEMA_VERSION
+
+    path = tmp_path / "ledger.sqlite"
+    with sqlite3.connect(path) as db:  # what schema 1 wrote before the extensions table
+        db.executescript(_SCHEMA)
+        db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+    with Ledger(path) as ledger:
+        assert ledger.extensions("local:x", "k") == []
+        ledger.mark_extension_pending("local:x", "k", round_no=1, token="t", n_added=2,
+                                      cost_cents=24)
+        assert ledger.spent_cents("local:x") == 24
+    with sqlite3.connect(path) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "extensions" in tables
