@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-__all__ = ["DEFAULT_ASSIGNMENTS", "REWARD_PATTERN", "CostEstimate", "estimate_cost", "fee_rate",
-           "parse_reward"]
+__all__ = ["DEFAULT_ASSIGNMENTS", "LARGE_HIT", "REWARD_PATTERN", "CostEstimate", "estimate_cost",
+           "fee_rate", "parse_reward"]
 
 #: Assignments (workers) per HIT unless ``tasks build --assignments`` says otherwise. The
 #: builder writes the number into each manifest line (``"assignments"``); the publisher uses
@@ -39,9 +39,16 @@ def parse_reward(reward: str | float) -> Decimal:
     return Decimal(text)
 
 
+#: MTurk's line between small and large HITs: from this many assignments on the commission is
+#: 40%, and a HIT created with fewer can never be extended to this many
+#: (``CreateAdditionalAssignmentsForHIT``).
+LARGE_HIT = 10
+
+
 def fee_rate(assignments_per_hit: int) -> Decimal:
-    """MTurk commission: 20%, or 40% when a HIT has 10 or more assignments."""
-    return Decimal("0.40") if assignments_per_hit >= 10 else Decimal("0.20")
+    """MTurk commission: 20%, or 40% when a HIT has :data:`LARGE_HIT` (10) or more
+    assignments."""
+    return Decimal("0.40") if assignments_per_hit >= LARGE_HIT else Decimal("0.20")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from tasks.client import Endpoint
-from tasks.cost import estimate_cost, parse_reward
+from tasks.cost import LARGE_HIT, estimate_cost, parse_reward
 from tasks.ledger import LEDGER_NAME, Ledger, request_token
 from tasks.publish import BudgetExceededError, PublishError, call_with_retry
 
@@ -38,7 +38,7 @@ __all__ = ["EXTENSION_LIMIT", "ExtendResult", "extend_hits", "extension_size"]
 log = logging.getLogger(__name__)
 
 #: MTurk: a HIT created with fewer than this many assignments cannot be extended to as many.
-EXTENSION_LIMIT = 10
+EXTENSION_LIMIT = LARGE_HIT
 
 
 def extension_size(created_with: int, current: int, wanted: int) -> int:

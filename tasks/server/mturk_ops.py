@@ -27,7 +27,7 @@ import time
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from tasks.cost import fee_rate, parse_reward
+from tasks.cost import LARGE_HIT, fee_rate, parse_reward
 
 from .errors import RequestError
 from .qualifications import check_requirements
@@ -507,7 +507,7 @@ def update_expiration_for_hit(store: Storage, p: dict) -> dict:
 
 #: MTurk: a HIT created with fewer than this many assignments cannot be extended to this many
 #: or more (``AWS.MechanicalTurk.InvalidMaximumAssignmentsIncrease``).
-EXTENSION_LIMIT = 10
+EXTENSION_LIMIT = LARGE_HIT
 
 
 def create_additional_assignments_for_hit(store: Storage, p: dict) -> dict:
