@@ -44,8 +44,15 @@ from sparse_probe.path import Path
 from sparse_probe.penalties import DEFAULT_ALPHA, Penalty, make_penalty
 from sparse_probe.solvers import SOLVERS, get_solver
 from sparse_probe.solvers.blocked import BlockedData
-from sparse_probe.solvers.choice import prefer_newton
+from sparse_probe.solvers.choice import (
+    PathTimes,
+    newton_seconds,
+    owlqn_seconds,
+    prefer_newton,
+)
+from sparse_probe.solvers.gram_cd import load_kernel
 from sparse_probe.solvers.lbfgs import LBFGSMemory, history_for
+from sparse_probe.solvers.newton import DEFAULT_MAX_FREE
 from sparse_probe.solvers.products import rt_x
 from sparse_probe.solvers.restricted import RestrictedData, softmax_residual
 from sparse_probe.solvers.threads import fit_threads
@@ -396,7 +403,7 @@ def fit_path(
         hist: list = []  # (λ, W, b) of the last solved points, for the warm start
         z = None  # float64 logits (n, C) of the current solution when the solver returns them
         mem, mem_ws = None, None  # OWL-QN's curvature pairs and the working set they belong to
-        owlqn_iters = None  # OWL-QN's iterations at the last point it solved (for ``auto``)
+        times = PathTimes()  # each solver's last measured point (for ``auto``)
         methods: list[str] = []  # the restricted solver(s) of each point
         bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
         tol_points = []
@@ -421,14 +428,19 @@ def fit_path(
                     if _round == 0 and hist:
                         Wstart, bstart = _predict(hist, lam, order=_PREDICT_ORDER)
                     use = spec
-                    if auto and data.keeps_logits and device.type == "cpu":
+                    choose = auto and data.keeps_logits and device.type == "cpu"
+                    if choose:
                         # the model's size at the solution: the nonzero weights and those whose
                         # gradient already violates this λ's threshold, plus the biases
                         enter = np.abs(G[:, tr.ws]) > penalty.l1_l2(lam)[0]
                         n_free = int(((Wstart[:, tr.ws] != 0) | enter).sum()) + C
-                        if prefer_newton(src.n, tr.ws.size, C, n_free, owlqn_iters,
-                                         on_newton=bool(methods) and methods[-1] == "newton"):
+                        pred_owl = owlqn_seconds(times, tr.ws.size)
+                        pred_newton = newton_seconds(times, src.n, tr.ws.size, C, n_free)
+                        if prefer_newton(times, src.n, tr.ws.size, C, n_free,
+                                         on_newton=bool(methods) and methods[-1] == "newton",
+                                         max_free=DEFAULT_MAX_FREE):
                             use = SOLVERS["newton"]
+                            load_kernel()  # its one-off import is not Newton's time per point
                     W0 = torch.as_tensor(Wstart[:, tr.ws], device=device)
                     b0 = torch.as_tensor(bstart, device=device)
                     z0 = None
@@ -441,14 +453,24 @@ def fit_path(
                     carried = None if mem is None else _carry_memory(mem, mem_ws, tr.ws, C)
                     if use.name != "newton" and not isinstance(carried, LBFGSMemory):
                         carried = None  # OWL-QN takes curvature pairs only, not a Hessian
+                    t_solve = time.perf_counter()
                     res = use.solve(
                         data, W0, b0, lam, penalty, tol=_SOLVER_TOL_SHARE * tol_abs,
                         max_iter=max_iter, z0=z0,
                         gamma0=gamma,  # the last point's curvature scale: a sized first step
                         memory=carried)
                     used.append(use.name)
-                    if use.name == "owlqn":
-                        owlqn_iters = res.n_iter
+                    if choose:  # measured seconds for the next points' choice
+                        secs = time.perf_counter() - t_solve
+                        st = res.stats or {}
+                        if use.name == "owlqn" or st.get("handed_over"):
+                            times = times.after_owlqn(res.n_iter, secs, tr.ws.size)
+                        else:
+                            times = times.after_newton(secs, src.n, n_free, st["hessian_seconds"],
+                                                       st["hessian_work"])
+                        log.debug("λ=%.3e: %s, m %d, N %d, %d iterations, %.3f s "
+                                  "(predicted: OWL-QN %s, Newton %s)", lam, use.name, tr.ws.size,
+                                  n_free, res.n_iter, secs, pred_owl, pred_newton)
                     z = res.logits
                     gamma = res.gamma if res.gamma is not None else gamma
                     mem, mem_ws = res.memory, tr.ws

@@ -1,5 +1,6 @@
 """The proximal Newton solver (solvers/newton.py), its Gram coordinate descent
-(solvers/gram_cd.py) and the default's per-point choice (solvers/choice.py).
+(solvers/gram_cd.py) and the default's per-point choice on whole paths (its pure
+functions: tests/test_choice.py).
 
 References are independent: autograd for the Hessian, python-glmnet and scikit-learn for the
 path objectives (all evaluated by the shared float64 objective), OWL-QN for the restricted
@@ -19,7 +20,6 @@ from sparse_probe import fit_path, kkt_violation, objective_f64
 from sparse_probe.penalties import ElasticNet, GroupedElasticNet
 from sparse_probe.solvers import SOLVERS, get_solver, gram_cd
 from sparse_probe.solvers.blocked import BlockedData
-from sparse_probe.solvers.choice import newton_cost, prefer_newton
 from sparse_probe.solvers.gram_cd import enet_qp, qp_violation
 from sparse_probe.solvers.newton import (
     NewtonState,
@@ -239,20 +239,6 @@ def test_schur_complement_of_a_subset_is_the_subset_of_the_schur_complement():
     Hs_ww, Hs_wb, _ = hessian_blocks(X, P, cls[sub], col[sub])
     np.testing.assert_allclose(Hs_ww - Hs_wb @ inv @ Hs_wb.T, Q[np.ix_(sub, sub)], rtol=0,
                                atol=1e-6 * np.abs(Q).max())  # float32 products
-
-
-def test_choice_follows_the_costs():
-    assert not prefer_newton(10_000, 100, 10, 20, None)  # OWL-QN first
-    assert prefer_newton(10_000, 100, 10, 50, 40)  # few free coordinates, slow OWL-QN
-    assert not prefer_newton(10_000, 100, 10, 50, 3)  # OWL-QN barely iterates
-    cost = newton_cost(10_000, 100, 10, 300)
-    assert not prefer_newton(10_000, 100, 10, 300, cost / 1.2)
-    assert prefer_newton(10_000, 100, 10, 300, cost / 1.2, on_newton=True)  # hysteresis
-    assert not prefer_newton(10_000, 100, 10, 300, cost / 2, on_newton=True)
-    assert not prefer_newton(10_000, 64, 100, 6_000, 40)  # many classes: a huge model
-    assert newton_cost(10_000, 100, 10, 800) > newton_cost(10_000, 100, 10, 400)
-    with pytest.raises(ValueError, match="newton_cost: n, m and C must be positive"):
-        newton_cost(0, 10, 3, 5)
 
 
 # ---------------------------------------------------------------------------- paths

@@ -39,6 +39,7 @@ logistic regression", JMLR 2012 (shrinking of the free set).
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import torch
@@ -314,7 +315,10 @@ def newton(
     SolveResult
         With ``logits``, ``grad``/``grad_b`` at the solution (for the caller's KKT pass and
         the next warm start) and the last model as ``memory`` (a :class:`NewtonState`; the
-        L-BFGS pairs instead when OWL-QN took over).
+        L-BFGS pairs instead when OWL-QN took over), and ``stats``: ``hessian_seconds`` and
+        ``hessian_work`` (seconds and ``n N²/2`` multiply-adds of the fresh Hessians, for the
+        default's choice, :mod:`~sparse_probe.solvers.choice`), ``handed_over`` when OWL-QN
+        took over.
     """
     if not isinstance(penalty, ElasticNet):
         raise ValueError(f"newton: solves the elementwise elastic net only, got {penalty!r}")
@@ -351,6 +355,7 @@ def newton(
         else None
     lbfgs = memory if isinstance(memory, LBFGSMemory) else None  # for a hand-over to OWL-QN
     it, stall, converged, viol = 0, 0, False, float("inf")
+    hess_s, hess_work = 0.0, 0.0  # seconds and multiply-adds of the fresh Hessians
     stale_step, force = False, False
     while True:
         g = G + l2 * W
@@ -370,6 +375,8 @@ def newton(
         if Nw + C > max_free:  # too large a model: OWL-QN from here
             res = owlqn(data, W, b, lam, penalty, tol=tol, z0=z, gamma0=gamma0, memory=lbfgs)
             res.n_iter += it
+            res.stats = {"hessian_seconds": hess_s, "hessian_work": hess_work,
+                         "handed_over": True}
             return res
         it += 1
         key = (cls * m + col).cpu().numpy()
@@ -385,8 +392,11 @@ def newton(
                 model = state.Q, state.Hwb, state.Hbb
         fresh = model is None
         if fresh:
+            t_h = time.perf_counter()
             Hww, Hwb, Hbb = hessian_blocks(data.Xw, P, cls, col, XwT=data.XwT)
             Hww -= (Hwb @ _pinv_bias(Hbb)) @ Hwb.T  # biases minimized out: the Schur complement
+            hess_s += time.perf_counter() - t_h
+            hess_work += 0.5 * n * float(Nw) ** 2
             state = NewtonState(key, Hww, Hwb, Hbb, m, C)
             model = Hww, Hwb, Hbb
         Q, Hwb, Hbb = model
@@ -451,4 +461,5 @@ def newton(
             converged = viol <= tol
             break
     return SolveResult(W, b, loss, F, it, viol, converged, logits=z, gamma=gamma0, grad=G,
-                       grad_b=gb, memory=state)
+                       grad_b=gb, memory=state,
+                       stats={"hessian_seconds": hess_s, "hessian_work": hess_work})
