@@ -12,8 +12,8 @@ Algorithm (torch, identical on CPU and CUDA):
    columns are standardized and cached (float32) on the device and the problem restricted to
    them is solved by the solver looked up in :data:`sparse_probe.solvers.SOLVERS` (by default
    for the elementwise penalty, on CPU, OWL-QN or proximal Newton chosen per point from the
-   expected size of Newton's model and OWL-QN's last iteration count, see
-   ``solvers/choice.py``; both re-center each feature's weights across classes after every
+   seconds each measured at the points it solved, scaled to this point's working set and
+   expected size of Newton's model, see ``solvers/choice.py``; both re-center each feature's weights across classes after every
    step, see ``solvers/centering.py``; FISTA for the grouped penalty). The start is the path
    extrapolated quadratically in log λ through the last three solutions (on weights that kept
    their sign), and OWL-QN continues with the previous point's L-BFGS curvature pairs (moved to
@@ -338,7 +338,7 @@ def fit_path(
     spec = None if solver == "glmnet" else get_solver(None if solver == "torch" else solver,
                                                       penalty)
     # default for the elementwise penalty: OWL-QN or proximal Newton, chosen per path point
-    # from cheap signals (sizes, free coordinates, OWL-QN's last iteration count; solvers/choice.py)
+    # from their measured seconds scaled to the point's sizes (solvers/choice.py)
     auto = solver == "torch" and spec is not None and spec.name == "owlqn"
     src = FeatureSource(X, chunk_rows=chunk_rows, name="X")
     y = as_labels(y, src.n, n_classes=n_classes, name="y")

@@ -212,7 +212,7 @@ def test_state_follows_the_working_set():
     Q = np.arange(9, dtype=float).reshape(3, 3)
     Q = Q + Q.T
     Hwb, Hbb = np.arange(6, dtype=float).reshape(3, 2), np.eye(C)
-    st = NewtonState(key, Q, Hwb, Hbb, m, C)
+    st = NewtonState(key, Q, Hwb, Hbb, m, C, rate=2e-11)
     old_ws = np.array([10, 11, 12])
     new_ws = np.array([10, 12, 13, 14])  # feature 11 left, 13 and 14 joined
     c = st.carry(old_ws, new_ws)
@@ -220,11 +220,27 @@ def test_state_follows_the_working_set():
     np.testing.assert_array_equal(c.key, [0, 1])  # (0, col 0) and (0, col 1 = feature 12)
     np.testing.assert_array_equal(c.Q, Q[np.ix_([0, 1], [0, 1])])
     np.testing.assert_array_equal(c.Hwb, Hwb[[0, 1]])
-    assert c.Hbb is Hbb
+    assert c.Hbb is Hbb and c.rate == 2e-11  # the measured Hessian speed travels along
     same = st.carry(old_ws, np.array([10, 11, 12, 13]))  # only appended: the arrays as they are
     assert same.Q is Q and same.m == 4
     np.testing.assert_array_equal(same.key, [0, 2, 5])
     assert st.carry(np.array([1, 2]), new_ws) is None  # not the working set it was made for
+
+
+def test_refresh_weighs_the_steps_still_needed_against_a_fresh_hessian():
+    # measured: seconds of the last step, seconds per multiply-add of the last Hessian
+    assert newton_module._costs(1000, 20, 5, 300, 0.05, 1e-10) == (0.05, 1e-10 * 0.5 * 1000 * 300**2)
+    # unmeasured: multiply-adds
+    assert newton_module._costs(1000, 20, 5, 300, None, 1e-10) == (
+        3.0 * 1000 * 20 * 5 + 20.0 * 300**2, 0.5 * 1000 * 300**2)
+    assert newton_module._costs(1000, 20, 5, 300, 0.05, None)[1] == 0.5 * 1000 * 300**2
+    refresh = newton_module._refresh
+    # contraction 0.5 from 1e-3 to 1e-5: log(1e-2)/log(0.5) = 6.64 more steps
+    assert refresh(1e-3, 2e-3, 1e-5, 0.05, 0.32)  # 0.33 s of steps > 0.32 s
+    assert not refresh(1e-3, 2e-3, 1e-5, 0.05, 0.34)
+    assert refresh(1e-3, 1.05e-3, 1e-5, 1e-9, 1.0)  # no contraction: always
+    assert refresh(1e-3, 0.9e-3, 1e-5, 1e-9, 1.0)  # the violation grew
+    assert not refresh(1e-3, 1e-2, 1e-5, 0.05, 0.11)  # 2 steps at 0.1 contraction
 
 
 def test_schur_complement_of_a_subset_is_the_subset_of_the_schur_complement():
