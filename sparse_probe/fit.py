@@ -466,8 +466,7 @@ def fit_path(
                         if use.name == "owlqn" or st.get("handed_over"):
                             times = times.after_owlqn(res.n_iter, secs, tr.ws.size)
                         else:
-                            times = times.after_newton(secs, src.n, n_free, st["hessian_seconds"],
-                                                       st["hessian_work"])
+                            times = times.after_newton(secs, src.n, tr.ws.size, C, n_free)
                         log.debug("λ=%.3e: %s, m %d, N %d, %d iterations, %.3f s "
                                   "(predicted: OWL-QN %s, Newton %s)", lam, use.name, tr.ws.size,
                                   n_free, res.n_iter, secs, pred_owl, pred_newton)

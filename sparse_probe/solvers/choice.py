@@ -16,15 +16,15 @@ A constant exchange rate between the two (the first version of this module: a Ne
 costs ``4 + 0.17 N²/(m C)`` OWL-QN iterations, fitted within ~40% on three geometries) was
 wrong by 2–5× where OWL-QN's iterations are overhead-bound (n ≪ d), and picked OWL-QN at
 points where Newton was 3–5× faster. So the choice compares *seconds*, predicted from each
-solver's own last measurement (:class:`PathTimes`, updated after every point):
+solver's own measurements on this path (:class:`PathTimes`, updated after every point):
 
-- OWL-QN at the new point: its last iteration count times its last seconds per iteration,
+- OWL-QN at the new point: its last iteration count times its seconds per iteration,
   scaled by the working set's size (an iteration is linear in ``m``);
-- Newton at the new point: its measured seconds per Hessian multiply-add times its measured
-  fresh Hessians per point (the model carried from the last point often serves a whole
-  point) times ``n N²/2``, plus its measured other seconds (products and coordinate
-  descent) per free coordinate times ``N``; running averages over its points, as one
-  point's seconds scatter by up to 2× on a busy machine.
+- Newton at the new point: its seconds per unit of :func:`newton_size` (the constant model's
+  shape in multiply-adds, plus a fixed cost per point) times that size at the new point.
+
+Each rate is the lower median of the solver's last three points (``_RECENT``): on a busy
+machine one point's seconds scatter by 2× and more.
 
 Before Newton has run, its seconds are the constant model's estimate in OWL-QN iterations
 (:func:`newton_cost`) times OWL-QN's measured seconds per iteration: that rule, right within
@@ -45,7 +45,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-__all__ = ["PathTimes", "newton_cost", "newton_seconds", "owlqn_seconds", "prefer_newton"]
+__all__ = ["PathTimes", "newton_cost", "newton_seconds", "newton_size", "owlqn_seconds",
+           "prefer_newton"]
 
 
 def newton_cost(n: int, m: int, C: int, n_free: int) -> float:
@@ -64,72 +65,76 @@ def newton_cost(n: int, m: int, C: int, n_free: int) -> float:
     return 4.0 + 0.17 * n_free * n_free / (m * C)
 
 
-_SMOOTH = 0.5
-"""Weight of the newest point in Newton's running averages: one point's seconds scatter by
-up to 2× on a busy machine (and its iteration count, 1–8, with it)."""
+_RECENT = 3
+"""Seconds-per-unit rates are the lower median of the solver's last this many points: a busy
+machine slows single measurements down by 2–10× (a process descheduled for a while once made
+a Newton point read 10× its neighbours and, averaged in, sent the rest of the wide path to
+OWL-QN at 2.3× the time), and a lucky Newton point (no fresh Hessian) reads fast."""
 
 
-def _ema(old: float | None, new: float) -> float:
-    return new if old is None else (1.0 - _SMOOTH) * old + _SMOOTH * new
+def _push(recent: tuple[float, ...], value: float) -> tuple[float, ...]:
+    return (*recent, value)[-_RECENT:]
+
+
+def _median_low(values: tuple[float, ...]) -> float:
+    return sorted(values)[(len(values) - 1) // 2]
+
+
+_POINT_WORK = 6e7
+"""A Newton point's fixed cost in multiply-adds (its Python and small products: ~15 ms here
+against ~2.5e-10 s per multiply-add of its large points, on the collinear and the n ≪ d
+path alike). Without it the first, tiny Newton points (~0.03 s at 40 free coordinates)
+extrapolated to 2–3× the measured seconds of the next ones, and a collinear path stayed on
+OWL-QN from its third point on (23 s against 11 s)."""
+
+
+def newton_size(n: int, m: int, C: int, n_free: int) -> float:
+    """The work a Newton point's seconds are proportional to, in multiply-adds:
+    :func:`newton_cost` times an OWL-QN iteration's ``n m C`` (a fixed part of ~4 products
+    over the working set, and its Hessian's ``0.17 n N²``), plus ``_POINT_WORK``."""
+    return n * (4.0 * m * C + 0.17 * float(n_free) ** 2) + _POINT_WORK
 
 
 @dataclass(frozen=True)
 class PathTimes:
-    """What each solver measured at the path points it solved (None: not yet run).
+    """What each solver measured at the path points it solved (empty: not yet run).
 
     Attributes
     ----------
     owlqn_iters : int or None
         OWL-QN's iterations at its last point.
-    owlqn_it_seconds : float or None
-        OWL-QN's seconds per iteration per working-set feature at its last point that
-        iterated.
-    newton_hessian_rate : float or None
-        Newton's seconds per Hessian multiply-add (``n N²/2`` per fresh Hessian), a running
-        average over the points that built one.
-    newton_hessians : float or None
-        Newton's fresh Hessians per point (in units of ``n N²/2`` at that point's ``N``), a
-        running average: the carried model often serves a whole point.
-    newton_other_rate : float or None
-        Newton's seconds outside fresh Hessians per free coordinate, a running average.
+    owlqn_rates : tuple of float
+        OWL-QN's seconds per iteration per working-set feature at its last points that
+        iterated (at most ``_RECENT``).
+    newton_rates : tuple of float
+        Newton's seconds per multiply-add of :func:`newton_size` at its last points.
     """
 
     owlqn_iters: int | None = None
-    owlqn_it_seconds: float | None = None
-    newton_hessian_rate: float | None = None
-    newton_hessians: float | None = None
-    newton_other_rate: float | None = None
+    owlqn_rates: tuple[float, ...] = ()
+    newton_rates: tuple[float, ...] = ()
 
     def after_owlqn(self, iters: int, seconds: float, m: int) -> PathTimes:
         """This record updated with an OWL-QN point: ``iters`` iterations in ``seconds`` on
         ``m`` working-set features."""
-        rate = self.owlqn_it_seconds
+        rates = self.owlqn_rates
         if iters > 0 and m > 0 and seconds > 0:
-            rate = seconds / (iters * m)
-        return replace(self, owlqn_iters=int(iters), owlqn_it_seconds=rate)
+            rates = _push(rates, seconds / (iters * m))
+        return replace(self, owlqn_iters=int(iters), owlqn_rates=rates)
 
-    def after_newton(self, seconds: float, n: int, n_free: int, hessian_seconds: float,
-                     hessian_work: float) -> PathTimes:
-        """This record updated with a Newton point on ``n`` examples and ``n_free`` free
-        coordinates: ``seconds`` in all, of which ``hessian_seconds`` built fresh Hessians of
-        ``hessian_work`` multiply-adds in all."""
-        rate = self.newton_hessian_rate
-        if hessian_work > 0 and hessian_seconds > 0:
-            rate = _ema(rate, hessian_seconds / hessian_work)
-        n_free = max(int(n_free), 1)
-        return replace(
-            self, newton_hessian_rate=rate,
-            newton_hessians=_ema(self.newton_hessians, hessian_work / (0.5 * n * n_free ** 2)),
-            newton_other_rate=_ema(self.newton_other_rate,
-                                   max(seconds - hessian_seconds, 0.0) / n_free))
+    def after_newton(self, seconds: float, n: int, m: int, C: int, n_free: int) -> PathTimes:
+        """This record updated with a Newton point: ``seconds`` on ``n`` examples, ``m``
+        working-set features, ``C`` classes and ``n_free`` free coordinates."""
+        return replace(self, newton_rates=_push(self.newton_rates,
+                                                seconds / newton_size(n, m, C, n_free)))
 
 
 def owlqn_seconds(times: PathTimes, m: int) -> float | None:
     """Predicted seconds of OWL-QN at a point with ``m`` working-set features (None: OWL-QN
     has not been measured)."""
-    if times.owlqn_iters is None or times.owlqn_it_seconds is None:
+    if times.owlqn_iters is None or not times.owlqn_rates:
         return None
-    return max(times.owlqn_iters, 1) * times.owlqn_it_seconds * m
+    return max(times.owlqn_iters, 1) * _median_low(times.owlqn_rates) * m
 
 
 def newton_seconds(times: PathTimes, n: int, m: int, C: int, n_free: int) -> float | None:
@@ -143,13 +148,11 @@ def newton_seconds(times: PathTimes, n: int, m: int, C: int, n_free: int) -> flo
     n_free : int
         Free coordinates expected in the Newton model (weights plus the C biases).
     """
-    if times.newton_other_rate is not None:
-        hessian = 0.5 * n * float(n_free) ** 2  # multiply-adds of one fresh Hessian
-        rate = times.newton_hessian_rate or 0.0
-        return rate * (times.newton_hessians or 0.0) * hessian + times.newton_other_rate * n_free
-    if times.owlqn_it_seconds is None:
+    if times.newton_rates:
+        return _median_low(times.newton_rates) * newton_size(n, m, C, n_free)
+    if not times.owlqn_rates:
         return None
-    return newton_cost(n, m, C, n_free) * times.owlqn_it_seconds * m
+    return newton_cost(n, m, C, n_free) * _median_low(times.owlqn_rates) * m
 
 
 def prefer_newton(times: PathTimes, n: int, m: int, C: int, n_free: int, *,

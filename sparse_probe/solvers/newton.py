@@ -336,9 +336,9 @@ def newton(
         With ``logits``, ``grad``/``grad_b`` at the solution (for the caller's KKT pass and
         the next warm start) and the last model as ``memory`` (a :class:`NewtonState`; the
         L-BFGS pairs instead when OWL-QN took over), and ``stats``: ``hessian_seconds`` and
-        ``hessian_work`` (seconds and ``n N²/2`` multiply-adds of the fresh Hessians, for the
-        default's choice, :mod:`~sparse_probe.solvers.choice`), ``handed_over`` when OWL-QN
-        took over.
+        ``hessian_work`` (seconds and ``n N²/2`` multiply-adds of the fresh Hessians),
+        ``handed_over`` when OWL-QN took over (the default's choice,
+        :mod:`~sparse_probe.solvers.choice`, then counts the point as OWL-QN's).
     """
     if not isinstance(penalty, ElasticNet):
         raise ValueError(f"newton: solves the elementwise elastic net only, got {penalty!r}")
