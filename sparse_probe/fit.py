@@ -13,8 +13,9 @@ Algorithm (torch, identical on CPU and CUDA):
    them is solved by the solver looked up in :data:`sparse_probe.solvers.SOLVERS` (by default
    for the elementwise penalty, on CPU, OWL-QN or proximal Newton chosen per point from the
    seconds each measured at the points it solved, scaled to this point's working set and
-   expected size of Newton's model, see ``solvers/choice.py``; both re-center each feature's weights across classes after every
-   step, see ``solvers/centering.py``; FISTA for the grouped penalty). The start is the path
+   expected size of Newton's model, see ``solvers/choice.py``; both re-center each
+   feature's weights across classes after every step, see ``solvers/centering.py``; FISTA
+   for the grouped penalty). The start is the path
    extrapolated quadratically in log λ through the last three solutions (on weights that kept
    their sign), and OWL-QN continues with the previous point's L-BFGS curvature pairs (moved to
    the new ridge weight; embedded with zeros when features joined the working set; the loss's
@@ -403,7 +404,7 @@ def fit_path(
         hist: list = []  # (λ, W, b) of the last solved points, for the warm start
         z = None  # float64 logits (n, C) of the current solution when the solver returns them
         mem, mem_ws = None, None  # OWL-QN's curvature pairs and the working set they belong to
-        times = PathTimes()  # each solver's last measured point (for ``auto``)
+        times = PathTimes()  # what each solver measured on this path (for ``auto``)
         methods: list[str] = []  # the restricted solver(s) of each point
         bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
         tol_points = []
