@@ -465,7 +465,7 @@ def fit_path(
                         secs = time.perf_counter() - t_solve
                         st = res.stats or {}
                         if use.name == "owlqn" or st.get("handed_over"):
-                            times = times.after_owlqn(res.n_iter, secs, tr.ws.size)
+                            times = times.after_owlqn(res.n_iter, secs, tr.ws.size, n_free)
                         else:
                             times = times.after_newton(secs, src.n, tr.ws.size, C, n_free)
                         log.debug("λ=%.3e: %s, m %d, N %d, %d iterations, %.3f s "

@@ -94,3 +94,19 @@ def test_hysteresis_and_the_size_limit():
     t = _owlqn_only().after_newton(0.01, N_EX, M, C, 400)
     assert prefer_newton(t, N_EX, M, C, 400, max_free=400)
     assert not prefer_newton(t, N_EX, M, C, 401, max_free=400)
+
+
+def test_a_stale_owlqn_count_grows_with_the_free_coordinates_while_on_newton():
+    # OWL-QN ran last at 100 free coordinates (10 iterations, 0.1 s); the path went on with
+    # Newton to 900: its iterations grow about as sqrt(N), so the count reads 30
+    t = _owlqn_only(iters=10, seconds=0.1)
+    t = t.after_owlqn(10, 0.1, M, n_free=100)
+    assert owlqn_seconds(t, M) == pytest.approx(0.1)
+    assert owlqn_seconds(t, M, 900) == pytest.approx(0.3)
+    assert owlqn_seconds(t, M, 25) == pytest.approx(0.1)  # never below the measured count
+    assert owlqn_seconds(_owlqn_only(iters=10, seconds=0.1), M, 900) == pytest.approx(0.1)
+    # Newton measured at 0.2 s there: 0.2 > 1.5 × 0.1 would leave Newton on the stale count,
+    # 0.2 < 1.5 × 0.3 keeps it; off Newton the count is fresh and not grown
+    t = t.after_newton(0.2, N_EX, M, C, 900)
+    assert prefer_newton(t, N_EX, M, C, 900, on_newton=True)
+    assert not prefer_newton(t, N_EX, M, C, 900, on_newton=False)
