@@ -12,10 +12,9 @@ Algorithm (torch, identical on CPU and CUDA):
    columns are standardized and cached (float32) on the device and the problem restricted to
    them is solved by the solver looked up in :data:`sparse_probe.solvers.SOLVERS` (by default
    for the elementwise penalty, on CPU, OWL-QN or proximal Newton chosen per point from the
-   seconds each measured at the points it solved, scaled to this point's working set and
-   expected size of Newton's model, see ``solvers/choice.py``; both re-center each
-   feature's weights across classes after every step, see ``solvers/centering.py``; FISTA
-   for the grouped penalty). The start is the path
+   expected size of Newton's model and OWL-QN's last iteration count, see
+   ``solvers/choice.py``; both re-center each feature's weights across classes after every
+   step, see ``solvers/centering.py``; FISTA for the grouped penalty). The start is the path
    extrapolated quadratically in log λ through the last three solutions (on weights that kept
    their sign), and OWL-QN continues with the previous point's L-BFGS curvature pairs (moved to
    the new ridge weight; embedded with zeros when features joined the working set; the loss's
@@ -45,15 +44,8 @@ from sparse_probe.path import Path
 from sparse_probe.penalties import DEFAULT_ALPHA, Penalty, make_penalty
 from sparse_probe.solvers import SOLVERS, get_solver
 from sparse_probe.solvers.blocked import BlockedData
-from sparse_probe.solvers.choice import (
-    PathTimes,
-    newton_seconds,
-    owlqn_seconds,
-    prefer_newton,
-)
-from sparse_probe.solvers.gram_cd import load_kernel
+from sparse_probe.solvers.choice import prefer_newton
 from sparse_probe.solvers.lbfgs import LBFGSMemory, history_for
-from sparse_probe.solvers.newton import DEFAULT_MAX_FREE
 from sparse_probe.solvers.products import rt_x
 from sparse_probe.solvers.restricted import RestrictedData, softmax_residual
 from sparse_probe.solvers.threads import fit_threads
@@ -339,7 +331,7 @@ def fit_path(
     spec = None if solver == "glmnet" else get_solver(None if solver == "torch" else solver,
                                                       penalty)
     # default for the elementwise penalty: OWL-QN or proximal Newton, chosen per path point
-    # from their measured seconds scaled to the point's sizes (solvers/choice.py)
+    # from cheap signals (sizes, free coordinates, OWL-QN's last iteration count; solvers/choice.py)
     auto = solver == "torch" and spec is not None and spec.name == "owlqn"
     src = FeatureSource(X, chunk_rows=chunk_rows, name="X")
     y = as_labels(y, src.n, n_classes=n_classes, name="y")
@@ -404,7 +396,7 @@ def fit_path(
         hist: list = []  # (λ, W, b) of the last solved points, for the warm start
         z = None  # float64 logits (n, C) of the current solution when the solver returns them
         mem, mem_ws = None, None  # OWL-QN's curvature pairs and the working set they belong to
-        times = PathTimes()  # what each solver measured on this path (for ``auto``)
+        owlqn_iters = None  # OWL-QN's iterations at the last point it solved (for ``auto``)
         methods: list[str] = []  # the restricted solver(s) of each point
         bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
         tol_points = []
@@ -429,19 +421,14 @@ def fit_path(
                     if _round == 0 and hist:
                         Wstart, bstart = _predict(hist, lam, order=_PREDICT_ORDER)
                     use = spec
-                    choose = auto and data.keeps_logits and device.type == "cpu"
-                    if choose:
+                    if auto and data.keeps_logits and device.type == "cpu":
                         # the model's size at the solution: the nonzero weights and those whose
                         # gradient already violates this λ's threshold, plus the biases
                         enter = np.abs(G[:, tr.ws]) > penalty.l1_l2(lam)[0]
                         n_free = int(((Wstart[:, tr.ws] != 0) | enter).sum()) + C
-                        pred_owl = owlqn_seconds(times, tr.ws.size)
-                        pred_newton = newton_seconds(times, src.n, tr.ws.size, C, n_free)
-                        if prefer_newton(times, src.n, tr.ws.size, C, n_free,
-                                         on_newton=bool(methods) and methods[-1] == "newton",
-                                         max_free=DEFAULT_MAX_FREE):
+                        if prefer_newton(src.n, tr.ws.size, C, n_free, owlqn_iters,
+                                         on_newton=bool(methods) and methods[-1] == "newton"):
                             use = SOLVERS["newton"]
-                            load_kernel()  # its one-off import is not Newton's time per point
                     W0 = torch.as_tensor(Wstart[:, tr.ws], device=device)
                     b0 = torch.as_tensor(bstart, device=device)
                     z0 = None
@@ -454,23 +441,14 @@ def fit_path(
                     carried = None if mem is None else _carry_memory(mem, mem_ws, tr.ws, C)
                     if use.name != "newton" and not isinstance(carried, LBFGSMemory):
                         carried = None  # OWL-QN takes curvature pairs only, not a Hessian
-                    t_solve = time.perf_counter()
                     res = use.solve(
                         data, W0, b0, lam, penalty, tol=_SOLVER_TOL_SHARE * tol_abs,
                         max_iter=max_iter, z0=z0,
                         gamma0=gamma,  # the last point's curvature scale: a sized first step
                         memory=carried)
                     used.append(use.name)
-                    if choose:  # measured seconds for the next points' choice
-                        secs = time.perf_counter() - t_solve
-                        st = res.stats or {}
-                        if use.name == "owlqn" or st.get("handed_over"):
-                            times = times.after_owlqn(res.n_iter, secs, tr.ws.size, n_free)
-                        else:
-                            times = times.after_newton(secs, src.n, tr.ws.size, C, n_free)
-                        log.debug("λ=%.3e: %s, m %d, N %d, %d iterations, %.3f s "
-                                  "(predicted: OWL-QN %s, Newton %s)", lam, use.name, tr.ws.size,
-                                  n_free, res.n_iter, secs, pred_owl, pred_newton)
+                    if use.name == "owlqn":
+                        owlqn_iters = res.n_iter
                     z = res.logits
                     gamma = res.gamma if res.gamma is not None else gamma
                     mem, mem_ws = res.memory, tr.ws

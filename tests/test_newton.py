@@ -1,6 +1,5 @@
 """The proximal Newton solver (solvers/newton.py), its Gram coordinate descent
-(solvers/gram_cd.py) and the default's per-point choice on whole paths (its pure
-functions: tests/test_choice.py).
+(solvers/gram_cd.py) and the default's per-point choice (solvers/choice.py).
 
 References are independent: autograd for the Hessian, python-glmnet and scikit-learn for the
 path objectives (all evaluated by the shared float64 objective), OWL-QN for the restricted
@@ -20,6 +19,7 @@ from sparse_probe import fit_path, kkt_violation, objective_f64
 from sparse_probe.penalties import ElasticNet, GroupedElasticNet
 from sparse_probe.solvers import SOLVERS, get_solver, gram_cd
 from sparse_probe.solvers.blocked import BlockedData
+from sparse_probe.solvers.choice import newton_cost, prefer_newton
 from sparse_probe.solvers.gram_cd import enet_qp, qp_violation
 from sparse_probe.solvers.newton import (
     NewtonState,
@@ -212,7 +212,7 @@ def test_state_follows_the_working_set():
     Q = np.arange(9, dtype=float).reshape(3, 3)
     Q = Q + Q.T
     Hwb, Hbb = np.arange(6, dtype=float).reshape(3, 2), np.eye(C)
-    st = NewtonState(key, Q, Hwb, Hbb, m, C, rate=2e-11)
+    st = NewtonState(key, Q, Hwb, Hbb, m, C)
     old_ws = np.array([10, 11, 12])
     new_ws = np.array([10, 12, 13, 14])  # feature 11 left, 13 and 14 joined
     c = st.carry(old_ws, new_ws)
@@ -220,27 +220,11 @@ def test_state_follows_the_working_set():
     np.testing.assert_array_equal(c.key, [0, 1])  # (0, col 0) and (0, col 1 = feature 12)
     np.testing.assert_array_equal(c.Q, Q[np.ix_([0, 1], [0, 1])])
     np.testing.assert_array_equal(c.Hwb, Hwb[[0, 1]])
-    assert c.Hbb is Hbb and c.rate == 2e-11  # the measured Hessian speed travels along
+    assert c.Hbb is Hbb
     same = st.carry(old_ws, np.array([10, 11, 12, 13]))  # only appended: the arrays as they are
     assert same.Q is Q and same.m == 4
     np.testing.assert_array_equal(same.key, [0, 2, 5])
     assert st.carry(np.array([1, 2]), new_ws) is None  # not the working set it was made for
-
-
-def test_refresh_weighs_the_steps_still_needed_against_a_fresh_hessian():
-    # measured: seconds of the last step, seconds per multiply-add of the last Hessian
-    assert newton_module._costs(1000, 20, 5, 300, 0.05, 1e-10) == (0.05, 1e-10 * 0.5 * 1000 * 300**2)
-    # unmeasured: multiply-adds
-    assert newton_module._costs(1000, 20, 5, 300, None, 1e-10) == (
-        3.0 * 1000 * 20 * 5 + 20.0 * 300**2, 0.5 * 1000 * 300**2)
-    assert newton_module._costs(1000, 20, 5, 300, 0.05, None)[1] == 0.5 * 1000 * 300**2
-    refresh = newton_module._refresh
-    # contraction 0.5 from 1e-3 to 1e-5: log(1e-2)/log(0.5) = 6.64 more steps
-    assert refresh(1e-3, 2e-3, 1e-5, 0.05, 0.32)  # 0.33 s of steps > 0.32 s
-    assert not refresh(1e-3, 2e-3, 1e-5, 0.05, 0.34)
-    assert refresh(1e-3, 1.05e-3, 1e-5, 1e-9, 1.0)  # no contraction: always
-    assert refresh(1e-3, 0.9e-3, 1e-5, 1e-9, 1.0)  # the violation grew
-    assert not refresh(1e-3, 1e-2, 1e-5, 0.05, 0.11)  # 2 steps at 0.1 contraction
 
 
 def test_schur_complement_of_a_subset_is_the_subset_of_the_schur_complement():
@@ -255,6 +239,20 @@ def test_schur_complement_of_a_subset_is_the_subset_of_the_schur_complement():
     Hs_ww, Hs_wb, _ = hessian_blocks(X, P, cls[sub], col[sub])
     np.testing.assert_allclose(Hs_ww - Hs_wb @ inv @ Hs_wb.T, Q[np.ix_(sub, sub)], rtol=0,
                                atol=1e-6 * np.abs(Q).max())  # float32 products
+
+
+def test_choice_follows_the_costs():
+    assert not prefer_newton(10_000, 100, 10, 20, None)  # OWL-QN first
+    assert prefer_newton(10_000, 100, 10, 50, 40)  # few free coordinates, slow OWL-QN
+    assert not prefer_newton(10_000, 100, 10, 50, 3)  # OWL-QN barely iterates
+    cost = newton_cost(10_000, 100, 10, 300)
+    assert not prefer_newton(10_000, 100, 10, 300, cost / 1.2)
+    assert prefer_newton(10_000, 100, 10, 300, cost / 1.2, on_newton=True)  # hysteresis
+    assert not prefer_newton(10_000, 100, 10, 300, cost / 2, on_newton=True)
+    assert not prefer_newton(10_000, 64, 100, 6_000, 40)  # many classes: a huge model
+    assert newton_cost(10_000, 100, 10, 800) > newton_cost(10_000, 100, 10, 400)
+    with pytest.raises(ValueError, match="newton_cost: n, m and C must be positive"):
+        newton_cost(0, 10, 3, 5)
 
 
 # ---------------------------------------------------------------------------- paths

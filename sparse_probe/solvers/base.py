@@ -41,9 +41,6 @@ class SolveResult:
     grad: torch.Tensor | None = None  # (C, m) float64 gradient of the mean CE at (W, b)
     grad_b: torch.Tensor | None = None  # (C,) the same for the bias
     memory: LBFGSMemory | None = None  # the curvature pairs at the end, for the next point
-    # solver-specific measurements, e.g. proximal Newton's ``hessian_seconds``,
-    # ``hessian_work`` (multiply-adds of its fresh Hessians) and ``handed_over`` (to OWL-QN)
-    stats: dict | None = None
 
 
 class Solver(Protocol):

@@ -28,7 +28,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["enet_qp", "load_kernel", "qp_violation"]
+__all__ = ["enet_qp", "qp_violation"]
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +82,6 @@ def _cd_sklearn(u: np.ndarray, l1: float, l2: float, Q: np.ndarray, q: np.ndarra
             except TypeError:  # scikit-learn before gap-safe screening: no such argument
                 _SCREEN_ARG[0] = False
         fn(u, l1, l2, Q, q, y, sweeps, -1e300, rng, False, False)
-
-
-def load_kernel() -> bool:
-    """Import and check the compiled kernel now (about 1.4 s on first use: scikit-learn's
-    import), so that a caller timing :func:`enet_qp` does not count it; whether it is used."""
-    return _kernel() is not None
 
 
 def _kernel():

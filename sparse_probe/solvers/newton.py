@@ -39,7 +39,6 @@ logistic regression", JMLR 2012 (shrinking of the free set).
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 import torch
@@ -175,14 +174,11 @@ class NewtonState:
     Hbb : ndarray of shape (C, C), float64
     m, C : int
         Working-set size and classes it was computed for.
-    rate : float or None
-        Seconds per multiply-add of the fresh Hessian it came from (``n N²/2`` of them).
     """
 
     def __init__(self, key: np.ndarray, Q: np.ndarray, Hwb: np.ndarray, Hbb: np.ndarray,
-                 m: int, C: int, rate: float | None = None):
+                 m: int, C: int):
         self.key, self.Q, self.Hwb, self.Hbb, self.m, self.C = key, Q, Hwb, Hbb, m, C
-        self.rate = rate
 
     def carry(self, old_ws: np.ndarray, ws: np.ndarray) -> NewtonState | None:
         """This state for the working set ``ws`` (features in cache order) instead of
@@ -197,10 +193,9 @@ class NewtonState:
         order = np.argsort(key, kind="stable")
         ix = np.flatnonzero(keep)[order]
         if ix.size == self.key.size and np.array_equal(ix, np.arange(ix.size)):
-            return NewtonState(key[order], self.Q, self.Hwb, self.Hbb, ws.size, self.C,
-                               self.rate)
+            return NewtonState(key[order], self.Q, self.Hwb, self.Hbb, ws.size, self.C)
         return NewtonState(key[order], self.Q[np.ix_(ix, ix)], self.Hwb[ix], self.Hbb,
-                           ws.size, self.C, self.rate)
+                           ws.size, self.C)
 
 
 def _pinv_bias(Hbb: np.ndarray) -> np.ndarray:
@@ -240,34 +235,18 @@ def _cover(state: NewtonState, key: np.ndarray, diag) -> NewtonState | None:
     Q[new, new] = diag(new_keys)
     Hwb = np.zeros((union.size, state.C))
     Hwb[old] = state.Hwb
-    return NewtonState(union, Q, Hwb, state.Hbb, state.m, state.C, state.rate)
+    return NewtonState(union, Q, Hwb, state.Hbb, state.m, state.C)
 
 
-def _refresh(viol: float, before: float, tol: float, step_cost: float,
-             hessian_cost: float) -> bool:
+def _refresh(viol: float, before: float, tol: float, n: int, m: int, C: int, N: int) -> bool:
     """Whether a fresh Hessian pays: the steps still needed on the old one, at the contraction
-    ``viol / before`` it just gave, times ``step_cost`` (one step on the old model) exceed
-    ``hessian_cost`` (a fresh Hessian), both in the same units."""
+    ``viol / before`` it just gave, times their cost (two products over the working set and
+    the model's coordinate descent) exceed a Hessian's ``n N²/2``."""
     rate = viol / before if before > 0 else 1.0
     if rate >= 0.9:
         return True
     steps = max(1.0, np.log(tol / viol) / np.log(rate))
-    return steps * step_cost > hessian_cost
-
-
-def _costs(n: int, m: int, C: int, N: int, step_seconds: float | None,
-           hessian_rate: float | None) -> tuple[float, float]:
-    """A step on an old model and a fresh Hessian for ``N`` free coordinates, for
-    :func:`_refresh`: in seconds where both were measured (the last step, the Hessian's
-    seconds per multiply-add), else in multiply-adds (two products over the working set and
-    the model's coordinate descent against ``n N²/2``). The multiply-adds undercount a step
-    against a Hessian (its products are small and it has overheads, the Hessian runs near the
-    core's peak): with them the collinear and wide paths kept stale models for ~3 steps of
-    ~0.5 contraction each, then refreshed anyway, at nearly every point."""
-    hessian = 0.5 * n * float(N) ** 2
-    if step_seconds is not None and hessian_rate is not None:
-        return step_seconds, hessian_rate * hessian
-    return 3.0 * n * m * C + 20.0 * float(N) ** 2, hessian
+    return steps * (3.0 * n * m * C + 20.0 * N * N) > 0.5 * n * N * N
 
 
 def _kkt(W: torch.Tensor, G: torch.Tensor, gb: torch.Tensor, penalty: ElasticNet,
@@ -335,10 +314,7 @@ def newton(
     SolveResult
         With ``logits``, ``grad``/``grad_b`` at the solution (for the caller's KKT pass and
         the next warm start) and the last model as ``memory`` (a :class:`NewtonState`; the
-        L-BFGS pairs instead when OWL-QN took over), and ``stats``: ``hessian_seconds`` and
-        ``hessian_work`` (seconds and ``n N²/2`` multiply-adds of the fresh Hessians),
-        ``handed_over`` when OWL-QN took over (the default's choice,
-        :mod:`~sparse_probe.solvers.choice`, then counts the point as OWL-QN's).
+        L-BFGS pairs instead when OWL-QN took over).
     """
     if not isinstance(penalty, ElasticNet):
         raise ValueError(f"newton: solves the elementwise elastic net only, got {penalty!r}")
@@ -375,9 +351,7 @@ def newton(
         else None
     lbfgs = memory if isinstance(memory, LBFGSMemory) else None  # for a hand-over to OWL-QN
     it, stall, converged, viol = 0, 0, False, float("inf")
-    hess_s, hess_work = 0.0, 0.0  # seconds and multiply-adds of the fresh Hessians
     stale_step, force = False, False
-    step_s = None  # seconds of the last step, a fresh Hessian's not included
     while True:
         g = G + l2 * W
         viol_before, viol = viol, _kkt(W, G, gb, penalty, lam)
@@ -391,18 +365,13 @@ def newton(
         Nw = cls.numel()
         # after a step on an old Hessian: keep it while the steps it still needs (at the
         # contraction it just showed) cost less than a fresh one
-        refresh = force or (stale_step and _refresh(
-            viol, viol_before, tol, *_costs(n, m, C, Nw + C, step_s,
-                                            state.rate if state is not None else None)))
+        refresh = force or (stale_step and _refresh(viol, viol_before, tol, n, m, C, Nw + C))
         force = False
         if Nw + C > max_free:  # too large a model: OWL-QN from here
             res = owlqn(data, W, b, lam, penalty, tol=tol, z0=z, gamma0=gamma0, memory=lbfgs)
             res.n_iter += it
-            res.stats = {"hessian_seconds": hess_s, "hessian_work": hess_work,
-                         "handed_over": True}
             return res
         it += 1
-        t_it, t_hess = time.perf_counter(), 0.0
         key = (cls * m + col).cpu().numpy()
         model = None
         if state is not None and not refresh:  # the last model, on the weights it covers
@@ -416,13 +385,9 @@ def newton(
                 model = state.Q, state.Hwb, state.Hbb
         fresh = model is None
         if fresh:
-            t_h = time.perf_counter()
             Hww, Hwb, Hbb = hessian_blocks(data.Xw, P, cls, col, XwT=data.XwT)
             Hww -= (Hwb @ _pinv_bias(Hbb)) @ Hwb.T  # biases minimized out: the Schur complement
-            t_hess = time.perf_counter() - t_h
-            work = 0.5 * n * float(Nw) ** 2
-            hess_s, hess_work = hess_s + t_hess, hess_work + work
-            state = NewtonState(key, Hww, Hwb, Hbb, m, C, t_hess / work if work else None)
+            state = NewtonState(key, Hww, Hwb, Hbb, m, C)
             model = Hww, Hwb, Hbb
         Q, Hwb, Hbb = model
         Hbb_inv = _pinv_bias(Hbb)
@@ -467,7 +432,6 @@ def newton(
             log.debug("newton: line search failed on a fresh model (delta %.3e)", delta)
             break
         stale_step = not fresh or t < 1
-        step_s = time.perf_counter() - t_it - t_hess
         log.debug("newton: it %d N %d %s t %.3g viol %.3e", it, Nw + C,
                   "fresh" if fresh else "stale", t, viol)
         G, gb = data.grad(R_t)
@@ -487,5 +451,4 @@ def newton(
             converged = viol <= tol
             break
     return SolveResult(W, b, loss, F, it, viol, converged, logits=z, gamma=gamma0, grad=G,
-                       grad_b=gb, memory=state,
-                       stats={"hessian_seconds": hess_s, "hessian_work": hess_work})
+                       grad_b=gb, memory=state)
