@@ -325,3 +325,34 @@ def test_reader_takes_a_cue_from_the_images_when_a_map_backs_it():
                                    removed=0.45, kept=0.6, area=0.2)}
     assert dominant_region(reader_evidence(None, panels)) is None  # the maps leave it open
     assert dominant_region(reader_evidence(None, panels, images)) == "mark"
+
+
+def test_a_sharp_backed_map_settles_what_a_coarse_trusted_map_leaves_open():
+    from tasks.viz.evidence import backed_cue_map, trusted_panel
+
+    # the stripe miss of bench_audit section I: LIME shows the bar and its removal takes most
+    # of the feature; the coarse activation map, trusted (kept - removed larger), spills it
+    lime = _panel(object=0.23, background=0.09, cues={"stripe": 0.63, "mark": 0.05},
+                  removed=0.31, kept=0.70, area=0.05)
+    act = _panel(object=0.11, background=0.52, cues={"stripe": 0.36, "mark": 0.01},
+                 removed=0.26, kept=0.84, area=0.4)
+    panels = {"lime": lime, "activation": act}
+    assert trusted_panel(panels) == "activation" and dominant_region(act) is None
+    assert backed_cue_map(panels) == "stripe"
+    assert dominant_region(reader_evidence(None, panels)) == "stripe"
+    # not backed (its removal leaves most of the feature, keeping it keeps little): no cue
+    weak = {"lime": {**lime, "removed": 0.6, "kept": 0.5}, "activation": act}
+    assert backed_cue_map(weak) is None
+    assert dominant_region(reader_evidence(None, weak)) is None
+    # two maps backing two different cues: the reader cannot tell which
+    other = _panel(object=0.1, background=0.05, cues={"stripe": 0.05, "mark": 0.8},
+                   removed=0.2, kept=0.9)
+    assert backed_cue_map({"lime": lime, "gradient": other, "activation": act}) is None
+    # a map dominated by the object is no cue
+    obj = _panel(object=0.8, background=0.1, cues={"stripe": 0.1}, removed=0.1, kept=0.9)
+    assert backed_cue_map({"lime": obj, "activation": act}) is None
+    # a trusted map that already shows a pattern is not overruled
+    clear = _panel(object=0.7, background=0.1, cues={"stripe": 0.2, "mark": 0.0},
+                   removed=0.1, kept=0.95, area=0.2)
+    assert dominant_region(reader_evidence(None, {"lime": lime, "activation": clear})) \
+        == "object"

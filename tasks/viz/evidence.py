@@ -18,6 +18,7 @@ __all__ = [
     "NECESSARY_LEFT",
     "SUFFICIENT_KEPT",
     "agreeing_cue",
+    "backed_cue_map",
     "cue_backed_by_contrast",
     "dominant_region",
     "dominant_share",
@@ -267,6 +268,26 @@ def cue_backed_by_contrast(cue: str, panels: Mapping[str, Mapping] | None,
     return False
 
 
+def backed_cue_map(panels: Mapping[str, Mapping] | None) -> str | None:
+    """The cue that some map panel clearly shows (:func:`dominant_region`) with contrast
+    numbers that back it (:func:`cue_backed_by_contrast` on that map alone), when exactly one
+    cue is so shown, else None.
+
+    A reader whose trusted map leaves the pattern open (a coarse map spills a thin cue, e.g. a
+    bar along one edge, into the background around it) still sees a sharper map that puts
+    the cue first and whose region, removed, takes most of the feature: that is the pattern.
+    """
+    cues = set()
+    for name, p in (panels or {}).items():
+        if not p:
+            continue
+        top = dominant_region({"object": p.get("object"), "cues": p.get("cues") or {},
+                               "background": p.get("background")})
+        if top not in (None, "object") and cue_backed_by_contrast(top, {name: p}):
+            cues.add(top)
+    return cues.pop() if len(cues) == 1 else None
+
+
 def reader_evidence(evidence: Mapping | None, panels: Mapping[str, Mapping] | None,
                     images: Mapping[str, Mapping[str, float]] | None = None
                     ) -> Mapping | None:
@@ -292,7 +313,9 @@ def _seen(evidence: Mapping | None, panels: Mapping[str, Mapping] | None,
     The shares of the trusted map panel (:func:`trusted_panel`) when the HIT has panels, else
     ``evidence``. When no region dominates them but every map agrees on a cue holding half
     of its mass (:func:`agreeing_cue`), the reader sees that cue: ``{"object": 0, "cues":
-    {cue: 1, ...: 0}, "background": 0}``. Else, when no region dominates them
+    {cue: 1, ...: 0}, "background": 0}``. Else, when another map clearly shows one cue and its
+    own contrast backs it (:func:`backed_cue_map`), the reader sees that cue. Else, when no
+    region dominates them
     (:func:`dominant_region`) and ``images`` (``{"top": {cue: share of the top images
     showing it}, "least": {cue: share of the class's least-activating images showing it}}``)
     says a cue is in most top images and clearly rarer in the least-activating ones (:data:`IMAGE_CUE_TOP`, :data:`IMAGE_CUE_GAP`),
@@ -309,6 +332,10 @@ def _seen(evidence: Mapping | None, panels: Mapping[str, Mapping] | None,
     agreed = agreeing_cue(panels)
     if agreed is not None:
         return {"object": 0.0, "cues": {c: float(c == agreed) for c in evidence["cues"]},
+                "background": 0.0}
+    backed = backed_cue_map(panels)
+    if backed is not None:
+        return {"object": 0.0, "cues": {c: float(c == backed) for c in evidence["cues"]},
                 "background": 0.0}
     if not images:
         return evidence
