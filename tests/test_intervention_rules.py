@@ -348,6 +348,11 @@ def test_a_sharp_backed_map_settles_what_a_coarse_trusted_map_leaves_open():
     other = _panel(object=0.1, background=0.05, cues={"stripe": 0.05, "mark": 0.8},
                    removed=0.2, kept=0.9)
     assert backed_cue_map({"lime": lime, "gradient": other, "activation": act}) is None
+    # an empty panel is skipped, not the end of the search
+    assert backed_cue_map({"empty": {}, "lime": lime, "activation": act}) == "stripe"
+    # the unassigned rest counts: a cue level with it does not dominate the map
+    spread = {**lime, "background": 0.63}
+    assert backed_cue_map({"lime": spread, "activation": act}) is None
     # a map dominated by the object is no cue
     obj = _panel(object=0.8, background=0.1, cues={"stripe": 0.1}, removed=0.1, kept=0.9)
     assert backed_cue_map({"lime": obj, "activation": act}) is None
