@@ -351,7 +351,8 @@ def test_a_sharp_backed_map_settles_what_a_coarse_trusted_map_leaves_open():
     # an empty panel is skipped, not the end of the search
     assert backed_cue_map({"empty": {}, "lime": lime, "activation": act}) == "stripe"
     # the unassigned rest counts: a cue level with it does not dominate the map
-    spread = {**lime, "background": 0.63}
+    spread = _panel(object=0.0, background=0.45, cues={"stripe": 0.55}, removed=0.2, kept=0.9)
+    assert cue_backed_by_contrast("stripe", {"lime": spread})  # backed, but not clear:
     assert backed_cue_map({"lime": spread, "activation": act}) is None
     # a map dominated by the object is no cue
     obj = _panel(object=0.8, background=0.1, cues={"stripe": 0.1}, removed=0.1, kept=0.9)
