@@ -97,3 +97,13 @@ def test_other_cues_are_refused_on_resume(cue_demo):
                                     "--cue", "stripe=square"])
     assert res.exit_code == 2 and "holds a demo run with cues=" in res.output
     assert "--cue watermark=circle:0.9 --cue stripe=square:0.9 --cue tint=star:0.9" in res.output
+
+
+@pytest.mark.parametrize(("workers", "assignments", "extra", "fillable"), [
+    (12, 7, 2, 2), (8, 7, 2, 1), (7, 7, 2, 0), (15, 5, 0, 0)])
+def test_extensions_never_ask_for_more_than_the_crowd_can_give(workers, assignments, extra,
+                                                                fillable):
+    from sparse_probe.demo.config import DemoConfig
+
+    cfg = DemoConfig(workers=workers, assignments=assignments, extra_assignments=extra)
+    assert cfg.fillable_extra == fillable

@@ -47,6 +47,13 @@ class DemoConfig:
     extra_assignments: int = 2
 
     @property
+    def fillable_extra(self) -> int:
+        """Assignments an undecided HIT can get from the simulated crowd: at most
+        ``extra_assignments``, and no more than the workers who have not answered it (a worker
+        answers a HIT once; ``workers == assignments`` leaves none)."""
+        return max(0, min(self.extra_assignments, self.workers - self.assignments))
+
+    @property
     def fit(self) -> dict[str, float]:
         """Path options: fewer, less dense points than the default (the dense end of the path
         is slow on these highly correlated CNN features)."""

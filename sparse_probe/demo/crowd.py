@@ -125,7 +125,7 @@ def run_crowd(out: Path, state: dict[str, Any], config: DemoConfig, runs: dict[s
 
         crowd()
         collect()
-        if config.extra_assignments:
+        if config.fillable_extra:
             # adaptive redundancy: HITs whose votes split get more answers, as a requester
             # would do with `sparse-probe tasks extend --undecided-from report/features.csv`
             from analysis.report import ReportOptions, undecided_hit_keys
@@ -137,7 +137,7 @@ def run_crowd(out: Path, state: dict[str, Any], config: DemoConfig, runs: dict[s
                                                              seed=config.seed))
                 if keys:
                     ext = extend_hits(RunDir(run).tasks, client, ep, keys,
-                                      config.extra_assignments, max_rounds=1)
+                                      config.fillable_extra, max_rounds=1)
                     added += sum(ext.extended.values()) + sum(ext.recovered.values())
                     stage("extend", f"{run.name}: {len(keys)} undecided; {ext.summary()}")
             if added:
