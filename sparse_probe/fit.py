@@ -397,9 +397,13 @@ def fit_path(
         z = None  # float64 logits (n, C) of the current solution when the solver returns them
         mem, mem_ws = None, None  # OWL-QN's curvature pairs and the working set they belong to
         owlqn_iters = None  # OWL-QN's iterations at the last point it solved (for ``auto``)
+        owlqn_free = None  # the free coordinates expected at that point
+        newton_steps: list[int] = []  # Newton's steps at the points it solved
+        n_free = None
         methods: list[str] = []  # the restricted solver(s) of each point
         bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
         tol_points = []
+        free_points: list[int] = []  # the free coordinates expected at each point's first round
         for lam in bar:
             n_iter = 0
             used: list[str] = []
@@ -413,6 +417,7 @@ def fit_path(
                 # closed form (λ_max is exact in float64): W = 0 with the intercept-only optimum;
                 # solving would only let float32 rounding at the tie admit a ~1e-9 weight
                 ws = np.zeros(0, dtype=np.int64)
+            free_points.append(C)  # the biases only, unless a working set says more
             for _round in range(50):
                 tr.set_working_set(ws)
                 if ws.size:
@@ -421,14 +426,18 @@ def fit_path(
                     if _round == 0 and hist:
                         Wstart, bstart = _predict(hist, lam, order=_PREDICT_ORDER)
                     use = spec
-                    if auto and data.keeps_logits and device.type == "cpu":
-                        # the model's size at the solution: the nonzero weights and those whose
-                        # gradient already violates this λ's threshold, plus the biases
-                        enter = np.abs(G[:, tr.ws]) > penalty.l1_l2(lam)[0]
-                        n_free = int(((Wstart[:, tr.ws] != 0) | enter).sum()) + C
-                        if prefer_newton(src.n, tr.ws.size, C, n_free, owlqn_iters,
-                                         on_newton=bool(methods) and methods[-1] == "newton"):
-                            use = SOLVERS["newton"]
+                    # the model's size at the solution: the nonzero weights and those whose
+                    # gradient already violates this λ's threshold, plus the biases
+                    enter = np.abs(G[:, tr.ws]) > penalty.l1_l2(lam)[0]
+                    n_free = int(((Wstart[:, tr.ws] != 0) | enter).sum()) + C
+                    if _round == 0:
+                        free_points[-1] = n_free
+                    if auto and data.keeps_logits and device.type == "cpu" and prefer_newton(
+                            src.n, tr.ws.size, C, n_free, owlqn_iters,
+                            on_newton=bool(methods) and methods[-1] == "newton",
+                            owlqn_free=owlqn_free,
+                            newton_steps=np.mean(newton_steps[-3:]) if newton_steps else None):
+                        use = SOLVERS["newton"]
                     W0 = torch.as_tensor(Wstart[:, tr.ws], device=device)
                     b0 = torch.as_tensor(bstart, device=device)
                     z0 = None
@@ -448,7 +457,9 @@ def fit_path(
                         memory=carried)
                     used.append(use.name)
                     if use.name == "owlqn":
-                        owlqn_iters = res.n_iter
+                        owlqn_iters, owlqn_free = res.n_iter, n_free
+                    elif use.name == "newton":
+                        newton_steps.append(res.n_iter)
                     z = res.logits
                     gamma = res.gamma if res.gamma is not None else gamma
                     mem, mem_ws = res.memory, tr.ws
@@ -497,7 +508,8 @@ def fit_path(
             or spec.name,
             "method_per_point": methods,
             "tol": tol, "tol_relative_to": tol_relative_to, "tol_abs": float(max(tol_points)),
-            "tol_per_point": [float(t) for t in tol_points], "eps": eps, "n_lambdas": n_lambdas,
+            "tol_per_point": [float(t) for t in tol_points],
+            "free_per_point": free_points, "eps": eps, "n_lambdas": n_lambdas,
             "lambda_max": lam_max, "n_samples": src.n, "n_features": src.d, "n_classes": C,
             "device": str(device), "threads": n_threads, "full_passes": tr.passes, "low_memory": bool(low_memory), "total_seconds": time.perf_counter() - t0,
         }

@@ -19,8 +19,9 @@ from sparse_probe import fit_path, kkt_violation, objective_f64
 from sparse_probe.penalties import ElasticNet, GroupedElasticNet
 from sparse_probe.solvers import SOLVERS, get_solver, gram_cd
 from sparse_probe.solvers.blocked import BlockedData
-from sparse_probe.solvers.choice import newton_cost, prefer_newton
+from sparse_probe.solvers.choice import newton_cost, owlqn_iteration_cost, prefer_newton
 from sparse_probe.solvers.gram_cd import enet_qp, qp_violation
+from sparse_probe.solvers.lbfgs import history_for
 from sparse_probe.solvers.newton import (
     NewtonState,
     hessian,
@@ -246,13 +247,56 @@ def test_choice_follows_the_costs():
     assert prefer_newton(10_000, 100, 10, 50, 40)  # few free coordinates, slow OWL-QN
     assert not prefer_newton(10_000, 100, 10, 50, 3)  # OWL-QN barely iterates
     cost = newton_cost(10_000, 100, 10, 300)
-    assert not prefer_newton(10_000, 100, 10, 300, cost / 1.2)
-    assert prefer_newton(10_000, 100, 10, 300, cost / 1.2, on_newton=True)  # hysteresis
+    # entering Newton needs a clear gain (enter 0.7); staying on it, a small one (stay 1.5)
+    assert prefer_newton(10_000, 100, 10, 300, cost / 0.65)
+    assert not prefer_newton(10_000, 100, 10, 300, cost / 0.75)
+    assert prefer_newton(10_000, 100, 10, 300, cost / 1.45, on_newton=True)
+    assert not prefer_newton(10_000, 100, 10, 300, cost / 1.55, on_newton=True)
+    # while on Newton, OWL-QN's old count grows with the square root of the model's growth
     assert not prefer_newton(10_000, 100, 10, 300, cost / 2, on_newton=True)
+    assert prefer_newton(10_000, 100, 10, 300, cost / 2, on_newton=True, owlqn_free=30)  # x3.2
+    assert not prefer_newton(10_000, 100, 10, 300, cost / 2, on_newton=True, owlqn_free=250)
+    # ... never shrinks, and only a stale count (off Newton the count is fresh) is grown
+    assert not prefer_newton(10_000, 100, 10, 300, cost / 1.55, on_newton=True, owlqn_free=900)
+    assert not prefer_newton(10_000, 100, 10, 300, cost, owlqn_free=30)
+    # the steps Newton took on this path so far replace the prior guess
+    assert newton_cost(10_000, 100, 10, 300, steps=10) > 2 * cost
+    assert not prefer_newton(10_000, 100, 10, 300, cost / 0.65, newton_steps=10)
+    assert newton_cost(10_000, 100, 10, 300, steps=0.2) == newton_cost(10_000, 100, 10, 300,
+                                                                         steps=1)
     assert not prefer_newton(10_000, 64, 100, 6_000, 40)  # many classes: a huge model
     assert newton_cost(10_000, 100, 10, 800) > newton_cost(10_000, 100, 10, 400)
     with pytest.raises(ValueError, match="newton_cost: n, m and C must be positive"):
         newton_cost(0, 10, 3, 5)
+
+
+def test_owlqn_iteration_cost_counts_the_overheads():
+    """Where n is small the pair buffer and fixed overhead dominate an OWL-QN iteration (the
+    measured model of benchmarks/measure_solver_costs.py), where n is large the products."""
+    products = 4 * 500 * 3000 * 10
+    assert owlqn_iteration_cost(500, 3000, 10) > 4 * products
+    h = history_for(3000 * 10 + 10)
+    fixed = owlqn_iteration_cost(500, 3000, 10) - products - 4 * h * 3000 * 10 * 10.8
+    assert fixed == pytest.approx(9.8e7)
+    big = 4 * 100_000 * 256 * 10
+    assert big < owlqn_iteration_cost(100_000, 256, 10) < 1.2 * big
+    # the same Newton point is cheaper, in OWL-QN iterations, where OWL-QN's are overhead-bound
+    assert newton_cost(500, 3000, 10, 1500) < 0.9 * newton_cost(10_000, 3000, 10, 1500)
+    with pytest.raises(ValueError, match="must be positive"):
+        owlqn_iteration_cost(10, 0, 3)
+
+
+def test_fit_path_records_the_free_coordinates_its_choice_sizes():
+    X, y = _geometry("collinear")
+    p = fit_path(X, y, alpha=ALPHA, n_lambdas=6, eps=5e-2, progress=False, threads=1)
+    free = p.info["free_per_point"]
+    C = int(y.max()) + 1
+    assert len(free) == len(p) and free[0] == C  # λ_max: the biases only
+    for i in range(1, len(p)):  # the last solution's weights are in the warm start
+        assert free[i] >= int((p.weights[i - 1] != 0).sum()) + C, i
+    again = fit_path(X, y, alpha=ALPHA, n_lambdas=6, eps=5e-2, progress=False, threads=1)
+    assert again.info["method_per_point"] == p.info["method_per_point"]  # no clocks
+    assert again.info["free_per_point"] == free
 
 
 # ---------------------------------------------------------------------------- paths

@@ -1,36 +1,75 @@
 """Which solver a path point gets by default for the elementwise elastic net: OWL-QN or
-proximal Newton, from cheap signals of the problem.
+proximal Newton, from the problem's sizes and the iteration counts seen so far (no clocks:
+two identical fits make identical choices, so an audit's sparse layer is reproducible).
 
-The two cost very different things (measured on the ``bench_path.py --geometry`` problems,
-1 thread, in units of one OWL-QN iteration, i.e. about ``4 n m C`` multiply-adds plus its
-per-iteration overhead):
+Both solvers' costs are counted in one unit, a multiply-add of OWL-QN's data products, with
+constants measured by ``benchmarks/measure_solver_costs.py`` (nonnegative least squares on
+every path point of the ``bench_path.py --geometry`` paths with each solver forced, 1
+thread; ``benchmarks/results/solver-costs-cpu-2026-12-02.txt``):
 
-- OWL-QN: its iteration count, which the geometry decides: about 10 per λ on well-separated
-  features, 25–160 on collinear ones, 30–100 on post-ReLU low-rank ones, 40–60 with n ≪ d.
-- Proximal Newton (:mod:`~sparse_probe.solvers.newton`): 2–7 iterations per λ whatever the
-  geometry (with a Hessian reused while it contracts well), but a fresh Hessian costs
-  ``n N²/2`` for ``N`` free coordinates (against ``4 n m C`` for an OWL-QN iteration) and the
-  coordinate descent on the model ``~N²`` per sweep. Per-λ times of both solvers (1 thread,
-  30-λ paths of the collinear, current and wide geometries, 15 points from λ 5 to 29) fitted
-  ``4 + 0.17 N² / (m C)`` OWL-QN iterations within about 40%, at n = 500 and n = 10,000
-  alike.
+- one OWL-QN iteration: ``4 n m C`` (the two products) ``+ 10.8 · 4 h m C`` (the two passes of
+  the L-BFGS product over ``h`` curvature pairs of ``mC`` floats, memory-bound, plus the
+  pair's own pass) ``+ 9.8e7`` (a fixed overhead of small operations, ~4 ms here): where n
+  is small (n ≪ d) the last two dominate, and an OWL-QN iteration costs several times its
+  products;
+- one Newton point of ``K`` steps on ``N`` expected free coordinates: ``1.75 · 0.6 · n N²/2``
+  (the Hessian: 0.6 fresh Hessians' work per point, the mean over the geometries where Newton
+  wins) ``+ K · (1.41 · 4 n m C + 251 · 0.8 · N² + 1.53e8)`` (per step: its products and line
+  search, the model's coordinate descent, a fixed overhead) ``+ 2.2e7``. ``K`` is the mean of
+  Newton's last three points on this path (3.5 before it has run: 3.0–4.3 on the collinear,
+  post-ReLU low-rank and n ≪ d paths, but 9.6 on well-separated features).
 
-:func:`prefer_newton` compares the two, with OWL-QN's iteration count taken from the last path
-point it solved (it grows along a path, so an old count understates it: once on Newton the
-path stays there until Newton's estimate exceeds ``stay`` times that count; then OWL-QN runs
-again and its count is refreshed). Before OWL-QN has run once, OWL-QN is chosen: Newton's
-first use in a process imports scikit-learn's coordinate descent (about 1.4 s here), which
-is worth it only where Newton will keep winning. (Newton at the first, tiny points of the
-current geometry's path cost 4.1 s against 2.6 s for the whole path in a bench run for that
-reason alone.)
+OWL-QN's iteration count is what the geometry decides (about 10 per λ on well-separated
+features, 25–160 on collinear ones, 30–100 on post-ReLU low-rank ones, 40–60 with n ≪ d):
+:func:`prefer_newton` takes it from the last path point OWL-QN solved. A count grows along a
+path, so an old one understates it: while on Newton it is grown with ``sqrt(N / N_then)``
+(OWL-QN's iterations grew about as ``N^0.5`` with n ≪ d and ``N^0.7`` on collinear paths;
+unscaled, a count from the path's sparse start sent points of its dense end back to OWL-QN,
+for 45–162 iterations each), and the path stays on Newton until it is estimated ``stay``
+times costlier. Entering Newton takes a clear gain (``enter``): where Newton wins it wins
+by 3-10× (4 steps per λ against 42-63 OWL-QN iterations), and a Newton point that only
+breaks even is a gamble on its step count (on well-separated features its first points took
+2-3 steps, its later ones 5-13, and entering at break-even cost the path 15%). Before OWL-QN has run once, OWL-QN is chosen: Newton's first use in a process
+imports scikit-learn's coordinate descent (1.4–1.9 s here), which is worth it only where
+Newton will keep winning.
 """
 
 from __future__ import annotations
 
-__all__ = ["newton_cost", "prefer_newton"]
+from sparse_probe.solvers.lbfgs import history_for
+
+__all__ = ["newton_cost", "owlqn_iteration_cost", "prefer_newton"]
+
+# measured constants (module docstring), in multiply-adds of OWL-QN's products
+OWLQN_PAIR_PASSES = 10.8
+OWLQN_FIXED = 9.8e7
+NEWTON_HESSIAN = 1.75 * 0.6  # per n N²/2: 0.6 fresh Hessians' work per point
+NEWTON_STEP_PRODUCTS = 1.41  # per 4nmC and step
+NEWTON_STEP_MODEL = 251.0 * 0.8  # per N² and step: 0.8 model solves' N² per step
+NEWTON_STEP_FIXED = 1.53e8
+NEWTON_FIXED = 2.2e7
+NEWTON_STEPS = 3.5  # steps per point before Newton has run on a path
 
 
-def newton_cost(n: int, m: int, C: int, n_free: int) -> float:
+def _check(n: int, m: int, C: int) -> None:
+    if n <= 0 or m <= 0 or C <= 0:
+        raise ValueError(f"newton_cost: n, m and C must be positive, got {n}, {m}, {C}")
+
+
+def owlqn_iteration_cost(n: int, m: int, C: int) -> float:
+    """Cost of one OWL-QN iteration in multiply-adds of its products (module docstring).
+
+    Parameters
+    ----------
+    n, m, C : int
+        Examples, working-set features, classes.
+    """
+    _check(n, m, C)
+    p = m * C
+    return 4.0 * n * p + OWLQN_PAIR_PASSES * 4.0 * history_for(p + C) * p + OWLQN_FIXED
+
+
+def newton_cost(n: int, m: int, C: int, n_free: int, steps: float | None = None) -> float:
     """Estimated cost of one path point with proximal Newton, in OWL-QN iterations.
 
     Parameters
@@ -39,14 +78,20 @@ def newton_cost(n: int, m: int, C: int, n_free: int) -> float:
         Examples, working-set features, classes.
     n_free : int
         Free coordinates expected in the Newton model (weights plus the C biases).
+    steps : float, optional
+        Newton steps expected at the point (default :data:`NEWTON_STEPS`).
     """
-    if n <= 0 or m <= 0 or C <= 0:
-        raise ValueError(f"newton_cost: n, m and C must be positive, got {n}, {m}, {C}")
-    return 4.0 + 0.17 * n_free * n_free / (m * C)
+    _check(n, m, C)
+    N2 = float(n_free) ** 2
+    k = NEWTON_STEPS if steps is None else max(float(steps), 1.0)
+    step = NEWTON_STEP_PRODUCTS * 4.0 * n * m * C + NEWTON_STEP_MODEL * N2 + NEWTON_STEP_FIXED
+    point = NEWTON_HESSIAN * n * N2 / 2 + k * step + NEWTON_FIXED
+    return point / owlqn_iteration_cost(n, m, C)
 
 
 def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None, *,
-                  on_newton: bool = False, stay: float = 1.5) -> bool:
+                  on_newton: bool = False, stay: float = 1.5, enter: float = 0.7,
+                  owlqn_free: int | None = None, newton_steps: float | None = None) -> bool:
     """Whether proximal Newton is expected to be faster than OWL-QN at this path point.
 
     Parameters
@@ -61,7 +106,19 @@ def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None
         ran at 3 of the last 7 points without it, needing 103-142 iterations each where
         its old count said ~50).
     stay : float
+    enter : float
+        Off Newton, Newton is chosen only when estimated below ``enter`` times OWL-QN's
+        cost (module docstring).
+    owlqn_free : int, optional
+        Free coordinates (``n_free``'s measure) at the point where ``owlqn_iters`` was
+        counted: while on Newton the count is grown with ``sqrt(n_free / owlqn_free)``,
+        never shrunk.
+    newton_steps : float, optional
+        Newton's mean steps per point on this path so far (None: it has not run).
     """
     if owlqn_iters is None:
         return False
-    return newton_cost(n, m, C, n_free) < (stay if on_newton else 1.0) * owlqn_iters
+    iters = float(owlqn_iters)
+    if on_newton and owlqn_free:
+        iters *= max(1.0, n_free / owlqn_free) ** 0.5
+    return newton_cost(n, m, C, n_free, newton_steps) < (stay if on_newton else enter) * iters

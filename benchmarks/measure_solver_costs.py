@@ -1,0 +1,220 @@
+"""Measure what one path point costs each restricted solver, and fit the size-based cost
+model the default's per-point choice uses (``sparse_probe/solvers/choice.py``).
+
+Runs the path of each ``--geometry`` (``bench_path.py``'s problems, plus any ``--extra``
+``NAME:n:d:C`` of the ``current`` kind) twice, with OWL-QN and with proximal Newton forced at
+every point, one thread, and records every path point (its restricted solves summed over
+the KKT rounds): examples ``n``, working-set features ``m`` and free coordinates ``N`` as the
+default's choice sees them before solving (the first round's working set and
+``fit_path``'s ``info["free_per_point"]``), classes ``C``, iterations and seconds, and the
+work Newton did (the multiply-adds of its fresh Hessians, the sizes of its model solves).
+Then it fits, by nonnegative least squares on the seconds (each point weighted by
+1/seconds: relative error),
+
+- OWL-QN: ``seconds = iters * (a_p * 4nmC + a_h * 4 h mC + a_z * nC + a_0)``, with ``h`` the
+  L-BFGS pairs kept for ``mC + C`` unknowns (``history_for``): the data products, the two
+  passes of the two-loop product over the pair buffer, the elementwise work on the (n, C)
+  logits, and a fixed overhead per iteration;
+- Newton: ``seconds = b_H * (Hessian multiply-adds) + b_i * iters * 4nmC + b_q * (Σ N_model²
+  over its model solves) + b_s * iters + b_0``: the Hessians, the products and line search
+  of each step, the model's coordinate descent, a fixed overhead per step and per point; the
+  work against the expected ``N`` (Hessian work per point / (nN²/2), model solves' ΣN² per
+  step / N², steps per point) is printed per geometry: the choice needs it before Newton
+  has run,
+
+and prints every constant in units of ``a_p`` (one multiply-add of OWL-QN's products), the
+unit of :mod:`sparse_probe.solvers.choice`, with each model's error per geometry. Ratios
+of constants, not seconds, are what the choice keeps: they are what a machine's speed
+cancels out of.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/measure_solver_costs.py \
+        --geometry current,collinear,lowrank-relu,wide,classes100
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_path import GEOMETRIES, lambda_grid, make_geometry
+
+
+def record_solves(X, y, lams, solver: str) -> list[dict]:
+    """Fit the path with ``solver`` forced; one dict per restricted solve, with Newton's work
+    counted where it is done: ``hess`` the multiply-adds of its fresh Hessians (``n Nw²/2``
+    each), ``qp`` the sum of ``N²`` over its model solves (coordinate descent on an N×N model)."""
+    import sparse_probe.solvers as S
+    import sparse_probe.solvers.newton  # noqa: F401  (the module: the package's name is the function)
+    from sparse_probe import fit_path
+    from sparse_probe.solvers.lbfgs import history_for
+
+    NW = sys.modules["sparse_probe.solvers.newton"]
+    rows: list[dict] = []
+    spec = S.SOLVERS[solver]
+    work = {"hess": 0.0, "qp": 0.0, "n_hess": 0, "n_qp": 0}
+    hessian_blocks, enet_qp = NW.hessian_blocks, NW.enet_qp
+
+    def counted_hessian(Xw, P, cls, col, XwT=None):
+        work["hess"] += Xw.shape[0] * float(cls.numel()) ** 2 / 2
+        work["n_hess"] += 1
+        return hessian_blocks(Xw, P, cls, col, XwT=XwT)
+
+    def counted_qp(Q, q, w0, l1, l2, **kw):
+        work["qp"] += float(Q.shape[0]) ** 2
+        work["n_qp"] += 1
+        return enet_qp(Q, q, w0, l1, l2, **kw)
+
+    def timed(data, W0, b0, lam, penalty, **kw):
+        for k in work:
+            work[k] = 0
+        t = time.perf_counter()
+        res = spec.solve(data, W0, b0, lam, penalty, **kw)
+        sec = time.perf_counter() - t
+        C, m = W0.shape
+        solves.append(dict(lam=float(lam), n=int(data.n), m=int(m), C=int(C),
+                           iters=int(res.n_iter), seconds=sec, **work))
+        return res
+
+    solves: list[dict] = []
+    S.SOLVERS[solver] = dataclasses.replace(spec, solve=timed)
+    NW.hessian_blocks, NW.enet_qp = counted_hessian, counted_qp
+    try:
+        path = fit_path(X, y, alpha=0.99, lambdas=lams, progress=False, threads=1, solver=solver)
+    finally:
+        S.SOLVERS[solver] = spec
+        NW.hessian_blocks, NW.enet_qp = hessian_blocks, enet_qp
+    # one row per path point (its KKT rounds summed), sized as the choice sizes it: the
+    # first round's working set and the free coordinates fit_path expected there
+    for lam, N in zip(lams, path.info["free_per_point"], strict=False):
+        at = [r for r in solves if r["lam"] == float(lam)]
+        if not at:
+            continue
+        row = {k: at[0][k] for k in ("n", "m", "C")}
+        row.update({k: sum(r[k] for r in at) for k in ("iters", "seconds", *work)})
+        row.update(N=int(N), h=history_for(row["m"] * row["C"] + row["C"]), rounds=len(at))
+        rows.append(row)
+    return rows
+
+
+def owlqn_terms(r: dict) -> np.ndarray:
+    """Per-solve regressors of OWL-QN's model (in the order a_p, a_h, a_z, a_0)."""
+    p = r["m"] * r["C"]
+    return r["iters"] * np.array([4.0 * r["n"] * p, 4.0 * r["h"] * p, r["n"] * r["C"], 1.0])
+
+
+def newton_terms(r: dict) -> np.ndarray:
+    """Per-point regressors of Newton's model, the work it did (in the order b_H, b_i,
+    b_q, b_s, b_0): Hessian multiply-adds, products of its steps, model sizes N² solved,
+    steps, points."""
+    nmc = 4.0 * r["n"] * r["m"] * r["C"]
+    return np.array([r["hess"], r["iters"] * nmc, r["qp"], r["iters"], 1.0])
+
+
+def fit_model(rows: list[dict], terms) -> tuple[np.ndarray, np.ndarray]:
+    """Nonnegative least squares of seconds on the terms, in relative error."""
+    from scipy.optimize import nnls
+
+    A = np.array([terms(r) for r in rows])
+    s = np.array([r["seconds"] for r in rows])
+    w = 1.0 / np.maximum(s, 1e-4)
+    scale = A.max(0)
+    scale[scale == 0] = 1.0
+    coef, _ = nnls(A / scale * w[:, None], s * w)
+    coef = coef / scale
+    return coef, A @ coef
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--geometry", default="current,collinear,lowrank-relu,wide,classes100")
+    ap.add_argument("--extra", default="", help="NAME:n:d:C[,...] more sizes of the current kind")
+    ap.add_argument("--n-lambdas", type=int, default=30)
+    ap.add_argument("--eps", type=float, default=1e-2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--save", help="write the recorded solves to this JSON file")
+    ap.add_argument("--load", help="fit the solves of a --save file instead of running")
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    problems = []
+    for name in filter(None, args.geometry.split(",")):
+        if name not in GEOMETRIES:
+            raise SystemExit(f"--geometry: unknown geometry {name!r}; one of {', '.join(GEOMETRIES)}")
+        g = GEOMETRIES[name]
+        problems.append((name, name, g["n"], g["d"], g["classes"]))
+    for spec in filter(None, args.extra.split(",")):
+        try:
+            label, n, d, C = spec.split(":")
+            problems.append((label, "current", int(n), int(d), int(C)))
+        except ValueError:
+            raise SystemExit(f"--extra: expected NAME:n:d:C, got {spec!r}") from None
+    runs: dict[tuple[str, str], list[dict]] = {}
+    if args.load:
+        with open(args.load) as f:
+            saved = json.load(f)
+        problems = [tuple(p) for p in saved["problems"]]
+        runs = {(r["problem"], r["solver"]): [] for r in saved["solves"]}
+        for r in saved["solves"]:
+            runs[r["problem"], r["solver"]].append(r)
+    for label, kind, n, d, C in [] if args.load else problems:
+        X, y = make_geometry(kind, n, d, C, seed=args.seed)
+        lams = lambda_grid(X, y, C, args.n_lambdas, args.eps)
+        for solver in ("owlqn", "newton"):
+            if solver == "newton":  # the compiled CD's import is a one-off, not a point's cost
+                from sparse_probe.solvers.gram_cd import enet_qp  # noqa: F401
+            t = time.perf_counter()
+            rows = record_solves(X, y, lams, solver)
+            for r in rows:
+                r["problem"], r["solver"] = label, solver
+            runs[label, solver] = rows
+            print(f"[{label}] {solver}: {len(rows)} solves, {sum(r['iters'] for r in rows)} "
+                  f"iterations, {time.perf_counter() - t:.2f} s", flush=True)
+    if args.save:
+        with open(args.save, "w") as f:
+            json.dump({"problems": problems, "solves": [r for rs in runs.values() for r in rs]}, f)
+    ow = [r for (_, s), rs in runs.items() if s == "owlqn" for r in rs if r["iters"] > 0]
+    nw = [r for (_, s), rs in runs.items() if s == "newton" for r in rs if r["iters"] > 0]
+    a, pred_o = fit_model(ow, owlqn_terms)
+    b, pred_n = fit_model(nw, newton_terms)
+    unit = a[0]
+    print("\nOWL-QN per iteration, in multiply-adds of its products: "
+          f"4nmC + {a[1] / unit:.3g} * 4hmC + {a[2] / unit:.3g} * nC + {a[3] / unit:.3g}")
+    print("Newton per point, same unit: "
+          f"{b[0] / unit:.3g} * (Hessian multiply-adds) + {b[1] / unit:.3g} * iters*4nmC + "
+          f"{b[2] / unit:.3g} * (Σ N² of its model solves) + {b[3] / unit:.3g} * iters + "
+          f"{b[4] / unit:.3g}")
+    print("Newton's work against the expected free coordinates N (sums over the points of "
+          "each problem with N > C):")
+    for label, *_ in problems:
+        rs = [r for r in nw if r["problem"] == label and r["N"] > r["C"]]
+        if rs:
+            nn2 = sum(r["n"] * r["N"] ** 2 / 2 for r in rs)
+            print(f"  {label:>14}: Hessian work / (nN²/2) {sum(r['hess'] for r in rs) / nn2:5.2f}, "
+                  f"model solves' ΣN² per step / N² "
+                  f"{sum(r['qp'] for r in rs) / sum(r['iters'] * r['N'] ** 2 for r in rs):5.2f}, "
+                  f"iterations per point {np.mean([r['iters'] for r in rs]):5.2f}")
+    print(f"(a_p = {unit:.3g} s per multiply-add on this machine)\n")
+    print(f"{'problem':>14} {'solver':>7} {'points':>6} {'measured s':>10} {'model s':>8} "
+          f"{'model/meas':>10}")
+    for rows, pred, solver in ((ow, pred_o, "owlqn"), (nw, pred_n, "newton")):
+        for label, *_ in problems:
+            idx = [i for i, r in enumerate(rows) if r["problem"] == label]
+            meas = sum(rows[i]["seconds"] for i in idx)
+            mod = float(sum(pred[i] for i in idx))
+            print(f"{label:>14} {solver:>7} {len(idx):6d} {meas:10.2f} {mod:8.2f} "
+                  f"{mod / meas:10.2f}")
+
+
+if __name__ == "__main__":
+    main()
