@@ -252,10 +252,11 @@ def test_choice_follows_the_costs():
     assert not prefer_newton(10_000, 100, 10, 300, cost / 0.75)
     assert prefer_newton(10_000, 100, 10, 300, cost / 1.45, on_newton=True)
     assert not prefer_newton(10_000, 100, 10, 300, cost / 1.55, on_newton=True)
-    # while on Newton, OWL-QN's old count grows with the square root of the model's growth
+    # while on Newton, OWL-QN's old count grows with the model's growth to the power 0.7
     assert not prefer_newton(10_000, 100, 10, 300, cost / 2, on_newton=True)
-    assert prefer_newton(10_000, 100, 10, 300, cost / 2, on_newton=True, owlqn_free=30)  # x3.2
+    assert prefer_newton(10_000, 100, 10, 300, cost / 2, on_newton=True, owlqn_free=30)  # x5.0
     assert not prefer_newton(10_000, 100, 10, 300, cost / 2, on_newton=True, owlqn_free=250)
+    assert prefer_newton(10_000, 100, 10, 300, cost / 3.5, on_newton=True, owlqn_free=75)  # x2.6
     # ... never shrinks, and only a stale count (off Newton the count is fresh) is grown
     assert not prefer_newton(10_000, 100, 10, 300, cost / 1.55, on_newton=True, owlqn_free=900)
     assert not prefer_newton(10_000, 100, 10, 300, cost, owlqn_free=30)

@@ -22,10 +22,11 @@ thread; ``benchmarks/results/solver-costs-cpu-2026-12-02.txt``):
 OWL-QN's iteration count is what the geometry decides (about 10 per λ on well-separated
 features, 25–160 on collinear ones, 30–100 on post-ReLU low-rank ones, 40–60 with n ≪ d):
 :func:`prefer_newton` takes it from the last path point OWL-QN solved. A count grows along a
-path, so an old one understates it: while on Newton it is grown with ``sqrt(N / N_then)``
+path, so an old one understates it: while on Newton it is grown with ``(N / N_then)^0.7``
 (OWL-QN's iterations grew about as ``N^0.5`` with n ≪ d and ``N^0.7`` on collinear paths;
 unscaled, a count from the path's sparse start sent points of its dense end back to OWL-QN,
-for 45–162 iterations each), and the path stays on Newton until it is estimated ``stay``
+for 45–162 iterations each; grown with the square root, still one point of the collinear
+path's end, for 132), and the path stays on Newton until it is estimated ``stay``
 times costlier. Entering Newton takes a clear gain (``enter``): where Newton wins it wins
 by 3-10× (4 steps per λ against 42-63 OWL-QN iterations), and a Newton point that only
 breaks even is a gamble on its step count (on well-separated features its first points took
@@ -111,7 +112,7 @@ def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None
         cost (module docstring).
     owlqn_free : int, optional
         Free coordinates (``n_free``'s measure) at the point where ``owlqn_iters`` was
-        counted: while on Newton the count is grown with ``sqrt(n_free / owlqn_free)``,
+        counted: while on Newton the count is grown with ``(n_free / owlqn_free)^0.7``,
         never shrunk.
     newton_steps : float, optional
         Newton's mean steps per point on this path so far (None: it has not run).
@@ -120,5 +121,5 @@ def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None
         return False
     iters = float(owlqn_iters)
     if on_newton and owlqn_free:
-        iters *= max(1.0, n_free / owlqn_free) ** 0.5
+        iters *= max(1.0, n_free / owlqn_free) ** 0.7
     return newton_cost(n, m, C, n_free, newton_steps) < (stay if on_newton else enter) * iters
