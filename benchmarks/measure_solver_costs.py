@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
             for r in rows:
                 r["problem"], r["solver"] = label, solver
             runs[label, solver] = rows
-            print(f"[{label}] {solver}: {len(rows)} solves, {sum(r['iters'] for r in rows)} "
+            print(f"[{label}] {solver}: {len(rows)} points, {sum(r['iters'] for r in rows)} "
                   f"iterations, {time.perf_counter() - t:.2f} s", flush=True)
     if args.save:
         with open(args.save, "w") as f:
