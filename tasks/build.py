@@ -46,7 +46,13 @@ from sparse_probe.rundir import (
     write_text,
 )
 from tasks.cost import DEFAULT_ASSIGNMENTS, CostEstimate, estimate_cost, parse_reward
-from tasks.hit_render import PANEL_TEXT, render_hit, render_mturk_template, render_text_panels
+from tasks.hit_render import (
+    COLOUR_NOTE,
+    PANEL_TEXT,
+    render_hit,
+    render_mturk_template,
+    render_text_panels,
+)
 from tasks.question_xml import ASSET_PREFIX, QuestionTooLargeError, html_question, retarget_assets
 from tasks.viz.evidence import (
     DOMINANT_SHARE,
@@ -118,6 +124,7 @@ class HitSpec:
     heat_empty: bool = False
     heat_panel: str = ""  # the map panel shown as "heat"
     contrast: dict[str, dict[str, float]] = field(default_factory=dict)
+    colour: float | None = None  # image: share of the feature left in greyscale
     evidence_panels: dict[str, dict] | None = None
     evidence_images: dict[str, dict[str, float]] | None = None
     gold_candidate: bool = False  # a feature outside the audit, rendered to become a gold item
@@ -146,7 +153,8 @@ class HitSpec:
             "is_gold": self.is_gold, "gold": self.gold,
             "attention": {"field": "attention", "expected": self.attention},
             "evidence": self.evidence, "evidence_panels": self.evidence_panels,
-            "evidence_images": self.evidence_images, "truth": self.truth,
+            "evidence_images": self.evidence_images, "colour": self.colour,
+            "truth": self.truth,
             "removal": self.removal, "truth_removal": self.truth_removal,
             "truth_maps": self.truth_maps,
         }
@@ -294,6 +302,7 @@ def _render_image_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
         save_png(image_grid(both, ncols=len(imgs)), assets / f"{h.hit_key}-contrast.png")
         h.assets["contrast"] = f"assets/{h.hit_key}-contrast.png"
         h.contrast = {p: c.as_dict() for p, c in pe.contrast.items()}
+        h.colour = pe.colour
         rows = np.flatnonzero(labels == h.cls)
         if len(rows):
             weakest = "lowest" if h.direction == "highest" else "highest"
@@ -308,7 +317,7 @@ def _render_image_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
                             for c, m in sorted(src.cue_masks.items())},
                     "least": {c: round(float(m[least].any((1, 2)).mean()), 4)
                               for c, m in sorted(src.cue_masks.items())}}
-            h.evidence = dict(reader_evidence(None, pe.evidence, h.evidence_images))
+            h.evidence = dict(reader_evidence(None, pe.evidence, h.evidence_images, h.colour))
             h.truth = truth_from_evidence(h.evidence, src.cue_kind)
         if src.without is not None and h.direction == "highest":
             h.decide_by_intervention(feature_removal(src, h.examples, h.feature, h.weight,
@@ -546,10 +555,12 @@ def _batch_rows(hits: list[HitSpec], asset_base_url: str) -> tuple[list[str], li
                      *[Path(h.assets[f]).name if f in h.assets else "" for f in files]])
         if kind == "image":
             title, text = PANEL_TEXT.get(h.heat_panel, ("Where the feature fires", ""))
-            rows[-1] += [html.escape(f"{title}: {text}"), html.escape("; ".join(
-                f"{PANEL_TEXT.get(p, (p,))[0]}: {round(100 * c['removed'])}% of the feature "
-                f"left with its region removed, {round(100 * c['kept'])}% with only it kept"
-                for p, c in h.contrast.items()))]
+            notes = [f"{PANEL_TEXT.get(p, (p,))[0]}: {round(100 * c['removed'])}% of the "
+                     f"feature left with its region removed, {round(100 * c['kept'])}% with only "
+                     "it kept" for p, c in h.contrast.items()]
+            if h.colour is not None:
+                notes.append(COLOUR_NOTE.format(pct=round(100 * h.colour)))
+            rows[-1] += [html.escape(f"{title}: {text}"), html.escape("; ".join(notes))]
     return header, rows
 
 
@@ -850,7 +861,8 @@ def build_tasks(
                 n_examples=len(h.examples), texts=h.texts, cloud=h.cloud,
                 class_cloud=class_clouds.get(h.cls, Markup("")),
                 class_texts=class_texts.get(h.cls, []), heat_empty=h.heat_empty,
-                heat_panel=h.heat_panel, contrast=h.contrast, insertion=h.insertion,
+                heat_panel=h.heat_panel, contrast=h.contrast, colour=h.colour,
+                insertion=h.insertion,
                 text_contrast=h.text_contrast, least_texts=h.least_texts, schema=questions)
             try:
                 html_question(retarget_assets(page, LONG_BASE_URL), what=h.hit_key)

@@ -98,6 +98,13 @@ def _questions(schema: QuestionSchema | None, kind: str, class_name: str,
     return {"questions": qs, "required_labels": {q.id: q.short for q in qs if q.required}}
 
 
+#: The greyscale line of an image HIT (``pct``: the share of the feature left in greyscale).
+COLOUR_NOTE = ("With the colour taken out of these images (the same images in grey): {pct}% of "
+               "the feature is left. Little left means the feature needs a colour the images "
+               "share (look at what colour the top images have in common, on the object or "
+               "around it); most of it left means colour plays no part.")
+
+
 def render_hit(
     *,
     kind: str,
@@ -114,6 +121,7 @@ def render_hit(
     heat_empty: bool = False,
     heat_panel: str = "",
     contrast: Mapping[str, Mapping[str, float]] | None = None,
+    colour: float | None = None,
     insertion: Sequence[tuple[str, float]] = (),
     text_contrast: Mapping[str, float] | None = None,
     least_texts: Sequence[str] = (),
@@ -151,6 +159,10 @@ def render_hit(
     contrast : mapping, optional
         Per map panel ``{"removed": f, "kept": f}``: the share of the feature left with the
         panel's highlighted region removed / with only it kept (shown as percentages).
+    colour : float, optional
+        Image HITs: the share of the feature left on the same images in greyscale
+        (:func:`tasks.viz.perturb.colour_kept`), shown as a percentage with
+        :data:`COLOUR_NOTE`.
     insertion : sequence of (str, float)
         Text HITs: the words that push the feature most when appended to ordinary comments,
         with their effect as a share of the shown comments' departure from an ordinary one
@@ -173,6 +185,7 @@ def render_hit(
         map_panels=[(p, *_panel_text(p)) for p in PANEL_TEXT if p != heat_panel and p in assets],
         contrast=[(_panel_text(p)[0], round(100 * c["removed"]), round(100 * c["kept"]))
                   for p, c in (contrast or {}).items()],
+        colour_note=None if colour is None else COLOUR_NOTE.format(pct=round(100 * colour)),
         **_text_panel_context(insertion, text_contrast, least_texts),
         **_questions(schema, kind, class_name, attention_number),
     )

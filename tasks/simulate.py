@@ -235,7 +235,7 @@ def choose_answers(form: HitForm, row: Mapping[str, Any], profile: WorkerProfile
         seen = text_reader_evidence(row.get("evidence_panels"), row.get("evidence"))
     else:
         seen = reader_evidence(row.get("evidence"), row.get("evidence_panels"),
-                               row.get("evidence_images"))
+                               row.get("evidence_images"), row.get("colour"))
     shared, pattern, summary = evidence_answer(seen, row.get("kind", "image"), schema=schema)
     says_yes = schema.meaning(presence or "", shared) == PATTERN
     attention = row.get("attention") or {}

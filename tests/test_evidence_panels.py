@@ -4,6 +4,7 @@ panel shows a background texture that gradient-sharpened heatmaps put elsewhere.
 
 from __future__ import annotations
 
+import html
 import json
 import random
 
@@ -15,9 +16,10 @@ from helpers_publish import ATTENTION, hit_html
 from helpers_viz import ColorCNN, image_run, synthetic_images
 
 from tasks.build import build_tasks
-from tasks.hit_render import PANEL_TEXT
+from tasks.hit_render import COLOUR_NOTE, PANEL_TEXT
 from tasks.simulate import WorkerProfile, choose_answers, parse_hit_form
 from tasks.viz.evidence import (
+    colour_cue,
     dominant_region,
     panel_faithfulness,
     reader_evidence,
@@ -27,7 +29,7 @@ from tasks.viz.evidence import (
 from tasks.viz.heatmap import normalize_maps
 from tasks.viz.lime import lime_coefficients, lime_maps
 from tasks.viz.panels import MAP_PANELS, panel_evidence
-from tasks.viz.perturb import contrast, feature_scorer, fill_removed
+from tasks.viz.perturb import LUMA, colour_kept, contrast, feature_scorer, fill_removed, greyscale
 from tasks.viz.source import ExampleSource
 from tasks.viz.superpixels import slic_superpixels
 
@@ -76,6 +78,53 @@ def test_fill_removed_paints_grey_and_contrast_counts_it():
     score = feature_scorer([0] * len(marked), [1.0] * len(marked), spatial=model.features)
     c, _, _ = contrast(score, images[marked], mark[marked])
     assert c.ratio("removed") < 0.05 and c.ratio("kept") > 0.9  # channel 0 is the mark
+
+
+def test_greyscale_keeps_luminance_and_colour_kept_measures_a_colour_feature():
+    images, _, _, mark = synthetic_images(6, 32)
+    g = greyscale(images)
+    assert g.shape == images.shape
+    assert torch.equal(g[:, 0], g[:, 1]) and torch.equal(g[:, 1], g[:, 2])
+    px = images[0, :, 3, 5]
+    luma = float(sum(w * float(v) for w, v in zip(LUMA, px, strict=True)))
+    assert float(g[0, 0, 3, 5]) == pytest.approx(luma, abs=1e-6)
+    model = ColorCNN().eval()
+    marked = np.flatnonzero(mark.reshape(6, -1).any(1))
+    colour = feature_scorer([0] * len(marked), [1.0] * len(marked), spatial=model.features)
+    assert colour_kept(colour, images[marked]) < 0.05  # the magenta mark's channel: colour
+    flat = feature_scorer([2] * len(marked), [1.0] * len(marked), spatial=model.features)
+    assert colour_kept(flat, images[marked]) == pytest.approx(1.0)  # fires on every pixel
+    against = feature_scorer([2] * len(marked), [-1.0] * len(marked), spatial=model.features)
+    assert colour_kept(against, images[marked]) is None  # nothing to lose: not a share
+
+
+def test_a_colour_the_maps_cannot_place_is_read_from_the_greyscale_line():
+    """A tinted-background feature whose maps point at the object (its edge meets the tint):
+    removing the object leaves most of it, greyscale takes most of it: the tint, the one cue
+    in the top images. Not when a map's region is more necessary than the colour, when the
+    colour is not necessary, when two cues fill the top images, or without the line."""
+    maps = {"lime": {"object": 0.95, "cues": {"tint": 0.05, "stripe": 0.0}, "background": 0.0,
+                     "removed": 0.72, "kept": 0.63, "area": 0.14},
+            "activation": {"object": 0.82, "cues": {"tint": 0.18, "stripe": 0.0},
+                           "background": 0.0, "removed": 0.60, "kept": 0.85, "area": 0.36}}
+    images = {"top": {"stripe": 0.0, "tint": 1.0}, "least": {"stripe": 0.0, "tint": 0.67}}
+    tint = {"object": 0.0, "cues": {"stripe": 0.0, "tint": 1.0}, "background": 0.0}
+    assert colour_cue(0.49, maps, images) == "tint"
+    assert reader_evidence(None, maps, images, 0.49) == tint
+    assert reader_evidence(None, maps, images)["object"] == 0.82  # no line: the object map
+    assert colour_cue(0.51, maps, images) is None  # the colour is not necessary
+    assert colour_cue(0.60, maps, images, left=0.6) == "tint"
+    sharp = {**maps, "activation": {**maps["activation"], "removed": 0.40}}
+    assert colour_cue(0.45, sharp, images) is None  # a map's region is more necessary
+    assert colour_cue(0.40, sharp, images) == "tint"  # ... not more than the colour
+    blank = {**maps, "activation": {**maps["activation"], "removed": 0.0, "kept": 0.0}}
+    assert colour_cue(0.49, blank, images) == "tint"  # a map without contrast says nothing
+    both = {"top": {"stripe": 0.9, "tint": 1.0}, "least": {}}
+    assert colour_cue(0.3, maps, both) is None  # which colour? the reader cannot tell
+    assert colour_cue(0.3, maps, {"top": {"tint": 0.7}}) is None
+    assert colour_cue(0.3, maps, {"top": {"tint": 0.8}}) == "tint"
+    assert colour_cue(None, maps, images) is None and colour_cue(0.3, None, images) is None
+    assert colour_cue(0.3, maps, None) is None
 
 
 def test_lime_puts_the_mark_channel_on_the_mark():
@@ -169,6 +218,7 @@ def test_rendered_hits_show_and_describe_every_panel(tmp_path):
     res = build_tasks(probe, feats, tmp_path / "tasks", source=src, gold_share=0.0,
                       fvis_steps=4, fvis_size=32, n_examples=6, progress=False,
                       lime_samples=48)
+    lines = 0
     for r in res.manifest:
         soup = BeautifulSoup((tmp_path / "tasks" / r["html"]).read_text(), "html5lib")
         text = " ".join(soup.get_text(" ").split())
@@ -190,9 +240,21 @@ def test_rendered_hits_show_and_describe_every_panel(tmp_path):
             cells = [td.get_text() for td in tr.find_all("td")]
             assert cells == [PANEL_TEXT[name][0], f"{round(100 * c['removed'])}%",
                              f"{round(100 * c['kept'])}%"]
+        # the greyscale line: the feature left without colour, as a percentage (none where
+        # the signed feature is not positive on the shown images: nothing to lose)
+        if r["colour"] is None:
+            assert soup.find("p", class_="colour-note") is None
+        else:
+            assert " ".join(COLOUR_NOTE.format(pct=round(100 * r["colour"])).split()) in text
+            lines += 1
         assert "in the highlighted parts or anywhere else" in text
         assert "anywhere else: a shared background, texture, colour or mark counts" in text
+    assert lines >= 1
+    batch = (tmp_path / "tasks" / "batch.csv").read_text()
+    shown = [r for r in res.manifest if r["colour"] is not None]
+    assert html.escape(COLOUR_NOTE.format(pct=round(100 * shown[0]["colour"]))) in batch
     mark = next(r for r in res.manifest if r["feature"] == 0 and r["weight"] > 0)
+    assert mark["colour"] < 0.05  # the magenta mark's channel needs its colour
     assert mark["truth"] == "spurious:mark"
     trusted = trusted_panel(mark["evidence_panels"])
     assert mark["evidence"] == {k: mark["evidence_panels"][trusted][k]

@@ -25,7 +25,14 @@ from tasks.viz.heatmap import (
 from tasks.viz.intervention import feature_removal, text_feature_removal, truth_from_removal
 from tasks.viz.lime import lime_coefficients, lime_maps
 from tasks.viz.panels import HIT_PANELS, MAP_PANELS, PanelEvidence, panel_evidence
-from tasks.viz.perturb import Contrast, contrast, feature_scorer, fill_removed
+from tasks.viz.perturb import (
+    Contrast,
+    colour_kept,
+    contrast,
+    feature_scorer,
+    fill_removed,
+    greyscale,
+)
 from tasks.viz.source import ExampleSource, SplitImages, load_source
 from tasks.viz.superpixels import slic_superpixels
 from tasks.viz.text_attr import highlight_html, occlusion_attributions, word_scores
@@ -44,6 +51,7 @@ __all__ = [
     "cloud_html",
     "cloud_png",
     "colorize",
+    "colour_kept",
     "contrast",
     "direction_for",
     "feature_removal",
@@ -53,6 +61,7 @@ __all__ = [
     "gold_answer",
     "gradcam_heatmaps",
     "gradient_refined_heatmaps",
+    "greyscale",
     "highlight_html",
     "image_evidence",
     "image_grid",

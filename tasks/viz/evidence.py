@@ -19,6 +19,7 @@ __all__ = [
     "SUFFICIENT_KEPT",
     "agreeing_cue",
     "backed_cue_map",
+    "colour_cue",
     "cue_backed_by_contrast",
     "dominant_region",
     "dominant_share",
@@ -288,14 +289,48 @@ def backed_cue_map(panels: Mapping[str, Mapping] | None) -> str | None:
     return cues.pop() if len(cues) == 1 else None
 
 
+def colour_cue(colour: float | None, panels: Mapping[str, Mapping] | None,
+               images: Mapping[str, Mapping[str, float]] | None,
+               left: float = NECESSARY_LEFT, top_share: float = IMAGE_CUE_TOP) -> str | None:
+    """The cue a careful reader names when a feature needs the images' colour but not the
+    region its maps highlight, else None.
+
+    The greyscale line of a HIT (``colour``, :func:`tasks.viz.perturb.colour_kept`) says how
+    much of the feature is left without colour. When that is at most ``left`` (the colour is
+    necessary, the share at which the truth by intervention calls a region the pattern) and
+    no map's highlighted region is more necessary (each map leaves at least as much of the
+    feature with its region removed: the maps point at something the feature needs less,
+    typically the object whose edge meets a tinted background), the pattern is a colour the
+    top images share: the one cue shown in at least ``top_share`` of them (``images["top"]``),
+    when exactly one is.
+    """
+    if colour is None or colour > left or not panels or not images:
+        return None
+    for p in panels.values():
+        k = float((p or {}).get("kept") or 0.0)
+        if k > 0 and float(p.get("removed", 1.0)) < colour:
+            return None  # a map's region is more necessary: the maps show the pattern
+    shared = [c for c, r in (images.get("top") or {}).items() if float(r) >= top_share]
+    return shared[0] if len(shared) == 1 else None
+
+
 def reader_evidence(evidence: Mapping | None, panels: Mapping[str, Mapping] | None,
-                    images: Mapping[str, Mapping[str, float]] | None = None
-                    ) -> Mapping | None:
+                    images: Mapping[str, Mapping[str, float]] | None = None,
+                    colour: float | None = None) -> Mapping | None:
     """The evidence a careful reader of a HIT takes from it (:func:`_seen`), except that a
     cue it would name is kept only when a map's contrast backs it
     (:func:`cue_backed_by_contrast`); otherwise the reader sees no single pattern
-    (``{"object": 0, "cues": {...: 0}, "background": 1}``). HITs without panels (older
-    manifests, text) are read as before."""
+    (``{"object": 0, "cues": {...: 0}, "background": 1}``). Before the maps, the greyscale
+    line (``colour``) may name a colour the top images share (:func:`colour_cue`). HITs
+    without panels (older manifests, text) are read as before."""
+    if panels:
+        hue = colour_cue(colour, panels, images)
+        if hue is not None:
+            names = set((images or {}).get("top") or {})
+            for p in panels.values():
+                names.update((p or {}).get("cues") or {})
+            return {"object": 0.0, "cues": {c: float(c == hue) for c in sorted(names)},
+                    "background": 0.0}
     seen = _seen(evidence, panels, images)
     if not panels or seen is None:
         return seen

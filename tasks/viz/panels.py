@@ -37,7 +37,7 @@ from tasks.viz.heatmap import (
     occlusion_heatmaps,
 )
 from tasks.viz.lime import lime_maps
-from tasks.viz.perturb import Contrast, contrast, feature_scorer
+from tasks.viz.perturb import Contrast, colour_kept, contrast, feature_scorer
 from tasks.viz.source import ExampleSource
 
 __all__ = ["HIT_PANELS", "MAP_PANELS", "PanelEvidence", "panel_evidence"]
@@ -63,6 +63,10 @@ class PanelEvidence:
     evidence : dict of str to dict
         With ground truth: each map's shares (:func:`tasks.viz.evidence.image_evidence`) plus
         its contrast numbers ``removed``, ``kept``, ``area``.
+    colour : float or None
+        Share of the feature left on the shown images in greyscale
+        (:func:`tasks.viz.perturb.colour_kept`; None where the signed feature is not
+        positive on them).
     """
 
     shown: dict[str, np.ndarray] = field(default_factory=dict)
@@ -70,6 +74,7 @@ class PanelEvidence:
     removed: dict[str, torch.Tensor] = field(default_factory=dict)
     kept: dict[str, torch.Tensor] = field(default_factory=dict)
     evidence: dict[str, dict] = field(default_factory=dict)
+    colour: float | None = None
 
 
 def _raw_map(src: ExampleSource, panel: str, x: torch.Tensor, feature: int, weight: float,
@@ -142,7 +147,8 @@ def panel_evidence(src: ExampleSource, rows: Sequence[int] | np.ndarray, feature
     if object_masks is None and src.object_masks is not None:
         object_masks = src.object_masks[rows]
         cue_masks = {n: m[rows] for n, m in sorted(src.cue_masks.items())}
-    out = PanelEvidence()
+    colour = colour_kept(score, x)
+    out = PanelEvidence(colour=None if colour is None else round(colour, 4))
     for panel in panels:
         raw = _raw_map(src, panel, x, feature, weight, score, lime_samples, n_segments, seed)
         if raw is None:

@@ -16,10 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["FILL", "Contrast", "contrast", "feature_scorer", "fill_removed"]
+__all__ = ["FILL", "LUMA", "Contrast", "colour_kept", "contrast", "feature_scorer", "fill_removed",
+           "greyscale"]
 
 #: The colour a removed region is painted with (images in [0, 1]).
 FILL = 0.5
+
+#: Luminance weights of R, G, B (ITU-R BT.601): the grey an image keeps without its colour.
+LUMA = (0.299, 0.587, 0.114)
 
 #: ``score(images (m, 3, H, W)) -> (m,)``
 Scorer = Callable[[torch.Tensor], torch.Tensor]
@@ -126,3 +130,30 @@ def contrast(score: Callable[[torch.Tensor, np.ndarray], np.ndarray], images: to
     c = Contrast(original=score(images, which), removed=score(removed, which),
                  kept=score(kept, which), area=reg.reshape(len(reg), -1).mean(1))
     return c, removed, kept
+
+
+def greyscale(images: torch.Tensor) -> torch.Tensor:
+    """``images`` (n, 3, H, W) with their colour taken out: each pixel's luminance
+    (:data:`LUMA`) in all three channels. Shapes, edges and brightness stay; a colour cast
+    (a tinted background, a coloured object) goes."""
+    w = torch.as_tensor(LUMA, dtype=images.dtype, device=images.device)
+    return (images * w[None, :, None, None]).sum(1, keepdim=True).expand_as(images).contiguous()
+
+
+def colour_kept(score: Callable[[torch.Tensor, np.ndarray], np.ndarray],
+                images: torch.Tensor) -> float | None:
+    """Share of a feature left on its shown images in greyscale (:func:`greyscale`): the
+    mean signed value on the grey images over the mean on the originals, as
+    :meth:`Contrast.ratio`; None when the signed feature is not positive on them (nothing to
+    lose: e.g. the images where a feature the class counts against is lowest).
+
+    A map cannot place a colour cast that covers the image: the feature of a tinted
+    background often fires at the object's edge against the tint, so its maps point at the
+    object, and painting the object grey leaves the edge (the grey meets the tint). Taking the
+    colour out of the whole image shows whether the feature needs it.
+    """
+    which = np.arange(len(images))
+    base = float(np.mean(score(images, which)))
+    if base <= 0:
+        return None
+    return float(np.mean(score(greyscale(images), which)) / base)
