@@ -125,6 +125,14 @@ def test_a_colour_the_maps_cannot_place_is_read_from_the_greyscale_line():
     assert colour_cue(0.3, maps, {"top": {"tint": 0.8}}) == "tint"
     assert colour_cue(None, maps, images) is None and colour_cue(0.3, None, images) is None
     assert colour_cue(0.3, maps, None) is None
+    bare = {"lime": {k: v for k, v in maps["lime"].items() if k != "removed"}}
+    assert colour_cue(0.49, bare, images) == "tint"  # no removal number: nothing more necessary
+    # the reader's evidence names every cue the page knows, from the images and the maps
+    only_tint = {"top": {"tint": 1.0}, "least": {}}
+    assert reader_evidence(None, maps, only_tint, 0.49) == tint
+    more = {"top": {"tint": 1.0, "watermark": 0.1}, "least": {}}
+    assert reader_evidence(None, maps, more, 0.49)["cues"] == {"stripe": 0.0, "tint": 1.0,
+                                                               "watermark": 0.0}
 
 
 def test_lime_puts_the_mark_channel_on_the_mark():

@@ -271,6 +271,40 @@ def test_choice_follows_the_costs():
         newton_cost(0, 10, 3, 5)
 
 
+def test_cost_model_is_the_documented_formula():
+    """Both costs against the formula of solvers/choice.py's docstring, written out."""
+    def owlqn_it(n, m, C):
+        p = m * C
+        return 4 * n * p + 10.8 * 4 * history_for(p + C) * p + 9.8e7
+
+    def newton_pt(n, m, C, N, k):
+        step = 1.41 * 4 * n * m * C + 251.0 * 0.8 * N * N + 1.53e8
+        return 1.75 * 0.6 * n * N * N / 2 + k * step + 2.2e7
+
+    for n, m, C, N in [(10_000, 100, 10, 300), (500, 3000, 10, 1500), (1, 1, 1, 1)]:
+        assert owlqn_iteration_cost(n, m, C) == pytest.approx(owlqn_it(n, m, C), rel=1e-12)
+        for k in (None, 1.5, 7):
+            want = newton_pt(n, m, C, N, 3.5 if k is None else k) / owlqn_it(n, m, C)
+            assert newton_cost(n, m, C, N, k) == pytest.approx(want, rel=1e-12), (n, k)
+    # the pair buffer's size is history_for(mC + C): 40 pairs here, 39 with one more float
+    assert history_for(20_972 * 10 + 10) != history_for(20_972 * 10 - 10)
+    assert owlqn_iteration_cost(1000, 20_972, 10) == pytest.approx(owlqn_it(1000, 20_972, 10),
+                                                                   rel=1e-12)
+    for bad in [(0, 1, 1), (1, 0, 1), (1, 1, 0)]:
+        with pytest.raises(ValueError, match="must be positive"):
+            newton_cost(*bad, 5)
+
+
+def test_choice_thresholds_are_strict():
+    cost = newton_cost(10_000, 100, 10, 300)
+    # exactly at the threshold (0.5 x 2c == c in binary): not cheaper, so OWL-QN
+    assert not prefer_newton(10_000, 100, 10, 300, 2 * cost, enter=0.5)
+    assert not prefer_newton(10_000, 100, 10, 300, cost / 2, on_newton=True, stay=2.0)
+    # the stale count grows as a power of the model's growth: 2^0.7 = 1.62 (x 1.5 stay)
+    assert prefer_newton(10_000, 100, 10, 300, cost / 2.3, on_newton=True, owlqn_free=150)
+    assert not prefer_newton(10_000, 100, 10, 300, cost / 2.6, on_newton=True, owlqn_free=150)
+
+
 def test_owlqn_iteration_cost_counts_the_overheads():
     """Where n is small the pair buffer and fixed overhead dominate an OWL-QN iteration (the
     measured model of benchmarks/measure_solver_costs.py), where n is large the products."""
