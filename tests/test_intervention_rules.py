@@ -310,6 +310,26 @@ def test_missing_numbers_and_empty_panels_back_nothing():
     assert cue_backed_by_contrast("mark", panels)
 
 
+def test_a_sufficient_region_backs_a_cue_only_with_little_of_the_object_in_it():
+    """Keeping only a region that takes in much of the object keeps the feature whatever the
+    cue does (section K of the audit results: ring features that a watermark carries 15-17%
+    of, LIME 0.57 watermark / 0.30 object, kept 0.97): only a necessary region backs it then."""
+    ring = _panel(object=0.30, background=0.13, cues={"mark": 0.57}, removed=0.55, kept=0.97)
+    assert not cue_backed_by_contrast("mark", {"lime": ring})
+    assert cue_backed_by_contrast("mark", {"lime": {**ring, "removed": 0.5}})  # necessary
+    assert cue_backed_by_contrast("mark", {"lime": ring}, object_share=0.3)
+    tint = _panel(object=0.2, background=0.1, cues={"tint": 0.7}, removed=0.8, kept=0.92)
+    assert cue_backed_by_contrast("tint", {"lime": tint})  # a fifth of the map: minor
+    assert not cue_backed_by_contrast("tint", {"lime": {**tint, "object": 0.21}})
+    # shares of a map need not sum to 1: the object's share is of the map's total
+    half = _panel(object=0.15, background=0.065, cues={"mark": 0.285}, removed=0.55, kept=0.97)
+    assert not cue_backed_by_contrast("mark", {"lime": half})
+    # a panel that backs nothing does not stop the next one from backing it
+    sharp = _panel(cues={"mark": 0.9}, removed=0.2)
+    assert cue_backed_by_contrast("mark", {"lime": ring, "activation": sharp})
+    assert cue_backed_by_contrast("mark", {"lime": {**sharp, "kept": 0.0}, "activation": sharp})
+
+
 def test_reader_without_panels_reads_the_evidence_as_given():
     ev = {"object": 0.1, "cues": {"mark": 0.8}, "background": 0.1}
     assert reader_evidence(ev, None) is ev
