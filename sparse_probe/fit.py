@@ -296,7 +296,8 @@ def fit_path(
         point; FISTA for the grouped one); a registered name (``"owlqn"``, ``"newton"``,
         ``"fista"``) picks that restricted solver for every point instead (an unsupported
         penalty is a ``ValueError``). ``info["method"]`` names the solvers used,
-        ``info["method_per_point"]`` each point's. ``"glmnet"`` runs python-glmnet's Fortran
+        ``info["method_per_point"]`` each point's, ``info["free_per_point"]`` the free
+        coordinates (weights plus biases) the choice expected at each point's first round. ``"glmnet"`` runs python-glmnet's Fortran
         coordinate descent on the same λs.
     penalty : Penalty, optional
         A penalty object (:mod:`sparse_probe.penalties`); when given it replaces ``alpha``
