@@ -23,8 +23,8 @@ from tasks.question_xml import HTML_QUESTION_NS, QUESTION_MAX_BYTES, html_questi
 
 MANIFEST_KEYS = {"hit_key", "kind", "layer", "class", "class_name", "feature", "weight", "rank",
                  "direction", "html", "assets", "example_ids", "is_gold", "gold", "attention",
-                 "evidence", "evidence_panels", "evidence_images", "truth", "removal",
-                 "truth_removal", "truth_maps", "assignments", "reward"}
+                 "evidence", "evidence_panels", "evidence_images", "colour", "truth",
+                 "removal", "truth_removal", "truth_maps", "assignments", "reward"}
 FAST = {"fvis_steps": 12, "fvis_size": 32, "n_examples": 6, "progress": False}
 
 
@@ -66,6 +66,7 @@ def test_manifest_follows_the_contract(image_build):
     for r in records:
         assert set(r) == MANIFEST_KEYS
         assert r["kind"] == "image" and r["layer"] == "sparse"
+        assert r["colour"] is None or 0 <= r["colour"] < 10  # share left in greyscale
         assert r["hit_key"] == f"img-c{r['class']:02d}-f{r['feature']:04d}-sparse"
         assert r["html"] == f"hits/{r['hit_key']}.html" and (out / r["html"]).is_file()
         assert set(r["assets"]) == {"grid", "heat", "activation", "contrast", "least", "fvis",
@@ -237,6 +238,7 @@ def test_text_hits(text_build):
     assert by_feature[0]["truth"] == "core" and by_feature[2]["truth"] == "core"
     for r in res.manifest:
         assert set(r) == MANIFEST_KEYS and r["kind"] == "text"
+        assert r["colour"] is None  # text HITs have no greyscale line
         assert r["hit_key"].startswith("txt-")
         assert set(r["assets"]) == {"examples", "cloud", "class_cloud", "panels"}
         text = (out / r["html"]).read_text()
