@@ -400,7 +400,6 @@ def fit_path(
         owlqn_iters = None  # OWL-QN's iterations at the last point it solved (for ``auto``)
         owlqn_free = None  # the free coordinates expected at that point
         newton_steps: list[int] = []  # Newton's steps at the points it solved
-        n_free = None
         methods: list[str] = []  # the restricted solver(s) of each point
         bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
         tol_points = []

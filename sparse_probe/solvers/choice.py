@@ -52,9 +52,9 @@ NEWTON_FIXED = 2.2e7
 NEWTON_STEPS = 3.5  # steps per point before Newton has run on a path
 
 
-def _check(n: int, m: int, C: int) -> None:
+def _check(n: int, m: int, C: int, caller: str) -> None:
     if n <= 0 or m <= 0 or C <= 0:
-        raise ValueError(f"newton_cost: n, m and C must be positive, got {n}, {m}, {C}")
+        raise ValueError(f"{caller}: n, m and C must be positive, got {n}, {m}, {C}")
 
 
 def owlqn_iteration_cost(n: int, m: int, C: int) -> float:
@@ -65,7 +65,7 @@ def owlqn_iteration_cost(n: int, m: int, C: int) -> float:
     n, m, C : int
         Examples, working-set features, classes.
     """
-    _check(n, m, C)
+    _check(n, m, C, "owlqn_iteration_cost")
     p = m * C
     return 4.0 * n * p + OWLQN_PAIR_PASSES * 4.0 * history_for(p + C) * p + OWLQN_FIXED
 
@@ -82,7 +82,7 @@ def newton_cost(n: int, m: int, C: int, n_free: int, steps: float | None = None)
     steps : float, optional
         Newton steps expected at the point (default :data:`NEWTON_STEPS`).
     """
-    _check(n, m, C)
+    _check(n, m, C, "newton_cost")
     N2 = float(n_free) ** 2
     k = NEWTON_STEPS if steps is None else max(float(steps), 1.0)
     step = NEWTON_STEP_PRODUCTS * 4.0 * n * m * C + NEWTON_STEP_MODEL * N2 + NEWTON_STEP_FIXED

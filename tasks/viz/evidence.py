@@ -328,6 +328,11 @@ def colour_cue(colour: float | None, panels: Mapping[str, Mapping] | None,
     return shared[0] if len(shared) == 1 else None
 
 
+def _only(cue: str, names) -> dict:
+    """Evidence that shows ``cue`` and nothing else (every other cue of ``names`` at 0)."""
+    return {"object": 0.0, "cues": {c: float(c == cue) for c in names}, "background": 0.0}
+
+
 def reader_evidence(evidence: Mapping | None, panels: Mapping[str, Mapping] | None,
                     images: Mapping[str, Mapping[str, float]] | None = None,
                     colour: float | None = None) -> Mapping | None:
@@ -343,8 +348,7 @@ def reader_evidence(evidence: Mapping | None, panels: Mapping[str, Mapping] | No
             names = set((images or {}).get("top") or {})
             for p in panels.values():
                 names.update((p or {}).get("cues") or {})
-            return {"object": 0.0, "cues": {c: float(c == hue) for c in sorted(names)},
-                    "background": 0.0}
+            return _only(hue, sorted(names))
     seen = _seen(evidence, panels, images)
     if not panels or seen is None:
         return seen
@@ -380,12 +384,10 @@ def _seen(evidence: Mapping | None, panels: Mapping[str, Mapping] | None,
         return evidence
     agreed = agreeing_cue(panels)
     if agreed is not None:
-        return {"object": 0.0, "cues": {c: float(c == agreed) for c in evidence["cues"]},
-                "background": 0.0}
+        return _only(agreed, evidence["cues"])
     backed = backed_cue_map(panels)
     if backed is not None:
-        return {"object": 0.0, "cues": {c: float(c == backed) for c in evidence["cues"]},
-                "background": 0.0}
+        return _only(backed, evidence["cues"])
     if not images:
         return evidence
     top, least = images.get("top") or {}, images.get("least") or {}
@@ -394,5 +396,4 @@ def _seen(evidence: Mapping | None, panels: Mapping[str, Mapping] | None,
     seen = [c for c, g in sorted(gaps.items(), key=lambda kv: -kv[1]) if g >= IMAGE_CUE_GAP]
     if not seen:
         return evidence
-    return {"object": 0.0, "cues": {c: float(c == seen[0]) for c in top},
-            "background": 0.0}
+    return _only(seen[0], top)

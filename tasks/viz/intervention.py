@@ -225,23 +225,17 @@ def text_feature_removal(src, rows: Sequence[int] | np.ndarray, feature: int, we
     with token kinds (None without them): its shown comments ``rows``, the feature's column
     ``values`` (n,) over the source's split for the baseline (median) and the ordinary
     comments, the corpus's identity terms as the words to append, and its words of no class
-    and no identity kind as the control."""
+    and no identity kind as the control (``ExampleSource.text_word_groups``, computed once
+    per source)."""
     from tasks.viz.text_panels import ordinary_rows
 
     if src.token_kinds is None:
         return None
     col = np.asarray(values, dtype=np.float64)
     rows = np.asarray(rows, np.int64)
-    identity: set[str] = set()
-    control: set[str] = set()
-    for toks, kinds in zip(src.tokens, src.token_kinds, strict=True):
-        for t, k in zip(toks, kinds, strict=True):
-            if str(k).startswith("identity"):
-                identity.add(t.lower())
-            elif str(k) not in src.class_word_kinds:
-                control.add(t.lower())
+    identity, control = src.text_word_groups  # the corpus is scanned once per source
     return text_removal(src.features, [src.tokens[i] for i in rows],
                         [src.token_kinds[i] for i in rows], feature, weight,
                         float(np.median(col)), src.class_word_kinds,
                         ordinary=[src.texts[i] for i in ordinary_rows(col, ORDINARY_TEXTS)],
-                        cue_words=sorted(identity), control_words=sorted(control))
+                        cue_words=identity, control_words=control)

@@ -8,6 +8,7 @@ with their own model pass an :class:`ExampleSource` directly.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -124,6 +125,23 @@ class ExampleSource:
     def __len__(self) -> int:
         return len(self.images) if self.kind == "image" else len(self.texts or [])
 
+
+    @functools.cached_property
+    def text_word_groups(self) -> tuple[list[str], list[str]]:
+        """``(identity terms, control words)`` of a text source with token kinds, lower-cased
+        and sorted: every word of an identity kind, and every word of neither an identity
+        kind nor one of :attr:`class_word_kinds` (the control group of the truth by insertion,
+        :func:`tasks.viz.intervention.text_feature_removal`). Computed once per source from
+        its whole corpus; ``([], [])`` without token kinds."""
+        identity: set[str] = set()
+        control: set[str] = set()
+        for toks, kinds in zip(self.tokens or [], self.token_kinds or [], strict=True):
+            for t, k in zip(toks, kinds, strict=True):
+                if str(k).startswith("identity"):
+                    identity.add(t.lower())
+                elif str(k) not in self.class_word_kinds:
+                    control.add(t.lower())
+        return sorted(identity), sorted(control)
 
     @property
     def has_truth(self) -> bool:
