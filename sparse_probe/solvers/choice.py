@@ -29,10 +29,11 @@ for 45–162 iterations each; grown with the square root, still one point of the
 path's end, for 132), and the path stays on Newton until it is estimated ``stay``
 times costlier. Entering Newton takes a clear gain (``enter``): where Newton wins it wins
 by 3-10× (4 steps per λ against 42-63 OWL-QN iterations), and a Newton point that only
-breaks even is a gamble on its step count (on well-separated features its first points took
-2-3 steps, its later ones 5-13, and entering at break-even cost the path 15%). Before OWL-QN has run once, OWL-QN is chosen: Newton's first use in a process
-imports scikit-learn's coordinate descent (1.4–1.9 s here), which is worth it only where
-Newton will keep winning.
+breaks even is a gamble on its step count (on well-separated features its first points take
+few steps and its later ones many more, so entering at break-even put a stretch of that path
+on Newton and made it slower; an ad hoc run). Before OWL-QN has run once, OWL-QN is chosen:
+Newton's first use in a process imports scikit-learn's coordinate descent (over a second
+here), which is worth it only where Newton will keep winning.
 """
 
 from __future__ import annotations
