@@ -167,10 +167,14 @@ def test_insertion_shares_use_distinct_words_on_the_ordinary_comments():
     given = text_removal(enc, toks, kinds, 0, 1.0, 0.5, ["insult"], ordinary=ordinary,
                          cue_words=list(words), class_words=["moron"], n_words=12)
     assert given["removal"]["insertion"]["object"] == round(4.0 / base, 4)
-    # 8 of the 12 by default, drawn with seed 0: reproducible, and another seed or size draws
+    # every word by default (the group's exact mean), whatever the seed
+    for seed in (0, 1):
+        assert text_removal(enc, toks, kinds, 0, 1.0, 0.5, ["insult"], ordinary=ordinary,
+                            cue_words=list(words), seed=seed) == everything
+    # n_words=8: 8 of the 12 drawn with seed 0: reproducible, and another seed or size draws
     # other words
     default = text_removal(enc, toks, kinds, 0, 1.0, 0.5, ["insult"], ordinary=ordinary,
-                           cue_words=list(words))
+                           cue_words=list(words), n_words=8)
     again = text_removal(enc, toks, kinds, 0, 1.0, 0.5, ["insult"], ordinary=ordinary,
                          cue_words=list(words), n_words=8, seed=0)
     assert default == again
@@ -181,8 +185,8 @@ def test_insertion_shares_use_distinct_words_on_the_ordinary_comments():
                                cue_words=list(words), n_words=9)["removal"]["insertion"][
                                    "identity"]
     assert ins != text_removal(enc, toks, kinds, 0, 1.0, 0.5, ["insult"], ordinary=ordinary,
-                               cue_words=list(words), seed=1)["removal"]["insertion"][
-                                   "identity"]
+                               cue_words=list(words), n_words=8, seed=1)["removal"][
+                                   "insertion"]["identity"]
     # words repeated in the list are one word
     dup = text_removal(enc, toks, kinds, 0, 1.0, 0.5, ["insult"], ordinary=ordinary,
                        cue_words=["w2", "w2", "w4"], n_words=8)
