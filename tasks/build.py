@@ -68,7 +68,6 @@ from tasks.viz.panels import HIT_PANELS, MAP_PANELS, panel_evidence
 from tasks.viz.source import ExampleSource, load_source
 from tasks.viz.text_attr import highlight_html, occlusion_attributions, word_scores
 from tasks.viz.text_panels import (
-    INSERTION_TOP,
     associated_words,
     candidate_words,
     highlight_contrast,
@@ -77,6 +76,7 @@ from tasks.viz.text_panels import (
     least_rows,
     ordinary_rows,
     text_reader_evidence,
+    typical_words,
     word_kinds,
 )
 from tasks.viz.topk import direction_for, top_k
@@ -129,6 +129,7 @@ class HitSpec:
     evidence_images: dict[str, dict[str, float]] | None = None
     gold_candidate: bool = False  # a feature outside the audit, rendered to become a gold item
     insertion: list[tuple[str, float]] = field(default_factory=list)  # text: words that push it
+    insertion_typical: list[tuple[str, float]] = field(default_factory=list)  # text: random words
     text_contrast: dict[str, float] | None = None  # text: highlighted words removed / kept
     least_texts: list[str] = field(default_factory=list)  # text: class's least-activating
     removal: dict | None = None  # built-in data: the feature's share each region carries
@@ -359,6 +360,7 @@ def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
     class_words: dict[int, dict[str, float]] = {}
     kinds_of = (word_kinds(src.tokens, src.token_kinds) if src.token_kinds is not None
                 else None)
+    control = typical_words(src.tokens) if insertion_words > 0 and insertion_texts > 0 else []
     for h in tqdm(hits, desc="token attributions", unit="feature", disable=not progress):
         toks = [src.tokens[i] for i in h.examples]
         attrs = occlusion_attributions(src.features, toks, h.feature, h.weight)
@@ -377,6 +379,7 @@ def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
                                              baseline)
         ranking: list[tuple[str, float]] = []
         departure = 0.0
+        typical: list[tuple[str, float]] = []
         if insertion_words > 0 and insertion_texts > 0:
             pool = top_k(col, max(3 * len(h.examples), 30), h.direction)
             words = list(dict.fromkeys(
@@ -384,15 +387,19 @@ def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
                 + associated_words(src.tokens, col, h.weight, insertion_words)))
             base = [src.texts[i] for i in ordinary_rows(col, insertion_texts)]
             ranking = insertion_ranking(src.features, base, words, h.feature, h.weight)
-            # each word's effect as a share of the way to the shown comments
+            typical = insertion_ranking(src.features, base, control, h.feature, h.weight)
+            # each word's effect as a share of the way to the shown comments: every word
+            # tested (the page shows the first few, then lists the rest)
             departure = float(np.mean((1.0 if h.weight >= 0 else -1.0)
                                       * (col[h.examples] - baseline)))
-            h.insertion = ([(w, round(e / departure, 4)) for w, e in ranking[:INSERTION_TOP]
-                            if e > 0] if departure > 0 else [])
+            if departure > 0:
+                h.insertion = [(w, round(e / departure, 4)) for w, e in ranking]
+                h.insertion_typical = [(w, round(e / departure, 4)) for w, e in typical]
         h.least_texts = [src.texts[i] for i in least_rows(col, labels, h.cls, n_least,
                                                           h.weight)]
         _write_text(assets / f"{h.hit_key}-panels.html",
-                    render_text_panels(h.insertion, h.text_contrast, h.least_texts))
+                    render_text_panels(h.insertion, h.text_contrast, h.least_texts,
+                                       h.insertion_typical))
         h.assets["panels"] = f"assets/{h.hit_key}-panels.html"
         if src.token_kinds is not None and kinds_of is not None:
             kinds = [src.token_kinds[i] for i in h.examples]
@@ -400,7 +407,7 @@ def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
             h.evidence_panels = {"occlusion": {**occ, **(h.text_contrast or {})}}
             if ranking:
                 h.evidence_panels["insertion"] = kind_shares(
-                    ranking, kinds_of, src.class_word_kinds,
+                    ranking, kinds_of, src.class_word_kinds, typical=typical,
                     scale=departure if departure > 0 else None)
             h.evidence = dict(text_reader_evidence(h.evidence_panels, occ))
             # the truth is what dominates the evidence at the reader's own threshold
@@ -700,9 +707,12 @@ def build_tasks(
         over the split (:func:`tasks.viz.text_panels.associated_words`), are each appended to
         this many ordinary comments of the split (those where the feature is nearest its
         median), and the words that push the feature most the way the class uses it are
-        shown (0: no insertion panel). Each text HIT costs up to ``2 * insertion_words *
-        insertion_texts`` extra forward passes of the encoder (3,200 by default: a second on
-        the built-in bag-of-embeddings model, longer on a large transformer on CPU).
+        shown first, then every other word tested, beside what words picked at random do
+        (:data:`tasks.viz.text_panels.TYPICAL_WORDS` words drawn from the split's vocabulary,
+        :func:`tasks.viz.text_panels.typical_words`) (0: no insertion panel). Each text HIT
+        costs up to ``(2 * insertion_words + TYPICAL_WORDS) * insertion_texts`` extra forward
+        passes of the encoder (4,224 by default: a second on the built-in bag-of-embeddings
+        model, longer on a large transformer on CPU).
         ``benchmarks/measure_text_evidence.py`` measured which text panel shows identity terms.
     source : ExampleSource, optional
         Examples and model; loaded from ``features_dir/meta.json`` when None.
@@ -862,7 +872,7 @@ def build_tasks(
                 class_cloud=class_clouds.get(h.cls, Markup("")),
                 class_texts=class_texts.get(h.cls, []), heat_empty=h.heat_empty,
                 heat_panel=h.heat_panel, contrast=h.contrast, colour=h.colour,
-                insertion=h.insertion,
+                insertion=h.insertion, insertion_typical=h.insertion_typical,
                 text_contrast=h.text_contrast, least_texts=h.least_texts, schema=questions)
             try:
                 html_question(retarget_assets(page, LONG_BASE_URL), what=h.hit_key)

@@ -16,13 +16,16 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
+import numpy as np
 
 from hit_templates import TEMPLATE_DIR
 from sparse_probe.questions import PATTERN, QuestionSchema, RenderedQuestion, default_schema
 
 __all__ = [
+    "INSERTION_TOP",
     "PANEL_TEXT",
     "TEXT_PANEL_TEXT",
+    "TYPICAL_NOTE",
     "environment",
     "pattern_options",
     "render_hit",
@@ -99,6 +102,13 @@ def _questions(schema: QuestionSchema | None, kind: str, class_name: str,
 
 
 #: The greyscale line of an image HIT (``pct``: the share of the feature left in greyscale).
+#: Words of a text HIT's insertion ranking shown as bars; the rest are listed in one line.
+INSERTION_TOP = 10
+
+#: The line under the insertion ranking: what a word picked at random does, on the same scale.
+TYPICAL_NOTE = ("Words picked at random from the comments move it {pct}% (the median of "
+                "{n}, listed below): a word that moves it no further is nothing special.")
+
 COLOUR_NOTE = ("With the colour taken out of these images (the same images in grey): {pct}% of "
                "the feature is left. Little left means the feature needs a colour the images "
                "share (look at what colour the top images have in common, on the object or "
@@ -126,6 +136,7 @@ def render_hit(
     text_contrast: Mapping[str, float] | None = None,
     least_texts: Sequence[str] = (),
     schema: QuestionSchema | None = None,
+    insertion_typical: Sequence[tuple[str, float]] = (),
 ) -> str:
     """A complete HIT page.
 
@@ -164,9 +175,15 @@ def render_hit(
         (:func:`tasks.viz.perturb.colour_kept`), shown as a percentage with
         :data:`COLOUR_NOTE`.
     insertion : sequence of (str, float)
-        Text HITs: the words that push the feature most when appended to ordinary comments,
-        with their effect as a share of the shown comments' departure from an ordinary one
-        (largest first, shown as percentages; :func:`tasks.viz.text_panels.insertion_ranking`).
+        Text HITs: every word tested by appending it to ordinary comments, with its effect as
+        a share of the shown comments' departure from an ordinary one (largest first, shown
+        as percentages; :func:`tasks.viz.text_panels.insertion_ranking`): the first
+        :data:`INSERTION_TOP` that push the feature as bars, then
+        every word in one line.
+    insertion_typical : sequence of (str, float)
+        Text HITs: words picked at random from the comments
+        (:func:`tasks.viz.text_panels.typical_words`) with their effects on the same scale:
+        their median is shown with :data:`TYPICAL_NOTE`, then each of them in one line.
     text_contrast : mapping, optional
         Text HITs: ``{"removed": f, "kept": f}``, the share of the feature left with the
         highlighted words removed / only kept (:func:`tasks.viz.text_panels.highlight_contrast`).
@@ -186,16 +203,26 @@ def render_hit(
         contrast=[(_panel_text(p)[0], round(100 * c["removed"]), round(100 * c["kept"]))
                   for p, c in (contrast or {}).items()],
         colour_note=None if colour is None else COLOUR_NOTE.format(pct=round(100 * colour)),
-        **_text_panel_context(insertion, text_contrast, least_texts),
+        **_text_panel_context(insertion, text_contrast, least_texts, insertion_typical),
         **_questions(schema, kind, class_name, attention_number),
     )
 
 
 def _text_panel_context(insertion: Sequence[tuple[str, float]],
                         text_contrast: Mapping[str, float] | None,
-                        least_texts: Sequence[str]) -> dict[str, Any]:
+                        least_texts: Sequence[str],
+                        insertion_typical: Sequence[tuple[str, float]] = ()
+                        ) -> dict[str, Any]:
     """Template context of ``text_panels.html``."""
-    return {"text_panels": TEXT_PANEL_TEXT, "insertion": _insertion_bars(insertion),
+    bars = _insertion_bars(insertion[:INSERTION_TOP])
+    return {"text_panels": TEXT_PANEL_TEXT, "insertion": bars,
+            "insertion_rest": ([(str(w), round(100 * float(e))) for w, e in
+                                insertion[len(bars):]] if bars else []),
+            "typical_note": (None if not insertion_typical or not bars else TYPICAL_NOTE.format(
+                pct=round(100 * float(np.median([e for _, e in insertion_typical]))),
+                n=len(insertion_typical))),
+            "typical_words": ([(str(w), round(100 * float(e))) for w, e in insertion_typical]
+                              if bars else []),
             "text_contrast": ({k: round(100 * float(text_contrast[k])) for k in
                                ("removed", "kept")} if text_contrast else None),
             "least_texts": list(least_texts)}
@@ -203,17 +230,23 @@ def _text_panel_context(insertion: Sequence[tuple[str, float]],
 
 def render_text_panels(insertion: Sequence[tuple[str, float]] = (),
                        text_contrast: Mapping[str, float] | None = None,
-                       least_texts: Sequence[str] = ()) -> str:
+                       least_texts: Sequence[str] = (),
+                       insertion_typical: Sequence[tuple[str, float]] = ()) -> str:
     """A standalone page with a text HIT's panels beyond the highlighted comments (contrast,
     insertion, least-activating comments; as on the HIT page), the ``panels`` asset that
     MTurk's template shows in a frame. Arguments as :func:`render_hit`'s."""
     return environment().get_template("text_panels_page.html").render(
-        **_text_panel_context(insertion, text_contrast, least_texts))
+        **_text_panel_context(insertion, text_contrast, least_texts, insertion_typical))
 
 
 def _insertion_bars(insertion: Sequence[tuple[str, float]]) -> list[tuple[str, float, int]]:
-    """(word, effect, bar width in % of the largest effect) of the positive effects."""
-    items = [(str(w), float(e)) for w, e in insertion if float(e) > 0]
+    """(word, effect, bar width in % of the largest effect) of the leading positive effects
+    (a ranking, largest first: up to its first effect that is not positive)."""
+    items = []
+    for w, e in insertion:
+        if float(e) <= 0:
+            break
+        items.append((str(w), float(e)))
     top = max((e for _, e in items), default=0.0)
     return [(w, e, max(1, round(100 * e / top))) for w, e in items] if top > 0 else []
 

@@ -32,6 +32,7 @@ from tasks.viz.text_panels import (
     least_rows,
     ordinary_rows,
     text_reader_evidence,
+    typical_words,
     word_kinds,
 )
 
@@ -85,11 +86,22 @@ def test_occlusion_hides_what_insertion_shows():
     assert top9 == set(TOXIC_WORDS) | set(IDENTITY6)
     assert [w for w, _ in ranking[:3]] == sorted(TOXIC_WORDS, key=words.index)  # strongest
     assert all(e > 0 for _, e in ranking[:9]) and all(e <= 0 for _, e in ranking[9:])
-    ins = kind_shares(ranking, word_kinds(toks, TOP_KINDS), ["insult"])
-    # six identity terms at 0.9 beside three insults at 1.0 (equal lengths: shares as scores)
-    assert ins["cues"]["identity"] == pytest.approx(5.4 / 8.4, abs=0.02)
-    assert dominant_region(ins) == "identity"
-    assert text_reader_evidence({"occlusion": occ, "insertion": ins}) == ins
+    # the top comments depart from an ordinary one (0) by (1 + 0.9) / 9 on average; an
+    # identity term appended to an ordinary comment of L words adds 0.9 / (L + 1)
+    scale = 1.9 / 9
+    ins = kind_shares(ranking, word_kinds(toks, TOP_KINDS), ["insult"], scale=scale)
+    # identity terms at 0.9 beside insults at 1.0, on average over every word tested: the
+    # feature responds to both, and six identity terms against three insults change nothing
+    assert ins["cues"]["identity"] == pytest.approx(0.9 / 1.9, abs=1e-6)
+    assert ins["words"] == {"object": 3, "identity": 6, "background": len(words) - 9}
+    assert dominant_region(ins) is None
+    reach = np.mean([0.9 / (len(o.split()) + 1) for o in ORDINARY]) / scale
+    assert ins["reach"]["identity"] == pytest.approx(reach) and reach > INSERTION_REACH
+    # they take an ordinary comment more than half the way to the top comments: the reader
+    # names them (the cue first, as the truth by intervention does), though insults go further
+    assert ins["reach"]["object"] > ins["reach"]["identity"]
+    assert text_reader_evidence({"occlusion": occ, "insertion": ins}) == {
+        "object": 0.0, "cues": {"identity": 1.0}, "background": 0.0}
     # a negative sign ranks the words that lower the feature first
     low = insertion_ranking(enc.encode, ORDINARY, words, 0, -1.0)
     assert {w for w, _ in low[:9]}.isdisjoint(top9)
@@ -124,25 +136,60 @@ def test_associated_words_screen_the_whole_split():
         associated_words(toks, v[:3])
 
 
-def test_insertion_reach_is_the_strongest_word_of_each_kind_over_the_departure():
+def test_kind_shares_are_each_kinds_mean_effect_beyond_a_typical_word():
     kinds = {"muslim": "identity:religion", "jew": "identity:religion", "idiot": "insult",
              "the": "other"}
     ranking = [("muslim", 0.3), ("idiot", 0.2), ("jew", 0.1), ("the", 0.05), ("x", -0.1)]
-    out = kind_shares(ranking, kinds, ["insult"], scale=0.6)
-    assert out["cues"]["identity"] == pytest.approx(0.4 / 0.65)
-    assert out["reach"] == pytest.approx({"object": 0.2 / 0.6, "identity": 0.5,
-                                          "background": 0.05 / 0.6})
-    assert "reach" not in kind_shares(ranking, kinds, ["insult"])
+    # means: identity (0.3 + 0.1) / 2, insults 0.2, the rest (0.05 - 0.1) / 2 (x has no kind)
+    out = kind_shares(ranking, kinds, ["insult"])
+    assert out["cues"]["identity"] == pytest.approx(0.5)
+    assert out["object"] == pytest.approx(0.5) and out["background"] == 0.0
+    assert out["words"] == {"object": 1, "identity": 2, "background": 2}
+    assert "reach" not in out and "typical" not in out
+    # beyond a typical word: what every part's mean exceeds the mean of the random words of
+    # neither kind by (an identity term or an insult drawn among them is left out)
+    typical = [("muslim", 0.9), ("the", 0.02), ("idiot", 0.7), ("zz", 0.08)]
+    out = kind_shares(ranking, kinds, ["insult"], typical=typical, scale=0.6)
+    assert out["reach"] == pytest.approx({"object": 0.15 / 0.6, "identity": 0.15 / 0.6,
+                                          "background": 0.0})
+    assert out["typical"] == pytest.approx(0.05 / 0.6)
+    more = kind_shares([*ranking, ("hindu", 0.5)], {**kinds, "hindu": "identity:religion"},
+                       ["insult"], typical=typical, scale=0.6)
+    assert more["reach"]["identity"] == pytest.approx((0.9 / 3 - 0.05) / 0.6)
+    assert more["cues"]["identity"] == pytest.approx(0.25 / 0.4)
+    # a typical word that does as much as any part: no part stands out
+    flat = kind_shares(ranking, kinds, ["insult"], typical=[("a", 0.2)], scale=0.6)
+    assert flat["object"] == flat["cues"]["identity"] == flat["background"] == 0.0
+    assert flat["reach"] == {"object": 0.0, "identity": 0.0, "background": 0.0}
     assert "reach" not in kind_shares(ranking, kinds, ["insult"], scale=0.0)
+    # no random word of neither kind: the typical word does nothing
+    only = kind_shares(ranking, kinds, ["insult"], typical=[("jew", 0.4)], scale=0.6)
+    assert only["typical"] == 0.0 and only["reach"]["identity"] == pytest.approx(0.2 / 0.6)
+
+
+def test_typical_words_are_a_reproducible_draw_of_the_vocabulary():
+    toks = [[f"w{i % 40}", f"v{i % 7}", f"rare{i}"] for i in range(200)]
+    vocab = sorted({f"w{i}" for i in range(40)} | {f"v{i}" for i in range(7)})
+    words = typical_words(toks, n=12, seed=3)
+    assert len(words) == 12 == len(set(words)) and words == sorted(words)
+    assert set(words) <= set(vocab)   # "rare" words are in fewer than 3 comments
+    assert typical_words(toks, n=12, seed=3) == words != typical_words(toks, n=12, seed=4)
+    assert typical_words(toks, n=100) == vocab
+    assert typical_words([["A", "a."], ["a"], ["a!", "b"]], n=5) == ["a"]
 
 
 @pytest.mark.parametrize("reach,named", [(INSERTION_REACH, True),
                                          (INSERTION_REACH - 1e-6, False)])
-def test_reader_names_identity_terms_only_when_one_goes_half_the_way(reach, named):
+def test_reader_names_identity_terms_only_when_they_go_half_the_way(reach, named):
     occ = {"object": 0.6, "cues": {"identity": 0.3}, "background": 0.1}
     ins = {"object": 0.2, "cues": {"identity": 0.7}, "background": 0.1,
            "reach": {"object": 0.1, "identity": reach, "background": 0.0}}
     seen = text_reader_evidence({"occlusion": occ, "insertion": ins})
+    assert dominant_region(seen) == ("identity" if named else "object")
+    # the cue first, as the truth puts it: however far the class's own words go too
+    both = {"object": 0.6, "cues": {"identity": 0.4}, "background": 0.0,
+            "reach": {"object": 0.9, "identity": reach, "background": 0.0}}
+    seen = text_reader_evidence({"occlusion": occ, "insertion": both})
     assert dominant_region(seen) == ("identity" if named else "object")
     # the class's own words need no reach: the object is read as before
     own = {"object": 0.8, "cues": {"identity": 0.1}, "background": 0.1,
@@ -263,16 +310,17 @@ def test_insertion_off_leaves_the_highlights(tmp_path):
 
 @pytest.mark.slow
 def test_real_toxicity_model_identity_feature_shown_by_insertion(tmp_path):
-    """The built-in toxicity model (quick, seed 1: the seed whose identity reliance the
-    highlighted comments hid), its sparse head, real HITs: a toxic HIT's insertion panel is led
-    by identity terms of the corpus, so the panels' truth is spurious:identity, and the truth
-    by intervention agrees that identity terms move that feature at least as much as the
-    class's own words (a feature of identity terms, or a mixed one); no non-toxic HIT shows
-    identity terms."""
+    """The built-in toxicity model (quick, seed 0), its sparse head, real HITs: the toxic HITs
+    the reader flags are those whose identity terms, appended to ordinary comments, move the
+    feature at least half the way to its top comments beyond words picked at random; the
+    truth by intervention agrees (identity terms carry at least half of each), and one of them
+    is a feature the highlighted comments hide (no highlight on an identity term); no
+    non-toxic HIT shows identity terms. (Seed 1, used here until 2026-12-02, has one toxic
+    feature that identity terms carry 0.40 of: mixed, and no longer flagged.)"""
     from sparse_probe.datasets import IDENTITY_TERMS, prepare_builtin
     from sparse_probe.fitting import fit_features
 
-    feats = prepare_builtin("toxicity", tmp_path, seed=1, quick=True, progress=False)
+    feats = prepare_builtin("toxicity", tmp_path, seed=0, quick=True, progress=False)
     fit_features(feats, tmp_path / "probe", n_lambdas=25, eps=2e-2,
                  select_rule="val_acc_within=0.05", progress=False)
     res = build_tasks(tmp_path / "probe", feats, tmp_path / "tasks", gold_share=0.0,
@@ -281,15 +329,43 @@ def test_real_toxicity_model_identity_feature_shown_by_insertion(tmp_path):
     toxic = [r for r in res.manifest if r["class_name"] == "toxic"]
     flagged = [r for r in toxic if r["truth_maps"] == "spurious:identity"]
     assert flagged
+    for r in toxic:
+        ins = r["evidence_panels"]["insertion"]
+        assert (r in flagged) == (ins["reach"]["identity"] >= INSERTION_REACH)
     for r in flagged:
-        kinds = r["removal"]["kinds"]
-        assert kinds["identity"] >= max(PARTIAL_SHARE, r["removal"]["object"])
+        assert r["removal"]["kinds"]["identity"] >= 0.5
+        assert r["truth"] == "spurious:identity"
         soup = BeautifulSoup((tmp_path / "tasks" / r["html"]).read_text(), "html5lib")
         words = [td.get_text() for td in soup.select("table.insertion td.word")]
         assert sum(w in identity for w in words) > len(words) / 2
-        occ = r["evidence_panels"]["occlusion"]
-        assert occ["cues"]["identity"] < 0.5   # the highlights alone do not show it
+        shown = soup.select_one("details.typical-words p").get_text().split(" · ")
+        assert len(shown) == 64 and soup.select_one("p.typical-note").get_text()
+    assert min(r["evidence_panels"]["occlusion"]["cues"]["identity"] for r in flagged) < 0.5
     for r in res.manifest:
         if r["class_name"] == "non-toxic":
             assert r["truth"] != "spurious:identity"
             assert r["evidence_panels"]["insertion"]["cues"]["identity"] < 0.2
+
+
+def test_insertion_panel_lists_every_word_and_the_random_words_escaped():
+    from tasks.hit_render import INSERTION_TOP, TYPICAL_NOTE, render_text_panels
+
+    ranking = [(f"w{i}", round(1.0 - 0.08 * i, 2)) for i in range(14)]   # w13 is -0.04
+    ranking[1] = ("<b>x</b>", 0.92)
+    typical = [("the", 0.3), ("a", -0.1), ("of", 0.1), ("<i>", 0.0)]
+    soup = BeautifulSoup(render_text_panels(ranking, None, [], typical), "html5lib")
+    bars = [td.get_text() for td in soup.select("table.insertion td.word")]
+    assert bars == [w for w, _ in ranking[:INSERTION_TOP]]
+    rest = soup.select_one("details.insertion-rest p").get_text().split(" · ")
+    assert rest == [f"{w} {round(100 * e)}%" for w, e in ranking[INSERTION_TOP:]]
+    assert soup.select_one("p.typical-note").get_text() == TYPICAL_NOTE.format(pct=5, n=4)
+    assert soup.select_one("details.typical-words p").get_text().split(" · ") == [
+        "the 30%", "a -10%", "of 10%", "<i> 0%"]
+    assert soup.find("b") is None and soup.find("i") is None   # words are escaped
+    # bars stop at the first word that does not push the feature; nothing pushes it: no panel
+    low = render_text_panels([("a", 0.5), ("b", 0.0), ("c", 0.4)], None, [], typical)
+    low_soup = BeautifulSoup(low, "html5lib")
+    assert [td.get_text() for td in low_soup.select("table.insertion td.word")] == ["a"]
+    assert low_soup.select_one("details.insertion-rest p").get_text() == "b 0% · c 40%"
+    none = BeautifulSoup(render_text_panels([("a", -0.5)], None, [], typical), "html5lib")
+    assert none.find(id="insertion") is None and none.select_one("p.typical-note") is None

@@ -16,9 +16,13 @@ term as strongly. These panels test words on a common footing:
   ordinary comment is left (does the highlight explain the feature?).
 - **least-activating** comments of the class (:func:`least_rows`): what the class's comments
   look like where the feature is weakest.
+- **words picked at random** (:func:`typical_words`) from the split's vocabulary, appended
+  the same way and listed beside the ranking: what a typical word does (the control group of
+  the paper's counterfactual test).
 
-With ground truth (token kinds of the built-in corpus), :func:`kind_shares` measures the share
-of each panel's mass on class words, identity terms and the rest, and
+With ground truth (token kinds of the built-in corpus), :func:`kind_shares` measures what each
+kind of word (class words, identity terms, the rest) does on average over every word tested,
+beyond a typical word, and
 :func:`text_reader_evidence` is what a careful reader takes from the panels (the simulated
 crowd reads the same). ``benchmarks/measure_text_evidence.py`` measured which panel separates
 identity-term features from features of the class's own words.
@@ -36,7 +40,7 @@ from tasks.viz.evidence import dominant_region
 
 __all__ = [
     "INSERTION_REACH",
-    "INSERTION_TOP",
+    "TYPICAL_WORDS",
     "associated_words",
     "candidate_words",
     "feature_values",
@@ -47,13 +51,14 @@ __all__ = [
     "normalize_word",
     "ordinary_rows",
     "text_reader_evidence",
+    "typical_words",
     "word_kinds",
 ]
 
 Encode = Callable[[list[str]], torch.Tensor | np.ndarray]
 
-#: Words of the insertion ranking shown on the page (and measured by :func:`kind_shares`).
-INSERTION_TOP = 10
+#: Words drawn from the vocabulary for the typical word's effect (:func:`typical_words`).
+TYPICAL_WORDS = 64
 _STRIP = ".,!?;:\"'()"
 
 
@@ -135,6 +140,31 @@ def associated_words(tokens: Sequence[Sequence[str]], values: np.ndarray, sign: 
             count[w] += 1
     score = {w: total[w] / n for w, n in count.items() if n >= min_count}
     return [w for w, _ in sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))][:max_words]
+
+
+def typical_words(tokens: Sequence[Sequence[str]], n: int = TYPICAL_WORDS, seed: int = 0,
+                  min_count: int = 3) -> list[str]:
+    """``n`` distinct words drawn uniformly (with ``seed``) from the words in at least
+    ``min_count`` of the comments ``tokens`` (normalized, :func:`normalize_word`), in
+    alphabetical order; every such word when there are at most ``n``.
+
+    Appended to ordinary comments (:func:`insertion_ranking`), they show what a typical word
+    does: the control group against which the ranked words are read (a feature that any
+    appended word moves, e.g. one that counts words, is no feature of the words at the top of
+    the ranking). The draw cannot tell the words of interest (a class's words, identity
+    terms) from the rest; a reader who can, leaves them out (:func:`kind_shares`). On three
+    flagged features of the built-in toxicity demo (seeds 65-79: ~170 words in the
+    vocabulary, ~113 of neither kind, their effects with a standard deviation of ~0.4 of the
+    way to the top comments), the mean of the words of neither kind among 64 drawn had a
+    standard deviation of 0.05 around the mean of all of them.
+    """
+
+    counts = Counter(w for toks in tokens for w in {normalize_word(t) for t in toks} if w)
+    vocab = sorted(w for w, c in counts.items() if c >= min_count)
+    if len(vocab) <= n:
+        return vocab
+    rng = np.random.default_rng(seed)
+    return [vocab[i] for i in sorted(rng.choice(len(vocab), int(n), replace=False))]
 
 
 def insertion_ranking(encode: Encode, base_texts: Sequence[str], words: Sequence[str],
@@ -227,48 +257,81 @@ def word_kinds(tokens: Sequence[Sequence[str]], kinds: Sequence[Sequence[str]]
 
 
 def kind_shares(ranking: Sequence[tuple[str, float]], kinds: Mapping[str, str],
-                class_kinds: Sequence[str], top: int = INSERTION_TOP,
+                class_kinds: Sequence[str], typical: Sequence[tuple[str, float]] = (),
                 scale: float | None = None) -> dict:
-    """Shares of the positive effect of the ``top`` first words of a ranking on class words,
-    identity terms and the rest (the evidence format of :mod:`tasks.viz.evidence`).
+    """What each kind of word does to the feature, on average over every word of the ranking,
+    beyond a typical word: the evidence format of :mod:`tasks.viz.evidence`.
 
-    With ``scale`` (the shown comments' mean departure from an ordinary comment, the way the
-    class uses the feature) the result also has ``reach``: per part, the largest effect of
-    one of its words over ``scale`` (1: one word takes an ordinary comment as far as the top
-    comments are), what the HIT shows next to each word.
+    Per part (class words: ``"object"``; identity terms; the rest: ``"background"``), the mean
+    effect of its words in ``ranking`` less the typical word's (the mean effect of the words
+    picked at random, :func:`typical_words`, that are of neither kind: the control group as a
+    reader who knows the kinds reads the list), clipped at 0; the shares are those parts over
+    their sum. This is the truth's own measure
+    (:func:`tasks.viz.intervention.text_removal`: a group's mean effect less the control
+    group's) on the words the HIT shows. The mean over *every* word tested, not the mass of
+    the first few: where many words take the feature to the same limit, which of them come
+    first is arbitrary, and a part with many words tested (the rest) would fill the top of the
+    ranking by number alone.
+
+    Parameters
+    ----------
+    ranking : list of (word, effect)
+        Every word tested (:func:`insertion_ranking`).
+    kinds : mapping
+        Word -> its ground-truth kind (:func:`word_kinds`); words not in it are the rest.
+    class_kinds : sequence of str
+        Kinds that are the class's own words.
+    typical : list of (word, effect)
+        The words picked at random, with their effects in the ranking's units (none, or none
+        of neither kind: the typical word does nothing).
+    scale : float, optional
+        The shown comments' mean departure from an ordinary comment, the way the class uses
+        the feature: with it the result also has ``reach`` (per part, its net mean effect over
+        ``scale``: 1 means its words take an ordinary comment, on average, as far beyond a
+        typical word as the top comments are) and ``typical`` (the typical word's effect over
+        ``scale``).
 
     Returns
     -------
     dict
-        ``{"object": f, "cues": {"identity": f}, "background": f}`` (all zero when no word
-        has a positive effect), plus ``"reach": {"object", "identity", "background"}``.
+        ``{"object": f, "cues": {"identity": f}, "background": f, "words": {part: int}}`` (the
+        shares, all zero when no part does more than a typical word; the number of words of
+        each part tested), plus ``"reach"`` and ``"typical"`` with ``scale``.
     """
-    cls = set(class_kinds)
-    mass = {"object": 0.0, "identity": 0.0, "rest": 0.0}
-    best = {"object": 0.0, "identity": 0.0, "rest": 0.0}
-    for word, effect in list(ranking)[:top]:
-        if effect <= 0:
-            continue
-        k = kinds.get(normalize_word(word), "other")
-        part = "identity" if k.startswith("identity") else "object" if k in cls else "rest"
-        mass[part] += float(effect)
-        best[part] = max(best[part], float(effect))
-    total = sum(mass.values())
-    if total <= 0:
-        out = {"object": 0.0, "cues": {"identity": 0.0}, "background": 0.0}
+    total = {"object": 0.0, "identity": 0.0, "rest": 0.0}
+    count = {"object": 0, "identity": 0, "rest": 0}
+    for word, effect in ranking:
+        part = _part(kinds, class_kinds, word)
+        total[part] += float(effect)
+        count[part] += 1
+    control = [float(e) for w, e in typical if _part(kinds, class_kinds, w) == "rest"]
+    base = float(np.mean(control)) if control else 0.0
+    net = {p: max(0.0, total[p] / count[p] - base) if count[p] else 0.0 for p in total}
+    whole = sum(net.values())
+    if whole <= 0:
+        out: dict = {"object": 0.0, "cues": {"identity": 0.0}, "background": 0.0}
     else:
-        out = {"object": mass["object"] / total, "cues": {"identity": mass["identity"] / total},
-               "background": mass["rest"] / total}
+        out = {"object": net["object"] / whole, "cues": {"identity": net["identity"] / whole},
+               "background": net["rest"] / whole}
+    out["words"] = {"object": count["object"], "identity": count["identity"],
+                    "background": count["rest"]}
     if scale is not None and scale > 0:
-        out["reach"] = {"object": best["object"] / scale, "identity": best["identity"] / scale,
-                        "background": best["rest"] / scale}
+        out["reach"] = {"object": net["object"] / scale, "identity": net["identity"] / scale,
+                        "background": net["rest"] / scale}
+        out["typical"] = base / scale
     return out
 
 
-#: A careful reader names identity terms from the insertion panel only when one of them moves
-#: an ordinary comment at least this share of the way to the feature's top comments: the share
-#: at which the ground truth by intervention calls a kind the feature's pattern
-#: (:data:`tasks.viz.intervention.REMOVAL_THRESHOLD`).
+def _part(kinds: Mapping[str, str], class_kinds: Sequence[str], word: str) -> str:
+    """``"identity"``, ``"object"`` (a class word) or ``"rest"``: a word's part by its kind."""
+    k = kinds.get(normalize_word(word), "other")
+    return "identity" if k.startswith("identity") else "object" if k in class_kinds else "rest"
+
+
+#: A careful reader names identity terms from the insertion panel only when they move an
+#: ordinary comment, on average and beyond a typical word, at least this share of the way to
+#: the feature's top comments: the share at which the ground truth by intervention calls a
+#: kind the feature's pattern (:data:`tasks.viz.intervention.REMOVAL_THRESHOLD`).
 INSERTION_REACH = 0.5
 
 
@@ -277,19 +340,30 @@ def text_reader_evidence(panels: Mapping[str, Mapping] | None,
     """The evidence a careful reader takes from a text HIT's panels.
 
     The insertion panel tests every word in the same ordinary comments, so it is free of what
-    merely co-occurs in the top comments: when one kind of word clearly dominates it
-    (:func:`tasks.viz.evidence.dominant_region`), that is what the reader sees, provided (for
-    identity terms, where the panel says how far its words go, ``reach``) one of them moves
-    an ordinary comment at least :data:`INSERTION_REACH` of the way to the top comments: a
-    feature that every kind of word moves only a little is no identity feature. Otherwise the
-    highlighted comments (``panels["occlusion"]``, else ``evidence``) decide.
+    merely co-occurs in the top comments. Where it says how far each kind of word goes on
+    average beyond a typical word (``reach``, :func:`kind_shares`):
+
+    - identity terms that go at least :data:`INSERTION_REACH` of the way to the top comments
+      are what the reader names (``{"cues": {"identity": 1}}``), however far the class's own
+      words go too: the truth by intervention puts a cue first
+      (:func:`tasks.viz.intervention.truth_from_removal`), since a feature that identity
+      terms move as far as insults relies on them as much; identity terms that go less than
+      that are no identity feature, whatever their share;
+    - otherwise the class's own words, when they clearly dominate
+      (:func:`tasks.viz.evidence.dominant_region`).
+
+    Without ``reach`` (older manifests), a kind that clearly dominates the panel is read as
+    before. Otherwise the highlighted comments (``panels["occlusion"]``, else ``evidence``)
+    decide.
     """
     panels = panels or {}
     ins = panels.get("insertion")
-    name = dominant_region(ins) if ins is not None else None
     reach = (ins or {}).get("reach")
-    if name is not None and (name == "object" or reach is None
-                             or float(reach.get(name, 0.0)) >= INSERTION_REACH):
+    if ins is not None and reach is not None and float(
+            reach.get("identity", 0.0)) >= INSERTION_REACH:
+        return {"object": 0.0, "cues": {"identity": 1.0}, "background": 0.0}
+    name = dominant_region(ins) if ins is not None else None
+    if name is not None and (name == "object" or reach is None):
         return _shares(ins)
     occ = panels.get("occlusion")
     return _shares(occ) if occ is not None else evidence
