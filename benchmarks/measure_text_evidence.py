@@ -14,13 +14,18 @@ the feature high or low: ``sign`` +1 / -1), measures
   the rest are left out;
 - what each text HIT panel shows on the 9 top comments of the validation split, as
   ``tasks build`` renders it: ``occlusion`` (share of the highlighted words' attribution on
-  identity terms / class words, :func:`tasks.viz.evidence.text_evidence`), ``insertion`` (the
-  same shares over the 10 words that push the feature most when appended to 16 ordinary
-  comments, :func:`tasks.viz.text_panels.insertion_ranking`; candidates as ``tasks build``
-  takes them: the words of the 30 top comments and the 100 words most associated with the
-  feature over the split), ``contrast`` (the feature left
-  with the highlighted words removed / only kept), and ``reader``
-  (:func:`tasks.viz.text_panels.text_reader_evidence`, what the simulated crowd reads).
+  identity terms / class words, :func:`tasks.viz.evidence.text_evidence`), ``insertion`` (each
+  kind's mean effect when appended to 16 ordinary comments over every word tested, less that
+  of the 64 words picked at random of neither kind, :func:`tasks.viz.text_panels.kind_shares`;
+  candidates as ``tasks build`` takes them: the words of the 30 top comments and the 100 words
+  most associated with the feature over the split; until 2026-12-02 the mass of the 10 words
+  that push the feature most), ``contrast`` (the feature left
+  with the highlighted words removed / only kept), ``reader``
+  (:func:`tasks.viz.text_panels.text_reader_evidence`, what the simulated crowd reads), and
+  ``truth``, the truth by intervention of ``bench_audit.py``
+  (:func:`tasks.viz.intervention.text_removal`: identity terms' share, deleted from the top
+  comments or appended to ordinary ones beyond words of neither kind; ``says id`` when it is
+  at least half), with each panel's agreement with it.
 
 Printed per reference group: the mean identity share of each panel, the share of cases where
 the panel's dominant region is identity terms (``says id``: the crowd would flag it; for
@@ -49,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sparse_probe.datasets import load_builtin, prepare_builtin
 from sparse_probe.extract import read_meta
 from tasks.viz.evidence import dominant_region, text_evidence
+from tasks.viz.intervention import PARTIAL_SHARE, text_removal
 from tasks.viz.source import CLASS_WORD_KINDS, load_source
 from tasks.viz.text_attr import occlusion_attributions
 from tasks.viz.text_panels import (
@@ -59,13 +65,14 @@ from tasks.viz.text_panels import (
     kind_shares,
     ordinary_rows,
     text_reader_evidence,
+    typical_words,
     word_kinds,
 )
 from tasks.viz.topk import direction_for, top_k
 
 MIN_RELIANCE = 0.05  # reference change (in feature std) below which a feature relies on neither
 STRONG = 0.5  # rows "strong": reference change at least this (the features a sparse head uses)
-PANELS = ("occlusion", "insertion", "reader")
+PANELS = ("occlusion", "insertion", "reader", "truth")
 CLASS_WORDS = {"toxic": "insult", "non-toxic": "compliment"}
 
 
@@ -102,6 +109,8 @@ def measure(seed: int) -> list[dict]:
         for word_kind in CLASS_WORDS.values():
             dele[word_kind] = _deletion(src, test, word_kind)
         kinds_of = word_kinds(src.tokens, src.token_kinds)
+        control = typical_words(src.tokens)
+        identity, neither = src.text_word_groups
         out = []
         for j in range(X.shape[1]):
             col = X[:, j]
@@ -117,11 +126,27 @@ def measure(seed: int) -> list[dict]:
                 words = list(dict.fromkeys(candidate_words([src.tokens[i] for i in pool], 100)
                                            + associated_words(src.tokens, col, sign, 100)))
                 ranking = insertion_ranking(src.features, base, words, j, sign)
-                ins = kind_shares(ranking, kinds_of, CLASS_WORD_KINDS)
+                typical = insertion_ranking(src.features, base, control, j, sign)
+                departure = float(np.mean(sign * (col[rows] - np.median(col))))
+                # as tasks build: no panel where the top comments do not depart from an
+                # ordinary one the class's way (the page shows none)
+                ins = (kind_shares(ranking, kinds_of, CLASS_WORD_KINDS, typical=typical,
+                                   scale=departure) if departure > 0 else
+                       {"object": 0.0, "cues": {"identity": 0.0}, "background": 0.0})
                 con = highlight_contrast(src.features, toks, attrs, j, sign,
                                          float(np.median(col))) or {}
-                panels = {"occlusion": occ, "insertion": ins}
+                panels = {"occlusion": occ, **({"insertion": ins} if departure > 0 else {})}
                 reader = text_reader_evidence(panels, occ)
+                check = text_removal(src.features, toks, [src.token_kinds[i] for i in rows], j,
+                                     sign, float(np.median(col)), CLASS_WORD_KINDS,
+                                     ordinary=base, cue_words=identity,
+                                     control_words=neither)
+                truth = ({"object": 0.0, "cues": {"identity": 0.0}, "background": 0.0,
+                          "says": False, "unmeasured": True} if check is None else
+                         {"object": check["removal"]["object"],
+                          "cues": {"identity": check["removal"]["kinds"]["identity"]},
+                          "background": 0.0,
+                          "says": check["truth"] == "spurious:identity"})
                 for cls_name, word_kind in CLASS_WORDS.items():
                     ref_id = sign * dele["identity"][j] / std[j]
                     ref_cls = sign * dele[word_kind][j] / std[j]
@@ -134,7 +159,7 @@ def measure(seed: int) -> list[dict]:
                                 "ref_cls": float(ref_cls), "removed": con.get("removed"),
                                 "kept": con.get("kept"),
                                 **{p: ev for p, ev in (("occlusion", occ), ("insertion", ins),
-                                                       ("reader", reader))}})
+                                                       ("reader", reader), ("truth", truth))}})
         return out
     finally:
         shutil.rmtree(run, ignore_errors=True)
@@ -145,6 +170,11 @@ def _auc(pos: list[float], neg: list[float]) -> float:
         return float("nan")
     p, n = np.asarray(pos)[:, None], np.asarray(neg)[None, :]
     return float(((p > n).sum() + 0.5 * (p == n).sum()) / (p.size * n.size))
+
+
+def _says(ev: dict) -> bool:
+    """Whether a panel names identity terms (the truth: whether they carry half the feature)."""
+    return bool(ev["says"]) if "says" in ev else dominant_region(ev) == "identity"
 
 
 def table(records: list[dict]) -> list[str]:
@@ -162,14 +192,27 @@ def table(records: list[dict]) -> list[str]:
         cells = []
         for p in PANELS:
             share = np.mean([r[p]["cues"]["identity"] for r in rs]) if rs else float("nan")
-            says = np.mean([dominant_region(r[p]) == "identity" for r in rs]) if rs else \
-                float("nan")
+            says = np.mean([_says(r[p]) for r in rs]) if rs else float("nan")
             cells.append(f"{share:>8.2f} {says:>9.2f}  ")
         label = (g.split()[0] + f"-reliant, >= {STRONG:g} sd") if " " in g else g + "-reliant"
         lines.append(f"{label:>30} {len(rs):>4} | " + " | ".join(cells))
     lines.append("AUC of the identity share (identity- vs class-reliant): " + ", ".join(
         f"{p} {_auc([r[p]['cues']['identity'] for r in groups.get('identity', [])], [r[p]['cues']['identity'] for r in groups.get('class', [])]):.2f}"
         for p in PANELS))
+    for p in ("occlusion", "insertion", "reader"):
+        # one row per (feature, sign): the class columns repeat it
+        # (the truth is not measured where the top comments do not depart the class's way)
+        cases = [r for r in {(r["seed"], r["feature"], r["sign"]): r for r in records}.values()
+                 if not r["truth"].get("unmeasured")]
+        both = [(_says(r[p]), _says(r["truth"]), r["truth"]["cues"]["identity"])
+                for r in cases]
+        lines.append(
+            f"{p} against the truth by intervention over {len(both)} (feature, sign) cases: "
+            f"names identity terms where they carry half of it "
+            f"{sum(a and t for a, t, _ in both)} of {sum(t for _, t, _ in both)}, where they do "
+            f"not {sum(a and not t for a, t, _ in both)} of {sum(not t for _, t, _ in both)} "
+            f"({sum(a and v < PARTIAL_SHARE for a, _, v in both)} where they carry less than "
+            f"{PARTIAL_SHARE:g}, the rest mixed)")
     for g in ("identity", "class"):
         rs = [r for r in groups.get(g, []) if r["removed"] is not None]
         if rs:

@@ -405,10 +405,9 @@ def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
             kinds = [src.token_kinds[i] for i in h.examples]
             occ = text_evidence(attrs, kinds, src.class_word_kinds)
             h.evidence_panels = {"occlusion": {**occ, **(h.text_contrast or {})}}
-            if ranking:
+            if ranking and departure > 0:  # the panel the page shows, nothing else
                 h.evidence_panels["insertion"] = kind_shares(
-                    ranking, kinds_of, src.class_word_kinds, typical=typical,
-                    scale=departure if departure > 0 else None)
+                    ranking, kinds_of, src.class_word_kinds, typical=typical, scale=departure)
             h.evidence = dict(text_reader_evidence(h.evidence_panels, occ))
             # the truth is what dominates the evidence at the reader's own threshold
             h.truth = truth_from_evidence(h.evidence, {"identity": "identity"},

@@ -369,3 +369,68 @@ def test_insertion_panel_lists_every_word_and_the_random_words_escaped():
     assert low_soup.select_one("details.insertion-rest p").get_text() == "b 0% · c 40%"
     none = BeautifulSoup(render_text_panels([("a", -0.5)], None, [], typical), "html5lib")
     assert none.find(id="insertion") is None and none.select_one("p.typical-note") is None
+
+
+def test_kind_shares_of_absent_kinds_and_the_rest_scaled():
+    kinds = {"muslim": "identity:religion", "idiot": "insult"}
+    # no insult tested: the class's words count 0, not a mean of nothing
+    only = kind_shares([("muslim", 0.4), ("the", 0.2), ("a", 0.0)], kinds, ["insult"],
+                       scale=0.5)
+    assert only["words"] == {"object": 0, "identity": 1, "background": 2}
+    assert only["object"] == 0.0 and only["reach"]["object"] == 0.0
+    assert only["cues"]["identity"] == pytest.approx(0.4 / 0.5)
+    assert only["background"] == pytest.approx(0.1 / 0.5)
+    assert only["reach"]["background"] == pytest.approx(0.1 / 0.5)
+    assert only["reach"]["identity"] == pytest.approx(0.4 / 0.5)
+    # a word the kinds do not know is one of the rest, whatever the class's kinds are called
+    assert kind_shares([("zz", 0.3)], kinds, ["insult"])["background"] == 1.0
+
+
+def test_reader_reads_each_panel_whole():
+    occ = {"object": 0.1, "cues": {"identity": 0.2}, "background": 0.7}
+    # reach without identity terms: none named; the class's words dominating the panel with a
+    # reach are read from the panel, not from the highlights
+    own = {"object": 0.8, "cues": {"identity": 0.1}, "background": 0.1,
+           "reach": {"object": 0.9}}
+    assert text_reader_evidence({"occlusion": occ, "insertion": own}) == {
+        "object": 0.8, "cues": {"identity": 0.1}, "background": 0.1}
+    # neither dominant: the highlights, every part of them
+    flat = {"object": 0.35, "cues": {"identity": 0.35}, "background": 0.3, "reach": {}}
+    assert text_reader_evidence({"occlusion": occ, "insertion": flat}) == occ
+    assert text_reader_evidence({"occlusion": {"cues": {"identity": 0.5}},
+                                 "insertion": flat}) == {
+        "object": 0.0, "cues": {"identity": 0.5}, "background": 0.0}
+
+
+def test_typical_words_default_draw_is_seed_zero():
+    toks = [[f"w{i % 40}"] for i in range(200)]
+    assert typical_words(toks, n=12) == typical_words(toks, n=12, seed=0)
+
+
+def test_no_insertion_evidence_where_the_page_shows_no_insertion_panel(tmp_path):
+    """A feature the class counts against, shown where it is lowest: the identity-term count
+    is 0 on most comments, so its lowest comments are ordinary ones (no departure from the
+    median). The page shows no insertion panel, and the reader must not read one."""
+    from helpers_viz import BagOfWordsEncoder, synthetic_texts, write_run
+
+    from tasks.viz.source import ExampleSource
+
+    texts, kinds, labels = synthetic_texts(30)
+    plain = [f"plain words number {i} here" for i in range(10)]   # no word of any kind
+    texts, labels = texts + plain, np.concatenate([labels, np.zeros(10, labels.dtype)])
+    kinds = kinds + [["other"] * 5 for _ in plain]
+    enc = BagOfWordsEncoder()
+    X = enc.encode(texts).numpy()
+    assert np.median(X[:, 1]) == X[:, 1].min()   # most comments have no identity term
+    top = [{"class": 0, "class_name": "non-toxic", "feature": 1, "weight": -1.0, "rank": 1},
+           {"class": 1, "class_name": "toxic", "feature": 1, "weight": 0.8, "rank": 1}]
+    probe, feats = write_run(tmp_path, "text", X, labels, texts, top, ["non-toxic", "toxic"])
+    src = ExampleSource(kind="text", texts=texts, features=enc.encode, token_kinds=kinds)
+    res = build_tasks(probe, feats, tmp_path / "tasks", source=src, gold_share=0.0, **FAST)
+    by_class = {r["class_name"]: r for r in res.manifest}
+    low, high = by_class["non-toxic"], by_class["toxic"]
+    assert low["direction"] == "lowest" and high["direction"] == "highest"
+    assert set(low["evidence_panels"]) == {"occlusion"}
+    assert 'id="insertion"' not in (tmp_path / "tasks" / low["html"]).read_text()
+    assert set(high["evidence_panels"]) == {"occlusion", "insertion"}
+    assert 'id="insertion"' in (tmp_path / "tasks" / high["html"]).read_text()
