@@ -16,7 +16,7 @@ the feature high or low: ``sign`` +1 / -1), measures
   ``tasks build`` renders it: ``occlusion`` (share of the highlighted words' attribution on
   identity terms / class words, :func:`tasks.viz.evidence.text_evidence`), ``insertion`` (each
   kind's mean effect when appended to 16 ordinary comments over every word tested, less that
-  of the 64 words picked at random of neither kind, :func:`tasks.viz.text_panels.kind_shares`;
+  of the 128 words picked at random of neither kind, :func:`tasks.viz.text_panels.kind_shares`;
   candidates as ``tasks build`` takes them: the words of the 30 top comments and the 100 words
   most associated with the feature over the split; until 2026-12-02 the mass of the 10 words
   that push the feature most), ``contrast`` (the feature left

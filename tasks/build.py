@@ -710,7 +710,7 @@ def build_tasks(
         (:data:`tasks.viz.text_panels.TYPICAL_WORDS` words drawn from the split's vocabulary,
         :func:`tasks.viz.text_panels.typical_words`) (0: no insertion panel). Each text HIT
         costs up to ``(2 * insertion_words + TYPICAL_WORDS) * insertion_texts`` extra forward
-        passes of the encoder (4,224 by default: a second on the built-in bag-of-embeddings
+        passes of the encoder (5,248 by default: a second on the built-in bag-of-embeddings
         model, longer on a large transformer on CPU).
         ``benchmarks/measure_text_evidence.py`` measured which text panel shows identity terms.
     source : ExampleSource, optional

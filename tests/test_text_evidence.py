@@ -20,10 +20,10 @@ from sparse_probe.questions import default_schema
 from tasks.build import BuildError, build_tasks
 from tasks.simulate import WorkerProfile, choose_answers, parse_hit_form
 from tasks.viz.evidence import dominant_region, text_evidence
-from tasks.viz.intervention import PARTIAL_SHARE
 from tasks.viz.text_attr import occlusion_attributions
 from tasks.viz.text_panels import (
     INSERTION_REACH,
+    TYPICAL_WORDS,
     associated_words,
     candidate_words,
     highlight_contrast,
@@ -339,7 +339,7 @@ def test_real_toxicity_model_identity_feature_shown_by_insertion(tmp_path):
         words = [td.get_text() for td in soup.select("table.insertion td.word")]
         assert sum(w in identity for w in words) > len(words) / 2
         shown = soup.select_one("details.typical-words p").get_text().split(" · ")
-        assert len(shown) == 64 and soup.select_one("p.typical-note").get_text()
+        assert len(shown) == TYPICAL_WORDS and soup.select_one("p.typical-note").get_text()
     assert min(r["evidence_panels"]["occlusion"]["cues"]["identity"] for r in flagged) < 0.5
     for r in res.manifest:
         if r["class_name"] == "non-toxic":
