@@ -17,6 +17,10 @@ The measurements are the one definition of worker quality in :mod:`sparse_probe.
   audit.
 - **time**: an assignment submitted in under ``min_seconds`` is rejected.
 
+An assignment without a worker id (an answers table from elsewhere) is judged as a worker of
+its own: by its own gold answers and attention checks, never pooled with other anonymous
+assignments nor approved unchecked; it gets no bonus (there is no one to pay).
+
 Rejections always carry feedback text (MTurk requires it). Every action is written to the
 ledger before (``pending``) and after (``done``) the call, so a re-run never acts twice; bonuses
 use a deterministic ``UniqueRequestToken``.
@@ -52,6 +56,9 @@ from tasks.ledger import LEDGER_NAME, Ledger, request_token
 from tasks.publish import PublishError, call_with_retry, load_manifest
 
 __all__ = ["Decision", "ReviewResult", "ReviewRules", "decide", "review_assignments"]
+
+#: How an assignment without a worker id is named while the rules judge it as its own worker.
+ANONYMOUS_PREFIX = "\0assignment:"
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +130,15 @@ def decide(answers: pd.DataFrame, manifest: list[dict[str, Any]], rules: ReviewR
     """
     if answers.empty:
         return []
+    # An assignment without a worker id cannot be tied to anyone's record: it is judged as a
+    # worker of its own (its own gold answers and attention checks), never pooled with other
+    # anonymous assignments nor waved through.
+    given = answers.drop_duplicates("assignment_id").set_index("assignment_id")["worker_id"]
+    anonymous = given.isna() | (given.astype(str).str.strip() == "")
+    if anonymous.any():
+        answers = answers.assign(worker_id=answers["worker_id"].where(
+            ~answers["assignment_id"].map(anonymous),
+            ANONYMOUS_PREFIX + answers["assignment_id"].astype(str)))
     timing = QualityRules(min_seconds=rules.min_seconds or 0.0, min_time_fraction=0.0)
     checks = assignment_checks(answers, manifest, timing, schema)
     workers = worker_quality(answers, manifest, checks=checks).set_index("worker_id",
@@ -151,11 +167,14 @@ def decide(answers: pd.DataFrame, manifest: list[dict[str, Any]], rules: ReviewR
                            f"{rules.min_seconds:.0f} s the task needs")
         action = "reject" if reasons else "approve"
         bonus = None
-        if action == "approve" and rules.bonus and a is not None \
-                and a >= rules.bonus_min_gold_accuracy:
+        worker = given.get(c.assignment_id)
+        known = not (pd.isna(worker) or str(worker).strip() == "")
+        if action == "approve" and rules.bonus and a is not None and known \
+                and a >= rules.bonus_min_gold_accuracy:  # a bonus needs someone to pay
             bonus = f"{parse_reward(rules.bonus):.2f}"
-        decisions.append(Decision(str(c.assignment_id), c.hit_id, c.hit_key, c.worker_id,
-                                  action, reasons, bonus, a))
+        decisions.append(Decision(str(c.assignment_id), c.hit_id, c.hit_key,
+                                  None if pd.isna(worker) else worker, action, reasons, bonus,
+                                  a))
     return decisions
 
 
