@@ -290,14 +290,16 @@ def test_the_cue_must_hold_its_share_of_everything_the_map_shows():
                                                            cues={"mark": 0.4})})
     assert not cue_backed_by_contrast("mark", {"m": _panel(object=0.25, background=0.25,
                                                            cues={"mark": 0.4, "tex": 0.1})})
-    # shares need not sum to 1: 0.3 of 0.5 is more than half
-    assert cue_backed_by_contrast("mark", {"m": _panel(object=0.2, cues={"mark": 0.3})})
-    # with a lower share the cue must still hold at least the object and the rest
+    # shares need not sum to 1: 0.3 of 0.49 is more than half
+    assert cue_backed_by_contrast("mark", {"m": _panel(object=0.19, cues={"mark": 0.3})})
+    # with a lower share the cue must still hold 1.5 times the object and at least the rest
     low = {"m": _panel(object=0.5, background=0.1, cues={"mark": 0.4})}
     assert not cue_backed_by_contrast("mark", low, share=0.3)
     assert not cue_backed_by_contrast(
         "mark", {"m": _panel(object=0.1, background=0.5, cues={"mark": 0.4})}, share=0.3)
     assert cue_backed_by_contrast(
+        "mark", {"m": _panel(object=0.25, background=0.35, cues={"mark": 0.4})}, share=0.3)
+    assert not cue_backed_by_contrast(
         "mark", {"m": _panel(object=0.35, background=0.25, cues={"mark": 0.4})}, share=0.3)
 
 
@@ -343,7 +345,7 @@ def test_reader_without_panels_reads_the_evidence_as_given():
 
 def test_reader_takes_a_cue_from_the_images_when_a_map_backs_it():
     images = {"top": {"mark": 1.0}, "least": {"mark": 0.0}}
-    panels = {"lime": _panel(object=0.45, background=0.05, cues={"mark": 0.5}, removed=0.4,
+    panels = {"lime": _panel(object=0.14, background=0.36, cues={"mark": 0.5}, removed=0.4,
                              kept=0.5, area=0.1),
               "activation": _panel(object=0.6, background=0.3, cues={"mark": 0.1},
                                    removed=0.45, kept=0.6, area=0.2)}
