@@ -150,8 +150,8 @@ def decide(answers: pd.DataFrame, manifest: list[dict[str, Any]], rules: ReviewR
     first = answers.drop_duplicates("assignment_id").set_index("assignment_id")["hit_id"]
     checks = checks.assign(hit_id=checks["assignment_id"].map(first),
                            gold_accuracy=checks["worker_id"].map(acc),
-                           gold_failed=checks["worker_id"].map(failed).fillna(False),
-                           inattentive=checks["worker_id"].map(inattentive).fillna(False))
+                           gold_failed=checks["worker_id"].map(failed),
+                           inattentive=checks["worker_id"].map(inattentive))
     decisions: list[Decision] = []
     for c in checks.sort_values("assignment_id").itertuples(index=False):
         reasons: list[str] = []

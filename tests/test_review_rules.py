@@ -10,6 +10,7 @@ import logging
 from decimal import Decimal
 
 import boto3
+import numpy as np
 import pandas as pd
 import pytest
 from botocore.exceptions import ClientError
@@ -544,15 +545,17 @@ def test_an_assignment_without_a_status_is_reviewed(run):
 def test_an_assignment_without_a_worker_id_is_judged_on_its_own():
     table = _table([("A1", None, "plain", MISSED, 60.0), ("A2", "", "g0", WRONG, 60.0),
                     ("A3", None, "plain", RIGHT, 60.0), ("A4", "", "plain", RIGHT, 60.0),
-                    ("A5", None, "g0", RIGHT, 60.0)])
+                    ("A5", None, "g0", RIGHT, 60.0), ("A6", " ", "g0", RIGHT, 60.0)])
+    table.loc[table["assignment_id"] == "A3", "worker_id"] = np.nan   # not through the reader
     got = decide(table, _manifest(1), ReviewRules(require_attention=True, bonus="0.05",
                                                   bonus_min_gold_accuracy=0.0))
     # its own failed attention check rejects it; another's failed gold does not
-    assert [d.action for d in got] == ["reject", "reject", "approve", "approve", "approve"]
+    assert [d.action for d in got] == ["reject", "reject", "approve", "approve", "approve",
+                                       "approve"]
     assert got[0].reasons == ["the attention-check question was not answered as instructed"]
     assert got[1].reasons == ["accuracy on questions with known answers 0% is below 60%"]
-    assert [d.worker_id for d in got] == [None, "", None, "", None]
-    assert [d.gold_accuracy for d in got] == [None, 0.0, None, None, 1.0]
+    assert [d.worker_id for d in got] == [None, "", None, "", None, " "]
+    assert [d.gold_accuracy for d in got] == [None, 0.0, None, None, 1.0, 1.0]
     assert all(d.bonus is None for d in got)   # no one to pay
     # a named worker with the same answers is pooled and paid as before
     named = _table([("B1", "w", "g0", RIGHT, 60.0), ("B2", "w", "plain", RIGHT, 60.0)])
