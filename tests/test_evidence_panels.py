@@ -20,7 +20,6 @@ from tasks.hit_render import COLOUR_NOTE, PANEL_TEXT
 from tasks.simulate import WorkerProfile, choose_answers, parse_hit_form
 from tasks.viz.evidence import (
     colour_cue,
-    cue_backed_by_contrast,
     dominant_region,
     panel_faithfulness,
     reader_evidence,
@@ -172,41 +171,21 @@ def test_trusted_panel_is_the_one_whose_region_explains_the_feature():
 
 
 def test_a_cue_the_maps_leave_open_is_read_from_the_images():
-    """A map split between texture and the unassigned rest (no region dominates), whose
-    region, removed, takes most of the feature: the texture in every top image and in few
-    least-activating ones decides; a cue as common in the least-activating images, or a map
-    that does show the object, does not."""
-    split = {"lime": {"object": 0.14, "cues": {"texture": 0.5, "watermark": 0.0},
-                      "background": 0.36, "removed": 0.3, "kept": 0.6, "area": 0.3}}
+    """Maps split between object and texture (no region dominates): the texture in every
+    top image and in few least-activating ones decides; a cue as common in the
+    least-activating images, or a map that does show the object, does not."""
+    split = {"lime": {"object": 0.44, "cues": {"texture": 0.56, "watermark": 0.0},
+                      "background": 0.0, "removed": 0.3, "kept": 0.6, "area": 0.3}}
     images = {"top": {"texture": 1.0, "watermark": 0.0},
               "least": {"texture": 0.22, "watermark": 0.0}}
     seen = reader_evidence(None, split, images)
     assert seen == {"object": 0.0, "cues": {"texture": 1.0, "watermark": 0.0},
                     "background": 0.0}
     assert reader_evidence(None, split, {"top": {"texture": 1.0},
-                                         "least": {"texture": 0.9}})["object"] == 0.14
-    clear = {"lime": {**split["lime"], "object": 0.9, "cues": {"texture": 0.1},
-                      "background": 0.0}}
+                                         "least": {"texture": 0.9}})["object"] == 0.44
+    clear = {"lime": {**split["lime"], "object": 0.9, "cues": {"texture": 0.1}}}
     assert reader_evidence(None, clear, images)["object"] == 0.9
     assert dominant_region(clear["lime"]) == "object" and dominant_region(split["lime"]) is None
-
-
-@pytest.mark.parametrize("texture,named", [(0.61, True), (0.59, False), (0.52, False)])
-def test_a_region_about_as_much_object_as_cue_backs_no_cue(texture, named):
-    """Removing a region takes the object's part of it too: a region must hold at least 1.5
-    times as much of the cue as of the object for its removal to back the cue (held out:
-    a cross feature, 0.89 object by the truth, whose activation region was 0.52 texture and
-    0.48 object and whose top images were all textured)."""
-    panels = {"lime": {"object": 0.79, "cues": {"texture": 0.21}, "background": 0.0,
-                       "removed": 0.33, "kept": 0.59, "area": 0.15},
-              "activation": {"object": 1.0 - texture, "cues": {"texture": texture},
-                             "background": 0.0, "removed": 0.24, "kept": 0.84, "area": 0.27}}
-    images = {"top": {"texture": 1.0}, "least": {"texture": 0.0}}
-    seen = reader_evidence(None, panels, images)
-    assert (dominant_region(seen) == "texture") is named
-    assert cue_backed_by_contrast("texture", {"a": panels["activation"]}) is named
-    assert cue_backed_by_contrast("texture", {"a": panels["activation"]},
-                                  object_margin=1.0) is True
 
 
 def test_simulated_worker_reads_the_panels_not_a_misleading_heatmap():

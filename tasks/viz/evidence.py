@@ -26,6 +26,7 @@ __all__ = [
     "dominant_share",
     "gold_answer",
     "image_evidence",
+    "object_backed",
     "panel_faithfulness",
     "reader_evidence",
     "text_evidence",
@@ -255,25 +256,16 @@ SUFFICIENT_OBJECT = 0.2
 def cue_backed_by_contrast(cue: str, panels: Mapping[str, Mapping] | None,
                            left: float = NECESSARY_LEFT, kept: float = SUFFICIENT_KEPT,
                            share: float = AGREEING_SHARE,
-                           object_share: float = SUFFICIENT_OBJECT,
-                           object_margin: float = DOMINANT_MARGIN) -> bool:
-    """Whether some map panel highlights mainly ``cue`` (at least ``share`` of its mass, at
-    least ``object_margin`` times the object's and more than the rest) and its contrast
-    numbers say the highlighted region carries the feature: removing it leaves at most
-    ``left`` of the feature (``removed``), or keeping only it keeps at least ``kept`` while
-    the object holds at most ``object_share`` of the map (a panel whose ``kept`` is not
-    positive has no contrast to read). A cue seen in the maps or the images without such a
-    contrast is a cue the feature merely co-occurs with or responds to in part (e.g. 0.2 of an
-    object feature's value comes from a watermark that its top images all show), which a
-    careful reader does not call the feature's pattern.
-
-    The margin over the object: removing a region takes the object's part of it too, so a
-    region about as much object as cue says nothing about the cue however much its removal
-    takes (a held-out cross feature, 0.89 object and 0.18 texture by the truth, had an
-    activation region of 0.52 texture and 0.48 object whose removal left 0.24; the texture
-    features of the same run had regions of at least 1.5 times as much texture as object).
-    The margin is :func:`dominant_region`'s, the reader's one test of a clear majority.
-    """
+                           object_share: float = SUFFICIENT_OBJECT) -> bool:
+    """Whether some map panel highlights mainly ``cue`` (at least ``share`` of its mass and
+    more than the object or the rest) and its contrast numbers say the highlighted region
+    carries the feature: removing it leaves at most ``left`` of the feature (``removed``), or
+    keeping only it keeps at least ``kept`` while the object holds at most ``object_share``
+    of the map (a panel whose ``kept`` is not positive has no contrast to read). A cue seen
+    in the maps or the images without such a contrast is a cue the feature merely co-occurs
+    with or responds to in part (e.g. 0.2 of an object feature's value comes from a watermark
+    that its top images all show), which a careful reader does not call the feature's
+    pattern."""
     for p in (panels or {}).values():
         k = float((p or {}).get("kept") or 0.0)
         if k <= 0:
@@ -287,8 +279,7 @@ def cue_backed_by_contrast(cue: str, panels: Mapping[str, Mapping] | None,
                  + sum(float(v or 0.0) for v in (p.get("cues") or {}).values()))
         if total <= 0 or (not necessary and obj > object_share * total):
             continue  # only sufficient, and much of the object in the region
-        if on / total >= share and on >= max(object_margin * obj,
-                                                float(p.get("background") or 0.0)):
+        if on / total >= share and on >= max(obj, float(p.get("background") or 0.0)):
             return True
     return False
 
@@ -348,7 +339,8 @@ def reader_evidence(evidence: Mapping | None, panels: Mapping[str, Mapping] | No
                     colour: float | None = None) -> Mapping | None:
     """The evidence a careful reader of a HIT takes from it (:func:`_seen`), except that a
     cue it would name is kept only when a map's contrast backs it
-    (:func:`cue_backed_by_contrast`); otherwise the reader sees no single pattern
+    (:func:`cue_backed_by_contrast`) and no map's contrast backs the object instead
+    (:func:`object_backed`); otherwise the reader sees no single pattern
     (``{"object": 0, "cues": {...: 0}, "background": 1}``). Before the maps, the greyscale
     line (``colour``) may name a colour the top images share (:func:`colour_cue`). HITs
     without panels (older manifests, text) are read as before."""
@@ -363,10 +355,33 @@ def reader_evidence(evidence: Mapping | None, panels: Mapping[str, Mapping] | No
     if not panels or seen is None:
         return seen
     name = dominant_region(seen)
-    if name is None or name == "object" or cue_backed_by_contrast(name, panels):
+    if name is None or name == "object" or (cue_backed_by_contrast(name, panels)
+                                             and not object_backed(panels)):
         return seen
     return {"object": 0.0, "cues": {c: 0.0 for c in seen.get("cues") or {}},
             "background": 1.0}
+
+
+def object_backed(panels: Mapping[str, Mapping] | None, left: float = NECESSARY_LEFT) -> bool:
+    """Whether some map panel clearly shows the object (:func:`dominant_region`) and its
+    region, removed, takes most of the feature (leaves at most ``left``; a panel whose
+    ``kept`` is not positive has no contrast to read).
+
+    Such a map contradicts any cue another map or the images suggest: a careful reader who
+    sees one map put the feature on the object, with a contrast that backs it, and another put
+    it on a cue, names no single pattern (a held-out cross feature, 0.89 object and 0.18
+    texture by the truth, had a LIME map 0.79 object whose removal left 0.33, an activation
+    map split 0.52 texture / 0.48 object whose removal left 0.24, and every top image
+    textured: read as texture, a false alarm).
+    """
+    for p in (panels or {}).values():
+        if not p or float(p.get("kept") or 0.0) <= 0:
+            continue
+        top = dominant_region({"object": p.get("object"), "cues": p.get("cues") or {},
+                               "background": p.get("background")})
+        if top == "object" and float(p.get("removed", 1.0)) <= left:
+            return True
+    return False
 
 
 def _seen(evidence: Mapping | None, panels: Mapping[str, Mapping] | None,
