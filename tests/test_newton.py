@@ -26,6 +26,7 @@ from sparse_probe.solvers.newton import (
     NewtonState,
     hessian,
     hessian_blocks,
+    hessian_cross,
     hessian_diag,
     newton,
 )
@@ -316,6 +317,58 @@ def test_schur_complement_of_a_subset_is_the_subset_of_the_schur_complement():
     Hs_ww, Hs_wb, _ = hessian_blocks(X, P, cls[sub], col[sub])
     np.testing.assert_allclose(Hs_ww - Hs_wb @ inv @ Hs_wb.T, Q[np.ix_(sub, sub)], rtol=0,
                                atol=1e-6 * np.abs(Q).max())  # float32 products
+
+
+def test_hessian_cross_rows_are_the_hessians_rows():
+    """The rows of a few weights against others and the biases: the same entries as the
+    full Hessian's (autograd-checked above), with or without the column-major copy."""
+    X, _, C = _problem(seed=6)
+    m = X.shape[1]
+    P = torch.softmax(2.0 * torch.randn(X.shape[0], C, dtype=torch.float64), 1).float()
+    g = torch.Generator().manual_seed(2)
+    cls, col = torch.nonzero(torch.rand(C, m, generator=g) > 0.3, as_tuple=True)
+    Hww, Hwb, _ = hessian_blocks(X, P, cls, col)
+    pick = np.array([0, 2, cls.numel() - 1])
+    for XwT in (None, X.T.contiguous()):
+        Hna, Hnb = hessian_cross(X, P, cls[pick], col[pick], cls, col, XwT)
+        np.testing.assert_allclose(Hna, Hww[pick], rtol=0, atol=1e-6 * np.abs(Hww).max())
+        np.testing.assert_allclose(Hnb, Hwb[pick], rtol=0, atol=1e-6 * np.abs(Hwb).max())
+
+
+def test_cover_keeps_one_hessian_with_the_couplings():
+    """Weights that join a carried model get their rows at the model's probabilities: the
+    extended model is the Schur complement of the Hessian on the union at those
+    probabilities (positive semidefinite), not just its diagonal."""
+    X, _, C = _problem(seed=8)
+    m = X.shape[1]
+    P = torch.softmax(torch.randn(X.shape[0], C, dtype=torch.float64), 1).float()
+    key_all = np.arange(C * m)
+    key_old = key_all[::2]
+    cls, col = (torch.as_tensor(v) for v in np.divmod(key_old, m))
+    Hww, Hwb, Hbb = hessian_blocks(X, P, cls, col)
+    pinv = newton_module._pinv_bias(Hbb)
+    st = NewtonState(key_old, Hww - Hwb @ pinv @ Hwb.T, Hwb, Hbb, m, C, P)
+
+    def split(keys):
+        return (torch.as_tensor(v) for v in np.divmod(keys, m))
+
+    key = np.union1d(key_old[1:], [1, 3, 5])  # most of the old weights, 3 new ones
+    cover = newton_module._cover(
+        st, key, lambda k, u, Pm: hessian_cross(X, Pm, *split(k), *split(u)),
+        lambda k: hessian_diag(X, P, *split(k)))
+    union = np.union1d(key_old, key)
+    np.testing.assert_array_equal(cover.key, union)
+    Fww, Fwb, Fbb = hessian_blocks(X, P, *split(union))
+    ref = Fww - Fwb @ newton_module._pinv_bias(Fbb) @ Fwb.T
+    np.testing.assert_allclose(cover.Q, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+    np.testing.assert_allclose(cover.Hwb, Fwb, rtol=0, atol=1e-6 * np.abs(Fwb).max())
+    assert np.linalg.eigvalsh(cover.Q).min() > -1e-6 * np.abs(ref).max()
+    assert cover.P is P
+    st.P = None  # without the probabilities: the new weights' own curvature only
+    diag_only = newton_module._cover(st, key, None, lambda k: hessian_diag(X, P, *split(k)))
+    new = ~np.isin(union, key_old)
+    off = diag_only.Q[np.ix_(new, ~new)]
+    assert not off.any()
 
 
 def test_choice_follows_the_costs():
