@@ -21,9 +21,9 @@ Two kernels, the same updates (cyclic, exact 1-D minimization, glmnet's covarian
 
 Coordinate descent crawls where ``Q`` is nearly singular (exactly collinear features, where only
 the ridge ``l2`` regularizes): on the collinear benchmark path the last, tight model solves of a
-point ran into the 500-sweep cap, about half a fresh Hessian's time each. So after a budget of
-sweeps about one Cholesky factorization's cost (:func:`cd_sweep_budget`), :func:`enet_qp`
-switches to an active-set method from the CD iterate (:func:`active_set_qp`: the face's linear
+point ran into the 500-sweep cap, each about half a fresh Hessian's time (an ad hoc profile).
+So where the sweeps still needed would pass a budget of about one Cholesky factorization's cost
+(:func:`cd_sweep_budget`), :func:`enet_qp` switches to an active-set method from the CD iterate (:func:`active_set_qp`: the face's linear
 system solved exactly, sign changes handled by a line search over the breakpoints, the
 feature-sign search of Lee, Battle, Raina & Ng, NIPS 2006), which ends in a few factorizations
 once the signs are about right; if it does not reach the tolerance, coordinate descent resumes.
@@ -355,8 +355,9 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
 def cd_sweep_budget(N: int) -> int:
     """Coordinate-descent sweeps :func:`enet_qp` may expect to need before it tries
     :func:`active_set_qp` instead: about one Cholesky factorization of the (N, N) model
-    (``N³/3`` flops, BLAS-3, 43 ms at N = 1447 here) against one late sweep (``N²``
-    multiply-adds where every nonzero still moves, 0.4 ms there): ``16 + N/16``."""
+    (``N³/3`` flops, BLAS-3) against one late sweep (``N²`` multiply-adds where every
+    nonzero still moves, memory-bound): ``16 + N/16``, about where an ad hoc timing on this
+    2-core machine put the ratio."""
     return 16 + N // 16
 
 

@@ -29,8 +29,9 @@ violation enough that the remaining steps cost less than a fresh Hessian, and ac
 rows at the probabilities the model was computed at (:func:`hessian_cross`, ``n k m C`` for k
 of them), so the model stays one positive semidefinite Hessian with its couplings. A path point
 whose predecessor needed a fresh Hessian starts with one (on the collinear path a model carried
-from the last point contracted the violation by 2-3 per step, a fresh one by 50-100, and the
-point needed a fresh one after two or three such steps anyway). It still pays only where the
+from the last point contracted the violation by a small factor per step, a fresh one by one to
+two orders of magnitude, and the point needed a fresh one after a few such steps anyway; the
+solver's debug log of an ad hoc run). It still pays only where the
 free set is small against ``n·m·C`` times OWL-QN's
 iteration count: :mod:`~sparse_probe.solvers.choice` decides per path point. Above
 ``max_free`` free coordinates, and on streamed data (which offers no Hessian), it hands the
@@ -301,7 +302,8 @@ def _cover(state: NewtonState, key: np.ndarray, cross, diag) -> NewtonState | No
     positive semidefinite. Without those probabilities (``state.P`` None) a new weight gets
     its own curvature ``diag(new_keys)`` only. (On the collinear path, the step after a
     fresh Hessian, on that model with the weights that had joined since, contracted the
-    violation by about 2 with the diagonal only, by 20-50 with the coupled rows.)"""
+    violation by a small factor with the diagonal only, by more than an order of magnitude
+    with the coupled rows; an ad hoc run.)"""
     have = np.isin(key, state.key)
     if have.all():
         return state
@@ -458,7 +460,7 @@ def newton(
         # contraction it just showed) cost less than a fresh one
         # at a path point's start: a fresh Hessian right away where the last point needed one
         # (its carried model, from the last point's probabilities, would contract the
-        # violation by 2-3 per step, a fresh one by 50-100)
+        # violation by a small factor per step, a fresh one by orders of magnitude)
         refresh = force or (stale_step and _refresh(viol, viol_before, tol, n, m, C, Nw + C)) \
             or (it == 0 and state is not None and state.fresh_first)
         force = False
