@@ -100,7 +100,7 @@ def test_enet_qp_reaches_its_tolerance_on_a_singular_gram(kernel):
     A[:, 7] = A[:, 0] + A[:, 1]  # exactly collinear: Q singular
     Q = A.T @ A / 20
     q = A.T @ rs.standard_normal(20) / 20  # in Q's range, as a Newton model's (q = Qw - g)
-    u, sweeps, viol = enet_qp(Q, q, np.zeros(8), 0.05, 1e-4, tol=1e-10)
+    u, sweeps, viol = enet_qp(Q, q, np.zeros(8), 0.05, 1e-4, tol=1e-10, direct_max=0)
     assert viol <= 1e-10 and sweeps >= 1
     assert qp_violation(Q, q, u, 0.05, 1e-4) == pytest.approx(viol)
     assert (u == 0).any()  # the L1 part keeps exact zeros
@@ -178,6 +178,17 @@ def test_active_set_qp_never_moves_uphill_from_any_start():
         assert viol <= 1e-11
 
 
+def test_enet_qp_solves_a_small_model_without_the_compiled_kernel(monkeypatch):
+    """Up to DIRECT_MAX coordinates the face solves come first; where they reach the
+    tolerance the compiled kernel (and its scikit-learn import) is never asked for."""
+    monkeypatch.setattr(gram_cd, "_kernel", lambda: pytest.fail("kernel asked for"))
+    rs = np.random.default_rng(11)
+    Q, q = _lasso_closed_form_problem(rs, 30, True)
+    u, sweeps, viol = enet_qp(Q, q, np.zeros(30), 0.01, 1e-5, tol=1e-11)
+    assert sweeps == 0 and viol <= 1e-11
+    assert viol == pytest.approx(qp_violation(Q, q, u, 0.01, 1e-5))
+
+
 def test_enet_qp_hands_a_crawling_descent_to_the_active_set(monkeypatch):
     """On a singular model (exactly collinear columns, a tiny ridge) coordinate descent
     crawls (500 sweeps leave a violation of ~5e-6); enet_qp switches to the face solves and
@@ -195,7 +206,8 @@ def test_enet_qp_hands_a_crawling_descent_to_the_active_set(monkeypatch):
     real = gram_cd.active_set_qp
     monkeypatch.setattr(gram_cd, "active_set_qp",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
-    u, sweeps, viol = enet_qp(Q, q, np.zeros(80), l1, l2, tol=1e-10, max_sweeps=500)
+    u, sweeps, viol = enet_qp(Q, q, np.zeros(80), l1, l2, tol=1e-10, max_sweeps=500,
+                              direct_max=0)  # coordinate descent first, as for a large model
     assert calls and viol <= 1e-10 and sweeps < 100
     assert viol == pytest.approx(qp_violation(Q, q, u, l1, l2))
     assert gram_cd._objective(Q, q, u, l1, l2) <= gram_cd._objective(Q, q, u_cd, l1, l2)

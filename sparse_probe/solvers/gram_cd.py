@@ -27,6 +27,7 @@ So where the sweeps still needed would pass a budget of about one Cholesky facto
 system solved exactly, sign changes handled by a line search over the breakpoints, the
 feature-sign search of Lee, Battle, Raina & Ng, NIPS 2006), which ends in a few factorizations
 once the signs are about right; if it does not reach the tolerance, coordinate descent resumes.
+Models of at most :data:`DIRECT_MAX` coordinates go to the active-set method first.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import warnings
 import numpy as np
 import torch
 
-__all__ = ["active_set_qp", "cd_sweep_budget", "enet_qp", "qp_violation"]
+__all__ = ["DIRECT_MAX", "active_set_qp", "cd_sweep_budget", "enet_qp", "qp_violation"]
 
 log = logging.getLogger(__name__)
 
@@ -361,9 +362,18 @@ def cd_sweep_budget(N: int) -> int:
     return 16 + N // 16
 
 
+DIRECT_MAX = 512
+"""Models of at most this many coordinates go to :func:`active_set_qp` first: a factorization
+costs at most ``512³/3`` flops there (a few coordinate-descent sweeps' worth), and where it
+solves the model the compiled kernel, whose first use imports scikit-learn (over a second
+here, :func:`_kernel`), is not needed at all."""
+
+
 def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, *,
-            tol: float, max_sweeps: int = 500) -> tuple[np.ndarray, int, float]:
-    """Minimize ``½ uᵀQu − qᵀu + l1||u||₁ + l2/2||u||²`` by coordinate descent from ``u0``.
+            tol: float, max_sweeps: int = 500,
+            direct_max: int = DIRECT_MAX) -> tuple[np.ndarray, int, float]:
+    """Minimize ``½ uᵀQu − qᵀu + l1||u||₁ + l2/2||u||²`` by coordinate descent from ``u0``
+    (small models: :func:`active_set_qp` first).
 
     Parameters
     ----------
@@ -378,12 +388,15 @@ def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, 
         Stop once the largest subgradient entry (:func:`qp_violation`) is at most this.
     max_sweeps : int
         Cyclic passes over all coordinates at most.
+    direct_max : int
+        Up to this N the active-set method runs first; coordinate descent only where it
+        does not reach ``tol``.
 
     Returns
     -------
     u : ndarray of shape (N,)
     sweeps : int
-        Passes made.
+        Passes made (0 where the active-set method alone solved it).
     violation : float
         :func:`qp_violation` at ``u``.
     """
@@ -392,11 +405,16 @@ def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, 
     u = np.array(u0, dtype=np.float64, copy=True)
     if Q.shape != (u.size, u.size) or q.shape != u.shape:
         raise ValueError(f"enet_qp: Q {Q.shape}, q {q.shape} and u0 {u.shape} disagree")
-    fn = _kernel()
     done, chunk = 0, 2
     viol = qp_violation(Q, q, u, l1, l2)
     budget = cd_sweep_budget(u.size)
     tried = False
+    if viol > tol and u.size <= direct_max:  # small: exact face solves first
+        tried = True
+        u, _, viol = active_set_qp(Q, q, u, l1, l2, tol=tol)
+        if viol <= tol:
+            return u, 0, viol
+    fn = _kernel()
     while viol > tol and done < max_sweeps:
         k = min(chunk, max_sweeps - done)
         if fn is not None:

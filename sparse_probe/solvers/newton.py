@@ -8,7 +8,8 @@ Each iteration builds the quadratic model of the mean cross-entropy at the curre
 probabilities), restricted to the *free* coordinates: the nonzero weights, the zero weights
 whose gradient is within ``shrink`` of the L1 threshold, and the biases (the rest stay at
 zero; the outer KKT test brings them in when they turn out to violate it). The elastic-net
-problem on that model is solved by coordinate descent on its Gram matrix
+problem on that model is solved by coordinate descent on its Gram matrix, or exact face solves
+where the model is small or coordinate descent crawls
 (:func:`~sparse_probe.solvers.gram_cd.enet_qp`, no pass over the n examples), after the
 unpenalized biases are eliminated in closed form (Schur complement); a backtracking line search
 on the true objective (float64 logits moved along the float64 step) accepts the step. As in
