@@ -406,14 +406,15 @@ def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, 
     if Q.shape != (u.size, u.size) or q.shape != u.shape:
         raise ValueError(f"enet_qp: Q {Q.shape}, q {q.shape} and u0 {u.shape} disagree")
     done, chunk = 0, 2
-    viol = qp_violation(Q, q, u, l1, l2)
     budget = cd_sweep_budget(u.size)
     tried = False
-    if viol > tol and u.size <= direct_max:  # small: exact face solves first
+    if u.size <= direct_max:  # small: exact face solves first
         tried = True
         u, _, viol = active_set_qp(Q, q, u, l1, l2, tol=tol)
         if viol <= tol:
             return u, 0, viol
+    else:  # a Newton model's start (the current weights) is never its solution: no check
+        viol = float("inf")
     fn = _kernel()
     while viol > tol and done < max_sweeps:
         k = min(chunk, max_sweeps - done)
@@ -424,7 +425,7 @@ def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, 
         done += k
         chunk = min(2 * chunk, 64)  # check often at first, rarely once it runs long
         before, viol = viol, qp_violation(Q, q, u, l1, l2)
-        if viol <= tol or tried or done < 8:
+        if viol <= tol or tried or done < 8 or not before < float("inf"):
             continue
         # crawling (the sweeps still needed at the last chunk's contraction would pass the
         # budget): solve the face exactly instead, once
@@ -432,4 +433,6 @@ def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, 
         if rate >= 1.0 or done + np.log(tol / viol) / np.log(rate) > budget:
             tried = True
             u, _, viol = active_set_qp(Q, q, u, l1, l2, tol=tol)
+    if viol == float("inf"):  # no sweep made (max_sweeps 0)
+        viol = qp_violation(Q, q, u, l1, l2)
     return u, done, viol
