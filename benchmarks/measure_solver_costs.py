@@ -7,7 +7,8 @@ every point, one thread, and records every path point (its restricted solves sum
 the KKT rounds): examples ``n``, working-set features ``m`` and free coordinates ``N`` as the
 default's choice sees them before solving (the first round's working set and
 ``fit_path``'s ``info["free_per_point"]``), classes ``C``, iterations and seconds, and the
-work Newton did (the multiply-adds of its fresh Hessians, the sizes of its model solves).
+work Newton did (the multiply-adds of its fresh Hessians and of the Hessian rows of weights
+that join a model, the sizes of its model solves).
 Then it fits, by nonnegative least squares on the seconds (each point weighted by
 1/seconds: relative error),
 
@@ -52,7 +53,8 @@ from bench_path import GEOMETRIES, lambda_grid, make_geometry
 def record_solves(X, y, lams, solver: str) -> list[dict]:
     """Fit the path with ``solver`` forced; one dict per restricted solve, with Newton's work
     counted where it is done: ``hess`` the multiply-adds of its fresh Hessians (``n Nw²/2``
-    each), ``qp`` the sum of ``N²`` over its model solves (coordinate descent on an N×N model)."""
+    each) and of the rows of joining weights (``n k m C``), ``qp`` the sum of ``N²`` over its
+    model solves (coordinate descent on an N×N model, or the face solves it hands over to)."""
     import sparse_probe.solvers as S
     import sparse_probe.solvers.newton  # noqa: F401  (the module: the package's name is the function)
     from sparse_probe import fit_path
@@ -62,12 +64,17 @@ def record_solves(X, y, lams, solver: str) -> list[dict]:
     rows: list[dict] = []
     spec = S.SOLVERS[solver]
     work = {"hess": 0.0, "qp": 0.0, "n_hess": 0, "n_qp": 0}
-    hessian_blocks, enet_qp = NW.hessian_blocks, NW.enet_qp
+    hessian_blocks, hessian_cross, enet_qp = NW.hessian_blocks, NW.hessian_cross, NW.enet_qp
 
     def counted_hessian(Xw, P, cls, col, XwT=None):
         work["hess"] += Xw.shape[0] * float(cls.numel()) ** 2 / 2
         work["n_hess"] += 1
         return hessian_blocks(Xw, P, cls, col, XwT=XwT)
+
+    def counted_cross(Xw, P, cls_n, col_n, cls_a, col_a, XwT=None):
+        # rows of joining weights: n k m C multiply-adds, counted as Hessian work
+        work["hess"] += Xw.shape[0] * float(cls_n.numel()) * Xw.shape[1] * P.shape[1]
+        return hessian_cross(Xw, P, cls_n, col_n, cls_a, col_a, XwT)
 
     def counted_qp(Q, q, w0, l1, l2, **kw):
         work["qp"] += float(Q.shape[0]) ** 2
@@ -87,12 +94,12 @@ def record_solves(X, y, lams, solver: str) -> list[dict]:
 
     solves: list[dict] = []
     S.SOLVERS[solver] = dataclasses.replace(spec, solve=timed)
-    NW.hessian_blocks, NW.enet_qp = counted_hessian, counted_qp
+    NW.hessian_blocks, NW.hessian_cross, NW.enet_qp = counted_hessian, counted_cross, counted_qp
     try:
         path = fit_path(X, y, alpha=0.99, lambdas=lams, progress=False, threads=1, solver=solver)
     finally:
         S.SOLVERS[solver] = spec
-        NW.hessian_blocks, NW.enet_qp = hessian_blocks, enet_qp
+        NW.hessian_blocks, NW.hessian_cross, NW.enet_qp = hessian_blocks, hessian_cross, enet_qp
     # one row per path point (its KKT rounds summed), sized as the choice sizes it: the
     # first round's working set and the free coordinates fit_path expected there
     for lam, N in zip(lams, path.info["free_per_point"], strict=False):

@@ -26,6 +26,7 @@ from sparse_probe.solvers.newton import (
     NewtonState,
     hessian,
     hessian_blocks,
+    hessian_cross,
     hessian_diag,
     newton,
 )
@@ -99,7 +100,7 @@ def test_enet_qp_reaches_its_tolerance_on_a_singular_gram(kernel):
     A[:, 7] = A[:, 0] + A[:, 1]  # exactly collinear: Q singular
     Q = A.T @ A / 20
     q = A.T @ rs.standard_normal(20) / 20  # in Q's range, as a Newton model's (q = Qw - g)
-    u, sweeps, viol = enet_qp(Q, q, np.zeros(8), 0.05, 1e-4, tol=1e-10)
+    u, sweeps, viol = enet_qp(Q, q, np.zeros(8), 0.05, 1e-4, tol=1e-10, direct_max=0)
     assert viol <= 1e-10 and sweeps >= 1
     assert qp_violation(Q, q, u, 0.05, 1e-4) == pytest.approx(viol)
     assert (u == 0).any()  # the L1 part keeps exact zeros
@@ -122,6 +123,94 @@ def test_enet_qp_kernels_agree():
     u2 = np.zeros(12)
     gram_cd._cd_sklearn(u2, 0.1, 0.01, Q, q, 30, gram_cd._kernel())
     np.testing.assert_allclose(u2, u1, rtol=1e-10, atol=1e-13)
+
+
+def _lasso_closed_form_problem(rs, N, collinear):
+    A = rs.standard_normal((3 * N, N))
+    if collinear:
+        A[:, -1] = A[:, 0] - 2.0 * A[:, 1]
+    Q = A.T @ A / A.shape[0]
+    q = A.T @ rs.standard_normal(A.shape[0]) / A.shape[0]
+    return Q, q
+
+
+@pytest.mark.parametrize("collinear", [False, True])
+def test_active_set_qp_solves_the_qp_exactly_from_a_near_start(collinear):
+    """From a coordinate-descent iterate (signs about right), the face solves reach the
+    QP's optimum to rounding: the subgradient vanishes and no objective is lower (against a
+    long coordinate descent and scikit-learn's ElasticNet on the equivalent least squares)."""
+    from sklearn.linear_model import ElasticNet as SkEnet
+
+    rs = np.random.default_rng(1 if collinear else 2)
+    N, l1, l2 = 40, 0.02, 1e-4
+    Q, q = _lasso_closed_form_problem(rs, N, collinear)
+    u_cd = np.zeros(N)
+    gram_cd._cd_numpy(u_cd, l1, l2, Q, q, 5)  # a rough start
+    u, solves, viol = gram_cd.active_set_qp(Q, q, u_cd, l1, l2, tol=1e-12)
+    assert viol <= 1e-12 and 1 <= solves <= 20
+    assert qp_violation(Q, q, u, l1, l2) == pytest.approx(viol)
+    # the same problem as least squares, ½||yls − Xls u||² = ½uᵀQu − qᵀu + const, for
+    # scikit-learn's 1/(2r)||y − Xu||² + a·ρ||u||₁ + a(1−ρ)/2||u||² with X = √r Xls
+    e, V = np.linalg.eigh(Q)
+    keep = e > 1e-12
+    Xls = (V[:, keep] * np.sqrt(e[keep])).T  # (r, N), Xlsᵀ Xls = Q
+    yls = (V[:, keep].T @ q) / np.sqrt(e[keep])  # Xlsᵀ yls = q (q in Q's range)
+    r = Xls.shape[0]
+    sk = SkEnet(alpha=l1 + l2, l1_ratio=l1 / (l1 + l2), fit_intercept=False, tol=1e-14,
+                max_iter=200_000).fit(Xls * np.sqrt(r), yls * np.sqrt(r))
+    obj = gram_cd._objective
+    assert obj(Q, q, u, l1, l2) <= obj(Q, q, sk.coef_, l1, l2) + 1e-12
+    np.testing.assert_allclose(u, sk.coef_, atol=1e-6 if collinear else 1e-8)
+
+
+def test_active_set_qp_never_moves_uphill_from_any_start():
+    """From random starts (many wrong signs) every accepted move lowers the objective; a
+    positive definite problem ends at its optimum."""
+    rs = np.random.default_rng(5)
+    obj = gram_cd._objective
+    for _ in range(30):
+        N = int(rs.integers(3, 25))
+        Q, q = _lasso_closed_form_problem(rs, N, False)
+        l1, l2 = float(rs.uniform(0.001, 0.2)), 1e-3
+        u0 = rs.standard_normal(N) * (rs.random(N) < 0.5)
+        u, _, viol = gram_cd.active_set_qp(Q, q, u0, l1, l2, tol=1e-11, max_iter=200)
+        assert obj(Q, q, u, l1, l2) <= obj(Q, q, u0, l1, l2)
+        assert viol <= 1e-11
+
+
+def test_enet_qp_solves_a_small_model_without_the_compiled_kernel(monkeypatch):
+    """Up to DIRECT_MAX coordinates the face solves come first; where they reach the
+    tolerance the compiled kernel (and its scikit-learn import) is never asked for."""
+    monkeypatch.setattr(gram_cd, "_kernel", lambda: pytest.fail("kernel asked for"))
+    rs = np.random.default_rng(11)
+    Q, q = _lasso_closed_form_problem(rs, 30, True)
+    u, sweeps, viol = enet_qp(Q, q, np.zeros(30), 0.01, 1e-5, tol=1e-11)
+    assert sweeps == 0 and viol <= 1e-11
+    assert viol == pytest.approx(qp_violation(Q, q, u, 0.01, 1e-5))
+
+
+def test_enet_qp_hands_a_crawling_descent_to_the_active_set(monkeypatch):
+    """On a singular model (exactly collinear columns, a tiny ridge) coordinate descent
+    crawls (500 sweeps leave a violation of ~5e-6); enet_qp switches to the face solves and
+    meets a tolerance of 1e-10 after a few sweeps."""
+    rs = np.random.default_rng(5)
+    A = rs.standard_normal((400, 80))
+    A[:, 70:] = A[:, :10] @ rs.standard_normal((10, 10)) * 0.5
+    Q = A.T @ A / 400
+    q = A.T @ rs.standard_normal(400) / 400
+    l1, l2 = 1e-2, 1e-6
+    u_cd = np.zeros(80)
+    gram_cd._cd_numpy(u_cd, l1, l2, Q, q, 500)
+    assert qp_violation(Q, q, u_cd, l1, l2) > 1e-7
+    calls = []
+    real = gram_cd.active_set_qp
+    monkeypatch.setattr(gram_cd, "active_set_qp",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    u, sweeps, viol = enet_qp(Q, q, np.zeros(80), l1, l2, tol=1e-10, max_sweeps=500,
+                              direct_max=0)  # coordinate descent first, as for a large model
+    assert calls and viol <= 1e-10 and sweeps < 100
+    assert viol == pytest.approx(qp_violation(Q, q, u, l1, l2))
+    assert gram_cd._objective(Q, q, u, l1, l2) <= gram_cd._objective(Q, q, u_cd, l1, l2)
 
 
 @pytest.mark.parametrize("collinear", [False, True])
@@ -240,6 +329,58 @@ def test_schur_complement_of_a_subset_is_the_subset_of_the_schur_complement():
     Hs_ww, Hs_wb, _ = hessian_blocks(X, P, cls[sub], col[sub])
     np.testing.assert_allclose(Hs_ww - Hs_wb @ inv @ Hs_wb.T, Q[np.ix_(sub, sub)], rtol=0,
                                atol=1e-6 * np.abs(Q).max())  # float32 products
+
+
+def test_hessian_cross_rows_are_the_hessians_rows():
+    """The rows of a few weights against others and the biases: the same entries as the
+    full Hessian's (autograd-checked above), with or without the column-major copy."""
+    X, _, C = _problem(seed=6)
+    m = X.shape[1]
+    P = torch.softmax(2.0 * torch.randn(X.shape[0], C, dtype=torch.float64), 1).float()
+    g = torch.Generator().manual_seed(2)
+    cls, col = torch.nonzero(torch.rand(C, m, generator=g) > 0.3, as_tuple=True)
+    Hww, Hwb, _ = hessian_blocks(X, P, cls, col)
+    pick = np.array([0, 2, cls.numel() - 1])
+    for XwT in (None, X.T.contiguous()):
+        Hna, Hnb = hessian_cross(X, P, cls[pick], col[pick], cls, col, XwT)
+        np.testing.assert_allclose(Hna, Hww[pick], rtol=0, atol=1e-6 * np.abs(Hww).max())
+        np.testing.assert_allclose(Hnb, Hwb[pick], rtol=0, atol=1e-6 * np.abs(Hwb).max())
+
+
+def test_cover_keeps_one_hessian_with_the_couplings():
+    """Weights that join a carried model get their rows at the model's probabilities: the
+    extended model is the Schur complement of the Hessian on the union at those
+    probabilities (positive semidefinite), not just its diagonal."""
+    X, _, C = _problem(seed=8)
+    m = X.shape[1]
+    P = torch.softmax(torch.randn(X.shape[0], C, dtype=torch.float64), 1).float()
+    key_all = np.arange(C * m)
+    key_old = key_all[::2]
+    cls, col = (torch.as_tensor(v) for v in np.divmod(key_old, m))
+    Hww, Hwb, Hbb = hessian_blocks(X, P, cls, col)
+    pinv = newton_module._pinv_bias(Hbb)
+    st = NewtonState(key_old, Hww - Hwb @ pinv @ Hwb.T, Hwb, Hbb, m, C, P)
+
+    def split(keys):
+        return (torch.as_tensor(v) for v in np.divmod(keys, m))
+
+    key = np.union1d(key_old[1:], [1, 3, 5])  # most of the old weights, 3 new ones
+    cover = newton_module._cover(
+        st, key, lambda k, u, Pm: hessian_cross(X, Pm, *split(k), *split(u)),
+        lambda k: hessian_diag(X, P, *split(k)))
+    union = np.union1d(key_old, key)
+    np.testing.assert_array_equal(cover.key, union)
+    Fww, Fwb, Fbb = hessian_blocks(X, P, *split(union))
+    ref = Fww - Fwb @ newton_module._pinv_bias(Fbb) @ Fwb.T
+    np.testing.assert_allclose(cover.Q, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+    np.testing.assert_allclose(cover.Hwb, Fwb, rtol=0, atol=1e-6 * np.abs(Fwb).max())
+    assert np.linalg.eigvalsh(cover.Q).min() > -1e-6 * np.abs(ref).max()
+    assert cover.P is P
+    st.P = None  # without the probabilities: the new weights' own curvature only
+    diag_only = newton_module._cover(st, key, None, lambda k: hessian_diag(X, P, *split(k)))
+    new = ~np.isin(union, key_old)
+    off = diag_only.Q[np.ix_(new, ~new)]
+    assert not off.any()
 
 
 def test_choice_follows_the_costs():

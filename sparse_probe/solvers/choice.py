@@ -19,6 +19,18 @@ thread; ``benchmarks/results/solver-costs-cpu-2026-12-02.txt``):
   Newton's last three points on this path (3.5 before it has run: 3.0–4.3 on the collinear,
   post-ReLU low-rank and n ≪ d paths, but 9.6 on well-separated features).
 
+Session 12 made Newton's points cheaper (the coupled rows of joining weights, a fresh Hessian
+at the start of a point whose predecessor needed one, the active-set model solve): re-measured
+on a loaded machine, ``0.8 · 1.11 · n N²/2 + K · (1.15 · 4 n m C + 175 · N²) + 2.88e8`` with
+``K`` 1.9–2.6 (2.1 on well-separated features), the same file. Those constants were *not*
+adopted: with them Newton entered the ``current`` path at its second point and stayed to the
+end on OWL-QN's count from the first point grown with ``(N / N_then)^0.7``, which came to
+about nine times what OWL-QN takes at that path's end; the path ran several times slower
+than on OWL-QN (an ad hoc run). The constants above overstate Newton's cost now, which keeps
+that path on OWL-QN and still puts the collinear, low-rank and n ≪ d paths on Newton; a
+growth of the stale count that follows the path (not one exponent for every geometry) is what
+adopting the new ones needs.
+
 OWL-QN's iteration count is what the geometry decides (about 10 per λ on well-separated
 features, 25–160 on collinear ones, 30–100 on post-ReLU low-rank ones, 40–60 with n ≪ d):
 :func:`prefer_newton` takes it from the last path point OWL-QN solved. A count grows along a
@@ -32,8 +44,9 @@ by 3-10× (4 steps per λ against 42-63 OWL-QN iterations), and a Newton point t
 breaks even is a gamble on its step count (on well-separated features its first points take
 few steps and its later ones many more, so entering at break-even put a stretch of that path
 on Newton and made it slower; an ad hoc run). Before OWL-QN has run once, OWL-QN is chosen:
-Newton's first use in a process imports scikit-learn's coordinate descent (over a second
-here), which is worth it only where Newton will keep winning.
+Newton's first model of over :data:`~sparse_probe.solvers.gram_cd.DIRECT_MAX` coordinates in a
+process imports scikit-learn's coordinate descent (over a second here), which is worth it
+only where Newton will keep winning (smaller models are solved by exact face solves first).
 """
 
 from __future__ import annotations

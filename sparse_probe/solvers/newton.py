@@ -8,7 +8,8 @@ Each iteration builds the quadratic model of the mean cross-entropy at the curre
 probabilities), restricted to the *free* coordinates: the nonzero weights, the zero weights
 whose gradient is within ``shrink`` of the L1 threshold, and the biases (the rest stay at
 zero; the outer KKT test brings them in when they turn out to violate it). The elastic-net
-problem on that model is solved by coordinate descent on its Gram matrix
+problem on that model is solved by coordinate descent on its Gram matrix, or exact face solves
+where the model is small or coordinate descent crawls
 (:func:`~sparse_probe.solvers.gram_cd.enet_qp`, no pass over the n examples), after the
 unpenalized biases are eliminated in closed form (Schur complement); a backtracking line search
 on the true objective (float64 logits moved along the float64 step) accepts the step. As in
@@ -25,8 +26,14 @@ block-diagonal model needed 9–100 and OWL-QN 16–160. The price is the Hessia
 ``n N²/2`` multiply-adds for ``N`` free weights (float32 products over row blocks, summed in
 float64). So a model is reused: within a point while a step on it still contracts the KKT
 violation enough that the remaining steps cost less than a fresh Hessian, and across points
-(``memory``, re-indexed to the new working set; weights that joined get their own curvature
-only). It still pays only where the free set is small against ``n·m·C`` times OWL-QN's
+(``memory``, re-indexed to the new working set); weights that join a model get their Hessian
+rows at the probabilities the model was computed at (:func:`hessian_cross`, ``n k m C`` for k
+of them), so the model stays one positive semidefinite Hessian with its couplings. A path point
+whose predecessor needed a fresh Hessian starts with one (on the collinear path a model carried
+from the last point contracted the violation by a small factor per step, a fresh one by one to
+two orders of magnitude, and the point needed a fresh one after a few such steps anyway; the
+solver's debug log of an ad hoc run). It still pays only where the
+free set is small against ``n·m·C`` times OWL-QN's
 iteration count: :mod:`~sparse_probe.solvers.choice` decides per path point. Above
 ``max_free`` free coordinates, and on streamed data (which offers no Hessian), it hands the
 problem to :func:`~sparse_probe.solvers.owlqn.owlqn` from where it stands.
@@ -51,7 +58,7 @@ from sparse_probe.solvers.lbfgs import LBFGSMemory
 from sparse_probe.solvers.owlqn import owlqn
 
 __all__ = ["DEFAULT_MAX_FREE", "DEFAULT_SHRINK", "NewtonState", "hessian", "hessian_blocks",
-           "hessian_diag", "newton"]
+           "hessian_cross", "hessian_diag", "newton"]
 
 DEFAULT_MAX_FREE = 4096
 """Free coordinates (weights plus biases) above which the solver hands over to OWL-QN: the
@@ -157,6 +164,62 @@ def hessian_diag(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: torc
     return ((X2 * Wd).sum(1, dtype=torch.float64) / P.shape[0]).cpu().numpy()
 
 
+def hessian_cross(Xw: torch.Tensor, P: torch.Tensor, cls_n: torch.Tensor, col_n: torch.Tensor,
+                  cls_a: torch.Tensor, col_a: torch.Tensor,
+                  XwT: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of :func:`hessian_blocks` for a few weights: against a set of weights, and against
+    the biases, at the probabilities ``P``.
+
+    Parameters
+    ----------
+    Xw, P, XwT
+        As :func:`hessian_blocks`.
+    cls_n, col_n : torch.Tensor of shape (k,), int64
+        Class and column of each weight whose rows are wanted (sorted by class).
+    cls_a, col_a : torch.Tensor of shape (Na,), int64
+        Class and column of each weight of the columns (sorted by class).
+
+    Returns
+    -------
+    Hna : ndarray of shape (k, Na), float64
+    Hnb : ndarray of shape (k, C), float64
+
+    Notes
+    -----
+    About ``n k m C`` multiply-adds (``m`` the working set's columns: each class's products
+    run against all of them, picked afterwards, so the ``Na`` columns need no gather; float32
+    products over row blocks, summed in float64); same-class entries from the weights
+    ``p(1-p)`` directly, as in :func:`hessian_blocks`.
+    """
+    n, C = P.shape
+    dev = P.device
+    cls_n, col_n, cls_a, col_a = (t.to(dev) for t in (cls_n, col_n, cls_a, col_a))
+    k, Na = cls_n.numel(), cls_a.numel()
+    ba = np.concatenate([[0], np.cumsum(torch.bincount(cls_a, minlength=C).tolist())]).astype(int)
+    PT = P.T.contiguous()
+    Hna = torch.zeros((k, Na), dtype=torch.float64, device=dev)
+    Hnb = torch.zeros((k, C), dtype=torch.float64, device=dev)
+    step = max(256, _ROW_FLOATS // max(k + Xw.shape[1], 1))
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        UTn = XwT[col_n, s:e] if XwT is not None else Xw[s:e][:, col_n].T.contiguous()
+        pn = PT[cls_n, s:e]  # (k, rows): each new weight's own class probability
+        VTn = UTn * pn
+        Hnb -= (VTn @ PT[:, s:e].T).to(torch.float64)
+        Hnb[torch.arange(k, device=dev), cls_n] += VTn.sum(1, dtype=torch.float64)
+        own = (cls_n[:, None] == torch.arange(C, device=dev)[None, :])  # (k, C)
+        for c in range(C):
+            a, b = ba[c], ba[c + 1]
+            if a == b:
+                continue
+            # weights against class c: -p_k p_c, or p_c(1-p_c) where k = c (no cancellation)
+            pc = PT[c, s:e]
+            M = torch.where(own[:, c:c + 1], UTn * (pc * (1.0 - pc)), -VTn * pc)
+            # against the working set's columns (no gather of the N columns), then picked
+            Hna[:, a:b] += (M @ Xw[s:e]).index_select(1, col_a[a:b]).to(torch.float64)
+    return (Hna / n).cpu().numpy(), (Hnb / n).cpu().numpy()
+
+
 class NewtonState:
     """The last model of :func:`newton`, carried to the next path point (``memory``).
 
@@ -174,11 +237,20 @@ class NewtonState:
     Hbb : ndarray of shape (C, C), float64
     m, C : int
         Working-set size and classes it was computed for.
+    P : torch.Tensor of shape (n, C), float32, optional
+        The class probabilities the Hessian was computed at: weights that join the model
+        later get their rows at these, so the model stays one Hessian (positive
+        semidefinite) with its couplings.
+    fresh_first : bool
+        A fresh Hessian was computed at the path point that made this state: the next
+        point starts with a fresh one too, instead of steps on this one.
     """
 
     def __init__(self, key: np.ndarray, Q: np.ndarray, Hwb: np.ndarray, Hbb: np.ndarray,
-                 m: int, C: int):
+                 m: int, C: int, P: torch.Tensor | None = None):
         self.key, self.Q, self.Hwb, self.Hbb, self.m, self.C = key, Q, Hwb, Hbb, m, C
+        self.P = P
+        self.fresh_first = False
 
     def carry(self, old_ws: np.ndarray, ws: np.ndarray) -> NewtonState | None:
         """This state for the working set ``ws`` (features in cache order) instead of
@@ -193,9 +265,12 @@ class NewtonState:
         order = np.argsort(key, kind="stable")
         ix = np.flatnonzero(keep)[order]
         if ix.size == self.key.size and np.array_equal(ix, np.arange(ix.size)):
-            return NewtonState(key[order], self.Q, self.Hwb, self.Hbb, ws.size, self.C)
-        return NewtonState(key[order], self.Q[np.ix_(ix, ix)], self.Hwb[ix], self.Hbb,
-                           ws.size, self.C)
+            out = NewtonState(key[order], self.Q, self.Hwb, self.Hbb, ws.size, self.C, self.P)
+        else:
+            out = NewtonState(key[order], self.Q[np.ix_(ix, ix)], self.Hwb[ix], self.Hbb,
+                              ws.size, self.C, self.P)
+        out.fresh_first = self.fresh_first
+        return out
 
 
 def _pinv_bias(Hbb: np.ndarray) -> np.ndarray:
@@ -214,13 +289,22 @@ def _pinv_bias(Hbb: np.ndarray) -> np.ndarray:
     return (V[:, keep] / e[keep]) @ V[:, keep].T
 
 
-def _cover(state: NewtonState, key: np.ndarray, diag) -> NewtonState | None:
+def _cover(state: NewtonState, key: np.ndarray, cross, diag) -> NewtonState | None:
     """The carried model extended to cover the weights ``key`` (sorted flat indices): the
     state itself when it covers them already (its extra weights stay in the model: they are
     at zero with a gradient under the threshold, where the model's coordinate descent leaves
-    them unless their coupling pulls them out), else a copy with the new weights added with
-    their own curvature ``diag(new_keys)`` and no coupling (the model stays positive
-    semidefinite), or None when it covers under 70% of them."""
+    them unless their coupling pulls them out), else a copy with the new weights added, or
+    None when it covers under 70% of them.
+
+    A new weight gets its Hessian rows against every weight of the model and the biases at
+    the probabilities the model was computed at, ``cross(new_keys, union_keys, P) -> (Hna,
+    Hnb)`` (:func:`hessian_cross`, ``n k m C`` multiply-adds for k new weights, a small share
+    of a fresh Hessian's ``n N²/2``): the model stays that Hessian, couplings included, and
+    positive semidefinite. Without those probabilities (``state.P`` None) a new weight gets
+    its own curvature ``diag(new_keys)`` only. (On the collinear path, the step after a
+    fresh Hessian, on that model with the weights that had joined since, contracted the
+    violation by a small factor with the diagonal only, by more than an order of magnitude
+    with the coupled rows; an ad hoc run.)"""
     have = np.isin(key, state.key)
     if have.all():
         return state
@@ -232,10 +316,20 @@ def _cover(state: NewtonState, key: np.ndarray, diag) -> NewtonState | None:
     new = np.searchsorted(union, new_keys)
     Q = np.zeros((union.size, union.size))
     Q[np.ix_(old, old)] = state.Q
-    Q[new, new] = diag(new_keys)
     Hwb = np.zeros((union.size, state.C))
     Hwb[old] = state.Hwb
-    return NewtonState(union, Q, Hwb, state.Hbb, state.m, state.C)
+    if state.P is None:
+        Q[new, new] = diag(new_keys)
+    else:
+        Hna, Hnb = cross(new_keys, union, state.P)
+        Hwb[new] = Hnb
+        Qn = Hna - (Hnb @ _pinv_bias(state.Hbb)) @ Hwb.T  # the Schur complement's rows
+        Q[new] = Qn
+        Q[:, new] = Qn.T
+        Q[np.ix_(new, new)] = 0.5 * (Qn[:, new] + Qn[:, new].T)
+    out = NewtonState(union, Q, Hwb, state.Hbb, state.m, state.C, state.P)
+    out.fresh_first = state.fresh_first
+    return out
 
 
 def _refresh(viol: float, before: float, tol: float, n: int, m: int, C: int, N: int) -> bool:
@@ -365,7 +459,11 @@ def newton(
         Nw = cls.numel()
         # after a step on an old Hessian: keep it while the steps it still needs (at the
         # contraction it just showed) cost less than a fresh one
-        refresh = force or (stale_step and _refresh(viol, viol_before, tol, n, m, C, Nw + C))
+        # at a path point's start: a fresh Hessian right away where the last point needed one
+        # (its carried model, from the last point's probabilities, would contract the
+        # violation by a small factor per step, a fresh one by orders of magnitude)
+        refresh = force or (stale_step and _refresh(viol, viol_before, tol, n, m, C, Nw + C)) \
+            or (it == 0 and state is not None and state.fresh_first)
         force = False
         if Nw + C > max_free:  # too large a model: OWL-QN from here
             res = owlqn(data, W, b, lam, penalty, tol=tol, z0=z, gamma0=gamma0, memory=lbfgs)
@@ -375,9 +473,14 @@ def newton(
         key = (cls * m + col).cpu().numpy()
         model = None
         if state is not None and not refresh:  # the last model, on the weights it covers
-            cover = _cover(state, key, lambda keys, P=P: hessian_diag(
-                data.Xw, P, *(torch.as_tensor(v, device=W0.device) for v in np.divmod(keys, m)),
-                data.XwT))
+            def split(keys):
+                return (torch.as_tensor(v, device=W0.device) for v in np.divmod(keys, m))
+
+            cover = _cover(
+                state, key,
+                lambda keys, union, Pm: hessian_cross(data.Xw, Pm, *split(keys), *split(union),
+                                                      data.XwT),
+                lambda keys, P=P: hessian_diag(data.Xw, P, *split(keys), data.XwT))
             if cover is not None:
                 state, key = cover, cover.key
                 cls, col = (torch.as_tensor(v, device=W.device) for v in np.divmod(key, m))
@@ -387,7 +490,8 @@ def newton(
         if fresh:
             Hww, Hwb, Hbb = hessian_blocks(data.Xw, P, cls, col, XwT=data.XwT)
             Hww -= (Hwb @ _pinv_bias(Hbb)) @ Hwb.T  # biases minimized out: the Schur complement
-            state = NewtonState(key, Hww, Hwb, Hbb, m, C)
+            state = NewtonState(key, Hww, Hwb, Hbb, m, C, P)  # P: a new tensor every step
+            state.fresh_first = True
             model = Hww, Hwb, Hbb
         Q, Hwb, Hbb = model
         Hbb_inv = _pinv_bias(Hbb)
