@@ -101,7 +101,6 @@ def _questions(schema: QuestionSchema | None, kind: str, class_name: str,
     return {"questions": qs, "required_labels": {q.id: q.short for q in qs if q.required}}
 
 
-#: The greyscale line of an image HIT (``pct``: the share of the feature left in greyscale).
 #: Words of a text HIT's insertion ranking shown as bars; the rest are listed in one line.
 INSERTION_TOP = 10
 
@@ -109,6 +108,7 @@ INSERTION_TOP = 10
 TYPICAL_NOTE = ("Words picked at random from the comments move it {pct}% (the median of "
                 "{n}, listed below): a word that moves it no further is nothing special.")
 
+#: The greyscale line of an image HIT (``pct``: the share of the feature left in greyscale).
 COLOUR_NOTE = ("With the colour taken out of these images (the same images in grey): {pct}% of "
                "the feature is left. Little left means the feature needs a colour the images "
                "share (look at what colour the top images have in common, on the object or "
@@ -178,8 +178,8 @@ def render_hit(
         Text HITs: every word tested by appending it to ordinary comments, with its effect as
         a share of the shown comments' departure from an ordinary one (largest first, shown
         as percentages; :func:`tasks.viz.text_panels.insertion_ranking`): the first
-        :data:`INSERTION_TOP` that push the feature as bars, then
-        every word in one line.
+        :data:`INSERTION_TOP` that push the feature as bars, then every other word in one
+        line.
     insertion_typical : sequence of (str, float)
         Text HITs: words picked at random from the comments
         (:func:`tasks.viz.text_panels.typical_words`) with their effects on the same scale:
