@@ -160,7 +160,6 @@ def typical_words(tokens: Sequence[Sequence[str]], n: int = TYPICAL_WORDS, seed:
     choice: too coarse at the 0.5 line; held-out text seeds 105-124 lost a feature of 0.54
     to it).
     """
-
     counts = Counter(w for toks in tokens for w in {normalize_word(t) for t in toks} if w)
     vocab = sorted(w for w, c in counts.items() if c >= min_count)
     if len(vocab) <= n:
