@@ -406,7 +406,12 @@ def test_object_backed_needs_a_map_clearly_on_the_object_whose_region_is_necessa
     assert not object_backed({"lime": no_removed})
     assert not object_backed(None) and not object_backed({"a": None})
     assert object_backed({"a": {**on_obj, "removed": 0.9}, "b": on_obj})   # any map
+    assert object_backed({"a": {**on_obj, "kept": 0.0}, "b": on_obj})
     assert object_backed({"lime": {**on_obj, "removed": 0.6}}, left=0.6)
+    assert not object_backed({"lime": no_removed}, left=1.0)   # no number: nothing backed
+    # the unassigned rest counts: a map mostly on the rest is not on the object
+    assert not object_backed({"m": _panel(object=0.35, background=0.5, cues={"texture": 0.15},
+                                          removed=0.3)})
 
 
 def test_a_cue_is_not_named_against_a_map_that_backs_the_object():

@@ -379,7 +379,7 @@ def object_backed(panels: Mapping[str, Mapping] | None, left: float = NECESSARY_
             continue
         top = dominant_region({"object": p.get("object"), "cues": p.get("cues") or {},
                                "background": p.get("background")})
-        if top == "object" and float(p.get("removed", 1.0)) <= left:
+        if top == "object" and p.get("removed") is not None and float(p["removed"]) <= left:
             return True
     return False
 
