@@ -381,6 +381,11 @@ def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
         departure = 0.0
         typical: list[tuple[str, float]] = []
         if insertion_words > 0 and insertion_texts > 0:
+            # each word's effect as a share of the way to the shown comments; none where they
+            # do not depart from an ordinary comment the class's way (no panel to show)
+            departure = float(np.mean((1.0 if h.weight >= 0 else -1.0)
+                                      * (col[h.examples] - baseline)))
+        if departure > 0:
             pool = top_k(col, max(3 * len(h.examples), 30), h.direction)
             words = list(dict.fromkeys(
                 candidate_words([src.tokens[i] for i in pool], insertion_words)
@@ -388,13 +393,9 @@ def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
             base = [src.texts[i] for i in ordinary_rows(col, insertion_texts)]
             ranking = insertion_ranking(src.features, base, words, h.feature, h.weight)
             typical = insertion_ranking(src.features, base, control, h.feature, h.weight)
-            # each word's effect as a share of the way to the shown comments: every word
-            # tested (the page shows the first few, then lists the rest)
-            departure = float(np.mean((1.0 if h.weight >= 0 else -1.0)
-                                      * (col[h.examples] - baseline)))
-            if departure > 0:
-                h.insertion = [(w, round(e / departure, 4)) for w, e in ranking]
-                h.insertion_typical = [(w, round(e / departure, 4)) for w, e in typical]
+            # every word tested (the page shows the first few, then lists the rest)
+            h.insertion = [(w, round(e / departure, 4)) for w, e in ranking]
+            h.insertion_typical = [(w, round(e / departure, 4)) for w, e in typical]
         h.least_texts = [src.texts[i] for i in least_rows(col, labels, h.cls, n_least,
                                                           h.weight)]
         _write_text(assets / f"{h.hit_key}-panels.html",
@@ -405,7 +406,7 @@ def _render_text_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
             kinds = [src.token_kinds[i] for i in h.examples]
             occ = text_evidence(attrs, kinds, src.class_word_kinds)
             h.evidence_panels = {"occlusion": {**occ, **(h.text_contrast or {})}}
-            if ranking and departure > 0:  # the panel the page shows, nothing else
+            if ranking:  # the panel the page shows, nothing else
                 h.evidence_panels["insertion"] = kind_shares(
                     ranking, kinds_of, src.class_word_kinds, typical=typical, scale=departure)
             h.evidence = dict(text_reader_evidence(h.evidence_panels, occ))

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from statistics import median
 from typing import Any
 
 import jinja2
-import numpy as np
 
 from hit_templates import TEMPLATE_DIR
 from sparse_probe.questions import PATTERN, QuestionSchema, RenderedQuestion, default_schema
@@ -219,7 +219,7 @@ def _text_panel_context(insertion: Sequence[tuple[str, float]],
             "insertion_rest": ([(str(w), round(100 * float(e))) for w, e in
                                 insertion[len(bars):]] if bars else []),
             "typical_note": (None if not insertion_typical or not bars else TYPICAL_NOTE.format(
-                pct=round(100 * float(np.median([e for _, e in insertion_typical]))),
+                pct=round(100 * median(float(e) for _, e in insertion_typical)),
                 n=len(insertion_typical))),
             "typical_words": ([(str(w), round(100 * float(e))) for w, e in insertion_typical]
                               if bars else []),

@@ -20,7 +20,7 @@ thread; ``benchmarks/results/solver-costs-cpu-2026-12-02.txt``):
   post-ReLU low-rank and n ≪ d paths, but 9.6 on well-separated features).
 
 Session 12 made Newton's points cheaper (the coupled rows of joining weights, a fresh Hessian
-at the start of a point whose predecessor needed one, the active-set model solve): re-measured
+at the start of every point, the active-set model solve): re-measured
 on a loaded machine, ``0.8 · 1.11 · n N²/2 + K · (1.15 · 4 n m C + 175 · N²) + 2.88e8`` with
 ``K`` 1.9–2.6 (2.1 on well-separated features), the same file. Those constants were *not*
 adopted: with them Newton entered the ``current`` path at its second point and stayed to the

@@ -24,17 +24,17 @@ Unlike glmnet's per-class (block-diagonal) model, the full Hessian couples the c
 collinear benchmark geometry a numpy prototype needed 2 Newton iterations per λ where the
 block-diagonal model needed 9–100 and OWL-QN 16–160. The price is the Hessian itself, about
 ``n N²/2`` multiply-adds for ``N`` free weights (float32 products over row blocks, summed in
-float64). So a model is reused: within a point while a step on it still contracts the KKT
-violation enough that the remaining steps cost less than a fresh Hessian, and across points
-(``memory``, re-indexed to the new working set); weights that join a model get their Hessian
-rows at the probabilities the model was computed at (:func:`hessian_cross`, ``n k m C`` for k
-of them), so the model stays one positive semidefinite Hessian with its couplings. A path point
-whose predecessor needed a fresh Hessian starts with one (on the collinear path a model carried
-from the last point contracted the violation by a small factor per step, a fresh one by one to
-two orders of magnitude, and the point needed a fresh one after a few such steps anyway; the
-solver's debug log of an ad hoc run). It still pays only where the
-free set is small against ``n·m·C`` times OWL-QN's
-iteration count: :mod:`~sparse_probe.solvers.choice` decides per path point. Above
+float64). So a model is reused within a point while a step on it still contracts the KKT
+violation enough that the remaining steps cost less than a fresh Hessian; weights that join a
+model get their Hessian rows at the probabilities the model was computed at
+(:func:`hessian_cross`, ``n k m C`` for k of them), so the model stays one positive
+semidefinite Hessian with its couplings. Every path point that takes a step starts with a
+fresh Hessian (on the collinear path a model carried from the last point contracted the
+violation by a small factor per step, a fresh one by one to two orders of magnitude, and the
+point needed a fresh one after a few such steps anyway; the solver's debug log of an ad hoc
+run); the last model is still handed on (``memory``, re-indexed to the new working set), but
+a point only reads its sizes. It still pays only where the free set is small against
+``n·m·C`` times OWL-QN's iteration count: :mod:`~sparse_probe.solvers.choice` decides per path point. Above
 ``max_free`` free coordinates, and on streamed data (which offers no Hessian), it hands the
 problem to :func:`~sparse_probe.solvers.owlqn.owlqn` from where it stands.
 
@@ -200,6 +200,7 @@ def hessian_cross(Xw: torch.Tensor, P: torch.Tensor, cls_n: torch.Tensor, col_n:
     Hna = torch.zeros((k, Na), dtype=torch.float64, device=dev)
     Hnb = torch.zeros((k, C), dtype=torch.float64, device=dev)
     step = max(256, _ROW_FLOATS // max(k + Xw.shape[1], 1))
+    own = (cls_n[:, None] == torch.arange(C, device=dev)[None, :])  # (k, C)
     for s in range(0, n, step):
         e = min(n, s + step)
         UTn = XwT[col_n, s:e] if XwT is not None else Xw[s:e][:, col_n].T.contiguous()
@@ -207,7 +208,6 @@ def hessian_cross(Xw: torch.Tensor, P: torch.Tensor, cls_n: torch.Tensor, col_n:
         VTn = UTn * pn
         Hnb -= (VTn @ PT[:, s:e].T).to(torch.float64)
         Hnb[torch.arange(k, device=dev), cls_n] += VTn.sum(1, dtype=torch.float64)
-        own = (cls_n[:, None] == torch.arange(C, device=dev)[None, :])  # (k, C)
         for c in range(C):
             a, b = ba[c], ba[c + 1]
             if a == b:
@@ -241,16 +241,12 @@ class NewtonState:
         The class probabilities the Hessian was computed at: weights that join the model
         later get their rows at these, so the model stays one Hessian (positive
         semidefinite) with its couplings.
-    fresh_first : bool
-        A fresh Hessian was computed at the path point that made this state: the next
-        point starts with a fresh one too, instead of steps on this one.
     """
 
     def __init__(self, key: np.ndarray, Q: np.ndarray, Hwb: np.ndarray, Hbb: np.ndarray,
                  m: int, C: int, P: torch.Tensor | None = None):
         self.key, self.Q, self.Hwb, self.Hbb, self.m, self.C = key, Q, Hwb, Hbb, m, C
         self.P = P
-        self.fresh_first = False
 
     def carry(self, old_ws: np.ndarray, ws: np.ndarray) -> NewtonState | None:
         """This state for the working set ``ws`` (features in cache order) instead of
@@ -265,12 +261,9 @@ class NewtonState:
         order = np.argsort(key, kind="stable")
         ix = np.flatnonzero(keep)[order]
         if ix.size == self.key.size and np.array_equal(ix, np.arange(ix.size)):
-            out = NewtonState(key[order], self.Q, self.Hwb, self.Hbb, ws.size, self.C, self.P)
-        else:
-            out = NewtonState(key[order], self.Q[np.ix_(ix, ix)], self.Hwb[ix], self.Hbb,
-                              ws.size, self.C, self.P)
-        out.fresh_first = self.fresh_first
-        return out
+            return NewtonState(key[order], self.Q, self.Hwb, self.Hbb, ws.size, self.C, self.P)
+        return NewtonState(key[order], self.Q[np.ix_(ix, ix)], self.Hwb[ix], self.Hbb,
+                           ws.size, self.C, self.P)
 
 
 def _pinv_bias(Hbb: np.ndarray) -> np.ndarray:
@@ -327,9 +320,7 @@ def _cover(state: NewtonState, key: np.ndarray, cross, diag) -> NewtonState | No
         Q[new] = Qn
         Q[:, new] = Qn.T
         Q[np.ix_(new, new)] = 0.5 * (Qn[:, new] + Qn[:, new].T)
-    out = NewtonState(union, Q, Hwb, state.Hbb, state.m, state.C, state.P)
-    out.fresh_first = state.fresh_first
-    return out
+    return NewtonState(union, Q, Hwb, state.Hbb, state.m, state.C, state.P)
 
 
 def _refresh(viol: float, before: float, tol: float, n: int, m: int, C: int, N: int) -> bool:
@@ -459,11 +450,12 @@ def newton(
         Nw = cls.numel()
         # after a step on an old Hessian: keep it while the steps it still needs (at the
         # contraction it just showed) cost less than a fresh one
-        # at a path point's start: a fresh Hessian right away where the last point needed one
-        # (its carried model, from the last point's probabilities, would contract the
-        # violation by a small factor per step, a fresh one by orders of magnitude)
-        refresh = force or (stale_step and _refresh(viol, viol_before, tol, n, m, C, Nw + C)) \
-            or (it == 0 and state is not None and state.fresh_first)
+        # at a path point's start: a fresh Hessian right away (the last point's model, from
+        # its probabilities, would contract the violation by a small factor per step, a fresh
+        # one by orders of magnitude); the carried model serves only to end a point already
+        # solved, without a step
+        refresh = force or it == 0 or (stale_step and _refresh(viol, viol_before, tol, n, m, C,
+                                                                Nw + C))
         force = False
         if Nw + C > max_free:  # too large a model: OWL-QN from here
             res = owlqn(data, W, b, lam, penalty, tol=tol, z0=z, gamma0=gamma0, memory=lbfgs)
@@ -491,7 +483,6 @@ def newton(
             Hww, Hwb, Hbb = hessian_blocks(data.Xw, P, cls, col, XwT=data.XwT)
             Hww -= (Hwb @ _pinv_bias(Hbb)) @ Hwb.T  # biases minimized out: the Schur complement
             state = NewtonState(key, Hww, Hwb, Hbb, m, C, P)  # P: a new tensor every step
-            state.fresh_first = True
             model = Hww, Hwb, Hbb
         Q, Hwb, Hbb = model
         Hbb_inv = _pinv_bias(Hbb)

@@ -297,8 +297,7 @@ def backed_cue_map(panels: Mapping[str, Mapping] | None) -> str | None:
     for name, p in (panels or {}).items():
         if not p:
             continue
-        top = dominant_region({"object": p.get("object"), "cues": p.get("cues") or {},
-                               "background": p.get("background")})
+        top = dominant_region(p)  # it reads only the shares
         if top not in (None, "object") and cue_backed_by_contrast(top, {name: p}):
             cues.add(top)
     return cues.pop() if len(cues) == 1 else None
@@ -377,8 +376,7 @@ def object_backed(panels: Mapping[str, Mapping] | None, left: float = NECESSARY_
     for p in (panels or {}).values():
         if not p or float(p.get("kept") or 0.0) <= 0:
             continue
-        top = dominant_region({"object": p.get("object"), "cues": p.get("cues") or {},
-                               "background": p.get("background")})
+        top = dominant_region(p)  # it reads only the shares
         if top == "object" and p.get("removed") is not None and float(p["removed"]) <= left:
             return True
     return False
