@@ -6,7 +6,9 @@ numbers). Here a worker failing any rule of :class:`QCConfig` is *excluded*: all
 are dropped before aggregation; :func:`quality_control` returns the per-worker table with the
 reason. Quality control is proportionate: a worker who failed no more attention checks than
 ``attention_tolerance`` (default 1) is kept and flagged for ``review``, so one slip never
-erases a perfect gold record.
+erases a perfect gold record. An assignment without a worker id is judged as a worker of its
+own (:func:`sparse_probe.quality.name_anonymous`) and keeps that name in the kept answers, so
+aggregation counts it as one voter, not pooled with every other anonymous assignment.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from sparse_probe.quality import QualityRules, judge_workers, worker_quality
+from sparse_probe.quality import QualityRules, judge_workers, name_anonymous, worker_quality
 from sparse_probe.quality import assignment_checks as _assignment_checks
 from sparse_probe.questions import QuestionSchema
 
@@ -48,7 +50,8 @@ class QCResult:
         One row per assignment with its checks (``gold_correct``, ``attention_pass``, ``fast``,
         ``robust_z``).
     kept : DataFrame
-        The answers of the kept workers (same columns as the input).
+        The answers of the kept workers (same columns as the input; an assignment without a
+        worker id carries the id :func:`~sparse_probe.quality.name_anonymous` gave it).
     config : QCConfig
         The rules applied.
     """
@@ -103,6 +106,7 @@ def quality_control(
     QCResult
     """
     config = config or QCConfig()
+    answers = name_anonymous(answers)
     if answers.empty:
         return QCResult(pd.DataFrame(columns=_WORKER_COLUMNS), pd.DataFrame(), answers, config)
     checks = _assignment_checks(answers, manifest, config, schema)

@@ -27,6 +27,7 @@ from analysis.ingest import ANSWER_COLUMNS, IngestError, load_answers, load_mani
 from analysis.model_comparison import model_comparison
 from analysis.quality import QCConfig, quality_control
 from analysis.verdicts import compute_verdicts
+from sparse_probe.quality import name_anonymous
 from sparse_probe.questions import (
     CORE,
     NO_PATTERN,
@@ -391,7 +392,8 @@ def judge_answers(run: Path, manifest: pd.DataFrame, options: ReportOptions) -> 
     if not known.all():
         logger.warning("%d answer rows name HITs missing from the manifest; ignored",
                        int((~known).sum()))
-    answers = answers[known]
+    # each assignment without a worker id is a worker of its own, for every count below
+    answers = name_anonymous(answers[known])
     source = answer_source(run / "tasks", answers)
     if source["note"]:
         logger.warning("%s", source["note"])

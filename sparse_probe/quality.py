@@ -31,6 +31,13 @@ gold assignments (NaN without any), ``attention_rate`` = passed / checked, ``med
 
 A worker whose attention rate is below ``min_attention_rate`` but whose failures are within the
 tolerance is kept and flagged (``review`` True, the reason says why).
+
+An assignment without a worker id (an empty or missing ``worker_id``: a hand-made CSV, a
+platform that does not say) cannot be tied to anyone's record. :func:`name_anonymous` names it
+as a worker of its own (:data:`ANONYMOUS_PREFIX` + its assignment id), so it is judged by its
+own gold answers and attention checks, never pooled with other anonymous assignments (one
+failed gold answer would then condemn them all, and an aggregator would read them as one
+voter) nor waved through (a group-by on worker id drops missing ids).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ import pandas as pd
 from sparse_probe.questions import PATTERN, PRESENCE, QuestionSchema, default_schema
 
 __all__ = [
+    "ANONYMOUS_PREFIX",
     "ASSIGNMENT_COLUMNS",
     "WORKER_COLUMNS",
     "QualityRules",
@@ -52,8 +60,13 @@ __all__ = [
     "attention_fails",
     "gold_fails",
     "judge_workers",
+    "name_anonymous",
     "worker_quality",
 ]
+
+#: How an assignment without a worker id is named (:func:`name_anonymous`). No valid worker id
+#: can start so: MTurk's are letters and digits, the task server's ``[A-Za-z0-9_-]``.
+ANONYMOUS_PREFIX = "(no worker id) assignment "
 
 ASSIGNMENT_COLUMNS = ["assignment_id", "worker_id", "hit_key", "work_seconds", "gold_correct",
                       "attention_pass", "robust_z", "fast"]
@@ -103,6 +116,31 @@ class QualityRules:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for report.json)."""
         return asdict(self)
+
+
+def name_anonymous(answers: pd.DataFrame) -> pd.DataFrame:
+    """Give every assignment without a worker id a worker id of its own.
+
+    Parameters
+    ----------
+    answers : DataFrame
+        Long answer table with ``assignment_id`` and ``worker_id`` (one row per question).
+
+    Returns
+    -------
+    DataFrame
+        ``answers`` with each missing or blank ``worker_id`` replaced by
+        :data:`ANONYMOUS_PREFIX` + the row's ``assignment_id`` (the input itself where none is
+        missing).
+    """
+    if answers.empty:
+        return answers
+    ids = answers["worker_id"]
+    missing = ids.isna() | (ids.astype(str).str.strip() == "")
+    if not missing.any():
+        return answers
+    return answers.assign(worker_id=ids.where(
+        ~missing, ANONYMOUS_PREFIX + answers["assignment_id"].astype(str)))
 
 
 def _manifest_frame(manifest: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:

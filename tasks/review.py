@@ -47,6 +47,7 @@ from sparse_probe.quality import (
     assignment_checks,
     attention_fails,
     gold_fails,
+    name_anonymous,
     worker_quality,
 )
 from sparse_probe.questions import QuestionSchema, schema_for_tasks
@@ -56,9 +57,6 @@ from tasks.ledger import LEDGER_NAME, Ledger, request_token
 from tasks.publish import PublishError, call_with_retry, load_manifest
 
 __all__ = ["Decision", "ReviewResult", "ReviewRules", "decide", "review_assignments"]
-
-#: How an assignment without a worker id is named while the rules judge it as its own worker.
-ANONYMOUS_PREFIX = "\0assignment:"
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +132,7 @@ def decide(answers: pd.DataFrame, manifest: list[dict[str, Any]], rules: ReviewR
     # worker of its own (its own gold answers and attention checks), never pooled with other
     # anonymous assignments nor waved through.
     given = answers.drop_duplicates("assignment_id").set_index("assignment_id")["worker_id"]
-    anonymous = given.isna() | (given.astype(str).str.strip() == "")
-    if anonymous.any():
-        answers = answers.assign(worker_id=answers["worker_id"].where(
-            ~answers["assignment_id"].map(anonymous),
-            ANONYMOUS_PREFIX + answers["assignment_id"].astype(str)))
+    answers = name_anonymous(answers)
     timing = QualityRules(min_seconds=rules.min_seconds or 0.0, min_time_fraction=0.0)
     checks = assignment_checks(answers, manifest, timing, schema)
     workers = worker_quality(answers, manifest, checks=checks).set_index("worker_id",

@@ -135,3 +135,40 @@ def test_report_shows_counts_n_and_undecided(tmp_path, crowd):
     assert soup.find(id="n-undecided").get_text(" ", strip=True) == "0 undecided"
     assert "kept, flagged: review: failed 1 of" in soup.get_text(" ", strip=True)
     assert len(FEATURES) == s["n_features_audited"]
+
+
+def test_report_counts_each_anonymous_assignment_as_a_worker(tmp_path, crowd):
+    from analysis.report import ReportOptions, build_report
+    from sparse_probe.quality import ANONYMOUS_PREFIX
+
+    manifest, ans = crowd
+    ans = ans.copy()
+    ans["worker_id"] = ans["worker_id"].astype(object)
+    ans.loc[ans["worker_id"] == "W00GOOD", "worker_id"] = None   # lost in a hand-made CSV
+    ans.loc[ans["worker_id"] == "W01GOOD", "worker_id"] = ""
+    n_anon = ans.loc[ans["worker_id"].isna() | (ans["worker_id"] == ""),
+                     "assignment_id"].nunique()
+    run = write_run(tmp_path / "run", ans, manifest)
+    rep = build_report(run, options=ReportOptions(n_boot=0, method="MajorityVote"))
+    assert rep["summary"]["n_workers"] == 3 + n_anon
+    anon = [w for w in rep["qc"]["workers"] if str(w["worker_id"]).startswith(ANONYMOUS_PREFIX)]
+    assert len(anon) == n_anon and all(w["n_assignments"] == 1 for w in anon)
+    audited = [r for r in rep["features"] if r.get("n_answered") is not None]
+    assert audited and all(r["n_answered"] == 5 for r in audited)
+
+
+def test_a_hit_answered_only_by_excluded_anonymous_assignments_is_undecided(tmp_path):
+    from analysis.report import ReportOptions, build_report
+
+    manifest = make_manifest()
+    ans = simulate_answers(manifest, n_good=3, n_spam=1, accuracy=1.0, seed=2)
+    key = next(m["hit_key"] for m in manifest if not m["is_gold"])
+    ans = ans[(ans["hit_key"] != key) | (ans["worker_id"] == "S00SPAM")].copy()
+    ans["worker_id"] = ans["worker_id"].astype(object)
+    ans.loc[ans["worker_id"] == "S00SPAM", "worker_id"] = None   # the spammer's ids lost
+    run = write_run(tmp_path / "run", ans, manifest)
+    rep = build_report(run, options=ReportOptions(n_boot=0, method="MajorityVote"))
+    row = next(r for r in rep["features"] if r["hit_key"] == key)
+    # answered (by an assignment quality control excluded), so not "pending"
+    assert row["verdict"] == "undecided" and row["n_answered"] == 1
+    assert rep["summary"]["n_pending"] == 0

@@ -8,6 +8,7 @@ import pytest
 from helpers_analysis import make_manifest, simulate_answers
 
 from analysis.quality import QCConfig, assignment_checks, quality_control
+from sparse_probe.quality import ANONYMOUS_PREFIX, name_anonymous
 
 
 @pytest.fixture
@@ -76,3 +77,37 @@ def test_no_answers(data):
     man, ans = data
     qc = quality_control(ans.iloc[:0], man)
     assert qc.workers.empty and qc.kept.empty
+
+
+def test_answers_without_a_worker_id_are_each_a_worker_of_their_own(data):
+    man, ans = data
+    ans = ans.copy()
+    # a spammer's and an honest worker's ids lost (a hand-made CSV): missing and blank
+    ans["worker_id"] = ans["worker_id"].astype(object)
+    ans.loc[ans["worker_id"] == "S00SPAM", "worker_id"] = np.nan
+    ans.loc[ans["worker_id"] == "W00GOOD", "worker_id"] = " "
+    qc = quality_control(ans, man)
+    anon = qc.workers[qc.workers["worker_id"].str.startswith(ANONYMOUS_PREFIX)]
+    # one row per anonymous assignment, none pooled, none dropped from quality control
+    n_spam = ans.loc[ans["worker_id"].isna(), "assignment_id"].nunique()
+    n_good = ans.loc[ans["worker_id"] == " ", "assignment_id"].nunique()
+    assert len(anon) == n_spam + n_good and (anon["n_assignments"] == 1).all()
+    # the spammer's assignments are still too fast, each on its own; the honest ones are kept
+    spam_ids = {ANONYMOUS_PREFIX + a
+                for a in ans.loc[ans["worker_id"].isna(), "assignment_id"].astype(str)}
+    excluded = set(qc.excluded["worker_id"])
+    assert spam_ids <= excluded and "S01SPAM" in excluded
+    assert not (excluded & set(anon["worker_id"]) - spam_ids)
+    kept = qc.kept
+    assert kept["worker_id"].notna().all() and not kept["worker_id"].str.strip().eq("").any()
+    assert kept.loc[kept["worker_id"].str.startswith(ANONYMOUS_PREFIX),
+                    "assignment_id"].nunique() == n_good
+    # each kept anonymous assignment is one voter on its HIT
+    per = kept.groupby("hit_key")["worker_id"].nunique()
+    assert (per == 4).all()   # W00GOOD's assignment (now anonymous) + W01-W03GOOD
+
+
+def test_name_anonymous_leaves_named_answers_alone(data):
+    _, ans = data
+    assert name_anonymous(ans) is ans
+    assert name_anonymous(ans.iloc[:0]).empty
