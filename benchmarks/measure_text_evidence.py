@@ -73,6 +73,7 @@ from tasks.viz.topk import direction_for, top_k
 MIN_RELIANCE = 0.05  # reference change (in feature std) below which a feature relies on neither
 STRONG = 0.5  # rows "strong": reference change at least this (the features a sparse head uses)
 PANELS = ("occlusion", "insertion", "reader", "truth")
+REACH_LINES = (0.3, 0.35, 0.4, 0.45, 0.5)  # candidate lines of the reader (INSERTION_REACH)
 CLASS_WORDS = {"toxic": "insult", "non-toxic": "compliment"}
 
 
@@ -213,6 +214,23 @@ def table(records: list[dict]) -> list[str]:
             f"not {sum(a and not t for a, t, _ in both)} of {sum(not t for _, t, _ in both)} "
             f"({sum(a and v < PARTIAL_SHARE for a, _, v in both)} where they carry less than "
             f"{PARTIAL_SHARE:g}, the rest mixed)")
+    # where the reader's line on the insertion panel's identity reach could sit: each line
+    # against the truth (a miss is a carried cue unnamed; under PARTIAL_SHARE a false alarm)
+    cases = [r for r in {(r["seed"], r["feature"], r["sign"]): r for r in records}.values()
+             if not r["truth"].get("unmeasured")]
+    sweep = []
+    for line in REACH_LINES:
+        said = []
+        for r in cases:
+            panels = {"occlusion": r["occlusion"],
+                      **({"insertion": r["insertion"]} if "reach" in r["insertion"] else {})}
+            seen = text_reader_evidence(panels, r["occlusion"], reach_line=line)
+            said.append((_says(seen), _says(r["truth"]), r["truth"]["cues"]["identity"]))
+        sweep.append(f"{line:g}: {sum(a and t for a, t, _ in said)}/{sum(t for _, t, _ in said)}"
+                     f" found, {sum(a and v < PARTIAL_SHARE for a, _, v in said)} false, "
+                     f"{sum(a and not t and v >= PARTIAL_SHARE for a, t, v in said)} mixed")
+    lines.append("reader with identity named from an insertion reach of at least (line: carried "
+                 "found, false alarms, mixed flagged): " + "; ".join(sweep))
     for g in ("identity", "class"):
         rs = [r for r in groups.get(g, []) if r["removed"] is not None]
         if rs:

@@ -117,6 +117,17 @@ def test_a_colour_the_maps_cannot_place_is_read_from_the_greyscale_line():
     sharp = {**maps, "activation": {**maps["activation"], "removed": 0.40}}
     assert colour_cue(0.45, sharp, images) is None  # a map's region is more necessary
     assert colour_cue(0.40, sharp, images) == "tint"  # ... not more than the colour
+    # a region that holds the tint around the object's edge greys the colour with it: its
+    # removal says nothing against the colour (held-out seed 32's circle:20, as its HIT shows)
+    edge = {**maps, "lime": {"object": 0.598, "cues": {"tint": 0.402, "stripe": 0.0},
+                             "background": 0.0, "removed": 0.2375, "kept": 0.637,
+                             "area": 0.52}}
+    assert colour_cue(0.4563, edge, images) == "tint"
+    for on_tint, named in ((0.2, "tint"), (0.19, None)):
+        region = {**edge["lime"], "object": 1.0 - on_tint, "cues": {"tint": on_tint}}
+        assert colour_cue(0.4563, {**maps, "lime": region}, images) == named
+        assert colour_cue(0.4563, {**maps, "lime": region}, images,
+                          in_region=0.5) is None  # a looser line lets it count
     blank = {**maps, "activation": {**maps["activation"], "removed": 0.0, "kept": 0.0}}
     assert colour_cue(0.49, blank, images) == "tint"  # a map without contrast says nothing
     both = {"top": {"stripe": 0.9, "tint": 1.0}, "least": {}}

@@ -179,8 +179,12 @@ def test_typical_words_are_a_reproducible_draw_of_the_vocabulary():
 
 
 @pytest.mark.parametrize("reach,named", [(INSERTION_REACH, True),
-                                         (INSERTION_REACH - 1e-6, False)])
-def test_reader_names_identity_terms_only_when_they_go_half_the_way(reach, named):
+                                         (INSERTION_REACH - 1e-6, False),
+                                         # held-out misses at a line of one half
+                                         (0.485, True), (0.499, True),
+                                         # identity terms that barely move a comment
+                                         (0.3, False)])
+def test_reader_names_identity_terms_only_when_they_go_far_enough(reach, named):
     occ = {"object": 0.6, "cues": {"identity": 0.3}, "background": 0.1}
     ins = {"object": 0.2, "cues": {"identity": 0.7}, "background": 0.1,
            "reach": {"object": 0.1, "identity": reach, "background": 0.0}}

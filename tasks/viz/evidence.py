@@ -303,29 +303,43 @@ def backed_cue_map(panels: Mapping[str, Mapping] | None) -> str | None:
     return cues.pop() if len(cues) == 1 else None
 
 
+#: A map's region that holds at least this share of a colour cue's mass takes the colour with
+#: it when grey-filled, so its removal does not show it more necessary than the colour
+#: (:func:`colour_cue`): the share under which a part is minor, as the truth's
+#: :data:`~tasks.viz.intervention.PARTIAL_SHARE`.
+COLOUR_IN_REGION = 0.2
+
+
 def colour_cue(colour: float | None, panels: Mapping[str, Mapping] | None,
                images: Mapping[str, Mapping[str, float]] | None,
-               left: float = NECESSARY_LEFT, top_share: float = IMAGE_CUE_TOP) -> str | None:
+               left: float = NECESSARY_LEFT, top_share: float = IMAGE_CUE_TOP,
+               in_region: float = COLOUR_IN_REGION) -> str | None:
     """The cue a careful reader names when a feature needs the images' colour but not the
     region its maps highlight, else None.
 
     The greyscale line of a HIT (``colour``, :func:`tasks.viz.perturb.colour_kept`) says how
     much of the feature is left without colour. When that is at most ``left`` (the colour is
-    necessary, the share at which the truth by intervention calls a region the pattern) and
-    no map's highlighted region is more necessary (each map leaves at least as much of the
-    feature with its region removed: the maps point at something the feature needs less,
-    typically the object whose edge meets a tinted background), the pattern is a colour the
-    top images share: the one cue shown in at least ``top_share`` of them (``images["top"]``),
-    when exactly one is.
+    necessary, the share at which the truth by intervention calls a region the pattern), the
+    pattern is a colour the top images share: the one cue shown in at least ``top_share`` of
+    them (``images["top"]``), when exactly one is, unless a map's highlighted region is more
+    necessary (leaves less of the feature removed than greyscale does: the maps show the
+    pattern). A region that holds at least ``in_region`` of that cue's mass does not count:
+    grey-filling it greys the colour cast around the object's edge too (held-out tint=circle
+    features, seeds 25 and 32: LIME regions of 0.40-0.41 tint whose removal left 0.22-0.24,
+    where greyscale left 0.41-0.46 and redrawing the images without the tint took 0.50-0.57
+    of the feature, without the object 0.05-0.23).
     """
     if colour is None or colour > left or not panels or not images:
         return None
+    shared = [c for c, r in (images.get("top") or {}).items() if float(r) >= top_share]
+    if len(shared) != 1:
+        return None
     for p in panels.values():
         k = float((p or {}).get("kept") or 0.0)
-        if k > 0 and float(p.get("removed", 1.0)) < colour:
-            return None  # a map's region is more necessary: the maps show the pattern
-    shared = [c for c, r in (images.get("top") or {}).items() if float(r) >= top_share]
-    return shared[0] if len(shared) == 1 else None
+        on_cue = float(((p or {}).get("cues") or {}).get(shared[0]) or 0.0)
+        if k > 0 and float(p.get("removed", 1.0)) < colour and on_cue < in_region:
+            return None  # a map's region, apart from the colour, is more necessary
+    return shared[0]
 
 
 def _only(cue: str, names) -> dict:

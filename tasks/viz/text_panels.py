@@ -331,20 +331,28 @@ def _part(kinds: Mapping[str, str], class_kinds: Sequence[str], word: str) -> st
 
 #: A careful reader names identity terms from the insertion panel only when they move an
 #: ordinary comment, on average and beyond a typical word, at least this share of the way to
-#: the feature's top comments: the share at which the ground truth by intervention calls a
-#: kind the feature's pattern (:data:`tasks.viz.intervention.REMOVAL_THRESHOLD`).
-INSERTION_REACH = 0.5
+#: the feature's top comments. The truth by intervention calls a kind the feature's pattern
+#: from half (:data:`tasks.viz.intervention.REMOVAL_THRESHOLD`) and a flagged feature that a
+#: kind carries 0.2-0.5 of "mixed" (a partial reliance, no false alarm); the panel measures
+#: the reach within a few hundredths, so a line at half missed carried features read just
+#: under it (held-out seeds 124 and 144: identity 0.51-0.54 by the truth, read at
+#: 0.485-0.50). ``benchmarks/measure_text_evidence.py`` on seeds 0-4: every line from 0.3
+#: to 0.5 finds the same 39 of 40 carried features with no false alarm, and flags 12 to 2
+#: mixed ones; 0.4 keeps a margin on both sides.
+INSERTION_REACH = 0.4
 
 
 def text_reader_evidence(panels: Mapping[str, Mapping] | None,
-                         evidence: Mapping | None = None) -> Mapping | None:
+                         evidence: Mapping | None = None,
+                         reach_line: float = INSERTION_REACH) -> Mapping | None:
     """The evidence a careful reader takes from a text HIT's panels.
 
     The insertion panel tests every word in the same ordinary comments, so it is free of what
     merely co-occurs in the top comments. Where it says how far each kind of word goes on
     average beyond a typical word (``reach``, :func:`kind_shares`):
 
-    - identity terms that go at least :data:`INSERTION_REACH` of the way to the top comments
+    - identity terms that go at least ``reach_line`` (:data:`INSERTION_REACH`) of the way to
+      the top comments
       are what the reader names (``{"cues": {"identity": 1}}``), however far the class's own
       words go too: the truth by intervention puts a cue first
       (:func:`tasks.viz.intervention.truth_from_removal`), since a feature that identity
@@ -361,7 +369,7 @@ def text_reader_evidence(panels: Mapping[str, Mapping] | None,
     ins = panels.get("insertion")
     reach = (ins or {}).get("reach")
     if ins is not None and reach is not None and float(
-            reach.get("identity", 0.0)) >= INSERTION_REACH:
+            reach.get("identity", 0.0)) >= reach_line:
         return {"object": 0.0, "cues": {"identity": 1.0}, "background": 0.0}
     name = dominant_region(ins) if ins is not None else None
     if name is not None and (name == "object" or reach is None):
