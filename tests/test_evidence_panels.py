@@ -128,6 +128,9 @@ def test_a_colour_the_maps_cannot_place_is_read_from_the_greyscale_line():
         assert colour_cue(0.4563, {**maps, "lime": region}, images) == named
         assert colour_cue(0.4563, {**maps, "lime": region}, images,
                           in_region=0.5) is None  # a looser line lets it count
+    # a map that does not name the cue at all holds none of it
+    bare_cues = {**sharp, "activation": {**sharp["activation"], "cues": {}}}
+    assert colour_cue(0.45, bare_cues, images) is None
     blank = {**maps, "activation": {**maps["activation"], "removed": 0.0, "kept": 0.0}}
     assert colour_cue(0.49, blank, images) == "tint"  # a map without contrast says nothing
     both = {"top": {"stripe": 0.9, "tint": 1.0}, "least": {}}
