@@ -437,9 +437,16 @@ def newton(
     lbfgs = memory if isinstance(memory, LBFGSMemory) else None  # for a hand-over to OWL-QN
     it, stall, converged, viol = 0, 0, False, float("inf")
     stale_step, force = False, False
+    drift = False  # the logits moved by float32 products since they were last exact
     while True:
         g = G + l2 * W
-        viol_before, viol = viol, _kkt(W, G, gb, penalty, lam)
+        v = _kkt(W, G, gb, penalty, lam)
+        if v <= tol and drift:  # converged on the kept logits: check on exact ones
+            z = data.logits64(W, b)
+            loss, G, gb, P = evaluate(z)
+            F, drift = penalized(loss, W), False
+            continue
+        viol_before, viol = viol, v
         if viol <= tol:
             converged = True
             break
@@ -509,7 +516,12 @@ def newton(
         DW = torch.zeros_like(W)
         DW[cls, col] = torch.as_tensor(Dw, dtype=torch.float64, device=W.device)
         Db_t = torch.as_tensor(Db, dtype=torch.float64, device=W.device)
-        dz = data.logits64(DW, Db_t)  # float64 product: trials move exact logits
+        # the logits' change in a float32 product (as OWL-QN's steps, restricted.py; a
+        # float64 product converts the (n, m) columns on every call), the biases' exactly:
+        # the kept float64 logits move by it, and are recomputed exactly before the solver
+        # declares convergence or returns (a large first step from zero left the objective
+        # ~1e-9 off otherwise)
+        dz = data.step(DW, torch.zeros_like(Db_t)).to(torch.float64) + Db_t
         t, accepted = 1.0, False
         for _ in range(40):
             zt = torch.add(z, dz, alpha=t)
@@ -537,7 +549,7 @@ def newton(
             Wt = Wt + shift[None, :]
         b = b + t * Db_t
         b -= b.mean()  # the loss's other invariance: logits move by a constant per row
-        W, z, loss = Wt, zt, loss_t
+        W, z, loss, drift = Wt, zt, loss_t, True
         F_new = penalized(loss, W)
         stall = stall + 1 if F - F_new <= 1e-15 * max(abs(F), 1.0) else 0
         F = F_new
@@ -545,5 +557,11 @@ def newton(
             viol = _kkt(W, G, gb, penalty, lam)
             converged = viol <= tol
             break
+    if drift:  # exact float64 logits, loss and gradient for the caller
+        z = data.logits64(W, b)
+        loss, G, gb, _ = evaluate(z)
+        F = penalized(loss, W)
+        viol = _kkt(W, G, gb, penalty, lam)
+        converged = viol <= tol
     return SolveResult(W, b, loss, F, it, viol, converged, logits=z, gamma=gamma0, grad=G,
                        grad_b=gb, memory=state)
