@@ -102,9 +102,10 @@ def hessian_blocks(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: to
     -----
     Float32 products over row blocks, accumulated in float64: one class's rows at a time
     against the classes after it (the blocks below the diagonal are copies: half the
-    products, about ``n Nw²/2`` multiply-adds in all), each class's diagonal block from the
-    weights ``p(1-p)`` directly (a difference of two products would cancel where ``p`` is
-    near 1).
+    products, about ``n Nw²/2`` multiply-adds in all), each class's diagonal block and its
+    own bias entries from the weights ``p(1-p)`` directly (a difference of two products
+    would cancel where ``p`` is near 1; the float32 row sums of ``x p(1-p)`` replaced
+    float64 sums of ``x p``, about 8% of the Hessian's time at ``Nw`` = 1,500, n = 10,000).
     """
     n, C = P.shape
     dev = P.device
@@ -116,32 +117,39 @@ def hessian_blocks(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: to
     WdT = PT * (1.0 - PT)  # p(1-p) per class
     Hww = torch.zeros((Nw, Nw), dtype=torch.float64, device=dev)
     Hwb = torch.zeros((Nw, C), dtype=torch.float64, device=dev)
+    own = torch.zeros(Nw, dtype=torch.float64, device=dev)  # Σ p_k(1-p_k) x, own class
     step = max(256, _ROW_FLOATS // max(Nw, 1))
-    VT = None
+    VT = UwT = None
+    widest = int(np.diff(bounds).max()) if Nw else 0
     for s in range(0, n, step):
         e = min(n, s + step)
         # transposed (coordinate, example) layout: every block below is contiguous rows
         UT = XwT[col, s:e] if XwT is not None else Xw[s:e][:, col].T.contiguous()
         if VT is None or VT.shape != UT.shape:
             VT = torch.empty_like(UT)
+            UwT = torch.empty((widest, e - s), dtype=UT.dtype, device=dev)
         for k in range(C):
             torch.mul(UT[bounds[k] : bounds[k + 1]], PT[k, s:e], out=VT[bounds[k] : bounds[k + 1]])
-        Hwb -= (VT @ PT[:, s:e].T).to(torch.float64)  # -Σ p_k p_l x
+        Hwb -= (VT @ PT[:, s:e].T).to(torch.float64)  # -Σ p_k p_l x (own class: replaced)
         for k in range(C):
             a, b = bounds[k], bounds[k + 1]
             if a == b:
                 continue
             if b < Nw:  # -Σ p_k p_l x xᵀ against the later classes
                 Hww[a:b, b:] -= (VT[a:b] @ VT[b:].T).to(torch.float64)
-            Hww[a:b, a:b] += (UT[a:b] @ (UT[a:b] * WdT[k, s:e]).T).to(torch.float64)
-            Hwb[a:b, k] += (VT[a:b].sum(1, dtype=torch.float64))  # + Σ p_k x
+            Uw = torch.mul(UT[a:b], WdT[k, s:e], out=UwT[: b - a])
+            Hww[a:b, a:b] += (UT[a:b] @ Uw.T).to(torch.float64)
+            own[a:b] += Uw.sum(1)
+    if Nw:
+        Hwb[torch.arange(Nw, device=dev), cls] = own
     for k in range(C):  # mirror the blocks above the diagonal; symmetric diagonal blocks
         a, b = bounds[k], bounds[k + 1]
         Hww[b:, a:b] = Hww[a:b, b:].T
         Hww[a:b, a:b] = 0.5 * (Hww[a:b, a:b] + Hww[a:b, a:b].T)
     P64 = P.to(torch.float64)
     Hbb = torch.diag(P64.sum(0)) - P64.T @ P64
-    return ((Hww / n).cpu().numpy(), (Hwb / n).cpu().numpy(), (Hbb / n).cpu().numpy())
+    # in place: a fresh (Nw, Nw) float64 array costs a pass of page faults (92 MiB at 3,400)
+    return Hww.div_(n).cpu().numpy(), (Hwb / n).cpu().numpy(), (Hbb / n).cpu().numpy()
 
 
 def hessian(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: torch.Tensor,
@@ -488,7 +496,9 @@ def newton(
         fresh = model is None
         if fresh:
             Hww, Hwb, Hbb = hessian_blocks(data.Xw, P, cls, col, XwT=data.XwT)
-            Hww -= (Hwb @ _pinv_bias(Hbb)) @ Hwb.T  # biases minimized out: the Schur complement
+            # biases minimized out: the Schur complement Hww - (Hwb Hbb⁺) Hwbᵀ, in place
+            torch.from_numpy(Hww).addmm_(torch.from_numpy(Hwb @ _pinv_bias(Hbb)),
+                                         torch.from_numpy(Hwb).T, alpha=-1.0)
             state = NewtonState(key, Hww, Hwb, Hbb, m, C, P)  # P: a new tensor every step
             model = Hww, Hwb, Hbb
         Q, Hwb, Hbb = model
