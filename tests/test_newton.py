@@ -239,9 +239,9 @@ def test_newton_reaches_owlqns_optimum_and_returns_its_gradient(collinear):
     _, G, gb = data.loss_grad(a.W, a.b)  # the returned gradient is the one at the solution
     torch.testing.assert_close(a.grad, G, rtol=0, atol=1e-6)
     torch.testing.assert_close(a.grad_b, gb, rtol=0, atol=1e-9)
-    assert isinstance(a.memory, NewtonState)
-    # warm start from its own Hessian: nothing left to do
-    again = newton(data, a.W, a.b, lam, pen, tol=tol, memory=a.memory)
+    assert a.memory is None  # no model handed on: every point starts on a fresh Hessian
+    # started at its own solution: nothing left to do
+    again = newton(data, a.W, a.b, lam, pen, tol=tol)
     assert again.n_iter == 0 and again.converged
 
 
@@ -301,27 +301,6 @@ def test_newton_bad_input_is_a_clear_error():
     with pytest.raises(ValueError, match="solver 'newton' does not support the grouped penalty"):
         get_solver("newton", GroupedElasticNet())
     assert get_solver("newton", ElasticNet()).solve is SOLVERS["newton"].solve
-
-
-def test_state_follows_the_working_set():
-    C, m = 2, 3
-    key = np.array([0, 2, 4])  # (class 0, col 0), (0, 2), (1, 1)
-    Q = np.arange(9, dtype=float).reshape(3, 3)
-    Q = Q + Q.T
-    Hwb, Hbb = np.arange(6, dtype=float).reshape(3, 2), np.eye(C)
-    st = NewtonState(key, Q, Hwb, Hbb, m, C)
-    old_ws = np.array([10, 11, 12])
-    new_ws = np.array([10, 12, 13, 14])  # feature 11 left, 13 and 14 joined
-    c = st.carry(old_ws, new_ws)
-    assert c.m == 4 and c.C == C
-    np.testing.assert_array_equal(c.key, [0, 1])  # (0, col 0) and (0, col 1 = feature 12)
-    np.testing.assert_array_equal(c.Q, Q[np.ix_([0, 1], [0, 1])])
-    np.testing.assert_array_equal(c.Hwb, Hwb[[0, 1]])
-    assert c.Hbb is Hbb
-    same = st.carry(old_ws, np.array([10, 11, 12, 13]))  # only appended: the arrays as they are
-    assert same.Q is Q and same.m == 4
-    np.testing.assert_array_equal(same.key, [0, 2, 5])
-    assert st.carry(np.array([1, 2]), new_ws) is None  # not the working set it was made for
 
 
 def test_schur_complement_of_a_subset_is_the_subset_of_the_schur_complement():

@@ -32,9 +32,10 @@ semidefinite Hessian with its couplings. Every path point that takes a step star
 fresh Hessian (on the collinear path a model carried from the last point contracted the
 violation by a small factor per step, a fresh one by one to two orders of magnitude, and the
 point needed a fresh one after a few such steps anyway; the solver's debug log of an ad hoc
-run); the last model is still handed on (``memory``, re-indexed to the new working set), but
-a point only reads its sizes. It still pays only where the free set is small against
-``n·m·C`` times OWL-QN's iteration count: :mod:`~sparse_probe.solvers.choice` decides per path point. Above
+run), so no model is handed to the next point (re-indexing it to the next working set was an
+``N²`` copy, and its ``n × C`` probabilities were held, for nothing but its sizes). It still
+pays only where the free set is small against ``n·m·C`` times OWL-QN's iteration count:
+:mod:`~sparse_probe.solvers.choice` decides per path point. Above
 ``max_free`` free coordinates, and on streamed data (which offers no Hessian), it hands the
 problem to :func:`~sparse_probe.solvers.owlqn.owlqn` from where it stands.
 
@@ -229,7 +230,7 @@ def hessian_cross(Xw: torch.Tensor, P: torch.Tensor, cls_n: torch.Tensor, col_n:
 
 
 class NewtonState:
-    """The last model of :func:`newton`, carried to the next path point (``memory``).
+    """The model of one :func:`newton` call, reused by its later steps.
 
     The biases are minimized out of the quadratic model in closed form, so what a step needs
     is the Schur complement ``Q = Hww − Hwb Hbb⁺ Hbw`` with ``Hwb`` and ``Hbb``; ``Q``
@@ -256,23 +257,6 @@ class NewtonState:
         self.key, self.Q, self.Hwb, self.Hbb, self.m, self.C = key, Q, Hwb, Hbb, m, C
         self.P = P
 
-    def carry(self, old_ws: np.ndarray, ws: np.ndarray) -> NewtonState | None:
-        """This state for the working set ``ws`` (features in cache order) instead of
-        ``old_ws``: weights of features that left are dropped, the rest re-indexed."""
-        if old_ws.size != self.m:
-            return None
-        pos = {int(f): i for i, f in enumerate(ws)}
-        k, j = np.divmod(self.key, self.m)
-        new_j = np.array([pos.get(int(old_ws[jj]), -1) for jj in j], dtype=np.int64)
-        keep = new_j >= 0
-        key = k[keep] * ws.size + new_j[keep]
-        order = np.argsort(key, kind="stable")
-        ix = np.flatnonzero(keep)[order]
-        if ix.size == self.key.size and np.array_equal(ix, np.arange(ix.size)):
-            return NewtonState(key[order], self.Q, self.Hwb, self.Hbb, ws.size, self.C, self.P)
-        return NewtonState(key[order], self.Q[np.ix_(ix, ix)], self.Hwb[ix], self.Hbb,
-                           ws.size, self.C, self.P)
-
 
 def _pinv_bias(Hbb: np.ndarray) -> np.ndarray:
     """Pseudo-inverse of the biases' Hessian on the complement of ``1``, its null direction.
@@ -291,7 +275,7 @@ def _pinv_bias(Hbb: np.ndarray) -> np.ndarray:
 
 
 def _cover(state: NewtonState, key: np.ndarray, cross, diag) -> NewtonState | None:
-    """The carried model extended to cover the weights ``key`` (sorted flat indices): the
+    """The last model extended to cover the weights ``key`` (sorted flat indices): the
     state itself when it covers them already (its extra weights stay in the model: they are
     at zero with a gradient under the threshold, where the model's coordinate descent leaves
     them unless their coupling pulls them out), else a copy with the new weights added, or
@@ -389,11 +373,9 @@ def newton(
         Logits at the start, up to a per-row constant (not modified).
     gamma0 : float, optional
         Passed on to OWL-QN when it takes over.
-    memory : NewtonState or LBFGSMemory, optional
-        The last path point's model (``SolveResult.memory``, re-indexed to this working set
-        by :meth:`NewtonState.carry`): used instead of a fresh Hessian while it covers most
-        of the free weights and its steps contract the violation well enough; L-BFGS pairs
-        go to OWL-QN when it takes over.
+    memory : LBFGSMemory, optional
+        Curvature pairs for OWL-QN when it takes over (anything else is ignored: every
+        point's first step is on a fresh Hessian, module docstring).
     max_free : int
         Hand over to OWL-QN when the free coordinates (plus the C biases) exceed this.
     shrink : float in (0, 1]
@@ -406,8 +388,7 @@ def newton(
     -------
     SolveResult
         With ``logits``, ``grad``/``grad_b`` at the solution (for the caller's KKT pass and
-        the next warm start) and the last model as ``memory`` (a :class:`NewtonState`; the
-        L-BFGS pairs instead when OWL-QN took over).
+        the next warm start); ``memory`` None, or OWL-QN's L-BFGS pairs when it took over.
     """
     if not isinstance(penalty, ElasticNet):
         raise ValueError(f"newton: solves the elementwise elastic net only, got {penalty!r}")
@@ -440,8 +421,7 @@ def newton(
 
     loss, G, gb, P = evaluate(z)
     F = penalized(loss, W)
-    state = memory if isinstance(memory, NewtonState) and (memory.m, memory.C) == (m, C) \
-        else None
+    state: NewtonState | None = None  # the model of this call's last fresh Hessian
     lbfgs = memory if isinstance(memory, LBFGSMemory) else None  # for a hand-over to OWL-QN
     it, stall, converged, viol = 0, 0, False, float("inf")
     stale_step, force = False, False
@@ -467,8 +447,7 @@ def newton(
         # contraction it just showed) cost less than a fresh one
         # at a path point's start: a fresh Hessian right away (the last point's model, from
         # its probabilities, would contract the violation by a small factor per step, a fresh
-        # one by orders of magnitude); the carried model serves only to end a point already
-        # solved, without a step
+        # one by orders of magnitude)
         refresh = force or it == 0 or (stale_step and _refresh(viol, viol_before, tol, n, m, C,
                                                                 Nw + C))
         force = False
@@ -574,4 +553,4 @@ def newton(
         viol = _kkt(W, G, gb, penalty, lam)
         converged = viol <= tol
     return SolveResult(W, b, loss, F, it, viol, converged, logits=z, gamma=gamma0, grad=G,
-                       grad_b=gb, memory=state)
+                       grad_b=gb)
