@@ -12,7 +12,8 @@ problem on that model is solved by coordinate descent on its Gram matrix, or exa
 where the model is small or coordinate descent crawls
 (:func:`~sparse_probe.solvers.gram_cd.enet_qp`, no pass over the n examples), after the
 unpenalized biases are eliminated in closed form (Schur complement); a backtracking line search
-on the true objective (float64 logits moved along the float64 step) accepts the step. As in
+on the true objective (float64 logits moved along the step's float32 product, recomputed
+exactly before the solver declares convergence) accepts the step. As in
 OWL-QN, each feature's weights are then shifted to the penalty-optimal center
 (:mod:`~sparse_probe.solvers.centering`): the loss is invariant to that shift, and the model
 is singular along it (``(diag(p) − ppᵀ) 1 = 0``), regularized only by the tiny ridge.
