@@ -82,6 +82,31 @@ def test_hessian_matches_autograd_on_any_subset_of_weights():
     assert abs(v @ H @ v) <= 1e-6 * np.abs(H).max()
 
 
+def test_hessian_over_many_row_blocks_matches_autograd(monkeypatch):
+    """Row blocks of 256 (a short last one): the float32 products of each block summed in
+    float64, the own-class bias entries and diagonal blocks from each block's p(1-p)."""
+    X, y, C = _problem(n=1100, m=9, C=5, seed=6)
+    m = X.shape[1]
+    g = torch.Generator().manual_seed(7)
+    W = 0.5 * torch.randn(C, m, generator=g, dtype=torch.float64)
+    b = 0.2 * torch.randn(C, generator=g, dtype=torch.float64)
+
+    def ce(v):
+        z = X.double() @ v[: C * m].view(C, m).T + v[C * m:]
+        return torch.nn.functional.cross_entropy(z, y)
+
+    full = torch.autograd.functional.hessian(ce, torch.cat([W.reshape(-1), b])).numpy()
+    P = torch.softmax(X.double() @ W.T + b, 1).float()
+    cls, col = torch.nonzero(torch.rand(C, m, generator=g) > 0.3, as_tuple=True)
+    idx = np.concatenate([(cls * m + col).numpy(), C * m + np.arange(C)])
+    monkeypatch.setattr(newton_module, "_ROW_FLOATS", 8)  # 256 rows a block: 5 blocks
+    for XwT in (None, X.T.contiguous()):
+        H = hessian(X, P, cls, col, XwT=XwT)
+        np.testing.assert_allclose(H, full[np.ix_(idx, idx)], rtol=0,
+                                   atol=1e-6 * np.abs(full).max())
+        np.testing.assert_array_equal(H, H.T)
+
+
 @pytest.fixture(params=["compiled", "numpy"])
 def kernel(request, monkeypatch):
     """Run a test with scikit-learn's compiled Gram CD and with the numpy loop."""
