@@ -21,6 +21,10 @@ OWL-QN or proximal Newton chosen per path point).
 Each row prints both times, their ratio, each solver's largest relative objective gap to the
 best of the two at every λ, and our largest KKT violation over the path (independent float64
 gradient) relative to the fitter's tolerance at each point (≤ 1: verified).
+After the table, each fit's CPU seconds (``time.process_time`` in its process; ours and
+python-glmnet) and their ratios: on a machine shared with other jobs the wall clock carries
+their load (one fit's wall time varied by 1.24x between two runs of one command), the
+CPU time far less of it.
 ``--burner`` runs a CPU-burning process beside every solver (a machine with one busy core);
 ``--threads default,1`` runs ours once per thread setting (``default``: fit_path's own choice).
 
@@ -125,9 +129,10 @@ def run_ours(X, y, lams, device="cpu", tol=None, threads=None, solver=None):
         kw["threads"] = threads
     if solver is not None:
         kw["solver"] = solver
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     p = fit_path(X, y, alpha=ALPHA, lambdas=lams, device=device, progress=False, **kw)
-    info = dict(p.info, n_iter=[int(i) for i in p.n_iter], tol_per_point=p.info["tol_per_point"])
+    info = dict(p.info, n_iter=[int(i) for i in p.n_iter], tol_per_point=p.info["tol_per_point"],
+                cpu_seconds=time.process_time() - c)
     return time.perf_counter() - t, [w for w in p.weights], p.intercepts, info
 
 
@@ -135,7 +140,7 @@ def run_glmnet(X, y, lams, classes):
     from glmnet._glmnet import lognet, lsolns
 
     n, d = X.shape
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     Xf = X.astype(np.float64, order="F", copy=True)  # what python-glmnet does
     Y = np.asfortranarray(np.eye(classes)[y])
     bounds = np.asfortranarray(np.vstack([np.full(d, -np.inf), np.full(d, np.inf)]))
@@ -144,7 +149,8 @@ def run_glmnet(X, y, lams, classes):
         np.ones(d), bounds, d + 1, 1.0, lams, 1e-7, d + 1, len(lams), 0, 1, 100000, 0)
     coefs = lsolns(d, ca[:, :, :lmu], ia, nin[:lmu])
     el = time.perf_counter() - t
-    return el, [coefs[:, :, i].T.astype(np.float32) for i in range(lmu)], a0[:, :lmu].T, {"jerr": int(jerr)}
+    return el, [coefs[:, :, i].T.astype(np.float32) for i in range(lmu)], a0[:, :lmu].T, \
+        {"jerr": int(jerr), "cpu_seconds": time.process_time() - c}
 
 
 def run_sklearn(X, y, lams, tol):
@@ -397,8 +403,10 @@ def bench_geometries(args):
                              f"KKT/tol max {kkt.max():.2f}")
                 else:
                     obj, kkt, extra = objectives(X, y, W, B, lam_eval), None, ""
-                res[name] = dict(time=el, obj=obj, kkt=kkt, n=len(W))
-                print(f"  {name}: {el:.2f} s{extra}", flush=True)
+                cpu = info.get("cpu_seconds")
+                res[name] = dict(time=el, obj=obj, kkt=kkt, n=len(W), cpu=cpu)
+                cpu_txt = "" if cpu is None else f" (CPU {cpu:.2f} s)"
+                print(f"  {name}: {el:.2f} s{cpu_txt}{extra}", flush=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         done = {k: v for k, v in res.items() if v is not None}
@@ -429,6 +437,24 @@ def bench_geometries(args):
                 else:
                     line += (f" {pv['time']:>12.2f} {pv['time'] / v['time']:>13.2f} "
                              f"{pv['gap']:>11.1e}")
+            print(line, flush=True)
+    # the process's CPU seconds of each fit: on a machine shared with other work the wall
+    # clock carries the others' load, the CPU time far less of it
+    print("\nCPU seconds of each fit (time.process_time in its process):")
+    print(f"{'geometry':>13} {'ours':>22} {'CPU s':>8}"
+          + "".join(f" {p + ' CPU s':>14} {p + '/ours':>13}" for p in args.peers))
+    for geo, _cfg, res in rows:
+        for o in ours_names:
+            v = res[o]
+            if v.get("cpu") is None:
+                continue
+            line = f"{geo:>13} {o:>22} {v['cpu']:>8.2f}"
+            for p in args.peers:
+                pv = res.get(p)
+                if pv is None or pv.get("cpu") is None:
+                    line += f" {'-':>14} {'-':>13}"
+                else:
+                    line += f" {pv['cpu']:>14.2f} {pv['cpu'] / v['cpu']:>13.2f}"
             print(line, flush=True)
     print("target: glmnet/ours >= 5 on every geometry, our gap <= 1e-5, KKT/tol <= 1")
 

@@ -19,7 +19,7 @@ Algorithm (torch, identical on CPU and CUDA):
    their sign), and OWL-QN continues with the previous point's L-BFGS curvature pairs (moved to
    the new ridge weight; embedded with zeros when features joined the working set; the loss's
    curvature barely changes between neighbouring λ), else its first step is scaled by the
-   previous point's curvature estimate; Newton continues with the previous point's model
+   previous point's curvature estimate; Newton starts each point with a fresh Hessian
    (``solvers/newton.py``). A full-data gradient pass (reusing the solver's float64 logits)
    then checks the KKT conditions on *all* features; violators join the working set and the
    point is re-solved until none remain. Once the working set holds every feature, the solver's
@@ -45,7 +45,7 @@ from sparse_probe.penalties import DEFAULT_ALPHA, Penalty, make_penalty
 from sparse_probe.solvers import SOLVERS, get_solver
 from sparse_probe.solvers.blocked import BlockedData
 from sparse_probe.solvers.choice import prefer_newton
-from sparse_probe.solvers.lbfgs import LBFGSMemory, history_for
+from sparse_probe.solvers.lbfgs import history_for
 from sparse_probe.solvers.products import rt_x
 from sparse_probe.solvers.restricted import RestrictedData, softmax_residual
 from sparse_probe.solvers.threads import fit_threads
@@ -447,9 +447,8 @@ def fit_path(
                         # change; recomputed exactly with float64 products every 10th point
                         dW = W0 - torch.as_tensor(W[:, tr.ws], device=device)
                         z0 = z + data.matvec(dW) + (b0 - torch.as_tensor(b, device=device))
+                    # OWL-QN's curvature pairs (Newton hands on none of its own)
                     carried = None if mem is None else _carry_memory(mem, mem_ws, tr.ws, C)
-                    if use.name != "newton" and not isinstance(carried, LBFGSMemory):
-                        carried = None  # OWL-QN takes curvature pairs only, not a Hessian
                     res = use.solve(
                         data, W0, b0, lam, penalty, tol=_SOLVER_TOL_SHARE * tol_abs,
                         max_iter=max_iter, z0=z0,
@@ -545,8 +544,6 @@ def _carry_memory(mem, old_ws: np.ndarray, ws: np.ndarray, C: int):
     would outgrow :func:`~sparse_probe.solvers.lbfgs.history_for`'s budget): ``None``, start
     afresh.
     """
-    if hasattr(mem, "carry"):  # a solver's own state (solvers/newton.py): it re-indexes itself
-        return mem.carry(old_ws, ws)
     m_old, m = old_ws.size, ws.size
     if m < m_old or not np.array_equal(ws[:m_old], old_ws):
         return None

@@ -12,7 +12,8 @@ problem on that model is solved by coordinate descent on its Gram matrix, or exa
 where the model is small or coordinate descent crawls
 (:func:`~sparse_probe.solvers.gram_cd.enet_qp`, no pass over the n examples), after the
 unpenalized biases are eliminated in closed form (Schur complement); a backtracking line search
-on the true objective (float64 logits moved along the float64 step) accepts the step. As in
+on the true objective (float64 logits moved along the step's float32 product, recomputed
+exactly before the solver declares convergence) accepts the step. As in
 OWL-QN, each feature's weights are then shifted to the penalty-optimal center
 (:mod:`~sparse_probe.solvers.centering`): the loss is invariant to that shift, and the model
 is singular along it (``(diag(p) − ppᵀ) 1 = 0``), regularized only by the tiny ridge.
@@ -32,9 +33,10 @@ semidefinite Hessian with its couplings. Every path point that takes a step star
 fresh Hessian (on the collinear path a model carried from the last point contracted the
 violation by a small factor per step, a fresh one by one to two orders of magnitude, and the
 point needed a fresh one after a few such steps anyway; the solver's debug log of an ad hoc
-run); the last model is still handed on (``memory``, re-indexed to the new working set), but
-a point only reads its sizes. It still pays only where the free set is small against
-``n·m·C`` times OWL-QN's iteration count: :mod:`~sparse_probe.solvers.choice` decides per path point. Above
+run), so no model is handed to the next point (re-indexing it to the next working set was an
+``N²`` copy, and its ``n × C`` probabilities were held, for nothing but its sizes). It still
+pays only where the free set is small against ``n·m·C`` times OWL-QN's iteration count:
+:mod:`~sparse_probe.solvers.choice` decides per path point. Above
 ``max_free`` free coordinates, and on streamed data (which offers no Hessian), it hands the
 problem to :func:`~sparse_probe.solvers.owlqn.owlqn` from where it stands.
 
@@ -102,9 +104,10 @@ def hessian_blocks(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: to
     -----
     Float32 products over row blocks, accumulated in float64: one class's rows at a time
     against the classes after it (the blocks below the diagonal are copies: half the
-    products, about ``n Nw²/2`` multiply-adds in all), each class's diagonal block from the
-    weights ``p(1-p)`` directly (a difference of two products would cancel where ``p`` is
-    near 1).
+    products, about ``n Nw²/2`` multiply-adds in all), each class's diagonal block and its
+    own bias entries from the weights ``p(1-p)`` directly (a difference of two products
+    would cancel where ``p`` is near 1; the float32 row sums of ``x p(1-p)`` replaced
+    float64 sums of ``x p``, about 8% of the Hessian's time at ``Nw`` = 1,500, n = 10,000).
     """
     n, C = P.shape
     dev = P.device
@@ -116,32 +119,39 @@ def hessian_blocks(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: to
     WdT = PT * (1.0 - PT)  # p(1-p) per class
     Hww = torch.zeros((Nw, Nw), dtype=torch.float64, device=dev)
     Hwb = torch.zeros((Nw, C), dtype=torch.float64, device=dev)
+    own = torch.zeros(Nw, dtype=torch.float64, device=dev)  # Σ p_k(1-p_k) x, own class
     step = max(256, _ROW_FLOATS // max(Nw, 1))
-    VT = None
+    VT = UwT = None
+    widest = int(np.diff(bounds).max()) if Nw else 0
     for s in range(0, n, step):
         e = min(n, s + step)
         # transposed (coordinate, example) layout: every block below is contiguous rows
         UT = XwT[col, s:e] if XwT is not None else Xw[s:e][:, col].T.contiguous()
         if VT is None or VT.shape != UT.shape:
             VT = torch.empty_like(UT)
+            UwT = torch.empty((widest, e - s), dtype=UT.dtype, device=dev)
         for k in range(C):
             torch.mul(UT[bounds[k] : bounds[k + 1]], PT[k, s:e], out=VT[bounds[k] : bounds[k + 1]])
-        Hwb -= (VT @ PT[:, s:e].T).to(torch.float64)  # -Σ p_k p_l x
+        Hwb -= (VT @ PT[:, s:e].T).to(torch.float64)  # -Σ p_k p_l x (own class: replaced)
         for k in range(C):
             a, b = bounds[k], bounds[k + 1]
             if a == b:
                 continue
             if b < Nw:  # -Σ p_k p_l x xᵀ against the later classes
                 Hww[a:b, b:] -= (VT[a:b] @ VT[b:].T).to(torch.float64)
-            Hww[a:b, a:b] += (UT[a:b] @ (UT[a:b] * WdT[k, s:e]).T).to(torch.float64)
-            Hwb[a:b, k] += (VT[a:b].sum(1, dtype=torch.float64))  # + Σ p_k x
+            Uw = torch.mul(UT[a:b], WdT[k, s:e], out=UwT[: b - a])
+            Hww[a:b, a:b] += (UT[a:b] @ Uw.T).to(torch.float64)
+            own[a:b] += Uw.sum(1)
+    if Nw:
+        Hwb[torch.arange(Nw, device=dev), cls] = own
     for k in range(C):  # mirror the blocks above the diagonal; symmetric diagonal blocks
         a, b = bounds[k], bounds[k + 1]
         Hww[b:, a:b] = Hww[a:b, b:].T
         Hww[a:b, a:b] = 0.5 * (Hww[a:b, a:b] + Hww[a:b, a:b].T)
     P64 = P.to(torch.float64)
     Hbb = torch.diag(P64.sum(0)) - P64.T @ P64
-    return ((Hww / n).cpu().numpy(), (Hwb / n).cpu().numpy(), (Hbb / n).cpu().numpy())
+    # in place: a fresh (Nw, Nw) float64 array costs a pass of page faults (92 MiB at 3,400)
+    return Hww.div_(n).cpu().numpy(), (Hwb / n).cpu().numpy(), (Hbb / n).cpu().numpy()
 
 
 def hessian(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: torch.Tensor,
@@ -221,7 +231,7 @@ def hessian_cross(Xw: torch.Tensor, P: torch.Tensor, cls_n: torch.Tensor, col_n:
 
 
 class NewtonState:
-    """The last model of :func:`newton`, carried to the next path point (``memory``).
+    """The model of one :func:`newton` call, reused by its later steps.
 
     The biases are minimized out of the quadratic model in closed form, so what a step needs
     is the Schur complement ``Q = Hww − Hwb Hbb⁺ Hbw`` with ``Hwb`` and ``Hbb``; ``Q``
@@ -248,23 +258,6 @@ class NewtonState:
         self.key, self.Q, self.Hwb, self.Hbb, self.m, self.C = key, Q, Hwb, Hbb, m, C
         self.P = P
 
-    def carry(self, old_ws: np.ndarray, ws: np.ndarray) -> NewtonState | None:
-        """This state for the working set ``ws`` (features in cache order) instead of
-        ``old_ws``: weights of features that left are dropped, the rest re-indexed."""
-        if old_ws.size != self.m:
-            return None
-        pos = {int(f): i for i, f in enumerate(ws)}
-        k, j = np.divmod(self.key, self.m)
-        new_j = np.array([pos.get(int(old_ws[jj]), -1) for jj in j], dtype=np.int64)
-        keep = new_j >= 0
-        key = k[keep] * ws.size + new_j[keep]
-        order = np.argsort(key, kind="stable")
-        ix = np.flatnonzero(keep)[order]
-        if ix.size == self.key.size and np.array_equal(ix, np.arange(ix.size)):
-            return NewtonState(key[order], self.Q, self.Hwb, self.Hbb, ws.size, self.C, self.P)
-        return NewtonState(key[order], self.Q[np.ix_(ix, ix)], self.Hwb[ix], self.Hbb,
-                           ws.size, self.C, self.P)
-
 
 def _pinv_bias(Hbb: np.ndarray) -> np.ndarray:
     """Pseudo-inverse of the biases' Hessian on the complement of ``1``, its null direction.
@@ -283,7 +276,7 @@ def _pinv_bias(Hbb: np.ndarray) -> np.ndarray:
 
 
 def _cover(state: NewtonState, key: np.ndarray, cross, diag) -> NewtonState | None:
-    """The carried model extended to cover the weights ``key`` (sorted flat indices): the
+    """The last model extended to cover the weights ``key`` (sorted flat indices): the
     state itself when it covers them already (its extra weights stay in the model: they are
     at zero with a gradient under the threshold, where the model's coordinate descent leaves
     them unless their coupling pulls them out), else a copy with the new weights added, or
@@ -381,11 +374,9 @@ def newton(
         Logits at the start, up to a per-row constant (not modified).
     gamma0 : float, optional
         Passed on to OWL-QN when it takes over.
-    memory : NewtonState or LBFGSMemory, optional
-        The last path point's model (``SolveResult.memory``, re-indexed to this working set
-        by :meth:`NewtonState.carry`): used instead of a fresh Hessian while it covers most
-        of the free weights and its steps contract the violation well enough; L-BFGS pairs
-        go to OWL-QN when it takes over.
+    memory : LBFGSMemory, optional
+        Curvature pairs for OWL-QN when it takes over (anything else is ignored: every
+        point's first step is on a fresh Hessian, module docstring).
     max_free : int
         Hand over to OWL-QN when the free coordinates (plus the C biases) exceed this.
     shrink : float in (0, 1]
@@ -398,8 +389,7 @@ def newton(
     -------
     SolveResult
         With ``logits``, ``grad``/``grad_b`` at the solution (for the caller's KKT pass and
-        the next warm start) and the last model as ``memory`` (a :class:`NewtonState`; the
-        L-BFGS pairs instead when OWL-QN took over).
+        the next warm start); ``memory`` None, or OWL-QN's L-BFGS pairs when it took over.
     """
     if not isinstance(penalty, ElasticNet):
         raise ValueError(f"newton: solves the elementwise elastic net only, got {penalty!r}")
@@ -432,14 +422,20 @@ def newton(
 
     loss, G, gb, P = evaluate(z)
     F = penalized(loss, W)
-    state = memory if isinstance(memory, NewtonState) and (memory.m, memory.C) == (m, C) \
-        else None
+    state: NewtonState | None = None  # the model of this call's last fresh Hessian
     lbfgs = memory if isinstance(memory, LBFGSMemory) else None  # for a hand-over to OWL-QN
     it, stall, converged, viol = 0, 0, False, float("inf")
     stale_step, force = False, False
+    drift = False  # the logits moved by float32 products since they were last exact
     while True:
         g = G + l2 * W
-        viol_before, viol = viol, _kkt(W, G, gb, penalty, lam)
+        v = _kkt(W, G, gb, penalty, lam)
+        if v <= tol and drift:  # converged on the kept logits: check on exact ones
+            z = data.logits64(W, b)
+            loss, G, gb, P = evaluate(z)
+            F, drift = penalized(loss, W), False
+            continue
+        viol_before, viol = viol, v
         if viol <= tol:
             converged = True
             break
@@ -452,8 +448,7 @@ def newton(
         # contraction it just showed) cost less than a fresh one
         # at a path point's start: a fresh Hessian right away (the last point's model, from
         # its probabilities, would contract the violation by a small factor per step, a fresh
-        # one by orders of magnitude); the carried model serves only to end a point already
-        # solved, without a step
+        # one by orders of magnitude)
         refresh = force or it == 0 or (stale_step and _refresh(viol, viol_before, tol, n, m, C,
                                                                 Nw + C))
         force = False
@@ -481,7 +476,9 @@ def newton(
         fresh = model is None
         if fresh:
             Hww, Hwb, Hbb = hessian_blocks(data.Xw, P, cls, col, XwT=data.XwT)
-            Hww -= (Hwb @ _pinv_bias(Hbb)) @ Hwb.T  # biases minimized out: the Schur complement
+            # biases minimized out: the Schur complement Hww - (Hwb Hbb⁺) Hwbᵀ, in place
+            torch.from_numpy(Hww).addmm_(torch.from_numpy(Hwb @ _pinv_bias(Hbb)),
+                                         torch.from_numpy(Hwb).T, alpha=-1.0)
             state = NewtonState(key, Hww, Hwb, Hbb, m, C, P)  # P: a new tensor every step
             model = Hww, Hwb, Hbb
         Q, Hwb, Hbb = model
@@ -509,7 +506,12 @@ def newton(
         DW = torch.zeros_like(W)
         DW[cls, col] = torch.as_tensor(Dw, dtype=torch.float64, device=W.device)
         Db_t = torch.as_tensor(Db, dtype=torch.float64, device=W.device)
-        dz = data.logits64(DW, Db_t)  # float64 product: trials move exact logits
+        # the logits' change in a float32 product (as OWL-QN's steps, restricted.py; a
+        # float64 product converts the (n, m) columns on every call), the biases' exactly:
+        # the kept float64 logits move by it, and are recomputed exactly before the solver
+        # declares convergence or returns (a large first step from zero left the objective
+        # ~1e-9 off otherwise)
+        dz = data.step(DW, torch.zeros_like(Db_t)).to(torch.float64) + Db_t
         t, accepted = 1.0, False
         for _ in range(40):
             zt = torch.add(z, dz, alpha=t)
@@ -537,7 +539,7 @@ def newton(
             Wt = Wt + shift[None, :]
         b = b + t * Db_t
         b -= b.mean()  # the loss's other invariance: logits move by a constant per row
-        W, z, loss = Wt, zt, loss_t
+        W, z, loss, drift = Wt, zt, loss_t, True
         F_new = penalized(loss, W)
         stall = stall + 1 if F - F_new <= 1e-15 * max(abs(F), 1.0) else 0
         F = F_new
@@ -545,5 +547,11 @@ def newton(
             viol = _kkt(W, G, gb, penalty, lam)
             converged = viol <= tol
             break
+    if drift:  # exact float64 logits, loss and gradient for the caller
+        z = data.logits64(W, b)
+        loss, G, gb, _ = evaluate(z)
+        F = penalized(loss, W)
+        viol = _kkt(W, G, gb, penalty, lam)
+        converged = viol <= tol
     return SolveResult(W, b, loss, F, it, viol, converged, logits=z, gamma=gamma0, grad=G,
-                       grad_b=gb, memory=state)
+                       grad_b=gb)
