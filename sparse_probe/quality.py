@@ -359,6 +359,11 @@ def judge_workers(workers: pd.DataFrame, rules: QualityRules | None = None) -> p
     """
     rules = rules or QualityRules()
     out = workers.copy()
+    if out.empty:  # no worker: the columns, none of the text arithmetic
+        for c in ("gold_failed", "attention_failed", "fast_failed", "excluded", "review"):
+            out[c] = pd.Series(dtype=bool)
+        out["reason"] = pd.Series(dtype=str)
+        return out
     out["gold_failed"] = gold_fails(out, rules.min_gold_accuracy, rules.min_gold_answers)
     failed, flagged = attention_fails(out, rules.min_attention_rate, rules.attention_tolerance)
     out["attention_failed"] = failed & bool(rules.require_attention)
@@ -377,7 +382,7 @@ def judge_workers(workers: pd.DataFrame, rules: QualityRules | None = None) -> p
         if "n_attention_failed" in out else pd.Series("", index=out.index),
     }, index=out.index)
     out["reason"] = texts.apply(lambda col: col.where(col == "", col + "; ")).sum(axis=1) \
-        .str.rstrip("; ") if len(out) else pd.Series(dtype=str)
+        .str.rstrip("; ")
     out["excluded"] = out["gold_failed"] | out["attention_failed"] | out["fast_failed"]
     out["review"] = flagged & ~out["excluded"]
     return out
