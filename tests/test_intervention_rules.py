@@ -408,6 +408,11 @@ def test_object_backed_needs_a_map_clearly_on_the_object_whose_region_is_necessa
     assert object_backed({"a": {**on_obj, "removed": 0.9}, "b": on_obj})   # any map
     assert object_backed({"a": {**on_obj, "kept": 0.0}, "b": on_obj})
     assert object_backed({"lime": {**on_obj, "removed": 0.6}}, left=0.6)
+    assert object_backed({}) is False and object_backed({"lime": on_obj}) is True
+    # a map without contrast backs nothing, even where another map weighs on the object
+    loose = {**on_obj, "removed": 0.9}
+    assert not object_backed({"flat": {**on_obj, "kept": 0.0}, "loose": loose})
+    assert object_backed({"sharp": on_obj, "loose": loose})
     assert not object_backed({"lime": no_removed}, left=1.0)   # no number: nothing backed
     # the unassigned rest counts: a map mostly on the rest is not on the object
     assert not object_backed({"m": _panel(object=0.35, background=0.5, cues={"texture": 0.15},
@@ -442,6 +447,9 @@ def test_weighed_maps_by_hand():
     assert w["object"] == pytest.approx(0.75 * 0.6 + 0.5 * 0.2)
     assert w["background"] == pytest.approx(0.75 * 0.1)
     assert w["cues"] == pytest.approx({"texture": 0.75 * 0.3 + 0.5 * 0.8, "mark": 0.0})
+    # a panel that names no object share puts none on the object
+    bare = {k: v for k, v in b.items() if k != "object"}
+    assert weighed_maps({"b": bare})["object"] == 0.0
     # a region whose removal raises the feature carries none of it
     assert weighed_maps({"a": {**a, "removed": 1.3}}) == {
         "object": 0.0, "cues": {"texture": 0.0}, "background": 0.0}
