@@ -174,3 +174,66 @@ def test_answers_are_compared_stripped_and_case_blind():
     assert bool(c.loc["A1", "gold_correct"]) and bool(c.loc["A1", "attention_pass"])
     assert not bool(c.loc["A2", "gold_correct"]) and not bool(c.loc["A2", "attention_pass"])
     assert str(c["gold_correct"].dtype) == "boolean"
+
+
+def test_the_first_answer_to_a_question_counts():
+    rows = [("A1", "w", "g", {"shared": "yes", "pattern": "mark", "attention": "3"}, 50.0),
+            ("A1", "w", "g", {"shared": "no", "pattern": "other", "attention": "1"}, 50.0)]
+    c = assignment_checks(_table(rows), _manifest())
+    assert len(c) == 1
+    assert bool(c["gold_correct"].iloc[0]) and bool(c["attention_pass"].iloc[0])
+
+
+def test_only_hits_marked_gold_are_graded():
+    gold = {"shared": "yes", "pattern": "mark"}
+    manifest = [{"hit_key": "g", "is_gold": True, "gold": gold, "attention": ATT},
+                {"hit_key": "x", "is_gold": False, "gold": gold, "attention": ATT},
+                {"hit_key": "y", "gold": gold, "attention": ATT},       # no is_gold at all
+                {"hit_key": "z", "is_gold": None, "gold": gold, "attention": None}]
+    fields = {"shared": "no", "pattern": "", "attention": "3"}
+    rows = [(f"A{k}", "w", k, fields, 50.0) for k in ("g", "x", "y", "z")]
+    c = assignment_checks(_table(rows), manifest).set_index("hit_key")
+    assert c.loc["g", "gold_correct"] is not pd.NA and not bool(c.loc["g", "gold_correct"])
+    assert c.loc[["x", "y", "z"], "gold_correct"].isna().all()
+    assert c.loc["z", "attention_pass"] is pd.NA   # no check on that HIT
+
+
+def test_a_gold_with_an_empty_field_does_not_grade_it():
+    manifest = [{"hit_key": "g", "is_gold": True, "gold": {"shared": "yes", "pattern": ""},
+                 "attention": ATT}]
+    rows = [("A1", "w", "g", {"shared": "yes", "pattern": "background", "attention": "3"}, 9.0)]
+    c = assignment_checks(_table(rows), manifest)
+    assert bool(c["gold_correct"].iloc[0])   # only "shared" is graded
+
+
+def test_a_work_time_that_is_no_number_is_missing():
+    table = _times([30.0, 60.0, 90.0])
+    table["work_seconds"] = table["work_seconds"].astype(object)
+    table.loc[table["assignment_id"] == "A0", "work_seconds"] = "n/a"
+    c = assignment_checks(table, _manifest(), QualityRules(min_seconds=40.0)) \
+        .set_index("assignment_id")
+    assert np.isnan(c.loc["A0", "work_seconds"]) and np.isnan(c.loc["A0", "robust_z"])
+    assert not c.loc["A0", "fast"] and c.loc["A1", "fast"] == (60.0 < 40.0)
+    assert c["work_seconds"].dtype == float
+
+
+def test_tables_keep_their_columns_and_orders():
+    from sparse_probe.quality import ASSIGNMENT_COLUMNS, WORKER_COLUMNS
+
+    empty = _times([10.0]).iloc[:0]
+    assert list(assignment_checks(empty, _manifest()).columns) == ASSIGNMENT_COLUMNS
+    assert list(worker_quality(empty, _manifest()).columns) == WORKER_COLUMNS
+    rows = [("A9", "zed", "p", {"attention": "3"}, 50.0), ("A2", "amy", "p", {"attention": "3"},
+                                                          60.0),
+            ("A5", "kim", "p", {"attention": "1"}, 70.0)]
+    c = assignment_checks(_table(rows), _manifest())
+    assert c["assignment_id"].tolist() == ["A9", "A2", "A5"]   # as they first appear
+    assert list(c.columns) == ASSIGNMENT_COLUMNS
+    w = worker_quality(_table(rows), _manifest())
+    assert w["worker_id"].tolist() == ["amy", "kim", "zed"]      # sorted by worker id
+    assert w.set_index("worker_id").loc["kim", "attention_rate"] == 0.0
+    j = judge_workers(w.iloc[:0])
+    for col in ("gold_failed", "attention_failed", "fast_failed", "excluded", "review"):
+        assert j[col].dtype == bool
+    assert pd.api.types.is_string_dtype(j["reason"])
+    assert list(j.columns)[:len(WORKER_COLUMNS)] == WORKER_COLUMNS
