@@ -571,3 +571,59 @@ def test_enet_qp_active_set_at_the_tolerance_needs_no_kernel(monkeypatch):
     u, sweeps, viol = enet_qp(np.eye(3), np.ones(3), np.zeros(3), 0.1, 0.0, tol=1e-7)
     np.testing.assert_array_equal(u, np.ones(3))
     assert sweeps == 0 and viol == 1e-7
+
+
+def _one_move_reference(Q, q, u0, l1, l2):
+    """The docstring's move from a start without zeros: the face's minimizer ``v`` for the
+    start's signs, then the best (in the objective) of the points on the segment where an
+    entry crosses zero (that entry set to zero), the minimizer itself, and the steps of 1,
+    1/2, 1/4, 1/8 toward it with every entry that crossed zero set to zero; no move unless it
+    lowers the objective."""
+    obj = gram_cd._objective
+    theta = np.sign(u0)
+    N = u0.size
+    v = np.linalg.solve(Q + l2 * np.eye(N), q - l1 * theta)
+    d = v - u0
+    cands = [v]
+    for j in np.flatnonzero(np.sign(v) != theta):
+        t = u0[j] / (u0[j] - v[j])
+        if 0 < t <= 1:
+            w = u0 + t * d
+            w[j] = 0.0
+            cands.append(w)
+    if (np.sign(v) != theta).any():
+        for t in (1.0, 0.5, 0.25, 0.125):
+            w = u0 + t * d
+            w[np.sign(w) != theta] = 0.0
+            cands.append(w)
+    fs = [obj(Q, q, w, l1, l2) for w in cands]
+    k = int(np.argmin(fs))
+    return (cands[k], fs[k]) if fs[k] < obj(Q, q, u0, l1, l2) else (u0, None)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_active_set_one_move_is_the_best_candidate(seed):
+    rs = np.random.default_rng(100 + seed)
+    N = int(rs.integers(2, 7))
+    A = rs.standard_normal((3 * N, N))
+    Q = A.T @ A / (3 * N)
+    q = rs.standard_normal(N)
+    l1, l2 = float(rs.uniform(0.05, 0.5)), float(rs.uniform(0.0, 0.3))
+    u0 = rs.standard_normal(N)  # no zeros: the face is the start's own signs
+    u, solves, _ = active_set_qp(Q, q, u0, l1, l2, tol=0.0, max_iter=1)
+    want, f = _one_move_reference(Q, q, u0, l1, l2)
+    assert solves == 1
+    np.testing.assert_allclose(u, want, rtol=1e-9, atol=1e-12)
+    if f is not None:
+        assert gram_cd._objective(Q, q, u, l1, l2) == pytest.approx(f, rel=1e-12, abs=1e-14)
+
+
+def test_active_set_one_move_in_one_dimension_by_hand():
+    """½u² + 2u + ½|u| from u = 1: the face u > 0 has its minimizer at −2.5, the breakpoint
+    (t = 2/7, u = 0) has objective 0, −2.5 has −0.625, the projection 0: the move goes to
+    −2.5, and the next face (u < 0) gives the optimum −1.5."""
+    Q, q = np.ones((1, 1)), np.array([-2.0])
+    u, solves, viol = active_set_qp(Q, q, np.array([1.0]), 0.5, 0.0, tol=0.0, max_iter=1)
+    assert u.tolist() == [-2.5] and solves == 1 and viol == 1.0
+    u, solves, viol = active_set_qp(Q, q, np.array([1.0]), 0.5, 0.0, tol=0.0)
+    assert u.tolist() == [-1.5] and solves == 2 and viol == 0.0
