@@ -627,3 +627,40 @@ def test_active_set_one_move_in_one_dimension_by_hand():
     assert u.tolist() == [-2.5] and solves == 1 and viol == 1.0
     u, solves, viol = active_set_qp(Q, q, np.array([1.0]), 0.5, 0.0, tol=0.0)
     assert u.tolist() == [-1.5] and solves == 2 and viol == 0.0
+
+
+def _joining_problem(seed):
+    rs = np.random.default_rng(seed)
+    A = rs.standard_normal((4, 3))
+    A[:, 1] += 1.5 * A[:, 0]
+    A[:, 2] -= 1.2 * A[:, 1]
+    Q = A.T @ A / 4
+    q = rs.standard_normal(3)
+    return Q, q, float(rs.uniform(0.05, 0.5)), rs
+
+
+def test_active_set_from_zero_joins_only_the_largest_violator_when_the_face_is_wrong():
+    """From zero all three entries violate; their joint face, and the face of those that got
+    the right sign, put a minimizer entry on the wrong side: the third solve takes only the
+    largest violator, at its one-dimensional minimizer."""
+    Q, q, l1, _ = _joining_problem(8)
+    excess = np.abs(q) - l1
+    assert (excess > 0).all()
+    u, solves, _ = active_set_qp(Q, q, np.zeros(3), l1, 0.0, tol=0.0, max_iter=1)
+    j = int(np.argmax(excess))
+    want = np.zeros(3)
+    want[j] = _soft(q[j], l1) / Q[j, j]
+    assert solves == 3
+    np.testing.assert_allclose(u, want, rtol=1e-13, atol=0)
+
+
+def test_active_set_joins_none_while_its_own_face_is_unsolved():
+    """One nonzero entry off its face's optimum, the zero entries violating with wrong-sign
+    face minimizers twice: none join, the third solve is the entry's own face."""
+    Q, q, l1, rs = _joining_problem(3)
+    u0 = np.zeros(3)
+    u0[0] = rs.standard_normal()
+    u, solves, _ = active_set_qp(Q, q, u0, l1, 0.0, tol=0.0, max_iter=1)
+    assert solves == 3
+    want, _ = _one_move_reference(Q[:1, :1], q[:1], u0[:1], l1, 0.0)
+    np.testing.assert_allclose(u, [want[0], 0.0, 0.0], rtol=1e-13, atol=1e-15)
