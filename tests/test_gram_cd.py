@@ -271,9 +271,15 @@ def test_faces_refactor_thresholds_are_strict():
     S = np.arange(3, 13)  # 1 new, 3 out of 13: 12 <= 13, bordered
     _check(f, Q, l2, S, r[S])
     assert f.factorizations == 2 and f.T.size == 13
+    S = np.array([3, 4, 5, 6, 7, 8, 13])  # 1 new, 6 of 13 out: 4*6 > 14, a new factor
+    _check(f, Q, l2, S, r[S])
+    assert f.factorizations == 3 and f.T.size == 7
+    S = np.arange(3, 13)  # 6 new of 10: refactor
+    _check(f, Q, l2, S, r[S])
+    assert f.factorizations == 4
     S = np.arange(0, 13, 2)  # 6 out of 13: refactor
     _check(f, Q, l2, S, r[S])
-    assert f.factorizations == 3
+    assert f.factorizations == 5
 
 
 def test_faces_position_zero_is_not_new():
@@ -537,17 +543,17 @@ def test_enet_qp_budget_boundary(monkeypatch):
     """Checks at 2, 6, 14 sweeps with a contraction of 1/16 a sweep: at 14 the sweeps still
     needed reach the budget (16 for N < 16) exactly for tol 2⁻⁶⁴ (no hand-off), pass it for
     2⁻⁶⁸ (hand-off)."""
-    viols = [2.0 ** -8, 2.0 ** -24, 2.0 ** -56, 2.0 ** -120]
+    viols = [2.0 ** -8, 2.0 ** -24, 2.0 ** -56, 2.0 ** -64]
     s = _Script(monkeypatch, viols)
-    _, sweeps, _viol = s.run(tol=2.0 ** -64)
-    assert s.handoffs == [] and s.ks == [2, 4, 8, 16] and sweeps == 30
+    _, sweeps, viol = s.run(tol=2.0 ** -64)  # and at 30 the tolerance is met exactly
+    assert s.handoffs == [] and s.ks == [2, 4, 8, 16] and sweeps == 30 and viol == 2.0 ** -64
     s = _Script(monkeypatch, viols, as_viols=[2.0 ** -70])
     _u, sweeps, viol = s.run(tol=2.0 ** -68)
     assert s.handoffs == [14] and sweeps == 14 and viol == 2.0 ** -70
     # a larger model has a larger budget: N = 32 gives 18 >= 17, no hand-off
     s = _Script(monkeypatch, viols)
     s.run(N=32, tol=2.0 ** -68)
-    assert s.handoffs == []
+    assert s.handoffs == [30]  # there 2⁻⁶⁴ contracted by 2⁻⁵⁶ in 16 sweeps: 8 more needed
 
 
 def test_enet_qp_hands_off_a_growing_violation(monkeypatch):
@@ -643,12 +649,16 @@ def test_active_set_from_zero_joins_only_the_largest_violator_when_the_face_is_w
     """From zero all three entries violate; their joint face, and the face of those that got
     the right sign, put a minimizer entry on the wrong side: the third solve takes only the
     largest violator, at its one-dimensional minimizer."""
-    Q, q, l1, _ = _joining_problem(8)
+    Q3, q3, l1, _ = _joining_problem(8)
+    Q = np.zeros((4, 4))  # entry 0: uncoupled, inside its threshold (never a candidate)
+    Q[0, 0], Q[1:, 1:] = 1.0, Q3
+    q = np.concatenate([[0.5 * l1], q3])
     excess = np.abs(q) - l1
-    assert (excess > 0).all()
-    u, solves, _ = active_set_qp(Q, q, np.zeros(3), l1, 0.0, tol=0.0, max_iter=1)
+    assert (excess[1:] > 0).all() and excess[0] < 0
+    u, solves, _ = active_set_qp(Q, q, np.zeros(4), l1, 0.0, tol=0.0, max_iter=1)
     j = int(np.argmax(excess))
-    want = np.zeros(3)
+    assert j == 2
+    want = np.zeros(4)
     want[j] = _soft(q[j], l1) / Q[j, j]
     assert solves == 3
     np.testing.assert_allclose(u, want, rtol=1e-13, atol=0)
@@ -664,3 +674,61 @@ def test_active_set_joins_none_while_its_own_face_is_unsolved():
     assert solves == 3
     want, _ = _one_move_reference(Q[:1, :1], q[:1], u0[:1], l1, 0.0)
     np.testing.assert_allclose(u, [want[0], 0.0, 0.0], rtol=1e-13, atol=1e-15)
+
+
+def test_active_set_threshold_entry_does_not_join():
+    """A zero entry whose gradient equals l1 exactly is optimal there: only the entry past
+    its threshold joins, one solve."""
+    Q, q = np.eye(2), np.array([2.0, 0.5])
+    u, solves, viol = active_set_qp(Q, q, np.zeros(2), 0.5, 0.0, tol=0.0)
+    assert u.tolist() == [1.5, 0.0] and solves == 1 and viol == 0.0
+
+
+def test_active_set_solved_face_takes_the_largest_violator():
+    """From the one-entry face's exact minimizer, with violators whose joint faces have wrong
+    signs: the face counts as solved (its residual is at most tol, here equal to it) and the
+    largest violator joins, at the two-entry face's minimizer."""
+    rs = np.random.default_rng(5)
+    A = rs.standard_normal((5, 4))
+    A[:, 1] += 1.5 * A[:, 0]
+    A[:, 2] -= 1.2 * A[:, 1]
+    A[:, 3] += A[:, 2]
+    Q, q = A.T @ A / 5, rs.standard_normal(4)
+    l1 = float(rs.uniform(0.05, 0.5))
+    u0 = np.zeros(4)
+    u0[0] = _soft(q[0], l1) / Q[0, 0]
+    g = Q @ u0 - q + 0.0 * u0
+    tol = float(np.abs(g[:1] + l1 * np.sign(u0[:1])).max())
+    assert qp_violation(Q, q, u0, l1, 0.0) > 100 * (tol + 1e-12)
+    u, solves, _ = active_set_qp(Q, q, u0, l1, 0.0, tol=tol, max_iter=1)
+    assert solves == 3
+    S = np.array([0, 3])
+    theta = np.array([np.sign(u0[0]), -np.sign(g[3])])
+    want = np.zeros(4)
+    want[S] = np.linalg.solve(Q[np.ix_(S, S)], q[S] - l1 * theta)
+    np.testing.assert_allclose(u, want, rtol=1e-10, atol=0)
+
+
+class _CountingQ(np.ndarray):
+    """Q that counts its products with vectors."""
+
+    products = 0
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kw):
+        if ufunc is np.matmul and inputs[0] is self:
+            _CountingQ.products += 1
+        inputs = tuple(x.view(np.ndarray) if isinstance(x, _CountingQ) else x for x in inputs)
+        return getattr(ufunc, method)(*inputs, **kw)
+
+
+def test_active_set_reuses_its_gradient_for_the_violation():
+    """Products with Q: the start's gradient and objective, then per move the curvature, the
+    new point's objective and gradient (5 for one move): the violation is taken from the
+    gradient at hand, never from another product."""
+    d = np.array([2.0, 0.5, 1.0])
+    Q = np.diag(d).view(_CountingQ)
+    q = np.array([1.0, -0.7, 0.05])
+    _CountingQ.products = 0
+    _, solves, viol = active_set_qp(Q, q, np.zeros(3), 0.1, 0.3, tol=1e-12)
+    assert solves == 1 and viol <= 1e-12
+    assert _CountingQ.products == 5
