@@ -607,7 +607,7 @@ def _one_move_reference(Q, q, u0, l1, l2):
     return (cands[k], fs[k]) if fs[k] < obj(Q, q, u0, l1, l2) else (u0, None)
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", [*range(12), 64, 71, 105])  # 64...: inexact crossings
 def test_active_set_one_move_is_the_best_candidate(seed):
     rs = np.random.default_rng(100 + seed)
     N = int(rs.integers(2, 7))
@@ -620,6 +620,7 @@ def test_active_set_one_move_is_the_best_candidate(seed):
     want, f = _one_move_reference(Q, q, u0, l1, l2)
     assert solves == 1
     np.testing.assert_allclose(u, want, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(u == 0, want == 0)  # a breakpoint's entry is exactly zero
     if f is not None:
         assert gram_cd._objective(Q, q, u, l1, l2) == pytest.approx(f, rel=1e-12, abs=1e-14)
 
@@ -633,6 +634,11 @@ def test_active_set_one_move_in_one_dimension_by_hand():
     assert u.tolist() == [-2.5] and solves == 1 and viol == 1.0
     u, solves, viol = active_set_qp(Q, q, np.array([1.0]), 0.5, 0.0, tol=0.0)
     assert u.tolist() == [-1.5] and solves == 2 and viol == 0.0
+    # with q = −0.2 inside the threshold the breakpoint (objective 0) beats the face's
+    # minimizer −0.7 (objective 0.735): one move lands on the optimum, exactly zero
+    u, solves, viol = active_set_qp(Q, np.array([-0.2]), np.array([1.0]), 0.5, 0.0, tol=0.0,
+                                    max_iter=1)
+    assert u.tolist() == [0.0] and solves == 1 and viol == 0.0
 
 
 def _joining_problem(seed):
