@@ -738,3 +738,14 @@ def test_active_set_reuses_its_gradient_for_the_violation():
     _, solves, viol = active_set_qp(Q, q, np.zeros(3), 0.1, 0.3, tol=1e-12)
     assert solves == 1 and viol <= 1e-12
     assert _CountingQ.products == 5
+
+
+def test_faces_count_new_entries_among_those_left_out():
+    """T of 8, then a face of 6 with one entry new: 3 of the 9 would be held at zero,
+    4·3 > 9, so it is factorized anew rather than bordered."""
+    Q, r = _faces_problem(10)
+    f = gram_cd._Faces(Q, 0.0)
+    _check(f, Q, 0.0, np.arange(8), r[:8])
+    S = np.array([0, 1, 2, 3, 4, 8])
+    _check(f, Q, 0.0, S, r[S])
+    assert f.factorizations == 2 and f.T.size == 6
