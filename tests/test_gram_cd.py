@@ -1,0 +1,751 @@
+"""Exact behaviour of :mod:`sparse_probe.solvers.gram_cd`: the two coordinate-descent kernels
+sweep for sweep, the kernel choice and its fallbacks, the shared-factor face solves, the
+active-set method's exits and counts, and enet_qp's sweep schedule and hand-off rule (driven
+by scripted violations, so each comparison is met at its boundary).
+
+References: on a diagonal ``Q`` the QP separates and its minimizer is the closed form
+``u_j = soft(q_j, l1) / (Q_jj + l2)``; on a general ``Q`` the numpy loop is the reference for
+the compiled kernel (same cyclic updates, so agreement to rounding after each sweep).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import sklearn.linear_model._cd_fast as cd_fast
+
+from sparse_probe.solvers import gram_cd
+from sparse_probe.solvers.gram_cd import (
+    DIRECT_MAX,
+    active_set_qp,
+    cd_sweep_budget,
+    enet_qp,
+    qp_violation,
+)
+
+RAW = cd_fast.enet_coordinate_descent_gram
+LOGGER = "sparse_probe.solvers.gram_cd"
+
+
+def _soft(x, l1):
+    return np.sign(x) * np.maximum(np.abs(x) - l1, 0.0)
+
+
+def _coupled(seed=0, N=7, n=25):
+    """A strongly coupled PD Gram (cyclic order matters) and a q giving mixed signs."""
+    rs = np.random.default_rng(seed)
+    A = rs.standard_normal((n, N))
+    A[:, 1] += 0.8 * A[:, 0]
+    Q = A.T @ A / n
+    q = rs.standard_normal(N)
+    return Q, q
+
+
+@pytest.fixture
+def fresh_kernel(monkeypatch):
+    monkeypatch.setattr(gram_cd, "_KERNEL", [])
+    monkeypatch.setattr(gram_cd, "_SCREEN_ARG", [True])
+    monkeypatch.delenv("SPARSE_PROBE_GRAM_CD", raising=False)
+    yield
+
+
+# --- qp_violation ------------------------------------------------------------------------
+
+def test_qp_violation_is_the_minimum_norm_subgradient_entrywise():
+    Q = np.diag([2.0, 2.0, 2.0, 2.0, 2.0])
+    q = np.array([3.0, -1.0, 0.5, -2.0, 0.2])
+    u = np.array([0.5, -0.25, 0.0, 0.0, 0.0])
+    l1, l2 = 0.3, 0.1
+    g = Q @ u - q + l2 * u  # [-1.95, 0.475, -0.5, 2.0, -0.2]
+    expect = [g[0] + l1, g[1] - l1, -(0.5 - l1), 2.0 - l1, 0.0]
+    for j in range(5):
+        e = np.zeros(5)
+        e[j] = 1.0
+        # one entry at a time: the max picks that entry's subgradient alone
+        w = u * e
+        gj = (Q @ w - q + l2 * w)[j]
+        want = {0: gj + l1, 1: gj - l1}.get(j, np.sign(gj) * max(abs(gj) - l1, 0.0))
+        assert qp_violation(Q * e[:, None] * e[None, :], q * e, w, l1, l2) == pytest.approx(
+            abs(want), abs=1e-15)
+    assert qp_violation(Q, q, u, l1, l2) == pytest.approx(max(abs(x) for x in expect))
+
+
+def test_qp_violation_uses_a_given_qu_and_handles_empty():
+    Q = np.array([[1.0, 0.5], [0.5, 1.0]])
+    q = np.array([0.2, -0.1])
+    u = np.array([0.4, -0.3])
+    assert qp_violation(None, q, u, 0.1, 0.0, Qu=Q @ u) == qp_violation(Q, q, u, 0.1, 0.0)
+    assert qp_violation(np.zeros((0, 0)), np.zeros(0), np.zeros(0), 0.1, 0.1) == 0.0
+    # positive entries below 1, negative entries: each branch on its own
+    assert qp_violation(np.eye(1), np.zeros(1), np.array([0.5]), 0.1, 0.0) == pytest.approx(0.6)
+    assert qp_violation(np.eye(1), np.zeros(1), np.array([-0.5]), 0.1, 0.0) == pytest.approx(0.6)
+    assert qp_violation(np.eye(1), np.array([0.05]), np.zeros(1), 0.1, 0.0) == 0.0
+
+
+# --- cd_sweep_budget ---------------------------------------------------------------------
+
+def test_cd_sweep_budget_is_16_plus_n_over_16():
+    assert [cd_sweep_budget(N) for N in (0, 15, 16, 17, 31, 32, 160, 1000)] == \
+        [16, 16, 17, 17, 17, 18, 26, 78]
+    assert isinstance(cd_sweep_budget(15), int)
+
+
+# --- the numpy loop ----------------------------------------------------------------------
+
+def test_cd_numpy_one_sweep_on_a_diagonal_is_the_closed_form():
+    d = np.array([2.0, 0.5, 1.0, 3.0])
+    q = np.array([1.0, -0.7, 0.05, -2.0])
+    l1, l2 = 0.1, 0.3
+    u = np.zeros(4)
+    gram_cd._cd_numpy(u, l1, l2, np.diag(d), q, 1)
+    np.testing.assert_allclose(u, _soft(q, l1) / (d + l2), rtol=1e-15, atol=0)
+
+
+def test_cd_numpy_skips_a_zero_diagonal_and_goes_on():
+    Q = np.diag([0.0, 1.0, 2.0])
+    q = np.array([5.0, 1.0, -1.0])
+    u = np.zeros(3)
+    with np.errstate(all="raise"):
+        gram_cd._cd_numpy(u, 0.1, 0.0, Q, q, 2)
+    np.testing.assert_allclose(u, [0.0, 0.9, -0.45], rtol=1e-15)
+
+
+def test_cd_numpy_makes_exactly_the_sweeps_asked():
+    Q, q = _coupled(1)
+    one = np.zeros(7)
+    gram_cd._cd_numpy(one, 0.05, 0.01, Q, q, 1)
+    for s in (2, 3):
+        u = np.zeros(7)
+        gram_cd._cd_numpy(u, 0.05, 0.01, Q, q, s)
+        v = one.copy()
+        gram_cd._cd_numpy(v, 0.05, 0.01, Q, q, s - 1)
+        np.testing.assert_allclose(u, v, rtol=1e-13, atol=1e-15)  # Qu recomputed: rounding
+        assert not np.allclose(u, one, rtol=1e-6)
+
+
+# --- scikit-learn's compiled kernel ------------------------------------------------------
+
+@pytest.mark.parametrize("sweeps", [1, 2, 3])
+def test_cd_sklearn_makes_exactly_sweeps_passes_like_the_numpy_loop(fresh_kernel, sweeps):
+    Q, q = _coupled(2)
+    for l1, l2 in ((0.05, 0.01), (0.2, 0.0)):
+        u1, u2 = np.zeros(7), np.zeros(7)
+        gram_cd._cd_sklearn(u1, l1, l2, Q, q, sweeps, RAW)
+        gram_cd._cd_numpy(u2, l1, l2, Q, q, sweeps)
+        assert (u2 < 0).any() and (u2 > 0).any()
+        np.testing.assert_allclose(u1, u2, rtol=1e-12, atol=1e-15)
+    assert gram_cd._SCREEN_ARG == [True]  # this scikit-learn takes do_screening
+
+
+@pytest.mark.parametrize("sweeps", [1, 2, 3])
+def test_cd_sklearn_without_do_screening_falls_back_to_the_old_call(fresh_kernel, sweeps):
+    calls = []
+
+    def old(*args, **kw):  # a scikit-learn before gap-safe screening
+        calls.append(kw)
+        if "do_screening" in kw:
+            raise TypeError("unexpected keyword argument 'do_screening'")
+        assert len(args) == 11
+        return RAW(*args, do_screening=False)
+
+    Q, q = _coupled(3)
+    u1, u2 = np.zeros(7), np.zeros(7)
+    gram_cd._cd_sklearn(u1, 0.05, 0.01, Q, q, sweeps, old)
+    gram_cd._cd_numpy(u2, 0.05, 0.01, Q, q, sweeps)
+    np.testing.assert_allclose(u1, u2, rtol=1e-12, atol=1e-15)
+    assert gram_cd._SCREEN_ARG == [False] and len(calls) == 2
+    u3 = np.zeros(7)
+    gram_cd._cd_sklearn(u3, 0.05, 0.01, Q, q, sweeps, old)  # remembered: one call now
+    assert len(calls) == 3 and calls[-1] == {}
+    np.testing.assert_array_equal(u3, u1)
+
+
+# --- the kernel choice -------------------------------------------------------------------
+
+def test_kernel_is_scikit_learns_and_is_decided_once(fresh_kernel, monkeypatch):
+    assert gram_cd._kernel() is RAW
+    monkeypatch.setattr(cd_fast, "enet_coordinate_descent_gram", None)
+    assert gram_cd._kernel() is RAW  # cached
+
+
+def test_kernel_env_override_chooses_the_numpy_loop(fresh_kernel, monkeypatch):
+    monkeypatch.setenv("SPARSE_PROBE_GRAM_CD", "numpy")
+    assert gram_cd._kernel() is None
+    assert gram_cd._KERNEL == [None]
+
+
+def test_kernel_env_other_value_keeps_the_compiled_kernel(fresh_kernel, monkeypatch):
+    monkeypatch.setenv("SPARSE_PROBE_GRAM_CD", "sklearn")
+    assert gram_cd._kernel() is RAW
+
+
+@pytest.mark.parametrize("how", ["far", "near"])
+def test_kernel_that_disagrees_is_dropped_with_a_warning(fresh_kernel, monkeypatch, caplog,
+                                                         how):
+    def wrong(w, *args, **kw):
+        out = RAW(w, *args, **kw)
+        w[0] += 1.0 if how == "far" else 5e-10  # beyond rtol 1e-9, atol 1e-12
+        return out
+
+    monkeypatch.setattr(cd_fast, "enet_coordinate_descent_gram", wrong)
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        assert gram_cd._kernel() is None
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "gram_cd: scikit-learn's enet_coordinate_descent_gram disagrees with the numpy "
+        "loop; using the numpy loop"]
+    # and enet_qp then runs the numpy loop: the wrong kernel is never called again
+    monkeypatch.setattr(cd_fast, "enet_coordinate_descent_gram",
+                        lambda *a, **k: pytest.fail("dropped kernel called"))
+    Q, q = _coupled(4)
+    _u, sweeps, viol = enet_qp(Q, q, np.zeros(7), 0.05, 0.01, tol=1e-9, direct_max=0)
+    assert sweeps >= 1 and viol <= 1e-9
+
+
+def test_kernel_missing_is_logged_and_the_numpy_loop_used(fresh_kernel, monkeypatch, caplog):
+    monkeypatch.delattr(cd_fast, "enet_coordinate_descent_gram")
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        assert gram_cd._kernel() is None
+    recs = [r for r in caplog.records if r.name == LOGGER]
+    assert len(recs) == 1 and recs[0].levelno == logging.DEBUG
+    assert recs[0].msg == "gram_cd: compiled kernel unavailable (%s); numpy loop"
+    assert isinstance(recs[0].args[0], ImportError)
+    assert recs[0].getMessage().startswith("gram_cd: compiled kernel unavailable (cannot ")
+
+
+# --- the shared-factor face solves -------------------------------------------------------
+
+def _faces_problem(N=12, seed=0):
+    rs = np.random.default_rng(seed)
+    A = rs.standard_normal((40, N))
+    return A.T @ A / 40, rs.standard_normal(N)
+
+
+def _check(faces, Q, l2, S, rhs):
+    v = faces.solve(S, rhs)
+    want = np.linalg.solve(Q[np.ix_(S, S)] + l2 * np.eye(S.size), rhs)
+    np.testing.assert_allclose(v, want, rtol=1e-10, atol=1e-12)
+    return v
+
+
+def test_faces_share_one_factor_across_nearby_faces():
+    Q, r = _faces_problem()
+    l2 = 0.01
+    f = gram_cd._Faces(Q, l2)
+    assert f.factorizations == 0
+    S = np.arange(8)
+    _check(f, Q, l2, S, r[S])
+    assert f.factorizations == 1
+    S = np.array([0, 1, 2, 3, 4, 5, 6, 7, 9, 8])  # 2 new of 10: 4*2 <= 10, bordered
+    _check(f, Q, l2, S, r[S])
+    assert f.factorizations == 1 and f.T.size == 10
+    S = np.array([7, 0, 1, 2, 9, 4, 5, 6])  # 2 of 10 left out: 8 <= 10, multipliers
+    _check(f, Q, l2, S, r[S])
+    _check(f, Q, l2, S, -r[S])  # the columns are reused
+    assert f.factorizations == 1
+    S = np.array([0, 1, 2, 4, 5, 6, 7, 9])  # again, another order
+    _check(f, Q, l2, S, r[S])
+    assert f.factorizations == 1
+    S = np.array([0, 1, 2, 4, 5, 6, 9])  # 3 of 10 out: 12 > 10, a new factor
+    _check(f, Q, l2, S, r[S])
+    assert f.factorizations == 2 and f.T.size == 7
+
+
+def test_faces_refactor_thresholds_are_strict():
+    Q, r = _faces_problem(16)
+    l2 = 0.0
+    f = gram_cd._Faces(Q, l2)
+    _check(f, Q, l2, np.arange(6), r[:6])
+    S = np.arange(8)  # 2 new of 8: 4*2 == 8, not more: bordered
+    _check(f, Q, l2, S, r[S])
+    assert f.factorizations == 1
+    S = np.arange(11)  # 3 new of 11: 12 > 11, refactor
+    _check(f, Q, l2, S, r[S])
+    assert f.factorizations == 2
+    S = np.arange(12)  # from 11, 1 new (bordered), T 12
+    _check(f, Q, l2, S, r[S])
+    S = np.arange(3, 12)  # 3 of 12 out: 4*3 == 12, not more: kept
+    _check(f, Q, l2, S, r[S])
+    assert f.factorizations == 2
+    S = np.arange(3, 13)  # 1 new, 3 out of 13: 12 <= 13, bordered
+    _check(f, Q, l2, S, r[S])
+    assert f.factorizations == 2 and f.T.size == 13
+    S = np.array([3, 4, 5, 6, 7, 8, 13])  # 1 new, 6 of 13 out: 4*6 > 14, a new factor
+    _check(f, Q, l2, S, r[S])
+    assert f.factorizations == 3 and f.T.size == 7
+    S = np.arange(3, 13)  # 6 new of 10: refactor
+    _check(f, Q, l2, S, r[S])
+    assert f.factorizations == 4
+    S = np.arange(0, 13, 2)  # 6 out of 13: refactor
+    _check(f, Q, l2, S, r[S])
+    assert f.factorizations == 5
+
+
+def test_faces_position_zero_is_not_new():
+    Q, r = _faces_problem(6)
+    f = gram_cd._Faces(Q, 0.0)
+    _check(f, Q, 0.0, np.array([3, 1, 2, 0]), r[:4])
+    _check(f, Q, 0.0, np.array([3, 1, 2, 0, 4]), r[:5])  # entry 3 sits at position 0
+    assert f.factorizations == 1 and f.T.size == 5
+
+
+def test_faces_singular_face_is_none_and_recovers():
+    rs = np.random.default_rng(0)
+    A = rs.standard_normal((20, 5))
+    A[:, 4] = 0.0  # a zero column: the face with entry 4 is singular without ridge
+    Q = A.T @ A / 20
+    r = rs.standard_normal(5)
+    f = gram_cd._Faces(Q, 0.0)
+    _check(f, Q, 0.0, np.arange(4), r[:4])
+    assert f.solve(np.arange(5), r) is None  # the border fails, then the factorization
+    assert f.factorizations == 2 and f.U is None and f.T.size == 0
+    assert (f.where == -1).all()
+    _check(f, Q, 0.0, np.array([0, 1, 2]), r[:3])  # a fresh factor after the failure
+    assert f.factorizations == 3
+    g = gram_cd._Faces(Q, 0.0)
+    assert g.solve(np.arange(5), r) is None and g.factorizations == 1
+    h = gram_cd._Faces(Q, 1e-3)  # the ridge makes it definite
+    _check(h, Q, 1e-3, np.arange(5), r)
+
+
+def test_faces_non_finite_solution_is_none():
+    Q, _r = _faces_problem(4)
+    f = gram_cd._Faces(Q, 0.0)
+    assert f.solve(np.arange(4), np.array([1.0, np.inf, 0.0, 0.0])) is None
+
+
+# --- the active-set method ---------------------------------------------------------------
+
+def test_active_set_on_a_diagonal_is_the_closed_form_in_one_solve():
+    d = np.array([2.0, 0.5, 1.0, 3.0, 1.5])
+    q = np.array([1.0, -0.7, 0.05, -2.0, 0.3])
+    l1, l2 = 0.1, 0.3
+    u, solves, viol = active_set_qp(np.diag(d), q, np.zeros(5), l1, l2, tol=1e-12)
+    np.testing.assert_allclose(u, _soft(q, l1) / (d + l2), rtol=1e-14, atol=0)
+    assert solves == 1 and viol <= 1e-12
+    assert viol == qp_violation(np.diag(d), q, u, l1, l2)
+
+
+def test_active_set_handles_sign_changes_from_a_wrong_start():
+    d = np.array([2.0, 0.5, 1.0, 3.0, 1.5])
+    q = np.array([1.0, -0.7, 0.05, -2.0, 0.3])
+    l1, l2 = 0.1, 0.3
+    want = _soft(q, l1) / (d + l2)
+    for u0 in (np.array([-1.0, 0.5, 0.2, 1.0, -0.4]), np.array([0.0, 0.0, -0.3, 0.0, 0.0]),
+               -want, 3 * want):
+        u, solves, viol = active_set_qp(np.diag(d), q, u0, l1, l2, tol=1e-12, max_iter=50)
+        np.testing.assert_allclose(u, want, rtol=1e-13, atol=1e-15)
+        assert 1 <= solves <= 50 and viol <= 1e-12
+
+
+def test_active_set_against_sklearn_on_coupled_problems():
+    from sklearn.linear_model import ElasticNet as SkEnet
+
+    rs = np.random.default_rng(9)
+    for _ in range(5):
+        n, N = 30, 8
+        X = rs.standard_normal((n, N))
+        y = rs.standard_normal(n)
+        l1, l2 = float(rs.uniform(0.01, 0.2)), 0.05
+        # ½||y − Xu||²/n = ½uᵀQu − qᵀu + const with Q = XᵀX/n, q = Xᵀy/n; scikit-learn's
+        # 1/(2n)||y − Xu||² + a·ρ||u||₁ + a(1−ρ)/2||u||² with a = l1 + l2, ρ = l1/a
+        Q, q = X.T @ X / n, X.T @ y / n
+        sk = SkEnet(alpha=l1 + l2, l1_ratio=l1 / (l1 + l2), fit_intercept=False, tol=1e-14,
+                    max_iter=100_000).fit(X, y)
+        u0 = rs.standard_normal(N) * (rs.random(N) < 0.5)
+        u, _solves, viol = active_set_qp(Q, q, u0, l1, l2, tol=1e-12, max_iter=100)
+        assert viol <= 1e-12
+        np.testing.assert_allclose(u, sk.coef_, atol=1e-9)
+        assert u.dtype == np.float64
+
+
+def test_active_set_early_exits_return_the_start():
+    Q, q = _coupled(5)
+    l1, l2 = 0.05, 0.01
+    u0 = np.zeros(7)
+    gram_cd._cd_numpy(u0, l1, l2, Q, q, 3)
+    v0 = qp_violation(Q, q, u0, l1, l2)
+    keep = u0.copy()
+    for kw in ({"tol": v0}, {"tol": 1e-12, "max_iter": 0}):  # already met; no solves allowed
+        u, solves, viol = active_set_qp(Q, q, u0, l1, l2, **kw)
+        assert solves == 0 and viol == v0
+        np.testing.assert_array_equal(u, u0)
+        assert not np.shares_memory(u, u0)
+    np.testing.assert_array_equal(u0, keep)
+    u, solves, viol = active_set_qp(Q, q, u0, l1, l2, tol=1e-12, max_iter=1)
+    assert 1 <= solves <= 3 and viol < v0  # one iteration: up to three solves
+
+
+def test_active_set_start_at_the_optimum_makes_no_solve():
+    d = np.array([2.0, 0.5, 1.0])
+    q = np.array([1.0, -0.7, 0.05])
+    want = _soft(q, 0.1) / (d + 0.3)
+    u, solves, viol = active_set_qp(np.diag(d), q, want, 0.1, 0.3, tol=1e-12)
+    assert solves == 0 and viol <= 1e-12
+    np.testing.assert_array_equal(u, want)
+    u, solves, viol = active_set_qp(np.diag(d), q, want, 0.1, 0.3, tol=0.0)  # not below 0
+    np.testing.assert_array_equal(u, want)
+    assert solves <= 2
+
+
+def test_active_set_from_an_integer_start():
+    d = np.array([2.0, 0.5, 1.0])
+    q = np.array([1.0, -0.7, 0.05])
+    u, _, _ = active_set_qp(np.diag(d), q, np.array([1, -1, 0]), 0.1, 0.3, tol=1e-12)
+    assert u.dtype == np.float64
+    np.testing.assert_allclose(u, _soft(q, 0.1) / (d + 0.3), rtol=1e-14)
+
+
+def test_active_set_singular_face_returns_the_current_point():
+    rs = np.random.default_rng(0)
+    A = rs.standard_normal((20, 4))
+    A[:, 3] = A[:, 0] + A[:, 1]
+    Q = A.T @ A / 20
+    q = Q @ np.array([1.0, 2.0, -1.0, 0.5])
+    u0 = np.array([0.5, 0.5, -0.5, 0.5])
+    v0 = qp_violation(Q, q, u0, 0.0, 0.0)
+    u, solves, viol = active_set_qp(Q, q, u0, 0.0, 0.0, tol=1e-12)
+    assert solves == 1 and viol == v0
+    np.testing.assert_array_equal(u, u0)
+
+
+def test_active_set_counts_every_face_solve():
+    """Two solves when the first face is wrong: the joiner whose minimizer has the wrong
+    sign is dropped and the face solved again."""
+    Q = np.array([[1.0, 0.9], [0.9, 1.0]])
+    q = np.array([1.0, 0.95])
+    l1, l2 = 0.1, 0.0
+    # from zero both join with positive signs; the face's minimizer makes entry 1 negative?
+    u, solves, viol = active_set_qp(Q, q, np.zeros(2), l1, l2, tol=1e-13)
+    sk_ref = _brute(Q, q, l1, l2)
+    np.testing.assert_allclose(u, sk_ref, atol=1e-12)
+    assert viol <= 1e-13 and solves >= 1
+
+
+def _brute(Q, q, l1, l2):
+    """The 2-D QP's minimizer by trying every sign pattern."""
+    best, arg = np.inf, None
+    import itertools
+    for s in itertools.product((-1, 0, 1), repeat=Q.shape[0]):
+        s = np.array(s, float)
+        S = np.flatnonzero(s)
+        u = np.zeros(Q.shape[0])
+        if S.size:
+            u[S] = np.linalg.solve(Q[np.ix_(S, S)] + l2 * np.eye(S.size), q[S] - l1 * s[S])
+            if (np.sign(u[S]) != s[S]).any():
+                continue
+        f = gram_cd._objective(Q, q, u, l1, l2)
+        if f < best:
+            best, arg = f, u
+    return arg
+
+
+# --- enet_qp -----------------------------------------------------------------------------
+
+def test_enet_qp_inputs_are_converted_and_not_modified(fresh_kernel):
+    Q, q = _coupled(6)
+    l1, l2 = 0.05, 0.01
+    Qi = np.rint(Q * 4).astype(np.int64)
+    qi = np.rint(q * 4).astype(np.int64)
+    for direct_max in (0, DIRECT_MAX):
+        a = enet_qp(Qi, qi, np.zeros(7, dtype=np.int64), l1, l2, tol=1e-10,
+                    direct_max=direct_max)
+        b = enet_qp(Qi.astype(float), qi.astype(float), np.zeros(7), l1, l2, tol=1e-10,
+                    direct_max=direct_max)
+        np.testing.assert_array_equal(a[0], b[0])
+        assert a[0].dtype == np.float64 and a[1:] == b[1:]
+    u0 = np.full(7, 0.1)
+    u, sweeps, _viol = enet_qp(Q, q, u0, l1, l2, tol=1e-10, direct_max=0)
+    np.testing.assert_array_equal(u0, np.full(7, 0.1))
+    assert sweeps >= 2 and not np.shares_memory(u, u0)
+
+
+@pytest.mark.parametrize("numpy_loop", [False, True])
+def test_enet_qp_with_tol_zero_makes_exactly_max_sweeps(fresh_kernel, monkeypatch, numpy_loop):
+    if numpy_loop:
+        monkeypatch.setenv("SPARSE_PROBE_GRAM_CD", "numpy")
+    monkeypatch.setattr(gram_cd, "active_set_qp",
+                        lambda Q, q, u, *a, **k: (u, 0, qp_violation(Q, q, u, *a)))
+    Q, q = _coupled(7)
+    for m in (1, 3, 5, 7):
+        u, sweeps, viol = enet_qp(Q, q, np.zeros(7), 0.05, 0.01, tol=0.0, max_sweeps=m,
+                                  direct_max=0)
+        ref = np.zeros(7)
+        gram_cd._cd_numpy(ref, 0.05, 0.01, Q, q, m)
+        assert sweeps == m
+        np.testing.assert_allclose(u, ref, rtol=1e-12, atol=1e-15)
+        assert viol == qp_violation(Q, q, u, 0.05, 0.01)
+
+
+def test_enet_qp_without_sweeps_returns_the_start_and_its_violation(fresh_kernel):
+    Q, q = _coupled(8)
+    u0 = np.linspace(-0.5, 0.5, 7)
+    u, sweeps, viol = enet_qp(Q, q, u0, 0.05, 0.01, tol=1e-10, max_sweeps=0, direct_max=0)
+    np.testing.assert_array_equal(u, u0)
+    assert sweeps == 0 and viol == qp_violation(Q, q, u0, 0.05, 0.01)
+
+
+def test_enet_qp_bad_shapes():
+    with pytest.raises(ValueError, match=r"enet_qp: Q \(3, 3\), q \(3,\) and u0 \(2,\)"):
+        enet_qp(np.eye(3), np.zeros(3), np.zeros(2), 0.1, 0.0, tol=1e-8)
+
+
+class _Script:
+    """enet_qp's collaborators replaced: sweeps recorded, violations scripted."""
+
+    def __init__(self, monkeypatch, viols, as_viols=(1.0,)):
+        self.ks, self.handoffs, self.viols, self.as_viols = [], [], list(viols), list(as_viols)
+        monkeypatch.setattr(gram_cd, "_kernel", lambda: None)
+        monkeypatch.setattr(gram_cd, "_cd_numpy", lambda u, l1, l2, Q, q, k: self.ks.append(k))
+        monkeypatch.setattr(gram_cd, "qp_violation", self._viol)
+        monkeypatch.setattr(gram_cd, "active_set_qp", self._as)
+
+    def _viol(self, *a, **k):
+        return self.viols.pop(0) if len(self.viols) > 1 else self.viols[0]
+
+    def _as(self, Q, q, u, l1, l2, *, tol):
+        self.handoffs.append(sum(self.ks))
+        v = self.as_viols.pop(0) if len(self.as_viols) > 1 else self.as_viols[0]
+        return u, 3, v
+
+    def run(self, N=4, **kw):
+        kw.setdefault("direct_max", 0)
+        return enet_qp(np.eye(N), np.ones(N), np.zeros(N), 0.1, 0.0, **kw)
+
+
+def test_enet_qp_sweep_schedule_doubles_to_64(monkeypatch):
+    s = _Script(monkeypatch, [1.0])  # stagnating: handed off once, at the first check >= 8
+    _, sweeps, viol = s.run(tol=1e-10, max_sweeps=300)
+    assert s.ks == [2, 4, 8, 16, 32, 64, 64, 64, 46]
+    assert s.handoffs == [14] and sweeps == 300 and viol == 1.0
+    s = _Script(monkeypatch, [1.0])
+    _u, sweeps, viol = s.run(tol=1e-10)  # default max_sweeps
+    assert sum(s.ks) == 500 and sweeps == 500 and s.ks[-1] == 500 - 446
+
+
+def test_enet_qp_hands_off_at_8_sweeps_not_before(monkeypatch):
+    s = _Script(monkeypatch, [1.0])
+    s.run(tol=1e-10, max_sweeps=8)
+    assert s.ks == [2, 4, 2] and s.handoffs == [8]
+    s = _Script(monkeypatch, [1.0])
+    s.run(tol=1e-10, max_sweeps=7)
+    assert s.ks == [2, 4, 1] and s.handoffs == []
+
+
+def test_enet_qp_stops_at_the_tolerance_exactly(monkeypatch):
+    s = _Script(monkeypatch, [0.5, 1e-6])
+    _u, sweeps, viol = s.run(tol=1e-6)
+    assert s.ks == [2, 4] and sweeps == 6 and viol == 1e-6 and s.handoffs == []
+
+
+def test_enet_qp_budget_boundary(monkeypatch):
+    """Checks at 2, 6, 14 sweeps with a contraction of 1/16 a sweep: at 14 the sweeps still
+    needed reach the budget (16 for N < 16) exactly for tol 2⁻⁶⁴ (no hand-off), pass it for
+    2⁻⁶⁸ (hand-off)."""
+    viols = [2.0 ** -8, 2.0 ** -24, 2.0 ** -56, 2.0 ** -64]
+    s = _Script(monkeypatch, viols)
+    _, sweeps, viol = s.run(tol=2.0 ** -64)  # and at 30 the tolerance is met exactly
+    assert s.handoffs == [] and s.ks == [2, 4, 8, 16] and sweeps == 30 and viol == 2.0 ** -64
+    s = _Script(monkeypatch, viols, as_viols=[2.0 ** -70])
+    _u, sweeps, viol = s.run(tol=2.0 ** -68)
+    assert s.handoffs == [14] and sweeps == 14 and viol == 2.0 ** -70
+    # a larger model has a larger budget: N = 32 gives 18 >= 17, no hand-off
+    s = _Script(monkeypatch, viols)
+    s.run(N=32, tol=2.0 ** -68)
+    assert s.handoffs == [30]  # there 2⁻⁶⁴ contracted by 2⁻⁵⁶ in 16 sweeps: 8 more needed
+
+
+def test_enet_qp_hands_off_a_growing_violation(monkeypatch):
+    s = _Script(monkeypatch, [1.0, 0.5, 0.6, 1e-12], as_viols=[0.4])
+    _u, _sweeps, viol = s.run(tol=1e-10)
+    assert s.handoffs == [14] and s.ks == [2, 4, 8, 16] and viol == 1e-12
+
+
+def test_enet_qp_small_model_tries_the_active_set_once_first(monkeypatch):
+    s = _Script(monkeypatch, [1.0], as_viols=[1.0])
+    _u, sweeps, _viol = s.run(N=4, direct_max=4, tol=1e-10, max_sweeps=100)
+    assert s.handoffs == [0] and sum(s.ks) == 100 and sweeps == 100
+    s = _Script(monkeypatch, [1.0], as_viols=[1.0])
+    s.run(N=5, direct_max=4, tol=1e-10, max_sweeps=100)
+    assert s.handoffs == [14]
+
+
+def test_enet_qp_active_set_at_the_tolerance_needs_no_kernel(monkeypatch):
+    monkeypatch.setattr(gram_cd, "_kernel", lambda: pytest.fail("kernel asked for"))
+    monkeypatch.setattr(gram_cd, "active_set_qp", lambda Q, q, u, l1, l2, tol: (u + 1, 2, tol))
+    u, sweeps, viol = enet_qp(np.eye(3), np.ones(3), np.zeros(3), 0.1, 0.0, tol=1e-7)
+    np.testing.assert_array_equal(u, np.ones(3))
+    assert sweeps == 0 and viol == 1e-7
+
+
+def _one_move_reference(Q, q, u0, l1, l2):
+    """The docstring's move from a start without zeros: the face's minimizer ``v`` for the
+    start's signs, then the best (in the objective) of the points on the segment where an
+    entry crosses zero (that entry set to zero), the minimizer itself, and the steps of 1,
+    1/2, 1/4, 1/8 toward it with every entry that crossed zero set to zero; no move unless it
+    lowers the objective."""
+    obj = gram_cd._objective
+    theta = np.sign(u0)
+    N = u0.size
+    v = np.linalg.solve(Q + l2 * np.eye(N), q - l1 * theta)
+    d = v - u0
+    cands = [v]
+    for j in np.flatnonzero(np.sign(v) != theta):
+        t = u0[j] / (u0[j] - v[j])
+        if 0 < t <= 1:
+            w = u0 + t * d
+            w[j] = 0.0
+            cands.append(w)
+    if (np.sign(v) != theta).any():
+        for t in (1.0, 0.5, 0.25, 0.125):
+            w = u0 + t * d
+            w[np.sign(w) != theta] = 0.0
+            cands.append(w)
+    fs = [obj(Q, q, w, l1, l2) for w in cands]
+    k = int(np.argmin(fs))
+    return (cands[k], fs[k]) if fs[k] < obj(Q, q, u0, l1, l2) else (u0, None)
+
+
+@pytest.mark.parametrize("seed", [*range(12), 64, 71, 105])  # 64...: inexact crossings
+def test_active_set_one_move_is_the_best_candidate(seed):
+    rs = np.random.default_rng(100 + seed)
+    N = int(rs.integers(2, 7))
+    A = rs.standard_normal((3 * N, N))
+    Q = A.T @ A / (3 * N)
+    q = rs.standard_normal(N)
+    l1, l2 = float(rs.uniform(0.05, 0.5)), float(rs.uniform(0.0, 0.3))
+    u0 = rs.standard_normal(N)  # no zeros: the face is the start's own signs
+    u, solves, _ = active_set_qp(Q, q, u0, l1, l2, tol=0.0, max_iter=1)
+    want, f = _one_move_reference(Q, q, u0, l1, l2)
+    assert solves == 1
+    np.testing.assert_allclose(u, want, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(u == 0, want == 0)  # a breakpoint's entry is exactly zero
+    if f is not None:
+        assert gram_cd._objective(Q, q, u, l1, l2) == pytest.approx(f, rel=1e-12, abs=1e-14)
+
+
+def test_active_set_one_move_in_one_dimension_by_hand():
+    """½u² + 2u + ½|u| from u = 1: the face u > 0 has its minimizer at −2.5, the breakpoint
+    (t = 2/7, u = 0) has objective 0, −2.5 has −0.625, the projection 0: the move goes to
+    −2.5, and the next face (u < 0) gives the optimum −1.5."""
+    Q, q = np.ones((1, 1)), np.array([-2.0])
+    u, solves, viol = active_set_qp(Q, q, np.array([1.0]), 0.5, 0.0, tol=0.0, max_iter=1)
+    assert u.tolist() == [-2.5] and solves == 1 and viol == 1.0
+    u, solves, viol = active_set_qp(Q, q, np.array([1.0]), 0.5, 0.0, tol=0.0)
+    assert u.tolist() == [-1.5] and solves == 2 and viol == 0.0
+    # with q = −0.2 inside the threshold the breakpoint (objective 0) beats the face's
+    # minimizer −0.7 (objective 0.735): one move lands on the optimum, exactly zero
+    u, solves, viol = active_set_qp(Q, np.array([-0.2]), np.array([1.0]), 0.5, 0.0, tol=0.0,
+                                    max_iter=1)
+    assert u.tolist() == [0.0] and solves == 1 and viol == 0.0
+
+
+def _joining_problem(seed):
+    rs = np.random.default_rng(seed)
+    A = rs.standard_normal((4, 3))
+    A[:, 1] += 1.5 * A[:, 0]
+    A[:, 2] -= 1.2 * A[:, 1]
+    Q = A.T @ A / 4
+    q = rs.standard_normal(3)
+    return Q, q, float(rs.uniform(0.05, 0.5)), rs
+
+
+def test_active_set_from_zero_joins_only_the_largest_violator_when_the_face_is_wrong():
+    """From zero all three entries violate; their joint face, and the face of those that got
+    the right sign, put a minimizer entry on the wrong side: the third solve takes only the
+    largest violator, at its one-dimensional minimizer."""
+    Q3, q3, l1, _ = _joining_problem(8)
+    Q = np.zeros((4, 4))  # entry 0: uncoupled, inside its threshold (never a candidate)
+    Q[0, 0], Q[1:, 1:] = 1.0, Q3
+    q = np.concatenate([[0.5 * l1], q3])
+    excess = np.abs(q) - l1
+    assert (excess[1:] > 0).all() and excess[0] < 0
+    u, solves, _ = active_set_qp(Q, q, np.zeros(4), l1, 0.0, tol=0.0, max_iter=1)
+    j = int(np.argmax(excess))
+    assert j == 2
+    want = np.zeros(4)
+    want[j] = _soft(q[j], l1) / Q[j, j]
+    assert solves == 3
+    np.testing.assert_allclose(u, want, rtol=1e-13, atol=0)
+
+
+def test_active_set_joins_none_while_its_own_face_is_unsolved():
+    """One nonzero entry off its face's optimum, the zero entries violating with wrong-sign
+    face minimizers twice: none join, the third solve is the entry's own face."""
+    Q, q, l1, rs = _joining_problem(3)
+    u0 = np.zeros(3)
+    u0[0] = rs.standard_normal()
+    u, solves, _ = active_set_qp(Q, q, u0, l1, 0.0, tol=0.0, max_iter=1)
+    assert solves == 3
+    want, _ = _one_move_reference(Q[:1, :1], q[:1], u0[:1], l1, 0.0)
+    np.testing.assert_allclose(u, [want[0], 0.0, 0.0], rtol=1e-13, atol=1e-15)
+
+
+def test_active_set_threshold_entry_does_not_join():
+    """A zero entry whose gradient equals l1 exactly is optimal there: only the entry past
+    its threshold joins, one solve."""
+    Q, q = np.eye(2), np.array([2.0, 0.5])
+    u, solves, viol = active_set_qp(Q, q, np.zeros(2), 0.5, 0.0, tol=0.0)
+    assert u.tolist() == [1.5, 0.0] and solves == 1 and viol == 0.0
+
+
+def test_active_set_solved_face_takes_the_largest_violator():
+    """From the one-entry face's exact minimizer, with violators whose joint faces have wrong
+    signs: the face counts as solved (its residual is at most tol, here equal to it) and the
+    largest violator joins, at the two-entry face's minimizer."""
+    rs = np.random.default_rng(5)
+    A = rs.standard_normal((5, 4))
+    A[:, 1] += 1.5 * A[:, 0]
+    A[:, 2] -= 1.2 * A[:, 1]
+    A[:, 3] += A[:, 2]
+    Q, q = A.T @ A / 5, rs.standard_normal(4)
+    l1 = float(rs.uniform(0.05, 0.5))
+    u0 = np.zeros(4)
+    u0[0] = _soft(q[0], l1) / Q[0, 0]
+    g = Q @ u0 - q + 0.0 * u0
+    tol = float(np.abs(g[:1] + l1 * np.sign(u0[:1])).max())
+    assert qp_violation(Q, q, u0, l1, 0.0) > 100 * (tol + 1e-12)
+    u, solves, _ = active_set_qp(Q, q, u0, l1, 0.0, tol=tol, max_iter=1)
+    assert solves == 3
+    S = np.array([0, 3])
+    theta = np.array([np.sign(u0[0]), -np.sign(g[3])])
+    want = np.zeros(4)
+    want[S] = np.linalg.solve(Q[np.ix_(S, S)], q[S] - l1 * theta)
+    np.testing.assert_allclose(u, want, rtol=1e-10, atol=0)
+
+
+class _CountingQ(np.ndarray):
+    """Q that counts its products with vectors."""
+
+    products = 0
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kw):
+        if ufunc is np.matmul and inputs[0] is self:
+            _CountingQ.products += 1
+        inputs = tuple(x.view(np.ndarray) if isinstance(x, _CountingQ) else x for x in inputs)
+        return getattr(ufunc, method)(*inputs, **kw)
+
+
+def test_active_set_reuses_its_gradient_for_the_violation():
+    """Products with Q: the start's gradient and objective, then per move the curvature, the
+    new point's objective and gradient (5 for one move): the violation is taken from the
+    gradient at hand, never from another product."""
+    d = np.array([2.0, 0.5, 1.0])
+    Q = np.diag(d).view(_CountingQ)
+    q = np.array([1.0, -0.7, 0.05])
+    _CountingQ.products = 0
+    _, solves, viol = active_set_qp(Q, q, np.zeros(3), 0.1, 0.3, tol=1e-12)
+    assert solves == 1 and viol <= 1e-12
+    assert _CountingQ.products == 5
+
+
+def test_faces_count_new_entries_among_those_left_out():
+    """T of 8, then a face of 6 with one entry new: 3 of the 9 would be held at zero,
+    4·3 > 9, so it is factorized anew rather than bordered."""
+    Q, r = _faces_problem(10)
+    f = gram_cd._Faces(Q, 0.0)
+    _check(f, Q, 0.0, np.arange(8), r[:8])
+    S = np.array([0, 1, 2, 3, 4, 8])
+    _check(f, Q, 0.0, S, r[S])
+    assert f.factorizations == 2 and f.T.size == 6
