@@ -228,10 +228,11 @@ def assignment_checks(
     # attention: the manifest's {field, expected}
     att = man[["hit_key", "attention"]].copy()
     is_att = att["attention"].map(lambda a: isinstance(a, Mapping) and bool(a.get("field")))
-    att = att[is_att]
+    att = att[is_att].astype({"attention": object})  # a manifest without any: no float NaNs
     att = pd.DataFrame({"hit_key": att["hit_key"],
-                        "question": att["attention"].str.get("field"),
-                        "expected": _norm(att["attention"].str.get("expected").astype(object))})
+                        "question": att["attention"].map(lambda a: a.get("field")),
+                        "expected": _norm(att["attention"].map(lambda a: a.get("expected"))
+                                          .astype(object))})
     checked = meta[["assignment_id", "hit_key"]].merge(att, on="hit_key").merge(
         given, on=["assignment_id", "question"], how="left")
     passed = (checked["answer"] == checked["expected"]).fillna(False).astype(bool)

@@ -237,3 +237,29 @@ def test_tables_keep_their_columns_and_orders():
         assert j[col].dtype == bool
     assert pd.api.types.is_string_dtype(j["reason"])
     assert list(j.columns)[:len(WORKER_COLUMNS)] == WORKER_COLUMNS
+
+
+def test_the_schema_decides_which_gold_fields_are_graded():
+    import dataclasses
+
+    from sparse_probe.questions import default_schema
+
+    rows = [("A1", "w", "g", {"shared": "yes", "pattern": "background", "attention": "3"}, 9.0)]
+    table = _table(rows)
+    assert not bool(assignment_checks(table, _manifest())["gold_correct"].iloc[0])
+    shared_only = dataclasses.replace(default_schema(), gold_fields=("shared",))
+    assert bool(assignment_checks(table, _manifest(), schema=shared_only)["gold_correct"].iloc[0])
+    w = worker_quality(table, _manifest(), schema=shared_only)
+    assert w["gold_accuracy"].tolist() == [1.0]
+    # no gold fields named: every field the gold object gives is graded
+    every = dataclasses.replace(default_schema(), gold_fields=())
+    assert not bool(assignment_checks(table, _manifest(), schema=every)["gold_correct"].iloc[0])
+
+
+def test_a_manifest_without_gold_or_attention_columns():
+    rows = [("A1", "w", "p", {"shared": "yes", "pattern": "mark"}, 30.0),
+            ("A2", "v", "q", {"shared": "no", "pattern": ""}, 60.0)]
+    c = assignment_checks(_table(rows), [{"hit_key": "p"}, {"hit_key": "q"}])
+    assert c["gold_correct"].isna().all() and c["attention_pass"].isna().all()
+    w = judge_workers(worker_quality(_table(rows), [{"hit_key": "p"}, {"hit_key": "q"}]))
+    assert not w["excluded"].any() and (w["reason"] == "").all()
