@@ -49,19 +49,27 @@ def _problem(n=400, m=6, C=4, seed=0, collinear=False):
     return X, y, C
 
 
-def test_hessian_matches_autograd_on_any_subset_of_weights():
-    X, y, C = _problem()
+def _autograd_hessian(X: torch.Tensor, y: torch.Tensor, C: int, g: torch.Generator,
+                      w_scale: float, b_scale: float) -> tuple[np.ndarray, torch.Tensor]:
+    """The mean cross-entropy's full Hessian over (W flattened, b) at random weights, by
+    autograd, and the float32 probabilities there."""
     m = X.shape[1]
-    g = torch.Generator().manual_seed(1)
-    W = 0.3 * torch.randn(C, m, generator=g, dtype=torch.float64)
-    b = 0.1 * torch.randn(C, generator=g, dtype=torch.float64)
+    W = w_scale * torch.randn(C, m, generator=g, dtype=torch.float64)
+    b = b_scale * torch.randn(C, generator=g, dtype=torch.float64)
 
     def ce(v):
         z = X.double() @ v[: C * m].view(C, m).T + v[C * m:]
         return torch.nn.functional.cross_entropy(z, y)
 
     full = torch.autograd.functional.hessian(ce, torch.cat([W.reshape(-1), b])).numpy()
-    P = torch.softmax(X.double() @ W.T + b, 1).float()
+    return full, torch.softmax(X.double() @ W.T + b, 1).float()
+
+
+def test_hessian_matches_autograd_on_any_subset_of_weights():
+    X, y, C = _problem()
+    m = X.shape[1]
+    g = torch.Generator().manual_seed(1)
+    full, P = _autograd_hessian(X, y, C, g, 0.3, 0.1)
     for mask in (torch.ones(C, m, dtype=torch.bool), torch.rand(C, m, generator=g) > 0.5,
                  torch.zeros(C, m, dtype=torch.bool)):
         cls, col = torch.nonzero(mask, as_tuple=True)
@@ -88,15 +96,7 @@ def test_hessian_over_many_row_blocks_matches_autograd(monkeypatch):
     X, y, C = _problem(n=1100, m=9, C=5, seed=6)
     m = X.shape[1]
     g = torch.Generator().manual_seed(7)
-    W = 0.5 * torch.randn(C, m, generator=g, dtype=torch.float64)
-    b = 0.2 * torch.randn(C, generator=g, dtype=torch.float64)
-
-    def ce(v):
-        z = X.double() @ v[: C * m].view(C, m).T + v[C * m:]
-        return torch.nn.functional.cross_entropy(z, y)
-
-    full = torch.autograd.functional.hessian(ce, torch.cat([W.reshape(-1), b])).numpy()
-    P = torch.softmax(X.double() @ W.T + b, 1).float()
+    full, P = _autograd_hessian(X, y, C, g, 0.5, 0.2)
     cls, col = torch.nonzero(torch.rand(C, m, generator=g) > 0.3, as_tuple=True)
     idx = np.concatenate([(cls * m + col).numpy(), C * m + np.arange(C)])
     monkeypatch.setattr(newton_module, "_ROW_FLOATS", 8)  # 256 rows a block: 5 blocks
