@@ -352,9 +352,8 @@ def text_reader_evidence(panels: Mapping[str, Mapping] | None,
     average beyond a typical word (``reach``, :func:`kind_shares`):
 
     - identity terms that go at least ``reach_line`` (:data:`INSERTION_REACH`) of the way to
-      the top comments
-      are what the reader names (``{"cues": {"identity": 1}}``), however far the class's own
-      words go too: the truth by intervention puts a cue first
+      the top comments are what the reader names (``{"cues": {"identity": 1}}``), however
+      far the class's own words go too: the truth by intervention puts a cue first
       (:func:`tasks.viz.intervention.truth_from_removal`), since a feature that identity
       terms move as far as insults relies on them as much; identity terms that go less than
       that are no identity feature, whatever their share;
