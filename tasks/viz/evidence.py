@@ -395,13 +395,9 @@ def object_backed(panels: Mapping[str, Mapping] | None, left: float = NECESSARY_
     weighed, 0.97-1.11 times as much object as texture, where the two cross features above
     weigh about 1.7 and 1.9 times).
     """
-    backing = False
-    for p in (panels or {}).values():
-        if not p or float(p.get("kept") or 0.0) <= 0:
-            continue
-        top = dominant_region(p)  # it reads only the shares
-        if top == "object" and p.get("removed") is not None and float(p["removed"]) <= left:
-            backing = True
+    backing = any(p and float(p.get("kept") or 0.0) > 0 and dominant_region(p) == "object"
+                  and p.get("removed") is not None and float(p["removed"]) <= left
+                  for p in (panels or {}).values())
     return backing and dominant_region(weighed_maps(panels)) == "object"
 
 
