@@ -30,8 +30,10 @@ from tasks.viz.perturb import (
     colour_kept,
     contrast,
     feature_scorer,
+    fill_from_surround,
     fill_removed,
     greyscale,
+    surround_fill,
 )
 from tasks.viz.source import ExampleSource, SplitImages, load_source
 from tasks.viz.superpixels import slic_superpixels
@@ -56,6 +58,7 @@ __all__ = [
     "direction_for",
     "feature_removal",
     "feature_scorer",
+    "fill_from_surround",
     "fill_removed",
     "gaussian_blur",
     "gold_answer",
@@ -76,6 +79,7 @@ __all__ = [
     "reader_evidence",
     "save_png",
     "slic_superpixels",
+    "surround_fill",
     "text_evidence",
     "text_feature_removal",
     "to_uint8",
