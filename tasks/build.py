@@ -48,6 +48,7 @@ from sparse_probe.rundir import (
 from tasks.cost import DEFAULT_ASSIGNMENTS, CostEstimate, estimate_cost, parse_reward
 from tasks.hit_render import (
     COLOUR_NOTE,
+    DETAIL_NOTE,
     PANEL_TEXT,
     render_hit,
     render_mturk_template,
@@ -125,6 +126,7 @@ class HitSpec:
     heat_panel: str = ""  # the map panel shown as "heat"
     contrast: dict[str, dict[str, float]] = field(default_factory=dict)
     colour: float | None = None  # image: share of the feature left in greyscale
+    detail: float | None = None  # image: share of the feature left with the images blurred
     evidence_panels: dict[str, dict] | None = None
     evidence_images: dict[str, dict[str, float]] | None = None
     gold_candidate: bool = False  # a feature outside the audit, rendered to become a gold item
@@ -155,6 +157,7 @@ class HitSpec:
             "attention": {"field": "attention", "expected": self.attention},
             "evidence": self.evidence, "evidence_panels": self.evidence_panels,
             "evidence_images": self.evidence_images, "colour": self.colour,
+            "detail": self.detail,
             "truth": self.truth,
             "removal": self.removal, "truth_removal": self.truth_removal,
             "truth_maps": self.truth_maps,
@@ -303,7 +306,7 @@ def _render_image_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
         save_png(image_grid(both, ncols=len(imgs)), assets / f"{h.hit_key}-contrast.png")
         h.assets["contrast"] = f"assets/{h.hit_key}-contrast.png"
         h.contrast = {p: c.as_dict() for p, c in pe.contrast.items()}
-        h.colour = pe.colour
+        h.colour, h.detail = pe.colour, pe.detail
         rows = np.flatnonzero(labels == h.cls)
         if len(rows):
             weakest = "lowest" if h.direction == "highest" else "highest"
@@ -318,7 +321,8 @@ def _render_image_assets(src: ExampleSource, hits: list[HitSpec], stage: Path,
                             for c, m in sorted(src.cue_masks.items())},
                     "least": {c: round(float(m[least].any((1, 2)).mean()), 4)
                               for c, m in sorted(src.cue_masks.items())}}
-            h.evidence = dict(reader_evidence(None, pe.evidence, h.evidence_images, h.colour))
+            h.evidence = dict(reader_evidence(None, pe.evidence, h.evidence_images, h.colour,
+                                              h.detail))
             h.truth = truth_from_evidence(h.evidence, src.cue_kind)
         if src.without is not None and h.direction == "highest":
             h.decide_by_intervention(feature_removal(src, h.examples, h.feature, h.weight,
@@ -567,6 +571,8 @@ def _batch_rows(hits: list[HitSpec], asset_base_url: str) -> tuple[list[str], li
                      "it kept" for p, c in h.contrast.items()]
             if h.colour is not None:
                 notes.append(COLOUR_NOTE.format(pct=round(100 * h.colour)))
+            if h.detail is not None:
+                notes.append(DETAIL_NOTE.format(pct=round(100 * h.detail)))
             rows[-1] += [html.escape(f"{title}: {text}"), html.escape("; ".join(notes))]
     return header, rows
 
@@ -871,7 +877,7 @@ def build_tasks(
                 n_examples=len(h.examples), texts=h.texts, cloud=h.cloud,
                 class_cloud=class_clouds.get(h.cls, Markup("")),
                 class_texts=class_texts.get(h.cls, []), heat_empty=h.heat_empty,
-                heat_panel=h.heat_panel, contrast=h.contrast, colour=h.colour,
+                heat_panel=h.heat_panel, contrast=h.contrast, colour=h.colour, detail=h.detail,
                 insertion=h.insertion, insertion_typical=h.insertion_typical,
                 text_contrast=h.text_contrast, least_texts=h.least_texts, schema=questions)
             try:

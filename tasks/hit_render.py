@@ -113,6 +113,11 @@ COLOUR_NOTE = ("With the colour taken out of these images (the same images in gr
                "the feature is left. Little left means the feature needs a colour the images "
                "share (look at what colour the top images have in common, on the object or "
                "around it); most of it left means colour plays no part.")
+#: The blur line of an image HIT (``pct``: the share of the feature left with the images blurred).
+DETAIL_NOTE = ("With the fine detail blurred out of these images (shapes stay, fine textures such "
+               "as stripes or grain fade): {pct}% of the feature is left. Little left means the "
+               "feature needs a fine texture the images share (look at what the backgrounds of "
+               "the top images have in common); most of it left means it does not.")
 
 
 def render_hit(
@@ -132,6 +137,7 @@ def render_hit(
     heat_panel: str = "",
     contrast: Mapping[str, Mapping[str, float]] | None = None,
     colour: float | None = None,
+    detail: float | None = None,
     insertion: Sequence[tuple[str, float]] = (),
     text_contrast: Mapping[str, float] | None = None,
     least_texts: Sequence[str] = (),
@@ -174,6 +180,10 @@ def render_hit(
         Image HITs: the share of the feature left on the same images in greyscale
         (:func:`tasks.viz.perturb.colour_kept`), shown as a percentage with
         :data:`COLOUR_NOTE`.
+    detail : float, optional
+        Image HITs: the share of the feature left on the same images blurred
+        (:func:`tasks.viz.perturb.detail_kept`), shown as a percentage with
+        :data:`DETAIL_NOTE`.
     insertion : sequence of (str, float)
         Text HITs: every word tested by appending it to ordinary comments, with its effect as
         a share of the shown comments' departure from an ordinary one (largest first, shown
@@ -203,6 +213,7 @@ def render_hit(
         contrast=[(_panel_text(p)[0], round(100 * c["removed"]), round(100 * c["kept"]))
                   for p, c in (contrast or {}).items()],
         colour_note=None if colour is None else COLOUR_NOTE.format(pct=round(100 * colour)),
+        detail_note=None if detail is None else DETAIL_NOTE.format(pct=round(100 * detail)),
         **_text_panel_context(insertion, text_contrast, least_texts, insertion_typical),
         **_questions(schema, kind, class_name, attention_number),
     )

@@ -138,7 +138,9 @@ class SimulationResult:
 
 
 # --------------------------------------------------------------------------- answering
-def _cue_kind(name: str) -> str:
+def cue_kind(name: str) -> str:
+    """The kind of cue (``"mark"``, ``"background"``, ``"identity"``, else ``"other"``) a
+    cue's name says, as the simulated crowd answers it."""
     low = name.lower()
     for word, kind in _CUE_KINDS.items():
         if word in low:
@@ -182,7 +184,7 @@ def evidence_answer(evidence: Mapping[str, Any] | None, kind: str = "image",
         what = "words of the class" if kind == "text" else "the object itself"
         return yes, answer(CORE), f"the highlights cover {what}"
     cue = top.split(":", 1)[1]
-    return (yes, answer(SPURIOUS, _cue_kind(cue)),
+    return (yes, answer(SPURIOUS, cue_kind(cue)),
             f"the highlights are mostly on the {cue}, not the object")
 
 
@@ -235,7 +237,8 @@ def choose_answers(form: HitForm, row: Mapping[str, Any], profile: WorkerProfile
         seen = text_reader_evidence(row.get("evidence_panels"), row.get("evidence"))
     else:
         seen = reader_evidence(row.get("evidence"), row.get("evidence_panels"),
-                               row.get("evidence_images"), row.get("colour"))
+                               row.get("evidence_images"), row.get("colour"),
+                               row.get("detail"))
     shared, pattern, summary = evidence_answer(seen, row.get("kind", "image"), schema=schema)
     says_yes = schema.meaning(presence or "", shared) == PATTERN
     attention = row.get("attention") or {}

@@ -16,7 +16,7 @@ from helpers_publish import ATTENTION, hit_html
 from helpers_viz import ColorCNN, image_run, synthetic_images
 
 from tasks.build import build_tasks
-from tasks.hit_render import COLOUR_NOTE, PANEL_TEXT
+from tasks.hit_render import COLOUR_NOTE, DETAIL_NOTE, PANEL_TEXT
 from tasks.simulate import WorkerProfile, choose_answers, parse_hit_form
 from tasks.viz.evidence import (
     colour_cue,
@@ -269,12 +269,19 @@ def test_rendered_hits_show_and_describe_every_panel(tmp_path):
         else:
             assert " ".join(COLOUR_NOTE.format(pct=round(100 * r["colour"])).split()) in text
             lines += 1
+        # the blur line, the same way (tasks.viz.perturb.detail_kept)
+        if r["detail"] is None:
+            assert soup.find("p", class_="detail-note") is None
+        else:
+            assert " ".join(DETAIL_NOTE.format(pct=round(100 * r["detail"])).split()) in text
         assert "in the highlighted parts or anywhere else" in text
         assert "anywhere else: a shared background, texture, colour or mark counts" in text
     assert lines >= 1
     batch = (tmp_path / "tasks" / "batch.csv").read_text()
     shown = [r for r in res.manifest if r["colour"] is not None]
     assert html.escape(COLOUR_NOTE.format(pct=round(100 * shown[0]["colour"]))) in batch
+    blur = [r for r in res.manifest if r["detail"] is not None]
+    assert blur and html.escape(DETAIL_NOTE.format(pct=round(100 * blur[0]["detail"]))) in batch
     mark = next(r for r in res.manifest if r["feature"] == 0 and r["weight"] > 0)
     assert mark["colour"] < 0.05  # the magenta mark's channel needs its colour
     assert mark["truth"] == "spurious:mark"

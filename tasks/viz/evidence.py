@@ -14,6 +14,7 @@ import numpy as np
 
 __all__ = [
     "AGREEING_SHARE",
+    "DETAIL_LEFT",
     "GOLD_ANSWERS",
     "NECESSARY_LEFT",
     "SUFFICIENT_KEPT",
@@ -22,6 +23,7 @@ __all__ = [
     "backed_cue_map",
     "colour_cue",
     "cue_backed_by_contrast",
+    "detail_cue",
     "dominant_region",
     "dominant_share",
     "gold_answer",
@@ -342,6 +344,52 @@ def colour_cue(colour: float | None, panels: Mapping[str, Mapping] | None,
     return shared[0]
 
 
+#: A careful reader names a background cue from the blur line (:func:`detail_cue`) when the
+#: blurred images keep at most this share of the feature: the share at which the truth by
+#: intervention calls a region the pattern (:data:`NECESSARY_LEFT`).
+DETAIL_LEFT = NECESSARY_LEFT
+
+
+def detail_cue(detail: float | None, panels: Mapping[str, Mapping] | None,
+               images: Mapping[str, Mapping[str, float]] | None,
+               left: float = DETAIL_LEFT, top_share: float = IMAGE_CUE_TOP,
+               in_region: float = COLOUR_IN_REGION) -> str | None:
+    """The background cue a careful reader names when a feature needs the images' fine detail
+    but not the region its maps highlight, else None.
+
+    The blur line of a HIT (``detail``, :func:`tasks.viz.perturb.detail_kept`: the share of
+    the feature left when the shown images are blurred) says how much of it survives without
+    fine texture. When that is at most ``left``, the pattern is a texture the top images
+    share: the one cue of kind background (a textured or coloured backdrop, not a mark) shown
+    in at least ``top_share`` of them (``images["top"]``), when exactly one is, unless a map's
+    highlighted region that holds less than ``in_region`` of that cue is more necessary
+    (leaves less of the feature removed than the blur does: the maps show the pattern).
+
+    Where the maps split a feature between a textured background and the object about evenly,
+    the blur separates them: over 60 audit runs (seeds 34-39, ``benchmarks/results/
+    audit-intervention-cpu-2026-12-02.txt``), the blur (σ of 1 pixel at 64 pixels) kept at
+    most 0.43 of each of the 41 features that the texture carries at least half of (by the
+    truth), more than 0.5 of 464 of the 466 features whose top images are not mostly textured,
+    and 0.68 of the one feature of textured top images that the texture carries under a fifth
+    of. Marks are left out: a blur also dims a small mark and a star's points, and object
+    features whose top images share a watermark kept 0.48-0.55.
+    """
+    if detail is None or detail > left or not images:
+        return None
+    from tasks.simulate import cue_kind  # the simulated crowd's names of cue kinds
+
+    shared = [c for c, r in (images.get("top") or {}).items()
+              if float(r) >= top_share and cue_kind(c) == "background"]
+    if len(shared) != 1:
+        return None
+    for p in (panels or {}).values():
+        k = float((p or {}).get("kept") or 0.0)
+        on_cue = float(((p or {}).get("cues") or {}).get(shared[0]) or 0.0)
+        if k > 0 and float(p.get("removed", 1.0)) < detail and on_cue < in_region:
+            return None  # a map's region, apart from the texture, is more necessary
+    return shared[0]
+
+
 def _only(cue: str, names) -> dict:
     """Evidence that shows ``cue`` and nothing else (every other cue of ``names`` at 0)."""
     return {"object": 0.0, "cues": {c: float(c == cue) for c in names}, "background": 0.0}
@@ -349,16 +397,19 @@ def _only(cue: str, names) -> dict:
 
 def reader_evidence(evidence: Mapping | None, panels: Mapping[str, Mapping] | None,
                     images: Mapping[str, Mapping[str, float]] | None = None,
-                    colour: float | None = None) -> Mapping | None:
+                    colour: float | None = None, detail: float | None = None) -> Mapping | None:
     """The evidence a careful reader of a HIT takes from it (:func:`_seen`), except that a
     cue it would name is kept only when a map's contrast backs it
     (:func:`cue_backed_by_contrast`) and no map's contrast backs the object instead
     (:func:`object_backed`); otherwise the reader sees no single pattern
     (``{"object": 0, "cues": {...: 0}, "background": 1}``). Before the maps, the greyscale
-    line (``colour``) may name a colour the top images share (:func:`colour_cue`). HITs
+    line (``colour``) may name a colour the top images share (:func:`colour_cue`), and the
+    blur line (``detail``) a background texture they share (:func:`detail_cue`). HITs
     without panels (older manifests, text) are read as before."""
     if panels:
         hue = colour_cue(colour, panels, images)
+        if hue is None:
+            hue = detail_cue(detail, panels, images)
         if hue is not None:
             names = set((images or {}).get("top") or {})
             for p in panels.values():

@@ -37,7 +37,7 @@ from tasks.viz.heatmap import (
     occlusion_heatmaps,
 )
 from tasks.viz.lime import lime_maps
-from tasks.viz.perturb import Contrast, colour_kept, contrast, feature_scorer
+from tasks.viz.perturb import Contrast, colour_kept, contrast, detail_kept, feature_scorer
 from tasks.viz.source import ExampleSource
 
 __all__ = ["HIT_PANELS", "MAP_PANELS", "PanelEvidence", "panel_evidence"]
@@ -67,6 +67,9 @@ class PanelEvidence:
         Share of the feature left on the shown images in greyscale
         (:func:`tasks.viz.perturb.colour_kept`; None where the signed feature is not
         positive on them).
+    detail : float or None
+        Share of the feature left on the shown images blurred
+        (:func:`tasks.viz.perturb.detail_kept`; None as ``colour``).
     """
 
     shown: dict[str, np.ndarray] = field(default_factory=dict)
@@ -75,6 +78,7 @@ class PanelEvidence:
     kept: dict[str, torch.Tensor] = field(default_factory=dict)
     evidence: dict[str, dict] = field(default_factory=dict)
     colour: float | None = None
+    detail: float | None = None
 
 
 def _raw_map(src: ExampleSource, panel: str, x: torch.Tensor, feature: int, weight: float,
@@ -148,7 +152,9 @@ def panel_evidence(src: ExampleSource, rows: Sequence[int] | np.ndarray, feature
         object_masks = src.object_masks[rows]
         cue_masks = {n: m[rows] for n, m in sorted(src.cue_masks.items())}
     colour = colour_kept(score, x)
-    out = PanelEvidence(colour=None if colour is None else round(colour, 4))
+    detail = detail_kept(score, x)
+    out = PanelEvidence(colour=None if colour is None else round(colour, 4),
+                        detail=None if detail is None else round(detail, 4))
     for panel in panels:
         raw = _raw_map(src, panel, x, feature, weight, score, lime_samples, n_segments, seed)
         if raw is None:

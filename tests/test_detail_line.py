@@ -1,0 +1,157 @@
+"""The blur line of image HITs: the feature left with the fine detail blurred out, and the
+background texture a careful reader names from it (tasks.viz.perturb.detail_kept,
+tasks.viz.evidence.detail_cue)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from bs4 import BeautifulSoup
+from helpers_publish import hit_html
+
+from tasks.hit_render import DETAIL_NOTE, render_hit
+from tasks.simulate import WorkerProfile, choose_answers, cue_kind, parse_hit_form
+from tasks.viz.evidence import DETAIL_LEFT, detail_cue, reader_evidence
+from tasks.viz.perturb import DETAIL_SIGMA, blurred, detail_kept
+
+
+@pytest.mark.parametrize("period", [4.0, 6.0, 10.0, 16.0])
+def test_the_blur_keeps_a_sinusoid_as_the_gaussian_transfer_function_says(period):
+    """Closed form: a Gaussian of standard deviation σ keeps exp(-2π²σ²/P²) of a sinusoid
+    of period P (the Fourier transform of the kernel; to within the kernel's truncation at
+    3σ and its sampling)."""
+    size, sigma = 64, 1.5
+    x = torch.arange(size, dtype=torch.float64)
+    wave = torch.cos(2 * np.pi * x / period)
+    img = (0.5 + 0.3 * wave)[None, None, None, :].expand(1, 3, size, size).contiguous()
+    out = blurred(img, sigma)
+    centre = out[0, 0, size // 2, 16:48] - 0.5
+    amp = float((centre * wave[16:48]).sum() / (wave[16:48] ** 2).sum()) / 0.3
+    assert amp == pytest.approx(np.exp(-2 * np.pi ** 2 * sigma ** 2 / period ** 2), abs=0.02)
+
+
+def test_the_blur_leaves_flat_images_and_borders_alone():
+    img = torch.rand(2, 3, 1, 1).expand(2, 3, 20, 24).contiguous()
+    torch.testing.assert_close(blurred(img, 2.0), img)  # reflected borders: no dark rim
+    torch.testing.assert_close(blurred(img, 0.0), img)
+    assert blurred(torch.rand(1, 3, 5, 5), 9.0).shape == (1, 3, 5, 5)  # kernel cut to fit
+
+
+def _stripes_and_blob(n: int, size: int = 64, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    out = []
+    for _ in range(n):
+        period = rng.uniform(4.0, 5.0)
+        img = np.full((3, size, size), 0.5)
+        img += 0.25 * np.sign(np.sin(2 * np.pi * (xx + yy) / period))[None]
+        cy, cx = rng.uniform(20, 44, 2)
+        blob = (yy - cy) ** 2 + (xx - cx) ** 2 < 100
+        img[:, blob] = rng.uniform(0, 1, 3)[:, None]
+        out.append(img)
+    return torch.as_tensor(np.stack(out), dtype=torch.float32)
+
+
+def test_detail_kept_tells_a_fine_texture_from_a_shape():
+    images = _stripes_and_blob(5)
+
+    def texture(x, which):  # energy of the finest detail: neighbouring pixels differ
+        return (x[..., 1:] - x[..., :-1]).abs().mean(dim=(1, 2, 3)).double().numpy()
+
+    def blob(x, which):  # the blob's colour against the image's mean: a shape feature
+        return x.amax(dim=(2, 3)).sum(1).double().numpy() - x.mean(dim=(1, 2, 3)).double().numpy()
+
+    def against(x, which):
+        return -texture(x, which)
+
+    assert detail_kept(texture, images) < 0.5
+    assert detail_kept(blob, images) > 0.8
+    assert detail_kept(against, images) is None  # nothing to lose: not a share
+    # σ is a share of the image's side: the same stripes at twice the size fade as much
+    big = torch.nn.functional.interpolate(images, scale_factor=2, mode="nearest")
+    assert detail_kept(texture, big) == pytest.approx(detail_kept(texture, images), abs=0.1)
+    assert pytest.approx(1.0) == DETAIL_SIGMA * 64
+
+
+MAPS = {"lime": {"object": 0.65, "cues": {"texture": 0.35, "watermark": 0.0},
+                 "background": 0.0, "removed": 0.41, "kept": 0.73, "area": 0.25},
+        "activation": {"object": 0.45, "cues": {"texture": 0.55, "watermark": 0.0},
+                       "background": 0.0, "removed": 0.49, "kept": 0.67, "area": 0.36}}
+IMAGES = {"top": {"texture": 1.0, "watermark": 0.0}, "least": {"texture": 0.67, "watermark": 0.0}}
+
+
+def test_a_texture_the_maps_split_with_the_object_is_read_from_the_blur_line():
+    """A held-out ring feature (seed 39): texture 0.55 and object 0.42 by the truth; LIME puts
+    0.65 on the object, the activation map 0.55 on the texture, and each region takes the
+    other along. The blur left 0.40 of it: the texture, the one background cue in the top
+    images."""
+    texture = {"object": 0.0, "cues": {"texture": 1.0, "watermark": 0.0}, "background": 0.0}
+    assert detail_cue(0.40, MAPS, IMAGES) == "texture"
+    assert reader_evidence(None, MAPS, IMAGES, None, 0.40) == texture
+    assert reader_evidence(None, MAPS, IMAGES, 1.0, 0.40) == texture  # colour not needed
+    assert reader_evidence(None, MAPS, IMAGES, None, 0.60)["object"] == pytest.approx(0.65)
+    assert detail_cue(DETAIL_LEFT, MAPS, IMAGES) == "texture"  # at most half left
+    assert detail_cue(DETAIL_LEFT + 0.01, MAPS, IMAGES) is None
+    assert detail_cue(0.55, MAPS, IMAGES, left=0.6) == "texture"
+    assert detail_cue(None, MAPS, IMAGES) is None and detail_cue(0.4, MAPS, None) is None
+
+
+def test_the_blur_line_names_only_a_background_cue_shared_by_the_top_images():
+    for cue, named in (("texture", "texture"), ("tint", "tint"), ("watermark", None),
+                       ("stripe", None)):
+        images = {"top": {cue: 1.0}, "least": {cue: 0.5}}
+        maps = {n: {**p, "cues": {cue: p["cues"]["texture"]}} for n, p in MAPS.items()}
+        assert detail_cue(0.3, maps, images) == named  # a blur dims a small mark too
+        assert (cue_kind(cue) == "background") == (named is not None)
+    assert detail_cue(0.3, MAPS, {"top": {"texture": 0.79}}) is None
+    assert detail_cue(0.3, MAPS, {"top": {"texture": 0.8}}) == "texture"
+    assert detail_cue(0.3, MAPS, {"top": {"texture": 0.9, "tint": 0.9}}) is None  # which?
+    assert detail_cue(0.3, MAPS, {"top": {"texture": 0.9, "watermark": 1.0}}) == "texture"
+
+
+def test_a_map_region_apart_from_the_texture_that_is_more_necessary_wins():
+    """An object map whose region, without the texture, takes more of the feature than the
+    blur does shows the pattern; a region that holds a fifth of the texture does not count
+    (blurring and removing it both take the texture)."""
+    sharp = {**MAPS, "lime": {**MAPS["lime"], "cues": {"texture": 0.1}, "removed": 0.2}}
+    assert detail_cue(0.4, sharp, IMAGES) is None
+    assert detail_cue(0.15, sharp, IMAGES) == "texture"  # not more than the blur
+    for on_texture, named in ((0.2, "texture"), (0.19, None)):
+        region = {**sharp["lime"], "object": 1.0 - on_texture, "cues": {"texture": on_texture}}
+        assert detail_cue(0.4, {**MAPS, "lime": region}, IMAGES) == named
+        assert detail_cue(0.4, {**MAPS, "lime": region}, IMAGES, in_region=0.5) is None
+    blank = {**sharp, "lime": {**sharp["lime"], "kept": 0.0}}
+    assert detail_cue(0.4, blank, IMAGES) == "texture"  # a map without contrast says nothing
+    assert detail_cue(0.4, None, IMAGES) == "texture"
+
+
+ASSETS = {"grid": "../assets/g.png", "heat": "../assets/h.png",
+          "class_examples": "../assets/e.png", "contrast": "../assets/c.png"}
+
+
+def _page(**kw) -> BeautifulSoup:
+    return BeautifulSoup(render_hit(kind="image", hit_key="k", class_name="ring",
+                                    direction="highest", attention_number="3", assets=ASSETS,
+                                    n_examples=4, heat_panel="lime",
+                                    contrast={"lime": {"removed": 0.4, "kept": 0.7}}, **kw),
+                         "html5lib")
+
+
+def test_the_hit_page_shows_the_blur_line():
+    note = _page(colour=0.9, detail=0.374).find("p", class_="detail-note")
+    assert " ".join(note.get_text().split()) == " ".join(DETAIL_NOTE.format(pct=37).split())
+    assert _page(colour=0.9).find("p", class_="detail-note") is None
+
+
+def test_simulated_worker_reads_the_blur_line_of_the_manifest_row():
+    form = parse_hit_form(hit_html("k1", "image", ["a.png"]))
+    worker = WorkerProfile("D", "diligent", 1.0)
+    row = {"kind": "image", "evidence_panels": MAPS, "evidence_images": IMAGES,
+           "attention": {"field": "attention", "expected": "3"}}
+    with_line = choose_answers(form, {**row, "detail": 0.40}, worker, random.Random(0))
+    assert (with_line["shared"], with_line["pattern"]) == ("yes", "background")
+    without = choose_answers(form, {**row, "detail": 0.80}, worker, random.Random(0))
+    assert without["pattern"] != "background"
