@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from bs4 import BeautifulSoup
+from helpers_bench import load_bench
 from helpers_publish import hit_html
 
 from tasks.hit_render import DETAIL_NOTE, render_hit
@@ -155,3 +156,17 @@ def test_simulated_worker_reads_the_blur_line_of_the_manifest_row():
     assert (with_line["shared"], with_line["pattern"]) == ("yes", "background")
     without = choose_answers(form, {**row, "detail": 0.80}, worker, random.Random(0))
     assert without["pattern"] != "background"
+
+
+def test_measure_detail_groups_features_by_the_texture_share_and_counts_the_line(tmp_path):
+    bench = load_bench("measure_detail")
+    recs = [{"texture": t, "top_textured": top, "detail": {"1": d}}
+            for t, top, d in ((0.55, 1.0, 0.3), (0.5, 0.8, 0.5), (0.45, 1.0, 0.6),
+                              (0.1, 0.9, 0.7), (0.9, 0.79, 0.2), (None, 1.0, 0.9))]
+    assert [bench.group_of(r) for r in recs] == [bench.GROUPS[i] for i in (0, 0, 1, 2, 3, 3)]
+    rows = bench.table(recs, [1.0])
+    by_group = {r.split()[1] + " " + r.split()[2]: r.split() for r in rows[1:]}
+    assert by_group["texture >="][-5:] == ["2", "0.30", "0.40", "0.50", "2"]  # 0.5 counts
+    assert by_group["top images"][-5:] == ["2", "0.20", "0.55", "0.90", "1"]
+    with pytest.raises(SystemExit):
+        bench.main([str(tmp_path)])  # not a kept variant directory
