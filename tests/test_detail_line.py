@@ -170,3 +170,44 @@ def test_measure_detail_groups_features_by_the_texture_share_and_counts_the_line
     assert by_group["top images"][-5:] == ["2", "0.20", "0.55", "0.90", "1"]
     with pytest.raises(SystemExit):
         bench.main([str(tmp_path)])  # not a kept variant directory
+
+
+@pytest.mark.parametrize(("shape", "sigma"), [((24, 24), 1.0), ((24, 24), 2.3), ((9, 30), 2.0),
+                                               ((30, 9), 2.0), ((6, 6), 0.5), ((24, 24), 0.3),
+                                               ((5, 30), 2.0), ((30, 5), 2.0)])
+def test_the_blur_is_scipys_gaussian_filter_with_mirrored_borders(shape, sigma):
+    """Reference: scipy.ndimage.gaussian_filter, whose kernel reaches int(truncate·σ + 0.5)
+    pixels, with ``mode="mirror"`` (torch's reflect padding); where the image is too small
+    for that reach the blur reaches side - 1 pixels, as scipy does with truncate set so."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(int(10 * sigma))
+    img = rng.random((2, 3, *shape))
+    reach = min(max(1, int(3 * sigma + 0.5)), shape[0] - 1, shape[1] - 1)
+    want = gaussian_filter(img, sigma=(0, 0, sigma, sigma), mode="mirror",
+                           truncate=reach / sigma)
+    got = blurred(torch.as_tensor(img), sigma).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-10)
+
+
+def test_detail_kept_is_the_blurred_mean_over_the_original_mean_per_image_feature():
+    """Each shown image is scored for its own feature (``which``); the share is the ratio of
+    the means, and a feature that is zero on the originals has no share."""
+    rng = np.random.default_rng(4)
+    images = torch.as_tensor(rng.random((4, 3, 16, 16)))
+    means = images.mean(dim=(2, 3))  # (4, 3): feature c of image r is its channel-c mean
+
+    def score(x, which):
+        idx = np.asarray(which) % 3  # the caller says which feature each image is shown for
+        return (x.mean(dim=(2, 3))[np.arange(len(x)), idx] + 2.0).double().numpy()
+
+    b = blurred(images, 16 * DETAIL_SIGMA)
+    want = float((b.mean(dim=(2, 3))[np.arange(4), np.arange(4) % 3] + 2.0).mean()
+                 / (means[np.arange(4), np.arange(4) % 3] + 2.0).mean())
+    assert detail_kept(score, images) == pytest.approx(want, rel=1e-12)
+    assert abs(want - 1.0) < 0.05  # a mirrored blur keeps the means: about 1
+
+    def zero(x, which):
+        return np.zeros(len(x))
+
+    assert detail_kept(zero, images) is None

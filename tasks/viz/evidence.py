@@ -366,13 +366,15 @@ def detail_cue(detail: float | None, panels: Mapping[str, Mapping] | None,
     (leaves less of the feature removed than the blur does: the maps show the pattern).
 
     Where the maps split a feature between a textured background and the object about evenly,
-    the blur separates them: over 60 audit runs (seeds 34-39, ``benchmarks/results/
-    audit-intervention-cpu-2026-12-02.txt``), the blur (σ of 1 pixel at 64 pixels) kept at
-    most 0.43 of each of the 41 features that the texture carries at least half of (by the
-    truth), more than 0.5 of 464 of the 466 features whose top images are not mostly textured,
-    and 0.68 of the one feature of textured top images that the texture carries under a fifth
-    of. Marks are left out: a blur also dims a small mark and a star's points, and object
-    features whose top images share a watermark kept 0.48-0.55.
+    the blur separates them (``benchmarks/measure_detail.py``, results in
+    ``benchmarks/results/audit-intervention-cpu-2026-12-02.txt``): over the 60 kept audit runs
+    of seeds 34-39 the blur (σ of 1 pixel at 64 pixels) kept at most 0.45 of each of the 51
+    features that the texture carries at least half of (by the truth), more than 0.5 of 574
+    of the 577 features whose top images are not mostly textured, and 0.68 and 1.22 of the two
+    features of textured top images that the texture carries under a fifth of; on seeds 40-41,
+    held out, at most 0.44 of the 22 texture features. Marks are left out: a blur also dims a
+    small mark and a star's points (object features whose top images share a watermark kept
+    0.48-0.55).
     """
     if detail is None or detail > left or not images:
         return None
