@@ -211,3 +211,20 @@ def test_detail_kept_is_the_blurred_mean_over_the_original_mean_per_image_featur
         return np.zeros(len(x))
 
     assert detail_kept(zero, images) is None
+
+
+def test_the_blur_rule_reads_each_map_as_colour_cue_does():
+    """A map that names no texture holds none of it; a map without a removal number leaves
+    everything (1.0); a map whose region leaves exactly as much as the blur is not more
+    necessary; the reader passes the maps on to the rule."""
+    sharp = {**MAPS, "lime": {**MAPS["lime"], "cues": {}, "removed": 0.2}}
+    assert detail_cue(0.4, sharp, IMAGES) is None  # no texture named: none in the region
+    bare = {"lime": {**{k: v for k, v in MAPS["lime"].items() if k != "removed"}, "cues": {}}}
+    assert detail_cue(0.4, bare, IMAGES) == "texture"
+    assert detail_cue(1.2, bare, IMAGES, left=1.5) is None  # 1.0 left is more necessary
+    even = {**MAPS, "lime": {**MAPS["lime"], "cues": {"texture": 0.1}, "removed": 0.4}}
+    assert detail_cue(0.4, even, IMAGES) == "texture"
+    assert detail_cue(0.41, even, IMAGES) is None
+    texture = {"object": 0.0, "cues": {"texture": 1.0, "watermark": 0.0}, "background": 0.0}
+    assert reader_evidence(None, even, IMAGES, None, 0.41) != texture
+    assert reader_evidence(None, even, IMAGES, None, 0.40) == texture
