@@ -69,7 +69,7 @@ from sparse_probe.questions import (
     default_schema,
 )
 from sparse_probe.rundir import read_manifest
-from tasks.viz.evidence import reader_evidence
+from tasks.viz.evidence import cue_kind, reader_evidence
 from tasks.viz.text_panels import text_reader_evidence
 
 __all__ = [
@@ -86,10 +86,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: words in a planted cue's name -> the spurious kind it is (sparse_probe.questions.SPURIOUS_KINDS)
-_CUE_KINDS = {"watermark": "mark", "mark": "mark", "logo": "mark", "corner": "mark",
-              "stripe": "mark", "texture": "background", "background": "background",
-              "tint": "background", "identity": "identity"}
 #: ``source`` recorded in ``simulation.json``: workers read the ground-truth evidence / did not.
 SIMULATED_SOURCE = "simulated"
 BLIND_SOURCE = "simulated-blind"
@@ -138,16 +134,6 @@ class SimulationResult:
 
 
 # --------------------------------------------------------------------------- answering
-def cue_kind(name: str) -> str:
-    """The kind of cue (``"mark"``, ``"background"``, ``"identity"``, else ``"other"``) a
-    cue's name says, as the simulated crowd answers it."""
-    low = name.lower()
-    for word, kind in _CUE_KINDS.items():
-        if word in low:
-            return kind
-    return "other"
-
-
 def evidence_answer(evidence: Mapping[str, Any] | None, kind: str = "image",
                     margin: float = 1.5, majority: float = 0.4,
                     schema: QuestionSchema | None = None) -> tuple[str, str, str]:

@@ -14,8 +14,14 @@ from helpers_bench import load_bench
 from helpers_publish import hit_html
 
 from tasks.hit_render import DETAIL_NOTE, render_hit
-from tasks.simulate import WorkerProfile, choose_answers, cue_kind, parse_hit_form
-from tasks.viz.evidence import DETAIL_LEFT, detail_cue, reader_evidence
+from tasks.simulate import WorkerProfile, choose_answers, parse_hit_form
+from tasks.viz.evidence import (
+    DETAIL_LEFT,
+    backdrop_unneeded,
+    cue_kind,
+    detail_cue,
+    reader_evidence,
+)
 from tasks.viz.perturb import DETAIL_SIGMA, blurred, detail_kept
 
 
@@ -228,3 +234,28 @@ def test_the_blur_rule_reads_each_map_as_colour_cue_does():
     texture = {"object": 0.0, "cues": {"texture": 1.0, "watermark": 0.0}, "background": 0.0}
     assert reader_evidence(None, even, IMAGES, None, 0.41) != texture
     assert reader_evidence(None, even, IMAGES, None, 0.40) == texture
+
+
+def test_a_backdrop_that_neither_colour_nor_fine_detail_carries_is_not_named():
+    """A held-out ring feature (seed 42): the texture carries 0.20 of it, the object 0.84;
+    its activation map put 0.61 on the texture with a removal leaving 0.44 (a finding by the
+    maps alone), while greyscale kept 0.98 and the blur 0.67 of it."""
+    panels = {"lime": {"object": 0.767, "cues": {"stripe": 0.0, "texture": 0.233},
+                       "background": 0.0, "removed": 0.54, "kept": 0.589, "area": 0.125},
+              "activation": {"object": 0.394, "cues": {"stripe": 0.0, "texture": 0.606},
+                             "background": 0.0, "removed": 0.435, "kept": 0.835,
+                             "area": 0.298}}
+    images = {"top": {"stripe": 0.0, "texture": 1.0}, "least": {"stripe": 0.0, "texture": 0.78}}
+    none = {"object": 0.0, "cues": {"stripe": 0.0, "texture": 0.0}, "background": 1.0}
+    assert reader_evidence(None, panels, images, 0.98, 0.67) == none
+    named = reader_evidence(None, panels, images, 0.98, None)  # without the blur line
+    assert named["cues"]["texture"] == pytest.approx(0.606)
+    assert reader_evidence(None, panels, images, None, 0.67)["cues"]["texture"] > 0.6
+    assert backdrop_unneeded("texture", 0.98, 0.67)
+    assert backdrop_unneeded("tint", 0.51, 0.51)
+    assert not backdrop_unneeded("texture", 0.50, 0.9)  # half left: the colour may carry it
+    assert not backdrop_unneeded("texture", 0.9, 0.50)
+    assert not backdrop_unneeded("texture", 0.9, 0.55, left=0.6)
+    assert not backdrop_unneeded("watermark", 0.9, 0.9)  # a mark: neither line speaks to it
+    assert not backdrop_unneeded("texture", None, 0.9)
+    assert not backdrop_unneeded("texture", 0.9, None)

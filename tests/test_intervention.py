@@ -305,17 +305,22 @@ def _panel(obj, cues, rest, removed, kept=0.8, area=0.1):
             "kept": kept, "area": area}
 
 
-@pytest.mark.parametrize("removed,kept,named", [
-    (0.3, 0.8, True), (NECESSARY_LEFT, 0.8, True), (NECESSARY_LEFT + 1e-6, 0.8, False),
-    (0.3, 0.0, False), (0.7, SUFFICIENT_KEPT, True), (0.7, SUFFICIENT_KEPT - 1e-6, False)])
-def test_reader_names_a_cue_only_where_a_maps_contrast_backs_it(removed, kept, named):
-    panels = {"lime": _panel(0.1, {"mark": 0.9, "tex": 0.0}, 0.0, removed, kept),
-              "activation": _panel(0.1, {"mark": 0.85, "tex": 0.0}, 0.05, 0.9)}
+@pytest.mark.parametrize("removed,kept,cue,named", [
+    (0.3, 0.8, "mark", True), (NECESSARY_LEFT, 0.8, "mark", True),
+    (NECESSARY_LEFT + 1e-6, 0.8, "mark", False), (0.3, 0.0, "mark", False),
+    (0.7, SUFFICIENT_KEPT, "tint", True), (0.7, SUFFICIENT_KEPT - 1e-6, "tint", False),
+    # sufficiency stands in for necessity only for a backdrop (a colour cast's grey fill is
+    # no neutral removal); a mark whose removal leaves most of the feature is not its pattern
+    (0.7, SUFFICIENT_KEPT, "mark", False), (0.7, 1.0, "watermark", False),
+    (0.7, SUFFICIENT_KEPT, "texture", True)])
+def test_reader_names_a_cue_only_where_a_maps_contrast_backs_it(removed, kept, cue, named):
+    panels = {"lime": _panel(0.1, {cue: 0.9, "tex": 0.0}, 0.0, removed, kept),
+              "activation": _panel(0.1, {cue: 0.85, "tex": 0.0}, 0.05, 0.9)}
     seen = reader_evidence(None, panels)
-    assert (dominant_region(seen) == "mark") is named
+    assert (dominant_region(seen) == cue) is named
     if not named:  # no single pattern: the rest holds everything
-        assert seen == {"object": 0.0, "cues": {"mark": 0.0, "tex": 0.0}, "background": 1.0}
-    assert cue_backed_by_contrast("mark", panels) is named
+        assert seen == {"object": 0.0, "cues": {cue: 0.0, "tex": 0.0}, "background": 1.0}
+    assert cue_backed_by_contrast(cue, panels) is named
 
 
 def test_contrast_must_come_from_a_map_that_is_mainly_the_cue():

@@ -308,7 +308,9 @@ def test_missing_numbers_and_empty_panels_back_nothing():
     assert not cue_backed_by_contrast("mark", None)
     no_removed = {k: v for k, v in _panel(cues={"mark": 0.9}).items() if k != "removed"}
     assert not cue_backed_by_contrast("mark", {"m": no_removed})
-    assert cue_backed_by_contrast("mark", {"m": {**no_removed, "kept": 0.95}})
+    assert not cue_backed_by_contrast("mark", {"m": {**no_removed, "kept": 0.95}})  # a mark
+    backdrop = {k: v for k, v in _panel(cues={"tint": 0.9}).items() if k != "removed"}
+    assert cue_backed_by_contrast("tint", {"m": {**backdrop, "kept": 0.95}})  # a backdrop
     # any panel may back it, not only the first
     panels = {"a": _panel(cues={"mark": 0.9}, removed=0.8), "b": _panel(cues={"mark": 0.9})}
     assert cue_backed_by_contrast("mark", panels)
@@ -321,7 +323,11 @@ def test_a_sufficient_region_backs_a_cue_only_with_little_of_the_object_in_it():
     ring = _panel(object=0.30, background=0.13, cues={"mark": 0.57}, removed=0.55, kept=0.97)
     assert not cue_backed_by_contrast("mark", {"lime": ring})
     assert cue_backed_by_contrast("mark", {"lime": {**ring, "removed": 0.5}})  # necessary
-    assert cue_backed_by_contrast("mark", {"lime": ring}, object_share=0.3)
+    # (a backdrop in its place: sufficiency alone names backdrops only)
+    textured = {**ring, "cues": {"texture": 0.57}}
+    assert not cue_backed_by_contrast("texture", {"lime": textured})
+    assert cue_backed_by_contrast("texture", {"lime": textured}, object_share=0.3)
+    assert not cue_backed_by_contrast("mark", {"lime": ring}, object_share=0.3)
     tint = _panel(object=0.2, background=0.1, cues={"tint": 0.7}, removed=0.8, kept=0.92)
     assert cue_backed_by_contrast("tint", {"lime": tint})  # a fifth of the map: minor
     assert not cue_backed_by_contrast("tint", {"lime": {**tint, "object": 0.21}})
