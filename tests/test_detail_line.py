@@ -113,6 +113,8 @@ def test_the_blur_line_names_only_a_background_cue_shared_by_the_top_images():
         maps = {n: {**p, "cues": {cue: p["cues"]["texture"]}} for n, p in MAPS.items()}
         assert detail_cue(0.3, maps, images) == named  # a blur dims a small mark too
         assert (cue_kind(cue) == "background") == (named is not None)
+    assert [cue_kind(c) for c in ("Corner_Logo", "identity:religion", "shape")] == [
+        "mark", "identity", "other"]
     assert detail_cue(0.3, MAPS, {"top": {"texture": 0.79}}) is None
     assert detail_cue(0.3, MAPS, {"top": {"texture": 0.8}}) == "texture"
     assert detail_cue(0.3, MAPS, {"top": {"texture": 0.9, "tint": 0.9}}) is None  # which?

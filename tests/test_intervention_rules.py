@@ -334,9 +334,14 @@ def test_a_sufficient_region_backs_a_cue_only_with_little_of_the_object_in_it():
     # shares of a map need not sum to 1: the object's share is of the map's total
     half = _panel(object=0.15, background=0.065, cues={"mark": 0.285}, removed=0.55, kept=0.97)
     assert not cue_backed_by_contrast("mark", {"lime": half})
+    half_t = {**half, "cues": {"texture": 0.285}}
+    assert not cue_backed_by_contrast("texture", {"lime": half_t})  # 0.15 of 0.5: too much
+    assert cue_backed_by_contrast("texture", {"lime": {**half_t, "object": 0.08}})
     # a panel that backs nothing does not stop the next one from backing it
     sharp = _panel(cues={"mark": 0.9}, removed=0.2)
     assert cue_backed_by_contrast("mark", {"lime": ring, "activation": sharp})
+    sharp_t = _panel(cues={"texture": 0.9}, removed=0.2)
+    assert cue_backed_by_contrast("texture", {"lime": textured, "activation": sharp_t})
     assert cue_backed_by_contrast("mark", {"lime": {**sharp, "kept": 0.0}, "activation": sharp})
 
 
