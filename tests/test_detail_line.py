@@ -4,6 +4,7 @@ tasks.viz.evidence.detail_cue)."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -261,3 +262,53 @@ def test_a_backdrop_that_neither_colour_nor_fine_detail_carries_is_not_named():
     assert not backdrop_unneeded("watermark", 0.9, 0.9)  # a mark: neither line speaks to it
     assert not backdrop_unneeded("texture", None, 0.9)
     assert not backdrop_unneeded("texture", 0.9, None)
+
+
+def _kept_variant(tmp_path, rows):
+    run = tmp_path / "image-s1-texture-ring_watermark-star-0.9"
+    (run / "shapes" / "tasks").mkdir(parents=True)
+    (run / "demo.json").write_text(json.dumps({"config": {"cues": {
+        "texture": {"class": "ring", "strength": 0.9},
+        "watermark": {"class": "star", "strength": 0.9}}}}))
+    (run / "shapes" / "tasks" / "manifest.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows))
+    return run
+
+
+def _row(key, truth, cues, panels, **kw):
+    kinds = {"background": cues.get("texture", 0.0), "mark": cues.get("watermark", 0.0)}
+    return {"hit_key": key, "class_name": "ring", "feature": int(key[-1]), "is_gold": False,
+            "truth": truth, "removal": {"object": 0.5, "cues": cues, "kinds": kinds},
+            "evidence_panels": panels, **kw}
+
+
+def test_reread_audit_scores_the_readers_answers_as_the_benchmark_does(tmp_path):
+    bench = load_bench("reread_audit")
+    on_mark = {"lime": {"object": 0.1, "cues": {"texture": 0.0, "watermark": 0.9},
+                        "background": 0.0, "removed": 0.2, "kept": 0.8, "area": 0.05}}
+    rows = [
+        # split maps: the texture is found only through the blur line (given by --detail)
+        _row("k1", "spurious:background", {"texture": 0.55, "watermark": 0.0}, MAPS,
+             evidence_images=IMAGES, colour=1.0),
+        _row("k2", "core", {"texture": 0.0, "watermark": 0.05}, on_mark),  # a false alarm
+        _row("k3", "core", {"texture": 0.0, "watermark": 0.3}, on_mark),  # mixed
+        {**_row("k4", "core", {"texture": 0.0, "watermark": 0.0}, on_mark), "is_gold": True},
+    ]
+    run = _kept_variant(tmp_path, rows)
+    missed = bench.read_variant(run)
+    assert missed["cues"] == {"texture": False}  # no HIT carries the watermark: not counted
+    assert len(missed["false_alarms"]) == 1 and "ring:2 read as mark" in missed["false_alarms"][0]
+    assert missed["mixed"] == 1
+    assert missed["misses"] == [f"{run.name} texture: ring:1 read as object"]
+    found = bench.read_variant(run, {(run.name, "k1"): 0.40})
+    assert found["cues"] == {"texture": True} and not found["misses"]
+    assert bench.summary_line([missed, found]) == (
+        "texture 1/2 | found 1/2 | false alarms 2 | mixed 2")
+    line = tmp_path / "detail.jsonl"
+    line.write_text(json.dumps({"run": run.name, "hit_key": "k1", "detail": {"1": 0.4}}) + "\n")
+    assert bench.main([str(run), "--detail", str(line)]) == 0
+    with pytest.raises(SystemExit):
+        bench.main([str(tmp_path)])  # not a kept variant
+    line.write_text("{}\n")
+    with pytest.raises(SystemExit):
+        bench.main([str(run), "--detail", str(line)])
