@@ -23,7 +23,7 @@ from tasks.question_xml import HTML_QUESTION_NS, QUESTION_MAX_BYTES, html_questi
 
 MANIFEST_KEYS = {"hit_key", "kind", "layer", "class", "class_name", "feature", "weight", "rank",
                  "direction", "html", "assets", "example_ids", "is_gold", "gold", "attention",
-                 "evidence", "evidence_panels", "evidence_images", "colour", "truth",
+                 "evidence", "evidence_panels", "evidence_images", "colour", "detail", "truth",
                  "removal", "truth_removal", "truth_maps", "assignments", "reward"}
 FAST = {"fvis_steps": 12, "fvis_size": 32, "n_examples": 6, "progress": False}
 
