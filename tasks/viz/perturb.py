@@ -128,18 +128,21 @@ def surround_fill(image: np.ndarray, region: np.ndarray, band: int = FILL_BAND,
     ndarray of shape (3, H, W), float64, or None
         None when the region is empty or more than half the image, when some piece has no
         shift that keeps it and its ring inside the image with their sources off the region,
-        or when the copy changes the region less than ``change`` times its mismatch on the
-        rings (both as mean squared differences per pixel).
+        or when the copy changes the region by no more than ``change`` times its mismatch on
+        the rings or :data:`FILL_SPREAD` times the region's own variance (mean squared
+        differences per pixel, summed over the channels).
 
     Notes
     -----
     Exemplar-based completion by offsets (Criminisi, Pérez & Toyama, IEEE TIP 2004; one offset
     per piece as in He & Sun, "Statistics of patch offsets for image completion", ECCV 2012):
     the region ``M`` is cut into square tiles of a quarter of the image's side; for the piece
-    ``M_t`` in each, its ring ``B_t`` (pixels within ``band`` of it, outside ``M``) is matched
-    against every shift ``s`` at once, ``Σ_{p∈B_t} |I(p+s) − I(p)|²`` from cross-correlations by
-    FFT, over the shifts that move ``M_t ∪ B_t`` inside the image and off ``M``; the piece is
-    copied from its best shift (ties: the shortest). A periodic texture is continued at a
+    ``M_t`` in each, its ring ``B_t`` (pixels within ``band`` of it that lie outside ``M`` or
+    in pieces filled already; the piece with the largest ring goes first) is matched against
+    every shift ``s`` at once, ``Σ_{p∈B_t} |I(p+s) − J(p)|²`` (``J`` the image as filled so
+    far) from cross-correlations by FFT, over the shifts that move ``M_t ∪ B_t`` inside the
+    image and off ``M``; the piece is copied from ``I`` at its best shift (ties: the
+    shortest). A periodic texture is continued at a
     multiple of its period, a plain background by any shift.
     """
     M = np.asarray(region, bool)
