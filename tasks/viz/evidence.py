@@ -429,10 +429,9 @@ def reader_evidence(evidence: Mapping | None, panels: Mapping[str, Mapping] | No
     (:func:`object_backed`); otherwise the reader sees no single pattern
     (``{"object": 0, "cues": {...: 0}, "background": 1}``), as it does for a background cue
     that neither the greyscale nor the blur line shows needed (:func:`backdrop_unneeded`).
-    Before the maps, the greyscale
-    line (``colour``) may name a colour the top images share (:func:`colour_cue`), and the
-    blur line (``detail``) a background texture they share (:func:`detail_cue`). HITs
-    without panels (older manifests, text) are read as before."""
+    Before the maps, the greyscale line (``colour``) may name a colour the top images share
+    (:func:`colour_cue`), and the blur line (``detail``) a background texture they share
+    (:func:`detail_cue`). HITs without panels (older manifests, text) are read as before."""
     if panels:
         hue = colour_cue(colour, panels, images)
         if hue is None:
