@@ -112,16 +112,24 @@ def gradient_refined_heatmaps(
     return gaussian_blur(heat, sigma if sigma is not None else max(1.0, x.shape[-2] / 48))
 
 
-def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of maps (n, H, W) with standard deviation ``sigma`` pixels
-    (zero padding; mass near the border is partly lost)."""
+def gaussian_blur(maps: torch.Tensor, sigma: float, mirror: bool = False) -> torch.Tensor:
+    """Separable Gaussian blur of maps (n, H, W) with standard deviation ``sigma`` pixels,
+    reaching ``int(3σ + 0.5)`` pixels: zero padding (mass near the border is partly lost), or
+    with ``mirror`` the maps reflected at their borders (a flat map stays flat; the reach is
+    cut to the side less one where the maps are smaller)."""
     if sigma <= 0:
         return maps
     radius = max(1, int(3 * sigma + 0.5))
+    if mirror:
+        radius = min(radius, maps.shape[-2] - 1, maps.shape[-1] - 1)
     t = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     k = k / k.sum()
     x = maps[:, None]
+    if mirror:
+        x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+        x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1))
+        return x[:, 0]
     x = F.conv2d(x, k.view(1, 1, 1, -1), padding=(0, radius))
     x = F.conv2d(x, k.view(1, 1, -1, 1), padding=(radius, 0))
     return x[:, 0]

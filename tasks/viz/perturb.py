@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tasks.viz.heatmap import gaussian_blur
+
 __all__ = ["DETAIL_SIGMA", "FILL", "FILL_BAND", "FILL_CHANGE", "FILL_SPREAD", "LUMA", "Contrast",
            "blurred", "colour_kept", "contrast", "detail_kept",
            "feature_scorer", "fill_from_surround", "fill_removed", "greyscale", "surround_fill"]
@@ -297,11 +299,7 @@ def colour_kept(score: Callable[[torch.Tensor, np.ndarray], np.ndarray],
     object, and painting the object grey leaves the edge (the grey meets the tint). Taking the
     colour out of the whole image shows whether the feature needs it.
     """
-    which = np.arange(len(images))
-    base = float(np.mean(score(images, which)))
-    if base <= 0:
-        return None
-    return float(np.mean(score(greyscale(images), which)) / base)
+    return _share_left(score, images, greyscale(images))
 
 
 #: Standard deviation of the blur of the blur line (:func:`detail_kept`), as a share of the
@@ -313,21 +311,10 @@ DETAIL_SIGMA = 1.0 / 64
 
 def blurred(images: torch.Tensor, sigma: float) -> torch.Tensor:
     """``images`` (n, 3, H, W) blurred by a separable Gaussian of standard deviation
-    ``sigma`` pixels (reflected at the borders, so the border keeps its colour)."""
-    if sigma <= 0:
-        return images
-    r = max(1, int(3 * sigma + 0.5))
+    ``sigma`` pixels, reflected at the borders so the border keeps its colour
+    (:func:`tasks.viz.heatmap.gaussian_blur` on each channel)."""
     n, c, H, W = images.shape
-    r = min(r, H - 1, W - 1)
-    t = torch.arange(-r, r + 1, dtype=images.dtype, device=images.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    x = images.reshape(n * c, 1, H, W)
-    x = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (r, r, 0, 0), mode="reflect"),
-                                   k.view(1, 1, 1, -1))
-    x = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (0, 0, r, r), mode="reflect"),
-                                   k.view(1, 1, -1, 1))
-    return x.reshape(n, c, H, W)
+    return gaussian_blur(images.reshape(n * c, H, W), sigma, mirror=True).reshape(n, c, H, W)
 
 
 def detail_kept(score: Callable[[torch.Tensor, np.ndarray], np.ndarray],
@@ -343,9 +330,15 @@ def detail_kept(score: Callable[[torch.Tensor, np.ndarray], np.ndarray],
     is the intervention the maps cannot show (texture versus shape, as in Geirhos et al.,
     "ImageNet-trained CNNs are biased towards texture", ICLR 2019).
     """
+    return _share_left(score, images, blurred(images, sigma * min(images.shape[-2:])))
+
+
+def _share_left(score: Callable[[torch.Tensor, np.ndarray], np.ndarray], images: torch.Tensor,
+                changed: torch.Tensor) -> float | None:
+    """The mean signed feature on ``changed`` over its mean on ``images`` (each image scored
+    for its own feature); None when the latter is not positive."""
     which = np.arange(len(images))
     base = float(np.mean(score(images, which)))
     if base <= 0:
         return None
-    side = min(images.shape[-2:])
-    return float(np.mean(score(blurred(images, sigma * side), which)) / base)
+    return float(np.mean(score(changed, which)) / base)
