@@ -381,3 +381,16 @@ def test_a_soft_mask_is_read_as_the_region_where_it_is_not_zero():
                                fill_from_surround(images, blob[None]))
     torch.testing.assert_close(fill_from_surround(images, soft, change=1e9),
                                fill_removed(images, blob[None]))
+
+
+def test_measure_fill_reports_the_copy_closer_to_the_redraw_than_grey(capsys):
+    from helpers_bench import load_bench
+
+    bench = load_bench("measure_fill")
+    res = bench.measure(seed=3, n=24, grow=0)
+    for copied, e_fill, e_grey in res.values():
+        assert copied > 0.5 and e_fill < 0.6 * e_grey
+    assert bench.main(["--seeds", "3", "--n", "24", "--grow", "0"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3  # header, textured, plain
+    with pytest.raises(SystemExit):
+        bench.main(["--n", "5"])
