@@ -149,7 +149,8 @@ def hessian_blocks(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: to
         Hww[b:, a:b] = Hww[a:b, b:].T
         Hww[a:b, a:b] = 0.5 * (Hww[a:b, a:b] + Hww[a:b, a:b].T)
     P64 = P.to(torch.float64)
-    Hbb = torch.diag(P64.sum(0)) - P64.T @ P64
+    PP = P64.T @ P64  # a GEMM: not bit-symmetric on every BLAS (AMD's here, by an ulp)
+    Hbb = torch.diag(P64.sum(0)) - 0.5 * (PP + PP.T)
     # in place: a fresh (Nw, Nw) float64 array costs a pass of page faults (92 MiB at 3,400)
     return Hww.div_(n).cpu().numpy(), (Hwb / n).cpu().numpy(), (Hbb / n).cpu().numpy()
 
