@@ -1,5 +1,5 @@
-"""Exact behaviour of :mod:`sparse_probe.solvers.gram_cd`: the two coordinate-descent kernels
-sweep for sweep, the kernel choice and its fallbacks, the shared-factor face solves, the
+"""Exact behaviour of :mod:`sparse_probe.solvers.gram_cd`: the three coordinate-descent kernels
+sweep for sweep (the project's compiled ``_gram_cd``, scikit-learn's, the numpy loop), the kernel choice and its fallbacks, the shared-factor face solves, the
 active-set method's exits and counts, and enet_qp's sweep schedule and hand-off rule (driven
 by scripted violations, so each comparison is met at its boundary).
 
@@ -11,12 +11,13 @@ the compiled kernel (same cyclic updates, so agreement to rounding after each sw
 from __future__ import annotations
 
 import logging
+import sys
 
 import numpy as np
 import pytest
 import sklearn.linear_model._cd_fast as cd_fast
 
-from sparse_probe.solvers import gram_cd
+from sparse_probe.solvers import _gram_cd, gram_cd
 from sparse_probe.solvers.gram_cd import (
     DIRECT_MAX,
     active_set_qp,
@@ -26,6 +27,7 @@ from sparse_probe.solvers.gram_cd import (
 )
 
 RAW = cd_fast.enet_coordinate_descent_gram
+OWN = _gram_cd.sweeps
 LOGGER = "sparse_probe.solvers.gram_cd"
 
 
@@ -162,23 +164,147 @@ def test_cd_sklearn_without_do_screening_falls_back_to_the_old_call(fresh_kernel
     np.testing.assert_array_equal(u3, u1)
 
 
+# --- the project's compiled kernel (_gram_cd.sweeps) ---------------------------------------
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("sweeps", [1, 4, 30])
+def test_own_kernel_matches_the_numpy_loop_sweep_for_sweep(seed, sweeps):
+    Q, q = _coupled(seed, N=9)
+    Q[4, :] = Q[:, 4] = 0.0  # a coordinate without curvature: skipped (l2 = 0 below)
+    for l1, l2 in ((0.05, 0.01), (0.0, 0.2), (0.3, 0.0)):
+        u1, u2 = np.zeros(9), np.full(9, 0.2)
+        u2[4] = 0.0
+        u1[:] = u2
+        Qu = Q @ u2
+        viol, made = OWN(u2, Qu, Q, q, l1, l2, sweeps, -1.0)
+        gram_cd._cd_numpy(u1, l1, l2, Q, q, sweeps)
+        assert made == sweeps
+        np.testing.assert_allclose(u2, u1, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(Qu, Q @ u2, rtol=1e-12, atol=1e-14)  # kept up to date
+        assert viol == pytest.approx(qp_violation(Q, q, u2, l1, l2), rel=1e-12, abs=1e-13)
+
+
+def test_own_kernel_stops_after_the_first_sweep_that_meets_tol():
+    Q, q = _coupled(5)
+    viols, u = [], np.zeros(7)
+    for _ in range(12):  # the numpy loop's violation after each sweep
+        gram_cd._cd_numpy(u, 0.05, 0.01, Q, q, 1)
+        viols.append(qp_violation(Q, q, u, 0.05, 0.01))
+    for at in (0, 3, 7):
+        tol = viols[at]  # met exactly after sweep at + 1, not before (strictly decreasing)
+        assert all(v > tol for v in viols[:at])
+        u = np.zeros(7)
+        viol, made = OWN(u, Q @ u, Q, q, 0.05, 0.01, 50, tol * (1 + 1e-9))
+        assert made == at + 1 and viol <= tol * (1 + 1e-9)
+    u = np.zeros(7)  # a start that already meets tol: no sweep
+    u_met = u.copy()
+    gram_cd._cd_numpy(u_met, 0.05, 0.01, Q, q, 200)
+    v0 = qp_violation(Q, q, u_met, 0.05, 0.01)
+    viol, made = OWN(u_met, Q @ u_met, Q, q, 0.05, 0.01, 50, v0)
+    assert made == 0 and viol == pytest.approx(v0, rel=1e-12, abs=1e-16)
+
+
+def test_own_kernel_reports_a_nan():
+    Q, q = _coupled(1)
+    q[2] = np.nan
+    u = np.zeros(7)
+    viol, made = OWN(u, Q @ u, Q, q, 0.05, 0.01, 3, 1e-8)
+    assert np.isnan(viol) and made == 3 and np.isnan(u[2])  # as the numpy loop's
+    ref = np.zeros(7)
+    gram_cd._cd_numpy(ref, 0.05, 0.01, Q, q, 3)
+    np.testing.assert_array_equal(np.isnan(u), np.isnan(ref))
+    g = np.zeros(7)  # a NaN gradient at a zero weight: reported, not read as inside the band
+    viol, made = OWN(g, Q @ g, Q, q, 0.05, 0.01, 0, 1e-8)
+    assert np.isnan(viol) and made == 0
+
+
+def test_own_kernel_rejects_what_it_cannot_read():
+    Q, q = _coupled(2)
+    u = np.zeros(7)
+    with pytest.raises(ValueError, match=r"_gram_cd.sweeps: Q must be a C-contiguous float64 "
+                                         r"array of 49 entries"):
+        OWN(u, Q @ u, Q[:6, :6].copy(), q, 0.1, 0.0, 1, 0.0)
+    with pytest.raises(ValueError, match=r"_gram_cd.sweeps: q must be .* of 7 entries"):
+        OWN(u, Q @ u, Q, q.astype(np.float32), 0.1, 0.0, 1, 0.0)
+    with pytest.raises(ValueError, match=r"_gram_cd.sweeps: Qu must be"):
+        OWN(u, np.zeros(6), Q, q, 0.1, 0.0, 1, 0.0)
+    with pytest.raises(ValueError, match=r"_gram_cd.sweeps: u must be"):
+        OWN(u.astype(np.float32), Q @ u, Q, q, 0.1, 0.0, 1, 0.0)
+    with pytest.raises((ValueError, BufferError)):
+        OWN(u, Q @ u, np.asfortranarray(Q[:, ::-1]), q, 0.1, 0.0, 1, 0.0)  # not C-contiguous
+    frozen = np.zeros(7)
+    frozen.flags.writeable = False
+    with pytest.raises((ValueError, BufferError)):
+        OWN(frozen, Q @ u, Q, q, 0.1, 0.0, 1, 0.0)
+
+
+def test_enet_qp_confirms_the_own_kernels_stop_on_an_exact_product(fresh_kernel, monkeypatch):
+    """The kernel's violation is read off a kept product that drifts by rounding: enet_qp
+    re-reads it off an exact one, sweeps on where that misses tol, and ends where the kernel
+    makes no sweep at all (it met tol on its own reading of that exact product)."""
+    Q, q = _coupled(3)
+    calls = []
+
+    def lying(u, Qu, Q_, q_, l1, l2, k, tol):  # claims tol met after its sweeps
+        _viol, made = OWN(u, Qu, Q_, q_, l1, l2, min(k, 1), -1.0)
+        calls.append(made)
+        return (0.0, made) if len(calls) < 3 else (0.0, 0)
+
+    monkeypatch.setattr(gram_cd, "_kernel", lambda: ("own", lying))
+    u, sweeps, viol = enet_qp(Q, q, np.zeros(7), 0.05, 0.01, tol=1e-12, direct_max=0)
+    assert calls == [1, 1, 1] and sweeps == 2  # the third call's sweep is not counted
+    assert viol == qp_violation(Q, q, u, 0.05, 0.01) and viol > 1e-12
+
+
 # --- the kernel choice -------------------------------------------------------------------
 
-def test_kernel_is_scikit_learns_and_is_decided_once(fresh_kernel, monkeypatch):
-    assert gram_cd._kernel() is RAW
-    monkeypatch.setattr(cd_fast, "enet_coordinate_descent_gram", None)
-    assert gram_cd._kernel() is RAW  # cached
+def test_kernel_is_the_projects_own_and_is_decided_once(fresh_kernel, monkeypatch):
+    """The extension is built by the project's install (setup.py): the default kernel is it,
+    and a test environment where it is missing fails here rather than running slower."""
+    assert gram_cd._kernel() == ("own", _gram_cd.sweeps)
+    monkeypatch.setattr(_gram_cd, "sweeps", None)
+    assert gram_cd._kernel() == ("own", OWN)  # cached
+    assert gram_cd._KERNEL == [("own", OWN)]
 
 
 def test_kernel_env_override_chooses_the_numpy_loop(fresh_kernel, monkeypatch):
     monkeypatch.setenv("SPARSE_PROBE_GRAM_CD", "numpy")
-    assert gram_cd._kernel() is None
-    assert gram_cd._KERNEL == [None]
+    assert gram_cd._kernel() == ("numpy", None)
+    assert gram_cd._KERNEL == [("numpy", None)]
 
 
-def test_kernel_env_other_value_keeps_the_compiled_kernel(fresh_kernel, monkeypatch):
+def test_kernel_env_sklearn_chooses_scikit_learns(fresh_kernel, monkeypatch):
     monkeypatch.setenv("SPARSE_PROBE_GRAM_CD", "sklearn")
-    assert gram_cd._kernel() is RAW
+    assert gram_cd._kernel() == ("sklearn", RAW)
+
+
+def test_kernel_env_other_value_keeps_the_default(fresh_kernel, monkeypatch):
+    monkeypatch.setenv("SPARSE_PROBE_GRAM_CD", "fast")
+    assert gram_cd._kernel() == ("own", OWN)
+
+
+def test_kernel_without_the_extension_is_scikit_learns(fresh_kernel, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "sparse_probe.solvers._gram_cd", None)  # import fails
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        assert gram_cd._kernel() == ("sklearn", RAW)
+    recs = [r for r in caplog.records if r.name == LOGGER]
+    assert len(recs) == 1 and recs[0].levelno == logging.DEBUG
+    assert recs[0].getMessage().startswith("gram_cd: compiled _gram_cd unavailable (")
+
+
+@pytest.mark.parametrize("how", ["far", "near"])
+def test_own_kernel_that_disagrees_is_dropped_for_scikit_learns(fresh_kernel, monkeypatch,
+                                                                caplog, how):
+    def wrong(u, *args):
+        out = OWN(u, *args)
+        u[0] += 1.0 if how == "far" else 5e-10  # beyond rtol 1e-9, atol 1e-12
+        return out
+
+    monkeypatch.setattr(_gram_cd, "sweeps", wrong)
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        assert gram_cd._kernel() == ("sklearn", RAW)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "gram_cd: the compiled _gram_cd.sweeps disagrees with the numpy loop; not used"]
 
 
 @pytest.mark.parametrize("how", ["far", "near"])
@@ -189,9 +315,10 @@ def test_kernel_that_disagrees_is_dropped_with_a_warning(fresh_kernel, monkeypat
         w[0] += 1.0 if how == "far" else 5e-10  # beyond rtol 1e-9, atol 1e-12
         return out
 
+    monkeypatch.setenv("SPARSE_PROBE_GRAM_CD", "sklearn")
     monkeypatch.setattr(cd_fast, "enet_coordinate_descent_gram", wrong)
     with caplog.at_level(logging.DEBUG, logger=LOGGER):
-        assert gram_cd._kernel() is None
+        assert gram_cd._kernel() == ("numpy", None)
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
         "gram_cd: scikit-learn's enet_coordinate_descent_gram disagrees with the numpy "
         "loop; using the numpy loop"]
@@ -204,14 +331,15 @@ def test_kernel_that_disagrees_is_dropped_with_a_warning(fresh_kernel, monkeypat
 
 
 def test_kernel_missing_is_logged_and_the_numpy_loop_used(fresh_kernel, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "sparse_probe.solvers._gram_cd", None)
     monkeypatch.delattr(cd_fast, "enet_coordinate_descent_gram")
     with caplog.at_level(logging.DEBUG, logger=LOGGER):
-        assert gram_cd._kernel() is None
+        assert gram_cd._kernel() == ("numpy", None)
     recs = [r for r in caplog.records if r.name == LOGGER]
-    assert len(recs) == 1 and recs[0].levelno == logging.DEBUG
-    assert recs[0].msg == "gram_cd: compiled kernel unavailable (%s); numpy loop"
-    assert isinstance(recs[0].args[0], ImportError)
-    assert recs[0].getMessage().startswith("gram_cd: compiled kernel unavailable (cannot ")
+    assert len(recs) == 2 and all(r.levelno == logging.DEBUG for r in recs)
+    assert recs[1].msg == "gram_cd: compiled kernel unavailable (%s); numpy loop"
+    assert isinstance(recs[1].args[0], ImportError)
+    assert recs[1].getMessage().startswith("gram_cd: compiled kernel unavailable (cannot ")
 
 
 # --- the shared-factor face solves -------------------------------------------------------
@@ -496,7 +624,7 @@ class _Script:
 
     def __init__(self, monkeypatch, viols, as_viols=(1.0,)):
         self.ks, self.handoffs, self.viols, self.as_viols = [], [], list(viols), list(as_viols)
-        monkeypatch.setattr(gram_cd, "_kernel", lambda: None)
+        monkeypatch.setattr(gram_cd, "_kernel", lambda: ("numpy", None))
         monkeypatch.setattr(gram_cd, "_cd_numpy", lambda u, l1, l2, Q, q, k: self.ks.append(k))
         monkeypatch.setattr(gram_cd, "qp_violation", self._viol)
         monkeypatch.setattr(gram_cd, "active_set_qp", self._as)

@@ -11,13 +11,14 @@ import warnings
 
 import numpy as np
 import pytest
+import sklearn.linear_model._cd_fast as cd_fast
 import torch
 from helpers_bench import load_bench
 from sklearn.linear_model import LogisticRegression
 
 from sparse_probe import fit_path, kkt_violation, objective_f64
 from sparse_probe.penalties import ElasticNet, GroupedElasticNet
-from sparse_probe.solvers import SOLVERS, get_solver, gram_cd
+from sparse_probe.solvers import SOLVERS, _gram_cd, get_solver, gram_cd
 from sparse_probe.solvers.blocked import BlockedData
 from sparse_probe.solvers.choice import newton_cost, owlqn_iteration_cost, prefer_newton
 from sparse_probe.solvers.gram_cd import enet_qp, qp_violation
@@ -107,14 +108,15 @@ def test_hessian_over_many_row_blocks_matches_autograd(monkeypatch):
         np.testing.assert_array_equal(H, H.T)
 
 
-@pytest.fixture(params=["compiled", "numpy"])
+@pytest.fixture(params=["own", "sklearn", "numpy"])
 def kernel(request, monkeypatch):
-    """Run a test with scikit-learn's compiled Gram CD and with the numpy loop."""
+    """Run a test with each Gram CD kernel: the project's compiled one, scikit-learn's and
+    the numpy loop."""
     monkeypatch.setattr(gram_cd, "_KERNEL", [])
-    if request.param == "numpy":
-        monkeypatch.setenv("SPARSE_PROBE_GRAM_CD", "numpy")
-    else:
+    if request.param == "own":
         monkeypatch.delenv("SPARSE_PROBE_GRAM_CD", raising=False)
+    else:
+        monkeypatch.setenv("SPARSE_PROBE_GRAM_CD", request.param)
     yield request.param
     monkeypatch.setattr(gram_cd, "_KERNEL", [])
 
@@ -127,12 +129,9 @@ def test_enet_qp_reaches_its_tolerance_on_a_singular_gram(kernel):
     q = A.T @ rs.standard_normal(20) / 20  # in Q's range, as a Newton model's (q = Qw - g)
     u, sweeps, viol = enet_qp(Q, q, np.zeros(8), 0.05, 1e-4, tol=1e-10, direct_max=0)
     assert viol <= 1e-10 and sweeps >= 1
-    assert qp_violation(Q, q, u, 0.05, 1e-4) == pytest.approx(viol)
+    assert qp_violation(Q, q, u, 0.05, 1e-4) == viol  # read off an exact product
     assert (u == 0).any()  # the L1 part keeps exact zeros
-    if kernel == "compiled":
-        assert gram_cd._KERNEL[0] is not None
-    else:
-        assert gram_cd._KERNEL[0] is None
+    assert gram_cd._KERNEL[0][0] == kernel
     with pytest.raises(ValueError, match="enet_qp: Q"):
         enet_qp(Q, q[:5], np.zeros(8), 0.05, 1e-4, tol=1e-8)
 
@@ -141,13 +140,12 @@ def test_enet_qp_kernels_agree():
     rs = np.random.default_rng(3)
     A = rs.standard_normal((40, 12))
     Q, q = A.T @ A / 40, rs.standard_normal(12)
-    u1 = np.zeros(12)
+    u1, u2, u3 = np.zeros(12), np.zeros(12), np.zeros(12)
     gram_cd._cd_numpy(u1, 0.1, 0.01, Q, q, 30)
-    if gram_cd._kernel() is None:
-        pytest.skip("scikit-learn's compiled Gram CD is not available here")
-    u2 = np.zeros(12)
-    gram_cd._cd_sklearn(u2, 0.1, 0.01, Q, q, 30, gram_cd._kernel())
+    gram_cd._cd_sklearn(u2, 0.1, 0.01, Q, q, 30, cd_fast.enet_coordinate_descent_gram)
+    gram_cd._cd_own(u3, 0.1, 0.01, Q, q, 30, _gram_cd.sweeps, Q @ u3)
     np.testing.assert_allclose(u2, u1, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(u3, u1, rtol=1e-10, atol=1e-13)
 
 
 def _lasso_closed_form_problem(rs, N, collinear):

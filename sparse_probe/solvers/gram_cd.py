@@ -8,16 +8,22 @@ for a symmetric positive semidefinite ``Q`` (N, N) float64: the subproblem of th
 Newton solver (:mod:`~sparse_probe.solvers.newton`), where ``Q`` is the loss's Hessian on the
 free coordinates, with no further pass over the n examples.
 
-Two kernels, the same updates (cyclic, exact 1-D minimization, glmnet's covariance form
-``Qu`` kept up to date with one axpy per changed coordinate):
+Three kernels, the same updates (cyclic, exact 1-D minimization, glmnet's covariance form
+``Qu`` kept up to date with one axpy per changed coordinate), the first one found taken:
 
+- the project's own compiled sweeps (``sparse_probe.solvers._gram_cd``, C, built at install;
+  ``Qu`` is kept across calls and the violation read off it after every sweep, so a sweep costs
+  only the axpys of the coordinates that move, and nothing of scikit-learn is imported: importing it
+  took 1.3-1.5 s here, a quarter of some whole paths);
 - scikit-learn's compiled ``enet_coordinate_descent_gram`` (a private function of
-  ``sklearn.linear_model._cd_fast``), called a few sweeps at a time with our own stopping rule
-  between calls, its gap-safe screening off (our ``Q`` is no least-squares Gram, so the
-  screening's duality gap would not be one);
-- a numpy loop over coordinates, about a hundred times slower, used when that function is
-  missing or its call signature changed (checked once per process against the numpy loop on a
-  small problem), or when ``SPARSE_PROBE_GRAM_CD=numpy`` is set.
+  ``sklearn.linear_model._cd_fast``), where the extension was not built, called a few sweeps at
+  a time with our own stopping rule between calls, its gap-safe screening off (our ``Q`` is no
+  least-squares Gram, so the screening's duality gap would not be one);
+- a numpy loop over coordinates, about a hundred times slower, used when neither is there (or
+  its call signature changed; each compiled kernel is checked once per process against the
+  numpy loop on a small problem).
+
+``SPARSE_PROBE_GRAM_CD=sklearn`` or ``=numpy`` forces one of the last two.
 
 Coordinate descent crawls where ``Q`` is nearly singular (exactly collinear features, where only
 the ridge ``l2`` regularizes): on the collinear benchmark path the last, tight model solves of a
@@ -43,7 +49,7 @@ __all__ = ["DIRECT_MAX", "active_set_qp", "cd_sweep_budget", "enet_qp", "qp_viol
 
 log = logging.getLogger(__name__)
 
-_KERNEL: list = []  # [callable or None], decided on first use
+_KERNEL: list = []  # [(kind, callable or None)], decided on first use
 _SCREEN_ARG = [True]  # the kernel takes ``do_screening`` (scikit-learn >= 1.8)
 
 
@@ -95,31 +101,59 @@ def _cd_sklearn(u: np.ndarray, l1: float, l2: float, Q: np.ndarray, q: np.ndarra
         fn(u, l1, l2, Q, q, y, sweeps, -1e300, rng, False, False)
 
 
-def _kernel():
-    """The compiled kernel when it is there and agrees with the numpy loop, else None."""
+def _cd_own(u: np.ndarray, l1: float, l2: float, Q: np.ndarray, q: np.ndarray,
+            sweeps: int, fn, Qu: np.ndarray, tol: float = -1.0) -> tuple[float, int]:
+    """Up to ``sweeps`` passes of the project's compiled kernel, in place on ``u`` and on
+    ``Qu`` (``Q @ u``, kept up to date), stopping after the first pass whose violation is at
+    most ``tol``; returns that :func:`qp_violation` (read off the kept ``Qu``) and the passes
+    made."""
+    viol, made = fn(u, Qu, Q, q, float(l1), float(l2), int(sweeps), float(tol))
+    return viol, made
+
+
+def _agrees(run) -> bool:
+    """Whether ``run(u, l1, l2, Q, q, sweeps)`` matches the numpy loop on a small problem."""
+    rs = np.random.default_rng(0)
+    A = rs.standard_normal((30, 6))
+    Q = A.T @ A / 30
+    q = rs.standard_normal(6)
+    u1, u2 = np.zeros(6), np.zeros(6)
+    run(u1, 0.1, 0.01, Q, q, 50)
+    _cd_numpy(u2, 0.1, 0.01, Q, q, 50)
+    return bool(np.allclose(u1, u2, rtol=1e-9, atol=1e-12))
+
+
+def _kernel() -> tuple[str, object]:
+    """``(kind, fn)``: ``("own", sweeps)``, ``("sklearn", enet_coordinate_descent_gram)`` or
+    ``("numpy", None)``; the first compiled one present that agrees with the numpy loop."""
     if _KERNEL:
         return _KERNEL[0]
-    fn = None
-    if os.environ.get("SPARSE_PROBE_GRAM_CD", "") != "numpy":
+    choice = ("numpy", None)
+    force = os.environ.get("SPARSE_PROBE_GRAM_CD", "")
+    if force not in ("numpy", "sklearn"):
+        try:
+            from sparse_probe.solvers._gram_cd import sweeps as own
+
+            if _agrees(lambda u, l1, l2, Q, q, k: _cd_own(u, l1, l2, Q, q, k, own, Q @ u)):
+                choice = ("own", own)
+            else:
+                log.warning("gram_cd: the compiled _gram_cd.sweeps disagrees with the numpy "
+                            "loop; not used")
+        except (ImportError, AttributeError, TypeError, ValueError) as exc:
+            log.debug("gram_cd: compiled _gram_cd unavailable (%s)", exc)
+    if choice[0] == "numpy" and force != "numpy":
         try:
             from sklearn.linear_model._cd_fast import enet_coordinate_descent_gram as raw
 
-            rs = np.random.default_rng(0)
-            A = rs.standard_normal((30, 6))
-            Q = A.T @ A / 30
-            q = rs.standard_normal(6)
-            u1, u2 = np.zeros(6), np.zeros(6)
-            _cd_sklearn(u1, 0.1, 0.01, Q, q, 50, raw)
-            _cd_numpy(u2, 0.1, 0.01, Q, q, 50)
-            if np.allclose(u1, u2, rtol=1e-9, atol=1e-12):
-                fn = raw
+            if _agrees(lambda u, l1, l2, Q, q, k: _cd_sklearn(u, l1, l2, Q, q, k, raw)):
+                choice = ("sklearn", raw)
             else:
                 log.warning("gram_cd: scikit-learn's enet_coordinate_descent_gram disagrees "
                             "with the numpy loop; using the numpy loop")
         except (ImportError, AttributeError, TypeError, ValueError) as exc:
             log.debug("gram_cd: compiled kernel unavailable (%s); numpy loop", exc)
-    _KERNEL.append(fn)
-    return fn
+    _KERNEL.append(choice)
+    return choice
 
 
 def _objective(Q: np.ndarray, q: np.ndarray, u: np.ndarray, l1: float, l2: float) -> float:
@@ -365,8 +399,8 @@ def cd_sweep_budget(N: int) -> int:
 DIRECT_MAX = 512
 """Models of at most this many coordinates go to :func:`active_set_qp` first: a factorization
 costs at most ``512³/3`` flops there (a few coordinate-descent sweeps' worth), and where it
-solves the model the compiled kernel, whose first use imports scikit-learn (over a second
-here, :func:`_kernel`), is not needed at all."""
+solves the model no coordinate-descent kernel is needed at all (where the project's own was
+not built, the first use of scikit-learn's imports scikit-learn: over a second here)."""
 
 
 def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, *,
@@ -415,16 +449,28 @@ def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, 
             return u, 0, viol
     else:  # a Newton model's start (the current weights) is never its solution: no check
         viol = float("inf")
-    fn = _kernel()
+    kind, fn = _kernel()
+    Qu = None  # the own kernel's Q @ u, kept across its calls
     while viol > tol and done < max_sweeps:
         k = min(chunk, max_sweeps - done)
-        if fn is not None:
-            _cd_sklearn(u, l1, l2, Q, q, k, fn)
+        before = viol
+        if kind == "own":
+            if Qu is None:
+                Qu = Q @ u
+            viol, k = _cd_own(u, l1, l2, Q, q, k, fn, Qu, tol)
+            if viol <= tol:  # the kept product drifts by rounding: confirm on an exact one
+                Qu = Q @ u
+                viol = qp_violation(Q, q, u, l1, l2, Qu=Qu)
+            if k == 0:  # met tol on the kernel's reading of an exact Qu, not on numpy's
+                break
         else:
-            _cd_numpy(u, l1, l2, Q, q, k)
+            if kind == "sklearn":
+                _cd_sklearn(u, l1, l2, Q, q, k, fn)
+            else:
+                _cd_numpy(u, l1, l2, Q, q, k)
+            viol = qp_violation(Q, q, u, l1, l2)
         done += k
         chunk = min(2 * chunk, 64)  # check often at first, rarely once it runs long
-        before, viol = viol, qp_violation(Q, q, u, l1, l2)
         if viol <= tol or tried or done < 8 or not before < float("inf"):
             continue
         # crawling (the sweeps still needed at the last chunk's contraction would pass the
@@ -433,6 +479,9 @@ def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, 
         if rate >= 1.0 or done + np.log(tol / viol) / np.log(rate) > budget:
             tried = True
             u, _, viol = active_set_qp(Q, q, u, l1, l2, tol=tol)
+            Qu = None
+    if Qu is not None and viol > tol:  # stopped by max_sweeps: the exact violation
+        viol = qp_violation(Q, q, u, l1, l2)
     if viol == float("inf"):  # no sweep made (max_sweeps 0)
         viol = qp_violation(Q, q, u, l1, l2)
     return u, done, viol
