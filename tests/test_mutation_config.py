@@ -37,3 +37,15 @@ def test_equivalent_mutants_name_a_configured_module_and_give_a_reason():
         for name, reason in entries.items():
             assert name.startswith(dotted + ".x"), name
             assert len(reason) > 10, name
+
+
+def test_the_mutation_copy_carries_the_built_extension(tmp_path):
+    """The compiled kernel is ignored by git; the copy the mutants run in must still hold it,
+    or gram_cd's tests would run against a fallback (and fail on the kernel choice)."""
+    built = sorted((ROOT / "sparse_probe" / "solvers").glob("_gram_cd*.so"))
+    assert built, "the _gram_cd extension is not built (pip install -e . builds it)"
+    _driver()._copy_tree(tmp_path)
+    rel = built[0].relative_to(ROOT)
+    assert (tmp_path / rel).read_bytes() == built[0].read_bytes()
+    assert (tmp_path / "sparse_probe" / "solvers" / "_gram_cd.c").is_file()
+    assert not (tmp_path / ".venv").exists()

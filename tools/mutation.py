@@ -118,7 +118,11 @@ def _worktree_files() -> list[str]:
 
 
 def _copy_tree(dest: Path) -> None:
-    for rel in _worktree_files():
+    """The working tree as the user sees it, plus the packages' built extension modules
+    (ignored by git, but without them the copy would run other code than the tests do)."""
+    built = [str(p.relative_to(ROOT)) for pkg in PACKAGES for ext in ("*.so", "*.pyd")
+             for p in (ROOT / pkg).rglob(ext)]
+    for rel in [*_worktree_files(), *built]:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, target)
