@@ -44,9 +44,10 @@ by 3-10× (4 steps per λ against 42-63 OWL-QN iterations), and a Newton point t
 breaks even is a gamble on its step count (on well-separated features its first points take
 few steps and its later ones many more, so entering at break-even put a stretch of that path
 on Newton and made it slower; an ad hoc run). Before OWL-QN has run once, OWL-QN is chosen:
-Newton's first model of over :data:`~sparse_probe.solvers.gram_cd.DIRECT_MAX` coordinates in a
-process imports scikit-learn's coordinate descent (over a second here), which is worth it
-only where Newton will keep winning (smaller models are solved by exact face solves first).
+there is no count to compare with yet. (This rule was also set when Newton's first model of
+over :data:`~sparse_probe.solvers.gram_cd.DIRECT_MAX` coordinates in a process imported
+scikit-learn's coordinate descent, over a second here; the project's own compiled kernel
+needs no import, but scikit-learn's is still the fallback where that was not built.)
 """
 
 from __future__ import annotations
