@@ -256,6 +256,72 @@ def test_enet_qp_confirms_the_own_kernels_stop_on_an_exact_product(fresh_kernel,
     assert viol == qp_violation(Q, q, u, 0.05, 0.01) and viol > 1e-12
 
 
+def test_enet_qp_with_the_own_kernel_stops_at_the_sweep_that_meets_tol(fresh_kernel):
+    """Not at the end of its chunk: the kernel checks after every sweep."""
+    Q, q = _coupled(9)
+    u, viols = np.zeros(7), []
+    for _ in range(40):
+        gram_cd._cd_numpy(u, 0.05, 0.01, Q, q, 1)
+        viols.append(qp_violation(Q, q, u, 0.05, 0.01))
+    for first in (2, 4, 5, 11):  # inside the chunks 2, 4, 8, 16 (the 3rd, 5th, 6th, 12th)
+        tol = 0.5 * (viols[first] + viols[first - 1]) if viols[first] < viols[first - 1] \
+            else viols[first]
+        need = next(i + 1 for i, v in enumerate(viols) if v <= tol)
+        _u, sweeps, viol = enet_qp(Q, q, np.zeros(7), 0.05, 0.01, tol=tol, direct_max=0)
+        assert sweeps == need and viol <= tol
+
+
+def test_enet_qp_reads_the_violation_off_an_exact_product_at_tol(fresh_kernel, monkeypatch):
+    """A kernel's reading of exactly tol is confirmed on an exact product too."""
+    Q, q = _coupled(3)
+
+    def at_tol(u, Qu, Q_, q_, l1, l2, k, tol):
+        OWN(u, Qu, Q_, q_, l1, l2, k, -1.0)
+        return tol, k
+
+    monkeypatch.setattr(gram_cd, "_kernel", lambda: ("own", at_tol))
+    u, _sweeps, viol = enet_qp(Q, q, np.zeros(7), 0.05, 0.01, tol=1e-3, max_sweeps=2,
+                               direct_max=0)
+    assert viol == qp_violation(Q, q, u, 0.05, 0.01) and viol != 1e-3
+
+
+def test_enet_qp_with_scikit_learns_kernel_calls_it(fresh_kernel, monkeypatch):
+    monkeypatch.setenv("SPARSE_PROBE_GRAM_CD", "sklearn")
+    assert gram_cd._kernel() == ("sklearn", RAW)  # decided (its self-check runs both loops)
+    calls = []
+    real = gram_cd._cd_sklearn
+    monkeypatch.setattr(gram_cd, "_cd_sklearn", lambda *a: calls.append(a[5]) or real(*a))
+    monkeypatch.setattr(gram_cd, "_cd_numpy", lambda *a: pytest.fail("numpy loop run"))
+    Q, q = _coupled(2)
+    _u, sweeps, viol = enet_qp(Q, q, np.zeros(7), 0.05, 0.01, tol=1e-10, direct_max=0)
+    assert viol <= 1e-10 and sum(calls) == sweeps >= 1
+
+
+def test_enet_qp_own_kernel_resumes_on_a_fresh_product_after_a_hand_off(fresh_kernel,
+                                                                         monkeypatch):
+    """After the active-set method moved u (a crawl handed off at 14 sweeps), the kernel's
+    kept Qu is rebuilt from that u, not carried over."""
+    Q, q = _coupled(6)
+    seen, viols = [], [1.0, 0.9, 0.89, 0.5]
+
+    def crawling(u, Qu, Q_, q_, l1, l2, k, tol):  # moves nothing, reports a slow contraction
+        seen.append((u.copy(), np.array(Qu, dtype=float, copy=True)))
+        return viols.pop(0), k
+
+    def off(Q_, q_, u, l1, l2, *, tol):  # moves u and reports no success
+        w = u + 0.3
+        return w, 1, qp_violation(Q_, q_, w, l1, l2)
+
+    monkeypatch.setattr(gram_cd, "_kernel", lambda: ("own", crawling))
+    monkeypatch.setattr(gram_cd, "active_set_qp", off)
+    u, sweeps, viol = enet_qp(Q, q, np.zeros(7), 0.05, 0.01, tol=1e-9, max_sweeps=16,
+                              direct_max=0)
+    assert len(seen) == 4 and sweeps == 16
+    np.testing.assert_array_equal(seen[3][0], np.full(7, 0.3))
+    np.testing.assert_allclose(seen[3][1], Q @ np.full(7, 0.3), rtol=1e-14)
+    assert viol == qp_violation(Q, q, u, 0.05, 0.01)
+
+
 # --- the kernel choice -------------------------------------------------------------------
 
 def test_kernel_is_the_projects_own_and_is_decided_once(fresh_kernel, monkeypatch):
@@ -290,6 +356,7 @@ def test_kernel_without_the_extension_is_scikit_learns(fresh_kernel, monkeypatch
     recs = [r for r in caplog.records if r.name == LOGGER]
     assert len(recs) == 1 and recs[0].levelno == logging.DEBUG
     assert recs[0].getMessage().startswith("gram_cd: compiled _gram_cd unavailable (")
+    assert isinstance(recs[0].args[0], ImportError)
 
 
 @pytest.mark.parametrize("how", ["far", "near"])
