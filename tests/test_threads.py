@@ -99,3 +99,32 @@ def test_fit_uses_and_restores_the_count(monkeypatch):
         np.testing.assert_array_equal(p.weights[-1], p2.weights[-1])
     finally:
         torch.set_num_threads(old)
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_fit_holds_numpys_blas_to_the_count_and_restores_it(monkeypatch):
+    """numpy's BLAS pool (the Newton solver's factorizations and model products) follows the
+    fit's count: two OpenBLAS threads beside a busy core slowed a one-thread fit by 20-30%."""
+    from threadpoolctl import threadpool_limits
+
+    monkeypatch.delenv(th.ENV_VAR, raising=False)
+    np.ones((4, 4)) @ np.ones((4, 4))  # numpy's BLAS loaded
+    assert _blas_threads(), "no BLAS library found by threadpoolctl"
+    seen = []
+    real = th.resolve_threads
+    monkeypatch.setattr(th, "resolve_threads", lambda *a, **k: seen.append(_blas_threads())
+                        or real(*a, **k))
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        with th.fit_threads(1, "cpu", (100, 5, 3)) as k:
+            inside = _blas_threads()
+        assert k == 1 and inside == [1] * len(before)
+        assert _blas_threads() == before  # restored
+        with th.fit_threads(None, "cuda", (100, 5, 3)) as k:  # a GPU fit: left alone
+            assert k is None and _blas_threads() == before
+    assert seen == [before, before]

@@ -18,6 +18,14 @@ busy core makes the multi-threaded probe slower, so the fit falls back to one th
 quiet machine the products gain from the second core and keep it. The choice is made once per
 fit; the count in force before the fit is restored after it.
 
+numpy's BLAS (OpenBLAS in the wheels) has its own thread pool, one thread per core by default,
+and the proximal Newton solver runs there (its model's products, factorizations and
+eigendecompositions): the fit holds it to the same count (:func:`blas_limits`). Left at two
+threads beside a busy core, it made the collinear path 11.3 s against 9.0 s with one, the
+n ≪ d path 5.6 s against 4.1 s, though torch ran on one thread in both
+(``bench_path.py --geometry collinear,wide --burner --threads default``, with and without
+``OPENBLAS_NUM_THREADS=1``; ``benchmarks/results/path-geometries-cpu-2026-12-01.txt``).
+
 Overrides: ``fit_path(threads=k)`` (an int) or the environment variable
 ``SPARSE_PROBE_THREADS=k`` use ``k`` threads without measuring (``auto`` measures);
 ``torch.set_num_threads`` / ``OMP_NUM_THREADS`` bound the candidates (with one thread there is
@@ -34,7 +42,7 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["ENV_VAR", "MARGIN", "fit_threads", "pick_threads", "resolve_threads"]
+__all__ = ["ENV_VAR", "MARGIN", "blas_limits", "fit_threads", "pick_threads", "resolve_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -150,16 +158,32 @@ def resolve_threads(threads, device: torch.device, shape: tuple[int, int, int]) 
     return choice
 
 
+def blas_limits(k: int | None) -> contextlib.AbstractContextManager:
+    """numpy's and scipy's BLAS (OpenBLAS, MKL, BLIS) held to ``k`` threads in the body
+    (``threadpoolctl``; torch's own MKL is linked into torch and set by
+    ``torch.set_num_threads``). A no-op for ``k`` None or where threadpoolctl is missing."""
+    if k is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a dependency; only a broken install lacks it
+        log.debug("threads: threadpoolctl missing; numpy's BLAS threads left alone")
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=k, user_api="blas")
+
+
 @contextlib.contextmanager
 def fit_threads(threads, device, shape: tuple[int, int, int]) -> Iterator[int | None]:
-    """Run the body with the resolved thread count (:func:`resolve_threads`), then restore
-    torch's previous count. Yields the count in force (None: left alone)."""
+    """Run the body with the resolved thread count (:func:`resolve_threads`) for torch and for
+    numpy's BLAS (:func:`blas_limits`), then restore both. Yields the count in force (None:
+    left alone)."""
     k = resolve_threads(threads, device, shape)
     old = torch.get_num_threads()
     if k is not None and k != old:
         torch.set_num_threads(k)
     try:
-        yield k
+        with blas_limits(k):
+            yield k
     finally:
         if torch.get_num_threads() != old:
             torch.set_num_threads(old)
