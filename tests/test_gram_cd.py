@@ -228,7 +228,7 @@ def test_own_kernel_rejects_what_it_cannot_read():
         OWN(u, Q @ u, Q, q.astype(np.float32), 0.1, 0.0, 1, 0.0)
     with pytest.raises(ValueError, match=r"_gram_cd.sweeps: Qu must be"):
         OWN(u, np.zeros(6), Q, q, 0.1, 0.0, 1, 0.0)
-    with pytest.raises(ValueError, match=r"_gram_cd.sweeps: u must be"):
+    with pytest.raises(ValueError, match=r"_gram_cd.sweeps: u must be .* of 7 entries"):
         OWN(u.astype(np.float32), Q @ u, Q, q, 0.1, 0.0, 1, 0.0)
     with pytest.raises((ValueError, BufferError)):
         OWN(u, Q @ u, np.asfortranarray(Q[:, ::-1]), q, 0.1, 0.0, 1, 0.0)  # not C-contiguous

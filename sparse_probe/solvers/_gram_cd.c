@@ -79,7 +79,7 @@ sweeps(PyObject *self, PyObject *args)
     Py_buffer bu, bQu, bQ, bq;
     if (PyObject_GetBuffer(ou, &bu, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0)
         return NULL;
-    Py_ssize_t N = bu.len / 8;
+    Py_ssize_t N = bu.itemsize > 0 ? bu.len / bu.itemsize : 0;  /* entries, of any type */
     PyBuffer_Release(&bu);
     if (get_f64(ou, &bu, 1, N, "u") < 0)
         return NULL;

@@ -11,10 +11,10 @@ free coordinates, with no further pass over the n examples.
 Three kernels, the same updates (cyclic, exact 1-D minimization, glmnet's covariance form
 ``Qu`` kept up to date with one axpy per changed coordinate), the first one found taken:
 
-- the project's own compiled sweeps (``sparse_probe.solvers._gram_cd``, C, built at install;
-  ``Qu`` is kept across calls and the violation read off it after every sweep, so a sweep costs
-  only the axpys of the coordinates that move, and nothing of scikit-learn is imported: importing it
-  took 1.3-1.5 s here, a quarter of some whole paths);
+- the project's own compiled sweeps (``sparse_probe.solvers._gram_cd``, C, built at
+  install; ``Qu`` is kept across calls and the violation read off it after every sweep, so a
+  sweep costs only the axpys of the coordinates that move, and nothing of scikit-learn is
+  imported: importing it took 1.3-1.5 s here, a quarter of some whole paths);
 - scikit-learn's compiled ``enet_coordinate_descent_gram`` (a private function of
   ``sklearn.linear_model._cd_fast``), where the extension was not built, called a few sweeps at
   a time with our own stopping rule between calls, its gap-safe screening off (our ``Q`` is no
