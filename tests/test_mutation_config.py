@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
+import sysconfig
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,6 +47,8 @@ def test_the_mutation_copy_carries_the_built_extension(tmp_path):
     """The compiled kernel is ignored by git; the copy the mutants run in must still hold it,
     or gram_cd's tests would run against a fallback (and fail on the kernel choice)."""
     built = sorted((ROOT / "sparse_probe" / "solvers").glob("_gram_cd*.so"))
+    if not built and shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]) is None:
+        pytest.skip("no C compiler: the optional _gram_cd extension is not built")
     assert built, "the _gram_cd extension is not built (pip install -e . builds it)"
     _driver()._copy_tree(tmp_path)
     rel = built[0].relative_to(ROOT)
