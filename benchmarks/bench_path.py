@@ -496,7 +496,7 @@ def _bench_oocore(cfg, args, tmp: Path):
         "t=time.perf_counter()\n"
         f"p=fit_path('{f}', y, n_lambdas={args.oocore_lambdas}, eps={args.oocore_eps}, "
         "low_memory=True, cache_bytes=256*2**20, progress=True)\n"
-        "print('points', len(p), 'nnz', list(p.nnz), 'seconds', round(time.perf_counter()-t,1))\n"
+        "print('points', len(p), 'nnz', [int(v) for v in p.nnz], 'seconds', round(time.perf_counter()-t,1))\n"
         "print('max KKT violation / tolerance', "
         "float(np.max(p.kkt_violation / np.asarray(p.info['tol_per_point']))))\n"
         "try:\n"
