@@ -161,14 +161,11 @@ def resolve_threads(threads, device: torch.device, shape: tuple[int, int, int]) 
 def blas_limits(k: int | None) -> contextlib.AbstractContextManager:
     """numpy's and scipy's BLAS (OpenBLAS, MKL, BLIS) held to ``k`` threads in the body
     (``threadpoolctl``; torch's own MKL is linked into torch and set by
-    ``torch.set_num_threads``). A no-op for ``k`` None or where threadpoolctl is missing."""
+    ``torch.set_num_threads``). A no-op for ``k`` None."""
     if k is None:
         return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - a dependency; only a broken install lacks it
-        log.debug("threads: threadpoolctl missing; numpy's BLAS threads left alone")
-        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits  # a dependency; imported on a CPU fit only
+
     return threadpool_limits(limits=k, user_api="blas")
 
 
