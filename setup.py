@@ -1,12 +1,24 @@
-"""The one compiled part: the Gram coordinate-descent kernel of the proximal Newton solver.
+"""The compiled parts, both optional (the install goes on without a C compiler):
 
-Everything else is declared in pyproject.toml. The extension is optional: where it cannot be
-built (no C compiler), the install goes on and ``sparse_probe.solvers.gram_cd`` falls back to
-scikit-learn's kernel, then to a numpy loop.
+- ``sparse_probe.solvers._gram_cd``: the Gram coordinate-descent kernel of the proximal Newton
+  solver; without it ``sparse_probe.solvers.gram_cd`` falls back to scikit-learn's kernel,
+  then to a numpy loop;
+- ``sparse_probe.solvers._softmax_ce``: the cross-entropy rows of every solver's line search;
+  without it ``sparse_probe.solvers.fused_ce`` falls back to torch's operations.
+
+Everything else is declared in pyproject.toml.
 """
+
+import sys
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("sparse_probe.solvers._gram_cd",
-                             ["sparse_probe/solvers/_gram_cd.c"],
-                             extra_compile_args=["-O3"], optional=True)])
+# -fopenmp-simd: the `omp simd` reductions only (no OpenMP runtime); GCC and Clang
+SIMD = [] if sys.platform == "win32" else ["-fopenmp-simd"]
+
+setup(ext_modules=[
+    Extension("sparse_probe.solvers._gram_cd", ["sparse_probe/solvers/_gram_cd.c"],
+              extra_compile_args=["-O3"], optional=True),
+    Extension("sparse_probe.solvers._softmax_ce", ["sparse_probe/solvers/_softmax_ce.c"],
+              extra_compile_args=["-O3", *SIMD], optional=True),
+])

@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 
 from sparse_probe.penalties import ElasticNet
+from sparse_probe.solvers import fused_ce
 from sparse_probe.solvers.base import SolveResult
 from sparse_probe.solvers.centering import center_shift
 from sparse_probe.solvers.lbfgs import LBFGSMemory, history_for
@@ -141,7 +142,10 @@ class _KeptLogits:
         # becomes ``z`` and the old ``z`` the spare, except the caller's z0, never written
         self.spare = torch.empty_like(self.z)
         self.own_z = z0 is None
-        self.dz = torch.empty_like(self.z)  # the step's logit change, float64
+        # the step's logit change: the float32 product as is where the compiled kernel reads
+        # it (fused_ce), else widened into a reused float64 buffer
+        self.fused = fused_ce.usable(self.z)
+        self.dz = None if self.fused else torch.empty_like(self.z)
         self.loss, self.R = data.ce(self.z)
         self.zn = self.loss_n = self.R_n = None
 
@@ -152,17 +156,27 @@ class _KeptLogits:
     def direction(self, d: torch.Tensor) -> None:
         """Prepare the trials along ``d`` (flat): its logit change, one float32 product."""
         Cm = self.C * self.m
-        self.dz.copy_(self.data.step(d[:Cm].view(self.C, self.m), d[Cm:]))
+        dz = self.data.step(d[:Cm].view(self.C, self.m), d[Cm:])
+        if self.fused:
+            self.dz = dz.contiguous()
+        else:
+            self.dz.copy_(dz)
 
     def trial(self, xn: torch.Tensor, t: float, delta: torch.Tensor | None) -> float:
         """Mean CE at ``xn = x + t d + delta`` (``delta``: the clipped entries, or None)."""
-        zn = torch.add(self.z, self.dz, alpha=t, out=self.spare)
-        if delta is not None:
+        if delta is None:  # the move and the loss in one pass where the kernel runs
+            self.loss_n, self.R_n = self.data.ce_along(self.z, self.dz, t, self.spare)
+        else:
             dW = delta[: self.C * self.m].view(self.C, self.m)
             cols = torch.nonzero(dW.abs().sum(0) > 0)[:, 0]
-            zn.add_(self.data.matvec(dW, cols))
-        self.loss_n, self.R_n = self.data.ce(zn)
-        self.zn = zn
+            if self.fused:  # the clipped columns' product is the kernel's second term
+                self.loss_n, self.R_n = self.data.ce_along(self.z, self.dz, t, self.spare,
+                                                           self.data.matvec32(dW, cols))
+            else:
+                zn = torch.add(self.z, self.dz, alpha=t, out=self.spare)
+                zn.add_(self.data.matvec(dW, cols))
+                self.loss_n, self.R_n = self.data.ce(zn)
+        self.zn = self.spare
         return self.loss_n
 
     def accept(self):

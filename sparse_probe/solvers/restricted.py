@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from sparse_probe.solvers import fused_ce
 from sparse_probe.solvers.products import WIDE_CLASSES, rt_x, x_wt
 
 __all__ = ["RestrictedData", "softmax_residual"]
@@ -88,6 +89,7 @@ class RestrictedData:
         self._R: torch.Tensor | None = None  # (n, C) float64 residual, reused by every ce()
         self._Rt: torch.Tensor | None = None  # (C, n) float32 residual for the product
         self._R32: torch.Tensor | None = None  # (n, C) float32 residual, many classes
+        self._gb: torch.Tensor | None = None  # the kernel's float64 column sums of _R32
 
     # ---------------------------------------------------------------- logits
     def logits64(self, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -111,6 +113,12 @@ class RestrictedData:
         self.n_products += 1
         return x_wt(self.Xw, dW, bias=db)
 
+    def matvec32(self, dW: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """``Xw[:, cols] @ dW[:, cols].T`` (n, C), a contiguous float32 product (the few
+        columns gathered: the row-major result is what the compiled kernel reads)."""
+        self.n_products += 1
+        return x_wt(self.Xw.index_select(1, cols), dW.index_select(1, cols))
+
     def matvec(self, dW: torch.Tensor, cols: torch.Tensor | None = None) -> torch.Tensor:
         """``Xw[:, cols] @ dW[:, cols].T`` (n, C) as float64 from a float32 product."""
         if self.m == 0:
@@ -129,7 +137,28 @@ class RestrictedData:
         """Mean cross-entropy of logits ``z`` (n, C) and the residual ``(softmax(z) - Y)/n``.
 
         The residual lives in a buffer that the next call overwrites (use it or copy it first).
+        It is float64, or float32 where the compiled kernel ran (:mod:`fused_ce`: CPU, at least
+        ``MIN_CLASSES`` classes): it only feeds float32 products there, and the kernel sums the
+        bias gradient in float64 on the way, for :meth:`grad`.
         """
+        return self.ce_along(z, None, 0.0, None)
+
+    def ce_along(self, z: torch.Tensor, dz: torch.Tensor | None, t: float,
+                 out: torch.Tensor | None, dz2: torch.Tensor | None = None
+                 ) -> tuple[float, torch.Tensor]:
+        """:meth:`ce` at ``z + t·dz + dz2``, written into ``out`` (n, C) float64 (``dz`` None:
+        at ``z``, ``out`` and ``dz2`` unused). One pass of the compiled kernel where it runs
+        (``dz2``, float32, must be contiguous there)."""
+        if fused_ce.usable(z):
+            if self._R32 is None or self._R32.shape != z.shape:
+                self._R32 = torch.empty(z.shape, dtype=torch.float32)
+            loss, self._gb = fused_ce.ce_rows(z, self.y, dz=dz, t=t, dz2=dz2, zn=out,
+                                              R32=self._R32, scale=1.0 / self.n)
+            return loss / self.n, self._R32
+        if dz is not None:
+            z = torch.add(z, dz, alpha=t, out=out)
+            if dz2 is not None:
+                z.add_(dz2)
         if self._R is None or self._R.shape != z.shape or self._R.dtype != z.dtype:
             self._R = torch.empty_like(z, memory_format=torch.contiguous_format)
         loss, R = softmax_residual(z, self.y, scale=1.0 / self.n, out=self._R)
@@ -140,16 +169,21 @@ class RestrictedData:
 
         ``G`` from a float32 copy of ``R^T`` (reused buffer); ``g_b`` summed from the float64
         ``R`` (a float32 sum would leave ~1e-8 of error where the partial sums are large,
-        e.g. rows sorted by class, close to the tolerances at the end of a path).
+        e.g. rows sorted by class, close to the tolerances at the end of a path), or, for the
+        kernel's float32 residual, the float64 sums the kernel made of it.
         """
-        gb = R.sum(0)
+        kernel = R is self._R32 and R.dtype == torch.float32 and self._gb is not None
+        gb = self._gb if kernel else R.sum(0, dtype=torch.float64)
         if self.m == 0:
             return torch.zeros((self.C, 0), dtype=torch.float64, device=R.device), gb
         self.n_products += 1
+        if kernel:
+            return rt_x(R, self.Xw).to(torch.float64), gb
         if self.C >= WIDE_CLASSES and R.device.type == "cpu":  # rt_x reads row-major R as is
             if self._R32 is None or self._R32.shape != R.shape:
                 self._R32 = torch.empty(R.shape, dtype=torch.float32)
             self._R32.copy_(R)
+            self._gb = None  # the buffer no longer holds the kernel's residual
             return rt_x(self._R32, self.Xw).to(torch.float64), gb
         if self._Rt is None or self._Rt.shape != (R.shape[1], R.shape[0]):
             self._Rt = torch.empty((R.shape[1], R.shape[0]), dtype=torch.float32, device=R.device)

@@ -1,0 +1,262 @@
+/* Cross-entropy and softmax residual of float64 logits, one pass over the rows.
+ *
+ * For each row i of z (n, C), optionally moved first (z_i + t dz_i + dz2_i, stored to zn; dz2 is
+ * the correction of a line-search trial whose orthant projection clipped some weights):
+ *
+ *     lse_i = m_i + log sum_k exp(z_ik - m_i)            m_i = max_k z_ik
+ *     loss  = sum_i (lse_i - z_{i,y_i})
+ *     R_ik  = scale (exp(z_ik - lse_i) - [k == y_i])     written as float64 and/or float32
+ *     gb_k += sum_i R_ik                                 the bias gradient, in float64
+ *
+ * The same numbers as sparse_probe.solvers.restricted.softmax_residual (the torch reference,
+ * which works in about ten passes over the (n, C) array, each of them a trip to memory);
+ * here a row is read once and its temporaries stay in L1. exp is evaluated by a polynomial that
+ * the compiler vectorizes (Cody-Waite reduction by ln 2, degree-13 Taylor polynomial on
+ * |r| <= ln2/2: truncation below 5e-18 relative; arguments are <= 0 after the row maximum is
+ * shifted out and clamped at -708, whose exp, 3e-308, is already nothing beside the row's 1).
+ *
+ * Only the buffer protocol is used (no NumPy headers). The GIL is released during the rows, so
+ * callers may run row blocks on several threads.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+/* one build for every x86-64 CPU: the loader picks the widest vector unit (ifunc) */
+#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CLONES
+#endif
+
+#define LOG2E 1.4426950408889634
+#define LN2HI 6.93147180369123816490e-01
+#define LN2LO 1.90821492927058770002e-10
+#define SHIFT 6755399441055744.0 /* 1.5 * 2^52: adding it rounds to an integer */
+#define FLOOR -708.0
+
+/* exp(x) for x <= 0 (x < -708 is taken as -708). Branch-free so that loops of it vectorize. */
+static inline double
+exp_nonpos(double x)
+{
+    x = x < FLOOR ? FLOOR : x;
+    union { double d; int64_t i; } kd, p;
+    kd.d = x * LOG2E + SHIFT;
+    double k = kd.d - SHIFT;
+    double r = (x - k * LN2HI) - k * LN2LO;
+    p.d = 1.0 / 6227020800.0; /* 1/13! */
+    p.d = p.d * r + 1.0 / 479001600.0;
+    p.d = p.d * r + 1.0 / 39916800.0;
+    p.d = p.d * r + 1.0 / 3628800.0;
+    p.d = p.d * r + 1.0 / 362880.0;
+    p.d = p.d * r + 1.0 / 40320.0;
+    p.d = p.d * r + 1.0 / 5040.0;
+    p.d = p.d * r + 1.0 / 720.0;
+    p.d = p.d * r + 1.0 / 120.0;
+    p.d = p.d * r + 1.0 / 24.0;
+    p.d = p.d * r + 1.0 / 6.0;
+    p.d = p.d * r + 0.5;
+    p.d = p.d * r + 1.0;
+    p.d = p.d * r + 1.0;
+    /* k is the low bits of kd's mantissa (two's complement below SHIFT): 2^k by the exponent */
+    p.i += (int64_t)((uint64_t)(kd.i - 0x4338000000000000LL) << 52);
+    return p.d;
+}
+
+/* sum_k e[k] over eight partial sums (a vector of them; a single sum is a serial chain). */
+static inline double
+sum(Py_ssize_t C, const double *restrict e)
+{
+    double acc[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    Py_ssize_t k = 0;
+    for (; k + 8 <= C; k += 8)
+        for (int j = 0; j < 8; j++)
+            acc[j] += e[k + j];
+    double s = 0.0;
+    for (; k < C; k++)
+        s += e[k];
+    for (int j = 0; j < 8; j++)
+        s += acc[j];
+    return s;
+}
+
+/* One row: returns lse - z_y; writes zn (if any), R64/R32 (if any), adds the residual to gb. */
+CLONES static double
+row(Py_ssize_t C, const double *restrict z, const double *restrict dz64,
+    const float *restrict dz32, double t, const float *restrict dz2, int64_t y,
+    double *restrict zn, double *restrict e,
+    double *restrict R64, float *restrict R32, double *restrict gb, double scale)
+{
+    if (dz64) {
+        for (Py_ssize_t k = 0; k < C; k++)
+            e[k] = z[k] + t * dz64[k];
+    } else if (dz32) {
+        for (Py_ssize_t k = 0; k < C; k++)
+            e[k] = z[k] + t * (double)dz32[k];
+    } else {
+        memcpy(e, z, C * sizeof(double));
+    }
+    if (dz2)
+        for (Py_ssize_t k = 0; k < C; k++)
+            e[k] += (double)dz2[k];
+    if (zn)
+        memcpy(zn, e, C * sizeof(double));
+    double zy = e[y], m = e[0], finite = 0.0;
+#pragma omp simd reduction(max : m) reduction(+ : finite)
+    for (Py_ssize_t k = 0; k < C; k++) {
+        m = e[k] > m ? e[k] : m;
+        finite += e[k] - e[k]; /* NaN once any logit is infinite or NaN */
+    }
+    if (finite != 0.0) { /* such a row's loss and residual are NaN (the solvers reject them) */
+        for (Py_ssize_t k = 0; k < C; k++) {
+            if (R64)
+                R64[k] = NAN;
+            if (R32)
+                R32[k] = NAN;
+            gb[k] = NAN;
+        }
+        return NAN;
+    }
+    for (Py_ssize_t k = 0; k < C; k++)
+        e[k] = exp_nonpos(e[k] - m);
+    double s = sum(C, e);
+    double lse = m + log(s), inv = scale / s;
+    for (Py_ssize_t k = 0; k < C; k++)
+        e[k] *= inv;
+    e[y] -= scale;
+    if (R64)
+        memcpy(R64, e, C * sizeof(double));
+    if (R32)
+        for (Py_ssize_t k = 0; k < C; k++)
+            R32[k] = (float)e[k];
+#pragma omp simd
+    for (Py_ssize_t k = 0; k < C; k++)
+        gb[k] += e[k];
+    return lse - zy;
+}
+
+/* A C-contiguous buffer of `count` items of format `fmt` ("d", "f" or "q"), or None -> NULL. */
+static int
+get(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t count, const char *fmt,
+    const char *name, int may_be_none)
+{
+    view->obj = NULL;
+    view->buf = NULL;
+    if (obj == Py_None && may_be_none)
+        return 0;
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0)
+        return -1;
+    const char *f = view->format ? view->format : "B";
+    if (f[0] == '<' || f[0] == '=' || f[0] == '@')
+        f++;
+    int ok = strcmp(f, fmt) == 0 || (fmt[0] == 'q' && strcmp(f, "l") == 0 && view->itemsize == 8);
+    if (!ok || view->len != count * view->itemsize) {
+        PyErr_Format(PyExc_ValueError,
+                     "_softmax_ce.rows: %s must be a C-contiguous %s array of %zd entries", name,
+                     fmt[0] == 'd' ? "float64" : fmt[0] == 'f' ? "float32" : "int64", count);
+        PyBuffer_Release(view);
+        view->obj = NULL;
+        view->buf = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void
+release(Py_buffer *views, int count)
+{
+    for (int i = 0; i < count; i++)
+        if (views[i].obj)
+            PyBuffer_Release(&views[i]);
+}
+
+static PyObject *
+rows(PyObject *self, PyObject *args)
+{
+    PyObject *oz, *odz, *odz2, *oy, *ozn, *oR64, *oR32, *ogb;
+    double t, scale;
+    Py_ssize_t n, C;
+    if (!PyArg_ParseTuple(args, "nnOOdOOOOOOd:rows", &n, &C, &oz, &odz, &t, &odz2, &oy, &ozn,
+                          &oR64, &oR32, &ogb, &scale))
+        return NULL;
+    if (n < 0 || C < 1) {
+        PyErr_SetString(PyExc_ValueError, "_softmax_ce.rows: need n >= 0 and C >= 1");
+        return NULL;
+    }
+    Py_buffer v[8];
+    memset(v, 0, sizeof(v));
+    int dz32 = 0;
+    if (odz != Py_None) {
+        if (PyObject_GetBuffer(odz, &v[1], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+            return NULL;
+        dz32 = v[1].itemsize == 4;
+        PyBuffer_Release(&v[1]);
+        v[1].obj = NULL;
+    }
+    if (get(oz, &v[0], 0, n * C, "d", "z", 0) < 0
+        || get(odz, &v[1], 0, n * C, dz32 ? "f" : "d", "dz", 1) < 0
+        || get(oy, &v[2], 0, n, "q", "y", 0) < 0
+        || get(ozn, &v[3], 1, n * C, "d", "zn", 1) < 0
+        || get(oR64, &v[4], 1, n * C, "d", "R64", 1) < 0
+        || get(oR32, &v[5], 1, n * C, "f", "R32", 1) < 0
+        || get(ogb, &v[6], 1, C, "d", "gb", 0) < 0
+        || get(odz2, &v[7], 0, n * C, "f", "dz2", 1) < 0) {
+        release(v, 8);
+        return NULL;
+    }
+    const int64_t *y = v[2].buf;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (y[i] < 0 || y[i] >= C) {
+            release(v, 8);
+            PyErr_Format(PyExc_ValueError, "_softmax_ce.rows: label %lld of row %zd is not in "
+                         "[0, %zd)", (long long)y[i], i, C);
+            return NULL;
+        }
+    double *e = PyMem_RawMalloc(C * sizeof(double));
+    if (!e) {
+        release(v, 8);
+        return PyErr_NoMemory();
+    }
+    const double *z = v[0].buf;
+    const double *d64 = dz32 ? NULL : v[1].buf;
+    const float *d32 = dz32 ? v[1].buf : NULL;
+    double *zn = v[3].buf, *R64 = v[4].buf, *gb = v[6].buf;
+    float *R32 = v[5].buf;
+    const float *dz2 = v[7].buf;
+    double loss = 0.0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t o = i * C;
+        loss += row(C, z + o, d64 ? d64 + o : NULL, d32 ? d32 + o : NULL, t,
+                    dz2 ? dz2 + o : NULL, y[i],
+                    zn ? zn + o : NULL, e, R64 ? R64 + o : NULL, R32 ? R32 + o : NULL, gb, scale);
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(e);
+    release(v, 8);
+    return PyFloat_FromDouble(loss);
+}
+
+static PyMethodDef methods[] = {
+    {"rows", rows, METH_VARARGS,
+     "rows(n, C, z, dz, t, dz2, y, zn, R64, R32, gb, scale) -> loss_sum\n\n"
+     "Summed cross-entropy of the logits z + t dz + dz2 (n, C) float64 (dz: float64, float32\n"
+     "or None; dz2: float32 or None)\n"
+     "with labels y (n,) int64; writes the moved logits to zn, the residual\n"
+     "scale * (softmax - onehot) to R64 (float64) and/or R32 (float32) (each may be None),\n"
+     "and adds the residual's column sums to gb (C,) float64."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_softmax_ce",
+                                    "Fused softmax cross-entropy rows (see the C source).", -1,
+                                    methods};
+
+PyMODINIT_FUNC
+PyInit__softmax_ce(void)
+{
+    return PyModule_Create(&module);
+}

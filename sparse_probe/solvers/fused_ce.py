@@ -1,0 +1,158 @@
+"""Cross-entropy rows in one pass: the project's compiled kernel for many classes on CPU.
+
+Every OWL-QN line-search trial and every Newton step evaluates the mean cross-entropy of float64
+logits ``z + t·dz`` (n, C) and its residual ``(softmax - Y)/n``. In torch that is about ten
+passes over the (n, C) array (the move, the true-class shift, ``exp``, the row sums, the
+scaling, the one-hot, the float32 copy for the gradient product, the bias gradient's column
+sums), each a trip to memory once n·C outgrows the caches. ``_softmax_ce.rows`` (C, see its
+source) reads a row once and writes what the solver needs: the moved logits, the float32
+residual and the float64 bias gradient. ``benchmarks/measure_softmax_ce.py`` times both on the
+geometries of ``bench_path.py`` (``benchmarks/results/softmax-ce-cpu-*.txt``).
+
+The kernel is used from :data:`MIN_CLASSES` classes on, on CPU: with few classes a row is too
+short for its per-row work to pay, and torch's passes stay in cache there. It is optional (a
+build without a C compiler falls back to torch) and checked once per process against
+:func:`~sparse_probe.solvers.restricted.softmax_residual` (disagreement: torch, with a warning).
+``SPARSE_PROBE_FUSED_CE=0`` in the environment turns it off.
+
+Threads: the kernel releases the GIL, and rows are split into blocks over torch's thread count
+(``torch.get_num_threads()``, which the fit sets: :mod:`~sparse_probe.solvers.threads`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+__all__ = ["MIN_CLASSES", "ce_rows", "usable"]
+
+#: Fewest classes for which the kernel replaces torch's passes (per-row work dominates below:
+#: at C = 10 it took 1.7x torch's time, at C = 100 half of it; measure_softmax_ce.py).
+MIN_CLASSES = 32
+#: Fewest entries n·C per thread worth a thread of its own.
+MIN_ENTRIES_PER_THREAD = 1 << 17
+
+log = logging.getLogger(__name__)
+_STATE: dict[str, object] = {}
+
+
+def _kernel():
+    """The compiled ``rows`` once it agreed with torch on a self-check, else None (cached)."""
+    if "rows" not in _STATE:
+        _STATE["rows"] = None
+        try:
+            from sparse_probe.solvers._softmax_ce import rows
+        except ImportError:  # not built (no compiler at install): torch's passes
+            log.debug("fused cross-entropy kernel not built; using torch's operations")
+            return None
+        if _agrees(rows):
+            _STATE["rows"] = rows
+        else:
+            log.warning("fused cross-entropy kernel disagrees with torch on a self-check; "
+                        "using torch's operations")
+    return _STATE["rows"]
+
+
+def _agrees(rows) -> bool:
+    from sparse_probe.solvers.restricted import softmax_residual
+
+    g = torch.Generator().manual_seed(0)
+    n, C = 64, 37
+    z = torch.randn(n, C, dtype=torch.float64, generator=g) * 4
+    z[3, 5] = 800.0  # a row whose exp overflows without its maximum shifted out
+    dz = torch.randn(n, C, generator=g)
+    y = torch.randint(0, C, (n,), generator=g)
+    zt = z + 0.25 * dz.to(torch.float64)
+    ref_loss, ref_R = softmax_residual(zt.clone(), y, scale=0.5)
+    zn, R32 = torch.empty_like(z), torch.empty(n, C)
+    gb = torch.zeros(C, dtype=torch.float64)
+    loss = rows(n, C, z.numpy(), dz.numpy(), 0.25, None, y.numpy(), zn.numpy(), None,
+                R32.numpy(), gb.numpy(), 0.5)
+    return (abs(loss - ref_loss) <= 1e-12 * abs(ref_loss)
+            and torch.allclose(zn, zt, rtol=0, atol=1e-12)
+            and torch.allclose(R32.double(), ref_R, rtol=1e-6, atol=1e-9)
+            and torch.allclose(gb, ref_R.sum(0), rtol=0, atol=1e-12))
+
+
+def usable(z: torch.Tensor) -> bool:
+    """Whether :func:`ce_rows` runs the compiled kernel for logits ``z`` (n, C): CPU, float64,
+    contiguous, at least :data:`MIN_CLASSES` classes, built, self-checked and not disabled."""
+    if os.environ.get("SPARSE_PROBE_FUSED_CE", "1") == "0":
+        return False
+    return (z.device.type == "cpu" and z.dtype == torch.float64 and z.dim() == 2
+            and z.shape[1] >= MIN_CLASSES and z.is_contiguous() and _kernel() is not None)
+
+
+def _np(t: torch.Tensor | None):
+    return None if t is None else t.numpy()
+
+
+def _pool(k: int) -> ThreadPoolExecutor:
+    pool = _STATE.get(("pool", k))
+    if pool is None:
+        pool = _STATE[("pool", k)] = ThreadPoolExecutor(k, thread_name_prefix="sparse-probe-ce")
+    return pool
+
+
+def ce_rows(z: torch.Tensor, y: torch.Tensor, *, dz: torch.Tensor | None = None, t: float = 1.0,
+            dz2: torch.Tensor | None = None, zn: torch.Tensor | None = None,
+            R32: torch.Tensor | None = None, scale: float = 1.0) -> tuple[float, torch.Tensor]:
+    """Summed cross-entropy of ``z + t·dz + dz2`` and its residual, by the compiled kernel.
+
+    With ``s = z + t·dz + dz2`` (an omitted term is zero), per row ``i``:
+    ``CE_i = logsumexp(s_i) - s_{i, y_i}`` (the row maximum shifted out, so no overflow) and
+    ``R_i = scale · (softmax(s_i) - onehot(y_i))``. Requires :func:`usable` (z).
+
+    Parameters
+    ----------
+    z : torch.Tensor of shape (n, C), float64, contiguous, CPU
+    y : torch.Tensor of shape (n,), int64, labels in ``[0, C)``
+    dz : torch.Tensor of shape (n, C), float64 or float32, optional
+    t : float
+        Step along ``dz``.
+    dz2 : torch.Tensor of shape (n, C), float32, optional
+        Added as is (a line-search trial's correction for the weights its projection clipped).
+    zn : torch.Tensor of shape (n, C), float64, optional
+        Receives ``s``; must not overlap ``z``.
+    R32 : torch.Tensor of shape (n, C), float32, optional
+        Receives the residual ``R``.
+    scale : float
+
+    Returns
+    -------
+    loss_sum : float
+        ``Σ_i CE_i`` (float64).
+    gb : torch.Tensor of shape (C,), float64
+        Column sums of ``R`` in float64 (the bias gradient when ``scale = 1/n``).
+
+    Raises
+    ------
+    ValueError
+        A label outside ``[0, C)`` or an array of the wrong shape or dtype.
+    """
+    rows = _kernel()
+    n, C = z.shape
+    yy = y.to(torch.int64).contiguous()
+    k = min(torch.get_num_threads(), max(1, (n * C) // MIN_ENTRIES_PER_THREAD), n) if n else 1
+    if k <= 1:
+        gb = torch.zeros(C, dtype=torch.float64)
+        loss = rows(n, C, z.numpy(), _np(dz), float(t), _np(dz2), yy.numpy(), _np(zn), None,
+                    _np(R32), gb.numpy(), float(scale))
+        return loss, gb
+    bounds = [n * j // k for j in range(k + 1)]
+    gbs = torch.zeros((k, C), dtype=torch.float64)
+
+    def block(j: int) -> float:
+        s, e = bounds[j], bounds[j + 1]
+
+        def part(a: torch.Tensor | None):
+            return None if a is None else a[s:e].numpy()
+
+        return rows(e - s, C, z[s:e].numpy(), part(dz), float(t), part(dz2), yy[s:e].numpy(),
+                    part(zn), None, part(R32), gbs[j].numpy(), float(scale))
+
+    losses = list(_pool(k).map(block, range(k)))
+    return float(sum(losses)), gbs.sum(0)

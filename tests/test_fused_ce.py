@@ -1,0 +1,323 @@
+"""The compiled cross-entropy rows (sparse_probe/solvers/_softmax_ce.c, fused_ce.py) against
+float64 references: torch's log_softmax, closed forms of two-class rows (log(1 + e^x), the
+logistic function) and the torch passes they replace; their use in the solvers against the
+same fits with the kernel turned off."""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import sysconfig
+
+import numpy as np
+import pytest
+import torch
+
+from sparse_probe.solvers import fused_ce
+from sparse_probe.solvers.restricted import RestrictedData
+
+try:  # built at install where a C compiler is present (setup.py; optional)
+    from sparse_probe.solvers._softmax_ce import rows as ROWS
+except ImportError:
+    ROWS = None
+
+HAVE_CC = shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]) is not None
+#: skipped only where no C compiler could have built the kernel (a compiler and no extension
+#: is a broken install, and fails them)
+pytestmark = pytest.mark.skipif(ROWS is None and not HAVE_CC,
+                                reason="no C compiler: the optional _softmax_ce extension is not built")
+
+
+def _reference(s: torch.Tensor, y: torch.Tensor, scale: float):
+    """Summed CE and residual of float64 logits ``s`` by torch's log_softmax (float64)."""
+    ls = torch.log_softmax(s, 1)
+    loss = float(-ls.gather(1, y[:, None]).sum())
+    R = ls.exp() * scale
+    R[torch.arange(len(y)), y] -= scale
+    return loss, R
+
+
+def _call(z, y, *, dz=None, t=0.0, dz2=None, scale=1.0, R64=True, zn=True):
+    n, C = z.shape
+    out = dict(zn=torch.empty_like(z) if zn else None,
+               R64=torch.empty_like(z) if R64 else None,
+               R32=torch.empty(n, C, dtype=torch.float32), gb=torch.zeros(C, dtype=torch.float64))
+
+    def np_(a):
+        return None if a is None else a.numpy()
+
+    loss = ROWS(n, C, z.numpy(), np_(dz), t, np_(dz2), y.numpy(), np_(out["zn"]), np_(out["R64"]),
+                out["R32"].numpy(), out["gb"].numpy(), scale)
+    return loss, out
+
+
+def _problem(n, C, seed, spread=4.0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, C, dtype=torch.float64, generator=g) * spread
+    y = torch.randint(0, C, (n,), generator=g)
+    return z, y, g
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("C", [1, 3, 8, 37, 1000])
+def test_rows_match_log_softmax_in_float64(C, seed):
+    z, y, g = _problem(257, C, seed)
+    dz = torch.randn(257, C, generator=g)  # float32: the solvers' step products
+    dz2 = torch.randn(257, C, generator=g) * 0.1
+    t, scale = 0.375, 1.0 / 257
+    loss, out = _call(z, y, dz=dz, t=t, dz2=dz2, scale=scale)
+    s = z + t * dz.double() + dz2.double()
+    ref_loss, ref_R = _reference(s, y, scale)
+    assert torch.allclose(out["zn"], s, rtol=1e-15, atol=1e-14)  # up to one FMA rounding
+    assert loss == pytest.approx(ref_loss, rel=1e-13)
+    assert torch.allclose(out["R64"], ref_R, rtol=1e-13, atol=1e-18)
+    assert torch.equal(out["R32"], out["R64"].float())
+    assert torch.allclose(out["gb"], out["R64"].sum(0), rtol=1e-12, atol=1e-16)
+
+
+def test_float64_step_and_no_step():
+    z, y, g = _problem(100, 40, 3)
+    dz = torch.randn(100, 40, dtype=torch.float64, generator=g)
+    loss, out = _call(z, y, dz=dz, t=-1.5)
+    ref_loss, ref_R = _reference(z - 1.5 * dz, y, 1.0)
+    assert loss == pytest.approx(ref_loss, rel=1e-13)
+    assert torch.allclose(out["R64"], ref_R, rtol=1e-13, atol=1e-18)
+    loss0, out0 = _call(z, y, zn=False)  # no step: z itself, nothing written to zn
+    ref_loss0, ref_R0 = _reference(z, y, 1.0)
+    assert loss0 == pytest.approx(ref_loss0, rel=1e-13)
+    assert torch.allclose(out0["R64"], ref_R0, rtol=1e-13, atol=1e-18)
+
+
+def test_two_class_rows_are_the_closed_forms_across_exps_range():
+    """A row (0, x) with label 0 has CE log(1 + e^x) and residual e^x / (1 + e^x) in class 1:
+    over x from -745 to 745 (both signs through the row maximum) this pins the kernel's exp,
+    its range reduction and its clamp to about 1e-15 relative."""
+    x = torch.cat([torch.linspace(-745.0, 745.0, 20001, dtype=torch.float64),
+                   torch.tensor([-708.0, -707.9, 0.0, 1e-300, 0.3465, -0.3467, 709.0],
+                                dtype=torch.float64)])
+    z = torch.stack([torch.zeros_like(x), x], 1)
+    y = torch.zeros(len(x), dtype=torch.int64)
+    _, out = _call(z, y)
+    ce = [math.log1p(math.exp(v)) if v < 30 else v + math.log1p(math.exp(-v)) for v in x.tolist()]
+    sig = [1.0 / (1.0 + math.exp(-v)) if v > -700 else math.exp(v) for v in x.tolist()]
+    per_row = []
+    for i in range(len(x)):
+        li = ROWS(1, 2, z[i : i + 1].numpy(), None, 0.0, None, y[i : i + 1].numpy(), None,
+                     None, None, np.zeros(2), 1.0)
+        per_row.append(li)
+    per_row = np.array(per_row)
+    ce, sig = np.array(ce), np.array(sig)
+    R1 = out["R64"][:, 1].numpy()
+    # below exp(-708) = 3.3e-308 the clamp stands in: nothing beside the row's 1
+    want = np.maximum(sig, math.exp(-708.0))
+    assert np.all(np.abs(R1 - want) <= 4e-16 * want)
+    # CE: log of a sum that is at least 1, so an absolute error (as torch's passes)
+    assert np.all(np.abs(per_row - ce) <= 4e-16 * np.maximum(ce, 1.0))
+    # the true class: p_0 - 1 = -sigmoid(x), to the rounding of p_0 (near 1)
+    assert np.abs(out["R64"][:, 0].numpy() + sig).max() <= 2.3e-16
+
+
+def test_huge_logits_do_not_overflow():
+    z, y, _ = _problem(64, 50, 4, spread=3000.0)  # exp of the raw logits would overflow
+    loss, out = _call(z, y, scale=0.5)
+    ref_loss, ref_R = _reference(z, y, 0.5)
+    assert math.isfinite(loss) and loss == pytest.approx(ref_loss, rel=1e-13)
+    assert torch.allclose(out["R64"], ref_R, rtol=1e-12, atol=1e-300)
+
+
+def test_a_non_finite_logit_makes_its_row_nan_and_no_other():
+    z, y, _ = _problem(6, 33, 5)
+    z[2, 7] = math.inf
+    z[4, 1] = math.nan
+    loss, out = _call(z, y)
+    assert math.isnan(loss)
+    R = out["R64"]
+    assert torch.isnan(R[2]).all() and torch.isnan(R[4]).all()
+    rest = [0, 1, 3, 5]
+    assert torch.allclose(R[rest], _reference(z[rest], y[rest], 1.0)[1], rtol=1e-13, atol=1e-18)
+    assert torch.isnan(out["gb"]).all()
+
+
+def test_zero_rows():
+    z = torch.zeros((0, 40), dtype=torch.float64)
+    y = torch.zeros(0, dtype=torch.int64)
+    loss, out = _call(z, y)
+    assert loss == 0.0 and torch.equal(out["gb"], torch.zeros(40, dtype=torch.float64))
+
+
+def test_rows_refuse_what_they_cannot_read():
+    z, y, _ = _problem(10, 40, 6)
+    gb = np.zeros(40)
+    bad_y = y.clone()
+    bad_y[3] = 40
+    with pytest.raises(ValueError, match="label 40 of row 3 is not in"):
+        ROWS(10, 40, z.numpy(), None, 0.0, None, bad_y.numpy(), None, None, None, gb, 1.0)
+    bad_y[3] = -1
+    with pytest.raises(ValueError, match="label -1 of row 3"):
+        ROWS(10, 40, z.numpy(), None, 0.0, None, bad_y.numpy(), None, None, None, gb, 1.0)
+    with pytest.raises(ValueError, match="z must be a C-contiguous float64 array of 400"):
+        ROWS(10, 40, z.float().numpy(), None, 0.0, None, y.numpy(), None, None, None, gb, 1.0)
+    with pytest.raises(ValueError, match="R32 must be a C-contiguous float32"):
+        ROWS(10, 40, z.numpy(), None, 0.0, None, y.numpy(), None, None, z.numpy(), gb, 1.0)
+    with pytest.raises(ValueError, match="gb must be"):
+        ROWS(10, 40, z.numpy(), None, 0.0, None, y.numpy(), None, None, None, np.zeros(39), 1.0)
+    with pytest.raises(ValueError, match="dz must be"):
+        ROWS(10, 40, z.numpy(), np.zeros((10, 39)), 0.0, None, y.numpy(), None, None, None, gb,
+             1.0)
+    with pytest.raises(ValueError, match="need n >= 0 and C >= 1"):
+        ROWS(10, 0, z.numpy(), None, 0.0, None, y.numpy(), None, None, None, gb, 1.0)
+
+
+# ------------------------------------------------------------------ fused_ce.py
+def test_ce_rows_over_threads_is_the_one_thread_result():
+    z, y, g = _problem(3000, 100, 7)
+    dz = torch.randn(3000, 100, generator=g)
+    before = torch.get_num_threads()
+    res = {}
+    try:
+        for k in (1, 3):
+            torch.set_num_threads(k)
+            zn, R32 = torch.empty_like(z), torch.empty(3000, 100)
+            loss, gb = fused_ce.ce_rows(z, y, dz=dz, t=0.5, zn=zn, R32=R32, scale=1 / 3000)
+            res[k] = loss, gb, zn, R32
+    finally:
+        torch.set_num_threads(before)
+    assert res[3][0] == pytest.approx(res[1][0], rel=1e-14)
+    assert torch.allclose(res[3][1], res[1][1], rtol=0, atol=1e-15)
+    assert torch.equal(res[3][2], res[1][2]) and torch.equal(res[3][3], res[1][3])
+    ref_loss, ref_R = _reference(z + 0.5 * dz.double(), y, 1 / 3000)
+    assert res[3][0] == pytest.approx(ref_loss, rel=1e-13)
+    assert torch.allclose(res[3][1], ref_R.sum(0), rtol=0, atol=1e-14)
+
+
+def test_ce_rows_threads_only_for_enough_entries(monkeypatch):
+    """Each thread gets at least MIN_ENTRIES_PER_THREAD entries (counted by the blocks run)."""
+    calls = []
+    real = fused_ce._kernel()
+
+    def counting(n, *args):
+        calls.append(n)
+        return real(n, *args)
+
+    monkeypatch.setitem(fused_ce._STATE, "rows", counting)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        n = 3 * fused_ce.MIN_ENTRIES_PER_THREAD // 64 + 5  # 3 threads' worth at C = 64
+        z, y, _ = _problem(n, 64, 8)
+        fused_ce.ce_rows(z, y)
+        assert len(calls) == 3 and sum(calls) == n
+        calls.clear()
+        z, y, _ = _problem(fused_ce.MIN_ENTRIES_PER_THREAD // 64 - 1, 64, 8)
+        fused_ce.ce_rows(z, y)
+        assert len(calls) == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_usable(monkeypatch):
+    z = torch.zeros((5, fused_ce.MIN_CLASSES), dtype=torch.float64)
+    assert fused_ce.usable(z)
+    assert not fused_ce.usable(torch.zeros((5, fused_ce.MIN_CLASSES - 1), dtype=torch.float64))
+    assert not fused_ce.usable(z.float())
+    assert not fused_ce.usable(torch.zeros((fused_ce.MIN_CLASSES, 5), dtype=torch.float64).T)
+    monkeypatch.setenv("SPARSE_PROBE_FUSED_CE", "0")
+    assert not fused_ce.usable(z)
+
+
+def test_a_kernel_that_disagrees_is_not_used(monkeypatch, caplog):
+    """The once-per-process self-check: a kernel off by a little is refused with a warning."""
+    real = ROWS
+
+    def off(n, C, z, dz, t, dz2, y, zn, R64, R32, gb, scale):
+        return real(n, C, z, dz, t, dz2, y, zn, R64, R32, gb, scale) * (1 + 1e-9)
+
+    import sparse_probe.solvers._softmax_ce as mod
+
+    monkeypatch.setattr(mod, "rows", off)
+    monkeypatch.setattr(fused_ce, "_STATE", {})
+    with caplog.at_level(logging.WARNING, logger="sparse_probe.solvers.fused_ce"):
+        assert fused_ce._kernel() is None
+    assert "disagrees" in caplog.text
+    assert not fused_ce.usable(torch.zeros((4, 40), dtype=torch.float64))
+    monkeypatch.setattr(mod, "rows", real)
+    monkeypatch.setattr(fused_ce, "_STATE", {})
+    assert fused_ce._kernel() is real
+
+
+# ------------------------------------------------------------------ in the solvers
+def _restricted(n, m, C, seed):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, m, generator=g)
+    y = torch.randint(0, C, (n,), generator=g)
+    return RestrictedData(X, y, C), g
+
+
+@pytest.mark.parametrize("C", [40, 200])
+def test_restricted_loss_and_gradient_with_and_without_the_kernel(C, monkeypatch):
+    data, g = _restricted(500, 12, C, 9)
+    W = torch.randn(C, 12, dtype=torch.float64, generator=g) * 0.3
+    b = torch.randn(C, dtype=torch.float64, generator=g)
+    dW = torch.randn(C, 12, dtype=torch.float64, generator=g) * 0.1
+    z = data.logits64(W, b)
+    dz = data.step(dW, torch.zeros(C, dtype=torch.float64))
+    out = torch.empty_like(z)
+    got = {}
+    for env in ("1", "0"):
+        monkeypatch.setenv("SPARSE_PROBE_FUSED_CE", env)
+        loss, R = data.ce_along(z, dz, 0.5, out)
+        G, gb = data.grad(R)
+        got[env] = loss, G, gb, out.clone(), R.dtype
+    assert got["1"][4] == torch.float32 and got["0"][4] == torch.float64
+    ref_loss, ref_R = _reference(z + 0.5 * dz.double(), data.y, 1 / 500)
+    for env in ("1", "0"):
+        loss, G, gb, zn, _ = got[env]
+        assert loss == pytest.approx(ref_loss / 500, rel=1e-13)
+        assert torch.allclose(gb, ref_R.sum(0), rtol=0, atol=1e-15)
+        assert torch.allclose(G, ref_R.T @ data.Xw.double(), rtol=1e-5, atol=1e-8)
+        assert torch.allclose(zn, z + 0.5 * dz.double(), rtol=1e-15, atol=1e-14)
+
+
+def test_grad_of_a_residual_that_is_not_the_kernels_sums_it(monkeypatch):
+    """grad() uses the kernel's bias sums only for the kernel's own buffer: a float64 residual
+    passed in afterwards (a copy the caller made) is summed afresh."""
+    data, g = _restricted(300, 5, 50, 10)
+    z = data.logits64(torch.randn(50, 5, dtype=torch.float64, generator=g),
+                      torch.zeros(50, dtype=torch.float64))
+    _, R = data.ce(z)
+    other = torch.randn(300, 50, dtype=torch.float64, generator=g)
+    _, gb = data.grad(other)
+    assert torch.allclose(gb, other.sum(0), rtol=0, atol=1e-12)
+    _, gb_kernel = data.grad(R)  # the buffer now holds other's float32 copy: summed afresh
+    assert torch.allclose(gb_kernel, R.double().sum(0), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_many_class_path_is_the_same_with_and_without_the_kernel(seed, monkeypatch):
+    """OWL-QN's trials (with clipped weights: the kernel's second term) on a 60-class path:
+    the float64 objectives agree to far below the tolerance, and KKT holds at every point
+    (numpy's independent evaluation)."""
+    from sparse_probe import fit_path, kkt_violation, objective_f64
+
+    rng = np.random.default_rng(seed)
+    n, d, C = 1200, 24, 60
+    centers = rng.standard_normal((C, d)) * 0.8
+    y = rng.integers(0, C, n)
+    X = (centers[y] + rng.standard_normal((n, d))).astype(np.float32)
+    paths = {}
+    for env in ("1", "0"):
+        monkeypatch.setenv("SPARSE_PROBE_FUSED_CE", env)
+        paths[env] = fit_path(X, y, alpha=0.99, n_lambdas=8, eps=0.05, progress=False,
+                              solver="owlqn", threads=1)
+    a, b = paths["1"], paths["0"]
+    assert len(a) == len(b) == 8
+    tols = a.info["tol_per_point"]
+    for i, lam in enumerate(a.lambdas):
+        Fa, G, gb = objective_f64(X, y, a.weights[i], a.intercepts[i], lam, 0.99, mean=a.mean,
+                                  scale=a.scale, return_grad=True)
+        Fb = objective_f64(X, y, b.weights[i], b.intercepts[i], lam, 0.99, mean=b.mean,
+                           scale=b.scale)
+        assert Fa == pytest.approx(Fb, rel=1e-7)
+        assert kkt_violation(G, a.weights[i], lam, 0.99).max() <= 1.01 * tols[i]
+        assert np.abs(gb).max() <= 1.01 * tols[i]
