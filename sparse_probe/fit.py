@@ -42,7 +42,7 @@ from sparse_probe.data import FeatureSource, as_labels
 from sparse_probe.fit_common import column_stats, lambda_path
 from sparse_probe.path import Path
 from sparse_probe.penalties import DEFAULT_ALPHA, Penalty, make_penalty
-from sparse_probe.solvers import SOLVERS, get_solver
+from sparse_probe.solvers import SOLVERS, fused_ce, get_solver
 from sparse_probe.solvers.blocked import BlockedData
 from sparse_probe.solvers.choice import prefer_newton
 from sparse_probe.solvers.lbfgs import history_for
@@ -201,10 +201,15 @@ class _Trainer:
                     xs = (xb[:, cols_t] - self.mean_t[cols_t]) * self.inv_scale_t[cols_t]
                     zb += xs.to(torch.float64) @ W64.T
             correct += int((zb.argmax(1) == yb).sum())
-            loss_sum, R = softmax_residual(zb, yb, inplace=z is None)  # never the solver's z
+            if fused_ce.usable(zb):  # many classes on CPU: one compiled pass, z left intact
+                R = torch.empty(zb.shape, dtype=torch.float32)
+                loss_sum, sums = fused_ce.ce_rows(zb, yb, R32=R)
+            else:
+                loss_sum, R = softmax_residual(zb, yb, inplace=z is None)  # never the solver's z
+                sums = R.sum(0)
             total += loss_sum
             GX += rt_x(R, xb).to(torch.float64)
-            rsum += R.sum(0)
+            rsum += sums
         G = GX - rsum[:, None] * torch.as_tensor(self.mean, device=self.device)[None, :]
         G = G / torch.as_tensor(self.scale, device=self.device)[None, :] / self.n
         return G.cpu().numpy(), rsum.cpu().numpy() / self.n, total / self.n, correct / self.n

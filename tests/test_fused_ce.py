@@ -321,3 +321,64 @@ def test_a_many_class_path_is_the_same_with_and_without_the_kernel(seed, monkeyp
         assert Fa == pytest.approx(Fb, rel=1e-7)
         assert kkt_violation(G, a.weights[i], lam, 0.99).max() <= 1.01 * tols[i]
         assert np.abs(gb).max() <= 1.01 * tols[i]
+
+
+@pytest.mark.parametrize("env", ["1", "0"])
+def test_streamed_blocks_of_many_classes_match_the_float64_reference(env, monkeypatch):
+    """Low-memory mode (BlockedData): each row block's loss, residual and bias sums from the
+    kernel (or torch's passes when it is off), against log_softmax on the whole data."""
+    from sparse_probe.solvers.blocked import BlockedData
+
+    monkeypatch.setenv("SPARSE_PROBE_FUSED_CE", env)
+    g = torch.Generator().manual_seed(11)
+    n, m, C = 700, 7, 45
+    X = torch.randn(n, m, generator=g)
+    y = torch.randint(0, C, (n,), generator=g)
+    W = torch.randn(C, m, dtype=torch.float64, generator=g)
+    b = torch.randn(C, dtype=torch.float64, generator=g)
+
+    def blocks():  # uneven last block
+        for s in range(0, n, 256):
+            yield s, X[s : s + 256]
+
+    data = BlockedData(blocks, y, n, m, C)
+    ref_loss, ref_R = _reference(X.double() @ W.T + b, y, 1.0 / n)
+    for _ in range(2):  # buffers reused across evaluations
+        loss, G, gb = data.loss_grad(W, b)
+        assert loss == pytest.approx(ref_loss / n, rel=1e-12)
+        torch.testing.assert_close(gb, ref_R.sum(0), rtol=0, atol=1e-14)
+        torch.testing.assert_close(G, ref_R.T @ X.double(), rtol=1e-5, atol=1e-7)
+    loss_only, none_G, none_gb = data.loss_grad(W, b, need_grad=False)
+    assert none_G is None and none_gb is None
+    assert loss_only == pytest.approx(ref_loss / n, rel=1e-12)
+
+
+def test_a_many_class_path_streamed_from_disk_is_the_same_with_and_without_the_kernel(
+        tmp_path, monkeypatch):
+    """Low-memory mode on a .npy file (every evaluation and KKT pass streamed in chunks):
+    the kernel's path against torch's, and KKT at every point by numpy's evaluation."""
+    from sparse_probe import fit_path, kkt_violation, objective_f64
+
+    rng = np.random.default_rng(5)
+    n, d, C = 900, 16, 40
+    y = rng.integers(0, C, n)
+    X = (rng.standard_normal((C, d))[y] + rng.standard_normal((n, d))).astype(np.float32)
+    f = tmp_path / "X.npy"
+    np.save(f, X)
+    paths = {}
+    for env in ("1", "0"):
+        monkeypatch.setenv("SPARSE_PROBE_FUSED_CE", env)
+        paths[env] = fit_path(str(f), y, alpha=0.99, n_lambdas=6, eps=0.1, chunk_rows=250,
+                              low_memory=True, progress=False, threads=1)
+    a, b = paths["1"], paths["0"]
+    assert len(a) == len(b) == 6
+    for i, lam in enumerate(a.lambdas):
+        Fa, G, gb = objective_f64(X, y, a.weights[i], a.intercepts[i], lam, 0.99, mean=a.mean,
+                                  scale=a.scale, return_grad=True)
+        Fb = objective_f64(X, y, b.weights[i], b.intercepts[i], lam, 0.99, mean=b.mean,
+                           scale=b.scale)
+        assert Fa == pytest.approx(Fb, rel=1e-7)
+        tol = a.info["tol_per_point"][i]
+        assert kkt_violation(G, a.weights[i], lam, 0.99).max() <= 1.01 * tol
+        assert np.abs(gb).max() <= 1.01 * tol
+        assert np.abs(a.kkt_violation[i]) <= a.info["tol_per_point"][i]
