@@ -1,7 +1,8 @@
 /* Cross-entropy and softmax residual of float64 logits, one pass over the rows.
  *
  * For each row i of z (n, C), optionally moved first (z_i + t dz_i + dz2_i, stored to zn; dz2 is
- * the correction of a line-search trial whose orthant projection clipped some weights):
+ * the correction of a line-search trial whose orthant projection clipped some weights, dense
+ * (n, C) or given for a few classes only: (n, k) with their indices cls2 (k,)):
  *
  *     lse_i = m_i + log sum_k exp(z_ik - m_i)            m_i = max_k z_ik
  *     loss  = sum_i (lse_i - z_{i,y_i})
@@ -85,7 +86,8 @@ sum(Py_ssize_t C, const double *restrict e)
 /* One row: returns lse - z_y; writes zn (if any), R64/R32 (if any), adds the residual to gb. */
 CLONES static double
 row(Py_ssize_t C, const double *restrict z, const double *restrict dz64,
-    const float *restrict dz32, double t, const float *restrict dz2, int64_t y,
+    const float *restrict dz32, double t, const float *restrict dz2,
+    const int64_t *restrict cls2, Py_ssize_t k2, int64_t y,
     double *restrict zn, double *restrict e,
     double *restrict R64, float *restrict R32, double *restrict gb, double scale)
 {
@@ -98,16 +100,27 @@ row(Py_ssize_t C, const double *restrict z, const double *restrict dz64,
     } else {
         memcpy(e, z, C * sizeof(double));
     }
-    if (dz2)
+    if (dz2 && cls2)
+        for (Py_ssize_t j = 0; j < k2; j++)
+            e[cls2[j]] += (double)dz2[j];
+    else if (dz2)
         for (Py_ssize_t k = 0; k < C; k++)
             e[k] += (double)dz2[k];
-    if (zn)
-        memcpy(zn, e, C * sizeof(double));
+    /* the moved logits out, the row maximum and the finiteness check: one pass */
     double zy = e[y], m = e[0], finite = 0.0;
+    if (zn) {
 #pragma omp simd reduction(max : m) reduction(+ : finite)
-    for (Py_ssize_t k = 0; k < C; k++) {
-        m = e[k] > m ? e[k] : m;
-        finite += e[k] - e[k]; /* NaN once any logit is infinite or NaN */
+        for (Py_ssize_t k = 0; k < C; k++) {
+            zn[k] = e[k];
+            m = e[k] > m ? e[k] : m;
+            finite += e[k] - e[k]; /* NaN once any logit is infinite or NaN */
+        }
+    } else {
+#pragma omp simd reduction(max : m) reduction(+ : finite)
+        for (Py_ssize_t k = 0; k < C; k++) {
+            m = e[k] > m ? e[k] : m;
+            finite += e[k] - e[k];
+        }
     }
     if (finite != 0.0) { /* such a row's loss and residual are NaN (the solvers reject them) */
         for (Py_ssize_t k = 0; k < C; k++) {
@@ -123,17 +136,30 @@ row(Py_ssize_t C, const double *restrict z, const double *restrict dz64,
         e[k] = exp_nonpos(e[k] - m);
     double s = sum(C, e);
     double lse = m + log(s), inv = scale / s;
-    for (Py_ssize_t k = 0; k < C; k++)
-        e[k] *= inv;
-    e[y] -= scale;
-    if (R64)
-        memcpy(R64, e, C * sizeof(double));
-    if (R32)
-        for (Py_ssize_t k = 0; k < C; k++)
-            R32[k] = (float)e[k];
+    /* the residual out and into the bias sums: one pass (the true class corrected after) */
+    double py = e[y] * inv;
+    if (R32 && !R64) {
 #pragma omp simd
-    for (Py_ssize_t k = 0; k < C; k++)
-        gb[k] += e[k];
+        for (Py_ssize_t k = 0; k < C; k++) {
+            double r = e[k] * inv;
+            R32[k] = (float)r;
+            gb[k] += r;
+        }
+    } else {
+        for (Py_ssize_t k = 0; k < C; k++) {
+            double r = e[k] * inv;
+            if (R64)
+                R64[k] = r;
+            if (R32)
+                R32[k] = (float)r;
+            gb[k] += r;
+        }
+    }
+    if (R64)
+        R64[y] = py - scale;
+    if (R32)
+        R32[y] = (float)(py - scale);
+    gb[y] -= scale;
     return lse - zy;
 }
 
@@ -153,10 +179,11 @@ get(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t count, const char *
     if (f[0] == '<' || f[0] == '=' || f[0] == '@')
         f++;
     int ok = strcmp(f, fmt) == 0 || (fmt[0] == 'q' && strcmp(f, "l") == 0 && view->itemsize == 8);
-    if (!ok || view->len != count * view->itemsize) {
+    if (!ok || (count >= 0 ? view->len != count * view->itemsize : view->len % view->itemsize)) {
         PyErr_Format(PyExc_ValueError,
                      "_softmax_ce.rows: %s must be a C-contiguous %s array of %zd entries", name,
-                     fmt[0] == 'd' ? "float64" : fmt[0] == 'f' ? "float32" : "int64", count);
+                     fmt[0] == 'd' ? "float64" : fmt[0] == 'f' ? "float32" : "int64",
+                     count >= 0 ? count : view->len / view->itemsize);
         PyBuffer_Release(view);
         view->obj = NULL;
         view->buf = NULL;
@@ -176,17 +203,17 @@ release(Py_buffer *views, int count)
 static PyObject *
 rows(PyObject *self, PyObject *args)
 {
-    PyObject *oz, *odz, *odz2, *oy, *ozn, *oR64, *oR32, *ogb;
+    PyObject *oz, *odz, *odz2, *ocls2, *oy, *ozn, *oR64, *oR32, *ogb;
     double t, scale;
     Py_ssize_t n, C;
-    if (!PyArg_ParseTuple(args, "nnOOdOOOOOOd:rows", &n, &C, &oz, &odz, &t, &odz2, &oy, &ozn,
-                          &oR64, &oR32, &ogb, &scale))
+    if (!PyArg_ParseTuple(args, "nnOOdOOOOOOOd:rows", &n, &C, &oz, &odz, &t, &odz2, &ocls2, &oy,
+                          &ozn, &oR64, &oR32, &ogb, &scale))
         return NULL;
     if (n < 0 || C < 1) {
         PyErr_SetString(PyExc_ValueError, "_softmax_ce.rows: need n >= 0 and C >= 1");
         return NULL;
     }
-    Py_buffer v[8];
+    Py_buffer v[9];
     memset(v, 0, sizeof(v));
     int dz32 = 0;
     if (odz != Py_None) {
@@ -203,21 +230,34 @@ rows(PyObject *self, PyObject *args)
         || get(oR64, &v[4], 1, n * C, "d", "R64", 1) < 0
         || get(oR32, &v[5], 1, n * C, "f", "R32", 1) < 0
         || get(ogb, &v[6], 1, C, "d", "gb", 0) < 0
-        || get(odz2, &v[7], 0, n * C, "f", "dz2", 1) < 0) {
-        release(v, 8);
+        || get(ocls2, &v[8], 0, -1, "q", "cls2", 1) < 0) {
+        release(v, 9);
+        return NULL;
+    }
+    Py_ssize_t k2 = v[8].obj ? v[8].len / 8 : C; /* the classes dz2 holds */
+    const int64_t *cls2 = v[8].buf;
+    for (Py_ssize_t j = 0; cls2 && j < k2; j++)
+        if (cls2[j] < 0 || cls2[j] >= C) {
+            release(v, 9);
+            PyErr_Format(PyExc_ValueError, "_softmax_ce.rows: class %lld of cls2 is not in "
+                         "[0, %zd)", (long long)cls2[j], C);
+            return NULL;
+        }
+    if (get(odz2, &v[7], 0, n * k2, "f", "dz2", 1) < 0) {
+        release(v, 9);
         return NULL;
     }
     const int64_t *y = v[2].buf;
     for (Py_ssize_t i = 0; i < n; i++)
         if (y[i] < 0 || y[i] >= C) {
-            release(v, 8);
+            release(v, 9);
             PyErr_Format(PyExc_ValueError, "_softmax_ce.rows: label %lld of row %zd is not in "
                          "[0, %zd)", (long long)y[i], i, C);
             return NULL;
         }
     double *e = PyMem_RawMalloc(C * sizeof(double));
     if (!e) {
-        release(v, 8);
+        release(v, 9);
         return PyErr_NoMemory();
     }
     const double *z = v[0].buf;
@@ -225,26 +265,26 @@ rows(PyObject *self, PyObject *args)
     const float *d32 = dz32 ? v[1].buf : NULL;
     double *zn = v[3].buf, *R64 = v[4].buf, *gb = v[6].buf;
     float *R32 = v[5].buf;
-    const float *dz2 = v[7].buf;
+    const float *dz2 = v[8].obj && k2 == 0 ? NULL : v[7].buf; /* no classes: no correction */
     double loss = 0.0;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_ssize_t o = i * C;
         loss += row(C, z + o, d64 ? d64 + o : NULL, d32 ? d32 + o : NULL, t,
-                    dz2 ? dz2 + o : NULL, y[i],
+                    dz2 ? dz2 + i * k2 : NULL, cls2, k2, y[i],
                     zn ? zn + o : NULL, e, R64 ? R64 + o : NULL, R32 ? R32 + o : NULL, gb, scale);
     }
     Py_END_ALLOW_THREADS
     PyMem_RawFree(e);
-    release(v, 8);
+    release(v, 9);
     return PyFloat_FromDouble(loss);
 }
 
 static PyMethodDef methods[] = {
     {"rows", rows, METH_VARARGS,
-     "rows(n, C, z, dz, t, dz2, y, zn, R64, R32, gb, scale) -> loss_sum\n\n"
+     "rows(n, C, z, dz, t, dz2, cls2, y, zn, R64, R32, gb, scale) -> loss_sum\n\n"
      "Summed cross-entropy of the logits z + t dz + dz2 (n, C) float64 (dz: float64, float32\n"
-     "or None; dz2: float32 or None)\n"
+     "or None; dz2: float32 (n, C), or (n, k) for the classes cls2 (k,) int64, or None)\n"
      "with labels y (n,) int64; writes the moved logits to zn, the residual\n"
      "scale * (softmax - onehot) to R64 (float64) and/or R32 (float32) (each may be None),\n"
      "and adds the residual's column sums to gb (C,) float64."},

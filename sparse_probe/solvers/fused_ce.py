@@ -70,7 +70,7 @@ def _agrees(rows) -> bool:
     ref_loss, ref_R = softmax_residual(zt.clone(), y, scale=0.5)
     zn, R32 = torch.empty_like(z), torch.empty(n, C)
     gb = torch.zeros(C, dtype=torch.float64)
-    loss = rows(n, C, z.numpy(), dz.numpy(), 0.25, None, y.numpy(), zn.numpy(), None,
+    loss = rows(n, C, z.numpy(), dz.numpy(), 0.25, None, None, y.numpy(), zn.numpy(), None,
                 R32.numpy(), gb.numpy(), 0.5)
     return (abs(loss - ref_loss) <= 1e-12 * abs(ref_loss)
             and torch.allclose(zn, zt, rtol=0, atol=1e-12)
@@ -99,8 +99,9 @@ def _pool(k: int) -> ThreadPoolExecutor:
 
 
 def ce_rows(z: torch.Tensor, y: torch.Tensor, *, dz: torch.Tensor | None = None, t: float = 1.0,
-            dz2: torch.Tensor | None = None, zn: torch.Tensor | None = None,
-            R32: torch.Tensor | None = None, scale: float = 1.0) -> tuple[float, torch.Tensor]:
+            dz2: torch.Tensor | None = None, cls2: torch.Tensor | None = None,
+            zn: torch.Tensor | None = None, R32: torch.Tensor | None = None,
+            scale: float = 1.0) -> tuple[float, torch.Tensor]:
     """Summed cross-entropy of ``z + t·dz + dz2`` and its residual, by the compiled kernel.
 
     With ``s = z + t·dz + dz2`` (an omitted term is zero), per row ``i``:
@@ -114,8 +115,11 @@ def ce_rows(z: torch.Tensor, y: torch.Tensor, *, dz: torch.Tensor | None = None,
     dz : torch.Tensor of shape (n, C), float64 or float32, optional
     t : float
         Step along ``dz``.
-    dz2 : torch.Tensor of shape (n, C), float32, optional
-        Added as is (a line-search trial's correction for the weights its projection clipped).
+    dz2 : torch.Tensor of shape (n, C) or (n, k), float32, optional
+        Added as is (a line-search trial's correction for the weights its projection clipped);
+        with ``cls2``, its columns are those classes' only.
+    cls2 : torch.Tensor of shape (k,), int64, optional
+        The classes of ``dz2``'s columns (the other classes get no correction).
     zn : torch.Tensor of shape (n, C), float64, optional
         Receives ``s``; must not overlap ``z``.
     R32 : torch.Tensor of shape (n, C), float32, optional
@@ -137,11 +141,12 @@ def ce_rows(z: torch.Tensor, y: torch.Tensor, *, dz: torch.Tensor | None = None,
     rows = _kernel()
     n, C = z.shape
     yy = y.to(torch.int64).contiguous()
+    c2 = None if cls2 is None else cls2.to(torch.int64).contiguous()
     k = min(torch.get_num_threads(), max(1, (n * C) // MIN_ENTRIES_PER_THREAD), n) if n else 1
     if k <= 1:
         gb = torch.zeros(C, dtype=torch.float64)
-        loss = rows(n, C, z.numpy(), _np(dz), float(t), _np(dz2), yy.numpy(), _np(zn), None,
-                    _np(R32), gb.numpy(), float(scale))
+        loss = rows(n, C, z.numpy(), _np(dz), float(t), _np(dz2), _np(c2), yy.numpy(), _np(zn),
+                    None, _np(R32), gb.numpy(), float(scale))
         return loss, gb
     bounds = [n * j // k for j in range(k + 1)]
     gbs = torch.zeros((k, C), dtype=torch.float64)
@@ -152,8 +157,8 @@ def ce_rows(z: torch.Tensor, y: torch.Tensor, *, dz: torch.Tensor | None = None,
         def part(a: torch.Tensor | None):
             return None if a is None else a[s:e].numpy()
 
-        return rows(e - s, C, z[s:e].numpy(), part(dz), float(t), part(dz2), yy[s:e].numpy(),
-                    part(zn), None, part(R32), gbs[j].numpy(), float(scale))
+        return rows(e - s, C, z[s:e].numpy(), part(dz), float(t), part(dz2), _np(c2),
+                    yy[s:e].numpy(), part(zn), None, part(R32), gbs[j].numpy(), float(scale))
 
     losses = list(_pool(k).map(block, range(k)))
     return float(sum(losses)), gbs.sum(0)

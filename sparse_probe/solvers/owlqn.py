@@ -169,9 +169,11 @@ class _KeptLogits:
         else:
             dW = delta[: self.C * self.m].view(self.C, self.m)
             cols = torch.nonzero(dW.abs().sum(0) > 0)[:, 0]
-            if self.fused:  # the clipped columns' product is the kernel's second term
-                self.loss_n, self.R_n = self.data.ce_along(self.z, self.dz, t, self.spare,
-                                                           self.data.matvec32(dW, cols))
+            if self.fused:  # the clipped entries' product, for their classes only, is the
+                # kernel's second term (no (n, C) array for a few clipped weights)
+                cls = torch.nonzero(dW.abs().sum(1) > 0)[:, 0]
+                self.loss_n, self.R_n = self.data.ce_along(
+                    self.z, self.dz, t, self.spare, self.data.matvec32(dW[cls], cols), cls)
             else:
                 zn = torch.add(self.z, self.dz, alpha=t, out=self.spare)
                 zn.add_(self.data.matvec(dW, cols))

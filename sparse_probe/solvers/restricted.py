@@ -114,8 +114,9 @@ class RestrictedData:
         return x_wt(self.Xw, dW, bias=db)
 
     def matvec32(self, dW: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """``Xw[:, cols] @ dW[:, cols].T`` (n, C), a contiguous float32 product (the few
-        columns gathered: the row-major result is what the compiled kernel reads)."""
+        """``Xw[:, cols] @ dW[:, cols].T`` (n, k) for the k rows of ``dW``, a contiguous float32
+        product (the few columns gathered: the row-major result is what the compiled kernel
+        reads)."""
         self.n_products += 1
         return x_wt(self.Xw.index_select(1, cols), dW.index_select(1, cols))
 
@@ -144,20 +145,23 @@ class RestrictedData:
         return self.ce_along(z, None, 0.0, None)
 
     def ce_along(self, z: torch.Tensor, dz: torch.Tensor | None, t: float,
-                 out: torch.Tensor | None, dz2: torch.Tensor | None = None
-                 ) -> tuple[float, torch.Tensor]:
+                 out: torch.Tensor | None, dz2: torch.Tensor | None = None,
+                 cls2: torch.Tensor | None = None) -> tuple[float, torch.Tensor]:
         """:meth:`ce` at ``z + t·dz + dz2``, written into ``out`` (n, C) float64 (``dz`` None:
-        at ``z``, ``out`` and ``dz2`` unused). One pass of the compiled kernel where it runs
-        (``dz2``, float32, must be contiguous there)."""
+        at ``z``, ``out`` and ``dz2`` unused). ``dz2`` (float32, contiguous) is (n, C), or
+        (n, k) for the classes ``cls2`` (k,) only. One pass of the compiled kernel where it
+        runs."""
         if fused_ce.usable(z):
             if self._R32 is None or self._R32.shape != z.shape:
                 self._R32 = torch.empty(z.shape, dtype=torch.float32)
-            loss, self._gb = fused_ce.ce_rows(z, self.y, dz=dz, t=t, dz2=dz2, zn=out,
+            loss, self._gb = fused_ce.ce_rows(z, self.y, dz=dz, t=t, dz2=dz2, cls2=cls2, zn=out,
                                               R32=self._R32, scale=1.0 / self.n)
             return loss / self.n, self._R32
         if dz is not None:
             z = torch.add(z, dz, alpha=t, out=out)
-            if dz2 is not None:
+            if dz2 is not None and cls2 is not None:
+                z.index_add_(1, cls2, dz2.to(z.dtype))
+            elif dz2 is not None:
                 z.add_(dz2)
         if self._R is None or self._R.shape != z.shape or self._R.dtype != z.dtype:
             self._R = torch.empty_like(z, memory_format=torch.contiguous_format)
