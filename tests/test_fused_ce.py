@@ -288,21 +288,30 @@ def test_restricted_loss_and_gradient_with_and_without_the_kernel(C, monkeypatch
     dW = torch.randn(C, 12, dtype=torch.float64, generator=g) * 0.1
     z = data.logits64(W, b)
     dz = data.step(dW, torch.zeros(C, dtype=torch.float64))
+    cls = torch.tensor([3, C - 1, 0])  # a clipped trial's correction for three classes
+    clipped = torch.zeros(C, 12, dtype=torch.float64)
+    clipped[cls, 4] = torch.tensor([0.2, -0.1, 0.05], dtype=torch.float64)
+    dz2 = data.matvec32(clipped[cls], torch.tensor([4]))
     out = torch.empty_like(z)
     got = {}
     for env in ("1", "0"):
         monkeypatch.setenv("SPARSE_PROBE_FUSED_CE", env)
-        loss, R = data.ce_along(z, dz, 0.5, out)
+        loss, R = data.ce_along(z, dz, 0.5, out, dz2, cls)
         G, gb = data.grad(R)
         got[env] = loss, G, gb, out.clone(), R.dtype
     assert got["1"][4] == torch.float32 and got["0"][4] == torch.float64
-    ref_loss, ref_R = _reference(z + 0.5 * dz.double(), data.y, 1 / 500)
+    # the float32 correction product is what both add, to the classes in cls only
+    torch.testing.assert_close(dz2.double(), data.Xw.double() @ clipped[cls].T, rtol=1e-6,
+                               atol=1e-7)
+    moved = z + 0.5 * dz.double()
+    moved[:, cls] += dz2.double()
+    ref_loss, ref_R = _reference(moved, data.y, 1 / 500)
     for env in ("1", "0"):
         loss, G, gb, zn, _ = got[env]
         assert loss == pytest.approx(ref_loss / 500, rel=1e-13)
         assert torch.allclose(gb, ref_R.sum(0), rtol=0, atol=1e-15)
         assert torch.allclose(G, ref_R.T @ data.Xw.double(), rtol=1e-5, atol=1e-8)
-        assert torch.allclose(zn, z + 0.5 * dz.double(), rtol=1e-15, atol=1e-14)
+        assert torch.allclose(zn, moved, rtol=1e-15, atol=1e-14)
 
 
 def test_grad_of_a_residual_that_is_not_the_kernels_sums_it(monkeypatch):
