@@ -158,6 +158,17 @@ def test_a_non_finite_logit_makes_its_row_nan_and_no_other():
     assert torch.isnan(out["gb"]).all()
 
 
+def test_read_only_inputs_are_read():
+    z, y, g = _problem(20, 40, 13)
+    dz = torch.randn(20, 40, generator=g)
+    ins = [z.numpy().copy(), dz.numpy().copy(), y.numpy().copy()]
+    for a in ins:
+        a.flags.writeable = False
+    gb = np.zeros(40)
+    loss = ROWS(20, 40, ins[0], ins[1], 0.5, None, None, ins[2], None, None, None, gb, 1.0)
+    assert loss == pytest.approx(_reference(z + 0.5 * dz.double(), y, 1.0)[0], rel=1e-13)
+
+
 def test_zero_rows():
     z = torch.zeros((0, 40), dtype=torch.float64)
     y = torch.zeros(0, dtype=torch.int64)
@@ -184,6 +195,15 @@ def test_rows_refuse_what_they_cannot_read():
     with pytest.raises(ValueError, match="dz must be"):
         ROWS(10, 40, z.numpy(), np.zeros((10, 39)), 0.0, None, None, y.numpy(), None, None, None, gb,
              1.0)
+    for i, name in ((2, "z"), (7, "y"), (11, "gb")):  # the arrays that may not be None
+        args = [10, 40, z.numpy(), None, 0.0, None, None, y.numpy(), None, None, None, gb, 1.0]
+        args[i] = None
+        with pytest.raises(ValueError, match=f"{name} must be a C-contiguous"):
+            ROWS(*args)
+    ro = z.numpy().copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="zn must be a C-contiguous, writable float64"):
+        ROWS(10, 40, z.numpy(), None, 0.0, None, None, y.numpy(), ro, None, None, gb, 1.0)
     few = np.zeros((10, 2), dtype=np.float32)
     with pytest.raises(ValueError, match="class 40 of cls2 is not in"):
         ROWS(10, 40, z.numpy(), None, 0.0, few, np.array([3, 40]), y.numpy(), None, None, None,

@@ -173,8 +173,13 @@ get(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t count, const char *
     if (obj == Py_None && may_be_none)
         return 0;
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) < 0)
+    if (PyObject_GetBuffer(obj, view, flags) < 0) { /* not an array, strided or read-only */
+        PyErr_Format(PyExc_ValueError, "_softmax_ce.rows: %s must be a C-contiguous%s %s array",
+                     name, writable ? ", writable" : "",
+                     fmt[0] == 'd' ? "float64" : fmt[0] == 'f' ? "float32" : "int64");
+        view->obj = NULL;
         return -1;
+    }
     const char *f = view->format ? view->format : "B";
     if (f[0] == '<' || f[0] == '=' || f[0] == '@')
         f++;
