@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import sys
 import sysconfig
 
 import numpy as np
@@ -137,36 +138,81 @@ def test_two_class_rows_are_the_closed_forms_across_exps_range():
     assert np.abs(out["R64"][:, 0].numpy() + sig).max() <= 2.3e-16
 
 
-def test_huge_logits_do_not_overflow():
+@pytest.mark.parametrize("zn", [True, False])
+def test_huge_logits_do_not_overflow(zn):
     z, y, _ = _problem(64, 50, 4, spread=3000.0)  # exp of the raw logits would overflow
-    loss, out = _call(z, y, scale=0.5)
+    z[0, 0] = z[0].max() + 900.0  # a row whose maximum is its first class, one its last
+    z[1, -1] = z[1].max() + 900.0
+    loss, out = _call(z, y, scale=0.5, zn=zn)
     ref_loss, ref_R = _reference(z, y, 0.5)
     assert math.isfinite(loss) and loss == pytest.approx(ref_loss, rel=1e-13)
     assert torch.allclose(out["R64"], ref_R, rtol=1e-12, atol=1e-300)
 
 
-def test_a_non_finite_logit_makes_its_row_nan_and_no_other():
+@pytest.mark.parametrize("zn", [True, False])
+def test_a_non_finite_logit_makes_its_row_nan_and_no_other(zn):
     z, y, _ = _problem(6, 33, 5)
     z[2, 7] = math.inf
     z[4, 1] = math.nan
-    loss, out = _call(z, y)
+    z[3, 0] = -math.inf  # the first and the last class are checked too
+    z[5, -1] = math.inf
+    loss, out = _call(z, y, zn=zn)
     assert math.isnan(loss)
     R = out["R64"]
-    assert torch.isnan(R[2]).all() and torch.isnan(R[4]).all()
-    rest = [0, 1, 3, 5]
+    assert all(torch.isnan(R[i]).all() for i in (2, 3, 4, 5))
+    rest = [0, 1]
     assert torch.allclose(R[rest], _reference(z[rest], y[rest], 1.0)[1], rtol=1e-13, atol=1e-18)
     assert torch.isnan(out["gb"]).all()
 
 
-def test_read_only_inputs_are_read():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_read_only_inputs_are_read(dtype):
     z, y, g = _problem(20, 40, 13)
-    dz = torch.randn(20, 40, generator=g)
-    ins = [z.numpy().copy(), dz.numpy().copy(), y.numpy().copy()]
+    dz = torch.randn(20, 40, generator=g, dtype=dtype)
+    cls2 = torch.tensor([0, 17, 39])
+    dz2 = torch.randn(20, 3, generator=g)
+    ins = [a.numpy().copy() for a in (z, dz, y, dz2, cls2)]
     for a in ins:
         a.flags.writeable = False
     gb = np.zeros(40)
-    loss = ROWS(20, 40, ins[0], ins[1], 0.5, None, None, ins[2], None, None, None, gb, 1.0)
-    assert loss == pytest.approx(_reference(z + 0.5 * dz.double(), y, 1.0)[0], rel=1e-13)
+    loss = ROWS(20, 40, ins[0], ins[1], 0.5, ins[3], ins[4], ins[2], None, None, None, gb, 1.0)
+    moved = z + 0.5 * dz.double()
+    moved[:, cls2] += dz2.double()
+    assert loss == pytest.approx(_reference(moved, y, 1.0)[0], rel=1e-13)
+
+
+def test_one_class_rows_cost_nothing():
+    z, y, _ = _problem(7, 1, 21)
+    loss, out = _call(z, y, scale=2.0)
+    assert loss == 0.0
+    assert torch.equal(out["R64"], torch.zeros(7, 1, dtype=torch.float64))
+    assert torch.equal(out["gb"], torch.zeros(1, dtype=torch.float64))
+
+
+def test_no_array_is_held_after_a_call_or_a_refusal():
+    """Every buffer taken is released: the arrays' reference counts are what they were."""
+    z, y, g = _problem(10, 40, 8)
+    arrays = dict(z=z.numpy(), dz=torch.randn(10, 40, generator=g, dtype=torch.float32).numpy(),
+                  dz2=np.zeros((10, 2), dtype=np.float32), cls2=np.array([1, 5]),
+                  y=y.numpy(), zn=np.empty((10, 40)), R64=np.empty((10, 40)),
+                  R32=np.empty((10, 40), dtype=np.float32), gb=np.zeros(40))
+    bad_y = arrays["y"].copy()
+    bad_y[0] = 40
+    bad_cls2 = np.array([40, 1])
+
+    def call(**over):
+        a = {**arrays, **over}
+        return ROWS(10, 40, a["z"], a["dz"], 0.5, a["dz2"], a["cls2"], a["y"], a["zn"],
+                    a["R64"], a["R32"], a["gb"], 1.0)
+
+    before = {k: sys.getrefcount(a) for k, a in arrays.items()}
+    for _ in range(3):
+        call()
+        for over in (dict(y=bad_y), dict(cls2=bad_cls2), dict(gb=np.zeros(39)),
+                     dict(dz2=np.zeros((10, 3), dtype=np.float32))):
+            with pytest.raises(ValueError):
+                call(**over)
+    assert {k: sys.getrefcount(a) for k, a in arrays.items()} == before
 
 
 def test_zero_rows():
@@ -180,6 +226,10 @@ def test_rows_refuse_what_they_cannot_read():
     z, y, _ = _problem(10, 40, 6)
     gb = np.zeros(40)
     bad_y = y.clone()
+    bad_y[0] = 40  # the first row is checked too
+    with pytest.raises(ValueError, match="label 40 of row 0 is not in"):
+        ROWS(10, 40, z.numpy(), None, 0.0, None, None, bad_y.numpy(), None, None, None, gb, 1.0)
+    bad_y[0] = y[0]
     bad_y[3] = 40
     with pytest.raises(ValueError, match="label 40 of row 3 is not in"):
         ROWS(10, 40, z.numpy(), None, 0.0, None, None, bad_y.numpy(), None, None, None, gb, 1.0)
@@ -207,6 +257,9 @@ def test_rows_refuse_what_they_cannot_read():
     few = np.zeros((10, 2), dtype=np.float32)
     with pytest.raises(ValueError, match="class 40 of cls2 is not in"):
         ROWS(10, 40, z.numpy(), None, 0.0, few, np.array([3, 40]), y.numpy(), None, None, None,
+             gb, 1.0)
+    with pytest.raises(ValueError, match="class -1 of cls2 is not in"):  # the first is checked
+        ROWS(10, 40, z.numpy(), None, 0.0, few, np.array([-1, 3]), y.numpy(), None, None, None,
              gb, 1.0)
     with pytest.raises(ValueError, match="dz2 must be a C-contiguous float32 array of 30 "):
         ROWS(10, 40, z.numpy(), None, 0.0, few, np.array([1, 2, 3]), y.numpy(), None, None,

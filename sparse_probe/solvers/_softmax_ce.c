@@ -107,7 +107,7 @@ row(Py_ssize_t C, const double *restrict z, const double *restrict dz64,
         for (Py_ssize_t k = 0; k < C; k++)
             e[k] += (double)dz2[k];
     /* the moved logits out, the row maximum and the finiteness check: one pass */
-    double zy = e[y], m = e[0], finite = 0.0;
+    double zy = e[y], m = -INFINITY, finite = 0.0;
     if (zn) {
 #pragma omp simd reduction(max : m) reduction(+ : finite)
         for (Py_ssize_t k = 0; k < C; k++) {
@@ -197,6 +197,8 @@ get(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t count, const char *
     return 0;
 }
 
+#define NVIEWS 9 /* the buffers rows() reads or writes */
+
 static void
 release(Py_buffer *views, int count)
 {
@@ -218,7 +220,7 @@ rows(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "_softmax_ce.rows: need n >= 0 and C >= 1");
         return NULL;
     }
-    Py_buffer v[9];
+    Py_buffer v[NVIEWS]; /* z, dz, y, zn, R64, R32, gb, dz2, cls2 */
     memset(v, 0, sizeof(v));
     int dz32 = 0;
     if (odz != Py_None) {
@@ -226,7 +228,7 @@ rows(PyObject *self, PyObject *args)
             return NULL;
         dz32 = v[1].itemsize == 4;
         PyBuffer_Release(&v[1]);
-        v[1].obj = NULL;
+        memset(&v[1], 0, sizeof(v[1])); /* a released view is read no more */
     }
     if (get(oz, &v[0], 0, n * C, "d", "z", 0) < 0
         || get(odz, &v[1], 0, n * C, dz32 ? "f" : "d", "dz", 1) < 0
@@ -236,33 +238,33 @@ rows(PyObject *self, PyObject *args)
         || get(oR32, &v[5], 1, n * C, "f", "R32", 1) < 0
         || get(ogb, &v[6], 1, C, "d", "gb", 0) < 0
         || get(ocls2, &v[8], 0, -1, "q", "cls2", 1) < 0) {
-        release(v, 9);
+        release(v, NVIEWS);
         return NULL;
     }
     Py_ssize_t k2 = v[8].obj ? v[8].len / 8 : C; /* the classes dz2 holds */
     const int64_t *cls2 = v[8].buf;
     for (Py_ssize_t j = 0; cls2 && j < k2; j++)
         if (cls2[j] < 0 || cls2[j] >= C) {
-            release(v, 9);
+            release(v, NVIEWS);
             PyErr_Format(PyExc_ValueError, "_softmax_ce.rows: class %lld of cls2 is not in "
                          "[0, %zd)", (long long)cls2[j], C);
             return NULL;
         }
     if (get(odz2, &v[7], 0, n * k2, "f", "dz2", 1) < 0) {
-        release(v, 9);
+        release(v, NVIEWS);
         return NULL;
     }
     const int64_t *y = v[2].buf;
     for (Py_ssize_t i = 0; i < n; i++)
         if (y[i] < 0 || y[i] >= C) {
-            release(v, 9);
+            release(v, NVIEWS);
             PyErr_Format(PyExc_ValueError, "_softmax_ce.rows: label %lld of row %zd is not in "
                          "[0, %zd)", (long long)y[i], i, C);
             return NULL;
         }
     double *e = PyMem_RawMalloc(C * sizeof(double));
     if (!e) {
-        release(v, 9);
+        release(v, NVIEWS);
         return PyErr_NoMemory();
     }
     const double *z = v[0].buf;
@@ -270,7 +272,7 @@ rows(PyObject *self, PyObject *args)
     const float *d32 = dz32 ? v[1].buf : NULL;
     double *zn = v[3].buf, *R64 = v[4].buf, *gb = v[6].buf;
     float *R32 = v[5].buf;
-    const float *dz2 = v[8].obj && k2 == 0 ? NULL : v[7].buf; /* no classes: no correction */
+    const float *dz2 = v[7].buf; /* NULL: no correction; no classes (k2 = 0): nothing to add */
     double loss = 0.0;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -281,7 +283,7 @@ rows(PyObject *self, PyObject *args)
     }
     Py_END_ALLOW_THREADS
     PyMem_RawFree(e);
-    release(v, 9);
+    release(v, NVIEWS);
     return PyFloat_FromDouble(loss);
 }
 
