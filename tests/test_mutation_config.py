@@ -55,3 +55,56 @@ def test_the_mutation_copy_carries_the_built_extension(tmp_path):
     assert (tmp_path / rel).read_bytes() == built[0].read_bytes()
     assert (tmp_path / "sparse_probe" / "solvers" / "_gram_cd.c").is_file()
     assert not (tmp_path / ".venv").exists()
+
+
+def _c_driver():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        spec = importlib.util.spec_from_file_location("mutation_c", ROOT / "tools" / "mutation_c.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    return module
+
+
+C_SNIPPET = """#define LIMIT 8
+#define NAME "x<y"
+static int
+f(const double *restrict a, int n) /* a < b */
+{
+    double s = 0.5, *p = NULL; // i - 1
+    for (int i = 0; i < n && a[i] >= 0x10; i++)
+        s += a[i] * 2 - "a-b"[0];
+    return s != 1e-3 ? s / n : -s;
+}
+
+static int
+g(void)
+{
+    return 7 + 1;
+}
+"""
+
+
+def test_c_mutants_are_the_code_of_the_named_functions_and_the_defines():
+    """Each mutant of tools/mutation_c.py: one operator, comparison or number of the named
+    functions' code (not a comment, string, pointer declaration or another function) and
+    the numbers of #define lines."""
+    src = C_SNIPPET
+    found = _c_driver().mutants(src, ["f"])
+    by_text = sorted((src.count("\n", 0, off) + 1, old, new) for off, old, new in found)
+    assert by_text == sorted([
+        (1, "8", "9"),
+        (6, "0.5", "1.5"),
+        (7, "0", "1"), (7, "<", "<="), (7, "&&", "||"), (7, ">=", ">"), (7, "0x10", "0x11"),
+        (8, "+=", "-="), (8, "*", "/"), (8, "2", "3"), (8, "-", "+"), (8, "0", "1"),
+        (9, "!=", "=="), (9, "1e-3", "1.001"), (9, "/", "*"), (9, "-", "+"),
+    ])
+    for off, old, _ in found:  # every offset points at the text it replaces
+        assert src[off:off + len(old)] == old
+
+
+def test_c_mutants_refuse_a_function_the_source_lacks():
+    with pytest.raises(SystemExit, match="no function 'h'"):
+        _c_driver().mutants(C_SNIPPET, ["h"])

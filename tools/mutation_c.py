@@ -65,7 +65,8 @@ def _function_spans(src: str, names: list[str]) -> list[tuple[int, int]]:
     """(start, end) of the bodies of the named functions (from '{' to its matching '}')."""
     spans = []
     for name in names:
-        m = re.search(rf"^(?:\w[^\n;]*?\s)?{re.escape(name)}\s*\([^;{{]*\)\s*\{{", src, re.M)
+        m = re.search(rf"^(?:\w[^\n;]*?\s)?{re.escape(name)}\s*\([^;{{]*\)\s*(?:/\*.*?\*/\s*)*\{{",
+                      src, re.M | re.S)
         if m is None:
             raise SystemExit(f"--functions: no function {name!r} in the source")
         start = depth = m.end() - 1
@@ -94,12 +95,14 @@ def mutants(src: str, functions: list[str]) -> list[tuple[int, str, str]]:
             out.append((m.start(1), m.group(1), _number_mutant(m.group(1))))
     for a, b in _function_spans(src, functions):
         body = src[a:b]
+        in_number = [False] * len(body)  # an exponent's sign is the number's, not an operator
         for m in NUMBER.finditer(body):
             if mask[a + m.start()]:
                 out.append((a + m.start(1), m.group(1), _number_mutant(m.group(1))))
+                in_number[m.start():m.end()] = [True] * (m.end() - m.start())
         k = 0
         while k < len(body):
-            if not mask[a + k]:
+            if not mask[a + k] or in_number[k]:
                 k += 1
                 continue
             two = body[k : k + 2]
