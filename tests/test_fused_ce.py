@@ -5,6 +5,7 @@ same fits with the kernel turned off."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import shutil
@@ -181,6 +182,21 @@ def test_read_only_inputs_are_read(dtype):
     assert loss == pytest.approx(_reference(moved, y, 1.0)[0], rel=1e-13)
 
 
+def test_arrays_of_any_buffer_exporter_with_a_native_byte_order_are_read():
+    """ctypes arrays say "<d" and "<q", a cast memoryview "@d": the same numbers as numpy's."""
+    z, y, _ = _problem(6, 40, 9)
+    gb = np.zeros(40)
+    zc = (ctypes.c_double * 240)(*z.flatten().tolist())
+    yc = (ctypes.c_int64 * 6)(*y.tolist())
+    assert memoryview(zc).format == "<d" and memoryview(yc).format == "<q"
+    zm = memoryview(z.numpy().copy()).cast("B").cast("@d")
+    ref = _reference(z, y, 1.0)[0]
+    for zz, yy in ((zc, yc), (zm, y.numpy())):
+        gb[:] = 0
+        loss = ROWS(6, 40, zz, None, 0.0, None, None, yy, None, None, None, gb, 1.0)
+        assert loss == pytest.approx(ref, rel=1e-13)
+
+
 def test_one_class_rows_cost_nothing():
     z, y, _ = _problem(7, 1, 21)
     loss, out = _call(z, y, scale=2.0)
@@ -245,15 +261,40 @@ def test_rows_refuse_what_they_cannot_read():
     with pytest.raises(ValueError, match="dz must be"):
         ROWS(10, 40, z.numpy(), np.zeros((10, 39)), 0.0, None, None, y.numpy(), None, None, None, gb,
              1.0)
-    for i, name in ((2, "z"), (7, "y"), (11, "gb")):  # the arrays that may not be None
+    for dz in ([0.0] * 400, np.zeros((40, 10)).T):  # not a buffer; not C-contiguous
+        with pytest.raises(ValueError, match=r"dz must be a C-contiguous float64 array$"):
+            ROWS(10, 40, z.numpy(), dz, 0.0, None, None, y.numpy(), None, None, None, gb, 1.0)
+    for i, name, kind in ((2, "z", " float64"), (7, "y", " int64"), (11, "gb", ", writable float64")):
         args = [10, 40, z.numpy(), None, 0.0, None, None, y.numpy(), None, None, None, gb, 1.0]
-        args[i] = None
-        with pytest.raises(ValueError, match=f"{name} must be a C-contiguous"):
+        args[i] = None  # the arrays that may not be None
+        with pytest.raises(ValueError, match=f"{name} must be a C-contiguous{kind} array$"):
             ROWS(*args)
     ro = z.numpy().copy()
     ro.flags.writeable = False
-    with pytest.raises(ValueError, match="zn must be a C-contiguous, writable float64"):
+    with pytest.raises(ValueError, match=r"zn must be a C-contiguous, writable float64 array$"):
         ROWS(10, 40, z.numpy(), None, 0.0, None, None, y.numpy(), ro, None, None, gb, 1.0)
+    ro32 = np.zeros((10, 40), dtype=np.float32)
+    ro32.flags.writeable = False
+    with pytest.raises(ValueError, match=r"R32 must be a C-contiguous, writable float32 array$"):
+        ROWS(10, 40, z.numpy(), None, 0.0, None, None, y.numpy(), None, None, ro32, gb, 1.0)
+    # an 8-byte item of the other kind is not taken for the one asked for
+    with pytest.raises(ValueError, match="z must be a C-contiguous float64 array of 400 entries"):
+        ROWS(10, 40, z.long().numpy(), None, 0.0, None, None, y.numpy(), None, None, None, gb, 1.0)
+    with pytest.raises(ValueError, match="y must be a C-contiguous int64 array of 10 entries"):
+        ROWS(10, 40, z.numpy(), None, 0.0, None, None, y.double().numpy(), None, None, None, gb,
+             1.0)
+    big = z.numpy().astype(">f8")  # another byte order
+    with pytest.raises(ValueError, match="z must be a C-contiguous float64 array of 400"):
+        ROWS(10, 40, big, None, 0.0, None, None, y.numpy(), None, None, None, gb, 1.0)
+    empty_y = np.zeros(0, dtype=np.int64)  # no rows: no entries either
+    with pytest.raises(ValueError, match="z must be a C-contiguous float64 array of 0 entries"):
+        ROWS(0, 40, z.numpy()[:1], None, 0.0, None, None, empty_y, None, None, None, gb, 1.0)
+    with pytest.raises(ValueError, match="z must be a C-contiguous float64 array of 0 entries"):
+        ROWS(0, 40, np.zeros(5, dtype=np.float32), None, 0.0, None, None, empty_y, None, None,
+             None, gb, 1.0)
+    with pytest.raises(ValueError, match="cls2 must be a C-contiguous int64 array of 3 entries"):
+        ROWS(10, 40, z.numpy(), None, 0.0, None, np.array([1.0, 2.0, 3.0]), y.numpy(), None,
+             None, None, gb, 1.0)
     few = np.zeros((10, 2), dtype=np.float32)
     with pytest.raises(ValueError, match="class 40 of cls2 is not in"):
         ROWS(10, 40, z.numpy(), None, 0.0, few, np.array([3, 40]), y.numpy(), None, None, None,

@@ -163,6 +163,12 @@ row(Py_ssize_t C, const double *restrict z, const double *restrict dz64,
     return lse - zy;
 }
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define NATIVE_ORDER "@=>"
+#else
+#define NATIVE_ORDER "@=<"
+#endif
+
 /* A C-contiguous buffer of `count` items of format `fmt` ("d", "f" or "q"), or None -> NULL. */
 static int
 get(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t count, const char *fmt,
@@ -181,7 +187,7 @@ get(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t count, const char *
         return -1;
     }
     const char *f = view->format ? view->format : "B";
-    if (f[0] == '<' || f[0] == '=' || f[0] == '@')
+    if (f[0] && strchr(NATIVE_ORDER, f[0])) /* "<d" (ctypes), "@d": native byte order */
         f++;
     int ok = strcmp(f, fmt) == 0 || (fmt[0] == 'q' && strcmp(f, "l") == 0 && view->itemsize == 8);
     if (!ok || (count >= 0 ? view->len != count * view->itemsize : view->len % view->itemsize)) {
@@ -223,12 +229,14 @@ rows(PyObject *self, PyObject *args)
     Py_buffer v[NVIEWS]; /* z, dz, y, zn, R64, R32, gb, dz2, cls2 */
     memset(v, 0, sizeof(v));
     int dz32 = 0;
-    if (odz != Py_None) {
-        if (PyObject_GetBuffer(odz, &v[1], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
-            return NULL;
-        dz32 = v[1].itemsize == 4;
-        PyBuffer_Release(&v[1]);
-        memset(&v[1], 0, sizeof(v[1])); /* a released view is read no more */
+    if (odz != Py_None) { /* dz's item size says which format get() asks of it */
+        Py_buffer probe;
+        if (PyObject_GetBuffer(odz, &probe, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+            PyErr_Clear(); /* get() below names what dz must be */
+        } else {
+            dz32 = probe.itemsize == 4;
+            PyBuffer_Release(&probe);
+        }
     }
     if (get(oz, &v[0], 0, n * C, "d", "z", 0) < 0
         || get(odz, &v[1], 0, n * C, dz32 ? "f" : "d", "dz", 1) < 0
