@@ -81,7 +81,7 @@ def _agrees(rows) -> bool:
 def usable(z: torch.Tensor) -> bool:
     """Whether :func:`ce_rows` runs the compiled kernel for logits ``z`` (n, C): CPU, float64,
     contiguous, at least :data:`MIN_CLASSES` classes, built, self-checked and not disabled."""
-    if os.environ.get("SPARSE_PROBE_FUSED_CE", "1") == "0":
+    if os.environ.get("SPARSE_PROBE_FUSED_CE") == "0":
         return False
     return (z.device.type == "cpu" and z.dtype == torch.float64 and z.dim() == 2
             and z.shape[1] >= MIN_CLASSES and z.is_contiguous() and _kernel() is not None)
