@@ -8,6 +8,8 @@ from __future__ import annotations
 import ctypes
 import logging
 import math
+import multiprocessing
+import os
 import shutil
 import sys
 import sysconfig
@@ -329,6 +331,35 @@ def test_ce_rows_over_threads_is_the_one_thread_result():
     ref_loss, ref_R = _reference(z + 0.5 * dz.double(), y, 1 / 3000)
     assert res[3][0] == pytest.approx(ref_loss, rel=1e-13)
     assert torch.allclose(res[3][1], ref_R.sum(0), rtol=0, atol=1e-14)
+
+
+def _ce_rows_in_child(queue, z, y):
+    torch.set_num_threads(3)
+    queue.put(fused_ce.ce_rows(z, y, scale=0.5)[0])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_ce_rows_over_threads_in_a_forked_child_after_the_parent_used_them():
+    """A child forked after the parent's threaded rows gets pool threads of its own."""
+    z, y, _ = _problem(3000, 100, 11)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        parent = fused_ce.ce_rows(z, y, scale=0.5)[0]
+        assert any(isinstance(key, tuple) for key in fused_ce._STATE)  # a pool was made
+    finally:
+        torch.set_num_threads(before)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_ce_rows_in_child, args=(queue, z, y))
+    child.start()
+    try:
+        got = queue.get(timeout=120)  # the unfixed pool waits here forever
+    finally:
+        child.join(30)
+        if child.is_alive():
+            child.kill()
+    assert got == pytest.approx(parent, rel=1e-14)
 
 
 def test_ce_rows_threads_only_for_enough_entries(monkeypatch):

@@ -37,7 +37,7 @@ MIN_CLASSES = 32
 MIN_ENTRIES_PER_THREAD = 1 << 17
 
 log = logging.getLogger(__name__)
-_STATE: dict[str, object] = {}
+_STATE: dict[object, object] = {}
 
 
 def _kernel():
@@ -96,6 +96,17 @@ def _pool(k: int) -> ThreadPoolExecutor:
     if pool is None:
         pool = _STATE[("pool", k)] = ThreadPoolExecutor(k, thread_name_prefix="sparse-probe-ce")
     return pool
+
+
+def _forget_pools() -> None:
+    """In a forked child: the parent's pool threads do not exist there, and an executor that
+    believes they do queues work that never runs (a fit in a forked worker would hang)."""
+    for key in [key for key in _STATE if isinstance(key, tuple) and key[0] == "pool"]:
+        del _STATE[key]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
 
 
 def ce_rows(z: torch.Tensor, y: torch.Tensor, *, dz: torch.Tensor | None = None, t: float = 1.0,
