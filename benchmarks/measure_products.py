@@ -24,7 +24,8 @@ SHAPES = [(4000, 1000, 32), (20000, 1000, 32), (10000, 100, 64), (10000, 64, 256
           (10000, 32, 256), (10000, 16, 256), (10000, 10, 256), (20000, 10, 512)]
 
 
-def _ms(fn, repeats: int) -> float:
+def median_ms(fn, repeats: int) -> float:
+    """Median milliseconds of ``repeats`` calls of ``fn`` after one warm-up call."""
     fn()
     times = []
     for _ in range(repeats):
@@ -50,8 +51,8 @@ def measure(n: int, C: int, m: int, repeats: int, g: torch.Generator) -> tuple[f
         return torch.mm(R32.T, X)
 
     torch.testing.assert_close(transpose(), row_major(), rtol=1e-4, atol=1e-3)
-    return (_ms(transpose, repeats), _ms(lambda: Rt.copy_(R.T), repeats),
-            _ms(row_major, repeats), _ms(lambda: R32.copy_(R), repeats))
+    return (median_ms(transpose, repeats), median_ms(lambda: Rt.copy_(R.T), repeats),
+            median_ms(row_major, repeats), median_ms(lambda: R32.copy_(R), repeats))
 
 
 def main(argv=None) -> None:

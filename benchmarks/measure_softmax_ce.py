@@ -15,26 +15,20 @@ checking that the two agree. One thread unless ``--threads``.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import os
+import sys
 
 import torch
 
 from sparse_probe.solvers import fused_ce
 from sparse_probe.solvers.restricted import softmax_residual
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from measure_products import median_ms
+
 SHAPES = [(10000, 10), (10000, 16), (10000, 32), (10000, 64), (10000, 100), (20000, 1000),
           (5000, 1000), (500, 10)]
-
-
-def _ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(times)
 
 
 def measure(n: int, C: int, repeats: int, g: torch.Generator) -> tuple[float, float, float]:
@@ -56,7 +50,7 @@ def measure(n: int, C: int, repeats: int, g: torch.Generator) -> tuple[float, fl
         return fused_ce.ce_rows(z, y, dz=dz, t=0.5, zn=zn, R32=R32, scale=1.0 / n)
 
     a, b = torch_route()[0], kernel_route()[0]
-    return _ms(torch_route, repeats), _ms(kernel_route, repeats), abs(a - b) / abs(a)
+    return median_ms(torch_route, repeats), median_ms(kernel_route, repeats), abs(a - b) / abs(a)
 
 
 def main(argv=None) -> None:

@@ -473,12 +473,29 @@ def test_grad_of_a_residual_that_is_not_the_kernels_sums_it(monkeypatch):
     assert torch.allclose(gb_kernel, R.double().sum(0), rtol=0, atol=1e-6)
 
 
+def _assert_same_path_and_kkt(X, y, a, b, points: int) -> None:
+    """Paths ``a`` (kernel) and ``b`` (torch) have the same float64 objectives (to 1e-7, far
+    below the tolerance) and ``a`` meets KKT at every point, both by numpy's evaluation."""
+    from sparse_probe import kkt_violation, objective_f64
+
+    assert len(a) == len(b) == points
+    tols = a.info["tol_per_point"]
+    for i, lam in enumerate(a.lambdas):
+        Fa, G, gb = objective_f64(X, y, a.weights[i], a.intercepts[i], lam, 0.99, mean=a.mean,
+                                  scale=a.scale, return_grad=True)
+        Fb = objective_f64(X, y, b.weights[i], b.intercepts[i], lam, 0.99, mean=b.mean,
+                           scale=b.scale)
+        assert Fa == pytest.approx(Fb, rel=1e-7)
+        assert kkt_violation(G, a.weights[i], lam, 0.99).max() <= 1.01 * tols[i]
+        assert np.abs(gb).max() <= 1.01 * tols[i]
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_many_class_path_is_the_same_with_and_without_the_kernel(seed, monkeypatch):
     """OWL-QN's trials (with clipped weights: the kernel's second term) on a 60-class path:
     the float64 objectives agree to far below the tolerance, and KKT holds at every point
     (numpy's independent evaluation)."""
-    from sparse_probe import fit_path, kkt_violation, objective_f64
+    from sparse_probe import fit_path
 
     rng = np.random.default_rng(seed)
     n, d, C = 1200, 24, 60
@@ -490,17 +507,7 @@ def test_a_many_class_path_is_the_same_with_and_without_the_kernel(seed, monkeyp
         monkeypatch.setenv("SPARSE_PROBE_FUSED_CE", env)
         paths[env] = fit_path(X, y, alpha=0.99, n_lambdas=8, eps=0.05, progress=False,
                               solver="owlqn", threads=1)
-    a, b = paths["1"], paths["0"]
-    assert len(a) == len(b) == 8
-    tols = a.info["tol_per_point"]
-    for i, lam in enumerate(a.lambdas):
-        Fa, G, gb = objective_f64(X, y, a.weights[i], a.intercepts[i], lam, 0.99, mean=a.mean,
-                                  scale=a.scale, return_grad=True)
-        Fb = objective_f64(X, y, b.weights[i], b.intercepts[i], lam, 0.99, mean=b.mean,
-                           scale=b.scale)
-        assert Fa == pytest.approx(Fb, rel=1e-7)
-        assert kkt_violation(G, a.weights[i], lam, 0.99).max() <= 1.01 * tols[i]
-        assert np.abs(gb).max() <= 1.01 * tols[i]
+    _assert_same_path_and_kkt(X, y, paths["1"], paths["0"], 8)
 
 
 @pytest.mark.parametrize("env", ["1", "0"])
@@ -537,7 +544,7 @@ def test_a_many_class_path_streamed_from_disk_is_the_same_with_and_without_the_k
         tmp_path, monkeypatch):
     """Low-memory mode on a .npy file (every evaluation and KKT pass streamed in chunks):
     the kernel's path against torch's, and KKT at every point by numpy's evaluation."""
-    from sparse_probe import fit_path, kkt_violation, objective_f64
+    from sparse_probe import fit_path
 
     rng = np.random.default_rng(5)
     n, d, C = 900, 16, 40
@@ -550,15 +557,24 @@ def test_a_many_class_path_streamed_from_disk_is_the_same_with_and_without_the_k
         monkeypatch.setenv("SPARSE_PROBE_FUSED_CE", env)
         paths[env] = fit_path(str(f), y, alpha=0.99, n_lambdas=6, eps=0.1, chunk_rows=250,
                               low_memory=True, progress=False, threads=1)
-    a, b = paths["1"], paths["0"]
-    assert len(a) == len(b) == 6
-    for i, lam in enumerate(a.lambdas):
-        Fa, G, gb = objective_f64(X, y, a.weights[i], a.intercepts[i], lam, 0.99, mean=a.mean,
-                                  scale=a.scale, return_grad=True)
-        Fb = objective_f64(X, y, b.weights[i], b.intercepts[i], lam, 0.99, mean=b.mean,
-                           scale=b.scale)
-        assert Fa == pytest.approx(Fb, rel=1e-7)
-        tol = a.info["tol_per_point"][i]
-        assert kkt_violation(G, a.weights[i], lam, 0.99).max() <= 1.01 * tol
-        assert np.abs(gb).max() <= 1.01 * tol
-        assert np.abs(a.kkt_violation[i]) <= a.info["tol_per_point"][i]
+    a = paths["1"]
+    _assert_same_path_and_kkt(X, y, a, paths["0"], 6)
+    assert (np.abs(a.kkt_violation) <= a.info["tol_per_point"]).all()
+
+
+def test_measure_script_checks_the_kernel_against_torchs_passes(capsys):
+    """benchmarks/measure_softmax_ce.py: every shape's two routes agree to rounding."""
+    from helpers_bench import load_bench
+
+    before = torch.get_num_threads()
+    script = load_bench("measure_softmax_ce")
+    try:
+        script.main(["--repeats", "1"])
+    finally:
+        torch.set_num_threads(before)
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert [tuple(int(v) for v in line.split()[:2]) for line in rows] == script.SHAPES
+    for line in rows:
+        _, _, torch_ms, kernel_ms, _, diff = line.split()
+        assert float(torch_ms) > 0 and float(kernel_ms) > 0
+        assert float(diff) < 1e-12, line
