@@ -333,6 +333,27 @@ def test_ce_rows_over_threads_is_the_one_thread_result():
     assert torch.allclose(res[3][1], ref_R.sum(0), rtol=0, atol=1e-14)
 
 
+def test_forgetting_the_pools_keeps_the_checked_kernel(monkeypatch):
+    """What a forked child runs (os.register_at_fork): every pool entry dropped, the
+    self-checked kernel kept; the next threaded rows make a pool of their own."""
+    z, y, _ = _problem(4000, 100, 12)  # 3 blocks of at least MIN_ENTRIES_PER_THREAD
+    monkeypatch.setattr(fused_ce, "_STATE", {})
+    before, pools = torch.get_num_threads(), {}
+    try:
+        torch.set_num_threads(3)
+        first = fused_ce.ce_rows(z, y)[0]
+        pools = {k: v for k, v in fused_ce._STATE.items() if isinstance(k, tuple)}
+        assert list(pools) == [("pool", 3)] and fused_ce._STATE["rows"] is ROWS
+        fused_ce._forget_pools()
+        assert fused_ce._STATE == {"rows": ROWS}
+        assert fused_ce.ce_rows(z, y)[0] == first
+        assert fused_ce._STATE[("pool", 3)] is not pools[("pool", 3)]
+    finally:
+        torch.set_num_threads(before)
+        for pool in [*pools.values(), *[v for k, v in fused_ce._STATE.items() if k != "rows"]]:
+            pool.shutdown()
+
+
 def _ce_rows_in_child(queue, z, y):
     torch.set_num_threads(3)
     queue.put(fused_ce.ce_rows(z, y, scale=0.5)[0])
@@ -415,6 +436,36 @@ def test_a_kernel_that_disagrees_is_not_used(monkeypatch, caplog):
     monkeypatch.setattr(mod, "rows", real)
     monkeypatch.setattr(fused_ce, "_STATE", {})
     assert fused_ce._kernel() is real
+
+
+def _nudge_zn(a):  # the moved logits off by 1e-9 (their check: 1e-12 absolute)
+    a[8][...] += 1e-9
+
+
+def _nudge_r32_relative(a):  # the residual off by 5e-6 of itself (check: 1e-6 relative)
+    a[10][...] *= np.float32(1 + 5e-6)
+
+
+def _nudge_r32_absolute(a):  # the residual off by 5e-9 (check: 1e-9 absolute + 1e-6 relative)
+    a[10][...] += np.float32(5e-9)
+
+
+def _nudge_gb(a):  # the bias gradient off by 1e-10 (check: 1e-12 absolute)
+    a[11][...] += 1e-10
+
+
+@pytest.mark.parametrize("nudge", [_nudge_zn, _nudge_r32_relative, _nudge_r32_absolute, _nudge_gb])
+def test_the_self_check_refuses_each_output_off_by_more_than_its_tolerance(nudge):
+    """Each output the solvers read is checked at its own tolerance: an error just beyond it
+    in any one of them fails the self-check, the exact kernel passes it."""
+    assert fused_ce._agrees(ROWS)
+
+    def off(*args):
+        loss = ROWS(*args)
+        nudge(args)
+        return loss
+
+    assert not fused_ce._agrees(off)
 
 
 # ------------------------------------------------------------------ in the solvers
