@@ -65,8 +65,9 @@ def _function_spans(src: str, names: list[str]) -> list[tuple[int, int]]:
     """(start, end) of the bodies of the named functions (from '{' to its matching '}')."""
     spans = []
     for name in names:
-        m = re.search(rf"^(?:\w[^\n;]*?\s)?{re.escape(name)}\s*\([^;{{]*\)\s*(?:/\*.*?\*/\s*)*\{{",
-                      src, re.M | re.S)
+        comment = r"/\*(?:[^*]|\*(?!/))*\*/"  # one /* ... */, never past its own end
+        m = re.search(rf"^(?:\w[^\n;]*?\s)?{re.escape(name)}\s*\([^;{{]*\)\s*(?:{comment}\s*)*\{{",
+                      src, re.M)
         if m is None:
             raise SystemExit(f"--functions: no function {name!r} in the source")
         start = depth = m.end() - 1
