@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import configparser
 import importlib.util
+import re
 import shutil
 import sys
 import sysconfig
@@ -29,6 +31,49 @@ def test_every_configured_module_exists_and_has_test_patterns():
     for m in modules:
         assert (ROOT / m["path"]).is_file(), m["path"]
         assert all(p.startswith("tests/") for p in m["tests"]), m
+
+
+def _threaded_torch(text: str) -> bool:
+    """Whether a test file sets torch's thread count above one somewhere."""
+    return any(m.group(1).strip() != "1"
+               for m in re.finditer(r"torch\.set_num_threads\(([^)]*)\)", text))
+
+
+def test_modules_whose_tests_run_torch_on_threads_fork_from_a_server():
+    """torch's OpenMP team does not survive fork: forked from the process that ran such tests,
+    a mutant's run spins until mutmut's CPU limit calls it a timeout."""
+    driver = _driver()
+    _, modules = driver.load_config()
+    files = driver._worktree_files()
+    threaded = []
+    for m in modules:
+        tests = driver._test_files(m["tests"], files)
+        if any(_threaded_torch((ROOT / t).read_text(encoding="utf-8")) for t in tests):
+            threaded.append(m["path"])
+            assert m.get("process_isolation") == "forkserver", m["path"]
+    assert "sparse_probe/solvers/fused_ce.py" in threaded
+    assert _threaded_torch("torch.set_num_threads(before)")
+    assert not _threaded_torch("torch.set_num_threads(1)\ntorch.get_num_threads()")
+
+
+def test_the_isolation_reaches_mutmuts_config_and_a_wrong_one_is_refused(tmp_path):
+    driver = _driver()
+    cfg = configparser.ConfigParser()
+    cfg.read_string(driver._setup_cfg("sparse_probe/x.py", ["tests/test_x.py"], ["-q"],
+                                      "forkserver"))
+    assert cfg["mutmut"]["process_isolation"] == "forkserver"
+    assert cfg["mutmut"]["only_mutate"].split() == ["sparse_probe/x.py"]
+    cfg.read_string(driver._setup_cfg("sparse_probe/x.py", ["tests/test_x.py"], ["-q"]))
+    assert cfg["mutmut"]["process_isolation"] == "fork"
+    bad = tmp_path / "mutation.toml"
+    bad.write_text('[[module]]\npath = "a.py"\ntests = ["tests/a.py"]\n'
+                   'process_isolation = "spawn"\n', encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"a\.py: process_isolation must be one of fork, "
+                                         r"forkserver, got 'spawn'"):
+        driver.load_config(bad)
+    bad.write_text('[[module]]\npath = "a.py"\ntests = ["tests/a.py"]\n'
+                   'process_isolation = "forkserver"\n', encoding="utf-8")
+    assert driver.load_config(bad)[1][0]["process_isolation"] == "forkserver"
 
 
 def test_equivalent_mutants_name_a_configured_module_and_give_a_reason():

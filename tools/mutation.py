@@ -45,6 +45,13 @@ EQUIVALENTS = ROOT / "tests" / "mutation_equivalents.toml"
 #: Packages copied under ``mutants/`` so that every import resolves to the mutated copy.
 PACKAGES = ("sparse_probe", "tasks", "analysis")
 
+#: mutmut's ``process_isolation``: ``fork`` forks each mutant's run from the process that ran
+#: the whole test selection; ``forkserver`` from a server that only collected the tests. A
+#: module whose tests run torch on more than one thread needs the second: torch's OpenMP team
+#: does not survive fork, and the child's first parallel region spins forever (mutmut's CPU
+#: limit then reports a "timeout" for a mutant whose tests would pass).
+ISOLATION = ("fork", "forkserver")
+
 #: mutmut's statuses (mutmut.stats.status_by_exit_code) grouped for the score.
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}
 SURVIVED = {"survived", "no tests", "suspicious"}
@@ -89,6 +96,9 @@ def load_config(path: Path = CONFIG) -> tuple[dict, list[dict]]:
     for m in modules:
         if "path" not in m or not isinstance(m.get("tests"), list):
             raise SystemExit(f"{path}: every [[module]] needs 'path' and a 'tests' list")
+        if m.get("process_isolation", "fork") not in ISOLATION:
+            raise SystemExit(f"{path}: [[module]] {m['path']}: process_isolation must be one of "
+                             f"{', '.join(ISOLATION)}, got {m['process_isolation']!r}")
     return data.get("defaults", {}), modules
 
 
@@ -132,7 +142,8 @@ def _test_files(patterns: list[str], files: list[str]) -> list[str]:
     return sorted({f for p in patterns for f in files if fnmatch.fnmatchcase(f, p)})
 
 
-def _setup_cfg(module: str, tests: list[str], pytest_args: list[str]) -> str:
+def _setup_cfg(module: str, tests: list[str], pytest_args: list[str],
+               isolation: str = "fork") -> str:
     def lines(values: list[str]) -> str:
         return "".join(f"\n    {v}" for v in values)
 
@@ -143,7 +154,8 @@ def _setup_cfg(module: str, tests: list[str], pytest_args: list[str]) -> str:
             f"also_copy ={lines(also)}\n"
             f"pytest_add_cli_args_test_selection ={lines(tests)}\n"
             f"pytest_add_cli_args ={lines(['-p', 'mutation_plugin', *pytest_args])}\n"
-            "use_git_change_detection = false\n")
+            "use_git_change_detection = false\n"
+            f"process_isolation = {isolation}\n")
 
 
 _SHOW = """
@@ -200,7 +212,8 @@ def run_module(spec: dict, defaults: dict, *, max_children: int, keep: bool,
     try:
         _copy_tree(tmp)
         (tmp / "setup.cfg").write_text(_setup_cfg(
-            module, tests, list(spec.get("pytest_args", defaults.get("pytest_args", [])))))
+            module, tests, list(spec.get("pytest_args", defaults.get("pytest_args", []))),
+            spec.get("process_isolation", "fork")))
         # mutmut reads [tool.mutmut] from pyproject.toml first; the copy has none, so setup.cfg
         # is used. Subprocesses the tests start import the mutated copy too.
         # mutants/ must exist before mutmut starts: it puts the folder on sys.path only if it
