@@ -377,8 +377,8 @@ def test_kernel_without_the_extension_is_scikit_learns(fresh_kernel, monkeypatch
         assert gram_cd._kernel() == ("sklearn", RAW)
     recs = [r for r in caplog.records if r.name == LOGGER]
     assert len(recs) == 1 and recs[0].levelno == logging.DEBUG
-    assert recs[0].getMessage().startswith("gram_cd: compiled _gram_cd unavailable (")
-    assert isinstance(recs[0].args[0], ImportError)
+    assert recs[0].getMessage().startswith("gram_cd: the compiled _gram_cd.sweeps unavailable (")
+    assert isinstance(recs[0].args[1], ImportError)
 
 
 @needs_own
@@ -411,7 +411,7 @@ def test_kernel_that_disagrees_is_dropped_with_a_warning(fresh_kernel, monkeypat
         assert gram_cd._kernel() == ("numpy", None)
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
         "gram_cd: scikit-learn's enet_coordinate_descent_gram disagrees with the numpy "
-        "loop; using the numpy loop"]
+        "loop; not used"]
     # and enet_qp then runs the numpy loop: the wrong kernel is never called again
     monkeypatch.setattr(cd_fast, "enet_coordinate_descent_gram",
                         lambda *a, **k: pytest.fail("dropped kernel called"))
@@ -427,9 +427,12 @@ def test_kernel_missing_is_logged_and_the_numpy_loop_used(fresh_kernel, monkeypa
         assert gram_cd._kernel() == ("numpy", None)
     recs = [r for r in caplog.records if r.name == LOGGER]
     assert len(recs) == 2 and all(r.levelno == logging.DEBUG for r in recs)
-    assert recs[1].msg == "gram_cd: compiled kernel unavailable (%s); numpy loop"
-    assert isinstance(recs[1].args[0], ImportError)
-    assert recs[1].getMessage().startswith("gram_cd: compiled kernel unavailable (cannot ")
+    assert [r.args[0] for r in recs] == ["the compiled _gram_cd.sweeps",
+                                         "scikit-learn's enet_coordinate_descent_gram"]
+    assert all(r.msg == "gram_cd: %s unavailable (%s)" for r in recs)
+    assert isinstance(recs[1].args[1], ImportError)
+    assert recs[1].getMessage().startswith(
+        "gram_cd: scikit-learn's enet_coordinate_descent_gram unavailable (cannot ")
 
 
 # --- the shared-factor face solves -------------------------------------------------------

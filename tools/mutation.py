@@ -5,6 +5,8 @@ Usage::
     python tools/mutation.py                          # every module of tools/mutation.toml
     python tools/mutation.py --module tasks/ledger.py # one (or several, repeat --module)
     python tools/mutation.py --out benchmarks/results/mutation-YYYY-MM-DD.txt
+    python tools/mutation.py --module sparse_probe/solvers/gram_cd.py \
+        --mutants 'sparse_probe.solvers.gram_cd.x__kernel__mutmut_*'  # one function's mutants
 
 For each module the working tree (git's tracked and untracked, non-ignored files) is copied to
 a temporary directory, and mutmut runs there, mutating only that module and running only the
@@ -311,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="also write the table and survivors here")
     ap.add_argument("--keep", action="store_true", help="keep the temporary copies")
     ap.add_argument("--list", action="store_true", help="list the modules and their tests")
+    ap.add_argument("--mutants", action="append", default=[], metavar="PATTERN",
+                    help="check only the mutants matching these mutmut name patterns (with "
+                         "one --module; replaces its configured 'mutants')")
     args = ap.parse_args(argv)
 
     # SIGTERM (make interrupted, CI cancel) unwinds like Ctrl-C, so temporary copies go.
@@ -322,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {sorted(unknown)} not in {CONFIG.relative_to(ROOT)}", file=sys.stderr)
         return 2
     selected = [m for m in modules if not wanted or m["path"] in wanted]
+    if args.mutants:
+        if len(selected) != 1:
+            print("error: --mutants needs exactly one --module", file=sys.stderr)
+            return 2
+        selected = [{**selected[0], "mutants": list(args.mutants)}]
     if args.list:
         files = _worktree_files()
         for m in selected:

@@ -123,35 +123,44 @@ def _agrees(run) -> bool:
     return bool(np.allclose(u1, u2, rtol=1e-9, atol=1e-12))
 
 
+def _own_kernel():
+    from sparse_probe.solvers._gram_cd import sweeps
+
+    return sweeps, lambda u, l1, l2, Q, q, k: _cd_own(u, l1, l2, Q, q, k, sweeps, Q @ u)
+
+
+def _sklearn_kernel():
+    from sklearn.linear_model._cd_fast import enet_coordinate_descent_gram as raw
+
+    return raw, lambda u, l1, l2, Q, q, k: _cd_sklearn(u, l1, l2, Q, q, k, raw)
+
+
+#: The compiled kernels in order of preference: kind, loader (returns the function and its
+#: call as the numpy loop's), the name a warning gives it.
+_CANDIDATES = (("own", _own_kernel, "the compiled _gram_cd.sweeps"),
+               ("sklearn", _sklearn_kernel, "scikit-learn's enet_coordinate_descent_gram"))
+
+
 def _kernel() -> tuple[str, object]:
     """``(kind, fn)``: ``("own", sweeps)``, ``("sklearn", enet_coordinate_descent_gram)`` or
-    ``("numpy", None)``; the first compiled one present that agrees with the numpy loop."""
+    ``("numpy", None)``; the first compiled one present that agrees with the numpy loop
+    (``SPARSE_PROBE_GRAM_CD=sklearn`` skips the own kernel, ``=numpy`` both)."""
     if _KERNEL:
         return _KERNEL[0]
     choice = ("numpy", None)
-    force = os.environ.get("SPARSE_PROBE_GRAM_CD", "")
-    if force not in ("numpy", "sklearn"):
+    force = os.environ.get("SPARSE_PROBE_GRAM_CD")
+    skip = {"numpy": ("own", "sklearn"), "sklearn": ("own",)}.get(force, ())
+    for kind, load, name in _CANDIDATES:
+        if kind in skip:
+            continue
         try:
-            from sparse_probe.solvers._gram_cd import sweeps as own
-
-            if _agrees(lambda u, l1, l2, Q, q, k: _cd_own(u, l1, l2, Q, q, k, own, Q @ u)):
-                choice = ("own", own)
-            else:
-                log.warning("gram_cd: the compiled _gram_cd.sweeps disagrees with the numpy "
-                            "loop; not used")
+            fn, run = load()
+            if _agrees(run):
+                choice = (kind, fn)
+                break
+            log.warning("gram_cd: %s disagrees with the numpy loop; not used", name)
         except (ImportError, AttributeError, TypeError, ValueError) as exc:
-            log.debug("gram_cd: compiled _gram_cd unavailable (%s)", exc)
-    if choice[0] == "numpy" and force != "numpy":
-        try:
-            from sklearn.linear_model._cd_fast import enet_coordinate_descent_gram as raw
-
-            if _agrees(lambda u, l1, l2, Q, q, k: _cd_sklearn(u, l1, l2, Q, q, k, raw)):
-                choice = ("sklearn", raw)
-            else:
-                log.warning("gram_cd: scikit-learn's enet_coordinate_descent_gram disagrees "
-                            "with the numpy loop; using the numpy loop")
-        except (ImportError, AttributeError, TypeError, ValueError) as exc:
-            log.debug("gram_cd: compiled kernel unavailable (%s); numpy loop", exc)
+            log.debug("gram_cd: %s unavailable (%s)", name, exc)
     _KERNEL.append(choice)
     return choice
 
