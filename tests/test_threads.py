@@ -128,3 +128,158 @@ def test_fit_holds_numpys_blas_to_the_count_and_restores_it(monkeypatch):
         with th.fit_threads(None, "cuda", (100, 5, 3)) as k:  # a GPU fit: left alone
             assert k is None and _blas_threads() == before
     assert seen == [before, before]
+
+
+def test_pick_threads_at_its_boundaries():
+    assert th.pick_threads({1: [1.0], 2: [0.8]}) == 2  # exactly margin × one thread's: kept
+    assert th.pick_threads({1: [2.0], 2: [1.5]}) == 2  # 1.5 <= 0.8 × 2.0
+    assert th.pick_threads({1: [2.0], 2: [1.7]}) == 1  # 1.7 > 1.6
+    assert th.pick_threads({1: [1.0], 2: [0.5], 4: [0.5]}) == 2  # a tie: the fewer threads
+    assert th.pick_threads({1: [1.0], 2: [], 4: [0.5]}) == 4  # a count not timed is skipped
+    with pytest.raises(ValueError, match=r"^pick_threads: timings must include the one-thread "
+                                         r"probe$"):
+        th.pick_threads({})
+
+
+def test_the_parsed_count_and_its_errors(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(th, "_probe", lambda n, m, C: {1: [1.0], 2: [0.5]})
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        if torch.get_num_threads() != 2:
+            pytest.skip("cannot set 2 threads here")
+        for unset in ("", "  ", "auto", " AUTO "):  # the variable says: measure
+            monkeypatch.setenv(th.ENV_VAR, unset)
+            assert th.resolve_threads(None, cpu, (10, 10, 2)) == 2
+        monkeypatch.setenv(th.ENV_VAR, "1")
+        assert th.resolve_threads(None, cpu, (10, 10, 2)) == 1  # the variable's count
+        assert th.resolve_threads("auto", cpu, (10, 10, 2)) == 2  # an explicit auto measures
+    finally:
+        torch.set_num_threads(old)
+    with pytest.raises(ValueError, match=r"^threads: expected a positive integer or 'auto', "
+                                         r"got 0$"):
+        th.resolve_threads(0, cpu, (10, 10, 2))
+    with pytest.raises(ValueError, match=r"^threads: expected a positive integer or 'auto', "
+                                         r"got 'two'$"):
+        th.resolve_threads("two", cpu, (10, 10, 2))
+    monkeypatch.setenv(th.ENV_VAR, "-1")
+    with pytest.raises(ValueError, match=rf"^{th.ENV_VAR}: expected a positive integer"):
+        th.resolve_threads(None, cpu, (10, 10, 2))
+
+
+def test_the_probe_decision_is_logged_in_milliseconds(monkeypatch, caplog):
+    import logging
+
+    monkeypatch.delenv(th.ENV_VAR, raising=False)
+    monkeypatch.setattr(th, "_probe", lambda n, m, C: {1: [0.0012345, 0.001], 2: [0.0004]})
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        if torch.get_num_threads() != 2:
+            pytest.skip("cannot set 2 threads here")
+        with caplog.at_level(logging.DEBUG, logger=th.__name__):
+            assert th.resolve_threads(None, torch.device("cpu"), (10, 10, 2)) == 2
+    finally:
+        torch.set_num_threads(old)
+    assert [r.getMessage() for r in caplog.records if r.name == th.__name__] == [
+        "threads: probe {1: 2.23, 2: 0.4} -> 2"]
+
+
+@pytest.mark.parametrize(("n", "m", "C", "rows", "cols"), [
+    (10, 3, 5, 64, 8),  # at least 64 rows and 8 columns
+    (100, 20, 1000, 100, 20),  # the fit's own shape when small
+    (10**6, 300, 10, 8192, 256),  # at most 8,192 rows and 256 columns
+    (10**6, 32, 1000, 2000, 32),  # at most 2·10⁶ logits
+    (10**6, 32, 3000, 666, 32),  # rows an integer where the logits bound them
+    (10**6, 32, 10**6, 64, 32),  # the row floor under the logits' bound
+])
+def test_the_probe_problem_has_the_fits_shape_within_its_bounds(n, m, C, rows, cols):
+    X, W, y = th._probe_problem(n, m, C)
+    assert X.shape == (rows, cols) and X.dtype == torch.float32
+    assert W.shape == (C, cols) and W.dtype == torch.float64  # the solvers' weights
+    assert y.shape == (rows,) and y.dtype == torch.int64
+    assert int(y.min()) >= 0 and int(y.max()) < C
+
+
+def test_the_probe_problem_is_the_same_every_time_and_near_the_paths_start():
+    a, b = th._probe_problem(500, 16, 3), th._probe_problem(500, 16, 3)
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+    X, W, y = a
+    assert set(y.tolist()) == {0, 1, 2}  # every class, the first included
+    assert 0 < float(W.abs().max()) < 0.1  # small weights, as at the path's start
+    assert float(X.std()) == pytest.approx(1.0, abs=0.05)
+
+
+class _Clock:
+    """A clock whose every timed call lasts ``cost[threads]`` seconds (the thread count
+    read at the call's end)."""
+
+    def __init__(self, cost):
+        self.cost, self.now, self.calls = cost, 100.0, 0
+
+    def __call__(self):
+        self.calls += 1
+        if self.calls % 2 == 0:  # the end of a timed call
+            self.now += self.cost[torch.get_num_threads()]
+        return self.now
+
+
+@pytest.mark.parametrize("top", [2, 3])
+def test_the_probe_times_both_counts_and_stops_once_more_threads_lose(monkeypatch, top):
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(top)
+        if torch.get_num_threads() != top:
+            pytest.skip(f"cannot set {top} threads here")
+        faster = th._probe(300, 20, 3, repeats=3, clock=_Clock({1: 1.0, top: 0.5}))
+        assert faster == {1: [1.0] * 3, top: [0.5] * 3}  # every round
+        even = th._probe(300, 20, 3, repeats=3, clock=_Clock({1: 1.0, top: 1.0}))
+        assert even == {1: [1.0] * 3, top: [1.0] * 3}  # not slower: every round
+        default = th._probe(300, 20, 3, clock=_Clock({1: 1.0, top: 0.5}))
+        assert default == {1: [1.0] * 4, top: [0.5] * 4}  # four rounds unless told
+        slower = th._probe(300, 20, 3, repeats=3, clock=_Clock({1: 1.0, top: 1.5}))
+        assert slower == {1: [1.0], top: [1.5]}  # slower in the first round: stopped
+        assert torch.get_num_threads() == top  # restored
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_the_probe_measures_real_time(monkeypatch):
+    import time
+    import warnings
+
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. torch resizing a buffer of the wrong shape
+            timings = th._probe(300, 20, 3, repeats=2)
+        elapsed = time.perf_counter() - t
+    finally:
+        torch.set_num_threads(old)
+    spent = [s for ts in timings.values() for s in ts]
+    assert all(s > 0 for s in spent) and sum(spent) <= elapsed
+
+
+def test_blas_limits_holds_the_blas_and_leaves_openmp_to_torch():
+    from threadpoolctl import threadpool_info
+
+    np.ones((4, 4)) @ np.ones((4, 4))
+    torch.ones(3) @ torch.ones(3)
+
+    def counts(api):
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == api]
+
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        omp = counts("openmp")
+        if not omp or set(omp) != {2}:
+            pytest.skip(f"torch's OpenMP runtime not seen at 2 threads by threadpoolctl: {omp}")
+        with th.blas_limits(1):
+            assert counts("blas") and set(counts("blas")) == {1}
+            assert counts("openmp") == omp  # torch's OpenMP team: set by torch.set_num_threads
+    finally:
+        torch.set_num_threads(old)

@@ -93,24 +93,41 @@ def _parse(value, name: str) -> int | None:
     return k
 
 
-def _probe(n: int, m: int, C: int, repeats: int = 4) -> dict[int, list[float]]:
-    """Time one iteration's kind of work with 1 and with torch's thread count, interleaved.
+def _probe_problem(n: int, m: int, C: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The probe's problem: the fit's shape cut to at most 8,192 rows, 2·10⁶ logits and 256
+    columns (at least 64 rows and 8 columns), the same data on every call.
 
-    Stops after the first round in which the multi-threaded total exceeds the one-thread
-    total: on a busy machine each multi-threaded call can take ten times longer than one
-    thread's, and one such call is enough to decide.
+    Returns
+    -------
+    X : torch.Tensor of shape (n_p, m_p), float32
+    W : torch.Tensor of shape (C, m_p), float64
+        Small weights (logits of order 0.1, as near the path's start).
+    y : torch.Tensor of shape (n_p,), int64
+        Labels in ``[0, C)``.
     """
-    from sparse_probe.solvers.products import rt_x, x_wt
-    from sparse_probe.solvers.restricted import softmax_residual
-
-    top = torch.get_num_threads()
     n_p = max(64, min(n, 8192, 2_000_000 // max(C, 1)))
     m_p = max(8, min(m, 256))
     g = torch.Generator().manual_seed(0)
     X = torch.randn(n_p, m_p, generator=g)
     W = torch.randn(C, m_p, generator=g, dtype=torch.float64) * 0.01
     y = torch.randint(0, C, (n_p,), generator=g)
-    buf = torch.empty((n_p, C), dtype=torch.float64)
+    return X, W, y
+
+
+def _probe(n: int, m: int, C: int, repeats: int = 4,
+           clock=time.perf_counter) -> dict[int, list[float]]:
+    """Time one iteration's kind of work with 1 and with torch's thread count, interleaved.
+
+    Stops after the first round in which the multi-threaded total exceeds the one-thread
+    total: on a busy machine each multi-threaded call can take ten times longer than one
+    thread's, and one such call is enough to decide. ``clock`` (seconds) is for tests.
+    """
+    from sparse_probe.solvers.products import rt_x, x_wt
+    from sparse_probe.solvers.restricted import softmax_residual
+
+    top = torch.get_num_threads()
+    X, W, y = _probe_problem(n, m, C)
+    buf = torch.empty((X.shape[0], C), dtype=torch.float64)
 
     def work():
         z = x_wt(X, W).to(torch.float64)
@@ -124,9 +141,9 @@ def _probe(n: int, m: int, C: int, repeats: int = 4) -> dict[int, list[float]]:
         for _ in range(repeats):
             for k in (1, top):
                 torch.set_num_threads(k)
-                t = time.perf_counter()
+                t = clock()
                 work()
-                timings[k].append(time.perf_counter() - t)
+                timings[k].append(clock() - t)
             if sum(timings[top]) > sum(timings[1]):
                 break
     finally:
@@ -137,9 +154,9 @@ def _probe(n: int, m: int, C: int, repeats: int = 4) -> dict[int, list[float]]:
 def resolve_threads(threads, device: torch.device, shape: tuple[int, int, int]) -> int | None:
     """The thread count for a fit on ``device`` of an ``(n, m, C)``-shaped problem.
 
-    ``threads``: an int (used as is), ``"auto"``/None (the environment variable
-    :data:`ENV_VAR` when set, else measured: see the module docstring). Returns None for
-    non-CPU devices (left alone).
+    ``threads``: an int (used as is), None (the environment variable :data:`ENV_VAR` when
+    set, else measured: see the module docstring) or ``"auto"`` (measured, whatever the
+    environment says). Returns None for non-CPU devices (left alone).
     """
     if torch.device(device).type != "cpu":
         return None
