@@ -334,23 +334,42 @@ def test_ce_rows_over_threads_is_the_one_thread_result():
 
 
 def test_forgetting_the_pools_keeps_the_checked_kernel(monkeypatch):
-    """What a forked child runs (os.register_at_fork): every pool entry dropped, the
-    self-checked kernel kept; the next threaded rows make a pool of their own."""
+    """What a forked child runs (os.register_at_fork): every pool dropped, the self-checked
+    kernel kept; the next threaded rows make a pool of their own."""
     z, y, _ = _problem(4000, 100, 12)  # 3 blocks of at least MIN_ENTRIES_PER_THREAD
     monkeypatch.setattr(fused_ce, "_STATE", {})
+    monkeypatch.setattr(fused_ce, "_POOLS", {})
     before, pools = torch.get_num_threads(), {}
     try:
         torch.set_num_threads(3)
         first = fused_ce.ce_rows(z, y)[0]
-        pools = {k: v for k, v in fused_ce._STATE.items() if isinstance(k, tuple)}
-        assert list(pools) == [("pool", 3)] and fused_ce._STATE["rows"] is ROWS
+        pools = dict(fused_ce._POOLS)
+        assert list(pools) == [3] and fused_ce._STATE == {"rows": ROWS}
         fused_ce._forget_pools()
-        assert fused_ce._STATE == {"rows": ROWS}
+        assert fused_ce._POOLS == {} and fused_ce._STATE == {"rows": ROWS}
         assert fused_ce.ce_rows(z, y)[0] == first
-        assert fused_ce._STATE[("pool", 3)] is not pools[("pool", 3)]
+        assert list(fused_ce._POOLS) == [3] and fused_ce._POOLS[3] is not pools[3]
     finally:
         torch.set_num_threads(before)
-        for pool in [*pools.values(), *[v for k, v in fused_ce._STATE.items() if k != "rows"]]:
+        for pool in [*pools.values(), *fused_ce._POOLS.values()]:
+            pool.shutdown()
+
+
+def test_a_pool_is_made_once_per_thread_count_with_named_threads(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(fused_ce, "_POOLS", {})
+    try:
+        made = fused_ce._POOLS
+        p3 = fused_ce._pool(3)
+        assert fused_ce._pool(3) is p3 and made == {3: p3}
+        p2 = fused_ce._pool(2)
+        assert p2 is not p3 and made == {3: p3, 2: p2}
+        assert p3._max_workers == 3 and p2._max_workers == 2
+        names = set(p3.map(lambda _: threading.current_thread().name, range(30)))
+        assert names and all(n.startswith("sparse-probe-ce_") for n in names)
+    finally:
+        for pool in fused_ce._POOLS.values():
             pool.shutdown()
 
 
@@ -367,7 +386,7 @@ def test_ce_rows_over_threads_in_a_forked_child_after_the_parent_used_them():
     try:
         torch.set_num_threads(3)
         parent = fused_ce.ce_rows(z, y, scale=0.5)[0]
-        assert any(isinstance(key, tuple) for key in fused_ce._STATE)  # a pool was made
+        assert fused_ce._POOLS  # a pool was made
     finally:
         torch.set_num_threads(before)
     ctx = multiprocessing.get_context("fork")
@@ -381,6 +400,33 @@ def test_ce_rows_over_threads_in_a_forked_child_after_the_parent_used_them():
         if child.is_alive():
             child.kill()
     assert got == pytest.approx(parent, rel=1e-14)
+
+
+@pytest.mark.parametrize("with_cls2", [False, True])
+def test_ce_rows_over_threads_with_a_correction_and_int32_labels(with_cls2):
+    """The clipped columns' correction (dz2, with or without its classes) and labels of
+    another integer type reach every block as they reach one thread."""
+    n, C = 3000, 100
+    z, y, g = _problem(n, C, 9)
+    dz = torch.randn(n, C, generator=g)
+    cls2 = torch.tensor([5, 17, 90], dtype=torch.int32) if with_cls2 else None
+    dz2 = torch.randn(n, 3 if with_cls2 else C, generator=g)
+    before = torch.get_num_threads()
+    res = {}
+    try:
+        for k in (1, 3):
+            torch.set_num_threads(k)
+            R32 = torch.empty(n, C)
+            res[k] = (*fused_ce.ce_rows(z, y.to(torch.int32), dz=dz, t=0.5, dz2=dz2, cls2=cls2,
+                                        R32=R32, scale=1 / n), R32)
+    finally:
+        torch.set_num_threads(before)
+    full = dz2 if cls2 is None else torch.zeros(n, C).index_copy_(1, cls2.long(), dz2)
+    ref_loss, ref_R = _reference(z + 0.5 * dz.double() + full.double(), y, 1 / n)
+    for k in (1, 3):
+        assert res[k][0] == pytest.approx(ref_loss, rel=1e-13), k
+        assert torch.allclose(res[k][1], ref_R.sum(0), rtol=0, atol=1e-14), k
+        assert torch.allclose(res[k][2].double(), ref_R, rtol=1e-6, atol=1e-9), k
 
 
 def test_ce_rows_threads_only_for_enough_entries(monkeypatch):
@@ -404,6 +450,22 @@ def test_ce_rows_threads_only_for_enough_entries(monkeypatch):
         z, y, _ = _problem(fused_ce.MIN_ENTRIES_PER_THREAD // 64 - 1, 64, 8)
         fused_ce.ce_rows(z, y)
         assert len(calls) == 1
+        calls.clear()
+        n = 2 * fused_ce.MIN_ENTRIES_PER_THREAD // 64 + 3  # 2 threads' worth: two blocks
+        z, y, _ = _problem(n, 64, 8)
+        fused_ce.ce_rows(z, y)
+        assert sorted(calls) == [n // 2, n - n // 2]  # in the order the threads finish
+        calls.clear()
+        C = 2 * fused_ce.MIN_ENTRIES_PER_THREAD  # 4 threads' worth in 2 rows: a row each
+        z, y, _ = _problem(2, C, 8)
+        fused_ce.ce_rows(z, y)
+        assert calls == [1, 1]
+        calls.clear()
+        torch.set_num_threads(1)  # many entries, one thread: one block on this thread
+        monkeypatch.setattr(fused_ce, "_POOLS", {})
+        z, y, _ = _problem(n, 64, 8)
+        fused_ce.ce_rows(z, y)
+        assert calls == [n] and fused_ce._POOLS == {}
     finally:
         torch.set_num_threads(before)
 
@@ -431,7 +493,9 @@ def test_a_kernel_that_disagrees_is_not_used(monkeypatch, caplog):
     monkeypatch.setattr(fused_ce, "_STATE", {})
     with caplog.at_level(logging.WARNING, logger="sparse_probe.solvers.fused_ce"):
         assert fused_ce._kernel() is None
-    assert "disagrees" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "fused cross-entropy kernel disagrees with torch on a self-check; using torch's "
+        "operations"]
     assert not fused_ce.usable(torch.zeros((4, 40), dtype=torch.float64))
     monkeypatch.setattr(mod, "rows", real)
     monkeypatch.setattr(fused_ce, "_STATE", {})
@@ -629,3 +693,22 @@ def test_measure_script_checks_the_kernel_against_torchs_passes(capsys):
         _, _, torch_ms, kernel_ms, _, diff = line.split()
         assert float(torch_ms) > 0 and float(kernel_ms) > 0
         assert float(diff) < 1e-12, line
+
+
+def test_a_kernel_not_built_is_logged_and_torchs_passes_used(monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "sparse_probe.solvers._softmax_ce", None)  # import fails
+    monkeypatch.setattr(fused_ce, "_STATE", {})
+    with caplog.at_level(logging.DEBUG, logger="sparse_probe.solvers.fused_ce"):
+        assert fused_ce._kernel() is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "fused cross-entropy kernel not built; using torch's operations"]
+    assert not fused_ce.usable(torch.zeros((4, 40), dtype=torch.float64))
+
+
+def test_ce_rows_steps_all_of_dz_unless_told():
+    z, y, g = _problem(50, 40, 13)
+    dz = torch.randn(50, 40, generator=g)
+    loss, gb = fused_ce.ce_rows(z, y, dz=dz)
+    ref_loss, ref_R = _reference(z + dz.double(), y, 1.0)
+    assert loss == pytest.approx(ref_loss, rel=1e-13)
+    assert torch.allclose(gb, ref_R.sum(0), rtol=0, atol=1e-12)

@@ -37,7 +37,8 @@ MIN_CLASSES = 32
 MIN_ENTRIES_PER_THREAD = 1 << 17
 
 log = logging.getLogger(__name__)
-_STATE: dict[object, object] = {}
+_STATE: dict[str, object] = {}  # "rows": the self-checked kernel or None
+_POOLS: dict[int, ThreadPoolExecutor] = {}  # row-block workers by thread count
 
 
 def _kernel():
@@ -92,17 +93,17 @@ def _np(t: torch.Tensor | None):
 
 
 def _pool(k: int) -> ThreadPoolExecutor:
-    pool = _STATE.get(("pool", k))
+    """The ``k`` row-block workers (threads named ``sparse-probe-ce_*``), made once."""
+    pool = _POOLS.get(k)
     if pool is None:
-        pool = _STATE[("pool", k)] = ThreadPoolExecutor(k, thread_name_prefix="sparse-probe-ce")
+        pool = _POOLS[k] = ThreadPoolExecutor(k, thread_name_prefix="sparse-probe-ce")
     return pool
 
 
 def _forget_pools() -> None:
     """In a forked child: the parent's pool threads do not exist there, and an executor that
     believes they do queues work that never runs (a fit in a forked worker would hang)."""
-    for key in [key for key in _STATE if isinstance(key, tuple) and key[0] == "pool"]:
-        del _STATE[key]
+    _POOLS.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -153,17 +154,16 @@ def ce_rows(z: torch.Tensor, y: torch.Tensor, *, dz: torch.Tensor | None = None,
     n, C = z.shape
     yy = y.to(torch.int64).contiguous()
     c2 = None if cls2 is None else cls2.to(torch.int64).contiguous()
-    k = min(torch.get_num_threads(), max(1, (n * C) // MIN_ENTRIES_PER_THREAD), n) if n else 1
-    if k <= 1:
+    k = min(torch.get_num_threads(), max(1, (n * C) // MIN_ENTRIES_PER_THREAD), n)
+    if k <= 1:  # one thread, few entries or no rows
         gb = torch.zeros(C, dtype=torch.float64)
         loss = rows(n, C, z.numpy(), _np(dz), float(t), _np(dz2), _np(c2), yy.numpy(), _np(zn),
                     None, _np(R32), gb.numpy(), float(scale))
         return loss, gb
-    bounds = [n * j // k for j in range(k + 1)]
     gbs = torch.zeros((k, C), dtype=torch.float64)
 
     def block(j: int) -> float:
-        s, e = bounds[j], bounds[j + 1]
+        s, e = n * j // k, n * (j + 1) // k
 
         def part(a: torch.Tensor | None):
             return None if a is None else a[s:e].numpy()
