@@ -349,20 +349,43 @@ def test_schur_complement_of_a_subset_is_the_subset_of_the_schur_complement():
                                atol=1e-6 * np.abs(Q).max())  # float32 products
 
 
-def test_hessian_cross_rows_are_the_hessians_rows():
+@pytest.mark.parametrize(("share", "k", "gathered"), [
+    (0.05, 3, True),  # few columns: their data gathered
+    (0.3, 3, False),  # a few rows against many columns: products against all, picked
+    (0.3, 20, True),  # many rows: the gather pays
+    (1.0, 20, False),  # every weight a column: nothing to save
+])
+def test_hessian_cross_rows_are_the_hessians_rows(share, k, gathered, monkeypatch):
     """The rows of a few weights against others and the biases: the same entries as the
-    full Hessian's (autograd-checked above), with or without the column-major copy."""
-    X, _, C = _problem(seed=6)
+    full Hessian's (autograd-checked above), with or without the column-major copy, with
+    the columns' data gathered or picked from products against all columns, whichever
+    costs less (GATHER_COPY)."""
+    X, _, C = _problem(m=20, C=5, seed=6)
     m = X.shape[1]
     P = torch.softmax(2.0 * torch.randn(X.shape[0], C, dtype=torch.float64), 1).float()
     g = torch.Generator().manual_seed(2)
-    cls, col = torch.nonzero(torch.rand(C, m, generator=g) > 0.3, as_tuple=True)
+    cls, col = torch.nonzero(torch.rand(C, m, generator=g) < share, as_tuple=True)
     Hww, Hwb, _ = hessian_blocks(X, P, cls, col)
-    pick = np.array([0, 2, cls.numel() - 1])
+    pick = np.linspace(0, cls.numel() - 1, k).round().astype(int)
+    assert np.unique(pick).size == k
+    products = []
+    real_mm = torch.Tensor.__matmul__
+
+    def counting(a, b):
+        products.append(a.shape[0] * a.shape[1] * b.shape[1])
+        return real_mm(a, b)
+
+    monkeypatch.setattr(torch.Tensor, "__matmul__", counting)
     for XwT in (None, X.T.contiguous()):
+        products.clear()
         Hna, Hnb = hessian_cross(X, P, cls[pick], col[pick], cls, col, XwT)
         np.testing.assert_allclose(Hna, Hww[pick], rtol=0, atol=1e-6 * np.abs(Hww).max())
         np.testing.assert_allclose(Hnb, Hwb[pick], rtol=0, atol=1e-6 * np.abs(Hwb).max())
+        # the multiply-adds against the columns: n k Na gathered, n k m C picked
+        against = sum(products) - X.shape[0] * pick.size * C  # less the biases' product
+        Na = cls.numel()
+        assert gathered == (k * (m * C - Na) >= newton_module.GATHER_COPY * Na)
+        assert against == X.shape[0] * pick.size * (cls.numel() if gathered else m * C)
 
 
 def test_cover_keeps_one_hessian_with_the_couplings():
@@ -387,18 +410,29 @@ def test_cover_keeps_one_hessian_with_the_couplings():
         st, key, lambda k, u, Pm: hessian_cross(X, Pm, *split(k), *split(u)),
         lambda k: hessian_diag(X, P, *split(k)))
     union = np.union1d(key_old, key)
-    np.testing.assert_array_equal(cover.key, union)
+    # the old model's weights first, in their order, then the new ones
+    np.testing.assert_array_equal(cover.key, np.concatenate([key_old, [1, 3, 5]]))
     Fww, Fwb, Fbb = hessian_blocks(X, P, *split(union))
     ref = Fww - Fwb @ newton_module._pinv_bias(Fbb) @ Fwb.T
+    at = np.searchsorted(union, cover.key)  # each model weight's place in the sorted union
+    ref, Fwb = ref[np.ix_(at, at)], Fwb[at]
     np.testing.assert_allclose(cover.Q, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+    N = key_old.size  # the new rows and columns mirror each other exactly
+    np.testing.assert_array_equal(cover.Q[N:], cover.Q[:, N:].T)
+    np.testing.assert_array_equal(cover.Q[: key_old.size, : key_old.size], st.Q)
     np.testing.assert_allclose(cover.Hwb, Fwb, rtol=0, atol=1e-6 * np.abs(Fwb).max())
     assert np.linalg.eigvalsh(cover.Q).min() > -1e-6 * np.abs(ref).max()
-    assert cover.P is P
+    assert cover.P is P and cover.Hbb is Hbb
+    assert newton_module._cover(cover, key, None, None) is cover  # covered: the model itself
+    assert newton_module._cover(st, np.arange(1, 2 * key_old.size, 2), None, None) is None
     st.P = None  # without the probabilities: the new weights' own curvature only
     diag_only = newton_module._cover(st, key, None, lambda k: hessian_diag(X, P, *split(k)))
-    new = ~np.isin(union, key_old)
-    off = diag_only.Q[np.ix_(new, ~new)]
-    assert not off.any()
+    new = ~np.isin(diag_only.key, key_old)
+    assert new.sum() == 3 and not diag_only.Q[np.ix_(new, ~new)].any()
+    assert not diag_only.Q[np.ix_(~new, new)].any()
+    np.testing.assert_allclose(np.diag(diag_only.Q)[new], hessian_diag(X, P, *split(
+        np.array([1, 3, 5]))), rtol=1e-12)
+    assert not (diag_only.Q[np.ix_(new, new)] - np.diag(np.diag(diag_only.Q)[new])).any()
 
 
 def test_choice_follows_the_costs():
