@@ -16,6 +16,7 @@ down to 1e-2·λ_max unless ``--n-lambdas``/``--eps`` say otherwise):
   classes100    100 classes at small d (10k × 64)
   classes1000   1000 classes at small d (20k × 32)
   wide          n ≪ d (500 × 5,000 × 10)
+  binary        two classes, as a toxicity head (10k × 256; not one of issue 19's rows)
 ``--solvers torch,owlqn,newton`` runs ours once per restricted solver (torch: the default,
 OWL-QN or proximal Newton chosen per path point).
 Each row prints both times, their ratio, each solver's largest relative objective gap to the
@@ -67,6 +68,7 @@ GEOMETRIES = {
     "classes100": dict(n=10_000, d=64, classes=100),
     "classes1000": dict(n=20_000, d=32, classes=1000),
     "wide": dict(n=500, d=5_000, classes=10),
+    "binary": dict(n=10_000, d=256, classes=2),
 }
 
 
@@ -87,7 +89,7 @@ def make_geometry(name: str, n: int, d: int, classes: int,
     from sklearn.datasets import make_classification
 
     rng = np.random.default_rng(seed)
-    if name in ("current", "classes100", "classes1000", "wide"):
+    if name in ("current", "classes100", "classes1000", "wide", "binary"):
         inf = min(d // 8, 64) if name != "classes1000" else min(d // 2, 16)
         if name == "classes100":
             inf = min(d // 2, 32)

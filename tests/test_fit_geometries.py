@@ -2,18 +2,20 @@
 
 Each geometry is one the fitter meets in practice (issue 19): make_classification as the
 benchmark's presets, exactly collinear columns, post-ReLU low-rank features (nonnegative,
-strongly correlated), many classes at small d, and n ≪ d. On each: every point satisfies the
+strongly correlated), many classes at small d, and n ≪ d; and two the benchmark does not time:
+two classes (a toxicity head), and a class of three examples beside exact copies of columns
+and a constant column. On each: every point satisfies the
 KKT conditions (re-checked independently in float64), and the objective is never worse than
 python-glmnet's on the same λ, nor than scikit-learn saga's (tight tolerance) at a few points,
-by more than 1e-6 relative. Objectives are evaluated by one shared float64 function.
+by more than 1e-6 relative (1e-5 with the rare class: ``WORSE_BY``). Two classes are checked
+against scikit-learn's binomial fit mapped onto the multinomial one (``helpers_sklearn``).
+Objectives are evaluated by one shared float64 function.
 """
-
-import warnings
 
 import numpy as np
 import pytest
+from helpers_sklearn import sklearn_multinomial
 from sklearn.datasets import make_classification
-from sklearn.linear_model import LogisticRegression
 
 from sparse_probe import fit_path, kkt_violation, objective_f64
 
@@ -44,13 +46,26 @@ def _geometry(name: str, seed: int = 0):
         X, y = make_classification(n_samples=60, n_features=150, n_informative=5,
                                    n_redundant=0, n_classes=3, n_clusters_per_class=1,
                                    random_state=seed)
+    elif name == "binary":  # two classes, as a toxicity head
+        X, y = make_classification(n_samples=600, n_features=30, n_informative=6,
+                                   n_redundant=0, n_classes=2, n_clusters_per_class=1,
+                                   random_state=seed)
+    elif name == "rare-class-copies":  # a class of 3 examples, copied and constant columns
+        X, y = make_classification(n_samples=800, n_features=24, n_informative=6,
+                                   n_redundant=0, n_classes=5, n_clusters_per_class=1,
+                                   random_state=seed)
+        keep = np.ones(len(y), bool)
+        keep[np.flatnonzero(y == 0)[3:]] = False
+        X, y = X[keep], y[keep]
+        X = np.concatenate([X, X[:, :5], np.full((len(y), 1), 2.5)], 1)
     else:
         raise ValueError(name)
     X = X * rng.uniform(0.5, 2.0, X.shape[1]) + rng.normal(0, 1, X.shape[1])  # unstandardized
     return X.astype(np.float32), np.asarray(y, dtype=np.int64)
 
 
-GEOMETRIES = ["current", "collinear", "lowrank-relu", "many-classes", "wide"]
+GEOMETRIES = ["current", "collinear", "lowrank-relu", "many-classes", "wide", "binary",
+              "rare-class-copies"]
 
 
 @pytest.fixture(scope="module", params=GEOMETRIES)
@@ -72,6 +87,13 @@ def test_kkt_at_every_point_independently(case):
         assert np.abs(gb).max() <= 2 * tols[i]
 
 
+#: How much worse than glmnet's an objective may be, relative. 1e-6 where every class is
+#: common; a class of 3 examples in 640 has curvature ~0.005 along its bias, and the default
+#: KKT tolerance (gradient units) then allows a gap ~v²/(2·0.005): 1.2e-6 at the second λ
+#: here (2.5e-10 with a tenth of the tolerance), within issue 19's 1e-5.
+WORSE_BY = {"rare-class-copies": 1e-5}
+
+
 @pytest.mark.slow
 def test_objective_never_worse_than_glmnet(case):
     name, X, y, p = case
@@ -83,7 +105,7 @@ def test_objective_never_worse_than_glmnet(case):
                              mean=p.mean, scale=p.scale)
         f_gl = objective_f64(X, y, g.weights[i], g.intercepts[i], p.lambdas[i], ALPHA,
                              mean=g.mean, scale=g.scale)
-        assert f_us <= f_gl * (1 + 1e-6), (name, i, f_us, f_gl)
+        assert f_us <= f_gl * (1 + WORSE_BY.get(name, 1e-6)), (name, i, f_us, f_gl)
         assert abs(f_us - f_gl) <= 1e-4 * abs(f_gl), (name, i, f_us, f_gl)  # same problem
 
 
@@ -91,15 +113,10 @@ def test_objective_never_worse_than_glmnet(case):
 def test_objective_never_worse_than_sklearn(case):
     name, X, y, p = case
     Xs = (X.astype(np.float64) - p.mean) / p.scale
-    n = len(y)
     for i in (3,):
         lam = p.lambdas[i]
-        est = LogisticRegression(penalty="elasticnet", solver="saga", l1_ratio=ALPHA,
-                                 C=1.0 / (lam * n), tol=1e-7, max_iter=100_000)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            est.fit(Xs, y)
-        f_sk = objective_f64(Xs, y, est.coef_, est.intercept_, lam, ALPHA)
+        coef, intercept = sklearn_multinomial(Xs, y, lam, ALPHA, tol=1e-7)
+        f_sk = objective_f64(Xs, y, coef, intercept, lam, ALPHA)
         f_us = objective_f64(X, y, p.weights[i], p.intercepts[i], lam, ALPHA,
                              mean=p.mean, scale=p.scale)
         assert f_us <= f_sk * (1 + 1e-6), (name, i, f_us, f_sk)

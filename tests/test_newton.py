@@ -7,14 +7,13 @@ optimum; KKT is re-checked in float64 at every path point.
 """
 
 import sys
-import warnings
 
 import numpy as np
 import pytest
 import sklearn.linear_model._cd_fast as cd_fast
 import torch
 from helpers_bench import load_bench
-from sklearn.linear_model import LogisticRegression
+from helpers_sklearn import sklearn_multinomial
 
 from sparse_probe import fit_path, kkt_violation, objective_f64
 from sparse_probe.penalties import ElasticNet, GroupedElasticNet
@@ -531,7 +530,8 @@ def test_fit_path_records_the_free_coordinates_its_choice_sizes():
 def _geometry(name):
     """A small instance of each ``bench_path.py --geometry`` problem, unstandardized."""
     bench = load_bench("bench_path")
-    size = {"classes100": (1200, 10, 20), "wide": (60, 150, 3)}.get(name, (600, 30, 4))
+    size = {"classes100": (1200, 10, 20), "wide": (60, 150, 3),
+            "binary": (600, 30, 2)}.get(name, (600, 30, 4))
     X, y = bench.make_geometry(name, *size, seed=1)
     rng = np.random.default_rng(0)
     X = X * rng.uniform(0.5, 2.0, X.shape[1]) + rng.normal(0, 1, X.shape[1])
@@ -539,7 +539,7 @@ def _geometry(name):
 
 
 @pytest.fixture(scope="module",
-                params=["current", "collinear", "lowrank-relu", "classes100", "wide"])
+                params=["current", "collinear", "lowrank-relu", "classes100", "wide", "binary"])
 def paths(request):
     X, y = _geometry(request.param)
     kw = dict(alpha=ALPHA, n_lambdas=10, eps=2e-2, progress=False, threads=1)
@@ -577,12 +577,8 @@ def test_newton_path_not_worse_than_sklearn(paths):
     Xs = (X.astype(np.float64) - p.mean) / p.scale
     i = 4
     lam = p.lambdas[i]
-    est = LogisticRegression(penalty="elasticnet", solver="saga", l1_ratio=ALPHA,
-                             C=1.0 / (lam * len(y)), tol=1e-8, max_iter=100_000)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        est.fit(Xs, y)
-    f_sk = objective_f64(Xs, y, est.coef_, est.intercept_, lam, ALPHA)
+    coef, intercept = sklearn_multinomial(Xs, y, lam, ALPHA, tol=1e-8)
+    f_sk = objective_f64(Xs, y, coef, intercept, lam, ALPHA)
     f_us = objective_f64(X, y, p.weights[i], p.intercepts[i], lam, ALPHA, mean=p.mean,
                          scale=p.scale)
     assert f_us <= f_sk * (1 + 1e-6), (name, f_us, f_sk)
