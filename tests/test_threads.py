@@ -49,10 +49,10 @@ def test_auto_measures_and_picks_from_the_probe(monkeypatch):
             return {1: [1.0], 2: [3.0]}  # what a busy core does to two threads
 
         monkeypatch.setattr(th, "_probe", slow_pair)
-        assert th.resolve_threads("auto", torch.device("cpu"), (500, 30, 4)) == 1
-        assert seen["shape"] == (500, 30, 4)
+        assert th.resolve_threads("auto", torch.device("cpu"), (50_000, 300, 4)) == 1
+        assert seen["shape"] == (50_000, 300, 4)
         monkeypatch.setattr(th, "_probe", lambda n, m, C: {1: [1.0], 2: [0.5]})
-        assert th.resolve_threads(None, torch.device("cpu"), (500, 30, 4)) == 2
+        assert th.resolve_threads(None, torch.device("cpu"), (50_000, 300, 4)) == 2
         # the real probe returns timings for both counts, interleaved repeats
         monkeypatch.undo()
         monkeypatch.delenv(th.ENV_VAR, raising=False)
@@ -65,13 +65,36 @@ def test_auto_measures_and_picks_from_the_probe(monkeypatch):
         torch.set_num_threads(old)
 
 
+def test_a_small_fit_runs_on_one_thread_without_a_probe(monkeypatch, caplog):
+    import logging
+
+    monkeypatch.delenv(th.ENV_VAR, raising=False)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        if torch.get_num_threads() != 2:
+            pytest.skip("cannot set 2 threads here")
+        cpu = torch.device("cpu")
+        monkeypatch.setattr(th, "_probe", lambda *a: pytest.fail("probed a small fit"))
+        with caplog.at_level(logging.DEBUG, logger=th.__name__):
+            assert th.resolve_threads(None, cpu, (3_999, 1_000, 2)) == 1  # just under 8e6
+        assert th.SMALL_WORK == 8_000_000
+        assert [r.getMessage() for r in caplog.records] == [
+            "threads: 3999 x 1000 x 2 is under SMALL_WORK -> 1"]
+        assert th.resolve_threads(None, cpu, (10, 10, 2)) == 1
+        monkeypatch.setattr(th, "_probe", lambda n, m, C: {1: [1.0], 2: [0.5]})
+        assert th.resolve_threads(None, cpu, (4_000, 1_000, 2)) == 2  # exactly SMALL_WORK
+    finally:
+        torch.set_num_threads(old)
+
+
 def test_one_thread_means_no_probe(monkeypatch):
     monkeypatch.delenv(th.ENV_VAR, raising=False)
     old = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
         monkeypatch.setattr(th, "_probe", lambda *a: pytest.fail("probed with one thread"))
-        assert th.resolve_threads(None, torch.device("cpu"), (10, 10, 2)) == 1
+        assert th.resolve_threads(None, torch.device("cpu"), (10_000, 1_000, 2)) == 1  # large
     finally:
         torch.set_num_threads(old)
 
@@ -149,12 +172,13 @@ def test_the_parsed_count_and_its_errors(monkeypatch):
         torch.set_num_threads(2)
         if torch.get_num_threads() != 2:
             pytest.skip("cannot set 2 threads here")
+        big = (10_000, 1_000, 2)  # over SMALL_WORK: measured
         for unset in ("", "  ", "auto", " AUTO "):  # the variable says: measure
             monkeypatch.setenv(th.ENV_VAR, unset)
-            assert th.resolve_threads(None, cpu, (10, 10, 2)) == 2
+            assert th.resolve_threads(None, cpu, big) == 2
         monkeypatch.setenv(th.ENV_VAR, "1")
-        assert th.resolve_threads(None, cpu, (10, 10, 2)) == 1  # the variable's count
-        assert th.resolve_threads("auto", cpu, (10, 10, 2)) == 2  # an explicit auto measures
+        assert th.resolve_threads(None, cpu, big) == 1  # the variable's count
+        assert th.resolve_threads("auto", cpu, big) == 2  # an explicit auto measures
     finally:
         torch.set_num_threads(old)
     with pytest.raises(ValueError, match=r"^threads: expected a positive integer or 'auto', "
@@ -179,7 +203,7 @@ def test_the_probe_decision_is_logged_in_milliseconds(monkeypatch, caplog):
         if torch.get_num_threads() != 2:
             pytest.skip("cannot set 2 threads here")
         with caplog.at_level(logging.DEBUG, logger=th.__name__):
-            assert th.resolve_threads(None, torch.device("cpu"), (10, 10, 2)) == 2
+            assert th.resolve_threads(None, torch.device("cpu"), (10_000, 1_000, 2)) == 2
     finally:
         torch.set_num_threads(old)
     assert [r.getMessage() for r in caplog.records if r.name == th.__name__] == [

@@ -8,11 +8,12 @@ every barrier waits for a time slice: on the 2-core development machine, with on
 process beside it, a collinear path took 238 s with 2 threads where glmnet took 10.5 s; at
 load ~5 one path took 146 s with 2 threads and 30 s with one.
 
-The rule (``threads=None`` / ``"auto"``, the default): on CPU, time a few iterations'
-worth of the fit's own kind of work (one ``X W^T`` product, the softmax residual, one
-``R^T X`` product on a block of this problem's shape) with one thread and with torch's
-thread count, interleaved, and keep more threads only when they are clearly faster (mean
-time at most :data:`MARGIN` of one thread's). The probe costs a few tens of milliseconds
+The rule (``threads=None`` / ``"auto"``, the default): on CPU, a small fit (under
+:data:`SMALL_WORK` multiply-adds per product) runs on one thread; a larger one times a few
+iterations' worth of the fit's own kind of work (one ``X W^T`` product, the softmax
+residual, one ``R^T X`` product on a block of this problem's shape) with one thread and with
+torch's thread count, interleaved, and keeps more threads only when they are clearly faster
+(mean time at most :data:`MARGIN` of one thread's). The probe costs a few tens of milliseconds
 on a quiet machine and stops at the first round where more threads are slower. A
 busy core makes the multi-threaded probe slower, so the fit falls back to one thread; on a
 quiet machine the products gain from the second core and keep it. The choice is made once per
@@ -42,13 +43,20 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["ENV_VAR", "MARGIN", "blas_limits", "fit_threads", "pick_threads", "resolve_threads"]
+__all__ = ["ENV_VAR", "MARGIN", "SMALL_WORK", "blas_limits", "fit_threads", "pick_threads",
+           "resolve_threads"]
 
 log = logging.getLogger(__name__)
 
 ENV_VAR = "SPARSE_PROBE_THREADS"
 MARGIN = 0.8
 """More threads are kept only when their probe time is at most this share of one thread's."""
+SMALL_WORK = 8_000_000
+"""A fit whose product ``X W^T`` is under this many multiply-adds (``n·d·C``) runs on one
+thread without a probe: two threads lost there in every probe measured (10,000 × 256 × 2:
+1.15× one thread's time, 5,000 × 128 × 10: 1.56×; from 12.8 M on they won, 0.65-0.79×), and
+the probe's own calls were about a tenth of such a fit (a two-class 10,000 × 256 path: 0.60
+s on one thread against 0.66-0.71 s with the probe, fresh processes)."""
 
 
 def pick_threads(timings: dict[int, list[float]], margin: float = MARGIN) -> int:
@@ -167,6 +175,10 @@ def resolve_threads(threads, device: torch.device, shape: tuple[int, int, int]) 
         return k
     top = torch.get_num_threads()
     if top <= 1:
+        return 1
+    n, m, C = shape
+    if n * m * C < SMALL_WORK:
+        log.debug("threads: %d x %d x %d is under SMALL_WORK -> 1", n, m, C)
         return 1
     timings = _probe(*shape)
     choice = pick_threads(timings)
