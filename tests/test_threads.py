@@ -299,9 +299,9 @@ def test_blas_limits_holds_the_blas_and_leaves_openmp_to_torch():
     old = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        omp = counts("openmp")
-        if not omp or set(omp) != {2}:
-            pytest.skip(f"torch's OpenMP runtime not seen at 2 threads by threadpoolctl: {omp}")
+        omp = counts("openmp")  # torch's OpenMP, and any other loaded (scikit-learn's)
+        if not any(c > 1 for c in omp):
+            pytest.skip(f"no OpenMP runtime seen above one thread by threadpoolctl: {omp}")
         with th.blas_limits(1):
             assert counts("blas") and set(counts("blas")) == {1}
             assert counts("openmp") == omp  # torch's OpenMP team: set by torch.set_num_threads
