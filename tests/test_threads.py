@@ -1,11 +1,27 @@
 """The fit's thread rule (sparse_probe/solvers/threads.py): the choice, overrides, restore."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
 
 from sparse_probe import fit_path
 from sparse_probe.solvers import threads as th
+
+
+@contextlib.contextmanager
+def torch_threads(k: int):
+    """torch at ``k`` threads in the body (the test skipped where that cannot be set), and
+    the count restored after."""
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(k)
+        if torch.get_num_threads() != k:
+            pytest.skip(f"cannot set {k} threads here")
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def test_pick_threads_keeps_one_unless_more_is_clearly_faster():
@@ -37,11 +53,7 @@ def test_explicit_count_and_env_var(monkeypatch):
 
 def test_auto_measures_and_picks_from_the_probe(monkeypatch):
     monkeypatch.delenv(th.ENV_VAR, raising=False)
-    old = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        if torch.get_num_threads() != 2:
-            pytest.skip("cannot set 2 threads here")
+    with torch_threads(2):
         seen = {}
 
         def slow_pair(n, m, C):
@@ -61,19 +73,13 @@ def test_auto_measures_and_picks_from_the_probe(monkeypatch):
         # a full probe only while more threads keep up; an early stop only when they lost
         assert len(t[1]) == 2 or sum(t[2]) > sum(t[1])
         assert torch.get_num_threads() == 2  # the probe restores the count
-    finally:
-        torch.set_num_threads(old)
 
 
 def test_a_small_fit_runs_on_one_thread_without_a_probe(monkeypatch, caplog):
     import logging
 
     monkeypatch.delenv(th.ENV_VAR, raising=False)
-    old = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        if torch.get_num_threads() != 2:
-            pytest.skip("cannot set 2 threads here")
+    with torch_threads(2):
         cpu = torch.device("cpu")
         monkeypatch.setattr(th, "_probe", lambda *a: pytest.fail("probed a small fit"))
         with caplog.at_level(logging.DEBUG, logger=th.__name__):
@@ -84,8 +90,6 @@ def test_a_small_fit_runs_on_one_thread_without_a_probe(monkeypatch, caplog):
         assert th.resolve_threads(None, cpu, (10, 10, 2)) == 1
         monkeypatch.setattr(th, "_probe", lambda n, m, C: {1: [1.0], 2: [0.5]})
         assert th.resolve_threads(None, cpu, (4_000, 1_000, 2)) == 2  # exactly SMALL_WORK
-    finally:
-        torch.set_num_threads(old)
 
 
 def test_one_thread_means_no_probe(monkeypatch):
@@ -167,11 +171,7 @@ def test_pick_threads_at_its_boundaries():
 def test_the_parsed_count_and_its_errors(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(th, "_probe", lambda n, m, C: {1: [1.0], 2: [0.5]})
-    old = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        if torch.get_num_threads() != 2:
-            pytest.skip("cannot set 2 threads here")
+    with torch_threads(2):
         big = (10_000, 1_000, 2)  # over SMALL_WORK: measured
         for unset in ("", "  ", "auto", " AUTO "):  # the variable says: measure
             monkeypatch.setenv(th.ENV_VAR, unset)
@@ -179,8 +179,6 @@ def test_the_parsed_count_and_its_errors(monkeypatch):
         monkeypatch.setenv(th.ENV_VAR, "1")
         assert th.resolve_threads(None, cpu, big) == 1  # the variable's count
         assert th.resolve_threads("auto", cpu, big) == 2  # an explicit auto measures
-    finally:
-        torch.set_num_threads(old)
     with pytest.raises(ValueError, match=r"^threads: expected a positive integer or 'auto', "
                                          r"got 0$"):
         th.resolve_threads(0, cpu, (10, 10, 2))
@@ -197,15 +195,8 @@ def test_the_probe_decision_is_logged_in_milliseconds(monkeypatch, caplog):
 
     monkeypatch.delenv(th.ENV_VAR, raising=False)
     monkeypatch.setattr(th, "_probe", lambda n, m, C: {1: [0.0012345, 0.001], 2: [0.0004]})
-    old = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        if torch.get_num_threads() != 2:
-            pytest.skip("cannot set 2 threads here")
-        with caplog.at_level(logging.DEBUG, logger=th.__name__):
-            assert th.resolve_threads(None, torch.device("cpu"), (10_000, 1_000, 2)) == 2
-    finally:
-        torch.set_num_threads(old)
+    with torch_threads(2), caplog.at_level(logging.DEBUG, logger=th.__name__):
+        assert th.resolve_threads(None, torch.device("cpu"), (10_000, 1_000, 2)) == 2
     assert [r.getMessage() for r in caplog.records if r.name == th.__name__] == [
         "threads: probe {1: 2.23, 2: 0.4} -> 2"]
 
@@ -251,11 +242,7 @@ class _Clock:
 
 @pytest.mark.parametrize("top", [2, 3])
 def test_the_probe_times_both_counts_and_stops_once_more_threads_lose(monkeypatch, top):
-    old = torch.get_num_threads()
-    try:
-        torch.set_num_threads(top)
-        if torch.get_num_threads() != top:
-            pytest.skip(f"cannot set {top} threads here")
+    with torch_threads(top):
         faster = th._probe(300, 20, 3, repeats=3, clock=_Clock({1: 1.0, top: 0.5}))
         assert faster == {1: [1.0] * 3, top: [0.5] * 3}  # every round
         even = th._probe(300, 20, 3, repeats=3, clock=_Clock({1: 1.0, top: 1.0}))
@@ -265,8 +252,6 @@ def test_the_probe_times_both_counts_and_stops_once_more_threads_lose(monkeypatc
         slower = th._probe(300, 20, 3, repeats=3, clock=_Clock({1: 1.0, top: 1.5}))
         assert slower == {1: [1.0], top: [1.5]}  # slower in the first round: stopped
         assert torch.get_num_threads() == top  # restored
-    finally:
-        torch.set_num_threads(old)
 
 
 def test_the_probe_measures_real_time(monkeypatch):
