@@ -79,7 +79,8 @@ counted as this many multiply-adds) when that and the ``n k Na`` multiply-adds a
 cost less than the ``n k m C`` against all the working set's columns: for the many new
 weights of a many-class model (C = 70, k ~ 100, Na ~ 4,000 of 21,000) it saves most of the
 work, for a few new weights of a 10-class one (k ~ 10, Na ~ 1,500 of 2,560) the copy would
-cost more than it saves (the collinear path's cross rows took 0.9 s gathered, 0.6 s not)."""
+cost more than it saves (the collinear path's cross rows took 0.9 s gathered, 0.6 s not: an
+ad hoc cProfile of bench_path.py's collinear path)."""
 
 _ROW_FLOATS = 1 << 23  # float32 entries of one row block of the gathered columns (32 MiB)
 
@@ -311,7 +312,7 @@ def _cover(state: NewtonState, key: np.ndarray, cross, diag) -> NewtonState | No
 
     The new weights go after the old ones (the model's order need not be sorted), so the old
     model is one block of the new: a scatter of its ``N²`` entries into sorted places took
-    0.9 s at N = 4,000, the block copy a fraction of that."""
+    0.9 s at N = 4,000, the block copy a fraction of that (an ad hoc timing)."""
     have = np.isin(key, state.key)
     if have.all():
         return state

@@ -53,10 +53,10 @@ MARGIN = 0.8
 """More threads are kept only when their probe time is at most this share of one thread's."""
 SMALL_WORK = 8_000_000
 """A fit whose product ``X W^T`` is under this many multiply-adds (``n·d·C``) runs on one
-thread without a probe: two threads lost there in every probe measured (10,000 × 256 × 2:
-1.15× one thread's time, 5,000 × 128 × 10: 1.56×; from 12.8 M on they won, 0.65-0.79×), and
-the probe's own calls were about a tenth of such a fit (a two-class 10,000 × 256 path: 0.60
-s on one thread against 0.66-0.71 s with the probe, fresh processes)."""
+thread without a probe: below it two threads lost on every shape in every run of
+``benchmarks/measure_thread_probe.py`` (1.1-3.9× one thread's time), above it the outcome
+varied by shape and run (0.66-1.45×) and the probe decides; the probe itself was 4-5% of a
+two-class 10,000 × 256 path (``benchmarks/results/thread-probe-cpu-2026-12-03.txt``)."""
 
 
 def pick_threads(timings: dict[int, list[float]], margin: float = MARGIN) -> int:

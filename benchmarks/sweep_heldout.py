@@ -1,0 +1,90 @@
+"""Held-out check of the fitter: random shapes, seeds and geometries, side by side with glmnet.
+
+Each trial draws a geometry (``bench_path.py``'s current, collinear and post-ReLU low-rank,
+plus two made here: a class cut to 3 examples, and exact copies of a fifth of the columns
+with a constant column), n in [150, 4000), d in [8, 400), C from {2, 3, 5, 10, 20, 40, 70},
+20 λ down to 1e-2 or 1e-3·λ_max, and fits the path with the defaults. Per trial it prints
+both times, our largest KKT violation over the tolerance (independent float64 gradient; ≤ 1:
+verified) and our largest objective gap to the better of the two at any λ (python-glmnet on
+the same standardized data), flagging KKT/tol > 1 or a gap over 1e-5 (issue 19's bar).
+
+    python benchmarks/sweep_heldout.py [--seed 3] [--trials 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+KINDS = ["current", "collinear", "lowrank-relu", "rare-class", "copied-columns"]
+
+
+def draw(rng: np.random.Generator):
+    """One trial's (kind, X, y, eps), or None when make_classification refuses the draw."""
+    import bench_path as bp
+
+    kind = str(rng.choice(KINDS))
+    n, d = int(rng.integers(150, 4000)), int(rng.integers(8, 400))
+    C = int(rng.choice([2, 3, 5, 10, 20, 40, 70]))
+    seed = int(rng.integers(0, 10**6))
+    eps = float(rng.choice([1e-2, 1e-3]))
+    try:
+        X, y = bp.make_geometry(kind if kind in KINDS[:3] else "current", n, d, C, seed)
+    except ValueError:  # too many classes for the informative columns
+        return None
+    if kind == "rare-class":  # class 0 keeps 3 examples; the columns standardized again
+        keep = np.ones(len(y), bool)
+        keep[np.flatnonzero(y == 0)[3:]] = False
+        X, y = X[keep], y[keep]
+        X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
+    elif kind == "copied-columns":
+        X = np.concatenate([X, X[:, : max(1, d // 5)], np.zeros((len(y), 1), np.float32)], 1)
+    return f"{kind} seed={seed}", X, y, eps
+
+
+def main(argv=None) -> int:
+    import bench_path as bp
+
+    from sparse_probe import fit_path
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--trials", type=int, default=16)
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    worst_kkt = worst_gap = 0.0
+    done = 0
+    while done < args.trials:
+        trial = draw(rng)
+        if trial is None:
+            continue
+        name, X, y, eps = trial
+        C = int(y.max()) + 1
+        lams = bp.lambda_grid(X, y, C, 20, eps)
+        t = time.perf_counter()
+        p = fit_path(X, y, alpha=bp.ALPHA, lambdas=lams, progress=False)
+        ours = time.perf_counter() - t
+        obj, kkt = bp.objectives_kkt(X, y, list(p.weights), list(p.intercepts), lams,
+                                     p.info["tol_per_point"])
+        g_el, Wg, Bg, _ = bp.run_glmnet(X, y, lams, C)
+        L = len(Wg)
+        best = np.minimum(obj[:L], bp.objectives(X, y, Wg, Bg, lams[:L]))
+        gap = float(np.max((obj[:L] - best) / np.abs(best)))
+        worst_kkt, worst_gap = max(worst_kkt, float(kkt.max())), max(worst_gap, gap)
+        flag = "  <--" if kkt.max() > 1 or gap > 1e-5 else ""
+        print(f"{name:28s} {len(y):5d}x{X.shape[1]:4d}x{C:3d} eps={eps:g}  ours {ours:6.2f} s  "
+              f"glmnet {g_el:6.2f} s  KKT/tol {kkt.max():.2f}  gap {gap:.1e}  "
+              f"{p.info['method']}{flag}", flush=True)
+        done += 1
+    print(f"{done} trials: largest KKT/tol {worst_kkt:.2f}, largest gap {worst_gap:.1e}")
+    return 0 if worst_kkt <= 1 and worst_gap <= 1e-5 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
