@@ -46,6 +46,7 @@ from sparse_probe.solvers import SOLVERS, fused_ce, get_solver
 from sparse_probe.solvers.blocked import BlockedData
 from sparse_probe.solvers.choice import prefer_newton
 from sparse_probe.solvers.lbfgs import history_for
+from sparse_probe.solvers.newton import DEFAULT_MAX_FREE
 from sparse_probe.solvers.products import rt_x
 from sparse_probe.solvers.restricted import RestrictedData, softmax_residual
 from sparse_probe.solvers.threads import fit_threads
@@ -301,7 +302,9 @@ def fit_path(
         point; FISTA for the grouped one); a registered name (``"owlqn"``, ``"newton"``,
         ``"fista"``) picks that restricted solver for every point instead (an unsupported
         penalty is a ``ValueError``). ``info["method"]`` names the solvers used,
-        ``info["method_per_point"]`` each point's, ``info["free_per_point"]`` the free
+        ``info["method_per_point"]`` each point's (``"newton+owlqn"`` where Newton's model
+        outgrew its ``max_free`` and OWL-QN finished the point; points expected above it go
+        to OWL-QN directly), ``info["free_per_point"]`` the free
         coordinates (weights plus biases) the choice expected at each point's first round. ``"glmnet"`` runs python-glmnet's Fortran
         coordinate descent on the same λs.
     penalty : Penalty, optional
@@ -437,7 +440,8 @@ def fit_path(
                     n_free = int(((Wstart[:, tr.ws] != 0) | enter).sum()) + C
                     if _round == 0:
                         free_points[-1] = n_free
-                    if auto and data.keeps_logits and device.type == "cpu" and prefer_newton(
+                    if auto and data.keeps_logits and device.type == "cpu" and (
+                            n_free <= DEFAULT_MAX_FREE) and prefer_newton(
                             src.n, tr.ws.size, C, n_free, owlqn_iters,
                             on_newton=bool(methods) and methods[-1] == "newton",
                             owlqn_free=owlqn_free,
@@ -459,10 +463,14 @@ def fit_path(
                         max_iter=max_iter, z0=z0,
                         gamma0=gamma,  # the last point's curvature scale: a sized first step
                         memory=carried)
-                    used.append(use.name)
-                    if use.name == "owlqn":
+                    # what ran: a Newton point whose model outgrew max_free was finished by
+                    # OWL-QN; the counts that size the next choice are those of a point one
+                    # solver solved alone (a share of a point understates either's count)
+                    parts = res.iterations or {use.name: res.n_iter}
+                    used.extend(parts)
+                    if parts.keys() == {"owlqn"}:
                         owlqn_iters, owlqn_free = res.n_iter, n_free
-                    elif use.name == "newton":
+                    elif parts.keys() == {"newton"}:
                         newton_steps.append(res.n_iter)
                     z = res.logits
                     gamma = res.gamma if res.gamma is not None else gamma

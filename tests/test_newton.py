@@ -6,6 +6,7 @@ path objectives (all evaluated by the shared float64 objective), OWL-QN for the 
 optimum; KKT is re-checked in float64 at every path point.
 """
 
+import functools
 import sys
 
 import numpy as np
@@ -17,7 +18,7 @@ from helpers_sklearn import sklearn_multinomial
 
 from sparse_probe import fit_path, kkt_violation, objective_f64
 from sparse_probe.penalties import ElasticNet, GroupedElasticNet
-from sparse_probe.solvers import SOLVERS, get_solver, gram_cd
+from sparse_probe.solvers import SOLVERS, SolverSpec, get_solver, gram_cd
 from sparse_probe.solvers.blocked import BlockedData
 from sparse_probe.solvers.choice import newton_cost, owlqn_iteration_cost, prefer_newton
 from sparse_probe.solvers.gram_cd import enet_qp, qp_violation
@@ -309,6 +310,8 @@ def test_newton_hands_over_to_owlqn_when_the_model_is_too_large_or_streamed():
     assert small.converged and small.memory is not None and not isinstance(small.memory,
                                                                              NewtonState)
     assert small.objective == pytest.approx(ref.objective, rel=1e-8)
+    # its first model was already too large: OWL-QN solved the point alone, and says so
+    assert small.iterations == {"owlqn": small.n_iter} and small.n_iter > 0
 
     def blocks():
         for s in range(0, X.shape[0], 150):
@@ -317,6 +320,29 @@ def test_newton_hands_over_to_owlqn_when_the_model_is_too_large_or_streamed():
     streamed = newton(BlockedData(blocks, y, X.shape[0], m, C), W0, b0, lam, pen, tol=tol)
     assert streamed.converged and streamed.logits is None
     assert streamed.objective == pytest.approx(ref.objective, rel=1e-7)
+    assert streamed.iterations == {"owlqn": streamed.n_iter}
+
+
+def test_newton_hands_over_mid_point_and_reports_each_share():
+    """A model that outgrows ``max_free`` after a step: OWL-QN finishes from where Newton
+    stands, and the result says how many iterations each took (the path's solver choice
+    counts only whole points)."""
+    X, y, C = _problem(n=400, m=12, seed=0)
+    m = X.shape[1]
+    W0, b0 = torch.zeros(C, m, dtype=torch.float64), torch.zeros(C, dtype=torch.float64)
+    pen, lam, tol = ElasticNet(ALPHA), 0.02, 1e-7
+    data = RestrictedData(X, y, C)
+    # the first model's size: the weights whose gradient passes shrink·λα at W0 = 0, + biases
+    G0, _ = data.grad(data.ce(data.logits64(W0, b0))[1])
+    first = int((G0.abs() > newton_module.DEFAULT_SHRINK * pen.l1_l2(lam)[0]).sum()) + C
+    alone = newton(data, W0, b0, lam, pen, tol=tol)
+    assert alone.iterations is None and alone.converged  # no hand-over: its own count only
+    res = newton(data, W0, b0, lam, pen, tol=tol, max_free=first)
+    ref = owlqn(data, W0, b0, lam, pen, tol=tol)
+    assert res.converged and res.objective == pytest.approx(ref.objective, rel=1e-8)
+    assert list(res.iterations) == ["newton", "owlqn"]
+    assert res.iterations["newton"] >= 1 and res.iterations["owlqn"] >= 1
+    assert sum(res.iterations.values()) == res.n_iter
 
 
 def test_newton_bad_input_is_a_clear_error():
@@ -524,6 +550,43 @@ def test_fit_path_records_the_free_coordinates_its_choice_sizes():
     again = fit_path(X, y, alpha=ALPHA, n_lambdas=6, eps=5e-2, progress=False, threads=1)
     assert again.info["method_per_point"] == p.info["method_per_point"]  # no clocks
     assert again.info["free_per_point"] == free
+
+
+def test_path_records_a_handed_over_point_as_both_solvers(monkeypatch):
+    """Newton forced with a small ``max_free``: points whose model outgrows it are finished
+    by OWL-QN and recorded so ("newton+owlqn", or "owlqn" where no Newton step was taken),
+    never as Newton alone, and reach the same optima."""
+    X, y = _geometry("collinear")
+    kw = dict(alpha=ALPHA, n_lambdas=10, eps=2e-2, progress=False, threads=1)
+    ref = fit_path(X, y, solver="owlqn", **kw)
+    spec = SOLVERS["newton"]
+    monkeypatch.setitem(SOLVERS, "newton", SolverSpec(
+        "newton", functools.partial(newton, max_free=40), spec.penalties, spec.uses_logits))
+    p = fit_path(X, y, solver="newton", **kw)
+    methods, free = p.info["method_per_point"], p.info["free_per_point"]
+    over = [i for i in range(len(p)) if free[i] > 45]  # past max_free with margin to spare
+    assert over and all("owlqn" in methods[i] for i in over), (methods, free)
+    assert "newton" in methods  # points under it: Newton alone
+    # the same optima to the solvers' KKT tolerance (as the paths' comparison below)
+    np.testing.assert_allclose(p.objective, ref.objective, rtol=1e-6)
+    assert np.all(p.kkt_violation <= np.asarray(p.info["tol_per_point"]))
+
+
+def test_default_choice_skips_newton_above_its_max_free(monkeypatch):
+    """The default sends a point whose expected model exceeds Newton's ``max_free`` to
+    OWL-QN directly (Newton would only hand it over), and still picks Newton below it."""
+    X, y = _geometry("collinear")
+    kw = dict(alpha=ALPHA, n_lambdas=10, eps=2e-2, progress=False, threads=1)
+    base = fit_path(X, y, **kw)
+    free = base.info["free_per_point"]
+    big = [i for i in range(len(base)) if free[i] > 40]
+    assert big and all(base.info["method_per_point"][i] == "newton" for i in big)  # unguarded
+    monkeypatch.setattr(sys.modules["sparse_probe.fit"], "DEFAULT_MAX_FREE", 40)
+    p = fit_path(X, y, **kw)
+    methods = p.info["method_per_point"]
+    assert all(methods[i] == "owlqn" for i in big), (methods, free)
+    assert "newton" in methods[: big[0]]
+    np.testing.assert_allclose(p.objective, base.objective, rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------- paths

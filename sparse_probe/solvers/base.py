@@ -41,6 +41,9 @@ class SolveResult:
     grad: torch.Tensor | None = None  # (C, m) float64 gradient of the mean CE at (W, b)
     grad_b: torch.Tensor | None = None  # (C,) the same for the bias
     memory: LBFGSMemory | None = None  # the curvature pairs at the end, for the next point
+    # iterations of each solver that ran, in order, where one handed the problem to another
+    # (proximal Newton to OWL-QN: {"newton": 3, "owlqn": 80}); None: the solver's own alone
+    iterations: dict[str, int] | None = None
 
 
 class Solver(Protocol):

@@ -413,7 +413,9 @@ def newton(
     -------
     SolveResult
         With ``logits``, ``grad``/``grad_b`` at the solution (for the caller's KKT pass and
-        the next warm start); ``memory`` None, or OWL-QN's L-BFGS pairs when it took over.
+        the next warm start); ``memory`` None, or OWL-QN's L-BFGS pairs when it took over,
+        and then ``iterations`` each solver's share of ``n_iter`` (``{"newton": k, "owlqn":
+        j}``, or ``{"owlqn": j}`` where no Newton step was taken).
     """
     if not isinstance(penalty, ElasticNet):
         raise ValueError(f"newton: solves the elementwise elastic net only, got {penalty!r}")
@@ -422,8 +424,10 @@ def newton(
     if W0.ndim != 2 or b0.shape != (W0.shape[0],):
         raise ValueError(f"newton: W0 {tuple(W0.shape)} and b0 {tuple(b0.shape)} disagree")
     if not data.keeps_logits:  # streamed row blocks: no Hessian from loss_grad
-        return owlqn(data, W0, b0, lam, penalty, tol=tol, gamma0=gamma0,
-                     memory=memory if isinstance(memory, LBFGSMemory) else None)
+        res = owlqn(data, W0, b0, lam, penalty, tol=tol, gamma0=gamma0,
+                    memory=memory if isinstance(memory, LBFGSMemory) else None)
+        res.iterations = {"owlqn": res.n_iter}
+        return res
     C, m = W0.shape
     n = data.n
     l1, l2 = penalty.l1_l2(lam)
@@ -478,6 +482,7 @@ def newton(
         force = False
         if Nw + C > max_free:  # too large a model: OWL-QN from here
             res = owlqn(data, W, b, lam, penalty, tol=tol, z0=z, gamma0=gamma0, memory=lbfgs)
+            res.iterations = {"newton": it, "owlqn": res.n_iter} if it else {"owlqn": res.n_iter}
             res.n_iter += it
             return res
         it += 1
