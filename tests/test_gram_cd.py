@@ -22,6 +22,7 @@ import sklearn.linear_model._cd_fast as cd_fast
 from sparse_probe.solvers import gram_cd
 from sparse_probe.solvers.gram_cd import (
     DIRECT_MAX,
+    SWEEP_BUDGET_CAP,
     active_set_qp,
     cd_sweep_budget,
     enet_qp,
@@ -99,9 +100,12 @@ def test_qp_violation_uses_a_given_qu_and_handles_empty():
 
 # --- cd_sweep_budget ---------------------------------------------------------------------
 
-def test_cd_sweep_budget_is_16_plus_n_over_16():
+def test_cd_sweep_budget_is_16_plus_n_over_16_capped():
     assert [cd_sweep_budget(N) for N in (0, 15, 16, 17, 31, 32, 160, 1000)] == \
         [16, 16, 17, 17, 17, 18, 26, 78]
+    # beyond the caches the model solve's sweeps are capped at 64 + 16 (the cap's N is 1,024)
+    assert SWEEP_BUDGET_CAP == 64
+    assert [cd_sweep_budget(N) for N in (1023, 1024, 1040, 1041, 4096)] == [79, 80, 80, 80, 80]
     assert isinstance(cd_sweep_budget(15), int)
 
 

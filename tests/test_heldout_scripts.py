@@ -1,5 +1,9 @@
-"""The held-out sweep (benchmarks/sweep_heldout.py) and the thread-probe measurement
-(benchmarks/measure_thread_probe.py): what they draw and print, so they cannot rot."""
+"""The held-out sweep (benchmarks/sweep_heldout.py), the thread-probe measurement
+(benchmarks/measure_thread_probe.py) and the model-solve measurement
+(benchmarks/measure_model_solve.py): what they draw and print, so they cannot rot."""
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -51,3 +55,35 @@ def test_thread_probe_measurement_prints_every_shape(capsys):
     assert len(lines) == 2 + len(shapes) + 1
     assert [tuple(int(v) for v in ln.split("|")[0].split()) for ln in lines[2:-1]] == shapes
     assert lines[-1].startswith("two-class 10000 x 256 path")
+
+
+def test_model_solve_measurement_prints_sizes_and_settings(capsys, monkeypatch):
+    """benchmarks/measure_model_solve.py at a tiny size and on a tiny path: one line per size
+    and thread count, one per case with every setting, each setting really applied (the old
+    settings reach the fit's processes: the same data, so the optimum agrees closely)."""
+    mm = load_bench("measure_model_solve")
+    sweep, chol = mm.sweep_vs_factorization(64, 1)
+    assert sweep > 0 and chol > 0
+    monkeypatch.setitem(mm.CASES, "tiny", ("collinear", 300, 20, 3, 1, 4, 1e-1))
+    assert mm.main(["--repeats", "1", "--sizes", "64", "--threads", "1",
+                    "--cases", "tiny"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:2] == ["64", "1"]
+    assert lines[2].startswith("paths: old = inner_stale 0.02")
+    row = lines[3]
+    assert row.startswith("tiny") and all(f"{s} " in row for s in mm.SETTINGS)
+    assert float(row.split("objective rel. diff")[1]) < 1e-5
+    with pytest.raises(SystemExit, match="--cases: unknown case 'nope'"):
+        mm.main(["--sizes", "", "--cases", "nope"])
+
+
+def test_model_solve_settings_reach_the_child_process():
+    """The child code applies each setting: the stale model's share and the budget's cap."""
+    mm = load_bench("measure_model_solve")
+    code = mm._CHILD.format(here=mm.HERE, inner=0.02, cap=7, case=("collinear", 200, 10, 3,
+                                                                   1, 3, 1e-1))
+    probe = code.split("geo, n, d")[0] + (
+        "print(SOLVERS['newton'].solve.keywords, gram_cd.SWEEP_BUDGET_CAP)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "{'inner_stale': 0.02} 7"

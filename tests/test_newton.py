@@ -323,6 +323,44 @@ def test_newton_hands_over_to_owlqn_when_the_model_is_too_large_or_streamed():
     assert streamed.iterations == {"owlqn": streamed.n_iter}
 
 
+def test_newton_solves_fresh_and_stale_models_to_their_shares_of_the_violation(
+        monkeypatch, caplog):
+    """A model on a fresh Hessian is solved to ``inner`` (0.02) times the KKT violation where
+    the step starts, a reused one to DEFAULT_INNER_STALE (0.1) times it, never below a tenth
+    of the solver's tolerance (the inexact Newton forcing terms)."""
+    X, y, C = _problem(seed=2)
+    m = X.shape[1]
+    W0, b0 = torch.zeros(C, m, dtype=torch.float64), torch.zeros(C, dtype=torch.float64)
+    pen, lam = ElasticNet(ALPHA), 0.005
+    data = RestrictedData(X, y, C)
+    seen = []  # the tolerance of each model solve
+    real_qp = newton_module.enet_qp
+
+    def spy_qp(Q, q, u0, l1, l2, *, tol, **kw):
+        seen.append(tol)
+        return real_qp(Q, q, u0, l1, l2, tol=tol, **kw)
+
+    monkeypatch.setattr(newton_module, "enet_qp", spy_qp)
+    assert newton_module.DEFAULT_INNER_STALE == 0.1
+    G0, gb0 = data.grad(data.ce(data.logits64(W0, b0))[1])
+    viol0 = newton_module._kkt(W0, G0, gb0, pen, lam)
+    tol = 1e-4 * viol0
+    with caplog.at_level("DEBUG", logger="sparse_probe.solvers.newton"):
+        res = newton(data, W0, b0, lam, pen, tol=tol)
+    assert res.converged
+    # each accepted step's log line: fresh or stale, and the violation where it started
+    steps = [(r.args[2], r.args[4]) for r in caplog.records if r.msg.startswith("newton: it")]
+    assert len(steps) == len(seen)  # every step accepted: one solve each
+    assert {kind for kind, _ in steps} == {"fresh", "stale"}  # both kinds exercised
+    for (kind, viol), t in zip(steps, seen, strict=True):
+        want = max(0.1 * tol, (0.02 if kind == "fresh" else 0.1) * viol)
+        assert t == pytest.approx(want, rel=1e-12), (kind, viol, t)
+    # the floor: a share that would go below a tenth of tol is raised to it
+    seen.clear()
+    newton(data, W0, b0, lam, pen, tol=0.5 * viol0, inner=0.01)
+    assert seen[0] == pytest.approx(0.05 * viol0, rel=1e-12)
+
+
 def test_newton_hands_over_mid_point_and_reports_each_share():
     """A model that outgrows ``max_free`` after a step: OWL-QN finishes from where Newton
     stands, and the result says how many iterations each took (the path's solver choice

@@ -45,7 +45,8 @@ import warnings
 import numpy as np
 import torch
 
-__all__ = ["DIRECT_MAX", "active_set_qp", "cd_sweep_budget", "enet_qp", "qp_violation"]
+__all__ = ["DIRECT_MAX", "SWEEP_BUDGET_CAP", "active_set_qp", "cd_sweep_budget", "enet_qp",
+           "qp_violation"]
 
 log = logging.getLogger(__name__)
 
@@ -400,9 +401,21 @@ def cd_sweep_budget(N: int) -> int:
     """Coordinate-descent sweeps :func:`enet_qp` may expect to need before it tries
     :func:`active_set_qp` instead: about one Cholesky factorization of the (N, N) model
     (``N³/3`` flops, BLAS-3) against one late sweep (``N²`` multiply-adds where every
-    nonzero still moves, memory-bound): ``16 + N/16``, about where an ad hoc timing on this
-    2-core machine put the ratio."""
-    return 16 + N // 16
+    nonzero still moves, memory-bound): ``16 + min(N/16, SWEEP_BUDGET_CAP)``.
+
+    ``benchmarks/measure_model_solve.py`` (results/model-solve-cpu-2026-12-03.txt, two runs)
+    times both: the ratio grows at least as ``N/16`` while the model fits in the caches
+    (98-131 at N = 1,024), then stops growing (19-82 from N = 2,048 to 4,096, one or two
+    threads): beyond the caches a sweep streams the whole model from memory, ``8 N²`` bytes,
+    so ``N/16`` (128-256 sweeps there) let coordinate descent crawl for several
+    factorizations' time on collinear models.
+    """
+    return 16 + min(N // 16, SWEEP_BUDGET_CAP)
+
+
+SWEEP_BUDGET_CAP = 64
+""":func:`cd_sweep_budget`'s largest ``N/16`` term: the sweeps one Cholesky factorization
+costs once the model no longer fits in the caches (its docstring)."""
 
 
 DIRECT_MAX = 512

@@ -59,7 +59,7 @@ from sparse_probe.solvers.gram_cd import enet_qp
 from sparse_probe.solvers.lbfgs import LBFGSMemory
 from sparse_probe.solvers.owlqn import owlqn
 
-__all__ = ["DEFAULT_MAX_FREE", "DEFAULT_SHRINK", "NewtonState", "hessian", "hessian_blocks",
+__all__ = ["DEFAULT_INNER_STALE", "DEFAULT_MAX_FREE", "DEFAULT_SHRINK", "NewtonState", "hessian", "hessian_blocks",
            "hessian_cross", "hessian_diag", "newton"]
 
 DEFAULT_MAX_FREE = 4096
@@ -67,6 +67,19 @@ DEFAULT_MAX_FREE = 4096
 (N, N) float64 model takes 128 MiB there and its Hessian ``n N²`` multiply-adds."""
 
 log = logging.getLogger(__name__)
+
+DEFAULT_INNER_STALE = 0.1
+"""A step on a reused (stale) model solves it to this share of the current KKT violation,
+a step on a fresh Hessian to ``inner`` (0.02; both a tenth of the solver's tolerance at
+least): the forcing terms of an inexact Newton method. A stale model is only an
+approximation of the Hessian where the step starts, and on collinear models coordinate
+descent on it crawled (up to 182 sweeps per solve in an ad hoc instrumented run) for
+precision the step could not use.
+With 0.1 (and :data:`~sparse_probe.solvers.gram_cd.SWEEP_BUDGET_CAP`) the model solves' sweep
+work on the held-out collinear 2528 x 363 x 10 path fell from 13.5 to 4.3 G entries for 12%
+more Hessian work, 1.17-1.25x its wall time; on the bench's collinear and n << d paths by
+1.10-1.16x, their wall times within the machine's noise (``benchmarks/
+measure_model_solve.py``, results/model-solve-cpu-2026-12-03.txt)."""
 
 DEFAULT_SHRINK = 0.97
 """A zero weight joins the Newton model when its gradient exceeds this share of λα (on the
@@ -375,6 +388,7 @@ def newton(
     max_free: int = DEFAULT_MAX_FREE,
     shrink: float = DEFAULT_SHRINK,
     inner: float = 0.02,
+    inner_stale: float = DEFAULT_INNER_STALE,
 ) -> SolveResult:
     """Minimize the elementwise elastic-net objective on the working set (module docstring).
 
@@ -405,9 +419,10 @@ def newton(
         Hand over to OWL-QN when the free coordinates (plus the C biases) exceed this.
     shrink : float in (0, 1]
         A zero weight is free when its gradient's magnitude exceeds ``shrink·λα``.
-    inner : float
-        The model's coordinate descent stops at ``inner`` times the current violation (at
-        most; a tenth of ``tol`` at least).
+    inner, inner_stale : float
+        The model's coordinate descent stops at ``inner`` times the current violation on a
+        fresh Hessian, ``inner_stale`` times it on a reused one (at most; a tenth of ``tol``
+        at least).
 
     Returns
     -------
@@ -518,7 +533,10 @@ def newton(
         if Nw:
             gq = gw - Hwb @ (Hbb_inv @ gbn)
             q = Q @ w0 - gq
-            u, _, _ = enet_qp(Q, q, w0, l1, l2, tol=max(0.1 * tol, inner * viol))
+            # a fresh model is solved closely (its step converges fast), an old one loosely:
+            # it is only an approximation, and on collinear models its tight solves crawled
+            share = inner if fresh else inner_stale
+            u, _, _ = enet_qp(Q, q, w0, l1, l2, tol=max(0.1 * tol, share * viol))
             Dw = u - w0
             Db = -Hbb_inv @ (gbn + Hwb.T @ Dw)
         else:
