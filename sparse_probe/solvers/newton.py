@@ -59,8 +59,8 @@ from sparse_probe.solvers.gram_cd import enet_qp
 from sparse_probe.solvers.lbfgs import LBFGSMemory
 from sparse_probe.solvers.owlqn import owlqn
 
-__all__ = ["DEFAULT_INNER_STALE", "DEFAULT_MAX_FREE", "DEFAULT_SHRINK", "NewtonState", "hessian", "hessian_blocks",
-           "hessian_cross", "hessian_diag", "newton"]
+__all__ = ["DEFAULT_INNER_STALE", "DEFAULT_MAX_FREE", "DEFAULT_SHRINK", "NewtonState", "hessian",
+           "hessian_blocks", "hessian_cross", "hessian_diag", "newton"]
 
 DEFAULT_MAX_FREE = 4096
 """Free coordinates (weights plus biases) above which the solver hands over to OWL-QN: the
