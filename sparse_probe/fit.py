@@ -440,11 +440,10 @@ def fit_path(
                     n_free = int(((Wstart[:, tr.ws] != 0) | enter).sum()) + C
                     if _round == 0:
                         free_points[-1] = n_free
-                    if auto and data.keeps_logits and device.type == "cpu" and (
-                            n_free <= DEFAULT_MAX_FREE) and prefer_newton(
+                    if auto and data.keeps_logits and device.type == "cpu" and prefer_newton(
                             src.n, tr.ws.size, C, n_free, owlqn_iters,
                             on_newton=bool(methods) and methods[-1] == "newton",
-                            owlqn_free=owlqn_free,
+                            owlqn_free=owlqn_free, max_free=DEFAULT_MAX_FREE,
                             newton_steps=np.mean(newton_steps[-3:]) if newton_steps else None):
                         use = SOLVERS["newton"]
                     W0 = torch.as_tensor(Wstart[:, tr.ws], device=device)

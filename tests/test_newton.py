@@ -37,6 +37,7 @@ from sparse_probe.solvers.restricted import RestrictedData
 newton_module = sys.modules["sparse_probe.solvers.newton"]  # the package exports the function
 
 ALPHA = 0.99
+PATH_KW = dict(alpha=ALPHA, n_lambdas=10, eps=2e-2, progress=False, threads=1)  # small paths
 
 
 def _problem(n=400, m=6, C=4, seed=0, collinear=False):
@@ -559,6 +560,9 @@ def test_choice_thresholds_are_strict():
     # the stale count grows as a power of the model's growth: 2^0.7 = 1.62 (x 1.5 stay)
     assert prefer_newton(10_000, 100, 10, 300, cost / 2.3, on_newton=True, owlqn_free=150)
     assert not prefer_newton(10_000, 100, 10, 300, cost / 2.6, on_newton=True, owlqn_free=150)
+    # Newton's own limit: at it Newton may run, one above it OWL-QN (Newton would hand over)
+    assert prefer_newton(10_000, 100, 10, 300, 10 * cost, max_free=300)
+    assert not prefer_newton(10_000, 100, 10, 300, 10 * cost, max_free=299)
 
 
 def test_owlqn_iteration_cost_counts_the_overheads():
@@ -595,7 +599,7 @@ def test_path_records_a_handed_over_point_as_both_solvers(monkeypatch):
     by OWL-QN and recorded so ("newton+owlqn", or "owlqn" where no Newton step was taken),
     never as Newton alone, and reach the same optima."""
     X, y = _geometry("collinear")
-    kw = dict(alpha=ALPHA, n_lambdas=10, eps=2e-2, progress=False, threads=1)
+    kw = PATH_KW
     ref = fit_path(X, y, solver="owlqn", **kw)
     spec = SOLVERS["newton"]
     monkeypatch.setitem(SOLVERS, "newton", SolverSpec(
@@ -614,7 +618,7 @@ def test_default_choice_skips_newton_above_its_max_free(monkeypatch):
     """The default sends a point whose expected model exceeds Newton's ``max_free`` to
     OWL-QN directly (Newton would only hand it over), and still picks Newton below it."""
     X, y = _geometry("collinear")
-    kw = dict(alpha=ALPHA, n_lambdas=10, eps=2e-2, progress=False, threads=1)
+    kw = PATH_KW
     base = fit_path(X, y, **kw)
     free = base.info["free_per_point"]
     big = [i for i in range(len(base)) if free[i] > 40]
@@ -643,7 +647,7 @@ def _geometry(name):
                 params=["current", "collinear", "lowrank-relu", "classes100", "wide", "binary"])
 def paths(request):
     X, y = _geometry(request.param)
-    kw = dict(alpha=ALPHA, n_lambdas=10, eps=2e-2, progress=False, threads=1)
+    kw = PATH_KW
     return (request.param, X, y, fit_path(X, y, solver="newton", **kw),
             fit_path(X, y, solver="owlqn", **kw), fit_path(X, y, **kw))
 

@@ -107,7 +107,8 @@ def newton_cost(n: int, m: int, C: int, n_free: int, steps: float | None = None)
 
 def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None, *,
                   on_newton: bool = False, stay: float = 1.5, enter: float = 0.7,
-                  owlqn_free: int | None = None, newton_steps: float | None = None) -> bool:
+                  owlqn_free: int | None = None, newton_steps: float | None = None,
+                  max_free: int | None = None) -> bool:
     """Whether proximal Newton is expected to be faster than OWL-QN at this path point.
 
     Parameters
@@ -131,8 +132,11 @@ def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None
         never shrunk.
     newton_steps : float, optional
         Newton's mean steps per point on this path so far (None: it has not run).
+    max_free : int, optional
+        Newton's own limit (:data:`~sparse_probe.solvers.newton.DEFAULT_MAX_FREE`): above it
+        Newton would only hand the point to OWL-QN, so OWL-QN it is.
     """
-    if owlqn_iters is None:
+    if owlqn_iters is None or (max_free is not None and n_free > max_free):
         return False
     iters = float(owlqn_iters)
     if on_newton and owlqn_free:
