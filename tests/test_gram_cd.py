@@ -331,7 +331,7 @@ def test_enet_qp_own_kernel_resumes_on_a_fresh_product_after_a_hand_off(fresh_ke
         seen.append((u.copy(), np.array(Qu, dtype=float, copy=True)))
         return viols.pop(0), k
 
-    def off(Q_, q_, u, l1, l2, *, tol):  # moves u and reports no success
+    def off(Q_, q_, u, l1, l2, *, tol, **_):  # moves u and reports no success
         w = u + 0.3
         return w, 1, qp_violation(Q_, q_, w, l1, l2)
 
@@ -729,7 +729,7 @@ class _Script:
     def _viol(self, *a, **k):
         return self.viols.pop(0) if len(self.viols) > 1 else self.viols[0]
 
-    def _as(self, Q, q, u, l1, l2, *, tol):
+    def _as(self, Q, q, u, l1, l2, *, tol, work=None):
         self.handoffs.append(sum(self.ks))
         v = self.as_viols.pop(0) if len(self.as_viols) > 1 else self.as_viols[0]
         return u, 3, v
@@ -798,7 +798,7 @@ def test_enet_qp_small_model_tries_the_active_set_once_first(monkeypatch):
 
 def test_enet_qp_active_set_at_the_tolerance_needs_no_kernel(monkeypatch):
     monkeypatch.setattr(gram_cd, "_kernel", lambda: pytest.fail("kernel asked for"))
-    monkeypatch.setattr(gram_cd, "active_set_qp", lambda Q, q, u, l1, l2, tol: (u + 1, 2, tol))
+    monkeypatch.setattr(gram_cd, "active_set_qp", lambda Q, q, u, l1, l2, tol, **_: (u + 1, 2, tol))
     u, sweeps, viol = enet_qp(np.eye(3), np.ones(3), np.zeros(3), 0.1, 0.0, tol=1e-7)
     np.testing.assert_array_equal(u, np.ones(3))
     assert sweeps == 0 and viol == 1e-7

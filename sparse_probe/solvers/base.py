@@ -44,6 +44,9 @@ class SolveResult:
     # iterations of each solver that ran, in order, where one handed the problem to another
     # (proximal Newton to OWL-QN: {"newton": 3, "owlqn": 80}); None: the solver's own alone
     iterations: dict[str, int] | None = None
+    # the work done, in counts no clock disturbs, where the solver counts it (proximal
+    # Newton: {"hessian": multiply-adds, "stream": model-solve entries, "blas3": ..., ...})
+    work: dict[str, float] | None = None
 
 
 class Solver(Protocol):

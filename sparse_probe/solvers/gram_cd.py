@@ -41,17 +41,53 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-__all__ = ["DIRECT_MAX", "SWEEP_BUDGET_CAP", "active_set_qp", "cd_sweep_budget", "enet_qp",
-           "qp_violation"]
+__all__ = ["DIRECT_MAX", "SWEEP_BUDGET_CAP", "QPWork", "active_set_qp", "cd_sweep_budget",
+           "enet_qp", "qp_violation"]
 
 log = logging.getLogger(__name__)
 
 _KERNEL: list = []  # [(kind, callable or None)], decided on first use
 _SCREEN_ARG = [True]  # the kernel takes ``do_screening`` (scikit-learn >= 1.8)
+
+
+@dataclass
+class QPWork:
+    """The work of model solves, in counts no clock disturbs (summed over the solves given it).
+
+    Attributes
+    ----------
+    stream, stream_cached : float
+        Matrix entries read by memory-bound passes (coordinate descent's axpys, ``N`` per
+        coordinate that moves, counted as ``N`` times the nonzeros per sweep; matrix-vector
+        products; the gathers of faces and the copies of their factors), of models over
+        :data:`CACHED_MAX` coordinates and of those within it: a sweep of a model that fits
+        in the caches reads each entry several times faster
+        (``benchmarks/measure_model_solve.py``).
+    blas3 : float
+        Multiply-adds of dense factorizations and multi-column triangular solves.
+    """
+
+    stream: float = 0.0
+    stream_cached: float = 0.0
+    blas3: float = 0.0
+
+    def read(self, entries: float, N: int) -> None:
+        """Count ``entries`` read from an (N, N) model's arrays."""
+        if N <= CACHED_MAX:
+            self.stream_cached += float(entries)
+        else:
+            self.stream += float(entries)
+
+
+CACHED_MAX = 1448
+""":class:`QPWork`'s bound between cached and streamed models: ``8 N²`` bytes = 16 MiB (one
+sweep's time per entry grew 3-4x between N = 1,024 and 2,048 in
+``benchmarks/results/model-solve-cpu-2026-12-03.txt``)."""
 
 
 def qp_violation(Q: np.ndarray, q: np.ndarray, u: np.ndarray, l1: float, l2: float,
@@ -184,8 +220,10 @@ class _Faces:
     (the faces of collinear features are ill-conditioned).
     """
 
-    def __init__(self, Q: np.ndarray, l2: float):
+    def __init__(self, Q: np.ndarray, l2: float, work: QPWork | None = None):
         self.Q, self.l2 = Q, l2
+        self.work = QPWork() if work is None else work
+        self.N = Q.shape[0]
         self.where = np.full(Q.shape[0], -1, dtype=np.int64)  # entry -> position in T
         self.T = np.zeros(0, dtype=np.int64)
         self.U: torch.Tensor | None = None
@@ -197,6 +235,7 @@ class _Faces:
         """``Q[rows][:, cols]`` as a float64 tensor, plus ``l2`` on the diagonal if ``diag``
         (rows and cols the same entries)."""
         A = torch.from_numpy(np.take(np.take(self.Q, rows, 0), cols, 1))
+        self.work.read(float(rows.size) * (self.Q.shape[1] + cols.size), self.N)
         if diag:
             A.diagonal().add_(self.l2)
         return A
@@ -205,6 +244,7 @@ class _Faces:
         A0 = self._gram(S, S, True)
         U, info = torch.linalg.cholesky_ex(A0, upper=True)
         self.factorizations += 1
+        self.work.blas3 += float(S.size) ** 3 / 3
         self.where[:] = -1
         if int(info) != 0:
             self.U, self.T = None, np.zeros(0, dtype=np.int64)
@@ -221,6 +261,9 @@ class _Faces:
         L12 = torch.linalg.solve_triangular(self.U.mT, B, upper=False)  # Uᵀ L12 = B
         S22 = A22 - L12.mT @ L12
         U22, info = torch.linalg.cholesky_ex(S22, upper=True)
+        # the triangular solve, the Schur complement, its factor; the two (t+k)² copies
+        self.work.blas3 += t * t * k / 2 + t * k * k + k ** 3 / 3
+        self.work.read(2.0 * (t + k) ** 2, self.N)
         if int(info) != 0:
             return False
         U = torch.zeros((t + k, t + k), dtype=torch.float64)
@@ -239,6 +282,11 @@ class _Faces:
 
     def _inv(self, R: torch.Tensor) -> torch.Tensor:
         """``A0⁻¹ R`` for R of shape (|T|, k)."""
+        t, k = R.shape
+        if k == 1:  # two passes over the factor
+            self.work.read(float(t) * t, self.N)
+        else:
+            self.work.blas3 += float(t) * t * k
         return torch.linalg.solve_triangular(
             self.U, torch.linalg.solve_triangular(self.U.mT, R, upper=False), upper=True)
 
@@ -258,6 +306,8 @@ class _Faces:
         Zt = torch.from_numpy(Z)
         mu = torch.linalg.solve(B[Zt], y[Zt])
         w = y - B @ mu
+        self.work.blas3 += 2.0 * Z.size ** 3 / 3
+        self.work.read(float(B.shape[0]) * Z.size, self.N)
         w[Zt] = 0.0
         return w
 
@@ -277,6 +327,7 @@ class _Faces:
         rT = torch.zeros(self.T.size, dtype=torch.float64)
         rT[posT] = torch.from_numpy(rhs)
         w = self._constrained(rT, Z)
+        self.work.read(float(self.T.size) ** 2, self.N)
         res = rT - self.A0 @ w  # refinement on the face (Z's residual is the multipliers')
         res[torch.from_numpy(Z)] = 0.0
         w = w + self._constrained(res, Z)
@@ -285,7 +336,8 @@ class _Faces:
 
 
 def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, *,
-                  tol: float, max_iter: int = 20) -> tuple[np.ndarray, int, float]:
+                  tol: float, max_iter: int = 20,
+                  work: QPWork | None = None) -> tuple[np.ndarray, int, float]:
     """The elastic-net QP of :func:`enet_qp` by an active-set (feature-sign) method from ``u0``.
 
     Each iteration fixes a sign pattern ``θ``: the signs of the nonzero entries, and for the
@@ -313,6 +365,8 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
         Stop once :func:`qp_violation` is at most this.
     max_iter : int
         Face solves at most.
+    work : QPWork, optional
+        Counts the work done into it.
 
     Returns
     -------
@@ -325,7 +379,10 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
     """
     u = np.array(u0, dtype=np.float64, copy=True)
     solves = 0
-    faces = _Faces(Q, l2)
+    work = QPWork() if work is None else work
+    faces = _Faces(Q, l2, work)
+    N, NN = u.size, float(u.size) ** 2  # NN: one matrix-vector product
+    work.read(2 * NN, N)
     g = Q @ u - q + l2 * u
     viol = qp_violation(Q, q, u, l1, l2, Qu=g + q - l2 * u)
     f = _objective(Q, q, u, l1, l2)
@@ -370,6 +427,7 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
         dfull = np.zeros(u.size)
         dfull[S] = d
         curv = float(dfull @ (Q @ dfull) + l2 * (d @ d))
+        work.read(NN, N)
         slope = float(g[S] @ d)
         path = uS[None, :] + ts[:, None] * d[None, :]
         path[np.abs(tc[None, :] - ts[:, None]) <= 1e-12 * ts[:, None]] = 0.0  # exact zeros
@@ -380,6 +438,7 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
             best_u = u.copy()
             best_u[S] = path[k]
             best = _objective(Q, q, best_u, l1, l2)
+            work.read(NN, N)
         # and the minimizer projected onto the orthant (every entry that would cross zero set
         # to zero): where many entries leave the face, this drops them all at once
         for t in (1.0, 0.5, 0.25, 0.125) if cross.any() else ():
@@ -387,11 +446,13 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
             w[S] = uS + t * d
             w[S[np.sign(w[S]) != theta[S]]] = 0.0
             fw = _objective(Q, q, w, l1, l2)
+            work.read(NN, N)
             if fw < best:
                 best, best_u = fw, w
         if best_u is None or not best < f:  # no descent (rounding at the optimum)
             break
         u, f = best_u, best
+        work.read(NN, N)
         g = Q @ u - q + l2 * u
         viol = qp_violation(Q, q, u, l1, l2, Qu=g + q - l2 * u)
     return u, solves, viol
@@ -426,8 +487,8 @@ not built, the first use of scikit-learn's imports scikit-learn: over a second h
 
 
 def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, *,
-            tol: float, max_sweeps: int = 500,
-            direct_max: int = DIRECT_MAX) -> tuple[np.ndarray, int, float]:
+            tol: float, max_sweeps: int = 500, direct_max: int = DIRECT_MAX,
+            work: QPWork | None = None) -> tuple[np.ndarray, int, float]:
     """Minimize ``½ uᵀQu − qᵀu + l1||u||₁ + l2/2||u||²`` by coordinate descent from ``u0``
     (small models: :func:`active_set_qp` first).
 
@@ -447,6 +508,8 @@ def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, 
     direct_max : int
         Up to this N the active-set method runs first; coordinate descent only where it
         does not reach ``tol``.
+    work : QPWork, optional
+        Counts the work done into it (:class:`QPWork`).
 
     Returns
     -------
@@ -463,10 +526,12 @@ def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, 
         raise ValueError(f"enet_qp: Q {Q.shape}, q {q.shape} and u0 {u.shape} disagree")
     done, chunk = 0, 2
     budget = cd_sweep_budget(u.size)
+    work = QPWork() if work is None else work
+    N = u.size
     tried = False
     if u.size <= direct_max:  # small: exact face solves first
         tried = True
-        u, _, viol = active_set_qp(Q, q, u, l1, l2, tol=tol)
+        u, _, viol = active_set_qp(Q, q, u, l1, l2, tol=tol, work=work)
         if viol <= tol:
             return u, 0, viol
     else:  # a Newton model's start (the current weights) is never its solution: no check
@@ -479,9 +544,13 @@ def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, 
         if kind == "own":
             if Qu is None:
                 Qu = Q @ u
+                work.read(float(N) * N, N)
             viol, k = _cd_own(u, l1, l2, Q, q, k, fn, Qu, tol)
+            # a sweep reads a row of Q for each coordinate that moves: the nonzeros
+            work.read(float(k) * N * max(int(np.count_nonzero(u)), 1), N)
             if viol <= tol:  # the kept product drifts by rounding: confirm on an exact one
                 Qu = Q @ u
+                work.read(float(N) * N, N)
                 viol = qp_violation(Q, q, u, l1, l2, Qu=Qu)
             if k == 0:  # met tol on the kernel's reading of an exact Qu, not on numpy's
                 break
@@ -491,6 +560,7 @@ def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, 
             else:
                 _cd_numpy(u, l1, l2, Q, q, k)
             viol = qp_violation(Q, q, u, l1, l2)
+            work.read((k + 1.0) * N * N, N)  # these kernels read all of Q every sweep
         done += k
         chunk = min(2 * chunk, 64)  # check often at first, rarely once it runs long
         if viol <= tol or tried or done < 8 or not before < float("inf"):
@@ -500,7 +570,7 @@ def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, 
         rate = (viol / before) ** (1.0 / k) if 0 < viol < before else 1.0
         if rate >= 1.0 or done + np.log(tol / viol) / np.log(rate) > budget:
             tried = True
-            u, _, viol = active_set_qp(Q, q, u, l1, l2, tol=tol)
+            u, _, viol = active_set_qp(Q, q, u, l1, l2, tol=tol, work=work)
             Qu = None
     if Qu is not None and viol > tol:  # stopped by max_sweeps: the exact violation
         viol = qp_violation(Q, q, u, l1, l2)

@@ -55,7 +55,7 @@ import torch
 from sparse_probe.penalties import ElasticNet
 from sparse_probe.solvers.base import SolveResult
 from sparse_probe.solvers.centering import center_shift
-from sparse_probe.solvers.gram_cd import enet_qp
+from sparse_probe.solvers.gram_cd import QPWork, enet_qp
 from sparse_probe.solvers.lbfgs import LBFGSMemory
 from sparse_probe.solvers.owlqn import owlqn
 
@@ -466,6 +466,8 @@ def newton(
     loss, G, gb, P = evaluate(z)
     F = penalized(loss, W)
     state: NewtonState | None = None  # the model of this call's last fresh Hessian
+    qp = QPWork()  # the model solves' work, and the Hessians' multiply-adds (for the choice)
+    hess = [0.0]
     lbfgs = memory if isinstance(memory, LBFGSMemory) else None  # for a hand-over to OWL-QN
     it, stall, converged, viol = 0, 0, False, float("inf")
     stale_step, force = False, False
@@ -507,10 +509,12 @@ def newton(
             def split(keys):
                 return (torch.as_tensor(v, device=W0.device) for v in np.divmod(keys, m))
 
+            def cross(keys, union, Pm):
+                hess[0] += float(n) * keys.size * m * C
+                return hessian_cross(data.Xw, Pm, *split(keys), *split(union), data.XwT)
+
             cover = _cover(
-                state, key,
-                lambda keys, union, Pm: hessian_cross(data.Xw, Pm, *split(keys), *split(union),
-                                                      data.XwT),
+                state, key, cross,
                 lambda keys, P=P: hessian_diag(data.Xw, P, *split(keys), data.XwT))
             if cover is not None:
                 state, key = cover, cover.key
@@ -520,6 +524,7 @@ def newton(
         fresh = model is None
         if fresh:
             Hww, Hwb, Hbb = hessian_blocks(data.Xw, P, cls, col, XwT=data.XwT)
+            hess[0] += n * float(Nw) ** 2 / 2
             # biases minimized out: the Schur complement Hww - (Hwb Hbb⁺) Hwbᵀ, in place
             torch.from_numpy(Hww).addmm_(torch.from_numpy(Hwb @ _pinv_bias(Hbb)),
                                          torch.from_numpy(Hwb).T, alpha=-1.0)
@@ -536,7 +541,7 @@ def newton(
             # a fresh model is solved closely (its step converges fast), an old one loosely:
             # it is only an approximation, and on collinear models its tight solves crawled
             share = inner if fresh else inner_stale
-            u, _, _ = enet_qp(Q, q, w0, l1, l2, tol=max(0.1 * tol, share * viol))
+            u, _, _ = enet_qp(Q, q, w0, l1, l2, tol=max(0.1 * tol, share * viol), work=qp)
             Dw = u - w0
             Db = -Hbb_inv @ (gbn + Hwb.T @ Dw)
         else:
@@ -601,4 +606,5 @@ def newton(
         viol = _kkt(W, G, gb, penalty, lam)
         converged = viol <= tol
     return SolveResult(W, b, loss, F, it, viol, converged, logits=z, gamma=gamma0, grad=G,
-                       grad_b=gb)
+                       grad_b=gb, work={"hessian": hess[0], "stream": qp.stream,
+                                        "stream_cached": qp.stream_cached, "blas3": qp.blas3})
