@@ -3,7 +3,10 @@
 Part 1, the sweep budget (``gram_cd.cd_sweep_budget``): for each model size N, one
 coordinate-descent sweep of the project's compiled kernel where every coordinate moves
 against one Cholesky factorization of the (N, N) model (torch, float64), on one thread and
-on two; their ratio is the number of sweeps one factorization costs.
+on two; their ratio is the number of sweeps one factorization costs. Both are also given in
+the unit of ``sparse_probe/solvers/choice.py`` (one multiply-add of OWL-QN's products, timed
+in the same run): per entry a sweep reads, per multiply-add of the factorization (``N³/3``):
+the constants that price Newton's model solves from their counts (``gram_cd.QPWork``).
 
 Part 2, the settings on whole paths: each case fitted with the defaults, once with the old
 settings (a stale model solved to 0.02 of the violation as a fresh one, the budget
@@ -114,6 +117,33 @@ def sweep_vs_factorization(N: int, threads: int, seed: int = 0) -> tuple[float, 
     return sweep, chol
 
 
+def product_unit(threads: int, n: int = 10000, m: int = 256, C: int = 10) -> float:
+    """Seconds per unit of :mod:`sparse_probe.solvers.choice` on ``threads`` threads: one
+    multiply-add of OWL-QN's products, timed as the two products of one iteration (the
+    logits' step and the gradient, ``RestrictedData.step`` and ``.grad``) over ``4 n m C``."""
+    import torch
+
+    from sparse_probe.solvers.restricted import RestrictedData
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        g = torch.Generator().manual_seed(0)
+        data = RestrictedData(torch.randn(n, m, generator=g), torch.randint(0, C, (n,), generator=g),
+                              C)
+        dW, db = torch.randn(C, m, dtype=torch.float64), torch.zeros(C, dtype=torch.float64)
+        R = torch.randn(n, C, dtype=torch.float64) / n
+        best = float("inf")
+        for _ in range(7):
+            t = time.perf_counter()
+            data.step(dW, db)
+            data.grad(R)
+            best = min(best, time.perf_counter() - t)
+    finally:
+        torch.set_num_threads(old)
+    return best / (4.0 * n * m * C)
+
+
 def run_case(case: tuple, inner, cap) -> list[float]:
     """One fit of ``case`` in a fresh process with the given settings: [wall, cpu, iters,
     last objective]."""
@@ -140,14 +170,18 @@ def main(argv=None) -> int:
     from sparse_probe.solvers.gram_cd import SWEEP_BUDGET_CAP
     from sparse_probe.solvers.newton import DEFAULT_INNER_STALE
 
+    units = {k: product_unit(k) for k in threads} if sizes else {}
     if sizes:
+        print("units: one multiply-add of OWL-QN's products (choice.py), timed here: "
+              + ", ".join(f"{k} thread(s) {u:.3g} s" for k, u in units.items()))
         print(f"{'N':>5} {'thr':>3} | {'sweep ms':>8} | {'Cholesky ms':>11} | "
-              f"{'ratio':>6} | {'N/16':>5}")
+              f"{'ratio':>6} | {'N/16':>5} | {'units/entry':>11} | {'units/madd':>10}")
     for N in sizes:
         for k in threads:
             sw, ch = sweep_vs_factorization(N, k)
             print(f"{N:>5} {k:>3} | {1e3 * sw:>8.2f} | {1e3 * ch:>11.2f} | {ch / sw:>6.1f} | "
-                  f"{N // 16:>5}")
+                  f"{N // 16:>5} | {sw / N ** 2 / units[k]:>11.2f} | "
+                  f"{ch / (N ** 3 / 3) / units[k]:>10.2f}")
     if names:
         print(f"paths: old = inner_stale 0.02, budget 16 + N/16; cap-only = inner_stale "
               f"0.02, budget 16 + min(N/16, {SWEEP_BUDGET_CAP}); current = inner_stale "

@@ -2,13 +2,14 @@
 model the default's per-point choice uses (``sparse_probe/solvers/choice.py``).
 
 Runs the path of each ``--geometry`` (``bench_path.py``'s problems, plus any ``--extra``
-``NAME:n:d:C`` of the ``current`` kind) twice, with OWL-QN and with proximal Newton forced at
+``NAME:n:d:C[:KIND[:SEED]]``, of the ``current`` kind and ``--seed`` unless given) twice, with OWL-QN and with proximal Newton forced at
 every point, one thread, and records every path point (its restricted solves summed over
 the KKT rounds): examples ``n``, working-set features ``m`` and free coordinates ``N`` as the
 default's choice sees them before solving (the first round's working set and
 ``fit_path``'s ``info["free_per_point"]``), classes ``C``, iterations and seconds, and the
 work Newton did (the multiply-adds of its fresh Hessians and of the Hessian rows of weights
-that join a model, the sizes of its model solves).
+that join a model, the sizes of its model solves, and what the solver counts of them:
+``SolveResult.work``, :class:`~sparse_probe.solvers.gram_cd.QPWork`).
 Then it fits, by nonnegative least squares on the seconds (each point weighted by
 1/seconds: relative error),
 
@@ -18,7 +19,11 @@ Then it fits, by nonnegative least squares on the seconds (each point weighted b
   logits, and a fixed overhead per iteration;
 - Newton: ``seconds = b_H * (Hessian multiply-adds) + b_i * iters * 4nmC + b_q * (Σ N_model²
   over its model solves) + b_s * iters + b_0``: the Hessians, the products and line search
-  of each step, the model's coordinate descent, a fixed overhead per step and per point; the
+  of each step, the model's coordinate descent, a fixed overhead per step and per point; and
+  a second fit with the model solves' counted work in place of ``Σ N_model²``: ``b_m *
+  stream + b_c * stream_cached + b_f * blas3`` (entries read from models beyond and within
+  the caches, factorization multiply-adds), the prices ``choice.newton_observed_cost`` reads
+  a point's work with; the
   work against the expected ``N`` (Hessian work per point / (nN²/2), model solves' ΣN² per
   step / N², steps per point) is printed per geometry: the choice needs it before Newton
   has run,
@@ -48,6 +53,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_path import GEOMETRIES, lambda_grid, make_geometry
+
+QP_COUNTS = ("stream", "stream_cached", "blas3")  # gram_cd.QPWork's counts, per solve
 
 
 def record_solves(X, y, lams, solver: str) -> list[dict]:
@@ -88,8 +95,9 @@ def record_solves(X, y, lams, solver: str) -> list[dict]:
         res = spec.solve(data, W0, b0, lam, penalty, **kw)
         sec = time.perf_counter() - t
         C, m = W0.shape
+        counted = {k: float((res.work or {}).get(k, 0.0)) for k in QP_COUNTS}
         solves.append(dict(lam=float(lam), n=int(data.n), m=int(m), C=int(C),
-                           iters=int(res.n_iter), seconds=sec, **work))
+                           iters=int(res.n_iter), seconds=sec, **work, **counted))
         return res
 
     solves: list[dict] = []
@@ -107,7 +115,7 @@ def record_solves(X, y, lams, solver: str) -> list[dict]:
         if not at:
             continue
         row = {k: at[0][k] for k in ("n", "m", "C")}
-        row.update({k: sum(r[k] for r in at) for k in ("iters", "seconds", *work)})
+        row.update({k: sum(r[k] for r in at) for k in ("iters", "seconds", *work, *QP_COUNTS)})
         row.update(N=int(N), h=history_for(row["m"] * row["C"] + row["C"]), rounds=len(at))
         rows.append(row)
     return rows
@@ -127,6 +135,14 @@ def newton_terms(r: dict) -> np.ndarray:
     return np.array([r["hess"], r["iters"] * nmc, r["qp"], r["iters"], 1.0])
 
 
+def newton_work_terms(r: dict) -> np.ndarray:
+    """Per-point regressors of Newton's model with the model solves' counted work (in the
+    order b_H, b_i, b_m, b_c, b_f, b_s, b_0)."""
+    nmc = 4.0 * r["n"] * r["m"] * r["C"]
+    return np.array([r["hess"], r["iters"] * nmc, r.get("stream", 0.0),
+                     r.get("stream_cached", 0.0), r.get("blas3", 0.0), r["iters"], 1.0])
+
+
 def fit_model(rows: list[dict], terms) -> tuple[np.ndarray, np.ndarray]:
     """Nonnegative least squares of seconds on the terms, in relative error."""
     from scipy.optimize import nnls
@@ -144,7 +160,8 @@ def fit_model(rows: list[dict], terms) -> tuple[np.ndarray, np.ndarray]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--geometry", default="current,collinear,lowrank-relu,wide,classes100")
-    ap.add_argument("--extra", default="", help="NAME:n:d:C[,...] more sizes of the current kind")
+    ap.add_argument("--extra", default="",
+                    help="NAME:n:d:C[:KIND[:SEED]][,...] more problems (current kind, --seed)")
     ap.add_argument("--n-lambdas", type=int, default=30)
     ap.add_argument("--eps", type=float, default=1e-2)
     ap.add_argument("--seed", type=int, default=0)
@@ -159,13 +176,19 @@ def main(argv: list[str] | None = None) -> None:
         if name not in GEOMETRIES:
             raise SystemExit(f"--geometry: unknown geometry {name!r}; one of {', '.join(GEOMETRIES)}")
         g = GEOMETRIES[name]
-        problems.append((name, name, g["n"], g["d"], g["classes"]))
+        problems.append((name, name, g["n"], g["d"], g["classes"], args.seed))
     for spec in filter(None, args.extra.split(",")):
+        parts = spec.split(":")
         try:
-            label, n, d, C = spec.split(":")
-            problems.append((label, "current", int(n), int(d), int(C)))
+            label, n, d, C = parts[:4]
+            kind = parts[4] if len(parts) > 4 else "current"
+            seed = int(parts[5]) if len(parts) > 5 else args.seed
+            if len(parts) > 6 or kind not in GEOMETRIES:
+                raise ValueError
+            problems.append((label, kind, int(n), int(d), int(C), seed))
         except ValueError:
-            raise SystemExit(f"--extra: expected NAME:n:d:C, got {spec!r}") from None
+            raise SystemExit(f"--extra: expected NAME:n:d:C[:KIND[:SEED]] with KIND one of "
+                             f"{', '.join(GEOMETRIES)}, got {spec!r}") from None
     runs: dict[tuple[str, str], list[dict]] = {}
     if args.load:
         with open(args.load) as f:
@@ -174,8 +197,8 @@ def main(argv: list[str] | None = None) -> None:
         runs = {(r["problem"], r["solver"]): [] for r in saved["solves"]}
         for r in saved["solves"]:
             runs[r["problem"], r["solver"]].append(r)
-    for label, kind, n, d, C in [] if args.load else problems:
-        X, y = make_geometry(kind, n, d, C, seed=args.seed)
+    for label, kind, n, d, C, seed in [] if args.load else problems:
+        X, y = make_geometry(kind, n, d, C, seed=seed)
         lams = lambda_grid(X, y, C, args.n_lambdas, args.eps)
         for solver in ("owlqn", "newton"):
             if solver == "newton":  # the compiled CD's import is a one-off, not a point's cost
@@ -194,13 +217,22 @@ def main(argv: list[str] | None = None) -> None:
     nw = [r for (_, s), rs in runs.items() if s == "newton" for r in rs if r["iters"] > 0]
     a, pred_o = fit_model(ow, owlqn_terms)
     b, pred_n = fit_model(nw, newton_terms)
+    bw, pred_w = fit_model(nw, newton_work_terms)
     unit = a[0]
+    if not unit > 0:  # too few or too small points to price the products
+        print("\n(the OWL-QN fit gave its products no weight: the constants below are in "
+              "seconds, not in its unit)")
+        unit = 1.0
     print("\nOWL-QN per iteration, in multiply-adds of its products: "
           f"4nmC + {a[1] / unit:.3g} * 4hmC + {a[2] / unit:.3g} * nC + {a[3] / unit:.3g}")
     print("Newton per point, same unit: "
           f"{b[0] / unit:.3g} * (Hessian multiply-adds) + {b[1] / unit:.3g} * iters*4nmC + "
           f"{b[2] / unit:.3g} * (Σ N² of its model solves) + {b[3] / unit:.3g} * iters + "
           f"{b[4] / unit:.3g}")
+    print("Newton per point with the model solves' counted work, same unit: "
+          f"{bw[0] / unit:.3g} * (Hessian multiply-adds) + {bw[1] / unit:.3g} * iters*4nmC + "
+          f"{bw[2] / unit:.3g} * stream + {bw[3] / unit:.3g} * stream_cached + "
+          f"{bw[4] / unit:.3g} * blas3 + {bw[5] / unit:.3g} * iters + {bw[6] / unit:.3g}")
     print("Newton's work against the expected free coordinates N (sums over the points of "
           "each problem with N > C):")
     for label, *_ in problems:
@@ -212,14 +244,15 @@ def main(argv: list[str] | None = None) -> None:
                   f"{sum(r['qp'] for r in rs) / sum(r['iters'] * r['N'] ** 2 for r in rs):5.2f}, "
                   f"iterations per point {np.mean([r['iters'] for r in rs]):5.2f}")
     print(f"(a_p = {unit:.3g} s per multiply-add on this machine)\n")
-    print(f"{'problem':>14} {'solver':>7} {'points':>6} {'measured s':>10} {'model s':>8} "
-          f"{'model/meas':>10}")
-    for rows, pred, solver in ((ow, pred_o, "owlqn"), (nw, pred_n, "newton")):
+    print(f"{'problem':>14} {'solver':>11} {'points':>6} {'measured s':>10} {'model s':>8} "
+          f"{'model/meas':>10}  (newton-work: the fit with the counted work)")
+    for rows, pred, solver in ((ow, pred_o, "owlqn"), (nw, pred_n, "newton"),
+                               (nw, pred_w, "newton-work")):
         for label, *_ in problems:
             idx = [i for i, r in enumerate(rows) if r["problem"] == label]
             meas = sum(rows[i]["seconds"] for i in idx)
             mod = float(sum(pred[i] for i in idx))
-            print(f"{label:>14} {solver:>7} {len(idx):6d} {meas:10.2f} {mod:8.2f} "
+            print(f"{label:>14} {solver:>11} {len(idx):6d} {meas:10.2f} {mod:8.2f} "
                   f"{mod / meas:10.2f}")
 
 
