@@ -44,7 +44,7 @@ from sparse_probe.path import Path
 from sparse_probe.penalties import DEFAULT_ALPHA, Penalty, make_penalty
 from sparse_probe.solvers import SOLVERS, fused_ce, get_solver
 from sparse_probe.solvers.blocked import BlockedData
-from sparse_probe.solvers.choice import prefer_newton
+from sparse_probe.solvers.choice import newton_cost, newton_observed_cost, prefer_newton
 from sparse_probe.solvers.lbfgs import history_for
 from sparse_probe.solvers.newton import DEFAULT_MAX_FREE
 from sparse_probe.solvers.products import rt_x
@@ -408,6 +408,7 @@ def fit_path(
         owlqn_iters = None  # OWL-QN's iterations at the last point it solved (for ``auto``)
         owlqn_free = None  # the free coordinates expected at that point
         newton_steps: list[int] = []  # Newton's steps at the points it solved
+        newton_over: list[float] = []  # their cost from the work they counted / the estimate
         methods: list[str] = []  # the restricted solver(s) of each point
         bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
         tol_points = []
@@ -444,7 +445,8 @@ def fit_path(
                             src.n, tr.ws.size, C, n_free, owlqn_iters,
                             on_newton=bool(methods) and methods[-1] == "newton",
                             owlqn_free=owlqn_free, max_free=DEFAULT_MAX_FREE,
-                            newton_steps=np.mean(newton_steps[-3:]) if newton_steps else None):
+                            newton_steps=np.mean(newton_steps[-3:]) if newton_steps else None,
+                            newton_over=np.mean(newton_over[-3:]) if newton_over else None):
                         use = SOLVERS["newton"]
                     W0 = torch.as_tensor(Wstart[:, tr.ws], device=device)
                     b0 = torch.as_tensor(bstart, device=device)
@@ -471,6 +473,11 @@ def fit_path(
                         owlqn_iters, owlqn_free = res.n_iter, n_free
                     elif parts.keys() == {"newton"}:
                         newton_steps.append(res.n_iter)
+                        if res.work is not None and res.n_iter:
+                            m_ws = tr.ws.size
+                            newton_over.append(
+                                newton_observed_cost(src.n, m_ws, C, res.n_iter, res.work)
+                                / newton_cost(src.n, m_ws, C, n_free, res.n_iter))
                     z = res.logits
                     gamma = res.gamma if res.gamma is not None else gamma
                     mem, mem_ws = res.memory, tr.ws

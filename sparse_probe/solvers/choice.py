@@ -31,6 +31,20 @@ that path on OWL-QN and still puts the collinear, low-rank and n ≪ d paths on 
 growth of the stale count that follows the path (not one exponent for every geometry) is what
 adopting the new ones needs.
 
+Where the static estimate underprices Newton, the path corrects it from what Newton's points
+did: the solver counts its work (the Hessians' multiply-adds, the entries its model solves
+read from models beyond and within the caches, their factorizations' multiply-adds:
+``SolveResult.work``, :class:`~sparse_probe.solvers.gram_cd.QPWork`), counts no clock
+disturbs, so the choice stays reproducible. :func:`newton_observed_cost` prices them (a second
+fit of ``measure_solver_costs.py``, on the counts), and the mean of its ratio to the estimate
+over Newton's last three points scales the estimate up (``prefer_newton(newton_over=...)``),
+never down. On a held-out collinear draw with 40 classes (3333 × 138 × 40) the coupled
+model's solves cost 1.5-2.5 times the estimate per point: the path stayed on Newton to its end
+and took 30-39 s where OWL-QN alone took 16-19 s; read from its counts, it goes back to
+OWL-QN at its 14th point (16 s; ``benchmarks/compare_revisions.py``,
+results/compare-work-pricing-cpu-2026-12-03.txt), and the bench geometries' choices do not
+change.
+
 OWL-QN's iteration count is what the geometry decides (about 10 per λ on well-separated
 features, 25–160 on collinear ones, 30–100 on post-ReLU low-rank ones, 40–60 with n ≪ d):
 :func:`prefer_newton` takes it from the last path point OWL-QN solved. A count grows along a
@@ -54,7 +68,7 @@ from __future__ import annotations
 
 from sparse_probe.solvers.lbfgs import history_for
 
-__all__ = ["newton_cost", "owlqn_iteration_cost", "prefer_newton"]
+__all__ = ["newton_cost", "newton_observed_cost", "owlqn_iteration_cost", "prefer_newton"]
 
 # measured constants (module docstring), in multiply-adds of OWL-QN's products
 OWLQN_PAIR_PASSES = 10.8
@@ -65,6 +79,15 @@ NEWTON_STEP_MODEL = 251.0 * 0.8  # per N² and step: 0.8 model solves' N² per s
 NEWTON_STEP_FIXED = 1.53e8
 NEWTON_FIXED = 2.2e7
 NEWTON_STEPS = 3.5  # steps per point before Newton has run on a path
+# the price of a Newton point's counted work (newton_observed_cost), the second Newton fit of
+# benchmarks/measure_solver_costs.py (results/solver-costs-cpu-2026-12-03.txt)
+WORK_HESSIAN = 1.42  # per Hessian multiply-add
+WORK_STEP_PRODUCTS = 1.06  # per 4nmC and step
+WORK_STEP_FIXED = 4.49e7
+WORK_FIXED = 2.62e8
+STREAM = 20.0  # per entry read from a model beyond the caches
+STREAM_CACHED = 7.27  # per entry read from a model within them
+BLAS3 = 1.38  # per multiply-add of a factorization or multi-column triangular solve
 
 
 def _check(n: int, m: int, C: int, caller: str) -> None:
@@ -105,10 +128,44 @@ def newton_cost(n: int, m: int, C: int, n_free: int, steps: float | None = None)
     return point / owlqn_iteration_cost(n, m, C)
 
 
+def newton_observed_cost(n: int, m: int, C: int, steps: int, work: dict) -> float:
+    """What a path point Newton solved cost, from the work it counted, in OWL-QN iterations
+    (:func:`newton_cost`'s unit, so that their ratio says how far the estimate was off).
+
+    Parameters
+    ----------
+    n, m, C : int
+        Examples, working-set features, classes.
+    steps : int
+        Newton steps taken.
+    work : dict
+        ``SolveResult.work`` of :func:`~sparse_probe.solvers.newton.newton`: ``"hessian"``
+        (multiply-adds of its Hessians), ``"stream"``, ``"stream_cached"``, ``"blas3"`` (its
+        model solves', :class:`~sparse_probe.solvers.gram_cd.QPWork`).
+
+    Notes
+    -----
+    Every term is priced by one least-squares fit of Newton's seconds per point on its counted
+    work (``benchmarks/measure_solver_costs.py``, the bench geometries and two held-out
+    collinear draws, 1 thread; results/solver-costs-cpu-2026-12-03.txt: within 0.72-1.21 of
+    the measured seconds per problem, where the fit on ``Σ N²`` of the model solves was off
+    by 0.59-0.60 on the held-out draws): ``1.42 ×`` the Hessians' multiply-adds ``+ k (1.06 ·
+    4nmC + 4.49e7) + 20 ×`` entries read from models beyond the caches ``+ 7.27 ×`` from
+    models within them ``+ 1.38 ×`` factorization multiply-adds ``+ 2.62e8``.
+    """
+    _check(n, m, C, "newton_observed_cost")
+    k = max(int(steps), 1)
+    model = (STREAM * work.get("stream", 0.0) + STREAM_CACHED * work.get("stream_cached", 0.0)
+             + BLAS3 * work.get("blas3", 0.0))
+    point = (WORK_HESSIAN * work.get("hessian", 0.0)
+             + k * (WORK_STEP_PRODUCTS * 4.0 * n * m * C + WORK_STEP_FIXED) + model + WORK_FIXED)
+    return point / owlqn_iteration_cost(n, m, C)
+
+
 def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None, *,
                   on_newton: bool = False, stay: float = 1.5, enter: float = 0.7,
                   owlqn_free: int | None = None, newton_steps: float | None = None,
-                  max_free: int | None = None) -> bool:
+                  max_free: int | None = None, newton_over: float | None = None) -> bool:
     """Whether proximal Newton is expected to be faster than OWL-QN at this path point.
 
     Parameters
@@ -135,10 +192,19 @@ def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None
     max_free : int, optional
         Newton's own limit (:data:`~sparse_probe.solvers.newton.DEFAULT_MAX_FREE`): above it
         Newton would only hand the point to OWL-QN, so OWL-QN it is.
+    newton_over : float, optional
+        How far :func:`newton_cost` underpriced Newton's last points on this path: their
+        :func:`newton_observed_cost` over their estimate (at their own steps). Above 1 the
+        estimate is scaled by it; below 1 it is not lowered (the estimate errs on Newton's
+        costly side by design, the module docstring: a Newton made cheaper on paper went
+        on where OWL-QN was several times faster).
     """
     if owlqn_iters is None or (max_free is not None and n_free > max_free):
         return False
     iters = float(owlqn_iters)
     if on_newton and owlqn_free:
         iters *= max(1.0, n_free / owlqn_free) ** 0.7
-    return newton_cost(n, m, C, n_free, newton_steps) < (stay if on_newton else enter) * iters
+    cost = newton_cost(n, m, C, n_free, newton_steps)
+    if newton_over is not None:
+        cost *= max(1.0, float(newton_over))
+    return cost < (stay if on_newton else enter) * iters

@@ -1,0 +1,230 @@
+"""Newton's counted work (gram_cd.QPWork, SolveResult.work) and how the default's choice
+reads it (choice.newton_observed_cost, prefer_newton's ``newton_over``, fit_path).
+
+The counts are checked against closed forms of what each kernel reads (a numpy sweep reads
+all of Q, the compiled one a row per moving coordinate, one Cholesky of N entries costs
+N³/3), the prices against the measured results file they were fitted in, and the path's
+reaction on a real collinear problem, with KKT re-checked in float64.
+"""
+
+import os
+import re
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from sparse_probe import fit_path, kkt_violation, objective_f64
+from sparse_probe.penalties import ElasticNet
+from sparse_probe.solvers import choice, gram_cd
+from sparse_probe.solvers.choice import (
+    newton_cost,
+    newton_observed_cost,
+    owlqn_iteration_cost,
+    prefer_newton,
+)
+from sparse_probe.solvers.gram_cd import QPWork, active_set_qp, enet_qp
+from sparse_probe.solvers.newton import newton
+from sparse_probe.solvers.restricted import RestrictedData
+
+newton_module = sys.modules["sparse_probe.solvers.newton"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ALPHA = 0.99
+
+
+def _pd(N: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A well-conditioned (N, N) Gram matrix and a linear term."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((4 * N, N))
+    return A.T @ A / (4 * N) + 0.5 * np.eye(N), rng.standard_normal(N)
+
+
+def _chunks(sweeps: int) -> list[int]:
+    """enet_qp's schedule of sweeps per call (2, 4, 8, ... 64) that adds up to ``sweeps``."""
+    out, chunk = [], 2
+    while sum(out) < sweeps:
+        out.append(chunk)
+        chunk = min(2 * chunk, 64)
+    assert sum(out) == sweeps, (out, sweeps)
+    return out
+
+
+def test_numpy_sweeps_count_all_of_q_per_sweep_and_per_check(monkeypatch):
+    Q, q = _pd(12)
+    monkeypatch.setattr(gram_cd, "_kernel", lambda: ("numpy", None))
+    work = QPWork()
+    _u, sweeps, viol = enet_qp(Q, q, np.zeros(12), 1e-3, 0.0, tol=1e-9, direct_max=0,
+                               work=work)
+    assert viol <= 1e-9 and sweeps > 2
+    # every call: its sweeps over all of Q plus the violation's product
+    assert work.stream_cached == sum((k + 1) * 144 for k in _chunks(sweeps))
+    assert work.stream == 0 and work.blas3 == 0
+
+
+def test_own_kernel_counts_a_row_per_moving_coordinate():
+    """Every coordinate nonzero from the first sweep on: N² for the first Q u, N per
+    coordinate and sweep, N² for the exact product that confirms the tolerance."""
+    if gram_cd._kernel()[0] != "own":
+        pytest.skip("the compiled _gram_cd kernel is not built")
+    Q, q = _pd(15, seed=1)
+    work = QPWork()
+    u, sweeps, viol = enet_qp(Q, q, np.zeros(15), 1e-6, 0.0, tol=1e-10, direct_max=0,
+                              work=work)
+    assert viol <= 1e-10 and np.count_nonzero(u) == 15
+    assert work.stream_cached == (sweeps + 2) * 225
+    # the same work sparse: a row per nonzero, fewer than N² per sweep
+    work2 = QPWork()
+    u2, sweeps2, _ = enet_qp(Q, q, np.zeros(15), 0.6, 0.0, tol=1e-10, direct_max=0, work=work2)
+    nnz = np.count_nonzero(u2)
+    assert 0 < nnz < 15
+    assert work2.stream_cached < (sweeps2 + 2) * 225
+
+
+def test_models_beyond_the_caches_are_counted_apart(monkeypatch):
+    Q, q = _pd(12)
+    monkeypatch.setattr(gram_cd, "_kernel", lambda: ("numpy", None))
+    a, b = QPWork(), QPWork()
+    enet_qp(Q, q, np.zeros(12), 1e-3, 0.0, tol=1e-9, direct_max=0, work=a)
+    monkeypatch.setattr(gram_cd, "CACHED_MAX", 11)  # 12 is beyond it now
+    enet_qp(Q, q, np.zeros(12), 1e-3, 0.0, tol=1e-9, direct_max=0, work=b)
+    assert b.stream_cached == 0 and b.stream == a.stream_cached > 0
+    monkeypatch.setattr(gram_cd, "CACHED_MAX", 12)  # at the bound: cached
+    c = QPWork()
+    enet_qp(Q, q, np.zeros(12), 1e-3, 0.0, tol=1e-9, direct_max=0, work=c)
+    assert c.stream == 0 and c.stream_cached == a.stream_cached
+    assert gram_cd.QPWork().stream == 0  # a fresh counter per default, nothing shared
+
+
+def test_one_face_solve_counts_one_factorization():
+    """A diagonal model whose every entry joins: one face, one Cholesky of N³/3."""
+    d = np.array([2.0, 3.0, 1.5, 4.0, 2.5])
+    q = np.array([1.0, -2.0, 3.0, -1.0, 2.0])
+    work = QPWork()
+    u, solves, viol = active_set_qp(np.diag(d), q, np.zeros(5), 0.1, 0.0, tol=1e-12, work=work)
+    assert solves == 1 and viol <= 1e-12
+    np.testing.assert_allclose(u, np.sign(q) * (np.abs(q) - 0.1) / d, rtol=1e-12)
+    assert work.blas3 == pytest.approx(5 ** 3 / 3, rel=1e-12)
+    assert work.stream_cached > 0 and work.stream == 0
+
+
+def test_newton_reports_the_work_its_hessians_and_model_solves_did(monkeypatch):
+    g = torch.Generator().manual_seed(3)
+    n, m, C = 600, 12, 4
+    X = torch.randn(n, m, generator=g)
+    X[:, -1] = X[:, 0] - 0.5 * X[:, 1]  # collinear: models that need real solves
+    y = torch.randint(0, C, (n,), generator=g)
+    y[X[:, 0] > 0.5] = 1
+    data = RestrictedData(X, y, C)
+    hess, works, crossed = [0.0], [], []
+    real_hb, real_hc, real_qp = (newton_module.hessian_blocks, newton_module.hessian_cross,
+                                 newton_module.enet_qp)
+
+    def hb(Xw, P, cls, col, XwT=None):
+        hess[0] += Xw.shape[0] * cls.numel() ** 2 / 2
+        return real_hb(Xw, P, cls, col, XwT=XwT)
+
+    def hc(Xw, P, cls_n, col_n, cls_a, col_a, XwT=None):
+        crossed.append(cls_n.numel())
+        hess[0] += Xw.shape[0] * cls_n.numel() * Xw.shape[1] * P.shape[1]
+        return real_hc(Xw, P, cls_n, col_n, cls_a, col_a, XwT)
+
+    def qp(*a, work=None, **k):
+        works.append(work)
+        return real_qp(*a, work=work, **k)
+
+    monkeypatch.setattr(newton_module, "hessian_blocks", hb)
+    monkeypatch.setattr(newton_module, "hessian_cross", hc)
+    monkeypatch.setattr(newton_module, "enet_qp", qp)
+    W0, b0 = torch.zeros(C, m, dtype=torch.float64), torch.zeros(C, dtype=torch.float64)
+    res = newton(data, W0, b0, 0.002, ElasticNet(ALPHA), tol=1e-6)
+    assert res.converged and res.n_iter >= 2 and works
+    assert crossed  # a reused model took new weights: their rows are Hessian work too
+    assert all(w is works[0] for w in works)  # one counter for the whole solve
+    assert res.work["hessian"] == pytest.approx(hess[0], rel=1e-12) and hess[0] > 0
+    for key in ("stream", "stream_cached", "blas3"):
+        assert res.work[key] == getattr(works[0], key)
+    assert res.work["stream"] + res.work["stream_cached"] > 0
+
+
+def _counted_fit(path: str) -> list[float]:
+    """The counted-work fit's constants from a solver-costs results file, in the order of
+    choice.py's WORK_HESSIAN, WORK_STEP_PRODUCTS, STREAM, STREAM_CACHED, BLAS3,
+    WORK_STEP_FIXED, WORK_FIXED."""
+    with open(path) as f:
+        line = next(ln for ln in f if ln.startswith("Newton per point with the model solves'"))
+    return [float(v) for v in re.findall(r"([0-9.]+(?:e[+-]?[0-9]+)?) \*", line.split(":")[1])
+            ] + [float(re.search(r"\+ ([0-9.]+(?:e[+-]?[0-9]+)?)\s*$", line).group(1))]
+
+
+def test_observed_cost_prices_are_the_measured_fit():
+    got = _counted_fit(os.path.join(ROOT, "benchmarks", "results",
+                                    "solver-costs-cpu-2026-12-03.txt"))
+    want = [choice.WORK_HESSIAN, choice.WORK_STEP_PRODUCTS, choice.STREAM, choice.STREAM_CACHED,
+            choice.BLAS3, choice.WORK_STEP_FIXED, choice.WORK_FIXED]
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_observed_cost_is_the_documented_formula():
+    work = {"hessian": 3e9, "stream": 2e8, "stream_cached": 5e7, "blas3": 4e9}
+    for n, m, C, k in [(10_000, 100, 10, 3), (500, 3000, 40, 1), (2000, 50, 5, 0)]:
+        want = (1.42 * 3e9 + max(k, 1) * (1.06 * 4 * n * m * C + 4.49e7) + 20 * 2e8
+                + 7.27 * 5e7 + 1.38 * 4e9 + 2.62e8) / owlqn_iteration_cost(n, m, C)
+        assert newton_observed_cost(n, m, C, k, work) == pytest.approx(want, rel=1e-12)
+    # each count is priced on its own: none of them is free
+    base = newton_observed_cost(10_000, 100, 10, 3, {})
+    for key in work:
+        assert newton_observed_cost(10_000, 100, 10, 3, {key: 1e9}) > base
+    with pytest.raises(ValueError, match="newton_observed_cost: n, m and C must be positive"):
+        newton_observed_cost(10, 0, 3, 1, work)
+
+
+def test_an_underpriced_newton_is_priced_up_never_down():
+    cost = newton_cost(10_000, 100, 10, 300)
+    # entering takes cost < 0.7 · iters: 0.7 / 0.65 = 1.077 of headroom here
+    assert prefer_newton(10_000, 100, 10, 300, cost / 0.65, newton_over=1.05)
+    assert not prefer_newton(10_000, 100, 10, 300, cost / 0.65, newton_over=1.1)
+    # staying takes cost < 1.5 · iters
+    assert prefer_newton(10_000, 100, 10, 300, cost / 1.3, on_newton=True, newton_over=1.1)
+    assert not prefer_newton(10_000, 100, 10, 300, cost / 1.3, on_newton=True,
+                             newton_over=1.2)
+    # an overpriced estimate is not lowered: 0.7 / 0.75 = 0.93 < 1 either way
+    assert not prefer_newton(10_000, 100, 10, 300, cost / 0.75, newton_over=0.5)
+    assert prefer_newton(10_000, 100, 10, 300, cost / 0.65, newton_over=0.5)
+    assert prefer_newton(10_000, 100, 10, 300, cost / 0.65, newton_over=None)
+
+
+def _collinear(n=1500, d=40, C=6, seed=5):
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=n, n_features=d, n_informative=d // 4,
+                               n_redundant=d // 4, n_classes=C, n_clusters_per_class=1,
+                               random_state=seed)
+    X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
+    return X, y
+
+
+def test_fit_path_leaves_a_newton_whose_work_says_it_is_dearer(monkeypatch):
+    """A collinear path the default puts on Newton; with Newton's counted work priced 10⁶
+    times higher, the path goes back to OWL-QN once a Newton point has shown it, and stays
+    (1,000 times was not enough here: OWL-QN takes ~200 iterations per point on this path)."""
+    X, y = _collinear()
+    kw = dict(alpha=ALPHA, n_lambdas=12, eps=1e-2, progress=False, threads=1)
+    base = fit_path(X, y, **kw)
+    mb = base.info["method_per_point"]
+    first = mb.index("newton")
+    assert mb.count("newton") >= 4, mb
+    for name in ("WORK_HESSIAN", "STREAM", "STREAM_CACHED", "BLAS3"):
+        monkeypatch.setattr(choice, name, 1e6 * getattr(choice, name))
+    dear = fit_path(X, y, **kw)
+    md = dear.info["method_per_point"]
+    assert md[: first + 1] == mb[: first + 1]  # the same until a Newton point was counted
+    assert "newton" not in md[first + 1:], md
+    # both paths solved: KKT re-checked in float64 at every point, the same objectives
+    for i in range(len(dear)):
+        _f, G, gb = objective_f64(X, y, dear.weights[i], dear.intercepts[i], dear.lambdas[i],
+                                  ALPHA, mean=dear.mean, scale=dear.scale, return_grad=True)
+        tol = dear.info["tol_per_point"][i]
+        assert kkt_violation(G, dear.weights[i], dear.lambdas[i], ALPHA).max() <= 2 * tol, i
+        assert np.abs(gb).max() <= 2 * tol, i
+    np.testing.assert_allclose(dear.objective, base.objective, rtol=1e-5)
