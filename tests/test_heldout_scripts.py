@@ -1,6 +1,7 @@
 """The held-out sweep (benchmarks/sweep_heldout.py), the thread-probe measurement
-(benchmarks/measure_thread_probe.py) and the model-solve measurement
-(benchmarks/measure_model_solve.py): what they draw and print, so they cannot rot."""
+(benchmarks/measure_thread_probe.py), the model-solve and solver-cost measurements
+(benchmarks/measure_model_solve.py, measure_solver_costs.py) and the side-by-side of two
+revisions (benchmarks/compare_revisions.py): what they draw and print, so they cannot rot."""
 
 import subprocess
 import sys
@@ -68,9 +69,12 @@ def test_model_solve_measurement_prints_sizes_and_settings(capsys, monkeypatch):
     assert mm.main(["--repeats", "1", "--sizes", "64", "--threads", "1",
                     "--cases", "tiny"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].split()[:2] == ["64", "1"]
-    assert lines[2].startswith("paths: old = inner_stale 0.02")
-    row = lines[3]
+    assert lines[0].startswith("units: one multiply-add of OWL-QN's products")
+    cells = lines[2].split("|")
+    assert cells[0].split() == ["64", "1"]
+    assert float(cells[5]) > 0 and float(cells[6]) > 0  # a sweep's entry, a Cholesky's madd
+    assert lines[3].startswith("paths: old = inner_stale 0.02")
+    row = lines[4]
     assert row.startswith("tiny") and all(f"{s} " in row for s in mm.SETTINGS)
     assert float(row.split("objective rel. diff")[1]) < 1e-5
     with pytest.raises(SystemExit, match="--cases: unknown case 'nope'"):
@@ -87,3 +91,54 @@ def test_model_solve_settings_reach_the_child_process():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "{'inner_stale': 0.02} 7"
+
+
+def test_product_unit_is_the_two_products_of_an_iteration():
+    mm = load_bench("measure_model_solve")
+    small, big = mm.product_unit(1, n=2000, m=64, C=5), mm.product_unit(1, n=8000, m=64, C=5)
+    assert 0 < small < 1e-6 and 0 < big < 1e-6  # seconds per multiply-add
+
+
+def test_solver_cost_measurement_fits_both_newton_models(capsys):
+    """benchmarks/measure_solver_costs.py on one tiny --extra problem of a named kind and seed:
+    both solvers run at every point, both Newton fits and their per-problem errors print."""
+    mc = load_bench("measure_solver_costs")
+    threads = torch.get_num_threads()
+    try:
+        mc.main(["--geometry", "", "--extra", "tiny:600:24:4:collinear:3", "--n-lambdas", "8"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "[tiny] owlqn: 8 points" in out and "[tiny] newton: 8 points" in out
+    assert "Newton per point with the model solves' counted work" in out
+    assert [ln.split()[1] for ln in out.splitlines() if ln.strip().startswith("tiny ")] == \
+        ["owlqn", "newton", "newton-work"]
+    for bad in ("tiny:600:24", "tiny:600:24:4:nope", "tiny:600:24:4:collinear:x"):
+        with pytest.raises(SystemExit, match="--extra: expected NAME:n:d:C"):
+            mc.main(["--geometry", "", "--extra", bad])
+
+
+def test_compare_revisions_fits_both_sides_and_shows_the_choices(capsys):
+    """benchmarks/compare_revisions.py against HEAD on a tiny case: both sides fitted in
+    their own processes, the same objective where the fitter is the same, the worktree
+    removed afterwards."""
+    cr = load_bench("compare_revisions")
+    assert cr.parse_case("collinear") == ("collinear", 10_000, 256, 10, 0, 30, 1e-2)
+    assert cr.parse_case("collinear:300:20:3:5") == ("collinear", 300, 20, 3, 5, 20, 1e-2)
+    for bad in ("nope", "collinear:300:20", "nope:300:20:3:5", "collinear:300:20:3:5:4:x"):
+        with pytest.raises(SystemExit, match="--cases: expected a geometry"):
+            cr.parse_case(bad)
+    before = subprocess.run(["git", "-C", cr.ROOT, "worktree", "list"], capture_output=True,
+                            text=True).stdout
+    assert cr.main(["--base", "HEAD", "--repeats", "1",
+                    "--cases", "collinear:300:20:3:5:4:0.1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    row = next(ln for ln in lines if ln.startswith("collinear:300:20:3:5:4:0.1"))
+    assert "base/this" in row and float(row.split("objective rel. diff")[1]) < 1e-5
+    letters = [ln.split()[-1] for ln in lines if ln.strip().startswith(("base ", "this "))
+               and not ln.startswith("base =")]
+    assert len(letters) == 2 and all(len(v) == 4 and set(v) <= set("on+-") for v in letters)
+    assert subprocess.run(["git", "-C", cr.ROOT, "worktree", "list"], capture_output=True,
+                          text=True).stdout == before
+    with pytest.raises(SystemExit, match="--base: not a revision"):
+        cr.main(["--base", "no-such-rev", "--cases", "collinear:300:20:3:5"])

@@ -1,0 +1,142 @@
+"""Measure: the default path fit at another git revision and in this working tree, side by side.
+
+Each case is fitted with ``fit_path``'s defaults (20 or 30 λ, α = 0.99, as
+``bench_path.py``), once by the library of ``--base`` (checked out into a temporary git
+worktree, the compiled extensions copied from this tree) and once by this tree's, each fit
+in its own process, interleaved, ``--repeats`` rounds. Per case: the fastest wall seconds of
+each, their ratio, each one's solvers per point (``o`` OWL-QN, ``n`` Newton, ``+`` Newton
+handed over to OWL-QN) and the largest relative difference of the two paths' objectives. A
+change to the solver choice shows as a change of the letters; its price as the ratio. Run it
+on a quiet machine: identical fits differed by up to 1.2x in wall time here.
+
+Cases: ``bench_path.py``'s geometries by name (its sizes, 30 λ to 1e-2·λ_max), or
+``KIND:n:d:C:SEED[:NLAM[:EPS]]`` (20 λ to 1e-2 by default: ``sweep_heldout.py``'s draws).
+
+    python benchmarks/compare_revisions.py --base HEAD~1 --cases collinear,wide,\\
+        collinear:3333:138:40:176452 [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+_CHILD = """
+import json, sys, time
+sys.path.insert(0, {root!r})
+sys.path.insert(1, {here!r})
+import bench_path as bp
+import sparse_probe
+assert sparse_probe.__file__.startswith({root!r}), sparse_probe.__file__
+from sparse_probe import fit_path
+kind, n, d, C, seed, nl, eps = {case!r}
+X, y = bp.make_geometry(kind, n, d, C, seed)
+lams = bp.lambda_grid(X, y, C, nl, eps)
+t = time.perf_counter()
+p = fit_path(X, y, alpha=bp.ALPHA, lambdas=lams, progress=False)
+wall = time.perf_counter() - t
+print(json.dumps([wall, list(map(float, p.objective)), p.info["method_per_point"]]))
+"""
+
+LETTER = {"owlqn": "o", "newton": "n", "newton+owlqn": "+", "closed-form": "-"}
+
+
+def parse_case(spec: str) -> tuple:
+    """``(kind, n, d, C, seed, n_lambdas, eps)`` of a case name or spec (module docstring)."""
+    import bench_path as bp
+
+    if spec in bp.GEOMETRIES:
+        g = bp.GEOMETRIES[spec]
+        return (spec, g["n"], g["d"], g["classes"], 0, 30, 1e-2)
+    parts = spec.split(":")
+    try:
+        if len(parts) < 5 or len(parts) > 7 or parts[0] not in bp.GEOMETRIES:
+            raise ValueError
+        kind, n, d, C, seed = parts[0], *map(int, parts[1:5])
+        nl = int(parts[5]) if len(parts) > 5 else 20
+        eps = float(parts[6]) if len(parts) > 6 else 1e-2
+    except ValueError:
+        raise SystemExit(f"--cases: expected a geometry ({', '.join(bp.GEOMETRIES)}) or "
+                         f"KIND:n:d:C:SEED[:NLAM[:EPS]], got {spec!r}") from None
+    return (kind, n, d, C, seed, nl, eps)
+
+
+def fit_once(root: str, case: tuple) -> tuple[float, np.ndarray, list[str]]:
+    """One default fit of ``case`` by the library under ``root``, in a fresh process."""
+    code = _CHILD.format(root=root, here=HERE, case=case)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=root)
+    if out.returncode:
+        raise SystemExit(f"compare_revisions: the fit at {root} failed:\n{out.stderr[-2000:]}")
+    wall, obj, methods = json.loads(out.stdout.strip().splitlines()[-1])
+    return wall, np.asarray(obj), methods
+
+
+def checkout(rev: str, into: str) -> str:
+    """A detached worktree of ``rev`` under ``into`` with this tree's compiled extensions."""
+    path = os.path.join(into, "base")
+    subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", path, rev], check=True,
+                   capture_output=True)
+    changed = subprocess.run(["git", "-C", ROOT, "diff", "--quiet", rev, "--", "*.c"])
+    if changed.returncode:
+        print(f"# note: the C sources differ from {rev}; its fits use this tree's compiled "
+              "extensions", flush=True)
+    for dirpath, _, files in os.walk(os.path.join(ROOT, "sparse_probe")):
+        for f in files:
+            if f.endswith(".so"):
+                rel = os.path.relpath(os.path.join(dirpath, f), ROOT)
+                shutil.copy2(os.path.join(ROOT, rel), os.path.join(path, rel))
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", default="HEAD", help="the git revision to compare with")
+    ap.add_argument("--cases", required=True, help="comma-separated (module docstring)")
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args(argv)
+    cases = [(c, parse_case(c)) for c in args.cases.split(",") if c]
+    rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", args.base],
+                         capture_output=True, text=True)
+    if rev.returncode:
+        raise SystemExit(f"--base: not a revision of this repository: {args.base!r}")
+    tmp = tempfile.mkdtemp(prefix="compare-revisions-")
+    try:
+        base = checkout(args.base, tmp)
+        print(f"base = {rev.stdout.strip()}, this = the working tree; best wall s of "
+              f"{args.repeats}; solvers per point: o OWL-QN, n Newton, + Newton then OWL-QN, - "
+              "no solve (λ_max)")
+        for name, case in cases:
+            best = {"base": float("inf"), "this": float("inf")}
+            got = {}
+            for _ in range(args.repeats):
+                for side, root in (("base", base), ("this", ROOT)):
+                    wall, obj, methods = fit_once(root, case)
+                    best[side] = min(best[side], wall)
+                    got[side] = (obj, "".join(LETTER.get(m, "?") for m in methods))
+            (ob, mb), (ot, mt) = got["base"], got["this"]
+            L = min(len(ob), len(ot))
+            diff = float(np.max(np.abs(ob[:L] - ot[:L]) / np.abs(ob[:L])))
+            print(f"{name:<36} base {best['base']:7.2f} s  this {best['this']:7.2f} s  "
+                  f"base/this {best['base'] / best['this']:5.2f}  objective rel. diff "
+                  f"{diff:.1e}\n{'':<36} base {mb}\n{'':<36} this {mt}", flush=True)
+    finally:
+        subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force",
+                        os.path.join(tmp, "base")], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
