@@ -171,6 +171,10 @@ def test_observed_cost_is_the_documented_formula():
         want = (1.42 * 3e9 + max(k, 1) * (1.06 * 4 * n * m * C + 4.49e7) + 20 * 2e8
                 + 7.27 * 5e7 + 1.38 * 4e9 + 2.62e8) / owlqn_iteration_cost(n, m, C)
         assert newton_observed_cost(n, m, C, k, work) == pytest.approx(want, rel=1e-12)
+    # a count the solver did not report is no work (OWL-QN's hand-over reports none)
+    none = (3 * (1.06 * 4 * 10_000 * 100 * 10 + 4.49e7) + 2.62e8) / owlqn_iteration_cost(
+        10_000, 100, 10)
+    assert newton_observed_cost(10_000, 100, 10, 3, {}) == pytest.approx(none, rel=1e-14)
     # each count is priced on its own: none of them is free
     base = newton_observed_cost(10_000, 100, 10, 3, {})
     for key in work:

@@ -430,7 +430,12 @@ def newton(
         With ``logits``, ``grad``/``grad_b`` at the solution (for the caller's KKT pass and
         the next warm start); ``memory`` None, or OWL-QN's L-BFGS pairs when it took over,
         and then ``iterations`` each solver's share of ``n_iter`` (``{"newton": k, "owlqn":
-        j}``, or ``{"owlqn": j}`` where no Newton step was taken).
+        j}``, or ``{"owlqn": j}`` where no Newton step was taken); where Newton solved it
+        alone, ``work`` its counted work: ``"hessian"`` the multiply-adds of its fresh Hessians
+        (``n Nw²/2`` each) and of the rows of joining weights (``n k m C``), ``"stream"``,
+        ``"stream_cached"`` and ``"blas3"`` its model solves'
+        (:class:`~sparse_probe.solvers.gram_cd.QPWork`), which the default's choice prices
+        (:func:`~sparse_probe.solvers.choice.newton_observed_cost`).
     """
     if not isinstance(penalty, ElasticNet):
         raise ValueError(f"newton: solves the elementwise elastic net only, got {penalty!r}")
