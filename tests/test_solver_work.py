@@ -232,3 +232,83 @@ def test_fit_path_leaves_a_newton_whose_work_says_it_is_dearer(monkeypatch):
         assert kkt_violation(G, dear.weights[i], dear.lambdas[i], ALPHA).max() <= 2 * tol, i
         assert np.abs(gb).max() <= 2 * tol, i
     np.testing.assert_allclose(dear.objective, base.objective, rtol=1e-5)
+
+
+def test_one_face_solve_counts_what_each_step_reads():
+    """The same single face, entry by entry: the start's two products (2 N²), the face's
+    gather (N rows of Q and their N columns: 2 N²), two one-column solves on the factor (the
+    solve and its refinement, N² each), the residual's product (N²), the step's curvature,
+    the objective at the minimizer and the new gradient (N² each): 10 N²."""
+    d = np.array([2.0, 3.0, 1.5, 4.0, 2.5])
+    work = QPWork()
+    active_set_qp(np.diag(d), np.array([1.0, -2.0, 3.0, -1.0, 2.0]), np.zeros(5), 0.1, 0.0,
+                  tol=1e-12, work=work)
+    assert work.stream_cached == 10 * 25
+
+
+def test_faces_count_factor_border_and_constrained_solves():
+    """One factor shared by three faces (gram_cd._Faces): a factorization, an entry bordered
+    on, a face that holds two entries of the factor at zero; each operation's count as its
+    docstring prices it."""
+    Q, _ = _pd(12, seed=2)
+    work = QPWork()
+    faces = gram_cd._Faces(Q, 0.0, work)
+    S1 = np.arange(9)
+    assert faces.solve(S1, np.ones(9)) is not None
+    want_blas3 = 9 ** 3 / 3  # the factorization
+    want_stream = 9 * (12 + 9) + 2 * 81 + 81  # gather, two one-column solves, the residual
+    assert (work.blas3, work.stream_cached) == (pytest.approx(want_blas3), want_stream)
+    S2 = np.arange(11)  # two more entries: bordered onto the factor (t = 9, k = 2)
+    v2 = faces.solve(S2, np.ones(11))
+    np.testing.assert_allclose(v2, np.linalg.solve(Q[:11, :11], np.ones(11)), rtol=1e-10)
+    want_blas3 += 81 * 2 / 2 + 9 * 2 * 2 + 2 ** 3 / 3
+    want_stream += 9 * (12 + 2) + 2 * (12 + 2) + 2 * 121  # B and A22 gathered, two copies
+    want_stream += 2 * 121 + 121  # the two solves and the residual on the 11-entry factor
+    assert (work.blas3, work.stream_cached) == (pytest.approx(want_blas3), want_stream)
+    S3 = np.array([0, 2, 3, 4, 5, 6, 8, 9, 10])  # two entries of the factor held at zero
+    v3 = faces.solve(S3, np.ones(9))
+    np.testing.assert_allclose(v3, np.linalg.solve(Q[np.ix_(S3, S3)], np.ones(9)), rtol=1e-9)
+    # the two columns A0⁻¹ e_z (one 2-column solve), then per constrained solve (the solve
+    # and its refinement) a one-column solve, the 2 x 2 multipliers' system and B μ; the
+    # residual between them
+    want_blas3 += 121 * 2 + 2 * (2 * 8 / 3)
+    want_stream += 2 * (121 + 11 * 2) + 121
+    assert (work.blas3, work.stream_cached) == (pytest.approx(want_blas3), want_stream)
+    S4 = np.arange(4)  # most of the factor left out: factorized anew, and added to the rest
+    faces.solve(S4, np.ones(4))
+    want_blas3 += 4 ** 3 / 3
+    want_stream += 4 * (12 + 4) + 2 * 16 + 16
+    assert (work.blas3, work.stream_cached) == (pytest.approx(want_blas3), want_stream)
+    assert faces.factorizations == 2
+    assert work.stream == 0
+
+
+def test_an_all_zero_model_counts_one_row_per_sweep():
+    """With l1 above every |q| the first sweep sets every coordinate to zero and the model
+    ends all-zero: a sweep there is counted as one row (N), not as no work and not N²."""
+    if gram_cd._kernel()[0] != "own":
+        pytest.skip("the compiled _gram_cd kernel is not built")
+    Q, q = _pd(9, seed=4)
+    work = QPWork()
+    u, sweeps, viol = enet_qp(Q, q, np.full(9, 0.1), 10 * float(np.abs(q).max()), 0.0, tol=1e-12,
+                              direct_max=0, work=work)
+    assert not u.any() and viol == 0 and sweeps >= 1
+    assert work.stream_cached == 2 * 81 + sweeps * 9
+
+
+def test_enet_qp_counts_the_face_solves_it_hands_to():
+    """Both ways into the active-set method count its factorizations: a small model's face
+    solves first, and a crawling coordinate descent's hand-off (test_newton's singular
+    model: exactly collinear columns, a tiny ridge)."""
+    Q, q = _pd(12, seed=6)
+    work = QPWork()
+    _u, sweeps, _ = enet_qp(Q, q, np.zeros(12), 0.05, 0.0, tol=1e-10, work=work)
+    assert sweeps == 0 and work.blas3 > 0  # solved by the face solves alone
+    rs = np.random.default_rng(5)
+    A = rs.standard_normal((400, 80))
+    A[:, 70:] = A[:, :10] @ rs.standard_normal((10, 10)) * 0.5
+    Q, q = A.T @ A / 400, A.T @ rs.standard_normal(400) / 400
+    work = QPWork()
+    _u, sweeps, viol = enet_qp(Q, q, np.zeros(80), 1e-2, 1e-6, tol=1e-10, direct_max=0,
+                               work=work)
+    assert viol <= 1e-10 and 0 < sweeps < 100 and work.blas3 > 0
