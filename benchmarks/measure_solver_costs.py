@@ -2,11 +2,12 @@
 model the default's per-point choice uses (``sparse_probe/solvers/choice.py``).
 
 Runs the path of each ``--geometry`` (``bench_path.py``'s problems, plus any ``--extra``
-``NAME:n:d:C[:KIND[:SEED]]``, of the ``current`` kind and ``--seed`` unless given) twice, with OWL-QN and with proximal Newton forced at
-every point, one thread, and records every path point (its restricted solves summed over
-the KKT rounds): examples ``n``, working-set features ``m`` and free coordinates ``N`` as the
-default's choice sees them before solving (the first round's working set and
-``fit_path``'s ``info["free_per_point"]``), classes ``C``, iterations and seconds, and the
+``NAME:n:d:C[:KIND[:SEED]]``, of the ``current`` kind and ``--seed`` unless given) twice,
+with OWL-QN and with proximal Newton forced at every point, on one thread (``--threads``),
+and records every path point (its restricted solves summed over the KKT rounds): examples
+``n``, working-set features ``m`` and free coordinates ``N`` as the default's choice sees
+them before solving (the first round's working set and ``fit_path``'s
+``info["free_per_point"]``), classes ``C``, iterations and seconds, and the
 work Newton did (the multiply-adds of its fresh Hessians and of the Hessian rows of weights
 that join a model, the sizes of its model solves, and what the solver counts of them:
 ``SolveResult.work``, :class:`~sparse_probe.solvers.gram_cd.QPWork`).
@@ -57,7 +58,7 @@ from bench_path import GEOMETRIES, lambda_grid, make_geometry
 QP_COUNTS = ("stream", "stream_cached", "blas3")  # gram_cd.QPWork's counts, per solve
 
 
-def record_solves(X, y, lams, solver: str) -> list[dict]:
+def record_solves(X, y, lams, solver: str, threads: int = 1) -> list[dict]:
     """Fit the path with ``solver`` forced; one dict per restricted solve, with Newton's work
     counted where it is done: ``hess`` the multiply-adds of its fresh Hessians (``n Nw²/2``
     each) and of the rows of joining weights (``n k m C``), ``qp`` the sum of ``N²`` over its
@@ -104,7 +105,8 @@ def record_solves(X, y, lams, solver: str) -> list[dict]:
     S.SOLVERS[solver] = dataclasses.replace(spec, solve=timed)
     NW.hessian_blocks, NW.hessian_cross, NW.enet_qp = counted_hessian, counted_cross, counted_qp
     try:
-        path = fit_path(X, y, alpha=0.99, lambdas=lams, progress=False, threads=1, solver=solver)
+        path = fit_path(X, y, alpha=0.99, lambdas=lams, progress=False, threads=threads,
+                        solver=solver)
     finally:
         S.SOLVERS[solver] = spec
         NW.hessian_blocks, NW.hessian_cross, NW.enet_qp = hessian_blocks, hessian_cross, enet_qp
@@ -165,12 +167,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-lambdas", type=int, default=30)
     ap.add_argument("--eps", type=float, default=1e-2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads of the fits (the constants in choice.py are 1-thread)")
     ap.add_argument("--save", help="write the recorded solves to this JSON file")
     ap.add_argument("--load", help="fit the solves of a --save file instead of running")
     args = ap.parse_args(argv)
     import torch
 
-    torch.set_num_threads(1)
+    if args.threads < 1:
+        raise SystemExit(f"--threads: expected a positive count, got {args.threads}")
+    torch.set_num_threads(args.threads)
     problems = []
     for name in filter(None, args.geometry.split(",")):
         if name not in GEOMETRIES:
@@ -204,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
             if solver == "newton":  # the compiled CD's import is a one-off, not a point's cost
                 from sparse_probe.solvers.gram_cd import enet_qp  # noqa: F401
             t = time.perf_counter()
-            rows = record_solves(X, y, lams, solver)
+            rows = record_solves(X, y, lams, solver, args.threads)
             for r in rows:
                 r["problem"], r["solver"] = label, solver
             runs[label, solver] = rows

@@ -116,6 +116,8 @@ def test_solver_cost_measurement_fits_both_newton_models(capsys):
     for bad in ("tiny:600:24", "tiny:600:24:4:nope", "tiny:600:24:4:collinear:x"):
         with pytest.raises(SystemExit, match="--extra: expected NAME:n:d:C"):
             mc.main(["--geometry", "", "--extra", bad])
+    with pytest.raises(SystemExit, match="--threads: expected a positive count, got 0"):
+        mc.main(["--geometry", "", "--threads", "0"])
 
 
 def test_compare_revisions_fits_both_sides_and_shows_the_choices(capsys):
