@@ -4,9 +4,12 @@ Part 1, the sweep budget (``gram_cd.cd_sweep_budget``): for each model size N, o
 coordinate-descent sweep of the project's compiled kernel where every coordinate moves
 against one Cholesky factorization of the (N, N) model (torch, float64), on one thread and
 on two; their ratio is the number of sweeps one factorization costs. Both are also given in
-the unit of ``sparse_probe/solvers/choice.py`` (one multiply-add of OWL-QN's products, timed
-in the same run): per entry a sweep reads, per multiply-add of the factorization (``N³/3``):
-the constants that price Newton's model solves from their counts (``gram_cd.QPWork``).
+multiply-adds of OWL-QN's products (the raw time of an iteration's two products, timed in
+the same run), per entry a sweep reads and per multiply-add of the factorization (``N³/3``):
+what the prices of Newton's counted model-solve work (``gram_cd.QPWork``) in
+``sparse_probe/solvers/choice.py`` come to. Its unit is the fitted one of
+``measure_solver_costs.py``, which also carries the products' share of an iteration's
+overheads (about twice the raw time on one thread here): convert before comparing.
 
 Part 2, the settings on whole paths: each case fitted with the defaults, once with the old
 settings (a stale model solved to 0.02 of the violation as a fresh one, the budget
@@ -172,7 +175,7 @@ def main(argv=None) -> int:
 
     units = {k: product_unit(k) for k in threads} if sizes else {}
     if sizes:
-        print("units: one multiply-add of OWL-QN's products (choice.py), timed here: "
+        print("units: one multiply-add of OWL-QN's products (raw, not choice.py's fitted unit): "
               + ", ".join(f"{k} thread(s) {u:.3g} s" for k, u in units.items()))
         print(f"{'N':>5} {'thr':>3} | {'sweep ms':>8} | {'Cholesky ms':>11} | "
               f"{'ratio':>6} | {'N/16':>5} | {'units/entry':>11} | {'units/madd':>10}")
