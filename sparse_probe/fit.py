@@ -44,7 +44,7 @@ from sparse_probe.path import Path
 from sparse_probe.penalties import DEFAULT_ALPHA, Penalty, make_penalty
 from sparse_probe.solvers import SOLVERS, fused_ce, get_solver
 from sparse_probe.solvers.blocked import BlockedData
-from sparse_probe.solvers.choice import newton_cost, newton_observed_cost, prefer_newton
+from sparse_probe.solvers.choice import newton_cost_ratio, prefer_newton
 from sparse_probe.solvers.lbfgs import history_for
 from sparse_probe.solvers.newton import DEFAULT_MAX_FREE
 from sparse_probe.solvers.products import rt_x
@@ -474,10 +474,8 @@ def fit_path(
                     elif parts.keys() == {"newton"}:
                         newton_steps.append(res.n_iter)
                         if res.work is not None and res.n_iter:
-                            m_ws = tr.ws.size
-                            newton_over.append(
-                                newton_observed_cost(src.n, m_ws, C, res.n_iter, res.work)
-                                / newton_cost(src.n, m_ws, C, n_free, res.n_iter))
+                            newton_over.append(newton_cost_ratio(
+                                src.n, tr.ws.size, C, n_free, res.n_iter, res.work))
                     z = res.logits
                     gamma = res.gamma if res.gamma is not None else gamma
                     mem, mem_ws = res.memory, tr.ws

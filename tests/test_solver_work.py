@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers_bench import load_bench
 
 from sparse_probe import fit_path, kkt_violation, objective_f64
 from sparse_probe.penalties import ElasticNet
@@ -183,6 +184,19 @@ def test_observed_cost_is_the_documented_formula():
         newton_observed_cost(10, 0, 3, 1, work)
 
 
+def test_observed_over_estimated_cost_is_at_the_points_own_size_and_steps():
+    work = {"hessian": 3e9, "stream": 2e8, "stream_cached": 5e7, "blas3": 4e9}
+    for N, k in [(300, 3), (800, 3), (300, 7)]:
+        want = newton_observed_cost(10_000, 100, 10, k, work) / newton_cost(10_000, 100, 10, N, k)
+        assert choice.newton_cost_ratio(10_000, 100, 10, N, k, work) == pytest.approx(
+            want, rel=1e-12)
+    # the estimate at the point's own size and steps: a larger model or more steps were
+    # expected to cost more, so the same work is less of a surprise
+    r = choice.newton_cost_ratio(10_000, 100, 10, 300, 3, work)
+    assert choice.newton_cost_ratio(10_000, 100, 10, 800, 3, work) < r
+    assert choice.newton_cost_ratio(10_000, 100, 10, 300, 7, work) != r
+
+
 def test_an_underpriced_newton_is_priced_up_never_down():
     cost = newton_cost(10_000, 100, 10, 300)
     # entering takes cost < 0.7 · iters: 0.7 / 0.65 = 1.077 of headroom here
@@ -198,21 +212,11 @@ def test_an_underpriced_newton_is_priced_up_never_down():
     assert prefer_newton(10_000, 100, 10, 300, cost / 0.65, newton_over=None)
 
 
-def _collinear(n=1500, d=40, C=6, seed=5):
-    from sklearn.datasets import make_classification
-
-    X, y = make_classification(n_samples=n, n_features=d, n_informative=d // 4,
-                               n_redundant=d // 4, n_classes=C, n_clusters_per_class=1,
-                               random_state=seed)
-    X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
-    return X, y
-
-
 def test_fit_path_leaves_a_newton_whose_work_says_it_is_dearer(monkeypatch):
     """A collinear path the default puts on Newton; with Newton's counted work priced 10⁶
     times higher, the path goes back to OWL-QN once a Newton point has shown it, and stays
     (1,000 times was not enough here: OWL-QN takes ~200 iterations per point on this path)."""
-    X, y = _collinear()
+    X, y = load_bench("bench_path").make_geometry("collinear", 1500, 40, 6, 5)
     kw = dict(alpha=ALPHA, n_lambdas=12, eps=1e-2, progress=False, threads=1)
     base = fit_path(X, y, **kw)
     mb = base.info["method_per_point"]

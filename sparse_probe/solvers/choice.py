@@ -68,7 +68,8 @@ from __future__ import annotations
 
 from sparse_probe.solvers.lbfgs import history_for
 
-__all__ = ["newton_cost", "newton_observed_cost", "owlqn_iteration_cost", "prefer_newton"]
+__all__ = ["newton_cost", "newton_cost_ratio", "newton_observed_cost", "owlqn_iteration_cost",
+           "prefer_newton"]
 
 # measured constants (module docstring), in multiply-adds of OWL-QN's products
 OWLQN_PAIR_PASSES = 10.8
@@ -162,6 +163,23 @@ def newton_observed_cost(n: int, m: int, C: int, steps: int, work: dict) -> floa
     return point / owlqn_iteration_cost(n, m, C)
 
 
+def newton_cost_ratio(n: int, m: int, C: int, n_free: int, steps: int, work: dict) -> float:
+    """How far :func:`newton_cost` was off at a point Newton solved: its
+    :func:`newton_observed_cost` over the estimate at the same size and steps (what
+    :func:`prefer_newton`'s ``newton_over`` averages).
+
+    Parameters
+    ----------
+    n, m, C, n_free : int
+        As :func:`newton_cost`, at the point.
+    steps : int
+        Newton steps taken there.
+    work : dict
+        Its ``SolveResult.work``.
+    """
+    return newton_observed_cost(n, m, C, steps, work) / newton_cost(n, m, C, n_free, steps)
+
+
 def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None, *,
                   on_newton: bool = False, stay: float = 1.5, enter: float = 0.7,
                   owlqn_free: int | None = None, newton_steps: float | None = None,
@@ -193,8 +211,8 @@ def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None
         Newton's own limit (:data:`~sparse_probe.solvers.newton.DEFAULT_MAX_FREE`): above it
         Newton would only hand the point to OWL-QN, so OWL-QN it is.
     newton_over : float, optional
-        How far :func:`newton_cost` underpriced Newton's last points on this path: their
-        :func:`newton_observed_cost` over their estimate (at their own steps). Above 1 the
+        How far :func:`newton_cost` underpriced Newton's last points on this path: the mean
+        of their :func:`newton_cost_ratio`. Above 1 the
         estimate is scaled by it; below 1 it is not lowered (the estimate errs on Newton's
         costly side by design, the module docstring: a Newton made cheaper on paper went
         on where OWL-QN was several times faster).

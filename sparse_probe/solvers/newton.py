@@ -472,7 +472,7 @@ def newton(
     F = penalized(loss, W)
     state: NewtonState | None = None  # the model of this call's last fresh Hessian
     qp = QPWork()  # the model solves' work, and the Hessians' multiply-adds (for the choice)
-    hess = [0.0]
+    hess_madds = 0.0
     lbfgs = memory if isinstance(memory, LBFGSMemory) else None  # for a hand-over to OWL-QN
     it, stall, converged, viol = 0, 0, False, float("inf")
     stale_step, force = False, False
@@ -515,7 +515,8 @@ def newton(
                 return (torch.as_tensor(v, device=W0.device) for v in np.divmod(keys, m))
 
             def cross(keys, union, Pm):
-                hess[0] += float(n) * keys.size * m * C
+                nonlocal hess_madds
+                hess_madds += float(n) * keys.size * m * C
                 return hessian_cross(data.Xw, Pm, *split(keys), *split(union), data.XwT)
 
             cover = _cover(
@@ -529,7 +530,7 @@ def newton(
         fresh = model is None
         if fresh:
             Hww, Hwb, Hbb = hessian_blocks(data.Xw, P, cls, col, XwT=data.XwT)
-            hess[0] += n * float(Nw) ** 2 / 2
+            hess_madds += n * float(Nw) ** 2 / 2
             # biases minimized out: the Schur complement Hww - (Hwb Hbb⁺) Hwbᵀ, in place
             torch.from_numpy(Hww).addmm_(torch.from_numpy(Hwb @ _pinv_bias(Hbb)),
                                          torch.from_numpy(Hwb).T, alpha=-1.0)
@@ -611,5 +612,5 @@ def newton(
         viol = _kkt(W, G, gb, penalty, lam)
         converged = viol <= tol
     return SolveResult(W, b, loss, F, it, viol, converged, logits=z, gamma=gamma0, grad=G,
-                       grad_b=gb, work={"hessian": hess[0], "stream": qp.stream,
+                       grad_b=gb, work={"hessian": hess_madds, "stream": qp.stream,
                                         "stream_cached": qp.stream_cached, "blas3": qp.blas3})
