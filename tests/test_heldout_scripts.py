@@ -1,8 +1,10 @@
 """The held-out sweep (benchmarks/sweep_heldout.py), the thread-probe measurement
 (benchmarks/measure_thread_probe.py), the model-solve and solver-cost measurements
-(benchmarks/measure_model_solve.py, measure_solver_costs.py) and the side-by-side of two
+(benchmarks/measure_model_solve.py, measure_solver_costs.py), the thread-pool measurement
+(benchmarks/measure_thread_pools.py) and the side-by-side of two
 revisions (benchmarks/compare_revisions.py): what they draw and print, so they cannot rot."""
 
+import re
 import subprocess
 import sys
 
@@ -144,3 +146,52 @@ def test_compare_revisions_fits_both_sides_and_shows_the_choices(capsys):
                           text=True).stdout == before
     with pytest.raises(SystemExit, match="--base: not a revision"):
         cr.main(["--base", "no-such-rev", "--cases", "collinear:300:20:3:5"])
+
+
+def test_thread_pool_measurement_sets_both_pools_and_restores_the_blas_count(capsys,
+                                                                            monkeypatch):
+    """benchmarks/measure_thread_pools.py on a tiny case: every configuration fitted with its
+    torch count and its BLAS count in force during the fit, the same objectives, the
+    library's BLAS_THREADS restored afterwards."""
+    from threadpoolctl import threadpool_info
+
+    from sparse_probe.solvers import threads as th
+
+    mp = load_bench("measure_thread_pools")
+    assert mp.parse_configs("1x1,2X3") == [(1, 1), (2, 3)]
+    for bad in ("2", "0x1", "1x", "ax1"):
+        with pytest.raises(SystemExit, match="--configs: expected TORCHxBLAS"):
+            mp.parse_configs(bad)
+    with pytest.raises(SystemExit, match="'2x1' is given twice"):
+        mp.parse_configs("2x1,1x1,2x1")
+    seen = []
+    real = th.resolve_threads
+
+    def spy(threads, device, shape):
+        k = real(threads, device, shape)
+        seen.append((k, th.BLAS_THREADS))
+        return k
+
+    monkeypatch.setattr(th, "resolve_threads", spy)
+    def blas():
+        return {i["filepath"]: i["num_threads"] for i in threadpool_info()
+                if i["user_api"] == "blas"}
+
+    np.ones((4, 4)) @ np.ones((4, 4))
+    before = blas()
+    assert mp.main(["--cases", "collinear:300:20:3:5:4:0.1", "--configs", "1x1,2x2",
+                    "--repeats", "1", "--solver", "newton"]) == 0
+    assert seen[1:] == [(1, 1), (2, 2)]  # after the warm-up fit
+    assert th.BLAS_THREADS == 1
+    after = blas()  # the fits may load another BLAS (scipy's): those loaded before restored
+    assert before and {f: after[f] for f in before} == before
+    out = capsys.readouterr().out
+    assert "solver: newton" in out
+    gap = float(out.split("objectives agree to ")[1].split(";")[0])
+    assert gap < 1e-8
+    row = next(ln for ln in out.splitlines() if ln.strip().startswith("collinear:300x20x3:5"))
+    cells = re.findall(r"(\d+\.\d+)/\s*(\d+\.\d+)\s+(\d+\.\d+)", row)  # fastest/slowest ratio
+    assert len(cells) == 2 and cells[0][2] == "1.00"  # the first configuration against itself
+    assert all(float(a) <= float(b) for a, b, _ in cells)
+    letters = out.split("solvers per point: ")[1].splitlines()[0]
+    assert letters.startswith("1x1 ") and set(letters.split("; ")[0][4:]) <= set("n+-")

@@ -134,9 +134,10 @@ def _blas_threads():
     return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
 
 
-def test_fit_holds_numpys_blas_to_the_count_and_restores_it(monkeypatch):
-    """numpy's BLAS pool (the Newton solver's factorizations and model products) follows the
-    fit's count: two OpenBLAS threads beside a busy core slowed a one-thread fit by 20-30%."""
+def test_fit_holds_numpys_blas_to_one_thread_and_restores_it(monkeypatch):
+    """numpy's BLAS pool (the Newton solver's model products) runs one thread in a CPU fit,
+    whatever torch's count: two OpenBLAS threads beside a busy core slowed a one-thread fit by
+    20-30%, and beside torch's two threads on a quiet machine slowed Newton's paths up to 2x."""
     from threadpoolctl import threadpool_limits
 
     monkeypatch.delenv(th.ENV_VAR, raising=False)
@@ -152,9 +153,17 @@ def test_fit_holds_numpys_blas_to_the_count_and_restores_it(monkeypatch):
             inside = _blas_threads()
         assert k == 1 and inside == [1] * len(before)
         assert _blas_threads() == before  # restored
+        old = torch.get_num_threads()
+        try:
+            with th.fit_threads(2, "cpu", (100, 5, 3)) as k:  # torch on two threads: BLAS on one
+                assert k == 2 and torch.get_num_threads() == 2
+                assert _blas_threads() == [th.BLAS_THREADS] * len(before) == [1] * len(before)
+            assert torch.get_num_threads() == old and _blas_threads() == before
+        finally:
+            torch.set_num_threads(old)
         with th.fit_threads(None, "cuda", (100, 5, 3)) as k:  # a GPU fit: left alone
             assert k is None and _blas_threads() == before
-    assert seen == [before, before]
+    assert seen == [before, before, before]
 
 
 def test_pick_threads_at_its_boundaries():

@@ -20,12 +20,15 @@ quiet machine the products gain from the second core and keep it. The choice is 
 fit; the count in force before the fit is restored after it.
 
 numpy's BLAS (OpenBLAS in the wheels) has its own thread pool, one thread per core by default,
-and the proximal Newton solver runs there (its model's products, factorizations and
-eigendecompositions): the fit holds it to the same count (:func:`blas_limits`). Left at two
-threads beside a busy core, it made the collinear path 11.3 s against 9.0 s with one, the
-n ≪ d path 5.6 s against 4.1 s, though torch ran on one thread in both
-(``bench_path.py --geometry collinear,wide --burner --threads default``, with and without
-``OPENBLAS_NUM_THREADS=1``; ``benchmarks/results/path-geometries-cpu-2026-12-01.txt``).
+and the proximal Newton solver runs there (its model's matrix-vector products and the
+Schur complements of the biases): the fit holds it to one thread (:func:`blas_limits`),
+whatever torch's count. Left at two threads beside a busy core, it made the collinear path
+11.3 s against 9.0 s with one, the n ≪ d path 5.6 s against 4.1 s, though torch ran on one
+thread in both (``bench_path.py --geometry collinear,wide --burner --threads default``, with
+and without ``OPENBLAS_NUM_THREADS=1``; ``benchmarks/results/path-geometries-cpu-2026-12-01.txt``).
+On a quiet machine two pools of two threads each on two cores contend too: with torch on two
+threads, the paths that run Newton were up to 2× faster with BLAS on one thread than on two,
+and none slower (:data:`BLAS_THREADS`).
 
 Overrides: ``fit_path(threads=k)`` (an int) or the environment variable
 ``SPARSE_PROBE_THREADS=k`` use ``k`` threads without measuring (``auto`` measures);
@@ -43,7 +46,7 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["ENV_VAR", "MARGIN", "SMALL_WORK", "blas_limits", "fit_threads", "pick_threads",
+__all__ = ["BLAS_THREADS", "ENV_VAR", "MARGIN", "SMALL_WORK", "blas_limits", "fit_threads", "pick_threads",
            "resolve_threads"]
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,13 @@ log = logging.getLogger(__name__)
 ENV_VAR = "SPARSE_PROBE_THREADS"
 MARGIN = 0.8
 """More threads are kept only when their probe time is at most this share of one thread's."""
+BLAS_THREADS = 1
+"""numpy's BLAS threads during a CPU fit, whatever torch's count. With torch on two threads on
+the 2-core machine, one BLAS thread instead of two made the default's paths that run Newton
+1.0-2.0x faster (collinear 10,000 × 256 × 10 1.40x, n ≪ d 500 × 5,000 × 10 2.03x, five
+held-out shapes 1.01-1.46x) and the OWL-QN ones no slower; with torch on one thread, two
+BLAS threads gained nothing (``benchmarks/measure_thread_pools.py``,
+``results/thread-pools-cpu-2026-12-03.txt``)."""
 SMALL_WORK = 8_000_000
 """A fit whose product ``X W^T`` is under this many multiply-adds (``n·d·C``) runs on one
 thread without a probe: below it two threads lost on every shape in every run of
@@ -200,15 +210,15 @@ def blas_limits(k: int | None) -> contextlib.AbstractContextManager:
 
 @contextlib.contextmanager
 def fit_threads(threads, device, shape: tuple[int, int, int]) -> Iterator[int | None]:
-    """Run the body with the resolved thread count (:func:`resolve_threads`) for torch and for
-    numpy's BLAS (:func:`blas_limits`), then restore both. Yields the count in force (None:
-    left alone)."""
+    """Run the body with the resolved thread count (:func:`resolve_threads`) for torch and
+    :data:`BLAS_THREADS` for numpy's BLAS (:func:`blas_limits`), then restore both. Yields
+    torch's count in force (None: left alone, and BLAS too)."""
     k = resolve_threads(threads, device, shape)
     old = torch.get_num_threads()
     if k is not None and k != old:
         torch.set_num_threads(k)
     try:
-        with blas_limits(k):
+        with blas_limits(None if k is None else BLAS_THREADS):
             yield k
     finally:
         if torch.get_num_threads() != old:
