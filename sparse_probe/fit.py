@@ -49,7 +49,7 @@ from sparse_probe.solvers.lbfgs import history_for
 from sparse_probe.solvers.newton import DEFAULT_MAX_FREE
 from sparse_probe.solvers.products import rt_x
 from sparse_probe.solvers.restricted import RestrictedData, softmax_residual
-from sparse_probe.solvers.threads import fit_threads
+from sparse_probe.solvers.threads import SMALL_HESSIAN, fit_threads, newton_threads, torch_threads
 
 __all__ = ["column_stats", "fit_path", "lambda_path"]
 
@@ -323,8 +323,11 @@ def fit_path(
         ``SPARSE_PROBE_THREADS`` when set, else ``"auto"``: a short probe of this problem's
         products with one thread and with ``torch.get_num_threads()`` keeps more threads only
         when they are clearly faster, so a machine with a busy core never makes the fit slower
-        than one thread would (:mod:`sparse_probe.solvers.threads`). Ignored on CUDA and
-        by the glmnet backend; recorded in ``info["threads"]``.
+        than one thread would (:mod:`sparse_probe.solvers.threads`). The proximal Newton
+        solver's points measure their own count once (a product of its Hessian's kind,
+        :func:`~sparse_probe.solvers.threads.newton_threads`). Ignored on CUDA and by the
+        glmnet backend; recorded in ``info["threads"]`` and ``info["threads_newton"]``
+        (None where no Newton point ran).
 
     Returns
     -------
@@ -372,6 +375,7 @@ def fit_path(
         device = X.device if isinstance(X, torch.Tensor) else "cpu"
     device = torch.device(device)
 
+    top_threads = torch.get_num_threads()
     with fit_threads(threads, device, (src.n, src.d, C)) as n_threads:
         # the thread count is chosen once per fit (solvers/threads.py) and restored after it
         if low_memory is None:
@@ -410,6 +414,8 @@ def fit_path(
         newton_steps: list[int] = []  # Newton's steps at the points it solved
         newton_over: list[float] = []  # their cost from the work they counted / the estimate
         methods: list[str] = []  # the restricted solver(s) of each point
+        newton_k = None  # Newton's own thread count, once measured (threads.newton_threads)
+        threads_newton = None  # the count Newton's last point ran on
         bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
         tol_points = []
         free_points: list[int] = []  # the free coordinates expected at each point's first round
@@ -459,11 +465,21 @@ def fit_path(
                         z0 = z + data.matvec(dW) + (b0 - torch.as_tensor(b, device=device))
                     # OWL-QN's curvature pairs (Newton hands on none of its own)
                     carried = None if mem is None else _carry_memory(mem, mem_ws, tr.ws, C)
-                    res = use.solve(
-                        data, W0, b0, lam, penalty, tol=_SOLVER_TOL_SHARE * tol_abs,
-                        max_iter=max_iter, z0=z0,
-                        gamma0=gamma,  # the last point's curvature scale: a sized first step
-                        memory=carried)
+                    k_point = n_threads
+                    if use is SOLVERS["newton"] and n_threads is not None:
+                        # Newton's products gain from threads where OWL-QN's may not: its
+                        # own count, measured once its Hessians are worth it (threads.py)
+                        if newton_k is None and src.n * float(n_free) ** 2 / 2 >= SMALL_HESSIAN:
+                            newton_k = newton_threads(threads, n_threads, top_threads)
+                        k_point = newton_k or n_threads
+                    with torch_threads(k_point):
+                        res = use.solve(
+                            data, W0, b0, lam, penalty, tol=_SOLVER_TOL_SHARE * tol_abs,
+                            max_iter=max_iter, z0=z0,
+                            gamma0=gamma,  # the last point's curvature scale: a sized first step
+                            memory=carried)
+                    if use is SOLVERS["newton"]:
+                        threads_newton = k_point
                     # what ran: a Newton point whose model outgrew max_free was finished by
                     # OWL-QN; the counts that size the next choice are those of a point one
                     # solver solved alone (a share of a point understates either's count)
@@ -527,7 +543,7 @@ def fit_path(
             "tol_per_point": [float(t) for t in tol_points],
             "free_per_point": free_points, "eps": eps, "n_lambdas": n_lambdas,
             "lambda_max": lam_max, "n_samples": src.n, "n_features": src.d, "n_classes": C,
-            "device": str(device), "threads": n_threads, "full_passes": tr.passes, "low_memory": bool(low_memory), "total_seconds": time.perf_counter() - t0,
+            "device": str(device), "threads": n_threads, "threads_newton": threads_newton, "full_passes": tr.passes, "low_memory": bool(low_memory), "total_seconds": time.perf_counter() - t0,
         }
         return Path.from_records(records, lambdas=lams, alpha=alpha, grouped=grouped, mean=mean,
                                  scale=scale, classes=classes, info=info)

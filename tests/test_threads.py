@@ -163,7 +163,8 @@ def test_fit_holds_numpys_blas_to_one_thread_and_restores_it(monkeypatch):
             torch.set_num_threads(old)
         with th.fit_threads(None, "cuda", (100, 5, 3)) as k:  # a GPU fit: left alone
             assert k is None and _blas_threads() == before
-    assert seen == [before, before, before]
+    # the BLAS held from before the probe on (a spinning BLAS thread slows its second thread)
+    assert seen == [[1] * len(before), [1] * len(before), before]
 
 
 def test_pick_threads_at_its_boundaries():
@@ -213,7 +214,10 @@ def test_the_probe_decision_is_logged_in_milliseconds(monkeypatch, caplog):
 @pytest.mark.parametrize(("n", "m", "C", "rows", "cols"), [
     (10, 3, 5, 64, 8),  # at least 64 rows and 8 columns
     (100, 20, 1000, 100, 20),  # the fit's own shape when small
-    (10**6, 300, 10, 8192, 256),  # at most 8,192 rows and 256 columns
+    (10**6, 300, 10, 8192, 256),  # at most 8,192 rows, 256 columns at that many rows
+    (500, 5000, 10, 500, 4194),  # few rows: up to 2^21 entries of X (a wide fit's columns)
+    (2528, 363, 10, 2528, 363),
+    (10**6, 100, 10, 8192, 100),
     (10**6, 32, 1000, 2000, 32),  # at most 2·10⁶ logits
     (10**6, 32, 3000, 666, 32),  # rows an integer where the logits bound them
     (10**6, 32, 10**6, 64, 32),  # the row floor under the logits' bound
@@ -263,6 +267,27 @@ def test_the_probe_times_both_counts_and_stops_once_more_threads_lose(monkeypatc
         assert torch.get_num_threads() == top  # restored
 
 
+def test_the_probe_warms_each_count_up_before_timing(monkeypatch):
+    """The first call at a thread count (the OpenMP team's start, oneDNN's kernels for the
+    shape) is run untimed at every count: timed, it made a fresh process pick one thread."""
+    from sparse_probe.solvers import products
+
+    seen, clock = [], _Clock({1: 1.0, 2: 0.5})
+    real = products.x_wt
+
+    def spy(X, W, bias=None):
+        seen.append((torch.get_num_threads(), clock.calls))
+        return real(X, W, bias)
+
+    monkeypatch.setattr(products, "x_wt", spy)
+    with torch_threads(2):
+        timings = th._probe(300, 20, 3, repeats=2, clock=clock)
+    assert timings == {1: [1.0] * 2, 2: [0.5] * 2}
+    # two untimed calls (one thread, then two) before the clock is first read, then one
+    # call per timed probe, each between its two clock readings
+    assert seen == [(1, 0), (2, 0), (1, 1), (2, 3), (1, 5), (2, 7)]
+
+
 def test_the_probe_measures_real_time(monkeypatch):
     import time
     import warnings
@@ -301,3 +326,106 @@ def test_blas_limits_holds_the_blas_and_leaves_openmp_to_torch():
             assert counts("openmp") == omp  # torch's OpenMP team: set by torch.set_num_threads
     finally:
         torch.set_num_threads(old)
+
+
+def test_a_slower_probe_is_repeated_once_after_the_blas_spin(monkeypatch):
+    """More threads slower but not collapsed (a core shared with numpy's spinning BLAS
+    thread): probed again after BLAS_SPIN_S; a collapse (RECHECK times one thread's or more)
+    or a probe where they kept up is not repeated."""
+    monkeypatch.delenv(th.ENV_VAR, raising=False)
+    cpu = torch.device("cpu")
+
+    def run(first, second=(1.0, 0.5)):
+        probes, slept = [first, second], []
+        monkeypatch.setattr(th, "_probe", lambda n, m, C: {1: [probes[0][0]], 2: [probes.pop(0)[1]]})
+        k = th.resolve_threads("auto", cpu, (50_000, 300, 4), sleep=slept.append)
+        return k, slept, len(probes)
+
+    with torch_threads(2):
+        assert run((1.0, 1.5)) == (2, [th.BLAS_SPIN_S], 0)  # repeated: two threads won
+        assert run((1.0, 1.5), (1.0, 1.4)) == (1, [th.BLAS_SPIN_S], 0)  # lost again
+        assert run((1.0, 1.0001)) == (2, [th.BLAS_SPIN_S], 0)  # just slower: repeated
+        assert run((1.0, th.RECHECK - 0.01))[1] == [th.BLAS_SPIN_S]
+        assert run((1.0, th.RECHECK)) == (1, [], 1)  # collapsed: not repeated
+        assert run((1.0, 1.0)) == (1, [], 1)  # even, not slower: not repeated
+        assert run((1.0, 0.5)) == (2, [], 1)
+    assert th.BLAS_SPIN_S == 0.1 and th.RECHECK == 3.0
+
+
+def test_newton_gets_its_own_count_from_a_product_of_its_kind(monkeypatch):
+    monkeypatch.delenv(th.ENV_VAR, raising=False)
+    calls = []
+
+    def hessian_probe(faster):
+        def probe():
+            calls.append(torch.get_num_threads())
+            top = torch.get_num_threads()
+            return {1: [1.0], top: [0.5 if faster else 1.5]}
+        return probe
+
+    with torch_threads(2):
+        monkeypatch.setattr(th, "_probe_hessian", hessian_probe(True))
+        assert th.newton_threads("auto", 1, 2) == 2 and calls == [2]  # probed at the top count
+        assert torch.get_num_threads() == 2  # restored (the fit's count in force before)
+        torch.set_num_threads(1)  # inside a fit on one thread
+        assert th.newton_threads(None, 1, 2) == 2 and torch.get_num_threads() == 1
+        monkeypatch.setattr(th, "_probe_hessian", hessian_probe(False))
+        assert th.newton_threads(None, 1, 2) == 1  # a busy core: one thread
+        torch.set_num_threads(2)
+        calls.clear()
+        monkeypatch.setattr(th, "_probe_hessian", lambda: pytest.fail("probed"))
+        assert th.newton_threads(1, 1, 2) == 1  # a given count stands
+        assert th.newton_threads(None, 2, 2) == 2  # the fit already runs on every thread
+        assert th.newton_threads(None, 1, 1) == 1  # one thread is all there is
+        assert th.newton_threads(None, None, 2) is None  # not a CPU fit
+        monkeypatch.setenv(th.ENV_VAR, "1")
+        assert th.newton_threads(None, 1, 2) == 1  # the environment's count stands
+        monkeypatch.undo()
+        timings = th._probe_hessian(repeats=2, clock=_Clock({1: 1.0, 2: 0.5}))
+        assert timings == {1: [1.0, 1.0], 2: [0.5, 0.5]}
+        assert th.pick_threads(th._probe_hessian(repeats=1, clock=_Clock({1: 1.0, 2: 1.5}))) == 1
+
+
+def test_a_fits_newton_points_run_on_their_own_measured_count(monkeypatch):
+    """A fit on one thread (under SMALL_WORK: no probe) whose Newton Hessians grow past
+    SMALL_HESSIAN probes once, then runs every later Newton point on the count found; the
+    same path as on one thread throughout, to the solver's tolerance."""
+    from sklearn.datasets import make_classification
+
+    monkeypatch.delenv(th.ENV_VAR, raising=False)
+    X, y = make_classification(n_samples=4000, n_features=60, n_informative=15,
+                               n_redundant=15, n_classes=10, n_clusters_per_class=1,
+                               random_state=3)
+    X = X.astype(np.float32)
+    assert th.SMALL_WORK > 4000 * 60 * 10
+    probes, during = [], []
+    real_newton = th.newton_threads
+
+    def spy(threads, k, top):
+        probes.append((threads, k, top))
+        return real_newton(threads, k, top)
+
+    import dataclasses
+    import importlib
+
+    from sparse_probe.solvers import SOLVERS
+
+    real_solve = SOLVERS["newton"].solve
+
+    def solve(*a, **kw):
+        during.append(torch.get_num_threads())
+        return real_solve(*a, **kw)
+
+    fit_module = importlib.import_module("sparse_probe.fit")
+    monkeypatch.setattr(fit_module, "newton_threads", spy)
+    monkeypatch.setitem(SOLVERS, "newton", dataclasses.replace(SOLVERS["newton"], solve=solve))
+    with torch_threads(2):
+        monkeypatch.setattr(th, "_probe_hessian", lambda: {1: [1.0], 2: [0.5]})
+        p = fit_path(X, y, n_lambdas=12, eps=0.01, solver="newton", progress=False)
+        assert torch.get_num_threads() == 2
+    assert p.info["threads"] == 1 and p.info["threads_newton"] == 2
+    assert probes == [(None, 1, 2)]  # once
+    assert during and during[0] == 1 and during[-1] == 2 and sorted(during) == during
+    ref = fit_path(X, y, n_lambdas=12, eps=0.01, solver="newton", progress=False, threads=1)
+    assert ref.info["threads_newton"] == 1
+    np.testing.assert_allclose(p.objective, ref.objective, rtol=1e-6)

@@ -46,8 +46,8 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["BLAS_THREADS", "ENV_VAR", "MARGIN", "SMALL_WORK", "blas_limits", "fit_threads", "pick_threads",
-           "resolve_threads"]
+__all__ = ["BLAS_SPIN_S", "BLAS_THREADS", "ENV_VAR", "MARGIN", "RECHECK", "SMALL_HESSIAN", "SMALL_WORK", "blas_limits",
+           "fit_threads", "newton_threads", "pick_threads", "resolve_threads", "torch_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,26 @@ the 2-core machine, one BLAS thread instead of two made the default's paths that
 held-out shapes 1.01-1.46x) and the OWL-QN ones no slower; with torch on one thread, two
 BLAS threads gained nothing (``benchmarks/measure_thread_pools.py``,
 ``results/thread-pools-cpu-2026-12-03.txt``)."""
+BLAS_SPIN_S = 0.1
+"""OpenBLAS's idle threads spin for about this long after its last multi-threaded call
+(``THREAD_TIMEOUT``, 2^28 cycles) before they sleep. Beside such a spinning thread, torch's
+second thread lost every round of the probe: right after a numpy ``A.T @ A``, a two-thread
+product took 2-10x its time for 60-100 ms (an ad hoc timing), and a fresh process's first fit
+(the benchmark's λ grid is a numpy product) picked one thread where two were 1.4x faster
+over the path. So a probe that finds more threads slower, though not collapsed, is repeated
+once after this pause (:data:`RECHECK`); the fit itself holds the BLAS to
+:data:`BLAS_THREADS` from before its probe on."""
+RECHECK = 3.0
+"""A probe whose multi-threaded mean is above one thread's but under this multiple of it is
+repeated after :data:`BLAS_SPIN_S` (a core shared with a spinning BLAS thread). Beside a
+CPU-bound process two threads took 8-27x one thread's probe time at 10,000 × 256 × 10 and
+100-200x at 500 × 5,000 × 10, not repeated; 1.5-3x at 20,000 × 32 × 1,000, where the repeat
+(under a second at that load) finds them slower again
+(``results/path-geometries-cpu-2026-12-01.txt``)."""
+SMALL_HESSIAN = 2e8
+"""A Newton point whose fresh Hessian (``n N²/2`` multiply-adds) is under this keeps the fit's
+count without a probe of its own (:func:`newton_threads`): at 30-60 G multiply-adds per
+second such a Hessian takes a few milliseconds, about as long as the probe."""
 SMALL_WORK = 8_000_000
 """A fit whose product ``X W^T`` is under this many multiply-adds (``n·d·C``) runs on one
 thread without a probe: below it two threads lost on every shape in every run of
@@ -112,8 +132,12 @@ def _parse(value, name: str) -> int | None:
 
 
 def _probe_problem(n: int, m: int, C: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The probe's problem: the fit's shape cut to at most 8,192 rows, 2·10⁶ logits and 256
-    columns (at least 64 rows and 8 columns), the same data on every call.
+    """The probe's problem: the fit's shape cut to at most 8,192 rows, 2·10⁶ logits and
+    2^21 entries of X, or 256 columns where that is more (at least 64 rows and 8 columns),
+    the same data on every call. Few rows keep many columns: at 500 × 5,000 × 10 (the bench's
+    n ≪ d path, whose full-gradient passes and OWL-QN points run over thousands of columns)
+    the probe at 256 columns found two threads no faster, and the path ran 1.3x faster on
+    two (``results/thread-pools-cpu-2026-12-03.txt``).
 
     Returns
     -------
@@ -124,7 +148,7 @@ def _probe_problem(n: int, m: int, C: int) -> tuple[torch.Tensor, torch.Tensor, 
         Labels in ``[0, C)``.
     """
     n_p = max(64, min(n, 8192, 2_000_000 // max(C, 1)))
-    m_p = max(8, min(m, 256))
+    m_p = max(8, min(m, max(256, (1 << 21) // n_p)))
     g = torch.Generator().manual_seed(0)
     X = torch.randn(n_p, m_p, generator=g)
     W = torch.randn(C, m_p, generator=g, dtype=torch.float64) * 0.01
@@ -136,9 +160,15 @@ def _probe(n: int, m: int, C: int, repeats: int = 4,
            clock=time.perf_counter) -> dict[int, list[float]]:
     """Time one iteration's kind of work with 1 and with torch's thread count, interleaved.
 
-    Stops after the first round in which the multi-threaded total exceeds the one-thread
-    total: on a busy machine each multi-threaded call can take ten times longer than one
-    thread's, and one such call is enough to decide. ``clock`` (seconds) is for tests.
+    Each count first runs the work once untimed: the first call at a thread count starts
+    torch's OpenMP team for it and has oneDNN generate its kernels for this shape and count,
+    and timed, it made a fresh process's probe pick one thread in 3 of 8 runs on the quiet
+    2-core machine where two were 1.5x faster over the fit (an ad hoc check; the collinear
+    bench path's first fit in a process took 7.3 s on one thread against 4.7 s on two). On a
+    busy machine the warm-up costs one slow multi-threaded call. Then it stops after the
+    first round in which the multi-threaded total exceeds the one-thread total: on a busy
+    machine each multi-threaded call can take ten times longer than one thread's, and one
+    such call is enough to decide. ``clock`` (seconds) is for tests.
     """
     from sparse_probe.solvers.products import rt_x, x_wt
     from sparse_probe.solvers.restricted import softmax_residual
@@ -152,10 +182,17 @@ def _probe(n: int, m: int, C: int, repeats: int = 4,
         _, R = softmax_residual(z, y, out=buf)
         rt_x(R, X)
 
+    return _time_counts(work, top, repeats, clock)
+
+
+def _time_counts(work, top: int, repeats: int, clock) -> dict[int, list[float]]:
+    """``work()`` timed with 1 and ``top`` threads, interleaved, after an untimed call at each
+    count, stopping after the first round where ``top`` is slower (:func:`_probe`)."""
     timings: dict[int, list[float]] = {1: [], top: []}
     try:
-        torch.set_num_threads(1)
-        work()  # warm-up: oneDNN generates its kernels on first use
+        for k in (1, top):  # warm-up, untimed, at each count (_probe's docstring)
+            torch.set_num_threads(k)
+            work()
         for _ in range(repeats):
             for k in (1, top):
                 torch.set_num_threads(k)
@@ -169,7 +206,18 @@ def _probe(n: int, m: int, C: int, repeats: int = 4,
     return timings
 
 
-def resolve_threads(threads, device: torch.device, shape: tuple[int, int, int]) -> int | None:
+def _probe_hessian(repeats: int = 4, clock=time.perf_counter) -> dict[int, list[float]]:
+    """Time a product of the Newton Hessian's kind, ``A @ B.T`` float32 with ``A`` (128,
+    2,048) and ``B`` (512, 2,048) (134 M multiply-adds, 3-5 ms on one thread of the 2-core
+    machine), with 1 and with torch's thread count, as :func:`_probe`."""
+    g = torch.Generator().manual_seed(1)
+    V = torch.randn(640, 2048, generator=g)
+    A, B = V[:128], V[128:]
+    return _time_counts(lambda: A @ B.T, torch.get_num_threads(), repeats, clock)
+
+
+def resolve_threads(threads, device: torch.device, shape: tuple[int, int, int],
+                    sleep=time.sleep) -> int | None:
     """The thread count for a fit on ``device`` of an ``(n, m, C)``-shaped problem.
 
     ``threads``: an int (used as is), None (the environment variable :data:`ENV_VAR` when
@@ -194,6 +242,53 @@ def resolve_threads(threads, device: torch.device, shape: tuple[int, int, int]) 
     choice = pick_threads(timings)
     log.debug("threads: probe %s -> %d", {k: round(sum(v) * 1e3, 2) for k, v in timings.items()},
               choice)
+    slower = _mean(timings[top]) / _mean(timings[1])
+    if 1 < slower < RECHECK:  # slower, not collapsed: numpy's BLAS threads may be spinning
+        sleep(BLAS_SPIN_S)
+        timings = _probe(*shape)
+        choice = pick_threads(timings)
+        log.debug("threads: probe again %s -> %d",
+                  {k: round(sum(v) * 1e3, 2) for k, v in timings.items()}, choice)
+    return choice
+
+
+def _mean(ts: list[float]) -> float:
+    return sum(ts) / len(ts)
+
+
+def newton_threads(threads, k: int | None, top: int) -> int | None:
+    """The thread count for the points the proximal Newton solver takes, in a fit whose
+    other points run on ``k`` threads (:func:`resolve_threads`) and whose torch count before
+    the fit was ``top``.
+
+    Newton's time goes to its Hessian's products (large ``A @ B.T`` blocks, which two threads
+    run faster wherever a core is free) and to its model solves (one thread: the compiled
+    coordinate descent, numpy's BLAS held to :data:`BLAS_THREADS`), not to the skinny
+    products :func:`_probe` times: beside a quiet core two threads ran the bench's n ≪ d path
+    (Newton on 26 of 30 points) 1.35x faster where the probe picked one (its products gain
+    nothing at n = 500; ``results/thread-pools-cpu-2026-12-03.txt``). So unless the count is
+    given (``threads`` an int or :data:`ENV_VAR`: that count) or ``k`` is None (not a CPU
+    fit: None), a product of the Hessian's kind is timed (:func:`_probe_hessian`) and
+    :func:`pick_threads` decides between 1 and ``top``, which a busy core makes one. The
+    fit asks once, at its first Newton point whose Hessian has at least
+    :data:`SMALL_HESSIAN` multiply-adds; smaller ones keep ``k``.
+    """
+    if k is None:
+        return None
+    explicit = _parse(threads, "threads")
+    if explicit is None and threads is None:
+        explicit = _parse(os.environ.get(ENV_VAR), ENV_VAR)
+    if explicit is not None or top <= 1 or k >= top:
+        return k
+    old = torch.get_num_threads()
+    torch.set_num_threads(top)
+    try:
+        timings = _probe_hessian()
+    finally:
+        torch.set_num_threads(old)
+    choice = pick_threads(timings)
+    log.debug("threads: Newton probe %s -> %d",
+              {c: round(sum(v) * 1e3, 2) for c, v in timings.items()}, choice)
     return choice
 
 
@@ -209,17 +304,25 @@ def blas_limits(k: int | None) -> contextlib.AbstractContextManager:
 
 
 @contextlib.contextmanager
-def fit_threads(threads, device, shape: tuple[int, int, int]) -> Iterator[int | None]:
-    """Run the body with the resolved thread count (:func:`resolve_threads`) for torch and
-    :data:`BLAS_THREADS` for numpy's BLAS (:func:`blas_limits`), then restore both. Yields
-    torch's count in force (None: left alone, and BLAS too)."""
-    k = resolve_threads(threads, device, shape)
+def torch_threads(k: int | None) -> Iterator[None]:
+    """torch's thread count set to ``k`` in the body (None: left alone), then restored."""
     old = torch.get_num_threads()
     if k is not None and k != old:
         torch.set_num_threads(k)
     try:
-        with blas_limits(None if k is None else BLAS_THREADS):
-            yield k
+        yield
     finally:
         if torch.get_num_threads() != old:
             torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def fit_threads(threads, device, shape: tuple[int, int, int]) -> Iterator[int | None]:
+    """Run the body with the resolved thread count (:func:`resolve_threads`) for torch and
+    :data:`BLAS_THREADS` for numpy's BLAS (:func:`blas_limits`), then restore both. Yields
+    torch's count in force (None: left alone, and BLAS too)."""
+    cpu = torch.device(device).type == "cpu"
+    with blas_limits(BLAS_THREADS if cpu else None):  # from before the probe (BLAS_SPIN_S)
+        k = resolve_threads(threads, device, shape)
+        with torch_threads(k):
+            yield k
