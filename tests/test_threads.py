@@ -288,6 +288,20 @@ def test_the_probe_warms_each_count_up_before_timing(monkeypatch):
     assert seen == [(1, 0), (2, 0), (1, 1), (2, 3), (1, 5), (2, 7)]
 
 
+def test_the_repeat_and_newtons_probe_are_logged_in_milliseconds(monkeypatch, caplog):
+    monkeypatch.delenv(th.ENV_VAR, raising=False)
+    probes = [{1: [0.002, 0.002], 2: [0.003, 0.003]}, {1: [0.0012345, 0.001], 2: [0.0004]}]
+    monkeypatch.setattr(th, "_probe", lambda n, m, C: probes.pop(0))
+    monkeypatch.setattr(th, "_probe_hessian", lambda: {1: [0.0040004], 2: [0.0020002]})
+    with torch_threads(2), caplog.at_level("DEBUG", logger=th.__name__):
+        assert th.resolve_threads("auto", torch.device("cpu"), (50_000, 300, 4),
+                                  sleep=lambda s: None) == 2
+        assert th.newton_threads("auto", 1, 2) == 2
+    lines = [r.getMessage() for r in caplog.records]
+    assert "threads: probe again {1: 2.23, 2: 0.4} -> 2" in lines
+    assert "threads: Newton probe {1: 4.0, 2: 2.0} -> 2" in lines
+
+
 def test_the_probe_measures_real_time(monkeypatch):
     import time
     import warnings
@@ -336,8 +350,14 @@ def test_a_slower_probe_is_repeated_once_after_the_blas_spin(monkeypatch):
     cpu = torch.device("cpu")
 
     def run(first, second=(1.0, 0.5)):
+        # times in units of one thread's 2 s; each count timed twice (means, not sums)
         probes, slept = [first, second], []
-        monkeypatch.setattr(th, "_probe", lambda n, m, C: {1: [probes[0][0]], 2: [probes.pop(0)[1]]})
+
+        def probe(n, m, C):
+            one, top = probes.pop(0)
+            return {1: [2.0 * one, 2.0 * one], 2: [2.0 * top, 2.0 * top]}
+
+        monkeypatch.setattr(th, "_probe", probe)
         k = th.resolve_threads("auto", cpu, (50_000, 300, 4), sleep=slept.append)
         return k, slept, len(probes)
 
@@ -349,6 +369,7 @@ def test_a_slower_probe_is_repeated_once_after_the_blas_spin(monkeypatch):
         assert run((1.0, th.RECHECK)) == (1, [], 1)  # collapsed: not repeated
         assert run((1.0, 1.0)) == (1, [], 1)  # even, not slower: not repeated
         assert run((1.0, 0.5)) == (2, [], 1)
+        assert run((1.0, 2.0), (1.0, 0.5)) == (2, [th.BLAS_SPIN_S], 0)
     assert th.BLAS_SPIN_S == 0.1 and th.RECHECK == 3.0
 
 
@@ -380,6 +401,8 @@ def test_newton_gets_its_own_count_from_a_product_of_its_kind(monkeypatch):
         assert th.newton_threads(None, None, 2) is None  # not a CPU fit
         monkeypatch.setenv(th.ENV_VAR, "1")
         assert th.newton_threads(None, 1, 2) == 1  # the environment's count stands
+        monkeypatch.setattr(th, "_probe_hessian", hessian_probe(True))
+        assert th.newton_threads("auto", 1, 2) == 2  # 'auto' measures, whatever the env says
         monkeypatch.undo()
         timings = th._probe_hessian(repeats=2, clock=_Clock({1: 1.0, 2: 0.5}))
         assert timings == {1: [1.0, 1.0], 2: [0.5, 0.5]}

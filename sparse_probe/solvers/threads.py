@@ -46,8 +46,9 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["BLAS_SPIN_S", "BLAS_THREADS", "ENV_VAR", "MARGIN", "RECHECK", "SMALL_HESSIAN", "SMALL_WORK", "blas_limits",
-           "fit_threads", "newton_threads", "pick_threads", "resolve_threads", "torch_threads"]
+__all__ = ["BLAS_SPIN_S", "BLAS_THREADS", "ENV_VAR", "MARGIN", "RECHECK", "SMALL_HESSIAN",
+           "SMALL_WORK", "blas_limits", "fit_threads", "newton_threads", "pick_threads",
+           "resolve_threads", "torch_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,16 @@ def pick_threads(timings: dict[int, list[float]], margin: float = MARGIN) -> int
         if k > 1 and t <= margin * base and t < best_t:
             best, best_t = k, t
     return best
+
+
+def _given(threads) -> int | None:
+    """The count the caller gave: ``threads`` as an int, else (``threads`` None) the
+    environment's :data:`ENV_VAR`; None for 'measure' (``"auto"`` measures whatever the
+    environment says)."""
+    k = _parse(threads, "threads")
+    if k is None and threads is None:
+        k = _parse(os.environ.get(ENV_VAR), ENV_VAR)
+    return k
 
 
 def _parse(value, name: str) -> int | None:
@@ -226,9 +237,7 @@ def resolve_threads(threads, device: torch.device, shape: tuple[int, int, int],
     """
     if torch.device(device).type != "cpu":
         return None
-    k = _parse(threads, "threads")
-    if k is None and threads is None:
-        k = _parse(os.environ.get(ENV_VAR), ENV_VAR)
+    k = _given(threads)
     if k is not None:
         return k
     top = torch.get_num_threads()
@@ -265,7 +274,7 @@ def newton_threads(threads, k: int | None, top: int) -> int | None:
     run faster wherever a core is free) and to its model solves (one thread: the compiled
     coordinate descent, numpy's BLAS held to :data:`BLAS_THREADS`), not to the skinny
     products :func:`_probe` times: beside a quiet core two threads ran the bench's n ≪ d path
-    (Newton on 26 of 30 points) 1.35x faster where the probe picked one (its products gain
+    (Newton on 26 of 30 points) 1.36x faster where the probe picked one (its products gain
     nothing at n = 500; ``results/thread-pools-cpu-2026-12-03.txt``). So unless the count is
     given (``threads`` an int or :data:`ENV_VAR`: that count) or ``k`` is None (not a CPU
     fit: None), a product of the Hessian's kind is timed (:func:`_probe_hessian`) and
@@ -275,10 +284,7 @@ def newton_threads(threads, k: int | None, top: int) -> int | None:
     """
     if k is None:
         return None
-    explicit = _parse(threads, "threads")
-    if explicit is None and threads is None:
-        explicit = _parse(os.environ.get(ENV_VAR), ENV_VAR)
-    if explicit is not None or top <= 1 or k >= top:
+    if k >= top or _given(threads) is not None:
         return k
     old = torch.get_num_threads()
     torch.set_num_threads(top)
