@@ -292,14 +292,14 @@ def test_the_repeat_and_newtons_probe_are_logged_in_milliseconds(monkeypatch, ca
     monkeypatch.delenv(th.ENV_VAR, raising=False)
     probes = [{1: [0.002, 0.002], 2: [0.003, 0.003]}, {1: [0.0012345, 0.001], 2: [0.0004]}]
     monkeypatch.setattr(th, "_probe", lambda n, m, C: probes.pop(0))
-    monkeypatch.setattr(th, "_probe_hessian", lambda: {1: [0.0040004], 2: [0.0020002]})
+    monkeypatch.setattr(th, "_probe_hessian", lambda: {1: [0.0123456], 2: [0.0020002]})
     with torch_threads(2), caplog.at_level("DEBUG", logger=th.__name__):
         assert th.resolve_threads("auto", torch.device("cpu"), (50_000, 300, 4),
                                   sleep=lambda s: None) == 2
         assert th.newton_threads("auto", 1, 2) == 2
     lines = [r.getMessage() for r in caplog.records]
     assert "threads: probe again {1: 2.23, 2: 0.4} -> 2" in lines
-    assert "threads: Newton probe {1: 4.0, 2: 2.0} -> 2" in lines
+    assert "threads: Newton probe {1: 12.35, 2: 2.0} -> 2" in lines
 
 
 def test_the_probe_measures_real_time(monkeypatch):
@@ -370,6 +370,11 @@ def test_a_slower_probe_is_repeated_once_after_the_blas_spin(monkeypatch):
         assert run((1.0, 1.0)) == (1, [], 1)  # even, not slower: not repeated
         assert run((1.0, 0.5)) == (2, [], 1)
         assert run((1.0, 2.0), (1.0, 0.5)) == (2, [th.BLAS_SPIN_S], 0)
+        # means, not sums: an early stop leaves the counts with rounds of their own
+        probes, slept = [{1: [2.0, 2.0], 2: [3.0]}, {1: [2.0], 2: [1.0]}], []
+        monkeypatch.setattr(th, "_probe", lambda n, m, C: probes.pop(0))
+        assert th.resolve_threads("auto", cpu, (50_000, 300, 4), sleep=slept.append) == 2
+        assert slept == [th.BLAS_SPIN_S]
     assert th.BLAS_SPIN_S == 0.1 and th.RECHECK == 3.0
 
 
@@ -404,8 +409,24 @@ def test_newton_gets_its_own_count_from_a_product_of_its_kind(monkeypatch):
         monkeypatch.setattr(th, "_probe_hessian", hessian_probe(True))
         assert th.newton_threads("auto", 1, 2) == 2  # 'auto' measures, whatever the env says
         monkeypatch.undo()
-        timings = th._probe_hessian(repeats=2, clock=_Clock({1: 1.0, 2: 0.5}))
-        assert timings == {1: [1.0, 1.0], 2: [0.5, 0.5]}
+        shapes = []
+        real_mm = torch.Tensor.__matmul__
+
+        def counting(a, b):
+            shapes.append((tuple(a.shape), tuple(b.shape), torch.get_num_threads()))
+            return real_mm(a, b)
+
+        monkeypatch.setattr(torch.Tensor, "__matmul__", counting)
+        timings = th._probe_hessian(clock=_Clock({1: 1.0, 2: 0.5}))
+        monkeypatch.undo()
+        assert timings == {1: [1.0] * 4, 2: [0.5] * 4}  # four rounds unless told
+        torch.manual_seed(5)
+        th._probe_hessian(repeats=1, clock=_Clock({1: 1.0, 2: 0.5}))
+        after = torch.rand(3)
+        torch.manual_seed(5)
+        assert torch.equal(after, torch.rand(3))  # its operands leave the global generator be
+        # A (128, 2048) @ B.T with B (512, 2048): warm-ups at 1 and 2 threads, then the rounds
+        assert shapes == [((128, 2048), (2048, 512), k) for k in [1, 2] * 5]
         assert th.pick_threads(th._probe_hessian(repeats=1, clock=_Clock({1: 1.0, 2: 1.5}))) == 1
 
 
