@@ -17,7 +17,9 @@ torch's thread count, interleaved, and keeps more threads only when they are cle
 on a quiet machine and stops at the first round where more threads are slower. A
 busy core makes the multi-threaded probe slower, so the fit falls back to one thread; on a
 quiet machine the products gain from the second core and keep it. The choice is made once per
-fit; the count in force before the fit is restored after it.
+fit; the count in force before the fit is restored after it. The proximal Newton solver's
+points get a count of their own, measured once on a product of its Hessian's kind
+(:func:`newton_threads`).
 
 numpy's BLAS (OpenBLAS in the wheels) has its own thread pool, one thread per core by default,
 and the proximal Newton solver runs there (its model's matrix-vector products and the
