@@ -116,7 +116,7 @@ def make_geometry(name: str, n: int, d: int, classes: int,
     return X, np.asarray(y, dtype=np.int64)
 
 
-def newton_threads(info: dict) -> str:
+def newton_count_note(info: dict) -> str:
     """`` (Newton k)`` where the fit's Newton points ran on a count of their own, else ``""``."""
     k = info.get("threads_newton")
     return "" if k is None or k == info.get("threads") else f" (Newton {k})"
@@ -406,7 +406,7 @@ def bench_geometries(args):
                 if name.startswith(("ours", "before")):
                     obj, kkt = objectives_kkt(X, y, W, B, lam_eval, info["tol_per_point"])
                     it = np.asarray(info["n_iter"])
-                    extra = (f", {info.get('method')}, threads {info.get('threads')}{newton_threads(info)}, {int(it.sum())} solver iterations ({it[1:].mean():.1f}/λ, "
+                    extra = (f", {info.get('method')}, threads {info.get('threads')}{newton_count_note(info)}, {int(it.sum())} solver iterations ({it[1:].mean():.1f}/λ, "
                              f"max {int(it.max())}), {info['full_passes']} KKT passes, "
                              f"KKT/tol max {kkt.max():.2f}")
                 else:

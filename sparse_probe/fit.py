@@ -471,15 +471,13 @@ def fit_path(
                         # own count, measured once its Hessians are worth it (threads.py)
                         if newton_k is None and src.n * float(n_free) ** 2 / 2 >= SMALL_HESSIAN:
                             newton_k = newton_threads(threads, n_threads, top_threads)
-                        k_point = newton_k or n_threads
+                        k_point = threads_newton = newton_k or n_threads
                     with torch_threads(k_point):
                         res = use.solve(
                             data, W0, b0, lam, penalty, tol=_SOLVER_TOL_SHARE * tol_abs,
                             max_iter=max_iter, z0=z0,
                             gamma0=gamma,  # the last point's curvature scale: a sized first step
                             memory=carried)
-                    if use is SOLVERS["newton"]:
-                        threads_newton = k_point
                     # what ran: a Newton point whose model outgrew max_free was finished by
                     # OWL-QN; the counts that size the next choice are those of a point one
                     # solver solved alone (a share of a point understates either's count)

@@ -251,16 +251,19 @@ def resolve_threads(threads, device: torch.device, shape: tuple[int, int, int],
         return 1
     timings = _probe(*shape)
     choice = pick_threads(timings)
-    log.debug("threads: probe %s -> %d", {k: round(sum(v) * 1e3, 2) for k, v in timings.items()},
-              choice)
+    log.debug("threads: probe %s -> %d", _ms(timings), choice)
     slower = _mean(timings[top]) / _mean(timings[1])
     if 1 < slower < RECHECK:  # slower, not collapsed: numpy's BLAS threads may be spinning
         sleep(BLAS_SPIN_S)
         timings = _probe(*shape)
         choice = pick_threads(timings)
-        log.debug("threads: probe again %s -> %d",
-                  {k: round(sum(v) * 1e3, 2) for k, v in timings.items()}, choice)
+        log.debug("threads: probe again %s -> %d", _ms(timings), choice)
     return choice
+
+
+def _ms(timings: dict[int, list[float]]) -> dict[int, float]:
+    """Total milliseconds per thread count (the debug log's)."""
+    return {k: round(sum(v) * 1e3, 2) for k, v in timings.items()}
 
 
 def _mean(ts: list[float]) -> float:
@@ -288,15 +291,10 @@ def newton_threads(threads, k: int | None, top: int) -> int | None:
         return None
     if k >= top or _given(threads) is not None:
         return k
-    old = torch.get_num_threads()
-    torch.set_num_threads(top)
-    try:
+    with torch_threads(top):
         timings = _probe_hessian()
-    finally:
-        torch.set_num_threads(old)
     choice = pick_threads(timings)
-    log.debug("threads: Newton probe %s -> %d",
-              {c: round(sum(v) * 1e3, 2) for c, v in timings.items()}, choice)
+    log.debug("threads: Newton probe %s -> %d", _ms(timings), choice)
     return choice
 
 
