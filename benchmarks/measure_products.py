@@ -7,7 +7,11 @@ float32 array that the BLAS reads transposed (the route from ``WIDE_CLASSES`` cl
 Prints milliseconds per product (median of ``--repeats``), the copy's share, and the ratio,
 for shapes on both sides of the threshold. One thread unless ``--threads``.
 
-    python benchmarks/measure_products.py [--repeats 15] [--threads 1]
+``--outputs``: the step product ``X W^T + b`` (n, C) instead, as a fresh tensor (``x_wt``'s
+default route, oneDNN where available) and written into a reused buffer (``x_wt(out=...)``,
+the route from ``products.FRESH_MAP_BYTES`` on), at output sizes on both sides of it.
+
+    python benchmarks/measure_products.py [--repeats 15] [--threads 1] [--outputs]
 """
 
 from __future__ import annotations
@@ -18,10 +22,15 @@ import time
 
 import torch
 
-from sparse_probe.solvers.products import WIDE_CLASSES, rt_x
+from sparse_probe.solvers.products import FRESH_MAP_BYTES, WIDE_CLASSES, rt_x, x_wt
 
 SHAPES = [(4000, 1000, 32), (20000, 1000, 32), (10000, 100, 64), (10000, 64, 256),
           (10000, 32, 256), (10000, 16, 256), (10000, 10, 256), (20000, 10, 512)]
+
+
+# (n, C, m) of the step product: outputs of 76, 38, 31 (three shapes) and 4 MiB
+OUTPUT_SHAPES = [(20000, 1000, 32), (200000, 100, 64), (100000, 100, 64), (80000, 100, 128),
+                 (40000, 200, 64), (20000, 400, 256), (10000, 100, 64)]
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -55,12 +64,41 @@ def measure(n: int, C: int, m: int, repeats: int, g: torch.Generator) -> tuple[f
             median_ms(row_major, repeats), median_ms(lambda: R32.copy_(R), repeats))
 
 
+def measure_output(n: int, C: int, m: int, repeats: int, g: torch.Generator) -> tuple[float, ...]:
+    """(fresh ms, into-buffer ms) of ``X W^T + b`` at one shape (n, C, m)."""
+    X = torch.randn(n, m, generator=g)
+    W = torch.randn(C, m, generator=g)
+    b = torch.randn(C, generator=g)
+    out = torch.empty(n, C)
+    torch.testing.assert_close(x_wt(X, W, bias=b), x_wt(X, W, bias=b, out=out),
+                               rtol=1e-4, atol=1e-3)
+    return (median_ms(lambda: x_wt(X, W, bias=b), repeats),
+            median_ms(lambda: x_wt(X, W, bias=b, out=out), repeats))
+
+
+def main_outputs(shapes, repeats: int, threads: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    print(f"X W^T + b -> (n, C) float32, {threads} thread(s), median of {repeats}; reused "
+          f"buffer from {FRESH_MAP_BYTES / 2**20:.0f} MiB")
+    print(f"{'n':>6} {'C':>5} {'m':>4} {'MiB':>5} | {'fresh ms':>9} | {'buffer ms':>9} | "
+          f"{'ratio':>5}")
+    for n, C, m in shapes:
+        a, b = measure_output(n, C, m, repeats, g)
+        print(f"{n:>6} {C:>5} {m:>4} {4 * n * C / 2**20:>5.0f} | {a:>9.2f} | {b:>9.2f} | "
+              f"{b / a:>5.2f}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--outputs", action="store_true",
+                    help="time the step product's output routes instead (module docstring)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.outputs:
+        main_outputs(OUTPUT_SHAPES, args.repeats, args.threads)
+        return
     g = torch.Generator().manual_seed(0)
     print(f"R^T X, float64 R -> float32, {args.threads} thread(s), median of {args.repeats}; "
           f"row-major route from C >= {WIDE_CLASSES}")

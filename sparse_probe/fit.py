@@ -460,9 +460,12 @@ def fit_path(
                     if (use.uses_logits and data.keeps_logits and z is not None
                             and len(records["nnz"]) % 10):
                         # logits from the last solution plus a float32 product of the (small)
-                        # change; recomputed exactly with float64 products every 10th point
+                        # change; recomputed exactly with float64 products every 10th point.
+                        # In place: the last solution's logits have served their KKT pass, and
+                        # fresh (n, C) float64 arrays cost a pass of page faults each
                         dW = W0 - torch.as_tensor(W[:, tr.ws], device=device)
-                        z0 = z + data.matvec(dW) + (b0 - torch.as_tensor(b, device=device))
+                        z0 = z.add_(data.step(dW, torch.zeros_like(b0))).add_(
+                            b0 - torch.as_tensor(b, device=device))
                     # OWL-QN's curvature pairs (Newton hands on none of its own)
                     carried = None if mem is None else _carry_memory(mem, mem_ws, tr.ws, C)
                     k_point = n_threads

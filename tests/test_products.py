@@ -154,3 +154,55 @@ def test_measure_products_script_runs_and_checks_both_routes(capsys):
     load_bench("measure_products").main(["--repeats", "1"])
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 + 8 and lines[2].split()[:3] == ["4000", "1000", "32"]
+
+
+def test_product_into_a_buffer_is_the_same_product(backend):
+    """x_wt(out=...) writes X W^T (+ b) into the given buffer and returns it."""
+    g = torch.Generator().manual_seed(5)
+    X = torch.randn(300, 37, generator=g)
+    W = torch.randn(40, 37, generator=g, dtype=torch.float64)
+    b = torch.randn(40, generator=g, dtype=torch.float64)
+    out = torch.full((300, 40), float("nan"))
+    for bias in (None, b):
+        ref = X.double() @ W.float().double().T + (0 if bias is None else bias.float().double())
+        got = x_wt(X, W, bias=bias, out=out)
+        assert got is out
+        np.testing.assert_allclose(got.double().numpy(), ref.numpy(), rtol=0,
+                                   atol=1e-5 * float(ref.abs().max()))
+
+
+def test_large_step_products_reuse_one_buffer():
+    """RestrictedData.step: outputs of FRESH_MAP_BYTES and more are written into one buffer
+    of the data object (every call the right product), smaller ones are fresh tensors."""
+    from sparse_probe.solvers.restricted import RestrictedData
+
+    C = 1024
+    n = products.FRESH_MAP_BYTES // (4 * C)  # exactly at the threshold
+    assert products.reuse_output(n, C)
+    assert not products.reuse_output(n - 1, C) and not products.reuse_output(n, C - 1)
+    g = torch.Generator().manual_seed(7)
+    y = torch.arange(n) % C
+    for rows, reused in ((n, True), (n - 1, False)):
+        X = torch.randn(rows, 3, generator=g)
+        data = RestrictedData(X, y[:rows], C)
+        outs = []
+        for _ in range(2):
+            dW = torch.randn(C, 3, generator=g, dtype=torch.float64)
+            db = torch.randn(C, generator=g, dtype=torch.float64)
+            dz = data.step(dW, db)
+            ref = X.double() @ dW.float().double().T + db.float().double()
+            np.testing.assert_allclose(dz.double().numpy(), ref.numpy(), rtol=0, atol=1e-5)
+            outs.append(dz)  # both kept alive: fresh tensors cannot share an address
+        assert (outs[0].data_ptr() == outs[1].data_ptr()) == reused
+
+
+def test_measure_products_outputs_mode_times_both_routes(capsys):
+    """benchmarks/measure_products.py --outputs (it asserts both routes agree first)."""
+    from helpers_bench import load_bench
+
+    mod = load_bench("measure_products")
+    mod.main(["--outputs", "--repeats", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 + len(mod.OUTPUT_SHAPES)
+    assert lines[2].split()[:4] == ["20000", "1000", "32", "76"]
+    assert all(float(line.split()[-1]) > 0 for line in lines[2:])

@@ -51,7 +51,7 @@ import os
 
 import torch
 
-__all__ = ["WIDE_CLASSES", "onednn_enabled", "rt_x", "x_wt"]
+__all__ = ["FRESH_MAP_BYTES", "WIDE_CLASSES", "onednn_enabled", "reuse_output", "rt_x", "x_wt"]
 
 #: From this many classes on, ``rt_x`` on CPU multiplies a row-major float32 copy of the
 #: residual ``R`` (n, C), read transposed by the BLAS, instead of building the (C, n)
@@ -61,6 +61,16 @@ __all__ = ["WIDE_CLASSES", "onednn_enabled", "rt_x", "x_wt"]
 #: of the other route), at C = 100 1.6-2x, at C = 32-64 1.1-1.3x; at C = 10-16 the two were
 #: within noise of each other either way, so the old route stays there.
 WIDE_CLASSES = 32
+
+#: Bytes from which an (n, C) product output is written into a reused buffer (:func:`x_wt`'s
+#: ``out``) instead of a fresh tensor. glibc serves allocations of 32 MiB and more (its largest
+#: dynamic mmap threshold on 64-bit) with a fresh mapping whose every page faults on first
+#: touch; smaller ones come back from its heap. ``benchmarks/measure_products.py --outputs``
+#: (results/products-cpu-2026-12-03.txt): at 38-76 MiB outputs BLAS writing into a buffer
+#: took 0.44-0.91 of oneDNN's fresh product on one thread, 0.50-0.74 on two (C = 1,000,
+#: n = 20,000: 23 ms against 53 on one), at 31 MiB 0.89-1.38 (oneDNN's kernels faster
+#: where no page faults are paid).
+FRESH_MAP_BYTES = 32 * 2**20
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +118,14 @@ def _use_onednn(*tensors: torch.Tensor) -> bool:
     return all(t.device.type == "cpu" and t.numel() > 0 for t in tensors) and onednn_enabled()
 
 
-def x_wt(X: torch.Tensor, W: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+def reuse_output(n: int, C: int) -> bool:
+    """Whether an (n, C) float32 product output should be a reused buffer (``x_wt(out=...)``)
+    rather than a fresh tensor: at :data:`FRESH_MAP_BYTES` and more, on CPU."""
+    return 4 * n * C >= FRESH_MAP_BYTES
+
+
+def x_wt(X: torch.Tensor, W: torch.Tensor, bias: torch.Tensor | None = None,
+         out: torch.Tensor | None = None) -> torch.Tensor:
     """``X @ W.T (+ bias)`` in float32.
 
     Parameters
@@ -117,6 +134,10 @@ def x_wt(X: torch.Tensor, W: torch.Tensor, bias: torch.Tensor | None = None) -> 
     W : torch.Tensor of shape (C, m), any float dtype (converted to float32)
     bias : torch.Tensor of shape (C,), optional
         Added to every row (in the product's epilogue: no extra pass over the (n, C) output).
+    out : torch.Tensor of shape (n, C), float32, contiguous, optional
+        Written with the product (torch's BLAS, ``addmm``/``mm`` into it: oneDNN's op takes no
+        output) and returned; for outputs of :data:`FRESH_MAP_BYTES` and more
+        (:func:`reuse_output`), whose fresh allocations cost more than the product.
 
     Returns
     -------
@@ -124,6 +145,8 @@ def x_wt(X: torch.Tensor, W: torch.Tensor, bias: torch.Tensor | None = None) -> 
     """
     W32 = W.to(torch.float32)
     b32 = None if bias is None else bias.to(torch.float32).contiguous()
+    if out is not None:
+        return torch.mm(X, W32.T, out=out) if b32 is None else torch.addmm(b32, X, W32.T, out=out)
     if _use_onednn(X, W32) and X.is_contiguous():
         try:
             return _linear(X, W32.contiguous(), b32)

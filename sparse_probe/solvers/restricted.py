@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from sparse_probe.solvers import fused_ce
-from sparse_probe.solvers.products import WIDE_CLASSES, rt_x, x_wt
+from sparse_probe.solvers.products import WIDE_CLASSES, reuse_output, rt_x, x_wt
 
 __all__ = ["RestrictedData", "softmax_residual"]
 
@@ -90,6 +90,7 @@ class RestrictedData:
         self._Rt: torch.Tensor | None = None  # (C, n) float32 residual for the product
         self._R32: torch.Tensor | None = None  # (n, C) float32 residual, many classes
         self._gb: torch.Tensor | None = None  # the kernel's float64 column sums of _R32
+        self._dz32: torch.Tensor | None = None  # (n, C) float32 step products, large ones
 
     # ---------------------------------------------------------------- logits
     def logits64(self, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -99,7 +100,9 @@ class RestrictedData:
         if self.m:
             self.n_products += 1
             for s in range(0, self.n, self.block_rows):
-                z[s : s + self.block_rows] += self.Xw[s : s + self.block_rows].to(torch.float64) @ W64.T
+                # in place: a fresh (rows, C) float64 product is a pass of page faults
+                z[s : s + self.block_rows].addmm_(self.Xw[s : s + self.block_rows].to(torch.float64),
+                                                  W64.T)
         return z
 
     def step(self, dW: torch.Tensor, db: torch.Tensor) -> torch.Tensor:
@@ -107,11 +110,19 @@ class RestrictedData:
 
         Callers widen it into a reused float64 buffer (``dz64.copy_(dz)``) before the
         line-search trials add it: a mixed-dtype add would allocate that copy on every trial.
+        Where the output is large (:func:`~sparse_probe.solvers.products.reuse_output`) it is
+        a buffer of this object that the next call overwrites: a fresh one cost more in page
+        faults than the product (1,000 classes).
         """
         if self.m == 0:
             return db.to(torch.float32).expand(self.n, -1)
         self.n_products += 1
-        return x_wt(self.Xw, dW, bias=db)
+        out = None
+        if self.Xw.device.type == "cpu" and reuse_output(self.n, self.C):
+            if self._dz32 is None:
+                self._dz32 = torch.empty((self.n, self.C), dtype=torch.float32)
+            out = self._dz32
+        return x_wt(self.Xw, dW, bias=db, out=out)
 
     def matvec32(self, dW: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """``Xw[:, cols] @ dW[:, cols].T`` (n, k) for the k rows of ``dW``, a contiguous float32
