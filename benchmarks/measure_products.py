@@ -76,16 +76,12 @@ def measure_output(n: int, C: int, m: int, repeats: int, g: torch.Generator) -> 
             median_ms(lambda: x_wt(X, W, bias=b, out=out), repeats))
 
 
-def main_outputs(shapes, repeats: int, threads: int) -> None:
-    g = torch.Generator().manual_seed(0)
-    print(f"X W^T + b -> (n, C) float32, {threads} thread(s), median of {repeats}; reused "
-          f"buffer from {FRESH_MAP_BYTES / 2**20:.0f} MiB")
-    print(f"{'n':>6} {'C':>5} {'m':>4} {'MiB':>5} | {'fresh ms':>9} | {'buffer ms':>9} | "
-          f"{'ratio':>5}")
+def table(title: str, header: str, shapes, row) -> None:
+    """Print ``title``, ``header`` and ``row(n, C, m)`` for every shape."""
+    print(title)
+    print(header)
     for n, C, m in shapes:
-        a, b = measure_output(n, C, m, repeats, g)
-        print(f"{n:>6} {C:>5} {m:>4} {4 * n * C / 2**20:>5.0f} | {a:>9.2f} | {b:>9.2f} | "
-              f"{b / a:>5.2f}")
+        print(row(n, C, m))
 
 
 def main(argv=None) -> None:
@@ -96,18 +92,29 @@ def main(argv=None) -> None:
                     help="time the step product's output routes instead (module docstring)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.outputs:
-        main_outputs(OUTPUT_SHAPES, args.repeats, args.threads)
-        return
     g = torch.Generator().manual_seed(0)
-    print(f"R^T X, float64 R -> float32, {args.threads} thread(s), median of {args.repeats}; "
-          f"row-major route from C >= {WIDE_CLASSES}")
-    print(f"{'n':>6} {'C':>5} {'m':>4} | {'transpose ms':>12} {'(copy)':>7} | "
-          f"{'row-major ms':>12} {'(copy)':>7} | {'ratio':>5}")
-    for n, C, m in SHAPES:
-        a, ca, b, cb = measure(n, C, m, args.repeats, g)
-        print(f"{n:>6} {C:>5} {m:>4} | {a:>12.2f} {ca:>7.2f} | {b:>12.2f} {cb:>7.2f} | "
-              f"{a / b:>5.2f}")
+    k = args.repeats
+
+    def residual_row(n, C, m):
+        a, ca, b, cb = measure(n, C, m, k, g)
+        return (f"{n:>6} {C:>5} {m:>4} | {a:>12.2f} {ca:>7.2f} | {b:>12.2f} {cb:>7.2f} | "
+                f"{a / b:>5.2f}")
+
+    def output_row(n, C, m):
+        a, b = measure_output(n, C, m, k, g)
+        return (f"{n:>6} {C:>5} {m:>4} {4 * n * C / 2**20:>5.0f} | {a:>9.2f} | {b:>9.2f} | "
+                f"{b / a:>5.2f}")
+
+    if args.outputs:
+        table(f"X W^T + b -> (n, C) float32, {args.threads} thread(s), median of {k}; reused "
+              f"buffer from {FRESH_MAP_BYTES / 2**20:.0f} MiB",
+              f"{'n':>6} {'C':>5} {'m':>4} {'MiB':>5} | {'fresh ms':>9} | {'buffer ms':>9} | "
+              f"{'ratio':>5}", OUTPUT_SHAPES, output_row)
+    else:
+        table(f"R^T X, float64 R -> float32, {args.threads} thread(s), median of {k}; "
+              f"row-major route from C >= {WIDE_CLASSES}",
+              f"{'n':>6} {'C':>5} {'m':>4} | {'transpose ms':>12} {'(copy)':>7} | "
+              f"{'row-major ms':>12} {'(copy)':>7} | {'ratio':>5}", SHAPES, residual_row)
 
 
 if __name__ == "__main__":
