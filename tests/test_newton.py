@@ -14,6 +14,7 @@ import pytest
 import sklearn.linear_model._cd_fast as cd_fast
 import torch
 from helpers_bench import load_bench
+from helpers_qp import singular_model
 from helpers_sklearn import sklearn_multinomial
 
 from sparse_probe import fit_path, kkt_violation, objective_f64
@@ -226,11 +227,7 @@ def test_enet_qp_hands_a_crawling_descent_to_the_active_set(monkeypatch):
     """On a singular model (exactly collinear columns, a tiny ridge) coordinate descent
     crawls (500 sweeps leave a violation of ~5e-6); enet_qp switches to the face solves and
     meets a tolerance of 1e-10 after a few sweeps."""
-    rs = np.random.default_rng(5)
-    A = rs.standard_normal((400, 80))
-    A[:, 70:] = A[:, :10] @ rs.standard_normal((10, 10)) * 0.5
-    Q = A.T @ A / 400
-    q = A.T @ rs.standard_normal(400) / 400
+    Q, q = singular_model()
     l1, l2 = 1e-2, 1e-6
     u_cd = np.zeros(80)
     gram_cd._cd_numpy(u_cd, l1, l2, Q, q, 500)

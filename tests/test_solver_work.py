@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from helpers_bench import load_bench
+from helpers_qp import singular_model
 
 from sparse_probe import fit_path, kkt_violation, objective_f64
 from sparse_probe.penalties import ElasticNet
@@ -308,10 +309,7 @@ def test_enet_qp_counts_the_face_solves_it_hands_to():
     work = QPWork()
     _u, sweeps, _ = enet_qp(Q, q, np.zeros(12), 0.05, 0.0, tol=1e-10, work=work)
     assert sweeps == 0 and work.blas3 > 0  # solved by the face solves alone
-    rs = np.random.default_rng(5)
-    A = rs.standard_normal((400, 80))
-    A[:, 70:] = A[:, :10] @ rs.standard_normal((10, 10)) * 0.5
-    Q, q = A.T @ A / 400, A.T @ rs.standard_normal(400) / 400
+    Q, q = singular_model()
     work = QPWork()
     _u, sweeps, viol = enet_qp(Q, q, np.zeros(80), 1e-2, 1e-6, tol=1e-10, direct_max=0,
                                work=work)
