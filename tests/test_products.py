@@ -206,3 +206,41 @@ def test_measure_products_outputs_mode_times_both_routes(capsys):
     assert len(lines) == 2 + len(mod.OUTPUT_SHAPES)
     assert lines[2].split()[:4] == ["20000", "1000", "32", "76"]
     assert all(float(line.split()[-1]) > 0 for line in lines[2:])
+
+
+def test_fit_with_buffered_step_products_meets_kkt_and_matches_fresh_ones(monkeypatch):
+    """A many-class path whose step products take the reused buffer (n C at FRESH_MAP_BYTES):
+    every point meets its KKT tolerance in an independent float64 check, and the objectives
+    agree with the same fit on fresh products (threshold raised past it) to 1e-8."""
+    from sparse_probe import kkt_violation, objective_f64
+    from sparse_probe.solvers.restricted import RestrictedData
+
+    C = 1024
+    n = products.FRESH_MAP_BYTES // (4 * C)
+    rs = np.random.default_rng(11)
+    y = np.arange(n) % C
+    X = (rs.standard_normal((C, 5))[y] + rs.standard_normal((n, 5))).astype(np.float32)
+    calls = []
+    real_step = RestrictedData.step
+
+    def spy(self, dW, db):
+        out = real_step(self, dW, db)
+        calls.append(out.data_ptr() == getattr(self._dz32, "data_ptr", lambda: None)())
+        return out
+
+    monkeypatch.setattr(RestrictedData, "step", spy)
+    kw = dict(n_lambdas=4, eps=0.3, progress=False, threads=1)
+    path = fit_path(X, y, **kw)
+    assert calls and all(calls)  # every step product went into the buffer
+    tols = np.asarray(path.info["tol_per_point"])
+    for i in range(1, len(path)):
+        _, G, gb = objective_f64(X, y, path.weights[i], path.intercepts[i], path.lambdas[i],
+                                 path.alpha, mean=path.mean, scale=path.scale, return_grad=True)
+        viol = kkt_violation(G, path.weights[i], path.lambdas[i], path.alpha)
+        assert max(viol.max(), np.abs(gb).max()) <= 1.5 * tols[i]  # float32 data's rounding
+    assert path.nnz[-1] > 0
+    calls.clear()
+    monkeypatch.setattr(products, "FRESH_MAP_BYTES", 4 * n * C + 4)
+    fresh = fit_path(X, y, **kw)
+    assert calls and not any(calls)
+    np.testing.assert_allclose(path.objective, fresh.objective, rtol=1e-8)
