@@ -19,7 +19,10 @@ behind torch's own oneDNN linear layers): ``X W^T`` with ``X`` as input and ``W`
 (a bias, when given, is added in the product's epilogue), ``R^T X`` with ``R^T`` as input and
 ``X^T`` as the weight, read in place (no copy of X). Dense weights timed the same as weights
 converted to oneDNN's blocked layout. Results agree with MKL's to float32 rounding (relative
-error ~1e-6: only the summation order differs). CUDA tensors always use ``@``.
+error ~1e-6: only the summation order differs). CUDA tensors always use ``@``. Outputs of
+:data:`FRESH_MAP_BYTES` and more (the step product at many classes) go to torch's BLAS instead,
+written into a buffer the caller reuses: oneDNN's op has no output argument, and a fresh output
+that large cost more in page faults than the product.
 
 Why a private op: torch's public API sends every CPU matmul to its BLAS (MKL); the op behind
 torch's own oneDNN linear layers is the one way to reach oneDNN's kernels for a plain product
