@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import sparse_probe.solvers.products as products
-from sparse_probe import fit_path
+from sparse_probe import fit_path, kkt_violation, objective_f64
 from sparse_probe.solvers.products import onednn_enabled, rt_x, x_wt
+from sparse_probe.solvers.restricted import RestrictedData
 
 
 @pytest.fixture(params=["onednn", "torch"])
@@ -59,8 +60,6 @@ def test_residual_product_of_many_classes_matches_float64(backend, C):
 
 def test_restricted_gradient_of_many_classes_matches_float64():
     """RestrictedData's gradient on either side of WIDE_CLASSES vs a float64 softmax."""
-    from sparse_probe.solvers.restricted import RestrictedData
-
     for C in (products.WIDE_CLASSES - 1, products.WIDE_CLASSES + 8):
         g = torch.Generator().manual_seed(C)
         n, m = 900, 12
@@ -174,8 +173,6 @@ def test_product_into_a_buffer_is_the_same_product(backend):
 def test_large_step_products_reuse_one_buffer():
     """RestrictedData.step: outputs of FRESH_MAP_BYTES and more are written into one buffer
     of the data object (every call the right product), smaller ones are fresh tensors."""
-    from sparse_probe.solvers.restricted import RestrictedData
-
     C = 1024
     n = products.FRESH_MAP_BYTES // (4 * C)  # exactly at the threshold
     assert products.reuse_output(n, C)
@@ -212,9 +209,6 @@ def test_fit_with_buffered_step_products_meets_kkt_and_matches_fresh_ones(monkey
     """A many-class path whose step products take the reused buffer (n C at FRESH_MAP_BYTES):
     every point meets its KKT tolerance in an independent float64 check, and the objectives
     agree with the same fit on fresh products (threshold raised past it) to 1e-8."""
-    from sparse_probe import kkt_violation, objective_f64
-    from sparse_probe.solvers.restricted import RestrictedData
-
     C = 1024
     n = products.FRESH_MAP_BYTES // (4 * C)
     rs = np.random.default_rng(11)
@@ -225,7 +219,7 @@ def test_fit_with_buffered_step_products_meets_kkt_and_matches_fresh_ones(monkey
 
     def spy(self, dW, db):
         out = real_step(self, dW, db)
-        calls.append(out.data_ptr() == getattr(self._dz32, "data_ptr", lambda: None)())
+        calls.append(self._dz32 is not None and out.data_ptr() == self._dz32.data_ptr())
         return out
 
     monkeypatch.setattr(RestrictedData, "step", spy)

@@ -123,7 +123,8 @@ def _use_onednn(*tensors: torch.Tensor) -> bool:
 
 def reuse_output(n: int, C: int) -> bool:
     """Whether an (n, C) float32 product output should be a reused buffer (``x_wt(out=...)``)
-    rather than a fresh tensor: at :data:`FRESH_MAP_BYTES` and more, on CPU."""
+    rather than a fresh tensor: at :data:`FRESH_MAP_BYTES` and more (a CPU rule: the caller
+    checks the device)."""
     return 4 * n * C >= FRESH_MAP_BYTES
 
 
