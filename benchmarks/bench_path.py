@@ -140,7 +140,7 @@ def run_ours(X, y, lams, device="cpu", tol=None, threads=None, solver=None):
     t, c = time.perf_counter(), time.process_time()
     p = fit_path(X, y, alpha=ALPHA, lambdas=lams, device=device, progress=False, **kw)
     info = dict(p.info, n_iter=[int(i) for i in p.n_iter], tol_per_point=p.info["tol_per_point"],
-                cpu_seconds=time.process_time() - c)
+                cpu_seconds=time.process_time() - c, mean=p.mean.tolist(), scale=p.scale.tolist())
     return time.perf_counter() - t, [w for w in p.weights], p.intercepts, info
 
 
@@ -276,10 +276,14 @@ def run_in_process(name, args, timeout, burner=False):
 
 
 # ----------------------------------------------------------------------------- report
-def objectives(X, y, W, B, lams):
+def objectives(X, y, W, B, lams, mean=None, scale=None):
+    """Objectives (L,) in float64; ``mean``/``scale``: the fit's own standardization of ``X``
+    (ours reports the float32 one its solvers used), else ``X`` as given."""
     from sparse_probe.objective import objective_f64
 
-    return np.array([objective_f64(X, y, W[i], B[i], lams[i], ALPHA) for i in range(len(W))])
+    std = {} if mean is None else {"mean": np.asarray(mean), "scale": np.asarray(scale)}
+    return np.array([objective_f64(X, y, W[i], B[i], lams[i], ALPHA, **std)
+                     for i in range(len(W))])
 
 
 def one_pass_seconds(X, classes, device="cpu", repeats=5):
@@ -332,7 +336,8 @@ def _bench_in_memory(cfg, args, X, y, lams, tmp: Path):
             continue
         el, W, B, info = r
         lam_eval = lams[: len(W)]
-        results[name] = dict(time=el, obj=objectives(X, y, W, B, lam_eval),
+        results[name] = dict(time=el, obj=objectives(X, y, W, B, lam_eval, info.get("mean"),
+                                                     info.get("scale")),
                              nnz_last=int((np.abs(W[-1]) > 0).sum()), n=len(W), info=info)
         print(f"  {name}: {el:.1f} s for {len(W)} λ", flush=True)
     done = {k: v for k, v in results.items() if v is not None}
@@ -359,13 +364,15 @@ def _bench_in_memory(cfg, args, X, y, lams, tmp: Path):
     print("\ntargets: glm_saga/ours >= 20, glmnet/ours >= 5, sklearn/ours >= 5; our gap <= 1e-5")
 
 
-def objectives_kkt(X, y, W, B, lams, tols):
-    """Objectives (L,) and the largest KKT violation / tolerance at each point (L,), float64."""
+def objectives_kkt(X, y, W, B, lams, tols, mean=None, scale=None):
+    """Objectives (L,) and the largest KKT violation / tolerance at each point (L,), float64;
+    ``mean``/``scale`` as :func:`objectives`."""
     from sparse_probe.objective import kkt_violation, objective_f64
 
+    std = {} if mean is None else {"mean": np.asarray(mean), "scale": np.asarray(scale)}
     obj, ratio = [], []
     for i in range(len(W)):
-        f, G, gb = objective_f64(X, y, W[i], B[i], lams[i], ALPHA, return_grad=True)
+        f, G, gb = objective_f64(X, y, W[i], B[i], lams[i], ALPHA, return_grad=True, **std)
         v = max(float(kkt_violation(G, W[i].astype(np.float64), lams[i], ALPHA).max()),
                 float(np.abs(gb).max()))
         obj.append(f)
@@ -404,7 +411,8 @@ def bench_geometries(args):
                 el, W, B, info = r
                 lam_eval = lams[: len(W)]
                 if name.startswith(("ours", "before")):
-                    obj, kkt = objectives_kkt(X, y, W, B, lam_eval, info["tol_per_point"])
+                    obj, kkt = objectives_kkt(X, y, W, B, lam_eval, info["tol_per_point"],
+                                              info.get("mean"), info.get("scale"))
                     it = np.asarray(info["n_iter"])
                     extra = (f", {info.get('method')}, threads {info.get('threads')}{newton_count_note(info)}, {int(it.sum())} solver iterations ({it[1:].mean():.1f}/λ, "
                              f"max {int(it.max())}), {info['full_passes']} KKT passes, "

@@ -71,7 +71,7 @@ def main(argv=None) -> int:
         p = fit_path(X, y, alpha=bp.ALPHA, lambdas=lams, progress=False)
         ours = time.perf_counter() - t
         obj, kkt = bp.objectives_kkt(X, y, list(p.weights), list(p.intercepts), lams,
-                                     p.info["tol_per_point"])
+                                     p.info["tol_per_point"], p.mean, p.scale)
         g_el, Wg, Bg, _ = bp.run_glmnet(X, y, lams, C)
         L = len(Wg)
         best = np.minimum(obj[:L], bp.objectives(X, y, Wg, Bg, lams[:L]))

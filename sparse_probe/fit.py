@@ -171,36 +171,42 @@ class _Trainer:
             for s, block in self.src.chunks():
                 yield s, self._to_dev(block)
 
-        mean = torch.as_tensor(self.mean[self.ws], device=self.device)  # float64
-        inv_scale = torch.as_tensor(1.0 / self.scale[self.ws], device=self.device)
-        return BlockedData(raw_blocks, self.y, self.n, m, self.C, cols=cols_t, mean=mean,
-                           inv_scale=inv_scale)
+        # the float32 standardization of the cached columns (_standardized_cols)
+        return BlockedData(raw_blocks, self.y, self.n, m, self.C, cols=cols_t,
+                           mean=self.mean_t[cols_t], inv_scale=self.inv_scale_t[cols_t])
 
     def full_gradient(self, W_ws: torch.Tensor, b: torch.Tensor, z: torch.Tensor | None = None):
         """Gradient of the mean CE w.r.t. all d weights (C, d), loss and accuracy: one pass.
 
-        Streams the raw chunks once: logits from the working-set columns in float64 (or the
-        solver's own float64 logits ``z`` (n, C) when given), then the product with all
-        columns in float32 with the standardization folded in afterwards.
+        Streams the raw chunks once, each standardized in float32 as the cached columns are:
+        logits from the working-set columns in float64 (or the solver's own float64 logits
+        ``z`` (n, C) when given), then the float32 product of the residual with all columns.
+        The product is taken on the standardized columns, not the raw ones with the
+        standardization folded in afterwards: for a column whose mean is large against its
+        spread that subtraction cancelled, and the float32 error of ``Σ r x_raw`` (relative to
+        ``|mean| Σ|r|``) exceeded the KKT tolerance at small λ (mean/std ~ 50).
         Memory: one chunk plus O(C·d).
         """
         self.passes += 1
         W64 = W_ws.to(torch.float64)
         b64 = b.to(torch.float64)
         cols_t = torch.as_tensor(self.ws, device=self.device)
-        GX = torch.zeros((self.C, self.d), dtype=torch.float64, device=self.device)
+        G = torch.zeros((self.C, self.d), dtype=torch.float64, device=self.device)
         rsum = torch.zeros(self.C, dtype=torch.float64, device=self.device)
         total, correct = 0.0, 0
+        buf = None
         for s, block in self.src.chunks():
-            xb = self._to_dev(block)
-            yb = self.y[s : s + xb.shape[0]]
+            xb = self._to_dev(block)  # may be the caller's own array: not written
+            if buf is None or buf.shape[0] < xb.shape[0]:
+                buf = torch.empty(xb.shape, dtype=torch.float32, device=self.device)
+            xs = torch.sub(xb, self.mean_t, out=buf[: xb.shape[0]]).mul_(self.inv_scale_t)
+            yb = self.y[s : s + xs.shape[0]]
             if z is not None:  # the solver's logits at this point (up to row constants)
-                zb = z[s : s + xb.shape[0]]
+                zb = z[s : s + xs.shape[0]]
             else:
-                zb = b64.expand(xb.shape[0], -1).clone()
+                zb = b64.expand(xs.shape[0], -1).clone()
                 if self.ws.size:
-                    xs = (xb[:, cols_t] - self.mean_t[cols_t]) * self.inv_scale_t[cols_t]
-                    zb += xs.to(torch.float64) @ W64.T
+                    zb += xs[:, cols_t].to(torch.float64) @ W64.T
             correct += int((zb.argmax(1) == yb).sum())
             if fused_ce.usable(zb):  # many classes on CPU: one compiled pass, z left intact
                 R = torch.empty(zb.shape, dtype=torch.float32)
@@ -209,11 +215,23 @@ class _Trainer:
                 loss_sum, R = softmax_residual(zb, yb, inplace=z is None)  # never the solver's z
                 sums = R.sum(0)
             total += loss_sum
-            GX += rt_x(R, xb).to(torch.float64)
+            G += rt_x(R, xs).to(torch.float64)
             rsum += sums
-        G = GX - rsum[:, None] * torch.as_tensor(self.mean, device=self.device)[None, :]
-        G = G / torch.as_tensor(self.scale, device=self.device)[None, :] / self.n
-        return G.cpu().numpy(), rsum.cpu().numpy() / self.n, total / self.n, correct / self.n
+        return (G / self.n).cpu().numpy(), rsum.cpu().numpy() / self.n, total / self.n, \
+            correct / self.n
+
+
+def _float32_standardization(mean: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, scale)`` (d,) float64 moved to the values the float32 standardization
+    ``(x - mean32) * inv_scale32`` uses exactly: ``mean32`` and ``1 / inv_scale32`` as float64.
+
+    Each moves by at most float32's half ulp (relative 6e-8): the columns' means stay ~0 and
+    their spreads ~1, and the path's weights, intercepts and KKT checks all refer to the data
+    its solvers saw.
+    """
+    mean = mean.astype(np.float32).astype(np.float64)
+    inv32 = (1.0 / scale).astype(np.float32).astype(np.float64)
+    return mean, 1.0 / inv32
 
 
 def _evaluate(src: FeatureSource | None, y, W: np.ndarray, b: np.ndarray, mean, scale):
@@ -362,7 +380,11 @@ def fit_path(
             raise ValueError("y_val: required with X_val")
         y_val = as_labels(y_val, val_src.n, n_classes=C, name="y_val")
         _check_finite(val_src)
-    mean, scale = column_stats(src)
+    # the standardization the float32 columns get, (x - mean32) * inv_scale32, is the one the
+    # path reports (both backends: one λ grid): with the float64 mean, a column whose mean is
+    # large against its spread was shifted by the mean's float32 rounding (~6e-8 |mean| / std),
+    # a per-class logit offset of the model's Σ |w| times that, which the intercepts lacked
+    mean, scale = _float32_standardization(*column_stats(src))
     if solver == "glmnet":
         from sparse_probe.solvers.glmnet_backend import fit_path_glmnet
 

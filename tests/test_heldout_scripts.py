@@ -111,7 +111,11 @@ def test_solver_cost_measurement_fits_both_newton_models(capsys):
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
-    assert "[tiny] owlqn: 8 points" in out and "[tiny] newton: 8 points" in out
+    # every point but λ_max's closed form, or that one too where the fit's own λ_max (its
+    # float32 standardization) falls a hair above the grid's first λ
+    counts = {m.group(1): int(m.group(2))
+              for m in re.finditer(r"\[tiny\] (owlqn|newton): (\d+) points", out)}
+    assert counts.keys() == {"owlqn", "newton"} and set(counts.values()) <= {7, 8}
     assert "Newton per point with the model solves' counted work" in out
     assert [ln.split()[1] for ln in out.splitlines() if ln.strip().startswith("tiny ")] == \
         ["owlqn", "newton", "newton-work"]

@@ -57,8 +57,11 @@ class BlockedData:
         self.y = y
         self.n, self.m, self.C = n, m, n_classes
         self.cols = cols
-        self.mean = None if mean is None else mean.to(torch.float64)
-        self.inv_scale = None if inv_scale is None else inv_scale.to(torch.float64)
+        # raw blocks are standardized in float32 before any product, as the cached columns
+        # are: the standardization folded into float32 products of the raw values cancelled
+        # for columns with a large mean (the path's mean and scale are float32 values)
+        self.mean = None if mean is None else mean.to(torch.float32)
+        self.inv_scale = None if inv_scale is None else inv_scale.to(torch.float32)
         self.n_products = 0
         self._buf: dict[str, torch.Tensor] = {}
 
@@ -74,9 +77,6 @@ class BlockedData:
         """Mean CE and (optionally) its gradient ``(loss, G (C, m), g_b (C,))`` in float64."""
         W64 = W.to(torch.float64)
         b64 = b.to(torch.float64)
-        if self.inv_scale is not None:  # fold the standardization into the weights
-            W64 = W64 * self.inv_scale[None, :]
-            b64 = b64 - W64 @ self.mean
         W64T = W64.T.contiguous()
         total = 0.0
         G = torch.zeros((self.C, self.m), dtype=torch.float64, device=W.device) if need_grad else None
@@ -87,6 +87,10 @@ class BlockedData:
             if self.cols is not None:
                 xb = torch.index_select(xb, 1, self.cols,
                                         out=self._buffer("x", rows, self.m, torch.float32, xb.device))
+            if self.inv_scale is not None:  # into our buffer: the raw block is not written
+                out = xb if self.cols is not None else \
+                    self._buffer("x", rows, self.m, torch.float32, xb.device)
+                xb = torch.sub(xb, self.mean, out=out).mul_(self.inv_scale)
             yb = self.y[s : s + rows]
             z = self._buffer("z", rows, self.C, torch.float64, xb.device)
             if self.m:
@@ -116,6 +120,4 @@ class BlockedData:
                 gb += p.sum(0)
         if not need_grad:
             return total / self.n, None, None
-        if self.inv_scale is not None and self.m:
-            G = (G - gb[:, None] * self.mean[None, :]) * self.inv_scale[None, :]
         return total / self.n, G / self.n, gb / self.n
