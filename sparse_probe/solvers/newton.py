@@ -57,7 +57,7 @@ from sparse_probe.solvers.base import SolveResult
 from sparse_probe.solvers.centering import center_shift
 from sparse_probe.solvers.gram_cd import QPWork, enet_qp
 from sparse_probe.solvers.lbfgs import LBFGSMemory
-from sparse_probe.solvers.owlqn import owlqn
+from sparse_probe.solvers.owlqn import F32_NEAR, f32_suspect, owlqn
 
 __all__ = ["DEFAULT_INNER_STALE", "DEFAULT_MAX_FREE", "DEFAULT_SHRINK", "NewtonState", "hessian",
            "hessian_blocks", "hessian_cross", "hessian_diag", "newton"]
@@ -476,12 +476,20 @@ def newton(
     lbfgs = memory if isinstance(memory, LBFGSMemory) else None  # for a hand-over to OWL-QN
     it, stall, converged, viol = 0, 0, False, float("inf")
     stale_step, force = False, False
-    drift = False  # the logits moved by float32 products since they were last exact
+    short_step = False  # the last step's line search took less than the full step
+    # the logits moved by float32 products since they were last exact (the caller's z0 did:
+    # the last point's logits moved by the warm start's float32 product)
+    drift = z0 is not None
     while True:
         g = G + l2 * W
         v = _kkt(W, G, gb, penalty, lam)
-        if v <= tol and drift:  # converged on the kept logits: check on exact ones
-            z = data.logits64(W, b)
+        crawl = short_step and v < F32_NEAR * data.f32_error(gb)  # in the products' noise
+        switch = (v <= tol or crawl) and f32_suspect(data, gb, tol)
+        if switch:
+            data.exact = True  # float64 gradient products from here on
+        if switch or (v <= tol and drift):  # (re)check on exact logits
+            if drift:
+                z = data.logits64(W, b)
             loss, G, gb, P = evaluate(z)
             F, drift = penalized(loss, W), False
             continue
@@ -586,7 +594,7 @@ def newton(
                 continue
             log.debug("newton: line search failed on a fresh model (delta %.3e)", delta)
             break
-        stale_step = not fresh or t < 1
+        stale_step, short_step = not fresh or t < 1, t < 1
         log.debug("newton: it %d N %d %s t %.3g viol %.3e", it, Nw + C,
                   "fresh" if fresh else "stale", t, viol)
         G, gb = data.grad(R_t)

@@ -13,7 +13,17 @@ import torch
 from sparse_probe.solvers import fused_ce
 from sparse_probe.solvers.products import WIDE_CLASSES, reuse_output, rt_x, x_wt
 
-__all__ = ["RestrictedData", "softmax_residual"]
+__all__ = ["F32_GRADIENT_ERROR", "X64_CACHE_BYTES", "RestrictedData", "softmax_residual"]
+
+F32_GRADIENT_ERROR = 16 * 2.0**-24
+"""Bound on the error of a float32-product gradient entry, in units of
+``sqrt(2 n_k / n + |g_b,k|)`` for class k: ``Σ_i r_ik x_ij`` (``r = (p − y)/n``, standardized
+``x``) erred by up to 7x ``u √n ||r_k||`` (u = 2⁻²⁴; 24 random problems, n 2,000-40,000,
+post-ReLU columns the worst; hence 16), and ``n² ||r_k||² ≤ Σ_i |p_ik − y_ik| =
+2 n_k + n g_b,k`` (the two halves of the bias gradient's sum balance). At the small λ of a
+path's end the KKT tolerance (``tol · λα``) falls near this size: 10 balanced classes give
+4e-7, the tolerance at ``eps = 1e-3`` can be 5e-8. A gate only: where it exceeds a share of
+the tolerance the solvers verify on float64 products (:func:`~sparse_probe.solvers.owlqn.f32_suspect`)."""
 
 
 def softmax_residual(z: torch.Tensor, y: torch.Tensor, *, inplace: bool = False,
@@ -60,6 +70,11 @@ def softmax_residual(z: torch.Tensor, y: torch.Tensor, *, inplace: bool = False,
     return loss_sum, R
 
 
+X64_CACHE_BYTES = 256 * 2**20
+"""Largest float64 copy of the working-set columns :class:`RestrictedData` keeps in exact
+mode (beyond it each float64 product converts its row blocks)."""
+
+
 class RestrictedData:
     """Standardized columns ``Xw`` (n, m) of the working set plus labels, on one device.
 
@@ -91,8 +106,22 @@ class RestrictedData:
         self._R32: torch.Tensor | None = None  # (n, C) float32 residual, many classes
         self._gb: torch.Tensor | None = None  # the kernel's float64 column sums of _R32
         self._dz32: torch.Tensor | None = None  # (n, C) float32 step products, large ones
+        # gradients from float64 products (the solvers switch it on where the float32
+        # products' error could decide a KKT verdict: owlqn.f32_suspect)
+        self.exact = False
+        self._counts: torch.Tensor | None = None
+        self._X64: torch.Tensor | None = None  # float64 copy of Xw (exact mode, when small)
 
     # ---------------------------------------------------------------- logits
+    def _x64(self, s: int) -> torch.Tensor:
+        """Rows ``s : s + block_rows`` of the columns in float64: from a kept copy in exact
+        mode where it takes at most :data:`X64_CACHE_BYTES` (the conversion cost more than
+        the float64 product it feeds), else converted here."""
+        e = s + self.block_rows
+        if self.exact and self._X64 is None and self.n * self.m * 8 <= X64_CACHE_BYTES:
+            self._X64 = self.Xw.to(torch.float64)
+        return self._X64[s:e] if self._X64 is not None else self.Xw[s:e].to(torch.float64)
+
     def logits64(self, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Logits (n, C) in float64 computed with float64 products, block by block."""
         W64 = W.to(torch.float64)
@@ -101,8 +130,7 @@ class RestrictedData:
             self.n_products += 1
             for s in range(0, self.n, self.block_rows):
                 # in place: a fresh (rows, C) float64 product is a pass of page faults
-                z[s : s + self.block_rows].addmm_(self.Xw[s : s + self.block_rows].to(torch.float64),
-                                                  W64.T)
+                z[s : s + self.block_rows].addmm_(self._x64(s), W64.T)
         return z
 
     def step(self, dW: torch.Tensor, db: torch.Tensor) -> torch.Tensor:
@@ -163,6 +191,8 @@ class RestrictedData:
         (n, k) for the classes ``cls2`` (k,) only. One pass of the compiled kernel where it
         runs."""
         if fused_ce.usable(z):
+            # exact mode too: the float32 residual is each entry's float64 value rounded once
+            # (relative 6e-8, ~√n below the products' accumulation error)
             if self._R32 is None or self._R32.shape != z.shape:
                 self._R32 = torch.empty(z.shape, dtype=torch.float32)
             loss, self._gb = fused_ce.ce_rows(z, self.y, dz=dz, t=t, dz2=dz2, cls2=cls2, zn=out,
@@ -192,6 +222,12 @@ class RestrictedData:
         if self.m == 0:
             return torch.zeros((self.C, 0), dtype=torch.float64, device=R.device), gb
         self.n_products += 1
+        if self.exact:  # float64 products over row blocks (no float64 copy of the columns kept)
+            G = torch.zeros((self.C, self.m), dtype=torch.float64, device=R.device)
+            R64 = R.to(torch.float64)
+            for s in range(0, self.n, self.block_rows):
+                G.addmm_(R64[s : s + self.block_rows].T, self._x64(s))
+            return G, gb
         if kernel:
             return rt_x(R, self.Xw).to(torch.float64), gb
         if self.C >= WIDE_CLASSES and R.device.type == "cpu":  # rt_x reads row-major R as is
@@ -204,6 +240,17 @@ class RestrictedData:
             self._Rt = torch.empty((R.shape[1], R.shape[0]), dtype=torch.float32, device=R.device)
         self._Rt.copy_(R.T)  # rt_x takes the transpose of a contiguous float32 tensor as is
         return rt_x(self._Rt.T, self.Xw, XT=self.XwT).to(torch.float64), gb
+
+    def f32_error(self, gb: torch.Tensor) -> float:
+        """Bound on the error of :meth:`grad`'s float32 products, in gradient units, from the
+        class counts and the bias gradient ``gb`` (C,) (:data:`F32_GRADIENT_ERROR`); 0 in
+        exact mode."""
+        if self.exact:
+            return 0.0
+        if self._counts is None:
+            self._counts = torch.bincount(self.y, minlength=self.C).to(torch.float64)
+        frac = 2.0 * self._counts / self.n + gb.abs().to(self._counts.device)
+        return F32_GRADIENT_ERROR * float(frac.max().sqrt())
 
     def loss_grad(self, W: torch.Tensor, b: torch.Tensor, *, need_grad: bool = True):
         """Mean CE at (W, b) and, when asked, its gradient ``(loss, G (C, m), g_b (C,))``."""
