@@ -14,10 +14,11 @@ Objectives are evaluated by one shared float64 function.
 
 import numpy as np
 import pytest
+from helpers_kkt import kkt_ratios
 from helpers_sklearn import sklearn_multinomial
 from sklearn.datasets import make_classification
 
-from sparse_probe import fit_path, kkt_violation, objective_f64
+from sparse_probe import fit_path, objective_f64
 
 ALPHA = 0.99
 
@@ -80,11 +81,7 @@ def test_kkt_at_every_point_independently(case):
     _, X, y, p = case
     tols = np.asarray(p.info["tol_per_point"])
     assert np.all(p.kkt_violation <= tols)
-    for i in range(len(p)):
-        _, G, gb = objective_f64(X, y, p.weights[i], p.intercepts[i], p.lambdas[i], ALPHA,
-                                 mean=p.mean, scale=p.scale, return_grad=True)
-        assert kkt_violation(G, p.weights[i], p.lambdas[i], ALPHA).max() <= 2 * tols[i]
-        assert np.abs(gb).max() <= 2 * tols[i]
+    assert kkt_ratios(X, y, p).max() <= 1.0  # the claim itself, in float64
 
 
 #: How much worse than glmnet's an objective may be, relative. 1e-6 where every class is

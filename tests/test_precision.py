@@ -10,6 +10,7 @@ Checked against float64 references on data made here, several kinds and seeds.
 import numpy as np
 import pytest
 import torch
+from helpers_kkt import kkt_ratios
 from sklearn.datasets import make_classification
 
 from sparse_probe import fit_path, kkt_violation, objective_f64
@@ -87,17 +88,6 @@ def test_float32_products_are_suspect_near_their_error():
     assert not f32_suspect(data, gb, 0.99 * tol)
 
 
-def _kkt_ratio(X, y, p):
-    out = []
-    for i in range(len(p)):
-        _, G, gb = objective_f64(X, y, p.weights[i], p.intercepts[i], p.lambdas[i], p.alpha,
-                                 mean=p.mean, scale=p.scale, return_grad=True)
-        v = max(float(kkt_violation(G, p.weights[i], p.lambdas[i], p.alpha).max()),
-                float(np.abs(gb).max()))
-        out.append(v / p.info["tol_per_point"][i])
-    return np.array(out)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [4, 11, 23])
 def test_default_eps_path_verifies_kkt_in_float64(seed):
@@ -111,7 +101,7 @@ def test_default_eps_path_verifies_kkt_in_float64(seed):
     p = fit_path(X, y, n_lambdas=20, eps=1e-3, progress=False)
     tols = np.asarray(p.info["tol_per_point"])
     assert np.all(p.kkt_violation <= tols)
-    assert _kkt_ratio(X, y, p).max() <= 1.0
+    assert kkt_ratios(X, y, p).max() <= 1.0
 
 
 @pytest.mark.parametrize("seed", [0, 1])
