@@ -48,7 +48,7 @@ from sparse_probe.solvers.choice import newton_cost_ratio, prefer_newton
 from sparse_probe.solvers.lbfgs import history_for
 from sparse_probe.solvers.newton import DEFAULT_MAX_FREE
 from sparse_probe.solvers.products import rt_x
-from sparse_probe.solvers.restricted import F32_GRADIENT_ERROR, RestrictedData, softmax_residual
+from sparse_probe.solvers.restricted import RestrictedData, f32_gradient_error, softmax_residual
 from sparse_probe.solvers.threads import SMALL_HESSIAN, fit_threads, newton_threads, torch_threads
 
 __all__ = ["column_stats", "fit_path", "lambda_path"]
@@ -259,7 +259,7 @@ def _certify(tr: _Trainer, penalty: Penalty, G: np.ndarray, gb: np.ndarray, W: n
     from the weights in float64 (a solver's kept logits may have drifted). Returns the
     gradient and how many features were recomputed.
     """
-    err_k = F32_GRADIENT_ERROR * np.sqrt(2.0 * counts / tr.n + np.abs(gb))
+    err_k = f32_gradient_error(counts, tr.n, gb)
     err = float(np.sqrt((err_k**2).sum()) if penalty.grouped else err_k.max())
     cols = np.flatnonzero(penalty.kkt_violation(G, W, lam) > tol_abs - err)
     cols = np.setdiff1d(cols, exact)

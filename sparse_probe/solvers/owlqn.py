@@ -342,6 +342,10 @@ def owlqn(
     def smooth_grad(x, G, gb):  # gradient of CE + l2/2 ||W||^2, flat
         return torch.cat([(G + l2 * x[:Cm].view(C, m)).reshape(-1), gb])
 
+    def at_exact(exact):  # loss, objective and smooth gradient from a resync's (loss, G, g_b)
+        loss, G_r, gb_r = exact
+        return loss, _penalized(loss, x[:Cm], l1, l2), smooth_grad(x, G_r, gb_r)
+
     loss, G, gb = acc.start()
     F, g = _penalized(loss, x[:Cm], l1, l2), smooth_grad(x, G, gb)
     mem = _memory(memory, Cm + C, history, l2)
@@ -361,8 +365,7 @@ def owlqn(
             drift = False
             exact = acc.resync(x)
             if exact is not None:
-                loss, G_r, gb_r = exact
-                F, g = _penalized(loss, x[:Cm], l1, l2), smooth_grad(x, G_r, gb_r)
+                loss, F, g = at_exact(exact)
                 continue
         if viol <= tol:
             converged = True
@@ -401,8 +404,7 @@ def owlqn(
         exact = acc.resync(x, it)  # bound drift of incrementally updated logits
         drift = exact is None
         if exact is not None:
-            loss, G_r, gb_r = exact
-            F, g = _penalized(loss, x[:Cm], l1, l2), smooth_grad(x, G_r, gb_r)
+            loss, F, g = at_exact(exact)
         stall = stall + 1 if decrease <= 1e-15 * max(abs(F), 1.0) else 0
         if stall >= 5:
             gb = g[Cm:]
@@ -410,17 +412,14 @@ def owlqn(
                     f32_suspect(data, gb, tol):
                 data.exact = True  # stalled in the float32 products' noise: float64 ones
                 stall = 0
-                exact = acc.resync(x)
-                loss, G_r, gb_r = exact
-                F, g = _penalized(loss, x[:Cm], l1, l2), smooth_grad(x, G_r, gb_r)
+                loss, F, g = at_exact(acc.resync(x))
                 drift = False
                 continue
             break
     if drift and not converged:  # stopped (max_iter, a stall): exact logits for the caller
         exact = acc.resync(x)
         if exact is not None:
-            loss, G_r, gb_r = exact
-            F, g = _penalized(loss, x[:Cm], l1, l2), smooth_grad(x, G_r, gb_r)
+            loss, F, g = at_exact(exact)
             viol = float(_pseudo_grad(x, g, c).abs().max())
             converged = viol <= tol
     W = x[:Cm].view(C, m).clone()

@@ -13,7 +13,8 @@ import torch
 from sparse_probe.solvers import fused_ce
 from sparse_probe.solvers.products import WIDE_CLASSES, reuse_output, rt_x, x_wt
 
-__all__ = ["F32_GRADIENT_ERROR", "X64_CACHE_BYTES", "RestrictedData", "softmax_residual"]
+__all__ = ["F32_GRADIENT_ERROR", "X64_CACHE_BYTES", "RestrictedData", "f32_gradient_error",
+           "softmax_residual"]
 
 F32_GRADIENT_ERROR = 16 * 2.0**-24
 """Bound on the error of a float32-product gradient entry, in units of
@@ -68,6 +69,13 @@ def softmax_residual(z: torch.Tensor, y: torch.Tensor, *, inplace: bool = False,
     R = e.mul_(se.reciprocal_().mul_(scale))
     R.scatter_add_(1, y[:, None], torch.full_like(zy, -scale))
     return loss_sum, R
+
+
+def f32_gradient_error(counts, n: int, gb):
+    """Per class, the bound :data:`F32_GRADIENT_ERROR` ``· sqrt(2 n_k / n + |g_b,k|)`` on a
+    float32-product gradient entry's error (``counts`` and ``gb`` (C,), numpy or torch; the
+    result is of their kind)."""
+    return F32_GRADIENT_ERROR * (2.0 * counts / n + abs(gb)) ** 0.5
 
 
 X64_CACHE_BYTES = 256 * 2**20
@@ -249,8 +257,7 @@ class RestrictedData:
             return 0.0
         if self._counts is None:
             self._counts = torch.bincount(self.y, minlength=self.C).to(torch.float64)
-        frac = 2.0 * self._counts / self.n + gb.abs().to(self._counts.device)
-        return F32_GRADIENT_ERROR * float(frac.max().sqrt())
+        return float(f32_gradient_error(self._counts, self.n, gb.to(self._counts.device)).max())
 
     def loss_grad(self, W: torch.Tensor, b: torch.Tensor, *, need_grad: bool = True):
         """Mean CE at (W, b) and, when asked, its gradient ``(loss, G (C, m), g_b (C,))``."""
