@@ -35,8 +35,11 @@ class Path:
         L1 share α of the elastic net.
     grouped : bool
         Whether the L1 part is glmnet's grouped (per-feature L2 over classes) penalty.
-    weights : list of ndarray, each (C, d) float32
-        Weights on the standardized features for each point.
+    weights : list of ndarray, each (C, d) float64
+        Weights on the standardized features for each point, as the solver verified them (a
+        float32 rounding moved the gradient by up to several times the KKT tolerance at a
+        path's small-λ end: relative 6e-8 of weights ~5 is ~1e-9 against tolerances of 2e-9
+        at ``eps = 1e-5``).
     intercepts : ndarray of shape (L, C)
     mean, scale : ndarray of shape (d,)
         Training-set standardization: ``x_std = (x - mean) / scale``.
@@ -137,7 +140,7 @@ class Path:
         """Add one point to ``records``: weights (C, d), bias (C,), their sparsity counts and
         ``metrics`` (train_acc, train_loss, val_acc, val_loss, objective, kkt_violation,
         n_iter, time)."""
-        Wf = np.asarray(W, dtype=np.float32)
+        Wf = np.array(W, dtype=np.float64)  # a copy: the solver's array may move on
         nz = Wf != 0
         records["weights"].append(Wf)
         records["intercepts"].append(np.array(b, dtype=np.float64))
@@ -156,7 +159,7 @@ class Path:
             r, c = np.nonzero(W)
             rows.append(r.astype(np.int32))
             cols.append(c.astype(np.int32))
-            vals.append(W[r, c].astype(np.float32))
+            vals.append(W[r, c].astype(np.float64))
             ptr.append(ptr[-1] + r.size)
         arrays = {name: np.asarray(getattr(self, name)) for name in _ARRAYS}
         arrays["bias"] = arrays.pop("intercepts")
@@ -172,7 +175,7 @@ class Path:
                 w_ptr=np.asarray(ptr, dtype=np.int64),
                 w_row=np.concatenate(rows) if rows else np.zeros(0, np.int32),
                 w_col=np.concatenate(cols) if cols else np.zeros(0, np.int32),
-                w_val=np.concatenate(vals) if vals else np.zeros(0, np.float32),
+                w_val=np.concatenate(vals) if vals else np.zeros(0, np.float64),
                 info=np.array(json.dumps(info)),
             )
 
@@ -190,7 +193,7 @@ class Path:
             weights = []
             ptr = z["w_ptr"]
             for i in range(len(ptr) - 1):
-                W = np.zeros((C, d), dtype=np.float32)
+                W = np.zeros((C, d), dtype=np.float64)  # float32 values of older files: exact
                 sl = slice(ptr[i], ptr[i + 1])
                 W[z["w_row"][sl], z["w_col"][sl]] = z["w_val"][sl]
                 weights.append(W)

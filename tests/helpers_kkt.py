@@ -7,7 +7,7 @@ from sparse_probe import kkt_violation, objective_f64
 
 def kkt_ratios(X, y, path) -> np.ndarray:
     """Per point, the largest KKT violation (weights and biases) over the point's tolerance,
-    shape (L,): float64 gradients of the path's stored (float32) weights on the raw ``X``
+    shape (L,): float64 gradients of the path's stored (float64) weights on the raw ``X``
     standardized with the path's own ``mean`` and ``scale``. At most 1: the claim holds."""
     out = []
     for i in range(len(path)):

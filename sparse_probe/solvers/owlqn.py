@@ -37,6 +37,19 @@ __all__ = ["F32_NEAR", "F32_TOL_SHARE", "f32_suspect", "owlqn"]
 
 F32_TOL_SHARE = 0.1
 F32_NEAR = 3.0
+RETRIES = 2
+"""Exact resyncs OWL-QN makes for drifted logits before it gives up (``owlqn``'s ``retry``)."""
+ARMIJO = 1e-4
+"""Sufficient decrease: a trial is accepted where ``F(x + s) <= F(x) + ARMIJO · φ'(0)``."""
+F_NOISE = 1e-10
+"""Objective changes within this share of ``max(|F|, 1)`` are taken as rounding (float64
+sums over n rows of logits kept to float64): on float64 products (exact mode) such a trial is
+decided by the trapezoid form of the same test, ``φ'(1) <= (2·ARMIJO − 1) φ'(0)`` (exact on
+a quadratic, the objective's local form near the optimum), from the trial's gradient; the
+approximate Wolfe conditions of Hager & Zhang, "A new conjugate gradient method with
+guaranteed descent and an efficient line search", SIAM J. Optim. 2005. Without it OWL-QN
+stalled at 2-3x tolerances of ~1e-9 (``eps = 1e-4``) whose steps' decreases, ~1e-16, the
+objective cannot resolve."""
 
 
 def f32_suspect(data, gb: torch.Tensor, tol: float) -> bool:
@@ -196,14 +209,19 @@ class _KeptLogits:
         self.zn = self.spare
         return self.loss_n
 
-    def accept(self):
-        """Make the last trial the current point; its CE gradient ``(G, g_b)``. The loss and
-        its gradient are those of any re-centered copy too (see ``_recenter``)."""
+    def trial_grad(self):
+        """The last trial's CE gradient ``(G, g_b)``, the trial not accepted."""
+        return self.data.grad(self.R_n)
+
+    def accept(self, grad=None):
+        """Make the last trial the current point; its CE gradient ``(G, g_b)`` (``grad``:
+        already computed by :meth:`trial_grad`). The loss and its gradient are those of any
+        re-centered copy too (see ``_recenter``)."""
         self.spare = self.z if self.own_z else torch.empty_like(self.z)
         self.own_z = True
         self.z = self.zn
         self.R = self.R_n  # the current point's residual (until the next trial)
-        return self.data.grad(self.R_n)
+        return grad if grad is not None else self.data.grad(self.R_n)
 
     def verify(self, gb: torch.Tensor, tol: float, drift: bool) -> bool:
         """At convergence (bias gradient ``gb``): whether to recheck on exact logits, after
@@ -258,7 +276,7 @@ class _Streamed:
         self.pending = self._eval(xn)
         return self.pending[0]
 
-    def accept(self):
+    def accept(self, grad=None):
         return self.pending[1], self.pending[2]
 
     def verify(self, gb: torch.Tensor, tol: float, drift: bool) -> bool:
@@ -346,6 +364,30 @@ def owlqn(
         loss, G_r, gb_r = exact
         return loss, _penalized(loss, x[:Cm], l1, l2), smooth_grad(x, G_r, gb_r)
 
+    retries = 0
+
+    def retry(gb) -> bool:
+        """Before giving up (no acceptable step, a stall): whether the float32 products may
+        be what stopped the solver, and if so, float64 ones and exact logits from here on.
+
+        Their error (stopped within ``F32_NEAR`` times its bound, where that bound is suspect
+        at ``tol``: the gradient products), or logits moved by float32 step products since
+        they were last exact (``drift``: a large early step's product error stays in them,
+        ~1e-7 of the logits, until a resync; on float64 gradients it stopped OWL-QN at 300x a
+        tolerance of 1e-11). At most :data:`RETRIES` times per call for the drift."""
+        nonlocal loss, F, g, drift, stall, retries
+        if not data.keeps_logits:
+            return False
+        if viol < F32_NEAR * data.f32_error(gb) and f32_suspect(data, gb, tol):
+            data.exact = True
+        elif not drift or retries >= RETRIES:
+            return False
+        else:
+            retries += 1
+        loss, F, g = at_exact(acc.resync(x))
+        drift, stall = False, 0
+        return True
+
     loss, G, gb = acc.start()
     F, g = _penalized(loss, x[:Cm], l1, l2), smooth_grad(x, G, gb)
     mem = _memory(memory, Cm + C, history, l2)
@@ -375,7 +417,8 @@ def owlqn(
         xi = torch.where(x != 0, torch.sign(x), torch.sign(-pg))
         acc.direction(d)
         t = 1.0
-        accepted = False
+        accepted = by_slope = False
+        grad_n = None
         for _ in range(40):
             xt = x + t * d
             clip = wmask & (torch.sign(xt) != xi) & (xt != 0)
@@ -386,13 +429,26 @@ def owlqn(
                 delta, xn = None, xt
             loss_n = acc.trial(xn, t, delta)
             F_n = _penalized(loss_n, xn[:Cm], l1, l2)
-            if F_n <= F + 1e-4 * float(pg @ (xn - x)):
+            slope = float(pg @ (xn - x))  # the objective's derivative along the move, at x
+            if data.keeps_logits and data.exact and abs(F_n - F) <= F_NOISE * max(abs(F), 1.0):
+                # the change is within the objective's rounding, which could pass or fail the
+                # test either way: decided from the slope at the trial instead (the move keeps
+                # the orthant: the L1 part is linear along it)
+                grad_n = acc.trial_grad()
+                slope_n = float((smooth_grad(xn, *grad_n) + c * xi) @ (xn - x))
+                if slope_n <= (2.0 * ARMIJO - 1.0) * slope:
+                    accepted = by_slope = True
+                    break
+                grad_n = None
+            elif F_n <= F + ARMIJO * slope:
                 accepted = True
                 break
             t *= 0.5
         if not accepted:
+            if retry(g[Cm:]):
+                continue
             break  # no representable decrease: the caller's KKT check decides
-        G_n, gb_n = acc.accept()
+        G_n, gb_n = acc.accept(grad_n)
         xc = _recenter(xn, C, m, penalty.alpha)  # free: logits change by a per-row constant
         if xc is not None:
             xn = xc
@@ -405,15 +461,9 @@ def owlqn(
         drift = exact is None
         if exact is not None:
             loss, F, g = at_exact(exact)
-        stall = stall + 1 if decrease <= 1e-15 * max(abs(F), 1.0) else 0
+        stall = stall + 1 if decrease <= 1e-15 * max(abs(F), 1.0) and not by_slope else 0
         if stall >= 5:
-            gb = g[Cm:]
-            if data.keeps_logits and viol < F32_NEAR * data.f32_error(gb) and \
-                    f32_suspect(data, gb, tol):
-                data.exact = True  # stalled in the float32 products' noise: float64 ones
-                stall = 0
-                loss, F, g = at_exact(acc.resync(x))
-                drift = False
+            if retry(g[Cm:]):
                 continue
             break
     if drift and not converged:  # stopped (max_iter, a stall): exact logits for the caller

@@ -95,13 +95,19 @@ class RestrictedData:
         Rows per block for float64 temporaries.
     XwT : torch.Tensor of shape (m, n_samples), optional
         A column-major copy of ``Xw`` for products with a few columns.
+    exact_blocks : callable, optional
+        Returns an iterator of ``(start, block)``: the same columns standardized in float64,
+        row blocks (rows, m) in order (``fit_path``'s ``_Trainer.exact_blocks``: the float32
+        ``Xw`` rounds each value once more). Exact mode's float64 products use these; without
+        it, ``Xw`` widened.
     """
 
     keeps_logits = True  # offers logits64/step/matvec/ce/grad (see solvers/base.py)
 
     def __init__(self, Xw: torch.Tensor, y: torch.Tensor, n_classes: int, block_rows: int = 65536,
-                 XwT: torch.Tensor | None = None):
+                 XwT: torch.Tensor | None = None, exact_blocks=None):
         self.Xw = Xw
+        self._exact_blocks = exact_blocks
         self.XwT = XwT
         self.y = y
         self.n = Xw.shape[0]
@@ -121,14 +127,27 @@ class RestrictedData:
         self._X64: torch.Tensor | None = None  # float64 copy of Xw (exact mode, when small)
 
     # ---------------------------------------------------------------- logits
-    def _x64(self, s: int) -> torch.Tensor:
-        """Rows ``s : s + block_rows`` of the columns in float64: from a kept copy in exact
-        mode where it takes at most :data:`X64_CACHE_BYTES` (the conversion cost more than
-        the float64 product it feeds), else converted here."""
-        e = s + self.block_rows
+    def _x64_blocks(self):
+        """``(start, block)`` row blocks of the columns in float64, in order. In exact mode the
+        columns standardized in float64 (``exact_blocks``), kept where they take at most
+        :data:`X64_CACHE_BYTES` (a conversion cost more than the float64 product it feeds);
+        otherwise ``Xw``'s float32 values widened, block by block: the solvers' own problem."""
         if self.exact and self._X64 is None and self.n * self.m * 8 <= X64_CACHE_BYTES:
-            self._X64 = self.Xw.to(torch.float64)
-        return self._X64[s:e] if self._X64 is not None else self.Xw[s:e].to(torch.float64)
+            if self._exact_blocks is None:
+                self._X64 = self.Xw.to(torch.float64)
+            else:
+                self._X64 = torch.empty((self.n, self.m), dtype=torch.float64,
+                                        device=self.Xw.device)
+                for s, xb in self._exact_blocks():
+                    self._X64[s : s + xb.shape[0]] = xb
+        if self._X64 is not None:
+            for s in range(0, self.n, self.block_rows):
+                yield s, self._X64[s : s + self.block_rows]
+        elif self.exact and self._exact_blocks is not None:
+            yield from self._exact_blocks()
+        else:
+            for s in range(0, self.n, self.block_rows):
+                yield s, self.Xw[s : s + self.block_rows].to(torch.float64)
 
     def logits64(self, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Logits (n, C) in float64 computed with float64 products, block by block."""
@@ -136,9 +155,9 @@ class RestrictedData:
         z = b.to(torch.float64).expand(self.n, -1).clone()
         if self.m:
             self.n_products += 1
-            for s in range(0, self.n, self.block_rows):
+            for s, xb in self._x64_blocks():
                 # in place: a fresh (rows, C) float64 product is a pass of page faults
-                z[s : s + self.block_rows].addmm_(self._x64(s), W64.T)
+                z[s : s + xb.shape[0]].addmm_(xb, W64.T)
         return z
 
     def step(self, dW: torch.Tensor, db: torch.Tensor) -> torch.Tensor:
@@ -199,8 +218,15 @@ class RestrictedData:
         (n, k) for the classes ``cls2`` (k,) only. One pass of the compiled kernel where it
         runs."""
         if fused_ce.usable(z):
-            # exact mode too: the float32 residual is each entry's float64 value rounded once
-            # (relative 6e-8, ~√n below the products' accumulation error)
+            # float32 residual: each entry's float64 value rounded once (relative 6e-8, ~√n
+            # below the float32 products' accumulation error); float64 in exact mode, whose
+            # products it would otherwise limit (2e-10 of a 4000 x 40 x 40 gradient)
+            if self.exact:
+                if self._R is None or self._R.shape != z.shape or self._R.dtype != z.dtype:
+                    self._R = torch.empty_like(z, memory_format=torch.contiguous_format)
+                loss, _ = fused_ce.ce_rows(z, self.y, dz=dz, t=t, dz2=dz2, cls2=cls2, zn=out,
+                                           R64=self._R, scale=1.0 / self.n)
+                return loss / self.n, self._R
             if self._R32 is None or self._R32.shape != z.shape:
                 self._R32 = torch.empty(z.shape, dtype=torch.float32)
             loss, self._gb = fused_ce.ce_rows(z, self.y, dz=dz, t=t, dz2=dz2, cls2=cls2, zn=out,
@@ -230,11 +256,11 @@ class RestrictedData:
         if self.m == 0:
             return torch.zeros((self.C, 0), dtype=torch.float64, device=R.device), gb
         self.n_products += 1
-        if self.exact:  # float64 products over row blocks (no float64 copy of the columns kept)
+        if self.exact:  # float64 products on the float64 columns (_x64_blocks), row block by block
             G = torch.zeros((self.C, self.m), dtype=torch.float64, device=R.device)
             R64 = R.to(torch.float64)
-            for s in range(0, self.n, self.block_rows):
-                G.addmm_(R64[s : s + self.block_rows].T, self._x64(s))
+            for s, xb in self._x64_blocks():
+                G.addmm_(R64[s : s + xb.shape[0]].T, xb)
             return G, gb
         if kernel:
             return rt_x(R, self.Xw).to(torch.float64), gb
