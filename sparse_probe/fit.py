@@ -44,7 +44,7 @@ from sparse_probe.path import Path
 from sparse_probe.penalties import DEFAULT_ALPHA, Penalty, make_penalty
 from sparse_probe.solvers import SOLVERS, fused_ce, get_solver
 from sparse_probe.solvers.blocked import BlockedData
-from sparse_probe.solvers.choice import newton_cost_ratio, prefer_newton
+from sparse_probe.solvers.choice import newton_cost_ratio, owlqn_budget, prefer_newton
 from sparse_probe.solvers.lbfgs import history_for
 from sparse_probe.solvers.newton import DEFAULT_MAX_FREE
 from sparse_probe.solvers.products import rt_x
@@ -544,13 +544,19 @@ def fit_path(
                     n_free = int(((Wstart[:, tr.ws] != 0) | enter).sum()) + C
                     if _round == 0:
                         free_points[-1] = n_free
-                    if auto and data.keeps_logits and device.type == "cpu" and prefer_newton(
+                    newton_seen = {
+                        "newton_steps": np.mean(newton_steps[-3:]) if newton_steps else None,
+                        "newton_over": np.mean(newton_over[-3:]) if newton_over else None}
+                    choose = auto and data.keeps_logits and device.type == "cpu"
+                    if choose and prefer_newton(
                             src.n, tr.ws.size, C, n_free, owlqn_iters,
                             on_newton=bool(methods) and methods[-1] == "newton",
-                            owlqn_free=owlqn_free, max_free=DEFAULT_MAX_FREE,
-                            newton_steps=np.mean(newton_steps[-3:]) if newton_steps else None,
-                            newton_over=np.mean(newton_over[-3:]) if newton_over else None):
+                            owlqn_free=owlqn_free, max_free=DEFAULT_MAX_FREE, **newton_seen):
                         use = SOLVERS["newton"]
+                    # OWL-QN where Newton could run: a budget, beyond which Newton takes over
+                    budget = owlqn_budget(src.n, tr.ws.size, C, n_free, max_free=DEFAULT_MAX_FREE,
+                                          **newton_seen) \
+                        if choose and use is SOLVERS["owlqn"] else None
                     W0 = torch.as_tensor(Wstart[:, tr.ws], device=device)
                     b0 = torch.as_tensor(bstart, device=device)
                     z0 = None
@@ -575,9 +581,20 @@ def fit_path(
                     with torch_threads(k_point):
                         res = use.solve(
                             data, W0, b0, lam, penalty, tol=_SOLVER_TOL_SHARE * tol_abs,
-                            max_iter=max_iter, z0=z0,
+                            max_iter=max_iter if budget is None else min(max_iter, budget),
+                            z0=z0,
                             gamma0=gamma,  # the last point's curvature scale: a sized first step
                             memory=carried)
+                        if budget is not None and not res.converged:
+                            # over its budget (or stopped): the choice was wrong whatever
+                            # OWL-QN's count said, which is at least this point's now
+                            owlqn_iters, owlqn_free = max(owlqn_iters or 0, res.n_iter), n_free
+                            log.debug("λ=%.3e: OWL-QN unconverged after %d iterations (budget "
+                                      "%d): Newton takes over", lam, res.n_iter, budget)
+                            res = _hand_over(res, SOLVERS["newton"].solve(
+                                data, res.W, res.b, lam, penalty,
+                                tol=_SOLVER_TOL_SHARE * tol_abs, max_iter=max_iter,
+                                z0=res.logits, gamma0=gamma))
                     # what ran: a Newton point whose model outgrew max_free was finished by
                     # OWL-QN; the counts that size the next choice are those of a point one
                     # solver solved alone (a share of a point understates either's count)
@@ -674,6 +691,17 @@ def _fix_mmap_threshold(threshold: int = 16 * 2**20) -> None:
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt(-3, int(threshold))  # M_MMAP_THRESHOLD
+
+
+def _hand_over(first, second):
+    """The result of a point two solvers solved in turn (``second`` from where ``first``
+    stopped): ``second``'s, with the iterations of both (``SolveResult.iterations``)."""
+    parts = dict(first.iterations or {"owlqn": first.n_iter})
+    for name, k in (second.iterations or {"newton": second.n_iter}).items():
+        parts[name] = parts.get(name, 0) + k
+    second.iterations = parts
+    second.n_iter += first.n_iter
+    return second
 
 
 def _carry_memory(mem, old_ws: np.ndarray, ws: np.ndarray, C: int):

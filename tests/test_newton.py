@@ -21,7 +21,12 @@ from sparse_probe import fit_path, kkt_violation, objective_f64
 from sparse_probe.penalties import ElasticNet, GroupedElasticNet
 from sparse_probe.solvers import SOLVERS, SolverSpec, get_solver, gram_cd
 from sparse_probe.solvers.blocked import BlockedData
-from sparse_probe.solvers.choice import newton_cost, owlqn_iteration_cost, prefer_newton
+from sparse_probe.solvers.choice import (
+    newton_cost,
+    owlqn_budget,
+    owlqn_iteration_cost,
+    prefer_newton,
+)
 from sparse_probe.solvers.gram_cd import enet_qp, qp_violation
 from sparse_probe.solvers.lbfgs import history_for
 from sparse_probe.solvers.newton import (
@@ -560,6 +565,42 @@ def test_choice_thresholds_are_strict():
     # Newton's own limit: at it Newton may run, one above it OWL-QN (Newton would hand over)
     assert prefer_newton(10_000, 100, 10, 300, 10 * cost, max_free=300)
     assert not prefer_newton(10_000, 100, 10, 300, 10 * cost, max_free=299)
+
+
+def test_owlqn_budget_is_three_times_newtons_estimate():
+    """OWL-QN's budget where Newton could take the point over: 3x Newton's estimated cost
+    in iterations (scaled up by what Newton's points cost beyond their estimates, never
+    down), at least 100; none above Newton's max_free."""
+    est = newton_cost(10_000, 100, 10, 1200, 5)
+    assert 3 * est > 100
+    assert owlqn_budget(10_000, 100, 10, 1200, newton_steps=5) == round(3 * est)
+    assert owlqn_budget(10_000, 100, 10, 1200, newton_steps=5, newton_over=2.0) == \
+        round(6 * est)
+    assert owlqn_budget(10_000, 100, 10, 1200, newton_steps=5, newton_over=0.5) == \
+        round(3 * est)
+    assert owlqn_budget(10_000, 100, 10, 21, newton_steps=1) == 100  # 3 x 1.65 < 100
+    assert owlqn_budget(10_000, 100, 10, 300, max_free=300) is not None
+    assert owlqn_budget(10_000, 100, 10, 301, max_free=300) is None
+
+
+def test_path_hands_an_owlqn_point_over_its_budget_to_newton(monkeypatch):
+    """A point OWL-QN leaves unconverged at its budget (3 iterations here) is finished by
+    Newton from where OWL-QN stands (recorded "owlqn+newton", both solvers' iterations
+    counted) and reaches the same optimum as OWL-QN alone; points that converge within it
+    stay OWL-QN's."""
+    X, y = _geometry("current")
+    kw = PATH_KW
+    ref = fit_path(X, y, solver="owlqn", **kw)
+    monkeypatch.setattr(sys.modules["sparse_probe.fit"], "owlqn_budget", lambda *a, **k: 3)
+    p = fit_path(X, y, **kw)
+    methods = p.info["method_per_point"]
+    handed = [i for i, m in enumerate(methods) if m == "owlqn+newton"]
+    assert handed, methods
+    assert all(p.n_iter[i] > 3 for i in handed)
+    np.testing.assert_allclose(p.objective, ref.objective, rtol=1e-6)
+    assert np.all(p.kkt_violation <= np.asarray(p.info["tol_per_point"]))
+    monkeypatch.setattr(sys.modules["sparse_probe.fit"], "owlqn_budget", lambda *a, **k: None)
+    assert "owlqn+newton" not in fit_path(X, y, **kw).info["method_per_point"]
 
 
 def test_owlqn_iteration_cost_counts_the_overheads():

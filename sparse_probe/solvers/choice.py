@@ -68,8 +68,8 @@ from __future__ import annotations
 
 from sparse_probe.solvers.lbfgs import history_for
 
-__all__ = ["newton_cost", "newton_cost_ratio", "newton_observed_cost", "owlqn_iteration_cost",
-           "prefer_newton"]
+__all__ = ["HANDOVER", "newton_cost", "newton_cost_ratio", "newton_observed_cost",
+           "owlqn_budget", "owlqn_iteration_cost", "prefer_newton"]
 
 # measured constants (module docstring), in multiply-adds of OWL-QN's products
 OWLQN_PAIR_PASSES = 10.8
@@ -222,7 +222,46 @@ def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None
     iters = float(owlqn_iters)
     if on_newton and owlqn_free:
         iters *= max(1.0, n_free / owlqn_free) ** 0.7
+    return _newton_estimate(n, m, C, n_free, newton_steps, newton_over) < \
+        (stay if on_newton else enter) * iters
+
+
+def _newton_estimate(n: int, m: int, C: int, n_free: int, newton_steps: float | None,
+                     newton_over: float | None) -> float:
+    """:func:`newton_cost` scaled up by ``newton_over`` (never down), in OWL-QN iterations."""
     cost = newton_cost(n, m, C, n_free, newton_steps)
-    if newton_over is not None:
-        cost *= max(1.0, float(newton_over))
-    return cost < (stay if on_newton else enter) * iters
+    return cost * max(1.0, float(newton_over)) if newton_over is not None else cost
+
+
+HANDOVER = 3.0
+"""A path point given to OWL-QN where Newton could solve it gets this many times Newton's
+estimated cost of the point, in iterations (at least :data:`MIN_BUDGET`); beyond, Newton
+takes the point over from where OWL-QN stands (:func:`owlqn_budget`)."""
+MIN_BUDGET = 100
+
+
+def owlqn_budget(n: int, m: int, C: int, n_free: int, *, newton_steps: float | None = None,
+                 newton_over: float | None = None, max_free: int | None = None) -> int | None:
+    """Iterations OWL-QN gets at a point before Newton takes it over, or None (no Newton).
+
+    The choice (:func:`prefer_newton`) prices OWL-QN by its count at the last point it
+    solved; along a collinear path that count can be far below what a later point needs:
+    a held-out 2207 x 355 x 3 path to 1e-5·λ_max went back to OWL-QN for one point (its count
+    from the path's second point, 25) and ran it to ``max_iter`` (2,000 iterations, over half
+    the path's time) without converging, where Newton solved the neighbouring points in
+    34-41 steps. An OWL-QN point that costs ``HANDOVER`` times Newton's estimate has shown the
+    choice wrong, whatever its count said; Newton then costs about its estimate more.
+
+    Parameters
+    ----------
+    n, m, C, n_free : int
+        As :func:`newton_cost`.
+    newton_steps, newton_over : float, optional
+        As :func:`prefer_newton`.
+    max_free : int, optional
+        Newton's limit on ``n_free``: above it, None.
+    """
+    if max_free is not None and n_free > max_free:
+        return None
+    est = _newton_estimate(n, m, C, n_free, newton_steps, newton_over)
+    return max(MIN_BUDGET, int(HANDOVER * est + 0.5))
