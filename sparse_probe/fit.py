@@ -48,7 +48,12 @@ from sparse_probe.solvers.choice import newton_cost_ratio, owlqn_budget, prefer_
 from sparse_probe.solvers.lbfgs import history_for
 from sparse_probe.solvers.newton import DEFAULT_MAX_FREE
 from sparse_probe.solvers.products import rt_x
-from sparse_probe.solvers.restricted import RestrictedData, f32_gradient_error, softmax_residual
+from sparse_probe.solvers.restricted import (
+    X64_CACHE_BYTES,
+    RestrictedData,
+    f32_gradient_error,
+    softmax_residual,
+)
 from sparse_probe.solvers.threads import SMALL_HESSIAN, fit_threads, newton_threads, torch_threads
 
 __all__ = ["column_stats", "fit_path", "lambda_path"]
@@ -88,6 +93,10 @@ class _Trainer:
         self.Xw: torch.Tensor | None = torch.zeros((self.n, 0), dtype=torch.float32, device=device)
         self.XwT: torch.Tensor | None = None
         self._XTbuf: torch.Tensor | None = None  # (capacity, n): XwT is its first rows
+        # the working set's columns standardized in float64, column-major (capacity, n): its
+        # first _x64_m rows are ws[:_x64_m] (exact_ws_blocks; kept across points)
+        self._X64T: torch.Tensor | None = None
+        self._x64_m = 0
         self.passes = 0
 
     def _to_dev(self, block) -> torch.Tensor:
@@ -119,6 +128,34 @@ class _Trainer:
             xb = block if isinstance(block, torch.Tensor) else torch.from_numpy(np.asarray(block))
             xb = torch.index_select(xb.to(self.device), 1, cols_t).to(torch.float64)
             yield s, xb.sub_(mean).mul_(inv)
+
+    def exact_ws_blocks(self):
+        """Yield ``(start, block)``: the working set's columns standardized in float64, rows
+        in order (float64 (rows, m), :meth:`exact_blocks`' values), for exact mode's float64
+        products (:class:`RestrictedData`'s ``exact_blocks``).
+
+        Where they take at most :data:`~sparse_probe.solvers.restricted.X64_CACHE_BYTES`
+        they are kept, column-major, across path points: a point that only adds features
+        converts only those (converting the whole working set at every point that ended in
+        exact mode cost the default ``current`` bench path 8-15% of its time); one block, a
+        transposed view. Larger ones are converted from the raw chunks on every pass.
+        """
+        m = self.ws.size
+        if self.n * m * 8 > X64_CACHE_BYTES:
+            yield from self.exact_blocks(self.ws)
+            return
+        if self._X64T is None or self._X64T.shape[0] < m:
+            cap = max(m, min(int(1.25 * m) + 8, X64_CACHE_BYTES // (8 * self.n)))
+            buf = torch.empty((cap, self.n), dtype=torch.float64, device=self.device)
+            if self._X64T is not None and self._x64_m:
+                buf[: self._x64_m] = self._X64T[: self._x64_m]
+            self._X64T = buf
+        if self._x64_m < m:
+            a = self._x64_m
+            for s, xb in self.exact_blocks(self.ws[a:m]):
+                self._X64T[a:m, s : s + xb.shape[0]] = xb.T
+            self._x64_m = m
+        yield 0, self._X64T[:m].T
 
     def set_working_set(self, ws: np.ndarray) -> None:
         """Cache standardized columns ``ws`` on the device (reusing cached ones) if they fit.
@@ -174,14 +211,15 @@ class _Trainer:
                 XTbuf[start:m] = Xw[:, start:].T
         self.ws, self.Xw, self._XTbuf = order, Xw, XTbuf
         self.XwT = XTbuf[:m] if XTbuf is not None else None
+        if not appended:  # the float64 columns kept are no longer the working set's first
+            self._x64_m = 0
 
     def restricted(self):
         """The problem on the working set: cached columns with kept logits
         (:class:`RestrictedData`) or streamed row blocks (:class:`BlockedData`)."""
         if not self.low_memory and self.Xw is not None:
-            ws = self.ws
             return RestrictedData(self.Xw, self.y, self.C, XwT=self.XwT,
-                                  exact_blocks=lambda: self.exact_blocks(ws))
+                                  exact_blocks=self.exact_ws_blocks)
         m, cols_t = self.ws.size, torch.as_tensor(self.ws, device=self.device)
         if self.Xw is not None:  # cached standardized columns: views, no copies
             Xw, step = self.Xw, self.src.chunk_rows

@@ -25,6 +25,7 @@ from sparse_probe.solvers.restricted import RestrictedData
 # the modules (the package exports the functions under these names)
 OWLQN = importlib.import_module("sparse_probe.solvers.owlqn")
 NEWTON = importlib.import_module("sparse_probe.solvers.newton")
+RESTRICTED = importlib.import_module("sparse_probe.solvers.restricted")
 
 
 def _raw(seed, n=800, d=30, C=4):
@@ -108,10 +109,11 @@ def test_exact_gradient_is_the_float64_standardized_datas(seed):
     assert np.abs(G32[:, cols] - G64[:, cols]).max() > 100 * 1e-14
 
 
-def test_restricted_exact_mode_uses_the_float64_columns():
-    """RestrictedData in exact mode: logits and gradient of the float64 columns it is given
-    (``exact_blocks``, in row blocks), cached or streamed; outside exact mode, of its float32
-    columns, whose own float64 products stay the reference there."""
+def test_restricted_exact_mode_uses_the_float64_columns(monkeypatch):
+    """RestrictedData in exact mode: logits and gradient of the float64 columns its provider
+    gives (``exact_blocks``, in row blocks); without one, of its float32 columns widened,
+    kept or (beyond X64_CACHE_BYTES) converted per block; outside exact mode, of its float32
+    columns."""
     X, y = _raw(5, n=1000, d=12, C=3)
     X64 = (X - X.mean(0, dtype=np.float64)) / X.std(0, dtype=np.float64)
     Xw = torch.from_numpy(X64.astype(np.float32))
@@ -125,25 +127,53 @@ def test_restricted_exact_mode_uses_the_float64_columns():
     W, b = rng.standard_normal((3, 12)) * 3, rng.standard_normal(3)
 
     def grad(Xs):
-        _, G, gb = objective_f64(Xs, y, W, b, 1e-3, 0.9, return_grad=True)
-        return G, gb
+        return objective_f64(Xs, y, W, b, 1e-3, 0.9, return_grad=True)[1]
 
-    for cache in (True, False):
-        data = RestrictedData(Xw, yt, 3, block_rows=256, exact_blocks=blocks)
+    G32 = grad(Xw.double().numpy())
+    assert np.abs(G32 - grad(X64)).max() > 1e-12  # the two data differ
+    for provider, streamed, ref, Xref in [(blocks, False, grad(X64), X64),
+                                          (None, False, G32, Xw.double().numpy()),
+                                          (None, True, G32, Xw.double().numpy())]:
+        # streamed: a copy over X64_CACHE_BYTES, converted block by block
+        monkeypatch.setattr(RESTRICTED, "X64_CACHE_BYTES", 0 if streamed else 2**28)
+        data = RestrictedData(Xw, yt, 3, block_rows=256, exact_blocks=provider)
         _, G, _ = data.loss_grad(torch.from_numpy(W), torch.from_numpy(b))
-        np.testing.assert_allclose(G.numpy(), grad(Xw.double().numpy())[0], rtol=0, atol=2e-7)
+        np.testing.assert_allclose(G.numpy(), G32, rtol=0, atol=2e-7)
         data.exact = True
-        if not cache:
-            data.m = 10**9  # over X64_CACHE_BYTES: streamed from exact_blocks every product
         z = data.logits64(torch.from_numpy(W), torch.from_numpy(b))
-        if not cache:
-            data.m = 12
-        np.testing.assert_allclose(z.numpy(), X64 @ W.T + b, rtol=0, atol=1e-12)
-        _, R = data.ce(z)
-        G, _ = data.grad(R)
-        G_ref = grad(X64)[0]
-        np.testing.assert_allclose(G.numpy(), G_ref, rtol=0, atol=1e-14)
-        assert np.abs(grad(Xw.double().numpy())[0] - G_ref).max() > 1e-12
+        G, _ = data.grad(data.ce(z)[1])
+        assert (data._X64 is not None) == (provider is None and not streamed)
+        np.testing.assert_allclose(z.numpy(), Xref @ W.T + b, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(G.numpy(), ref, rtol=0, atol=1e-14)
+
+
+def test_trainer_keeps_the_float64_columns_across_points():
+    """_Trainer.exact_ws_blocks: the working set's float64 standardized columns, in its
+    order; kept across points, converting only the features that join (appended), all of
+    them again after features leave."""
+    X, y = _raw(6, n=700, d=15, C=3)
+    tr, mean, scale = _trainer(X, y, 3)
+    ref = (X.astype(np.float64) - mean) * (1 / scale).astype(np.float32).astype(np.float64)
+    converted = []
+    blocks = tr.exact_blocks
+
+    def counting(cols):
+        converted.append(len(cols))
+        return blocks(cols)
+
+    tr.exact_blocks = counting
+
+    def exact():
+        (s, xb), = tr.exact_ws_blocks()
+        assert s == 0
+        return xb.numpy()
+
+    for ws, conv in [([2, 5, 9], [3]), ([2, 5, 9], []), ([2, 5, 9, 11, 0], [2]),
+                     ([2, 5, 11], [3]), ([1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 13, 14], [9])]:
+        converted.clear()
+        tr.set_working_set(np.array(ws))
+        np.testing.assert_array_equal(exact(), ref[:, tr.ws])
+        assert converted == conv, (ws, converted)
 
 
 def _solver_problem(seed, d=12, C=3, redundant=0):
