@@ -5,8 +5,8 @@ Each case is fitted with ``fit_path``'s defaults (20 or 30 λ, α = 0.99, as
 worktree, the compiled extensions copied from this tree) and once by this tree's, each fit
 in its own process, interleaved, ``--repeats`` rounds. Per case: the fastest wall seconds of
 each, their ratio, each one's solvers per point (``o`` OWL-QN, ``n`` Newton, ``+`` Newton
-handed over to OWL-QN) and the largest relative difference of the two paths' objectives. A
-change to the solver choice shows as a change of the letters; its price as the ratio. Run it
+handed over to OWL-QN, ``*`` OWL-QN over its budget handed to Newton) and the largest
+relative difference of the two paths' objectives. A change to the solver choice shows as a change of the letters; its price as the ratio. Run it
 on a quiet machine: identical fits differed by up to 1.2x in wall time here.
 
 Cases: ``bench_path.py``'s geometries by name (its sizes, 30 λ to 1e-2·λ_max), or
@@ -49,7 +49,8 @@ wall = time.perf_counter() - t
 print(json.dumps([wall, list(map(float, p.objective)), p.info["method_per_point"]]))
 """
 
-LETTER = {"owlqn": "o", "newton": "n", "newton+owlqn": "+", "closed-form": "-"}
+LETTER = {"owlqn": "o", "newton": "n", "newton+owlqn": "+", "owlqn+newton": "*",
+          "closed-form": "-"}
 
 
 def parse_case(spec: str) -> tuple:
@@ -115,8 +116,8 @@ def main(argv=None) -> int:
     try:
         base = checkout(args.base, tmp)
         print(f"base = {rev.stdout.strip()}, this = the working tree; best wall s of "
-              f"{args.repeats}; solvers per point: o OWL-QN, n Newton, + Newton then OWL-QN, - "
-              "no solve (λ_max)")
+              f"{args.repeats}; solvers per point: o OWL-QN, n Newton, + Newton then OWL-QN, "
+              "* OWL-QN then Newton, - no solve (λ_max)")
         for name, case in cases:
             best = {"base": float("inf"), "this": float("inf")}
             got = {}
