@@ -147,6 +147,26 @@ def test_restricted_exact_mode_uses_the_float64_columns(monkeypatch):
         np.testing.assert_allclose(G.numpy(), ref, rtol=0, atol=1e-14)
 
 
+def test_exact_mode_keeps_the_many_class_residual_in_float64():
+    """With the compiled kernel (40 classes) exact mode's gradient is the float64 one to
+    1e-15: its float32 residual, rounded once per entry, moved it by ~1e-10."""
+    from sparse_probe.solvers import fused_ce
+
+    if not fused_ce.usable(torch.zeros((1, 40), dtype=torch.float64)):
+        pytest.skip("compiled kernel not built")
+    X, y, W0, _ = _solver_problem(8, d=30, C=40, redundant=0)
+    rng = np.random.default_rng(8)
+    W = rng.standard_normal((40, 30)) * (rng.random((40, 30)) < 0.3)
+    b = rng.standard_normal(40) * 0.1
+    data = RestrictedData(X, y, 40)
+    data.exact = True
+    _, G, gb = data.loss_grad(torch.from_numpy(W), torch.from_numpy(b))
+    _, G64, gb64 = objective_f64(X.double().numpy(), y.numpy(), W, b, 1e-3, 0.9,
+                                 return_grad=True)
+    np.testing.assert_allclose(G.numpy(), G64, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(gb.numpy(), gb64, rtol=0, atol=1e-15)
+
+
 def test_trainer_keeps_the_float64_columns_across_points():
     """_Trainer.exact_ws_blocks: the working set's float64 standardized columns, in its
     order; kept across points, converting only the features that join (appended), all of
