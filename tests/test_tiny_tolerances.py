@@ -154,7 +154,7 @@ def test_exact_mode_keeps_the_many_class_residual_in_float64():
 
     if not fused_ce.usable(torch.zeros((1, 40), dtype=torch.float64)):
         pytest.skip("compiled kernel not built")
-    X, y, W0, _ = _solver_problem(8, d=30, C=40, redundant=0)
+    X, y, _, _ = _solver_problem(8, d=30, C=40, redundant=0)
     rng = np.random.default_rng(8)
     W = rng.standard_normal((40, 30)) * (rng.random((40, 30)) < 0.3)
     b = rng.standard_normal(40) * 0.1
