@@ -57,7 +57,14 @@ from sparse_probe.solvers.base import SolveResult
 from sparse_probe.solvers.centering import center_shift
 from sparse_probe.solvers.gram_cd import QPWork, enet_qp
 from sparse_probe.solvers.lbfgs import LBFGSMemory
-from sparse_probe.solvers.owlqn import ARMIJO, F32_NEAR, F_NOISE, RETRIES, f32_suspect, owlqn
+from sparse_probe.solvers.owlqn import (
+    ARMIJO,
+    F32_NEAR,
+    F_NOISE,
+    f32_suspect,
+    owlqn,
+    precision_retry,
+)
 
 __all__ = ["DEFAULT_INNER_STALE", "DEFAULT_MAX_FREE", "DEFAULT_SHRINK", "NewtonState", "hessian",
            "hessian_blocks", "hessian_cross", "hessian_diag", "newton"]
@@ -489,17 +496,12 @@ def newton(
 
     def retry() -> bool:
         """Before giving up (no descent in a fresh model or no acceptable step on it, a
-        stall): float64 products where float32 ones may be what stopped the solver (within
-        ``F32_NEAR`` of their error bound, suspect at ``tol``), else exact logits where
-        float32 step products moved them (at most :data:`~sparse_probe.solvers.owlqn.RETRIES`
-        times); with a fresh Hessian. As :func:`~sparse_probe.solvers.owlqn.owlqn`'s."""
+        stall): :func:`~sparse_probe.solvers.owlqn.precision_retry`, then exact logits and
+        a fresh Hessian."""
         nonlocal z, loss, G, gb, P, F, drift, stall, retries, force
-        if viol < F32_NEAR * data.f32_error(gb) and f32_suspect(data, gb, tol):
-            data.exact = True
-        elif not drift or retries >= RETRIES:
+        go, retries = precision_retry(data, viol, gb, tol, drift, retries)
+        if not go:
             return False
-        else:
-            retries += 1
         z = data.logits64(W, b)
         loss, G, gb, P = evaluate(z)
         F, drift, stall, force = penalized(loss, W), False, 0, True

@@ -33,7 +33,7 @@ from sparse_probe.solvers.centering import center_shift
 from sparse_probe.solvers.lbfgs import LBFGSMemory, history_for
 from sparse_probe.solvers.restricted import RestrictedData
 
-__all__ = ["F32_NEAR", "F32_TOL_SHARE", "f32_suspect", "owlqn"]
+__all__ = ["F32_NEAR", "F32_TOL_SHARE", "f32_suspect", "owlqn", "precision_retry"]
 
 F32_TOL_SHARE = 0.1
 F32_NEAR = 3.0
@@ -62,6 +62,32 @@ def f32_suspect(data, gb: torch.Tensor, tol: float) -> bool:
     products' error: a held-out 12000 x 40 x 10 path's last point crawled at Newton steps of
     1e-5 at 2x its tolerance) goes on with float64 ones. Never for data without them."""
     return not getattr(data, "exact", True) and data.f32_error(gb) > F32_TOL_SHARE * tol
+
+
+def precision_retry(data, viol: float, gb: torch.Tensor, tol: float, drift: bool,
+                    retries: int) -> tuple[bool, int]:
+    """Before a solver on kept logits gives up (no acceptable step, a stall): whether the
+    float32 products may be what stopped it, and the retries of drifted logits counted.
+
+    Their error: stopped within ``F32_NEAR`` times its bound where that bound is suspect at
+    ``tol`` (:func:`f32_suspect`); ``data`` is then switched to float64 products. Or logits
+    moved by float32 step products since they were last exact (``drift``: a large early
+    step's product error stays in them, ~1e-7 of the logits, until a resync; on float64
+    gradients it stopped OWL-QN at 300x a tolerance of 1e-11), at most :data:`RETRIES`
+    times per solve. The caller resyncs its logits exactly and goes on where this says so.
+
+    Returns
+    -------
+    retry : bool
+    retries : int
+        The drift retries so far, this one included.
+    """
+    if viol < F32_NEAR * data.f32_error(gb) and f32_suspect(data, gb, tol):
+        data.exact = True
+        return True, retries
+    if drift and retries < RETRIES:
+        return True, retries + 1
+    return False, retries
 
 
 def _l1_weights(C: int, m: int, l1: float, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -366,24 +392,13 @@ def owlqn(
 
     retries = 0
 
-    def retry(gb) -> bool:
-        """Before giving up (no acceptable step, a stall): whether the float32 products may
-        be what stopped the solver, and if so, float64 ones and exact logits from here on.
-
-        Their error (stopped within ``F32_NEAR`` times its bound, where that bound is suspect
-        at ``tol``: the gradient products), or logits moved by float32 step products since
-        they were last exact (``drift``: a large early step's product error stays in them,
-        ~1e-7 of the logits, until a resync; on float64 gradients it stopped OWL-QN at 300x a
-        tolerance of 1e-11). At most :data:`RETRIES` times per call for the drift."""
+    def retry(gb) -> bool:  # before giving up (no acceptable step, a stall): precision_retry
         nonlocal loss, F, g, drift, stall, retries
         if not data.keeps_logits:
             return False
-        if viol < F32_NEAR * data.f32_error(gb) and f32_suspect(data, gb, tol):
-            data.exact = True
-        elif not drift or retries >= RETRIES:
+        go, retries = precision_retry(data, viol, gb, tol, drift, retries)
+        if not go:
             return False
-        else:
-            retries += 1
         loss, F, g = at_exact(acc.resync(x))
         drift, stall = False, 0
         return True
