@@ -3,10 +3,11 @@
 Each trial draws a geometry (``bench_path.py``'s current, collinear and post-ReLU low-rank,
 plus two made here: a class cut to 3 examples, and exact copies of a fifth of the columns
 with a constant column), n in [150, 4000), d in [8, 400), C from {2, 3, 5, 10, 20, 40, 70},
-20 λ down to 1e-2 or 1e-3·λ_max (``--eps``: all to that), and fits the path with the defaults. Per trial it prints
-both times, our largest KKT violation over the tolerance (independent float64 gradient; ≤ 1:
-verified) and our largest objective gap to the better of the two at any λ (python-glmnet on
-the same standardized data), flagging KKT/tol > 1 or a gap over 1e-5 (issue 19's bar).
+20 λ down to 1e-2 or 1e-3·λ_max (``--eps``: all to that), and fits the path with the
+defaults. Per trial it prints both times, our largest KKT violation over the tolerance
+(independent float64 gradient; ≤ 1: verified) and our largest objective gap to the better of
+the two at any λ (python-glmnet on the same standardized data), flagging KKT/tol > 1 or a gap
+over 1e-5 (issue 19's bar).
 
     python benchmarks/sweep_heldout.py [--seed 3] [--trials 16] [--eps 1e-4]
 """
