@@ -118,7 +118,8 @@ class RestrictedData:
         self._R: torch.Tensor | None = None  # (n, C) float64 residual, reused by every ce()
         self._Rt: torch.Tensor | None = None  # (C, n) float32 residual for the product
         self._R32: torch.Tensor | None = None  # (n, C) float32 residual, many classes
-        self._gb: torch.Tensor | None = None  # the kernel's float64 column sums of _R32
+        self._gb: torch.Tensor | None = None  # the kernel's float64 column sums of _gb_R
+        self._gb_R: torch.Tensor | None = None  # the buffer (_R32, or _R in exact mode) they sum
         self._dz32: torch.Tensor | None = None  # (n, C) float32 step products, large ones
         # gradients from float64 products (the solvers switch it on where the float32
         # products' error could decide a KKT verdict: owlqn.f32_suspect)
@@ -225,13 +226,15 @@ class RestrictedData:
             if self.exact:
                 if self._R is None or self._R.shape != z.shape or self._R.dtype != z.dtype:
                     self._R = torch.empty_like(z, memory_format=torch.contiguous_format)
-                loss, _ = fused_ce.ce_rows(z, self.y, dz=dz, t=t, dz2=dz2, cls2=cls2, zn=out,
-                                           R64=self._R, scale=1.0 / self.n)
+                loss, self._gb = fused_ce.ce_rows(z, self.y, dz=dz, t=t, dz2=dz2, cls2=cls2,
+                                                  zn=out, R64=self._R, scale=1.0 / self.n)
+                self._gb_R = self._R
                 return loss / self.n, self._R
             if self._R32 is None or self._R32.shape != z.shape:
                 self._R32 = torch.empty(z.shape, dtype=torch.float32)
             loss, self._gb = fused_ce.ce_rows(z, self.y, dz=dz, t=t, dz2=dz2, cls2=cls2, zn=out,
                                               R32=self._R32, scale=1.0 / self.n)
+            self._gb_R = self._R32
             return loss / self.n, self._R32
         if dz is not None:
             z = torch.add(z, dz, alpha=t, out=out)
@@ -242,6 +245,7 @@ class RestrictedData:
         if self._R is None or self._R.shape != z.shape or self._R.dtype != z.dtype:
             self._R = torch.empty_like(z, memory_format=torch.contiguous_format)
         loss, R = softmax_residual(z, self.y, scale=1.0 / self.n, out=self._R)
+        self._gb_R = None  # _R no longer holds a kernel's residual
         return loss / self.n, R
 
     def grad(self, R: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -250,9 +254,10 @@ class RestrictedData:
         ``G`` from a float32 copy of ``R^T`` (reused buffer); ``g_b`` summed from the float64
         ``R`` (a float32 sum would leave ~1e-8 of error where the partial sums are large,
         e.g. rows sorted by class, close to the tolerances at the end of a path), or, for the
-        kernel's float32 residual, the float64 sums the kernel made of it.
+        kernel's residual (float32, or float64 in exact mode), the float64 sums the kernel
+        made of it.
         """
-        kernel = R is self._R32 and R.dtype == torch.float32 and self._gb is not None
+        kernel = self._gb is not None and R is self._gb_R  # its bias sums are the kernel's
         gb = self._gb if kernel else R.sum(0, dtype=torch.float64)
         if self.m == 0:
             return torch.zeros((self.C, 0), dtype=torch.float64, device=R.device), gb
