@@ -578,6 +578,9 @@ def _bench_streamed(name, cfg, args, device, dtype, budget, cache_bytes, peers, 
           f"plan {need_ours / 2**30:.2f} GiB"
           + ("" if peak <= need_ours else "  WARNING: peak above the plan, fix plan_ours"),
           flush=True)
+    weights_bytes, dense_bytes = p.weights.nbytes, L * C * d * 8
+    print(f"ours: the path's weights hold {weights_bytes / 2**20:.1f} MiB of host memory "
+          f"({dense_bytes / 2**20:.1f} MiB as dense float64)", flush=True)
     if device.type == "cuda":
         torch.cuda.empty_cache()
 
@@ -667,7 +670,8 @@ def _bench_streamed(name, cfg, args, device, dtype, budget, cache_bytes, peers, 
     mem = {"device": str(device), "total_bytes": total, "free_bytes_at_start": free,
            "headroom": HEADROOM,
            "ours": {"plan": p_ours, "plan_bytes": need_ours, "peak_bytes": peak, "peak_kind": kind,
-                    "within_device": peak <= total}}
+                    "within_device": peak <= total, "weights_bytes": weights_bytes,
+                    "weights_dense_bytes": dense_bytes}}
     if saga is not None:
         mem["glm_saga"] = {"plan": p_saga, "plan_bytes": need_saga, "peak_bytes": saga["peak_bytes"],
                            "peak_kind": saga["peak_kind"],

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 
 import numpy as np
 
+from sparse_probe.path_weights import PathWeights
 from sparse_probe.rundir import atomic_path
 
 __all__ = ["Path"]
@@ -35,11 +37,13 @@ class Path:
         L1 share α of the elastic net.
     grouped : bool
         Whether the L1 part is glmnet's grouped (per-feature L2 over classes) penalty.
-    weights : list of ndarray, each (C, d) float64
+    weights : PathWeights (a sequence of ndarray, each (C, d) float64)
         Weights on the standardized features for each point, as the solver verified them (a
         float32 rounding moved the gradient by up to several times the KKT tolerance at a
         path's small-λ end: relative 6e-8 of weights ~5 is ~1e-9 against tolerances of 2e-9
-        at ``eps = 1e-5``).
+        at ``eps = 1e-5``). Each point is kept sparse where that is smaller
+        (:mod:`~sparse_probe.path_weights`); ``weights[i]`` is a fresh dense array. A list
+        of arrays given to the constructor is converted.
     intercepts : ndarray of shape (L, C)
     mean, scale : ndarray of shape (d,)
         Training-set standardization: ``x_std = (x - mean) / scale``.
@@ -61,7 +65,7 @@ class Path:
     lambdas: np.ndarray
     alpha: float
     grouped: bool
-    weights: list[np.ndarray]
+    weights: Sequence[np.ndarray]
     intercepts: np.ndarray
     mean: np.ndarray
     scale: np.ndarray
@@ -78,6 +82,10 @@ class Path:
     time: np.ndarray
     classes: list[str] | None = None
     info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.weights, PathWeights):
+            self.weights = PathWeights(self.weights)
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -133,16 +141,17 @@ class Path:
     @staticmethod
     def empty_records() -> dict[str, list]:
         """Per-point lists filled by the solvers, then passed to :meth:`from_records`."""
-        return {k: [] for k in ("weights", *_ARRAYS) if k != "lambdas"}
+        records: dict[str, list] = {k: [] for k in _ARRAYS if k != "lambdas"}
+        records["weights"] = PathWeights()  # type: ignore[assignment]
+        return records
 
     @staticmethod
     def append_point(records: dict[str, list], W: np.ndarray, b: np.ndarray, **metrics) -> None:
         """Add one point to ``records``: weights (C, d), bias (C,), their sparsity counts and
         ``metrics`` (train_acc, train_loss, val_acc, val_loss, objective, kkt_violation,
         n_iter, time)."""
-        Wf = np.array(W, dtype=np.float64)  # a copy: the solver's array may move on
-        nz = Wf != 0
-        records["weights"].append(Wf)
+        nz = np.asarray(W) != 0
+        records["weights"].append(W)  # copied (float64): the solver's array moves on
         records["intercepts"].append(np.array(b, dtype=np.float64))
         records["nnz"].append(int(nz.sum()))
         records["nnz_per_class"].append(nz.sum(1))
@@ -155,11 +164,13 @@ class Path:
         """Write ``path.npz`` atomically (temp file in the same folder, then rename)."""
         path = FsPath(path)
         rows, cols, vals, ptr = [], [], [], [0]
-        for W in self.weights:
-            r, c = np.nonzero(W)
+        weights = self.weights if isinstance(self.weights, PathWeights) \
+            else PathWeights(self.weights)
+        for i in range(len(weights)):
+            r, c, v = weights.nonzero(i)  # row-major, as np.nonzero of the dense point
             rows.append(r.astype(np.int32))
             cols.append(c.astype(np.int32))
-            vals.append(W[r, c].astype(np.float64))
+            vals.append(v.astype(np.float64))
             ptr.append(ptr[-1] + r.size)
         arrays = {name: np.asarray(getattr(self, name)) for name in _ARRAYS}
         arrays["bias"] = arrays.pop("intercepts")
@@ -190,16 +201,18 @@ class Path:
             info = json.loads(str(z["info"]))
             C = z["bias"].shape[1]
             d = z["mean"].shape[0]
-            weights = []
+            weights = PathWeights()
             ptr = z["w_ptr"]
+            w_row, w_col, w_val = z["w_row"], z["w_col"], z["w_val"]
             for i in range(len(ptr) - 1):
-                W = np.zeros((C, d), dtype=np.float64)  # float32 values of older files: exact
                 sl = slice(ptr[i], ptr[i + 1])
-                W[z["w_row"][sl], z["w_col"][sl]] = z["w_val"][sl]
-                weights.append(W)
+                # float32 values of older files widen exactly
+                weights.append_coo(w_row[sl], w_col[sl], w_val[sl], (C, d))
             kwargs = {name: z[name] for name in _ARRAYS if name != "intercepts"}
         except KeyError as exc:
             raise ValueError(f"{path}: missing array {exc}; not a sparse-probe path file") from exc
+        except ValueError as exc:  # nonzeros outside the shape the file itself gives
+            raise ValueError(f"{path}: {exc}") from None
         classes = info.pop("classes", None)
         return cls(
             alpha=float(z["alpha"]), grouped=bool(z["grouped"]), weights=weights,

@@ -83,6 +83,10 @@ def test_tiny_end_to_end_against_reference_and_glm_saga(tmp_path):
         assert 0 < m["plan_bytes"] <= mem["headroom"] * mem["total_bytes"]
         assert m["plan_bytes"] <= mem["free_bytes_at_start"]
         assert m["peak_bytes"] > 0 and m["within_device"] and m["peak_kind"]
+    # the path's weights as held: its first point (λ_max, all zero) costs nothing, so less
+    # than dense float64 storage of every point
+    assert 0 < mem["ours"]["weights_bytes"] < mem["ours"]["weights_dense_bytes"]
+    assert "the path's weights hold" in stdout
     assert "memory plan: ours" in stdout and "ours memory: peak" in stdout
     assert "glm_saga memory: peak" in stdout and "glm_saga/ours" in stdout
 
