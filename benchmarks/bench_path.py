@@ -161,6 +161,16 @@ def run_glmnet(X, y, lams, classes):
         {"jerr": int(jerr), "cpu_seconds": time.process_time() - c}
 
 
+def peer_stop_note(info: dict, n_points: int, n_lams: int) -> str:
+    """``", stopped after k of L λ (jerr …)"`` where a peer returned fewer points than asked
+    (glmnet: λ #k unconverged within maxit, or its deviance rule), else ``""``; its time then
+    covers less of the path than ours, which the table marks with ``*``."""
+    if n_points >= n_lams:
+        return ""
+    jerr = info.get("jerr")
+    return f", stopped after {n_points} of {n_lams} λ" + ("" if jerr is None else f" (jerr {jerr})")
+
+
 def run_sklearn(X, y, lams, tol):
     from sklearn.linear_model import LogisticRegression
 
@@ -419,6 +429,7 @@ def bench_geometries(args):
                              f"KKT/tol max {kkt.max():.2f}")
                 else:
                     obj, kkt, extra = objectives(X, y, W, B, lam_eval), None, ""
+                    extra = peer_stop_note(info, len(W), len(lams))
                 cpu = info.get("cpu_seconds")
                 res[name] = dict(time=el, obj=obj, kkt=kkt, n=len(W), cpu=cpu)
                 cpu_txt = "" if cpu is None else f" (CPU {cpu:.2f} s)"
@@ -450,9 +461,10 @@ def bench_geometries(args):
                 pv = res.get(p)
                 if pv is None:
                     line += f" {'>' + str(int(args.peer_timeout)):>12} {'-':>13} {'-':>11}"
-                else:
-                    line += (f" {pv['time']:>12.2f} {pv['time'] / v['time']:>13.2f} "
-                             f"{pv['gap']:>11.1e}")
+                else:  # '*': the peer stopped early, its time covers fewer λ than ours
+                    cut = "*" if pv["n"] < v["n"] else ""
+                    line += (f" {cut + format(pv['time'], '.2f'):>12} "
+                             f"{pv['time'] / v['time']:>13.2f} {pv['gap']:>11.1e}")
             print(line, flush=True)
     # the process's CPU seconds of each fit: on a machine shared with other work the wall
     # clock carries the others' load, the CPU time far less of it

@@ -76,7 +76,7 @@ def main(argv=None) -> int:
         ours = time.perf_counter() - t
         obj, kkt = bp.objectives_kkt(X, y, list(p.weights), list(p.intercepts), lams,
                                      p.info["tol_per_point"], p.mean, p.scale)
-        g_el, Wg, Bg, _ = bp.run_glmnet(X, y, lams, C)
+        g_el, Wg, Bg, g_info = bp.run_glmnet(X, y, lams, C)
         L = len(Wg)
         best = np.minimum(obj[:L], bp.objectives(X, y, Wg, Bg, lams[:L]))
         gap = float(np.max((obj[:L] - best) / np.abs(best)))
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
         flag = "  <--" if kkt.max() > 1 or gap > 1e-5 else ""
         print(f"{name:28s} {len(y):5d}x{X.shape[1]:4d}x{C:3d} eps={eps:g}  ours {ours:6.2f} s  "
               f"glmnet {g_el:6.2f} s  KKT/tol {kkt.max():.2f}  gap {gap:.1e}  "
-              f"{p.info['method']}{flag}", flush=True)
+              f"{p.info['method']}{bp.peer_stop_note(g_info, L, len(lams))}{flag}", flush=True)
         done += 1
     print(f"{done} trials: largest KKT/tol {worst_kkt:.2f}, largest gap {worst_gap:.1e}")
     return 0 if worst_kkt <= 1 and worst_gap <= 1e-5 else 1

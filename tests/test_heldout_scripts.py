@@ -223,3 +223,11 @@ def test_thread_pool_measurement_sets_both_pools_and_restores_the_blas_count(cap
     assert all(float(a) <= float(b) for a, b, _ in cells)
     letters = out.split("solvers per point: ")[1].splitlines()[0]
     assert letters.startswith("1x1 ") and set(letters.split("; ")[0][4:]) <= set("n+-")
+
+
+def test_a_peer_that_stopped_early_is_named_in_the_report():
+    # glmnet's path cut short (jerr -k) covers fewer λ than ours: its time is not the same work
+    bp = load_bench("bench_path")
+    assert bp.peer_stop_note({"jerr": 0}, 20, 20) == ""
+    assert bp.peer_stop_note({"jerr": -14}, 13, 20) == ", stopped after 13 of 20 λ (jerr -14)"
+    assert bp.peer_stop_note({}, 19, 20) == ", stopped after 19 of 20 λ"

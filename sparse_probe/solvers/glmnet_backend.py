@@ -24,6 +24,56 @@ __all__ = ["fit_path_glmnet"]
 log = logging.getLogger(__name__)
 
 
+def _check_jerr(jerr: int, lmu: int, n_lams: int, max_iter: int) -> str:
+    """Read glmnet's ``jerr`` flag; warn on a truncated path, raise on a fatal error.
+
+    glmnet's documented codes (``lognet`` in glmnet5.f): ``0`` success; ``-k`` λ number k did
+    not converge within ``maxit`` passes, ``-10000-k`` the ``nx`` limit on nonzero features was
+    exceeded at λ number k, ``-20000-k`` the ``pmax`` limit -- in all three the solutions for
+    the larger λ are returned (``lmu`` of them); ``8000+k`` / ``9000+k`` the null probability
+    of class k is below 1e-5 / above 1 - 1e-5; other positive codes are memory errors.
+
+    Parameters
+    ----------
+    jerr, lmu : the flag and the number of solutions glmnet returned.
+    n_lams : the number of λ asked for.
+    max_iter : the ``maxit`` glmnet ran with (for the message).
+
+    Returns
+    -------
+    str
+        Why the path stopped where it did: ``"complete"``, ``"deviance rule"`` (glmnet's own
+        early stop with ``jerr == 0``) or the reason for a negative ``jerr``.
+
+    Raises
+    ------
+    RuntimeError
+        On a positive (fatal) ``jerr``, naming the code and its meaning.
+    """
+    if jerr > 0:
+        if 8000 < jerr < 9000:
+            why = f"class {jerr - 8000} has null probability below 1e-5 (too rare to fit)"
+        elif 9000 < jerr < 10000:
+            why = f"class {jerr - 9000} has null probability above 1 - 1e-5 (nearly all labels)"
+        else:
+            why = "memory allocation error"
+        raise RuntimeError(f"glmnet lognet failed with error code {jerr}: {why}")
+    if jerr < 0:
+        k = -jerr
+        if k > 20000:
+            stopped = f"pmax limit on nonzero features exceeded at λ #{k - 20000}"
+        elif k > 10000:
+            stopped = f"nx limit on nonzero features exceeded at λ #{k - 10000}"
+        else:
+            stopped = f"λ #{k} did not converge within maxit={max_iter} passes"
+        log.warning("glmnet: %s; returning the %d of %d points before it", stopped, lmu, n_lams)
+        return stopped
+    if lmu < n_lams:
+        log.warning("glmnet stopped the path early after %d of %d λ (its deviance rule)", lmu, n_lams)
+        return "deviance rule"
+    return "complete"
+
+
 def fit_path_glmnet(src, y, C, mean, scale, *, penalty, n_lambdas, eps, lambdas, val,
                     classes, t0, tol, evaluate, progress, thr: float = 1e-10,
                     max_iter: int = 1_000_000) -> Path:
@@ -54,10 +104,9 @@ def fit_path_glmnet(src, y, C, mean, scale, *, penalty, n_lambdas, eps, lambdas,
         np.ones(d), bounds, d + 1, 1.0, lams, thr, d + 1, len(lams), 0, 1, max_iter,
         2 if grouped else 0,
     )
-    if jerr != 0:
-        raise RuntimeError(f"glmnet lognet failed with error code {jerr}")
-    if lmu < len(lams):
-        log.warning("glmnet stopped the path early after %d of %d λ (its deviance rule)", lmu, len(lams))
+    stopped = _check_jerr(int(jerr), int(lmu), len(lams), max_iter)
+    if lmu == 0:
+        raise RuntimeError(f"glmnet lognet returned no solution ({stopped})")
     coefs = lsolns(d, ca[:, :, :lmu], ia, nin[:lmu])  # (d, C, lmu)
     val_src, y_val = val
     rec: dict[str, list] = Path.empty_records()
@@ -77,7 +126,7 @@ def fit_path_glmnet(src, y, C, mean, scale, *, penalty, n_lambdas, eps, lambdas,
     info = {"solver": "glmnet", "method": "lognet-grouped" if grouped else "lognet",
             "thr": thr, "eps": eps, "n_lambdas": n_lambdas, "lambda_max": lam_max,
             "n_samples": n, "n_features": d, "n_classes": C, "total_passes": int(nlp),
-            "total_seconds": fit_seconds, "tol": tol}
+            "total_seconds": fit_seconds, "tol": tol, "jerr": int(jerr), "stopped": stopped}
     return Path.from_records(rec, lambdas=lams, alpha=alpha, grouped=grouped, mean=mean,
                              scale=scale, classes=classes, info=info)
 
