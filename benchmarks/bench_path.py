@@ -122,9 +122,14 @@ def newton_count_note(info: dict) -> str:
     return "" if k is None or k == info.get("threads") else f" (Newton {k})"
 
 
-def lambda_grid(X, y, classes, n_lambdas, eps):
+def lambda_grid(X, y, classes, n_lambdas, eps, grouped=False):
+    """``n_lambdas`` λ from λ_max (of the elementwise or the ``grouped`` penalty, on ``X`` as
+    given) down to ``eps``·λ_max, log-spaced."""
+    from sparse_probe.penalties import make_penalty
+
     Y = np.eye(classes)[y]
-    lam_max = np.abs(X.astype(np.float64).T @ (Y - Y.mean(0))).max() / len(y) / ALPHA
+    G0 = (X.astype(np.float64).T @ (Y - Y.mean(0))).T / len(y)  # (C, d)
+    lam_max = make_penalty(ALPHA, grouped).lambda_max(G0)
     return lam_max * np.logspace(0, np.log10(eps), n_lambdas)
 
 
@@ -144,7 +149,8 @@ def run_ours(X, y, lams, device="cpu", tol=None, threads=None, solver=None):
     return time.perf_counter() - t, [w for w in p.weights], p.intercepts, info
 
 
-def run_glmnet(X, y, lams, classes):
+def run_glmnet(X, y, lams, classes, grouped=False):
+    """python-glmnet's lognet on ``X`` as given (``kopt=2``: its grouped multinomial penalty)."""
     from glmnet._glmnet import lognet, lsolns
 
     n, d = X.shape
@@ -154,7 +160,7 @@ def run_glmnet(X, y, lams, classes):
     bounds = np.asfortranarray(np.vstack([np.full(d, -np.inf), np.full(d, np.inf)]))
     lmu, a0, ca, ia, nin, *_rest, jerr = lognet(
         ALPHA, classes, Xf, Y, np.zeros((n, classes), order="F"), np.array([0], np.int32),
-        np.ones(d), bounds, d + 1, 1.0, lams, 1e-7, d + 1, len(lams), 0, 1, 100000, 0)
+        np.ones(d), bounds, d + 1, 1.0, lams, 1e-7, d + 1, len(lams), 0, 1, 100000, 2 if grouped else 0)
     coefs = lsolns(d, ca[:, :, :lmu], ia, nin[:lmu])
     el = time.perf_counter() - t
     return el, [coefs[:, :, i].T.astype(np.float32) for i in range(lmu)], a0[:, :lmu].T, \
@@ -286,13 +292,13 @@ def run_in_process(name, args, timeout, burner=False):
 
 
 # ----------------------------------------------------------------------------- report
-def objectives(X, y, W, B, lams, mean=None, scale=None):
+def objectives(X, y, W, B, lams, mean=None, scale=None, grouped=False):
     """Objectives (L,) in float64; ``mean``/``scale``: the fit's own standardization of ``X``
     (ours reports the float32 one its solvers used), else ``X`` as given."""
     from sparse_probe.objective import objective_f64
 
     std = {} if mean is None else {"mean": np.asarray(mean), "scale": np.asarray(scale)}
-    return np.array([objective_f64(X, y, W[i], B[i], lams[i], ALPHA, **std)
+    return np.array([objective_f64(X, y, W[i], B[i], lams[i], ALPHA, grouped=grouped, **std)
                      for i in range(len(W))])
 
 
@@ -374,16 +380,19 @@ def _bench_in_memory(cfg, args, X, y, lams, tmp: Path):
     print("\ntargets: glm_saga/ours >= 20, glmnet/ours >= 5, sklearn/ours >= 5; our gap <= 1e-5")
 
 
-def objectives_kkt(X, y, W, B, lams, tols, mean=None, scale=None):
+def objectives_kkt(X, y, W, B, lams, tols, mean=None, scale=None, grouped=False):
     """Objectives (L,) and the largest KKT violation / tolerance at each point (L,), float64;
-    ``mean``/``scale`` as :func:`objectives`."""
-    from sparse_probe.objective import kkt_violation, objective_f64
+    ``mean``/``scale`` as :func:`objectives`; ``grouped``: the grouped penalty's."""
+    from sparse_probe.objective import objective_f64
+    from sparse_probe.penalties import make_penalty
 
+    pen = make_penalty(ALPHA, grouped)
     std = {} if mean is None else {"mean": np.asarray(mean), "scale": np.asarray(scale)}
     obj, ratio = [], []
     for i in range(len(W)):
-        f, G, gb = objective_f64(X, y, W[i], B[i], lams[i], ALPHA, return_grad=True, **std)
-        v = max(float(kkt_violation(G, W[i].astype(np.float64), lams[i], ALPHA).max()),
+        f, G, gb = objective_f64(X, y, W[i], B[i], lams[i], ALPHA, return_grad=True,
+                                 grouped=grouped, **std)
+        v = max(float(pen.kkt_violation(G, W[i].astype(np.float64), lams[i]).max()),
                 float(np.abs(gb).max()))
         obj.append(f)
         ratio.append(v / tols[i])

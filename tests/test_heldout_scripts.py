@@ -231,3 +231,29 @@ def test_a_peer_that_stopped_early_is_named_in_the_report():
     assert bp.peer_stop_note({"jerr": 0}, 20, 20) == ""
     assert bp.peer_stop_note({"jerr": -14}, 13, 20) == ", stopped after 13 of 20 λ (jerr -14)"
     assert bp.peer_stop_note({}, 19, 20) == ", stopped after 19 of 20 λ"
+
+
+def test_sweep_grouped_checks_the_grouped_penalty_against_glmnet_grouped(capsys, monkeypatch):
+    sweep = load_bench("sweep_heldout")
+
+    def small(rng):
+        X, y = load_bench("bench_path").make_geometry("lowrank-relu", 350, 25, 4, 11)
+        return "lowrank-relu seed=11", X, y, 1e-2
+
+    monkeypatch.setattr(sweep, "draw", small)
+    assert sweep.main(["--seed", "1", "--trials", "1", "--grouped"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    # FISTA is the grouped penalty's default solver; an elementwise fit would fail the grouped KKT
+    assert "fista" in out[0] and out[1].startswith("1 trials: largest KKT/tol")
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_lambda_grid_starts_where_the_first_feature_enters(grouped):
+    from sparse_probe import fit_path
+
+    bp = load_bench("bench_path")
+    X, y = bp.make_geometry("current", 300, 20, 3, 4)
+    lam_max = bp.lambda_grid(X, y, 3, 5, 1e-2, grouped=grouped)[0]
+    p = fit_path(X, y, alpha=bp.ALPHA, lambdas=[1.001 * lam_max, 0.97 * lam_max], grouped=grouped,
+                 progress=False)
+    assert p.nnz[0] == 0 and p.nnz[1] > 0
