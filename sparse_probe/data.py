@@ -167,7 +167,7 @@ def as_labels(y, n: int, *, n_classes: int | None = None, name: str = "y") -> np
         y = y.astype(np.int64)
     elif y.dtype.kind not in "iu":
         raise ValueError(f"{name}: labels must be integers 0..C-1, got dtype {y.dtype}")
-    y = y.astype(np.int64, copy=False)
+    y = np.array(y, dtype=np.int64)  # an owned, writable copy (read-only memmaps: torch warns)
     lo, hi = int(y.min()), int(y.max())
     if lo < 0 or (n_classes is not None and hi >= n_classes):
         limit = f"[0, {n_classes})" if n_classes is not None else ">= 0"

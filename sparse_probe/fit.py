@@ -125,8 +125,11 @@ class _Trainer:
         cols_t = torch.as_tensor(cols, device=self.device)
         mean, inv = self.mean64_t[cols_t], self.inv_scale64_t[cols_t]
         for s, block in self.src.chunks():
-            xb = block if isinstance(block, torch.Tensor) else torch.from_numpy(np.asarray(block))
-            xb = torch.index_select(xb.to(self.device), 1, cols_t).to(torch.float64)
+            if isinstance(block, torch.Tensor):
+                xb = torch.index_select(block.to(self.device), 1, cols_t)
+            else:  # numpy's take copies: a read-only memmap's rows never reach torch as such
+                xb = torch.from_numpy(np.take(np.asarray(block), cols, axis=1)).to(self.device)
+            xb = xb.to(torch.float64)
             yield s, xb.sub_(mean).mul_(inv)
 
     def exact_ws_blocks(self):

@@ -161,3 +161,37 @@ def test_cache_limit_without_low_memory_is_a_clear_error(xy):
     X, y, _ = xy
     with pytest.raises(MemoryError, match="low_memory=True"):
         fit_path(X, y, n_lambdas=5, cache_bytes=1024, low_memory=False, progress=False)
+
+
+READ_ONLY_FIT = """
+import sys, numpy as np
+from sparse_probe import SparseProbe, fit_path
+d = sys.argv[1]
+Xm, ym = np.load(d + "/X.npy", mmap_mode="r"), np.load(d + "/y.npy", mmap_mode="r")
+assert not Xm.flags.writeable and not ym.flags.writeable
+# tol 1e-7: the path ends in exact mode, whose float64 columns come from the raw rows
+p = fit_path(Xm, ym, n_lambdas=8, eps=1e-3, tol=1e-7, X_val=Xm, y_val=ym, progress=False)
+q = fit_path(np.array(Xm), np.array(ym), n_lambdas=8, eps=1e-3, tol=1e-7, progress=False)
+assert np.array_equal(p.objective, q.objective), (p.objective, q.objective)
+Xr = np.load(d + "/X.npy")  # read-only in memory (np.ascontiguousarray of a memmap is one)
+Xr.setflags(write=False)
+r = fit_path(Xr, ym, n_lambdas=8, eps=1e-3, tol=1e-7, progress=False)
+assert np.array_equal(r.objective, q.objective), (r.objective, q.objective)
+est = SparseProbe(n_lambdas=8, eps=1e-3).fit(Xm, ym)
+assert est.predict(Xm).shape == ym.shape
+"""
+
+
+def test_read_only_inputs_fit_without_torch_warnings(tmp_path):
+    """Read-only memmaps (``np.load(..., mmap_mode="r")``, the usual way to pass big features)
+    reach torch only through copies: torch warns once per process on a non-writable array,
+    so this runs in its own interpreter with that warning made an error."""
+    import subprocess
+    import sys
+
+    X, y, _ = make_sparse_classification(400, 12, 3, informative_per_class=2, seed=5)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    proc = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", READ_ONLY_FIT,
+                           str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
