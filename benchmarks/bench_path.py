@@ -399,11 +399,24 @@ def objectives_kkt(X, y, W, B, lams, tols, mean=None, scale=None, grouped=False)
     return np.array(obj), np.array(ratio)
 
 
+def run_labels(names: list[str]) -> list[str]:
+    """Each run's label: its name, and ``name #k`` for the k-th repeat of a name
+    (``--threads default,1,default,1``: each run a row of its own)."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} #{seen[name]}")
+    return out
+
+
 def bench_geometries(args):
     """One row per geometry: ours (each thread setting) side by side with the peers."""
     names = [g for g in args.geometry.split(",") if g]
-    ours_names = [f"ours(threads={t})" for t in args.threads] if args.threads else \
+    ours_runs = [f"ours(threads={t})" for t in args.threads] if args.threads else \
         [f"ours(solver={s})" for s in args.solvers] if args.solvers else ["ours"]
+    ours_names = run_labels(ours_runs)  # a setting given twice is run, and shown, twice
+    labels = [*ours_names, *args.peers]
     rows = []
     for geo in names:
         if geo not in GEOMETRIES:
@@ -420,12 +433,12 @@ def bench_geometries(args):
             print(f"\n[{geo}] n={cfg['n']} d={cfg['d']} C={cfg['classes']}, {len(lams)} λ "
                   f"to {args.eps:g}·λ_max, burner={'on' if args.burner else 'off'}", flush=True)
             res = {}
-            for name in [*ours_names, *args.peers]:
+            for label, name in zip(labels, [*ours_runs, *args.peers], strict=True):
                 r = run_in_process(name, wargs, None if name.startswith(("ours", "before"))
                                    else args.peer_timeout, burner=args.burner)
                 if r is None:
-                    print(f"  {name}: no result within {args.peer_timeout:.0f} s", flush=True)
-                    res[name] = None
+                    print(f"  {label}: no result within {args.peer_timeout:.0f} s", flush=True)
+                    res[label] = None
                     continue
                 el, W, B, info = r
                 lam_eval = lams[: len(W)]
@@ -440,9 +453,9 @@ def bench_geometries(args):
                     obj, kkt, extra = objectives(X, y, W, B, lam_eval), None, ""
                     extra = peer_stop_note(info, len(W), len(lams))
                 cpu = info.get("cpu_seconds")
-                res[name] = dict(time=el, obj=obj, kkt=kkt, n=len(W), cpu=cpu)
+                res[label] = dict(time=el, obj=obj, kkt=kkt, n=len(W), cpu=cpu)
                 cpu_txt = "" if cpu is None else f" (CPU {cpu:.2f} s)"
-                print(f"  {name}: {el:.2f} s{cpu_txt}{extra}", flush=True)
+                print(f"  {label}: {el:.2f} s{cpu_txt}{extra}", flush=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         done = {k: v for k, v in res.items() if v is not None}
@@ -458,13 +471,13 @@ def bench_geometries(args):
     # peers: glmnet, sklearn, glm_saga, or "before[(threads=k)]" = the sparse_probe found under
     # the folder in the environment variable BENCH_BEFORE (e.g. an export of the base commit)
     peer_cols = "".join(f" {p + ' s':>12} {p + '/ours':>13} {p + ' gap':>11}" for p in args.peers)
-    print(f"{'geometry':>13} {'n×d×C':>16} {'ours':>22} {'s':>8} {'gap':>9} {'KKT/tol':>7}"
+    print(f"{'geometry':>13} {'n×d×C':>16} {'ours':>25} {'s':>8} {'gap':>9} {'KKT/tol':>7}"
           f"{peer_cols}")
     for geo, cfg, res in rows:
         for o in ours_names:
             v = res[o]
             dims = f"{cfg['n']}×{cfg['d']}×{cfg['classes']}"
-            line = (f"{geo:>13} {dims:>16} {o:>22} "
+            line = (f"{geo:>13} {dims:>16} {o:>25} "
                     f"{v['time']:>8.2f} {v['gap']:>9.1e} {float(v['kkt'].max()):>7.2f}")
             for p in args.peers:
                 pv = res.get(p)
@@ -478,14 +491,14 @@ def bench_geometries(args):
     # the process's CPU seconds of each fit: on a machine shared with other work the wall
     # clock carries the others' load, the CPU time far less of it
     print("\nCPU seconds of each fit (time.process_time in its process):")
-    print(f"{'geometry':>13} {'ours':>22} {'CPU s':>8}"
+    print(f"{'geometry':>13} {'ours':>25} {'CPU s':>8}"
           + "".join(f" {p + ' CPU s':>14} {p + '/ours':>13}" for p in args.peers))
     for geo, _cfg, res in rows:
         for o in ours_names:
             v = res[o]
             if v.get("cpu") is None:
                 continue
-            line = f"{geo:>13} {o:>22} {v['cpu']:>8.2f}"
+            line = f"{geo:>13} {o:>25} {v['cpu']:>8.2f}"
             for p in args.peers:
                 pv = res.get(p)
                 if pv is None or pv.get("cpu") is None:

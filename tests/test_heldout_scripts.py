@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers_bench import load_bench
+from helpers_bench import ROOT, load_bench
 
 
 def test_sweep_draws_the_held_out_kinds_as_described():
@@ -257,3 +257,21 @@ def test_lambda_grid_starts_where_the_first_feature_enters(grouped):
     p = fit_path(X, y, alpha=bp.ALPHA, lambdas=[1.001 * lam_max, 0.97 * lam_max], grouped=grouped,
                  progress=False)
     assert p.nnz[0] == 0 and p.nnz[1] > 0
+
+
+def test_bench_geometries_shows_each_run_of_a_repeated_setting(capsys, monkeypatch):
+    # --threads default,1,default,1: the repeats had overwritten the first runs, whose (slower)
+    # times the table then never showed
+    bp = load_bench("bench_path")
+    assert bp.run_labels(["a", "b", "a", "a"]) == ["a", "b", "a #2", "a #3"]
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # the spawned workers import it
+    bp.main(["--geometry", "current", "--n", "300", "--d", "20", "--classes", "3",
+             "--n-lambdas", "5", "--threads", "1,1", "--peers", ""])
+    out = capsys.readouterr().out
+    # each run printed as it finishes, and a row of its own in the table and in the CPU table
+    runs = re.findall(r"^  (ours\(threads=1\)(?: #2)?): ([0-9.]+) s", out, re.M)
+    rows = re.findall(r"^ +current +300×20×3 +(ours\(threads=1\)(?: #2)?) +([0-9.]+) ", out, re.M)
+    cpu = re.findall(r"^ +current +(ours\(threads=1\)(?: #2)?) +[0-9.]+$", out, re.M)
+    assert [r[0] for r in runs] == ["ours(threads=1)", "ours(threads=1) #2"]
+    assert rows == runs  # the table shows each run's own time
+    assert cpu == [r[0] for r in runs]

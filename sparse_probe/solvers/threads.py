@@ -9,14 +9,24 @@ process beside it, a collinear path took 238 s with 2 threads where glmnet took 
 load ~5 one path took 146 s with 2 threads and 30 s with one.
 
 The rule (``threads=None`` / ``"auto"``, the default): on CPU, a small fit (under
-:data:`SMALL_WORK` multiply-adds per product) runs on one thread; a larger one times a few
+:data:`SMALL_WORK` multiply-adds per product) runs on one thread; a larger one first looks at
+what other processes keep busy on the CPUs it may run on (:func:`busy_cores`, a
+:data:`LOAD_WINDOW_S` pause read from ``/proc/stat``) and takes no more threads than the cores
+left free (:func:`free_threads`); where that leaves more than one, it times a few
 iterations' worth of the fit's own kind of work (one ``X W^T`` product, the softmax
 residual, one ``R^T X`` product on a block of this problem's shape) with one thread and with
 torch's thread count, interleaved, and keeps more threads only when they are clearly faster
 (mean time at most :data:`MARGIN` of one thread's). The probe costs a few tens of milliseconds
 on a quiet machine and stops at the first round where more threads are slower. A
 busy core makes the multi-threaded probe slower, so the fit falls back to one thread; on a
-quiet machine the products gain from the second core and keep it. The choice is made once per
+quiet machine the products gain from the second core and keep it. The probe alone misjudged a
+busy core in a third of the fits: a thread that wakes up is run ahead of a process that has
+been computing for a while (the scheduler's credit for sleepers), so for the few tens of
+milliseconds of the probe two threads ran at full speed beside a CPU-bound process, and for the
+seconds of the fit they did not (``bench_path.py --burner --threads default,1,default,1``: the
+collinear path 9.9 s on the two threads the probe chose against 4.6 s on one, 100 classes 7.9
+against 4.2 s; ``results/path-threads-burner-cpu-2026-12-04.txt``). The load is read while
+this process sleeps, where no such credit applies. The choice is made once per
 fit; the count in force before the fit is restored after it. The proximal Newton solver's
 points get a count of their own, measured once on a product of its Hessian's kind
 (:func:`newton_threads`).
@@ -42,15 +52,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator
 
 import torch
 
-__all__ = ["BLAS_SPIN_S", "BLAS_THREADS", "ENV_VAR", "MARGIN", "RECHECK", "SMALL_HESSIAN",
-           "SMALL_WORK", "blas_limits", "fit_threads", "newton_threads", "pick_threads",
-           "resolve_threads", "torch_threads"]
+__all__ = ["BLAS_SPIN_S", "BLAS_THREADS", "BUSY_SHARE", "ENV_VAR", "LOAD_WINDOW_S", "MARGIN",
+           "RECHECK", "SMALL_HESSIAN", "SMALL_WORK", "blas_limits", "busy_cores", "fit_threads",
+           "free_threads", "newton_threads", "pick_threads", "resolve_threads", "torch_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +101,85 @@ thread without a probe: below it two threads lost on every shape in every run of
 ``benchmarks/measure_thread_probe.py`` (1.1-3.9× one thread's time), above it the outcome
 varied by shape and run (0.66-1.45×) and the probe decides; the probe itself was 4-5% of a
 two-class 10,000 × 256 path (``benchmarks/results/thread-probe-cpu-2026-12-03.txt``)."""
+
+
+LOAD_WINDOW_S = 0.03
+"""The pause over which :func:`busy_cores` reads the other processes' load. On the 2-core
+machine, 30 windows of 40 ms read 0.99-1.10 cores beside one CPU-bound process and -0.01-0.22
+quiet (an ad hoc run): far apart at this length already."""
+BUSY_SHARE = 0.5
+"""Other processes' load (cores) from which a core counts as taken (:func:`free_threads`)."""
+STAT = "/proc/stat"
+
+
+def _stat_ticks(text: str, cpus) -> tuple[int, int]:
+    """Busy and total ticks of the CPUs ``cpus`` in a ``/proc/stat`` text (``cpuN`` lines:
+    user nice system idle iowait irq softirq steal; idle and iowait are not busy, steal is:
+    a hypervisor's other guests take the core as another process would)."""
+    busy = total = 0
+    for line in text.splitlines():
+        if not line.startswith("cpu") or line.startswith("cpu "):
+            continue
+        fields = line.split()
+        if int(fields[0][3:]) not in cpus:
+            continue
+        v = [int(x) for x in fields[1:9]]
+        total += sum(v)
+        busy += sum(v) - v[3] - v[4]
+    return busy, total
+
+
+def _read_stat() -> str | None:
+    try:
+        with open(STAT) as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def busy_cores(window: float = LOAD_WINDOW_S, *, read=_read_stat, sleep=time.sleep,
+               cpu_time=time.process_time, clock=time.perf_counter) -> float | None:
+    """Cores' worth of CPU time that other processes (and the hypervisor's other guests) take
+    on the CPUs this process may run on, over a pause of ``window`` seconds.
+
+    ``n_cpus · Δbusy / Δtotal`` of the ``/proc/stat`` lines of this process's CPUs
+    (``os.sched_getaffinity``), less this process's own CPU time over the wall time (its
+    other threads may run while this one sleeps). None where ``/proc/stat`` cannot be read
+    (not Linux) or no tick passed. ``read``, ``sleep``, ``cpu_time``, ``clock``: for tests.
+    """
+    try:
+        cpus = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return None
+    before = read()
+    c0, w0 = cpu_time(), clock()
+    sleep(window)
+    after = read()
+    c1, w1 = cpu_time(), clock()
+    if before is None or after is None:
+        return None
+    b0, t0 = _stat_ticks(before, cpus)
+    b1, t1 = _stat_ticks(after, cpus)
+    if t1 <= t0 or w1 <= w0:
+        return None
+    return len(cpus) * (b1 - b0) / (t1 - t0) - (c1 - c0) / (w1 - w0)
+
+
+def free_threads(top: int, busy: float | None = None) -> int:
+    """At most ``top`` threads, and no more than the cores that other processes leave free:
+    ``len(os.sched_getaffinity(0)) − ⌊busy + 1 − BUSY_SHARE⌋`` (``busy`` from
+    :func:`busy_cores` when not given; a core counts as taken from :data:`BUSY_SHARE` of one
+    on), at least 1. ``top`` where the load cannot be read."""
+    if busy is None:
+        busy = busy_cores()
+    if busy is None:
+        return top
+    try:
+        n_cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return top
+    taken = max(0, math.floor(busy + 1.0 - BUSY_SHARE))
+    return max(1, min(top, n_cpus - taken))
 
 
 def pick_threads(timings: dict[int, list[float]], margin: float = MARGIN) -> int:
@@ -249,15 +339,22 @@ def resolve_threads(threads, device: torch.device, shape: tuple[int, int, int],
     if n * m * C < SMALL_WORK:
         log.debug("threads: %d x %d x %d is under SMALL_WORK -> 1", n, m, C)
         return 1
-    timings = _probe(*shape)
-    choice = pick_threads(timings)
-    log.debug("threads: probe %s -> %d", _ms(timings), choice)
-    slower = _mean(timings[top]) / _mean(timings[1])
-    if 1 < slower < RECHECK:  # slower, not collapsed: numpy's BLAS threads may be spinning
-        sleep(BLAS_SPIN_S)
+    free = free_threads(top)
+    if free < top:
+        log.debug("threads: other processes leave %d of %d -> %s", free, top,
+                  "1" if free == 1 else "probe")
+        if free == 1:
+            return 1
+    with torch_threads(free):  # the probe's candidates: 1 and ``free``
         timings = _probe(*shape)
         choice = pick_threads(timings)
-        log.debug("threads: probe again %s -> %d", _ms(timings), choice)
+        log.debug("threads: probe %s -> %d", _ms(timings), choice)
+        slower = _mean(timings[free]) / _mean(timings[1])
+        if 1 < slower < RECHECK:  # slower, not collapsed: numpy's BLAS threads may be spinning
+            sleep(BLAS_SPIN_S)
+            timings = _probe(*shape)
+            choice = pick_threads(timings)
+            log.debug("threads: probe again %s -> %d", _ms(timings), choice)
     return choice
 
 
@@ -282,14 +379,19 @@ def newton_threads(threads, k: int | None, top: int) -> int | None:
     (Newton on 26 of 30 points) 1.36x faster where the probe picked one (its products gain
     nothing at n = 500; ``results/thread-pools-cpu-2026-12-03.txt``). So unless the count is
     given (``threads`` an int or :data:`ENV_VAR`: that count) or ``k`` is None (not a CPU
-    fit: None), a product of the Hessian's kind is timed (:func:`_probe_hessian`) and
-    :func:`pick_threads` decides between 1 and ``top``, which a busy core makes one. The
+    fit: None), ``top`` is held to the cores other processes leave free (:func:`free_threads`)
+    and, where that is still above ``k``, a product of the Hessian's kind is timed
+    (:func:`_probe_hessian`) and :func:`pick_threads` decides between 1 and ``top``. The
     fit asks once, at its first Newton point whose Hessian has at least
     :data:`SMALL_HESSIAN` multiply-adds; smaller ones keep ``k``.
     """
     if k is None:
         return None
     if k >= top or _given(threads) is not None:
+        return k
+    top = free_threads(top)  # other processes' load, as at the fit's start
+    if k >= top:
+        log.debug("threads: other processes leave %d -> Newton %d", top, k)
         return k
     with torch_threads(top):
         timings = _probe_hessian()
