@@ -117,9 +117,12 @@ def make_geometry(name: str, n: int, d: int, classes: int,
 
 
 def newton_count_note(info: dict) -> str:
-    """`` (Newton k)`` where the fit's Newton points ran on a count of their own, else ``""``."""
+    """`` (Newton k)`` where the fit's Newton points ran on a count of their own, and
+    ``, k from λ #i`` where load that started during the fit dropped its count; else ``""``."""
     k = info.get("threads_newton")
-    return "" if k is None or k == info.get("threads") else f" (Newton {k})"
+    note = "" if k is None or k == info.get("threads") else f" (Newton {k})"
+    drop = info.get("threads_dropped_at")
+    return note + ("" if not drop else f", {drop[1]} from λ #{drop[0]}")
 
 
 def lambda_grid(X, y, classes, n_lambdas, eps, grouped=False):

@@ -54,7 +54,13 @@ from sparse_probe.solvers.restricted import (
     f32_gradient_error,
     softmax_residual,
 )
-from sparse_probe.solvers.threads import SMALL_HESSIAN, fit_threads, newton_threads, torch_threads
+from sparse_probe.solvers.threads import (
+    SMALL_HESSIAN,
+    fit_threads,
+    load_watch,
+    newton_threads,
+    torch_threads,
+)
 
 __all__ = ["column_stats", "fit_path", "lambda_path"]
 
@@ -454,14 +460,18 @@ def fit_path(
         (n, C) float64 logits would exceed 512 MiB or ``X`` is a file larger than ``cache_bytes``.
     threads : int or "auto", optional
         CPU threads for this fit (restored afterwards). Default: the environment variable
-        ``SPARSE_PROBE_THREADS`` when set, else ``"auto"``: a short probe of this problem's
-        products with one thread and with ``torch.get_num_threads()`` keeps more threads only
-        when they are clearly faster, so a machine with a busy core never makes the fit slower
-        than one thread would (:mod:`sparse_probe.solvers.threads`). The proximal Newton
-        solver's points measure their own count once (a product of its Hessian's kind,
-        :func:`~sparse_probe.solvers.threads.newton_threads`). Ignored on CUDA and by the
-        glmnet backend; recorded in ``info["threads"]`` and ``info["threads_newton"]``
-        (None where no Newton point ran).
+        ``SPARSE_PROBE_THREADS`` when set, else ``"auto"``: no more threads than the cores other
+        processes leave free, and of those a short probe of this problem's products with one
+        thread and with more keeps more only when they are clearly faster, so a machine with
+        a busy core never makes the fit slower than one thread would
+        (:mod:`sparse_probe.solvers.threads`). The proximal Newton solver's points measure
+        their own count once (a product of its Hessian's kind,
+        :func:`~sparse_probe.solvers.threads.newton_threads`). Load that other processes start
+        during the fit drops the count from the next path point on. Ignored on CUDA and by
+        the glmnet backend; recorded in ``info["threads"]`` (the choice at the start),
+        ``info["threads_newton"]`` (None where no Newton point ran) and
+        ``info["threads_dropped_at"]`` (``[point, count]`` from where the fit ran on fewer
+        threads, else None).
 
     Returns
     -------
@@ -554,10 +564,22 @@ def fit_path(
         methods: list[str] = []  # the restricted solver(s) of each point
         newton_k = None  # Newton's own thread count, once measured (threads.newton_threads)
         threads_newton = None  # the count Newton's last point ran on
+        # load that other processes start during the fit: fewer threads from the next point on
+        watch = load_watch(threads, n_threads, top_threads)
+        threads_chosen = n_threads
+        threads_dropped = None  # [the point from which the fit ran on fewer threads, how many]
         bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
         tol_points = []
         free_points: list[int] = []  # the free coordinates expected at each point's first round
         for lam in bar:
+            if watch is not None:
+                cap = watch.cap(max(n_threads, newton_k or 1))
+                if cap < max(n_threads, newton_k or 1):
+                    log.info("other processes took a core: %d thread(s) from λ #%d on", cap,
+                             len(tol_points))
+                    n_threads, newton_k = min(n_threads, cap), newton_k and min(newton_k, cap)
+                    torch.set_num_threads(n_threads)  # fit_threads restores the caller's count
+                    threads_dropped = [len(tol_points), cap]
             n_iter = 0
             used: list[str] = []
             tol_abs = tol * penalty.l1_l2(tol_scale if tol_scale is not None else lam)[0]
@@ -618,6 +640,8 @@ def fit_path(
                         # own count, measured once its Hessians are worth it (threads.py)
                         if newton_k is None and src.n * float(n_free) ** 2 / 2 >= SMALL_HESSIAN:
                             newton_k = newton_threads(threads, n_threads, top_threads)
+                            if threads_dropped is not None:  # never above a drop (watch)
+                                newton_k = min(newton_k, threads_dropped[1])
                         k_point = threads_newton = newton_k or n_threads
                     with torch_threads(k_point):
                         res = use.solve(
@@ -709,7 +733,8 @@ def fit_path(
             "tol_per_point": [float(t) for t in tol_points],
             "free_per_point": free_points, "eps": eps, "n_lambdas": n_lambdas,
             "lambda_max": lam_max, "n_samples": src.n, "n_features": src.d, "n_classes": C,
-            "device": str(device), "threads": n_threads, "threads_newton": threads_newton, "full_passes": tr.passes, "low_memory": bool(low_memory), "total_seconds": time.perf_counter() - t0,
+            "device": str(device), "threads": threads_chosen, "threads_newton": threads_newton,
+            "threads_dropped_at": threads_dropped, "full_passes": tr.passes, "low_memory": bool(low_memory), "total_seconds": time.perf_counter() - t0,
         }
         return Path.from_records(records, lambdas=lams, alpha=alpha, grouped=grouped, mean=mean,
                                  scale=scale, classes=classes, info=info)

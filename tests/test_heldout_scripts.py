@@ -275,3 +275,12 @@ def test_bench_geometries_shows_each_run_of_a_repeated_setting(capsys, monkeypat
     assert [r[0] for r in runs] == ["ours(threads=1)", "ours(threads=1) #2"]
     assert rows == runs  # the table shows each run's own time
     assert cpu == [r[0] for r in runs]
+
+
+def test_the_run_line_names_newtons_count_and_a_drop_in_threads():
+    bp = load_bench("bench_path")
+    assert bp.newton_count_note({"threads": 2, "threads_newton": 2}) == ""
+    assert bp.newton_count_note({"threads": 1, "threads_newton": 2}) == " (Newton 2)"
+    assert bp.newton_count_note({"threads": 2, "threads_newton": None,
+                                 "threads_dropped_at": [7, 1]}) == ", 1 from λ #7"
+    assert bp.newton_count_note({"threads": 2, "threads_dropped_at": None}) == ""

@@ -58,7 +58,7 @@ def test_busy_cores_reads_the_others_load_on_this_process_cpus():
         after[c] = (100, 0, 50, 1080, 30, 0, 0, 0)
     after[other] = (200, 0, 50, 1000, 10, 0, 0, 0)
     texts = [_stat(base), _stat(after)]
-    clock = iter([0.0, 0.04])
+    clock = iter([0.0, 0.04, 0.04])
     own = iter([1.0, 1.01])  # this process ran a quarter of a core meanwhile (its own)
     slept = []
     got = th.busy_cores(read=lambda: texts.pop(0), sleep=slept.append,
@@ -618,3 +618,109 @@ def test_a_fits_newton_points_run_on_their_own_measured_count(monkeypatch):
     ref = fit_path(X, y, n_lambdas=12, eps=0.01, solver="newton", progress=False, threads=1)
     assert ref.info["threads_newton"] == 1
     np.testing.assert_allclose(p.objective, ref.objective, rtol=1e-6)
+
+
+@pytest.mark.real_load
+def test_load_watch_reads_the_load_between_points_without_pausing(monkeypatch):
+    import os
+
+    cpus = sorted(os.sched_getaffinity(0))
+    idle = {c: (100, 0, 50, 1000, 10, 0, 0, 0) for c in cpus}
+    first_busy = dict(idle)
+    first_busy[cpus[0]] = (200, 0, 50, 1000, 10, 0, 0, 0)  # 100 busy ticks on one CPU
+    for c in cpus[1:]:
+        first_busy[c] = (100, 0, 50, 1100, 10, 0, 0, 0)
+    texts = [_stat(idle), _stat(first_busy)]
+    now = [0.0]
+    w = th.LoadWatch(1.0, read=lambda: texts.pop(0), cpu_time=lambda: 0.0, clock=lambda: now[0])
+    now[0] = 0.99
+    assert w.busy() is None and len(texts) == 1  # under the interval: not even read
+    now[0] = 1.5
+    assert w.busy() == pytest.approx(1.0)  # one CPU's worth of others' ticks over the span
+    assert texts == [] and w.busy() is None  # the next span starts at this reading
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    w = th.LoadWatch(0.0, read=lambda: None)
+    assert w.busy() is None and w.cap(2) == 2  # the load unreadable: the count stands
+    w = th.LoadWatch(0.0)
+    monkeypatch.setattr(w, "busy", lambda: 0.7)
+    assert w.cap(2) == 1 and w.cap(1) == 1
+    monkeypatch.setattr(w, "busy", lambda: 0.3)
+    assert w.cap(2) == 2
+    assert th.WATCH_INTERVAL_S == 1.0
+
+
+def test_load_watch_only_where_a_measured_count_could_drop(monkeypatch):
+    monkeypatch.delenv(th.ENV_VAR, raising=False)
+    assert isinstance(th.load_watch(None, 2, 2), th.LoadWatch)
+    assert isinstance(th.load_watch("auto", 1, 2), th.LoadWatch)  # Newton may run on 2
+    assert th.load_watch(2, 2, 2) is None  # a given count stands
+    assert th.load_watch(None, None, 2) is None  # not a CPU fit
+    assert th.load_watch(None, 1, 1) is None  # one thread is all there is
+    monkeypatch.setenv(th.ENV_VAR, "2")
+    assert th.load_watch(None, 2, 2) is None
+
+
+@pytest.mark.real_load
+@pytest.mark.slow
+def test_load_that_starts_during_the_fit_drops_it_to_one_thread(monkeypatch):
+    """Two threads chosen at the start (a quiet machine); at the third path point a CPU-bound
+    process starts on one of this thread's two CPUs: the points after the next reading run on
+    one thread, the path still verified, the caller's count restored."""
+    import dataclasses
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from helpers_kkt import kkt_ratios
+    from sklearn.datasets import make_classification
+
+    from sparse_probe.solvers import SOLVERS
+
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs 2 CPUs")
+    a, b = cpus[:2]
+    monkeypatch.delenv(th.ENV_VAR, raising=False)
+    monkeypatch.setattr(th, "busy_cores", lambda *a, **k: 0.0)  # quiet at the start
+    monkeypatch.setattr(th, "_probe", lambda n, m, C: {1: [1.0], 2: [0.5]})
+    monkeypatch.setattr(th, "_probe_hessian", lambda: {1: [1.0], 2: [0.5]})
+    monkeypatch.setattr(th, "WATCH_INTERVAL_S", 0.5)
+    X, y = make_classification(n_samples=4000, n_features=200, n_informative=20,
+                               n_redundant=0, n_classes=10, n_clusters_per_class=1,
+                               random_state=4)
+    X = X.astype(np.float32)
+    assert th.SMALL_WORK <= 4000 * 200 * 10
+    counts, burner = [], []
+
+    def spy(name):
+        real = SOLVERS[name].solve
+
+        def solve(*args, **kw):
+            counts.append(torch.get_num_threads())
+            if len(counts) == 3:  # another process starts, on one of this thread's CPUs
+                burner.append(subprocess.Popen(
+                    [sys.executable, "-c",
+                     f"import os\nos.sched_setaffinity(0, {{{b}}})\nwhile True: pass"]))
+                time.sleep(1.0)
+            return real(*args, **kw)
+        return dataclasses.replace(SOLVERS[name], solve=solve)
+
+    for name in ("owlqn", "newton"):
+        monkeypatch.setitem(SOLVERS, name, spy(name))
+    try:
+        os.sched_setaffinity(0, {a, b})
+        with torch_threads(2):
+            p = fit_path(X, y, n_lambdas=10, eps=0.05, progress=False)
+            assert torch.get_num_threads() == 2  # the caller's count, restored
+    finally:
+        for proc in burner:
+            proc.kill()
+            proc.wait()
+        os.sched_setaffinity(0, cpus)
+    assert p.info["threads"] == 2
+    point, k = p.info["threads_dropped_at"]
+    assert k == 1 and 3 <= point < len(p)
+    assert counts[:3] == [2, 2, 2]  # up to the burner's start
+    assert counts[-1] == 1  # after the drop; Newton's own count (if measured later) too
+    assert kkt_ratios(X, y, p).max() <= 1.0

@@ -26,7 +26,9 @@ milliseconds of the probe two threads ran at full speed beside a CPU-bound proce
 seconds of the fit they did not (``bench_path.py --burner --threads default,1,default,1``: the
 collinear path 9.9 s on the two threads the probe chose against 4.6 s on one, 100 classes 7.9
 against 4.2 s; ``results/path-threads-burner-cpu-2026-12-04.txt``). The load is read while
-this process sleeps, where no such credit applies. The choice is made once per
+this process sleeps, where no such credit applies. Load that starts during the fit is read
+between path points (:class:`LoadWatch`, over a second or more of the fit's own running, no
+pause) and drops the count to the cores left free from the next point on. The choice is made once per
 fit; the count in force before the fit is restored after it. The proximal Newton solver's
 points get a count of their own, measured once on a product of its Hessian's kind
 (:func:`newton_threads`).
@@ -60,8 +62,9 @@ from collections.abc import Iterator
 import torch
 
 __all__ = ["BLAS_SPIN_S", "BLAS_THREADS", "BUSY_SHARE", "ENV_VAR", "LOAD_WINDOW_S", "MARGIN",
-           "RECHECK", "SMALL_HESSIAN", "SMALL_WORK", "blas_limits", "busy_cores", "fit_threads",
-           "free_threads", "newton_threads", "pick_threads", "resolve_threads", "torch_threads"]
+           "RECHECK", "SMALL_HESSIAN", "SMALL_WORK", "WATCH_INTERVAL_S", "LoadWatch",
+           "blas_limits", "busy_cores", "fit_threads", "free_threads", "load_watch", "newton_threads",
+           "pick_threads", "resolve_threads", "torch_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +140,57 @@ def _read_stat() -> str | None:
         return None
 
 
+WATCH_INTERVAL_S = 1.0
+""":class:`LoadWatch` reads the load over at least this much wall time (the fit's own
+threads run meanwhile: over seconds the scheduler shares a core fairly, so a CPU-bound
+process beside two threads on two cores shows as about 2/3 of a core)."""
+
+
+class LoadWatch:
+    """Other processes' load while the fit runs, read from ``/proc/stat`` between path points
+    without pausing: the fit checks it before each point and drops to the cores left free
+    (:func:`free_threads`) once another process takes one, as at its start. It never raises
+    the count again within a fit.
+
+    :meth:`busy` returns the cores' worth of CPU time others took on this process's CPUs since
+    the last reading at least ``interval`` seconds ago (None before that, or where the load
+    cannot be read). ``read``, ``cpu_time``, ``clock``: for tests.
+    """
+
+    def __init__(self, interval: float = WATCH_INTERVAL_S, *, read=_read_stat,
+                 cpu_time=time.process_time, clock=time.perf_counter):
+        self.interval, self._read, self._cpu, self._clock = interval, read, cpu_time, clock
+        try:
+            self._cpus = os.sched_getaffinity(0)
+        except (AttributeError, OSError):
+            self._cpus = None
+        self._last = self._reading()
+
+    def _reading(self):
+        text = self._read() if self._cpus is not None else None
+        if text is None:
+            return None
+        return _stat_ticks(text, self._cpus), self._cpu(), self._clock()
+
+    def cap(self, k: int) -> int:
+        """``k``, or fewer where others took a core since the last reading
+        (:func:`free_threads` of :meth:`busy`)."""
+        busy = self.busy()
+        return k if busy is None else min(k, free_threads(k, busy))
+
+    def busy(self) -> float | None:
+        if self._last is None or self._clock() - self._last[2] < self.interval:
+            return None
+        now = self._reading()
+        if now is None:
+            return None
+        ((b0, t0), c0, w0), ((b1, t1), c1, w1) = self._last, now
+        self._last = now
+        if t1 <= t0 or w1 <= w0:
+            return None
+        return len(self._cpus) * (b1 - b0) / (t1 - t0) - (c1 - c0) / (w1 - w0)
+
+
 def busy_cores(window: float = LOAD_WINDOW_S, *, read=_read_stat, sleep=time.sleep,
                cpu_time=time.process_time, clock=time.perf_counter) -> float | None:
     """Cores' worth of CPU time that other processes (and the hypervisor's other guests) take
@@ -147,22 +201,17 @@ def busy_cores(window: float = LOAD_WINDOW_S, *, read=_read_stat, sleep=time.sle
     other threads may run while this one sleeps). None where ``/proc/stat`` cannot be read
     (not Linux) or no tick passed. ``read``, ``sleep``, ``cpu_time``, ``clock``: for tests.
     """
-    try:
-        cpus = os.sched_getaffinity(0)
-    except (AttributeError, OSError):
-        return None
-    before = read()
-    c0, w0 = cpu_time(), clock()
+    watch = LoadWatch(0.0, read=read, cpu_time=cpu_time, clock=clock)
     sleep(window)
-    after = read()
-    c1, w1 = cpu_time(), clock()
-    if before is None or after is None:
+    return watch.busy()
+
+
+def load_watch(threads, k: int | None, top: int) -> LoadWatch | None:
+    """A :class:`LoadWatch` for a fit whose count ``k`` was measured (``threads`` not given:
+    a given count stands) and that may run on more than one of ``top`` threads; else None."""
+    if k is None or top <= 1 or _given(threads) is not None:
         return None
-    b0, t0 = _stat_ticks(before, cpus)
-    b1, t1 = _stat_ticks(after, cpus)
-    if t1 <= t0 or w1 <= w0:
-        return None
-    return len(cpus) * (b1 - b0) / (t1 - t0) - (c1 - c0) / (w1 - w0)
+    return LoadWatch(WATCH_INTERVAL_S)
 
 
 def free_threads(top: int, busy: float | None = None) -> int:
