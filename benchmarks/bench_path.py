@@ -26,7 +26,8 @@ After the table, each fit's CPU seconds (``time.process_time`` in its process; o
 python-glmnet) and their ratios: on a machine shared with other jobs the wall clock carries
 their load (one fit's wall time varied by 1.24x between two runs of one command), the
 CPU time far less of it.
-``--burner`` runs a CPU-burning process beside every solver (a machine with one busy core);
+``--burner`` runs a CPU-burning process beside every solver (a machine with one busy core;
+``--burner-delay S``: started S seconds into each fit, load that starts mid-fit);
 ``--threads default,1`` runs ours once per thread setting (``default``: fit_path's own choice).
 
 Presets (``--preset``):
@@ -235,6 +236,7 @@ def _worker(name, args, out_file):
     X = np.ascontiguousarray(X)
     y = np.load(args["y"])
     lams = np.asarray(args["lams"])
+    Path(out_file + ".fit").touch()  # the fit starts (run_in_process's burner_delay)
     if name == "glmnet":
         res = run_glmnet(X, y, lams, args["classes"])
     elif name == "sklearn":
@@ -263,19 +265,30 @@ def _burn(stop_file: str) -> None:
             return
 
 
-def run_in_process(name, args, timeout, burner=False):
+def run_in_process(name, args, timeout, burner=False, burner_delay=0.0):
+    """Run one solver in a spawned process; ``burner``: a CPU-bound process beside it, started
+    a second before it, or ``burner_delay`` seconds into its fit (load that starts mid-fit:
+    the data loaded, the solver called)."""
     ctx = mp.get_context("spawn")
     with tempfile.NamedTemporaryFile(suffix=".npz", delete=False) as fh:
         out_file = fh.name
     burn = None
     stop_file = out_file + ".stop"
-    if burner:  # one CPU-bound process beside the solver, for its whole run
+    if burner and not burner_delay:  # one CPU-bound process beside the solver, for its whole run
         burn = ctx.Process(target=_burn, args=(stop_file,))
         burn.start()
         time.sleep(1.0)  # let it show up in the scheduler and the load average
     proc = ctx.Process(target=_worker, args=(name, args, out_file))
     proc.start()
+    if burner and burner_delay:
+        while proc.is_alive() and not os.path.exists(out_file + ".fit"):
+            time.sleep(0.01)
+        proc.join(burner_delay)
+        burn = ctx.Process(target=_burn, args=(stop_file,))
+        burn.start()
     proc.join(timeout)
+    if os.path.exists(out_file + ".fit"):
+        os.unlink(out_file + ".fit")
     if burn is not None:
         Path(stop_file).touch()
         burn.join(10)
@@ -402,6 +415,13 @@ def objectives_kkt(X, y, W, B, lams, tols, mean=None, scale=None, grouped=False)
     return np.array(obj), np.array(ratio)
 
 
+def burner_text(args) -> str:
+    """``on``, ``on from S s into each fit`` or ``off``."""
+    if not args.burner:
+        return "off"
+    return f"on from {args.burner_delay:g} s into each fit" if args.burner_delay else "on"
+
+
 def run_labels(names: list[str]) -> list[str]:
     """Each run's label: its name, and ``name #k`` for the k-th repeat of a name
     (``--threads default,1,default,1``: each run a row of its own)."""
@@ -434,11 +454,12 @@ def bench_geometries(args):
         try:
             wargs = _worker_args(cfg, args, X, y, lams, tmp)
             print(f"\n[{geo}] n={cfg['n']} d={cfg['d']} C={cfg['classes']}, {len(lams)} λ "
-                  f"to {args.eps:g}·λ_max, burner={'on' if args.burner else 'off'}", flush=True)
+                  f"to {args.eps:g}·λ_max, burner={burner_text(args)}", flush=True)
             res = {}
             for label, name in zip(labels, [*ours_runs, *args.peers], strict=True):
                 r = run_in_process(name, wargs, None if name.startswith(("ours", "before"))
-                                   else args.peer_timeout, burner=args.burner)
+                                   else args.peer_timeout, burner=args.burner,
+                                   burner_delay=args.burner_delay)
                 if r is None:
                     print(f"  {label}: no result within {args.peer_timeout:.0f} s", flush=True)
                     res[label] = None
@@ -468,7 +489,7 @@ def bench_geometries(args):
             v["gap"] = float(np.max((v["obj"][:L] - best) / np.abs(best)))
         rows.append((geo, cfg, res))
     print(f"\nmachine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end; "
-          f"burner {'on' if args.burner else 'off'}; α={ALPHA}, {args.n_lambdas} λ to "
+          f"burner {burner_text(args)}; α={ALPHA}, {args.n_lambdas} λ to "
           f"{args.eps:g}·λ_max; gap = largest relative objective gap to the best solver; "
           "KKT/tol = our largest float64 KKT violation over tolerance (≤ 1: verified)")
     # peers: glmnet, sklearn, glm_saga, or "before[(threads=k)]" = the sparse_probe found under
@@ -590,6 +611,9 @@ def main(argv=None):
                          "defaults then: 30 λ to 1e-2·λ_max, peers glmnet")
     ap.add_argument("--burner", action="store_true",
                     help="run a CPU-burning process beside every solver (one busy core)")
+    ap.add_argument("--burner-delay", type=float, default=0.0,
+                    help="with --burner: start it this many seconds into each fit (load that "
+                         "starts mid-fit) instead of a second before the solver's process")
     ap.add_argument("--threads", default="",
                     help="with --geometry: comma-separated thread settings for ours, one run "
                          "each ('default' = fit_path's own choice, or an int)")

@@ -30,7 +30,7 @@ def quiet_machine(request, monkeypatch):
     is), so that the probe's tests do not depend on what else runs here; the load check's own
     tests (``@pytest.mark.real_load``) read the real load."""
     if "real_load" not in request.keywords:
-        monkeypatch.setattr(th, "free_threads", lambda top, busy=None: top)
+        monkeypatch.setattr(th, "free_threads", lambda top, busy=None, share=None: top)
 
 
 def _stat(ticks: dict[int, tuple[int, ...]]) -> str:
@@ -644,9 +644,13 @@ def test_load_watch_reads_the_load_between_points_without_pausing(monkeypatch):
     w = th.LoadWatch(0.0)
     monkeypatch.setattr(w, "busy", lambda: 0.7)
     assert w.cap(2) == 1 and w.cap(1) == 1
+    # mid-fit a core counts as taken from WATCH_SHARE on (the fit's own threads share it)
     monkeypatch.setattr(w, "busy", lambda: 0.3)
+    assert w.cap(2) == 1
+    monkeypatch.setattr(w, "busy", lambda: 0.29)
     assert w.cap(2) == 2
-    assert th.WATCH_INTERVAL_S == 1.0
+    assert th.free_threads(2, 0.3) == 2  # at the fit's start (a pause: BUSY_SHARE)
+    assert th.WATCH_INTERVAL_S == 0.5 and th.WATCH_SHARE == 0.3
 
 
 def test_load_watch_only_where_a_measured_count_could_drop(monkeypatch):

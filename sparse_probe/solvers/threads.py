@@ -62,7 +62,7 @@ from collections.abc import Iterator
 import torch
 
 __all__ = ["BLAS_SPIN_S", "BLAS_THREADS", "BUSY_SHARE", "ENV_VAR", "LOAD_WINDOW_S", "MARGIN",
-           "RECHECK", "SMALL_HESSIAN", "SMALL_WORK", "WATCH_INTERVAL_S", "LoadWatch",
+           "RECHECK", "SMALL_HESSIAN", "SMALL_WORK", "WATCH_INTERVAL_S", "WATCH_SHARE", "LoadWatch",
            "blas_limits", "busy_cores", "fit_threads", "free_threads", "load_watch", "newton_threads",
            "pick_threads", "resolve_threads", "torch_threads"]
 
@@ -140,7 +140,14 @@ def _read_stat() -> str | None:
         return None
 
 
-WATCH_INTERVAL_S = 1.0
+WATCH_SHARE = 0.3
+"""Other processes' load (cores) from which :class:`LoadWatch` counts a core as taken. Lower
+than :data:`BUSY_SHARE`: its spans include the fit's own threads, which a CPU-bound process
+shares its core with (spans of 0.5 s read 0.60-0.70 of a core for it beside two threads, and
+0.34-0.53 where the span began before it started; quiet spans -0.06-0.07: ad hoc runs of the
+collinear and 100-class paths), and a missed drop costs more (two threads collapse, up to
+2x one thread's time) than a needless one (at most the second thread's gain, 1.2-1.3x)."""
+WATCH_INTERVAL_S = 0.5
 """:class:`LoadWatch` reads the load over at least this much wall time (the fit's own
 threads run meanwhile: over seconds the scheduler shares a core fairly, so a CPU-bound
 process beside two threads on two cores shows as about 2/3 of a core)."""
@@ -176,7 +183,7 @@ class LoadWatch:
         """``k``, or fewer where others took a core since the last reading
         (:func:`free_threads` of :meth:`busy`)."""
         busy = self.busy()
-        return k if busy is None else min(k, free_threads(k, busy))
+        return k if busy is None else min(k, free_threads(k, busy, share=WATCH_SHARE))
 
     def busy(self) -> float | None:
         if self._last is None or self._clock() - self._last[2] < self.interval:
@@ -214,11 +221,11 @@ def load_watch(threads, k: int | None, top: int) -> LoadWatch | None:
     return LoadWatch(WATCH_INTERVAL_S)
 
 
-def free_threads(top: int, busy: float | None = None) -> int:
+def free_threads(top: int, busy: float | None = None, share: float = BUSY_SHARE) -> int:
     """At most ``top`` threads, and no more than the cores that other processes leave free:
-    ``len(os.sched_getaffinity(0)) − ⌊busy + 1 − BUSY_SHARE⌋`` (``busy`` from
-    :func:`busy_cores` when not given; a core counts as taken from :data:`BUSY_SHARE` of one
-    on), at least 1. ``top`` where the load cannot be read."""
+    ``len(os.sched_getaffinity(0)) − ⌊busy + 1 − share⌋`` (``busy`` from :func:`busy_cores`
+    when not given; a core counts as taken from ``share`` of one on), at least 1. ``top``
+    where the load cannot be read."""
     if busy is None:
         busy = busy_cores()
     if busy is None:
@@ -227,7 +234,7 @@ def free_threads(top: int, busy: float | None = None) -> int:
         n_cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return top
-    taken = max(0, math.floor(busy + 1.0 - BUSY_SHARE))
+    taken = max(0, math.floor(busy + 1.0 - share))
     return max(1, min(top, n_cpus - taken))
 
 
