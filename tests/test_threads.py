@@ -728,3 +728,99 @@ def test_load_that_starts_during_the_fit_drops_it_to_one_thread(monkeypatch):
     assert counts[:3] == [2, 2, 2]  # up to the burner's start
     assert counts[-1] == 1  # after the drop; Newton's own count (if measured later) too
     assert kkt_ratios(X, y, p).max() <= 1.0
+
+
+def _write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_cpu_quota_reads_v2_and_v1_hierarchies_and_their_ancestors(tmp_path):
+    cg, me = tmp_path / "cg", tmp_path / "self_cgroup"
+    # v2: the smallest quota on the way down from the root
+    _write(cg / "cpu.max", "max 100000\n")
+    _write(cg / "a" / "cpu.max", "300000 100000\n")
+    _write(cg / "a" / "b" / "cpu.max", "150000 100000\n")
+    _write(me, "0::/a/b\n")
+    assert th.cpu_quota(str(cg), str(me)) == pytest.approx(1.5)
+    _write(cg / "a" / "cpu.max", "50000 100000\n")  # an ancestor's limit binds the children
+    assert th.cpu_quota(str(cg), str(me)) == pytest.approx(0.5)
+    _write(cg / "a" / "cpu.max", "max 100000\n")
+    _write(cg / "a" / "b" / "cpu.max", "max 100000\n")
+    assert th.cpu_quota(str(cg), str(me)) is None  # no limit anywhere
+    # v1: the cpu controller's folder, other controllers ignored
+    v1 = tmp_path / "v1"
+    for folder, quota in ((v1 / "cpu,cpuacct", -1), (v1 / "cpu,cpuacct" / "docker", 250000),
+                          (v1 / "cpu,cpuacct" / "docker" / "x", -1),
+                          (v1 / "memory" / "docker" / "x", 10)):
+        _write(folder / "cpu.cfs_quota_us", f"{quota}\n")
+        _write(folder / "cpu.cfs_period_us", "100000\n")
+    _write(me, "5:memory:/docker/x\n4:cpu,cpuacct:/docker/x\n1:name=systemd:/docker/x\n")
+    assert th.cpu_quota(str(v1), str(me)) == pytest.approx(2.5)
+    # inside a container: the host's path, the container's own cgroup seen as the root
+    box = tmp_path / "box"
+    _write(box / "cpu" / "cpu.cfs_quota_us", "100000\n")
+    _write(box / "cpu" / "cpu.cfs_period_us", "100000\n")
+    _write(me, "4:cpu:/kubepods/pod1/abc\n")
+    assert th.cpu_quota(str(box), str(me)) == pytest.approx(1.0)
+    _write(box / "cpu" / "cpu.cfs_quota_us", "not a number\n")  # unreadable: no limit known
+    assert th.cpu_quota(str(box), str(me)) is None
+    assert th.cpu_quota(str(box), str(tmp_path / "missing")) is None  # not Linux
+    assert th._quota_v2("max 100000") is None and th._quota_v2("200000 100000") == 2.0
+    assert th._quota_v2("") is None
+
+
+@pytest.mark.real_load
+def test_free_threads_keeps_within_the_cgroup_quota(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)))
+    monkeypatch.setattr(th, "cpu_quota", lambda: 1.0)
+    monkeypatch.setattr(th, "busy_cores", lambda: pytest.fail("read the load for one thread"))
+    assert th.free_threads(4) == 1
+    monkeypatch.setattr(th, "cpu_quota", lambda: 2.5)  # rounded down: 2 threads
+    assert th.free_threads(4, 0.0) == 2 and th.free_threads(4, 0.6) == 2
+    assert th.free_threads(1, 0.0) == 1
+    monkeypatch.setattr(th, "cpu_quota", lambda: 0.5)  # under one CPU: still one thread
+    assert th.free_threads(4, 0.0) == 1
+    monkeypatch.setattr(th, "cpu_quota", lambda: None)  # no quota: the load decides
+    assert th.free_threads(4, 0.0) == 4 and th.free_threads(4, 2.6) == 1
+
+
+@pytest.mark.real_load
+def test_a_fit_under_a_one_cpu_quota_runs_on_one_thread(tmp_path):
+    """A real cgroup (v1 cpu controller, where this machine lets the test make one): a process
+    held to one CPU's worth of time per period chooses one thread for a fit that two threads
+    would otherwise be probed for."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    base = "/sys/fs/cgroup/cpu"
+    if not os.access(os.path.join(base, "cpu.cfs_quota_us"), os.W_OK):
+        pytest.skip("no writable cgroup v1 cpu controller here")
+    group = os.path.join(base, f"sparse-probe-test-{uuid.uuid4().hex[:8]}")
+    try:
+        os.mkdir(group)
+    except OSError as e:
+        pytest.skip(f"cannot make a cgroup here: {e}")
+    try:
+        with open(os.path.join(group, "cpu.cfs_period_us"), "w") as fh:
+            fh.write("100000")
+        with open(os.path.join(group, "cpu.cfs_quota_us"), "w") as fh:
+            fh.write("100000")
+        code = ("import torch\n"
+                "from sparse_probe.solvers import threads as th\n"
+                "torch.set_num_threads(2)\n"
+                "print(th.cpu_quota(), th.resolve_threads(None, torch.device('cpu'), "
+                "(50000, 300, 4)))\n")
+        env = {k: v for k, v in os.environ.items() if k != th.ENV_VAR}
+        proc = subprocess.run(
+            ["bash", "-c", f'echo $$ > {group}/cgroup.procs && exec "$0" -c "$1"',
+             sys.executable, code], capture_output=True, text=True, timeout=120, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        quota, k = proc.stdout.split()
+        assert float(quota) == 1.0 and k == "1"
+    finally:
+        os.rmdir(group)

@@ -9,8 +9,9 @@ process beside it, a collinear path took 238 s with 2 threads where glmnet took 
 load ~5 one path took 146 s with 2 threads and 30 s with one.
 
 The rule (``threads=None`` / ``"auto"``, the default): on CPU, a small fit (under
-:data:`SMALL_WORK` multiply-adds per product) runs on one thread; a larger one first looks at
-what other processes keep busy on the CPUs it may run on (:func:`busy_cores`, a
+:data:`SMALL_WORK` multiply-adds per product) runs on one thread; a larger one takes no more
+threads than its cgroup's CPU quota allows (:func:`cpu_quota`: containers, CI runners), then
+looks at what other processes keep busy on the CPUs it may run on (:func:`busy_cores`, a
 :data:`LOAD_WINDOW_S` pause read from ``/proc/stat``) and takes no more threads than the cores
 left free (:func:`free_threads`); where that leaves more than one, it times a few
 iterations' worth of the fit's own kind of work (one ``X W^T`` product, the softmax
@@ -65,8 +66,8 @@ import torch
 
 __all__ = ["BLAS_SPIN_S", "BLAS_THREADS", "BUSY_SHARE", "ENV_VAR", "LOAD_WINDOW_S", "MARGIN",
            "RECHECK", "SMALL_HESSIAN", "SMALL_WORK", "WATCH_INTERVAL_S", "WATCH_SHARE", "LoadWatch",
-           "blas_limits", "busy_cores", "fit_threads", "free_threads", "load_watch", "newton_threads",
-           "pick_threads", "resolve_threads", "torch_threads"]
+           "blas_limits", "busy_cores", "cpu_quota", "fit_threads", "free_threads", "load_watch",
+           "newton_threads", "pick_threads", "resolve_threads", "torch_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -226,11 +227,83 @@ def load_watch(threads, k: int | None, top: int) -> LoadWatch | None:
     return LoadWatch(WATCH_INTERVAL_S)
 
 
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def _quota_v2(text: str) -> float | None:
+    """CPUs of a cgroup v2 ``cpu.max`` ("max 100000" or "150000 100000"); None: no limit."""
+    parts = text.split()
+    if len(parts) != 2 or parts[0] == "max":
+        return None
+    return int(parts[0]) / int(parts[1])
+
+
+def cpu_quota(root: str = CGROUP_ROOT, self_cgroup: str = "/proc/self/cgroup") -> float | None:
+    """CPUs' worth of time this process's cgroup may use: the smallest CFS quota / period of
+    its cgroup and their ancestors (v2 ``cpu.max``; v1 ``cpu.cfs_quota_us`` /
+    ``cpu.cfs_period_us``), also read at the hierarchy's root (inside a container its own
+    cgroup is the root it sees). None: no quota, or none readable (not Linux).
+
+    Containers and CI runners are often held to fewer CPUs than they see (``docker --cpus``,
+    Kubernetes limits): torch's threads then follow the CPUs seen, and the quota's 100 ms
+    periods, longer than the probe, hid the throttling from it: under a 1-CPU quota on the
+    2-core machine the default chose two threads on three paths, 1.33-1.77x one thread's time
+    (``results/path-threads-burner-cpu-2026-12-04.txt``, E).
+    """
+    try:
+        with open(self_cgroup) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    found = []
+    for line in lines:
+        hid, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        names = controllers.split(",") if controllers else []
+        if hid == "0" and not controllers:  # v2: the unified hierarchy
+            bases = [os.path.join(root, "unified"), root]
+            kind = "v2"
+        elif "cpu" in names:
+            bases = [os.path.join(root, d) for d in (controllers, "cpu,cpuacct", "cpu")]
+            kind = "v1"
+        else:
+            continue
+        parts = [p for p in path.split("/") if p]
+        for base in dict.fromkeys(bases):
+            if not os.path.isdir(base):
+                continue
+            for depth in range(len(parts) + 1):
+                q = _read_quota(os.path.join(base, *parts[:depth]), kind)
+                if q is not None:
+                    found.append(q)
+    return min(found) if found else None
+
+
+def _read_quota(folder: str, kind: str) -> float | None:
+    try:
+        if kind == "v2":
+            with open(os.path.join(folder, "cpu.max")) as fh:
+                return _quota_v2(fh.read())
+        with open(os.path.join(folder, "cpu.cfs_quota_us")) as fh:
+            quota = int(fh.read())
+        with open(os.path.join(folder, "cpu.cfs_period_us")) as fh:
+            period = int(fh.read())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
 def free_threads(top: int, busy: float | None = None, share: float = BUSY_SHARE) -> int:
-    """At most ``top`` threads, and no more than the cores that other processes leave free:
-    ``len(os.sched_getaffinity(0)) − ⌊busy + 1 − share⌋`` (``busy`` from :func:`busy_cores`
-    when not given; a core counts as taken from ``share`` of one on), at least 1. ``top``
-    where the load cannot be read."""
+    """At most ``top`` threads, no more than the CPUs this process's cgroup quota allows
+    (:func:`cpu_quota`, rounded down), and no more than the cores that other processes leave
+    free: ``len(os.sched_getaffinity(0)) − ⌊busy + 1 − share⌋`` (``busy`` from
+    :func:`busy_cores` when not given; a core counts as taken from ``share`` of one on); at
+    least 1. Only ``top`` and the quota where the load cannot be read."""
+    quota = cpu_quota()
+    if quota is not None:
+        top = max(1, min(top, math.floor(quota + 1e-9)))
+    if top <= 1:
+        return 1
     if busy is None:
         busy = busy_cores()
     if busy is None:
