@@ -59,8 +59,9 @@ class SparseProbe(ClassifierMixin, BaseEstimator):
         Share of each class's training rows held out for selection when ``fit`` gets no
         ``X_val`` (in-memory inputs only; with too few rows nothing is held out and the
         selection uses training accuracy).
-    n_lambdas, eps, grouped, tol, solver, device :
-        As in :func:`~sparse_probe.fit.fit_path`.
+    n_lambdas, eps, grouped, tol, solver, device, threads :
+        As in :func:`~sparse_probe.fit.fit_path` (``threads`` None: the environment's
+        ``SPARSE_PROBE_THREADS``, else the cores left free and a probe; an int: that many).
     random_state : int, default 0
         Seed of the validation split.
     progress : bool, default False
@@ -82,7 +83,7 @@ class SparseProbe(ClassifierMixin, BaseEstimator):
     def __init__(self, alpha=None, *, l1_ratio=DEFAULT_ALPHA, selection="val_acc_within",
                  selection_value=0.05, validation_fraction=0.1, n_lambdas=100, eps=1e-3,
                  grouped=False, tol=1e-3, solver="torch", device=None, random_state=0,
-                 progress=False):
+                 progress=False, threads=None):
         self.alpha = alpha
         self.l1_ratio = l1_ratio
         self.selection = selection
@@ -96,6 +97,7 @@ class SparseProbe(ClassifierMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.progress = progress
+        self.threads = threads
 
     def _check_params(self) -> None:
         if self.alpha is not None and not self.alpha > 0:
@@ -156,6 +158,7 @@ class SparseProbe(ClassifierMixin, BaseEstimator):
             lambda_min=self.alpha, grouped=self.grouped, tol=self.tol, device=self.device,
             X_val=X_val, y_val=y_val, n_classes=len(self.classes_), solver=self.solver,
             classes=[str(c) for c in self.classes_], progress=self.progress,
+            threads=self.threads,
         )
         if self.alpha is not None:
             self.select("lambda", self.path_.lambdas[-1])

@@ -42,8 +42,11 @@ LAYER_LABELS = {"dense": "dense path end", "sparse": "sparse"}
               help="Stop the path once the mean features per class exceeds this.")
 @click.option("--top-k", default=10, show_default=True, type=click.IntRange(1),
               help="Top features per class listed in probe.json.")
+@click.option("--threads", default=None,
+              help="CPU threads: a count, or 'auto' (the cores other processes and the CPU "
+                   "quota leave free, then a probe). Default: $SPARSE_PROBE_THREADS, else auto.")
 def fit(features_dir, out_dir, alpha, n_lambdas, eps, grouped, select_rule, solver, device, tol,
-        max_features_per_class, top_k):
+        max_features_per_class, top_k, threads):
     """Fit the elastic-net path on extracted features and select the sparse decision layer."""
     from sparse_probe.fitting import fit_features
     from sparse_probe.select import parse_rule
@@ -57,7 +60,8 @@ def fit(features_dir, out_dir, alpha, n_lambdas, eps, grouped, select_rule, solv
         probe = fit_features(features_dir, out_dir, alpha=alpha, n_lambdas=n_lambdas, eps=eps,
                              grouped=grouped, select_rule=select_rule, solver=solver,
                              device=device, tol=tol,
-                             max_features_per_class=max_features_per_class, top_k=top_k)
+                             max_features_per_class=max_features_per_class, top_k=top_k,
+                             threads=threads)
     except ValueError as exc:  # RunDirError included: one line naming the file
         raise click.ClickException(str(exc).splitlines()[0]) from None
     seconds = time.perf_counter() - start

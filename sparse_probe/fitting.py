@@ -88,6 +88,7 @@ def fit_features(
     max_features_per_class: float | None = None,
     top_k: int = 10,
     progress: bool = True,
+    threads: int | str | None = None,
 ) -> dict[str, Any]:
     """Fit the elastic-net path on a features folder and write the probe folder.
 
@@ -125,6 +126,9 @@ def fit_features(
         Top features per class listed in ``probe.json``.
     progress : bool
         A tqdm bar over the path.
+    threads : int or "auto", optional
+        CPU threads, as :func:`sparse_probe.fit.fit_path`'s (recorded in ``probe.json``'s
+        ``fit.threads``).
 
     Returns
     -------
@@ -152,7 +156,7 @@ def fit_features(
                     device=device, X_val=X_val, y_val=y_val,
                     n_classes=len(classes) if classes else None, classes=classes,
                     solver=solver, max_features_per_class=max_features_per_class,
-                    progress=progress)
+                    progress=progress, threads=threads)
     selection = select(path, rule, value)
     test = (np.load(X_test, mmap_mode="r"), y_test) if X_test else None
     return write_probe(path, selection, out_dir, features_dir=str(features.resolve()),

@@ -91,7 +91,9 @@ def write_probe(
         "d": path.n_features,
         "fit": dict(fit_options or {}, alpha=path.alpha, grouped=path.grouped,
                     n_points=len(path), lambda_max=float(path.lambdas[0]),
-                    **{k: v for k, v in path.info.items() if k in ("solver", "method", "tol")}),
+                    **{k: v for k, v in path.info.items()
+                       if k in ("solver", "method", "tol", "threads", "threads_newton",
+                                "threads_dropped_at")}),
         "selection": selection.to_json(),
         "accuracy": {"dense": acc(i_d), "sparse": acc(i_s)},
         "features_per_class": {"dense": float(path.features_per_class[i_d]),

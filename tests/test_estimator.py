@@ -149,3 +149,16 @@ def test_bad_head_file(tmp_path):
     torch.save({"something": 1}, f)
     with pytest.raises(ValueError, match="not a sparse-probe head file"):
         SparseHead.load(f)
+
+
+def test_threads_reach_the_fit(monkeypatch):
+    from sparse_probe.solvers.threads import ENV_VAR
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    X, y, _ = make_sparse_classification(300, 12, 3, informative_per_class=2, seed=6)
+    est = SparseProbe(n_lambdas=6, eps=5e-2, threads=3).fit(X, y)
+    assert est.get_params()["threads"] == 3 and est.path_.info["threads"] == 3
+    assert clone(est).threads == 3
+    with pytest.raises(ValueError, match="threads: expected a positive integer or 'auto'"):
+        SparseProbe(n_lambdas=4, threads="many").fit(X, y)
+    assert SparseProbe(n_lambdas=6, eps=5e-2).fit(X, y).path_.info["threads"] == 1  # small

@@ -152,3 +152,21 @@ def test_fit_cli_names_a_restricted_solver(tmp_path, features_dir, solver, metho
     bad = CliRunner().invoke(main, ["fit", "--features", str(d), "--out", str(out),
                                     "--solver", "lbfgs"])
     assert bad.exit_code != 0 and "'lbfgs' is not one of" in bad.output
+
+
+def test_fit_cli_takes_a_thread_count_and_records_it(tmp_path, features_dir, monkeypatch):
+    from sparse_probe.solvers.threads import ENV_VAR
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    d, _ = features_dir
+    out = tmp_path / "probe"
+    r = CliRunner().invoke(main, ["fit", "--features", str(d), "--out", str(out),
+                                  "--n-lambdas", "6", "--eps", "5e-2", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    fit = json.loads((out / "probe.json").read_text())["fit"]
+    assert fit["threads"] == 1 and "threads_newton" in fit and fit["threads_dropped_at"] is None
+    bad = CliRunner().invoke(main, ["fit", "--features", str(d), "--out", str(out),
+                                    "--threads", "0"])
+    assert bad.exit_code != 0
+    assert "threads: expected a positive integer or 'auto', got '0'" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1
