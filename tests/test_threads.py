@@ -33,12 +33,14 @@ def quiet_machine(request, monkeypatch):
         monkeypatch.setattr(th, "free_threads", lambda top, busy=None, share=None: top)
 
 
-def _stat(ticks: dict[int, tuple[int, ...]]) -> str:
+def _stat(ticks: dict[int, tuple[int, ...]], guest: int = 0) -> str:
     """A /proc/stat text with ``cpuN`` lines of the given 8 tick counts (user nice system
-    idle iowait irq softirq steal), two zero guest fields, and the aggregate and intr lines."""
+    idle iowait irq softirq steal), the two guest fields (``guest`` each: the kernel counts
+    them inside user and nice already), and the aggregate and intr lines."""
     total = [sum(v[i] for v in ticks.values()) for i in range(8)]
-    lines = ["cpu  " + " ".join(map(str, total)) + " 0 0"]
-    lines += [f"cpu{c} " + " ".join(map(str, v)) + " 0 0" for c, v in sorted(ticks.items())]
+    g = f" {guest} {guest}"
+    lines = ["cpu  " + " ".join(map(str, total)) + g]
+    lines += [f"cpu{c} " + " ".join(map(str, v)) + g for c, v in sorted(ticks.items())]
     return "\n".join([*lines, "intr 1 0 0", "ctxt 5"]) + "\n"
 
 
@@ -57,8 +59,8 @@ def test_busy_cores_reads_the_others_load_on_this_process_cpus():
     for c in cpus[1:]:
         after[c] = (100, 0, 50, 1080, 30, 0, 0, 0)
     after[other] = (200, 0, 50, 1000, 10, 0, 0, 0)
-    texts = [_stat(base), _stat(after)]
-    clock = iter([0.0, 0.04, 0.04])
+    texts = [_stat(base, guest=7), _stat(after, guest=40)]  # guest time: not counted twice
+    clock = iter([10.0, 10.04, 10.04])
     own = iter([1.0, 1.01])  # this process ran a quarter of a core meanwhile (its own)
     slept = []
     got = th.busy_cores(read=lambda: texts.pop(0), sleep=slept.append,
@@ -71,6 +73,32 @@ def test_busy_cores_reads_the_others_load_on_this_process_cpus():
     still = iter([_stat(base), _stat(base)])  # no tick passed
     assert th.busy_cores(read=lambda: next(still), sleep=lambda s: None) is None
     assert "cpu0" in th._read_stat() and th.STAT == "/proc/stat"
+    if len(cpus) > 1:  # this thread's own CPUs (not another process's)
+        os.sched_setaffinity(0, {cpus[0]})
+        try:
+            assert th.LoadWatch(0.0)._cpus == {cpus[0]}
+        finally:
+            os.sched_setaffinity(0, cpus)
+    # a CPU outside the affinity listed first: skipped, the lines after it still read
+    first = {0: (0, 0, 0, 0, 0, 0, 0, 0), 1: (0, 0, 0, 0, 0, 0, 0, 0), 2: (0, 0, 0, 0, 0, 0, 0, 0)}
+    later = {0: (500, 0, 0, 0, 0, 0, 0, 0), 1: (50, 0, 0, 50, 0, 0, 0, 0),
+             2: (100, 0, 0, 0, 0, 0, 0, 0)}
+    assert th._stat_ticks(_stat(later), {1, 2}) == (150, 200)
+    assert th._stat_ticks(_stat(first), {1, 2}) == (0, 0)
+    # where this process's CPUs are unknown, nothing is read
+    import os as _os
+
+    def no_affinity(pid):
+        raise OSError("no affinity here")
+
+    real = _os.sched_getaffinity
+    _os.sched_getaffinity = no_affinity
+    try:
+        w = th.LoadWatch(0.0, read=lambda: pytest.fail("read without CPUs"))
+        assert w.busy() is None and w.cap(2) == 2
+        assert th.busy_cores(sleep=lambda s: None) is None
+    finally:
+        _os.sched_getaffinity = real
 
 
 @pytest.mark.real_load
@@ -124,12 +152,17 @@ def test_a_loaded_machine_caps_the_count_before_the_probe(monkeypatch, caplog):
 
         monkeypatch.setattr(th, "free_threads", lambda top, busy=None: 2)
         monkeypatch.setattr(th, "_probe", probe)
-        assert th.resolve_threads(None, cpu, (50_000, 300, 4)) == 2  # 1 or the free 2
+        with caplog.at_level(logging.DEBUG, logger=th.__name__):
+            assert th.resolve_threads(None, cpu, (50_000, 300, 4)) == 2  # 1 or the free 2
+        assert "threads: other processes leave 2 of 4 -> probe" in caplog.messages
         assert seen == [2] and torch.get_num_threads() == 4  # probed at 2, the count restored
         # Newton's count: held to the free cores too
         monkeypatch.setattr(th, "free_threads", lambda top, busy=None: 1)
         monkeypatch.setattr(th, "_probe_hessian", lambda: pytest.fail("probed a busy machine"))
-        assert th.newton_threads(None, 1, 4) == 1
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger=th.__name__):
+            assert th.newton_threads(None, 1, 4) == 1
+        assert caplog.messages == ["threads: other processes leave 1 -> Newton 1"]
         hess = []
         monkeypatch.setattr(th, "free_threads", lambda top, busy=None: 3)
         monkeypatch.setattr(th, "_probe_hessian",
@@ -630,14 +663,20 @@ def test_load_watch_reads_the_load_between_points_without_pausing(monkeypatch):
     first_busy[cpus[0]] = (200, 0, 50, 1000, 10, 0, 0, 0)  # 100 busy ticks on one CPU
     for c in cpus[1:]:
         first_busy[c] = (100, 0, 50, 1100, 10, 0, 0, 0)
-    texts = [_stat(idle), _stat(first_busy)]
-    now = [0.0]
+    second = {c: (v[0], v[1], v[2], v[3] + 100, *v[4:]) for c, v in first_busy.items()}
+    texts = [_stat(idle), _stat(first_busy), _stat(second), _stat(second)]
+    now = [5.0]
     w = th.LoadWatch(1.0, read=lambda: texts.pop(0), cpu_time=lambda: 0.0, clock=lambda: now[0])
-    now[0] = 0.99
-    assert w.busy() is None and len(texts) == 1  # under the interval: not even read
-    now[0] = 1.5
+    now[0] = 5.99
+    assert w.busy() is None and len(texts) == 3  # under the interval: not even read
+    now[0] = 6.0  # exactly the interval: read
     assert w.busy() == pytest.approx(1.0)  # one CPU's worth of others' ticks over the span
-    assert texts == [] and w.busy() is None  # the next span starts at this reading
+    assert len(texts) == 2 and w.busy() is None  # the next span starts at this reading
+    now[0] = 7.0
+    assert w.busy() == pytest.approx(0.0)  # the span from the last reading: all idle
+    assert w.busy() is None  # the clock has not moved: nothing to read yet
+    w.interval = 0.0
+    assert w.busy() is None  # a reading at the same instant: no span (no division by 0)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     w = th.LoadWatch(0.0, read=lambda: None)
     assert w.busy() is None and w.cap(2) == 2  # the load unreadable: the count stands
@@ -768,6 +807,33 @@ def test_cpu_quota_reads_v2_and_v1_hierarchies_and_their_ancestors(tmp_path):
     assert th.cpu_quota(str(box), str(tmp_path / "missing")) is None  # not Linux
     assert th._quota_v2("max 100000") is None and th._quota_v2("200000 100000") == 2.0
     assert th._quota_v2("") is None
+    # a hybrid system: v2 mounted under unified/ (the v1 cpu folder without a quota)
+    hy = tmp_path / "hybrid"
+    _write(hy / "unified" / "s" / "cpu.max", "120000 100000\n")
+    _write(hy / "cpu" / "cpu.cfs_quota_us", "-1\n")
+    _write(hy / "cpu" / "cpu.cfs_period_us", "100000\n")
+    _write(me, "4:cpu:/s\n0::/s\n")
+    assert th.cpu_quota(str(hy), str(me)) == pytest.approx(1.2)
+    # v1 mounted under another name than the controller list: "cpu,cpuacct", then "cpu"
+    for folder in ("cpu,cpuacct", "cpu"):
+        alt = tmp_path / f"alt-{folder}"
+        _write(alt / folder / "job" / "cpu.cfs_quota_us", "300000\n")
+        _write(alt / folder / "job" / "cpu.cfs_period_us", "100000\n")
+        _write(me, "3:cpuacct,cpu:/job\n")
+        assert th.cpu_quota(str(alt), str(me)) == pytest.approx(3.0), folder
+    # a colon in the path (container runtimes name cgroups so)
+    col = tmp_path / "colon"
+    _write(col / "cpu" / "a:b" / "cpu.cfs_quota_us", "50000\n")
+    _write(col / "cpu" / "a:b" / "cpu.cfs_period_us", "100000\n")
+    _write(me, "2:cpu:/a:b\n")
+    assert th.cpu_quota(str(col), str(me)) == pytest.approx(0.5)
+    # a v1 quota of 0 or a period of 0 is no limit known (not a division by zero); 1 µs is one
+    for quota, period, want in (("0", "100000", None), ("1000", "0", None),
+                                ("1", "100000", 1e-5), ("1000", "1", 1000.0)):
+        _write(col / "cpu" / "a:b" / "cpu.cfs_quota_us", quota)
+        _write(col / "cpu" / "a:b" / "cpu.cfs_period_us", period)
+        got = th.cpu_quota(str(col), str(me))
+        assert got == (None if want is None else pytest.approx(want)), (quota, period)
 
 
 @pytest.mark.real_load
@@ -778,6 +844,8 @@ def test_free_threads_keeps_within_the_cgroup_quota(monkeypatch):
     monkeypatch.setattr(th, "cpu_quota", lambda: 1.0)
     monkeypatch.setattr(th, "busy_cores", lambda: pytest.fail("read the load for one thread"))
     assert th.free_threads(4) == 1
+    monkeypatch.setattr(th, "cpu_quota", lambda: 2.0)  # exactly 2 CPUs: 2 threads
+    assert th.free_threads(4, 0.0) == 2
     monkeypatch.setattr(th, "cpu_quota", lambda: 2.5)  # rounded down: 2 threads
     assert th.free_threads(4, 0.0) == 2 and th.free_threads(4, 0.6) == 2
     assert th.free_threads(1, 0.0) == 1
@@ -822,5 +890,19 @@ def test_a_fit_under_a_one_cpu_quota_runs_on_one_thread(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
         quota, k = proc.stdout.split()
         assert float(quota) == 1.0 and k == "1"
+        # this process itself, moved in and back: the defaults read its own cgroup
+        from pathlib import Path
+
+        home = next(line.split(":", 2)[2]
+                    for line in Path("/proc/self/cgroup").read_text().splitlines()
+                    if "cpu" in line.split(":")[1].split(","))
+        assert th.cpu_quota() is None or home != "/"
+        with open(os.path.join(group, "cgroup.procs"), "w") as fh:
+            fh.write(str(os.getpid()))
+        try:
+            assert th.cpu_quota() == 1.0 and th.free_threads(2, 0.0) == 1
+        finally:
+            with open(os.path.join(base, home.lstrip("/"), "cgroup.procs"), "w") as fh:
+                fh.write(str(os.getpid()))
     finally:
         os.rmdir(group)

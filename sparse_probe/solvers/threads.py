@@ -260,12 +260,11 @@ def cpu_quota(root: str = CGROUP_ROOT, self_cgroup: str = "/proc/self/cgroup") -
         hid, _, rest = line.partition(":")
         controllers, _, path = rest.partition(":")
         names = controllers.split(",") if controllers else []
-        if hid == "0" and not controllers:  # v2: the unified hierarchy
+        v2 = hid == "0" and not controllers  # the unified hierarchy (hybrid: under unified/)
+        if v2:
             bases = [os.path.join(root, "unified"), root]
-            kind = "v2"
-        elif "cpu" in names:
+        elif "cpu" in names:  # v1: mounted as the controller list, or under a usual name
             bases = [os.path.join(root, d) for d in (controllers, "cpu,cpuacct", "cpu")]
-            kind = "v1"
         else:
             continue
         parts = [p for p in path.split("/") if p]
@@ -273,15 +272,17 @@ def cpu_quota(root: str = CGROUP_ROOT, self_cgroup: str = "/proc/self/cgroup") -
             if not os.path.isdir(base):
                 continue
             for depth in range(len(parts) + 1):
-                q = _read_quota(os.path.join(base, *parts[:depth]), kind)
+                q = _read_quota(os.path.join(base, *parts[:depth]), v2)
                 if q is not None:
                     found.append(q)
     return min(found) if found else None
 
 
-def _read_quota(folder: str, kind: str) -> float | None:
+def _read_quota(folder: str, v2: bool) -> float | None:
+    """CPUs of one cgroup folder's quota (v2 ``cpu.max``, else v1's two files); None: no
+    quota, or none readable."""
     try:
-        if kind == "v2":
+        if v2:
             with open(os.path.join(folder, "cpu.max")) as fh:
                 return _quota_v2(fh.read())
         with open(os.path.join(folder, "cpu.cfs_quota_us")) as fh:
