@@ -664,7 +664,8 @@ def test_load_watch_reads_the_load_between_points_without_pausing(monkeypatch):
     for c in cpus[1:]:
         first_busy[c] = (100, 0, 50, 1100, 10, 0, 0, 0)
     second = {c: (v[0], v[1], v[2], v[3] + 100, *v[4:]) for c, v in first_busy.items()}
-    texts = [_stat(idle), _stat(first_busy), _stat(second), _stat(second)]
+    third = {c: (v[0], v[1], v[2], v[3] + 1, *v[4:]) for c, v in second.items()}
+    texts = [_stat(idle), _stat(first_busy), _stat(second), _stat(third)]
     now = [5.0]
     w = th.LoadWatch(1.0, read=lambda: texts.pop(0), cpu_time=lambda: 0.0, clock=lambda: now[0])
     now[0] = 5.99
@@ -676,7 +677,7 @@ def test_load_watch_reads_the_load_between_points_without_pausing(monkeypatch):
     assert w.busy() == pytest.approx(0.0)  # the span from the last reading: all idle
     assert w.busy() is None  # the clock has not moved: nothing to read yet
     w.interval = 0.0
-    assert w.busy() is None  # a reading at the same instant: no span (no division by 0)
+    assert w.busy() is None and texts == []  # ticks moved, the clock not: no span (no 1/0)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     w = th.LoadWatch(0.0, read=lambda: None)
     assert w.busy() is None and w.cap(2) == 2  # the load unreadable: the count stands
