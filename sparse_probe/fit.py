@@ -56,6 +56,7 @@ from sparse_probe.solvers.restricted import (
 )
 from sparse_probe.solvers.threads import (
     SMALL_HESSIAN,
+    capped,
     fit_threads,
     load_watch,
     newton_threads,
@@ -573,7 +574,7 @@ def fit_path(
         free_points: list[int] = []  # the free coordinates expected at each point's first round
         for lam in bar:
             if watch is not None:
-                cap = watch.cap(max(n_threads, newton_k or 1))
+                cap = capped(watch, max(n_threads, newton_k or 1))
                 if cap < max(n_threads, newton_k or 1):
                     log.info("other processes took a core: %d thread(s) from λ #%d on", cap,
                              len(tol_points))

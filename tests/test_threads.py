@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sparse_probe import fit_path
+from sparse_probe.solvers import machine_load as ml
 from sparse_probe.solvers import threads as th
 
 
@@ -63,28 +64,28 @@ def test_busy_cores_reads_the_others_load_on_this_process_cpus():
     clock = iter([10.0, 10.04, 10.04])
     own = iter([1.0, 1.01])  # this process ran a quarter of a core meanwhile (its own)
     slept = []
-    got = th.busy_cores(read=lambda: texts.pop(0), sleep=slept.append,
+    got = ml.busy_cores(read=lambda: texts.pop(0), sleep=slept.append,
                         cpu_time=lambda: next(own), clock=lambda: next(clock))
-    assert slept == [th.LOAD_WINDOW_S]
+    assert slept == [ml.LOAD_WINDOW_S]
     # len(cpus) * 100 busy of 100 * len(cpus) ticks = 1 core, less this process's 0.25
     assert got == pytest.approx(1.0 - 0.25)
     unreadable = iter([_stat(base), None])
-    assert th.busy_cores(read=lambda: next(unreadable), sleep=lambda s: None) is None
+    assert ml.busy_cores(read=lambda: next(unreadable), sleep=lambda s: None) is None
     still = iter([_stat(base), _stat(base)])  # no tick passed
-    assert th.busy_cores(read=lambda: next(still), sleep=lambda s: None) is None
-    assert "cpu0" in th._read_stat() and th.STAT == "/proc/stat"
+    assert ml.busy_cores(read=lambda: next(still), sleep=lambda s: None) is None
+    assert "cpu0" in ml._read_stat() and ml.STAT == "/proc/stat"
     if len(cpus) > 1:  # this thread's own CPUs (not another process's)
         os.sched_setaffinity(0, {cpus[0]})
         try:
-            assert th.LoadWatch(0.0)._cpus == {cpus[0]}
+            assert ml.LoadWatch(0.0)._cpus == {cpus[0]}
         finally:
             os.sched_setaffinity(0, cpus)
     # a CPU outside the affinity listed first: skipped, the lines after it still read
     first = {0: (0, 0, 0, 0, 0, 0, 0, 0), 1: (0, 0, 0, 0, 0, 0, 0, 0), 2: (0, 0, 0, 0, 0, 0, 0, 0)}
     later = {0: (500, 0, 0, 0, 0, 0, 0, 0), 1: (50, 0, 0, 50, 0, 0, 0, 0),
              2: (100, 0, 0, 0, 0, 0, 0, 0)}
-    assert th._stat_ticks(_stat(later), {1, 2}) == (150, 200)
-    assert th._stat_ticks(_stat(first), {1, 2}) == (0, 0)
+    assert ml._stat_ticks(_stat(later), {1, 2}) == (150, 200)
+    assert ml._stat_ticks(_stat(first), {1, 2}) == (0, 0)
     # where this process's CPUs are unknown, nothing is read
     import os as _os
 
@@ -94,9 +95,9 @@ def test_busy_cores_reads_the_others_load_on_this_process_cpus():
     real = _os.sched_getaffinity
     _os.sched_getaffinity = no_affinity
     try:
-        w = th.LoadWatch(0.0, read=lambda: pytest.fail("read without CPUs"))
-        assert w.busy() is None and w.cap(2) == 2
-        assert th.busy_cores(sleep=lambda s: None) is None
+        w = ml.LoadWatch(0.0, read=lambda: pytest.fail("read without CPUs"))
+        assert w.busy() is None and th.capped(w, 2) == 2
+        assert ml.busy_cores(sleep=lambda s: None) is None
     finally:
         _os.sched_getaffinity = real
 
@@ -191,7 +192,7 @@ def test_a_cpu_bound_process_beside_the_fit_leaves_it_one_thread(caplog):
         os.sched_setaffinity(0, {a, b})
         time.sleep(0.3)  # the burner runs
         with torch_threads(2):
-            assert th.busy_cores() >= th.BUSY_SHARE
+            assert ml.busy_cores() >= th.BUSY_SHARE
             assert th.free_threads(2) == 1
             with caplog.at_level(logging.DEBUG, logger=th.__name__):
                 assert th.resolve_threads(None, torch.device("cpu"), (50_000, 300, 4)) == 1
@@ -667,7 +668,7 @@ def test_load_watch_reads_the_load_between_points_without_pausing(monkeypatch):
     third = {c: (v[0], v[1], v[2], v[3] + 1, *v[4:]) for c, v in second.items()}
     texts = [_stat(idle), _stat(first_busy), _stat(second), _stat(third)]
     now = [5.0]
-    w = th.LoadWatch(1.0, read=lambda: texts.pop(0), cpu_time=lambda: 0.0, clock=lambda: now[0])
+    w = ml.LoadWatch(1.0, read=lambda: texts.pop(0), cpu_time=lambda: 0.0, clock=lambda: now[0])
     now[0] = 5.99
     assert w.busy() is None and len(texts) == 3  # under the interval: not even read
     now[0] = 6.0  # exactly the interval: read
@@ -679,16 +680,16 @@ def test_load_watch_reads_the_load_between_points_without_pausing(monkeypatch):
     w.interval = 0.0
     assert w.busy() is None and texts == []  # ticks moved, the clock not: no span (no 1/0)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-    w = th.LoadWatch(0.0, read=lambda: None)
-    assert w.busy() is None and w.cap(2) == 2  # the load unreadable: the count stands
-    w = th.LoadWatch(0.0)
+    w = ml.LoadWatch(0.0, read=lambda: None)
+    assert w.busy() is None and th.capped(w, 2) == 2  # the load unreadable: the count stands
+    w = ml.LoadWatch(0.0)
     monkeypatch.setattr(w, "busy", lambda: 0.7)
-    assert w.cap(2) == 1 and w.cap(1) == 1
+    assert th.capped(w, 2) == 1 and th.capped(w, 1) == 1
     # mid-fit a core counts as taken from WATCH_SHARE on (the fit's own threads share it)
     monkeypatch.setattr(w, "busy", lambda: 0.3)
-    assert w.cap(2) == 1
+    assert th.capped(w, 2) == 1
     monkeypatch.setattr(w, "busy", lambda: 0.29)
-    assert w.cap(2) == 2
+    assert th.capped(w, 2) == 2
     assert th.free_threads(2, 0.3) == 2  # at the fit's start (a pause: BUSY_SHARE)
     assert th.WATCH_INTERVAL_S == 0.5 and th.WATCH_SHARE == 0.3
 
@@ -782,12 +783,12 @@ def test_cpu_quota_reads_v2_and_v1_hierarchies_and_their_ancestors(tmp_path):
     _write(cg / "a" / "cpu.max", "300000 100000\n")
     _write(cg / "a" / "b" / "cpu.max", "150000 100000\n")
     _write(me, "0::/a/b\n")
-    assert th.cpu_quota(str(cg), str(me)) == pytest.approx(1.5)
+    assert ml.cpu_quota(str(cg), str(me)) == pytest.approx(1.5)
     _write(cg / "a" / "cpu.max", "50000 100000\n")  # an ancestor's limit binds the children
-    assert th.cpu_quota(str(cg), str(me)) == pytest.approx(0.5)
+    assert ml.cpu_quota(str(cg), str(me)) == pytest.approx(0.5)
     _write(cg / "a" / "cpu.max", "max 100000\n")
     _write(cg / "a" / "b" / "cpu.max", "max 100000\n")
-    assert th.cpu_quota(str(cg), str(me)) is None  # no limit anywhere
+    assert ml.cpu_quota(str(cg), str(me)) is None  # no limit anywhere
     # v1: the cpu controller's folder, other controllers ignored
     v1 = tmp_path / "v1"
     for folder, quota in ((v1 / "cpu,cpuacct", -1), (v1 / "cpu,cpuacct" / "docker", 250000),
@@ -796,44 +797,44 @@ def test_cpu_quota_reads_v2_and_v1_hierarchies_and_their_ancestors(tmp_path):
         _write(folder / "cpu.cfs_quota_us", f"{quota}\n")
         _write(folder / "cpu.cfs_period_us", "100000\n")
     _write(me, "5:memory:/docker/x\n4:cpu,cpuacct:/docker/x\n1:name=systemd:/docker/x\n")
-    assert th.cpu_quota(str(v1), str(me)) == pytest.approx(2.5)
+    assert ml.cpu_quota(str(v1), str(me)) == pytest.approx(2.5)
     # inside a container: the host's path, the container's own cgroup seen as the root
     box = tmp_path / "box"
     _write(box / "cpu" / "cpu.cfs_quota_us", "100000\n")
     _write(box / "cpu" / "cpu.cfs_period_us", "100000\n")
     _write(me, "4:cpu:/kubepods/pod1/abc\n")
-    assert th.cpu_quota(str(box), str(me)) == pytest.approx(1.0)
+    assert ml.cpu_quota(str(box), str(me)) == pytest.approx(1.0)
     _write(box / "cpu" / "cpu.cfs_quota_us", "not a number\n")  # unreadable: no limit known
-    assert th.cpu_quota(str(box), str(me)) is None
-    assert th.cpu_quota(str(box), str(tmp_path / "missing")) is None  # not Linux
-    assert th._quota_v2("max 100000") is None and th._quota_v2("200000 100000") == 2.0
-    assert th._quota_v2("") is None
+    assert ml.cpu_quota(str(box), str(me)) is None
+    assert ml.cpu_quota(str(box), str(tmp_path / "missing")) is None  # not Linux
+    assert ml._quota_v2("max 100000") is None and ml._quota_v2("200000 100000") == 2.0
+    assert ml._quota_v2("") is None
     # a hybrid system: v2 mounted under unified/ (the v1 cpu folder without a quota)
     hy = tmp_path / "hybrid"
     _write(hy / "unified" / "s" / "cpu.max", "120000 100000\n")
     _write(hy / "cpu" / "cpu.cfs_quota_us", "-1\n")
     _write(hy / "cpu" / "cpu.cfs_period_us", "100000\n")
     _write(me, "4:cpu:/s\n0::/s\n")
-    assert th.cpu_quota(str(hy), str(me)) == pytest.approx(1.2)
+    assert ml.cpu_quota(str(hy), str(me)) == pytest.approx(1.2)
     # v1 mounted under another name than the controller list: "cpu,cpuacct", then "cpu"
     for folder in ("cpu,cpuacct", "cpu"):
         alt = tmp_path / f"alt-{folder}"
         _write(alt / folder / "job" / "cpu.cfs_quota_us", "300000\n")
         _write(alt / folder / "job" / "cpu.cfs_period_us", "100000\n")
         _write(me, "3:cpuacct,cpu:/job\n")
-        assert th.cpu_quota(str(alt), str(me)) == pytest.approx(3.0), folder
+        assert ml.cpu_quota(str(alt), str(me)) == pytest.approx(3.0), folder
     # a colon in the path (container runtimes name cgroups so)
     col = tmp_path / "colon"
     _write(col / "cpu" / "a:b" / "cpu.cfs_quota_us", "50000\n")
     _write(col / "cpu" / "a:b" / "cpu.cfs_period_us", "100000\n")
     _write(me, "2:cpu:/a:b\n")
-    assert th.cpu_quota(str(col), str(me)) == pytest.approx(0.5)
+    assert ml.cpu_quota(str(col), str(me)) == pytest.approx(0.5)
     # a v1 quota of 0 or a period of 0 is no limit known (not a division by zero); 1 µs is one
     for quota, period, want in (("0", "100000", None), ("1000", "0", None),
                                 ("1", "100000", 1e-5), ("1000", "1", 1000.0)):
         _write(col / "cpu" / "a:b" / "cpu.cfs_quota_us", quota)
         _write(col / "cpu" / "a:b" / "cpu.cfs_period_us", period)
-        got = th.cpu_quota(str(col), str(me))
+        got = ml.cpu_quota(str(col), str(me))
         assert got == (None if want is None else pytest.approx(want)), (quota, period)
 
 
@@ -882,7 +883,8 @@ def test_a_fit_under_a_one_cpu_quota_runs_on_one_thread(tmp_path):
         code = ("import torch\n"
                 "from sparse_probe.solvers import threads as th\n"
                 "torch.set_num_threads(2)\n"
-                "print(th.cpu_quota(), th.resolve_threads(None, torch.device('cpu'), "
+                "from sparse_probe.solvers import machine_load as ml\n"
+                "print(ml.cpu_quota(), th.resolve_threads(None, torch.device('cpu'), "
                 "(50000, 300, 4)))\n")
         env = {k: v for k, v in os.environ.items() if k != th.ENV_VAR}
         proc = subprocess.run(
@@ -897,11 +899,11 @@ def test_a_fit_under_a_one_cpu_quota_runs_on_one_thread(tmp_path):
         home = next(line.split(":", 2)[2]
                     for line in Path("/proc/self/cgroup").read_text().splitlines()
                     if "cpu" in line.split(":")[1].split(","))
-        assert th.cpu_quota() is None or home != "/"
+        assert ml.cpu_quota() is None or home != "/"
         with open(os.path.join(group, "cgroup.procs"), "w") as fh:
             fh.write(str(os.getpid()))
         try:
-            assert th.cpu_quota() == 1.0 and th.free_threads(2, 0.0) == 1
+            assert ml.cpu_quota() == 1.0 and th.free_threads(2, 0.0) == 1
         finally:
             with open(os.path.join(base, home.lstrip("/"), "cgroup.procs"), "w") as fh:
                 fh.write(str(os.getpid()))

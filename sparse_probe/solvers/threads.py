@@ -10,9 +10,9 @@ load ~5 one path took 146 s with 2 threads and 30 s with one.
 
 The rule (``threads=None`` / ``"auto"``, the default): on CPU, a small fit (under
 :data:`SMALL_WORK` multiply-adds per product) runs on one thread; a larger one takes no more
-threads than its cgroup's CPU quota allows (:func:`cpu_quota`: containers, CI runners), then
-looks at what other processes keep busy on the CPUs it may run on (:func:`busy_cores`, a
-:data:`LOAD_WINDOW_S` pause read from ``/proc/stat``) and takes no more threads than the cores
+threads than its cgroup's CPU quota allows (containers, CI runners), then looks at what other
+processes keep busy on the CPUs it may run on (a 30 ms pause read from ``/proc/stat``; both
+readings: :mod:`~sparse_probe.solvers.machine_load`) and takes no more threads than the cores
 left free (:func:`free_threads`); where that leaves more than one, it times a few
 iterations' worth of the fit's own kind of work (one ``X W^T`` product, the softmax
 residual, one ``R^T X`` product on a block of this problem's shape) with one thread and with
@@ -64,10 +64,12 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["BLAS_SPIN_S", "BLAS_THREADS", "BUSY_SHARE", "ENV_VAR", "LOAD_WINDOW_S", "MARGIN",
-           "RECHECK", "SMALL_HESSIAN", "SMALL_WORK", "WATCH_INTERVAL_S", "WATCH_SHARE", "LoadWatch",
-           "blas_limits", "busy_cores", "cpu_quota", "fit_threads", "free_threads", "load_watch",
-           "newton_threads", "pick_threads", "resolve_threads", "torch_threads"]
+from sparse_probe.solvers.machine_load import LoadWatch, busy_cores, cpu_quota
+
+__all__ = ["BLAS_SPIN_S", "BLAS_THREADS", "BUSY_SHARE", "ENV_VAR", "MARGIN", "RECHECK",
+           "SMALL_HESSIAN", "SMALL_WORK", "WATCH_INTERVAL_S", "WATCH_SHARE", "blas_limits",
+           "capped", "fit_threads", "free_threads", "load_watch", "newton_threads",
+           "pick_threads", "resolve_threads", "torch_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -109,40 +111,8 @@ varied by shape and run (0.66-1.45×) and the probe decides; the probe itself wa
 two-class 10,000 × 256 path (``benchmarks/results/thread-probe-cpu-2026-12-03.txt``)."""
 
 
-LOAD_WINDOW_S = 0.03
-"""The pause over which :func:`busy_cores` reads the other processes' load. On the 2-core
-machine, 30 windows of 40 ms read 0.99-1.10 cores beside one CPU-bound process and -0.01-0.22
-quiet (an ad hoc run): far apart at this length already."""
 BUSY_SHARE = 0.5
 """Other processes' load (cores) from which a core counts as taken (:func:`free_threads`)."""
-STAT = "/proc/stat"
-
-
-def _stat_ticks(text: str, cpus) -> tuple[int, int]:
-    """Busy and total ticks of the CPUs ``cpus`` in a ``/proc/stat`` text (``cpuN`` lines:
-    user nice system idle iowait irq softirq steal; idle and iowait are not busy, steal is:
-    a hypervisor's other guests take the core as another process would)."""
-    busy = total = 0
-    for line in text.splitlines():
-        if not line.startswith("cpu") or line.startswith("cpu "):
-            continue
-        fields = line.split()
-        if int(fields[0][3:]) not in cpus:
-            continue
-        v = [int(x) for x in fields[1:9]]
-        total += sum(v)
-        busy += sum(v) - v[3] - v[4]
-    return busy, total
-
-
-def _read_stat() -> str | None:
-    try:
-        with open(STAT) as fh:
-            return fh.read()
-    except OSError:
-        return None
-
-
 WATCH_SHARE = 0.3
 """Other processes' load (cores) from which :class:`LoadWatch` counts a core as taken. Lower
 than :data:`BUSY_SHARE`: its spans include the fit's own threads, which a CPU-bound process
@@ -157,66 +127,12 @@ process, which then shows as 0.6-0.7 of a core: :data:`WATCH_SHARE`). At 100 tic
 per CPU a span of 0.5 s on 2 CPUs resolves 1% of a core; quiet spans read under 0.07."""
 
 
-class LoadWatch:
-    """Other processes' load while the fit runs, read from ``/proc/stat`` between path points
-    without pausing: the fit checks it before each point and drops to the cores left free
-    (:func:`free_threads`) once another process takes one, as at its start. It never raises
-    the count again within a fit.
-
-    :meth:`busy` returns the cores' worth of CPU time others took on this process's CPUs since
-    the last reading at least ``interval`` seconds ago (None before that, or where the load
-    cannot be read). ``read``, ``cpu_time``, ``clock``: for tests.
-    """
-
-    def __init__(self, interval: float = WATCH_INTERVAL_S, *, read=_read_stat,
-                 cpu_time=time.process_time, clock=time.perf_counter):
-        self.interval, self._read, self._cpu, self._clock = interval, read, cpu_time, clock
-        try:
-            self._cpus = os.sched_getaffinity(0)
-        except (AttributeError, OSError):
-            self._cpus = None
-        self._last = self._reading()
-
-    def _reading(self):
-        text = self._read() if self._cpus is not None else None
-        if text is None:
-            return None
-        return _stat_ticks(text, self._cpus), self._cpu(), self._clock()
-
-    def cap(self, k: int) -> int:
-        """``k``, or fewer where others took a core since the last reading
-        (:func:`free_threads` of :meth:`busy`)."""
-        busy = self.busy()
-        return k if busy is None else min(k, free_threads(k, busy, share=WATCH_SHARE))
-
-    def busy(self) -> float | None:
-        """Others' load in cores since the last reading, once ``interval`` has passed (the
-        reading then starts the next span); None before, or where it cannot be read."""
-        if self._last is None or self._clock() - self._last[2] < self.interval:
-            return None
-        now = self._reading()
-        if now is None:
-            return None
-        ((b0, t0), c0, w0), ((b1, t1), c1, w1) = self._last, now
-        self._last = now
-        if t1 <= t0 or w1 <= w0:
-            return None
-        return len(self._cpus) * (b1 - b0) / (t1 - t0) - (c1 - c0) / (w1 - w0)
-
-
-def busy_cores(window: float = LOAD_WINDOW_S, *, read=_read_stat, sleep=time.sleep,
-               cpu_time=time.process_time, clock=time.perf_counter) -> float | None:
-    """Cores' worth of CPU time that other processes (and the hypervisor's other guests) take
-    on the CPUs this process may run on, over a pause of ``window`` seconds.
-
-    ``n_cpus · Δbusy / Δtotal`` of the ``/proc/stat`` lines of this process's CPUs
-    (``os.sched_getaffinity``), less this process's own CPU time over the wall time (its
-    other threads may run while this one sleeps). None where ``/proc/stat`` cannot be read
-    (not Linux) or no tick passed. ``read``, ``sleep``, ``cpu_time``, ``clock``: for tests.
-    """
-    watch = LoadWatch(0.0, read=read, cpu_time=cpu_time, clock=clock)
-    sleep(window)
-    return watch.busy()
+def capped(watch: LoadWatch, k: int) -> int:
+    """``k``, or fewer where others took a core since the watch's last reading
+    (:func:`free_threads` of :meth:`~sparse_probe.solvers.machine_load.LoadWatch.busy`, a
+    core counted as taken from :data:`WATCH_SHARE` of one)."""
+    busy = watch.busy()
+    return k if busy is None else min(k, free_threads(k, busy, share=WATCH_SHARE))
 
 
 def load_watch(threads, k: int | None, top: int) -> LoadWatch | None:
@@ -225,73 +141,6 @@ def load_watch(threads, k: int | None, top: int) -> LoadWatch | None:
     if k is None or top <= 1 or _given(threads) is not None:
         return None
     return LoadWatch(WATCH_INTERVAL_S)
-
-
-CGROUP_ROOT = "/sys/fs/cgroup"
-
-
-def _quota_v2(text: str) -> float | None:
-    """CPUs of a cgroup v2 ``cpu.max`` ("max 100000" or "150000 100000"); None: no limit."""
-    parts = text.split()
-    if len(parts) != 2 or parts[0] == "max":
-        return None
-    return int(parts[0]) / int(parts[1])
-
-
-def cpu_quota(root: str = CGROUP_ROOT, self_cgroup: str = "/proc/self/cgroup") -> float | None:
-    """CPUs' worth of time this process's cgroup may use: the smallest CFS quota / period of
-    its cgroup and their ancestors (v2 ``cpu.max``; v1 ``cpu.cfs_quota_us`` /
-    ``cpu.cfs_period_us``), also read at the hierarchy's root (inside a container its own
-    cgroup is the root it sees). None: no quota, or none readable (not Linux).
-
-    Containers and CI runners are often held to fewer CPUs than they see (``docker --cpus``,
-    Kubernetes limits): torch's threads then follow the CPUs seen, and the quota's 100 ms
-    periods, longer than the probe, hid the throttling from it: under a 1-CPU quota on the
-    2-core machine the default chose two threads on three paths, 1.33-1.77x one thread's time
-    (``results/path-threads-burner-cpu-2026-12-04.txt``, E).
-    """
-    try:
-        with open(self_cgroup) as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return None
-    found = []
-    for line in lines:
-        hid, _, rest = line.partition(":")
-        controllers, _, path = rest.partition(":")
-        names = controllers.split(",") if controllers else []
-        v2 = hid == "0" and not controllers  # the unified hierarchy (hybrid: under unified/)
-        if v2:
-            bases = [os.path.join(root, "unified"), root]
-        elif "cpu" in names:  # v1: mounted as the controller list, or under a usual name
-            bases = [os.path.join(root, d) for d in (controllers, "cpu,cpuacct", "cpu")]
-        else:
-            continue
-        parts = [p for p in path.split("/") if p]
-        for base in dict.fromkeys(bases):
-            if not os.path.isdir(base):
-                continue
-            for depth in range(len(parts) + 1):
-                q = _read_quota(os.path.join(base, *parts[:depth]), v2)
-                if q is not None:
-                    found.append(q)
-    return min(found) if found else None
-
-
-def _read_quota(folder: str, v2: bool) -> float | None:
-    """CPUs of one cgroup folder's quota (v2 ``cpu.max``, else v1's two files); None: no
-    quota, or none readable."""
-    try:
-        if v2:
-            with open(os.path.join(folder, "cpu.max")) as fh:
-                return _quota_v2(fh.read())
-        with open(os.path.join(folder, "cpu.cfs_quota_us")) as fh:
-            quota = int(fh.read())
-        with open(os.path.join(folder, "cpu.cfs_period_us")) as fh:
-            period = int(fh.read())
-    except (OSError, ValueError):
-        return None
-    return quota / period if quota > 0 and period > 0 else None
 
 
 def free_threads(top: int, busy: float | None = None, share: float = BUSY_SHARE) -> int:
