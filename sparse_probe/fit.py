@@ -569,6 +569,7 @@ def fit_path(
         watch = load_watch(threads, n_threads, top_threads)
         threads_chosen = n_threads
         threads_dropped = None  # [the point from which the fit ran on fewer threads, how many]
+        ceiling = top_threads  # the most threads any point may take (a drop lowers it)
         bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
         tol_points = []
         free_points: list[int] = []  # the free coordinates expected at each point's first round
@@ -580,7 +581,7 @@ def fit_path(
                              len(tol_points))
                     n_threads, newton_k = min(n_threads, cap), newton_k and min(newton_k, cap)
                     torch.set_num_threads(n_threads)  # fit_threads restores the caller's count
-                    threads_dropped = [len(tol_points), cap]
+                    threads_dropped, ceiling = [len(tol_points), cap], cap
             n_iter = 0
             used: list[str] = []
             tol_abs = tol * penalty.l1_l2(tol_scale if tol_scale is not None else lam)[0]
@@ -640,9 +641,7 @@ def fit_path(
                         # Newton's products gain from threads where OWL-QN's may not: its
                         # own count, measured once its Hessians are worth it (threads.py)
                         if newton_k is None and src.n * float(n_free) ** 2 / 2 >= SMALL_HESSIAN:
-                            newton_k = newton_threads(threads, n_threads, top_threads)
-                            if threads_dropped is not None:  # never above a drop (watch)
-                                newton_k = min(newton_k, threads_dropped[1])
+                            newton_k = newton_threads(threads, n_threads, ceiling)
                         k_point = threads_newton = newton_k or n_threads
                     with torch_threads(k_point):
                         res = use.solve(
