@@ -46,7 +46,7 @@ def _stat(ticks: dict[int, tuple[int, ...]], guest: int = 0) -> str:
 
 
 @pytest.mark.real_load
-def test_busy_cores_reads_the_others_load_on_this_process_cpus():
+def test_busy_cores_reads_the_others_load_on_this_process_cpus(monkeypatch):
     import os
 
     cpus = sorted(os.sched_getaffinity(0))
@@ -87,19 +87,13 @@ def test_busy_cores_reads_the_others_load_on_this_process_cpus():
     assert ml._stat_ticks(_stat(later), {1, 2}) == (150, 200)
     assert ml._stat_ticks(_stat(first), {1, 2}) == (0, 0)
     # where this process's CPUs are unknown, nothing is read
-    import os as _os
-
     def no_affinity(pid):
         raise OSError("no affinity here")
 
-    real = _os.sched_getaffinity
-    _os.sched_getaffinity = no_affinity
-    try:
-        w = ml.LoadWatch(0.0, read=lambda: pytest.fail("read without CPUs"))
-        assert w.busy() is None and th.capped(w, 2) == 2
-        assert ml.busy_cores(sleep=lambda s: None) is None
-    finally:
-        _os.sched_getaffinity = real
+    monkeypatch.setattr(os, "sched_getaffinity", no_affinity)
+    w = ml.LoadWatch(0.0, read=lambda: pytest.fail("read without CPUs"))
+    assert w.busy() is None and th.capped(w, 2) == 2
+    assert ml.busy_cores(sleep=lambda s: None) is None
 
 
 @pytest.mark.real_load
