@@ -16,6 +16,7 @@ from sparse_probe.rundir import (
     fingerprint_of,
     read_features_meta,
     read_json,
+    with_relative,
     write_json,
 )
 from sparse_probe.select import Selection
@@ -86,7 +87,7 @@ def write_probe(
 
     probe = {
         "format": 1,
-        "features_dir": features_dir,
+        **with_relative({"features_dir": features_dir}, "features_dir", out),
         "classes": classes,
         "d": path.n_features,
         "fit": dict(fit_options or {}, alpha=path.alpha, grouped=path.grouped,

@@ -285,6 +285,38 @@ def read_jsonl(path: str | os.PathLike[str], *, what: str = "a JSON-lines file",
     return rows
 
 
+def with_relative(entry: Mapping[str, Any], key: str, base: str | os.PathLike[str]
+                  ) -> dict[str, Any]:
+    """``entry`` plus ``key + "_rel"``: its path ``entry[key]`` relative to ``base`` (the
+    directory whose ``meta.json`` records it), so that :func:`recorded_path` finds the file
+    again after the run directory is moved or copied to another machine. Unchanged where
+    ``entry[key]`` is null."""
+    out = dict(entry)
+    if out.get(key):
+        out[f"{key}_rel"] = os.path.relpath(os.path.abspath(out[key]), os.path.abspath(base))
+    return out
+
+
+def recorded_path(meta: Mapping[str, Any], section: str | None, key: str) -> str | None:
+    """A path a ``meta.json`` or ``probe.json`` records (``model.checkpoint``,
+    ``dataset.root``, the probe's ``features_dir``), found again.
+
+    The recorded path when it exists; else, relative to the directory holding the file
+    (``meta["_dir"]``), the recorded path itself when it is relative, then ``key + "_rel"``
+    (written beside it by :func:`with_relative`), the first that exists. Where none does,
+    the recorded path (the caller's error names it). ``section`` None: a top-level key.
+    """
+    entry = meta if section is None else (meta.get(section) or {})
+    path = entry.get(key)
+    if not path or Path(path).exists() or not meta.get("_dir"):
+        return path
+    base = Path(meta["_dir"])
+    for cand in (path, entry.get(f"{key}_rel")):
+        if cand and (base / cand).exists():
+            return str((base / cand).resolve())
+    return path
+
+
 def read_features_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load ``meta.json`` of a features directory (or the file itself).
 

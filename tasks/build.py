@@ -42,6 +42,7 @@ from sparse_probe.rundir import (
     check_same_run,
     features_fingerprint,
     fingerprint_of,
+    recorded_path,
     write_run_record,
     write_text,
 )
@@ -765,9 +766,13 @@ def build_tasks(
     if features_dir is None:
         if "features_dir" not in probe:
             raise BuildError(f"{probe_path}: field features_dir missing; pass --features")
-        features_dir = (probe_dir / probe["features_dir"]).resolve()
+        # recorded absolute; a moved run's is found again relative to the probe
+        features_dir = Path(recorded_path({**probe, "_dir": str(probe_dir.resolve())}, None,
+                                          "features_dir"))
+        features_dir = (probe_dir / features_dir).resolve()
     features_dir = Path(features_dir)
     meta = _read_json(features_dir / "meta.json", "written by sparse-probe extract")
+    meta["_dir"] = str(features_dir.resolve())  # finds the model and data of a moved run
     features_fp = _checked_features_fp(probe, probe_path, meta, features_dir)
     kind = meta.get("kind")
     if kind not in ("image", "text"):

@@ -441,7 +441,9 @@ def load_split(meta: dict[str, Any] | str | os.PathLike, split: str) -> SplitDat
 
         data: Any = load_builtin(ds_meta)
     else:
-        data = ds_meta["root"]
+        from sparse_probe.rundir import recorded_path
+
+        data = recorded_path(meta, "dataset", "root")  # found again in a moved run directory
     carved = ds_meta.get("val_carved") or {}
     src = open_data(data, preprocessing=meta.get("preprocessing"),
                     val_fraction=carved.get("fraction", 0.0), seed=carved.get("seed", 0),

@@ -36,7 +36,7 @@ from sparse_probe.extract.data import IMAGENET_MEAN, IMAGENET_STD, DataSource, o
 from sparse_probe.extract.meta import FORMAT, read_meta
 from sparse_probe.extract.sizing import choose_image_size
 from sparse_probe.extract.sources import ModelSpec, build_model, parse_model_spec
-from sparse_probe.rundir import atomic_path, features_fingerprint, write_json
+from sparse_probe.rundir import atomic_path, features_fingerprint, with_relative, write_json
 
 __all__ = [
     "LayerReader",
@@ -374,9 +374,10 @@ def extract_features(
                                    on_chunk=on_chunk, progress=progress)
     meta = {
         "format": FORMAT, "kind": src.kind, "classes": list(src.classes), "d": d,
-        "splits": counts, "model": spec_meta, "layer": reader.layer, "spatial_layer": spatial,
+        "splits": counts, "model": with_relative(spec_meta, "checkpoint", out),
+        "layer": reader.layer, "spatial_layer": spatial,
         "method": method, "pooling": "mean over spatial/sequence dims if any",
-        "dataset": src.describe, "preprocessing": prep,
+        "dataset": with_relative(src.describe, "root", out), "preprocessing": prep,
     }
     meta["fingerprint"] = features_fingerprint(out, meta)
     write_json(out / "meta.json", meta)

@@ -322,11 +322,11 @@ def load_model(meta: dict[str, Any] | str | os.PathLike,
         In eval mode on ``device``. Text models take a list of strings.
     """
     from sparse_probe.extract.meta import read_meta
+    from sparse_probe.rundir import recorded_path
 
     meta = read_meta(meta) if not isinstance(meta, dict) else meta
     m = meta["model"]
-    spec = ModelSpec(m["source"], m["name"], m.get("weights"), m.get("checkpoint"))
-    base = meta.get("_dir")
-    if spec.checkpoint and not Path(spec.checkpoint).exists() and base:
-        spec.checkpoint = str((Path(base) / spec.checkpoint).resolve())
+    # a moved run directory: the checkpoint is found again beside the features
+    spec = ModelSpec(m["source"], m["name"], m.get("weights"),
+                     recorded_path(meta, "model", "checkpoint"))
     return build_model(spec, device)
