@@ -397,6 +397,7 @@ def fit_path(
     solver: str = "torch",
     penalty: Penalty | None = None,
     max_features_per_class: float | None = None,
+    max_seconds: float | None = None,
     max_iter: int = 2000,
     chunk_rows: int | None = None,
     cache_bytes: int = 2 * 2**30,
@@ -453,6 +454,12 @@ def fit_path(
         and ``grouped``.
     max_features_per_class : float, optional
         Stop the path after the first point whose mean nonzero features per class exceeds it.
+    max_seconds : float, optional
+        A time budget: stop the path after the first point that ends this many seconds or more
+        after the call began (that point is kept, so at least one point is returned). The
+        points returned are the same as a longer run's first points; ``info["stopped"]``
+        says ``"max_seconds"`` when the budget cut the path short. Not supported by the
+        glmnet backend, which fits every λ in one call.
     cache_bytes : int
         Upper bound for the cached working-set columns (n × m float32).
     low_memory : bool, optional
@@ -485,6 +492,11 @@ def fit_path(
     if solver not in ("torch", "glmnet", *SOLVERS):
         raise ValueError(f"solver must be 'torch', 'glmnet' or one of {', '.join(SOLVERS)}, "
                          f"got {solver!r}")
+    if max_seconds is not None and not max_seconds >= 0:
+        raise ValueError(f"max_seconds must be >= 0, got {max_seconds!r}")
+    if max_seconds is not None and solver == "glmnet":
+        raise ValueError("max_seconds: not supported by the glmnet backend (it fits every λ "
+                         "in one call)")
     spec = None if solver == "glmnet" else get_solver(None if solver == "torch" else solver,
                                                       penalty)
     # default for the elementwise penalty: OWL-QN or proximal Newton, chosen per path point
@@ -573,6 +585,7 @@ def fit_path(
         bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
         tol_points = []
         free_points: list[int] = []  # the free coordinates expected at each point's first round
+        stopped = None  # why the path ended before its last λ
         for lam in bar:
             if watch is not None:
                 cap = capped(watch, max(n_threads, newton_k or 1))
@@ -719,7 +732,13 @@ def fit_path(
             bar.set_postfix(nnz=records["nnz"][-1], val=f"{va:.3f}")
             hist = [*hist, (lam, W, b)][-3:]
             lam_prev = lam
+            if len(tol_points) == len(lams):
+                break
             if max_features_per_class is not None and nz.mean() > max_features_per_class:
+                stopped = "max_features_per_class"
+                break
+            if max_seconds is not None and time.perf_counter() - t0 >= max_seconds:
+                stopped = "max_seconds"
                 break
         bar.close()
         info = {
@@ -734,7 +753,7 @@ def fit_path(
             "free_per_point": free_points, "eps": eps, "n_lambdas": n_lambdas,
             "lambda_max": lam_max, "n_samples": src.n, "n_features": src.d, "n_classes": C,
             "device": str(device), "threads": threads_chosen, "threads_newton": threads_newton,
-            "threads_dropped_at": threads_dropped, "full_passes": tr.passes, "low_memory": bool(low_memory), "total_seconds": time.perf_counter() - t0,
+            "threads_dropped_at": threads_dropped, "stopped": stopped, "full_passes": tr.passes, "low_memory": bool(low_memory), "total_seconds": time.perf_counter() - t0,
         }
         return Path.from_records(records, lambdas=lams, alpha=alpha, grouped=grouped, mean=mean,
                                  scale=scale, classes=classes, info=info)

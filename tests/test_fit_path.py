@@ -104,6 +104,30 @@ def test_validation_metrics_and_early_stop(xy):
     assert len(p) < 30
 
 
+def test_time_budget_stops_after_a_point_and_keeps_the_same_points(xy):
+    """``max_seconds``: the path ends after the first point past the budget (kept, so a zero
+    budget returns λ_max's point alone), the points match a full run's, and the reason is in
+    ``info["stopped"]``; without a budget, or one it never reaches, the whole path runs."""
+    X, y, _ = xy
+    full = fit_path(X, y, n_lambdas=8, eps=1e-2, threads=1, progress=False)
+    assert len(full) == 8 and full.info["stopped"] is None
+    cut = fit_path(X, y, n_lambdas=8, eps=1e-2, threads=1, max_seconds=0.0, progress=False)
+    assert len(cut) == 1 and cut.info["stopped"] == "max_seconds"
+    np.testing.assert_array_equal(cut.lambdas, full.lambdas[:1])
+    np.testing.assert_array_equal(cut.weights[0], full.weights[0])
+    long = fit_path(X, y, n_lambdas=8, eps=1e-2, threads=1, max_seconds=1e6, progress=False)
+    assert len(long) == 8 and long.info["stopped"] is None
+    np.testing.assert_allclose(long.objective, full.objective, rtol=1e-12)
+    capped = fit_path(X[:500], y[:500], n_lambdas=30, eps=1e-3, max_features_per_class=3,
+                      progress=False)
+    assert capped.info["stopped"] == "max_features_per_class"
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="max_seconds"):
+            fit_path(X, y, max_seconds=bad, progress=False)
+    with pytest.raises(ValueError, match="max_seconds: not supported by the glmnet"):
+        fit_path(X, y, solver="glmnet", max_seconds=5.0, progress=False)
+
+
 def test_save_load_roundtrip(tmp_path, path):
     from sparse_probe import Path
 
