@@ -77,13 +77,24 @@ def objective_f64(
     total = 0.0
     G = np.zeros_like(W) if return_grad else None
     gb = np.zeros_like(b) if return_grad else None
+    # the logits need only the features some class uses: a sparse head's value reads a few
+    # columns of each chunk (exact: the others are multiplied by zero)
+    cols = None if return_grad else np.flatnonzero(np.any(W != 0, axis=0))
+    Wz, mz, sz = W, mu, sd
+    if cols is not None and cols.size < W.shape[1]:
+        Wz = W[:, cols]
+        mz = None if mu is None else mu[cols]
+        sz = None if sd is None else sd[cols]
+    else:
+        cols = None
     for s, block in src.chunks():
-        xb = np.asarray(block.cpu() if hasattr(block, "cpu") else block, dtype=np.float64)
-        if mu is not None:
-            xb = xb - mu
-        if sd is not None:
-            xb = xb / sd
-        z = xb @ W.T + b
+        xb = block.cpu().numpy() if hasattr(block, "cpu") else np.asarray(block)
+        xb = np.asarray(xb if cols is None else xb[:, cols], dtype=np.float64)
+        if mz is not None:
+            xb = xb - mz
+        if sz is not None:
+            xb = xb / sz
+        z = xb @ Wz.T + b
         zmax = z.max(axis=1, keepdims=True)
         lse = zmax[:, 0] + np.log(np.exp(z - zmax).sum(axis=1))
         yb = y[s : s + xb.shape[0]]

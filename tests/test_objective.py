@@ -90,7 +90,7 @@ def test_objective_and_gradient_match_the_float64_reference(prob):
     assert isinstance(val, float)
     # value alone: the same number, not a tuple
     alone = objective_f64(src, y, W, b, lam, alpha, mean=mean, scale=scale, grouped=grouped)
-    assert alone == val
+    assert isinstance(alone, float) and alone == pytest.approx(val, rel=1e-13, abs=1e-13)
     # no standardization given: raw features
     raw = objective_f64(X, y, W, b, lam, alpha, grouped=grouped)
     assert raw == pytest.approx(ref_objective(X, y, W, b, lam, alpha, grouped=grouped)[0],
@@ -145,6 +145,30 @@ def test_objective_is_stable_for_large_logits():
     val = objective_f64(X, y, W, b, 0.0, 1.0)
     # row 0: logits 900, 899 -> CE = log(1 + e^-1); row 1: -900, -899 -> CE = log(1 + e^-1)
     assert val == pytest.approx(np.log1p(np.exp(-1.0)), rel=1e-12)
+
+
+@pytest.mark.parametrize("n_used", [0, 1, 3, 7])
+def test_objective_of_a_sparse_head_reads_only_its_columns_and_agrees(n_used):
+    """The value alone multiplies only the columns some class uses: the same number as the
+    dense reference (a column used by one class only counts; unused columns hold values that
+    would dominate the logits if they were read with a nonzero weight)."""
+    rng = np.random.default_rng(10 + n_used)
+    n, d, C = 40, 12, 3
+    X = rng.standard_normal((n, d)) * 2 + 1
+    y = rng.integers(0, C, n)
+    W = np.zeros((C, d))
+    used = rng.choice(d, n_used, replace=False)
+    for j in used:
+        W[rng.integers(0, C), j] = rng.standard_normal()  # one class per used column
+    b = rng.standard_normal(C)
+    mean, scale = X.mean(0), X.std(0) + 0.5
+    X[:, np.setdiff1d(np.arange(d), used)] *= 1e6
+    ref = ref_objective(X, y, W, b, 0.2, 0.7, mean, scale)[0]
+    got = objective_f64(FeatureSource(X.astype(np.float32), chunk_rows=7), y, W, b, 0.2, 0.7,
+                        mean=mean, scale=scale)
+    assert got == pytest.approx(ref_objective(X.astype(np.float32), y, W, b, 0.2, 0.7, mean,
+                                              scale)[0], rel=1e-12)
+    assert got == pytest.approx(ref, rel=1e-6)
 
 
 def test_objective_accepts_tensors_and_feature_sources():
