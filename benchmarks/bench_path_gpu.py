@@ -325,8 +325,9 @@ def _sync(device: torch.device) -> None:
 
 # ----------------------------------------------------------------------------- solvers
 def run_ours_streamed(xfile: Path, y: np.ndarray, cfg: dict, device: torch.device,
-                      cache_bytes: int, progress: bool):
-    """``fit_path`` on the memmap in the low-memory (streamed) mode.
+                      cache_bytes: int, progress: bool, budget: float | None = None):
+    """``fit_path`` on the memmap in the low-memory (streamed) mode, stopped after the first
+    point past ``budget`` seconds when one is given (``fit_path(max_seconds=...)``).
 
     Returns ``(path, seconds, peak bytes, what the peak measures)``: on CUDA the caching
     allocator's peak of allocated memory, with the peak it held from the device (reserved)
@@ -345,7 +346,7 @@ def run_ours_streamed(xfile: Path, y: np.ndarray, cfg: dict, device: torch.devic
     _sync(device)
     t = time.perf_counter()
     p = fit_path(X, y, alpha=ALPHA, n_lambdas=cfg["n_lambdas"], eps=cfg["eps"], device=device,
-                 low_memory=True, cache_bytes=cache_bytes, progress=progress)
+                 low_memory=True, cache_bytes=cache_bytes, max_seconds=budget, progress=progress)
     _sync(device)
     seconds = time.perf_counter() - t
     if device.type == "cuda":
@@ -565,12 +566,15 @@ def _bench_streamed(name, cfg, args, device, dtype, budget, cache_bytes, peers, 
 
     # ours
     try:
-        p, secs, peak, kind = run_ours_streamed(xf, y, cfg, device, cache_bytes, args.progress)
+        p, secs, peak, kind = run_ours_streamed(xf, y, cfg, device, cache_bytes, args.progress,
+                                                args.our_budget)
     except torch.cuda.OutOfMemoryError as exc:
         raise SystemExit(f"ours ran out of device memory (plan {need_ours / 2**30:.2f} GiB of "
                          f"{total / 2**30:.2f} GiB): {exc}") from exc
     L = len(p)
     tol_ratio = float(np.max(p.kkt_violation / np.asarray(p.info["tol_per_point"])))
+    if L < cfg["n_lambdas"]:
+        print(f"ours: stopped by --our-budget {args.our_budget:g} s after λ #{L - 1}", flush=True)
     print(f"ours: {secs:.1f} s for {L} λ, {int(p.n_iter.sum())} iterations, "
           f"{p.info.get('full_passes')} full-data passes, nnz last {int(p.nnz[-1])}, "
           f"max KKT violation / tolerance {tol_ratio:.2f}", flush=True)
@@ -592,7 +596,7 @@ def _bench_streamed(name, cfg, args, device, dtype, budget, cache_bytes, peers, 
                                      folder.parent / f"glm_saga-{name}-{os.getpid()}")
         state = "finished" if saga["finished"] else f"stopped at the {budget:.0f} s budget"
         last = f", last at {saga['time'][-1]:.1f} s" if saga["reached"] else ""
-        print(f"glm_saga: {saga['reached']} of {L} λ ({state}){last}", flush=True)
+        print(f"glm_saga: {saga['reached']} of {cfg['n_lambdas']} λ ({state}){last}", flush=True)
         if saga["peak_bytes"] is not None:
             print(f"glm_saga memory: peak {saga['peak_bytes'] / 2**30:.2f} GiB ({saga['peak_kind']}) "
                   f"of {total / 2**30:.2f} GiB, plan {need_saga / 2**30:.2f} GiB"
@@ -604,7 +608,7 @@ def _bench_streamed(name, cfg, args, device, dtype, budget, cache_bytes, peers, 
                   "(both are evaluated at our λ)", flush=True)
         shutil.rmtree(folder.parent / f"glm_saga-{name}-{os.getpid()}", ignore_errors=True)
     reached = saga["reached"] if saga else 0
-    checks = check_points(L, reached, args.checks)
+    checks = check_points(L, min(reached, L), args.checks)
 
     # float64 reference where the data fit in RAM as float64
     ref_on = args.reference == "on" or (args.reference == "auto" and n * d * 8 <= _REFERENCE_MAX_BYTES)
@@ -658,12 +662,15 @@ def _bench_streamed(name, cfg, args, device, dtype, budget, cache_bytes, peers, 
         print(f"{e['index']:>4} {e['lambda']:>10.3e} | {o['time']:>9.1f} {o['nnz']:>8d} {o['gap']:>9.1e} | "
               f"{sg} | {rg}")
     if saga is not None:
-        if reached:
-            k = reached - 1
-            print(f"\nto λ #{k} (glm_saga's last): ours {p.time[k]:.1f} s, glm_saga "
+        common = min(reached, L)
+        if common:
+            k = common - 1
+            print(f"\nto λ #{k} (the last both reached): ours {p.time[k]:.1f} s, glm_saga "
                   f"{saga['time'][k]:.1f} s: glm_saga/ours = {saga['time'][k] / p.time[k]:.1f}×")
+            print(f"in their budgets: ours reached λ #{L - 1} of {cfg['n_lambdas']} in {secs:.1f} s, "
+                  f"glm_saga λ #{reached - 1} in {saga['seconds']:.1f} s")
         else:
-            print(f"\nglm_saga finished no λ in {budget:.0f} s (ours did all {L} in {secs:.1f} s)")
+            print(f"\nglm_saga finished no λ in {budget:.0f} s (ours did {L} in {secs:.1f} s)")
     worst = max(e["ours"]["eval_rel_diff"] for e in rows)
     print(f"ours: reported objective vs float64 evaluation, largest relative difference {worst:.1e}")
 
@@ -680,10 +687,12 @@ def _bench_streamed(name, cfg, args, device, dtype, budget, cache_bytes, peers, 
         "size": name, "device": str(device), "device_name": dev_name, "torch": torch.__version__,
         "config": dict(n=n, d=d, classes=C, n_lambdas=cfg["n_lambdas"], eps=cfg["eps"], dtype=dtype,
                        alpha=ALPHA, cache_bytes=cache_bytes, peer_budget=budget if peers else None,
+                       our_budget=args.our_budget,
                        glm_saga_settings=GLM_SAGA if peers else None),
         "data": {"bytes": n * d * itemsize, "reused": reused, "seconds": gen_s},
         "lambdas": [float(v) for v in p.lambdas],
-        "ours": {"seconds": secs, "time": [float(v) for v in p.time], "nnz": [int(v) for v in p.nnz],
+        "ours": {"seconds": secs, "reached": L, "stopped": p.info.get("stopped"),
+                 "time": [float(v) for v in p.time], "nnz": [int(v) for v in p.nnz],
                  "iterations": int(p.n_iter.sum()), "full_passes": p.info.get("full_passes"),
                  "kkt_over_tol_max": tol_ratio, "low_memory": p.info.get("low_memory")},
         "glm_saga": None if saga is None else {
@@ -710,6 +719,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--peers", default="glm_saga", help="'glm_saga' or '' (streamed sizes)")
     ap.add_argument("--peer-budget", type=float, default=None,
                     help="seconds glm_saga's process may run, start-up included (default: the size's)")
+    ap.add_argument("--our-budget", type=float, default=None,
+                    help="seconds our path may run: it stops after the first λ past them "
+                         "(default: the whole path)")
     ap.add_argument("--cache-gib", type=float, default=None,
                     help="our working-set column cache on the device (default: the size's)")
     ap.add_argument("--n-lambdas", type=int, default=None)

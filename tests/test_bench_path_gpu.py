@@ -108,6 +108,14 @@ def test_imagenet_without_cuda_runs_tiny_and_a_budget_stops_glm_saga(tmp_path):
                    "--dtype", "float32")
     assert res2["tiny"]["data"]["reused"] and res2["tiny"]["glm_saga"] is None
     assert res2["tiny"]["ours"]["nnz"] == r["ours"]["nnz"]
+    # our own budget: the path stops after its first point past it, and only points both
+    # solvers reached are compared
+    res3, stdout3 = _run(tmp_path, "--size", "tiny", "--n-lambdas", "4", "--our-budget", "0",
+                         "--dtype", "float32", "--reference", "off")
+    o3, s3 = res3["tiny"]["ours"], res3["tiny"]["glm_saga"]
+    assert o3["reached"] == 1 and o3["stopped"] == "max_seconds" and len(o3["time"]) == 1
+    assert s3["reached"] == 4 and [e["index"] for e in res3["tiny"]["checks"]] == [0]
+    assert "stopped by --our-budget" in stdout3 and "the last both reached" in stdout3
 
 
 def test_memory_plan_that_does_not_fit_stops_with_the_parts():
