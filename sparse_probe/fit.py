@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sparse_probe.data import FeatureSource, as_labels
+from sparse_probe.data import FeatureSource, as_labels, block_tensor
 from sparse_probe.fit_common import column_stats, lambda_path
 from sparse_probe.path import Path
 from sparse_probe.penalties import DEFAULT_ALPHA, Penalty, make_penalty
@@ -107,10 +107,7 @@ class _Trainer:
         self.passes = 0
 
     def _to_dev(self, block) -> torch.Tensor:
-        if isinstance(block, torch.Tensor):
-            return block.to(device=self.device, dtype=torch.float32)
-        # writable copy only when needed (read-only memmaps and arrays: torch warns on those)
-        return torch.from_numpy(np.require(block, np.float32, ["C", "W"])).to(self.device)
+        return block_tensor(block, self.device, torch.float32)
 
     def _standardized_cols(self, block, cols_t: torch.Tensor) -> torch.Tensor:
         """Standardized float32 columns ``cols_t`` of a raw row block, C-ordered on the device."""
@@ -523,7 +520,12 @@ def fit_path(
     # path reports (both backends: one λ grid): with the float64 mean, a column whose mean is
     # large against its spread was shifted by the mean's float32 rounding (~6e-8 |mean| / std),
     # a per-class logit offset of the model's Σ |w| times that, which the intercepts lacked
-    mean, scale = _float32_standardization(*column_stats(src))
+    if device is None:
+        device = X.device if isinstance(X, torch.Tensor) else "cpu"
+    device = torch.device(device)
+    # the statistics' passes run where the fit does (the glmnet backend's on CPU)
+    mean, scale = _float32_standardization(
+        *column_stats(src, device=device if solver != "glmnet" else "cpu"))
     if solver == "glmnet":
         from sparse_probe.solvers.glmnet_backend import fit_path_glmnet
 
@@ -532,9 +534,6 @@ def fit_path(
             lambdas=lambdas, val=(val_src, y_val), classes=classes, t0=t0, tol=tol,
             evaluate=_evaluate, progress=progress,
         )
-    if device is None:
-        device = X.device if isinstance(X, torch.Tensor) else "cpu"
-    device = torch.device(device)
 
     top_threads = torch.get_num_threads()
     with fit_threads(threads, device, (src.n, src.d, C)) as n_threads:
@@ -548,7 +547,7 @@ def fit_path(
         b = np.log(prior) - np.log(prior).mean()
         # gradient at W = 0 with the intercept-only optimum: -(1/n) Y^T X_std (the X_std sum is 0),
         # accumulated in float64 so that λ_max is exact
-        G0 = _class_sums(src, y, C)
+        G0 = _class_sums(src, y, C, device)
         G0 = -(G0 - counts[:, None] * mean[None, :]) / scale[None, :] / src.n
         _, _, loss0, acc0 = tr.full_gradient(torch.zeros((C, 0), dtype=torch.float64, device=device),
                                              torch.as_tensor(b, device=device))
@@ -838,16 +837,29 @@ def _predict(hist: list, lam: float, order: int = 2):
     return Wp, sum(c * p[2] for c, p in zip(coef, pts, strict=True))
 
 
-def _class_sums(src: FeatureSource, y: np.ndarray, C: int) -> np.ndarray:
-    """Per-class sums of the raw rows, shape (C, d), in float64."""
-    S = np.zeros((C, src.d))
+def _class_sums(src: FeatureSource, y: np.ndarray, C: int,
+                device: str | torch.device = "cpu", onehot: bool | None = None) -> np.ndarray:
+    """Per-class sums of the raw rows, shape (C, d), in float64, on ``device``.
+
+    On CPU row by row into the class's sum (``index_add_``, O(n·d)); on a GPU, whose
+    ``index_add_`` adds through atomics in no fixed order, as the one-hot matrix product
+    (fixed order, so λ_max is the same in every run). ``onehot`` chooses the way explicitly.
+    """
+    device = torch.device(device)
+    if onehot is None:
+        onehot = device.type != "cpu"
+    S = torch.zeros((C, src.d), dtype=torch.float64, device=device)
+    yt = torch.as_tensor(y, device=device)
     for s, block in src.chunks():
-        xb = block.detach().cpu().numpy() if isinstance(block, torch.Tensor) else block
-        yb = y[s : s + xb.shape[0]]
-        onehot = np.zeros((xb.shape[0], C))
-        onehot[np.arange(xb.shape[0]), yb] = 1.0
-        S += onehot.T @ np.asarray(xb, dtype=np.float64)
-    return S
+        xb = block_tensor(block, device, torch.float64)
+        yb = yt[s : s + xb.shape[0]]
+        if not onehot:
+            S.index_add_(0, yb, xb)
+        else:
+            Y = torch.zeros((xb.shape[0], C), dtype=torch.float64, device=device)
+            Y[torch.arange(xb.shape[0], device=device), yb] = 1.0
+            S.addmm_(Y.T, xb)
+    return S.cpu().numpy()
 
 
 def _check_finite(src: FeatureSource) -> None:

@@ -5,34 +5,37 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sparse_probe.data import FeatureSource
+from sparse_probe.data import FeatureSource, block_tensor
 
 __all__ = ["column_stats", "lambda_path"]
 
 
-def column_stats(src: FeatureSource) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation per column in float64 (one chunked pass).
+def column_stats(src: FeatureSource,
+                 device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation per column in float64 (one chunked pass on ``device``).
 
     Raises ``ValueError`` naming the first column/row holding NaN or inf.
     Zero-variance columns get scale 1 (their standardized value is 0 and never enters the model).
+    The rows are converted to float64 by torch where the sums run (:func:`block_tensor`).
     """
-    total = np.zeros(src.d)
-    sq = np.zeros(src.d)
+    device = torch.device(device)
+    total = torch.zeros(src.d, dtype=torch.float64, device=device)
+    sq = torch.zeros(src.d, dtype=torch.float64, device=device)
     # shifted sums (shift = first row) keep the variance accurate for large means
     shift = None
     for s, block in src.chunks():
-        xb = block.detach().cpu().numpy() if isinstance(block, torch.Tensor) else block
-        xb = np.asarray(xb, dtype=np.float64)
-        bad = ~np.isfinite(xb)
-        if bad.any():
-            r, c = np.argwhere(bad)[0]
+        xb = block_tensor(block, device, torch.float64)
+        bad = ~torch.isfinite(xb)
+        if bool(bad.any()):
+            r, c = (int(v) for v in torch.nonzero(bad)[0])
             raise ValueError(f"{src.name}: non-finite value (NaN or inf) at row {s + r}, column {c}")
         if shift is None:
-            shift = xb[0].copy()
-        xb = xb - shift
-        total += xb.sum(axis=0)
-        sq += (xb * xb).sum(axis=0)
+            shift = xb[0].clone()
+        xb = xb - shift  # a new tensor: xb may be the caller's own float64 array
+        total += xb.sum(dim=0)
+        sq += (xb * xb).sum(dim=0)
     n = src.n
+    total, sq, shift = total.cpu().numpy(), sq.cpu().numpy(), shift.cpu().numpy()
     mean_c = total / n
     var = np.maximum(sq / n - mean_c**2, 0.0)
     std = np.sqrt(var)

@@ -203,6 +203,16 @@ r = fit_path(Xr, ym, n_lambdas=8, eps=1e-3, tol=1e-7, progress=False)
 assert np.array_equal(r.objective, q.objective), (r.objective, q.objective)
 est = SparseProbe(n_lambdas=8, eps=1e-3).fit(Xm, ym)
 assert est.predict(Xm).shape == ym.shape
+# a float16 file (converted by torch, block by block) and a read-only memmap view of part
+# of a file (streamed through the view): the same data as float32 arrays, the same path
+h = fit_path(np.load(d + "/X16.npy", mmap_mode="r"), ym, n_lambdas=8, eps=1e-3, tol=1e-7,
+             progress=False)
+h32 = fit_path(np.load(d + "/X16.npy").astype(np.float32), ym, n_lambdas=8, eps=1e-3,
+               tol=1e-7, progress=False)
+assert np.array_equal(h.objective, h32.objective), (h.objective, h32.objective)
+v = fit_path(Xm[:300], ym[:300], n_lambdas=8, eps=1e-3, progress=False)
+w = fit_path(np.array(Xm[:300]), np.array(ym[:300]), n_lambdas=8, eps=1e-3, progress=False)
+assert np.array_equal(v.objective, w.objective), (v.objective, w.objective)
 """
 
 
@@ -215,7 +225,56 @@ def test_read_only_inputs_fit_without_torch_warnings(tmp_path):
 
     X, y, _ = make_sparse_classification(400, 12, 3, informative_per_class=2, seed=5)
     np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "X16.npy", X.astype(np.float16))
     np.save(tmp_path / "y.npy", y)
     proc = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", READ_ONLY_FIT,
                            str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_block_tensor_converts_in_torch_and_never_aliases_read_only_rows(dtype):
+    """``block_tensor``: the values of numpy's conversion; a read-only block (a memmap) is
+    never shared with the result, which may then be written; a writable block of the same
+    dtype is used as it is (no copy)."""
+    import warnings
+
+    from sparse_probe.data import block_tensor
+
+    rng = np.random.default_rng(0)
+    arr = (rng.standard_normal((7, 5)) * 100).astype(dtype)
+    for target, np_target in ((torch.float32, np.float32), (torch.float64, np.float64)):
+        ro = arr.copy()
+        ro.setflags(write=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            t = block_tensor(ro, "cpu", target)
+        assert t.dtype == target
+        np.testing.assert_array_equal(t.numpy(), arr.astype(np_target))
+        assert not np.shares_memory(t.numpy(), ro)
+        t.add_(1.0)  # writable, and the block is unchanged
+        np.testing.assert_array_equal(ro, arr)
+    rw = arr.copy()
+    same = block_tensor(rw, "cpu", torch.float64 if dtype == np.float64 else torch.float32)
+    assert np.shares_memory(same.numpy(), rw) == (dtype in (np.float32, np.float64))
+    strided = block_tensor(arr[:, ::2], "cpu", torch.float32)
+    np.testing.assert_array_equal(strided.numpy(), arr[:, ::2].astype(np.float32))
+
+
+def test_column_stats_and_class_sums_match_numpy_on_a_float16_file(tmp_path):
+    from sparse_probe.data import FeatureSource
+    from sparse_probe.fit import _class_sums
+    from sparse_probe.fit_common import column_stats
+
+    rng = np.random.default_rng(3)
+    X = (rng.standard_normal((1000, 6)) * [1, 10, 0.1, 5, 2, 3] + [0, 50, -3, 1e3, 0, 7])
+    np.save(tmp_path / "X.npy", X.astype(np.float16))
+    y = rng.integers(0, 4, 1000)
+    X64 = np.load(tmp_path / "X.npy").astype(np.float64)
+    src = FeatureSource(str(tmp_path / "X.npy"), chunk_rows=128)
+    mean, std = column_stats(src)
+    np.testing.assert_allclose(mean, X64.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(std, X64.std(0), rtol=1e-10)
+    ref = np.stack([X64[y == k].sum(0) for k in range(4)])
+    np.testing.assert_allclose(_class_sums(src, y, 4), ref, rtol=1e-12)
+    np.testing.assert_allclose(_class_sums(src, y, 4, onehot=True), ref, rtol=1e-12)
