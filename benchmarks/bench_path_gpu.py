@@ -39,14 +39,16 @@ RSS) is printed against the plan and the device.
 Without CUDA (or with ``--device cpu``), streamed sizes larger than ``tiny`` run as ``tiny`` on
 CPU; ``tests/test_bench_path_gpu.py`` runs that end to end so the script cannot rot.
 
-Status: the ``imagenet`` and ``imagenet-tenth`` sizes have NOT been run yet (no GPU was lent
-while this was written); the CUDA paths (device placement, synchronization before every
-timing, memory statistics) are written to be right by construction and exercised on CPU only
-up to the device calls. Rough expectations, not measured: the imagenet file takes 4.9 GiB of
-disk as float16 (9.8 GiB as float32) and minutes to write; glm_saga makes 5,005 steps of 256
-examples per epoch, at least 4 epochs per λ, so ``--peer-budget`` (default 3,600 s) decides how
-far along the path it gets; our memory plan there is about 21 GiB (the cache holds all 2,048
-standardized columns), glm_saga's about 9 GiB (its SAGA table alone is 4.8 GiB).
+Status: first run on an H200 on 2026-12-04 (``results/gpu-check-h200-2026-12-04.txt``): the
+data (4.89 GiB float16) took 103 s to write; the memory plans fit (ours 20.8 GiB, glm_saga
+9.1 GiB of 139.8 GiB) and our peak at λ #0 was 0.37 GiB; but our fit spent 139 s reaching
+λ #0, converting the file's rows with numpy on one CPU core (a profile put 55% of the time
+there), and the call ended during glm_saga's run, so the two have not been compared yet.
+The conversion now runs in torch on the device (``sparse_probe.data.block_tensor``); that
+change has not been measured on a GPU. ``--our-budget`` and ``--peer-budget`` give both
+solvers the same time; the points compared are those both reached. Expectations, not
+measured: glm_saga makes 5,005 steps of 256 examples per epoch, at least 4 epochs per λ, so
+``--peer-budget`` (default 3,600 s) decides how far along the path it gets.
 """
 
 from __future__ import annotations
