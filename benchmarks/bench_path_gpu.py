@@ -575,7 +575,7 @@ def _bench_streamed(name, cfg, args, device, dtype, budget, cache_bytes, peers, 
                          f"{total / 2**30:.2f} GiB): {exc}") from exc
     L = len(p)
     tol_ratio = float(np.max(p.kkt_violation / np.asarray(p.info["tol_per_point"])))
-    if L < cfg["n_lambdas"]:
+    if p.info.get("stopped") == "max_seconds":
         print(f"ours: stopped by --our-budget {args.our_budget:g} s after λ #{L - 1}", flush=True)
     print(f"ours: {secs:.1f} s for {L} λ, {int(p.n_iter.sum())} iterations, "
           f"{p.info.get('full_passes')} full-data passes, nnz last {int(p.nnz[-1])}, "
