@@ -149,3 +149,31 @@ def test_synthetic_features_are_nonnegative_correlated_and_class_dependent(tmp_p
     spread = means.std(0) / X.std(0)
     assert spread.max() > 0.5  # class-selective units
     assert mod.write_deep_features(tmp_path, 3_000, 64, 5, "float32", seed=1, progress=False)[2]
+
+
+def test_device_check_script_runs_its_imagenet_part_as_tiny_on_cpu(tmp_path):
+    """benchmarks/device_check.sh (the prepared command for a lent GPU machine) cannot rot:
+    its ImageNet part, at the tiny size on CPU, writes the data in the background and leaves
+    the benchmark's JSON and the log in $OUT."""
+    import os
+    import subprocess
+    import sys
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    wrapper = bindir / "python3"  # the script calls python3, as on the device machine
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}", OUT=str(out), PARTS="imagenet",
+               SIZE="tiny", GPU="cpu", BUDGET="60", DATA=str(tmp_path / "data"))
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(["bash", str(root / "benchmarks" / "device_check.sh")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    log = (out / "log.txt").read_text()
+    assert "tiny features written" in log and "bench rc 0" in log
+    res = json.loads((out / "imagenet.json").read_text())["tiny"]
+    assert res["ours"]["reached"] == res["config"]["n_lambdas"]
+    assert res["config"]["our_budget"] == 60 and res["glm_saga"]["reached"] >= 1
