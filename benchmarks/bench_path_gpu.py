@@ -19,6 +19,9 @@ as a memmap by both solvers:
 - **ours**: ``fit_path`` on the memmap with ``low_memory=True`` (the out-of-core mode: row
   chunks are read from the file and moved to the device, the working-set columns are cached on
   the device up to ``--cache-gib``, nothing of size n×C is kept), α = 0.99, default tolerance;
+  with ``--resident auto`` (the default, as ``fit_path``'s) the file is copied to a GPU once
+  in its own dtype where it fits a quarter of the free memory, and every later pass runs
+  there; ``--resident off`` streams it from the host on every pass;
 - **glm_saga** (the paper's solver) with the paper's settings as ``bench_path.py`` runs it
   (lr 0.1, batch 256, tol 1e-4, lookbehind 3, up to 2,000 epochs per λ, a stock shuffling
   DataLoader, ``do_zero=False``, the same α, k = the number of λ, ε = the same eps), on the
@@ -248,7 +251,7 @@ def _allowance(device: torch.device) -> int:
 
 
 def plan_ours(n: int, d: int, C: int, chunk_rows: int, cache_bytes: int,
-              device: torch.device) -> dict[str, int]:
+              device: torch.device, resident_bytes: int = 0) -> dict[str, int]:
     """Peak device memory of ``fit_path(..., low_memory=True)`` on a streamed file, by part.
 
     The working-set cache (float32 columns, n × m, at most ``cache_bytes``) is counted twice:
@@ -256,7 +259,8 @@ def plan_ours(n: int, d: int, C: int, chunk_rows: int, cache_bytes: int,
     raw chunk and its standardized/gathered copies (float32 and a float64 copy), float64 logits
     and softmax temporaries (n_chunk × C). State: O(C·d) float64 arrays (weights, gradients,
     directions) and OWL-QN's L-BFGS pairs. Plus labels and a fixed allowance for CUDA's
-    workspaces. Deliberately generous: it is a bound, not an estimate.
+    workspaces; and the copy of X on the device where the fit keeps one (``resident_bytes``,
+    ``fit_path(resident=...)``). Deliberately generous: it is a bound, not an estimate.
     """
     from sparse_probe.solvers.lbfgs import history_for
 
@@ -270,6 +274,7 @@ def plan_ours(n: int, d: int, C: int, chunk_rows: int, cache_bytes: int,
         "O(C·d) state": 16 * C * d * 8,
         "L-BFGS pairs": 2 * history_for(p) * p * 4,
         "allowance": _allowance(device),
+        "resident copy of X": int(resident_bytes),
     }
 
 
@@ -326,8 +331,20 @@ def _sync(device: torch.device) -> None:
 
 
 # ----------------------------------------------------------------------------- solvers
+def _resident_bytes(n: int, d: int, itemsize: int, device: torch.device,
+                    resident: bool | None, free: int) -> int:
+    """Bytes of the copy of X that ``fit_path(resident=resident)`` will keep on ``device``."""
+    from sparse_probe.fit import RESIDENT_SHARE
+
+    nbytes = n * d * itemsize
+    if resident is None:
+        resident = device.type == "cuda" and nbytes <= RESIDENT_SHARE * free
+    return nbytes if resident else 0
+
+
 def run_ours_streamed(xfile: Path, y: np.ndarray, cfg: dict, device: torch.device,
-                      cache_bytes: int, progress: bool, budget: float | None = None):
+                      cache_bytes: int, progress: bool, budget: float | None = None,
+                      resident: bool | None = None):
     """``fit_path`` on the memmap in the low-memory (streamed) mode, stopped after the first
     point past ``budget`` seconds when one is given (``fit_path(max_seconds=...)``).
 
@@ -348,7 +365,8 @@ def run_ours_streamed(xfile: Path, y: np.ndarray, cfg: dict, device: torch.devic
     _sync(device)
     t = time.perf_counter()
     p = fit_path(X, y, alpha=ALPHA, n_lambdas=cfg["n_lambdas"], eps=cfg["eps"], device=device,
-                 low_memory=True, cache_bytes=cache_bytes, max_seconds=budget, progress=progress)
+                 low_memory=True, cache_bytes=cache_bytes, max_seconds=budget, resident=resident,
+                 progress=progress)
     _sync(device)
     seconds = time.perf_counter() - t
     if device.type == "cuda":
@@ -550,7 +568,9 @@ def _bench_streamed(name, cfg, args, device, dtype, budget, cache_bytes, peers, 
 
     # memory plans first: refuse before hours of work, not after
     chunk_rows = FeatureSource(np.zeros((1, d), np.float32)).chunk_rows  # the default for this d
-    p_ours = plan_ours(n, d, C, chunk_rows, cache_bytes, device)
+    resident = {"auto": None, "on": True, "off": False}[args.resident]
+    p_ours = plan_ours(n, d, C, chunk_rows, cache_bytes, device,
+                       _resident_bytes(n, d, itemsize, device, resident, free))
     need_ours = check_plan("ours", p_ours, free, total, device)
     p_saga = plan_glm_saga(n, d, C, GLM_SAGA["batch_size"], device) if peers else {}
     need_saga = check_plan("glm_saga", p_saga, free, total, device) if peers else 0
@@ -569,7 +589,7 @@ def _bench_streamed(name, cfg, args, device, dtype, budget, cache_bytes, peers, 
     # ours
     try:
         p, secs, peak, kind = run_ours_streamed(xf, y, cfg, device, cache_bytes, args.progress,
-                                                args.our_budget)
+                                                args.our_budget, resident)
     except torch.cuda.OutOfMemoryError as exc:
         raise SystemExit(f"ours ran out of device memory (plan {need_ours / 2**30:.2f} GiB of "
                          f"{total / 2**30:.2f} GiB): {exc}") from exc
@@ -577,6 +597,8 @@ def _bench_streamed(name, cfg, args, device, dtype, budget, cache_bytes, peers, 
     tol_ratio = float(np.max(p.kkt_violation / np.asarray(p.info["tol_per_point"])))
     if p.info.get("stopped") == "max_seconds":
         print(f"ours: stopped by --our-budget {args.our_budget:g} s after λ #{L - 1}", flush=True)
+    print(f"ours: X {'copied to' if p.info.get('resident') else 'streamed from the host to'} "
+          f"{device} (--resident {args.resident})", flush=True)
     print(f"ours: {secs:.1f} s for {L} λ, {int(p.n_iter.sum())} iterations, "
           f"{p.info.get('full_passes')} full-data passes, nnz last {int(p.nnz[-1])}, "
           f"max KKT violation / tolerance {tol_ratio:.2f}", flush=True)
@@ -696,7 +718,8 @@ def _bench_streamed(name, cfg, args, device, dtype, budget, cache_bytes, peers, 
         "ours": {"seconds": secs, "reached": L, "stopped": p.info.get("stopped"),
                  "time": [float(v) for v in p.time], "nnz": [int(v) for v in p.nnz],
                  "iterations": int(p.n_iter.sum()), "full_passes": p.info.get("full_passes"),
-                 "kkt_over_tol_max": tol_ratio, "low_memory": p.info.get("low_memory")},
+                 "kkt_over_tol_max": tol_ratio, "low_memory": p.info.get("low_memory"),
+                 "resident": p.info.get("resident")},
         "glm_saga": None if saga is None else {
             k: saga[k] for k in ("reached", "finished", "killed", "budget", "seconds", "time",
                                  "lambdas", "peak_bytes", "peak_kind")} | {
@@ -724,6 +747,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--our-budget", type=float, default=None,
                     help="seconds our path may run: it stops after the first λ past them "
                          "(default: the whole path)")
+    ap.add_argument("--resident", choices=["auto", "on", "off"], default="auto",
+                    help="our copy of X on the device (fit_path resident=): auto (on CUDA when "
+                         "it fits a quarter of the free memory), on, or off (stream every pass)")
     ap.add_argument("--cache-gib", type=float, default=None,
                     help="our working-set column cache on the device (default: the size's)")
     ap.add_argument("--n-lambdas", type=int, default=None)

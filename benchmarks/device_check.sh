@@ -13,6 +13,8 @@
 # imagenet: bench_path_gpu.py --size imagenet (n = 1,281,167, d = 2,048, C = 1,000, float16
 #           memmap) with ours and glm_saga each given BUDGET seconds. glm_saga's package is
 #           not on the machine: copy it (pure Python) into $SITE (default .devsite), carried.
+#           RESIDENT=off streams X from the host on every pass (default auto: one copy on
+#           the GPU, fit_path's default there).
 # The ImageNet features (4.9 GiB) are written in the background while the HITs are built
 # (103 s on the H200 machine's one core). Output: $OUT/log.txt, compare-*.json,
 # manifests.tar.gz, imagenet.json. results/gpu-check-h200-2026-12-04.txt is a first run.
@@ -59,7 +61,8 @@ fi
 if [[ " $PARTS " == *" imagenet "* ]]; then
   wait "$WRITER"; cat "$DATA/write.log"
   python3 benchmarks/bench_path_gpu.py --size "$SIZE" --data-dir "$DATA" --our-budget "$BUDGET" \
-    --peer-budget "$BUDGET" --checks 3 --no-progress --out "$OUT/imagenet.json"
+    --peer-budget "$BUDGET" --checks 3 --no-progress --resident "${RESIDENT:-auto}" \
+    --out "$OUT/imagenet.json"
   echo "bench rc $?"
 fi
 nvidia-smi --query-gpu=memory.used,memory.total --format=csv 2>/dev/null; date

@@ -141,6 +141,19 @@ class FeatureSource:
                     raise ValueError(f"{self.name}: {self._file} is truncated at row {s}")
                 yield s, view
 
+    def to_device(self, device: str | torch.device) -> FeatureSource:
+        """A copy of the whole matrix on ``device``, in its own dtype (a float16 file stays
+        float16: half the memory of float32), read chunk by chunk (host memory: one chunk).
+        Chunks of the copy are views of it, as many rows as this source's."""
+        try:
+            dtype = getattr(torch, self.dtype.name)
+        except AttributeError:
+            raise ValueError(f"{self.name}: dtype {self.dtype} has no torch equivalent") from None
+        T = torch.empty((self.n, self.d), dtype=dtype, device=device)
+        for s, block in self.chunks():
+            T[s : s + block.shape[0]] = block_tensor(block, device, dtype)
+        return FeatureSource(T, chunk_rows=self.chunk_rows, name=self.name)
+
     def gather_columns(self, cols: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Return ``X[:, cols]`` as a C-ordered float32 array of shape (n_samples, len(cols))."""
         cols = np.asarray(cols, dtype=np.int64)

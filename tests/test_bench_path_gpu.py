@@ -116,6 +116,13 @@ def test_imagenet_without_cuda_runs_tiny_and_a_budget_stops_glm_saga(tmp_path):
     assert o3["reached"] == 1 and o3["stopped"] == "max_seconds" and len(o3["time"]) == 1
     assert s3["reached"] == 4 and [e["index"] for e in res3["tiny"]["checks"]] == [0]
     assert "stopped by --our-budget" in stdout3 and "the last both reached" in stdout3
+    assert res3["tiny"]["ours"]["resident"] is False and "streamed from the host" in stdout3
+    # --resident on: the file copied to the device once (on CPU: into memory), the same path
+    res4, stdout4 = _run(tmp_path, "--size", "tiny", "--n-lambdas", "4", "--resident", "on",
+                         "--dtype", "float32", "--peers", "")
+    assert res4["tiny"]["ours"]["resident"] is True and "copied to cpu" in stdout4
+    assert res4["tiny"]["ours"]["nnz"] == r["ours"]["nnz"]
+    assert res4["tiny"]["memory"]["ours"]["plan"]["resident copy of X"] == 1_000 * 24 * 4
 
 
 def test_memory_plan_that_does_not_fit_stops_with_the_parts():
@@ -125,6 +132,12 @@ def test_memory_plan_that_does_not_fit_stops_with_the_parts():
     cpu = torch.device("cpu")
     plan = mod.plan_ours(1_281_167, 2_048, 1_000, 8_192, 16 * 2**30, cpu)
     assert plan["working-set cache (x2 while it grows)"] == 2 * 1_281_167 * 2_048 * 4
+    assert plan["resident copy of X"] == 0
+    cuda = torch.device("cuda")  # the rule only: nothing runs on it
+    assert mod._resident_bytes(100, 8, 2, cuda, None, free=100 * 8 * 2 * 4) == 1_600
+    assert mod._resident_bytes(100, 8, 2, cuda, None, free=100 * 8 * 2 * 4 - 1) == 0
+    assert mod._resident_bytes(100, 8, 2, cpu, None, free=10**12) == 0
+    assert mod._resident_bytes(100, 8, 2, cpu, True, free=0) == 1_600
     with pytest.raises(SystemExit, match=r"memory plan for ours does not fit.*working-set cache"):
         mod.check_plan("ours", plan, 16 * 2**30, 16 * 2**30, cpu)
     with pytest.raises(SystemExit, match=r"1\.00 GiB free"):  # a device others already fill

@@ -278,3 +278,32 @@ def test_column_stats_and_class_sums_match_numpy_on_a_float16_file(tmp_path):
     ref = np.stack([X64[y == k].sum(0) for k in range(4)])
     np.testing.assert_allclose(_class_sums(src, y, 4), ref, rtol=1e-12)
     np.testing.assert_allclose(_class_sums(src, y, 4, onehot=True), ref, rtol=1e-12)
+
+
+def test_resident_copy_runs_the_same_path_and_the_default_rule(tmp_path):
+    """``resident``: X copied to the device once, in its own dtype, gives the streamed fit's
+    path; by default only on CUDA and only when X fits RESIDENT_SHARE of the free memory."""
+    from sparse_probe.data import FeatureSource
+    from sparse_probe.fit import RESIDENT_SHARE, _keep_resident
+
+    X, y, _ = make_sparse_classification(600, 10, 3, informative_per_class=2, seed=8)
+    f = tmp_path / "X16.npy"
+    np.save(f, X.astype(np.float16))
+    src = FeatureSource(str(f))
+    copy = src.to_device("cpu")
+    assert copy._tensor.dtype == torch.float16 and not copy.on_disk
+    np.testing.assert_array_equal(copy._tensor.numpy(), np.load(f))
+    streamed = fit_path(str(f), y, n_lambdas=6, eps=1e-2, low_memory=True, threads=1,
+                        progress=False)
+    kept = fit_path(str(f), y, n_lambdas=6, eps=1e-2, low_memory=True, resident=True,
+                    threads=1, progress=False)
+    assert kept.info["resident"] and not streamed.info["resident"]
+    np.testing.assert_array_equal(kept.objective, streamed.objective)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not _keep_resident(src, cpu, None)  # host memory: never by default
+    assert _keep_resident(src, cpu, True) and not _keep_resident(src, cuda, False)
+    fits = int(np.ceil(src.nbytes / RESIDENT_SHARE))
+    assert _keep_resident(src, cuda, None, free_bytes=fits)
+    assert not _keep_resident(src, cuda, None, free_bytes=fits - 8)
+    # already there: no second copy, whatever is asked
+    assert not _keep_resident(copy, cpu, True) and not _keep_resident(copy, cpu, None)
