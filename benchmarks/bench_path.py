@@ -26,6 +26,8 @@ After the table, each fit's CPU seconds (``time.process_time`` in its process; o
 python-glmnet) and their ratios: on a machine shared with other jobs the wall clock carries
 their load (one fit's wall time varied by 1.24x between two runs of one command), the
 CPU time far less of it.
+``BENCH_LOG=logger[,logger]`` (e.g. ``sparse_probe.solvers.threads``) prints those loggers'
+debug lines from each solver's process (the thread probe's timings and choice).
 ``--burner`` runs a CPU-burning process beside every solver (a machine with one busy core;
 ``--burner-delay S``: started S seconds into each fit, load that starts mid-fit);
 ``--threads default,1`` runs ours once per thread setting (``default``: fit_path's own choice).
@@ -229,6 +231,12 @@ def _worker(name, args, out_file):
     if name.startswith("before"):  # another checkout's sparse_probe (BENCH_BEFORE=its root)
         sys.path.insert(0, os.environ["BENCH_BEFORE"])
         name = "ours" + name[len("before"):]
+    if os.environ.get("BENCH_LOG"):  # e.g. BENCH_LOG=sparse_probe.solvers.threads: its debug lines
+        import logging
+
+        logging.basicConfig(format="  [%(process)d] %(name)s: %(message)s")
+        for logger in os.environ["BENCH_LOG"].split(","):
+            logging.getLogger(logger).setLevel(logging.DEBUG)
     if os.environ.get("BENCH_THREADS"):
         torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
     elif not name.startswith("ours"):

@@ -539,7 +539,9 @@ def test_a_slower_probe_is_repeated_once_after_the_blas_spin(monkeypatch):
         assert run((1.0, 1.5), (1.0, 1.4)) == (1, [th.BLAS_SPIN_S], 0)  # lost again
         assert run((1.0, 1.0001)) == (2, [th.BLAS_SPIN_S], 0)  # just slower: repeated
         assert run((1.0, th.RECHECK - 0.01))[1] == [th.BLAS_SPIN_S]
-        assert run((1.0, th.RECHECK)) == (1, [], 1)  # collapsed: not repeated
+        # collapsed on a machine found quiet (own spinning threads): repeated
+        assert run((1.0, th.RECHECK)) == (2, [th.BLAS_SPIN_S], 0)
+        assert run((1.0, 50.0), (1.0, 50.0)) == (1, [th.BLAS_SPIN_S], 0)
         assert run((1.0, 1.0)) == (1, [], 1)  # even, not slower: not repeated
         assert run((1.0, 0.5)) == (2, [], 1)
         assert run((1.0, 2.0), (1.0, 0.5)) == (2, [th.BLAS_SPIN_S], 0)
@@ -548,6 +550,20 @@ def test_a_slower_probe_is_repeated_once_after_the_blas_spin(monkeypatch):
         monkeypatch.setattr(th, "_probe", lambda n, m, C: probes.pop(0))
         assert th.resolve_threads("auto", cpu, (50_000, 300, 4), sleep=slept.append) == 2
         assert slept == [th.BLAS_SPIN_S]
+    # other processes' load seen (3 of 4 cores free): a collapse is theirs, not repeated
+    monkeypatch.setattr(th, "free_threads", lambda top, busy=None, share=None: top - 1)
+
+    def probe3(n, m, C):
+        return {1: [2.0], 3: [2.0 * th.RECHECK]}
+
+    with torch_threads(4):
+        slept = []
+        monkeypatch.setattr(th, "_probe", probe3)
+        assert th.resolve_threads("auto", cpu, (50_000, 300, 4), sleep=slept.append) == 1
+        assert slept == []
+        monkeypatch.setattr(th, "_probe", lambda n, m, C: {1: [2.0], 3: [2.0 * th.RECHECK - 0.1]})
+        th.resolve_threads("auto", cpu, (50_000, 300, 4), sleep=slept.append)
+        assert slept == [th.BLAS_SPIN_S]  # slower, under RECHECK: repeated even so
     assert th.BLAS_SPIN_S == 0.1 and th.RECHECK == 3.0
 
 

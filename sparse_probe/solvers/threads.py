@@ -94,7 +94,11 @@ once after this pause (:data:`RECHECK`); the fit itself holds the BLAS to
 :data:`BLAS_THREADS` from before its probe on."""
 RECHECK = 3.0
 """A probe whose multi-threaded mean is above one thread's but under this multiple of it is
-repeated after :data:`BLAS_SPIN_S` (a core shared with a spinning BLAS thread). Beside a
+repeated after :data:`BLAS_SPIN_S` (a core shared with a spinning BLAS thread); above it only
+where :func:`free_threads` found every core free: in a fresh process on the quiet 2-core
+machine, right after the benchmark's numpy λ grid, two threads took 5.1x one thread's probe
+time (9.49 ms vs 1.87 ms) and the path then ran on one thread, 1.24 s against 0.92-1.0 s on
+two (ad hoc runs of the current geometry, 2026-12-04). Beside a
 CPU-bound process two threads took 8-27x one thread's probe time at 10,000 × 256 × 10 and
 100-200x at 500 × 5,000 × 10, not repeated; 1.5-3x at 20,000 × 32 × 1,000, where the repeat
 (under a second at that load) finds them slower again
@@ -334,7 +338,10 @@ def resolve_threads(threads, device: torch.device, shape: tuple[int, int, int],
         choice = pick_threads(timings)
         log.debug("threads: probe %s -> %d", _ms(timings), choice)
         slower = _mean(timings[free]) / _mean(timings[1])
-        if 1 < slower < RECHECK:  # slower, not collapsed: numpy's BLAS threads may be spinning
+        # slower: numpy's BLAS threads may be spinning. Where other processes' load was seen,
+        # a collapse is that load's and not repeated; on a machine found quiet even one is
+        # repeated (after a numpy product, two threads took 5x one's on the quiet machine)
+        if slower > 1 and (slower < RECHECK or free == top):
             sleep(BLAS_SPIN_S)
             timings = _probe(*shape)
             choice = pick_threads(timings)
