@@ -764,7 +764,7 @@ def build_tasks(
     probe_path = probe_dir / "probe.json"
     probe = _read_json(probe_path, "written by sparse-probe fit")
     if features_dir is None:
-        if "features_dir" not in probe:
+        if not probe.get("features_dir"):
             raise BuildError(f"{probe_path}: field features_dir missing; pass --features")
         # recorded absolute; a moved run's is found again relative to the probe
         features_dir = Path(recorded_path({**probe, "_dir": str(probe_dir.resolve())}, None,

@@ -91,3 +91,13 @@ def test_a_moved_array_dataset_is_read_from_its_new_place(tmp_path, monkeypatch)
     shutil.move(run, tmp_path / "b")
     split = load_split(read_meta(tmp_path / "b" / "features"), "train")
     np.testing.assert_array_equal(split.labels, np.arange(12) % 3)
+
+
+@pytest.mark.parametrize("recorded", [{}, {"features_dir": None}])
+def test_a_probe_without_its_features_dir_asks_for_features(tmp_path, recorded):
+    from tasks.build import BuildError, build_tasks
+
+    (tmp_path / "probe").mkdir()
+    (tmp_path / "probe" / "probe.json").write_text(json.dumps({"format": 1, **recorded}))
+    with pytest.raises(BuildError, match="field features_dir missing; pass --features"):
+        build_tasks(tmp_path / "probe", None, tmp_path / "tasks")
