@@ -40,13 +40,16 @@ LAYER_LABELS = {"dense": "dense path end", "sparse": "sparse"}
               help="KKT tolerance relative to α·λ at each point.")
 @click.option("--max-features-per-class", type=float, default=None,
               help="Stop the path once the mean features per class exceeds this.")
+@click.option("--max-seconds", type=click.FloatRange(min=0), default=None,
+              help="Time budget: stop the path after the first point past this many seconds "
+                   "(probe.json's fit.stopped says so).")
 @click.option("--top-k", default=10, show_default=True, type=click.IntRange(1),
               help="Top features per class listed in probe.json.")
 @click.option("--threads", default=None,
               help="CPU threads: a count, or 'auto' (the cores other processes and the CPU "
                    "quota leave free, then a probe). Default: $SPARSE_PROBE_THREADS, else auto.")
 def fit(features_dir, out_dir, alpha, n_lambdas, eps, grouped, select_rule, solver, device, tol,
-        max_features_per_class, top_k, threads):
+        max_features_per_class, max_seconds, top_k, threads):
     """Fit the elastic-net path on extracted features and select the sparse decision layer."""
     from sparse_probe.fitting import fit_features
     from sparse_probe.select import parse_rule
@@ -60,8 +63,8 @@ def fit(features_dir, out_dir, alpha, n_lambdas, eps, grouped, select_rule, solv
         probe = fit_features(features_dir, out_dir, alpha=alpha, n_lambdas=n_lambdas, eps=eps,
                              grouped=grouped, select_rule=select_rule, solver=solver,
                              device=device, tol=tol,
-                             max_features_per_class=max_features_per_class, top_k=top_k,
-                             threads=threads)
+                             max_features_per_class=max_features_per_class,
+                             max_seconds=max_seconds, top_k=top_k, threads=threads)
     except ValueError as exc:  # RunDirError included: one line naming the file
         raise click.ClickException(str(exc).splitlines()[0]) from None
     seconds = time.perf_counter() - start
@@ -72,6 +75,9 @@ def fit(features_dir, out_dir, alpha, n_lambdas, eps, grouped, select_rule, solv
 
     click.echo(f"path: {probe['fit']['n_points']} points, λ_max={probe['fit']['lambda_max']:.3e}, "
                f"max KKT violation {probe['kkt_violation_max']:.1e}, {seconds:.1f}s")
+    if probe["fit"].get("stopped") not in (None, "complete"):  # "complete": the glmnet backend's
+        click.echo(f"path stopped early ({probe['fit']['stopped']}): "
+                   f"{probe['fit']['n_points']} of {n_lambdas} points")
     click.echo(f"selected #{sel['index']} ({rule}={value:g}): λ={sel['lambda']:.3e}")
     # probe.json keeps the key "dense" for the least-regularized point of the path; it is not
     # the network's own ("original") last layer, so it is printed as "dense path end"

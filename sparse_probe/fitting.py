@@ -86,6 +86,7 @@ def fit_features(
     device: str | None = None,
     tol: float = 1e-3,
     max_features_per_class: float | None = None,
+    max_seconds: float | None = None,
     top_k: int = 10,
     progress: bool = True,
     threads: int | str | None = None,
@@ -122,6 +123,9 @@ def fit_features(
         KKT tolerance relative to α·λ at each point.
     max_features_per_class : float, optional
         Stop the path once the mean number of features per class exceeds this.
+    max_seconds : float, optional
+        A time budget for the path (:func:`sparse_probe.fit.fit_path`'s): it stops after the
+        first point past it, and ``probe.json``'s ``fit.stopped`` says so.
     top_k : int
         Top features per class listed in ``probe.json``.
     progress : bool
@@ -156,7 +160,7 @@ def fit_features(
                     device=device, X_val=X_val, y_val=y_val,
                     n_classes=len(classes) if classes else None, classes=classes,
                     solver=solver, max_features_per_class=max_features_per_class,
-                    progress=progress, threads=threads)
+                    max_seconds=max_seconds, progress=progress, threads=threads)
     selection = select(path, rule, value)
     test = (np.load(X_test, mmap_mode="r"), y_test) if X_test else None
     return write_probe(path, selection, out_dir, features_dir=str(features.resolve()),
