@@ -1,6 +1,7 @@
 """`sparse-probe fit` and `sparse-probe inspect` on a features directory."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,23 +173,23 @@ def test_fit_cli_takes_a_thread_count_and_records_it(tmp_path, features_dir, mon
     assert len(bad.output.strip().splitlines()) == 1
 
 
+def _short_fit(features: Path, out: Path, *options: str) -> tuple[str, dict]:
+    """``sparse-probe fit`` of a 6-point path into ``out``: its output and probe.json's fit."""
+    r = CliRunner().invoke(main, ["fit", "--features", str(features), "--out", str(out),
+                                  "--n-lambdas", "6", "--eps", "5e-2", *options])
+    assert r.exit_code == 0, r.output
+    return r.output, json.loads((out / "probe.json").read_text())["fit"]
+
+
 def test_fit_cli_time_budget_stops_the_path_and_says_so(tmp_path, features_dir):
     d, _ = features_dir
-    out = tmp_path / "probe"
-    r = CliRunner().invoke(main, ["fit", "--features", str(d), "--out", str(out),
-                                  "--n-lambdas", "6", "--eps", "5e-2", "--max-seconds", "0"])
-    assert r.exit_code == 0, r.output
-    fit = json.loads((out / "probe.json").read_text())["fit"]
+    output, fit = _short_fit(d, tmp_path / "probe", "--max-seconds", "0")
     assert fit["n_points"] == 1 and fit["stopped"] == "max_seconds"
-    assert "path stopped early (max_seconds): 1 of 6 points" in r.output
-    full = CliRunner().invoke(main, ["fit", "--features", str(d), "--out", str(tmp_path / "p2"),
-                                     "--n-lambdas", "6", "--eps", "5e-2"])
-    assert full.exit_code == 0 and "stopped early" not in full.output
-    assert json.loads((tmp_path / "p2" / "probe.json").read_text())["fit"]["stopped"] is None
-    bad = CliRunner().invoke(main, ["fit", "--features", str(d), "--out", str(out),
+    assert "path stopped early (max_seconds): 1 of 6 points" in output
+    output, fit = _short_fit(d, tmp_path / "p2")
+    assert "stopped early" not in output and fit["stopped"] is None and fit["n_points"] == 6
+    output, fit = _short_fit(d, tmp_path / "p3", "--solver", "glmnet")
+    assert "stopped early" not in output and fit["stopped"] == "complete"
+    bad = CliRunner().invoke(main, ["fit", "--features", str(d), "--out", str(tmp_path / "p4"),
                                     "--max-seconds", "-1"])
     assert bad.exit_code != 0 and "--max-seconds" in bad.output
-    g = CliRunner().invoke(main, ["fit", "--features", str(d), "--out", str(tmp_path / "p3"),
-                                  "--n-lambdas", "6", "--eps", "5e-2", "--solver", "glmnet"])
-    assert g.exit_code == 0 and "stopped early" not in g.output, g.output
-    assert json.loads((tmp_path / "p3" / "probe.json").read_text())["fit"]["stopped"] == "complete"
