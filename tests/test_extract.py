@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 
 import numpy as np
@@ -67,7 +68,9 @@ def test_features_equal_manual_forward(folder, resnet, extracted):
     meta = read_meta(extracted)
     assert meta["layer"] == "fc:input" and meta["d"] == 512
     assert meta["model"] == {"source": "torchvision", "name": "resnet18", "weights": None,
-                             "checkpoint": str(resnet[0].resolve())}
+                             "checkpoint": str(resnet[0].resolve()),
+                             "checkpoint_rel": os.path.relpath(resnet[0].resolve(),
+                                                               extracted.resolve())}
     assert meta["classes"] == ["ant", "bee", "cat"]
     assert set(meta["splits"]) == {"train", "val", "test"}
     assert sum(meta["splits"].values()) == 18
