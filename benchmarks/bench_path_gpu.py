@@ -75,6 +75,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_path import ALPHA, lambda_grid, make_data
+from deep_features import write_deep_features
 
 SIZES = {
     "small": dict(n=20_000, d=512, classes=10, n_lambdas=100, eps=1e-3),
@@ -97,7 +98,6 @@ GLM_SAGA = dict(lr=0.1, batch_size=256, max_epochs=2000, tol=1e-4, lookbehind=3)
 
 #: a plan must leave this share of the device free (allocator fragmentation, CUDA context)
 HEADROOM = 0.9
-_GEOMETRY_VERSION = 1
 _REFERENCE_MAX_BYTES = 256 * 2**20  # float64 in-RAM reference only below this
 
 
@@ -164,70 +164,6 @@ def _fast_data(cfg):
 
 
 # ----------------------------------------------------------------------------- synthetic data
-def write_deep_features(folder: Path, n: int, d: int, classes: int, dtype: str, seed: int = 0,
-                        progress: bool = True) -> tuple[Path, Path, bool]:
-    """Write ``X.npy`` (n, d) of ``dtype`` and ``y.npy`` (n,) int64 into ``folder``, in chunks.
-
-    Row i: ``x = relu(A (z + M[y]) + B[y] + 0.5 ε - 0.3)`` with a shared low-rank loading
-    ``A`` (d, r) and latent ``z ~ N(0, I_r)`` (correlated features), a class shift ``M[y]`` in
-    the latent space and a few class-selective units ``B[y]`` (class-dependent), Gaussian
-    noise ``ε`` and a ReLU (nonnegative, about a third zeros). Labels: every class equally
-    often, shuffled. The file is written with plain writes (pages written through a mapping
-    would count toward this process's resident memory), at most ~32 MiB of rows at a time.
-    Reuses the files when ``data.json`` says they were made with the same parameters.
-
-    Returns
-    -------
-    (X path, y path, reused)
-    """
-    from tqdm.auto import tqdm
-
-    folder.mkdir(parents=True, exist_ok=True)
-    xf, yf, meta_f = folder / "X.npy", folder / "y.npy", folder / "data.json"
-    meta = dict(n=n, d=d, classes=classes, dtype=dtype, seed=seed, geometry=_GEOMETRY_VERSION)
-    if meta_f.is_file() and xf.is_file() and yf.is_file():
-        with contextlib.suppress(ValueError, OSError):
-            if json.loads(meta_f.read_text()) == meta:
-                return xf, yf, True
-    if n < classes:
-        raise SystemExit(f"n={n} < classes={classes}: every class needs an example")
-    itemsize = np.dtype(dtype).itemsize
-    free = shutil.disk_usage(folder).free
-    need = n * d * itemsize + n * 8
-    if need * 1.02 > free:
-        raise SystemExit(f"{folder}: {need / 2**30:.1f} GiB needed for the features, "
-                         f"{free / 2**30:.1f} GiB free; use --data-dir on a larger disk")
-    meta_f.unlink(missing_ok=True)
-    rng = np.random.default_rng(seed)
-    rank = max(4, min(64, d // 8))
-    A = (rng.standard_normal((d, rank)) / np.sqrt(rank)).astype(np.float32)
-    M = (0.5 * rng.standard_normal((classes, rank))).astype(np.float32)
-    k = max(2, min(8, d // 16))
-    B = np.zeros((classes, d), np.float32)
-    for c in range(classes):
-        B[c, rng.choice(d, k, replace=False)] = rng.uniform(1.0, 2.0, k)
-    y = rng.permutation(np.arange(n) % classes).astype(np.int64)
-    step = max(256, 32 * 2**20 // (d * 4))
-    with open(xf, "wb") as fh:
-        np.lib.format.write_array_header_1_0(
-            fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
-                 "shape": (n, d)})
-        for s in tqdm(range(0, n, step), desc="writing features", unit="chunk",
-                      disable=not progress):
-            yb = y[s : s + step]
-            z = rng.standard_normal((yb.size, rank), dtype=np.float32)
-            z += M[yb]
-            h = z @ A.T
-            h += B[yb]
-            h += 0.5 * rng.standard_normal(h.shape, dtype=np.float32)
-            h -= 0.3
-            np.maximum(h, 0.0, out=h)
-            h.astype(dtype, copy=False).tofile(fh)
-    np.save(yf, y)
-    meta_f.write_text(json.dumps(meta))
-    return xf, yf, False
-
-
 # ----------------------------------------------------------------------------- memory
 def device_memory(device: torch.device) -> tuple[int, int]:
     """``(free, total)`` bytes of ``device``: the GPU's (``torch.cuda.mem_get_info``, total as

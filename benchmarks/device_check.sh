@@ -16,7 +16,7 @@
 #           RESIDENT=off streams X from the host on every pass (default auto: one copy on
 #           the GPU, fit_path's default there).
 # The ImageNet features (4.9 GiB) are written in the background while the HITs are built
-# (103 s on the H200 machine's one core). Output: $OUT/log.txt, compare-*.json,
+# (103 s on one of the H200 machine's cores; now by one process per core, at most 16). Output: $OUT/log.txt, compare-*.json,
 # manifests.tar.gz, imagenet.json. results/gpu-check-h200-2026-12-04.txt is a first run.
 set -u
 cd "$(dirname "$0")/.."

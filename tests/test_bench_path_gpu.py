@@ -190,3 +190,21 @@ def test_device_check_script_runs_its_imagenet_part_as_tiny_on_cpu(tmp_path):
     res = json.loads((out / "imagenet.json").read_text())["tiny"]
     assert res["ours"]["reached"] == res["config"]["n_lambdas"]
     assert res["config"]["our_budget"] == 60 and res["glm_saga"]["reached"] >= 1
+
+
+def test_synthetic_features_are_the_same_for_any_number_of_writers(tmp_path):
+    """Each chunk's noise has its own seed: one process and two write the same file, and
+    another seed writes another."""
+    mod = _bench_module()  # its writer, deep_features, is imported again by each process
+    one = mod.write_deep_features(tmp_path / "one", 9_000, 40, 3, "float16", seed=2,
+                                  progress=False, workers=1)[0]
+    two = mod.write_deep_features(tmp_path / "two", 9_000, 40, 3, "float16", seed=2,
+                                  progress=False, workers=2)[0]
+    other = mod.write_deep_features(tmp_path / "other", 9_000, 40, 3, "float16", seed=3,
+                                    progress=False, workers=1)[0]
+    assert mod.write_deep_features(tmp_path / "one", 9_000, 40, 3, "float16", seed=2,
+                                   progress=False)[2]  # reused
+    a, b = np.load(one), np.load(two)
+    assert a.dtype == np.float16 and a.shape == (9_000, 40) and (a > 0).mean() > 0.3
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, np.load(other))
