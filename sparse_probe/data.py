@@ -181,15 +181,25 @@ def block_tensor(block: np.ndarray | torch.Tensor, device: str | torch.device,
     that device.
     """
     if isinstance(block, torch.Tensor):
-        return block.to(device=device, dtype=dtype)
+        return _moved(block, device, dtype)
     arr = np.ascontiguousarray(block)
     if not arr.flags.writeable:
         if torch.device(device).type == "cpu" and arr.dtype == torch.empty(0, dtype=dtype).numpy().dtype:
             return torch.from_numpy(arr.copy())  # the converted tensor would alias it
         with warnings.catch_warnings():  # read only here: copied or converted just below
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            return torch.from_numpy(arr).to(device=device, dtype=dtype)
-    return torch.from_numpy(arr).to(device=device, dtype=dtype)
+            return _moved(torch.from_numpy(arr), device, dtype)
+    return _moved(torch.from_numpy(arr), device, dtype)
+
+
+def _moved(t: torch.Tensor, device: str | torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` on ``device`` as ``dtype``; from the host to another device, copied first and
+    converted there: torch's own ``to(device, dtype)`` converts on the host for host-to-GPU
+    copies (ATen's CUDA copy kernel), which moves float32 across the bus for float16 data."""
+    device = torch.device(device)
+    if t.device.type == "cpu" and device.type != "cpu" and t.dtype != dtype:
+        return t.to(device=device).to(dtype=dtype)
+    return t.to(device=device, dtype=dtype)
 
 
 def as_labels(y, n: int, *, n_classes: int | None = None, name: str = "y") -> np.ndarray:

@@ -259,6 +259,11 @@ def test_block_tensor_converts_in_torch_and_never_aliases_read_only_rows(dtype):
     assert np.shares_memory(same.numpy(), rw) == (dtype in (np.float32, np.float64))
     strided = block_tensor(arr[:, ::2], "cpu", torch.float32)
     np.testing.assert_array_equal(strided.numpy(), arr[:, ::2].astype(np.float32))
+    # to another device (here torch's "meta", which holds no data): moved, then converted
+    ro = arr.copy()
+    ro.setflags(write=False)
+    far = block_tensor(ro, "meta", torch.float64)
+    assert far.device.type == "meta" and far.dtype == torch.float64 and far.shape == arr.shape
 
 
 def test_column_stats_and_class_sums_match_numpy_on_a_float16_file(tmp_path):
