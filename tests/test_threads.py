@@ -136,9 +136,10 @@ def test_a_loaded_machine_caps_the_count_before_the_probe(monkeypatch, caplog):
     with torch_threads(4):
         monkeypatch.setattr(th, "free_threads", lambda top, busy=None: 1)
         monkeypatch.setattr(th, "_probe", lambda *a: pytest.fail("probed a busy machine"))
-        with caplog.at_level(logging.DEBUG, logger=th.__name__):
+        with caplog.at_level(logging.INFO, logger=th.__name__):  # said at INFO: a user's question
             assert th.resolve_threads(None, cpu, (50_000, 300, 4)) == 1
         assert caplog.records[-1].getMessage() == "threads: other processes leave 1 of 4 -> 1"
+        assert caplog.records[-1].levelno == logging.INFO
         seen = []
 
         def probe(n, m, C):

@@ -329,7 +329,8 @@ def resolve_threads(threads, device: torch.device, shape: tuple[int, int, int],
         return 1
     free = free_threads(top)
     if free < top:
-        log.debug("threads: other processes leave %d of %d -> %s", free, top,
+        # INFO: why a fit runs on fewer threads than the machine has (as the mid-fit drop's)
+        log.info("threads: other processes leave %d of %d -> %s", free, top,
                   "1" if free == 1 else "probe")
         if free == 1:
             return 1
