@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["FeatureSource", "as_labels"]
+__all__ = ["FeatureSource", "as_labels", "block_tensor"]
 
 DEFAULT_CHUNK_BYTES = 64 * 2**20
 
@@ -179,6 +179,18 @@ def block_tensor(block: np.ndarray | torch.Tensor, device: str | torch.device,
     memory with a read-only block (a read-only memmap: writing to it would crash), and is
     not written here; it may share memory with a writable block already of that dtype on
     that device.
+
+    Parameters
+    ----------
+    block : ndarray or torch.Tensor of shape (rows, d)
+        Rows of any float dtype (a file's float16 rows, a memmap's, a tensor on any device).
+    device : str or torch.device
+    dtype : torch.dtype
+        The result's dtype (float32 for the solvers, float64 for exact sums).
+
+    Returns
+    -------
+    torch.Tensor of shape (rows, d), C-ordered, on ``device``
     """
     if isinstance(block, torch.Tensor):
         return _moved(block, device, dtype)
