@@ -270,11 +270,11 @@ def _sync(device: torch.device) -> None:
 def _resident_bytes(n: int, d: int, itemsize: int, device: torch.device,
                     resident: bool | None, free: int) -> int:
     """Bytes of the copy of X that ``fit_path(resident=resident)`` will keep on ``device``."""
-    from sparse_probe.fit import RESIDENT_SHARE
+    from sparse_probe.fit import resident_by_default
 
     nbytes = n * d * itemsize
     if resident is None:
-        resident = device.type == "cuda" and nbytes <= RESIDENT_SHARE * free
+        resident = resident_by_default(nbytes, device, free)
     return nbytes if resident else 0
 
 

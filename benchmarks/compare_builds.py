@@ -42,9 +42,7 @@ def _numbers(obj, prefix: str = "") -> dict[str, float]:
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
             out.update(_numbers(v, f"{prefix}[{i}]"))
-    elif isinstance(obj, bool) or obj is None:
-        pass
-    elif isinstance(obj, int | float):
+    elif isinstance(obj, int | float) and not isinstance(obj, bool):
         out[prefix] = float(obj)
     return out
 

@@ -196,7 +196,7 @@ def block_tensor(block: np.ndarray | torch.Tensor, device: str | torch.device,
         return _moved(block, device, dtype)
     arr = np.ascontiguousarray(block)
     if not arr.flags.writeable:
-        if torch.device(device).type == "cpu" and arr.dtype == torch.empty(0, dtype=dtype).numpy().dtype:
+        if torch.device(device).type == "cpu" and arr.dtype.name == str(dtype).removeprefix("torch."):
             return torch.from_numpy(arr.copy())  # the converted tensor would alias it
         with warnings.catch_warnings():  # read only here: copied or converted just below
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")

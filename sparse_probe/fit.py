@@ -792,7 +792,13 @@ def _keep_resident(src: FeatureSource, device: torch.device, resident: bool | No
         return False
     if free_bytes is None:
         free_bytes = int(torch.cuda.mem_get_info(device)[0])
-    return src.nbytes <= RESIDENT_SHARE * free_bytes
+    return resident_by_default(src.nbytes, device, free_bytes)
+
+
+def resident_by_default(nbytes: int, device: torch.device, free_bytes: int) -> bool:
+    """``fit_path``'s default ``resident`` for ``nbytes`` of features not yet on ``device``:
+    on CUDA, where they fit :data:`RESIDENT_SHARE` of its ``free_bytes``."""
+    return device.type == "cuda" and nbytes <= RESIDENT_SHARE * free_bytes
 
 
 def _fix_mmap_threshold(threshold: int = 16 * 2**20) -> None:

@@ -79,14 +79,12 @@ def objective_f64(
     gb = np.zeros_like(b) if return_grad else None
     # the logits need only the features some class uses: a sparse head's value reads a few
     # columns of each chunk (exact: the others are multiplied by zero)
-    cols = None if return_grad else np.flatnonzero(np.any(W != 0, axis=0))
-    Wz, mz, sz = W, mu, sd
-    if cols is not None and cols.size < W.shape[1]:
-        Wz = W[:, cols]
-        mz = None if mu is None else mu[cols]
-        sz = None if sd is None else sd[cols]
-    else:
-        cols = None
+    cols, Wz, mz, sz = None, W, mu, sd
+    used = None if return_grad else np.flatnonzero(np.any(W != 0, axis=0))
+    if used is not None and used.size < W.shape[1]:
+        cols, Wz = used, W[:, used]
+        mz = None if mu is None else mu[used]
+        sz = None if sd is None else sd[used]
     for s, block in src.chunks():
         xb = block.cpu().numpy() if hasattr(block, "cpu") else np.asarray(block)
         xb = np.asarray(xb if cols is None else xb[:, cols], dtype=np.float64)
