@@ -446,7 +446,8 @@ def bench_geometries(args):
     """One row per geometry: ours (each thread setting) side by side with the peers."""
     names = [g for g in args.geometry.split(",") if g]
     ours_runs = [f"ours(threads={t})" for t in args.threads] if args.threads else \
-        [f"ours(solver={s})" for s in args.solvers] if args.solvers else ["ours"]
+        [f"ours(solver={s})" for s in args.solvers] if args.solvers else \
+        [f"ours(tol={t})" for t in args.tol] if args.tol else ["ours"]
     ours_names = run_labels(ours_runs)  # a setting given twice is run, and shown, twice
     labels = [*ours_names, *args.peers]
     rows = []

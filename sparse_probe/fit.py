@@ -19,8 +19,8 @@ Algorithm (torch, identical on CPU and CUDA):
    their sign), and OWL-QN continues with the previous point's L-BFGS curvature pairs (moved to
    the new ridge weight; embedded with zeros when features joined the working set; the loss's
    curvature barely changes between neighbouring λ), else its first step is scaled by the
-   previous point's curvature estimate; Newton starts each point with a fresh Hessian
-   (``solvers/newton.py``). A full-data gradient pass (reusing the solver's float64 logits)
+   previous point's curvature estimate; Newton takes its first step on the previous Newton
+   point's model, which it replaces by a fresh Hessian when that pays (``solvers/newton.py``). A full-data gradient pass (reusing the solver's float64 logits)
    then checks the KKT conditions on *all* features; violators join the working set and the
    point is re-solved until none remain. Once the working set holds every feature, the solver's
    own gradient at its solution is that full gradient and the pass is skipped. At λ_max itself
@@ -46,7 +46,7 @@ from sparse_probe.solvers import SOLVERS, fused_ce, get_solver
 from sparse_probe.solvers.blocked import BlockedData
 from sparse_probe.solvers.choice import newton_cost_ratio, owlqn_budget, prefer_newton
 from sparse_probe.solvers.lbfgs import history_for
-from sparse_probe.solvers.newton import DEFAULT_MAX_FREE
+from sparse_probe.solvers.newton import DEFAULT_MAX_FREE, NewtonState, carry_model
 from sparse_probe.solvers.products import rt_x
 from sparse_probe.solvers.restricted import (
     X64_CACHE_BYTES,
@@ -659,7 +659,7 @@ def fit_path(
                         dW = W0 - torch.as_tensor(W[:, tr.ws], device=device)
                         z0 = z.add_(data.step(dW, torch.zeros_like(b0))).add_(
                             b0 - torch.as_tensor(b, device=device))
-                    # OWL-QN's curvature pairs (Newton hands on none of its own)
+                    # OWL-QN's curvature pairs or Newton's model (each solver uses its own)
                     carried = None if mem is None else _carry_memory(mem, mem_ws, tr.ws, C)
                     k_point = n_threads
                     if use is SOLVERS["newton"] and n_threads is not None:
@@ -831,14 +831,17 @@ def _hand_over(first, second):
 
 
 def _carry_memory(mem, old_ws: np.ndarray, ws: np.ndarray, C: int):
-    """The last point's L-BFGS pairs for the working set ``ws``, or ``None``.
+    """The last point's L-BFGS pairs, or Newton's model, for the working set ``ws``, or ``None``.
 
-    Same working set: the pairs as they are. A working set that appended features to the old
+    A Newton model: :func:`~sparse_probe.solvers.newton.carry_model`. L-BFGS pairs on the
+    same working set: as they are. A working set that appended features to the old
     one (the cache keeps the old order first): the pairs embedded with zeros on the new
     weights. Anything else (features dropped or reordered, or so many joined that the buffer
     would outgrow :func:`~sparse_probe.solvers.lbfgs.history_for`'s budget): ``None``, start
     afresh.
     """
+    if isinstance(mem, NewtonState):
+        return carry_model(mem, old_ws, ws)
     m_old, m = old_ws.size, ws.size
     if m < m_old or not np.array_equal(ws[:m_old], old_ws):
         return None

@@ -31,6 +31,7 @@ from sparse_probe.solvers.gram_cd import enet_qp, qp_violation
 from sparse_probe.solvers.lbfgs import history_for
 from sparse_probe.solvers.newton import (
     NewtonState,
+    carry_model,
     hessian,
     hessian_blocks,
     hessian_cross,
@@ -41,6 +42,7 @@ from sparse_probe.solvers.owlqn import owlqn
 from sparse_probe.solvers.restricted import RestrictedData
 
 newton_module = sys.modules["sparse_probe.solvers.newton"]  # the package exports the function
+choice_module = sys.modules["sparse_probe.solvers.choice"]
 
 ALPHA = 0.99
 PATH_KW = dict(alpha=ALPHA, n_lambdas=10, eps=2e-2, progress=False, threads=1)  # small paths
@@ -274,7 +276,11 @@ def test_newton_reaches_owlqns_optimum_and_returns_its_gradient(collinear):
     _, G, gb = data.loss_grad(a.W, a.b)  # the returned gradient is the one at the solution
     torch.testing.assert_close(a.grad, G, rtol=0, atol=1e-6)
     torch.testing.assert_close(a.grad_b, gb, rtol=0, atol=1e-9)
-    assert a.memory is None  # no model handed on: every point starts on a fresh Hessian
+    # its model is handed on (for the next point's first step): a fresh Hessian's, on the
+    # weights the solution uses
+    assert isinstance(a.memory, NewtonState) and a.memory.m == m and a.memory.C == C
+    nz = (a.W != 0).nonzero().numpy()
+    assert np.isin(nz[:, 0] * m + nz[:, 1], a.memory.key).all()
     # started at its own solution: nothing left to do
     again = newton(data, a.W, a.b, lam, pen, tol=tol)
     assert again.n_iter == 0 and again.converged
@@ -735,3 +741,119 @@ def test_newton_path_in_low_memory_mode_hands_over_to_owlqn():
     b = fit_path(X, y, solver="owlqn", low_memory=True, **kw)
     np.testing.assert_allclose(a.objective, b.objective, rtol=1e-7)
     assert np.all(a.kkt_violation <= np.asarray(a.info["tol_per_point"]))
+
+
+def test_carry_model_relabels_the_model_for_an_appended_working_set():
+    C, m_old = 3, 4
+    key = np.array([0, 2, 3, 5, 9, 11])  # (class, column): (0,0) (0,2) (0,3) (1,1) (2,1) (2,3)
+    Q, Hwb, Hbb = np.eye(6), np.ones((6, C)), np.eye(C)
+    P = torch.full((10, C), 1.0 / C)
+    st = NewtonState(key, Q, Hwb, Hbb, m_old, C, P)
+    old_ws = np.array([7, 3, 12, 5])
+    assert carry_model(st, old_ws, old_ws.copy()) is st  # same working set: the model itself
+    moved = carry_model(st, old_ws, np.array([7, 3, 12, 5, 40, 1]))  # two features appended
+    k, j = np.divmod(key, m_old)
+    np.testing.assert_array_equal(moved.key, k * 6 + j)
+    assert moved.m == 6 and moved.C == C
+    assert moved.Q is Q and moved.Hwb is Hwb and moved.Hbb is Hbb and moved.P is P  # no copy
+    assert carry_model(st, old_ws, np.array([7, 3, 5])) is None  # a feature left
+    assert carry_model(st, old_ws, np.array([3, 7, 12, 5, 40])) is None  # reordered
+    assert carry_model(st, old_ws[:3], old_ws) is None  # not the working set it was made on
+
+
+def test_newton_takes_the_next_points_first_step_on_the_carried_model(monkeypatch):
+    """The next λ starts on the last point's model (fewer Hessian multiply-adds) and reaches
+    the same optimum; a point solved on the carried model alone hands nothing on (a model
+    serves its own point and the next), and a model of other sizes is ignored. Where carrying
+    does not pay (``carry_pays``: a small problem's Hessian is cheap), a fresh Hessian."""
+    X, y, C = _problem(n=3000, m=12, C=5, seed=4, collinear=True)
+    assert not choice_module.carry_pays(3000, 12, 5, 12 * 5 + 5)
+    m = X.shape[1]
+    data = RestrictedData(X, y, C, XwT=X.T.contiguous())
+    pen, tol = ElasticNet(ALPHA), 1e-7
+    W0, b0 = torch.zeros(C, m, dtype=torch.float64), torch.zeros(C, dtype=torch.float64)
+    first = newton(data, W0, b0, 0.02, pen, tol=tol)
+    assert first.converged and isinstance(first.memory, NewtonState)
+    unpaid = newton(data, first.W, first.b, 0.019, pen, tol=tol, memory=first.memory)
+    assert unpaid.work["hessian"] == newton(data, first.W, first.b, 0.019, pen,
+                                            tol=tol).work["hessian"]
+    monkeypatch.setattr(newton_module, "carry_pays", lambda *a: True)
+
+    def exact(r, lam):
+        loss, _, _ = data.loss_grad(r.W, r.b, need_grad=False)
+        return loss + pen.value(r.W, lam)
+
+    for lam in (0.0195, 0.012):
+        fresh = newton(data, first.W, first.b, lam, pen, tol=tol)
+        carried = newton(data, first.W, first.b, lam, pen, tol=tol, memory=first.memory)
+        assert fresh.converged and carried.converged and carried.violation <= tol
+        assert exact(carried, lam) == pytest.approx(exact(fresh, lam), rel=1e-9)
+        assert carried.work["hessian"] < fresh.work["hessian"]
+    # a close λ: the carried model's steps suffice, no fresh Hessian, nothing handed on
+    close = newton(data, first.W, first.b, 0.0199, pen, tol=tol, memory=first.memory)
+    assert close.converged and close.n_iter >= 1 and close.violation <= tol
+    assert close.work["hessian"] == 0 and close.memory is None
+    # a model made for another working set size (or class count) is not used
+    other = NewtonState(first.memory.key, first.memory.Q, first.memory.Hwb, first.memory.Hbb,
+                        m + 1, C, first.memory.P)
+    ignored = newton(data, first.W, first.b, 0.019, pen, tol=tol, memory=other)
+    fresh = newton(data, first.W, first.b, 0.019, pen, tol=tol)
+    assert ignored.work["hessian"] == fresh.work["hessian"]
+    assert exact(ignored, 0.019) == exact(fresh, 0.019)
+
+
+def test_fit_path_hands_newtons_model_to_the_next_point(monkeypatch):
+    """fit_path passes a Newton point's model to the next Newton point (through the working
+    set's growth) and OWL-QN never receives one."""
+    X, y, C = _problem(n=2000, m=10, C=4, seed=6, collinear=True)
+    seen = []
+    real_newton, real_owlqn = SOLVERS["newton"].solve, SOLVERS["owlqn"].solve
+
+    def spy(name, real):
+        def solve(*a, memory=None, **kw):
+            seen.append((name, type(memory).__name__))
+            return real(*a, memory=memory, **kw)
+        return solve
+
+    monkeypatch.setitem(SOLVERS, "newton", SolverSpec("newton", spy("newton", real_newton),
+                                                      SOLVERS["newton"].penalties, True))
+    monkeypatch.setitem(SOLVERS, "owlqn", SolverSpec("owlqn", spy("owlqn", real_owlqn),
+                                                     SOLVERS["owlqn"].penalties, True))
+    path = fit_path(X.numpy(), y.numpy(), solver="newton", **PATH_KW)
+    kinds = [k for name, k in seen if name == "newton"]
+    assert "NewtonState" in kinds[1:]
+    assert all(k != "NewtonState" for name, k in seen if name == "owlqn")
+    ref = fit_path(X.numpy(), y.numpy(), solver="owlqn", **PATH_KW)
+    for i in range(len(path.lambdas)):
+        a = objective_f64(X.numpy(), y.numpy(), path.weights[i], path.intercepts[i],
+                          path.lambdas[i], ALPHA, mean=path.mean, scale=path.scale)
+        b = objective_f64(X.numpy(), y.numpy(), ref.weights[i], ref.intercepts[i],
+                          ref.lambdas[i], ALPHA, mean=ref.mean, scale=ref.scale)
+        assert a == pytest.approx(b, rel=1e-6)
+
+
+def test_carry_pays_is_the_documented_rule():
+    """A fresh Hessian ``1.75 n N²/2`` against CARRY_MARGIN times a step's estimated cost
+    (the per-step terms of newton_cost), decided at the margin exactly."""
+    cp = choice_module
+
+    def step(n, m, C, N):
+        return 1.41 * 4 * n * m * C + 251.0 * 0.8 * N * N + 1.53e8
+
+    assert cp.CARRY_MARGIN == 4.0
+    for n, m, C, N in [(10_000, 256, 10, 1555), (500, 1400, 10, 1700), (3333, 138, 40, 1000),
+                       (12_000, 40, 10, 100)]:
+        ratio = 1.75 * n * N * N / 2 / step(n, m, C, N)
+        assert cp.carry_pays(n, m, C, N) == (ratio >= 4.0)
+    # the collinear bench path's end carries, the n << d path's does not
+    assert cp.carry_pays(10_000, 256, 10, 1555) and not cp.carry_pays(500, 1400, 10, 1700)
+    # at the margin: find N where the ratio crosses 4 for n = 10,000, m = 256, C = 10
+    n, m, C = 10_000, 256, 10
+    lo, hi = 10.0, 2000.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if 1.75 * n * mid * mid / 2 >= 4.0 * step(n, m, C, mid) else (mid, hi)
+    N = int(np.ceil(hi))
+    assert cp.carry_pays(n, m, C, N) and not cp.carry_pays(n, m, C, N - 1)
+    with pytest.raises(ValueError, match="carry_pays"):
+        cp.carry_pays(0, m, C, N)

@@ -68,13 +68,14 @@ from __future__ import annotations
 
 from sparse_probe.solvers.lbfgs import history_for
 
-__all__ = ["HANDOVER", "newton_cost", "newton_cost_ratio", "newton_observed_cost",
-           "owlqn_budget", "owlqn_iteration_cost", "prefer_newton"]
+__all__ = ["CARRY_MARGIN", "HANDOVER", "carry_pays", "newton_cost", "newton_cost_ratio",
+           "newton_observed_cost", "owlqn_budget", "owlqn_iteration_cost", "prefer_newton"]
 
 # measured constants (module docstring), in multiply-adds of OWL-QN's products
 OWLQN_PAIR_PASSES = 10.8
 OWLQN_FIXED = 9.8e7
-NEWTON_HESSIAN = 1.75 * 0.6  # per n N²/2: 0.6 fresh Hessians' work per point
+FRESH_HESSIAN = 1.75  # per n N²/2 of one fresh Hessian
+NEWTON_HESSIAN = FRESH_HESSIAN * 0.6  # per n N²/2: 0.6 fresh Hessians' work per point
 NEWTON_STEP_PRODUCTS = 1.41  # per 4nmC and step
 NEWTON_STEP_MODEL = 251.0 * 0.8  # per N² and step: 0.8 model solves' N² per step
 NEWTON_STEP_FIXED = 1.53e8
@@ -127,6 +128,33 @@ def newton_cost(n: int, m: int, C: int, n_free: int, steps: float | None = None)
     step = NEWTON_STEP_PRODUCTS * 4.0 * n * m * C + NEWTON_STEP_MODEL * N2 + NEWTON_STEP_FIXED
     point = NEWTON_HESSIAN * n * N2 / 2 + k * step + NEWTON_FIXED
     return point / owlqn_iteration_cost(n, m, C)
+
+
+CARRY_MARGIN = 4.0
+"""A path point takes its first Newton step on the last point's model
+(:func:`~sparse_probe.solvers.newton.carry_model`) only where a fresh Hessian is estimated to
+cost this many times a step on that model: where it is not, a weak step on the old model (then
+a fresh Hessian anyway) costs about what it saves. On the n ≪ d bench path (n = 500, a fresh
+Hessian ~1.6 steps' cost at its end) carrying made the path 0.87× as fast, on the collinear
+path (~26 steps) 1.35× as fast (``benchmarks/results/newton-carry-cpu-2026-12-04.txt``)."""
+
+
+def carry_pays(n: int, m: int, C: int, n_free: int) -> bool:
+    """Whether the next point's first step should be taken on the last point's Newton model:
+    a fresh Hessian (``1.75 · n N²/2``) estimated at least :data:`CARRY_MARGIN` times a
+    step's products, model solve and overhead (:func:`newton_cost`'s per-step terms).
+
+    Parameters
+    ----------
+    n, m, C : int
+        Examples, working-set features, classes.
+    n_free : int
+        Free coordinates of the model (weights plus the C biases).
+    """
+    _check(n, m, C, "carry_pays")
+    N2 = float(n_free) ** 2
+    step = NEWTON_STEP_PRODUCTS * 4.0 * n * m * C + NEWTON_STEP_MODEL * N2 + NEWTON_STEP_FIXED
+    return FRESH_HESSIAN * n * N2 / 2 >= CARRY_MARGIN * step
 
 
 def newton_observed_cost(n: int, m: int, C: int, steps: int, work: dict) -> float:

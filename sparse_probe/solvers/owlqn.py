@@ -149,8 +149,9 @@ def _direction(pg: torch.Tensor, mem: LBFGSMemory, gamma0: float | None = None,
 
 def _memory(memory: LBFGSMemory | None, p: int, history: int | None, l2: float) -> LBFGSMemory:
     """The carried memory, moved to ridge weight ``l2`` (its pairs hold gradient changes of the
-    previous point's smooth part), or a new one when there is none of length ``p``."""
-    if memory is not None and memory.dim in (None, p):
+    previous point's smooth part), or a new one when there is none of length ``p`` (or what was
+    carried is not curvature pairs: a Newton point's model)."""
+    if isinstance(memory, LBFGSMemory) and memory.dim in (None, p):
         if memory.ridge is not None:
             memory.add_to_y(l2 - memory.ridge)
         memory.ridge = l2
