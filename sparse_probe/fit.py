@@ -20,8 +20,9 @@ Algorithm (torch, identical on CPU and CUDA):
    the new ridge weight; embedded with zeros when features joined the working set; the loss's
    curvature barely changes between neighbouring λ), else its first step is scaled by the
    previous point's curvature estimate; Newton takes its first step on the previous Newton
-   point's model, which it replaces by a fresh Hessian when that pays (``solvers/newton.py``). A full-data gradient pass (reusing the solver's float64 logits)
-   then checks the KKT conditions on *all* features; violators join the working set and the
+   point's model where a fresh Hessian costs several such steps, and replaces it by a fresh
+   Hessian when that pays (``solvers/newton.py``). A full-data gradient pass (reusing the
+   solver's float64 logits) then checks the KKT conditions on *all* features; violators join the working set and the
    point is re-solved until none remain. Once the working set holds every feature, the solver's
    own gradient at its solution is that full gradient and the pass is skipped. At λ_max itself
    the solution is known in closed form (W = 0).

@@ -803,9 +803,9 @@ def test_newton_takes_the_next_points_first_step_on_the_carried_model(monkeypatc
 
 
 def test_fit_path_hands_newtons_model_to_the_next_point(monkeypatch):
-    """fit_path passes a Newton point's model to the next Newton point (through the working
-    set's growth) and OWL-QN never receives one."""
-    X, y, C = _problem(n=2000, m=10, C=4, seed=6, collinear=True)
+    """fit_path passes a Newton point's model to the next Newton point and OWL-QN never
+    receives one; the path's objectives are OWL-QN's."""
+    X, y, _ = _problem(n=2000, m=10, C=4, seed=6, collinear=True)
     seen = []
     real_newton, real_owlqn = SOLVERS["newton"].solve, SOLVERS["owlqn"].solve
 

@@ -29,15 +29,16 @@ float64). So a model is reused within a point while a step on it still contracts
 violation enough that the remaining steps cost less than a fresh Hessian; weights that join a
 model get their Hessian rows at the probabilities the model was computed at
 (:func:`hessian_cross`, ``n k m C`` for k of them), so the model stays one positive
-semidefinite Hessian with its couplings. The model is also handed to the next path point
-(``SolveResult.memory``; :func:`carry_model` re-labels it for a working set that appended
-features, no copy): that point's first step is taken on it as on any reused model, with the
-new weights' rows added, and the same rule then decides whether a fresh Hessian pays (a model
-that sees no descent or misleads the line search is replaced at once). On the collinear bench
-path this halved the fresh Hessians (25 → 12) and cut the path's time by 1.4× at one thread,
-where an earlier solver, without the contraction rule and the coupled rows of joining
-weights, had found a carried model to contract the violation by a small factor only
-(``benchmarks/results/newton-carry-cpu-2026-12-04.txt``). It still
+semidefinite Hessian with its couplings. The model of a point's fresh Hessian is also handed
+to the next path point (``SolveResult.memory``; :func:`carry_model` re-labels it for a working
+set that appended features, no copy): where a fresh Hessian would cost several steps on it
+(:func:`~sparse_probe.solvers.choice.carry_pays`), that point's first step is taken on it as
+on any reused model, with the new weights' rows added, and the same rule then decides whether
+a fresh Hessian pays (a model that sees no descent or misleads the line search is replaced at
+once). On the collinear bench path this took the fresh Hessians from 25 to 14 and the path's
+time down 1.26-1.35× side by side, where an earlier solver, without the contraction rule and
+the coupled rows of joining weights, had found a carried model to contract the violation by
+a small factor only (``benchmarks/results/newton-carry-cpu-2026-12-04.txt``). It still
 pays only where the free set is small against ``n·m·C`` times OWL-QN's iteration count:
 :mod:`~sparse_probe.solvers.choice` decides per path point. Above
 ``max_free`` free coordinates, and on streamed data (which offers no Hessian), it hands the
