@@ -285,6 +285,25 @@ def test_column_stats_and_class_sums_match_numpy_on_a_float16_file(tmp_path):
     np.testing.assert_allclose(_class_sums(src, y, 4, onehot=True), ref, rtol=1e-12)
 
 
+def test_column_stats_over_row_blocks_and_the_bad_rows_place(monkeypatch):
+    """column_stats sums row blocks of each chunk on CPU: the statistics are numpy's and a
+    NaN past the first blocks (and chunks) is reported at its row in the whole X."""
+    import sparse_probe.fit_common as fc
+    from sparse_probe.data import FeatureSource
+
+    monkeypatch.setattr(fc, "_STATS_BYTES", 8 * 7 * 50)  # 50 rows of 7 columns per block
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((1234, 7)) * [1, 3, 0.5, 2, 9, 1, 4] + [1e3, 0, -5, 2, 40, 0, 7]
+    mean, std = fc.column_stats(FeatureSource(X.astype(np.float32), chunk_rows=300))
+    X32 = X.astype(np.float32).astype(np.float64)
+    np.testing.assert_allclose(mean, X32.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(std, X32.std(0), rtol=1e-9)
+    bad = X.copy()
+    bad[1000, 4] = np.inf  # chunk 4 (rows 900-1199), its third block of 50
+    with pytest.raises(ValueError, match=r"non-finite value .* row 1000, column 4"):
+        fc.column_stats(FeatureSource(bad, chunk_rows=300))
+
+
 def test_resident_copy_runs_the_same_path_and_the_default_rule(tmp_path):
     """``resident``: X copied to the device once, in its own dtype, gives the streamed fit's
     path; by default only on CUDA and only when X fits RESIDENT_SHARE of the free memory."""
