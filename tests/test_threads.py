@@ -920,3 +920,28 @@ def test_a_fit_under_a_one_cpu_quota_runs_on_one_thread(tmp_path):
                 fh.write(str(os.getpid()))
     finally:
         os.rmdir(group)
+
+
+def test_the_statistics_pass_runs_on_the_fits_thread_count(monkeypatch):
+    """column_stats runs inside the fit's thread choice (two threads of torch's reductions
+    stall beside a busy core), and the caller's count is restored after the fit."""
+    import sparse_probe.fit as fit_module
+
+    seen = []
+    real = fit_module.column_stats
+
+    def spy(*a, **k):
+        seen.append(torch.get_num_threads())
+        return real(*a, **k)
+
+    monkeypatch.setattr(fit_module, "column_stats", spy)
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((300, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 300)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        fit_path(X, y, n_lambdas=3, progress=False, threads=1)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(old)
