@@ -698,8 +698,14 @@ def fit_path(
                     elif parts.keys() == {"newton"}:
                         newton_steps.append(res.n_iter)
                         if res.work is not None and res.n_iter:
+                            # priced as if the point had computed its fresh Hessian where it
+                            # ran on the last point's model: the carry's saving is not promised
+                            # at the next point, and counted, it tipped a held-out 20-class
+                            # path onto Newton at a point that cost 7x OWL-QN's (ad hoc run)
+                            work = dict(res.work, hessian=max(res.work["hessian"],
+                                                              src.n * float(n_free) ** 2 / 2))
                             newton_over.append(newton_cost_ratio(
-                                src.n, tr.ws.size, C, n_free, res.n_iter, res.work))
+                                src.n, tr.ws.size, C, n_free, res.n_iter, work))
                     z = res.logits
                     gamma = res.gamma if res.gamma is not None else gamma
                     mem, mem_ws = res.memory, tr.ws

@@ -763,9 +763,10 @@ def test_carry_model_relabels_the_model_for_an_appended_working_set():
 
 def test_newton_takes_the_next_points_first_step_on_the_carried_model(monkeypatch):
     """The next λ starts on the last point's model (fewer Hessian multiply-adds) and reaches
-    the same optimum; a point solved on the carried model alone hands nothing on (a model
-    serves its own point and the next), and a model of other sizes is ignored. Where carrying
-    does not pay (``carry_pays``: a small problem's Hessian is cheap), a fresh Hessian."""
+    the same optimum; a point solved on the carried model alone hands it on only where its
+    last step still contracted the violation (CARRY_RATE), and a model of other sizes is
+    ignored. Where carrying does not pay (``carry_pays``: a small problem's Hessian is cheap),
+    a fresh Hessian."""
     X, y, C = _problem(n=3000, m=12, C=5, seed=4, collinear=True)
     assert not choice_module.carry_pays(3000, 12, 5, 12 * 5 + 5)
     m = X.shape[1]
@@ -789,10 +790,17 @@ def test_newton_takes_the_next_points_first_step_on_the_carried_model(monkeypatc
         assert fresh.converged and carried.converged and carried.violation <= tol
         assert exact(carried, lam) == pytest.approx(exact(fresh, lam), rel=1e-9)
         assert carried.work["hessian"] < fresh.work["hessian"]
-    # a close λ: the carried model's steps suffice, no fresh Hessian, nothing handed on
+    # a close λ: the carried model's steps suffice, no fresh Hessian; the model goes on to the
+    # next point only where its last step still cut the violation CARRY_RATE-fold
+    monkeypatch.setattr(newton_module, "CARRY_RATE", 0.0)
     close = newton(data, first.W, first.b, 0.0199, pen, tol=tol, memory=first.memory)
     assert close.converged and close.n_iter >= 1 and close.violation <= tol
     assert close.work["hessian"] == 0 and close.memory is None
+    monkeypatch.setattr(newton_module, "CARRY_RATE", 1.0)
+    again = newton(data, first.W, first.b, 0.0199, pen, tol=tol, memory=first.memory)
+    assert again.work["hessian"] == 0 and isinstance(again.memory, NewtonState)
+    np.testing.assert_array_equal(again.memory.Q[: first.memory.key.size,
+                                                 : first.memory.key.size], first.memory.Q)
     # a model made for another working set size (or class count) is not used
     other = NewtonState(first.memory.key, first.memory.Q, first.memory.Hwb, first.memory.Hbb,
                         m + 1, C, first.memory.P)
@@ -857,3 +865,38 @@ def test_carry_pays_is_the_documented_rule():
     assert cp.carry_pays(n, m, C, N) and not cp.carry_pays(n, m, C, N - 1)
     with pytest.raises(ValueError, match="carry_pays"):
         cp.carry_pays(0, m, C, N)
+
+
+def test_the_choice_prices_a_carried_point_as_if_it_took_a_fresh_hessian(monkeypatch):
+    """A point that ran on the last point's model saved its Hessian; the default's choice
+    still prices it with one (n N²/2 multiply-adds at least), so that the carry's saving, not
+    promised at the next point, does not tip the choice onto Newton."""
+    import sparse_probe.fit as fit_module
+
+    X, y, _ = _problem(n=2500, m=14, C=5, seed=9, collinear=True)
+    monkeypatch.setattr(newton_module, "carry_pays", lambda *a: True)
+    own, priced = [], []
+    real_solve = SOLVERS["newton"].solve
+
+    def solve(*a, **kw):
+        res = real_solve(*a, **kw)
+        if res.work is not None and res.n_iter:
+            own.append(res.work["hessian"])
+        return res
+
+    monkeypatch.setitem(SOLVERS, "newton", SolverSpec("newton", solve,
+                                                      SOLVERS["newton"].penalties, True))
+    real_ratio = fit_module.newton_cost_ratio
+
+    def ratio(n, m, C, n_free, steps, work):
+        priced.append((work["hessian"], n * float(n_free) ** 2 / 2))
+        return real_ratio(n, m, C, n_free, steps, work)
+
+    monkeypatch.setattr(fit_module, "newton_cost_ratio", ratio)
+    fit_path(X.numpy(), y.numpy(), solver="newton", **PATH_KW)
+    assert priced and len(priced) == len(own)
+    assert all(h >= fresh for h, fresh in priced)
+    carried = [i for i, (h, fresh) in enumerate(priced) if own[i] < fresh]
+    assert carried, "no point ran on a carried model"
+    assert all(priced[i][0] == priced[i][1] for i in carried)
+    assert all(priced[i][0] == own[i] for i in range(len(own)) if i not in carried)

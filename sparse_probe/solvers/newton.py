@@ -29,14 +29,16 @@ float64). So a model is reused within a point while a step on it still contracts
 violation enough that the remaining steps cost less than a fresh Hessian; weights that join a
 model get their Hessian rows at the probabilities the model was computed at
 (:func:`hessian_cross`, ``n k m C`` for k of them), so the model stays one positive
-semidefinite Hessian with its couplings. The model of a point's fresh Hessian is also handed
-to the next path point (``SolveResult.memory``; :func:`carry_model` re-labels it for a working
-set that appended features, no copy): where a fresh Hessian would cost several steps on it
+semidefinite Hessian with its couplings. The model of a point's fresh Hessian, or one whose
+last step still cut the violation fivefold (:data:`CARRY_RATE`), is also handed to the next
+path point (``SolveResult.memory``; :func:`carry_model` re-labels it for a working set that
+appended features, no copy): where a fresh Hessian would cost several steps on it
 (:func:`~sparse_probe.solvers.choice.carry_pays`), that point's first step is taken on it as
 on any reused model, with the new weights' rows added, and the same rule then decides whether
 a fresh Hessian pays (a model that sees no descent or misleads the line search is replaced at
-once). On the collinear bench path this took the fresh Hessians from 25 to 14 and the path's
-time down 1.26-1.35× side by side, where an earlier solver, without the contraction rule and
+once). On the collinear bench path this took the fresh Hessians from 25 to 14 (handed on
+from their own point only) and the path's time down 1.26-1.35× side by side, where an earlier
+solver, without the contraction rule and
 the coupled rows of joining weights, had found a carried model to contract the violation by
 a small factor only (``benchmarks/results/newton-carry-cpu-2026-12-04.txt``). It still
 pays only where the free set is small against ``n·m·C`` times OWL-QN's iteration count:
@@ -71,8 +73,8 @@ from sparse_probe.solvers.owlqn import (
     precision_retry,
 )
 
-__all__ = ["DEFAULT_INNER_STALE", "DEFAULT_MAX_FREE", "DEFAULT_SHRINK", "NewtonState", "carry_model",
-           "hessian", "hessian_blocks", "hessian_cross", "hessian_diag", "newton"]
+__all__ = ["CARRY_RATE", "DEFAULT_INNER_STALE", "DEFAULT_MAX_FREE", "DEFAULT_SHRINK", "NewtonState",
+           "carry_model", "hessian", "hessian_blocks", "hessian_cross", "hessian_diag", "newton"]
 
 NOISE_CUT = 0.5
 """A line-search trial whose objective change is within rounding
@@ -97,6 +99,16 @@ work on the held-out collinear 2528 x 363 x 10 path fell from 13.5 to 4.3 G entr
 more Hessian work, 1.17-1.25x its wall time; on the bench's collinear and n << d paths by
 1.10-1.16x, their wall times within the machine's noise (``benchmarks/
 measure_model_solve.py``, results/model-solve-cpu-2026-12-03.txt)."""
+
+CARRY_RATE = 0.2
+"""A point's model is handed to the next point where a fresh Hessian was computed at the
+point, or where the point's last step on it still cut the KKT violation at least this much
+(fivefold). Handed on regardless of how it did, a model aged over many points and its steps
+weakened (13 per point at the collinear bench path's end instead of 3, and the choice sent the
+last point to OWL-QN for 153 iterations); handed on from its own point only, 14 fresh
+Hessians; with this rule the path's carried points contract ~10× per step and it ran 1.14-1.4×
+faster again, three held-out collinear draws 1.02-1.19× (0.1: 1.17×, 0.3: 1.13-1.23× on the
+bench path at one thread; ``benchmarks/results/newton-carry-cpu-2026-12-04.txt``)."""
 
 DEFAULT_SHRINK = 0.97
 """A zero weight joins the Newton model when its gradient exceeds this share of λα (on the
@@ -520,7 +532,8 @@ def newton(
     carried = isinstance(memory, NewtonState) and memory.m == m and memory.C == C and \
         memory.P is not None and memory.P.shape[0] == n
     state: NewtonState | None = memory if carried else None
-    fresh_here = False  # a model is handed on from the point of its Hessian only
+    fresh_here = False  # a fresh Hessian was computed at this point
+    last_rate = 1.0  # the last step's contraction of the violation
     qp = QPWork()  # the model solves' work, and the Hessians' multiply-adds (for the choice)
     hess_madds = 0.0
     lbfgs = memory if isinstance(memory, LBFGSMemory) else None  # for a hand-over to OWL-QN
@@ -688,6 +701,7 @@ def newton(
         # a stall: no resolvable decrease, and the violation not cut either (below the
         # objective's resolution a converging step still cuts it)
         v_new = _kkt(W, G, gb, penalty, lam)
+        last_rate = v_new / viol if viol > 0 else 1.0
         tiny = F - F_new <= 1e-15 * max(abs(F), 1.0)
         stall = stall + 1 if tiny and v_new > NOISE_CUT * viol else 0
         F = F_new
@@ -703,10 +717,9 @@ def newton(
         F = penalized(loss, W)
         viol = _kkt(W, G, gb, penalty, lam)
         converged = viol <= tol
-    # the model for the next point's first step, from the point of its Hessian only: carried
-    # further, its steps weakened (13 per point at the collinear path's end instead of 3, and
-    # the choice sent the last point to OWL-QN for 153 iterations; an ad hoc run)
+    # the model for the next point's first step (CARRY_RATE)
+    hand_on = fresh_here or last_rate <= CARRY_RATE
     return SolveResult(W, b, loss, F, it, viol, converged, logits=z, gamma=gamma0, grad=G,
-                       grad_b=gb, memory=state if fresh_here else None,
+                       grad_b=gb, memory=state if hand_on else None,
                        work={"hessian": hess_madds, "stream": qp.stream,
                              "stream_cached": qp.stream_cached, "blas3": qp.blas3})
