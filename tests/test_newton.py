@@ -863,8 +863,26 @@ def test_carry_pays_is_the_documented_rule():
         lo, hi = (lo, mid) if 1.75 * n * mid * mid / 2 >= 4.0 * step(n, m, C, mid) else (mid, hi)
     N = int(np.ceil(hi))
     assert cp.carry_pays(n, m, C, N) and not cp.carry_pays(n, m, C, N - 1)
-    with pytest.raises(ValueError, match="carry_pays"):
+    # exactly at the margin it carries (>=): a margin that the step's cost times gives the
+    # Hessian's exactly
+    for N in range(500, 600):
+        h = cp.FRESH_HESSIAN * n * float(N) ** 2 / 2
+        st = (cp.NEWTON_STEP_PRODUCTS * 4.0 * n * m * C + cp.NEWTON_STEP_MODEL * float(N) ** 2
+              + cp.NEWTON_STEP_FIXED)
+        if (h / st) * st == h:
+            break
+    else:
+        raise AssertionError("no exact margin found")
+    margin = cp.CARRY_MARGIN
+    try:
+        cp.CARRY_MARGIN = h / st
+        assert cp.carry_pays(n, m, C, N) and not cp.carry_pays(n, m, C, N - 1)
+    finally:
+        cp.CARRY_MARGIN = margin
+    with pytest.raises(ValueError, match=r"^carry_pays: n, m and C must be positive"):
         cp.carry_pays(0, m, C, N)
+    with pytest.raises(ValueError, match=r"^owlqn_iteration_cost: n, m and C must be positive"):
+        cp.owlqn_iteration_cost(5, 0, C)
 
 
 def test_the_choice_prices_a_carried_point_as_if_it_took_a_fresh_hessian(monkeypatch):
