@@ -36,9 +36,8 @@ appended features, no copy): where a fresh Hessian would cost several steps on i
 (:func:`~sparse_probe.solvers.choice.carry_pays`), that point's first step is taken on it as
 on any reused model, with the new weights' rows added, and the same rule then decides whether
 a fresh Hessian pays (a model that sees no descent or misleads the line search is replaced at
-once). On the collinear bench path this took the fresh Hessians from 25 to 14 (handed on
-from their own point only) and the path's time down 1.26-1.35× side by side, where an earlier
-solver, without the contraction rule and
+once). On the collinear bench path this took the fresh Hessians from 25 to 9 and the path's
+time down 1.32-1.53× side by side, where an earlier solver, without the contraction rule and
 the coupled rows of joining weights, had found a carried model to contract the violation by
 a small factor only (``benchmarks/results/newton-carry-cpu-2026-12-04.txt``). It still
 pays only where the free set is small against ``n·m·C`` times OWL-QN's iteration count:
@@ -105,10 +104,12 @@ CARRY_RATE = 0.2
 point, or where the point's last step on it still cut the KKT violation at least this much
 (fivefold). Handed on regardless of how it did, a model aged over many points and its steps
 weakened (13 per point at the collinear bench path's end instead of 3, and the choice sent the
-last point to OWL-QN for 153 iterations); handed on from its own point only, 14 fresh
-Hessians; with this rule the path's carried points contract ~10× per step and it ran 1.14-1.4×
-faster again, three held-out collinear draws 1.02-1.19× (0.1: 1.17×, 0.3: 1.13-1.23× on the
-bench path at one thread; ``benchmarks/results/newton-carry-cpu-2026-12-04.txt``)."""
+last point to OWL-QN for 153 iterations). Handed on from its own point only, the collinear
+bench path took 14 fresh Hessians, its carried points contracting the violation ~10× per
+step; with this rule 9, and 1.14× faster side by side, three held-out collinear draws
+1.02-1.19×. At one thread the path took 3.94-4.18 s handed on from its own point only, and
+with 0.1, 0.2, 0.3 here 3.38-3.53, 3.31-3.38, 3.21-3.47 s
+(``benchmarks/results/newton-carry-cpu-2026-12-04.txt``)."""
 
 DEFAULT_SHRINK = 0.97
 """A zero weight joins the Newton model when its gradient exceeds this share of λα (on the
