@@ -251,7 +251,7 @@ def test_enet_qp_hands_a_crawling_descent_to_the_active_set(monkeypatch):
 
 
 @pytest.mark.parametrize("collinear", [False, True])
-def test_newton_reaches_owlqns_optimum_and_returns_its_gradient(collinear):
+def test_newton_reaches_owlqns_optimum_and_returns_its_gradient(collinear, monkeypatch):
     X, y, C = _problem(collinear=collinear)
     m = X.shape[1]
     data = RestrictedData(X, y, C, XwT=X.T.contiguous())
@@ -276,8 +276,11 @@ def test_newton_reaches_owlqns_optimum_and_returns_its_gradient(collinear):
     _, G, gb = data.loss_grad(a.W, a.b)  # the returned gradient is the one at the solution
     torch.testing.assert_close(a.grad, G, rtol=0, atol=1e-6)
     torch.testing.assert_close(a.grad_b, gb, rtol=0, atol=1e-9)
-    # its model is handed on (for the next point's first step): a fresh Hessian's, on the
-    # weights the solution uses
+    # no model handed on where carrying it could not pay (a small problem's Hessian is cheap)
+    assert not choice_module.carry_pays(X.shape[0], m, C, m * C + C) and a.memory is None
+    monkeypatch.setattr(newton_module, "carry_pays", lambda *a: True)
+    a = newton(data, W0, b0, lam, pen, tol=tol, z0=z0)
+    # where it could: the model of its fresh Hessian, on the weights the solution uses
     assert isinstance(a.memory, NewtonState) and a.memory.m == m and a.memory.C == C
     nz = (a.W != 0).nonzero().numpy()
     assert np.isin(nz[:, 0] * m + nz[:, 1], a.memory.key).all()
@@ -773,11 +776,14 @@ def test_newton_takes_the_next_points_first_step_on_the_carried_model(monkeypatc
     data = RestrictedData(X, y, C, XwT=X.T.contiguous())
     pen, tol = ElasticNet(ALPHA), 1e-7
     W0, b0 = torch.zeros(C, m, dtype=torch.float64), torch.zeros(C, dtype=torch.float64)
+    monkeypatch.setattr(newton_module, "carry_pays", lambda *a: True)
     first = newton(data, W0, b0, 0.02, pen, tol=tol)
     assert first.converged and isinstance(first.memory, NewtonState)
+    monkeypatch.setattr(newton_module, "carry_pays", choice_module.carry_pays)
     unpaid = newton(data, first.W, first.b, 0.019, pen, tol=tol, memory=first.memory)
     assert unpaid.work["hessian"] == newton(data, first.W, first.b, 0.019, pen,
                                             tol=tol).work["hessian"]
+    assert unpaid.memory is None  # nor handed on from there
     monkeypatch.setattr(newton_module, "carry_pays", lambda *a: True)
 
     def exact(r, lam):
@@ -814,6 +820,7 @@ def test_fit_path_hands_newtons_model_to_the_next_point(monkeypatch):
     """fit_path passes a Newton point's model to the next Newton point and OWL-QN never
     receives one; the path's objectives are OWL-QN's."""
     X, y, _ = _problem(n=2000, m=10, C=4, seed=6, collinear=True)
+    monkeypatch.setattr(newton_module, "carry_pays", lambda *a: True)
     seen = []
     real_newton, real_owlqn = SOLVERS["newton"].solve, SOLVERS["owlqn"].solve
 

@@ -718,8 +718,11 @@ def newton(
         F = penalized(loss, W)
         viol = _kkt(W, G, gb, penalty, lam)
         converged = viol <= tol
-    # the model for the next point's first step (CARRY_RATE)
-    hand_on = fresh_here or last_rate <= CARRY_RATE
+    # the model for the next point's first step (CARRY_RATE), where it could pay there (at its
+    # own size: the next point's model is as large or larger); otherwise its (n, C)
+    # probabilities and (N, N) model are not held between points for nothing
+    hand_on = state is not None and (fresh_here or last_rate <= CARRY_RATE) and \
+        carry_pays(n, m, C, state.key.size + C)
     return SolveResult(W, b, loss, F, it, viol, converged, logits=z, gamma=gamma0, grad=G,
                        grad_b=gb, memory=state if hand_on else None,
                        work={"hessian": hess_madds, "stream": qp.stream,
