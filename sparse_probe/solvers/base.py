@@ -15,12 +15,15 @@ support; ``fit_path`` looks them up there (:func:`sparse_probe.solvers.get_solve
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
 from sparse_probe.penalties import Penalty
 from sparse_probe.solvers.lbfgs import LBFGSMemory
+
+if TYPE_CHECKING:
+    from sparse_probe.solvers.newton import NewtonState
 
 __all__ = ["SolveResult", "Solver", "SolverSpec"]
 
@@ -40,7 +43,8 @@ class SolveResult:
     gamma: float | None = None  # L-BFGS scaling s.y / y.y of the last curvature pair
     grad: torch.Tensor | None = None  # (C, m) float64 gradient of the mean CE at (W, b)
     grad_b: torch.Tensor | None = None  # (C,) the same for the bias
-    memory: LBFGSMemory | None = None  # the curvature pairs at the end, for the next point
+    # for the next point: OWL-QN's curvature pairs at the end, or proximal Newton's model
+    memory: LBFGSMemory | NewtonState | None = None
     # iterations of each solver that ran, in order, where one handed the problem to another
     # (proximal Newton to OWL-QN: {"newton": 3, "owlqn": 80}); None: the solver's own alone
     iterations: dict[str, int] | None = None
@@ -54,14 +58,15 @@ class Solver(Protocol):
 
     ``W0`` (C, m) and ``b0`` (C,) float64 are the warm start; ``tol`` the KKT tolerance in
     gradient units; ``z0``, ``gamma0``, ``memory`` what the previous path point left
-    (logits at the start, an L-BFGS scaling, curvature pairs): a solver uses what it can and
-    ignores the rest (``z0`` is only passed to solvers whose spec says ``uses_logits``).
+    (logits at the start, an L-BFGS scaling, curvature pairs or a Newton model): a solver
+    uses what it can and ignores the rest (``z0`` is only passed to solvers whose spec says
+    ``uses_logits``).
     """
 
     def __call__(self, data, W0: torch.Tensor, b0: torch.Tensor, lam: float, penalty: Penalty,
                  *, tol: float, max_iter: int = ..., z0: torch.Tensor | None = None,
                  gamma0: float | None = None,
-                 memory: LBFGSMemory | None = None) -> SolveResult: ...
+                 memory: LBFGSMemory | NewtonState | None = None) -> SolveResult: ...
 
 
 @dataclass(frozen=True)
