@@ -47,7 +47,7 @@ from sparse_probe.solvers import SOLVERS, fused_ce, get_solver
 from sparse_probe.solvers.blocked import BlockedData
 from sparse_probe.solvers.choice import newton_cost_ratio, owlqn_budget, prefer_newton
 from sparse_probe.solvers.lbfgs import history_for
-from sparse_probe.solvers.newton import DEFAULT_MAX_FREE, NewtonState, carry_model
+from sparse_probe.solvers.newton import DEFAULT_MAX_FREE, ENTER_MIN, NewtonState, carry_model
 from sparse_probe.solvers.products import rt_x
 from sparse_probe.solvers.restricted import (
     X64_CACHE_BYTES,
@@ -633,8 +633,12 @@ def fit_path(
                     use = spec
                     # the model's size at the solution: the nonzero weights and those whose
                     # gradient already violates this λ's threshold, plus the biases
+                    # (Newton admits at most max(nonzeros, ENTER_MIN) of the entering ones
+                    # per step: newton.admit)
                     enter = np.abs(G[:, tr.ws]) > penalty.l1_l2(lam)[0]
-                    n_free = int(((Wstart[:, tr.ws] != 0) | enter).sum()) + C
+                    nonzero = Wstart[:, tr.ws] != 0
+                    k_nz = int(nonzero.sum())
+                    n_free = k_nz + min(int((enter & ~nonzero).sum()), max(k_nz, ENTER_MIN)) + C
                     if _round == 0:
                         free_points[-1] = n_free
                     newton_seen = {

@@ -925,3 +925,51 @@ def test_the_choice_prices_a_carried_point_as_if_it_took_a_fresh_hessian(monkeyp
     assert carried, "no point ran on a carried model"
     assert all(priced[i][0] == priced[i][1] for i in carried)
     assert all(priced[i][0] == own[i] for i in range(len(own)) if i not in carried)
+
+
+def test_admit_takes_the_largest_entering_weights_up_to_its_cap():
+    W = torch.zeros(3, 6, dtype=torch.float64)
+    W[0, 0], W[1, 2] = 0.5, -0.1  # two nonzero weights
+    g = torch.tensor([[0.0, 0.9, 0.2, 0.35, 0.0, 0.6],
+                      [0.31, 0.0, 5.0, 0.0, -0.7, 0.0],
+                      [0.0, -0.45, 0.0, 0.0, 0.0, 0.32]], dtype=torch.float64)
+    thr = 0.3  # over it at zero weights: (0,1) .9, (0,3) .35, (0,5) .6, (1,0) .31,
+    #            (1,4) .7, (2,1) .45, (2,5) .32: seven candidates
+    every = newton_module.admit(W, g, thr, floor=7)
+    np.testing.assert_array_equal(every.numpy(), ((W != 0) | (g.abs() > thr)).numpy())
+    three = newton_module.admit(W, g, thr, floor=3)  # cap max(2 nonzero, 3) = 3
+    want = (W != 0).clone()
+    for k, j in [(0, 1), (1, 4), (0, 5)]:  # the three largest |g| among the candidates
+        want[k, j] = True
+    np.testing.assert_array_equal(three.numpy(), want.numpy())
+    two = newton_module.admit(W, g, thr, floor=0)  # the nonzero count (2) is the cap
+    assert int(two.sum()) == 4 and bool(two[0, 1]) and bool(two[1, 4])
+    assert newton_module.ENTER_MIN == 256
+
+
+def test_newton_reaches_the_optimum_admitting_a_few_weights_per_step(monkeypatch):
+    """With a small cap on entering weights (n << d: most candidates stay zero) Newton admits
+    them over several steps and reaches OWL-QN's optimum; its first model is the capped one."""
+    g = torch.Generator().manual_seed(21)
+    n, m, C = 80, 150, 4
+    X = torch.randn(n, m, generator=g)
+    y = torch.argmax(X[:, :6].double() @ torch.randn(6, C, generator=g, dtype=torch.float64), 1)
+    data = RestrictedData(X, y, C, XwT=X.T.contiguous())
+    W0, b0 = torch.zeros(C, m, dtype=torch.float64), torch.zeros(C, dtype=torch.float64)
+    pen, lam, tol = ElasticNet(ALPHA), 0.02, 1e-7
+    sizes = []
+    real = newton_module.admit
+
+    def spy(W, grad, thr, floor=None):
+        out = real(W, grad, thr, floor=5)
+        sizes.append((int((W != 0).sum()), int((grad.abs() > thr).sum()), int(out.sum())))
+        return out
+
+    monkeypatch.setattr(newton_module, "admit", spy)
+    res = newton(data, W0, b0, lam, pen, tol=tol)
+    ref = owlqn(data, W0, b0, lam, pen, tol=tol)
+    assert res.converged and res.violation <= tol
+    assert res.objective == pytest.approx(ref.objective, rel=1e-8)
+    nz0, over0, free0 = sizes[0]
+    assert nz0 == 0 and over0 > 5 and free0 == 5  # the first model: the five largest only
+    assert len(sizes) >= 2 and max(f for _, _, f in sizes) > 5  # more joined later

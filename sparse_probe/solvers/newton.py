@@ -6,7 +6,8 @@ Each iteration builds the quadratic model of the mean cross-entropy at the curre
 
 (``x̃_i`` the working-set features of example i with a 1 for the bias, ``p_i`` its class
 probabilities), restricted to the *free* coordinates: the nonzero weights, the zero weights
-whose gradient is within ``shrink`` of the L1 threshold, and the biases (the rest stay at
+whose gradient is within ``shrink`` of the L1 threshold (at most as many as there are
+nonzero ones, or :data:`ENTER_MIN`, per step, the largest first), and the biases (the rest stay at
 zero; the outer KKT test brings them in when they turn out to violate it). The elastic-net
 problem on that model is solved by coordinate descent on its Gram matrix, or exact face solves
 where the model is small or coordinate descent crawls
@@ -72,8 +73,9 @@ from sparse_probe.solvers.owlqn import (
     precision_retry,
 )
 
-__all__ = ["CARRY_RATE", "DEFAULT_INNER_STALE", "DEFAULT_MAX_FREE", "DEFAULT_SHRINK", "NewtonState",
-           "carry_model", "hessian", "hessian_blocks", "hessian_cross", "hessian_diag", "newton"]
+__all__ = ["CARRY_RATE", "DEFAULT_INNER_STALE", "DEFAULT_MAX_FREE", "DEFAULT_SHRINK", "ENTER_MIN",
+           "NewtonState", "admit", "carry_model", "hessian", "hessian_blocks", "hessian_cross",
+           "hessian_diag", "newton"]
 
 NOISE_CUT = 0.5
 """A line-search trial whose objective change is within rounding
@@ -110,6 +112,17 @@ step; with this rule 9, and 1.14× faster side by side, three held-out collinear
 1.02-1.19×. At one thread the path took 3.94-4.18 s handed on from its own point only, and
 with 0.1, 0.2, 0.3 here 3.38-3.53, 3.31-3.38, 3.21-3.47 s
 (``benchmarks/results/newton-carry-cpu-2026-12-04.txt``)."""
+
+ENTER_MIN = 256
+"""At most ``max(nonzeros, ENTER_MIN)`` zero weights join the model at a step (:func:`admit`),
+those with the largest gradients first; the rest join at later steps if they still violate the
+KKT conditions then. Where n ≪ d most of the zero weights over the threshold at a point's
+start stay zero at its solution (500 × 5,000 × 10 with 20 λ: 4,699 expected free coordinates
+for 1,667 nonzeros at the last point), and admitting them all made the model outgrow
+``max_free``: the default left Newton for OWL-QN there, 4.6 s against 1.4 s with this rule;
+a 300 × 6,000 × 20 path 25.0 s against 1.4 s (``benchmarks/results/
+newton-admit-cpu-2026-12-04.txt``; 1,024 instead of 256: 0.90-1.33× of it on five such
+paths)."""
 
 DEFAULT_SHRINK = 0.97
 """A zero weight joins the Newton model when its gradient exceeds this share of λα (on the
@@ -318,6 +331,38 @@ class NewtonState:
                  m: int, C: int, P: torch.Tensor | None = None):
         self.key, self.Q, self.Hwb, self.Hbb, self.m, self.C = key, Q, Hwb, Hbb, m, C
         self.P = P
+
+
+def admit(W: torch.Tensor, g: torch.Tensor, threshold: float,
+          floor: int | None = None) -> torch.Tensor:
+    """The free weights of a Newton step: the nonzero ones, and the zero ones whose gradient
+    exceeds ``threshold``, at most ``max(nonzeros, floor)`` of those (the largest first).
+
+    Parameters
+    ----------
+    W : torch.Tensor of shape (C, m)
+        Weights.
+    g : torch.Tensor of shape (C, m)
+        The smooth part's gradient at ``W``.
+    threshold : float
+        ``shrink·λα``.
+    floor : int, optional
+        Zero weights that may always join (default :data:`ENTER_MIN`).
+
+    Returns
+    -------
+    torch.Tensor of shape (C, m), bool
+    """
+    nz = W != 0
+    over = g.abs() > threshold
+    cand = over & ~nz
+    cap = max(int(nz.sum()), ENTER_MIN if floor is None else floor)
+    if int(cand.sum()) <= cap:
+        return nz | over
+    score = torch.where(cand, g.abs(), torch.zeros_like(g)).reshape(-1)
+    keep = torch.zeros(score.numel(), dtype=torch.bool, device=W.device)
+    keep[torch.topk(score, cap).indices] = True
+    return nz | keep.view_as(W)
 
 
 def carry_model(state: NewtonState, old_ws: np.ndarray, ws: np.ndarray) -> NewtonState | None:
@@ -578,7 +623,7 @@ def newton(
             break
         if it >= max_iter:
             break
-        free = (W != 0) | (g.abs() > shrink * l1)
+        free = admit(W, g, shrink * l1)
         cls, col = torch.nonzero(free, as_tuple=True)
         Nw = cls.numel()
         # after a step on an old Hessian: keep it while the steps it still needs (at the
