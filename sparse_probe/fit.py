@@ -22,8 +22,8 @@ Algorithm (torch, identical on CPU and CUDA):
    previous point's curvature estimate; Newton takes its first step on the previous Newton
    point's model where a fresh Hessian costs several such steps, and replaces it by a fresh
    Hessian when that pays (``solvers/newton.py``). A full-data gradient pass (reusing the
-   solver's float64 logits) then checks the KKT conditions on *all* features; violators join the working set and the
-   point is re-solved until none remain. Once the working set holds every feature, the solver's
+   solver's float64 logits) then checks the KKT conditions on *all* features; violators join
+   the working set and the point is re-solved until none remain. Once the working set holds every feature, the solver's
    own gradient at its solution is that full gradient and the pass is skipped. At λ_max itself
    the solution is known in closed form (W = 0).
 4. Each point stores weights, bias, nnz, accuracy/loss (train and validation), the objective
@@ -47,7 +47,12 @@ from sparse_probe.solvers import SOLVERS, fused_ce, get_solver
 from sparse_probe.solvers.blocked import BlockedData
 from sparse_probe.solvers.choice import newton_cost_ratio, owlqn_budget, prefer_newton
 from sparse_probe.solvers.lbfgs import history_for
-from sparse_probe.solvers.newton import DEFAULT_MAX_FREE, ENTER_MIN, NewtonState, carry_model
+from sparse_probe.solvers.newton import (
+    DEFAULT_MAX_FREE,
+    NewtonState,
+    carry_model,
+    entering_cap,
+)
 from sparse_probe.solvers.products import rt_x
 from sparse_probe.solvers.restricted import (
     X64_CACHE_BYTES,
@@ -633,12 +638,11 @@ def fit_path(
                     use = spec
                     # the model's size at the solution: the nonzero weights and those whose
                     # gradient already violates this λ's threshold, plus the biases
-                    # (Newton admits at most max(nonzeros, ENTER_MIN) of the entering ones
-                    # per step: newton.admit)
+                    # (as many of the entering ones as Newton admits at a step: newton.admit)
                     enter = np.abs(G[:, tr.ws]) > penalty.l1_l2(lam)[0]
                     nonzero = Wstart[:, tr.ws] != 0
                     k_nz = int(nonzero.sum())
-                    n_free = k_nz + min(int((enter & ~nonzero).sum()), max(k_nz, ENTER_MIN)) + C
+                    n_free = k_nz + min(int((enter & ~nonzero).sum()), entering_cap(k_nz)) + C
                     if _round == 0:
                         free_points[-1] = n_free
                     newton_seen = {

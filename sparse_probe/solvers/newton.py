@@ -74,7 +74,7 @@ from sparse_probe.solvers.owlqn import (
 )
 
 __all__ = ["CARRY_RATE", "DEFAULT_INNER_STALE", "DEFAULT_MAX_FREE", "DEFAULT_SHRINK", "ENTER_MIN",
-           "NewtonState", "admit", "carry_model", "hessian", "hessian_blocks", "hessian_cross",
+           "NewtonState", "admit", "carry_model", "entering_cap", "hessian", "hessian_blocks", "hessian_cross",
            "hessian_diag", "newton"]
 
 NOISE_CUT = 0.5
@@ -333,6 +333,13 @@ class NewtonState:
         self.P = P
 
 
+def entering_cap(nonzero: int, floor: int | None = None) -> int:
+    """How many zero weights may join a Newton model at one step: ``max(nonzero, floor)``
+    (``floor`` default :data:`ENTER_MIN`). :func:`admit` applies it; ``fit_path`` sizes the
+    model it expects with it."""
+    return max(nonzero, ENTER_MIN if floor is None else floor)
+
+
 def admit(W: torch.Tensor, g: torch.Tensor, threshold: float,
           floor: int | None = None) -> torch.Tensor:
     """The free weights of a Newton step: the nonzero ones, and the zero ones whose gradient
@@ -354,12 +361,13 @@ def admit(W: torch.Tensor, g: torch.Tensor, threshold: float,
     torch.Tensor of shape (C, m), bool
     """
     nz = W != 0
-    over = g.abs() > threshold
+    ga = g.abs()
+    over = ga > threshold
     cand = over & ~nz
-    cap = max(int(nz.sum()), ENTER_MIN if floor is None else floor)
+    cap = entering_cap(int(nz.sum()), floor)
     if int(cand.sum()) <= cap:
         return nz | over
-    score = torch.where(cand, g.abs(), torch.zeros_like(g)).reshape(-1)
+    score = torch.where(cand, ga, torch.zeros_like(ga)).reshape(-1)
     keep = torch.zeros(score.numel(), dtype=torch.bool, device=W.device)
     keep[torch.topk(score, cap).indices] = True
     return nz | keep.view_as(W)
