@@ -13,7 +13,7 @@ Cases: ``bench_path.py``'s geometries by name (its sizes, 30 λ to 1e-2·λ_max)
 ``KIND:n:d:C:SEED[:NLAM[:EPS]]`` (20 λ to 1e-2 by default: ``sweep_heldout.py``'s draws).
 
     python benchmarks/compare_revisions.py --base HEAD~1 --cases collinear,wide,\\
-        collinear:3333:138:40:176452 [--repeats 2]
+        collinear:3333:138:40:176452 [--repeats 2] [--threads 1]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ kind, n, d, C, seed, nl, eps = {case!r}
 X, y = bp.make_geometry(kind, n, d, C, seed)
 lams = bp.lambda_grid(X, y, C, nl, eps)
 t = time.perf_counter()
-p = fit_path(X, y, alpha=bp.ALPHA, lambdas=lams, progress=False)
+p = fit_path(X, y, alpha=bp.ALPHA, lambdas=lams, progress=False, threads={threads!r})
 wall = time.perf_counter() - t
 print(json.dumps([wall, list(map(float, p.objective)), p.info["method_per_point"]]))
 """
@@ -73,9 +73,11 @@ def parse_case(spec: str) -> tuple:
     return (kind, n, d, C, seed, nl, eps)
 
 
-def fit_once(root: str, case: tuple) -> tuple[float, np.ndarray, list[str]]:
-    """One default fit of ``case`` by the library under ``root``, in a fresh process."""
-    code = _CHILD.format(root=root, here=HERE, case=case)
+def fit_once(root: str, case: tuple, threads: int | None = None
+             ) -> tuple[float, np.ndarray, list[str]]:
+    """One default fit of ``case`` by the library under ``root``, in a fresh process
+    (``threads``: ``fit_path``'s, None its default choice)."""
+    code = _CHILD.format(root=root, here=HERE, case=case, threads=threads)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=root)
     if out.returncode:
@@ -106,6 +108,8 @@ def main(argv=None) -> int:
     ap.add_argument("--base", default="HEAD", help="the git revision to compare with")
     ap.add_argument("--cases", required=True, help="comma-separated (module docstring)")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="fit_path's threads (default: its own choice)")
     args = ap.parse_args(argv)
     cases = [(c, parse_case(c)) for c in args.cases.split(",") if c]
     rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", args.base],
@@ -115,7 +119,8 @@ def main(argv=None) -> int:
     tmp = tempfile.mkdtemp(prefix="compare-revisions-")
     try:
         base = checkout(args.base, tmp)
-        print(f"base = {rev.stdout.strip()}, this = the working tree; best wall s of "
+        print(f"base = {rev.stdout.strip()}, this = the working tree; threads "
+              f"{args.threads or 'default'}; best wall s of "
               f"{args.repeats}; solvers per point: o OWL-QN, n Newton, + Newton then OWL-QN, "
               "* OWL-QN then Newton, - no solve (λ_max)")
         for name, case in cases:
@@ -123,7 +128,7 @@ def main(argv=None) -> int:
             got = {}
             for _ in range(args.repeats):
                 for side, root in (("base", base), ("this", ROOT)):
-                    wall, obj, methods = fit_once(root, case)
+                    wall, obj, methods = fit_once(root, case, args.threads)
                     best[side] = min(best[side], wall)
                     got[side] = (obj, "".join(LETTER.get(m, "?") for m in methods))
             (ob, mb), (ot, mt) = got["base"], got["this"]

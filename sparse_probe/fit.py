@@ -45,7 +45,12 @@ from sparse_probe.path import Path
 from sparse_probe.penalties import DEFAULT_ALPHA, Penalty, make_penalty
 from sparse_probe.solvers import SOLVERS, fused_ce, get_solver
 from sparse_probe.solvers.blocked import BlockedData
-from sparse_probe.solvers.choice import newton_cost_ratio, owlqn_budget, prefer_newton
+from sparse_probe.solvers.choice import (
+    newton_cost_ratio,
+    newton_over_seen,
+    owlqn_budget,
+    prefer_newton,
+)
 from sparse_probe.solvers.lbfgs import history_for
 from sparse_probe.solvers.newton import (
     DEFAULT_MAX_FREE,
@@ -593,7 +598,10 @@ def fit_path(
         owlqn_iters = None  # OWL-QN's iterations at the last point it solved (for ``auto``)
         owlqn_free = None  # the free coordinates expected at that point
         newton_steps: list[int] = []  # Newton's steps at the points it solved
-        newton_over: list[float] = []  # their cost from the work they counted / the estimate
+        # their cost from the work they counted / the estimate: each point's as if it made its
+        # fresh Hessian (entering Newton), and as counted (staying: choice.newton_over_seen)
+        newton_over: list[float] = []
+        newton_over_counted: list[float] = []
         methods: list[str] = []  # the restricted solver(s) of each point
         newton_k = None  # Newton's own thread count, once measured (threads.newton_threads)
         threads_newton = None  # the count Newton's last point ran on
@@ -645,13 +653,14 @@ def fit_path(
                     n_free = k_nz + min(int((enter & ~nonzero).sum()), entering_cap(k_nz)) + C
                     if _round == 0:
                         free_points[-1] = n_free
+                    on_newton = bool(methods) and methods[-1] == "newton"
                     newton_seen = {
                         "newton_steps": np.mean(newton_steps[-3:]) if newton_steps else None,
-                        "newton_over": np.mean(newton_over[-3:]) if newton_over else None}
+                        "newton_over": newton_over_seen(newton_over, newton_over_counted,
+                                                        on_newton=on_newton)}
                     choose = auto and data.keeps_logits and device.type == "cpu"
                     if choose and prefer_newton(
-                            src.n, tr.ws.size, C, n_free, owlqn_iters,
-                            on_newton=bool(methods) and methods[-1] == "newton",
+                            src.n, tr.ws.size, C, n_free, owlqn_iters, on_newton=on_newton,
                             owlqn_free=owlqn_free, max_free=DEFAULT_MAX_FREE, **newton_seen):
                         use = SOLVERS["newton"]
                     # OWL-QN where Newton could run: a budget, beyond which Newton takes over
@@ -706,14 +715,15 @@ def fit_path(
                     elif parts.keys() == {"newton"}:
                         newton_steps.append(res.n_iter)
                         if res.work is not None and res.n_iter:
-                            # priced as if the point had computed its fresh Hessian where it
-                            # ran on the last point's model: the carry's saving is not promised
-                            # at the next point, and counted, it tipped a held-out 20-class
-                            # path onto Newton at a point that cost 7x OWL-QN's (ad hoc run)
+                            # priced as counted, and as if the point had computed its fresh
+                            # Hessian where it ran on the last point's model (which of the two
+                            # a choice reads: choice.newton_over_seen)
                             work = dict(res.work, hessian=max(res.work["hessian"],
                                                               src.n * float(n_free) ** 2 / 2))
                             newton_over.append(newton_cost_ratio(
                                 src.n, tr.ws.size, C, n_free, res.n_iter, work))
+                            newton_over_counted.append(newton_cost_ratio(
+                                src.n, tr.ws.size, C, n_free, res.n_iter, res.work))
                     z = res.logits
                     gamma = res.gamma if res.gamma is not None else gamma
                     mem, mem_ws = res.memory, tr.ws

@@ -892,10 +892,11 @@ def test_carry_pays_is_the_documented_rule():
         cp.owlqn_iteration_cost(5, 0, C)
 
 
-def test_the_choice_prices_a_carried_point_as_if_it_took_a_fresh_hessian(monkeypatch):
+def test_the_choice_prices_a_carried_point_both_as_counted_and_with_a_fresh_hessian(
+        monkeypatch):
     """A point that ran on the last point's model saved its Hessian; the default's choice
-    still prices it with one (n N²/2 multiply-adds at least), so that the carry's saving, not
-    promised at the next point, does not tip the choice onto Newton."""
+    prices it twice: with one (n N²/2 multiply-adds at least), the ratio entering Newton
+    reads, and as counted, the ratio staying reads (choice.newton_over_seen)."""
     import sparse_probe.fit as fit_module
 
     X, y, _ = _problem(n=2500, m=14, C=5, seed=9, collinear=True)
@@ -919,7 +920,10 @@ def test_the_choice_prices_a_carried_point_as_if_it_took_a_fresh_hessian(monkeyp
 
     monkeypatch.setattr(fit_module, "newton_cost_ratio", ratio)
     fit_path(X.numpy(), y.numpy(), solver="newton", **PATH_KW)
-    assert priced and len(priced) == len(own)
+    counted = [h for h, _ in priced[1::2]]  # each point's second pricing: its own work
+    priced = priced[::2]
+    assert priced and len(priced) == len(own) == len(counted)
+    assert counted == own
     assert all(h >= fresh for h, fresh in priced)
     carried = [i for i, (h, fresh) in enumerate(priced) if own[i] < fresh]
     assert carried, "no point ran on a carried model"

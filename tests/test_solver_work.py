@@ -213,6 +213,27 @@ def test_an_underpriced_newton_is_priced_up_never_down():
     assert prefer_newton(10_000, 100, 10, 300, cost / 0.65, newton_over=None)
 
 
+def test_the_choice_reads_counted_ratios_staying_and_fresh_ones_entering():
+    fresh = [1.0, 1.9, 1.8, 2.1]
+    counted = [1.0, 0.6, 1.2, 0.9]
+    # the mean of the last three points' ratios, from the list the decision reads
+    assert choice.newton_over_seen(fresh, counted, on_newton=True) == pytest.approx(0.9)
+    assert choice.newton_over_seen(fresh, counted, on_newton=False) == pytest.approx(5.8 / 3)
+    assert choice.newton_over_seen(fresh[:2], counted[:2], on_newton=True) == \
+        pytest.approx(0.8)
+    assert choice.newton_over_seen([], [], on_newton=True) is None
+    assert choice.newton_over_seen([], [], on_newton=False) is None
+    # what that does to a stay: a path whose carried points cost what the estimate says stays
+    # on Newton at the point where priced with fresh Hessians it would go back to OWL-QN
+    cost = newton_cost(10_000, 256, 10, 1500, 3.5)
+    iters = cost * 1.3 / 1.5  # OWL-QN's (grown) count: staying takes cost · over < 1.5 · it
+    kw = dict(on_newton=True, newton_steps=3.5)
+    assert prefer_newton(10_000, 256, 10, 1500, iters, newton_over=choice.newton_over_seen(
+        [1.4, 1.4, 1.4], [1.2, 1.25, 1.28], on_newton=True), **kw)
+    assert not prefer_newton(10_000, 256, 10, 1500, iters, newton_over=choice.newton_over_seen(
+        [1.4, 1.4, 1.4], [1.2, 1.25, 1.28], on_newton=False), **kw)
+
+
 def test_fit_path_leaves_a_newton_whose_work_says_it_is_dearer(monkeypatch):
     """A collinear path the default puts on Newton; with Newton's counted work priced 10⁶
     times higher, the path goes back to OWL-QN once a Newton point has shown it, and stays

@@ -69,7 +69,8 @@ from __future__ import annotations
 from sparse_probe.solvers.lbfgs import history_for
 
 __all__ = ["CARRY_MARGIN", "HANDOVER", "carry_pays", "newton_cost", "newton_cost_ratio",
-           "newton_observed_cost", "owlqn_budget", "owlqn_iteration_cost", "prefer_newton"]
+           "newton_observed_cost", "newton_over_seen", "owlqn_budget", "owlqn_iteration_cost",
+           "prefer_newton"]
 
 # measured constants (module docstring), in multiply-adds of OWL-QN's products
 OWLQN_PAIR_PASSES = 10.8
@@ -206,6 +207,44 @@ def newton_cost_ratio(n: int, m: int, C: int, n_free: int, steps: int, work: dic
         Its ``SolveResult.work``.
     """
     return newton_observed_cost(n, m, C, steps, work) / newton_cost(n, m, C, n_free, steps)
+
+
+OVER_POINTS = 3
+"""Newton's points on a path whose :func:`newton_cost_ratio` :func:`newton_over_seen`
+averages: the last three."""
+
+
+def newton_over_seen(fresh: list[float], counted: list[float], *,
+                     on_newton: bool) -> float | None:
+    """The ``newton_over`` a path point's choice reads (:func:`prefer_newton`,
+    :func:`owlqn_budget`): the mean :func:`newton_cost_ratio` of Newton's last
+    :data:`OVER_POINTS` points, or None before Newton has run.
+
+    Parameters
+    ----------
+    fresh : list of float
+        Each Newton point's ratio with its Hessian work priced at least one fresh Hessian
+        (``n N²/2``), where it took its first steps on the last point's model
+        (:func:`~sparse_probe.solvers.newton.carry_model`).
+    counted : list of float
+        The same points' ratios on the work as counted.
+    on_newton : bool
+        The last point used Newton.
+
+    Notes
+    -----
+    Entering Newton (``on_newton`` false) reads ``fresh``: a point after OWL-QN's has no model
+    to carry. ``fresh`` alone was the rule when the carry came in (counted, the carried points'
+    saving had tipped a held-out 20-class collinear path onto Newton at a point that cost 7×
+    OWL-QN's: ``benchmarks/results/newton-carry-cpu-2026-12-04.txt``); that path now leaves
+    Newton where it did, its two lists being equal up to there. Staying reads ``counted``: the
+    points ahead are carried as the path's last ones were; priced as if they were not, the
+    collinear bench path at one thread left Newton for its last point, where OWL-QN took 156
+    iterations (0.59 s) against its Newton points' 0.1-0.25 s
+    (``benchmarks/results/newton-stay-cpu-2026-12-04.txt``).
+    """
+    seen = counted if on_newton else fresh
+    return float(sum(seen[-OVER_POINTS:]) / len(seen[-OVER_POINTS:])) if seen else None
 
 
 def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None, *,
