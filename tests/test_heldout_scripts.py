@@ -233,6 +233,42 @@ def test_a_peer_that_stopped_early_is_named_in_the_report():
     assert bp.peer_stop_note({}, 19, 20) == ", stopped after 19 of 20 λ"
 
 
+def test_a_glmnet_peer_takes_its_threshold_from_its_name():
+    bp = load_bench("bench_path")
+    assert bp.glmnet_thresh("glmnet") == bp.GLMNET_THRESH == 1e-7  # python-glmnet's default
+    assert bp.glmnet_thresh("glmnet(thresh=1e-9)") == 1e-9
+    for bad in ("glmnet(thresh=0)", "glmnet(thresh=-1e-9)", "glmnet(thresh=x)", "glmnet(1e-9)",
+                "glmnet(thresh=1e-9"):
+        with pytest.raises(SystemExit, match="--peers: expected glmnet or glmnet"):
+            bp.glmnet_thresh(bad)
+    # a tighter threshold is a closer solution: its objectives no worse anywhere on the path,
+    # better somewhere (the same λ, the same shared float64 objective)
+    X, y = bp.make_geometry("collinear", 600, 30, 4, 3)
+    lams = bp.lambda_grid(X, y, 4, 8, 1e-2)
+    objs = {}
+    for t in (1e-4, 1e-10):
+        _el, W, B, info = bp.run_glmnet(X, y, lams, 4, thresh=t)
+        assert info["jerr"] == 0 and len(W) == len(lams)
+        objs[t] = bp.objectives(X, y, W, B, lams)
+    assert np.all(objs[1e-10] <= objs[1e-4] * (1 + 1e-12))
+    assert np.max((objs[1e-4] - objs[1e-10]) / objs[1e-10]) > 1e-7
+
+
+def test_bench_peers_split_at_commas_outside_a_peers_options(capsys, monkeypatch):
+    bp = load_bench("bench_path")
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # the spawned workers import it
+    with pytest.raises(SystemExit, match="--peers: expected glmnet or glmnet"):
+        bp.main(["--geometry", "current", "--n", "300", "--d", "20", "--classes", "3",
+                 "--n-lambdas", "4", "--peers", "glmnet(thresh=0)"])
+    assert "[current]" not in capsys.readouterr().out  # refused before any fit
+    bp.main(["--geometry", "current", "--n", "300", "--d", "20", "--classes", "3",
+             "--n-lambdas", "4", "--peers", "glmnet,glmnet(thresh=1e-10)"])
+    out = capsys.readouterr().out
+    assert re.search(r"^  glmnet: [0-9.]+ s", out, re.M)
+    assert re.search(r"^  glmnet\(thresh=1e-10\): [0-9.]+ s", out, re.M)
+    assert "glmnet(thresh=1e-10)/ours" in out
+
+
 def test_sweep_grouped_checks_the_grouped_penalty_against_glmnet_grouped(capsys, monkeypatch):
     sweep = load_bench("sweep_heldout")
 
