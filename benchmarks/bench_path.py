@@ -167,8 +167,9 @@ GLMNET_THRESH = 1e-7
 
 def run_glmnet(X, y, lams, classes, grouped=False, thresh=GLMNET_THRESH):
     """python-glmnet's lognet on ``X`` as given (``kopt=2``: its grouped multinomial penalty),
-    ``thresh`` its convergence threshold (on the largest weighted change of the coefficients
-    in a pass, relative to the null deviance)."""
+    ``thresh`` its convergence threshold (glmnet's ``thresh``: coordinate descent goes on
+    until no coefficient's update changes the objective by more than ``thresh`` times the
+    null deviance)."""
     from glmnet._glmnet import lognet, lsolns
 
     n, d = X.shape
