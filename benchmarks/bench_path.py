@@ -186,14 +186,27 @@ def run_glmnet(X, y, lams, classes, grouped=False, thresh=GLMNET_THRESH):
         {"jerr": int(jerr), "cpu_seconds": time.process_time() - c}
 
 
+def run_options(name: str) -> dict[str, str]:
+    """The options of a run's name, ``"ours(tol=1e-3,threads=1)"`` -> ``{"tol": "1e-3",
+    "threads": "1"}`` (none: ``{}``); ValueError where one is not ``key=value``."""
+    opts = {}
+    for o in name.partition("(")[2].rstrip(")").split(","):
+        if o:
+            key, eq, value = o.partition("=")
+            if not eq:
+                raise ValueError(f"{name}: option {o!r} is not key=value")
+            opts[key] = value
+    return opts
+
+
 def glmnet_thresh(peer: str) -> float:
     """The threshold of a glmnet peer's name: ``glmnet`` (python-glmnet's default,
     :data:`GLMNET_THRESH`) or ``glmnet(thresh=T)``, T > 0."""
     if peer == "glmnet":
         return GLMNET_THRESH
-    m = re.fullmatch(r"glmnet\(thresh=([^)]+)\)", peer)
     try:
-        t = float(m.group(1)) if m else -1.0
+        opts = run_options(peer) if peer.startswith("glmnet(") and peer.endswith(")") else {}
+        t = float(opts["thresh"]) if opts.keys() == {"thresh"} else -1.0
     except ValueError:
         t = -1.0
     if not t > 0:
@@ -274,14 +287,14 @@ def _worker(name, args, out_file):
     y = np.load(args["y"])
     lams = np.asarray(args["lams"])
     Path(out_file + ".fit").touch()  # the fit starts (run_in_process's burner_delay)
-    if name == "glmnet" or name.startswith("glmnet("):  # "glmnet(thresh=1e-9)"
+    if name.startswith("glmnet"):  # "glmnet", "glmnet(thresh=1e-9)"
         res = run_glmnet(X, y, lams, args["classes"], thresh=glmnet_thresh(name))
     elif name == "sklearn":
         res = run_sklearn(X, y, lams, args["sklearn_tol"])
     elif name == "glm_saga":
         res = run_glm_saga(X, y, lams, args["classes"], args["eps"])
     else:  # "ours", "ours(tol=1e-3)", "ours(threads=1)"
-        opts = dict(o.split("=") for o in name.partition("(")[2].rstrip(")").split(",") if o)
+        opts = run_options(name)
         tol = opts.get("tol")
         threads = opts.get("threads")
         res = run_ours(X, y, lams, args.get("device", "cpu"), float(tol) if tol else None,

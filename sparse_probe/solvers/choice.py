@@ -111,6 +111,12 @@ def owlqn_iteration_cost(n: int, m: int, C: int) -> float:
     return 4.0 * n * p + OWLQN_PAIR_PASSES * 4.0 * history_for(p + C) * p + OWLQN_FIXED
 
 
+def _newton_step_cost(n: int, m: int, C: int, N2: float) -> float:
+    """One Newton step's estimated cost (its products and line search, the model's coordinate
+    descent on ``N2 = N²`` entries, a fixed overhead), in multiply-adds of OWL-QN's products."""
+    return NEWTON_STEP_PRODUCTS * 4.0 * n * m * C + NEWTON_STEP_MODEL * N2 + NEWTON_STEP_FIXED
+
+
 def newton_cost(n: int, m: int, C: int, n_free: int, steps: float | None = None) -> float:
     """Estimated cost of one path point with proximal Newton, in OWL-QN iterations.
 
@@ -126,7 +132,7 @@ def newton_cost(n: int, m: int, C: int, n_free: int, steps: float | None = None)
     _check(n, m, C, "newton_cost")
     N2 = float(n_free) ** 2
     k = NEWTON_STEPS if steps is None else max(float(steps), 1.0)
-    step = NEWTON_STEP_PRODUCTS * 4.0 * n * m * C + NEWTON_STEP_MODEL * N2 + NEWTON_STEP_FIXED
+    step = _newton_step_cost(n, m, C, N2)
     point = NEWTON_HESSIAN * n * N2 / 2 + k * step + NEWTON_FIXED
     return point / owlqn_iteration_cost(n, m, C)
 
@@ -154,7 +160,7 @@ def carry_pays(n: int, m: int, C: int, n_free: int) -> bool:
     """
     _check(n, m, C, "carry_pays")
     N2 = float(n_free) ** 2
-    step = NEWTON_STEP_PRODUCTS * 4.0 * n * m * C + NEWTON_STEP_MODEL * N2 + NEWTON_STEP_FIXED
+    step = _newton_step_cost(n, m, C, N2)
     return FRESH_HESSIAN * n * N2 / 2 >= CARRY_MARGIN * step
 
 
