@@ -269,6 +269,24 @@ def test_bench_peers_split_at_commas_outside_a_peers_options(capsys, monkeypatch
     assert "glmnet(thresh=1e-10)/ours" in out
 
 
+def test_trace_shows_each_point_and_each_choice_the_path_made(capsys):
+    """benchmarks/trace_path.py on a tiny collinear path: a row per point with the solver that
+    ran, and one line per solver choice whose answer matches the solver of its point."""
+    tp = load_bench("trace_path")
+    assert tp.main(["collinear:1500:40:6:5:12:0.01", "--threads", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = [ln.split() for ln in out if re.match(r"^ +[0-9]+ +[a-z+-]+ +[0-9]+ +[0-9]+ +[0-9.]+$", ln)]
+    assert [int(r[0]) for r in rows] == list(range(12))
+    assert rows[0][1] == "closed-form"  # λ_max
+    chosen = [ln.rsplit("-> ", 1)[1] for ln in out if ln.startswith("  N=")]
+    # every solved point asked the choice at least once (again after a KKT round); as many
+    # answers said newton as points Newton ran on, at least
+    solved = [r[1] for r in rows if r[1] != "closed-form"]
+    assert len(chosen) >= len(solved) and "newton" in solved
+    assert chosen.count("newton") >= solved.count("newton")
+    assert chosen[0] == "owlqn"  # before OWL-QN has run there is no count to compare with
+
+
 def test_sweep_grouped_checks_the_grouped_penalty_against_glmnet_grouped(capsys, monkeypatch):
     sweep = load_bench("sweep_heldout")
 
