@@ -335,6 +335,20 @@ def test_newton_hands_over_to_owlqn_when_the_model_is_too_large_or_streamed():
     assert streamed.iterations == {"owlqn": streamed.n_iter}
 
 
+def test_owlqn_gets_the_callers_max_iter_when_handed_over_to():
+    """``owlqn_max_iter`` reaches OWL-QN when Newton hands a point over (the path's
+    ``max_iter``; before, OWL-QN's own default of 2,000 cut a held-out path's last point)."""
+    X, y, C = _problem(seed=2)
+    m = X.shape[1]
+    W0, b0 = torch.zeros(C, m, dtype=torch.float64), torch.zeros(C, dtype=torch.float64)
+    pen, lam, tol = ElasticNet(ALPHA), 0.005, 1e-9
+    data = RestrictedData(X, y, C)
+    full = newton(data, W0, b0, lam, pen, tol=tol, max_free=C + 1)
+    assert full.converged and full.iterations["owlqn"] > 5
+    cut = newton(data, W0, b0, lam, pen, tol=tol, max_free=C + 1, owlqn_max_iter=5)
+    assert cut.iterations == {"owlqn": 5} and not cut.converged
+
+
 def test_newton_solves_fresh_and_stale_models_to_their_shares_of_the_violation(
         monkeypatch, caplog):
     """A model on a fresh Hessian is solved to ``inner`` (0.02) times the KKT violation where

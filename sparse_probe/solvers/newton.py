@@ -498,6 +498,7 @@ def newton(
     shrink: float = DEFAULT_SHRINK,
     inner: float = 0.02,
     inner_stale: float = DEFAULT_INNER_STALE,
+    owlqn_max_iter: int | None = None,
 ) -> SolveResult:
     """Minimize the elementwise elastic-net objective on the working set (module docstring).
 
@@ -516,7 +517,9 @@ def newton(
         Stop when the largest minimum-norm subgradient entry (weights and biases, gradient
         units; the measure OWL-QN uses) is at most ``tol``.
     max_iter : int
-        Newton iterations at most (OWL-QN, when handed over to, gets its own default).
+        Newton iterations at most.
+    owlqn_max_iter : int, optional
+        OWL-QN's iterations at most when handed over to (default: its own default).
     z0 : torch.Tensor of shape (n, C), float64, optional
         Logits at the start, up to a per-row constant (not modified).
     gamma0 : float, optional
@@ -555,9 +558,10 @@ def newton(
         raise ValueError(f"newton: shrink must be in (0, 1], got {shrink}")
     if W0.ndim != 2 or b0.shape != (W0.shape[0],):
         raise ValueError(f"newton: W0 {tuple(W0.shape)} and b0 {tuple(b0.shape)} disagree")
+    handed = {} if owlqn_max_iter is None else {"max_iter": owlqn_max_iter}
     if not data.keeps_logits:  # streamed row blocks: no Hessian from loss_grad
         res = owlqn(data, W0, b0, lam, penalty, tol=tol, gamma0=gamma0,
-                    memory=memory if isinstance(memory, LBFGSMemory) else None)
+                    memory=memory if isinstance(memory, LBFGSMemory) else None, **handed)
         res.iterations = {"owlqn": res.n_iter}
         return res
     C, m = W0.shape
@@ -641,7 +645,8 @@ def newton(
             or (stale_step and _refresh(viol, viol_before, tol, n, m, C, Nw + C))
         force = False
         if Nw + C > max_free:  # too large a model: OWL-QN from here
-            res = owlqn(data, W, b, lam, penalty, tol=tol, z0=z, gamma0=gamma0, memory=lbfgs)
+            res = owlqn(data, W, b, lam, penalty, tol=tol, z0=z, gamma0=gamma0, memory=lbfgs,
+                        **handed)
             res.iterations = {"newton": it, "owlqn": res.n_iter} if it else {"owlqn": res.n_iter}
             res.n_iter += it
             return res
