@@ -14,6 +14,16 @@ are refreshed when a pair is added) and one (p, 2h)·(2h,) update, instead of th
 recursion's 4h vector operations (Nocedal & Wright, Algorithm 7.4; this equals it). The pairs
 can be stored in float32: a search direction needs no more precision, and the two passes over
 the buffer per direction are then half the bytes.
+
+With an initial matrix ``H0 = τ M`` instead of ``γ I`` (:meth:`LBFGSMemory.set_initial`,
+e.g. the per-class blocks of :mod:`~sparse_probe.solvers.class_blocks`; ``τ = s.y / y.M y``
+of the newest pair, as ``γ`` is for ``I``) the same formula holds with ``γ Y`` replaced by
+``τ Z``, ``Z = M Y`` kept beside the pairs, and ``γ Y Y^T`` by ``τ Y Z^T``:
+
+    H q = τ M q + S^T u - τ Z^T v,   v = R^{-1} (S q),
+    u = R^{-T} ((D + τ Y Z^T) v - τ Z q)
+
+(Byrd, Nocedal & Schnabel eq. 2.17).
 """
 
 from __future__ import annotations
@@ -63,6 +73,10 @@ class LBFGSMemory:
         self.YY = np.zeros((0, 0))  # y_i . y_j
         self._small: tuple | None = None  # R, diag(R), YY (float64 tensors), slot order
         self.ridge: float | None = None  # the owner's note of the ridge weight in the y's
+        self.initial = None  # M (an object with apply(Q)), or None: γ I
+        self._Z: torch.Tensor | None = None  # (history, p): M y per slot, with ``initial``
+        self.YZ = np.zeros((0, 0))  # y_i . M y_j in age order
+        self.blocks = None  # the owner's last initial matrix, for its reuse (owlqn)
 
     def __len__(self) -> int:
         return len(self.slots)
@@ -78,10 +92,57 @@ class LBFGSMemory:
         return float(self.SY[-1, -1] / self.YY[-1, -1]) if self.slots else None
 
     def clear(self) -> None:
+        """Drop the pairs (the initial matrix stays)."""
         self.slots = []
         self.SY = np.zeros((0, 0))
         self.YY = np.zeros((0, 0))
+        self.YZ = np.zeros((0, 0))
+        self._Z = None
         self._small = None
+
+    def set_initial(self, initial) -> None:
+        """Use ``initial`` (an object whose ``apply(Q)`` returns ``M q`` for each row of
+        ``Q``, (p,) or (h, p); ``M`` symmetric positive definite) for the initial inverse
+        Hessian ``τ M`` instead of ``γ I``, or ``γ I`` again for None. ``M y`` of the pairs
+        kept is computed once here, a new pair's in :meth:`push`."""
+        self.initial = initial
+        self._Z = None
+        self.YZ = np.zeros((0, 0))
+        if initial is not None and self.slots:
+            self._z_live()
+        self._refresh_small()
+
+    def initial_changed(self, cols: torch.Tensor, apply_cols) -> None:
+        """The initial matrix changed on the coordinates ``cols`` only, and couples them with
+        no others (a block-diagonal ``M`` whose blocks on ``cols`` changed):
+        ``apply_cols(Q)`` returns its product with rows ``Q`` (h, len(cols)) on those
+        coordinates. Updates ``Z = M Y`` on them and ``Y Z^T`` by the change."""
+        if self.initial is None or not self.slots or self._Z is None:
+            return
+        H = self.history
+        live = torch.as_tensor(self.slots, device=self._SY.device)
+        Ysub = self._SY[H + live][:, cols]
+        Zl = self._Z[live]
+        Zold = Zl[:, cols]
+        Znew = apply_cols(Ysub).to(self._Z.dtype)
+        Zl[:, cols] = Znew
+        self._Z[live] = Zl
+        d = (Ysub.double() @ (Znew.double() - Zold.double()).T).cpu().numpy()
+        self.YZ = self.YZ + 0.5 * (d + d.T)
+        self._refresh_small()
+
+    def _z_live(self) -> None:
+        """``Z = M Y`` and ``Y Z^T`` for the live pairs (after ``initial`` or the y's
+        changed)."""
+        H = self.history
+        live = torch.as_tensor(self.slots, device=self._SY.device)
+        Y = self._SY[H + live]
+        Z = self.initial.apply(Y).to(self._SY.dtype)
+        self._Z = torch.zeros((H, self._SY.shape[1]), dtype=self._SY.dtype,
+                              device=self._SY.device)
+        self._Z[live] = Z
+        YZ = (Y.double() @ Z.double().T).cpu().numpy()
+        self.YZ = 0.5 * (YZ + YZ.T)
 
     def push(self, s: torch.Tensor, y: torch.Tensor) -> bool:
         """Add the pair (step ``s``, gradient change ``y``) of shape (p,) unless its curvature
@@ -99,6 +160,7 @@ class LBFGSMemory:
         if len(self.slots) == H:
             slot = self.slots.pop(0)
             self.SY, self.YY = self.SY[1:, 1:], self.YY[1:, 1:]
+            self.YZ = self.YZ[1:, 1:]
         else:  # a free slot (not always the next one: add_to_y may drop pairs)
             slot = min(set(range(H)).difference(self.slots))
         old = self.slots
@@ -112,6 +174,17 @@ class LBFGSMemory:
             YY[:-1, -1] = YY[-1, :-1] = col[H + np.asarray(old)]
         SY[-1, -1], YY[-1, -1] = sy, yy
         self._SY[slot], self._SY[H + slot] = s, y
+        if self.initial is not None:
+            z = self.initial.apply(y.to(self._SY.dtype))
+            if self._Z is None:
+                self._Z = torch.zeros_like(self._SY[:H])
+            self._Z[slot] = z
+            YZ = np.zeros((h, h))
+            YZ[:-1, :-1] = self.YZ
+            yz = (self._SY[H:] @ z).double().cpu().numpy()  # y_i . M y_new
+            YZ[:-1, -1] = YZ[-1, :-1] = yz[old]
+            YZ[-1, -1] = float(y.double() @ z.double())
+            self.YZ = YZ
         self.slots = [*old, slot]
         self.SY, self.YY = SY, YY
         self._refresh_small()
@@ -128,11 +201,13 @@ class LBFGSMemory:
         buf = self._SY.new_zeros((self._SY.shape[0], p))
         buf[:, torch.as_tensor(index, device=buf.device)] = self._SY
         self._SY = buf
+        self.set_initial(None)  # an H0 of the smaller space: its owner sets a new one
 
     def add_to_y(self, delta: float) -> None:
         """Replace every pair's ``y`` by ``y + delta * s``: the gradient changes of a smooth
         part whose ridge weight moved by ``delta`` (the next point of a path). Pairs whose
-        curvature would no longer be safely positive are dropped with all older ones."""
+        curvature would no longer be safely positive are dropped with all older ones. The
+        initial matrix is dropped (``γ I`` again) as in :meth:`embed`."""
         if not self.slots or delta == 0:
             return
         H = self.history
@@ -148,7 +223,7 @@ class LBFGSMemory:
             SYm, YYm = SYm[first:, first:], YYm[first:, first:]
             self.slots = self.slots[first:]
         self.SY, self.YY = SYm, YYm
-        self._refresh_small()
+        self.set_initial(None)  # H0 held the old ridge weight: its owner sets a new one
 
     def _refresh_small(self) -> None:
         """Refresh the small matrices ``apply`` uses (torch float64, age order)."""
@@ -157,11 +232,14 @@ class LBFGSMemory:
             return
         dev = self._SY.device
         R = torch.as_tensor(np.triu(self.SY), device=dev)
-        self._small = (R, torch.diagonal(R).clone(), torch.as_tensor(self.YY, device=dev),
-                   torch.as_tensor(self.slots, device=dev))
+        YY = self.YZ if self.initial is not None else self.YY
+        self._small = (R, torch.diagonal(R).clone(), torch.as_tensor(YY, device=dev),
+                       torch.as_tensor(self.slots, device=dev))
 
     def apply(self, q: torch.Tensor) -> torch.Tensor:
         """``H q`` for q of shape (p,) (requires at least one pair), in q's dtype."""
+        if self.initial is not None:
+            return self._apply_initial(q)
         g, H = self.gamma, self.history
         R, Rdiag, YY, order = self._small
         ab = (self._SY @ q.to(self._SY.dtype)).to(torch.float64)
@@ -172,3 +250,25 @@ class LBFGSMemory:
         coef = torch.zeros(2 * H, dtype=torch.float64, device=ab.device)  # unused slots: 0
         coef[order], coef[H + order] = u[:, 0], -g * v[:, 0]
         return torch.add((self._SY.T @ coef.to(self._SY.dtype)).to(q.dtype), q, alpha=g)
+
+    def _apply_initial(self, q: torch.Tensor) -> torch.Tensor:
+        """:meth:`apply` with the initial matrix ``H0`` (module docstring)."""
+        H = self.history
+        R, Rdiag, YZ, order = self._small
+        tau = self.tau
+        qs = q.to(self._SY.dtype)
+        a = (self._SY[:H] @ qs).to(torch.float64)[order, None]  # S q, (h, 1)
+        b = (self._Z @ qs).to(torch.float64)[order, None]  # Z q = Y M q
+        v = torch.linalg.solve_triangular(R, a, upper=True)
+        u = torch.linalg.solve_triangular(R.T, Rdiag[:, None] * v + tau * (YZ @ v) - tau * b,
+                                          upper=False)
+        cs = torch.zeros(H, dtype=torch.float64, device=a.device)
+        cz = torch.zeros(H, dtype=torch.float64, device=a.device)
+        cs[order], cz[order] = u[:, 0], -tau * v[:, 0]
+        out = self._SY[:H].T @ cs.to(self._SY.dtype) + self._Z.T @ cz.to(self._SY.dtype)
+        return out.to(q.dtype) + tau * self.initial.apply(q)
+
+    @property
+    def tau(self) -> float:
+        """``s.y / y.M y`` of the newest pair: the initial matrix's scaling (``H0 = τ M``)."""
+        return float(self.SY[-1, -1] / self.YZ[-1, -1])

@@ -30,6 +30,7 @@ from sparse_probe.penalties import ElasticNet
 from sparse_probe.solvers import fused_ce
 from sparse_probe.solvers.base import SolveResult
 from sparse_probe.solvers.centering import center_shift
+from sparse_probe.solvers.class_blocks import ClassBlocks, blocks_pay
 from sparse_probe.solvers.lbfgs import LBFGSMemory, history_for
 from sparse_probe.solvers.restricted import RestrictedData
 
@@ -128,13 +129,16 @@ def _direction(pg: torch.Tensor, mem: LBFGSMemory, gamma0: float | None = None,
     preset with the memory carried along the path, ~8% more iterations). Whatever is kept,
     the result must be a descent direction.
 
-    Without curvature pairs the initial Hessian scaling is ``gamma0`` (the last one of the
-    previous path point: the curvature barely changes between neighbouring λ), else a step of
-    1 in the largest coordinate. Clears the memory and falls back to steepest descent when the
+    Without curvature pairs: the memory's initial matrix where it has one
+    (:meth:`~sparse_probe.solvers.lbfgs.LBFGSMemory.set_initial`), else the scaling
+    ``gamma0`` (the last one of the previous path point: the curvature barely changes between
+    neighbouring λ), else a step of 1 in the largest coordinate. Clears the memory and falls back to steepest descent when the
     model gives no descent.
     """
     if len(mem):
         q = mem.apply(pg)
+    elif mem.initial is not None:
+        q = mem.initial.apply(pg)
     elif gamma0 is not None and gamma0 > 0:
         q = gamma0 * pg
     else:
@@ -407,6 +411,14 @@ def owlqn(
     loss, G, gb = acc.start()
     F, g = _penalized(loss, x[:Cm], l1, l2), smooth_grad(x, G, gb)
     mem = _memory(memory, Cm + C, history, l2)
+    blocks = None
+    if data.keeps_logits and blocks_pay(data.n, m, C):  # per-class curvature as L-BFGS's H0
+        free = ((x[:Cm] != 0) | (g[:Cm].abs() > l1)).view(C, m)
+        blocks = ClassBlocks(data.Xw, acc.z, l2, free, previous=mem.blocks)
+        mem.set_initial(blocks)
+        mem.blocks = blocks  # kept through add_to_y and embed, which drop the initial matrix
+    elif mem.initial is not None:
+        mem.set_initial(None)
     converged = False
     viol = float("inf")
     stall = 0
@@ -429,6 +441,11 @@ def owlqn(
             converged = True
             break
         it += 1
+        if blocks is not None:  # couplings of the weights that can move now only
+            changed = blocks.set_free(((x[:Cm] != 0) | (pg[:Cm] != 0)).view(C, m))
+            if changed.numel():
+                mem.initial_changed(blocks.columns(changed),
+                                    lambda Q, k=changed: blocks.apply_classes(Q, k))
         d = _direction(pg, mem, gamma0, free=(x != 0) | ~wmask)
         xi = torch.where(x != 0, torch.sign(x), torch.sign(-pg))
         acc.direction(d)

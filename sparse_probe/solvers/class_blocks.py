@@ -1,0 +1,239 @@
+"""Per-class blocks of the Hessian as the initial matrix of OWL-QN's L-BFGS model.
+
+For the mean multinomial cross-entropy with the ridge weight ``l2``, the Hessian's block of
+class k (its m weights and its bias, ``x̃ = [x, 1]``) is
+
+    B_k = (1/n) Σ_i p_ik (1 − p_ik) x̃_i x̃_iᵀ + r_k diag(1, …, 1, 0),
+
+``r_k`` the ridge weight ``l2``, at least :data:`FLOOR` times the block's mean weight
+diagonal, and the blocks between two classes are ``−(1/n) Σ_i p_ik p_il x̃_i x̃_iᵀ``. The inverse of the
+block-diagonal part, ``M = blockdiag(B_1⁻¹, …, B_C⁻¹)``, scaled by ``τ = s.y / y.M y`` of the
+newest curvature pair, replaces L-BFGS's scaled identity ``γ I`` as the initial inverse
+Hessian ``H0 = τ M`` (the compact form with a general ``H0``: Byrd, Nocedal & Schnabel,
+"Representations of quasi-Newton matrices and their use in limited memory methods", Math.
+Programming 63, 1994, eq. 2.17; :mod:`~sparse_probe.solvers.lbfgs`). It carries each
+class's own feature correlations (strong in deep features), which a scaled identity cannot and
+a few dozen pairs learn slowly; the pairs then correct the coupling between classes, weak
+where the probability mass is spread over many classes. This is the class-by-class curvature
+glmnet's multinomial solver works with (Friedman, Hastie & Tibshirani, "Regularization paths
+for generalized linear models via coordinate descent", J. Stat. Softw. 2010, section 4),
+used here as a preconditioner. Left out, the couplings between classes make ``M``
+underestimate the curvature of moves that take mass from one class to another (by up to 2×):
+the unscaled ``M`` overshot, and each iteration took 2.2 line-search trials instead of 1.1 on
+a 1,000-class path; ``τ`` took them back to 1.1.
+
+Only the weights that could move at the solve's start and still can (nonzero, or at zero
+with a nonzero pseudo-gradient) keep their couplings; each other weight gets its own
+curvature (its diagonal entry) only, and the classes whose set shrank get new inverses at
+that iteration (:meth:`ClassBlocks.set_free`). A weight held at zero must not lend the free
+ones its correlations: with exactly collinear columns one of a pair sits at zero while the inverse
+of their joint block is ~1/l2 along their difference, and directions along it, clipped by
+the orthant projection, stalled OWL-QN 800× over its tolerance (the collinear 30-class test).
+
+The blocks are estimated on all examples (evenly spaced subsamples of 4,096 of 5,000 doubled
+the iterations on 1,000 classes: there a class's block rests on its few own examples) and
+reused for :data:`REUSE` solves on the same columns. Measured side by side:
+``benchmarks/results/class-blocks-cpu-2026-12-05.txt``.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+
+__all__ = ["ClassBlocks", "blocks_pay"]
+
+REUSE = 8
+"""Solves that may reuse one estimate of the blocks (on the same working-set columns, with
+their own ridge weight and free weights): the probabilities move little between neighbouring
+path points, and the pairs correct what they moved."""
+
+PAY_ITERATIONS = 32
+"""The blocks are estimated where that costs at most this many OWL-QN iterations' products
+(:func:`blocks_pay`): they saved 5-10 iterations per point where points took 15-50."""
+
+FLOOR = 0.1
+"""Each weight's diagonal entry gets at least this share of its block's mean weight diagonal
+(the ridge weight where that is larger): exactly collinear free columns leave a block
+singular but for ``l2``, and the inverse's ~1/l2 along their difference gave directions the
+line search cut 4.5 times per iteration on a collinear 70-class draw (3014 × 52, seed
+505989: the default path 13.8 s; with 0.01 and 0.1 here 9.2 and 9.0 s; OWL-QN alone with
+0.1, 0.3, 1.0: 8.1, 9.3, 12.2 s), the 1,000- and 100-class paths within their noise (ad hoc
+runs)."""
+
+MAX_ENTRIES = 1 << 21
+"""Largest ``C (m + 1)²`` the blocks may take (float64: 16 MiB)."""
+
+MIN_CLASSES = 20
+"""Fewest classes the blocks are used for. The blocks between classes are left out, and with
+few classes they are large (with two, ``p_1 p_2 = p_1 (1 − p_1)``: as large as the classes'
+own): on the 10-class bench paths the blocks made one OWL-QN point take 16 iterations
+instead of 8 (``current``) and sent the choice to Newton points earlier, 2.2x slower
+(``benchmarks/results/class-blocks-cpu-2026-12-05.txt``)."""
+
+
+def blocks_pay(n: int, m: int, C: int) -> bool:
+    """Whether a solve on ``n`` examples, ``m`` working-set features and ``C`` classes uses the
+    class blocks: at least :data:`MIN_CLASSES` classes, and blocks within
+    :data:`MAX_ENTRIES` and cheaper to estimate (``n (m+1)(m+2)/2 C`` multiply-adds, once
+    per :data:`REUSE` solves at most) than :data:`PAY_ITERATIONS` of OWL-QN's iterations (two
+    ``n m C`` products each): ``m`` up to 125."""
+    if C < MIN_CLASSES or m < 1 or C * (m + 1) ** 2 > MAX_ENTRIES:
+        return False
+    return n * (m + 1) * (m + 2) / 2 <= PAY_ITERATIONS * 2 * n * m
+
+
+class ClassBlocks:
+    """``M = blockdiag(B_k⁻¹)`` for one solve (module docstring).
+
+    Parameters
+    ----------
+    Xw : torch.Tensor of shape (n, m), float32
+        Working-set columns.
+    z : torch.Tensor of shape (n, C)
+        Logits at the solve's start (the probabilities are their softmax).
+    l2 : float
+        Ridge weight on the weights (not the biases).
+    free : torch.Tensor of shape (C, m), bool
+        Weights whose couplings are kept (:meth:`set_free` changes them); the others get
+        their diagonal entry only.
+    previous : ClassBlocks, optional
+        The last solve's blocks: their estimate is reused where they were computed on the same
+        ``Xw`` (the same tensor) fewer than :data:`REUSE` solves ago.
+
+    Attributes
+    ----------
+    gram : torch.Tensor of shape (C, m + 1, m + 1), float64
+        The blocks without the ridge weight, ``(1/n) Σ p(1-p) x̃ x̃ᵀ``.
+    inv : torch.Tensor of shape (C, m + 1, m + 1), float64
+        ``B_k⁻¹`` per class with the couplings kept now, the bias last.
+    uses : int
+        Solves that used ``gram`` so far, this one included.
+    """
+
+    def __init__(self, Xw: torch.Tensor, z: torch.Tensor, l2: float, free: torch.Tensor,
+                 previous: ClassBlocks | None = None):
+        m = Xw.shape[1]
+        C = z.shape[1]
+        self.C, self.m = C, m
+        if previous is not None and previous.uses < REUSE and previous.C == C and \
+                previous.xw() is Xw:
+            self.gram, self.uses, self.xw = previous.gram, previous.uses + 1, previous.xw
+        else:
+            self.gram, self.uses, self.xw = self._estimate(Xw, z), 1, weakref.ref(Xw)
+        self.l2 = l2
+        dev = self.gram.device
+        self.keep = torch.ones((C, m + 1), dtype=torch.bool, device=dev)
+        self.keep[:, :m] = free.to(dev)
+        self.inv = self._inverse(torch.arange(C, device=dev))
+
+    def set_free(self, free: torch.Tensor) -> torch.Tensor:
+        """Drop the couplings of the weights not ``free`` (C, m) from here on; returns the
+        classes whose blocks changed (int64, possibly empty), their inverses recomputed.
+
+        The couplings kept only shrink within a solve: a weight that joins the moving set
+        mid-solve keeps its diagonal entry only until the next solve's blocks. Re-adding them
+        recomputed blocks at most iterations (316 inverses over the 100-class path's 454
+        iterations, their cost as large as the iterations they saved) for ~5% fewer
+        iterations (ad hoc runs)."""
+        keep = torch.ones_like(self.keep)
+        keep[:, : self.m] = free.to(keep.device)
+        keep &= self.keep
+        changed = torch.nonzero((keep != self.keep).any(1))[:, 0]
+        if changed.numel():
+            self.keep = keep
+            self.inv[changed] = self._inverse(changed)
+        return changed
+
+    def columns(self, classes: torch.Tensor) -> torch.Tensor:
+        """Flat (OWL-QN layout) indices of the weights and bias of each class in ``classes``,
+        (k (m+1),): each class's m weights, then its bias."""
+        m, Cm = self.m, self.C * self.m
+        w = classes[:, None] * m + torch.arange(m, device=classes.device)[None, :]
+        return torch.cat([w, Cm + classes[:, None]], 1).reshape(-1)
+
+    def apply_classes(self, Q: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """``M q`` on the columns :meth:`columns` of ``classes``: ``Q`` (h, k (m+1)) in that
+        order, the same shape back, in Q's dtype."""
+        h = Q.shape[0]
+        Qa = Q.to(torch.float64).reshape(h, classes.numel(), self.m + 1)
+        out = torch.einsum("kij,hkj->hki", self.inv[classes], Qa)
+        return out.reshape(h, -1).to(Q.dtype)
+
+    @staticmethod
+    def _estimate(Xw: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``(1/n) Σ p(1-p) x̃ x̃ᵀ`` per class, (C, m+1, m+1) float64: one product of the
+        weights ``p(1-p)`` (C, n) with the pairwise products ``x̃_i x̃_j`` (j ≥ i) of row
+        blocks, float32, accumulated in float64."""
+        n, m = Xw.shape
+        dev = Xw.device
+        P = torch.softmax(z.to(torch.float64), 1)
+        Wd = (P * (1.0 - P)).to(torch.float32)  # (n, C)
+        Xa = torch.cat([Xw, torch.ones((n, 1), dtype=Xw.dtype, device=dev)], 1)  # (n, m+1)
+        iu, ju = torch.triu_indices(m + 1, m + 1, device=dev)
+        T = iu.numel()
+        acc = torch.zeros((z.shape[1], T), dtype=torch.float64, device=dev)
+        step = max(1, (1 << 23) // T)  # row blocks of the pairwise products (32 MiB)
+        Q = torch.empty((min(step, n), T), dtype=Xa.dtype, device=dev)
+        for s in range(0, n, step):
+            Xb = Xa[s : s + step]
+            r = Xb.shape[0]
+            o = 0
+            for i in range(m + 1):  # x_i x_j for j >= i: triu_indices' order, slices (no gather)
+                torch.mul(Xb[:, i : i + 1], Xb[:, i:], out=Q[:r, o : o + m + 1 - i])
+                o += m + 1 - i
+            acc += (Wd[s : s + step].T @ Q[:r]).to(torch.float64)
+        B = torch.zeros((z.shape[1], m + 1, m + 1), dtype=torch.float64, device=dev)
+        B[:, iu, ju] = acc / n
+        B[:, ju, iu] = acc / n
+        return B
+
+    def _inverse(self, classes: torch.Tensor) -> torch.Tensor:
+        """The inverses of the blocks of ``classes`` with the ridge weight, the couplings of
+        the weights not kept left out (their diagonal entries stay)."""
+        m = self.m
+        B = self.gram[classes]
+        keep = self.keep[classes]
+        diag = torch.diagonal(B, dim1=1, dim2=2).clone()
+        B = torch.where(keep[:, :, None] & keep[:, None, :], B, torch.zeros_like(B))
+        idx = torch.arange(m + 1, device=B.device)
+        B[:, idx, idx] = diag
+        B[:, idx[:m], idx[:m]] += torch.clamp(FLOOR * diag[:, :m].mean(1, keepdim=True), min=self.l2)
+        return _spd_inverse(B)
+
+    def apply(self, Q: torch.Tensor) -> torch.Tensor:
+        """``M q`` for each row of ``Q`` of shape (p,) or (h, p), ``p = C m + C`` (weights
+        class by class, then the biases: OWL-QN's flat layout), in Q's dtype."""
+        C, m = self.C, self.m
+        Cm = C * m
+        one = Q.ndim == 1
+        Qh = (Q[None] if one else Q).to(torch.float64)
+        h = Qh.shape[0]
+        Qa = torch.cat([Qh[:, :Cm].reshape(h, C, m), Qh[:, Cm:, None]], 2)  # (h, C, m+1)
+        out = torch.einsum("kij,hkj->hki", self.inv, Qa)  # (h, C, m+1)
+        flat = torch.cat([out[:, :, :m].reshape(h, Cm), out[:, :, m]], 1)
+        flat = flat.to(Q.dtype)
+        return flat[0] if one else flat
+
+
+def _spd_inverse(B: torch.Tensor) -> torch.Tensor:
+    """Inverses of the symmetric positive semidefinite blocks ``B`` (b, k, k): through their
+    Cholesky factors, with a small multiple of each block's mean diagonal added where a
+    factorization fails (a column constant over the examples, or exactly collinear ones
+    without ridge), and each block's diagonal inverse where even that fails."""
+    L, info = torch.linalg.cholesky_ex(B)
+    bad = info != 0
+    if bool(bad.any()):
+        k = B.shape[-1]
+        eye = torch.eye(k, dtype=B.dtype, device=B.device)
+        scale = torch.diagonal(B, dim1=1, dim2=2).mean(1).clamp_min(1e-300)
+        Bj = B[bad] + 1e-8 * scale[bad, None, None] * eye
+        Lj, info_j = torch.linalg.cholesky_ex(Bj)
+        L[bad] = Lj
+        still = torch.zeros_like(bad)
+        still[bad] = info_j != 0
+        if bool(still.any()):
+            d = torch.diagonal(B[still], dim1=1, dim2=2).clamp_min(1e-12 * scale[still, None])
+            L[still] = torch.diag_embed(d.sqrt())
+    return torch.cholesky_inverse(L)
