@@ -22,7 +22,7 @@ def problem(n, m, C, seed):
 def hessian_blocks_ref(X, z, l2):
     """Each class's diagonal block of the mean multinomial CE Hessian over (weights, bias),
     from ``(1/n) Σ_i (diag(p_i) - p_i p_iᵀ) ⊗ x̃_i x̃_iᵀ`` in float64, ridge on the weights
-    (:func:`ridge`)."""
+    (:func:`ridge`; none for ``l2`` None)."""
     X = X.double().numpy()
     n, m = X.shape
     P = torch.softmax(z, 1).numpy()
@@ -30,7 +30,8 @@ def hessian_blocks_ref(X, z, l2):
     out = []
     for k in range(P.shape[1]):
         B = (Xa * (P[:, k] * (1 - P[:, k]))[:, None]).T @ Xa / n
-        B[np.arange(m), np.arange(m)] += ridge(B, l2)
+        if l2 is not None:
+            B[np.arange(m), np.arange(m)] += ridge(B, l2)
         out.append(B)
     return np.stack(out)
 
@@ -118,6 +119,35 @@ def test_estimate_is_reused_on_the_same_columns_up_to_reuse_solves():
     assert other.gram is not first.gram
 
 
+def test_estimate_is_the_same_over_several_row_blocks(monkeypatch):
+    X, z = problem(301, 5, 3, 12)
+    one = ClassBlocks(X, z, 0.0, torch.ones(3, 5, dtype=torch.bool)).gram
+    monkeypatch.setattr(cb, "BLOCK_FLOATS", 21 * 40)  # 40 rows a block, the last one 21
+    many = ClassBlocks(X, z, 0.0, torch.ones(3, 5, dtype=torch.bool)).gram
+    np.testing.assert_allclose(many.numpy(), one.numpy(), rtol=1e-5, atol=1e-7)  # float32 sums
+    np.testing.assert_allclose(many.numpy(), hessian_blocks_ref(X, z, None), rtol=2e-4,
+                               atol=1e-6)
+
+
+def test_spd_inverse_jitters_singular_blocks_and_falls_back_to_the_diagonal():
+    from sparse_probe.solvers.class_blocks import _spd_inverse
+
+    good = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
+    singular = torch.tensor([[4.0, 4.0], [4.0, 4.0]], dtype=torch.float64)  # PSD, rank 1
+    indefinite = torch.tensor([[1.0, 3.0], [3.0, 4.0]], dtype=torch.float64)
+    zero_diag = torch.tensor([[0.0, 3.0], [3.0, 4.0]], dtype=torch.float64)
+    small = singular / 16.0  # mean diagonal 0.25: the jitter 2.5e-9
+    inv = _spd_inverse(torch.stack([good, singular, indefinite, zero_diag, small]))
+    np.testing.assert_allclose(inv[0].numpy(), np.linalg.inv(good.numpy()), rtol=1e-12)
+    jittered = singular.numpy() + 1e-8 * 4.0 * np.eye(2)  # 1e-8 times the mean diagonal
+    np.testing.assert_allclose(inv[1].numpy(), np.linalg.inv(jittered), rtol=1e-6)
+    np.testing.assert_allclose(inv[2].numpy(), np.diag([1.0, 0.25]), rtol=1e-12)
+    # the diagonal, each entry at least 1e-12 times the mean diagonal (2 here)
+    np.testing.assert_allclose(inv[3].numpy(), np.diag([1.0 / 2e-12, 0.25]), rtol=1e-9)
+    np.testing.assert_allclose(inv[4].numpy(),
+                               np.linalg.inv(small.numpy() + 2.5e-9 * np.eye(2)), rtol=1e-6)
+
+
 def test_singular_blocks_still_give_a_positive_definite_inverse():
     X, z = problem(100, 4, 3, 6)
     X[:, 3] = X[:, 0]  # exactly collinear columns and no ridge: singular blocks
@@ -134,8 +164,16 @@ def test_singular_blocks_still_give_a_positive_definite_inverse():
     (10_000, 64, 2, False),     # few classes: their coupling is as large as their blocks
     (10_000, 64, 10, False),
     (500, 5000, 10, False),     # blocks too large
-    (300, 200, 40, False),      # m > 125: the estimate costs more than 32 iterations
+    (300, 200, 40, False),      # m > 124: the estimate costs more than 32 iterations
     (10_000, 0, 10, False),
+    (1_000, 124, 20, True),     # the edges: (m+1)(m+2)/2 <= 2 * 32 m up to m = 124,
+    (1_000, 125, 20, False),
+    (1_000, 1, 20, True),
+    (1_000, 0, 20, False),
+    (1_000, 8, 19, False),      # at least 20 classes,
+    (1_000, 63, 512, True),     # C (m+1)^2 up to 2^21 entries
+    (1_000, 63, 513, False),
+    (1_000, 63, 600, False),
 ])
 def test_blocks_pay(n, m, C, pays):
     assert blocks_pay(n, m, C) is pays

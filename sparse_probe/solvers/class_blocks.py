@@ -62,6 +62,9 @@ line search cut 4.5 times per iteration on a collinear 70-class draw (3014 × 52
 0.1, 0.3, 1.0: 8.1, 9.3, 12.2 s), the 1,000- and 100-class paths within their noise (ad hoc
 runs)."""
 
+BLOCK_FLOATS = 1 << 23
+"""float32 entries of one row block of the pairwise products ``x̃_i x̃_j`` (32 MiB)."""
+
 MAX_ENTRIES = 1 << 21
 """Largest ``C (m + 1)²`` the blocks may take (float64: 16 MiB)."""
 
@@ -78,7 +81,7 @@ def blocks_pay(n: int, m: int, C: int) -> bool:
     class blocks: at least :data:`MIN_CLASSES` classes, and blocks within
     :data:`MAX_ENTRIES` and cheaper to estimate (``n (m+1)(m+2)/2 C`` multiply-adds, once
     per :data:`REUSE` solves at most) than :data:`PAY_ITERATIONS` of OWL-QN's iterations (two
-    ``n m C`` products each): ``m`` up to 125."""
+    ``n m C`` products each): ``m`` up to 124."""
     if C < MIN_CLASSES or m < 1 or C * (m + 1) ** 2 > MAX_ENTRIES:
         return False
     return n * (m + 1) * (m + 2) / 2 <= PAY_ITERATIONS * 2 * n * m
@@ -174,7 +177,7 @@ class ClassBlocks:
         iu, ju = torch.triu_indices(m + 1, m + 1, device=dev)
         T = iu.numel()
         acc = torch.zeros((z.shape[1], T), dtype=torch.float64, device=dev)
-        step = max(1, (1 << 23) // T)  # row blocks of the pairwise products (32 MiB)
+        step = max(1, BLOCK_FLOATS // T)  # row blocks of the pairwise products
         Q = torch.empty((min(step, n), T), dtype=Xa.dtype, device=dev)
         for s in range(0, n, step):
             Xb = Xa[s : s + step]
