@@ -5,22 +5,22 @@ class k (its m weights and its bias, ``x̃ = [x, 1]``) is
 
     B_k = (1/n) Σ_i p_ik (1 − p_ik) x̃_i x̃_iᵀ + r_k diag(1, …, 1, 0),
 
-``r_k`` the ridge weight ``l2``, at least :data:`FLOOR` times the block's mean weight
-diagonal, and the blocks between two classes are ``−(1/n) Σ_i p_ik p_il x̃_i x̃_iᵀ``. The inverse of the
+``r_k`` the ridge weight ``l2``, at least :data:`FLOOR` times the block's mean weight diagonal,
+and the blocks between two classes are ``−(1/n) Σ_i p_ik p_il x̃_i x̃_iᵀ``. The inverse of the
 block-diagonal part, ``M = blockdiag(B_1⁻¹, …, B_C⁻¹)``, scaled by ``τ = s.y / y.M y`` of the
-newest curvature pair, replaces L-BFGS's scaled identity ``γ I`` as the initial inverse
-Hessian ``H0 = τ M`` (the compact form with a general ``H0``: Byrd, Nocedal & Schnabel,
+newest curvature pair, replaces L-BFGS's scaled identity ``γ I`` as the initial inverse Hessian
+``H0 = τ M`` (the compact form with a general ``H0``: Byrd, Nocedal & Schnabel,
 "Representations of quasi-Newton matrices and their use in limited memory methods", Math.
-Programming 63, 1994, eq. 2.17; :mod:`~sparse_probe.solvers.lbfgs`). It carries each
-class's own feature correlations (strong in deep features), which a scaled identity cannot and
-a few dozen pairs learn slowly; the pairs then correct the coupling between classes, weak
-where the probability mass is spread over many classes. This is the class-by-class curvature
-glmnet's multinomial solver works with (Friedman, Hastie & Tibshirani, "Regularization paths
-for generalized linear models via coordinate descent", J. Stat. Softw. 2010, section 4),
-used here as a preconditioner. Left out, the couplings between classes make ``M``
-underestimate the curvature of moves that take mass from one class to another (by up to 2×):
-the unscaled ``M`` overshot, and each iteration took 2.2 line-search trials instead of 1.1 on
-a 1,000-class path; ``τ`` took them back to 1.1.
+Programming 63, 1994, eq. 2.17; :mod:`~sparse_probe.solvers.lbfgs`). It carries each class's
+own feature correlations (strong in deep features), which a scaled identity cannot and a few
+dozen pairs learn slowly; the pairs then correct the coupling between classes, weak where the
+probability mass is spread over many classes. This is the class-by-class curvature glmnet's
+multinomial solver works with (Friedman, Hastie & Tibshirani, "Regularization paths for
+generalized linear models via coordinate descent", J. Stat. Softw. 2010, section 4), used here
+as a preconditioner. Left out, the couplings between classes make ``M`` underestimate the
+curvature of moves that take mass from one class to another (by up to 2×): the unscaled ``M``
+overshot, and each iteration took 2.2 line-search trials instead of 1.1 on a 1,000-class path;
+``τ`` took them back to 1.1.
 
 Only the weights that could move at the solve's start and still can (nonzero, or at zero
 with a nonzero pseudo-gradient) keep their couplings; each other weight gets its own
@@ -202,7 +202,8 @@ class ClassBlocks:
         B = torch.where(keep[:, :, None] & keep[:, None, :], B, torch.zeros_like(B))
         idx = torch.arange(m + 1, device=B.device)
         B[:, idx, idx] = diag
-        B[:, idx[:m], idx[:m]] += torch.clamp(FLOOR * diag[:, :m].mean(1, keepdim=True), min=self.l2)
+        floor = FLOOR * diag[:, :m].mean(1, keepdim=True)
+        B[:, idx[:m], idx[:m]] += torch.clamp(floor, min=self.l2)
         return _spd_inverse(B)
 
     def apply(self, Q: torch.Tensor) -> torch.Tensor:

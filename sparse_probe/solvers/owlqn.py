@@ -132,8 +132,8 @@ def _direction(pg: torch.Tensor, mem: LBFGSMemory, gamma0: float | None = None,
     Without curvature pairs: the memory's initial matrix where it has one
     (:meth:`~sparse_probe.solvers.lbfgs.LBFGSMemory.set_initial`), else the scaling
     ``gamma0`` (the last one of the previous path point: the curvature barely changes between
-    neighbouring λ), else a step of 1 in the largest coordinate. Clears the memory and falls back to steepest descent when the
-    model gives no descent.
+    neighbouring λ), else a step of 1 in the largest coordinate. Clears the memory and falls
+    back to steepest descent when the model gives no descent.
     """
     if len(mem):
         q = mem.apply(pg)
