@@ -155,9 +155,35 @@ def run_ours(X, y, lams, device="cpu", tol=None, threads=None, solver=None):
         kw["solver"] = solver
     t, c = time.perf_counter(), time.process_time()
     p = fit_path(X, y, alpha=ALPHA, lambdas=lams, device=device, progress=False, **kw)
+    el = time.perf_counter() - t
     info = dict(p.info, n_iter=[int(i) for i in p.n_iter], tol_per_point=p.info["tol_per_point"],
-                cpu_seconds=time.process_time() - c, mean=p.mean.tolist(), scale=p.scale.tolist())
-    return time.perf_counter() - t, [w for w in p.weights], p.intercepts, info
+                cpu_seconds=time.process_time() - c, mean=p.mean.tolist(), scale=p.scale.tolist(),
+                point_seconds=point_seconds(el, p.time))
+    return el, [w for w in p.weights], p.intercepts, info
+
+
+def point_seconds(elapsed: float, point_time) -> list[float]:
+    """Seconds from the call to the end of each path point, shape (L,): ``fit_path``'s own
+    clock (``Path.time``, from inside the call) shifted so that the last point ends at the
+    call's ``elapsed`` (what the fit did before its first point counts from the start)."""
+    t = np.asarray(point_time, dtype=float)
+    if t.size == 0:
+        return []
+    return [float(v) for v in t + (elapsed - t[-1])]
+
+
+def peer_ratio(peer: dict, ours: dict) -> tuple[float, str]:
+    """A peer's time over ours on the same λ, and its mark: a peer that stopped after k of
+    the L λ ours solved is set against our time to the end of point k (``point_seconds``),
+    marked ``*``; where ours has no per-point times, against our whole path, marked ``!``
+    (the peer's path is the shorter: the ratio favours it)."""
+    k = peer["n"]
+    if k >= ours["n"]:
+        return peer["time"] / ours["time"], ""
+    pts = ours.get("point_seconds") or []
+    if k >= 1 and len(pts) >= k:
+        return peer["time"] / pts[k - 1], "*"
+    return peer["time"] / ours["time"], "!"
 
 
 GLMNET_THRESH = 1e-7
@@ -528,7 +554,8 @@ def bench_geometries(args):
                     obj, kkt, extra = objectives(X, y, W, B, lam_eval), None, ""
                     extra = peer_stop_note(info, len(W), len(lams))
                 cpu = info.get("cpu_seconds")
-                res[label] = dict(time=el, obj=obj, kkt=kkt, n=len(W), cpu=cpu)
+                res[label] = dict(time=el, obj=obj, kkt=kkt, n=len(W), cpu=cpu,
+                                  point_seconds=info.get("point_seconds"))
                 cpu_txt = "" if cpu is None else f" (CPU {cpu:.2f} s)"
                 print(f"  {label}: {el:.2f} s{cpu_txt}{extra}", flush=True)
         finally:
@@ -548,6 +575,7 @@ def bench_geometries(args):
     peer_cols = "".join(f" {p + ' s':>12} {p + '/ours':>13} {p + ' gap':>11}" for p in args.peers)
     print(f"{'geometry':>13} {'n×d×C':>16} {'ours':>25} {'s':>8} {'gap':>9} {'KKT/tol':>7}"
           f"{peer_cols}")
+    cuts: list[str] = []  # the rows whose peer stopped early, how their ratio is taken
     for geo, cfg, res in rows:
         for o in ours_names:
             v = res[o]
@@ -558,11 +586,19 @@ def bench_geometries(args):
                 pv = res.get(p)
                 if pv is None:
                     line += f" {'>' + str(int(args.peer_timeout)):>12} {'-':>13} {'-':>11}"
-                else:  # '*': the peer stopped early, its time covers fewer λ than ours
-                    cut = "*" if pv["n"] < v["n"] else ""
-                    line += (f" {cut + format(pv['time'], '.2f'):>12} "
-                             f"{pv['time'] / v['time']:>13.2f} {pv['gap']:>11.1e}")
+                else:  # '*': the peer stopped early: set against our time to its last λ
+                    ratio, mark = peer_ratio(pv, v)
+                    if mark:
+                        cuts.append(f"{mark} {geo}, {p}: stopped after {pv['n']} of {v['n']} λ; "
+                                    + (f"{o} reached λ #{pv['n']} in "
+                                       f"{v['point_seconds'][pv['n'] - 1]:.2f} s (whole path "
+                                       f"{v['time']:.2f} s)" if mark == "*" else
+                                       f"against {o}'s whole path (no per-point times)"))
+                    line += (f" {mark + format(pv['time'], '.2f'):>12} "
+                             f"{mark + format(ratio, '.2f'):>13} {pv['gap']:>11.1e}")
             print(line, flush=True)
+    for c in cuts:
+        print(c)
     # the process's CPU seconds of each fit: on a machine shared with other work the wall
     # clock carries the others' load, the CPU time far less of it
     print("\nCPU seconds of each fit (time.process_time in its process):")
@@ -578,8 +614,9 @@ def bench_geometries(args):
                 pv = res.get(p)
                 if pv is None or pv.get("cpu") is None:
                     line += f" {'-':>14} {'-':>13}"
-                else:
-                    line += f" {pv['cpu']:>14.2f} {pv['cpu'] / v['cpu']:>13.2f}"
+                else:  # '!': a peer that stopped early did less work than ours
+                    cut = "!" if pv["n"] < v["n"] else ""
+                    line += f" {pv['cpu']:>14.2f} {cut + format(pv['cpu'] / v['cpu'], '.2f'):>13}"
             print(line, flush=True)
     print("target: glmnet/ours >= 5 on every geometry, our gap <= 1e-5, KKT/tol <= 1")
 

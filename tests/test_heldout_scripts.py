@@ -233,6 +233,30 @@ def test_a_peer_that_stopped_early_is_named_in_the_report():
     assert bp.peer_stop_note({}, 19, 20) == ", stopped after 19 of 20 λ"
 
 
+def test_a_peer_that_stopped_early_is_timed_against_ours_on_the_same_lambdas():
+    # python-glmnet stopped the 1,000-class path at 23 of 30 λ (jerr -24): its time set against
+    # our whole path had favoured it; the ratio is now against our time to its last λ
+    bp = load_bench("bench_path")
+    # fit_path's clock starts inside the call: shifted so the last point ends at the elapsed time
+    assert bp.point_seconds(5.0, [1.0, 2.5, 4.5]) == pytest.approx([1.5, 3.0, 5.0])
+    assert bp.point_seconds(1.0, []) == []
+    ours = {"time": 10.0, "n": 4, "point_seconds": [1.0, 2.0, 4.0, 10.0]}
+    assert bp.peer_ratio({"time": 20.0, "n": 4}, ours) == (2.0, "")
+    assert bp.peer_ratio({"time": 20.0, "n": 5}, ours) == (2.0, "")  # ours the shorter: as is
+    assert bp.peer_ratio({"time": 20.0, "n": 3}, ours) == (5.0, "*")  # 20 s over our 4.0 s
+    assert bp.peer_ratio({"time": 20.0, "n": 1}, ours) == (20.0, "*")
+    # no per-point times (an older run): the whole path, marked as favouring the peer
+    assert bp.peer_ratio({"time": 20.0, "n": 3}, {"time": 10.0, "n": 4}) == (2.0, "!")
+    assert bp.peer_ratio({"time": 20.0, "n": 0}, ours) == (2.0, "!")
+    # a real path: one time per point, increasing, the last the whole call's
+    X, y = bp.make_geometry("current", 300, 20, 3, 4)
+    lams = bp.lambda_grid(X, y, 3, 6, 1e-2)
+    el, W, _B, info = bp.run_ours(X, y, lams, threads=1)
+    pts = info["point_seconds"]
+    assert len(pts) == len(W) == 6 and pts[-1] == pytest.approx(el)
+    assert np.all(np.diff(pts) >= 0) and pts[0] > 0
+
+
 def test_a_glmnet_peer_takes_its_threshold_from_its_name():
     bp = load_bench("bench_path")
     assert bp.glmnet_thresh("glmnet") == bp.GLMNET_THRESH == 1e-7  # python-glmnet's default
