@@ -322,3 +322,59 @@ def test_changing_the_free_weights_updates_the_memory_on_their_classes_only():
                                    atol=1e-10 * float((H @ q).abs().max()))
     # a free set that is the same again changes nothing
     assert blocks.set_free(blocks.keep[:, :m].clone()).numel() == 0
+
+
+@pytest.mark.parametrize("n_pairs", [3, 8])
+def test_resize_keeps_the_initial_matrix_products(n_pairs):
+    """A memory with ``τ M`` cut to 2 pairs applies as dense BFGS from ``τ M`` over those two
+    (its ``M y`` kept with them)."""
+    p, history = 30, 6
+    g = torch.Generator().manual_seed(40 + n_pairs)
+    A = torch.randn(p, p, generator=g, dtype=torch.float64)
+    A = A @ A.T / p + 0.2 * torch.eye(p, dtype=torch.float64)
+    M = torch.randn(p, p, generator=g, dtype=torch.float64)
+    H0 = torch.linalg.inv(M @ M.T / p + 0.5 * torch.eye(p, dtype=torch.float64))
+    mem = LBFGSMemory(history)
+    mem.set_initial(Dense(H0))
+    pairs = []
+    for _ in range(n_pairs):
+        s = torch.randn(p, generator=g, dtype=torch.float64)
+        assert mem.push(s, A @ s)
+        pairs = [*pairs, (s, A @ s)][-history:]
+    mem.resize(2)
+    pairs = pairs[-2:]
+    s_new, y_new = pairs[-1]
+    tau = float(s_new @ y_new) / float(y_new @ H0 @ y_new)
+    assert mem.tau == pytest.approx(tau, rel=1e-12)
+    H = bfgs_dense(tau * H0, pairs)
+    q = torch.randn(p, generator=g, dtype=torch.float64)
+    np.testing.assert_allclose(mem.apply(q).numpy(), (H @ q).numpy(), rtol=1e-9,
+                               atol=1e-11 * float((H @ q).abs().max()))
+
+
+def test_owlqn_keeps_few_pairs_beside_the_blocks_and_its_budget_without():
+    """With the blocks as H0 OWL-QN's memory holds ``PAIRS`` pairs (a carried larger one is cut
+    to its newest); without them ``history_for``'s budget (a carried cut one grows back)."""
+    from sparse_probe.penalties import ElasticNet
+    from sparse_probe.solvers.lbfgs import history_for
+    from sparse_probe.solvers.owlqn import owlqn
+    from sparse_probe.solvers.restricted import RestrictedData
+
+    for C, blocks in ((24, True), (6, False)):
+        n, m = 1200, 8
+        X, _ = problem(n, m, C, 5)
+        y = torch.as_tensor(np.arange(n) % C)
+        data = RestrictedData(X, y, C, XwT=X.T.contiguous())
+        assert cb.blocks_pay(n, m, C) is blocks
+        W0 = torch.zeros(C, m, dtype=torch.float64)
+        b0 = torch.zeros(C, dtype=torch.float64)
+        pen = ElasticNet(0.99)
+        budget = history_for(C * m + C)
+        want = cb.PAIRS if blocks else budget
+        first = owlqn(data, W0, b0, 0.01, pen, tol=1e-6)
+        assert first.memory.history == want
+        other = LBFGSMemory(budget if blocks else cb.PAIRS)  # the other size, carried in
+        res = owlqn(data, W0, b0, 0.01, pen, tol=1e-6, memory=other)
+        assert res.converged and res.memory is other and other.history == want
+        explicit = owlqn(data, W0, b0, 0.01, pen, tol=1e-6, history=7)  # the caller's count
+        assert explicit.memory.history == 7

@@ -156,3 +156,60 @@ def test_embed_pads_the_pairs_with_zeros():
     q = torch.randn(14, generator=g, dtype=torch.float64)
     np.testing.assert_allclose(mem.apply(q).numpy(), two_loop(q, padded).numpy(), rtol=1e-10,
                                atol=1e-13)
+
+
+@pytest.mark.parametrize(("n_pairs", "new_history"), [(7, 3), (4, 3), (2, 3), (7, 9), (0, 2)])
+def test_resize_keeps_the_newest_pairs_and_their_products(n_pairs, new_history):
+    """A memory cut to h pairs (or grown) applies as a memory given only its newest h pairs;
+    pairs pushed afterwards wrap the new ring buffer as usual."""
+    p, history = 40, 5
+    A, g = spd(p, 30 + n_pairs)
+    mem = LBFGSMemory(history)
+    pairs = []
+    for _ in range(n_pairs):
+        s = torch.randn(p, generator=g, dtype=torch.float64)
+        assert mem.push(s, A @ s)
+        pairs = [*pairs, (s, A @ s)][-history:]
+    mem.resize(new_history)
+    assert mem.history == new_history
+    pairs = pairs[-new_history:] if new_history else []
+    assert len(mem) == len(pairs)
+    for _ in range(new_history + 2):  # then the buffer of the new size fills and wraps
+        q = torch.randn(p, generator=g, dtype=torch.float64)
+        if pairs:
+            np.testing.assert_allclose(mem.apply(q).numpy(), two_loop(q, pairs).numpy(),
+                                       rtol=1e-10, atol=1e-12 * float(q.abs().max()))
+        s = torch.randn(p, generator=g, dtype=torch.float64)
+        assert mem.push(s, A @ s)
+        pairs = [*pairs, (s, A @ s)][-new_history:]
+        assert len(mem) == len(pairs)
+
+
+def test_resize_to_the_same_history_changes_nothing():
+    p = 10
+    A, g = spd(p, 3)
+    mem = LBFGSMemory(4)
+    for _ in range(6):
+        s = torch.randn(p, generator=g, dtype=torch.float64)
+        mem.push(s, A @ s)
+    buf, slots = mem._SY, list(mem.slots)
+    mem.resize(4)
+    assert mem._SY is buf and mem.slots == slots
+
+
+def test_resize_after_clear_keeps_an_empty_buffer_of_the_new_size():
+    # a cleared memory still has its buffer: no pair to keep (an empty index), the new size
+    p = 8
+    A, g = spd(p, 5)
+    mem = LBFGSMemory(4)
+    for _ in range(3):
+        s = torch.randn(p, generator=g, dtype=torch.float64)
+        mem.push(s, A @ s)
+    mem.clear()
+    mem.resize(2)
+    assert len(mem) == 0 and mem.history == 2 and mem._SY.shape == (4, p)
+    s = torch.randn(p, generator=g, dtype=torch.float64)
+    assert mem.push(s, A @ s)
+    q = torch.randn(p, generator=g, dtype=torch.float64)
+    np.testing.assert_allclose(mem.apply(q).numpy(), two_loop(q, [(s, A @ s)]).numpy(),
+                               rtol=1e-10)

@@ -190,6 +190,32 @@ class LBFGSMemory:
         self._refresh_small()
         return True
 
+    def resize(self, history: int) -> None:
+        """Keep at most ``history`` pairs from now on: the newest ones where there are more,
+        all of them where the memory grows (the products with the pairs kept are those of a
+        memory that was given only them)."""
+        if history == self.history:
+            return
+        keep = min(len(self.slots), history)
+        if self._SY is not None:
+            H = self.history
+            live = torch.as_tensor(self.slots[len(self.slots) - keep:], dtype=torch.long,
+                                   device=self._SY.device)
+            buf = self._SY.new_zeros((2 * history, self._SY.shape[1]))
+            buf[:keep], buf[history : history + keep] = self._SY[live], self._SY[H + live]
+            if self._Z is not None:
+                Z = self._Z.new_zeros((history, self._Z.shape[1]))
+                Z[:keep] = self._Z[live]
+                self._Z = Z
+            self._SY = buf
+            drop = len(self.slots) - keep
+            self.SY, self.YY = self.SY[drop:, drop:], self.YY[drop:, drop:]
+            if self.YZ.size:
+                self.YZ = self.YZ[drop:, drop:]
+        self.slots = list(range(keep))
+        self.history = history
+        self._refresh_small()
+
     def embed(self, index: np.ndarray | torch.Tensor, p: int) -> None:
         """Move the pairs into a larger space of length ``p``: entry ``i`` of every stored
         vector goes to ``index[i]``, the other entries are zero. For a problem that gained

@@ -30,6 +30,7 @@ from sparse_probe.penalties import ElasticNet
 from sparse_probe.solvers import fused_ce
 from sparse_probe.solvers.base import SolveResult
 from sparse_probe.solvers.centering import center_shift
+from sparse_probe.solvers.class_blocks import PAIRS as BLOCK_PAIRS
 from sparse_probe.solvers.class_blocks import ClassBlocks, blocks_pay
 from sparse_probe.solvers.lbfgs import LBFGSMemory, history_for
 from sparse_probe.solvers.restricted import RestrictedData
@@ -412,7 +413,10 @@ def owlqn(
     F, g = _penalized(loss, x[:Cm], l1, l2), smooth_grad(x, G, gb)
     mem = _memory(memory, Cm + C, history, l2)
     blocks = None
-    if data.keeps_logits and blocks_pay(data.n, m, C):  # per-class curvature as L-BFGS's H0
+    use_blocks = data.keeps_logits and blocks_pay(data.n, m, C)
+    if history is None:  # few pairs beside the blocks (class_blocks.PAIRS), else the budget's
+        mem.resize(BLOCK_PAIRS if use_blocks else history_for(Cm + C))
+    if use_blocks:  # per-class curvature as L-BFGS's H0
         free = ((x[:Cm] != 0) | (g[:Cm].abs() > l1)).view(C, m)
         blocks = ClassBlocks(data.Xw, acc.z, l2, free, previous=mem.blocks)
         mem.set_initial(blocks)
