@@ -354,9 +354,10 @@ def test_resize_keeps_the_initial_matrix_products(n_pairs):
 
 def test_owlqn_keeps_few_pairs_beside_the_blocks_and_its_budget_without():
     """With the blocks as H0 OWL-QN's memory holds ``PAIRS`` pairs (a carried larger one is cut
-    to its newest); without them ``history_for``'s budget (a carried cut one grows back)."""
+    to its newest); without them ``history_for``'s budget, on CPU at most ``CPU_PAIRS`` (a
+    carried cut one grows back)."""
     from sparse_probe.penalties import ElasticNet
-    from sparse_probe.solvers.lbfgs import history_for
+    from sparse_probe.solvers.lbfgs import CPU_PAIRS, history_for
     from sparse_probe.solvers.owlqn import owlqn
     from sparse_probe.solvers.restricted import RestrictedData
 
@@ -370,7 +371,8 @@ def test_owlqn_keeps_few_pairs_beside_the_blocks_and_its_budget_without():
         b0 = torch.zeros(C, dtype=torch.float64)
         pen = ElasticNet(0.99)
         budget = history_for(C * m + C)
-        want = cb.PAIRS if blocks else budget
+        assert budget > CPU_PAIRS > cb.PAIRS  # three different sizes at this problem's p
+        want = cb.PAIRS if blocks else CPU_PAIRS
         first = owlqn(data, W0, b0, 0.01, pen, tol=1e-6)
         assert first.memory.history == want
         other = LBFGSMemory(budget if blocks else cb.PAIRS)  # the other size, carried in

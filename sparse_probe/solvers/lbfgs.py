@@ -31,7 +31,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["LBFGSMemory", "history_for"]
+__all__ = ["CPU_PAIRS", "LBFGSMemory", "history_for"]
+
+
+CPU_PAIRS = 20
+"""Most curvature pairs OWL-QN keeps on CPU (:func:`history_for`'s budget allows 80 at most
+sizes; the GPU keeps that). Each pair costs two reads of a vector per direction and update,
+and past ~20 the older pairs bought no fewer iterations where the path crawls: held-out
+collinear paths without the class blocks took 17.6 s (7,953 OWL-QN iterations) with 80 pairs
+and 11.1 s (5,200) with 20 (3395 × 253 × 20), 3.6 s (914) and 2.6 s (766) (2390 × 387 × 40);
+on the bench's own geometry 0.80 and 0.78 s (283 and 359 iterations; ad hoc runs, one each;
+``benchmarks/results/lbfgs-pairs-cpu-2026-12-05.txt`` has the library's rule side by side)."""
 
 
 def history_for(p: int, *, max_pairs: int = 80, min_pairs: int = 10,

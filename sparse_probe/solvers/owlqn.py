@@ -32,7 +32,7 @@ from sparse_probe.solvers.base import SolveResult
 from sparse_probe.solvers.centering import center_shift
 from sparse_probe.solvers.class_blocks import PAIRS as BLOCK_PAIRS
 from sparse_probe.solvers.class_blocks import ClassBlocks, blocks_pay
-from sparse_probe.solvers.lbfgs import LBFGSMemory, history_for
+from sparse_probe.solvers.lbfgs import CPU_PAIRS, LBFGSMemory, history_for
 from sparse_probe.solvers.restricted import RestrictedData
 
 __all__ = ["F32_NEAR", "F32_TOL_SHARE", "f32_suspect", "owlqn", "precision_retry"]
@@ -415,7 +415,9 @@ def owlqn(
     blocks = None
     use_blocks = data.keeps_logits and blocks_pay(data.n, m, C)
     if history is None:  # few pairs beside the blocks (class_blocks.PAIRS), else the budget's
-        mem.resize(BLOCK_PAIRS if use_blocks else history_for(Cm + C))
+        budget = history_for(Cm + C)  # (on CPU at most lbfgs.CPU_PAIRS)
+        mem.resize(BLOCK_PAIRS if use_blocks else
+                   min(budget, CPU_PAIRS) if W0.device.type == "cpu" else budget)
     if use_blocks:  # per-class curvature as L-BFGS's H0
         free = ((x[:Cm] != 0) | (g[:Cm].abs() > l1)).view(C, m)
         blocks = ClassBlocks(data.Xw, acc.z, l2, free, previous=mem.blocks)
