@@ -51,8 +51,8 @@ blocks hold each class's curvature, so the pairs only correct the couplings betw
 and each pair costs ``M y`` to keep up whenever a block changes. With 80 pairs a held-out
 collinear 3014 × 52 × 70 path took 11.4 s (1,473 OWL-QN iterations), with 20 3.9 s (1,858),
 with 10 3.4 s (1,750); the 1,000-class bench row 29.9 / 29.1 / 28.2 s, 1,000 classes at
-n = 5,000 12.4 / 10.0 / 10.1 s, 100 classes 3.1 / 2.8 / 2.7 s (ad hoc runs, one each, all
-pairs capped; ``benchmarks/results/class-blocks-pairs-cpu-2026-12-05.txt`` has the library's
+n = 5,000 12.4 / 10.0 / 10.1 s, 100 classes 3.1 / 2.8 / 2.7 s (ad hoc runs, best of one or two, all
+pairs capped; ``benchmarks/results/lbfgs-pairs-cpu-2026-12-05.txt`` has the library's
 rule side by side)."""
 
 REUSE = 8
