@@ -5,6 +5,7 @@ update, and the solves that use them against the ones that do not."""
 import numpy as np
 import pytest
 import torch
+from helpers_lbfgs import push_pairs
 
 from sparse_probe.solvers import class_blocks as cb
 from sparse_probe.solvers.class_blocks import ClassBlocks, blocks_pay
@@ -190,6 +191,17 @@ def bfgs_dense(H0, pairs):
     return H
 
 
+def quadratic_and_h0(p, seed):
+    """An SPD quadratic's Hessian ``A`` (p, p), an SPD initial matrix ``H0`` and the generator
+    that made them (its next draws: the steps)."""
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(p, p, generator=g, dtype=torch.float64)
+    A = A @ A.T / p + 0.2 * torch.eye(p, dtype=torch.float64)
+    M = torch.randn(p, p, generator=g, dtype=torch.float64)
+    H0 = torch.linalg.inv(M @ M.T / p + 0.5 * torch.eye(p, dtype=torch.float64))
+    return A, H0, g
+
+
 class Dense:
     def __init__(self, H0):
         self.H0 = H0
@@ -202,19 +214,11 @@ class Dense:
 def test_compact_form_with_an_initial_matrix_matches_dense_bfgs(n_pairs, set_first):
     """``τ M`` with ``τ = s.y / y.M y`` of the newest pair, then the pairs' updates."""
     p, history = 30, 5
-    g = torch.Generator().manual_seed(n_pairs)
-    A = torch.randn(p, p, generator=g, dtype=torch.float64)
-    A = A @ A.T / p + 0.2 * torch.eye(p, dtype=torch.float64)
-    M = torch.randn(p, p, generator=g, dtype=torch.float64)
-    H0 = torch.linalg.inv(M @ M.T / p + 0.5 * torch.eye(p, dtype=torch.float64))
+    A, H0, g = quadratic_and_h0(p, n_pairs)
     mem = LBFGSMemory(history)
     if set_first:  # H0 y computed at push
         mem.set_initial(Dense(H0))
-    pairs = []
-    for _ in range(n_pairs):
-        s = torch.randn(p, generator=g, dtype=torch.float64)
-        assert mem.push(s, A @ s)
-        pairs = [*pairs, (s, A @ s)][-history:]
+    pairs = push_pairs(mem, A, g, n_pairs, history)
     if not set_first:  # H0 y of the pairs kept computed at once
         mem.set_initial(Dense(H0))
     s_new, y_new = pairs[-1]
@@ -329,18 +333,10 @@ def test_resize_keeps_the_initial_matrix_products(n_pairs):
     """A memory with ``τ M`` cut to 2 pairs applies as dense BFGS from ``τ M`` over those two
     (its ``M y`` kept with them)."""
     p, history = 30, 6
-    g = torch.Generator().manual_seed(40 + n_pairs)
-    A = torch.randn(p, p, generator=g, dtype=torch.float64)
-    A = A @ A.T / p + 0.2 * torch.eye(p, dtype=torch.float64)
-    M = torch.randn(p, p, generator=g, dtype=torch.float64)
-    H0 = torch.linalg.inv(M @ M.T / p + 0.5 * torch.eye(p, dtype=torch.float64))
+    A, H0, g = quadratic_and_h0(p, 40 + n_pairs)
     mem = LBFGSMemory(history)
     mem.set_initial(Dense(H0))
-    pairs = []
-    for _ in range(n_pairs):
-        s = torch.randn(p, generator=g, dtype=torch.float64)
-        assert mem.push(s, A @ s)
-        pairs = [*pairs, (s, A @ s)][-history:]
+    pairs = push_pairs(mem, A, g, n_pairs, history)
     mem.resize(2)
     pairs = pairs[-2:]
     s_new, y_new = pairs[-1]

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers_lbfgs import push_pairs
 
 from sparse_probe.solvers.lbfgs import LBFGSMemory
 
@@ -33,11 +34,7 @@ def test_apply_matches_two_loop(n_pairs):
     p, history = 60, 5
     A, g = spd(p, n_pairs)
     mem = LBFGSMemory(history)
-    pairs = []
-    for _ in range(n_pairs):
-        s = torch.randn(p, generator=g, dtype=torch.float64)
-        assert mem.push(s, A @ s)
-        pairs = [*pairs, (s, A @ s)][-history:]
+    pairs = push_pairs(mem, A, g, n_pairs, history)
     assert len(mem) == min(n_pairs, history)
     s, y = pairs[-1]
     assert mem.gamma == pytest.approx(float(s @ y) / float(y @ y), rel=1e-14)
@@ -165,11 +162,7 @@ def test_resize_keeps_the_newest_pairs_and_their_products(n_pairs, new_history):
     p, history = 40, 5
     A, g = spd(p, 30 + n_pairs)
     mem = LBFGSMemory(history)
-    pairs = []
-    for _ in range(n_pairs):
-        s = torch.randn(p, generator=g, dtype=torch.float64)
-        assert mem.push(s, A @ s)
-        pairs = [*pairs, (s, A @ s)][-history:]
+    pairs = push_pairs(mem, A, g, n_pairs, history)
     mem.resize(new_history)
     assert mem.history == new_history
     pairs = pairs[-new_history:] if new_history else []
@@ -185,13 +178,18 @@ def test_resize_keeps_the_newest_pairs_and_their_products(n_pairs, new_history):
         assert len(mem) == len(pairs)
 
 
-def test_resize_to_the_same_history_changes_nothing():
-    p = 10
-    A, g = spd(p, 3)
-    mem = LBFGSMemory(4)
-    for _ in range(6):
+def _filled(p, seed, history, n_pairs):
+    """A memory of ``history`` pairs after ``n_pairs`` pushes on a random SPD quadratic."""
+    A, g = spd(p, seed)
+    mem = LBFGSMemory(history)
+    for _ in range(n_pairs):
         s = torch.randn(p, generator=g, dtype=torch.float64)
         mem.push(s, A @ s)
+    return mem, A, g
+
+
+def test_resize_to_the_same_history_changes_nothing():
+    mem, _, _ = _filled(10, 3, 4, 6)
     buf, slots = mem._SY, list(mem.slots)
     mem.resize(4)
     assert mem._SY is buf and mem.slots == slots
@@ -200,11 +198,7 @@ def test_resize_to_the_same_history_changes_nothing():
 def test_resize_after_clear_keeps_an_empty_buffer_of_the_new_size():
     # a cleared memory still has its buffer: no pair to keep (an empty index), the new size
     p = 8
-    A, g = spd(p, 5)
-    mem = LBFGSMemory(4)
-    for _ in range(3):
-        s = torch.randn(p, generator=g, dtype=torch.float64)
-        mem.push(s, A @ s)
+    mem, A, g = _filled(p, 5, 4, 3)
     mem.clear()
     mem.resize(2)
     assert len(mem) == 0 and mem.history == 2 and mem._SY.shape == (4, p)
