@@ -359,7 +359,10 @@ def owlqn(
         Logits at the start (up to a per-row constant), when the caller has them; otherwise
         computed with float64 products. Only with :class:`RestrictedData`.
     history : int, optional
-        Curvature pairs kept (default :func:`~sparse_probe.solvers.lbfgs.history_for`).
+        Curvature pairs kept. Default: :data:`~sparse_probe.solvers.class_blocks.PAIRS`
+        beside the class blocks, else :func:`~sparse_probe.solvers.lbfgs.history_for`'s
+        budget, on CPU at most :data:`~sparse_probe.solvers.lbfgs.CPU_PAIRS`; a carried
+        memory is cut to its newest pairs or grown to that count.
     gamma0 : float, optional
         Initial L-BFGS scaling (``SolveResult.gamma`` of the previous path point).
     memory : LBFGSMemory, optional
