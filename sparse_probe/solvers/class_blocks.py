@@ -45,16 +45,16 @@ import torch
 __all__ = ["PAIRS", "ClassBlocks", "blocks_pay"]
 
 PAIRS = 10
-"""Curvature pairs OWL-QN's L-BFGS keeps while the blocks are its initial matrix (the fewest
-:func:`~sparse_probe.solvers.lbfgs.history_for` gives; otherwise at most
-:data:`~sparse_probe.solvers.lbfgs.CPU_PAIRS` on CPU, 80 before). The blocks hold each
-class's curvature, so the pairs only correct the couplings between classes, and each pair
-costs ``M y`` to keep up whenever a block changes. With 80, 20 and 10 pairs a held-out
-collinear 3014 × 52 × 70 path took 11.4, 3.9 and 3.4 s (1,473, 1,858 and 1,750 OWL-QN
-iterations); the 1,000-class bench row 29.9 / 29.1 / 28.2 s, 1,000 classes at n = 5,000
-12.4 / 10.0 / 10.1 s, 100 classes 3.1 / 2.8 / 2.7 s (ad hoc runs, best of one or two, all
-pairs capped; ``benchmarks/results/lbfgs-pairs-cpu-2026-12-05.txt`` has the library's rule
-side by side)."""
+"""Curvature pairs OWL-QN's L-BFGS keeps on CPU while the blocks are its initial matrix (the
+fewest :func:`~sparse_probe.solvers.lbfgs.history_for` gives; otherwise at most
+:data:`~sparse_probe.solvers.lbfgs.CPU_PAIRS`, 80 before; a GPU keeps the budget's). The
+blocks hold each class's curvature, so the pairs only correct the couplings between classes,
+and each pair costs ``M y`` to keep up whenever a block changes. With 80, 20 and 10 pairs a
+held-out collinear 3014 × 52 × 70 path took 11.4, 3.9 and 3.4 s (1,473, 1,858 and 1,750
+OWL-QN iterations); the 1,000-class bench row 29.9 / 29.1 / 28.2 s, 1,000 classes at
+n = 5,000 12.4 / 10.0 / 10.1 s, 100 classes 3.1 / 2.8 / 2.7 s (ad hoc runs, best of one or
+two, all pairs capped; ``benchmarks/results/lbfgs-pairs-cpu-2026-12-05.txt`` has the
+library's rule side by side)."""
 
 REUSE = 8
 """Solves that may reuse one estimate of the blocks (on the same working-set columns, with

@@ -359,10 +359,10 @@ def owlqn(
         Logits at the start (up to a per-row constant), when the caller has them; otherwise
         computed with float64 products. Only with :class:`RestrictedData`.
     history : int, optional
-        Curvature pairs kept. Default: :data:`~sparse_probe.solvers.class_blocks.PAIRS`
-        beside the class blocks, else :func:`~sparse_probe.solvers.lbfgs.history_for`'s
-        budget, on CPU at most :data:`~sparse_probe.solvers.lbfgs.CPU_PAIRS`; a carried
-        memory is cut to its newest pairs or grown to that count.
+        Curvature pairs kept. Default on CPU: :data:`~sparse_probe.solvers.class_blocks.PAIRS`
+        beside the class blocks, else at most :data:`~sparse_probe.solvers.lbfgs.CPU_PAIRS`;
+        on other devices :func:`~sparse_probe.solvers.lbfgs.history_for`'s budget (not
+        measured there with fewer). A carried memory is cut to its newest pairs or grown.
     gamma0 : float, optional
         Initial L-BFGS scaling (``SolveResult.gamma`` of the previous path point).
     memory : LBFGSMemory, optional
@@ -417,10 +417,10 @@ def owlqn(
     mem = _memory(memory, Cm + C, history, l2)
     blocks = None
     use_blocks = data.keeps_logits and blocks_pay(data.n, m, C)
-    if history is None:  # few pairs beside the blocks (class_blocks.PAIRS), else the budget's
-        budget = history_for(Cm + C)  # (on CPU at most lbfgs.CPU_PAIRS)
-        mem.resize(BLOCK_PAIRS if use_blocks else
-                   min(budget, CPU_PAIRS) if W0.device.type == "cpu" else budget)
+    if history is None:  # on CPU few pairs beside the blocks (class_blocks.PAIRS), else at
+        budget = history_for(Cm + C)  # most lbfgs.CPU_PAIRS; elsewhere the budget's (unmeasured)
+        cpu = W0.device.type == "cpu"
+        mem.resize((BLOCK_PAIRS if use_blocks else min(budget, CPU_PAIRS)) if cpu else budget)
     if use_blocks:  # per-class curvature as L-BFGS's H0
         free = ((x[:Cm] != 0) | (g[:Cm].abs() > l1)).view(C, m)
         blocks = ClassBlocks(data.Xw, acc.z, l2, free, previous=mem.blocks)
