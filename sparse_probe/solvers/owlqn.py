@@ -152,18 +152,33 @@ def _direction(pg: torch.Tensor, mem: LBFGSMemory, gamma0: float | None = None,
     return d
 
 
-def _memory(memory: LBFGSMemory | None, p: int, history: int | None, l2: float) -> LBFGSMemory:
+def _pairs(p: int, blocks: bool, device) -> int:
+    """Curvature pairs an OWL-QN solve keeps by default: on CPU
+    :data:`~sparse_probe.solvers.class_blocks.PAIRS` beside the class blocks, else at most
+    :data:`~sparse_probe.solvers.lbfgs.CPU_PAIRS`; elsewhere :func:`history_for`'s budget
+    (fewer not measured there)."""
+    budget = history_for(p)
+    if torch.device(device).type != "cpu":
+        return budget
+    return BLOCK_PAIRS if blocks else min(budget, CPU_PAIRS)
+
+
+def _memory(memory: LBFGSMemory | None, p: int, history: int | None, l2: float,
+            default: int) -> LBFGSMemory:
     """The carried memory, moved to ridge weight ``l2`` (its pairs hold gradient changes of the
-    previous point's smooth part), or a new one when there is none of length ``p`` (or what was
-    carried is not curvature pairs: a Newton point's model)."""
+    previous point's smooth part) and, without a given ``history``, cut to its newest
+    ``default`` pairs or grown to that many; or a new one of ``history`` (else ``default``)
+    pairs when there is none of length ``p`` (or what was carried is not curvature pairs: a
+    Newton point's model)."""
     if isinstance(memory, LBFGSMemory) and memory.dim in (None, p):
         if memory.ridge is not None:
             memory.add_to_y(l2 - memory.ridge)
         memory.ridge = l2
+        if history is None:
+            memory.resize(default)
         return memory
     # float32 pairs: the direction needs no more, and each direction reads the buffer twice
-    mem = LBFGSMemory(history if history is not None else history_for(p),
-                      storage_dtype=torch.float32)
+    mem = LBFGSMemory(history if history is not None else default, storage_dtype=torch.float32)
     mem.ridge = l2
     return mem
 
@@ -414,13 +429,9 @@ def owlqn(
 
     loss, G, gb = acc.start()
     F, g = _penalized(loss, x[:Cm], l1, l2), smooth_grad(x, G, gb)
-    mem = _memory(memory, Cm + C, history, l2)
-    blocks = None
     use_blocks = data.keeps_logits and blocks_pay(data.n, m, C)
-    if history is None:  # on CPU few pairs beside the blocks (class_blocks.PAIRS), else at
-        budget = history_for(Cm + C)  # most lbfgs.CPU_PAIRS; elsewhere the budget's (unmeasured)
-        cpu = W0.device.type == "cpu"
-        mem.resize((BLOCK_PAIRS if use_blocks else min(budget, CPU_PAIRS)) if cpu else budget)
+    mem = _memory(memory, Cm + C, history, l2, _pairs(Cm + C, use_blocks, W0.device))
+    blocks = None
     if use_blocks:  # per-class curvature as L-BFGS's H0
         free = ((x[:Cm] != 0) | (g[:Cm].abs() > l1)).view(C, m)
         blocks = ClassBlocks(data.Xw, acc.z, l2, free, previous=mem.blocks)
