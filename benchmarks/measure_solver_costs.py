@@ -66,7 +66,8 @@ def record_solves(X, y, lams, solver: str, threads: int = 1) -> list[dict]:
     import sparse_probe.solvers as S
     import sparse_probe.solvers.newton  # noqa: F401  (the module: the package's name is the function)
     from sparse_probe import fit_path
-    from sparse_probe.solvers.lbfgs import history_for
+    from sparse_probe.solvers.class_blocks import blocks_pay
+    from sparse_probe.solvers.owlqn import default_pairs
 
     NW = sys.modules["sparse_probe.solvers.newton"]
     rows: list[dict] = []
@@ -118,7 +119,11 @@ def record_solves(X, y, lams, solver: str, threads: int = 1) -> list[dict]:
             continue
         row = {k: at[0][k] for k in ("n", "m", "C")}
         row.update({k: sum(r[k] for r in at) for k in ("iters", "seconds", *work, *QP_COUNTS)})
-        row.update(N=int(N), h=history_for(row["m"] * row["C"] + row["C"]), rounds=len(at))
+        # the pairs OWL-QN kept by default on CPU (the class blocks as the solve decides them
+        # for data that keeps its logits)
+        blocks = blocks_pay(row["n"], row["m"], row["C"])
+        row.update(N=int(N), h=default_pairs(row["m"] * row["C"] + row["C"], blocks, "cpu"),
+                   blocks=int(blocks), rounds=len(at))
         rows.append(row)
     return rows
 

@@ -46,9 +46,12 @@ from sparse_probe.penalties import DEFAULT_ALPHA, Penalty, make_penalty
 from sparse_probe.solvers import SOLVERS, fused_ce, get_solver
 from sparse_probe.solvers.blocked import BlockedData
 from sparse_probe.solvers.choice import (
+    grown_count,
+    newton_budget,
     newton_cost_ratio,
     newton_over_seen,
     owlqn_budget,
+    owlqn_probe,
     prefer_newton,
 )
 from sparse_probe.solvers.lbfgs import history_for
@@ -83,6 +86,12 @@ log = logging.getLogger(__name__)
 # the full-data check (its float32 products differ from the solver's in the last bits)
 _SOLVER_TOL_SHARE = 0.9
 _PREDICT_ORDER = 2  # warm-start extrapolation degree: cubic overshot on the benchmark path
+LAMBDA_MAX_RTOL = 1e-12
+"""A λ within this relative distance of λ_max gets the closed form (no weight): λ_max's float64
+value depends on the BLAS's summation order, and a caller's own λ_max (``bench_path.py``'s
+grid, on the unstandardized columns) came out 1e-16 below the fit's on one machine and not on
+another, which sent that point to OWL-QN there. The weights such a λ admits are of the order
+of the gap times the data's scale, far under any tolerance."""
 STICKY_SHARE = 0.05
 """A path point keeps the last working set's features that neither hold a weight nor pass the
 strong rule's screen any more when they are at most this share of it: dropping a few of
@@ -614,6 +623,9 @@ def fit_path(
         # fresh Hessian (entering Newton), and as counted (staying: choice.newton_over_seen)
         newton_over: list[float] = []
         newton_over_counted: list[float] = []
+        # the ratio of a Newton point that handed over past its budget, until Newton next
+        # solves a point alone (choice.newton_over_seen's floor)
+        newton_floor = None
         methods: list[str] = []  # the restricted solver(s) of each point
         newton_k = None  # Newton's own thread count, once measured (threads.newton_threads)
         threads_newton = None  # the count Newton's last point ran on
@@ -643,9 +655,9 @@ def fit_path(
             strong = np.flatnonzero(penalty.screen(G, lam, lam_prev))
             ws = _keep_leaving(np.union1d(active, strong), tr.ws)
             loss, acc = loss0, acc0
-            if lam >= lam_max:
-                # closed form (λ_max is exact in float64): W = 0 with the intercept-only optimum;
-                # solving would only let float32 rounding at the tie admit a ~1e-9 weight
+            if lam >= lam_max * (1.0 - LAMBDA_MAX_RTOL):
+                # closed form: W = 0 with the intercept-only optimum; solving would only let
+                # float32 rounding at the tie admit a ~1e-9 weight
                 ws = np.zeros(0, dtype=np.int64)
             free_points.append(C)  # the biases only, unless a working set says more
             for _round in range(50):
@@ -665,20 +677,31 @@ def fit_path(
                     n_free = k_nz + min(int((enter & ~nonzero).sum()), entering_cap(k_nz)) + C
                     if _round == 0:
                         free_points[-1] = n_free
-                    on_newton = bool(methods) and methods[-1] == "newton"
+                    # the last point ended on Newton (alone, or taking over from OWL-QN)
+                    on_newton = bool(methods) and methods[-1].endswith("newton")
                     newton_seen = {
                         "newton_steps": np.mean(newton_steps[-3:]) if newton_steps else None,
                         "newton_over": newton_over_seen(newton_over, newton_over_counted,
-                                                        on_newton=on_newton)}
+                                                        on_newton=on_newton, floor=newton_floor)}
                     choose = auto and data.keeps_logits and device.type == "cpu"
                     if choose and prefer_newton(
                             src.n, tr.ws.size, C, n_free, owlqn_iters, on_newton=on_newton,
                             owlqn_free=owlqn_free, max_free=DEFAULT_MAX_FREE, **newton_seen):
                         use = SOLVERS["newton"]
-                    # OWL-QN where Newton could run: a budget, beyond which Newton takes over
-                    budget = owlqn_budget(src.n, tr.ws.size, C, n_free, max_free=DEFAULT_MAX_FREE,
-                                          **newton_seen) \
-                        if choose and use is SOLVERS["owlqn"] else None
+                    # staying on Newton on a stale OWL-QN count: a probe of OWL-QN for what
+                    # Newton is estimated to cost here (choice.owlqn_probe)
+                    budget = owlqn_probe(src.n, tr.ws.size, C, n_free, owlqn_iters, owlqn_free,
+                                         **newton_seen) \
+                        if choose and use is SOLVERS["newton"] and on_newton else None
+                    probing = budget is not None
+                    if probing:
+                        use = SOLVERS["owlqn"]
+                        log.debug("λ=%.3e: OWL-QN probed for %d iterations (its count is from "
+                                  "N=%d, now %d)", lam, budget, owlqn_free, n_free)
+                    elif choose and use is SOLVERS["owlqn"]:
+                        # OWL-QN where Newton could run: a budget, beyond which Newton takes over
+                        budget = owlqn_budget(src.n, tr.ws.size, C, n_free,
+                                              max_free=DEFAULT_MAX_FREE, **newton_seen)
                     W0 = torch.as_tensor(Wstart[:, tr.ws], device=device)
                     b0 = torch.as_tensor(bstart, device=device)
                     z0 = None
@@ -703,6 +726,10 @@ def fit_path(
                     # OWL-QN finishing a Newton point whose model outgrew max_free gets the
                     # path's max_iter too (not its own default)
                     handed = {"owlqn_max_iter": max_iter} if use is SOLVERS["newton"] else {}
+                    if choose and use is SOLVERS["newton"]:
+                        # and Newton a budget, past which OWL-QN takes over (choice.newton_budget)
+                        handed["max_cost"] = newton_budget(owlqn_iters, n_free, owlqn_free,
+                                                           on_newton=on_newton)
                     with torch_threads(k_point):
                         res = use.solve(
                             data, W0, b0, lam, penalty, tol=_SOLVER_TOL_SHARE * tol_abs,
@@ -712,14 +739,21 @@ def fit_path(
                             memory=carried, **handed)
                         if budget is not None and not res.converged:
                             # over its budget (or stopped): the choice was wrong whatever
-                            # OWL-QN's count said, which is at least this point's now
-                            owlqn_iters, owlqn_free = max(owlqn_iters or 0, res.n_iter), n_free
+                            # OWL-QN's count said, which is at least this point's now (a
+                            # probe's: at least the count grown to here, choice.owlqn_probe)
+                            known = 0.0 if owlqn_iters is None else \
+                                grown_count(owlqn_iters, n_free, owlqn_free) if probing \
+                                else owlqn_iters
+                            owlqn_iters, owlqn_free = max(known, res.n_iter), n_free
                             log.debug("λ=%.3e: OWL-QN unconverged after %d iterations (budget "
                                       "%d): Newton takes over", lam, res.n_iter, budget)
+                            # a probe's Newton finish starts on the last point's model (its
+                            # first step, as a carried point's: newton.carry_model)
                             res = _hand_over(res, SOLVERS["newton"].solve(
                                 data, res.W, res.b, lam, penalty,
                                 tol=_SOLVER_TOL_SHARE * tol_abs, max_iter=max_iter,
-                                z0=res.logits, gamma0=gamma, owlqn_max_iter=max_iter))
+                                z0=res.logits, gamma0=gamma, owlqn_max_iter=max_iter,
+                                memory=carried if isinstance(carried, NewtonState) else None))
                     # what ran: a Newton point whose model outgrew max_free was finished by
                     # OWL-QN; the counts that size the next choice are those of a point one
                     # solver solved alone (a share of a point understates either's count)
@@ -729,16 +763,22 @@ def fit_path(
                         owlqn_iters, owlqn_free = res.n_iter, n_free
                     elif parts.keys() == {"newton"}:
                         newton_steps.append(res.n_iter)
-                        if res.work is not None and res.n_iter:
-                            # priced as counted, and as if the point had computed its fresh
-                            # Hessian where it ran on the last point's model (which of the two
-                            # a choice reads: choice.newton_over_seen)
-                            work = dict(res.work, hessian=max(res.work["hessian"],
-                                                              src.n * float(n_free) ** 2 / 2))
-                            newton_over.append(newton_cost_ratio(
-                                src.n, tr.ws.size, C, n_free, res.n_iter, work))
-                            newton_over_counted.append(newton_cost_ratio(
-                                src.n, tr.ws.size, C, n_free, res.n_iter, res.work))
+                    if parts.get("newton") and res.work is not None:
+                        # a Newton point, or one it handed over past its budget (its work up
+                        # to there: what Newton cost here at least), priced as counted, and
+                        # as if the point had computed its fresh Hessian where it ran on the
+                        # last point's model (which of the two a choice reads:
+                        # choice.newton_over_seen)
+                        work = dict(res.work, hessian=max(res.work["hessian"],
+                                                          src.n * float(n_free) ** 2 / 2))
+                        newton_over.append(newton_cost_ratio(
+                            src.n, tr.ws.size, C, n_free, parts["newton"], work))
+                        newton_over_counted.append(newton_cost_ratio(
+                            src.n, tr.ws.size, C, n_free, parts["newton"], res.work))
+                        # Newton first, then OWL-QN: the budget sent it over (newton.newton)
+                        bailed = next(iter(parts)) == "newton" and "owlqn" in parts
+                        newton_floor = newton_over[-1] if bailed else \
+                            (None if parts.keys() == {"newton"} else newton_floor)
                     z = res.logits
                     gamma = res.gamma if res.gamma is not None else gamma
                     mem, mem_ws = res.memory, tr.ws

@@ -46,6 +46,19 @@ def test_lambda_max_is_tight(xy, path):
     assert p.nnz[0] == 0 and p.nnz[1] > 0
 
 
+def test_a_lambda_within_rounding_of_lambda_max_is_the_closed_form(xy, path):
+    """λ_max's float64 value depends on the summation order: a λ a relative 1e-13 below the
+    fit's own (a caller's λ_max computed another way) gets the closed form, as λ_max does; one
+    at 1e-11 below is solved (it may admit a weight of the order of the gap)."""
+    X, y, _ = xy
+    lam = path.lambdas[0]
+    near = fit_path(X, y, lambdas=[lam * (1 - 1e-13), lam * 0.9], progress=False)
+    assert near.info["method_per_point"][0] == "closed-form" and near.nnz[0] == 0
+    below = fit_path(X, y, lambdas=[lam * (1 - 1e-11), lam * 0.9], progress=False)
+    assert below.info["method_per_point"][0] != "closed-form"
+    assert below.objective[0] == pytest.approx(near.objective[0], rel=1e-9)
+
+
 def test_recovers_planted_support(xy, path):
     _, _, support = xy
     i = int(np.argmax(path.nnz >= 8))

@@ -721,6 +721,7 @@ class _Script:
 
     def __init__(self, monkeypatch, viols, as_viols=(1.0,)):
         self.ks, self.handoffs, self.viols, self.as_viols = [], [], list(viols), list(as_viols)
+        self.stops = []
         monkeypatch.setattr(gram_cd, "_kernel", lambda: ("numpy", None))
         monkeypatch.setattr(gram_cd, "_cd_numpy", lambda u, l1, l2, Q, q, k: self.ks.append(k))
         monkeypatch.setattr(gram_cd, "qp_violation", self._viol)
@@ -729,8 +730,9 @@ class _Script:
     def _viol(self, *a, **k):
         return self.viols.pop(0) if len(self.viols) > 1 else self.viols[0]
 
-    def _as(self, Q, q, u, l1, l2, *, tol, work=None):
+    def _as(self, Q, q, u, l1, l2, *, tol, work=None, stop=None):
         self.handoffs.append(sum(self.ks))
+        self.stops.append(stop)
         v = self.as_viols.pop(0) if len(self.as_viols) > 1 else self.as_viols[0]
         return u, 3, v
 
@@ -747,6 +749,28 @@ def test_enet_qp_sweep_schedule_doubles_to_64(monkeypatch):
     s = _Script(monkeypatch, [1.0])
     _u, sweeps, viol = s.run(tol=1e-10)  # default max_sweeps
     assert sum(s.ks) == 500 and sweeps == 500 and s.ks[-1] == 500 - 446
+
+
+def test_enet_qp_with_a_stop_checks_every_8_sweeps_and_hands_it_on(monkeypatch):
+    """A caller's stop: asked after every chunk, chunks of at most STOP_CHUNK sweeps (not 64),
+    and passed on to the crawl's active-set hand-off; it stops the sweeps when it says so."""
+    asked = []
+
+    def never():
+        asked.append(sum(s.ks))
+        return False
+
+    s = _Script(monkeypatch, [1.0])
+    s.run(tol=1e-10, max_sweeps=40, stop=never)
+    assert gram_cd.STOP_CHUNK == 8
+    assert s.ks == [2, 4, 8, 8, 8, 8, 2] and s.handoffs == [14] and s.stops == [never]
+    assert asked == [2, 6, 14, 22, 30, 38]
+    s = _Script(monkeypatch, [1.0])
+    s.run(tol=1e-10, max_sweeps=40, stop=lambda: sum(s.ks) >= 14)
+    assert s.ks == [2, 4, 8]
+    s = _Script(monkeypatch, [1.0])
+    s.run(tol=1e-10, max_sweeps=40)
+    assert s.stops == [None] and s.ks == [2, 4, 8, 16, 10]
 
 
 def test_enet_qp_hands_off_at_8_sweeps_not_before(monkeypatch):

@@ -161,7 +161,7 @@ def _counted_fit(path: str) -> list[float]:
 
 def test_observed_cost_prices_are_the_measured_fit():
     got = _counted_fit(os.path.join(ROOT, "benchmarks", "results",
-                                    "solver-costs-cpu-2026-12-03.txt"))
+                                    "solver-costs-cpu-2026-12-05.txt"))
     want = [choice.WORK_HESSIAN, choice.WORK_STEP_PRODUCTS, choice.STREAM, choice.STREAM_CACHED,
             choice.BLAS3, choice.WORK_STEP_FIXED, choice.WORK_FIXED]
     assert got == pytest.approx(want, rel=1e-12)
@@ -170,11 +170,11 @@ def test_observed_cost_prices_are_the_measured_fit():
 def test_observed_cost_is_the_documented_formula():
     work = {"hessian": 3e9, "stream": 2e8, "stream_cached": 5e7, "blas3": 4e9}
     for n, m, C, k in [(10_000, 100, 10, 3), (500, 3000, 40, 1), (2000, 50, 5, 0)]:
-        want = (1.42 * 3e9 + max(k, 1) * (1.06 * 4 * n * m * C + 4.49e7) + 20 * 2e8
-                + 7.27 * 5e7 + 1.38 * 4e9 + 2.62e8) / owlqn_iteration_cost(n, m, C)
+        want = (2.46 * 3e9 + max(k, 1) * (2.49 * 4 * n * m * C + 5.36e7) + 32.6 * 2e8
+                + 19.2 * 5e7 + 2.78 * 4e9 + 5.76e8) / owlqn_iteration_cost(n, m, C)
         assert newton_observed_cost(n, m, C, k, work) == pytest.approx(want, rel=1e-12)
     # a count the solver did not report is no work (OWL-QN's hand-over reports none)
-    none = (3 * (1.06 * 4 * 10_000 * 100 * 10 + 4.49e7) + 2.62e8) / owlqn_iteration_cost(
+    none = (3 * (2.49 * 4 * 10_000 * 100 * 10 + 5.36e7) + 5.76e8) / owlqn_iteration_cost(
         10_000, 100, 10)
     assert newton_observed_cost(10_000, 100, 10, 3, {}) == pytest.approx(none, rel=1e-14)
     # each count is priced on its own: none of them is free
@@ -236,7 +236,8 @@ def test_the_choice_reads_counted_ratios_staying_and_fresh_ones_entering():
 
 def test_fit_path_leaves_a_newton_whose_work_says_it_is_dearer(monkeypatch):
     """A collinear path the default puts on Newton; with Newton's counted work priced 10⁶
-    times higher, the path goes back to OWL-QN once a Newton point has shown it, and stays
+    times higher, the path goes back to OWL-QN once a Newton point has shown it (that point
+    itself handed over mid-way), and stays
     (1,000 times was not enough here: OWL-QN takes ~200 iterations per point on this path)."""
     X, y = load_bench("bench_path").make_geometry("collinear", 1500, 40, 6, 5)
     kw = dict(alpha=ALPHA, n_lambdas=12, eps=1e-2, progress=False, threads=1)
@@ -248,8 +249,10 @@ def test_fit_path_leaves_a_newton_whose_work_says_it_is_dearer(monkeypatch):
         monkeypatch.setattr(choice, name, 1e6 * getattr(choice, name))
     dear = fit_path(X, y, **kw)
     md = dear.info["method_per_point"]
-    assert md[: first + 1] == mb[: first + 1]  # the same until a Newton point was counted
-    assert "newton" not in md[first + 1:], md
+    # the same until Newton's first point, which its budget (choice.newton_budget, priced the
+    # same way) hands to OWL-QN after a step; no Newton after it
+    assert md[:first] == mb[:first] and md[first] == "newton+owlqn", md
+    assert not any("newton" in m for m in md[first + 1:]), md
     # both paths solved: KKT re-checked in float64 at every point, the same objectives
     for i in range(len(dear)):
         _f, G, gb = objective_f64(X, y, dear.weights[i], dear.intercepts[i], dear.lambdas[i],

@@ -4,32 +4,34 @@ two identical fits make identical choices, so an audit's sparse layer is reprodu
 
 Both solvers' costs are counted in one unit, a multiply-add of OWL-QN's data products, with
 constants measured by ``benchmarks/measure_solver_costs.py`` (nonnegative least squares on
-every path point of the ``bench_path.py --geometry`` paths with each solver forced, 1
-thread; ``benchmarks/results/solver-costs-cpu-2026-12-02.txt``):
+every path point of the ``bench_path.py --geometry`` paths and four held-out collinear draws
+with each solver forced, 1 thread; ``benchmarks/results/solver-costs-cpu-2026-12-05.txt``):
 
-- one OWL-QN iteration: ``4 n m C`` (the two products) ``+ 10.8 · 4 h m C`` (the two passes of
-  the L-BFGS product over ``h`` curvature pairs of ``mC`` floats, memory-bound, plus the
-  pair's own pass) ``+ 9.8e7`` (a fixed overhead of small operations, ~4 ms here): where n
-  is small (n ≪ d) the last two dominate, and an OWL-QN iteration costs several times its
+- one OWL-QN iteration: ``4 n m C`` (the two products) ``+ 53.1 · 4 h m C`` (the two passes of
+  the L-BFGS product over the ``h`` curvature pairs OWL-QN keeps on CPU,
+  :func:`~sparse_probe.solvers.owlqn.default_pairs`: 10 beside the class blocks, else at
+  most 20; memory-bound, plus the pair's own pass) ``+ 235 · n C`` (the elementwise work on the
+  (n, C) logits) ``+ 1.04e8`` (a fixed overhead of small operations, ~1.6 ms here): where n is
+  small (n ≪ d) the last terms dominate, and an OWL-QN iteration costs several times its
   products;
-- one Newton point of ``K`` steps on ``N`` expected free coordinates: ``1.75 · 0.6 · n N²/2``
-  (the Hessian: 0.6 fresh Hessians' work per point, the mean over the geometries where Newton
-  wins) ``+ K · (1.41 · 4 n m C + 251 · 0.8 · N² + 1.53e8)`` (per step: its products and line
-  search, the model's coordinate descent, a fixed overhead) ``+ 2.2e7``. ``K`` is the mean of
-  Newton's last three points on this path (3.5 before it has run: 3.0–4.3 on the collinear,
-  post-ReLU low-rank and n ≪ d paths, but 9.6 on well-separated features).
+- one Newton point of ``K`` steps on ``N`` expected free coordinates: ``2.28 · 0.6 · n N²/2``
+  (the Hessian: 0.6 fresh Hessians' work per point, about the mean over the geometries where
+  Newton wins) ``+ K · (2.4 · 4 n m C + 534 · 0.8 · N² + 6.12e7)`` (per step: its products
+  and line search, the model's coordinate descent, a fixed overhead) ``+ 5.44e8``. ``K`` is
+  the mean of Newton's last three points on this path (3.5 before it has run: 2.0–4.2 steps
+  per point on the bench and held-out paths).
 
-Session 12 made Newton's points cheaper (the coupled rows of joining weights, a fresh Hessian
-at the start of every point, the active-set model solve): re-measured
-on a loaded machine, ``0.8 · 1.11 · n N²/2 + K · (1.15 · 4 n m C + 175 · N²) + 2.88e8`` with
-``K`` 1.9–2.6 (2.1 on well-separated features), the same file. Those constants were *not*
-adopted: with them Newton entered the ``current`` path at its second point and stayed to the
-end on OWL-QN's count from the first point grown with ``(N / N_then)^0.7``, which came to
-about nine times what OWL-QN takes at that path's end; the path ran several times slower
-than on OWL-QN (an ad hoc run). The constants above overstate Newton's cost now, which keeps
-that path on OWL-QN and still puts the collinear, low-rank and n ≪ d paths on Newton; a
-growth of the stale count that follows the path (not one exponent for every geometry) is what
-adopting the new ones needs.
+These replaced the 2026-12-02 fit (``10.8 · 4 h m C + 9.8e7`` per OWL-QN iteration with the 80
+pairs it kept then, Newton ``1.75 · 0.6 · n N²/2 + K (1.41 · 4nmC + 251 · 0.8 N² + 1.53e8) +
+2.2e7``) once OWL-QN kept fewer pairs and its products ran faster (the unit itself 2.3×
+cheaper against everything else): priced as before, a held-out collinear path (2528 × 363 ×
+10) stayed on Newton where its points cost 2-4 times OWL-QN's, and the path took 7.5 s
+against 3.4 s now (``benchmarks/results/solver-budgets-cpu-2026-12-05.txt``).
+
+Earlier (session 12), re-measured Newton constants were *not* adopted: with them Newton
+entered the ``current`` path at its second point and stayed to the end on OWL-QN's count from
+the first point grown with ``(N / N_then)^0.7``, several times slower than OWL-QN. The fits
+since price Newton on its own work (below) and keep that path on OWL-QN.
 
 Where the static estimate underprices Newton, the path corrects it from what Newton's points
 did: the solver counts its work (the Hessians' multiply-adds, the entries its model solves
@@ -62,35 +64,48 @@ there is no count to compare with yet. (This rule was also set when Newton's fir
 over :data:`~sparse_probe.solvers.gram_cd.DIRECT_MAX` coordinates in a process imported
 scikit-learn's coordinate descent, over a second here; the project's own compiled kernel
 needs no import, but scikit-learn's is still the fallback where that was not built.)
+
+Both choices are bounded by what a point then costs, in counts (no clocks): an OWL-QN point
+where Newton could run gets :data:`HANDOVER` times Newton's estimate (:func:`owlqn_budget`),
+a Newton point the same times OWL-QN's expected count (:func:`newton_budget`), each handing
+the point to the other solver from where it stands; a path on Newton whose OWL-QN count is
+stale tries OWL-QN where the count's slowest growth would change the choice
+(:func:`owlqn_probe`); and a Newton point that handed over floors Newton's price until Newton
+solves a point alone again (:func:`newton_over_seen`). On the held-out collinear draws where
+the estimates missed most these took the path 1.2-2.3× faster, on the bench geometries and a
+fresh set of draws the choices and times stayed within the machine's spread but for a few
+(``benchmarks/results/solver-budgets-cpu-2026-12-05.txt``).
 """
 
 from __future__ import annotations
 
-from sparse_probe.solvers.lbfgs import history_for
+from sparse_probe.solvers.class_blocks import blocks_pay
+from sparse_probe.solvers.owlqn import default_pairs
 
-__all__ = ["CARRY_MARGIN", "HANDOVER", "carry_pays", "newton_cost", "newton_cost_ratio",
-           "newton_observed_cost", "newton_over_seen", "owlqn_budget", "owlqn_iteration_cost",
-           "prefer_newton"]
+__all__ = ["CARRY_MARGIN", "HANDOVER", "carry_pays", "grown_count", "newton_budget",
+           "newton_cost", "newton_cost_ratio", "newton_observed_cost", "newton_over_seen",
+           "owlqn_budget", "owlqn_iteration_cost", "owlqn_probe", "prefer_newton"]
 
 # measured constants (module docstring), in multiply-adds of OWL-QN's products
-OWLQN_PAIR_PASSES = 10.8
-OWLQN_FIXED = 9.8e7
-FRESH_HESSIAN = 1.75  # per n N²/2 of one fresh Hessian
+OWLQN_PAIR_PASSES = 53.1  # per 4 h mC: the L-BFGS product's passes over its h pairs
+OWLQN_LOGITS = 235.0  # per nC: the elementwise work on the (n, C) logits
+OWLQN_FIXED = 1.04e8
+FRESH_HESSIAN = 2.28  # per n N²/2 of one fresh Hessian
 NEWTON_HESSIAN = FRESH_HESSIAN * 0.6  # per n N²/2: 0.6 fresh Hessians' work per point
-NEWTON_STEP_PRODUCTS = 1.41  # per 4nmC and step
-NEWTON_STEP_MODEL = 251.0 * 0.8  # per N² and step: 0.8 model solves' N² per step
-NEWTON_STEP_FIXED = 1.53e8
-NEWTON_FIXED = 2.2e7
+NEWTON_STEP_PRODUCTS = 2.4  # per 4nmC and step
+NEWTON_STEP_MODEL = 534.0 * 0.8  # per N² and step: 0.8 model solves' N² per step
+NEWTON_STEP_FIXED = 6.12e7
+NEWTON_FIXED = 5.44e8
 NEWTON_STEPS = 3.5  # steps per point before Newton has run on a path
 # the price of a Newton point's counted work (newton_observed_cost), the second Newton fit of
-# benchmarks/measure_solver_costs.py (results/solver-costs-cpu-2026-12-03.txt)
-WORK_HESSIAN = 1.42  # per Hessian multiply-add
-WORK_STEP_PRODUCTS = 1.06  # per 4nmC and step
-WORK_STEP_FIXED = 4.49e7
-WORK_FIXED = 2.62e8
-STREAM = 20.0  # per entry read from a model beyond the caches
-STREAM_CACHED = 7.27  # per entry read from a model within them
-BLAS3 = 1.38  # per multiply-add of a factorization or multi-column triangular solve
+# benchmarks/measure_solver_costs.py (results/solver-costs-cpu-2026-12-05.txt)
+WORK_HESSIAN = 2.46  # per Hessian multiply-add
+WORK_STEP_PRODUCTS = 2.49  # per 4nmC and step
+WORK_STEP_FIXED = 5.36e7
+WORK_FIXED = 5.76e8
+STREAM = 32.6  # per entry read from a model beyond the caches
+STREAM_CACHED = 19.2  # per entry read from a model within them
+BLAS3 = 2.78  # per multiply-add of a factorization or multi-column triangular solve
 
 
 def _check(n: int, m: int, C: int, caller: str) -> None:
@@ -108,7 +123,8 @@ def owlqn_iteration_cost(n: int, m: int, C: int) -> float:
     """
     _check(n, m, C, "owlqn_iteration_cost")
     p = m * C
-    return 4.0 * n * p + OWLQN_PAIR_PASSES * 4.0 * history_for(p + C) * p + OWLQN_FIXED
+    h = default_pairs(p + C, blocks_pay(n, m, C), "cpu")
+    return 4.0 * n * p + OWLQN_PAIR_PASSES * 4.0 * h * p + OWLQN_LOGITS * n * C + OWLQN_FIXED
 
 
 def _newton_step_cost(n: int, m: int, C: int, N2: float) -> float:
@@ -143,12 +159,15 @@ CARRY_MARGIN = 4.0
 cost this many times a step on that model: where it is not, a weak step on the old model (then
 a fresh Hessian anyway) costs about what it saves. On the n ≪ d bench path (n = 500, a fresh
 Hessian ~1.6 steps' cost at its end) carrying made the path 0.87× as fast, on the collinear
-path (~26 steps) 1.35× as fast (``benchmarks/results/newton-carry-cpu-2026-12-04.txt``)."""
+path (~26 steps) 1.35× as fast (``benchmarks/results/newton-carry-cpu-2026-12-04.txt``;
+the steps priced as then: with the 2026-12-05 prices the two paths' ends stay on their sides
+of the margin, the carry's choices on the bench geometries unchanged in
+``solver-budgets-cpu-2026-12-05.txt``)."""
 
 
 def carry_pays(n: int, m: int, C: int, n_free: int) -> bool:
     """Whether the next point's first step should be taken on the last point's Newton model:
-    a fresh Hessian (``1.75 · n N²/2``) estimated at least :data:`CARRY_MARGIN` times a
+    a fresh Hessian (``2.28 · n N²/2``) estimated at least :data:`CARRY_MARGIN` times a
     step's products, model solve and overhead (:func:`newton_cost`'s per-step terms).
 
     Parameters
@@ -182,12 +201,12 @@ def newton_observed_cost(n: int, m: int, C: int, steps: int, work: dict) -> floa
     Notes
     -----
     Every term is priced by one least-squares fit of Newton's seconds per point on its counted
-    work (``benchmarks/measure_solver_costs.py``, the bench geometries and two held-out
-    collinear draws, 1 thread; results/solver-costs-cpu-2026-12-03.txt: within 0.72-1.21 of
+    work (``benchmarks/measure_solver_costs.py``, the bench geometries and four held-out
+    collinear draws, 1 thread; results/solver-costs-cpu-2026-12-05.txt: within 0.71-1.12 of
     the measured seconds per problem, where the fit on ``Σ N²`` of the model solves was off
-    by 0.59-0.60 on the held-out draws): ``1.42 ×`` the Hessians' multiply-adds ``+ k (1.06 ·
-    4nmC + 4.49e7) + 20 ×`` entries read from models beyond the caches ``+ 7.27 ×`` from
-    models within them ``+ 1.38 ×`` factorization multiply-adds ``+ 2.62e8``.
+    by 0.38-0.57 on the held-out draws): ``2.46 ×`` the Hessians' multiply-adds ``+ k (2.49 ·
+    4nmC + 5.36e7) + 32.6 ×`` entries read from models beyond the caches ``+ 19.2 ×`` from
+    models within them ``+ 2.78 ×`` factorization multiply-adds ``+ 5.76e8``.
     """
     _check(n, m, C, "newton_observed_cost")
     k = max(int(steps), 1)
@@ -221,7 +240,7 @@ averages: the last three."""
 
 
 def newton_over_seen(fresh: list[float], counted: list[float], *,
-                     on_newton: bool) -> float | None:
+                     on_newton: bool, floor: float | None = None) -> float | None:
     """The ``newton_over`` a path point's choice reads (:func:`prefer_newton`,
     :func:`owlqn_budget`): the mean :func:`newton_cost_ratio` of Newton's last
     :data:`OVER_POINTS` points, or None before Newton has run.
@@ -236,6 +255,12 @@ def newton_over_seen(fresh: list[float], counted: list[float], *,
         The same points' ratios on the work as counted.
     on_newton : bool
         The last point used Newton.
+    floor : float, optional
+        The ratio of a Newton point that handed over to OWL-QN past its budget
+        (:func:`newton_budget`) since Newton last solved a point alone: what Newton cost
+        there at least, so the mean is taken at least as this. Averaged with the cheaper
+        points before it, it let a held-out collinear path (3900 × 390 × 10 to 1e-3·λ_max)
+        enter Newton again two points later, to hand over again.
 
     Notes
     -----
@@ -250,7 +275,10 @@ def newton_over_seen(fresh: list[float], counted: list[float], *,
     (``benchmarks/results/newton-stay-cpu-2026-12-04.txt``).
     """
     seen = counted if on_newton else fresh
-    return float(sum(seen[-OVER_POINTS:]) / len(seen[-OVER_POINTS:])) if seen else None
+    mean = float(sum(seen[-OVER_POINTS:]) / len(seen[-OVER_POINTS:])) if seen else None
+    if floor is None:
+        return mean
+    return floor if mean is None else max(mean, float(floor))
 
 
 def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None, *,
@@ -292,11 +320,32 @@ def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None
     """
     if owlqn_iters is None or (max_free is not None and n_free > max_free):
         return False
-    iters = float(owlqn_iters)
-    if on_newton and owlqn_free:
-        iters *= max(1.0, n_free / owlqn_free) ** 0.7
+    iters = grown_count(owlqn_iters, n_free, owlqn_free) if on_newton else float(owlqn_iters)
     return _newton_estimate(n, m, C, n_free, newton_steps, newton_over) < \
         (stay if on_newton else enter) * iters
+
+
+COUNT_GROWTH = 0.7
+"""While on Newton, OWL-QN's count from an earlier point is grown as ``(N / N_then)`` to this
+power (:func:`grown_count`; module docstring)."""
+
+
+def grown_count(owlqn_iters: float, n_free: int, owlqn_free: int | None) -> float:
+    """OWL-QN's iterations expected at ``n_free`` free coordinates from its count
+    ``owlqn_iters`` at ``owlqn_free``: grown as ``(n_free / owlqn_free)^0.7``
+    (:data:`COUNT_GROWTH`), never shrunk; the count itself where ``owlqn_free`` is unknown.
+
+    Parameters
+    ----------
+    owlqn_iters : float
+        OWL-QN's iterations at the last point it solved.
+    n_free, owlqn_free : int
+        Free coordinates expected now and at that point.
+    """
+    iters = float(owlqn_iters)
+    if owlqn_free:
+        iters *= max(1.0, n_free / owlqn_free) ** COUNT_GROWTH
+    return iters
 
 
 def _newton_estimate(n: int, m: int, C: int, n_free: int, newton_steps: float | None,
@@ -309,8 +358,44 @@ def _newton_estimate(n: int, m: int, C: int, n_free: int, newton_steps: float | 
 HANDOVER = 3.0
 """A path point given to OWL-QN where Newton could solve it gets this many times Newton's
 estimated cost of the point, in iterations (at least :data:`MIN_BUDGET`); beyond, Newton
-takes the point over from where OWL-QN stands (:func:`owlqn_budget`)."""
+takes the point over from where OWL-QN stands (:func:`owlqn_budget`). A point the default
+gave Newton gets this many times OWL-QN's expected iterations, beyond which OWL-QN takes it
+over (:func:`newton_budget`): with 1.5 (the cost at which the choice would have left Newton)
+a held-out path where OWL-QN's count grew as ``N^1.2`` (1500 × 250 × 5 to 1e-3·λ_max) handed
+a Newton point of 8 steps to OWL-QN, which then took 736 iterations (the path 4.5 s against
+2.9 s on Newton; ``benchmarks/results/solver-budgets-cpu-2026-12-05.txt``)."""
 MIN_BUDGET = 100
+
+
+def newton_budget(owlqn_iters: float | None, n_free: int, owlqn_free: int | None, *,
+                  on_newton: bool) -> float | None:
+    """The cost, in OWL-QN iterations, past which a Newton point the default chose hands over
+    to OWL-QN (``newton(max_cost=...)``): :data:`HANDOVER` times OWL-QN's expected
+    iterations (its count, grown as :func:`prefer_newton` grows it while on Newton), at
+    least :data:`MIN_BUDGET`; None before OWL-QN has run.
+
+    The estimate that chose Newton can miss by an order of magnitude where the model solve
+    crawls: on held-out collinear draws at 1e-3·λ_max a point Newton entered at an estimate
+    of 219 OWL-QN iterations took 11.8 s where OWL-QN's neighbours took 0.9-1.7 s (3900 ×
+    390 × 10), and one estimated at 154 took 5.5 s, its neighbours 0.6 s (1800 × 220 × 20;
+    ``benchmarks/results/solver-budgets-cpu-2026-12-05.txt``). OWL-QN's own points have
+    this bound already (:func:`owlqn_budget`).
+
+    Parameters
+    ----------
+    owlqn_iters : float or None
+        OWL-QN's iterations at the last point it solved.
+    n_free : int
+        Free coordinates expected at this point.
+    owlqn_free : int or None
+        Those expected where the count was taken.
+    on_newton : bool
+        The last point ended on Newton (the count is then grown).
+    """
+    if owlqn_iters is None:
+        return None
+    iters = grown_count(owlqn_iters, n_free, owlqn_free) if on_newton else float(owlqn_iters)
+    return max(float(MIN_BUDGET), HANDOVER * iters)
 
 
 def owlqn_budget(n: int, m: int, C: int, n_free: int, *, newton_steps: float | None = None,
@@ -338,3 +423,62 @@ def owlqn_budget(n: int, m: int, C: int, n_free: int, *, newton_steps: float | N
         return None
     est = _newton_estimate(n, m, C, n_free, newton_steps, newton_over)
     return max(MIN_BUDGET, int(HANDOVER * est + 0.5))
+
+
+PROBE_EXPONENT = 0.4
+"""The slowest growth of OWL-QN's iterations with the model's size seen on a path, as a power
+of ``N`` (:func:`owlqn_probe`): from a path's sparse start to its end they grew as ``N^0.38``
+on a held-out collinear draw (2528 × 363 × 10), ``N^0.45`` with n ≪ d, ``N^0.48``
+with 40 classes, ``N^0.57`` on post-ReLU low-rank and ``N^0.62`` on collinear features
+(``benchmarks/results/solver-costs-cpu-2026-12-05.txt``, OWL-QN forced); the choice grows a
+stale count with the fastest, ``0.7``."""
+PROBE_GROWTH = 2.0
+"""The model must have grown this many times since OWL-QN's count before a probe."""
+
+
+def owlqn_probe(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None,
+                owlqn_free: int | None, *, stay: float = 1.5, newton_steps: float | None = None,
+                newton_over: float | None = None) -> int | None:
+    """Iterations to try OWL-QN for at a point that stays on Newton with a stale count, or
+    None (stay on Newton).
+
+    A path on Newton knows OWL-QN's iterations only from the last point OWL-QN solved,
+    often at its sparse start, and :func:`prefer_newton` grows that count with the model as
+    ``(N / N_then)^0.7``, the fastest growth seen. Grown a hundredfold in ``N`` that guess
+    is off by several times where the count grew slower: a held-out collinear path (2528 ×
+    363 × 10, count 11 at N = 19) stayed on Newton for points that cost it 2-4 times OWL-QN's
+    (``benchmarks/results/solver-costs-cpu-2026-12-05.txt``). Where the choice would
+    change had the count grown at the slowest power seen (:data:`PROBE_EXPONENT`) and the
+    model has grown at least :data:`PROBE_GROWTH` times, OWL-QN is tried for as many
+    iterations as Newton is estimated to cost at the point: converged within them, the point
+    cost no more than Newton's and the count is fresh; otherwise Newton takes the point over
+    from where OWL-QN stands (the path's hand-over, :func:`owlqn_budget`) and OWL-QN's count
+    at this size is the larger of the budget and the grown count (:func:`grown_count`): the
+    probe only said it is over the budget. Taken as the budget alone, it put the next point's
+    Newton budget (:func:`newton_budget`) at 1.5 times Newton's own estimate, which a point
+    on a held-out path then passed, to be finished by OWL-QN at several times Newton's cost
+    (1500 × 250 × 5 to 1e-3·λ_max: 4.65 s against 2.92 s on Newton alone;
+    ``benchmarks/results/solver-budgets-cpu-2026-12-05.txt``).
+
+    Parameters
+    ----------
+    n, m, C, n_free : int
+        As :func:`newton_cost`.
+    owlqn_iters : float or None
+        OWL-QN's iterations at the last point it solved.
+    owlqn_free : int or None
+        The free coordinates expected there.
+    stay : float
+        :func:`prefer_newton`'s ``stay``.
+    newton_steps, newton_over : float, optional
+        As :func:`prefer_newton`.
+    """
+    if owlqn_iters is None or not owlqn_free:
+        return None
+    grown = n_free / owlqn_free
+    if grown < PROBE_GROWTH:
+        return None
+    est = _newton_estimate(n, m, C, n_free, newton_steps, newton_over)
+    if est < stay * float(owlqn_iters) * grown ** PROBE_EXPONENT:
+        return None
+    return max(1, int(est + 0.5))

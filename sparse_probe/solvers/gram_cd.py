@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -336,8 +337,8 @@ class _Faces:
 
 
 def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, *,
-                  tol: float, max_iter: int = 20,
-                  work: QPWork | None = None) -> tuple[np.ndarray, int, float]:
+                  tol: float, max_iter: int = 20, work: QPWork | None = None,
+                  stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, int, float]:
     """The elastic-net QP of :func:`enet_qp` by an active-set (feature-sign) method from ``u0``.
 
     Each iteration fixes a sign pattern ``θ``: the signs of the nonzero entries, and for the
@@ -367,6 +368,8 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
         Face solves at most.
     work : QPWork, optional
         Counts the work done into it.
+    stop : callable, optional
+        Asked after each face solve: true stops there (the caller's work budget is spent).
 
     Returns
     -------
@@ -386,7 +389,7 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
     g = Q @ u - q + l2 * u
     viol = qp_violation(Q, q, u, l1, l2, Qu=g + q - l2 * u)
     f = _objective(Q, q, u, l1, l2)
-    while viol > tol and solves < max_iter:
+    while viol > tol and solves < max_iter and not (solves and stop is not None and stop()):
         nz = u != 0
         excess = np.abs(g) - l1
         viol_zero = ~nz & (excess > 0)
@@ -479,6 +482,10 @@ SWEEP_BUDGET_CAP = 64
 costs once the model no longer fits in the caches (its docstring)."""
 
 
+STOP_CHUNK = 8
+"""Sweeps between two checks of :func:`enet_qp`'s ``stop`` at most (otherwise 64): a sweep of
+a model beyond the caches costs about a hundred thousand coordinate updates' reads."""
+
 DIRECT_MAX = 512
 """Models of at most this many coordinates go to :func:`active_set_qp` first: a factorization
 costs at most ``512³/3`` flops there (a few coordinate-descent sweeps' worth), and where it
@@ -488,7 +495,8 @@ not built, the first use of scikit-learn's imports scikit-learn: over a second h
 
 def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, *,
             tol: float, max_sweeps: int = 500, direct_max: int = DIRECT_MAX,
-            work: QPWork | None = None) -> tuple[np.ndarray, int, float]:
+            work: QPWork | None = None,
+            stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, int, float]:
     """Minimize ``½ uᵀQu − qᵀu + l1||u||₁ + l2/2||u||²`` by coordinate descent from ``u0``
     (small models: :func:`active_set_qp` first).
 
@@ -510,6 +518,9 @@ def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, 
         does not reach ``tol``.
     work : QPWork, optional
         Counts the work done into it (:class:`QPWork`).
+    stop : callable, optional
+        Asked after each chunk of sweeps and each face solve: true returns the iterate
+        reached (every pass lowers the objective; a caller's work budget is spent).
 
     Returns
     -------
@@ -531,14 +542,14 @@ def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, 
     tried = False
     if u.size <= direct_max:  # small: exact face solves first
         tried = True
-        u, _, viol = active_set_qp(Q, q, u, l1, l2, tol=tol, work=work)
-        if viol <= tol:
+        u, _, viol = active_set_qp(Q, q, u, l1, l2, tol=tol, work=work, stop=stop)
+        if viol <= tol or (stop is not None and stop()):
             return u, 0, viol
     else:  # a Newton model's start (the current weights) is never its solution: no check
         viol = float("inf")
     kind, fn = _kernel()
     Qu = None  # the own kernel's Q @ u, kept across its calls
-    while viol > tol and done < max_sweeps:
+    while viol > tol and done < max_sweeps and not (done and stop is not None and stop()):
         k = min(chunk, max_sweeps - done)
         before = viol
         if kind == "own":
@@ -562,7 +573,8 @@ def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, 
             viol = qp_violation(Q, q, u, l1, l2)
             work.read((k + 1.0) * N * N, N)  # these kernels read all of Q every sweep
         done += k
-        chunk = min(2 * chunk, 64)  # check often at first, rarely once it runs long
+        # check often at first, rarely once it runs long (often where a budget may stop it)
+        chunk = min(2 * chunk, 64 if stop is None else STOP_CHUNK)
         if viol <= tol or tried or done < 8 or not before < float("inf"):
             continue
         # crawling (the sweeps still needed at the last chunk's contraction would pass the
@@ -570,7 +582,7 @@ def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, 
         rate = (viol / before) ** (1.0 / k) if 0 < viol < before else 1.0
         if rate >= 1.0 or done + np.log(tol / viol) / np.log(rate) > budget:
             tried = True
-            u, _, viol = active_set_qp(Q, q, u, l1, l2, tol=tol, work=work)
+            u, _, viol = active_set_qp(Q, q, u, l1, l2, tol=tol, work=work, stop=stop)
             Qu = None
     if Qu is not None and viol > tol:  # stopped by max_sweeps: the exact violation
         viol = qp_violation(Q, q, u, l1, l2)

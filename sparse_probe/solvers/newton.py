@@ -43,8 +43,9 @@ the coupled rows of joining weights, had found a carried model to contract the v
 a small factor only (``benchmarks/results/newton-carry-cpu-2026-12-04.txt``). It still
 pays only where the free set is small against ``n·m·C`` times OWL-QN's iteration count:
 :mod:`~sparse_probe.solvers.choice` decides per path point. Above
-``max_free`` free coordinates, and on streamed data (which offers no Hessian), it hands the
-problem to :func:`~sparse_probe.solvers.owlqn.owlqn` from where it stands.
+``max_free`` free coordinates, on streamed data (which offers no Hessian), and once its
+counted work passes the caller's ``max_cost``, it hands the problem to
+:func:`~sparse_probe.solvers.owlqn.owlqn` from where it stands.
 
 References: Lee, Sun & Saunders, "Proximal Newton-type methods for minimizing composite
 functions", SIAM J. Optim. 2014; Yuan, Ho & Lin, "An improved GLMNET for L1-regularized
@@ -61,7 +62,7 @@ import torch
 from sparse_probe.penalties import ElasticNet
 from sparse_probe.solvers.base import SolveResult
 from sparse_probe.solvers.centering import center_shift
-from sparse_probe.solvers.choice import carry_pays
+from sparse_probe.solvers.choice import carry_pays, newton_observed_cost
 from sparse_probe.solvers.gram_cd import QPWork, enet_qp
 from sparse_probe.solvers.lbfgs import LBFGSMemory
 from sparse_probe.solvers.owlqn import (
@@ -499,6 +500,7 @@ def newton(
     inner: float = 0.02,
     inner_stale: float = DEFAULT_INNER_STALE,
     owlqn_max_iter: int | None = None,
+    max_cost: float | None = None,
 ) -> SolveResult:
     """Minimize the elementwise elastic-net objective on the working set (module docstring).
 
@@ -520,6 +522,13 @@ def newton(
         Newton iterations at most.
     owlqn_max_iter : int, optional
         OWL-QN's iterations at most when handed over to (default: its own default).
+    max_cost : float, optional
+        Hand over to OWL-QN once the work counted so far, priced by
+        :func:`~sparse_probe.solvers.choice.newton_observed_cost` (in OWL-QN iterations at
+        this size), exceeds this: checked between steps and within the model solves, which
+        then return the iterate they reached. A path's default gives a point
+        :data:`~sparse_probe.solvers.choice.HANDOVER` times what OWL-QN was expected to take
+        (module docstring of :mod:`~sparse_probe.solvers.choice`).
     z0 : torch.Tensor of shape (n, C), float64, optional
         Logits at the start, up to a per-row constant (not modified).
     gamma0 : float, optional
@@ -603,6 +612,15 @@ def newton(
     drift = z0 is not None
     retries = 0
 
+    def counted() -> dict:
+        return {"hessian": hess_madds, "stream": qp.stream, "stream_cached": qp.stream_cached,
+                "blas3": qp.blas3}
+
+    def over_budget() -> bool:
+        """The work so far costs more than ``max_cost`` OWL-QN iterations."""
+        return max_cost is not None and \
+            newton_observed_cost(n, m, C, max(it, 1), counted()) > max_cost
+
     def retry() -> bool:
         """Before giving up (no descent in a fresh model or no acceptable step on it, a
         stall): :func:`~sparse_probe.solvers.owlqn.precision_retry`, then exact logits and
@@ -644,11 +662,16 @@ def newton(
         refresh = force or (it == 0 and (state is None or not carry_pays(n, m, C, Nw + C))) \
             or (stale_step and _refresh(viol, viol_before, tol, n, m, C, Nw + C))
         force = False
-        if Nw + C > max_free:  # too large a model: OWL-QN from here
+        spent = it and over_budget()
+        if Nw + C > max_free or spent:  # too large a model, or too costly: OWL-QN from here
+            if spent:
+                log.debug("newton: over its budget of %.0f OWL-QN iterations after %d steps: "
+                          "OWL-QN from here", max_cost, it)
             res = owlqn(data, W, b, lam, penalty, tol=tol, z0=z, gamma0=gamma0, memory=lbfgs,
                         **handed)
             res.iterations = {"newton": it, "owlqn": res.n_iter} if it else {"owlqn": res.n_iter}
             res.n_iter += it
+            res.work = counted() if spent else None
             return res
         it += 1
         key = (cls * m + col).cpu().numpy()
@@ -691,7 +714,8 @@ def newton(
             # a fresh model is solved closely (its step converges fast), an old one loosely:
             # it is only an approximation, and on collinear models its tight solves crawled
             share = inner if fresh else inner_stale
-            u, _, _ = enet_qp(Q, q, w0, l1, l2, tol=max(0.1 * tol, share * viol), work=qp)
+            u, _, _ = enet_qp(Q, q, w0, l1, l2, tol=max(0.1 * tol, share * viol), work=qp,
+                              stop=over_budget if max_cost is not None else None)
             Dw = u - w0
             Db = -Hbb_inv @ (gbn + Hwb.T @ Dw)
         else:
@@ -782,6 +806,4 @@ def newton(
     hand_on = state is not None and (fresh_here or last_rate <= CARRY_RATE) and \
         carry_pays(n, m, C, state.key.size + C)
     return SolveResult(W, b, loss, F, it, viol, converged, logits=z, gamma=gamma0, grad=G,
-                       grad_b=gb, memory=state if hand_on else None,
-                       work={"hessian": hess_madds, "stream": qp.stream,
-                             "stream_cached": qp.stream_cached, "blas3": qp.blas3})
+                       grad_b=gb, memory=state if hand_on else None, work=counted())

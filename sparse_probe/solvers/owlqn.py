@@ -35,7 +35,7 @@ from sparse_probe.solvers.class_blocks import ClassBlocks, blocks_pay
 from sparse_probe.solvers.lbfgs import CPU_PAIRS, LBFGSMemory, history_for
 from sparse_probe.solvers.restricted import RestrictedData
 
-__all__ = ["F32_NEAR", "F32_TOL_SHARE", "f32_suspect", "owlqn", "precision_retry"]
+__all__ = ["F32_NEAR", "F32_TOL_SHARE", "default_pairs", "f32_suspect", "owlqn", "precision_retry"]
 
 F32_TOL_SHARE = 0.1
 F32_NEAR = 3.0
@@ -152,7 +152,7 @@ def _direction(pg: torch.Tensor, mem: LBFGSMemory, gamma0: float | None = None,
     return d
 
 
-def _pairs(p: int, blocks: bool, device) -> int:
+def default_pairs(p: int, blocks: bool, device) -> int:
     """Curvature pairs an OWL-QN solve keeps by default: on CPU
     :data:`~sparse_probe.solvers.class_blocks.PAIRS` beside the class blocks, else at most
     :data:`~sparse_probe.solvers.lbfgs.CPU_PAIRS`; elsewhere :func:`history_for`'s budget
@@ -430,7 +430,7 @@ def owlqn(
     loss, G, gb = acc.start()
     F, g = _penalized(loss, x[:Cm], l1, l2), smooth_grad(x, G, gb)
     use_blocks = data.keeps_logits and blocks_pay(data.n, m, C)
-    mem = _memory(memory, Cm + C, history, l2, _pairs(Cm + C, use_blocks, W0.device))
+    mem = _memory(memory, Cm + C, history, l2, default_pairs(Cm + C, use_blocks, W0.device))
     blocks = None
     if use_blocks:  # per-class curvature as L-BFGS's H0
         free = ((x[:Cm] != 0) | (g[:Cm].abs() > l1)).view(C, m)
