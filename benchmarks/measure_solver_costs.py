@@ -15,7 +15,8 @@ Then it fits, by nonnegative least squares on the seconds (each point weighted b
 1/seconds: relative error),
 
 - OWL-QN: ``seconds = iters * (a_p * 4nmC + a_h * 4 h mC + a_z * nC + a_0)``, with ``h`` the
-  L-BFGS pairs kept for ``mC + C`` unknowns (``history_for``): the data products, the two
+  L-BFGS pairs OWL-QN keeps on CPU for ``mC + C`` unknowns (``owlqn.default_pairs``, with the
+  class blocks as ``class_blocks.blocks_pay`` decides them): the data products, the two
   passes of the two-loop product over the pair buffer, the elementwise work on the (n, C)
   logits, and a fixed overhead per iteration;
 - Newton: ``seconds = b_H * (Hessian multiply-adds) + b_i * iters * 4nmC + b_q * (Σ N_model²
