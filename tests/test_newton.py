@@ -468,8 +468,11 @@ def test_hessian_cross_rows_are_the_hessians_rows(share, k, gathered, monkeypatc
     for XwT in (None, X.T.contiguous()):
         products.clear()
         Hna, Hnb = hessian_cross(X, P, cls[pick], col[pick], cls, col, XwT)
-        np.testing.assert_allclose(Hna, Hww[pick], rtol=0, atol=1e-6 * np.abs(Hww).max())
-        np.testing.assert_allclose(Hnb, Hwb[pick], rtol=0, atol=1e-6 * np.abs(Hwb).max())
+        # float32 products of other shapes (and, with threads, other blockings) than
+        # hessian_blocks': entries agree to float32's rounding of 400-row sums, not better
+        # (1e-6 of the largest failed one run in four at 2 threads: 1.5e-8 against 1.3e-8)
+        np.testing.assert_allclose(Hna, Hww[pick], rtol=0, atol=1e-5 * np.abs(Hww).max())
+        np.testing.assert_allclose(Hnb, Hwb[pick], rtol=0, atol=1e-5 * np.abs(Hwb).max())
         # the multiply-adds against the columns: n k Na gathered, n k m C picked
         against = sum(products) - X.shape[0] * pick.size * C  # less the biases' product
         Na = cls.numel()
