@@ -25,8 +25,8 @@ These replaced the 2026-12-02 fit (``10.8 · 4 h m C + 9.8e7`` per OWL-QN iterat
 pairs it kept then, Newton ``1.75 · 0.6 · n N²/2 + K (1.41 · 4nmC + 251 · 0.8 N² + 1.53e8) +
 2.2e7``) once OWL-QN kept fewer pairs and its products ran faster (the unit itself 2.3×
 cheaper against everything else): priced as before, a held-out collinear path (2528 × 363 ×
-10) stayed on Newton where its points cost 2-4 times OWL-QN's, and the path took 7.5 s
-against 3.4 s now (``benchmarks/results/solver-budgets-cpu-2026-12-05.txt``).
+10) stayed on Newton to its end and took 7.3 s against 3.5 s now
+(``benchmarks/results/solver-budgets-cpu-2026-12-05.txt``).
 
 Earlier (session 12), re-measured Newton constants were *not* adopted: with them Newton
 entered the ``current`` path at its second point and stayed to the end on OWL-QN's count from
@@ -69,7 +69,7 @@ Both choices are bounded by what a point then costs, in counts (no clocks): an O
 where Newton could run gets :data:`HANDOVER` times Newton's estimate (:func:`owlqn_budget`),
 a Newton point the same times OWL-QN's expected count (:func:`newton_budget`), each handing
 the point to the other solver from where it stands; a path on Newton whose OWL-QN count is
-stale tries OWL-QN where the count's slowest growth would change the choice
+stale tries OWL-QN where the count's slow-end growth would change the choice
 (:func:`owlqn_probe`); and a Newton point that handed over floors Newton's price until Newton
 solves a point alone again (:func:`newton_over_seen`). On the held-out collinear draws where
 the estimates missed most these took the path 1.2-2.3× faster, on the bench geometries and a
@@ -426,12 +426,12 @@ def owlqn_budget(n: int, m: int, C: int, n_free: int, *, newton_steps: float | N
 
 
 PROBE_EXPONENT = 0.4
-"""The slowest growth of OWL-QN's iterations with the model's size seen on a path, as a power
-of ``N`` (:func:`owlqn_probe`): from a path's sparse start to its end they grew as ``N^0.38``
-on a held-out collinear draw (2528 × 363 × 10), ``N^0.45`` with n ≪ d, ``N^0.48``
-with 40 classes, ``N^0.57`` on post-ReLU low-rank and ``N^0.62`` on collinear features
-(``benchmarks/results/solver-costs-cpu-2026-12-05.txt``, OWL-QN forced); the choice grows a
-stale count with the fastest, ``0.7``."""
+"""The slow end of the growth of OWL-QN's iterations with the model's size, as a power of
+``N`` (:func:`owlqn_probe`): from their first to their last point with OWL-QN forced they grew
+as ``N^0.33`` (well separated), ``N^0.45`` (n ≪ d), ``N^0.57`` (post-ReLU low-rank, a
+held-out 40-class draw), ``N^0.62-0.67`` (100 classes, collinear, two held-out collinear
+draws) and ``N^0.91`` on one (``benchmarks/results/solver-costs-cpu-2026-12-05.txt``); the
+choice grows a stale count with ``0.7`` (:data:`COUNT_GROWTH`)."""
 PROBE_GROWTH = 2.0
 """The model must have grown this many times since OWL-QN's count before a probe."""
 
@@ -444,11 +444,12 @@ def owlqn_probe(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None,
 
     A path on Newton knows OWL-QN's iterations only from the last point OWL-QN solved,
     often at its sparse start, and :func:`prefer_newton` grows that count with the model as
-    ``(N / N_then)^0.7``, the fastest growth seen. Grown a hundredfold in ``N`` that guess
-    is off by several times where the count grew slower: a held-out collinear path (2528 ×
-    363 × 10, count 11 at N = 19) stayed on Newton for points that cost it 2-4 times OWL-QN's
-    (``benchmarks/results/solver-costs-cpu-2026-12-05.txt``). Where the choice would
-    change had the count grown at the slowest power seen (:data:`PROBE_EXPONENT`) and the
+    ``(N / N_then)^0.7``. Grown a hundredfold in ``N`` that guess is off by several times
+    where the count grew slower: a held-out collinear path (2528 × 363 × 10, count 11 at
+    N = 19) stayed on Newton to its end and took 7.3 s, 3.5 s with the probe
+    (``benchmarks/results/solver-budgets-cpu-2026-12-05.txt``; Newton forced took 9.3 s on
+    its 30-λ path, OWL-QN forced 4.2 s: ``solver-costs-cpu-2026-12-05.txt``). Where the choice would
+    change had the count grown at the slow end of the growth seen (:data:`PROBE_EXPONENT`) and the
     model has grown at least :data:`PROBE_GROWTH` times, OWL-QN is tried for as many
     iterations as Newton is estimated to cost at the point: converged within them, the point
     cost no more than Newton's and the count is fresh; otherwise Newton takes the point over
