@@ -11,7 +11,12 @@ for shapes on both sides of the threshold. One thread unless ``--threads``.
 default route, oneDNN where available) and written into a reused buffer (``x_wt(out=...)``,
 the route from ``products.FRESH_MAP_BYTES`` on), at output sizes on both sides of it.
 
-    python benchmarks/measure_products.py [--repeats 15] [--threads 1] [--outputs]
+``--routes``: ``R^T X`` under ``products.WIDE_CLASSES`` classes from the (C, n) float32
+transpose of R, by oneDNN's op on the column-major copy ``X^T`` (the fit keeps one) and as one
+BLAS call ``(C, n) @ (n, m)`` on row-major ``X``, at sizes of ``X`` on both sides of
+``products.SINGLE_CALL_BYTES`` (the transpose made once, outside the timing).
+
+    python benchmarks/measure_products.py [--repeats 15] [--threads 1] [--outputs | --routes]
 """
 
 from __future__ import annotations
@@ -22,7 +27,15 @@ import time
 
 import torch
 
-from sparse_probe.solvers.products import FRESH_MAP_BYTES, WIDE_CLASSES, rt_x, x_wt
+from sparse_probe.solvers.products import (
+    FRESH_MAP_BYTES,
+    SINGLE_CALL_BYTES,
+    WIDE_CLASSES,
+    _linear,
+    onednn_enabled,
+    rt_x,
+    x_wt,
+)
 
 SHAPES = [(4000, 1000, 32), (20000, 1000, 32), (10000, 100, 64), (10000, 64, 256),
           (10000, 32, 256), (10000, 16, 256), (10000, 10, 256), (20000, 10, 512)]
@@ -31,6 +44,13 @@ SHAPES = [(4000, 1000, 32), (20000, 1000, 32), (10000, 100, 64), (10000, 64, 256
 # (n, C, m) of the step product: outputs of 76, 38, 31 (three shapes) and 4 MiB
 OUTPUT_SHAPES = [(20000, 1000, 32), (200000, 100, 64), (100000, 100, 64), (80000, 100, 128),
                  (40000, 200, 64), (20000, 400, 256), (10000, 100, 64)]
+
+
+# (n, C, m) of R^T X for --routes: X from 1 to 195 MiB
+ROUTE_SHAPES = [(10000, 2, 30), (2000, 10, 256), (2920, 10, 78), (10000, 2, 256),
+                (10000, 10, 256), (20000, 10, 64), (20000, 10, 256), (20000, 10, 384), (20000, 10, 512),
+                (50000, 10, 256), (20000, 10, 1024), (100000, 10, 256), (20000, 10, 2048),
+                (100000, 10, 512)]
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -76,6 +96,15 @@ def measure_output(n: int, C: int, m: int, repeats: int, g: torch.Generator) -> 
             median_ms(lambda: x_wt(X, W, bias=b, out=out), repeats))
 
 
+def measure_routes(n: int, C: int, m: int, repeats: int, g: torch.Generator) -> tuple[float, ...]:
+    """(oneDNN on X^T ms, one BLAS call on X ms) of ``R^T X`` at one shape."""
+    X = torch.randn(n, m, generator=g)
+    XT = X.T.contiguous()
+    Rt = torch.randn(C, n, generator=g)
+    torch.testing.assert_close(_linear(Rt, XT), Rt @ X, rtol=1e-4, atol=1e-3)
+    return median_ms(lambda: _linear(Rt, XT), repeats), median_ms(lambda: Rt @ X, repeats)
+
+
 def table(title: str, header: str, shapes, row) -> None:
     """Print ``title``, ``header`` and ``row(n, C, m)`` for every shape."""
     print(title)
@@ -90,6 +119,8 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--outputs", action="store_true",
                     help="time the step product's output routes instead (module docstring)")
+    ap.add_argument("--routes", action="store_true",
+                    help="time R^T X by oneDNN against one BLAS call (module docstring)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
@@ -105,7 +136,20 @@ def main(argv=None) -> None:
         return (f"{n:>6} {C:>5} {m:>4} {4 * n * C / 2**20:>5.0f} | {a:>9.2f} | {b:>9.2f} | "
                 f"{b / a:>5.2f}")
 
-    if args.outputs:
+    def route_row(n, C, m):
+        a, b = measure_routes(n, C, m, k, g)
+        mib = 4 * n * m / 2**20
+        side = "single" if 4 * n * m <= SINGLE_CALL_BYTES else "oneDNN"
+        return f"{n:>6} {C:>5} {m:>4} {mib:>6.1f} | {a:>9.3f} | {b:>9.3f} | {b / a:>5.2f} {side}"
+
+    if args.routes:
+        if not onednn_enabled():
+            raise SystemExit("--routes: this torch build has no usable oneDNN linear op")
+        table(f"R^T X, (C, n) float32 R^T, {args.threads} thread(s), median of {k}; one BLAS "
+              f"call up to X of {SINGLE_CALL_BYTES / 2**20:.0f} MiB (products.SINGLE_CALL_BYTES)",
+              f"{'n':>6} {'C':>5} {'m':>4} {'X MiB':>6} | {'oneDNN ms':>9} | {'single ms':>9} | "
+              f"{'ratio':>5} route", ROUTE_SHAPES, route_row)
+    elif args.outputs:
         table(f"X W^T + b -> (n, C) float32, {args.threads} thread(s), median of {k}; reused "
               f"buffer from {FRESH_MAP_BYTES / 2**20:.0f} MiB",
               f"{'n':>6} {'C':>5} {'m':>4} {'MiB':>5} | {'fresh ms':>9} | {'buffer ms':>9} | "

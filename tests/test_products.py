@@ -238,3 +238,37 @@ def test_fit_with_buffered_step_products_meets_kkt_and_matches_fresh_ones(monkey
     fresh = fit_path(X, y, **kw)
     assert calls and not any(calls)
     np.testing.assert_allclose(path.objective, fresh.objective, rtol=1e-8)
+
+
+def test_small_residual_products_take_one_blas_call(monkeypatch):
+    """Under WIDE_CLASSES classes, R^T X over a row-major X of at most SINGLE_CALL_BYTES is one
+    plain BLAS call (oneDNN's op not called); one byte more and oneDNN takes it (given X^T or
+    not). The same product either way, against float64."""
+    monkeypatch.setenv("SPARSE_PROBE_ONEDNN", "1")
+    if not onednn_enabled():
+        pytest.skip("this torch build has no usable oneDNN linear op")
+    g = torch.Generator().manual_seed(5)
+    X = torch.randn(600, 21, generator=g)
+    R = torch.randn(600, 7, generator=g, dtype=torch.float64)
+    ref = R.float().double().T @ X.double()
+    tol = 1e-5 * float(ref.abs().max()) + 1e-6  # float32 sums of 600 terms
+    calls = []
+    real = products._linear
+
+    def spy(*args):
+        calls.append(args[1].shape)
+        return real(*args)
+
+    monkeypatch.setattr(products, "_linear", spy)
+    monkeypatch.setattr(products, "SINGLE_CALL_BYTES", 4 * X.numel())  # exactly X's bytes
+    for G in (rt_x(R, X), rt_x(R, X, XT=X.T.contiguous())):
+        np.testing.assert_allclose(G.double().numpy(), ref.numpy(), rtol=0, atol=tol)
+    assert calls == []
+    monkeypatch.setattr(products, "SINGLE_CALL_BYTES", 4 * X.numel() - 1)
+    for G in (rt_x(R, X), rt_x(R, X, XT=X.T.contiguous())):
+        np.testing.assert_allclose(G.double().numpy(), ref.numpy(), rtol=0, atol=tol)
+    assert len(calls) == 2
+    rt_x(R, XT=X.T.contiguous())  # only the column-major copy: oneDNN's route whatever the size
+    monkeypatch.setattr(products, "SINGLE_CALL_BYTES", 2**40)
+    rt_x(R, XT=X.T.contiguous())
+    assert len(calls) == 4

@@ -22,7 +22,10 @@ converted to oneDNN's blocked layout. Results agree with MKL's to float32 roundi
 error ~1e-6: only the summation order differs). CUDA tensors always use ``@``. Outputs of
 :data:`FRESH_MAP_BYTES` and more (the step product at many classes) go to torch's BLAS instead,
 written into a buffer the caller reuses: oneDNN's op has no output argument, and a fresh output
-that large cost more in page faults than the product.
+that large cost more in page faults than the product. And ``R^T X`` over a row-major ``X`` of
+at most :data:`SINGLE_CALL_BYTES` is one plain BLAS call ``(C, n) @ (n, m)``: there (the
+working sets of most paths) it ran in 0.13-0.89 of oneDNN's time; oneDNN's kernels win on
+larger ``X`` only (the row-blocked form in the table above was the slow one).
 
 Why a private op: torch's public API sends every CPU matmul to its BLAS (MKL); the op behind
 torch's own oneDNN linear layers is the one way to reach oneDNN's kernels for a plain product
@@ -54,7 +57,8 @@ import os
 
 import torch
 
-__all__ = ["FRESH_MAP_BYTES", "WIDE_CLASSES", "onednn_enabled", "reuse_output", "rt_x", "x_wt"]
+__all__ = ["FRESH_MAP_BYTES", "SINGLE_CALL_BYTES", "WIDE_CLASSES", "onednn_enabled",
+           "reuse_output", "rt_x", "x_wt"]
 
 #: From this many classes on, ``rt_x`` on CPU multiplies a row-major float32 copy of the
 #: residual ``R`` (n, C), read transposed by the BLAS, instead of building the (C, n)
@@ -74,6 +78,15 @@ WIDE_CLASSES = 32
 #: n = 20,000: 23 ms against 53 on one), at 31 MiB 0.89-1.38 (oneDNN's kernels faster
 #: where no page faults are paid).
 FRESH_MAP_BYTES = 32 * 2**20
+
+#: Largest row-major ``X`` (bytes) whose ``R^T X`` on CPU (under :data:`WIDE_CLASSES` classes)
+#: is one BLAS call ``(C, n) @ (n, m)`` instead of oneDNN's: ``benchmarks/measure_products.py
+#: --routes`` (results/products-routes-cpu-2026-12-05.txt) found the single call 0.13-0.89x
+#: oneDNN's time up to 29 MiB of ``X`` (n = 2,000-20,000, m = 30-384, C = 2-10; one and two
+#: threads), 0.73-1.46x at 39 MiB, 0.95-1.85x from 49 MiB on, where oneDNN's kernels win
+#: (the row-blocked form of the same call had lost to oneDNN at 20,000 × 512, above).
+#: Side by side on whole paths: ``benchmarks/results/products-routes-cpu-2026-12-05.txt``.
+SINGLE_CALL_BYTES = 32 * 2**20
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +196,9 @@ def rt_x(R: torch.Tensor, X: torch.Tensor | None = None, XT: torch.Tensor | None
         return torch.mm(R32.T, X)
     # (C, n) float32 in one pass; no copy when R is already the transpose of such a tensor
     Rt = R.T.to(torch.float32, memory_format=torch.contiguous_format)
+    if X is not None and X.device.type == "cpu" and X.is_contiguous() and \
+            4 * X.numel() <= SINGLE_CALL_BYTES:
+        return Rt @ X  # one BLAS call beats oneDNN's at these sizes (SINGLE_CALL_BYTES)
     Xt = XT if XT is not None else X.T  # (m, n), a view when from X
     dense = XT.is_contiguous() if XT is not None else X.is_contiguous()
     if dense and _use_onednn(Rt, Xt):
