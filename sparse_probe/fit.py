@@ -97,8 +97,10 @@ STANDARDIZED_COPY_BYTES = 256 * 2**20
 ``cache_bytes``), for features held in memory (not streamed from a file, not ``low_memory``):
 every KKT pass over all columns then reads it instead of standardizing each raw chunk again,
 and joining columns are gathered from it. Standardizing took a tenth of a two-class
-10,000 × 256 path (31 passes; a py-spy profile, ad hoc); the values are those of the
-per-chunk standardization, bit for bit (the same float32 operations)."""
+10,000 × 256 path (31 passes; a py-spy profile, ad hoc), and that path ran 1.10x faster with
+the copy (``benchmarks/results/compare-session-cpu-2026-12-05.txt``, run D, the others within
+the spread); the values are those of the per-chunk standardization, bit for bit (the same
+float32 operations)."""
 STICKY_SHARE = 0.05
 """A path point keeps the last working set's features that neither hold a weight nor pass the
 strong rule's screen any more when they are at most this share of it: dropping a few of
