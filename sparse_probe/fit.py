@@ -149,8 +149,7 @@ class _Trainer:
         if self._Xstd is None and self._copy_ok:
             X = torch.empty((self.n, self.d), dtype=torch.float32, device=self.device)
             for s, block in self.src.chunks():
-                xb = self._to_dev(block)
-                torch.sub(xb, self.mean_t, out=X[s : s + xb.shape[0]]).mul_(self.inv_scale_t)
+                self._standardize(block, X[s : s + block.shape[0]])
             self._Xstd = X
         return self._Xstd
 
@@ -165,10 +164,15 @@ class _Trainer:
             return
         buf = None
         for s, block in self.src.chunks():
-            xb = self._to_dev(block)  # may be the caller's own array: not written
-            if buf is None or buf.shape[0] < xb.shape[0]:
-                buf = torch.empty(xb.shape, dtype=torch.float32, device=self.device)
-            yield s, torch.sub(xb, self.mean_t, out=buf[: xb.shape[0]]).mul_(self.inv_scale_t)
+            if buf is None or buf.shape[0] < block.shape[0]:
+                buf = torch.empty(tuple(block.shape), dtype=torch.float32, device=self.device)
+            yield s, self._standardize(block, buf[: block.shape[0]])
+
+    def _standardize(self, block, out: torch.Tensor) -> torch.Tensor:
+        """A raw row block standardized in float32 into ``out`` (rows, d), the one map every
+        full-data pass uses (the raw block, possibly the caller's own array, is not
+        written)."""
+        return torch.sub(self._to_dev(block), self.mean_t, out=out).mul_(self.inv_scale_t)
 
     def _to_dev(self, block) -> torch.Tensor:
         return block_tensor(block, self.device, torch.float32)
