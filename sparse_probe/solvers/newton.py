@@ -265,9 +265,13 @@ def hessian_cross(Xw: torch.Tensor, P: torch.Tensor, cls_n: torch.Tensor, col_n:
     -----
     About ``n k Na`` multiply-adds where that saves more than the gather of the columns' data
     costs (:data:`GATHER_COPY`; gathered once per row block, each class's products against
-    its own columns), else ``n k m C`` (each class's products against all ``m`` columns,
-    picked afterwards: no gather); float32 products over row blocks, summed in float64;
-    same-class entries from the weights ``p(1-p)`` directly, as in :func:`hessian_blocks`.
+    its own columns), else ``n k m C`` in one product per row block: the k rows scaled for
+    every class at once, ``(C k, rows) @ (rows, m)``, each class's columns picked from it
+    afterwards (no gather, and ``X`` read once where a product per class read it C times);
+    float32 products over row blocks, summed in float64. Entry ``(j, l)`` of new weight j
+    (class k) against weight l (class c) sums ``x_j x_l (δ_kc p_c − p_k p_c)``: the
+    same-class rows from the weights ``p(1-p)`` directly, as in :func:`hessian_blocks` (a
+    difference would cancel where ``p`` is near 1), the others as ``−(x_j p_k) p_c``.
     """
     n, C = P.shape
     dev = P.device
@@ -275,32 +279,37 @@ def hessian_cross(Xw: torch.Tensor, P: torch.Tensor, cls_n: torch.Tensor, col_n:
     k, Na = cls_n.numel(), cls_a.numel()
     m = Xw.shape[1]
     ba = np.concatenate([[0], np.cumsum(torch.bincount(cls_a, minlength=C).tolist())]).astype(int)
+    bn = np.concatenate([[0], np.cumsum(torch.bincount(cls_n, minlength=C).tolist())]).astype(int)
     PT = P.T.contiguous()
     Hna = torch.zeros((k, Na), dtype=torch.float64, device=dev)
     Hnb = torch.zeros((k, C), dtype=torch.float64, device=dev)
     gather = k * (m * C - Na) >= GATHER_COPY * Na
-    step = max(256, _ROW_FLOATS // max(k + (Na if gather else m), 1))
-    own = (cls_n[:, None] == torch.arange(C, device=dev)[None, :])  # (k, C)
+    step = max(256, _ROW_FLOATS // max(k + Na if gather else k * C + m, 1))
+    rows = torch.arange(k, device=dev)
     for s in range(0, n, step):
         e = min(n, s + step)
         UTn = XwT[col_n, s:e] if XwT is not None else Xw[s:e][:, col_n].T.contiguous()
-        pn = PT[cls_n, s:e]  # (k, rows): each new weight's own class probability
-        VTn = UTn * pn
-        Hnb -= (VTn @ PT[:, s:e].T).to(torch.float64)
-        Hnb[torch.arange(k, device=dev), cls_n] += VTn.sum(1, dtype=torch.float64)
+        Pb = PT[:, s:e]
+        VTn = UTn * Pb[cls_n]  # (k, rows): x_j p_k, each new weight's own class probability
+        Hnb -= (VTn @ Pb.T).to(torch.float64)
+        Hnb[rows, cls_n] += VTn.sum(1, dtype=torch.float64)
+        own = UTn * (Pb * (1.0 - Pb))[cls_n]  # x_j p_k (1 - p_k): against its own class
+        VTn.neg_()
         if gather:  # the columns' own data, (Na, rows): each class's block a slice of it
             UA = XwT[col_a, s:e] if XwT is not None else Xw[s:e][:, col_a].T.contiguous()
-        for c in range(C):
-            a, b = ba[c], ba[c + 1]
-            if a == b:
-                continue
-            # weights against class c: -p_k p_c, or p_c(1-p_c) where k = c (no cancellation)
-            pc = PT[c, s:e]
-            M = torch.where(own[:, c:c + 1], UTn * (pc * (1.0 - pc)), -VTn * pc)
-            if gather:
+            M = torch.empty_like(VTn)
+            for c in range(C):
+                a, b = ba[c], ba[c + 1]
+                if a == b:
+                    continue
+                torch.mul(VTn, Pb[c], out=M)  # -x_j p_k p_c
+                M[bn[c]:bn[c + 1]] = own[bn[c]:bn[c + 1]]  # the new weights of class c
                 Hna[:, a:b] += (M @ UA[a:b].T).to(torch.float64)
-            else:  # against all the working set's columns (no gather), then picked
-                Hna[:, a:b] += (M @ Xw[s:e]).index_select(1, col_a[a:b]).to(torch.float64)
+        else:  # every class's scaled rows in one product against all m columns, then picked
+            M3 = VTn[None] * Pb[:, None, :]  # (C, k, rows)
+            M3[cls_n, rows] = own
+            R = (M3.view(C * k, e - s) @ Xw[s:e]).view(C, k, m)
+            Hna += R[cls_a, :, col_a].T.to(torch.float64)
     return (Hna / n).cpu().numpy(), (Hnb / n).cpu().numpy()
 
 
