@@ -5,6 +5,7 @@
 (benchmarks/measure_std_error.py) and the side-by-side of two revisions
 (benchmarks/compare_revisions.py): what they draw and print, so they cannot rot."""
 
+import importlib
 import re
 import subprocess
 import sys
@@ -362,3 +363,22 @@ def test_the_run_line_names_newtons_count_and_a_drop_in_threads():
     assert bp.newton_count_note({"threads": 2, "threads_newton": None,
                                  "threads_dropped_at": [7, 1]}) == ", 1 from λ #7"
     assert bp.newton_count_note({"threads": 2, "threads_dropped_at": None}) == ""
+
+
+def test_cross_rows_measurement_times_both_routes_against_the_reference(capsys):
+    """benchmarks/measure_cross_rows.py on a small collinear path: the joining rows it
+    recorded, gathered (GATHER_COPY 0) and not (the library's value here), agree with the
+    per-class reference route to float32 rounding, and the library's constant is restored."""
+    newton_module = importlib.import_module("sparse_probe.solvers.newton")
+    before = newton_module.GATHER_COPY
+    load_bench("measure_cross_rows").main(["--cases", "collinear:600:30:5:3:10", "--gather", "0",
+                                           "--repeats", "1"])
+    restored = newton_module.GATHER_COPY
+    assert restored == before
+    lines = capsys.readouterr().out.splitlines()
+    ref, default, always = (line.split() for line in lines[2:5])
+    calls = int(ref[1])
+    assert calls > 0 and ref[2:5] == ["per", "class", "(reference)"]
+    assert default[:2] == ["library", "(default)"] and float(default[2]) == before
+    assert always[0] == "library" and float(always[1]) == 0 and int(always[2]) == calls
+    assert float(default[-1]) <= 1e-5 and float(always[-1]) <= 1e-5
