@@ -56,6 +56,13 @@ def _call(z, y, *, dz=None, t=0.0, dz2=None, cls2=None, scale=1.0, R64=True, zn=
     return loss, out
 
 
+@pytest.fixture(autouse=True)
+def _threads_on_small_arrays(monkeypatch):
+    """The threaded route on arrays of a few hundred thousand entries (the library's
+    MIN_ENTRIES_PER_THREAD asks for millions per thread: a speed threshold, not a behaviour)."""
+    monkeypatch.setattr(fused_ce, "MIN_ENTRIES_PER_THREAD", 1 << 17)
+
+
 def _problem(n, C, seed, spread=4.0):
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(n, C, dtype=torch.float64, generator=g) * spread
@@ -335,7 +342,8 @@ def test_ce_rows_over_threads_is_the_one_thread_result():
 
 def test_forgetting_the_pools_keeps_the_checked_kernel(monkeypatch):
     """What a forked child runs (os.register_at_fork): every pool dropped, the self-checked
-    kernel kept; the next threaded rows make a pool of their own."""
+    kernel kept; the next threaded rows make a pool of their own (two threads beside the
+    calling one, which runs the first of the three blocks)."""
     z, y, _ = _problem(4000, 100, 12)  # 3 blocks of at least MIN_ENTRIES_PER_THREAD
     monkeypatch.setattr(fused_ce, "_STATE", {})
     monkeypatch.setattr(fused_ce, "_POOLS", {})
@@ -344,11 +352,11 @@ def test_forgetting_the_pools_keeps_the_checked_kernel(monkeypatch):
         torch.set_num_threads(3)
         first = fused_ce.ce_rows(z, y)[0]
         pools = dict(fused_ce._POOLS)
-        assert list(pools) == [3] and fused_ce._STATE == {"rows": ROWS}
+        assert list(pools) == [2] and fused_ce._STATE == {"rows": ROWS}
         fused_ce._forget_pools()
         assert fused_ce._POOLS == {} and fused_ce._STATE == {"rows": ROWS}
         assert fused_ce.ce_rows(z, y)[0] == first
-        assert list(fused_ce._POOLS) == [3] and fused_ce._POOLS[3] is not pools[3]
+        assert list(fused_ce._POOLS) == [2] and fused_ce._POOLS[2] is not pools[2]
     finally:
         torch.set_num_threads(before)
         for pool in [*pools.values(), *fused_ce._POOLS.values()]:
@@ -430,12 +438,16 @@ def test_ce_rows_over_threads_with_a_correction_and_int32_labels(with_cls2):
 
 
 def test_ce_rows_threads_only_for_enough_entries(monkeypatch):
-    """Each thread gets at least MIN_ENTRIES_PER_THREAD entries (counted by the blocks run)."""
-    calls = []
+    """Each thread gets at least MIN_ENTRIES_PER_THREAD entries (counted by the blocks run);
+    the calling thread runs one of the blocks itself."""
+    import threading
+
+    calls, here = [], []
     real = fused_ce._kernel()
 
     def counting(n, *args):
         calls.append(n)
+        here.append(threading.current_thread() is threading.main_thread())
         return real(n, *args)
 
     monkeypatch.setitem(fused_ce._STATE, "rows", counting)
@@ -446,6 +458,7 @@ def test_ce_rows_threads_only_for_enough_entries(monkeypatch):
         z, y, _ = _problem(n, 64, 8)
         fused_ce.ce_rows(z, y)
         assert len(calls) == 3 and sum(calls) == n
+        assert sum(here) == 1  # the calling thread's block; the pool's threads the others
         calls.clear()
         z, y, _ = _problem(fused_ce.MIN_ENTRIES_PER_THREAD // 64 - 1, 64, 8)
         fused_ce.ce_rows(z, y)

@@ -382,3 +382,21 @@ def test_cross_rows_measurement_times_both_routes_against_the_reference(capsys):
     assert default[:2] == ["library", "(default)"] and float(default[2]) == before
     assert always[0] == "library" and float(always[1]) == 0 and int(always[2]) == calls
     assert float(default[-1]) <= 1e-5 and float(always[-1]) <= 1e-5
+
+
+def test_ce_threads_measurement_times_each_threshold_and_restores_it(capsys):
+    """benchmarks/measure_ce_threads.py on a small 40-class path: a row per threshold, the
+    kernel's calls counted inside the fit (the fused kernel runs from 32 classes), and the
+    library's threshold back in place after."""
+    fused_ce = importlib.import_module("sparse_probe.solvers.fused_ce")
+    before = fused_ce.MIN_ENTRIES_PER_THREAD
+    load_bench("measure_ce_threads").main(["--cases", "current:600:48:40:3:4",
+                                           "--per-thread", f"1024,{1 << 40}", "--repeats", "1"])
+    restored = fused_ce.MIN_ENTRIES_PER_THREAD
+    assert restored == before
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["current:600:48:40:3:4"] * 2
+    assert [int(r[1]) for r in rows] == [600 * 40] * 2
+    assert [int(r[3]) for r in rows] == [min(torch.get_num_threads(), 600 * 40 // 1024), 1]
+    if fused_ce.usable(torch.zeros((1, 40), dtype=torch.float64)):
+        assert all(int(r[6]) > 0 and float(r[5]) > 0 for r in rows)

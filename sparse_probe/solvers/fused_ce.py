@@ -16,7 +16,9 @@ build without a C compiler falls back to torch) and checked once per process aga
 ``SPARSE_PROBE_FUSED_CE=0`` in the environment turns it off.
 
 Threads: the kernel releases the GIL, and rows are split into blocks over torch's thread count
-(``torch.get_num_threads()``, which the fit sets: :mod:`~sparse_probe.solvers.threads`).
+(``torch.get_num_threads()``, which the fit sets: :mod:`~sparse_probe.solvers.threads`), the
+calling thread taking the first block, once each thread gets :data:`MIN_ENTRIES_PER_THREAD`
+entries.
 """
 
 from __future__ import annotations
@@ -34,7 +36,15 @@ __all__ = ["MIN_CLASSES", "ce_rows", "usable"]
 #: measure_softmax_ce.py, results/softmax-ce-cpu-2026-12-02.txt).
 MIN_CLASSES = 32
 #: Fewest entries n·C per thread worth a thread of its own.
-MIN_ENTRIES_PER_THREAD = 1 << 17
+MIN_ENTRIES_PER_THREAD = 1 << 21
+"""Fewest entries n·C per thread worth a thread of its own. Timed alone, two threads gain from
+a few hundred thousand entries on; inside a fit the kernel runs right after torch's
+multi-threaded products, whose OpenMP workers go on spinning on the other cores for a while
+(libgomp's default wait policy), and the kernel's second thread shares a core with one of
+them. Whole default fits (``benchmarks/measure_ce_threads.py``,
+``results/ce-threads-cpu-2026-12-05.txt``): at 10⁶ and 2·10⁶ entries one thread made the fit
+0.92-0.94x the time of two (1 << 17 per thread, the value before), at 4·10⁶ even, at 2·10⁷
+(1,000 classes) two threads 0.81x one's."""
 
 log = logging.getLogger(__name__)
 _STATE: dict[str, object] = {}  # "rows": the self-checked kernel or None
@@ -175,5 +185,6 @@ def ce_rows(z: torch.Tensor, y: torch.Tensor, *, dz: torch.Tensor | None = None,
                     yy[s:e].numpy(), part(zn), part(R64), part(R32), gbs[j].numpy(),
                     float(scale))
 
-    losses = list(_pool(k).map(block, range(k)))
-    return float(sum(losses)), gbs.sum(0)
+    rest = [_pool(k - 1).submit(block, j) for j in range(1, k)]
+    loss = block(0)  # this thread's share: the pool's threads take the others
+    return float(loss + sum(f.result() for f in rest)), gbs.sum(0)

@@ -1,0 +1,94 @@
+"""Measure: the cross-entropy kernel's threads inside a fit (``fused_ce.MIN_ENTRIES_PER_THREAD``).
+
+``fused_ce.ce_rows`` splits its rows over torch's thread count once each thread gets at least
+``MIN_ENTRIES_PER_THREAD`` entries of the (n, C) logits. Timed alone
+(``measure_softmax_ce.py --threads 2``) two threads gain wherever the array is large; inside a
+fit the kernel runs right after torch's multi-threaded products, whose OpenMP workers keep
+spinning on the other cores for a while after each product (libgomp's default wait policy),
+and the kernel's own second thread shares a core with one of them. So this script times whole
+default fits: each case's path with every ``--per-thread`` value (entries per thread; a value
+above ``n C`` keeps one thread), interleaved, ``--repeats`` rounds, and prints per value the
+fastest fit, the kernel's seconds within it (all its calls) and its calls.
+
+Cases as ``compare_revisions.py``: a ``bench_path.py`` geometry by name or
+``KIND:n:d:C:SEED[:NLAM[:EPS]]``.
+
+    python benchmarks/measure_ce_threads.py --cases classes100,current:40000:64:100:7:12 \\
+        [--per-thread 131072,2097152,1099511627776] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+
+FC = importlib.import_module("sparse_probe.solvers.fused_ce")
+
+
+def timed_fit(case, per_thread: int) -> tuple[float, float, int]:
+    """(fit seconds, seconds in ce_rows, ce_rows calls) of one default fit of ``case``."""
+    import bench_path as bp
+
+    from sparse_probe.fit import fit_path
+
+    kind, n, d, C, seed, nl, eps = case
+    X, y = bp.make_geometry(kind, n, d, C, seed)
+    lams = bp.lambda_grid(X, y, C, nl, eps)
+    real, old = FC.ce_rows, FC.MIN_ENTRIES_PER_THREAD
+    spent = [0.0, 0]
+
+    def counted(*a, **k):
+        t = time.perf_counter()
+        try:
+            return real(*a, **k)
+        finally:
+            spent[0] += time.perf_counter() - t
+            spent[1] += 1
+
+    FC.ce_rows, FC.MIN_ENTRIES_PER_THREAD = counted, per_thread
+    try:
+        t = time.perf_counter()
+        fit_path(X, y, alpha=bp.ALPHA, lambdas=lams, progress=False)
+        return time.perf_counter() - t, spent[0], spent[1]
+    finally:
+        FC.ce_rows, FC.MIN_ENTRIES_PER_THREAD = real, old
+
+
+def main(argv: list[str] | None = None) -> None:
+    import compare_revisions as cr
+    import torch
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cases", default="classes100,classes1000")
+    ap.add_argument("--per-thread", default=f"{1 << 17},{1 << 21},{1 << 40}")
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args(argv)
+    values = [int(v) for v in args.per_thread.split(",")]
+    print(f"torch threads {torch.get_num_threads()}, library MIN_ENTRIES_PER_THREAD = "
+          f"{FC.MIN_ENTRIES_PER_THREAD}, best of {args.repeats}")
+    print(f"{'case':>30} {'n C':>10} {'per thread':>14} {'threads':>7} {'fit s':>7} "
+          f"{'ce_rows s':>9} {'calls':>6}")
+    for name in args.cases.split(","):
+        case = cr.parse_case(name)
+        entries = case[1] * case[3]
+        best = {v: (float("inf"), 0.0, 0) for v in values}
+        for _ in range(args.repeats):
+            for v in values:
+                got = timed_fit(case, v)
+                if got[0] < best[v][0]:
+                    best[v] = got
+        for v in values:
+            k = min(torch.get_num_threads(), max(1, entries // v))
+            fit_s, ce_s, calls = best[v]
+            print(f"{name:>30} {entries:>10} {v:>14} {k:>7} {fit_s:>7.2f} {ce_s:>9.2f} {calls:>6}")
+
+
+if __name__ == "__main__":
+    main()
