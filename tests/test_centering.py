@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers_kkt import kkt_ratios
 from scipy.optimize import minimize_scalar
 
 from sparse_probe.objective import objective_f64
@@ -83,3 +84,160 @@ def test_numpy_and_torch_paths_agree(alpha, grouped):
     assert c_np.dtype == Wt.dtype
     np.testing.assert_allclose(c_np.numpy(), c_t.numpy(), rtol=1e-12, atol=1e-14)
     np.testing.assert_array_equal(c_np.numpy() == 0, c_t.numpy() == 0)
+
+
+def _exact_best(w: np.ndarray, alpha: float) -> float:
+    """The smallest elastic-net penalty of ``w + t`` over t, from the closed form: the
+    piecewise-quadratic penalty's minimum lies at a kink ``-w_k`` or at the stationary point
+    of one of its pieces (between consecutive kinks: the L1 part is linear there)."""
+    C = w.size
+    kinks = np.sort(-w)
+    cands = list(kinks)
+    if alpha < 1:
+        for i in range(C + 1):  # i weights have w + t < 0 on this piece: slope alpha (C - 2i)
+            cands.append(-(alpha * (C - 2 * i) + (1 - alpha) * w.sum()) / ((1 - alpha) * C))
+    return min(_penalty(w + t, alpha, False) for t in cands)
+
+
+def _routes():
+    """The CPU routes: the compiled kernel where built (the default), and numpy."""
+    import sparse_probe.solvers.centering as centering
+
+    yield "numpy", lambda W, a: centering._center_shift_np(W, a, False)
+    kernel = centering._kernel()
+    if kernel is not None:
+        def run(W, a, kernel=kernel):
+            out = np.full(W.shape[1], np.nan)
+            kernel(W.shape[0], W.shape[1], np.ascontiguousarray(W), a, out)
+            return out
+        yield "compiled", run
+
+
+@pytest.mark.parametrize("C", [1, 2, 7, 40, 250])  # the compiled sort changes method above 32
+@pytest.mark.parametrize("alpha", [1.0, 0.99, 0.5, 0.01])
+def test_every_cpu_route_reaches_the_closed_form_minimum(C, alpha):
+    """Each route's shift gives each column the smallest penalty over all shifts (to 1e-12 of
+    the column's scale), never more than no shift, zero for zero columns, on columns drawn
+    here: dense, sparse, tied, integer and with one dominant weight, at three scales."""
+    rng = np.random.default_rng(C * 7 + int(alpha * 100))
+    m = 60
+    W = rng.standard_normal((C, m)) * np.repeat([1e-4, 1.0, 1e3], m // 3)
+    W[:, 10:20] *= rng.random((C, 10)) < 0.4
+    W[:, 20:25] = np.round(W[:, 20:25])
+    W[:, 25] = 0.0
+    W[0, 26] = 1e3
+    for name, route in _routes():
+        c = route(W, alpha)
+        assert c[25] == 0.0, name
+        for j in range(m):
+            w = W[:, j]
+            scale = max(float(np.abs(w).max()), 1e-300)
+            got = _penalty(w + c[j], alpha, False)
+            assert got <= _exact_best(w, alpha) + 1e-12 * scale * C, (name, j)
+            assert got <= _penalty(w, alpha, False) * (1 + 1e-15), (name, j)
+
+
+def test_compiled_and_numpy_shifts_agree_and_zero_the_same_columns():
+    import sparse_probe.solvers.centering as centering
+
+    if centering._kernel() is None:
+        pytest.skip("the compiled centering is not built here")
+    rng = np.random.default_rng(5)
+    for C in (2, 10, centering.KERNEL_MAX_CLASSES):
+        W = rng.standard_normal((C, 500)) * (rng.random((C, 500)) < 0.5)
+        for alpha in (1.0, 0.9):
+            got = center_shift(torch.as_tensor(W), alpha).numpy()
+            ref = centering._center_shift_np(W, alpha, False)
+            np.testing.assert_allclose(got, ref, rtol=0, atol=1e-13 * np.abs(W).max())
+            np.testing.assert_array_equal(got == 0, ref == 0)
+
+
+def test_compiled_shifts_refuse_what_they_cannot_read():
+    pytest.importorskip("sparse_probe.solvers._centering")
+    from sparse_probe.solvers._centering import shifts
+
+    W, out = np.ones((3, 4)), np.zeros(4)
+    with pytest.raises(ValueError, match="W must be a C-contiguous float64 array of 12"):
+        shifts(3, 4, np.ones((3, 5)), 0.5, out)
+    with pytest.raises(ValueError, match="W must be a C-contiguous float64"):
+        shifts(3, 4, W.astype(np.float32), 0.5, out)
+    with pytest.raises(ValueError, match="W must be a C-contiguous"):
+        shifts(3, 4, np.ones((4, 3)).T, 0.5, out)
+    with pytest.raises(ValueError, match="out must be a C-contiguous, writable"):
+        ro = np.zeros(4)
+        ro.flags.writeable = False
+        shifts(3, 4, W, 0.5, ro)
+    with pytest.raises(ValueError, match="0 < alpha <= 1"):
+        shifts(3, 4, W, 0.0, out)
+    with pytest.raises(ValueError, match="C >= 1"):
+        shifts(0, 4, W, 0.5, out)
+
+
+def test_the_environment_or_a_disagreeing_kernel_leaves_numpy(monkeypatch, caplog):
+    """SPARSE_PROBE_CENTERING=numpy skips the compiled kernel; one that fails the self-check
+    is logged and not used; either way the shifts are numpy's."""
+    import sparse_probe.solvers.centering as centering
+
+    W = np.random.default_rng(2).standard_normal((6, 20))
+    ref = centering._center_shift_np(W, 0.9, False)
+    monkeypatch.setenv("SPARSE_PROBE_CENTERING", "numpy")
+    assert centering._kernel() is None
+    np.testing.assert_array_equal(center_shift(torch.as_tensor(W), 0.9).numpy(), ref)
+    monkeypatch.delenv("SPARSE_PROBE_CENTERING")
+    pytest.importorskip("sparse_probe.solvers._centering")
+    import sparse_probe.solvers._centering as compiled
+
+    def off_by_a_little(C, m, W, alpha, out):
+        real(C, m, W, alpha, out)
+        out += 1e-9 * (np.abs(W).max(0) + 1.0)
+
+    real = compiled.shifts
+    monkeypatch.setattr(centering, "_STATE", {})
+    monkeypatch.setattr(compiled, "shifts", off_by_a_little)
+    with caplog.at_level("WARNING", logger="sparse_probe.solvers.centering"):
+        assert centering._kernel() is None
+    assert "disagrees" in caplog.text
+    np.testing.assert_array_equal(center_shift(torch.as_tensor(W), 0.9).numpy(), ref)
+
+
+def test_a_path_is_the_same_with_the_compiled_centering_and_with_numpys(monkeypatch):
+    """A collinear 10-class path (OWL-QN and Newton points) fitted with each route: the
+    objectives agree to 1e-9 at every λ and every point meets its KKT tolerance."""
+    import sparse_probe.solvers.centering as centering
+    from sparse_probe.fit import fit_path
+
+    if centering._kernel() is None:
+        pytest.skip("the compiled centering is not built here")
+    rng = np.random.default_rng(8)
+    n, d, C = 900, 30, 10
+    X = rng.standard_normal((n, d))
+    X[:, 20:] = X[:, :10] @ rng.standard_normal((10, 10))  # exact combinations
+    y = (X[:, :10] @ rng.standard_normal((10, C)) + rng.standard_normal((n, C))).argmax(1)
+    objs = {}
+    for route in ("compiled", "numpy"):
+        monkeypatch.setattr(centering, "_STATE", {})
+        if route == "numpy":
+            monkeypatch.setenv("SPARSE_PROBE_CENTERING", "numpy")
+        p = fit_path(X, y, alpha=0.99, n_lambdas=12, eps=1e-2, progress=False)
+        assert kkt_ratios(X, y, p).max() <= 1.0, route
+        objs[route] = [objective_f64(X, y, p.weights[i], p.intercepts[i], p.lambdas[i], 0.99,
+                                     mean=p.mean, scale=p.scale) for i in range(len(p))]
+        assert {"owlqn", "newton"} <= set(p.info["method_per_point"]), route
+    np.testing.assert_allclose(objs["compiled"], objs["numpy"], rtol=1e-9)
+
+
+def test_many_classes_take_numpys_steps(monkeypatch):
+    """Up to KERNEL_MAX_CLASSES classes the compiled kernel runs, beyond it numpy's steps (its
+    vectorized sort of all columns at once is faster there)."""
+    import sparse_probe.solvers.centering as centering
+
+    calls = []
+    monkeypatch.setitem(centering._STATE, "shifts",
+                        lambda C, m, W, a, out: calls.append(C) or out.fill(0.0))
+    rng = np.random.default_rng(4)
+    for C in (centering.KERNEL_MAX_CLASSES, centering.KERNEL_MAX_CLASSES + 1):
+        W = rng.standard_normal((C, 7))
+        got = center_shift(torch.as_tensor(W), 0.9).numpy()
+        if C > centering.KERNEL_MAX_CLASSES:
+            np.testing.assert_array_equal(got, centering._center_shift_np(W, 0.9, False))
+    assert calls == [centering.KERNEL_MAX_CLASSES]

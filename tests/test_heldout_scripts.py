@@ -400,3 +400,20 @@ def test_ce_threads_measurement_times_each_threshold_and_restores_it(capsys):
     assert [int(r[3]) for r in rows] == [min(torch.get_num_threads(), 600 * 40 // 1024), 1]
     if fused_ce.usable(torch.zeros((1, 40), dtype=torch.float64)):
         assert all(int(r[6]) > 0 and float(r[5]) > 0 for r in rows)
+
+
+def test_centering_measurement_times_every_route_and_fits_both_ways(capsys):
+    """benchmarks/measure_centering.py: a row per shape (the routes checked against numpy's
+    first), then a small path fitted with the compiled kernel and with numpy's steps, their
+    objectives the same, SPARSE_PROBE_CENTERING left as it was."""
+    import os
+
+    mod = load_bench("measure_centering")
+    mod.main(["--cases", "current:600:30:5:3:6", "--repeats", "2", "--fits", "1"])
+    assert "SPARSE_PROBE_CENTERING" not in os.environ
+    lines = capsys.readouterr().out.splitlines()
+    shapes = [tuple(int(v) for v in line.split()[:2]) for line in lines[2:2 + len(mod.SHAPES)]]
+    assert shapes == mod.SHAPES
+    if mod.CE._kernel() is not None:
+        fit = lines[-1].split()
+        assert fit[0] == "current:600:30:5:3:6" and float(fit[-1]) <= 1e-9

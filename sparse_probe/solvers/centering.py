@@ -19,10 +19,23 @@ whose derivative is piecewise linear with kinks at ``c = -w_k``; grouped penalty
 
 from __future__ import annotations
 
+import logging
+import os
+
 import numpy as np
 import torch
 
-__all__ = ["center_shift"]
+__all__ = ["KERNEL_MAX_CLASSES", "center_shift"]
+
+KERNEL_MAX_CLASSES = 32
+"""Most classes for which CPU weights go to the compiled kernel; numpy's steps beyond. The
+kernel sorts each column's few kinks in place where numpy sorts all columns at once with its
+vectorized sort: per call at 2 and 10 classes (256 columns) the kernel took 0.14x and 0.26x
+numpy's time, at 100 and 1,000 classes 2.1x and 3.4x (``benchmarks/measure_centering.py``,
+``results/centering-cpu-2026-12-05.txt``)."""
+
+log = logging.getLogger(__name__)
+_STATE: dict[str, object] = {}  # "shifts": the self-checked compiled kernel, or None
 
 
 def center_shift(W: torch.Tensor, alpha: float, grouped: bool = False) -> torch.Tensor:
@@ -45,14 +58,67 @@ def center_shift(W: torch.Tensor, alpha: float, grouped: bool = False) -> torch.
 
     Notes
     -----
-    CPU tensors are computed with numpy (the same steps): the solver calls this once per
-    iteration on a (C, m) array, where torch's per-op overhead (~35 small ops) cost ~0.7 ms
-    against numpy's ~0.15 ms. Other devices keep the data where it is.
+    The solvers call this once per iteration on their (C, m) weights. CPU tensors of up to
+    :data:`KERNEL_MAX_CLASSES` classes go to the compiled ``_centering.shifts`` (the same
+    steps in the same floating-point order, column by column; self-checked once per process
+    against the numpy steps, and ``SPARSE_PROBE_CENTERING=numpy`` turns it off), others, or
+    all where it is not built, to numpy's ~30 array operations (torch's ~35 small ops cost
+    several times more). On the bench's 10-class path the centering took 6% of the fit with
+    numpy's steps, 2% compiled (``benchmarks/measure_centering.py``). Other devices keep the
+    data where it is.
     """
     if W.device.type == "cpu":
-        c = _center_shift_np(W.detach().numpy().astype(np.float64, copy=False), alpha, grouped)
+        W64 = np.ascontiguousarray(W.detach().numpy(), dtype=np.float64)
+        kernel = None if grouped or W64.shape[0] > KERNEL_MAX_CLASSES else _kernel()
+        if kernel is not None:
+            c = np.empty(W64.shape[1])
+            kernel(W64.shape[0], W64.shape[1], W64, float(alpha), c)
+        else:
+            c = _center_shift_np(W64, alpha, grouped)
         return torch.from_numpy(c).to(W.dtype)
     return _center_shift_torch(W, alpha, grouped)
+
+
+def _kernel():
+    """The compiled ``shifts`` once it agreed with :func:`_center_shift_np` on a self-check
+    (cached per process), else None."""
+    if os.environ.get("SPARSE_PROBE_CENTERING") == "numpy":
+        return None
+    if "shifts" not in _STATE:
+        _STATE["shifts"] = None
+        try:
+            from sparse_probe.solvers._centering import shifts
+        except ImportError:  # not built (no compiler at install): numpy's steps
+            log.debug("compiled centering not built; using numpy")
+            return None
+        if _agrees(shifts):
+            _STATE["shifts"] = shifts
+        else:
+            log.warning("compiled centering disagrees with numpy on a self-check; using numpy")
+    return _STATE["shifts"]
+
+
+def _agrees(shifts) -> bool:
+    """Whether ``shifts`` gives :func:`_center_shift_np`'s shifts on columns of every kind:
+    random, zero, already centered, tied, one dominant entry; 3 and 40 classes (the compiled
+    sort changes method above 32), L1 shares 1, 0.99 and 0.5. Equal to ``1e-13`` of each
+    column's largest weight: the steps are the same, but numpy sums a lone column pairwise
+    (a contiguous reduction) where the kernel adds in order, which moves the last bits."""
+    g = np.random.default_rng(0)
+    for C in (3, 40):
+        W = g.standard_normal((C, 12)) * np.array([1e-3, 1, 100] * 4)
+        W[:, 0] = 0.0
+        W[:, 1] -= np.median(W[:, 1])
+        W[:, 2] = 0.25
+        W[0, 3] = 50.0
+        W[:, 4] = np.round(W[:, 4])
+        for alpha in (1.0, 0.99, 0.5):
+            got = np.full(W.shape[1], np.nan)
+            shifts(C, W.shape[1], W, alpha, got)
+            ref = _center_shift_np(W, alpha, False)
+            if not np.all(np.abs(got - ref) <= 1e-13 * np.abs(W).max(0)):
+                return False
+    return True
 
 
 def _center_shift_torch(W: torch.Tensor, alpha: float, grouped: bool) -> torch.Tensor:

@@ -1,0 +1,184 @@
+/* Penalty-optimal centering of multinomial weights, one column at a time.
+ *
+ * For each column j of W (C, m), float64, C-contiguous, the shift c_j minimizes the elastic-net
+ * penalty of the column moved by it (the loss cannot see such a shift):
+ *
+ *     min_c  alpha sum_k |w_kj + c| + (1 - alpha)/2 sum_k (w_kj + c)^2
+ *
+ * The derivative is piecewise linear and increasing, with kinks at c = -w_kj. With the kinks
+ * sorted, b_0 <= ... <= b_{C-1}, and S = sum_k w_kj, the derivative just right of kink i is
+ * alpha (2 (i + 1) - C) + (1 - alpha)(S + C b_i) and just left of it alpha (2 i - C) + the same
+ * ridge term. The minimizer is the first kink whose right derivative is >= 0 where its left one
+ * is <= 0, else the root of the linear piece left of that kink (alpha < 1), else 0. The shift is
+ * kept only where it lowers the column's penalty by more than a 1e-12 share (so zero and
+ * already centered columns stay exactly as they are).
+ *
+ * The same steps, in the same floating-point order, as
+ * sparse_probe.solvers.centering._center_shift_np (the numpy reference, ~30 array operations
+ * per call; numpy sums a lone column pairwise, so there the last bits can differ); the
+ * solvers call this once per iteration on their (C, m) weights.
+ * Only the buffer protocol is used (no NumPy headers).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define NATIVE_ORDER "@=>"
+#else
+#define NATIVE_ORDER "@=<"
+#endif
+
+/* A C-contiguous float64 buffer of `count` items. */
+static int
+get(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t count, const char *name)
+{
+    view->obj = NULL;
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0) {
+        PyErr_Format(PyExc_ValueError, "_centering.shifts: %s must be a C-contiguous%s float64 "
+                     "array", name, writable ? ", writable" : "");
+        view->obj = NULL;
+        return -1;
+    }
+    const char *f = view->format ? view->format : "B";
+    if (f[0] && strchr(NATIVE_ORDER, f[0]))
+        f++;
+    if (strcmp(f, "d") != 0 || view->len != count * view->itemsize) {
+        PyErr_Format(PyExc_ValueError, "_centering.shifts: %s must be a C-contiguous float64 "
+                     "array of %zd entries", name, count);
+        PyBuffer_Release(view);
+        view->obj = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static int
+ascending(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sorts b (C) ascending: insertion sort for the usual few classes, qsort beyond. */
+static void
+sort(double *b, Py_ssize_t C)
+{
+    if (C > 32) {
+        qsort(b, (size_t)C, sizeof(double), ascending);
+        return;
+    }
+    for (Py_ssize_t i = 1; i < C; i++) {
+        double v = b[i];
+        Py_ssize_t k = i - 1;
+        for (; k >= 0 && b[k] > v; k--)
+            b[k + 1] = b[k];
+        b[k + 1] = v;
+    }
+}
+
+/* The column's penalty moved by c: alpha sum |w + c| + (1 - alpha)/2 sum (w + c)^2, each sum
+ * accumulated over the classes in order (numpy's reduction over axis 0). */
+static double
+penalty(const double *W, Py_ssize_t C, Py_ssize_t m, Py_ssize_t j, double c, double alpha)
+{
+    double sq = 0.0, l1 = 0.0;
+    for (Py_ssize_t k = 0; k < C; k++) {
+        double v = W[k * m + j] + c;
+        sq += v * v;
+        l1 += fabs(v);
+    }
+    return alpha * l1 + 0.5 * (1.0 - alpha) * sq;
+}
+
+static double
+shift(const double *W, Py_ssize_t C, Py_ssize_t m, Py_ssize_t j, double alpha, double *b)
+{
+    double S = 0.0;
+    for (Py_ssize_t k = 0; k < C; k++) {
+        b[k] = -W[k * m + j];
+        S += W[k * m + j];
+    }
+    sort(b, C);
+    double dC = (double)C;
+    Py_ssize_t istar = C; /* the first kink whose right derivative is >= 0 (C: none) */
+    for (Py_ssize_t i = 0; i < C; i++) {
+        double ridge = (1.0 - alpha) * (S + dC * b[i]);
+        if (alpha * (2.0 * (double)(i + 1) - dC) + ridge >= 0.0) {
+            istar = i;
+            break;
+        }
+    }
+    Py_ssize_t ii = istar < C ? istar : C - 1;
+    double ridge = (1.0 - alpha) * (S + dC * b[ii]);
+    int at_kink = istar < C && alpha * (2.0 * (double)ii - dC) + ridge <= 0.0;
+    double c = at_kink ? b[ii] : 0.0;
+    if (!at_kink && alpha < 1.0)
+        c = -(alpha * (2.0 * (double)istar - dC) + (1.0 - alpha) * S) / ((1.0 - alpha) * dC);
+    double before = penalty(W, C, m, j, 0.0, alpha);
+    double after = penalty(W, C, m, j, c, alpha);
+    return after < before * (1.0 - 1e-12) ? c : 0.0;
+}
+
+static PyObject *
+shifts(PyObject *self, PyObject *args)
+{
+    PyObject *oW, *oout;
+    Py_ssize_t C, m;
+    double alpha;
+    if (!PyArg_ParseTuple(args, "nnOdO:shifts", &C, &m, &oW, &alpha, &oout))
+        return NULL;
+    if (C < 1 || m < 0) {
+        PyErr_SetString(PyExc_ValueError, "_centering.shifts: need C >= 1 and m >= 0");
+        return NULL;
+    }
+    if (!(alpha > 0.0 && alpha <= 1.0)) {
+        PyErr_SetString(PyExc_ValueError, "_centering.shifts: need 0 < alpha <= 1");
+        return NULL;
+    }
+    Py_buffer vW, vout;
+    if (get(oW, &vW, 0, C * m, "W") < 0)
+        return NULL;
+    if (get(oout, &vout, 1, m, "out") < 0) {
+        PyBuffer_Release(&vW);
+        return NULL;
+    }
+    double *b = PyMem_RawMalloc((size_t)C * sizeof(double));
+    if (!b) {
+        PyBuffer_Release(&vW);
+        PyBuffer_Release(&vout);
+        return PyErr_NoMemory();
+    }
+    const double *W = vW.buf;
+    double *out = vout.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t j = 0; j < m; j++)
+        out[j] = shift(W, C, m, j, alpha, b);
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(b);
+    PyBuffer_Release(&vW);
+    PyBuffer_Release(&vout);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"shifts", shifts, METH_VARARGS,
+     "shifts(C, m, W, alpha, out) -> None\n\n"
+     "Per column of W (C, m) float64, the shift minimizing the elastic-net penalty (L1 share\n"
+     "alpha) of the column moved by it, or 0 where it would not lower it; written to out (m,)\n"
+     "float64."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_centering",
+                                    "Penalty-optimal centering of weight columns (see the C "
+                                    "source).", -1, methods};
+
+PyMODINIT_FUNC
+PyInit__centering(void)
+{
+    return PyModule_Create(&module);
+}
