@@ -130,16 +130,17 @@ DEFAULT_SHRINK = 0.97
 collinear path 0.97 took 9.3 s, 0.9 11.7 s, 1.0 13.5 s: more coordinates make a costlier
 Hessian, fewer make more KKT rounds; one ad-hoc contended run each)."""
 
-GATHER_COPY = 64.0
+GATHER_COPY = 16.0
 """:func:`hessian_cross` gathers its ``Na`` columns' data (a copy of ``n Na`` floats, each
 counted as this many multiply-adds) when that and the ``n k Na`` multiply-adds against them
 cost less than the ``n k m C`` against all the working set's columns (one product of every
 class's rows stacked). Over the joining rows of nine default paths, recorded and timed again
-(``benchmarks/measure_cross_rows.py``, ``results/cross-rows-cpu-2026-12-05.txt``, the first
-runs), 64 took 0.76-1.0x the time of 16 on every one, gathering on few calls; never gathering
-was up to 2.9x slower (n << d: a few new weights against all 3,000 columns of 15 classes),
-always gathering up to 1.55x (collinear); 128 was 0.72x on one path (70 classes) and within
-5% elsewhere."""
+(``benchmarks/measure_cross_rows.py``, ``results/cross-rows-cpu-2026-12-05.txt``), 64 took
+0.76-1.0x the time of 16 and never gathering up to 2.9x (n << d: a few new weights against
+all 3,000 columns of 15 classes); but whole paths with 64, side by side with 16, took
+0.92-1.02x (five paths, ``compare_revisions.py``): the rows are a few percent of a path, and
+the changed rounding moved later points' OWL-QN iterations (a 40-class draw, 1,830 against
+1,696). 16 stays."""
 
 _ROW_FLOATS = 1 << 23  # float32 entries of one row block of the gathered columns (32 MiB)
 
