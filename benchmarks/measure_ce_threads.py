@@ -32,6 +32,21 @@ sys.path.insert(0, os.path.dirname(HERE))
 FC = importlib.import_module("sparse_probe.solvers.fused_ce")
 
 
+def timed_calls(real, spent: list):
+    """``real`` wrapped: each call's seconds added to ``spent[0]``, the calls counted in
+    ``spent[1]``."""
+
+    def counted(*a, **k):
+        t = time.perf_counter()
+        try:
+            return real(*a, **k)
+        finally:
+            spent[0] += time.perf_counter() - t
+            spent[1] += 1
+
+    return counted
+
+
 def timed_fit(case, per_thread: int) -> tuple[float, float, int]:
     """(fit seconds, seconds in ce_rows, ce_rows calls) of one default fit of ``case``."""
     import bench_path as bp
@@ -43,16 +58,7 @@ def timed_fit(case, per_thread: int) -> tuple[float, float, int]:
     lams = bp.lambda_grid(X, y, C, nl, eps)
     real, old = FC.ce_rows, FC.MIN_ENTRIES_PER_THREAD
     spent = [0.0, 0]
-
-    def counted(*a, **k):
-        t = time.perf_counter()
-        try:
-            return real(*a, **k)
-        finally:
-            spent[0] += time.perf_counter() - t
-            spent[1] += 1
-
-    FC.ce_rows, FC.MIN_ENTRIES_PER_THREAD = counted, per_thread
+    FC.ce_rows, FC.MIN_ENTRIES_PER_THREAD = timed_calls(real, spent), per_thread
     try:
         t = time.perf_counter()
         fit_path(X, y, alpha=bp.ALPHA, lambdas=lams, progress=False)

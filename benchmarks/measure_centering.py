@@ -70,14 +70,10 @@ def timed_fit(case, route: str):
     kind, n, d, C, seed, nl, eps = case
     X, y = bp.make_geometry(kind, n, d, C, seed)
     lams = bp.lambda_grid(X, y, C, nl, eps)
-    real, spent = CE.center_shift, [0.0]
+    from measure_ce_threads import timed_calls
 
-    def counted(*a, **k):
-        t = time.perf_counter()
-        try:
-            return real(*a, **k)
-        finally:
-            spent[0] += time.perf_counter() - t
+    real, spent = CE.center_shift, [0.0, 0]
+    counted = timed_calls(real, spent)
 
     old_env = os.environ.pop("SPARSE_PROBE_CENTERING", None)
     if route == "numpy":

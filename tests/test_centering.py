@@ -241,3 +241,19 @@ def test_many_classes_take_numpys_steps(monkeypatch):
         if C > centering.KERNEL_MAX_CLASSES:
             np.testing.assert_array_equal(got, centering._center_shift_np(W, 0.9, False))
     assert calls == [centering.KERNEL_MAX_CLASSES]
+
+
+def test_a_kernel_not_built_is_logged_once_and_numpys_steps_used(monkeypatch, caplog):
+    import sys
+
+    import sparse_probe.solvers.centering as centering
+
+    monkeypatch.setitem(sys.modules, "sparse_probe.solvers._centering", None)  # import fails
+    monkeypatch.setattr(centering, "_STATE", {})
+    W = np.random.default_rng(9).standard_normal((5, 8))
+    with caplog.at_level("DEBUG", logger="sparse_probe.solvers.centering"):
+        for _ in range(3):
+            np.testing.assert_array_equal(center_shift(torch.as_tensor(W), 0.8).numpy(),
+                                          centering._center_shift_np(W, 0.8, False))
+    assert [r.getMessage() for r in caplog.records] == [
+        "compiled centering not built; using numpy"]

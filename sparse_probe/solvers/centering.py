@@ -25,6 +25,8 @@ import os
 import numpy as np
 import torch
 
+from sparse_probe.solvers.compiled import checked_kernel
+
 __all__ = ["KERNEL_MAX_CLASSES", "center_shift"]
 
 KERNEL_MAX_CLASSES = 32
@@ -84,18 +86,8 @@ def _kernel():
     (cached per process), else None."""
     if os.environ.get("SPARSE_PROBE_CENTERING") == "numpy":
         return None
-    if "shifts" not in _STATE:
-        _STATE["shifts"] = None
-        try:
-            from sparse_probe.solvers._centering import shifts
-        except ImportError:  # not built (no compiler at install): numpy's steps
-            log.debug("compiled centering not built; using numpy")
-            return None
-        if _agrees(shifts):
-            _STATE["shifts"] = shifts
-        else:
-            log.warning("compiled centering disagrees with numpy on a self-check; using numpy")
-    return _STATE["shifts"]
+    return checked_kernel(_STATE, "shifts", "sparse_probe.solvers._centering", "shifts", _agrees,
+                          log, "compiled centering", "numpy", "numpy")
 
 
 def _agrees(shifts) -> bool:

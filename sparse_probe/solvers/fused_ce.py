@@ -29,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from sparse_probe.solvers.compiled import checked_kernel
+
 __all__ = ["MIN_CLASSES", "ce_rows", "usable"]
 
 #: Fewest classes for which the kernel replaces torch's passes (per-row work dominates below:
@@ -53,19 +55,8 @@ _POOLS: dict[int, ThreadPoolExecutor] = {}  # row-block workers by thread count
 
 def _kernel():
     """The compiled ``rows`` once it agreed with torch on a self-check, else None (cached)."""
-    if "rows" not in _STATE:
-        _STATE["rows"] = None
-        try:
-            from sparse_probe.solvers._softmax_ce import rows
-        except ImportError:  # not built (no compiler at install): torch's passes
-            log.debug("fused cross-entropy kernel not built; using torch's operations")
-            return None
-        if _agrees(rows):
-            _STATE["rows"] = rows
-        else:
-            log.warning("fused cross-entropy kernel disagrees with torch on a self-check; "
-                        "using torch's operations")
-    return _STATE["rows"]
+    return checked_kernel(_STATE, "rows", "sparse_probe.solvers._softmax_ce", "rows", _agrees, log,
+                          "fused cross-entropy kernel", "torch", "torch's operations")
 
 
 def _agrees(rows) -> bool:
