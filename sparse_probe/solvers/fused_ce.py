@@ -37,7 +37,6 @@ __all__ = ["MIN_CLASSES", "ce_rows", "usable"]
 #: at C = 10 it took 1.85x torch's time, at 16 the same, at 32 0.9x, from 64 on 0.5-0.6x;
 #: measure_softmax_ce.py, results/softmax-ce-cpu-2026-12-02.txt).
 MIN_CLASSES = 32
-#: Fewest entries n·C per thread worth a thread of its own.
 MIN_ENTRIES_PER_THREAD = 1 << 21
 """Fewest entries n·C per thread worth a thread of its own. Timed alone, two threads gain from
 a few hundred thousand entries on; inside a fit the kernel runs right after torch's
