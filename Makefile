@@ -17,7 +17,7 @@ $(PY):
 LOCK := requirements/lock.txt
 EXTRAS := test,bench,hf,glmnet,postgres,mutation
 
-$(STAMP): pyproject.toml setup.py $(wildcard sparse_probe/solvers/*.c) $(LOCK) | $(PY)
+$(STAMP): pyproject.toml setup.py $(wildcard sparse_probe/solvers/*.c sparse_probe/solvers/*.h) $(LOCK) | $(PY)
 	$(PIP) install --quiet -r $(LOCK)
 	$(PIP) install --quiet --no-deps -e ".[$(EXTRAS)]"
 	$(PIP) check

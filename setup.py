@@ -17,14 +17,16 @@ from setuptools import Extension, setup
 
 # -fopenmp-simd: the `omp simd` reductions only (no OpenMP runtime); GCC and Clang
 SIMD = [] if sys.platform == "win32" else ["-fopenmp-simd"]
+# the buffer getter both extensions include
+BUFFERS = "sparse_probe/solvers/_buffers.h"
 
 setup(ext_modules=[
     Extension("sparse_probe.solvers._gram_cd", ["sparse_probe/solvers/_gram_cd.c"],
               extra_compile_args=["-O3"], optional=True),
     Extension("sparse_probe.solvers._softmax_ce", ["sparse_probe/solvers/_softmax_ce.c"],
-              extra_compile_args=["-O3", *SIMD], optional=True),
+              depends=[BUFFERS], extra_compile_args=["-O3", *SIMD], optional=True),
     # no fused multiply-adds: the same roundings as the numpy steps it replaces
     Extension("sparse_probe.solvers._centering", ["sparse_probe/solvers/_centering.c"],
-              extra_compile_args=["-O2", *([] if sys.platform == "win32" else ["-ffp-contract=off"])],
+              depends=[BUFFERS], extra_compile_args=["-O2", *([] if sys.platform == "win32" else ["-ffp-contract=off"])],
               optional=True),
 ])

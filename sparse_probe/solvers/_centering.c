@@ -25,35 +25,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-#define NATIVE_ORDER "@=>"
-#else
-#define NATIVE_ORDER "@=<"
-#endif
+#include "_buffers.h"
 
-/* A C-contiguous float64 buffer of `count` items. */
+/* A C-contiguous float64 buffer of `count` items (_buffers.h). */
 static int
 get(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t count, const char *name)
 {
-    view->obj = NULL;
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) < 0) {
-        PyErr_Format(PyExc_ValueError, "_centering.shifts: %s must be a C-contiguous%s float64 "
-                     "array", name, writable ? ", writable" : "");
-        view->obj = NULL;
-        return -1;
-    }
-    const char *f = view->format ? view->format : "B";
-    if (f[0] && strchr(NATIVE_ORDER, f[0]))
-        f++;
-    if (strcmp(f, "d") != 0 || view->len != count * view->itemsize) {
-        PyErr_Format(PyExc_ValueError, "_centering.shifts: %s must be a C-contiguous float64 "
-                     "array of %zd entries", name, count);
-        PyBuffer_Release(view);
-        view->obj = NULL;
-        return -1;
-    }
-    return 0;
+    return get_buffer(obj, view, writable, count, "d", "_centering.shifts", name, 0);
 }
 
 static int

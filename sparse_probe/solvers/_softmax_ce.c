@@ -25,6 +25,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_buffers.h"
+
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 /* one build for every x86-64 CPU: the loader picks the widest vector unit (ifunc) */
 #define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -163,44 +165,12 @@ row(Py_ssize_t C, const double *restrict z, const double *restrict dz64,
     return lse - zy;
 }
 
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-#define NATIVE_ORDER "@=>"
-#else
-#define NATIVE_ORDER "@=<"
-#endif
-
-/* A C-contiguous buffer of `count` items of format `fmt` ("d", "f" or "q"), or None -> NULL. */
+/* "_softmax_ce.rows" names the function in its arguments' errors (_buffers.h) */
 static int
 get(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t count, const char *fmt,
     const char *name, int may_be_none)
 {
-    view->obj = NULL;
-    view->buf = NULL;
-    if (obj == Py_None && may_be_none)
-        return 0;
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) < 0) { /* not an array, strided or read-only */
-        PyErr_Format(PyExc_ValueError, "_softmax_ce.rows: %s must be a C-contiguous%s %s array",
-                     name, writable ? ", writable" : "",
-                     fmt[0] == 'd' ? "float64" : fmt[0] == 'f' ? "float32" : "int64");
-        view->obj = NULL;
-        return -1;
-    }
-    const char *f = view->format ? view->format : "B";
-    if (f[0] && strchr(NATIVE_ORDER, f[0])) /* "<d" (ctypes), "@d": native byte order */
-        f++;
-    int ok = strcmp(f, fmt) == 0 || (fmt[0] == 'q' && strcmp(f, "l") == 0 && view->itemsize == 8);
-    if (!ok || (count >= 0 ? view->len != count * view->itemsize : view->len % view->itemsize)) {
-        PyErr_Format(PyExc_ValueError,
-                     "_softmax_ce.rows: %s must be a C-contiguous %s array of %zd entries", name,
-                     fmt[0] == 'd' ? "float64" : fmt[0] == 'f' ? "float32" : "int64",
-                     count >= 0 ? count : view->len / view->itemsize);
-        PyBuffer_Release(view);
-        view->obj = NULL;
-        view->buf = NULL;
-        return -1;
-    }
-    return 0;
+    return get_buffer(obj, view, writable, count, fmt, "_softmax_ce.rows", name, may_be_none);
 }
 
 #define NVIEWS 9 /* the buffers rows() reads or writes */
