@@ -344,7 +344,7 @@ class _Trainer:
                 if self.ws.size:
                     zb += xs[:, cols_t].to(torch.float64) @ W64.T
             correct += int((zb.argmax(1) == yb).sum())
-            if fused_ce.usable(zb):  # many classes on CPU: one compiled pass, z left intact
+            if fused_ce.usable(zb):  # CPU: one compiled pass, z left intact
                 R = torch.empty(zb.shape, dtype=torch.float32)
                 loss_sum, sums = fused_ce.ce_rows(zb, yb, R32=R)
             else:

@@ -14,8 +14,7 @@ weights instead of applied to every block,
 
 so a block costs one float64 product for the logits (the line search compares objectives far
 below float32 resolution) and one float32 product for the gradient (accumulated in float64,
-as in :func:`~sparse_probe.solvers.products.rt_x`). From ``fused_ce.MIN_CLASSES`` classes on
-CPU the block's loss, float32 residual and bias sums come from the compiled kernel in one pass
+as in :func:`~sparse_probe.solvers.products.rt_x`). On CPU the block's loss, float32 residual and bias sums come from the compiled kernel in one pass
 (:mod:`~sparse_probe.solvers.fused_ce`).
 """
 
@@ -99,7 +98,7 @@ class BlockedData:
                 torch.addmm(b64, x64, W64T, out=z)
             else:
                 z.copy_(b64.expand(rows, -1))
-            if fused_ce.usable(z):  # many classes on CPU: loss, residual, bias sums in a pass
+            if fused_ce.usable(z):  # CPU: loss, residual, bias sums in one compiled pass
                 r32 = self._buffer("r32", rows, self.C, torch.float32, xb.device)
                 loss_sum, gbb = fused_ce.ce_rows(z, yb, R32=r32 if need_grad else None)
                 total += loss_sum

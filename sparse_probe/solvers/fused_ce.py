@@ -1,19 +1,20 @@
-"""Cross-entropy rows in one pass: the project's compiled kernel for many classes on CPU.
+"""Cross-entropy rows in one pass: the project's compiled kernel, on CPU.
 
 Every OWL-QN line-search trial and every Newton step evaluates the mean cross-entropy of float64
 logits ``z + t·dz`` (n, C) and its residual ``(softmax - Y)/n``. In torch that is about ten
 passes over the (n, C) array (the move, the true-class shift, ``exp``, the row sums, the
 scaling, the one-hot, the float32 copy for the gradient product, the bias gradient's column
-sums), each a trip to memory once n·C outgrows the caches. ``_softmax_ce.rows`` (C, see its
-source) reads a row once and writes what the solver needs: the moved logits, the float32
-residual and the float64 bias gradient. ``benchmarks/measure_softmax_ce.py`` times both on the
-geometries of ``bench_path.py`` (``benchmarks/results/softmax-ce-cpu-*.txt``).
+sums), each a trip to memory once n·C outgrows the caches, and each an operator call, which
+is what a pass costs with few classes. ``_softmax_ce.rows`` (C, see its source) reads a row
+once and writes what the solver needs: the moved logits, the float32 residual and the float64
+bias gradient; rows of fewer than 32 classes go 32 at a time, transposed, so that its vector
+steps run across rows. ``benchmarks/measure_softmax_ce.py`` times both routes and torch's on
+the geometries of ``bench_path.py`` (``benchmarks/results/softmax-ce-cpu-*.txt``): from 2 to
+1,000 classes the kernel is the faster.
 
-The kernel is used from :data:`MIN_CLASSES` classes on, on CPU: with few classes a row is too
-short for its per-row work to pay, and torch's passes stay in cache there. It is optional (a
-build without a C compiler falls back to torch) and checked once per process against
-:func:`~sparse_probe.solvers.restricted.softmax_residual` (disagreement: torch, with a warning).
-``SPARSE_PROBE_FUSED_CE=0`` in the environment turns it off.
+It is optional (a build without a C compiler falls back to torch) and checked once per process
+against :func:`~sparse_probe.solvers.restricted.softmax_residual` on both routes (disagreement:
+torch, with a warning). ``SPARSE_PROBE_FUSED_CE=0`` in the environment turns it off.
 
 Threads: the kernel releases the GIL, and rows are split into blocks over torch's thread count
 (``torch.get_num_threads()``, which the fit sets: :mod:`~sparse_probe.solvers.threads`), the
@@ -31,12 +32,8 @@ import torch
 
 from sparse_probe.solvers.compiled import checked_kernel
 
-__all__ = ["MIN_CLASSES", "ce_rows", "usable"]
+__all__ = ["ce_rows", "usable"]
 
-#: Fewest classes for which the kernel replaces torch's passes (per-row work dominates below:
-#: at C = 10 it took 1.85x torch's time, at 16 the same, at 32 0.9x, from 64 on 0.5-0.6x;
-#: measure_softmax_ce.py, results/softmax-ce-cpu-2026-12-02.txt).
-MIN_CLASSES = 32
 MIN_ENTRIES_PER_THREAD = 1 << 21
 """Fewest entries n·C per thread worth a thread of its own. Timed alone, two threads gain from
 a few hundred thousand entries on; inside a fit the kernel runs right after torch's
@@ -59,33 +56,38 @@ def _kernel():
 
 
 def _agrees(rows) -> bool:
+    """Both of the kernel's routes against torch's passes: 37 classes go along rows, 3 across
+    rows in lanes (67 rows: two full blocks of 32 and a part); each with a row whose ``exp``
+    overflows unless its maximum is shifted out."""
     from sparse_probe.solvers.restricted import softmax_residual
 
     g = torch.Generator().manual_seed(0)
-    n, C = 64, 37
-    z = torch.randn(n, C, dtype=torch.float64, generator=g) * 4
-    z[3, 5] = 800.0  # a row whose exp overflows without its maximum shifted out
-    dz = torch.randn(n, C, generator=g)
-    y = torch.randint(0, C, (n,), generator=g)
-    zt = z + 0.25 * dz.to(torch.float64)
-    ref_loss, ref_R = softmax_residual(zt.clone(), y, scale=0.5)
-    zn, R32 = torch.empty_like(z), torch.empty(n, C)
-    gb = torch.zeros(C, dtype=torch.float64)
-    loss = rows(n, C, z.numpy(), dz.numpy(), 0.25, None, None, y.numpy(), zn.numpy(), None,
-                R32.numpy(), gb.numpy(), 0.5)
-    return (abs(loss - ref_loss) <= 1e-12 * abs(ref_loss)
-            and torch.allclose(zn, zt, rtol=0, atol=1e-12)
-            and torch.allclose(R32.double(), ref_R, rtol=1e-6, atol=1e-9)
-            and torch.allclose(gb, ref_R.sum(0), rtol=0, atol=1e-12))
+    for n, C in ((64, 37), (67, 3)):
+        z = torch.randn(n, C, dtype=torch.float64, generator=g) * 4
+        z[3, C // 2] = 800.0
+        dz = torch.randn(n, C, generator=g)
+        y = torch.randint(0, C, (n,), generator=g)
+        zt = z + 0.25 * dz.to(torch.float64)
+        ref_loss, ref_R = softmax_residual(zt.clone(), y, scale=0.5)
+        zn, R32 = torch.empty_like(z), torch.empty(n, C)
+        gb = torch.zeros(C, dtype=torch.float64)
+        loss = rows(n, C, z.numpy(), dz.numpy(), 0.25, None, None, y.numpy(), zn.numpy(), None,
+                    R32.numpy(), gb.numpy(), 0.5)
+        if not (abs(loss - ref_loss) <= 1e-12 * abs(ref_loss)
+                and torch.allclose(zn, zt, rtol=0, atol=1e-12)
+                and torch.allclose(R32.double(), ref_R, rtol=1e-6, atol=1e-9)
+                and torch.allclose(gb, ref_R.sum(0), rtol=0, atol=1e-12)):
+            return False
+    return True
 
 
 def usable(z: torch.Tensor) -> bool:
     """Whether :func:`ce_rows` runs the compiled kernel for logits ``z`` (n, C): CPU, float64,
-    contiguous, at least :data:`MIN_CLASSES` classes, built, self-checked and not disabled."""
+    contiguous, at least one class, built, self-checked and not disabled."""
     if os.environ.get("SPARSE_PROBE_FUSED_CE") == "0":
         return False
     return (z.device.type == "cpu" and z.dtype == torch.float64 and z.dim() == 2
-            and z.shape[1] >= MIN_CLASSES and z.is_contiguous() and _kernel() is not None)
+            and z.shape[1] >= 1 and z.is_contiguous() and _kernel() is not None)
 
 
 def _np(t: torch.Tensor | None):

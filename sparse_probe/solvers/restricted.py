@@ -133,7 +133,7 @@ class RestrictedData:
         self.n_products = 0
         self._R: torch.Tensor | None = None  # (n, C) float64 residual, reused by every ce()
         self._Rt: torch.Tensor | None = None  # (C, n) float32 residual for the product
-        self._R32: torch.Tensor | None = None  # (n, C) float32 residual, many classes
+        self._R32: torch.Tensor | None = None  # (n, C) float32 residual of the kernel
         self._gb: torch.Tensor | None = None  # the kernel's float64 column sums of _gb_R
         self._gb_R: torch.Tensor | None = None  # the buffer (_R32, or _R in exact mode) they sum
         self._dz32: torch.Tensor | None = None  # (n, C) float32 step products, large ones
@@ -238,8 +238,8 @@ class RestrictedData:
         """Mean cross-entropy of logits ``z`` (n, C) and the residual ``(softmax(z) - Y)/n``.
 
         The residual lives in a buffer that the next call overwrites (use it or copy it first).
-        It is float64, or float32 where the compiled kernel ran (:mod:`fused_ce`: CPU, at least
-        ``MIN_CLASSES`` classes): it only feeds float32 products there, and the kernel sums the
+        It is float64, or float32 where the compiled kernel ran (:mod:`fused_ce`: CPU, not in
+        exact mode): it only feeds float32 products there, and the kernel sums the
         bias gradient in float64 on the way, for :meth:`grad`.
         """
         return self.ce_along(z, None, 0.0, None)
