@@ -16,7 +16,13 @@ transpose of R, by oneDNN's op on the column-major copy ``X^T`` (the fit keeps o
 BLAS call ``(C, n) @ (n, m)`` on row-major ``X``, at sizes of ``X`` on both sides of
 ``products.SINGLE_CALL_BYTES`` (the transpose made once, outside the timing).
 
-    python benchmarks/measure_products.py [--repeats 15] [--threads 1] [--outputs | --routes]
+``--steps``: the step product ``X W^T + b`` (n, C) at the working-set sizes of the paths, by
+oneDNN's op and as one BLAS call (``torch.addmm``), each steady (median) and on its first call
+at a shape not seen before (oneDNN generates its kernels for each new shape; a path's working
+set changes size at most points, and each fit runs in a fresh process in the benchmarks).
+
+    python benchmarks/measure_products.py [--repeats 15] [--threads 1] [--outputs | --routes |
+        --steps]
 """
 
 from __future__ import annotations
@@ -51,6 +57,12 @@ ROUTE_SHAPES = [(10000, 2, 30), (2000, 10, 256), (2920, 10, 78), (10000, 2, 256)
                 (10000, 10, 256), (20000, 10, 64), (20000, 10, 256), (20000, 10, 384), (20000, 10, 512),
                 (50000, 10, 256), (20000, 10, 1024), (100000, 10, 256), (20000, 10, 2048),
                 (100000, 10, 512)]
+
+
+# (n, C, m) of the step product for --steps: the bench paths' working sets (X 0.1-39 MiB)
+STEP_SHAPES = [(10000, 2, 16), (10000, 2, 64), (10000, 2, 256), (10000, 10, 32),
+               (10000, 10, 128), (10000, 10, 256), (500, 10, 300), (500, 10, 2000),
+               (3000, 12, 1000), (10000, 100, 64), (20000, 10, 512)]
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -105,6 +117,33 @@ def measure_routes(n: int, C: int, m: int, repeats: int, g: torch.Generator) -> 
     return median_ms(lambda: _linear(Rt, XT), repeats), median_ms(lambda: Rt @ X, repeats)
 
 
+def measure_steps(n: int, C: int, m: int, repeats: int, g: torch.Generator,
+                  fresh: int) -> tuple[float, ...]:
+    """(oneDNN ms, BLAS ms, oneDNN first-call ms, BLAS first-call ms) of ``X W^T + b`` at one
+    shape; the first calls at widths ``m + fresh`` and ``m + fresh + 1`` (never timed
+    before in this process)."""
+    X = torch.randn(n, m + fresh + 2, generator=g)
+    W = torch.randn(C, m + fresh + 2, generator=g)
+    b = torch.randn(C, generator=g)
+
+    def first(fn, k):
+        Xk, Wk = X[:, : m + k].contiguous(), W[:, : m + k].contiguous()
+        t = time.perf_counter()
+        fn(Xk, Wk)
+        return 1e3 * (time.perf_counter() - t)
+
+    def onednn(Xk, Wk):
+        return _linear(Xk, Wk, b)
+
+    def blas(Xk, Wk):
+        return torch.addmm(b, Xk, Wk.T)
+
+    Xm, Wm = X[:, :m].contiguous(), W[:, :m].contiguous()
+    torch.testing.assert_close(onednn(Xm, Wm), blas(Xm, Wm), rtol=1e-4, atol=1e-3)
+    return (median_ms(lambda: onednn(Xm, Wm), repeats), median_ms(lambda: blas(Xm, Wm), repeats),
+            first(onednn, fresh), first(blas, fresh + 1))
+
+
 def table(title: str, header: str, shapes, row) -> None:
     """Print ``title``, ``header`` and ``row(n, C, m)`` for every shape."""
     print(title)
@@ -121,6 +160,8 @@ def main(argv=None) -> None:
                     help="time the step product's output routes instead (module docstring)")
     ap.add_argument("--routes", action="store_true",
                     help="time R^T X by oneDNN against one BLAS call (module docstring)")
+    ap.add_argument("--steps", action="store_true",
+                    help="time X W^T + b by oneDNN against one BLAS call (module docstring)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
@@ -142,7 +183,21 @@ def main(argv=None) -> None:
         side = "single" if 4 * n * m <= SINGLE_CALL_BYTES else "oneDNN"
         return f"{n:>6} {C:>5} {m:>4} {mib:>6.1f} | {a:>9.3f} | {b:>9.3f} | {b / a:>5.2f} {side}"
 
-    if args.routes:
+    fresh = iter(range(1, 1000, 3))
+
+    def step_row(n, C, m):
+        a, b, fa, fb = measure_steps(n, C, m, k, g, next(fresh))
+        return (f"{n:>6} {C:>5} {m:>5} {4 * n * m / 2**20:>6.1f} | {a:>9.3f} | {b:>9.3f} | "
+                f"{b / a:>5.2f} | {fa:>9.3f} | {fb:>9.3f}")
+
+    if args.steps:
+        if not onednn_enabled():
+            raise SystemExit("--steps: this torch build has no usable oneDNN linear op")
+        table(f"X W^T + b, float32, {args.threads} thread(s), median of {k}; first calls at "
+              f"new widths", f"{'n':>6} {'C':>5} {'m':>5} {'X MiB':>6} | {'oneDNN ms':>9} | "
+              f"{'BLAS ms':>9} | {'ratio':>5} | {'1st oneDNN':>9} | {'1st BLAS':>9}",
+              STEP_SHAPES, step_row)
+    elif args.routes:
         if not onednn_enabled():
             raise SystemExit("--routes: this torch build has no usable oneDNN linear op")
         table(f"R^T X, (C, n) float32 R^T, {args.threads} thread(s), median of {k}; one BLAS "
