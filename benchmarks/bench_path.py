@@ -29,7 +29,8 @@ CPU time far less of it.
 ``BENCH_LOG=logger[,logger]`` (e.g. ``sparse_probe.solvers.threads``) prints those loggers'
 debug lines from each solver's process (the thread probe's timings and choice).
 ``--burner`` runs a CPU-burning process beside every solver (a machine with one busy core;
-``--burner-delay S``: started S seconds into each fit, load that starts mid-fit);
+``--burner-delay S``: started S seconds into each fit, load that starts mid-fit;
+``--burner-stop S``: stopped S seconds into each fit, load that passes);
 ``--threads default,1`` runs ours once per thread setting (``default``: fit_path's own choice).
 ``--peers glmnet,glmnet(thresh=1e-9)`` adds python-glmnet at a tighter convergence threshold
 than its default 1e-7: at the default its objectives sit 3e-6 to 2e-4 above ours on the
@@ -125,12 +126,16 @@ def make_geometry(name: str, n: int, d: int, classes: int,
 
 
 def newton_count_note(info: dict) -> str:
-    """`` (Newton k)`` where the fit's Newton points ran on a count of their own, and
-    ``, k from λ #i`` where load that started during the fit dropped its count; else ``""``."""
+    """`` (Newton k)`` where the fit's Newton points ran on a count of their own,
+    ``, k from λ #i`` where load that started during the fit dropped its count and
+    ``, up to k from λ #i`` where a count others' load held down was raised again; else
+    ``""``."""
     k = info.get("threads_newton")
     note = "" if k is None or k == info.get("threads") else f" (Newton {k})"
     drop = info.get("threads_dropped_at")
-    return note + ("" if not drop else f", {drop[1]} from λ #{drop[0]}")
+    note += "" if not drop else f", {drop[1]} from λ #{drop[0]}"
+    up = info.get("threads_raised_at")
+    return note + ("" if not up else f", up to {up[1]} from λ #{up[0]}")
 
 
 def lambda_grid(X, y, classes, n_lambdas, eps, grouped=False):
@@ -344,10 +349,21 @@ def _burn(stop_file: str) -> None:
             return
 
 
-def run_in_process(name, args, timeout, burner=False, burner_delay=0.0):
+def _stop_burner(burn, stop_file: str) -> None:
+    """Stop a burner process (its stop file, then terminate after 10 s) and remove the file."""
+    Path(stop_file).touch()
+    burn.join(10)
+    if burn.is_alive():
+        burn.terminate()
+        burn.join()
+    os.unlink(stop_file)
+
+
+def run_in_process(name, args, timeout, burner=False, burner_delay=0.0, burner_stop=0.0):
     """Run one solver in a spawned process; ``burner``: a CPU-bound process beside it, started
     a second before it, or ``burner_delay`` seconds into its fit (load that starts mid-fit:
-    the data loaded, the solver called)."""
+    the data loaded, the solver called); ``burner_stop``: the one started before it stopped
+    that many seconds into the fit (load that passes)."""
     ctx = mp.get_context("spawn")
     with tempfile.NamedTemporaryFile(suffix=".npz", delete=False) as fh:
         out_file = fh.name
@@ -359,6 +375,12 @@ def run_in_process(name, args, timeout, burner=False, burner_delay=0.0):
         time.sleep(1.0)  # let it show up in the scheduler and the load average
     proc = ctx.Process(target=_worker, args=(name, args, out_file))
     proc.start()
+    if burn is not None and burner_stop:
+        while proc.is_alive() and not os.path.exists(out_file + ".fit"):
+            time.sleep(0.01)
+        proc.join(burner_stop)
+        _stop_burner(burn, stop_file)
+        burn = None
     if burner and burner_delay:
         while proc.is_alive() and not os.path.exists(out_file + ".fit"):
             time.sleep(0.01)
@@ -369,12 +391,7 @@ def run_in_process(name, args, timeout, burner=False, burner_delay=0.0):
     if os.path.exists(out_file + ".fit"):
         os.unlink(out_file + ".fit")
     if burn is not None:
-        Path(stop_file).touch()
-        burn.join(10)
-        if burn.is_alive():
-            burn.terminate()
-            burn.join()
-        os.unlink(stop_file)
+        _stop_burner(burn, stop_file)
     if proc.is_alive():
         proc.terminate()
         proc.join()
@@ -498,6 +515,8 @@ def burner_text(args) -> str:
     """``on``, ``on from S s into each fit`` or ``off``."""
     if not args.burner:
         return "off"
+    if args.burner_stop:
+        return f"on until {args.burner_stop:g} s into each fit"
     return f"on from {args.burner_delay:g} s into each fit" if args.burner_delay else "on"
 
 
@@ -539,7 +558,8 @@ def bench_geometries(args):
             for label, name in zip(labels, [*ours_runs, *args.peers], strict=True):
                 r = run_in_process(name, wargs, None if name.startswith(("ours", "before"))
                                    else args.peer_timeout, burner=args.burner,
-                                   burner_delay=args.burner_delay)
+                                   burner_delay=args.burner_delay,
+                                   burner_stop=args.burner_stop)
                 if r is None:
                     print(f"  {label}: no result within {args.peer_timeout:.0f} s", flush=True)
                     res[label] = None
@@ -706,6 +726,9 @@ def main(argv=None):
     ap.add_argument("--burner-delay", type=float, default=0.0,
                     help="with --burner: start it this many seconds into each fit (load that "
                          "starts mid-fit) instead of a second before the solver's process")
+    ap.add_argument("--burner-stop", type=float, default=0.0,
+                    help="with --burner: stop it this many seconds into each fit (load that "
+                         "passes: the fit starts beside it)")
     ap.add_argument("--threads", default="",
                     help="with --geometry: comma-separated thread settings for ours, one run "
                          "each ('default' = fit_path's own choice, or an int)")

@@ -70,10 +70,11 @@ from sparse_probe.solvers.restricted import (
 )
 from sparse_probe.solvers.threads import (
     SMALL_HESSIAN,
-    capped,
+    LoadGovernor,
     fit_threads,
     load_watch,
     newton_threads,
+    remeasure,
     torch_threads,
 )
 
@@ -563,7 +564,10 @@ def fit_path(
         the glmnet backend; recorded in ``info["threads"]`` (the choice at the start),
         ``info["threads_newton"]`` (None where no Newton point ran) and
         ``info["threads_dropped_at"]`` (``[point, count]`` from where the fit ran on fewer
-        threads, else None).
+        threads, else None). A count that others' load held down (at the start or by a drop)
+        is measured again once that load has gone for a second or more, at most three times
+        (:class:`~sparse_probe.solvers.threads.LoadGovernor`): ``info["threads_raised_at"]``
+        (``[point, count]`` from where it ran on more again, else None).
 
     Returns
     -------
@@ -624,8 +628,9 @@ def fit_path(
         )
 
     top_threads = torch.get_num_threads()
-    with fit_threads(threads, device, (src.n, src.d, C)) as n_threads:
-        # the thread count is chosen once per fit (solvers/threads.py) and restored after it;
+    start_load: dict = {}  # resolve_threads' report: whether others' load held the count down
+    with fit_threads(threads, device, (src.n, src.d, C), report=start_load) as n_threads:
+        # the thread count is chosen at the fit's start (solvers/threads.py), restored after;
         # the statistics' pass runs on it too (beside a busy core, two threads' reductions
         # stall: a 10,000 x 256 pass up to 80 ms against 8 on one thread, ad hoc), and where
         # the fit does
@@ -674,24 +679,38 @@ def fit_path(
         methods: list[str] = []  # the restricted solver(s) of each point
         newton_k = None  # Newton's own thread count, once measured (threads.newton_threads)
         threads_newton = None  # the count Newton's last point ran on
-        # load that other processes start during the fit: fewer threads from the next point on
+        # load that other processes start during the fit: fewer threads from the next point
+        # on; load that held the count down and went: measured again (threads.LoadGovernor)
         watch = load_watch(threads, n_threads, top_threads)
+        governor = None if watch is None else LoadGovernor(watch, start_load.get("held", False))
         threads_chosen = n_threads
         threads_dropped = None  # [the point from which the fit ran on fewer threads, how many]
+        threads_raised = None  # [the point from which it ran on more again, how many]
         ceiling = top_threads  # the most threads any point may take (a drop lowers it)
         bar = tqdm(lams, desc="path", unit="λ", disable=not progress, leave=False)
         tol_points = []
         free_points: list[int] = []  # the free coordinates expected at each point's first round
         stopped = None  # why the path ended before its last λ
         for lam in bar:
-            if watch is not None:
-                cap = capped(watch, max(n_threads, newton_k or 1))
-                if cap < max(n_threads, newton_k or 1):
+            if governor is not None:
+                k_now = max(n_threads, newton_k or 1)
+                what, cap = governor.step(k_now, top_threads, n_threads)
+                if what == "drop":
                     log.info("other processes took a core: %d thread(s) from λ #%d on", cap,
                              len(tol_points))
                     n_threads, newton_k = min(n_threads, cap), newton_k and min(newton_k, cap)
                     torch.set_num_threads(n_threads)  # fit_threads restores the caller's count
                     threads_dropped, ceiling = [len(tol_points), cap], cap
+                elif what == "remeasure":
+                    got = remeasure(device, (src.n, src.d, C), top_threads)
+                    governor.measured(n_threads, got, top_threads)
+                    if got > n_threads:
+                        log.info("other processes' load went: %d thread(s) from λ #%d on", got,
+                                 len(tol_points))
+                        # Newton's count is measured again at its next point worth it
+                        n_threads, newton_k, ceiling = got, None, got
+                        torch.set_num_threads(n_threads)
+                        threads_raised = [len(tol_points), got]
             n_iter = 0
             used: list[str] = []
             tol_abs = tol * penalty.l1_l2(tol_scale if tol_scale is not None else lam)[0]
@@ -892,7 +911,8 @@ def fit_path(
             "free_per_point": free_points, "eps": eps, "n_lambdas": n_lambdas,
             "lambda_max": lam_max, "n_samples": src.n, "n_features": src.d, "n_classes": C,
             "device": str(device), "threads": threads_chosen, "threads_newton": threads_newton,
-            "threads_dropped_at": threads_dropped, "stopped": stopped, "full_passes": tr.passes, "low_memory": bool(low_memory),
+            "threads_dropped_at": threads_dropped, "threads_raised_at": threads_raised,
+            "stopped": stopped, "full_passes": tr.passes, "low_memory": bool(low_memory),
             "resident": on_device, "total_seconds": time.perf_counter() - t0,
         }
         return Path.from_records(records, lambdas=lams, alpha=alpha, grouped=grouped, mean=mean,

@@ -166,6 +166,7 @@ def test_fit_cli_takes_a_thread_count_and_records_it(tmp_path, features_dir, mon
     assert r.exit_code == 0, r.output
     fit = json.loads((out / "probe.json").read_text())["fit"]
     assert fit["threads"] == 1 and "threads_newton" in fit and fit["threads_dropped_at"] is None
+    assert fit["threads_raised_at"] is None
     bad = CliRunner().invoke(main, ["fit", "--features", str(d), "--out", str(out),
                                     "--threads", "0"])
     assert bad.exit_code != 0

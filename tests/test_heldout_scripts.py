@@ -196,8 +196,8 @@ def test_thread_pool_measurement_sets_both_pools_and_restores_the_blas_count(cap
     seen = []
     real = th.resolve_threads
 
-    def spy(threads, device, shape):
-        k = real(threads, device, shape)
+    def spy(threads, device, shape, **kw):
+        k = real(threads, device, shape, **kw)
         seen.append((k, th.BLAS_THREADS))
         return k
 
@@ -356,13 +356,15 @@ def test_bench_geometries_shows_each_run_of_a_repeated_setting(capsys, monkeypat
     assert cpu == [r[0] for r in runs]
 
 
-def test_the_run_line_names_newtons_count_and_a_drop_in_threads():
+def test_the_run_line_names_newtons_count_and_a_drop_or_raise_in_threads():
     bp = load_bench("bench_path")
     assert bp.newton_count_note({"threads": 2, "threads_newton": 2}) == ""
     assert bp.newton_count_note({"threads": 1, "threads_newton": 2}) == " (Newton 2)"
     assert bp.newton_count_note({"threads": 2, "threads_newton": None,
                                  "threads_dropped_at": [7, 1]}) == ", 1 from λ #7"
     assert bp.newton_count_note({"threads": 2, "threads_dropped_at": None}) == ""
+    assert bp.newton_count_note({"threads": 1, "threads_dropped_at": None,
+                                 "threads_raised_at": [3, 2]}) == ", up to 2 from λ #3"
 
 
 def test_cross_rows_measurement_times_both_routes_against_the_reference(capsys):

@@ -92,7 +92,7 @@ def test_busy_cores_reads_the_others_load_on_this_process_cpus(monkeypatch):
 
     monkeypatch.setattr(os, "sched_getaffinity", no_affinity)
     w = ml.LoadWatch(0.0, read=lambda: pytest.fail("read without CPUs"))
-    assert w.busy() is None and th.capped(w, 2) == 2
+    assert w.busy() is None and th.LoadGovernor(w, held=True).step(2, 2) == ("keep", 2)
     assert ml.busy_cores(sleep=lambda s: None) is None
 
 
@@ -692,15 +692,17 @@ def test_load_watch_reads_the_load_between_points_without_pausing(monkeypatch):
     assert w.busy() is None and texts == []  # ticks moved, the clock not: no span (no 1/0)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     w = ml.LoadWatch(0.0, read=lambda: None)
-    assert w.busy() is None and th.capped(w, 2) == 2  # the load unreadable: the count stands
+    g = th.LoadGovernor(w, held=False)
+    assert w.busy() is None and g.step(2, 2) == ("keep", 2)  # the load unreadable: it stands
     w = ml.LoadWatch(0.0)
+    g = th.LoadGovernor(w, held=False)
     monkeypatch.setattr(w, "busy", lambda: 0.7)
-    assert th.capped(w, 2) == 1 and th.capped(w, 1) == 1
+    assert g.step(2, 2) == ("drop", 1) and g.step(1, 2)[1] == 1
     # mid-fit a core counts as taken from WATCH_SHARE on (the fit's own threads share it)
     monkeypatch.setattr(w, "busy", lambda: 0.3)
-    assert th.capped(w, 2) == 1
+    assert th.LoadGovernor(w, held=False).step(2, 2) == ("drop", 1)
     monkeypatch.setattr(w, "busy", lambda: 0.29)
-    assert th.capped(w, 2) == 2
+    assert th.LoadGovernor(w, held=False).step(2, 2) == ("keep", 2)
     assert th.free_threads(2, 0.3) == 2  # at the fit's start (a pause: BUSY_SHARE)
     assert th.WATCH_INTERVAL_S == 0.5 and th.WATCH_SHARE == 0.3
 
@@ -780,6 +782,144 @@ def test_load_that_starts_during_the_fit_drops_it_to_one_thread(monkeypatch):
     assert counts[:3] == [2, 2, 2]  # up to the burner's start
     assert counts[-1] == 1  # after the drop; Newton's own count (if measured later) too
     assert kkt_ratios(X, y, p).max() <= 1.0
+
+
+class _ScriptedWatch:
+    """A LoadWatch whose readings are given: ``busy`` values in turn, then ``rest``."""
+
+    def __init__(self, readings, rest=0.0):
+        self.readings, self.rest = list(readings), rest
+
+    def busy(self):
+        return self.readings.pop(0) if self.readings else self.rest
+
+
+def _one_core_taken(top, busy=None, share=th.BUSY_SHARE):
+    """free_threads on two CPUs without a quota: one core taken from ``share`` of one."""
+    return max(1, top - (1 if busy is not None and busy >= share else 0))
+
+
+def test_the_governor_drops_and_raises_on_the_load_it_reads(monkeypatch):
+    """Each branch of LoadGovernor.step in turn: no reading, a quiet fit not held down, a
+    drop, quiet spans counted up to RAISE_SPANS (a busy span restarting the count), a measure
+    that found no more threads worth it doubling the wait, one that did ending the hold."""
+    monkeypatch.setattr(th, "free_threads", _one_core_taken)
+    monkeypatch.setattr(th, "RAISE_SPANS", 2)
+    q, b = 0.0, th.QUIET_SHARE  # a quiet span; one just too busy to count as quiet
+    w = _ScriptedWatch([None, q, 1.0, q, b, q, q] + [q] * 4 + [q, q], rest=q)
+    g = th.LoadGovernor(w, held=False)
+    assert g.step(2, 2) == ("keep", 2)  # no reading yet
+    assert g.step(2, 2) == ("keep", 2)  # quiet, and nothing held down
+    assert g.step(2, 2) == ("drop", 1)  # another process took a core
+    assert g.held
+    assert g.step(1, 2) == ("keep", 1)  # one quiet span
+    assert g.step(1, 2) == ("keep", 1)  # not quiet: the count starts again
+    assert g.step(1, 2) == ("keep", 1)
+    assert g.step(1, 2) == ("remeasure", 1)  # RAISE_SPANS quiet spans in a row
+    g.measured(1, 1, 2)  # the measure kept one thread: twice the spans before the next
+    assert g.held and g.spans == 2 * th.RAISE_SPANS and g.tries == th.RAISE_TRIES - 1
+    assert [g.step(1, 2)[0] for _ in range(4)] == ["keep"] * 3 + ["remeasure"]
+    g.measured(1, 2, 2)  # two threads again: nothing held down any more
+    assert not g.held
+    assert g.step(2, 2) == ("keep", 2) and g.step(2, 2) == ("keep", 2)
+    # Newton's points on two threads, the fit's own on one held down: that one is measured
+    g = th.LoadGovernor(_ScriptedWatch([], rest=q), held=True)
+    assert [g.step(2, 2, 1)[0] for _ in range(2)] == ["keep", "remeasure"]
+
+
+def test_the_governor_measures_at_most_raise_tries_times(monkeypatch):
+    monkeypatch.setattr(th, "free_threads", _one_core_taken)
+    g = th.LoadGovernor(_ScriptedWatch([], rest=0.0), held=True)
+    measures = 0
+    for _ in range(200):
+        what = g.step(1, 2)[0]
+        if what == "remeasure":
+            measures += 1
+            g.measured(1, 1, 2)
+    assert measures == th.RAISE_TRIES
+    # at the machine's count there is nothing to raise
+    assert th.LoadGovernor(_ScriptedWatch([], rest=0.0), held=True).step(2, 2) == ("keep", 2)
+
+
+def _spied_fit(monkeypatch, probe, newton_probe=None):
+    """A 10-point fit of 4000 x 200 x 10 with torch at 2 threads, the load at its start one
+    core (free_threads' first reading) and quiet after, ``probe``'s timings (and
+    ``newton_probe``'s for Newton's own count: two threads faster by default); returns the
+    path, the thread count at each solve and the number of probes."""
+    import dataclasses
+
+    from sparse_probe.solvers import SOLVERS
+
+    monkeypatch.delenv(th.ENV_VAR, raising=False)
+    starts = iter([1.0])  # the start's pause reads one busy core; every later one is quiet
+
+    def free(top, busy=None, share=th.BUSY_SHARE):
+        return _one_core_taken(top, next(starts, 0.0) if busy is None else busy, share)
+
+    probes = []
+    monkeypatch.setattr(th, "free_threads", free)
+    monkeypatch.setattr(th, "LoadWatch", lambda interval: _ScriptedWatch([], rest=0.0))
+    monkeypatch.setattr(th, "_probe", lambda n, m, C: probes.append(1) or probe)
+    monkeypatch.setattr(th, "_probe_hessian", lambda: newton_probe or {1: [1.0], 2: [0.5]})
+    X, y = _spied_data()
+    assert X.shape[0] * X.shape[1] * 10 >= th.SMALL_WORK
+    counts = []
+
+    def spy(name):
+        real = SOLVERS[name].solve
+
+        def solve(*args, **kw):
+            counts.append(torch.get_num_threads())
+            return real(*args, **kw)
+        return dataclasses.replace(SOLVERS[name], solve=solve)
+
+    for name in ("owlqn", "newton"):
+        monkeypatch.setitem(SOLVERS, name, spy(name))
+    with torch_threads(2):
+        p = fit_path(X, y, n_lambdas=10, eps=0.05, progress=False)
+        assert torch.get_num_threads() == 2  # the caller's count, restored
+    return p, counts, len(probes)
+
+
+@pytest.mark.real_load  # free_threads is the test's own
+def test_a_fit_held_down_by_load_at_its_start_takes_the_second_core_once_it_is_free(
+        monkeypatch):
+    """Another process's load at the start leaves one thread; the load then goes (quiet
+    readings): after RAISE_SPANS quiet spans the count is measured again (the probe: two
+    threads faster) and the later points run on two, the path verified."""
+    from helpers_kkt import kkt_ratios
+
+    monkeypatch.setattr(th, "RAISE_SPANS", 4)  # points 1-3 (the first solved) on one thread
+    p, counts, probes = _spied_fit(monkeypatch, {1: [1.0], 2: [0.5]})
+    assert p.info["threads"] == 1 and probes == 1  # held at one (no probe), then measured
+    point, k = p.info["threads_raised_at"]
+    assert k == 2 and point == 3  # a reading before every point, from λ #0 on
+    assert counts[0] == 1 and counts[-1] == 2
+    assert p.info["threads_dropped_at"] is None
+    assert kkt_ratios(*_spied_data(), p).max() <= 1.0
+
+
+def _spied_data():
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=4000, n_features=200, n_informative=20,
+                               n_redundant=0, n_classes=10, n_clusters_per_class=1,
+                               random_state=5)
+    return X.astype(np.float32), y
+
+
+@pytest.mark.real_load  # free_threads is the test's own
+def test_a_held_count_is_measured_again_at_most_while_the_path_leaves_room(monkeypatch):
+    """The same start, but the measure finds two threads no faster: it is tried again after
+    twice as many quiet spans each time, and the fit stays on one thread (Newton's points
+    too: its own probe finds two threads no faster either)."""
+    monkeypatch.setattr(th, "RAISE_SPANS", 2)
+    p, counts, probes = _spied_fit(monkeypatch, {1: [0.5], 2: [1.0]}, {1: [0.5], 2: [1.0]})
+    assert p.info["threads"] == 1 and p.info["threads_raised_at"] is None
+    assert set(counts) == {1}
+    # 2, 4 then 8 quiet spans before each measure (each measure probing twice: two threads
+    # slower, repeated after BLAS_SPIN_S): the 10-point path has room for two
+    assert probes == 2 * 2
 
 
 def _write(path, text):

@@ -31,8 +31,13 @@ this process sleeps, where no such credit applies. Load that starts during the f
 between path points (:class:`LoadWatch`, over :data:`WATCH_INTERVAL_S` or more of the fit's
 own running, no pause) and drops the count to the cores left free from the next point on
 (a burner started 1 s into the collinear fit: 1.03x one thread's time, 1.47x without; same
-results file). The choice is made at the fit's start and only ever lowered after;
-the count in force before the fit is restored after it. The proximal Newton solver's
+results file). A count that other processes' load held down, at the start or by such a
+drop, is measured again (the pause and the probe, as at the start) once a span reads that
+load gone (:class:`LoadGovernor`, at most :data:`RAISE_TRIES` times): a CPU-bound process
+stopped 1 s into the 1,000-class path had left it one thread to its end (74.5 s); measured
+again, it ran on two from its fourth point (53.5 s;
+``results/path-threads-burner-stop-cpu-2026-12-05.txt``). The count in force before the
+fit is restored after it. The proximal Newton solver's
 points get a count of their own, measured once on a product of its Hessian's kind
 (:func:`newton_threads`).
 
@@ -66,10 +71,11 @@ import torch
 
 from sparse_probe.solvers.machine_load import LoadWatch, busy_cores, cpu_quota
 
-__all__ = ["BLAS_SPIN_S", "BLAS_THREADS", "BUSY_SHARE", "ENV_VAR", "MARGIN", "RECHECK",
-           "SMALL_HESSIAN", "SMALL_WORK", "WATCH_INTERVAL_S", "WATCH_SHARE", "blas_limits",
-           "capped", "fit_threads", "free_threads", "load_watch", "newton_threads",
-           "pick_threads", "resolve_threads", "torch_threads"]
+__all__ = ["BLAS_SPIN_S", "BLAS_THREADS", "BUSY_SHARE", "ENV_VAR", "MARGIN", "QUIET_SHARE",
+           "RAISE_SPANS", "RAISE_TRIES", "RECHECK", "SMALL_HESSIAN", "SMALL_WORK",
+           "WATCH_INTERVAL_S", "WATCH_SHARE", "LoadGovernor", "blas_limits", "fit_threads",
+           "free_threads", "load_watch", "newton_threads", "pick_threads", "remeasure",
+           "resolve_threads", "torch_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +137,73 @@ process, which then shows as 0.6-0.7 of a core: :data:`WATCH_SHARE`). At 100 tic
 per CPU a span of 0.5 s on 2 CPUs resolves 1% of a core; quiet spans read under 0.07."""
 
 
-def capped(watch: LoadWatch, k: int) -> int:
-    """``k``, or fewer where others took a core since the watch's last reading
-    (:func:`free_threads` of :meth:`~sparse_probe.solvers.machine_load.LoadWatch.busy`, a
-    core counted as taken from :data:`WATCH_SHARE` of one)."""
-    busy = watch.busy()
-    return k if busy is None else min(k, free_threads(k, busy, share=WATCH_SHARE))
+QUIET_SHARE = 0.15
+"""Other processes' load (cores) under which a :class:`LoadWatch` span counts as quiet for a
+raise (:class:`LoadGovernor`): quiet spans read -0.06-0.07 of a core, and a fit on one thread
+beside a CPU-bound process on the other core reads about 1 (:data:`WATCH_SHARE`)."""
+RAISE_SPANS = 1
+"""Quiet spans in a row (of :data:`WATCH_INTERVAL_S` or more each) before a fit held down by
+other processes' load measures its count again (:class:`LoadGovernor`); twice that many after
+each measure that found no more threads worth taking. A burner stopped 1 s into the 100-class
+path read 0.61 of a core over the span it stopped in and 0.00-0.01 after (ad hoc readings):
+one quiet span is the load gone; each measure that finds otherwise costs one pause and probe."""
+RAISE_TRIES = 3
+"""Most such measures per fit (each one :func:`resolve_threads`' pause and probe, 0.05-0.15 s
+on the 2-core machine)."""
+
+
+class LoadGovernor:
+    """The fit's thread count between path points, as other processes' load comes and goes.
+
+    Each call of :meth:`step` reads the load over the span since the last reading
+    (:meth:`LoadWatch.busy <sparse_probe.solvers.machine_load.LoadWatch.busy>`): where others
+    took a core it answers ``("drop", fewer)`` (:func:`free_threads` of that load, a core
+    counted as taken from :data:`WATCH_SHARE` of one). A
+    count held below the machine's by their load, at the fit's start (``held``:
+    :func:`resolve_threads` found fewer cores free than torch's count) or by a drop, is
+    measured again once the load has gone (:data:`RAISE_SPANS` spans in a row under
+    :data:`QUIET_SHARE`; at most :data:`RAISE_TRIES` times, each failed try doubling the
+    spans the next one waits for): ``("remeasure", k)``, on which the caller runs
+    :func:`remeasure`. Otherwise ``("keep", k)``. A load that only passed at the start
+    would otherwise hold a long fit to one thread to its end (module docstring).
+    """
+
+    def __init__(self, watch: LoadWatch, held: bool):
+        self.watch, self.held = watch, held
+        self.quiet, self.spans, self.tries = 0, RAISE_SPANS, RAISE_TRIES
+
+    def step(self, k: int, top: int, base: int | None = None) -> tuple[str, int]:
+        """The count for the next point of a fit whose points run at most ``k`` threads of
+        ``top`` (``base`` of them at its own points, ``k`` by default: the proximal Newton
+        solver's points may have a count of their own, :func:`newton_threads`)."""
+        busy = self.watch.busy()
+        if busy is None:
+            return "keep", k
+        cap = min(k, free_threads(k, busy, share=WATCH_SHARE))
+        if cap < k:
+            self.held, self.quiet = True, 0
+            return "drop", cap
+        if not self.held or (k if base is None else base) >= top or self.tries <= 0:
+            return "keep", k
+        self.quiet = self.quiet + 1 if busy < QUIET_SHARE else 0
+        if self.quiet < self.spans:
+            return "keep", k
+        self.quiet, self.tries = 0, self.tries - 1
+        return "remeasure", k
+
+    def measured(self, k: int, got: int, top: int) -> None:
+        """Record a measure's outcome ``got`` for a fit that ran ``k`` of ``top`` threads."""
+        if got <= k:
+            self.spans *= 2  # no more threads worth it now: wait longer before the next try
+        self.held = max(got, k) < top
+
+
+def remeasure(device, shape: tuple[int, int, int], top: int) -> int:
+    """:func:`resolve_threads` again for a fit held down by other processes' load, with
+    torch's count back at ``top`` for the measure (others' load read anew over the pause,
+    then the probe), as at a fit's start; torch's count is left as it was."""
+    with torch_threads(top):
+        return resolve_threads("auto", device, shape)
 
 
 def load_watch(threads, k: int | None, top: int) -> LoadWatch | None:
@@ -308,12 +375,14 @@ def _probe_hessian(repeats: int = 4, clock=time.perf_counter) -> dict[int, list[
 
 
 def resolve_threads(threads, device: torch.device, shape: tuple[int, int, int],
-                    sleep=time.sleep) -> int | None:
+                    sleep=time.sleep, report: dict | None = None) -> int | None:
     """The thread count for a fit on ``device`` of an ``(n, m, C)``-shaped problem.
 
     ``threads``: an int (used as is), None (the environment variable :data:`ENV_VAR` when
     set, else measured: see the module docstring) or ``"auto"`` (measured, whatever the
-    environment says). Returns None for non-CPU devices (left alone).
+    environment says). Returns None for non-CPU devices (left alone). ``report`` (a dict),
+    when given, receives ``"held"``: whether other processes' load left fewer cores than
+    torch's count (read only where the count is measured).
     """
     if torch.device(device).type != "cpu":
         return None
@@ -328,6 +397,8 @@ def resolve_threads(threads, device: torch.device, shape: tuple[int, int, int],
         log.debug("threads: %d x %d x %d is under SMALL_WORK -> 1", n, m, C)
         return 1
     free = free_threads(top)
+    if report is not None:
+        report["held"] = free < top
     if free < top:
         # INFO: why a fit runs on fewer threads than the machine has (as the mid-fit drop's)
         log.info("threads: other processes leave %d of %d -> %s", free, top,
@@ -417,12 +488,13 @@ def torch_threads(k: int | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def fit_threads(threads, device, shape: tuple[int, int, int]) -> Iterator[int | None]:
-    """Run the body with the resolved thread count (:func:`resolve_threads`) for torch and
-    :data:`BLAS_THREADS` for numpy's BLAS (:func:`blas_limits`), then restore both. Yields
-    torch's count in force (None: left alone, and BLAS too)."""
+def fit_threads(threads, device, shape: tuple[int, int, int],
+                report: dict | None = None) -> Iterator[int | None]:
+    """Run the body with the resolved thread count (:func:`resolve_threads`, which fills
+    ``report``) for torch and :data:`BLAS_THREADS` for numpy's BLAS (:func:`blas_limits`),
+    then restore both. Yields torch's count in force (None: left alone, and BLAS too)."""
     cpu = torch.device(device).type == "cpu"
     with blas_limits(BLAS_THREADS if cpu else None):  # from before the probe (BLAS_SPIN_S)
-        k = resolve_threads(threads, device, shape)
+        k = resolve_threads(threads, device, shape, report=report)
         with torch_threads(k):
             yield k
