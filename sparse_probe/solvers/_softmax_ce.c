@@ -13,9 +13,9 @@
  * which works in about ten passes over the (n, C) array, each of them a trip to memory);
  * here a row is read once and its temporaries stay in L1. Rows of up to LANE_MAX_C classes go
  * LANES at a time, transposed so that each step runs across rows (lanes(): a row of 2-31
- * classes is too short to fill a vector; 2.2-3.6x torch's speed there, 3.5-9.8x the row by
- * row route), longer rows one at a time (row()). exp is evaluated by a polynomial that
- * the compiler vectorizes (Cody-Waite reduction by ln 2, degree-13 Taylor polynomial on
+ * classes is too short to fill a vector; 1.9-3.7x torch's speed there, 1.2-11x the row by
+ * row route: benchmarks/measure_softmax_ce.py), longer rows one at a time (row()). exp is
+ * evaluated by a polynomial that the compiler vectorizes (Cody-Waite reduction by ln 2, degree-13 Taylor polynomial on
  * |r| <= ln2/2: truncation below 5e-18 relative; arguments are <= 0 after the row maximum is
  * shifted out and clamped at -708, whose exp, 3e-308, is already nothing beside the row's 1).
  *
