@@ -15,9 +15,10 @@
  * LANES at a time, transposed so that each step runs across rows (lanes(): a row of 2-31
  * classes is too short to fill a vector; 1.9-3.7x torch's speed there, 1.2-11x the row by
  * row route: benchmarks/measure_softmax_ce.py), longer rows one at a time (row()). exp is
- * evaluated by a polynomial that the compiler vectorizes (Cody-Waite reduction by ln 2, degree-13 Taylor polynomial on
- * |r| <= ln2/2: truncation below 5e-18 relative; arguments are <= 0 after the row maximum is
- * shifted out and clamped at -708, whose exp, 3e-308, is already nothing beside the row's 1).
+ * evaluated by a polynomial that the compiler vectorizes (Cody-Waite reduction by ln 2,
+ * degree-13 Taylor polynomial on |r| <= ln2/2: truncation below 5e-18 relative; arguments are
+ * <= 0 after the row maximum is shifted out and clamped at -708, whose exp, 3e-308, is already
+ * nothing beside the row's 1).
  *
  * Only the buffer protocol is used (no NumPy headers). The GIL is released during the rows, so
  * callers may run row blocks on several threads.
