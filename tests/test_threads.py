@@ -881,6 +881,26 @@ def _spied_fit(monkeypatch, probe, newton_probe=None):
     return p, counts, len(probes)
 
 
+@pytest.mark.real_load
+def test_the_start_reports_a_count_held_down_by_load_and_not_by_the_quota(monkeypatch):
+    """resolve_threads' report: held where others' load left fewer cores than the CPUs and
+    the quota allow (the governor measures only such a count again), not under a quota."""
+    import os
+
+    monkeypatch.delenv(th.ENV_VAR, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(th, "_probe", lambda n, m, C: {1: [1.0], 2: [0.5]})
+    with torch_threads(2):
+        for quota, load, k, held in [(1.0, 0.0, 1, False), (None, 1.0, 1, True),
+                                     (None, 0.0, 2, False), (1.5, 1.0, 1, False)]:
+            monkeypatch.setattr(th, "cpu_quota", lambda q=quota: q)
+            monkeypatch.setattr(th, "busy_cores", lambda v=load: v)
+            report = {}
+            assert th.resolve_threads(None, torch.device("cpu"), (4000, 200, 10),
+                                      report=report) == k
+            assert report == {"held": held}, (quota, load)
+
+
 @pytest.mark.real_load  # free_threads is the test's own
 def test_a_fit_held_down_by_load_at_its_start_takes_the_second_core_once_it_is_free(
         monkeypatch):

@@ -382,7 +382,8 @@ def resolve_threads(threads, device: torch.device, shape: tuple[int, int, int],
     set, else measured: see the module docstring) or ``"auto"`` (measured, whatever the
     environment says). Returns None for non-CPU devices (left alone). ``report`` (a dict),
     when given, receives ``"held"``: whether other processes' load left fewer cores than
-    torch's count (read only where the count is measured).
+    torch's count, the CPUs and the cgroup quota allow (read only where the count is
+    measured).
     """
     if torch.device(device).type != "cpu":
         return None
@@ -397,8 +398,8 @@ def resolve_threads(threads, device: torch.device, shape: tuple[int, int, int],
         log.debug("threads: %d x %d x %d is under SMALL_WORK -> 1", n, m, C)
         return 1
     free = free_threads(top)
-    if report is not None:
-        report["held"] = free < top
+    if report is not None:  # fewer than the quota and the CPUs allow: others' load
+        report["held"] = free < free_threads(top, 0.0)
     if free < top:
         # INFO: why a fit runs on fewer threads than the machine has (as the mid-fit drop's)
         log.info("threads: other processes leave %d of %d -> %s", free, top,
