@@ -14,8 +14,8 @@ weights instead of applied to every block,
 
 so a block costs one float64 product for the logits (the line search compares objectives far
 below float32 resolution) and one float32 product for the gradient (accumulated in float64,
-as in :func:`~sparse_probe.solvers.products.rt_x`). On CPU the block's loss, float32 residual and bias sums come from the compiled kernel in one pass
-(:mod:`~sparse_probe.solvers.fused_ce`).
+as in :func:`~sparse_probe.solvers.products.rt_x`). On CPU the block's loss, float32 residual
+and bias sums come from the compiled kernel in one pass (:mod:`~sparse_probe.solvers.fused_ce`).
 """
 
 from __future__ import annotations
