@@ -206,64 +206,48 @@ log_ge1(double s)
 
 /* Up to LANES rows of few classes at once, transposed into e (C, LANES) so that every step
  * runs across rows in vector registers (row() goes along a row: too short here). Lanes
- * nr..LANES-1 hold zeros and are masked out of the sums. gbv (C, LANES) accumulates the
+ * nr..LANES-1 hold zeros and are masked out of the sums. mv (LANES, C): scratch for the
+ * moved logits where zn is not given. gbv (C, LANES) accumulates the
  * residual's column sums lane by lane (summed over lanes once, at the end). Same outputs as
  * row() for each row, up to rounding (log_ge1 for libm's log). */
 CLONES static double
 lanes(Py_ssize_t nr, Py_ssize_t C, const double *restrict z, const double *restrict dz64,
       const float *restrict dz32, double t, const float *restrict dz2,
       const int64_t *restrict cls2, Py_ssize_t k2, const int64_t *restrict y,
-      double *restrict zn, double *restrict e, double *restrict R64, float *restrict R32,
-      double *restrict gbv, double scale)
+      double *restrict zn, double *restrict e, double *restrict mv, double *restrict R64,
+      float *restrict R32, double *restrict gbv, double scale)
 {
     double m[LANES], s[LANES], so[LANES], inv[LANES], zy[LANES], yl[LANES], bad[LANES];
-    if (zn) { /* the moved logits out along the rows first (contiguous), then read back */
+    if (dz64 || dz32 || dz2) { /* the moved logits along the rows first (contiguous, into
+                                  zn or the scratch mv), then read back transposed */
+        double *out = zn ? zn : mv;
         Py_ssize_t len = nr * C;
         if (dz64) {
 #pragma omp simd
             for (Py_ssize_t j = 0; j < len; j++)
-                zn[j] = z[j] + t * dz64[j];
+                out[j] = z[j] + t * dz64[j];
         } else if (dz32) {
 #pragma omp simd
             for (Py_ssize_t j = 0; j < len; j++)
-                zn[j] = z[j] + t * (double)dz32[j];
+                out[j] = z[j] + t * (double)dz32[j];
         } else {
-            memcpy(zn, z, len * sizeof(double));
+            memcpy(out, z, len * sizeof(double));
         }
         if (dz2 && cls2)
             for (Py_ssize_t r = 0; r < nr; r++)
                 for (Py_ssize_t j = 0; j < k2; j++)
-                    zn[r * C + cls2[j]] += (double)dz2[r * k2 + j];
+                    out[r * C + cls2[j]] += (double)dz2[r * k2 + j];
         else if (dz2)
 #pragma omp simd
             for (Py_ssize_t j = 0; j < len; j++)
-                zn[j] += (double)dz2[j];
-        z = zn;
-        dz64 = NULL;
-        dz32 = NULL;
-        dz2 = NULL;
+                out[j] += (double)dz2[j];
+        z = out;
+    } else if (zn) {
+        memcpy(zn, z, nr * C * sizeof(double));
     }
     for (Py_ssize_t r = 0; r < LANES; r++) {
-        const double *zr = z + r * C;
-        if (r >= nr) {
-            for (Py_ssize_t k = 0; k < C; k++)
-                e[k * LANES + r] = 0.0;
-        } else if (dz64) {
-            for (Py_ssize_t k = 0; k < C; k++)
-                e[k * LANES + r] = zr[k] + t * dz64[r * C + k];
-        } else if (dz32) {
-            for (Py_ssize_t k = 0; k < C; k++)
-                e[k * LANES + r] = zr[k] + t * (double)dz32[r * C + k];
-        } else {
-            for (Py_ssize_t k = 0; k < C; k++)
-                e[k * LANES + r] = zr[k];
-        }
-        if (r < nr && dz2 && cls2)
-            for (Py_ssize_t j = 0; j < k2; j++)
-                e[cls2[j] * LANES + r] += (double)dz2[r * k2 + j];
-        else if (r < nr && dz2)
-            for (Py_ssize_t k = 0; k < C; k++)
-                e[k * LANES + r] += (double)dz2[r * C + k];
+        for (Py_ssize_t k = 0; k < C; k++)
+            e[k * LANES + r] = r < nr ? z[r * C + k] : 0.0;
         zy[r] = r < nr ? e[y[r] * LANES + r] : 0.0;
         yl[r] = r < nr ? (double)y[r] : -1.0;
     }
@@ -418,7 +402,7 @@ rows(PyObject *self, PyObject *args)
             return NULL;
         }
     int by_lanes = route < 0 ? C <= LANE_MAX_C : route > 0;
-    double *e = PyMem_RawMalloc((by_lanes ? 2 * LANES : 1) * C * sizeof(double));
+    double *e = PyMem_RawMalloc((by_lanes ? 3 * LANES : 1) * C * sizeof(double));
     if (!e) {
         release(v, NVIEWS);
         return PyErr_NoMemory();
@@ -432,13 +416,13 @@ rows(PyObject *self, PyObject *args)
     double loss = 0.0;
     Py_BEGIN_ALLOW_THREADS
     if (by_lanes) {
-        double *gbv = e + LANES * C;
+        double *gbv = e + LANES * C, *mv = e + 2 * LANES * C;
         memset(gbv, 0, LANES * C * sizeof(double));
         for (Py_ssize_t i = 0; i < n; i += LANES) {
             Py_ssize_t o = i * C, nr = n - i < LANES ? n - i : LANES;
             loss += lanes(nr, C, z + o, d64 ? d64 + o : NULL, d32 ? d32 + o : NULL, t,
                           dz2 ? dz2 + i * k2 : NULL, cls2, k2, y + i, zn ? zn + o : NULL, e,
-                          R64 ? R64 + o : NULL, R32 ? R32 + o : NULL, gbv, scale);
+                          mv, R64 ? R64 + o : NULL, R32 ? R32 + o : NULL, gbv, scale);
         }
         for (Py_ssize_t k = 0; k < C; k++) {
             double acc = 0.0;
