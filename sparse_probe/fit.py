@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from sparse_probe import index_sets
 from sparse_probe.data import FeatureSource, as_labels, block_tensor
 from sparse_probe.fit_common import column_stats, lambda_path
 from sparse_probe.path import Path
@@ -242,7 +243,7 @@ class _Trainer:
         as one block, and the column-major copy ``XwT`` grows in place within spare capacity.
         Only the new columns are read from the source.
         """
-        ws = np.unique(ws)
+        ws = index_sets.unique(ws)
         if ws.size == self.ws.size and np.array_equal(ws, np.sort(self.ws)):
             return
         if self.n * ws.size * 4 > self.cache_bytes:
@@ -257,7 +258,7 @@ class _Trainer:
         old_ws, old_Xw, old_XwT = self.ws, self.Xw, self.XwT
         self.Xw = self.XwT = None  # drop references early: the old cache is freed below
         cached = old_Xw is not None
-        new = np.setdiff1d(ws, old_ws) if cached else ws
+        new = index_sets.difference(ws, old_ws) if cached else ws
         keep = np.isin(old_ws, ws) if cached else np.zeros(0, dtype=bool)
         appended = cached and bool(keep.all())
         kept = old_ws[keep]
@@ -399,7 +400,7 @@ def _certify(tr: _Trainer, penalty: Penalty, G: np.ndarray, gb: np.ndarray, W: n
     err_k = f32_gradient_error(counts, tr.n, gb)
     err = float(np.sqrt((err_k**2).sum()) if penalty.grouped else err_k.max())
     cols = np.flatnonzero(penalty.kkt_violation(G, W, lam) > tol_abs - err)
-    cols = np.setdiff1d(cols, exact)
+    cols = index_sets.difference(cols, exact)
     if cols.size == 0:
         return G, 0
     G = G.copy()
@@ -717,7 +718,7 @@ def fit_path(
             tol_points.append(tol_abs)
             active = np.flatnonzero(np.any(W != 0, axis=0))
             strong = np.flatnonzero(penalty.screen(G, lam, lam_prev))
-            ws = _keep_leaving(np.union1d(active, strong), tr.ws)
+            ws = _keep_leaving(index_sets.union(active, strong), tr.ws)
             loss, acc = loss0, acc0
             if lam >= lam_max * (1.0 - LAMBDA_MAX_RTOL):
                 # closed form: W = 0 with the intercept-only optimum; solving would only let
@@ -872,11 +873,11 @@ def fit_path(
                     log.debug("λ=%.3e: %d features' gradients from float64 products", lam,
                               n_exact)
                 l1 = penalty.l1_l2(lam)[0]
-                outside = np.setdiff1d(np.flatnonzero(penalty.dual_norm(G) > l1 + 0.5 * tol_abs),
+                outside = index_sets.difference(np.flatnonzero(penalty.dual_norm(G) > l1 + 0.5 * tol_abs),
                                        tr.ws)
                 if outside.size == 0:
                     break
-                ws = np.union1d(tr.ws, outside)
+                ws = index_sets.union(tr.ws, outside)
                 log.debug("λ=%.3e: %d KKT violators join the working set", lam, outside.size)
             viol = max(float(penalty.kkt_violation(G, W, lam).max()), float(np.abs(gb).max()))
             if viol > tol_abs:
@@ -984,7 +985,7 @@ def _keep_leaving(ws: np.ndarray, last: np.ndarray, share: float | None = None) 
     share = STICKY_SHARE if share is None else share
     leaving = np.setdiff1d(last, ws, assume_unique=True)  # both lists of distinct features
     if leaving.size and leaving.size <= share * last.size:
-        return np.union1d(ws, leaving)
+        return index_sets.union(ws, leaving)
     return ws
 
 

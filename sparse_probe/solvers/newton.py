@@ -448,7 +448,7 @@ def _cover(state: NewtonState, key: np.ndarray, cross, diag) -> NewtonState | No
     The new weights go after the old ones (the model's order need not be sorted), so the old
     model is one block of the new: a scatter of its ``N²`` entries into sorted places took
     0.9 s at N = 4,000, the block copy a fraction of that (an ad hoc timing)."""
-    have = np.isin(key, state.key)
+    have = np.isin(key, state.key, assume_unique=True)  # both lists of distinct keys
     if have.all():
         return state
     if have.sum() < 0.7 * key.size:
