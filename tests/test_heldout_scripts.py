@@ -419,3 +419,28 @@ def test_centering_measurement_times_every_route_and_fits_both_ways(capsys):
     if mod.CE._kernel() is not None:
         fit = lines[-1].split()
         assert fit[0] == "current:600:30:5:3:6" and float(fit[-1]) <= 1e-9
+
+
+def test_bench_geometries_keeps_the_fastest_of_repeated_runs(capsys, monkeypatch):
+    bp = load_bench("bench_path")
+    with pytest.raises(SystemExit, match="--repeats: expected at least 1, got 0"):
+        bp.main(["--geometry", "current", "--repeats", "0"])
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # the spawned workers import it
+    bp.main(["--geometry", "current", "--n", "300", "--d", "20", "--classes", "3",
+             "--n-lambdas", "5", "--repeats", "3", "--peers", "glmnet"])
+    out = capsys.readouterr().out
+    # interleaved: ours, glmnet, ours, glmnet, ...; each run printed as it finishes
+    order = re.findall(r"^  (ours|glmnet) \(run ([0-9])\): ([0-9.]+) s", out, re.M)
+    assert [(a, int(b)) for a, b, _ in order] == [(w, r) for r in (1, 2, 3)
+                                                  for w in ("ours", "glmnet")]
+    ours = [float(t) for a, _, t in order if a == "ours"]
+    glm = [float(t) for a, _, t in order if a == "glmnet"]
+    row = re.search(r"^ +current +300×20×3 +ours +([0-9.]+) +\S+ +\S+ +([0-9.]+) +([0-9.]+)",
+                    out, re.M)
+    assert float(row[1]) == pytest.approx(min(ours), abs=0.006)  # the fastest, not the last
+    assert float(row[2]) == pytest.approx(min(glm), abs=0.006)
+    assert float(row[3]) == pytest.approx(min(glm) / min(ours), rel=0.05, abs=0.02)
+    assert "each the fastest of 3 runs, interleaved" in out
+    spread = re.search(r"^current runs: ours ([0-9., ]+); glmnet ([0-9., ]+) s$", out, re.M)
+    assert [float(t) for t in spread[1].split(", ")] == pytest.approx(ours, abs=0.006)
+    assert [float(t) for t in spread[2].split(", ")] == pytest.approx(glm, abs=0.006)
