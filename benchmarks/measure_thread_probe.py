@@ -8,6 +8,17 @@ thread). Then, for one small two-class path, the probe's own seconds against the
 thread. Run it on a quiet machine.
 
     python benchmarks/measure_thread_probe.py [--repeats 6]
+
+``--spread K`` instead runs the probe as a fit starts it (numpy's BLAS held to one thread,
+the load's pause) with 8 interleaved rounds in K fresh processes per ``--shapes`` shape, and
+prints the two-over-one ratio of the first 4 rounds (the fit's probe) and of all 8, and how
+often the first 4 pick one thread (over :data:`~sparse_probe.solvers.threads.MARGIN`).
+With ``--paths`` each shape's ``current``-geometry path (30 λ) is also fitted on one thread
+and on two (fresh processes, interleaved, fastest of 2) and their ratio printed beside the
+probe's: what the margin costs where the probe reads near it.
+
+    python benchmarks/measure_thread_probe.py --spread 10 [--shapes 10000x256x10,500x5000x10]
+        [--paths]
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ import os
 import sys
 import time
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -25,13 +37,107 @@ SHAPES = [(2000, 100, 2), (10000, 256, 2), (5000, 128, 10), (3000, 300, 20),
           (10000, 256, 5), (20000, 512, 2), (10000, 256, 10)]
 
 
+SPREAD_SHAPES = "10000x256x10,500x5000x10,10000x64x100,20000x128x5,3000x1000x20,8000x512x4"
+
+_CHILD = """
+import json, sys
+from sparse_probe.solvers import threads as th
+n, m, C = map(int, sys.argv[1:4])
+with th.blas_limits(th.BLAS_THREADS):
+    th.free_threads(2)
+    t = th._probe(n, m, C, repeats=8)
+print(json.dumps({"one": t[1], "two": t[2]}))
+"""
+
+
+_PATH_CHILD = """
+import sys, time
+sys.path.insert(0, sys.argv[5])
+import bench_path as bp
+from sparse_probe import fit_path
+n, m, C, k = map(int, sys.argv[1:5])
+X, y = bp.make_geometry("current", n, m, C, 0)
+lams = bp.lambda_grid(X, y, C, 30, 1e-2)
+t = time.perf_counter()
+fit_path(X, y, alpha=bp.ALPHA, lambdas=lams, progress=False, threads=k)
+print(time.perf_counter() - t)
+"""
+
+
+def path_ratio(n: int, m: int, C: int, runs: int = 2) -> tuple[float, float]:
+    """The ``current`` geometry's path (30 λ) at this shape on one thread and on two, each in
+    a fresh process, interleaved, the fastest of ``runs``: ``(one, two)`` seconds."""
+    import subprocess
+
+    best = {1: float("inf"), 2: float("inf")}
+    for _ in range(runs):
+        for k in (1, 2):
+            out = subprocess.run([sys.executable, "-c", _PATH_CHILD, str(n), str(m), str(C),
+                                  str(k), os.path.dirname(os.path.abspath(__file__))],
+                                 capture_output=True, text=True, check=True).stdout
+            best[k] = min(best[k], float(out.strip().splitlines()[-1]))
+    return best[1], best[2]
+
+
+def _ratio(one: list[float], two: list[float]) -> float:
+    return (sum(two) / len(two)) / (sum(one) / len(one))
+
+
+def spread(shapes: list[tuple[int, int, int]], runs: int, paths: bool = False) -> None:
+    """The probe's ratio over fresh processes per shape, and each rule's choices (module
+    doc); with ``paths``, each shape's path on two threads over one (:func:`path_ratio`)."""
+    import json
+    import subprocess
+
+    from sparse_probe.solvers import threads as th
+
+    print(f"two threads over one, {runs} fresh processes per shape; MARGIN {th.MARGIN}")
+    print(f"{'n x m x C':>16} | {'4 rounds: ratios':>36} | {'8 rounds':>36} | one thread"
+          + (" | path 2/1 (1, 2 threads s)" if paths else ""))
+    for n, m, C in shapes:
+        r4, r8, ones = [], [], 0
+        for _ in range(runs):
+            out = subprocess.run([sys.executable, "-c", _CHILD, str(n), str(m), str(C)],
+                                 capture_output=True, text=True, check=True).stdout
+            t = json.loads(out.strip().splitlines()[-1])
+            k = min(4, len(t["one"]))
+            first = _ratio(t["one"][:k], t["two"][:k])
+            r4.append(first)
+            r8.append(_ratio(t["one"], t["two"]))
+            ones += th.pick_threads({1: t["one"][:k], 2: t["two"][:k]}) == 1
+        line = (f"{f'{n}x{m}x{C}':>16} | {_span(r4):>36} | {_span(r8):>36} | "
+                f"{ones:>4}/{runs}")
+        if paths:
+            one, two = path_ratio(n, m, C)
+            line += f" | {two / one:.2f} ({one:.2f}, {two:.2f})"
+        print(line, flush=True)
+
+
+def _span(r: list[float]) -> str:
+    return f"median {np.median(r):.2f}, {min(r):.2f}-{max(r):.2f}"
+
+
 def main(argv=None) -> None:
     from sparse_probe import fit_path
     from sparse_probe.solvers import threads as th
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=6)
+    ap.add_argument("--spread", type=int, default=0,
+                    help="fresh processes per shape for the probe's spread (module doc)")
+    ap.add_argument("--shapes", default=SPREAD_SHAPES, help="with --spread: NxMxC,...")
+    ap.add_argument("--paths", action="store_true",
+                    help="with --spread: each shape's path on one thread and on two")
     args = ap.parse_args(argv)
+    if args.spread:
+        try:
+            shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+        except ValueError:
+            raise SystemExit(f"--shapes: expected NxMxC[,NxMxC...], got {args.shapes!r}") from None
+        if any(len(s) != 3 for s in shapes):
+            raise SystemExit(f"--shapes: expected NxMxC[,NxMxC...], got {args.shapes!r}")
+        spread(shapes, args.spread, args.paths)
+        return
     old = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

@@ -199,8 +199,9 @@ def test_a_cpu_bound_process_beside_the_fit_leaves_it_one_thread(caplog):
 
 
 def test_pick_threads_keeps_one_unless_more_is_clearly_faster():
-    assert th.pick_threads({1: [1.0, 1.0], 2: [0.7, 0.7]}) == 2  # 0.7 <= 0.8
-    assert th.pick_threads({1: [1.0, 1.0], 2: [0.9, 0.8]}) == 1  # 0.85 > 0.8: not clearly
+    assert th.MARGIN == 0.9
+    assert th.pick_threads({1: [1.0, 1.0], 2: [0.85, 0.85]}) == 2  # 0.85 <= 0.9
+    assert th.pick_threads({1: [1.0, 1.0], 2: [0.9, 0.94]}) == 1  # 0.92 > 0.9: not clearly
     assert th.pick_threads({1: [1.0], 2: [5.0]}) == 1  # a busy core: collapse
     assert th.pick_threads({1: [1.0], 2: [0.6], 4: [0.5]}) == 4
     assert th.pick_threads({1: [1.0], 2: [0.5], 4: [0.55]}) == 2
@@ -342,9 +343,9 @@ def test_fit_holds_numpys_blas_to_one_thread_and_restores_it(monkeypatch):
 
 
 def test_pick_threads_at_its_boundaries():
-    assert th.pick_threads({1: [1.0], 2: [0.8]}) == 2  # exactly margin × one thread's: kept
-    assert th.pick_threads({1: [2.0], 2: [1.5]}) == 2  # 1.5 <= 0.8 × 2.0
-    assert th.pick_threads({1: [2.0], 2: [1.7]}) == 1  # 1.7 > 1.6
+    assert th.pick_threads({1: [1.0], 2: [0.9]}) == 2  # exactly margin × one thread's: kept
+    assert th.pick_threads({1: [2.0], 2: [1.8]}) == 2  # 1.8 <= 0.9 × 2.0
+    assert th.pick_threads({1: [2.0], 2: [1.81]}) == 1  # 1.81 > 1.8
     assert th.pick_threads({1: [1.0], 2: [0.5], 4: [0.5]}) == 2  # a tie: the fewer threads
     assert th.pick_threads({1: [1.0], 2: [], 4: [0.5]}) == 4  # a count not timed is skipped
     with pytest.raises(ValueError, match=r"^pick_threads: timings must include the one-thread "

@@ -80,8 +80,15 @@ __all__ = ["BLAS_SPIN_S", "BLAS_THREADS", "BUSY_SHARE", "ENV_VAR", "MARGIN", "QU
 log = logging.getLogger(__name__)
 
 ENV_VAR = "SPARSE_PROBE_THREADS"
-MARGIN = 0.8
-"""More threads are kept only when their probe time is at most this share of one thread's."""
+MARGIN = 0.9
+"""More threads are kept only when their probe time is at most this share of one thread's.
+Others' load is read apart from the probe (:func:`free_threads`, :class:`LoadGovernor`), so
+the margin only guards against the probe's own scatter. On twelve shapes on the quiet 2-core
+machine two threads were faster over the whole path on every one (path time 0.80-0.96 of one
+thread's) where the probe read 0.55-1.19 (medians 0.57-0.88). At the former 0.8 the three
+whose probe medians read 0.81-0.88 (paths 0.90-0.92) got one thread in at least half their
+fits; at 0.9, 3 of the 72 fits did (``benchmarks/measure_thread_probe.py --spread 6 --paths``,
+``results/thread-probe-spread-cpu-2026-12-05.txt``)."""
 BLAS_THREADS = 1
 """numpy's BLAS threads during a CPU fit, whatever torch's count. With torch on two threads on
 the 2-core machine, one BLAS thread instead of two made the default's paths that run Newton
