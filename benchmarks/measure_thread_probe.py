@@ -41,8 +41,10 @@ SPREAD_SHAPES = "10000x256x10,500x5000x10,10000x64x100,20000x128x5,3000x1000x20,
 
 _CHILD = """
 import json, sys
+import torch
 from sparse_probe.solvers import threads as th
 n, m, C = map(int, sys.argv[1:4])
+torch.set_num_threads(2)  # two against one, whatever OMP_NUM_THREADS says
 with th.blas_limits(th.BLAS_THREADS):
     th.free_threads(2)
     t = th._probe(n, m, C, repeats=8)

@@ -15,6 +15,8 @@ import pytest
 import torch
 from helpers_bench import ROOT, load_bench
 
+from sparse_probe.solvers import threads as th
+
 
 def test_sweep_draws_the_held_out_kinds_as_described():
     sweep = load_bench("sweep_heldout")
@@ -83,6 +85,27 @@ def test_thread_probe_measurement_prints_every_shape(capsys):
     assert len(lines) == 2 + len(shapes) + 1
     assert [tuple(int(v) for v in ln.split("|")[0].split()) for ln in lines[2:-1]] == shapes
     assert lines[-1].startswith("two-class 10000 x 256 path")
+
+
+
+def test_thread_probe_spread_runs_the_fits_probe_in_fresh_processes(capsys):
+    """--spread: one row per shape with the 4- and 8-round ratios and the picks; --paths adds
+    each shape's path on one and on two threads; malformed shapes are refused."""
+    mt = load_bench("measure_thread_probe")
+    for bad in ("300x40", "300x40xthree"):
+        with pytest.raises(SystemExit, match="--shapes: expected NxMxC"):
+            mt.main(["--spread", "1", "--shapes", bad])
+    mt.main(["--spread", "2", "--shapes", "600x40x3", "--paths"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith(f"MARGIN {th.MARGIN}") and len(lines) == 3
+    rows = [ln.split("|") for ln in lines[2:]]
+    assert [r[0].strip() for r in rows] == ["600x40x3"]
+    for r in rows:
+        ones = r[3].strip().split("/")
+        assert int(ones[1]) == 2 and 0 <= int(ones[0]) <= 2
+        ratio, one, two = re.fullmatch(r" ([0-9.]+) \(([0-9.]+), ([0-9.]+)\)", r[4]).groups()
+        one, two, h = float(one), float(two), 0.005  # each printed to two decimals
+        assert (two - h) / (one + h) - h <= float(ratio) <= (two + h) / (one - h) + h
 
 
 def test_model_solve_measurement_prints_sizes_and_settings(capsys, monkeypatch):
