@@ -977,16 +977,37 @@ class _CountingQ(np.ndarray):
 
 
 def test_active_set_reuses_its_gradient_for_the_violation():
-    """Products with Q: the start's gradient and objective, then per move the curvature, the
-    new point's objective and gradient (5 for one move): the violation is taken from the
-    gradient at hand, never from another product."""
+    """Products with Q: one at the start (gradient and objective), then per move the
+    curvature and one product with every candidate point at once (their objectives, the
+    chosen one's gradient): 3 for one move; the violation is taken from the gradient at hand,
+    never from another product."""
     d = np.array([2.0, 0.5, 1.0])
     Q = np.diag(d).view(_CountingQ)
     q = np.array([1.0, -0.7, 0.05])
     _CountingQ.products = 0
     _, solves, viol = active_set_qp(Q, q, np.zeros(3), 0.1, 0.3, tol=1e-12)
     assert solves == 1 and viol <= 1e-12
-    assert _CountingQ.products == 5
+    assert _CountingQ.products == 3
+
+
+def test_active_set_weighs_every_candidate_of_a_move_in_one_product():
+    """A start whose signs are all wrong: each move weighs the segment's best point and four
+    orthant projections, still in one product; the moves end at the closed-form optimum of
+    a diagonal Q (soft thresholding) and never raise the objective."""
+    d = np.array([2.0, 0.5, 1.0, 4.0])
+    Q = np.diag(d).view(_CountingQ)
+    q = np.array([1.0, -0.7, 0.6, -2.0])
+    l1, l2 = 0.1, 0.3
+    u0 = np.array([-0.4, 0.9, -1.2, 0.8])
+    _CountingQ.products = 0
+    u, solves, viol = active_set_qp(Q, q, u0, l1, l2, tol=1e-12)
+    want = np.sign(q) * np.maximum(np.abs(q) - l1, 0.0) / (d + l2)
+    np.testing.assert_allclose(u, want, rtol=0, atol=1e-12)
+    assert viol <= 1e-12
+    moves = _CountingQ.products - 1  # the start's product
+    assert moves % 2 == 0 and moves // 2 <= solves  # two per move: curvature, candidates
+    f = gram_cd._objective(np.diag(d), q, u, l1, l2)
+    assert f <= gram_cd._objective(np.diag(d), q, u0, l1, l2)
 
 
 def test_faces_count_new_entries_among_those_left_out():

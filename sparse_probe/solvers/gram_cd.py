@@ -205,7 +205,13 @@ def _kernel() -> tuple[str, object]:
 
 def _objective(Q: np.ndarray, q: np.ndarray, u: np.ndarray, l1: float, l2: float) -> float:
     """``½ uᵀQu − qᵀu + l1||u||₁ + l2/2||u||²``."""
-    return float(0.5 * u @ (Q @ u) - q @ u + l1 * np.abs(u).sum() + 0.5 * l2 * (u @ u))
+    return _objectives(Q @ u, q, u, l1, l2)
+
+
+def _objectives(QU: np.ndarray, q: np.ndarray, U: np.ndarray, l1: float, l2: float):
+    """:func:`_objective` of ``U`` (N,) or of each column of ``U`` (N, K), given ``QU = Q U``."""
+    return (0.5 * (U * QU).sum(0) - q @ U + l1 * np.abs(U).sum(0) + 0.5 * l2 * (U * U).sum(0)) \
+        if U.ndim == 2 else float(0.5 * U @ QU - q @ U + l1 * np.abs(U).sum() + 0.5 * l2 * (U @ U))
 
 
 class _Faces:
@@ -384,11 +390,12 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
     solves = 0
     work = QPWork() if work is None else work
     faces = _Faces(Q, l2, work)
-    N, NN = u.size, float(u.size) ** 2  # NN: one matrix-vector product
-    work.read(2 * NN, N)
-    g = Q @ u - q + l2 * u
-    viol = qp_violation(Q, q, u, l1, l2, Qu=g + q - l2 * u)
-    f = _objective(Q, q, u, l1, l2)
+    N, NN = u.size, float(u.size) ** 2  # NN: one matrix-vector product (or a few at once)
+    work.read(NN, N)
+    Qu = Q @ u
+    g = Qu - q + l2 * u
+    viol = qp_violation(Q, q, u, l1, l2, Qu=Qu)
+    f = _objectives(Qu, q, u, l1, l2)
     while viol > tol and solves < max_iter and not (solves and stop is not None and stop()):
         nz = u != 0
         excess = np.abs(g) - l1
@@ -436,28 +443,30 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
         path[np.abs(tc[None, :] - ts[:, None]) <= 1e-12 * ts[:, None]] = 0.0  # exact zeros
         phi = 0.5 * curv * ts ** 2 + slope * ts + l1 * (np.abs(path).sum(1) - np.abs(uS).sum())
         k = int(np.argmin(phi))
-        best, best_u = f, None
+        cands = []  # the best point on the segment where it descends, ...
         if phi[k] < 0:
-            best_u = u.copy()
-            best_u[S] = path[k]
-            best = _objective(Q, q, best_u, l1, l2)
-            work.read(NN, N)
-        # and the minimizer projected onto the orthant (every entry that would cross zero set
-        # to zero): where many entries leave the face, this drops them all at once
+            cands.append(u.copy())
+            cands[-1][S] = path[k]
+        # ... and the minimizer projected onto the orthant (every entry that would cross zero
+        # set to zero): where many entries leave the face, this drops them all at once
         for t in (1.0, 0.5, 0.25, 0.125) if cross.any() else ():
             w = u.copy()
             w[S] = uS + t * d
             w[S[np.sign(w[S]) != theta[S]]] = 0.0
-            fw = _objective(Q, q, w, l1, l2)
-            work.read(NN, N)
-            if fw < best:
-                best, best_u = fw, w
-        if best_u is None or not best < f:  # no descent (rounding at the optimum)
+            cands.append(w)
+        if not cands:
             break
-        u, f = best_u, best
+        # their objectives from one product with all of them (one read of Q, not one each)
+        Wc = np.stack(cands, 1)
+        QW = Q @ Wc
         work.read(NN, N)
-        g = Q @ u - q + l2 * u
-        viol = qp_violation(Q, q, u, l1, l2, Qu=g + q - l2 * u)
+        fs = _objectives(QW, q, Wc, l1, l2)
+        j = int(np.argmin(fs))  # the first of the smallest, as the candidates' order ranks
+        if not fs[j] < f:  # no descent (rounding at the optimum)
+            break
+        u, f, Qu = cands[j], float(fs[j]), QW[:, j]
+        g = Qu - q + l2 * u
+        viol = qp_violation(Q, q, u, l1, l2, Qu=Qu)
     return u, solves, viol
 
 
