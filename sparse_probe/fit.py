@@ -873,8 +873,8 @@ def fit_path(
                     log.debug("λ=%.3e: %d features' gradients from float64 products", lam,
                               n_exact)
                 l1 = penalty.l1_l2(lam)[0]
-                outside = index_sets.difference(np.flatnonzero(penalty.dual_norm(G) > l1 + 0.5 * tol_abs),
-                                       tr.ws)
+                outside = index_sets.difference(
+                    np.flatnonzero(penalty.dual_norm(G) > l1 + 0.5 * tol_abs), tr.ws)
                 if outside.size == 0:
                     break
                 ws = index_sets.union(tr.ws, outside)

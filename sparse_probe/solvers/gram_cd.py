@@ -209,9 +209,11 @@ def _objective(Q: np.ndarray, q: np.ndarray, u: np.ndarray, l1: float, l2: float
 
 
 def _objectives(QU: np.ndarray, q: np.ndarray, U: np.ndarray, l1: float, l2: float):
-    """:func:`_objective` of ``U`` (N,) or of each column of ``U`` (N, K), given ``QU = Q U``."""
-    return (0.5 * (U * QU).sum(0) - q @ U + l1 * np.abs(U).sum(0) + 0.5 * l2 * (U * U).sum(0)) \
-        if U.ndim == 2 else float(0.5 * U @ QU - q @ U + l1 * np.abs(U).sum() + 0.5 * l2 * (U @ U))
+    """:func:`_objective` of ``U`` (N,), a float, or of each column of ``U`` (N, K), shape
+    (K,), given ``QU = Q U``."""
+    if U.ndim == 1:
+        return float(0.5 * U @ QU - q @ U + l1 * np.abs(U).sum() + 0.5 * l2 * (U @ U))
+    return 0.5 * (U * QU).sum(0) - q @ U + l1 * np.abs(U).sum(0) + 0.5 * l2 * (U * U).sum(0)
 
 
 class _Faces:
