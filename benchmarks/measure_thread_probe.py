@@ -86,8 +86,9 @@ def _ratio(one: list[float], two: list[float]) -> float:
 
 
 def spread(shapes: list[tuple[int, int, int]], runs: int, paths: bool = False) -> None:
-    """The probe's ratio over fresh processes per shape, and each rule's choices (module
-    doc); with ``paths``, each shape's path on two threads over one (:func:`path_ratio`)."""
+    """The probe's ratio over fresh processes per shape and how often the fit's probe (its
+    first 4 rounds) picks one thread (module doc); with ``paths``, each shape's path on two
+    threads over one (:func:`path_ratio`)."""
     import json
     import subprocess
 
