@@ -264,15 +264,16 @@ def test_fit_path_leaves_a_newton_whose_work_says_it_is_dearer(monkeypatch):
 
 
 def test_one_face_solve_counts_what_each_step_reads():
-    """The same single face, entry by entry: the start's two products (2 N²), the face's
-    gather (N rows of Q and their N columns: 2 N²), two one-column solves on the factor (the
-    solve and its refinement, N² each), the residual's product (N²), the step's curvature,
-    the objective at the minimizer and the new gradient (N² each): 10 N²."""
+    """The same single face, entry by entry: the start's product (gradient and objective:
+    N²), the face's gather (N rows of Q and their N columns: 2 N²), two one-column solves on
+    the factor (the solve and its refinement, N² each), the residual's product (N²), the
+    step's curvature (N²) and one product with the candidate points (the objective at the
+    minimizer, whose column is the new gradient's: N²): 8 N²."""
     d = np.array([2.0, 3.0, 1.5, 4.0, 2.5])
     work = QPWork()
     active_set_qp(np.diag(d), np.array([1.0, -2.0, 3.0, -1.0, 2.0]), np.zeros(5), 0.1, 0.0,
                   tol=1e-12, work=work)
-    assert work.stream_cached == 10 * 25
+    assert work.stream_cached == 8 * 25
 
 
 def test_faces_count_factor_border_and_constrained_solves():
