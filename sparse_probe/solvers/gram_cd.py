@@ -456,15 +456,14 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
             w[S] = uS + t * d
             w[S[np.sign(w[S]) != theta[S]]] = 0.0
             cands.append(w)
-        if not cands:
-            break
-        # their objectives from one product with all of them (one read of Q, not one each)
-        Wc = np.stack(cands, 1)
-        QW = Q @ Wc
-        work.read(NN, N)
-        fs = _objectives(QW, q, Wc, l1, l2)
-        j = int(np.argmin(fs))  # the first of the smallest, as the candidates' order ranks
-        if not fs[j] < f:  # no descent (rounding at the optimum)
+        j = -1
+        if cands:  # their objectives from one product with all of them (one read of Q)
+            Wc = np.stack(cands, 1)
+            QW = Q @ Wc
+            work.read(NN, N)
+            fs = _objectives(QW, q, Wc, l1, l2)
+            j = int(np.argmin(fs))  # the first of the smallest, as the candidates' order ranks
+        if j < 0 or not fs[j] < f:  # no candidate, or no descent (rounding at the optimum)
             break
         u, f, Qu = cands[j], float(fs[j]), QW[:, j]
         g = Qu - q + l2 * u
