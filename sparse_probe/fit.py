@@ -983,7 +983,7 @@ def _keep_leaving(ws: np.ndarray, last: np.ndarray, share: float | None = None) 
     ``last`` that it leaves out where they are at most ``share`` (default
     :data:`STICKY_SHARE`) of ``last``, sorted."""
     share = STICKY_SHARE if share is None else share
-    leaving = np.setdiff1d(last, ws, assume_unique=True)  # both lists of distinct features
+    leaving = index_sets.difference(last, ws)
     if leaving.size and leaving.size <= share * last.size:
         return index_sets.union(ws, leaving)
     return ws
