@@ -1,7 +1,10 @@
-"""Measure: the cross-entropy kernel's threads inside a fit (``fused_ce.MIN_ENTRIES_PER_THREAD``).
+"""Measure: the cross-entropy kernel's threads inside a fit (``fused_ce.MIN_ENTRIES_PER_THREAD``,
+``fused_ce.OPENMP_MIN_ENTRIES_PER_THREAD``).
 
 ``fused_ce.ce_rows`` splits its rows over torch's thread count once each thread gets at least
-``MIN_ENTRIES_PER_THREAD`` entries of the (n, C) logits. Timed alone
+that many entries of the (n, C) logits: on the kernel's OpenMP team (``--route openmp``, the
+default where it was built with OpenMP: torch's own team) or on Python threads (``--route
+pool``, a build without OpenMP; the rest of this paragraph is that route's story). Timed alone
 (``measure_softmax_ce.py --threads 2``) two threads gain wherever the array is large; inside a
 fit the kernel runs right after torch's multi-threaded products, whose OpenMP workers keep
 spinning on the other cores for a while after each product (libgomp's default wait policy),
@@ -14,7 +17,7 @@ Cases as ``compare_revisions.py``: a ``bench_path.py`` geometry by name or
 ``KIND:n:d:C:SEED[:NLAM[:EPS]]``.
 
     python benchmarks/measure_ce_threads.py --cases classes100,current:40000:64:100:7:12 \\
-        [--per-thread 131072,2097152,1099511627776] [--repeats 2]
+        [--per-thread 131072,2097152,1099511627776] [--repeats 2] [--route openmp|pool]
 """
 
 from __future__ import annotations
@@ -47,8 +50,10 @@ def timed_calls(real, spent: list):
     return counted
 
 
-def timed_fit(case, per_thread: int) -> tuple[float, float, int]:
-    """(fit seconds, seconds in ce_rows, ce_rows calls) of one default fit of ``case``."""
+def timed_fit(case, per_thread: int, route: str = "openmp") -> tuple[float, float, int]:
+    """(fit seconds, seconds in ce_rows, ce_rows calls) of one default fit of ``case``, the
+    kernel's blocks on ``route`` (``"openmp"``: its OpenMP team; ``"pool"``: Python threads,
+    as in a build without OpenMP) with ``per_thread`` as that route's threshold."""
     import bench_path as bp
 
     from sparse_probe.fit import fit_path
@@ -56,15 +61,18 @@ def timed_fit(case, per_thread: int) -> tuple[float, float, int]:
     kind, n, d, C, seed, nl, eps = case
     X, y = bp.make_geometry(kind, n, d, C, seed)
     lams = bp.lambda_grid(X, y, C, nl, eps)
-    real, old = FC.ce_rows, FC.MIN_ENTRIES_PER_THREAD
+    name = "OPENMP_MIN_ENTRIES_PER_THREAD" if route == "openmp" else "MIN_ENTRIES_PER_THREAD"
+    real, old, forked = FC.ce_rows, getattr(FC, name), FC._FORKED
     spent = [0.0, 0]
-    FC.ce_rows, FC.MIN_ENTRIES_PER_THREAD = timed_calls(real, spent), per_thread
+    FC.ce_rows, FC._FORKED = timed_calls(real, spent), [route == "pool"]
+    setattr(FC, name, per_thread)
     try:
         t = time.perf_counter()
         fit_path(X, y, alpha=bp.ALPHA, lambdas=lams, progress=False)
         return time.perf_counter() - t, spent[0], spent[1]
     finally:
-        FC.ce_rows, FC.MIN_ENTRIES_PER_THREAD = real, old
+        FC.ce_rows, FC._FORKED = real, forked
+        setattr(FC, name, old)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,10 +83,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cases", default="classes100,classes1000")
     ap.add_argument("--per-thread", default=f"{1 << 17},{1 << 21},{1 << 40}")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--route", choices=["openmp", "pool"], default="openmp",
+                    help="the kernel's OpenMP blocks (where built with OpenMP) or Python threads")
     args = ap.parse_args(argv)
     values = [int(v) for v in args.per_thread.split(",")]
-    print(f"torch threads {torch.get_num_threads()}, library MIN_ENTRIES_PER_THREAD = "
-          f"{FC.MIN_ENTRIES_PER_THREAD}, best of {args.repeats}")
+    kernel = FC._kernel()
+    if args.route == "openmp" and (kernel is None or not FC._openmp(kernel)):
+        ap.error("--route openmp: the kernel is not built with OpenMP here")
+    print(f"torch threads {torch.get_num_threads()}, route {args.route}, library "
+          f"MIN_ENTRIES_PER_THREAD = {FC.MIN_ENTRIES_PER_THREAD}, OPENMP_MIN_ENTRIES_PER_THREAD"
+          f" = {FC.OPENMP_MIN_ENTRIES_PER_THREAD}, best of {args.repeats}")
     print(f"{'case':>30} {'n C':>10} {'per thread':>14} {'threads':>7} {'fit s':>7} "
           f"{'ce_rows s':>9} {'calls':>6}")
     for name in args.cases.split(","):
@@ -87,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         best = {v: (float("inf"), 0.0, 0) for v in values}
         for _ in range(args.repeats):
             for v in values:
-                got = timed_fit(case, v)
+                got = timed_fit(case, v, args.route)
                 if got[0] < best[v][0]:
                     best[v] = got
         for v in values:

@@ -74,9 +74,26 @@ def _call(z, y, *, dz=None, t=0.0, dz2=None, cls2=None, scale=1.0, R64=True, zn=
 
 @pytest.fixture(autouse=True)
 def _threads_on_small_arrays(monkeypatch):
-    """The threaded route on arrays of a few hundred thousand entries (the library's
+    """The threaded routes on arrays of a few hundred thousand entries (the library's
     MIN_ENTRIES_PER_THREAD asks for millions per thread: a speed threshold, not a behaviour)."""
     monkeypatch.setattr(fused_ce, "MIN_ENTRIES_PER_THREAD", 1 << 17)
+    monkeypatch.setattr(fused_ce, "OPENMP_MIN_ENTRIES_PER_THREAD", 1 << 17)
+
+
+OPENMP = bool(getattr(sys.modules.get("sparse_probe.solvers._softmax_ce"), "OPENMP", 0))
+
+
+@pytest.fixture(params=["openmp", "pool"])
+def route(request, monkeypatch):
+    """Each way ce_rows spreads its blocks over threads: the kernel's OpenMP team (where it was
+    built with OpenMP), or Python threads (a build without it, or a forked child: taken here
+    by marking this process as one)."""
+    if request.param == "openmp" and not (ROWS is not None and OPENMP):
+        pytest.skip("the kernel was built without OpenMP")
+    if request.param == "pool":
+        monkeypatch.setattr(fused_ce, "_FORKED", [True])
+    assert fused_ce._openmp(ROWS) == (request.param == "openmp")
+    return request.param
 
 
 def _problem(n, C, seed, spread=4.0):
@@ -365,7 +382,7 @@ def test_rows_refuse_what_they_cannot_read():
 
 
 # ------------------------------------------------------------------ fused_ce.py
-def test_ce_rows_over_threads_is_the_one_thread_result():
+def test_ce_rows_over_threads_is_the_one_thread_result(route):
     z, y, g = _problem(3000, 100, 7)
     dz = torch.randn(3000, 100, generator=g)
     before = torch.get_num_threads()
@@ -386,6 +403,57 @@ def test_ce_rows_over_threads_is_the_one_thread_result():
     assert torch.allclose(res[3][1], ref_R.sum(0), rtol=0, atol=1e-14)
 
 
+def test_the_openmp_blocks_are_the_pools_blocks_exactly(monkeypatch):
+    """The kernel's OpenMP blocks split the rows where the pool route does and sum the blocks'
+    losses and column sums in its order: the same bits on both routes, on every route of the
+    kernel (along rows, in lanes), with more threads than rows too."""
+    if not OPENMP:
+        pytest.skip("the kernel was built without OpenMP")
+    before = torch.get_num_threads()
+    try:
+        for n, C, k in ((3000, 100, 3), (3001, 7, 2), (2, 100_000, 4)):
+            z, y, g = _problem(n, C, 21)
+            dz = torch.randn(n, C, generator=g)
+            torch.set_num_threads(k)
+            res = {}
+            for forked in (False, True):
+                monkeypatch.setattr(fused_ce, "_FORKED", [forked])
+                zn, R32 = torch.empty_like(z), torch.empty(n, C)
+                loss, gb = fused_ce.ce_rows(z, y, dz=dz, t=0.5, zn=zn, R32=R32, scale=1 / n)
+                res[forked] = loss, gb, zn, R32
+            assert res[False][0] == res[True][0], (n, C)
+            for a, b in zip(res[False][1:], res[True][1:], strict=True):
+                assert torch.equal(a, b), (n, C)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [-3, 0, 1, 2, 5, 200])
+def test_the_kernels_threads_argument_is_a_count_of_blocks(threads):
+    """rows(..., threads): any count gives the one-thread result (up to the order its blocks'
+    losses are summed in), fewer than one is one, more than the rows is one per row."""
+    n, C = 150, 33
+    z, y, g = _problem(n, C, 22)
+    dz = torch.randn(n, C, generator=g)
+    out = {}
+    for k in (1, threads):
+        zn, R32, gb = torch.empty_like(z), torch.empty(n, C), torch.zeros(C, dtype=torch.float64)
+        loss = ROWS(n, C, z.numpy(), dz.numpy(), 0.5, None, None, y.numpy(), zn.numpy(), None,
+                    R32.numpy(), gb.numpy(), 1 / n, -1, threads if k != 1 else 1)
+        out[k] = loss, gb, zn, R32
+    assert out[threads][0] == pytest.approx(out[1][0], rel=1e-14)
+    assert torch.allclose(out[threads][1], out[1][1], rtol=0, atol=1e-15)
+    assert torch.equal(out[threads][2], out[1][2]) and torch.equal(out[threads][3], out[1][3])
+
+
+def test_a_forked_child_takes_the_pool_route(monkeypatch):
+    monkeypatch.setattr(fused_ce, "_FORKED", [False])
+    monkeypatch.setattr(fused_ce, "_POOLS", {})
+    assert fused_ce._openmp(ROWS) == OPENMP
+    fused_ce._forget_pools()  # what os.register_at_fork runs in the child
+    assert fused_ce._FORKED == [True] and not fused_ce._openmp(ROWS)
+
+
 def test_forgetting_the_pools_keeps_the_checked_kernel(monkeypatch):
     """What a forked child runs (os.register_at_fork): every pool dropped, the self-checked
     kernel kept; the next threaded rows make a pool of their own (two threads beside the
@@ -393,6 +461,7 @@ def test_forgetting_the_pools_keeps_the_checked_kernel(monkeypatch):
     z, y, _ = _problem(4000, 100, 12)  # 3 blocks of at least MIN_ENTRIES_PER_THREAD
     monkeypatch.setattr(fused_ce, "_STATE", {})
     monkeypatch.setattr(fused_ce, "_POOLS", {})
+    monkeypatch.setattr(fused_ce, "_FORKED", [True])  # the pool route (as a build without OpenMP)
     before, pools = torch.get_num_threads(), {}
     try:
         torch.set_num_threads(3)
@@ -433,14 +502,17 @@ def _ce_rows_in_child(queue, z, y):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
-def test_ce_rows_over_threads_in_a_forked_child_after_the_parent_used_them():
-    """A child forked after the parent's threaded rows gets pool threads of its own."""
+def test_ce_rows_over_threads_in_a_forked_child_after_the_parent_used_them(route, monkeypatch):
+    """A child forked after the parent's threaded rows (its pool's threads, or its OpenMP
+    team: a parallel region in the child would wait for it forever) gets pool threads of its
+    own."""
+    monkeypatch.setattr(fused_ce, "_POOLS", {})
     z, y, _ = _problem(3000, 100, 11)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(3)
         parent = fused_ce.ce_rows(z, y, scale=0.5)[0]
-        assert fused_ce._POOLS  # a pool was made
+        assert bool(fused_ce._POOLS) == (route == "pool")  # a pool was made, or not needed
     finally:
         torch.set_num_threads(before)
     ctx = multiprocessing.get_context("fork")
@@ -457,7 +529,7 @@ def test_ce_rows_over_threads_in_a_forked_child_after_the_parent_used_them():
 
 
 @pytest.mark.parametrize("with_cls2", [False, True])
-def test_ce_rows_over_threads_with_a_correction_and_int32_labels(with_cls2):
+def test_ce_rows_over_threads_with_a_correction_and_int32_labels(with_cls2, route):
     """The clipped columns' correction (dz2, with or without its classes) and labels of
     another integer type reach every block as they reach one thread."""
     n, C = 3000, 100
@@ -487,6 +559,8 @@ def test_ce_rows_threads_only_for_enough_entries(monkeypatch):
     """Each thread gets at least MIN_ENTRIES_PER_THREAD entries (counted by the blocks run);
     the calling thread runs one of the blocks itself."""
     import threading
+
+    monkeypatch.setattr(fused_ce, "_FORKED", [True])  # the pool route
 
     calls, here = [], []
     real = fused_ce._kernel()
@@ -525,6 +599,38 @@ def test_ce_rows_threads_only_for_enough_entries(monkeypatch):
         z, y, _ = _problem(n, 64, 8)
         fused_ce.ce_rows(z, y)
         assert calls == [n] and fused_ce._POOLS == {}
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_openmp_route_asks_for_threads_only_for_enough_entries(monkeypatch):
+    """One kernel call, its thread count: one per OPENMP_MIN_ENTRIES_PER_THREAD entries, at
+    most torch's count and the rows, at least one."""
+    if not OPENMP:
+        pytest.skip("the kernel was built without OpenMP")
+    monkeypatch.setattr(fused_ce, "_FORKED", [False])
+    asked, real = [], fused_ce._kernel()
+
+    def counting(*args):
+        asked.append((args[0], args[-1]))
+        return real(*args)
+
+    counting.__module__ = real.__module__  # the built module says it has OpenMP
+    monkeypatch.setitem(fused_ce._STATE, "rows", counting)
+    per = fused_ce.OPENMP_MIN_ENTRIES_PER_THREAD
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        for n, C, k in ((3 * per // 64 + 5, 64, 3), (per // 64 - 1, 64, 1),
+                        (2 * per // 64 + 3, 64, 2), (9 * per // 64, 64, 4), (2, 2 * per, 2)):
+            asked.clear()
+            z, y, _ = _problem(n, C, 8)
+            fused_ce.ce_rows(z, y)
+            assert asked == [(n, k)], (n, C)
+        torch.set_num_threads(1)
+        asked.clear()
+        fused_ce.ce_rows(z, y)
+        assert asked == [(2, 1)]
     finally:
         torch.set_num_threads(before)
 
@@ -589,6 +695,32 @@ def test_the_self_check_refuses_each_output_off_by_more_than_its_tolerance(nudge
         return loss
 
     assert not fused_ce._agrees(off)
+
+
+def test_the_self_check_tries_the_openmp_blocks_only_on_more_than_one_thread():
+    """Blocks that go wrong only on two OpenMP threads fail the self-check where torch has
+    more than one thread; on one thread the check starts no OpenMP team (a team left in a
+    one-thread process would hang its forked children) and passes."""
+    if not OPENMP:
+        pytest.skip("the kernel was built without OpenMP")
+    asked = []
+
+    def off_on_threads(*args):
+        asked.append(args[-1])
+        loss = ROWS(*args)
+        return loss * (1 + 1e-9) if args[-1] > 1 else loss
+
+    off_on_threads.__module__ = ROWS.__module__
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert fused_ce._agrees(off_on_threads) and set(asked) == {1}
+        asked.clear()
+        torch.set_num_threads(2)
+        assert not fused_ce._agrees(off_on_threads) and set(asked) == {1, 2}
+        assert fused_ce._agrees(ROWS)
+    finally:
+        torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------ in the solvers
@@ -758,6 +890,64 @@ def test_measure_script_checks_the_kernel_against_torchs_passes(capsys):
         _, _, torch_ms, along_ms, across_ms, _, diff = line.split()
         assert float(torch_ms) > 0 and float(along_ms) > 0 and float(across_ms) > 0
         assert float(diff) < 1e-12, line
+
+
+_BUILD_CHECK = """
+import importlib.machinery, importlib.util, json, os, sys
+import torch  # first, as fused_ce imports it: the kernel binds to the libgomp it loaded
+path = sys.argv[1]
+loader = importlib.machinery.ExtensionFileLoader("_softmax_ce", path)
+m = importlib.util.module_from_spec(importlib.util.spec_from_loader("_softmax_ce", loader))
+loader.exec_module(m)
+maps = open("/proc/self/maps").read().split("\\n")
+print(json.dumps({"openmp": m.OPENMP,
+                  "gomp": sorted({l.split()[-1] for l in maps if "libgomp" in l})}))
+"""
+
+
+def _built_kernel(root, env_flags):
+    """setup.py's build of the extensions in a copy of their sources under ``root`` (with
+    ``SPARSE_PROBE_OPENMP_FLAGS`` = ``env_flags`` unless None); returns the build's output
+    and what a process importing its ``_softmax_ce`` after torch says: the module's
+    ``OPENMP`` and the libgomp files mapped."""
+    import json
+    import subprocess
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    src = os.path.join(root, "sparse_probe", "solvers")
+    os.makedirs(src)
+    shutil.copy(os.path.join(here, "setup.py"), root)
+    for name in ("_softmax_ce.c", "_gram_cd.c", "_centering.c", "_buffers.h"):
+        shutil.copy(os.path.join(here, "sparse_probe", "solvers", name), src)
+    env = dict(os.environ)
+    env.pop("SPARSE_PROBE_OPENMP_FLAGS", None)
+    if env_flags is not None:
+        env["SPARSE_PROBE_OPENMP_FLAGS"] = env_flags
+    build = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=root,
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-2000:]
+    (so,) = [f for f in os.listdir(src) if f.startswith("_softmax_ce") and f.endswith(".so")]
+    got = subprocess.run([sys.executable, "-c", _BUILD_CHECK, os.path.join(src, so)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    return build.stdout + build.stderr, json.loads(got.stdout)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (HAVE_CC and sys.platform == "linux"), reason="builds with GCC/Linux")
+def test_setup_builds_the_kernel_with_openmp_on_torchs_libgomp_or_without_it(tmp_path):
+    """setup.py: with OpenMP (its threads then torch's: one libgomp in the process, torch's),
+    and without it where the compiler refuses the flags (a note; the kernel still built) or
+    SPARSE_PROBE_OPENMP_FLAGS is empty."""
+    out, got = _built_kernel(tmp_path / "default", None)
+    torch_gomp = os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp.so.1")
+    assert got["openmp"] == 1 and "without OpenMP" not in out
+    if os.path.exists(torch_gomp):  # a wheel that bundles its own runtime: that one, once
+        assert got["gomp"] == [os.path.realpath(torch_gomp)] or got["gomp"] == [torch_gomp]
+    out, got = _built_kernel(tmp_path / "refused", "-fopenmp -fno-such-flag-sparse-probe")
+    assert "note: sparse_probe.solvers._softmax_ce without OpenMP" in out
+    assert got["openmp"] == 0
+    out, got = _built_kernel(tmp_path / "off", "")
+    assert got["openmp"] == 0 and "without OpenMP" not in out
 
 
 def test_a_kernel_not_built_is_logged_and_torchs_passes_used(monkeypatch, caplog):

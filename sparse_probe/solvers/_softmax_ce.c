@@ -21,7 +21,10 @@
  * nothing beside the row's 1).
  *
  * Only the buffer protocol is used (no NumPy headers). The GIL is released during the rows, so
- * callers may run row blocks on several threads.
+ * callers may run row blocks on several threads; built with OpenMP (setup.py), rows() runs
+ * `threads` blocks itself, on the OpenMP team of the process (torch's: the module is loaded
+ * after torch, and binds to the libgomp.so.1 it loaded), split and summed as the callers' blocks
+ * are (fused_ce.py): the same bits.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -325,6 +328,40 @@ lanes(Py_ssize_t nr, Py_ssize_t C, const double *restrict z, const double *restr
     return loss;
 }
 
+/* Rows [0, n) of one block (the arrays start at its first row): lanes() or row() over them;
+ * adds the residual's column sums to gb; e: scratch of (by_lanes ? 3 LANES : 1) C doubles. */
+static double
+block(int by_lanes, Py_ssize_t n, Py_ssize_t C, const double *z, const double *d64,
+      const float *d32, double t, const float *dz2, const int64_t *cls2, Py_ssize_t k2,
+      const int64_t *y, double *zn, double *R64, float *R32, double *gb, double scale, double *e)
+{
+    double loss = 0.0;
+    if (by_lanes) {
+        double *gbv = e + LANES * C, *mv = e + 2 * LANES * C;
+        memset(gbv, 0, LANES * C * sizeof(double));
+        for (Py_ssize_t i = 0; i < n; i += LANES) {
+            Py_ssize_t o = i * C, nr = n - i < LANES ? n - i : LANES;
+            loss += lanes(nr, C, z + o, d64 ? d64 + o : NULL, d32 ? d32 + o : NULL, t,
+                          dz2 ? dz2 + i * k2 : NULL, cls2, k2, y + i, zn ? zn + o : NULL, e,
+                          mv, R64 ? R64 + o : NULL, R32 ? R32 + o : NULL, gbv, scale);
+        }
+        for (Py_ssize_t k = 0; k < C; k++) {
+            double acc = 0.0;
+            for (int r = 0; r < LANES; r++)
+                acc += gbv[k * LANES + r];
+            gb[k] += acc;
+        }
+    } else {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_ssize_t o = i * C;
+            loss += row(C, z + o, d64 ? d64 + o : NULL, d32 ? d32 + o : NULL, t,
+                        dz2 ? dz2 + i * k2 : NULL, cls2, k2, y[i], zn ? zn + o : NULL, e,
+                        R64 ? R64 + o : NULL, R32 ? R32 + o : NULL, gb, scale);
+        }
+    }
+    return loss;
+}
+
 /* "_softmax_ce.rows" names the function in its arguments' errors (_buffers.h) */
 static int
 get(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t count, const char *fmt,
@@ -349,9 +386,9 @@ rows(PyObject *self, PyObject *args)
     PyObject *oz, *odz, *odz2, *ocls2, *oy, *ozn, *oR64, *oR32, *ogb;
     double t, scale;
     Py_ssize_t n, C;
-    int route = -1;
-    if (!PyArg_ParseTuple(args, "nnOOdOOOOOOOd|i:rows", &n, &C, &oz, &odz, &t, &odz2, &ocls2,
-                          &oy, &ozn, &oR64, &oR32, &ogb, &scale, &route))
+    int route = -1, threads = 1;
+    if (!PyArg_ParseTuple(args, "nnOOdOOOOOOOd|ii:rows", &n, &C, &oz, &odz, &t, &odz2, &ocls2,
+                          &oy, &ozn, &oR64, &oR32, &ogb, &scale, &route, &threads))
         return NULL;
     if (n < 0 || C < 1) {
         PyErr_SetString(PyExc_ValueError, "_softmax_ce.rows: need n >= 0 and C >= 1");
@@ -402,7 +439,15 @@ rows(PyObject *self, PyObject *args)
             return NULL;
         }
     int by_lanes = route < 0 ? C <= LANE_MAX_C : route > 0;
-    double *e = PyMem_RawMalloc((by_lanes ? 3 * LANES : 1) * C * sizeof(double));
+#ifdef _OPENMP
+    int k = threads < 1 ? 1 : (Py_ssize_t)threads > n ? (n > 0 ? (int)n : 1) : threads;
+#else
+    int k = 1;
+#endif
+    /* doubles of scratch per block, then of its column sums: whole cache lines apart (a line
+     * that two threads write to goes back and forth between their cores on every row) */
+    Py_ssize_t scratch = ((by_lanes ? 3 * LANES : 1) * C + 15) / 8 * 8, stride = (C + 15) / 8 * 8;
+    double *e = PyMem_RawCalloc((size_t)k * (scratch + stride + 1), sizeof(double));
     if (!e) {
         release(v, NVIEWS);
         return PyErr_NoMemory();
@@ -415,27 +460,30 @@ rows(PyObject *self, PyObject *args)
     const float *dz2 = v[7].buf; /* NULL: no correction; no classes (k2 = 0): nothing to add */
     double loss = 0.0;
     Py_BEGIN_ALLOW_THREADS
-    if (by_lanes) {
-        double *gbv = e + LANES * C, *mv = e + 2 * LANES * C;
-        memset(gbv, 0, LANES * C * sizeof(double));
-        for (Py_ssize_t i = 0; i < n; i += LANES) {
-            Py_ssize_t o = i * C, nr = n - i < LANES ? n - i : LANES;
-            loss += lanes(nr, C, z + o, d64 ? d64 + o : NULL, d32 ? d32 + o : NULL, t,
-                          dz2 ? dz2 + i * k2 : NULL, cls2, k2, y + i, zn ? zn + o : NULL, e,
-                          mv, R64 ? R64 + o : NULL, R32 ? R32 + o : NULL, gbv, scale);
-        }
-        for (Py_ssize_t k = 0; k < C; k++) {
-            double acc = 0.0;
-            for (int r = 0; r < LANES; r++)
-                acc += gbv[k * LANES + r];
-            gb[k] += acc;
-        }
+    if (k == 1) {
+        loss = block(by_lanes, n, C, z, d64, d32, t, dz2, cls2, k2, y, zn, R64, R32, gb, scale, e);
     } else {
-        for (Py_ssize_t i = 0; i < n; i++) {
-            Py_ssize_t o = i * C;
-            loss += row(C, z + o, d64 ? d64 + o : NULL, d32 ? d32 + o : NULL, t,
-                        dz2 ? dz2 + i * k2 : NULL, cls2, k2, y[i], zn ? zn + o : NULL, e,
-                        R64 ? R64 + o : NULL, R32 ? R32 + o : NULL, gb, scale);
+        double *sums = e + (size_t)k * scratch, *losses = sums + (size_t)k * stride;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(k) schedule(static, 1)
+#endif
+        for (int j = 0; j < k; j++) {
+            Py_ssize_t s = n * j / k, o = s * C, len = n * (j + 1) / k - s;
+            losses[j] = block(by_lanes, len, C, z + o, d64 ? d64 + o : NULL, d32 ? d32 + o : NULL,
+                              t, dz2 ? dz2 + s * k2 : NULL, cls2, k2, y + s, zn ? zn + o : NULL,
+                              R64 ? R64 + o : NULL, R32 ? R32 + o : NULL, sums + (size_t)j * stride,
+                              scale, e + (size_t)j * scratch);
+        }
+        /* the first block's loss plus the others' (in order), each class's sums likewise */
+        double rest = 0.0;
+        for (int j = 1; j < k; j++)
+            rest += losses[j];
+        loss = losses[0] + rest;
+        for (Py_ssize_t c = 0; c < C; c++) {
+            double acc = sums[c];
+            for (int j = 1; j < k; j++)
+                acc += sums[(size_t)j * stride + c];
+            gb[c] += acc;
         }
     }
     Py_END_ALLOW_THREADS
@@ -446,13 +494,16 @@ rows(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"rows", rows, METH_VARARGS,
-     "rows(n, C, z, dz, t, dz2, cls2, y, zn, R64, R32, gb, scale[, route]) -> loss_sum\n\n"
+     "rows(n, C, z, dz, t, dz2, cls2, y, zn, R64, R32, gb, scale[, route[, threads]])\n"
+     "    -> loss_sum\n\n"
      "Summed cross-entropy of the logits z + t dz + dz2 (n, C) float64 (dz: float64, float32\n"
      "or None; dz2: float32 (n, C), or (n, k) for the classes cls2 (k,) int64, or None)\n"
      "with labels y (n,) int64; writes the moved logits to zn, the residual\n"
      "scale * (softmax - onehot) to R64 (float64) and/or R32 (float32) (each may be None),\n"
      "and adds the residual's column sums to gb (C,) float64. route (optional): -1 picks by\n"
-     "C (the default), 0 goes along rows, 1 across rows in lanes (for tests and timing)."},
+     "C (the default), 0 goes along rows, 1 across rows in lanes (for tests and timing).\n"
+     "threads (optional, default 1): row blocks run on that many OpenMP threads (at most one\n"
+     "per row; one where the module was built without OpenMP: see OPENMP)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -465,7 +516,13 @@ PyInit__softmax_ce(void)
 {
     PyObject *mod = PyModule_Create(&module);
     if (mod && (PyModule_AddIntConstant(mod, "LANE_MAX_C", LANE_MAX_C) < 0
-                || PyModule_AddIntConstant(mod, "LANES", LANES) < 0)) {
+                || PyModule_AddIntConstant(mod, "LANES", LANES) < 0
+#ifdef _OPENMP
+                || PyModule_AddIntConstant(mod, "OPENMP", 1) < 0
+#else
+                || PyModule_AddIntConstant(mod, "OPENMP", 0) < 0
+#endif
+                )) {
         Py_DECREF(mod);
         return NULL;
     }

@@ -16,16 +16,21 @@ It is optional (a build without a C compiler falls back to torch) and checked on
 against :func:`~sparse_probe.solvers.restricted.softmax_residual` on both routes (disagreement:
 torch, with a warning). ``SPARSE_PROBE_FUSED_CE=0`` in the environment turns it off.
 
-Threads: the kernel releases the GIL, and rows are split into blocks over torch's thread count
-(``torch.get_num_threads()``, which the fit sets: :mod:`~sparse_probe.solvers.threads`), the
-calling thread taking the first block, once each thread gets :data:`MIN_ENTRIES_PER_THREAD`
-entries.
+Threads: rows are split into blocks over torch's thread count (``torch.get_num_threads()``,
+which the fit sets: :mod:`~sparse_probe.solvers.threads`). Built with OpenMP (``setup.py``, where
+the compiler has it), the kernel runs its blocks on the OpenMP team of torch's own products
+(the same ``libgomp``), once each thread gets :data:`OPENMP_MIN_ENTRIES_PER_THREAD` entries;
+built without, the kernel releases the GIL and the blocks go to a pool of Python threads, the
+calling thread taking the first, once each gets :data:`MIN_ENTRIES_PER_THREAD`. In a forked
+child the pool route is taken: GNU OpenMP's team does not survive ``fork`` (a parallel region
+in the child of a process that had one waits forever, torch's products too).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -44,9 +49,19 @@ them. Whole default fits (``benchmarks/measure_ce_threads.py``,
 0.92-0.94x the time of two (1 << 17 per thread, the value before), at 4·10⁶ even, at 2·10⁷
 (1,000 classes) two threads 0.81x one's."""
 
+OPENMP_MIN_ENTRIES_PER_THREAD = 1 << 15
+"""Fewest entries n·C per thread worth a thread where the kernel's blocks run on torch's OpenMP
+team (its workers, spinning after the products, take the blocks: no core is shared). Whole
+default fits, as :data:`MIN_ENTRIES_PER_THREAD` (``benchmarks/measure_ce_threads.py --route
+openmp``, ``results/ce-threads-openmp-cpu-2026-12-05.txt``): at 10⁶ entries (100 classes) two
+threads took the fit 3.36-3.44 s against one's 4.17, at 2·10⁶ 3.20 against 3.99, at 10⁵ the
+kernel's calls 0.05-0.09 s against 0.08-0.15 (fits within noise), at 6·10⁴ even; at 2·10⁷
+(1,000 classes) as the pool route's two threads (46.0 s against 47.0)."""
+
 log = logging.getLogger(__name__)
 _STATE: dict[str, object] = {}  # "rows": the self-checked kernel or None
 _POOLS: dict[int, ThreadPoolExecutor] = {}  # row-block workers by thread count
+_FORKED: list[bool] = [False]  # whether this process is a forked child (at-fork handler)
 
 
 def _kernel():
@@ -58,7 +73,7 @@ def _kernel():
 def _agrees(rows) -> bool:
     """Both of the kernel's routes against torch's passes: 37 classes go along rows, 3 across
     rows in lanes (67 rows: two full blocks of 32 and a part); each with a row whose ``exp``
-    overflows unless its maximum is shifted out."""
+    overflows unless its maximum is shifted out; on one thread and on two OpenMP blocks."""
     from sparse_probe.solvers.restricted import softmax_residual
 
     g = torch.Generator().manual_seed(0)
@@ -69,16 +84,27 @@ def _agrees(rows) -> bool:
         y = torch.randint(0, C, (n,), generator=g)
         zt = z + 0.25 * dz.to(torch.float64)
         ref_loss, ref_R = softmax_residual(zt.clone(), y, scale=0.5)
-        zn, R32 = torch.empty_like(z), torch.empty(n, C)
-        gb = torch.zeros(C, dtype=torch.float64)
-        loss = rows(n, C, z.numpy(), dz.numpy(), 0.25, None, None, y.numpy(), zn.numpy(), None,
-                    R32.numpy(), gb.numpy(), 0.5)
-        if not (abs(loss - ref_loss) <= 1e-12 * abs(ref_loss)
-                and torch.allclose(zn, zt, rtol=0, atol=1e-12)
-                and torch.allclose(R32.double(), ref_R, rtol=1e-6, atol=1e-9)
-                and torch.allclose(gb, ref_R.sum(0), rtol=0, atol=1e-12)):
-            return False
+        # one thread, and the OpenMP blocks where they may run: not in a process on one
+        # thread, where no OpenMP team should be started (a forked child of a process that
+        # has one waits forever in its parallel regions, torch's too)
+        for k in (1, 2) if _openmp(rows) and torch.get_num_threads() > 1 else (1,):
+            zn, R32 = torch.empty_like(z), torch.empty(n, C)
+            gb = torch.zeros(C, dtype=torch.float64)
+            loss = rows(n, C, z.numpy(), dz.numpy(), 0.25, None, None, y.numpy(), zn.numpy(),
+                        None, R32.numpy(), gb.numpy(), 0.5, -1, k)
+            if not (abs(loss - ref_loss) <= 1e-12 * abs(ref_loss)
+                    and torch.allclose(zn, zt, rtol=0, atol=1e-12)
+                    and torch.allclose(R32.double(), ref_R, rtol=1e-6, atol=1e-9)
+                    and torch.allclose(gb, ref_R.sum(0), rtol=0, atol=1e-12)):
+                return False
     return True
+
+
+def _openmp(rows) -> bool:
+    """Whether the kernel ``rows`` runs its blocks on OpenMP threads here: built with OpenMP
+    and not in a forked child (module docstring)."""
+    module = sys.modules.get(getattr(rows, "__module__", None) or "")
+    return bool(getattr(module, "OPENMP", 0)) and not _FORKED[0]
 
 
 def usable(z: torch.Tensor) -> bool:
@@ -104,8 +130,10 @@ def _pool(k: int) -> ThreadPoolExecutor:
 
 def _forget_pools() -> None:
     """In a forked child: the parent's pool threads do not exist there, and an executor that
-    believes they do queues work that never runs (a fit in a forked worker would hang)."""
+    believes they do queues work that never runs (a fit in a forked worker would hang); nor
+    does its OpenMP team (the blocks go to a pool of the child's own from here on)."""
     _POOLS.clear()
+    _FORKED[0] = True
 
 
 if hasattr(os, "register_at_fork"):
@@ -159,13 +187,17 @@ def ce_rows(z: torch.Tensor, y: torch.Tensor, *, dz: torch.Tensor | None = None,
     n, C = z.shape
     yy = y.to(torch.int64).contiguous()
     c2 = None if cls2 is None else cls2.to(torch.int64).contiguous()
-    k = min(torch.get_num_threads(), max(1, (n * C) // MIN_ENTRIES_PER_THREAD), n)
-    if k <= 1:  # one thread, few entries or no rows
+    omp = _openmp(rows)
+    per = OPENMP_MIN_ENTRIES_PER_THREAD if omp else MIN_ENTRIES_PER_THREAD
+    k = min(torch.get_num_threads(), max(1, (n * C) // per), n)
+    if k <= 1 or omp:  # one thread (few entries or no rows), or the kernel's OpenMP blocks
         gb = torch.zeros(C, dtype=torch.float64)
         loss = rows(n, C, z.numpy(), _np(dz), float(t), _np(dz2), _np(c2), yy.numpy(), _np(zn),
-                    _np(R64), _np(R32), gb.numpy(), float(scale))
+                    _np(R64), _np(R32), gb.numpy(), float(scale), -1, max(k, 1))
         return loss, gb
-    gbs = torch.zeros((k, C), dtype=torch.float64)
+    # each block's column sums on cache lines of their own (rows of C sums side by side share
+    # a line where they meet, which the two threads' cores would pass back and forth per row)
+    gbs = torch.zeros((k, (C + 15) // 8 * 8), dtype=torch.float64)
 
     def block(j: int) -> float:
         s, e = n * j // k, n * (j + 1) // k
@@ -174,9 +206,9 @@ def ce_rows(z: torch.Tensor, y: torch.Tensor, *, dz: torch.Tensor | None = None,
             return None if a is None else a[s:e].numpy()
 
         return rows(e - s, C, z[s:e].numpy(), part(dz), float(t), part(dz2), _np(c2),
-                    yy[s:e].numpy(), part(zn), part(R64), part(R32), gbs[j].numpy(),
+                    yy[s:e].numpy(), part(zn), part(R64), part(R32), gbs[j, :C].numpy(),
                     float(scale))
 
     rest = [_pool(k - 1).submit(block, j) for j in range(1, k)]
     loss = block(0)  # this thread's share: the pool's threads take the others
-    return float(loss + sum(f.result() for f in rest)), gbs.sum(0)
+    return float(loss + sum(f.result() for f in rest)), gbs[:, :C].sum(0)
