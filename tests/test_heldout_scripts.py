@@ -409,17 +409,27 @@ def test_cross_rows_measurement_times_both_routes_against_the_reference(capsys):
     assert float(default[-1]) <= 1e-5 and float(always[-1]) <= 1e-5
 
 
-def test_ce_threads_measurement_times_each_threshold_and_restores_it(capsys):
-    """benchmarks/measure_ce_threads.py on a small 40-class path: a row per threshold, the
-    kernel's calls counted inside the fit (the fused kernel runs from 32 classes), and the
-    library's threshold back in place after."""
+@pytest.mark.parametrize("route", ["pool", "openmp"])
+def test_ce_threads_measurement_times_each_threshold_and_restores_it(capsys, route):
+    """benchmarks/measure_ce_threads.py on a small 40-class path, each route: a row per
+    threshold, the kernel's calls counted inside the fit (the fused kernel runs from 32
+    classes), and the library's thresholds and route back in place after."""
     fused_ce = importlib.import_module("sparse_probe.solvers.fused_ce")
-    before = fused_ce.MIN_ENTRIES_PER_THREAD
-    load_bench("measure_ce_threads").main(["--cases", "current:600:48:40:3:4",
+    kernel = fused_ce._kernel()
+    if route == "openmp" and (kernel is None or not fused_ce._openmp(kernel)):
+        with pytest.raises(SystemExit):  # refused: this build has no OpenMP blocks
+            load_bench("measure_ce_threads").main(["--route", "openmp"])
+        return
+    before = (fused_ce.MIN_ENTRIES_PER_THREAD, fused_ce.OPENMP_MIN_ENTRIES_PER_THREAD,
+              fused_ce._FORKED)
+    load_bench("measure_ce_threads").main(["--cases", "current:600:48:40:3:4", "--route", route,
                                            "--per-thread", f"1024,{1 << 40}", "--repeats", "1"])
-    restored = fused_ce.MIN_ENTRIES_PER_THREAD
-    assert restored == before
-    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    restored = (fused_ce.MIN_ENTRIES_PER_THREAD, fused_ce.OPENMP_MIN_ENTRIES_PER_THREAD,
+                fused_ce._FORKED)
+    assert restored == before and restored[2] is before[2]
+    out = capsys.readouterr().out.splitlines()
+    assert f"route {route}" in out[0]
+    rows = [line.split() for line in out[2:]]
     assert [r[0] for r in rows] == ["current:600:48:40:3:4"] * 2
     assert [int(r[1]) for r in rows] == [600 * 40] * 2
     assert [int(r[3]) for r in rows] == [min(torch.get_num_threads(), 600 * 40 // 1024), 1]

@@ -102,6 +102,17 @@ def test_the_mutation_copy_carries_the_built_extension(tmp_path):
     assert not (tmp_path / ".venv").exists()
 
 
+def test_c_mutants_are_compiled_with_setups_openmp_flag(tmp_path):
+    """tools/mutation_c.py reads setup.py's OPENMP set (without running setup.py): the
+    cross-entropy kernel's mutants get -fopenmp, as its install does."""
+    driver = _c_driver()
+    assert driver.setup_openmp(ROOT / "setup.py") == {"sparse_probe.solvers._softmax_ce"}
+    (tmp_path / "setup.py").write_text("import sys\nOPENMP = {'a._b', 'c._d'}\nsetup()\n")
+    assert driver.setup_openmp(tmp_path / "setup.py") == {"a._b", "c._d"}
+    (tmp_path / "setup.py").write_text("setup()\n")
+    assert driver.setup_openmp(tmp_path / "setup.py") == set()
+
+
 def _c_driver():
     sys.path.insert(0, str(ROOT / "tools"))
     try:

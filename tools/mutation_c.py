@@ -19,6 +19,7 @@ killed (the compiler caught it). Prints each survivor with its line and exits 1 
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import re
 import shutil
@@ -131,12 +132,24 @@ def _is_decl(body: str, k: int) -> bool:
     return bool(re.fullmatch(r"(const\s+)?\w+", head)) or head.endswith(",")
 
 
+def setup_openmp(setup_py: Path) -> set[str]:
+    """The extensions setup.py builds with OpenMP (its ``OPENMP`` set, read without running
+    setup.py): their mutants are compiled with ``-fopenmp`` too, or the code of their
+    OpenMP blocks would not be in the module the tests run."""
+    for node in ast.parse(setup_py.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "OPENMP"
+                                                for t in node.targets):
+            return set(ast.literal_eval(node.value))
+    return set()
+
+
 def _build(src_file: Path, module: str, tree: Path) -> bool:
     inc = sysconfig.get_paths()["include"]
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
     target = tree / (module.replace(".", "/") + suffix)
     cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    r = subprocess.run([cc, "-O3", "-fopenmp-simd", "-fPIC", "-shared", f"-I{inc}",
+    omp = ["-fopenmp"] if module in setup_openmp(tree / "setup.py") else []
+    r = subprocess.run([cc, "-O3", "-fopenmp-simd", *omp, "-fPIC", "-shared", f"-I{inc}",
                         str(src_file), "-o", str(target)], capture_output=True)
     return r.returncode == 0
 
