@@ -454,6 +454,53 @@ def test_a_forked_child_takes_the_pool_route(monkeypatch):
     assert fused_ce._FORKED == [True] and not fused_ce._openmp(ROWS)
 
 
+MAPS = """7f00-7f10 r-xp 00000000 08:01 1234 /opt/py/torch/lib/libgomp.so.1
+7f10-7f20 r--p 00010000 08:01 1234 /opt/py/torch/lib/libgomp.so.1
+7f20-7f30 r-xp 00000000 08:01 99 /opt/py/scikit_learn.libs/libgomp-e985bcbb.so.1.0.0
+7f30-7f40 rw-p 00000000 00:00 0
+7f40-7f50 r-xp 00000000 08:01 77 /usr/lib/x86_64-linux-gnu/libm.so.6
+"""
+TORCH_GOMP, SKLEARN_GOMP = "/opt/py/torch/lib/libgomp.so.1", "/opt/py/scikit_learn.libs/libgomp-e985bcbb.so.1.0.0"
+SYSTEM_GOMP, IOMP = "/usr/lib/x86_64-linux-gnu/libgomp.so.1.0.0", "/opt/conda/lib/libiomp5.so"
+
+
+def test_openmp_runtimes_are_read_from_the_maps_once_per_file():
+    assert fused_ce.openmp_runtimes(MAPS) == {TORCH_GOMP, SKLEARN_GOMP}
+    assert fused_ce.openmp_runtimes("7f30-7f40 rw-p 00000000 00:00 0\n") == set()
+    if sys.platform == "linux":  # this process: absolute paths, the kernel's libgomp among them
+        found = fused_ce.openmp_runtimes()
+        assert all(os.path.isabs(p) for p in found)
+        assert not OPENMP or any(os.path.basename(p).startswith("libgomp.so.1") for p in found)
+
+
+@pytest.mark.parametrize("found, shared", [
+    ({TORCH_GOMP}, True),
+    ({TORCH_GOMP, SKLEARN_GOMP}, True),  # a wheel's private copy under a hashed name
+    ({SYSTEM_GOMP}, True),
+    (set(), True),  # none read (not Linux): the build's word
+    ({TORCH_GOMP, SYSTEM_GOMP}, False),  # two files behind the soname the kernel binds
+    ({IOMP, SYSTEM_GOMP}, False),  # a conda torch on Intel's runtime, the kernel on GNU's
+    ({"/opt/conda/lib/libomp.so", TORCH_GOMP}, False),
+])
+def test_the_kernel_shares_torchs_runtime_only_where_one_gnu_runtime_is_mapped(found, shared):
+    assert fused_ce.shares_torchs_runtime(found) is shared
+
+
+def test_another_runtime_sends_the_blocks_to_python_threads(monkeypatch, caplog):
+    """Decided once per process and logged."""
+    if not OPENMP:
+        pytest.skip("the kernel was built without OpenMP")
+    monkeypatch.setattr(fused_ce, "_FORKED", [False])
+    monkeypatch.setattr(fused_ce, "_RUNTIME", {})
+    monkeypatch.setattr(fused_ce, "openmp_runtimes", lambda: {IOMP, SYSTEM_GOMP})
+    with caplog.at_level(logging.INFO, logger="sparse_probe.solvers.fused_ce"):
+        assert not fused_ce._openmp(ROWS) and not fused_ce._openmp(ROWS)
+    assert len(caplog.records) == 1 and "libiomp5" in caplog.records[0].getMessage()
+    monkeypatch.setattr(fused_ce, "_RUNTIME", {})
+    monkeypatch.setattr(fused_ce, "openmp_runtimes", lambda: {TORCH_GOMP, SKLEARN_GOMP})
+    assert fused_ce._openmp(ROWS)
+
+
 def test_forgetting_the_pools_keeps_the_checked_kernel(monkeypatch):
     """What a forked child runs (os.register_at_fork): every pool dropped, the self-checked
     kernel kept; the next threaded rows make a pool of their own (two threads beside the

@@ -113,6 +113,17 @@ def test_c_mutants_are_compiled_with_setups_openmp_flag(tmp_path):
     assert driver.setup_openmp(tmp_path / "setup.py") == set()
 
 
+def test_c_mutants_are_written_beside_their_source(tmp_path):
+    """A mutant of a kernel that includes its own header must be compiled where the header is
+    found: written elsewhere, every mutant failed to compile and counted as killed."""
+    driver = _c_driver()
+    path = driver.mutant_path(tmp_path, "sparse_probe/solvers/_softmax_ce.c")
+    assert path.parent == tmp_path / "sparse_probe" / "solvers" and path.suffix == ".c"
+    src = (ROOT / "sparse_probe" / "solvers" / "_softmax_ce.c").read_text()
+    assert '#include "_buffers.h"' in src
+    assert (ROOT / "sparse_probe" / "solvers" / "_buffers.h").is_file()
+
+
 def _c_driver():
     sys.path.insert(0, str(ROOT / "tools"))
     try:

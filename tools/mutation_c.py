@@ -143,6 +143,14 @@ def setup_openmp(setup_py: Path) -> set[str]:
     return set()
 
 
+def mutant_path(tree: Path, source: str) -> Path:
+    """Where a mutant of ``source`` (relative to the repository) is written in the copy
+    ``tree``: beside the source, so that its own headers (``#include "_buffers.h"``) are found.
+    A mutant that fails to compile counts as killed, and written elsewhere every one did (the
+    unmutated text is now built from here first)."""
+    return tree / Path(source).parent / "mutant.c"
+
+
 def _build(src_file: Path, module: str, tree: Path) -> bool:
     inc = sysconfig.get_paths()["include"]
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
@@ -188,9 +196,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="mutation-c-") as tmp:
         tree = Path(tmp)
         _copy_tree(tree)
-        mutant_src = tree / "mutant.c"
-        if not (_build(src_path, module, tree) and _tests_pass(tree, args.tests, args.timeout)):
-            raise SystemExit("the unmutated kernel does not build or pass its tests")
+        mutant_src = mutant_path(tree, args.source)
+        mutant_src.write_text(src)
+        if not (_build(mutant_src, module, tree) and _tests_pass(tree, args.tests, args.timeout)):
+            raise SystemExit("the unmutated kernel does not build (as the mutants are built) "
+                             "or pass its tests")
         for off, old, new in found:
             mutant_src.write_text(src[:off] + new + src[off + len(old):])
             killed = not _build(mutant_src, module, tree) or not _tests_pass(tree, args.tests,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 _STATE: dict[str, object] = {}  # "rows": the self-checked kernel or None
 _POOLS: dict[int, ThreadPoolExecutor] = {}  # row-block workers by thread count
 _FORKED: list[bool] = [False]  # whether this process is a forked child (at-fork handler)
+_RUNTIME: dict[str, bool] = {}  # "shared": the kernel's libgomp is torch's runtime (_shared)
 
 
 def _kernel():
@@ -101,10 +103,56 @@ def _agrees(rows) -> bool:
 
 
 def _openmp(rows) -> bool:
-    """Whether the kernel ``rows`` runs its blocks on OpenMP threads here: built with OpenMP
-    and not in a forked child (module docstring)."""
+    """Whether the kernel ``rows`` runs its blocks on OpenMP threads here: built with OpenMP,
+    not in a forked child (module docstring), and its ``libgomp`` torch's runtime
+    (:func:`shares_torchs_runtime`)."""
     module = sys.modules.get(getattr(rows, "__module__", None) or "")
-    return bool(getattr(module, "OPENMP", 0)) and not _FORKED[0]
+    return bool(getattr(module, "OPENMP", 0)) and not _FORKED[0] and _shared()
+
+
+_GNU = re.compile(r"libgomp\.so\.1(\.\d+)*$")  # what the soname libgomp.so.1 maps to
+
+
+def openmp_runtimes(maps: str | None = None) -> set[str]:
+    """The OpenMP runtime libraries mapped into this process (GNU's ``libgomp*``, Intel's
+    ``libiomp*``, LLVM's ``libomp*``, as Linux's ``/proc/self/maps`` or ``maps``' text lists
+    them); empty where that cannot be read."""
+    if maps is None:
+        try:
+            with open("/proc/self/maps") as f:
+                maps = f.read()
+        except OSError:
+            return set()
+    found = set()
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)  # address, perms, offset, dev, inode, path
+        if len(fields) == 6 and os.path.basename(fields[5]).startswith(
+                ("libgomp", "libiomp", "libomp")):
+            found.add(fields[5].strip())
+    return found
+
+
+def shares_torchs_runtime(found: set[str]) -> bool:
+    """Whether the kernel's ``libgomp.so.1`` is torch's OpenMP runtime, from the runtimes
+    ``found`` (:func:`openmp_runtimes`): no Intel or LLVM runtime (a conda torch's: the
+    kernel's team would be a second set of threads beside torch's spinning ones, the pool
+    route's old trouble) and at most one file behind the soname ``libgomp.so.1``. Copies
+    bundled under other names (scikit-learn's ``libgomp-<hash>.so``) are their owners' own."""
+    names = [os.path.basename(p) for p in found]
+    return (not any(n.startswith(("libiomp", "libomp")) for n in names)
+            and sum(bool(_GNU.match(n)) for n in names) <= 1)
+
+
+def _shared() -> bool:
+    """:func:`shares_torchs_runtime` of this process, decided once (the kernel is imported by
+    then) and logged where not."""
+    if "shared" not in _RUNTIME:
+        found = openmp_runtimes()
+        _RUNTIME["shared"] = shares_torchs_runtime(found)
+        if not _RUNTIME["shared"]:
+            log.info("fused cross-entropy kernel: OpenMP runtimes %s in this process; its row "
+                     "blocks go to Python threads", sorted(found))
+    return _RUNTIME["shared"]
 
 
 def usable(z: torch.Tensor) -> bool:
