@@ -148,6 +148,29 @@ def test_the_two_routes_agree_with_every_input(C, n):
     assert got[0] == pytest.approx(got[1], rel=1e-14, abs=1e-300)
 
 
+@pytest.mark.parametrize("C", [30, 31, 32, 33])
+def test_the_default_route_is_across_rows_up_to_31_classes_and_along_rows_from_32(C):
+    """The routes differ in their last bits (the lanes' own log, the true class's residual
+    from the other classes' share), so the default's bits say which one ran: route -1 is
+    route 1 up to LANE_MAX_C classes and route 0 beyond (a speed choice, measured:
+    measure_softmax_ce.py)."""
+    n = 200
+    z, y, g = _problem(n, C, 40 + C)
+    dz = torch.randn(n, C, generator=g)
+    outs = {}
+    for route in (-1, 0, 1):
+        R64, gb = torch.empty_like(z), torch.zeros(C, dtype=torch.float64)
+        loss = ROWS(n, C, z.numpy(), dz.numpy(), 0.5, None, None, y.numpy(), None,
+                    R64.numpy(), None, gb.numpy(), 1 / n, route)
+        outs[route] = loss, R64, gb
+    chosen = 1 if C <= 31 else 0
+    assert outs[-1][0] == outs[chosen][0]
+    assert torch.equal(outs[-1][1], outs[chosen][1]) and torch.equal(outs[-1][2], outs[chosen][2])
+    other = outs[1 - chosen]
+    assert not (torch.equal(other[1], outs[-1][1]) and torch.equal(other[2], outs[-1][2])
+                and other[0] == outs[-1][0])
+
+
 @pytest.mark.parametrize("classes", [[5], [0, 39, 7], []])
 def test_a_correction_for_a_few_classes_is_the_dense_one(classes):
     """dz2 given for some classes only (the clipped weights' classes) is the dense (n, C)
@@ -174,6 +197,18 @@ def test_float64_step_and_no_step():
     ref_loss, ref_R = _reference(z - 1.5 * dz, y, 1.0)
     assert loss == pytest.approx(ref_loss, rel=1e-13)
     _assert_residual(out["R64"], ref_R, y, 1.0)
+    for C in (7, 40):  # a float64 step on each route, over several blocks of 32 rows
+        zc, yc, gc = _problem(100, C, 30 + C)
+        dzc = torch.randn(100, C, dtype=torch.float64, generator=gc)
+        ref_loss, ref_R = _reference(zc - 1.5 * dzc, yc, 1.0)
+        for route in (0, 1):
+            zn, R64 = torch.empty_like(zc), torch.empty_like(zc)
+            gb = torch.zeros(C, dtype=torch.float64)
+            got = ROWS(100, C, zc.numpy(), dzc.numpy(), -1.5, None, None, yc.numpy(),
+                       zn.numpy(), R64.numpy(), None, gb.numpy(), 1.0, route)
+            assert got == pytest.approx(ref_loss, rel=1e-13), (C, route)
+            assert torch.allclose(zn, zc - 1.5 * dzc, rtol=1e-15, atol=1e-14), (C, route)
+            _assert_residual(R64, ref_R, yc, 1.0)
     loss0, out0 = _call(z, y, zn=False)  # no step: z itself, nothing written to zn
     ref_loss0, ref_R0 = _reference(z, y, 1.0)
     assert loss0 == pytest.approx(ref_loss0, rel=1e-13)
@@ -404,25 +439,40 @@ def test_ce_rows_over_threads_is_the_one_thread_result(route):
 
 
 def test_the_openmp_blocks_are_the_pools_blocks_exactly(monkeypatch):
-    """The kernel's OpenMP blocks split the rows where the pool route does and sum the blocks'
-    losses and column sums in its order: the same bits on both routes, on every route of the
-    kernel (along rows, in lanes), with more threads than rows too."""
+    """The kernel's OpenMP blocks split the rows where the pool route does (its blocks counted)
+    and sum the blocks' losses and column sums in its order: the same bits on both routes, on
+    every route of the kernel (along rows, in lanes), float32 and float64 steps, every output,
+    with more threads than rows too."""
     if not OPENMP:
         pytest.skip("the kernel was built without OpenMP")
+    monkeypatch.setattr(fused_ce, "MIN_ENTRIES_PER_THREAD", 1)  # every case on k threads
+    monkeypatch.setattr(fused_ce, "OPENMP_MIN_ENTRIES_PER_THREAD", 1)
+    real, calls = fused_ce._kernel(), []
+
+    def counted(*args):  # the pool route's blocks, counted
+        calls.append(args[0])
+        return real(*args)
+
     before = torch.get_num_threads()
     try:
-        for n, C, k in ((3000, 100, 3), (3001, 7, 2), (2, 100_000, 4)):
-            z, y, g = _problem(n, C, 21)
-            dz = torch.randn(n, C, generator=g)
+        for n, C, k, f64 in ((3000, 100, 3, False), (3001, 7, 2, False), (2, 1000, 4, False),
+                             (600, 12, 3, True), (601, 45, 2, True)):
+            z, y, g = _problem(n, C, 21 + C)
+            dz = torch.randn(n, C, generator=g, dtype=torch.float64 if f64 else torch.float32)
             torch.set_num_threads(k)
             res = {}
-            for forked in (False, True):
-                monkeypatch.setattr(fused_ce, "_FORKED", [forked])
-                zn, R32 = torch.empty_like(z), torch.empty(n, C)
-                loss, gb = fused_ce.ce_rows(z, y, dz=dz, t=0.5, zn=zn, R32=R32, scale=1 / n)
-                res[forked] = loss, gb, zn, R32
-            assert res[False][0] == res[True][0], (n, C)
-            for a, b in zip(res[False][1:], res[True][1:], strict=True):
+            for route in ("openmp", "pool"):
+                monkeypatch.setitem(fused_ce._STATE, "rows", real if route == "openmp" else counted)
+                monkeypatch.setattr(fused_ce, "_FORKED", [route == "pool"])  # as in a child
+                calls.clear()
+                zn, R32, R64 = torch.empty_like(z), torch.empty(n, C), torch.empty_like(z)
+                loss, gb = fused_ce.ce_rows(z, y, dz=dz, t=0.5, zn=zn, R32=R32, R64=R64,
+                                            scale=1 / n)
+                res[route] = loss, gb, zn, R32, R64
+            assert sorted(calls) == sorted(n * (j + 1) // min(k, n) - n * j // min(k, n)
+                                           for j in range(min(k, n))), (n, C)
+            assert res["openmp"][0] == res["pool"][0], (n, C)
+            for a, b in zip(res["openmp"][1:], res["pool"][1:], strict=True):
                 assert torch.equal(a, b), (n, C)
     finally:
         torch.set_num_threads(before)
@@ -431,16 +481,21 @@ def test_the_openmp_blocks_are_the_pools_blocks_exactly(monkeypatch):
 @pytest.mark.parametrize("threads", [-3, 0, 1, 2, 5, 200])
 def test_the_kernels_threads_argument_is_a_count_of_blocks(threads):
     """rows(..., threads): any count gives the one-thread result (up to the order its blocks'
-    losses are summed in), fewer than one is one, more than the rows is one per row."""
+    losses are summed in); fewer than two, and the argument left out, are one block exactly;
+    more than the rows is one per row."""
     n, C = 150, 33
     z, y, g = _problem(n, C, 22)
     dz = torch.randn(n, C, generator=g)
     out = {}
-    for k in (1, threads):
+    for k in ("default", 1, threads):
         zn, R32, gb = torch.empty_like(z), torch.empty(n, C), torch.zeros(C, dtype=torch.float64)
-        loss = ROWS(n, C, z.numpy(), dz.numpy(), 0.5, None, None, y.numpy(), zn.numpy(), None,
-                    R32.numpy(), gb.numpy(), 1 / n, -1, threads if k != 1 else 1)
+        args = (n, C, z.numpy(), dz.numpy(), 0.5, None, None, y.numpy(), zn.numpy(), None,
+                R32.numpy(), gb.numpy(), 1 / n)
+        loss = ROWS(*args) if k == "default" else ROWS(*args, -1, k)
         out[k] = loss, gb, zn, R32
+    assert out["default"][0] == out[1][0] and torch.equal(out["default"][1], out[1][1])
+    if threads <= 1:
+        assert out[threads][0] == out[1][0] and torch.equal(out[threads][1], out[1][1])
     assert out[threads][0] == pytest.approx(out[1][0], rel=1e-14)
     assert torch.allclose(out[threads][1], out[1][1], rtol=0, atol=1e-15)
     assert torch.equal(out[threads][2], out[1][2]) and torch.equal(out[threads][3], out[1][3])
