@@ -148,6 +148,27 @@ def test_the_two_routes_agree_with_every_input(C, n):
     assert got[0] == pytest.approx(got[1], rel=1e-14, abs=1e-300)
 
 
+@pytest.mark.parametrize("C", [3, 7, 31])
+def test_lanes_move_the_logits_in_their_own_scratch_without_zn(C):
+    """Across rows, a step with no zn to receive the moved logits goes through the kernel's
+    own scratch (beside the transposed rows and the column sums): over several blocks of 32
+    rows and a part, with a correction for a few classes, as log_softmax has it."""
+    n = 100
+    z, y, g = _problem(n, C, 50 + C)
+    dz = torch.randn(n, C, generator=g)
+    cls = torch.tensor(sorted({0, C - 1}))
+    dz2 = torch.randn(n, len(cls), generator=g) * 0.1
+    s = z + 0.75 * dz.double()
+    s[:, cls] += dz2.double()
+    ref_loss, ref_R = _reference(s, y, 1 / n)
+    R64, gb = torch.empty_like(z), torch.zeros(C, dtype=torch.float64)
+    loss = ROWS(n, C, z.numpy(), dz.numpy(), 0.75, dz2.numpy(), cls.numpy(), y.numpy(), None,
+                R64.numpy(), None, gb.numpy(), 1 / n, 1)
+    assert loss == pytest.approx(ref_loss, rel=1e-13)
+    _assert_residual(R64, ref_R, y, 1 / n)
+    assert torch.allclose(gb, ref_R.sum(0), rtol=1e-12, atol=1e-16)
+
+
 @pytest.mark.parametrize("C", [30, 31, 32, 33])
 def test_the_default_route_is_across_rows_up_to_31_classes_and_along_rows_from_32(C):
     """The routes differ in their last bits (the lanes' own log, the true class's residual
