@@ -20,6 +20,7 @@ import torch
 
 from sparse_probe.solvers import fused_ce
 from sparse_probe.solvers.restricted import RestrictedData
+from sparse_probe.solvers.threads import torch_threads
 
 try:  # built at install where a C compiler is present (setup.py; optional)
     from sparse_probe.solvers._softmax_ce import rows as ROWS
@@ -474,8 +475,7 @@ def test_the_openmp_blocks_are_the_pools_blocks_exactly(monkeypatch):
         calls.append(args[0])
         return real(*args)
 
-    before = torch.get_num_threads()
-    try:
+    with torch_threads(None):  # torch's count restored after the body
         for n, C, k, f64 in ((3000, 100, 3, False), (3001, 7, 2, False), (2, 1000, 4, False),
                              (600, 12, 3, True), (601, 45, 2, True)):
             z, y, g = _problem(n, C, 21 + C)
@@ -495,8 +495,6 @@ def test_the_openmp_blocks_are_the_pools_blocks_exactly(monkeypatch):
             assert res["openmp"][0] == res["pool"][0], (n, C)
             for a, b in zip(res["openmp"][1:], res["pool"][1:], strict=True):
                 assert torch.equal(a, b), (n, C)
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("threads", [-3, 0, 1, 2, 5, 200])
@@ -741,8 +739,7 @@ def test_the_openmp_route_asks_for_threads_only_for_enough_entries(monkeypatch):
     counting.__module__ = real.__module__  # the built module says it has OpenMP
     monkeypatch.setitem(fused_ce._STATE, "rows", counting)
     per = fused_ce.OPENMP_MIN_ENTRIES_PER_THREAD
-    before = torch.get_num_threads()
-    try:
+    with torch_threads(None):  # torch's count restored after the body
         torch.set_num_threads(4)
         for n, C, k in ((3 * per // 64 + 5, 64, 3), (per // 64 - 1, 64, 1),
                         (2 * per // 64 + 3, 64, 2), (9 * per // 64, 64, 4), (2, 2 * per, 2)):
@@ -754,8 +751,6 @@ def test_the_openmp_route_asks_for_threads_only_for_enough_entries(monkeypatch):
         asked.clear()
         fused_ce.ce_rows(z, y)
         assert asked == [(2, 1)]
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_usable(monkeypatch):
@@ -834,16 +829,13 @@ def test_the_self_check_tries_the_openmp_blocks_only_on_more_than_one_thread():
         return loss * (1 + 1e-9) if args[-1] > 1 else loss
 
     off_on_threads.__module__ = ROWS.__module__
-    before = torch.get_num_threads()
-    try:
+    with torch_threads(None):  # torch's count restored after the body
         torch.set_num_threads(1)
         assert fused_ce._agrees(off_on_threads) and set(asked) == {1}
         asked.clear()
         torch.set_num_threads(2)
         assert not fused_ce._agrees(off_on_threads) and set(asked) == {1, 2}
         assert fused_ce._agrees(ROWS)
-    finally:
-        torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------ in the solvers
