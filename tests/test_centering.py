@@ -113,7 +113,7 @@ def _routes():
         yield "compiled", run
 
 
-@pytest.mark.parametrize("C", [1, 2, 7, 40, 250])  # the compiled sort changes method above 32
+@pytest.mark.parametrize("C", [1, 2, 7, 32, 33, 40, 250, 1000])  # sorted to 32, selected above
 @pytest.mark.parametrize("alpha", [1.0, 0.99, 0.5, 0.01])
 def test_every_cpu_route_reaches_the_closed_form_minimum(C, alpha):
     """Each route's shift gives each column the smallest penalty over all shifts (to 1e-12 of
@@ -143,7 +143,7 @@ def test_compiled_and_numpy_shifts_agree_and_zero_the_same_columns():
     if centering._kernel() is None:
         pytest.skip("the compiled centering is not built here")
     rng = np.random.default_rng(5)
-    for C in (2, 10, centering.KERNEL_MAX_CLASSES):
+    for C in (2, 10, 32, 33, 100, 1000):
         W = rng.standard_normal((C, 500)) * (rng.random((C, 500)) < 0.5)
         for alpha in (1.0, 0.9):
             got = center_shift(torch.as_tensor(W), alpha).numpy()
@@ -226,21 +226,66 @@ def test_a_path_is_the_same_with_the_compiled_centering_and_with_numpys(monkeypa
     np.testing.assert_allclose(objs["compiled"], objs["numpy"], rtol=1e-9)
 
 
-def test_many_classes_take_numpys_steps(monkeypatch):
-    """Up to KERNEL_MAX_CLASSES classes the compiled kernel runs, beyond it numpy's steps (its
-    vectorized sort of all columns at once is faster there)."""
+def test_every_class_count_takes_the_kernel_and_grouped_takes_numpy(monkeypatch):
+    """The compiled kernel runs for any number of classes (sorting up to 32, selecting beyond);
+    the grouped penalty's shift (the mean) stays numpy's."""
     import sparse_probe.solvers.centering as centering
 
     calls = []
     monkeypatch.setitem(centering._STATE, "shifts",
                         lambda C, m, W, a, out: calls.append(C) or out.fill(0.0))
     rng = np.random.default_rng(4)
-    for C in (centering.KERNEL_MAX_CLASSES, centering.KERNEL_MAX_CLASSES + 1):
+    for C in (2, 32, 33, 1000):
         W = rng.standard_normal((C, 7))
-        got = center_shift(torch.as_tensor(W), 0.9).numpy()
-        if C > centering.KERNEL_MAX_CLASSES:
-            np.testing.assert_array_equal(got, centering._center_shift_np(W, 0.9, False))
-    assert calls == [centering.KERNEL_MAX_CLASSES]
+        np.testing.assert_array_equal(center_shift(torch.as_tensor(W), 0.9).numpy(), 0.0)
+        np.testing.assert_array_equal(center_shift(torch.as_tensor(W), 0.9, grouped=True).numpy(),
+                                      centering._center_shift_np(W, 0.9, True))
+    assert calls == [2, 32, 33, 1000]
+
+
+def test_selection_finds_the_sorted_scans_kink_on_adversarial_columns():
+    """Above 32 classes the kernel selects the minimizing kink by partitioning: on columns whose
+    order defeats its median-of-three pivots (sorted, reversed, organ-pipe, all equal but one,
+    few distinct values, a kink repeated across the minimizer) and on random ones, the shifts
+    are numpy's (which sorts and scans), to 1e-13 of the column's scale, and zero where numpy's
+    are; also where the kernel's guard sorts what is left after a few partition rounds."""
+    import sparse_probe.solvers.centering as centering
+
+    if centering._kernel() is None:
+        pytest.skip("the compiled centering is not built here")
+    rng = np.random.default_rng(17)
+    cols = []
+    for C in (33, 64, 301, 2048):
+        up = np.arange(C, dtype=np.float64) - C / 3
+        cols += [up, up[::-1], np.concatenate([up[: C // 2], up[: C - C // 2][::-1]]),
+                 np.where(np.arange(C) == C // 2, 5.0, 1.0),
+                 rng.integers(-2, 3, C).astype(np.float64),
+                 np.concatenate([np.full(C // 2 + 1, 0.75), rng.standard_normal(C - C // 2 - 1)]),
+                 rng.standard_normal(C) * 10.0 ** rng.integers(-3, 4)]
+    for w in cols:
+        W = np.ascontiguousarray(np.stack([w, -w, np.roll(w, 3)], 1))
+        for alpha in (1.0, 0.99, 0.5, 0.01):
+            ref = centering._center_shift_np(W, alpha, False)
+            # rounds: partition rounds before the kernel sorts the rest (its guard against
+            # pivots that keep missing), from none (all sorted) to the default
+            for rounds in (0, 1, 2, 3, 64):
+                out = np.full(3, np.nan)
+                centering._kernel()(W.shape[0], 3, W, alpha, out, rounds)
+                np.testing.assert_allclose(out, ref, rtol=0, atol=1e-13 * np.abs(W).max())
+                np.testing.assert_array_equal(out == 0, ref == 0)
+
+
+def test_the_kernels_sort_limit_is_the_librarys():
+    """``SORT_MAX`` in the C source is ``SELECT_FROM_CLASSES - 1`` (the docstring's figures
+    are for that split)."""
+    import pathlib
+    import re
+
+    import sparse_probe.solvers.centering as centering
+
+    src = (pathlib.Path(centering.__file__).parent / "_centering.c").read_text()
+    assert int(re.search(r"#define SORT_MAX (\d+)", src).group(1)) == \
+        centering.SELECT_FROM_CLASSES - 1
 
 
 def test_a_kernel_not_built_is_logged_once_and_numpys_steps_used(monkeypatch, caplog):
