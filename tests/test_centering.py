@@ -99,12 +99,23 @@ def _exact_best(w: np.ndarray, alpha: float) -> float:
     return min(_penalty(w + t, alpha, False) for t in cands)
 
 
+def _compiled():
+    """The compiled ``shifts`` as built, or None where it is not: called directly, not through
+    the library's self-check (which would hide a wrong kernel behind numpy's steps and leave
+    these tests nothing to see)."""
+    try:
+        from sparse_probe.solvers._centering import shifts
+    except ImportError:
+        return None
+    return shifts
+
+
 def _routes():
     """The CPU routes: the compiled kernel where built (the default), and numpy."""
     import sparse_probe.solvers.centering as centering
 
     yield "numpy", lambda W, a: centering._center_shift_np(W, a, False)
-    kernel = centering._kernel()
+    kernel = _compiled()
     if kernel is not None:
         def run(W, a, kernel=kernel):
             out = np.full(W.shape[1], np.nan)
@@ -138,18 +149,24 @@ def test_every_cpu_route_reaches_the_closed_form_minimum(C, alpha):
 
 
 def test_compiled_and_numpy_shifts_agree_and_zero_the_same_columns():
+    """The compiled kernel as built gives numpy's shifts, and passes the library's self-check
+    (so center_shift uses it)."""
     import sparse_probe.solvers.centering as centering
 
-    if centering._kernel() is None:
+    kernel = _compiled()
+    if kernel is None:
         pytest.skip("the compiled centering is not built here")
+    assert centering._kernel() is not None
     rng = np.random.default_rng(5)
     for C in (2, 10, 32, 33, 100, 1000):
         W = rng.standard_normal((C, 500)) * (rng.random((C, 500)) < 0.5)
         for alpha in (1.0, 0.9):
-            got = center_shift(torch.as_tensor(W), alpha).numpy()
+            got = np.full(500, np.nan)
+            kernel(C, 500, W, alpha, got)
             ref = centering._center_shift_np(W, alpha, False)
             np.testing.assert_allclose(got, ref, rtol=0, atol=1e-13 * np.abs(W).max())
             np.testing.assert_array_equal(got == 0, ref == 0)
+            np.testing.assert_array_equal(center_shift(torch.as_tensor(W), alpha).numpy(), got)
 
 
 def test_compiled_shifts_refuse_what_they_cannot_read():
@@ -251,7 +268,8 @@ def test_selection_finds_the_sorted_scans_kink_on_adversarial_columns():
     are; also where the kernel's guard sorts what is left after a few partition rounds."""
     import sparse_probe.solvers.centering as centering
 
-    if centering._kernel() is None:
+    kernel = _compiled()
+    if kernel is None:
         pytest.skip("the compiled centering is not built here")
     rng = np.random.default_rng(17)
     cols = []
@@ -270,7 +288,7 @@ def test_selection_finds_the_sorted_scans_kink_on_adversarial_columns():
             # pivots that keep missing), from none (all sorted) to the default
             for rounds in (0, 1, 2, 3, 64):
                 out = np.full(3, np.nan)
-                centering._kernel()(W.shape[0], 3, W, alpha, out, rounds)
+                kernel(W.shape[0], 3, W, alpha, out, rounds)
                 np.testing.assert_allclose(out, ref, rtol=0, atol=1e-13 * np.abs(W).max())
                 np.testing.assert_array_equal(out == 0, ref == 0)
 

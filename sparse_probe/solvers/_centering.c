@@ -85,7 +85,7 @@ median3(double x, double y, double z)
 }
 
 /* The first rank i (ascending order of the kinks b, C of them) with right_ok, C where there is
- * none, and the kink of rank min(i, C - 1) in *at, without sorting: quickselect on ranks
+ * none, and the kink of rank i in *at (where i < C), without sorting: quickselect on ranks
  * (expected O(C) where the sort takes O(C log C)). Each round splits b[lo, hi) around a pivot
  * (three ways: <, ==, >), so b[lo, hi) always holds exactly the kinks of ranks lo .. hi - 1, and
  * right_ok is read at the pivot's lowest and highest rank; the answer lies in [lo, hi]. Since
@@ -93,11 +93,11 @@ median3(double x, double y, double z)
  * sequence that keeps missing: shifts() allows ROUNDS) the rest is sorted and scanned. */
 #define ROUNDS 64
 static Py_ssize_t
-first_right(double *b, Py_ssize_t C, double alpha, double S, double top, int rounds, double *at)
+first_right(double *b, Py_ssize_t C, double alpha, double S, int rounds, double *at)
 {
     double dC = (double)C;
     Py_ssize_t lo = 0, hi = C;
-    double at_hi = top; /* the kink of rank hi (rank C - 1, the largest, while hi = C) */
+    double at_hi = 0.0; /* the kink of rank hi (none while hi = C) */
     for (int round = 0; lo < hi; round++) {
         if (round == rounds) {
             qsort(b + lo, (size_t)(hi - lo), sizeof(double), ascending);
@@ -160,29 +160,33 @@ static double
 shift(const double *W, Py_ssize_t C, Py_ssize_t m, Py_ssize_t j, double alpha, int rounds,
       double *b)
 {
-    double S = 0.0, top = -INFINITY;
+    double S = 0.0;
     for (Py_ssize_t k = 0; k < C; k++) {
         b[k] = -W[k * m + j];
         S += W[k * m + j];
-        top = b[k] > top ? b[k] : top;
     }
     double dC = (double)C;
-    Py_ssize_t istar = C; /* the first kink whose right derivative is >= 0 (C: none) */
-    double bi; /* the kink of rank ii = min(istar, C - 1) */
+    /* the first kink whose right derivative is >= 0, its rank istar and value bi; istar = C
+     * (none) only where rounding makes the last kink's, alpha C + (1 - alpha) sum_k (w_k -
+     * min_k w_k), negative */
+    Py_ssize_t istar = C;
+    double bi = 0.0;
     if (C > SORT_MAX)
-        istar = first_right(b, C, alpha, S, top, rounds, &bi);
+        istar = first_right(b, C, alpha, S, rounds, &bi);
     else {
         sort(b, C);
         for (Py_ssize_t i = 0; i < C; i++)
             if (right_ok(alpha, S, dC, i, b[i])) {
                 istar = i;
+                bi = b[i];
                 break;
             }
-        bi = b[istar < C ? istar : C - 1];
     }
-    Py_ssize_t ii = istar < C ? istar : C - 1;
-    double ridge = (1.0 - alpha) * (S + dC * bi);
-    int at_kink = istar < C && alpha * (2.0 * (double)ii - dC) + ridge <= 0.0;
+    /* the minimum is that kink where the derivative just left of it is <= 0, else (alpha < 1)
+     * the root of the linear piece left of it, else (alpha = 1, where the first case always
+     * holds) no shift */
+    int at_kink = istar < C &&
+                  alpha * (2.0 * (double)istar - dC) + (1.0 - alpha) * (S + dC * bi) <= 0.0;
     double c = at_kink ? bi : 0.0;
     if (!at_kink && alpha < 1.0)
         c = -(alpha * (2.0 * (double)istar - dC) + (1.0 - alpha) * S) / ((1.0 - alpha) * dC);
