@@ -255,6 +255,50 @@ def test_own_kernel_rejects_what_it_cannot_read():
     frozen.flags.writeable = False
     with pytest.raises((ValueError, BufferError)):
         OWN(frozen, Q @ u, Q, q, 0.1, 0.0, 1, 0.0)
+    # one check failing alone: 8-byte integers (the size and count right, the kind not), and
+    # bytes of the right total length (the kind and size not)
+    with pytest.raises(ValueError, match=r"_gram_cd.sweeps: q must be"):
+        OWN(u, Q @ u, Q, q.astype(np.int64), 0.1, 0.0, 1, 0.0)
+    with pytest.raises(ValueError, match=r"_gram_cd.sweeps: Q must be"):
+        OWN(u, Q @ u, np.frombuffer(Q.tobytes(), dtype=np.uint8), q, 0.1, 0.0, 1, 0.0)
+    # u's entries are counted in its own items, whatever their kind: 7 bytes are 7 entries
+    with pytest.raises(ValueError, match=r"_gram_cd.sweeps: u must be .* of 7 entries"):
+        OWN(np.zeros(7, dtype=np.uint8), Q @ u, Q, q, 0.1, 0.0, 1, 0.0)
+
+
+@needs_own
+def test_own_kernel_reads_float64_buffers_with_a_byte_order_prefix():
+    """A float64 buffer may say so as "<d" (ctypes arrays) or "@d" (memoryview casts): the
+    kernel reads both as numpy's "d", with the same sweeps."""
+    import ctypes
+
+    Q, q = _coupled(2)
+    want_u, want_Qu = np.zeros(7), np.zeros(7)
+    want = OWN(want_u, want_Qu, Q, q, 0.1, 0.01, 3, 0.0)
+    u, Qu = (ctypes.c_double * 7)(), (ctypes.c_double * 7)()  # format "<d", writable
+    assert memoryview(u).format == "<d"
+    Qm = memoryview(Q.tobytes()).cast("B").cast("@d")  # format "@d", read-only
+    qm = memoryview(q.tobytes()).cast("B").cast("@d")
+    assert Qm.format == qm.format == "@d"
+    assert OWN(u, Qu, Qm, qm, 0.1, 0.01, 3, 0.0) == want
+    np.testing.assert_array_equal(np.frombuffer(u), want_u)
+    np.testing.assert_array_equal(np.frombuffer(Qu), want_Qu)
+
+
+@needs_own
+def test_own_kernel_reads_a_read_only_model_and_linear_term():
+    """Q and q are only read: read-only arrays (a caller's cached model) are accepted and give
+    the same sweeps as writable ones."""
+    Q, q = _coupled(2)
+    u1, u2 = np.zeros(7), np.zeros(7)
+    Qu1, Qu2 = Q @ u1, Q @ u2
+    ro_Q, ro_q = Q.copy(), q.copy()
+    ro_Q.flags.writeable = ro_q.flags.writeable = False
+    got = OWN(u1, Qu1, ro_Q, ro_q, 0.1, 0.01, 3, 0.0)
+    want = OWN(u2, Qu2, Q, q, 0.1, 0.01, 3, 0.0)
+    assert got == want and got[1] == 3
+    np.testing.assert_array_equal(u1, u2)
+    assert np.abs(u1).sum() > 0
 
 
 @needs_own
