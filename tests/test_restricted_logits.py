@@ -95,3 +95,25 @@ def test_logits64_keep_a_nan_weight_in_the_product():
     z = data.logits64(W, torch.from_numpy(b))
     assert torch.isnan(z[:, 2]).all() and torch.isfinite(z[:, [0, 1, 3, 4]]).all()
 
+
+
+@pytest.mark.parametrize("C,k,in_place", [(5, 10, True), (5, 11, False), (30, 7, True),
+                                          (2, 20, False)])
+def test_logits64_multiply_in_place_unless_the_columns_outnumber_twice_the_classes(
+        monkeypatch, C, k, in_place):
+    """Gathered column-major columns (k of them): ``addmm_`` on their transposed view for
+    each row block where k <= TRANSPOSED_SUM_CLASSES * C, else their rows' product added
+    transposed (restricted.TRANSPOSED_SUM_CLASSES); the same logits either way."""
+    from sparse_probe.solvers.restricted import TRANSPOSED_SUM_CLASSES
+
+    assert (k <= TRANSPOSED_SUM_CLASSES * C) == in_place
+    data, X64 = _data(C=C)  # 300 rows in blocks of 128: three blocks
+    calls = []
+    real = torch.Tensor.addmm_
+    monkeypatch.setattr(torch.Tensor, "addmm_",
+                        lambda self, *a, **kw: calls.append(1) or real(self, *a, **kw))
+    W, b = _weights(C, data.m, k)
+    z = data.logits64(W, torch.from_numpy(b))
+    ref = X64 @ W.numpy().T + b
+    np.testing.assert_allclose(z.numpy(), ref, rtol=0, atol=1e-12 * max(1.0, np.abs(ref).max()))
+    assert len(calls) == (3 if in_place else 0)

@@ -13,8 +13,8 @@ import torch
 from sparse_probe.solvers import fused_ce
 from sparse_probe.solvers.products import WIDE_CLASSES, reuse_output, rt_x, x_wt
 
-__all__ = ["F32_GRADIENT_ERROR", "LOGITS_NONZERO_SHARE", "X64_CACHE_BYTES", "RestrictedData",
-           "f32_gradient_error", "softmax_residual"]
+__all__ = ["F32_GRADIENT_ERROR", "LOGITS_NONZERO_SHARE", "TRANSPOSED_SUM_CLASSES", "X64_CACHE_BYTES",
+           "RestrictedData", "f32_gradient_error", "softmax_residual"]
 
 F32_GRADIENT_ERROR = 16 * 2.0**-24
 """Bound on the error of a float32-product gradient entry, in units of
@@ -81,6 +81,17 @@ def f32_gradient_error(counts, n: int, gb):
 X64_CACHE_BYTES = 256 * 2**20
 """Largest float64 copy of the working-set columns :class:`RestrictedData` keeps in exact
 mode (beyond it each float64 product converts its row blocks)."""
+
+TRANSPOSED_SUM_CLASSES = 2
+""":meth:`RestrictedData.logits64` on column-major float64 columns (the working set's kept
+column-major copy, gathered and widened) adds the product of their rows, ``(W X_colsᵀ)ᵀ``, where
+the columns number more than this many times the classes, else multiplies the transposed view
+in place (``addmm_``). The transposed sum passes over the (n, C) logits against their layout:
+at 20,000 × 12 columns × 1,000 classes it took 2.5x the in-place product's time, at 10,000 ×
+20 × 100 2.2x, 1.1-1.7x at five other shapes with k ≤ 2C; where k > 2C the in-place product
+took 1.06-1.27x the sum's (10,000 × 100 columns × 10 classes, 500 × 1,500 × 10, 5,000 × 100
+× 30; ``benchmarks/measure_logits64.py``, ``results/logits64-cpu-2026-12-05.txt``). Always
+the sum before: the 1,000-class path recomputes its logits a few dozen times."""
 
 LOGITS_NONZERO_SHARE = 0.5
 """:meth:`RestrictedData.logits64` multiplies only the columns where ``W`` has a nonzero entry
@@ -186,9 +197,10 @@ class RestrictedData:
                 W64 = W64.index_select(1, cols)
             for s, xb in self._x64_blocks(cols):
                 zb = z[s : s + xb.shape[0]]
-                if not xb.is_contiguous() and xb.T.is_contiguous():
-                    # column-major columns (a kept float64 copy): the product of their rows,
-                    # (C, rows); addmm_ on the transposed view ran 3.5x slower (a copy)
+                if not xb.is_contiguous() and xb.T.is_contiguous() and \
+                        xb.shape[1] > TRANSPOSED_SUM_CLASSES * self.C:
+                    # column-major columns (a kept float64 copy), many against the classes:
+                    # the product of their rows, (C, rows), added transposed
                     zb += (W64 @ xb.T).T
                 else:  # in place: a fresh (rows, C) float64 product is a pass of page faults
                     zb.addmm_(xb, W64.T)
