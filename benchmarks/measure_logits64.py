@@ -10,7 +10,13 @@ logits' allocation and the gather included, as in the library) and sum/in-place 
 ``n × m × C`` with k used columns, and the library's choice
 (``restricted.TRANSPOSED_SUM_CLASSES``).
 
-    python benchmarks/measure_logits64.py [--repeats 7] [--threads 1]
+``--widen``: two (n, C) passes of the path's per-point bookkeeping instead, at the bench's
+many-class shapes: the warm start's ``z += dz`` (float64 logits, float32 step) by torch's
+mixed-dtype ``add_`` and by ``restricted.add_widened`` (row blocks widened into a reused
+buffer), and each row's largest entry by ``argmax(1)`` and by ``restricted.row_argmax``
+(``max(1)``), each pair checked equal.
+
+    python benchmarks/measure_logits64.py [--repeats 7] [--threads 1] [--widen]
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import time
 
 import torch
 
-from sparse_probe.solvers.restricted import TRANSPOSED_SUM_CLASSES
+from sparse_probe.solvers.restricted import TRANSPOSED_SUM_CLASSES, add_widened, row_argmax
 
 # (n, m, C, k): the bench geometries' shapes and held-out-like ones around C = k
 SHAPES = [(20000, 32, 1000, 12), (10000, 64, 100, 20), (3000, 52, 70, 20), (10000, 64, 40, 64),
@@ -38,13 +44,36 @@ def fastest_ms(fn, repeats: int) -> float:
     return 1e3 * best
 
 
+def widen(repeats: int) -> None:
+    """The ``--widen`` table."""
+    g = torch.Generator().manual_seed(1)
+    print(f"threads {torch.get_num_threads()}; fastest of {repeats} (ms)")
+    print(f"{'n x C':>14} {'add_':>8} {'widened':>8} {'ratio':>6} {'argmax':>8} {'max':>8} "
+          f"{'ratio':>6}")
+    for n, C in [(20000, 1000), (10000, 100), (10000, 10)]:
+        z = torch.randn(n, C, generator=g, dtype=torch.float64)
+        d = torch.randn(n, C, generator=g)
+        assert torch.equal(z.clone().add_(d), add_widened(z.clone(), d))
+        assert torch.equal(z.argmax(1), row_argmax(z))
+        a = fastest_ms(lambda z=z, d=d: z.add_(d), repeats)
+        w = fastest_ms(lambda z=z, d=d: add_widened(z, d), repeats)
+        m1 = fastest_ms(lambda z=z: z.argmax(1), repeats)
+        m2 = fastest_ms(lambda z=z: row_argmax(z), repeats)
+        print(f"{f'{n} x {C}':>14} {a:>8.2f} {w:>8.2f} {a / w:>6.2f} {m1:>8.2f} {m2:>8.2f} "
+              f"{m1 / m2:>6.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--widen", action="store_true")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.widen:
+        widen(args.repeats)
+        return
     g = torch.Generator().manual_seed(0)
     print(f"threads {torch.get_num_threads()}; fastest of {args.repeats} (ms); library: the sum "
           f"where k > {TRANSPOSED_SUM_CLASSES} C")

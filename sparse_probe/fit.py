@@ -66,7 +66,9 @@ from sparse_probe.solvers.products import rt_x
 from sparse_probe.solvers.restricted import (
     X64_CACHE_BYTES,
     RestrictedData,
+    add_widened,
     f32_gradient_error,
+    row_argmax,
     softmax_residual,
 )
 from sparse_probe.solvers.threads import (
@@ -345,7 +347,7 @@ class _Trainer:
                 zb = b64.expand(xs.shape[0], -1).clone()
                 if self.ws.size:
                     zb += xs[:, cols_t].to(torch.float64) @ W64.T
-            correct += int((zb.argmax(1) == yb).sum())
+            correct += int((row_argmax(zb) == yb).sum())
             if fused_ce.usable(zb):  # CPU: one compiled pass, z left intact
                 R = torch.empty(zb.shape, dtype=torch.float32)
                 loss_sum, sums = fused_ce.ce_rows(zb, yb, R32=R)
@@ -777,7 +779,7 @@ def fit_path(
                         # In place: the last solution's logits have served their KKT pass, and
                         # fresh (n, C) float64 arrays cost a pass of page faults each
                         dW = W0 - torch.as_tensor(W[:, tr.ws], device=device)
-                        z0 = z.add_(data.step(dW, torch.zeros_like(b0))).add_(
+                        z0 = add_widened(z, data.step(dW, torch.zeros_like(b0))).add_(
                             b0 - torch.as_tensor(b, device=device))
                     # OWL-QN's curvature pairs or Newton's model (each solver uses its own)
                     carried = None if mem is None else _carry_memory(mem, mem_ws, tr.ws, C)
@@ -857,7 +859,7 @@ def fit_path(
                     G = np.zeros((C, src.d))
                     G[:, tr.ws] = res.grad.cpu().numpy()
                     gb, loss = res.grad_b.cpu().numpy(), res.loss
-                    acc = float((res.logits.argmax(1) == tr.y).double().mean())
+                    acc = float((row_argmax(res.logits) == tr.y).double().mean())
                 else:
                     G, gb, loss, acc = tr.full_gradient(
                         torch.as_tensor(W[:, tr.ws], device=device),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from sparse_probe.solvers.restricted import LOGITS_NONZERO_SHARE, RestrictedData
+from sparse_probe.solvers.restricted import LOGITS_NONZERO_SHARE, RestrictedData, row_argmax
 
 
 def _data(n=300, m=40, C=5, seed=0, *, colmajor=True, exact=None):
@@ -117,3 +117,52 @@ def test_logits64_multiply_in_place_unless_the_columns_outnumber_twice_the_class
     ref = X64 @ W.numpy().T + b
     np.testing.assert_allclose(z.numpy(), ref, rtol=0, atol=1e-12 * max(1.0, np.abs(ref).max()))
     assert len(calls) == (3 if in_place else 0)
+
+
+@pytest.mark.parametrize("n,C", [(5000, 60), (4097, 64), (2048, 128), (100, 10)])
+def test_add_widened_is_torchs_mixed_add_bit_for_bit(monkeypatch, n, C):
+    """Float64 logits plus a float32 step, block by block (rows not a multiple of the block,
+    one block, fewer entries than WIDEN_MIN): the same bits as torch's mixed-dtype add_, in
+    place, on the very tensor passed in; float64 steps are added as is."""
+    import sparse_probe.solvers.restricted as restricted
+
+    monkeypatch.setattr(restricted, "WIDEN_MIN", 1000)  # blocks from 1,000 entries here
+    monkeypatch.setattr(restricted, "WIDEN_ROWS", 2048)
+    g = torch.Generator().manual_seed(n)
+    z = torch.randn(n, C, generator=g, dtype=torch.float64) * 1e3
+    d = torch.randn(n, C, generator=g) * torch.rand(n, C, generator=g) ** 8
+    want = z.clone().add_(d)
+    got = restricted.add_widened(z, d)
+    assert got is z and got.dtype == torch.float64
+    assert torch.equal(got, want)
+    d64 = d.double() / 3
+    assert torch.equal(restricted.add_widened(z.clone(), d64), z + d64)
+
+
+def test_add_widened_takes_blocks_only_from_widen_min_entries(monkeypatch):
+    import sparse_probe.solvers.restricted as restricted
+
+    copies = []
+    real = torch.Tensor.copy_
+    monkeypatch.setattr(torch.Tensor, "copy_",
+                        lambda self, src, *a, **kw: copies.append(self.shape) or
+                        real(self, src, *a, **kw))
+    z, d = torch.zeros(300, 4, dtype=torch.float64), torch.ones(300, 4)
+    monkeypatch.setattr(restricted, "WIDEN_ROWS", 128)
+    monkeypatch.setattr(restricted, "WIDEN_MIN", 1201)
+    restricted.add_widened(z, d)
+    assert copies == []  # 1,200 entries: torch's add_
+    monkeypatch.setattr(restricted, "WIDEN_MIN", 1200)
+    restricted.add_widened(z, d)
+    assert copies == [(128, 4), (128, 4), (44, 4)]
+    assert torch.equal(z, torch.full((300, 4), 2.0, dtype=torch.float64))
+
+
+def test_row_argmax_is_argmax_with_ties_and_nans():
+    g = torch.Generator().manual_seed(2)
+    z = torch.randint(0, 3, (500, 7), generator=g).double()  # many ties
+    z[5, 3] = float("nan")
+    z[6, :] = float("nan")
+    z[7, 1] = float("inf")
+    assert torch.equal(row_argmax(z), z.argmax(1))
+    assert row_argmax(z)[5] == 3 and row_argmax(z)[7] == 1
