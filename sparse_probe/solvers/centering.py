@@ -31,12 +31,13 @@ __all__ = ["SELECT_FROM_CLASSES", "center_shift"]
 
 SELECT_FROM_CLASSES = 33
 """From this many classes the compiled kernel finds each column's minimizer by selection
-(quickselect on the kinks' ranks) instead of sorting them by insertion. With ``qsort`` there, the
-kernel took a call 2.1x and 3.4x numpy's time at 100 and 1,000 classes (numpy sorts all columns at
-once with its vectorized sort) and the library sent them to numpy; with the selection it takes
-0.41x and 0.59x numpy's time (0.043 against 0.104 ms at 100 x 64, 0.27 against 0.46 ms at
-1,000 x 32; ``benchmarks/measure_centering.py``, ``results/centering-cpu-2026-12-05.txt``), and
-every class count goes to it. The C source's ``SORT_MAX`` is this less one (a test reads both)."""
+(quickselect on the kinks' ranks) instead of sorting them by insertion. With ``qsort`` there,
+the kernel took a call 2.1x and 3.4x numpy's time at 100 and 1,000 classes (numpy sorts all
+columns at once with its vectorized sort; ``results/centering-cpu-2026-12-05.txt``) and the
+library sent them to numpy; with the selection 0.23x and 0.56x (0.022 against 0.094 ms at
+100 x 64, 0.24 against 0.42 ms at 1,000 x 32; ``benchmarks/measure_centering.py``,
+``results/centering-select-cpu-2026-12-05.txt``), and every class count goes to it. The C
+source's ``SORT_MAX`` is this less one (a test reads both)."""
 
 log = logging.getLogger(__name__)
 _STATE: dict[str, object] = {}  # "shifts": the self-checked compiled kernel, or None
@@ -63,13 +64,13 @@ def center_shift(W: torch.Tensor, alpha: float, grouped: bool = False) -> torch.
     Notes
     -----
     The solvers call this once per iteration on their (C, m) weights. CPU tensors go to the
-    compiled ``_centering.shifts`` (sorting or selecting: :data:`SELECT_FROM_CLASSES`; the same
-    steps in the same floating-point order, column by column; self-checked once per process
-    against the numpy steps, and ``SPARSE_PROBE_CENTERING=numpy`` turns it off), grouped
-    penalties, or all where it is not built, to numpy's ~30 array operations (torch's ~35 small ops cost
-    several times more). On the bench's 10-class path the centering took 6% of the fit with
-    numpy's steps, 2% compiled (``benchmarks/measure_centering.py``). Other devices keep the
-    data where it is.
+    compiled ``_centering.shifts`` (sorting or selecting: :data:`SELECT_FROM_CLASSES`; the
+    same steps in the same floating-point order, column by column; self-checked once per
+    process against the numpy steps, and ``SPARSE_PROBE_CENTERING=numpy`` turns it off);
+    grouped penalties, or all where it is not built, to numpy's ~30 array operations (torch's
+    ~35 small ops cost several times more). On the bench's 10-class path the centering took
+    6% of the fit with numpy's steps, 2% compiled (``benchmarks/measure_centering.py``).
+    Other devices keep the data where it is.
     """
     if W.device.type == "cpu":
         W64 = np.ascontiguousarray(W.detach().numpy(), dtype=np.float64)
@@ -95,9 +96,10 @@ def _kernel():
 def _agrees(shifts) -> bool:
     """Whether ``shifts`` gives :func:`_center_shift_np`'s shifts on columns of every kind:
     random, zero, already centered, tied, one dominant entry; 3, 40 and 300 classes (the
-    kernel sorts up to 32 and selects beyond, :data:`SELECT_FROM_CLASSES`), L1 shares 1, 0.99 and 0.5. Equal to ``1e-13`` of each
-    column's largest weight: the steps are the same, but numpy sums a lone column pairwise
-    (a contiguous reduction) where the kernel adds in order, which moves the last bits."""
+    kernel sorts up to 32 and selects beyond, :data:`SELECT_FROM_CLASSES`), L1 shares 1, 0.99
+    and 0.5. Equal to ``1e-13`` of each column's largest weight: the steps are the same, but
+    numpy sums a lone column pairwise (a contiguous reduction) where the kernel adds in order,
+    which moves the last bits."""
     g = np.random.default_rng(0)
     for C in (3, 40, 300):
         W = g.standard_normal((C, 12)) * np.array([1e-3, 1, 100] * 4)
