@@ -151,12 +151,14 @@ def mutant_path(tree: Path, source: str) -> Path:
     return tree / Path(source).parent / "mutant.c"
 
 
-def _build(src_file: Path, module: str, tree: Path) -> bool:
+def _build(src_file: Path, module: str, tree: Path, openmp: bool) -> bool:
+    """Compile ``src_file`` over ``module``'s extension in the copy ``tree`` (``openmp``:
+    with ``-fopenmp``, :func:`setup_openmp`); whether it compiled."""
     inc = sysconfig.get_paths()["include"]
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
     target = tree / (module.replace(".", "/") + suffix)
     cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    omp = ["-fopenmp"] if module in setup_openmp(tree / "setup.py") else []
+    omp = ["-fopenmp"] if openmp else []
     r = subprocess.run([cc, "-O3", "-fopenmp-simd", *omp, "-fPIC", "-shared", f"-I{inc}",
                         str(src_file), "-o", str(target)], capture_output=True)
     return r.returncode == 0
@@ -198,13 +200,15 @@ def main(argv=None) -> int:
         _copy_tree(tree)
         mutant_src = mutant_path(tree, args.source)
         mutant_src.write_text(src)
-        if not (_build(mutant_src, module, tree) and _tests_pass(tree, args.tests, args.timeout)):
+        openmp = module in setup_openmp(tree / "setup.py")  # read once, not per mutant
+        if not (_build(mutant_src, module, tree, openmp)
+                and _tests_pass(tree, args.tests, args.timeout)):
             raise SystemExit("the unmutated kernel does not build (as the mutants are built) "
                              "or pass its tests")
         for off, old, new in found:
             mutant_src.write_text(src[:off] + new + src[off + len(old):])
-            killed = not _build(mutant_src, module, tree) or not _tests_pass(tree, args.tests,
-                                                                            args.timeout)
+            killed = not _build(mutant_src, module, tree, openmp) or \
+                not _tests_pass(tree, args.tests, args.timeout)
             line_no = src.count("\n", 0, off) + 1
             if not killed:
                 survivors.append(f"  line {line_no}: {old!r} -> {new!r}: "
