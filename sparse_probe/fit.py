@@ -302,7 +302,7 @@ class _Trainer:
         (:class:`RestrictedData`) or streamed row blocks (:class:`BlockedData`)."""
         if not self.low_memory and self.Xw is not None:
             return RestrictedData(self.Xw, self.y, self.C, XwT=self.XwT,
-                                  exact_blocks=self.exact_ws_blocks)
+                                  exact_blocks=self.exact_ws_blocks, features=self.ws)
         m, cols_t = self.ws.size, torch.as_tensor(self.ws, device=self.device)
         if self.Xw is not None:  # cached standardized columns: views, no copies
             Xw, step = self.Xw, self.src.chunk_rows

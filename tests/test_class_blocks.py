@@ -130,6 +130,68 @@ def test_estimate_is_the_same_over_several_row_blocks(monkeypatch):
                                atol=1e-6)
 
 
+def test_estimate_extends_to_appended_columns_at_its_own_weights(monkeypatch):
+    X, z = problem(301, 7, 4, 21)
+    order = [5, 1, 9, 3, 0, 2, 8]  # the features of X's columns, in cache order
+    first = ClassBlocks(X[:, :4].contiguous(), z, 0.1, torch.ones(4, 4, dtype=torch.bool),
+                        features=order[:4])
+    assert first.wd is not None and first.uses == 1
+    # three columns joined; the probabilities moved, the estimate keeps its own weights
+    grown = ClassBlocks(X, z + torch.linspace(0, 2, 4, dtype=torch.float64), 0.2,
+                        torch.ones(4, 7, dtype=torch.bool), previous=first, features=order)
+    assert grown.uses == 2 and grown.wd is first.wd and grown.gram.shape == (4, 8, 8)
+    fresh = ClassBlocks._estimate(X, first.wd)
+    np.testing.assert_allclose(grown.gram.numpy(), fresh.numpy(), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(grown.gram.numpy(), hessian_blocks_ref(X, z, None), rtol=2e-4,
+                               atol=1e-6)
+    assert torch.equal(grown.gram, grown.gram.transpose(1, 2))
+    ref = fresh.numpy().copy()  # its inverses with its own ridge weight
+    for k in range(4):
+        ref[k, np.arange(7), np.arange(7)] += ridge(fresh[k].numpy(), 0.2)
+    np.testing.assert_allclose(grown.inv.numpy(), np.linalg.inv(ref), rtol=1e-5, atol=1e-8)
+    # over several row blocks (3 joining columns x 8 = 24 pairs: 40 rows a block, then 21)
+    monkeypatch.setattr(cb, "BLOCK_FLOATS", 24 * 40)
+    again = ClassBlocks(X, z, 0.2, torch.ones(4, 7, dtype=torch.bool), previous=first,
+                        features=order)
+    np.testing.assert_allclose(again.gram.numpy(), grown.gram.numpy(), rtol=1e-5, atol=1e-7)
+    # and on from there: one more column, at the same weights still
+    X8 = torch.cat([X, X[:, :1] * 0.5 + 1.0], 1)
+    more = ClassBlocks(X8, z, 0.2, torch.ones(4, 8, dtype=torch.bool), previous=grown,
+                       features=[*order, 4])
+    assert more.uses == 3
+    np.testing.assert_allclose(more.gram.numpy(), hessian_blocks_ref(X8, z, None), rtol=2e-4,
+                               atol=1e-6)
+
+
+def test_estimate_is_made_afresh_unless_columns_were_only_appended(monkeypatch):
+    X, z = problem(200, 6, 3, 22)
+    free4, free6 = torch.ones(3, 4, dtype=torch.bool), torch.ones(3, 6, dtype=torch.bool)
+    z2 = z * 0.5  # the next solve's probabilities: a fresh estimate takes these
+    first = ClassBlocks(X[:, :4].contiguous(), z, 0.1, free4, features=[0, 1, 2, 3])
+    fresh = hessian_blocks_ref(X, z2, None)
+
+    def afresh(nxt):
+        assert nxt.uses == 1 and nxt.wd is not first.wd
+        np.testing.assert_allclose(nxt.gram.numpy(), fresh, rtol=2e-4, atol=1e-6)
+
+    afresh(ClassBlocks(X, z2, 0.1, free6, previous=first, features=[1, 0, 2, 3, 4, 5]))
+    afresh(ClassBlocks(X, z2, 0.1, free6, previous=first, features=[0, 1, 2, 9, 4, 5]))
+    afresh(ClassBlocks(X, z2, 0.1, free6, previous=first))  # no features given
+    same = ClassBlocks(X[:, :4].clone(), z2, 0.1, free4, previous=first, features=range(4))
+    assert same.uses == 1  # the same features, no more: a new tensor is estimated afresh
+    first.uses = cb.REUSE  # as old as a reused estimate may be
+    afresh(ClassBlocks(X, z2, 0.1, free6, previous=first, features=range(6)))
+    first.uses = cb.REUSE - 1
+    assert ClassBlocks(X, z2, 0.1, free6, previous=first, features=range(6)).uses == cb.REUSE
+    # the weights are kept up to KEEP_WEIGHTS entries: beyond, nothing to extend from
+    monkeypatch.setattr(cb, "KEEP_WEIGHTS", 200 * 3)
+    assert ClassBlocks(X[:, :4].contiguous(), z, 0.1, free4).wd is not None
+    monkeypatch.setattr(cb, "KEEP_WEIGHTS", 200 * 3 - 1)
+    big = ClassBlocks(X[:, :4].contiguous(), z, 0.1, free4, features=range(4))
+    assert big.wd is None
+    afresh(ClassBlocks(X, z2, 0.1, free6, previous=big, features=range(6)))
+
+
 def test_spd_inverse_jitters_singular_blocks_and_falls_back_to_the_diagonal():
     from sparse_probe.solvers.class_blocks import _spd_inverse
 

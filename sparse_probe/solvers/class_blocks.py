@@ -32,14 +32,17 @@ the orthant projection, stalled OWL-QN 800× over its tolerance (the collinear 3
 
 The blocks are estimated on all examples (evenly spaced subsamples of 4,096 of 5,000 doubled
 the iterations on 1,000 classes: there a class's block rests on its few own examples) and
-reused for :data:`REUSE` solves on the same columns. Measured side by side:
-``benchmarks/results/class-blocks-cpu-2026-12-05.txt``.
+reused for :data:`REUSE` solves on the same columns, or extended to the columns that joined
+them at the same weights (the working set grows by appending: 6 of the 100-class bench path's
+9 estimates were of a grown set; ``class-blocks-extend-cpu-2026-12-05.txt``). Measured side
+by side: ``benchmarks/results/class-blocks-cpu-2026-12-05.txt``.
 """
 
 from __future__ import annotations
 
 import weakref
 
+import numpy as np
 import torch
 
 __all__ = ["PAIRS", "ClassBlocks", "blocks_pay"]
@@ -80,6 +83,11 @@ BLOCK_FLOATS = 1 << 23
 MAX_ENTRIES = 1 << 21
 """Largest ``C (m + 1)²`` the blocks may take (float64: 16 MiB)."""
 
+KEEP_WEIGHTS = 1 << 23
+"""Largest ``n C`` for which the blocks keep their weights ``p(1-p)`` (float32: 32 MiB) to
+extend the estimate to columns that join (:meth:`ClassBlocks._extend`). Above it every new
+working set is estimated afresh."""
+
 MIN_CLASSES = 20
 """Fewest classes the blocks are used for. The blocks between classes are left out, and with
 few classes they are large (with two, ``p_1 p_2 = p_1 (1 − p_1)``: as large as the classes'
@@ -115,7 +123,12 @@ class ClassBlocks:
         their diagonal entry only.
     previous : ClassBlocks, optional
         The last solve's blocks: their estimate is reused where they were computed on the same
-        ``Xw`` (the same tensor) fewer than :data:`REUSE` solves ago.
+        ``Xw`` (the same tensor) fewer than :data:`REUSE` solves ago, and extended where
+        ``Xw``'s columns are theirs with more appended (``features``).
+    features : array of int, optional
+        Which features ``Xw``'s columns are, in order (``fit_path``'s working set, whose
+        cache appends the features that join): where the previous blocks' columns are the
+        first of these, only the joining columns' rows are estimated (:meth:`_extend`).
 
     Attributes
     ----------
@@ -125,18 +138,30 @@ class ClassBlocks:
         ``B_k⁻¹`` per class with the couplings kept now, the bias last.
     uses : int
         Solves that used ``gram`` so far, this one included.
+    wd : torch.Tensor of shape (n, C), float32, or None
+        The weights ``p(1-p)`` ``gram`` was estimated at, kept for :meth:`_extend` where
+        ``n C`` is at most :data:`KEEP_WEIGHTS`.
     """
 
     def __init__(self, Xw: torch.Tensor, z: torch.Tensor, l2: float, free: torch.Tensor,
-                 previous: ClassBlocks | None = None):
-        m = Xw.shape[1]
+                 previous: ClassBlocks | None = None, features=None):
+        n, m = Xw.shape
         C = z.shape[1]
         self.C, self.m = C, m
-        if previous is not None and previous.uses < REUSE and previous.C == C and \
-                previous.xw() is Xw:
+        self.features = None if features is None else np.array(features, dtype=np.int64)
+        young = previous is not None and previous.uses < REUSE and previous.C == C
+        if young and previous.xw() is Xw:
             self.gram, self.uses, self.xw = previous.gram, previous.uses + 1, previous.xw
+            self.wd = previous.wd
+        elif young and previous.wd is not None and previous.wd.shape[0] == n and \
+                _appended(previous.features, self.features):
+            # the same features first, more after them: their rows at the same weights
+            self.gram = self._extend(previous.gram, Xw, previous.wd)
+            self.uses, self.xw, self.wd = previous.uses + 1, weakref.ref(Xw), previous.wd
         else:
-            self.gram, self.uses, self.xw = self._estimate(Xw, z), 1, weakref.ref(Xw)
+            wd = self._weights(z)
+            self.gram, self.uses, self.xw = self._estimate(Xw, wd), 1, weakref.ref(Xw)
+            self.wd = wd if n * C <= KEEP_WEIGHTS else None
         self.l2 = l2
         dev = self.gram.device
         self.keep = torch.ones((C, m + 1), dtype=torch.bool, device=dev)
@@ -177,18 +202,22 @@ class ClassBlocks:
         return out.reshape(h, -1).to(Q.dtype)
 
     @staticmethod
-    def _estimate(Xw: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def _weights(z: torch.Tensor) -> torch.Tensor:
+        """The weights ``p(1-p)`` (n, C) float32 of logits ``z`` (n, C)."""
+        P = torch.softmax(z.to(torch.float64), 1)
+        return (P * (1.0 - P)).to(torch.float32)
+
+    @staticmethod
+    def _estimate(Xw: torch.Tensor, Wd: torch.Tensor) -> torch.Tensor:
         """``(1/n) Σ p(1-p) x̃ x̃ᵀ`` per class, (C, m+1, m+1) float64: one product of the
-        weights ``p(1-p)`` (C, n) with the pairwise products ``x̃_i x̃_j`` (j ≥ i) of row
+        weights ``Wd = p(1-p)`` (n, C) with the pairwise products ``x̃_i x̃_j`` (j ≥ i) of row
         blocks, float32, accumulated in float64."""
         n, m = Xw.shape
         dev = Xw.device
-        P = torch.softmax(z.to(torch.float64), 1)
-        Wd = (P * (1.0 - P)).to(torch.float32)  # (n, C)
         Xa = torch.cat([Xw, torch.ones((n, 1), dtype=Xw.dtype, device=dev)], 1)  # (n, m+1)
         iu, ju = torch.triu_indices(m + 1, m + 1, device=dev)
         T = iu.numel()
-        acc = torch.zeros((z.shape[1], T), dtype=torch.float64, device=dev)
+        acc = torch.zeros((Wd.shape[1], T), dtype=torch.float64, device=dev)
         step = max(1, BLOCK_FLOATS // T)  # row blocks of the pairwise products
         Q = torch.empty((min(step, n), T), dtype=Xa.dtype, device=dev)
         for s in range(0, n, step):
@@ -199,9 +228,40 @@ class ClassBlocks:
                 torch.mul(Xb[:, i : i + 1], Xb[:, i:], out=Q[:r, o : o + m + 1 - i])
                 o += m + 1 - i
             acc += (Wd[s : s + step].T @ Q[:r]).to(torch.float64)
-        B = torch.zeros((z.shape[1], m + 1, m + 1), dtype=torch.float64, device=dev)
+        B = torch.zeros((Wd.shape[1], m + 1, m + 1), dtype=torch.float64, device=dev)
         B[:, iu, ju] = acc / n
         B[:, ju, iu] = acc / n
+        return B
+
+    @staticmethod
+    def _extend(gram: torch.Tensor, Xw: torch.Tensor, Wd: torch.Tensor) -> torch.Tensor:
+        """:meth:`_estimate` on ``Xw`` (n, m) from ``gram`` (C, k+1, k+1), the estimate on its
+        first k columns at the weights ``Wd`` (n, C): the old entries moved (the bias from
+        place k to m), the joining columns' rows ``(1/n) Σ p(1-p) x_j x̃ᵀ`` (j ≥ k) from
+        products of row blocks as there, about ``(m - k)(m + 1)`` pairs against
+        ``(m + 1)(m + 2)/2``. The same weights throughout: one Gram matrix per class, positive
+        semidefinite, as a fresh estimate at them would be."""
+        n, m = Xw.shape
+        k = gram.shape[1] - 1
+        dev = Xw.device
+        Xa = torch.cat([Xw, torch.ones((n, 1), dtype=Xw.dtype, device=dev)], 1)  # (n, m+1)
+        T = (m - k) * (m + 1)
+        acc = torch.zeros((Wd.shape[1], T), dtype=torch.float64, device=dev)
+        step = max(1, BLOCK_FLOATS // T)
+        Q = torch.empty((min(step, n), T), dtype=Xa.dtype, device=dev)
+        for s in range(0, n, step):
+            Xb = Xa[s : s + step]
+            r = Xb.shape[0]
+            for j in range(k, m):  # x_j x̃ for each joining column j
+                o = (j - k) * (m + 1)
+                torch.mul(Xb[:, j : j + 1], Xb, out=Q[:r, o : o + m + 1])
+            acc += (Wd[s : s + step].T @ Q[:r]).to(torch.float64)
+        rows = acc.view(-1, m - k, m + 1) / n
+        B = torch.empty((gram.shape[0], m + 1, m + 1), dtype=torch.float64, device=dev)
+        old = torch.cat([torch.arange(k, device=dev), torch.tensor([m], device=dev)])
+        B[:, old[:, None], old[None, :]] = gram
+        B[:, k:m, :] = rows
+        B[:, :, k:m] = rows.transpose(1, 2)
         return B
 
     def _inverse(self, classes: torch.Tensor) -> torch.Tensor:
@@ -231,6 +291,12 @@ class ClassBlocks:
         flat = torch.cat([out[:, :, :m].reshape(h, Cm), out[:, :, m]], 1)
         flat = flat.to(Q.dtype)
         return flat[0] if one else flat
+
+
+def _appended(old, new) -> bool:
+    """Whether feature list ``new`` is ``old`` with more features after it (both given)."""
+    return old is not None and new is not None and new.size > old.size and \
+        np.array_equal(new[: old.size], old)
 
 
 def _spd_inverse(B: torch.Tensor) -> torch.Tensor:

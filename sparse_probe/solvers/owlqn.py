@@ -433,7 +433,8 @@ def owlqn(
     blocks = None
     if use_blocks:  # per-class curvature as L-BFGS's H0
         free = ((x[:Cm] != 0) | (g[:Cm].abs() > l1)).view(C, m)
-        blocks = ClassBlocks(data.Xw, acc.z, l2, free, previous=mem.blocks)
+        blocks = ClassBlocks(data.Xw, acc.z, l2, free, previous=mem.blocks,
+                             features=data.features)
         mem.set_initial(blocks)
         mem.blocks = blocks  # kept through add_to_y and embed, which drop the initial matrix
     elif mem.initial is not None:

@@ -163,14 +163,19 @@ class RestrictedData:
         row blocks (rows, m) in order (``fit_path``'s ``_Trainer.exact_ws_blocks``: the
         float32 ``Xw`` rounds each value once more). Exact mode's float64 products use these;
         without it, ``Xw`` widened.
+    features : array of int, optional
+        Which features ``Xw``'s columns are, in order (``fit_path``'s working set): the class
+        blocks extend their last estimate where only columns were appended
+        (:class:`~sparse_probe.solvers.class_blocks.ClassBlocks`).
     """
 
     keeps_logits = True  # offers logits64/step/matvec/ce/grad (see solvers/base.py)
 
     def __init__(self, Xw: torch.Tensor, y: torch.Tensor, n_classes: int, block_rows: int = 65536,
-                 XwT: torch.Tensor | None = None, exact_blocks=None):
+                 XwT: torch.Tensor | None = None, exact_blocks=None, features=None):
         self.Xw = Xw
         self._exact_blocks = exact_blocks
+        self.features = features
         self.XwT = XwT
         self.y = y
         self.n = Xw.shape[0]
