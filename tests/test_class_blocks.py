@@ -154,13 +154,37 @@ def test_estimate_extends_to_appended_columns_at_its_own_weights(monkeypatch):
     again = ClassBlocks(X, z, 0.2, torch.ones(4, 7, dtype=torch.bool), previous=first,
                         features=order)
     np.testing.assert_allclose(again.gram.numpy(), grown.gram.numpy(), rtol=1e-5, atol=1e-7)
-    # and on from there: one more column, at the same weights still
+    # and on from there, through a solve that reused it on the same columns: one more column,
+    # at the same weights still
+    same = ClassBlocks(X, z * 2.0, 0.2, torch.ones(4, 7, dtype=torch.bool), previous=grown,
+                       features=order)
+    assert same.gram is grown.gram and same.wd is first.wd
     X8 = torch.cat([X, X[:, :1] * 0.5 + 1.0], 1)
-    more = ClassBlocks(X8, z, 0.2, torch.ones(4, 8, dtype=torch.bool), previous=grown,
+    more = ClassBlocks(X8, z, 0.2, torch.ones(4, 8, dtype=torch.bool), previous=same,
                        features=[*order, 4])
-    assert more.uses == 3
+    assert more.uses == 4
     np.testing.assert_allclose(more.gram.numpy(), hessian_blocks_ref(X8, z, None), rtol=2e-4,
                                atol=1e-6)
+
+
+def test_extension_sums_its_row_blocks_in_float64(monkeypatch):
+    """One row a block: each block's product is one float32 rounding of ``w x_j x_l`` (the
+    pairwise product itself rounded to float32 first), summed over 400 rows in float64 as
+    here; a float32 running sum would be ~1e-6 off."""
+    X, z = problem(400, 5, 3, 23)
+    first = ClassBlocks(X[:, :3].contiguous(), z, 0.1, torch.ones(3, 3, dtype=torch.bool),
+                        features=[0, 1, 2])
+    monkeypatch.setattr(cb, "BLOCK_FLOATS", 1)
+    grown = ClassBlocks(X, z, 0.1, torch.ones(3, 5, dtype=torch.bool), previous=first,
+                        features=[0, 1, 2, 3, 4])
+    Xa = np.hstack([X.numpy(), np.ones((400, 1), dtype=np.float32)])
+    wd = first.wd.numpy()
+    for j in (3, 4):
+        pair = Xa[:, j : j + 1] * Xa  # float32, as the estimate's products
+        for k in range(3):
+            terms = (wd[:, k : k + 1] * pair).astype(np.float64)  # each rounded once
+            np.testing.assert_allclose(grown.gram[k, j].numpy(), terms.sum(0) / 400,
+                                       rtol=1e-12, atol=1e-15)
 
 
 def test_estimate_is_made_afresh_unless_columns_were_only_appended(monkeypatch):
