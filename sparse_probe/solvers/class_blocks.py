@@ -208,29 +208,43 @@ class ClassBlocks:
         return (P * (1.0 - P)).to(torch.float32)
 
     @staticmethod
-    def _estimate(Xw: torch.Tensor, Wd: torch.Tensor) -> torch.Tensor:
-        """``(1/n) Σ p(1-p) x̃ x̃ᵀ`` per class, (C, m+1, m+1) float64: one product of the
-        weights ``Wd = p(1-p)`` (n, C) with the pairwise products ``x̃_i x̃_j`` (j ≥ i) of row
-        blocks, float32, accumulated in float64."""
-        n, m = Xw.shape
+    def _pair_sums(Xw: torch.Tensor, Wd: torch.Tensor, T: int, fill) -> torch.Tensor:
+        """``(1/n) Σ_i Wd[i, k] q_i`` per class k, (C, T) float64, for T pairwise products
+        ``q_i`` of each row ``x̃_i = [x_i, 1]`` of ``Xw`` (n, m) with the weights ``Wd`` (n, C):
+        ``fill(Xb, Q)`` writes a row block's products (rows, T) from its rows ``Xb`` (rows,
+        m+1) into ``Q``; blocks of at most :data:`BLOCK_FLOATS` float32 products, one product
+        with the weights each, accumulated in float64."""
+        n = Xw.shape[0]
         dev = Xw.device
         Xa = torch.cat([Xw, torch.ones((n, 1), dtype=Xw.dtype, device=dev)], 1)  # (n, m+1)
-        iu, ju = torch.triu_indices(m + 1, m + 1, device=dev)
-        T = iu.numel()
         acc = torch.zeros((Wd.shape[1], T), dtype=torch.float64, device=dev)
-        step = max(1, BLOCK_FLOATS // T)  # row blocks of the pairwise products
+        step = max(1, BLOCK_FLOATS // T)
         Q = torch.empty((min(step, n), T), dtype=Xa.dtype, device=dev)
         for s in range(0, n, step):
             Xb = Xa[s : s + step]
             r = Xb.shape[0]
-            o = 0
-            for i in range(m + 1):  # x_i x_j for j >= i: triu_indices' order, slices (no gather)
-                torch.mul(Xb[:, i : i + 1], Xb[:, i:], out=Q[:r, o : o + m + 1 - i])
-                o += m + 1 - i
+            fill(Xb, Q[:r])
             acc += (Wd[s : s + step].T @ Q[:r]).to(torch.float64)
-        B = torch.zeros((Wd.shape[1], m + 1, m + 1), dtype=torch.float64, device=dev)
-        B[:, iu, ju] = acc / n
-        B[:, ju, iu] = acc / n
+        return acc / n
+
+    @staticmethod
+    def _estimate(Xw: torch.Tensor, Wd: torch.Tensor) -> torch.Tensor:
+        """``(1/n) Σ p(1-p) x̃ x̃ᵀ`` per class, (C, m+1, m+1) float64, from the weights
+        ``Wd = p(1-p)`` (n, C) and the pairwise products ``x̃_i x̃_j`` (j ≥ i)
+        (:meth:`_pair_sums`)."""
+        m = Xw.shape[1]
+        iu, ju = torch.triu_indices(m + 1, m + 1, device=Xw.device)
+
+        def fill(Xb, Q):  # x_i x_j for j >= i: triu_indices' order, slices (no gather)
+            o = 0
+            for i in range(m + 1):
+                torch.mul(Xb[:, i : i + 1], Xb[:, i:], out=Q[:, o : o + m + 1 - i])
+                o += m + 1 - i
+
+        G = ClassBlocks._pair_sums(Xw, Wd, iu.numel(), fill)
+        B = torch.zeros((Wd.shape[1], m + 1, m + 1), dtype=torch.float64, device=Xw.device)
+        B[:, iu, ju] = G
+        B[:, ju, iu] = G
         return B
 
     @staticmethod
@@ -238,25 +252,19 @@ class ClassBlocks:
         """:meth:`_estimate` on ``Xw`` (n, m) from ``gram`` (C, k+1, k+1), the estimate on its
         first k columns at the weights ``Wd`` (n, C): the old entries moved (the bias from
         place k to m), the joining columns' rows ``(1/n) Σ p(1-p) x_j x̃ᵀ`` (j ≥ k) from
-        products of row blocks as there, about ``(m - k)(m + 1)`` pairs against
+        :meth:`_pair_sums` as there, about ``(m - k)(m + 1)`` pairs against
         ``(m + 1)(m + 2)/2``. The same weights throughout: one Gram matrix per class, positive
         semidefinite, as a fresh estimate at them would be."""
-        n, m = Xw.shape
+        m = Xw.shape[1]
         k = gram.shape[1] - 1
         dev = Xw.device
-        Xa = torch.cat([Xw, torch.ones((n, 1), dtype=Xw.dtype, device=dev)], 1)  # (n, m+1)
-        T = (m - k) * (m + 1)
-        acc = torch.zeros((Wd.shape[1], T), dtype=torch.float64, device=dev)
-        step = max(1, BLOCK_FLOATS // T)
-        Q = torch.empty((min(step, n), T), dtype=Xa.dtype, device=dev)
-        for s in range(0, n, step):
-            Xb = Xa[s : s + step]
-            r = Xb.shape[0]
-            for j in range(k, m):  # x_j x̃ for each joining column j
+
+        def fill(Xb, Q):  # x_j x̃ for each joining column j
+            for j in range(k, m):
                 o = (j - k) * (m + 1)
-                torch.mul(Xb[:, j : j + 1], Xb, out=Q[:r, o : o + m + 1])
-            acc += (Wd[s : s + step].T @ Q[:r]).to(torch.float64)
-        rows = acc.view(-1, m - k, m + 1) / n
+                torch.mul(Xb[:, j : j + 1], Xb, out=Q[:, o : o + m + 1])
+
+        rows = ClassBlocks._pair_sums(Xw, Wd, (m - k) * (m + 1), fill).view(-1, m - k, m + 1)
         B = torch.empty((gram.shape[0], m + 1, m + 1), dtype=torch.float64, device=dev)
         old = torch.cat([torch.arange(k, device=dev), torch.tensor([m], device=dev)])
         B[:, old[:, None], old[None, :]] = gram
