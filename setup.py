@@ -1,8 +1,10 @@
-"""The compiled parts, both optional (the install goes on without a C compiler):
+"""The compiled parts, all optional (the install goes on without a C compiler):
 
 - ``sparse_probe.solvers._gram_cd``: the Gram coordinate-descent kernel of the proximal Newton
   solver; without it ``sparse_probe.solvers.gram_cd`` falls back to scikit-learn's kernel,
   then to a numpy loop;
+- ``sparse_probe.solvers._data_cd``: the proximal Newton solver's model solves in data space
+  (n ≪ d working sets); without it the solver forms the Hessian (``sparse_probe.solvers.data_cd``);
 - ``sparse_probe.solvers._softmax_ce``: the cross-entropy rows of every solver's line search;
   without it ``sparse_probe.solvers.fused_ce`` falls back to torch's operations. Built with
   OpenMP where the compiler has it (its row blocks then run on the OpenMP team torch's own
@@ -60,6 +62,8 @@ class BuildExt(build_ext):
 setup(cmdclass={"build_ext": BuildExt}, ext_modules=[
     Extension("sparse_probe.solvers._gram_cd", ["sparse_probe/solvers/_gram_cd.c"],
               extra_compile_args=["-O3"], optional=True),
+    Extension("sparse_probe.solvers._data_cd", ["sparse_probe/solvers/_data_cd.c"],
+              depends=[BUFFERS], extra_compile_args=["-O3", *SIMD], optional=True),
     Extension("sparse_probe.solvers._softmax_ce", ["sparse_probe/solvers/_softmax_ce.c"],
               depends=[BUFFERS], extra_compile_args=["-O3", *SIMD], optional=True),
     # no fused multiply-adds: the same roundings as the numpy steps it replaces

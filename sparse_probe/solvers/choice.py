@@ -103,6 +103,7 @@ WORK_HESSIAN = 2.46  # per Hessian multiply-add
 WORK_STEP_PRODUCTS = 2.49  # per 4nmC and step
 WORK_STEP_FIXED = 5.36e7
 WORK_FIXED = 5.76e8
+DATA_ENTRY = 54.0  # per example read by a data-space model solve (solvers.data_cd)
 STREAM = 32.6  # per entry read from a model beyond the caches
 STREAM_CACHED = 19.2  # per entry read from a model within them
 BLAS3 = 2.78  # per multiply-add of a factorization or multi-column triangular solve
@@ -196,7 +197,8 @@ def newton_observed_cost(n: int, m: int, C: int, steps: int, work: dict) -> floa
     work : dict
         ``SolveResult.work`` of :func:`~sparse_probe.solvers.newton.newton`: ``"hessian"``
         (multiply-adds of its Hessians), ``"stream"``, ``"stream_cached"``, ``"blas3"`` (its
-        model solves', :class:`~sparse_probe.solvers.gram_cd.QPWork`).
+        model solves', :class:`~sparse_probe.solvers.gram_cd.QPWork`), ``"data"`` (examples
+        read by its data-space model solves, :class:`~sparse_probe.solvers.data_cd.DataWork`).
 
     Notes
     -----
@@ -206,12 +208,15 @@ def newton_observed_cost(n: int, m: int, C: int, steps: int, work: dict) -> floa
     the measured seconds per problem, where the fit on ``Σ N²`` of the model solves was off
     by 0.38-0.57 on the held-out draws): ``2.46 ×`` the Hessians' multiply-adds ``+ k (2.49 ·
     4nmC + 5.36e7) + 32.6 ×`` entries read from models beyond the caches ``+ 19.2 ×`` from
-    models within them ``+ 2.78 ×`` factorization multiply-adds ``+ 5.76e8``.
+    models within them ``+ 2.78 ×`` factorization multiply-adds ``+ 5.76e8``; ``+ 54 ×`` the
+    examples read by data-space model solves (``"data"``, :mod:`~sparse_probe.solvers.data_cd`;
+    priced apart, at its measured time per example over the Hessian's per multiply-add at one
+    thread: :data:`DATA_ENTRY`).
     """
     _check(n, m, C, "newton_observed_cost")
     k = max(int(steps), 1)
     model = (STREAM * work.get("stream", 0.0) + STREAM_CACHED * work.get("stream_cached", 0.0)
-             + BLAS3 * work.get("blas3", 0.0))
+             + BLAS3 * work.get("blas3", 0.0) + DATA_ENTRY * work.get("data", 0.0))
     point = (WORK_HESSIAN * work.get("hessian", 0.0)
              + k * (WORK_STEP_PRODUCTS * 4.0 * n * m * C + WORK_STEP_FIXED) + model + WORK_FIXED)
     return point / owlqn_iteration_cost(n, m, C)

@@ -40,7 +40,14 @@ a fresh Hessian pays (a model that sees no descent or misleads the line search i
 once). On the collinear bench path this took the fresh Hessians from 25 to 9 and the path's
 time down 1.32-1.53× side by side, where an earlier solver, without the contraction rule and
 the coupled rows of joining weights, had found a carried model to contract the violation by
-a small factor only (``benchmarks/results/newton-carry-cpu-2026-12-04.txt``). It still
+a small factor only (``benchmarks/results/newton-carry-cpu-2026-12-04.txt``). Where the model has more free weights than there are examples (n ≪ d working sets), no
+Hessian is formed: the model is solved by coordinate descent over the examples
+(:mod:`~sparse_probe.solvers.data_cd`, two passes over n per coordinate against ``n N²/2`` for
+the Hessian; on the bench's 500 × 5,000 × 10 path 2.07× faster, three held-out n ≪ d paths
+1.26-1.71×: ``benchmarks/results/data-cd-cpu-2026-12-06.txt``); a solve that does not reach
+its tolerance within what a fresh Hessian would cost (:func:`~sparse_probe.solvers.data_cd.
+data_sweep_cap`) is finished on the Gram route from where it stopped, and the point stays
+there. It still
 pays only where the free set is small against ``n·m·C`` times OWL-QN's iteration count:
 :mod:`~sparse_probe.solvers.choice` decides per path point. Above
 ``max_free`` free coordinates, on streamed data (which offers no Hessian), and once its
@@ -63,6 +70,8 @@ from sparse_probe.penalties import ElasticNet
 from sparse_probe.solvers.base import SolveResult
 from sparse_probe.solvers.centering import center_shift
 from sparse_probe.solvers.choice import carry_pays, newton_observed_cost
+from sparse_probe.solvers.data_cd import DataWork, data_pays, data_qp, data_sweep_cap
+from sparse_probe.solvers.data_cd import compiled as data_cd_compiled
 from sparse_probe.solvers.gram_cd import QPWork, enet_qp
 from sparse_probe.solvers.lbfgs import LBFGSMemory
 from sparse_probe.solvers.owlqn import (
@@ -614,6 +623,8 @@ def newton(
     fresh_here = False  # a fresh Hessian was computed at this point
     last_rate = 1.0  # the last step's contraction of the violation
     qp = QPWork()  # the model solves' work, and the Hessians' multiply-adds (for the choice)
+    dwork = DataWork()  # the data-space model solves' work
+    data_space = data_cd_compiled() and W0.device.type == "cpu"
     hess_madds = 0.0
     lbfgs = memory if isinstance(memory, LBFGSMemory) else None  # for a hand-over to OWL-QN
     it, stall, converged, viol = 0, 0, False, float("inf")
@@ -626,7 +637,7 @@ def newton(
 
     def counted() -> dict:
         return {"hessian": hess_madds, "stream": qp.stream, "stream_cached": qp.stream_cached,
-                "blas3": qp.blas3}
+                "blas3": qp.blas3, "data": dwork.entries}
 
     def over_budget() -> bool:
         """The work so far costs more than ``max_cost`` OWL-QN iterations."""
@@ -686,6 +697,21 @@ def newton(
             res.work = counted() if spent else None
             return res
         it += 1
+        start = None  # the model solve's start where not the weights (the data route's end)
+        if data_space and data_pays(n, Nw):  # no Hessian: coordinate descent over the examples
+            gw, w0 = G[cls, col].cpu().numpy(), W[cls, col].cpu().numpy()
+            XwT = data.XwT if data.XwT is not None else data.Xw.T.contiguous()
+            target = max(0.1 * tol, inner * viol)
+            u, Db, _, dviol = data_qp(
+                XwT, P, cls, col, hessian_diag(data.Xw, P, cls, col, XwT), gw,
+                gb.cpu().numpy(), w0, l1, l2, tol=target, max_sweeps=data_sweep_cap(Nw + C),
+                work=dwork)
+            state = None
+            if not dviol <= target:  # it crawled: the Gram route from its iterate, from here on
+                log.debug("newton: data-space model unsolved (%.3e over %.3e): Gram route",
+                          dviol, target)
+                data_space, start = False, u
+        in_data = data_space and start is None and data_pays(n, Nw)
         key = (cls * m + col).cpu().numpy()
         model = None
         if state is not None and not refresh:  # the last model, on the weights it covers
@@ -706,7 +732,7 @@ def newton(
                 Nw = key.size
                 model = state.Q, state.Hwb, state.Hbb
         fresh = model is None
-        if fresh:
+        if fresh and not in_data:
             Hww, Hwb, Hbb = hessian_blocks(data.Xw, P, cls, col, XwT=data.XwT)
             hess_madds += n * float(Nw) ** 2 / 2
             # biases minimized out: the Schur complement Hww - (Hwb Hbb⁺) Hwbᵀ, in place
@@ -715,24 +741,27 @@ def newton(
             state = NewtonState(key, Hww, Hwb, Hbb, m, C, P)  # P: a new tensor every step
             fresh_here = True
             model = Hww, Hwb, Hbb
-        Q, Hwb, Hbb = model
-        Hbb_inv = _pinv_bias(Hbb)
         gw = G[cls, col].cpu().numpy()  # the CE part of the gradient
         gbn = gb.cpu().numpy()
         w0 = W[cls, col].cpu().numpy()
-        if Nw:
+        if in_data:
+            Dw = u - w0
+        elif Nw:
+            Q, Hwb, Hbb = model
+            Hbb_inv = _pinv_bias(Hbb)
             gq = gw - Hwb @ (Hbb_inv @ gbn)
             q = Q @ w0 - gq
             # a fresh model is solved closely (its step converges fast), an old one loosely:
             # it is only an approximation, and on collinear models its tight solves crawled
             share = inner if fresh else inner_stale
-            u, _, _ = enet_qp(Q, q, w0, l1, l2, tol=max(0.1 * tol, share * viol), work=qp,
+            u, _, _ = enet_qp(Q, q, w0 if start is None else start, l1, l2,
+                              tol=max(0.1 * tol, share * viol), work=qp,
                               stop=over_budget if max_cost is not None else None)
             Dw = u - w0
             Db = -Hbb_inv @ (gbn + Hwb.T @ Dw)
         else:
             u, Dw = w0, np.zeros(0)
-            Db = -Hbb_inv @ gbn
+            Db = -_pinv_bias(model[2]) @ gbn
         delta = (float(gw @ Dw + gbn @ Db) + l1 * float(np.abs(u).sum() - np.abs(w0).sum())
                  + 0.5 * l2 * float(u @ u - w0 @ w0))
         if not delta < 0:

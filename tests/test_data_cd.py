@@ -1,0 +1,294 @@
+"""The Newton model solved in data space (sparse_probe.solvers.data_cd): the compiled sweeps
+against their numpy reference, the solution against the model's optimality conditions on a
+Hessian from autograd, and the Newton solver's use of it (and its way back to the Gram route).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import sparse_probe.solvers.data_cd as data_cd
+from sparse_probe import fit_path, kkt_violation, objective_f64
+from sparse_probe.penalties import ElasticNet
+from sparse_probe.solvers.choice import DATA_ENTRY, WORK_HESSIAN, newton_observed_cost
+from sparse_probe.solvers.data_cd import (
+    DATA_MIN_SWEEPS,
+    DataWork,
+    _sweeps_numpy,
+    data_pays,
+    data_qp,
+    data_sweep_cap,
+)
+from sparse_probe.solvers.gram_cd import enet_qp
+from sparse_probe.solvers.newton import hessian_diag, newton
+from sparse_probe.solvers.restricted import RestrictedData
+
+newton_module = sys.modules["sparse_probe.solvers.newton"]
+compiled = pytest.mark.skipif(not data_cd.compiled(), reason="_data_cd not built")
+
+
+def _model(n, m, C, seed, share=0.5, all_classes=()):
+    """A Newton model's pieces at random weights: features (n, m) float32, probabilities
+    (n, C) float32, the free (class, column) pairs (a ``share`` of them, and every class of the
+    columns in ``all_classes``), the CE gradient there and the autograd Hessian over
+    (W flat, b) in float64."""
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, m, generator=g)
+    y = torch.randint(0, C, (n,), generator=g)
+    W = 0.3 * torch.randn(C, m, generator=g, dtype=torch.float64)
+    b = 0.2 * torch.randn(C, generator=g, dtype=torch.float64)
+    P = torch.softmax(X.double() @ W.T + b, 1)
+
+    def ce(v):
+        z = X.double() @ v[: C * m].view(C, m).T + v[C * m:]
+        return torch.nn.functional.cross_entropy(z, y)
+
+    v = torch.cat([W.reshape(-1), b]).requires_grad_(True)
+    grad = torch.autograd.grad(ce(v), v)[0].detach().numpy()
+    H = torch.autograd.functional.hessian(ce, v.detach()).numpy()
+    free = torch.rand(C, m, generator=g) < share
+    free[:, list(all_classes)] = True
+    cls, col = torch.nonzero(free, as_tuple=True)
+    return X, P.float(), cls, col, grad, H, W.numpy()
+
+
+def _pieces(X, P, cls, col, grad, W, zero_share=0.5, seed=0):
+    """The arguments data_qp takes: curvatures, the CE gradient at the free weights and the
+    biases, and starting weights of which a share is zero."""
+    C, m = P.shape[1], X.shape[1]
+    key = (cls * m + col).numpy()
+    gw, gb = grad[key], grad[C * m:]
+    rng = np.random.default_rng(seed)
+    w0 = np.where(rng.random(key.size) < zero_share, 0.0, W.reshape(-1)[key])
+    return key, hessian_diag(X, P, cls, col), gw, gb, w0
+
+
+def _model_kkt(H, key, C, m, gw, gb, w0, u, Db, l1, l2):
+    """The model's largest subgradient entry at (u, Db), from the full Hessian H."""
+    idx = np.concatenate([key, C * m + np.arange(C)])
+    Hs = H[np.ix_(idx, idx)]
+    g = np.concatenate([gw, gb]) + Hs @ np.concatenate([u - w0, Db])
+    gw_, gb_ = g[: key.size] + l2 * u, g[key.size:]
+    sub = np.where(u > 0, np.abs(gw_ + l1), np.where(u < 0, np.abs(gw_ - l1),
+                                                      np.maximum(np.abs(gw_) - l1, 0.0)))
+    return max(float(sub.max(initial=0.0)), float(np.abs(gb_).max()))
+
+
+def _model_value(H, key, C, m, gw, gb, w0, u, Db, l1, l2):
+    idx = np.concatenate([key, C * m + np.arange(C)])
+    D = np.concatenate([u - w0, Db])
+    return float(np.concatenate([gw, gb]) @ D + 0.5 * D @ H[np.ix_(idx, idx)] @ D
+                 + l1 * np.abs(u).sum() + 0.5 * l2 * u @ u)
+
+
+@pytest.mark.parametrize("n,m,C,seed", [(30, 25, 3, 0), (50, 40, 4, 1), (80, 12, 6, 2)])
+def test_data_qp_meets_the_models_optimality_conditions(n, m, C, seed):
+    """More free weights than examples (the route's use) and fewer: the solution satisfies the
+    model's KKT conditions computed from an autograd Hessian, and its value equals the Gram
+    route's (enet_qp on the Schur complement of that Hessian)."""
+    X, P, cls, col, grad, H, W = _model(n, m, C, seed)
+    key, hw, gw, gb, w0 = _pieces(X, P, cls, col, grad, W, seed=seed)
+    l1, l2, tol = 0.02, 0.05, 1e-10
+    u, Db, sweeps, viol = data_qp(X.T.contiguous(), P, cls, col, hw, gw, gb, w0, l1, l2,
+                                  tol=tol, max_sweeps=20_000)
+    assert viol <= tol and sweeps > 1
+    assert _model_kkt(H, key, C, m, gw, gb, w0, u, Db, l1, l2) <= 1e-6
+    # the Gram route on the same model: biases minimized out
+    idx_b = C * m + np.arange(C)
+    Hww, Hwb, Hbb = H[np.ix_(key, key)], H[np.ix_(key, idx_b)], H[np.ix_(idx_b, idx_b)]
+    Hbb_inv = np.linalg.pinv(Hbb)
+    Q = Hww - Hwb @ Hbb_inv @ Hwb.T
+    ug, _, _ = enet_qp(Q, Q @ w0 - (gw - Hwb @ (Hbb_inv @ gb)), w0, l1, l2, tol=1e-12)
+    Dbg = -Hbb_inv @ (gb + Hwb.T @ (ug - w0))
+    ref = _model_value(H, key, C, m, gw, gb, w0, ug, Dbg, l1, l2)
+    got = _model_value(H, key, C, m, gw, gb, w0, u, Db, l1, l2)
+    assert got == pytest.approx(ref, rel=1e-7, abs=1e-12)
+    np.testing.assert_allclose(u, ug, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_compiled_sweeps_match_the_numpy_reference(seed):
+    if not data_cd.compiled():
+        pytest.skip("_data_cd not built")
+    from sparse_probe.solvers._data_cd import sweeps
+
+    X, P, cls, col, grad, _H, W = _model(40, 30, 5, seed)
+    key, hw, gw, gb, w0 = _pieces(X, P, cls, col, grad, W, seed=seed)
+    C, Nw = P.shape[1], key.size
+    XT, PT = X.T.contiguous().numpy(), np.ascontiguousarray(P.numpy().T)
+    cls_a = np.concatenate([cls.numpy(), np.arange(C)]).astype(np.int64)
+    col_a = np.concatenate([col.numpy(), np.full(C, -1)]).astype(np.int64)
+    a = np.concatenate([gw, gb])
+    h = np.concatenate([hw, (PT.astype(np.float64) * (1 - PT)).sum(1) / 40])
+    l1v = np.r_[np.full(Nw, 0.01), np.zeros(C)]
+    l2v = np.r_[np.full(Nw, 1e-3), np.zeros(C)]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(Nw + C)[: (Nw + C) // 2 + 3].astype(np.int64)  # a subset, shuffled
+    out = []
+    for fn in (sweeps, _sweeps_numpy):
+        UT, s, w = np.zeros((C, 40)), np.zeros(40), np.r_[w0, np.zeros(C)]
+        v = fn(XT, PT, UT, s, cls_a, col_a, a, h, l1v, l2v, w, order, 40, 4)
+        out.append((v, w, UT, s))
+    for x, y in zip(out[0], out[1], strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-14)
+    w = out[0][1]
+    untouched = np.setdiff1d(np.arange(Nw + C), order)
+    np.testing.assert_array_equal(w[untouched], np.r_[w0, np.zeros(C)][untouched])
+    # U and s are the step's (C, n) products: U = (w - w0) x̃, s = Σ_k p_k u_k
+    D = w - np.r_[w0, np.zeros(C)]
+    Dm = np.zeros((C, 30))
+    Dm[cls.numpy(), col.numpy()] = D[:Nw]
+    U = X.numpy().astype(np.float64) @ Dm.T + D[Nw:]
+    np.testing.assert_allclose(out[0][2], U.T, atol=1e-12)
+    np.testing.assert_allclose(out[0][3], (PT * out[0][2]).sum(0), atol=1e-12)
+
+
+@compiled
+def test_compiled_sweeps_reject_bad_input_by_name():
+    from sparse_probe.solvers._data_cd import sweeps
+
+    C, n, m = 2, 5, 3
+    XT, PT = np.zeros((m, n), np.float32), np.full((C, n), 0.5, np.float32)
+    UT, s = np.zeros((C, n)), np.zeros(n)
+    cls, col = np.array([0, 1], np.int64), np.array([0, -1], np.int64)
+    v = np.zeros(2)
+    order = np.arange(2, dtype=np.int64)
+    args = [XT, PT, UT, s, cls, col, v, v, v, v, v.copy(), order, n, 1]
+    assert sweeps(*args) == 0.0
+    bad = {0: XT.astype(np.float64), 2: np.zeros((C, n), np.float32), 5: np.array([0, 3]),
+           11: np.array([0, 2], np.int64)}
+    names = {0: "XT", 2: "UT", 5: "col", 11: "order"}
+    for i, value in bad.items():
+        args2 = list(args)
+        args2[i] = value
+        with pytest.raises(ValueError, match=names[i] if i != 5 else "column 3|col"):
+            sweeps(*args2)
+    args2 = list(args)
+    args2[5] = np.array([0, -2], np.int64)
+    with pytest.raises(ValueError, match="outside"):
+        sweeps(*args2)
+
+
+def test_data_qp_counts_its_work_and_stops_at_its_sweep_budget():
+    X, P, cls, col, grad, H, W = _model(30, 25, 3, 5)
+    key, hw, gw, gb, w0 = _pieces(X, P, cls, col, grad, W)
+    work = DataWork()
+    N = key.size + 3
+    u, Db, sweeps, viol = data_qp(X.T.contiguous(), P, cls, col, hw, gw, gb, w0, 0.02, 1e-4,
+                                  tol=1e-14, max_sweeps=3, work=work)
+    assert sweeps == 3 and viol > 1e-14
+    # the first pass visits every coordinate; the others the nonzero weights and the biases
+    assert N * 30 <= work.entries <= 3 * N * 30
+    # the budget is a bound on passes, and what was reached is still a descent on the model
+    assert _model_value(H, key, 3, 25, gw, gb, w0, u, Db, 0.02, 1e-4) < \
+        _model_value(H, key, 3, 25, gw, gb, w0, w0, np.zeros(3), 0.02, 1e-4)
+
+
+def test_the_routes_choice_and_sweep_budget():
+    assert not data_pays(500, 500) and data_pays(500, 501) and not data_pays(10_000, 1_500)
+    assert data_sweep_cap(10) == DATA_MIN_SWEEPS
+    N = 4_000
+    assert data_sweep_cap(N) == int(WORK_HESSIAN * N / (2 * DATA_ENTRY)) > DATA_MIN_SWEEPS
+    # a data-space solve's examples are priced into Newton's observed cost
+    base = dict(hessian=0.0, stream=0.0, stream_cached=0.0, blas3=0.0)
+    more = newton_observed_cost(500, 300, 10, 2, dict(base, data=1e9)) - \
+        newton_observed_cost(500, 300, 10, 2, base)
+    from sparse_probe.solvers.choice import owlqn_iteration_cost
+
+    assert more == pytest.approx(DATA_ENTRY * 1e9 / owlqn_iteration_cost(500, 300, 10))
+
+
+def _wide(n=120, m=400, C=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, m, generator=g)
+    W = torch.zeros(C, m, dtype=torch.float64)
+    W[:, :20] = torch.randn(C, 20, generator=g, dtype=torch.float64)
+    y = torch.argmax(X.double() @ W.T + 0.5 * torch.randn(n, C, generator=g,
+                                                          dtype=torch.float64), 1)
+    return X, y, C
+
+
+def _solve(X, y, C, lam, **kw):
+    data = RestrictedData(X, y, C, XwT=X.T.contiguous())
+    m = X.shape[1]
+    W0, b0 = torch.zeros(C, m, dtype=torch.float64), torch.zeros(C, dtype=torch.float64)
+    return data, newton(data, W0, b0, lam, ElasticNet(0.99), tol=1e-7, **kw)
+
+
+@compiled
+@pytest.mark.parametrize("seed", [0, 7])
+def test_newton_in_data_space_reaches_the_gram_routes_optimum(seed, monkeypatch):
+    X, y, C = _wide(seed=seed)
+    lam = 0.02
+    data, a = _solve(X, y, C, lam)
+    assert a.converged and a.work["data"] > 0  # the model had more free weights than rows
+    assert int((a.W != 0).sum()) + C > X.shape[0] or a.work["hessian"] == 0
+    monkeypatch.setattr(newton_module, "data_pays", lambda n, N: False)
+    _, ref = _solve(X, y, C, lam)
+    assert ref.work["data"] == 0 and ref.work["hessian"] > 0
+    pen = ElasticNet(0.99)
+
+    def exact(r):
+        loss, _, _ = data.loss_grad(r.W, r.b, need_grad=False)
+        return loss + pen.value(r.W, lam)
+
+    assert exact(a) == pytest.approx(exact(ref), rel=1e-8)
+    # verified independently: float64 gradient at the solution
+    _, G, gb = data.loss_grad(a.W, a.b)
+    assert max(float(kkt_violation(G.numpy(), a.W.numpy(), lam, 0.99).max()),
+               float(gb.abs().max())) <= 1e-7
+
+
+@compiled
+def test_a_crawling_data_space_solve_goes_to_the_gram_route(monkeypatch, caplog):
+    """Where the data-space solve does not reach its tolerance within its budget, the step
+    is finished on the Gram route from where it stopped, and the point stays there."""
+    X, y, C = _wide(seed=3)
+    monkeypatch.setattr(newton_module, "data_sweep_cap", lambda N: 1)
+    with caplog.at_level(logging.DEBUG, logger="sparse_probe.solvers.newton"):
+        _data, a = _solve(X, y, C, 0.02)
+    assert a.converged and a.work["data"] > 0 and a.work["hessian"] > 0
+    assert sum("data-space model unsolved" in r.message for r in caplog.records) == 1
+    monkeypatch.setattr(newton_module, "data_pays", lambda n, N: False)
+    _, ref = _solve(X, y, C, 0.02)
+    torch.testing.assert_close(a.W, ref.W, rtol=0, atol=1e-5)
+
+
+def test_without_the_compiled_sweeps_newton_forms_the_hessian(monkeypatch):
+    monkeypatch.setitem(data_cd._STATE, "sweeps", None)
+    assert not data_cd.compiled()
+    X, y, C = _wide(seed=1)
+    _, a = _solve(X, y, C, 0.02)
+    assert a.converged and a.work["data"] == 0 and a.work["hessian"] > 0
+
+
+@compiled
+def test_an_n_much_smaller_than_d_path_in_data_space_is_verified(monkeypatch):
+    """A default path where the free weights outnumber the examples: every point's KKT
+    conditions hold on an independent float64 gradient, and the objectives equal a path
+    with the data-space route switched off."""
+    from helpers_kkt import kkt_ratios
+
+    X, y, _C = _wide(n=90, m=600, C=4, seed=11)
+    Xn, yn = X.numpy(), y.numpy()
+    kw = dict(alpha=0.99, n_lambdas=12, eps=1e-2, progress=False, threads=1)
+    solves = []
+    real = newton_module.data_qp
+    monkeypatch.setattr(newton_module, "data_qp",
+                        lambda *a, **k: solves.append(a[2].numel()) or real(*a, **k))
+    p = fit_path(Xn, yn, **kw)
+    assert solves and max(solves) > X.shape[0]  # the route ran, on models wider than n
+    assert (kkt_ratios(Xn, yn, p) <= 1.0).all()
+    monkeypatch.setattr(newton_module, "data_pays", lambda n, N: False)
+    ref = fit_path(Xn, yn, **kw)
+    for i in range(len(p)):
+        a = objective_f64(Xn, yn, p.weights[i], p.intercepts[i], p.lambdas[i], 0.99,
+                          mean=p.mean, scale=p.scale)
+        r = objective_f64(Xn, yn, ref.weights[i], ref.intercepts[i], ref.lambdas[i], 0.99,
+                          mean=ref.mean, scale=ref.scale)
+        assert a == pytest.approx(r, rel=1e-7)
