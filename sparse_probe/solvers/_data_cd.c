@@ -24,6 +24,13 @@
 
 #include "_buffers.h"
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+/* one build for every x86-64 CPU: the loader picks the widest vector unit (ifunc) */
+#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CLONES
+#endif
+
 static const char *WHERE = "_data_cd.sweeps";
 
 /* The minimum-norm subgradient's magnitude of coordinate c at w with model gradient g
@@ -41,7 +48,7 @@ subgradient(double w, double g, double l1)
 
 /* One pass over the coordinates listed in `order` (count entries); returns the largest
  * subgradient met (each read before its coordinate's update). */
-static double
+CLONES static double
 pass(Py_ssize_t n, const float *XT, const float *PT, double *UT, double *s,
      const long long *cls, const long long *col, const double *a, const double *h,
      const double *l1, const double *l2, double *w, const long long *order, Py_ssize_t count)
