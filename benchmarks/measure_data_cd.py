@@ -36,7 +36,7 @@ import sparse_probe.solvers.newton
 from sparse_probe import fit_path
 import sparse_probe.solvers.data_cd as dc
 nw = sys.modules["sparse_probe.solvers.newton"]
-st = dict(data_s=0.0, entries=0.0, solves=0, passes=0, hess_s=0.0, madds=0.0, qp_s=0.0)
+st = dict(data_s=0.0, entries=0.0, solves=0, passes=0, hess_s=0.0, madds=0.0, qp_s=0.0, nN=0.0)
 real_q, real_h, real_e = nw.data_qp, nw.hessian_blocks, nw.enet_qp
 
 def data_qp(*a, **k):
@@ -48,6 +48,7 @@ def data_qp(*a, **k):
     st["entries"] += w.entries
     st["solves"] += 1
     st["passes"] += r[2]
+    st["nN"] += a[1].shape[0] * float(a[2].numel() + a[1].shape[1])  # n (Nw + C)
     return r
 
 def hessian_blocks(Xw, P, cls, col, XwT=None):
@@ -108,7 +109,8 @@ def main(argv=None) -> int:
                 f"  ratio {g['seconds'] / d['seconds']:5.2f}")
         if d["entries"]:
             line += (f"  | {d['solves']} data solves, {d['passes'] / d['solves']:.1f} passes "
-                     f"each, {1e9 * d['data_s'] / d['entries']:.3f} ns/example")
+                     f"each ({d['entries'] / d['nN']:.1f} full passes' worth), "
+                     f"{1e9 * d['data_s'] / d['entries']:.3f} ns/example")
             pooled["data_s"] += d["data_s"]
             pooled["entries"] += d["entries"]
             if g["madds"]:  # the Hessians' price where the data route stood in for them

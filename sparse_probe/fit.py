@@ -836,8 +836,10 @@ def fit_path(
                         # as if the point had computed its fresh Hessian where it ran on the
                         # last point's model (which of the two a choice reads:
                         # choice.newton_over_seen)
-                        work = dict(res.work, hessian=max(res.work["hessian"],
-                                                          src.n * float(n_free) ** 2 / 2))
+                        # (not a point that solved its models in data space: no Hessian)
+                        work = res.work if res.work.get("data") else dict(
+                            res.work, hessian=max(res.work["hessian"],
+                                                  src.n * float(n_free) ** 2 / 2))
                         newton_over.append(newton_cost_ratio(
                             src.n, tr.ws.size, C, n_free, parts["newton"], work))
                         newton_over_counted.append(newton_cost_ratio(

@@ -15,15 +15,14 @@ import torch
 import sparse_probe.solvers.data_cd as data_cd
 from sparse_probe import fit_path, kkt_violation, objective_f64
 from sparse_probe.penalties import ElasticNet
-from sparse_probe.solvers.choice import DATA_ENTRY, WORK_HESSIAN, newton_observed_cost
-from sparse_probe.solvers.data_cd import (
+from sparse_probe.solvers.choice import (
+    DATA_ENTRY,
     DATA_MIN_SWEEPS,
-    DataWork,
-    _sweeps_numpy,
-    data_pays,
-    data_qp,
+    WORK_HESSIAN,
     data_sweep_cap,
+    newton_observed_cost,
 )
+from sparse_probe.solvers.data_cd import DataWork, _sweeps_numpy, data_pays, data_qp
 from sparse_probe.solvers.gram_cd import enet_qp
 from sparse_probe.solvers.newton import hessian_diag, newton
 from sparse_probe.solvers.restricted import RestrictedData
@@ -292,3 +291,33 @@ def test_an_n_much_smaller_than_d_path_in_data_space_is_verified(monkeypatch):
         r = objective_f64(Xn, yn, ref.weights[i], ref.intercepts[i], ref.lambdas[i], 0.99,
                           mean=ref.mean, scale=ref.scale)
         assert a == pytest.approx(r, rel=1e-7)
+
+
+def test_the_choice_prices_a_data_space_model_without_a_hessian(monkeypatch):
+    """From one more free weight than examples (and with the compiled sweeps) Newton's
+    estimate is its products and DATA_PASSES passes over the examples, with no Hessian and no
+    max_free; without the sweeps, or at as many weights as examples, the Hessian's."""
+    from sparse_probe.solvers import choice
+
+    n, m, C = 500, 3000, 10
+    if data_cd.compiled():
+        assert choice.data_route(n, C, n + C + 1) and not choice.data_route(n, C, n + C)
+        step = 2.4 * 4 * n * m * C + 10 * 33 * n * (n + C + 1) + 6.12e7
+        want = (3.5 * step + 5.44e8) / choice.owlqn_iteration_cost(n, m, C)
+        assert choice.newton_cost(n, m, C, n + C + 1) == pytest.approx(want, rel=1e-12)
+        # over max_free, a data-space model may still run: no (N, N) matrix to outgrow
+        big = 5000
+        cost = choice.newton_cost(n, m, C, big)
+        assert choice.prefer_newton(n, m, C, big, 10 * cost, max_free=4096)
+        assert choice.owlqn_budget(n, m, C, big, max_free=4096) is not None
+    gram = choice.newton_cost(n, m, C, n + C)
+    N = n + C + 1
+    monkeypatch.setitem(data_cd._STATE, "sweeps", None)
+    assert not choice.data_route(n, C, N)
+    step = 2.4 * 4 * n * m * C + 534 * 0.8 * N * N + 6.12e7
+    want = (2.28 * 0.6 * n * N * N / 2 + 3.5 * step + 5.44e8) / choice.owlqn_iteration_cost(n, m, C)
+    assert choice.newton_cost(n, m, C, N) == pytest.approx(want, rel=1e-12)
+    assert gram < choice.newton_cost(n, m, C, N)
+    cost = choice.newton_cost(n, m, C, 5000)
+    assert not choice.prefer_newton(n, m, C, 5000, 10 * cost, max_free=4096)
+    assert choice.owlqn_budget(n, m, C, 5000, max_free=4096) is None

@@ -1032,7 +1032,7 @@ def _built_kernel(root, env_flags):
     src = os.path.join(root, "sparse_probe", "solvers")
     os.makedirs(src)
     shutil.copy(os.path.join(here, "setup.py"), root)
-    for name in ("_softmax_ce.c", "_gram_cd.c", "_centering.c", "_buffers.h"):
+    for name in ("_softmax_ce.c", "_gram_cd.c", "_data_cd.c", "_centering.c", "_buffers.h"):
         shutil.copy(os.path.join(here, "sparse_probe", "solvers", name), src)
     env = dict(os.environ)
     env.pop("SPARSE_PROBE_OPENMP_FLAGS", None)

@@ -27,6 +27,7 @@ from sparse_probe.solvers.choice import (
     owlqn_iteration_cost,
     prefer_newton,
 )
+from sparse_probe.solvers.data_cd import compiled as data_cd_compiled
 from sparse_probe.solvers.gram_cd import enet_qp, qp_violation
 from sparse_probe.solvers.lbfgs import history_for
 from sparse_probe.solvers.newton import (
@@ -563,6 +564,8 @@ def test_cost_model_is_the_documented_formula():
         return 4 * n * p + 53.1 * 4 * h * p + 235 * n * C + 1.04e8
 
     def newton_pt(n, m, C, N, k):
+        if n < N - C and data_cd_compiled():  # the model solved in data space (data_cd.py)
+            return k * (2.4 * 4 * n * m * C + 10 * 33 * n * N + 6.12e7) + 5.44e8
         step = 2.4 * 4 * n * m * C + 534 * 0.8 * N * N + 6.12e7
         return 2.28 * 0.6 * n * N * N / 2 + k * step + 5.44e8
 

@@ -80,9 +80,12 @@ fresh set of draws the choices and times stayed within the machine's spread but 
 from __future__ import annotations
 
 from sparse_probe.solvers.class_blocks import blocks_pay
+from sparse_probe.solvers.data_cd import compiled as data_compiled
+from sparse_probe.solvers.data_cd import data_pays
 from sparse_probe.solvers.owlqn import default_pairs
 
-__all__ = ["CARRY_MARGIN", "HANDOVER", "carry_pays", "grown_count", "newton_budget",
+__all__ = ["CARRY_MARGIN", "DATA_ENTRY", "DATA_MIN_SWEEPS", "DATA_PASSES", "HANDOVER", "carry_pays",
+           "data_route", "data_sweep_cap", "grown_count", "newton_budget",
            "newton_cost", "newton_cost_ratio", "newton_observed_cost", "newton_over_seen",
            "owlqn_budget", "owlqn_iteration_cost", "owlqn_probe", "prefer_newton"]
 
@@ -103,7 +106,7 @@ WORK_HESSIAN = 2.46  # per Hessian multiply-add
 WORK_STEP_PRODUCTS = 2.49  # per 4nmC and step
 WORK_STEP_FIXED = 5.36e7
 WORK_FIXED = 5.76e8
-DATA_ENTRY = 54.0  # per example read by a data-space model solve (solvers.data_cd)
+DATA_ENTRY = 33.0  # per example read by a data-space model solve (solvers.data_cd)
 STREAM = 32.6  # per entry read from a model beyond the caches
 STREAM_CACHED = 19.2  # per entry read from a model within them
 BLAS3 = 2.78  # per multiply-add of a factorization or multi-column triangular solve
@@ -128,6 +131,28 @@ def owlqn_iteration_cost(n: int, m: int, C: int) -> float:
     return 4.0 * n * p + OWLQN_PAIR_PASSES * 4.0 * h * p + OWLQN_LOGITS * n * C + OWLQN_FIXED
 
 
+DATA_PASSES = 10.0
+"""Passes over every free coordinate a data-space model solve is estimated to read, in
+examples (:func:`newton_cost`; passes over the active part count their share)."""
+DATA_MIN_SWEEPS = 8
+"""Passes a data-space model solve may always make (:func:`data_sweep_cap`)."""
+
+
+def data_route(n: int, C: int, n_free: int) -> bool:
+    """Whether Newton solves a model of ``n_free`` coordinates (weights plus the C biases) on
+    ``n`` examples in data space (:func:`~sparse_probe.solvers.data_cd.data_pays`, with its
+    compiled sweeps built) on a CPU: no Hessian, and no (N, N) model to outgrow ``max_free``."""
+    return data_pays(n, n_free - C) and data_compiled()
+
+
+def data_sweep_cap(n_free: int) -> int:
+    """Passes a data-space model solve of ``n_free`` coordinates may make before the Newton
+    solver gives up on it for the Gram route: as many as cost what its fresh Hessian would,
+    ``WORK_HESSIAN · n N²/2`` against ``DATA_ENTRY · n N`` a pass, at least
+    :data:`DATA_MIN_SWEEPS`."""
+    return max(DATA_MIN_SWEEPS, int(WORK_HESSIAN * n_free / (2.0 * DATA_ENTRY)))
+
+
 def _newton_step_cost(n: int, m: int, C: int, N2: float) -> float:
     """One Newton step's estimated cost (its products and line search, the model's coordinate
     descent on ``N2 = N²`` entries, a fixed overhead), in multiply-adds of OWL-QN's products."""
@@ -149,6 +174,10 @@ def newton_cost(n: int, m: int, C: int, n_free: int, steps: float | None = None)
     _check(n, m, C, "newton_cost")
     N2 = float(n_free) ** 2
     k = NEWTON_STEPS if steps is None else max(float(steps), 1.0)
+    if data_route(n, C, n_free):  # no Hessian: DATA_PASSES passes over the examples a step
+        step = NEWTON_STEP_PRODUCTS * 4.0 * n * m * C + \
+            DATA_PASSES * DATA_ENTRY * n * float(n_free) + NEWTON_STEP_FIXED
+        return (k * step + NEWTON_FIXED) / owlqn_iteration_cost(n, m, C)
     step = _newton_step_cost(n, m, C, N2)
     point = NEWTON_HESSIAN * n * N2 / 2 + k * step + NEWTON_FIXED
     return point / owlqn_iteration_cost(n, m, C)
@@ -315,7 +344,8 @@ def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None
         Newton's mean steps per point on this path so far (None: it has not run).
     max_free : int, optional
         Newton's own limit (:data:`~sparse_probe.solvers.newton.DEFAULT_MAX_FREE`): above it
-        Newton would only hand the point to OWL-QN, so OWL-QN it is.
+        Newton would only hand the point to OWL-QN, so OWL-QN it is, but for a model solved in
+        data space (:func:`data_route`: no (N, N) model to outgrow).
     newton_over : float, optional
         How far :func:`newton_cost` underpriced Newton's last points on this path: the mean
         of their :func:`newton_cost_ratio`. Above 1 the
@@ -323,7 +353,8 @@ def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None
         costly side by design, the module docstring: a Newton made cheaper on paper went
         on where OWL-QN was several times faster).
     """
-    if owlqn_iters is None or (max_free is not None and n_free > max_free):
+    if owlqn_iters is None or (max_free is not None and n_free > max_free
+                               and not data_route(n, C, n_free)):
         return False
     iters = grown_count(owlqn_iters, n_free, owlqn_free) if on_newton else float(owlqn_iters)
     return _newton_estimate(n, m, C, n_free, newton_steps, newton_over) < \
@@ -422,9 +453,10 @@ def owlqn_budget(n: int, m: int, C: int, n_free: int, *, newton_steps: float | N
     newton_steps, newton_over : float, optional
         As :func:`prefer_newton`.
     max_free : int, optional
-        Newton's limit on ``n_free``: above it, None.
+        Newton's limit on ``n_free`` (its (N, N) model's): above it, None, but for a model
+        solved in data space (:func:`data_route`).
     """
-    if max_free is not None and n_free > max_free:
+    if max_free is not None and n_free > max_free and not data_route(n, C, n_free):
         return None
     est = _newton_estimate(n, m, C, n_free, newton_steps, newton_over)
     return max(MIN_BUDGET, int(HANDOVER * est + 0.5))

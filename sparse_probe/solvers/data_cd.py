@@ -28,18 +28,15 @@ import logging
 import numpy as np
 import torch
 
-from sparse_probe.solvers.choice import DATA_ENTRY, WORK_HESSIAN
 from sparse_probe.solvers.compiled import checked_kernel
 
 __all__ = [
-    "DATA_MIN_SWEEPS",
     "DATA_SWEEPS",
     "FLAT_PASSES",
     "DataWork",
     "compiled",
     "data_pays",
     "data_qp",
-    "data_sweep_cap",
 ]
 
 log = logging.getLogger(__name__)
@@ -75,18 +72,6 @@ def data_pays(n: int, n_free: int) -> bool:
 FLAT_PASSES = 2
 """Full passes in a row no better than the best one, after which a solve stops (its sums'
 rounding, not the model, decides there)."""
-
-DATA_MIN_SWEEPS = 8
-"""Passes a data-space model solve may always make (:func:`data_sweep_cap`)."""
-
-
-def data_sweep_cap(n_free: int) -> int:
-    """Passes a data-space model solve of ``n_free`` coordinates may make before the Newton
-    solver gives up on it for the Gram route: as many as cost what its fresh Hessian would,
-    ``WORK_HESSIAN · n N²/2`` against ``DATA_ENTRY · n N`` a pass
-    (:mod:`~sparse_probe.solvers.choice`'s prices), at least :data:`DATA_MIN_SWEEPS`."""
-    return max(DATA_MIN_SWEEPS, int(WORK_HESSIAN * n_free / (2.0 * DATA_ENTRY)))
-
 
 _STATE: dict = {}
 

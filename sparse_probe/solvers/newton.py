@@ -45,7 +45,7 @@ Hessian is formed: the model is solved by coordinate descent over the examples
 (:mod:`~sparse_probe.solvers.data_cd`, two passes over n per coordinate against ``n N²/2`` for
 the Hessian; on the bench's 500 × 5,000 × 10 path 2.07× faster, three held-out n ≪ d paths
 1.26-1.71×: ``benchmarks/results/data-cd-cpu-2026-12-06.txt``); a solve that does not reach
-its tolerance within what a fresh Hessian would cost (:func:`~sparse_probe.solvers.data_cd.
+its tolerance within what a fresh Hessian would cost (:func:`~sparse_probe.solvers.choice.
 data_sweep_cap`) is finished on the Gram route from where it stopped, and the point stays
 there. It still
 pays only where the free set is small against ``n·m·C`` times OWL-QN's iteration count:
@@ -69,8 +69,8 @@ import torch
 from sparse_probe.penalties import ElasticNet
 from sparse_probe.solvers.base import SolveResult
 from sparse_probe.solvers.centering import center_shift
-from sparse_probe.solvers.choice import carry_pays, newton_observed_cost
-from sparse_probe.solvers.data_cd import DataWork, data_pays, data_qp, data_sweep_cap
+from sparse_probe.solvers.choice import carry_pays, data_sweep_cap, newton_observed_cost
+from sparse_probe.solvers.data_cd import DataWork, data_pays, data_qp
 from sparse_probe.solvers.data_cd import compiled as data_cd_compiled
 from sparse_probe.solvers.gram_cd import QPWork, enet_qp
 from sparse_probe.solvers.lbfgs import LBFGSMemory
@@ -686,7 +686,8 @@ def newton(
             or (stale_step and _refresh(viol, viol_before, tol, n, m, C, Nw + C))
         force = False
         spent = it and over_budget()
-        if Nw + C > max_free or spent:  # too large a model, or too costly: OWL-QN from here
+        # (a model solved in data space has no (N, N) matrix to outgrow max_free)
+        if (Nw + C > max_free and not (data_space and data_pays(n, Nw))) or spent:
             if spent:
                 log.debug("newton: over its budget of %.0f OWL-QN iterations after %d steps: "
                           "OWL-QN from here", max_cost, it)
