@@ -302,7 +302,7 @@ def test_the_choice_prices_a_data_space_model_without_a_hessian(monkeypatch):
     n, m, C = 500, 3000, 10
     if data_cd.compiled():
         assert choice.data_route(n, C, n + C + 1) and not choice.data_route(n, C, n + C)
-        step = 2.4 * 4 * n * m * C + 10 * 33 * n * (n + C + 1) + 6.12e7
+        step = 2.4 * 4 * n * m * C + 15 * 35 * n * (n + C + 1) + 6.12e7
         want = (3.5 * step + 5.44e8) / choice.owlqn_iteration_cost(n, m, C)
         assert choice.newton_cost(n, m, C, n + C + 1) == pytest.approx(want, rel=1e-12)
         # over max_free, a data-space model may still run: no (N, N) matrix to outgrow
@@ -321,3 +321,19 @@ def test_the_choice_prices_a_data_space_model_without_a_hessian(monkeypatch):
     cost = choice.newton_cost(n, m, C, 5000)
     assert not choice.prefer_newton(n, m, C, 5000, 10 * cost, max_free=4096)
     assert choice.owlqn_budget(n, m, C, 5000, max_free=4096) is None
+
+
+@compiled
+def test_a_crawling_solve_over_max_free_goes_to_owlqn(monkeypatch, caplog):
+    """A data-space model may exceed max_free (it has no (N, N) matrix); where its solve
+    crawls, the Gram route would need one: OWL-QN finishes the point instead."""
+    X, y, C = _wide(seed=3)
+    monkeypatch.setattr(newton_module, "data_sweep_cap", lambda N: 1)
+    with caplog.at_level(logging.DEBUG, logger="sparse_probe.solvers.newton"):
+        data, a = _solve(X, y, C, 0.02, max_free=C + X.shape[0] + 1)
+    assert sum("data-space model unsolved" in r.message for r in caplog.records) == 1
+    assert a.converged and "owlqn" in a.iterations and a.iterations.get("newton", 0) == 0
+    _, ref = _solve(X, y, C, 0.02)
+    pen = ElasticNet(0.99)
+    f = [data.loss_grad(r.W, r.b, need_grad=False)[0] + pen.value(r.W, 0.02) for r in (a, ref)]
+    assert f[0] == pytest.approx(f[1], rel=1e-7)

@@ -565,7 +565,7 @@ def test_cost_model_is_the_documented_formula():
 
     def newton_pt(n, m, C, N, k):
         if n < N - C and data_cd_compiled():  # the model solved in data space (data_cd.py)
-            return k * (2.4 * 4 * n * m * C + 10 * 33 * n * N + 6.12e7) + 5.44e8
+            return k * (2.4 * 4 * n * m * C + 15 * 35 * n * N + 6.12e7) + 5.44e8
         step = 2.4 * 4 * n * m * C + 534 * 0.8 * N * N + 6.12e7
         return 2.28 * 0.6 * n * N * N / 2 + k * step + 5.44e8
 

@@ -106,7 +106,7 @@ WORK_HESSIAN = 2.46  # per Hessian multiply-add
 WORK_STEP_PRODUCTS = 2.49  # per 4nmC and step
 WORK_STEP_FIXED = 5.36e7
 WORK_FIXED = 5.76e8
-DATA_ENTRY = 33.0  # per example read by a data-space model solve (solvers.data_cd)
+DATA_ENTRY = 35.0  # per example read by a data-space model solve (solvers.data_cd)
 STREAM = 32.6  # per entry read from a model beyond the caches
 STREAM_CACHED = 19.2  # per entry read from a model within them
 BLAS3 = 2.78  # per multiply-add of a factorization or multi-column triangular solve
@@ -131,9 +131,12 @@ def owlqn_iteration_cost(n: int, m: int, C: int) -> float:
     return 4.0 * n * p + OWLQN_PAIR_PASSES * 4.0 * h * p + OWLQN_LOGITS * n * C + OWLQN_FIXED
 
 
-DATA_PASSES = 10.0
+DATA_PASSES = 15.0
 """Passes over every free coordinate a data-space model solve is estimated to read, in
-examples (:func:`newton_cost`; passes over the active part count their share)."""
+examples (:func:`newton_cost`; passes over the active part count their share): 10.3-11.9 on
+three n ≪ d paths, 16.6-20.5 on three more (two collinear; ``benchmarks/measure_data_cd.py``,
+``results/data-cd-cpu-2026-12-06.txt``, where :data:`DATA_ENTRY`, 14.3 Hessian multiply-adds
+an example at one thread, was measured too)."""
 DATA_MIN_SWEEPS = 8
 """Passes a data-space model solve may always make (:func:`data_sweep_cap`)."""
 

@@ -40,14 +40,16 @@ a fresh Hessian pays (a model that sees no descent or misleads the line search i
 once). On the collinear bench path this took the fresh Hessians from 25 to 9 and the path's
 time down 1.32-1.53× side by side, where an earlier solver, without the contraction rule and
 the coupled rows of joining weights, had found a carried model to contract the violation by
-a small factor only (``benchmarks/results/newton-carry-cpu-2026-12-04.txt``). Where the model has more free weights than there are examples (n ≪ d working sets), no
-Hessian is formed: the model is solved by coordinate descent over the examples
+a small factor only (``benchmarks/results/newton-carry-cpu-2026-12-04.txt``).
+
+Where the model has more free weights than there are examples (n ≪ d working sets), no Hessian
+is formed: the model is solved by coordinate descent over the examples
 (:mod:`~sparse_probe.solvers.data_cd`, two passes over n per coordinate against ``n N²/2`` for
-the Hessian; on the bench's 500 × 5,000 × 10 path 2.07× faster, three held-out n ≪ d paths
-1.26-1.71×: ``benchmarks/results/data-cd-cpu-2026-12-06.txt``); a solve that does not reach
-its tolerance within what a fresh Hessian would cost (:func:`~sparse_probe.solvers.choice.
-data_sweep_cap`) is finished on the Gram route from where it stopped, and the point stays
-there. It still
+the Hessian; ``benchmarks/results/data-cd-cpu-2026-12-06.txt``), and such a model has no
+(N, N) matrix to outgrow ``max_free``. A solve that does not reach its tolerance within what a
+fresh Hessian would cost (:func:`~sparse_probe.solvers.choice.data_sweep_cap`) is finished on
+the Gram route from where it stopped (or handed to OWL-QN where that model would be over
+``max_free``), and the point stays off the data route. The Gram route still
 pays only where the free set is small against ``n·m·C`` times OWL-QN's iteration count:
 :mod:`~sparse_probe.solvers.choice` decides per path point. Above
 ``max_free`` free coordinates, on streamed data (which offers no Hessian), and once its
@@ -698,21 +700,22 @@ def newton(
             res.work = counted() if spent else None
             return res
         it += 1
-        start = None  # the model solve's start where not the weights (the data route's end)
+        in_data, start = False, None  # start: the Gram solve's, where not the weights
         if data_space and data_pays(n, Nw):  # no Hessian: coordinate descent over the examples
-            gw, w0 = G[cls, col].cpu().numpy(), W[cls, col].cpu().numpy()
             XwT = data.XwT if data.XwT is not None else data.Xw.T.contiguous()
             target = max(0.1 * tol, inner * viol)
             u, Db, _, dviol = data_qp(
-                XwT, P, cls, col, hessian_diag(data.Xw, P, cls, col, XwT), gw,
-                gb.cpu().numpy(), w0, l1, l2, tol=target, max_sweeps=data_sweep_cap(Nw + C),
-                work=dwork)
-            state = None
-            if not dviol <= target:  # it crawled: the Gram route from its iterate, from here on
+                XwT, P, cls, col, hessian_diag(data.Xw, P, cls, col, XwT),
+                G[cls, col].cpu().numpy(), gb.cpu().numpy(), W[cls, col].cpu().numpy(), l1, l2,
+                tol=target, max_sweeps=data_sweep_cap(Nw + C), work=dwork)
+            state, in_data = None, dviol <= target
+            if not in_data:  # it crawled: the Gram route from its iterate, from here on
                 log.debug("newton: data-space model unsolved (%.3e over %.3e): Gram route",
                           dviol, target)
                 data_space, start = False, u
-        in_data = data_space and start is None and data_pays(n, Nw)
+                if Nw + C > max_free:  # too large a model for it: OWL-QN (the loop's top)
+                    it -= 1
+                    continue
         key = (cls * m + col).cpu().numpy()
         model = None
         if state is not None and not refresh:  # the last model, on the weights it covers
