@@ -337,3 +337,193 @@ def test_a_crawling_solve_over_max_free_goes_to_owlqn(monkeypatch, caplog):
     pen = ElasticNet(0.99)
     f = [data.loss_grad(r.W, r.b, need_grad=False)[0] + pen.value(r.W, 0.02) for r in (a, ref)]
     assert f[0] == pytest.approx(f[1], rel=1e-7)
+
+
+def _kernels():
+    """The sweeps to check: the numpy reference, and the compiled ones as built."""
+    out = [_sweeps_numpy]
+    if data_cd.compiled():
+        from sparse_probe.solvers._data_cd import sweeps
+
+        out.append(sweeps)
+    return out
+
+
+def _one_coordinate(fn, w, a, h=0.5, l1=0.1, l2=0.01, col=0, count=1):
+    """One coordinate (class 0, column ``col``) of a 4-example model: the violation ``fn``
+    reports and the weight it leaves."""
+    XT = np.array([[1.0, -2.0, 0.5, 3.0]], np.float32)
+    PT = np.array([[0.2, 0.7, 0.4, 0.5], [0.8, 0.3, 0.6, 0.5]], np.float32)
+    wv = np.array([w])
+    v = fn(XT, PT, np.zeros((2, 4)), np.zeros(4), np.array([0], np.int64),
+           np.array([col], np.int64), np.array([a]), np.array([h]), np.array([l1]),
+           np.array([l2]), wv, np.array([0], np.int64), 4, count)
+    return v, float(wv[0])
+
+
+@pytest.mark.parametrize("fn", _kernels(), ids=lambda f: f.__module__)
+def test_a_coordinates_violation_and_update_are_the_closed_forms(fn):
+    """At U = 0 the model's gradient is ``a``: the minimum-norm subgradient of
+    ``a + l2 w + l1 sign(w)`` on each side of zero and at it, and the exact 1-D minimizer
+    ``soft(h w - a, l1) / (h + l2)``."""
+    h, l1, l2 = 0.5, 0.1, 0.01
+    for w, a in [(0.4, 0.3), (0.4, -0.3), (-0.4, 0.3), (-0.4, -0.05), (0.0, 0.3), (0.0, -0.3),
+                 (0.0, 0.05), (0.0, -0.05)]:
+        g = a + l2 * w
+        want = abs(g + l1) if w > 0 else abs(g - l1) if w < 0 else max(abs(g) - l1, 0.0)
+        v, nw = _one_coordinate(fn, w, a, h, l1, l2)
+        assert v == pytest.approx(want, rel=1e-12, abs=1e-15), (w, a)
+        z = h * w - a
+        assert nw == pytest.approx(np.sign(z) * max(abs(z) - l1, 0) / (h + l2), rel=1e-12,
+                                   abs=1e-15), (w, a)
+    # a bias (column -1): no penalty, x = 1
+    v, nw = _one_coordinate(fn, 0.0, 0.3, h, 0.0, 0.0, col=-1)
+    assert v == pytest.approx(0.3) and nw == pytest.approx(-0.3 / h)
+    # no curvature and no ridge: left alone (no division by zero), later coordinates still
+    # move; a NaN gradient is reported, not hidden
+    v, nw = _one_coordinate(fn, 0.2, 0.3, 0.0, l1, 0.0)
+    assert nw == 0.2 and v == pytest.approx(0.4)
+    v, _ = _one_coordinate(fn, 0.2, float("nan"))
+    assert v != v
+    # no passes: nothing met, nothing moved
+    assert _one_coordinate(fn, 0.2, 0.3, count=0) == (0.0, 0.2)
+
+
+@pytest.mark.parametrize("fn", _kernels(), ids=lambda f: f.__module__)
+def test_a_coordinate_without_curvature_does_not_stop_the_pass(fn):
+    XT = np.array([[1.0, -2.0, 0.5, 3.0], [0.5, 1.0, -1.0, 2.0]], np.float32)
+    PT = np.array([[0.2, 0.7, 0.4, 0.5], [0.8, 0.3, 0.6, 0.5]], np.float32)
+    w = np.array([0.2, 0.0])
+    fn(XT, PT, np.zeros((2, 4)), np.zeros(4), np.array([0, 1], np.int64),
+       np.array([0, 1], np.int64), np.array([0.3, 0.5]), np.array([0.0, 0.5]),
+       np.array([0.1, 0.1]), np.array([0.0, 0.0]), w, np.array([0, 1], np.int64), 4, 1)
+    assert w[0] == 0.2 and w[1] == pytest.approx(-0.4 / 0.5)
+
+
+def test_the_self_check_refuses_a_kernel_that_differs_anywhere():
+    assert data_cd._agrees(_sweeps_numpy)
+    if data_cd.compiled():
+        from sparse_probe.solvers._data_cd import sweeps
+
+        assert data_cd._agrees(sweeps)
+
+    def wrong(change):
+        def run(*args):
+            args = list(args)
+            v = change(args)
+            out = _sweeps_numpy(*args)
+            return out if v is None else v(out)
+        return run
+
+    def drop_biases(a):  # the biases never visited
+        a[11] = a[11][a[5][a[11]] >= 0].astype(np.int64)
+
+    def no_l1(a):
+        a[8] = np.zeros_like(a[8])
+
+    def one_pass_less(a):
+        a[13] -= 1
+
+    def more_ridge(a):
+        a[9] = a[9] * 2 + 1e-3
+
+    def off_violation(a):
+        return lambda v: v * (1 + 1e-6)
+
+    def off_s(a):
+        s = a[3]
+        return lambda v: (s.__iadd__(1e-9), v)[1]
+
+    def off_u(a):
+        UT = a[2]
+        return lambda v: (UT.__iadd__(1e-9), v)[1]
+
+    for change in (drop_biases, no_l1, one_pass_less, more_ridge, off_violation, off_s, off_u):
+        assert not data_cd._agrees(wrong(change)), change.__name__
+
+
+def test_the_kernel_is_the_compiled_one_once_checked(monkeypatch, caplog):
+    if data_cd.compiled():
+        from sparse_probe.solvers._data_cd import sweeps
+
+        monkeypatch.setattr(data_cd, "_STATE", {})
+        assert data_cd._kernel() is sweeps
+    monkeypatch.setattr(data_cd, "_STATE", {})
+    monkeypatch.setitem(sys.modules, "sparse_probe.solvers._data_cd", None)  # not built
+    with caplog.at_level(logging.DEBUG, logger="sparse_probe.solvers.data_cd"):
+        assert data_cd._kernel() is _sweeps_numpy and not data_cd.compiled()
+    assert "the compiled _data_cd.sweeps not built; using the numpy sweeps" in caplog.text
+    monkeypatch.undo()
+    if data_cd.compiled():
+        monkeypatch.setattr(data_cd, "_STATE", {})
+        monkeypatch.setattr(data_cd, "_agrees", lambda fn: False)
+        with caplog.at_level(logging.WARNING, logger="sparse_probe.solvers.data_cd"):
+            assert data_cd._kernel() is _sweeps_numpy
+        assert ("the compiled _data_cd.sweeps disagrees with its numpy reference on a "
+                "self-check; using the numpy sweeps") in caplog.text
+
+
+class _Scripted:
+    """A stand-in for the sweeps: returns the violations it is given, in order, for passes
+    over every coordinate (``full``) and over the active part (``active``); records each
+    call's order and curvatures, and makes weight 1 nonzero on the first pass."""
+
+    def __init__(self, full, active):
+        self.full, self.active, self.calls = list(full), list(active), []
+
+    def __call__(self, XT, PT, UT, s, cls, col, a, h, l1, l2, w, order, n, count):
+        assert count == 1
+        self.calls.append((order.copy(), h.copy()))
+        w[1] = 1.0
+        return (self.full if len(order) == len(w) - 1 else self.active).pop(0)
+
+
+def _scripted_solve(monkeypatch, full, active, tol=1e-3, max_sweeps=100):
+    X, P, cls, col, grad, _H, W = _model(20, 6, 3, 9, share=0.5)
+    key, hw, gw, gb, w0 = _pieces(X, P, cls, col, grad, W, zero_share=1.0)
+    fake = _Scripted(full, active)
+    monkeypatch.setattr(data_cd, "_kernel", lambda: fake)
+    work = DataWork()
+    out = data_qp(X.T.contiguous(), P, cls, col, hw, gw, gb, w0, 0.01, 1e-3, tol=tol,
+                  max_sweeps=max_sweeps, work=work)
+    return out, fake, key.size, work, P
+
+
+def test_the_solve_cycles_active_passes_between_full_ones(monkeypatch):
+    # full 1.0 -> active 0.5, 0.4, 0.4 (no better: back to a full pass) -> full 1e-3 (met)
+    (_, _, made, viol), fake, Nw, work, P = _scripted_solve(monkeypatch, [1.0, 1e-3],
+                                                            [0.5, 0.4, 0.4])
+    assert made == 5 and viol == 1e-3 and not fake.full and not fake.active
+    N = Nw + 3
+    full = np.arange(N - 1)  # every coordinate but the last class's bias (pinned)
+    np.testing.assert_array_equal(fake.calls[0][0], full)
+    np.testing.assert_array_equal(fake.calls[4][0], full)
+    # the active part: the weights that moved (weight 1) and the biases but the pinned one
+    np.testing.assert_array_equal(fake.calls[1][0], [1, Nw, Nw + 1])
+    assert work.entries == 20 * (2 * (N - 1) + 3 * 3)
+    # the biases' curvature, mean p (1 - p), after the weights'
+    p = P.double().numpy()
+    np.testing.assert_allclose(fake.calls[0][1][Nw:], (p * (1 - p)).mean(0), rtol=1e-12)
+    # an active pass that meets the tolerance also ends the active passes
+    (_, _, made, _), fake, *_ = _scripted_solve(monkeypatch, [1.0, 0.5], [1e-3], tol=1e-3,
+                                                max_sweeps=3)
+    assert made == 3 and not fake.active
+
+
+def test_the_solve_stops_after_two_full_passes_no_better_or_at_its_budget(monkeypatch):
+    # full passes 1.0, 0.5, 0.6, 0.7: the last two no better than 0.5 -> stop there (between
+    # them, active passes until one is no better than the last: two at a constant 0.9)
+    (_, _, made, viol), fake, *_ = _scripted_solve(
+        monkeypatch, [1.0, 0.5, 0.6, 0.7, 0.1], [0.9] * 7)
+    assert viol == 0.7 and fake.full == [0.1] and made == 4 + 6 and len(fake.active) == 1
+    # one no better, then better again: the count starts over
+    (_, _, made, viol), fake, *_ = _scripted_solve(
+        monkeypatch, [1.0, 0.5, 0.6, 0.4, 0.45, 0.5, 0.1], [0.9] * 10)
+    assert viol == 0.5 and fake.full == [0.1] and made == 6 + 10
+    # the budget: exactly max_sweeps passes
+    (_, _, made, viol), fake, *_ = _scripted_solve(monkeypatch, [1.0, 0.9], [0.8, 0.7, 0.6],
+                                                   max_sweeps=4)
+    assert made == 4 and viol == 1.0
+    (_, _, made, viol), fake, *_ = _scripted_solve(monkeypatch, [1.0, 0.9], [0.8, 0.7, 0.6],
+                                                   max_sweeps=1)
+    assert made == 1 and viol == 1.0 and len(fake.calls) == 1

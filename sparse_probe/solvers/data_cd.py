@@ -108,28 +108,23 @@ def _sweeps_numpy(XT, PT, UT, s, cls, col, a, h, l1, l2, w, order, n, count) -> 
 
 
 def _agrees(fn) -> bool:
-    """``_data_cd.sweeps`` against :func:`_sweeps_numpy` on a small random model."""
-    rng = np.random.default_rng(0)
-    n, m, C = 23, 5, 3
-    XT = rng.standard_normal((m, n)).astype(np.float32)
-    PT = rng.dirichlet(np.ones(C), n).T.astype(np.float32).copy()
-    cls = np.array([0, 0, 1, 2, 2, 0, 1, 2], dtype=np.int64)
-    col = np.array([0, 3, 1, 2, 4, -1, -1, -1], dtype=np.int64)
-    N = cls.size
-    a = rng.standard_normal(N) * 0.1
-    h = np.array([float((XT[j].astype(np.float64) if j >= 0 else np.ones(n)) ** 2
-                        @ (PT[k] * (1 - PT[k]))) / n for k, j in zip(cls, col, strict=True)])
+    """Whether ``fn`` gives :func:`_sweeps_numpy`'s weights, ``U``, ``s`` and violation after
+    three passes over a small model's weights (zero and not) and biases."""
+    rs = np.random.default_rng(0)
+    n, C = 23, 3
+    XT = rs.standard_normal((5, n)).astype(np.float32)
+    PT = rs.dirichlet(np.ones(C), n).T.astype(np.float32).copy()
+    cls = np.array([0, 0, 1, 2, 2, 0, 1], dtype=np.int64)
+    col = np.array([0, 3, 1, 2, 4, -1, -1], dtype=np.int64)
+    a, h = rs.standard_normal(7) * 0.1, rs.uniform(0.1, 0.3, 7)
     l1 = np.where(col >= 0, 0.02, 0.0)
-    l2 = np.where(col >= 0, 1e-3, 0.0)
-    order = np.arange(N, dtype=np.int64)
     out = []
     for run in (fn, _sweeps_numpy):
-        UT, s, w = np.zeros((C, n)), np.zeros(n), np.zeros(N)
-        v = run(XT, PT, UT, s, cls, col, a, h, l1, l2, w, order, n, 3)
-        out.append((v, w, UT))
-    (v1, w1, U1), (v2, w2, U2) = out
-    return bool(np.isclose(v1, v2, rtol=1e-9, atol=1e-14) and np.allclose(w1, w2, rtol=1e-9,
-                atol=1e-14) and np.allclose(U1, U2, rtol=1e-9, atol=1e-14))
+        UT, s = np.zeros((C, n)), np.zeros(n)
+        w = np.array([0.0, 0.3, -0.2, 0.0, 0.1, 0.0, 0.0])
+        v = run(XT, PT, UT, s, cls, col, a, h, l1, l1 / 20, w, np.arange(7, dtype=np.int64), n, 3)
+        out.append(np.concatenate([[v], w, UT.ravel(), s]))
+    return bool(np.allclose(out[0], out[1], rtol=1e-9, atol=1e-14))
 
 
 def _kernel():
