@@ -527,3 +527,14 @@ def test_the_solve_stops_after_two_full_passes_no_better_or_at_its_budget(monkey
     (_, _, made, viol), fake, *_ = _scripted_solve(monkeypatch, [1.0, 0.9], [0.8, 0.7, 0.6],
                                                    max_sweeps=1)
     assert made == 1 and viol == 1.0 and len(fake.calls) == 1
+
+
+def test_an_equal_full_pass_is_no_better_and_a_nan_never_is(monkeypatch):
+    # a violation that repeats exactly (the sums' floor) counts as no better
+    (_, _, made, viol), fake, *_ = _scripted_solve(monkeypatch, [1.0, 0.5, 0.5, 0.5, 0.1],
+                                                   [0.9] * 9)
+    assert viol == 0.5 and fake.full == [0.1] and made == 4 + 6
+    # a NaN is never better than anything: two full passes (one active pass between)
+    nan = float("nan")
+    (_, _, made, viol), fake, *_ = _scripted_solve(monkeypatch, [nan, nan, 0.1], [nan] * 2)
+    assert viol != viol and made == 3 and fake.full == [0.1]
