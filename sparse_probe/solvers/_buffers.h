@@ -1,5 +1,6 @@
 /* The solvers' C extensions read their arrays through the buffer protocol only (no NumPy
- * headers): one getter for all of them, included by each (_softmax_ce.c, _centering.c). */
+ * headers): one getter for all of them, included by each (_softmax_ce.c, _centering.c,
+ * _data_cd.c); and CLONES, which builds a hot loop for the widest vector unit the CPU has. */
 #ifndef SPARSE_PROBE_BUFFERS_H
 #define SPARSE_PROBE_BUFFERS_H
 
@@ -10,6 +11,13 @@
 #define NATIVE_ORDER "@=>"
 #else
 #define NATIVE_ORDER "@=<"
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+/* one build for every x86-64 CPU: the loader picks the widest vector unit (ifunc) */
+#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CLONES
 #endif
 
 static const char *

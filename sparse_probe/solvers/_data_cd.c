@@ -24,13 +24,6 @@
 
 #include "_buffers.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-/* one build for every x86-64 CPU: the loader picks the widest vector unit (ifunc) */
-#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CLONES
-#endif
-
 static const char *WHERE = "_data_cd.sweeps";
 
 /* The minimum-norm subgradient's magnitude of coordinate c at w with model gradient g

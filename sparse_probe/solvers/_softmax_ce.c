@@ -34,13 +34,6 @@
 
 #include "_buffers.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-/* one build for every x86-64 CPU: the loader picks the widest vector unit (ifunc) */
-#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CLONES
-#endif
-
 #define LOG2E 1.4426950408889634
 #define LN2HI 6.93147180369123816490e-01
 #define LN2LO 1.90821492927058770002e-10
