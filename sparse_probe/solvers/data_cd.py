@@ -18,7 +18,10 @@ formed at all and a sweep reads ``~2 n N`` entries from arrays that stay in cach
 The sweeps follow glmnet's active-set cycling (Friedman, Hastie & Tibshirani, "Regularization
 paths for generalized linear models via coordinate descent", J. Stat. Softw. 2010, §2.6): one
 pass over every free coordinate, then passes over the nonzero weights and the biases until
-they settle, then a pass over all again, until a whole pass meets the tolerance.
+they settle, then a pass over all again, until a whole pass meets the tolerance, or
+:data:`FLAT_PASSES` full passes in a row do no better than the best (the float64 sums' floor).
+The last class's bias is held where it is: the model is flat along a shift of all biases (up
+to the float32 probabilities' rounding), a direction coordinate descent would crawl along.
 """
 
 from __future__ import annotations
