@@ -532,3 +532,102 @@ def test_an_equal_full_pass_is_no_better_and_a_nan_never_is(monkeypatch):
     nan = float("nan")
     (_, _, made, viol), fake, *_ = _scripted_solve(monkeypatch, [nan, nan, 0.1], [nan] * 2)
     assert viol != viol and made == 3 and fake.full == [0.1]
+
+
+def _call_args():
+    """A valid call of the compiled sweeps on a 3-example model: 2 weights and 2 biases."""
+    C, n = 2, 3  # and m = 2 columns
+    return [np.array([[1.0, -2.0, 0.5], [0.5, 1.0, -1.0]], np.float32),  # XT (m, n)
+            np.array([[0.2, 0.7, 0.4], [0.8, 0.3, 0.6]], np.float32),  # PT (C, n)
+            np.zeros((C, n)), np.zeros(n),  # UT, s
+            np.array([0, 1, 0, 1], np.int64), np.array([0, 1, -1, -1], np.int64),  # cls, col
+            np.array([0.3, -0.4, 0.1, -0.1]), np.full(4, 0.4),  # a, h
+            np.array([0.05, 0.05, 0.0, 0.0]), np.array([0.01, 0.01, 0.0, 0.0]),  # l1, l2
+            np.zeros(4), np.arange(4, dtype=np.int64), n, 2]  # w, order, n, count
+
+
+NAMES = ["XT", "PT", "UT", "s", "cls", "col", "a", "h", "l1", "l2", "w", "order"]
+WRITTEN = {"UT", "s", "w"}
+
+
+@built
+def test_compiled_sweeps_check_each_buffer_and_take_read_only_inputs():
+    ref = _call_args()
+    v_ref = built_sweeps(*ref)
+    args = _call_args()
+    for i, name in enumerate(NAMES):  # the inputs read-only: the same result
+        if name not in WRITTEN:
+            args[i].setflags(write=False)
+    assert built_sweeps(*args) == v_ref
+    for i in (2, 3, 10):
+        np.testing.assert_array_equal(args[i], ref[i])
+    for i, name in enumerate(NAMES):
+        bad = _call_args()
+        bad[i] = None
+        with pytest.raises(ValueError, match=rf"\b{name}\b"):
+            built_sweeps(*bad)
+        if name in WRITTEN:  # written in place: read-only refused
+            bad = _call_args()
+            bad[i].setflags(write=False)
+            with pytest.raises(ValueError, match=rf"\b{name}\b.*writable"):
+                built_sweeps(*bad)
+        if name in ("UT", "s", "col", "a", "h", "l1", "l2", "w"):  # sized by n, C or N
+            bad = _call_args()
+            bad[i] = np.concatenate([bad[i].ravel(), bad[i].ravel()[:1]])
+            with pytest.raises(ValueError, match=rf"\b{name}\b.*entries"):
+                built_sweeps(*bad)
+    # XT and PT must hold whole rows of n
+    bad = _call_args()
+    bad[0] = np.zeros(7, np.float32)
+    with pytest.raises(ValueError, match="whole rows"):
+        built_sweeps(*bad)
+    # every coordinate's class and column, and every entry of order, at each end and first
+    for i, values, what in ((4, ([2, 1, 0, 1], [-1, 1, 0, 1], [0, 1, 0, 2]), "outside C"),
+                            (5, ([2, 1, -1, -1], [-2, 1, -1, -1], [0, 1, -1, 2]), "outside C"),
+                            (11, ([4, 1, 2, 3], [-1, 1, 2, 3], [0, 1, 2, 4]), "outside N")):
+        for v in values:
+            bad = _call_args()
+            bad[i] = np.array(v, np.int64)
+            with pytest.raises(ValueError, match=what):
+                built_sweeps(*bad)
+    for n, count in ((0, 1), (3, -1)):
+        bad = _call_args()
+        bad[12], bad[13] = n, count
+        with pytest.raises(ValueError, match="n must be positive"):
+            built_sweeps(*bad)
+
+
+@pytest.mark.parametrize("fn", _kernels(), ids=lambda f: f.__module__)
+def test_one_example_and_a_step_of_exactly_one(fn):
+    """n = 1 is a model too; and a step of exactly 1.0 is taken like any other (the update is
+    skipped only where the weight does not move)."""
+    w = np.array([0.0])
+    fn(np.array([[2.0]], np.float32), np.array([[0.5], [0.5]], np.float32), np.zeros((2, 1)),
+       np.zeros(1), np.array([0], np.int64), np.array([0], np.int64), np.array([0.1]),
+       np.array([0.5]), np.array([0.0]), np.array([0.0]), w, np.array([0], np.int64), 1, 1)
+    assert w[0] == pytest.approx(-0.2)
+    # soft(0.5 * 0 + 0.75, 0.25) / 0.5 = 1.0 exactly: the weight, U and s all move by it
+    UT, s, w = np.zeros((2, 4)), np.zeros(4), np.array([0.0])
+    XT = np.array([[1.0, -2.0, 0.5, 3.0]], np.float32)
+    PT = np.array([[0.25, 0.75, 0.5, 0.5], [0.75, 0.25, 0.5, 0.5]], np.float32)
+    fn(XT, PT, UT, s, np.array([0], np.int64), np.array([0], np.int64), np.array([-0.75]),
+       np.array([0.5]), np.array([0.25]), np.array([0.0]), w, np.array([0], np.int64), 4, 1)
+    assert w[0] == 1.0
+    np.testing.assert_array_equal(UT[0], XT[0])
+    np.testing.assert_allclose(s, XT[0] * PT[0], rtol=1e-15)
+
+
+@built
+def test_compiled_sweeps_release_every_buffer():
+    """Each call releases the views it took: no array keeps an extra reference, after a
+    call that succeeded and after one refused."""
+    args = _call_args()
+    before = [sys.getrefcount(a) for a in args[:12]]
+    for _ in range(3):
+        built_sweeps(*args)
+    bad = list(args)
+    bad[11] = np.array([0, 9], np.int64)  # refused after every buffer was taken
+    with pytest.raises(ValueError):
+        built_sweeps(*bad)
+    del bad  # its own references to the same arrays
+    assert [sys.getrefcount(a) for a in args[:12]] == before
