@@ -240,7 +240,7 @@ def newton_observed_cost(n: int, m: int, C: int, steps: int, work: dict) -> floa
     the measured seconds per problem, where the fit on ``Σ N²`` of the model solves was off
     by 0.38-0.57 on the held-out draws): ``2.46 ×`` the Hessians' multiply-adds ``+ k (2.49 ·
     4nmC + 5.36e7) + 32.6 ×`` entries read from models beyond the caches ``+ 19.2 ×`` from
-    models within them ``+ 2.78 ×`` factorization multiply-adds ``+ 5.76e8``; ``+ 54 ×`` the
+    models within them ``+ 2.78 ×`` factorization multiply-adds ``+ 5.76e8``; ``+ 35 ×`` the
     examples read by data-space model solves (``"data"``, :mod:`~sparse_probe.solvers.data_cd`;
     priced apart, at its measured time per example over the Hessian's per multiply-add at one
     thread: :data:`DATA_ENTRY`).

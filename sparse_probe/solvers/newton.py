@@ -688,8 +688,9 @@ def newton(
             or (stale_step and _refresh(viol, viol_before, tol, n, m, C, Nw + C))
         force = False
         spent = it and over_budget()
+        to_data = data_space and data_pays(n, Nw)  # solved in data space (data_cd)
         # (a model solved in data space has no (N, N) matrix to outgrow max_free)
-        if (Nw + C > max_free and not (data_space and data_pays(n, Nw))) or spent:
+        if (Nw + C > max_free and not to_data) or spent:
             if spent:
                 log.debug("newton: over its budget of %.0f OWL-QN iterations after %d steps: "
                           "OWL-QN from here", max_cost, it)
@@ -701,7 +702,7 @@ def newton(
             return res
         it += 1
         in_data, start = False, None  # start: the Gram solve's, where not the weights
-        if data_space and data_pays(n, Nw):  # no Hessian: coordinate descent over the examples
+        if to_data:  # no Hessian: coordinate descent over the examples
             XwT = data.XwT if data.XwT is not None else data.Xw.T.contiguous()
             target = max(0.1 * tol, inner * viol)
             u, Db, _, dviol = data_qp(
