@@ -8,9 +8,12 @@ defaults. Per trial it prints both times, our largest KKT violation over the tol
 (independent float64 gradient; ≤ 1: verified) and our largest objective gap to the better of
 the two at any λ (python-glmnet on the same standardized data), flagging KKT/tol > 1 or a gap
 over 1e-5 (issue 19's bar). ``--grouped`` does the same for the grouped penalty (our default
-solver for it, FISTA, against glmnet's grouped multinomial, ``kopt=2``).
+solver for it, FISTA, against glmnet's grouped multinomial, ``kopt=2``). ``--wide`` draws
+n ≪ d shapes instead (n in [100, 1000), d in [1000, 6000), C up to 40): there the Newton
+models have more free weights than examples and are solved in data space
+(:mod:`sparse_probe.solvers.data_cd`), a route the default shapes rarely reach.
 
-    python benchmarks/sweep_heldout.py [--seed 3] [--trials 16] [--eps 1e-4] [--grouped]
+    python benchmarks/sweep_heldout.py [--seed 3] [--trials 16] [--eps 1e-4] [--grouped] [--wide]
 """
 
 from __future__ import annotations
@@ -27,13 +30,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 KINDS = ["current", "collinear", "lowrank-relu", "rare-class", "copied-columns"]
 
 
-def draw(rng: np.random.Generator):
-    """One trial's (kind, X, y, eps), or None when make_classification refuses the draw."""
+#: (n range, d range, class counts) of a draw: the default shapes and ``--wide``'s n ≪ d ones
+SHAPES = {False: ((150, 4000), (8, 400), [2, 3, 5, 10, 20, 40, 70]),
+          True: ((100, 1000), (1000, 6000), [2, 3, 5, 10, 20, 40])}
+
+
+def draw(rng: np.random.Generator, wide: bool = False):
+    """One trial's (kind, X, y, eps), or None when make_classification refuses the draw;
+    ``wide``: n ≪ d shapes (:data:`SHAPES`)."""
     import bench_path as bp
 
     kind = str(rng.choice(KINDS))
-    n, d = int(rng.integers(150, 4000)), int(rng.integers(8, 400))
-    C = int(rng.choice([2, 3, 5, 10, 20, 40, 70]))
+    (n0, n1), (d0, d1), classes = SHAPES[wide]
+    n, d = int(rng.integers(n0, n1)), int(rng.integers(d0, d1))
+    C = int(rng.choice(classes))
     seed = int(rng.integers(0, 10**6))
     eps = float(rng.choice([1e-2, 1e-3]))
     try:
@@ -62,13 +72,15 @@ def main(argv=None) -> int:
                     help="every trial's path down to this times λ_max (the draws stay the same)")
     ap.add_argument("--grouped", action="store_true",
                     help="the grouped penalty (glmnet's kopt=2) instead of the elementwise one")
+    ap.add_argument("--wide", action="store_true",
+                    help="n << d shapes (n in [100, 1000), d in [1000, 6000))")
     args = ap.parse_args(argv)
     g = args.grouped
     rng = np.random.default_rng(args.seed)
     worst_kkt = worst_gap = 0.0
     done = 0
     while done < args.trials:
-        trial = draw(rng)
+        trial = draw(rng, args.wide)
         if trial is None:
             continue
         name, X, y, eps = trial

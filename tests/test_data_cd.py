@@ -342,6 +342,22 @@ def test_a_crawling_solve_over_max_free_goes_to_owlqn(monkeypatch, caplog):
     assert f[0] == pytest.approx(f[1], rel=1e-7)
 
 
+@compiled
+def test_a_crawl_after_a_data_space_step_hands_over_with_its_work(monkeypatch):
+    """A step solved in data space, then a model that crawls over max_free: Newton's one step
+    stands, OWL-QN finishes from there (no Gram route within max_free), at the optimum."""
+    X, y, C = _wide(seed=3)
+    caps = iter([10_000])  # the first solve to its target, every later one a sweep
+    monkeypatch.setattr(newton_module, "data_sweep_cap", lambda N: next(caps, 1))
+    data, a = _solve(X, y, C, 0.02, max_free=C + X.shape[0] + 1)
+    assert a.converged and a.iterations["newton"] == 1 and a.iterations["owlqn"] > 0
+    assert a.n_iter == 1 + a.iterations["owlqn"]
+    _, ref = _solve(X, y, C, 0.02)
+    pen = ElasticNet(0.99)
+    f = [data.loss_grad(r.W, r.b, need_grad=False)[0] + pen.value(r.W, 0.02) for r in (a, ref)]
+    assert f[0] == pytest.approx(f[1], rel=1e-7)
+
+
 def _kernels():
     """The sweeps to check: the numpy reference, and the compiled ones as built."""
     return [_sweeps_numpy] + ([built_sweeps] if built_sweeps is not None else [])

@@ -39,10 +39,31 @@ def test_sweep_draws_the_held_out_kinds_as_described():
     assert not X[:, -1].any()
 
 
+def test_sweep_wide_draws_n_much_smaller_than_d():
+    """``--wide``: n in [100, 1000) and d in [1000, 6000) before the kinds' own changes (a rare
+    class cuts rows, copied columns add a fifth and a zero column), so that Newton's models
+    outgrow n and take the data-space route."""
+    sweep = load_bench("sweep_heldout")
+    rng = np.random.default_rng(1)
+    shapes = []
+    while len(shapes) < 6:
+        trial = sweep.draw(rng, True)
+        if trial is not None:
+            shapes.append((trial[1].shape, int(trial[2].max()) + 1))
+    for (n, d), C in shapes:
+        assert n < 1000 <= d < 6000 + 6000 // 5 + 1 and C <= 40
+    # the default draws stay where they were: d below 400 (+ a fifth + 1 for copied columns)
+    rng = np.random.default_rng(1)
+    trial = None
+    while trial is None:
+        trial = sweep.draw(rng)
+    assert trial[1].shape[1] < 400 + 400 // 5 + 1
+
+
 def test_sweep_runs_a_trial_and_reports_kkt_and_gap(capsys, monkeypatch):
     sweep = load_bench("sweep_heldout")
 
-    def small(rng):  # a quick trial of the same kind: the drawing is tested above
+    def small(rng, wide):  # a quick trial of the same kind: the drawing is tested above
         X, y = load_bench("bench_path").make_geometry("collinear", 400, 30, 3, 5)
         return "collinear seed=5", X, y, 1e-2
 
@@ -55,13 +76,29 @@ def test_sweep_runs_a_trial_and_reports_kkt_and_gap(capsys, monkeypatch):
 def test_sweep_eps_sets_every_trials_depth(capsys, monkeypatch):
     sweep = load_bench("sweep_heldout")
 
-    def small(rng):
+    def small(rng, wide):
         X, y = load_bench("bench_path").make_geometry("current", 300, 20, 3, 7)
         return "current seed=7", X, y, 1e-2
 
     monkeypatch.setattr(sweep, "draw", small)
     assert sweep.main(["--seed", "1", "--trials", "1", "--eps", "1e-4"]) == 0
     assert "eps=0.0001 " in capsys.readouterr().out.splitlines()[0]
+
+
+def test_sweep_wide_flag_reaches_the_draws(capsys, monkeypatch):
+    sweep = load_bench("sweep_heldout")
+    asked = []
+
+    def small(rng, wide):
+        asked.append(wide)
+        X, y = load_bench("bench_path").make_geometry("current", 120, 400, 3, 7)
+        return "current seed=7", X, y, 1e-2
+
+    monkeypatch.setattr(sweep, "draw", small)
+    assert sweep.main(["--seed", "1", "--trials", "1", "--wide"]) == 0
+    assert sweep.main(["--seed", "1", "--trials", "1"]) == 0
+    assert asked == [True, False]
+    assert "120x 400x  3" in capsys.readouterr().out.splitlines()[0]
 
 
 def test_std_error_measurement_prints_a_ratio_per_problem(capsys):
@@ -338,7 +375,7 @@ def test_trace_shows_each_point_and_each_choice_the_path_made(capsys):
 def test_sweep_grouped_checks_the_grouped_penalty_against_glmnet_grouped(capsys, monkeypatch):
     sweep = load_bench("sweep_heldout")
 
-    def small(rng):
+    def small(rng, wide):
         X, y = load_bench("bench_path").make_geometry("lowrank-relu", 350, 25, 4, 11)
         return "lowrank-relu seed=11", X, y, 1e-2
 
