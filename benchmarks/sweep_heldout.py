@@ -35,6 +35,13 @@ SHAPES = {False: ((150, 4000), (8, 400), [2, 3, 5, 10, 20, 40, 70]),
           True: ((100, 1000), (1000, 6000), [2, 3, 5, 10, 20, 40])}
 
 
+def copy_columns(X: np.ndarray) -> np.ndarray:
+    """``X`` (n, d) with copies of its first ``max(1, d // 5)`` columns and a zero column
+    appended: the held-out kind ``copied-columns``."""
+    d = X.shape[1]
+    return np.concatenate([X, X[:, : max(1, d // 5)], np.zeros((len(X), 1), X.dtype)], 1)
+
+
 def draw(rng: np.random.Generator, wide: bool = False):
     """One trial's (kind, X, y, eps), or None when make_classification refuses the draw;
     ``wide``: n ≪ d shapes (:data:`SHAPES`)."""
@@ -56,7 +63,7 @@ def draw(rng: np.random.Generator, wide: bool = False):
         X, y = X[keep], y[keep]
         X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
     elif kind == "copied-columns":
-        X = np.concatenate([X, X[:, : max(1, d // 5)], np.zeros((len(y), 1), np.float32)], 1)
+        X = copy_columns(X)
     return f"{kind} seed={seed}", X, y, eps
 
 

@@ -40,6 +40,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sparse_probe import index_sets
+from sparse_probe.copies import copy_groups, equal_split
 from sparse_probe.data import FeatureSource, as_labels, block_tensor
 from sparse_probe.fit_common import column_stats, lambda_path
 from sparse_probe.path import Path
@@ -484,6 +485,10 @@ def fit_path(
     X : ndarray, torch.Tensor, np.memmap or path to a ``.npy``, shape (n_samples, n_features)
         Raw features (standardized internally). A ``.npy`` path or memmap is streamed in row
         chunks, so memory stays bounded by the chunk plus the working-set cache and O(d·C) state.
+        Columns that are exact copies of each other (:func:`~sparse_probe.copies.copy_groups`)
+        share their weight equally at every point, the optimum's split
+        (:func:`~sparse_probe.copies.equal_split`); ``info["copied_columns"]`` counts the
+        columns beyond the first of each such group (glmnet backend: not looked for).
     y : array-like of shape (n_samples,)
         Integer labels in ``[0, n_classes)``.
     alpha : float, default :data:`~sparse_probe.penalties.DEFAULT_ALPHA` (0.99)
@@ -637,7 +642,11 @@ def fit_path(
         # the statistics' pass runs on it too (beside a busy core, two threads' reductions
         # stall: a 10,000 x 256 pass up to 80 ms against 8 on one thread, ad hoc), and where
         # the fit does
-        mean, scale = _float32_standardization(*column_stats(src, device=device))
+        stats = column_stats(src, device=device)
+        mean, scale = _float32_standardization(*stats)
+        # exact copies among the columns: their weights are evened out after every solve
+        # (the optimum's split; copies.py)
+        copies = copy_groups(src, *stats)
         if low_memory is None:
             low_memory = src.n * C * 8 * 3 > 512 * 2**20 or (src.on_disk and src.nbytes > cache_bytes)
         if low_memory:
@@ -854,6 +863,7 @@ def fit_path(
                     n_iter += res.n_iter
                     W = np.zeros((C, src.d))
                     W[:, tr.ws] = res.W.cpu().numpy()
+                    equal_split(W, copies, tr.ws)  # before the KKT pass certifies it
                     b = res.b.cpu().numpy()
                 if ws.size == src.d and res.grad is not None:
                     # every feature is in the working set: the solver's gradient at its solution
@@ -919,6 +929,7 @@ def fit_path(
             "threads_dropped_at": threads_dropped, "threads_raised_at": threads_raised,
             "stopped": stopped, "full_passes": tr.passes, "low_memory": bool(low_memory),
             "resident": on_device, "total_seconds": time.perf_counter() - t0,
+            "copied_columns": int(sum(g.size - 1 for g in copies)),
         }
         return Path.from_records(records, lambdas=lams, alpha=alpha, grouped=grouped, mean=mean,
                                  scale=scale, classes=classes, info=info)

@@ -94,7 +94,8 @@ def write_probe(
                     n_points=len(path), lambda_max=float(path.lambdas[0]),
                     **{k: v for k, v in path.info.items()
                        if k in ("solver", "method", "tol", "threads", "threads_newton",
-                                "threads_dropped_at", "threads_raised_at", "stopped")}),
+                                "threads_dropped_at", "threads_raised_at", "stopped",
+                                "copied_columns")}),
         "selection": selection.to_json(),
         "accuracy": {"dense": acc(i_d), "sparse": acc(i_s)},
         "features_per_class": {"dense": float(path.features_per_class[i_d]),

@@ -60,6 +60,28 @@ def test_fit_select_features_per_class(tmp_path, features_dir):
     assert probe["features_per_class"]["sparse"] <= 2
 
 
+def test_probe_records_copied_columns_and_splits_them(tmp_path, features_dir):
+    """A features folder whose last column copies a planted one: probe.json counts it, and the
+    two columns carry the same weight in the selected layer (the optimum's equal split)."""
+    from sparse_probe import fit_features
+
+    d, support = features_dir
+    dup = tmp_path / "features"
+    dup.mkdir()
+    j = int(support[0][0])
+    for split in ("train", "val", "test"):
+        X = np.load(d / f"{split}.npy")
+        np.save(dup / f"{split}.npy", np.concatenate([X, X[:, [j]]], 1))
+        np.save(dup / f"{split}_labels.npy", np.load(d / f"{split}_labels.npy"))
+    meta = json.loads((d / "meta.json").read_text())
+    (dup / "meta.json").write_text(json.dumps(dict(meta, d=33)))
+    probe = fit_features(dup, tmp_path / "probe", n_lambdas=8, eps=1e-2, progress=False)
+    assert probe["fit"]["copied_columns"] == 1
+    rows = {(r["class"], r["feature"]): r["weight"] for r in probe["top_features"]["sparse"]}
+    pairs = [(rows[(c, j)], rows[(c, 32)]) for c in range(4) if (c, j) in rows]
+    assert pairs and all(a == b for a, b in pairs)
+
+
 def test_fit_errors(tmp_path, features_dir):
     d, _ = features_dir
     r = CliRunner().invoke(main, ["fit", "--features", str(tmp_path), "--out", str(tmp_path / "o")])

@@ -515,3 +515,19 @@ def test_bench_geometries_keeps_the_fastest_of_repeated_runs(capsys, monkeypatch
     spread = re.search(r"^current runs: ours ([0-9., ]+); glmnet ([0-9., ]+) s$", out, re.M)
     assert [float(t) for t in spread[1].split(", ")] == pytest.approx(ours, abs=0.006)
     assert [float(t) for t in spread[2].split(", ")] == pytest.approx(glm, abs=0.006)
+
+
+def test_copied_columns_measurement_prints_both_fits_per_case(capsys, monkeypatch):
+    """benchmarks/measure_copied_columns.py on a small draw: a row with the copies found, both
+    fits verified, their objectives the same within tolerance, each fit's solvers per point."""
+    m = load_bench("measure_copied_columns")
+    monkeypatch.setattr(m, "CASES", {"small": ("current", 300, 40, 4, 5, 1e-2)})
+    assert m.main(["--repeats", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    row = next(line for line in out if line.split()[0] == "small").split()
+    assert int(row[1]) == 40 // 5 + 1 - 1  # 8 copies; the zero column is constant: no group
+    assert float(row[7]) <= 1 and abs(float(row[8])) <= 1e-6  # one optimum, within tolerances
+    assert out[-2].split()[0] == "split" and out[-1].split()[0] == "not"
+    assert len(out[-1].split()[1]) == 20  # one mark per λ
+    with pytest.raises(SystemExit, match="unknown case 'nope'"):
+        m.main(["--cases", "nope"])
