@@ -343,7 +343,7 @@ def test_a_crawling_solve_over_max_free_goes_to_owlqn(monkeypatch, caplog):
 
 
 @compiled
-def test_a_crawl_after_a_data_space_step_hands_over_with_its_work(monkeypatch):
+def test_a_crawl_after_a_data_space_step_hands_over_from_that_step(monkeypatch):
     """A step solved in data space, then a model that crawls over max_free: Newton's one step
     stands, OWL-QN finishes from there (no Gram route within max_free), at the optimum."""
     X, y, C = _wide(seed=3)
