@@ -201,3 +201,20 @@ def test_a_path_splits_each_copy_group_equally_at_its_optimum(kw, monkeypatch):
     np.testing.assert_allclose(p.objective, q.objective, rtol=1e-6)
     if kw.get("solver") == "newton":  # without the split, Newton left some copies uneven
         assert any(not np.array_equal(W[:, g[0]], W[:, g[1]]) for W in q.weights for g in groups)
+
+
+def test_a_streamed_low_memory_path_splits_copies_read_from_a_file(tmp_path):
+    """The copies of a ``.npy`` file fitted out of core (row chunks, a column cache smaller
+    than the working set): found from the file, split at every point, the path verified and
+    at the objectives of the in-memory path."""
+    X, y, groups = _path_problem(seed=8)
+    f = tmp_path / "x.npy"
+    np.save(f, X)
+    kw = dict(n_lambdas=6, eps=1e-2, progress=False)
+    p = fit_path(str(f), y, low_memory=True, cache_bytes=4096, chunk_rows=70, threads=1, **kw)
+    assert p.info["low_memory"] and p.info["copied_columns"] == 10
+    for W in p.weights:
+        for g in groups:
+            np.testing.assert_array_equal(W[:, g], np.repeat(W[:, g[:1]], len(g), 1))
+    assert np.all(p.kkt_violation <= np.asarray(p.info["tol_per_point"]))
+    np.testing.assert_allclose(p.objective, fit_path(X, y, **kw).objective, rtol=1e-6)
