@@ -45,6 +45,28 @@ def _stat(ticks: dict[int, tuple[int, ...]], guest: int = 0) -> str:
     return "\n".join([*lines, "intr 1 0 0", "ctxt 5"]) + "\n"
 
 
+class _Paused:
+    """A scripted pause: wall time advances by each sleep (or by ``step`` per sleep, where
+    given: exact shares), this process's CPU time by ``own_share`` of it, or by ``shares``'
+    next value per sleep where given."""
+
+    def __init__(self, own_share=0.0, shares=(), step=None):
+        self.t, self.c, self.slept = 100.0, 5.0, []
+        self.own, self.shares, self.step = own_share, list(shares), step
+
+    def sleep(self, s):
+        self.slept.append(s)
+        dt = s if self.step is None else self.step
+        self.c += dt * (self.shares.pop(0) if self.shares else self.own)
+        self.t += dt
+
+    def clock(self):
+        return self.t
+
+    def cpu(self):
+        return self.c
+
+
 @pytest.mark.real_load
 def test_busy_cores_reads_the_others_load_on_this_process_cpus(monkeypatch):
     import os
@@ -61,18 +83,20 @@ def test_busy_cores_reads_the_others_load_on_this_process_cpus(monkeypatch):
         after[c] = (100, 0, 50, 1080, 30, 0, 0, 0)
     after[other] = (200, 0, 50, 1000, 10, 0, 0, 0)
     texts = [_stat(base, guest=7), _stat(after, guest=40)]  # guest time: not counted twice
-    clock = iter([10.0, 10.04, 10.04])
-    own = iter([1.0, 1.01])  # this process ran a quarter of a core meanwhile (its own)
-    slept = []
-    got = ml.busy_cores(read=lambda: texts.pop(0), sleep=slept.append,
-                        cpu_time=lambda: next(own), clock=lambda: next(clock))
-    assert slept == [ml.LOAD_WINDOW_S]
+    # this process's other threads ran a quarter of a core meanwhile (its own, and under
+    # SPIN_SHARE: no wait, not counted)
+    t = _Paused(own_share=0.25)
+    got = ml.busy_cores(read=lambda: texts.pop(0), sleep=t.sleep, cpu_time=t.cpu, clock=t.clock)
+    assert t.slept == [ml.LOAD_WINDOW_S]
     # len(cpus) * 100 busy of 100 * len(cpus) ticks = 1 core, less this process's 0.25
     assert got == pytest.approx(1.0 - 0.25)
     unreadable = iter([_stat(base), None])
-    assert ml.busy_cores(read=lambda: next(unreadable), sleep=lambda s: None) is None
+    t = _Paused()
+    assert ml.busy_cores(read=lambda: next(unreadable), sleep=t.sleep, cpu_time=t.cpu,
+                         clock=t.clock) is None
     still = iter([_stat(base), _stat(base)])  # no tick passed
-    assert ml.busy_cores(read=lambda: next(still), sleep=lambda s: None) is None
+    assert ml.busy_cores(read=lambda: next(still), sleep=t.sleep, cpu_time=t.cpu,
+                         clock=t.clock) is None
     assert "cpu0" in ml._read_stat() and ml.STAT == "/proc/stat"
     if len(cpus) > 1:  # this thread's own CPUs (not another process's)
         os.sched_setaffinity(0, {cpus[0]})
@@ -93,7 +117,63 @@ def test_busy_cores_reads_the_others_load_on_this_process_cpus(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", no_affinity)
     w = ml.LoadWatch(0.0, read=lambda: pytest.fail("read without CPUs"))
     assert w.busy() is None and th.LoadGovernor(w, held=True).step(2, 2) == ("keep", 2)
-    assert ml.busy_cores(sleep=lambda s: None) is None
+    assert ml.busy_cores(sleep=t.sleep, cpu_time=t.cpu, clock=t.clock) is None
+
+
+def test_a_thread_of_this_process_spinning_through_the_pause_is_waited_out_or_counted(
+        monkeypatch):
+    """numpy's BLAS spinning after a product (this process at a full core while the caller
+    sleeps): the pause goes on in slices of SPIN_SLICE_S until one reads under SPIN_SHARE of
+    a core, for at most SPIN_SETTLE_S past its start; a thread still running then counts as
+    a core taken. Others' load is read over the whole pause, this process's time left out."""
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert (ml.SPIN_SHARE, ml.SPIN_SETTLE_S, ml.SPIN_SLICE_S) == (0.5, 0.15, 0.01)
+
+    def pause(shares, busy_ticks, total_ticks=1000):
+        t = _Paused(shares=shares)
+        idle = {0: (0, 0, 0, 0, 0, 0, 0, 0), 1: (0, 0, 0, 0, 0, 0, 0, 0)}
+        half = total_ticks // 2
+        after = {0: (busy_ticks, 0, 0, half - busy_ticks, 0, 0, 0, 0), 1: (0, 0, 0, half, 0, 0, 0, 0)}
+        texts = [_stat(idle), _stat(after)]
+        got = ml.busy_cores(read=lambda: texts.pop(0), sleep=t.sleep, cpu_time=t.cpu,
+                            clock=t.clock)
+        own = (t.c - 5.0) / (t.t - 100.0)  # this process's share over the whole pause
+        return got, t.slept, own
+
+    # spinning through the window and two slices, slower in the third, stopped in the fourth
+    got, slept, own = pause([1.0, 1.0, 1.0, 0.9, 0.2], busy_ticks=300)
+    assert slept == [ml.LOAD_WINDOW_S] + [ml.SPIN_SLICE_S] * 4
+    assert got == pytest.approx(2 * 300 / 1000 - own)  # no core counted for this process
+    assert own == pytest.approx((0.03 + 0.01 + 0.01 + 0.009 + 0.002) / 0.07)
+    # just over SPIN_SHARE: still spinning; just under it: settled
+    assert pause([1.0, ml.SPIN_SHARE + 1e-6, 0.0], busy_ticks=300)[1] == [0.03, 0.01, 0.01]
+    got, slept, own = pause([1.0, ml.SPIN_SHARE - 1e-6], busy_ticks=300)
+    assert slept == [0.03, 0.01] and got == pytest.approx(0.6 - own)
+    # a thread that goes on: waited for SPIN_SETTLE_S, then counted as a core
+    got, slept, own = pause([1.0] * 40, busy_ticks=480)
+    assert ml.SPIN_SETTLE_S <= sum(slept) < ml.SPIN_SETTLE_S + ml.SPIN_SLICE_S + 1e-9
+    assert got == pytest.approx(2 * 480 / 1000 - own + 1.0)
+    # quiet: the window alone; the caller's own time under SPIN_SHARE is not a core
+    got, slept, _ = pause([0.2], busy_ticks=0)
+    assert slept == [ml.LOAD_WINDOW_S] and got == pytest.approx(-0.2)
+    # exact shares (a unit step per sleep, settle in those units): SPIN_SHARE itself is
+    # still spinning and, where it lasts, counted; the wait ends at settle, not past it
+    for shares, slices, counted in [([1.0, 0.5, 0.25], 2, 0.0), ([1.0, 0.5, 0.5, 0.5], 2, 0.5),
+                                    ([0.5, 0.5, 0.5, 0.5], 2, 0.5), ([0.25], 0, 0.0)]:
+        t = _Paused(shares=shares, step=1.0)
+        idle = {0: (0, 0, 0, 0, 0, 0, 0, 0), 1: (0, 0, 0, 0, 0, 0, 0, 0)}
+        texts = [_stat(idle), _stat({0: (0, 0, 0, 100, 0, 0, 0, 0), 1: (0, 0, 0, 100, 0, 0, 0, 0)})]
+        got = ml.busy_cores(settle=3.0, read=lambda tx=texts: tx.pop(0), sleep=t.sleep,
+                            cpu_time=t.cpu, clock=t.clock)
+        assert len(t.slept) - 1 == slices, shares
+        own = (t.c - 5.0) / (t.t - 100.0)
+        assert got == pytest.approx(-own + counted), shares
+    # unreadable: None after the pause
+    t = _Paused(shares=[1.0, 0.0])
+    assert ml.busy_cores(read=lambda: None, sleep=t.sleep, cpu_time=t.cpu, clock=t.clock) is None
+    assert t.slept == [0.03, 0.01]
 
 
 @pytest.mark.real_load
@@ -227,19 +307,38 @@ def test_explicit_count_and_env_var(monkeypatch):
 
 
 def test_auto_measures_and_picks_from_the_probe(monkeypatch):
+    """Every core free: a product of at least PROBE_WORK multiply-adds per thread takes them
+    all, no probe; under it (here at 4 threads) the probe decides."""
     monkeypatch.delenv(th.ENV_VAR, raising=False)
+    cpu = torch.device("cpu")
+    assert th.PROBE_WORK == 4_000_000
     with torch_threads(2):
+        monkeypatch.setattr(th, "_probe", lambda *a: pytest.fail("probed a quiet machine"))
+        monkeypatch.setattr(th, "physical_cores", lambda: 2)
+        assert th.resolve_threads("auto", cpu, (50_000, 300, 4)) == 2
+        assert th.resolve_threads(None, cpu, (2 * th.PROBE_WORK, 1, 1)) == 2  # at the bound
+    with torch_threads(4):
         seen = {}
 
         def slow_pair(n, m, C):
             seen["shape"] = (n, m, C)
-            return {1: [1.0], 2: [3.0]}  # what a busy core does to two threads
+            return {1: [1.0], 4: [3.0]}  # what a busy core does to more threads
 
         monkeypatch.setattr(th, "_probe", slow_pair)
-        assert th.resolve_threads("auto", torch.device("cpu"), (50_000, 300, 4)) == 1
-        assert seen["shape"] == (50_000, 300, 4)
-        monkeypatch.setattr(th, "_probe", lambda n, m, C: {1: [1.0], 2: [0.5]})
-        assert th.resolve_threads(None, torch.device("cpu"), (50_000, 300, 4)) == 2
+        monkeypatch.setattr(th, "physical_cores", lambda: 4)
+        assert th.resolve_threads(None, cpu, (4 * th.PROBE_WORK, 1, 1)) == 4  # at the bound
+        assert "shape" not in seen
+        assert th.resolve_threads("auto", cpu, (4 * th.PROBE_WORK - 1, 1, 1)) == 1
+        assert seen["shape"] == (4 * th.PROBE_WORK - 1, 1, 1)
+        # four CPUs on fewer physical cores (SMT siblings), or a topology not read: probed
+        for cores in (3, None):
+            seen.clear()
+            monkeypatch.setattr(th, "physical_cores", lambda c=cores: c)
+            assert th.resolve_threads(None, cpu, (50_000, 300, 4)) == 1
+            assert seen["shape"] == (50_000, 300, 4)
+        monkeypatch.setattr(th, "_probe", lambda n, m, C: {1: [1.0], 4: [0.5]})
+        assert th.resolve_threads(None, cpu, (10_000, 300, 4)) == 4
+    with torch_threads(2):
         # the real probe returns timings for both counts, interleaved repeats
         monkeypatch.undo()
         monkeypatch.delenv(th.ENV_VAR, raising=False)
@@ -273,9 +372,29 @@ def test_one_thread_means_no_probe(monkeypatch):
     try:
         torch.set_num_threads(1)
         monkeypatch.setattr(th, "_probe", lambda *a: pytest.fail("probed with one thread"))
+        monkeypatch.setattr(th, "free_threads", lambda *a, **k: pytest.fail("read the load"))
         assert th.resolve_threads(None, torch.device("cpu"), (10_000, 1_000, 2)) == 1  # large
     finally:
         torch.set_num_threads(old)
+
+
+def test_a_held_count_is_measured_again_whatever_the_environment_says(monkeypatch):
+    """remeasure (a count held down by others' load, measured again mid-fit): torch back at
+    the machine's count for the measure, which the environment's count does not replace
+    (that count would have stood from the start), and torch's count left as it was."""
+    monkeypatch.setenv(th.ENV_VAR, "1")
+    monkeypatch.setattr(th, "physical_cores", lambda: 2)
+    seen = []
+    real = th.resolve_threads
+
+    def spy(threads, device, shape, **kw):
+        seen.append(torch.get_num_threads())
+        return real(threads, device, shape, **kw)
+
+    monkeypatch.setattr(th, "resolve_threads", spy)
+    with torch_threads(1):
+        assert th.remeasure(torch.device("cpu"), (50_000, 300, 4), 2) == 2  # every core free
+        assert seen == [2] and torch.get_num_threads() == 1
 
 
 def test_fit_uses_and_restores_the_count(monkeypatch):
@@ -379,11 +498,15 @@ def test_the_probe_decision_is_logged_in_milliseconds(monkeypatch, caplog):
     import logging
 
     monkeypatch.delenv(th.ENV_VAR, raising=False)
-    monkeypatch.setattr(th, "_probe", lambda n, m, C: {1: [0.0012345, 0.001], 2: [0.0004]})
+    monkeypatch.setattr(th, "_probe", lambda n, m, C: {1: [0.0012345, 0.001], 4: [0.0004]})
+    monkeypatch.setattr(th, "physical_cores", lambda: 4)
+    with torch_threads(4), caplog.at_level(logging.DEBUG, logger=th.__name__):
+        assert th.resolve_threads(None, torch.device("cpu"), (10_000, 300, 4)) == 4
     with torch_threads(2), caplog.at_level(logging.DEBUG, logger=th.__name__):
         assert th.resolve_threads(None, torch.device("cpu"), (10_000, 1_000, 2)) == 2
     assert [r.getMessage() for r in caplog.records if r.name == th.__name__] == [
-        "threads: probe {1: 2.23, 2: 0.4} -> 2"]
+        "threads: probe {1: 2.23, 4: 0.4} -> 4",
+        "threads: every core free, 10000 x 1000 x 2 -> 2"]
 
 
 @pytest.mark.parametrize(("n", "m", "C", "rows", "cols"), [
@@ -463,17 +586,12 @@ def test_the_probe_warms_each_count_up_before_timing(monkeypatch):
     assert seen == [(1, 0), (2, 0), (1, 1), (2, 3), (1, 5), (2, 7)]
 
 
-def test_the_repeat_and_newtons_probe_are_logged_in_milliseconds(monkeypatch, caplog):
+def test_newtons_probe_is_logged_in_milliseconds(monkeypatch, caplog):
     monkeypatch.delenv(th.ENV_VAR, raising=False)
-    probes = [{1: [0.002, 0.002], 2: [0.003, 0.003]}, {1: [0.0012345, 0.001], 2: [0.0004]}]
-    monkeypatch.setattr(th, "_probe", lambda n, m, C: probes.pop(0))
     monkeypatch.setattr(th, "_probe_hessian", lambda: {1: [0.0123456], 2: [0.0020002]})
     with torch_threads(2), caplog.at_level("DEBUG", logger=th.__name__):
-        assert th.resolve_threads("auto", torch.device("cpu"), (50_000, 300, 4),
-                                  sleep=lambda s: None) == 2
         assert th.newton_threads("auto", 1, 2) == 2
     lines = [r.getMessage() for r in caplog.records]
-    assert "threads: probe again {1: 2.23, 2: 0.4} -> 2" in lines
     assert "threads: Newton probe {1: 12.35, 2: 2.0} -> 2" in lines
 
 
@@ -515,58 +633,6 @@ def test_blas_limits_holds_the_blas_and_leaves_openmp_to_torch():
             assert counts("openmp") == omp  # torch's OpenMP team: set by torch.set_num_threads
     finally:
         torch.set_num_threads(old)
-
-
-def test_a_slower_probe_is_repeated_once_after_the_blas_spin(monkeypatch):
-    """More threads slower but not collapsed (a core shared with numpy's spinning BLAS
-    thread): probed again after BLAS_SPIN_S; a collapse (RECHECK times one thread's or more)
-    or a probe where they kept up is not repeated."""
-    monkeypatch.delenv(th.ENV_VAR, raising=False)
-    cpu = torch.device("cpu")
-
-    def run(first, second=(1.0, 0.5)):
-        # times in units of one thread's 2 s; each count timed twice (means, not sums)
-        probes, slept = [first, second], []
-
-        def probe(n, m, C):
-            one, top = probes.pop(0)
-            return {1: [2.0 * one, 2.0 * one], 2: [2.0 * top, 2.0 * top]}
-
-        monkeypatch.setattr(th, "_probe", probe)
-        k = th.resolve_threads("auto", cpu, (50_000, 300, 4), sleep=slept.append)
-        return k, slept, len(probes)
-
-    with torch_threads(2):
-        assert run((1.0, 1.5)) == (2, [th.BLAS_SPIN_S], 0)  # repeated: two threads won
-        assert run((1.0, 1.5), (1.0, 1.4)) == (1, [th.BLAS_SPIN_S], 0)  # lost again
-        assert run((1.0, 1.0001)) == (2, [th.BLAS_SPIN_S], 0)  # just slower: repeated
-        assert run((1.0, th.RECHECK - 0.01))[1] == [th.BLAS_SPIN_S]
-        # collapsed on a machine found quiet (own spinning threads): repeated
-        assert run((1.0, th.RECHECK)) == (2, [th.BLAS_SPIN_S], 0)
-        assert run((1.0, 50.0), (1.0, 50.0)) == (1, [th.BLAS_SPIN_S], 0)
-        assert run((1.0, 1.0)) == (1, [], 1)  # even, not slower: not repeated
-        assert run((1.0, 0.5)) == (2, [], 1)
-        assert run((1.0, 2.0), (1.0, 0.5)) == (2, [th.BLAS_SPIN_S], 0)
-        # means, not sums: an early stop leaves the counts with rounds of their own
-        probes, slept = [{1: [2.0, 2.0], 2: [3.0]}, {1: [2.0], 2: [1.0]}], []
-        monkeypatch.setattr(th, "_probe", lambda n, m, C: probes.pop(0))
-        assert th.resolve_threads("auto", cpu, (50_000, 300, 4), sleep=slept.append) == 2
-        assert slept == [th.BLAS_SPIN_S]
-    # other processes' load seen (3 of 4 cores free): a collapse is theirs, not repeated
-    monkeypatch.setattr(th, "free_threads", lambda top, busy=None, share=None: top - 1)
-
-    def probe3(n, m, C):
-        return {1: [2.0], 3: [2.0 * th.RECHECK]}
-
-    with torch_threads(4):
-        slept = []
-        monkeypatch.setattr(th, "_probe", probe3)
-        assert th.resolve_threads("auto", cpu, (50_000, 300, 4), sleep=slept.append) == 1
-        assert slept == []
-        monkeypatch.setattr(th, "_probe", lambda n, m, C: {1: [2.0], 3: [2.0 * th.RECHECK - 0.1]})
-        th.resolve_threads("auto", cpu, (50_000, 300, 4), sleep=slept.append)
-        assert slept == [th.BLAS_SPIN_S]  # slower, under RECHECK: repeated even so
-    assert th.BLAS_SPIN_S == 0.1 and th.RECHECK == 3.0
 
 
 def test_newton_gets_its_own_count_from_a_product_of_its_kind(monkeypatch):
@@ -912,7 +978,8 @@ def test_a_fit_held_down_by_load_at_its_start_takes_the_second_core_once_it_is_f
 
     monkeypatch.setattr(th, "RAISE_SPANS", 4)  # points 1-3 (the first solved) on one thread
     p, counts, probes = _spied_fit(monkeypatch, {1: [1.0], 2: [0.5]})
-    assert p.info["threads"] == 1 and probes == 1  # held at one (no probe), then measured
+    # held at one (no probe), then measured: both cores free (no probe either: PROBE_WORK)
+    assert p.info["threads"] == 1 and probes == 0
     point, k = p.info["threads_raised_at"]
     assert k == 2 and point == 3  # a reading before every point, from λ #0 on
     assert counts[0] == 1 and counts[-1] == 2
@@ -935,17 +1002,48 @@ def test_a_held_count_is_measured_again_at_most_while_the_path_leaves_room(monke
     twice as many quiet spans each time, and the fit stays on one thread (Newton's points
     too: its own probe finds two threads no faster either)."""
     monkeypatch.setattr(th, "RAISE_SPANS", 2)
+    monkeypatch.setattr(th, "PROBE_WORK", 10**12)  # the probe decides, every core free or not
     p, counts, probes = _spied_fit(monkeypatch, {1: [0.5], 2: [1.0]}, {1: [0.5], 2: [1.0]})
     assert p.info["threads"] == 1 and p.info["threads_raised_at"] is None
     assert set(counts) == {1}
-    # 2, 4 then 8 quiet spans before each measure (each measure probing twice: two threads
-    # slower, repeated after BLAS_SPIN_S): the 10-point path has room for two
-    assert probes == 2 * 2
+    # 2, 4 then 8 quiet spans before each measure: the 10-point path has room for two
+    assert probes == 2
 
 
 def _write(path, text):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def test_physical_cores_count_smt_siblings_once(tmp_path, monkeypatch):
+    import os
+
+    def topology(siblings):
+        for c, text in siblings.items():
+            _write(tmp_path / f"cpu{c}" / "topology" / "thread_siblings_list", text + "\n")
+
+    def affinity(pid):
+        assert pid == 0  # this process's own
+        return {0, 1, 2, 3}
+
+    monkeypatch.setattr(os, "sched_getaffinity", affinity)
+    topology({0: "0,2", 1: "1,3", 2: "0,2", 3: "1,3"})  # two cores, two siblings each
+    assert ml.physical_cores(str(tmp_path)) == 2
+    topology({2: "2", 3: "3"})
+    assert ml.physical_cores(str(tmp_path)) == 4
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 2, 5})  # cpu5 unreadable
+    assert ml.physical_cores(str(tmp_path)) is None
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 2})
+    assert ml.physical_cores(str(tmp_path)) == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set())
+    assert ml.physical_cores(str(tmp_path)) is None
+
+    def no_affinity(pid):
+        raise OSError("no affinity here")
+
+    monkeypatch.setattr(os, "sched_getaffinity", no_affinity)
+    assert ml.physical_cores(str(tmp_path)) is None
+    assert ml.SYS_CPU == "/sys/devices/system/cpu"
 
 
 def test_cpu_quota_reads_v2_and_v1_hierarchies_and_their_ancestors(tmp_path):

@@ -20,13 +20,27 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["CGROUP_ROOT", "LOAD_WINDOW_S", "STAT", "LoadWatch", "busy_cores", "cpu_quota"]
+__all__ = ["CGROUP_ROOT", "LOAD_WINDOW_S", "SPIN_SETTLE_S", "SPIN_SHARE", "STAT", "SYS_CPU",
+           "LoadWatch", "busy_cores", "cpu_quota", "physical_cores"]
 
 LOAD_WINDOW_S = 0.03
 """The pause over which :func:`busy_cores` reads the other processes' load. On the 2-core
 machine, 30 windows of 40 ms read 0.99-1.10 cores beside one CPU-bound process and -0.01-0.22
 quiet (an ad hoc run): far apart at this length already."""
 STAT = "/proc/stat"
+SPIN_SHARE = 0.5
+"""This process's own CPU time over a pause (its calling thread asleep), in cores, from which
+:func:`busy_cores` counts one of its other threads as running: numpy's BLAS (OpenBLAS) keeps
+a thread spinning at a full core for about a tenth of a second after each multi-threaded
+product (``THREAD_TIMEOUT``, 2^28 cycles), and torch's second thread beside it lost to one
+thread (2-10x a two-thread product's time, ad hoc)."""
+SPIN_SETTLE_S = 0.15
+"""How long :func:`busy_cores` waits, past its window, for such a thread to stop spinning,
+reading in slices of :data:`SPIN_SLICE_S`: over pauses of 10 ms right after a numpy
+``A.T @ A`` (800 x 800) on the 2-core machine the process ran 0.8-1.0 of a core for 110 ms,
+then less as the thread slept (ad hoc). A thread still running after it counts as a core
+taken, as another process's would."""
+SPIN_SLICE_S = 0.01
 
 
 def _stat_ticks(text: str, cpus) -> tuple[int, int]:
@@ -93,19 +107,59 @@ class LoadWatch:
         return len(self._cpus) * (b1 - b0) / (t1 - t0) - (c1 - c0) / (w1 - w0)
 
 
-def busy_cores(window: float = LOAD_WINDOW_S, *, read=_read_stat, sleep=time.sleep,
-               cpu_time=time.process_time, clock=time.perf_counter) -> float | None:
+def busy_cores(window: float = LOAD_WINDOW_S, settle: float = SPIN_SETTLE_S, *,
+               read=_read_stat, sleep=time.sleep, cpu_time=time.process_time,
+               clock=time.perf_counter) -> float | None:
     """Cores' worth of CPU time that other processes (and the hypervisor's other guests) take
-    on the CPUs this process may run on, over a pause of ``window`` seconds.
+    on the CPUs this process may run on, over a pause of ``window`` seconds, and this
+    process's own other threads where one of them keeps running.
 
     ``n_cpus · Δbusy / Δtotal`` of the ``/proc/stat`` lines of this process's CPUs
-    (``os.sched_getaffinity``), less this process's own CPU time over the wall time (its
-    other threads may run while this one sleeps). None where ``/proc/stat`` cannot be read
+    (``os.sched_getaffinity``), less this process's own CPU time over the wall time. The
+    calling thread sleeps through the pause, so this process's CPU time there is its other
+    threads': where they ran :data:`SPIN_SHARE` of a core or more (a BLAS thread spinning
+    after a product), the pause goes on in slices of :data:`SPIN_SLICE_S` until a slice reads
+    less or ``settle`` seconds have passed, and a share still at or above it is added to the
+    result (a core those threads keep from the fit). None where ``/proc/stat`` cannot be read
     (not Linux) or no tick passed. ``read``, ``sleep``, ``cpu_time``, ``clock``: for tests.
     """
     watch = LoadWatch(0.0, read=read, cpu_time=cpu_time, clock=clock)
+    c0, t0 = cpu_time(), clock()
+    start = t0
     sleep(window)
-    return watch.busy()
+    c1, t1 = cpu_time(), clock()
+    own = (c1 - c0) / max(t1 - t0, 1e-9)
+    while own >= SPIN_SHARE and t1 - start < settle:
+        c0, t0 = c1, t1
+        sleep(SPIN_SLICE_S)
+        c1, t1 = cpu_time(), clock()
+        own = (c1 - c0) / max(t1 - t0, 1e-9)
+    others = watch.busy()
+    if others is None:
+        return None
+    return others + (own if own >= SPIN_SHARE else 0.0)
+
+
+SYS_CPU = "/sys/devices/system/cpu"
+
+
+def physical_cores(root: str = SYS_CPU) -> int | None:
+    """Physical cores among the CPUs this process may run on (``os.sched_getaffinity``): CPUs
+    that share a core (SMT siblings, the same ``topology/thread_siblings_list``) count once.
+    Two threads on one core's siblings share its arithmetic units, so a fit there may gain
+    nothing from the second. None where the topology cannot be read (not Linux)."""
+    try:
+        cpus = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return None
+    cores = set()
+    for c in cpus:
+        try:
+            with open(os.path.join(root, f"cpu{c}", "topology", "thread_siblings_list")) as fh:
+                cores.add(fh.read().strip())
+        except OSError:
+            return None
+    return len(cores) or None
 
 
 CGROUP_ROOT = "/sys/fs/cgroup"

@@ -12,15 +12,18 @@ The rule (``threads=None`` / ``"auto"``, the default): on CPU, a small fit (unde
 :data:`SMALL_WORK` multiply-adds per product) runs on one thread; a larger one takes no more
 threads than its cgroup's CPU quota allows (containers, CI runners), then looks at what other
 processes keep busy on the CPUs it may run on (a 30 ms pause read from ``/proc/stat``; both
-readings: :mod:`~sparse_probe.solvers.machine_load`) and takes no more threads than the cores
-left free (:func:`free_threads`); where that leaves more than one, it times a few
+readings: :mod:`~sparse_probe.solvers.machine_load`; a thread of this process still running
+through the pause, such as numpy's BLAS spinning after a product, is waited out for up to
+:data:`~sparse_probe.solvers.machine_load.SPIN_SETTLE_S` and counts as a core taken where it
+goes on) and takes no more threads than the cores left free (:func:`free_threads`). Where
+every core is free, each thread would have a physical core of its own (no two on one core's
+SMT siblings: :func:`~sparse_probe.solvers.machine_load.physical_cores`) and the fit's
+product has at least :data:`PROBE_WORK` multiply-adds per thread, it takes them all. Otherwise, where that leaves more than one, it times a few
 iterations' worth of the fit's own kind of work (one ``X W^T`` product, the softmax
 residual, one ``R^T X`` product on a block of this problem's shape) with one thread and with
-torch's thread count, interleaved, and keeps more threads only when they are clearly faster
+that many, interleaved, and keeps more threads only when they are clearly faster
 (mean time at most :data:`MARGIN` of one thread's). The probe costs a few tens of milliseconds
-on a quiet machine and stops at the first round where more threads are slower. A
-busy core makes the multi-threaded probe slower, so the fit falls back to one thread; on a
-quiet machine the products gain from the second core and keep it. The probe alone misjudged a
+and stops at the first round where more threads are slower. The probe alone misjudged a
 busy core in a third of the fits: a thread that wakes up is run ahead of a process that has
 been computing for a while (the scheduler's credit for sleepers), so for the few tens of
 milliseconds of the probe two threads ran at full speed beside a CPU-bound process, and for the
@@ -69,10 +72,10 @@ from collections.abc import Iterator
 
 import torch
 
-from sparse_probe.solvers.machine_load import LoadWatch, busy_cores, cpu_quota
+from sparse_probe.solvers.machine_load import LoadWatch, busy_cores, cpu_quota, physical_cores
 
-__all__ = ["BLAS_SPIN_S", "BLAS_THREADS", "BUSY_SHARE", "ENV_VAR", "MARGIN", "QUIET_SHARE",
-           "RAISE_SPANS", "RAISE_TRIES", "RECHECK", "SMALL_HESSIAN", "SMALL_WORK",
+__all__ = ["BLAS_THREADS", "BUSY_SHARE", "ENV_VAR", "MARGIN", "PROBE_WORK", "QUIET_SHARE",
+           "RAISE_SPANS", "RAISE_TRIES", "SMALL_HESSIAN", "SMALL_WORK",
            "WATCH_INTERVAL_S", "WATCH_SHARE", "LoadGovernor", "blas_limits", "fit_threads",
            "free_threads", "load_watch", "newton_threads", "pick_threads", "remeasure",
            "resolve_threads", "torch_threads"]
@@ -96,26 +99,6 @@ the 2-core machine, one BLAS thread instead of two made the default's paths that
 held-out shapes 1.01-1.46x) and the OWL-QN ones no slower; with torch on one thread, two
 BLAS threads gained nothing (``benchmarks/measure_thread_pools.py``,
 ``results/thread-pools-cpu-2026-12-03.txt``)."""
-BLAS_SPIN_S = 0.1
-"""OpenBLAS's idle threads spin for about this long after its last multi-threaded call
-(``THREAD_TIMEOUT``, 2^28 cycles) before they sleep. Beside such a spinning thread, torch's
-second thread lost every round of the probe: right after a numpy ``A.T @ A``, a two-thread
-product took 2-10x its time for 60-100 ms (an ad hoc timing), and a fresh process's first fit
-(the benchmark's λ grid is a numpy product) picked one thread where two were 1.4x faster
-over the path. So a probe that finds more threads slower, though not collapsed, is repeated
-once after this pause (:data:`RECHECK`); the fit itself holds the BLAS to
-:data:`BLAS_THREADS` from before its probe on."""
-RECHECK = 3.0
-"""A probe whose multi-threaded mean is above one thread's but under this multiple of it is
-repeated after :data:`BLAS_SPIN_S` (a core shared with a spinning BLAS thread); above it only
-where :func:`free_threads` found every core free: in a fresh process on the quiet 2-core
-machine, right after the benchmark's numpy λ grid, two threads took 5.1x one thread's probe
-time (9.49 ms vs 1.87 ms) and the path then ran on one thread, 1.24 s against 0.92-1.0 s on
-two (ad hoc runs of the current geometry, 2026-12-04). Beside a
-CPU-bound process two threads took 8-27x one thread's probe time at 10,000 × 256 × 10 and
-100-200x at 500 × 5,000 × 10, not repeated; 1.5-3x at 20,000 × 32 × 1,000, where the repeat
-(under a second at that load) finds them slower again
-(``results/path-geometries-cpu-2026-12-01.txt``)."""
 SMALL_HESSIAN = 2e8
 """A Newton point whose fresh Hessian (``n N²/2`` multiply-adds) is under this keeps the fit's
 count without a probe of its own (:func:`newton_threads`): at 30-60 G multiply-adds per
@@ -126,6 +109,15 @@ thread without a probe: below it two threads lost on every shape in every run of
 ``benchmarks/measure_thread_probe.py`` (1.1-3.9× one thread's time), above it the outcome
 varied by shape and run (0.66-1.45×) and the probe decides; the probe itself was 4-5% of a
 two-class 10,000 × 256 path (``benchmarks/results/thread-probe-cpu-2026-12-03.txt``)."""
+PROBE_WORK = 4_000_000
+"""Multiply-adds per thread (``n·d·C`` over the count) from which a fit that finds every core
+free, one physical core per thread, takes them all without a probe. On twelve shapes of 9-64 M multiply-adds (4.5-32 M per
+thread) on the quiet 2-core machine two threads ran the whole path faster on every one
+(0.80-0.96 of one thread's time), while their 4-round probe read 0.55-1.19 of one thread's
+time and picked one thread in 3 of 72 fits (``measure_thread_probe.py --spread 6 --paths``,
+``results/thread-probe-spread-cpu-2026-12-05.txt``); and the probe and the pause before it
+were 45-60 ms of each fit (ad hoc, warm processes). Below it, and where some cores are taken,
+the probe decides."""
 
 
 BUSY_SHARE = 0.5
@@ -382,7 +374,7 @@ def _probe_hessian(repeats: int = 4, clock=time.perf_counter) -> dict[int, list[
 
 
 def resolve_threads(threads, device: torch.device, shape: tuple[int, int, int],
-                    sleep=time.sleep, report: dict | None = None) -> int | None:
+                    report: dict | None = None) -> int | None:
     """The thread count for a fit on ``device`` of an ``(n, m, C)``-shaped problem.
 
     ``threads``: an int (used as is), None (the environment variable :data:`ENV_VAR` when
@@ -413,29 +405,19 @@ def resolve_threads(threads, device: torch.device, shape: tuple[int, int, int],
                   "1" if free == 1 else "probe")
         if free == 1:
             return 1
+    elif n * m * C >= top * PROBE_WORK and (physical_cores() or 0) >= top:
+        log.debug("threads: every core free, %d x %d x %d -> %d", n, m, C, top)
+        return top
     with torch_threads(free):  # the probe's candidates: 1 and ``free``
         timings = _probe(*shape)
-        choice = pick_threads(timings)
-        log.debug("threads: probe %s -> %d", _ms(timings), choice)
-        slower = _mean(timings[free]) / _mean(timings[1])
-        # slower: numpy's BLAS threads may be spinning. Where other processes' load was seen,
-        # a collapse is that load's and not repeated; on a machine found quiet even one is
-        # repeated (after a numpy product, two threads took 5x one's on the quiet machine)
-        if slower > 1 and (slower < RECHECK or free == top):
-            sleep(BLAS_SPIN_S)
-            timings = _probe(*shape)
-            choice = pick_threads(timings)
-            log.debug("threads: probe again %s -> %d", _ms(timings), choice)
+    choice = pick_threads(timings)
+    log.debug("threads: probe %s -> %d", _ms(timings), choice)
     return choice
 
 
 def _ms(timings: dict[int, list[float]]) -> dict[int, float]:
     """Total milliseconds per thread count (the debug log's)."""
     return {k: round(sum(v) * 1e3, 2) for k, v in timings.items()}
-
-
-def _mean(ts: list[float]) -> float:
-    return sum(ts) / len(ts)
 
 
 def newton_threads(threads, k: int | None, top: int) -> int | None:
@@ -502,7 +484,7 @@ def fit_threads(threads, device, shape: tuple[int, int, int],
     ``report``) for torch and :data:`BLAS_THREADS` for numpy's BLAS (:func:`blas_limits`),
     then restore both. Yields torch's count in force (None: left alone, and BLAS too)."""
     cpu = torch.device(device).type == "cpu"
-    with blas_limits(BLAS_THREADS if cpu else None):  # from before the probe (BLAS_SPIN_S)
+    with blas_limits(BLAS_THREADS if cpu else None):  # from before the load's pause
         k = resolve_threads(threads, device, shape, report=report)
         with torch_threads(k):
             yield k
