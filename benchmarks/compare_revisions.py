@@ -13,7 +13,13 @@ Cases: ``bench_path.py``'s geometries by name (its sizes, 30 λ to 1e-2·λ_max)
 ``KIND:n:d:C:SEED[:NLAM[:EPS]]`` (20 λ to 1e-2 by default: ``sweep_heldout.py``'s draws).
 
     python benchmarks/compare_revisions.py --base HEAD~1 --cases collinear,wide,\\
-        collinear:3333:138:40:176452 [--repeats 2] [--threads 1]
+        collinear:3333:138:40:176452 [--repeats 2] [--threads 1] [--quiet-start]
+
+Each row also gives the median time to the end of the path's first point (λ_max, no solve:
+the fit's set-up and its choice of thread count). By default each child draws its case and
+computes the λ grid with numpy just before the fit, so numpy's BLAS threads are still
+spinning as it starts; ``--quiet-start`` draws each case once in this process and has the
+children read it from files, as ``bench_path.py``'s workers do.
 """
 
 from __future__ import annotations
@@ -41,12 +47,18 @@ import sparse_probe
 assert sparse_probe.__file__.startswith({root!r}), sparse_probe.__file__
 from sparse_probe import fit_path
 kind, n, d, C, seed, nl, eps = {case!r}
-X, y = bp.make_geometry(kind, n, d, C, seed)
-lams = bp.lambda_grid(X, y, C, nl, eps)
+data = {data!r}
+if data is None:  # drawn here, the λ grid a numpy product just before the fit
+    X, y = bp.make_geometry(kind, n, d, C, seed)
+    lams = bp.lambda_grid(X, y, C, nl, eps)
+else:  # read from the parent's files, as bench_path.py's workers do
+    import numpy as np
+    X, y, lams = (np.load(data + s) for s in ("-X.npy", "-y.npy", "-lams.npy"))
 t = time.perf_counter()
 p = fit_path(X, y, alpha=bp.ALPHA, lambdas=lams, progress=False, threads={threads!r})
 wall = time.perf_counter() - t
-print(json.dumps([wall, list(map(float, p.objective)), p.info["method_per_point"]]))
+print(json.dumps([wall, list(map(float, p.objective)), p.info["method_per_point"],
+                  float(p.time[0])]))
 """
 
 LETTER = {"owlqn": "o", "newton": "n", "newton+owlqn": "+", "owlqn+newton": "*",
@@ -73,17 +85,31 @@ def parse_case(spec: str) -> tuple:
     return (kind, n, d, C, seed, nl, eps)
 
 
-def fit_once(root: str, case: tuple, threads: int | None = None
-             ) -> tuple[float, np.ndarray, list[str]]:
+def fit_once(root: str, case: tuple, threads: int | None = None, data: str | None = None
+             ) -> tuple[float, np.ndarray, list[str], float]:
     """One default fit of ``case`` by the library under ``root``, in a fresh process
-    (``threads``: ``fit_path``'s, None its default choice)."""
-    code = _CHILD.format(root=root, here=HERE, case=case, threads=threads)
+    (``threads``: ``fit_path``'s, None its default choice; ``data``: the prefix of
+    :func:`write_case`'s files to read, else the child draws the case itself). Returns the
+    wall seconds, the objectives, the solvers per point and the seconds to the end of the
+    path's first point (λ_max: the fit's set-up, its thread count's choice included)."""
+    code = _CHILD.format(root=root, here=HERE, case=case, threads=threads, data=data)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=root)
     if out.returncode:
         raise SystemExit(f"compare_revisions: the fit at {root} failed:\n{out.stderr[-2000:]}")
-    wall, obj, methods = json.loads(out.stdout.strip().splitlines()[-1])
-    return wall, np.asarray(obj), methods
+    wall, obj, methods, start = json.loads(out.stdout.strip().splitlines()[-1])
+    return wall, np.asarray(obj), methods, start
+
+
+def write_case(case: tuple, prefix: str) -> str:
+    """Draw ``case`` and its λ grid here and save them as ``prefix``-X/-y/-lams.npy."""
+    import bench_path as bp
+
+    kind, n, d, C, seed, nl, eps = case
+    X, y = bp.make_geometry(kind, n, d, C, seed)
+    for suffix, a in (("-X.npy", X), ("-y.npy", y), ("-lams.npy", bp.lambda_grid(X, y, C, nl, eps))):
+        np.save(prefix + suffix, a)
+    return prefix
 
 
 def checkout(rev: str, into: str) -> str:
@@ -110,6 +136,10 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None,
                     help="fit_path's threads (default: its own choice)")
+    ap.add_argument("--quiet-start", action="store_true",
+                    help="draw each case once here and have the fits read it from files "
+                         "(no numpy product in their process just before the fit, whose "
+                         "BLAS threads would still be spinning, as in bench_path.py)")
     args = ap.parse_args(argv)
     cases = [(c, parse_case(c)) for c in args.cases.split(",") if c]
     rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", args.base],
@@ -124,19 +154,24 @@ def main(argv=None) -> int:
               f"{args.repeats}; solvers per point: o OWL-QN, n Newton, + Newton then OWL-QN, "
               "* OWL-QN then Newton, - no solve (λ_max)")
         for name, case in cases:
+            data = write_case(case, os.path.join(tmp, "case")) if args.quiet_start else None
             best = {"base": float("inf"), "this": float("inf")}
+            starts: dict[str, list[float]] = {"base": [], "this": []}
             got = {}
             for _ in range(args.repeats):
                 for side, root in (("base", base), ("this", ROOT)):
-                    wall, obj, methods = fit_once(root, case, args.threads)
+                    wall, obj, methods, start = fit_once(root, case, args.threads, data)
                     best[side] = min(best[side], wall)
+                    starts[side].append(start)
                     got[side] = (obj, "".join(LETTER.get(m, "?") for m in methods))
             (ob, mb), (ot, mt) = got["base"], got["this"]
             L = min(len(ob), len(ot))
             diff = float(np.max(np.abs(ob[:L] - ot[:L]) / np.abs(ob[:L])))
+            ms = {k: 1e3 * float(np.median(v)) for k, v in starts.items()}
             print(f"{name:<36} base {best['base']:7.2f} s  this {best['this']:7.2f} s  "
                   f"base/this {best['base'] / best['this']:5.2f}  objective rel. diff "
-                  f"{diff:.1e}\n{'':<36} base {mb}\n{'':<36} this {mt}", flush=True)
+                  f"{diff:.1e}  first point (median) base {ms['base']:.0f} ms this "
+                  f"{ms['this']:.0f} ms\n{'':<36} base {mb}\n{'':<36} this {mt}", flush=True)
     finally:
         subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force",
                         os.path.join(tmp, "base")], capture_output=True)

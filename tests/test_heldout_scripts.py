@@ -211,7 +211,7 @@ def test_solver_cost_measurement_fits_both_newton_models(capsys):
         mc.main(["--geometry", "", "--threads", "0"])
 
 
-def test_compare_revisions_fits_both_sides_and_shows_the_choices(capsys):
+def test_compare_revisions_fits_both_sides_and_shows_the_choices(capsys, tmp_path):
     """benchmarks/compare_revisions.py against HEAD on a tiny case: both sides fitted in
     their own processes, the same objective where the fitter is the same, the worktree
     removed afterwards."""
@@ -223,14 +223,29 @@ def test_compare_revisions_fits_both_sides_and_shows_the_choices(capsys):
             cr.parse_case(bad)
     before = subprocess.run(["git", "-C", cr.ROOT, "worktree", "list"], capture_output=True,
                             text=True).stdout
-    assert cr.main(["--base", "HEAD", "--repeats", "1",
-                    "--cases", "collinear:300:20:3:5:4:0.1"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    row = next(ln for ln in lines if ln.startswith("collinear:300:20:3:5:4:0.1"))
-    assert "base/this" in row and float(row.split("objective rel. diff")[1]) < 1e-5
-    letters = [ln.split()[-1] for ln in lines if ln.strip().startswith(("base ", "this "))
-               and not ln.startswith("base =")]
-    assert len(letters) == 2 and all(len(v) == 4 and set(v) <= set("on+-") for v in letters)
+    for extra in ([], ["--quiet-start"]):  # the child draws the case, or reads it from files
+        assert cr.main(["--base", "HEAD", "--repeats", "1",
+                        "--cases", "collinear:300:20:3:5:4:0.1", *extra]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        row = next(ln for ln in lines if ln.startswith("collinear:300:20:3:5:4:0.1"))
+        assert "base/this" in row
+        diff = row.split("objective rel. diff")[1].split()[0]
+        assert float(diff) < 1e-5
+        first = row.split("first point (median) base ")[1].split()
+        assert first[1] == "ms" and first[2] == "this" and first[4] == "ms"
+        assert 0 < float(first[0]) < 1e5 and 0 < float(first[3]) < 1e5
+        letters = [ln.split()[-1] for ln in lines if ln.strip().startswith(("base ", "this "))
+                   and not ln.startswith("base =")]
+        assert len(letters) == 2 and all(len(v) == 4 and set(v) <= set("on+-") for v in letters)
+    # the files hold the case as the child would draw it
+    import bench_path as bp
+
+    prefix = cr.write_case(("collinear", 300, 20, 3, 5, 4, 0.1), str(tmp_path / "c"))
+    X, y = bp.make_geometry("collinear", 300, 20, 3, 5)
+    np.testing.assert_array_equal(np.load(prefix + "-X.npy"), X)
+    np.testing.assert_array_equal(np.load(prefix + "-y.npy"), y)
+    np.testing.assert_array_equal(np.load(prefix + "-lams.npy"),
+                                  bp.lambda_grid(X, y, 3, 4, 0.1))
     assert subprocess.run(["git", "-C", cr.ROOT, "worktree", "list"], capture_output=True,
                           text=True).stdout == before
     with pytest.raises(SystemExit, match="--base: not a revision"):
