@@ -18,8 +18,8 @@ through the pause, such as numpy's BLAS spinning after a product, is waited out 
 goes on) and takes no more threads than the cores left free (:func:`free_threads`). Where
 every core is free, each thread would have a physical core of its own (no two on one core's
 SMT siblings: :func:`~sparse_probe.solvers.machine_load.physical_cores`) and the fit's
-product has at least :data:`PROBE_WORK` multiply-adds per thread, it takes them all. Otherwise, where that leaves more than one, it times a few
-iterations' worth of the fit's own kind of work (one ``X W^T`` product, the softmax
+product has at least :data:`PROBE_WORK` multiply-adds per thread, it takes them all.
+Otherwise, where that leaves more than one, it times a few iterations' worth of the fit's own kind of work (one ``X W^T`` product, the softmax
 residual, one ``R^T X`` product on a block of this problem's shape) with one thread and with
 that many, interleaved, and keeps more threads only when they are clearly faster
 (mean time at most :data:`MARGIN` of one thread's). The probe costs a few tens of milliseconds
@@ -111,13 +111,15 @@ varied by shape and run (0.66-1.45×) and the probe decides; the probe itself wa
 two-class 10,000 × 256 path (``benchmarks/results/thread-probe-cpu-2026-12-03.txt``)."""
 PROBE_WORK = 4_000_000
 """Multiply-adds per thread (``n·d·C`` over the count) from which a fit that finds every core
-free, one physical core per thread, takes them all without a probe. On twelve shapes of 9-64 M multiply-adds (4.5-32 M per
-thread) on the quiet 2-core machine two threads ran the whole path faster on every one
-(0.80-0.96 of one thread's time), while their 4-round probe read 0.55-1.19 of one thread's
-time and picked one thread in 3 of 72 fits (``measure_thread_probe.py --spread 6 --paths``,
-``results/thread-probe-spread-cpu-2026-12-05.txt``); and the probe and the pause before it
-were 45-60 ms of each fit (ad hoc, warm processes). Below it, and where some cores are taken,
-the probe decides."""
+free, one physical core per thread, takes them all without a probe. On twelve shapes of
+9-64 M multiply-adds (4.5-32 M per thread) on the quiet 2-core machine two threads ran the
+whole path faster on every one (0.80-0.96 of one thread's time), while their 4-round probe
+read 0.55-1.19 of one thread's time and picked one thread in 3 of 72 fits
+(``measure_thread_probe.py --spread 6 --paths``,
+``results/thread-probe-spread-cpu-2026-12-05.txt``). Without the probe the set-up before a
+fit's first point took 60-66 ms instead of 84-105 ms, whole fits the same within noise
+(``compare_revisions.py --quiet-start``, ``results/thread-start-cpu-2026-12-06.txt``). Below
+it, and where some cores are taken, the probe decides."""
 
 
 BUSY_SHARE = 0.5
