@@ -14,7 +14,10 @@ the route from ``products.FRESH_MAP_BYTES`` on), at output sizes on both sides o
 ``--routes``: ``R^T X`` under ``products.WIDE_CLASSES`` classes from the (C, n) float32
 transpose of R, by oneDNN's op on the column-major copy ``X^T`` (the fit keeps one) and as one
 BLAS call ``(C, n) @ (n, m)`` on row-major ``X``, at sizes of ``X`` on both sides of
-``products.SINGLE_CALL_BYTES`` (the transpose made once, outside the timing).
+``products.SINGLE_CALL_BYTES`` (the transpose made once, outside the timing), with each
+route's largest error against the float64 product (units of 2⁻²⁴ times the entry's
+``Σ |r x|``) and the route the library takes here (the single call only where its check,
+``products.single_call_pays``, passes on this machine).
 
 ``--steps``: the step product ``X W^T + b`` (n, C) at the working-set sizes of the paths, by
 oneDNN's op and as one BLAS call (``torch.addmm``), each steady (median) and on its first call
@@ -40,6 +43,7 @@ from sparse_probe.solvers.products import (
     _linear,
     onednn_enabled,
     rt_x,
+    single_call_pays,
     x_wt,
 )
 
@@ -109,12 +113,20 @@ def measure_output(n: int, C: int, m: int, repeats: int, g: torch.Generator) -> 
 
 
 def measure_routes(n: int, C: int, m: int, repeats: int, g: torch.Generator) -> tuple[float, ...]:
-    """(oneDNN on X^T ms, one BLAS call on X ms) of ``R^T X`` at one shape."""
+    """(oneDNN on X^T ms, one BLAS call on X ms, oneDNN's error, the call's error) of ``R^T X``
+    at one shape; the errors against the float64 product, largest over the entries, in units
+    of 2⁻²⁴ times the largest ``Σ_i |r_i x_i|`` (a single running float32 sum errs the most)."""
     X = torch.randn(n, m, generator=g)
     XT = X.T.contiguous()
     Rt = torch.randn(C, n, generator=g)
-    torch.testing.assert_close(_linear(Rt, XT), Rt @ X, rtol=1e-4, atol=1e-3)
-    return median_ms(lambda: _linear(Rt, XT), repeats), median_ms(lambda: Rt @ X, repeats)
+    ref = Rt.double() @ X.double()
+    unit = 2.0**-24 * float((Rt.double().abs() @ X.double().abs()).max())
+
+    def err(G):
+        return float((G.double() - ref).abs().max()) / unit
+
+    return (median_ms(lambda: _linear(Rt, XT), repeats), median_ms(lambda: Rt @ X, repeats),
+            err(_linear(Rt, XT)), err(Rt @ X))
 
 
 def measure_steps(n: int, C: int, m: int, repeats: int, g: torch.Generator,
@@ -178,10 +190,11 @@ def main(argv=None) -> None:
                 f"{b / a:>5.2f}")
 
     def route_row(n, C, m):
-        a, b = measure_routes(n, C, m, k, g)
+        a, b, ea, eb = measure_routes(n, C, m, k, g)
         mib = 4 * n * m / 2**20
-        side = "single" if 4 * n * m <= SINGLE_CALL_BYTES else "oneDNN"
-        return f"{n:>6} {C:>5} {m:>4} {mib:>6.1f} | {a:>9.3f} | {b:>9.3f} | {b / a:>5.2f} {side}"
+        side = "single" if 4 * n * m <= SINGLE_CALL_BYTES and single_call_pays() else "oneDNN"
+        return (f"{n:>6} {C:>5} {m:>4} {mib:>6.1f} | {a:>9.3f} | {b:>9.3f} | {b / a:>5.2f} "
+                f"{side:<6} | {ea:>7.1f} {eb:>7.1f}")
 
     fresh = iter(range(1, 1000, 3))
 
@@ -201,9 +214,11 @@ def main(argv=None) -> None:
         if not onednn_enabled():
             raise SystemExit("--routes: this torch build has no usable oneDNN linear op")
         table(f"R^T X, (C, n) float32 R^T, {args.threads} thread(s), median of {k}; one BLAS "
-              f"call up to X of {SINGLE_CALL_BYTES / 2**20:.0f} MiB (products.SINGLE_CALL_BYTES)",
+              f"call up to X of {SINGLE_CALL_BYTES / 2**20:.0f} MiB (products.SINGLE_CALL_BYTES) "
+              f"where its check passes on this machine (products.single_call_pays(): "
+              f"{single_call_pays()}); errors in units of 2^-24 max sum|r x|",
               f"{'n':>6} {'C':>5} {'m':>4} {'X MiB':>6} | {'oneDNN ms':>9} | {'single ms':>9} | "
-              f"{'ratio':>5} route", ROUTE_SHAPES, route_row)
+              f"{'ratio':>5} route  | {'err 1DNN':>7} {'single':>7}", ROUTE_SHAPES, route_row)
     elif args.outputs:
         table(f"X W^T + b -> (n, C) float32, {args.threads} thread(s), median of {k}; reused "
               f"buffer from {FRESH_MAP_BYTES / 2**20:.0f} MiB",

@@ -260,6 +260,7 @@ def test_small_residual_products_take_one_blas_call(monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(products, "_linear", spy)
+    monkeypatch.setitem(products._STATE, "single", True)  # the check found it paying
     monkeypatch.setattr(products, "SINGLE_CALL_BYTES", 4 * X.numel())  # exactly X's bytes
     for G in (rt_x(R, X), rt_x(R, X, XT=X.T.contiguous())):
         np.testing.assert_allclose(G.double().numpy(), ref.numpy(), rtol=0, atol=tol)
@@ -272,3 +273,52 @@ def test_small_residual_products_take_one_blas_call(monkeypatch):
     monkeypatch.setattr(products, "SINGLE_CALL_BYTES", 2**40)
     rt_x(R, XT=X.T.contiguous())
     assert len(calls) == 4
+    # where the check found the single call not paying, oneDNN takes the small products too
+    monkeypatch.setitem(products._STATE, "single", False)
+    np.testing.assert_allclose(rt_x(R, X).double().numpy(), ref.numpy(), rtol=0, atol=tol)
+    assert len(calls) == 5
+
+
+def test_the_single_call_is_checked_for_its_sum_and_its_speed(monkeypatch):
+    """single_call_pays' check: a call that sums an entry's terms in one running float32 sum
+    (emulated by a float32 cumulative sum) fails it whatever its speed; one that sums exactly
+    passes where it beats oneDNN's product (scripted clock) and fails where it does not; with
+    oneDNN off there is nothing to choose. Decided once per process."""
+    monkeypatch.setenv("SPARSE_PROBE_ONEDNN", "1")
+    if not onednn_enabled():
+        pytest.skip("this torch build has no usable oneDNN linear op")
+
+    def running(Rt, X):  # one float32 sequence per entry, as MKL's call on session 44's CPU
+        terms = (Rt[:, :, None] * X[None]).numpy()  # numpy's float32 cumsum: float32 partials
+        return torch.from_numpy(np.cumsum(terms, axis=1, dtype=np.float32)[:, -1])
+
+    def exact(Rt, X):
+        return (Rt.double() @ X.double()).float()
+
+    calls, now = [], [0.0]
+
+    def clock():
+        return now[0]
+
+    def timed(cost):  # a route whose every call advances the scripted clock by ``cost``
+        def f(Rt, X):
+            now[0] += cost
+            calls.append(cost)
+            return exact(Rt, X)
+        return f
+
+    assert products.SINGLE_CALL_ERROR == 32 * 2.0**-24
+    assert not products._check_single_call(single=running, onednn=timed(1.0), clock=clock)
+    assert calls == []  # failed on its sum: not timed
+    assert products._check_single_call(single=timed(1.0), onednn=timed(2.0), clock=clock)
+    assert len(calls) == 1 + 12  # the sum checked; each route one untimed call, five timed
+    assert not products._check_single_call(single=timed(2.0), onednn=timed(1.0), clock=clock)
+    assert not products._check_single_call(single=timed(1.0), onednn=timed(1.0), clock=clock)
+    # the real routes on this machine: a decision either way, recorded once
+    monkeypatch.delitem(products._STATE, "single", raising=False)
+    first = products.single_call_pays()
+    real = products._check_single_call
+    monkeypatch.setattr(products, "_check_single_call", lambda: pytest.fail("checked twice"))
+    assert products.single_call_pays() is first
+    monkeypatch.setenv("SPARSE_PROBE_ONEDNN", "0")  # no oneDNN: nothing to choose
+    assert real(single=running) is True

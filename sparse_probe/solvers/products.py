@@ -23,9 +23,11 @@ error ~1e-6: only the summation order differs). CUDA tensors always use ``@``. O
 :data:`FRESH_MAP_BYTES` and more (the step product at many classes) go to torch's BLAS instead,
 written into a buffer the caller reuses: oneDNN's op has no output argument, and a fresh output
 that large cost more in page faults than the product. And ``R^T X`` over a row-major ``X`` of
-at most :data:`SINGLE_CALL_BYTES` is one plain BLAS call ``(C, n) @ (n, m)``: there (the
-working sets of most paths) it ran in 0.13-0.89 of oneDNN's time; oneDNN's kernels win on
-larger ``X`` only (the row-blocked form in the table above was the slow one).
+at most :data:`SINGLE_CALL_BYTES` is one plain BLAS call ``(C, n) @ (n, m)`` where a check
+on the machine finds it faster and summing in pieces (:func:`single_call_pays`): on session
+35's machine (the working sets of most paths) it ran in 0.13-0.89 of oneDNN's time; on
+session 44's, an AMD EPYC with AVX-512, in 1.5-3.0x oneDNN's, summing each entry's n terms in
+one running float32 sum (``benchmarks/results/products-single-call-check-cpu-2026-12-06.txt``).
 
 Why a private op: torch's public API sends every CPU matmul to its BLAS (MKL); the op behind
 torch's own oneDNN linear layers is the one way to reach oneDNN's kernels for a plain product
@@ -54,11 +56,12 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import torch
 
-__all__ = ["FRESH_MAP_BYTES", "SINGLE_CALL_BYTES", "WIDE_CLASSES", "onednn_enabled",
-           "reuse_output", "rt_x", "x_wt"]
+__all__ = ["FRESH_MAP_BYTES", "SINGLE_CALL_BYTES", "SINGLE_CALL_ERROR", "WIDE_CLASSES",
+           "onednn_enabled", "reuse_output", "rt_x", "single_call_pays", "x_wt"]
 
 #: From this many classes on, ``rt_x`` on CPU multiplies a row-major float32 copy of the
 #: residual ``R`` (n, C), read transposed by the BLAS, instead of building the (C, n)
@@ -88,6 +91,16 @@ FRESH_MAP_BYTES = 32 * 2**20
 #: Whole paths under 32 classes ran 1.00-1.18x faster with it, side by side
 #: (``benchmarks/results/compare-session-cpu-2026-12-05.txt``, run C).
 SINGLE_CALL_BYTES = 32 * 2**20
+
+#: Largest error, relative to the result, that the single-call route may show on its check
+#: (:func:`single_call_pays`): a product whose every entry sums 32,768 terms of one sign, the
+#: case where one running float32 sum errs the most. The float32 gradient's error bound
+#: (``restricted.F32_GRADIENT_ERROR``) assumes the reduction over n is summed in pieces, as
+#: oneDNN (2.7 units of 2⁻²⁴ on the check) and MKL on the machines of sessions 35-43 do. On an
+#: AMD EPYC with AVX-512 (session 44) MKL's call for C ≤ 3 summed an entry's 30,000 terms in one
+#: float32 sequence (the bit-identical result): 66 units on the check, and a gradient entry
+#: 13x the bound (``tests/test_precision.py``); oneDNN's product there 1.5e-7 against 1.1e-5.
+SINGLE_CALL_ERROR = 32 * 2.0**-24
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +142,51 @@ def _self_check() -> bool:
     except (RuntimeError, AttributeError, TypeError) as e:  # op missing or changed signature
         log.debug("oneDNN products unavailable (%s); using torch's", e)
         return False
+
+
+def single_call_pays() -> bool:
+    """Whether ``R^T X`` over a row-major ``X`` of at most :data:`SINGLE_CALL_BYTES` (under
+    :data:`WIDE_CLASSES` classes) is one plain BLAS call rather than oneDNN's: decided once
+    per process, where oneDNN is in use (:func:`onednn_enabled`), by a check of the call on
+    this machine. It must sum the n terms of an entry in pieces (an error of at most
+    :data:`SINGLE_CALL_ERROR` on a product whose terms all have one sign) and beat oneDNN's
+    product at a working set's shape (10 classes, 8,192 rows, 128 columns; median of 5 each,
+    interleaved). On the machine of session 35 it ran in 0.13-0.89 of oneDNN's time; on
+    session 44's (AMD EPYC, AVX-512) in 2.0-4.7x oneDNN's at C ≤ 20, and it failed the sum."""
+    if "single" not in _STATE:
+        _STATE["single"] = _check_single_call()
+        log.debug("products: one BLAS call for R^T X: %s", _STATE["single"])
+    return _STATE["single"]
+
+
+def _check_single_call(single=torch.mm, onednn=None, clock=time.perf_counter) -> bool:
+    """:func:`single_call_pays`' check; ``single(Rt, X)`` and ``onednn(Rt, X)`` (default
+    ``_linear(Rt, X.T)``) are the two routes' products of ``Rt`` (C, n) and ``X`` (n, m),
+    ``clock`` (seconds): for tests."""
+    if not onednn_enabled():
+        return True  # nothing to choose: torch's products either way
+    onednn = onednn or (lambda a, b: _linear(a, b.T))
+    g = torch.Generator().manual_seed(0)
+    n = 32768
+    Rt = torch.rand(3, n, generator=g) / n
+    X = torch.rand(n, 8, generator=g)
+    ref = Rt.double() @ X.double()
+    err = float((single(Rt, X).double() - ref).abs().max() / ref.abs().max())
+    if not err <= SINGLE_CALL_ERROR:
+        return False
+    Rt = torch.randn(10, 8192, generator=g)
+    X = torch.randn(8192, 128, generator=g)
+    routes = {"single": lambda: single(Rt, X), "onednn": lambda: onednn(Rt, X)}
+    times: dict[str, list[float]] = {k: [] for k in routes}
+    for f in routes.values():  # untimed first calls (oneDNN generates its kernels)
+        f()
+    for _ in range(5):
+        for k, f in routes.items():
+            t = clock()
+            f()
+            times[k].append(clock() - t)
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    return med["single"] < med["onednn"]
 
 
 def _use_onednn(*tensors: torch.Tensor) -> bool:
@@ -198,7 +256,7 @@ def rt_x(R: torch.Tensor, X: torch.Tensor | None = None, XT: torch.Tensor | None
     # (C, n) float32 in one pass; no copy when R is already the transpose of such a tensor
     Rt = R.T.to(torch.float32, memory_format=torch.contiguous_format)
     if X is not None and X.device.type == "cpu" and X.is_contiguous() and \
-            4 * X.numel() <= SINGLE_CALL_BYTES:
+            4 * X.numel() <= SINGLE_CALL_BYTES and single_call_pays():
         return Rt @ X  # one BLAS call beats oneDNN's at these sizes (SINGLE_CALL_BYTES)
     Xt = XT if XT is not None else X.T  # (m, n), a view when from X
     dense = XT.is_contiguous() if XT is not None else X.is_contiguous()
