@@ -96,10 +96,11 @@ SINGLE_CALL_BYTES = 32 * 2**20
 #: (:func:`single_call_pays`): a product whose every entry sums 32,768 terms of one sign, the
 #: case where one running float32 sum errs the most. The float32 gradient's error bound
 #: (``restricted.F32_GRADIENT_ERROR``) assumes the reduction over n is summed in pieces, as
-#: oneDNN (2.7 units of 2⁻²⁴ on the check) and MKL on the machines of sessions 35-43 do. On an
-#: AMD EPYC with AVX-512 (session 44) MKL's call for C ≤ 3 summed an entry's 30,000 terms in one
-#: float32 sequence (the bit-identical result): 66 units on the check, and a gradient entry
-#: 13x the bound (``tests/test_precision.py``); oneDNN's product there 1.5e-7 against 1.1e-5.
+#: oneDNN does (3.1 units of 2⁻²⁴ on the check) and MKL did where ``tests/test_precision.py``
+#: passed (the machines of sessions 35-43). On an AMD EPYC with AVX-512 (session 44) MKL's
+#: call summed an entry's terms in one float32 sequence (bit for bit numpy's float32 cumsum):
+#: 87.6 units on the check, and a gradient entry at 30,000 × 100 × 3 13x the bound; oneDNN's
+#: product there 1.5e-7 against 1.1e-5.
 SINGLE_CALL_ERROR = 32 * 2.0**-24
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,8 @@ def single_call_pays() -> bool:
     :data:`SINGLE_CALL_ERROR` on a product whose terms all have one sign) and beat oneDNN's
     product at a working set's shape (10 classes, 8,192 rows, 128 columns; median of 5 each,
     interleaved). On the machine of session 35 it ran in 0.13-0.89 of oneDNN's time; on
-    session 44's (AMD EPYC, AVX-512) in 2.0-4.7x oneDNN's at C ≤ 20, and it failed the sum."""
+    session 44's (AMD EPYC, AVX-512) in 1.5-3.0x oneDNN's at C ≤ 10 on two threads, and it
+    failed the sum."""
     if "single" not in _STATE:
         _STATE["single"] = _check_single_call()
         log.debug("products: one BLAS call for R^T X: %s", _STATE["single"])

@@ -19,15 +19,16 @@ goes on) and takes no more threads than the cores left free (:func:`free_threads
 every core is free, each thread would have a physical core of its own (no two on one core's
 SMT siblings: :func:`~sparse_probe.solvers.machine_load.physical_cores`) and the fit's
 product has at least :data:`PROBE_WORK` multiply-adds per thread, it takes them all.
-Otherwise, where that leaves more than one, it times a few iterations' worth of the fit's own kind of work (one ``X W^T`` product, the softmax
-residual, one ``R^T X`` product on a block of this problem's shape) with one thread and with
-that many, interleaved, and keeps more threads only when they are clearly faster
-(mean time at most :data:`MARGIN` of one thread's). The probe costs a few tens of milliseconds
-and stops at the first round where more threads are slower. The probe alone misjudged a
-busy core in a third of the fits: a thread that wakes up is run ahead of a process that has
-been computing for a while (the scheduler's credit for sleepers), so for the few tens of
-milliseconds of the probe two threads ran at full speed beside a CPU-bound process, and for the
-seconds of the fit they did not (``bench_path.py --burner --threads default,1,default,1``: the
+Otherwise, where that leaves more than one, it times a few iterations' worth of the fit's
+own kind of work (one ``X W^T`` product, the softmax residual, one ``R^T X`` product on a
+block of this problem's shape) with one thread and with that many, interleaved, and keeps
+more threads only when they are clearly faster (mean time at most :data:`MARGIN` of one
+thread's). The probe costs a few tens of milliseconds and stops at the first round where
+more threads are slower. The probe alone misjudged a busy core in a third of the fits: a
+thread that wakes up is run ahead of a process that has been computing for a while (the
+scheduler's credit for sleepers), so for the few tens of milliseconds of the probe two
+threads ran at full speed beside a CPU-bound process, and for the seconds of the fit they
+did not (``bench_path.py --burner --threads default,1,default,1``: the
 collinear path 9.9 s on the two threads the probe chose against 4.6 s on one, 100 classes 7.9
 against 4.2 s; ``results/path-threads-burner-cpu-2026-12-04.txt``). The load is read while
 this process sleeps, where no such credit applies. Load that starts during the fit is read
