@@ -32,6 +32,7 @@ Algorithm (torch, identical on CPU and CUDA):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -40,6 +41,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sparse_probe import index_sets
+from sparse_probe.allocator import fix_mmap_threshold, heap_temporaries
 from sparse_probe.copies import copy_groups, equal_split
 from sparse_probe.data import FeatureSource, as_labels, block_tensor
 from sparse_probe.fit_common import column_stats, lambda_path
@@ -637,7 +639,8 @@ def fit_path(
 
     top_threads = torch.get_num_threads()
     start_load: dict = {}  # resolve_threads' report: whether others' load held the count down
-    with fit_threads(threads, device, (src.n, src.d, C), report=start_load) as n_threads:
+    with fit_threads(threads, device, (src.n, src.d, C), report=start_load) as n_threads, \
+            contextlib.ExitStack() as scope:
         # the thread count is chosen at the fit's start (solvers/threads.py), restored after;
         # the statistics' pass runs on it too (beside a busy core, two threads' reductions
         # stall: a 10,000 x 256 pass up to 80 ms against 8 on one thread, ad hoc), and where
@@ -650,7 +653,11 @@ def fit_path(
         if low_memory is None:
             low_memory = src.n * C * 8 * 3 > 512 * 2**20 or (src.on_disk and src.nbytes > cache_bytes)
         if low_memory:
-            _fix_mmap_threshold()
+            fix_mmap_threshold()
+        elif device.type == "cpu":
+            # the (n, C) logits and residuals the solvers allocate and free at every iteration
+            # from the heap: above glibc's mmap ceiling each one was faulted in anew
+            scope.enter_context(heap_temporaries())
         tr = _Trainer(src, y, C, mean, scale, device, cache_bytes, low_memory)
         prior = counts / counts.sum()
         b = np.log(prior) - np.log(prior).mean()
@@ -962,24 +969,6 @@ def resident_by_default(nbytes: int, device: torch.device, free_bytes: int) -> b
     """``fit_path``'s default ``resident`` for ``nbytes`` of features not yet on ``device``:
     on CUDA, where they fit :data:`RESIDENT_SHARE` of its ``free_bytes``."""
     return device.type == "cuda" and nbytes <= RESIDENT_SHARE * free_bytes
-
-
-def _fix_mmap_threshold(threshold: int = 16 * 2**20) -> None:
-    """Have glibc serve allocations of ``threshold`` bytes and more with mmap, always.
-
-    glibc raises its mmap threshold each time a large block is freed, after which the per-chunk
-    float64 temporaries of the low-memory mode come from the heap and fragment it. Fixing the
-    threshold (``mallopt(M_MMAP_THRESHOLD)``, which also stops the adjustment) returns those
-    blocks to the OS when freed, which lowered the peak RSS of a scaled-down out-of-core fit.
-    No-op where glibc is not the allocator.
-    """
-    import contextlib
-    import ctypes
-    import ctypes.util
-
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-3, int(threshold))  # M_MMAP_THRESHOLD
 
 
 def _hand_over(first, second):
