@@ -367,6 +367,69 @@ def test_zero_rows():
     assert loss == 0.0 and torch.equal(out["gb"], torch.zeros(40, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("C", [1, 2, 31, 32, 37, 1000])
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 70])
+@pytest.mark.parametrize("route", [0, 1])
+def test_a_transposed_residual_is_the_row_major_one(C, n, route):
+    """ld > 0: R32 spans a (C, ld) array, row i in column i; the same floats as the (n, C)
+    residual on
+    both routes (along rows: 16 rows staged at a time, n covers a part, one, and more),
+    a row with a non-finite logit NaN in its column only, columns past n untouched."""
+    z, y, g = _problem(n, C, 7 * C + n + route)
+    dz = torch.randn(n, C, generator=g)
+    if n > 3:
+        z[3, C - 1] = float("inf")
+    outs = []
+    for ld in (0, n, n + 5):
+        R32 = torch.full((C, ld) if ld else (n, C), 7.0)
+        gb = torch.zeros(C, dtype=torch.float64)
+        # the (C - 1) ld + n floats from row 0 of class 0 to row n - 1 of class C - 1
+        span = R32.view(-1)[: (C - 1) * ld + n] if ld else R32
+        loss = ROWS(n, C, z.numpy(), dz.numpy(), 0.5, None, None, y.numpy(), None, None,
+                    span.numpy(), gb.numpy(), 1 / n, route, 1, ld)
+        if ld:
+            assert torch.equal(R32[:, n:], torch.full((C, ld - n), 7.0))
+            R32 = R32[:, :n].T
+        outs.append((loss, gb, R32))
+    for loss, gb, R32 in outs[1:]:
+        assert loss == outs[0][0] or (math.isnan(loss) and math.isnan(outs[0][0]))
+        assert torch.equal(gb, outs[0][1]) or n > 3  # a NaN row: NaN sums either way
+        assert torch.equal(R32.isnan(), outs[0][2].isnan())
+        finite = ~outs[0][2].isnan()
+        assert torch.equal(R32[finite], outs[0][2][finite])
+    if n > 3:
+        assert bool(outs[0][2][3].isnan().all()) and not bool(outs[0][2][:3].isnan().any())
+
+
+def test_ce_rows_writes_the_transposed_residual_over_threads(route):
+    """ce_rows(R32T=...) on either thread route: the one-thread row-major residual's floats,
+    the same loss and bias sums; along rows (100 classes) and in lanes (7)."""
+    before = torch.get_num_threads()
+    try:
+        for n, C in ((3001, 100), (4999, 7)):
+            z, y, g = _problem(n, C, C)
+            dz = torch.randn(n, C, generator=g)
+            torch.set_num_threads(1)
+            R32 = torch.empty(n, C)
+            ref = fused_ce.ce_rows(z, y, dz=dz, t=0.5, R32=R32, scale=1 / n)
+            torch.set_num_threads(3)
+            RT = torch.empty(C, n)
+            got = fused_ce.ce_rows(z, y, dz=dz, t=0.5, R32T=RT, scale=1 / n)
+            assert got[0] == pytest.approx(ref[0], rel=1e-14)
+            assert torch.allclose(got[1], ref[1], rtol=0, atol=1e-15)
+            assert torch.equal(RT.T, R32)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_ce_rows_refuses_two_residual_layouts_or_a_wrong_shape():
+    z, y, _ = _problem(10, 40, 8)
+    with pytest.raises(ValueError, match="R32 and R32T are alternatives"):
+        fused_ce.ce_rows(z, y, R32=torch.empty(10, 40), R32T=torch.empty(40, 10))
+    with pytest.raises(ValueError, match=r"R32T must have shape \(40, 10\), got \(10, 40\)"):
+        fused_ce.ce_rows(z, y, R32T=torch.empty(10, 40))
+
+
 def test_rows_refuse_what_they_cannot_read():
     z, y, _ = _problem(10, 40, 6)
     gb = np.zeros(40)
@@ -436,6 +499,13 @@ def test_rows_refuse_what_they_cannot_read():
              None, gb, 1.0)
     with pytest.raises(ValueError, match="need n >= 0 and C >= 1"):
         ROWS(10, 0, z.numpy(), None, 0.0, None, None, y.numpy(), None, None, None, gb, 1.0)
+    with pytest.raises(ValueError, match="R32's leading dimension 9 is below n = 10"):
+        ROWS(10, 40, z.numpy(), None, 0.0, None, None, y.numpy(), None, None,
+             np.zeros(360, dtype=np.float32), gb, 1.0, -1, 1, 9)
+    with pytest.raises(ValueError, match="R32 must be a C-contiguous float32 array of 439 "
+                                         "entries"):  # (C - 1) ld + n for ld = 11
+        ROWS(10, 40, z.numpy(), None, 0.0, None, None, y.numpy(), None, None,
+             np.zeros(440, dtype=np.float32), gb, 1.0, -1, 1, 11)
 
 
 # ------------------------------------------------------------------ fused_ce.py
@@ -733,7 +803,7 @@ def test_the_openmp_route_asks_for_threads_only_for_enough_entries(monkeypatch):
     asked, real = [], fused_ce._kernel()
 
     def counting(*args):
-        asked.append((args[0], args[-1]))
+        asked.append((args[0], args[14]))  # n, threads
         return real(*args)
 
     counting.__module__ = real.__module__  # the built module says it has OpenMP
@@ -824,9 +894,9 @@ def test_the_self_check_tries_the_openmp_blocks_only_on_more_than_one_thread():
     asked = []
 
     def off_on_threads(*args):
-        asked.append(args[-1])
+        asked.append(args[14])  # threads
         loss = ROWS(*args)
-        return loss * (1 + 1e-9) if args[-1] > 1 else loss
+        return loss * (1 + 1e-9) if args[14] > 1 else loss
 
     off_on_threads.__module__ = ROWS.__module__
     with torch_threads(None):  # torch's count restored after the body

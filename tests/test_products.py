@@ -58,9 +58,36 @@ def test_residual_product_of_many_classes_matches_float64(backend, C):
                                    atol=1e-5 * float(ref.abs().max()) + 1e-6)
 
 
+@pytest.mark.parametrize("C", [products.WIDE_CLASSES, 300])
+def test_a_transposed_residual_of_many_classes_goes_to_onednn_as_is(backend, C, monkeypatch):
+    """R given as the transpose of a (C, n) float32 array (the compiled kernel's residual):
+    from WIDE_CLASSES classes on, no copy and oneDNN's product over a view of row-major X
+    (the many-class BLAS route reads row-major R; the single call is for fewer classes,
+    even where its check found it paying); the same product."""
+    g = torch.Generator().manual_seed(C + 1)
+    X = torch.randn(700, 24, generator=g)
+    RT = torch.randn(C, 700, generator=g)
+    ref = RT.double() @ X.double()
+    calls = []
+    real = products._linear
+
+    def spy(*args):
+        calls.append(args[0].data_ptr())
+        return real(*args)
+
+    monkeypatch.setattr(products, "_linear", spy)
+    monkeypatch.setitem(products._STATE, "single", True)  # would take a small row-major R
+    G = rt_x(RT.T, X)
+    np.testing.assert_allclose(G.double().numpy(), ref.numpy(), rtol=0,
+                               atol=1e-5 * float(ref.abs().max()) + 1e-6)
+    # oneDNN read the caller's array itself (torch's products where oneDNN is off)
+    assert calls == ([RT.data_ptr()] if backend == "onednn" else [])
+
+
 def test_restricted_gradient_of_many_classes_matches_float64():
-    """RestrictedData's gradient on either side of WIDE_CLASSES vs a float64 softmax."""
-    for C in (products.WIDE_CLASSES - 1, products.WIDE_CLASSES + 8):
+    """RestrictedData's gradient on either side of WIDE_CLASSES vs a float64 softmax (from the
+    compiled kernel's transposed residual where it is built)."""
+    for C in (3, products.WIDE_CLASSES - 1, products.WIDE_CLASSES + 8, 300):
         g = torch.Generator().manual_seed(C)
         n, m = 900, 12
         X = torch.randn(n, m, generator=g)

@@ -40,6 +40,9 @@
 #define SHIFT 6755399441055744.0 /* 1.5 * 2^52: adding it rounds to an integer */
 #define FLOOR -708.0
 #define LANES 32     /* rows per block of lanes() (8 and 16 were slower, 64 no faster) */
+#define STAGED 16    /* rows row() writes to a scratch before they go to a (C, n) residual: 16
+                        floats, a cache line, per class (a row's C floats n apart, each on a
+                        page of its own at 1,000 classes, took the kernel 1.7-2.4x the time) */
 #define LANE_MAX_C 31 /* rows of at most this many classes go through lanes() (from 32 on
                          row() was as fast or faster: benchmarks/measure_softmax_ce.py) */
 
@@ -88,13 +91,14 @@ sum(Py_ssize_t C, const double *restrict e)
     return s;
 }
 
-/* One row: returns lse - z_y; writes zn (if any), R64/R32 (if any), adds the residual to gb. */
+/* One row: returns lse - z_y; writes zn (if any), R64/R32 (if any), adds the residual to gb.
+ * R32's classes lie cs floats apart (1: a row of an (n, C) array; n: a column of a (C, n)). */
 CLONES static double
 row(Py_ssize_t C, const double *restrict z, const double *restrict dz64,
     const float *restrict dz32, double t, const float *restrict dz2,
     const int64_t *restrict cls2, Py_ssize_t k2, int64_t y,
     double *restrict zn, double *restrict e,
-    double *restrict R64, float *restrict R32, double *restrict gb, double scale)
+    double *restrict R64, float *restrict R32, Py_ssize_t cs, double *restrict gb, double scale)
 {
     if (dz64) {
         for (Py_ssize_t k = 0; k < C; k++)
@@ -132,7 +136,7 @@ row(Py_ssize_t C, const double *restrict z, const double *restrict dz64,
             if (R64)
                 R64[k] = NAN;
             if (R32)
-                R32[k] = NAN;
+                R32[k * cs] = NAN;
             gb[k] = NAN;
         }
         return NAN;
@@ -143,7 +147,7 @@ row(Py_ssize_t C, const double *restrict z, const double *restrict dz64,
     double lse = m + log(s), inv = scale / s;
     /* the residual out and into the bias sums: one pass (the true class corrected after) */
     double py = e[y] * inv;
-    if (R32 && !R64) {
+    if (R32 && !R64 && cs == 1) {
 #pragma omp simd
         for (Py_ssize_t k = 0; k < C; k++) {
             double r = e[k] * inv;
@@ -156,14 +160,14 @@ row(Py_ssize_t C, const double *restrict z, const double *restrict dz64,
             if (R64)
                 R64[k] = r;
             if (R32)
-                R32[k] = (float)r;
+                R32[k * cs] = (float)r;
             gb[k] += r;
         }
     }
     if (R64)
         R64[y] = py - scale;
     if (R32)
-        R32[y] = (float)(py - scale);
+        R32[y * cs] = (float)(py - scale);
     gb[y] -= scale;
     return lse - zy;
 }
@@ -204,14 +208,15 @@ log_ge1(double s)
  * runs across rows in vector registers (row() goes along a row: too short here). Lanes
  * nr..LANES-1 hold zeros and are masked out of the sums. mv (LANES, C): scratch for the
  * moved logits where zn is not given. gbv (C, LANES) accumulates the
- * residual's column sums lane by lane (summed over lanes once, at the end). Same outputs as
- * row() for each row, up to rounding (log_ge1 for libm's log). */
+ * residual's column sums lane by lane (summed over lanes once, at the end). R32: row r's
+ * class k at r * rs + k * cs ((n, C): rs = C, cs = 1; (C, n): rs = 1, cs = n). Same outputs
+ * as row() for each row, up to rounding (log_ge1 for libm's log). */
 CLONES static double
 lanes(Py_ssize_t nr, Py_ssize_t C, const double *restrict z, const double *restrict dz64,
       const float *restrict dz32, double t, const float *restrict dz2,
       const int64_t *restrict cls2, Py_ssize_t k2, const int64_t *restrict y,
       double *restrict zn, double *restrict e, double *restrict mv, double *restrict R64,
-      float *restrict R32, double *restrict gbv, double scale)
+      float *restrict R32, Py_ssize_t rs, Py_ssize_t cs, double *restrict gbv, double scale)
 {
     double m[LANES], s[LANES], so[LANES], inv[LANES], zy[LANES], yl[LANES], bad[LANES];
     if (dz64 || dz32 || dz2) { /* the moved logits along the rows first (contiguous, into
@@ -298,14 +303,17 @@ lanes(Py_ssize_t nr, Py_ssize_t C, const double *restrict z, const double *restr
             e[k * LANES + r] = v;
             gbv[k * LANES + r] += v;
         }
-    for (Py_ssize_t r = 0; r < nr; r++) {
-        if (R64)
+    for (Py_ssize_t r = 0; r < nr && R64; r++)
+        for (Py_ssize_t k = 0; k < C; k++)
+            R64[r * C + k] = e[k * LANES + r];
+    if (R32 && cs == 1)
+        for (Py_ssize_t r = 0; r < nr; r++)
             for (Py_ssize_t k = 0; k < C; k++)
-                R64[r * C + k] = e[k * LANES + r];
-        if (R32)
-            for (Py_ssize_t k = 0; k < C; k++)
-                R32[r * C + k] = (float)e[k * LANES + r];
-    }
+                R32[r * rs + k] = (float)e[k * LANES + r];
+    else if (R32) /* (C, n): each class's lanes are consecutive floats */
+        for (Py_ssize_t k = 0; k < C; k++)
+            for (Py_ssize_t r = 0; r < nr; r++)
+                R32[k * cs + r * rs] = (float)e[k * LANES + r];
     if (any_bad)
         for (Py_ssize_t r = 0; r < nr; r++)
             if (bad[r] != 0.0) {
@@ -313,7 +321,7 @@ lanes(Py_ssize_t nr, Py_ssize_t C, const double *restrict z, const double *restr
                     if (R64)
                         R64[r * C + k] = NAN;
                     if (R32)
-                        R32[r * C + k] = NAN;
+                        R32[r * rs + k * cs] = NAN;
                     gbv[k * LANES + r] = NAN;
                 }
                 loss = NAN;
@@ -322,12 +330,16 @@ lanes(Py_ssize_t nr, Py_ssize_t C, const double *restrict z, const double *restr
 }
 
 /* Rows [0, n) of one block (the arrays start at its first row): lanes() or row() over them;
- * adds the residual's column sums to gb; e: scratch of (by_lanes ? 3 LANES : 1) C doubles. */
+ * adds the residual's column sums to gb; e: scratch of (by_lanes ? 3 LANES : 1 + STAGED / 2) C
+ * doubles. ld: 0 where R32 is (n, C); else R32 is (C, ld), the block's rows from its first
+ * column (row() writes STAGED rows to the scratch, then each class's STAGED floats at once). */
 static double
 block(int by_lanes, Py_ssize_t n, Py_ssize_t C, const double *z, const double *d64,
       const float *d32, double t, const float *dz2, const int64_t *cls2, Py_ssize_t k2,
-      const int64_t *y, double *zn, double *R64, float *R32, double *gb, double scale, double *e)
+      const int64_t *y, double *zn, double *R64, float *R32, Py_ssize_t ld, double *gb,
+      double scale, double *e)
 {
+    Py_ssize_t rs = ld ? 1 : C, cs = ld ? ld : 1; /* R32's strides: a row, a class */
     double loss = 0.0;
     if (by_lanes) {
         double *gbv = e + LANES * C, *mv = e + 2 * LANES * C;
@@ -336,7 +348,8 @@ block(int by_lanes, Py_ssize_t n, Py_ssize_t C, const double *z, const double *d
             Py_ssize_t o = i * C, nr = n - i < LANES ? n - i : LANES;
             loss += lanes(nr, C, z + o, d64 ? d64 + o : NULL, d32 ? d32 + o : NULL, t,
                           dz2 ? dz2 + i * k2 : NULL, cls2, k2, y + i, zn ? zn + o : NULL, e,
-                          mv, R64 ? R64 + o : NULL, R32 ? R32 + o : NULL, gbv, scale);
+                          mv, R64 ? R64 + o : NULL, R32 ? R32 + i * rs : NULL, rs, cs, gbv,
+                          scale);
         }
         for (Py_ssize_t k = 0; k < C; k++) {
             double acc = 0.0;
@@ -345,11 +358,19 @@ block(int by_lanes, Py_ssize_t n, Py_ssize_t C, const double *z, const double *d
             gb[k] += acc;
         }
     } else {
+        float *stage = ld && R32 ? (float *)(e + C) : NULL; /* (STAGED, C) rows, row-major */
         for (Py_ssize_t i = 0; i < n; i++) {
             Py_ssize_t o = i * C;
+            float *r32 = stage ? stage + (i % STAGED) * C : R32 ? R32 + i * rs : NULL;
             loss += row(C, z + o, d64 ? d64 + o : NULL, d32 ? d32 + o : NULL, t,
                         dz2 ? dz2 + i * k2 : NULL, cls2, k2, y[i], zn ? zn + o : NULL, e,
-                        R64 ? R64 + o : NULL, R32 ? R32 + o : NULL, gb, scale);
+                        R64 ? R64 + o : NULL, r32, stage ? 1 : cs, gb, scale);
+            if (stage && (i % STAGED == STAGED - 1 || i == n - 1)) {
+                Py_ssize_t i0 = i - i % STAGED, nr = i - i0 + 1;
+                for (Py_ssize_t k = 0; k < C; k++)
+                    for (Py_ssize_t r = 0; r < nr; r++)
+                        R32[k * cs + i0 + r] = stage[r * C + k];
+            }
         }
     }
     return loss;
@@ -380,11 +401,17 @@ rows(PyObject *self, PyObject *args)
     double t, scale;
     Py_ssize_t n, C;
     int route = -1, threads = 1;
-    if (!PyArg_ParseTuple(args, "nnOOdOOOOOOOd|ii:rows", &n, &C, &oz, &odz, &t, &odz2, &ocls2,
-                          &oy, &ozn, &oR64, &oR32, &ogb, &scale, &route, &threads))
+    Py_ssize_t ld = 0;
+    if (!PyArg_ParseTuple(args, "nnOOdOOOOOOOd|iin:rows", &n, &C, &oz, &odz, &t, &odz2, &ocls2,
+                          &oy, &ozn, &oR64, &oR32, &ogb, &scale, &route, &threads, &ld))
         return NULL;
     if (n < 0 || C < 1) {
         PyErr_SetString(PyExc_ValueError, "_softmax_ce.rows: need n >= 0 and C >= 1");
+        return NULL;
+    }
+    if (ld != 0 && ld < n) {
+        PyErr_Format(PyExc_ValueError, "_softmax_ce.rows: R32's leading dimension %zd is below "
+                     "n = %zd", ld, n);
         return NULL;
     }
     Py_buffer v[NVIEWS]; /* z, dz, y, zn, R64, R32, gb, dz2, cls2 */
@@ -404,7 +431,7 @@ rows(PyObject *self, PyObject *args)
         || get(oy, &v[2], 0, n, "q", "y", 0) < 0
         || get(ozn, &v[3], 1, n * C, "d", "zn", 1) < 0
         || get(oR64, &v[4], 1, n * C, "d", "R64", 1) < 0
-        || get(oR32, &v[5], 1, n * C, "f", "R32", 1) < 0
+        || get(oR32, &v[5], 1, ld ? (C - 1) * ld + n : n * C, "f", "R32", 1) < 0
         || get(ogb, &v[6], 1, C, "d", "gb", 0) < 0
         || get(ocls2, &v[8], 0, -1, "q", "cls2", 1) < 0) {
         release(v, NVIEWS);
@@ -439,7 +466,8 @@ rows(PyObject *self, PyObject *args)
 #endif
     /* doubles of scratch per block, then of its column sums: whole cache lines apart (a line
      * that two threads write to goes back and forth between their cores on every row) */
-    Py_ssize_t scratch = ((by_lanes ? 3 * LANES : 1) * C + 15) / 8 * 8, stride = (C + 15) / 8 * 8;
+    Py_ssize_t scratch = ((by_lanes ? 3 * LANES : 1 + (ld ? STAGED / 2 : 0)) * C + 15) / 8 * 8,
+               stride = (C + 15) / 8 * 8;
     double *e = PyMem_RawCalloc((size_t)k * (scratch + stride + 1), sizeof(double));
     if (!e) {
         release(v, NVIEWS);
@@ -454,7 +482,8 @@ rows(PyObject *self, PyObject *args)
     double loss = 0.0;
     Py_BEGIN_ALLOW_THREADS
     if (k == 1) {
-        loss = block(by_lanes, n, C, z, d64, d32, t, dz2, cls2, k2, y, zn, R64, R32, gb, scale, e);
+        loss = block(by_lanes, n, C, z, d64, d32, t, dz2, cls2, k2, y, zn, R64, R32, ld, gb, scale,
+                     e);
     } else {
         double *sums = e + (size_t)k * scratch, *losses = sums + (size_t)k * stride;
 #ifdef _OPENMP
@@ -464,8 +493,8 @@ rows(PyObject *self, PyObject *args)
             Py_ssize_t s = n * j / k, o = s * C, len = n * (j + 1) / k - s;
             losses[j] = block(by_lanes, len, C, z + o, d64 ? d64 + o : NULL, d32 ? d32 + o : NULL,
                               t, dz2 ? dz2 + s * k2 : NULL, cls2, k2, y + s, zn ? zn + o : NULL,
-                              R64 ? R64 + o : NULL, R32 ? R32 + o : NULL, sums + (size_t)j * stride,
-                              scale, e + (size_t)j * scratch);
+                              R64 ? R64 + o : NULL, R32 ? R32 + (ld ? s : o) : NULL, ld,
+                              sums + (size_t)j * stride, scale, e + (size_t)j * scratch);
         }
         /* the first block's loss plus the others' (in order), each class's sums likewise */
         double rest = 0.0;
@@ -487,7 +516,7 @@ rows(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"rows", rows, METH_VARARGS,
-     "rows(n, C, z, dz, t, dz2, cls2, y, zn, R64, R32, gb, scale[, route[, threads]])\n"
+     "rows(n, C, z, dz, t, dz2, cls2, y, zn, R64, R32, gb, scale[, route[, threads[, ld]]])\n"
      "    -> loss_sum\n\n"
      "Summed cross-entropy of the logits z + t dz + dz2 (n, C) float64 (dz: float64, float32\n"
      "or None; dz2: float32 (n, C), or (n, k) for the classes cls2 (k,) int64, or None)\n"
@@ -496,7 +525,9 @@ static PyMethodDef methods[] = {
      "and adds the residual's column sums to gb (C,) float64. route (optional): -1 picks by\n"
      "C (the default), 0 goes along rows, 1 across rows in lanes (for tests and timing).\n"
      "threads (optional, default 1): row blocks run on that many OpenMP threads (at most one\n"
-     "per row; one where the module was built without OpenMP: see OPENMP)."},
+     "per row; one where the module was built without OpenMP: see OPENMP). ld (optional,\n"
+     "default 0): where > 0, R32 holds the residual transposed, (C, ld) with ld >= n, row i\n"
+     "in column i (the layout of a (C, n) product's left operand)."},
     {NULL, NULL, 0, NULL},
 };
 

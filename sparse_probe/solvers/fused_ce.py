@@ -8,7 +8,11 @@ sums), each a trip to memory once n·C outgrows the caches, and each an operator
 is what a pass costs with few classes. ``_softmax_ce.rows`` (C, see its source) reads a row
 once and writes what the solver needs: the moved logits, the float32 residual and the float64
 bias gradient; rows of fewer than 32 classes go 32 at a time, transposed, so that its vector
-steps run across rows. ``benchmarks/measure_softmax_ce.py`` times both routes and torch's on
+steps run across rows. The solvers take the residual transposed, (C, n) (``R32T``): the left
+operand of the gradient's ``R^T X`` as oneDNN reads it, with no copy
+(``benchmarks/measure_residual_layout.py``, results/residual-layout-cpu-2026-12-06.txt: the
+kernel and the product together 1.05-1.46x faster than with the (n, C) residual; rows along
+C are staged 16 at a time, so that each class's floats go out a cache line at once). ``benchmarks/measure_softmax_ce.py`` times both routes and torch's on
 the geometries of ``bench_path.py`` (``benchmarks/results/softmax-ce-cpu-*.txt``): from 2 to
 1,000 classes the kernel is the faster.
 
@@ -75,7 +79,8 @@ def _kernel():
 def _agrees(rows) -> bool:
     """Both of the kernel's routes against torch's passes: 37 classes go along rows, 3 across
     rows in lanes (67 rows: two full blocks of 32 and a part); each with a row whose ``exp``
-    overflows unless its maximum is shifted out; on one thread and on two OpenMP blocks."""
+    overflows unless its maximum is shifted out; on one thread and on two OpenMP blocks; the
+    residual row-major (n, C) and transposed (C, n)."""
     from sparse_probe.solvers.restricted import softmax_residual
 
     g = torch.Generator().manual_seed(0)
@@ -89,11 +94,13 @@ def _agrees(rows) -> bool:
         # one thread, and the OpenMP blocks where they may run: not in a process on one
         # thread, where no OpenMP team should be started (a forked child of a process that
         # has one waits forever in its parallel regions, torch's too)
-        for k in (1, 2) if _openmp(rows) and torch.get_num_threads() > 1 else (1,):
-            zn, R32 = torch.empty_like(z), torch.empty(n, C)
+        for k, ld in [(k, ld) for k in ((1, 2) if _openmp(rows) and torch.get_num_threads() > 1
+                                        else (1,)) for ld in (0, n)]:
+            zn, R32 = torch.empty_like(z), torch.empty((C, n) if ld else (n, C))
             gb = torch.zeros(C, dtype=torch.float64)
             loss = rows(n, C, z.numpy(), dz.numpy(), 0.25, None, None, y.numpy(), zn.numpy(),
-                        None, R32.numpy(), gb.numpy(), 0.5, -1, k)
+                        None, R32.numpy(), gb.numpy(), 0.5, -1, k, ld)
+            R32 = R32.T if ld else R32
             if not (abs(loss - ref_loss) <= 1e-12 * abs(ref_loss)
                     and torch.allclose(zn, zt, rtol=0, atol=1e-12)
                     and torch.allclose(R32.double(), ref_R, rtol=1e-6, atol=1e-9)
@@ -191,7 +198,8 @@ if hasattr(os, "register_at_fork"):
 def ce_rows(z: torch.Tensor, y: torch.Tensor, *, dz: torch.Tensor | None = None, t: float = 1.0,
             dz2: torch.Tensor | None = None, cls2: torch.Tensor | None = None,
             zn: torch.Tensor | None = None, R32: torch.Tensor | None = None,
-            scale: float = 1.0, R64: torch.Tensor | None = None) -> tuple[float, torch.Tensor]:
+            scale: float = 1.0, R64: torch.Tensor | None = None,
+            R32T: torch.Tensor | None = None) -> tuple[float, torch.Tensor]:
     """Summed cross-entropy of ``z + t·dz + dz2`` and its residual, by the compiled kernel.
 
     With ``s = z + t·dz + dz2`` (an omitted term is zero), per row ``i``:
@@ -218,6 +226,10 @@ def ce_rows(z: torch.Tensor, y: torch.Tensor, *, dz: torch.Tensor | None = None,
     R64 : torch.Tensor of shape (n, C), float64, optional
         Receives the residual ``R`` unrounded (for float64 gradient products: rounded to
         float32, its entries' error alone moved a 4000 x 40 x 40 gradient by 2e-10).
+    R32T : torch.Tensor of shape (C, n), float32, contiguous, optional
+        Receives ``R`` transposed, instead of ``R32``: the left operand of the gradient's
+        ``R^T X`` as oneDNN reads it, where a transposed copy of an (n, C) residual would
+        cost more than the product (many classes).
 
     Returns
     -------
@@ -233,6 +245,11 @@ def ce_rows(z: torch.Tensor, y: torch.Tensor, *, dz: torch.Tensor | None = None,
     """
     rows = _kernel()
     n, C = z.shape
+    if R32T is not None:
+        if R32 is not None:
+            raise ValueError("ce_rows: R32 and R32T are alternatives; give one")
+        if tuple(R32T.shape) != (C, n):
+            raise ValueError(f"ce_rows: R32T must have shape ({C}, {n}), got {tuple(R32T.shape)}")
     yy = y.to(torch.int64).contiguous()
     c2 = None if cls2 is None else cls2.to(torch.int64).contiguous()
     omp = _openmp(rows)
@@ -241,7 +258,8 @@ def ce_rows(z: torch.Tensor, y: torch.Tensor, *, dz: torch.Tensor | None = None,
     if k <= 1 or omp:  # one thread (few entries or no rows), or the kernel's OpenMP blocks
         gb = torch.zeros(C, dtype=torch.float64)
         loss = rows(n, C, z.numpy(), _np(dz), float(t), _np(dz2), _np(c2), yy.numpy(), _np(zn),
-                    _np(R64), _np(R32), gb.numpy(), float(scale), -1, max(k, 1))
+                    _np(R64), _np(R32 if R32T is None else R32T), gb.numpy(), float(scale), -1,
+                    max(k, 1), 0 if R32T is None else n)
         return loss, gb
     # each block's column sums on cache lines of their own (rows of C sums side by side share
     # a line where they meet, which the two threads' cores would pass back and forth per row)
@@ -253,9 +271,12 @@ def ce_rows(z: torch.Tensor, y: torch.Tensor, *, dz: torch.Tensor | None = None,
         def part(a: torch.Tensor | None):
             return None if a is None else a[s:e].numpy()
 
+        # the transposed residual: the flat span from the block's first row in class 0 to
+        # its last row in class C - 1 (its rows n apart in each class)
+        rt = None if R32T is None else R32T.view(-1)[s : s + (C - 1) * n + (e - s)].numpy()
         return rows(e - s, C, z[s:e].numpy(), part(dz), float(t), part(dz2), _np(c2),
-                    yy[s:e].numpy(), part(zn), part(R64), part(R32), gbs[j, :C].numpy(),
-                    float(scale))
+                    yy[s:e].numpy(), part(zn), part(R64), part(R32) if rt is None else rt,
+                    gbs[j, :C].numpy(), float(scale), -1, 1, 0 if rt is None else n)
 
     rest = [_pool(k - 1).submit(block, j) for j in range(1, k)]
     loss = block(0)  # this thread's share: the pool's threads take the others

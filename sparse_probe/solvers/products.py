@@ -240,6 +240,9 @@ def rt_x(R: torch.Tensor, X: torch.Tensor | None = None, XT: torch.Tensor | None
     Parameters
     ----------
     R : torch.Tensor of shape (n, C), any float dtype (converted to float32)
+        The transpose of a contiguous (C, n) float32 array (the compiled cross-entropy
+        kernel's residual) is read as is, with no copy (from :data:`WIDE_CLASSES` classes
+        on, by oneDNN's product, never the BLAS route for row-major ``R``).
     X : torch.Tensor of shape (n, m), float32, optional
         Row-major features.
     XT : torch.Tensor of shape (m, n), float32, optional
@@ -250,14 +253,16 @@ def rt_x(R: torch.Tensor, X: torch.Tensor | None = None, XT: torch.Tensor | None
         reduction-shaped MKL call ``(C, n) @ (n, m)`` ran about 2x slower on the 2-core
         machines we measured (the blocks keep it in cache).
     """
-    if R.shape[1] >= WIDE_CLASSES and R.device.type == "cpu" and X is not None:
+    wide = R.shape[1] >= WIDE_CLASSES
+    if wide and R.device.type == "cpu" and X is not None and not R.T.is_contiguous():
         # many classes: a row-major float32 copy (no copy when R is one) read transposed by
         # the BLAS; the (C, n) transposed copy below costs more than the product there
         R32 = R.to(torch.float32, memory_format=torch.contiguous_format)
         return torch.mm(R32.T, X)
     # (C, n) float32 in one pass; no copy when R is already the transpose of such a tensor
+    # (the compiled cross-entropy kernel writes many classes' residual so: oneDNN below)
     Rt = R.T.to(torch.float32, memory_format=torch.contiguous_format)
-    if X is not None and X.device.type == "cpu" and X.is_contiguous() and \
+    if not wide and X is not None and X.device.type == "cpu" and X.is_contiguous() and \
             4 * X.numel() <= SINGLE_CALL_BYTES and single_call_pays():
         return Rt @ X  # one BLAS call beats oneDNN's at these sizes (SINGLE_CALL_BYTES)
     Xt = XT if XT is not None else X.T  # (m, n), a view when from X

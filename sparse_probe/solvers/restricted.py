@@ -185,9 +185,11 @@ class RestrictedData:
         self.n_products = 0
         self._R: torch.Tensor | None = None  # (n, C) float64 residual, reused by every ce()
         self._Rt: torch.Tensor | None = None  # (C, n) float32 residual for the product
-        self._R32: torch.Tensor | None = None  # (n, C) float32 residual of the kernel
+        self._R32: torch.Tensor | None = None  # (n, C) float32 copy of R for many classes
+        self._R32T: torch.Tensor | None = None  # (C, n) float32 residual of the kernel; its
+        self._R32T_view: torch.Tensor | None = None  # .T view, the residual ce() returns
         self._gb: torch.Tensor | None = None  # the kernel's float64 column sums of _gb_R
-        self._gb_R: torch.Tensor | None = None  # the buffer (_R32, or _R in exact mode) they sum
+        self._gb_R: torch.Tensor | None = None  # what they sum (_R32T_view, or _R in exact mode)
         self._dz32: torch.Tensor | None = None  # (n, C) float32 step products, large ones
         # gradients from float64 products (the solvers switch it on where the float32
         # products' error could decide a KKT verdict: owlqn.f32_suspect)
@@ -293,7 +295,8 @@ class RestrictedData:
         The residual lives in a buffer that the next call overwrites (use it or copy it first).
         It is float64, or float32 where the compiled kernel ran (:mod:`fused_ce`: CPU, not in
         exact mode): it only feeds float32 products there, and the kernel sums the
-        bias gradient in float64 on the way, for :meth:`grad`.
+        bias gradient in float64 on the way, for :meth:`grad`. The kernel's is the transposed
+        view of a (C, n) array (the gradient product's operand as oneDNN reads it).
         """
         return self.ce_along(z, None, 0.0, None)
 
@@ -315,12 +318,17 @@ class RestrictedData:
                                                   zn=out, R64=self._R, scale=1.0 / self.n)
                 self._gb_R = self._R
                 return loss / self.n, self._R
-            if self._R32 is None or self._R32.shape != z.shape:
-                self._R32 = torch.empty(z.shape, dtype=torch.float32)
+            # written transposed, (C, n): the gradient's R^T X reads it as oneDNN's left
+            # operand as is, where a row-major residual needed a transposed copy or (many
+            # classes) went to a BLAS reading it transposed, at 2-3x oneDNN's time
+            # (products.rt_x)
+            if self._R32T is None or self._R32T.shape != (z.shape[1], z.shape[0]):
+                self._R32T = torch.empty((z.shape[1], z.shape[0]), dtype=torch.float32)
+                self._R32T_view = self._R32T.T
             loss, self._gb = fused_ce.ce_rows(z, self.y, dz=dz, t=t, dz2=dz2, cls2=cls2, zn=out,
-                                              R32=self._R32, scale=1.0 / self.n)
-            self._gb_R = self._R32
-            return loss / self.n, self._R32
+                                              R32T=self._R32T, scale=1.0 / self.n)
+            self._gb_R = self._R32T_view
+            return loss / self.n, self._R32T_view
         if dz is not None:
             z = torch.add(z, dz, alpha=t, out=out)
             if dz2 is not None and cls2 is not None:
@@ -353,7 +361,7 @@ class RestrictedData:
             for s, xb in self._x64_blocks():
                 G.addmm_(R64[s : s + xb.shape[0]].T, xb)
             return G, gb
-        if kernel:
+        if kernel:  # the kernel's float32 residual, a transposed view of a (C, n) array
             return rt_x(R, self.Xw).to(torch.float64), gb
         if self.C >= WIDE_CLASSES and R.device.type == "cpu":  # rt_x reads row-major R as is
             if self._R32 is None or self._R32.shape != R.shape:
