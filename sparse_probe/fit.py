@@ -550,8 +550,11 @@ def fit_path(
         standardized once (n × d float32), for the full-data passes.
     low_memory : bool, optional
         Keep nothing of size n except the column cache (and stream from ``X`` when even that
-        exceeds ``cache_bytes``): memory is one chunk plus O(d·C) state. Default: on when the
-        (n, C) float64 logits would exceed 512 MiB or ``X`` is a file larger than ``cache_bytes``.
+        exceeds ``cache_bytes``): memory is one chunk plus O(d·C) state. Default: on when
+        three (n, C) float64 arrays would exceed 512 MiB or ``X`` is a file larger than
+        ``cache_bytes``. Otherwise, on CPU, the fit's large temporaries come from glibc's heap
+        and the memory they free stays until the fit ends
+        (:func:`~sparse_probe.allocator.heap_temporaries`: faster, some peak memory more).
     resident : bool, optional
         Copy ``X`` to ``device`` once, in its own dtype, and run every pass there instead of
         reading it from the host again (a file's rows otherwise cross from the host on every

@@ -91,14 +91,13 @@ sum(Py_ssize_t C, const double *restrict e)
     return s;
 }
 
-/* One row: returns lse - z_y; writes zn (if any), R64/R32 (if any), adds the residual to gb.
- * R32's classes lie cs floats apart (1: a row of an (n, C) array; n: a column of a (C, n)). */
+/* One row: returns lse - z_y; writes zn (if any), R64/R32 (if any), adds the residual to gb. */
 CLONES static double
 row(Py_ssize_t C, const double *restrict z, const double *restrict dz64,
     const float *restrict dz32, double t, const float *restrict dz2,
     const int64_t *restrict cls2, Py_ssize_t k2, int64_t y,
     double *restrict zn, double *restrict e,
-    double *restrict R64, float *restrict R32, Py_ssize_t cs, double *restrict gb, double scale)
+    double *restrict R64, float *restrict R32, double *restrict gb, double scale)
 {
     if (dz64) {
         for (Py_ssize_t k = 0; k < C; k++)
@@ -136,7 +135,7 @@ row(Py_ssize_t C, const double *restrict z, const double *restrict dz64,
             if (R64)
                 R64[k] = NAN;
             if (R32)
-                R32[k * cs] = NAN;
+                R32[k] = NAN;
             gb[k] = NAN;
         }
         return NAN;
@@ -147,7 +146,7 @@ row(Py_ssize_t C, const double *restrict z, const double *restrict dz64,
     double lse = m + log(s), inv = scale / s;
     /* the residual out and into the bias sums: one pass (the true class corrected after) */
     double py = e[y] * inv;
-    if (R32 && !R64 && cs == 1) {
+    if (R32 && !R64) {
 #pragma omp simd
         for (Py_ssize_t k = 0; k < C; k++) {
             double r = e[k] * inv;
@@ -160,14 +159,14 @@ row(Py_ssize_t C, const double *restrict z, const double *restrict dz64,
             if (R64)
                 R64[k] = r;
             if (R32)
-                R32[k * cs] = (float)r;
+                R32[k] = (float)r;
             gb[k] += r;
         }
     }
     if (R64)
         R64[y] = py - scale;
     if (R32)
-        R32[y * cs] = (float)(py - scale);
+        R32[y] = (float)(py - scale);
     gb[y] -= scale;
     return lse - zy;
 }
@@ -364,7 +363,7 @@ block(int by_lanes, Py_ssize_t n, Py_ssize_t C, const double *z, const double *d
             float *r32 = stage ? stage + (i % STAGED) * C : R32 ? R32 + i * rs : NULL;
             loss += row(C, z + o, d64 ? d64 + o : NULL, d32 ? d32 + o : NULL, t,
                         dz2 ? dz2 + i * k2 : NULL, cls2, k2, y[i], zn ? zn + o : NULL, e,
-                        R64 ? R64 + o : NULL, r32, stage ? 1 : cs, gb, scale);
+                        R64 ? R64 + o : NULL, r32, gb, scale);
             if (stage && (i % STAGED == STAGED - 1 || i == n - 1)) {
                 Py_ssize_t i0 = i - i % STAGED, nr = i - i0 + 1;
                 for (Py_ssize_t k = 0; k < C; k++)
