@@ -8,13 +8,15 @@ sums), each a trip to memory once n·C outgrows the caches, and each an operator
 is what a pass costs with few classes. ``_softmax_ce.rows`` (C, see its source) reads a row
 once and writes what the solver needs: the moved logits, the float32 residual and the float64
 bias gradient; rows of fewer than 32 classes go 32 at a time, transposed, so that its vector
-steps run across rows. The solvers take the residual transposed, (C, n) (``R32T``): the left
-operand of the gradient's ``R^T X`` as oneDNN reads it, with no copy
-(``benchmarks/measure_residual_layout.py``, results/residual-layout-cpu-2026-12-06.txt: the
-kernel and the product together 1.05-1.46x faster than with the (n, C) residual; rows along
-C are staged 16 at a time, so that each class's floats go out a cache line at once). ``benchmarks/measure_softmax_ce.py`` times both routes and torch's on
+steps run across rows. ``benchmarks/measure_softmax_ce.py`` times both routes and torch's on
 the geometries of ``bench_path.py`` (``benchmarks/results/softmax-ce-cpu-*.txt``): from 2 to
 1,000 classes the kernel is the faster.
+
+The solvers take the residual transposed, (C, n) (``R32T``): the left operand of the
+gradient's ``R^T X`` as oneDNN reads it, with no copy (``benchmarks/
+measure_residual_layout.py``, results/residual-layout-cpu-2026-12-06.txt: the kernel and the
+product together 1.05-1.46x faster than with the (n, C) residual; rows along C are staged 16
+at a time, so that each class's floats go out a cache line at once).
 
 It is optional (a build without a C compiler falls back to torch) and checked once per process
 against :func:`~sparse_probe.solvers.restricted.softmax_residual` on both routes (disagreement:
@@ -32,6 +34,7 @@ in the child of a process that had one waits forever, torch's products too).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -94,8 +97,8 @@ def _agrees(rows) -> bool:
         # one thread, and the OpenMP blocks where they may run: not in a process on one
         # thread, where no OpenMP team should be started (a forked child of a process that
         # has one waits forever in its parallel regions, torch's too)
-        for k, ld in [(k, ld) for k in ((1, 2) if _openmp(rows) and torch.get_num_threads() > 1
-                                        else (1,)) for ld in (0, n)]:
+        threads = (1, 2) if _openmp(rows) and torch.get_num_threads() > 1 else (1,)
+        for k, ld in itertools.product(threads, (0, n)):  # ld: the residual (C, n)
             zn, R32 = torch.empty_like(z), torch.empty((C, n) if ld else (n, C))
             gb = torch.zeros(C, dtype=torch.float64)
             loss = rows(n, C, z.numpy(), dz.numpy(), 0.25, None, None, y.numpy(), zn.numpy(),
@@ -228,8 +231,8 @@ def ce_rows(z: torch.Tensor, y: torch.Tensor, *, dz: torch.Tensor | None = None,
         float32, its entries' error alone moved a 4000 x 40 x 40 gradient by 2e-10).
     R32T : torch.Tensor of shape (C, n), float32, contiguous, optional
         Receives ``R`` transposed, instead of ``R32``: the left operand of the gradient's
-        ``R^T X`` as oneDNN reads it, where a transposed copy of an (n, C) residual would
-        cost more than the product (many classes).
+        ``R^T X`` as oneDNN reads it (an (n, C) residual needed a transposed copy, or from
+        32 classes on went to a BLAS reading it transposed at 2-3x oneDNN's time).
 
     Returns
     -------

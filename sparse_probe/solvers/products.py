@@ -260,7 +260,7 @@ def rt_x(R: torch.Tensor, X: torch.Tensor | None = None, XT: torch.Tensor | None
         R32 = R.to(torch.float32, memory_format=torch.contiguous_format)
         return torch.mm(R32.T, X)
     # (C, n) float32 in one pass; no copy when R is already the transpose of such a tensor
-    # (the compiled cross-entropy kernel writes many classes' residual so: oneDNN below)
+    # (the compiled cross-entropy kernel writes its residual so)
     Rt = R.T.to(torch.float32, memory_format=torch.contiguous_format)
     if not wide and X is not None and X.device.type == "cpu" and X.is_contiguous() and \
             4 * X.numel() <= SINGLE_CALL_BYTES and single_call_pays():
