@@ -107,8 +107,10 @@ def heap_temporaries() -> Iterator[bool]:
     Measured (``benchmarks/measure_heap.py``, results/heap-temporaries-cpu-2026-12-06.txt):
     the 1,000-class bench path (20,000 x 32 x 1,000) 1.31x faster, its page faults from 6.3 M
     to 0.4 M; three held-out many-class paths 1.10-1.16x; the same iterations. Peak RSS rose
-    by 0.2-0.5 GiB there (freed blocks a larger request did not fit: bounded, since a fit
-    whose float64 (n, C) arrays pass ``low_memory``'s limit does not enter this block).
+    by 0.2-0.5 GiB there (freed blocks a larger request did not fit: bounded, since
+    ``fit_path`` enters this block only where its float64 (n, C) arrays are between
+    :data:`MMAP_CEILING`, under which glibc keeps them in the heap itself, and
+    ``low_memory``'s limit).
     """
     libc = _enter()
     try:

@@ -270,26 +270,28 @@ def _spy(monkeypatch) -> list[bool]:
     return seen
 
 
-def _data(seed: int, n: int = 400, d: int = 12, C: int = 5):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, d)).astype(np.float32)
-    y = (X[:, :C] + 0.5 * rng.normal(size=(n, C))).argmax(1)
-    return X, y
-
-
 @needs_glibc
-def test_an_in_memory_cpu_fit_runs_in_the_block_and_leaves_it(monkeypatch):
+@pytest.mark.parametrize("n,entered", [(4096, True), (4095, False)])
+def test_a_cpu_fit_runs_in_the_block_from_n_c_arrays_of_the_ceiling_on(monkeypatch, n, entered):
+    """An in-memory CPU fit whose (n, C) float64 arrays are MMAP_CEILING bytes or more (4096 x
+    1024: exactly 32 MiB) runs in the block and leaves it; one row fewer, glibc keeps such
+    arrays itself and the fit leaves the allocator alone."""
     seen = _spy(monkeypatch)
-    X, y = _data(1)
-    p = fit_path(X, y, n_lambdas=4, eps=0.1, progress=False)
-    assert seen == [True]
+    C = 1024
+    rng = np.random.default_rng(n)
+    X = rng.normal(size=(n, 3)).astype(np.float32)
+    y = np.arange(n) % C
+    p = fit_path(X, y, n_lambdas=2, eps=0.9, progress=False)
+    assert seen == ([True] if entered else [])
     assert p.info["low_memory"] is False
     assert not from_heap()
 
 
 def test_a_low_memory_fit_keeps_to_mapped_blocks(monkeypatch):
+    """The size that puts a fit in the block (the test above), in low-memory mode: not."""
     seen = _spy(monkeypatch)
-    X, y = _data(2)
-    p = fit_path(X, y, n_lambdas=4, eps=0.1, progress=False, low_memory=True)
+    n, C = 4096, 1024
+    X = np.random.default_rng(3).normal(size=(n, 3)).astype(np.float32)
+    p = fit_path(X, np.arange(n) % C, n_lambdas=2, eps=0.9, progress=False, low_memory=True)
     assert seen == []
     assert p.info["low_memory"] is True
