@@ -193,6 +193,28 @@ def test_the_default_route_is_across_rows_up_to_31_classes_and_along_rows_from_3
                 and other[0] == outs[-1][0])
 
 
+@pytest.mark.parametrize("C", [31, 32, 255, 256])
+def test_for_a_transposed_residual_the_default_route_is_across_rows_up_to_255_classes(C):
+    """With R32 transposed (ld > 0), route -1 is route 1 (lanes) up to LANE_MAX_C_T classes
+    and route 0 beyond, told apart by their last bits as above (a speed choice, measured:
+    measure_residual_layout.py --routes)."""
+    n = 70
+    z, y, g = _problem(n, C, 50 + C)
+    dz = torch.randn(n, C, generator=g)
+    outs = {}
+    for route in (-1, 0, 1):
+        RT, gb = torch.empty(C, n), torch.zeros(C, dtype=torch.float64)
+        loss = ROWS(n, C, z.numpy(), dz.numpy(), 0.5, None, None, y.numpy(), None, None,
+                    RT.numpy(), gb.numpy(), 1 / n, route, 1, n)
+        outs[route] = loss, RT, gb
+    chosen = 1 if C <= 255 else 0
+    assert outs[-1][0] == outs[chosen][0]
+    assert torch.equal(outs[-1][1], outs[chosen][1]) and torch.equal(outs[-1][2], outs[chosen][2])
+    other = outs[1 - chosen]
+    assert not (torch.equal(other[1], outs[-1][1]) and torch.equal(other[2], outs[-1][2])
+                and other[0] == outs[-1][0])
+
+
 @pytest.mark.parametrize("classes", [[5], [0, 39, 7], []])
 def test_a_correction_for_a_few_classes_is_the_dense_one(classes):
     """dz2 given for some classes only (the clipped weights' classes) is the dense (n, C)

@@ -45,6 +45,11 @@
                         page of its own at 1,000 classes, took the kernel 1.7-2.4x the time) */
 #define LANE_MAX_C 31 /* rows of at most this many classes go through lanes() (from 32 on
                          row() was as fast or faster: benchmarks/measure_softmax_ce.py) */
+#define LANE_MAX_C_T 255 /* the same for a transposed (C, n) residual, where lanes() writes each
+                            class's rows as consecutive floats and row() needs a transposing
+                            stage: across rows 1.06-1.38x faster at 32-300 classes, 0.90x at
+                            400, 0.74x at 1,000 (its scratch, 3 C LANES doubles, past L2;
+                            benchmarks/measure_residual_layout.py --routes) */
 
 /* exp(x) for x <= 0 (x < -708 is taken as -708). Branch-free so that loops of it vectorize. */
 static inline double
@@ -457,7 +462,7 @@ rows(PyObject *self, PyObject *args)
                          "[0, %zd)", (long long)y[i], i, C);
             return NULL;
         }
-    int by_lanes = route < 0 ? C <= LANE_MAX_C : route > 0;
+    int by_lanes = route < 0 ? C <= (ld ? LANE_MAX_C_T : LANE_MAX_C) : route > 0;
 #ifdef _OPENMP
     int k = threads < 1 ? 1 : (Py_ssize_t)threads > n ? (n > 0 ? (int)n : 1) : threads;
 #else
@@ -522,7 +527,8 @@ static PyMethodDef methods[] = {
      "with labels y (n,) int64; writes the moved logits to zn, the residual\n"
      "scale * (softmax - onehot) to R64 (float64) and/or R32 (float32) (each may be None),\n"
      "and adds the residual's column sums to gb (C,) float64. route (optional): -1 picks by\n"
-     "C (the default), 0 goes along rows, 1 across rows in lanes (for tests and timing).\n"
+     "C (the default: across rows up to LANE_MAX_C classes, LANE_MAX_C_T for a transposed\n"
+     "R32), 0 goes along rows, 1 across rows in lanes (for tests and timing).\n"
      "threads (optional, default 1): row blocks run on that many OpenMP threads (at most one\n"
      "per row; one where the module was built without OpenMP: see OPENMP). ld (optional,\n"
      "default 0): where > 0, R32 holds the residual transposed, (C, ld) with ld >= n, row i\n"
@@ -539,6 +545,7 @@ PyInit__softmax_ce(void)
 {
     PyObject *mod = PyModule_Create(&module);
     if (mod && (PyModule_AddIntConstant(mod, "LANE_MAX_C", LANE_MAX_C) < 0
+                || PyModule_AddIntConstant(mod, "LANE_MAX_C_T", LANE_MAX_C_T) < 0
                 || PyModule_AddIntConstant(mod, "LANES", LANES) < 0
 #ifdef _OPENMP
                 || PyModule_AddIntConstant(mod, "OPENMP", 1) < 0
