@@ -47,9 +47,10 @@
                          row() was as fast or faster: benchmarks/measure_softmax_ce.py) */
 #define LANE_MAX_C_T 255 /* the same for a transposed (C, n) residual, where lanes() writes each
                             class's rows as consecutive floats and row() needs a transposing
-                            stage: across rows 1.06-1.38x faster at 32-300 classes, 0.90x at
-                            400, 0.74x at 1,000 (its scratch, 3 C LANES doubles, past L2;
-                            benchmarks/measure_residual_layout.py --routes) */
+                            stage: across rows 0.99-1.37x the speed at 32-300 classes, 0.97x at
+                            400, 0.76x at 1,000 (its scratch, 3 C LANES doubles, past L2;
+                            benchmarks/measure_residual_layout.py --routes,
+                            results/residual-lanes-cpu-2026-12-06.txt) */
 
 /* exp(x) for x <= 0 (x < -708 is taken as -708). Branch-free so that loops of it vectorize. */
 static inline double
