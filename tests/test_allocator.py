@@ -81,8 +81,8 @@ def test_inside_large_tensors_come_from_the_heap():
 @needs_glibc
 def test_nested_and_concurrent_blocks_restore_when_the_last_leaves():
     with allocator.heap_temporaries():
-        with allocator.heap_temporaries():
-            pass
+        with allocator.heap_temporaries() as inner:
+            assert inner is True
         # the inner block's exit left the outer's setting in force
         assert from_heap()
         entered, leave = threading.Event(), threading.Event()

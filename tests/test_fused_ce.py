@@ -170,6 +170,16 @@ def test_lanes_move_the_logits_in_their_own_scratch_without_zn(C):
     assert torch.allclose(gb, ref_R.sum(0), rtol=1e-12, atol=1e-16)
 
 
+def _assert_default_route(outs: dict, chosen: int) -> None:
+    """``outs[route] = (loss, residual, gb)`` for routes -1, 0, 1: the default's bits are
+    route ``chosen``'s and not the other's."""
+    assert outs[-1][0] == outs[chosen][0]
+    assert torch.equal(outs[-1][1], outs[chosen][1]) and torch.equal(outs[-1][2], outs[chosen][2])
+    other = outs[1 - chosen]
+    assert not (torch.equal(other[1], outs[-1][1]) and torch.equal(other[2], outs[-1][2])
+                and other[0] == outs[-1][0])
+
+
 @pytest.mark.parametrize("C", [30, 31, 32, 33])
 def test_the_default_route_is_across_rows_up_to_31_classes_and_along_rows_from_32(C):
     """The routes differ in their last bits (the lanes' own log, the true class's residual
@@ -185,12 +195,7 @@ def test_the_default_route_is_across_rows_up_to_31_classes_and_along_rows_from_3
         loss = ROWS(n, C, z.numpy(), dz.numpy(), 0.5, None, None, y.numpy(), None,
                     R64.numpy(), None, gb.numpy(), 1 / n, route)
         outs[route] = loss, R64, gb
-    chosen = 1 if C <= 31 else 0
-    assert outs[-1][0] == outs[chosen][0]
-    assert torch.equal(outs[-1][1], outs[chosen][1]) and torch.equal(outs[-1][2], outs[chosen][2])
-    other = outs[1 - chosen]
-    assert not (torch.equal(other[1], outs[-1][1]) and torch.equal(other[2], outs[-1][2])
-                and other[0] == outs[-1][0])
+    _assert_default_route(outs, 1 if C <= 31 else 0)
 
 
 @pytest.mark.parametrize("C", [31, 32, 255, 256])
@@ -207,12 +212,7 @@ def test_for_a_transposed_residual_the_default_route_is_across_rows_up_to_255_cl
         loss = ROWS(n, C, z.numpy(), dz.numpy(), 0.5, None, None, y.numpy(), None, None,
                     RT.numpy(), gb.numpy(), 1 / n, route, 1, n)
         outs[route] = loss, RT, gb
-    chosen = 1 if C <= 255 else 0
-    assert outs[-1][0] == outs[chosen][0]
-    assert torch.equal(outs[-1][1], outs[chosen][1]) and torch.equal(outs[-1][2], outs[chosen][2])
-    other = outs[1 - chosen]
-    assert not (torch.equal(other[1], outs[-1][1]) and torch.equal(other[2], outs[-1][2])
-                and other[0] == outs[-1][0])
+    _assert_default_route(outs, 1 if C <= 255 else 0)
 
 
 @pytest.mark.parametrize("classes", [[5], [0, 39, 7], []])
