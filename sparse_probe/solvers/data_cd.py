@@ -31,7 +31,7 @@ import logging
 import numpy as np
 import torch
 
-from sparse_probe.solvers.compiled import checked_kernel
+from sparse_probe.solvers.compiled import CheckDraws, checked_kernel
 
 __all__ = [
     "DATA_SWEEPS",
@@ -113,10 +113,10 @@ def _sweeps_numpy(XT, PT, UT, s, cls, col, a, h, l1, l2, w, order, n, count) -> 
 def _agrees(fn) -> bool:
     """Whether ``fn`` gives :func:`_sweeps_numpy`'s weights, ``U``, ``s`` and violation after
     three passes over a small model's weights (zero and not) and biases."""
-    rs = np.random.default_rng(0)
+    rs = CheckDraws(0)
     n, C = 23, 3
     XT = rs.standard_normal((5, n)).astype(np.float32)
-    PT = rs.dirichlet(np.ones(C), n).T.astype(np.float32).copy()
+    PT = rs.simplex(n, C).T.astype(np.float32).copy()
     cls = np.array([0, 0, 1, 2, 2, 0, 1], dtype=np.int64)
     col = np.array([0, 3, 1, 2, 4, -1, -1], dtype=np.int64)
     a, h = rs.standard_normal(7) * 0.1, rs.uniform(0.1, 0.3, 7)

@@ -47,6 +47,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sparse_probe.solvers.compiled import CheckDraws
+
 __all__ = ["DIRECT_MAX", "SWEEP_BUDGET_CAP", "QPWork", "active_set_qp", "cd_sweep_budget",
            "enet_qp", "qp_violation"]
 
@@ -151,7 +153,7 @@ def _cd_own(u: np.ndarray, l1: float, l2: float, Q: np.ndarray, q: np.ndarray,
 
 def _agrees(run) -> bool:
     """Whether ``run(u, l1, l2, Q, q, sweeps)`` matches the numpy loop on a small problem."""
-    rs = np.random.default_rng(0)
+    rs = CheckDraws(0)
     A = rs.standard_normal((30, 6))
     Q = A.T @ A / 30
     q = rs.standard_normal(6)
@@ -434,7 +436,8 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
         cross = (uS != 0) & (np.sign(v) != theta[S])
         tc = np.full(S.size, np.inf)
         tc[cross] = uS[cross] / (uS[cross] - v[cross])
-        ts = np.unique(np.append(tc[cross], 1.0))
+        ts = np.sort(np.append(tc[cross], 1.0))  # distinct below (np.unique's first call
+        ts = ts[np.append(True, ts[1:] != ts[:-1])]  # imports numpy.ma: 7 ms of a fit)
         ts = ts[(ts > 0) & (ts <= 1)]
         dfull = np.zeros(u.size)
         dfull[S] = d
