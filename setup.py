@@ -11,7 +11,9 @@
   products use: the module is imported after torch, whose ``libgomp.so.1`` it binds to), else
   without (the blocks then go to Python threads);
 - ``sparse_probe.solvers._centering``: the penalty-optimal shift of each weight column that the
-  solvers take every iteration; without it ``sparse_probe.solvers.centering`` uses numpy.
+  solvers take every iteration; without it ``sparse_probe.solvers.centering`` uses numpy;
+- ``sparse_probe.solvers._column_sums``: a fit's statistics' pass (column means and spreads,
+  class sums) in one read of the rows; without it ``sparse_probe.fit_common`` sums with torch.
 
 Everything else is declared in pyproject.toml.
 """
@@ -66,6 +68,8 @@ setup(cmdclass={"build_ext": BuildExt}, ext_modules=[
               depends=[BUFFERS], extra_compile_args=["-O3", *SIMD], optional=True),
     Extension("sparse_probe.solvers._softmax_ce", ["sparse_probe/solvers/_softmax_ce.c"],
               depends=[BUFFERS], extra_compile_args=["-O3", *SIMD], optional=True),
+    Extension("sparse_probe.solvers._column_sums", ["sparse_probe/solvers/_column_sums.c"],
+              depends=[BUFFERS], extra_compile_args=["-O3"], optional=True),
     # no fused multiply-adds: the same roundings as the numpy steps it replaces
     Extension("sparse_probe.solvers._centering", ["sparse_probe/solvers/_centering.c"],
               depends=[BUFFERS], extra_compile_args=["-O2", *([] if sys.platform == "win32" else ["-ffp-contract=off"])],

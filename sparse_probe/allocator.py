@@ -19,8 +19,8 @@ import os
 import threading
 from collections.abc import Iterator
 
-__all__ = ["MMAP_CEILING", "TRIM_AFTER", "fix_mmap_threshold", "heap_temporaries",
-           "user_tuned"]
+__all__ = ["MMAP_CEILING", "PRIMED_THRESHOLD", "TRIM_AFTER", "fix_mmap_threshold",
+           "heap_temporaries", "prime_mmap_threshold", "user_tuned"]
 
 # mallopt's parameter numbers (glibc malloc.h)
 M_TRIM_THRESHOLD = -1
@@ -39,6 +39,11 @@ TRIM_AFTER = 2 * MMAP_CEILING
 (twice the mmap threshold) once it has reached :data:`MMAP_CEILING`, as in a process that has
 freed a large torch tensor. Setting any of these parameters freezes that adjustment; the mmap
 threshold keeps the value it had when the fit started."""
+
+PRIMED_THRESHOLD = MMAP_CEILING - 2**20
+"""The mmap threshold a CPU fit raises glibc's to (:func:`prime_mmap_threshold`): the most its
+own adjustment takes (a freed block's chunk, header and page rounding included, of at most
+:data:`MMAP_CEILING`), less a margin for those."""
 
 HELD_TRIM = 2**31 - 1
 """``M_TRIM_THRESHOLD`` while the fit runs (mallopt takes an ``int``): free memory at the top
@@ -73,6 +78,36 @@ def user_tuned(environ: dict[str, str] | None = None) -> str | None:
     if "glibc.malloc." in env.get("GLIBC_TUNABLES", ""):
         return "GLIBC_TUNABLES"
     return None
+
+
+def prime_mmap_threshold(nbytes: int = PRIMED_THRESHOLD) -> bool:
+    """Raise glibc's own mmap threshold to ``nbytes`` where it is lower (it never lowers it):
+    map and free one block of that size, on which glibc's adjustment sets the threshold to
+    the block's size and the trim threshold to twice that, as it does when a process frees a
+    large torch tensor. Untouched, the block costs no page faults.
+
+    A fresh process starts at 128 KiB, and a fit's mid-sized temporaries (float64 gradients
+    (C, d), Newton's Hessians, float64 column blocks: 0.1-30 MiB) were each mapped anew and
+    faulted in page by page. The torch route of the statistics' pass had raised the threshold
+    as a side effect, to the size of the largest float64 copy of a chunk it freed (20 MiB on
+    the bench's 10,000 x 256 and 500 x 5,000 data; at the ceiling from 32 MiB chunks on); its
+    compiled replacement (``_column_sums``) allocates nothing. Without this the n << d bench
+    path's points 5-19 took 264-272 ms against 231-241 before, with it 223-239 (4 MiB: 265;
+    32 MiB exactly: no change, its chunk exceeds the ceiling; ad hoc per-point timings, five
+    fresh processes each). Freed memory up to twice the threshold (62 MiB) then stays in the
+    process. Returns whether it did so: not where glibc is not the allocator or the user tuned
+    it (:func:`user_tuned`); a threshold set by ``mallopt`` (:func:`fix_mmap_threshold`) has
+    frozen the adjustment, and the block leaves it as it is."""
+    if user_tuned() is not None:
+        return False
+    libc = _libc()
+    if libc is None:
+        return False
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.free(libc.malloc(int(nbytes)))
+    return True
 
 
 def fix_mmap_threshold(threshold: int = 16 * 2**20) -> None:

@@ -41,10 +41,15 @@ import torch
 from tqdm.auto import tqdm
 
 from sparse_probe import index_sets
-from sparse_probe.allocator import MMAP_CEILING, fix_mmap_threshold, heap_temporaries
+from sparse_probe.allocator import (
+    MMAP_CEILING,
+    fix_mmap_threshold,
+    heap_temporaries,
+    prime_mmap_threshold,
+)
 from sparse_probe.copies import copy_groups, equal_split
 from sparse_probe.data import FeatureSource, as_labels, block_tensor
-from sparse_probe.fit_common import column_stats, lambda_path
+from sparse_probe.fit_common import column_stats, column_sums, lambda_path
 from sparse_probe.path import Path
 from sparse_probe.penalties import DEFAULT_ALPHA, Penalty, make_penalty
 from sparse_probe.solvers import SOLVERS, fused_ce, get_solver
@@ -264,7 +269,7 @@ class _Trainer:
         self.Xw = self.XwT = None  # drop references early: the old cache is freed below
         cached = old_Xw is not None
         new = index_sets.difference(ws, old_ws) if cached else ws
-        keep = np.isin(old_ws, ws) if cached else np.zeros(0, dtype=bool)
+        keep = index_sets.members(old_ws, ws) if cached else np.zeros(0, dtype=bool)
         appended = cached and bool(keep.all())
         kept = old_ws[keep]
         keep_idx = torch.as_tensor(np.flatnonzero(keep), device=self.device)
@@ -641,18 +646,24 @@ def fit_path(
         )
 
     top_threads = torch.get_num_threads()
-    start_load: dict = {}  # resolve_threads' report: whether others' load held the count down
-    with fit_threads(threads, device, (src.n, src.d, C), report=start_load) as n_threads, \
+    start_load: dict = {}  # StartThreads' report: whether others' load held the count down
+    with fit_threads(threads, device, (src.n, src.d, C), report=start_load) as start, \
             contextlib.ExitStack() as scope:
-        # the thread count is chosen at the fit's start (solvers/threads.py), restored after;
-        # the statistics' pass runs on it too (beside a busy core, two threads' reductions
-        # stall: a 10,000 x 256 pass up to 80 ms against 8 on one thread, ad hoc), and where
-        # the fit does
-        stats = column_stats(src, device=device)
+        # the thread count is chosen at the fit's start (solvers/threads.py), restored after.
+        # Where it reads other processes' load, the set-up's passes up to the first full
+        # gradient run in the load's 30 ms window on one thread, polling it between their
+        # pieces (the first poll past the window decides, the rest run on the count chosen):
+        # beside a busy core two threads' reductions stall (a 10,000 x 256 statistics' pass
+        # up to 80 ms against 8 on one thread, ad hoc), and the window is not slept away.
+        # The class sums come from the same pass (the gradient at W = 0, below)
+        if device.type == "cpu":
+            prime_mmap_threshold()  # the fit's mid-sized temporaries from the heap
+        *stats, class_total = column_sums(src, y, C, device=device, poll=start.poll)
         mean, scale = _float32_standardization(*stats)
         # exact copies among the columns: their weights are evened out after every solve
         # (the optimum's split; copies.py)
         copies = copy_groups(src, *stats)
+        start.poll()
         if low_memory is None:
             low_memory = src.n * C * 8 * 3 > 512 * 2**20 or (src.on_disk and src.nbytes > cache_bytes)
         if low_memory:
@@ -670,10 +681,10 @@ def fit_path(
         b = np.log(prior) - np.log(prior).mean()
         # gradient at W = 0 with the intercept-only optimum: -(1/n) Y^T X_std (the X_std sum is 0),
         # accumulated in float64 so that λ_max is exact
-        G0 = _class_sums(src, y, C, device)
-        G0 = -(G0 - counts[:, None] * mean[None, :]) / scale[None, :] / src.n
+        G0 = -(class_total - counts[:, None] * mean[None, :]) / scale[None, :] / src.n
         _, _, loss0, acc0 = tr.full_gradient(torch.zeros((C, 0), dtype=torch.float64, device=device),
                                              torch.as_tensor(b, device=device))
+        n_threads = start.settle()
         lam_max = penalty.lambda_max(G0)
         if lam_max <= 0:
             raise ValueError("X: all features are constant; nothing to fit")
@@ -1050,31 +1061,6 @@ def _predict(hist: list, lam: float, order: int = 2):
     Wp = np.where(same, Wx, W1)
     Wp = np.where(same & (np.sign(Wp) != np.sign(W1)), 0.0, Wp)  # never cross zero
     return Wp, sum(c * p[2] for c, p in zip(coef, pts, strict=True))
-
-
-def _class_sums(src: FeatureSource, y: np.ndarray, C: int,
-                device: str | torch.device = "cpu", onehot: bool | None = None) -> np.ndarray:
-    """Per-class sums of the raw rows, shape (C, d), in float64, on ``device``.
-
-    On CPU row by row into the class's sum (``index_add_``, O(n·d)); on a GPU, whose
-    ``index_add_`` adds through atomics in no fixed order, as the one-hot matrix product
-    (fixed order, so λ_max is the same in every run). ``onehot`` chooses the way explicitly.
-    """
-    device = torch.device(device)
-    if onehot is None:
-        onehot = device.type != "cpu"
-    S = torch.zeros((C, src.d), dtype=torch.float64, device=device)
-    yt = torch.as_tensor(y, device=device)
-    for s, block in src.chunks():
-        xb = block_tensor(block, device, torch.float64)
-        yb = yt[s : s + xb.shape[0]]
-        if not onehot:
-            S.index_add_(0, yb, xb)
-        else:
-            Y = torch.zeros((xb.shape[0], C), dtype=torch.float64, device=device)
-            Y[torch.arange(xb.shape[0], device=device), yb] = 1.0
-            S.addmm_(Y.T, xb)
-    return S.cpu().numpy()
 
 
 def _check_finite(src: FeatureSource) -> None:

@@ -7,14 +7,16 @@ indices 428 us against 36 us for a sort and a comparison of neighbours, 4.8-14x 
 indices on (numpy 2.4.6, the lock file's; ``benchmarks/measure_index_sets.py``,
 ``results/index-sets-cpu-2026-12-05.txt``). The n << d bench path made ~300 such calls, 80 ms
 of its 1.7 s (an ad hoc cProfile run). These helpers sort instead; their results equal
-numpy's (sorted, distinct, the input's dtype).
+numpy's (sorted, distinct, the input's dtype). ``np.isin`` without ``assume_unique`` calls
+``np.unique`` too, whose first call in a process imports ``numpy.ma`` (7 ms of a fresh
+process's fit; numpy 2.4, an ad hoc cProfile run): :func:`members` searches a sorted copy.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["difference", "union", "unique"]
+__all__ = ["difference", "members", "union", "unique"]
 
 
 def unique(a: np.ndarray) -> np.ndarray:
@@ -45,4 +47,24 @@ def union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The entries of ``a`` not in ``b``, sorted and distinct: ``np.setdiff1d(a, b)``."""
     a = unique(a)
-    return a[np.isin(a, b, invert=True)]
+    return a[~members(a, b)]
+
+
+def members(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Whether each entry of ``a`` is in ``b``: ``np.isin(a, b)``.
+
+    Parameters
+    ----------
+    a, b : ndarray of integers (any shapes; ``b`` flattened)
+
+    Returns
+    -------
+    ndarray of bool, the shape of ``a``
+    """
+    a = np.asarray(a)
+    s = np.sort(np.ravel(b))
+    if s.size == 0:
+        return np.zeros(a.shape, dtype=bool)
+    i = np.searchsorted(s, a)
+    np.minimum(i, s.size - 1, out=i)
+    return s[i] == a

@@ -240,6 +240,42 @@ p = libc.malloc(2**20); out["small"] = in_heap(p); libc.free(p)
     assert not from_heap()
 
 
+@needs_glibc
+def test_priming_raises_glibcs_own_threshold_to_just_under_the_ceiling_and_never_lowers_it():
+    # a fresh process maps a 20 MB and a 30 MB block; primed, both come from the heap and
+    # nothing is faulted in by the priming itself; a larger threshold is kept (a 31.5 MB block
+    # freed first), a user's tuning or a fixed threshold left alone
+    code = """
+{before}
+f0 = faults()
+out["primed"] = allocator.prime_mmap_threshold({arg})
+out["faults"] = faults() - f0
+for mb in (20, 30, 31.4):
+    p = libc.malloc(int(mb * 2**20)); out[str(mb)] = in_heap(p); libc.free(p)
+"""
+    fresh_out = fresh(code.format(before="", arg=""))
+    assert fresh_out.pop("faults") < 64  # the block's pages are never touched
+    assert fresh_out == {"primed": True, "20": True, "30": True, "31.4": False}
+    assert allocator.PRIMED_THRESHOLD == allocator.MMAP_CEILING - 2**20
+    unprimed = fresh(code.format(before="", arg="1"))  # a 1-byte block: nothing raised
+    assert {k: unprimed[k] for k in ("20", "30")} == {"20": False, "30": False}
+    # exactly the ceiling: its chunk (header, page rounding) is over it, glibc adjusts nothing
+    at_ceiling = fresh(code.format(before="", arg="allocator.MMAP_CEILING"))
+    assert {k: at_ceiling[k] for k in ("20", "30")} == {"20": False, "30": False}
+    # already higher (a freed 31.5 MB block): a smaller priming does not lower it
+    higher = fresh(code.format(before="libc.free(libc.malloc(int(31.5 * 2**20)))",
+                               arg="4 * 2**20"))
+    assert higher["31.4"] is True and higher["20"] is True
+    frozen = fresh(code.format(before="allocator.fix_mmap_threshold(16 * 2**20)", arg=""))
+    assert frozen["primed"] is True and frozen["20"] is False and frozen["30"] is False
+    got = subprocess.run([sys.executable, "-c", FRESH, code.format(before="", arg="")],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "MALLOC_TOP_PAD_": "131072"})
+    assert got.returncode == 0, got.stderr
+    tuned = json.loads(got.stdout)
+    assert tuned["primed"] is False and tuned["20"] is False
+
+
 def test_user_tuned_reads_only_malloc_settings():
     assert allocator.user_tuned({}) is None
     assert allocator.user_tuned({"GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX2"}) is None
@@ -295,3 +331,25 @@ def test_a_low_memory_fit_keeps_to_mapped_blocks(monkeypatch):
     p = fit_path(X, np.arange(n) % C, n_lambdas=2, eps=0.9, progress=False, low_memory=True)
     assert seen == []
     assert p.info["low_memory"] is True
+
+
+def test_a_cpu_fit_primes_the_threshold_before_its_statistics_pass(monkeypatch):
+    """Every CPU fit (in memory or low-memory: the fixed threshold then overrides it) primes
+    glibc's threshold once, before the statistics' pass; a fit on another device does not."""
+    from sparse_probe import fit_common
+
+    calls = []
+    monkeypatch.setattr(fit_module, "prime_mmap_threshold", lambda: calls.append("prime"))
+    real = fit_common.column_sums
+    monkeypatch.setattr(fit_module, "column_sums",
+                        lambda *a, **k: calls.append("sums") or real(*a, **k))
+    X = np.random.default_rng(4).normal(size=(300, 5)).astype(np.float32)
+    y = np.arange(300) % 3
+    for low in (False, True):
+        calls.clear()
+        fit_path(X, y, n_lambdas=2, eps=0.5, progress=False, low_memory=low)
+        assert calls == ["prime", "sums"]
+    calls.clear()
+    with pytest.raises(RuntimeError, match="meta"):  # no data there: it stops further on
+        fit_path(X, y, n_lambdas=2, eps=0.5, progress=False, device="meta")
+    assert calls == ["sums"]

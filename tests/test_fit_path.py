@@ -281,8 +281,8 @@ def test_block_tensor_converts_in_torch_and_never_aliases_read_only_rows(dtype):
 
 def test_column_stats_and_class_sums_match_numpy_on_a_float16_file(tmp_path):
     from sparse_probe.data import FeatureSource
-    from sparse_probe.fit import _class_sums
-    from sparse_probe.fit_common import column_stats
+    from sparse_probe.fit_common import class_sums as _class_sums
+    from sparse_probe.fit_common import column_stats, column_sums
 
     rng = np.random.default_rng(3)
     X = (rng.standard_normal((1000, 6)) * [1, 10, 0.1, 5, 2, 3] + [0, 50, -3, 1e3, 0, 7])
@@ -296,6 +296,8 @@ def test_column_stats_and_class_sums_match_numpy_on_a_float16_file(tmp_path):
     ref = np.stack([X64[y == k].sum(0) for k in range(4)])
     np.testing.assert_allclose(_class_sums(src, y, 4), ref, rtol=1e-12)
     np.testing.assert_allclose(_class_sums(src, y, 4, onehot=True), ref, rtol=1e-12)
+    for got, want in zip(column_sums(src, y, 4), (X64.mean(0), X64.std(0), ref), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10)
 
 
 def test_column_stats_over_row_blocks_and_the_bad_rows_place(monkeypatch):

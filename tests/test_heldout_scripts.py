@@ -269,14 +269,14 @@ def test_thread_pool_measurement_sets_both_pools_and_restores_the_blas_count(cap
     with pytest.raises(SystemExit, match="'2x1' is given twice"):
         mp.parse_configs("2x1,1x1,2x1")
     seen = []
-    real = th.resolve_threads
+    real = th.StartThreads.settle
 
-    def spy(threads, device, shape, **kw):
-        k = real(threads, device, shape, **kw)
+    def spy(self):
+        k = real(self)
         seen.append((k, th.BLAS_THREADS))
         return k
 
-    monkeypatch.setattr(th, "resolve_threads", spy)
+    monkeypatch.setattr(th.StartThreads, "settle", spy)
     def blas():
         return {i["filepath"]: i["num_threads"] for i in threadpool_info()
                 if i["user_api"] == "blas"}

@@ -1,6 +1,7 @@
 """The fit's thread rule (sparse_probe/solvers/threads.py): the choice, overrides, restore."""
 
 import contextlib
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -51,8 +52,15 @@ class _Paused:
     next value per sleep where given."""
 
     def __init__(self, own_share=0.0, shares=(), step=None):
-        self.t, self.c, self.slept = 100.0, 5.0, []
+        self.t, self.c, self.h, self.slept = 100.0, 5.0, 2.0, []
         self.own, self.shares, self.step = own_share, list(shares), step
+
+    def work(self, s, others=0.0):
+        """The calling thread computes for ``s`` seconds (its own CPU time and the
+        process's), this process's other threads for ``others`` of a core meanwhile."""
+        self.t += s
+        self.h += s
+        self.c += s * (1.0 + others)
 
     def sleep(self, s):
         self.slept.append(s)
@@ -65,6 +73,9 @@ class _Paused:
 
     def cpu(self):
         return self.c
+
+    def thread(self):
+        return self.h
 
 
 @pytest.mark.real_load
@@ -86,17 +97,18 @@ def test_busy_cores_reads_the_others_load_on_this_process_cpus(monkeypatch):
     # this process's other threads ran a quarter of a core meanwhile (its own, and under
     # SPIN_SHARE: no wait, not counted)
     t = _Paused(own_share=0.25)
-    got = ml.busy_cores(read=lambda: texts.pop(0), sleep=t.sleep, cpu_time=t.cpu, clock=t.clock)
+    got = ml.busy_cores(read=lambda: texts.pop(0), sleep=t.sleep, cpu_time=t.cpu,
+                        thread_time=t.thread, clock=t.clock)
     assert t.slept == [ml.LOAD_WINDOW_S]
     # len(cpus) * 100 busy of 100 * len(cpus) ticks = 1 core, less this process's 0.25
     assert got == pytest.approx(1.0 - 0.25)
     unreadable = iter([_stat(base), None])
     t = _Paused()
     assert ml.busy_cores(read=lambda: next(unreadable), sleep=t.sleep, cpu_time=t.cpu,
-                         clock=t.clock) is None
+                         thread_time=t.thread, clock=t.clock) is None
     still = iter([_stat(base), _stat(base)])  # no tick passed
     assert ml.busy_cores(read=lambda: next(still), sleep=t.sleep, cpu_time=t.cpu,
-                         clock=t.clock) is None
+                         thread_time=t.thread, clock=t.clock) is None
     assert "cpu0" in ml._read_stat() and ml.STAT == "/proc/stat"
     if len(cpus) > 1:  # this thread's own CPUs (not another process's)
         os.sched_setaffinity(0, {cpus[0]})
@@ -117,7 +129,8 @@ def test_busy_cores_reads_the_others_load_on_this_process_cpus(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", no_affinity)
     w = ml.LoadWatch(0.0, read=lambda: pytest.fail("read without CPUs"))
     assert w.busy() is None and th.LoadGovernor(w, held=True).step(2, 2) == ("keep", 2)
-    assert ml.busy_cores(sleep=t.sleep, cpu_time=t.cpu, clock=t.clock) is None
+    assert ml.busy_cores(sleep=t.sleep, cpu_time=t.cpu, thread_time=t.thread,
+                         clock=t.clock) is None
 
 
 def test_a_thread_of_this_process_spinning_through_the_pause_is_waited_out_or_counted(
@@ -138,7 +151,7 @@ def test_a_thread_of_this_process_spinning_through_the_pause_is_waited_out_or_co
         after = {0: (busy_ticks, 0, 0, half - busy_ticks, 0, 0, 0, 0), 1: (0, 0, 0, half, 0, 0, 0, 0)}
         texts = [_stat(idle), _stat(after)]
         got = ml.busy_cores(read=lambda: texts.pop(0), sleep=t.sleep, cpu_time=t.cpu,
-                            clock=t.clock)
+                            thread_time=t.thread, clock=t.clock)
         own = (t.c - 5.0) / (t.t - 100.0)  # this process's share over the whole pause
         return got, t.slept, own
 
@@ -166,14 +179,72 @@ def test_a_thread_of_this_process_spinning_through_the_pause_is_waited_out_or_co
         idle = {0: (0, 0, 0, 0, 0, 0, 0, 0), 1: (0, 0, 0, 0, 0, 0, 0, 0)}
         texts = [_stat(idle), _stat({0: (0, 0, 0, 100, 0, 0, 0, 0), 1: (0, 0, 0, 100, 0, 0, 0, 0)})]
         got = ml.busy_cores(settle=3.0, read=lambda tx=texts: tx.pop(0), sleep=t.sleep,
-                            cpu_time=t.cpu, clock=t.clock)
+                            cpu_time=t.cpu, thread_time=t.thread, clock=t.clock)
         assert len(t.slept) - 1 == slices, shares
         own = (t.c - 5.0) / (t.t - 100.0)
         assert got == pytest.approx(-own + counted), shares
     # unreadable: None after the pause
     t = _Paused(shares=[1.0, 0.0])
-    assert ml.busy_cores(read=lambda: None, sleep=t.sleep, cpu_time=t.cpu, clock=t.clock) is None
+    assert ml.busy_cores(read=lambda: None, sleep=t.sleep, cpu_time=t.cpu,
+                         thread_time=t.thread, clock=t.clock) is None
     assert t.slept == [0.03, 0.01]
+
+
+def test_the_load_window_lets_the_calling_thread_work_through_it(monkeypatch):
+    """LoadWindow: the calling thread's work fills the window (only its rest is slept, none
+    past it) and counts as this process's own time, not as another thread spinning; another
+    thread that runs meanwhile is still waited out and counted."""
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    idle = {0: (0, 0, 0, 0, 0, 0, 0, 0), 1: (0, 0, 0, 0, 0, 0, 0, 0)}
+
+    def window(t, busy_ticks):
+        after = {0: (busy_ticks, 0, 0, 500 - busy_ticks, 0, 0, 0, 0),
+                 1: (0, 0, 0, 500, 0, 0, 0, 0)}
+        texts = [_stat(idle), _stat(after)]
+        return ml.LoadWindow(read=lambda: texts.pop(0), cpu_time=t.cpu, thread_time=t.thread,
+                             clock=t.clock)
+
+    # 20 ms of work: 10 ms slept; the process ran 2/3 of a core, all of it the caller's
+    t = _Paused()
+    w = window(t, busy_ticks=400)  # 0.8 cores busy over the window, this process's included
+    t.work(0.02)
+    assert w.elapsed() == pytest.approx(0.02)
+    got = w.busy(sleep=t.sleep)
+    assert t.slept == [pytest.approx(0.01)]
+    assert got == pytest.approx(0.8 - 0.02 / 0.03)  # no core counted for the caller's work
+    # work past the window: nothing slept, the reading over the whole span
+    t = _Paused()
+    w = window(t, busy_ticks=500)
+    t.work(0.05)
+    assert w.busy(sleep=t.sleep) == pytest.approx(1.0 - 1.0) and t.slept == []
+    # exactly the window's length: nothing slept either
+    t = _Paused()
+    w = window(t, busy_ticks=150)
+    t.work(ml.LOAD_WINDOW_S)
+    assert w.busy(sleep=t.sleep) == pytest.approx(0.3 - 1.0) and t.slept == []
+    # another thread of this process at a full core beside the work, and on through two
+    # slices: waited out, then (stopped) not counted
+    t = _Paused(shares=[1.0, 1.0, 0.0])
+    w = window(t, busy_ticks=450)
+    t.work(0.03, others=1.0)
+    got = w.busy(sleep=t.sleep)
+    assert t.slept == [ml.SPIN_SLICE_S] * 3
+    assert got == pytest.approx(0.9 - (t.c - 5.0) / (t.t - 100.0))
+    # one just under SPIN_SHARE of a core: not waited for
+    t = _Paused()
+    w = window(t, busy_ticks=450)
+    t.work(0.03, others=ml.SPIN_SHARE - 1e-6)
+    assert w.busy(sleep=t.sleep) == pytest.approx(0.9 - (1.0 + ml.SPIN_SHARE - 1e-6))
+    assert t.slept == []
+    # one still running through settle: a core taken
+    t = _Paused(own_share=1.0)
+    w = window(t, busy_ticks=500)
+    t.work(0.03, others=1.0)
+    got = w.busy(sleep=t.sleep)
+    assert ml.SPIN_SETTLE_S <= t.t - 100.0 < ml.SPIN_SETTLE_S + ml.SPIN_SLICE_S + 1e-9
+    assert got == pytest.approx(1.0 - (t.c - 5.0) / (t.t - 100.0) + 1.0)
 
 
 @pytest.mark.real_load
@@ -404,13 +475,13 @@ def test_fit_uses_and_restores_the_count(monkeypatch):
     y = (X[:, 0] > 0).astype(np.int64)
     old = torch.get_num_threads()
     during = []
-    real = th.resolve_threads
+    real = th.StartThreads.settle
 
-    def spy(*a, **k):
-        during.append(real(*a, **k))
+    def spy(self):
+        during.append(real(self))
         return during[-1]
 
-    monkeypatch.setattr(th, "resolve_threads", spy)
+    monkeypatch.setattr(th.StartThreads, "settle", spy)
     try:
         torch.set_num_threads(2)
         p = fit_path(X, y, n_lambdas=4, eps=0.1, threads=1, progress=False)
@@ -438,25 +509,29 @@ def test_fit_holds_numpys_blas_to_one_thread_and_restores_it(monkeypatch):
     np.ones((4, 4)) @ np.ones((4, 4))  # numpy's BLAS loaded
     assert _blas_threads(), "no BLAS library found by threadpoolctl"
     seen = []
-    real = th.resolve_threads
-    monkeypatch.setattr(th, "resolve_threads", lambda *a, **k: seen.append(_blas_threads())
-                        or real(*a, **k))
+
+    class Spied(th.StartThreads):
+        def __init__(self, *a, **k):
+            seen.append(_blas_threads())
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(th, "StartThreads", Spied)
     with threadpool_limits(limits=2, user_api="blas"):
         before = _blas_threads()
-        with th.fit_threads(1, "cpu", (100, 5, 3)) as k:
+        with th.fit_threads(1, "cpu", (100, 5, 3)) as start:
             inside = _blas_threads()
-        assert k == 1 and inside == [1] * len(before)
+        assert start.k == 1 and inside == [1] * len(before)
         assert _blas_threads() == before  # restored
         old = torch.get_num_threads()
         try:
-            with th.fit_threads(2, "cpu", (100, 5, 3)) as k:  # torch on two threads: BLAS on one
-                assert k == 2 and torch.get_num_threads() == 2
+            with th.fit_threads(2, "cpu", (100, 5, 3)) as start:  # torch on two: BLAS on one
+                assert start.settle() == 2 and torch.get_num_threads() == 2
                 assert _blas_threads() == [th.BLAS_THREADS] * len(before) == [1] * len(before)
             assert torch.get_num_threads() == old and _blas_threads() == before
         finally:
             torch.set_num_threads(old)
-        with th.fit_threads(None, "cuda", (100, 5, 3)) as k:  # a GPU fit: left alone
-            assert k is None and _blas_threads() == before
+        with th.fit_threads(None, "cuda", (100, 5, 3)) as start:  # a GPU fit: left alone
+            assert start.settle() is None and _blas_threads() == before
     # the BLAS held from before the probe on (a spinning BLAS thread slows its second thread)
     assert seen == [[1] * len(before), [1] * len(before), before]
 
@@ -908,6 +983,23 @@ def test_the_governor_measures_at_most_raise_tries_times(monkeypatch):
     assert th.LoadGovernor(_ScriptedWatch([], rest=0.0), held=True).step(2, 2) == ("keep", 2)
 
 
+def _script_start_load(monkeypatch, loads):
+    """The load windows of the thread choice (:class:`~sparse_probe.solvers.threads.
+    StartThreads`) read ``loads`` in turn, then a quiet machine; each has already lasted its
+    length (the first poll decides). Returns the iterator of loads left."""
+    left = iter(loads)
+
+    class Window:
+        def elapsed(self):
+            return ml.LOAD_WINDOW_S
+
+        def busy(self, *a, **k):
+            return next(left, 0.0)
+
+    monkeypatch.setattr(th, "LoadWindow", Window)
+    return left
+
+
 def _spied_fit(monkeypatch, probe, newton_probe=None):
     """A 10-point fit of 4000 x 200 x 10 with torch at 2 threads, the load at its start one
     core (free_threads' first reading) and quiet after, ``probe``'s timings (and
@@ -918,7 +1010,8 @@ def _spied_fit(monkeypatch, probe, newton_probe=None):
     from sparse_probe.solvers import SOLVERS
 
     monkeypatch.delenv(th.ENV_VAR, raising=False)
-    starts = iter([1.0])  # the start's pause reads one busy core; every later one is quiet
+    # the start's window reads one busy core; every later one is quiet
+    starts = _script_start_load(monkeypatch, [1.0])
 
     def free(top, busy=None, share=th.BUSY_SHARE):
         return _one_core_taken(top, next(starts, 0.0) if busy is None else busy, share)
@@ -961,7 +1054,7 @@ def test_the_start_reports_a_count_held_down_by_load_and_not_by_the_quota(monkey
         for quota, load, k, held in [(1.0, 0.0, 1, False), (None, 1.0, 1, True),
                                      (None, 0.0, 2, False), (1.5, 1.0, 1, False)]:
             monkeypatch.setattr(th, "cpu_quota", lambda q=quota: q)
-            monkeypatch.setattr(th, "busy_cores", lambda v=load: v)
+            _script_start_load(monkeypatch, [load])
             report = {}
             assert th.resolve_threads(None, torch.device("cpu"), (4000, 200, 10),
                                       report=report) == k
@@ -1182,18 +1275,18 @@ def test_a_fit_under_a_one_cpu_quota_runs_on_one_thread(tmp_path):
 
 
 def test_the_statistics_pass_runs_on_the_fits_thread_count(monkeypatch):
-    """column_stats runs inside the fit's thread choice (two threads of torch's reductions
+    """column_sums runs inside the fit's thread choice (two threads of torch's reductions
     stall beside a busy core), and the caller's count is restored after the fit."""
     import sparse_probe.fit as fit_module
 
     seen = []
-    real = fit_module.column_stats
+    real = fit_module.column_sums
 
     def spy(*a, **k):
         seen.append(torch.get_num_threads())
         return real(*a, **k)
 
-    monkeypatch.setattr(fit_module, "column_stats", spy)
+    monkeypatch.setattr(fit_module, "column_sums", spy)
     rng = np.random.default_rng(5)
     X = rng.standard_normal((300, 6)).astype(np.float32)
     y = rng.integers(0, 3, 300)
@@ -1204,3 +1297,126 @@ def test_the_statistics_pass_runs_on_the_fits_thread_count(monkeypatch):
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(old)
+
+
+class _ClockWindow:
+    """A load window on a scripted clock (``now[0]`` seconds since it opened) that reads
+    ``load`` cores busy, counting its readings."""
+
+    made: ClassVar[list] = []
+
+    def __init__(self, now, load):
+        self.now, self.load, self.reads = now, load, 0
+        _ClockWindow.made.append(self)
+
+    def elapsed(self):
+        return self.now[0]
+
+    def busy(self, *a, **k):
+        self.reads += 1
+        return self.load
+
+
+def test_the_start_decides_in_its_load_window_while_the_set_up_runs_on_one_thread(
+        monkeypatch):
+    """fit_threads with a count to measure: torch on one thread while the window is open;
+    a poll before the window's length leaves it open, the first one at it reads the load
+    once and sets the count chosen (the rest of the set-up runs on it); settle reads an
+    open window at once; the caller's count restored after."""
+    monkeypatch.delenv(th.ENV_VAR, raising=False)
+    monkeypatch.setattr(th, "physical_cores", lambda: 2)
+    monkeypatch.setattr(th, "free_threads", _one_core_taken)
+    now, load = [0.0], [0.0]
+    _ClockWindow.made = []
+    monkeypatch.setattr(th, "LoadWindow", lambda: _ClockWindow(now, load[0]))
+    shape = (50_000, 300, 4)
+    with torch_threads(2):
+        with th.fit_threads(None, "cpu", shape) as start:
+            assert not start.decided and start.k is None and torch.get_num_threads() == 1
+            now[0] = ml.LOAD_WINDOW_S - 1e-6
+            start.poll()
+            assert not start.decided and torch.get_num_threads() == 1
+            assert _ClockWindow.made[0].reads == 0
+            now[0] = ml.LOAD_WINDOW_S
+            start.poll()
+            assert start.decided and start.k == 2 and torch.get_num_threads() == 2
+            start.poll()
+            assert start.settle() == 2 and _ClockWindow.made[0].reads == 1  # read once
+        assert torch.get_num_threads() == 2
+        now[0], load[0] = 0.0, 1.0  # another process on one core: one thread
+        report = {}
+        with th.fit_threads(None, "cpu", shape, report=report) as start:
+            assert start.settle() == 1 and torch.get_num_threads() == 1
+            assert _ClockWindow.made[1].reads == 1 and report == {"held": True}
+        assert torch.get_num_threads() == 2 and len(_ClockWindow.made) == 2
+        # resolve_threads: the same choice, torch's count left as it was
+        assert th.resolve_threads(None, "cpu", shape) == 1 and torch.get_num_threads() == 2
+    # no window where the count needs no reading of the load
+    monkeypatch.setattr(th, "LoadWindow", lambda: pytest.fail("opened a load window"))
+    monkeypatch.setattr(th, "cpu_quota", lambda: None)
+    with torch_threads(2):
+        for threads, shp, k in [(3, shape, 3), (1, shape, 1), (None, (10, 10, 2), 1)]:
+            with th.fit_threads(threads, "cpu", shp) as start:
+                assert start.decided and start.k == k and torch.get_num_threads() == k
+                start.poll()
+                assert start.settle() == k
+        monkeypatch.setenv(th.ENV_VAR, "1")
+        with th.fit_threads(None, "cpu", shape) as start:
+            assert start.decided and start.k == 1
+        monkeypatch.delenv(th.ENV_VAR)
+        monkeypatch.setattr(th, "cpu_quota", lambda: 1.5)  # a quota of one CPU (rounded down)
+        report = {}
+        with th.fit_threads(None, "cpu", shape, report=report) as start:
+            assert start.decided and start.k == 1 and report == {"held": False}
+        with th.fit_threads(None, "cuda", shape) as start:
+            assert start.decided and start.k is None and torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 2
+    with torch_threads(1), th.fit_threads(None, "cpu", shape) as start:
+        assert start.decided and start.k == 1
+
+
+@pytest.mark.parametrize("elapsed", [0.0, ml.LOAD_WINDOW_S])
+def test_a_fits_set_up_runs_in_the_load_window_on_one_thread(monkeypatch, elapsed):
+    """The fit's statistics' pass runs while the window is open, on one thread: with a
+    window that never reaches its length by the polls, all of the set-up (the first full
+    gradient too) and settle decides; with one already past it, the statistics' first row
+    block's poll decides and the rest runs on the count chosen. The solves run on it either
+    way."""
+    import dataclasses
+
+    import sparse_probe.fit as fit_module
+    from sparse_probe.solvers import SOLVERS
+
+    monkeypatch.delenv(th.ENV_VAR, raising=False)
+    monkeypatch.setattr(th, "physical_cores", lambda: 2)
+    _ClockWindow.made = []
+    monkeypatch.setattr(th, "LoadWindow", lambda: _ClockWindow([elapsed], 0.0))
+    seen: dict[str, list] = {"sums": [], "polls": [], "gradient": [], "solve": []}
+
+    def spy(key, real):
+        def f(*a, **k):
+            seen[key].append(torch.get_num_threads())
+            return real(*a, **k)
+        return f
+
+    real_poll = th.StartThreads.poll
+    monkeypatch.setattr(th.StartThreads, "poll",
+                        lambda self: seen["polls"].append(self.decided) or real_poll(self))
+    monkeypatch.setattr(fit_module, "column_sums", spy("sums", fit_module.column_sums))
+    monkeypatch.setattr(fit_module._Trainer, "full_gradient",
+                        spy("gradient", fit_module._Trainer.full_gradient))
+    for name in ("owlqn", "newton"):
+        monkeypatch.setitem(SOLVERS, name, dataclasses.replace(
+            SOLVERS[name], solve=spy("solve", SOLVERS[name].solve)))
+    X, y = _spied_data()
+    with torch_threads(2):
+        p = fit_path(X, y, n_lambdas=3, eps=0.3, progress=False)
+        assert torch.get_num_threads() == 2
+    assert seen["sums"] == [1] and _ClockWindow.made[0].reads == 1
+    assert seen["polls"][0] is False and len(seen["polls"]) >= 2  # a row block's, copies'
+    if elapsed < ml.LOAD_WINDOW_S:
+        assert not any(seen["polls"]) and seen["gradient"][0] == 1
+    else:
+        assert seen["polls"][1:] == [True] * (len(seen["polls"]) - 1)
+        assert seen["gradient"][0] == 2
+    assert set(seen["solve"]) == {2} and p.info["threads"] == 2

@@ -4,7 +4,7 @@ Two readings the thread rule (:mod:`sparse_probe.solvers.threads`) decides on, b
 kernel's own accounting rather than from timing a probe (which a busy core or a quota can
 fool for the few tens of milliseconds it runs):
 
-- :func:`busy_cores` / :class:`LoadWatch`: the cores' worth of CPU time other processes (and
+- :func:`busy_cores` / :class:`LoadWindow` / :class:`LoadWatch`: the cores' worth of CPU time other processes (and
   a hypervisor's other guests) take on the CPUs this process may run on: ``n_cpus · Δbusy /
   Δtotal`` of the ``cpuN`` lines of ``/proc/stat`` for ``os.sched_getaffinity(0)``, less this
   process's own CPU time over the wall time.
@@ -21,7 +21,7 @@ import os
 import time
 
 __all__ = ["CGROUP_ROOT", "LOAD_WINDOW_S", "SPIN_SETTLE_S", "SPIN_SHARE", "STAT", "SYS_CPU",
-           "LoadWatch", "busy_cores", "cpu_quota", "physical_cores"]
+           "LoadWatch", "LoadWindow", "busy_cores", "cpu_quota", "physical_cores"]
 
 LOAD_WINDOW_S = 0.03
 """The pause over which :func:`busy_cores` reads the other processes' load. On the 2-core
@@ -107,9 +107,60 @@ class LoadWatch:
         return len(self._cpus) * (b1 - b0) / (t1 - t0) - (c1 - c0) / (w1 - w0)
 
 
+class LoadWindow:
+    """Other processes' load over a window that opens on construction and in which the
+    calling thread may work instead of sleeping (a fit's set-up passes on one thread:
+    :class:`~sparse_probe.solvers.threads.StartThreads`); :meth:`busy` sleeps what is left of
+    the window and reads it.
+
+    Others' load is ``n_cpus · Δbusy / Δtotal`` of ``/proc/stat`` less this process's CPU time
+    over the wall time (:class:`LoadWatch`), the calling thread's work included. That work
+    cannot hide a free core: it displaces others only where their load and it exceed the
+    cores, where at most one core reads free either way. This process's *other* threads'
+    share (its CPU time less the calling thread's, ``thread_time``) decides whether one of
+    them is still running (:data:`SPIN_SHARE`, :func:`busy_cores`). ``read``, ``cpu_time``,
+    ``thread_time``, ``clock``: for tests.
+    """
+
+    def __init__(self, *, read=_read_stat, cpu_time=time.process_time,
+                 thread_time=time.thread_time, clock=time.perf_counter):
+        self._watch = LoadWatch(0.0, read=read, cpu_time=cpu_time, clock=clock)
+        self._cpu, self._thread, self._clock = cpu_time, thread_time, clock
+        self._start = self._marks()
+
+    def _marks(self) -> tuple[float, float, float]:
+        return self._cpu(), self._thread(), self._clock()
+
+    def elapsed(self) -> float:
+        """Wall seconds since the window opened."""
+        return self._clock() - self._start[2]
+
+    def busy(self, window: float = LOAD_WINDOW_S, settle: float = SPIN_SETTLE_S,
+             sleep=time.sleep) -> float | None:
+        """Cores' worth of CPU time others took since the window opened, after sleeping to
+        ``window`` seconds from its start, and this process's other threads' share where one
+        of them keeps running (waited out up to ``settle`` seconds from the start, as
+        :func:`busy_cores`). None where ``/proc/stat`` cannot be read or no tick passed."""
+        rest = window - self.elapsed()
+        if rest > 0:
+            sleep(rest)
+        (c0, h0, t0), start = self._start, self._start[2]
+        c1, h1, t1 = self._marks()
+        own = ((c1 - c0) - (h1 - h0)) / max(t1 - t0, 1e-9)
+        while own >= SPIN_SHARE and t1 - start < settle:
+            c0, h0, t0 = c1, h1, t1
+            sleep(SPIN_SLICE_S)
+            c1, h1, t1 = self._marks()
+            own = ((c1 - c0) - (h1 - h0)) / max(t1 - t0, 1e-9)
+        others = self._watch.busy()
+        if others is None:
+            return None
+        return others + (own if own >= SPIN_SHARE else 0.0)
+
+
 def busy_cores(window: float = LOAD_WINDOW_S, settle: float = SPIN_SETTLE_S, *,
                read=_read_stat, sleep=time.sleep, cpu_time=time.process_time,
-               clock=time.perf_counter) -> float | None:
+               thread_time=time.thread_time, clock=time.perf_counter) -> float | None:
     """Cores' worth of CPU time that other processes (and the hypervisor's other guests) take
     on the CPUs this process may run on, over a pause of ``window`` seconds, and this
     process's own other threads where one of them keeps running.
@@ -121,23 +172,11 @@ def busy_cores(window: float = LOAD_WINDOW_S, settle: float = SPIN_SETTLE_S, *,
     after a product), the pause goes on in slices of :data:`SPIN_SLICE_S` until a slice reads
     less or ``settle`` seconds have passed, and a share still at or above it is added to the
     result (a core those threads keep from the fit). None where ``/proc/stat`` cannot be read
-    (not Linux) or no tick passed. ``read``, ``sleep``, ``cpu_time``, ``clock``: for tests.
+    (not Linux) or no tick passed. ``read``, ``sleep``, ``cpu_time``, ``thread_time``,
+    ``clock``: for tests. :class:`LoadWindow` is the same reading with work in the pause.
     """
-    watch = LoadWatch(0.0, read=read, cpu_time=cpu_time, clock=clock)
-    c0, t0 = cpu_time(), clock()
-    start = t0
-    sleep(window)
-    c1, t1 = cpu_time(), clock()
-    own = (c1 - c0) / max(t1 - t0, 1e-9)
-    while own >= SPIN_SHARE and t1 - start < settle:
-        c0, t0 = c1, t1
-        sleep(SPIN_SLICE_S)
-        c1, t1 = cpu_time(), clock()
-        own = (c1 - c0) / max(t1 - t0, 1e-9)
-    others = watch.busy()
-    if others is None:
-        return None
-    return others + (own if own >= SPIN_SHARE else 0.0)
+    return LoadWindow(read=read, cpu_time=cpu_time, thread_time=thread_time,
+                      clock=clock).busy(window, settle, sleep)
 
 
 SYS_CPU = "/sys/devices/system/cpu"

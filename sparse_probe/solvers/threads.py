@@ -73,11 +73,18 @@ from collections.abc import Iterator
 
 import torch
 
-from sparse_probe.solvers.machine_load import LoadWatch, busy_cores, cpu_quota, physical_cores
+from sparse_probe.solvers.machine_load import (
+    LOAD_WINDOW_S,
+    LoadWatch,
+    LoadWindow,
+    busy_cores,
+    cpu_quota,
+    physical_cores,
+)
 
 __all__ = ["BLAS_THREADS", "BUSY_SHARE", "ENV_VAR", "MARGIN", "PROBE_WORK", "QUIET_SHARE",
            "RAISE_SPANS", "RAISE_TRIES", "SMALL_HESSIAN", "SMALL_WORK",
-           "WATCH_INTERVAL_S", "WATCH_SHARE", "LoadGovernor", "blas_limits", "fit_threads",
+           "WATCH_INTERVAL_S", "WATCH_SHARE", "LoadGovernor", "StartThreads", "blas_limits", "fit_threads",
            "free_threads", "load_watch", "newton_threads", "pick_threads", "remeasure",
            "resolve_threads", "torch_threads"]
 
@@ -216,15 +223,20 @@ def load_watch(threads, k: int | None, top: int) -> LoadWatch | None:
     return LoadWatch(WATCH_INTERVAL_S)
 
 
+def _quota_top(top: int) -> int:
+    """``top`` held to the CPUs this process's cgroup quota allows (rounded down, at least
+    1)."""
+    quota = cpu_quota()
+    return top if quota is None else max(1, min(top, math.floor(quota + 1e-9)))
+
+
 def free_threads(top: int, busy: float | None = None, share: float = BUSY_SHARE) -> int:
     """At most ``top`` threads, no more than the CPUs this process's cgroup quota allows
     (:func:`cpu_quota`, rounded down), and no more than the cores that other processes leave
     free: ``len(os.sched_getaffinity(0)) − ⌊busy + 1 − share⌋`` (``busy`` from
     :func:`busy_cores` when not given; a core counts as taken from ``share`` of one on); at
     least 1. Only ``top`` and the quota where the load cannot be read."""
-    quota = cpu_quota()
-    if quota is not None:
-        top = max(1, min(top, math.floor(quota + 1e-9)))
+    top = _quota_top(top)
     if top <= 1:
         return 1
     if busy is None:
@@ -376,46 +388,102 @@ def _probe_hessian(repeats: int = 4, clock=time.perf_counter) -> dict[int, list[
     return _time_counts(lambda: A @ B.T, torch.get_num_threads(), repeats, clock)
 
 
+class StartThreads:
+    """The thread count of a fit on ``device`` of an ``(n, m, C)``-shaped problem, chosen
+    while the fit's set-up runs.
+
+    Where the count needs no reading of the load (``threads`` given: an int, or None with
+    :data:`ENV_VAR` set; not a CPU fit: None; torch at one thread, a fit under
+    :data:`SMALL_WORK` or a cgroup quota of one CPU: 1) it is :attr:`k` at once. Otherwise a
+    :class:`~sparse_probe.solvers.machine_load.LoadWindow` opens: the caller runs its set-up
+    on one thread (:func:`fit_threads` holds torch there) and calls :meth:`poll` between
+    pieces of it; the first call once :data:`~sparse_probe.solvers.machine_load.LOAD_WINDOW_S`
+    has passed, or :meth:`settle` (which sleeps what is left of the window), reads the load
+    and decides as the module docstring says (the cores others leave free, every core free
+    and enough work: all of them, else the probe). The n ≪ d bench path spent the window's
+    30 ms asleep before its statistics' passes (26 ms on two threads, in a fresh process);
+    its pieces now run in it. ``report`` (a dict), when given, receives ``"held"``: whether
+    other processes' load left fewer cores than torch's count, the CPUs and the cgroup quota
+    allow (only where the load was read).
+    """
+
+    def __init__(self, threads, device, shape: tuple[int, int, int],
+                 report: dict | None = None):
+        self.shape, self.report = shape, report
+        self.top = torch.get_num_threads()
+        self.k: int | None = None
+        self._load: LoadWindow | None = None
+        if torch.device(device).type != "cpu":
+            return
+        self.k = _given(threads)
+        if self.k is not None:
+            return
+        n, m, C = shape
+        if self.top <= 1:
+            self.k = 1
+        elif n * m * C < SMALL_WORK:
+            log.debug("threads: %d x %d x %d is under SMALL_WORK -> 1", n, m, C)
+            self.k = 1
+        elif _quota_top(self.top) <= 1:  # the cgroup's quota: one CPU, no load to read
+            self.k = 1
+            if report is not None:
+                report["held"] = False
+        else:
+            self._load = LoadWindow()
+
+    @property
+    def decided(self) -> bool:
+        """Whether the count is known (no window open)."""
+        return self._load is None
+
+    def poll(self) -> None:
+        """Decide now if the window is open and has lasted its length (else nothing)."""
+        if self._load is not None and self._load.elapsed() >= LOAD_WINDOW_S:
+            self.settle()
+
+    def settle(self) -> int | None:
+        """The count: read the load where the window is open (sleeping what is left of it)
+        and decide; torch's count is then set to it (None: not a CPU fit, left alone)."""
+        if self._load is not None:
+            busy, self._load = self._load.busy(), None
+            self.k = self._choose(busy)
+            torch.set_num_threads(self.k)
+        return self.k
+
+    def _choose(self, busy: float | None) -> int:
+        top, (n, m, C) = self.top, self.shape
+        free = free_threads(top, busy)
+        if self.report is not None:  # fewer than the quota and the CPUs allow: others' load
+            self.report["held"] = free < free_threads(top, 0.0)
+        if free < top:
+            # INFO: why a fit runs on fewer threads than the machine has (as the mid-fit drop's)
+            log.info("threads: other processes leave %d of %d -> %s", free, top,
+                      "1" if free == 1 else "probe")
+            if free == 1:
+                return 1
+        elif n * m * C >= top * PROBE_WORK and (physical_cores() or 0) >= top:
+            log.debug("threads: every core free, %d x %d x %d -> %d", n, m, C, top)
+            return top
+        with torch_threads(free):  # the probe's candidates: 1 and ``free``
+            timings = _probe(*self.shape)
+        choice = pick_threads(timings)
+        log.debug("threads: probe %s -> %d", _ms(timings), choice)
+        return choice
+
+
 def resolve_threads(threads, device: torch.device, shape: tuple[int, int, int],
                     report: dict | None = None) -> int | None:
-    """The thread count for a fit on ``device`` of an ``(n, m, C)``-shaped problem.
+    """The thread count for a fit on ``device`` of an ``(n, m, C)``-shaped problem, with
+    nothing run in the load's window (:class:`StartThreads`, settled at once; torch's count
+    is left as it was).
 
     ``threads``: an int (used as is), None (the environment variable :data:`ENV_VAR` when
     set, else measured: see the module docstring) or ``"auto"`` (measured, whatever the
-    environment says). Returns None for non-CPU devices (left alone). ``report`` (a dict),
-    when given, receives ``"held"``: whether other processes' load left fewer cores than
-    torch's count, the CPUs and the cgroup quota allow (read only where the count is
-    measured).
+    environment says). Returns None for non-CPU devices (left alone). ``report``: as
+    :class:`StartThreads`'.
     """
-    if torch.device(device).type != "cpu":
-        return None
-    k = _given(threads)
-    if k is not None:
-        return k
-    top = torch.get_num_threads()
-    if top <= 1:
-        return 1
-    n, m, C = shape
-    if n * m * C < SMALL_WORK:
-        log.debug("threads: %d x %d x %d is under SMALL_WORK -> 1", n, m, C)
-        return 1
-    free = free_threads(top)
-    if report is not None:  # fewer than the quota and the CPUs allow: others' load
-        report["held"] = free < free_threads(top, 0.0)
-    if free < top:
-        # INFO: why a fit runs on fewer threads than the machine has (as the mid-fit drop's)
-        log.info("threads: other processes leave %d of %d -> %s", free, top,
-                  "1" if free == 1 else "probe")
-        if free == 1:
-            return 1
-    elif n * m * C >= top * PROBE_WORK and (physical_cores() or 0) >= top:
-        log.debug("threads: every core free, %d x %d x %d -> %d", n, m, C, top)
-        return top
-    with torch_threads(free):  # the probe's candidates: 1 and ``free``
-        timings = _probe(*shape)
-    choice = pick_threads(timings)
-    log.debug("threads: probe %s -> %d", _ms(timings), choice)
-    return choice
+    with torch_threads(torch.get_num_threads()):
+        return StartThreads(threads, device, shape, report).settle()
 
 
 def _ms(timings: dict[int, list[float]]) -> dict[int, float]:
@@ -482,12 +550,13 @@ def torch_threads(k: int | None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def fit_threads(threads, device, shape: tuple[int, int, int],
-                report: dict | None = None) -> Iterator[int | None]:
-    """Run the body with the resolved thread count (:func:`resolve_threads`, which fills
-    ``report``) for torch and :data:`BLAS_THREADS` for numpy's BLAS (:func:`blas_limits`),
-    then restore both. Yields torch's count in force (None: left alone, and BLAS too)."""
+                report: dict | None = None) -> Iterator[StartThreads]:
+    """Run the body with :data:`BLAS_THREADS` for numpy's BLAS (:func:`blas_limits`) and
+    torch's count chosen by a :class:`StartThreads` (yielded: torch runs on one thread until
+    its :meth:`~StartThreads.poll` or :meth:`~StartThreads.settle` decides), then restore
+    both. torch's count is left alone where the fit is not on CPU."""
     cpu = torch.device(device).type == "cpu"
-    with blas_limits(BLAS_THREADS if cpu else None):  # from before the load's pause
-        k = resolve_threads(threads, device, shape, report=report)
-        with torch_threads(k):
-            yield k
+    with blas_limits(BLAS_THREADS if cpu else None):  # from before the load's window
+        start = StartThreads(threads, device, shape, report=report)
+        with torch_threads(start.k if start.decided else 1):
+            yield start
