@@ -682,6 +682,7 @@ def fit_path(
         # gradient at W = 0 with the intercept-only optimum: -(1/n) Y^T X_std (the X_std sum is 0),
         # accumulated in float64 so that λ_max is exact
         G0 = -(class_total - counts[:, None] * mean[None, :]) / scale[None, :] / src.n
+        start.poll(next_work=src.n * src.d * C)  # the first full gradient: in the window?
         _, _, loss0, acc0 = tr.full_gradient(torch.zeros((C, 0), dtype=torch.float64, device=device),
                                              torch.as_tensor(b, device=device))
         n_threads = start.settle()

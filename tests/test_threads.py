@@ -1337,6 +1337,8 @@ def test_the_start_decides_in_its_load_window_while_the_set_up_runs_on_one_threa
             start.poll()
             assert not start.decided and torch.get_num_threads() == 1
             assert _ClockWindow.made[0].reads == 0
+            start.poll(next_work=th.WINDOW_WORK)  # a piece that fits the window: run it
+            assert not start.decided and torch.get_num_threads() == 1
             now[0] = ml.LOAD_WINDOW_S
             start.poll()
             assert start.decided and start.k == 2 and torch.get_num_threads() == 2
@@ -1349,7 +1351,15 @@ def test_the_start_decides_in_its_load_window_while_the_set_up_runs_on_one_threa
             assert start.settle() == 1 and torch.get_num_threads() == 1
             assert _ClockWindow.made[1].reads == 1 and report == {"held": True}
         assert torch.get_num_threads() == 2 and len(_ClockWindow.made) == 2
+        # a piece too large for the window on one thread: decided before it, window open
+        load[0] = 0.0
+        with th.fit_threads(None, "cpu", shape) as start:
+            start.poll(next_work=th.WINDOW_WORK + 1)
+            assert start.decided and start.k == 2 and torch.get_num_threads() == 2
+            assert _ClockWindow.made[2].reads == 1
+        assert th.WINDOW_WORK == 64_000_000
         # resolve_threads: the same choice, torch's count left as it was
+        load[0] = 1.0
         assert th.resolve_threads(None, "cpu", shape) == 1 and torch.get_num_threads() == 2
     # no window where the count needs no reading of the load
     monkeypatch.setattr(th, "LoadWindow", lambda: pytest.fail("opened a load window"))
@@ -1375,13 +1385,16 @@ def test_the_start_decides_in_its_load_window_while_the_set_up_runs_on_one_threa
         assert start.decided and start.k == 1
 
 
-@pytest.mark.parametrize("elapsed", [0.0, ml.LOAD_WINDOW_S])
-def test_a_fits_set_up_runs_in_the_load_window_on_one_thread(monkeypatch, elapsed):
+@pytest.mark.parametrize(("elapsed", "window_work"), [(0.0, None), (ml.LOAD_WINDOW_S, None),
+                                                      (0.0, 7_999_999)])
+def test_a_fits_set_up_runs_in_the_load_window_on_one_thread(monkeypatch, elapsed,
+                                                              window_work):
     """The fit's statistics' pass runs while the window is open, on one thread: with a
     window that never reaches its length by the polls, all of the set-up (the first full
-    gradient too) and settle decides; with one already past it, the statistics' first row
-    block's poll decides and the rest runs on the count chosen. The solves run on it either
-    way."""
+    gradient too, its 8 M multiply-adds within WINDOW_WORK) and settle decides; with one
+    already past it, the statistics' first row block's poll decides and the rest runs on the
+    count chosen; with the gradient's work over WINDOW_WORK, the poll before it decides. The
+    solves run on the count chosen either way."""
     import dataclasses
 
     import sparse_probe.fit as fit_module
@@ -1391,6 +1404,8 @@ def test_a_fits_set_up_runs_in_the_load_window_on_one_thread(monkeypatch, elapse
     monkeypatch.setattr(th, "physical_cores", lambda: 2)
     _ClockWindow.made = []
     monkeypatch.setattr(th, "LoadWindow", lambda: _ClockWindow([elapsed], 0.0))
+    if window_work is not None:
+        monkeypatch.setattr(th, "WINDOW_WORK", window_work)
     seen: dict[str, list] = {"sums": [], "polls": [], "gradient": [], "solve": []}
 
     def spy(key, real):
@@ -1400,8 +1415,8 @@ def test_a_fits_set_up_runs_in_the_load_window_on_one_thread(monkeypatch, elapse
         return f
 
     real_poll = th.StartThreads.poll
-    monkeypatch.setattr(th.StartThreads, "poll",
-                        lambda self: seen["polls"].append(self.decided) or real_poll(self))
+    monkeypatch.setattr(th.StartThreads, "poll", lambda self, next_work=0.0: seen[
+        "polls"].append(self.decided) or real_poll(self, next_work))
     monkeypatch.setattr(fit_module, "column_sums", spy("sums", fit_module.column_sums))
     monkeypatch.setattr(fit_module._Trainer, "full_gradient",
                         spy("gradient", fit_module._Trainer.full_gradient))
@@ -1414,7 +1429,9 @@ def test_a_fits_set_up_runs_in_the_load_window_on_one_thread(monkeypatch, elapse
         assert torch.get_num_threads() == 2
     assert seen["sums"] == [1] and _ClockWindow.made[0].reads == 1
     assert seen["polls"][0] is False and len(seen["polls"]) >= 2  # a row block's, copies'
-    if elapsed < ml.LOAD_WINDOW_S:
+    if window_work is not None:  # 4000 x 200 x 10: 8 M, one over
+        assert not any(seen["polls"]) and seen["gradient"][0] == 2
+    elif elapsed < ml.LOAD_WINDOW_S:
         assert not any(seen["polls"]) and seen["gradient"][0] == 1
     else:
         assert seen["polls"][1:] == [True] * (len(seen["polls"]) - 1)

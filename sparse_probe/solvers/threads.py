@@ -84,7 +84,7 @@ from sparse_probe.solvers.machine_load import (
 
 __all__ = ["BLAS_THREADS", "BUSY_SHARE", "ENV_VAR", "MARGIN", "PROBE_WORK", "QUIET_SHARE",
            "RAISE_SPANS", "RAISE_TRIES", "SMALL_HESSIAN", "SMALL_WORK",
-           "WATCH_INTERVAL_S", "WATCH_SHARE", "LoadGovernor", "StartThreads", "blas_limits", "fit_threads",
+           "WATCH_INTERVAL_S", "WATCH_SHARE", "WINDOW_WORK", "LoadGovernor", "StartThreads", "blas_limits", "fit_threads",
            "free_threads", "load_watch", "newton_threads", "pick_threads", "remeasure",
            "resolve_threads", "torch_threads"]
 
@@ -128,6 +128,14 @@ read 0.55-1.19 of one thread's time and picked one thread in 3 of 72 fits
 fit's first point took 60-66 ms instead of 84-105 ms, whole fits the same within noise
 (``compare_revisions.py --quiet-start``, ``results/thread-start-cpu-2026-12-06.txt``). Below
 it, and where some cores are taken, the probe decides."""
+
+
+WINDOW_WORK = 64_000_000
+"""The most multiply-adds a piece of a fit's set-up may take to run in the load's window on
+one thread (:meth:`StartThreads.poll`): a few milliseconds there. The first full gradient of
+the 1,000-class bench path (20,000 x 32 x 1,000: 640 M, and 20 M exponentials) ran past the
+window on one thread, its first point 184 ms against 153 with the window slept
+(``compare_revisions.py --quiet-start``, ``results/start-window-cpu-2026-12-06.txt``)."""
 
 
 BUSY_SHARE = 0.5
@@ -436,9 +444,13 @@ class StartThreads:
         """Whether the count is known (no window open)."""
         return self._load is None
 
-    def poll(self) -> None:
-        """Decide now if the window is open and has lasted its length (else nothing)."""
-        if self._load is not None and self._load.elapsed() >= LOAD_WINDOW_S:
+    def poll(self, next_work: float = 0.0) -> None:
+        """Decide now if the window is open and has lasted its length, or if the caller's
+        next piece of set-up is ``next_work`` multiply-adds, more than :data:`WINDOW_WORK`
+        (it would outlast the window on one thread: it runs on the count chosen instead);
+        else nothing."""
+        if self._load is not None and (self._load.elapsed() >= LOAD_WINDOW_S
+                                       or next_work > WINDOW_WORK):
             self.settle()
 
     def settle(self) -> int | None:
