@@ -274,6 +274,19 @@ for mb in (20, 30, 31.4):
     assert got.returncode == 0, got.stderr
     tuned = json.loads(got.stdout)
     assert tuned["primed"] is False and tuned["20"] is False
+    # and here (mutation testing maps the function's code to this test by its calls here):
+    # it primes unless the environment tunes the allocator
+    assert allocator.prime_mmap_threshold() is True
+    assert allocator.prime_mmap_threshold(2**20) is True
+
+
+@needs_glibc
+def test_priming_leaves_a_user_tuned_allocator_alone(monkeypatch):
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert allocator.prime_mmap_threshold() is False
+    monkeypatch.setattr(allocator, "_libc", lambda: None)  # not glibc
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    assert allocator.prime_mmap_threshold() is False
 
 
 def test_user_tuned_reads_only_malloc_settings():

@@ -141,11 +141,140 @@ def test_a_kernel_that_disagrees_is_left_out(monkeypatch, caplog):
         sums(X, d, shift, s, q, y, S, C)
         return -1
 
+    def reports_a_bad_entry(X, d, shift, s, q, y=None, S=None, C=0):  # on finite rows too
+        sums(X, d, shift, s, q, y, S, C)
+        return 0
+
+    def off_by_a_hair(X, d, shift, s, q, y=None, S=None, C=0):  # 1e-10 on each shifted sum
+        bad = sums(X, d, shift, s, q, y, S, C)
+        s += 1e-10
+        return bad
+
+    def float32_rounded(X, d, shift, s, q, y=None, S=None, C=0):  # wrong on float32 rows only
+        if X.dtype == np.float32:
+            X = X.astype(np.float16).astype(np.float32)
+        return sums(X, d, shift, s, q, y, S, C)
+
     assert fit_common._agrees(sums)
-    for wrong in (unshifted, no_class_sums, finds_nothing):
+    for wrong in (unshifted, no_class_sums, finds_nothing, reports_a_bad_entry, off_by_a_hair,
+                  float32_rounded):
         assert not fit_common._agrees(wrong), wrong.__name__
     monkeypatch.setattr(fit_common, "_STATE", {})
     monkeypatch.setattr(fit_common, "_agrees", lambda fn: False)
     with caplog.at_level(logging.WARNING, logger=fit_common.__name__):
         assert fit_common._kernel() is None
-    assert "disagrees with torch's sums" in caplog.text
+    assert caplog.messages == ["the compiled _column_sums.sums disagrees with torch's sums on a "
+                               "self-check; using torch's sums"]
+    assert fit_common._STATE == {"sums": None}  # decided once
+
+
+@pytest.mark.parametrize("route", ["kernel", "torch"])
+@pytest.mark.parametrize(("n", "d", "chunk", "blocks"), [
+    (130, 100, 1000, 3),  # 8 KiB / 800 B = 10 rows: at least 64 rows a block, 130 rows in 3
+    (584, 7, 292, 4),  # 8 KiB / 56 B = 146 rows: each 292-row chunk in 2 blocks
+    (1024, 1, 5000, 1),  # 8 KiB / 8 B = 1,024 rows: one block
+])
+def test_one_poll_per_row_block_of_the_statistics_bytes(small_blocks, monkeypatch, route, n, d,
+                                                         chunk, blocks):
+    if route == "torch":
+        monkeypatch.setitem(fit_common._STATE, "sums", None)
+    X = np.random.default_rng(n).standard_normal((n, d)).astype(np.float32)
+    polls = []
+    fit_common.column_sums(FeatureSource(X, chunk_rows=chunk), np.arange(n) % 2, 2,
+                           poll=lambda: polls.append(1))
+    assert len(polls) == blocks
+
+
+def test_the_kernel_runs_on_cpu_and_the_torch_route_without_it(monkeypatch):
+    """A spy on each route: on CPU the kernel and not column_stats; with the kernel left out
+    (its state None) column_stats and the class sums by ``index_add_``; int32 labels reach
+    the kernel as int64."""
+    X, y = _data(n=200, seed=4)
+    src = FeatureSource(X.astype(np.float32))
+    real = fit_common._kernel()
+    calls = []
+    monkeypatch.setitem(fit_common._STATE, "sums",
+                        lambda *a: calls.append("kernel") or real(*a))
+    real_stats = fit_common.column_stats
+    monkeypatch.setattr(fit_common, "column_stats",
+                        lambda *a, **k: calls.append("stats") or real_stats(*a, **k))
+    got = fit_common.column_sums(src, y.astype(np.int32), 5)
+    assert set(calls) == {"kernel"}
+    np.testing.assert_allclose(got[2], _numpy_reference(X.astype(np.float32).astype(np.float64),
+                                                        y, 5)[2], rtol=1e-12)
+    calls.clear()
+    monkeypatch.setitem(fit_common._STATE, "sums", None)
+    fit_common.column_sums(src, y, 5)
+    assert calls == ["stats"]
+
+
+def test_class_sums_add_rows_by_index_on_cpu_and_by_a_product_elsewhere(monkeypatch):
+    """On CPU row by row (``index_add_``); on another device (a meta device stands in for a
+    GPU, whose ``index_add_`` adds in no fixed order) as the one-hot product."""
+    used = []
+    for name in ("index_add_", "addmm_"):
+        real = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _n=name, _r=real, **k:
+                            used.append(_n) or _r(self, *a, **k))
+    X, y = _data(n=50, seed=5)
+    src = FeatureSource(X)
+    fit_common.class_sums(src, y, 5)
+    assert used == ["index_add_"]
+    used.clear()
+    with pytest.raises(NotImplementedError):  # a meta tensor has no values to bring back
+        fit_common.class_sums(src, y, 5, device="meta")
+    assert used == ["addmm_"]
+
+
+def test_a_non_finite_first_entry_and_row_blocks_of_a_whole_chunk():
+    X, y = _data(n=40, seed=6)
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"at row 0, column 0$"):
+        fit_common.column_sums(FeatureSource(X, name="X"), y, 5)
+    chunk = np.zeros((5, 2))
+    assert [(r, b.shape) for r, b in fit_common._row_blocks(chunk, None)] == [(0, (5, 2))]
+    assert [(r, b.shape) for r, b in fit_common._row_blocks(chunk, 2)] == \
+        [(0, (2, 2)), (2, (2, 2)), (4, (1, 2))]
+
+
+def test_a_float16_tensor_and_a_near_constant_column(tmp_path):
+    """A float16 tensor's rows go to the kernel as float32 (exactly); a column whose spread
+    is within 1e-12 of its magnitude counts as constant (spread 1), one just above keeps its
+    spread, and below magnitude 1 the bound is 1e-12 itself."""
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((64, 3))
+    X16 = torch.from_numpy(X.astype(np.float16))
+    got = fit_common.column_sums(FeatureSource(X16), np.arange(64) % 2, 2)
+    np.testing.assert_allclose(got[0], X.astype(np.float16).astype(np.float64).mean(0),
+                               rtol=1e-12)
+    signs = np.where(np.arange(64) % 2, 1.0, -1.0)
+    Z = np.stack([1e6 + 0.9e-6 * signs,  # spread 0.9e-6 <= 1e-12 * 1e6: constant
+                  1e6 + 1.1e-6 * signs,  # 1.1e-6 > 1e-6: kept
+                  1.5e-12 * signs,  # magnitude under 1: bound 1e-12, kept
+                  0.9e-12 * signs], axis=1)  # constant
+    _, std, _ = fit_common.column_sums(FeatureSource(Z), np.arange(64) % 2, 2)
+    assert std[0] == 1.0 and std[3] == 1.0
+    np.testing.assert_allclose(std[1:3], [1.1e-6, 1.5e-12], rtol=1e-3)
+
+
+def test_the_lambda_grid_and_its_bounds():
+    lams = fit_common.lambda_path(2.0)
+    assert lams.size == 100 and lams[0] == 2.0 and lams[-1] == pytest.approx(2e-3, rel=1e-12)
+    np.testing.assert_allclose(fit_common.lambda_path(1.0, 3, 0.01), [1.0, 0.1, 0.01])
+    assert fit_common.lambda_path(5.0, 1, 0.5).tolist() == [5.0]
+    assert fit_common.lambda_path(1.0, 2, 0.999)[-1] == pytest.approx(0.999)
+    for n_lambdas in (0, -1):
+        with pytest.raises(ValueError, match=r"^n_lambdas must be >= 1$"):
+            fit_common.lambda_path(1.0, n_lambdas)
+    for eps in (0.0, 1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=r"^eps must be in \(0, 1\)$"):
+            fit_common.lambda_path(1.0, 5, eps)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_gpu_the_torch_route_gives_the_cpu_results():
+    X, y = _data(seed=9)
+    src = FeatureSource(X.astype(np.float32), chunk_rows=300)
+    on_gpu = fit_common.column_sums(src, y, 5, device="cuda")
+    for a, b in zip(on_gpu, fit_common.column_sums(src, y, 5), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-9)

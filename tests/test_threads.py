@@ -219,11 +219,12 @@ def test_the_load_window_lets_the_calling_thread_work_through_it(monkeypatch):
     w = window(t, busy_ticks=500)
     t.work(0.05)
     assert w.busy(sleep=t.sleep) == pytest.approx(1.0 - 1.0) and t.slept == []
-    # exactly the window's length: nothing slept either
+    # exactly the window's length (0.5 s: exact in binary): nothing slept either
     t = _Paused()
     w = window(t, busy_ticks=150)
-    t.work(ml.LOAD_WINDOW_S)
-    assert w.busy(sleep=t.sleep) == pytest.approx(0.3 - 1.0) and t.slept == []
+    t.work(0.5)
+    assert w.elapsed() == 0.5
+    assert w.busy(window=0.5, sleep=t.sleep) == pytest.approx(0.3 - 1.0) and t.slept == []
     # another thread of this process at a full core beside the work, and on through two
     # slices: waited out, then (stopped) not counted
     t = _Paused(shares=[1.0, 1.0, 0.0])
