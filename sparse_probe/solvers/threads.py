@@ -568,7 +568,10 @@ def fit_threads(threads, device, shape: tuple[int, int, int],
     its :meth:`~StartThreads.poll` or :meth:`~StartThreads.settle` decides), then restore
     both. torch's count is left alone where the fit is not on CPU."""
     cpu = torch.device(device).type == "cpu"
-    with blas_limits(BLAS_THREADS if cpu else None):  # from before the load's window
-        start = StartThreads(threads, device, shape, report=report)
-        with torch_threads(start.k if start.decided else 1):
-            yield start
+    start = StartThreads(threads, device, shape, report=report)
+    # BLAS held from before the load is read (a BLAS thread spinning after a product would
+    # count as a core taken); threadpoolctl's scan of the loaded libraries (4 ms in a fresh
+    # process, ad hoc) runs in the window
+    with blas_limits(BLAS_THREADS if cpu else None), \
+            torch_threads(start.k if start.decided else 1):
+        yield start
