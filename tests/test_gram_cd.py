@@ -1063,3 +1063,12 @@ def test_faces_count_new_entries_among_those_left_out():
     S = np.array([0, 1, 2, 3, 4, 8])
     _check(f, Q, 0.0, S, r[S])
     assert f.factorizations == 2 and f.T.size == 6
+
+
+def test_the_face_solves_breakpoints_are_sorted_and_distinct():
+    """gram_cd._distinct: np.unique of a float array (without numpy.ma's import)."""
+    from sparse_probe.solvers.gram_cd import _distinct
+
+    for a in ([0.5, 0.2, 0.5, 1.0], [1.0], [0.3, 0.3, 0.3], [0.9, 0.1, 0.4, 0.1, 0.9, 1.0]):
+        got = _distinct(np.array(a))
+        np.testing.assert_array_equal(got, np.unique(a))
