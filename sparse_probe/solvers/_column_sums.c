@@ -27,41 +27,27 @@
 
 #define WHERE "_column_sums.sums"
 
-CLONES static void
-sums_f32(const float *X, Py_ssize_t rows, Py_ssize_t d, const double *shift, double *s,
-         double *q, const long long *y, double *S)
-{
-    for (Py_ssize_t i = 0; i < rows; i++) {
-        const float *x = X + i * d;
-        double *Sy = S ? S + (Py_ssize_t)y[i] * d : NULL;
-        for (Py_ssize_t j = 0; j < d; j++) {
-            double t = (double)x[j] - shift[j];
-            s[j] += t;
-            q[j] += t * t;
-        }
-        if (Sy)
-            for (Py_ssize_t j = 0; j < d; j++)
-                Sy[j] += (double)x[j];
+/* sums_f32 and sums_f64: the block's rows of element type T added to s, q and S (above). */
+#define DEFINE_SUMS(NAME, T)                                                                 \
+    CLONES static void NAME(const T *X, Py_ssize_t rows, Py_ssize_t d, const double *shift,   \
+                            double *s, double *q, const long long *y, double *S)              \
+    {                                                                                         \
+        for (Py_ssize_t i = 0; i < rows; i++) {                                               \
+            const T *x = X + i * d;                                                           \
+            double *Sy = S ? S + (Py_ssize_t)y[i] * d : NULL;                                 \
+            for (Py_ssize_t j = 0; j < d; j++) {                                              \
+                double t = (double)x[j] - shift[j];                                           \
+                s[j] += t;                                                                    \
+                q[j] += t * t;                                                                \
+            }                                                                                 \
+            if (Sy)                                                                           \
+                for (Py_ssize_t j = 0; j < d; j++)                                            \
+                    Sy[j] += (double)x[j];                                                    \
+        }                                                                                     \
     }
-}
 
-CLONES static void
-sums_f64(const double *X, Py_ssize_t rows, Py_ssize_t d, const double *shift, double *s,
-         double *q, const long long *y, double *S)
-{
-    for (Py_ssize_t i = 0; i < rows; i++) {
-        const double *x = X + i * d;
-        double *Sy = S ? S + (Py_ssize_t)y[i] * d : NULL;
-        for (Py_ssize_t j = 0; j < d; j++) {
-            double t = x[j] - shift[j];
-            s[j] += t;
-            q[j] += t * t;
-        }
-        if (Sy)
-            for (Py_ssize_t j = 0; j < d; j++)
-                Sy[j] += x[j];
-    }
-}
+DEFINE_SUMS(sums_f32, float)
+DEFINE_SUMS(sums_f64, double)
 
 /* The flat index of the block's first non-finite entry, -1 where there is none. */
 static Py_ssize_t

@@ -11,9 +11,10 @@ load ~5 one path took 146 s with 2 threads and 30 s with one.
 The rule (``threads=None`` / ``"auto"``, the default): on CPU, a small fit (under
 :data:`SMALL_WORK` multiply-adds per product) runs on one thread; a larger one takes no more
 threads than its cgroup's CPU quota allows (containers, CI runners), then looks at what other
-processes keep busy on the CPUs it may run on (a 30 ms pause read from ``/proc/stat``; both
-readings: :mod:`~sparse_probe.solvers.machine_load`; a thread of this process still running
-through the pause, such as numpy's BLAS spinning after a product, is waited out for up to
+processes keep busy on the CPUs it may run on (a 30 ms window read from ``/proc/stat``, in
+which a fit runs its set-up on one thread: :class:`StartThreads`; both readings:
+:mod:`~sparse_probe.solvers.machine_load`; another thread of this process still running
+through the window, such as numpy's BLAS spinning after a product, is waited out for up to
 :data:`~sparse_probe.solvers.machine_load.SPIN_SETTLE_S` and counts as a core taken where it
 goes on) and takes no more threads than the cores left free (:func:`free_threads`). Where
 every core is free, each thread would have a physical core of its own (no two on one core's
