@@ -84,10 +84,10 @@ from sparse_probe.solvers.machine_load import (
 )
 
 __all__ = ["BLAS_THREADS", "BUSY_SHARE", "ENV_VAR", "MARGIN", "PROBE_WORK", "QUIET_SHARE",
-           "RAISE_SPANS", "RAISE_TRIES", "SMALL_HESSIAN", "SMALL_WORK",
-           "WATCH_INTERVAL_S", "WATCH_SHARE", "WINDOW_WORK", "LoadGovernor", "StartThreads", "blas_limits", "fit_threads",
-           "free_threads", "load_watch", "newton_threads", "pick_threads", "remeasure",
-           "resolve_threads", "torch_threads"]
+           "RAISE_SPANS", "RAISE_TRIES", "SMALL_HESSIAN", "SMALL_WORK", "WATCH_INTERVAL_S",
+           "WATCH_SHARE", "WINDOW_WORK", "LoadGovernor", "StartThreads", "blas_limits",
+           "fit_threads", "free_threads", "load_watch", "newton_threads", "pick_threads",
+           "remeasure", "resolve_threads", "torch_threads"]
 
 log = logging.getLogger(__name__)
 
