@@ -126,6 +126,32 @@ def test_the_kernel_checks_its_arguments():
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="writable"):
         sums(X, 3, shift, ro, q)
+    for args, name in [((None, s, q), "shift"), ((shift, None, q), "s"), ((shift, s, None), "q")]:
+        with pytest.raises(ValueError, match=f"{name} must be"):
+            sums(X, 3, *args)
+    with pytest.raises(ValueError, match=r"y\[0\] = 5"):
+        sums(X, 3, shift, s, q, np.array([5, 0, 0, 0]), S, 2)
+    with pytest.raises(ValueError, match="S must be"):  # labels without C: no classes
+        sums(X, 3, shift, s, q, np.zeros(4, dtype=np.int64), np.zeros((1, 3)))
+    # read-only inputs are read (a memmap's shift row, the caller's labels)
+    ro_shift, ro_y = np.zeros(3), y.copy()
+    ro_shift.flags.writeable = ro_y.flags.writeable = False
+    s2, q2, S2 = np.zeros(3), np.zeros(3), np.zeros((2, 3))
+    assert sums(X, 3, ro_shift, s2, q2, ro_y, S2, 2) == -1
+    np.testing.assert_array_equal(S2, [[2, 2, 2], [2, 2, 2]])
+
+
+@pytest.mark.parametrize("route", ["kernel", "torch"])
+def test_finite_rows_whose_sums_overflow_are_not_called_non_finite(monkeypatch, route):
+    """Values near float64's largest: the shifted sums overflow, but no entry is NaN or
+    infinite, so nothing is named (the statistics are then not finite, as numpy's would
+    be)."""
+    if route == "torch":
+        monkeypatch.setitem(fit_common._STATE, "sums", None)
+    X = np.array([[1.7e308, 1.0], [-1.7e308, 2.0], [1.0, 3.0]])
+    with np.errstate(invalid="ignore", over="ignore"):
+        mean, std, _ = fit_common.column_sums(FeatureSource(X), np.array([0, 1, 0]), 2)
+    assert not np.isfinite(std[0]) and mean[1] == 2.0
 
 
 def test_a_kernel_that_disagrees_is_left_out(monkeypatch, caplog):
