@@ -33,15 +33,14 @@ def column_stats(src: FeatureSource, device: str | torch.device = "cpu",
     shift = None
     # float64 temporaries of a few MiB per row block on CPU: fresh chunk-sized ones cost a
     # pass of page faults each (40 ms of a 10,000 x 256 fit's 0.5 s, an ad hoc timing)
-    rows = max(64, _STATS_BYTES // (8 * max(src.d, 1))) if device.type == "cpu" else None
+    rows = _stats_rows(src.d) if device.type == "cpu" else None
     for s, chunk in src.chunks():
         for r0, block in _row_blocks(chunk, rows):
             xb = block_tensor(block, device, torch.float64)
             bad = ~torch.isfinite(xb)
             if bool(bad.any()):
                 r, c = (int(v) for v in torch.nonzero(bad)[0])
-                raise ValueError(f"{src.name}: non-finite value (NaN or inf) at row "
-                                 f"{s + r0 + r}, column {c}")
+                raise _non_finite(src.name, s + r0 + r, c)
             if shift is None:
                 shift = xb[0].clone()
             xb = xb - shift  # a new tensor: xb may be the caller's own float64 array
@@ -50,6 +49,17 @@ def column_stats(src: FeatureSource, device: str | torch.device = "cpu",
             if poll is not None:
                 poll()
     return _mean_std(total.cpu().numpy(), sq.cpu().numpy(), shift.cpu().numpy(), src.n)
+
+
+def _stats_rows(d: int) -> int:
+    """Rows of one CPU row block of the statistics' pass: :data:`_STATS_BYTES` of float64
+    rows of ``d`` entries, at least 64."""
+    return max(64, _STATS_BYTES // (8 * max(d, 1)))
+
+
+def _non_finite(name: str, row: int, col: int) -> ValueError:
+    """The error for a NaN or infinity at ``(row, col)`` of the features ``name``."""
+    return ValueError(f"{name}: non-finite value (NaN or inf) at row {row}, column {col}")
 
 
 def _mean_std(total: np.ndarray, sq: np.ndarray, shift: np.ndarray,
@@ -112,7 +122,7 @@ def column_sums(src: FeatureSource, y: np.ndarray, C: int, device: str | torch.d
     total, sq, S = np.zeros(d), np.zeros(d), np.zeros((C, d))
     labels = np.ascontiguousarray(y, dtype=np.int64)
     shift = None
-    rows = max(64, _STATS_BYTES // (8 * max(d, 1)))
+    rows = _stats_rows(d)
     for s, chunk in src.chunks():
         for r0, block in _row_blocks(chunk, rows):
             xb = _host_rows(block)
@@ -121,8 +131,7 @@ def column_sums(src: FeatureSource, y: np.ndarray, C: int, device: str | torch.d
             start = s + r0
             bad = fn(xb, d, shift, total, sq, labels[start : start + xb.shape[0]], S, C)
             if bad >= 0:
-                raise ValueError(f"{src.name}: non-finite value (NaN or inf) at row "
-                                 f"{start + bad // d}, column {bad % d}")
+                raise _non_finite(src.name, start + bad // d, bad % d)
             if poll is not None:
                 poll()
     return (*_mean_std(total, sq, shift, src.n), S)
