@@ -18,6 +18,7 @@ import sysconfig
 import numpy as np
 import pytest
 import sklearn.linear_model._cd_fast as cd_fast
+import torch
 
 from sparse_probe.solvers import gram_cd
 from sparse_probe.solvers.gram_cd import (
@@ -501,7 +502,7 @@ def _check(faces, Q, l2, S, rhs):
 def test_faces_share_one_factor_across_nearby_faces():
     Q, r = _faces_problem()
     l2 = 0.01
-    f = gram_cd._Faces(Q, l2)
+    f = gram_cd.Faces(Q, l2)
     assert f.factorizations == 0
     S = np.arange(8)
     _check(f, Q, l2, S, r[S])
@@ -524,7 +525,7 @@ def test_faces_share_one_factor_across_nearby_faces():
 def test_faces_refactor_thresholds_are_strict():
     Q, r = _faces_problem(16)
     l2 = 0.0
-    f = gram_cd._Faces(Q, l2)
+    f = gram_cd.Faces(Q, l2)
     _check(f, Q, l2, np.arange(6), r[:6])
     S = np.arange(8)  # 2 new of 8: 4*2 == 8, not more: bordered
     _check(f, Q, l2, S, r[S])
@@ -553,7 +554,7 @@ def test_faces_refactor_thresholds_are_strict():
 
 def test_faces_position_zero_is_not_new():
     Q, r = _faces_problem(6)
-    f = gram_cd._Faces(Q, 0.0)
+    f = gram_cd.Faces(Q, 0.0)
     _check(f, Q, 0.0, np.array([3, 1, 2, 0]), r[:4])
     _check(f, Q, 0.0, np.array([3, 1, 2, 0, 4]), r[:5])  # entry 3 sits at position 0
     assert f.factorizations == 1 and f.T.size == 5
@@ -565,22 +566,22 @@ def test_faces_singular_face_is_none_and_recovers():
     A[:, 4] = 0.0  # a zero column: the face with entry 4 is singular without ridge
     Q = A.T @ A / 20
     r = rs.standard_normal(5)
-    f = gram_cd._Faces(Q, 0.0)
+    f = gram_cd.Faces(Q, 0.0)
     _check(f, Q, 0.0, np.arange(4), r[:4])
     assert f.solve(np.arange(5), r) is None  # the border fails, then the factorization
     assert f.factorizations == 2 and f.U is None and f.T.size == 0
     assert (f.where == -1).all()
     _check(f, Q, 0.0, np.array([0, 1, 2]), r[:3])  # a fresh factor after the failure
     assert f.factorizations == 3
-    g = gram_cd._Faces(Q, 0.0)
+    g = gram_cd.Faces(Q, 0.0)
     assert g.solve(np.arange(5), r) is None and g.factorizations == 1
-    h = gram_cd._Faces(Q, 1e-3)  # the ridge makes it definite
+    h = gram_cd.Faces(Q, 1e-3)  # the ridge makes it definite
     _check(h, Q, 1e-3, np.arange(5), r)
 
 
 def test_faces_non_finite_solution_is_none():
     Q, _r = _faces_problem(4)
-    f = gram_cd._Faces(Q, 0.0)
+    f = gram_cd.Faces(Q, 0.0)
     assert f.solve(np.arange(4), np.array([1.0, np.inf, 0.0, 0.0])) is None
 
 
@@ -774,7 +775,7 @@ class _Script:
     def _viol(self, *a, **k):
         return self.viols.pop(0) if len(self.viols) > 1 else self.viols[0]
 
-    def _as(self, Q, q, u, l1, l2, *, tol, work=None, stop=None):
+    def _as(self, Q, q, u, l1, l2, *, tol, work=None, stop=None, faces=None):
         self.handoffs.append(sum(self.ks))
         self.stops.append(stop)
         v = self.as_viols.pop(0) if len(self.as_viols) > 1 else self.as_viols[0]
@@ -1058,7 +1059,7 @@ def test_faces_count_new_entries_among_those_left_out():
     """T of 8, then a face of 6 with one entry new: 3 of the 9 would be held at zero,
     4·3 > 9, so it is factorized anew rather than bordered."""
     Q, r = _faces_problem(10)
-    f = gram_cd._Faces(Q, 0.0)
+    f = gram_cd.Faces(Q, 0.0)
     _check(f, Q, 0.0, np.arange(8), r[:8])
     S = np.array([0, 1, 2, 3, 4, 8])
     _check(f, Q, 0.0, S, r[S])
@@ -1072,3 +1073,102 @@ def test_the_face_solves_breakpoints_are_sorted_and_distinct():
     for a in ([0.5, 0.2, 0.5, 1.0], [1.0], [0.3, 0.3, 0.3], [0.9, 0.1, 0.4, 0.1, 0.9, 1.0]):
         got = _distinct(np.array(a))
         np.testing.assert_array_equal(got, np.unique(a))
+
+
+# --- the face factor kept across solves of one model ---------------------------------------
+
+def _crawling_model(seed, N=40, n=30):
+    """A rank-deficient model (more coordinates than examples, pairs of equal columns): the
+    coordinate descent crawls on it and the active-set method finishes the solve."""
+    rs = np.random.default_rng(seed)
+    A = rs.standard_normal((n, N // 2))
+    A = np.hstack([A, A + 1e-3 * rs.standard_normal((n, N // 2))])
+    return A.T @ A / n, A.T @ rs.standard_normal(n) / n
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_enet_qp_kept_faces_solve_the_next_model_solve_without_a_factorization(fresh_kernel,
+                                                                               seed):
+    Q, q = _crawling_model(seed)
+    l1, l2 = 0.02, 1e-3
+    faces = gram_cd.Faces(Q, l2)
+    assert not faces.factored
+    u1, sweeps1, v1 = enet_qp(Q, q, np.zeros(Q.shape[0]), l1, l2, tol=1e-10, direct_max=0,
+                              faces=faces)
+    assert v1 <= 1e-10 and sweeps1 > 0 and faces.factored  # crawled into the method
+    made = faces.factorizations
+    # the next step's model solve: the same model, a nearby linear term, from u1
+    q2 = q + 1e-5 * np.random.default_rng(seed + 10).standard_normal(q.size)
+    ref, _, vref = enet_qp(Q, q2, u1, l1, l2, tol=1e-10, direct_max=0)
+    u2, sweeps2, v2 = enet_qp(Q, q2, u1, l1, l2, tol=1e-10, direct_max=0, faces=faces)
+    assert v2 <= 1e-10 and vref <= 1e-10
+    assert sweeps2 == 0 and faces.factorizations == made  # face solves on the kept factor
+    np.testing.assert_allclose(u2, ref, atol=1e-8)
+    np.testing.assert_allclose(u2, _brute_face(Q, q2, u2, l1, l2), rtol=1e-8, atol=1e-12)
+
+
+def _brute_face(Q, q, u, l1, l2):
+    """The minimizer on ``u``'s sign pattern (the optimum where that pattern is right)."""
+    S = np.flatnonzero(u)
+    out = np.zeros_like(u)
+    out[S] = np.linalg.solve(Q[np.ix_(S, S)] + l2 * np.eye(S.size), q[S] - l1 * np.sign(u[S]))
+    return out
+
+
+def test_enet_qp_without_a_factor_in_faces_runs_the_sweeps_first(fresh_kernel, monkeypatch):
+    Q = 2.0 * np.eye(7) + 0.1  # well conditioned: the sweeps alone solve it
+    q = np.linspace(-1.0, 1.0, 7)
+    faces = gram_cd.Faces(Q, 0.01)
+    monkeypatch.setattr(gram_cd, "active_set_qp", lambda *a, **k: pytest.fail("tried"))
+    _u, sweeps, viol = enet_qp(Q, q, np.zeros(7), 0.05, 0.01, tol=1e-9, direct_max=0,
+                              faces=faces)
+    assert sweeps > 0 and viol <= 1e-9 and not faces.factored
+
+
+def test_enet_qp_with_a_factor_in_faces_tries_the_active_set_first(monkeypatch):
+    Q = np.eye(4)
+    faces = gram_cd.Faces(Q, 0.0)
+    faces.U = torch.eye(1, dtype=torch.float64)
+    seen = []
+    monkeypatch.setattr(gram_cd, "_kernel", lambda: pytest.fail("kernel asked for"))
+
+    def spy(Q_, q, u, l1, l2, *, tol, work=None, stop=None, faces=None):
+        seen.append(faces)
+        return u + 1, 1, tol
+
+    monkeypatch.setattr(gram_cd, "active_set_qp", spy)
+    u, sweeps, _ = enet_qp(Q, np.ones(4), np.zeros(4), 0.1, 0.0, tol=1e-7, direct_max=0,
+                           faces=faces)
+    assert seen == [faces] and sweeps == 0
+    np.testing.assert_array_equal(u, np.ones(4))
+
+
+def test_faces_of_another_model_or_ridge_are_refused():
+    Q, q = _coupled(3)
+    faces = gram_cd.Faces(Q, 0.01)
+    for other_Q, other_l2 in ((Q.copy(), 0.01), (Q, 0.02)):
+        with pytest.raises(ValueError, match="another model"):
+            enet_qp(other_Q, q, np.zeros(7), 0.05, other_l2, tol=1e-9, faces=faces)
+        with pytest.raises(ValueError, match="another model"):
+            gram_cd.active_set_qp(other_Q, q, np.zeros(7), 0.05, other_l2, tol=1e-9,
+                                  faces=faces)
+
+
+def test_faces_grown_keeps_the_factor_for_the_leading_block():
+    Q, r = _faces_problem(12)
+    l2 = 0.01
+    small = Q[:9, :9].copy()
+    f = gram_cd.Faces(small, l2)
+    _check(f, small, l2, np.arange(7), r[:7])
+    g = f.grown(Q)
+    assert g.Q is Q and g.N == 12 and g.l2 == l2 and g.factorizations == 1
+    assert (g.where[9:] == -1).all() and g.factored
+    _check(g, Q, l2, np.array([0, 1, 2, 3, 4, 6, 10]), r[[0, 1, 2, 3, 4, 6, 10]])
+    assert g.factorizations == 1  # entry 10 bordered, 5 held at zero: no new factor
+    assert f.T.size == 7 and (f.where[7:] == -1).all()  # the old one is left as it was
+    _check(f, small, l2, np.arange(7), -r[:7])
+    assert f.factorizations == 1
+    with pytest.raises(ValueError, match=r"does not extend \(9, 9\)"):
+        f.grown(Q[:8, :8])
+    with pytest.raises(ValueError, match="does not extend"):
+        f.grown(Q[:, :10])

@@ -515,8 +515,17 @@ def test_cover_keeps_one_hessian_with_the_couplings():
     np.testing.assert_array_equal(cover.Q[: key_old.size, : key_old.size], st.Q)
     np.testing.assert_allclose(cover.Hwb, Fwb, rtol=0, atol=1e-6 * np.abs(Fwb).max())
     assert np.linalg.eigvalsh(cover.Q).min() > -1e-6 * np.abs(ref).max()
-    assert cover.P is P and cover.Hbb is Hbb
+    assert cover.P is P and cover.Hbb is Hbb and cover.faces is None
     assert newton_module._cover(cover, key, None, None) is cover  # covered: the model itself
+    # a face factor kept on the model is carried to the extended one (its leading block)
+    faces = st.faces_at(1e-3)
+    assert st.faces_at(1e-3) is faces and faces.Q is st.Q
+    assert faces.solve(np.arange(4), np.ones(4)) is not None and faces.factored
+    grown = newton_module._cover(
+        st, key, lambda k, u, Pm: hessian_cross(X, Pm, *split(k), *split(u)), None)
+    assert grown.faces is not faces and grown.faces.Q is grown.Q and grown.faces.factored
+    np.testing.assert_array_equal(grown.faces.T, faces.T)
+    assert st.faces_at(2e-3) is not faces and not st.faces.factored  # another ridge: new
     assert newton_module._cover(st, np.arange(1, 2 * key_old.size, 2), None, None) is None
     st.P = None  # without the probabilities: the new weights' own curvature only
     diag_only = newton_module._cover(st, key, None, lambda k: hessian_diag(X, P, *split(k)))
@@ -784,6 +793,8 @@ def test_carry_model_relabels_the_model_for_an_appended_working_set():
     np.testing.assert_array_equal(moved.key, k * 6 + j)
     assert moved.m == 6 and moved.C == C
     assert moved.Q is Q and moved.Hwb is Hwb and moved.Hbb is Hbb and moved.P is P  # no copy
+    st.faces_at(0.5)
+    assert carry_model(st, old_ws, np.array([7, 3, 12, 5, 40])).faces is st.faces  # same Q
     assert carry_model(st, old_ws, np.array([7, 3, 5])) is None  # a feature left
     assert carry_model(st, old_ws, np.array([3, 7, 12, 5, 40])) is None  # reordered
     assert carry_model(st, old_ws[:3], old_ws) is None  # not the working set it was made on
@@ -1002,3 +1013,35 @@ def test_newton_reaches_the_optimum_admitting_a_few_weights_per_step(monkeypatch
     nz0, over0, free0 = sizes[0]
     assert nz0 == 0 and over0 > 5 and free0 == 5  # the first model: the five largest only
     assert len(sizes) >= 2 and max(f for _, _, f in sizes) > 5  # more joined later
+
+
+def test_newton_keeps_the_face_factor_for_the_next_solve_of_one_model(monkeypatch):
+    """Each model solve gets the face factor of its own model and ridge; the next solve of the
+    same model gets the factor the last one left (no factorization anew where the face is
+    nearly the same); the path it fits is the one fitted with a new factor every solve."""
+    X, y, _C = _problem(n=3000, m=12, C=5, seed=4, collinear=True)
+    kw = dict(alpha=0.9, n_lambdas=8, eps=0.01, progress=False, threads=1, solver="newton")
+    calls = []
+    real = newton_module.enet_qp
+
+    def spy(Q, q, u0, l1, l2, **k):
+        faces = k["faces"]
+        assert faces.Q is Q and faces.l2 == l2
+        calls.append((Q, faces, faces.factored, faces.factorizations))
+        return real(Q, q, u0, l1, l2, **k)
+
+    monkeypatch.setattr(newton_module, "enet_qp", spy)
+    kept = fit_path(X.numpy(), y.numpy(), **kw)
+    again = [i for i in range(1, len(calls)) if calls[i][0] is calls[i - 1][0]]
+    assert again, "no model was solved twice"
+    for i in again:
+        _Q, faces, factored, _made = calls[i]
+        prev = calls[i - 1]
+        if prev[1].l2 == faces.l2:  # within a point: the factor the last solve left
+            assert faces is prev[1] and factored
+    monkeypatch.setattr(NewtonState, "faces_at", lambda self, l2: gram_cd.Faces(self.Q, l2))
+    calls.clear()
+    fresh = fit_path(X.numpy(), y.numpy(), **kw)
+    assert all(not factored for _, _, factored, _ in calls)
+    np.testing.assert_allclose(kept.objective, fresh.objective, rtol=1e-8)
+    assert np.all(kept.kkt_violation <= np.asarray(kept.info["tol_per_point"]))

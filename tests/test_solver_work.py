@@ -277,12 +277,12 @@ def test_one_face_solve_counts_what_each_step_reads():
 
 
 def test_faces_count_factor_border_and_constrained_solves():
-    """One factor shared by three faces (gram_cd._Faces): a factorization, an entry bordered
+    """One factor shared by three faces (gram_cd.Faces): a factorization, an entry bordered
     on, a face that holds two entries of the factor at zero; each operation's count as its
     docstring prices it."""
     Q, _ = _pd(12, seed=2)
     work = QPWork()
-    faces = gram_cd._Faces(Q, 0.0, work)
+    faces = gram_cd.Faces(Q, 0.0, work)
     S1 = np.arange(9)
     assert faces.solve(S1, np.ones(9)) is not None
     want_blas3 = 9 ** 3 / 3  # the factorization

@@ -33,7 +33,9 @@ So where the sweeps still needed would pass a budget of about one Cholesky facto
 system solved exactly, sign changes handled by a line search over the breakpoints, the
 feature-sign search of Lee, Battle, Raina & Ng, NIPS 2006), which ends in a few factorizations
 once the signs are about right; if it does not reach the tolerance, coordinate descent resumes.
-Models of at most :data:`DIRECT_MAX` coordinates go to the active-set method first.
+Models of at most :data:`DIRECT_MAX` coordinates go to the active-set method first, and so do
+the later solves of a model whose caller kept the method's factor (:class:`Faces`: a Newton
+step on a reused model), which then solve their faces without factorizing anew.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ import torch
 
 from sparse_probe.solvers.compiled import CheckDraws
 
-__all__ = ["DIRECT_MAX", "SWEEP_BUDGET_CAP", "QPWork", "active_set_qp", "cd_sweep_budget",
+__all__ = ["DIRECT_MAX", "SWEEP_BUDGET_CAP", "Faces", "QPWork", "active_set_qp", "cd_sweep_budget",
            "enet_qp", "qp_violation"]
 
 log = logging.getLogger(__name__)
@@ -218,7 +220,7 @@ def _objectives(QU: np.ndarray, q: np.ndarray, U: np.ndarray, l1: float, l2: flo
     return 0.5 * (U * QU).sum(0) - q @ U + l1 * np.abs(U).sum(0) + 0.5 * l2 * (U * U).sum(0)
 
 
-class _Faces:
+class Faces:
     """Exact solves of ``(Q_SS + l2 I) v = r`` for faces ``S`` of one QP, sharing a factor.
 
     One Cholesky factorization ``A0 = UᵀU`` of ``A0 = Q_TT + l2 I`` on a superset ``T``
@@ -229,6 +231,10 @@ class _Faces:
     appended to the factor (bordering, one triangular solve each); a face that leaves more
     than a quarter of ``T`` out is factorized anew. One step of iterative refinement follows
     (the faces of collinear features are ill-conditioned).
+
+    The factor outlives one solve: a caller that solves the same model again (a Newton step
+    on a reused model) passes it to :func:`enet_qp`, which then starts from the active-set
+    method on it, and :meth:`grown` carries it to a model with entries appended.
     """
 
     def __init__(self, Q: np.ndarray, l2: float, work: QPWork | None = None):
@@ -241,6 +247,23 @@ class _Faces:
         self.A0: torch.Tensor | None = None
         self.cols: dict[int, torch.Tensor] = {}  # position in T -> A0⁻¹ e_pos
         self.factorizations = 0
+
+    @property
+    def factored(self) -> bool:
+        """Whether a factor is held (an earlier solve made one)."""
+        return self.U is not None
+
+    def grown(self, Q: np.ndarray) -> Faces:
+        """This factor for a model ``Q`` (N', N') whose leading (N, N) block is this one's
+        model, the entries after it appended (:func:`~sparse_probe.solvers.newton._cover`):
+        the factor and the columns ``A0⁻¹ e_z`` are of that block, so they hold unchanged."""
+        if Q.shape[0] < self.N or Q.shape != (Q.shape[0], Q.shape[0]):
+            raise ValueError(f"Faces.grown: model {Q.shape} does not extend ({self.N}, {self.N})")
+        out = Faces(Q, self.l2, self.work)
+        out.where[: self.N] = self.where
+        out.T, out.U, out.A0, out.cols = self.T, self.U, self.A0, dict(self.cols)
+        out.factorizations = self.factorizations
+        return out
 
     def _gram(self, rows: np.ndarray, cols: np.ndarray, diag: bool) -> torch.Tensor:
         """``Q[rows][:, cols]`` as a float64 tensor, plus ``l2`` on the diagonal if ``diag``
@@ -355,7 +378,8 @@ def _distinct(a: np.ndarray) -> np.ndarray:
 
 def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, *,
                   tol: float, max_iter: int = 20, work: QPWork | None = None,
-                  stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, int, float]:
+                  stop: Callable[[], bool] | None = None,
+                  faces: Faces | None = None) -> tuple[np.ndarray, int, float]:
     """The elastic-net QP of :func:`enet_qp` by an active-set (feature-sign) method from ``u0``.
 
     Each iteration fixes a sign pattern ``θ``: the signs of the nonzero entries, and for the
@@ -387,6 +411,9 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
         Counts the work done into it.
     stop : callable, optional
         Asked after each face solve: true stops there (the caller's work budget is spent).
+    faces : Faces, optional
+        The factor to solve the faces with, of this ``Q`` and ``l2`` (kept from an earlier
+        solve, or new); default a new one.
 
     Returns
     -------
@@ -400,7 +427,7 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
     u = np.array(u0, dtype=np.float64, copy=True)
     solves = 0
     work = QPWork() if work is None else work
-    faces = _Faces(Q, l2, work)
+    faces = _faces_for(Q, l2, work, faces)
     N, NN = u.size, float(u.size) ** 2  # NN: one matrix-vector product (or a few at once)
     work.read(NN, N)
     Qu = Q @ u
@@ -480,6 +507,17 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
     return u, solves, viol
 
 
+def _faces_for(Q: np.ndarray, l2: float, work: QPWork, faces: Faces | None) -> Faces:
+    """``faces`` counting into ``work`` where it is a factor of this ``Q`` and ``l2``; a new
+    one where None; a ``ValueError`` for another model's."""
+    if faces is None:
+        return Faces(Q, l2, work)
+    if faces.Q is not Q or faces.l2 != l2:
+        raise ValueError("gram_cd: the Faces given is of another model (Q or l2)")
+    faces.work = work
+    return faces
+
+
 def cd_sweep_budget(N: int) -> int:
     """Coordinate-descent sweeps :func:`enet_qp` may expect to need before it tries
     :func:`active_set_qp` instead: about one Cholesky factorization of the (N, N) model
@@ -515,9 +553,10 @@ not built, the first use of scikit-learn's imports scikit-learn: over a second h
 def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, *,
             tol: float, max_sweeps: int = 500, direct_max: int = DIRECT_MAX,
             work: QPWork | None = None,
-            stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, int, float]:
+            stop: Callable[[], bool] | None = None,
+            faces: Faces | None = None) -> tuple[np.ndarray, int, float]:
     """Minimize ``½ uᵀQu − qᵀu + l1||u||₁ + l2/2||u||²`` by coordinate descent from ``u0``
-    (small models: :func:`active_set_qp` first).
+    (small models, and models whose ``faces`` hold a factor: :func:`active_set_qp` first).
 
     Parameters
     ----------
@@ -540,6 +579,11 @@ def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, 
     stop : callable, optional
         Asked after each chunk of sweeps and each face solve: true returns the iterate
         reached (every pass lowers the objective; a caller's work budget is spent).
+    faces : Faces, optional
+        The active-set method's factor for this ``Q`` and ``l2``, kept by the caller across
+        solves of one model: one that holds a factor (an earlier solve needed the method)
+        sends this solve to the method first, its factorization reused; the method's
+        factor is left in it either way.
 
     Returns
     -------
@@ -559,9 +603,11 @@ def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, 
     work = QPWork() if work is None else work
     N = u.size
     tried = False
-    if u.size <= direct_max:  # small: exact face solves first
+    faces = _faces_for(Q, l2, work, faces)
+    # small, or the model's last solve crawled into the active-set method: face solves first
+    if u.size <= direct_max or faces.factored:
         tried = True
-        u, _, viol = active_set_qp(Q, q, u, l1, l2, tol=tol, work=work, stop=stop)
+        u, _, viol = active_set_qp(Q, q, u, l1, l2, tol=tol, work=work, stop=stop, faces=faces)
         if viol <= tol or (stop is not None and stop()):
             return u, 0, viol
     else:  # a Newton model's start (the current weights) is never its solution: no check
@@ -601,7 +647,8 @@ def enet_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: float, 
         rate = (viol / before) ** (1.0 / k) if 0 < viol < before else 1.0
         if rate >= 1.0 or done + np.log(tol / viol) / np.log(rate) > budget:
             tried = True
-            u, _, viol = active_set_qp(Q, q, u, l1, l2, tol=tol, work=work, stop=stop)
+            u, _, viol = active_set_qp(Q, q, u, l1, l2, tol=tol, work=work, stop=stop,
+                                       faces=faces)
             Qu = None
     if Qu is not None and viol > tol:  # stopped by max_sweeps: the exact violation
         viol = qp_violation(Q, q, u, l1, l2)
