@@ -10,6 +10,7 @@ the compiled kernel (same cyclic updates, so agreement to rounding after each sw
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
 import sys
@@ -892,6 +893,7 @@ def _one_move_reference(Q, q, u0, l1, l2):
             w[j] = 0.0
             cands.append(w)
     if (np.sign(v) != theta).any():
+        cands.append(_projected_path_reference(Q, q, u0, d, theta, l1, l2))
         for t in (1.0, 0.5, 0.25, 0.125):
             w = u0 + t * d
             w[np.sign(w) != theta] = 0.0
@@ -899,6 +901,40 @@ def _one_move_reference(Q, q, u0, l1, l2):
     fs = [obj(Q, q, w, l1, l2) for w in cands]
     k = int(np.argmin(fs))
     return (cands[k], fs[k]) if fs[k] < obj(Q, q, u0, l1, l2) else (u0, None)
+
+
+def _projected_path_reference(Q, q, u0, d, theta, l1, l2):
+    """The first local minimizer of the objective along ``u0 + t d``, t in [0, 1], each entry
+    held at zero once it crosses: piece by piece between the crossings, each piece's
+    parabola fitted through the objective at three of its points."""
+    obj = gram_cd._objective
+    tc = np.full(u0.size, np.inf)
+    crossing = (u0 != 0) & (np.sign(u0 + d) != theta)
+    tc[crossing] = u0[crossing] / (u0[crossing] - (u0 + d)[crossing])
+
+    def at(t):
+        w = u0 + t * d
+        w[tc <= t] = 0.0
+        return w
+
+    cuts = [0.0, *sorted(x for x in tc if x <= 1.0), 1.0]
+    for a, b in itertools.pairwise(cuts):
+        if b <= a:
+            continue
+        def on_piece(t, a=a):  # the piece's own point: the entries crossed by its start
+            w = u0 + t * d
+            w[tc <= a] = 0.0
+            return obj(Q, q, w, l1, l2)
+        fa, fm, fb = on_piece(a), on_piece(0.5 * (a + b)), on_piece(b)
+        h = 0.5 * (b - a)
+        slope, curv = (fb - fa) / (2 * h), (fa - 2 * fm + fb) / h ** 2
+        if curv > 0:
+            t = 0.5 * (a + b) - slope / curv
+            if t < b:
+                return at(max(t, a))
+        elif fb >= fa:
+            return at(a)
+    return at(1.0)
 
 
 @pytest.mark.parametrize("seed", [*range(12), 64, 71, 105])  # 64...: inexact crossings
@@ -1022,22 +1058,22 @@ class _CountingQ(np.ndarray):
 
 
 def test_active_set_reuses_its_gradient_for_the_violation():
-    """Products with Q: one at the start (gradient and objective), then per move the
-    curvature and one product with every candidate point at once (their objectives, the
-    chosen one's gradient): 3 for one move; the violation is taken from the gradient at hand,
-    never from another product."""
+    """Products with Q: one at the start (gradient and objective), one per face solve (its
+    refinement), then per move the curvature and one product with every candidate point at
+    once (their objectives, the chosen one's gradient): 4 for one move; the violation is
+    taken from the gradient at hand, never from another product."""
     d = np.array([2.0, 0.5, 1.0])
     Q = np.diag(d).view(_CountingQ)
     q = np.array([1.0, -0.7, 0.05])
     _CountingQ.products = 0
     _, solves, viol = active_set_qp(Q, q, np.zeros(3), 0.1, 0.3, tol=1e-12)
     assert solves == 1 and viol <= 1e-12
-    assert _CountingQ.products == 3
+    assert _CountingQ.products == 4  # and the face solve's refinement (one product)
 
 
 def test_active_set_weighs_every_candidate_of_a_move_in_one_product():
-    """A start whose signs are all wrong: each move weighs the segment's best point and four
-    orthant projections, still in one product; the moves end at the closed-form optimum of
+    """A start whose signs are all wrong: each move weighs the segment's best point, the
+    projected path's and four orthant projections, still in one product; the moves end at the closed-form optimum of
     a diagonal Q (soft thresholding) and never raise the objective."""
     d = np.array([2.0, 0.5, 1.0, 4.0])
     Q = np.diag(d).view(_CountingQ)
@@ -1049,7 +1085,7 @@ def test_active_set_weighs_every_candidate_of_a_move_in_one_product():
     want = np.sign(q) * np.maximum(np.abs(q) - l1, 0.0) / (d + l2)
     np.testing.assert_allclose(u, want, rtol=0, atol=1e-12)
     assert viol <= 1e-12
-    moves = _CountingQ.products - 1  # the start's product
+    moves = _CountingQ.products - 1 - solves  # the start's, each face's refinement
     assert moves % 2 == 0 and moves // 2 <= solves  # two per move: curvature, candidates
     f = gram_cd._objective(np.diag(d), q, u, l1, l2)
     assert f <= gram_cd._objective(np.diag(d), q, u0, l1, l2)
@@ -1172,3 +1208,54 @@ def test_faces_grown_keeps_the_factor_for_the_leading_block():
         f.grown(Q[:8, :8])
     with pytest.raises(ValueError, match="does not extend"):
         f.grown(Q[:, :10])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_projected_path_is_the_first_minimizer_along_the_held_path(seed):
+    """Many entries crossing zero on one move: the point ``_projected_path`` carries slope and
+    curvature to is the reference's, found piece by piece from objective values."""
+    rs = np.random.default_rng(300 + seed)
+    N = 25
+    A = rs.standard_normal((40, N))
+    A[:, 1::2] = A[:, ::2][:, : N // 2] + 0.05 * rs.standard_normal((40, N // 2))
+    Q = A.T @ A / 40
+    q = rs.standard_normal(N)
+    l1, l2 = float(rs.uniform(0.05, 0.3)), float(rs.uniform(1e-4, 0.05))
+    u0 = rs.standard_normal(N)
+    theta = np.sign(u0)
+    v = np.linalg.solve(Q + l2 * np.eye(N), q - l1 * theta)  # the start's face minimizer
+    d = v - u0
+    cross = np.sign(v) != theta
+    assert cross.sum() >= 3
+    tc = np.full(N, np.inf)
+    tc[cross] = u0[cross] / (u0[cross] - v[cross])
+    S = np.arange(N)
+    g = Q @ u0 - q + l2 * u0
+    got = gram_cd._projected_path(Q, l2, u0, S, d, theta, g + l1 * theta,
+                                  Q @ d + l2 * d, tc, gram_cd.QPWork())
+    want = _projected_path_reference(Q, q, u0, d, theta, l1, l2)
+    np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
+    np.testing.assert_array_equal(got == 0, want == 0)
+    f = gram_cd._objective
+    assert f(Q, q, got, l1, l2) <= f(Q, q, u0, l1, l2)
+
+
+def test_projected_path_without_descent_stays_and_without_crossings_is_the_segment():
+    Q = np.diag([1.0, 2.0])
+    u = np.array([0.5, -0.5])
+    S = np.arange(2)
+    theta = np.sign(u)
+    gS = np.array([0.3, -0.2])  # an ascent direction along d: no move
+    d = np.array([1.0, -1.0])
+    got = gram_cd._projected_path(Q, 0.0, u, S, d, theta, gS, Q @ d, np.full(2, np.inf),
+                                  gram_cd.QPWork())
+    np.testing.assert_array_equal(got, u)
+    # no crossing: the segment's minimizer, capped at 1
+    gS = np.array([-0.3, 0.4])  # slope -0.7, curvature 3: t = 0.7/3
+    got = gram_cd._projected_path(Q, 0.0, u, S, d, theta, gS, Q @ d, np.full(2, np.inf),
+                                  gram_cd.QPWork())
+    np.testing.assert_allclose(got, u + (0.7 / 3) * d, rtol=1e-15)
+    gS = np.array([-3.0, 4.0])  # t = 7/3 > 1: capped
+    got = gram_cd._projected_path(Q, 0.0, u, S, d, theta, gS, Q @ d, np.full(2, np.inf),
+                                  gram_cd.QPWork())
+    np.testing.assert_allclose(got, u + d, rtol=1e-15)

@@ -286,14 +286,17 @@ def test_faces_count_factor_border_and_constrained_solves():
     S1 = np.arange(9)
     assert faces.solve(S1, np.ones(9)) is not None
     want_blas3 = 9 ** 3 / 3  # the factorization
-    want_stream = 9 * (12 + 9) + 2 * 81 + 81  # gather, two one-column solves, the residual
+    # gather, two one-column solves, the residual (one product with the whole model)
+    want_stream = 9 * (12 + 9) + 2 * 81 + 144
     assert (work.blas3, work.stream_cached) == (pytest.approx(want_blas3), want_stream)
     S2 = np.arange(11)  # two more entries: bordered onto the factor (t = 9, k = 2)
     v2 = faces.solve(S2, np.ones(11))
     np.testing.assert_allclose(v2, np.linalg.solve(Q[:11, :11], np.ones(11)), rtol=1e-10)
     want_blas3 += 81 * 2 / 2 + 9 * 2 * 2 + 2 ** 3 / 3
-    want_stream += 9 * (12 + 2) + 2 * (12 + 2) + 2 * 121  # B and A22 gathered, two copies
-    want_stream += 2 * 121 + 121  # the two solves and the residual on the 11-entry factor
+    # B and A22 gathered; the bordered columns copied (9 x 2 and the 2 x 2 block), not the
+    # factor of the first 9
+    want_stream += 9 * (12 + 2) + 2 * (12 + 2) + 9 * 2 + 2 * 2
+    want_stream += 2 * 121 + 144  # the two solves on the 11-entry factor, the residual
     assert (work.blas3, work.stream_cached) == (pytest.approx(want_blas3), want_stream)
     S3 = np.array([0, 2, 3, 4, 5, 6, 8, 9, 10])  # two entries of the factor held at zero
     v3 = faces.solve(S3, np.ones(9))
@@ -302,12 +305,12 @@ def test_faces_count_factor_border_and_constrained_solves():
     # and its refinement) a one-column solve, the 2 x 2 multipliers' system and B μ; the
     # residual between them
     want_blas3 += 121 * 2 + 2 * (2 * 8 / 3)
-    want_stream += 2 * (121 + 11 * 2) + 121
+    want_stream += 2 * (121 + 11 * 2) + 144
     assert (work.blas3, work.stream_cached) == (pytest.approx(want_blas3), want_stream)
     S4 = np.arange(4)  # most of the factor left out: factorized anew, and added to the rest
     faces.solve(S4, np.ones(4))
     want_blas3 += 4 ** 3 / 3
-    want_stream += 4 * (12 + 4) + 2 * 16 + 16
+    want_stream += 4 * (12 + 4) + 2 * 16 + 144
     assert (work.blas3, work.stream_cached) == (pytest.approx(want_blas3), want_stream)
     assert faces.factorizations == 2
     assert work.stream == 0

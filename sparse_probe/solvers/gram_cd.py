@@ -243,8 +243,12 @@ class Faces:
         self.N = Q.shape[0]
         self.where = np.full(Q.shape[0], -1, dtype=np.int64)  # entry -> position in T
         self.T = np.zeros(0, dtype=np.int64)
+        # the factor of A0 = Q_TT + l2 I, [[U, L], [0, U2]]: U of the last factorization's
+        # entries, L and U2 of those bordered on since (None: none), so that a border
+        # copies only the new columns, not the whole factor
         self.U: torch.Tensor | None = None
-        self.A0: torch.Tensor | None = None
+        self.L: torch.Tensor | None = None
+        self.U2: torch.Tensor | None = None
         self.cols: dict[int, torch.Tensor] = {}  # position in T -> A0⁻¹ e_pos
         self.factorizations = 0
 
@@ -261,8 +265,8 @@ class Faces:
             raise ValueError(f"Faces.grown: model {Q.shape} does not extend ({self.N}, {self.N})")
         out = Faces(Q, self.l2, self.work)
         out.where[: self.N] = self.where
-        out.T, out.U, out.A0, out.cols = self.T, self.U, self.A0, dict(self.cols)
-        out.factorizations = self.factorizations
+        out.T, out.U, out.L, out.U2 = self.T, self.U, self.L, self.U2
+        out.cols, out.factorizations = dict(self.cols), self.factorizations
         return out
 
     def _gram(self, rows: np.ndarray, cols: np.ndarray, diag: bool) -> torch.Tensor:
@@ -275,41 +279,50 @@ class Faces:
         return A
 
     def _factor(self, S: np.ndarray) -> bool:
-        A0 = self._gram(S, S, True)
-        U, info = torch.linalg.cholesky_ex(A0, upper=True)
+        U, info = torch.linalg.cholesky_ex(self._gram(S, S, True), upper=True)
         self.factorizations += 1
         self.work.blas3 += float(S.size) ** 3 / 3
         self.where[:] = -1
+        self.L = self.U2 = None
         if int(info) != 0:
             self.U, self.T = None, np.zeros(0, dtype=np.int64)
             return False
-        self.T, self.U, self.A0, self.cols = S.copy(), U, A0, {}
+        self.T, self.U, self.cols = S.copy(), U, {}
         self.where[S] = np.arange(S.size)
         return True
 
+    def _forward(self, R: torch.Tensor) -> torch.Tensor:
+        """``Fᵀ⁻¹ R`` for the factor ``F`` (``A0 = FᵀF``), R of shape (|T|, k)."""
+        t0 = self.U.shape[0]
+        y1 = torch.linalg.solve_triangular(self.U.mT, R[:t0], upper=False)
+        if self.L is None:
+            return y1
+        y2 = torch.linalg.solve_triangular(self.U2.mT, R[t0:] - self.L.mT @ y1, upper=False)
+        return torch.cat([y1, y2])
+
     def _border(self, new: np.ndarray) -> bool:
-        """Append the entries ``new`` to ``T`` and its factor."""
+        """Append the entries ``new`` to ``T`` and its factor: their columns of the factor,
+        ``Fᵀ⁻¹ A0[T, new]`` and the Schur complement's factor; the factor of the last
+        factorization is not copied."""
         k, t = new.size, self.T.size
-        B = self._gram(self.T, new, False)  # (t, k)
-        A22 = self._gram(new, new, True)
-        L12 = torch.linalg.solve_triangular(self.U.mT, B, upper=False)  # Uᵀ L12 = B
-        S22 = A22 - L12.mT @ L12
+        t0 = self.U.shape[0]
+        X = self._forward(self._gram(self.T, new, False))  # (t, k): Fᵀ X = A0[T, new]
+        S22 = self._gram(new, new, True) - X.mT @ X
         U22, info = torch.linalg.cholesky_ex(S22, upper=True)
-        # the triangular solve, the Schur complement, its factor; the two (t+k)² copies
+        # the triangular solves, the Schur complement, its factor; the bordered columns'
+        # copies (the last factorization's factor stays where it is)
         self.work.blas3 += t * t * k / 2 + t * k * k + k ** 3 / 3
-        self.work.read(2.0 * (t + k) ** 2, self.N)
+        self.work.read(float(t0) * (t - t0 + k) + float(t - t0 + k) ** 2, self.N)
         if int(info) != 0:
             return False
-        U = torch.zeros((t + k, t + k), dtype=torch.float64)
-        U[:t, :t] = self.U
-        U[:t, t:] = L12
-        U[t:, t:] = U22
-        A0 = torch.empty((t + k, t + k), dtype=torch.float64)
-        A0[:t, :t] = self.A0
-        A0[:t, t:] = B
-        A0[t:, :t] = B.mT
-        A0[t:, t:] = A22
-        self.U, self.A0, self.cols = U, A0, {}
+        K = t - t0
+        self.L = X[:t0] if self.L is None else torch.cat([self.L, X[:t0]], 1)
+        U2 = torch.zeros((K + k, K + k), dtype=torch.float64)
+        if K:
+            U2[:K, :K] = self.U2
+            U2[:K, K:] = X[t0:]
+        U2[K:, K:] = U22
+        self.U2, self.cols = U2, {}
         self.T = np.concatenate([self.T, new])
         self.where[new] = np.arange(t, t + k)
         return True
@@ -321,8 +334,21 @@ class Faces:
             self.work.read(float(t) * t, self.N)
         else:
             self.work.blas3 += float(t) * t * k
-        return torch.linalg.solve_triangular(
-            self.U, torch.linalg.solve_triangular(self.U.mT, R, upper=False), upper=True)
+        y = self._forward(R)
+        t0 = self.U.shape[0]
+        if self.L is None:
+            return torch.linalg.solve_triangular(self.U, y, upper=True)
+        x2 = torch.linalg.solve_triangular(self.U2, y[t0:], upper=True)
+        x1 = torch.linalg.solve_triangular(self.U, y[:t0] - self.L @ x2, upper=True)
+        return torch.cat([x1, x2])
+
+    def _times(self, w: torch.Tensor) -> torch.Tensor:
+        """``A0 w`` (|T|,): one product with the model (no copy of ``Q_TT`` is kept)."""
+        full = np.zeros(self.N)
+        full[self.T] = w.numpy()
+        self.work.read(float(self.N) * self.N, self.N)
+        with np.errstate(invalid="ignore", over="ignore"):  # a non-finite w: solve() says so
+            return torch.from_numpy((self.Q @ full)[self.T]) + self.l2 * w
 
     def _constrained(self, rT: torch.Tensor, Z: np.ndarray) -> torch.Tensor:
         """``argmin ½ wᵀA0w − rTᵀw`` subject to ``w_Z = 0`` (positions in T)."""
@@ -361,8 +387,7 @@ class Faces:
         rT = torch.zeros(self.T.size, dtype=torch.float64)
         rT[posT] = torch.from_numpy(rhs)
         w = self._constrained(rT, Z)
-        self.work.read(float(self.T.size) ** 2, self.N)
-        res = rT - self.A0 @ w  # refinement on the face (Z's residual is the multipliers')
+        res = rT - self._times(w)  # refinement on the face (Z's residual: the multipliers')
         res[torch.from_numpy(Z)] = 0.0
         w = w + self._constrained(res, Z)
         v = w[posT].numpy()
@@ -474,7 +499,8 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
         ts = ts[(ts > 0) & (ts <= 1)]
         dfull = np.zeros(u.size)
         dfull[S] = d
-        curv = float(dfull @ (Q @ dfull) + l2 * (d @ d))
+        Qd = Q @ dfull
+        curv = float(dfull @ Qd + l2 * (d @ d))
         work.read(NN, N)
         slope = float(g[S] @ d)
         path = uS[None, :] + ts[:, None] * d[None, :]
@@ -487,6 +513,9 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
             cands[-1][S] = path[k]
         # ... and the minimizer projected onto the orthant (every entry that would cross zero
         # set to zero): where many entries leave the face, this drops them all at once
+        if cross.any():  # ... the first minimizer along the path projected onto the orthant
+            cands.append(_projected_path(Q, l2, u, S, d, theta[S], g[S] + l1 * theta[S],
+                                         Qd[S] + l2 * d, tc, work))
         for t in (1.0, 0.5, 0.25, 0.125) if cross.any() else ():
             w = u.copy()
             w[S] = uS + t * d
@@ -516,6 +545,82 @@ def _faces_for(Q: np.ndarray, l2: float, work: QPWork, faces: Faces | None) -> F
         raise ValueError("gram_cd: the Faces given is of another model (Q or l2)")
     faces.work = work
     return faces
+
+
+def _projected_path(Q: np.ndarray, l2: float, u: np.ndarray, S: np.ndarray, d: np.ndarray,
+                    theta: np.ndarray, gS: np.ndarray, AdS: np.ndarray, tc: np.ndarray,
+                    work: QPWork) -> np.ndarray:
+    """The first minimizer of the QP along the move ``u_S + t d`` (t in [0, 1]) projected onto
+    the orthant ``θ``: each entry that would cross zero is held at zero from its breakpoint
+    ``tc`` on (the generalized Cauchy point of projected methods: Moré & Toraldo, "Algorithms
+    for bound constrained quadratic programming problems", Numer. Math. 55, 1989).
+
+    On the orthant the objective is the quadratic ``½ wᵀAw − qᵀw + l1 θᵀw`` (``A = Q + l2
+    I``), so along each piece between two breakpoints it is a parabola in ``t``; its slope and
+    curvature are carried from piece to piece, each breakpoint reading the entries of ``A``
+    between its entry and those held before it (``O(K²)`` for K breakpoints passed, no pass
+    over ``Q``). Where the move's straight segment stops at its first breakpoint (one entry
+    leaves per face solve), this path lets every entry that crosses before the minimizer
+    leave at once.
+
+    Parameters
+    ----------
+    Q, l2, u
+        The QP's model, ridge and current point (N,).
+    S : ndarray of shape (K0,), int
+        The face's entries; ``d`` (K0,) the move on them, ``theta`` (K0,) their signs.
+    gS, AdS : ndarray of shape (K0,)
+        The orthant's gradient ``A u − q + l1 θ`` and ``A d`` on ``S``.
+    tc : ndarray of shape (K0,)
+        Each entry's breakpoint (``inf`` for those that do not cross).
+    work : QPWork
+
+    Returns
+    -------
+    ndarray of shape (N,)
+        The point reached.
+    """
+    order = np.argsort(tc, kind="stable")
+    order = order[tc[order] <= 1.0]
+    slope, curv = float(gS @ d), float(d @ AdS)
+    t_prev, t_end = 0.0, 1.0
+    held: list[int] = []  # positions in S held at zero, in breakpoint order
+    held_t: list[float] = []
+    for j in order:
+        tb = float(tc[j])
+        if slope >= 0:
+            t_end = t_prev
+            break
+        if curv > 0 and t_prev - slope / curv <= tb:
+            t_end = t_prev - slope / curv
+            break
+        # the slope just before tb, then the direction loses entry j
+        slope_b = slope + curv * (tb - t_prev)
+        if held:
+            row = np.asarray(Q[S[j], S[held]])  # K entries (no product with Q)
+            dh = d[held]
+            g_j = gS[j] + tb * AdS[j] - float(row @ ((tb - np.asarray(held_t)) * dh))
+            Ad_j = AdS[j] - float(row @ dh)
+        else:
+            g_j = gS[j] + tb * AdS[j]
+            Ad_j = AdS[j]
+        dj = d[j]
+        slope = slope_b - dj * g_j
+        curv = curv - 2.0 * dj * Ad_j + dj * dj * (Q[S[j], S[j]] + l2)
+        held.append(int(j))
+        held_t.append(tb)
+        t_prev = tb
+    else:
+        if slope >= 0:
+            t_end = t_prev
+        elif curv > 0:
+            t_end = min(1.0, t_prev - slope / curv)
+    work.read(float(len(held)) ** 2, Q.shape[0])
+    w = u.copy()
+    w[S] = u[S] + t_end * d
+    gone = S[order[tc[order] <= t_end]]
+    w[gone] = 0.0
+    return w
 
 
 def cd_sweep_budget(N: int) -> int:
