@@ -937,7 +937,8 @@ def _projected_path_reference(Q, q, u0, d, theta, l1, l2):
     return at(1.0)
 
 
-@pytest.mark.parametrize("seed", [*range(12), 64, 71, 105])  # 64...: inexact crossings
+@pytest.mark.parametrize("seed", [*range(12), 64, 71, 105, 1031, 1388])  # 64...: inexact
+# crossings; 1031, 1388: an orthant projection of the minimizer beats the projected path
 def test_active_set_one_move_is_the_best_candidate(seed):
     rs = np.random.default_rng(100 + seed)
     N = int(rs.integers(2, 7))
@@ -1183,7 +1184,8 @@ def test_faces_of_another_model_or_ridge_are_refused():
     Q, q = _coupled(3)
     faces = gram_cd.Faces(Q, 0.01)
     for other_Q, other_l2 in ((Q.copy(), 0.01), (Q, 0.02)):
-        with pytest.raises(ValueError, match="another model"):
+        with pytest.raises(ValueError, match=r"^gram_cd: the Faces given is of another model "
+                                             r"\(Q or l2\)$"):
             enet_qp(other_Q, q, np.zeros(7), 0.05, other_l2, tol=1e-9, faces=faces)
         with pytest.raises(ValueError, match="another model"):
             gram_cd.active_set_qp(other_Q, q, np.zeros(7), 0.05, other_l2, tol=1e-9,
@@ -1204,16 +1206,17 @@ def test_faces_grown_keeps_the_factor_for_the_leading_block():
     assert f.T.size == 7 and (f.where[7:] == -1).all()  # the old one is left as it was
     _check(f, small, l2, np.arange(7), -r[:7])
     assert f.factorizations == 1
+    same = f.grown(small.copy())  # a model of the same size (nothing appended) is one too
+    assert same.N == 9 and same.factored
     with pytest.raises(ValueError, match=r"does not extend \(9, 9\)"):
         f.grown(Q[:8, :8])
     with pytest.raises(ValueError, match="does not extend"):
         f.grown(Q[:, :10])
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_projected_path_is_the_first_minimizer_along_the_held_path(seed):
-    """Many entries crossing zero on one move: the point ``_projected_path`` carries slope and
-    curvature to is the reference's, found piece by piece from objective values."""
+def _projected_path_case(seed):
+    """One move with many crossings: ``_projected_path``'s point, the reference's, the work
+    counted and the breakpoints passed."""
     rs = np.random.default_rng(300 + seed)
     N = 25
     A = rs.standard_normal((40, N))
@@ -1229,33 +1232,106 @@ def test_projected_path_is_the_first_minimizer_along_the_held_path(seed):
     assert cross.sum() >= 3
     tc = np.full(N, np.inf)
     tc[cross] = u0[cross] / (u0[cross] - v[cross])
-    S = np.arange(N)
     g = Q @ u0 - q + l2 * u0
-    got = gram_cd._projected_path(Q, l2, u0, S, d, theta, g + l1 * theta,
-                                  Q @ d + l2 * d, tc, gram_cd.QPWork())
+    work = gram_cd.QPWork()
+    got = gram_cd._projected_path(Q, l2, u0, np.arange(N), d, g + l1 * theta, Q @ d + l2 * d,
+                                  tc, work)
     want = _projected_path_reference(Q, q, u0, d, theta, l1, l2)
-    np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
-    np.testing.assert_array_equal(got == 0, want == 0)
     f = gram_cd._objective
     assert f(Q, q, got, l1, l2) <= f(Q, q, u0, l1, l2)
+    return got, want, work, int((got[cross] == 0).sum())
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_projected_path_is_the_first_minimizer_along_the_held_path(seed):
+    """Many entries crossing zero on one move: the point ``_projected_path`` carries slope and
+    curvature to is the reference's, found piece by piece from objective values; it reads
+    K² entries of Q for the K breakpoints it passed."""
+    got, want, work, held = _projected_path_case(seed)
+    np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
+    np.testing.assert_array_equal(got == 0, want == 0)
+    assert work.stream_cached == held ** 2 and work.stream == 0
+
+
+def test_projected_path_cases_pass_several_breakpoints():
+    """The cases above count K² for K of 3 or more, not only 0-2 (where K² and 2K agree)."""
+    assert max(_projected_path_case(seed)[3] for seed in range(8)) >= 3
 
 
 def test_projected_path_without_descent_stays_and_without_crossings_is_the_segment():
     Q = np.diag([1.0, 2.0])
     u = np.array([0.5, -0.5])
     S = np.arange(2)
-    theta = np.sign(u)
     gS = np.array([0.3, -0.2])  # an ascent direction along d: no move
     d = np.array([1.0, -1.0])
-    got = gram_cd._projected_path(Q, 0.0, u, S, d, theta, gS, Q @ d, np.full(2, np.inf),
+    got = gram_cd._projected_path(Q, 0.0, u, S, d, gS, Q @ d, np.full(2, np.inf),
                                   gram_cd.QPWork())
     np.testing.assert_array_equal(got, u)
     # no crossing: the segment's minimizer, capped at 1
     gS = np.array([-0.3, 0.4])  # slope -0.7, curvature 3: t = 0.7/3
-    got = gram_cd._projected_path(Q, 0.0, u, S, d, theta, gS, Q @ d, np.full(2, np.inf),
+    got = gram_cd._projected_path(Q, 0.0, u, S, d, gS, Q @ d, np.full(2, np.inf),
                                   gram_cd.QPWork())
     np.testing.assert_allclose(got, u + (0.7 / 3) * d, rtol=1e-15)
     gS = np.array([-3.0, 4.0])  # t = 7/3 > 1: capped
-    got = gram_cd._projected_path(Q, 0.0, u, S, d, theta, gS, Q @ d, np.full(2, np.inf),
+    got = gram_cd._projected_path(Q, 0.0, u, S, d, gS, Q @ d, np.full(2, np.inf),
                                   gram_cd.QPWork())
     np.testing.assert_allclose(got, u + d, rtol=1e-15)
+
+
+def test_projected_path_stops_where_the_slope_turns_before_a_breakpoint():
+    """A breakpoint ahead but no descent at the start (slope 0.5): no move; a curvature under 1
+    (0.425) whose minimizer lies before the breakpoint: the parabola's minimizer."""
+    Q = 0.1 * np.eye(2)
+    u = np.array([1.0, 1.0])
+    S = np.arange(2)
+    d = np.array([-2.0, 0.5])  # entry 0 crosses zero at t = 0.5
+    tc = np.array([0.5, np.inf])
+    got = gram_cd._projected_path(Q, 0.0, u, S, d, np.array([-0.25, 0.0]), Q @ d, tc,
+                                  gram_cd.QPWork())  # slope 0.5
+    np.testing.assert_array_equal(got, u)
+    gS = np.array([0.05, 0.0])  # slope -0.1, curvature 0.425: t = 0.1/0.425 < 0.5
+    got = gram_cd._projected_path(Q, 0.0, u, S, d, gS, Q @ d, tc, gram_cd.QPWork())
+    np.testing.assert_allclose(got, u + (0.1 / 0.425) * d, rtol=1e-14)
+
+
+def test_projected_path_without_curvature_goes_to_the_end_or_the_breakpoint():
+    """A flat direction (Q = 0, no ridge) with descent: to t = 1 where nothing crosses; past
+    a breakpoint, the entry held at zero and on to t = 1 (no division by a zero curvature)."""
+    Q = np.zeros((2, 2))
+    u = np.array([1.0, -1.0])
+    S = np.arange(2)
+    d = np.array([0.5, 0.25])
+    gS = np.array([-1.0, 0.0])
+    got = gram_cd._projected_path(Q, 0.0, u, S, d, gS, Q @ d, np.full(2, np.inf),
+                                  gram_cd.QPWork())
+    np.testing.assert_array_equal(got, u + d)
+    d = np.array([0.5, 2.0])  # entry 1 crosses at t = 0.5; the slope stays -0.5 after it
+    got = gram_cd._projected_path(Q, 0.0, u, S, d, gS, Q @ d, np.array([np.inf, 0.5]),
+                                  gram_cd.QPWork())
+    np.testing.assert_array_equal(got, np.array([1.5, 0.0]))
+
+
+def test_enet_qp_counts_its_face_solves_into_the_callers_work(fresh_kernel):
+    """The active-set method's factorizations and solves count into the work given, with or
+    without a kept factor."""
+    Q, q = _coupled(5)
+    for faces in (None, gram_cd.Faces(Q, 0.01)):
+        work = gram_cd.QPWork()
+        enet_qp(Q, q, np.zeros(7), 0.05, 0.01, tol=1e-10, work=work, faces=faces)
+        assert work.blas3 >= 7 ** 3 / 3 / 8 and work.stream_cached > 0  # a face factorized
+
+
+@pytest.mark.parametrize("seed", [0, 3, 4, 5])
+def test_active_set_from_its_own_solution_at_tol_zero_stops_without_a_candidate(seed):
+    """At the method's own solution a tolerance of 0 still asks for a move (rounding leaves
+    a violation of ~1e-17): the face solve returns the point itself, no entry crosses zero
+    and the segment does not descend, so no candidate is weighed and the point is kept."""
+    rs = np.random.default_rng(seed)
+    N = int(rs.integers(1, 5))
+    A = rs.standard_normal((2 * N + 1, N))
+    Q, q = A.T @ A / (2 * N + 1), rs.standard_normal(N)
+    l1, l2 = float(rs.uniform(0.01, 0.3)), float(rs.choice([0.0, 0.01]))
+    u, _, _ = active_set_qp(Q, q, np.zeros(N), l1, l2, tol=0.0)
+    again, solves, viol = active_set_qp(Q, q, u, l1, l2, tol=0.0)
+    np.testing.assert_array_equal(again, u)
+    assert solves >= 1 and viol == qp_violation(Q, q, u, l1, l2)

@@ -342,3 +342,21 @@ def test_enet_qp_counts_the_face_solves_it_hands_to():
     _u, sweeps, viol = enet_qp(Q, q, np.zeros(80), 1e-2, 1e-6, tol=1e-10, direct_max=0,
                                work=work)
     assert viol <= 1e-10 and 0 < sweeps < 100 and work.blas3 > 0
+
+
+def test_faces_count_a_border_on_a_border_copying_only_the_bordered_columns():
+    """A second border (K = 2 entries bordered since the factorization, k = 1 more) gathers
+    its rows and copies the bordered columns of the factor, t0 (K + k) + (K + k)² entries, not
+    the factorization's own t0² (gram_cd.Faces)."""
+    Q, _ = _pd(12, seed=3)
+    work = QPWork()
+    faces = gram_cd.Faces(Q, 0.0, work)
+    assert faces.solve(np.arange(9), np.ones(9)) is not None
+    assert faces.solve(np.arange(11), np.ones(11)) is not None  # bordered: K = 0, k = 2
+    before, blas3 = work.stream_cached, work.blas3
+    assert faces._border(np.array([11]))  # t = 11 (t0 = 9, K = 2), k = 1
+    t, t0, K, k = 11, 9, 2, 1
+    assert work.stream_cached - before == t * (12 + k) + k * (12 + k) + t0 * (K + k) + (K + k) ** 2
+    assert work.blas3 - blas3 == pytest.approx(t * t * k / 2 + t * k * k + k ** 3 / 3)
+    v = faces.solve(np.arange(12), np.ones(12))
+    np.testing.assert_allclose(v, np.linalg.solve(Q, np.ones(12)), rtol=1e-9)

@@ -514,8 +514,8 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
         # ... and the minimizer projected onto the orthant (every entry that would cross zero
         # set to zero): where many entries leave the face, this drops them all at once
         if cross.any():  # ... the first minimizer along the path projected onto the orthant
-            cands.append(_projected_path(Q, l2, u, S, d, theta[S], g[S] + l1 * theta[S],
-                                         Qd[S] + l2 * d, tc, work))
+            cands.append(_projected_path(Q, l2, u, S, d, g[S] + l1 * theta[S], Qd[S] + l2 * d,
+                                         tc, work))
         for t in (1.0, 0.5, 0.25, 0.125) if cross.any() else ():
             w = u.copy()
             w[S] = uS + t * d
@@ -548,7 +548,7 @@ def _faces_for(Q: np.ndarray, l2: float, work: QPWork, faces: Faces | None) -> F
 
 
 def _projected_path(Q: np.ndarray, l2: float, u: np.ndarray, S: np.ndarray, d: np.ndarray,
-                    theta: np.ndarray, gS: np.ndarray, AdS: np.ndarray, tc: np.ndarray,
+                    gS: np.ndarray, AdS: np.ndarray, tc: np.ndarray,
                     work: QPWork) -> np.ndarray:
     """The first minimizer of the QP along the move ``u_S + t d`` (t in [0, 1]) projected onto
     the orthant ``θ``: each entry that would cross zero is held at zero from its breakpoint
@@ -568,9 +568,9 @@ def _projected_path(Q: np.ndarray, l2: float, u: np.ndarray, S: np.ndarray, d: n
     Q, l2, u
         The QP's model, ridge and current point (N,).
     S : ndarray of shape (K0,), int
-        The face's entries; ``d`` (K0,) the move on them, ``theta`` (K0,) their signs.
+        The face's entries; ``d`` (K0,) the move on them.
     gS, AdS : ndarray of shape (K0,)
-        The orthant's gradient ``A u − q + l1 θ`` and ``A d`` on ``S``.
+        The orthant's gradient ``A u − q + l1 θ`` (θ the face's signs) and ``A d`` on ``S``.
     tc : ndarray of shape (K0,)
         Each entry's breakpoint (``inf`` for those that do not cross).
     work : QPWork
