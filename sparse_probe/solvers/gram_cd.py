@@ -411,7 +411,10 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
     zero entries whose gradient exceeds ``l1`` the sign that lowers the objective (they join);
     it minimizes the quadratic ``½ uᵀ(Q + l2 I)u − qᵀu + l1 θᵀu`` on that face exactly (a
     Cholesky solve) and moves toward the minimizer as far as the objective says: the best of
-    the minimizer, the points where an entry crosses zero (there the entry is set to zero)
+    the minimizer, the points where an entry crosses zero (there the entry is set to zero),
+    the first minimizer along the move with each crossing entry held at zero from its
+    breakpoint on (:func:`_projected_path`; at N = 3,752 on a held-out collinear path it took
+    a solve from 153 face solves to 34, the segment's best point dropping one entry a move)
     and the steps of 1, 1/2, 1/4, 1/8 toward the minimizer with every entry that crossed zero
     set to zero (from a far start these shed many entries at once).
     Joining entries whose minimizer has the wrong sign are dropped and the face solved again;
@@ -511,11 +514,11 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
         if phi[k] < 0:
             cands.append(u.copy())
             cands[-1][S] = path[k]
-        # ... and the minimizer projected onto the orthant (every entry that would cross zero
-        # set to zero): where many entries leave the face, this drops them all at once
-        if cross.any():  # ... the first minimizer along the path projected onto the orthant
+        if cross.any():  # ... the first minimizer along the move projected onto the orthant
             cands.append(_projected_path(Q, l2, u, S, d, g[S] + l1 * theta[S], Qd[S] + l2 * d,
                                          tc, work))
+        # ... and the minimizer projected onto the orthant (every entry that would cross zero
+        # set to zero): where many entries leave the face, this drops them all at once
         for t in (1.0, 0.5, 0.25, 0.125) if cross.any() else ():
             w = u.copy()
             w[S] = uS + t * d
