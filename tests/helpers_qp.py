@@ -1,4 +1,5 @@
-"""Quadratic programs shared by the model-solve tests (test_newton, test_solver_work)."""
+"""Quadratic programs shared by the model-solve tests (test_newton, test_solver_work,
+test_gram_cd)."""
 
 import numpy as np
 

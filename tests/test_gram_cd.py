@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import sklearn.linear_model._cd_fast as cd_fast
 import torch
+from helpers_qp import singular_model
 
 from sparse_probe.solvers import gram_cd
 from sparse_probe.solvers.gram_cd import (
@@ -1114,19 +1115,10 @@ def test_the_face_solves_breakpoints_are_sorted_and_distinct():
 
 # --- the face factor kept across solves of one model ---------------------------------------
 
-def _crawling_model(seed, N=40, n=30):
-    """A rank-deficient model (more coordinates than examples, pairs of equal columns): the
-    coordinate descent crawls on it and the active-set method finishes the solve."""
-    rs = np.random.default_rng(seed)
-    A = rs.standard_normal((n, N // 2))
-    A = np.hstack([A, A + 1e-3 * rs.standard_normal((n, N // 2))])
-    return A.T @ A / n, A.T @ rs.standard_normal(n) / n
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_enet_qp_kept_faces_solve_the_next_model_solve_without_a_factorization(fresh_kernel,
                                                                                seed):
-    Q, q = _crawling_model(seed)
+    Q, q = singular_model(seed)  # coordinate descent crawls on it
     l1, l2 = 0.02, 1e-3
     faces = gram_cd.Faces(Q, l2)
     assert not faces.factored
