@@ -48,7 +48,8 @@ def trace(case: tuple, threads: int | None = None) -> tuple[list[tuple], list[di
                           on_newton=kw.get("on_newton", False), over=kw.get("newton_over"),
                           estimate=choice._newton_estimate(n_, m, C_, n_free,
                                                            kw.get("newton_steps"),
-                                                           kw.get("newton_over")),
+                                                           kw.get("newton_over"),
+                                                           kw.get("data_crawls", False)),
                           newton=got))
         return got
 

@@ -55,6 +55,7 @@ from sparse_probe.penalties import DEFAULT_ALPHA, Penalty, make_penalty
 from sparse_probe.solvers import SOLVERS, fused_ce, get_solver
 from sparse_probe.solvers.blocked import BlockedData
 from sparse_probe.solvers.choice import (
+    cost_route,
     grown_count,
     newton_budget,
     newton_cost_ratio,
@@ -711,6 +712,8 @@ def fit_path(
         # fresh Hessian (entering Newton), and as counted (staying: choice.newton_over_seen)
         newton_over: list[float] = []
         newton_over_counted: list[float] = []
+        newton_routes: list[str] = []  # each of those points' formula (choice.cost_route)
+        data_crawls = False  # a Newton point's data-space solve crawled (choice.newton_cost)
         # the ratio of a Newton point that handed over past its budget, until Newton next
         # solves a point alone (choice.newton_over_seen's floor)
         newton_floor = None
@@ -783,8 +786,11 @@ def fit_path(
                     on_newton = bool(methods) and methods[-1].endswith("newton")
                     newton_seen = {
                         "newton_steps": np.mean(newton_steps[-3:]) if newton_steps else None,
-                        "newton_over": newton_over_seen(newton_over, newton_over_counted,
-                                                        on_newton=on_newton, floor=newton_floor)}
+                        "newton_over": newton_over_seen(
+                            newton_over, newton_over_counted, on_newton=on_newton,
+                            floor=newton_floor, routes=newton_routes,
+                            route=cost_route(src.n, C, n_free, data_crawls)),
+                        "data_crawls": data_crawls}
                     choose = auto and data.keeps_logits and device.type == "cpu"
                     if choose and prefer_newton(
                             src.n, tr.ws.size, C, n_free, owlqn_iters, on_newton=on_newton,
@@ -875,10 +881,16 @@ def fit_path(
                         work = res.work if res.work.get("data") else dict(
                             res.work, hessian=max(res.work["hessian"],
                                                   src.n * float(n_free) ** 2 / 2))
+                        # against the formula of what it did: a data-space solve that
+                        # crawled into the Gram route prices this and later data-route
+                        # points as both (choice.newton_cost's data_crawls)
+                        data_crawls = data_crawls or bool(res.work.get("crawled"))
+                        priced = {"data_crawls": data_crawls}
                         newton_over.append(newton_cost_ratio(
-                            src.n, tr.ws.size, C, n_free, parts["newton"], work))
+                            src.n, tr.ws.size, C, n_free, parts["newton"], work, **priced))
                         newton_over_counted.append(newton_cost_ratio(
-                            src.n, tr.ws.size, C, n_free, parts["newton"], res.work))
+                            src.n, tr.ws.size, C, n_free, parts["newton"], res.work, **priced))
+                        newton_routes.append(cost_route(src.n, C, n_free, data_crawls))
                         # Newton first, then OWL-QN: the budget sent it over (newton.newton)
                         bailed = next(iter(parts)) == "newton" and "owlqn" in parts
                         newton_floor = newton_over[-1] if bailed else \

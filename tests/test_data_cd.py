@@ -256,6 +256,7 @@ def test_a_crawling_data_space_solve_goes_to_the_gram_route(monkeypatch, caplog)
         _data, a = _solve(X, y, C, 0.02)
     assert a.converged and a.work["data"] > 0 and a.work["hessian"] > 0
     assert sum("data-space model unsolved" in r.message for r in caplog.records) == 1
+    assert a.work["crawled"] is True  # what the path's choice reads (choice.newton_cost)
     monkeypatch.setattr(newton_module, "data_pays", lambda n, N: False)
     _, ref = _solve(X, y, C, 0.02)
     torch.testing.assert_close(a.W, ref.W, rtol=0, atol=1e-5)
@@ -267,6 +268,7 @@ def test_without_the_compiled_sweeps_newton_forms_the_hessian(monkeypatch):
     X, y, C = _wide(seed=1)
     _, a = _solve(X, y, C, 0.02)
     assert a.converged and a.work["data"] == 0 and a.work["hessian"] > 0
+    assert a.work["crawled"] is False
 
 
 @compiled

@@ -950,9 +950,9 @@ def test_the_choice_prices_a_carried_point_both_as_counted_and_with_a_fresh_hess
                                                       SOLVERS["newton"].penalties, True))
     real_ratio = fit_module.newton_cost_ratio
 
-    def ratio(n, m, C, n_free, steps, work):
+    def ratio(n, m, C, n_free, steps, work, **kw):
         priced.append((work["hessian"], n * float(n_free) ** 2 / 2))
-        return real_ratio(n, m, C, n_free, steps, work)
+        return real_ratio(n, m, C, n_free, steps, work, **kw)
 
     monkeypatch.setattr(fit_module, "newton_cost_ratio", ratio)
     fit_path(X.numpy(), y.numpy(), solver="newton", **PATH_KW)

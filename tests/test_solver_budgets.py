@@ -16,6 +16,7 @@ from sparse_probe import fit_path
 from sparse_probe.penalties import ElasticNet
 from sparse_probe.solvers import choice
 from sparse_probe.solvers.choice import (
+    cost_route,
     newton_budget,
     newton_cost,
     newton_observed_cost,
@@ -100,6 +101,86 @@ def test_over_seen_is_floored_by_a_hand_over():
     assert newton_over_seen(fresh, counted, on_newton=True, floor=0.8) == pytest.approx(0.8)
     assert newton_over_seen([], [], on_newton=False, floor=4.0) == pytest.approx(4.0)
     assert newton_over_seen([], [], on_newton=False) is None
+
+
+def test_over_seen_averages_the_points_of_this_route():
+    """A ratio corrects one of :func:`newton_cost`'s formulas (:func:`cost_route`): a point
+    averages the last three of its own formula's, all of them where it has none."""
+    fresh = [9.0, 1.1, 1.2, 1.3, 5.0, 4.0]
+    counted = [9.0, 1.0, 1.0, 1.0, 6.0, 2.0]
+    routes = ["gram", "gram", "gram", "gram", "data", "data"]
+    seen = {"routes": routes}
+    assert newton_over_seen(fresh, counted, on_newton=False, route="data", **seen) == \
+        pytest.approx(4.5)
+    # the last three of the Gram route's, not its oldest (9.0) nor the data route's
+    assert newton_over_seen(fresh, counted, on_newton=False, route="gram", **seen) == \
+        pytest.approx(1.2)
+    assert newton_over_seen(fresh, counted, on_newton=True, route="data", **seen) == \
+        pytest.approx(4.0)
+    assert newton_over_seen(fresh, counted, on_newton=True, route="gram", **seen) == \
+        pytest.approx(1.0)
+    # routes without this point's route, or no routes: every point's last three
+    assert newton_over_seen(fresh, counted, on_newton=False, routes=routes) == \
+        pytest.approx((1.3 + 5.0 + 4.0) / 3)
+    assert newton_over_seen(fresh, counted, on_newton=False, route="data") == \
+        pytest.approx((1.3 + 5.0 + 4.0) / 3)
+    # none priced by this formula yet: all of them
+    assert newton_over_seen(fresh, counted, on_newton=False, route="data+gram", **seen) == \
+        pytest.approx((1.3 + 5.0 + 4.0) / 3)
+    # a hand-over's floor still holds
+    assert newton_over_seen(fresh, counted, on_newton=False, route="gram", floor=3.0,
+                            **seen) == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="newton_over_seen: 5 routes for 6 ratios"):
+        newton_over_seen(fresh, counted, on_newton=False, route="data", routes=routes[1:])
+
+
+def test_cost_route_names_the_formula_a_point_is_priced_by():
+    n, C = 300, 5
+    assert cost_route(n, C, n + C) == "gram"  # N = n free weights: the Gram route
+    assert cost_route(n, C, n + C, data_crawls=True) == "gram"
+    if choice.data_compiled():
+        assert cost_route(n, C, n + C + 1) == "data"
+        assert cost_route(n, C, n + C + 1, data_crawls=True) == "data+gram"
+
+
+def test_a_crawling_data_route_is_priced_with_its_gram_route(monkeypatch):
+    """Where a data-space solve crawled on the path, a data-route point costs its data-space
+    steps plus a fresh Hessian and a model solve a step after the first (closed form);
+    Gram-route points are priced as before."""
+    monkeypatch.setattr(choice, "data_compiled", lambda: True)
+    n, m, C, k = 400, 200, 8, 4.0
+    unit = choice.owlqn_iteration_cost(n, m, C)
+    for N in (900, 1500):
+        N2 = float(N) ** 2
+        plain = newton_cost(n, m, C, N, k)
+        crawls = newton_cost(n, m, C, N, k, data_crawls=True)
+        gram = choice.FRESH_HESSIAN * n * N2 / 2 + (k - 1) * choice.NEWTON_STEP_MODEL * N2
+        assert crawls == pytest.approx(plain + gram / unit, rel=1e-12)
+        one = newton_cost(n, m, C, N, 1.0, data_crawls=True) - newton_cost(n, m, C, N, 1.0)
+        # one step: still one model solve on the Gram route
+        assert one == pytest.approx((choice.FRESH_HESSIAN * n * N2 / 2
+                                     + choice.NEWTON_STEP_MODEL * N2) / unit, rel=1e-12)
+    assert newton_cost(n, m, C, 300, k, data_crawls=True) == newton_cost(n, m, C, 300, k)
+    # the estimate the choices read (prefer_newton, owlqn_budget, owlqn_probe) goes with it
+    est = choice._newton_estimate(n, m, C, 900, k, 2.0, True)
+    assert est == pytest.approx(2.0 * newton_cost(n, m, C, 900, k, data_crawls=True))
+    big = 3000
+    budget = choice.owlqn_budget(n, m, C, big, newton_steps=k, data_crawls=True)
+    assert budget == int(choice.HANDOVER * newton_cost(n, m, C, big, k, data_crawls=True) + 0.5)
+    assert budget > choice.MIN_BUDGET
+    assert choice.owlqn_budget(n, m, C, big, newton_steps=k) == max(
+        choice.MIN_BUDGET, int(choice.HANDOVER * newton_cost(n, m, C, big, k) + 0.5))
+    cheap = newton_cost(n, m, C, 900, k)
+    assert choice.prefer_newton(n, m, C, 900, cheap / 0.6, newton_steps=k)
+    assert not choice.prefer_newton(n, m, C, 900, cheap / 0.6, newton_steps=k,
+                                    data_crawls=True)
+    probe = dict(stay=1.5, newton_steps=k)
+    assert choice.owlqn_probe(n, m, C, 900, 1.0, 100, data_crawls=True, **probe) == \
+        int(newton_cost(n, m, C, 900, k, data_crawls=True) + 0.5)
+    work = {"hessian": 1e9, "data": 1e7}
+    assert choice.newton_cost_ratio(n, m, C, 900, 4, work, data_crawls=True) == pytest.approx(
+        choice.newton_observed_cost(n, m, C, 4, work)
+        / newton_cost(n, m, C, 900, 4, data_crawls=True))
 
 
 # ------------------------------------------------------------------- the model solves' stop
@@ -252,7 +333,7 @@ def test_a_path_hands_a_costly_newton_point_to_owlqn_and_floors_newtons_price(mo
         state["bail"] = state["budgets"] == 3
         return 1e-9 if state["bail"] else None
 
-    def ratio(*a):
+    def ratio(*a, **k):
         events.append(("ratio", 50.0 if state["bail"] else 1.0))
         return events[-1][1]
 

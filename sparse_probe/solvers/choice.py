@@ -85,7 +85,7 @@ from sparse_probe.solvers.data_cd import data_pays
 from sparse_probe.solvers.owlqn import default_pairs
 
 __all__ = ["CARRY_MARGIN", "DATA_ENTRY", "DATA_MIN_SWEEPS", "DATA_PASSES", "HANDOVER", "carry_pays",
-           "data_route", "data_sweep_cap", "grown_count", "newton_budget",
+           "cost_route", "data_route", "data_sweep_cap", "grown_count", "newton_budget",
            "newton_cost", "newton_cost_ratio", "newton_observed_cost", "newton_over_seen",
            "owlqn_budget", "owlqn_iteration_cost", "owlqn_probe", "prefer_newton"]
 
@@ -156,13 +156,24 @@ def data_sweep_cap(n_free: int) -> int:
     return max(DATA_MIN_SWEEPS, int(WORK_HESSIAN * n_free / (2.0 * DATA_ENTRY)))
 
 
+def cost_route(n: int, C: int, n_free: int, data_crawls: bool = False) -> str:
+    """Which of :func:`newton_cost`'s formulas prices a Newton point of ``n_free``
+    coordinates: ``"gram"`` (a Hessian and model solves on it), ``"data"`` (its models solved
+    in data space, :func:`data_route`) or ``"data+gram"`` (data space where an earlier point's
+    data-space solve crawled into the Gram route: ``data_crawls``)."""
+    if not data_route(n, C, n_free):
+        return "gram"
+    return "data+gram" if data_crawls else "data"
+
+
 def _newton_step_cost(n: int, m: int, C: int, N2: float) -> float:
     """One Newton step's estimated cost (its products and line search, the model's coordinate
     descent on ``N2 = N²`` entries, a fixed overhead), in multiply-adds of OWL-QN's products."""
     return NEWTON_STEP_PRODUCTS * 4.0 * n * m * C + NEWTON_STEP_MODEL * N2 + NEWTON_STEP_FIXED
 
 
-def newton_cost(n: int, m: int, C: int, n_free: int, steps: float | None = None) -> float:
+def newton_cost(n: int, m: int, C: int, n_free: int, steps: float | None = None, *,
+                data_crawls: bool = False) -> float:
     """Estimated cost of one path point with proximal Newton, in OWL-QN iterations.
 
     Parameters
@@ -173,6 +184,15 @@ def newton_cost(n: int, m: int, C: int, n_free: int, steps: float | None = None)
         Free coordinates expected in the Newton model (weights plus the C biases).
     steps : float, optional
         Newton steps expected at the point (default :data:`NEWTON_STEPS`).
+    data_crawls : bool
+        A data-space model solve on this path crawled into the Gram route
+        (:func:`~sparse_probe.solvers.newton.newton`'s ``work["crawled"]``): a data-route
+        point is priced as its data-space steps plus the Gram route it ends on, a fresh
+        Hessian and a model solve a step after the first (:func:`cost_route`'s
+        ``"data+gram"``). Priced by the data-space formula alone, linear in ``N``, such
+        points on a held-out collinear path (1372 × 159 × 20) ran at 2.2 times it at
+        N = 1,519 and 6.5 times at N = 2,254: a ratio from the first could not price the
+        second (``benchmarks/results/over-routes-cpu-2026-12-06.txt``).
     """
     _check(n, m, C, "newton_cost")
     N2 = float(n_free) ** 2
@@ -180,7 +200,10 @@ def newton_cost(n: int, m: int, C: int, n_free: int, steps: float | None = None)
     if data_route(n, C, n_free):  # no Hessian: DATA_PASSES passes over the examples a step
         step = NEWTON_STEP_PRODUCTS * 4.0 * n * m * C + \
             DATA_PASSES * DATA_ENTRY * n * float(n_free) + NEWTON_STEP_FIXED
-        return (k * step + NEWTON_FIXED) / owlqn_iteration_cost(n, m, C)
+        point = k * step + NEWTON_FIXED
+        if data_crawls:
+            point += FRESH_HESSIAN * n * N2 / 2 + max(k - 1.0, 1.0) * NEWTON_STEP_MODEL * N2
+        return point / owlqn_iteration_cost(n, m, C)
     step = _newton_step_cost(n, m, C, N2)
     point = NEWTON_HESSIAN * n * N2 / 2 + k * step + NEWTON_FIXED
     return point / owlqn_iteration_cost(n, m, C)
@@ -254,10 +277,12 @@ def newton_observed_cost(n: int, m: int, C: int, steps: int, work: dict) -> floa
     return point / owlqn_iteration_cost(n, m, C)
 
 
-def newton_cost_ratio(n: int, m: int, C: int, n_free: int, steps: int, work: dict) -> float:
+def newton_cost_ratio(n: int, m: int, C: int, n_free: int, steps: int, work: dict, *,
+                      data_crawls: bool = False) -> float:
     """How far :func:`newton_cost` was off at a point Newton solved: its
     :func:`newton_observed_cost` over the estimate at the same size and steps (what
-    :func:`prefer_newton`'s ``newton_over`` averages).
+    :func:`prefer_newton`'s ``newton_over`` averages), ``data_crawls`` as
+    :func:`newton_cost`.
 
     Parameters
     ----------
@@ -268,7 +293,8 @@ def newton_cost_ratio(n: int, m: int, C: int, n_free: int, steps: int, work: dic
     work : dict
         Its ``SolveResult.work``.
     """
-    return newton_observed_cost(n, m, C, steps, work) / newton_cost(n, m, C, n_free, steps)
+    return newton_observed_cost(n, m, C, steps, work) / \
+        newton_cost(n, m, C, n_free, steps, data_crawls=data_crawls)
 
 
 OVER_POINTS = 3
@@ -277,10 +303,13 @@ averages: the last three."""
 
 
 def newton_over_seen(fresh: list[float], counted: list[float], *,
-                     on_newton: bool, floor: float | None = None) -> float | None:
+                     on_newton: bool, floor: float | None = None,
+                     routes: list[str] | None = None,
+                     route: str | None = None) -> float | None:
     """The ``newton_over`` a path point's choice reads (:func:`prefer_newton`,
     :func:`owlqn_budget`): the mean :func:`newton_cost_ratio` of Newton's last
-    :data:`OVER_POINTS` points, or None before Newton has run.
+    :data:`OVER_POINTS` points (of those on this point's route, where there are some), or
+    None before Newton has run.
 
     Parameters
     ----------
@@ -298,6 +327,20 @@ def newton_over_seen(fresh: list[float], counted: list[float], *,
         there at least, so the mean is taken at least as this. Averaged with the cheaper
         points before it, it let a held-out collinear path (3900 × 390 × 10 to 1e-3·λ_max)
         enter Newton again two points later, to hand over again.
+    routes : list of str, optional
+        Each of those points' :func:`cost_route` (parallel to ``fresh`` and ``counted``).
+    route : str, optional
+        This point's :func:`cost_route`: with ``routes``, only the points priced by the same
+        formula are averaged, where there are any. :func:`newton_cost` prices the routes by
+        different formulas, and a ratio says how far one of them was off: on a held-out
+        collinear path (1372 × 159 × 20 to 1e-2·λ_max, 30 λ) the Gram route's points ran
+        at 1.0-1.3 times their estimate and the first data-route point (N > n) at 5.1;
+        averaged with the Gram route's, its 5.1 read as 2.6-3.6, and the path went back to
+        Newton for its last three points, each taking 2-3 times OWL-QN's neighbours; with
+        this and ``data_crawls`` (:func:`newton_cost`) it stays on OWL-QN there (1.6× as
+        fast), and the seven held-out draws whose choices changed ran 0.83-1.77× as fast (six
+        faster)
+        (``benchmarks/results/over-routes-cpu-2026-12-06.txt``).
 
     Notes
     -----
@@ -312,6 +355,11 @@ def newton_over_seen(fresh: list[float], counted: list[float], *,
     (``benchmarks/results/newton-stay-cpu-2026-12-04.txt``).
     """
     seen = counted if on_newton else fresh
+    if routes is not None and route is not None:
+        if len(routes) != len(seen):
+            raise ValueError(f"newton_over_seen: {len(routes)} routes for {len(seen)} ratios")
+        same = [r for r, on in zip(seen, routes, strict=True) if on == route]
+        seen = same or seen
     mean = float(sum(seen[-OVER_POINTS:]) / len(seen[-OVER_POINTS:])) if seen else None
     if floor is None:
         return mean
@@ -321,7 +369,8 @@ def newton_over_seen(fresh: list[float], counted: list[float], *,
 def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None, *,
                   on_newton: bool = False, stay: float = 1.5, enter: float = 0.7,
                   owlqn_free: int | None = None, newton_steps: float | None = None,
-                  max_free: int | None = None, newton_over: float | None = None) -> bool:
+                  max_free: int | None = None, newton_over: float | None = None,
+                  data_crawls: bool = False) -> bool:
     """Whether proximal Newton is expected to be faster than OWL-QN at this path point.
 
     Parameters
@@ -355,12 +404,14 @@ def prefer_newton(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None
         estimate is scaled by it; below 1 it is not lowered (the estimate errs on Newton's
         costly side by design, the module docstring: a Newton made cheaper on paper went
         on where OWL-QN was several times faster).
+    data_crawls : bool
+        As :func:`newton_cost`.
     """
     if owlqn_iters is None or (max_free is not None and n_free > max_free
                                and not data_route(n, C, n_free)):
         return False
     iters = grown_count(owlqn_iters, n_free, owlqn_free) if on_newton else float(owlqn_iters)
-    return _newton_estimate(n, m, C, n_free, newton_steps, newton_over) < \
+    return _newton_estimate(n, m, C, n_free, newton_steps, newton_over, data_crawls) < \
         (stay if on_newton else enter) * iters
 
 
@@ -388,9 +439,9 @@ def grown_count(owlqn_iters: float, n_free: int, owlqn_free: int | None) -> floa
 
 
 def _newton_estimate(n: int, m: int, C: int, n_free: int, newton_steps: float | None,
-                     newton_over: float | None) -> float:
+                     newton_over: float | None, data_crawls: bool = False) -> float:
     """:func:`newton_cost` scaled up by ``newton_over`` (never down), in OWL-QN iterations."""
-    cost = newton_cost(n, m, C, n_free, newton_steps)
+    cost = newton_cost(n, m, C, n_free, newton_steps, data_crawls=data_crawls)
     return cost * max(1.0, float(newton_over)) if newton_over is not None else cost
 
 
@@ -438,7 +489,8 @@ def newton_budget(owlqn_iters: float | None, n_free: int, owlqn_free: int | None
 
 
 def owlqn_budget(n: int, m: int, C: int, n_free: int, *, newton_steps: float | None = None,
-                 newton_over: float | None = None, max_free: int | None = None) -> int | None:
+                 newton_over: float | None = None, max_free: int | None = None,
+                 data_crawls: bool = False) -> int | None:
     """Iterations OWL-QN gets at a point before Newton takes it over, or None (no Newton).
 
     The choice (:func:`prefer_newton`) prices OWL-QN by its count at the last point it
@@ -458,10 +510,12 @@ def owlqn_budget(n: int, m: int, C: int, n_free: int, *, newton_steps: float | N
     max_free : int, optional
         Newton's limit on ``n_free`` (its (N, N) model's): above it, None, but for a model
         solved in data space (:func:`data_route`).
+    data_crawls : bool
+        As :func:`newton_cost`.
     """
     if max_free is not None and n_free > max_free and not data_route(n, C, n_free):
         return None
-    est = _newton_estimate(n, m, C, n_free, newton_steps, newton_over)
+    est = _newton_estimate(n, m, C, n_free, newton_steps, newton_over, data_crawls)
     return max(MIN_BUDGET, int(HANDOVER * est + 0.5))
 
 
@@ -478,7 +532,7 @@ PROBE_GROWTH = 2.0
 
 def owlqn_probe(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None,
                 owlqn_free: int | None, *, stay: float = 1.5, newton_steps: float | None = None,
-                newton_over: float | None = None) -> int | None:
+                newton_over: float | None = None, data_crawls: bool = False) -> int | None:
     """Iterations to try OWL-QN for at a point that stays on Newton with a stale count, or
     None (stay on Newton).
 
@@ -513,13 +567,15 @@ def owlqn_probe(n: int, m: int, C: int, n_free: int, owlqn_iters: float | None,
         :func:`prefer_newton`'s ``stay``.
     newton_steps, newton_over : float, optional
         As :func:`prefer_newton`.
+    data_crawls : bool
+        As :func:`newton_cost`.
     """
     if owlqn_iters is None or not owlqn_free:
         return None
     grown = n_free / owlqn_free
     if grown < PROBE_GROWTH:
         return None
-    est = _newton_estimate(n, m, C, n_free, newton_steps, newton_over)
+    est = _newton_estimate(n, m, C, n_free, newton_steps, newton_over, data_crawls)
     if est < stay * float(owlqn_iters) * grown ** PROBE_EXPONENT:
         return None
     return max(1, int(est + 0.5))

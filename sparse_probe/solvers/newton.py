@@ -594,8 +594,10 @@ def newton(
         alone, ``work`` its counted work: ``"hessian"`` the multiply-adds of its fresh Hessians
         (``n Nw²/2`` each) and of the rows of joining weights (``n k m C``), ``"stream"``,
         ``"stream_cached"`` and ``"blas3"`` its model solves'
-        (:class:`~sparse_probe.solvers.gram_cd.QPWork`), which the default's choice prices
-        (:func:`~sparse_probe.solvers.choice.newton_observed_cost`). ``memory`` is this
+        (:class:`~sparse_probe.solvers.gram_cd.QPWork`), ``"data"`` the examples its
+        data-space model solves read, which the default's choice prices
+        (:func:`~sparse_probe.solvers.choice.newton_observed_cost`), and ``"crawled"`` whether
+        a data-space model solve crawled into the Gram route (the choice's ``data_crawls``). ``memory`` is this
         point's model (a :class:`NewtonState`) for the next point where Newton solved it, or
         OWL-QN's L-BFGS pairs where that took over.
     """
@@ -642,6 +644,7 @@ def newton(
     qp = QPWork()  # the model solves' work, and the Hessians' multiply-adds (for the choice)
     dwork = DataWork()  # the data-space model solves' work
     data_space = data_cd_compiled() and W0.device.type == "cpu"
+    crawled = False  # a data-space model solve crawled: the Gram route from there
     hess_madds = 0.0
     lbfgs = memory if isinstance(memory, LBFGSMemory) else None  # for a hand-over to OWL-QN
     it, stall, converged, viol = 0, 0, False, float("inf")
@@ -654,7 +657,7 @@ def newton(
 
     def counted() -> dict:
         return {"hessian": hess_madds, "stream": qp.stream, "stream_cached": qp.stream_cached,
-                "blas3": qp.blas3, "data": dwork.entries}
+                "blas3": qp.blas3, "data": dwork.entries, "crawled": crawled}
 
     def over_budget() -> bool:
         """The work so far costs more than ``max_cost`` OWL-QN iterations."""
@@ -728,7 +731,7 @@ def newton(
             if not in_data:  # it crawled: the Gram route from its iterate, from here on
                 log.debug("newton: data-space model unsolved (%.3e over %.3e): Gram route",
                           dviol, target)
-                data_space, start = False, u
+                data_space, start, crawled = False, u, True
                 if Nw + C > max_free:  # too large a model for it: OWL-QN (the loop's top)
                     it -= 1
                     continue
