@@ -298,6 +298,60 @@ def test_an_n_much_smaller_than_d_path_in_data_space_is_verified(monkeypatch):
         assert a == pytest.approx(r, rel=1e-7)
 
 
+@compiled
+@pytest.mark.parametrize("cap", [None, 1])
+def test_a_path_prices_data_route_points_by_what_its_solves_did(monkeypatch, cap):
+    """fit_path's choices read ``data_crawls`` from the first Newton point whose data-space
+    solve crawled into the Gram route (that point's ratio already priced by it), and average
+    each point's price corrections over the points priced by its own formula
+    (``choice.cost_route``). ``cap`` 1: every data-space solve crawls (one pass allowed)."""
+    from sparse_probe.solvers.choice import cost_route
+
+    fit_module = sys.modules["sparse_probe.fit"]
+    if cap is not None:
+        monkeypatch.setattr(newton_module, "data_sweep_cap", lambda N: cap)
+    X, y, _C = _wide(n=90, m=600, C=4, seed=11)
+    events = []
+    real_ratio, real_seen, real_prefer = (fit_module.newton_cost_ratio,
+                                          fit_module.newton_over_seen, fit_module.prefer_newton)
+
+    def ratio(n, m, C_, n_free, steps, work, **kw):
+        events.append(("ratio", bool(work.get("crawled")), kw["data_crawls"],
+                       cost_route(n, C_, n_free, kw["data_crawls"])))
+        return real_ratio(n, m, C_, n_free, steps, work, **kw)
+
+    def seen(fresh, counted, **kw):
+        events.append(("seen", list(kw["routes"]), kw["route"]))
+        return real_seen(fresh, counted, **kw)
+
+    def prefer(n, m, C_, n_free, owlqn_iters, **kw):
+        events.append(("prefer", kw["data_crawls"], cost_route(n, C_, n_free, kw["data_crawls"])))
+        return real_prefer(n, m, C_, n_free, owlqn_iters, **kw)
+
+    monkeypatch.setattr(fit_module, "newton_cost_ratio", ratio)
+    monkeypatch.setattr(fit_module, "newton_over_seen", seen)
+    monkeypatch.setattr(fit_module, "prefer_newton", prefer)
+    fit_path(X.numpy(), y.numpy(), alpha=0.99, n_lambdas=12, eps=1e-2, progress=False,
+             threads=1)
+    ratios = [e for e in events if e[0] == "ratio"]
+    assert ratios, "no Newton point ran"
+    crawled = False
+    routes = []  # the formula of each Newton point so far (its two ratios share it)
+    for i, e in enumerate(events):
+        if e[0] == "ratio":
+            crawled = crawled or e[1]
+            assert e[2] is crawled  # this point's crawl prices it already
+            if not routes or events[i - 1][0] != "ratio":
+                routes.append(e[3])
+        elif e[0] == "seen":
+            assert e[1] == routes
+            nxt = events[i + 1]
+            assert nxt[0] == "prefer" and nxt[1] is crawled and e[2] == nxt[2]
+    if cap == 1:
+        assert crawled and "data+gram" in routes
+        assert any(e[0] == "prefer" and e[2] == "data+gram" for e in events)
+
+
 def test_the_choice_prices_a_data_space_model_without_a_hessian(monkeypatch):
     """From one more free weight than examples (and with the compiled sweeps) Newton's
     estimate is its products and DATA_PASSES passes over the examples, with no Hessian and no
