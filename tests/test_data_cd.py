@@ -300,7 +300,7 @@ def test_an_n_much_smaller_than_d_path_in_data_space_is_verified(monkeypatch):
 
 @compiled
 @pytest.mark.parametrize("cap", [None, 1])
-def test_a_path_prices_data_route_points_by_what_its_solves_did(monkeypatch, cap):
+def test_a_paths_choice_prices_data_route_points_by_what_its_solves_did(monkeypatch, cap):
     """fit_path's choices read ``data_crawls`` from the first Newton point whose data-space
     solve crawled into the Gram route (that point's ratio already priced by it), and average
     each point's price corrections over the points priced by its own formula

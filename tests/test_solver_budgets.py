@@ -177,10 +177,15 @@ def test_a_crawling_data_route_is_priced_with_its_gram_route(monkeypatch):
     probe = dict(stay=1.5, newton_steps=k)
     assert choice.owlqn_probe(n, m, C, 900, 1.0, 100, data_crawls=True, **probe) == \
         int(newton_cost(n, m, C, 900, k, data_crawls=True) + 0.5)
+    # by default no crawl: the data-space formula alone
+    assert choice.owlqn_probe(n, m, C, 900, 1.0, 100, **probe) == \
+        int(newton_cost(n, m, C, 900, k) + 0.5)
     work = {"hessian": 1e9, "data": 1e7}
+    observed = choice.newton_observed_cost(n, m, C, 4, work)
     assert choice.newton_cost_ratio(n, m, C, 900, 4, work, data_crawls=True) == pytest.approx(
-        choice.newton_observed_cost(n, m, C, 4, work)
-        / newton_cost(n, m, C, 900, 4, data_crawls=True))
+        observed / newton_cost(n, m, C, 900, 4, data_crawls=True))
+    assert choice.newton_cost_ratio(n, m, C, 900, 4, work) == pytest.approx(
+        observed / newton_cost(n, m, C, 900, 4))
 
 
 # ------------------------------------------------------------------- the model solves' stop

@@ -339,8 +339,7 @@ def newton_over_seen(fresh: list[float], counted: list[float], *,
         Newton for its last three points, each taking 2-3 times OWL-QN's neighbours; with
         this and ``data_crawls`` (:func:`newton_cost`) it stays on OWL-QN there (1.6× as
         fast), and the seven held-out draws whose choices changed ran 0.83-1.77× as fast (six
-        faster)
-        (``benchmarks/results/over-routes-cpu-2026-12-06.txt``).
+        faster; ``benchmarks/results/over-routes-cpu-2026-12-06.txt``).
 
     Notes
     -----
@@ -358,7 +357,7 @@ def newton_over_seen(fresh: list[float], counted: list[float], *,
     if routes is not None and route is not None:
         if len(routes) != len(seen):
             raise ValueError(f"newton_over_seen: {len(routes)} routes for {len(seen)} ratios")
-        same = [r for r, on in zip(seen, routes, strict=True) if on == route]
+        same = [seen[i] for i, on in enumerate(routes) if on == route]
         seen = same or seen
     mean = float(sum(seen[-OVER_POINTS:]) / len(seen[-OVER_POINTS:])) if seen else None
     if floor is None:
@@ -439,7 +438,7 @@ def grown_count(owlqn_iters: float, n_free: int, owlqn_free: int | None) -> floa
 
 
 def _newton_estimate(n: int, m: int, C: int, n_free: int, newton_steps: float | None,
-                     newton_over: float | None, data_crawls: bool = False) -> float:
+                     newton_over: float | None, data_crawls: bool) -> float:
     """:func:`newton_cost` scaled up by ``newton_over`` (never down), in OWL-QN iterations."""
     cost = newton_cost(n, m, C, n_free, newton_steps, data_crawls=data_crawls)
     return cost * max(1.0, float(newton_over)) if newton_over is not None else cost
