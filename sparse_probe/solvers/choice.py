@@ -40,7 +40,9 @@ read from models beyond and within the caches, their factorizations' multiply-ad
 disturbs, so the choice stays reproducible. :func:`newton_observed_cost` prices them (a second
 fit of ``measure_solver_costs.py``, on the counts), and the mean of its ratio to the estimate
 over Newton's last three points scales the estimate up (``prefer_newton(newton_over=...)``),
-never down. On a held-out collinear draw with 40 classes (3333 × 138 × 40) the coupled
+never down: the last three priced by the same formula (:func:`cost_route`: the Gram route, the
+data route, or the data route on a path where a data-space solve crawled into the Gram route,
+priced as both; :func:`newton_over_seen`, :func:`newton_cost`'s ``data_crawls``). On a held-out collinear draw with 40 classes (3333 × 138 × 40) the coupled
 model's solves cost 1.5-2.5 times the estimate per point: the path stayed on Newton to its end
 and took 30-39 s where OWL-QN alone took 16-19 s; read from its counts, it goes back to
 OWL-QN at its 14th point (16 s; ``benchmarks/compare_revisions.py``,
