@@ -134,13 +134,16 @@ def test_over_seen_averages_the_points_of_this_route():
         newton_over_seen(fresh, counted, on_newton=False, route="data", routes=routes[1:])
 
 
-def test_cost_route_names_the_formula_a_point_is_priced_by():
+@pytest.mark.parametrize("built", [True, False])
+def test_cost_route_names_the_formula_a_point_is_priced_by(monkeypatch, built):
+    """One more free weight than examples goes to data space where its compiled sweeps are
+    built (``data_route``), and a crawl seen on the path prices it with the Gram route."""
+    monkeypatch.setattr(choice, "data_compiled", lambda: built)
     n, C = 300, 5
     assert cost_route(n, C, n + C) == "gram"  # N = n free weights: the Gram route
     assert cost_route(n, C, n + C, data_crawls=True) == "gram"
-    if choice.data_compiled():
-        assert cost_route(n, C, n + C + 1) == "data"
-        assert cost_route(n, C, n + C + 1, data_crawls=True) == "data+gram"
+    assert cost_route(n, C, n + C + 1) == ("data" if built else "gram")
+    assert cost_route(n, C, n + C + 1, data_crawls=True) == ("data+gram" if built else "gram")
 
 
 def test_a_crawling_data_route_is_priced_with_its_gram_route(monkeypatch):

@@ -596,10 +596,10 @@ def newton(
         ``"stream_cached"`` and ``"blas3"`` its model solves'
         (:class:`~sparse_probe.solvers.gram_cd.QPWork`), ``"data"`` the examples its
         data-space model solves read, which the default's choice prices
-        (:func:`~sparse_probe.solvers.choice.newton_observed_cost`), and ``"crawled"`` whether
-        a data-space model solve crawled into the Gram route (the choice's ``data_crawls``). ``memory`` is this
-        point's model (a :class:`NewtonState`) for the next point where Newton solved it, or
-        OWL-QN's L-BFGS pairs where that took over.
+        (:func:`~sparse_probe.solvers.choice.newton_observed_cost`), and ``"crawled"``
+        whether a data-space model solve crawled into the Gram route (the choice's
+        ``data_crawls``). ``memory`` is this point's model (a :class:`NewtonState`) for the
+        next point where Newton solved it, or OWL-QN's L-BFGS pairs where that took over.
     """
     if not isinstance(penalty, ElasticNet):
         raise ValueError(f"newton: solves the elementwise elastic net only, got {penalty!r}")
