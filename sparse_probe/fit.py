@@ -64,7 +64,8 @@ from sparse_probe.solvers.choice import (
     owlqn_probe,
     prefer_newton,
 )
-from sparse_probe.solvers.lbfgs import history_for
+from sparse_probe.solvers.class_blocks import blocks_paid, expected_count, long_blocks
+from sparse_probe.solvers.lbfgs import LBFGSMemory, history_for
 from sparse_probe.solvers.newton import (
     DEFAULT_MAX_FREE,
     NewtonState,
@@ -714,6 +715,12 @@ def fit_path(
         newton_over_counted: list[float] = []
         newton_routes: list[str] = []  # each of those points' formula (choice.cost_route)
         data_crawls = False  # a Newton point's data-space solve crawled (choice.newton_cost)
+        # whether the class blocks paid where OWL-QN first used them for a long solve (None:
+        # not yet; class_blocks.blocks_paid), whether its last point alone used them, and
+        # its counts (point, iterations) at the last two points it solved alone without them
+        blocks_long: bool | None = None
+        owlqn_blocks = False
+        plain_counts: list[tuple[int, int]] = []
         # the ratio of a Newton point that handed over past its budget, until Newton next
         # solves a point alone (choice.newton_over_seen's floor)
         newton_floor = None
@@ -834,6 +841,14 @@ def fit_path(
                     # OWL-QN finishing a Newton point whose model outgrew max_free gets the
                     # path's max_iter too (not its own default)
                     handed = {"owlqn_max_iter": max_iter} if use is SOLVERS["newton"] else {}
+                    # OWL-QN's count at the last point it solved, to OWL-QN (or Newton's
+                    # hand-over to it): a long solve uses the class blocks (blocks_pay),
+                    # unless they did not pay where first so used on this path
+                    expected = owlqn_iters if blocks_long is not False else None
+                    if expected is not None and use is SOLVERS["owlqn"]:
+                        handed["expected_iters"] = expected
+                    elif expected is not None and use is SOLVERS["newton"]:
+                        handed["owlqn_expected_iters"] = expected
                     if choose and use is SOLVERS["newton"]:
                         # and Newton a budget, past which OWL-QN takes over (choice.newton_budget)
                         handed["max_cost"] = newton_budget(owlqn_iters, n_free, owlqn_free,
@@ -868,7 +883,19 @@ def fit_path(
                     parts = res.iterations or {use.name: res.n_iter}
                     used.extend(parts)
                     if parts.keys() == {"owlqn"}:
-                        owlqn_iters, owlqn_free = res.n_iter, n_free
+                        with_blocks = isinstance(res.memory, LBFGSMemory) and \
+                            res.memory.initial is not None
+                        point = len(tol_points)
+                        if blocks_long is None and with_blocks and not owlqn_blocks and \
+                                plain_counts and long_blocks(src.n, tr.ws.size, C, expected):
+                            blocks_long = blocks_paid(res.n_iter, plain_counts, point)
+                            log.debug("λ=%.3e: class blocks on a long solve: %d iterations "
+                                      "(%.0f expected without): %s", lam, res.n_iter,
+                                      expected_count(plain_counts, point),
+                                      "kept" if blocks_long else "dropped")
+                        if not with_blocks:
+                            plain_counts = [*plain_counts[-1:], (point, res.n_iter)]
+                        owlqn_iters, owlqn_free, owlqn_blocks = res.n_iter, n_free, with_blocks
                     elif parts.keys() == {"newton"}:
                         newton_steps.append(res.n_iter)
                     if parts.get("newton") and res.work is not None:

@@ -264,6 +264,29 @@ def test_singular_blocks_still_give_a_positive_definite_inverse():
 ])
 def test_blocks_pay(n, m, C, pays):
     assert blocks_pay(n, m, C) is pays
+    assert blocks_pay(n, m, C, expected_iters=None) is pays
+    assert blocks_pay(n, m, C, expected_iters=0) is pays  # a short solve: the fixed bar
+
+
+@pytest.mark.parametrize("m,C,expected,pays", [
+    # m = 198: (m+1)(m+2)/2 = 19,900 against LONG_SHARE * expected * 2m: 402.02 iterations
+    (198, 40, 402, False),
+    (198, 40, 403, True),
+    (198, 40, 5000, True),
+    (198, 20, 403, True),
+    (125, 20, 256, False),   # m = 125 needs 32.004 iterations' worth: 257 expected
+    (125, 20, 257, True),
+    (124, 20, 1, True),      # the fixed bar still holds where the count is small
+    (256, 20, 518.015625, True),  # exactly at the bar: 33,153 = 0.125 * 518.015625 * 512
+    (256, 20, 518.0, False),
+    (198, 19, 10**6, False),  # however long: at least 20 classes,
+    (63, 600, 10**6, False),  # and within MAX_ENTRIES
+])
+def test_blocks_pay_for_long_solves(m, C, expected, pays):
+    """Where a solve is expected to be long, the blocks' estimate may cost up to LONG_SHARE
+    of its iterations' products: wider working sets get them."""
+    assert cb.LONG_SHARE == 0.125
+    assert blocks_pay(1_000, m, C, expected_iters=expected) is pays
 
 
 def bfgs_dense(H0, pairs):
@@ -462,3 +485,193 @@ def test_owlqn_keeps_few_pairs_beside_the_blocks_and_its_budget_without():
         assert res.converged and res.memory is other and other.history == want
         explicit = owlqn(data, W0, b0, 0.01, pen, tol=1e-6, history=7)  # the caller's count
         assert explicit.memory.history == 7
+
+
+def test_owlqn_uses_the_blocks_where_its_expected_count_pays_for_them():
+    """``owlqn(expected_iters=...)``: over m = 124 the blocks are OWL-QN's H0 (its memory then
+    keeps ``PAIRS`` pairs) only where the caller expects a long solve; the solution is the
+    same either way."""
+    from sparse_probe.penalties import ElasticNet
+    from sparse_probe.solvers.lbfgs import CPU_PAIRS
+    from sparse_probe.solvers.owlqn import owlqn
+    from sparse_probe.solvers.restricted import RestrictedData
+
+    n, m, C = 600, 130, 20
+    X, _ = problem(n, m, C, 7)
+    y = torch.as_tensor(np.arange(n) % C)
+    data = RestrictedData(X, y, C, XwT=X.T.contiguous())
+    W0 = torch.zeros(C, m, dtype=torch.float64)
+    b0 = torch.zeros(C, dtype=torch.float64)
+    pen = ElasticNet(0.99)
+    runs = {}
+    for expected in (None, 100, 10_000):
+        runs[expected] = owlqn(data, W0, b0, 0.02, pen, tol=1e-7, expected_iters=expected)
+        assert runs[expected].converged
+    assert runs[None].memory.history == CPU_PAIRS
+    assert runs[100].memory.history == CPU_PAIRS  # 12.5 iterations' worth: under 33.25
+    assert runs[10_000].memory.history == cb.PAIRS
+    for expected in (100, 10_000):
+        np.testing.assert_allclose(runs[expected].W.numpy(), runs[None].W.numpy(), atol=1e-5)
+
+
+def _spied_solvers(monkeypatch):
+    """Both solvers of the elementwise penalty wrapped to record, per call, the solver, the
+    OWL-QN count it was given and what it did (the real solvers run)."""
+    from sparse_probe.solvers import SOLVERS, SolverSpec
+
+    calls = []
+    for name, key in (("owlqn", "expected_iters"), ("newton", "owlqn_expected_iters")):
+        real = SOLVERS[name]
+
+        def spy(*args, _real=real, _name=name, _key=key, **kw):
+            res = _real.solve(*args, **kw)
+            calls.append((_name, kw.get(_key), res.iterations or {_name: res.n_iter},
+                          isinstance(res.memory, LBFGSMemory) and res.memory.initial is not None,
+                          args[1].shape[1]))
+            return res
+
+        monkeypatch.setitem(SOLVERS, name, SolverSpec(name, spy, real.penalties,
+                                                      uses_logits=real.uses_logits))
+    return calls
+
+
+def _last_owlqn_counts(calls):
+    """The count each call should have been given: OWL-QN's iterations at the last point it
+    solved alone before it (None before any)."""
+    want, last = [], None
+    for _name, _given, parts, *_ in calls:
+        want.append(last)
+        if parts.keys() == {"owlqn"}:
+            last = parts["owlqn"]
+    return want
+
+
+def test_fit_path_gives_owlqn_the_count_of_the_last_point_it_solved(monkeypatch):
+    """``fit_path`` passes each OWL-QN point the iterations OWL-QN took at the last point it
+    solved (none at the first), which decides the blocks for long solves."""
+    from sparse_probe import fit_path
+
+    calls = _spied_solvers(monkeypatch)
+    X, _ = problem(400, 12, 20, 3)
+    y = np.arange(400) % 20
+    fit_path(X.numpy(), y, alpha=0.99, n_lambdas=8, eps=1e-2, solver="owlqn", progress=False,
+             threads=1)
+    assert len(calls) == 7 and {c[0] for c in calls} == {"owlqn"}  # every point but λ_max's
+    assert calls[1][1] is not None and calls[1][1] > 0
+    assert [c[1] for c in calls] == _last_owlqn_counts(calls)
+
+
+def test_fit_path_gives_newtons_hand_over_the_last_owlqn_count(monkeypatch):
+    """Newton points get the same count for the OWL-QN they may hand over to: on a path the
+    default choice splits between the two solvers, every call gets the last OWL-QN-alone
+    count."""
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "benchmarks"))
+    import bench_path as bp
+
+    from sparse_probe import fit_path
+
+    calls = _spied_solvers(monkeypatch)
+    X, y = bp.make_geometry("collinear", 1500, 64, 10, 5)
+    fit_path(X, y, alpha=0.99, n_lambdas=12, eps=1e-2, progress=False, threads=1)
+    names = [c[0] for c in calls]
+    assert "owlqn" in names and "newton" in names[names.index("owlqn"):]
+    assert [c[1] for c in calls] == _last_owlqn_counts(calls)
+
+
+def test_newton_hands_the_expected_count_to_owlqn():
+    """``newton(owlqn_expected_iters=...)`` reaches the OWL-QN it hands a model over
+    ``max_free`` to: with a long count the blocks are its H0 (``PAIRS`` pairs kept)."""
+    from sparse_probe.penalties import ElasticNet
+    from sparse_probe.solvers.lbfgs import CPU_PAIRS
+    from sparse_probe.solvers.newton import newton
+    from sparse_probe.solvers.restricted import RestrictedData
+
+    n, m, C = 600, 130, 20
+    X, _ = problem(n, m, C, 8)
+    y = torch.as_tensor(np.arange(n) % C)
+    data = RestrictedData(X, y, C, XwT=X.T.contiguous())
+    W0 = torch.zeros(C, m, dtype=torch.float64)
+    b0 = torch.zeros(C, dtype=torch.float64)
+    for expected, pairs in ((None, CPU_PAIRS), (10_000, cb.PAIRS)):
+        res = newton(data, W0, b0, 0.02, ElasticNet(0.99), tol=1e-7, max_free=C,
+                     owlqn_expected_iters=expected)
+        assert res.iterations.keys() == {"owlqn"} and res.converged
+        assert res.memory.history == pairs
+
+
+@pytest.mark.parametrize("counts,point,expected", [
+    ([(3, 100)], 7, 100.0),                  # one count: itself
+    ([(3, 100), (4, 150)], 4, 150.0),        # at the last point: the last count
+    ([(3, 100), (4, 150)], 6, 337.5),        # 150 * 1.5^2
+    ([(2, 100), (4, 400)], 5, 800.0),        # 2x per point over two points: 400 * 2
+    ([(3, 100), (4, 500)], 5, 1000.0),       # 5x per point, capped at COUNT_GROWTH_CAP (2)
+    ([(3, 300), (4, 150)], 6, 150.0),        # shrinking counts: not extrapolated down
+    ([(3, 0), (4, 8)], 5, 16.0),             # a zero count read as 1, the growth capped
+    ([(3, 1), (4, 3)], 5, 6.0),              # 3x from a count of 1: capped at 2
+    ([(2, 100), (4, 225)], 5, 337.5),        # 1.5x per point over two points: 225 * 1.5
+    ([(1, 5), (3, 100), (4, 150)], 5, 225.0),  # the last two only
+])
+def test_expected_count_extrapolates_the_last_two_counts(counts, point, expected):
+    assert cb.COUNT_GROWTH_CAP == 2.0
+    assert cb.expected_count(counts, point) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("iters,paid", [(269, True), (270, True), (271, False)])
+def test_blocks_paid_is_a_fifth_fewer_iterations_than_expected(iters, paid):
+    """337.5 expected (150 grown 1.5x over two points): paid at up to 0.8 * 337.5 = 270."""
+    assert cb.LONG_GAIN == 0.8
+    assert cb.blocks_paid(iters, [(3, 100), (4, 150)], 6) is paid
+
+
+def test_long_blocks_are_those_only_the_expected_count_pays_for():
+    assert cb.long_blocks(1_000, 198, 40, 403) is True
+    assert cb.long_blocks(1_000, 198, 40, 402) is False  # not paid for
+    assert cb.long_blocks(1_000, 198, 40, None) is False
+    assert cb.long_blocks(1_000, 64, 40, 10_000) is False  # paid for anyway: not long ones
+    assert cb.long_blocks(1_000, 198, 10, 10_000) is False  # never (10 classes)
+
+
+@pytest.mark.parametrize("gain", [0.0, 100.0])
+def test_a_path_drops_the_long_blocks_where_the_first_use_did_not_pay(monkeypatch, gain):
+    """The first OWL-QN point that used the blocks for a long solve judges them
+    (``blocks_paid``): where they did not pay, no later point gets the count (so none uses
+    them for being long); where they did, every later point does."""
+    import sys
+
+    from sparse_probe import fit_path
+
+    fit_module = sys.modules["sparse_probe.fit"]
+    monkeypatch.setattr(cb, "LONG_SHARE", 4.0)  # long already at a few iterations: m > 124
+    monkeypatch.setattr(cb, "LONG_GAIN", gain)  # 0: they never pay; 100: always
+    calls = _spied_solvers(monkeypatch)
+    judged = []
+    real_paid = fit_module.blocks_paid
+
+    def paid(iters, counts, point):
+        judged.append((iters, list(counts), point))
+        return real_paid(iters, counts, point)
+
+    monkeypatch.setattr(fit_module, "blocks_paid", paid)
+    n, C = 400, 20
+    X, _ = problem(n, 140, C, 4)
+    y = np.arange(n) % C
+    fit_path(X.numpy(), y, alpha=0.99, n_lambdas=10, eps=1e-2, solver="owlqn",
+             progress=False, threads=1)
+    first = next(i for i, c in enumerate(calls) if cb.long_blocks(n, c[4], C, c[1]))
+    assert calls[first][3]  # it used them
+    # judged once, there, on the counts of the last two points solved without them
+    assert len(judged) == 1
+    iters, counts, point = judged[0]
+    assert iters == calls[first][2]["owlqn"]
+    plain = [c[2]["owlqn"] for c in calls[:first] if not c[3] and c[2].keys() == {"owlqn"}]
+    assert plain and [c for _, c in counts] == plain[-2:]
+    assert [p for p, _ in counts] == sorted({p for p, _ in counts}) and counts[-1][0] < point
+    later = calls[first + 1:]
+    assert later
+    if gain == 0.0:
+        assert all(c[1] is None and not c[3] for c in later)
+    else:
+        assert [c[1] for c in calls] == _last_owlqn_counts(calls)
+        assert any(c[3] for c in later)

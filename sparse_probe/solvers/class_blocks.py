@@ -45,7 +45,8 @@ import weakref
 import numpy as np
 import torch
 
-__all__ = ["PAIRS", "ClassBlocks", "blocks_pay"]
+__all__ = ["COUNT_GROWTH_CAP", "LONG_GAIN", "LONG_SHARE", "PAIRS", "ClassBlocks", "blocks_paid",
+           "blocks_pay", "expected_count", "long_blocks"]
 
 PAIRS = 10
 """Curvature pairs OWL-QN's L-BFGS keeps on CPU while the blocks are its initial matrix (the
@@ -96,15 +97,67 @@ instead of 8 (``current``) and sent the choice to Newton points earlier, 2.2x sl
 (``benchmarks/results/class-blocks-cpu-2026-12-05.txt``)."""
 
 
-def blocks_pay(n: int, m: int, C: int) -> bool:
+def blocks_pay(n: int, m: int, C: int, expected_iters: float | None = None) -> bool:
     """Whether a solve on ``n`` examples, ``m`` working-set features and ``C`` classes uses the
     class blocks: at least :data:`MIN_CLASSES` classes, and blocks within
     :data:`MAX_ENTRIES` and cheaper to estimate (``n (m+1)(m+2)/2 C`` multiply-adds, once
     per :data:`REUSE` solves at most) than :data:`PAY_ITERATIONS` of OWL-QN's iterations (two
-    ``n m C`` products each): ``m`` up to 124."""
+    ``n m C`` products each): ``m`` up to 124; or than :data:`LONG_SHARE` of the
+    ``expected_iters`` the solve is expected to take (the caller's count from the last path
+    point OWL-QN solved), where that is more."""
     if C < MIN_CLASSES or m < 1 or C * (m + 1) ** 2 > MAX_ENTRIES:
         return False
-    return n * (m + 1) * (m + 2) / 2 <= PAY_ITERATIONS * 2 * n * m
+    pay = float(PAY_ITERATIONS)
+    if expected_iters is not None:
+        pay = max(pay, LONG_SHARE * float(expected_iters))
+    return n * (m + 1) * (m + 2) / 2 <= pay * 2 * n * m
+
+
+LONG_SHARE = 0.125
+"""Share of a solve's expected iterations (:func:`blocks_pay`) the blocks' estimate may cost
+beyond :data:`PAY_ITERATIONS`. Deep collinear many-class points take 1,000-5,000 OWL-QN
+iterations; at ``m`` = 198 the blocks (50 iterations' products to estimate) took a held-out
+2899 × 198 × 40 path's last point from 5,000 iterations, unconverged, to 2,387, and collinear
+paths of 20-35 classes ran 1.0-2.7x as fast (``benchmarks/results/
+class-blocks-long-cpu-2026-12-06.txt``)."""
+
+LONG_GAIN = 0.8
+"""A path keeps the blocks for its long solves (:func:`long_blocks`) where the first solve
+that used them took at most this share of the iterations expected without them
+(:func:`blocks_paid`): on post-ReLU low-rank features they saved none (280 where the counts
+before ran 282, 292; a held-out 2600 × 140 × 30 draw) and each iteration cost about twice as
+much; on collinear ones they took 388 where the count had grown from 265 to 407 over the
+two points before (2200 × 170 × 25; 771 without them)."""
+
+COUNT_GROWTH_CAP = 2.0
+"""The largest growth per path point :func:`expected_count` extrapolates."""
+
+
+def expected_count(counts: list[tuple[int, int]], point: int) -> float:
+    """OWL-QN's iterations expected at path point ``point`` from its counts at earlier points
+    without the blocks, ``counts`` ``[(point, iterations), ...]`` in path order: the last
+    count grown by the per-point ratio of the last two (at least 1, at most
+    :data:`COUNT_GROWTH_CAP`; counts grow as λ falls), or the last count where there is one."""
+    p2, c2 = counts[-1]
+    if len(counts) < 2:
+        return float(c2)
+    p1, c1 = counts[-2]
+    growth = (c2 / max(c1, 1)) ** (1.0 / (p2 - p1))
+    growth = min(max(growth, 1.0), COUNT_GROWTH_CAP)
+    return c2 * growth ** (point - p2)
+
+
+def long_blocks(n: int, m: int, C: int, expected_iters: float | None) -> bool:
+    """Whether the blocks are used only because the solve is expected to be long:
+    :func:`blocks_pay` with ``expected_iters`` but not without."""
+    return blocks_pay(n, m, C, expected_iters) and not blocks_pay(n, m, C)
+
+
+def blocks_paid(iters: int, counts: list[tuple[int, int]], point: int) -> bool:
+    """Whether a solve at path point ``point`` that used the blocks for being long
+    (:func:`long_blocks`) showed them worth it: ``iters`` at most :data:`LONG_GAIN` times
+    :func:`expected_count` of the earlier counts without them."""
+    return iters <= LONG_GAIN * expected_count(counts, point)
 
 
 class ClassBlocks:

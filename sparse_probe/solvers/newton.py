@@ -538,6 +538,7 @@ def newton(
     inner: float = 0.02,
     inner_stale: float = DEFAULT_INNER_STALE,
     owlqn_max_iter: int | None = None,
+    owlqn_expected_iters: float | None = None,
     max_cost: float | None = None,
 ) -> SolveResult:
     """Minimize the elementwise elastic-net objective on the working set (module docstring).
@@ -560,6 +561,9 @@ def newton(
         Newton iterations at most.
     owlqn_max_iter : int, optional
         OWL-QN's iterations at most when handed over to (default: its own default).
+    owlqn_expected_iters : float, optional
+        The iterations OWL-QN is expected to take when handed over to (its ``expected_iters``:
+        a long solve uses the class blocks).
     max_cost : float, optional
         Hand over to OWL-QN once the work counted so far, priced by
         :func:`~sparse_probe.solvers.choice.newton_observed_cost` (in OWL-QN iterations at
@@ -608,6 +612,8 @@ def newton(
     if W0.ndim != 2 or b0.shape != (W0.shape[0],):
         raise ValueError(f"newton: W0 {tuple(W0.shape)} and b0 {tuple(b0.shape)} disagree")
     handed = {} if owlqn_max_iter is None else {"max_iter": owlqn_max_iter}
+    if owlqn_expected_iters is not None:
+        handed["expected_iters"] = owlqn_expected_iters
     if not data.keeps_logits:  # streamed row blocks: no Hessian from loss_grad
         res = owlqn(data, W0, b0, lam, penalty, tol=tol, gamma0=gamma0,
                     memory=memory if isinstance(memory, LBFGSMemory) else None, **handed)

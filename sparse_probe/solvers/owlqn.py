@@ -348,6 +348,7 @@ def owlqn(
     z0: torch.Tensor | None = None,
     gamma0: float | None = None,
     memory: LBFGSMemory | None = None,
+    expected_iters: float | None = None,
 ) -> SolveResult:
     """Minimize the elementwise elastic-net objective on the working set.
 
@@ -385,6 +386,10 @@ def owlqn(
         place for this λ's ridge weight and reused.
     resync_every : int
         With kept logits: recompute them exactly every this many iterations.
+    expected_iters : float, optional
+        Iterations the caller expects the solve to take (``fit_path``: OWL-QN's count at the
+        last point it solved): a long solve pays for the class blocks on wider working sets
+        (:func:`~sparse_probe.solvers.class_blocks.blocks_pay`).
 
     Returns
     -------
@@ -428,7 +433,7 @@ def owlqn(
 
     loss, G, gb = acc.start()
     F, g = _penalized(loss, x[:Cm], l1, l2), smooth_grad(x, G, gb)
-    use_blocks = data.keeps_logits and blocks_pay(data.n, m, C)
+    use_blocks = data.keeps_logits and blocks_pay(data.n, m, C, expected_iters)
     mem = _memory(memory, Cm + C, history, l2, default_pairs(Cm + C, use_blocks, W0.device))
     blocks = None
     if use_blocks:  # per-class curvature as L-BFGS's H0
