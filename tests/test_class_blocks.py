@@ -487,6 +487,18 @@ def test_owlqn_keeps_few_pairs_beside_the_blocks_and_its_budget_without():
         assert explicit.memory.history == 7
 
 
+def _over_124(seed):
+    """A working set of m = 130 columns (over the blocks' fixed bar, m <= 124), 600 examples of
+    20 classes: ``RestrictedData`` and a zero start (W0 (C, m), b0 (C,))."""
+    from sparse_probe.solvers.restricted import RestrictedData
+
+    n, m, C = 600, 130, 20
+    X, _ = problem(n, m, C, seed)
+    y = torch.as_tensor(np.arange(n) % C)
+    data = RestrictedData(X, y, C, XwT=X.T.contiguous())
+    return data, torch.zeros(C, m, dtype=torch.float64), torch.zeros(C, dtype=torch.float64)
+
+
 def test_owlqn_uses_the_blocks_where_its_expected_count_pays_for_them():
     """``owlqn(expected_iters=...)``: over m = 124 the blocks are OWL-QN's H0 (its memory then
     keeps ``PAIRS`` pairs) only where the caller expects a long solve; the solution is the
@@ -494,14 +506,8 @@ def test_owlqn_uses_the_blocks_where_its_expected_count_pays_for_them():
     from sparse_probe.penalties import ElasticNet
     from sparse_probe.solvers.lbfgs import CPU_PAIRS
     from sparse_probe.solvers.owlqn import owlqn
-    from sparse_probe.solvers.restricted import RestrictedData
 
-    n, m, C = 600, 130, 20
-    X, _ = problem(n, m, C, 7)
-    y = torch.as_tensor(np.arange(n) % C)
-    data = RestrictedData(X, y, C, XwT=X.T.contiguous())
-    W0 = torch.zeros(C, m, dtype=torch.float64)
-    b0 = torch.zeros(C, dtype=torch.float64)
+    data, W0, b0 = _over_124(7)
     pen = ElasticNet(0.99)
     runs = {}
     for expected in (None, 100, 10_000):
@@ -586,14 +592,9 @@ def test_newton_hands_the_expected_count_to_owlqn():
     from sparse_probe.penalties import ElasticNet
     from sparse_probe.solvers.lbfgs import CPU_PAIRS
     from sparse_probe.solvers.newton import newton
-    from sparse_probe.solvers.restricted import RestrictedData
 
-    n, m, C = 600, 130, 20
-    X, _ = problem(n, m, C, 8)
-    y = torch.as_tensor(np.arange(n) % C)
-    data = RestrictedData(X, y, C, XwT=X.T.contiguous())
-    W0 = torch.zeros(C, m, dtype=torch.float64)
-    b0 = torch.zeros(C, dtype=torch.float64)
+    data, W0, b0 = _over_124(8)
+    C = W0.shape[0]
     for expected, pairs in ((None, CPU_PAIRS), (10_000, cb.PAIRS)):
         res = newton(data, W0, b0, 0.02, ElasticNet(0.99), tol=1e-7, max_free=C,
                      owlqn_expected_iters=expected)
