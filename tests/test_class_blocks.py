@@ -84,6 +84,71 @@ def test_weights_not_free_keep_only_their_own_curvature():
                                atol=2e-4 * np.abs(np.linalg.inv(Bk)).max())
 
 
+def decoupled_inverse(B, held, l2):
+    """numpy's inverse of a class block ``B`` (m+1, m+1, no ridge) with the ridge of
+    :func:`ridge` and the weights ``held`` coupled to nothing (their diagonal entries kept)."""
+    Bk = B.copy()
+    m = B.shape[0] - 1
+    Bk[np.arange(m), np.arange(m)] += ridge(B, l2)
+    for j in held:
+        d = Bk[j, j]
+        Bk[j, :] = Bk[:, j] = 0.0
+        Bk[j, j] = d
+    return np.linalg.inv(Bk)
+
+
+@pytest.mark.parametrize("l2", [1e-4, 50.0])  # the ridge under and over FLOOR x the diagonal
+def test_blocks_that_lose_a_few_weights_are_downdated_to_the_exact_inverse(monkeypatch, l2):
+    """A class that loses at most DOWNDATE_SHARE of its kept weights gets its inverse from the
+    old one (no factorization), equal to numpy's inverse of the decoupled block, over several
+    shrinks in a row; exactly collinear columns included."""
+    X, z = problem(400, 40, 5, 7)
+    X[:, 9] = X[:, 3] - 0.5 * X[:, 4]  # exactly collinear
+    free = torch.ones(5, 40, dtype=torch.bool)
+    blocks = ClassBlocks(X, z, l2, free)
+    factored = []
+    real = ClassBlocks._inverse
+    monkeypatch.setattr(ClassBlocks, "_inverse",
+                        lambda self, classes: factored.append(classes.tolist()) or real(self, classes))
+    B = blocks.gram.numpy()  # the estimate (float32 products; against float64 sums above)
+    np.testing.assert_allclose(B, hessian_blocks_ref(X, z, None), rtol=2e-4,
+                               atol=2e-4 * np.abs(B).max())
+    held = {k: [] for k in range(5)}
+    for drops in ([(0, 3)], [(0, 9), (2, 9), (2, 4)], [(4, 39), (4, 0), (4, 17), (1, 3)],
+                  [(2, 3), (2, 10)]):
+        for k, j in drops:
+            free[k, j] = False
+            held[k].append(j)
+        changed = blocks.set_free(free)
+        assert changed.tolist() == sorted({k for k, _ in drops})
+        for k in range(5):
+            ref = decoupled_inverse(B[k], held[k], l2)
+            np.testing.assert_allclose(blocks.inv[k].numpy(), ref, rtol=1e-7,
+                                       atol=1e-9 * np.abs(ref).max())
+    assert factored == []  # every shrink was at most 4 of 41 kept weights
+
+
+@pytest.mark.parametrize("lost,factored", [(5, False), (6, True)])
+def test_a_class_that_loses_more_than_the_share_is_factorized_anew(monkeypatch, lost, factored):
+    """The edge: 39 weights and the bias kept, DOWNDATE_SHARE of 40 is 5 weights."""
+    X, z = problem(300, 39, 3, 8)
+    free = torch.ones(3, 39, dtype=torch.bool)
+    blocks = ClassBlocks(X, z, 0.01, free)
+    calls = []
+    real = ClassBlocks._inverse
+    monkeypatch.setattr(ClassBlocks, "_inverse",
+                        lambda self, classes: calls.append(classes.tolist()) or real(self, classes))
+    free[1, :lost] = False
+    free[2, 0] = False
+    assert blocks.set_free(free).tolist() == [1, 2]
+    assert calls == ([[1]] if factored else [])
+    B = blocks.gram.numpy()
+    for k, held in [(1, range(lost)), (2, [0])]:
+        ref = decoupled_inverse(B[k], held, 0.01)
+        np.testing.assert_allclose(blocks.inv[k].numpy(), ref, rtol=1e-7,
+                                   atol=1e-9 * np.abs(ref).max())
+
+
 def test_apply_uses_the_flat_layout_weights_by_class_then_biases():
     X, z = problem(200, 5, 3, 2)
     blocks = ClassBlocks(X, z, 0.1, torch.ones(3, 5, dtype=torch.bool))
