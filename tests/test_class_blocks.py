@@ -130,7 +130,8 @@ def test_blocks_that_lose_a_few_weights_are_downdated_to_the_exact_inverse(monke
 
 @pytest.mark.parametrize("lost,factored", [(5, False), (6, True)])
 def test_a_class_that_loses_more_than_the_share_is_factorized_anew(monkeypatch, lost, factored):
-    """The edge: 39 weights and the bias kept, DOWNDATE_SHARE of 40 is 5 weights."""
+    """The edge: 39 weights and the bias kept, DOWNDATE_SHARE of 40 is 5 weights; another
+    class's losses do not count towards it."""
     X, z = problem(300, 39, 3, 8)
     free = torch.ones(3, 39, dtype=torch.bool)
     blocks = ClassBlocks(X, z, 0.01, free)
@@ -139,11 +140,11 @@ def test_a_class_that_loses_more_than_the_share_is_factorized_anew(monkeypatch, 
     monkeypatch.setattr(ClassBlocks, "_inverse",
                         lambda self, classes: calls.append(classes.tolist()) or real(self, classes))
     free[1, :lost] = False
-    free[2, 0] = False
+    free[2, :8] = False  # over the share: factorized either way (each class's own count)
     assert blocks.set_free(free).tolist() == [1, 2]
-    assert calls == ([[1]] if factored else [])
+    assert calls == ([[1, 2]] if factored else [[2]])
     B = blocks.gram.numpy()
-    for k, held in [(1, range(lost)), (2, [0])]:
+    for k, held in [(1, range(lost)), (2, range(8))]:
         ref = decoupled_inverse(B[k], held, 0.01)
         np.testing.assert_allclose(blocks.inv[k].numpy(), ref, rtol=1e-7,
                                    atol=1e-9 * np.abs(ref).max())

@@ -118,6 +118,42 @@ def test_hessian_over_many_row_blocks_matches_autograd(monkeypatch):
         np.testing.assert_array_equal(H, H.T)
 
 
+@pytest.mark.parametrize("row_floats", [None, 8])
+def test_hessian_diag_is_float64_over_its_row_blocks(monkeypatch, row_floats):
+    """``(1/n) Σ x_ij² p_ik(1-p_ik)`` for the chosen weights, from float32 data and
+    probabilities, to float64 rounding: in one row block and in blocks of 256 rows (a short
+    last one), with and without the column-major copy; none chosen gives an empty array."""
+    X, _, C = _problem(n=1100, m=9, C=5, seed=8)
+    m = X.shape[1]
+    g = torch.Generator().manual_seed(9)
+    P = torch.softmax(torch.randn(1100, C, generator=g) * 2, 1)
+    cls, col = torch.nonzero(torch.rand(C, m, generator=g) > 0.4, as_tuple=True)
+    if row_floats is not None:
+        monkeypatch.setattr(newton_module, "_ROW_FLOATS", row_floats)
+    Xd, Pd = X.double().numpy(), P.double().numpy()
+    ref = ((Xd ** 2).T @ (Pd * (1 - Pd)) / 1100)[col.numpy(), cls.numpy()]
+    for XwT in (None, X.T.contiguous()):
+        np.testing.assert_allclose(hessian_diag(X, P, cls, col, XwT), ref, rtol=1e-13)
+    empty = torch.zeros(0, dtype=torch.int64)
+    assert hessian_diag(X, P, empty, empty).shape == (0,)
+
+
+@pytest.mark.parametrize("chosen,exact", [(5, True), (4, False)])
+def test_hessian_diag_takes_the_product_for_at_least_an_eighth_of_the_weights(chosen, exact):
+    """m C = 40 weights: 5 chosen (DIAG_ALL x 5 = 40) go by the float64 product (to float64
+    rounding), 4 by gathering their columns (float32 products: within float32 rounding)."""
+    X, _, C = _problem(n=700, m=8, C=5, seed=10)
+    g = torch.Generator().manual_seed(11)
+    P = torch.softmax(torch.randn(700, C, generator=g) * 2, 1)
+    pick = torch.randperm(40, generator=g)[:chosen].sort().values
+    cls, col = pick // 8, pick % 8
+    Xd, Pd = X.double().numpy(), P.double().numpy()
+    ref = ((Xd ** 2).T @ (Pd * (1 - Pd)) / 700)[col.numpy(), cls.numpy()]
+    got = hessian_diag(X, P, cls, col, X.T.contiguous())
+    np.testing.assert_allclose(got, ref, rtol=1e-13 if exact else 1e-6)
+    assert (np.abs(got / ref - 1).max() < 1e-13) == exact
+
+
 try:  # the optional extension (setup.py), built where a C compiler is present
     from sparse_probe.solvers import _gram_cd
 except ImportError:

@@ -251,7 +251,7 @@ class ClassBlocks:
         else by a new factorization (:meth:`_inverse`).
 
         With ``M = B_KK⁻¹`` the inverse on the kept set K and D ⊂ K the dropped weights, the
-        inverse on ``K \ D`` is ``M − M_{·D} (M_DD)⁻¹ M_{D·}`` (the inverse of a principal
+        inverse on ``K ∖ D`` is ``M − M_{·D} (M_DD)⁻¹ M_{D·}`` (the inverse of a principal
         block through the Schur complement of the inverse: Horn & Johnson, "Matrix
         Analysis", 0.7.3), about ``(m+1)² |D|`` multiply-adds against a Cholesky factor and
         inverse's ``(m+1)³``; each dropped weight then gets its own curvature, the inverse of

@@ -85,9 +85,9 @@ from sparse_probe.solvers.owlqn import (
     precision_retry,
 )
 
-__all__ = ["CARRY_RATE", "DEFAULT_INNER_STALE", "DEFAULT_MAX_FREE", "DEFAULT_SHRINK", "ENTER_MIN",
-           "NewtonState", "admit", "carry_model", "entering_cap", "hessian", "hessian_blocks", "hessian_cross",
-           "hessian_diag", "newton"]
+__all__ = ["CARRY_RATE", "DEFAULT_INNER_STALE", "DEFAULT_MAX_FREE", "DEFAULT_SHRINK", "DIAG_ALL",
+           "ENTER_MIN", "NewtonState", "admit", "carry_model", "entering_cap", "hessian",
+           "hessian_blocks", "hessian_cross", "hessian_diag", "newton"]
 
 NOISE_CUT = 0.5
 """A line-search trial whose objective change is within rounding
@@ -243,16 +243,44 @@ def hessian(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: torch.Ten
     return np.block([[Hww, Hwb], [Hwb.T, Hbb]])
 
 
+DIAG_ALL = 8.0
+""":func:`hessian_diag` computes every weight's entry by one product where the weights
+chosen are at least ``1/DIAG_ALL`` of the working set's ``m C`` (ad hoc timings, each the
+median of 5: 2,899 x 198 x 40 with 7,800 chosen 150 ms by gathering, 2.1 ms by the product;
+10,000 x 256 x 10 with 1,500 99 against 12.7 ms; 20,000 x 32 x 1,000 with 8,000 1.2 s against
+0.14; but 500 x 5,000 x 10 with 500 chosen, 1% of the m C, 0.2 ms against 2.0)."""
+
+
 def hessian_diag(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: torch.Tensor,
                  XwT: torch.Tensor | None = None) -> np.ndarray:
     """The diagonal of :func:`hessian_blocks`' ``Hww``, ``(1/n) Σ_i x_ij² p_ik(1-p_ik)`` for
-    each chosen ``(k, j)``, shape (Nw,) float64: one pass over the chosen columns."""
+    each chosen ``(k, j)``, shape (Nw,) float64.
+
+    Where the chosen weights are at least ``1/DIAG_ALL`` of all ``m C``, every ``(k, j)`` at
+    once as one product per row block, ``(x²)ᵀ (p(1-p))`` (m, C), in float64 (the squares
+    exact), the chosen entries picked from it: ``n m C`` multiply-adds, where the gather of the
+    chosen columns' rows, an ``(Nw, n)`` array per operand, costs a pass of page faults and
+    memory (:data:`DIAG_ALL`); else from that gather, float32 products summed in float64.
+    """
     if cls.numel() == 0:
         return np.zeros(0)
-    cls, col = cls.to(P.device), col.to(P.device)
-    X2 = (XwT[col] if XwT is not None else Xw[:, col].T) ** 2  # (Nw, n)
-    Wd = (P * (1.0 - P)).T[cls]  # (Nw, n)
-    return ((X2 * Wd).sum(1, dtype=torch.float64) / P.shape[0]).cpu().numpy()
+    n, C = P.shape
+    m = Xw.shape[1]
+    dev = P.device
+    cls, col = cls.to(dev), col.to(dev)
+    if DIAG_ALL * cls.numel() < m * C:
+        X2 = (XwT[col] if XwT is not None else Xw[:, col].T) ** 2  # (Nw, n)
+        Wd = (P * (1.0 - P)).T[cls]  # (Nw, n)
+        return ((X2 * Wd).sum(1, dtype=torch.float64) / n).cpu().numpy()
+    P64 = P.to(torch.float64)
+    Wd = P64 * (1.0 - P64)
+    D = torch.zeros((m, C), dtype=torch.float64, device=dev)
+    step = max(256, _ROW_FLOATS // (2 * m))  # float64 squares: 32 MiB a block
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        Xb = (XwT[:, s:e] if XwT is not None else Xw[s:e].T).to(torch.float64)
+        D.addmm_(Xb * Xb, Wd[s:e])
+    return (D[col, cls] / n).cpu().numpy()
 
 
 def hessian_cross(Xw: torch.Tensor, P: torch.Tensor, cls_n: torch.Tensor, col_n: torch.Tensor,
