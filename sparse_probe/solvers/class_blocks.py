@@ -259,22 +259,25 @@ class ClassBlocks:
         held-out collinear 2,899 x 198 x 40 path a solve's set shrank by one or two weights
         in a class at a time (one or two of ~144 kept, in ~7 classes per shrink), where the
         factorizations took 4.5 s of the path's ~31 (an ad hoc profile)."""
-        kept = self.keep[classes].sum(1) + dropped[classes].sum(1)
         lost = dropped[classes].sum(1)
-        fresh = lost > DOWNDATE_SHARE * kept
+        fresh = lost > DOWNDATE_SHARE * (self.keep[classes].sum(1) + lost)
         if bool(fresh.any()):
             self.inv[classes[fresh]] = self._inverse(classes[fresh])
-        m = self.m
-        for k in classes[~fresh].tolist():
+        down = classes[~fresh]
+        for k, ridge in zip(down.tolist(), self._ridges(down).tolist(), strict=True):
             D = torch.nonzero(dropped[k])[:, 0]
             M = self.inv[k]
             MD = M[:, D]  # (m+1, |D|)
             M -= MD @ torch.linalg.solve(M[D][:, D], MD.T)
             M[D, :] = 0.0
             M[:, D] = 0.0
-            diag = self.gram[k].diagonal()
-            ridge = max(FLOOR * float(diag[:m].mean()), self.l2)
-            M[D, D] = 1.0 / (diag[D] + ridge)
+            M[D, D] = 1.0 / (self.gram[k, D, D] + ridge)
+
+    def _ridges(self, classes: torch.Tensor) -> torch.Tensor:
+        """The ridge on each weight's diagonal entry of the blocks of ``classes``, (k,):
+        :data:`FLOOR` times the block's mean weight diagonal, at least ``l2``."""
+        diag = torch.diagonal(self.gram[classes], dim1=1, dim2=2)[:, : self.m]
+        return torch.clamp(FLOOR * diag.mean(1), min=self.l2)
 
     def columns(self, classes: torch.Tensor) -> torch.Tensor:
         """Flat (OWL-QN layout) indices of the weights and bias of each class in ``classes``,
@@ -372,8 +375,7 @@ class ClassBlocks:
         B = torch.where(keep[:, :, None] & keep[:, None, :], B, torch.zeros_like(B))
         idx = torch.arange(m + 1, device=B.device)
         B[:, idx, idx] = diag
-        floor = FLOOR * diag[:, :m].mean(1, keepdim=True)
-        B[:, idx[:m], idx[:m]] += torch.clamp(floor, min=self.l2)
+        B[:, idx[:m], idx[:m]] += self._ridges(classes)[:, None]
         return _spd_inverse(B)
 
     def apply(self, Q: torch.Tensor) -> torch.Tensor:
