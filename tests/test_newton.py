@@ -573,6 +573,170 @@ def test_cover_keeps_one_hessian_with_the_couplings():
     assert not (diag_only.Q[np.ix_(new, new)] - np.diag(np.diag(diag_only.Q)[new])).any()
 
 
+@pytest.mark.parametrize("gather", [True, False])
+def test_hessian_cross_sums_its_row_blocks_with_a_class_left_out(gather, monkeypatch):
+    """Rows of joining weights over blocks of 256 examples (five, a short last one), by either
+    route, summed in float64 (float64 arrays returned), with the last class holding neither
+    a joining weight nor a column: against autograd's Hessian, whose rows they are."""
+    X, y, C = _problem(n=1100, m=9, C=5, seed=12)
+    m = X.shape[1]
+    g = torch.Generator().manual_seed(13)
+    full, P = _autograd_hessian(X, y, C, g, 0.4, 0.2)
+    mask = torch.rand(C, m, generator=g) > 0.4
+    mask[C - 1] = False  # the last class: no weight at all
+    cls, col = torch.nonzero(mask, as_tuple=True)
+    pick = np.arange(0, cls.numel(), 3)
+    monkeypatch.setattr(newton_module, "_ROW_FLOATS", 8)  # 256 rows a block
+    monkeypatch.setattr(newton_module, "GATHER_COPY", 0.0 if gather else 1e12)
+    rows = (cls[pick] * m + col[pick]).numpy()
+    cols = (cls * m + col).numpy()
+    for XwT in (None, X.T.contiguous()):
+        Hna, Hnb = hessian_cross(X, P, cls[pick], col[pick], cls, col, XwT)
+        assert Hna.dtype == np.float64 and Hnb.dtype == np.float64
+        np.testing.assert_allclose(Hna, full[np.ix_(rows, cols)], rtol=0,
+                                   atol=1e-6 * np.abs(full).max())
+        np.testing.assert_allclose(Hnb, full[np.ix_(rows, C * m + np.arange(C))], rtol=0,
+                                   atol=1e-6 * np.abs(full).max())
+
+
+def test_hessian_cross_takes_the_own_bias_entries_from_p_times_one_minus_p(monkeypatch):
+    """Joining weights of a class whose probability is near 1 (1 - p ~ 1e-3): their entries
+    against their own class's bias, ``(1/n) Σ x_j p_k (1 - p_k)``, to float64 rounding of the
+    float32 terms, not a difference of two float32 products (off by ~1e-4 there), and equal
+    to :func:`hessian_blocks`' own-class entries to float32 rounding of row sums."""
+    g = torch.Generator().manual_seed(20)
+    n, m, C = 3000, 6, 3
+    X = torch.rand(n, m, generator=g) + 0.5  # positive: no cancellation among the terms
+    logits = torch.zeros(n, C, dtype=torch.float64)
+    logits[:, 0] = 7.0 + 0.3 * torch.randn(n, generator=g, dtype=torch.float64)
+    P = torch.softmax(logits, 1).float()
+    cls_a, col_a = torch.nonzero(torch.ones(C, m, dtype=torch.bool), as_tuple=True)
+    pick = torch.arange(m)  # class 0's weights
+    ref = ((X * (P[:, :1] * (1.0 - P[:, :1]))).double().sum(0) / n).numpy()
+    for gather in (0.0, 1e12):  # either route
+        monkeypatch.setattr(newton_module, "GATHER_COPY", gather)
+        _, Hnb = hessian_cross(X, P, cls_a[pick], col_a[pick], cls_a, col_a)
+        np.testing.assert_allclose(Hnb[:, 0], ref, rtol=1e-9)
+    _, Hwb, _ = hessian_blocks(X, P, cls_a, col_a)
+    np.testing.assert_allclose(Hwb[:m, 0], ref, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("k", "Na", "gathered"), [
+    (4, 20, True),  # k (m C - Na) = 320 = GATHER_COPY x Na: gathered at the edge
+    (4, 21, False),  # 316 < 336
+    (6, 40, False),  # 360 < 640 (counting the columns' Na in, as m C + Na, would gather)
+])
+def test_hessian_cross_gathers_from_where_it_pays(k, Na, gathered, monkeypatch):
+    """The columns' data is gathered where ``k (m C - Na) >= GATHER_COPY · Na`` (m C = 100):
+    the multiply-adds against the columns say which route ran (n k Na gathered, n k m C
+    picked), and either gives the Hessian's rows."""
+    X, _, C = _problem(m=20, C=5, seed=14)
+    m = X.shape[1]
+    P = torch.softmax(2.0 * torch.randn(X.shape[0], C, dtype=torch.float64), 1).float()
+    g = torch.Generator().manual_seed(15)
+    key = torch.randperm(m * C, generator=g)[:Na].sort().values
+    cls, col = key // m, key % m
+    pick = np.arange(k) * (Na // k)
+    Hww, Hwb, _ = hessian_blocks(X, P, cls, col)
+    products = []
+    real_mm = torch.Tensor.__matmul__
+
+    def counting(a, b):
+        products.append(a.shape[0] * a.shape[1] * b.shape[1])
+        return real_mm(a, b)
+
+    monkeypatch.setattr(torch.Tensor, "__matmul__", counting)
+    Hna, Hnb = hessian_cross(X, P, cls[pick], col[pick], cls, col, X.T.contiguous())
+    against = sum(products) - X.shape[0] * k * C  # less the biases' product
+    assert against == X.shape[0] * k * (Na if gathered else m * C)
+    np.testing.assert_allclose(Hna, Hww[pick], rtol=0, atol=1e-5 * np.abs(Hww).max())
+    np.testing.assert_allclose(Hnb, Hwb[pick], rtol=0, atol=1e-5 * np.abs(Hwb).max())
+
+
+def test_hessian_blocks_biases_are_float64_sums_of_the_probabilities():
+    """``Hbb = (1/n) Σ diag(p_i) - p_i p_iᵀ`` from the float32 probabilities in float64 (to
+    float64 rounding, not float32's), symmetric; every block float64."""
+    X, _, C = _problem(n=3000, m=5, C=6, seed=16)
+    P = torch.softmax(3.0 * torch.randn(3000, C, dtype=torch.float64), 1).float()
+    cls, col = torch.nonzero(torch.ones(C, 5, dtype=torch.bool), as_tuple=True)
+    Hww, Hwb, Hbb = hessian_blocks(X, P, cls, col)
+    assert Hww.dtype == Hwb.dtype == Hbb.dtype == np.float64
+    Pd = P.double().numpy()
+    ref = (np.diag(Pd.sum(0)) - Pd.T @ Pd) / 3000
+    np.testing.assert_allclose(Hbb, ref, rtol=1e-13, atol=1e-16)
+    np.testing.assert_array_equal(Hbb, Hbb.T)
+
+
+def test_hessian_diag_of_one_weight_and_gathered_sums_in_float64():
+    """A single chosen weight has its entry (not an empty array); gathered (few weights, with
+    or without the column-major copy), the float32 products are summed in float64: equal to
+    numpy's float64 sum of the same float32 products to float64 rounding."""
+    X, _, C = _problem(n=2000, m=8, C=5, seed=17)
+    g = torch.Generator().manual_seed(18)
+    P = torch.softmax(torch.randn(2000, C, generator=g) * 2, 1)
+    for pick in (torch.tensor([13]), torch.tensor([2, 17, 30])):  # under 1/8 of the 40
+        cls, col = pick // 8, pick % 8
+        X2 = X[:, col].T.contiguous() ** 2  # float32, as the route computes them
+        Wd = (P * (1.0 - P)).T[cls]
+        ref = (X2 * Wd).double().numpy().sum(1) / 2000
+        for XwT in (None, X.T.contiguous()):
+            got = hessian_diag(X, P, cls, col, XwT)
+            assert got.shape == (pick.numel(),) and got.dtype == np.float64
+            np.testing.assert_allclose(got, ref, rtol=1e-12)
+
+
+def test_cover_needs_seventy_percent_of_the_weights_and_keeps_the_sizes():
+    """A carried model covers a set of weights of which at least 70% are its own (7 of 10:
+    covered, 6 of 10: None, a fresh Hessian), and the extended model keeps its m and C."""
+    X, _, C = _problem(seed=19)
+    m = X.shape[1]
+    P = torch.softmax(torch.randn(X.shape[0], C, dtype=torch.float64), 1).float()
+    key_old = np.arange(0, 20)
+    cls, col = (torch.as_tensor(v) for v in np.divmod(key_old, m))
+    Hww, Hwb, Hbb = hessian_blocks(X, P, cls, col)
+    st = NewtonState(key_old, Hww - Hwb @ newton_module._pinv_bias(Hbb) @ Hwb.T, Hwb, Hbb,
+                     m, C, P)
+
+    def cross(k, u, Pm):
+        return hessian_cross(X, Pm, *(torch.as_tensor(v) for v in np.divmod(k, m)),
+                             *(torch.as_tensor(v) for v in np.divmod(u, m)))
+
+    seven = np.concatenate([key_old[:7], [20, 21, 22]])
+    got = newton_module._cover(st, seven, cross, None)
+    assert got is not None and got.key.size == 23 and (got.m, got.C) == (m, C)
+    six = np.concatenate([key_old[:6], [20, 21, 22, 23]])
+    assert newton_module._cover(st, six, cross, None) is None
+
+
+def test_pinv_bias_cuts_at_a_billionth_of_the_largest_after_projecting_out_ones():
+    """The biases' Hessian with eigenvalues 0.25 and 5e-10 off ``1`` and a 1e-8-relative
+    leftover along ``1`` (float32 probabilities): the leftover is projected out, 5e-10
+    (over 1e-9 x 0.25) kept; the pseudo-inverse of the rest, nothing along ``1``."""
+    C = 3
+    one = np.ones(C) / np.sqrt(C)
+    V = np.linalg.qr(np.column_stack([one, [1.0, -1.0, 0.0], [1.0, 1.0, -2.0]]))[0]
+    e = np.array([0.0, 0.25, 5e-10])
+    H = (V * e) @ V.T + 2.5e-9 * np.outer(one, one)
+    inv = newton_module._pinv_bias(H)
+    ref = (V[:, 1:] / e[1:]) @ V[:, 1:].T
+    np.testing.assert_allclose(inv, ref, rtol=1e-6, atol=1e-6 * np.abs(ref).max())
+    assert np.abs(inv @ one).max() <= 1e-6 * np.abs(inv).max()
+
+
+def test_kkt_of_a_model_without_weights_is_the_biases_gradient():
+    W = torch.zeros(3, 0, dtype=torch.float64)
+    gb = torch.tensor([0.01, -0.02, 0.005], dtype=torch.float64)
+    assert newton_module._kkt(W, W.clone(), gb, ElasticNet(ALPHA), 0.1) == pytest.approx(0.02)
+
+
+def test_admit_leaves_a_gradient_at_the_threshold_out():
+    """Zero weights join where their gradient *exceeds* the threshold: one equal to it stays out."""
+    W = torch.zeros(2, 3, dtype=torch.float64)
+    g = torch.tensor([[0.25, 0.5, -0.25], [0.0, -0.75, 0.125]], dtype=torch.float64)
+    got = newton_module.admit(W, g, 0.25, floor=10)
+    np.testing.assert_array_equal(got.numpy(), [[False, True, False], [False, True, False]])
+
+
 def test_choice_follows_the_costs():
     assert not prefer_newton(10_000, 100, 10, 20, None)  # OWL-QN first
     assert prefer_newton(10_000, 100, 10, 50, 40)  # few free coordinates, slow OWL-QN
