@@ -320,3 +320,102 @@ def test_a_kernel_not_built_is_logged_once_and_numpys_steps_used(monkeypatch, ca
                                           centering._center_shift_np(W, 0.8, False))
     assert [r.getMessage() for r in caplog.records] == [
         "compiled centering not built; using numpy"]
+
+
+def _battery(C: int, seed: int = 3) -> np.ndarray:
+    """Columns of every kind the shift meets: random at three scales, zero, already centered
+    (its median subtracted), constant, one dominant entry of either sign, integer-valued
+    (ties), two-valued."""
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((C, 10)) * np.array([1e-3, 1.0, 100.0, 1.0, 1.0] * 2)
+    W[:, 3] = 0.0
+    W[:, 4] -= np.median(W[:, 4])
+    W[:, 5] = -0.75
+    W[:, 6] = 1e-3 * rng.standard_normal(C)
+    W[0, 6] = 50.0
+    W[:, 7] = 1e-3 * rng.standard_normal(C)
+    W[-1, 7] = -80.0
+    W[:, 8] = np.round(3 * rng.standard_normal(C))
+    W[:, 9] = np.where(np.arange(C) % 3 == 0, 2.0, -1.0)
+    return W
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("alpha", [1.0, 0.99, 0.5])
+@pytest.mark.parametrize("C", [1, 2, 3, 4, 33, 40, 300])
+def test_torch_route_matches_numpy_on_every_kind_of_column(C, alpha, grouped):
+    """The route of other devices (torch ops), run here on CPU tensors, against numpy's steps
+    on every kind of column, shifting and leaving exactly the same columns; float32 weights
+    get float32 shifts from both routes."""
+    import sparse_probe.solvers.centering as centering
+
+    W = _battery(C)
+    ref = centering._center_shift_np(W, alpha, grouped)
+    got = _center_shift_torch(torch.as_tensor(W), alpha, grouped)
+    assert got.dtype == torch.float64
+    assert np.all(np.abs(got.numpy() - ref) <= 1e-12 * np.abs(W).max(0))
+    np.testing.assert_array_equal(got.numpy() == 0, ref == 0)
+    W32 = torch.as_tensor(W, dtype=torch.float32)
+    ref32 = centering._center_shift_np(W32.double().numpy(), alpha, grouped)
+    for shift in (center_shift(W32, alpha, grouped), _center_shift_torch(W32, alpha, grouped)):
+        assert shift.dtype == torch.float32
+        assert np.all(np.abs(shift.double().numpy() - ref32) <= 1e-6 * np.abs(W).max(0))
+
+
+def _kinds(col: np.ndarray, ref: float) -> set[str]:
+    """The kinds of one column of the self-check's draws (for a kernel wrong on one kind)."""
+    a = np.abs(col)
+    kinds = set()
+    if not col.any():
+        kinds.add("zero")
+    elif np.ptp(col) == 0:
+        kinds.add("constant")
+    elif a.max() >= 1e3 * np.median(a):
+        kinds.add("dominant")
+    elif np.all(col == np.round(col)):
+        kinds.add("ties")
+    elif ref == 0:
+        kinds.add("centered")
+    return kinds
+
+
+@pytest.mark.parametrize("wrong", [
+    "zero", "constant", "dominant", "ties", "centered",  # a kind of column
+    "sorted", "selected-40", "selected-300",  # class counts: sorted (<= 32) and selected beyond
+    "alpha-1", "alpha-0.99", "alpha-0.5",  # L1 shares
+    "over-tolerance",  # off by twice 1e-13 of each column's largest weight everywhere
+    "over-small",  # the same on the small-scale columns only (each column's own tolerance)
+])
+def test_the_self_check_rejects_a_kernel_wrong_anywhere_it_looks(wrong):
+    """The compiled kernel's self-check (``_agrees``) passes the kernel as built and numpy's
+    own steps, and refuses one wrong on any kind of column, class count or L1 share it draws,
+    and one off by more than its tolerance; off by half of it passes."""
+    import sparse_probe.solvers.centering as centering
+
+    def fake(off):
+        def shifts(C, m, W, alpha, out):
+            ref = centering._center_shift_np(W, alpha, False)
+            out[:] = ref
+            scale = np.abs(W).max(0)
+            for j in range(m):
+                hit = {
+                    "sorted": C <= 32, "selected-40": 32 < C <= 100, "selected-300": C > 100,
+                    "alpha-1": alpha == 1.0, "alpha-0.99": 0.9 < alpha < 1.0,
+                    "alpha-0.5": alpha <= 0.9, "over-tolerance": True,
+                    "over-small": 0 < scale[j] < 1e-2 * scale.max(),
+                }.get(off, off in _kinds(W[:, j], ref[j]))
+                if hit:
+                    out[j] += 2e-13 * scale[j] if off.startswith("over") else 1e-3 + 1e-3 * scale[j]
+        return shifts
+
+    assert centering._agrees(lambda C, m, W, a, out: out.__setitem__(
+        slice(None), centering._center_shift_np(W, a, False)))
+    kernel = _compiled()
+    if kernel is not None:
+        assert centering._agrees(kernel)
+
+    def half(C, m, W, alpha, out):
+        out[:] = centering._center_shift_np(W, alpha, False) + 0.5e-13 * np.abs(W).max(0)
+
+    assert centering._agrees(half)
+    assert not centering._agrees(fake(wrong))
