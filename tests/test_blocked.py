@@ -1,5 +1,6 @@
 """Streaming evaluation (low-memory mode) against the cached in-memory one."""
 
+import pytest
 import torch
 
 from sparse_probe.solvers.blocked import BlockedData
@@ -72,3 +73,81 @@ def test_working_set_cache_grows_shrinks_and_matches_the_source():
     before = tr.ws.copy()
     tr.set_working_set(np.concatenate([before, [11, 12]]))
     assert tr.ws[: before.size].tolist() == before.tolist()
+
+
+def _reference(Xs, y, C, W, b):
+    """Mean cross-entropy and its gradient in float64 by autograd, from the float32 data."""
+    W = W.double().clone().requires_grad_(True)
+    b = b.double().clone().requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(Xs.double() @ W.T + b, y)
+    G, gb = torch.autograd.grad(loss, (W, b))
+    return float(loss.detach()), G, gb
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("cols", [None, "subset"])
+@pytest.mark.parametrize("standardize", [False, True])
+def test_streamed_loss_and_gradient_by_either_kernel(fused, cols, standardize, monkeypatch):
+    """The streamed loss and gradient against autograd's float64 ones, through the compiled
+    cross-entropy kernel and through torch's residual (``SPARSE_PROBE_FUSED_CE=0``), with the
+    working set's columns gathered or not, raw blocks standardized or not; blocks that grow
+    after short ones, some of fewer rows than columns (the buffers grow), float32 weights as float64 ones; the loss alone
+    (``need_grad=False``) equal to the loss with its gradient, and the products counted."""
+    if not fused:
+        monkeypatch.setenv("SPARSE_PROBE_FUSED_CE", "0")
+    g = torch.Generator().manual_seed(7)
+    n, d, C = 700, 9, 5
+    raw = torch.randn(n, d, generator=g) * 2.0 + (3.0 if standardize else 0.0)
+    y = torch.randint(0, C, (n,), generator=g)
+    sel = torch.tensor([7, 2, 5, 0]) if cols else None
+    X = raw[:, sel] if sel is not None else raw
+    m = X.shape[1]
+    mean = inv_scale = None  # the working set's statistics, shape (m,)
+    Xs = X
+    if standardize:
+        mean = X.double().mean(0)
+        inv_scale = 1 / X.double().std(0, unbiased=False)
+        Xs = (X - mean.float()) * inv_scale.float()
+    sizes = [3, 5, 92, 300, 250, 50]  # short blocks (fewer rows than columns), then larger
+
+    def blocks():
+        s = 0
+        for r in sizes:
+            yield s, raw[s : s + r]
+            s += r
+
+    W = torch.randn(C, m, generator=g, dtype=torch.float64)
+    b = torch.randn(C, generator=g, dtype=torch.float64)
+    ref_loss, ref_G, ref_gb = _reference(Xs, y, C, W, b)
+    before = raw.clone()
+    data = BlockedData(blocks, y, n, m, C, cols=sel, mean=mean, inv_scale=inv_scale)
+    for Wt, bt in ((W, b), (W.float(), b.float()), (W, b)):
+        loss, G, gb = data.loss_grad(Wt, bt)
+        tol = 1e-12 if Wt.dtype == torch.float64 else 1e-6
+        assert abs(loss - ref_loss) <= tol * abs(ref_loss)
+        assert G.dtype == gb.dtype == torch.float64
+        torch.testing.assert_close(G, ref_G, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(gb, ref_gb, rtol=1e-6 if Wt.dtype == torch.float64 else 1e-4,
+                                   atol=1e-9 if Wt.dtype == torch.float64 else 1e-6)
+    alone, none_G, none_gb = data.loss_grad(W, b, need_grad=False)
+    assert none_G is None and none_gb is None and alone == pytest.approx(ref_loss, rel=1e-12)
+    assert data.n_products == 3 * 2 + 1
+    assert torch.equal(raw, before)  # the caller's blocks: read, never written
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_streamed_loss_of_the_biases_alone(fused, monkeypatch):
+    """No column in the working set (m = 0): the intercepts' cross-entropy and its gradient,
+    an empty weight gradient."""
+    if not fused:
+        monkeypatch.setenv("SPARSE_PROBE_FUSED_CE", "0")
+    g = torch.Generator().manual_seed(8)
+    n, C = 400, 4
+    y = torch.randint(0, C, (n,), generator=g)
+    raw = torch.randn(n, 0)
+    b = torch.tensor([0.3, -0.2, 0.5, -0.6], dtype=torch.float64)
+    data = BlockedData(lambda: iter([(0, raw[:150]), (150, raw[150:])]), y, n, 0, C)
+    loss, G, gb = data.loss_grad(torch.zeros(C, 0, dtype=torch.float64), b)
+    ref_loss, _, ref_gb = _reference(torch.zeros(n, 0), y, C, torch.zeros(C, 0), b)
+    assert G.shape == (C, 0) and loss == pytest.approx(ref_loss, rel=1e-12)
+    torch.testing.assert_close(gb, ref_gb, rtol=0, atol=1e-12)
