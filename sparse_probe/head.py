@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 
 import numpy as np
 import torch
@@ -88,7 +89,11 @@ class SparseHead(nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SparseHead:
-        """Load a head written by :meth:`save`, without any other file."""
+        """Load a head written by :meth:`save`, without any other file.
+
+        Only tensors and plain containers are read (``torch.load(weights_only=True)``): a file
+        holding other objects, whose unpickling could run code, is refused with a
+        ``ValueError`` naming the file, as is anything else that is not a head file."""
         try:
             blob = torch.load(path, map_location=map_location, weights_only=True)
             sd = blob["state_dict"]
@@ -96,6 +101,9 @@ class SparseHead(nn.Module):
                        classes=blob.get("classes"))
         except FileNotFoundError:
             raise
+        except pickle.UnpicklingError as exc:  # not tensors and plain containers only
+            raise ValueError(f"{path}: not a sparse-probe head file (it holds objects other "
+                             f"than tensors, which are not loaded: {type(exc).__name__})") from exc
         except (KeyError, RuntimeError, TypeError) as exc:
             raise ValueError(f"{path}: not a sparse-probe head file ({exc})") from exc
         return head.to(map_location)
