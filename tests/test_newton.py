@@ -475,6 +475,20 @@ def test_schur_complement_of_a_subset_is_the_subset_of_the_schur_complement():
                                atol=1e-6 * np.abs(Q).max())  # float32 products
 
 
+def _count_products(monkeypatch) -> list[int]:
+    """The multiply-adds of every ``@`` from here on (torch's matmul counted), appended to
+    the returned list."""
+    products: list[int] = []
+    real_mm = torch.Tensor.__matmul__
+
+    def counting(a, b):
+        products.append(a.shape[0] * a.shape[1] * b.shape[1])
+        return real_mm(a, b)
+
+    monkeypatch.setattr(torch.Tensor, "__matmul__", counting)
+    return products
+
+
 @pytest.mark.parametrize(("share", "k", "gathered"), [
     (0.05, 5, True),  # few columns: their data gathered
     (0.3, 3, False),  # a few rows against many columns: products against all, picked
@@ -494,14 +508,7 @@ def test_hessian_cross_rows_are_the_hessians_rows(share, k, gathered, monkeypatc
     Hww, Hwb, _ = hessian_blocks(X, P, cls, col)
     pick = np.linspace(0, cls.numel() - 1, k).round().astype(int)
     assert np.unique(pick).size == k
-    products = []
-    real_mm = torch.Tensor.__matmul__
-
-    def counting(a, b):
-        products.append(a.shape[0] * a.shape[1] * b.shape[1])
-        return real_mm(a, b)
-
-    monkeypatch.setattr(torch.Tensor, "__matmul__", counting)
+    products = _count_products(monkeypatch)
     for XwT in (None, X.T.contiguous()):
         products.clear()
         Hna, Hnb = hessian_cross(X, P, cls[pick], col[pick], cls, col, XwT)
@@ -638,14 +645,7 @@ def test_hessian_cross_gathers_from_where_it_pays(k, Na, gathered, monkeypatch):
     cls, col = key // m, key % m
     pick = np.arange(k) * (Na // k)
     Hww, Hwb, _ = hessian_blocks(X, P, cls, col)
-    products = []
-    real_mm = torch.Tensor.__matmul__
-
-    def counting(a, b):
-        products.append(a.shape[0] * a.shape[1] * b.shape[1])
-        return real_mm(a, b)
-
-    monkeypatch.setattr(torch.Tensor, "__matmul__", counting)
+    products = _count_products(monkeypatch)
     Hna, Hnb = hessian_cross(X, P, cls[pick], col[pick], cls, col, X.T.contiguous())
     against = sum(products) - X.shape[0] * k * C  # less the biases' product
     assert against == X.shape[0] * k * (Na if gathered else m * C)
