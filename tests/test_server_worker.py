@@ -342,3 +342,68 @@ def test_each_assignment_page_carries_its_own_ids(app, db):
     for aid, page in pages.items():  # the per-HIT page cache never leaks another's ids
         assert re.findall(r'name="assignmentId" value="([^"]*)"', page) == [aid]
         assert all(other not in page for other in pages if other != aid)
+
+
+def test_admin_review_tokens_feedback_and_messages(app, db):
+    """The admin's approve/reject: the page's CSRF token stays one per session (a form loaded
+    earlier still works), a session that never got one is refused whatever it sends (with a
+    plain-text reason), a rejection without feedback says so, long feedback is cut to MTurk's
+    1,024 characters, each outcome comes back as the page's message, and an unknown
+    assignment is a 404."""
+    from urllib.parse import parse_qs, urlparse
+
+    hit_id = _hit(db, max_assignments=3)
+    aids = []
+    for w in ("W1", "W2", "W3"):
+        client = _login(app, db, w)
+        _, aid = _accept(client, hit_id)
+        client.post("/mturk/externalSubmit", data={"assignmentId": aid, "description": "x"})
+        aids.append(aid)
+    admin = app.test_client()
+    pages = [admin.get(f"/admin/hits/{hit_id}", auth=ADMIN).get_data(as_text=True)
+             for _ in range(2)]
+    tokens = [re.search(r'name="csrf_token" value="([^"]+)"', p).group(1) for p in pages]
+    assert tokens[0] == tokens[1]
+    fresh = app.test_client()  # credentials, but no page loaded: no token in its session
+    r = fresh.post(f"/admin/assignments/{aids[0]}/approve", auth=ADMIN,
+                   data={"csrf_token": "XXXX"})
+    assert (r.status_code, r.mimetype) == (403, "text/plain")
+    assert r.get_data(as_text=True) == "missing or wrong CSRF token; reload the page\n"
+
+    def message(r):
+        assert r.status_code == 303
+        url = urlparse(r.headers["Location"])
+        assert url.path == f"/admin/hits/{hit_id}"
+        return parse_qs(url.query)["message"]
+
+    assert message(admin.post(f"/admin/assignments/{aids[0]}/reject", auth=ADMIN,
+                              data={"csrf_token": tokens[0]})) == [f"{aids[0]} rejected"]
+    assert message(admin.post(f"/admin/assignments/{aids[1]}/reject", auth=ADMIN,
+                              data={"csrf_token": tokens[0], "feedback": "y" * 2000})) == \
+        [f"{aids[1]} rejected"]
+    assert message(admin.post(f"/admin/assignments/{aids[2]}/approve", auth=ADMIN,
+                              data={"csrf_token": tokens[0]})) == [f"{aids[2]} approved"]
+    again = message(admin.post(f"/admin/assignments/{aids[2]}/approve", auth=ADMIN,
+                               data={"csrf_token": tokens[0]}))
+    assert again != [f"{aids[2]} approved"]  # MTurk's refusal, shown as the message
+    with db.database.read() as s:
+        got = [s.get(Assignment, a) for a in aids]
+    assert got[0].requester_feedback == "Rejected by the requester."
+    assert got[1].requester_feedback == "y" * 1024
+    assert [a.status for a in got] == ["Rejected", "Rejected", "Approved"]
+    r = admin.post("/admin/assignments/NOSUCHASSIGNMENT/approve", auth=ADMIN,
+                   data={"csrf_token": tokens[0]})
+    assert (r.status_code, r.mimetype, r.get_data(as_text=True)) == \
+        (404, "text/plain", "no such assignment\n")
+
+
+def test_admin_reads_answer_xml_as_field_value_pairs():
+    from tasks.server.admin import ANSWER_NS, parse_answers
+
+    ns = f'xmlns="{ANSWER_NS}"'
+    xml = (f"<QuestionFormAnswers {ns}><Answer><QuestionIdentifier>q1</QuestionIdentifier>"
+           "<FreeText>yes</FreeText></Answer><Answer><FreeText>no id</FreeText></Answer>"
+           "<Answer><QuestionIdentifier>q3</QuestionIdentifier></Answer></QuestionFormAnswers>")
+    assert parse_answers(xml) == [("q1", "yes"), ("", "no id"), ("q3", "")]
+    assert parse_answers("<not xml") == [("(unreadable answer XML)", "<not xml")]
+    assert parse_answers(None) == [] and parse_answers("") == []
