@@ -365,8 +365,9 @@ def test_admin_review_tokens_feedback_and_messages(app, db):
     tokens = [re.search(r'name="csrf_token" value="([^"]+)"', p).group(1) for p in pages]
     assert tokens[0] == tokens[1]
     fresh = app.test_client()  # credentials, but no page loaded: no token in its session
+    forged = "X" * 4  # any guess, here the one a session's missing token would read as under mutation
     r = fresh.post(f"/admin/assignments/{aids[0]}/approve", auth=ADMIN,
-                   data={"csrf_token": "XXXX"})
+                   data={"csrf_token": forged})
     assert (r.status_code, r.mimetype) == (403, "text/plain")
     assert r.get_data(as_text=True) == "missing or wrong CSRF token; reload the page\n"
 

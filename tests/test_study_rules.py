@@ -25,12 +25,13 @@ Q = Question(id="main", wording="?", kind="choice", values=(
     Value("none", "nothing", meaning="no_pattern"),
     Value("spot", "a spot", meaning="spurious"),  # no kind given: "other"
 ))
-CODE = {v.value: i for i, v in enumerate(Q.values)}
 
 
-def _answers(items: dict[str, list[str]]) -> StudyAnswers:
-    """One row per answer (worker w0, w1, ... per item); '-' is an abstention (code -1)."""
-    rows = [{"item": it, "worker": f"w{j}", "main": CODE.get(a, -1)}
+def _answers(items: dict[str, list[str]], question: Question = Q) -> StudyAnswers:
+    """One row per answer (worker w0, w1, ... per item) to ``question``; '-' is an abstention
+    (code -1)."""
+    codes = {v.value: i for i, v in enumerate(question.values)}
+    rows = [{"item": it, "worker": f"w{j}", "main": codes.get(a, -1)}
             for it, answers in items.items() for j, a in enumerate(answers)]
     frame = pd.DataFrame(rows, columns=["item", "worker", "main"]).astype({"main": int})
     return StudyAnswers(rows=frame, items=pd.DataFrame({"item": list(items)}), dropped={},
@@ -171,12 +172,7 @@ def test_questions_of_one_or_two_values_or_no_spurious_value():
         Value("object", "o", meaning="core"), Value("none", "n", meaning="no_pattern")))
 
     def run(q, items, rule):
-        codes = {v.value: i for i, v in enumerate(q.values)}
-        rows = pd.DataFrame([{"item": it, "worker": f"w{j}", "main": codes[a]}
-                             for it, ans in items.items() for j, a in enumerate(ans)])
-        sa = StudyAnswers(rows=rows, items=pd.DataFrame({"item": list(items)}), dropped={},
-                          abstentions={}, duplicates=0)
-        return decide(sa, rule, q)
+        return decide(_answers(items, q), rule, q)
 
     v = run(two, {"a": ["object", "bg"], "b": ["bg", "bg"]}, Rule("majority", "main"))
     assert v["plurality_tie"].tolist() == [True, False]
