@@ -14,6 +14,7 @@ through a user column mapping (:func:`read_external_csv`). Every loader returns 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +87,10 @@ def load_manifest(path: str | Path) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        The contract's fields as columns (``class`` is an int column, dict fields stay dicts).
+        The contract's fields as columns (``class`` is an int column, dict fields stay dicts);
+        a field a line leaves out takes the contract's default (``kind`` image, ``layer``
+        sparse, ``class_name`` the class index, ``weight`` NaN, ``rank`` 0, ``is_gold``
+        False, the others None).
     """
     try:
         rows = read_manifest(path)
@@ -101,11 +105,15 @@ def load_manifest(path: str | Path) -> pd.DataFrame:
     for key, value in defaults.items():
         if key not in df.columns:
             df[key] = [value] * len(df)
+        elif df[key].isna().any() and not (isinstance(value, float) and math.isnan(value)):
+            # a line leaves out what others have (a missing weight is NaN already)
+            df[key] = df[key].astype(object).where(df[key].notna(), value)
+    df["rank"] = df["rank"].astype("int64")
     df["class_name"] = [
         n if isinstance(n, str) else str(c)
         for n, c in zip(df["class_name"], df["class"], strict=True)
     ]
-    df["is_gold"] = df["is_gold"].fillna(False).astype(bool)
+    df["is_gold"] = df["is_gold"].astype(bool)
     return df
 
 
@@ -159,7 +167,9 @@ class ExternalMapping:
     item_column : str, optional
         Column that identifies an item; default ``ext-<class>-<feature>``.
     classes : list of str, optional
-        Class names in index order; class columns holding names are mapped to their index.
+        Class names in index order. A class cell is then one of these names or an index into
+        them (anything else is an error); without it, a column of indices keeps them and a
+        column of names is numbered in sorted order.
     kind : str
         ``"image"`` or ``"text"`` (decides which pattern options apply).
     """
@@ -172,6 +182,41 @@ class ExternalMapping:
     item_column: str | None = None
     classes: list[str] | None = None
     kind: str = "image"
+
+
+def _cells(df: pd.DataFrame, column: str, path: Path) -> pd.Series:
+    """A mapped column's cells, stripped; an empty one is an error naming its row."""
+    cells = df[column].map(lambda v: v.strip() if isinstance(v, str) else v)
+    empty = cells.isna() | cells.eq("")
+    if empty.any():
+        row = int(empty.to_numpy().argmax()) + 2
+        raise IngestError(f"{path}: row {row}: {column} is empty")
+    return cells.astype(str)
+
+
+def _class_indices(raw: pd.Series, classes: list[str] | None, path: Path,
+                   column: str) -> tuple[pd.Series, pd.Series]:
+    """Each row's class index and name from a class column of indices or names.
+
+    With ``classes`` a cell is one of the names or an index into them; without, the cells are
+    indices (named by themselves) or names, numbered in sorted order.
+    """
+    if classes is not None:
+        lookup = {name: i for i, name in enumerate(classes)}
+        lookup.update({str(i): i for i in range(len(classes)) if str(i) not in lookup})
+        unknown = ~raw.isin(set(lookup))
+        if unknown.any():
+            row = int(unknown.to_numpy().argmax()) + 2
+            raise IngestError(f"{path}: row {row}: {column} {raw[unknown].iloc[0]!r} is neither "
+                              f"one of the mapping's {len(classes)} classes nor an index 0-"
+                              f"{len(classes) - 1}")
+        idx = raw.map(lookup).astype("int64")
+        return idx, idx.map(lambda i: classes[i])
+    if raw.str.fullmatch(r"\d+").all():
+        idx = raw.astype("int64")
+        return idx, idx.astype(str)
+    codes, _ = pd.factorize(raw, sort=True)
+    return pd.Series(codes, index=raw.index, dtype="int64"), raw
 
 
 def read_external_csv(
@@ -193,6 +238,12 @@ def read_external_csv(
     items : DataFrame
         A manifest-like table, one row per item: ``hit_key, kind, layer, class, class_name,
         feature, weight, rank, is_gold, gold, attention, assets, evidence, truth``.
+
+    Raises
+    ------
+    IngestError
+        A mapped column missing from the header, an empty class, feature or item cell, or a
+        class that is not among ``mapping.classes`` (the message names the file and row).
     """
     path = Path(path)
     df = read_results_csv(path)
@@ -201,33 +252,20 @@ def read_external_csv(
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise IngestError(f"{path}: mapped column(s) {missing} not in the CSV header")
-    raw_class = df[mapping.class_column].str.strip()
-    if mapping.classes is not None:
-        lookup = {name: i for i, name in enumerate(mapping.classes)}
-        cls = raw_class.map(lambda v: lookup.get(v, v))
-    else:
-        cls = raw_class
-    try:
-        cls_int = cls.astype(int)
-    except (TypeError, ValueError):
-        codes, _ = pd.factorize(raw_class, sort=True)
-        cls_int = pd.Series(codes, index=df.index)
-        if mapping.class_name_column is None:
-            df = df.assign(**{"_class_name": raw_class})
-            mapping = ExternalMapping(**{**mapping.__dict__, "class_name_column": "_class_name"})
-    feat = df[mapping.feature_column].str.strip()
+    raw_class = _cells(df, mapping.class_column, path)
+    feat = _cells(df, mapping.feature_column, path)
+    cls_int, names = _class_indices(raw_class, mapping.classes, path, mapping.class_column)
+    if mapping.class_name_column:
+        names = df[mapping.class_name_column]
     if mapping.item_column:
-        keys = df[mapping.item_column].astype(str)
+        keys = _cells(df, mapping.item_column, path)
     else:
-        keys = "ext-c" + cls_int.astype(str) + "-f" + feat.astype(str)
+        keys = "ext-c" + cls_int.astype(str) + "-f" + feat
     answers = results_to_long(df, keys, mapping.questions, SOURCE_EXTERNAL_CSV,
                               value_maps=mapping.value_maps, where=str(path))
-    names = (df[mapping.class_name_column] if mapping.class_name_column
-             else (cls_int.map(lambda i: mapping.classes[i]) if mapping.classes
-                   else cls_int.astype(str)))
     items = pd.DataFrame({"hit_key": keys, "class": cls_int, "class_name": names,
-                          "feature": pd.to_numeric(feat, errors="coerce").fillna(-1).astype(int)
-                          if feat.str.fullmatch(r"-?\d+").all() else feat})
+                          "feature": feat.astype("int64") if feat.str.fullmatch(r"-?\d+").all()
+                          else feat})
     items = items.drop_duplicates("hit_key").reset_index(drop=True)
     items["kind"] = mapping.kind
     items["layer"] = "sparse"
