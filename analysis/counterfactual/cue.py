@@ -166,16 +166,6 @@ def _user_mask(region: tuple[int, int, int, int] | np.ndarray, H: int, W: int) -
     return mask
 
 
-def _shrink_boxes(cores: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Bounding boxes of the cores that are not empty (the old box where a core is empty)."""
-    out = boxes.copy()
-    for i, core in enumerate(cores):
-        ys, xs = np.nonzero(core)
-        if len(ys):
-            out[i] = (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
-    return out
-
-
 def decide(effect: Mapping, controls: Sequence[Mapping], min_n: int = 30,
            margin: float = 0.02, min_effect: float = 0.05) -> str:
     """``supports`` / ``refutes`` / ``inconclusive`` for one effect row against its controls.
@@ -320,11 +310,9 @@ def cue_test(
         cores = np.repeat(user_mask[None], len(src), axis=0)
         regions = cores
     else:
-        regions, cores, boxes = evidence_regions(maps, (H, W), frac, max_area)
-        if obj is not None:  # the evidence outside the object is what a cue can be
-            cores = cores & ~obj[top_idx]
-            regions = regions & ~obj[top_idx]
-            boxes = _shrink_boxes(cores, boxes)
+        # with object masks, the evidence outside the object is what a cue can be
+        regions, cores, boxes = evidence_regions(
+            maps, (H, W), frac, max_area, outside=None if obj is None else obj[top_idx])
     masks = [cores[i, y0:y1, x0:x1] for i, (y0, x0, y1, x1) in enumerate(boxes)]
     if patch is not None:
         patch = np.asarray(patch, dtype=images.dtype)
@@ -402,9 +390,8 @@ def cue_test(
         elif background and obj is None:
             m = firing_masks(maps_fn(images[idx]), (H, W), SWAP_FRAC)
         elif not background:
-            m, _, _ = evidence_regions(maps_fn(images[idx]), (H, W), frac, max_area)
-            if obj is not None:
-                m = m & ~obj[idx]
+            m, _, _ = evidence_regions(maps_fn(images[idx]), (H, W), frac, max_area,
+                                       outside=None if obj is None else obj[idx])
         j = np.arange(len(idx)) % n
         if not background:
             removed[name] = fill_regions(images[idx], m)

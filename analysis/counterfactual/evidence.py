@@ -38,7 +38,8 @@ def upsample_maps(maps: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
 
 
 def evidence_regions(maps: np.ndarray, image_size: tuple[int, int], frac: float = 0.8,
-                     max_area: float = 0.0625) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     max_area: float = 0.0625, outside: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Evidence regions, their capped cores and bounding boxes, of one feature on n images.
 
     Parameters
@@ -50,6 +51,9 @@ def evidence_regions(maps: np.ndarray, image_size: tuple[int, int], frac: float 
         Threshold between each map's minimum (0) and maximum (1).
     max_area : float in (0, 1]
         Largest core, as a fraction of the image's pixels: the region's highest pixels.
+    outside : bool array of shape (n, H, W), optional
+        Pixels that cannot be evidence (each image's object): left out of the region before
+        its core is chosen, so the cap counts only the pixels that are left.
 
     Returns
     -------
@@ -58,7 +62,8 @@ def evidence_regions(maps: np.ndarray, image_size: tuple[int, int], frac: float 
     cores : bool array of shape (n, H, W)
         Each region's ``max_area * H * W`` highest pixels (what the paste tests carry).
     boxes : int array of shape (n, 4)
-        ``(y0, x0, y1, x1)`` (end exclusive) bounding each core.
+        ``(y0, x0, y1, x1)`` (end exclusive) bounding each core (where ``outside`` leaves no
+        core, the box of the core the region would have without it).
     """
     if not 0 < frac < 1:
         raise ValueError(f"frac: expected a number in (0, 1), got {frac}")
@@ -76,18 +81,28 @@ def evidence_regions(maps: np.ndarray, image_size: tuple[int, int], frac: float 
         above = m >= lo + frac * (hi - lo) if hi > lo else np.ones_like(m, bool)
         comp, _ = ndimage.label(above)
         region = comp == comp[py, px]
+        box_of = core = _highest(region, m, cap)
+        if outside is not None:
+            region = region & ~outside[i]
+            core = _highest(region, m, cap)
+            if core.any():
+                box_of = core
         regions[i] = region
-        core = region
-        if region.sum() > cap:
-            flat = np.flatnonzero(region)
-            keep = flat[np.argsort(-m.ravel()[flat], kind="stable")[:cap]]
-            core = np.zeros(region.size, bool)
-            core[keep] = True
-            core = core.reshape(region.shape)
         cores[i] = core
-        ys, xs = np.nonzero(core)
+        ys, xs = np.nonzero(box_of)
         boxes[i] = (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1)
     return regions, cores, boxes
+
+
+def _highest(region: np.ndarray, m: np.ndarray, cap: int) -> np.ndarray:
+    """The ``cap`` pixels of ``region`` where ``m`` is highest (ties in raster order)."""
+    if region.sum() <= cap:
+        return region
+    flat = np.flatnonzero(region)
+    keep = flat[np.argsort(-m.ravel()[flat], kind="stable")[:cap]]
+    core = np.zeros(region.size, bool)
+    core[keep] = True
+    return core.reshape(region.shape)
 
 
 def firing_masks(maps: np.ndarray, image_size: tuple[int, int], frac: float = 0.5
