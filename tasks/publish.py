@@ -200,6 +200,12 @@ class PublishOptions:
     asset_base_url: str | None = None
     frame_height: int = 0
 
+    @property
+    def masters(self) -> bool:
+        """Whether a qualification requires Masters (MTurk then takes 5% more of the reward)."""
+        ids = set(QUALIFICATION_IDS["masters"].values())
+        return any(q.get("QualificationTypeId") in ids for q in self.qualifications)
+
     def hit_type_params(self) -> dict[str, Any]:
         """Parameters of ``CreateHITType``."""
         params: dict[str, Any] = {
@@ -317,10 +323,11 @@ def _cents(amount: Decimal) -> int:
     return int((amount * 100).to_integral_value())
 
 
-def _cost_summary(assignments: Sequence[int], reward: Decimal) -> str:
+def _cost_summary(assignments: Sequence[int], reward: Decimal, masters: bool) -> str:
     """The cost of HITs with these assignments each, one estimate per distinct number."""
     counts = Counter(assignments)
-    return "; ".join(estimate_cost(counts[n], n, reward).summary() for n in sorted(counts))
+    return "; ".join(estimate_cost(counts[n], n, reward, masters=masters).summary()
+                     for n in sorted(counts))
 
 
 # --------------------------------------------------------------------------- publishing
@@ -374,7 +381,9 @@ def publish_batch(
         raise PublishError("--assignments must be >= 1")
     assignments = {r["hit_key"]: int(options.assignments if options.assignments is not None
                                      else r["assignments"]) for r in manifest}
-    per_hit = {n: estimate_cost(1, n, reward).total for n in set(assignments.values())}
+    masters = options.masters
+    per_hit = {n: estimate_cost(1, n, reward, masters=masters).total
+               for n in set(assignments.values())}
     hit_type_params = options.hit_type_params()
 
     with Ledger(root / LEDGER_NAME) as ledger:
@@ -390,7 +399,7 @@ def publish_batch(
             raise BudgetExceededError(
                 f"budget ${options.budget:.2f} exceeded: {len(todo)} new HITs cost "
                 f"${new_cost:.2f} "
-                f"({_cost_summary([assignments[r['hit_key']] for r in todo], reward)}) and "
+                f"({_cost_summary([assignments[r['hit_key']] for r in todo], reward, masters)}) and "
                 f"${spent:.2f} is already committed; nothing was published")
         if not todo and not pending:
             result.spent = spent

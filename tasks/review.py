@@ -52,7 +52,7 @@ from sparse_probe.quality import (
 )
 from sparse_probe.questions import QuestionSchema, schema_for_tasks
 from tasks.client import Endpoint
-from tasks.cost import fee_rate, parse_reward
+from tasks.cost import bonus_fee, parse_reward
 from tasks.ledger import LEDGER_NAME, Ledger, request_token
 from tasks.publish import PublishError, call_with_retry, load_manifest
 
@@ -251,7 +251,7 @@ def review_assignments(
             result.skipped += not done
             if d.bonus and action == "approve":
                 amount = Decimal(d.bonus)
-                fee = (amount * fee_rate(1)).quantize(Decimal("0.01"))
+                fee = bonus_fee(amount)
                 token = request_token("bonus", endpoint.key, d.assignment_id)
                 result.bonuses += _act(
                     ledger, endpoint, d.assignment_id, "bonus",

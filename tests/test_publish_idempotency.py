@@ -331,6 +331,20 @@ def test_budget_counts_what_the_ledger_already_committed(tasks, service):
         assert ledger.spent_cents(service.endpoint.key) == int(per_hit * 4 * 100)
 
 
+def test_a_masters_batch_is_budgeted_with_the_masters_fee(tasks, service):
+    """Masters costs 5% more of the reward: a budget that covers the plain batch exactly does
+    not cover it."""
+    masters = [{"QualificationTypeId": "2ARFPLSP75KLA8M8DH1HTEQVJT3SY6", "Comparator": "Exists",
+                "ActionsGuarded": "Accept"}]
+    plain = estimate_cost(len(KEYS), 3, "0.10").total
+    with pytest.raises(BudgetExceededError, match=r"25% MTurk fee \$0\.\d\d"):
+        publish(tasks, service, budget=plain, qualifications=masters)
+    assert service.sent == []  # nothing was sent
+    res = publish(tasks, service, budget=estimate_cost(len(KEYS), 3, "0.10", masters=True).total,
+                  qualifications=masters)
+    assert res.created == KEYS and res.spent == len(KEYS) * 3 * Decimal("0.13")
+
+
 def test_cost_is_committed_per_hit_in_whole_cents(tasks, service):
     """Odd rewards: every HIT's committed cost is its estimate to the cent."""
     res = publish(tasks, service, reward="0.07", assignments=None)

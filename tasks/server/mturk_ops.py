@@ -6,10 +6,10 @@ seconds). The rules and messages are MTurk's and live here; the reads and writes
 transactions that make them atomic) are named methods of the storage.
 
 Money: the account starts with ``START_BALANCE``; an assignment is charged reward + MTurk fee
-(:func:`tasks.cost.fee_rate`: 20%, or 40% for HITs with 10 or more assignments, rounded half-up
-to the cent) when it is approved, explicitly or automatically after AutoApprovalDelayInSeconds
-(applied lazily whenever assignments or HITs are read). ``SendBonus`` charges bonus + 20% at
-once. An explicit approval or bonus that the balance cannot cover fails with
+(:func:`tasks.cost.reward_fee`: 20%, or 40% for HITs with 10 or more assignments, rounded half-up
+to the cent, at least $0.01) when it is approved, explicitly or automatically after AutoApprovalDelayInSeconds
+(applied lazily whenever assignments or HITs are read). ``SendBonus`` charges bonus + 20% (at least
+$0.01) at once. An explicit approval or bonus that the balance cannot cover fails with
 ``AWS.MechanicalTurk.InsufficientFunds``; automatic approvals are always applied.
 """
 
@@ -27,7 +27,7 @@ import time
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from tasks.cost import LARGE_HIT, fee_rate, parse_reward
+from tasks.cost import LARGE_HIT, bonus_fee, parse_reward, reward_fee
 
 from .errors import RequestError
 from .qualifications import check_requirements
@@ -58,10 +58,9 @@ def _money(cents: int) -> str:
 
 
 def assignment_cost_cents(reward: str, max_assignments: int) -> int:
-    """Reward plus MTurk's fee for one approved assignment, in cents."""
+    """Reward plus MTurk's fee for one approved assignment, in cents (:func:`tasks.cost.reward_fee`)."""
     r = parse_reward(reward)
-    fee = (r * fee_rate(max_assignments)).quantize(Decimal("0.01"), ROUND_HALF_UP)
-    return _cents(r + fee)
+    return _cents(r + reward_fee(r, max_assignments))
 
 
 def encode_token(*parts: Any) -> str:
@@ -418,8 +417,7 @@ def send_bonus(store: Storage, p: dict) -> dict:
     amount = _cents(parse_reward(p["BonusAmount"]))
     if amount <= 0:
         raise RequestError("BonusAmount must be greater than 0", "AWS.ParameterOutOfRange")
-    fee = _cents((parse_reward(p["BonusAmount"]) * Decimal("0.20")).quantize(
-        Decimal("0.01"), ROUND_HALF_UP))
+    fee = _cents(bonus_fee(parse_reward(p["BonusAmount"])))
     token = p.get("UniqueRequestToken")
     aid = p["AssignmentId"]
     if token is None:  # idempotent by assignment: the same bonus for it is paid once
