@@ -47,7 +47,8 @@ def test_reward_fee_by_hand(reward, assignments, masters, fee):
 
 
 def test_fee_rates_and_the_minimum():
-    assert LARGE_HIT == 10 and MIN_FEE == D("0.01")
+    assert LARGE_HIT == 10
+    assert D("0.01") == MIN_FEE
     assert fee_rate(1) == fee_rate(LARGE_HIT - 1) == D("0.20")
     assert fee_rate(LARGE_HIT) == fee_rate(100) == D("0.40")
     # the server bills the same: reward + fee in cents
@@ -85,7 +86,7 @@ def test_estimate_counts_the_minimum_per_assignment():
 
 @pytest.mark.parametrize(("n", "k"), [(-1, 3), (1, 0)])
 def test_estimate_refuses_impossible_batches(n, k):
-    with pytest.raises(ValueError, match="^n_hits must be >= 0 and assignments_per_hit >= 1$"):
+    with pytest.raises(ValueError, match=r"^n_hits must be >= 0 and assignments_per_hit >= 1$"):
         estimate_cost(n, k, "0.10")
 
 
