@@ -30,6 +30,8 @@ UNSUPPORTED = (
     "RejectQualificationRequest", "SendTestEventNotification", "UpdateHITTypeOfHIT",
     "UpdateNotificationSettings",
 )
+#: The Keywords of every system type (a Query finds them by these too).
+_SYSTEM_KEYWORDS = "system"
 
 
 def _type_json(row: QualificationType) -> dict[str, Any]:
@@ -53,7 +55,7 @@ def _type_json(row: QualificationType) -> dict[str, Any]:
 def _system_json(type_id: str) -> dict[str, Any]:
     name, description = SYSTEM_TYPES[type_id]
     return {"QualificationTypeId": type_id, "CreationTime": 0.0, "Name": name,
-            "Description": description, "Keywords": "system", "QualificationTypeStatus":
+            "Description": description, "Keywords": _SYSTEM_KEYWORDS, "QualificationTypeStatus":
             "Active", "IsRequestable": False, "AutoGranted": False}
 
 
@@ -115,7 +117,8 @@ def list_qualification_types(store: Storage, p: dict) -> dict:
     if not p.get("MustBeOwnedByCaller", False):
         for type_id in SYSTEM_TYPES:
             name, description = SYSTEM_TYPES[type_id]
-            if type_id > cursor and (query in name.lower() or query in description.lower()):
+            if type_id > cursor and (query in name.lower() or query in description.lower()
+                                     or query in _SYSTEM_KEYWORDS):
                 items.append((type_id, _system_json(type_id)))
     items += [(r.qualification_type_id, _type_json(r))
               for r in store.qualification_types_page(query or None, cursor, limit + 1)]
