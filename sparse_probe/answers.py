@@ -25,6 +25,7 @@ import csv
 import hashlib
 import io
 import json
+import numbers
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -188,9 +189,9 @@ def parse_mturk_time(value: Any) -> pd.Timestamp | None:
     AnswersFormatError
         An unrecognized string or time-zone abbreviation.
     """
-    if value is None or value is pd.NaT or (isinstance(value, float) and pd.isna(value)):
+    if value is None or value is pd.NaT or (isinstance(value, numbers.Real) and pd.isna(value)):
         return None
-    if isinstance(value, int | float):
+    if isinstance(value, numbers.Real):  # numpy's too: pd.Timestamp would read them as ns
         return pd.Timestamp(datetime.fromtimestamp(float(value), tz=UTC))
     if isinstance(value, str):
         text = value.strip()
@@ -391,7 +392,8 @@ def read_results_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
     Raises
     ------
     AnswersFormatError
-        Unreadable file, no ``WorkerId`` column, ragged rows, bad ``taskAnswers`` JSON.
+        Unreadable file (a quote left open, text after a closing quote), no ``WorkerId``
+        column, a column named twice, ragged rows, bad ``taskAnswers`` JSON.
     """
     p = Path(path)
     try:
@@ -399,7 +401,9 @@ def read_results_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
     except (OSError, UnicodeDecodeError) as exc:
         raise AnswersFormatError(f"{p}: cannot read results CSV ({exc})") from None
     try:
-        records = list(csv.reader(io.StringIO(text, newline="")))
+        # strict: a quote left open (a download cut inside an answer) is refused, not read
+        # as a shorter answer
+        records = list(csv.reader(io.StringIO(text, newline=""), strict=True))
     except csv.Error as exc:
         raise AnswersFormatError(f"{p}: not a readable CSV ({exc})") from None
     if not records:
@@ -416,7 +420,9 @@ def read_results_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
                 f"{p}: row {i}: {len(r)} cells, the header has {len(header)}")
     df = pd.DataFrame(rows, columns=header, dtype=object)
     meta = [c for c in header if not c.startswith("Answer.")]
-    df[meta] = df[meta].map(lambda v: v.strip() or None)
+    # (pandas 3 infers a str column with NaN from map; the table keeps None, as documented)
+    stripped = df[meta].map(lambda v: v.strip() or None)
+    df[meta] = stripped.astype(object).where(stripped.notna(), None)
     return _expand_task_answers(df, p)
 
 
@@ -567,7 +573,8 @@ def read_batch_csv(
     hit_key_column : str
         The column naming the HIT (our batch.csv has ``hit_key``, so ``Input.hit_key``).
     questions : iterable of str, optional
-        ``Answer.<field>`` fields to keep; default all.
+        ``Answer.<field>`` fields to keep; default all. Derived assignment ids still come from
+        every answer, so they are the same whatever is kept.
 
     Raises
     ------
@@ -580,12 +587,13 @@ def read_batch_csv(
     answer_cols = [c for c in df.columns if c.startswith("Answer.")]
     if not answer_cols:
         raise AnswersFormatError(f"{p}: no 'Answer.<field>' columns")
+    # (an empty or blank key is refused below, as a missing one is)
     if hit_key_column in df.columns:
         keys = df[hit_key_column]
         if "Answer.hit_key" in df.columns:
-            keys = keys.where(keys.notna(), df["Answer.hit_key"].replace("", None))
+            keys = keys.where(keys.notna(), df["Answer.hit_key"])
     elif "Answer.hit_key" in df.columns:
-        keys = df["Answer.hit_key"].replace("", None)
+        keys = df["Answer.hit_key"]
     else:
         raise AnswersFormatError(f"{p}: no {hit_key_column!r} (or Answer.hit_key) column "
                                  "naming the HIT")
@@ -602,10 +610,13 @@ def read_batch_csv(
             raise AnswersFormatError(f"{p}: row {row}: hit_key {keys[unknown].iloc[0]!r} is "
                                      "not in the manifest")
     qcols = {c[len("Answer."):]: c for c in answer_cols}
-    if questions is not None:
-        wanted = set(questions)
-        qcols = {q: c for q, c in qcols.items() if q in wanted}
-        if not qcols:
-            raise AnswersFormatError(f"{p}: none of the questions {sorted(wanted)} has an "
-                                     "'Answer.<field>' column")
-    return results_to_long(df, keys, qcols, SOURCE_MTURK_CSV, where=str(p))
+    wanted = None if questions is None else set(questions)
+    if wanted is not None and not wanted & qcols.keys():
+        raise AnswersFormatError(f"{p}: none of the questions {sorted(wanted)} has an "
+                                 "'Answer.<field>' column")
+    # Every answer goes into the stable assignment ids, so that reading some questions names
+    # the same assignments as reading them all (merge_answers keeps one row per assignment).
+    long = results_to_long(df, keys, qcols, SOURCE_MTURK_CSV, where=str(p))
+    if wanted is None:
+        return long
+    return long[long["question"].isin(wanted)].reset_index(drop=True)
