@@ -174,13 +174,18 @@ def term_test(
     Raises
     ------
     ValueError
-        Empty texts, lexicon or group, ``toxic_class`` out of range, a bad threshold or
-        batch size, and bad model outputs (NaN, inf, values outside [0, 1], wrong shapes).
+        Empty texts (or one string instead of a sequence), lexicon or group, ``n`` below 1,
+        ``toxic_class`` out of range, a bad threshold or batch size, and bad model outputs
+        (NaN, inf, values outside [0, 1], wrong shapes).
     """
     lexicon = check_lexicon(lexicon)
+    if isinstance(texts, str):
+        raise ValueError("texts: expected a sequence of texts, got one string")
     texts = [str(t) for t in texts]
     if not texts:
         raise ValueError("texts: no texts to edit")
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"n: expected a positive number of texts, got {n!r}")
     if not predictors:
         raise ValueError("predictors: expected at least one model")
     if isinstance(toxic_class, bool) or not isinstance(toxic_class, int | np.integer) \
@@ -267,9 +272,9 @@ def term_test(
             k, m = sum(r["flips"] for r in rs), sum(r["n"] for r in rs)
             lo, hi = wilson_interval(k, m)
             incs = [r["mean_prob_increase"] * r["n"] for r in rs if r["n"]]
-            parts = shifts.get((name, group, direction), [])
-            vals = np.concatenate([v for v, _ in parts]) if parts else np.zeros(0)
-            ids = np.concatenate([o for _, o in parts]) if parts else np.zeros(0, int)
+            parts = shifts[(name, group, direction)]  # set with group_flips, both directions
+            vals = np.concatenate([v for v, _ in parts])
+            ids = np.concatenate([o for _, o in parts])
             boot_seed += 1
             slo, shi = bootstrap_mean_interval(vals, ids, n_boot, seed=seed + boot_seed)
             pooled.append({"test": "text_term", "model": name, "group": group, "term": "*",
