@@ -502,11 +502,12 @@ class Storage:
         with self.database.fast_read() as conn:
             return _scalar(conn.execute(_REQUIREMENTS_SQL, {"h": hit_id}))
 
-    def worker_qualification_values(self, worker_id: str) -> WorkerValues:
+    def worker_qualification_values(self, worker_id: str | None) -> WorkerValues:
         """What the qualification checks need about a worker: ``(approved, rejected, held,
         auto)`` with the numbers of approved and rejected assignments, the qualifications held
         (``{type id: (integer value, country, subdivision)}``) and the active auto-granted
-        types (``{type id: value}``)."""
+        types (``{type id: value}``). ``None``, a visitor who is not logged in, matches no
+        worker's rows (SQL's ``= NULL`` is never true): no assignments, nothing held."""
         with self.database.fast_read() as conn:
             approved, rejected = conn.execute(_WORKER_STATS_SQL, {"w": worker_id}).fetchone()
             held = {r[0]: (r[1], r[2], r[3])

@@ -270,7 +270,7 @@ def _unqualified(hit_id: str, worker_id: str | None, action: str) -> Response | 
     requirements = store.hit_requirements(hit_id)
     if not requirements or requirements == "[]":
         return None
-    missing = unmet(requirements, store.worker_qualification_values(worker_id or ""), action)
+    missing = unmet(requirements, store.worker_qualification_values(worker_id), action)
     if not missing:
         return None
     names = ", ".join(f"{r['QualificationTypeId']} {r['Comparator']}" for r in missing)
