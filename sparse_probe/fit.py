@@ -898,7 +898,7 @@ def fit_path(
                         owlqn_iters, owlqn_free, owlqn_blocks = res.n_iter, n_free, with_blocks
                     elif parts.keys() == {"newton"}:
                         newton_steps.append(res.n_iter)
-                    if parts.get("newton") and res.work is not None:
+                    if "newton" in parts and res.work is not None:
                         # a Newton point, or one it handed over past its budget (its work up
                         # to there: what Newton cost here at least), priced as counted, and
                         # as if the point had computed its fresh Hessian where it ran on the

@@ -191,6 +191,32 @@ def test_data_qp_counts_its_work_and_stops_at_its_sweep_budget():
         _model_value(H, key, 3, 25, gw, gb, w0, w0, np.zeros(3), 0.02, 1e-4)
 
 
+@pytest.mark.parametrize("at", [1, 2, 4])
+def test_data_qp_stops_where_its_caller_says(at):
+    """``stop`` is asked after every pass: stopped at the ``at``-th it returns what that many
+    passes reach (the same point as ``max_sweeps=at``), its reads counted up to there; a
+    stop that never fires changes nothing."""
+    X, P, cls, col, grad, _H, W = _model(30, 25, 3, 5)
+    _key, hw, gw, gb, w0 = _pieces(X, P, cls, col, grad, W)
+    args = (X.T.contiguous(), P, cls, col, hw, gw, gb, w0, 0.02, 1e-4)
+    asked = []
+
+    def stop():
+        asked.append(1)
+        return len(asked) >= at
+
+    work, ref_work = DataWork(), DataWork()
+    u, Db, sweeps, _ = data_qp(*args, tol=1e-14, max_sweeps=50, work=work, stop=stop)
+    ru, rDb, rsweeps, _ = data_qp(*args, tol=1e-14, max_sweeps=at, work=ref_work)
+    assert sweeps == rsweeps == at == len(asked) and work.entries == ref_work.entries
+    np.testing.assert_array_equal(u, ru)
+    np.testing.assert_array_equal(Db, rDb)
+    full = data_qp(*args, tol=1e-12, max_sweeps=500)
+    never = data_qp(*args, tol=1e-12, max_sweeps=500, stop=lambda: False)
+    assert full[2] == never[2] > at
+    np.testing.assert_array_equal(full[0], never[0])
+
+
 def test_the_routes_choice_and_sweep_budget():
     assert not data_pays(500, 500) and data_pays(500, 501) and not data_pays(10_000, 1_500)
     assert data_sweep_cap(10) == DATA_MIN_SWEEPS
@@ -412,6 +438,50 @@ def test_a_crawl_after_a_data_space_step_hands_over_from_that_step(monkeypatch):
     pen = ElasticNet(0.99)
     f = [data.loss_grad(r.W, r.b, need_grad=False)[0] + pen.value(r.W, 0.02) for r in (a, ref)]
     assert f[0] == pytest.approx(f[1], rel=1e-7)
+
+
+def test_a_budget_stops_a_data_space_solve_and_declines_the_crawls_hessian(monkeypatch):
+    """Newton's budget (max_cost) reaches into its model solves in data space: a budget one
+    pass of the first solve passes stops that solve there (no crawl, no Gram route), and one
+    that the crawling solve fits but not the Gram route's fresh Hessian declines it (priced as
+    spent); OWL-QN finishes each point at the optimum."""
+    X, y, C = _wide(seed=3)
+    n, m = X.shape
+    _, ref = _solve(X, y, C, 0.02)
+    pen = ElasticNet(0.99)
+
+    def value(data, r):
+        return data.loss_grad(r.W, r.b, need_grad=False)[0] + pen.value(r.W, 0.02)
+
+    # a budget below a step's fixed price: the first data-space solve stops after its
+    # first pass (over every free coordinate: at most m C + C of them, each n examples)
+    passes = []
+    real_qp = newton_module.data_qp
+
+    def counted_qp(*args, **kw):
+        out = real_qp(*args, **kw)
+        passes.append(out[2])
+        return out
+
+    monkeypatch.setattr(newton_module, "data_qp", counted_qp)
+    data, a = _solve(X, y, C, 0.02, max_cost=0.5 * newton_observed_cost(n, m, C, 1, {}))
+    assert passes == [1]
+    assert a.iterations == {"newton": 1, "owlqn": a.iterations["owlqn"]} and a.converged
+    assert not a.work["crawled"] and a.work["hessian"] == 0
+    assert 0 < a.work["data"] <= n * (m * C + C) and a.work["data"] % n == 0
+    assert value(data, a) == pytest.approx(value(data, ref), rel=1e-7)
+    # every solve crawls after one pass; the budget fits that pass, not the Hessian after it
+    monkeypatch.setattr(newton_module, "data_sweep_cap", lambda N: 1)
+    _, crawl = _solve(X, y, C, 0.02, max_free=10_000)
+    assert crawl.work["crawled"] and crawl.work["hessian"] > 0
+    data_only = {"data": crawl.work["data"]}  # its one pass (the Gram route after it)
+    data, b = _solve(X, y, C, 0.02, max_free=10_000,
+                     max_cost=(1 + 1e-6) * newton_observed_cost(n, m, C, 1, data_only))
+    assert b.iterations["newton"] == 1 and b.iterations["owlqn"] > 0 and b.converged
+    assert b.work["crawled"] and b.work["stream"] == b.work["stream_cached"] == 0
+    N = (b.work["hessian"] / (n / 2)) ** 0.5  # the declined Hessian, counted: n N²/2
+    assert abs(N - round(N)) < 1e-6 and round(N) > n
+    assert value(data, b) == pytest.approx(value(data, ref), rel=1e-7)
 
 
 def _kernels():

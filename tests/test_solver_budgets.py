@@ -261,9 +261,21 @@ def test_newton_hands_over_to_owlqn_past_its_cost_and_reports_its_work():
     roomy = newton(data, W0, b0, lam, pen, tol=tol, max_cost=1.01 * spent)
     assert roomy.iterations is None and roomy.n_iter == alone.n_iter
     assert roomy.objective == pytest.approx(alone.objective, rel=1e-10)  # its CD chunks: 8
-    # a budget below one step's: one Newton step, then OWL-QN from there
-    res = newton(data, W0, b0, lam, pen, tol=tol, max_cost=1e-9)
     ref = owlqn(data, W0, b0, lam, pen, tol=tol)
+    # a budget below its first Hessian's price: no step, OWL-QN from the start, the Hessian it
+    # declined counted as its price (what the path reads: Newton cost here at least this)
+    none = newton(data, W0, b0, lam, pen, tol=tol, max_cost=1e-9)
+    assert none.iterations == {"newton": 0, "owlqn": none.n_iter} and none.converged
+    assert none.objective == pytest.approx(ref.objective, rel=1e-8)
+    hess = none.work["hessian"]
+    N = (hess / (data.n / 2)) ** 0.5  # n N²/2 of the free coordinates' Hessian
+    assert hess > 0 and pytest.approx(round(N)) == N and C <= round(N) <= m * C
+    assert none.work["stream"] + none.work["stream_cached"] + none.work["blas3"] == 0
+    first = newton_observed_cost(data.n, m, C, 1, {"hessian": hess})
+    assert newton(data, W0, b0, lam, pen, tol=tol, max_cost=0.999 * first).iterations == \
+        {"newton": 0, "owlqn": none.n_iter}
+    # a budget the first Hessian fits but not one step's: one Newton step, then OWL-QN
+    res = newton(data, W0, b0, lam, pen, tol=tol, max_cost=1.001 * first)
     assert list(res.iterations) == ["newton", "owlqn"] and res.iterations["newton"] == 1
     assert sum(res.iterations.values()) == res.n_iter
     assert res.converged and res.objective == pytest.approx(ref.objective, rel=1e-8)
@@ -272,9 +284,11 @@ def test_newton_hands_over_to_owlqn_past_its_cost_and_reports_its_work():
     one = newton(data, W0, b0, lam, pen, tol=tol, max_iter=1)
     assert sum(res.work.values()) < sum(one.work.values())
     # between: Newton goes on while its priced work is within the budget
-    mid = newton(data, W0, b0, lam, pen, tol=tol, max_cost=0.5 * spent)
+    budget = 0.5 * (first + spent)
+    assert first < budget < spent
+    mid = newton(data, W0, b0, lam, pen, tol=tol, max_cost=budget)
     assert mid.iterations is not None and 1 <= mid.iterations["newton"] < alone.n_iter
-    assert newton_observed_cost(data.n, m, C, mid.iterations["newton"], mid.work) > 0.5 * spent
+    assert newton_observed_cost(data.n, m, C, mid.iterations["newton"], mid.work) > budget
 
 
 # ------------------------------------------------------------------------------ in a path

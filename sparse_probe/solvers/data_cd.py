@@ -27,6 +27,7 @@ to the float32 probabilities' rounding), a direction coordinate descent would cr
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -147,7 +148,8 @@ def compiled() -> bool:
 def data_qp(XwT: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: torch.Tensor,
             hw: np.ndarray, gw: np.ndarray, gb: np.ndarray, w0: np.ndarray, l1: float, l2: float,
             *, tol: float, max_sweeps: int = DATA_SWEEPS,
-            work: DataWork | None = None) -> tuple[np.ndarray, np.ndarray, int, float]:
+            work: DataWork | None = None,
+            stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray, int, float]:
     """Minimize the Newton model with the elastic net on the weights (module doc).
 
     Parameters
@@ -175,6 +177,10 @@ def data_qp(XwT: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: torch.Te
         Passes at most (the iterate reached is returned: every pass lowers the model).
     work : DataWork, optional
         Counts the examples read into it.
+    stop : callable, optional
+        Asked after each pass: true stops there (the caller's work budget is spent; a
+        Newton point's ``max_cost``: a 40-class held-out path's data-space solve made 396
+        passes, 2 s, where its budget was ~1.4 s).
 
     Returns
     -------
@@ -207,26 +213,27 @@ def data_qp(XwT: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: torch.Te
     everything = np.arange(N - 1, dtype=np.int64)
     fn = _kernel()
     work = DataWork() if work is None else work
-    made, viol, best, flat = 0, float("inf"), float("inf"), 0
+    made, viol, best, flat, stopped = 0, float("inf"), float("inf"), 0, False
 
     def run(order: np.ndarray) -> float:
-        nonlocal made
+        nonlocal made, stopped
         v = fn(XT, PT, UT, s, cls_all, col_all, a, h, l1v, l2v, w, order, n, 1)
         made += 1
         work.entries += float(n) * order.size
+        stopped = stop is not None and stop()
         return v
 
-    while made < max_sweeps:
+    while made < max_sweeps and not stopped:
         viol = run(everything)
         # two full passes in a row no better than the best: the sums' rounding rules, not
         # the model (where the active set settled, a full pass can still meet more)
         flat = 0 if viol < best else flat + 1
         best = min(best, viol)
-        if viol <= tol or made >= max_sweeps or flat >= FLAT_PASSES:
+        if viol <= tol or made >= max_sweeps or flat >= FLAT_PASSES or stopped:
             break
         active = np.flatnonzero(((w != 0) | (col_all < 0))[: N - 1]).astype(np.int64)
         inner = float("inf")
-        while made < max_sweeps:
+        while made < max_sweeps and not stopped:
             v = run(active)
             if v <= tol or not v < inner:
                 break

@@ -688,6 +688,7 @@ def newton(
     lbfgs = memory if isinstance(memory, LBFGSMemory) else None  # for a hand-over to OWL-QN
     it, stall, converged, viol = 0, 0, False, float("inf")
     stale_step, force = False, False
+    dear = False  # a fresh Hessian would have passed max_cost: OWL-QN from here
     short_step = False  # the last step's line search took less than the full step
     # the logits moved by float32 products since they were last exact (the caller's z0 did:
     # the last point's logits moved by the warm start's float32 product)
@@ -702,6 +703,15 @@ def newton(
         """The work so far costs more than ``max_cost`` OWL-QN iterations."""
         return max_cost is not None and \
             newton_observed_cost(n, m, C, max(it, 1), counted()) > max_cost
+
+    def hessian_over(madds: float) -> bool:
+        """A fresh Hessian of ``madds`` multiply-adds would take the work past ``max_cost``:
+        no budget check can stop it midway, so OWL-QN takes the point before it starts."""
+        if max_cost is None:
+            return False
+        work = counted()
+        work["hessian"] += madds
+        return newton_observed_cost(n, m, C, max(it, 1), work) > max_cost
 
     def retry() -> bool:
         """Before giving up (no descent in a fresh model or no acceptable step on it, a
@@ -744,16 +754,20 @@ def newton(
         refresh = force or (it == 0 and (state is None or not carry_pays(n, m, C, Nw + C))) \
             or (stale_step and _refresh(viol, viol_before, tol, n, m, C, Nw + C))
         force = False
-        spent = it and over_budget()
+        spent = dear or (it and over_budget())
         to_data = data_space and data_pays(n, Nw)  # solved in data space (data_cd)
         # (a model solved in data space has no (N, N) matrix to outgrow max_free)
         if (Nw + C > max_free and not to_data) or spent:
             if spent:
-                log.debug("newton: over its budget of %.0f OWL-QN iterations after %d steps: "
-                          "OWL-QN from here", max_cost, it)
+                log.debug("newton: over its budget of %.0f OWL-QN iterations after %d steps%s: "
+                          "OWL-QN from here", max_cost, it,
+                          " (with the fresh Hessian it needed)" if dear else "")
             res = owlqn(data, W, b, lam, penalty, tol=tol, z0=z, gamma0=gamma0, memory=lbfgs,
                         **handed)
-            res.iterations = {"newton": it, "owlqn": res.n_iter} if it else {"owlqn": res.n_iter}
+            # (a Newton that declined its first Hessian is a Newton hand-over with no steps:
+            # the path reads its price)
+            res.iterations = {"newton": it, "owlqn": res.n_iter} if it or dear \
+                else {"owlqn": res.n_iter}
             res.n_iter += it
             res.work = counted() if spent else None
             return res
@@ -765,8 +779,11 @@ def newton(
             u, Db, _, dviol = data_qp(
                 XwT, P, cls, col, hessian_diag(data.Xw, P, cls, col, XwT),
                 G[cls, col].cpu().numpy(), gb.cpu().numpy(), W[cls, col].cpu().numpy(), l1, l2,
-                tol=target, max_sweeps=data_sweep_cap(Nw + C), work=dwork)
+                tol=target, max_sweeps=data_sweep_cap(Nw + C), work=dwork,
+                stop=over_budget if max_cost is not None else None)
             state, in_data = None, dviol <= target
+            if not in_data and over_budget():  # stopped by the budget: OWL-QN from here
+                continue
             if not in_data:  # it crawled: the Gram route from its iterate, from here on
                 log.debug("newton: data-space model unsolved (%.3e over %.3e): Gram route",
                           dviol, target)
@@ -794,6 +811,17 @@ def newton(
                 Nw = key.size
                 model = state.Q, state.Hwb, state.Hbb
         fresh = model is None
+        if fresh and not in_data and hessian_over(n * float(Nw) ** 2 / 2):
+            # (the largest piece of a step, which no budget check stops midway: 8.5e10
+            # multiply-adds where a held-out 40-class path's data-space solve crawled into the
+            # Gram route at N = 7,765, n = 2,821). Its price is counted as spent (what Newton
+            # would have cost here at least: the path's choice reads it); the step it was for
+            # is not taken, a data-space solve that crawled into it was
+            hess_madds += n * float(Nw) ** 2 / 2
+            dear = True
+            if start is None:
+                it -= 1
+            continue
         if fresh and not in_data:
             Hww, Hwb, Hbb = hessian_blocks(data.Xw, P, cls, col, XwT=data.XwT)
             hess_madds += n * float(Nw) ** 2 / 2
