@@ -23,8 +23,9 @@ Then it fits, by nonnegative least squares on the seconds (each point weighted b
   over its model solves) + b_s * iters + b_0``: the Hessians, the products and line search
   of each step, the model's coordinate descent, a fixed overhead per step and per point; and
   a second fit with the model solves' counted work in place of ``Σ N_model²``: ``b_m *
-  stream + b_c * stream_cached + b_f * blas3`` (entries read from models beyond and within
-  the caches, factorization multiply-adds), the prices ``choice.newton_observed_cost`` reads
+  stream + b_c * stream_cached + b_f * blas3 + b_d * data`` (entries read from models beyond
+  and within the caches, factorization multiply-adds, examples read by data-space model
+  solves), the prices ``choice.newton_observed_cost`` reads
   a point's work with; the
   work against the expected ``N`` (Hessian work per point / (nN²/2), model solves' ΣN² per
   step / N², steps per point) is printed per geometry: the choice needs it before Newton
@@ -56,7 +57,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_path import GEOMETRIES, lambda_grid, make_geometry
 
-QP_COUNTS = ("stream", "stream_cached", "blas3")  # gram_cd.QPWork's counts, per solve
+FACTOR_MIN = 300  # model sizes above which the reads and factorizations per point are summarized
+QP_COUNTS = ("stream", "stream_cached", "blas3",  # gram_cd.QPWork's counts, per solve
+             "data")  # examples read by data-space model solves (data_cd.DataWork)
 
 
 def record_solves(X, y, lams, solver: str, threads: int = 1) -> list[dict]:
@@ -145,10 +148,12 @@ def newton_terms(r: dict) -> np.ndarray:
 
 def newton_work_terms(r: dict) -> np.ndarray:
     """Per-point regressors of Newton's model with the model solves' counted work (in the
-    order b_H, b_i, b_m, b_c, b_f, b_s, b_0)."""
+    order b_H, b_i, b_m, b_c, b_f, b_d, b_s, b_0): the last term before the steps is the
+    examples its data-space model solves read (``choice.DATA_ENTRY``)."""
     nmc = 4.0 * r["n"] * r["m"] * r["C"]
     return np.array([r["hess"], r["iters"] * nmc, r.get("stream", 0.0),
-                     r.get("stream_cached", 0.0), r.get("blas3", 0.0), r["iters"], 1.0])
+                     r.get("stream_cached", 0.0), r.get("blas3", 0.0), r.get("data", 0.0),
+                     r["iters"], 1.0])
 
 
 def fit_model(rows: list[dict], terms) -> tuple[np.ndarray, np.ndarray]:
@@ -244,7 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     print("Newton per point with the model solves' counted work, same unit: "
           f"{bw[0] / unit:.3g} * (Hessian multiply-adds) + {bw[1] / unit:.3g} * iters*4nmC + "
           f"{bw[2] / unit:.3g} * stream + {bw[3] / unit:.3g} * stream_cached + "
-          f"{bw[4] / unit:.3g} * blas3 + {bw[5] / unit:.3g} * iters + {bw[6] / unit:.3g}")
+          f"{bw[4] / unit:.3g} * blas3 + {bw[5] / unit:.3g} * data + {bw[6] / unit:.3g} * iters + "
+          f"{bw[7] / unit:.3g}")
     print("Newton's work against the expected free coordinates N (sums over the points of "
           "each problem with N > C):")
     for label, *_ in problems:
@@ -255,6 +261,13 @@ def main(argv: list[str] | None = None) -> None:
                   f"model solves' ΣN² per step / N² "
                   f"{sum(r['qp'] for r in rs) / sum(r['iters'] * r['N'] ** 2 for r in rs):5.2f}, "
                   f"iterations per point {np.mean([r['iters'] for r in rs]):5.2f}")
+            reads = [(r["stream"] + r["stream_cached"]) / (r["iters"] * r["N"] ** 2)
+                     for r in rs if r["iters"] and r["N"] > FACTOR_MIN]
+            facts = [r["blas3"] / (r["N"] ** 3 / 3) for r in rs if r["N"] > FACTOR_MIN]
+            if reads:  # a Gram-route point's work against its size, the medians of these points
+                print(f"  {'':>14}  at N > {FACTOR_MIN}: model entries read per step / N² "
+                      f"{np.median(reads):5.1f}, factorization work per point / (N³/3) "
+                      f"{np.median(facts):5.2f}")
     print(f"(a_p = {unit:.3g} s per multiply-add on this machine)\n")
     print(f"{'problem':>14} {'solver':>11} {'points':>6} {'measured s':>10} {'model s':>8} "
           f"{'model/meas':>10}  (newton-work: the fit with the counted work)")

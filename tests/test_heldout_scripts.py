@@ -202,6 +202,8 @@ def test_solver_cost_measurement_fits_both_newton_models(capsys):
               for m in re.finditer(r"\[tiny\] (owlqn|newton): (\d+) points", out)}
     assert counts.keys() == {"owlqn", "newton"} and set(counts.values()) <= {7, 8}
     assert "Newton per point with the model solves' counted work" in out
+    # the examples read by data-space model solves are priced in the same fit
+    assert re.search(r"\* blas3 \+ [0-9.e+-]+ \* data \+", out)
     assert [ln.split()[1] for ln in out.splitlines() if ln.strip().startswith("tiny ")] == \
         ["owlqn", "newton", "newton-work"]
     for bad in ("tiny:600:24", "tiny:600:24:4:nope", "tiny:600:24:4:collinear:x"):
