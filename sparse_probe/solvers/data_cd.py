@@ -178,9 +178,9 @@ def data_qp(XwT: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: torch.Te
     work : DataWork, optional
         Counts the examples read into it.
     stop : callable, optional
-        Asked after each pass: true stops there (the caller's work budget is spent; a
-        Newton point's ``max_cost``: a 40-class held-out path's data-space solve made 396
-        passes, 2 s, where its budget was ~1.4 s).
+        Asked after each pass: true stops there (the caller's work budget is spent: a
+        Newton point's ``max_cost``; on a held-out 40-class path a solve ran on for seconds
+        past it, ``benchmarks/results/solver-prices-zen5-trials-cpu-2026-12-06.txt``).
 
     Returns
     -------

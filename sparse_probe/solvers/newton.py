@@ -812,11 +812,10 @@ def newton(
                 model = state.Q, state.Hwb, state.Hbb
         fresh = model is None
         if fresh and not in_data and hessian_over(n * float(Nw) ** 2 / 2):
-            # (the largest piece of a step, which no budget check stops midway: 8.5e10
-            # multiply-adds where a held-out 40-class path's data-space solve crawled into the
-            # Gram route at N = 7,765, n = 2,821). Its price is counted as spent (what Newton
-            # would have cost here at least: the path's choice reads it); the step it was for
-            # is not taken, a data-space solve that crawled into it was
+            # (the largest piece of a step, n N²/2 multiply-adds, which no budget check can
+            # stop midway). Its price is counted as spent (what Newton would have cost here at
+            # least: the path's choice reads it); the step it was for is not taken, a
+            # data-space solve that crawled into it was
             hess_madds += n * float(Nw) ** 2 / 2
             dear = True
             if start is None:
