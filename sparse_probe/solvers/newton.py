@@ -699,18 +699,13 @@ def newton(
         return {"hessian": hess_madds, "stream": qp.stream, "stream_cached": qp.stream_cached,
                 "blas3": qp.blas3, "data": dwork.entries, "crawled": crawled}
 
-    def over_budget() -> bool:
-        """The work so far costs more than ``max_cost`` OWL-QN iterations."""
-        return max_cost is not None and \
-            newton_observed_cost(n, m, C, max(it, 1), counted()) > max_cost
-
-    def hessian_over(madds: float) -> bool:
-        """A fresh Hessian of ``madds`` multiply-adds would take the work past ``max_cost``:
-        no budget check can stop it midway, so OWL-QN takes the point before it starts."""
+    def over_budget(hessian: float = 0.0) -> bool:
+        """The work so far, and a fresh Hessian of ``hessian`` multiply-adds about to start
+        (which no check can stop midway), costs more than ``max_cost`` OWL-QN iterations."""
         if max_cost is None:
             return False
         work = counted()
-        work["hessian"] += madds
+        work["hessian"] += hessian
         return newton_observed_cost(n, m, C, max(it, 1), work) > max_cost
 
     def retry() -> bool:
@@ -811,7 +806,7 @@ def newton(
                 Nw = key.size
                 model = state.Q, state.Hwb, state.Hbb
         fresh = model is None
-        if fresh and not in_data and hessian_over(n * float(Nw) ** 2 / 2):
+        if fresh and not in_data and over_budget(n * float(Nw) ** 2 / 2):
             # (the largest piece of a step, n N²/2 multiply-adds, which no budget check can
             # stop midway). Its price is counted as spent (what Newton would have cost here at
             # least: the path's choice reads it); the step it was for is not taken, a
