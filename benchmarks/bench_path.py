@@ -17,6 +17,10 @@ down to 1e-2·λ_max unless ``--n-lambdas``/``--eps`` say otherwise):
   classes1000   1000 classes at small d (20k × 32)
   wide          n ≪ d (500 × 5,000 × 10)
   binary        two classes, as a toxicity head (10k × 256; not one of issue 19's rows)
+  deep-cnn      real deep features: the pooled channels (d = the last block's width) of a
+                ShapesCNN trained in the run on the built-in shapes data (5k × 256 × 6)
+  deep-resnet   the pooled features of a randomly initialized torchvision ResNet-18 (no
+                download) on the shapes images: 4k × 512 × 6, nonnegative, nearly collinear
 ``--solvers torch,owlqn,newton`` runs ours once per restricted solver (torch: the default,
 OWL-QN or proximal Newton chosen per path point).
 Each row prints both times, their ratio, each solver's largest relative objective gap to the
@@ -82,6 +86,8 @@ GEOMETRIES = {
     "classes1000": dict(n=20_000, d=32, classes=1000),
     "wide": dict(n=500, d=5_000, classes=10),
     "binary": dict(n=10_000, d=256, classes=2),
+    "deep-cnn": dict(n=5_000, d=256, classes=6),
+    "deep-resnet": dict(n=4_000, d=512, classes=6),
 }
 
 
@@ -114,6 +120,8 @@ def make_geometry(name: str, n: int, d: int, classes: int,
         X, y = make_classification(n_samples=n, n_features=d, n_informative=inf,
                                    n_redundant=inf, n_classes=classes, n_clusters_per_class=1,
                                    class_sep=1.0, random_state=seed)
+    elif name in ("deep-cnn", "deep-resnet"):
+        X, y = deep_features(name, n, d, classes, seed)
     elif name == "lowrank-relu":
         r = 16
         y = rng.integers(0, classes, n)
@@ -127,6 +135,40 @@ def make_geometry(name: str, n: int, d: int, classes: int,
     sd[sd == 0] = 1.0
     X = ((X - X.mean(0)) / sd).astype(np.float32)
     return X, np.asarray(y, dtype=np.int64)
+
+
+def deep_features(name: str, n: int, d: int, classes: int,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Real deep features (n, d) float32 and labels of the built-in shapes data (6 classes):
+    ``deep-cnn`` the pooled channels of a :class:`~sparse_probe.datasets.models.ShapesCNN` of
+    width ``d`` trained here on the ``n`` training images (seconds on 2 cores), ``deep-resnet``
+    those of a torchvision ResNet-18 with random weights (``d`` = 512; nothing downloaded).
+    Both nonnegative (post-ReLU), strongly correlated, some channels dead."""
+    import torch
+
+    from sparse_probe.datasets.models import images_to_tensor, train_shapes_model
+    from sparse_probe.datasets.shapes import make_shapes
+
+    if classes != 6:
+        raise SystemExit(f"--geometry {name}: the shapes data has 6 classes, not {classes}")
+    ds = make_shapes(n_train=n, n_val=60, n_test=60, seed=seed)
+    images = ds.train.images
+    if name == "deep-cnn":
+        model, _ = train_shapes_model(ds, width=d, seed=seed, progress=False, num_threads=None)
+        pooled = lambda x: model.flatten(model.pool(model.features(x)))  # noqa: E731
+    else:
+        import torchvision
+
+        if d != 512:
+            raise SystemExit(f"--geometry deep-resnet: ResNet-18 pools 512 features, not {d}")
+        torch.manual_seed(seed)
+        model = torchvision.models.resnet18(weights=None)
+        model.fc = torch.nn.Identity()
+        pooled = model.eval()
+    with torch.inference_mode():
+        F = np.concatenate([pooled(images_to_tensor(images[i:i + 250])).numpy()
+                            for i in range(0, len(images), 250)])
+    return F, np.asarray(ds.train.labels, dtype=np.int64)
 
 
 def newton_count_note(info: dict) -> str:

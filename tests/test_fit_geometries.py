@@ -3,8 +3,9 @@
 Each geometry is one the fitter meets in practice (issue 19): make_classification as the
 benchmark's presets, exactly collinear columns, post-ReLU low-rank features (nonnegative,
 strongly correlated), many classes at small d, and n ≪ d; and two the benchmark does not time:
-two classes (a toxicity head), and a class of three examples beside exact copies of columns
-and a constant column. On each: every point satisfies the
+two classes (a toxicity head), a class of three examples beside exact copies of columns
+and a constant column, and real deep features (the pooled channels of a small CNN trained in
+the test on the built-in shapes data: nonnegative, correlated, some dead). On each: every point satisfies the
 KKT conditions (re-checked independently in float64), and the objective is never worse than
 python-glmnet's on the same λ, nor than scikit-learn saga's (tight tolerance) at a few points,
 by more than 1e-6 relative (1e-5 with the rare class: ``WORSE_BY``). Two classes are checked
@@ -59,6 +60,17 @@ def _geometry(name: str, seed: int = 0):
         keep[np.flatnonzero(y == 0)[3:]] = False
         X, y = X[keep], y[keep]
         X = np.concatenate([X, X[:, :5], np.full((len(y), 1), 2.5)], 1)
+    elif name == "deep-cnn":  # real deep features: a small CNN trained here on built-in data
+        import torch
+
+        from sparse_probe.datasets.models import images_to_tensor, train_shapes_model
+        from sparse_probe.datasets.shapes import make_shapes
+
+        ds = make_shapes(n_train=600, n_val=30, n_test=30, size=32, seed=seed)
+        model, _ = train_shapes_model(ds, width=24, epochs=3, progress=False, seed=seed)
+        with torch.inference_mode():
+            X = model.flatten(model.pool(model.features(images_to_tensor(ds.train.images))))
+        X, y = X.numpy(), ds.train.labels
     else:
         raise ValueError(name)
     X = X * rng.uniform(0.5, 2.0, X.shape[1]) + rng.normal(0, 1, X.shape[1])  # unstandardized
@@ -66,7 +78,7 @@ def _geometry(name: str, seed: int = 0):
 
 
 GEOMETRIES = ["current", "collinear", "lowrank-relu", "many-classes", "wide", "binary",
-              "rare-class-copies"]
+              "rare-class-copies", "deep-cnn"]
 
 
 @pytest.fixture(scope="module", params=GEOMETRIES)
