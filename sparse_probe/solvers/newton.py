@@ -14,7 +14,9 @@ where the model is small or coordinate descent crawls
 (:func:`~sparse_probe.solvers.gram_cd.enet_qp`, no pass over the n examples), after the
 unpenalized biases are eliminated in closed form (Schur complement); a backtracking line search
 on the true objective (float64 logits moved along the step's float32 product, recomputed
-exactly before the solver declares convergence) accepts the step. As in
+exactly before the solver declares convergence) accepts the step; after a step it had to cut,
+the next model is damped (Levenberg-Marquardt, :func:`damping`: on real deep features the
+undamped steps ran far along nearly flat directions). As in
 OWL-QN, each feature's weights are then shifted to the penalty-optimal center
 (:mod:`~sparse_probe.solvers.centering`): the loss is invariant to that shift, and the model
 is singular along it (``(diag(p) − ppᵀ) 1 = 0``), regularized only by the tiny ridge.
