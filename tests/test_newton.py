@@ -580,6 +580,50 @@ def test_cover_keeps_one_hessian_with_the_couplings():
     assert not (diag_only.Q[np.ix_(new, new)] - np.diag(np.diag(diag_only.Q)[new])).any()
 
 
+def test_restrict_cuts_a_model_past_its_slack_to_a_sub_block_in_its_order():
+    """A reused model holding more than MODEL_SLACK times the weights a step frees is cut to
+    those weights: the principal sub-block of its Schur complement (the Schur complement of
+    their own Hessian), in the model's order, its face factor dropped; within the slack it is
+    the model itself."""
+    X, _, C = _problem(seed=8)
+    m = X.shape[1]
+    P = torch.softmax(torch.randn(X.shape[0], C, dtype=torch.float64), 1).float()
+    assert newton_module.MODEL_SLACK == 1.2
+    cls, col = (torch.as_tensor(v) for v in np.divmod(np.arange(C * m), m))
+    Hww, Hwb, Hbb = hessian_blocks(X, P, cls, col)  # (sorted by class, as it needs)
+    Q = Hww - Hwb @ newton_module._pinv_bias(Hbb) @ Hwb.T
+    order = np.random.default_rng(1).permutation(C * m)  # a model's order need not be sorted
+    st = NewtonState(order, Q[np.ix_(order, order)], Hwb[order], Hbb, m, C, P)
+    st.faces_at(1e-3)
+    N = order.size
+    assert N == 24  # 1.2 x 20
+    rng = np.random.default_rng(0)
+    at_slack = np.sort(rng.choice(N, 20, replace=False))  # N = 1.2 x its size: kept
+    assert newton_module._restrict(st, at_slack) is st
+    key = np.sort(np.concatenate([rng.choice(N, 17, replace=False),
+                                  [C * m, C * m + 5]]))  # two weights the model lacks
+    assert key.size * 1.2 < N  # past the slack (the step's weights, the model's or not)
+    inside = np.isin(order, key)
+    cut = newton_module._restrict(st, key)
+    keep = np.flatnonzero(inside)
+    np.testing.assert_array_equal(cut.key, order[keep])  # the model's order kept
+    np.testing.assert_array_equal(cut.Q, st.Q[np.ix_(keep, keep)])
+    np.testing.assert_array_equal(cut.Hwb, st.Hwb[keep])
+    assert not (np.diff(cut.key) > 0).all()
+    assert cut.Hbb is Hbb and cut.P is P and cut.faces is None and (cut.m, cut.C) == (m, C)
+    # the sub-block is the Schur complement of those weights' own Hessian
+    sub = np.sort(order[keep])
+    Sww, Swb, Sbb = hessian_blocks(X, P, cls[sub], col[sub])
+    ref = Sww - Swb @ newton_module._pinv_bias(Sbb) @ Swb.T
+    at = np.searchsorted(sub, order[keep])  # in the model's order
+    ref = ref[np.ix_(at, at)]
+    np.testing.assert_allclose(cut.Q, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+    # the step's weights past the slack by one: cut; a key with every model weight: kept
+    just = np.sort(rng.choice(N, 19, replace=False))
+    assert newton_module._restrict(st, just).key.size == just.size
+    assert newton_module._restrict(st, np.arange(C * m + 3)) is st
+
+
 @pytest.mark.parametrize("gather", [True, False])
 def test_hessian_cross_sums_its_row_blocks_with_a_class_left_out(gather, monkeypatch):
     """Rows of joining weights over blocks of 256 examples (five, a short last one), by either
