@@ -137,13 +137,15 @@ def make_geometry(name: str, n: int, d: int, classes: int,
     return X, np.asarray(y, dtype=np.int64)
 
 
-def deep_features(name: str, n: int, d: int, classes: int,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Real deep features (n, d) float32 and labels of the built-in shapes data (6 classes):
-    ``deep-cnn`` the pooled channels of a :class:`~sparse_probe.datasets.models.ShapesCNN` of
-    width ``d`` trained here on the ``n`` training images (seconds on 2 cores), ``deep-resnet``
-    those of a torchvision ResNet-18 with random weights (``d`` = 512; nothing downloaded).
-    Both nonnegative (post-ReLU), strongly correlated, some channels dead."""
+def deep_features(name: str, n: int, d: int, classes: int, seed: int = 0, *, size: int = 64,
+                  epochs: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Real deep features (n, d) float32 and labels of the built-in shapes data (6 classes,
+    images of ``size`` pixels a side): ``deep-cnn`` the pooled channels of a
+    :class:`~sparse_probe.datasets.models.ShapesCNN` of width ``d`` trained here for
+    ``epochs`` on the ``n`` training images (seconds on 2 cores), ``deep-resnet`` those of a
+    torchvision ResNet-18 with random weights (``d`` = 512; nothing downloaded). Both
+    nonnegative (post-ReLU), strongly correlated, some channels dead. The tests take small
+    ones from here (``size`` 32)."""
     import torch
 
     from sparse_probe.datasets.models import images_to_tensor, train_shapes_model
@@ -151,10 +153,11 @@ def deep_features(name: str, n: int, d: int, classes: int,
 
     if classes != 6:
         raise SystemExit(f"--geometry {name}: the shapes data has 6 classes, not {classes}")
-    ds = make_shapes(n_train=n, n_val=60, n_test=60, seed=seed)
+    ds = make_shapes(n_train=n, n_val=60, n_test=60, size=size, seed=seed)
     images = ds.train.images
     if name == "deep-cnn":
-        model, _ = train_shapes_model(ds, width=d, seed=seed, progress=False, num_threads=None)
+        model, _ = train_shapes_model(ds, width=d, epochs=epochs, seed=seed, progress=False,
+                                      num_threads=None)
         pooled = lambda x: model.flatten(model.pool(model.features(x)))  # noqa: E731
     else:
         import torchvision

@@ -15,6 +15,7 @@ Objectives are evaluated by one shared float64 function.
 
 import numpy as np
 import pytest
+from helpers_bench import load_bench
 from helpers_kkt import kkt_ratios
 from helpers_sklearn import sklearn_multinomial
 from sklearn.datasets import make_classification
@@ -61,16 +62,8 @@ def _geometry(name: str, seed: int = 0):
         X, y = X[keep], y[keep]
         X = np.concatenate([X, X[:, :5], np.full((len(y), 1), 2.5)], 1)
     elif name == "deep-cnn":  # real deep features: a small CNN trained here on built-in data
-        import torch
-
-        from sparse_probe.datasets.models import images_to_tensor, train_shapes_model
-        from sparse_probe.datasets.shapes import make_shapes
-
-        ds = make_shapes(n_train=600, n_val=30, n_test=30, size=32, seed=seed)
-        model, _ = train_shapes_model(ds, width=24, epochs=3, progress=False, seed=seed)
-        with torch.inference_mode():
-            X = model.flatten(model.pool(model.features(images_to_tensor(ds.train.images))))
-        X, y = X.numpy(), ds.train.labels
+        X, y = load_bench("bench_path").deep_features("deep-cnn", 600, 24, 6, seed, size=32,
+                                                      epochs=3)
     else:
         raise ValueError(name)
     X = X * rng.uniform(0.5, 2.0, X.shape[1]) + rng.normal(0, 1, X.shape[1])  # unstandardized

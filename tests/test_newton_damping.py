@@ -8,7 +8,7 @@ import importlib
 
 import numpy as np
 import pytest
-import torch
+from helpers_bench import load_bench
 from helpers_kkt import kkt_ratios
 
 from sparse_probe import fit_path
@@ -39,17 +39,11 @@ def test_damping_starts_at_a_share_of_the_diagonal_grows_on_cuts_and_decays_on_f
 @pytest.fixture(scope="module")
 def deep_features():
     """Pooled channels (n, d) of a small ShapesCNN trained here, standardized, and labels."""
-    from sparse_probe.datasets.models import images_to_tensor, train_shapes_model
-    from sparse_probe.datasets.shapes import make_shapes
-
-    ds = make_shapes(n_train=600, n_val=30, n_test=30, size=32, seed=0)
-    model, _ = train_shapes_model(ds, width=32, epochs=3, progress=False, seed=0)
-    with torch.inference_mode():
-        F = model.flatten(model.pool(model.features(images_to_tensor(ds.train.images))))
-    X = F.numpy().astype(np.float64)
+    X, y = load_bench("bench_path").deep_features("deep-cnn", 600, 32, 6, 0, size=32, epochs=3)
+    X = X.astype(np.float64)
     sd = X.std(0)
     sd[sd == 0] = 1.0
-    return ((X - X.mean(0)) / sd).astype(np.float32), ds.train.labels.astype(np.int64)
+    return ((X - X.mean(0)) / sd).astype(np.float32), y
 
 
 def _path(X, y, solver, lams):
