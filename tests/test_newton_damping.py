@@ -50,19 +50,10 @@ def _path(X, y, solver, lams):
     return fit_path(X, y, alpha=ALPHA, lambdas=lams, progress=False, solver=solver, threads=1)
 
 
-def _lambdas(X, y, eps=1e-3, k=20):
-    from sparse_probe.penalties import ElasticNet
-
-    C = int(y.max()) + 1
-    Y = np.eye(C)[y]
-    G0 = (X.astype(np.float64).T @ (Y - Y.mean(0))).T / len(y)
-    return ElasticNet(ALPHA).lambda_max(G0) * np.logspace(0, np.log10(eps), k)
-
-
 def test_newton_damps_its_model_after_a_cut_step_and_keeps_the_optimum(deep_features,
                                                                       monkeypatch, caplog):
     X, y = deep_features
-    lams = _lambdas(X, y)
+    lams = load_bench("bench_path").lambda_grid(X, y, int(y.max()) + 1, 20, 1e-3)
     solves = []  # each Gram-route model solve: (Q, q, u0, l1, ridge, tol, its solution)
     real_qp = newton_module.enet_qp
 
