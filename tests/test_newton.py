@@ -1244,8 +1244,8 @@ def test_newton_reaches_the_optimum_admitting_a_few_weights_per_step(monkeypatch
     sizes = []
     real = newton_module.admit
 
-    def spy(W, grad, thr, floor=None):
-        out = real(W, grad, thr, floor=5)
+    def spy(W, grad, thr, floor=None, **kw):
+        out = real(W, grad, thr, floor=5, **kw)
         sizes.append((int((W != 0).sum()), int((grad.abs() > thr).sum()), int(out.sum())))
         return out
 

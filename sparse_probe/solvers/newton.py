@@ -421,9 +421,21 @@ def entering_cap(nonzero: int, floor: int | None = None) -> int:
 
 
 def admit(W: torch.Tensor, g: torch.Tensor, threshold: float,
-          floor: int | None = None) -> torch.Tensor:
+          floor: int | None = None, *, settle: bool = False) -> torch.Tensor:
     """The free weights of a Newton step: the nonzero ones, and the zero ones whose gradient
-    exceeds ``threshold``, at most ``max(nonzeros, floor)`` of those (the largest first).
+    exceeds ``threshold``, at most ``max(nonzeros, floor)`` of those (the largest first); with
+    ``settle``, where more than that many are over it and some weights are nonzero, the nonzero
+    ones alone.
+
+    ``settle`` is for a path point's first step, taken from the warm start: there, zero weights
+    over the threshold past the cap say that the start's gradients are too far from the
+    point's own to choose the entering weights by. On the pooled features of a random-weight
+    ResNet-18 (``bench_path.py --geometry deep-resnet``) the last points' first steps admitted
+    the 800-1,000 largest of 1,100-1,600 candidates, and 4-5% of those were nonzero after the
+    step; of the ~100 weights that entered at each point, 10-20 were among the 256 largest
+    gradients. A first step on the nonzero weights alone moves them to about this point's
+    optimum, and the entering weights are chosen at the next step by the gradients there
+    (``benchmarks/results/newton-settle-cpu-2026-12-07.txt``).
 
     Parameters
     ----------
@@ -435,6 +447,8 @@ def admit(W: torch.Tensor, g: torch.Tensor, threshold: float,
         ``shrink·λα``.
     floor : int, optional
         Zero weights that may always join (default :data:`ENTER_MIN`).
+    settle : bool
+        Past the cap, the nonzero weights alone (where there are some).
 
     Returns
     -------
@@ -444,9 +458,12 @@ def admit(W: torch.Tensor, g: torch.Tensor, threshold: float,
     ga = g.abs()
     over = ga > threshold
     cand = over & ~nz
-    cap = entering_cap(int(nz.sum()), floor)
+    k_nz = int(nz.sum())
+    cap = entering_cap(k_nz, floor)
     if int(cand.sum()) <= cap:
         return nz | over
+    if settle and k_nz:
+        return nz
     score = torch.where(cand, ga, torch.zeros_like(ga)).reshape(-1)
     keep = torch.zeros(score.numel(), dtype=torch.bool, device=W.device)
     keep[torch.topk(score, cap).indices] = True
@@ -808,7 +825,8 @@ def newton(
             break
         if it >= max_iter:
             break
-        free = admit(W, g, shrink * l1)
+        # the first step from the warm start: past the cap, on the nonzero weights alone
+        free = admit(W, g, shrink * l1, settle=it == 0)
         cls, col = torch.nonzero(free, as_tuple=True)
         Nw = cls.numel()
         # after a step on an old Hessian: keep it while the steps it still needs (at the

@@ -1,0 +1,98 @@
+"""Newton's first step at a path point settles the nonzero weights before any joins where the
+warm start's zero weights over the threshold pass the entering cap (``newton.admit``'s
+``settle``), on real deep features: the pooled features of a random-weight torchvision
+ResNet-18 on the built-in shapes images, made in the test (nothing downloaded)."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+import torch
+from helpers_bench import load_bench
+from helpers_kkt import kkt_ratios
+
+from sparse_probe import fit_path
+
+newton_module = importlib.import_module("sparse_probe.solvers.newton")
+
+ALPHA = 0.99
+
+
+def test_admit_settles_on_the_nonzeros_past_its_cap_only():
+    W = torch.zeros(3, 6, dtype=torch.float64)
+    W[0, 0], W[1, 2] = 0.5, -0.1  # two nonzero weights
+    g = torch.tensor([[0.0, 0.9, 0.2, 0.35, 0.0, 0.6],
+                      [0.31, 0.0, 5.0, 0.0, -0.7, 0.0],
+                      [0.0, -0.45, 0.0, 0.0, 0.0, 0.32]], dtype=torch.float64)
+    thr, nz = 0.3, W != 0  # seven zero weights over it
+    over = g.abs() > thr
+    admit = newton_module.admit
+    # past the cap (max(2, 3) = 3 < 7): the nonzero weights alone
+    assert torch.equal(admit(W, g, thr, floor=3, settle=True), nz)
+    assert torch.equal(admit(W, g, thr, floor=6, settle=True), nz)  # 6 < 7 still past it
+    # within it (7 = 7, and 8): every candidate joins, as without settling
+    for floor in (7, 8):
+        assert torch.equal(admit(W, g, thr, floor=floor, settle=True), nz | over)
+        assert torch.equal(admit(W, g, thr, floor=floor, settle=True),
+                           admit(W, g, thr, floor=floor))
+    # not settling: the largest three join
+    capped = admit(W, g, thr, floor=3)
+    assert int((capped & ~nz).sum()) == 3 and bool(capped[0, 1] & capped[1, 4] & capped[0, 5])
+    # no nonzero weight to settle: the cap's largest candidates, as without settling
+    Z = torch.zeros_like(W)
+    assert torch.equal(admit(Z, g, thr, floor=3, settle=True), admit(Z, g, thr, floor=3))
+    assert int(admit(Z, g, thr, floor=3, settle=True).sum()) == 3
+
+
+@pytest.fixture(scope="module")
+def resnet_features():
+    """Pooled features (600, 512) of a random-weight ResNet-18 on 32-pixel shapes images,
+    standardized, and the labels (6 classes)."""
+    X, y = load_bench("bench_path").deep_features("deep-resnet", 600, 512, 6, 0, size=32)
+    X = X.astype(np.float64)
+    sd = X.std(0)
+    sd[sd == 0] = 1.0
+    return ((X - X.mean(0)) / sd).astype(np.float32), y
+
+
+def test_newton_settles_first_steps_past_the_cap_and_keeps_the_optimum(resnet_features,
+                                                                       monkeypatch):
+    X, y = resnet_features
+    lams = load_bench("bench_path").lambda_grid(X, y, 6, 20, 1e-2)
+    calls = []  # (settle, nonzero mask, zero weights over the threshold, admitted)
+    real = newton_module.admit
+
+    def spy(W, g, thr, floor=None, **kw):
+        out = real(W, g, thr, floor, **kw)
+        nz = W != 0
+        calls.append((kw.get("settle", False), nz, (g.abs() > thr) & ~nz, out))
+        return out
+
+    monkeypatch.setattr(newton_module, "admit", spy)
+    settled = fit_path(X, y, alpha=ALPHA, lambdas=lams, progress=False, solver="newton",
+                       threads=1)
+    binding = [i for i, (s, nz, cand, _) in enumerate(calls)
+               if s and nz.any() and int(cand.sum()) > newton_module.entering_cap(int(nz.sum()))]
+    assert len(binding) >= 3  # the warm starts of these features pass the cap
+    for i in binding:
+        _, nz, _, out = calls[i]
+        assert torch.equal(out, nz)  # the first step: the nonzero weights alone
+        assert not calls[i + 1][0]  # the next step of that point does not settle ...
+        _, nz1, cand1, out1 = calls[i + 1]
+        assert int((out1 & ~nz1).sum()) > 0 and cand1.any()  # ... and weights join there
+    for _, nz, cand, out in calls:  # within the cap every candidate joins, settling or not
+        if int(cand.sum()) <= newton_module.entering_cap(int(nz.sum())):
+            assert torch.equal(out, nz | cand)
+    # the settling moves the iterates only: the optimum of Newton without it, and OWL-QN's
+    monkeypatch.setattr(newton_module, "admit",
+                        lambda W, g, thr, floor=None, settle=False: real(W, g, thr, floor))
+    plain = fit_path(X, y, alpha=ALPHA, lambdas=lams, progress=False, solver="newton",
+                     threads=1)
+    ref = fit_path(X, y, alpha=ALPHA, lambdas=lams, progress=False, solver="owlqn", threads=1)
+    for p in (settled, plain, ref):
+        assert kkt_ratios(X, y, p).max() <= 1.0
+    obj = [np.asarray(p.objective) for p in (settled, plain, ref)]
+    np.testing.assert_allclose(obj[0], obj[1], rtol=1e-7, atol=0)
+    np.testing.assert_allclose(obj[0], obj[2], rtol=1e-5, atol=0)
