@@ -11,9 +11,13 @@ over 1e-5 (issue 19's bar). ``--grouped`` does the same for the grouped penalty 
 solver for it, FISTA, against glmnet's grouped multinomial, ``kopt=2``). ``--wide`` draws
 n ≪ d shapes instead (n in [100, 1000), d in [1000, 6000), C up to 40): there the Newton
 models have more free weights than examples and are solved in data space
-(:mod:`sparse_probe.solvers.data_cd`), a route the default shapes rarely reach.
+(:mod:`sparse_probe.solvers.data_cd`), a route the default shapes rarely reach. ``--deep``
+draws real deep features instead (``bench_path.py``'s ``deep-cnn`` and ``deep-resnet``, made
+in the run from the built-in shapes data: n in [1000, 5000), a CNN of width 32-256 trained
+there or a random-weight ResNet-18's 512 features, 6 classes).
 
-    python benchmarks/sweep_heldout.py [--seed 3] [--trials 16] [--eps 1e-4] [--grouped] [--wide]
+    python benchmarks/sweep_heldout.py [--seed 3] [--trials 16] [--eps 1e-4] [--grouped]
+                                       [--wide | --deep]
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 KINDS = ["current", "collinear", "lowrank-relu", "rare-class", "copied-columns"]
+DEEP_KINDS = ["deep-cnn", "deep-resnet"]
 
 
 #: (n range, d range, class counts) of a draw: the default shapes and ``--wide``'s n ≪ d ones
@@ -40,6 +45,19 @@ def copy_columns(X: np.ndarray) -> np.ndarray:
     appended: the held-out kind ``copied-columns``."""
     d = X.shape[1]
     return np.concatenate([X, X[:, : max(1, d // 5)], np.zeros((len(X), 1), X.dtype)], 1)
+
+
+def draw_deep(rng: np.random.Generator):
+    """One ``--deep`` trial's (kind, X, y, eps): real deep features of the shapes data."""
+    import bench_path as bp
+
+    kind = str(rng.choice(DEEP_KINDS))
+    n = int(rng.integers(1000, 5000))
+    d = int(rng.choice([32, 64, 128, 256])) if kind == "deep-cnn" else 512
+    seed = int(rng.integers(0, 10**6))
+    eps = float(rng.choice([1e-2, 1e-3]))
+    X, y = bp.make_geometry(kind, n, d, 6, seed)
+    return f"{kind} seed={seed}", X, y, eps
 
 
 def draw(rng: np.random.Generator, wide: bool = False):
@@ -79,15 +97,19 @@ def main(argv=None) -> int:
                     help="every trial's path down to this times λ_max (the draws stay the same)")
     ap.add_argument("--grouped", action="store_true",
                     help="the grouped penalty (glmnet's kopt=2) instead of the elementwise one")
-    ap.add_argument("--wide", action="store_true",
-                    help="n << d shapes (n in [100, 1000), d in [1000, 6000))")
+    shapes = ap.add_mutually_exclusive_group()
+    shapes.add_argument("--wide", action="store_true",
+                        help="n << d shapes (n in [100, 1000), d in [1000, 6000))")
+    shapes.add_argument("--deep", action="store_true",
+                        help="real deep features of the built-in shapes data (deep-cnn, "
+                             "deep-resnet)")
     args = ap.parse_args(argv)
     g = args.grouped
     rng = np.random.default_rng(args.seed)
     worst_kkt = worst_gap = 0.0
     done = 0
     while done < args.trials:
-        trial = draw(rng, args.wide)
+        trial = draw_deep(rng) if args.deep else draw(rng, args.wide)
         if trial is None:
             continue
         name, X, y, eps = trial

@@ -60,6 +60,47 @@ def test_sweep_wide_draws_n_much_smaller_than_d():
     assert trial[1].shape[1] < 400 + 400 // 5 + 1
 
 
+def test_sweep_deep_draws_real_deep_feature_shapes(monkeypatch):
+    """``--deep``: deep-cnn (width 32-256) and deep-resnet (512) features of the shapes data's
+    6 classes, n in [1000, 5000), each with its own seed; the features themselves are
+    bench_path.deep_features' (built and fitted in test_fit_geometries.py and
+    test_newton_settle.py), recorded here instead of built."""
+    sweep = load_bench("sweep_heldout")
+    bp = load_bench("bench_path")
+    asked = []
+
+    def record(kind, n, d, C, seed):
+        asked.append((kind, n, d, C, seed))
+        return np.zeros((n, d), np.float32), np.arange(n) % C
+
+    monkeypatch.setattr(bp, "make_geometry", record)
+    rng = np.random.default_rng(2)
+    trials = [sweep.draw_deep(rng) for _ in range(40)]
+    assert {a[0] for a in asked} == set(sweep.DEEP_KINDS)
+    for (kind, n, d, C, seed), (name, X, _, eps) in zip(asked, trials, strict=True):
+        assert 1000 <= n < 5000 and C == 6 and X.shape == (n, d)
+        assert d in ((32, 64, 128, 256) if kind == "deep-cnn" else (512,))
+        assert name == f"{kind} seed={seed}" and eps in (1e-2, 1e-3)
+    assert len({a[4] for a in asked}) == len(asked)  # a seed of its own per trial
+    assert {a[2] for a in asked if a[0] == "deep-cnn"} == {32, 64, 128, 256}
+
+
+def test_sweep_deep_flag_reaches_its_draws_and_excludes_wide(capsys, monkeypatch):
+    sweep = load_bench("sweep_heldout")
+    asked = []
+
+    def small(rng):
+        asked.append("deep")
+        X, y = load_bench("bench_path").make_geometry("lowrank-relu", 300, 20, 3, 7)
+        return "deep-cnn seed=7", X, y, 1e-2
+
+    monkeypatch.setattr(sweep, "draw_deep", small)
+    assert sweep.main(["--seed", "1", "--trials", "1", "--deep"]) == 0
+    assert asked == ["deep"] and capsys.readouterr().out.startswith("deep-cnn seed=7")
+    with pytest.raises(SystemExit):
+        sweep.main(["--deep", "--wide"])
+
+
 def test_sweep_runs_a_trial_and_reports_kkt_and_gap(capsys, monkeypatch):
     sweep = load_bench("sweep_heldout")
 
