@@ -1211,14 +1211,19 @@ def test_the_choice_prices_a_carried_point_both_as_counted_and_with_a_fresh_hess
     assert all(priced[i][0] == own[i] for i in range(len(own)) if i not in carried)
 
 
-def test_admit_takes_the_largest_entering_weights_up_to_its_cap():
+def _admit_example():
+    """Two nonzero weights and seven zero ones over the threshold 0.3: (0,1) .9, (0,3) .35,
+    (0,5) .6, (1,0) .31, (1,4) .7, (2,1) .45, (2,5) .32."""
     W = torch.zeros(3, 6, dtype=torch.float64)
-    W[0, 0], W[1, 2] = 0.5, -0.1  # two nonzero weights
+    W[0, 0], W[1, 2] = 0.5, -0.1
     g = torch.tensor([[0.0, 0.9, 0.2, 0.35, 0.0, 0.6],
                       [0.31, 0.0, 5.0, 0.0, -0.7, 0.0],
                       [0.0, -0.45, 0.0, 0.0, 0.0, 0.32]], dtype=torch.float64)
-    thr = 0.3  # over it at zero weights: (0,1) .9, (0,3) .35, (0,5) .6, (1,0) .31,
-    #            (1,4) .7, (2,1) .45, (2,5) .32: seven candidates
+    return W, g, 0.3
+
+
+def test_admit_takes_the_largest_entering_weights_up_to_its_cap():
+    W, g, thr = _admit_example()  # seven candidates
     every = newton_module.admit(W, g, thr, floor=7)
     np.testing.assert_array_equal(every.numpy(), ((W != 0) | (g.abs() > thr)).numpy())
     three = newton_module.admit(W, g, thr, floor=3)  # cap max(2 nonzero, 3) = 3
@@ -1229,6 +1234,29 @@ def test_admit_takes_the_largest_entering_weights_up_to_its_cap():
     two = newton_module.admit(W, g, thr, floor=0)  # the nonzero count (2) is the cap
     assert int(two.sum()) == 4 and bool(two[0, 1]) and bool(two[1, 4])
     assert newton_module.ENTER_MIN == 256
+
+
+def test_admit_settles_on_the_nonzeros_past_its_cap_only():
+    """``settle`` (a point's first step): past the cap, the nonzero weights alone; within it,
+    or with no nonzero weight to settle, the same as without."""
+    W, g, thr = _admit_example()
+    nz, over = W != 0, g.abs() > thr
+    admit = newton_module.admit
+    # past the cap (max(2, 3) = 3 < 7, and 6 < 7): the nonzero weights alone
+    assert torch.equal(admit(W, g, thr, floor=3, settle=True), nz)
+    assert torch.equal(admit(W, g, thr, floor=6, settle=True), nz)
+    # within it (7 = 7, and 8): every candidate joins, as without settling
+    for floor in (7, 8):
+        assert torch.equal(admit(W, g, thr, floor=floor, settle=True), nz | over)
+        assert torch.equal(admit(W, g, thr, floor=floor, settle=True),
+                           admit(W, g, thr, floor=floor))
+    # not settling: the largest three join
+    capped = admit(W, g, thr, floor=3)
+    assert int((capped & ~nz).sum()) == 3 and bool(capped[0, 1] & capped[1, 4] & capped[0, 5])
+    # no nonzero weight to settle: the cap's largest candidates, as without settling
+    Z = torch.zeros_like(W)
+    assert torch.equal(admit(Z, g, thr, floor=3, settle=True), admit(Z, g, thr, floor=3))
+    assert int(admit(Z, g, thr, floor=3, settle=True).sum()) == 3
 
 
 def test_newton_reaches_the_optimum_admitting_a_few_weights_per_step(monkeypatch):

@@ -1,7 +1,8 @@
 """Newton's first step at a path point settles the nonzero weights before any joins where the
 warm start's zero weights over the threshold pass the entering cap (``newton.admit``'s
 ``settle``), on real deep features: the pooled features of a random-weight torchvision
-ResNet-18 on the built-in shapes images, made in the test (nothing downloaded)."""
+ResNet-18 on the built-in shapes images, made in the test (nothing downloaded). The rule itself
+in closed form: ``test_newton.py``'s ``test_admit_settles_on_the_nonzeros_past_its_cap_only``."""
 
 from __future__ import annotations
 
@@ -18,32 +19,6 @@ from sparse_probe import fit_path
 newton_module = importlib.import_module("sparse_probe.solvers.newton")
 
 ALPHA = 0.99
-
-
-def test_admit_settles_on_the_nonzeros_past_its_cap_only():
-    W = torch.zeros(3, 6, dtype=torch.float64)
-    W[0, 0], W[1, 2] = 0.5, -0.1  # two nonzero weights
-    g = torch.tensor([[0.0, 0.9, 0.2, 0.35, 0.0, 0.6],
-                      [0.31, 0.0, 5.0, 0.0, -0.7, 0.0],
-                      [0.0, -0.45, 0.0, 0.0, 0.0, 0.32]], dtype=torch.float64)
-    thr, nz = 0.3, W != 0  # seven zero weights over it
-    over = g.abs() > thr
-    admit = newton_module.admit
-    # past the cap (max(2, 3) = 3 < 7): the nonzero weights alone
-    assert torch.equal(admit(W, g, thr, floor=3, settle=True), nz)
-    assert torch.equal(admit(W, g, thr, floor=6, settle=True), nz)  # 6 < 7 still past it
-    # within it (7 = 7, and 8): every candidate joins, as without settling
-    for floor in (7, 8):
-        assert torch.equal(admit(W, g, thr, floor=floor, settle=True), nz | over)
-        assert torch.equal(admit(W, g, thr, floor=floor, settle=True),
-                           admit(W, g, thr, floor=floor))
-    # not settling: the largest three join
-    capped = admit(W, g, thr, floor=3)
-    assert int((capped & ~nz).sum()) == 3 and bool(capped[0, 1] & capped[1, 4] & capped[0, 5])
-    # no nonzero weight to settle: the cap's largest candidates, as without settling
-    Z = torch.zeros_like(W)
-    assert torch.equal(admit(Z, g, thr, floor=3, settle=True), admit(Z, g, thr, floor=3))
-    assert int(admit(Z, g, thr, floor=3, settle=True).sum()) == 3
 
 
 @pytest.fixture(scope="module")
