@@ -430,12 +430,12 @@ def admit(W: torch.Tensor, g: torch.Tensor, threshold: float,
     ``settle`` is for a path point's first step, taken from the warm start: there, zero weights
     over the threshold past the cap say that the start's gradients are too far from the
     point's own to choose the entering weights by. On the pooled features of a random-weight
-    ResNet-18 (``bench_path.py --geometry deep-resnet``) the last points' first steps admitted
-    the 800-1,000 largest of 1,100-1,600 candidates, and 4-5% of those were nonzero after the
-    step; of the ~100 weights that entered at each point, 10-20 were among the 256 largest
-    gradients. A first step on the nonzero weights alone moves them to about this point's
-    optimum, and the entering weights are chosen at the next step by the gradients there
-    (``benchmarks/results/newton-settle-cpu-2026-12-07.txt``).
+    ResNet-18 (``bench_path.py --geometry deep-resnet``) the last four points' first steps
+    admitted the 740-980 largest of 1,300-1,570 candidates, and 4-9% of those were nonzero
+    after the step; of the 72-121 weights that entered at each of those points, 9-14 were among
+    the 256 largest gradients. A first step on the nonzero weights alone moves them to about
+    this point's optimum, and the entering weights are chosen at the next step by the gradients
+    there (``benchmarks/results/newton-settle-cpu-2026-12-07.txt``).
 
     Parameters
     ----------
