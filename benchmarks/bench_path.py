@@ -131,10 +131,15 @@ def make_geometry(name: str, n: int, d: int, classes: int,
         X = np.maximum(Z @ A + 0.3 * rng.standard_normal((n, d)) + 0.3, 0.0)
     else:
         raise SystemExit(f"--geometry: unknown geometry {name!r}; one of {', '.join(GEOMETRIES)}")
+    return standardize(X), np.asarray(y, dtype=np.int64)
+
+
+def standardize(X: np.ndarray) -> np.ndarray:
+    """Each column of ``X`` (n, d) centered and scaled to unit standard deviation in ``X``'s
+    own precision (a constant column only centered), as float32."""
     sd = X.std(0)
     sd[sd == 0] = 1.0
-    X = ((X - X.mean(0)) / sd).astype(np.float32)
-    return X, np.asarray(y, dtype=np.int64)
+    return ((X - X.mean(0)) / sd).astype(np.float32)
 
 
 def deep_features(name: str, n: int, d: int, classes: int, seed: int = 0, *, size: int = 64,

@@ -39,11 +39,9 @@ def test_damping_starts_at_a_share_of_the_diagonal_grows_on_cuts_and_decays_on_f
 @pytest.fixture(scope="module")
 def deep_features():
     """Pooled channels (n, d) of a small ShapesCNN trained here, standardized, and labels."""
-    X, y = load_bench("bench_path").deep_features("deep-cnn", 600, 32, 6, 0, size=32, epochs=3)
-    X = X.astype(np.float64)
-    sd = X.std(0)
-    sd[sd == 0] = 1.0
-    return ((X - X.mean(0)) / sd).astype(np.float32), y
+    bp = load_bench("bench_path")
+    X, y = bp.deep_features("deep-cnn", 600, 32, 6, 0, size=32, epochs=3)
+    return bp.standardize(X.astype(np.float64)), y
 
 
 def _path(X, y, solver, lams):

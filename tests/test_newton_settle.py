@@ -25,11 +25,9 @@ ALPHA = 0.99
 def resnet_features():
     """Pooled features (600, 512) of a random-weight ResNet-18 on 32-pixel shapes images,
     standardized, and the labels (6 classes)."""
-    X, y = load_bench("bench_path").deep_features("deep-resnet", 600, 512, 6, 0, size=32)
-    X = X.astype(np.float64)
-    sd = X.std(0)
-    sd[sd == 0] = 1.0
-    return ((X - X.mean(0)) / sd).astype(np.float32), y
+    bp = load_bench("bench_path")
+    X, y = bp.deep_features("deep-resnet", 600, 512, 6, 0, size=32)
+    return bp.standardize(X.astype(np.float64)), y
 
 
 def test_newton_settles_first_steps_past_the_cap_and_keeps_the_optimum(resnet_features,
