@@ -1093,6 +1093,77 @@ def test_active_set_weighs_every_candidate_of_a_move_in_one_product():
     assert f <= gram_cd._objective(np.diag(d), q, u0, l1, l2)
 
 
+def _refinements(monkeypatch):
+    """A counter of the face solves' refinements (each reads the model once: Faces._times)."""
+    count = [0]
+    real = gram_cd.Faces._times
+
+    def times(self, w):
+        count[0] += 1
+        return real(self, w)
+
+    monkeypatch.setattr(gram_cd.Faces, "_times", times)
+    return count
+
+
+def test_faces_skip_the_refinement_on_a_factor_it_left_unchanged(monkeypatch):
+    """A well-conditioned model past REFINE_ALWAYS entries: the first solve on a factor is
+    refined, and where the refinement changed nothing (within REFINE_SKIP) the later solves on
+    that factor (faces inside it, the factor carried to a grown model) are not; a factor
+    bordered or factorized anew is refined again; a factor of REFINE_ALWAYS entries at every
+    solve. Every solve exact to 1e-10."""
+    k = gram_cd.REFINE_ALWAYS
+    Q, r = _faces_problem(k + 40, seed=3)
+    Q += 0.5 * np.eye(k + 40)  # well conditioned: the refinement's correction ~1e-15
+    l2 = 0.01
+    count = _refinements(monkeypatch)
+    f = gram_cd.Faces(Q, l2)
+    S1 = np.arange(k + 1)
+    _check(f, Q, l2, S1, r[S1])
+    assert count[0] == 1 and f.accurate
+    S2 = np.delete(S1, [3, 17, k - 5])  # three entries held at zero on the same factor
+    _check(f, Q, l2, S2, r[S2])
+    _check(f, Q, l2, S1, -r[S1])
+    assert count[0] == 1 and f.factorizations == 1
+    g = f.grown(Q)  # the factor of the same block: still known to be exact
+    _check(g, Q, l2, S2, r[S2])
+    assert count[0] == 1
+    S3 = np.arange(k + 3)  # two entries bordered on: a new factor, refined once
+    _check(f, Q, l2, S3, r[S3])
+    assert count[0] == 2 and f.factorizations == 1
+    _check(f, Q, l2, S3, 2 * r[S3])
+    assert count[0] == 2
+    S4 = np.arange(20, k + 23)  # 20 left out, 20 new: factorized anew, refined once
+    _check(f, Q, l2, S4, r[S4])
+    _check(f, Q, l2, S4, -r[S4])
+    assert count[0] == 3 and f.factorizations == 2
+    small = gram_cd.Faces(Q, l2)  # REFINE_ALWAYS entries: refined every time
+    S5 = np.arange(k)
+    for sign in (1, -1, 2):
+        _check(small, Q, l2, S5, sign * r[S5])
+    assert count[0] == 6 and small.accurate
+
+
+def test_faces_keep_refining_an_ill_conditioned_factor(monkeypatch):
+    """Exactly collinear features (rank 40 of 110 columns) with a ridge of 1e-6 (condition
+    ~3e8): a refinement changes the solve by ~1e-8 of it, more than REFINE_SKIP, so every
+    solve on the factor is refined; each meets its system to the precision the conditioning
+    allows (1e-7 of the right-hand side)."""
+    rs = np.random.default_rng(5)
+    A = rs.standard_normal((200, 40)) @ rs.standard_normal((40, 110))
+    Q = A.T @ A / 200
+    l2 = 1e-6
+    S = np.arange(100)
+    M = Q[np.ix_(S, S)] + l2 * np.eye(S.size)
+    count = _refinements(monkeypatch)
+    f = gram_cd.Faces(Q, l2)
+    for trial in range(3):
+        rhs = rs.standard_normal(S.size)
+        v = f.solve(S, rhs)
+        assert np.abs(M @ v - rhs).max() <= 1e-7 * np.abs(rhs).max()
+        assert count[0] == trial + 1 and not f.accurate
+
+
 def test_faces_count_new_entries_among_those_left_out():
     """T of 8, then a face of 6 with one entry new: 3 of the 9 would be held at zero,
     4·3 > 9, so it is factorized anew rather than bordered."""

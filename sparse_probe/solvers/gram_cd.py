@@ -95,6 +95,20 @@ sweep's time per entry grew 3-4x between N = 1,024 and 2,048 in
 ``benchmarks/results/model-solve-cpu-2026-12-03.txt``)."""
 
 
+REFINE_SKIP = 1e-9
+""":class:`Faces` refines a face solve once (one product with the model, two triangular solves)
+until a refinement on its factor changes the solve by at most this share of its largest entry;
+later solves on that factor skip it. The faces of the benchmark paths (collinear, deep
+features) changed by at most 6e-12 of it (an ad hoc run over four paths), so the refinement only
+re-read the model and the factor; an ill-conditioned face, whose correction is larger, keeps
+being refined. A solve a little less exact costs no accuracy: :func:`active_set_qp` weighs
+every move on the exact objective and reports the violation from an exact product."""
+
+REFINE_ALWAYS = 64
+"""Factors of at most this many entries are refined at every solve (a pass over them costs
+little)."""
+
+
 def qp_violation(Q: np.ndarray, q: np.ndarray, u: np.ndarray, l1: float, l2: float,
                  Qu: np.ndarray | None = None) -> float:
     """Largest entry of the minimum-norm subgradient of the QP at ``u`` (gradient units)."""
@@ -230,7 +244,8 @@ class Faces:
     entries costs a few triangular solves, not a factorization. Entries outside ``T`` are
     appended to the factor (bordering, one triangular solve each); a face that leaves more
     than a quarter of ``T`` out is factorized anew. One step of iterative refinement follows
-    (the faces of collinear features are ill-conditioned).
+    (the faces of collinear features are ill-conditioned), until one on the factor changes
+    nothing (:data:`REFINE_SKIP`).
 
     The factor outlives one solve: a caller that solves the same model again (a Newton step
     on a reused model) passes it to :func:`enet_qp`, which then starts from the active-set
@@ -251,6 +266,9 @@ class Faces:
         self.U2: torch.Tensor | None = None
         self.cols: dict[int, torch.Tensor] = {}  # position in T -> A0⁻¹ e_pos
         self.factorizations = 0
+        # the last refinement on this factor changed its solve by at most REFINE_SKIP of it
+        # (later solves on it skip the refinement; reset where the factor changes)
+        self.accurate = False
 
     @property
     def factored(self) -> bool:
@@ -267,6 +285,7 @@ class Faces:
         out.where[: self.N] = self.where
         out.T, out.U, out.L, out.U2 = self.T, self.U, self.L, self.U2
         out.cols, out.factorizations = dict(self.cols), self.factorizations
+        out.accurate = self.accurate
         return out
 
     def _gram(self, rows: np.ndarray, cols: np.ndarray, diag: bool) -> torch.Tensor:
@@ -284,6 +303,7 @@ class Faces:
         self.work.blas3 += float(S.size) ** 3 / 3
         self.where[:] = -1
         self.L = self.U2 = None
+        self.accurate = False
         if int(info) != 0:
             self.U, self.T = None, np.zeros(0, dtype=np.int64)
             return False
@@ -322,7 +342,7 @@ class Faces:
             U2[:K, :K] = self.U2
             U2[:K, K:] = X[t0:]
         U2[K:, K:] = U22
-        self.U2, self.cols = U2, {}
+        self.U2, self.cols, self.accurate = U2, {}, False
         self.T = np.concatenate([self.T, new])
         self.where[new] = np.arange(t, t + k)
         return True
@@ -387,9 +407,13 @@ class Faces:
         rT = torch.zeros(self.T.size, dtype=torch.float64)
         rT[posT] = torch.from_numpy(rhs)
         w = self._constrained(rT, Z)
-        res = rT - self._times(w)  # refinement on the face (Z's residual: the multipliers')
-        res[torch.from_numpy(Z)] = 0.0
-        w = w + self._constrained(res, Z)
+        if not self.accurate or self.T.size <= REFINE_ALWAYS:
+            res = rT - self._times(w)  # refinement on the face (Z's residual: the multipliers')
+            res[torch.from_numpy(Z)] = 0.0
+            dw = self._constrained(res, Z)
+            w = w + dw
+            size = float(w.abs().max()) if w.numel() else 0.0
+            self.accurate = size > 0.0 and float(dw.abs().max()) <= REFINE_SKIP * size
         v = w[posT].numpy()
         return v if np.isfinite(v).all() else None
 
