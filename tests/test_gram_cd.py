@@ -1114,7 +1114,8 @@ def test_faces_skip_the_refinement_on_a_factor_it_left_unchanged(monkeypatch):
     solve. Every solve exact to 1e-10."""
     k = gram_cd.REFINE_ALWAYS
     Q, r = _faces_problem(k + 40, seed=3)
-    Q += 0.5 * np.eye(k + 40)  # well conditioned: the refinement's correction ~1e-15
+    Q += 0.5 * np.eye(k + 40)  # well conditioned: the refinement's correction ~1e-15 of it
+    r *= 1e4  # solves of size ~1e4: REFINE_SKIP is a share of the solve, not an absolute
     l2 = 0.01
     count = _refinements(monkeypatch)
     f = gram_cd.Faces(Q, l2)

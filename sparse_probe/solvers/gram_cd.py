@@ -412,8 +412,7 @@ class Faces:
             res[torch.from_numpy(Z)] = 0.0
             dw = self._constrained(res, Z)
             w = w + dw
-            size = float(w.abs().max()) if w.numel() else 0.0
-            self.accurate = size > 0.0 and float(dw.abs().max()) <= REFINE_SKIP * size
+            self.accurate = float(dw.abs().max()) <= REFINE_SKIP * float(w.abs().max())
         v = w[posT].numpy()
         return v if np.isfinite(v).all() else None
 
