@@ -9,8 +9,11 @@ handed over to OWL-QN, ``*`` OWL-QN over its budget handed to Newton) and the la
 relative difference of the two paths' objectives. A change to the solver choice shows as a change of the letters; its price as the ratio. Run it
 on a quiet machine: identical fits differed by up to 1.2x in wall time here.
 
-Cases: ``bench_path.py``'s geometries by name (its sizes, 30 λ to 1e-2·λ_max), or
-``KIND:n:d:C:SEED[:NLAM[:EPS]]`` (20 λ to 1e-2 by default: ``sweep_heldout.py``'s draws).
+Cases: ``bench_path.py``'s geometries by name (its sizes, 30 λ to 1e-2·λ_max),
+``KIND:n:d:C:SEED[:NLAM[:EPS]]`` (20 λ to 1e-2 by default: ``sweep_heldout.py``'s draws), or
+``heldout:SEED:K`` (also ``heldout-wide``, ``heldout-deep``): the K-th draw of
+``sweep_heldout.py --seed SEED`` (``--wide``, ``--deep``) as the sweep fits it, kinds that no
+geometry makes included (rare classes, copied columns).
 
     python benchmarks/compare_revisions.py --base HEAD~1 --cases collinear,wide,\\
         collinear:3333:138:40:176452 [--repeats 2] [--threads 1] [--quiet-start]
@@ -46,11 +49,10 @@ import bench_path as bp
 import sparse_probe
 assert sparse_probe.__file__.startswith({root!r}), sparse_probe.__file__
 from sparse_probe import fit_path
-kind, n, d, C, seed, nl, eps = {case!r}
+import compare_revisions as cr
 data = {data!r}
 if data is None:  # drawn here, the λ grid a numpy product just before the fit
-    X, y = bp.make_geometry(kind, n, d, C, seed)
-    lams = bp.lambda_grid(X, y, C, nl, eps)
+    X, y, lams = cr.case_data({case!r})
 else:  # read from the parent's files, as bench_path.py's workers do
     import numpy as np
     X, y, lams = (np.load(data + s) for s in ("-X.npy", "-y.npy", "-lams.npy"))
@@ -73,6 +75,10 @@ def parse_case(spec: str) -> tuple:
         g = bp.GEOMETRIES[spec]
         return (spec, g["n"], g["d"], g["classes"], 0, 30, 1e-2)
     parts = spec.split(":")
+    if parts[0] in HELDOUT:
+        if len(parts) != 3 or not all(p.isdigit() for p in parts[1:]) or int(parts[2]) < 1:
+            raise SystemExit(f"--cases: expected {parts[0]}:SEED:K (K >= 1), got {spec!r}")
+        return (parts[0], int(parts[1]), int(parts[2]), 0, 0, 20, None)
     try:
         if len(parts) < 5 or len(parts) > 7 or parts[0] not in bp.GEOMETRIES:
             raise ValueError
@@ -80,8 +86,8 @@ def parse_case(spec: str) -> tuple:
         nl = int(parts[5]) if len(parts) > 5 else 20
         eps = float(parts[6]) if len(parts) > 6 else 1e-2
     except ValueError:
-        raise SystemExit(f"--cases: expected a geometry ({', '.join(bp.GEOMETRIES)}) or "
-                         f"KIND:n:d:C:SEED[:NLAM[:EPS]], got {spec!r}") from None
+        raise SystemExit(f"--cases: expected a geometry ({', '.join(bp.GEOMETRIES)}), "
+                         f"KIND:n:d:C:SEED[:NLAM[:EPS]] or heldout:SEED:K, got {spec!r}") from None
     return (kind, n, d, C, seed, nl, eps)
 
 
@@ -103,13 +109,29 @@ def fit_once(root: str, case: tuple, threads: int | None = None, data: str | Non
 
 def write_case(case: tuple, prefix: str) -> str:
     """Draw ``case`` and its λ grid here and save them as ``prefix``-X/-y/-lams.npy."""
+    X, y, lams = case_data(case)
+    for suffix, a in (("-X.npy", X), ("-y.npy", y), ("-lams.npy", lams)):
+        np.save(prefix + suffix, a)
+    return prefix
+
+
+HELDOUT = ("heldout", "heldout-wide", "heldout-deep")
+"""The held-out case kinds (:func:`parse_case`): ``sweep_heldout.nth_draw``'s sets."""
+
+
+def case_data(case: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(X, y, lambdas)`` of a :func:`parse_case` tuple: a geometry's draw and its λ grid,
+    or a held-out draw and the grid ``sweep_heldout.py`` fits it on (20 λ to its eps)."""
     import bench_path as bp
 
     kind, n, d, C, seed, nl, eps = case
+    if kind in HELDOUT:
+        import sweep_heldout as sh
+
+        _, X, y, eps = sh.nth_draw(n, d, kind)
+        return X, y, bp.lambda_grid(X, y, int(y.max()) + 1, nl, eps)
     X, y = bp.make_geometry(kind, n, d, C, seed)
-    for suffix, a in (("-X.npy", X), ("-y.npy", y), ("-lams.npy", bp.lambda_grid(X, y, C, nl, eps))):
-        np.save(prefix + suffix, a)
-    return prefix
+    return X, y, bp.lambda_grid(X, y, C, nl, eps)
 
 
 def checkout(rev: str, into: str) -> str:

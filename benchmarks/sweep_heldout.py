@@ -85,6 +85,27 @@ def draw(rng: np.random.Generator, wide: bool = False):
     return f"{kind} seed={seed}", X, y, eps
 
 
+SETS = {"heldout": "", "heldout-wide": "--wide", "heldout-deep": "--deep"}
+"""The draw sets :func:`nth_draw` replays, by the flag of this script that makes them."""
+
+
+def nth_draw(seed: int, k: int, kind: str = "heldout"):
+    """The ``k``-th trial (1-based) of ``sweep_heldout.py --seed seed`` with the shapes of
+    ``kind`` (:data:`SETS`): ``(name, X, y, eps)`` as the sweep fits it (the draws it skips
+    are skipped here too), so one draw can be fitted again (``compare_revisions.py``'s
+    ``heldout:SEED:K`` cases)."""
+    if kind not in SETS or k < 1:
+        raise ValueError(f"nth_draw: expected one of {sorted(SETS)} and k >= 1, got {kind!r}, {k}")
+    rng = np.random.default_rng(seed)
+    done = 0
+    while True:
+        trial = draw_deep(rng) if kind == "heldout-deep" else draw(rng, kind == "heldout-wide")
+        if trial is not None:
+            done += 1
+            if done == k:
+                return trial
+
+
 def main(argv=None) -> int:
     import bench_path as bp
 

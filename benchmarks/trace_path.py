@@ -7,11 +7,12 @@ size N, OWL-QN's count it compared with (and the model size it was counted at), 
 last point was Newton's, the ``newton_over`` ratio it read, Newton's estimate in OWL-QN
 iterations and the answer. This is how a point that went to the slower solver is found.
 
-Cases as ``compare_revisions.py``: a ``bench_path.py`` geometry by name, or
-``KIND:n:d:C:SEED[:NLAM[:EPS]]``.
+Cases as ``compare_revisions.py``: a ``bench_path.py`` geometry by name,
+``KIND:n:d:C:SEED[:NLAM[:EPS]]``, or ``heldout:SEED:K`` (a ``sweep_heldout.py`` draw).
 
     python benchmarks/trace_path.py collinear [--threads 1]
     python benchmarks/trace_path.py collinear:3395:253:20:994051:20:0.001
+    python benchmarks/trace_path.py heldout:5602:8
 """
 
 from __future__ import annotations
@@ -32,13 +33,12 @@ def trace(case: tuple, threads: int | None = None) -> tuple[list[tuple], list[di
     per-point rows ``(method, expected free, iterations, seconds)``, the choice's calls and
     the fit's wall seconds."""
     import bench_path as bp
+    import compare_revisions as cr
 
     import sparse_probe.fit as fit_module
     from sparse_probe.solvers import choice
 
-    kind, n, d, C, seed, nl, eps = case
-    X, y = bp.make_geometry(kind, n, d, C, seed)
-    lams = bp.lambda_grid(X, y, C, nl, eps)
+    X, y, lams = cr.case_data(case)
     calls: list[dict] = []
     real = fit_module.prefer_newton
 

@@ -295,6 +295,42 @@ def test_compare_revisions_fits_both_sides_and_shows_the_choices(capsys, tmp_pat
         cr.main(["--base", "no-such-rev", "--cases", "collinear:300:20:3:5"])
 
 
+def test_compare_revisions_fits_a_held_out_draw_as_the_sweep_drew_it(capsys, tmp_path):
+    """``heldout:SEED:K`` cases: the K-th draw of ``sweep_heldout.py --seed SEED`` (a kind no
+    geometry makes: rare classes) with the sweep's 20 λ to its eps, the draws the sweep skips
+    skipped; fitted on both sides from the child's own draw and from the parent's files."""
+    cr = load_bench("compare_revisions")
+    sh = load_bench("sweep_heldout")
+    bp = load_bench("bench_path")
+    assert cr.parse_case("heldout:28:2") == ("heldout", 28, 2, 0, 0, 20, None)
+    assert cr.parse_case("heldout-deep:5:1")[:3] == ("heldout-deep", 5, 1)
+    for bad in ("heldout:28", "heldout:28:0", "heldout:x:2", "heldout:28:2:3"):
+        with pytest.raises(SystemExit, match="--cases: expected heldout"):
+            cr.parse_case(bad)
+    rng, trials = np.random.default_rng(28), []
+    while len(trials) < 2:  # the sweep's own loop
+        t = sh.draw(rng)
+        if t is not None:
+            trials.append(t)
+    name, X, y, eps = trials[1]
+    assert name.startswith("rare-class") and (y == 0).sum() == 3
+    got = cr.case_data(cr.parse_case("heldout:28:2"))
+    np.testing.assert_array_equal(got[0], X)
+    np.testing.assert_array_equal(got[1], y)
+    np.testing.assert_array_equal(got[2], bp.lambda_grid(X, y, int(y.max()) + 1, 20, eps))
+    prefix = cr.write_case(cr.parse_case("heldout:28:2"), str(tmp_path / "h"))
+    np.testing.assert_array_equal(np.load(prefix + "-X.npy"), X)
+    for bad in (("heldout", 0), ("nope", 1)):
+        with pytest.raises(ValueError, match="nth_draw: expected"):
+            sh.nth_draw(28, bad[1], bad[0])
+    for extra in ([], ["--quiet-start"]):
+        assert cr.main(["--base", "HEAD", "--repeats", "1", "--cases", "heldout:28:2",
+                        *extra]) == 0
+        row = next(ln for ln in capsys.readouterr().out.splitlines()
+                   if ln.startswith("heldout:28:2"))
+        assert float(row.split("objective rel. diff")[1].split()[0]) < 1e-5
+
+
 def test_thread_pool_measurement_sets_both_pools_and_restores_the_blas_count(capsys,
                                                                             monkeypatch):
     """benchmarks/measure_thread_pools.py on a tiny case: every configuration fitted with its
