@@ -337,8 +337,12 @@ def test_singular_blocks_still_give_a_positive_definite_inverse():
     (500, 5000, 10, False),     # blocks too large
     (300, 200, 40, False),      # m > 124: the estimate costs more than 32 iterations
     (10_000, 0, 10, False),
-    (1_000, 124, 20, True),     # the edges: (m+1)(m+2)/2 <= 2 * 32 m up to m = 124,
-    (1_000, 125, 20, False),
+    # the edges: n (m+1)(m+2)/2 + (m+1)^3 <= 2 * 32 n m up to m = 103 at n = 1,000,
+    (1_000, 103, 20, True),
+    (1_000, 104, 20, False),
+    (1_000_000, 124, 20, True),  # up to m = 124 where n >> m (the inverses' cost vanishes)
+    (1_000_000, 125, 20, False),
+    (154, 97, 40, False),       # a held-out draw's shape: inverses as costly as the estimate
     (1_000, 1, 20, True),
     (1_000, 0, 20, False),
     (1_000, 8, 19, False),      # at least 20 classes,
@@ -353,16 +357,17 @@ def test_blocks_pay(n, m, C, pays):
 
 
 @pytest.mark.parametrize("m,C,expected,pays", [
-    # m = 198: (m+1)(m+2)/2 = 19,900 against LONG_SHARE * expected * 2m: 402.02 iterations
-    (198, 40, 402, False),
-    (198, 40, 403, True),
+    # m = 198 at n = 1,000: (m+1)(m+2)/2 + (m+1)^3/n = 22,527.2 against LONG_SHARE *
+    # expected * 2m: 561.22 iterations
+    (198, 40, 561, False),
+    (198, 40, 562, True),
     (198, 40, 5000, True),
-    (198, 20, 403, True),
-    (125, 20, 256, False),   # m = 125 needs 32.004 iterations' worth: 257 expected
-    (125, 20, 257, True),
-    (124, 20, 1, True),      # the fixed bar still holds where the count is small
-    (256, 20, 518.015625, True),  # exactly at the bar: 33,153 = 0.125 * 518.015625 * 512
-    (256, 20, 518.0, False),
+    (198, 20, 562, True),
+    (125, 20, 320, False),   # m = 125: 8,001 + 1,953.1 needs 320.04 expected
+    (125, 20, 321, True),
+    (103, 20, 1, True),      # the fixed bar still holds where the count is small
+    (256, 20, 784, True),    # m = 256: 33,153 + 16,974.6 against 64 * expected: 783.24
+    (256, 20, 783, False),
     (198, 19, 10**6, False),  # however long: at least 20 classes,
     (63, 600, 10**6, False),  # and within MAX_ENTRIES
 ])
@@ -710,9 +715,17 @@ def test_blocks_paid_is_a_fifth_fewer_iterations_than_expected(iters, paid):
     assert cb.blocks_paid(iters, [(3, 100), (4, 150)], 6) is paid
 
 
+def test_blocks_pay_exactly_at_the_bar():
+    """n = 864, m = 173: the estimate and the inverses, 13,154,400 + 5,268,024 multiply-adds
+    per class, are exactly LONG_SHARE * 493 iterations' products (0.125 * 493 * 2 * 864 *
+    173): paid for at the bar, not below it."""
+    assert blocks_pay(864, 173, 20, expected_iters=493) is True
+    assert blocks_pay(864, 173, 20, expected_iters=492.99) is False
+
+
 def test_long_blocks_are_those_only_the_expected_count_pays_for():
-    assert cb.long_blocks(1_000, 198, 40, 403) is True
-    assert cb.long_blocks(1_000, 198, 40, 402) is False  # not paid for
+    assert cb.long_blocks(1_000, 198, 40, 562) is True
+    assert cb.long_blocks(1_000, 198, 40, 561) is False  # not paid for
     assert cb.long_blocks(1_000, 198, 40, None) is False
     assert cb.long_blocks(1_000, 64, 40, 10_000) is False  # paid for anyway: not long ones
     assert cb.long_blocks(1_000, 198, 10, 10_000) is False  # never (10 classes)
