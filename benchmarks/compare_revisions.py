@@ -41,6 +41,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+import sweep_heldout as sh  # noqa: E402  (from HERE)
+
 _CHILD = """
 import json, sys, time
 sys.path.insert(0, {root!r})
@@ -115,8 +117,8 @@ def write_case(case: tuple, prefix: str) -> str:
     return prefix
 
 
-HELDOUT = ("heldout", "heldout-wide", "heldout-deep")
-"""The held-out case kinds (:func:`parse_case`): ``sweep_heldout.nth_draw``'s sets."""
+HELDOUT = sh.SETS
+"""The held-out case kinds (:func:`parse_case`): ``sweep_heldout.py``'s draw sets."""
 
 
 def case_data(case: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -126,8 +128,6 @@ def case_data(case: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     kind, n, d, C, seed, nl, eps = case
     if kind in HELDOUT:
-        import sweep_heldout as sh
-
         _, X, y, eps = sh.nth_draw(n, d, kind)
         return X, y, bp.lambda_grid(X, y, int(y.max()) + 1, nl, eps)
     X, y = bp.make_geometry(kind, n, d, C, seed)

@@ -23,6 +23,7 @@ there or a random-weight ResNet-18's 512 features, 6 classes).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -85,25 +86,26 @@ def draw(rng: np.random.Generator, wide: bool = False):
     return f"{kind} seed={seed}", X, y, eps
 
 
-SETS = {"heldout": "", "heldout-wide": "--wide", "heldout-deep": "--deep"}
-"""The draw sets :func:`nth_draw` replays, by the flag of this script that makes them."""
+SETS = ("heldout", "heldout-wide", "heldout-deep")
+"""The draw sets :func:`trials` makes: this script's default shapes, ``--wide``, ``--deep``."""
 
 
-def nth_draw(seed: int, k: int, kind: str = "heldout"):
-    """The ``k``-th trial (1-based) of ``sweep_heldout.py --seed seed`` with the shapes of
-    ``kind`` (:data:`SETS`): ``(name, X, y, eps)`` as the sweep fits it (the draws it skips
-    are skipped here too), so one draw can be fitted again (``compare_revisions.py``'s
-    ``heldout:SEED:K`` cases)."""
-    if kind not in SETS or k < 1:
-        raise ValueError(f"nth_draw: expected one of {sorted(SETS)} and k >= 1, got {kind!r}, {k}")
+def trials(seed: int, kind: str = "heldout"):
+    """The sweep's trials in order, ``(name, X, y, eps)`` each, for ``--seed seed`` and the
+    shapes of ``kind`` (:data:`SETS`); the draws ``make_classification`` refuses skipped."""
     rng = np.random.default_rng(seed)
-    done = 0
     while True:
         trial = draw_deep(rng) if kind == "heldout-deep" else draw(rng, kind == "heldout-wide")
         if trial is not None:
-            done += 1
-            if done == k:
-                return trial
+            yield trial
+
+
+def nth_draw(seed: int, k: int, kind: str = "heldout"):
+    """The ``k``-th of :func:`trials` (1-based), as the sweep fits it, so one draw can be
+    fitted again (``compare_revisions.py``'s ``heldout:SEED:K`` cases)."""
+    if kind not in SETS or k < 1:
+        raise ValueError(f"nth_draw: expected one of {list(SETS)} and k >= 1, got {kind!r}, {k}")
+    return next(itertools.islice(trials(seed, kind), k - 1, None))
 
 
 def main(argv=None) -> int:
@@ -126,14 +128,10 @@ def main(argv=None) -> int:
                              "deep-resnet)")
     args = ap.parse_args(argv)
     g = args.grouped
-    rng = np.random.default_rng(args.seed)
+    kind = "heldout-deep" if args.deep else "heldout-wide" if args.wide else "heldout"
     worst_kkt = worst_gap = 0.0
     done = 0
-    while done < args.trials:
-        trial = draw_deep(rng) if args.deep else draw(rng, args.wide)
-        if trial is None:
-            continue
-        name, X, y, eps = trial
+    for name, X, y, eps in itertools.islice(trials(args.seed, kind), args.trials):
         eps = args.eps or eps
         C = int(y.max()) + 1
         lams = bp.lambda_grid(X, y, C, 20, eps, grouped=g)
