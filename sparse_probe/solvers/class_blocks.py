@@ -113,8 +113,9 @@ def blocks_pay(n: int, m: int, C: int, expected_iters: float | None = None) -> b
     count from the last path point OWL-QN solved), where that is more.
 
     The inverses cost the same at any ``n``: on a held-out 154 × 97 path with 40 classes
-    (``heldout-sweep-seed5602-cpu-2026-12-07.txt``) they were as costly as the estimate, and
-    the path ran 1.6x as fast without the blocks (``class-blocks-small-n-cpu-2026-12-07.txt``)."""
+    (``heldout-sweep-seed5602-cpu-2026-12-07.txt``) they took most of the blocks' set-up (an
+    ad hoc profile), and the path ran 1.6x as fast without the blocks
+    (``class-blocks-small-n-cpu-2026-12-07.txt``)."""
     if C < MIN_CLASSES or m < 1 or C * (m + 1) ** 2 > MAX_ENTRIES:
         return False
     pay = float(PAY_ITERATIONS)
