@@ -80,12 +80,12 @@ def parse_case(spec: str) -> tuple:
     if parts[0] in HELDOUT:
         if len(parts) != 3 or not all(p.isdigit() for p in parts[1:]) or int(parts[2]) < 1:
             raise SystemExit(f"--cases: expected {parts[0]}:SEED:K (K >= 1), got {spec!r}")
-        return (parts[0], int(parts[1]), int(parts[2]), 0, 0, 20, None)
+        return (parts[0], int(parts[1]), int(parts[2]), 0, 0, sh.N_LAMBDAS, None)
     try:
         if len(parts) < 5 or len(parts) > 7 or parts[0] not in bp.GEOMETRIES:
             raise ValueError
         kind, n, d, C, seed = parts[0], *map(int, parts[1:5])
-        nl = int(parts[5]) if len(parts) > 5 else 20
+        nl = int(parts[5]) if len(parts) > 5 else sh.N_LAMBDAS
         eps = float(parts[6]) if len(parts) > 6 else 1e-2
     except ValueError:
         raise SystemExit(f"--cases: expected a geometry ({', '.join(bp.GEOMETRIES)}), "

@@ -34,6 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 KINDS = ["current", "collinear", "lowrank-relu", "rare-class", "copied-columns"]
 DEEP_KINDS = ["deep-cnn", "deep-resnet"]
+N_LAMBDAS = 20
+"""λ values of each trial's path (down to its eps)."""
 
 
 #: (n range, d range, class counts) of a draw: the default shapes and ``--wide``'s n ≪ d ones
@@ -134,7 +136,7 @@ def main(argv=None) -> int:
     for name, X, y, eps in itertools.islice(trials(args.seed, kind), args.trials):
         eps = args.eps or eps
         C = int(y.max()) + 1
-        lams = bp.lambda_grid(X, y, C, 20, eps, grouped=g)
+        lams = bp.lambda_grid(X, y, C, N_LAMBDAS, eps, grouped=g)
         t = time.perf_counter()
         p = fit_path(X, y, alpha=bp.ALPHA, lambdas=lams, grouped=g, progress=False)
         ours = time.perf_counter() - t
