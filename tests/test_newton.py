@@ -524,6 +524,46 @@ def test_hessian_cross_rows_are_the_hessians_rows(share, k, gathered, monkeypatc
         assert against == X.shape[0] * pick.size * (cls.numel() if gathered else m * C)
 
 
+
+def test_hessian_rows_gather_into_one_buffer_grown_only_where_too_small():
+    """A row block's gather lands in the buffer it is given (no fresh array) while that
+    holds it, in a larger one where it does not, and is the block's rows either way."""
+    XwT = torch.randn(9, 40, generator=torch.Generator().manual_seed(3))
+    idx = torch.tensor([7, 2, 2, 5])
+    got, buf = newton_module._rows(XwT, idx, 0, 5, None)  # 4 x 5: a new buffer of 20
+    torch.testing.assert_close(got, XwT[idx, 0:5], rtol=0, atol=0)
+    assert buf.numel() == 20 and got.data_ptr() == buf.data_ptr()
+    got, grown = newton_module._rows(XwT, idx, 5, 12, buf)  # 4 x 7 needs 28: grown
+    torch.testing.assert_close(got, XwT[idx, 5:12], rtol=0, atol=0)
+    assert grown.numel() == 28 and grown.data_ptr() != buf.data_ptr()
+    got, same = newton_module._rows(XwT, idx, 12, 19, grown)  # 4 x 7 again: the same one
+    torch.testing.assert_close(got, XwT[idx, 12:19], rtol=0, atol=0)
+    assert same is grown and got.data_ptr() == grown.data_ptr()
+    got, same = newton_module._rows(XwT, idx[:2], 30, 33, grown)  # smaller: its start
+    torch.testing.assert_close(got, XwT[idx[:2], 30:33], rtol=0, atol=0)
+    assert same is grown and got.data_ptr() == grown.data_ptr()
+
+
+@pytest.mark.parametrize("gathered", [True, False])
+def test_hessians_over_row_blocks_with_the_column_major_copy(gathered, monkeypatch):
+    """Over several row blocks (the last one narrower), the Hessian's blocks and a few
+    weights' rows from the column-major copy's reused gathers are those without the copy."""
+    monkeypatch.setattr(newton_module, "_ROW_FLOATS", 1)  # 256-row blocks: 256, 256, 188
+    X, _, C = _problem(n=700, m=12, C=4, seed=8)
+    m = X.shape[1]
+    P = torch.softmax(2.0 * torch.randn(X.shape[0], C, dtype=torch.float64), 1).float()
+    cls, col = torch.nonzero(torch.rand(C, m, generator=torch.Generator().manual_seed(4))
+                             < 0.5, as_tuple=True)
+    XwT = X.T.contiguous()
+    for a, b in zip(newton_module.hessian_blocks(X, P, cls, col, XwT),
+                    newton_module.hessian_blocks(X, P, cls, col)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * np.abs(b).max())
+    pick = torch.tensor([0, 3, cls.numel() - 1])
+    monkeypatch.setattr(newton_module, "GATHER_COPY", 0.0 if gathered else 1e9)
+    for a, b in zip(hessian_cross(X, P, cls[pick], col[pick], cls, col, XwT),
+                    hessian_cross(X, P, cls[pick], col[pick], cls, col)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * np.abs(b).max())
+
 def test_cover_keeps_one_hessian_with_the_couplings():
     """Weights that join a carried model get their rows at the model's probabilities: the
     extended model is the Schur complement of the Hessian on the union at those
