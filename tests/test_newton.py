@@ -556,12 +556,12 @@ def test_hessians_over_row_blocks_with_the_column_major_copy(gathered, monkeypat
                              < 0.5, as_tuple=True)
     XwT = X.T.contiguous()
     for a, b in zip(newton_module.hessian_blocks(X, P, cls, col, XwT),
-                    newton_module.hessian_blocks(X, P, cls, col)):
+                    newton_module.hessian_blocks(X, P, cls, col), strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * np.abs(b).max())
     pick = torch.tensor([0, 3, cls.numel() - 1])
     monkeypatch.setattr(newton_module, "GATHER_COPY", 0.0 if gathered else 1e9)
     for a, b in zip(hessian_cross(X, P, cls[pick], col[pick], cls, col, XwT),
-                    hessian_cross(X, P, cls[pick], col[pick], cls, col)):
+                    hessian_cross(X, P, cls[pick], col[pick], cls, col), strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * np.abs(b).max())
 
 def test_cover_keeps_one_hessian_with_the_couplings():
