@@ -527,21 +527,27 @@ def test_hessian_cross_rows_are_the_hessians_rows(share, k, gathered, monkeypatc
 
 def test_hessian_rows_gather_into_one_buffer_grown_only_where_too_small():
     """A row block's gather lands in the buffer it is given (no fresh array) while that
-    holds it, in a larger one where it does not, and is the block's rows either way."""
-    XwT = torch.randn(9, 40, generator=torch.Generator().manual_seed(3))
+    holds it, in a larger one where it does not, and is the block's columns either way (as
+    the transposed copy of ``Xw``'s columns is without the column-major copy)."""
+    Xw = torch.randn(40, 9, generator=torch.Generator().manual_seed(3))
+    XwT = Xw.T.contiguous()
     idx = torch.tensor([7, 2, 2, 5])
-    got, buf = newton_module._rows(XwT, idx, 0, 5, None)  # 4 x 5: a new buffer of 20
-    torch.testing.assert_close(got, XwT[idx, 0:5], rtol=0, atol=0)
+    rows = newton_module._rows
+    got, buf = rows(Xw, XwT, idx, 0, 5, None)  # 4 x 5: a new buffer of 20
+    torch.testing.assert_close(got, Xw[0:5, idx].T, rtol=0, atol=0)
     assert buf.numel() == 20 and got.data_ptr() == buf.data_ptr()
-    got, grown = newton_module._rows(XwT, idx, 5, 12, buf)  # 4 x 7 needs 28: grown
-    torch.testing.assert_close(got, XwT[idx, 5:12], rtol=0, atol=0)
+    got, grown = rows(Xw, XwT, idx, 5, 12, buf)  # 4 x 7 needs 28: grown
+    torch.testing.assert_close(got, Xw[5:12, idx].T, rtol=0, atol=0)
     assert grown.numel() == 28 and grown.data_ptr() != buf.data_ptr()
-    got, same = newton_module._rows(XwT, idx, 12, 19, grown)  # 4 x 7 again: the same one
-    torch.testing.assert_close(got, XwT[idx, 12:19], rtol=0, atol=0)
+    got, same = rows(Xw, XwT, idx, 12, 19, grown)  # 4 x 7 again: the same one
+    torch.testing.assert_close(got, Xw[12:19, idx].T, rtol=0, atol=0)
     assert same is grown and got.data_ptr() == grown.data_ptr()
-    got, same = newton_module._rows(XwT, idx[:2], 30, 33, grown)  # smaller: its start
-    torch.testing.assert_close(got, XwT[idx[:2], 30:33], rtol=0, atol=0)
+    got, same = rows(Xw, XwT, idx[:2], 30, 33, grown)  # smaller: its start
+    torch.testing.assert_close(got, Xw[30:33, idx[:2]].T, rtol=0, atol=0)
     assert same is grown and got.data_ptr() == grown.data_ptr()
+    got, same = rows(Xw, None, idx, 33, 40, grown)  # no column-major copy: the buffer unused
+    torch.testing.assert_close(got, Xw[33:40, idx].T, rtol=0, atol=0)
+    assert got.is_contiguous() and same is grown and got.data_ptr() != grown.data_ptr()
 
 
 @pytest.mark.parametrize("gathered", [True, False])

@@ -166,15 +166,18 @@ the changed rounding moved later points' OWL-QN iterations (a 40-class draw, 1,8
 _ROW_FLOATS = 1 << 23  # float32 entries of one row block of the gathered columns (32 MiB)
 
 
-def _rows(XwT: torch.Tensor, idx: torch.Tensor, s: int, e: int,
-          buf: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows ``idx`` of ``XwT[:, s:e]``, shape (k, e - s), gathered into ``buf`` (grown where it
-    is too small); returns them and the buffer, for the next row block's gather.
+def _rows(Xw: torch.Tensor, XwT: torch.Tensor | None, idx: torch.Tensor, s: int, e: int,
+          buf: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Columns ``idx`` of the row block ``Xw[s:e]`` in the (coordinate, example) layout, shape
+    (k, e - s), contiguous; returns them and the buffer for the next row block's gather.
 
-    A row block of the Hessians' columns is up to 32 MiB (:data:`_ROW_FLOATS`): gathered by
-    advanced indexing into a fresh array it took 13.9 ms at 1,500 × 5,000, by ``index_select``
-    into one reused 1.9 ms (the fresh array's page faults, and the indexing's slower copy; an
-    ad hoc timing, one thread)."""
+    From the column-major copy ``XwT`` where there is one, gathered into ``buf`` (grown where it
+    is too small): a row block of the Hessians' columns is up to 32 MiB (:data:`_ROW_FLOATS`),
+    and gathered by advanced indexing into a fresh array it took 13.9 ms at 1,500 × 5,000, by
+    ``index_select`` into one reused 1.9 ms (the fresh array's page faults, and the indexing's
+    slower copy; an ad hoc timing, one thread). Else a transposed copy of ``Xw``'s columns."""
+    if XwT is None:
+        return Xw[s:e][:, idx].T.contiguous(), buf
     k, w = idx.numel(), e - s
     if buf is None or buf.numel() < k * w:
         buf = torch.empty(k * w, dtype=XwT.dtype, device=XwT.device)
@@ -231,10 +234,7 @@ def hessian_blocks(Xw: torch.Tensor, P: torch.Tensor, cls: torch.Tensor, col: to
     for s in range(0, n, step):
         e = min(n, s + step)
         # transposed (coordinate, example) layout: every block below is contiguous rows
-        if XwT is not None:
-            UT, buf = _rows(XwT, col, s, e, buf)
-        else:
-            UT = Xw[s:e][:, col].T.contiguous()
+        UT, buf = _rows(Xw, XwT, col, s, e, buf)
         if VT is None or VT.shape != UT.shape:
             VT = torch.empty_like(UT)
             UwT = torch.empty((widest, e - s), dtype=UT.dtype, device=dev)
@@ -363,10 +363,7 @@ def hessian_cross(Xw: torch.Tensor, P: torch.Tensor, cls_n: torch.Tensor, col_n:
     buf_n = buf_a = None
     for s in range(0, n, step):
         e = min(n, s + step)
-        if XwT is not None:
-            UTn, buf_n = _rows(XwT, col_n, s, e, buf_n)
-        else:
-            UTn = Xw[s:e][:, col_n].T.contiguous()
+        UTn, buf_n = _rows(Xw, XwT, col_n, s, e, buf_n)
         Pb = PT[:, s:e]
         VTn = UTn * Pb[cls_n]  # (k, rows): x_j p_k, each new weight's own class probability
         Hnb -= (VTn @ Pb.T).to(torch.float64)  # -Σ x_j p_k p_c (own class: replaced below)
@@ -374,10 +371,7 @@ def hessian_cross(Xw: torch.Tensor, P: torch.Tensor, cls_n: torch.Tensor, col_n:
         own_b += own.sum(1, dtype=torch.float64)
         VTn.neg_()
         if gather:  # the columns' own data, (Na, rows): each class's block a slice of it
-            if XwT is not None:
-                UA, buf_a = _rows(XwT, col_a, s, e, buf_a)
-            else:
-                UA = Xw[s:e][:, col_a].T.contiguous()
+            UA, buf_a = _rows(Xw, XwT, col_a, s, e, buf_a)
             M = torch.empty_like(VTn)
             for c in range(C):
                 a, b = ba[c], ba[c + 1]
