@@ -524,7 +524,6 @@ def test_hessian_cross_rows_are_the_hessians_rows(share, k, gathered, monkeypatc
         assert against == X.shape[0] * pick.size * (cls.numel() if gathered else m * C)
 
 
-
 def test_hessian_rows_gather_into_one_buffer_grown_only_where_too_small():
     """A row block's gather lands in the buffer it is given (no fresh array) while that
     holds it, in a larger one where it does not, and is the block's columns either way (as
@@ -569,6 +568,7 @@ def test_hessians_over_row_blocks_with_the_column_major_copy(gathered, monkeypat
     for a, b in zip(hessian_cross(X, P, cls[pick], col[pick], cls, col, XwT),
                     hessian_cross(X, P, cls[pick], col[pick], cls, col), strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * np.abs(b).max())
+
 
 def test_cover_keeps_one_hessian_with_the_couplings():
     """Weights that join a carried model get their rows at the model's probabilities: the
