@@ -2,8 +2,9 @@
 (benchmarks/measure_thread_probe.py), the model-solve and solver-cost measurements
 (benchmarks/measure_model_solve.py, measure_solver_costs.py), the thread-pool measurement
 (benchmarks/measure_thread_pools.py), the standardization-error measurement
-(benchmarks/measure_std_error.py) and the side-by-side of two revisions
-(benchmarks/compare_revisions.py): what they draw and print, so they cannot rot."""
+(benchmarks/measure_std_error.py), the side-by-side of two revisions
+(benchmarks/compare_revisions.py) and the replay of a path's model solves
+(benchmarks/replay_model_solves.py): what they draw and print, so they cannot rot."""
 
 import importlib
 import re
@@ -625,3 +626,39 @@ def test_copied_columns_measurement_prints_both_fits_per_case(capsys, monkeypatc
     assert len(out[-1].split()[1]) == 20  # one mark per λ
     with pytest.raises(SystemExit, match="unknown case 'nope'"):
         m.main(["--cases", "nope"])
+
+
+def test_model_solve_replays_end_where_the_path_solves_did(tmp_path):
+    """benchmarks/replay_model_solves.py: the model solves it records from a small collinear
+    path, replayed by this library in a fresh process from the same starts, make the same
+    sweeps and reach the same objective as in the path; the slowest are the ones kept, and the
+    enet_qp the path calls is restored."""
+    rep = load_bench("replay_model_solves")
+    newton_module = importlib.import_module("sparse_probe.solvers.newton")
+    before = newton_module.enet_qp
+    case = load_bench("compare_revisions").parse_case("collinear:1500:60:5:3:10")
+    seconds = rep.record(case, str(tmp_path), 0.0, 3)
+    assert newton_module.enet_qp is before
+    files = sorted(tmp_path.glob("model-*.npz"))
+    assert len(seconds) > 3 and len(files) == 3 and seconds == sorted(seconds, reverse=True)
+    kept = sorted(float(np.load(f)["seconds"]) for f in files)
+    assert kept == sorted(seconds[:3])
+    rows = rep.replay(rep.ROOT, str(tmp_path), 1)
+    assert set(rows) == {str(f) for f in files}
+    for f in files:
+        d = np.load(f)
+        _, sweeps, viol, obj = rows[str(f)]
+        assert sweeps == int(d["sweeps"]) and obj == float(d["obj"]) and viol == float(d["viol"])
+
+
+def test_model_solve_replay_prints_a_row_per_kept_model_and_the_total(capsys):
+    """replay_model_solves.py's report without --base: the case's line, a row per kept model
+    (its size, how it began, the path's seconds, then this library's replay) and the total."""
+    load_bench("replay_model_solves").main(["--cases", "collinear:1500:60:5:3:10",
+                                            "--min-seconds", "0", "--max-models", "2",
+                                            "--repeats", "1", "--threads", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("[collinear:1500:60:5:3:10]") and "slowest 2 kept" in lines[0]
+    rows = [line.split() for line in lines[2:-1]]
+    assert len(rows) == 2 and all(r[2] in ("cd", "factor") and r[4] == "|" for r in rows)
+    assert lines[-1].startswith("total: this ") and "base" not in lines[-1]
