@@ -13,10 +13,12 @@ factorization more than the path paid. numpy's BLAS is held to ``fit_path``'s
 
 Every library solves the same models here, so a change to the model solver shows its price
 model by model. On whole paths that price drowns: a solve that ends elsewhere changes every
-step after it (a change that cut the recorded solves of a deep path by 1.27x ran its paths at
-0.90-1.10x, ``results/qp-experiments-cpu-2026-12-07.txt``). Per model: its size, how it
-began, the best seconds of each library, face solves or sweeps, the violation over the
-tolerance and the objective; then the totals.
+step after it, and the same path's wall time varies by up to 1.2x on this machine
+(``results/qp-experiments-cpu-2026-12-07.txt``). Per model: its size N, how it began
+(``factor``: on a kept factor; ``cd``: the library's own order), the seconds it took in the
+path, and for each library the best seconds, the coordinate-descent sweeps (0 where the
+active-set method alone solved it), the violation over the tolerance and the objective;
+then the totals.
 
     python benchmarks/replay_model_solves.py --cases heldout-deep:5601:3 [--base HEAD~1]
         [--min-seconds 0.25] [--max-models 20] [--repeats 2] [--threads 2]
