@@ -151,6 +151,12 @@ def checkout(rev: str, into: str) -> str:
     return path
 
 
+def remove_checkout(path: str) -> None:
+    """Remove a worktree :func:`checkout` made (quietly: it may not have been made)."""
+    subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", path],
+                   capture_output=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", default="HEAD", help="the git revision to compare with")
@@ -195,8 +201,7 @@ def main(argv=None) -> int:
                   f"{diff:.1e}  first point (median) base {ms['base']:.0f} ms this "
                   f"{ms['this']:.0f} ms\n{'':<36} base {mb}\n{'':<36} this {mt}", flush=True)
     finally:
-        subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force",
-                        os.path.join(tmp, "base")], capture_output=True)
+        remove_checkout(os.path.join(tmp, "base"))
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

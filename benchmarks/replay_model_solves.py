@@ -154,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 _report(folder, best)
         finally:
             if args.base:
-                subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force",
-                                roots["base"]], capture_output=True)
+                cr.remove_checkout(roots["base"])
     return 0
 
 
