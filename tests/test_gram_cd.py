@@ -524,6 +524,49 @@ def test_faces_share_one_factor_across_nearby_faces():
     assert f.factorizations == 2 and f.T.size == 7
 
 
+def test_faces_kept_columns_follow_the_factor_through_borders(monkeypatch):
+    """The columns ``Fᵀ⁻¹ e_p`` kept for the positions held at zero, and their Gram matrix, are
+    those of the factor they are read with: a border extends them by its rows (no column is
+    computed again), and a column new after a border (in the bordered block or before it) is
+    that of the whole factor. Each solve matches a direct one."""
+    Q, r = _faces_problem(16, seed=3)
+    l2 = 0.01
+    f = gram_cd.Faces(Q, l2)
+    asked = []
+    keep = gram_cd.Faces._keep
+    monkeypatch.setattr(gram_cd.Faces, "_keep", lambda self, pos: (asked.append(list(pos)),
+                                                                   keep(self, pos))[1])
+
+    def exact_columns():
+        T = f.T
+        F = np.linalg.cholesky(Q[np.ix_(T, T)] + l2 * np.eye(T.size)).T  # A0 = FᵀF, F upper
+        for p, c in f.ycol.items():
+            e = np.zeros(T.size)
+            e[p] = 1.0
+            np.testing.assert_allclose(f.Y[:, c].numpy(), np.linalg.solve(F.T, e),
+                                       rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(f.K.numpy(), f.Y.numpy().T @ f.Y.numpy(), rtol=1e-12,
+                                   atol=1e-14)
+
+    _check(f, Q, l2, np.arange(10), r[:10])
+    S = np.delete(np.arange(10), 2)  # position 2 held at zero: its column
+    _check(f, Q, l2, S, r[S])
+    S = np.delete(np.arange(12), 2)  # entries 10, 11 bordered on; 2 still out
+    _check(f, Q, l2, S, r[S])
+    assert f.factorizations == 1 and f.T.size == 12 and f.L is not None
+    exact_columns()
+    S = np.delete(np.arange(12), [2, 11])  # a position in the bordered block
+    _check(f, Q, l2, S, r[S])
+    S = np.delete(np.arange(12), [2, 5, 11])  # one before it, on a bordered factor
+    _check(f, Q, l2, S, -r[S])
+    assert f.factorizations == 1 and asked == [[2], [11], [5]]
+    exact_columns()
+    S = np.delete(np.arange(14), [2, 5, 11])  # a second border carries all three
+    _check(f, Q, l2, S, r[S])
+    assert f.factorizations == 1 and f.T.size == 14 and asked == [[2], [11], [5]]
+    exact_columns()
+
+
 def test_faces_refactor_thresholds_are_strict():
     Q, r = _faces_problem(16)
     l2 = 0.0
@@ -1272,6 +1315,10 @@ def test_faces_grown_keeps_the_factor_for_the_leading_block():
     assert f.factorizations == 1
     same = f.grown(small.copy())  # a model of the same size (nothing appended) is one too
     assert same.N == 9 and same.factored
+    fresh = gram_cd.Faces(small, l2).grown(Q)  # never factored (its solves were all sweeps)
+    assert not fresh.factored and fresh.N == 12
+    _check(fresh, Q, l2, np.delete(np.arange(10), 3), np.delete(r[:10], 3))
+    assert fresh.factorizations == 1
     with pytest.raises(ValueError, match=r"does not extend \(9, 9\)"):
         f.grown(Q[:8, :8])
     with pytest.raises(ValueError, match="does not extend"):

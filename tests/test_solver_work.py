@@ -301,11 +301,23 @@ def test_faces_count_factor_border_and_constrained_solves():
     S3 = np.array([0, 2, 3, 4, 5, 6, 8, 9, 10])  # two entries of the factor held at zero
     v3 = faces.solve(S3, np.ones(9))
     np.testing.assert_allclose(v3, np.linalg.solve(Q[np.ix_(S3, S3)], np.ones(9)), rtol=1e-9)
-    # the two columns A0⁻¹ e_z (one 2-column solve), then per constrained solve (the solve
-    # and its refinement) a one-column solve, the 2 x 2 multipliers' system and B μ; the
-    # residual between them
-    want_blas3 += 121 * 2 + 2 * (2 * 8 / 3)
-    want_stream += 2 * (121 + 11 * 2) + 144
+    # the two columns Fᵀ⁻¹ e_z of positions 1 and 7 (one 2-column forward solve from position
+    # 1: 10 rows) and their 2 x 2 Gram matrix; then per constrained solve (the solve and its
+    # refinement) a one-column solve each way, the 2 x 2 multipliers' system and two products
+    # with the kept columns; the residual between them
+    want_blas3 += 10 ** 2 * 2 / 2 + 11 * 2 * 2 + 2 * (2 * 8 / 3)
+    want_stream += 2 * (121 + 2 * 11 * 2) + 144
+    assert (work.blas3, work.stream_cached) == (pytest.approx(want_blas3), want_stream)
+    S5 = np.array([0, 2, 3, 4, 5, 6, 8, 9, 10, 11])  # one entry bordered on, 1 and 7 still out
+    v5 = faces.solve(S5, np.ones(10))
+    np.testing.assert_allclose(v5, np.linalg.solve(Q[np.ix_(S5, S5)], np.ones(10)), rtol=1e-9)
+    # the border (t = 11, k = 1), then the two kept columns' new row: their product with the
+    # border's column, a 1 x 1 triangular solve, the Gram matrix's update
+    want_blas3 += 121 / 2 + 11 + 1 / 3 + (11 * 2 + 2 / 2 + 2 * 2)
+    want_stream += 11 * (12 + 1) + 1 * (12 + 1) + 9 * 3 + 3 * 3
+    # the constrained solve and its refinement on the same kept columns, the residual
+    want_blas3 += 2 * (2 * 8 / 3)
+    want_stream += 2 * (144 + 2 * 12 * 2) + 144
     assert (work.blas3, work.stream_cached) == (pytest.approx(want_blas3), want_stream)
     S4 = np.arange(4)  # most of the factor left out: factorized anew, and added to the rest
     faces.solve(S4, np.ones(4))
@@ -314,6 +326,27 @@ def test_faces_count_factor_border_and_constrained_solves():
     assert (work.blas3, work.stream_cached) == (pytest.approx(want_blas3), want_stream)
     assert faces.factorizations == 2
     assert work.stream == 0
+
+
+def test_a_border_extends_the_kept_columns_at_its_count():
+    """Two entries bordered on while two positions of the factor stay held at zero: the
+    border's count plus the kept columns' new rows (their product with the border's columns,
+    a k x k triangular solve, the Gram matrix's update: k t c + k² c / 2 + k c²), no column
+    computed again."""
+    Q, _ = _pd(10, seed=5)
+    work = QPWork()
+    faces = gram_cd.Faces(Q, 0.0, work)
+    faces.solve(np.arange(8), np.ones(8))
+    faces.solve(np.delete(np.arange(8), [1, 4]), np.ones(6))  # 2 of 8 out: columns kept
+    before = work.blas3
+    S = np.delete(np.arange(10), [1, 4])  # 2 new of 8: bordered (t = 8, k = 2, c = 2)
+    v = faces.solve(S, np.ones(8))
+    np.testing.assert_allclose(v, np.linalg.solve(Q[np.ix_(S, S)], np.ones(8)), rtol=1e-9)
+    t, k, c = 8, 2, 2
+    border = t * t * k / 2 + t * k * k + k ** 3 / 3
+    rows = k * t * c + k * k * c / 2 + k * c * c
+    assert faces.factorizations == 1
+    assert work.blas3 - before == pytest.approx(border + rows + 2 * (2 * c ** 3 / 3))
 
 
 def test_an_all_zero_model_counts_one_row_per_sweep():

@@ -239,10 +239,16 @@ class Faces:
 
     One Cholesky factorization ``A0 = UᵀU`` of ``A0 = Q_TT + l2 I`` on a superset ``T``
     serves every face inside it: the entries of ``T`` outside ``S`` (``Z``) are held at zero by
-    Lagrange multipliers, ``μ = (A0⁻¹)_ZZ⁻¹ (A0⁻¹ r)_Z``, with the columns ``A0⁻¹ e_z``
-    computed once each (two triangular solves), so a face that differs from the last by a few
-    entries costs a few triangular solves, not a factorization. Entries outside ``T`` are
-    appended to the factor (bordering, one triangular solve each); a face that leaves more
+    Lagrange multipliers, ``μ = (A0⁻¹)_ZZ⁻¹ (A0⁻¹ r)_Z``. With ``A0 = UᵀU`` and the columns
+    ``y_z = U⁻ᵀ e_z`` (one forward triangular solve each, computed once and kept with their
+    Gram matrix ``K = YᵀY``), ``(A0⁻¹)_ZZ = K_ZZ`` and ``(A0⁻¹ r)_Z = Y_Zᵀ U⁻ᵀ r``, and the
+    solve is ``U⁻¹(U⁻ᵀ r − Y_Z μ)``: a face that differs from the last by a few entries costs
+    two triangular solves with a vector and a few with its new columns, not a factorization.
+    Entries outside ``T`` are appended to the factor (bordering, one triangular solve each),
+    the kept columns extended by as many rows (replayed from the same starts, the slowest model
+    solves of a held-out deep path took 1.19× less time than with the columns ``A0⁻¹ e_z``,
+    two triangular solves each and dropped at every border:
+    ``benchmarks/results/faces-kept-columns-cpu-2026-12-07.txt``); a face that leaves more
     than a quarter of ``T`` out is factorized anew. One step of iterative refinement follows
     (the faces of collinear features are ill-conditioned), until one on the factor changes
     nothing (:data:`REFINE_SKIP`).
@@ -264,7 +270,11 @@ class Faces:
         self.U: torch.Tensor | None = None
         self.L: torch.Tensor | None = None
         self.U2: torch.Tensor | None = None
-        self.cols: dict[int, torch.Tensor] = {}  # position in T -> A0⁻¹ e_pos
+        # the kept columns Fᵀ⁻¹ e_pos of the whole factor F (|T|, c), their Gram matrix YᵀY
+        # (c, c) = A0⁻¹ on their positions, and each position's column in them
+        self.Y: torch.Tensor | None = None
+        self.K: torch.Tensor | None = None
+        self.ycol: dict[int, int] = {}
         self.factorizations = 0
         # the last refinement on this factor changed its solve by at most REFINE_SKIP of it
         # (later solves on it skip the refinement; reset where the factor changes)
@@ -284,7 +294,8 @@ class Faces:
         out = Faces(Q, self.l2, self.work)
         out.where[: self.N] = self.where
         out.T, out.U, out.L, out.U2 = self.T, self.U, self.L, self.U2
-        out.cols, out.factorizations = dict(self.cols), self.factorizations
+        out.Y, out.K, out.ycol = self.Y, self.K, dict(self.ycol)  # (replaced, never changed)
+        out.factorizations = self.factorizations
         out.accurate = self.accurate
         return out
 
@@ -307,7 +318,9 @@ class Faces:
         if int(info) != 0:
             self.U, self.T = None, np.zeros(0, dtype=np.int64)
             return False
-        self.T, self.U, self.cols = S.copy(), U, {}
+        self.T, self.U = S.copy(), U
+        self.Y = self.K = None
+        self.ycol = {}
         self.where[S] = np.arange(S.size)
         return True
 
@@ -342,25 +355,57 @@ class Faces:
             U2[:K, :K] = self.U2
             U2[:K, K:] = X[t0:]
         U2[K:, K:] = U22
-        self.U2, self.cols, self.accurate = U2, {}, False
+        self.U2, self.accurate = U2, False
+        if self.Y is not None:  # the kept columns' new rows: Xᵀ y + U22ᵀ y_new = 0
+            c = self.Y.shape[1]
+            Ynew = -torch.linalg.solve_triangular(U22.mT, X.mT @ self.Y, upper=False)
+            self.Y = torch.cat([self.Y, Ynew])
+            self.K = self.K + Ynew.mT @ Ynew
+            self.work.blas3 += float(k) * t * c + k * k * c / 2 + float(k) * c * c
         self.T = np.concatenate([self.T, new])
         self.where[new] = np.arange(t, t + k)
         return True
 
-    def _inv(self, R: torch.Tensor) -> torch.Tensor:
-        """``A0⁻¹ R`` for R of shape (|T|, k)."""
-        t, k = R.shape
-        if k == 1:  # two passes over the factor
-            self.work.read(float(t) * t, self.N)
-        else:
-            self.work.blas3 += float(t) * t * k
-        y = self._forward(R)
+    def _backward(self, y: torch.Tensor) -> torch.Tensor:
+        """``F⁻¹ y`` for the factor ``F`` (``A0 = FᵀF``), y of shape (|T|, k)."""
         t0 = self.U.shape[0]
         if self.L is None:
             return torch.linalg.solve_triangular(self.U, y, upper=True)
         x2 = torch.linalg.solve_triangular(self.U2, y[t0:], upper=True)
         x1 = torch.linalg.solve_triangular(self.U, y[:t0] - self.L @ x2, upper=True)
         return torch.cat([x1, x2])
+
+    def _keep(self, pos: list[int]) -> None:
+        """Add the columns ``Fᵀ⁻¹ e_p`` of the positions ``pos`` (in T) to the kept ones and
+        their products to the Gram matrix. A column is zero above its position, so the solve
+        starts at the first one's."""
+        t, k, t0 = self.T.size, len(pos), self.U.shape[0]
+        first = min(pos)
+        E = torch.zeros((t - first, k), dtype=torch.float64)
+        E[[p - first for p in pos], range(k)] = 1.0
+        if first >= t0:  # all in the bordered block: zero on the last factorization's rows
+            Ynew = torch.zeros((t, k), dtype=torch.float64)
+            Ynew[first:] = torch.linalg.solve_triangular(
+                self.U2.mT[first - t0:, first - t0:], E, upper=False)
+        else:
+            y1 = torch.linalg.solve_triangular(self.U.mT[first:, first:], E[: t0 - first],
+                                               upper=False)
+            Ynew = torch.zeros((t, k), dtype=torch.float64)
+            Ynew[first:t0] = y1
+            if self.L is not None:
+                Ynew[t0:] = torch.linalg.solve_triangular(
+                    self.U2.mT, E[t0 - first:] - self.L[first:].mT @ y1, upper=False)
+        self.work.blas3 += float(t - first) ** 2 * k / 2
+        if self.Y is None:
+            self.Y, self.K = Ynew, Ynew.mT @ Ynew
+        else:
+            cross = self.Y.mT @ Ynew
+            self.K = torch.cat([torch.cat([self.K, cross], 1),
+                                torch.cat([cross.mT, Ynew.mT @ Ynew], 1)])
+            self.Y = torch.cat([self.Y, Ynew], 1)
+        self.work.blas3 += float(t) * k * self.Y.shape[1]
+        for i, p in enumerate(pos):
+            self.ycol[p] = self.Y.shape[1] - k + i
 
     def _times(self, w: torch.Tensor) -> torch.Tensor:
         """``A0 w`` (|T|,): one product with the model (no copy of ``Q_TT`` is kept)."""
@@ -372,23 +417,24 @@ class Faces:
 
     def _constrained(self, rT: torch.Tensor, Z: np.ndarray) -> torch.Tensor:
         """``argmin ½ wᵀA0w − rTᵀw`` subject to ``w_Z = 0`` (positions in T)."""
-        y = self._inv(rT[:, None])[:, 0]
+        t = self.T.size
+        self.work.read(float(t) * t, self.N)  # two passes over the factor
+        y = self._forward(rT[:, None])[:, 0]
         if Z.size == 0:
-            return y
-        missing = [int(z) for z in Z if int(z) not in self.cols]
+            return self._backward(y[:, None])[:, 0]
+        missing = [int(z) for z in Z if int(z) not in self.ycol]
         if missing:
-            E = torch.zeros((self.T.size, len(missing)), dtype=torch.float64)
-            E[missing, range(len(missing))] = 1.0
-            B = self._inv(E)
-            for i, z in enumerate(missing):
-                self.cols[z] = B[:, i]
-        B = torch.stack([self.cols[int(z)] for z in Z], 1)  # (|T|, |Z|)
-        Zt = torch.from_numpy(Z)
-        mu = torch.linalg.solve(B[Zt], y[Zt])
-        w = y - B @ mu
+            self._keep(missing)
+        idx = torch.as_tensor([self.ycol[int(z)] for z in Z])
+        c = self.Y.shape[1]
+        # μ = K_ZZ⁻¹ (A0⁻¹ r)_Z, (A0⁻¹ r)_Z = Y_Zᵀ y; then U⁻¹(y − Y_Z μ) (products with all kept
+        # columns, μ zero outside Z: no copy of Y_Z)
+        mu = torch.zeros(c, dtype=torch.float64)
+        mu[idx] = torch.linalg.solve(self.K[idx][:, idx], (self.Y.mT @ y)[idx])
+        w = self._backward((y - self.Y @ mu)[:, None])[:, 0]
         self.work.blas3 += 2.0 * Z.size ** 3 / 3
-        self.work.read(float(B.shape[0]) * Z.size, self.N)
-        w[Zt] = 0.0
+        self.work.read(2.0 * t * c, self.N)
+        w[torch.from_numpy(Z)] = 0.0
         return w
 
     def solve(self, S: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
