@@ -293,9 +293,9 @@ def test_faces_count_factor_border_and_constrained_solves():
     v2 = faces.solve(S2, np.ones(11))
     np.testing.assert_allclose(v2, np.linalg.solve(Q[:11, :11], np.ones(11)), rtol=1e-10)
     want_blas3 += 81 * 2 / 2 + 9 * 2 * 2 + 2 ** 3 / 3
-    # B and A22 gathered; the bordered columns copied (9 x 2 and the 2 x 2 block), not the
-    # factor of the first 9
-    want_stream += 9 * (12 + 2) + 2 * (12 + 2) + 9 * 2 + 2 * 2
+    # B (as its 2 rows of Q: Q is symmetric) and A22 gathered; the bordered columns copied
+    # (9 x 2 and the 2 x 2 block), not the factor of the first 9
+    want_stream += 2 * (12 + 9) + 2 * (12 + 2) + 9 * 2 + 2 * 2
     want_stream += 2 * 121 + 144  # the two solves on the 11-entry factor, the residual
     assert (work.blas3, work.stream_cached) == (pytest.approx(want_blas3), want_stream)
     S3 = np.array([0, 2, 3, 4, 5, 6, 8, 9, 10])  # two entries of the factor held at zero
@@ -314,7 +314,7 @@ def test_faces_count_factor_border_and_constrained_solves():
     # the border (t = 11, k = 1), then the two kept columns' new row: their product with the
     # border's column, a 1 x 1 triangular solve, the Gram matrix's update
     want_blas3 += 121 / 2 + 11 + 1 / 3 + (11 * 2 + 2 / 2 + 2 * 2)
-    want_stream += 11 * (12 + 1) + 1 * (12 + 1) + 9 * 3 + 3 * 3
+    want_stream += 1 * (12 + 11) + 1 * (12 + 1) + 9 * 3 + 3 * 3
     # the constrained solve and its refinement on the same kept columns, the residual
     want_blas3 += 2 * (2 * 8 / 3)
     want_stream += 2 * (144 + 2 * 12 * 2) + 144
@@ -379,8 +379,9 @@ def test_enet_qp_counts_the_face_solves_it_hands_to():
 
 def test_faces_count_a_border_on_a_border_copying_only_the_bordered_columns():
     """A second border (K = 2 entries bordered since the factorization, k = 1 more) gathers
-    its rows and copies the bordered columns of the factor, t0 (K + k) + (K + k)² entries, not
-    the factorization's own t0² (gram_cd.Faces)."""
+    its rows (Q[T, new] as Q[new, T]ᵀ: k rows of Q, not t) and copies the bordered columns of
+    the factor, t0 (K + k) + (K + k)² entries, not the factorization's own t0²
+    (gram_cd.Faces)."""
     Q, _ = _pd(12, seed=3)
     work = QPWork()
     faces = gram_cd.Faces(Q, 0.0, work)
@@ -389,7 +390,7 @@ def test_faces_count_a_border_on_a_border_copying_only_the_bordered_columns():
     before, blas3 = work.stream_cached, work.blas3
     assert faces._border(np.array([11]))  # t = 11 (t0 = 9, K = 2), k = 1
     t, t0, K, k = 11, 9, 2, 1
-    assert work.stream_cached - before == t * (12 + k) + k * (12 + k) + t0 * (K + k) + (K + k) ** 2
+    assert work.stream_cached - before == k * (12 + t) + k * (12 + k) + t0 * (K + k) + (K + k) ** 2
     assert work.blas3 - blas3 == pytest.approx(t * t * k / 2 + t * k * k + k ** 3 / 3)
     v = faces.solve(np.arange(12), np.ones(12))
     np.testing.assert_allclose(v, np.linalg.solve(Q, np.ones(12)), rtol=1e-9)

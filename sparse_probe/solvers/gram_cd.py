@@ -301,9 +301,12 @@ class Faces:
 
     def _gram(self, rows: np.ndarray, cols: np.ndarray, diag: bool) -> torch.Tensor:
         """``Q[rows][:, cols]`` as a float64 tensor, plus ``l2`` on the diagonal if ``diag``
-        (rows and cols the same entries)."""
-        A = torch.from_numpy(np.take(np.take(self.Q, rows, 0), cols, 1))
-        self.work.read(float(rows.size) * (self.Q.shape[1] + cols.size), self.N)
+        (rows and cols the same entries). Q is symmetric: the fewer of the two are gathered
+        as whole rows (a border's ``Q[T, new]`` reads ``|new|`` rows of Q, not ``|T|``)."""
+        few, many = (cols, rows) if cols.size < rows.size else (rows, cols)
+        A = np.take(np.take(self.Q, few, 0), many, 1)
+        A = torch.from_numpy(np.ascontiguousarray(A.T) if few is cols else A)
+        self.work.read(float(few.size) * (self.Q.shape[1] + many.size), self.N)
         if diag:
             A.diagonal().add_(self.l2)
         return A
