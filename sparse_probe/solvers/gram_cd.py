@@ -386,14 +386,13 @@ class Faces:
         first = min(pos)
         E = torch.zeros((t - first, k), dtype=torch.float64)
         E[[p - first for p in pos], range(k)] = 1.0
+        Ynew = torch.zeros((t, k), dtype=torch.float64)
         if first >= t0:  # all in the bordered block: zero on the last factorization's rows
-            Ynew = torch.zeros((t, k), dtype=torch.float64)
             Ynew[first:] = torch.linalg.solve_triangular(
                 self.U2.mT[first - t0:, first - t0:], E, upper=False)
         else:
             y1 = torch.linalg.solve_triangular(self.U.mT[first:, first:], E[: t0 - first],
                                                upper=False)
-            Ynew = torch.zeros((t, k), dtype=torch.float64)
             Ynew[first:t0] = y1
             if self.L is not None:
                 Ynew[t0:] = torch.linalg.solve_triangular(
