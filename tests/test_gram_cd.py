@@ -689,7 +689,7 @@ def test_active_set_early_exits_return_the_start():
         assert not np.shares_memory(u, u0)
     np.testing.assert_array_equal(u0, keep)
     u, solves, viol = active_set_qp(Q, q, u0, l1, l2, tol=1e-12, max_iter=1)
-    assert 1 <= solves <= 3 and viol < v0  # one iteration: up to three solves
+    assert 1 <= solves <= gram_cd.JOIN_TRIES and viol < v0  # one iteration's solves
 
 
 def test_active_set_start_at_the_optimum_makes_no_solve():
@@ -736,6 +736,114 @@ def test_active_set_counts_every_face_solve():
     sk_ref = _brute(Q, q, l1, l2)
     np.testing.assert_allclose(u, sk_ref, atol=1e-12)
     assert viol <= 1e-13 and solves >= 1
+
+
+def _relu_lowrank_model(seed, n=60, N=40, r=6):
+    """A QP of post-ReLU low-rank features (strongly correlated, like pooled deep features):
+    ``Q = XᵀX/n``, ``q = Xᵀe/n`` for noise ``e``; l1 2% of the largest ``|q|``."""
+    rs = np.random.default_rng(seed)
+    X = np.maximum(rs.standard_normal((n, r)) @ rs.standard_normal((r, N))
+                   + 0.3 * rs.standard_normal((n, N)), 0.0)
+    q = X.T @ rs.standard_normal(n) / n
+    return X, X.T @ X / n, q, 0.02 * float(np.abs(q).max()), 1e-3
+
+
+def _record_faces(monkeypatch):
+    """The sizes of the faces solved by every :class:`Faces`, in order."""
+    sizes = []
+    real = gram_cd.Faces.solve
+
+    def spy(self, S, rhs):
+        sizes.append(int(S.size))
+        return real(self, S, rhs)
+
+    monkeypatch.setattr(gram_cd.Faces, "solve", spy)
+    return sizes
+
+
+@pytest.mark.parametrize("seed", [0, 3, 8])
+def test_active_set_turns_wrong_signs_away_until_they_agree_then_caps_joiners(seed,
+                                                                              monkeypatch):
+    """From zero every correlated feature violates; most of them come out of the face's
+    minimizer with the wrong sign. Those are turned away and the face solved again, round
+    after round (each face smaller), and the next iteration asks for at most twice as many
+    joiners as joined, the largest violators; the solution is scikit-learn's."""
+    from sklearn.linear_model import ElasticNet as SkEnet
+
+    X, Q, q, l1, l2 = _relu_lowrank_model(seed)
+    N = q.size
+    sizes = _record_faces(monkeypatch)
+    u, solves, viol = active_set_qp(Q, q, np.zeros(N), l1, l2, tol=1e-12, max_iter=100)
+    assert viol <= 1e-12 and solves == len(sizes)
+    y = X @ np.linalg.lstsq(X.T @ X / X.shape[0], q, rcond=None)[0]  # Xᵀy/n = q
+    sk = SkEnet(alpha=l1 + l2, l1_ratio=l1 / (l1 + l2), fit_intercept=False, tol=1e-14,
+                max_iter=200_000).fit(X, y)
+    np.testing.assert_allclose(u, sk.coef_, atol=1e-8)
+    assert sizes[0] == int((np.abs(q) > l1).sum())  # all violators asked for at first
+    # turned away at least three times in the first iteration, each face smaller
+    first = [sizes[0]]
+    for s in sizes[1:]:
+        if s >= first[-1]:
+            break
+        first.append(s)
+    assert len(first) >= 4
+    joined = first[-1]  # from zero: the face that took is the weights nonzero now
+    # the next iteration: the nonzeros and at most twice as many joiners (JOIN_MIN at least)
+    assert joined < sizes[len(first)] <= joined + max(gram_cd.JOIN_MIN, 2 * joined)
+
+
+def test_active_set_tries_join_tries_faces_per_iteration(monkeypatch):
+    """A face solver that gives the first joiner the wrong sign at every solve: the joiners
+    are turned away one by one, ``JOIN_TRIES - 2`` times, then the largest violator alone is
+    tried (the face of no nonzeros is solved: it counts as solved) and given the wrong sign too,
+    and the method stops at the start."""
+
+    class Contrary(gram_cd.Faces):
+        def solve(self, S, rhs):
+            v = super().solve(S, rhs)
+            v[0] = -v[0]
+            sizes.append(int(S.size))
+            return v
+
+    sizes = []
+    d = np.linspace(1.0, 2.0, 10)
+    q = np.linspace(1.0, 3.0, 10)  # every entry violates at zero; the last the most
+    l1, l2 = 0.1, 0.0
+    Q = np.diag(d)
+    u, solves, viol = active_set_qp(Q, q, np.zeros(10), l1, l2, tol=1e-12, max_iter=100,
+                                    faces=Contrary(Q, l2))
+    T = gram_cd.JOIN_TRIES
+    assert sizes == [10 - k for k in range(T - 1)] + [1] and solves == T
+    np.testing.assert_array_equal(u, np.zeros(10))
+    assert viol == qp_violation(Q, q, np.zeros(10), l1, l2)
+
+
+def test_largest_keeps_the_cap_largest_candidates():
+    cand = np.array([True, False, True, True, False, True])
+    excess = np.array([0.5, 9.0, 0.1, 0.7, 8.0, 0.3])
+    assert gram_cd._largest(cand, excess, None) is cand
+    assert gram_cd._largest(cand, excess, 4) is cand
+    np.testing.assert_array_equal(gram_cd._largest(cand, excess, 2),
+                                  [True, False, False, True, False, False])
+    np.testing.assert_array_equal(gram_cd._largest(cand, excess, 3),
+                                  [True, False, False, True, False, True])
+    np.testing.assert_array_equal(gram_cd._largest(cand, excess, 1),
+                                  [False, False, False, True, False, False])
+
+
+def test_join_cap_halves_to_what_joined_and_doubles_when_all_joined():
+    m = gram_cd.JOIN_MIN
+    assert m == 8
+    assert gram_cd._join_cap(None, 10, 10) is None  # uncapped and all joined: stays so
+    assert gram_cd._join_cap(None, 0, 0) is None
+    assert gram_cd._join_cap(None, 40, 10) == 20  # some turned away: twice those that joined
+    assert gram_cd._join_cap(None, 40, 3) == m  # ... at least JOIN_MIN
+    assert gram_cd._join_cap(None, 40, 4) == m
+    assert gram_cd._join_cap(None, 40, 5) == 10
+    assert gram_cd._join_cap(16, 16, 15) == 30
+    assert gram_cd._join_cap(16, 16, 0) == m
+    assert gram_cd._join_cap(16, 16, 16) == 32  # all the cap allowed joined: doubled
+    assert gram_cd._join_cap(16, 5, 5) == 16  # fewer violators than the cap: unchanged
 
 
 def _brute(Q, q, l1, l2):
@@ -1026,10 +1134,11 @@ def _joining_problem(seed):
     return Q, q, float(rs.uniform(0.05, 0.5)), rs
 
 
-def test_active_set_from_zero_joins_only_the_largest_violator_when_the_face_is_wrong():
+def test_active_set_from_zero_joins_only_the_largest_violator_when_the_face_is_wrong(monkeypatch):
     """From zero all three entries violate; their joint face, and the face of those that got
     the right sign, put a minimizer entry on the wrong side: the third solve takes only the
     largest violator, at its one-dimensional minimizer."""
+    monkeypatch.setattr(gram_cd, "JOIN_TRIES", 3)  # one round of turning away, then this
     Q3, q3, l1, _ = _joining_problem(8)
     Q = np.zeros((4, 4))  # entry 0: uncoupled, inside its threshold (never a candidate)
     Q[0, 0], Q[1:, 1:] = 1.0, Q3
@@ -1045,9 +1154,10 @@ def test_active_set_from_zero_joins_only_the_largest_violator_when_the_face_is_w
     np.testing.assert_allclose(u, want, rtol=1e-13, atol=0)
 
 
-def test_active_set_joins_none_while_its_own_face_is_unsolved():
+def test_active_set_joins_none_while_its_own_face_is_unsolved(monkeypatch):
     """One nonzero entry off its face's optimum, the zero entries violating with wrong-sign
     face minimizers twice: none join, the third solve is the entry's own face."""
+    monkeypatch.setattr(gram_cd, "JOIN_TRIES", 3)  # one round of turning away, then this
     Q, q, l1, rs = _joining_problem(3)
     u0 = np.zeros(3)
     u0[0] = rs.standard_normal()
@@ -1065,10 +1175,11 @@ def test_active_set_threshold_entry_does_not_join():
     assert u.tolist() == [1.5, 0.0] and solves == 1 and viol == 0.0
 
 
-def test_active_set_solved_face_takes_the_largest_violator():
+def test_active_set_solved_face_takes_the_largest_violator(monkeypatch):
     """From the one-entry face's exact minimizer, with violators whose joint faces have wrong
     signs: the face counts as solved (its residual is at most tol, here equal to it) and the
     largest violator joins, at the two-entry face's minimizer."""
+    monkeypatch.setattr(gram_cd, "JOIN_TRIES", 3)  # one round of turning away, then this
     rs = np.random.default_rng(5)
     A = rs.standard_normal((5, 4))
     A[:, 1] += 1.5 * A[:, 0]
