@@ -831,6 +831,72 @@ def test_largest_keeps_the_cap_largest_candidates():
                                   [False, False, False, True, False, False])
 
 
+def test_largest_matches_a_full_sort_on_large_arrays():
+    """On arrays long enough that ``argpartition`` does not sort them whole: exactly the
+    ``cap`` candidates of the largest excess (numpy's selection leaves the elements before
+    ``kth`` nearly sorted: ``kth = cap + 1`` instead of ``cap - 1`` picks another set in 1 of
+    these 1,200 cases)."""
+    rs = np.random.default_rng(4)
+    for _ in range(300):
+        N = int(rs.integers(200, 2000))
+        cand = rs.random(N) < 0.6
+        excess = rs.standard_normal(N)
+        idx = np.flatnonzero(cand)
+        for cap in (1, 2, 7, int(rs.integers(3, idx.size - 1))):
+            want = np.zeros(N, dtype=bool)
+            want[idx[np.argsort(-excess[idx])[:cap]]] = True
+            np.testing.assert_array_equal(gram_cd._largest(cand, excess, cap), want)
+
+
+def test_active_set_passes_its_cap_from_iteration_to_iteration(monkeypatch):
+    """The cap each iteration asks under is the one :func:`_join_cap` returned at the one
+    before (None at the first), and ``_join_cap`` is given that same cap; on this model one
+    iteration has all the joiners its cap allows join, and the cap doubles."""
+    _X, Q, q, l1, l2 = _relu_lowrank_model(6, n=100, N=80)
+    asked_under, given, returned = [], [], []
+    real_largest, real_cap = gram_cd._largest, gram_cd._join_cap
+
+    def largest(cand, excess, cap):
+        asked_under.append(cap)
+        return real_largest(cand, excess, cap)
+
+    def join_cap(cap, asked, joined):
+        given.append(cap)
+        returned.append(real_cap(cap, asked, joined))
+        return returned[-1]
+
+    monkeypatch.setattr(gram_cd, "_largest", largest)
+    monkeypatch.setattr(gram_cd, "_join_cap", join_cap)
+    active_set_qp(Q, q, np.zeros(q.size), l1, l2, tol=1e-12, max_iter=100)
+    assert len(returned) >= 3 and asked_under[0] is None
+    assert asked_under[1:len(returned) + 1] == returned[: len(asked_under) - 1]
+    assert given == asked_under[: len(given)]
+    assert any(c is not None and r == 2 * c for c, r in zip(given, returned, strict=True))  # a doubling
+
+
+def test_active_set_default_budget_is_20_face_solves():
+    """A face solver that stops halfway to each face's minimizer: every iteration one solve
+    that descends and never meets tol, so the default ``max_iter`` of 20 ends it."""
+
+    class Halfway(gram_cd.Faces):
+        last = np.zeros(4)
+
+        def solve(self, S, rhs):
+            v = super().solve(S, rhs)
+            half = self.last[S] + 0.5 * (v - self.last[S])
+            self.last = np.zeros(4)
+            self.last[S] = half
+            return half
+
+    Q = np.diag([1.0, 2.0, 3.0, 4.0])
+    q = np.array([1.0, -2.0, 3.0, -4.0])
+    u, solves, viol = active_set_qp(Q, q, np.zeros(4), 0.1, 0.0, tol=1e-12,
+                                    faces=Halfway(Q, 0.0))
+    assert solves == 20 and viol > 1e-12
+    want = _soft(q, 0.1) / np.diag(Q)
+    np.testing.assert_allclose(u, want * (1 - 0.5 ** 20), rtol=1e-12)
+
+
 def test_join_cap_halves_to_what_joined_and_doubles_when_all_joined():
     m = gram_cd.JOIN_MIN
     assert m == 8
