@@ -740,12 +740,14 @@ def test_active_set_counts_every_face_solve():
 
 def _relu_lowrank_model(seed, n=60, N=40, r=6):
     """A QP of post-ReLU low-rank features (strongly correlated, like pooled deep features):
-    ``Q = XᵀX/n``, ``q = Xᵀe/n`` for noise ``e``; l1 2% of the largest ``|q|``."""
+    the features X, the noise e, ``Q = XᵀX/n``, ``q = Xᵀe/n``, l1 2% of the largest ``|q|``
+    and l2."""
     rs = np.random.default_rng(seed)
     X = np.maximum(rs.standard_normal((n, r)) @ rs.standard_normal((r, N))
                    + 0.3 * rs.standard_normal((n, N)), 0.0)
-    q = X.T @ rs.standard_normal(n) / n
-    return X, X.T @ X / n, q, 0.02 * float(np.abs(q).max()), 1e-3
+    e = rs.standard_normal(n)
+    q = X.T @ e / n
+    return X, e, X.T @ X / n, q, 0.02 * float(np.abs(q).max()), 1e-3
 
 
 def _record_faces(monkeypatch):
@@ -770,14 +772,13 @@ def test_active_set_turns_wrong_signs_away_until_they_agree_then_caps_joiners(se
     joiners as joined, the largest violators; the solution is scikit-learn's."""
     from sklearn.linear_model import ElasticNet as SkEnet
 
-    X, Q, q, l1, l2 = _relu_lowrank_model(seed)
+    X, e, Q, q, l1, l2 = _relu_lowrank_model(seed)
     N = q.size
     sizes = _record_faces(monkeypatch)
     u, solves, viol = active_set_qp(Q, q, np.zeros(N), l1, l2, tol=1e-12, max_iter=100)
     assert viol <= 1e-12 and solves == len(sizes)
-    y = X @ np.linalg.lstsq(X.T @ X / X.shape[0], q, rcond=None)[0]  # Xᵀy/n = q
     sk = SkEnet(alpha=l1 + l2, l1_ratio=l1 / (l1 + l2), fit_intercept=False, tol=1e-14,
-                max_iter=200_000).fit(X, y)
+                max_iter=200_000).fit(X, e)
     np.testing.assert_allclose(u, sk.coef_, atol=1e-8)
     assert sizes[0] == int((np.abs(q) > l1).sum())  # all violators asked for at first
     # turned away at least three times in the first iteration, each face smaller
@@ -852,7 +853,7 @@ def test_active_set_passes_its_cap_from_iteration_to_iteration(monkeypatch):
     """The cap each iteration asks under is the one :func:`_join_cap` returned at the one
     before (None at the first), and ``_join_cap`` is given that same cap; on this model one
     iteration has all the joiners its cap allows join, and the cap doubles."""
-    _X, Q, q, l1, l2 = _relu_lowrank_model(6, n=100, N=80)
+    _X, _e, Q, q, l1, l2 = _relu_lowrank_model(6, n=100, N=80)
     asked_under, given, returned = [], [], []
     real_largest, real_cap = gram_cd._largest, gram_cd._join_cap
 

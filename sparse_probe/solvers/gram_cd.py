@@ -297,7 +297,7 @@ class Faces:
     def grown(self, Q: np.ndarray) -> Faces:
         """This factor for a model ``Q`` (N', N') whose leading (N, N) block is this one's
         model, the entries after it appended (:func:`~sparse_probe.solvers.newton._cover`):
-        the factor and the columns ``A0⁻¹ e_z`` are of that block, so they hold unchanged."""
+        the factor and the kept columns ``Fᵀ⁻¹ e_z`` are of that block, so they hold unchanged."""
         if Q.shape[0] < self.N or Q.shape != (Q.shape[0], Q.shape[0]):
             raise ValueError(f"Faces.grown: model {Q.shape} does not extend ({self.N}, {self.N})")
         out = Faces(Q, self.l2, self.work)
@@ -336,13 +336,20 @@ class Faces:
         self.where[S] = np.arange(S.size)
         return True
 
-    def _forward(self, R: torch.Tensor) -> torch.Tensor:
-        """``Fᵀ⁻¹ R`` for the factor ``F`` (``A0 = FᵀF``), R of shape (|T|, k)."""
+    def _forward(self, R: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """``Fᵀ⁻¹ R`` for the factor ``F`` (``A0 = FᵀF``), R of shape (|T|, k); with ``first``,
+        R holds only the rows from that position on (the right side is zero above them, and so
+        is the solution, whose rows from there on are returned): the solve starts there."""
         t0 = self.U.shape[0]
-        y1 = torch.linalg.solve_triangular(self.U.mT, R[:t0], upper=False)
+        if first >= t0:  # all in the bordered block: zero on the last factorization's rows
+            return torch.linalg.solve_triangular(self.U2.mT[first - t0:, first - t0:], R,
+                                                 upper=False)
+        y1 = torch.linalg.solve_triangular(self.U.mT[first:, first:], R[: t0 - first],
+                                           upper=False)
         if self.L is None:
             return y1
-        y2 = torch.linalg.solve_triangular(self.U2.mT, R[t0:] - self.L.mT @ y1, upper=False)
+        y2 = torch.linalg.solve_triangular(self.U2.mT, R[t0 - first:] - self.L[first:].mT @ y1,
+                                           upper=False)
         return torch.cat([y1, y2])
 
     def _border(self, new: np.ndarray) -> bool:
@@ -391,21 +398,12 @@ class Faces:
         """Add the columns ``Fᵀ⁻¹ e_p`` of the positions ``pos`` (in T) to the kept ones and
         their products to the Gram matrix. A column is zero above its position, so the solve
         starts at the first one's."""
-        t, k, t0 = self.T.size, len(pos), self.U.shape[0]
+        t, k = self.T.size, len(pos)
         first = min(pos)
         E = torch.zeros((t - first, k), dtype=torch.float64)
         E[[p - first for p in pos], range(k)] = 1.0
         Ynew = torch.zeros((t, k), dtype=torch.float64)
-        if first >= t0:  # all in the bordered block: zero on the last factorization's rows
-            Ynew[first:] = torch.linalg.solve_triangular(
-                self.U2.mT[first - t0:, first - t0:], E, upper=False)
-        else:
-            y1 = torch.linalg.solve_triangular(self.U.mT[first:, first:], E[: t0 - first],
-                                               upper=False)
-            Ynew[first:t0] = y1
-            if self.L is not None:
-                Ynew[t0:] = torch.linalg.solve_triangular(
-                    self.U2.mT, E[t0 - first:] - self.L[first:].mT @ y1, upper=False)
+        Ynew[first:] = self._forward(E, first)
         self.work.blas3 += float(t - first) ** 2 * k / 2
         if self.Y is None:
             self.Y, self.K = Ynew, Ynew.mT @ Ynew
