@@ -21,7 +21,15 @@ active-set method alone solved it), the violation over the tolerance and the obj
 then the totals.
 
     python benchmarks/replay_model_solves.py --cases heldout-deep:5601:3 [--base HEAD~1]
-        [--min-seconds 0.25] [--max-models 20] [--repeats 2] [--threads 2]
+        [--min-seconds 0.25] [--max-models 20] [--repeats 2] [--threads 2] [--phases]
+        [--keep DIR]
+
+``--phases`` adds each model's solve by this tree's library phase by phase (the active-set
+method's face solves, coordinate descent's sweeps, the violation after each and its seconds),
+from one more replay: where a solve's time goes, e.g. an active-set call that ends over its
+tolerance and the sweeps that crawl after it. ``--keep DIR`` records each case's models into
+``DIR/<case>`` and leaves them there (``np.load`` gives ``Q``, ``q``, ``u0``, ``l1``, ``l2``,
+``tol``) to be solved again by hand.
 """
 
 from __future__ import annotations
@@ -54,7 +62,23 @@ gc = importlib.import_module("sparse_probe.solvers.gram_cd")
 th = importlib.import_module("sparse_probe.solvers.threads")
 threadpool_limits(limits=getattr(th, "BLAS_THREADS", 1), user_api="blas")  # as fit_path holds it
 files = sorted(glob.glob({folder!r} + "/model-*.npz"))
+phases = []  # with phases: [method, face solves or sweeps, violation after, seconds] in order
+if {phases!r}:
+    def _phase(name, real, count, viol):
+        def spy(*a, **k):
+            t = time.perf_counter()
+            out = real(*a, **k)
+            n, v = count(out), viol(out)
+            if name == "cd" and phases and phases[-1][0] == "cd":  # one phase over its chunks
+                n += phases[-1][1]
+                t -= phases.pop()[3]
+            phases.append([name, int(n), float(v), time.perf_counter() - t])
+            return out
+        return spy
+    gc.active_set_qp = _phase("active-set", gc.active_set_qp, lambda o: o[1], lambda o: o[2])
+    gc._cd_own = _phase("cd", gc._cd_own, lambda o: o[1], lambda o: o[0])
 for i, f in enumerate(files[:1] + files):  # the first once untimed: the kernels' first-use checks
+    phases.clear()
     d = np.load(f)
     Q, q, u0 = d["Q"], d["q"], d["u0"]
     kw = dict(tol=float(d["tol"]))
@@ -65,7 +89,7 @@ for i, f in enumerate(files[:1] + files):  # the first once untimed: the kernels
     dt = time.perf_counter() - t
     obj = gc._objective(Q, q, u, float(d["l1"]), float(d["l2"]))
     if i:
-        print(json.dumps([f, dt, int(sweeps), float(viol), float(obj)]), flush=True)
+        print(json.dumps([f, dt, int(sweeps), float(viol), float(obj), phases]), flush=True)
 """
 
 
@@ -109,10 +133,15 @@ def record(case: tuple, folder: str, min_seconds: float, max_models: int) -> lis
     return [dt for dt, _ in saved]
 
 
-def replay(root: str, folder: str, threads: int | None) -> dict[str, tuple]:
+def replay(root: str, folder: str, threads: int | None, phases: bool = False
+           ) -> dict[str, tuple]:
     """Every model under ``folder`` solved by the library under ``root`` in a fresh process:
-    ``{file: (seconds, sweeps, violation, objective)}``."""
-    code = _CHILD.format(root=root, folder=folder, threads=threads)
+    ``{file: (seconds, sweeps, violation, objective, phases)}``. With ``phases`` (timed apart:
+    the spies cost a little) ``phases`` lists the solve's methods in order, each
+    ``[method, count, violation after, seconds]``: ``"active-set"`` with its face solves, or
+    ``"cd"`` with its coordinate-descent sweeps (the library's own kernel; consecutive chunks
+    summed); else it is empty."""
+    code = _CHILD.format(root=root, folder=folder, threads=threads, phases=phases)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     if out.returncode:
         raise SystemExit(f"replay_model_solves: the replay at {root} failed:\n{out.stderr[-2000:]}")
@@ -130,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-models", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None, help="torch threads of the replays")
+    ap.add_argument("--phases", action="store_true",
+                    help="after the table, each model's solve by this tree's library phase by "
+                    "phase (active-set face solves, coordinate-descent sweeps), in one more "
+                    "replay")
+    ap.add_argument("--keep", default=None, metavar="DIR",
+                    help="record the models into DIR/<case> and leave them there (to solve "
+                    "them again by hand); default a temporary folder")
     args = ap.parse_args(argv)
     if args.repeats < 1 or args.max_models < 1:
         raise SystemExit("replay_model_solves: --repeats and --max-models must be at least 1")
@@ -139,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
             roots = {"base": cr.checkout(args.base, tmp), "this": ROOT}
         try:
             for spec in args.cases.split(","):
-                folder = tempfile.mkdtemp(dir=tmp)
+                folder = tempfile.mkdtemp(dir=tmp) if args.keep is None else \
+                    os.path.join(args.keep, spec.replace(":", "-"))
+                os.makedirs(folder, exist_ok=True)
+                for old in glob.glob(os.path.join(folder, "model-*.npz")):
+                    os.remove(old)  # a kept folder of an earlier run: only this run's models
                 seen = record(cr.parse_case(spec), folder, args.min_seconds, args.max_models)
                 print(f"[{spec}] {len(seen)} model solves of at least {args.min_seconds:g} s, "
                       f"the slowest {args.max_models} kept; best of {args.repeats}", flush=True)
@@ -152,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                             if f not in best[name] or row[0] < best[name][f][0]:
                                 best[name][f] = row
                 _report(folder, best)
+                if args.phases:
+                    _report_phases(replay(ROOT, folder, args.threads, phases=True))
         finally:
             if args.base:
                 cr.remove_checkout(roots["base"])
@@ -171,7 +213,7 @@ def _report(folder: str, best: dict[str, dict[str, tuple]]) -> None:
         row = (f"{os.path.basename(f)[6:10]:>10} {d['Q'].shape[0]:>5} "
                f"{'factor' if bool(d['factored']) else 'cd':>7} {float(d['seconds']):7.2f}")
         for name in names:
-            dt, sweeps, viol, obj = best[name][f]
+            dt, sweeps, viol, obj = best[name][f][:4]
             totals[name] += dt
             row += f" | {dt:8.3f} {sweeps:6d} {viol / float(d['tol']):8.2g} {obj:16.10g}"
         print(row)
@@ -179,6 +221,16 @@ def _report(folder: str, best: dict[str, dict[str, tuple]]) -> None:
     if "base" in totals and totals["this"] > 0:
         line += f"; base/this {totals['base'] / totals['this']:.2f}"
     print(line, flush=True)
+
+
+def _report_phases(rows: dict[str, tuple]) -> None:
+    """Print each model's solve phase by phase (``replay(..., phases=True)``'s rows)."""
+    print("phases (this tree; active-set: face solves, cd: sweeps; violation after; seconds):")
+    for f in sorted(rows):
+        steps = "; ".join(f"{name} {count} -> {viol:.2e} ({sec:.2f} s)"
+                          for name, count, viol, sec in rows[f][4])
+        print(f"{os.path.basename(f)[6:10]:>10}  {steps or '(no phase)'}")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -647,7 +647,8 @@ def test_model_solve_replays_end_where_the_path_solves_did(tmp_path):
     assert set(rows) == {str(f) for f in files}
     for f in files:
         d = np.load(f)
-        _, sweeps, viol, obj = rows[str(f)]
+        _, sweeps, viol, obj, phases = rows[str(f)]
+        assert phases == []  # spied only when asked
         assert sweeps == int(d["sweeps"]) and obj == float(d["obj"]) and viol == float(d["viol"])
 
 
@@ -662,3 +663,53 @@ def test_model_solve_replay_prints_a_row_per_kept_model_and_the_total(capsys):
     rows = [line.split() for line in lines[2:-1]]
     assert len(rows) == 2 and all(r[2] in ("cd", "factor") and r[4] == "|" for r in rows)
     assert lines[-1].startswith("total: this ") and "base" not in lines[-1]
+
+
+def test_model_solve_phases_add_up_to_the_replayed_solve(tmp_path):
+    """replay_model_solves.replay(phases=True): a solve phase by phase, on a collinear model
+    made here (N = 600, over DIRECT_MAX: coordinate descent first, crawling into the
+    active-set method): its coordinate-descent chunks summed into phases that add up to the
+    sweeps the solve reports, the last phase's violation the solve's, its objective the same
+    as without the spies."""
+    rep = load_bench("replay_model_solves")
+    rng = np.random.default_rng(5)
+    B = rng.standard_normal((400, 300))
+    A = np.hstack([B, B @ rng.standard_normal((300, 300)) / 17.0])  # exact combinations
+    Q = A.T @ A / 400
+    q = Q @ (rng.standard_normal(600) * (rng.random(600) < 0.5)) + 0.01 * rng.standard_normal(600)
+    np.savez(tmp_path / "model-0000.npz", Q=Q, q=q, u0=np.zeros(600), l1=0.01, l2=1e-4,
+             tol=1e-7, factored=False)
+    plain = rep.replay(rep.ROOT, str(tmp_path), 1)[str(tmp_path / "model-0000.npz")]
+    _, sweeps, viol, obj, phases = rep.replay(rep.ROOT, str(tmp_path), 1, phases=True)[
+        str(tmp_path / "model-0000.npz")]
+    assert plain[1:4] == (sweeps, viol, obj) and plain[4] == []
+    names = [p[0] for p in phases]
+    assert names[0] == "cd" and "active-set" in names  # it crawled into the method
+    assert set(names) <= {"cd", "active-set"}
+    assert "cd,cd" not in ",".join(names)  # chunks summed into one phase
+    assert sum(p[1] for p in phases if p[0] == "cd") == sweeps > 8
+    assert all(p[1] > 0 and p[3] >= 0 for p in phases)
+    assert phases[-1][2] == pytest.approx(viol, rel=1e-6)  # the kernel's reading of it
+
+
+def test_model_solve_report_prints_phases_and_keeps_the_models(tmp_path, capsys):
+    """replay_model_solves.py --phases --keep DIR: a phase line per kept model after the
+    table; the recorded models stay in DIR/<case>, and a second run into it leaves only its
+    own there."""
+    rep = load_bench("replay_model_solves")
+    spec = "collinear:1500:60:5:3:10"
+    argv = ["--cases", spec, "--min-seconds", "0", "--max-models", "3", "--repeats", "1",
+            "--threads", "1", "--phases", "--keep", str(tmp_path)]
+    rep.main(argv)
+    folder = tmp_path / spec.replace(":", "-")
+    files = sorted(folder.glob("model-*.npz"))
+    assert len(files) == 3
+    out = capsys.readouterr().out.splitlines()
+    at = out.index(next(line for line in out if line.startswith("phases (this tree")))
+    printed = out[at + 1: at + 4]
+    assert [line.split()[0] for line in printed] == [f.name[6:10] for f in files]
+    assert all(("cd " in line or "active-set " in line) and " -> " in line for line in printed)
+    (folder / "model-9999.npz").write_bytes(b"")  # an earlier run's leftover
+    rep.main(argv)
+    assert len(list(folder.glob("model-*.npz"))) == 3
+    assert not (folder / "model-9999.npz").exists()
