@@ -408,7 +408,7 @@ class Faces:
     def _keep(self, pos: list[int]) -> None:
         """Add the columns ``Fᵀ⁻¹ e_p`` of the positions ``pos`` (in T) to the kept ones and
         their products to the Gram matrix. A column is zero above its position, so the solve
-        starts at the first one's."""
+        is given the rows from the first one's on (:meth:`_forward` decides where it starts)."""
         t, k = self.T.size, len(pos)
         first = min(pos)
         E = torch.zeros((t - first, k), dtype=torch.float64)
