@@ -8,7 +8,8 @@ again from the same starts, each library in its own process, ``--repeats`` round
 interleaved: this tree's, and with ``--base REV`` a worktree of that revision's
 (``compare_revisions.checkout``). A solve that began on a kept factor is replayed with the
 active-set method first (``direct_max`` above its size), on a factor of its own: one
-factorization more than the path paid. numpy's BLAS is held to ``fit_path``'s
+factorization more than the path paid, and its objective then agrees with the path's to
+rounding, not bit for bit (the others' do). numpy's BLAS is held to ``fit_path``'s
 ``threads.BLAS_THREADS``; torch runs on ``--threads`` (default: its own count).
 
 Every library solves the same models here, so a change to the model solver shows its price
