@@ -729,8 +729,10 @@ def test_active_set_early_exits_return_the_start():
     v0 = qp_violation(Q, q, u0, l1, l2)
     keep = u0.copy()
     for kw in ({"tol": v0}, {"tol": 1e-12, "max_iter": 0}):  # already met; no solves allowed
-        u, solves, viol = active_set_qp(Q, q, u0, l1, l2, **kw)
+        work = gram_cd.QPWork()
+        u, solves, viol = active_set_qp(Q, q, u0, l1, l2, work=work, **kw)
         assert solves == 0 and viol == v0
+        assert work.stream_cached == 7 ** 2  # the one product Q @ u0, nothing to confirm
         np.testing.assert_array_equal(u, u0)
         assert not np.shares_memory(u, u0)
     np.testing.assert_array_equal(u0, keep)
@@ -1569,11 +1571,15 @@ def _projected_path_case(seed):
     tc[cross] = u0[cross] / (u0[cross] - v[cross])
     g = Q @ u0 - q + l2 * u0
     work = gram_cd.QPWork()
-    got = gram_cd._projected_path(Q, l2, u0, np.arange(N), d, g + l1 * theta, Q @ d + l2 * d,
-                                  tc, work)
+    got, t = gram_cd._projected_path(Q, l2, u0, np.arange(N), d, g + l1 * theta,
+                                     Q @ d + l2 * d, tc, work)
     want = _projected_path_reference(Q, q, u0, d, theta, l1, l2)
     f = gram_cd._objective
     assert f(Q, q, got, l1, l2) <= f(Q, q, u0, l1, l2)
+    # the point is u0 + t d but for the entries held at zero: those that crossed by t
+    held = cross & (tc <= t)
+    np.testing.assert_array_equal(got[~held], (u0 + t * d)[~held])
+    assert (got[held] == 0).all() and 0 < t <= 1
     return got, want, work, int((got[cross] == 0).sum())
 
 
@@ -1599,18 +1605,21 @@ def test_projected_path_without_descent_stays_and_without_crossings_is_the_segme
     S = np.arange(2)
     gS = np.array([0.3, -0.2])  # an ascent direction along d: no move
     d = np.array([1.0, -1.0])
-    got = gram_cd._projected_path(Q, 0.0, u, S, d, gS, Q @ d, np.full(2, np.inf),
-                                  gram_cd.QPWork())
+    got, t = gram_cd._projected_path(Q, 0.0, u, S, d, gS, Q @ d, np.full(2, np.inf),
+                                     gram_cd.QPWork())
     np.testing.assert_array_equal(got, u)
+    assert t == 0.0
     # no crossing: the segment's minimizer, capped at 1
     gS = np.array([-0.3, 0.4])  # slope -0.7, curvature 3: t = 0.7/3
-    got = gram_cd._projected_path(Q, 0.0, u, S, d, gS, Q @ d, np.full(2, np.inf),
-                                  gram_cd.QPWork())
+    got, t = gram_cd._projected_path(Q, 0.0, u, S, d, gS, Q @ d, np.full(2, np.inf),
+                                     gram_cd.QPWork())
     np.testing.assert_allclose(got, u + (0.7 / 3) * d, rtol=1e-15)
+    assert t == pytest.approx(0.7 / 3, rel=1e-15)
     gS = np.array([-3.0, 4.0])  # t = 7/3 > 1: capped
-    got = gram_cd._projected_path(Q, 0.0, u, S, d, gS, Q @ d, np.full(2, np.inf),
-                                  gram_cd.QPWork())
+    got, t = gram_cd._projected_path(Q, 0.0, u, S, d, gS, Q @ d, np.full(2, np.inf),
+                                     gram_cd.QPWork())
     np.testing.assert_allclose(got, u + d, rtol=1e-15)
+    assert t == 1.0
 
 
 def test_projected_path_stops_where_the_slope_turns_before_a_breakpoint():
@@ -1621,12 +1630,28 @@ def test_projected_path_stops_where_the_slope_turns_before_a_breakpoint():
     S = np.arange(2)
     d = np.array([-2.0, 0.5])  # entry 0 crosses zero at t = 0.5
     tc = np.array([0.5, np.inf])
-    got = gram_cd._projected_path(Q, 0.0, u, S, d, np.array([-0.25, 0.0]), Q @ d, tc,
-                                  gram_cd.QPWork())  # slope 0.5
+    got, t = gram_cd._projected_path(Q, 0.0, u, S, d, np.array([-0.25, 0.0]), Q @ d, tc,
+                                     gram_cd.QPWork())  # slope 0.5
     np.testing.assert_array_equal(got, u)
+    assert t == 0.0
     gS = np.array([0.05, 0.0])  # slope -0.1, curvature 0.425: t = 0.1/0.425 < 0.5
-    got = gram_cd._projected_path(Q, 0.0, u, S, d, gS, Q @ d, tc, gram_cd.QPWork())
+    got, t = gram_cd._projected_path(Q, 0.0, u, S, d, gS, Q @ d, tc, gram_cd.QPWork())
     np.testing.assert_allclose(got, u + (0.1 / 0.425) * d, rtol=1e-14)
+    assert t == pytest.approx(0.1 / 0.425, rel=1e-14)
+
+
+def test_projected_path_that_stops_at_a_breakpoint_holds_that_entry_at_zero():
+    """The slope turns nonnegative once entry 0 leaves (at its breakpoint 2/9, where
+    ``0.2 + t·(−0.9)`` is −2.8e-17 in floating point): the point stops there with entry 0
+    exactly zero and entry 1 moved to ``t``."""
+    Q = 0.1 * np.eye(2)
+    u = np.array([0.2, 1.0])
+    d = np.array([-0.9, 0.1])
+    tc = np.array([u[0] / (u[0] - (u[0] + d[0])), np.inf])
+    assert u[0] + tc[0] * d[0] != 0.0  # the zero is the path's, not arithmetic's
+    got, t = gram_cd._projected_path(Q, 0.0, u, np.arange(2), d, np.array([1.0, 0.5]), Q @ d,
+                                     tc, gram_cd.QPWork())  # slope -0.85, then +0.05
+    assert t == tc[0] and got[0] == 0.0 and got[1] == u[1] + t * d[1]
 
 
 def test_projected_path_without_curvature_goes_to_the_end_or_the_breakpoint():
@@ -1637,13 +1662,15 @@ def test_projected_path_without_curvature_goes_to_the_end_or_the_breakpoint():
     S = np.arange(2)
     d = np.array([0.5, 0.25])
     gS = np.array([-1.0, 0.0])
-    got = gram_cd._projected_path(Q, 0.0, u, S, d, gS, Q @ d, np.full(2, np.inf),
-                                  gram_cd.QPWork())
+    got, t = gram_cd._projected_path(Q, 0.0, u, S, d, gS, Q @ d, np.full(2, np.inf),
+                                     gram_cd.QPWork())
     np.testing.assert_array_equal(got, u + d)
+    assert t == 1.0
     d = np.array([0.5, 2.0])  # entry 1 crosses at t = 0.5; the slope stays -0.5 after it
-    got = gram_cd._projected_path(Q, 0.0, u, S, d, gS, Q @ d, np.array([np.inf, 0.5]),
-                                  gram_cd.QPWork())
+    got, t = gram_cd._projected_path(Q, 0.0, u, S, d, gS, Q @ d, np.array([np.inf, 0.5]),
+                                     gram_cd.QPWork())
     np.testing.assert_array_equal(got, np.array([1.5, 0.0]))
+    assert t == 1.0
 
 
 def test_enet_qp_counts_its_face_solves_into_the_callers_work(fresh_kernel):
@@ -1670,3 +1697,112 @@ def test_active_set_from_its_own_solution_at_tol_zero_stops_without_a_candidate(
     again, solves, viol = active_set_qp(Q, q, u, l1, l2, tol=0.0)
     np.testing.assert_array_equal(again, u)
     assert solves >= 1 and viol == qp_violation(Q, q, u, l1, l2)
+
+
+def _candidates_case(seed, N=40, zeroed=(0, 2, 5)):
+    """A model, a point, a move on a face S and candidates ``(u + t·d, t)`` with ``zeroed[k]``
+    entries of S set to zero in the k-th."""
+    rs = np.random.default_rng(seed)
+    A = rs.standard_normal((60, N))
+    Q = A.T @ A / 60
+    u = rs.standard_normal(N) * (rs.random(N) < 0.6)
+    S = np.sort(rs.choice(N, N // 2, replace=False))
+    dfull = np.zeros(N)
+    dfull[S] = rs.standard_normal(S.size)
+    cands = []
+    for t, k in zip((1.0, 0.5, 0.3), zeroed, strict=False):
+        w = u + t * dfull
+        w[rs.choice(S, k, replace=False)] = 0.0
+        cands.append((w, t))
+    return Q, u, dfull, cands
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_candidate_products_carry_q_u_and_q_d_with_the_zeroed_rows(seed):
+    """``_candidate_products``: each candidate's ``Q w`` from ``Q u``, ``t·Q d`` and the rows
+    of the entries it set to zero (all candidates' once): ``Q @ W`` to rounding; it reads the
+    |Z| distinct rows (N entries each), not the model."""
+    Q, u, dfull, cands = _candidates_case(seed)
+    work = gram_cd.QPWork()
+    QW, carried = gram_cd._candidate_products(Q, Q @ u, Q @ dfull, u, dfull, cands, work)
+    W = np.stack([w for w, _ in cands], 1)
+    np.testing.assert_allclose(QW, Q @ W, rtol=1e-12, atol=1e-12 * np.abs(Q @ W).max())
+    zeroed = {int(j) for w, t in cands for j in np.flatnonzero(w != u + t * dfull)}
+    assert carried and len(zeroed) >= 5
+    assert work.stream_cached == len(zeroed) * 40 and work.stream == 0
+
+
+def test_candidate_products_read_the_model_once_past_a_quarter_of_its_rows():
+    """Up to CARRY_ROWS (a quarter) of the N rows zeroed: carried; one row more: one product
+    with all the candidates (N² read, not carried); nothing zeroed: Qu + t·Qd, nothing read."""
+    for k, want in ((10, True), (11, False)):  # N = 40: 10 rows is the quarter exactly
+        Q, u, dfull, cands = _candidates_case(7, zeroed=(k,))
+        work = gram_cd.QPWork()
+        QW, carried = gram_cd._candidate_products(Q, Q @ u, Q @ dfull, u, dfull, cands, work)
+        assert carried is want
+        assert work.stream_cached == (k * 40 if want else 40 ** 2)
+        np.testing.assert_allclose(QW[:, 0], Q @ cands[0][0], rtol=1e-12, atol=1e-12)
+        if not want:
+            np.testing.assert_array_equal(QW, Q @ np.stack([cands[0][0]], 1))
+    Q, u, dfull, cands = _candidates_case(8, zeroed=(0, 0))
+    work = gram_cd.QPWork()
+    Qu, Qd = Q @ u, Q @ dfull
+    QW, carried = gram_cd._candidate_products(Q, Qu, Qd, u, dfull, cands, work)
+    assert carried and work.stream_cached == 0
+    np.testing.assert_array_equal(QW, Qu[:, None] + Qd[:, None] * np.array([1.0, 0.5]))
+
+
+def _fake_carried_violations(monkeypatch, value):
+    """Every violation :func:`active_set_qp` reads off a carried product (an output of
+    ``_candidate_products`` that says carried) reported as ``value``; returns the list that
+    counts them."""
+    real_products, real_violation = gram_cd._candidate_products, gram_cd.qp_violation
+    outputs, fooled = [], []
+
+    def products(*a, **k):
+        QW, carried = real_products(*a, **k)
+        if carried:
+            outputs.append(QW)
+        return QW, carried
+
+    def violation(Q_, q_, u_, l1_, l2_, Qu=None):
+        if Qu is not None and any(np.shares_memory(Qu, QW) for QW in outputs):
+            fooled.append(1)
+            return value
+        return real_violation(Q_, q_, u_, l1_, l2_, Qu=Qu)
+
+    monkeypatch.setattr(gram_cd, "_candidate_products", products)
+    monkeypatch.setattr(gram_cd, "qp_violation", violation)
+    return fooled
+
+
+def test_active_set_confirms_a_carried_violation_on_an_exact_product(monkeypatch):
+    """Where a violation read off a carried ``Q u`` meets the tolerance, the method checks it
+    on ``Q @ u`` before it stops, and goes on where that does not meet it: with every carried
+    violation reported as 0, it still ends at the true tolerance, and reports the violation
+    of an exact product."""
+    Q, q = singular_model(3)
+    l1, l2, tol = 1e-2, 1e-6, 1e-10
+    u0 = np.linalg.lstsq(Q + 1e-3 * np.eye(80), q, rcond=None)[0]  # dense: entries leave
+    fooled = _fake_carried_violations(monkeypatch, 0.0)
+    u, solves, viol = active_set_qp(Q, q, u0, l1, l2, tol=tol, max_iter=200)
+    monkeypatch.undo()
+    assert fooled and solves > 1
+    assert viol == qp_violation(Q, q, u, l1, l2) and viol <= tol
+
+
+@pytest.mark.parametrize("max_iter", [8, 200])
+def test_active_set_reports_the_violation_of_an_exact_product_after_carried_moves(
+        monkeypatch, max_iter):
+    """Stopped after carried moves (out of face solves; met): the violation returned is
+    that of ``Q @ u``, even where every violation read off a carried product is reported as
+    infinite here (so the method never stops on one)."""
+    Q, q = singular_model(3)
+    l1, l2 = 1e-2, 1e-6
+    u0 = np.linalg.lstsq(Q + 1e-3 * np.eye(80), q, rcond=None)[0]
+    fooled = _fake_carried_violations(monkeypatch, np.inf)
+    u, solves, viol = active_set_qp(Q, q, u0, l1, l2, tol=1e-10, max_iter=max_iter)
+    monkeypatch.undo()
+    assert fooled and solves >= 3
+    assert viol == pytest.approx(qp_violation(Q, q, u, l1, l2), rel=1e-12, abs=1e-18)
+    assert (viol <= 1e-10) == (max_iter == 200)
