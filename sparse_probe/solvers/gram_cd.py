@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sparse_probe.index_sets import unique
 from sparse_probe.solvers.compiled import CheckDraws
 
 __all__ = ["DIRECT_MAX", "SWEEP_BUDGET_CAP", "Faces", "QPWork", "active_set_qp", "cd_sweep_budget",
@@ -570,7 +571,7 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
             _objectives(Qu, q, u, l1, l2)
 
     Qu, g, viol, f = exact(u)
-    carried = False  # Qu carried from earlier products (rounding apart from Q @ u)
+    carried = False  # Qu carried from Q u and Q d, not a product
     cap = None
     while viol > tol or carried:
         if viol <= tol:  # met on a carried Qu: confirmed on an exact one
@@ -653,12 +654,11 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
             j = int(np.argmin(fs))  # the first of the smallest, as the candidates' order ranks
         if j < 0 or not fs[j] < f:  # no candidate, or no descent (rounding at the optimum)
             break
-        u, f, Qu = cands[j][0], float(fs[j]), QW[:, j]
-        carried = carried or carry
+        u, f, Qu, carried = cands[j][0], float(fs[j]), QW[:, j], carry
         g = Qu - q + l2 * u
         viol = qp_violation(Q, q, u, l1, l2, Qu=Qu)
     if carried:  # the violation reported from an exact product
-        Qu, g, viol, f = exact(u)
+        viol = exact(u)[2]
     return u, solves, viol
 
 
@@ -698,7 +698,7 @@ def _candidate_products(Q: np.ndarray, Qu: np.ndarray, Qd: np.ndarray, u: np.nda
         base = u + t * dfull
         Z = np.flatnonzero(w != base)
         fixes.append((Z, w[Z] - base[Z]))
-    rows = np.unique(np.concatenate([Z for Z, _ in fixes]))
+    rows = unique(np.concatenate([Z for Z, _ in fixes]))  # np.unique imports numpy.ma
     if rows.size > CARRY_ROWS * N:
         work.read(float(N) ** 2, N)
         return Q @ np.stack([w for w, _ in cands], 1), False
