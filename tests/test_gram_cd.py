@@ -1717,6 +1717,11 @@ def _candidates_case(seed, N=40, zeroed=(0, 2, 5)):
     return Q, u, dfull, cands
 
 
+def _stacked(cands):
+    """``_candidate_products``' candidates (N, K) and their t (K,) from ``[(w, t), ...]``."""
+    return np.stack([w for w, _ in cands], 1), np.array([t for _, t in cands])
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_candidate_products_carry_q_u_and_q_d_with_the_zeroed_rows(seed):
     """``_candidate_products``: each candidate's ``Q w`` from ``Q u``, ``t·Q d`` and the rows
@@ -1724,7 +1729,8 @@ def test_candidate_products_carry_q_u_and_q_d_with_the_zeroed_rows(seed):
     |Z| distinct rows (N entries each), not the model."""
     Q, u, dfull, cands = _candidates_case(seed)
     work = gram_cd.QPWork()
-    QW, carried = gram_cd._candidate_products(Q, Q @ u, Q @ dfull, u, dfull, cands, work)
+    QW, carried = gram_cd._candidate_products(Q, Q @ u, Q @ dfull, u, dfull, *_stacked(cands),
+                                              work)
     W = np.stack([w for w, _ in cands], 1)
     np.testing.assert_allclose(QW, Q @ W, rtol=1e-12, atol=1e-12 * np.abs(Q @ W).max())
     zeroed = {int(j) for w, t in cands for j in np.flatnonzero(w != u + t * dfull)}
@@ -1738,7 +1744,8 @@ def test_candidate_products_read_the_model_once_past_a_quarter_of_its_rows():
     for k, want in ((10, True), (11, False)):  # N = 40: 10 rows is the quarter exactly
         Q, u, dfull, cands = _candidates_case(7, zeroed=(k,))
         work = gram_cd.QPWork()
-        QW, carried = gram_cd._candidate_products(Q, Q @ u, Q @ dfull, u, dfull, cands, work)
+        QW, carried = gram_cd._candidate_products(Q, Q @ u, Q @ dfull, u, dfull, *_stacked(cands),
+                                              work)
         assert carried is want
         assert work.stream_cached == (k * 40 if want else 40 ** 2)
         np.testing.assert_allclose(QW[:, 0], Q @ cands[0][0], rtol=1e-12, atol=1e-12)
@@ -1747,7 +1754,7 @@ def test_candidate_products_read_the_model_once_past_a_quarter_of_its_rows():
     Q, u, dfull, cands = _candidates_case(8, zeroed=(0, 0))
     work = gram_cd.QPWork()
     Qu, Qd = Q @ u, Q @ dfull
-    QW, carried = gram_cd._candidate_products(Q, Qu, Qd, u, dfull, cands, work)
+    QW, carried = gram_cd._candidate_products(Q, Qu, Qd, u, dfull, *_stacked(cands), work)
     assert carried and work.stream_cached == 0
     np.testing.assert_array_equal(QW, Qu[:, None] + Qd[:, None] * np.array([1.0, 0.5]))
 

@@ -649,7 +649,8 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
         j = -1
         if cands:
             Wc = np.stack([w for w, _ in cands], 1)
-            QW, carry = _candidate_products(Q, Qu, Qd, u, dfull, cands, work)
+            QW, carry = _candidate_products(Q, Qu, Qd, u, dfull, Wc,
+                                            np.array([t for _, t in cands]), work)
             fs = _objectives(QW, q, Wc, l1, l2)
             j = int(np.argmin(fs))  # the first of the smallest, as the candidates' order ranks
         if j < 0 or not fs[j] < f:  # no candidate, or no descent (rounding at the optimum)
@@ -663,9 +664,9 @@ def active_set_qp(Q: np.ndarray, q: np.ndarray, u0: np.ndarray, l1: float, l2: f
 
 
 def _candidate_products(Q: np.ndarray, Qu: np.ndarray, Qd: np.ndarray, u: np.ndarray,
-                        dfull: np.ndarray, cands: list[tuple[np.ndarray, float]],
+                        dfull: np.ndarray, Wc: np.ndarray, ts: np.ndarray,
                         work: QPWork) -> tuple[np.ndarray, bool]:
-    """``Q w`` for each of :func:`active_set_qp`'s candidates ``(w, t)``, each ``u + t·dfull``
+    """``Q w`` for each of :func:`active_set_qp`'s candidates ``w`` at ``t``, each ``u + t·dfull``
     but for the entries ``Z_w`` it sets to zero: ``Q u + t·Q d + Q_{·Z} (w − u − t·dfull)_Z``
     (``Q`` symmetric: the rows ``Z``, all candidates' at once), ``N |Z|`` entries read instead
     of the model's ``N²``. Where ``|Z|`` is over :data:`CARRY_ROWS` of N, one product with all
@@ -682,7 +683,10 @@ def _candidate_products(Q: np.ndarray, Qu: np.ndarray, Qd: np.ndarray, u: np.nda
         ``Q u`` (exact or carried) and ``Q dfull``.
     u, dfull : ndarray of shape (N,)
         The point and the move.
-    cands : list of (ndarray of shape (N,), float)
+    Wc : ndarray of shape (N, K)
+        The candidates, one a column.
+    ts : ndarray of shape (K,)
+        Each candidate's ``t``.
     work : QPWork
 
     Returns
@@ -694,15 +698,15 @@ def _candidate_products(Q: np.ndarray, Qu: np.ndarray, Qd: np.ndarray, u: np.nda
     """
     N = u.size
     fixes = []
-    for w, t in cands:
+    for j, t in enumerate(ts):
         base = u + t * dfull
-        Z = np.flatnonzero(w != base)
-        fixes.append((Z, w[Z] - base[Z]))
+        Z = np.flatnonzero(Wc[:, j] != base)
+        fixes.append((Z, Wc[Z, j] - base[Z]))
     rows = unique(np.concatenate([Z for Z, _ in fixes]))  # np.unique imports numpy.ma
     if rows.size > CARRY_ROWS * N:
         work.read(float(N) ** 2, N)
-        return Q @ np.stack([w for w, _ in cands], 1), False
-    QW = Qu[:, None] + Qd[:, None] * np.array([t for _, t in cands])[None, :]
+        return Q @ Wc, False
+    QW = Qu[:, None] + Qd[:, None] * ts[None, :]
     if rows.size:
         work.read(float(rows.size) * N, N)
         QZ = np.asarray(Q[rows])  # (|Z|, N): Q's columns Z, as Q is symmetric
