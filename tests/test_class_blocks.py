@@ -168,20 +168,60 @@ def test_a_class_that_loses_more_than_the_share_is_factorized_anew(monkeypatch, 
                                    atol=1e-9 * np.abs(ref).max())
 
 
-def test_apply_uses_the_flat_layout_weights_by_class_then_biases():
+@pytest.mark.parametrize("single", [True, False])
+def test_apply_uses_the_flat_layout_weights_by_class_then_biases(single):
+    """Row by row and class by class, ``M q`` is the class's inverse times its weights and
+    bias: on CPU the float32 inverse times ``q`` rounded to float32 (to float32's rounding),
+    without ``inv32`` (other devices) the float64 one (to 1e-12)."""
     X, z = problem(200, 5, 3, 2)
     blocks = ClassBlocks(X, z, 0.1, torch.ones(3, 5, dtype=torch.bool))
+    if not single:
+        blocks.inv32 = None
+    inv = blocks.inv if not single else torch.from_numpy(blocks.inv32).double()
+    rtol = 1e-6 if single else 1e-12
     g = torch.Generator().manual_seed(3)
     Q = torch.randn(4, 3 * 5 + 3, generator=g, dtype=torch.float64)
     got = blocks.apply(Q)
     for r in range(4):
         for k in range(3):
             qk = torch.cat([Q[r, 5 * k : 5 * k + 5], Q[r, 15 + k : 16 + k]])
-            want = blocks.inv[k] @ qk
+            if single:
+                qk = qk.float().double()
+            want = inv[k] @ qk
             np.testing.assert_allclose(got[r, 5 * k : 5 * k + 5].numpy(), want[:5].numpy(),
-                                       rtol=1e-12)
-            assert got[r, 15 + k].item() == pytest.approx(want[5].item(), rel=1e-12)
-    np.testing.assert_allclose(blocks.apply(Q[1]).numpy(), got[1].numpy(), rtol=1e-12)
+                                       rtol=rtol)
+            assert got[r, 15 + k].item() == pytest.approx(want[5].item(), rel=rtol)
+    np.testing.assert_allclose(blocks.apply(Q[1]).numpy(), got[1].numpy(), rtol=rtol)
+    cls = torch.tensor([2, 0])
+    Qc = torch.cat([torch.cat([Q[:, 5 * k : 5 * k + 5], Q[:, 15 + k : 16 + k]], 1)
+                    for k in cls.tolist()], 1)
+    np.testing.assert_allclose(blocks.apply_classes(Qc, cls).numpy(),
+                               torch.cat([got[:, 10:15], got[:, 17:18], got[:, 0:5],
+                                          got[:, 15:16]], 1).numpy(), rtol=rtol)
+
+
+def test_products_on_cpu_are_float32_ones_of_the_rounded_inverse():
+    """On CPU :attr:`ClassBlocks.inv32` is ``inv`` rounded to float32, kept so when a class's
+    inverse is downdated, and ``M q`` comes out of a float32 product (every entry a float32
+    number; the float64 route's are not)."""
+    X, z = problem(300, 6, 4, 12)
+    blocks = ClassBlocks(X, z, 0.05, torch.ones(4, 6, dtype=torch.bool))
+    assert cb.SINGLE_APPLY and blocks.inv32.dtype == np.float32
+    np.testing.assert_array_equal(blocks.inv32, blocks.inv.numpy().astype(np.float32))
+    free = torch.ones(4, 6, dtype=torch.bool)
+    free[1, 2] = free[3, 0] = False  # a downdate (one of 7 kept) in classes 1 and 3
+    free[0, :4] = False  # a fresh inverse (4 of 7) in class 0
+    changed = blocks.set_free(free)
+    assert changed.tolist() == [0, 1, 3]
+    np.testing.assert_array_equal(blocks.inv32, blocks.inv.numpy().astype(np.float32))
+    q = torch.randn(4 * 6 + 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    out = blocks.apply(q)
+    assert out.dtype == torch.float64 and torch.equal(out.float().double(), out)
+    blocks.inv32 = None
+    exact = blocks.apply(q)
+    assert not torch.equal(exact.float().double(), exact)
+    np.testing.assert_allclose(out.numpy(), exact.numpy(), rtol=1e-5,
+                               atol=1e-6 * float(exact.abs().max()))
 
 
 def test_estimate_is_reused_on_the_same_columns_up_to_reuse_solves():
@@ -488,12 +528,39 @@ def test_path_with_the_blocks_matches_the_path_without(monkeypatch):
         assert abs(fa - fb) <= 1e-6 * abs(fb), (i, fa, fb)
 
 
-def test_changing_the_free_weights_updates_the_memory_on_their_classes_only():
+def test_measure_script_times_both_routes_on_the_same_blocks(capsys, monkeypatch):
+    """benchmarks/measure_class_blocks.py: a row per shape, row count and cache state, the
+    float32 route within float32's rounding of the float64 one and not equal to it."""
+    from helpers_bench import load_bench
+
+    before = torch.get_num_threads()
+    script = load_bench("measure_class_blocks")
+    monkeypatch.setattr(script, "SHAPES", [(300, 6, 20), (200, 9, 25)])
+    try:
+        script.main(["--repeats", "1"])
+    finally:
+        torch.set_num_threads(before)
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert [(r.split()[0], r.split()[1], r.split()[2]) for r in rows] == [
+        (shape, h, cache) for shape in ("300×6×20", "200×9×25") for h in ("1", "10")
+        for cache in ("warm", "cold")]
+    for line in rows:
+        _, _, _, t64, t32, _, err = line.split()
+        assert float(t64) > 0 and float(t32) > 0
+        assert 0 < float(err) < 1e-5, line
+
+
+@pytest.mark.parametrize("single", [True, False])
+def test_changing_the_free_weights_updates_the_memory_on_their_classes_only(single):
     """After :meth:`ClassBlocks.set_free` and ``initial_changed`` on the classes it reports,
-    the memory's products equal dense BFGS from the new ``τ M`` (every pair re-read)."""
+    the memory's products equal dense BFGS from the new ``τ M`` (every pair re-read): to
+    1e-9 on float64 products, to float32's rounding on the float32 ones (CPU's)."""
     n, m, C = 300, 5, 4
     X, z = problem(n, m, C, 8)
     blocks = ClassBlocks(X, z, 0.05, torch.ones(C, m, dtype=torch.bool))
+    if not single:
+        blocks.inv32 = None
+    rtol = 1e-5 if single else 1e-9
     p = C * m + C
     g = torch.Generator().manual_seed(9)
     A = torch.randn(p, p, generator=g, dtype=torch.float64)
@@ -520,8 +587,8 @@ def test_changing_the_free_weights_updates_the_memory_on_their_classes_only():
         s_new, y_new = pairs[-1]
         H = bfgs_dense(float(s_new @ y_new) / float(y_new @ M @ y_new) * M, pairs)
         q = torch.randn(p, generator=g, dtype=torch.float64)
-        np.testing.assert_allclose(mem.apply(q).numpy(), (H @ q).numpy(), rtol=1e-9,
-                                   atol=1e-10 * float((H @ q).abs().max()))
+        np.testing.assert_allclose(mem.apply(q).numpy(), (H @ q).numpy(), rtol=rtol,
+                                   atol=rtol / 10 * float((H @ q).abs().max()))
     # a free set that is the same again changes nothing
     assert blocks.set_free(blocks.keep[:, :m].clone()).numel() == 0
 

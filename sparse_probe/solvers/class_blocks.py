@@ -89,6 +89,16 @@ BLOCK_FLOATS = 1 << 23
 MAX_ENTRIES = 1 << 21
 """Largest ``C (m + 1)²`` the blocks may take (float64: 16 MiB)."""
 
+SINGLE_APPLY = True
+"""On CPU the products ``M q`` (:meth:`ClassBlocks.apply`, two per OWL-QN iteration) read the
+inverses rounded to float32 (:attr:`ClassBlocks.inv32`: half the bytes, read from memory each
+time once the logits' passes have evicted them) and take ``q`` rounded so too, one numpy
+product per class block: ``M`` is then the float32 inverse, symmetric positive definite, whose
+rounding (~1e-7 of each product) a search direction does not need. Torch's float64 einsum took
+1.5-2.4x as long a vector and 2.1-6.8x for the 10 pairs' rows, in cache or not
+(``benchmarks/measure_class_blocks.py``, ``results/class-blocks-single-cpu-2026-12-07.txt``;
+inside the 100-class bench path 0.43 against 0.25 ms a product, ad hoc)."""
+
 KEEP_WEIGHTS = 1 << 23
 """Largest ``n C`` for which the blocks keep their weights ``p(1-p)`` (float32: 32 MiB) to
 extend the estimate to columns that join (:meth:`ClassBlocks._extend`). Above it every new
@@ -200,6 +210,9 @@ class ClassBlocks:
         The blocks without the ridge weight, ``(1/n) Σ p(1-p) x̃ x̃ᵀ``.
     inv : torch.Tensor of shape (C, m + 1, m + 1), float64
         ``B_k⁻¹`` per class with the couplings kept now, the bias last.
+    inv32 : numpy.ndarray of shape (C, m + 1, m + 1), float32, or None
+        ``inv`` rounded to float32, kept beside it on CPU: the ``M`` of :meth:`apply` and
+        :meth:`apply_classes` there (:data:`SINGLE_APPLY`); None on other devices.
     uses : int
         Solves that used ``gram`` so far, this one included.
     wd : torch.Tensor of shape (n, C), float32, or None
@@ -231,6 +244,8 @@ class ClassBlocks:
         self.keep = torch.ones((C, m + 1), dtype=torch.bool, device=dev)
         self.keep[:, :m] = free.to(dev)
         self.inv = self._inverse(torch.arange(C, device=dev))
+        self.inv32 = self.inv.numpy().astype(np.float32) if SINGLE_APPLY and \
+            dev.type == "cpu" else None
 
     def set_free(self, free: torch.Tensor) -> torch.Tensor:
         """Drop the couplings of the weights not ``free`` (C, m) from here on; returns the
@@ -278,6 +293,9 @@ class ClassBlocks:
             M[D, :] = 0.0
             M[:, D] = 0.0
             M[D, D] = 1.0 / (self.gram[k, D, D] + ridge)
+        if self.inv32 is not None:
+            idx = classes.cpu().numpy()
+            self.inv32[idx] = self.inv[classes].numpy()
 
     def _ridges(self, classes: torch.Tensor) -> torch.Tensor:
         """The ridge on each weight's diagonal entry of the blocks of ``classes``, (k,):
@@ -296,8 +314,11 @@ class ClassBlocks:
         """``M q`` on the columns :meth:`columns` of ``classes``: ``Q`` (h, k (m+1)) in that
         order, the same shape back, in Q's dtype."""
         h = Q.shape[0]
-        Qa = Q.to(torch.float64).reshape(h, classes.numel(), self.m + 1)
-        out = torch.einsum("kij,hkj->hki", self.inv[classes], Qa)
+        Qa = Q.reshape(h, classes.numel(), self.m + 1)
+        if self.inv32 is not None:
+            out = _times32(self.inv32[classes.cpu().numpy()], Qa)
+        else:
+            out = torch.einsum("kij,hkj->hki", self.inv[classes], Qa.to(torch.float64))
         return out.reshape(h, -1).to(Q.dtype)
 
     @staticmethod
@@ -390,13 +411,24 @@ class ClassBlocks:
         C, m = self.C, self.m
         Cm = C * m
         one = Q.ndim == 1
-        Qh = (Q[None] if one else Q).to(torch.float64)
+        Qh = Q[None] if one else Q
         h = Qh.shape[0]
         Qa = torch.cat([Qh[:, :Cm].reshape(h, C, m), Qh[:, Cm:, None]], 2)  # (h, C, m+1)
-        out = torch.einsum("kij,hkj->hki", self.inv, Qa)  # (h, C, m+1)
+        if self.inv32 is not None:
+            out = _times32(self.inv32, Qa)
+        else:
+            out = torch.einsum("kij,hkj->hki", self.inv, Qa.to(torch.float64))  # (h, C, m+1)
         flat = torch.cat([out[:, :, :m].reshape(h, Cm), out[:, :, m]], 1)
         flat = flat.to(Q.dtype)
         return flat[0] if one else flat
+
+
+def _times32(inv32: np.ndarray, Qa: torch.Tensor) -> torch.Tensor:
+    """``inv32[k] @ Qa[r, k]`` for every row r and class k, in float32: ``inv32`` (k, m+1,
+    m+1), ``Qa`` (h, k, m+1) on CPU; (h, k, m+1) float32 back. One numpy product per class
+    block (torch's float64 einsum: :data:`SINGLE_APPLY`)."""
+    a = Qa.to(torch.float32).numpy().transpose(1, 2, 0)  # (k, m+1, h)
+    return torch.from_numpy(np.matmul(inv32, a).transpose(2, 0, 1))
 
 
 def _appended(old, new) -> bool:
