@@ -192,12 +192,30 @@ def test_apply_uses_the_flat_layout_weights_by_class_then_biases(single):
                                        rtol=rtol)
             assert got[r, 15 + k].item() == pytest.approx(want[5].item(), rel=rtol)
     np.testing.assert_allclose(blocks.apply(Q[1]).numpy(), got[1].numpy(), rtol=rtol)
+    # float32 rows (the memory's stored pairs) on either route, float32 back
+    got32 = blocks.apply(Q.float())
+    assert got32.dtype == torch.float32
+    np.testing.assert_allclose(got32.numpy(), got.numpy(), rtol=1e-5, atol=1e-6)
     cls = torch.tensor([2, 0])
     Qc = torch.cat([torch.cat([Q[:, 5 * k : 5 * k + 5], Q[:, 15 + k : 16 + k]], 1)
                     for k in cls.tolist()], 1)
     np.testing.assert_allclose(blocks.apply_classes(Qc, cls).numpy(),
                                torch.cat([got[:, 10:15], got[:, 17:18], got[:, 0:5],
                                           got[:, 15:16]], 1).numpy(), rtol=rtol)
+    np.testing.assert_allclose(blocks.apply_classes(Qc.float(), cls).numpy(),
+                               blocks.apply_classes(Qc, cls).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_single_apply_off_keeps_no_float32_copy(monkeypatch):
+    """With :data:`~sparse_probe.solvers.class_blocks.SINGLE_APPLY` off the blocks keep no
+    float32 inverses and their products are float64 ones (other devices' route)."""
+    monkeypatch.setattr(cb, "SINGLE_APPLY", False)
+    X, z = problem(200, 5, 3, 4)
+    blocks = ClassBlocks(X, z, 0.1, torch.ones(3, 5, dtype=torch.bool))
+    assert blocks.inv32 is None
+    q = torch.randn(18, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    out = blocks.apply(q)
+    assert not torch.equal(out.float().double(), out)
 
 
 def test_products_on_cpu_are_float32_ones_of_the_rounded_inverse():
@@ -533,13 +551,10 @@ def test_measure_script_times_both_routes_on_the_same_blocks(capsys, monkeypatch
     float32 route within float32's rounding of the float64 one and not equal to it."""
     from helpers_bench import load_bench
 
-    before = torch.get_num_threads()
     script = load_bench("measure_class_blocks")
     monkeypatch.setattr(script, "SHAPES", [(300, 6, 20), (200, 9, 25)])
-    try:
-        script.main(["--repeats", "1"])
-    finally:
-        torch.set_num_threads(before)
+    # at the count the tests run on (the script sets its own)
+    script.main(["--repeats", "1", "--threads", str(torch.get_num_threads())])
     rows = capsys.readouterr().out.splitlines()[2:]
     assert [(r.split()[0], r.split()[1], r.split()[2]) for r in rows] == [
         (shape, h, cache) for shape in ("300×6×20", "200×9×25") for h in ("1", "10")
