@@ -314,11 +314,7 @@ class ClassBlocks:
         """``M q`` on the columns :meth:`columns` of ``classes``: ``Q`` (h, k (m+1)) in that
         order, the same shape back, in Q's dtype."""
         h = Q.shape[0]
-        Qa = Q.reshape(h, classes.numel(), self.m + 1)
-        if self.inv32 is not None:
-            out = _times32(self.inv32[classes.cpu().numpy()], Qa)
-        else:
-            out = torch.einsum("kij,hkj->hki", self.inv[classes], Qa.to(torch.float64))
+        out = self._times(Q.reshape(h, classes.numel(), self.m + 1), classes)
         return out.reshape(h, -1).to(Q.dtype)
 
     @staticmethod
@@ -405,6 +401,17 @@ class ClassBlocks:
         B[:, idx[:m], idx[:m]] += self._ridges(classes)[:, None]
         return _spd_inverse(B)
 
+    def _times(self, Qa: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
+        """``inv[k] @ Qa[r, k]`` for every row r and class k of ``classes`` (None: all),
+        ``Qa`` (h, k, m+1): with :attr:`inv32` one numpy float32 product per block
+        (:data:`SINGLE_APPLY`), float32 back; else torch's float64 einsum, float64 back."""
+        if self.inv32 is not None:
+            inv32 = self.inv32 if classes is None else self.inv32[classes.cpu().numpy()]
+            a = Qa.to(torch.float32).numpy().transpose(1, 2, 0)  # (k, m+1, h)
+            return torch.from_numpy(np.matmul(inv32, a).transpose(2, 0, 1))
+        inv = self.inv if classes is None else self.inv[classes]
+        return torch.einsum("kij,hkj->hki", inv, Qa.to(torch.float64))
+
     def apply(self, Q: torch.Tensor) -> torch.Tensor:
         """``M q`` for each row of ``Q`` of shape (p,) or (h, p), ``p = C m + C`` (weights
         class by class, then the biases: OWL-QN's flat layout), in Q's dtype."""
@@ -414,21 +421,11 @@ class ClassBlocks:
         Qh = Q[None] if one else Q
         h = Qh.shape[0]
         Qa = torch.cat([Qh[:, :Cm].reshape(h, C, m), Qh[:, Cm:, None]], 2)  # (h, C, m+1)
-        if self.inv32 is not None:
-            out = _times32(self.inv32, Qa)
-        else:
-            out = torch.einsum("kij,hkj->hki", self.inv, Qa.to(torch.float64))  # (h, C, m+1)
+        out = self._times(Qa)  # (h, C, m+1)
         flat = torch.cat([out[:, :, :m].reshape(h, Cm), out[:, :, m]], 1)
         flat = flat.to(Q.dtype)
         return flat[0] if one else flat
 
-
-def _times32(inv32: np.ndarray, Qa: torch.Tensor) -> torch.Tensor:
-    """``inv32[k] @ Qa[r, k]`` for every row r and class k, in float32: ``inv32`` (k, m+1,
-    m+1), ``Qa`` (h, k, m+1) on CPU; (h, k, m+1) float32 back. One numpy product per class
-    block (torch's float64 einsum: :data:`SINGLE_APPLY`)."""
-    a = Qa.to(torch.float32).numpy().transpose(1, 2, 0)  # (k, m+1, h)
-    return torch.from_numpy(np.matmul(inv32, a).transpose(2, 0, 1))
 
 
 def _appended(old, new) -> bool:
