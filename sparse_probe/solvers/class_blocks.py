@@ -427,7 +427,6 @@ class ClassBlocks:
         return flat[0] if one else flat
 
 
-
 def _appended(old, new) -> bool:
     """Whether feature list ``new`` is ``old`` with more features after it (both given)."""
     return old is not None and new is not None and new.size > old.size and \
